@@ -1,0 +1,210 @@
+//! Wire types shared by every process: the error shape, the version constants, size limits,
+//! and decoding that turns any bad body into a clear [`ApiError`].
+//!
+//! A request body is a JSON externally tagged enum (`{"Ping": {}}`); a response body is
+//! `{"Ok": <variant>}` or `{"Err": {"code": "...", "message": "..."}}`. Nothing is a JSON
+//! string inside JSON.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Version of the wire protocol spoken between our processes. Bumped on incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Package version, shared by all processes.
+pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Largest request body a process accepts by default (bytes). Hyperware's networking layer
+/// drops messages over ~10 MiB; ours stay far below that.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Not valid JSON, or not a request this process knows.
+    BadRequest,
+    /// Larger than the process accepts.
+    TooLarge,
+    /// Unknown node, document, transaction, subscription...
+    NotFound,
+    /// The caller may not do this (e.g. a remote node calling a local-only operation).
+    Forbidden,
+    /// The peer speaks a protocol version we do not.
+    VersionMismatch,
+    /// A rate or size cap was hit; retry later.
+    Overloaded,
+    /// A remote peer did not answer in time or is offline.
+    Unavailable,
+    /// A bug on our side.
+    Internal,
+}
+
+/// The error half of every response: `{"code": "BadRequest", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, m)
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, m)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// What every response body is: `{"Ok": ...}` or `{"Err": ...}`.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Answer to `Info`, on every process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub version: String,
+    pub protocol_version: u32,
+    pub node: String,
+}
+
+/// Answer to `Ping`, on every process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub node: String,
+    pub protocol_version: u32,
+}
+
+/// Decode a request body of type `T` (an externally tagged enum), with a size cap.
+///
+/// Every failure is an [`ApiError`] with a message a developer can act on, including the
+/// guide's habit of sending a JSON string that contains JSON.
+pub fn decode_request<T: DeserializeOwned>(body: &[u8], service: &str, max: usize) -> ApiResult<T> {
+    if body.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "body is {} bytes; {service} accepts at most {max}",
+                body.len()
+            ),
+        ));
+    }
+    match serde_json::from_slice::<T>(body) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let hint = match serde_json::from_slice::<serde_json::Value>(body) {
+                Err(_) => " (the body is not valid JSON)".to_string(),
+                Ok(serde_json::Value::String(_)) => {
+                    " (the body is a JSON string: send the request object itself, e.g. {\"Ping\": {}}, not a string holding JSON)".to_string()
+                }
+                Ok(_) => String::new(),
+            };
+            Err(ApiError::bad_request(format!(
+                "not a {service} request: {e}{hint}"
+            )))
+        }
+    }
+}
+
+/// Serialize a response body (`{"Ok": ...}` / `{"Err": ...}`).
+pub fn encode_result<T: Serialize>(r: &ApiResult<T>) -> Vec<u8> {
+    // Serializing our own plain data types cannot fail; if it somehow did, say so on the wire.
+    serde_json::to_vec(r).unwrap_or_else(|e| {
+        serde_json::to_vec(&ApiResult::<()>::Err(ApiError::internal(format!(
+            "encode: {e}"
+        ))))
+        .unwrap_or_default()
+    })
+}
+
+/// Serialize any wire value to bytes.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("wire types serialize")
+}
+
+/// Decode a response body of this shape; a body that is not a response becomes an error too.
+pub fn decode_response<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice::<ApiResult<T>>(body).unwrap_or_else(|e| {
+        Err(ApiError::bad_request(format!(
+            "not a response of the expected type: {e}"
+        )))
+    })
+}
+
+/// Requests every process answers: `{"Ping": {}}` and `{"Info": {}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BaseRequest {
+    Ping {},
+    Info {},
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BaseResponse {
+    Pong(Pong),
+    Info(ServiceInfo),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_plain_tagged_enums() {
+        assert_eq!(encode(&BaseRequest::Ping {}), br#"{"Ping":{}}"#);
+        let r: BaseRequest = decode_request(br#"{"Info": {}}"#, "test", 100).unwrap();
+        assert_eq!(r, BaseRequest::Info {});
+    }
+
+    #[test]
+    fn bad_bodies_get_clear_errors() {
+        let e = decode_request::<BaseRequest>(b"{not json", "presence", 100).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("not valid JSON"), "{e}");
+        let e = decode_request::<BaseRequest>(br#""{\"Ping\":{}}""#, "presence", 100).unwrap_err();
+        assert!(e.message.contains("JSON string"), "{e}");
+        let e = decode_request::<BaseRequest>(br#"{"Dance":{}}"#, "presence", 100).unwrap_err();
+        assert!(e.message.contains("unknown variant `Dance`"), "{e}");
+        let e = decode_request::<BaseRequest>(&[b' '; 101], "presence", 100).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn results_are_ok_or_err_objects() {
+        let ok: ApiResult<Pong> = Ok(Pong {
+            node: "a.os".into(),
+            protocol_version: 1,
+        });
+        assert_eq!(
+            String::from_utf8(encode_result(&ok)).unwrap(),
+            r#"{"Ok":{"node":"a.os","protocol_version":1}}"#
+        );
+        let err: ApiResult<Pong> = Err(ApiError::forbidden("local only"));
+        assert_eq!(
+            String::from_utf8(encode_result(&err)).unwrap(),
+            r#"{"Err":{"code":"Forbidden","message":"local only"}}"#
+        );
+        assert_eq!(decode_response::<Pong>(&encode_result(&err)), err);
+        assert_eq!(
+            decode_response::<Pong>(b"garbage").unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+    }
+}
