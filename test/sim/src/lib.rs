@@ -1,1 +1,15 @@
-//! placeholder
+//! p2p-sim: a deterministic multi-node simulator that runs the very cores the WASM processes
+//! run, behind the same driver, under a virtual clock and seeded faults.
+//!
+//! See docs/simulator.md for the model and how a service plugs in its scenarios.
+
+pub mod net;
+pub mod sim;
+pub mod stats;
+pub mod testcore;
+pub mod trace;
+
+pub use net::{Latency, NetConfig};
+pub use sim::{
+    app_process, factory, node_name, AppOutcome, Factory, Hosted, Node, Sim, SimConfig, SimError,
+};
