@@ -70,6 +70,8 @@ pub fn node_name(i: usize) -> NodeId {
 pub enum AppOutcome {
     Response(Vec<u8>),
     Failed(SendErrorKind),
+    /// The app's own node crashed before an outcome arrived.
+    SenderCrashed,
 }
 
 /// A violated invariant: the seed, when, what, and the end of the trace.
@@ -209,6 +211,8 @@ pub struct Sim {
     outstanding: BTreeMap<u64, Outstanding>,
     /// App request handles: request id -> outcome once known.
     app_results: BTreeMap<u64, Option<AppOutcome>>,
+    /// App request handles: (sent at, answered at).
+    app_times: BTreeMap<u64, (Millis, Option<Millis>)>,
     links: HashMap<(usize, usize), Link>,
     cuts: HashSet<(usize, usize)>,
     /// Remote messages in flight (not local, not timers), for `run_until_quiet`.
@@ -252,6 +256,7 @@ impl Sim {
             factories: Vec::new(),
             outstanding: BTreeMap::new(),
             app_results: BTreeMap::new(),
+            app_times: BTreeMap::new(),
             links: HashMap::new(),
             cuts: HashSet::new(),
             in_flight: 0,
@@ -340,6 +345,15 @@ impl Sim {
     /// The outcome of an app request, once it has one.
     pub fn outcome(&self, handle: u64) -> Option<&AppOutcome> {
         self.app_results.get(&handle).and_then(|o| o.as_ref())
+    }
+    /// How long an app request took to get its outcome (virtual ms), once it has one.
+    pub fn latency_of(&self, handle: u64) -> Option<Millis> {
+        let (sent, done) = self.app_times.get(&handle)?;
+        Some(done.as_ref()? - sent)
+    }
+    /// Handles of every app request so far.
+    pub fn app_handles(&self) -> impl Iterator<Item = u64> + '_ {
+        self.app_results.keys().copied()
     }
     /// Messages (not timers) still travelling or awaiting an answer.
     pub fn pending_messages(&self) -> u64 {
@@ -432,7 +446,13 @@ impl Sim {
             .map(|(k, _)| *k)
             .collect();
         for k in dead {
-            self.resolve(k);
+            if let Some(o) = self.resolve(k) {
+                if o.sender.process == app_process() {
+                    if let Some(h) = o.context.as_deref().and_then(decode_handle) {
+                        self.app_results.insert(h, Some(AppOutcome::SenderCrashed));
+                    }
+                }
+            }
         }
         self.note(format!("crash {id}"));
     }
@@ -473,6 +493,7 @@ impl Sim {
         );
         debug_assert_eq!(req, handle);
         self.app_results.insert(handle, None);
+        self.app_times.insert(handle, (self.now, None));
         handle
     }
     /// Send a request that expects no response.
@@ -569,7 +590,7 @@ impl Sim {
     }
 
     fn note(&mut self, s: String) {
-        self.trace.push(self.now, s);
+        self.trace.push(self.now, hash_str(&s), || s);
     }
 
     fn schedule(&mut self, at: Millis, ev: Event) {
@@ -656,7 +677,8 @@ impl Sim {
         }
         self.trace.push(
             self.now,
-            format!("send #{req} {from} -> {to} {}", preview(&body)),
+            (req << 4) | 1 ^ ((body.len() as u64) << 40),
+            || format!("send #{req} {from} -> {to} {}", preview(&body)),
         );
         let payload = Payload::Request {
             req,
@@ -742,13 +764,14 @@ impl Sim {
                     },
                 );
             }
-            self.trace
-                .push(self.now, format!("  no route {} -> {}", from.node, to.node));
+            self.trace.push(self.now, 2, || {
+                format!("  no route {} -> {}", from.node, to.node)
+            });
             return;
         }
         if self.chance(self.net.loss) {
             self.stats.lost += 1;
-            self.trace.push(self.now, "  lost".to_string());
+            self.trace.push(self.now, 3, || "  lost".to_string());
             return;
         }
         let copies = if self.chance(self.net.duplicate) {
@@ -765,7 +788,7 @@ impl Sim {
             let epoch = link.epoch;
             if c == 1 {
                 self.stats.duplicated += 1;
-                self.trace.push(self.now, "  duplicated".to_string());
+                self.trace.push(self.now, 4, || "  duplicated".to_string());
             }
             self.schedule(
                 at,
@@ -784,10 +807,9 @@ impl Sim {
         match ev {
             Event::Fail { req, kind } => {
                 let Some(o) = self.resolve(req) else { return };
-                self.trace.push(
-                    self.now,
-                    format!("{kind:?} #{req} {} -> {}", o.sender, o.target),
-                );
+                self.trace.push(self.now, (req << 4) | 5, || {
+                    format!("{kind:?} #{req} {} -> {}", o.sender, o.target)
+                });
                 self.deliver_outcome(o, Err(kind), None);
             }
             Event::Deliver(env) => self.deliver(env),
@@ -801,20 +823,18 @@ impl Sim {
         let from_node = self.index.get(&env.from.node).copied();
         let n = &self.nodes[to_node];
         if !n.up || n.incarnation != env.to_inc {
-            self.trace.push(
-                self.now,
-                format!("  dropped at {}: node down or restarted", env.to.node),
-            );
+            self.trace.push(self.now, 6, || {
+                format!("  dropped at {}: node down or restarted", env.to.node)
+            });
             return;
         }
         if let Some(fi) = from_node.filter(|&f| f != to_node) {
             if !self.connected(fi, to_node) {
                 // The connection broke under the message.
                 self.links.entry(pair(fi, to_node)).or_default().epoch += 1;
-                self.trace.push(
-                    self.now,
-                    format!("  dropped {} -> {}: link cut", env.from.node, env.to.node),
-                );
+                self.trace.push(self.now, 7, || {
+                    format!("  dropped {} -> {}: link cut", env.from.node, env.to.node)
+                });
                 return;
             }
             let epoch = self
@@ -823,25 +843,24 @@ impl Sim {
                 .map(|l| l.epoch)
                 .unwrap_or(0);
             if epoch != env.epoch && !self.chance(self.net.stale_delivery) {
-                self.trace.push(
-                    self.now,
-                    "  dropped: written to a broken connection".to_string(),
-                );
+                self.trace.push(self.now, 8, || {
+                    "  dropped: written to a broken connection".to_string()
+                });
                 return;
             }
         }
         match env.payload {
             Payload::Response { req, body } => {
                 let Some(o) = self.resolve(req) else {
-                    self.trace
-                        .push(self.now, format!("  late response #{req} dropped"));
+                    self.trace.push(self.now, (req << 4) | 9, || {
+                        format!("  late response #{req} dropped")
+                    });
                     return;
                 };
                 if !is_timer(&env.from) {
-                    self.trace.push(
-                        self.now,
-                        format!("recv response #{req} at {} {}", o.sender, preview(&body)),
-                    );
+                    self.trace.push(self.now, (req << 4) | 10, || {
+                        format!("recv response #{req} at {} {}", o.sender, preview(&body))
+                    });
                 }
                 self.deliver_outcome(o, Ok(body), Some(env.from));
             }
@@ -850,8 +869,9 @@ impl Sim {
                 body,
                 expects_response,
             } => {
-                self.trace
-                    .push(self.now, format!("recv #{req} at {}", env.to));
+                self.trace.push(self.now, (req << 4) | 11, || {
+                    format!("recv #{req} at {}", env.to)
+                });
                 if env.to.process == app_process() {
                     self.nodes[to_node].app_inbox.push((env.from.clone(), body));
                     if expects_response.is_some() {
@@ -865,10 +885,9 @@ impl Sim {
                     .iter()
                     .position(|p| p.name == env.to.process.process)
                 else {
-                    self.trace.push(
-                        self.now,
-                        format!("  no process {} (sender will time out)", env.to),
-                    );
+                    self.trace.push(self.now, 12, || {
+                        format!("  no process {} (sender will time out)", env.to)
+                    });
                     return;
                 };
                 let now = self.node_now(to_node);
@@ -930,6 +949,9 @@ impl Sim {
         let Some(handle) = o.context.as_ref().and_then(|c| decode_handle(c)) else {
             return;
         };
+        if let Some(t) = self.app_times.get_mut(&handle) {
+            t.1 = Some(self.now);
+        }
         self.app_results.insert(
             handle,
             Some(match result {
@@ -942,7 +964,8 @@ impl Sim {
     fn respond(&mut self, node: usize, from: Address, to: Address, req: u64, body: Vec<u8>) {
         self.trace.push(
             self.now,
-            format!("reply #{req} {from} -> {to} {}", preview(&body)),
+            (req << 4) | 13 ^ ((body.len() as u64) << 40),
+            || format!("reply #{req} {from} -> {to} {}", preview(&body)),
         );
         self.route(node, from, to, Payload::Response { req, body }, None);
     }
@@ -983,7 +1006,7 @@ impl Sim {
                 }
                 KernelCall::Print { verbosity, message } => {
                     self.trace
-                        .push(self.now, format!("log[{verbosity}] {me}: {message}"));
+                        .push(self.now, 14, || format!("log[{verbosity}] {me}: {message}"));
                 }
             }
         }
@@ -997,6 +1020,13 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+fn hash_str(s: &str) -> u64 {
+    // FNV-1a: a stable key for rare free-text trace lines (faults).
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {

@@ -54,6 +54,8 @@ pub struct EchoCore {
     pub outcomes: BTreeMap<u64, Vec<Outcome>>,
     /// Answers whose number did not match the context we attached.
     pub mismatches: u64,
+    /// Requests that got a second outcome (must stay 0: at most one outcome per request).
+    pub extra_outcomes: u64,
     /// Echo requests received, in arrival order (duplicates included).
     pub received: Vec<u64>,
     /// Bumped in memory; lost on crash unless saved.
@@ -76,6 +78,7 @@ impl EchoCore {
             pending: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             mismatches: 0,
+            extra_outcomes: 0,
             received: Vec::new(),
             counter: 0,
             restored: 0,
@@ -90,7 +93,11 @@ impl EchoCore {
         };
         let n = u64::from_le_bytes(bytes);
         self.pending.remove(&n);
-        self.outcomes.entry(n).or_default().push(outcome);
+        let o = self.outcomes.entry(n).or_default();
+        if !o.is_empty() {
+            self.extra_outcomes += 1;
+        }
+        o.push(outcome);
     }
 }
 

@@ -1,5 +1,7 @@
-//! The run's trace: a digest of every line (for determinism checks), the last lines (for
-//! failure reports), and optionally all lines (for `replay`).
+//! The run's trace. Every event mixes a compact key (time, kind, request id, size) into a
+//! SHA-256 digest, so two runs of one seed can be compared cheaply. Readable lines are only
+//! formatted when recording (`replay`, or a failing `check` re-run of its seed), which keeps
+//! unrecorded runs fast; the digest is the same either way.
 
 use p2p_common::Millis;
 use sha2::{Digest, Sha256};
@@ -24,21 +26,24 @@ impl Trace {
         }
     }
 
-    pub fn push(&mut self, t: Millis, line: String) {
-        let l = format!("{t:>9} {line}");
-        self.hasher.update(l.as_bytes());
-        self.hasher.update(b"\n");
+    pub fn push(&mut self, t: Millis, key: u64, line: impl FnOnce() -> String) {
+        self.hasher.update(t.to_le_bytes());
+        self.hasher.update(key.to_le_bytes());
         self.lines += 1;
-        if self.tail.len() == TAIL {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(l.clone());
         if let Some(all) = &mut self.all {
+            let l = format!("{t:>9} {}", line());
+            if self.tail.len() == TAIL {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(l.clone());
             all.push(l);
         }
     }
+    pub fn recording(&self) -> bool {
+        self.all.is_some()
+    }
 
-    /// Hex SHA-256 of every line so far.
+    /// Hex SHA-256 of every event key so far.
     pub fn digest(&self) -> String {
         let d = self.hasher.clone().finalize();
         d.iter().map(|b| format!("{b:02x}")).collect()

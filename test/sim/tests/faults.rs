@@ -343,3 +343,46 @@ fn echo_reply_shape() {
         }
     );
 }
+
+#[test]
+fn a_violated_invariant_stops_the_run_and_names_the_seed() {
+    let mut sim =
+        cluster(11, 2, 1_000, |c| c.record_trace = true).with_invariant("bob hears nothing", |s| {
+            match s.core::<EchoCore>(1, NAME) {
+                Some(e) if !e.received.is_empty() => Err(format!("bob received {:?}", e.received)),
+                _ => Ok(()),
+            }
+        });
+    let err = sim.run_for(10_000).unwrap_err();
+    assert_eq!(err.seed, 11);
+    assert!(
+        err.time >= 1_000 && err.time < 2_000,
+        "caught at the first delivery, t={}",
+        err.time
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("seed 11")
+            && text.contains("replay --seed 11")
+            && text.contains("bob hears nothing"),
+        "{text}"
+    );
+    assert!(
+        err.trace_tail.iter().any(|l| l.contains("recv #")),
+        "the trace shows the delivery"
+    );
+}
+
+#[test]
+fn scenario_runs_replay_exactly_and_recording_does_not_change_them() {
+    let sc = p2p_sim::scenarios::find("ping").unwrap();
+    let a = sc.run(5, 5, false).unwrap();
+    let b = sc.run(5, 5, true).unwrap();
+    assert_eq!(a.trace_digest(), b.trace_digest());
+    assert_eq!(a.trace.lines(), b.trace.lines());
+    assert!(b.trace.all().unwrap().len() as u64 == b.trace.lines());
+    assert_ne!(
+        a.trace_digest(),
+        sc.run(6, 5, false).unwrap().trace_digest()
+    );
+}

@@ -1,0 +1,60 @@
+//! Scenarios: per-service random fault runs with invariants (`check`), and benchmarks (`bench`).
+//! A service plugs in by implementing [`Scenario`] and adding itself to [`all`].
+
+use crate::{Sim, SimError};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+pub mod ping;
+pub mod util;
+
+/// What a service offers the command line.
+pub trait Scenario {
+    /// Name used with `--service`.
+    fn name(&self) -> &'static str;
+    /// Default cluster size for `check`.
+    fn default_nodes(&self) -> usize;
+    /// Run one random fault scenario derived from `seed` on `nodes` nodes, checking every
+    /// invariant after every step. `record` keeps the whole trace (for `replay`).
+    fn run(&self, seed: u64, nodes: usize, record: bool) -> Result<Sim, SimError>;
+    /// The benchmark: named metrics.
+    fn bench(&self) -> serde_json::Map<String, serde_json::Value>;
+}
+
+/// Every registered scenario.
+pub fn all() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(ping::Ping)]
+}
+
+pub fn find(name: &str) -> Option<Box<dyn Scenario>> {
+    all().into_iter().find(|s| s.name() == name)
+}
+
+/// Pick a fault at random and apply it (shared by scenarios).
+pub fn random_fault(sim: &mut Sim, rng: &mut ChaCha8Rng) {
+    let n = sim.len();
+    let a = rng.gen_range(0..n);
+    let b = rng.gen_range(0..n);
+    match rng.gen_range(0..8) {
+        0 => {
+            let cut = rng.gen_range(1..n.max(2));
+            sim.partition(&[(0..cut).collect(), (cut..n).collect()]);
+        }
+        1 => sim.crash(a),
+        2 => sim.restart(a),
+        3 => sim.heal(),
+        4 if a != b => sim.reset_connection(a, b),
+        5 => sim.set_slow(a, rng.gen_range(0..3_000)),
+        6 => sim.set_clock_skew(a, rng.gen_range(-60_000..60_000)),
+        _ => sim.isolate(a),
+    }
+}
+
+/// Heal everything and restart every crashed node.
+pub fn heal_all(sim: &mut Sim) {
+    sim.heal();
+    for i in 0..sim.len() {
+        sim.restart(i);
+        sim.set_slow(i, 0);
+    }
+}
