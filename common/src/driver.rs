@@ -276,3 +276,284 @@ fn print(level: Level, message: impl Into<String>) -> KernelCall {
         message: message.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{decode_response, BaseResponse, ErrorCode};
+    use crate::basic::BasicService;
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+    fn our() -> Address {
+        addr("alice.os@presence:p2p-patterns:p2p-patterns.os")
+    }
+    fn app() -> Address {
+        addr("alice.os@my-app:my-app:someone.os")
+    }
+    fn request(body: &[u8], expects: bool) -> KernelEvent {
+        KernelEvent::Request {
+            source: app(),
+            expects_response: expects.then_some(5),
+            body: body.to_vec(),
+        }
+    }
+    fn responses(calls: &[KernelCall]) -> Vec<Vec<u8>> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                KernelCall::SendResponse { body } => Some(body.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ping_info_and_garbage_through_the_driver() {
+        let mut d = Driver::new(our(), BasicService::new("presence", our()));
+        let start = d.start(0, None, 1);
+        assert!(start.iter().any(
+            |c| matches!(c, KernelCall::Print { message, .. } if message.contains("started"))
+        ));
+
+        let r = responses(&d.step(1, request(br#"{"Ping":{}}"#, true)));
+        assert_eq!(r.len(), 1);
+        match decode_response::<BaseResponse>(&r[0]).unwrap() {
+            BaseResponse::Pong(p) => assert_eq!(
+                (p.node.as_str(), p.protocol_version),
+                ("alice.os", crate::api::PROTOCOL_VERSION)
+            ),
+            other => panic!("{other:?}"),
+        }
+        let r = responses(&d.step(2, request(br#"{"Info":{}}"#, true)));
+        match decode_response::<BaseResponse>(&r[0]).unwrap() {
+            BaseResponse::Info(i) => {
+                assert_eq!(i.name, "presence");
+                assert_eq!(i.version, crate::api::PACKAGE_VERSION);
+            }
+            other => panic!("{other:?}"),
+        }
+        for garbage in [
+            &b"\xff\xfe"[..],
+            b"",
+            b"[1,2]",
+            br#"{"Ping":{}"#,
+            br#""{\"Ping\":{}}""#,
+            br#"{"Launch":{}}"#,
+        ] {
+            let r = responses(&d.step(3, request(garbage, true)));
+            assert_eq!(r.len(), 1, "one answer for {garbage:?}");
+            let e = decode_response::<BaseResponse>(&r[0]).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{garbage:?}");
+            assert!(!e.message.is_empty());
+        }
+        let big = vec![b' '; crate::api::MAX_REQUEST_BYTES + 1];
+        let e = decode_response::<BaseResponse>(&responses(&d.step(4, request(&big, true)))[0])
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+        // A request that expects no response gets none.
+        assert!(responses(&d.step(5, request(br#"{"Ping":{}}"#, false))).is_empty());
+    }
+
+    /// A core that does what a test tells it to, to probe the driver's rules.
+    struct Scripted {
+        on_request: Vec<Effect>,
+        seen: Vec<Input>,
+    }
+    impl Service for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn handle(&mut self, _now: Millis, input: Input) -> Vec<Effect> {
+            let out = match &input {
+                Input::Request { .. } => self.on_request.clone(),
+                Input::Timer { .. } | Input::Response { .. } | Input::SendFailed { .. } => {
+                    vec![Effect::Reply {
+                        body: b"late".to_vec(),
+                    }]
+                }
+                Input::Start { .. } => vec![],
+            };
+            self.seen.push(input);
+            out
+        }
+    }
+
+    fn scripted(on_request: Vec<Effect>) -> Driver<Scripted> {
+        let mut d = Driver::new(
+            our(),
+            Scripted {
+                on_request,
+                seen: vec![],
+            },
+        );
+        d.start(0, Some(b"saved".to_vec()), 9);
+        d
+    }
+
+    #[test]
+    fn start_hands_over_persisted_state_and_seed() {
+        let d = scripted(vec![]);
+        assert_eq!(
+            d.core().seen[0],
+            Input::Start {
+                persisted: Some(b"saved".to_vec()),
+                seed: 9
+            }
+        );
+    }
+
+    #[test]
+    fn timers_go_to_the_timer_process_and_come_back_as_timer_inputs() {
+        let mut d = scripted(vec![Effect::SetTimer {
+            after_ms: 2_500,
+            context: b"tick".to_vec(),
+        }]);
+        let calls = d.step(1, request(b"{}", false));
+        let KernelCall::SendRequest {
+            target,
+            body,
+            expects_response,
+            context,
+        } = &calls[0]
+        else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(target.to_string(), "alice.os@timer:distro:sys");
+        assert_eq!(body, br#"{"SetTimer":2500}"#);
+        assert_eq!(*expects_response, Some(3));
+        let calls = d.step(
+            2_501,
+            KernelEvent::Response {
+                source: target.clone(),
+                body: vec![],
+                context: context.clone(),
+            },
+        );
+        assert_eq!(
+            d.core().seen.last(),
+            Some(&Input::Timer {
+                context: b"tick".to_vec()
+            })
+        );
+        // The core's reply from a timer handler breaks the reply rule: dropped, logged.
+        assert!(responses(&calls).is_empty());
+        assert!(calls.iter().any(|c| matches!(c, KernelCall::Print { message, .. } if message.contains("outside a request"))));
+        // A timer whose request failed still fires.
+        d.step(
+            9_000,
+            KernelEvent::SendError {
+                kind: SendErrorKind::Timeout,
+                target: target.clone(),
+                context: context.clone(),
+            },
+        );
+        assert_eq!(
+            d.core().seen.last(),
+            Some(&Input::Timer {
+                context: b"tick".to_vec()
+            })
+        );
+    }
+
+    #[test]
+    fn send_contexts_come_back_with_responses_and_errors() {
+        let peer = addr("bob.os@presence:p2p-patterns:p2p-patterns.os");
+        let mut d = scripted(vec![
+            Effect::Send {
+                to: peer.clone(),
+                body: b"{}".to_vec(),
+                timeout_s: Some(7),
+                context: b"ctx-1".to_vec(),
+            },
+            Effect::Send {
+                to: peer.clone(),
+                body: b"{}".to_vec(),
+                timeout_s: None,
+                context: b"ignored".to_vec(),
+            },
+        ]);
+        let calls = d.step(1, request(b"{}", false));
+        let ctxs: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                KernelCall::SendRequest {
+                    context,
+                    expects_response,
+                    ..
+                } => Some((context.clone(), *expects_response)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ctxs.len(), 2);
+        assert_eq!(ctxs[1], (None, None), "fire-and-forget carries no context");
+        let ctx = ctxs[0].0.clone();
+        d.step(
+            2,
+            KernelEvent::Response {
+                source: peer.clone(),
+                body: b"ok".to_vec(),
+                context: ctx.clone(),
+            },
+        );
+        assert_eq!(
+            d.core().seen.last(),
+            Some(&Input::Response {
+                from: peer.clone(),
+                body: b"ok".to_vec(),
+                context: b"ctx-1".to_vec()
+            })
+        );
+        d.step(
+            3,
+            KernelEvent::SendError {
+                kind: SendErrorKind::Offline,
+                target: peer.clone(),
+                context: ctx,
+            },
+        );
+        assert_eq!(
+            d.core().seen.last(),
+            Some(&Input::SendFailed {
+                kind: SendErrorKind::Offline,
+                target: peer.clone(),
+                context: b"ctx-1".to_vec()
+            })
+        );
+        // A response nobody asked for never reaches the core.
+        let n = d.core().seen.len();
+        d.step(
+            4,
+            KernelEvent::Response {
+                source: peer,
+                body: vec![],
+                context: None,
+            },
+        );
+        assert_eq!(d.core().seen.len(), n);
+    }
+
+    #[test]
+    fn reply_rule_one_reply_per_request_and_always_an_answer() {
+        let mut d = scripted(vec![
+            Effect::Reply {
+                body: b"1".to_vec(),
+            },
+            Effect::Reply {
+                body: b"2".to_vec(),
+            },
+        ]);
+        assert_eq!(
+            responses(&d.step(1, request(b"{}", true))),
+            vec![b"1".to_vec()]
+        );
+        let mut silent = scripted(vec![]);
+        let r = responses(&silent.step(1, request(b"{}", true)));
+        assert_eq!(
+            decode_response::<()>(&r[0]).unwrap_err().code,
+            ErrorCode::Internal
+        );
+        assert!(responses(&silent.step(2, request(b"{}", false))).is_empty());
+    }
+}
