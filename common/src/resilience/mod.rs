@@ -1,2 +1,23 @@
 //! The resilience kit: pure building blocks, time (`now: Millis`) and randomness (`&mut impl
 //! RngCore`) passed in by the caller.
+//!
+//! - [`backoff`]: exponential backoff with jitter, retry policy with attempt cap and deadline.
+//! - [`budget`]: token-bucket retry budget, so retries add bounded extra load.
+//! - [`breaker`]: circuit breaker, and a bounded per-node map of them.
+//! - [`reachability`]: per-node reachability and RTT-based timeouts from send outcomes.
+//! - [`dedup`]: bounded idempotency windows (seen-before, and remembered replies).
+//! - [`vv`]: version vectors for causality and delta sync.
+
+pub mod backoff;
+pub mod breaker;
+pub mod budget;
+pub mod dedup;
+pub mod reachability;
+pub mod vv;
+
+pub use backoff::{Backoff, Jitter, RetryPolicy};
+pub use breaker::{BreakerConfig, BreakerState, Breakers, CircuitBreaker, Rejected};
+pub use budget::RetryBudget;
+pub use dedup::{DedupCache, DedupWindow};
+pub use reachability::{PeerStats, Reachability, ReachabilityConfig, Status};
+pub use vv::{Causality, VersionVector};
