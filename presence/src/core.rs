@@ -1,9 +1,1498 @@
-//! Pure core of `presence`. Until the service lands it is the shared minimal core: it answers
-//! Ping and Info and rejects any other body with a clear error.
+//! Pure core of `presence`: a bootstrap registry plus SWIM-style membership with Lifeguard's
+//! refinements. See docs/presence.md for the protocol and its parameters.
 
-use p2p_common::basic::BasicService;
-use p2p_common::Address;
+use crate::gossip::{retransmit_limit, Broadcasts};
+use crate::members::{suspicion_min, suspicion_timeout, Applied, Member, Members, SavedMember};
+use crate::registry::{RegisterError, Registry};
+use p2p_common::api::presence::{
+    Config, EventKind, ListFilter, MemberStatus, NodeInfo, NodeView, PresenceEvent, PresenceStats,
+    Request, Response, SubscriberMessage, Update, DEFAULT_PAGE, MAX_PAGE,
+};
+use p2p_common::api::{
+    decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
+    PACKAGE_VERSION, PROTOCOL_VERSION,
+};
+use p2p_common::resilience::{Backoff, Jitter, Reachability, ReachabilityConfig};
+use p2p_common::service::log;
+use p2p_common::{
+    Address, Effect, Input, Level, Millis, NodeId, ProcessId, SendErrorKind, Service,
+};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-pub fn new(our: Address) -> BasicService {
-    BasicService::new(crate::NAME, our)
+/// Largest request body presence accepts (full-state exchanges can be large).
+pub const MAX_BODY: usize = 4 << 20;
+/// Timeout of registry requests (seconds).
+const REGISTER_TIMEOUT_S: u64 = 10;
+/// Timeout of full-state exchanges (seconds).
+const PUSH_PULL_TIMEOUT_S: u64 = 10;
+/// Timeout of event deliveries to local subscribers (seconds).
+const EVENT_TIMEOUT_S: u64 = 5;
+/// Events in flight per subscriber.
+const EVENT_WINDOW: u32 = 8;
+/// Consecutive failed deliveries after which a subscription is dropped.
+const EVENT_FAILURES: u32 = 3;
+/// Most members sent in one full-state exchange.
+const MAX_PUSH_PULL: usize = 5_000;
+/// Page size of the registry's answer to RegisterNode.
+const REGISTER_PAGE: usize = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Tick {
+    Probe,
+    ProbeWindow { seq: u64 },
+    Gossip,
+    PushPull,
+    Renew,
+    RetryRegister { bootstrap: NodeId, attempt: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Ctx {
+    Probe {
+        seq: u64,
+        target: NodeId,
+        sent: Millis,
+    },
+    HelperProbe {
+        requester: NodeId,
+        seq: u64,
+        target: NodeId,
+    },
+    ConfirmProbe {
+        target: NodeId,
+        incarnation: u64,
+    },
+    Register {
+        bootstrap: NodeId,
+        attempt: u32,
+    },
+    ListRegistry {
+        bootstrap: NodeId,
+    },
+    PushPull {
+        peer: NodeId,
+    },
+    Event {
+        subscriber: Address,
+    },
+    Deregister,
+}
+
+/// The probe round in progress.
+#[derive(Debug, Clone)]
+struct Round {
+    seq: u64,
+    target: NodeId,
+    /// The target's incarnation when probed: a failure says nothing about a newer one.
+    incarnation: u64,
+    acked: bool,
+    indirect_sent: u32,
+    nacks: u32,
+}
+
+#[derive(Debug, Default)]
+struct Subscriber {
+    queue: VecDeque<PresenceEvent>,
+    in_flight: u32,
+    seq: u64,
+    failures: u32,
+}
+
+/// What survives a restart.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    incarnation: u64,
+    info: NodeInfo,
+    left: bool,
+    joined: bool,
+    bootstrap: Vec<NodeId>,
+    config: Config,
+    members: Vec<SavedMember>,
+}
+
+pub struct Presence {
+    our: Address,
+    me: NodeId,
+    cfg: Config,
+    rng: ChaCha8Rng,
+    incarnation: u64,
+    info: NodeInfo,
+    left: bool,
+    joined: bool,
+    bootstrap: Vec<NodeId>,
+    members: Members,
+    broadcasts: Broadcasts,
+    registry: Registry,
+    reach: Reachability,
+    probe_order: Vec<NodeId>,
+    round: Option<Round>,
+    next_seq: u64,
+    /// Lifeguard's local health multiplier: 0 = healthy.
+    lhm: u32,
+    subscribers: BTreeMap<Address, Subscriber>,
+    /// Suspicions we are confirming with a probe of our own.
+    confirming: BTreeSet<NodeId>,
+    stats: PresenceStats,
+    dirty: bool,
+    started: bool,
+}
+
+pub fn new(our: Address) -> Presence {
+    Presence::new(our, Config::default())
+}
+
+impl Presence {
+    pub fn new(our: Address, cfg: Config) -> Self {
+        let me = our.node.clone();
+        let reach = Reachability::new(reach_config(&cfg));
+        Presence {
+            info: NodeInfo::new(me.clone()),
+            our,
+            me,
+            cfg,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            incarnation: 0,
+            left: false,
+            joined: false,
+            bootstrap: Vec::new(),
+            members: Members::default(),
+            broadcasts: Broadcasts::default(),
+            registry: Registry::default(),
+            reach,
+            probe_order: Vec::new(),
+            round: None,
+            next_seq: 0,
+            lhm: 0,
+            subscribers: BTreeMap::new(),
+            confirming: BTreeSet::new(),
+            stats: PresenceStats::default(),
+            dirty: false,
+            started: false,
+        }
+    }
+
+    // ----- inspection (tests, simulator) -----
+
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn local_health(&self) -> u32 {
+        self.lhm
+    }
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+    pub fn status_of(&self, n: &NodeId) -> Option<MemberStatus> {
+        self.members.get(n).map(|m| m.status)
+    }
+    pub fn member(&self, n: &NodeId) -> Option<&Member> {
+        self.members.get(n)
+    }
+    pub fn members(&self) -> impl Iterator<Item = (&NodeId, &Member)> {
+        self.members.iter()
+    }
+    pub fn stats(&self) -> PresenceStats {
+        let mut s = self.stats.clone();
+        s.local_health = self.lhm;
+        s.incarnation = self.incarnation;
+        s.members = self.members.len() as u64;
+        s.registrations = self.registry.len() as u64;
+        s
+    }
+
+    // ----- helpers -----
+
+    fn presence_at(&self, node: &NodeId) -> Address {
+        Address::new(node.clone(), self.our.process.clone())
+    }
+
+    fn self_update(&self) -> Update {
+        Update {
+            node: self.me.clone(),
+            status: if self.left {
+                MemberStatus::Left
+            } else {
+                MemberStatus::Alive
+            },
+            incarnation: self.incarnation,
+            info: Some(self.info.clone()),
+            origin: self.me.clone(),
+        }
+    }
+
+    fn limit(&self) -> u32 {
+        retransmit_limit(self.cfg.retransmit_mult, self.members.live_count() + 1)
+    }
+
+    /// Piggyback for a message to `to`: pending facts (those about `to` first), and our own
+    /// liveness (without info) when there is room, so a node always learns its prober.
+    fn piggyback(&mut self, to: Option<&NodeId>) -> Vec<Update> {
+        let max = self.cfg.max_updates_per_message as usize;
+        let limit = self.limit();
+        let mut ups = self.broadcasts.take(max, limit, to);
+        // Buddy system: a member we suspect hears about it from the probe itself.
+        if let Some(t) = to {
+            if let Some(m) = self.members.get(t) {
+                if m.status == MemberStatus::Suspect
+                    && !ups
+                        .iter()
+                        .any(|u| &u.node == t && u.status == MemberStatus::Suspect)
+                {
+                    let origin = m
+                        .suspicion
+                        .as_ref()
+                        .and_then(|s| s.origins.iter().next().cloned())
+                        .unwrap_or_else(|| self.me.clone());
+                    ups.push(Update {
+                        node: t.clone(),
+                        status: MemberStatus::Suspect,
+                        incarnation: m.incarnation,
+                        info: None,
+                        origin,
+                    });
+                }
+            }
+        }
+        if ups.len() < max && !ups.iter().any(|u| u.node == self.me) {
+            let mut me = self.self_update();
+            me.info = None;
+            ups.push(me);
+        }
+        ups
+    }
+
+    fn send(
+        &self,
+        to: &NodeId,
+        req: &Request,
+        timeout_s: Option<u64>,
+        ctx: Option<&Ctx>,
+    ) -> Effect {
+        Effect::Send {
+            to: self.presence_at(to),
+            body: encode(req),
+            timeout_s,
+            context: ctx.map(encode).unwrap_or_default(),
+        }
+    }
+
+    fn timer(after_ms: Millis, t: &Tick) -> Effect {
+        Effect::SetTimer {
+            after_ms,
+            context: encode(t),
+        }
+    }
+
+    fn persist_now(&mut self) -> Effect {
+        self.dirty = false;
+        let saved = Saved {
+            incarnation: self.incarnation,
+            info: self.info.clone(),
+            left: self.left,
+            joined: self.joined,
+            bootstrap: self.bootstrap.clone(),
+            config: self.cfg.clone(),
+            members: self.members.save(),
+        };
+        Effect::Persist {
+            state: encode(&saved),
+        }
+    }
+
+    /// Direct-probe timeout for `target`: its smoothed RTT (or the configured floor),
+    /// stretched by our local health, in whole seconds as Hyperware wants.
+    fn probe_timeout_s(&self, target: &NodeId) -> u64 {
+        let base = self
+            .reach
+            .suggested_timeout_ms(target)
+            .max(self.cfg.probe_timeout_ms);
+        let ms = base.saturating_mul(u64::from(self.lhm) + 1);
+        ms.div_ceil(1000).max(1)
+    }
+
+    fn random_live(&mut self, n: usize, except: &[&NodeId]) -> Vec<NodeId> {
+        let mut live: Vec<NodeId> = self
+            .members
+            .live()
+            .filter(|m| !except.contains(m))
+            .cloned()
+            .collect();
+        live.shuffle(&mut self.rng);
+        live.truncate(n);
+        live
+    }
+
+    fn emit(&mut self, kind: EventKind, node: &NodeId, now: Millis, out: &mut Vec<Effect>) {
+        let (incarnation, info) = match self.members.get(node) {
+            Some(m) => (
+                m.incarnation,
+                (kind == EventKind::NodeJoined).then(|| m.info.clone()),
+            ),
+            None => (0, None),
+        };
+        out.push(log(
+            Level::Info,
+            format!("{kind:?} {node} (incarnation {incarnation})"),
+        ));
+        let cap = self.cfg.subscriber_queue as usize;
+        let subs: Vec<Address> = self.subscribers.keys().cloned().collect();
+        for a in subs {
+            let s = self.subscribers.get_mut(&a).expect("listed");
+            s.seq += 1;
+            s.queue.push_back(PresenceEvent {
+                kind: kind.clone(),
+                node: node.clone(),
+                incarnation,
+                at: now,
+                seq: s.seq,
+                info: info.clone(),
+            });
+            while s.queue.len() > cap {
+                s.queue.pop_front();
+                self.stats.events_dropped += 1;
+            }
+            self.pump(&a, out);
+        }
+    }
+
+    /// Send queued events to a subscriber, up to the window.
+    fn pump(&mut self, a: &Address, out: &mut Vec<Effect>) {
+        let Some(s) = self.subscribers.get_mut(a) else {
+            return;
+        };
+        while s.in_flight < EVENT_WINDOW {
+            let Some(ev) = s.queue.pop_front() else { break };
+            s.in_flight += 1;
+            self.stats.events_sent += 1;
+            out.push(Effect::Send {
+                to: a.clone(),
+                body: encode(&SubscriberMessage::PresenceEvent(ev)),
+                timeout_s: Some(EVENT_TIMEOUT_S),
+                context: encode(&Ctx::Event {
+                    subscriber: a.clone(),
+                }),
+            });
+        }
+    }
+
+    /// Apply gossiped facts; report changes, refute suspicions of ourselves.
+    fn merge(&mut self, updates: &[Update], now: Millis, out: &mut Vec<Effect>) {
+        for u in updates {
+            if u.node == self.me {
+                self.merge_self(u, out);
+                continue;
+            }
+            let was_alive = self
+                .members
+                .get(&u.node)
+                .map(|m| m.status == MemberStatus::Alive);
+            match self.members.apply(u, now, self.cfg.max_members as usize) {
+                Applied::Stale => {}
+                Applied::Full => out.push(log(
+                    Level::Warn,
+                    format!("member table full; ignoring {}", u.node),
+                )),
+                Applied::Confirmed => {
+                    self.broadcasts.push(u.clone());
+                }
+                Applied::Changed { event } => {
+                    self.dirty = true;
+                    self.broadcasts.push(u.clone());
+                    if u.status == MemberStatus::Alive && was_alive.is_none() {
+                        // A new member goes into the probe order at a random place.
+                        let at = self.rng.gen_range(0..=self.probe_order.len());
+                        self.probe_order.insert(at, u.node.clone());
+                    }
+                    if u.status == MemberStatus::Suspect
+                        && was_alive == Some(true)
+                        && u.origin != self.me
+                    {
+                        self.maybe_confirm(&u.node, u.incarnation, out);
+                    }
+                    if let Some(kind) = event {
+                        self.emit(kind, &u.node, now, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
+    fn merge_self(&mut self, u: &Update, out: &mut Vec<Effect>) {
+        if self.left {
+            return;
+        }
+        let claim_down = u.status != MemberStatus::Alive && u.incarnation >= self.incarnation;
+        let claim_newer = u.status == MemberStatus::Alive && u.incarnation > self.incarnation;
+        if claim_down || claim_newer {
+            self.incarnation = u.incarnation + 1;
+            self.stats.refutations += 1;
+            if claim_down {
+                self.lhm = (self.lhm + 1).min(self.cfg.max_local_health);
+            }
+            out.push(log(
+                Level::Info,
+                format!(
+                    "refuting {:?} about us; incarnation now {}",
+                    u.status, self.incarnation
+                ),
+            ));
+            self.broadcasts.push(self.self_update());
+            out.push(self.persist_now());
+        }
+    }
+
+    /// Lifeguard-style confirmation: a few of the nodes hearing a suspicion probe the
+    /// suspect themselves, with a generous timeout; a failure is an independent confirmation.
+    fn maybe_confirm(&mut self, target: &NodeId, incarnation: u64, out: &mut Vec<Effect>) {
+        if self.confirming.contains(target) || self.left {
+            return;
+        }
+        let n = self.members.live_count().max(1);
+        let p = ((self.cfg.suspicion_confirmations as f64 + 1.0) / n as f64).min(1.0);
+        if !self.rng.gen_bool(p) {
+            return;
+        }
+        self.confirming.insert(target.clone());
+        let timeout = (self.probe_timeout_s(target) * 3).max(3);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let updates = self.piggyback(Some(target));
+        out.push(self.send(
+            target,
+            &Request::Probe { seq, updates },
+            Some(timeout),
+            Some(&Ctx::ConfirmProbe {
+                target: target.clone(),
+                incarnation,
+            }),
+        ));
+    }
+
+    /// Mark `target` suspect ourselves (a failed probe).
+    fn suspect(&mut self, target: &NodeId, now: Millis, out: &mut Vec<Effect>) {
+        let Some(m) = self.members.get(target) else {
+            return;
+        };
+        if !matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect) {
+            return;
+        }
+        let u = Update {
+            node: target.clone(),
+            status: MemberStatus::Suspect,
+            incarnation: m.incarnation,
+            info: None,
+            origin: self.me.clone(),
+        };
+        if m.status == MemberStatus::Alive {
+            self.stats.suspicions_started += 1;
+        }
+        self.merge(&[u], now, out);
+    }
+
+    fn suspicion_bounds(&self) -> (Millis, Millis) {
+        let n = self.members.live_count() + 1;
+        let min = suspicion_min(n, self.cfg.suspicion_mult, self.cfg.probe_interval_ms);
+        let max = (min as f64 * self.cfg.suspicion_max_mult).round() as Millis;
+        (min, max)
+    }
+
+    /// Suspects whose time is up become dead.
+    fn expire_suspicions(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let (min, max) = self.suspicion_bounds();
+        let k = self.cfg.suspicion_confirmations;
+        let due: Vec<(NodeId, u64)> = self
+            .members
+            .iter()
+            .filter_map(|(n, m)| {
+                let s = m.suspicion.as_ref()?;
+                let t = suspicion_timeout(min, max, s.origins.len().saturating_sub(1), k);
+                (m.status == MemberStatus::Suspect && now >= s.start + t)
+                    .then(|| (n.clone(), m.incarnation))
+            })
+            .collect();
+        for (n, inc) in due {
+            self.stats.dead_declared += 1;
+            let u = Update {
+                node: n,
+                status: MemberStatus::Dead,
+                incarnation: inc,
+                info: None,
+                origin: self.me.clone(),
+            };
+            self.merge(&[u], now, out);
+        }
+    }
+
+    // ----- the probe cycle -----
+
+    fn next_target(&mut self) -> Option<NodeId> {
+        for _ in 0..2 {
+            while let Some(n) = self.probe_order.pop() {
+                if self.members.get(&n).is_some_and(|m| {
+                    matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
+                }) {
+                    return Some(n);
+                }
+            }
+            let mut order: Vec<NodeId> = self.members.live().cloned().collect();
+            order.shuffle(&mut self.rng);
+            self.probe_order = order;
+        }
+        None
+    }
+
+    fn on_probe_tick(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let interval = self
+            .cfg
+            .probe_interval_ms
+            .saturating_mul(u64::from(self.lhm) + 1);
+        out.push(Self::timer(interval, &Tick::Probe));
+        if self.left {
+            return;
+        }
+        if let Some(r) = &self.round {
+            if !r.acked {
+                // The previous round's window has not closed yet (slow health): wait.
+                return;
+            }
+        }
+        let Some(target) = self.next_target() else {
+            return;
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let timeout = self.probe_timeout_s(&target);
+        let incarnation = self.members.get(&target).map_or(0, |m| m.incarnation);
+        self.round = Some(Round {
+            seq,
+            target: target.clone(),
+            incarnation,
+            acked: false,
+            indirect_sent: 0,
+            nacks: 0,
+        });
+        self.stats.probes_sent += 1;
+        let updates = self.piggyback(Some(&target));
+        out.push(self.send(
+            &target,
+            &Request::Probe { seq, updates },
+            Some(timeout),
+            Some(&Ctx::Probe {
+                seq,
+                target: target.clone(),
+                sent: now,
+            }),
+        ));
+        // The indirect probes get their own timeout on top of ours, plus a margin for travel.
+        let window =
+            (timeout + self.cfg.probe_timeout_ms.div_ceil(1000) * (u64::from(self.lhm) + 1)) * 1000
+                + 1_000;
+        out.push(Self::timer(window, &Tick::ProbeWindow { seq }));
+    }
+
+    fn on_probe_window(&mut self, seq: u64, now: Millis, out: &mut Vec<Effect>) {
+        let Some(r) = self.round.clone() else { return };
+        if r.seq != seq {
+            return;
+        }
+        self.round = None;
+        if r.acked {
+            return;
+        }
+        // Lifeguard: a failed probe, and helpers that did not even nack, point at us.
+        let mut bump = 1;
+        if r.nacks < r.indirect_sent {
+            bump += 1;
+        }
+        self.lhm = (self.lhm + bump).min(self.cfg.max_local_health);
+        if self
+            .members
+            .get(&r.target)
+            .is_some_and(|m| m.incarnation == r.incarnation)
+        {
+            self.suspect(&r.target, now, out);
+        }
+    }
+
+    fn probe_succeeded(&mut self, target: &NodeId, now: Millis, rtt: Option<Millis>) {
+        self.reach.on_success(target, now, rtt);
+        if let Some(m) = self.members.get_mut(target) {
+            m.last_seen = now;
+        }
+    }
+
+    // ----- requests -----
+
+    fn handle_request(
+        &mut self,
+        from: Address,
+        body: Vec<u8>,
+        expects_response: bool,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        let result = match decode_request::<Request>(&body, "presence", MAX_BODY) {
+            Err(e) => Err(e),
+            Ok(req) => {
+                let local = from.node == self.me;
+                let from_peer = !local && from.process == self.our.process;
+                if req.is_protocol() && !from_peer {
+                    Err(ApiError::forbidden(
+                        "protocol message: only presence processes on other nodes may send it",
+                    ))
+                } else if !req.is_protocol() && !req.is_open() && !local {
+                    Err(ApiError::forbidden(
+                        "local-only operation: only apps on this node may call it",
+                    ))
+                } else {
+                    self.serve(req, &from, now, out)
+                }
+            }
+        };
+        if let Err(e) = &result {
+            out.push(log(Level::Debug, format!("{from}: {e}")));
+        }
+        if expects_response {
+            out.push(Effect::Reply {
+                body: encode_result(&result),
+            });
+        }
+    }
+
+    fn serve(
+        &mut self,
+        req: Request,
+        from: &Address,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) -> ApiResult<Response> {
+        match req {
+            Request::Ping {} => Ok(Response::Pong(Pong {
+                node: self.me.to_string(),
+                protocol_version: PROTOCOL_VERSION,
+            })),
+            Request::Info {} => Ok(Response::Info(ServiceInfo {
+                name: crate::NAME.into(),
+                version: PACKAGE_VERSION.into(),
+                protocol_version: PROTOCOL_VERSION,
+                node: self.me.to_string(),
+            })),
+            Request::Join { bootstrap } => {
+                let list: Vec<NodeId> = if bootstrap.is_empty() {
+                    self.bootstrap.clone()
+                } else {
+                    bootstrap
+                };
+                let list: Vec<NodeId> = list
+                    .into_iter()
+                    .filter(|b| b != &self.me)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if list.is_empty() && self.members.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "Join needs at least one bootstrap node other than ourselves",
+                    ));
+                }
+                if list.len() > 16 {
+                    return Err(ApiError::bad_request("at most 16 bootstrap nodes"));
+                }
+                let rejoin = self.left;
+                self.left = false;
+                self.joined = true;
+                self.bootstrap = list.clone();
+                if rejoin {
+                    self.incarnation += 1;
+                }
+                self.broadcasts.push(self.self_update());
+                out.push(self.persist_now());
+                for b in &list {
+                    out.push(self.register_with(b, 0));
+                }
+                Ok(Response::Joining { bootstrap: list })
+            }
+            Request::Leave {} => {
+                if !self.left {
+                    self.left = true;
+                    self.round = None;
+                    self.broadcasts.push(self.self_update());
+                    // Spread the leave right away rather than waiting for the next tick.
+                    self.gossip_round(out);
+                    for b in self.bootstrap.clone() {
+                        out.push(self.send(
+                            &b,
+                            &Request::Deregister {},
+                            Some(REGISTER_TIMEOUT_S),
+                            Some(&Ctx::Deregister),
+                        ));
+                    }
+                    out.push(self.persist_now());
+                }
+                Ok(Response::Left {})
+            }
+            Request::SetInfo {
+                app_version,
+                capabilities,
+                metadata,
+            } => {
+                let info = NodeInfo {
+                    node_id: self.me.clone(),
+                    app_version,
+                    capabilities,
+                    metadata,
+                    last_seen: 0,
+                };
+                info.validate().map_err(ApiError::bad_request)?;
+                self.info = info.clone();
+                // A newer incarnation makes every member take the new info.
+                self.incarnation += 1;
+                self.broadcasts.push(self.self_update());
+                out.push(self.persist_now());
+                Ok(Response::InfoSet(info))
+            }
+            Request::ListNodes(f) => self.list(f, now),
+            Request::GetNode { node } => self
+                .view(&node, now)
+                .map(Response::Node)
+                .ok_or_else(|| ApiError::not_found(format!("no member {node}"))),
+            Request::Subscribe {} => {
+                self.subscribers.entry(from.clone()).or_default();
+                Ok(Response::Subscribed {})
+            }
+            Request::Unsubscribe {} => match self.subscribers.remove(from) {
+                Some(_) => Ok(Response::Unsubscribed {}),
+                None => Err(ApiError::not_found(format!("{from} is not subscribed"))),
+            },
+            Request::GetConfig {} => Ok(Response::Config(self.cfg.clone())),
+            Request::SetConfig(patch) => {
+                let serde_json::Value::Object(patch) = patch else {
+                    return Err(ApiError::bad_request(
+                        "SetConfig takes an object of settings",
+                    ));
+                };
+                let mut cur = serde_json::to_value(&self.cfg)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let obj = cur
+                    .as_object_mut()
+                    .ok_or_else(|| ApiError::internal("config is not an object"))?;
+                for (k, v) in patch {
+                    if !obj.contains_key(&k) {
+                        return Err(ApiError::bad_request(format!("unknown setting {k:?}")));
+                    }
+                    obj.insert(k, v);
+                }
+                let cfg: Config = serde_json::from_value(cur)
+                    .map_err(|e| ApiError::bad_request(format!("bad setting: {e}")))?;
+                cfg.validate().map_err(ApiError::bad_request)?;
+                self.cfg = cfg;
+                self.reach = Reachability::new(reach_config(&self.cfg));
+                out.push(self.persist_now());
+                Ok(Response::Config(self.cfg.clone()))
+            }
+            Request::Stats {} => Ok(Response::Stats(self.stats())),
+            Request::RegisterNode {
+                info,
+                incarnation,
+                protocol_version,
+            } => {
+                if protocol_version != PROTOCOL_VERSION {
+                    return Err(ApiError::new(
+                        ErrorCode::VersionMismatch,
+                        format!(
+                            "we speak presence protocol {PROTOCOL_VERSION}, you {protocol_version}"
+                        ),
+                    ));
+                }
+                if info.node_id != from.node {
+                    return Err(ApiError::bad_request(
+                        "RegisterNode must carry the sender's own NodeInfo",
+                    ));
+                }
+                info.validate().map_err(ApiError::bad_request)?;
+                match self.registry.register(
+                    info.clone(),
+                    incarnation,
+                    now,
+                    self.cfg.registry_ttl_ms,
+                    self.cfg.registry_capacity as usize,
+                    self.cfg.registry_rate_per_min,
+                ) {
+                    Err(RegisterError::RateLimited) => {
+                        return Err(ApiError::new(
+                            ErrorCode::Overloaded,
+                            "too many registrations from this node; slow down",
+                        ))
+                    }
+                    Err(RegisterError::Full) => {
+                        return Err(ApiError::new(ErrorCode::Overloaded, "registry full"))
+                    }
+                    Ok(()) => {}
+                }
+                self.merge(
+                    &[Update {
+                        node: info.node_id.clone(),
+                        status: MemberStatus::Alive,
+                        incarnation,
+                        info: Some(info.clone()),
+                        origin: info.node_id.clone(),
+                    }],
+                    now,
+                    out,
+                );
+                self.probe_succeeded(&from.node, now, None);
+                let (nodes, next_cursor) =
+                    self.registry_page(now, None, REGISTER_PAGE, Some(&from.node));
+                Ok(Response::Registered {
+                    nodes,
+                    next_cursor,
+                    ttl_ms: self.cfg.registry_ttl_ms,
+                })
+            }
+            Request::ListRegistry { cursor, limit } => {
+                let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+                let (nodes, next_cursor) =
+                    self.registry_page(now, cursor.as_ref(), limit, Some(&from.node));
+                Ok(Response::Registry { nodes, next_cursor })
+            }
+            Request::Deregister {} => {
+                self.registry.remove(&from.node);
+                Ok(Response::Deregistered {})
+            }
+            Request::Probe { seq, updates } => {
+                self.merge(&updates, now, out);
+                self.probe_succeeded(&from.node, now, None);
+                let updates = self.piggyback(Some(&from.node));
+                Ok(Response::Ack { seq, updates })
+            }
+            Request::ProbeRequest {
+                seq,
+                target,
+                updates,
+            } => {
+                self.merge(&updates, now, out);
+                if target == self.me {
+                    out.push(self.send(
+                        &from.node,
+                        &Request::IndirectAck { seq, target },
+                        None,
+                        None,
+                    ));
+                } else {
+                    self.stats.indirect_probes_sent += 1;
+                    let timeout = self.probe_timeout_s(&target);
+                    let pseq = self.next_seq;
+                    self.next_seq += 1;
+                    let ups = self.piggyback(Some(&target));
+                    out.push(self.send(
+                        &target,
+                        &Request::Probe {
+                            seq: pseq,
+                            updates: ups,
+                        },
+                        Some(timeout),
+                        Some(&Ctx::HelperProbe {
+                            requester: from.node.clone(),
+                            seq,
+                            target: target.clone(),
+                        }),
+                    ));
+                }
+                Ok(Response::Accepted {})
+            }
+            Request::IndirectAck { seq, target } => {
+                if let Some(r) = self.round.as_mut() {
+                    if r.seq == seq && r.target == target {
+                        r.acked = true;
+                        self.lhm = self.lhm.saturating_sub(1);
+                    }
+                }
+                self.probe_succeeded(&target, now, None);
+                Ok(Response::Accepted {})
+            }
+            Request::IndirectNack { seq, target } => {
+                if let Some(r) = self.round.as_mut() {
+                    if r.seq == seq && r.target == target {
+                        r.nacks += 1;
+                    }
+                }
+                Ok(Response::Accepted {})
+            }
+            Request::Gossip { updates } => {
+                self.merge(&updates, now, out);
+                Ok(Response::Accepted {})
+            }
+            Request::PushPull { members } => {
+                self.stats.push_pulls += 1;
+                self.merge(&members, now, out);
+                Ok(Response::PushPull {
+                    members: self.full_state(),
+                })
+            }
+        }
+    }
+
+    fn registry_page(
+        &self,
+        now: Millis,
+        cursor: Option<&NodeId>,
+        limit: usize,
+        except: Option<&NodeId>,
+    ) -> (Vec<Update>, Option<NodeId>) {
+        let (page, next) = self.registry.page(now, cursor, limit, except);
+        let nodes = page
+            .into_iter()
+            .map(|r| {
+                // Our own view of the node, when newer, beats its registration.
+                let (status, incarnation) = match self.members.get(&r.info.node_id) {
+                    Some(m) if m.incarnation >= r.incarnation => (m.status, m.incarnation),
+                    _ => (MemberStatus::Alive, r.incarnation),
+                };
+                Update {
+                    node: r.info.node_id.clone(),
+                    status,
+                    incarnation,
+                    info: Some(r.info.clone()),
+                    origin: self.me.clone(),
+                }
+            })
+            .collect();
+        (nodes, next)
+    }
+
+    fn full_state(&self) -> Vec<Update> {
+        let mut v = vec![self.self_update()];
+        v.extend(
+            self.members
+                .iter()
+                .take(MAX_PUSH_PULL)
+                .map(|(n, m)| Update {
+                    node: n.clone(),
+                    status: m.status,
+                    incarnation: m.incarnation,
+                    info: (m.status == MemberStatus::Alive).then(|| m.info.clone()),
+                    origin: self.me.clone(),
+                }),
+        );
+        v
+    }
+
+    fn view(&self, node: &NodeId, now: Millis) -> Option<NodeView> {
+        if node == &self.me {
+            let mut info = self.info.clone();
+            info.last_seen = now;
+            return Some(NodeView {
+                info,
+                status: if self.left {
+                    MemberStatus::Left
+                } else {
+                    MemberStatus::Alive
+                },
+                incarnation: self.incarnation,
+                status_since: 0,
+                is_self: true,
+            });
+        }
+        let m = self.members.get(node)?;
+        let mut info = m.info.clone();
+        info.last_seen = m.last_seen;
+        Some(NodeView {
+            info,
+            status: m.status,
+            incarnation: m.incarnation,
+            status_since: m.status_since,
+            is_self: false,
+        })
+    }
+
+    fn list(&self, f: ListFilter, now: Millis) -> ApiResult<Response> {
+        let limit = f.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+        let mut ids: Vec<&NodeId> = self.members.iter().map(|(n, _)| n).collect();
+        ids.push(&self.me);
+        ids.sort();
+        let mut out = Vec::new();
+        let mut next = None;
+        for id in ids
+            .into_iter()
+            .filter(|n| f.cursor.as_ref().is_none_or(|c| *n > c))
+        {
+            let Some(v) = self.view(id, now) else {
+                continue;
+            };
+            if f.status.is_some_and(|s| s != v.status) {
+                continue;
+            }
+            if f.capability
+                .as_ref()
+                .is_some_and(|c| !v.info.capabilities.contains(c))
+            {
+                continue;
+            }
+            if out.len() == limit {
+                next = out.last().map(|v: &NodeView| v.info.node_id.clone());
+                break;
+            }
+            out.push(v);
+        }
+        Ok(Response::Nodes {
+            nodes: out,
+            next_cursor: next,
+        })
+    }
+
+    fn register_with(&self, bootstrap: &NodeId, attempt: u32) -> Effect {
+        self.send(
+            bootstrap,
+            &Request::RegisterNode {
+                info: self.info.clone(),
+                incarnation: self.incarnation,
+                protocol_version: PROTOCOL_VERSION,
+            },
+            Some(REGISTER_TIMEOUT_S),
+            Some(&Ctx::Register {
+                bootstrap: bootstrap.clone(),
+                attempt,
+            }),
+        )
+    }
+
+    fn gossip_round(&mut self, out: &mut Vec<Effect>) {
+        if self.broadcasts.is_empty() {
+            return;
+        }
+        let targets = self.random_live(self.cfg.gossip_fanout as usize, &[]);
+        for t in targets {
+            let updates = self.piggyback(Some(&t));
+            if updates.is_empty() {
+                break;
+            }
+            self.stats.gossip_sent += 1;
+            out.push(self.send(&t, &Request::Gossip { updates }, None, None));
+        }
+    }
+
+    fn push_pull_with(&mut self, peer: &NodeId, out: &mut Vec<Effect>) {
+        let members = self.full_state();
+        self.stats.push_pulls += 1;
+        out.push(self.send(
+            peer,
+            &Request::PushPull { members },
+            Some(PUSH_PULL_TIMEOUT_S),
+            Some(&Ctx::PushPull { peer: peer.clone() }),
+        ));
+    }
+
+    // ----- responses and failures of our own requests -----
+
+    fn on_response(
+        &mut self,
+        from: Address,
+        body: Vec<u8>,
+        ctx: Ctx,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        let resp: ApiResult<Response> = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| Err(ApiError::bad_request(format!("undecodable response: {e}"))));
+        match ctx {
+            Ctx::Probe { seq, target, sent } => {
+                if let Ok(Response::Ack { updates, .. }) = resp {
+                    self.merge(&updates, now, out);
+                    self.probe_succeeded(&target, now, Some(now.saturating_sub(sent)));
+                    if let Some(r) = self.round.as_mut() {
+                        if r.seq == seq {
+                            r.acked = true;
+                            self.lhm = self.lhm.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            Ctx::HelperProbe {
+                requester,
+                seq,
+                target,
+            } => {
+                let ok = matches!(resp, Ok(Response::Ack { .. }));
+                if let Ok(Response::Ack { updates, .. }) = resp {
+                    self.merge(&updates, now, out);
+                    self.probe_succeeded(&target, now, None);
+                }
+                let msg = if ok {
+                    Request::IndirectAck { seq, target }
+                } else {
+                    Request::IndirectNack { seq, target }
+                };
+                out.push(self.send(&requester, &msg, None, None));
+            }
+            Ctx::ConfirmProbe { target, .. } => {
+                self.confirming.remove(&target);
+                if let Ok(Response::Ack { updates, .. }) = resp {
+                    self.merge(&updates, now, out);
+                    self.probe_succeeded(&target, now, None);
+                }
+            }
+            Ctx::Register { bootstrap, attempt } => match resp {
+                Ok(Response::Registered {
+                    nodes, next_cursor, ..
+                }) => {
+                    self.probe_succeeded(&bootstrap, now, None);
+                    self.merge(&nodes, now, out);
+                    if let Some(cursor) = next_cursor {
+                        out.push(self.list_registry(&bootstrap, cursor));
+                    }
+                }
+                Ok(other) => out.push(log(
+                    Level::Warn,
+                    format!("bootstrap {bootstrap} answered {other:?}"),
+                )),
+                Err(e) => {
+                    self.stats.register_failures += 1;
+                    out.push(log(
+                        Level::Warn,
+                        format!("bootstrap {bootstrap} refused registration: {e}"),
+                    ));
+                    if e.code == ErrorCode::Overloaded {
+                        self.retry_register(bootstrap, attempt, out);
+                    }
+                }
+            },
+            Ctx::ListRegistry { bootstrap } => {
+                if let Ok(Response::Registry { nodes, next_cursor }) = resp {
+                    self.merge(&nodes, now, out);
+                    if let Some(cursor) = next_cursor {
+                        out.push(self.list_registry(&bootstrap, cursor));
+                    }
+                }
+            }
+            Ctx::PushPull { peer } => {
+                if let Ok(Response::PushPull { members }) = resp {
+                    self.probe_succeeded(&peer, now, None);
+                    self.merge(&members, now, out);
+                }
+            }
+            Ctx::Event { subscriber } => {
+                if let Some(s) = self.subscribers.get_mut(&subscriber) {
+                    s.in_flight = s.in_flight.saturating_sub(1);
+                    s.failures = 0;
+                }
+                self.pump(&subscriber, out);
+            }
+            Ctx::Deregister => {}
+        }
+        let _ = from;
+    }
+
+    fn list_registry(&self, bootstrap: &NodeId, cursor: NodeId) -> Effect {
+        self.send(
+            bootstrap,
+            &Request::ListRegistry {
+                cursor: Some(cursor),
+                limit: Some(MAX_PAGE),
+            },
+            Some(REGISTER_TIMEOUT_S),
+            Some(&Ctx::ListRegistry {
+                bootstrap: bootstrap.clone(),
+            }),
+        )
+    }
+
+    fn retry_register(&mut self, bootstrap: NodeId, attempt: u32, out: &mut Vec<Effect>) {
+        if self.left || !self.joined || !self.bootstrap.contains(&bootstrap) {
+            return;
+        }
+        let backoff = Backoff {
+            base_ms: 1_000,
+            max_ms: (self.cfg.registry_ttl_ms / 3).max(1_000),
+            factor: 2,
+            jitter: Jitter::Full,
+        };
+        let delay = backoff.delay(attempt, &mut self.rng).max(200);
+        out.push(Self::timer(
+            delay,
+            &Tick::RetryRegister {
+                bootstrap,
+                attempt: attempt.saturating_add(1),
+            },
+        ));
+    }
+
+    fn on_send_failed(
+        &mut self,
+        kind: SendErrorKind,
+        target: Address,
+        ctx: Ctx,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        match kind {
+            SendErrorKind::Offline => self.reach.on_offline(&target.node, now),
+            SendErrorKind::Timeout => self.reach.on_timeout(&target.node, now),
+        }
+        match ctx {
+            Ctx::Probe { seq, target, .. } => {
+                self.stats.probes_failed += 1;
+                let Some(r) = self.round.as_ref().filter(|r| r.seq == seq && !r.acked) else {
+                    return;
+                };
+                let _ = r;
+                let helpers = self.random_live(self.cfg.indirect_probes as usize, &[&target]);
+                for h in &helpers {
+                    let updates = self.piggyback(Some(h));
+                    out.push(self.send(
+                        h,
+                        &Request::ProbeRequest {
+                            seq,
+                            target: target.clone(),
+                            updates,
+                        },
+                        None,
+                        None,
+                    ));
+                }
+                if let Some(r) = self.round.as_mut() {
+                    r.indirect_sent = helpers.len() as u32;
+                }
+            }
+            Ctx::HelperProbe {
+                requester,
+                seq,
+                target,
+            } => {
+                out.push(self.send(
+                    &requester,
+                    &Request::IndirectNack { seq, target },
+                    None,
+                    None,
+                ));
+            }
+            Ctx::ConfirmProbe {
+                target,
+                incarnation,
+            } => {
+                self.confirming.remove(&target);
+                if self.members.get(&target).is_some_and(|m| {
+                    m.status == MemberStatus::Suspect && m.incarnation == incarnation
+                }) {
+                    self.suspect(&target, now, out);
+                }
+            }
+            Ctx::Register { bootstrap, attempt } => {
+                self.stats.register_failures += 1;
+                out.push(log(
+                    Level::Warn,
+                    format!("bootstrap {bootstrap} unreachable ({kind:?})"),
+                ));
+                self.retry_register(bootstrap, attempt, out);
+            }
+            Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
+            Ctx::Event { subscriber } => {
+                let drop_it = match self.subscribers.get_mut(&subscriber) {
+                    Some(s) => {
+                        s.in_flight = s.in_flight.saturating_sub(1);
+                        s.failures += 1;
+                        s.failures >= EVENT_FAILURES
+                    }
+                    None => false,
+                };
+                if drop_it {
+                    self.subscribers.remove(&subscriber);
+                    out.push(log(
+                        Level::Warn,
+                        format!(
+                            "dropping subscriber {subscriber}: {EVENT_FAILURES} deliveries failed"
+                        ),
+                    ));
+                } else {
+                    self.pump(&subscriber, out);
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Effect>) {
+        match t {
+            Tick::Probe => self.on_probe_tick(now, out),
+            Tick::ProbeWindow { seq } => self.on_probe_window(seq, now, out),
+            Tick::Gossip => {
+                out.push(Self::timer(self.cfg.gossip_interval_ms, &Tick::Gossip));
+                self.expire_suspicions(now, out);
+                self.gossip_round(out);
+                if self.members.gc(now, self.cfg.dead_retention_ms) > 0 {
+                    self.dirty = true;
+                }
+                if self.dirty {
+                    out.push(self.persist_now());
+                }
+            }
+            Tick::PushPull => {
+                let jitter = self.rng.gen_range(0..=self.cfg.push_pull_interval_ms / 4);
+                out.push(Self::timer(
+                    self.cfg.push_pull_interval_ms + jitter,
+                    &Tick::PushPull,
+                ));
+                self.registry.expire(now);
+                if self.left {
+                    return;
+                }
+                if let Some(peer) = self.random_live(1, &[]).pop() {
+                    self.push_pull_with(&peer, out);
+                }
+                // Reconnect: also try a member we think is dead, so healed partitions merge.
+                let dead: Vec<NodeId> = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.status == MemberStatus::Dead)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if let Some(peer) = dead.choose(&mut self.rng).cloned() {
+                    self.push_pull_with(&peer, out);
+                }
+            }
+            Tick::Renew => {
+                out.push(Self::timer(
+                    (self.cfg.registry_ttl_ms / 3).max(1_000),
+                    &Tick::Renew,
+                ));
+                if self.joined && !self.left {
+                    for b in self.bootstrap.clone() {
+                        out.push(self.register_with(&b, 0));
+                    }
+                }
+            }
+            Tick::RetryRegister { bootstrap, attempt } => {
+                if self.joined && !self.left && self.bootstrap.contains(&bootstrap) {
+                    out.push(self.register_with(&bootstrap, attempt));
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, persisted: Option<Vec<u8>>, seed: u64, now: Millis, out: &mut Vec<Effect>) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.started = true;
+        match persisted.map(|b| serde_json::from_slice::<Saved>(&b)) {
+            Some(Ok(s)) => {
+                // A new life: a higher incarnation than anything we said before.
+                self.incarnation = s.incarnation + 1;
+                self.info = s.info;
+                self.left = s.left;
+                self.joined = s.joined;
+                self.bootstrap = s.bootstrap;
+                if s.config.validate().is_ok() {
+                    self.cfg = s.config;
+                    self.reach = Reachability::new(reach_config(&self.cfg));
+                }
+                self.members.restore(s.members, now);
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "restarted with {} members, incarnation {}",
+                        self.members.len(),
+                        self.incarnation
+                    ),
+                ));
+            }
+            Some(Err(e)) => {
+                out.push(log(
+                    Level::Error,
+                    format!("persisted state unreadable ({e}); starting fresh"),
+                ));
+                self.incarnation = 1;
+            }
+            None => self.incarnation = 1,
+        }
+        out.push(self.persist_now());
+        // Stagger the periodic work so nodes started together do not probe in lockstep.
+        let p = self.rng.gen_range(0..self.cfg.probe_interval_ms);
+        let g = self.rng.gen_range(0..self.cfg.gossip_interval_ms);
+        let pp = self
+            .rng
+            .gen_range(self.cfg.push_pull_interval_ms / 2..=self.cfg.push_pull_interval_ms);
+        out.push(Self::timer(p, &Tick::Probe));
+        out.push(Self::timer(g, &Tick::Gossip));
+        out.push(Self::timer(pp, &Tick::PushPull));
+        out.push(Self::timer(
+            (self.cfg.registry_ttl_ms / 3).max(1_000),
+            &Tick::Renew,
+        ));
+        if self.joined && !self.left {
+            // Rejoin: tell everyone our new incarnation and re-register.
+            self.broadcasts.push(self.self_update());
+            for b in self.bootstrap.clone() {
+                out.push(self.register_with(&b, 0));
+            }
+            if let Some(peer) = self.random_live(1, &[]).pop() {
+                self.push_pull_with(&peer, out);
+            }
+        }
+    }
+}
+
+fn reach_config(cfg: &Config) -> ReachabilityConfig {
+    ReachabilityConfig {
+        min_timeout_ms: cfg.probe_timeout_ms,
+        max_timeout_ms: cfg.probe_interval_ms.max(cfg.probe_timeout_ms),
+        default_timeout_ms: cfg.probe_timeout_ms,
+        ..ReachabilityConfig::default()
+    }
+}
+
+impl Service for Presence {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
+    fn handle(&mut self, now: Millis, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Start { persisted, seed } => self.start(persisted, seed, now, &mut out),
+            Input::Request {
+                from,
+                body,
+                expects_response,
+            } => self.handle_request(from, body, expects_response, now, &mut out),
+            Input::Response {
+                from,
+                body,
+                context,
+            } => match serde_json::from_slice::<Ctx>(&context) {
+                Ok(ctx) => self.on_response(from, body, ctx, now, &mut out),
+                Err(e) => out.push(log(
+                    Level::Error,
+                    format!("response with unreadable context: {e}"),
+                )),
+            },
+            Input::SendFailed {
+                kind,
+                target,
+                context,
+            } => match serde_json::from_slice::<Ctx>(&context) {
+                Ok(ctx) => self.on_send_failed(kind, target, ctx, now, &mut out),
+                Err(e) => out.push(log(
+                    Level::Error,
+                    format!("send error with unreadable context: {e}"),
+                )),
+            },
+            Input::Timer { context } => match serde_json::from_slice::<Tick>(&context) {
+                Ok(t) => self.on_tick(t, now, &mut out),
+                Err(e) => out.push(log(
+                    Level::Error,
+                    format!("timer with unreadable context: {e}"),
+                )),
+            },
+        }
+        out
+    }
+}
+
+/// The address of `presence` on `node`, for other crates.
+pub fn address(node: &NodeId) -> Address {
+    Address::new(node.clone(), ProcessId::ours(crate::NAME))
 }

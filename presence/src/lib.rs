@@ -1,6 +1,10 @@
-//! The `presence` process: its pure core ([`core`]) and, on wasm32, the glue that runs it.
+//! The `presence` process: bootstrap registry, SWIM/Lifeguard membership, discovery and
+//! events. Its pure core is [`core`]; on wasm32 the glue below runs it.
 
 pub mod core;
+pub mod gossip;
+pub mod members;
+pub mod registry;
 
 /// Process name on the node: `presence:p2p-patterns:p2p-patterns.os`.
 pub const NAME: &str = "presence";

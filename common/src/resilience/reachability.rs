@@ -42,10 +42,15 @@ pub struct ReachabilityConfig {
     pub stale_after_ms: Option<Millis>,
     /// Most nodes tracked (at least 1); the least recently updated is dropped beyond it.
     pub cap: usize,
+    /// After consecutive failures the suggested timeout doubles once per failure, up to this
+    /// many times (TCP's retransmission-timeout backoff): a peer slower than its estimate,
+    /// which yields no RTT sample while every try times out, still gets a chance to answer.
+    pub max_backoff_doublings: u32,
 }
 
 impl Default for ReachabilityConfig {
-    /// 3 timeouts, timeouts 1 s..60 s (5 s unmeasured), stale after 10 min, 1024 nodes.
+    /// 3 timeouts, timeouts 1 s..60 s (5 s unmeasured), stale after 10 min, 1024 nodes,
+    /// backoff up to 8× the estimate.
     fn default() -> Self {
         ReachabilityConfig {
             unreachable_after: 3,
@@ -54,6 +59,7 @@ impl Default for ReachabilityConfig {
             default_timeout_ms: 5_000,
             stale_after_ms: Some(600_000),
             cap: 1024,
+            max_backoff_doublings: 3,
         }
     }
 }
@@ -252,8 +258,16 @@ impl Reachability {
             .get(node)
             .and_then(|p| p.srtt_ms().map(|s| s.saturating_add(p.rttvar_x4)))
             .unwrap_or(self.config.default_timeout_ms);
-        raw.max(self.config.min_timeout_ms)
-            .min(self.config.max_timeout_ms)
+        let doublings = self
+            .peers
+            .get(node)
+            .map_or(0, |p| p.consecutive_failures)
+            .min(self.config.max_backoff_doublings)
+            .min(32);
+        let raw = raw
+            .max(self.config.min_timeout_ms)
+            .saturating_mul(1 << doublings);
+        raw.min(self.config.max_timeout_ms)
     }
 }
 
@@ -261,6 +275,27 @@ impl Reachability {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn timeout_backs_off_on_consecutive_failures_and_resets_on_success() {
+        let mut r = Reachability::new(ReachabilityConfig {
+            default_timeout_ms: 1_000,
+            ..no_stale()
+        });
+        let n = node(1);
+        assert_eq!(r.suggested_timeout_ms(&n), 1_000);
+        r.on_timeout(&n, 10);
+        assert_eq!(r.suggested_timeout_ms(&n), 2_000);
+        r.on_timeout(&n, 20);
+        assert_eq!(r.suggested_timeout_ms(&n), 4_000);
+        for t in 0..10 {
+            r.on_timeout(&n, 30 + t);
+        }
+        assert_eq!(r.suggested_timeout_ms(&n), 8_000, "at most 3 doublings");
+        r.on_success(&n, 100, Some(1_700));
+        let t = r.suggested_timeout_ms(&n);
+        assert!((1_700..8_000).contains(&t), "back to the measured RTT: {t}");
+    }
 
     fn node(i: usize) -> NodeId {
         NodeId::parse(&format!("n{i}.os")).unwrap()

@@ -3,6 +3,7 @@
 //!
 //! See docs/simulator.md for the model and how a service plugs in its scenarios.
 
+pub mod baseline;
 pub mod net;
 pub mod scenarios;
 pub mod sim;

@@ -106,6 +106,8 @@ impl fmt::Display for SimError {
 impl std::error::Error for SimError {}
 
 pub type Invariant = Box<dyn Fn(&Sim) -> Result<(), String>>;
+/// A check on every message put on the wire: (from, to, body).
+pub type WireCheck = Box<dyn Fn(&Address, &Address, &[u8]) -> Result<(), String>>;
 
 #[derive(Debug, Clone)]
 enum Payload {
@@ -133,13 +135,15 @@ struct Envelope {
 
 #[derive(Debug, Clone)]
 enum Event {
-    Deliver(Envelope),
+    Deliver(Box<Envelope>),
     Fail { req: u64, kind: SendErrorKind },
 }
 
 /// A request waiting for its response, timeout or Offline.
 #[derive(Debug, Clone)]
 struct Outstanding {
+    /// Sent by a test through `request`/`request_from`: the outcome goes to the app table.
+    app: bool,
     sender: Address,
     sender_inc: u64,
     target: Address,
@@ -218,6 +222,8 @@ pub struct Sim {
     /// Remote messages in flight (not local, not timers), for `run_until_quiet`.
     in_flight: u64,
     invariants: Vec<(String, Invariant)>,
+    wire_checks: Vec<(String, WireCheck)>,
+    wire_violation: Option<String>,
     pub trace: Trace,
     pub stats: Stats,
     started: bool,
@@ -261,6 +267,8 @@ impl Sim {
             cuts: HashSet::new(),
             in_flight: 0,
             invariants: Vec::new(),
+            wire_checks: Vec::new(),
+            wire_violation: None,
             trace: Trace::new(cfg.record_trace),
             stats: Stats::default(),
             started: false,
@@ -282,6 +290,17 @@ impl Sim {
         f: impl Fn(&Sim) -> Result<(), String> + 'static,
     ) -> Self {
         self.invariants.push((name.to_string(), Box::new(f)));
+        self
+    }
+
+    /// Check every message sent (requests and replies, not timers); a violation stops the
+    /// run like a broken invariant.
+    pub fn with_wire_check(
+        mut self,
+        name: &str,
+        f: impl Fn(&Address, &Address, &[u8]) -> Result<(), String> + 'static,
+    ) -> Self {
+        self.wire_checks.push((name.to_string(), Box::new(f)));
         self
     }
 
@@ -447,7 +466,7 @@ impl Sim {
             .collect();
         for k in dead {
             if let Some(o) = self.resolve(k) {
-                if o.sender.process == app_process() {
+                if o.app {
                     if let Some(h) = o.context.as_deref().and_then(decode_handle) {
                         self.app_results.insert(h, Some(AppOutcome::SenderCrashed));
                     }
@@ -492,10 +511,44 @@ impl Sim {
             Some(handle.to_le_bytes().to_vec()),
         );
         debug_assert_eq!(req, handle);
+        if let Some(o) = self.outstanding.get_mut(&req) {
+            o.app = true;
+        }
         self.app_results.insert(handle, None);
         self.app_times.insert(handle, (self.now, None));
         handle
     }
+    /// Send a request as any process on node `from` claims to be (remote process ids are
+    /// claims; only the node is authenticated). Returns a handle like [`Sim::request`].
+    pub fn request_from(
+        &mut self,
+        from: usize,
+        process: ProcessId,
+        to: &Address,
+        body: Vec<u8>,
+        timeout_s: u64,
+    ) -> u64 {
+        self.ensure_started();
+        let me = Address::new(self.nodes[from].id.clone(), process);
+        let handle = self.next_req;
+        // Answers reach the app's outcome table: the context carries the handle.
+        let req = self.send_request(
+            from,
+            me,
+            to.clone(),
+            body,
+            Some(timeout_s),
+            Some(handle.to_le_bytes().to_vec()),
+        );
+        debug_assert_eq!(req, handle);
+        if let Some(o) = self.outstanding.get_mut(&req) {
+            o.app = true;
+        }
+        self.app_results.insert(handle, None);
+        self.app_times.insert(handle, (self.now, None));
+        handle
+    }
+
     /// Send a request that expects no response.
     pub fn notify(&mut self, from: usize, to: &Address, body: Vec<u8>) {
         self.ensure_started();
@@ -640,6 +693,7 @@ impl Sim {
             self.outstanding.insert(
                 req,
                 Outstanding {
+                    app: false,
                     sender: from.clone(),
                     sender_inc: self.nodes[from_node].incarnation,
                     target: to.clone(),
@@ -672,7 +726,7 @@ impl Sim {
                 to_inc: inc,
             };
             let slow = self.nodes[from_node].slow_ms;
-            self.schedule(self.now + ms + slow, Event::Deliver(env));
+            self.schedule(self.now + ms + slow, Event::Deliver(Box::new(env)));
             return req;
         }
         self.trace.push(
@@ -698,6 +752,19 @@ impl Sim {
         payload: Payload,
         fail_req: Option<u64>,
     ) {
+        if self.wire_violation.is_none() && !self.wire_checks.is_empty() {
+            let body = match &payload {
+                Payload::Request { body, .. } | Payload::Response { body, .. } => body,
+            };
+            for (name, f) in &self.wire_checks {
+                if let Err(m) = f(&from, &to, body) {
+                    self.wire_violation = Some(format!(
+                        "wire check {name:?} violated by {from} -> {to}: {m}"
+                    ));
+                    break;
+                }
+            }
+        }
         let Some(&to_node) = self.index.get(&to.node) else {
             // Not in the PKI: Offline once the kernel gives up.
             if let Some(req) = fail_req {
@@ -744,13 +811,13 @@ impl Sim {
             l.floor[0] = at;
             self.schedule(
                 at,
-                Event::Deliver(Envelope {
+                Event::Deliver(Box::new(Envelope {
                     from,
                     to,
                     payload,
                     epoch: 0,
                     to_inc,
-                }),
+                })),
             );
             return;
         }
@@ -792,13 +859,13 @@ impl Sim {
             }
             self.schedule(
                 at,
-                Event::Deliver(Envelope {
+                Event::Deliver(Box::new(Envelope {
                     from: from.clone(),
                     to: to.clone(),
                     payload: payload.clone(),
                     epoch,
                     to_inc,
-                }),
+                })),
             );
         }
     }
@@ -812,7 +879,7 @@ impl Sim {
                 });
                 self.deliver_outcome(o, Err(kind), None);
             }
-            Event::Deliver(env) => self.deliver(env),
+            Event::Deliver(env) => self.deliver(*env),
         }
     }
 
@@ -911,7 +978,7 @@ impl Sim {
         result: Result<Vec<u8>, SendErrorKind>,
         source: Option<Address>,
     ) {
-        if o.sender.process == app_process() {
+        if o.app {
             return self.app_outcome(o, result);
         }
         let Some(&ni) = self.index.get(&o.sender.node) else {
@@ -1013,6 +1080,9 @@ impl Sim {
     }
 
     fn check_invariants(&self) -> Result<(), SimError> {
+        if let Some(m) = &self.wire_violation {
+            return Err(self.fail(m.clone()));
+        }
         for (name, f) in &self.invariants {
             if let Err(m) = f(self) {
                 return Err(self.fail(format!("invariant {name:?} violated: {m}")));

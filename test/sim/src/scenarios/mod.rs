@@ -6,6 +6,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 pub mod ping;
+pub mod presence;
 pub mod util;
 
 /// What a service offers the command line.
@@ -23,7 +24,7 @@ pub trait Scenario {
 
 /// Every registered scenario.
 pub fn all() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(ping::Ping)]
+    vec![Box::new(ping::Ping), Box::new(presence::PresenceScenario)]
 }
 
 pub fn find(name: &str) -> Option<Box<dyn Scenario>> {

@@ -5,6 +5,8 @@
 //! `{"Ok": <variant>}` or `{"Err": {"code": "...", "message": "..."}}`. Nothing is a JSON
 //! string inside JSON.
 
+pub mod presence;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;

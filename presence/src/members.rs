@@ -1,0 +1,406 @@
+//! The member table and SWIM's merge rules: which gossiped fact wins, which status change
+//! each one causes, and Lifeguard's suspicion timeout.
+
+use p2p_common::api::presence::{EventKind, MemberStatus, NodeInfo, Update};
+use p2p_common::{Millis, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A suspicion in progress: since when, and who independently suspects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspicion {
+    pub start: Millis,
+    pub origins: BTreeSet<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub info: NodeInfo,
+    pub status: MemberStatus,
+    pub incarnation: u64,
+    pub status_since: Millis,
+    /// Last direct evidence (ack, probe, message from it).
+    pub last_seen: Millis,
+    pub suspicion: Option<Suspicion>,
+}
+
+/// What applying a fact did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing new (older or equal fact).
+    Stale,
+    /// Accepted; `event` is the status change to report, if any. Accepted facts are gossiped on.
+    Changed { event: Option<EventKind> },
+    /// A new independent confirmation of an existing suspicion (gossip it on).
+    Confirmed,
+    /// Unknown node, table full.
+    Full,
+}
+
+/// Persisted form of a member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedMember {
+    pub info: NodeInfo,
+    pub status: MemberStatus,
+    pub incarnation: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Members {
+    map: BTreeMap<NodeId, Member>,
+}
+
+impl Members {
+    pub fn get(&self, n: &NodeId) -> Option<&Member> {
+        self.map.get(n)
+    }
+    pub fn get_mut(&mut self, n: &NodeId) -> Option<&mut Member> {
+        self.map.get_mut(n)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Member)> {
+        self.map.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    pub fn remove(&mut self, n: &NodeId) -> Option<Member> {
+        self.map.remove(n)
+    }
+    /// Members that are Alive or Suspect (the ones we probe and gossip to).
+    pub fn live(&self) -> impl Iterator<Item = &NodeId> {
+        self.map
+            .iter()
+            .filter(|(_, m)| matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect))
+            .map(|(n, _)| n)
+    }
+    pub fn live_count(&self) -> usize {
+        self.live().count()
+    }
+
+    /// Apply one fact about another node (never ourselves: the caller handles those).
+    pub fn apply(&mut self, u: &Update, now: Millis, capacity: usize) -> Applied {
+        let Some(m) = self.map.get_mut(&u.node) else {
+            // Only an Alive fact introduces a node; a suspicion or death of a stranger is noise.
+            if u.status != MemberStatus::Alive {
+                return Applied::Stale;
+            }
+            if self.map.len() >= capacity {
+                return Applied::Full;
+            }
+            let info = u
+                .info
+                .clone()
+                .unwrap_or_else(|| NodeInfo::new(u.node.clone()));
+            self.map.insert(
+                u.node.clone(),
+                Member {
+                    info,
+                    status: MemberStatus::Alive,
+                    incarnation: u.incarnation,
+                    status_since: now,
+                    last_seen: 0,
+                    suspicion: None,
+                },
+            );
+            return Applied::Changed {
+                event: Some(EventKind::NodeJoined),
+            };
+        };
+        let newer = u.incarnation > m.incarnation;
+        let same = u.incarnation == m.incarnation;
+        match u.status {
+            MemberStatus::Alive => {
+                if !newer {
+                    // Same incarnation may still bring the info we lacked.
+                    if same && m.info.capabilities.is_empty() && m.info.app_version.is_empty() {
+                        if let Some(i) = &u.info {
+                            if i != &m.info {
+                                m.info = i.clone();
+                            }
+                        }
+                    }
+                    return Applied::Stale;
+                }
+                let event = match m.status {
+                    MemberStatus::Alive => None,
+                    MemberStatus::Suspect => Some(EventKind::NodeAlive),
+                    MemberStatus::Dead | MemberStatus::Left => Some(EventKind::NodeJoined),
+                };
+                if let Some(i) = &u.info {
+                    m.info = i.clone();
+                }
+                m.incarnation = u.incarnation;
+                if m.status != MemberStatus::Alive {
+                    m.status_since = now;
+                }
+                m.status = MemberStatus::Alive;
+                m.suspicion = None;
+                Applied::Changed { event }
+            }
+            MemberStatus::Suspect => match m.status {
+                MemberStatus::Alive if newer || same => {
+                    m.status = MemberStatus::Suspect;
+                    m.incarnation = u.incarnation;
+                    m.status_since = now;
+                    m.suspicion = Some(Suspicion {
+                        start: now,
+                        origins: BTreeSet::from([u.origin.clone()]),
+                    });
+                    Applied::Changed {
+                        event: Some(EventKind::NodeSuspect),
+                    }
+                }
+                MemberStatus::Suspect if newer => {
+                    m.incarnation = u.incarnation;
+                    m.suspicion = Some(Suspicion {
+                        start: now,
+                        origins: BTreeSet::from([u.origin.clone()]),
+                    });
+                    Applied::Changed { event: None }
+                }
+                MemberStatus::Suspect if same => {
+                    let s = m.suspicion.get_or_insert_with(|| Suspicion {
+                        start: now,
+                        origins: BTreeSet::new(),
+                    });
+                    if s.origins.insert(u.origin.clone()) {
+                        Applied::Confirmed
+                    } else {
+                        Applied::Stale
+                    }
+                }
+                _ => Applied::Stale,
+            },
+            MemberStatus::Dead | MemberStatus::Left => {
+                let terminal = matches!(m.status, MemberStatus::Dead | MemberStatus::Left);
+                // Left beats Dead at the same incarnation (a graceful leave is not a failure).
+                let upgrade_to_left =
+                    u.status == MemberStatus::Left && m.status == MemberStatus::Dead && same;
+                if !(newer || same) || (terminal && !newer && !upgrade_to_left) {
+                    return Applied::Stale;
+                }
+                if m.status == u.status && same {
+                    return Applied::Stale;
+                }
+                let event = Some(if u.status == MemberStatus::Dead {
+                    EventKind::NodeDead
+                } else {
+                    EventKind::NodeLeft
+                });
+                m.status = u.status;
+                m.incarnation = u.incarnation;
+                m.status_since = now;
+                m.suspicion = None;
+                Applied::Changed { event }
+            }
+        }
+    }
+
+    /// Forget dead and left members older than `retention`.
+    pub fn gc(&mut self, now: Millis, retention: Millis) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, m| {
+            !(matches!(m.status, MemberStatus::Dead | MemberStatus::Left)
+                && now.saturating_sub(m.status_since) > retention)
+        });
+        before - self.map.len()
+    }
+
+    pub fn save(&self) -> Vec<SavedMember> {
+        self.map
+            .values()
+            .map(|m| SavedMember {
+                info: m.info.clone(),
+                status: m.status,
+                incarnation: m.incarnation,
+            })
+            .collect()
+    }
+
+    /// Restore after a restart. A member we last saw alive or suspect is taken as alive
+    /// (and will be probed); dead and left stay so.
+    pub fn restore(&mut self, saved: Vec<SavedMember>, now: Millis) {
+        for s in saved {
+            let status = match s.status {
+                MemberStatus::Suspect => MemberStatus::Alive,
+                st => st,
+            };
+            self.map.insert(
+                s.info.node_id.clone(),
+                Member {
+                    info: s.info,
+                    status,
+                    incarnation: s.incarnation,
+                    status_since: now,
+                    last_seen: 0,
+                    suspicion: None,
+                },
+            );
+        }
+    }
+}
+
+/// Lifeguard's suspicion timeout: starts at `max` and falls logarithmically to `min` as
+/// independent confirmations arrive (`confirmations` beyond the first suspecter, of `k`).
+pub fn suspicion_timeout(min: Millis, max: Millis, confirmations: usize, k: u32) -> Millis {
+    if k == 0 || max <= min {
+        return min;
+    }
+    let c = confirmations.min(k as usize) as f64;
+    let frac = (c + 1.0).ln() / (k as f64 + 1.0).ln();
+    let t = max as f64 - (max - min) as f64 * frac;
+    (t.round() as Millis).max(min)
+}
+
+/// Floor of the suspicion timeout for a cluster of `n` members.
+pub fn suspicion_min(n: usize, mult: f64, interval: Millis) -> Millis {
+    let scaled = mult * (n.max(1) as f64).log10() * interval as f64;
+    (scaled.round() as Millis).max(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+    fn up(node: &str, status: MemberStatus, inc: u64, origin: &str) -> Update {
+        Update {
+            node: id(node),
+            status,
+            incarnation: inc,
+            info: None,
+            origin: id(origin),
+        }
+    }
+    use MemberStatus::*;
+
+    #[test]
+    fn swim_precedence() {
+        let mut m = Members::default();
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 1, "a.os"), 0, 10),
+            Applied::Stale,
+            "no suspicion of strangers"
+        );
+        assert!(matches!(
+            m.apply(&up("b.os", Alive, 1, "b.os"), 0, 10),
+            Applied::Changed {
+                event: Some(EventKind::NodeJoined)
+            }
+        ));
+        assert_eq!(
+            m.apply(&up("b.os", Alive, 1, "b.os"), 0, 10),
+            Applied::Stale
+        );
+        // Suspect at the same incarnation overrides Alive.
+        assert!(matches!(
+            m.apply(&up("b.os", Suspect, 1, "a.os"), 5, 10),
+            Applied::Changed {
+                event: Some(EventKind::NodeSuspect)
+            }
+        ));
+        // Alive at the same incarnation does not clear it; a second origin confirms it.
+        assert_eq!(
+            m.apply(&up("b.os", Alive, 1, "b.os"), 6, 10),
+            Applied::Stale
+        );
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 1, "c.os"), 6, 10),
+            Applied::Confirmed
+        );
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 1, "c.os"), 6, 10),
+            Applied::Stale
+        );
+        assert_eq!(
+            m.get(&id("b.os"))
+                .unwrap()
+                .suspicion
+                .as_ref()
+                .unwrap()
+                .origins
+                .len(),
+            2
+        );
+        // The refutation: Alive at a higher incarnation.
+        assert!(matches!(
+            m.apply(&up("b.os", Alive, 2, "b.os"), 7, 10),
+            Applied::Changed {
+                event: Some(EventKind::NodeAlive)
+            }
+        ));
+        assert!(m.get(&id("b.os")).unwrap().suspicion.is_none());
+        // An old suspicion is ignored.
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 1, "a.os"), 8, 10),
+            Applied::Stale
+        );
+        // Dead at the same incarnation wins; Alive at the same one cannot undo it.
+        assert!(matches!(
+            m.apply(&up("b.os", Dead, 2, "a.os"), 9, 10),
+            Applied::Changed {
+                event: Some(EventKind::NodeDead)
+            }
+        ));
+        assert_eq!(
+            m.apply(&up("b.os", Alive, 2, "b.os"), 10, 10),
+            Applied::Stale
+        );
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 2, "a.os"), 10, 10),
+            Applied::Stale
+        );
+        // Left upgrades Dead at the same incarnation; a rejoin needs a higher one.
+        assert!(matches!(
+            m.apply(&up("b.os", Left, 2, "b.os"), 11, 10),
+            Applied::Changed {
+                event: Some(EventKind::NodeLeft)
+            }
+        ));
+        assert_eq!(
+            m.apply(&up("b.os", Dead, 2, "a.os"), 12, 10),
+            Applied::Stale
+        );
+        assert!(matches!(
+            m.apply(&up("b.os", Alive, 3, "b.os"), 13, 10),
+            Applied::Changed {
+                event: Some(EventKind::NodeJoined)
+            }
+        ));
+    }
+
+    #[test]
+    fn capacity_and_gc() {
+        let mut m = Members::default();
+        assert!(matches!(
+            m.apply(&up("a.os", Alive, 1, "a.os"), 0, 1),
+            Applied::Changed { .. }
+        ));
+        assert_eq!(m.apply(&up("b.os", Alive, 1, "b.os"), 0, 1), Applied::Full);
+        m.apply(&up("a.os", Dead, 1, "x.os"), 100, 1);
+        assert_eq!(m.gc(150, 100), 0);
+        assert_eq!(m.gc(201, 100), 1);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn suspicion_timeout_falls_with_confirmations() {
+        assert_eq!(suspicion_timeout(1_000, 6_000, 0, 3), 6_000);
+        assert_eq!(suspicion_timeout(1_000, 6_000, 3, 3), 1_000);
+        assert_eq!(suspicion_timeout(1_000, 6_000, 9, 3), 1_000);
+        let t1 = suspicion_timeout(1_000, 6_000, 1, 3);
+        let t2 = suspicion_timeout(1_000, 6_000, 2, 3);
+        assert!(6_000 > t1 && t1 > t2 && t2 > 1_000, "{t1} {t2}");
+        assert_eq!(suspicion_min(100, 1.0, 5_000), 10_000);
+        assert_eq!(
+            suspicion_min(3, 1.0, 5_000),
+            5_000,
+            "never below one interval"
+        );
+    }
+}
