@@ -47,15 +47,18 @@ enum Tick {
     Gossip,
     PushPull,
     Renew,
+    Suspicion,
     RetryRegister { bootstrap: NodeId, attempt: u32 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Ctx {
+    /// A direct probe of our round; `retry` for the second, longer attempt.
     Probe {
         seq: u64,
         target: NodeId,
         sent: Millis,
+        retry: bool,
     },
     HelperProbe {
         requester: NodeId,
@@ -92,6 +95,8 @@ struct Round {
     acked: bool,
     indirect_sent: u32,
     nacks: u32,
+    /// The second direct attempt is still out.
+    retry_pending: bool,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +141,8 @@ pub struct Presence {
     subscribers: BTreeMap<Address, Subscriber>,
     /// Suspicions we are confirming with a probe of our own.
     confirming: BTreeSet<NodeId>,
+    /// The node whose message is being handled (to spot first-hop gossip).
+    sender: Option<NodeId>,
     stats: PresenceStats,
     dirty: bool,
     started: bool,
@@ -169,6 +176,7 @@ impl Presence {
             lhm: 0,
             subscribers: BTreeMap::new(),
             confirming: BTreeSet::new(),
+            sender: None,
             stats: PresenceStats::default(),
             dirty: false,
             started: false,
@@ -401,6 +409,7 @@ impl Presence {
                 )),
                 Applied::Confirmed => {
                     self.broadcasts.push(u.clone());
+                    self.arm_suspicion(&u.node, now, out);
                 }
                 Applied::Changed { event } => {
                     self.dirty = true;
@@ -414,7 +423,13 @@ impl Presence {
                         && was_alive == Some(true)
                         && u.origin != self.me
                     {
-                        self.maybe_confirm(&u.node, u.incarnation, out);
+                        // First-hop receivers (told by the suspecter itself) always help
+                        // confirm; later ones only a few, so the cost stays O(1) per node.
+                        let first_hop = self.sender.as_ref() == Some(&u.origin);
+                        self.maybe_confirm(&u.node, u.incarnation, first_hop, out);
+                    }
+                    if u.status == MemberStatus::Suspect {
+                        self.arm_suspicion(&u.node, now, out);
                     }
                     if let Some(kind) = event {
                         self.emit(kind, &u.node, now, out);
@@ -451,17 +466,23 @@ impl Presence {
 
     /// Lifeguard-style confirmation: a few of the nodes hearing a suspicion probe the
     /// suspect themselves, with a generous timeout; a failure is an independent confirmation.
-    fn maybe_confirm(&mut self, target: &NodeId, incarnation: u64, out: &mut Vec<Effect>) {
+    fn maybe_confirm(
+        &mut self,
+        target: &NodeId,
+        incarnation: u64,
+        first_hop: bool,
+        out: &mut Vec<Effect>,
+    ) {
         if self.confirming.contains(target) || self.left {
             return;
         }
         let n = self.members.live_count().max(1);
         let p = ((self.cfg.suspicion_confirmations as f64 + 1.0) / n as f64).min(1.0);
-        if !self.rng.gen_bool(p) {
+        if !first_hop && !self.rng.gen_bool(p) {
             return;
         }
         self.confirming.insert(target.clone());
-        let timeout = (self.probe_timeout_s(target) * 3).max(3);
+        let timeout = (self.probe_timeout_s(target) * 2).max(2);
         let seq = self.next_seq;
         self.next_seq += 1;
         let updates = self.piggyback(Some(target));
@@ -499,9 +520,31 @@ impl Presence {
 
     fn suspicion_bounds(&self) -> (Millis, Millis) {
         let n = self.members.live_count() + 1;
-        let min = suspicion_min(n, self.cfg.suspicion_mult, self.cfg.probe_interval_ms);
+        let min = suspicion_min(
+            n,
+            self.cfg.suspicion_mult,
+            self.cfg.gossip_interval_ms,
+            2 * self.cfg.probe_timeout_ms,
+        );
         let max = (min as f64 * self.cfg.suspicion_max_mult).round() as Millis;
         (min, max)
+    }
+
+    /// Set a timer for when the suspicion of `node` runs out with what is known now (the
+    /// gossip tick checks too; this makes the verdict timely).
+    fn arm_suspicion(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Effect>) {
+        let (min, max) = self.suspicion_bounds();
+        let Some(s) = self.members.get(node).and_then(|m| m.suspicion.as_ref()) else {
+            return;
+        };
+        let t = suspicion_timeout(
+            min,
+            max,
+            s.origins.len().saturating_sub(1),
+            self.cfg.suspicion_confirmations,
+        );
+        let due = (s.start + t).saturating_sub(now);
+        out.push(Self::timer(due + 1, &Tick::Suspicion));
     }
 
     /// Suspects whose time is up become dead.
@@ -578,6 +621,7 @@ impl Presence {
             acked: false,
             indirect_sent: 0,
             nacks: 0,
+            retry_pending: false,
         });
         self.stats.probes_sent += 1;
         let updates = self.piggyback(Some(&target));
@@ -589,12 +633,13 @@ impl Presence {
                 seq,
                 target: target.clone(),
                 sent: now,
+                retry: false,
             }),
         ));
-        // The indirect probes get their own timeout on top of ours, plus a margin for travel.
-        let window =
-            (timeout + self.cfg.probe_timeout_ms.div_ceil(1000) * (u64::from(self.lhm) + 1)) * 1000
-                + 1_000;
+        // After the direct timeout come the indirect probes and a second direct attempt with
+        // twice the timeout; the window covers the longest of them plus a margin for travel.
+        let helper = self.cfg.probe_timeout_ms.div_ceil(1000) * (u64::from(self.lhm) + 1);
+        let window = (timeout + helper.max(2 * timeout)) * 1000 + 1_000;
         out.push(Self::timer(window, &Tick::ProbeWindow { seq }));
     }
 
@@ -848,8 +893,10 @@ impl Presence {
                     out,
                 );
                 self.probe_succeeded(&from.node, now, None);
-                let (nodes, next_cursor) =
+                let (mut nodes, next_cursor) =
                     self.registry_page(now, None, REGISTER_PAGE, Some(&from.node));
+                // The bootstrap is a member too, though not in its own registry.
+                nodes.insert(0, self.self_update());
                 Ok(Response::Registered {
                     nodes,
                     next_cursor,
@@ -918,10 +965,16 @@ impl Presence {
                 Ok(Response::Accepted {})
             }
             Request::IndirectNack { seq, target } => {
+                let mut all_nacked = false;
                 if let Some(r) = self.round.as_mut() {
-                    if r.seq == seq && r.target == target {
+                    if r.seq == seq && r.target == target && !r.acked {
                         r.nacks += 1;
+                        all_nacked = r.nacks >= r.indirect_sent && !r.retry_pending;
                     }
+                }
+                // Every helper and our own second try failed: no ack can come any more.
+                if all_nacked {
+                    self.on_probe_window(seq, now, out);
                 }
                 Ok(Response::Accepted {})
             }
@@ -1102,7 +1155,9 @@ impl Presence {
         let resp: ApiResult<Response> = serde_json::from_slice(&body)
             .unwrap_or_else(|e| Err(ApiError::bad_request(format!("undecodable response: {e}"))));
         match ctx {
-            Ctx::Probe { seq, target, sent } => {
+            Ctx::Probe {
+                seq, target, sent, ..
+            } => {
                 if let Ok(Response::Ack { updates, .. }) = resp {
                     self.merge(&updates, now, out);
                     self.probe_succeeded(&target, now, Some(now.saturating_sub(sent)));
@@ -1236,12 +1291,43 @@ impl Presence {
             SendErrorKind::Timeout => self.reach.on_timeout(&target.node, now),
         }
         match ctx {
+            Ctx::Probe {
+                seq, retry: true, ..
+            } => {
+                let mut concluded = false;
+                if let Some(r) = self.round.as_mut().filter(|r| r.seq == seq && !r.acked) {
+                    r.retry_pending = false;
+                    concluded = r.nacks >= r.indirect_sent;
+                }
+                if concluded {
+                    self.on_probe_window(seq, now, out);
+                }
+            }
             Ctx::Probe { seq, target, .. } => {
                 self.stats.probes_failed += 1;
-                let Some(r) = self.round.as_ref().filter(|r| r.seq == seq && !r.acked) else {
+                if self
+                    .round
+                    .as_ref()
+                    .filter(|r| r.seq == seq && !r.acked)
+                    .is_none()
+                {
                     return;
-                };
-                let _ = r;
+                }
+                // As memberlist does: while helpers try, try once more ourselves with a longer
+                // timeout, so a slow but live member is reached and its RTT measured.
+                let retry_timeout = 2 * self.probe_timeout_s(&target);
+                let updates = self.piggyback(Some(&target));
+                out.push(self.send(
+                    &target,
+                    &Request::Probe { seq, updates },
+                    Some(retry_timeout),
+                    Some(&Ctx::Probe {
+                        seq,
+                        target: target.clone(),
+                        sent: now,
+                        retry: true,
+                    }),
+                ));
                 let helpers = self.random_live(self.cfg.indirect_probes as usize, &[&target]);
                 for h in &helpers {
                     let updates = self.piggyback(Some(h));
@@ -1258,6 +1344,7 @@ impl Presence {
                 }
                 if let Some(r) = self.round.as_mut() {
                     r.indirect_sent = helpers.len() as u32;
+                    r.retry_pending = true;
                 }
             }
             Ctx::HelperProbe {
@@ -1320,6 +1407,7 @@ impl Presence {
         match t {
             Tick::Probe => self.on_probe_tick(now, out),
             Tick::ProbeWindow { seq } => self.on_probe_window(seq, now, out),
+            Tick::Suspicion => self.expire_suspicions(now, out),
             Tick::Gossip => {
                 out.push(Self::timer(self.cfg.gossip_interval_ms, &Tick::Gossip));
                 self.expire_suspicions(now, out);
@@ -1457,7 +1545,11 @@ impl Service for Presence {
                 from,
                 body,
                 expects_response,
-            } => self.handle_request(from, body, expects_response, now, &mut out),
+            } => {
+                self.sender = Some(from.node.clone());
+                self.handle_request(from, body, expects_response, now, &mut out);
+                self.sender = None;
+            }
             Input::Response {
                 from,
                 body,

@@ -255,10 +255,11 @@ pub fn suspicion_timeout(min: Millis, max: Millis, confirmations: usize, k: u32)
     (t.round() as Millis).max(min)
 }
 
-/// Floor of the suspicion timeout for a cluster of `n` members.
-pub fn suspicion_min(n: usize, mult: f64, interval: Millis) -> Millis {
-    let scaled = mult * (n.max(1) as f64).log10() * interval as f64;
-    (scaled.round() as Millis).max(interval)
+/// Floor of the suspicion timeout for a cluster of `n` members: `mult × log10(n) × unit`
+/// (the time gossip needs to spread a refutation), and never below `floor`.
+pub fn suspicion_min(n: usize, mult: f64, unit: Millis, floor: Millis) -> Millis {
+    let scaled = mult * (n.max(1) as f64).log10() * unit as f64;
+    (scaled.round() as Millis).max(floor)
 }
 
 #[cfg(test)]
@@ -396,11 +397,12 @@ mod tests {
         let t1 = suspicion_timeout(1_000, 6_000, 1, 3);
         let t2 = suspicion_timeout(1_000, 6_000, 2, 3);
         assert!(6_000 > t1 && t1 > t2 && t2 > 1_000, "{t1} {t2}");
-        assert_eq!(suspicion_min(100, 1.0, 5_000), 10_000);
+        assert_eq!(suspicion_min(100, 3.0, 500, 2_000), 3_000);
+        assert_eq!(suspicion_min(1_000, 3.0, 500, 2_000), 4_500);
         assert_eq!(
-            suspicion_min(3, 1.0, 5_000),
-            5_000,
-            "never below one interval"
+            suspicion_min(3, 3.0, 500, 2_000),
+            2_000,
+            "never below the floor"
         );
     }
 }

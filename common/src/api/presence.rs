@@ -161,8 +161,8 @@ pub struct Config {
     pub probe_timeout_ms: u64,
     /// Helpers asked to probe a member that missed a direct probe.
     pub indirect_probes: u32,
-    /// Suspicion timeout floor = suspicion_mult × log10(members) × probe_interval
-    /// (at least one probe interval).
+    /// Suspicion timeout floor = suspicion_mult × log10(members) × gossip_interval (the time
+    /// a refutation needs to spread), at least two probe timeouts.
     pub suspicion_mult: f64,
     /// Suspicion timeout ceiling = floor × this; it falls to the floor as independent
     /// confirmations arrive.
@@ -194,16 +194,23 @@ pub struct Config {
     pub subscriber_queue: u32,
 }
 
+impl Config {
+    /// One protocol period. Six seconds leaves room for the longest probe round (1 s direct
+    /// probe, then a 2 s second attempt alongside the indirect probes, plus travel) with
+    /// headroom, at Hyperware's whole-second timeouts (see docs/presence.md).
+    pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 6_000;
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
-            probe_interval_ms: 5_000,
+            probe_interval_ms: Self::DEFAULT_PROBE_INTERVAL_MS,
             probe_timeout_ms: 1_000,
             indirect_probes: 3,
-            suspicion_mult: 1.0,
+            suspicion_mult: 3.0,
             suspicion_max_mult: 6.0,
             suspicion_confirmations: 3,
-            gossip_interval_ms: 1_000,
+            gossip_interval_ms: 500,
             gossip_fanout: 3,
             retransmit_mult: 4,
             max_updates_per_message: 32,

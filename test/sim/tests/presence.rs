@@ -10,7 +10,8 @@ use p2p_sim::scenarios::presence::{
 use p2p_sim::{AppOutcome, Sim, SimConfig};
 use presence::core::Presence;
 
-const P: u64 = 5_000; // the default probe interval
+/// The default probe interval (one protocol period).
+const P: u64 = Config::DEFAULT_PROBE_INTERVAL_MS;
 
 fn checked(seed: u64, n: usize) -> Sim {
     with_checks(cluster(SimConfig::new(seed, n), config()))

@@ -302,11 +302,20 @@ impl Scenario for PresenceScenario {
 
 /// Build `n` nodes joined through node 0 and wait until all see all; the periods it took.
 pub fn converge(seed: u64, n: usize, tweak: impl FnOnce(&mut SimConfig)) -> (Sim, Option<f64>) {
+    converge_with(seed, n, &config(), tweak)
+}
+
+/// [`converge`] with explicit presence settings.
+pub fn converge_with(
+    seed: u64,
+    n: usize,
+    pcfg: &Config,
+    tweak: impl FnOnce(&mut SimConfig),
+) -> (Sim, Option<f64>) {
     let mut cfg = SimConfig::new(seed, n);
     tweak(&mut cfg);
-    let pcfg = config();
     let period = pcfg.probe_interval_ms;
-    let mut sim = cluster(cfg, pcfg);
+    let mut sim = cluster(cfg, pcfg.clone());
     for i in 1..n {
         join(&mut sim, i, 0);
     }
@@ -330,56 +339,35 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The benchmark printed by `p2p-sim bench presence --json`.
+/// The benchmark printed by `p2p-sim bench presence --json`, with the default settings.
 pub fn bench() -> Map<String, Value> {
-    let mut m = Map::new();
-    let cpu0 = util::cpu_ms();
-    let t0 = Instant::now();
-    let period = config().probe_interval_ms;
-    m.insert("period_ms".into(), json!(period));
+    bench_with(&config())
+}
 
-    // Convergence: N nodes join through one bootstrap.
-    let mut by_n = Map::new();
-    for n in [25usize, 50, 100, 200] {
-        let (_, p) = converge(7, n, |_| {});
-        by_n.insert(n.to_string(), json!(p.map(round2)));
-        if n == 100 {
-            m.insert("converge_periods".into(), json!(p.map(round2)));
-        }
-    }
-    m.insert("converge_periods_by_n".into(), Value::Object(by_n));
+/// Crash-detection times (in periods) on `n` nodes over `trials` crashes.
+pub struct Detection {
+    pub trials: usize,
+    /// Crash to the first Dead verdict anywhere.
+    pub median: f64,
+    pub p99: f64,
+    /// Crash to every other node's Dead verdict.
+    pub all_median: f64,
+}
 
-    // Load: steady-state messages per node per period, for several cluster sizes.
-    let mut load = Map::new();
-    for n in [25usize, 100, 200] {
-        let (mut sim, _) = converge(11, n, |_| {});
-        sim.run_for(10 * period).expect("no invariants");
-        let before = sim.stats.remote.msgs;
-        let periods = 100;
-        sim.run_for(periods * period).expect("no invariants");
-        let per = (sim.stats.remote.msgs - before) as f64 / n as f64 / periods as f64;
-        load.insert(n.to_string(), json!(round2(per)));
-        if n == 100 {
-            m.insert("msgs_per_node_per_period".into(), json!(round2(per)));
-            let bytes = (sim.stats.remote.bytes) as f64 / sim.stats.remote.msgs.max(1) as f64;
-            m.insert("bytes_per_msg".into(), json!(bytes.round()));
-        }
-    }
-    m.insert("msgs_per_node_per_period_by_n".into(), Value::Object(load));
-
-    // Detection: crash one node of 100 at a time; periods until the first Dead verdict.
-    let (mut sim, _) = converge(13, 100, |_| {});
+/// Crash one node at a time (at a random moment of a period) and time the verdicts.
+pub fn detection(pcfg: &Config, n: usize, trials: usize) -> Detection {
+    let period = pcfg.probe_interval_ms;
+    let (mut sim, _) = converge_with(13, n, pcfg, |_| {});
     sim.run_for(10 * period).expect("no invariants");
-    let mut detect = Vec::new();
+    let mut first_dead = Vec::new();
     let mut all_dead = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(99);
-    for _ in 0..30 {
-        let victim = rng.gen_range(1..100);
-        // Crash at a random moment within a period.
-        let offset = rng.gen_range(0..period);
-        sim.run_for(offset).expect("no invariants");
+    for _ in 0..trials {
+        let victim = rng.gen_range(1..n);
+        sim.run_for(rng.gen_range(0..period))
+            .expect("no invariants");
         sim.crash(victim);
-        let others: Vec<usize> = (0..100).filter(|&i| i != victim).collect();
+        let others: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
         let first = run_until(&mut sim, 100, 60 * period, |s| {
             others
                 .iter()
@@ -393,7 +381,7 @@ pub fn bench() -> Map<String, Value> {
         })
         .expect("no invariants");
         if let Some(t) = first {
-            detect.push(t as f64 / period as f64);
+            first_dead.push(t as f64 / period as f64);
             if let Some(e) = every {
                 all_dead.push((t + e) as f64 / period as f64);
             }
@@ -401,25 +389,71 @@ pub fn bench() -> Map<String, Value> {
         sim.restart(victim);
         sim.run_for(30 * period).expect("no invariants");
     }
-    m.insert("detect_trials".into(), json!(detect.len()));
-    m.insert(
-        "detect_periods_median".into(),
-        json!(round2(percentile_f(&mut detect, 50))),
-    );
-    m.insert(
-        "detect_periods_p99".into(),
-        json!(round2(percentile_f(&mut detect, 99))),
-    );
+    Detection {
+        trials: first_dead.len(),
+        median: percentile_f(&mut first_dead, 50),
+        p99: percentile_f(&mut first_dead, 99),
+        all_median: percentile_f(&mut all_dead, 50),
+    }
+}
+
+/// The benchmark with explicit presence settings.
+pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
+    let mut m = Map::new();
+    let cpu0 = util::cpu_ms();
+    let t0 = Instant::now();
+    let period = pcfg.probe_interval_ms;
+    m.insert("period_ms".into(), json!(period));
+
+    // Convergence: N nodes join through one bootstrap.
+    let mut by_n = Map::new();
+    for n in [25usize, 50, 100, 200] {
+        let (_, p) = converge_with(7, n, pcfg, |_| {});
+        by_n.insert(n.to_string(), json!(p.map(round2)));
+        if n == 100 {
+            m.insert("converge_periods".into(), json!(p.map(round2)));
+        }
+    }
+    m.insert("converge_periods_by_n".into(), Value::Object(by_n));
+
+    // Load: steady-state messages per node per period, for several cluster sizes.
+    let mut load = Map::new();
+    for n in [25usize, 100, 200] {
+        let (mut sim, _) = converge_with(11, n, pcfg, |_| {});
+        sim.run_for(10 * period).expect("no invariants");
+        let (msgs0, bytes0) = (sim.stats.remote.msgs, sim.stats.remote.bytes);
+        let periods = 100;
+        sim.run_for(periods * period).expect("no invariants");
+        let msgs = sim.stats.remote.msgs - msgs0;
+        let per = msgs as f64 / n as f64 / periods as f64;
+        load.insert(n.to_string(), json!(round2(per)));
+        if n == 100 {
+            m.insert("msgs_per_node_per_period".into(), json!(round2(per)));
+            let bytes = (sim.stats.remote.bytes - bytes0) as f64 / msgs.max(1) as f64;
+            m.insert("bytes_per_msg".into(), json!(bytes.round()));
+        }
+    }
+    m.insert("msgs_per_node_per_period_by_n".into(), Value::Object(load));
+
+    // Detection: crash one node of 100 at a time.
+    let d = detection(pcfg, 100, 40);
+    m.insert("detect_trials".into(), json!(d.trials));
+    m.insert("detect_periods_median".into(), json!(round2(d.median)));
+    m.insert("detect_periods_p99".into(), json!(round2(d.p99)));
     m.insert(
         "detect_all_periods_median".into(),
-        json!(round2(percentile_f(&mut all_dead, 50))),
+        json!(round2(d.all_median)),
+    );
+    m.insert(
+        "detect_seconds_median".into(),
+        json!(round2(d.median * period as f64 / 1000.0)),
     );
 
     // False positives: 1,000 periods, 10% loss, one slow node, nobody crashes.
     let fp_nodes = 50;
     let slow_ms = 1_500;
-    let (fp, susp) = false_positives(fp_nodes, 1_000, 0.10, slow_ms);
-    let base = baseline_false_positives(fp_nodes, 1_000, 0.10, slow_ms);
+    let (fp, susp) = false_positives(pcfg, fp_nodes, 1_000, 0.10, slow_ms);
+    let base = baseline_false_positives(period, fp_nodes, 1_000, 0.10, slow_ms);
     m.insert("fp_nodes".into(), json!(fp_nodes));
     m.insert("fp_slow_node_delay_ms".into(), json!(slow_ms));
     m.insert("false_positives".into(), json!(fp));
@@ -447,9 +481,15 @@ pub fn bench() -> Map<String, Value> {
 
 /// Dead verdicts about live nodes (NodeDead events at every subscriber) over `periods`
 /// periods with `loss` and one node slowed by `slow_ms`; and suspicions started.
-pub fn false_positives(n: usize, periods: u64, loss: f64, slow_ms: Millis) -> (u64, u64) {
-    let period = config().probe_interval_ms;
-    let (mut sim, _) = converge(17, n, |_| {});
+pub fn false_positives(
+    pcfg: &Config,
+    n: usize,
+    periods: u64,
+    loss: f64,
+    slow_ms: Millis,
+) -> (u64, u64) {
+    let period = pcfg.probe_interval_ms;
+    let (mut sim, _) = converge_with(17, n, pcfg, |_| {});
     for i in 0..n {
         subscribe(&mut sim, i);
     }
@@ -457,17 +497,16 @@ pub fn false_positives(n: usize, periods: u64, loss: f64, slow_ms: Millis) -> (u
     sim.net.loss = loss;
     sim.set_slow(n - 1, slow_ms);
     let before: usize = (0..n).map(|i| dead_events(&sim, i)).sum();
-    let susp_before: u64 = (0..n)
-        .filter_map(|i| sim.core::<Presence>(i, NAME))
-        .map(|p| p.stats().suspicions_started)
-        .sum();
+    let suspicions = |s: &Sim| -> u64 {
+        (0..n)
+            .filter_map(|i| s.core::<Presence>(i, NAME))
+            .map(|p| p.stats().suspicions_started)
+            .sum()
+    };
+    let susp_before = suspicions(&sim);
     sim.run_for(periods * period).expect("no invariants");
     let after: usize = (0..n).map(|i| dead_events(&sim, i)).sum();
-    let susp_after: u64 = (0..n)
-        .filter_map(|i| sim.core::<Presence>(i, NAME))
-        .map(|p| p.stats().suspicions_started)
-        .sum();
-    ((after - before) as u64, susp_after - susp_before)
+    ((after - before) as u64, suspicions(&sim) - susp_before)
 }
 
 fn dead_events(sim: &Sim, i: usize) -> usize {
@@ -486,12 +525,12 @@ pub struct BaselineResult {
 /// The guide's pattern: announce to a bootstrap, heartbeat every known node each period,
 /// declare a node dead after a fixed timeout (3 periods) without a heartbeat.
 pub fn baseline_false_positives(
+    period: Millis,
     n: usize,
     periods: u64,
     loss: f64,
     slow_ms: Millis,
 ) -> BaselineResult {
-    let period = config().probe_interval_ms;
     let boot = node_name(0);
     let mut sim = Sim::new(SimConfig::new(23, n)).with_process(
         BASELINE,
