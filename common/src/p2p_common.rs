@@ -5,11 +5,13 @@
 //! - [`service`]: the pure-core contract, `handle(now, input) -> effects`.
 //! - [`driver`]: the pure half of the shared runner (kernel events in, kernel calls out).
 //! - `runner` (wasm32 only): the process_lib loop around [`driver::Driver`].
+//! - [`client`]: typed helpers for apps calling our processes ([`client::PresenceClient`]).
 //! - [`resilience`]: backoff, retry budget, circuit breaker, reachability, dedup window,
 //!   version vectors — pure, with time and randomness passed in.
 
 pub mod api;
 pub mod basic;
+pub mod client;
 pub mod driver;
 pub mod ids;
 pub mod resilience;

@@ -760,7 +760,7 @@ impl Presence {
                 self.broadcasts.push(self.self_update());
                 out.push(self.persist_now());
                 for b in &list {
-                    out.push(self.register_with(b, 0));
+                    out.push(self.register_with(b, 0, true));
                 }
                 Ok(Response::Joining { bootstrap: list })
             }
@@ -847,6 +847,7 @@ impl Presence {
                 info,
                 incarnation,
                 protocol_version,
+                list,
             } => {
                 if protocol_version != PROTOCOL_VERSION {
                     return Err(ApiError::new(
@@ -893,8 +894,11 @@ impl Presence {
                     out,
                 );
                 self.probe_succeeded(&from.node, now, None);
-                let (mut nodes, next_cursor) =
-                    self.registry_page(now, None, REGISTER_PAGE, Some(&from.node));
+                let (mut nodes, next_cursor) = if list {
+                    self.registry_page(now, None, REGISTER_PAGE, Some(&from.node))
+                } else {
+                    (Vec::new(), None)
+                };
                 // The bootstrap is a member too, though not in its own registry.
                 nodes.insert(0, self.self_update());
                 Ok(Response::Registered {
@@ -982,11 +986,11 @@ impl Presence {
                 self.merge(&updates, now, out);
                 Ok(Response::Accepted {})
             }
-            Request::PushPull { members } => {
+            Request::PushPull { members, want_info } => {
                 self.stats.push_pulls += 1;
                 self.merge(&members, now, out);
                 Ok(Response::PushPull {
-                    members: self.full_state(),
+                    members: self.delta_for(&members, &want_info),
                 })
             }
         }
@@ -1020,7 +1024,8 @@ impl Presence {
         (nodes, next)
     }
 
-    fn full_state(&self) -> Vec<Update> {
+    /// Our view in brief: every member's status and incarnation, infos left out (ours in).
+    fn digest(&self) -> Vec<Update> {
         let mut v = vec![self.self_update()];
         v.extend(
             self.members
@@ -1030,11 +1035,47 @@ impl Presence {
                     node: n.clone(),
                     status: m.status,
                     incarnation: m.incarnation,
-                    info: (m.status == MemberStatus::Alive).then(|| m.info.clone()),
+                    info: None,
                     origin: self.me.clone(),
                 }),
         );
         v
+    }
+
+    /// What a peer whose digest is `theirs` lacks or has older, with infos where it needs
+    /// them (new or newer alive members, and the ones it asked for).
+    fn delta_for(&self, theirs: &[Update], want_info: &[NodeId]) -> Vec<Update> {
+        let known: BTreeMap<&NodeId, (MemberStatus, u64)> = theirs
+            .iter()
+            .map(|u| (&u.node, (u.status, u.incarnation)))
+            .collect();
+        let wanted: BTreeSet<&NodeId> = want_info.iter().collect();
+        let mut out = Vec::new();
+        let mine =
+            std::iter::once(self.self_update()).chain(self.members.iter().map(|(n, m)| Update {
+                node: n.clone(),
+                status: m.status,
+                incarnation: m.incarnation,
+                info: (m.status == MemberStatus::Alive && m.has_info).then(|| m.info.clone()),
+                origin: self.me.clone(),
+            }));
+        for mut u in mine {
+            let with_info = match known.get(&u.node) {
+                None => true,
+                Some(&(_, inc)) if inc < u.incarnation => true,
+                Some(&(st, inc)) if inc == u.incarnation && st != u.status => false,
+                _ if wanted.contains(&u.node) => true,
+                _ => continue,
+            };
+            if !with_info || u.status != MemberStatus::Alive {
+                u.info = None;
+            }
+            out.push(u);
+            if out.len() >= MAX_PUSH_PULL {
+                break;
+            }
+        }
+        out
     }
 
     fn view(&self, node: &NodeId, now: Millis) -> Option<NodeView> {
@@ -1100,13 +1141,15 @@ impl Presence {
         })
     }
 
-    fn register_with(&self, bootstrap: &NodeId, attempt: u32) -> Effect {
+    /// Register at `bootstrap`; `list` asks for other nodes back (joining, not renewing).
+    fn register_with(&self, bootstrap: &NodeId, attempt: u32, list: bool) -> Effect {
         self.send(
             bootstrap,
             &Request::RegisterNode {
                 info: self.info.clone(),
                 incarnation: self.incarnation,
                 protocol_version: PROTOCOL_VERSION,
+                list,
             },
             Some(REGISTER_TIMEOUT_S),
             Some(&Ctx::Register {
@@ -1132,11 +1175,18 @@ impl Presence {
     }
 
     fn push_pull_with(&mut self, peer: &NodeId, out: &mut Vec<Effect>) {
-        let members = self.full_state();
+        let members = self.digest();
+        let want_info: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| !m.has_info && m.status == MemberStatus::Alive)
+            .map(|(n, _)| n.clone())
+            .take(MAX_PUSH_PULL)
+            .collect();
         self.stats.push_pulls += 1;
         out.push(self.send(
             peer,
-            &Request::PushPull { members },
+            &Request::PushPull { members, want_info },
             Some(PUSH_PULL_TIMEOUT_S),
             Some(&Ctx::PushPull { peer: peer.clone() }),
         ));
@@ -1449,14 +1499,16 @@ impl Presence {
                     &Tick::Renew,
                 ));
                 if self.joined && !self.left {
+                    // A renewal needs no node list, unless we know nobody alive.
+                    let list = self.members.live_count() == 0;
                     for b in self.bootstrap.clone() {
-                        out.push(self.register_with(&b, 0));
+                        out.push(self.register_with(&b, 0, list));
                     }
                 }
             }
             Tick::RetryRegister { bootstrap, attempt } => {
                 if self.joined && !self.left && self.bootstrap.contains(&bootstrap) {
-                    out.push(self.register_with(&bootstrap, attempt));
+                    out.push(self.register_with(&bootstrap, attempt, true));
                 }
             }
         }
@@ -1514,7 +1566,7 @@ impl Presence {
             // Rejoin: tell everyone our new incarnation and re-register.
             self.broadcasts.push(self.self_update());
             for b in self.bootstrap.clone() {
-                out.push(self.register_with(&b, 0));
+                out.push(self.register_with(&b, 0, true));
             }
             if let Some(peer) = self.random_live(1, &[]).pop() {
                 self.push_pull_with(&peer, out);

@@ -21,6 +21,8 @@ pub struct Member {
     pub status_since: Millis,
     /// Last direct evidence (ack, probe, message from it).
     pub last_seen: Millis,
+    /// Whether `info` came from the node (not a placeholder with only its id).
+    pub has_info: bool,
     pub suspicion: Option<Suspicion>,
 }
 
@@ -102,6 +104,7 @@ impl Members {
                     incarnation: u.incarnation,
                     status_since: now,
                     last_seen: 0,
+                    has_info: u.info.is_some(),
                     suspicion: None,
                 },
             );
@@ -115,11 +118,10 @@ impl Members {
             MemberStatus::Alive => {
                 if !newer {
                     // Same incarnation may still bring the info we lacked.
-                    if same && m.info.capabilities.is_empty() && m.info.app_version.is_empty() {
+                    if same && !m.has_info {
                         if let Some(i) = &u.info {
-                            if i != &m.info {
-                                m.info = i.clone();
-                            }
+                            m.info = i.clone();
+                            m.has_info = true;
                         }
                     }
                     return Applied::Stale;
@@ -131,6 +133,7 @@ impl Members {
                 };
                 if let Some(i) = &u.info {
                     m.info = i.clone();
+                    m.has_info = true;
                 }
                 m.incarnation = u.incarnation;
                 if m.status != MemberStatus::Alive {
@@ -236,6 +239,7 @@ impl Members {
                     incarnation: s.incarnation,
                     status_since: now,
                     last_seen: 0,
+                    has_info: true,
                     suspicion: None,
                 },
             );

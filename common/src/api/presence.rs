@@ -8,6 +8,10 @@ use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+fn yes() -> bool {
+    true
+}
+
 /// Process name on every node.
 pub const PROCESS: &str = "presence";
 /// Most capabilities one NodeInfo may list.
@@ -216,7 +220,7 @@ impl Default for Config {
             max_updates_per_message: 32,
             push_pull_interval_ms: 60_000,
             max_local_health: 8,
-            registry_ttl_ms: 60_000,
+            registry_ttl_ms: 300_000,
             registry_capacity: 10_000,
             registry_rate_per_min: 12,
             max_members: 10_000,
@@ -346,6 +350,9 @@ pub enum Request {
         info: NodeInfo,
         incarnation: u64,
         protocol_version: u32,
+        /// Send the first page of other nodes back (joins); renewals say false.
+        #[serde(default = "yes")]
+        list: bool,
     },
     /// Further pages of a bootstrap's registrations.
     ListRegistry {
@@ -377,9 +384,12 @@ pub enum Request {
     Gossip {
         updates: Vec<Update>,
     },
-    /// Full-state exchange: our view; answered with theirs.
+    /// Anti-entropy: a digest of our view (no infos) and the nodes whose info we lack;
+    /// answered with what we lack or have older.
     PushPull {
         members: Vec<Update>,
+        #[serde(default)]
+        want_info: Vec<NodeId>,
     },
 }
 

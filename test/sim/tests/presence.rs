@@ -436,6 +436,7 @@ fn the_registry_rate_limits_a_flooding_node_and_registrations_expire() {
         info: bob_info.clone(),
         incarnation: 1,
         protocol_version: p2p_common::api::PROTOCOL_VERSION,
+        list: true,
     });
     let handles: Vec<u64> = (0..30)
         .map(|_| sim.request_from(1, presence_pid.clone(), &alice, register.clone(), 10))
@@ -472,6 +473,7 @@ fn the_registry_rate_limits_a_flooding_node_and_registrations_expire() {
             info: other,
             incarnation: 1,
             protocol_version: 1,
+            list: true,
         }),
         10,
     );
@@ -490,6 +492,7 @@ fn the_registry_rate_limits_a_flooding_node_and_registrations_expire() {
             info: bob_info,
             incarnation: 1,
             protocol_version: 99,
+            list: true,
         }),
         10,
     );

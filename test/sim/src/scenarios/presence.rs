@@ -100,7 +100,7 @@ pub fn updates_in(body: &[u8]) -> Vec<Update> {
             Request::Probe { updates, .. }
             | Request::ProbeRequest { updates, .. }
             | Request::Gossip { updates } => updates,
-            Request::PushPull { members } => members,
+            Request::PushPull { members, .. } => members,
             _ => Vec::new(),
         };
     }
