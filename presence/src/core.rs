@@ -1414,10 +1414,45 @@ impl Presence {
                 incarnation,
             } => {
                 self.confirming.remove(&target);
-                if self.members.get(&target).is_some_and(|m| {
-                    m.status == MemberStatus::Suspect && m.incarnation == incarnation
-                }) {
-                    self.suspect(&target, now, out);
+                let origins: Vec<NodeId> = match self.members.get(&target) {
+                    Some(m)
+                        if m.status == MemberStatus::Suspect && m.incarnation == incarnation =>
+                    {
+                        m.suspicion
+                            .as_ref()
+                            .map(|s| {
+                                s.origins
+                                    .iter()
+                                    .filter(|o| **o != self.me)
+                                    .cloned()
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    }
+                    _ => return,
+                };
+                self.suspect(&target, now, out);
+                // Tell the suspecters straight away (gossip also spreads it), so they reach
+                // their confirmations, and their verdict, without waiting on chance.
+                let ours = Update {
+                    node: target.clone(),
+                    status: MemberStatus::Suspect,
+                    incarnation,
+                    info: None,
+                    origin: self.me.clone(),
+                };
+                for o in origins
+                    .iter()
+                    .take(self.cfg.suspicion_confirmations as usize)
+                {
+                    out.push(self.send(
+                        o,
+                        &Request::Gossip {
+                            updates: vec![ours.clone()],
+                        },
+                        None,
+                        None,
+                    ));
                 }
             }
             Ctx::Register { bootstrap, attempt } => {

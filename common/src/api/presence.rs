@@ -453,3 +453,58 @@ pub enum Response {
     /// For one-way protocol messages sent with a timeout anyway.
     Accepted {},
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiResult;
+
+    /// Every `→` / `←` line of docs/api.md's presence section decodes into our types, so the
+    /// reference cannot drift from the code.
+    #[test]
+    fn documented_examples_decode() {
+        let doc = include_str!("../../../docs/api.md");
+        let section = &doc[doc.find("## presence").expect("presence section")..];
+        let (mut requests, mut responses) = (0, 0);
+        for line in section.lines() {
+            if let Some(body) = line.strip_prefix("→ ") {
+                let ok = serde_json::from_str::<Request>(body).is_ok()
+                    || serde_json::from_str::<SubscriberMessage>(body).is_ok();
+                assert!(ok, "documented request does not decode: {body}");
+                requests += 1;
+            } else if let Some(body) = line.strip_prefix("← ") {
+                match serde_json::from_str::<ApiResult<Response>>(body) {
+                    Err(e) => panic!("documented response does not decode ({e}): {body}"),
+                    Ok(Ok(Response::Config(c))) => assert_eq!(
+                        c,
+                        Config::default(),
+                        "documented defaults are the real ones"
+                    ),
+                    Ok(_) => {}
+                }
+                responses += 1;
+            }
+        }
+        assert!(
+            requests >= 20 && responses >= 12,
+            "{requests} requests, {responses} responses"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_limits_hold() {
+        Config::default().validate().unwrap();
+        let mut c = Config::default();
+        c.probe_timeout_ms = 10;
+        assert!(c.validate().unwrap_err().contains("probe_timeout_ms"));
+        let mut info = NodeInfo::new(NodeId::parse("a.os").unwrap());
+        info.capabilities = vec!["x".into(); MAX_CAPABILITIES + 1];
+        assert!(info.validate().is_err());
+        info.capabilities = vec!["x".repeat(MAX_SHORT_STRING + 1)];
+        assert!(info.validate().is_err());
+        info.capabilities = vec!["chat".into()];
+        info.metadata
+            .insert("k".into(), "v".repeat(MAX_METADATA_VALUE + 1));
+        assert!(info.validate().is_err());
+    }
+}
