@@ -2,7 +2,10 @@
 //! refinements. See docs/presence.md for the protocol and its parameters.
 
 use crate::gossip::{retransmit_limit, Broadcasts};
-use crate::members::{suspicion_min, suspicion_timeout, Applied, Member, Members, SavedMember};
+use crate::members::{
+    suspicion_min, suspicion_timeout, Applied, Limits, Member, Members, SavedMember,
+    MAX_INCARNATION,
+};
 use crate::registry::{RegisterError, Registry};
 use p2p_common::api::presence::{
     Config, EventKind, ListFilter, MemberStatus, NodeInfo, NodeView, PresenceEvent, PresenceStats,
@@ -35,8 +38,10 @@ const EVENT_TIMEOUT_S: u64 = 5;
 const EVENT_WINDOW: u32 = 8;
 /// Consecutive failed deliveries after which a subscription is dropped.
 const EVENT_FAILURES: u32 = 3;
-/// Most members sent in one full-state exchange.
-const MAX_PUSH_PULL: usize = 5_000;
+/// Most members in one digest or answer (= the largest `max_members`).
+const MAX_PUSH_PULL: usize = p2p_common::api::presence::MAX_MEMBERS as usize;
+/// Largest answer to a digest exchange (bytes).
+const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
 
@@ -93,8 +98,13 @@ struct Round {
     /// The target's incarnation when probed: a failure says nothing about a newer one.
     incarnation: u64,
     acked: bool,
-    indirect_sent: u32,
-    nacks: u32,
+    /// Timeout of the first direct attempt (seconds); the second gets twice that.
+    timeout_s: u64,
+    /// The round concludes no earlier than this (a later timer is set when it moves).
+    window_end: Millis,
+    /// Helpers asked to probe for us, and those that answered Nack.
+    helpers: Vec<NodeId>,
+    nacked: BTreeSet<NodeId>,
     /// The second direct attempt is still out.
     retry_pending: bool,
 }
@@ -401,7 +411,12 @@ impl Presence {
                 .members
                 .get(&u.node)
                 .map(|m| m.status == MemberStatus::Alive);
-            match self.members.apply(u, now, self.cfg.max_members as usize) {
+            let limits = Limits {
+                me: &self.me,
+                capacity: self.cfg.max_members as usize,
+                max_origins: self.cfg.suspicion_confirmations as usize + 1,
+            };
+            match self.members.apply(u, now, &limits) {
                 Applied::Stale => {}
                 Applied::Full => out.push(log(
                     Level::Warn,
@@ -444,14 +459,12 @@ impl Presence {
         if self.left {
             return;
         }
-        let claim_down = u.status != MemberStatus::Alive && u.incarnation >= self.incarnation;
-        let claim_newer = u.status == MemberStatus::Alive && u.incarnation > self.incarnation;
-        if claim_down || claim_newer {
-            self.incarnation = u.incarnation + 1;
+        // Only we raise our incarnation and we persist it before saying it, so a claim about
+        // a higher one is forged (or from a life we do not remember); refute only ours.
+        if u.status != MemberStatus::Alive && u.incarnation == self.incarnation {
+            self.incarnation = bump(self.incarnation);
             self.stats.refutations += 1;
-            if claim_down {
-                self.lhm = (self.lhm + 1).min(self.cfg.max_local_health);
-            }
+            self.lhm = (self.lhm + 1).min(self.cfg.max_local_health);
             out.push(log(
                 Level::Info,
                 format!(
@@ -614,13 +627,19 @@ impl Presence {
         self.next_seq += 1;
         let timeout = self.probe_timeout_s(&target);
         let incarnation = self.members.get(&target).map_or(0, |m| m.incarnation);
+        // After the direct timeout come the indirect probes and a second direct attempt with
+        // twice the timeout; the window covers the longest of them plus a margin for travel.
+        let helper = self.cfg.probe_timeout_ms.div_ceil(1000) * (u64::from(self.lhm) + 1);
+        let window = (timeout + helper.max(2 * timeout)) * 1000 + 1_000;
         self.round = Some(Round {
             seq,
             target: target.clone(),
             incarnation,
             acked: false,
-            indirect_sent: 0,
-            nacks: 0,
+            timeout_s: timeout,
+            window_end: now + window,
+            helpers: Vec::new(),
+            nacked: BTreeSet::new(),
             retry_pending: false,
         });
         self.stats.probes_sent += 1;
@@ -636,14 +655,22 @@ impl Presence {
                 retry: false,
             }),
         ));
-        // After the direct timeout come the indirect probes and a second direct attempt with
-        // twice the timeout; the window covers the longest of them plus a margin for travel.
-        let helper = self.cfg.probe_timeout_ms.div_ceil(1000) * (u64::from(self.lhm) + 1);
-        let window = (timeout + helper.max(2 * timeout)) * 1000 + 1_000;
         out.push(Self::timer(window, &Tick::ProbeWindow { seq }));
     }
 
+    /// The window timer of round `seq` fired; conclude unless the window moved on.
     fn on_probe_window(&mut self, seq: u64, now: Millis, out: &mut Vec<Effect>) {
+        if self
+            .round
+            .as_ref()
+            .is_some_and(|r| r.seq == seq && now >= r.window_end)
+        {
+            self.conclude_round(seq, now, out);
+        }
+    }
+
+    /// End round `seq`: without an ack, the target becomes suspect.
+    fn conclude_round(&mut self, seq: u64, now: Millis, out: &mut Vec<Effect>) {
         let Some(r) = self.round.clone() else { return };
         if r.seq != seq {
             return;
@@ -653,11 +680,11 @@ impl Presence {
             return;
         }
         // Lifeguard: a failed probe, and helpers that did not even nack, point at us.
-        let mut bump = 1;
-        if r.nacks < r.indirect_sent {
-            bump += 1;
+        let mut penalty = 1;
+        if r.nacked.len() < r.helpers.len() {
+            penalty += 1;
         }
-        self.lhm = (self.lhm + bump).min(self.cfg.max_local_health);
+        self.lhm = (self.lhm + penalty).min(self.cfg.max_local_health);
         if self
             .members
             .get(&r.target)
@@ -755,7 +782,7 @@ impl Presence {
                 self.joined = true;
                 self.bootstrap = list.clone();
                 if rejoin {
-                    self.incarnation += 1;
+                    self.incarnation = bump(self.incarnation);
                 }
                 self.broadcasts.push(self.self_update());
                 out.push(self.persist_now());
@@ -798,7 +825,7 @@ impl Presence {
                 info.validate().map_err(ApiError::bad_request)?;
                 self.info = info.clone();
                 // A newer incarnation makes every member take the new info.
-                self.incarnation += 1;
+                self.incarnation = bump(self.incarnation);
                 self.broadcasts.push(self.self_update());
                 out.push(self.persist_now());
                 Ok(Response::InfoSet(info))
@@ -927,6 +954,7 @@ impl Presence {
                 seq,
                 target,
                 updates,
+                timeout_s,
             } => {
                 self.merge(&updates, now, out);
                 if target == self.me {
@@ -938,7 +966,11 @@ impl Presence {
                     ));
                 } else {
                     self.stats.indirect_probes_sent += 1;
-                    let timeout = self.probe_timeout_s(&target);
+                    // Answer within the requester's deadline, or the answer is wasted.
+                    let timeout = self
+                        .probe_timeout_s(&target)
+                        .min(timeout_s.unwrap_or(u64::MAX))
+                        .max(1);
                     let pseq = self.next_seq;
                     self.next_seq += 1;
                     let ups = self.piggyback(Some(&target));
@@ -959,26 +991,29 @@ impl Presence {
                 Ok(Response::Accepted {})
             }
             Request::IndirectAck { seq, target } => {
-                if let Some(r) = self.round.as_mut() {
-                    if r.seq == seq && r.target == target {
-                        r.acked = true;
-                        self.lhm = self.lhm.saturating_sub(1);
-                    }
+                // Only from a helper we asked, for the open round.
+                let ours = self.round.as_mut().filter(|r| {
+                    r.seq == seq && r.target == target && !r.acked && r.helpers.contains(&from.node)
+                });
+                if let Some(r) = ours {
+                    r.acked = true;
+                    self.lhm = self.lhm.saturating_sub(1);
+                    self.probe_succeeded(&target, now, None);
                 }
-                self.probe_succeeded(&target, now, None);
                 Ok(Response::Accepted {})
             }
             Request::IndirectNack { seq, target } => {
-                let mut all_nacked = false;
-                if let Some(r) = self.round.as_mut() {
-                    if r.seq == seq && r.target == target && !r.acked {
-                        r.nacks += 1;
-                        all_nacked = r.nacks >= r.indirect_sent && !r.retry_pending;
-                    }
+                let mut all_failed = false;
+                let ours = self.round.as_mut().filter(|r| {
+                    r.seq == seq && r.target == target && !r.acked && r.helpers.contains(&from.node)
+                });
+                if let Some(r) = ours {
+                    r.nacked.insert(from.node.clone());
+                    all_failed = r.nacked.len() == r.helpers.len() && !r.retry_pending;
                 }
                 // Every helper and our own second try failed: no ack can come any more.
-                if all_nacked {
-                    self.on_probe_window(seq, now, out);
+                if all_failed {
+                    self.conclude_round(seq, now, out);
                 }
                 Ok(Response::Accepted {})
             }
@@ -1017,7 +1052,7 @@ impl Presence {
                     status,
                     incarnation,
                     info: Some(r.info.clone()),
-                    origin: self.me.clone(),
+                    origin: self.origin_of(&r.info.node_id, status),
                 }
             })
             .collect();
@@ -1031,15 +1066,32 @@ impl Presence {
             self.members
                 .iter()
                 .take(MAX_PUSH_PULL)
-                .map(|(n, m)| Update {
-                    node: n.clone(),
-                    status: m.status,
-                    incarnation: m.incarnation,
-                    info: None,
-                    origin: self.me.clone(),
-                }),
+                .map(|(n, m)| self.fact(n, m, false)),
         );
         v
+    }
+
+    /// The fact we hold about member `n`. A suspicion keeps a real suspecter as its origin:
+    /// relaying it must not look like an independent confirmation.
+    fn fact(&self, n: &NodeId, m: &Member, with_info: bool) -> Update {
+        Update {
+            node: n.clone(),
+            status: m.status,
+            incarnation: m.incarnation,
+            info: (with_info && m.status == MemberStatus::Alive && m.has_info)
+                .then(|| m.info.clone()),
+            origin: self.origin_of(n, m.status),
+        }
+    }
+
+    fn origin_of(&self, n: &NodeId, status: MemberStatus) -> NodeId {
+        let suspecter = self
+            .members
+            .get(n)
+            .filter(|_| status == MemberStatus::Suspect)
+            .and_then(|m| m.suspicion.as_ref())
+            .and_then(|s| s.origins.iter().next());
+        suspecter.unwrap_or(&self.me).clone()
     }
 
     /// What a peer whose digest is `theirs` lacks or has older, with infos where it needs
@@ -1051,14 +1103,9 @@ impl Presence {
             .collect();
         let wanted: BTreeSet<&NodeId> = want_info.iter().collect();
         let mut out = Vec::new();
-        let mine =
-            std::iter::once(self.self_update()).chain(self.members.iter().map(|(n, m)| Update {
-                node: n.clone(),
-                status: m.status,
-                incarnation: m.incarnation,
-                info: (m.status == MemberStatus::Alive && m.has_info).then(|| m.info.clone()),
-                origin: self.me.clone(),
-            }));
+        let mine = std::iter::once(self.self_update())
+            .chain(self.members.iter().map(|(n, m)| self.fact(n, m, true)));
+        let mut bytes = 0;
         for mut u in mine {
             let with_info = match known.get(&u.node) {
                 None => true,
@@ -1070,10 +1117,12 @@ impl Presence {
             if !with_info || u.status != MemberStatus::Alive {
                 u.info = None;
             }
-            out.push(u);
-            if out.len() >= MAX_PUSH_PULL {
+            // Keep the answer well under the body limits; the rest comes next exchange.
+            bytes += serde_json::to_vec(&u).map_or(0, |b| b.len());
+            if bytes > MAX_PUSH_PULL_BYTES || out.len() >= MAX_PUSH_PULL {
                 break;
             }
+            out.push(u);
         }
         out
     }
@@ -1347,25 +1396,34 @@ impl Presence {
                 let mut concluded = false;
                 if let Some(r) = self.round.as_mut().filter(|r| r.seq == seq && !r.acked) {
                     r.retry_pending = false;
-                    concluded = r.nacks >= r.indirect_sent;
+                    concluded = r.nacked.len() == r.helpers.len();
                 }
                 if concluded {
-                    self.on_probe_window(seq, now, out);
+                    self.conclude_round(seq, now, out);
                 }
             }
             Ctx::Probe { seq, target, .. } => {
                 self.stats.probes_failed += 1;
-                if self
+                let Some(first_timeout) = self
                     .round
                     .as_ref()
                     .filter(|r| r.seq == seq && !r.acked)
-                    .is_none()
-                {
+                    .map(|r| r.timeout_s)
+                else {
                     return;
-                }
+                };
                 // As memberlist does: while helpers try, try once more ourselves with a longer
                 // timeout, so a slow but live member is reached and its RTT measured.
-                let retry_timeout = 2 * self.probe_timeout_s(&target);
+                let retry_timeout = 2 * first_timeout;
+                let retry_end = now + retry_timeout * 1000 + 1_000;
+                let mut helper_deadline_s = 1;
+                if let Some(r) = self.round.as_mut() {
+                    if retry_end > r.window_end {
+                        r.window_end = retry_end;
+                        out.push(Self::timer(retry_end - now, &Tick::ProbeWindow { seq }));
+                    }
+                    helper_deadline_s = (r.window_end.saturating_sub(now + 1_500) / 1000).max(1);
+                }
                 let updates = self.piggyback(Some(&target));
                 out.push(self.send(
                     &target,
@@ -1387,13 +1445,14 @@ impl Presence {
                             seq,
                             target: target.clone(),
                             updates,
+                            timeout_s: Some(helper_deadline_s),
                         },
                         None,
                         None,
                     ));
                 }
                 if let Some(r) = self.round.as_mut() {
-                    r.indirect_sent = helpers.len() as u32;
+                    r.helpers = helpers;
                     r.retry_pending = true;
                 }
             }
@@ -1555,7 +1614,7 @@ impl Presence {
         match persisted.map(|b| serde_json::from_slice::<Saved>(&b)) {
             Some(Ok(s)) => {
                 // A new life: a higher incarnation than anything we said before.
-                self.incarnation = s.incarnation + 1;
+                self.incarnation = bump(s.incarnation);
                 self.info = s.info;
                 self.left = s.left;
                 self.joined = s.joined;
@@ -1564,7 +1623,7 @@ impl Presence {
                     self.cfg = s.config;
                     self.reach = Reachability::new(reach_config(&self.cfg));
                 }
-                self.members.restore(s.members, now);
+                self.members.restore(s.members, &self.me, now);
                 out.push(log(
                     Level::Info,
                     format!(
@@ -1608,6 +1667,11 @@ impl Presence {
             }
         }
     }
+}
+
+/// The next incarnation, never past [`MAX_INCARNATION`].
+fn bump(incarnation: u64) -> u64 {
+    incarnation.saturating_add(1).min(MAX_INCARNATION)
 }
 
 fn reach_config(cfg: &Config) -> ReachabilityConfig {

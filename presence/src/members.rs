@@ -6,6 +6,21 @@ use p2p_common::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Highest incarnation accepted (JSON's exact-integer limit, 2^53).
+pub const MAX_INCARNATION: u64 = 1 << 53;
+/// Largest step up from a known incarnation a fact may take. Real steps are 1 (restart,
+/// refutation, new info); a huge one can only be forged.
+pub const MAX_INCARNATION_JUMP: u64 = 1 << 16;
+
+/// What [`Members::apply`] needs to know besides the fact.
+pub struct Limits<'a> {
+    pub me: &'a NodeId,
+    /// Most members kept.
+    pub capacity: usize,
+    /// Most origins counted per suspicion (the first suspecter plus K confirmations).
+    pub max_origins: usize,
+}
+
 /// A suspicion in progress: since when, and who independently suspects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suspicion {
@@ -42,9 +57,11 @@ pub enum Applied {
 /// Persisted form of a member.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedMember {
+    pub node: NodeId,
     pub info: NodeInfo,
     pub status: MemberStatus,
     pub incarnation: u64,
+    pub has_info: bool,
 }
 
 #[derive(Debug, Default)]
@@ -83,28 +100,48 @@ impl Members {
     }
 
     /// Apply one fact about another node (never ourselves: the caller handles those).
-    pub fn apply(&mut self, u: &Update, now: Millis, capacity: usize) -> Applied {
+    ///
+    /// Facts come from other nodes and are not trusted: an info that is not the node's own
+    /// or breaks the limits is dropped; an incarnation beyond [`MAX_INCARNATION`], or more
+    /// than [`MAX_INCARNATION_JUMP`] past the known one, is refused (so nobody can push a
+    /// node to where it could no longer refute); a suspicion counts only origins that are
+    /// ourselves (`me`) or live members, at most `max_origins` of them.
+    pub fn apply(&mut self, u: &Update, now: Millis, limits: &Limits) -> Applied {
+        if u.incarnation > MAX_INCARNATION {
+            return Applied::Stale;
+        }
+        let info = u
+            .info
+            .as_ref()
+            .filter(|i| i.node_id == u.node && i.validate().is_ok());
+        if u.status == MemberStatus::Suspect
+            && u.origin != *limits.me
+            && !self
+                .map
+                .get(&u.origin)
+                .is_some_and(|o| matches!(o.status, MemberStatus::Alive | MemberStatus::Suspect))
+        {
+            return Applied::Stale;
+        }
         let Some(m) = self.map.get_mut(&u.node) else {
             // Only an Alive fact introduces a node; a suspicion or death of a stranger is noise.
             if u.status != MemberStatus::Alive {
                 return Applied::Stale;
             }
-            if self.map.len() >= capacity {
+            if self.map.len() >= limits.capacity {
                 return Applied::Full;
             }
-            let info = u
-                .info
-                .clone()
-                .unwrap_or_else(|| NodeInfo::new(u.node.clone()));
             self.map.insert(
                 u.node.clone(),
                 Member {
-                    info,
+                    info: info
+                        .cloned()
+                        .unwrap_or_else(|| NodeInfo::new(u.node.clone())),
                     status: MemberStatus::Alive,
                     incarnation: u.incarnation,
                     status_since: now,
                     last_seen: 0,
-                    has_info: u.info.is_some(),
+                    has_info: info.is_some(),
                     suspicion: None,
                 },
             );
@@ -112,6 +149,9 @@ impl Members {
                 event: Some(EventKind::NodeJoined),
             };
         };
+        if u.incarnation > m.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+            return Applied::Stale;
+        }
         let newer = u.incarnation > m.incarnation;
         let same = u.incarnation == m.incarnation;
         match u.status {
@@ -119,7 +159,7 @@ impl Members {
                 if !newer {
                     // Same incarnation may still bring the info we lacked.
                     if same && !m.has_info {
-                        if let Some(i) = &u.info {
+                        if let Some(i) = info {
                             m.info = i.clone();
                             m.has_info = true;
                         }
@@ -131,9 +171,13 @@ impl Members {
                     MemberStatus::Suspect => Some(EventKind::NodeAlive),
                     MemberStatus::Dead | MemberStatus::Left => Some(EventKind::NodeJoined),
                 };
-                if let Some(i) = &u.info {
-                    m.info = i.clone();
-                    m.has_info = true;
+                // A newer incarnation without info leaves ours stale: ask for it again.
+                match info {
+                    Some(i) => {
+                        m.info = i.clone();
+                        m.has_info = true;
+                    }
+                    None => m.has_info = false,
                 }
                 m.incarnation = u.incarnation;
                 if m.status != MemberStatus::Alive {
@@ -169,7 +213,7 @@ impl Members {
                         start: now,
                         origins: BTreeSet::new(),
                     });
-                    if s.origins.insert(u.origin.clone()) {
+                    if s.origins.len() < limits.max_origins && s.origins.insert(u.origin.clone()) {
                         Applied::Confirmed
                     } else {
                         Applied::Stale
@@ -214,32 +258,39 @@ impl Members {
 
     pub fn save(&self) -> Vec<SavedMember> {
         self.map
-            .values()
-            .map(|m| SavedMember {
+            .iter()
+            .map(|(n, m)| SavedMember {
+                node: n.clone(),
                 info: m.info.clone(),
                 status: m.status,
                 incarnation: m.incarnation,
+                has_info: m.has_info,
             })
             .collect()
     }
 
     /// Restore after a restart. A member we last saw alive or suspect is taken as alive
     /// (and will be probed); dead and left stay so.
-    pub fn restore(&mut self, saved: Vec<SavedMember>, now: Millis) {
-        for s in saved {
+    pub fn restore(&mut self, saved: Vec<SavedMember>, me: &NodeId, now: Millis) {
+        for s in saved.into_iter().filter(|s| &s.node != me) {
             let status = match s.status {
                 MemberStatus::Suspect => MemberStatus::Alive,
                 st => st,
             };
+            let has_info = s.has_info && s.info.node_id == s.node;
             self.map.insert(
-                s.info.node_id.clone(),
+                s.node.clone(),
                 Member {
-                    info: s.info,
+                    info: if has_info {
+                        s.info
+                    } else {
+                        NodeInfo::new(s.node)
+                    },
                     status,
                     incarnation: s.incarnation,
                     status_since: now,
                     last_seen: 0,
-                    has_info: true,
+                    has_info,
                     suspicion: None,
                 },
             );
@@ -284,42 +335,54 @@ mod tests {
     }
     use MemberStatus::*;
 
+    fn lim(cap: usize) -> Limits<'static> {
+        static ME: std::sync::OnceLock<NodeId> = std::sync::OnceLock::new();
+        Limits {
+            me: ME.get_or_init(|| id("me.os")),
+            capacity: cap,
+            max_origins: 4,
+        }
+    }
+
     #[test]
     fn swim_precedence() {
         let mut m = Members::default();
         assert_eq!(
-            m.apply(&up("b.os", Suspect, 1, "a.os"), 0, 10),
+            m.apply(&up("b.os", Suspect, 1, "a.os"), 0, &lim(10)),
             Applied::Stale,
             "no suspicion of strangers"
         );
+        for peer in ["a.os", "c.os"] {
+            m.apply(&up(peer, Alive, 1, peer), 0, &lim(10));
+        }
         assert!(matches!(
-            m.apply(&up("b.os", Alive, 1, "b.os"), 0, 10),
+            m.apply(&up("b.os", Alive, 1, "b.os"), 0, &lim(10)),
             Applied::Changed {
                 event: Some(EventKind::NodeJoined)
             }
         ));
         assert_eq!(
-            m.apply(&up("b.os", Alive, 1, "b.os"), 0, 10),
+            m.apply(&up("b.os", Alive, 1, "b.os"), 0, &lim(10)),
             Applied::Stale
         );
         // Suspect at the same incarnation overrides Alive.
         assert!(matches!(
-            m.apply(&up("b.os", Suspect, 1, "a.os"), 5, 10),
+            m.apply(&up("b.os", Suspect, 1, "a.os"), 5, &lim(10)),
             Applied::Changed {
                 event: Some(EventKind::NodeSuspect)
             }
         ));
         // Alive at the same incarnation does not clear it; a second origin confirms it.
         assert_eq!(
-            m.apply(&up("b.os", Alive, 1, "b.os"), 6, 10),
+            m.apply(&up("b.os", Alive, 1, "b.os"), 6, &lim(10)),
             Applied::Stale
         );
         assert_eq!(
-            m.apply(&up("b.os", Suspect, 1, "c.os"), 6, 10),
+            m.apply(&up("b.os", Suspect, 1, "c.os"), 6, &lim(10)),
             Applied::Confirmed
         );
         assert_eq!(
-            m.apply(&up("b.os", Suspect, 1, "c.os"), 6, 10),
+            m.apply(&up("b.os", Suspect, 1, "c.os"), 6, &lim(10)),
             Applied::Stale
         );
         assert_eq!(
@@ -334,7 +397,7 @@ mod tests {
         );
         // The refutation: Alive at a higher incarnation.
         assert!(matches!(
-            m.apply(&up("b.os", Alive, 2, "b.os"), 7, 10),
+            m.apply(&up("b.os", Alive, 2, "b.os"), 7, &lim(10)),
             Applied::Changed {
                 event: Some(EventKind::NodeAlive)
             }
@@ -342,37 +405,37 @@ mod tests {
         assert!(m.get(&id("b.os")).unwrap().suspicion.is_none());
         // An old suspicion is ignored.
         assert_eq!(
-            m.apply(&up("b.os", Suspect, 1, "a.os"), 8, 10),
+            m.apply(&up("b.os", Suspect, 1, "a.os"), 8, &lim(10)),
             Applied::Stale
         );
         // Dead at the same incarnation wins; Alive at the same one cannot undo it.
         assert!(matches!(
-            m.apply(&up("b.os", Dead, 2, "a.os"), 9, 10),
+            m.apply(&up("b.os", Dead, 2, "a.os"), 9, &lim(10)),
             Applied::Changed {
                 event: Some(EventKind::NodeDead)
             }
         ));
         assert_eq!(
-            m.apply(&up("b.os", Alive, 2, "b.os"), 10, 10),
+            m.apply(&up("b.os", Alive, 2, "b.os"), 10, &lim(10)),
             Applied::Stale
         );
         assert_eq!(
-            m.apply(&up("b.os", Suspect, 2, "a.os"), 10, 10),
+            m.apply(&up("b.os", Suspect, 2, "a.os"), 10, &lim(10)),
             Applied::Stale
         );
         // Left upgrades Dead at the same incarnation; a rejoin needs a higher one.
         assert!(matches!(
-            m.apply(&up("b.os", Left, 2, "b.os"), 11, 10),
+            m.apply(&up("b.os", Left, 2, "b.os"), 11, &lim(10)),
             Applied::Changed {
                 event: Some(EventKind::NodeLeft)
             }
         ));
         assert_eq!(
-            m.apply(&up("b.os", Dead, 2, "a.os"), 12, 10),
+            m.apply(&up("b.os", Dead, 2, "a.os"), 12, &lim(10)),
             Applied::Stale
         );
         assert!(matches!(
-            m.apply(&up("b.os", Alive, 3, "b.os"), 13, 10),
+            m.apply(&up("b.os", Alive, 3, "b.os"), 13, &lim(10)),
             Applied::Changed {
                 event: Some(EventKind::NodeJoined)
             }
@@ -380,14 +443,113 @@ mod tests {
     }
 
     #[test]
+    fn untrusted_facts_are_bounded() {
+        let mut m = Members::default();
+        for peer in ["a.os", "b.os", "c.os", "d.os", "e.os", "f.os"] {
+            m.apply(&up(peer, Alive, 1, peer), 0, &lim(100));
+        }
+        // A suspicion from a node we do not know counts for nothing.
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 1, "ghost.os"), 1, &lim(100)),
+            Applied::Stale
+        );
+        // Origins are capped (first suspecter + K confirmations).
+        assert!(matches!(
+            m.apply(&up("b.os", Suspect, 1, "a.os"), 1, &lim(100)),
+            Applied::Changed { .. }
+        ));
+        for o in ["c.os", "d.os", "e.os"] {
+            assert_eq!(
+                m.apply(&up("b.os", Suspect, 1, o), 1, &lim(100)),
+                Applied::Confirmed
+            );
+        }
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 1, "f.os"), 1, &lim(100)),
+            Applied::Stale
+        );
+        assert_eq!(
+            m.get(&id("b.os"))
+                .unwrap()
+                .suspicion
+                .as_ref()
+                .unwrap()
+                .origins
+                .len(),
+            4
+        );
+        // Incarnations: nothing past 2^53, no giant leaps.
+        assert_eq!(
+            m.apply(&up("c.os", Alive, u64::MAX, "c.os"), 2, &lim(100)),
+            Applied::Stale
+        );
+        assert_eq!(
+            m.apply(
+                &up("c.os", Dead, MAX_INCARNATION_JUMP + 2, "a.os"),
+                2,
+                &lim(100)
+            ),
+            Applied::Stale
+        );
+        assert!(matches!(
+            m.apply(&up("c.os", Alive, 2, "c.os"), 2, &lim(100)),
+            Applied::Changed { .. }
+        ));
+        // Info that is not the node's own, or breaks the limits, is dropped (the fact stays).
+        let mut forged = up("g.os", Alive, 1, "g.os");
+        forged.info = Some(NodeInfo::new(id("a.os")));
+        assert!(matches!(
+            m.apply(&forged, 3, &lim(100)),
+            Applied::Changed { .. }
+        ));
+        let g = m.get(&id("g.os")).unwrap();
+        assert_eq!((g.info.node_id.as_str(), g.has_info), ("g.os", false));
+        let mut huge = up("h.os", Alive, 1, "h.os");
+        let mut info = NodeInfo::new(id("h.os"));
+        info.app_version = "x".repeat(10_000);
+        huge.info = Some(info);
+        m.apply(&huge, 3, &lim(100));
+        assert!(m.get(&id("h.os")).unwrap().info.app_version.is_empty());
+    }
+
+    #[test]
+    fn a_newer_incarnation_without_info_marks_ours_stale_and_restore_keeps_that() {
+        let mut m = Members::default();
+        let mut with = up("a.os", Alive, 1, "a.os");
+        let mut info = NodeInfo::new(id("a.os"));
+        info.app_version = "v1".into();
+        with.info = Some(info);
+        m.apply(&with, 0, &lim(10));
+        assert!(m.get(&id("a.os")).unwrap().has_info);
+        m.apply(&up("a.os", Alive, 2, "a.os"), 1, &lim(10));
+        assert!(
+            !m.get(&id("a.os")).unwrap().has_info,
+            "v1 is older than incarnation 2"
+        );
+        let saved = m.save();
+        let mut r = Members::default();
+        r.restore(saved, &id("me.os"), 5);
+        assert!(!r.get(&id("a.os")).unwrap().has_info);
+        // A saved entry for ourselves is never restored as a member.
+        let mut bad = r.save();
+        bad[0].node = id("me.os");
+        let mut r2 = Members::default();
+        r2.restore(bad, &id("me.os"), 5);
+        assert!(r2.is_empty());
+    }
+
+    #[test]
     fn capacity_and_gc() {
         let mut m = Members::default();
         assert!(matches!(
-            m.apply(&up("a.os", Alive, 1, "a.os"), 0, 1),
+            m.apply(&up("a.os", Alive, 1, "a.os"), 0, &lim(1)),
             Applied::Changed { .. }
         ));
-        assert_eq!(m.apply(&up("b.os", Alive, 1, "b.os"), 0, 1), Applied::Full);
-        m.apply(&up("a.os", Dead, 1, "x.os"), 100, 1);
+        assert_eq!(
+            m.apply(&up("b.os", Alive, 1, "b.os"), 0, &lim(1)),
+            Applied::Full
+        );
+        m.apply(&up("a.os", Dead, 1, "x.os"), 100, &lim(1));
         assert_eq!(m.gc(150, 100), 0);
         assert_eq!(m.gc(201, 100), 1);
         assert!(m.is_empty());

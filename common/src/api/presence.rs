@@ -24,6 +24,8 @@ pub const MAX_SHORT_STRING: usize = 64;
 pub const MAX_METADATA_VALUE: usize = 512;
 /// Largest page a list request may ask for.
 pub const MAX_PAGE: u32 = 500;
+/// Most members a node keeps (the largest `max_members`).
+pub const MAX_MEMBERS: u32 = 10_000;
 /// Page size when a list request names none.
 pub const DEFAULT_PAGE: u32 = 100;
 
@@ -148,7 +150,8 @@ pub struct PresenceEvent {
     pub info: Option<NodeInfo>,
 }
 
-/// What an event subscriber receives (a request; answer anything, or nothing).
+/// What an event subscriber receives: a request expecting an answer (any body) within 5 s;
+/// three unanswered in a row end the subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscriberMessage {
     PresenceEvent(PresenceEvent),
@@ -231,12 +234,13 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reject settings that would break the detector.
+    /// Reject settings that would break the detector or overflow its arithmetic.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(bool, &str); 9] = [
+        const HOUR: u64 = 3_600_000;
+        let checks: [(bool, &str); 14] = [
             (
-                self.probe_interval_ms >= 1_000,
-                "probe_interval_ms must be at least 1000",
+                (1_000..=600_000).contains(&self.probe_interval_ms),
+                "probe_interval_ms must be 1000..=600000",
             ),
             (
                 self.probe_timeout_ms >= 1_000,
@@ -251,24 +255,50 @@ impl Config {
                 "indirect_probes must be at most 16",
             ),
             (
-                self.suspicion_mult > 0.0 && self.suspicion_max_mult >= 1.0,
-                "suspicion_mult must be > 0 and suspicion_max_mult >= 1",
+                self.suspicion_mult > 0.0
+                    && self.suspicion_mult <= 100.0
+                    && (1.0..=100.0).contains(&self.suspicion_max_mult),
+                "suspicion_mult must be in (0, 100] and suspicion_max_mult in [1, 100]",
             ),
             (
-                self.gossip_interval_ms >= 100 && self.gossip_fanout >= 1,
-                "gossip_interval_ms >= 100 and gossip_fanout >= 1",
+                self.suspicion_confirmations <= 16,
+                "suspicion_confirmations must be at most 16",
             ),
             (
-                self.max_updates_per_message >= 1 && self.retransmit_mult >= 1,
-                "max_updates_per_message and retransmit_mult must be at least 1",
+                (100..=60_000).contains(&self.gossip_interval_ms)
+                    && (1..=32).contains(&self.gossip_fanout),
+                "gossip_interval_ms must be 100..=60000 and gossip_fanout 1..=32",
             ),
             (
-                self.registry_ttl_ms >= 3_000 && self.registry_capacity >= 1,
-                "registry_ttl_ms >= 3000 and registry_capacity >= 1",
+                (1..=1_024).contains(&self.max_updates_per_message)
+                    && (1..=32).contains(&self.retransmit_mult),
+                "max_updates_per_message must be 1..=1024 and retransmit_mult 1..=32",
             ),
             (
-                self.max_members >= 1 && self.subscriber_queue >= 1,
-                "max_members and subscriber_queue must be at least 1",
+                (1_000..=HOUR).contains(&self.push_pull_interval_ms),
+                "push_pull_interval_ms must be 1000..=3600000",
+            ),
+            (
+                self.max_local_health <= 32,
+                "max_local_health must be at most 32",
+            ),
+            (
+                (3_000..=24 * HOUR).contains(&self.registry_ttl_ms),
+                "registry_ttl_ms must be 3000..=86400000",
+            ),
+            (
+                (1..=100_000).contains(&self.registry_capacity)
+                    && (1..=10_000).contains(&self.registry_rate_per_min),
+                "registry_capacity must be 1..=100000 and registry_rate_per_min 1..=10000",
+            ),
+            (
+                (1..=MAX_MEMBERS).contains(&self.max_members)
+                    && (1..=10_000).contains(&self.subscriber_queue),
+                "max_members must be 1..=10000 and subscriber_queue 1..=10000",
+            ),
+            (
+                self.dead_retention_ms <= 30 * 24 * HOUR,
+                "dead_retention_ms must be at most 30 days",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
@@ -371,6 +401,9 @@ pub enum Request {
         seq: u64,
         target: NodeId,
         updates: Vec<Update>,
+        /// Probe with at most this timeout (seconds), so the answer arrives in time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_s: Option<u64>,
     },
     IndirectAck {
         seq: u64,

@@ -112,11 +112,16 @@ fn a_slow_node_is_not_declared_dead() {
             "{} sees the slow node",
             sim.node_id(i)
         );
-        let dead: Vec<_> = events(&sim, i)
+        // Not even suspected: the second, longer direct probe reaches it within the round.
+        let about_slow: Vec<_> = events(&sim, i)
             .into_iter()
-            .filter(|(k, _)| k == "NodeDead")
+            .filter(|(_, n)| n == "judy.os")
             .collect();
-        assert!(dead.is_empty(), "{} reported {dead:?}", sim.node_id(i));
+        assert!(
+            about_slow.is_empty(),
+            "{} reported {about_slow:?}",
+            sim.node_id(i)
+        );
     }
     // The slow node, whose own probes mostly time out, does not accuse the healthy ones.
     let slow_dead: Vec<_> = events(&sim, 9)

@@ -1,0 +1,399 @@
+//! Hostile and malformed input against one presence core, through the real driver.
+
+use p2p_common::api::presence::{MemberStatus, Request, Response, Update};
+use p2p_common::api::{decode_response, ErrorCode};
+use p2p_common::driver::{Driver, KernelCall, KernelEvent};
+use p2p_common::{Address, NodeId, SendErrorKind};
+use presence::core::Presence;
+
+fn node(s: &str) -> NodeId {
+    NodeId::parse(s).unwrap()
+}
+fn pres(n: &str) -> Address {
+    Address::ours(&node(n), "presence")
+}
+
+/// One presence core plus the kernel calls it made, with its timers kept for firing.
+struct Harness {
+    d: Driver<Presence>,
+    now: u64,
+    sent: Vec<KernelCall>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let our = pres("alice.os");
+        let mut d = Driver::new(our.clone(), presence::core::new(our));
+        let sent = d.start(0, None, 1);
+        Harness { d, now: 0, sent }
+    }
+    fn core(&self) -> &Presence {
+        self.d.core()
+    }
+    /// A request from `from`; returns the reply body.
+    fn request(&mut self, from: &Address, req: &Request) -> Vec<u8> {
+        self.now += 10;
+        let calls = self.d.step(
+            self.now,
+            KernelEvent::Request {
+                source: from.clone(),
+                expects_response: Some(5),
+                body: serde_json::to_vec(req).unwrap(),
+            },
+        );
+        let reply = calls
+            .iter()
+            .find_map(|c| match c {
+                KernelCall::SendResponse { body } => Some(body.clone()),
+                _ => None,
+            })
+            .expect("a reply");
+        self.sent.extend(calls);
+        reply
+    }
+    fn gossip(&mut self, from: &str, updates: Vec<Update>) {
+        self.request(&pres(from), &Request::Gossip { updates });
+    }
+    /// Fire the first pending timer whose body matches `tick` (e.g. "Probe").
+    fn fire(&mut self, tick: &str) -> Vec<KernelCall> {
+        let i = self
+            .sent
+            .iter()
+            .position(|c| {
+                matches!(c, KernelCall::SendRequest { target, context: Some(ctx), .. }
+                if target.process.process == "timer" && String::from_utf8_lossy(ctx).contains(tick))
+            })
+            .expect("timer set");
+        let KernelCall::SendRequest {
+            target, context, ..
+        } = self.sent.remove(i)
+        else {
+            unreachable!()
+        };
+        self.now += 10_000;
+        let calls = self.d.step(
+            self.now,
+            KernelEvent::Response {
+                source: target,
+                body: vec![],
+                context,
+            },
+        );
+        self.sent.extend(calls.clone());
+        calls
+    }
+    /// Fire every pending timer whose body matches `tick`.
+    fn fire_all(&mut self, tick: &str) {
+        let n = self
+            .sent
+            .iter()
+            .filter(|c| {
+                matches!(c, KernelCall::SendRequest { target, context: Some(ctx), .. }
+                if target.process.process == "timer" && String::from_utf8_lossy(ctx).contains(tick))
+            })
+            .count();
+        for _ in 0..n {
+            self.fire(tick);
+        }
+    }
+    /// Requests sent to `to` among `calls`: (body, context).
+    fn sends_to(calls: &[KernelCall], to: &str) -> Vec<(Request, Option<Vec<u8>>)> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                KernelCall::SendRequest {
+                    target,
+                    body,
+                    context,
+                    ..
+                } if target.node.as_str() == to && target.process.process == "presence" => {
+                    Some((serde_json::from_slice(body).unwrap(), context.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn alive(n: &str, inc: u64) -> Update {
+    Update {
+        node: node(n),
+        status: MemberStatus::Alive,
+        incarnation: inc,
+        info: None,
+        origin: node(n),
+    }
+}
+
+#[test]
+fn forged_claims_about_us_cannot_overflow_or_exhaust_our_incarnation() {
+    let mut h = Harness::new();
+    h.gossip("bob.os", vec![alive("bob.os", 1)]);
+    let inc = h.core().incarnation();
+    let mut claim = Update {
+        node: node("alice.os"),
+        status: MemberStatus::Suspect,
+        incarnation: u64::MAX,
+        info: None,
+        origin: node("bob.os"),
+    };
+    h.gossip("bob.os", vec![claim.clone()]);
+    assert_eq!(
+        h.core().incarnation(),
+        inc,
+        "a claim above what we ever said is forged"
+    );
+    claim.status = MemberStatus::Alive;
+    h.gossip("bob.os", vec![claim.clone()]);
+    assert_eq!(h.core().incarnation(), inc);
+    // A real suspicion of our current incarnation is refuted once.
+    claim.status = MemberStatus::Suspect;
+    claim.incarnation = inc;
+    h.gossip("bob.os", vec![claim.clone()]);
+    assert_eq!(h.core().incarnation(), inc + 1);
+    h.gossip("bob.os", vec![claim]);
+    assert_eq!(
+        h.core().incarnation(),
+        inc + 1,
+        "the same old claim is not refuted again"
+    );
+    assert!(
+        h.core().member(&node("alice.os")).is_none(),
+        "we are never our own member"
+    );
+}
+
+#[test]
+fn a_flood_of_forged_suspicions_stays_bounded() {
+    let mut h = Harness::new();
+    h.gossip("bob.os", vec![alive("bob.os", 1), alive("carol.os", 1)]);
+    let flood: Vec<Update> = (0..5_000)
+        .map(|i| Update {
+            node: node("carol.os"),
+            status: MemberStatus::Suspect,
+            incarnation: 1,
+            info: None,
+            origin: node(&format!("fake{i}.os")),
+        })
+        .collect();
+    h.gossip("bob.os", flood);
+    assert_eq!(
+        h.core().status_of(&node("carol.os")),
+        Some(MemberStatus::Alive),
+        "no member vouched for these suspicions"
+    );
+    // Suspicions from real members count, up to the first suspecter plus K confirmations.
+    let members: Vec<String> = (0..10).map(|i| format!("m{i}.os")).collect();
+    h.gossip("bob.os", members.iter().map(|m| alive(m, 1)).collect());
+    let real: Vec<Update> = members
+        .iter()
+        .map(|m| Update {
+            node: node("carol.os"),
+            status: MemberStatus::Suspect,
+            incarnation: 1,
+            info: None,
+            origin: node(m),
+        })
+        .collect();
+    h.gossip("bob.os", real);
+    let s = h
+        .core()
+        .member(&node("carol.os"))
+        .unwrap()
+        .suspicion
+        .clone()
+        .unwrap();
+    assert_eq!(s.origins.len(), 4);
+}
+
+impl Harness {
+    /// Run probe rounds until one probes `target` directly; time that probe out. Returns the
+    /// round's seq, the helpers asked, and the retry's context.
+    fn failed_direct_probe(&mut self, target: &str) -> (u64, Vec<String>, Option<Vec<u8>>) {
+        let (seq, ctx) = loop {
+            let calls = self.fire("Probe\"");
+            if let Some((Request::Probe { seq, .. }, ctx)) = Harness::sends_to(&calls, target).pop()
+            {
+                break (seq, ctx);
+            }
+            // Answer the other probe so its round ends acked and the next tick starts anew.
+            let other = calls.iter().find_map(|c| match c {
+                KernelCall::SendRequest {
+                    target, context, ..
+                } if target.process.process == "presence" => {
+                    Some((target.clone(), context.clone()))
+                }
+                _ => None,
+            });
+            let (t, c) = other.expect("a probe");
+            let ack = serde_json::to_vec(&Ok::<Response, ()>(Response::Ack {
+                seq: 0,
+                updates: vec![],
+            }))
+            .unwrap();
+            self.d.step(
+                self.now,
+                KernelEvent::Response {
+                    source: t,
+                    body: ack,
+                    context: c,
+                },
+            );
+        };
+        self.now += 1_000;
+        let calls = self.d.step(
+            self.now,
+            KernelEvent::SendError {
+                kind: SendErrorKind::Timeout,
+                target: pres(target),
+                context: ctx,
+            },
+        );
+        let helpers: Vec<String> = ["bob.os", "carol.os", "dave.os"]
+            .into_iter()
+            .filter(|n| *n != target && !Harness::sends_to(&calls, n).is_empty())
+            .map(String::from)
+            .collect();
+        let retry = Harness::sends_to(&calls, target)
+            .pop()
+            .map(|(_, c)| c)
+            .expect("a second direct probe");
+        self.sent.extend(calls);
+        (seq, helpers, retry)
+    }
+}
+
+#[test]
+fn indirect_acks_count_only_from_the_helpers_asked_and_once() {
+    let mut h = Harness::new();
+    h.gossip(
+        "bob.os",
+        vec![
+            alive("bob.os", 1),
+            alive("carol.os", 1),
+            alive("dave.os", 1),
+        ],
+    );
+    let (seq, helpers, retry) = h.failed_direct_probe("carol.os");
+    assert_eq!(
+        helpers,
+        vec!["bob.os", "dave.os"],
+        "both other members asked to help"
+    );
+    // eve was not asked: her ack must not save carol; a repeated nack is not a second helper.
+    h.request(
+        &pres("eve.os"),
+        &Request::IndirectAck {
+            seq,
+            target: node("carol.os"),
+        },
+    );
+    h.request(
+        &pres("bob.os"),
+        &Request::IndirectNack {
+            seq,
+            target: node("carol.os"),
+        },
+    );
+    h.request(
+        &pres("bob.os"),
+        &Request::IndirectNack {
+            seq,
+            target: node("carol.os"),
+        },
+    );
+    assert_eq!(
+        h.core().status_of(&node("carol.os")),
+        Some(MemberStatus::Alive),
+        "dave has not answered yet"
+    );
+    h.request(
+        &pres("dave.os"),
+        &Request::IndirectNack {
+            seq,
+            target: node("carol.os"),
+        },
+    );
+    h.now += 2_000;
+    h.d.step(
+        h.now,
+        KernelEvent::SendError {
+            kind: SendErrorKind::Timeout,
+            target: pres("carol.os"),
+            context: retry,
+        },
+    );
+    assert_eq!(
+        h.core().status_of(&node("carol.os")),
+        Some(MemberStatus::Suspect),
+        "every real helper and the retry failed"
+    );
+    assert_eq!(
+        h.core().local_health(),
+        1,
+        "a failed round raises local health"
+    );
+    // A round whose helpers never answer (not even a nack) points at us: +2.
+    let (_, helpers, _) = h.failed_direct_probe("dave.os");
+    assert!(!helpers.is_empty());
+    h.fire_all("ProbeWindow");
+    assert_eq!(
+        h.core().status_of(&node("dave.os")),
+        Some(MemberStatus::Suspect)
+    );
+    let lhm = h.core().local_health();
+    assert_eq!(lhm, 3);
+    // Next round, bob fails its direct probe; dave's ack counts once, replays not at all.
+    let (seq, helpers, _) = h.failed_direct_probe("bob.os");
+    assert!(helpers.contains(&"dave.os".to_string()));
+    h.request(
+        &pres("dave.os"),
+        &Request::IndirectAck {
+            seq,
+            target: node("bob.os"),
+        },
+    );
+    assert_eq!(h.core().local_health(), lhm - 1);
+    h.request(
+        &pres("dave.os"),
+        &Request::IndirectAck {
+            seq,
+            target: node("bob.os"),
+        },
+    );
+    h.request(
+        &pres("dave.os"),
+        &Request::IndirectAck {
+            seq,
+            target: node("bob.os"),
+        },
+    );
+    assert_eq!(
+        h.core().local_health(),
+        lhm - 1,
+        "replayed acks change nothing"
+    );
+    h.fire("ProbeWindow");
+    assert_eq!(
+        h.core().status_of(&node("bob.os")),
+        Some(MemberStatus::Alive),
+        "the round ended acked"
+    );
+}
+
+#[test]
+fn settings_are_bounded() {
+    let mut h = Harness::new();
+    let app = Address::parse("alice.os@my-app:my-app:someone.os").unwrap();
+    for patch in [
+        serde_json::json!({"suspicion_max_mult": 1e300}),
+        serde_json::json!({"retransmit_mult": 4000000000u64}),
+        serde_json::json!({"registry_ttl_ms": u64::MAX}),
+        serde_json::json!({"probe_interval_ms": u64::MAX}),
+        serde_json::json!({"push_pull_interval_ms": 0}),
+        serde_json::json!({"max_members": 1000000}),
+    ] {
+        let r = decode_response::<Response>(&h.request(&app, &Request::SetConfig(patch.clone())));
+        assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest, "{patch}");
+    }
+}
