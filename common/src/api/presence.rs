@@ -527,8 +527,10 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_documented_limits_hold() {
         Config::default().validate().unwrap();
-        let mut c = Config::default();
-        c.probe_timeout_ms = 10;
+        let c = Config {
+            probe_timeout_ms: 10,
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().contains("probe_timeout_ms"));
         let mut info = NodeInfo::new(NodeId::parse("a.os").unwrap());
         info.capabilities = vec!["x".into(); MAX_CAPABILITIES + 1];
