@@ -176,6 +176,10 @@ impl Scenario for Ping {
             serde_json::to_value(&sim.stats.per_type).unwrap_or_default(),
         );
         m.insert(
+            "per_link".into(),
+            serde_json::to_value(&sim.stats.per_link).unwrap_or_default(),
+        );
+        m.insert(
             "ping_wall_ms".into(),
             json!(t0.elapsed().as_secs_f64() * 1e3),
         );

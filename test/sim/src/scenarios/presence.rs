@@ -451,6 +451,10 @@ pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
             m.insert("msgs_per_node_per_period".into(), json!(round2(per)));
             let bytes = (sim.stats.remote.bytes - bytes0) as f64 / msgs.max(1) as f64;
             m.insert("bytes_per_msg".into(), json!(bytes.round()));
+            m.insert(
+                "per_type".into(),
+                serde_json::to_value(&sim.stats.per_type).unwrap_or_default(),
+            );
         }
     }
     m.insert("msgs_per_node_per_period_by_n".into(), Value::Object(load));
