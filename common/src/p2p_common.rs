@@ -23,3 +23,31 @@ pub mod runner;
 pub use api::{ApiError, ApiResult, ErrorCode};
 pub use ids::{Address, NodeId, ProcessId};
 pub use service::{Effect, Input, Level, Millis, SendErrorKind, Service};
+
+/// The whole wasm32 glue of one of our processes: WIT bindings, the `init` export, and the
+/// shared runner around the core built by `$make` (`fn(Address) -> impl Service`).
+/// Expands to nothing on other targets, where the crate is just its pure core. The calling
+/// crate depends on `hyperware_process_lib` and `wit-bindgen` for wasm32 (kit needs each
+/// process crate to generate its own bindings).
+#[macro_export]
+macro_rules! process_glue {
+    ($make:path) => {
+        #[cfg(target_arch = "wasm32")]
+        wit_bindgen::generate!({
+            path: "../target/wit",
+            world: "p2p-patterns-p2p-patterns-dot-os-v0",
+            generate_unused_types: true,
+        });
+
+        #[cfg(target_arch = "wasm32")]
+        use hyperware_process_lib::Address;
+
+        #[cfg(target_arch = "wasm32")]
+        hyperware_process_lib::call_init!(init);
+
+        #[cfg(target_arch = "wasm32")]
+        fn init(our: Address) {
+            $crate::runner::run(our, $make);
+        }
+    };
+}

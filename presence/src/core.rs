@@ -643,19 +643,33 @@ impl Presence {
             retry_pending: false,
         });
         self.stats.probes_sent += 1;
-        let updates = self.piggyback(Some(&target));
-        out.push(self.send(
-            &target,
-            &Request::Probe { seq, updates },
-            Some(timeout),
-            Some(&Ctx::Probe {
-                seq,
-                target: target.clone(),
-                sent: now,
-                retry: false,
-            }),
-        ));
+        let probe = self.probe(&target, seq, timeout, now, false);
+        out.push(probe);
         out.push(Self::timer(window, &Tick::ProbeWindow { seq }));
+    }
+
+    /// A direct probe of our round `seq` (the first try, or the `retry`).
+    fn probe(
+        &mut self,
+        target: &NodeId,
+        seq: u64,
+        timeout_s: u64,
+        now: Millis,
+        retry: bool,
+    ) -> Effect {
+        let updates = self.piggyback(Some(target));
+        let ctx = Ctx::Probe {
+            seq,
+            target: target.clone(),
+            sent: now,
+            retry,
+        };
+        self.send(
+            target,
+            &Request::Probe { seq, updates },
+            Some(timeout_s),
+            Some(&ctx),
+        )
     }
 
     /// The window timer of round `seq` fired; conclude unless the window moved on.
@@ -1424,18 +1438,8 @@ impl Presence {
                     }
                     helper_deadline_s = (r.window_end.saturating_sub(now + 1_500) / 1000).max(1);
                 }
-                let updates = self.piggyback(Some(&target));
-                out.push(self.send(
-                    &target,
-                    &Request::Probe { seq, updates },
-                    Some(retry_timeout),
-                    Some(&Ctx::Probe {
-                        seq,
-                        target: target.clone(),
-                        sent: now,
-                        retry: true,
-                    }),
-                ));
+                let probe = self.probe(&target, seq, retry_timeout, now, true);
+                out.push(probe);
                 let helpers = self.random_live(self.cfg.indirect_probes as usize, &[&target]);
                 for h in &helpers {
                     let updates = self.piggyback(Some(h));

@@ -5,20 +5,4 @@ pub mod core;
 /// Process name on the node: `txcoord:p2p-patterns:p2p-patterns.os`.
 pub const NAME: &str = "txcoord";
 
-#[cfg(target_arch = "wasm32")]
-wit_bindgen::generate!({
-    path: "../target/wit",
-    world: "p2p-patterns-p2p-patterns-dot-os-v0",
-    generate_unused_types: true,
-});
-
-#[cfg(target_arch = "wasm32")]
-use hyperware_process_lib::Address;
-
-#[cfg(target_arch = "wasm32")]
-hyperware_process_lib::call_init!(init);
-
-#[cfg(target_arch = "wasm32")]
-fn init(our: Address) {
-    p2p_common::runner::run(our, core::new);
-}
+p2p_common::process_glue!(core::new);

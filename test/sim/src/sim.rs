@@ -498,25 +498,7 @@ impl Sim {
 
     /// Send `body` to `to` as the app on node `from` would; returns a handle for [`Sim::outcome`].
     pub fn request(&mut self, from: usize, to: &Address, body: Vec<u8>, timeout_s: u64) -> u64 {
-        self.ensure_started();
-        let app = self.app(from);
-        // The handle is the request id; it rides in the context so the outcome finds it.
-        let handle = self.next_req;
-        let req = self.send_request(
-            from,
-            app,
-            to.clone(),
-            body,
-            Some(timeout_s),
-            Some(handle.to_le_bytes().to_vec()),
-        );
-        debug_assert_eq!(req, handle);
-        if let Some(o) = self.outstanding.get_mut(&req) {
-            o.app = true;
-        }
-        self.app_results.insert(handle, None);
-        self.app_times.insert(handle, (self.now, None));
-        handle
+        self.request_from(from, app_process(), to, body, timeout_s)
     }
     /// Send a request as any process on node `from` claims to be (remote process ids are
     /// claims; only the node is authenticated). Returns a handle like [`Sim::request`].
@@ -530,8 +512,9 @@ impl Sim {
     ) -> u64 {
         self.ensure_started();
         let me = Address::new(self.nodes[from].id.clone(), process);
+        // The handle is the request id; it rides in the context so the outcome finds it and
+        // lands in the app's outcome table.
         let handle = self.next_req;
-        // Answers reach the app's outcome table: the context carries the handle.
         let req = self.send_request(
             from,
             me,

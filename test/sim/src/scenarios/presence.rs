@@ -189,6 +189,26 @@ pub fn run_until(
     Ok(cond(sim).then(|| sim.now() - start))
 }
 
+/// Run in steps of `step` ms until [`agreement`] holds (within `max` ms); otherwise fail
+/// the run saying `what`.
+pub fn expect_agreement(
+    sim: &mut Sim,
+    (live, down, down_status): (&[usize], &[usize], MemberStatus),
+    step: Millis,
+    max: Millis,
+    what: &str,
+) -> Result<(), SimError> {
+    if run_until(sim, step, max, |s| {
+        agreement(s, live, down, down_status).is_ok()
+    })?
+    .is_some()
+    {
+        return Ok(());
+    }
+    let e = agreement(sim, live, down, down_status).unwrap_err();
+    Err(sim.fail(format!("{what}: {e}")))
+}
+
 /// Presence events (kind, node) the app on node `i` received, in order.
 pub fn events(sim: &Sim, i: usize) -> Vec<(String, String)> {
     sim.node(i)
@@ -223,14 +243,13 @@ impl Scenario for PresenceScenario {
         }
         // Under loss a member may be suspect for a moment; wait for a moment of agreement.
         let everyone: Vec<usize> = (0..n).collect();
-        if run_until(&mut sim, 1_000, 20 * period, |s| {
-            agreement(s, &everyone, &[], MemberStatus::Dead).is_ok()
-        })?
-        .is_none()
-        {
-            let e = agreement(&sim, &everyone, &[], MemberStatus::Dead).unwrap_err();
-            return Err(sim.fail(format!("no convergence after joining: {e}")));
-        }
+        expect_agreement(
+            &mut sim,
+            (&everyone, &[], MemberStatus::Dead),
+            1_000,
+            20 * period,
+            "no convergence after joining",
+        )?;
         // Random faults.
         for _ in 0..rng.gen_range(3..10) {
             let a = rng.gen_range(0..n);
@@ -256,42 +275,38 @@ impl Scenario for PresenceScenario {
         // Heal everything: all nodes converge to all alive.
         heal_all(&mut sim);
         let all: Vec<usize> = (0..n).collect();
-        let took = run_until(&mut sim, period, 120 * period, |s| {
-            agreement(s, &all, &[], MemberStatus::Dead).is_ok()
-        })?;
-        if took.is_none() {
-            let e = agreement(&sim, &all, &[], MemberStatus::Dead).unwrap_err();
-            return Err(sim.fail(format!("no recovery after healing: {e}")));
-        }
+        expect_agreement(
+            &mut sim,
+            (&all, &[], MemberStatus::Dead),
+            period,
+            120 * period,
+            "no recovery after healing",
+        )?;
         // A node crashes for good: everyone else declares it dead.
         let victim = rng.gen_range(0..n);
         sim.crash(victim);
         let rest: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
-        let took = run_until(&mut sim, period, 60 * period, |s| {
-            agreement(s, &rest, &[victim], MemberStatus::Dead).is_ok()
-        })?;
-        if took.is_none() {
-            let e = agreement(&sim, &rest, &[victim], MemberStatus::Dead).unwrap_err();
-            return Err(sim.fail(format!(
-                "crash of {} not detected by all: {e}",
-                sim.node_id(victim)
-            )));
-        }
+        let what = format!("crash of {} not detected by all", sim.node_id(victim));
+        expect_agreement(
+            &mut sim,
+            (&rest, &[victim], MemberStatus::Dead),
+            period,
+            60 * period,
+            &what,
+        )?;
         // Another leaves gracefully: everyone marks it left.
         let leaver = rest[rng.gen_range(0..rest.len())];
         let to = sim.addr(leaver, NAME);
         sim.request(leaver, &to, encode(&Request::Leave {}), 10);
         let stay: Vec<usize> = rest.iter().copied().filter(|&i| i != leaver).collect();
-        let took = run_until(&mut sim, period, 60 * period, |s| {
-            agreement(s, &stay, &[leaver], MemberStatus::Left).is_ok()
-        })?;
-        if took.is_none() {
-            let e = agreement(&sim, &stay, &[leaver], MemberStatus::Left).unwrap_err();
-            return Err(sim.fail(format!(
-                "leave of {} not seen by all: {e}",
-                sim.node_id(leaver)
-            )));
-        }
+        let what = format!("leave of {} not seen by all", sim.node_id(leaver));
+        expect_agreement(
+            &mut sim,
+            (&stay, &[leaver], MemberStatus::Left),
+            period,
+            60 * period,
+            &what,
+        )?;
         Ok(sim)
     }
 
