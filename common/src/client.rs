@@ -77,7 +77,7 @@ impl<F: FnMut(&Address, Vec<u8>, u64) -> Result<Vec<u8>, SendErrorKind>> Transpo
 
 /// process_lib's blocking `send_and_await_response`. While it waits, other messages to the
 /// calling process queue up (they are not lost); do not use it from a process that must keep
-/// answering quickly.
+/// answering quickly. A process cannot call itself this way (the kernel traps it).
 #[cfg(target_arch = "wasm32")]
 pub struct ProcessTransport;
 

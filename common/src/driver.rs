@@ -80,12 +80,18 @@ pub struct Driver<S> {
     our: Address,
     core: S,
     timer: Address,
+    dropped_replies: u64,
 }
 
 impl<S: Service> Driver<S> {
     pub fn new(our: Address, core: S) -> Self {
         let timer = timer_address(&our.node);
-        Driver { our, core, timer }
+        Driver {
+            our,
+            core,
+            timer,
+            dropped_replies: 0,
+        }
     }
 
     pub fn our(&self) -> &Address {
@@ -96,6 +102,10 @@ impl<S: Service> Driver<S> {
     }
     pub fn core_mut(&mut self) -> &mut S {
         &mut self.core
+    }
+    /// Replies the core made that broke the reply rule and were dropped (a core bug).
+    pub fn dropped_replies(&self) -> u64 {
+        self.dropped_replies
     }
 
     /// Start (or restart) with what was persisted.
@@ -196,7 +206,7 @@ impl<S: Service> Driver<S> {
     }
 
     /// Effects to kernel calls. `replying`: Some(expects_response) while handling a request.
-    fn lower(&self, effects: Vec<Effect>, replying: Option<bool>) -> Vec<KernelCall> {
+    fn lower(&mut self, effects: Vec<Effect>, replying: Option<bool>) -> Vec<KernelCall> {
         let mut calls = Vec::with_capacity(effects.len());
         let mut replied = false;
         for e in effects {
@@ -217,18 +227,24 @@ impl<S: Service> Driver<S> {
                         replied = true;
                         calls.push(KernelCall::SendResponse { body });
                     }
-                    Some(true) => calls.push(print(
-                        Level::Error,
-                        "core replied twice to one request; second reply dropped",
-                    )),
+                    Some(true) => {
+                        self.dropped_replies += 1;
+                        calls.push(print(
+                            Level::Error,
+                            "core replied twice to one request; second reply dropped",
+                        ));
+                    }
                     Some(false) => calls.push(print(
                         Level::Debug,
                         "reply to a request that expects none dropped",
                     )),
-                    None => calls.push(print(
-                        Level::Error,
-                        "core replied outside a request; reply dropped",
-                    )),
+                    None => {
+                        self.dropped_replies += 1;
+                        calls.push(print(
+                            Level::Error,
+                            "core replied outside a request; reply dropped",
+                        ));
+                    }
                 },
                 Effect::SetTimer { after_ms, context } => calls.push(KernelCall::SendRequest {
                     target: self.timer.clone(),
@@ -438,8 +454,9 @@ mod tests {
                 context: b"tick".to_vec()
             })
         );
-        // The core's reply from a timer handler breaks the reply rule: dropped, logged.
+        // The core's reply from a timer handler breaks the reply rule: dropped, logged, counted.
         assert!(responses(&calls).is_empty());
+        assert_eq!(d.dropped_replies(), 1);
         assert!(calls.iter().any(|c| matches!(c, KernelCall::Print { message, .. } if message.contains("outside a request"))));
         // A timer whose request failed still fires.
         d.step(

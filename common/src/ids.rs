@@ -169,6 +169,20 @@ impl Address {
             _ => Err(IdError::AddressShape(s.to_string())),
         }
     }
+    /// An address the Hyperware kernel handed us, taken as it is even where our checks are
+    /// stricter than the kernel's (a response must still reach the core waiting for it).
+    pub fn from_kernel(node: &str, process: &str, package: &str, publisher: &str) -> Self {
+        Address::parse(&format!("{node}@{process}:{package}:{publisher}")).unwrap_or_else(|_| {
+            Address {
+                node: NodeId(node.to_string()),
+                process: ProcessId {
+                    process: process.into(),
+                    package: package.into(),
+                    publisher: publisher.into(),
+                },
+            }
+        })
+    }
     /// The same process of ours on another node: `node@<process>:p2p-patterns:p2p-patterns.os`.
     pub fn ours(node: &NodeId, process: &str) -> Self {
         Address::new(node.clone(), ProcessId::ours(process))
@@ -264,6 +278,17 @@ mod tests {
             .to_string()
             .contains("one '@'"));
         assert!(Address::parse("a@b@c:d:e").is_err());
+    }
+
+    #[test]
+    fn kernel_addresses_are_kept_even_when_stricter_checks_fail() {
+        let ok = Address::from_kernel("bob.os", "presence", "p2p-patterns", "p2p-patterns.os");
+        assert_eq!(
+            ok,
+            Address::parse("bob.os@presence:p2p-patterns:p2p-patterns.os").unwrap()
+        );
+        let odd = Address::from_kernel("Bob_1.os", "my_app", "pkg", "pub.os");
+        assert_eq!(odd.to_string(), "Bob_1.os@my_app:pkg:pub.os");
     }
 
     #[test]

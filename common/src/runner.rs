@@ -27,6 +27,10 @@ fn to_ours(a: &pl::Address) -> Result<Address, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("unusable source address: {e}")))
 }
 
+fn from_kernel(a: &pl::Address) -> Address {
+    Address::from_kernel(a.node(), a.process(), a.package(), a.publisher())
+}
+
 fn to_pl(a: &Address) -> pl::Address {
     pl::Address::new(
         a.node.as_str(),
@@ -71,13 +75,7 @@ fn execute(calls: Vec<KernelCall>) {
 
 /// Run `core` as this process until the process is killed.
 pub fn run<S: Service>(our: pl::Address, make: impl FnOnce(Address) -> S) {
-    let our = match to_ours(&our) {
-        Ok(a) => a,
-        Err(e) => {
-            pl::print_to_terminal(0, &format!("cannot start: {e}"));
-            return;
-        }
-    };
+    let our = from_kernel(&our);
     let mut driver = Driver::new(our.clone(), make(our));
     let persisted = pl::get_state();
     execute(driver.start(now_ms(), persisted, seed()));
@@ -104,13 +102,11 @@ pub fn run<S: Service>(our: pl::Address, make: impl FnOnce(Address) -> S) {
                 body,
                 context,
                 ..
-            }) => match to_ours(&source) {
-                Ok(source) => KernelEvent::Response {
-                    source,
-                    body,
-                    context,
-                },
-                Err(_) => continue,
+            }) => KernelEvent::Response {
+                // Answers to our own requests: the kernel vouches for the address.
+                source: from_kernel(&source),
+                body,
+                context,
             },
             Err(e) => {
                 let kind = if e.kind().is_offline() {
@@ -118,13 +114,10 @@ pub fn run<S: Service>(our: pl::Address, make: impl FnOnce(Address) -> S) {
                 } else {
                     SendErrorKind::Timeout
                 };
-                match to_ours(e.target()) {
-                    Ok(target) => KernelEvent::SendError {
-                        kind,
-                        target,
-                        context: e.context,
-                    },
-                    Err(_) => continue,
+                KernelEvent::SendError {
+                    kind,
+                    target: from_kernel(e.target()),
+                    context: e.context,
                 }
             }
         };

@@ -20,6 +20,8 @@ pub trait Hosted {
     /// The core, for inspection by tests (downcast with [`Sim::core`]).
     fn core_any(&self) -> &dyn Any;
     fn core_any_mut(&mut self) -> &mut dyn Any;
+    /// Replies the driver dropped because they broke the reply rule (core bugs).
+    fn dropped_replies(&self) -> u64;
 }
 
 impl<S: Service + 'static> Hosted for Driver<S> {
@@ -34,6 +36,9 @@ impl<S: Service + 'static> Hosted for Driver<S> {
     }
     fn core_any_mut(&mut self) -> &mut dyn Any {
         self.core_mut()
+    }
+    fn dropped_replies(&self) -> u64 {
+        Driver::dropped_replies(self)
     }
 }
 
@@ -153,6 +158,15 @@ struct Outstanding {
 struct Proc {
     name: String,
     hosted: Box<dyn Hosted>,
+    /// The driver's dropped-reply count already added to the stats.
+    drops_seen: u64,
+}
+
+impl Proc {
+    /// Whether this is the process `pid` (ours are `<name>:p2p-patterns:p2p-patterns.os`).
+    fn is(&self, pid: &ProcessId) -> bool {
+        self.name == pid.process && pid.is_ours()
+    }
 }
 
 /// One simulated node.
@@ -178,6 +192,11 @@ struct Link {
     epoch: u64,
     /// FIFO: the latest delivery time scheduled on this connection, per direction.
     floor: [Millis; 2],
+    /// A connection is established (something was delivered over it since it last broke).
+    live: bool,
+    /// When a send first found the live connection cut; the kernel notices after the
+    /// connect timeout, and until then writes vanish.
+    broken_since: Option<Millis>,
 }
 
 /// Configuration of a cluster.
@@ -357,6 +376,10 @@ impl Sim {
             .core_any_mut()
             .downcast_mut::<T>()
     }
+    /// Names of the processes running on node `i` (empty while it is down).
+    pub fn processes(&self, i: usize) -> Vec<&str> {
+        self.nodes[i].procs.iter().map(|p| p.name.as_str()).collect()
+    }
     /// What process `name` on node `i` last persisted.
     pub fn persisted(&self, i: usize, name: &str) -> Option<&[u8]> {
         self.nodes[i].persisted.get(name).map(|v| v.as_slice())
@@ -449,6 +472,7 @@ impl Sim {
     /// Crash node `i`: every in-memory state, timer and pending request of it is gone; only
     /// what its cores persisted stays.
     pub fn crash(&mut self, i: usize) {
+        self.ensure_started();
         if !self.nodes[i].up {
             return;
         }
@@ -477,6 +501,7 @@ impl Sim {
     }
     /// Restart a crashed node: fresh cores, started with what they persisted.
     pub fn restart(&mut self, i: usize) {
+        self.ensure_started();
         if self.nodes[i].up {
             return;
         }
@@ -556,13 +581,13 @@ impl Sim {
         Ok(())
     }
     pub fn run_for(&mut self, ms: Millis) -> Result<(), SimError> {
-        self.run_until(self.now + ms)
+        self.run_until(self.now.saturating_add(ms))
     }
     /// Run until no message is in flight or awaiting an answer (timers may remain), or
     /// until `max_ms` more have passed. Returns whether it got quiet.
     pub fn run_until_quiet(&mut self, max_ms: Millis) -> Result<bool, SimError> {
         self.ensure_started();
-        let end = self.now + max_ms;
+        let end = self.now.saturating_add(max_ms);
         while self.in_flight > 0 {
             match self.queue.first_key_value() {
                 Some((&(at, _), _)) if at <= end => {
@@ -595,12 +620,15 @@ impl Sim {
         }
         self.started = true;
         for i in 0..self.nodes.len() {
-            self.boot(i);
+            if self.nodes[i].up {
+                self.boot(i);
+            }
         }
     }
 
     fn boot(&mut self, i: usize) {
         let inc = self.nodes[i].incarnation;
+        self.nodes[i].procs.clear();
         let factories = self.factories.clone();
         for (name, f) in &factories {
             let addr = Address::ours(&self.nodes[i].id, name);
@@ -608,12 +636,31 @@ impl Sim {
             let persisted = self.nodes[i].persisted.get(name).cloned();
             let seed = self.rng.next_u64();
             let calls = hosted.start(self.node_now(i), persisted, seed);
+            let drops_seen = hosted.dropped_replies();
+            self.stats.reply_rule_violations += drops_seen;
             self.nodes[i].procs.push(Proc {
                 name: name.clone(),
                 hosted,
+                drops_seen,
             });
             self.apply(i, inc, &addr, calls, None);
         }
+    }
+
+    /// Hand `event` to process `pi` of node `ni`; count the replies its driver had to drop.
+    fn step_proc(
+        &mut self,
+        ni: usize,
+        pi: usize,
+        now: Millis,
+        event: KernelEvent,
+    ) -> Vec<KernelCall> {
+        let p = &mut self.nodes[ni].procs[pi];
+        let calls = p.hosted.step(now, event);
+        let drops = p.hosted.dropped_replies();
+        self.stats.reply_rule_violations += drops - p.drops_seen;
+        p.drops_seen = drops;
+        calls
     }
 
     fn node_now(&self, i: usize) -> Millis {
@@ -687,7 +734,7 @@ impl Sim {
                 self.in_flight += 1;
             }
             self.schedule(
-                self.now + t.saturating_mul(1000),
+                self.now.saturating_add(t.saturating_mul(1000)),
                 Event::Fail {
                     req,
                     kind: SendErrorKind::Timeout,
@@ -709,7 +756,10 @@ impl Sim {
                 to_inc: inc,
             };
             let slow = self.nodes[from_node].slow_ms;
-            self.schedule(self.now + ms + slow, Event::Deliver(Box::new(env)));
+            self.schedule(
+                self.now.saturating_add(ms).saturating_add(slow),
+                Event::Deliver(Box::new(env)),
+            );
             return req;
         }
         self.trace.push(
@@ -752,7 +802,7 @@ impl Sim {
             // Not in the PKI: Offline once the kernel gives up.
             if let Some(req) = fail_req {
                 self.schedule(
-                    self.now + self.net.connect_timeout_ms,
+                    self.now.saturating_add(self.net.connect_timeout_ms),
                     Event::Fail {
                         req,
                         kind: SendErrorKind::Offline,
@@ -771,11 +821,8 @@ impl Sim {
         }
         if to_node == from_node {
             let exists = to.process == app_process()
-                || self.nodes[to_node]
-                    .procs
-                    .iter()
-                    .any(|p| p.name == to.process.process);
-            if !exists && to.process.is_ours() {
+                || self.nodes[to_node].procs.iter().any(|p| p.is(&to.process));
+            if !exists && matches!(payload, Payload::Request { .. }) {
                 // Local target not running: the kernel answers Timeout at once.
                 if let Some(req) = fail_req {
                     self.schedule(
@@ -788,7 +835,10 @@ impl Sim {
                 }
                 return;
             }
-            let at = self.now + self.net.local_latency_ms + self.nodes[to_node].slow_ms;
+            let at = self
+                .now
+                .saturating_add(self.net.local_latency_ms)
+                .saturating_add(self.nodes[to_node].slow_ms);
             let l = self.links.entry((from_node, from_node)).or_default();
             let at = at.max(l.floor[0]);
             l.floor[0] = at;
@@ -805,9 +855,30 @@ impl Sim {
             return;
         }
         if !self.connected(from_node, to_node) {
+            // Writes to an established connection that broke (partition, cut) vanish until
+            // the kernel notices, after the connect timeout; only then does it say Offline.
+            // A crashed target resets the connection at once.
+            let connect_timeout = self.net.connect_timeout_ms;
+            let target_up = self.nodes[to_node].up;
+            let link = self.links.entry(pair(from_node, to_node)).or_default();
+            if target_up && link.live {
+                let since = *link.broken_since.get_or_insert(self.now);
+                if self.now < since.saturating_add(connect_timeout) {
+                    self.trace.push(self.now, 15, || {
+                        format!("  lost {} -> {}: connection broke", from.node, to.node)
+                    });
+                    return;
+                }
+            }
+            if link.live {
+                link.live = false;
+                link.broken_since = None;
+                link.epoch += 1;
+                link.floor = [0, 0];
+            }
             if let Some(req) = fail_req {
                 self.schedule(
-                    self.now + self.net.connect_timeout_ms,
+                    self.now.saturating_add(self.net.connect_timeout_ms),
                     Event::Fail {
                         req,
                         kind: SendErrorKind::Offline,
@@ -830,10 +901,10 @@ impl Sim {
             1
         };
         for c in 0..copies {
-            let lat = self.latency() + self.nodes[to_node].slow_ms;
+            let lat = self.latency().saturating_add(self.nodes[to_node].slow_ms);
             let dir = usize::from(from_node > to_node);
             let link = self.links.entry(pair(from_node, to_node)).or_default();
-            let at = (self.now + lat).max(link.floor[dir]);
+            let at = self.now.saturating_add(lat).max(link.floor[dir]);
             link.floor[dir] = at;
             let epoch = link.epoch;
             if c == 1 {
@@ -898,6 +969,9 @@ impl Sim {
                 });
                 return;
             }
+            let link = self.links.entry(pair(fi, to_node)).or_default();
+            link.live = true;
+            link.broken_since = None;
         }
         match env.payload {
             Payload::Response { req, body } => {
@@ -933,7 +1007,7 @@ impl Sim {
                 let Some(pi) = self.nodes[to_node]
                     .procs
                     .iter()
-                    .position(|p| p.name == env.to.process.process)
+                    .position(|p| p.is(&env.to.process))
                 else {
                     self.trace.push(self.now, 12, || {
                         format!("  no process {} (sender will time out)", env.to)
@@ -946,7 +1020,7 @@ impl Sim {
                     expects_response,
                     body,
                 };
-                let calls = self.nodes[to_node].procs[pi].hosted.step(now, event);
+                let calls = self.step_proc(to_node, pi, now, event);
                 let inc = self.nodes[to_node].incarnation;
                 let prompt = expects_response.map(|_| (env.from, req));
                 self.apply(to_node, inc, &env.to, calls, prompt);
@@ -973,7 +1047,7 @@ impl Sim {
         let Some(pi) = self.nodes[ni]
             .procs
             .iter()
-            .position(|p| p.name == o.sender.process.process)
+            .position(|p| p.is(&o.sender.process))
         else {
             return;
         };
@@ -990,7 +1064,7 @@ impl Sim {
                 context: o.context,
             },
         };
-        let calls = self.nodes[ni].procs[pi].hosted.step(now, event);
+        let calls = self.step_proc(ni, pi, now, event);
         let inc = self.nodes[ni].incarnation;
         self.apply(ni, inc, &o.sender.clone(), calls, None);
     }

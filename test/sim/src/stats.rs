@@ -27,7 +27,8 @@ pub struct Stats {
     pub local: Count,
     pub lost: u64,
     pub duplicated: u64,
-    /// Replies with no request to answer (should stay 0: the driver prevents them).
+    /// Replies that broke the reply rule: dropped by a driver (a core replied twice or
+    /// outside a request) or by the kernel (nothing to answer). Must stay 0.
     pub reply_rule_violations: u64,
 }
 
