@@ -378,7 +378,11 @@ impl Sim {
     }
     /// Names of the processes running on node `i` (empty while it is down).
     pub fn processes(&self, i: usize) -> Vec<&str> {
-        self.nodes[i].procs.iter().map(|p| p.name.as_str()).collect()
+        self.nodes[i]
+            .procs
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect()
     }
     /// What process `name` on node `i` last persisted.
     pub fn persisted(&self, i: usize, name: &str) -> Option<&[u8]> {

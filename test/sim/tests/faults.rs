@@ -397,7 +397,10 @@ fn a_node_crashed_before_the_run_comes_back_with_exactly_one_fresh_set_of_cores(
     assert_eq!(sim.processes(1), vec![NAME, "presence"]);
     sim.run_for(5_000).unwrap();
     let bob = echo(&sim, 1);
-    assert!(bob.last_now >= 5_000 && !bob.outcomes.is_empty(), "the running core is the restarted one, and its timers fire");
+    assert!(
+        bob.last_now >= 5_000 && !bob.outcomes.is_empty(),
+        "the running core is the restarted one, and its timers fire"
+    );
 }
 
 #[test]
@@ -406,20 +409,31 @@ fn only_the_exact_process_id_answers() {
     let impostor = p2p_common::Address::parse("bob.os@echo:other-pkg:evil.os").unwrap();
     let h = sim.request(0, &impostor, encode(&EchoRequest::Echo { n: 1 }), 3);
     sim.run_for(4_000).unwrap();
-    assert_eq!(sim.outcome(h), Some(&AppOutcome::Failed(SendErrorKind::Timeout)));
+    assert_eq!(
+        sim.outcome(h),
+        Some(&AppOutcome::Failed(SendErrorKind::Timeout))
+    );
     assert!(echo(&sim, 1).received.is_empty());
     // A local process that does not run, whatever its package: Timeout at once.
     let missing = p2p_common::Address::parse("alice.os@nothere:other:x.os").unwrap();
     let h = sim.request(0, &missing, b"{}".to_vec(), 30);
     sim.run_for(1).unwrap();
-    assert_eq!(sim.outcome(h), Some(&AppOutcome::Failed(SendErrorKind::Timeout)));
+    assert_eq!(
+        sim.outcome(h),
+        Some(&AppOutcome::Failed(SendErrorKind::Timeout))
+    );
 }
 
 #[test]
 fn huge_timeouts_do_not_overflow_the_clock() {
     let mut sim = cluster(14, 2, 0, |_| {});
     sim.run_for(10).unwrap();
-    let h = sim.request(0, &sim.addr(1, NAME), encode(&EchoRequest::Echo { n: 1 }), u64::MAX);
+    let h = sim.request(
+        0,
+        &sim.addr(1, NAME),
+        encode(&EchoRequest::Echo { n: 1 }),
+        u64::MAX,
+    );
     sim.run_for(1_000).unwrap();
     assert!(matches!(sim.outcome(h), Some(AppOutcome::Response(_))));
     assert!(sim.now() >= 1_010);
@@ -434,14 +448,25 @@ fn a_broken_connection_loses_writes_until_the_kernel_notices_then_says_offline()
     let bob = sim.addr(1, NAME);
     let h = sim.request(0, &bob, encode(&EchoRequest::Echo { n: 1 }), 10);
     sim.run_for(1_000).unwrap();
-    assert!(matches!(sim.outcome(h), Some(AppOutcome::Response(_))), "the connection is up");
+    assert!(
+        matches!(sim.outcome(h), Some(AppOutcome::Response(_))),
+        "the connection is up"
+    );
     sim.partition(&[vec![0], vec![1]]);
     let lost = sim.request(0, &bob, encode(&EchoRequest::Echo { n: 2 }), 3);
     sim.run_for(6_000).unwrap();
-    assert_eq!(sim.outcome(lost), Some(&AppOutcome::Failed(SendErrorKind::Timeout)), "written to a dead connection");
+    assert_eq!(
+        sim.outcome(lost),
+        Some(&AppOutcome::Failed(SendErrorKind::Timeout)),
+        "written to a dead connection"
+    );
     let refused = sim.request(0, &bob, encode(&EchoRequest::Echo { n: 3 }), 30);
     sim.run_for(5_000).unwrap();
-    assert_eq!(sim.outcome(refused), Some(&AppOutcome::Failed(SendErrorKind::Offline)), "the kernel noticed");
+    assert_eq!(
+        sim.outcome(refused),
+        Some(&AppOutcome::Failed(SendErrorKind::Offline)),
+        "the kernel noticed"
+    );
 }
 
 /// A core that replies from its timer: a reply-rule bug the simulator must report.
@@ -452,8 +477,13 @@ impl p2p_common::Service for RudeCore {
     }
     fn handle(&mut self, _now: u64, input: p2p_common::Input) -> Vec<p2p_common::Effect> {
         match input {
-            p2p_common::Input::Start { .. } => vec![p2p_common::Effect::SetTimer { after_ms: 100, context: vec![] }],
-            p2p_common::Input::Timer { .. } => vec![p2p_common::Effect::Reply { body: b"?".to_vec() }],
+            p2p_common::Input::Start { .. } => vec![p2p_common::Effect::SetTimer {
+                after_ms: 100,
+                context: vec![],
+            }],
+            p2p_common::Input::Timer { .. } => vec![p2p_common::Effect::Reply {
+                body: b"?".to_vec(),
+            }],
             _ => vec![],
         }
     }

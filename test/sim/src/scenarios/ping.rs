@@ -15,18 +15,26 @@ pub struct Ping;
 
 const PROCS: [&str; 4] = ["presence", "sync", "notify", "txcoord"];
 
-/// A cluster hosting the four processes and the echo core (sending every `period` ms).
+/// A cluster hosting the four processes and the echo core (sending every `period` ms);
+/// no invariants (see [`with_checks`]).
 pub fn cluster(cfg: SimConfig, period: u64) -> Sim {
     let peers: Vec<Address> = (0..cfg.nodes)
         .map(|i| Address::ours(&node_name(i), ECHO))
         .collect();
     Sim::new(cfg)
-        .with_process(ECHO, factory(move |a| EchoCore::new(a, peers.clone(), period)))
+        .with_process(
+            ECHO,
+            factory(move |a| EchoCore::new(a, peers.clone(), period)),
+        )
         .with_process("presence", factory(presence::core::new))
         .with_process("sync", factory(sync::core::new))
         .with_process("notify", factory(notify::core::new))
         .with_process("txcoord", factory(txcoord::core::new))
-        .with_invariant("one outcome per echo request, with its own context", |s| {
+}
+
+/// The ping scenario's invariants, checked after every event.
+pub fn with_checks(sim: Sim) -> Sim {
+    sim.with_invariant("one outcome per echo request, with its own context", |s| {
             for i in 0..s.len() {
                 if let Some(e) = s.core::<EchoCore>(i, ECHO) {
                     if e.extra_outcomes > 0 || e.mismatches > 0 {
@@ -69,7 +77,7 @@ impl Scenario for Ping {
         cfg.net.loss = rng.gen_range(0.0..0.3);
         cfg.net.duplicate = rng.gen_range(0.0..0.1);
         cfg.net.latency.spike_p = rng.gen_range(0.0..0.05);
-        let mut sim = cluster(cfg, rng.gen_range(500..3_000));
+        let mut sim = with_checks(cluster(cfg, rng.gen_range(500..3_000)));
         let n = sim.len();
         let mut sent = Vec::new();
         for _ in 0..20 {
