@@ -1,7 +1,7 @@
 //! The simulator: N nodes hosting service cores behind the shared [`Driver`], a virtual clock,
 //! and a kernel that delivers messages with Hyperware's semantics and the configured faults.
 
-use crate::net::NetConfig;
+use crate::net::{Latency, NetConfig};
 use crate::stats::Stats;
 use crate::trace::Trace;
 use p2p_common::driver::{Driver, KernelCall, KernelEvent};
@@ -237,6 +237,8 @@ pub struct Sim {
     /// App request handles: (sent at, answered at).
     app_times: BTreeMap<u64, (Millis, Option<Millis>)>,
     links: HashMap<(usize, usize), Link>,
+    /// Latency distributions of particular links (both directions).
+    link_latency: HashMap<(usize, usize), Latency>,
     cuts: HashSet<(usize, usize)>,
     /// Remote messages in flight (not local, not timers), for `run_until_quiet`.
     in_flight: u64,
@@ -283,6 +285,7 @@ impl Sim {
             app_results: BTreeMap::new(),
             app_times: BTreeMap::new(),
             links: HashMap::new(),
+            link_latency: HashMap::new(),
             cuts: HashSet::new(),
             in_flight: 0,
             invariants: Vec::new(),
@@ -514,6 +517,14 @@ impl Sim {
         self.note(format!("restart {}", self.nodes[i].id));
         self.boot(i);
     }
+    /// Give the link between `a` and `b` its own latency distribution (e.g. a far-away peer).
+    pub fn set_link_latency(&mut self, a: usize, b: usize, latency: Latency) {
+        self.note(format!(
+            "latency {} - {} {}..{} ms",
+            self.nodes[a].id, self.nodes[b].id, latency.min_ms, latency.max_ms
+        ));
+        self.link_latency.insert(pair(a, b), latency);
+    }
     pub fn set_clock_skew(&mut self, i: usize, skew_ms: i64) {
         self.nodes[i].clock_skew_ms = skew_ms;
         self.note(format!("clock skew {} {skew_ms} ms", self.nodes[i].id));
@@ -685,8 +696,14 @@ impl Sim {
         self.queue.insert((at, self.seq), ev);
     }
 
-    fn latency(&mut self) -> Millis {
-        let l = self.net.latency.clone();
+    /// A latency draw for the link `a`-`b`: its own distribution if one was set, else the
+    /// network's.
+    fn latency(&mut self, a: usize, b: usize) -> Millis {
+        let l = self
+            .link_latency
+            .get(&pair(a, b))
+            .unwrap_or(&self.net.latency)
+            .clone();
         let mut d = if l.max_ms > l.min_ms {
             self.rng.gen_range(l.min_ms..=l.max_ms)
         } else {
@@ -905,7 +922,9 @@ impl Sim {
             1
         };
         for c in 0..copies {
-            let lat = self.latency().saturating_add(self.nodes[to_node].slow_ms);
+            let lat = self
+                .latency(from_node, to_node)
+                .saturating_add(self.nodes[to_node].slow_ms);
             let dir = usize::from(from_node > to_node);
             let link = self.links.entry(pair(from_node, to_node)).or_default();
             let at = self.now.saturating_add(lat).max(link.floor[dir]);

@@ -495,3 +495,40 @@ fn reply_rule_breaks_are_counted() {
     sim.run_for(1_000).unwrap();
     assert_eq!(sim.stats.reply_rule_violations, 1);
 }
+
+#[test]
+fn each_link_can_have_its_own_latency() {
+    let mut sim = cluster(17, 3, 0, |c| {
+        c.net.latency.min_ms = 50;
+        c.net.latency.max_ms = 50;
+    });
+    sim.set_link_latency(
+        0,
+        2,
+        p2p_sim::Latency {
+            min_ms: 400,
+            max_ms: 400,
+            spike_p: 0.0,
+            spike_factor: 1,
+        },
+    );
+    let near = sim.request(
+        0,
+        &sim.addr(1, NAME),
+        encode(&EchoRequest::Echo { n: 1 }),
+        10,
+    );
+    let far = sim.request(
+        0,
+        &sim.addr(2, NAME),
+        encode(&EchoRequest::Echo { n: 2 }),
+        10,
+    );
+    sim.run_for(2_000).unwrap();
+    assert_eq!(sim.latency_of(near), Some(100));
+    assert_eq!(
+        sim.latency_of(far),
+        Some(800),
+        "400 ms each way on the far link, both directions"
+    );
+}
