@@ -155,7 +155,6 @@ pub struct Presence {
     sender: Option<NodeId>,
     stats: PresenceStats,
     dirty: bool,
-    started: bool,
 }
 
 pub fn new(our: Address) -> Presence {
@@ -189,7 +188,6 @@ impl Presence {
             sender: None,
             stats: PresenceStats::default(),
             dirty: false,
-            started: false,
         }
     }
 
@@ -1257,14 +1255,7 @@ impl Presence {
 
     // ----- responses and failures of our own requests -----
 
-    fn on_response(
-        &mut self,
-        from: Address,
-        body: Vec<u8>,
-        ctx: Ctx,
-        now: Millis,
-        out: &mut Vec<Effect>,
-    ) {
+    fn on_response(&mut self, body: Vec<u8>, ctx: Ctx, now: Millis, out: &mut Vec<Effect>) {
         let resp: ApiResult<Response> = serde_json::from_slice(&body)
             .unwrap_or_else(|e| Err(ApiError::bad_request(format!("undecodable response: {e}"))));
         match ctx {
@@ -1354,7 +1345,6 @@ impl Presence {
             }
             Ctx::Deregister => {}
         }
-        let _ = from;
     }
 
     fn list_registry(&self, bootstrap: &NodeId, cursor: NodeId) -> Effect {
@@ -1614,7 +1604,6 @@ impl Presence {
 
     fn start(&mut self, persisted: Option<Vec<u8>>, seed: u64, now: Millis, out: &mut Vec<Effect>) {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
-        self.started = true;
         match persisted.map(|b| serde_json::from_slice::<Saved>(&b)) {
             Some(Ok(s)) => {
                 // A new life: a higher incarnation than anything we said before.
@@ -1705,17 +1694,15 @@ impl Service for Presence {
                 self.handle_request(from, body, expects_response, now, &mut out);
                 self.sender = None;
             }
-            Input::Response {
-                from,
-                body,
-                context,
-            } => match serde_json::from_slice::<Ctx>(&context) {
-                Ok(ctx) => self.on_response(from, body, ctx, now, &mut out),
-                Err(e) => out.push(log(
-                    Level::Error,
-                    format!("response with unreadable context: {e}"),
-                )),
-            },
+            Input::Response { body, context, .. } => {
+                match serde_json::from_slice::<Ctx>(&context) {
+                    Ok(ctx) => self.on_response(body, ctx, now, &mut out),
+                    Err(e) => out.push(log(
+                        Level::Error,
+                        format!("response with unreadable context: {e}"),
+                    )),
+                }
+            }
             Input::SendFailed {
                 kind,
                 target,

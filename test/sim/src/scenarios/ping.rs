@@ -2,7 +2,7 @@
 //! random faults. It is what `check` runs until the services bring their own scenarios.
 
 use super::{heal_all, random_fault, util, Scenario};
-use crate::testcore::{EchoCore, EchoRequest, NAME as ECHO};
+use crate::testcore::{EchoCore, NAME as ECHO};
 use crate::{factory, node_name, AppOutcome, Sim, SimConfig, SimError};
 use p2p_common::api::{decode_response, encode, BaseRequest, BaseResponse, ErrorCode};
 use p2p_common::Address;
@@ -235,9 +235,4 @@ fn check_answer(sim: &Sim, h: u64, kind: Sent) -> Result<(), SimError> {
     } else {
         Err(sim.fail(format!("request #{h}: wrong answer {r:?}")))
     }
-}
-
-/// The echo body, for tests that drive the echo core directly.
-pub fn echo_body(n: u64) -> Vec<u8> {
-    encode(&EchoRequest::Echo { n })
 }

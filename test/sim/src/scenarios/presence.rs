@@ -583,7 +583,6 @@ pub fn baseline_false_positives(
     let mut det = Vec::new();
     for k in 0..5 {
         let victim = 1 + k * 3;
-        let t = sim.now();
         sim.crash(victim);
         let id = sim.node_id(victim).clone();
         let found = run_until(&mut sim, 100, 20 * period, |s| {
@@ -596,7 +595,6 @@ pub fn baseline_false_positives(
         if let Some(d) = found {
             det.push(d as f64 / period as f64);
         }
-        let _ = t;
         sim.restart(victim);
         sim.run_for(5 * period).expect("no invariants");
     }
