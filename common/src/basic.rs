@@ -6,7 +6,7 @@ use crate::api::{
     MAX_REQUEST_BYTES, PACKAGE_VERSION, PROTOCOL_VERSION,
 };
 use crate::ids::Address;
-use crate::service::{log, Effect, Input, Level, Millis, Service};
+use crate::service::{log, Effect, Input, Level, Now, Service};
 
 /// The answer to a base request, for any service.
 pub fn base_answer(req: &BaseRequest, our: &Address, name: &str) -> BaseResponse {
@@ -43,20 +43,25 @@ impl BasicService {
 }
 
 impl Service for BasicService {
+    type Ctx = ();
+    type Timer = ();
+
     fn name(&self) -> &'static str {
         self.name
     }
 
-    fn handle(&mut self, _now: Millis, input: Input) -> Vec<Effect> {
+    fn handle(&mut self, _now: Now, input: Input<(), ()>) -> Vec<Effect<(), ()>> {
         match input {
             Input::Start { .. } => vec![log(
                 Level::Info,
                 format!("{} started on {}", self.name, self.our),
             )],
             Input::Request {
+                id,
                 from,
                 body,
-                expects_response,
+                timeout_s,
+                ..
             } => {
                 let result: ApiResult<BaseResponse> =
                     decode_request::<BaseRequest>(&body, self.name, MAX_REQUEST_BYTES)
@@ -65,11 +70,9 @@ impl Service for BasicService {
                 if let Err(e) = &result {
                     out.push(log(Level::Debug, format!("bad request from {from}: {e}")));
                 }
-                if expects_response {
+                if timeout_s.is_some() {
                     self.answered += 1;
-                    out.push(Effect::Reply {
-                        body: encode_result(&result),
-                    });
+                    out.push(Effect::reply(id, encode_result(&result)));
                 }
                 out
             }
@@ -80,7 +83,17 @@ impl Service for BasicService {
                 Level::Warn,
                 format!("unexpected {kind:?} for {target}"),
             )],
-            Input::Timer { .. } => vec![],
+            Input::Http { id, .. } => vec![Effect::HttpReply {
+                id,
+                status: 404,
+                headers: Default::default(),
+                body: b"no HTTP API here yet".to_vec(),
+            }],
+            Input::Timer(())
+            | Input::Read { .. }
+            | Input::WsOpen { .. }
+            | Input::WsMessage { .. }
+            | Input::WsClose { .. } => vec![],
         }
     }
 }

@@ -258,5 +258,6 @@ fn unexpected(r: Response) -> ClientError {
 pub fn parse_event(body: &[u8]) -> Option<crate::api::presence::PresenceEvent> {
     match serde_json::from_slice::<SubscriberMessage>(body).ok()? {
         SubscriberMessage::PresenceEvent(e) => Some(e),
+        SubscriberMessage::Welcome { .. } => None,
     }
 }

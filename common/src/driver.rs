@@ -4,19 +4,39 @@
 //! the simulator drives the same type, so both run identical code paths.
 //!
 //! What it adds on top of the core:
-//! - timers become requests to `timer:distro:sys` (as process_lib's `set_timer` does) and
-//!   come back as [`Input::Timer`]; contexts are tagged so timer and send replies never mix;
-//! - the reply rule: a reply is only sent while handling a request that expects one, once;
-//!   other replies are dropped with an error log;
-//! - a request that expects a response but got no reply from the core is answered with an
-//!   `Internal` error, so a caller never waits for nothing.
+//! - **typed contexts**: a core's context stays here, in a table keyed by an id that is all
+//!   the kernel context carries;
+//! - **timers** as requests to `timer:distro:sys` (as process_lib's `set_timer` does), with
+//!   re-arm and cancel (the kernel has neither: a cancelled timer's answer is ignored);
+//! - **the reply rule with replying later**: the kernel answers the *prompting message*,
+//!   which is the request being handled, or — while handling the response (or send error) of
+//!   a request sent while R was prompting — R again (§6 of the platform notes). The driver
+//!   tracks that exactly: it records which request was prompting for every awaited send and
+//!   timer, passes a `Reply` for R only while R is the prompt and unanswered, and answers R
+//!   with an `Internal` error when the core leaves it with nothing left that could answer it;
+//! - **storage ordering**: forced batches go out in effect order, before any later call of
+//!   the same step; unforced ones are held and merged into the next write (or flushed by a
+//!   driver timer after [`LAZY_FLUSH_MS`]);
+//! - **HTTP and WebSocket** through [`crate::http`].
 
 use crate::api::{encode_result, ApiError, ApiResult};
+use crate::http::{self, Incoming};
 use crate::ids::{Address, NodeId, ProcessId};
-use crate::service::{Effect, Input, Level, Millis, SendErrorKind, Service};
+use crate::service::{
+    Batch, Effect, Expect, Input, Level, Millis, Now, Records, RequestId, SendErrorKind, Service,
+};
+use std::collections::BTreeMap;
 
 const TAG_SEND: u8 = 1;
 const TAG_TIMER: u8 = 2;
+const TAG_INTERNAL: u8 = 3;
+
+/// Unforced writes wait at most this long before they are written.
+pub const LAZY_FLUSH_MS: Millis = 1_000;
+/// Unforced writes are written at once beyond this many bytes.
+pub const LAZY_MAX_BYTES: usize = 1 << 20;
+/// A request left unanswered this long past its caller's timeout is forgotten (logged).
+pub const PENDING_GRACE_MS: Millis = 60_000;
 
 /// What `await_message()` returned, in our id types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +45,12 @@ pub enum KernelEvent {
         source: Address,
         expects_response: Option<u64>,
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
     },
     Response {
         source: Address,
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
         context: Option<Vec<u8>>,
     },
     SendError {
@@ -36,20 +58,34 @@ pub enum KernelEvent {
         target: Address,
         context: Option<Vec<u8>>,
     },
+    /// The host's answer to [`KernelCall::Read`].
+    ReadDone { token: u64, value: Option<Vec<u8>> },
 }
 
-/// What the process asks of the kernel.
+/// What the process asks of the kernel (and of its storage).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelCall {
     SendRequest {
         target: Address,
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
         expects_response: Option<u64>,
         context: Option<Vec<u8>>,
     },
-    /// Answers the request currently being handled.
+    /// Answers the current prompting message.
     SendResponse {
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+    },
+    /// Write these ops in one transaction, durably, before carrying out any later call.
+    Store {
+        ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        forced: bool,
+    },
+    /// Read one record; answer with [`KernelEvent::ReadDone`] after the current calls.
+    Read {
+        key: Vec<u8>,
+        token: u64,
     },
     SetState(Vec<u8>),
     Print {
@@ -75,22 +111,88 @@ pub fn timer_body(ms: Millis) -> Vec<u8> {
     format!("{{\"SetTimer\":{ms}}}").into_bytes()
 }
 
+/// Counters a driver keeps (the simulator and benches read them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Replies the core made that broke the reply rule and were dropped (core bugs).
+    pub dropped_replies: u64,
+    /// Requests the driver answered with an error because the core left them unanswered.
+    pub auto_answered: u64,
+    /// Requests still unanswered long after their caller gave up (forgotten).
+    pub expired: u64,
+    /// Forced and unforced batches the core asked for.
+    pub forced_batches: u64,
+    pub unforced_batches: u64,
+    /// Store calls actually issued (unforced batches are merged into fewer writes).
+    pub store_calls: u64,
+    pub stored_bytes: u64,
+}
+
+#[derive(Debug)]
+enum SlotKind<C, T> {
+    Send(C),
+    Timer(T),
+    Read(Vec<u8>, C),
+    /// A cancelled or re-armed timer's answer: nothing for the core.
+    Stale,
+    /// The driver's own lazy-write flush timer.
+    Flush,
+    /// The answer to an http-server binding.
+    Bind(String),
+}
+
+#[derive(Debug)]
+struct Slot<C, T> {
+    kind: SlotKind<C, T>,
+    /// The request that was prompting when this was sent: restored when it comes back.
+    prompt: Option<RequestId>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// Awaited sends, timers and reads made while this request was prompting, still out.
+    holds: u32,
+    /// When its caller stops waiting (monotonic).
+    deadline: Millis,
+    http: bool,
+}
+
 /// Drives one core.
-pub struct Driver<S> {
+pub struct Driver<S: Service> {
     our: Address,
     core: S,
     timer: Address,
-    dropped_replies: u64,
+    http_server: Address,
+    next_id: u64,
+    /// The kernel's prompting message, as far as replies go.
+    prompt: Option<RequestId>,
+    pending: BTreeMap<RequestId, Pending>,
+    slots: BTreeMap<u64, Slot<S::Ctx, S::Timer>>,
+    armed: BTreeMap<S::Timer, u64>,
+    lazy: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    lazy_bytes: usize,
+    flush_armed: bool,
+    stats: DriverStats,
 }
 
 impl<S: Service> Driver<S> {
     pub fn new(our: Address, core: S) -> Self {
         let timer = timer_address(&our.node);
+        let http_server = http::http_server_address(&our.node);
         Driver {
             our,
             core,
             timer,
-            dropped_replies: 0,
+            http_server,
+            next_id: 1,
+            prompt: None,
+            pending: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            armed: BTreeMap::new(),
+            lazy: Vec::new(),
+            lazy_bytes: 0,
+            flush_armed: false,
+            stats: DriverStats::default(),
         }
     }
 
@@ -103,188 +205,542 @@ impl<S: Service> Driver<S> {
     pub fn core_mut(&mut self) -> &mut S {
         &mut self.core
     }
+    pub fn stats(&self) -> &DriverStats {
+        &self.stats
+    }
     /// Replies the core made that broke the reply rule and were dropped (a core bug).
     pub fn dropped_replies(&self) -> u64 {
-        self.dropped_replies
+        self.stats.dropped_replies
+    }
+    /// Requests waiting for the core's answer.
+    pub fn pending_replies(&self) -> usize {
+        self.pending.len()
+    }
+    /// Timers armed (not cancelled, not fired).
+    pub fn armed_timers(&self) -> usize {
+        self.armed.len()
+    }
+    /// Unforced ops not yet written.
+    pub fn unwritten_ops(&self) -> usize {
+        self.lazy.len()
+    }
+
+    /// What a kernel context of ours stands for, e.g. `Timer(Probe)` or `Send(Ctx…)` —
+    /// for tests and traces; None if it is not (or no longer) ours.
+    pub fn context_label(&self, context: &[u8]) -> Option<String> {
+        if context.len() != 9 {
+            return None;
+        }
+        let id = u64::from_le_bytes(context[1..9].try_into().ok()?);
+        self.slots.get(&id).map(|s| format!("{:?}", s.kind))
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
     }
 
     /// Start (or restart) with what was persisted.
-    pub fn start(&mut self, now: Millis, persisted: Option<Vec<u8>>, seed: u64) -> Vec<KernelCall> {
-        let effects = self.core.handle(now, Input::Start { persisted, seed });
-        self.lower(effects, None)
+    pub fn start(
+        &mut self,
+        now: Now,
+        persisted: Option<Vec<u8>>,
+        records: Records,
+        seed: u64,
+    ) -> Vec<KernelCall> {
+        self.prompt = None;
+        let effects = self.core.handle(
+            now,
+            Input::Start {
+                persisted,
+                records,
+                seed,
+            },
+        );
+        self.lower(now, effects)
     }
 
     /// Handle one kernel event.
-    pub fn step(&mut self, now: Millis, event: KernelEvent) -> Vec<KernelCall> {
-        match event {
+    pub fn step(&mut self, now: Now, event: KernelEvent) -> Vec<KernelCall> {
+        let mut calls = self.expire(now);
+        let input = match event {
             KernelEvent::Request {
                 source,
                 expects_response,
                 body,
+                blob,
             } => {
-                let expects = expects_response.is_some();
-                let effects = self.core.handle(
-                    now,
-                    Input::Request {
+                let id = RequestId(self.id());
+                if let Some(t) = expects_response {
+                    // The kernel makes a request that expects a response the prompt.
+                    self.prompt = Some(id);
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            holds: 0,
+                            deadline: now.mono.saturating_add(t.saturating_mul(1000)),
+                            http: false,
+                        },
+                    );
+                }
+                if http::is_http_server(&source, &self.our.node) {
+                    match http::decode_incoming(&body, blob, &self.our.process.to_string()) {
+                        Ok(Incoming::Http(request)) => {
+                            if let Some(p) = self.pending.get_mut(&id) {
+                                p.http = true;
+                            }
+                            Some(Input::Http { id, request })
+                        }
+                        Ok(Incoming::WsOpen { channel, path }) => {
+                            Some(Input::WsOpen { channel, path })
+                        }
+                        Ok(Incoming::WsMessage {
+                            channel,
+                            kind,
+                            data,
+                        }) => Some(Input::WsMessage {
+                            channel,
+                            kind,
+                            data,
+                        }),
+                        Ok(Incoming::WsClose { channel }) => Some(Input::WsClose { channel }),
+                        Ok(Incoming::Ignored) => None,
+                        Err(e) => {
+                            calls.push(print(Level::Warn, format!("http-server: {e}")));
+                            None
+                        }
+                    }
+                } else {
+                    Some(Input::Request {
+                        id,
                         from: source,
                         body,
-                        expects_response: expects,
-                    },
-                );
-                self.lower(effects, Some(expects))
+                        blob,
+                        timeout_s: expects_response,
+                    })
+                }
             }
             KernelEvent::Response {
                 source,
                 body,
+                blob,
                 context,
-            } => match split_context(context) {
-                Some((TAG_TIMER, ctx)) if source == self.timer => {
-                    let effects = self.core.handle(now, Input::Timer { context: ctx });
-                    self.lower(effects, None)
+            } => match self.take_slot(context) {
+                None => {
+                    calls.push(print(
+                        Level::Warn,
+                        format!("dropping a response from {source} that we did not ask for"),
+                    ));
+                    None
                 }
-                Some((TAG_SEND, ctx)) => {
-                    let effects = self.core.handle(
-                        now,
-                        Input::Response {
-                            from: source,
-                            body,
-                            context: ctx,
-                        },
-                    );
-                    self.lower(effects, None)
+                Some(SlotKind::Send(ctx)) => Some(Input::Response {
+                    from: source,
+                    body,
+                    blob,
+                    ctx,
+                }),
+                Some(SlotKind::Timer(t)) => Some(Input::Timer(t)),
+                Some(SlotKind::Stale) => None,
+                Some(SlotKind::Read(key, ctx)) => Some(Input::Read {
+                    key,
+                    value: None,
+                    ctx,
+                }),
+                Some(SlotKind::Flush) => {
+                    self.flush_armed = false;
+                    self.flush(&mut calls, false);
+                    None
                 }
-                _ => vec![print(
-                    Level::Warn,
-                    format!("dropping a response from {source} that we did not ask for"),
-                )],
+                Some(SlotKind::Bind(path)) => {
+                    if serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .is_some_and(|v| v.get("Err").is_some())
+                    {
+                        calls.push(print(
+                            Level::Error,
+                            format!(
+                                "http-server refused to bind {path}: {}",
+                                String::from_utf8_lossy(&body)
+                            ),
+                        ));
+                    }
+                    None
+                }
             },
             KernelEvent::SendError {
                 kind,
                 target,
                 context,
-            } => match split_context(context) {
-                Some((TAG_SEND, ctx)) => {
-                    let effects = self.core.handle(
-                        now,
-                        Input::SendFailed {
-                            kind,
-                            target,
-                            context: ctx,
-                        },
-                    );
-                    self.lower(effects, None)
+            } => match self.take_slot(context) {
+                None => {
+                    calls.push(print(
+                        Level::Warn,
+                        format!("dropping a {kind:?} error for {target} that we did not ask for"),
+                    ));
+                    None
                 }
-                Some((TAG_TIMER, ctx)) => {
+                Some(SlotKind::Send(ctx)) => Some(Input::SendFailed { kind, target, ctx }),
+                Some(SlotKind::Timer(t)) => {
                     // The timer process did not answer in time (on a busy node its answer can
                     // come after its own timeout): fire the timer anyway so the core's
                     // periodic work never stops.
-                    let mut calls = vec![print(
+                    calls.push(print(
                         Level::Debug,
                         format!("timer request failed ({kind:?}); firing it now"),
-                    )];
-                    let effects = self.core.handle(now, Input::Timer { context: ctx });
-                    calls.extend(self.lower(effects, None));
-                    calls
+                    ));
+                    Some(Input::Timer(t))
                 }
-                _ => vec![print(
-                    Level::Warn,
-                    format!("dropping a {kind:?} error for {target} that we did not ask for"),
-                )],
+                Some(SlotKind::Stale) => None,
+                Some(SlotKind::Read(key, ctx)) => Some(Input::Read {
+                    key,
+                    value: None,
+                    ctx,
+                }),
+                Some(SlotKind::Flush) => {
+                    self.flush_armed = false;
+                    self.flush(&mut calls, false);
+                    None
+                }
+                Some(SlotKind::Bind(path)) => {
+                    calls.push(print(
+                        Level::Error,
+                        format!("binding {path} failed: http-server {kind:?}"),
+                    ));
+                    None
+                }
             },
+            KernelEvent::ReadDone { token, value } => {
+                let mut ctx = [TAG_INTERNAL].to_vec();
+                ctx.extend_from_slice(&token.to_le_bytes());
+                match self.take_slot(Some(ctx)) {
+                    Some(SlotKind::Read(key, ctx)) => Some(Input::Read { key, value, ctx }),
+                    _ => {
+                        calls.push(print(Level::Warn, "a read answer nobody asked for"));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(input) = input {
+            let effects = self.core.handle(now, input);
+            calls.extend(self.lower(now, effects));
+        } else {
+            calls.extend(self.settle());
         }
+        calls
     }
 
     /// Undecodable source address etc.: answer the caller with an error (if it waits) and log.
-    pub fn reject(&self, expects_response: bool, error: ApiError) -> Vec<KernelCall> {
+    pub fn reject(&mut self, expects_response: bool, error: ApiError) -> Vec<KernelCall> {
         let mut calls = vec![print(Level::Warn, format!("rejecting a message: {error}"))];
         if expects_response {
+            // The kernel made this request the prompt; we answer it now.
+            self.prompt = None;
             calls.push(KernelCall::SendResponse {
                 body: encode_result::<()>(&Err(error)),
+                blob: None,
             });
         }
         calls
     }
 
-    /// Effects to kernel calls. `replying`: Some(expects_response) while handling a request.
-    fn lower(&mut self, effects: Vec<Effect>, replying: Option<bool>) -> Vec<KernelCall> {
+    /// Remove the slot a kernel context names; restore its prompt and release its hold.
+    fn take_slot(&mut self, context: Option<Vec<u8>>) -> Option<SlotKind<S::Ctx, S::Timer>> {
+        let c = context?;
+        if c.len() != 9 {
+            return None;
+        }
+        let tag = c[0];
+        let id = u64::from_le_bytes(c[1..9].try_into().ok()?);
+        let slot = self.slots.get(&id)?;
+        let ok = matches!(
+            (&slot.kind, tag),
+            (SlotKind::Send(_), TAG_SEND)
+                | (SlotKind::Timer(_), TAG_TIMER)
+                | (SlotKind::Flush, TAG_TIMER)
+                | (SlotKind::Read(..), TAG_INTERNAL)
+                | (SlotKind::Bind(_), TAG_INTERNAL)
+        );
+        if !ok {
+            return None;
+        }
+        let slot = self.slots.remove(&id)?;
+        self.prompt = slot.prompt;
+        if !matches!(
+            slot.kind,
+            SlotKind::Flush | SlotKind::Bind(_) | SlotKind::Stale
+        ) {
+            if let Some(p) = slot.prompt.and_then(|p| self.pending.get_mut(&p)) {
+                p.holds = p.holds.saturating_sub(1);
+            }
+        }
+        if let SlotKind::Timer(t) = &slot.kind {
+            // A timer's slot is current only while `armed` still points at it.
+            if self.armed.get(t) != Some(&id) {
+                return Some(SlotKind::Stale);
+            }
+            self.armed.remove(t);
+        }
+        Some(slot.kind)
+    }
+
+    fn hold(&mut self) {
+        if let Some(p) = self.prompt.and_then(|p| self.pending.get_mut(&p)) {
+            p.holds += 1;
+        }
+    }
+
+    fn slot(&mut self, tag: u8, kind: SlotKind<S::Ctx, S::Timer>) -> Vec<u8> {
+        let id = self.id();
+        if let SlotKind::Timer(t) = &kind {
+            self.armed.insert(t.clone(), id);
+        }
+        let holds = !matches!(kind, SlotKind::Flush | SlotKind::Bind(_));
+        self.slots.insert(
+            id,
+            Slot {
+                kind,
+                prompt: self.prompt,
+            },
+        );
+        if holds {
+            self.hold();
+        }
+        let mut c = vec![tag];
+        c.extend_from_slice(&id.to_le_bytes());
+        c
+    }
+
+    fn flush(&mut self, calls: &mut Vec<KernelCall>, forced: bool) {
+        if self.lazy.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.lazy);
+        self.stats.store_calls += 1;
+        self.stats.stored_bytes += self.lazy_bytes as u64;
+        self.lazy_bytes = 0;
+        calls.push(KernelCall::Store { ops, forced });
+    }
+
+    /// Forget requests whose callers gave up long ago.
+    fn expire(&mut self, now: Now) -> Vec<KernelCall> {
+        let gone: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.mono > p.deadline.saturating_add(PENDING_GRACE_MS))
+            .map(|(id, _)| *id)
+            .collect();
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        for id in &gone {
+            self.pending.remove(id);
+        }
+        self.stats.expired += gone.len() as u64;
+        vec![print(
+            Level::Error,
+            format!(
+                "{} left {} request(s) unanswered past their callers' timeout; forgotten",
+                self.core.name(),
+                gone.len()
+            ),
+        )]
+    }
+
+    /// After a step: the prompt, if the core left it with nothing that could still answer
+    /// it, gets an error now (the only moment the kernel would still route it).
+    fn settle(&mut self) -> Vec<KernelCall> {
+        let Some(p) = self.prompt else {
+            return Vec::new();
+        };
+        let Some(pending) = self.pending.get(&p) else {
+            return Vec::new();
+        };
+        if pending.holds > 0 {
+            return Vec::new();
+        }
+        let http = pending.http;
+        self.pending.remove(&p);
+        self.stats.auto_answered += 1;
+        let message = format!("{} produced no answer to this request", self.core.name());
+        let err: ApiResult<()> = Err(ApiError::internal(message));
+        let mut calls = vec![print(
+            Level::Error,
+            "core left a request unanswered; sent an Internal error",
+        )];
+        if http {
+            calls.push(KernelCall::SendResponse {
+                body: http::response_body(500, &BTreeMap::new()),
+                blob: Some(encode_result(&err)),
+            });
+        } else {
+            calls.push(KernelCall::SendResponse {
+                body: encode_result(&err),
+                blob: None,
+            });
+        }
+        calls
+    }
+
+    /// Whether a reply to `id` (http or not) may go out now; counts a violation if not.
+    fn may_reply(&mut self, id: RequestId, http: bool, calls: &mut Vec<KernelCall>) -> bool {
+        let why = match self.pending.get(&id) {
+            None => "core answered a request twice, or one that expects no answer; dropped",
+            Some(_) if self.prompt != Some(id) => {
+                "core answered a request outside its prompt (it would reach another caller); dropped"
+            }
+            Some(p) if p.http != http => "core answered with the wrong kind of reply; dropped",
+            Some(_) => {
+                self.pending.remove(&id);
+                return true;
+            }
+        };
+        self.stats.dropped_replies += 1;
+        calls.push(print(Level::Error, why));
+        false
+    }
+
+    /// Effects to kernel calls, in order.
+    fn lower(&mut self, _now: Now, effects: Vec<Effect<S::Ctx, S::Timer>>) -> Vec<KernelCall> {
         let mut calls = Vec::with_capacity(effects.len());
-        let mut replied = false;
         for e in effects {
             match e {
                 Effect::Send {
                     to,
                     body,
-                    timeout_s,
-                    context,
-                } => calls.push(KernelCall::SendRequest {
-                    target: to,
-                    body,
-                    expects_response: timeout_s,
-                    context: timeout_s.map(|_| tag(TAG_SEND, context)),
-                }),
-                Effect::Reply { body } => match replying {
-                    Some(true) if !replied => {
-                        replied = true;
-                        calls.push(KernelCall::SendResponse { body });
+                    blob,
+                    expect,
+                } => match expect {
+                    Some(Expect { timeout_s, ctx }) => {
+                        let context = self.slot(TAG_SEND, SlotKind::Send(ctx));
+                        calls.push(KernelCall::SendRequest {
+                            target: to,
+                            body,
+                            blob,
+                            expects_response: Some(timeout_s),
+                            context: Some(context),
+                        });
                     }
-                    Some(true) => {
-                        self.dropped_replies += 1;
-                        calls.push(print(
-                            Level::Error,
-                            "core replied twice to one request; second reply dropped",
-                        ));
-                    }
-                    Some(false) => calls.push(print(
-                        Level::Debug,
-                        "reply to a request that expects none dropped",
-                    )),
-                    None => {
-                        self.dropped_replies += 1;
-                        calls.push(print(
-                            Level::Error,
-                            "core replied outside a request; reply dropped",
-                        ));
-                    }
+                    None => calls.push(KernelCall::SendRequest {
+                        target: to,
+                        body,
+                        blob,
+                        expects_response: None,
+                        context: None,
+                    }),
                 },
-                Effect::SetTimer { after_ms, context } => calls.push(KernelCall::SendRequest {
-                    target: self.timer.clone(),
-                    body: timer_body(after_ms),
-                    expects_response: Some(after_ms / 1000 + 1),
-                    context: Some(tag(TAG_TIMER, context)),
-                }),
+                Effect::Reply { id, body, blob } => {
+                    if self.may_reply(id, false, &mut calls) {
+                        calls.push(KernelCall::SendResponse { body, blob });
+                    }
+                }
+                Effect::HttpReply {
+                    id,
+                    status,
+                    headers,
+                    body,
+                } => {
+                    if self.may_reply(id, true, &mut calls) {
+                        calls.push(KernelCall::SendResponse {
+                            body: http::response_body(status, &headers),
+                            blob: Some(body),
+                        });
+                    }
+                }
+                Effect::SetTimer { after_ms, timer } => {
+                    let context = self.slot(TAG_TIMER, SlotKind::Timer(timer));
+                    calls.push(KernelCall::SendRequest {
+                        target: self.timer.clone(),
+                        body: timer_body(after_ms),
+                        blob: None,
+                        expects_response: Some(after_ms / 1000 + 1),
+                        context: Some(context),
+                    });
+                }
+                Effect::CancelTimer(t) => {
+                    self.armed.remove(&t);
+                }
+                Effect::Store(batch) => self.store(batch, &mut calls),
+                Effect::Read { key, ctx } => {
+                    let context = self.slot(TAG_INTERNAL, SlotKind::Read(key.clone(), ctx));
+                    let token = u64::from_le_bytes(context[1..9].try_into().expect("9 bytes"));
+                    calls.push(KernelCall::Read { key, token });
+                }
                 Effect::Persist { state } => calls.push(KernelCall::SetState(state)),
+                Effect::WsPush {
+                    channel,
+                    kind,
+                    data,
+                } => calls.push(KernelCall::SendRequest {
+                    target: self.http_server.clone(),
+                    body: http::ws_push_body(channel, kind),
+                    blob: Some(data),
+                    expects_response: None,
+                    context: None,
+                }),
+                Effect::BindHttp {
+                    path,
+                    authenticated,
+                } => {
+                    let body = http::bind_body(&path, authenticated);
+                    let context = self.slot(TAG_INTERNAL, SlotKind::Bind(path));
+                    calls.push(KernelCall::SendRequest {
+                        target: self.http_server.clone(),
+                        body,
+                        blob: None,
+                        expects_response: Some(10),
+                        context: Some(context),
+                    });
+                }
+                Effect::BindWs {
+                    path,
+                    authenticated,
+                } => {
+                    let body = http::ws_bind_body(&path, authenticated);
+                    let context = self.slot(TAG_INTERNAL, SlotKind::Bind(path));
+                    calls.push(KernelCall::SendRequest {
+                        target: self.http_server.clone(),
+                        body,
+                        blob: None,
+                        expects_response: Some(10),
+                        context: Some(context),
+                    });
+                }
                 Effect::Log { level, message } => calls.push(print(level, message)),
             }
         }
-        if replying == Some(true) && !replied {
-            let err: ApiResult<()> = Err(ApiError::internal(format!(
-                "{} produced no answer to this request",
-                self.core.name()
-            )));
-            calls.push(print(
-                Level::Error,
-                "core did not answer a request; sent an Internal error",
-            ));
-            calls.push(KernelCall::SendResponse {
-                body: encode_result(&err),
-            });
-        }
+        calls.extend(self.settle());
         calls
     }
-}
 
-fn tag(t: u8, mut ctx: Vec<u8>) -> Vec<u8> {
-    ctx.insert(0, t);
-    ctx
-}
-
-fn split_context(ctx: Option<Vec<u8>>) -> Option<(u8, Vec<u8>)> {
-    let mut c = ctx?;
-    if c.is_empty() {
-        return None;
+    fn store(&mut self, batch: Batch, calls: &mut Vec<KernelCall>) {
+        let bytes = batch.bytes();
+        if batch.forced {
+            self.stats.forced_batches += 1;
+            // Earlier unforced writes go first, in the same transaction: order is kept.
+            self.lazy.extend(batch.ops);
+            self.lazy_bytes += bytes;
+            self.flush(calls, true);
+            return;
+        }
+        self.stats.unforced_batches += 1;
+        self.lazy.extend(batch.ops);
+        self.lazy_bytes += bytes;
+        if self.lazy_bytes > LAZY_MAX_BYTES {
+            self.flush(calls, false);
+        } else if !self.flush_armed && !self.lazy.is_empty() {
+            self.flush_armed = true;
+            let context = self.slot(TAG_TIMER, SlotKind::Flush);
+            calls.push(KernelCall::SendRequest {
+                target: self.timer.clone(),
+                body: timer_body(LAZY_FLUSH_MS),
+                blob: None,
+                expects_response: Some(LAZY_FLUSH_MS / 1000 + 1),
+                context: Some(context),
+            });
+        }
     }
-    let t = c.remove(0);
-    Some((t, c))
 }
 
 fn print(level: Level, message: impl Into<String>) -> KernelCall {
@@ -295,283 +751,5 @@ fn print(level: Level, message: impl Into<String>) -> KernelCall {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{decode_response, BaseResponse, ErrorCode};
-    use crate::basic::BasicService;
-
-    fn addr(s: &str) -> Address {
-        Address::parse(s).unwrap()
-    }
-    fn our() -> Address {
-        addr("alice.os@presence:p2p-patterns:p2p-patterns.os")
-    }
-    fn app() -> Address {
-        addr("alice.os@my-app:my-app:someone.os")
-    }
-    fn request(body: &[u8], expects: bool) -> KernelEvent {
-        KernelEvent::Request {
-            source: app(),
-            expects_response: expects.then_some(5),
-            body: body.to_vec(),
-        }
-    }
-    fn responses(calls: &[KernelCall]) -> Vec<Vec<u8>> {
-        calls
-            .iter()
-            .filter_map(|c| match c {
-                KernelCall::SendResponse { body } => Some(body.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn ping_info_and_garbage_through_the_driver() {
-        let mut d = Driver::new(our(), BasicService::new("presence", our()));
-        let start = d.start(0, None, 1);
-        assert!(start.iter().any(
-            |c| matches!(c, KernelCall::Print { message, .. } if message.contains("started"))
-        ));
-
-        let r = responses(&d.step(1, request(br#"{"Ping":{}}"#, true)));
-        assert_eq!(r.len(), 1);
-        match decode_response::<BaseResponse>(&r[0]).unwrap() {
-            BaseResponse::Pong(p) => assert_eq!(
-                (p.node.as_str(), p.protocol_version),
-                ("alice.os", crate::api::PROTOCOL_VERSION)
-            ),
-            other => panic!("{other:?}"),
-        }
-        let r = responses(&d.step(2, request(br#"{"Info":{}}"#, true)));
-        match decode_response::<BaseResponse>(&r[0]).unwrap() {
-            BaseResponse::Info(i) => {
-                assert_eq!(i.name, "presence");
-                assert_eq!(i.version, crate::api::PACKAGE_VERSION);
-            }
-            other => panic!("{other:?}"),
-        }
-        for garbage in [
-            &b"\xff\xfe"[..],
-            b"",
-            b"[1,2]",
-            br#"{"Ping":{}"#,
-            br#""{\"Ping\":{}}""#,
-            br#"{"Launch":{}}"#,
-        ] {
-            let r = responses(&d.step(3, request(garbage, true)));
-            assert_eq!(r.len(), 1, "one answer for {garbage:?}");
-            let e = decode_response::<BaseResponse>(&r[0]).unwrap_err();
-            assert_eq!(e.code, ErrorCode::BadRequest, "{garbage:?}");
-            assert!(!e.message.is_empty());
-        }
-        let big = vec![b' '; crate::api::MAX_REQUEST_BYTES + 1];
-        let e = decode_response::<BaseResponse>(&responses(&d.step(4, request(&big, true)))[0])
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::TooLarge);
-        // A request that expects no response gets none.
-        assert!(responses(&d.step(5, request(br#"{"Ping":{}}"#, false))).is_empty());
-    }
-
-    /// A core that does what a test tells it to, to probe the driver's rules.
-    struct Scripted {
-        on_request: Vec<Effect>,
-        seen: Vec<Input>,
-    }
-    impl Service for Scripted {
-        fn name(&self) -> &'static str {
-            "scripted"
-        }
-        fn handle(&mut self, _now: Millis, input: Input) -> Vec<Effect> {
-            let out = match &input {
-                Input::Request { .. } => self.on_request.clone(),
-                Input::Timer { .. } | Input::Response { .. } | Input::SendFailed { .. } => {
-                    vec![Effect::Reply {
-                        body: b"late".to_vec(),
-                    }]
-                }
-                Input::Start { .. } => vec![],
-            };
-            self.seen.push(input);
-            out
-        }
-    }
-
-    fn scripted(on_request: Vec<Effect>) -> Driver<Scripted> {
-        let mut d = Driver::new(
-            our(),
-            Scripted {
-                on_request,
-                seen: vec![],
-            },
-        );
-        d.start(0, Some(b"saved".to_vec()), 9);
-        d
-    }
-
-    #[test]
-    fn start_hands_over_persisted_state_and_seed() {
-        let d = scripted(vec![]);
-        assert_eq!(
-            d.core().seen[0],
-            Input::Start {
-                persisted: Some(b"saved".to_vec()),
-                seed: 9
-            }
-        );
-    }
-
-    #[test]
-    fn timers_go_to_the_timer_process_and_come_back_as_timer_inputs() {
-        let mut d = scripted(vec![Effect::SetTimer {
-            after_ms: 2_500,
-            context: b"tick".to_vec(),
-        }]);
-        let calls = d.step(1, request(b"{}", false));
-        let KernelCall::SendRequest {
-            target,
-            body,
-            expects_response,
-            context,
-        } = &calls[0]
-        else {
-            panic!("{calls:?}")
-        };
-        assert_eq!(target.to_string(), "alice.os@timer:distro:sys");
-        assert_eq!(body, br#"{"SetTimer":2500}"#);
-        assert_eq!(*expects_response, Some(3));
-        let calls = d.step(
-            2_501,
-            KernelEvent::Response {
-                source: target.clone(),
-                body: vec![],
-                context: context.clone(),
-            },
-        );
-        assert_eq!(
-            d.core().seen.last(),
-            Some(&Input::Timer {
-                context: b"tick".to_vec()
-            })
-        );
-        // The core's reply from a timer handler breaks the reply rule: dropped, logged, counted.
-        assert!(responses(&calls).is_empty());
-        assert_eq!(d.dropped_replies(), 1);
-        assert!(calls.iter().any(|c| matches!(c, KernelCall::Print { message, .. } if message.contains("outside a request"))));
-        // A timer whose request failed still fires.
-        d.step(
-            9_000,
-            KernelEvent::SendError {
-                kind: SendErrorKind::Timeout,
-                target: target.clone(),
-                context: context.clone(),
-            },
-        );
-        assert_eq!(
-            d.core().seen.last(),
-            Some(&Input::Timer {
-                context: b"tick".to_vec()
-            })
-        );
-    }
-
-    #[test]
-    fn send_contexts_come_back_with_responses_and_errors() {
-        let peer = addr("bob.os@presence:p2p-patterns:p2p-patterns.os");
-        let mut d = scripted(vec![
-            Effect::Send {
-                to: peer.clone(),
-                body: b"{}".to_vec(),
-                timeout_s: Some(7),
-                context: b"ctx-1".to_vec(),
-            },
-            Effect::Send {
-                to: peer.clone(),
-                body: b"{}".to_vec(),
-                timeout_s: None,
-                context: b"ignored".to_vec(),
-            },
-        ]);
-        let calls = d.step(1, request(b"{}", false));
-        let ctxs: Vec<_> = calls
-            .iter()
-            .filter_map(|c| match c {
-                KernelCall::SendRequest {
-                    context,
-                    expects_response,
-                    ..
-                } => Some((context.clone(), *expects_response)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(ctxs.len(), 2);
-        assert_eq!(ctxs[1], (None, None), "fire-and-forget carries no context");
-        let ctx = ctxs[0].0.clone();
-        d.step(
-            2,
-            KernelEvent::Response {
-                source: peer.clone(),
-                body: b"ok".to_vec(),
-                context: ctx.clone(),
-            },
-        );
-        assert_eq!(
-            d.core().seen.last(),
-            Some(&Input::Response {
-                from: peer.clone(),
-                body: b"ok".to_vec(),
-                context: b"ctx-1".to_vec()
-            })
-        );
-        d.step(
-            3,
-            KernelEvent::SendError {
-                kind: SendErrorKind::Offline,
-                target: peer.clone(),
-                context: ctx,
-            },
-        );
-        assert_eq!(
-            d.core().seen.last(),
-            Some(&Input::SendFailed {
-                kind: SendErrorKind::Offline,
-                target: peer.clone(),
-                context: b"ctx-1".to_vec()
-            })
-        );
-        // A response nobody asked for never reaches the core.
-        let n = d.core().seen.len();
-        d.step(
-            4,
-            KernelEvent::Response {
-                source: peer,
-                body: vec![],
-                context: None,
-            },
-        );
-        assert_eq!(d.core().seen.len(), n);
-    }
-
-    #[test]
-    fn reply_rule_one_reply_per_request_and_always_an_answer() {
-        let mut d = scripted(vec![
-            Effect::Reply {
-                body: b"1".to_vec(),
-            },
-            Effect::Reply {
-                body: b"2".to_vec(),
-            },
-        ]);
-        assert_eq!(
-            responses(&d.step(1, request(b"{}", true))),
-            vec![b"1".to_vec()]
-        );
-        let mut silent = scripted(vec![]);
-        let r = responses(&silent.step(1, request(b"{}", true)));
-        assert_eq!(
-            decode_response::<()>(&r[0]).unwrap_err().code,
-            ErrorCode::Internal
-        );
-        assert!(responses(&silent.step(2, request(b"{}", false))).is_empty());
-    }
-}
+#[path = "driver_tests.rs"]
+mod tests;

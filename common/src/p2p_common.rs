@@ -2,17 +2,27 @@
 //!
 //! - [`ids`]: node ids, process ids and addresses, validated.
 //! - [`api`]: the wire envelope (plain tagged-enum JSON), [`api::ApiError`], versions, limits.
-//! - [`service`]: the pure-core contract, `handle(now, input) -> effects`.
+//! - [`service`]: the pure-core contract (v2), `handle(now, input) -> effects`, with typed
+//!   contexts and timers, replying later, keyed storage, blobs, HTTP and WebSocket.
 //! - [`driver`]: the pure half of the shared runner (kernel events in, kernel calls out).
+//! - [`host`]: carrying out kernel calls in order on a host (durability ordering).
+//! - [`http`]: the mapping to and from Hyperware's http-server.
+//! - [`chunk`]: sending data larger than one message.
+//! - [`appreach`]: confirming that we can message an app before promising it anything.
 //! - `runner` (wasm32 only): the process_lib loop around [`driver::Driver`].
 //! - [`client`]: typed helpers for apps calling our processes ([`client::PresenceClient`]).
 //! - [`resilience`]: backoff, retry budget, circuit breaker, reachability, dedup window,
-//!   version vectors — pure, with time and randomness passed in.
+//!   version vectors, inbound budgets, own network health — pure, with time and
+//!   randomness passed in.
 
 pub mod api;
+pub mod appreach;
 pub mod basic;
+pub mod chunk;
 pub mod client;
 pub mod driver;
+pub mod host;
+pub mod http;
 pub mod ids;
 pub mod resilience;
 pub mod service;
@@ -22,7 +32,9 @@ pub mod runner;
 
 pub use api::{ApiError, ApiResult, ErrorCode};
 pub use ids::{Address, NodeId, ProcessId};
-pub use service::{Effect, Input, Level, Millis, SendErrorKind, Service};
+pub use service::{
+    Batch, Effect, Expect, Input, Level, Millis, Now, Records, RequestId, SendErrorKind, Service,
+};
 
 /// The whole wasm32 glue of one of our processes: WIT bindings, the `init` export, and the
 /// shared runner around the core built by `$make` (`fn(Address) -> impl Service`).

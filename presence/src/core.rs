@@ -15,10 +15,12 @@ use p2p_common::api::{
     decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
     PACKAGE_VERSION, PROTOCOL_VERSION,
 };
+use p2p_common::appreach::Confirmations;
 use p2p_common::resilience::{Backoff, Jitter, Reachability, ReachabilityConfig};
 use p2p_common::service::log;
 use p2p_common::{
-    Address, Effect, Input, Level, Millis, NodeId, ProcessId, SendErrorKind, Service,
+    Address, Batch, Effect, Expect, Input, Level, Millis, NodeId, Now, ProcessId, Records,
+    RequestId, SendErrorKind, Service,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -45,19 +47,71 @@ const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Tick {
+/// presence's timers. A timer is its value: arming one that is armed re-arms it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tick {
     Probe,
-    ProbeWindow { seq: u64 },
+    ProbeWindow {
+        seq: u64,
+    },
     Gossip,
     PushPull,
     Renew,
-    Suspicion,
-    RetryRegister { bootstrap: NodeId, attempt: u32 },
+    /// When the suspicion of `node` may run out.
+    Suspicion {
+        node: NodeId,
+    },
+    RetryRegister {
+        bootstrap: NodeId,
+        attempt: u32,
+    },
 }
 
+type Eff = Effect<Ctx, Tick>;
+
+/// Keyed records: our incarnation (forced before it is used), our settings (forced when an
+/// app changed them), and one small record per member (lazy, without infos).
+const KEY_INCARNATION: &[u8] = b"inc";
+const KEY_STATE: &[u8] = b"state";
+const MEMBER_PREFIX: &[u8] = b"m/";
+/// Version of the keyed format (the whole-state format before it was version 1).
+const STORAGE_VERSION: u32 = 2;
+
+/// What we keep about a member on disk (no info: it is re-fetched).
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberRecord {
+    status: MemberStatus,
+    incarnation: u64,
+}
+
+/// Our own settings on disk. New fields get defaults, so an upgrade never loses state.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct StateRecord {
+    v: u32,
+    info: Option<NodeInfo>,
+    left: bool,
+    joined: bool,
+    bootstrap: Vec<NodeId>,
+    config: Config,
+}
+
+impl Default for StateRecord {
+    fn default() -> Self {
+        StateRecord {
+            v: STORAGE_VERSION,
+            info: None,
+            left: false,
+            joined: false,
+            bootstrap: Vec::new(),
+            config: Config::default(),
+        }
+    }
+}
+
+/// presence's request contexts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum Ctx {
+pub enum Ctx {
     /// A direct probe of our round; `retry` for the second, longer attempt.
     Probe {
         seq: u64,
@@ -86,6 +140,10 @@ enum Ctx {
     },
     Event {
         subscriber: Address,
+    },
+    /// The first delivery to a subscribing app, before its Subscribe is answered.
+    Welcome {
+        token: u64,
     },
     Deregister,
 }
@@ -117,7 +175,7 @@ struct Subscriber {
     failures: u32,
 }
 
-/// What survives a restart.
+/// The whole-state format of version 1 (before keyed storage): still loaded.
 #[derive(Debug, Serialize, Deserialize)]
 struct Saved {
     incarnation: u64,
@@ -155,6 +213,14 @@ pub struct Presence {
     sender: Option<NodeId>,
     stats: PresenceStats,
     dirty: bool,
+    /// Members changed or removed since the last write (written lazily).
+    dirty_members: BTreeSet<NodeId>,
+    /// `wall - mono` at the input being handled: converts our monotonic times for users.
+    wall_offset: i64,
+    /// Subscriptions waiting for their first delivery.
+    welcomes: Confirmations<Address>,
+    /// Probe rounds not concluded because the trouble was ours (just started, contradicted).
+    pub spared_verdicts: u64,
 }
 
 pub fn new(our: Address) -> Presence {
@@ -188,7 +254,24 @@ impl Presence {
             sender: None,
             stats: PresenceStats::default(),
             dirty: false,
+            dirty_members: BTreeSet::new(),
+            wall_offset: 0,
+            welcomes: Confirmations::new(64),
+            spared_verdicts: 0,
         }
+    }
+
+    /// A monotonic time of ours as wall time, for users (0 stays 0: never).
+    fn to_wall(&self, mono: Millis) -> Millis {
+        if mono == 0 {
+            return 0;
+        }
+        (mono as i64).saturating_add(self.wall_offset).max(0) as Millis
+    }
+
+    /// Our reachability of peers, with our own network health in it.
+    pub fn reachability(&self) -> &Reachability {
+        &self.reach
     }
 
     // ----- inspection (tests, simulator) -----
@@ -284,42 +367,66 @@ impl Presence {
         ups
     }
 
-    fn send(
-        &self,
-        to: &NodeId,
-        req: &Request,
-        timeout_s: Option<u64>,
-        ctx: Option<&Ctx>,
-    ) -> Effect {
+    fn send(&self, to: &NodeId, req: &Request, timeout_s: Option<u64>, ctx: Option<&Ctx>) -> Eff {
         Effect::Send {
             to: self.presence_at(to),
             body: encode(req),
-            timeout_s,
-            context: ctx.map(encode).unwrap_or_default(),
+            blob: None,
+            expect: match (timeout_s, ctx) {
+                (Some(timeout_s), Some(ctx)) => Some(Expect {
+                    timeout_s,
+                    ctx: ctx.clone(),
+                }),
+                _ => None,
+            },
         }
     }
 
-    fn timer(after_ms: Millis, t: &Tick) -> Effect {
-        Effect::SetTimer {
-            after_ms,
-            context: encode(t),
-        }
+    fn timer(after_ms: Millis, t: &Tick) -> Eff {
+        Effect::timer(after_ms, t.clone())
     }
 
-    fn persist_now(&mut self) -> Effect {
+    /// A forced write of our incarnation and settings: on disk before anything after it (a
+    /// message carrying the incarnation, the answer to the app that changed a setting).
+    /// Members are written lazily ([`Self::member_writes`]).
+    fn persist_now(&mut self) -> Eff {
         self.dirty = false;
-        let saved = Saved {
-            incarnation: self.incarnation,
-            info: self.info.clone(),
+        let state = StateRecord {
+            v: STORAGE_VERSION,
+            info: Some(self.info.clone()),
             left: self.left,
             joined: self.joined,
             bootstrap: self.bootstrap.clone(),
             config: self.cfg.clone(),
-            members: self.members.save(),
         };
-        Effect::Persist {
-            state: encode(&saved),
+        Effect::Store(
+            Batch::forced()
+                .put(KEY_INCARNATION, self.incarnation.to_le_bytes().to_vec())
+                .put(KEY_STATE, encode(&state)),
+        )
+    }
+
+    /// A lazy write of the members that changed: costs the change, not the table.
+    fn member_writes(&mut self) -> Option<Eff> {
+        if self.dirty_members.is_empty() {
+            return None;
         }
+        let mut b = Batch::lazy();
+        for n in std::mem::take(&mut self.dirty_members) {
+            let mut key = MEMBER_PREFIX.to_vec();
+            key.extend_from_slice(n.as_str().as_bytes());
+            b = match self.members.get(&n) {
+                Some(m) => b.put(
+                    key,
+                    encode(&MemberRecord {
+                        status: m.status,
+                        incarnation: m.incarnation,
+                    }),
+                ),
+                None => b.delete(key),
+            };
+        }
+        Some(Effect::Store(b))
     }
 
     /// Direct-probe timeout for `target`: its smoothed RTT (or the configured floor),
@@ -345,7 +452,7 @@ impl Presence {
         live
     }
 
-    fn emit(&mut self, kind: EventKind, node: &NodeId, now: Millis, out: &mut Vec<Effect>) {
+    fn emit(&mut self, kind: EventKind, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
         let (incarnation, info) = match self.members.get(node) {
             Some(m) => (
                 m.incarnation,
@@ -358,6 +465,7 @@ impl Presence {
             format!("{kind:?} {node} (incarnation {incarnation})"),
         ));
         let cap = self.cfg.subscriber_queue as usize;
+        let wall = self.to_wall(now);
         let subs: Vec<Address> = self.subscribers.keys().cloned().collect();
         for a in subs {
             let s = self.subscribers.get_mut(&a).expect("listed");
@@ -366,7 +474,7 @@ impl Presence {
                 kind: kind.clone(),
                 node: node.clone(),
                 incarnation,
-                at: now,
+                at: wall,
                 seq: s.seq,
                 info: info.clone(),
             });
@@ -379,7 +487,7 @@ impl Presence {
     }
 
     /// Send queued events to a subscriber, up to the window.
-    fn pump(&mut self, a: &Address, out: &mut Vec<Effect>) {
+    fn pump(&mut self, a: &Address, out: &mut Vec<Eff>) {
         let Some(s) = self.subscribers.get_mut(a) else {
             return;
         };
@@ -387,19 +495,19 @@ impl Presence {
             let Some(ev) = s.queue.pop_front() else { break };
             s.in_flight += 1;
             self.stats.events_sent += 1;
-            out.push(Effect::Send {
-                to: a.clone(),
-                body: encode(&SubscriberMessage::PresenceEvent(ev)),
-                timeout_s: Some(EVENT_TIMEOUT_S),
-                context: encode(&Ctx::Event {
+            out.push(Effect::request(
+                a.clone(),
+                encode(&SubscriberMessage::PresenceEvent(ev)),
+                EVENT_TIMEOUT_S,
+                Ctx::Event {
                     subscriber: a.clone(),
-                }),
-            });
+                },
+            ));
         }
     }
 
     /// Apply gossiped facts; report changes, refute suspicions of ourselves.
-    fn merge(&mut self, updates: &[Update], now: Millis, out: &mut Vec<Effect>) {
+    fn merge(&mut self, updates: &[Update], now: Millis, out: &mut Vec<Eff>) {
         for u in updates {
             if u.node == self.me {
                 self.merge_self(u, out);
@@ -425,7 +533,7 @@ impl Presence {
                     self.arm_suspicion(&u.node, now, out);
                 }
                 Applied::Changed { event } => {
-                    self.dirty = true;
+                    self.dirty_members.insert(u.node.clone());
                     self.broadcasts.push(u.clone());
                     if u.status == MemberStatus::Alive && was_alive.is_none() {
                         // A new member goes into the probe order at a random place.
@@ -453,7 +561,7 @@ impl Presence {
     }
 
     /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
-    fn merge_self(&mut self, u: &Update, out: &mut Vec<Effect>) {
+    fn merge_self(&mut self, u: &Update, out: &mut Vec<Eff>) {
         if self.left {
             return;
         }
@@ -482,7 +590,7 @@ impl Presence {
         target: &NodeId,
         incarnation: u64,
         first_hop: bool,
-        out: &mut Vec<Effect>,
+        out: &mut Vec<Eff>,
     ) {
         if self.confirming.contains(target) || self.left {
             return;
@@ -509,7 +617,7 @@ impl Presence {
     }
 
     /// Mark `target` suspect ourselves (a failed probe).
-    fn suspect(&mut self, target: &NodeId, now: Millis, out: &mut Vec<Effect>) {
+    fn suspect(&mut self, target: &NodeId, now: Millis, out: &mut Vec<Eff>) {
         let Some(m) = self.members.get(target) else {
             return;
         };
@@ -543,7 +651,7 @@ impl Presence {
 
     /// Set a timer for when the suspicion of `node` runs out with what is known now (the
     /// gossip tick checks too; this makes the verdict timely).
-    fn arm_suspicion(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Effect>) {
+    fn arm_suspicion(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
         let (min, max) = self.suspicion_bounds();
         let Some(s) = self.members.get(node).and_then(|m| m.suspicion.as_ref()) else {
             return;
@@ -555,11 +663,14 @@ impl Presence {
             self.cfg.suspicion_confirmations,
         );
         let due = (s.start + t).saturating_sub(now);
-        out.push(Self::timer(due + 1, &Tick::Suspicion));
+        out.push(Self::timer(
+            due + 1,
+            &Tick::Suspicion { node: node.clone() },
+        ));
     }
 
     /// Suspects whose time is up become dead.
-    fn expire_suspicions(&mut self, now: Millis, out: &mut Vec<Effect>) {
+    fn expire_suspicions(&mut self, now: Millis, out: &mut Vec<Eff>) {
         let (min, max) = self.suspicion_bounds();
         let k = self.cfg.suspicion_confirmations;
         let due: Vec<(NodeId, u64)> = self
@@ -603,7 +714,7 @@ impl Presence {
         None
     }
 
-    fn on_probe_tick(&mut self, now: Millis, out: &mut Vec<Effect>) {
+    fn on_probe_tick(&mut self, now: Millis, out: &mut Vec<Eff>) {
         let interval = self
             .cfg
             .probe_interval_ms
@@ -654,7 +765,7 @@ impl Presence {
         timeout_s: u64,
         now: Millis,
         retry: bool,
-    ) -> Effect {
+    ) -> Eff {
         let updates = self.piggyback(Some(target));
         let ctx = Ctx::Probe {
             seq,
@@ -671,7 +782,7 @@ impl Presence {
     }
 
     /// The window timer of round `seq` fired; conclude unless the window moved on.
-    fn on_probe_window(&mut self, seq: u64, now: Millis, out: &mut Vec<Effect>) {
+    fn on_probe_window(&mut self, seq: u64, now: Millis, out: &mut Vec<Eff>) {
         if self
             .round
             .as_ref()
@@ -682,13 +793,26 @@ impl Presence {
     }
 
     /// End round `seq`: without an ack, the target becomes suspect.
-    fn conclude_round(&mut self, seq: u64, now: Millis, out: &mut Vec<Effect>) {
+    fn conclude_round(&mut self, seq: u64, now: Millis, out: &mut Vec<Eff>) {
         let Some(r) = self.round.clone() else { return };
         if r.seq != seq {
             return;
         }
         self.round = None;
         if r.acked {
+            return;
+        }
+        if self.reach.own_trouble(now) {
+            // Our own networking is not up yet (just started) or others reach whom we
+            // cannot: the failure says nothing about the target.
+            self.spared_verdicts += 1;
+            out.push(log(
+                Level::Debug,
+                format!(
+                    "probe of {} failed while our own network is in doubt; no suspicion",
+                    r.target
+                ),
+            ));
             return;
         }
         // Lifeguard: a failed probe, and helpers that did not even nack, point at us.
@@ -717,11 +841,12 @@ impl Presence {
 
     fn handle_request(
         &mut self,
+        id: RequestId,
         from: Address,
         body: Vec<u8>,
         expects_response: bool,
         now: Millis,
-        out: &mut Vec<Effect>,
+        out: &mut Vec<Eff>,
     ) {
         let result = match decode_request::<Request>(&body, "presence", MAX_BODY) {
             Err(e) => Err(e),
@@ -736,6 +861,16 @@ impl Presence {
                     Err(ApiError::forbidden(
                         "local-only operation: only apps on this node may call it",
                     ))
+                } else if matches!(req, Request::Subscribe {}) && expects_response {
+                    match self.subscribe(id, &from) {
+                        // Answered when the welcome's outcome comes back (replying later).
+                        Ok(Some(send)) => {
+                            out.push(send);
+                            return;
+                        }
+                        Ok(None) => Ok(Response::Subscribed {}),
+                        Err(e) => Err(e),
+                    }
                 } else {
                     self.serve(req, &from, now, out)
                 }
@@ -745,10 +880,25 @@ impl Presence {
             out.push(log(Level::Debug, format!("{from}: {e}")));
         }
         if expects_response {
-            out.push(Effect::Reply {
-                body: encode_result(&result),
-            });
+            out.push(Effect::reply(id, encode_result(&result)));
         }
+    }
+
+    /// Subscribe `app`: confirmed only once a first message (the welcome) reached it, so an
+    /// app that did not grant us messaging is told so instead of silently getting nothing.
+    fn subscribe(&mut self, id: RequestId, app: &Address) -> ApiResult<Option<Eff>> {
+        if self.subscribers.contains_key(app) {
+            return Ok(None);
+        }
+        let welcome = SubscriberMessage::Welcome {
+            node: self.me.clone(),
+            seq: 0,
+        };
+        self.welcomes
+            .begin(app.clone(), id, app.clone(), encode(&welcome), |token| {
+                Ctx::Welcome { token }
+            })
+            .map(Some)
     }
 
     fn serve(
@@ -756,7 +906,7 @@ impl Presence {
         req: Request,
         from: &Address,
         now: Millis,
-        out: &mut Vec<Effect>,
+        out: &mut Vec<Eff>,
     ) -> ApiResult<Response> {
         match req {
             Request::Ping {} => Ok(Response::Pong(Pong {
@@ -1010,6 +1160,8 @@ impl Presence {
                 if let Some(r) = ours {
                     r.acked = true;
                     self.lhm = self.lhm.saturating_sub(1);
+                    // A helper reached what we could not: evidence about our own network.
+                    self.reach.on_contradicted(now);
                     self.probe_succeeded(&target, now, None);
                 }
                 Ok(Response::Accepted {})
@@ -1203,7 +1355,7 @@ impl Presence {
     }
 
     /// Register at `bootstrap`; `list` asks for other nodes back (joining, not renewing).
-    fn register_with(&self, bootstrap: &NodeId, attempt: u32, list: bool) -> Effect {
+    fn register_with(&self, bootstrap: &NodeId, attempt: u32, list: bool) -> Eff {
         self.send(
             bootstrap,
             &Request::RegisterNode {
@@ -1220,7 +1372,7 @@ impl Presence {
         )
     }
 
-    fn gossip_round(&mut self, out: &mut Vec<Effect>) {
+    fn gossip_round(&mut self, out: &mut Vec<Eff>) {
         if self.broadcasts.is_empty() {
             return;
         }
@@ -1235,7 +1387,7 @@ impl Presence {
         }
     }
 
-    fn push_pull_with(&mut self, peer: &NodeId, out: &mut Vec<Effect>) {
+    fn push_pull_with(&mut self, peer: &NodeId, out: &mut Vec<Eff>) {
         let members = self.digest();
         let want_info: Vec<NodeId> = self
             .members
@@ -1255,7 +1407,7 @@ impl Presence {
 
     // ----- responses and failures of our own requests -----
 
-    fn on_response(&mut self, body: Vec<u8>, ctx: Ctx, now: Millis, out: &mut Vec<Effect>) {
+    fn on_response(&mut self, body: Vec<u8>, ctx: Ctx, now: Millis, out: &mut Vec<Eff>) {
         let resp: ApiResult<Response> = serde_json::from_slice(&body)
             .unwrap_or_else(|e| Err(ApiError::bad_request(format!("undecodable response: {e}"))));
         match ctx {
@@ -1343,11 +1495,19 @@ impl Presence {
                 }
                 self.pump(&subscriber, out);
             }
+            Ctx::Welcome { token } => {
+                if let Some(w) = self.welcomes.confirmed(token) {
+                    self.subscribers.entry(w.app.clone()).or_default();
+                    out.push(log(Level::Info, format!("{} subscribed", w.app)));
+                    let ok: ApiResult<Response> = Ok(Response::Subscribed {});
+                    out.push(Effect::reply(w.request, encode_result(&ok)));
+                }
+            }
             Ctx::Deregister => {}
         }
     }
 
-    fn list_registry(&self, bootstrap: &NodeId, cursor: NodeId) -> Effect {
+    fn list_registry(&self, bootstrap: &NodeId, cursor: NodeId) -> Eff {
         self.send(
             bootstrap,
             &Request::ListRegistry {
@@ -1361,7 +1521,7 @@ impl Presence {
         )
     }
 
-    fn retry_register(&mut self, bootstrap: NodeId, attempt: u32, out: &mut Vec<Effect>) {
+    fn retry_register(&mut self, bootstrap: NodeId, attempt: u32, out: &mut Vec<Eff>) {
         if self.left || !self.joined || !self.bootstrap.contains(&bootstrap) {
             return;
         }
@@ -1387,7 +1547,7 @@ impl Presence {
         target: Address,
         ctx: Ctx,
         now: Millis,
-        out: &mut Vec<Effect>,
+        out: &mut Vec<Eff>,
     ) {
         match kind {
             SendErrorKind::Offline => self.reach.on_offline(&target.node, now),
@@ -1517,6 +1677,13 @@ impl Presence {
                 self.retry_register(bootstrap, attempt, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
+            Ctx::Welcome { token } => {
+                if let Some((w, e)) = self.welcomes.failed(token, crate::NAME) {
+                    out.push(log(Level::Warn, format!("subscribe refused: {e}")));
+                    let err: ApiResult<Response> = Err(e);
+                    out.push(Effect::reply(w.request, encode_result(&err)));
+                }
+            }
             Ctx::Event { subscriber } => {
                 let drop_it = match self.subscribers.get_mut(&subscriber) {
                     Some(s) => {
@@ -1541,18 +1708,17 @@ impl Presence {
         }
     }
 
-    fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Effect>) {
+    fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Eff>) {
         match t {
             Tick::Probe => self.on_probe_tick(now, out),
             Tick::ProbeWindow { seq } => self.on_probe_window(seq, now, out),
-            Tick::Suspicion => self.expire_suspicions(now, out),
+            Tick::Suspicion { .. } => self.expire_suspicions(now, out),
             Tick::Gossip => {
                 out.push(Self::timer(self.cfg.gossip_interval_ms, &Tick::Gossip));
                 self.expire_suspicions(now, out);
                 self.gossip_round(out);
-                if self.members.gc(now, self.cfg.dead_retention_ms) > 0 {
-                    self.dirty = true;
-                }
+                let gone = self.members.gc(now, self.cfg.dead_retention_ms);
+                self.dirty_members.extend(gone);
                 if self.dirty {
                     out.push(self.persist_now());
                 }
@@ -1602,8 +1768,96 @@ impl Presence {
         }
     }
 
-    fn start(&mut self, persisted: Option<Vec<u8>>, seed: u64, now: Millis, out: &mut Vec<Effect>) {
+    fn start(
+        &mut self,
+        persisted: Option<Vec<u8>>,
+        records: Records,
+        seed: u64,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.reach.restart(now);
+        if records.contains_key(KEY_INCARNATION) || records.contains_key(KEY_STATE) {
+            self.restore_records(&records, now, out);
+        } else {
+            self.restore_whole_state(persisted.filter(|p| !p.is_empty()), now, out);
+        }
+        out.push(self.persist_now());
+        if let Some(w) = self.member_writes() {
+            out.push(w);
+        }
+        self.schedule_start(out);
+    }
+
+    /// Keyed format (version 2).
+    fn restore_records(&mut self, records: &Records, now: Millis, out: &mut Vec<Eff>) {
+        let inc = records
+            .get(KEY_INCARNATION)
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        // A new life: a higher incarnation than anything we said before.
+        self.incarnation = bump(inc);
+        match records
+            .get(KEY_STATE)
+            .map(|b| serde_json::from_slice::<StateRecord>(b))
+        {
+            Some(Ok(st)) => {
+                if let Some(info) = st.info.filter(|i| i.node_id == self.me) {
+                    self.info = info;
+                }
+                self.left = st.left;
+                self.joined = st.joined;
+                self.bootstrap = st.bootstrap;
+                if st.config.validate().is_ok() {
+                    self.cfg = st.config;
+                    let health = self.reach.health().clone();
+                    self.reach = Reachability::new(reach_config(&self.cfg));
+                    self.reach.set_health(health);
+                }
+            }
+            Some(Err(e)) => out.push(log(
+                Level::Error,
+                format!("stored settings unreadable ({e}); keeping defaults"),
+            )),
+            None => {}
+        }
+        let mut saved = Vec::new();
+        for (k, v) in records.range(MEMBER_PREFIX.to_vec()..) {
+            let Some(name) = k.strip_prefix(MEMBER_PREFIX) else {
+                break;
+            };
+            let (Ok(name), Ok(rec)) = (
+                std::str::from_utf8(name)
+                    .map_err(|_| ())
+                    .and_then(|n| NodeId::parse(n).map_err(|_| ())),
+                serde_json::from_slice::<MemberRecord>(v),
+            ) else {
+                continue;
+            };
+            saved.push(SavedMember {
+                info: NodeInfo::new(name.clone()),
+                node: name,
+                status: rec.status,
+                incarnation: rec.incarnation,
+                has_info: false,
+            });
+        }
+        self.members.restore(saved, &self.me, now);
+        out.push(log(
+            Level::Info,
+            format!(
+                "restarted with {} members, incarnation {}",
+                self.members.len(),
+                self.incarnation
+            ),
+        ));
+    }
+
+    /// Whole-state format (version 1), kept loadable so an upgrade loses nothing; it is
+    /// rewritten as records at once.
+    fn restore_whole_state(&mut self, persisted: Option<Vec<u8>>, now: Millis, out: &mut Vec<Eff>) {
         match persisted.map(|b| serde_json::from_slice::<Saved>(&b)) {
             Some(Ok(s)) => {
                 // A new life: a higher incarnation than anything we said before.
@@ -1617,10 +1871,11 @@ impl Presence {
                     self.reach = Reachability::new(reach_config(&self.cfg));
                 }
                 self.members.restore(s.members, &self.me, now);
+                self.dirty_members = self.members.iter().map(|(n, _)| n.clone()).collect();
                 out.push(log(
                     Level::Info,
                     format!(
-                        "restarted with {} members, incarnation {}",
+                        "upgraded whole state to records: {} members, incarnation {}",
                         self.members.len(),
                         self.incarnation
                     ),
@@ -1635,7 +1890,9 @@ impl Presence {
             }
             None => self.incarnation = 1,
         }
-        out.push(self.persist_now());
+    }
+
+    fn schedule_start(&mut self, out: &mut Vec<Eff>) {
         // Stagger the periodic work so nodes started together do not probe in lockstep.
         let p = self.rng.gen_range(0..self.cfg.probe_interval_ms);
         let g = self.rng.gen_range(0..self.cfg.gossip_interval_ms);
@@ -1677,50 +1934,64 @@ fn reach_config(cfg: &Config) -> ReachabilityConfig {
 }
 
 impl Service for Presence {
+    type Ctx = Ctx;
+    type Timer = Tick;
+
     fn name(&self) -> &'static str {
         crate::NAME
     }
 
-    fn handle(&mut self, now: Millis, input: Input) -> Vec<Effect> {
+    fn handle(&mut self, now: Now, input: Input<Ctx, Tick>) -> Vec<Eff> {
+        // Protocol time is monotonic; users see wall time (last seen, event times).
+        self.wall_offset = now.wall as i64 - now.mono as i64;
+        let t = now.mono;
         let mut out = Vec::new();
         match input {
-            Input::Start { persisted, seed } => self.start(persisted, seed, now, &mut out),
+            Input::Start {
+                persisted,
+                records,
+                seed,
+            } => self.start(persisted, records, seed, t, &mut out),
             Input::Request {
+                id,
                 from,
                 body,
-                expects_response,
+                timeout_s,
+                ..
             } => {
+                if from.node != self.me && from.process == self.our.process {
+                    // A peer reached us: our networking is up.
+                    self.reach.health_mut().on_success(t);
+                }
                 self.sender = Some(from.node.clone());
-                self.handle_request(from, body, expects_response, now, &mut out);
+                self.handle_request(id, from, body, timeout_s.is_some(), t, &mut out);
                 self.sender = None;
             }
-            Input::Response { body, context, .. } => {
-                match serde_json::from_slice::<Ctx>(&context) {
-                    Ok(ctx) => self.on_response(body, ctx, now, &mut out),
-                    Err(e) => out.push(log(
-                        Level::Error,
-                        format!("response with unreadable context: {e}"),
-                    )),
+            Input::Response {
+                from, body, ctx, ..
+            } => {
+                if from.node != self.me {
+                    self.reach.health_mut().on_success(t);
                 }
+                self.on_response(body, ctx, t, &mut out)
             }
-            Input::SendFailed {
-                kind,
-                target,
-                context,
-            } => match serde_json::from_slice::<Ctx>(&context) {
-                Ok(ctx) => self.on_send_failed(kind, target, ctx, now, &mut out),
-                Err(e) => out.push(log(
-                    Level::Error,
-                    format!("send error with unreadable context: {e}"),
-                )),
-            },
-            Input::Timer { context } => match serde_json::from_slice::<Tick>(&context) {
-                Ok(t) => self.on_tick(t, now, &mut out),
-                Err(e) => out.push(log(
-                    Level::Error,
-                    format!("timer with unreadable context: {e}"),
-                )),
-            },
+            Input::SendFailed { kind, target, ctx } => {
+                self.on_send_failed(kind, target, ctx, t, &mut out)
+            }
+            Input::Timer(tick) => self.on_tick(tick, t, &mut out),
+            Input::Http { id, .. } => out.push(Effect::HttpReply {
+                id,
+                status: 404,
+                headers: Default::default(),
+                body: b"presence has no HTTP API yet".to_vec(),
+            }),
+            Input::Read { .. }
+            | Input::WsOpen { .. }
+            | Input::WsMessage { .. }
+            | Input::WsClose { .. } => {}
+        }
+        if let Some(w) = self.member_writes() {
+            out.push(w);
         }
         out
     }

@@ -247,13 +247,21 @@ impl Members {
     }
 
     /// Forget dead and left members older than `retention`.
-    pub fn gc(&mut self, now: Millis, retention: Millis) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, m| {
-            !(matches!(m.status, MemberStatus::Dead | MemberStatus::Left)
-                && now.saturating_sub(m.status_since) > retention)
-        });
-        before - self.map.len()
+    /// Forget dead and left members past `retention`; the ones forgotten.
+    pub fn gc(&mut self, now: Millis, retention: Millis) -> Vec<NodeId> {
+        let gone: Vec<NodeId> = self
+            .map
+            .iter()
+            .filter(|(_, m)| {
+                matches!(m.status, MemberStatus::Dead | MemberStatus::Left)
+                    && now.saturating_sub(m.status_since) > retention
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &gone {
+            self.map.remove(n);
+        }
+        gone
     }
 
     pub fn save(&self) -> Vec<SavedMember> {
@@ -550,8 +558,8 @@ mod tests {
             Applied::Full
         );
         m.apply(&up("a.os", Dead, 1, "x.os"), 100, &lim(1));
-        assert_eq!(m.gc(150, 100), 0);
-        assert_eq!(m.gc(201, 100), 1);
+        assert_eq!(m.gc(150, 100).len(), 0);
+        assert_eq!(m.gc(201, 100).len(), 1);
         assert!(m.is_empty());
     }
 

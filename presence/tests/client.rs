@@ -24,27 +24,52 @@ fn transport(
             return Err(SendErrorKind::Offline);
         }
         let calls = d.step(
-            1_000,
+            p2p_common::Now::at(1_000),
             KernelEvent::Request {
                 source: app.clone(),
                 expects_response: Some(timeout_s),
                 body,
+                blob: None,
             },
         );
-        calls
-            .into_iter()
-            .find_map(|c| match c {
-                KernelCall::SendResponse { body } => Some(body),
+        // Play the app's kernel: requests presence makes to the app (a subscription's
+        // welcome) are answered at once, and presence may answer the call then.
+        let mut pending = calls;
+        loop {
+            if let Some(body) = pending.iter().find_map(|c| match c {
+                KernelCall::SendResponse { body, .. } => Some(body.clone()),
                 _ => None,
-            })
-            .ok_or(SendErrorKind::Timeout)
+            }) {
+                return Ok(body);
+            }
+            let to_app = pending.iter().find_map(|c| match c {
+                KernelCall::SendRequest {
+                    target,
+                    context: Some(ctx),
+                    ..
+                } if *target == app => Some(ctx.clone()),
+                _ => None,
+            });
+            let Some(ctx) = to_app else {
+                return Err(SendErrorKind::Timeout);
+            };
+            pending = d.step(
+                p2p_common::Now::at(1_001),
+                KernelEvent::Response {
+                    source: app.clone(),
+                    body: br#"{"Ok":null}"#.to_vec(),
+                    blob: None,
+                    context: Some(ctx),
+                },
+            );
+        }
     }
 }
 
 fn setup() -> (Rc<RefCell<Driver<Presence>>>, Address) {
     let our = Address::ours(&node("alice.os"), "presence");
     let mut d = Driver::new(our.clone(), presence::core::new(our.clone()));
-    d.start(0, None, 7);
+    d.start(p2p_common::Now::at(0), None, Default::default(), 7);
     // Teach it two members, as gossip from bob would.
     let bob = Address::ours(&node("bob.os"), "presence");
     let mut info = NodeInfo::new(node("bob.os"));
@@ -66,11 +91,12 @@ fn setup() -> (Rc<RefCell<Driver<Presence>>>, Address) {
         },
     ];
     d.step(
-        500,
+        p2p_common::Now::at(500),
         KernelEvent::Request {
             source: bob,
             expects_response: Some(5),
             body: serde_json::to_vec(&Request::Gossip { updates }).unwrap(),
+            blob: None,
         },
     );
     let app = Address::parse("alice.os@my-app:my-app:someone.os").unwrap();

@@ -24,7 +24,7 @@ impl Harness {
     fn new() -> Self {
         let our = pres("alice.os");
         let mut d = Driver::new(our.clone(), presence::core::new(our));
-        let sent = d.start(0, None, 1);
+        let sent = d.start(p2p_common::Now::at(0), None, Default::default(), 1);
         Harness { d, now: 0, sent }
     }
     fn core(&self) -> &Presence {
@@ -34,17 +34,18 @@ impl Harness {
     fn request(&mut self, from: &Address, req: &Request) -> Vec<u8> {
         self.now += 10;
         let calls = self.d.step(
-            self.now,
+            p2p_common::Now::at(self.now),
             KernelEvent::Request {
                 source: from.clone(),
                 expects_response: Some(5),
                 body: serde_json::to_vec(req).unwrap(),
+                blob: None,
             },
         );
         let reply = calls
             .iter()
             .find_map(|c| match c {
-                KernelCall::SendResponse { body } => Some(body.clone()),
+                KernelCall::SendResponse { body, .. } => Some(body.clone()),
                 _ => None,
             })
             .expect("a reply");
@@ -61,7 +62,7 @@ impl Harness {
             .iter()
             .position(|c| {
                 matches!(c, KernelCall::SendRequest { target, context: Some(ctx), .. }
-                if target.process.process == "timer" && String::from_utf8_lossy(ctx).contains(tick))
+                if target.process.process == "timer" && self.d.context_label(ctx).is_some_and(|l| l.contains(tick)))
             })
             .expect("timer set");
         let KernelCall::SendRequest {
@@ -72,10 +73,11 @@ impl Harness {
         };
         self.now += 10_000;
         let calls = self.d.step(
-            self.now,
+            p2p_common::Now::at(self.now),
             KernelEvent::Response {
                 source: target,
                 body: vec![],
+                blob: None,
                 context,
             },
         );
@@ -89,7 +91,7 @@ impl Harness {
             .iter()
             .filter(|c| {
                 matches!(c, KernelCall::SendRequest { target, context: Some(ctx), .. }
-                if target.process.process == "timer" && String::from_utf8_lossy(ctx).contains(tick))
+                if target.process.process == "timer" && self.d.context_label(ctx).is_some_and(|l| l.contains(tick)))
             })
             .count();
         for _ in 0..n {
@@ -211,7 +213,7 @@ impl Harness {
     /// round's seq, the helpers asked, and the retry's context.
     fn failed_direct_probe(&mut self, target: &str) -> (u64, Vec<String>, Option<Vec<u8>>) {
         let (seq, ctx) = loop {
-            let calls = self.fire("Probe\"");
+            let calls = self.fire("(Probe)");
             if let Some((Request::Probe { seq, .. }, ctx)) = Harness::sends_to(&calls, target).pop()
             {
                 break (seq, ctx);
@@ -232,17 +234,18 @@ impl Harness {
             }))
             .unwrap();
             self.d.step(
-                self.now,
+                p2p_common::Now::at(self.now),
                 KernelEvent::Response {
                     source: t,
                     body: ack,
+                    blob: None,
                     context: c,
                 },
             );
         };
         self.now += 1_000;
         let calls = self.d.step(
-            self.now,
+            p2p_common::Now::at(self.now),
             KernelEvent::SendError {
                 kind: SendErrorKind::Timeout,
                 target: pres(target),
@@ -316,7 +319,7 @@ fn indirect_acks_count_only_from_the_helpers_asked_and_once() {
     );
     h.now += 2_000;
     h.d.step(
-        h.now,
+        p2p_common::Now::at(h.now),
         KernelEvent::SendError {
             kind: SendErrorKind::Timeout,
             target: pres("carol.os"),

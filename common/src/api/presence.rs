@@ -155,6 +155,13 @@ pub struct PresenceEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscriberMessage {
     PresenceEvent(PresenceEvent),
+    /// The first message of a subscription, before `Subscribe` is answered: it proves we can
+    /// reach the app (the kernel checks capabilities). `seq` is the event sequence it starts
+    /// after.
+    Welcome {
+        node: NodeId,
+        seq: u64,
+    },
 }
 
 /// Failure detector and registry settings. Every field has a default; `SetConfig` may send

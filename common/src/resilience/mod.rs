@@ -7,11 +7,15 @@
 //! - [`reachability`]: per-node reachability and RTT-based timeouts from send outcomes.
 //! - [`dedup`]: bounded idempotency windows (seen-before, and remembered replies).
 //! - [`vv`]: version vectors for causality and delta sync.
+//! - [`inbound`]: per-sender token buckets, item caps, member-only gating of remote input.
+//! - [`nethealth`]: whether a failure to reach peers is ours (just started, contradicted).
 
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
 pub mod dedup;
+pub mod inbound;
+pub mod nethealth;
 pub mod reachability;
 pub mod vv;
 
@@ -19,5 +23,7 @@ pub use backoff::{Backoff, Jitter, RetryPolicy};
 pub use breaker::{BreakerConfig, BreakerState, Breakers, CircuitBreaker, Rejected};
 pub use budget::RetryBudget;
 pub use dedup::{DedupCache, DedupWindow};
+pub use inbound::{members_only, take_capped, BudgetConfig, SenderBudgets};
+pub use nethealth::{NetHealth, NetHealthConfig};
 pub use reachability::{PeerStats, Reachability, ReachabilityConfig, Status};
 pub use vv::{Causality, VersionVector};

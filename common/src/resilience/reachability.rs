@@ -129,6 +129,10 @@ pub struct Reachability {
     config: ReachabilityConfig,
     peers: BTreeMap<NodeId, PeerStats>,
     tick: u64,
+    /// Our own network health: while the trouble is ours, failures are not held against
+    /// peers (no Unreachable verdicts, no timeout back-off).
+    #[serde(default)]
+    health: super::NetHealth,
 }
 
 impl Default for Reachability {
@@ -143,7 +147,35 @@ impl Reachability {
             config,
             peers: BTreeMap::new(),
             tick: 0,
+            health: super::NetHealth::default(),
         }
+    }
+
+    /// Our process (re)started at `now` (monotonic): our networking must prove itself.
+    pub fn restart(&mut self, now: Millis) {
+        self.health.restart(now);
+    }
+
+    /// Our own network health.
+    pub fn health(&self) -> &super::NetHealth {
+        &self.health
+    }
+    pub fn health_mut(&mut self) -> &mut super::NetHealth {
+        &mut self.health
+    }
+    pub fn set_health(&mut self, h: super::NetHealth) {
+        self.health = h;
+    }
+
+    /// Whether failures at `now` are ours rather than the peers' (see
+    /// [`super::NetHealth`]). Breakers and failure verdicts must not open while it is.
+    pub fn own_trouble(&self, now: Millis) -> bool {
+        self.health.own_trouble(now)
+    }
+
+    /// Someone else reached a peer we could not (an indirect-probe ack, a peer's report).
+    pub fn on_contradicted(&mut self, now: Millis) {
+        self.health.on_contradicted(now);
     }
 
     pub fn config(&self) -> &ReachabilityConfig {
@@ -195,6 +227,7 @@ impl Reachability {
 
     /// `node` answered; `rtt_ms` is the round trip of a request that was not retried.
     pub fn on_success(&mut self, node: &NodeId, now: Millis, rtt_ms: Option<Millis>) {
+        self.health.on_success(now);
         let p = self.entry(node);
         p.last_success = Some(now);
         p.consecutive_failures = 0;
@@ -206,6 +239,9 @@ impl Reachability {
 
     /// A send to `node` failed with `Offline`.
     pub fn on_offline(&mut self, node: &NodeId, now: Millis) {
+        if self.own_trouble(now) {
+            return;
+        }
         let p = self.entry(node);
         p.last_failure = Some(now);
         p.consecutive_failures = p.consecutive_failures.saturating_add(1);
@@ -214,6 +250,9 @@ impl Reachability {
 
     /// A send to `node` timed out.
     pub fn on_timeout(&mut self, node: &NodeId, now: Millis) {
+        if self.own_trouble(now) {
+            return;
+        }
         let p = self.entry(node);
         p.last_failure = Some(now);
         p.consecutive_failures = p.consecutive_failures.saturating_add(1);

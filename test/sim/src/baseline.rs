@@ -3,7 +3,7 @@
 //! once a period, and declares a node dead when no heartbeat came for a fixed timeout.
 
 use p2p_common::api::encode;
-use p2p_common::{Address, Effect, Input, Millis, NodeId, Service};
+use p2p_common::{Address, Effect, Input, Millis, NodeId, Now, Service};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,27 +52,28 @@ impl Baseline {
 }
 
 impl Service for Baseline {
+    type Ctx = ();
+    type Timer = ();
+
     fn name(&self) -> &'static str {
         BASELINE
     }
 
-    fn handle(&mut self, now: Millis, input: Input) -> Vec<Effect> {
-        let tick = Effect::SetTimer {
-            after_ms: self.period,
-            context: Vec::new(),
-        };
+    fn handle(&mut self, now: Now, input: Input<(), ()>) -> Vec<Effect<(), ()>> {
+        let now = now.mono;
+        let tick = Effect::timer(self.period, ());
         match input {
             Input::Start { .. } => vec![tick],
-            Input::Timer { .. } => {
+            Input::Timer(()) => {
                 let mut out = vec![tick];
                 let me = self.our.node.clone();
                 if let Some(b) = self.bootstrap.clone().filter(|b| b != &me) {
-                    out.push(Effect::Send {
-                        to: self.our.on(&b),
-                        body: encode(&Msg::RegisterNode { node: me.clone() }),
-                        timeout_s: Some(10),
-                        context: Vec::new(),
-                    });
+                    out.push(Effect::request(
+                        self.our.on(&b),
+                        encode(&Msg::RegisterNode { node: me.clone() }),
+                        10,
+                        (),
+                    ));
                 }
                 for (n, &t) in &self.last_heard {
                     if now.saturating_sub(t) > self.timeout && !self.dead.contains(n) {
@@ -81,28 +82,25 @@ impl Service for Baseline {
                     }
                 }
                 for n in self.last_heard.keys() {
-                    out.push(Effect::Send {
-                        to: self.our.on(n),
-                        body: encode(&Msg::Heartbeat { node: me.clone() }),
-                        timeout_s: None,
-                        context: Vec::new(),
-                    });
+                    out.push(Effect::notify(
+                        self.our.on(n),
+                        encode(&Msg::Heartbeat { node: me.clone() }),
+                    ));
                 }
                 out
             }
             Input::Request {
+                id,
                 body,
-                expects_response,
+                timeout_s,
                 ..
             } => match serde_json::from_slice::<Msg>(&body) {
                 Ok(Msg::RegisterNode { node }) => {
                     self.learn(&node, now);
                     let mut nodes: Vec<NodeId> = self.last_heard.keys().cloned().collect();
                     nodes.push(self.our.node.clone());
-                    if expects_response {
-                        vec![Effect::Reply {
-                            body: encode(&Msg::Known { nodes }),
-                        }]
+                    if timeout_s.is_some() {
+                        vec![Effect::reply(id, encode(&Msg::Known { nodes }))]
                     } else {
                         vec![]
                     }
@@ -125,7 +123,7 @@ impl Service for Baseline {
                 }
                 vec![]
             }
-            Input::SendFailed { .. } => vec![],
+            _ => vec![],
         }
     }
 }

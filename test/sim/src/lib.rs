@@ -11,7 +11,7 @@ pub mod stats;
 pub mod testcore;
 pub mod trace;
 
-pub use net::{Latency, NetConfig};
+pub use net::{Latency, Mode, NetConfig};
 pub use sim::{
     app_process, factory, node_name, AppOutcome, Factory, Hosted, Node, Sim, SimConfig, SimError,
 };

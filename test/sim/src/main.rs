@@ -1,49 +1,90 @@
-//! `cargo run --release -p p2p-sim -- <command>`: check, bench, replay.
+//! `cargo run --release -p p2p-sim -- <command>`: check, bench, replay, list.
 
-use clap::{Parser, Subcommand};
-use p2p_sim::scenarios;
+use clap::{Parser, Subcommand, ValueEnum};
+use p2p_sim::scenarios::{self, replay_command};
+use p2p_sim::Mode;
 use std::process::ExitCode;
+use std::time::Instant;
+
+/// Largest cluster a command accepts (a simulated node costs memory and time).
+const MAX_NODES: usize = 1_000;
 
 #[derive(Parser)]
 #[command(
     name = "p2p-sim",
-    about = "Deterministic simulator for the p2p-patterns services"
+    version,
+    about = "Deterministic simulator for the p2p-patterns services",
+    long_about = "Runs the real service cores on simulated Hyperware nodes, in virtual time, \
+                  with seeded faults. Every run is reproducible from its seed."
 )]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// What Hyperware does: loss only through connection breaks.
+    Realistic,
+    /// Realistic plus independent message loss and duplication.
+    Hostile,
+    /// Both, one run each per seed.
+    Both,
+}
+
+impl ModeArg {
+    fn modes(self) -> Vec<Mode> {
+        match self {
+            ModeArg::Realistic => vec![Mode::Realistic],
+            ModeArg::Hostile => vec![Mode::Hostile],
+            ModeArg::Both => Mode::ALL.to_vec(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run N seeded random fault scenarios with every invariant checked.
+    /// Run seeded random fault scenarios with every invariant checked; prints
+    /// `N passed, M failed` last. Each seed runs once per scenario and per mode.
     Check {
+        /// How many seeds (at least 1).
         #[arg(long, default_value_t = 100)]
         seeds: u64,
         /// First seed (seeds run from here upward).
         #[arg(long, default_value_t = 0)]
         from: u64,
-        /// Service scenario; all of them when omitted.
+        /// Service scenario (see `list`); all of them when omitted.
         #[arg(long)]
         service: Option<String>,
-        /// Cluster size; each scenario's default when omitted.
+        /// Cluster size (2..=1000); each scenario's default when omitted.
         #[arg(long)]
         nodes: Option<usize>,
+        /// Network mode.
+        #[arg(long, value_enum, default_value_t = ModeArg::Both)]
+        mode: ModeArg,
     },
     /// Print a service's benchmark as one JSON object.
     Bench {
+        /// Service scenario (see `list`).
         service: String,
+        /// One line of JSON instead of pretty-printed.
         #[arg(long)]
         json: bool,
     },
     /// Print the full trace of one run.
     Replay {
+        /// The seed to replay.
         #[arg(long)]
         seed: u64,
+        /// Service scenario (see `list`).
         #[arg(long, default_value = "ping")]
         service: String,
+        /// Cluster size (2..=1000); the scenario's default when omitted.
         #[arg(long)]
         nodes: Option<usize>,
+        /// Network mode (realistic or hostile).
+        #[arg(long, value_enum, default_value_t = ModeArg::Realistic)]
+        mode: ModeArg,
     },
     /// List the scenarios.
     List,
@@ -59,11 +100,33 @@ fn pick(service: &Option<String>) -> Result<Vec<Box<dyn scenarios::Scenario>>, S
     }
 }
 
+fn nodes_for(sc: &dyn scenarios::Scenario, nodes: Option<usize>) -> Result<usize, String> {
+    let n = nodes.unwrap_or(sc.default_nodes());
+    let min = sc.min_nodes();
+    if n < min || n > MAX_NODES {
+        return Err(format!(
+            "--nodes {n} is out of range for {}: use {min}..={MAX_NODES}",
+            sc.name()
+        ));
+    }
+    Ok(n)
+}
+
+fn usage_error(msg: String) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::List => {
             for s in scenarios::all() {
-                println!("{} (default {} nodes)", s.name(), s.default_nodes());
+                println!(
+                    "{} (default {} nodes, at least {})",
+                    s.name(),
+                    s.default_nodes(),
+                    s.min_nodes()
+                );
             }
             ExitCode::SUCCESS
         }
@@ -72,28 +135,70 @@ fn main() -> ExitCode {
             from,
             service,
             nodes,
+            mode,
         } => {
+            if seeds == 0 {
+                return usage_error("--seeds must be at least 1 (0 would check nothing)".into());
+            }
+            let Some(end) = from.checked_add(seeds) else {
+                return usage_error(format!(
+                    "--from {from} plus --seeds {seeds} runs past the last seed {}",
+                    u64::MAX
+                ));
+            };
             let list = match pick(&service) {
                 Ok(l) => l,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+                Err(e) => return usage_error(e),
             };
-            let (mut passed, mut failed) = (0u64, 0u64);
+            let mut plan = Vec::new();
             for sc in &list {
-                let n = nodes.unwrap_or(sc.default_nodes());
-                for seed in from..from + seeds {
-                    match sc.run(seed, n, false) {
-                        Ok(_) => passed += 1,
-                        Err(e) => {
-                            failed += 1;
-                            // Re-run the seed with recording on to show how it got there.
-                            let e = match sc.run(seed, n, true) {
-                                Err(full) => full,
-                                Ok(_) => e,
-                            };
-                            eprintln!("FAIL {} {e}", sc.name());
+                match nodes_for(sc.as_ref(), nodes) {
+                    Ok(n) => plan.push((sc, n)),
+                    Err(e) => return usage_error(e),
+                }
+            }
+            let modes = mode.modes();
+            let total = seeds * plan.len() as u64 * modes.len() as u64;
+            println!(
+                "checking {total} runs: {seeds} seeds × {} scenario(s) ({}) × {} mode(s) ({})",
+                plan.len(),
+                plan.iter()
+                    .map(|(s, _)| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                modes.len(),
+                modes
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let started = Instant::now();
+            let (mut passed, mut failed) = (0u64, 0u64);
+            let mut last_progress = Instant::now();
+            for (sc, n) in &plan {
+                for &m in &modes {
+                    for seed in from..end {
+                        match sc.run(seed, *n, m, false) {
+                            Ok(_) => passed += 1,
+                            Err(e) => {
+                                failed += 1;
+                                // Re-run the seed with recording on to show how it got there.
+                                let mut e = match sc.run(seed, *n, m, true) {
+                                    Err(full) => full,
+                                    Ok(_) => e,
+                                };
+                                e.replay = Some(replay_command(sc.name(), seed, *n, m));
+                                eprintln!("FAIL {} ({}) {e}", sc.name(), m.name());
+                            }
+                        }
+                        if last_progress.elapsed().as_secs() >= 10 {
+                            last_progress = Instant::now();
+                            eprintln!(
+                                "… {}/{total} runs, {failed} failed, {:.0}s",
+                                passed + failed,
+                                started.elapsed().as_secs_f64()
+                            );
                         }
                     }
                 }
@@ -117,43 +222,48 @@ fn main() -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            None => {
-                eprintln!("no scenario {service:?}");
-                ExitCode::from(2)
-            }
+            None => usage_error(format!("no scenario {service:?} (see `list`)")),
         },
         Cmd::Replay {
             seed,
             service,
             nodes,
-        } => match scenarios::find(&service) {
-            Some(sc) => {
-                let n = nodes.unwrap_or(sc.default_nodes());
-                let result = sc.run(seed, n, true);
-                let (sim_trace, verdict) = match &result {
-                    Ok(sim) => (
-                        sim.trace.all().map(|a| a.to_vec()).unwrap_or_default(),
-                        "passed".to_string(),
-                    ),
-                    Err(e) => (e.trace_tail.clone(), format!("FAILED: {e}")),
-                };
-                for l in sim_trace {
-                    println!("{l}");
+            mode,
+        } => {
+            let Some(sc) = scenarios::find(&service) else {
+                return usage_error(format!("no scenario {service:?} (see `list`)"));
+            };
+            let n = match nodes_for(sc.as_ref(), nodes) {
+                Ok(n) => n,
+                Err(e) => return usage_error(e),
+            };
+            let m = match mode {
+                ModeArg::Both => {
+                    return usage_error("replay runs one mode: realistic or hostile".into())
                 }
-                if let Ok(sim) = &result {
-                    println!("trace digest {}", sim.trace_digest());
-                }
-                println!("seed {seed} {verdict}");
-                if result.is_ok() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
+                ModeArg::Realistic => Mode::Realistic,
+                ModeArg::Hostile => Mode::Hostile,
+            };
+            let result = sc.run(seed, n, m, true);
+            let (sim_trace, verdict) = match &result {
+                Ok(sim) => (
+                    sim.trace.all().map(|a| a.to_vec()).unwrap_or_default(),
+                    "passed".to_string(),
+                ),
+                Err(e) => (e.trace_tail.clone(), format!("FAILED: {e}")),
+            };
+            for l in sim_trace {
+                println!("{l}");
             }
-            None => {
-                eprintln!("no scenario {service:?}");
-                ExitCode::from(2)
+            if let Ok(sim) = &result {
+                println!("trace digest {}", sim.trace_digest());
             }
-        },
+            println!("seed {seed} {verdict}");
+            if result.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }

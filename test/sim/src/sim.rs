@@ -4,8 +4,8 @@
 use crate::net::{Latency, NetConfig};
 use crate::stats::Stats;
 use crate::trace::Trace;
-use p2p_common::driver::{Driver, KernelCall, KernelEvent};
-use p2p_common::{Address, Millis, NodeId, ProcessId, SendErrorKind, Service};
+use p2p_common::driver::{Driver, DriverStats, KernelCall, KernelEvent};
+use p2p_common::{Address, Millis, NodeId, Now, ProcessId, Records, SendErrorKind, Service};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::any::Any;
@@ -15,21 +15,37 @@ use std::rc::Rc;
 
 /// A core behind its driver, type-erased so one node can host different services.
 pub trait Hosted {
-    fn start(&mut self, now: Millis, persisted: Option<Vec<u8>>, seed: u64) -> Vec<KernelCall>;
-    fn step(&mut self, now: Millis, event: KernelEvent) -> Vec<KernelCall>;
+    fn start(
+        &mut self,
+        now: Now,
+        persisted: Option<Vec<u8>>,
+        records: Records,
+        seed: u64,
+    ) -> Vec<KernelCall>;
+    fn step(&mut self, now: Now, event: KernelEvent) -> Vec<KernelCall>;
     /// The core, for inspection by tests (downcast with [`Sim::core`]).
     fn core_any(&self) -> &dyn Any;
     fn core_any_mut(&mut self) -> &mut dyn Any;
     /// Replies the driver dropped because they broke the reply rule (core bugs).
     fn dropped_replies(&self) -> u64;
+    fn driver_stats(&self) -> DriverStats;
 }
 
 impl<S: Service + 'static> Hosted for Driver<S> {
-    fn start(&mut self, now: Millis, persisted: Option<Vec<u8>>, seed: u64) -> Vec<KernelCall> {
-        Driver::start(self, now, persisted, seed)
+    fn start(
+        &mut self,
+        now: Now,
+        persisted: Option<Vec<u8>>,
+        records: Records,
+        seed: u64,
+    ) -> Vec<KernelCall> {
+        Driver::start(self, now, persisted, records, seed)
     }
-    fn step(&mut self, now: Millis, event: KernelEvent) -> Vec<KernelCall> {
+    fn step(&mut self, now: Now, event: KernelEvent) -> Vec<KernelCall> {
         Driver::step(self, now, event)
+    }
+    fn driver_stats(&self) -> DriverStats {
+        self.stats().clone()
     }
     fn core_any(&self) -> &dyn Any {
         self.core()
@@ -86,6 +102,8 @@ pub struct SimError {
     pub time: Millis,
     pub message: String,
     pub trace_tail: Vec<String>,
+    /// The exact command that replays this run, when a scenario knows it.
+    pub replay: Option<String>,
 }
 
 impl fmt::Display for SimError {
@@ -95,11 +113,9 @@ impl fmt::Display for SimError {
             "seed {} failed at t={} ms: {}",
             self.seed, self.time, self.message
         )?;
-        writeln!(
-            f,
-            "replay with: cargo run --release -p p2p-sim -- replay --seed {}",
-            self.seed
-        )?;
+        if let Some(cmd) = &self.replay {
+            writeln!(f, "replay with: {cmd}")?;
+        }
         writeln!(f, "last trace lines:")?;
         for l in &self.trace_tail {
             writeln!(f, "  {l}")?;
@@ -119,12 +135,24 @@ enum Payload {
     Request {
         req: u64,
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
         expects_response: Option<u64>,
     },
     Response {
         req: u64,
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
     },
+}
+
+impl Payload {
+    fn size(&self) -> usize {
+        match self {
+            Payload::Request { body, blob, .. } | Payload::Response { body, blob, .. } => {
+                body.len() + blob.as_ref().map_or(0, Vec::len)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +181,8 @@ struct Outstanding {
     sender_inc: u64,
     target: Address,
     context: Option<Vec<u8>>,
+    /// The sender's prompting message when it sent this (restored when the answer comes).
+    prompt: Option<(Address, u64)>,
 }
 
 struct Proc {
@@ -160,6 +190,38 @@ struct Proc {
     hosted: Box<dyn Hosted>,
     /// The driver's dropped-reply count already added to the stats.
     drops_seen: u64,
+    /// The kernel's prompting message of this process: the last request that expected a
+    /// response, or the one restored with a response (platform notes §6).
+    prompt: Option<(Address, u64)>,
+}
+
+/// A local app process the simulator plays, with the capabilities a manifest would give it.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    /// Anyone on the node may message it.
+    pub public: bool,
+    /// Our processes (by name) it granted messaging in `grant_capabilities`.
+    pub grants: std::collections::BTreeSet<String>,
+}
+
+impl AppSpec {
+    /// An app that grants every one of our processes messaging (the documented setup).
+    pub fn granting_all() -> AppSpec {
+        AppSpec {
+            public: false,
+            grants: ["presence", "sync", "notify", "txcoord", "echo", "blob"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+    /// An app that is not public and grants nothing.
+    pub fn granting_nothing() -> AppSpec {
+        AppSpec {
+            public: false,
+            grants: Default::default(),
+        }
+    }
 }
 
 impl Proc {
@@ -181,10 +243,29 @@ pub struct Node {
     pub slow_ms: Millis,
     group: u32,
     procs: Vec<Proc>,
-    /// What each process persisted (survives crashes).
+    /// What each process persisted as whole state (survives crashes).
     persisted: BTreeMap<String, Vec<u8>>,
-    /// Requests that reached this node's app process.
+    /// Each process's keyed records (survive crashes; written batch by batch).
+    records: BTreeMap<String, Records>,
+    /// Added to this boot's monotonic clock (drawn at every boot: never persist `mono`).
+    mono_base: Millis,
+    /// Remote networking works from this time on (Hyperware: 15–20 s after a start).
+    net_ready_at: Millis,
+    /// App processes the simulator plays on this node, by process id.
+    pub apps: BTreeMap<String, AppSpec>,
+    /// Requests that reached an app process of this node: (app, from, body).
     pub app_inbox: Vec<(Address, Vec<u8>)>,
+    /// The same with the receiving app and blob.
+    pub app_messages: Vec<AppMessage>,
+}
+
+/// A request that reached an app the simulator plays.
+#[derive(Debug, Clone)]
+pub struct AppMessage {
+    pub app: ProcessId,
+    pub from: Address,
+    pub body: Vec<u8>,
+    pub blob: Option<Vec<u8>>,
 }
 
 #[derive(Default, Clone)]
@@ -197,6 +278,12 @@ struct Link {
     /// When a send first found the live connection cut; the kernel notices after the
     /// connect timeout, and until then writes vanish.
     broken_since: Option<Millis>,
+    /// When the current connection was opened (recycled `recycle_ms` later).
+    opened_at: Millis,
+    /// Messages wait for the connection's setup round trip until then.
+    ready_at: Millis,
+    /// Last time something was sent on it (the least recently used is culled first).
+    last_used: Millis,
 }
 
 /// Configuration of a cluster.
@@ -248,6 +335,9 @@ pub struct Sim {
     pub trace: Trace,
     pub stats: Stats,
     started: bool,
+    /// Requests to system processes the simulator does not play (http-server binds and
+    /// WebSocket pushes, ...): (from, to, body, blob).
+    pub system_messages: Vec<(Address, Address, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Sim {
@@ -262,7 +352,12 @@ impl Sim {
                 group: 0,
                 procs: Vec::new(),
                 persisted: BTreeMap::new(),
+                records: BTreeMap::new(),
+                mono_base: 0,
+                net_ready_at: 0,
+                apps: BTreeMap::from([(app_process().to_string(), AppSpec::granting_all())]),
                 app_inbox: Vec::new(),
+                app_messages: Vec::new(),
             })
             .collect();
         let index = nodes
@@ -294,6 +389,7 @@ impl Sim {
             trace: Trace::new(cfg.record_trace),
             stats: Stats::default(),
             started: false,
+            system_messages: Vec::new(),
         }
     }
 
@@ -473,6 +569,8 @@ impl Sim {
         a == b
             || (self.nodes[a].up
                 && self.nodes[b].up
+                && self.net_ready(a)
+                && self.net_ready(b)
                 && self.nodes[a].group == self.nodes[b].group
                 && !self.cuts.contains(&pair(a, b)))
     }
@@ -515,7 +613,7 @@ impl Sim {
         self.nodes[i].up = true;
         self.nodes[i].incarnation += 1;
         self.note(format!("restart {}", self.nodes[i].id));
-        self.boot(i);
+        self.boot(i, false);
     }
     /// Give the link between `a` and `b` its own latency distribution (e.g. a far-away peer).
     pub fn set_link_latency(&mut self, a: usize, b: usize, latency: Latency) {
@@ -528,6 +626,32 @@ impl Sim {
     pub fn set_clock_skew(&mut self, i: usize, skew_ms: i64) {
         self.nodes[i].clock_skew_ms = skew_ms;
         self.note(format!("clock skew {} {skew_ms} ms", self.nodes[i].id));
+    }
+    /// Step node `i`'s wall clock by `delta_ms` (an NTP correction, a user changing the
+    /// time); its monotonic clock is untouched.
+    pub fn jump_wall_clock(&mut self, i: usize, delta_ms: i64) {
+        self.nodes[i].clock_skew_ms = self.nodes[i].clock_skew_ms.saturating_add(delta_ms);
+        self.note(format!("wall clock {} {delta_ms:+} ms", self.nodes[i].id));
+    }
+    /// Play an app process `process` on node `i` with the given capabilities.
+    pub fn add_app(&mut self, i: usize, process: ProcessId, spec: AppSpec) {
+        self.nodes[i].apps.insert(process.to_string(), spec);
+    }
+    /// Whether node `i`'s networking is up (it is not for a while after a start).
+    pub fn networking_up(&self, i: usize) -> bool {
+        self.net_ready(i)
+    }
+    /// Driver counters of process `name` on node `i` (while it runs).
+    pub fn driver_stats(&self, i: usize, name: &str) -> Option<DriverStats> {
+        self.nodes[i]
+            .procs
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.hosted.driver_stats())
+    }
+    /// Process `name`'s keyed records on node `i`, as durable storage holds them.
+    pub fn records(&self, i: usize, name: &str) -> Option<&Records> {
+        self.nodes[i].records.get(name)
     }
     pub fn set_slow(&mut self, i: usize, slow_ms: Millis) {
         self.nodes[i].slow_ms = slow_ms;
@@ -560,8 +684,10 @@ impl Sim {
             me,
             to.clone(),
             body,
+            None,
             Some(timeout_s),
             Some(handle.to_le_bytes().to_vec()),
+            None,
         );
         debug_assert_eq!(req, handle);
         if let Some(o) = self.outstanding.get_mut(&req) {
@@ -576,7 +702,7 @@ impl Sim {
     pub fn notify(&mut self, from: usize, to: &Address, body: Vec<u8>) {
         self.ensure_started();
         let app = self.app(from);
-        self.send_request(from, app, to.clone(), body, None, None);
+        self.send_request(from, app, to.clone(), body, None, None, None, None);
     }
 
     /// Run every event up to and including time `t`.
@@ -624,6 +750,7 @@ impl Sim {
             time: self.now,
             message: message.into(),
             trace_tail: self.trace.tail(),
+            replay: None,
         }
     }
 
@@ -636,40 +763,46 @@ impl Sim {
         self.started = true;
         for i in 0..self.nodes.len() {
             if self.nodes[i].up {
-                self.boot(i);
+                self.boot(i, true);
             }
         }
     }
 
-    fn boot(&mut self, i: usize) {
+    fn boot(&mut self, i: usize, first: bool) {
         let inc = self.nodes[i].incarnation;
         self.nodes[i].procs.clear();
+        // A fresh monotonic clock for this boot: anything that persisted `mono` breaks.
+        self.nodes[i].mono_base = self.rng.gen_range(0..1_000_000_000);
+        self.nodes[i].net_ready_at = match self.net.boot_offline_ms {
+            Some((lo, hi)) if !first || self.net.first_boot_offline => {
+                self.now + self.rng.gen_range(lo..=hi.max(lo))
+            }
+            _ => self.now,
+        };
         let factories = self.factories.clone();
         for (name, f) in &factories {
             let addr = Address::ours(&self.nodes[i].id, name);
             let mut hosted = f(&addr);
             let persisted = self.nodes[i].persisted.get(name).cloned();
+            let records = self.nodes[i].records.get(name).cloned().unwrap_or_default();
             let seed = self.rng.next_u64();
-            let calls = hosted.start(self.node_now(i), persisted, seed);
+            let calls = hosted.start(self.node_now(i), persisted, records, seed);
             let drops_seen = hosted.dropped_replies();
             self.stats.reply_rule_violations += drops_seen;
             self.nodes[i].procs.push(Proc {
                 name: name.clone(),
                 hosted,
                 drops_seen,
+                prompt: None,
             });
-            self.apply(i, inc, &addr, calls, None);
+            let pi = self.nodes[i].procs.len() - 1;
+            self.apply(i, pi, inc, &addr, calls);
         }
     }
 
     /// Hand `event` to process `pi` of node `ni`; count the replies its driver had to drop.
-    fn step_proc(
-        &mut self,
-        ni: usize,
-        pi: usize,
-        now: Millis,
-        event: KernelEvent,
-    ) -> Vec<KernelCall> {
+    fn step_proc(&mut self, ni: usize, pi: usize, event: KernelEvent) -> Vec<KernelCall> {
+        let now = self.node_now(ni);
         let p = &mut self.nodes[ni].procs[pi];
         let calls = p.hosted.step(now, event);
         let drops = p.hosted.dropped_replies();
@@ -678,12 +811,17 @@ impl Sim {
         calls
     }
 
-    fn node_now(&self, i: usize) -> Millis {
+    /// Node `i`'s clocks: monotonic from its boot's base; wall with its skew.
+    fn node_now(&self, i: usize) -> Now {
         let skew = self.nodes[i].clock_skew_ms;
-        if skew >= 0 {
+        let wall = if skew >= 0 {
             self.now.saturating_add(skew as u64)
         } else {
             self.now.saturating_sub(skew.unsigned_abs())
+        };
+        Now {
+            mono: self.now.saturating_add(self.nodes[i].mono_base),
+            wall,
         }
     }
 
@@ -728,14 +866,17 @@ impl Sim {
         Some(o)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send_request(
         &mut self,
         from_node: usize,
         from: Address,
         to: Address,
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
         expects_response: Option<u64>,
         context: Option<Vec<u8>>,
+        prompt: Option<(Address, u64)>,
     ) -> u64 {
         let req = self.next_req;
         self.next_req += 1;
@@ -749,6 +890,7 @@ impl Sim {
                     sender_inc: self.nodes[from_node].incarnation,
                     target: to.clone(),
                     context,
+                    prompt,
                 },
             );
             if !timer {
@@ -772,6 +914,7 @@ impl Sim {
                 payload: Payload::Response {
                     req,
                     body: Vec::new(),
+                    blob: None,
                 },
                 epoch: 0,
                 to_inc: inc,
@@ -783,6 +926,31 @@ impl Sim {
             );
             return req;
         }
+        if is_system(&to) && to.node == from.node {
+            // Another system process (http-server, sign, ...) that the simulator does not
+            // play: it answers an empty Ok at once, like a bind that succeeded.
+            if expects_response.is_some() {
+                let inc = self.nodes[from_node].incarnation;
+                let env = Envelope {
+                    from: to.clone(),
+                    to: from.clone(),
+                    payload: Payload::Response {
+                        req,
+                        body: br#"{"Ok":null}"#.to_vec(),
+                        blob: None,
+                    },
+                    epoch: 0,
+                    to_inc: inc,
+                };
+                self.schedule(
+                    self.now + self.net.local_latency_ms,
+                    Event::Deliver(Box::new(env)),
+                );
+            }
+            self.system_messages
+                .push((from.clone(), to.clone(), body, blob));
+            return req;
+        }
         self.trace.push(
             self.now,
             (req << 4) | 1 ^ ((body.len() as u64) << 40),
@@ -791,10 +959,33 @@ impl Sim {
         let payload = Payload::Request {
             req,
             body,
+            blob,
             expects_response,
         };
         self.route(from_node, from, to, payload, expects_response.map(|_| req));
         req
+    }
+
+    /// Whether the kernel lets `from` message the local process `to` (ours are public; an
+    /// app needs to be public or to have granted the sender messaging). Checked on requests
+    /// and on responses, as Hyperware 1.9.2 does.
+    fn may_message(&self, node: usize, from: &Address, to: &Address) -> bool {
+        if to.process.is_ours() || is_system(to) || from.node != to.node {
+            return true;
+        }
+        match self.nodes[node].apps.get(&to.process.to_string()) {
+            Some(spec) => {
+                spec.public
+                    || !from.process.is_ours()
+                    || spec.grants.contains(&from.process.process)
+            }
+            None => true,
+        }
+    }
+
+    fn local_exists(&self, node: usize, to: &Address) -> bool {
+        self.nodes[node].apps.contains_key(&to.process.to_string())
+            || self.nodes[node].procs.iter().any(|p| p.is(&to.process))
     }
 
     /// Put a message on the wire (or fail it) according to the network and faults.
@@ -833,18 +1024,37 @@ impl Sim {
             return;
         };
         let to_inc = self.nodes[to_node].incarnation;
+        let size = payload.size();
         let (body, reply) = match &payload {
             Payload::Request { body, .. } => (body, false),
             Payload::Response { body, .. } => (body, true),
         };
         if to_node == from_node || self.connected(from_node, to_node) {
-            self.stats.record_send(&from.node, &to.node, body, reply);
+            self.stats
+                .record_send(&from.node, &to.node, body, reply, size);
         }
         if to_node == from_node {
-            let exists = to.process == app_process()
-                || self.nodes[to_node].procs.iter().any(|p| p.is(&to.process));
-            if !exists && matches!(payload, Payload::Request { .. }) {
+            let is_request = matches!(payload, Payload::Request { .. });
+            if is_request && !self.local_exists(to_node, &to) {
                 // Local target not running: the kernel answers Timeout at once.
+                if let Some(req) = fail_req {
+                    self.schedule(
+                        self.now,
+                        Event::Fail {
+                            req,
+                            kind: SendErrorKind::Timeout,
+                        },
+                    );
+                }
+                return;
+            }
+            if !self.may_message(to_node, &from, &to) {
+                self.stats.capability_refusals += 1;
+                self.trace.push(self.now, 16, || {
+                    format!("  refused: {from} may not message {to} (no capability)")
+                });
+                // A request fails at once with Timeout; a response is dropped (its caller
+                // times out).
                 if let Some(req) = fail_req {
                     self.schedule(
                         self.now,
@@ -881,8 +1091,9 @@ impl Sim {
             // A crashed target resets the connection at once.
             let connect_timeout = self.net.connect_timeout_ms;
             let target_up = self.nodes[to_node].up;
+            let net_up = self.net_ready(from_node) && self.net_ready(to_node);
             let link = self.links.entry(pair(from_node, to_node)).or_default();
-            if target_up && link.live {
+            if target_up && net_up && link.live {
                 let since = *link.broken_since.get_or_insert(self.now);
                 if self.now < since.saturating_add(connect_timeout) {
                     self.trace.push(self.now, 15, || {
@@ -898,8 +1109,14 @@ impl Sim {
                 link.floor = [0, 0];
             }
             if let Some(req) = fail_req {
+                // A node whose networking is still coming up says Offline quickly.
+                let delay = if net_up {
+                    connect_timeout
+                } else {
+                    connect_timeout.min(1_000)
+                };
                 self.schedule(
-                    self.now.saturating_add(self.net.connect_timeout_ms),
+                    self.now.saturating_add(delay),
                     Event::Fail {
                         req,
                         kind: SendErrorKind::Offline,
@@ -911,6 +1128,51 @@ impl Sim {
             });
             return;
         }
+        if let Some(max) = self.net.max_message_bytes {
+            if size > max {
+                // Hyperware's net module tears the connection down on a too-large message.
+                self.stats.oversized += 1;
+                self.break_link(from_node, to_node);
+                self.trace.push(self.now, 17, || {
+                    format!(
+                        "  too large ({size} B) {} -> {}: connection torn down",
+                        from.node, to.node
+                    )
+                });
+                return;
+            }
+        }
+        // Open (or recycle) the connection: setup costs a round trip.
+        let now = self.now;
+        let recycle = self.net.recycle_ms;
+        let link = self.links.entry(pair(from_node, to_node)).or_default();
+        if link.live && recycle.is_some_and(|r| now >= link.opened_at.saturating_add(r)) {
+            link.live = false;
+            link.epoch += 1;
+            link.floor = [0, 0];
+            self.stats.recycled += 1;
+        }
+        let link = self.links.entry(pair(from_node, to_node)).or_default();
+        if !link.live {
+            let setup = if self.net.setup_round_trip {
+                let a = self.latency(from_node, to_node);
+                let b = self.latency(from_node, to_node);
+                a + b
+            } else {
+                0
+            };
+            let link = self.links.entry(pair(from_node, to_node)).or_default();
+            link.live = true;
+            link.broken_since = None;
+            link.opened_at = now;
+            link.ready_at = now + setup;
+            self.stats.connections_opened += 1;
+            self.cull_peers(from_node, to_node);
+            self.cull_peers(to_node, from_node);
+        }
+        let link = self.links.entry(pair(from_node, to_node)).or_default();
+        link.last_used = now;
+        let ready_at = link.ready_at;
         if self.chance(self.net.loss) {
             self.stats.lost += 1;
             self.trace.push(self.now, 3, || "  lost".to_string());
@@ -927,7 +1189,11 @@ impl Sim {
                 .saturating_add(self.nodes[to_node].slow_ms);
             let dir = usize::from(from_node > to_node);
             let link = self.links.entry(pair(from_node, to_node)).or_default();
-            let at = self.now.saturating_add(lat).max(link.floor[dir]);
+            let at = self
+                .now
+                .max(ready_at)
+                .saturating_add(lat)
+                .max(link.floor[dir]);
             link.floor[dir] = at;
             let epoch = link.epoch;
             if c == 1 {
@@ -944,6 +1210,42 @@ impl Sim {
                     to_inc,
                 })),
             );
+        }
+    }
+
+    fn net_ready(&self, i: usize) -> bool {
+        self.now >= self.nodes[i].net_ready_at
+    }
+
+    fn break_link(&mut self, a: usize, b: usize) {
+        let link = self.links.entry(pair(a, b)).or_default();
+        link.live = false;
+        link.broken_since = None;
+        link.epoch += 1;
+        link.floor = [0, 0];
+    }
+
+    /// Node `i` keeps at most `max_peers` connections: beyond that, the least recently used
+    /// one (not the one to `keep`) is closed.
+    fn cull_peers(&mut self, i: usize, keep: usize) {
+        let Some(max) = self.net.max_peers else {
+            return;
+        };
+        let mut live: Vec<(Millis, usize)> = self
+            .links
+            .iter()
+            .filter(|(&(a, b), l)| l.live && a != b && (a == i || b == i))
+            .map(|(&(a, b), l)| (l.last_used, if a == i { b } else { a }))
+            .filter(|&(_, other)| other != keep)
+            .collect();
+        if live.len() < max {
+            return;
+        }
+        live.sort();
+        let excess = live.len() + 1 - max;
+        for &(_, other) in live.iter().take(excess) {
+            self.break_link(i, other);
+            self.stats.culled += 1;
         }
     }
 
@@ -981,11 +1283,24 @@ impl Sim {
                 });
                 return;
             }
-            let epoch = self
-                .links
-                .get(&pair(fi, to_node))
-                .map(|l| l.epoch)
-                .unwrap_or(0);
+            let recycle = self.net.recycle_ms;
+            let now = self.now;
+            let link = self.links.entry(pair(fi, to_node)).or_default();
+            if link.epoch == env.epoch
+                && link.live
+                && recycle.is_some_and(|r| now >= link.opened_at.saturating_add(r))
+            {
+                // Recycled under the message: what was still queued is dropped.
+                link.live = false;
+                link.epoch += 1;
+                link.floor = [0, 0];
+                self.stats.recycled += 1;
+                self.trace.push(self.now, 18, || {
+                    "  dropped: connection recycled".to_string()
+                });
+                return;
+            }
+            let epoch = link.epoch;
             if epoch != env.epoch && !self.chance(self.net.stale_delivery) {
                 self.trace.push(self.now, 8, || {
                     "  dropped: written to a broken connection".to_string()
@@ -993,11 +1308,10 @@ impl Sim {
                 return;
             }
             let link = self.links.entry(pair(fi, to_node)).or_default();
-            link.live = true;
             link.broken_since = None;
         }
         match env.payload {
-            Payload::Response { req, body } => {
+            Payload::Response { req, body, blob } => {
                 let Some(o) = self.resolve(req) else {
                     self.trace.push(self.now, (req << 4) | 9, || {
                         format!("  late response #{req} dropped")
@@ -1009,21 +1323,33 @@ impl Sim {
                         format!("recv response #{req} at {} {}", o.sender, preview(&body))
                     });
                 }
-                self.deliver_outcome(o, Ok(body), Some(env.from));
+                self.deliver_outcome(o, Ok((body, blob)), Some(env.from));
             }
             Payload::Request {
                 req,
                 body,
+                blob,
                 expects_response,
             } => {
                 self.trace.push(self.now, (req << 4) | 11, || {
                     format!("recv #{req} at {}", env.to)
                 });
-                if env.to.process == app_process() {
-                    self.nodes[to_node].app_inbox.push((env.from.clone(), body));
+                if self.nodes[to_node]
+                    .apps
+                    .contains_key(&env.to.process.to_string())
+                {
+                    self.nodes[to_node]
+                        .app_inbox
+                        .push((env.from.clone(), body.clone()));
+                    self.nodes[to_node].app_messages.push(AppMessage {
+                        app: env.to.process.clone(),
+                        from: env.from.clone(),
+                        body,
+                        blob,
+                    });
                     if expects_response.is_some() {
                         let reply = br#"{"Ok":null}"#.to_vec();
-                        self.respond(to_node, env.to, env.from, req, reply);
+                        self.respond(to_node, env.to, env.from, req, reply, None);
                     }
                     return;
                 }
@@ -1037,16 +1363,19 @@ impl Sim {
                     });
                     return;
                 };
-                let now = self.node_now(to_node);
+                if expects_response.is_some() {
+                    // The kernel makes it the prompting message.
+                    self.nodes[to_node].procs[pi].prompt = Some((env.from.clone(), req));
+                }
                 let event = KernelEvent::Request {
                     source: env.from.clone(),
                     expects_response,
                     body,
+                    blob,
                 };
-                let calls = self.step_proc(to_node, pi, now, event);
+                let calls = self.step_proc(to_node, pi, event);
                 let inc = self.nodes[to_node].incarnation;
-                let prompt = expects_response.map(|_| (env.from, req));
-                self.apply(to_node, inc, &env.to, calls, prompt);
+                self.apply(to_node, pi, inc, &env.to, calls);
             }
         }
     }
@@ -1055,11 +1384,11 @@ impl Sim {
     fn deliver_outcome(
         &mut self,
         o: Outstanding,
-        result: Result<Vec<u8>, SendErrorKind>,
+        result: Result<(Vec<u8>, Option<Vec<u8>>), SendErrorKind>,
         source: Option<Address>,
     ) {
         if o.app {
-            return self.app_outcome(o, result);
+            return self.app_outcome(o, result.map(|(b, _)| b));
         }
         let Some(&ni) = self.index.get(&o.sender.node) else {
             return;
@@ -1074,11 +1403,13 @@ impl Sim {
         else {
             return;
         };
-        let now = self.node_now(ni);
+        // The kernel restores the prompting message current when the request was sent.
+        self.nodes[ni].procs[pi].prompt = o.prompt.clone();
         let event = match result {
-            Ok(body) => KernelEvent::Response {
+            Ok((body, blob)) => KernelEvent::Response {
                 source: source.unwrap_or_else(|| o.target.clone()),
                 body,
+                blob,
                 context: o.context,
             },
             Err(kind) => KernelEvent::SendError {
@@ -1087,9 +1418,9 @@ impl Sim {
                 context: o.context,
             },
         };
-        let calls = self.step_proc(ni, pi, now, event);
+        let calls = self.step_proc(ni, pi, event);
         let inc = self.nodes[ni].incarnation;
-        self.apply(ni, inc, &o.sender.clone(), calls, None);
+        self.apply(ni, pi, inc, &o.sender.clone(), calls);
     }
 
     fn app_outcome(&mut self, o: Outstanding, result: Result<Vec<u8>, SendErrorKind>) {
@@ -1108,24 +1439,27 @@ impl Sim {
         );
     }
 
-    fn respond(&mut self, node: usize, from: Address, to: Address, req: u64, body: Vec<u8>) {
+    fn respond(
+        &mut self,
+        node: usize,
+        from: Address,
+        to: Address,
+        req: u64,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+    ) {
         self.trace.push(
             self.now,
             (req << 4) | 13 ^ ((body.len() as u64) << 40),
             || format!("reply #{req} {from} -> {to} {}", preview(&body)),
         );
-        self.route(node, from, to, Payload::Response { req, body }, None);
+        self.route(node, from, to, Payload::Response { req, body, blob }, None);
     }
 
-    /// Carry out a process's kernel calls. `prompt`: the request it is answering, if any.
-    fn apply(
-        &mut self,
-        node: usize,
-        inc: u64,
-        me: &Address,
-        calls: Vec<KernelCall>,
-        mut prompt: Option<(Address, u64)>,
-    ) {
+    /// Carry out the kernel calls of process `pi` on `node`, in order: a write completes
+    /// before the next call (the durability promise), reads are answered after the calls.
+    fn apply(&mut self, node: usize, pi: usize, inc: u64, me: &Address, calls: Vec<KernelCall>) {
+        let mut reads = Vec::new();
         for call in calls {
             if !self.nodes[node].up || self.nodes[node].incarnation != inc {
                 return;
@@ -1134,28 +1468,75 @@ impl Sim {
                 KernelCall::SendRequest {
                     target,
                     body,
+                    blob,
                     expects_response,
                     context,
                 } => {
-                    self.send_request(node, me.clone(), target, body, expects_response, context);
+                    let prompt = self.nodes[node].procs[pi].prompt.clone();
+                    self.send_request(
+                        node,
+                        me.clone(),
+                        target,
+                        body,
+                        blob,
+                        expects_response,
+                        context,
+                        prompt,
+                    );
                 }
-                KernelCall::SendResponse { body } => match prompt.take() {
-                    Some((to, req)) => self.respond(node, me.clone(), to, req, body),
-                    None => {
-                        self.stats.reply_rule_violations += 1;
-                        self.note(format!("{me} replied with no request to answer; dropped"));
+                KernelCall::SendResponse { body, blob } => {
+                    match self.nodes[node].procs[pi].prompt.clone() {
+                        Some((to, req)) => self.respond(node, me.clone(), to, req, body, blob),
+                        None => {
+                            self.stats.reply_rule_violations += 1;
+                            self.note(format!("{me} replied with no request to answer; dropped"));
+                        }
                     }
-                },
+                }
                 KernelCall::SetState(bytes) => {
                     self.nodes[node]
                         .persisted
                         .insert(me.process.process.clone(), bytes);
+                }
+                KernelCall::Store { ops, forced } => {
+                    if forced {
+                        self.stats.forced_writes += 1;
+                    } else {
+                        self.stats.unforced_writes += 1;
+                    }
+                    let recs = self.nodes[node]
+                        .records
+                        .entry(me.process.process.clone())
+                        .or_default();
+                    for (k, v) in ops {
+                        self.stats.stored_bytes +=
+                            (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
+                        match v {
+                            Some(v) => recs.insert(k, v),
+                            None => recs.remove(&k),
+                        };
+                    }
+                }
+                KernelCall::Read { key, token } => {
+                    let value = self.nodes[node]
+                        .records
+                        .get(&me.process.process)
+                        .and_then(|r| r.get(&key))
+                        .cloned();
+                    reads.push(KernelEvent::ReadDone { token, value });
                 }
                 KernelCall::Print { verbosity, message } => {
                     self.trace
                         .push(self.now, 14, || format!("log[{verbosity}] {me}: {message}"));
                 }
             }
+        }
+        for ev in reads {
+            if !self.nodes[node].up || self.nodes[node].incarnation != inc {
+                return;
+            }
+            let calls = self.step_proc(node, pi, ev);
+            self.apply(node, pi, inc, me, calls);
         }
     }
 
@@ -1181,6 +1562,11 @@ fn hash_str(s: &str) -> u64 {
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
     (a.min(b), a.max(b))
+}
+
+/// A `*:distro:sys` or `*:sign:sys` process of the runtime.
+fn is_system(a: &Address) -> bool {
+    a.process.publisher == "sys"
 }
 
 fn is_timer(a: &Address) -> bool {

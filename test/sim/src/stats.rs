@@ -30,25 +30,45 @@ pub struct Stats {
     /// Replies that broke the reply rule: dropped by a driver (a core replied twice or
     /// outside a request) or by the kernel (nothing to answer). Must stay 0.
     pub reply_rule_violations: u64,
+    /// Store calls carried out: forced (durable before the next effect) and unforced.
+    pub forced_writes: u64,
+    pub unforced_writes: u64,
+    pub stored_bytes: u64,
+    /// Messages the kernel refused for a missing messaging capability.
+    pub capability_refusals: u64,
+    /// Connections opened, recycled (30 min), culled (peer limit); messages over the size
+    /// limit (each tore its connection down).
+    pub connections_opened: u64,
+    pub recycled: u64,
+    pub culled: u64,
+    pub oversized: u64,
 }
 
 impl Stats {
-    pub fn record_send(&mut self, from: &NodeId, to: &NodeId, body: &[u8], reply: bool) {
+    /// `size`: body plus blob.
+    pub fn record_send(
+        &mut self,
+        from: &NodeId,
+        to: &NodeId,
+        body: &[u8],
+        reply: bool,
+        size: usize,
+    ) {
         let tag = tag_of(body);
         let key = if reply {
             format!("reply:{tag}")
         } else {
             tag.to_string()
         };
-        self.per_type.entry(key).or_default().add(body.len());
+        self.per_type.entry(key).or_default().add(size);
         if from == to {
-            self.local.add(body.len());
+            self.local.add(size);
         } else {
-            self.remote.add(body.len());
+            self.remote.add(size);
             self.per_link
                 .entry(format!("{from} -> {to}"))
                 .or_default()
-                .add(body.len());
+                .add(size);
         }
     }
 }

@@ -2,11 +2,16 @@
 //! requests with timeouts and contexts, replies, persistence, and per-request outcomes.
 //!
 //! Wire: `{"Echo": {"n": 7}}` answered `{"Ok": {"n": 7, "node": "bob.os"}}`;
-//! `{"Bump": {}}` increments a counter kept in memory only; `{"Save": {}}` persists it.
+//! `{"Bump": {}}` increments a counter kept in memory only; `{"Save": {}}` persists it;
+//! `{"Put": {"key": 1, "forced": true}}` stores the counter as keyed record `key`;
+//! `{"Relay": {"node": "bob.os", "n": 7}}` asks bob's echo and answers with bob's answer
+//! when it comes (replying later).
 
 use p2p_common::api::{decode_request, encode, encode_result, ApiResult};
 use p2p_common::service::log;
-use p2p_common::{Address, Effect, Input, Level, Millis, SendErrorKind, Service};
+use p2p_common::{
+    Address, Batch, Effect, Input, Level, Millis, NodeId, Now, RequestId, SendErrorKind, Service,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -21,6 +26,17 @@ pub enum EchoRequest {
     Echo { n: u64 },
     Bump {},
     Save {},
+    Put { key: u64, forced: bool },
+    Relay { node: String, n: u64 },
+}
+
+/// Context of the echo core's sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EchoCtx {
+    /// One of our own periodic echoes.
+    Own(u64),
+    /// A relayed echo: answer `caller` when it comes back.
+    Relay { caller: RequestId, n: u64 },
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -63,7 +79,9 @@ pub struct EchoCore {
     /// What the last Start restored.
     pub restored: u64,
     /// The last `now` this core was handed.
-    pub last_now: Millis,
+    pub last_now: Now,
+    /// Keyed records handed over at the last start.
+    pub records_at_start: usize,
 }
 
 impl EchoCore {
@@ -82,16 +100,12 @@ impl EchoCore {
             received: Vec::new(),
             counter: 0,
             restored: 0,
-            last_now: 0,
+            last_now: Now::default(),
+            records_at_start: 0,
         }
     }
 
-    fn finish(&mut self, context: &[u8], outcome: Outcome) {
-        let Ok(bytes) = <[u8; 8]>::try_from(context) else {
-            self.mismatches += 1;
-            return;
-        };
-        let n = u64::from_le_bytes(bytes);
+    fn finish(&mut self, n: u64, outcome: Outcome) {
         self.pending.remove(&n);
         let o = self.outcomes.entry(n).or_default();
         if !o.is_empty() {
@@ -102,15 +116,23 @@ impl EchoCore {
 }
 
 impl Service for EchoCore {
+    type Ctx = EchoCtx;
+    type Timer = ();
+
     fn name(&self) -> &'static str {
         NAME
     }
 
-    fn handle(&mut self, now: Millis, input: Input) -> Vec<Effect> {
+    fn handle(&mut self, now: Now, input: Input<EchoCtx, ()>) -> Vec<Effect<EchoCtx, ()>> {
         self.last_now = now;
         match input {
-            Input::Start { persisted, seed } => {
+            Input::Start {
+                persisted,
+                records,
+                seed,
+            } => {
                 self.rng = ChaCha8Rng::seed_from_u64(seed);
+                self.records_at_start = records.len();
                 let saved: Saved = persisted
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .unwrap_or_default();
@@ -121,38 +143,35 @@ impl Service for EchoCore {
                     format!("echo up, counter {}", saved.counter),
                 )];
                 if self.period_ms > 0 {
-                    out.push(Effect::SetTimer {
-                        after_ms: self.period_ms,
-                        context: Vec::new(),
-                    });
+                    out.push(Effect::timer(self.period_ms, ()));
                 }
                 out
             }
-            Input::Timer { .. } => {
-                let mut out = vec![Effect::SetTimer {
-                    after_ms: self.period_ms,
-                    context: Vec::new(),
-                }];
+            Input::Timer(()) => {
+                let mut out = vec![Effect::timer(self.period_ms, ())];
                 if !self.peers.is_empty() {
                     let to = self.peers[self.rng.gen_range(0..self.peers.len())].clone();
                     let n = self.next_n;
                     self.next_n += 1;
-                    self.pending.insert(n, now);
-                    out.push(Effect::Send {
+                    self.pending.insert(n, now.mono);
+                    out.push(Effect::request(
                         to,
-                        body: encode(&EchoRequest::Echo { n }),
-                        timeout_s: Some(ECHO_TIMEOUT_S),
-                        context: n.to_le_bytes().to_vec(),
-                    });
+                        encode(&EchoRequest::Echo { n }),
+                        ECHO_TIMEOUT_S,
+                        EchoCtx::Own(n),
+                    ));
                 }
                 out
             }
             Input::Request {
+                id,
                 body,
-                expects_response,
+                timeout_s,
                 ..
             } => {
                 let mut persist = false;
+                let mut put = None;
+                let mut relay = None;
                 let node = self.our.node.to_string();
                 let result: ApiResult<EchoReply> = decode_request::<EchoRequest>(&body, NAME, 4096)
                     .map(|r| {
@@ -169,6 +188,14 @@ impl Service for EchoCore {
                                 persist = true;
                                 self.counter
                             }
+                            EchoRequest::Put { key, forced } => {
+                                put = Some((key, forced));
+                                self.counter
+                            }
+                            EchoRequest::Relay { node, n } => {
+                                relay = Some((node, n));
+                                n
+                            }
                         };
                         EchoReply { n, node }
                     });
@@ -180,25 +207,59 @@ impl Service for EchoCore {
                         }),
                     });
                 }
-                if expects_response {
-                    out.push(Effect::Reply {
-                        body: encode_result(&result),
-                    });
+                if let Some((key, forced)) = put {
+                    let b = if forced {
+                        Batch::forced()
+                    } else {
+                        Batch::lazy()
+                    };
+                    out.push(Effect::Store(b.put(
+                        key.to_be_bytes().to_vec(),
+                        self.counter.to_le_bytes().to_vec(),
+                    )));
+                }
+                if let Some((node, n)) = relay {
+                    if let Ok(node) = NodeId::parse(&node) {
+                        out.push(Effect::request(
+                            Address::ours(&node, NAME),
+                            encode(&EchoRequest::Echo { n }),
+                            ECHO_TIMEOUT_S,
+                            EchoCtx::Relay { caller: id, n },
+                        ));
+                        // Answered when bob's answer (or error) comes back.
+                        return out;
+                    }
+                }
+                if timeout_s.is_some() {
+                    out.push(Effect::reply(id, encode_result(&result)));
                 }
                 out
             }
-            Input::Response { body, context, .. } => {
-                let ok = matches!(serde_json::from_slice::<ApiResult<EchoReply>>(&body), Ok(Ok(r)) if context == r.n.to_le_bytes());
-                if !ok {
-                    self.mismatches += 1;
+            Input::Response { body, ctx, .. } => match ctx {
+                EchoCtx::Own(n) => {
+                    let ok = matches!(serde_json::from_slice::<ApiResult<EchoReply>>(&body), Ok(Ok(r)) if r.n == n);
+                    if !ok {
+                        self.mismatches += 1;
+                    }
+                    self.finish(n, Outcome::Answered);
+                    vec![]
                 }
-                self.finish(&context, Outcome::Answered);
-                vec![]
-            }
-            Input::SendFailed { kind, context, .. } => {
-                self.finish(&context, Outcome::Failed(kind));
-                vec![]
-            }
+                EchoCtx::Relay { caller, .. } => vec![Effect::reply(caller, body)],
+            },
+            Input::SendFailed { kind, ctx, .. } => match ctx {
+                EchoCtx::Own(n) => {
+                    self.finish(n, Outcome::Failed(kind));
+                    vec![]
+                }
+                EchoCtx::Relay { caller, .. } => {
+                    let e: ApiResult<()> = Err(p2p_common::ApiError::new(
+                        p2p_common::ErrorCode::Unavailable,
+                        format!("relay failed: {kind:?}"),
+                    ));
+                    vec![Effect::reply(caller, encode_result(&e))]
+                }
+            },
+            _ => vec![],
         }
     }
 }

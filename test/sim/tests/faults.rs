@@ -6,9 +6,11 @@ use p2p_sim::testcore::{EchoCore, EchoReply, EchoRequest, Outcome, NAME};
 use p2p_sim::{factory, AppOutcome, Sim, SimConfig};
 
 /// A cluster of `n` nodes, each hosting the echo core (sending every `period` ms, 0 = never)
-/// and the minimal presence process.
+/// and the minimal presence process. Connection setup is free here so latencies are exact
+/// (tests/contract.rs covers the setup round trip).
 fn cluster(seed: u64, n: usize, period: u64, tweak: impl FnOnce(&mut SimConfig)) -> Sim {
     let mut cfg = SimConfig::new(seed, n);
+    cfg.net.setup_round_trip = false;
     tweak(&mut cfg);
     let names: Vec<_> = (0..n).map(p2p_sim::node_name).collect();
     let peers: Vec<_> = names
@@ -240,7 +242,7 @@ fn clock_skew_and_slow_node() {
     assert!(matches!(sim.outcome(h), Some(AppOutcome::Response(_))));
     let bob = echo(&sim, 1);
     assert_eq!(
-        bob.last_now,
+        bob.last_now.wall,
         2_050 + 3_600_000,
         "bob's core saw its skewed clock"
     );
@@ -362,11 +364,12 @@ fn a_violated_invariant_stops_the_run_and_names_the_seed() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("seed 11")
-            && text.contains("replay --seed 11")
-            && text.contains("bob hears nothing"),
+        text.contains("seed 11") && text.contains("bob hears nothing"),
         "{text}"
     );
+    // A bare simulation does not know its scenario: it prints no replay command that would
+    // replay something else (`check` adds the exact one, see `scenarios::replay_command`).
+    assert!(!text.contains("replay with"), "{text}");
     assert!(
         err.trace_tail.iter().any(|l| l.contains("recv #")),
         "the trace shows the delivery"
@@ -376,14 +379,16 @@ fn a_violated_invariant_stops_the_run_and_names_the_seed() {
 #[test]
 fn scenario_runs_replay_exactly_and_recording_does_not_change_them() {
     let sc = p2p_sim::scenarios::find("ping").unwrap();
-    let a = sc.run(5, 5, false).unwrap();
-    let b = sc.run(5, 5, true).unwrap();
+    let a = sc.run(5, 5, p2p_sim::Mode::Hostile, false).unwrap();
+    let b = sc.run(5, 5, p2p_sim::Mode::Hostile, true).unwrap();
     assert_eq!(a.trace_digest(), b.trace_digest());
     assert_eq!(a.trace.lines(), b.trace.lines());
     assert!(b.trace.all().unwrap().len() as u64 == b.trace.lines());
     assert_ne!(
         a.trace_digest(),
-        sc.run(6, 5, false).unwrap().trace_digest()
+        sc.run(6, 5, p2p_sim::Mode::Hostile, false)
+            .unwrap()
+            .trace_digest()
     );
 }
 
@@ -398,7 +403,7 @@ fn a_node_crashed_before_the_run_comes_back_with_exactly_one_fresh_set_of_cores(
     sim.run_for(5_000).unwrap();
     let bob = echo(&sim, 1);
     assert!(
-        bob.last_now >= 5_000 && !bob.outcomes.is_empty(),
+        bob.last_now.wall >= 5_000 && !bob.outcomes.is_empty(),
         "the running core is the restarted one, and its timers fire"
     );
 }
@@ -472,18 +477,22 @@ fn a_broken_connection_loses_writes_until_the_kernel_notices_then_says_offline()
 /// A core that replies from its timer: a reply-rule bug the simulator must report.
 struct RudeCore;
 impl p2p_common::Service for RudeCore {
+    type Ctx = ();
+    type Timer = ();
     fn name(&self) -> &'static str {
         "rude"
     }
-    fn handle(&mut self, _now: u64, input: p2p_common::Input) -> Vec<p2p_common::Effect> {
+    fn handle(
+        &mut self,
+        _now: p2p_common::Now,
+        input: p2p_common::Input<(), ()>,
+    ) -> Vec<p2p_common::Effect<(), ()>> {
         match input {
-            p2p_common::Input::Start { .. } => vec![p2p_common::Effect::SetTimer {
-                after_ms: 100,
-                context: vec![],
-            }],
-            p2p_common::Input::Timer { .. } => vec![p2p_common::Effect::Reply {
-                body: b"?".to_vec(),
-            }],
+            p2p_common::Input::Start { .. } => vec![p2p_common::Effect::timer(100, ())],
+            p2p_common::Input::Timer(()) => vec![p2p_common::Effect::reply(
+                p2p_common::RequestId(1),
+                b"?".to_vec(),
+            )],
             _ => vec![],
         }
     }

@@ -1,7 +1,7 @@
 //! Scenarios: per-service random fault runs with invariants (`check`), and benchmarks (`bench`).
 //! A service plugs in by implementing [`Scenario`] and adding itself to [`all`].
 
-use crate::{Sim, SimError};
+use crate::{Mode, Sim, SimError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -15,11 +15,24 @@ pub trait Scenario {
     fn name(&self) -> &'static str;
     /// Default cluster size for `check`.
     fn default_nodes(&self) -> usize;
-    /// Run one random fault scenario derived from `seed` on `nodes` nodes, checking every
-    /// invariant after every step. `record` keeps the whole trace (for `replay`).
-    fn run(&self, seed: u64, nodes: usize, record: bool) -> Result<Sim, SimError>;
+    /// Smallest cluster the scenario makes sense on.
+    fn min_nodes(&self) -> usize {
+        2
+    }
+    /// Run one random fault scenario derived from `seed` on `nodes` nodes in network `mode`,
+    /// checking every invariant after every step. `record` keeps the whole trace (for
+    /// `replay`).
+    fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError>;
     /// The benchmark: named metrics.
     fn bench(&self) -> serde_json::Map<String, serde_json::Value>;
+}
+
+/// The exact command that replays one run of `service` (what `check` prints on a failure).
+pub fn replay_command(service: &str, seed: u64, nodes: usize, mode: Mode) -> String {
+    format!(
+        "cargo run --release -p p2p-sim -- replay --service {service} --seed {seed} --nodes {nodes} --mode {}",
+        mode.name()
+    )
 }
 
 /// Every registered scenario.

@@ -3,7 +3,7 @@
 
 use super::{heal_all, random_fault, util, Scenario};
 use crate::testcore::{EchoCore, NAME as ECHO};
-use crate::{factory, node_name, AppOutcome, Sim, SimConfig, SimError};
+use crate::{factory, node_name, AppOutcome, Mode, NetConfig, Sim, SimConfig, SimError};
 use p2p_common::api::{decode_response, encode, BaseRequest, BaseResponse, ErrorCode};
 use p2p_common::Address;
 use rand::{Rng, SeedableRng};
@@ -70,12 +70,16 @@ impl Scenario for Ping {
         5
     }
 
-    fn run(&self, seed: u64, nodes: usize, record: bool) -> Result<Sim, SimError> {
+    fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
-        let mut cfg = SimConfig::new(seed, nodes.max(2));
+        let mut cfg = SimConfig::new(seed, nodes);
         cfg.record_trace = record;
-        cfg.net.loss = rng.gen_range(0.0..0.3);
-        cfg.net.duplicate = rng.gen_range(0.0..0.1);
+        cfg.net = NetConfig::for_mode(mode);
+        let (loss, dup) = (rng.gen_range(0.0..0.3), rng.gen_range(0.0..0.1));
+        if mode == Mode::Hostile {
+            cfg.net.loss = loss;
+            cfg.net.duplicate = dup;
+        }
         cfg.net.latency.spike_p = rng.gen_range(0.0..0.05);
         let mut sim = with_checks(cluster(cfg, rng.gen_range(500..3_000)));
         let n = sim.len();

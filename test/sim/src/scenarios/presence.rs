@@ -3,7 +3,7 @@
 
 use super::{heal_all, util, Scenario};
 use crate::baseline::{Baseline, BASELINE};
-use crate::{factory, node_name, Sim, SimConfig, SimError};
+use crate::{factory, node_name, Mode, NetConfig, Sim, SimConfig, SimError};
 use p2p_common::api::encode;
 use p2p_common::api::presence::{
     Config, MemberStatus, Request, Response, SubscriberMessage, Update,
@@ -214,8 +214,14 @@ pub fn events(sim: &Sim, i: usize) -> Vec<(String, String)> {
     sim.node(i)
         .app_inbox
         .iter()
-        .filter_map(|(_, b)| serde_json::from_slice::<SubscriberMessage>(b).ok())
-        .map(|SubscriberMessage::PresenceEvent(e)| (format!("{:?}", e.kind), e.node.to_string()))
+        .filter_map(
+            |(_, b)| match serde_json::from_slice::<SubscriberMessage>(b).ok()? {
+                SubscriberMessage::PresenceEvent(e) => {
+                    Some((format!("{:?}", e.kind), e.node.to_string()))
+                }
+                SubscriberMessage::Welcome { .. } => None,
+            },
+        )
         .collect()
 }
 
@@ -226,14 +232,21 @@ impl Scenario for PresenceScenario {
     fn default_nodes(&self) -> usize {
         6
     }
+    fn min_nodes(&self) -> usize {
+        3
+    }
 
-    fn run(&self, seed: u64, nodes: usize, record: bool) -> Result<Sim, SimError> {
+    fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37);
-        let n = nodes.max(3);
+        let n = nodes;
         let mut cfg = SimConfig::new(seed, n);
         cfg.record_trace = record;
-        cfg.net.loss = rng.gen_range(0.0..0.1);
-        cfg.net.duplicate = rng.gen_range(0.0..0.05);
+        cfg.net = NetConfig::for_mode(mode);
+        let (loss, dup) = (rng.gen_range(0.0..0.1), rng.gen_range(0.0..0.05));
+        if mode == Mode::Hostile {
+            cfg.net.loss = loss;
+            cfg.net.duplicate = dup;
+        }
         cfg.net.latency.spike_p = rng.gen_range(0.0..0.02);
         let pcfg = config();
         let period = pcfg.probe_interval_ms;
