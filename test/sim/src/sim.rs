@@ -338,6 +338,8 @@ pub struct Sim {
     /// Requests to system processes the simulator does not play (http-server binds and
     /// WebSocket pushes, ...): (from, to, body, blob).
     pub system_messages: Vec<(Address, Address, Vec<u8>, Option<Vec<u8>>)>,
+    /// Blobs of app request outcomes, by handle.
+    app_blobs: BTreeMap<u64, Vec<u8>>,
 }
 
 impl Sim {
@@ -390,6 +392,7 @@ impl Sim {
             stats: Stats::default(),
             started: false,
             system_messages: Vec::new(),
+            app_blobs: BTreeMap::new(),
         }
     }
 
@@ -696,6 +699,63 @@ impl Sim {
         self.app_results.insert(handle, None);
         self.app_times.insert(handle, (self.now, None));
         handle
+    }
+
+    /// The blob of an app request's response, if it had one.
+    pub fn outcome_blob(&self, handle: u64) -> Option<&[u8]> {
+        self.app_blobs.get(&handle).map(|b| b.as_slice())
+    }
+
+    /// What node `i`'s http-server does for an HTTP request to our process `name`: a request
+    /// with the http-server body and the HTTP body as blob, through the same mapping a node
+    /// uses. Returns a handle; [`Sim::outcome`] holds the `HttpResponse` JSON and
+    /// [`Sim::outcome_blob`] the HTTP body.
+    pub fn http(&mut self, i: usize, name: &str, method: &str, path: &str, body: Vec<u8>) -> u64 {
+        self.ensure_started();
+        let to = self.addr(i, name);
+        let req_body = p2p_common::http::request_body(
+            method,
+            "localhost:8080",
+            &to.process.to_string(),
+            path,
+            "/api/*",
+            &Default::default(),
+            &Default::default(),
+        );
+        let server = p2p_common::http::http_server_address(&self.nodes[i].id);
+        let handle = self.next_req;
+        self.send_request(
+            i,
+            server,
+            to,
+            req_body,
+            Some(body),
+            Some(30),
+            Some(handle.to_le_bytes().to_vec()),
+            None,
+        );
+        if let Some(o) = self.outstanding.get_mut(&handle) {
+            o.app = true;
+        }
+        self.app_results.insert(handle, None);
+        self.app_times.insert(handle, (self.now, None));
+        handle
+    }
+
+    /// What node `i`'s http-server sends our process `name` about a WebSocket (open, frame,
+    /// close): `message` is an `HttpServerRequest`.
+    pub fn websocket(
+        &mut self,
+        i: usize,
+        name: &str,
+        message: &p2p_common::http::HttpServerRequest,
+        blob: Option<Vec<u8>>,
+    ) {
+        self.ensure_started();
+        let to = self.addr(i, name);
+        let server = p2p_common::http::http_server_address(&self.nodes[i].id);
+        let body = serde_json::to_vec(message).expect("serializes");
+        self.send_request(i, server, to, body, blob, None, None, None);
     }
 
     /// Send a request that expects no response.
@@ -1388,6 +1448,11 @@ impl Sim {
         source: Option<Address>,
     ) {
         if o.app {
+            if let (Ok((_, Some(blob))), Some(h)) =
+                (&result, o.context.as_deref().and_then(decode_handle))
+            {
+                self.app_blobs.insert(h, blob.clone());
+            }
             return self.app_outcome(o, result.map(|(b, _)| b));
         }
         let Some(&ni) = self.index.get(&o.sender.node) else {

@@ -82,6 +82,8 @@ pub struct EchoCore {
     pub last_now: Now,
     /// Keyed records handed over at the last start.
     pub records_at_start: usize,
+    /// WebSocket channels open to this core.
+    pub ws_channels: Vec<u32>,
 }
 
 impl EchoCore {
@@ -102,6 +104,7 @@ impl EchoCore {
             restored: 0,
             last_now: Now::default(),
             records_at_start: 0,
+            ws_channels: Vec::new(),
         }
     }
 
@@ -259,7 +262,216 @@ impl Service for EchoCore {
                     vec![Effect::reply(caller, encode_result(&e))]
                 }
             },
+            Input::Http { id, request } => {
+                let body = serde_json::json!({
+                    "method": request.method,
+                    "path": request.path,
+                    "body_len": request.body.len(),
+                })
+                .to_string()
+                .into_bytes();
+                let mut out = vec![Effect::HttpReply {
+                    id,
+                    status: 200,
+                    headers: [("content-type".to_string(), "application/json".to_string())].into(),
+                    body,
+                }];
+                for &channel in &self.ws_channels {
+                    out.push(Effect::WsPush {
+                        channel,
+                        kind: p2p_common::service::WsKind::Text,
+                        data: format!("{} {}", request.method, request.path).into_bytes(),
+                    });
+                }
+                out
+            }
+            Input::WsOpen { channel, .. } => {
+                self.ws_channels.push(channel);
+                vec![]
+            }
+            Input::WsClose { channel } => {
+                self.ws_channels.retain(|c| *c != channel);
+                vec![]
+            }
             _ => vec![],
+        }
+    }
+}
+
+/// A test-only core that sends large data in chunks with [`p2p_common::chunk`]:
+/// `{"Send": {"to": "bob.os", "len": 30000000}}` starts a transfer of `len` pseudo-random
+/// bytes (answered at once); `{"Whole": {"to": "bob.os", "len": N}}` sends them in one
+/// message instead (which the network refuses above 10 MiB). Received transfers are kept in
+/// `received` as (from, bytes).
+pub mod blob {
+    use p2p_common::api::{encode, encode_result, ApiResult};
+    use p2p_common::chunk::{ChunkHeader, Outgoing, Reassembly, DEFAULT_CHUNK};
+    use p2p_common::{Address, Effect, Input, NodeId, Now, Service};
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    pub const NAME: &str = "blob";
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub enum BlobRequest {
+        Send { to: String, len: usize },
+        Whole { to: String, len: usize },
+        Chunk(ChunkHeader),
+    }
+
+    /// The bytes a transfer of `len` carries.
+    pub fn data(len: usize) -> Vec<u8> {
+        (0..len as u64)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect()
+    }
+
+    #[derive(Default)]
+    pub struct BlobCore {
+        our: Option<Address>,
+        next: u64,
+        outgoing: BTreeMap<u64, (NodeId, Outgoing)>,
+        incoming: Option<Reassembly>,
+        pub received: Vec<(NodeId, Vec<u8>)>,
+        pub failed_sends: u64,
+        pub whole_failed: u64,
+    }
+
+    impl BlobCore {
+        pub fn new(our: Address) -> Self {
+            BlobCore {
+                our: Some(our),
+                ..Default::default()
+            }
+        }
+        fn pump(&mut self, transfer: u64) -> Vec<Effect<(u64, u32), ()>> {
+            let Some((to, out)) = self.outgoing.get_mut(&transfer) else {
+                return vec![];
+            };
+            let to = Address::ours(to, NAME);
+            out.poll()
+                .into_iter()
+                .map(|(h, bytes)| Effect::Send {
+                    to: to.clone(),
+                    body: encode(&BlobRequest::Chunk(h)),
+                    blob: Some(bytes),
+                    expect: Some(p2p_common::Expect {
+                        timeout_s: 60,
+                        ctx: (transfer, h.index),
+                    }),
+                })
+                .collect()
+        }
+    }
+
+    impl Service for BlobCore {
+        type Ctx = (u64, u32);
+        type Timer = ();
+        fn name(&self) -> &'static str {
+            NAME
+        }
+        fn handle(
+            &mut self,
+            now: Now,
+            input: Input<(u64, u32), ()>,
+        ) -> Vec<Effect<(u64, u32), ()>> {
+            let reasm = self
+                .incoming
+                .get_or_insert_with(|| Reassembly::new(64 << 20, 2, 600_000));
+            match input {
+                Input::Request {
+                    id,
+                    from,
+                    body,
+                    blob,
+                    timeout_s,
+                } => {
+                    let ok: ApiResult<()> = Ok(());
+                    match serde_json::from_slice::<BlobRequest>(&body) {
+                        Ok(BlobRequest::Chunk(h)) => {
+                            let r = reasm.accept(
+                                &from.node,
+                                h,
+                                blob.as_deref().unwrap_or(&[]),
+                                now.mono,
+                            );
+                            if let Ok(Some(d)) = &r {
+                                self.received.push((from.node.clone(), d.clone()));
+                            }
+                            let res: ApiResult<()> = r
+                                .map(|_| ())
+                                .map_err(|e| p2p_common::ApiError::bad_request(e.to_string()));
+                            timeout_s
+                                .map(|_| Effect::reply(id, encode_result(&res)))
+                                .into_iter()
+                                .collect()
+                        }
+                        Ok(BlobRequest::Send { to, len }) => {
+                            let to = NodeId::parse(&to).expect("node");
+                            self.next += 1;
+                            let t = self.next;
+                            self.outgoing
+                                .insert(t, (to, Outgoing::new(t, data(len), DEFAULT_CHUNK, 2, 5)));
+                            let mut out = self.pump(t);
+                            out.push(Effect::reply(id, encode_result(&ok)));
+                            out
+                        }
+                        Ok(BlobRequest::Whole { to, len }) => {
+                            let to = NodeId::parse(&to).expect("node");
+                            let h = ChunkHeader {
+                                transfer: 0,
+                                index: 0,
+                                count: 1,
+                                chunk: len as u32,
+                                total: len as u64,
+                            };
+                            vec![
+                                Effect::Send {
+                                    to: Address::ours(&to, NAME),
+                                    body: encode(&BlobRequest::Chunk(h)),
+                                    blob: Some(data(len)),
+                                    expect: Some(p2p_common::Expect {
+                                        timeout_s: 30,
+                                        ctx: (0, 0),
+                                    }),
+                                },
+                                Effect::reply(id, encode_result(&ok)),
+                            ]
+                        }
+                        Err(e) => vec![Effect::reply(
+                            id,
+                            encode_result::<()>(&Err(p2p_common::ApiError::bad_request(
+                                e.to_string(),
+                            ))),
+                        )],
+                    }
+                }
+                Input::Response { ctx: (t, i), .. } => {
+                    if let Some((_, o)) = self.outgoing.get_mut(&t) {
+                        o.on_ack(i);
+                        if o.done() {
+                            self.outgoing.remove(&t);
+                            return vec![];
+                        }
+                    }
+                    self.pump(t)
+                }
+                Input::SendFailed { ctx: (t, i), .. } => {
+                    if t == 0 {
+                        self.whole_failed += 1;
+                        return vec![];
+                    }
+                    self.failed_sends += 1;
+                    if let Some((_, o)) = self.outgoing.get_mut(&t) {
+                        o.on_failed(i);
+                    }
+                    self.pump(t)
+                }
+                _ => {
+                    let _ = &self.our;
+                    vec![]
+                }
+            }
         }
     }
 }
