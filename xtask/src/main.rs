@@ -6,6 +6,7 @@
 //! * `test` — native tests, build, component checks, simulator (when it exists).
 
 mod component;
+mod fsutil;
 mod pkgbuild;
 mod pkgzip;
 mod testcmd;

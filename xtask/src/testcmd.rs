@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 
-use crate::{component, pkgbuild, workspace};
+use crate::pkgbuild::{self, Plan};
+use crate::{component, workspace};
 
 enum Outcome {
     Passed,
@@ -15,7 +16,10 @@ type Step = (&'static str, fn(&Path) -> Result<Outcome>);
 
 const STEPS: &[Step] = &[
     ("native tests: cargo test --workspace", native_tests),
-    ("package build (cargo xtask build)", package_build),
+    (
+        "package build (cargo xtask build), then a no-op rebuild that must recompile nothing",
+        package_build,
+    ),
     ("component interface checks", component_checks),
     ("simulator: p2p-sim check --seeds 200", simulator),
 ];
@@ -69,7 +73,19 @@ fn native_tests(root: &Path) -> Result<Outcome> {
 }
 
 fn package_build(root: &Path) -> Result<Outcome> {
-    pkgbuild::build(root)?;
+    let started = Instant::now();
+    let plan = Plan::load(root)?;
+    let recompiled = plan.compile()?;
+    plan.package(recompiled, started)?;
+
+    println!("\n==> no-op rebuild check: the same wasm build again must recompile nothing");
+    let again = plan.compile()?;
+    ensure!(
+        again.is_empty(),
+        "a second build with nothing changed {}; something in the build touches their inputs \
+         (files in target/wit must only be written when their contents change)",
+        pkgbuild::describe_recompiled(&again, plan.processes())
+    );
     Ok(Outcome::Passed)
 }
 
