@@ -9,6 +9,7 @@ mod component;
 mod fsutil;
 mod pkgbuild;
 mod pkgzip;
+mod prereq;
 mod testcmd;
 mod wit_check;
 mod workspace;
@@ -31,7 +32,9 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["build"] => pkgbuild::build(&root).map(|_| ()),
+        ["build"] => {
+            prereq::require(pkgbuild::NEEDS).and_then(|()| pkgbuild::build(&root).map(drop))
+        }
         ["check-components"] => component::check_pkg_components(&root),
         ["test"] => testcmd::run_all(&root),
         ["help" | "--help" | "-h"] => {

@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::component;
 use crate::fsutil;
 use crate::pkgzip;
+use crate::prereq::Prereq;
 use crate::wit_check::{self, InterfaceReport};
 use crate::workspace::{self, Metadata, PackageId, Process, WASM_TARGET};
 
@@ -41,6 +42,9 @@ pub struct BuildOutput {
     pub zip_size: u64,
     pub elapsed: Duration,
 }
+
+/// What `cargo xtask build` needs from the machine.
+pub const NEEDS: &[Prereq] = &[Prereq::Rust, Prereq::WasmTarget];
 
 /// `cargo xtask build`.
 pub fn build(root: &Path) -> Result<BuildOutput> {

@@ -1,11 +1,13 @@
-//! `cargo xtask test`: every check of the project, in order, stopping at the first failure.
+//! `cargo xtask test`: every check of the project, in order, stopping at the first failure,
+//! after checking the prerequisites.
 
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::pkgbuild::{self, Plan};
+use crate::prereq::{self, Prereq};
 use crate::{component, workspace};
 
 enum Outcome {
@@ -15,6 +17,7 @@ enum Outcome {
 type Step = (&'static str, fn(&Path) -> Result<Outcome>);
 
 const STEPS: &[Step] = &[
+    ("formatting: cargo fmt --all -- --check", fmt),
     ("native tests: cargo test --workspace", native_tests),
     (
         "package build (cargo xtask build), then a no-op rebuild that must recompile nothing",
@@ -26,6 +29,8 @@ const STEPS: &[Step] = &[
 
 /// Runs the steps; prints `xtask: N passed, M failed` last. Errors if a step failed.
 pub fn run_all(root: &Path) -> Result<()> {
+    // Before any long compile: what the steps need, each missing piece with its fix.
+    prereq::require(&[Prereq::Rustfmt, Prereq::Rust, Prereq::WasmTarget])?;
     let (mut passed, mut failed) = (0, 0);
     let total = STEPS.len();
     let mut failure = None;
@@ -61,6 +66,16 @@ pub fn run_all(root: &Path) -> Result<()> {
         Some(title) => bail!("step failed: {title}"),
         None => Ok(()),
     }
+}
+
+fn fmt(root: &Path) -> Result<Outcome> {
+    pkgbuild::run(
+        workspace::cargo_command()
+            .current_dir(root)
+            .args(["fmt", "--all", "--", "--check"]),
+    )
+    .context("the code is not formatted; `cargo fmt --all` fixes it")?;
+    Ok(Outcome::Passed)
 }
 
 fn native_tests(root: &Path) -> Result<Outcome> {
