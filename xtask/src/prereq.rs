@@ -23,6 +23,16 @@ pub enum Prereq {
     Rustfmt,
 }
 
+impl Prereq {
+    pub fn describe(self) -> String {
+        match self {
+            Prereq::Rust => format!("Rust >= {MIN_RUST}"),
+            Prereq::WasmTarget => format!("the {WASM_TARGET} target"),
+            Prereq::Rustfmt => "rustfmt".to_string(),
+        }
+    }
+}
+
 /// A `major.minor.patch` version; a missing patch is 0 and pre-release tags are ignored
 /// (1.90.0-nightly counts as 1.90.0, as cargo's `rust-version` check does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
