@@ -3,44 +3,49 @@
 //! * `build` — installable package without kit: target/wit, wasm build, components,
 //!   interface check, optional UI, `target/<package>:<publisher>.zip` (+ sha256).
 //! * `check-components` — the interface check alone, on the existing `pkg/*.wasm`.
-//! * `test` — native tests, build, component checks, simulator (when it exists).
+//! * `test` — the steps of [`testcmd::STEPS`] (all, or `--step <name>`), after checking
+//!   their prerequisites.
+//!
+//! Exit codes: 0 success, 1 a failed build or check, 2 a command line that cannot be run.
 
+mod cli;
 mod component;
+mod fsutil;
 mod pkgbuild;
 mod pkgzip;
+mod prereq;
 mod testcmd;
 mod wit_check;
 mod workspace;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <command>
-
-commands:
-  build              build the installable package (pkg/*.wasm, target/<package>:<publisher>.zip)
-  check-components   check the interface of every pkg/*.wasm
-  test               run every test: cargo test --workspace, build, component checks, simulator";
+use cli::Cli;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = workspace::workspace_root();
-    let result = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["build"] => pkgbuild::build(&root).map(|_| ()),
-        ["check-components"] => component::check_pkg_components(&root),
-        ["test"] => testcmd::run_all(&root),
-        ["help" | "--help" | "-h"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
+    let cli = match cli::parse(&args, &testcmd::step_names(testcmd::STEPS)) {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("error: {}\n\n{}", err.message, cli::help(err.topic));
             return ExitCode::from(2);
         }
+    };
+    let root = workspace::workspace_root();
+    let result = match cli {
+        Cli::Help(topic) => {
+            println!("{}", cli::help(topic));
+            return ExitCode::SUCCESS;
+        }
+        Cli::Test { list: true, .. } => {
+            print!("{}", testcmd::list(testcmd::STEPS));
+            return ExitCode::SUCCESS;
+        }
+        Cli::Build => {
+            prereq::require(pkgbuild::NEEDS).and_then(|()| pkgbuild::build(&root).map(drop))
+        }
+        Cli::CheckComponents => component::check_pkg_components(&root),
+        Cli::Test { steps, .. } => testcmd::run(&root, &steps),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,17 +6,26 @@
 //! 4. interface check of each component
 //! 5. optional `ui/` → `pkg/ui/`
 //! 6. `api/` → `pkg/api.zip`, contents of `pkg/` → `target/<package>:<publisher>.zip`
+//!
+//! Every file is written only when its contents change. `target/wit` in particular is an
+//! input of every process crate (`wit_bindgen::generate!` tracks its files), so rewriting it
+//! with the same bytes would make cargo recompile all of them on every build.
 
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
 
 use crate::component;
+use crate::fsutil;
 use crate::pkgzip;
+use crate::prereq::Prereq;
 use crate::wit_check::{self, InterfaceReport};
-use crate::workspace::{self, Metadata, Process, WASM_TARGET};
+use crate::workspace::{self, Metadata, PackageId, Process, WASM_TARGET};
 
 pub struct BuiltComponent {
     pub file_name: String,
@@ -26,123 +35,233 @@ pub struct BuiltComponent {
 
 pub struct BuildOutput {
     pub components: Vec<BuiltComponent>,
+    /// What the wasm build recompiled, e.g. `up to date, nothing recompiled`.
+    pub wasm_build: String,
     pub zip_path: PathBuf,
     pub zip_sha256: String,
     pub zip_size: u64,
     pub elapsed: Duration,
 }
 
+/// What `cargo xtask build` needs from the machine.
+pub const NEEDS: &[Prereq] = &[Prereq::Rust, Prereq::WasmTarget];
+
+/// `cargo xtask build`.
 pub fn build(root: &Path) -> Result<BuildOutput> {
     let started = Instant::now();
-    let package = workspace::read_package_id(root)?;
-    let metadata = Metadata::load(root)?;
-    let processes = workspace::discover_processes(root, &metadata)?;
-    ensure!(
-        !processes.is_empty(),
-        "no process crates: no top-level directory of {} has src/lib.rs",
-        root.display()
-    );
-    let pkg = root.join("pkg");
-    let manifest = workspace::read_json(&pkg.join("manifest.json"))?;
-    let not_started =
-        workspace::check_manifest_against(&workspace::manifest_wasm_files(&manifest)?, &processes)?;
-    println!(
-        "xtask build: package {}:{} with processes {}",
-        package.package_name,
-        package.publisher,
-        processes
-            .iter()
-            .map(|p| p.crate_name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    for name in &not_started {
-        println!("note: {name} is built but not started by pkg/manifest.json (child process?)");
-    }
+    let plan = Plan::load(root)?;
+    let recompiled = plan.compile()?;
+    plan.package(recompiled, started)
+}
 
-    step("assembling target/wit");
-    let target = root.join("target");
-    assemble_wit(root, &target.join("wit"), &metadata.process_lib_wit()?)?;
+/// What a build works on, read once: the package id, the process crates, the paths.
+pub struct Plan {
+    root: PathBuf,
+    package: PackageId,
+    processes: Vec<Process>,
+    hyperware_wit: PathBuf,
+    pkg: PathBuf,
+    target: PathBuf,
+}
 
-    step("compiling process crates for wasm32-wasip1");
-    cargo_build_processes(root, &target, &processes)?;
-
-    step("building components");
-    let mut built = Vec::new();
-    for process in &processes {
-        let core_path = process.core_wasm(&target);
-        let core = std::fs::read(&core_path).with_context(|| {
-            format!(
-                "reading {} (cargo should have built it for `{}`)",
-                core_path.display(),
-                process.crate_name
-            )
-        })?;
-        let bytes = component::componentize(&core)
-            .with_context(|| format!("turning {} into a component", core_path.display()))?;
-        let file_name = process.component_file_name();
-        let out = pkg.join(&file_name);
-        std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-        println!(
-            "component {file_name}: {} bytes ({:.1} KiB; core module {} bytes)",
-            bytes.len(),
-            bytes.len() as f64 / 1024.0,
-            core.len()
+impl Plan {
+    pub fn load(root: &Path) -> Result<Plan> {
+        let package = workspace::read_package_id(root)?;
+        let metadata = Metadata::load(root)?;
+        let processes = workspace::discover_processes(root, &metadata)?;
+        ensure!(
+            !processes.is_empty(),
+            "no process crates: no top-level directory of {} has src/lib.rs",
+            root.display()
         );
-        built.push((file_name, bytes));
+        let pkg = root.join("pkg");
+        let manifest = workspace::read_json(&pkg.join("manifest.json"))?;
+        let not_started = workspace::check_manifest_against(
+            &workspace::manifest_wasm_files(&manifest)?,
+            &processes,
+        )?;
+        println!(
+            "xtask build: package {}:{} with processes {}",
+            package.package_name,
+            package.publisher,
+            process_list(&processes)
+        );
+        for name in &not_started {
+            println!("note: {name} is built but not started by pkg/manifest.json (child process?)");
+        }
+        Ok(Plan {
+            root: root.to_path_buf(),
+            package,
+            processes,
+            hyperware_wit: metadata.process_lib_wit()?,
+            pkg,
+            target: root.join("target"),
+        })
     }
-    warn_stale_components(&pkg, &processes)?;
 
-    step("checking component interfaces");
-    let mut components = Vec::new();
-    let mut failures = Vec::new();
-    for (file_name, bytes) in built {
-        match wit_check::check_component(&bytes) {
-            Ok(report) => {
-                println!("interface check OK   {file_name}: {report}");
-                components.push(BuiltComponent {
-                    file_name,
-                    size: bytes.len() as u64,
-                    report,
-                });
-            }
-            Err(err) => {
-                println!("interface check FAIL {file_name}: {err:#}");
-                failures.push(file_name);
+    pub fn processes(&self) -> &[Process] {
+        &self.processes
+    }
+
+    /// Steps 1–2: `target/wit` and the wasm build. Returns the targets cargo recompiled.
+    pub fn compile(&self) -> Result<Vec<String>> {
+        step("assembling target/wit");
+        assemble_wit(&self.root, &self.target.join("wit"), &self.hyperware_wit)?;
+
+        step(&format!(
+            "compiling {} for {WASM_TARGET} (release)",
+            process_list(&self.processes)
+        ));
+        if !self.target.join(WASM_TARGET).join("release").is_dir() {
+            println!(
+                "first {WASM_TARGET} build in {}: this also compiles hyperware_process_lib and \
+                 its dependencies, which takes several minutes",
+                self.target.display()
+            );
+        }
+        let recompiled = cargo_build_processes(&self.root, &self.target, &self.processes)?;
+        println!(
+            "wasm build: {}",
+            describe_recompiled(&recompiled, &self.processes)
+        );
+        Ok(recompiled)
+    }
+
+    /// Steps 3–6: components, interface checks, UI, zips; prints the summary.
+    pub fn package(&self, recompiled: Vec<String>, started: Instant) -> Result<BuildOutput> {
+        let pkg = &self.pkg;
+        step("building components");
+        let mut built = Vec::new();
+        for process in &self.processes {
+            let core_path = process.core_wasm(&self.target);
+            let core = std::fs::read(&core_path).with_context(|| {
+                format!(
+                    "reading {} (cargo should have built it for `{}`)",
+                    core_path.display(),
+                    process.crate_name
+                )
+            })?;
+            let bytes = component::componentize(&core)
+                .with_context(|| format!("turning {} into a component", core_path.display()))?;
+            let file_name = process.component_file_name();
+            let out = pkg.join(&file_name);
+            let written = fsutil::write_if_changed(&out, &bytes)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "component {file_name}: {} bytes ({:.1} KiB; core module {} bytes){}",
+                bytes.len(),
+                bytes.len() as f64 / 1024.0,
+                core.len(),
+                unchanged_note(written)
+            );
+            built.push((file_name, bytes));
+        }
+        warn_stale_components(pkg, &self.processes)?;
+
+        step("checking component interfaces");
+        let mut components = Vec::new();
+        let mut failures = Vec::new();
+        for (file_name, bytes) in built {
+            match wit_check::check_component(&bytes) {
+                Ok(report) => {
+                    println!("interface check OK   {file_name}: {report}");
+                    components.push(BuiltComponent {
+                        file_name,
+                        size: bytes.len() as u64,
+                        report,
+                    });
+                }
+                Err(err) => {
+                    println!("interface check FAIL {file_name}: {err:#}");
+                    failures.push(file_name);
+                }
             }
         }
-    }
-    if !failures.is_empty() {
-        bail!(
-            "interface check failed for {} (see above)",
-            failures.join(", ")
-        );
-    }
+        if !failures.is_empty() {
+            bail!(
+                "interface check failed for {} (see above)",
+                failures.join(", ")
+            );
+        }
 
-    step("ui");
-    build_ui(root, &pkg)?;
+        step("ui");
+        build_ui(&self.root, pkg)?;
 
-    step("zipping the package");
-    let api = root.join("api");
-    if api.is_dir() {
-        pkgzip::zip_dir(&api, &pkg.join("api.zip"))?;
-        println!("wrote pkg/api.zip");
-    } else {
-        println!("no api/ directory; pkg/api.zip not written");
+        step("zipping the package");
+        let api = self.root.join("api");
+        if api.is_dir() {
+            let written = pkgzip::zip_dir(&api, &pkg.join("api.zip"))?;
+            println!("pkg/api.zip{}", written_note(written));
+        } else {
+            println!("no api/ directory; pkg/api.zip not written");
+        }
+        let zip_path = self.target.join(self.package.zip_file_name());
+        pkgzip::zip_dir(pkg, &zip_path)?;
+        let zip_bytes =
+            std::fs::read(&zip_path).with_context(|| format!("reading {}", zip_path.display()))?;
+        let output = BuildOutput {
+            components,
+            wasm_build: describe_recompiled(&recompiled, &self.processes),
+            zip_sha256: pkgzip::sha256_hex(&zip_bytes),
+            zip_size: zip_bytes.len() as u64,
+            zip_path,
+            elapsed: started.elapsed(),
+        };
+        output.print_summary();
+        Ok(output)
     }
-    let zip_path = target.join(package.zip_file_name());
-    pkgzip::zip_dir(&pkg, &zip_path)?;
-    let zip_bytes =
-        std::fs::read(&zip_path).with_context(|| format!("reading {}", zip_path.display()))?;
-    let output = BuildOutput {
-        components,
-        zip_sha256: pkgzip::sha256_hex(&zip_bytes),
-        zip_size: zip_bytes.len() as u64,
-        zip_path,
-        elapsed: started.elapsed(),
+}
+
+fn process_list(processes: &[Process]) -> String {
+    processes
+        .iter()
+        .map(|p| p.crate_name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The process crates among cargo's recompiled targets, in process order.
+pub fn recompiled_processes<'a>(recompiled: &[String], processes: &'a [Process]) -> Vec<&'a str> {
+    processes
+        .iter()
+        .filter(|p| recompiled.contains(&p.lib_name))
+        .map(|p| p.crate_name.as_str())
+        .collect()
+}
+
+/// `up to date, nothing recompiled` or `recompiled presence, sync and 2 other crates`.
+pub fn describe_recompiled(recompiled: &[String], processes: &[Process]) -> String {
+    if recompiled.is_empty() {
+        return "up to date, nothing recompiled".to_string();
+    }
+    let ours = recompiled_processes(recompiled, processes);
+    let others = recompiled.len() - ours.len();
+    let others = match others {
+        0 => String::new(),
+        1 => "1 other crate".to_string(),
+        n => format!("{n} other crates"),
     };
-    output.print_summary();
-    Ok(output)
+    match (ours.is_empty(), others.is_empty()) {
+        (true, _) => format!("recompiled {others} (no process crate)"),
+        (false, true) => format!("recompiled {}", ours.join(", ")),
+        (false, false) => format!("recompiled {} and {others}", ours.join(", ")),
+    }
+}
+
+fn unchanged_note(written: bool) -> &'static str {
+    if written {
+        ""
+    } else {
+        " (unchanged)"
+    }
+}
+
+fn written_note(written: bool) -> &'static str {
+    if written {
+        ": written"
+    } else {
+        ": unchanged"
+    }
 }
 
 impl BuildOutput {
@@ -164,7 +283,11 @@ impl BuildOutput {
             self.zip_size as f64 / 1024.0
         );
         println!("package sha256: {}", self.zip_sha256);
-        println!("xtask build: done in {:.1}s", self.elapsed.as_secs_f64());
+        println!(
+            "xtask build: done in {:.1}s (wasm build: {})",
+            self.elapsed.as_secs_f64(),
+            self.wasm_build
+        );
     }
 }
 
@@ -172,17 +295,11 @@ fn step(title: &str) {
     println!("==> {title}");
 }
 
-/// Recreates `wit_dir` with `hyperware.wit` and the package's `api/*.wit`, then parses it so
-/// WIT mistakes surface here rather than inside a `wit_bindgen::generate!` expansion.
+/// Makes `wit_dir` hold exactly `hyperware.wit` and the package's `api/*.wit` (unchanged files
+/// keep their mtime, other entries are deleted), then parses it so WIT mistakes surface here
+/// rather than inside a `wit_bindgen::generate!` expansion.
 pub fn assemble_wit(root: &Path, wit_dir: &Path, hyperware_wit: &Path) -> Result<()> {
-    if wit_dir.exists() {
-        std::fs::remove_dir_all(wit_dir)
-            .with_context(|| format!("removing {}", wit_dir.display()))?;
-    }
-    std::fs::create_dir_all(wit_dir).with_context(|| format!("creating {}", wit_dir.display()))?;
-    copy_file(hyperware_wit, &wit_dir.join("hyperware.wit"))?;
-    let mut copied = vec!["hyperware.wit".to_string()];
-
+    let mut sources = vec![(OsString::from("hyperware.wit"), hyperware_wit.to_path_buf())];
     let api = root.join("api");
     if api.is_dir() {
         let mut wits = Vec::new();
@@ -203,10 +320,23 @@ pub fn assemble_wit(root: &Path, wit_dir: &Path, hyperware_wit: &Path) -> Result
                 name != "hyperware.wit",
                 "api/hyperware.wit would overwrite the runtime's WIT; rename it"
             );
-            copy_file(&path, &wit_dir.join(&name))?;
-            copied.push(name.to_string_lossy().into_owned());
+            sources.push((name, path));
         }
     }
+
+    if wit_dir.is_file() {
+        std::fs::remove_file(wit_dir).with_context(|| format!("removing {}", wit_dir.display()))?;
+    }
+    std::fs::create_dir_all(wit_dir).with_context(|| format!("creating {}", wit_dir.display()))?;
+    let mut written = Vec::new();
+    for (name, from) in &sources {
+        if fsutil::copy_if_changed(from, &wit_dir.join(name))? {
+            written.push(name.to_string_lossy().into_owned());
+        }
+    }
+    let names: Vec<OsString> = sources.iter().map(|(name, _)| name.clone()).collect();
+    let removed = fsutil::remove_other_entries(wit_dir, &names)?;
+
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve
         .push_dir(wit_dir)
@@ -216,44 +346,102 @@ pub fn assemble_wit(root: &Path, wit_dir: &Path, hyperware_wit: &Path) -> Result
         .keys()
         .map(String::as_str)
         .collect();
+    let changes = match (written.is_empty(), removed.is_empty()) {
+        (true, true) => "unchanged".to_string(),
+        (false, true) => format!("wrote {}", written.join(", ")),
+        (true, false) => format!("removed {}", removed.join(", ")),
+        (false, false) => format!(
+            "wrote {}; removed {}",
+            written.join(", "),
+            removed.join(", ")
+        ),
+    };
     println!(
-        "target/wit: {} (package {}, worlds {})",
-        copied.join(", "),
+        "target/wit: {} (package {}, worlds {}; {changes})",
+        names
+            .iter()
+            .map(|n| n.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(", "),
         resolve.packages[pkg].name,
         worlds.join(", ")
     );
     Ok(())
 }
 
-fn copy_file(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to)
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    Ok(())
-}
-
-fn cargo_build_processes(root: &Path, target: &Path, processes: &[Process]) -> Result<()> {
+/// The wasm build. cargo's own progress goes to the terminal (stderr is inherited); its
+/// JSON messages on stdout tell which targets were recompiled, which this returns (target
+/// names, e.g. `presence`, sorted).
+fn cargo_build_processes(root: &Path, target: &Path, processes: &[Process]) -> Result<Vec<String>> {
     let mut cmd = workspace::cargo_command();
     cmd.current_dir(root)
         .args(["build", "--release", "--no-default-features", "--target"])
         .arg(WASM_TARGET)
         .arg("--target-dir")
-        .arg(target);
+        .arg(target)
+        .arg("--message-format=json-render-diagnostics");
     for p in processes {
         cmd.arg("-p").arg(&p.crate_name);
     }
-    run(&mut cmd)
+    let shown = shown(&cmd);
+    println!("$ {shown}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{shown}`"))?;
+    let stdout = child.stdout.take().context("cargo's stdout")?;
+    let mut recompiled = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.with_context(|| format!("reading the output of `{shown}`"))?;
+        if let Some(name) = recompiled_target(&line) {
+            recompiled.push(name);
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{shown}`"))?;
+    ensure!(status.success(), "`{shown}` failed ({status})");
+    recompiled.sort();
+    recompiled.dedup();
+    Ok(recompiled)
 }
 
-/// Runs `cmd` with inherited output; errors if it cannot start or exits non-zero.
-pub fn run(cmd: &mut Command) -> Result<()> {
-    let shown = format!(
+/// For one line of `cargo --message-format=json` output: the target's name if the line
+/// reports a compiled artifact that was not fresh (so cargo recompiled it). Build scripts
+/// are named `<package dir> (build script)`.
+pub fn recompiled_target(line: &str) -> Option<String> {
+    let message: Value = serde_json::from_str(line).ok()?;
+    if message.get("reason")?.as_str()? != "compiler-artifact" || message.get("fresh")?.as_bool()? {
+        return None;
+    }
+    let target = message.get("target")?;
+    let name = target.get("name")?.as_str()?;
+    let is_build_script = target
+        .get("kind")
+        .and_then(Value::as_array)
+        .is_some_and(|kinds| kinds.iter().any(|k| k.as_str() == Some("custom-build")));
+    if !is_build_script {
+        return Some(name.to_string());
+    }
+    let manifest = message.get("manifest_path")?.as_str()?;
+    let dir = Path::new(manifest).parent()?.file_name()?.to_string_lossy();
+    Some(format!("{dir} (build script)"))
+}
+
+fn shown(cmd: &Command) -> String {
+    format!(
         "{} {}",
         cmd.get_program().to_string_lossy(),
         cmd.get_args()
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ")
-    );
+    )
+}
+
+/// Runs `cmd` with inherited output; errors if it cannot start or exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = shown(cmd);
     println!("$ {shown}");
     let status = cmd
         .status()
@@ -296,61 +484,132 @@ fn build_ui(root: &Path, pkg: &Path) -> Result<()> {
         "`npm run build` did not produce {}",
         dist.display()
     );
-    let dest = pkg.join("ui");
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
-    }
-    copy_dir(&dist, &dest)?;
-    println!("copied ui/dist to pkg/ui");
-    Ok(())
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
-        let entry = entry.with_context(|| format!("listing {}", from.display()))?;
-        let path = entry.path();
-        let dest = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &dest)?;
-        } else {
-            copy_file(&path, &dest)?;
-        }
-    }
+    let written = fsutil::mirror_dir(&dist, &pkg.join("ui"))?;
+    println!("ui/dist mirrored to pkg/ui ({written} files written)");
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::tests::{age, scratch, untouched};
 
     #[test]
     fn assembled_wit_parses_and_bad_api_wit_is_reported() {
         let root = crate::workspace::workspace_root();
         let hyperware = Metadata::load(&root).unwrap().process_lib_wit().unwrap();
-        let scratch = std::env::temp_dir().join(format!("xtask-wit-{}", std::process::id()));
+        let scratch = scratch("wit");
         let fake_root = scratch.join("root");
         std::fs::create_dir_all(fake_root.join("api")).unwrap();
+        let api_wit = fake_root.join("api/x:y.os-v0.wit");
         std::fs::write(
-            fake_root.join("api/x:y.os-v0.wit"),
+            &api_wit,
             "interface x { variant request { ping } }\n\
              world x-y-dot-os-v0 { import x; include process-v1; }\n",
         )
         .unwrap();
         let wit_dir = scratch.join("wit");
-        std::fs::create_dir_all(&wit_dir).unwrap();
+        std::fs::create_dir_all(wit_dir.join("stale-dir")).unwrap();
         std::fs::write(wit_dir.join("stale.wit"), "garbage").unwrap();
         assemble_wit(&fake_root, &wit_dir, &hyperware).unwrap();
         assert!(
             !wit_dir.join("stale.wit").exists(),
-            "target/wit is recreated"
+            "stale files are removed"
+        );
+        assert!(
+            !wit_dir.join("stale-dir").exists(),
+            "stale dirs are removed"
         );
         assert!(wit_dir.join("hyperware.wit").is_file());
         assert!(wit_dir.join("x:y.os-v0.wit").is_file());
 
-        std::fs::write(fake_root.join("api/x:y.os-v0.wit"), "world broken {").unwrap();
+        // Nothing changed: nothing is rewritten (cargo would recompile every process crate).
+        age(&wit_dir.join("hyperware.wit"));
+        age(&wit_dir.join("x:y.os-v0.wit"));
+        assemble_wit(&fake_root, &wit_dir, &hyperware).unwrap();
+        assert!(untouched(&wit_dir.join("hyperware.wit")));
+        assert!(untouched(&wit_dir.join("x:y.os-v0.wit")));
+
+        // One API file changed: only it is rewritten.
+        let text = std::fs::read_to_string(&api_wit).unwrap();
+        std::fs::write(&api_wit, text.replace("ping", "ping, pong")).unwrap();
+        assemble_wit(&fake_root, &wit_dir, &hyperware).unwrap();
+        assert!(untouched(&wit_dir.join("hyperware.wit")));
+        assert!(!untouched(&wit_dir.join("x:y.os-v0.wit")));
+        assert!(std::fs::read_to_string(wit_dir.join("x:y.os-v0.wit"))
+            .unwrap()
+            .contains("pong"));
+
+        std::fs::write(&api_wit, "world broken {").unwrap();
         let err = assemble_wit(&fake_root, &wit_dir, &hyperware).unwrap_err();
         assert!(format!("{err:#}").contains("does not parse"), "{err:#}");
         std::fs::remove_dir_all(&scratch).unwrap();
+    }
+
+    fn artifact(name: &str, kind: &str, fresh: bool) -> String {
+        serde_json::json!({
+            "reason": "compiler-artifact",
+            "package_id": format!("path+file:///w/{name}#0.1.0"),
+            "manifest_path": format!("/w/{name}/Cargo.toml"),
+            "target": {"kind": [kind], "crate_types": [kind], "name": name},
+            "filenames": [format!("/w/target/wasm32-wasip1/release/{name}.wasm")],
+            "fresh": fresh,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn cargo_messages_name_the_recompiled_targets() {
+        assert_eq!(
+            recompiled_target(&artifact("presence", "cdylib", false)).as_deref(),
+            Some("presence")
+        );
+        assert_eq!(
+            recompiled_target(&artifact("presence", "cdylib", true)),
+            None
+        );
+        assert_eq!(
+            recompiled_target(&artifact("build-script-build", "custom-build", false)).as_deref(),
+            Some("build-script-build (build script)")
+        );
+        let finished = r#"{"reason":"build-finished","success":true}"#;
+        assert_eq!(recompiled_target(finished), None);
+        assert_eq!(recompiled_target("not json"), None);
+        assert_eq!(recompiled_target(""), None);
+    }
+
+    fn process(name: &str) -> Process {
+        Process {
+            dir: name.into(),
+            crate_name: name.into(),
+            lib_name: name.replace('-', "_"),
+        }
+    }
+
+    #[test]
+    fn recompiled_crates_are_described() {
+        let processes = [process("presence"), process("my-sync")];
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            describe_recompiled(&[], &processes),
+            "up to date, nothing recompiled"
+        );
+        let both = names(&["my_sync", "p2p_common", "presence"]);
+        assert_eq!(
+            recompiled_processes(&both, &processes),
+            ["presence", "my-sync"]
+        );
+        assert_eq!(
+            describe_recompiled(&both, &processes),
+            "recompiled presence, my-sync and 1 other crate"
+        );
+        assert_eq!(
+            describe_recompiled(&names(&["presence"]), &processes),
+            "recompiled presence"
+        );
+        assert_eq!(
+            describe_recompiled(&names(&["serde", "serde_json"]), &processes),
+            "recompiled 2 other crates (no process crate)"
+        );
     }
 }

@@ -2,32 +2,30 @@
 //! 0o755, one fixed timestamp. The same tree always gives the same bytes, so the package
 //! hash only changes when the package does.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Cursor, Write};
+use std::path::Path;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
+use crate::fsutil;
+
 /// Timestamp on every entry (the one kit uses).
 pub const FIXED_MTIME: (u16, u8, u8, u8, u8, u8) = (2023, 6, 19, 0, 0, 0);
 pub const UNIX_MODE: u32 = 0o755;
 
-/// Zips the contents of `src` (the zip's root is inside `src`) into `dest`.
-/// `dest` is written to a temporary name first, so it may live inside `src`: it is never
-/// part of the archive.
-pub fn zip_dir(src: &Path, dest: &Path) -> Result<()> {
+/// Zips the contents of `src` (the zip's root is inside `src`) into `dest`, which may live
+/// inside `src` (it is never part of the archive). `dest` is only rewritten if its bytes
+/// change; returns whether it was.
+pub fn zip_dir(src: &Path, dest: &Path) -> Result<bool> {
     ensure!(src.is_dir(), "{} is not a directory", src.display());
-    let tmp = dest.with_extension("zip.partial");
     let mut entries = Vec::new();
     collect(src, src, &mut entries)?;
-    let skip: Vec<PathBuf> = [dest, tmp.as_path()]
-        .iter()
-        .filter_map(|p| p.strip_prefix(src).ok().map(Path::to_path_buf))
-        .collect();
-    entries.retain(|(rel, _)| !skip.iter().any(|s| Path::new(rel) == s));
+    if let Ok(skip) = dest.strip_prefix(src) {
+        entries.retain(|(rel, _)| Path::new(rel) != skip);
+    }
     entries.sort();
 
     let (y, mo, d, h, mi, s) = FIXED_MTIME;
@@ -39,12 +37,7 @@ pub fn zip_dir(src: &Path, dest: &Path) -> Result<()> {
                 .map_err(|e| anyhow!("bad fixed zip timestamp: {e}"))?,
         );
 
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut zip = ZipWriter::new(BufWriter::new(file));
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     for (rel, is_dir) in &entries {
         if *is_dir {
             zip.add_directory(rel.as_str(), options)
@@ -59,12 +52,8 @@ pub fn zip_dir(src: &Path, dest: &Path) -> Result<()> {
                 .with_context(|| format!("compressing {rel}"))?;
         }
     }
-    let mut writer = zip.finish().context("finishing the zip")?;
-    writer.flush().context("writing the zip")?;
-    drop(writer);
-    std::fs::rename(&tmp, dest)
-        .with_context(|| format!("moving {} to {}", tmp.display(), dest.display()))?;
-    Ok(())
+    let bytes = zip.finish().context("finishing the zip")?.into_inner();
+    fsutil::write_if_changed(dest, &bytes).with_context(|| format!("writing {}", dest.display()))
 }
 
 /// Relative paths (with `/`) of everything under `dir`, directories flagged `true`.
@@ -106,19 +95,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::tests::{age, scratch, untouched};
+    use std::fs::File;
     use std::io::Read;
-
-    /// A fresh empty directory under the system temp dir.
-    fn scratch(name: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("xtask-test-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn write(path: &Path, text: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -202,7 +181,25 @@ mod tests {
         let listed = names(&dest);
         assert!(!listed
             .iter()
-            .any(|n| n.ends_with(".zip") || n.ends_with(".partial")));
+            .any(|n| n.ends_with(".zip") || n.contains("tmp")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn zip_is_rewritten_only_when_its_bytes_change() {
+        let dir = scratch("rezip");
+        let pkg = dir.join("pkg");
+        fill_pkg(&pkg);
+        let dest = dir.join("p.zip");
+        assert!(zip_dir(&pkg, &dest).unwrap());
+        age(&dest);
+        // Same contents (even rewritten with a new mtime): the zip is left alone.
+        write(&pkg.join("a.wasm"), "component bytes a");
+        assert!(!zip_dir(&pkg, &dest).unwrap());
+        assert!(untouched(&dest));
+        write(&pkg.join("a.wasm"), "component bytes A");
+        assert!(zip_dir(&pkg, &dest).unwrap());
+        assert!(!untouched(&dest));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

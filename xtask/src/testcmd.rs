@@ -1,84 +1,194 @@
 //! `cargo xtask test`: every check of the project, in order, stopping at the first failure.
+//!
+//! The checks are the rows of [`STEPS`]; to add one, append a row (a name for `--step`, a
+//! title, what it needs from the machine, and the function that runs it).
 
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Context, Result};
 
-use crate::{component, pkgbuild, workspace};
+use crate::pkgbuild::{self, Plan};
+use crate::prereq::{self, Prereq};
+use crate::{component, workspace};
 
-enum Outcome {
-    Passed,
+/// One check of `cargo xtask test`.
+#[derive(Debug)]
+pub struct Step {
+    /// For `--step <name>`: short, lowercase.
+    pub name: &'static str,
+    /// What it does, printed when it runs and by `--list`.
+    pub title: &'static str,
+    /// Checked (for all selected steps together) before any step runs.
+    pub needs: &'static [Prereq],
+    pub run: fn(&Path) -> Result<()>,
 }
 
-type Step = (&'static str, fn(&Path) -> Result<Outcome>);
-
-const STEPS: &[Step] = &[
-    ("native tests: cargo test --workspace", native_tests),
-    ("package build (cargo xtask build)", package_build),
-    ("component interface checks", component_checks),
-    ("simulator: p2p-sim check --seeds 200", simulator),
+pub const STEPS: &[Step] = &[
+    Step {
+        name: "fmt",
+        title: "formatting: cargo fmt --all -- --check",
+        needs: &[Prereq::Rustfmt],
+        run: fmt,
+    },
+    Step {
+        name: "native",
+        title: "native tests: cargo test --workspace",
+        needs: &[Prereq::Rust],
+        run: native_tests,
+    },
+    Step {
+        name: "build",
+        title: "package build (cargo xtask build) and a no-op rebuild check",
+        needs: pkgbuild::NEEDS,
+        run: package_build,
+    },
+    Step {
+        name: "components",
+        title: "component interface checks of pkg/*.wasm",
+        needs: &[],
+        run: component_checks,
+    },
+    Step {
+        name: "sim",
+        title: "simulator: p2p-sim check --seeds 200",
+        needs: &[Prereq::Rust],
+        run: simulator,
+    },
 ];
 
-/// Runs the steps; prints `xtask: N passed, M failed` last. Errors if a step failed.
-pub fn run_all(root: &Path) -> Result<()> {
+pub fn step_names(steps: &[Step]) -> Vec<&'static str> {
+    steps.iter().map(|s| s.name).collect()
+}
+
+/// The steps named in `names` (all if `names` is empty), in table order. Names are checked
+/// by the argument parser, so an unknown one here is a bug.
+pub fn select<'a>(steps: &'a [Step], names: &[String]) -> Result<Vec<&'a Step>> {
+    for name in names {
+        ensure!(
+            steps.iter().any(|s| s.name == name),
+            "unknown step `{name}`"
+        );
+    }
+    Ok(steps
+        .iter()
+        .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
+        .collect())
+}
+
+/// `--list`: one line per step, `name  title (needs ...)`.
+pub fn list(steps: &[Step]) -> String {
+    let width = steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for s in steps {
+        let needs = if s.needs.is_empty() {
+            String::new()
+        } else {
+            let needs: Vec<String> = s.needs.iter().map(|n| n.describe()).collect();
+            format!(" [needs {}]", needs.join(", "))
+        };
+        out.push_str(&format!("  {:width$}  {}{needs}\n", s.name, s.title));
+    }
+    out
+}
+
+/// The last line of every run, which CI reads.
+pub fn summary_line(passed: usize, failed: usize, not_run: usize) -> String {
+    let mut line = format!("xtask: {passed} passed, {failed} failed");
+    if not_run > 0 {
+        line.push_str(&format!(", {not_run} not run"));
+    }
+    line
+}
+
+/// Checks the prerequisites of the selected steps, then runs them.
+pub fn run(root: &Path, names: &[String]) -> Result<()> {
+    let selected = select(STEPS, names)?;
+    let mut needs: Vec<Prereq> = selected.iter().flat_map(|s| s.needs).copied().collect();
+    needs.sort();
+    needs.dedup();
+    prereq::require(&needs)?;
+    run_steps(root, &selected)
+}
+
+/// Runs `steps` in order, each with its time, stopping at the first failure; prints
+/// `xtask: N passed, M failed` last. Errors if a step failed.
+pub fn run_steps(root: &Path, steps: &[&Step]) -> Result<()> {
     let (mut passed, mut failed) = (0, 0);
-    let total = STEPS.len();
+    let total = steps.len();
     let mut failure = None;
-    for (i, (title, step)) in STEPS.iter().enumerate() {
-        println!("\n==== [{}/{total}] {title} ====", i + 1);
+    for (i, step) in steps.iter().enumerate() {
+        println!(
+            "\n==== [{}/{total}] {}: {} ====",
+            i + 1,
+            step.name,
+            step.title
+        );
         let started = Instant::now();
-        match step(root) {
-            Ok(Outcome::Passed) => {
+        let result = (step.run)(root);
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
                 passed += 1;
-                println!(
-                    "==== PASS {title} ({:.1}s) ====",
-                    started.elapsed().as_secs_f64()
-                );
+                println!("==== PASS {} ({secs:.1}s) ====", step.name);
             }
             Err(err) => {
                 failed += 1;
-                println!(
-                    "==== FAIL {title} ({:.1}s): {err:#} ====",
-                    started.elapsed().as_secs_f64()
-                );
-                failure = Some(*title);
+                println!("==== FAIL {} ({secs:.1}s): {err:#} ====", step.name);
+                failure = Some(step.name);
                 break;
             }
         }
     }
-    let not_run = total - passed - failed;
-    let mut summary = format!("xtask: {passed} passed, {failed} failed");
-    if not_run > 0 {
-        summary.push_str(&format!(", {not_run} not run"));
-    }
-    println!("\n{summary}");
+    println!(
+        "\n{}",
+        summary_line(passed, failed, total - passed - failed)
+    );
     match failure {
-        Some(title) => bail!("step failed: {title}"),
+        Some(name) => bail!("step failed: {name} (rerun it alone: cargo xtask test --step {name})"),
         None => Ok(()),
     }
 }
 
-fn native_tests(root: &Path) -> Result<Outcome> {
+fn fmt(root: &Path) -> Result<()> {
+    pkgbuild::run(
+        workspace::cargo_command()
+            .current_dir(root)
+            .args(["fmt", "--all", "--", "--check"]),
+    )
+    .context("the code is not formatted; `cargo fmt --all` fixes it")
+}
+
+fn native_tests(root: &Path) -> Result<()> {
     pkgbuild::run(
         workspace::cargo_command()
             .current_dir(root)
             .args(["test", "--workspace"]),
-    )?;
-    Ok(Outcome::Passed)
+    )
 }
 
-fn package_build(root: &Path) -> Result<Outcome> {
-    pkgbuild::build(root)?;
-    Ok(Outcome::Passed)
+fn package_build(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let plan = Plan::load(root)?;
+    let recompiled = plan.compile()?;
+    plan.package(recompiled, started)?;
+
+    println!("\n==> no-op rebuild check: the same wasm build again must recompile nothing");
+    let again = plan.compile()?;
+    ensure!(
+        again.is_empty(),
+        "a second build with nothing changed {}; something in the build touches their inputs \
+         (files in target/wit must only be written when their contents change)",
+        pkgbuild::describe_recompiled(&again, plan.processes())
+    );
+    Ok(())
 }
 
-fn component_checks(root: &Path) -> Result<Outcome> {
-    component::check_pkg_components(root)?;
-    Ok(Outcome::Passed)
+fn component_checks(root: &Path) -> Result<()> {
+    component::check_pkg_components(root)
 }
 
-fn simulator(root: &Path) -> Result<Outcome> {
+fn simulator(root: &Path) -> Result<()> {
     pkgbuild::run(workspace::cargo_command().current_dir(root).args([
         "run",
         "--release",
@@ -88,6 +198,125 @@ fn simulator(root: &Path) -> Result<Outcome> {
         "check",
         "--seeds",
         "200",
-    ]))?;
-    Ok(Outcome::Passed)
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    fn ok(_: &Path) -> Result<()> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn broken(_: &Path) -> Result<()> {
+        RUNS.fetch_add(100, Ordering::SeqCst);
+        bail!("broken on purpose")
+    }
+
+    const FAKE: &[Step] = &[
+        Step {
+            name: "a",
+            title: "first",
+            needs: &[],
+            run: ok,
+        },
+        Step {
+            name: "b",
+            title: "second",
+            needs: &[Prereq::WasmTarget],
+            run: broken,
+        },
+        Step {
+            name: "c",
+            title: "third",
+            needs: &[],
+            run: ok,
+        },
+    ];
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn selection_runs_named_steps_in_table_order() {
+        let all = select(FAKE, &[]).unwrap();
+        assert_eq!(
+            all.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        let some = select(FAKE, &names(&["c", "a", "c"])).unwrap();
+        assert_eq!(some.iter().map(|s| s.name).collect::<Vec<_>>(), ["a", "c"]);
+        let err = select(FAKE, &names(&["a", "zz"])).unwrap_err();
+        assert!(err.to_string().contains("`zz`"), "{err}");
+    }
+
+    #[test]
+    fn runner_counts_stops_at_the_first_failure_and_names_it() {
+        // One test drives the shared RUNS counter, so the counts are exact.
+        RUNS.store(0, Ordering::SeqCst);
+        let root = Path::new(".");
+        run_steps(root, &select(FAKE, &names(&["a", "c"])).unwrap()).unwrap();
+        assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+
+        RUNS.store(0, Ordering::SeqCst);
+        let err = run_steps(root, &select(FAKE, &[]).unwrap()).unwrap_err();
+        assert_eq!(
+            RUNS.load(Ordering::SeqCst),
+            101,
+            "c must not run after b failed"
+        );
+        assert!(err.to_string().contains("--step b"), "{err}");
+    }
+
+    #[test]
+    fn summary_line_is_what_ci_reads() {
+        assert_eq!(summary_line(4, 0, 0), "xtask: 4 passed, 0 failed");
+        assert_eq!(
+            summary_line(1, 1, 3),
+            "xtask: 1 passed, 1 failed, 3 not run"
+        );
+    }
+
+    #[test]
+    fn list_shows_every_step_with_its_needs() {
+        let text = list(FAKE);
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.contains("  a  first\n"), "{text}");
+        assert!(
+            text.contains("  b  second [needs the wasm32-wasip1 target]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_real_table_is_well_formed() {
+        let names = step_names(STEPS);
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "step names must be unique: {names:?}"
+        );
+        for name in names {
+            assert!(
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "step name {name:?} must be short lowercase"
+            );
+        }
+        // The build step needs what `cargo xtask build` needs.
+        let build = STEPS.iter().find(|s| s.name == "build").unwrap();
+        assert!(build.needs.contains(&Prereq::WasmTarget));
+        assert!(build.needs.contains(&Prereq::Rust));
+    }
 }
