@@ -9,7 +9,7 @@ use p2p_common::{Address, Millis, NodeId, Now, ProcessId, Records, SendErrorKind
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
@@ -340,6 +340,8 @@ pub struct Sim {
     pub system_messages: Vec<(Address, Address, Vec<u8>, Option<Vec<u8>>)>,
     /// Blobs of app request outcomes, by handle.
     app_blobs: BTreeMap<u64, Vec<u8>>,
+    /// Per node, the peers it has a live connection to (for the peer limit).
+    live_peers: Vec<BTreeSet<usize>>,
 }
 
 impl Sim {
@@ -393,6 +395,7 @@ impl Sim {
             started: false,
             system_messages: Vec::new(),
             app_blobs: BTreeMap::new(),
+            live_peers: Vec::new(),
         }
     }
 
@@ -1286,25 +1289,37 @@ impl Sim {
     }
 
     /// Node `i` keeps at most `max_peers` connections: beyond that, the least recently used
-    /// one (not the one to `keep`) is closed.
+    /// idle one (nothing sent on it for `IDLE_MS`; not the one to `keep`) is closed.
     fn cull_peers(&mut self, i: usize, keep: usize) {
+        const IDLE_MS: Millis = 10_000;
         let Some(max) = self.net.max_peers else {
             return;
         };
-        let mut live: Vec<(Millis, usize)> = self
-            .links
-            .iter()
-            .filter(|(&(a, b), l)| l.live && a != b && (a == i || b == i))
-            .map(|(&(a, b), l)| (l.last_used, if a == i { b } else { a }))
-            .filter(|&(_, other)| other != keep)
-            .collect();
-        if live.len() < max {
+        if self.live_peers.len() < self.nodes.len() {
+            self.live_peers.resize(self.nodes.len(), BTreeSet::new());
+        }
+        // Forget peers whose link broke meanwhile.
+        let mine: Vec<usize> = self.live_peers[i].iter().copied().collect();
+        for other in mine {
+            if !self.links.get(&pair(i, other)).is_some_and(|l| l.live) {
+                self.live_peers[i].remove(&other);
+            }
+        }
+        self.live_peers[i].insert(keep);
+        if self.live_peers[i].len() <= max {
             return;
         }
-        live.sort();
-        let excess = live.len() + 1 - max;
-        for &(_, other) in live.iter().take(excess) {
+        let now = self.now;
+        let victim = self.live_peers[i]
+            .iter()
+            .filter(|&&o| o != keep)
+            .filter_map(|&o| self.links.get(&pair(i, o)).map(|l| (l.last_used, o)))
+            .filter(|&(used, _)| now.saturating_sub(used) >= IDLE_MS)
+            .min();
+        if let Some((_, other)) = victim {
             self.break_link(i, other);
+            self.live_peers[i].remove(&other);
+            self.live_peers[other].remove(&i);
             self.stats.culled += 1;
         }
     }

@@ -407,8 +407,9 @@ fn a_new_connection_costs_a_round_trip_and_connections_are_recycled_and_culled()
     );
     sim.run_for(1_000).unwrap();
     assert_eq!(sim.latency_of(second), Some(100), "the connection is up");
-    // Two more peers: alice keeps two connections, the least recently used goes.
+    // Two more peers: alice keeps two connections; the least recently used idle one goes.
     for j in [2, 3] {
+        sim.run_for(10_000).unwrap();
         sim.request(
             0,
             &sim.addr(j, NAME),
@@ -417,7 +418,16 @@ fn a_new_connection_costs_a_round_trip_and_connections_are_recycled_and_culled()
         );
         sim.run_for(1_000).unwrap();
     }
-    assert!(sim.stats.culled >= 1);
+    assert_eq!(sim.stats.culled, 1);
+    // bob's connection was the one culled: the next request to bob sets up again.
+    let again = sim.request(
+        0,
+        &sim.addr(1, NAME),
+        encode(&EchoRequest::Echo { n: 5 }),
+        10,
+    );
+    sim.run_for(1_000).unwrap();
+    assert_eq!(sim.latency_of(again), Some(200));
     // Half an hour later the connection is recycled: a new setup round trip.
     sim.run_for(1_800_000).unwrap();
     let third = sim.request(
