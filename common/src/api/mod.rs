@@ -95,6 +95,9 @@ pub struct Pong {
     pub protocol_version: u32,
 }
 
+const TOO_DEEP: &str =
+    " (the JSON is nested too deeply: at most 128 levels of arrays and objects are read)";
+
 /// Decode a request body of type `T` (an externally tagged enum), with a size cap.
 ///
 /// Every failure is an [`ApiError`] with a message a developer can act on, including the
@@ -112,7 +115,11 @@ pub fn decode_request<T: DeserializeOwned>(body: &[u8], service: &str, max: usiz
     match serde_json::from_slice::<T>(body) {
         Ok(v) => Ok(v),
         Err(e) => {
+            // serde_json stops at 128 levels of arrays and objects; say so, not "invalid".
+            let deep = |e: &serde_json::Error| e.to_string().starts_with("recursion limit");
             let hint = match serde_json::from_slice::<serde_json::Value>(body) {
+                _ if deep(&e) => TOO_DEEP.to_string(),
+                Err(v) if deep(&v) => TOO_DEEP.to_string(),
                 Err(_) => " (the body is not valid JSON)".to_string(),
                 Ok(serde_json::Value::String(_)) => {
                     " (the body is a JSON string: send the request object itself, e.g. {\"Ping\": {}}, not a string holding JSON)".to_string()
@@ -173,6 +180,18 @@ mod tests {
         assert_eq!(encode(&BaseRequest::Ping {}), br#"{"Ping":{}}"#);
         let r: BaseRequest = decode_request(br#"{"Info": {}}"#, "test", 100).unwrap();
         assert_eq!(r, BaseRequest::Info {});
+    }
+
+    #[test]
+    fn deep_json_is_reported_as_too_deep() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = decode_request::<BaseRequest>(deep.as_bytes(), "presence", 1000).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("nested too deeply"), "{e}");
+        assert!(!e.message.contains("not valid JSON"), "{e}");
+        let deep = format!("{{\"Ping\": {}{}}}", "[".repeat(200), "]".repeat(200));
+        let e = decode_request::<BaseRequest>(deep.as_bytes(), "presence", 10_000).unwrap_err();
+        assert!(e.message.contains("nested too deeply"), "{e}");
     }
 
     #[test]
