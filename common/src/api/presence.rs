@@ -671,36 +671,115 @@ wire_enum!(Response, "presence response", |_tag| false);
 mod tests {
     use super::*;
     use crate::api::{encode, ApiResult};
+    use std::collections::BTreeSet;
 
-    /// Every `→` / `←` line of docs/api.md's presence section decodes into our types, so the
-    /// reference cannot drift from the code.
+    /// The JSON without null-valued fields (docs leave out nulls; both forms decode).
+    fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k, without_nulls(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+            v => v,
+        }
+    }
+
+    fn tag(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every `→` / `←` line of docs/api.md's presence section decodes into our types and is
+    /// written in the shape we send (nulls may be left out), every request and response
+    /// variant has an example, so the reference cannot drift from the code.
     #[test]
     fn documented_examples_decode() {
         let doc = include_str!("../../../docs/api.md");
         let section = &doc[doc.find("## presence").expect("presence section")..];
-        let (mut requests, mut responses) = (0, 0);
+        let (mut requests, mut responses) = (BTreeSet::new(), BTreeSet::new());
+        let canonical = |body: &str, ours: serde_json::Value| {
+            let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                without_nulls(documented),
+                without_nulls(ours.clone()),
+                "documented body is not in the shape we send: {body}\nwe send {ours}"
+            );
+        };
+        // A request presence refuses while decoding or checking it must be followed by the
+        // exact error it gets.
+        let mut refused: Option<ApiError> = None;
         for line in section.lines() {
             if let Some(body) = line.strip_prefix("→ ") {
-                let ok = serde_json::from_str::<Request>(body).is_ok()
-                    || serde_json::from_str::<SubscriberMessage>(body).is_ok();
-                assert!(ok, "documented request does not decode: {body}");
-                requests += 1;
+                assert!(refused.is_none(), "no documented error before {body}");
+                let ours = match decode(body) {
+                    Ok(r) => {
+                        let tag = tag(&serde_json::to_value(&r).unwrap());
+                        assert_eq!(
+                            r.is_protocol(),
+                            PROTOCOL_REQUESTS.contains(&tag.as_str()),
+                            "{tag}: is_protocol and PROTOCOL_REQUESTS disagree"
+                        );
+                        requests.insert(tag);
+                        if let Request::SetConfig(p) = &r {
+                            refused = p
+                                .apply(&Config::default())
+                                .validate()
+                                .err()
+                                .map(ApiError::bad_request);
+                        }
+                        serde_json::to_value(&r).unwrap()
+                    }
+                    Err(e) => match serde_json::from_str::<SubscriberMessage>(body) {
+                        Ok(m) => serde_json::to_value(&m).unwrap(),
+                        Err(_) => {
+                            refused = Some(e);
+                            serde_json::from_str(body).unwrap()
+                        }
+                    },
+                };
+                canonical(body, ours);
             } else if let Some(body) = line.strip_prefix("← ") {
-                match serde_json::from_str::<ApiResult<Response>>(body) {
+                let r = match serde_json::from_str::<ApiResult<Response>>(body) {
                     Err(e) => panic!("documented response does not decode ({e}): {body}"),
-                    Ok(Ok(Response::Config(c))) => assert_eq!(
-                        c,
-                        Config::default(),
-                        "documented defaults are the real ones"
-                    ),
-                    Ok(_) => {}
+                    Ok(r) => r,
+                };
+                if let Some(e) = refused.take() {
+                    assert_eq!(r, Err(e), "documented error is not the real one");
                 }
-                responses += 1;
+                if let Ok(resp) = &r {
+                    responses.insert(tag(&serde_json::to_value(resp).unwrap()));
+                }
+                if let Ok(Response::Config(c)) = &r {
+                    assert_eq!(
+                        c,
+                        &Config::default(),
+                        "documented defaults are the real ones"
+                    );
+                }
+                canonical(body, serde_json::to_value(&r).unwrap());
             }
         }
         assert!(
-            requests >= 20 && responses >= 12,
-            "{requests} requests, {responses} responses"
+            refused.is_none(),
+            "the last refused request has no documented error"
+        );
+        let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            requests,
+            all(wire::variant_names::<Request>()),
+            "documented requests"
+        );
+        assert_eq!(
+            responses,
+            all(wire::variant_names::<Response>()),
+            "documented responses"
         );
     }
 
