@@ -19,8 +19,8 @@
 //! ```
 
 use crate::api::presence::{
-    Config, ListFilter, NodeInfo, NodeView, PresenceStats, Request, Response, SubscriberMessage,
-    PROCESS,
+    Config, ConfigPatch, ListFilter, NodeInfo, NodeView, PresenceStats, Request, Response,
+    SubscriberMessage, PROCESS,
 };
 use crate::api::{decode_response, encode, ApiError, Pong, ServiceInfo};
 use crate::ids::{Address, NodeId};
@@ -233,8 +233,8 @@ impl<T: Transport> PresenceClient<T> {
         }
     }
 
-    /// Change some settings: `patch` is a JSON object of the fields to change.
-    pub fn set_config(&mut self, patch: serde_json::Value) -> Result<Config, ClientError> {
+    /// Change some settings: the fields of `patch` that are `Some`.
+    pub fn set_config(&mut self, patch: ConfigPatch) -> Result<Config, ClientError> {
         match self.call(&Request::SetConfig(patch))? {
             Response::Config(c) => Ok(c),
             other => Err(unexpected(other)),

@@ -848,7 +848,8 @@ impl Presence {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
-        let result = match decode_request::<Request>(&body, "presence", MAX_BODY) {
+        let decoded = decode_request(&body, "presence", MAX_BODY).and_then(Request::validated);
+        let result = match decoded {
             Err(e) => Err(e),
             Ok(req) => {
                 let local = from.node == self.me;
@@ -1007,24 +1008,7 @@ impl Presence {
             },
             Request::GetConfig {} => Ok(Response::Config(self.cfg.clone())),
             Request::SetConfig(patch) => {
-                let serde_json::Value::Object(patch) = patch else {
-                    return Err(ApiError::bad_request(
-                        "SetConfig takes an object of settings",
-                    ));
-                };
-                let mut cur = serde_json::to_value(&self.cfg)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                let obj = cur
-                    .as_object_mut()
-                    .ok_or_else(|| ApiError::internal("config is not an object"))?;
-                for (k, v) in patch {
-                    if !obj.contains_key(&k) {
-                        return Err(ApiError::bad_request(format!("unknown setting {k:?}")));
-                    }
-                    obj.insert(k, v);
-                }
-                let cfg: Config = serde_json::from_value(cur)
-                    .map_err(|e| ApiError::bad_request(format!("bad setting: {e}")))?;
+                let cfg = patch.apply(&self.cfg);
                 cfg.validate().map_err(ApiError::bad_request)?;
                 self.cfg = cfg;
                 self.reach = Reachability::new(reach_config(&self.cfg));

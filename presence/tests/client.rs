@@ -1,6 +1,6 @@
 //! The typed client in p2p-common, driven against a real presence core through the driver.
 
-use p2p_common::api::presence::{ListFilter, MemberStatus, NodeInfo, Request, Update};
+use p2p_common::api::presence::{ConfigPatch, ListFilter, MemberStatus, NodeInfo, Request, Update};
 use p2p_common::client::{parse_event, ClientError, PresenceClient};
 use p2p_common::driver::{Driver, KernelCall, KernelEvent};
 use p2p_common::{Address, ErrorCode, NodeId, SendErrorKind};
@@ -139,12 +139,18 @@ fn typed_calls_round_trip() {
     assert_eq!(info.app_version, "1.2.3");
     assert_eq!(c.config().unwrap().indirect_probes, 3);
     assert_eq!(
-        c.set_config(serde_json::json!({"indirect_probes": 5}))
-            .unwrap()
-            .indirect_probes,
+        c.set_config(ConfigPatch {
+            indirect_probes: Some(5),
+            ..Default::default()
+        })
+        .unwrap()
+        .indirect_probes,
         5
     );
-    match c.set_config(serde_json::json!({"indirect_probes": 500})) {
+    match c.set_config(ConfigPatch {
+        indirect_probes: Some(500),
+        ..Default::default()
+    }) {
         Err(ClientError::Api(e)) => assert_eq!(e.code, ErrorCode::BadRequest),
         other => panic!("{other:?}"),
     }

@@ -1,6 +1,6 @@
 //! Hostile and malformed input against one presence core, through the real driver.
 
-use p2p_common::api::presence::{MemberStatus, Request, Response, Update};
+use p2p_common::api::presence::{ConfigPatch, MemberStatus, Request, Response, Update};
 use p2p_common::api::{decode_response, ErrorCode};
 use p2p_common::driver::{Driver, KernelCall, KernelEvent};
 use p2p_common::{Address, NodeId, SendErrorKind};
@@ -388,15 +388,34 @@ fn indirect_acks_count_only_from_the_helpers_asked_and_once() {
 fn settings_are_bounded() {
     let mut h = Harness::new();
     let app = Address::parse("alice.os@my-app:my-app:someone.os").unwrap();
+    let d = ConfigPatch::default;
     for patch in [
-        serde_json::json!({"suspicion_max_mult": 1e300}),
-        serde_json::json!({"retransmit_mult": 4000000000u64}),
-        serde_json::json!({"registry_ttl_ms": u64::MAX}),
-        serde_json::json!({"probe_interval_ms": u64::MAX}),
-        serde_json::json!({"push_pull_interval_ms": 0}),
-        serde_json::json!({"max_members": 1000000}),
+        ConfigPatch {
+            suspicion_max_mult: Some(1e300),
+            ..d()
+        },
+        ConfigPatch {
+            retransmit_mult: Some(4_000_000_000),
+            ..d()
+        },
+        ConfigPatch {
+            registry_ttl_ms: Some(u64::MAX),
+            ..d()
+        },
+        ConfigPatch {
+            probe_interval_ms: Some(u64::MAX),
+            ..d()
+        },
+        ConfigPatch {
+            push_pull_interval_ms: Some(0),
+            ..d()
+        },
+        ConfigPatch {
+            max_members: Some(1_000_000),
+            ..d()
+        },
     ] {
         let r = decode_response::<Response>(&h.request(&app, &Request::SetConfig(patch.clone())));
-        assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest, "{patch}");
+        assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest, "{patch:?}");
     }
 }

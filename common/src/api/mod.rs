@@ -1,11 +1,14 @@
 //! Wire types shared by every process: the error shape, the version constants, size limits,
 //! and decoding that turns any bad body into a clear [`ApiError`].
 //!
-//! A request body is a JSON externally tagged enum (`{"Ping": {}}`); a response body is
+//! A request body is a JSON externally tagged enum (`{"Join": {...}}`; a variant without
+//! payload is the bare string `"Ping"`, and `{"Ping": {}}` is read too); a response body is
 //! `{"Ok": <variant>}` or `{"Err": {"code": "...", "message": "..."}}`. Nothing is a JSON
-//! string inside JSON.
+//! string inside JSON. The JSON is exactly what types generated from `api/*.wit` read and
+//! write ([`wire`]; checked by the `wit-compat` test crate).
 
 pub mod presence;
+pub mod wire;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -95,6 +98,9 @@ pub struct Pong {
     pub protocol_version: u32,
 }
 
+const TOO_DEEP: &str =
+    " (the JSON is nested too deeply: at most 128 levels of arrays and objects are read)";
+
 /// Decode a request body of type `T` (an externally tagged enum), with a size cap.
 ///
 /// Every failure is an [`ApiError`] with a message a developer can act on, including the
@@ -112,9 +118,13 @@ pub fn decode_request<T: DeserializeOwned>(body: &[u8], service: &str, max: usiz
     match serde_json::from_slice::<T>(body) {
         Ok(v) => Ok(v),
         Err(e) => {
+            // serde_json stops at 128 levels of arrays and objects; say so, not "invalid".
+            let deep = |e: &serde_json::Error| e.to_string().starts_with("recursion limit");
             let hint = match serde_json::from_slice::<serde_json::Value>(body) {
+                _ if deep(&e) => TOO_DEEP.to_string(),
+                Err(v) if deep(&v) => TOO_DEEP.to_string(),
                 Err(_) => " (the body is not valid JSON)".to_string(),
-                Ok(serde_json::Value::String(_)) => {
+                Ok(serde_json::Value::String(s)) if s.trim_start().starts_with(['{', '[']) => {
                     " (the body is a JSON string: send the request object itself, e.g. {\"Ping\": {}}, not a string holding JSON)".to_string()
                 }
                 Ok(_) => String::new(),
@@ -151,18 +161,23 @@ pub fn decode_response<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })
 }
 
-/// Requests every process answers: `{"Ping": {}}` and `{"Info": {}}`.
+/// Requests every process answers: `"Ping"` and `"Info"` (also read as `{"Ping": {}}`,
+/// `{"Info": {}}`; any field in them is an error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub enum BaseRequest {
     Ping {},
     Info {},
 }
+wire::wire_enum!(BaseRequest, "request", |_tag| true);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub enum BaseResponse {
     Pong(Pong),
     Info(ServiceInfo),
 }
+wire::wire_enum!(BaseResponse, "response", |_tag| false);
 
 #[cfg(test)]
 mod tests {
@@ -170,9 +185,33 @@ mod tests {
 
     #[test]
     fn requests_are_plain_tagged_enums() {
-        assert_eq!(encode(&BaseRequest::Ping {}), br#"{"Ping":{}}"#);
-        let r: BaseRequest = decode_request(br#"{"Info": {}}"#, "test", 100).unwrap();
-        assert_eq!(r, BaseRequest::Info {});
+        // A variant without payload is a bare string, as WIT-generated types write it; the
+        // object form is read too, and any field in it is an error.
+        assert_eq!(encode(&BaseRequest::Ping {}), br#""Ping""#);
+        for body in [&br#"{"Info": {}}"#[..], br#""Info""#] {
+            let r: BaseRequest = decode_request(body, "test", 100).unwrap();
+            assert_eq!(r, BaseRequest::Info {});
+        }
+        let e = decode_request::<BaseRequest>(br#"{"Ping": {"x": 1}}"#, "test", 100).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("unknown field `x`"), "{e}");
+        let e =
+            decode_request::<BaseRequest>(br#"{"Ping": {}, "Info": {}}"#, "test", 100).unwrap_err();
+        assert!(e.message.contains("exactly one key"), "{e}");
+        let e = decode_request::<BaseRequest>(br#"{}"#, "test", 100).unwrap_err();
+        assert!(e.message.contains("empty object"), "{e}");
+    }
+
+    #[test]
+    fn deep_json_is_reported_as_too_deep() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = decode_request::<BaseRequest>(deep.as_bytes(), "presence", 1000).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("nested too deeply"), "{e}");
+        assert!(!e.message.contains("not valid JSON"), "{e}");
+        let deep = format!("{{\"Ping\": {}{}}}", "[".repeat(200), "]".repeat(200));
+        let e = decode_request::<BaseRequest>(deep.as_bytes(), "presence", 10_000).unwrap_err();
+        assert!(e.message.contains("nested too deeply"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,13 @@
 //!
 //! Local apps use [`Request`] variants marked *local*; remote `presence` processes use the
 //! *protocol* variants. Anything else is answered `Forbidden`.
+//!
+//! The JSON is the one of the types generated from `api/*.wit` ([`super::wire`]). Local
+//! requests are strict (an unknown field is a `BadRequest` naming it); protocol messages and
+//! responses ignore unknown fields, so nodes of a newer version can add some.
 
+use super::wire::{self, wire_enum};
+use super::ApiError;
 use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,7 +43,8 @@ pub struct NodeInfo {
     pub app_version: String,
     #[serde(default)]
     pub capabilities: Vec<String>,
-    #[serde(default)]
+    /// On the wire a list of `{"key": .., "value": ..}` records ([`wire::metadata`]).
+    #[serde(default, with = "wire::metadata")]
     pub metadata: BTreeMap<String, String>,
     /// When the answering node last had direct evidence that this node is up (Unix ms by
     /// the answering node's clock; 0 = never). Ignored when a node sends its own info.
@@ -122,7 +129,7 @@ pub struct Update {
     pub node: NodeId,
     pub status: MemberStatus,
     pub incarnation: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub info: Option<NodeInfo>,
     pub origin: NodeId,
 }
@@ -146,7 +153,7 @@ pub struct PresenceEvent {
     pub at: u64,
     /// Sequence number per subscription, so a subscriber can spot gaps (dropped events).
     pub seq: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub info: Option<NodeInfo>,
 }
 
@@ -241,89 +248,227 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reject settings that would break the detector or overflow its arithmetic.
+    /// Reject settings that would break the detector or overflow its arithmetic; the error
+    /// names the setting and its allowed range.
     pub fn validate(&self) -> Result<(), String> {
         const HOUR: u64 = 3_600_000;
-        let checks: [(bool, &str); 14] = [
-            (
-                (1_000..=600_000).contains(&self.probe_interval_ms),
-                "probe_interval_ms must be 1000..=600000",
-            ),
-            (
-                self.probe_timeout_ms >= 1_000,
-                "probe_timeout_ms must be at least 1000 (Hyperware timeouts are whole seconds)",
-            ),
-            (
-                self.probe_timeout_ms <= self.probe_interval_ms,
-                "probe_timeout_ms must not exceed probe_interval_ms",
-            ),
-            (
-                self.indirect_probes <= 16,
-                "indirect_probes must be at most 16",
-            ),
-            (
-                self.suspicion_mult > 0.0
-                    && self.suspicion_mult <= 100.0
-                    && (1.0..=100.0).contains(&self.suspicion_max_mult),
-                "suspicion_mult must be in (0, 100] and suspicion_max_mult in [1, 100]",
-            ),
-            (
-                self.suspicion_confirmations <= 16,
-                "suspicion_confirmations must be at most 16",
-            ),
-            (
-                (100..=60_000).contains(&self.gossip_interval_ms)
-                    && (1..=32).contains(&self.gossip_fanout),
-                "gossip_interval_ms must be 100..=60000 and gossip_fanout 1..=32",
-            ),
-            (
-                (1..=1_024).contains(&self.max_updates_per_message)
-                    && (1..=32).contains(&self.retransmit_mult),
-                "max_updates_per_message must be 1..=1024 and retransmit_mult 1..=32",
-            ),
-            (
-                (1_000..=HOUR).contains(&self.push_pull_interval_ms),
-                "push_pull_interval_ms must be 1000..=3600000",
-            ),
-            (
-                self.max_local_health <= 32,
-                "max_local_health must be at most 32",
-            ),
-            (
-                (3_000..=24 * HOUR).contains(&self.registry_ttl_ms),
-                "registry_ttl_ms must be 3000..=86400000",
-            ),
-            (
-                (1..=100_000).contains(&self.registry_capacity)
-                    && (1..=10_000).contains(&self.registry_rate_per_min),
-                "registry_capacity must be 1..=100000 and registry_rate_per_min 1..=10000",
-            ),
-            (
-                (1..=MAX_MEMBERS).contains(&self.max_members)
-                    && (1..=10_000).contains(&self.subscriber_queue),
-                "max_members must be 1..=10000 and subscriber_queue 1..=10000",
-            ),
-            (
-                self.dead_retention_ms <= 30 * 24 * HOUR,
-                "dead_retention_ms must be at most 30 days",
-            ),
-        ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, why)) => Err(why.to_string()),
-            None => Ok(()),
+        fn within<T: PartialOrd + std::fmt::Display>(
+            name: &str,
+            v: T,
+            lo: T,
+            hi: T,
+        ) -> Result<(), String> {
+            // Written so that NaN is out of range.
+            let inside = lo <= v && v <= hi;
+            if !inside {
+                return Err(format!("{name} must be {lo}..={hi} (got {v})"));
+            }
+            Ok(())
+        }
+        within("probe_interval_ms", self.probe_interval_ms, 1_000, 600_000)?;
+        if self.probe_timeout_ms < 1_000 {
+            return Err(format!(
+                "probe_timeout_ms must be at least 1000 (Hyperware timeouts are whole seconds) \
+                 and at most probe_interval_ms (got {})",
+                self.probe_timeout_ms
+            ));
+        }
+        if self.probe_timeout_ms > self.probe_interval_ms {
+            return Err(format!(
+                "probe_timeout_ms must be 1000..=probe_interval_ms ({}) (got {})",
+                self.probe_interval_ms, self.probe_timeout_ms
+            ));
+        }
+        within("indirect_probes", self.indirect_probes, 0, 16)?;
+        if !(self.suspicion_mult > 0.0 && self.suspicion_mult <= 100.0) {
+            return Err(format!(
+                "suspicion_mult must be in (0, 100] (got {})",
+                self.suspicion_mult
+            ));
+        }
+        within("suspicion_max_mult", self.suspicion_max_mult, 1.0, 100.0)?;
+        within(
+            "suspicion_confirmations",
+            self.suspicion_confirmations,
+            0,
+            16,
+        )?;
+        within("gossip_interval_ms", self.gossip_interval_ms, 100, 60_000)?;
+        within("gossip_fanout", self.gossip_fanout, 1, 32)?;
+        within(
+            "max_updates_per_message",
+            self.max_updates_per_message,
+            1,
+            1_024,
+        )?;
+        within("retransmit_mult", self.retransmit_mult, 1, 32)?;
+        within(
+            "push_pull_interval_ms",
+            self.push_pull_interval_ms,
+            1_000,
+            HOUR,
+        )?;
+        within("max_local_health", self.max_local_health, 0, 32)?;
+        within("registry_ttl_ms", self.registry_ttl_ms, 3_000, 24 * HOUR)?;
+        within("registry_capacity", self.registry_capacity, 1, 100_000)?;
+        within(
+            "registry_rate_per_min",
+            self.registry_rate_per_min,
+            1,
+            10_000,
+        )?;
+        within("max_members", self.max_members, 1, MAX_MEMBERS)?;
+        within("subscriber_queue", self.subscriber_queue, 1, 10_000)?;
+        within(
+            "dead_retention_ms",
+            self.dead_retention_ms,
+            0,
+            30 * 24 * HOUR,
+        )?;
+        Ok(())
+    }
+}
+
+/// The settings [`Request::SetConfig`] changes: a field left out (or null) keeps its value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigPatch {
+    pub probe_interval_ms: Option<u64>,
+    pub probe_timeout_ms: Option<u64>,
+    pub indirect_probes: Option<u32>,
+    pub suspicion_mult: Option<f64>,
+    pub suspicion_max_mult: Option<f64>,
+    pub suspicion_confirmations: Option<u32>,
+    pub gossip_interval_ms: Option<u64>,
+    pub gossip_fanout: Option<u32>,
+    pub retransmit_mult: Option<u32>,
+    pub max_updates_per_message: Option<u32>,
+    pub push_pull_interval_ms: Option<u64>,
+    pub max_local_health: Option<u32>,
+    pub registry_ttl_ms: Option<u64>,
+    pub registry_capacity: Option<u32>,
+    pub registry_rate_per_min: Option<u32>,
+    pub max_members: Option<u32>,
+    pub dead_retention_ms: Option<u64>,
+    pub subscriber_queue: Option<u32>,
+}
+
+impl ConfigPatch {
+    /// `cfg` with the named fields changed (not validated: see [`Config::validate`]).
+    pub fn apply(&self, cfg: &Config) -> Config {
+        // Destructured without `..`: a field added to Config or ConfigPatch alone does not
+        // compile.
+        let ConfigPatch {
+            probe_interval_ms,
+            probe_timeout_ms,
+            indirect_probes,
+            suspicion_mult,
+            suspicion_max_mult,
+            suspicion_confirmations,
+            gossip_interval_ms,
+            gossip_fanout,
+            retransmit_mult,
+            max_updates_per_message,
+            push_pull_interval_ms,
+            max_local_health,
+            registry_ttl_ms,
+            registry_capacity,
+            registry_rate_per_min,
+            max_members,
+            dead_retention_ms,
+            subscriber_queue,
+        } = self.clone();
+        let c = cfg.clone();
+        Config {
+            probe_interval_ms: probe_interval_ms.unwrap_or(c.probe_interval_ms),
+            probe_timeout_ms: probe_timeout_ms.unwrap_or(c.probe_timeout_ms),
+            indirect_probes: indirect_probes.unwrap_or(c.indirect_probes),
+            suspicion_mult: suspicion_mult.unwrap_or(c.suspicion_mult),
+            suspicion_max_mult: suspicion_max_mult.unwrap_or(c.suspicion_max_mult),
+            suspicion_confirmations: suspicion_confirmations.unwrap_or(c.suspicion_confirmations),
+            gossip_interval_ms: gossip_interval_ms.unwrap_or(c.gossip_interval_ms),
+            gossip_fanout: gossip_fanout.unwrap_or(c.gossip_fanout),
+            retransmit_mult: retransmit_mult.unwrap_or(c.retransmit_mult),
+            max_updates_per_message: max_updates_per_message.unwrap_or(c.max_updates_per_message),
+            push_pull_interval_ms: push_pull_interval_ms.unwrap_or(c.push_pull_interval_ms),
+            max_local_health: max_local_health.unwrap_or(c.max_local_health),
+            registry_ttl_ms: registry_ttl_ms.unwrap_or(c.registry_ttl_ms),
+            registry_capacity: registry_capacity.unwrap_or(c.registry_capacity),
+            registry_rate_per_min: registry_rate_per_min.unwrap_or(c.registry_rate_per_min),
+            max_members: max_members.unwrap_or(c.max_members),
+            dead_retention_ms: dead_retention_ms.unwrap_or(c.dead_retention_ms),
+            subscriber_queue: subscriber_queue.unwrap_or(c.subscriber_queue),
         }
     }
 }
 
-/// A filter for [`Request::ListNodes`].
+impl From<&Config> for ConfigPatch {
+    /// A patch that sets every field to `cfg`'s value.
+    fn from(cfg: &Config) -> Self {
+        let Config {
+            probe_interval_ms,
+            probe_timeout_ms,
+            indirect_probes,
+            suspicion_mult,
+            suspicion_max_mult,
+            suspicion_confirmations,
+            gossip_interval_ms,
+            gossip_fanout,
+            retransmit_mult,
+            max_updates_per_message,
+            push_pull_interval_ms,
+            max_local_health,
+            registry_ttl_ms,
+            registry_capacity,
+            registry_rate_per_min,
+            max_members,
+            dead_retention_ms,
+            subscriber_queue,
+        } = cfg.clone();
+        ConfigPatch {
+            probe_interval_ms: Some(probe_interval_ms),
+            probe_timeout_ms: Some(probe_timeout_ms),
+            indirect_probes: Some(indirect_probes),
+            suspicion_mult: Some(suspicion_mult),
+            suspicion_max_mult: Some(suspicion_max_mult),
+            suspicion_confirmations: Some(suspicion_confirmations),
+            gossip_interval_ms: Some(gossip_interval_ms),
+            gossip_fanout: Some(gossip_fanout),
+            retransmit_mult: Some(retransmit_mult),
+            max_updates_per_message: Some(max_updates_per_message),
+            push_pull_interval_ms: Some(push_pull_interval_ms),
+            max_local_health: Some(max_local_health),
+            registry_ttl_ms: Some(registry_ttl_ms),
+            registry_capacity: Some(registry_capacity),
+            registry_rate_per_min: Some(registry_rate_per_min),
+            max_members: Some(max_members),
+            dead_retention_ms: Some(dead_retention_ms),
+            subscriber_queue: Some(subscriber_queue),
+        }
+    }
+}
+
+/// A filter for [`Request::ListNodes`]; every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListFilter {
     pub status: Option<MemberStatus>,
     pub capability: Option<String>,
     /// Start after this node id (from a previous page's `next_cursor`).
     pub cursor: Option<NodeId>,
+    /// Page size, 1..=[`MAX_PAGE`]; [`DEFAULT_PAGE`] if left out.
     pub limit: Option<u32>,
+}
+
+impl ListFilter {
+    pub fn validate(&self) -> Result<(), String> {
+        match self.limit {
+            Some(l) if !(1..=MAX_PAGE).contains(&l) => Err(format!(
+                "limit must be 1..={MAX_PAGE} (got {l}); leave it out for {DEFAULT_PAGE}"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Counters of this node's presence process.
@@ -347,7 +492,21 @@ pub struct PresenceStats {
     pub registrations: u64,
 }
 
+/// Tags of the protocol variants of [`Request`] (`is_protocol`): they ignore unknown fields.
+pub const PROTOCOL_REQUESTS: [&str; 9] = [
+    "RegisterNode",
+    "ListRegistry",
+    "Deregister",
+    "Probe",
+    "ProbeRequest",
+    "IndirectAck",
+    "IndirectNack",
+    "Gossip",
+    "PushPull",
+];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub enum Request {
     // ----- any caller -----
     Ping {},
@@ -366,7 +525,11 @@ pub enum Request {
         app_version: String,
         #[serde(default)]
         capabilities: Vec<String>,
-        #[serde(default)]
+        #[serde(
+            default,
+            serialize_with = "wire::metadata::serialize",
+            deserialize_with = "wire::metadata::deserialize_strict"
+        )]
         metadata: BTreeMap<String, String>,
     },
     /// List members (ourselves included), filtered and paged by node id.
@@ -379,7 +542,7 @@ pub enum Request {
     Unsubscribe {},
     GetConfig {},
     /// Change settings; fields left out keep their current value.
-    SetConfig(serde_json::Value),
+    SetConfig(ConfigPatch),
     Stats {},
     // ----- protocol, from other nodes' presence only -----
     /// Register at a bootstrap; answered with other registered nodes (first page).
@@ -409,7 +572,7 @@ pub enum Request {
         target: NodeId,
         updates: Vec<Update>,
         /// Probe with at most this timeout (seconds), so the answer arrives in time.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default)]
         timeout_s: Option<u64>,
     },
     IndirectAck {
@@ -433,7 +596,22 @@ pub enum Request {
     },
 }
 
+wire_enum!(Request, "presence request", |tag| !PROTOCOL_REQUESTS
+    .contains(&tag));
+
 impl Request {
+    /// Range checks the types cannot express, for the local API (protocol messages are
+    /// clamped instead); the error names the allowed range.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        match self {
+            Request::ListNodes(f) => f.validate().map_err(ApiError::bad_request),
+            _ => Ok(()),
+        }
+    }
+    /// The request if [`Request::validate`] passes (for `decode_request(..).and_then(..)`).
+    pub fn validated(self) -> Result<Self, ApiError> {
+        self.validate().map(|()| self)
+    }
     /// Protocol messages are for other nodes' presence processes; the rest for local apps.
     pub fn is_protocol(&self) -> bool {
         matches!(
@@ -455,6 +633,7 @@ impl Request {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub enum Response {
     Pong(crate::api::Pong),
     Info(crate::api::ServiceInfo),
@@ -493,41 +672,298 @@ pub enum Response {
     /// For one-way protocol messages sent with a timeout anyway.
     Accepted {},
 }
+wire_enum!(Response, "presence response", |_tag| false);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ApiResult;
+    use crate::api::{encode, ApiResult};
+    use std::collections::BTreeSet;
 
-    /// Every `→` / `←` line of docs/api.md's presence section decodes into our types, so the
-    /// reference cannot drift from the code.
+    /// The JSON without null-valued fields (docs leave out nulls; both forms decode).
+    fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k, without_nulls(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+            v => v,
+        }
+    }
+
+    fn tag(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every `→` / `←` line of docs/api.md's presence section decodes into our types and is
+    /// written in the shape we send (nulls may be left out), every request and response
+    /// variant has an example, so the reference cannot drift from the code.
     #[test]
     fn documented_examples_decode() {
         let doc = include_str!("../../../docs/api.md");
         let section = &doc[doc.find("## presence").expect("presence section")..];
-        let (mut requests, mut responses) = (0, 0);
+        let (mut requests, mut responses) = (BTreeSet::new(), BTreeSet::new());
+        let canonical = |body: &str, ours: serde_json::Value| {
+            let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                without_nulls(documented),
+                without_nulls(ours.clone()),
+                "documented body is not in the shape we send: {body}\nwe send {ours}"
+            );
+        };
+        // A request presence refuses while decoding or checking it must be followed by the
+        // exact error it gets.
+        let mut refused: Option<ApiError> = None;
         for line in section.lines() {
             if let Some(body) = line.strip_prefix("→ ") {
-                let ok = serde_json::from_str::<Request>(body).is_ok()
-                    || serde_json::from_str::<SubscriberMessage>(body).is_ok();
-                assert!(ok, "documented request does not decode: {body}");
-                requests += 1;
+                assert!(refused.is_none(), "no documented error before {body}");
+                let ours = match decode(body) {
+                    Ok(r) => {
+                        let tag = tag(&serde_json::to_value(&r).unwrap());
+                        assert_eq!(
+                            r.is_protocol(),
+                            PROTOCOL_REQUESTS.contains(&tag.as_str()),
+                            "{tag}: is_protocol and PROTOCOL_REQUESTS disagree"
+                        );
+                        requests.insert(tag);
+                        if let Request::SetConfig(p) = &r {
+                            refused = p
+                                .apply(&Config::default())
+                                .validate()
+                                .err()
+                                .map(ApiError::bad_request);
+                        }
+                        serde_json::to_value(&r).unwrap()
+                    }
+                    Err(e) => match serde_json::from_str::<SubscriberMessage>(body) {
+                        Ok(m) => serde_json::to_value(&m).unwrap(),
+                        Err(_) => {
+                            refused = Some(e);
+                            serde_json::from_str(body).unwrap()
+                        }
+                    },
+                };
+                canonical(body, ours);
             } else if let Some(body) = line.strip_prefix("← ") {
-                match serde_json::from_str::<ApiResult<Response>>(body) {
+                let r = match serde_json::from_str::<ApiResult<Response>>(body) {
                     Err(e) => panic!("documented response does not decode ({e}): {body}"),
-                    Ok(Ok(Response::Config(c))) => assert_eq!(
-                        c,
-                        Config::default(),
-                        "documented defaults are the real ones"
-                    ),
-                    Ok(_) => {}
+                    Ok(r) => r,
+                };
+                if let Some(e) = refused.take() {
+                    assert_eq!(r, Err(e), "documented error is not the real one");
                 }
-                responses += 1;
+                if let Ok(resp) = &r {
+                    responses.insert(tag(&serde_json::to_value(resp).unwrap()));
+                }
+                if let Ok(Response::Config(c)) = &r {
+                    assert_eq!(
+                        c,
+                        &Config::default(),
+                        "documented defaults are the real ones"
+                    );
+                }
+                canonical(body, serde_json::to_value(&r).unwrap());
             }
         }
         assert!(
-            requests >= 20 && responses >= 12,
-            "{requests} requests, {responses} responses"
+            refused.is_none(),
+            "the last refused request has no documented error"
+        );
+        let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            requests,
+            all(wire::variant_names::<Request>()),
+            "documented requests"
+        );
+        assert_eq!(
+            responses,
+            all(wire::variant_names::<Response>()),
+            "documented responses"
+        );
+    }
+
+    fn decode(body: &str) -> Result<Request, ApiError> {
+        crate::api::decode_request::<Request>(body.as_bytes(), "presence", 1 << 20)
+            .and_then(Request::validated)
+    }
+
+    #[test]
+    fn payload_less_variants_are_bare_strings_and_objects_are_read_too() {
+        assert_eq!(encode(&Request::Leave {}), br#""Leave""#);
+        assert_eq!(
+            crate::api::encode_result(&Ok(Response::Left {})),
+            br#"{"Ok":"Left"}"#
+        );
+        for body in [r#""Subscribe""#, r#"{"Subscribe": {}}"#] {
+            assert_eq!(decode(body).unwrap(), Request::Subscribe {});
+        }
+        let e = decode(r#""Join""#).unwrap_err();
+        assert!(e.message.contains("`Join` has a payload"), "{e}");
+        let r: ApiResult<Response> = serde_json::from_str(r#"{"Ok": {"Accepted": {}}}"#).unwrap();
+        assert_eq!(r, Ok(Response::Accepted {}));
+    }
+
+    #[test]
+    fn local_requests_reject_unknown_fields_naming_them() {
+        for (body, field) in [
+            (r#"{"Ping": {"x": 1}}"#, "x"),
+            (r#""Ping""#, ""),
+            (r#"{"Leave": {"now": true}}"#, "now"),
+            (
+                r#"{"Join": {"bootstrap": ["a.os"], "boostrap": []}}"#,
+                "boostrap",
+            ),
+            (r#"{"ListNodes": {"stauts": "Alive"}}"#, "stauts"),
+            (r#"{"GetNode": {"node": "a.os", "full": true}}"#, "full"),
+            (
+                r#"{"SetConfig": {"probe_intervall_ms": 1}}"#,
+                "probe_intervall_ms",
+            ),
+            (
+                r#"{"SetInfo": {"metadata": [{"key": "k", "value": "v", "ttl": 1}]}}"#,
+                "ttl",
+            ),
+            (
+                r#"{"SetInfo": {"app_version": "1", "capability": []}}"#,
+                "capability",
+            ),
+        ] {
+            match decode(body) {
+                Ok(_) if field.is_empty() => {}
+                Ok(r) => panic!("{body} decoded as {r:?}"),
+                Err(e) => {
+                    assert_eq!(e.code, crate::api::ErrorCode::BadRequest);
+                    assert!(
+                        e.message.contains(&format!("unknown field `{field}`")),
+                        "{body}: {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn protocol_messages_and_responses_ignore_unknown_fields() {
+        // A newer peer adds fields at every level: the message, an update, a NodeInfo, a
+        // metadata entry, and a payload-less variant.
+        let probe = r#"{"Probe": {"seq": 7, "trace": "x", "updates": [{"node": "b.os",
+            "status": "Alive", "incarnation": 2, "origin": "b.os", "signed": "..", "info":
+            {"node_id": "b.os", "zone": 3, "metadata": [{"key": "k", "value": "v", "ttl": 9}]}}]}}"#;
+        let Request::Probe { seq, updates } = decode(probe).unwrap() else {
+            panic!()
+        };
+        assert_eq!((seq, updates.len()), (7, 1));
+        assert_eq!(updates[0].info.as_ref().unwrap().metadata["k"], "v");
+        assert_eq!(
+            decode(r#"{"Deregister": {"reason": "bye"}}"#).unwrap(),
+            Request::Deregister {}
+        );
+        for body in [
+            r#"{"RegisterNode": {"info": {"node_id": "b.os"}, "incarnation": 1, "protocol_version": 1, "x": 1}}"#,
+            r#"{"ListRegistry": {"cursor": null, "limit": 0, "x": 1}}"#,
+            r#"{"ProbeRequest": {"seq": 1, "target": "c.os", "updates": [], "x": 1}}"#,
+            r#"{"IndirectAck": {"seq": 1, "target": "c.os", "x": 1}}"#,
+            r#"{"IndirectNack": {"seq": 1, "target": "c.os", "x": 1}}"#,
+            r#"{"Gossip": {"updates": [], "x": 1}}"#,
+            r#"{"PushPull": {"members": [], "x": 1}}"#,
+        ] {
+            decode(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+        }
+        let r: ApiResult<Response> =
+            serde_json::from_str(r#"{"Ok": {"Ack": {"seq": 1, "updates": [], "x": 1}}}"#).unwrap();
+        assert!(matches!(r, Ok(Response::Ack { seq: 1, .. })));
+    }
+
+    #[test]
+    fn bounded_numbers_are_refused_with_their_range() {
+        for limit in [0, 501, u32::MAX] {
+            let e = decode(&format!(r#"{{"ListNodes": {{"limit": {limit}}}}}"#)).unwrap_err();
+            assert_eq!(e.code, crate::api::ErrorCode::BadRequest);
+            assert!(e.message.contains("limit must be 1..=500"), "{e}");
+        }
+        for limit in [1, 500] {
+            decode(&format!(r#"{{"ListNodes": {{"limit": {limit}}}}}"#)).unwrap();
+        }
+        let e = decode(r#"{"ListNodes": {"limit": -1}}"#).unwrap_err();
+        assert!(e.message.contains("u32"), "{e}");
+        // Settings: each one names its range.
+        let d = Config::default();
+        for (patch, range) in [
+            (r#"{"gossip_fanout": 0}"#, "gossip_fanout must be 1..=32"),
+            (
+                r#"{"indirect_probes": 17}"#,
+                "indirect_probes must be 0..=16",
+            ),
+            (r#"{"max_members": 10001}"#, "max_members must be 1..=10000"),
+            (
+                r#"{"suspicion_max_mult": 0.5}"#,
+                "suspicion_max_mult must be 1..=100",
+            ),
+            (
+                r#"{"probe_timeout_ms": 999}"#,
+                "probe_timeout_ms must be at least 1000",
+            ),
+            (
+                r#"{"probe_timeout_ms": 7000}"#,
+                "probe_timeout_ms must be 1000..=probe_interval_ms",
+            ),
+        ] {
+            let p: ConfigPatch = serde_json::from_str(patch).unwrap();
+            let e = p.apply(&d).validate().unwrap_err();
+            assert!(e.contains(range), "{patch}: {e}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_a_sorted_list_of_records_and_the_old_object_is_read() {
+        let mut info = NodeInfo::new(NodeId::parse("a.os").unwrap());
+        info.metadata.insert("zone".into(), "b".into());
+        info.metadata.insert("region".into(), "eu".into());
+        let j = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            j["metadata"],
+            serde_json::json!([{"key": "region", "value": "eu"}, {"key": "zone", "value": "b"}])
+        );
+        let mut old = j.clone();
+        old["metadata"] = serde_json::json!({"zone": "b", "region": "eu"});
+        assert_eq!(serde_json::from_value::<NodeInfo>(old).unwrap(), info);
+        let mut dup = j;
+        dup["metadata"] =
+            serde_json::json!([{"key": "k", "value": "1"}, {"key": "k", "value": "2"}]);
+        let e = serde_json::from_value::<NodeInfo>(dup).unwrap_err();
+        assert!(
+            e.to_string().contains("duplicate metadata key \"k\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn config_patch_changes_only_what_it_names() {
+        let d = Config::default();
+        assert_eq!(ConfigPatch::default().apply(&d), d);
+        assert_eq!(
+            ConfigPatch::from(&d).apply(&Config {
+                max_members: 5,
+                ..d.clone()
+            }),
+            d
+        );
+        let p: ConfigPatch =
+            serde_json::from_str(r#"{"gossip_fanout": 5, "max_members": null}"#).unwrap();
+        assert_eq!(
+            p.apply(&d),
+            Config {
+                gossip_fanout: 5,
+                ..d
+            }
         );
     }
 

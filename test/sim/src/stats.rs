@@ -73,11 +73,11 @@ impl Stats {
     }
 }
 
-/// The externally-tagged variant name of a JSON body (`{"Ping":...}` -> `Ping`).
+/// The externally-tagged variant name of a JSON body (`{"Ping":...}` or `"Ping"` -> `Ping`).
 pub fn tag_of(body: &[u8]) -> &str {
     let s = std::str::from_utf8(body).unwrap_or("");
     let s = s.trim_start();
-    if let Some(rest) = s.strip_prefix("{\"") {
+    if let Some(rest) = s.strip_prefix("{\"").or_else(|| s.strip_prefix('"')) {
         if let Some(end) = rest.find('"') {
             return &rest[..end];
         }

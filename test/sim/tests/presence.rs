@@ -1,6 +1,8 @@
 //! presence, end to end in the simulator: the scenarios of the issue, the API, and safety.
 
-use p2p_common::api::presence::{Config, ListFilter, MemberStatus, NodeView, Request, Response};
+use p2p_common::api::presence::{
+    Config, ConfigPatch, ListFilter, MemberStatus, NodeView, Request, Response,
+};
 use p2p_common::api::{decode_response, encode, ErrorCode};
 use p2p_common::{Address, SendErrorKind};
 use p2p_sim::scenarios::presence::{
@@ -380,7 +382,11 @@ fn config_is_validated_partially_updated_and_persisted() {
     let r = ask(
         &mut sim,
         0,
-        Request::SetConfig(serde_json::json!({"probe_interval_ms": 8000, "indirect_probes": 4})),
+        Request::SetConfig(ConfigPatch {
+            probe_interval_ms: Some(8000),
+            indirect_probes: Some(4),
+            ..Default::default()
+        }),
     );
     let Ok(Response::Config(c)) = r else {
         panic!("{r:?}")
@@ -392,17 +398,30 @@ fn config_is_validated_partially_updated_and_persisted() {
     let e = ask(
         &mut sim,
         0,
-        Request::SetConfig(serde_json::json!({"probe_timeout_ms": 10})),
+        Request::SetConfig(ConfigPatch {
+            probe_timeout_ms: Some(10),
+            ..Default::default()
+        }),
     )
     .unwrap_err();
     assert!(e.message.contains("probe_timeout_ms"), "{e}");
-    let e = ask(
-        &mut sim,
+    // A typo'd setting is not a SetConfig at all: the body names the unknown field.
+    let to = sim.addr(0, NAME);
+    let h = sim.request(
         0,
-        Request::SetConfig(serde_json::json!({"probe_intervall_ms": 1})),
-    )
-    .unwrap_err();
-    assert!(e.message.contains("unknown setting"), "{e}");
+        &to,
+        br#"{"SetConfig": {"probe_intervall_ms": 1}}"#.to_vec(),
+        10,
+    );
+    sim.run_for(100).unwrap();
+    let Some(AppOutcome::Response(b)) = sim.outcome(h) else {
+        panic!("no answer")
+    };
+    let e = decode_response::<Response>(b).unwrap_err();
+    assert!(
+        e.message.contains("unknown field `probe_intervall_ms`"),
+        "{e}"
+    );
     sim.crash(0);
     sim.restart(0);
     assert_eq!(

@@ -1,0 +1,835 @@
+//! The WIT describes the JSON exactly: for every request and response of every process, a
+//! value built in the WIT-generated types (`w*`) and the same value in p2p-common's types
+//! (`ours`) are the same JSON, both ways:
+//!
+//! * generated value → JSON → our type: equal to our value;
+//! * our value → JSON → generated type: equal to the generated value, and written back to
+//!   the same JSON as ours (so a field only one side has, or names differently, fails).
+//!
+//! The variant lists are compared too (serde's lists of both sides), and every variant must
+//! have a sample here, so a variant added on either side without the other fails.
+
+use p2p_common::api::presence as ours;
+use p2p_common::api::{self as api, wire};
+use p2p_common::NodeId;
+use serde::de::{DeserializeOwned, Visitor};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use wit_compat::hyperware::process::{
+    notify as wn, p2p_common as wc, presence as wp, sync as ws, txcoord as wt,
+};
+
+// ----- the check -----
+
+/// `ours` and `wit` are the same JSON, both ways. Returns the variant tag (or "" for a
+/// non-enum).
+fn same<O, W>(ours: &O, wit: &W) -> String
+where
+    O: Serialize + DeserializeOwned + Debug + PartialEq,
+    W: Serialize + DeserializeOwned + Debug + PartialEq,
+{
+    let wit_json = serde_json::to_string(wit).unwrap();
+    let decoded: O = serde_json::from_str(&wit_json)
+        .unwrap_or_else(|e| panic!("WIT JSON {wit_json} does not decode as ours: {e}"));
+    assert_eq!(
+        &decoded, ours,
+        "WIT JSON {wit_json} decodes to another value"
+    );
+
+    let our_json = serde_json::to_string(ours).unwrap();
+    let decoded: W = serde_json::from_str(&our_json)
+        .unwrap_or_else(|e| panic!("our JSON {our_json} does not decode as WIT: {e}"));
+    assert_eq!(
+        &decoded, wit,
+        "our JSON {our_json} decodes to another WIT value"
+    );
+    let again = serde_json::to_value(&decoded).unwrap();
+    let ours_v: serde_json::Value = serde_json::from_str(&our_json).unwrap();
+    assert_eq!(
+        again, ours_v,
+        "our JSON {our_json} loses something through the WIT type"
+    );
+    let wit_v: serde_json::Value = serde_json::from_str(&wit_json).unwrap();
+    assert_eq!(wit_v, ours_v, "the two sides write different JSON");
+    tag(&ours_v)
+}
+
+fn tag(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(m) if m.len() == 1 => m.keys().next().unwrap().clone(),
+        _ => String::new(),
+    }
+}
+
+/// The variant names a derived `Deserialize` knows (what serde passes to deserialize_enum).
+fn derived_names<T: DeserializeOwned>() -> BTreeSet<&'static str> {
+    struct Names(Option<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = serde::de::value::Error;
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            variants: &'static [&'static str],
+            _v: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(variants);
+            Err(serde::de::Error::custom("names only"))
+        }
+        fn deserialize_any<V: Visitor<'de>>(self, _v: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not an enum"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map struct
+            identifier ignored_any
+        }
+    }
+    let mut n = Names(None);
+    let _ = T::deserialize(&mut n);
+    n.0.expect("an enum").iter().copied().collect()
+}
+
+/// Every pair is the same JSON, the two sides have the same variants, and the pairs cover
+/// all of them.
+fn all_same<O, W>(pairs: &[(O, W)], our_names: BTreeSet<&'static str>, what: &str)
+where
+    O: Serialize + DeserializeOwned + Debug + PartialEq,
+    W: Serialize + DeserializeOwned + Debug + PartialEq,
+{
+    let wit_names = derived_names::<W>();
+    assert_eq!(
+        our_names, wit_names,
+        "{what}: p2p-common's variants (left) and the WIT's (right) differ"
+    );
+    let covered: BTreeSet<String> = pairs.iter().map(|(o, w)| same(o, w)).collect();
+    let missing: Vec<_> = our_names
+        .iter()
+        .filter(|n| !covered.contains(**n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: no sample of {missing:?} in this test"
+    );
+}
+
+// ----- samples -----
+
+fn id(s: &str) -> NodeId {
+    NodeId::parse(s).unwrap()
+}
+
+fn node_info(n: &str) -> (ours::NodeInfo, wp::NodeInfo) {
+    let mut o = ours::NodeInfo::new(id(n));
+    o.app_version = "2.1.0".into();
+    o.capabilities = vec!["chat".into(), "sync".into()];
+    o.metadata.insert("zone".into(), "b".into());
+    o.metadata.insert("region".into(), "eu".into());
+    o.last_seen = 1_764_031_200_000;
+    let w = wp::NodeInfo {
+        node_id: n.into(),
+        app_version: "2.1.0".into(),
+        capabilities: vec!["chat".into(), "sync".into()],
+        // Sorted by key, as the map writes them.
+        metadata: vec![
+            wp::MetadataEntry {
+                key: "region".into(),
+                value: "eu".into(),
+            },
+            wp::MetadataEntry {
+                key: "zone".into(),
+                value: "b".into(),
+            },
+        ],
+        last_seen: 1_764_031_200_000,
+    };
+    (o, w)
+}
+
+fn update(n: &str, with_info: bool) -> (ours::Update, wp::Update) {
+    let (oi, wi) = node_info(n);
+    (
+        ours::Update {
+            node: id(n),
+            status: ours::MemberStatus::Suspect,
+            incarnation: 7,
+            info: with_info.then_some(oi),
+            origin: id("alice.os"),
+        },
+        wp::Update {
+            node: n.into(),
+            status: wp::MemberStatus::Suspect,
+            incarnation: 7,
+            info: with_info.then_some(wi),
+            origin: "alice.os".into(),
+        },
+    )
+}
+
+fn updates() -> (Vec<ours::Update>, Vec<wp::Update>) {
+    let (a, wa) = update("bob.os", true);
+    let (b, wb) = update("carol.os", false);
+    (vec![a, b], vec![wa, wb])
+}
+
+fn node_view() -> (ours::NodeView, wp::NodeView) {
+    let (oi, wi) = node_info("bob.os");
+    (
+        ours::NodeView {
+            info: oi,
+            status: ours::MemberStatus::Alive,
+            incarnation: 3,
+            status_since: 1_764_031_100_000,
+            is_self: true,
+        },
+        wp::NodeView {
+            info: wi,
+            status: wp::MemberStatus::Alive,
+            incarnation: 3,
+            status_since: 1_764_031_100_000,
+            is_self: true,
+        },
+    )
+}
+
+fn pong() -> (api::Pong, wc::Pong) {
+    (
+        api::Pong {
+            node: "alice.os".into(),
+            protocol_version: 1,
+        },
+        wc::Pong {
+            node: "alice.os".into(),
+            protocol_version: 1,
+        },
+    )
+}
+
+fn service_info() -> (api::ServiceInfo, wc::ServiceInfo) {
+    (
+        api::ServiceInfo {
+            name: "presence".into(),
+            version: "0.1.0".into(),
+            protocol_version: 1,
+            node: "alice.os".into(),
+        },
+        wc::ServiceInfo {
+            name: "presence".into(),
+            version: "0.1.0".into(),
+            protocol_version: 1,
+            node: "alice.os".into(),
+        },
+    )
+}
+
+fn config() -> (ours::Config, wp::Config) {
+    let o = ours::Config {
+        probe_interval_ms: 1,
+        probe_timeout_ms: 2,
+        indirect_probes: 3,
+        suspicion_mult: 4.5,
+        suspicion_max_mult: 5.5,
+        suspicion_confirmations: 6,
+        gossip_interval_ms: 7,
+        gossip_fanout: 8,
+        retransmit_mult: 9,
+        max_updates_per_message: 10,
+        push_pull_interval_ms: 11,
+        max_local_health: 12,
+        registry_ttl_ms: 13,
+        registry_capacity: 14,
+        registry_rate_per_min: 15,
+        max_members: 16,
+        dead_retention_ms: 17,
+        subscriber_queue: 18,
+    };
+    let w = wp::Config {
+        probe_interval_ms: 1,
+        probe_timeout_ms: 2,
+        indirect_probes: 3,
+        suspicion_mult: 4.5,
+        suspicion_max_mult: 5.5,
+        suspicion_confirmations: 6,
+        gossip_interval_ms: 7,
+        gossip_fanout: 8,
+        retransmit_mult: 9,
+        max_updates_per_message: 10,
+        push_pull_interval_ms: 11,
+        max_local_health: 12,
+        registry_ttl_ms: 13,
+        registry_capacity: 14,
+        registry_rate_per_min: 15,
+        max_members: 16,
+        dead_retention_ms: 17,
+        subscriber_queue: 18,
+    };
+    (o, w)
+}
+
+fn config_patch_full() -> (ours::ConfigPatch, wp::ConfigPatch) {
+    let o = ours::ConfigPatch::from(&config().0);
+    let w = wp::ConfigPatch {
+        probe_interval_ms: Some(1),
+        probe_timeout_ms: Some(2),
+        indirect_probes: Some(3),
+        suspicion_mult: Some(4.5),
+        suspicion_max_mult: Some(5.5),
+        suspicion_confirmations: Some(6),
+        gossip_interval_ms: Some(7),
+        gossip_fanout: Some(8),
+        retransmit_mult: Some(9),
+        max_updates_per_message: Some(10),
+        push_pull_interval_ms: Some(11),
+        max_local_health: Some(12),
+        registry_ttl_ms: Some(13),
+        registry_capacity: Some(14),
+        registry_rate_per_min: Some(15),
+        max_members: Some(16),
+        dead_retention_ms: Some(17),
+        subscriber_queue: Some(18),
+    };
+    (o, w)
+}
+
+fn config_patch_empty() -> wp::ConfigPatch {
+    wp::ConfigPatch {
+        probe_interval_ms: None,
+        probe_timeout_ms: None,
+        indirect_probes: None,
+        suspicion_mult: None,
+        suspicion_max_mult: None,
+        suspicion_confirmations: None,
+        gossip_interval_ms: None,
+        gossip_fanout: None,
+        retransmit_mult: None,
+        max_updates_per_message: None,
+        push_pull_interval_ms: None,
+        max_local_health: None,
+        registry_ttl_ms: None,
+        registry_capacity: None,
+        registry_rate_per_min: None,
+        max_members: None,
+        dead_retention_ms: None,
+        subscriber_queue: None,
+    }
+}
+
+fn stats() -> (ours::PresenceStats, wp::PresenceStats) {
+    (
+        ours::PresenceStats {
+            probes_sent: 1,
+            probes_failed: 2,
+            indirect_probes_sent: 3,
+            suspicions_started: 4,
+            refutations: 5,
+            dead_declared: 6,
+            gossip_sent: 7,
+            push_pulls: 8,
+            register_failures: 9,
+            events_sent: 10,
+            events_dropped: 11,
+            local_health: 12,
+            incarnation: 13,
+            members: 14,
+            registrations: 15,
+        },
+        wp::PresenceStats {
+            probes_sent: 1,
+            probes_failed: 2,
+            indirect_probes_sent: 3,
+            suspicions_started: 4,
+            refutations: 5,
+            dead_declared: 6,
+            gossip_sent: 7,
+            push_pulls: 8,
+            register_failures: 9,
+            events_sent: 10,
+            events_dropped: 11,
+            local_health: 12,
+            incarnation: 13,
+            members: 14,
+            registrations: 15,
+        },
+    )
+}
+
+fn presence_requests() -> Vec<(ours::Request, wp::Request)> {
+    use ours::Request as O;
+    use wp::Request as W;
+    let (ups, wups) = updates();
+    let (oi, wi) = node_info("bob.os");
+    let (cp, wcp) = config_patch_full();
+    let (_, wmeta) = node_info("x.os");
+    vec![
+        (O::Ping {}, W::Ping),
+        (O::Info {}, W::Info),
+        (
+            O::Join {
+                bootstrap: vec![id("alice.os"), id("bob.os")],
+            },
+            W::Join(wp::JoinRequest {
+                bootstrap: vec!["alice.os".into(), "bob.os".into()],
+            }),
+        ),
+        (O::Leave {}, W::Leave),
+        (
+            O::SetInfo {
+                app_version: "2.1.0".into(),
+                capabilities: vec!["chat".into()],
+                metadata: oi.metadata.clone(),
+            },
+            W::SetInfo(wp::SetInfoRequest {
+                app_version: "2.1.0".into(),
+                capabilities: vec!["chat".into()],
+                metadata: wmeta.metadata,
+            }),
+        ),
+        (
+            O::ListNodes(ours::ListFilter {
+                status: Some(ours::MemberStatus::Dead),
+                capability: Some("chat".into()),
+                cursor: Some(id("bob.os")),
+                limit: Some(2),
+            }),
+            W::ListNodes(wp::ListFilter {
+                status: Some(wp::MemberStatus::Dead),
+                capability: Some("chat".into()),
+                cursor: Some("bob.os".into()),
+                limit: Some(2),
+            }),
+        ),
+        (
+            O::ListNodes(ours::ListFilter::default()),
+            W::ListNodes(wp::ListFilter {
+                status: None,
+                capability: None,
+                cursor: None,
+                limit: None,
+            }),
+        ),
+        (
+            O::GetNode {
+                node: id("carol.os"),
+            },
+            W::GetNode(wp::GetNodeRequest {
+                node: "carol.os".into(),
+            }),
+        ),
+        (O::Subscribe {}, W::Subscribe),
+        (O::Unsubscribe {}, W::Unsubscribe),
+        (O::GetConfig {}, W::GetConfig),
+        (O::SetConfig(cp), W::SetConfig(wcp)),
+        (
+            O::SetConfig(ours::ConfigPatch::default()),
+            W::SetConfig(config_patch_empty()),
+        ),
+        (O::Stats {}, W::Stats),
+        (
+            O::RegisterNode {
+                info: oi,
+                incarnation: 4,
+                protocol_version: 1,
+                list: false,
+            },
+            W::RegisterNode(wp::RegisterNodeRequest {
+                info: wi,
+                incarnation: 4,
+                protocol_version: 1,
+                list: false,
+            }),
+        ),
+        (
+            O::ListRegistry {
+                cursor: Some(id("bob.os")),
+                limit: Some(100),
+            },
+            W::ListRegistry(wp::ListRegistryRequest {
+                cursor: Some("bob.os".into()),
+                limit: Some(100),
+            }),
+        ),
+        (
+            O::ListRegistry {
+                cursor: None,
+                limit: None,
+            },
+            W::ListRegistry(wp::ListRegistryRequest {
+                cursor: None,
+                limit: None,
+            }),
+        ),
+        (O::Deregister {}, W::Deregister),
+        (
+            O::Probe {
+                seq: 7,
+                updates: ups.clone(),
+            },
+            W::Probe(wp::Probe {
+                seq: 7,
+                updates: wups.clone(),
+            }),
+        ),
+        (
+            O::ProbeRequest {
+                seq: 7,
+                target: id("carol.os"),
+                updates: ups.clone(),
+                timeout_s: Some(2),
+            },
+            W::ProbeRequest(wp::ProbeRequest {
+                seq: 7,
+                target: "carol.os".into(),
+                updates: wups.clone(),
+                timeout_s: Some(2),
+            }),
+        ),
+        (
+            O::ProbeRequest {
+                seq: 8,
+                target: id("carol.os"),
+                updates: vec![],
+                timeout_s: None,
+            },
+            W::ProbeRequest(wp::ProbeRequest {
+                seq: 8,
+                target: "carol.os".into(),
+                updates: vec![],
+                timeout_s: None,
+            }),
+        ),
+        (
+            O::IndirectAck {
+                seq: 7,
+                target: id("carol.os"),
+            },
+            W::IndirectAck(wp::IndirectResult {
+                seq: 7,
+                target: "carol.os".into(),
+            }),
+        ),
+        (
+            O::IndirectNack {
+                seq: 9,
+                target: id("dave.os"),
+            },
+            W::IndirectNack(wp::IndirectResult {
+                seq: 9,
+                target: "dave.os".into(),
+            }),
+        ),
+        (
+            O::Gossip {
+                updates: ups.clone(),
+            },
+            W::Gossip(wp::Gossip {
+                updates: wups.clone(),
+            }),
+        ),
+        (
+            O::PushPull {
+                members: ups,
+                want_info: vec![id("bob.os")],
+            },
+            W::PushPull(wp::PushPullRequest {
+                members: wups,
+                want_info: vec!["bob.os".into()],
+            }),
+        ),
+    ]
+}
+
+fn presence_responses() -> Vec<(ours::Response, wp::Response)> {
+    use ours::Response as O;
+    use wp::Response as W;
+    let (ups, wups) = updates();
+    let (oi, wi) = node_info("bob.os");
+    let (ov, wv) = node_view();
+    let (p, wpong) = pong();
+    let (si, wsi) = service_info();
+    let (c, wcfg) = config();
+    let (st, wst) = stats();
+    vec![
+        (O::Pong(p), W::Pong(wpong)),
+        (O::Info(si), W::Info(wsi)),
+        (
+            O::Joining {
+                bootstrap: vec![id("alice.os")],
+            },
+            W::Joining(wp::Joining {
+                bootstrap: vec!["alice.os".into()],
+            }),
+        ),
+        (O::Left {}, W::Left),
+        (O::InfoSet(oi), W::InfoSet(wi)),
+        (
+            O::Nodes {
+                nodes: vec![ov.clone()],
+                next_cursor: Some(id("bob.os")),
+            },
+            W::Nodes(wp::NodesPage {
+                nodes: vec![wv.clone()],
+                next_cursor: Some("bob.os".into()),
+            }),
+        ),
+        (
+            O::Nodes {
+                nodes: vec![],
+                next_cursor: None,
+            },
+            W::Nodes(wp::NodesPage {
+                nodes: vec![],
+                next_cursor: None,
+            }),
+        ),
+        (O::Node(ov), W::Node(wv)),
+        (O::Subscribed {}, W::Subscribed),
+        (O::Unsubscribed {}, W::Unsubscribed),
+        (O::Config(c), W::Config(wcfg)),
+        (O::Stats(st), W::Stats(wst)),
+        (
+            O::Registered {
+                nodes: ups.clone(),
+                next_cursor: Some(id("carol.os")),
+                ttl_ms: 300_000,
+            },
+            W::Registered(wp::Registered {
+                nodes: wups.clone(),
+                next_cursor: Some("carol.os".into()),
+                ttl_ms: 300_000,
+            }),
+        ),
+        (
+            O::Registry {
+                nodes: ups.clone(),
+                next_cursor: None,
+            },
+            W::Registry(wp::RegistryPage {
+                nodes: wups.clone(),
+                next_cursor: None,
+            }),
+        ),
+        (O::Deregistered {}, W::Deregistered),
+        (
+            O::Ack {
+                seq: 7,
+                updates: ups.clone(),
+            },
+            W::Ack(wp::Ack {
+                seq: 7,
+                updates: wups.clone(),
+            }),
+        ),
+        (
+            O::PushPull { members: ups },
+            W::PushPull(wp::PushPullResponse { members: wups }),
+        ),
+        (O::Accepted {}, W::Accepted),
+    ]
+}
+
+// ----- the tests -----
+
+#[test]
+fn presence_requests_are_the_wit_json() {
+    all_same(
+        &presence_requests(),
+        wire::variant_names::<ours::Request>()
+            .iter()
+            .copied()
+            .collect(),
+        "presence request",
+    );
+}
+
+#[test]
+fn presence_responses_are_the_wit_json() {
+    let pairs = presence_responses();
+    all_same(
+        &pairs,
+        wire::variant_names::<ours::Response>()
+            .iter()
+            .copied()
+            .collect(),
+        "presence response",
+    );
+    // Whole response bodies, {"Ok": ...} and {"Err": ...}, are the WIT's `response-body`.
+    for (o, w) in pairs {
+        same::<api::ApiResult<ours::Response>, wp::ResponseBody>(&Ok(o), &Ok(w));
+    }
+}
+
+#[test]
+fn events_are_the_wit_json() {
+    let (oi, wi) = node_info("carol.os");
+    let kinds = [
+        (ours::EventKind::NodeJoined, wp::EventKind::NodeJoined),
+        (ours::EventKind::NodeSuspect, wp::EventKind::NodeSuspect),
+        (ours::EventKind::NodeAlive, wp::EventKind::NodeAlive),
+        (ours::EventKind::NodeDead, wp::EventKind::NodeDead),
+        (ours::EventKind::NodeLeft, wp::EventKind::NodeLeft),
+    ];
+    all_same(
+        &kinds,
+        derived_names::<ours::EventKind>(),
+        "presence event kind",
+    );
+    let mut pairs = Vec::new();
+    for (i, (ok, wk)) in kinds.into_iter().enumerate() {
+        let with_info = i % 2 == 0;
+        pairs.push((
+            ours::SubscriberMessage::PresenceEvent(ours::PresenceEvent {
+                kind: ok,
+                node: id("carol.os"),
+                incarnation: 2,
+                at: 1_764_031_260_000,
+                seq: i as u64,
+                info: with_info.then(|| oi.clone()),
+            }),
+            wp::SubscriberMessage::PresenceEvent(wp::PresenceEvent {
+                kind: wk,
+                node: "carol.os".into(),
+                incarnation: 2,
+                at: 1_764_031_260_000,
+                seq: i as u64,
+                info: with_info.then(|| wi.clone()),
+            }),
+        ));
+    }
+    all_same(
+        &pairs,
+        derived_names::<ours::SubscriberMessage>(),
+        "subscriber message",
+    );
+}
+
+#[test]
+fn member_statuses_are_the_wit_json() {
+    all_same(
+        &[
+            (ours::MemberStatus::Alive, wp::MemberStatus::Alive),
+            (ours::MemberStatus::Suspect, wp::MemberStatus::Suspect),
+            (ours::MemberStatus::Dead, wp::MemberStatus::Dead),
+            (ours::MemberStatus::Left, wp::MemberStatus::Left),
+        ],
+        derived_names::<ours::MemberStatus>(),
+        "member status",
+    );
+}
+
+#[test]
+fn errors_are_the_wit_json() {
+    use api::ErrorCode as O;
+    use wc::ErrorCode as W;
+    let codes = [
+        (O::BadRequest, W::BadRequest),
+        (O::TooLarge, W::TooLarge),
+        (O::NotFound, W::NotFound),
+        (O::Forbidden, W::Forbidden),
+        (O::VersionMismatch, W::VersionMismatch),
+        (O::Overloaded, W::Overloaded),
+        (O::Unavailable, W::Unavailable),
+        (O::Internal, W::Internal),
+    ];
+    all_same(&codes, derived_names::<O>(), "error code");
+    for (o, w) in codes {
+        let oe = api::ApiError::new(o, "why");
+        let we = wc::ApiError {
+            code: w,
+            message: "why".into(),
+        };
+        same(&oe, &we);
+        same::<api::ApiResult<ours::Response>, wp::ResponseBody>(&Err(oe.clone()), &Err(we));
+        let we = wc::ApiError {
+            code: w,
+            message: "why".into(),
+        };
+        same::<api::ApiResult<api::BaseResponse>, ws::ResponseBody>(&Err(oe), &Err(we));
+    }
+}
+
+/// sync, notify and txcoord answer only the base requests; presence's first two variants
+/// are the same ones.
+#[test]
+fn base_requests_are_the_wit_json() {
+    let names: BTreeSet<&str> = wire::variant_names::<api::BaseRequest>()
+        .iter()
+        .copied()
+        .collect();
+    use api::BaseRequest as O;
+    all_same(
+        &[
+            (O::Ping {}, ws::Request::Ping),
+            (O::Info {}, ws::Request::Info),
+        ],
+        names.clone(),
+        "sync request",
+    );
+    all_same(
+        &[
+            (O::Ping {}, wn::Request::Ping),
+            (O::Info {}, wn::Request::Info),
+        ],
+        names.clone(),
+        "notify request",
+    );
+    all_same(
+        &[
+            (O::Ping {}, wt::Request::Ping),
+            (O::Info {}, wt::Request::Info),
+        ],
+        names,
+        "txcoord request",
+    );
+    same(&O::Ping {}, &wp::Request::Ping);
+    same(&O::Info {}, &wp::Request::Info);
+
+    let names: BTreeSet<&str> = wire::variant_names::<api::BaseResponse>()
+        .iter()
+        .copied()
+        .collect();
+    use api::BaseResponse as R;
+    let (p, wpong) = pong();
+    let (si, wsi) = service_info();
+    all_same(
+        &[
+            (R::Pong(p.clone()), ws::Response::Pong(wpong.clone())),
+            (R::Info(si.clone()), ws::Response::Info(wsi.clone())),
+        ],
+        names.clone(),
+        "sync response",
+    );
+    all_same(
+        &[
+            (R::Pong(p.clone()), wn::Response::Pong(wpong.clone())),
+            (R::Info(si.clone()), wn::Response::Info(wsi.clone())),
+        ],
+        names.clone(),
+        "notify response",
+    );
+    all_same(
+        &[
+            (R::Pong(p.clone()), wt::Response::Pong(wpong.clone())),
+            (R::Info(si.clone()), wt::Response::Info(wsi.clone())),
+        ],
+        names,
+        "txcoord response",
+    );
+    same::<api::ApiResult<api::BaseResponse>, wt::ResponseBody>(
+        &Ok(R::Pong(p)),
+        &Ok(wt::Response::Pong(wpong)),
+    );
+}
+
+/// What an app with generated types sends is what our processes decode, through the same
+/// `decode_request` (and range checks) the cores use.
+#[test]
+fn generated_requests_pass_decode_request() {
+    for (o, w) in presence_requests() {
+        let body = serde_json::to_vec(&w).unwrap();
+        let decoded: ours::Request = api::decode_request(&body, "presence", 1 << 20)
+            .and_then(ours::Request::validated)
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
+        assert_eq!(decoded, o);
+    }
+}
