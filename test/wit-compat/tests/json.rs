@@ -696,6 +696,16 @@ fn events_are_the_wit_json() {
             }),
         ));
     }
+    pairs.push((
+        ours::SubscriberMessage::Welcome {
+            node: id("alice.os"),
+            seq: 7,
+        },
+        wp::SubscriberMessage::Welcome(wp::Welcome {
+            node: "alice.os".into(),
+            seq: 7,
+        }),
+    ));
     all_same(
         &pairs,
         derived_names::<ours::SubscriberMessage>(),
