@@ -8,14 +8,22 @@
 //!
 //! (If the app that asks is itself the one we cannot reach, the kernel drops that error too
 //! and the app sees a Timeout: the typed clients say what to check in that case.)
+//!
+//! A refusal is immediate (the kernel's `throw_timeout`); a hello that times out *later* did
+//! reach the app, which was busy — typically blocked in `send_and_await_response` on the
+//! very request we are holding, so it could not answer the hello. That counts as delivered.
 
 use crate::api::{ApiError, ErrorCode};
 use crate::ids::Address;
-use crate::service::{Effect, Expect, RequestId};
+use crate::service::{Effect, Expect, Millis, RequestId, SendErrorKind};
 use std::collections::BTreeMap;
 
-/// Timeout of a hello (local, so it is answered at once or refused at once).
+/// Timeout of a hello. Shorter than a typical caller's timeout (10 s), so a caller blocked
+/// on its request still gets the answer.
 pub const HELLO_TIMEOUT_S: u64 = 5;
+/// A failure later than this after the hello went out is not a refusal (refusals are
+/// immediate): the app got the hello but was busy.
+pub const REFUSAL_WITHIN_MS: Millis = 1_000;
 
 /// The `grant_capabilities` entry an app's manifest needs so `process` can message it.
 pub fn manifest_snippet(process: &str) -> String {
@@ -42,6 +50,19 @@ pub struct Waiting<K> {
     /// The request to answer (it was prompting when the hello went out).
     pub request: RequestId,
     pub app: Address,
+    /// When the hello went out (monotonic).
+    pub sent_at: Millis,
+    /// The app withdrew (e.g. unsubscribed) before the hello's outcome came back.
+    pub cancelled: bool,
+}
+
+/// How a hello ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelloOutcome<K> {
+    /// It reached the app: confirm (unless `cancelled`).
+    Delivered(Waiting<K>),
+    /// The kernel refused it: answer with the error, which names the grant.
+    Refused(Waiting<K>, ApiError),
 }
 
 /// Hellos in flight, bounded.
@@ -77,6 +98,7 @@ impl<K: Clone> Confirmations<K> {
         request: RequestId,
         app: Address,
         hello: Vec<u8>,
+        now: Millis,
         ctx: impl FnOnce(u64) -> C,
     ) -> Result<Effect<C, T>, ApiError> {
         if self.waiting.len() >= self.max {
@@ -93,6 +115,8 @@ impl<K: Clone> Confirmations<K> {
                 key,
                 request,
                 app: app.clone(),
+                sent_at: now,
+                cancelled: false,
             },
         );
         Ok(Effect::Send {
@@ -111,11 +135,41 @@ impl<K: Clone> Confirmations<K> {
         self.waiting.remove(&token)
     }
 
-    /// The hello failed: the waiting request and the error to answer it with.
-    pub fn failed(&mut self, token: u64, process: &str) -> Option<(Waiting<K>, ApiError)> {
+    /// The hello failed with `kind` at `now`: refused (at once), or delivered to a busy app.
+    pub fn failed(
+        &mut self,
+        token: u64,
+        kind: SendErrorKind,
+        now: Millis,
+        process: &str,
+    ) -> Option<HelloOutcome<K>> {
         let w = self.waiting.remove(&token)?;
+        if kind == SendErrorKind::Timeout && now.saturating_sub(w.sent_at) >= REFUSAL_WITHIN_MS {
+            return Some(HelloOutcome::Delivered(w));
+        }
         let e = grant_error(process, &w.app);
-        Some((w, e))
+        Some(HelloOutcome::Refused(w, e))
+    }
+
+    /// Withdraw every hello in flight for `key`; whether there was one.
+    pub fn cancel(&mut self, key: &K) -> bool
+    where
+        K: PartialEq,
+    {
+        let mut any = false;
+        for w in self.waiting.values_mut().filter(|w| &w.key == key) {
+            w.cancelled = true;
+            any = true;
+        }
+        any
+    }
+
+    /// Whether a hello for `key` is in flight (and not withdrawn).
+    pub fn waiting_for(&self, key: &K) -> bool
+    where
+        K: PartialEq,
+    {
+        self.waiting.values().any(|w| &w.key == key && !w.cancelled)
     }
 }
 
@@ -128,7 +182,14 @@ mod tests {
         let app = Address::parse("alice.os@chat:chat:someone.os").unwrap();
         let mut c: Confirmations<&str> = Confirmations::new(1);
         let e: Effect<u64, ()> = c
-            .begin("events", RequestId(4), app.clone(), b"{}".to_vec(), |t| t)
+            .begin(
+                "events",
+                RequestId(4),
+                app.clone(),
+                b"{}".to_vec(),
+                100,
+                |t| t,
+            )
             .unwrap();
         let Effect::Send { to, expect, .. } = e else {
             panic!()
@@ -136,14 +197,49 @@ mod tests {
         assert_eq!(to, app);
         let token = expect.unwrap().ctx;
         let again: Result<Effect<u64, ()>, _> =
-            c.begin("x", RequestId(5), app.clone(), vec![], |t| t);
+            c.begin("x", RequestId(5), app.clone(), vec![], 100, |t| t);
         assert_eq!(again.unwrap_err().code, ErrorCode::Overloaded);
-        let (w, err) = c.failed(token, "presence").unwrap();
+        let Some(HelloOutcome::Refused(w, err)) =
+            c.failed(token, SendErrorKind::Timeout, 100, "presence")
+        else {
+            panic!("an immediate Timeout is a refusal")
+        };
         assert_eq!(w.request, RequestId(4));
         assert_eq!(err.code, ErrorCode::Forbidden);
         assert!(err
             .message
             .contains(r#""grant_capabilities": ["presence:p2p-patterns:p2p-patterns.os"]"#));
         assert!(c.confirmed(token).is_none(), "answered once");
+    }
+
+    #[test]
+    fn a_late_timeout_is_a_busy_app_and_a_cancel_is_remembered() {
+        let app = Address::parse("alice.os@chat:chat:someone.os").unwrap();
+        let mut c: Confirmations<Address> = Confirmations::new(4);
+        let mut token = 0;
+        let _: Effect<u64, ()> = c
+            .begin(app.clone(), RequestId(1), app.clone(), vec![], 1_000, |t| {
+                token = t;
+                t
+            })
+            .unwrap();
+        assert!(c.waiting_for(&app));
+        assert!(c.cancel(&app));
+        assert!(!c.waiting_for(&app));
+        match c.failed(token, SendErrorKind::Timeout, 6_000, "presence") {
+            Some(HelloOutcome::Delivered(w)) => assert!(w.cancelled),
+            other => panic!("{other:?}"),
+        }
+        // Offline is never "busy".
+        let _: Effect<u64, ()> = c
+            .begin(app.clone(), RequestId(2), app.clone(), vec![], 0, |t| {
+                token = t;
+                t
+            })
+            .unwrap();
+        assert!(matches!(
+            c.failed(token, SendErrorKind::Offline, 9_000, "presence"),
+            Some(HelloOutcome::Refused(..))
+        ));
     }
 }

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Chunk size: well under the 10 MiB message limit, with room for the header.
 pub const DEFAULT_CHUNK: usize = 4 << 20;
+/// Smallest chunk size a multi-chunk transfer may use (so a header cannot claim millions
+/// of one-byte chunks).
+pub const MIN_CHUNK: u32 = 64 << 10;
 
 /// What travels with each chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,8 +175,9 @@ impl std::fmt::Display for ChunkError {
 #[derive(Debug, Clone)]
 struct Assembly {
     header: ChunkHeader,
-    data: Vec<u8>,
-    have: BTreeSet<u32>,
+    /// The chunks received so far: memory grows with what arrived, not with the claim.
+    chunks: BTreeMap<u32, Vec<u8>>,
+    bytes: u64,
     touched: Millis,
 }
 
@@ -208,7 +212,7 @@ impl Reassembly {
 
     /// Bytes held for incomplete transfers.
     pub fn buffered(&self) -> u64 {
-        self.open.values().map(|a| a.data.len() as u64).sum()
+        self.open.values().map(|a| a.bytes).sum()
     }
 
     /// Transfers open.
@@ -236,6 +240,11 @@ impl Reassembly {
                 "index out of range or zero chunk size",
             ));
         }
+        if h.count > 1 && h.chunk < MIN_CHUNK {
+            return Err(ChunkError::Malformed(
+                "chunks of a multi-chunk transfer are at least 64 KiB",
+            ));
+        }
         if u64::from(chunk_count(h.total as usize, h.chunk as usize)) != u64::from(h.count) {
             return Err(ChunkError::Malformed(
                 "count does not match total and chunk size",
@@ -248,22 +257,35 @@ impl Reassembly {
         }
         let key = (from.clone(), h.transfer);
         if self.done.contains_key(&key) {
+            // A late duplicate of a finished transfer: acknowledged, not reopened.
             return Ok(None);
         }
         if !self.open.contains_key(&key) {
             let mine = self.open.keys().filter(|(n, _)| n == from).count();
-            if mine >= self.max_per_sender || self.open.len() >= self.max_open {
+            if mine >= self.max_per_sender {
                 return Err(ChunkError::TooManyTransfers);
             }
             if h.count == 1 {
+                self.finish(key, now);
                 return Ok(Some(bytes.to_vec()));
+            }
+            if self.open.len() >= self.max_open {
+                // Full: the transfer that has waited longest for a chunk goes.
+                if let Some(oldest) = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, a)| a.touched)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.open.remove(&oldest);
+                }
             }
             self.open.insert(
                 key.clone(),
                 Assembly {
                     header: h,
-                    data: Vec::new(),
-                    have: BTreeSet::new(),
+                    chunks: BTreeMap::new(),
+                    bytes: 0,
                     touched: now,
                 },
             );
@@ -273,23 +295,34 @@ impl Reassembly {
             return Err(ChunkError::Inconsistent);
         }
         a.touched = now;
-        if a.have.insert(h.index) {
-            if a.data.is_empty() {
-                // Allocated on the first chunk, within the checked bound.
-                a.data = vec![0; h.total as usize];
-            }
-            let start = h.index as usize * h.chunk as usize;
-            a.data[start..start + bytes.len()].copy_from_slice(bytes);
+        if !a.chunks.contains_key(&h.index) {
+            a.bytes += bytes.len() as u64;
+            a.chunks.insert(h.index, bytes.to_vec());
         }
-        if a.have.len() as u32 == a.header.count {
+        if a.chunks.len() as u32 == a.header.count {
             let a = self.open.remove(&key).expect("present");
-            if self.done.len() >= 1024 {
-                self.done.pop_first();
+            self.finish(key, now);
+            let mut data = Vec::with_capacity(a.bytes as usize);
+            for (_, c) in a.chunks {
+                data.extend_from_slice(&c);
             }
-            self.done.insert(key, now);
-            return Ok(Some(a.data));
+            return Ok(Some(data));
         }
         Ok(None)
+    }
+
+    fn finish(&mut self, key: (NodeId, u64), now: Millis) {
+        if self.done.len() >= 1024 {
+            if let Some(oldest) = self
+                .done
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+            {
+                self.done.remove(&oldest);
+            }
+        }
+        self.done.insert(key, now);
     }
 
     /// Drop transfers idle for too long; how many.
@@ -347,64 +380,99 @@ mod tests {
     }
 
     #[test]
-    fn lies_in_headers_are_refused_before_anything_is_allocated() {
+    fn lies_in_headers_are_refused_and_memory_follows_what_arrived() {
+        const C: u32 = MIN_CHUNK;
         let mut r = Reassembly::new(1 << 20, 1, 1_000);
         let a = n("mallory.os");
-        let h = ChunkHeader {
-            transfer: 1,
-            index: 0,
-            count: 1,
-            chunk: 10,
-            total: 1 << 30,
+        let h = |transfer, index, count, chunk, total| ChunkHeader {
+            transfer,
+            index,
+            count,
+            chunk,
+            total,
         };
+        let c = vec![0u8; C as usize];
         assert!(matches!(
-            r.accept(&a, h, &[0; 10], 0),
+            r.accept(&a, h(1, 0, 1, 10, 1 << 30), &[0; 10], 0),
             Err(ChunkError::TooLarge { .. })
         ));
-        let h = ChunkHeader {
-            transfer: 1,
-            index: 5,
-            count: 2,
-            chunk: 10,
-            total: 20,
-        };
         assert!(matches!(
-            r.accept(&a, h, &[0; 10], 0),
+            r.accept(&a, h(1, 5, 2, C, 2 * u64::from(C)), &c, 0),
             Err(ChunkError::Malformed(_))
         ));
-        let h = ChunkHeader {
-            transfer: 1,
-            index: 0,
-            count: 2,
-            chunk: 10,
-            total: 20,
-        };
+        // Millions of one-byte chunks: refused.
         assert!(matches!(
-            r.accept(&a, h, &[0; 9], 0),
+            r.accept(&a, h(1, 0, 1 << 20, 1, 1 << 20), &[0], 0),
             Err(ChunkError::Malformed(_))
         ));
-        assert_eq!(r.accept(&a, h, &[0; 10], 0), Ok(None));
-        let other = ChunkHeader { transfer: 2, ..h };
+        assert!(matches!(
+            r.accept(&a, h(1, 0, 2, C, 2 * u64::from(C)), &c[1..], 0),
+            Err(ChunkError::Malformed(_))
+        ));
+        // A transfer claiming 1 MiB holds only the chunk that came.
+        let big = h(1, 0, 16, C, 16 * u64::from(C));
+        assert_eq!(r.accept(&a, big, &c, 0), Ok(None));
+        assert_eq!(r.buffered(), u64::from(C));
         assert_eq!(
-            r.accept(&a, other, &[0; 10], 0),
+            r.accept(&a, ChunkHeader { transfer: 2, ..big }, &c, 0),
             Err(ChunkError::TooManyTransfers)
         );
         let liar = ChunkHeader {
-            total: 19,
-            count: 2,
-            ..h
+            index: 15,
+            total: 16 * u64::from(C) - 1,
+            ..big
         };
-        assert!(r
-            .accept(&a, ChunkHeader { index: 1, ..liar }, &[0; 9], 0)
-            .is_err());
+        assert!(r.accept(&a, liar, &c[1..], 0).is_err());
         assert_eq!(r.expire(999), 0);
         assert_eq!(r.expire(1_000), 1);
         assert_eq!(r.buffered(), 0);
     }
 
     #[test]
+    fn strangers_filling_the_table_do_not_lock_out_a_live_transfer() {
+        const C: u32 = MIN_CHUNK;
+        let mut r = Reassembly::new(1 << 20, 1, 60_000);
+        let c = vec![1u8; C as usize];
+        let h = |t| ChunkHeader {
+            transfer: t,
+            index: 0,
+            count: 2,
+            chunk: C,
+            total: 2 * u64::from(C),
+        };
+        for i in 0..8 {
+            assert_eq!(r.accept(&n(&format!("m{i}.os")), h(1), &c, i), Ok(None));
+        }
+        // Table full (8 open): a new transfer evicts the longest-waiting one and completes.
+        assert_eq!(r.accept(&n("alice.os"), h(1), &c, 100), Ok(None));
+        assert_eq!(r.open(), 8);
+        let last = ChunkHeader { index: 1, ..h(1) };
+        assert_eq!(
+            r.accept(&n("alice.os"), last, &c, 101)
+                .unwrap()
+                .map(|d| d.len()),
+            Some(2 * C as usize)
+        );
+    }
+
+    #[test]
+    fn a_duplicated_single_chunk_transfer_is_delivered_once() {
+        let mut r = Reassembly::new(1 << 20, 1, 60_000);
+        let h = ChunkHeader {
+            transfer: 3,
+            index: 0,
+            count: 1,
+            chunk: 5,
+            total: 5,
+        };
+        assert!(r.accept(&n("bob.os"), h, b"hello", 0).unwrap().is_some());
+        assert_eq!(r.accept(&n("bob.os"), h, b"hello", 1), Ok(None));
+    }
+
+    #[test]
     fn a_chunk_that_keeps_failing_fails_the_transfer() {
         let mut out = Outgoing::new(1, vec![1; 25], 10, 1, 2);
+        // (Outgoing accepts any chunk size; receivers require MIN_CHUNK for multi-chunk.)
         for _ in 0..2 {
             let b = out.poll();
             assert_eq!(b[0].0.index, 0);
@@ -416,13 +484,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_size_and_order_reassembles(len in 0usize..5_000, chunk in 1usize..700, seed in any::<u64>()) {
+        fn any_size_and_order_reassembles(len in 0usize..400_000, chunk in (MIN_CHUNK as usize)..200_000, seed in any::<u64>()) {
             let data: Vec<u8> = (0..len).map(|i| (i as u64 ^ seed) as u8).collect();
             let mut out = Outgoing::new(seed, data.clone(), chunk, u32::MAX, 1);
             let mut batch = out.poll();
             let k = batch.len();
             batch.rotate_left((seed as usize) % k.max(1));
-            let mut r = Reassembly::new(10_000, 1, 10);
+            let mut r = Reassembly::new(1 << 20, 1, 10);
             let mut got = None;
             for (h, b) in batch {
                 if let Some(d) = r.accept(&n("bob.os"), h, &b, 0).unwrap() { got = Some(d); }

@@ -168,7 +168,9 @@ pub struct Driver<S: Service> {
     prompt: Option<RequestId>,
     pending: BTreeMap<RequestId, Pending>,
     slots: BTreeMap<u64, Slot<S::Ctx, S::Timer>>,
-    armed: BTreeMap<S::Timer, u64>,
+    /// Armed timers: the slot of the kernel timer that will fire it, and its deadline
+    /// (monotonic). A later deadline reuses the kernel timer (re-sent when it fires early).
+    armed: BTreeMap<S::Timer, (u64, Millis)>,
     lazy: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     lazy_bytes: usize,
     flush_armed: bool,
@@ -272,6 +274,12 @@ impl<S: Service> Driver<S> {
                 blob,
             } => {
                 let id = RequestId(self.id());
+                if expects_response.is_none() {
+                    // Nothing may be answered while handling it: the kernel's prompt is then
+                    // an older request, or (a forwarded request with an rsvp, which we cannot
+                    // see) the sender's — either way not something this input may answer.
+                    self.prompt = None;
+                }
                 if let Some(t) = expects_response {
                     // The kernel makes a request that expects a response the prompt.
                     self.prompt = Some(id);
@@ -326,7 +334,7 @@ impl<S: Service> Driver<S> {
                 body,
                 blob,
                 context,
-            } => match self.take_slot(context) {
+            } => match self.take_slot(context, now, &mut calls) {
                 None => {
                     calls.push(print(
                         Level::Warn,
@@ -372,7 +380,7 @@ impl<S: Service> Driver<S> {
                 kind,
                 target,
                 context,
-            } => match self.take_slot(context) {
+            } => match self.take_slot(context, now, &mut calls) {
                 None => {
                     calls.push(print(
                         Level::Warn,
@@ -413,7 +421,7 @@ impl<S: Service> Driver<S> {
             KernelEvent::ReadDone { token, value } => {
                 let mut ctx = [TAG_INTERNAL].to_vec();
                 ctx.extend_from_slice(&token.to_le_bytes());
-                match self.take_slot(Some(ctx)) {
+                match self.take_slot(Some(ctx), now, &mut calls) {
                     Some(SlotKind::Read(key, ctx)) => Some(Input::Read { key, value, ctx }),
                     _ => {
                         calls.push(print(Level::Warn, "a read answer nobody asked for"));
@@ -446,7 +454,12 @@ impl<S: Service> Driver<S> {
     }
 
     /// Remove the slot a kernel context names; restore its prompt and release its hold.
-    fn take_slot(&mut self, context: Option<Vec<u8>>) -> Option<SlotKind<S::Ctx, S::Timer>> {
+    fn take_slot(
+        &mut self,
+        context: Option<Vec<u8>>,
+        now: Now,
+        calls: &mut Vec<KernelCall>,
+    ) -> Option<SlotKind<S::Ctx, S::Timer>> {
         let c = context?;
         if c.len() != 9 {
             return None;
@@ -458,6 +471,7 @@ impl<S: Service> Driver<S> {
             (&slot.kind, tag),
             (SlotKind::Send(_), TAG_SEND)
                 | (SlotKind::Timer(_), TAG_TIMER)
+                | (SlotKind::Stale, TAG_TIMER)
                 | (SlotKind::Flush, TAG_TIMER)
                 | (SlotKind::Read(..), TAG_INTERNAL)
                 | (SlotKind::Bind(_), TAG_INTERNAL)
@@ -477,7 +491,16 @@ impl<S: Service> Driver<S> {
         }
         if let SlotKind::Timer(t) = &slot.kind {
             // A timer's slot is current only while `armed` still points at it.
-            if self.armed.get(t) != Some(&id) {
+            let Some(&(armed_id, deadline)) = self.armed.get(t) else {
+                return Some(SlotKind::Stale);
+            };
+            if armed_id != id {
+                return Some(SlotKind::Stale);
+            }
+            if deadline > now.mono {
+                // Re-armed to a later deadline: wait the rest (same prompt as before).
+                let t = t.clone();
+                calls.push(self.kernel_timer(t, deadline - now.mono, deadline));
                 return Some(SlotKind::Stale);
             }
             self.armed.remove(t);
@@ -491,11 +514,34 @@ impl<S: Service> Driver<S> {
         }
     }
 
+    /// A kernel timer request for `t`, due at `deadline`.
+    fn kernel_timer(&mut self, t: S::Timer, after_ms: Millis, deadline: Millis) -> KernelCall {
+        let context = self.slot(TAG_TIMER, SlotKind::Timer(t.clone()));
+        let id = u64::from_le_bytes(context[1..9].try_into().expect("9 bytes"));
+        self.armed.insert(t, (id, deadline));
+        KernelCall::SendRequest {
+            target: self.timer.clone(),
+            body: timer_body(after_ms),
+            blob: None,
+            expects_response: Some(after_ms / 1000 + 1),
+            context: Some(context),
+        }
+    }
+
+    /// The kernel timer of slot `id` no longer fires anything: it stops holding its request.
+    fn retire(&mut self, id: u64) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            if matches!(slot.kind, SlotKind::Timer(_)) {
+                slot.kind = SlotKind::Stale;
+                if let Some(p) = slot.prompt.and_then(|p| self.pending.get_mut(&p)) {
+                    p.holds = p.holds.saturating_sub(1);
+                }
+            }
+        }
+    }
+
     fn slot(&mut self, tag: u8, kind: SlotKind<S::Ctx, S::Timer>) -> Vec<u8> {
         let id = self.id();
-        if let SlotKind::Timer(t) = &kind {
-            self.armed.insert(t.clone(), id);
-        }
         let holds = !matches!(kind, SlotKind::Flush | SlotKind::Bind(_));
         self.slots.insert(
             id,
@@ -602,7 +648,7 @@ impl<S: Service> Driver<S> {
     }
 
     /// Effects to kernel calls, in order.
-    fn lower(&mut self, _now: Now, effects: Vec<Effect<S::Ctx, S::Timer>>) -> Vec<KernelCall> {
+    fn lower(&mut self, now: Now, effects: Vec<Effect<S::Ctx, S::Timer>>) -> Vec<KernelCall> {
         let mut calls = Vec::with_capacity(effects.len());
         for e in effects {
             match e {
@@ -649,25 +695,41 @@ impl<S: Service> Driver<S> {
                     }
                 }
                 Effect::SetTimer { after_ms, timer } => {
-                    let context = self.slot(TAG_TIMER, SlotKind::Timer(timer));
-                    calls.push(KernelCall::SendRequest {
-                        target: self.timer.clone(),
-                        body: timer_body(after_ms),
-                        blob: None,
-                        expects_response: Some(after_ms / 1000 + 1),
-                        context: Some(context),
-                    });
+                    let deadline = now.mono.saturating_add(after_ms);
+                    match self.armed.get(&timer).copied() {
+                        // The kernel timer out fires no later: keep it, move the deadline
+                        // (it is re-sent for the rest when it fires).
+                        Some((id, old))
+                            if old <= deadline
+                                && self.slots.get(&id).is_some_and(|s| s.prompt == self.prompt) =>
+                        {
+                            self.armed.insert(timer, (id, deadline));
+                        }
+                        old => {
+                            if let Some((id, _)) = old {
+                                self.retire(id);
+                            }
+                            calls.push(self.kernel_timer(timer, after_ms, deadline));
+                        }
+                    }
                 }
                 Effect::CancelTimer(t) => {
-                    self.armed.remove(&t);
+                    if let Some((id, _)) = self.armed.remove(&t) {
+                        self.retire(id);
+                    }
                 }
                 Effect::Store(batch) => self.store(batch, &mut calls),
                 Effect::Read { key, ctx } => {
+                    // A read sees every earlier write, lazy ones included.
+                    self.flush(&mut calls, false);
                     let context = self.slot(TAG_INTERNAL, SlotKind::Read(key.clone(), ctx));
                     let token = u64::from_le_bytes(context[1..9].try_into().expect("9 bytes"));
                     calls.push(KernelCall::Read { key, token });
                 }
-                Effect::Persist { state } => calls.push(KernelCall::SetState(state)),
+                Effect::Persist { state } => {
+                    self.flush(&mut calls, false);
+                    calls.push(KernelCall::SetState(state));
+                }
                 Effect::WsPush {
                     channel,
                     kind,

@@ -151,6 +151,7 @@ fn start_hands_over_persisted_state_records_and_seed() {
 fn timers_fire_once_and_can_be_cancelled_or_rearmed() {
     let mut d = scripted(|i| match i {
         Input::Request { body, .. } if body == b"arm" => vec![Effect::timer(2_500, 7)],
+        Input::Request { body, .. } if body == b"soon" => vec![Effect::timer(100, 7)],
         Input::Request { body, .. } if body == b"cancel" => vec![Effect::CancelTimer(7)],
         _ => vec![],
     });
@@ -160,35 +161,47 @@ fn timers_fire_once_and_can_be_cancelled_or_rearmed() {
     assert!(
         matches!(&calls[0], KernelCall::SendRequest { body, expects_response: Some(3), .. } if body == br#"{"SetTimer":2500}"#)
     );
-    // Re-armed before it fired: the first deadline no longer fires.
-    let second = sends(&d.step(t(2), request(b"arm", false))).remove(0).1;
-    assert_eq!(d.armed_timers(), 1);
-    let timer_answer = |ctx: &Option<Vec<u8>>| KernelEvent::Response {
+    let answer = |ctx: &Option<Vec<u8>>| KernelEvent::Response {
         source: target.clone(),
         body: vec![],
         blob: None,
         context: ctx.clone(),
     };
+    // Re-armed to a later deadline: no second kernel timer; the first one, firing early,
+    // is re-sent for the rest and does not reach the core.
+    assert!(sends(&d.step(t(2), request(b"arm", false))).is_empty());
+    assert_eq!(d.armed_timers(), 1);
     let n = d.core().seen.len();
-    d.step(t(2_501), timer_answer(&first));
-    assert_eq!(
-        d.core().seen.len(),
-        n,
-        "a re-armed timer's old answer is ignored"
+    let calls = d.step(t(2_501), answer(&first));
+    assert_eq!(d.core().seen.len(), n, "not due yet");
+    let (_, rest) = sends(&calls).remove(0);
+    assert!(
+        matches!(&calls[0], KernelCall::SendRequest { body, .. } if body == br#"{"SetTimer":1}"#)
     );
-    d.step(t(2_502), timer_answer(&second));
+    d.step(t(2_502), answer(&rest));
     assert_eq!(d.core().seen.last(), Some(&Input::Timer(7)));
-    // Cancelled: armed, cancelled, its answer ignored.
-    let third = sends(&d.step(t(3_000), request(b"arm", false))).remove(0).1;
-    d.step(t(3_001), request(b"cancel", false));
+    assert_eq!(d.armed_timers(), 0);
+    // Re-armed to an earlier deadline: a new kernel timer; the old one's answer is ignored.
+    let late = sends(&d.step(t(3_000), request(b"arm", false))).remove(0).1;
+    let soon = sends(&d.step(t(3_001), request(b"soon", false)))
+        .remove(0)
+        .1;
+    d.step(t(3_101), answer(&soon));
+    assert_eq!(d.core().seen.last(), Some(&Input::Timer(7)));
+    let n = d.core().seen.len();
+    d.step(t(5_500), answer(&late));
+    assert_eq!(d.core().seen.len(), n, "the replaced timer fires nothing");
+    // Cancelled: its answer is ignored.
+    let third = sends(&d.step(t(6_000), request(b"arm", false))).remove(0).1;
+    d.step(t(6_001), request(b"cancel", false));
     assert_eq!(d.armed_timers(), 0);
     let n = d.core().seen.len();
-    d.step(t(5_600), timer_answer(&third));
+    d.step(t(8_600), answer(&third));
     assert_eq!(d.core().seen.len(), n);
     // A timer whose request failed still fires.
-    let fourth = sends(&d.step(t(6_000), request(b"arm", false))).remove(0).1;
+    let fourth = sends(&d.step(t(9_000), request(b"arm", false))).remove(0).1;
     d.step(
-        t(9_000),
+        t(12_000),
         KernelEvent::SendError {
             kind: SendErrorKind::Timeout,
             target: target.clone(),
@@ -196,6 +209,76 @@ fn timers_fire_once_and_can_be_cancelled_or_rearmed() {
         },
     );
     assert_eq!(d.core().seen.last(), Some(&Input::Timer(7)));
+    // However often a timer is re-armed, one kernel timer is out for it.
+    let mut out = 0;
+    for k in 0..1_000 {
+        out += sends(&d.step(t(20_000 + k), request(b"arm", false))).len();
+    }
+    assert_eq!(out, 1);
+}
+
+#[test]
+fn a_cancelled_deadline_timer_no_longer_holds_its_request() {
+    // The core asks a peer under a deadline; when the peer answers it cancels the deadline
+    // and (a bug) forgets to answer: the driver answers at once, not a minute later.
+    let mut d = scripted(move |i| match i {
+        Input::Request { .. } => vec![
+            Effect::request(peer(), b"{}".to_vec(), 30, 1),
+            Effect::timer(60_000, 1),
+        ],
+        Input::Response { .. } => vec![Effect::CancelTimer(1)],
+        _ => vec![],
+    });
+    let calls = d.step(t(1), request(b"wait", true));
+    assert!(responses(&calls).is_empty());
+    let ask = sends(&calls)
+        .into_iter()
+        .find(|(a, _)| *a == peer())
+        .unwrap()
+        .1;
+    let calls = d.step(
+        t(50),
+        KernelEvent::Response {
+            source: peer(),
+            body: vec![],
+            blob: None,
+            context: ask,
+        },
+    );
+    let r = responses(&calls);
+    assert_eq!(r.len(), 1, "answered while its prompt is current");
+    assert_eq!(
+        decode_response::<()>(&r[0]).unwrap_err().code,
+        ErrorCode::Internal
+    );
+    assert_eq!(d.pending_replies(), 0);
+}
+
+#[test]
+fn a_read_sees_earlier_lazy_writes() {
+    let mut d = scripted(|i| match i {
+        Input::Request { body, .. } if body == b"write" => {
+            vec![Effect::Store(
+                Batch::lazy().put(b"k".to_vec(), b"v".to_vec()),
+            )]
+        }
+        Input::Request { .. } => vec![Effect::Read {
+            key: b"k".to_vec(),
+            ctx: 1,
+        }],
+        _ => vec![],
+    });
+    d.step(t(1), request(b"write", false));
+    let calls = d.step(t(2), request(b"read", false));
+    let kinds: Vec<&str> = calls
+        .iter()
+        .filter_map(|c| match c {
+            KernelCall::Store { .. } => Some("store"),
+            KernelCall::Read { .. } => Some("read"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec!["store", "read"]);
 }
 
 #[test]
@@ -570,4 +653,16 @@ fn http_requests_and_websocket_pushes_go_through_the_mapping() {
         },
     );
     assert!(matches!(d.core().seen.last(), Some(Input::Request { .. })));
+}
+
+#[test]
+fn a_fire_and_forget_request_cannot_answer_a_held_request() {
+    let mut d = relay();
+    sends(&d.step(t(1), request(b"relay", true)));
+    // The held request is still pending; a fire-and-forget "steal" must not answer it
+    // (the kernel's prompt then may be someone else's forwarded request).
+    let calls = d.step(t(2), request(b"steal", false));
+    assert!(responses(&calls).is_empty());
+    assert_eq!(d.dropped_replies(), 1);
+    assert_eq!(d.pending_replies(), 1);
 }

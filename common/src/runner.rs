@@ -70,11 +70,12 @@ impl NodeHost {
         let db = match pl::sqlite::open(our.package_id(), our.process(), Some(DB_TIMEOUT_S)) {
             Ok(db) => db,
             Err(e) => {
-                pl::print_to_terminal(
-                    0,
-                    &format!("storage unavailable (sqlite:distro:sys): {e}; keyed records will not persist"),
+                // Running without durable storage would acknowledge writes it cannot keep:
+                // stop here with the reason (Hyperware restarts the process with backoff).
+                panic!(
+                    "storage unavailable (sqlite:distro:sys): {e}; the package manifest must \
+                     request the \"sqlite:distro:sys\" capability"
                 );
-                return NodeHost { db: None };
             }
         };
         if let Err(e) = db.write(
@@ -82,11 +83,7 @@ impl NodeHost {
             vec![],
             None,
         ) {
-            pl::print_to_terminal(
-                0,
-                &format!("storage: creating the records table failed: {e}"),
-            );
-            return NodeHost { db: None };
+            panic!("storage: creating the records table failed: {e}");
         }
         NodeHost { db: Some(db) }
     }

@@ -15,8 +15,10 @@ use p2p_common::api::{
     decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
     PACKAGE_VERSION, PROTOCOL_VERSION,
 };
-use p2p_common::appreach::Confirmations;
-use p2p_common::resilience::{Backoff, Jitter, Reachability, ReachabilityConfig};
+use p2p_common::appreach::{Confirmations, HelloOutcome};
+use p2p_common::resilience::{
+    take_capped, Backoff, BudgetConfig, Jitter, Reachability, ReachabilityConfig, SenderBudgets,
+};
 use p2p_common::service::log;
 use p2p_common::{
     Address, Batch, Effect, Expect, Input, Level, Millis, NodeId, Now, ProcessId, Records,
@@ -44,6 +46,10 @@ const EVENT_FAILURES: u32 = 3;
 const MAX_PUSH_PULL: usize = p2p_common::api::presence::MAX_MEMBERS as usize;
 /// Largest answer to a digest exchange (bytes).
 const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
+/// Messages per second one remote node may have us handle (steady state is a few per
+/// protocol period), and the burst above that.
+const INBOUND_PER_SECOND: u32 = 20;
+const INBOUND_BURST: u32 = 200;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
 
@@ -219,6 +225,8 @@ pub struct Presence {
     wall_offset: i64,
     /// Subscriptions waiting for their first delivery.
     welcomes: Confirmations<Address>,
+    /// Per remote node: messages we handle per second (a flood costs a fixed rate).
+    budgets: SenderBudgets,
     /// Probe rounds not concluded because the trouble was ours (just started, contradicted).
     pub spared_verdicts: u64,
 }
@@ -257,6 +265,11 @@ impl Presence {
             dirty_members: BTreeSet::new(),
             wall_offset: 0,
             welcomes: Confirmations::new(64),
+            budgets: SenderBudgets::new(BudgetConfig {
+                per_second: INBOUND_PER_SECOND,
+                burst: INBOUND_BURST,
+                max_senders: 4_096,
+            }),
             spared_verdicts: 0,
         }
     }
@@ -267,6 +280,14 @@ impl Presence {
             return 0;
         }
         (mono as i64).saturating_add(self.wall_offset).max(0) as Millis
+    }
+
+    /// New settings: a new reachability table, keeping our own network health (a settings
+    /// change must not end the startup grace).
+    fn rebuild_reach(&mut self) {
+        let health = self.reach.health().clone();
+        self.reach = Reachability::new(reach_config(&self.cfg));
+        self.reach.set_health(health);
     }
 
     /// Our reachability of peers, with our own network health in it.
@@ -830,11 +851,28 @@ impl Presence {
         }
     }
 
+    /// `target` is alive (it answered us, spoke to us, or a helper reached it). Our own
+    /// network health moves only on answers to our own sends (in `handle`), so a helper's ack
+    /// can still count as "others reach whom we cannot".
     fn probe_succeeded(&mut self, target: &NodeId, now: Millis, rtt: Option<Millis>) {
-        self.reach.on_success(target, now, rtt);
+        self.reach.on_peer_reached(target, now, rtt);
         if let Some(m) = self.members.get_mut(target) {
             m.last_seen = now;
         }
+    }
+
+    /// At most twice the configured updates per message are taken from a peer's message;
+    /// the rest are dropped (one log line per message, not per update).
+    fn capped(&mut self, updates: Vec<Update>, out: &mut Vec<Eff>) -> Vec<Update> {
+        let max = self.cfg.max_updates_per_message as usize * 2;
+        let (updates, dropped) = take_capped(updates, max);
+        if dropped > 0 {
+            out.push(log(
+                Level::Debug,
+                format!("dropped {dropped} updates over the {max} per message"),
+            ));
+        }
+        updates
     }
 
     // ----- requests -----
@@ -858,12 +896,27 @@ impl Presence {
                     Err(ApiError::forbidden(
                         "protocol message: only presence processes on other nodes may send it",
                     ))
+                } else if !local && !self.budgets.allow(&from.node, 1, now) {
+                    // One sender's flood costs a fixed rate of work.
+                    if self.budgets.refused.is_power_of_two() {
+                        out.push(log(
+                            Level::Warn,
+                            format!(
+                                "{}: over its message budget; refusing ({} refusals so far)",
+                                from.node, self.budgets.refused
+                            ),
+                        ));
+                    }
+                    Err(ApiError::new(
+                        ErrorCode::Overloaded,
+                        "too many messages from your node; slow down",
+                    ))
                 } else if !req.is_protocol() && !req.is_open() && !local {
                     Err(ApiError::forbidden(
                         "local-only operation: only apps on this node may call it",
                     ))
                 } else if matches!(req, Request::Subscribe {}) && expects_response {
-                    match self.subscribe(id, &from) {
+                    match self.subscribe(id, &from, now) {
                         // Answered when the welcome's outcome comes back (replying later).
                         Ok(Some(send)) => {
                             out.push(send);
@@ -887,19 +940,48 @@ impl Presence {
 
     /// Subscribe `app`: confirmed only once a first message (the welcome) reached it, so an
     /// app that did not grant us messaging is told so instead of silently getting nothing.
-    fn subscribe(&mut self, id: RequestId, app: &Address) -> ApiResult<Option<Eff>> {
+    fn subscribe(&mut self, id: RequestId, app: &Address, now: Millis) -> ApiResult<Option<Eff>> {
         if self.subscribers.contains_key(app) {
             return Ok(None);
+        }
+        if self.welcomes.waiting_for(app) {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "a Subscribe of this app is already being confirmed; retry in a few seconds",
+            ));
         }
         let welcome = SubscriberMessage::Welcome {
             node: self.me.clone(),
             seq: 0,
         };
         self.welcomes
-            .begin(app.clone(), id, app.clone(), encode(&welcome), |token| {
-                Ctx::Welcome { token }
-            })
+            .begin(
+                app.clone(),
+                id,
+                app.clone(),
+                encode(&welcome),
+                now,
+                |token| Ctx::Welcome { token },
+            )
             .map(Some)
+    }
+
+    fn confirm_subscription(
+        &mut self,
+        w: p2p_common::appreach::Waiting<Address>,
+        out: &mut Vec<Eff>,
+    ) {
+        let answer: ApiResult<Response> = if w.cancelled {
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "unsubscribed before the subscription was confirmed",
+            ))
+        } else {
+            self.subscribers.entry(w.app.clone()).or_default();
+            out.push(log(Level::Info, format!("{} subscribed", w.app)));
+            Ok(Response::Subscribed {})
+        };
+        out.push(Effect::reply(w.request, encode_result(&answer)));
     }
 
     fn serve(
@@ -1002,16 +1084,20 @@ impl Presence {
                 self.subscribers.entry(from.clone()).or_default();
                 Ok(Response::Subscribed {})
             }
-            Request::Unsubscribe {} => match self.subscribers.remove(from) {
-                Some(_) => Ok(Response::Unsubscribed {}),
-                None => Err(ApiError::not_found(format!("{from} is not subscribed"))),
-            },
+            Request::Unsubscribe {} => {
+                let pending = self.welcomes.cancel(from);
+                match self.subscribers.remove(from) {
+                    Some(_) => Ok(Response::Unsubscribed {}),
+                    None if pending => Ok(Response::Unsubscribed {}),
+                    None => Err(ApiError::not_found(format!("{from} is not subscribed"))),
+                }
+            }
             Request::GetConfig {} => Ok(Response::Config(self.cfg.clone())),
             Request::SetConfig(patch) => {
                 let cfg = patch.apply(&self.cfg);
                 cfg.validate().map_err(ApiError::bad_request)?;
                 self.cfg = cfg;
-                self.reach = Reachability::new(reach_config(&self.cfg));
+                self.rebuild_reach();
                 out.push(self.persist_now());
                 Ok(Response::Config(self.cfg.clone()))
             }
@@ -1091,6 +1177,7 @@ impl Presence {
                 Ok(Response::Deregistered {})
             }
             Request::Probe { seq, updates } => {
+                let updates = self.capped(updates, out);
                 self.merge(&updates, now, out);
                 self.probe_succeeded(&from.node, now, None);
                 let updates = self.piggyback(Some(&from.node));
@@ -1166,6 +1253,7 @@ impl Presence {
                 Ok(Response::Accepted {})
             }
             Request::Gossip { updates } => {
+                let updates = self.capped(updates, out);
                 self.merge(&updates, now, out);
                 Ok(Response::Accepted {})
             }
@@ -1481,10 +1569,7 @@ impl Presence {
             }
             Ctx::Welcome { token } => {
                 if let Some(w) = self.welcomes.confirmed(token) {
-                    self.subscribers.entry(w.app.clone()).or_default();
-                    out.push(log(Level::Info, format!("{} subscribed", w.app)));
-                    let ok: ApiResult<Response> = Ok(Response::Subscribed {});
-                    out.push(Effect::reply(w.request, encode_result(&ok)));
+                    self.confirm_subscription(w, out);
                 }
             }
             Ctx::Deregister => {}
@@ -1661,13 +1746,16 @@ impl Presence {
                 self.retry_register(bootstrap, attempt, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
-            Ctx::Welcome { token } => {
-                if let Some((w, e)) = self.welcomes.failed(token, crate::NAME) {
+            Ctx::Welcome { token } => match self.welcomes.failed(token, kind, now, crate::NAME) {
+                Some(HelloOutcome::Refused(w, e)) => {
                     out.push(log(Level::Warn, format!("subscribe refused: {e}")));
                     let err: ApiResult<Response> = Err(e);
                     out.push(Effect::reply(w.request, encode_result(&err)));
                 }
-            }
+                // Late: the app got it while blocked on its own Subscribe.
+                Some(HelloOutcome::Delivered(w)) => self.confirm_subscription(w, out),
+                None => {}
+            },
             Ctx::Event { subscriber } => {
                 let drop_it = match self.subscribers.get_mut(&subscriber) {
                     Some(s) => {
@@ -1796,9 +1884,7 @@ impl Presence {
                 self.bootstrap = st.bootstrap;
                 if st.config.validate().is_ok() {
                     self.cfg = st.config;
-                    let health = self.reach.health().clone();
-                    self.reach = Reachability::new(reach_config(&self.cfg));
-                    self.reach.set_health(health);
+                    self.rebuild_reach();
                 }
             }
             Some(Err(e)) => out.push(log(
@@ -1852,7 +1938,7 @@ impl Presence {
                 self.bootstrap = s.bootstrap;
                 if s.config.validate().is_ok() {
                     self.cfg = s.config;
-                    self.reach = Reachability::new(reach_config(&self.cfg));
+                    self.rebuild_reach();
                 }
                 self.members.restore(s.members, &self.me, now);
                 self.dirty_members = self.members.iter().map(|(n, _)| n.clone()).collect();
@@ -1943,10 +2029,6 @@ impl Service for Presence {
                 timeout_s,
                 ..
             } => {
-                if from.node != self.me && from.process == self.our.process {
-                    // A peer reached us: our networking is up.
-                    self.reach.health_mut().on_success(t);
-                }
                 self.sender = Some(from.node.clone());
                 self.handle_request(id, from, body, timeout_s.is_some(), t, &mut out);
                 self.sender = None;

@@ -225,9 +225,16 @@ impl Reachability {
         p
     }
 
-    /// `node` answered; `rtt_ms` is the round trip of a request that was not retried.
+    /// `node` answered one of our requests; `rtt_ms` is the round trip of a request that
+    /// was not retried. It also proves our own networking.
     pub fn on_success(&mut self, node: &NodeId, now: Millis, rtt_ms: Option<Millis>) {
         self.health.on_success(now);
+        self.on_peer_reached(node, now, rtt_ms);
+    }
+
+    /// `node` is reachable (by someone: it spoke to us, or a helper reached it), without
+    /// saying anything about our own networking.
+    pub fn on_peer_reached(&mut self, node: &NodeId, now: Millis, rtt_ms: Option<Millis>) {
         let p = self.entry(node);
         p.last_success = Some(now);
         p.consecutive_failures = 0;
@@ -512,5 +519,32 @@ mod tests {
             }
             prop_assert_eq!(r.peer(&a).unwrap().srtt_ms(), Some(rtt));
         }
+    }
+
+    #[test]
+    fn contradicted_failures_make_the_trouble_ours_and_peers_reached_by_others_do_not_end_it() {
+        let mut r = Reachability::default();
+        let (a, b) = (
+            NodeId::parse("a.os").unwrap(),
+            NodeId::parse("b.os").unwrap(),
+        );
+        r.on_success(&a, 1_000, Some(50));
+        r.on_timeout(&b, 2_000);
+        // A helper reached b: evidence against our network, and b is alive.
+        r.on_contradicted(2_100);
+        r.on_peer_reached(&b, 2_100, None);
+        r.on_timeout(&a, 3_000);
+        r.on_contradicted(3_100);
+        r.on_peer_reached(&a, 3_100, None);
+        assert!(
+            r.own_trouble(3_200),
+            "two contradictions, no success of ours between"
+        );
+        // While it is ours, failures are not held against peers.
+        r.on_timeout(&a, 3_300);
+        r.on_timeout(&a, 3_400);
+        assert_eq!(r.peer(&a).unwrap().consecutive_failures, 0);
+        r.on_success(&a, 4_000, None);
+        assert!(!r.own_trouble(4_000));
     }
 }

@@ -164,7 +164,12 @@ struct Envelope {
     epoch: u64,
     /// Target node's incarnation when sent.
     to_inc: u64,
+    /// The network's second copy of a message (hostile mode).
+    dup: bool,
 }
+
+/// Marks the prompt of a duplicated request's second copy: it is answered separately.
+const DUP_BIT: u64 = 1 << 63;
 
 #[derive(Debug, Clone)]
 enum Event {
@@ -202,6 +207,8 @@ pub struct AppSpec {
     pub public: bool,
     /// Our processes (by name) it granted messaging in `grant_capabilities`.
     pub grants: std::collections::BTreeSet<String>,
+    /// It answers requests this late (an app blocked in `send_and_await_response`).
+    pub answer_after_ms: Millis,
 }
 
 impl AppSpec {
@@ -213,6 +220,7 @@ impl AppSpec {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            answer_after_ms: 0,
         }
     }
     /// An app that is not public and grants nothing.
@@ -220,6 +228,7 @@ impl AppSpec {
         AppSpec {
             public: false,
             grants: Default::default(),
+            answer_after_ms: 0,
         }
     }
 }
@@ -258,6 +267,9 @@ pub struct Node {
     /// The same with the receiving app and blob.
     pub app_messages: Vec<AppMessage>,
 }
+
+/// A request to a system process the simulator does not play: (from, to, body, blob).
+pub type SystemMessage = (Address, Address, Vec<u8>, Option<Vec<u8>>);
 
 /// A request that reached an app the simulator plays.
 #[derive(Debug, Clone)]
@@ -337,11 +349,13 @@ pub struct Sim {
     started: bool,
     /// Requests to system processes the simulator does not play (http-server binds and
     /// WebSocket pushes, ...): (from, to, body, blob).
-    pub system_messages: Vec<(Address, Address, Vec<u8>, Option<Vec<u8>>)>,
+    pub system_messages: Vec<SystemMessage>,
     /// Blobs of app request outcomes, by handle.
     app_blobs: BTreeMap<u64, Vec<u8>>,
     /// Per node, the peers it has a live connection to (for the peer limit).
     live_peers: Vec<BTreeSet<usize>>,
+    /// Requests answered so far (a second answer is counted in `stats.double_answers`).
+    answered: HashSet<u64>,
 }
 
 impl Sim {
@@ -396,6 +410,7 @@ impl Sim {
             system_messages: Vec::new(),
             app_blobs: BTreeMap::new(),
             live_peers: Vec::new(),
+            answered: HashSet::new(),
         }
     }
 
@@ -981,6 +996,7 @@ impl Sim {
                 },
                 epoch: 0,
                 to_inc: inc,
+                dup: false,
             };
             let slow = self.nodes[from_node].slow_ms;
             self.schedule(
@@ -1004,6 +1020,7 @@ impl Sim {
                     },
                     epoch: 0,
                     to_inc: inc,
+                    dup: false,
                 };
                 self.schedule(
                     self.now + self.net.local_latency_ms,
@@ -1144,6 +1161,7 @@ impl Sim {
                     payload,
                     epoch: 0,
                     to_inc,
+                    dup: false,
                 })),
             );
             return;
@@ -1271,6 +1289,7 @@ impl Sim {
                     payload: payload.clone(),
                     epoch,
                     to_inc,
+                    dup: c == 1,
                 })),
             );
         }
@@ -1424,7 +1443,28 @@ impl Sim {
                     });
                     if expects_response.is_some() {
                         let reply = br#"{"Ok":null}"#.to_vec();
-                        self.respond(to_node, env.to, env.from, req, reply, None);
+                        let delay =
+                            self.nodes[to_node].apps[&env.to.process.to_string()].answer_after_ms;
+                        if delay == 0 {
+                            self.respond(to_node, env.to, env.from, req, reply, None);
+                        } else {
+                            let inc = self.nodes[to_node].incarnation;
+                            self.schedule(
+                                self.now + delay,
+                                Event::Deliver(Box::new(Envelope {
+                                    from: env.to,
+                                    to: env.from,
+                                    payload: Payload::Response {
+                                        req,
+                                        body: reply,
+                                        blob: None,
+                                    },
+                                    epoch: 0,
+                                    to_inc: inc,
+                                    dup: false,
+                                })),
+                            );
+                        }
                     }
                     return;
                 }
@@ -1440,7 +1480,8 @@ impl Sim {
                 };
                 if expects_response.is_some() {
                     // The kernel makes it the prompting message.
-                    self.nodes[to_node].procs[pi].prompt = Some((env.from.clone(), req));
+                    let id = if env.dup { req | DUP_BIT } else { req };
+                    self.nodes[to_node].procs[pi].prompt = Some((env.from.clone(), id));
                 }
                 let event = KernelEvent::Request {
                     source: env.from.clone(),
@@ -1528,11 +1569,18 @@ impl Sim {
         body: Vec<u8>,
         blob: Option<Vec<u8>>,
     ) {
+        if !self.answered.insert(req) {
+            // (A duplicated request's copies are answered separately: `DUP_BIT`.)
+            // The same request answered twice: a driver or kernel-model bug.
+            self.stats.double_answers += 1;
+            self.note(format!("{from} answered #{req} a second time"));
+        }
         self.trace.push(
             self.now,
             (req << 4) | 13 ^ ((body.len() as u64) << 40),
             || format!("reply #{req} {from} -> {to} {}", preview(&body)),
         );
+        let req = req & !DUP_BIT;
         self.route(node, from, to, Payload::Response { req, body, blob }, None);
     }
 
@@ -1623,6 +1671,9 @@ impl Sim {
     fn check_invariants(&self) -> Result<(), SimError> {
         if let Some(m) = &self.wire_violation {
             return Err(self.fail(m.clone()));
+        }
+        if self.stats.double_answers > 0 {
+            return Err(self.fail("a request was answered twice"));
         }
         for (name, f) in &self.invariants {
             if let Err(m) = f(self) {

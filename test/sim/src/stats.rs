@@ -30,6 +30,8 @@ pub struct Stats {
     /// Replies that broke the reply rule: dropped by a driver (a core replied twice or
     /// outside a request) or by the kernel (nothing to answer). Must stay 0.
     pub reply_rule_violations: u64,
+    /// Requests that got a second answer (must stay 0).
+    pub double_answers: u64,
     /// Store calls carried out: forced (durable before the next effect) and unforced.
     pub forced_writes: u64,
     pub unforced_writes: u64,
