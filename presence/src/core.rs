@@ -6,6 +6,7 @@ use crate::members::{
     suspicion_min, suspicion_timeout, Applied, Limits, Member, Members, SavedMember,
     MAX_INCARNATION,
 };
+use crate::regclient::{Action, RegClient};
 use crate::registry::{RegisterError, Registry};
 use p2p_common::api::presence::{
     Config, EventKind, ListFilter, MemberStatus, NodeInfo, NodeView, PresenceEvent, PresenceStats,
@@ -17,7 +18,7 @@ use p2p_common::api::{
 };
 use p2p_common::appreach::{Confirmations, HelloOutcome};
 use p2p_common::resilience::{
-    take_capped, Backoff, BudgetConfig, Jitter, Reachability, ReachabilityConfig, SenderBudgets,
+    take_capped, BudgetConfig, Reachability, ReachabilityConfig, SenderBudgets,
 };
 use p2p_common::service::log;
 use p2p_common::{
@@ -67,9 +68,9 @@ pub enum Tick {
     Suspicion {
         node: NodeId,
     },
+    /// Retry the registration at `bootstrap` (one timer per bootstrap).
     RetryRegister {
         bootstrap: NodeId,
-        attempt: u32,
     },
 }
 
@@ -136,7 +137,6 @@ pub enum Ctx {
     },
     Register {
         bootstrap: NodeId,
-        attempt: u32,
     },
     ListRegistry {
         bootstrap: NodeId,
@@ -227,6 +227,8 @@ pub struct Presence {
     welcomes: Confirmations<Address>,
     /// Per remote node: messages we handle per second (a flood costs a fixed rate).
     budgets: SenderBudgets,
+    /// Our registrations at bootstrap nodes.
+    reg: RegClient,
     /// Probe rounds not concluded because the trouble was ours (just started, contradicted).
     pub spared_verdicts: u64,
 }
@@ -237,6 +239,7 @@ pub fn new(our: Address) -> Presence {
 
 impl Presence {
     pub fn new(our: Address, cfg: Config) -> Self {
+        let reg_cap = crate::regclient::DEFAULT_CAP_MS;
         let me = our.node.clone();
         let reach = Reachability::new(reach_config(&cfg));
         Presence {
@@ -265,6 +268,7 @@ impl Presence {
             dirty_members: BTreeSet::new(),
             wall_offset: 0,
             welcomes: Confirmations::new(64),
+            reg: RegClient::new(reg_cap),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
                 burst: INBOUND_BURST,
@@ -288,6 +292,11 @@ impl Presence {
         let health = self.reach.health().clone();
         self.reach = Reachability::new(reach_config(&self.cfg));
         self.reach.set_health(health);
+    }
+
+    /// Registration attempts we sent to bootstraps since start.
+    pub fn registration_attempts(&self) -> u64 {
+        self.reg.attempts
     }
 
     /// Our reachability of peers, with our own network health in it.
@@ -1031,8 +1040,9 @@ impl Presence {
                 }
                 self.broadcasts.push(self.self_update());
                 out.push(self.persist_now());
+                self.reg.retain(&list);
                 for b in &list {
-                    out.push(self.register_with(b, 0, true));
+                    self.register(b, true, out);
                 }
                 Ok(Response::Joining { bootstrap: list })
             }
@@ -1426,22 +1436,55 @@ impl Presence {
         })
     }
 
-    /// Register at `bootstrap`; `list` asks for other nodes back (joining, not renewing).
-    fn register_with(&self, bootstrap: &NodeId, attempt: u32, list: bool) -> Eff {
-        self.send(
-            bootstrap,
-            &Request::RegisterNode {
-                info: self.info.clone(),
-                incarnation: self.incarnation,
-                protocol_version: PROTOCOL_VERSION,
-                list,
-            },
-            Some(REGISTER_TIMEOUT_S),
-            Some(&Ctx::Register {
-                bootstrap: bootstrap.clone(),
-                attempt,
-            }),
-        )
+    /// Register at `bootstrap` (`list` asks for other nodes back: joining, not renewing),
+    /// unless an attempt there is in flight or a retry pending (see [`RegClient`]).
+    fn register(&mut self, bootstrap: &NodeId, list: bool, out: &mut Vec<Eff>) {
+        if let Some(Action::Register { list }) = self.reg.want(bootstrap, list) {
+            self.send_registration(bootstrap, list, out);
+        }
+    }
+
+    /// The registration request itself (the client has counted it in flight).
+    fn send_registration(&mut self, bootstrap: &NodeId, list: bool, out: &mut Vec<Eff>) {
+        {
+            out.push(self.send(
+                bootstrap,
+                &Request::RegisterNode {
+                    info: self.info.clone(),
+                    incarnation: self.incarnation,
+                    protocol_version: PROTOCOL_VERSION,
+                    list,
+                },
+                Some(REGISTER_TIMEOUT_S),
+                Some(&Ctx::Register {
+                    bootstrap: bootstrap.clone(),
+                }),
+            ));
+        }
+    }
+
+    /// Carry out what the registry client asks.
+    fn reg_actions(&mut self, bootstrap: &NodeId, actions: Vec<Action>, out: &mut Vec<Eff>) {
+        for a in actions {
+            match a {
+                Action::Log(m) => out.push(log(Level::Warn, m)),
+                Action::RetryIn { after_ms } => out.push(Self::timer(
+                    after_ms,
+                    &Tick::RetryRegister {
+                        bootstrap: bootstrap.clone(),
+                    },
+                )),
+                Action::Page { cursor } => out.push(self.list_registry(bootstrap, cursor)),
+                Action::Register { list } => self.send_registration(bootstrap, list, out),
+            }
+        }
+    }
+
+    /// The next registry page, if the client wants it.
+    fn next_page(&mut self, bootstrap: &NodeId, next: Option<NodeId>, out: &mut Vec<Eff>) {
+        if let Some(a) = self.reg.on_page(bootstrap, next) {
+            self.reg_actions(bootstrap, vec![a], out);
+        }
     }
 
     fn gossip_round(&mut self, out: &mut Vec<Eff>) {
@@ -1521,37 +1564,36 @@ impl Presence {
                     self.probe_succeeded(&target, now, None);
                 }
             }
-            Ctx::Register { bootstrap, attempt } => match resp {
+            Ctx::Register { bootstrap } => match resp {
                 Ok(Response::Registered {
                     nodes, next_cursor, ..
                 }) => {
+                    let acts = self.reg.on_success(&bootstrap);
+                    self.reg_actions(&bootstrap, acts, out);
                     self.probe_succeeded(&bootstrap, now, None);
                     self.merge(&nodes, now, out);
-                    if let Some(cursor) = next_cursor {
-                        out.push(self.list_registry(&bootstrap, cursor));
-                    }
+                    self.next_page(&bootstrap, next_cursor, out);
                 }
-                Ok(other) => out.push(log(
-                    Level::Warn,
-                    format!("bootstrap {bootstrap} answered {other:?}"),
-                )),
-                Err(e) => {
+                Err(e) if e.code == ErrorCode::Overloaded => {
+                    self.stats.register_failures += 1;
+                    let acts = self.reg.on_failure(&bootstrap, "overloaded", &mut self.rng);
+                    self.reg_actions(&bootstrap, acts, out);
+                }
+                other => {
+                    // An answer, so the bootstrap is up; it did not take us.
+                    let acts = self.reg.on_success(&bootstrap);
+                    self.reg_actions(&bootstrap, acts, out);
                     self.stats.register_failures += 1;
                     out.push(log(
                         Level::Warn,
-                        format!("bootstrap {bootstrap} refused registration: {e}"),
+                        format!("bootstrap {bootstrap} did not register us: {other:?}"),
                     ));
-                    if e.code == ErrorCode::Overloaded {
-                        self.retry_register(bootstrap, attempt, out);
-                    }
                 }
             },
             Ctx::ListRegistry { bootstrap } => {
                 if let Ok(Response::Registry { nodes, next_cursor }) = resp {
                     self.merge(&nodes, now, out);
-                    if let Some(cursor) = next_cursor {
-                        out.push(self.list_registry(&bootstrap, cursor));
-                    }
+                    self.next_page(&bootstrap, next_cursor, out);
                 }
             }
             Ctx::PushPull { peer } => {
@@ -1588,26 +1630,6 @@ impl Presence {
                 bootstrap: bootstrap.clone(),
             }),
         )
-    }
-
-    fn retry_register(&mut self, bootstrap: NodeId, attempt: u32, out: &mut Vec<Eff>) {
-        if self.left || !self.joined || !self.bootstrap.contains(&bootstrap) {
-            return;
-        }
-        let backoff = Backoff {
-            base_ms: 1_000,
-            max_ms: (self.cfg.registry_ttl_ms / 3).max(1_000),
-            factor: 2,
-            jitter: Jitter::Full,
-        };
-        let delay = backoff.delay(attempt, &mut self.rng).max(200);
-        out.push(Self::timer(
-            delay,
-            &Tick::RetryRegister {
-                bootstrap,
-                attempt: attempt.saturating_add(1),
-            },
-        ));
     }
 
     fn on_send_failed(
@@ -1737,13 +1759,11 @@ impl Presence {
                     ));
                 }
             }
-            Ctx::Register { bootstrap, attempt } => {
+            Ctx::Register { bootstrap } => {
                 self.stats.register_failures += 1;
-                out.push(log(
-                    Level::Warn,
-                    format!("bootstrap {bootstrap} unreachable ({kind:?})"),
-                ));
-                self.retry_register(bootstrap, attempt, out);
+                let why = format!("{kind:?}");
+                let acts = self.reg.on_failure(&bootstrap, &why, &mut self.rng);
+                self.reg_actions(&bootstrap, acts, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
             Ctx::Welcome { token } => match self.welcomes.failed(token, kind, now, crate::NAME) {
@@ -1828,13 +1848,15 @@ impl Presence {
                     // A renewal needs no node list, unless we know nobody alive.
                     let list = self.members.live_count() == 0;
                     for b in self.bootstrap.clone() {
-                        out.push(self.register_with(&b, 0, list));
+                        self.register(&b, list, out);
                     }
                 }
             }
-            Tick::RetryRegister { bootstrap, attempt } => {
+            Tick::RetryRegister { bootstrap } => {
                 if self.joined && !self.left && self.bootstrap.contains(&bootstrap) {
-                    out.push(self.register_with(&bootstrap, attempt, true));
+                    if let Some(a) = self.reg.on_retry(&bootstrap) {
+                        self.reg_actions(&bootstrap, vec![a], out);
+                    }
                 }
             }
         }
@@ -1980,7 +2002,7 @@ impl Presence {
             // Rejoin: tell everyone our new incarnation and re-register.
             self.broadcasts.push(self.self_update());
             for b in self.bootstrap.clone() {
-                out.push(self.register_with(&b, 0, true));
+                self.register(&b, true, out);
             }
             if let Some(peer) = self.random_live(1, &[]).pop() {
                 self.push_pull_with(&peer, out);

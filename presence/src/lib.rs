@@ -4,6 +4,7 @@
 pub mod core;
 pub mod gossip;
 pub mod members;
+pub mod regclient;
 pub mod registry;
 
 /// Process name on the node: `presence:p2p-patterns:p2p-patterns.os`.
