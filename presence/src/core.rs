@@ -4,7 +4,7 @@
 use crate::gossip::{retransmit_limit, Broadcasts};
 use crate::members::{
     suspicion_min, suspicion_timeout, Applied, Limits, Member, Members, SavedMember,
-    MAX_INCARNATION,
+    MAX_INCARNATION, MAX_INCARNATION_JUMP,
 };
 use crate::regclient::{Action, RegClient};
 use crate::registry::{RegisterError, Registry};
@@ -227,6 +227,9 @@ pub struct Presence {
     welcomes: Confirmations<Address>,
     /// Per remote node: messages we handle per second (a flood costs a fixed rate).
     budgets: SenderBudgets,
+    /// The highest non-Alive claim about us not yet refuted, and when we last refuted.
+    pending_refute: Option<u64>,
+    last_refute: Option<Millis>,
     /// Our registrations at bootstrap nodes.
     reg: RegClient,
     /// Probe rounds not concluded because the trouble was ours (just started, contradicted).
@@ -269,6 +272,8 @@ impl Presence {
             wall_offset: 0,
             welcomes: Confirmations::new(64),
             reg: RegClient::new(reg_cap),
+            pending_refute: None,
+            last_refute: None,
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
                 burst: INBOUND_BURST,
@@ -540,7 +545,7 @@ impl Presence {
     fn merge(&mut self, updates: &[Update], now: Millis, out: &mut Vec<Eff>) {
         for u in updates {
             if u.node == self.me {
-                self.merge_self(u, out);
+                self.merge_self(u, now, out);
                 continue;
             }
             let was_alive = self
@@ -591,26 +596,52 @@ impl Presence {
     }
 
     /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
-    fn merge_self(&mut self, u: &Update, out: &mut Vec<Eff>) {
-        if self.left {
+    /// A claim about ourselves. Any non-Alive claim at or above our incarnation is refuted
+    /// by moving past it (as SWIM and memberlist do) — a forged claim one above ours would
+    /// otherwise stand. A claim more than [`MAX_INCARNATION_JUMP`] above ours is one no peer
+    /// accepts either, so it is ignored. Refutations are at most one per gossip interval (a
+    /// stream of claims costs one incarnation step and one forced write per interval), and
+    /// they do not move our local health: strangers' claims say nothing about our probing.
+    fn merge_self(&mut self, u: &Update, now: Millis, out: &mut Vec<Eff>) {
+        if self.left || u.status == MemberStatus::Alive || u.incarnation < self.incarnation {
             return;
         }
-        // Only we raise our incarnation and we persist it before saying it, so a claim about
-        // a higher one is forged (or from a life we do not remember); refute only ours.
-        if u.status != MemberStatus::Alive && u.incarnation == self.incarnation {
-            self.incarnation = bump(self.incarnation);
-            self.stats.refutations += 1;
-            self.lhm = (self.lhm + 1).min(self.cfg.max_local_health);
-            out.push(log(
-                Level::Info,
-                format!(
-                    "refuting {:?} about us; incarnation now {}",
-                    u.status, self.incarnation
-                ),
-            ));
-            self.broadcasts.push(self.self_update());
-            out.push(self.persist_now());
+        if u.incarnation > self.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+            return;
         }
+        let claim = self
+            .pending_refute
+            .map_or(u.incarnation, |c| c.max(u.incarnation));
+        self.pending_refute = Some(claim);
+        if self
+            .last_refute
+            .is_none_or(|t| now >= t.saturating_add(self.cfg.gossip_interval_ms))
+        {
+            self.refute(now, out);
+        }
+    }
+
+    /// Move past the highest claim about us seen since the last refutation.
+    fn refute(&mut self, now: Millis, out: &mut Vec<Eff>) {
+        let Some(claim) = self.pending_refute.take() else {
+            return;
+        };
+        if claim < self.incarnation {
+            return;
+        }
+        self.incarnation = bump(claim);
+        self.last_refute = Some(now);
+        self.stats.refutations += 1;
+        out.push(log(
+            Level::Info,
+            format!(
+                "refuting a claim at incarnation {claim} about us; incarnation now {}",
+                self.incarnation
+            ),
+        ));
+        // On disk before any message carries it.
+        out.push(self.persist_now());
+        self.broadcasts.push(self.self_update());
     }
 
     /// Lifeguard-style confirmation: a few of the nodes hearing a suspicion probe the
@@ -1529,14 +1560,16 @@ impl Presence {
             Ctx::Probe {
                 seq, target, sent, ..
             } => {
-                if let Ok(Response::Ack { updates, .. }) = resp {
-                    self.merge(&updates, now, out);
-                    self.probe_succeeded(&target, now, Some(now.saturating_sub(sent)));
-                    if let Some(r) = self.round.as_mut() {
-                        if r.seq == seq {
-                            r.acked = true;
-                            self.lhm = self.lhm.saturating_sub(1);
-                        }
+                // Any answer proves the peer alive — an error too (a peer on a newer
+                // protocol version may refuse what it does not know, but it answered).
+                if let Ok(Response::Ack { updates, .. }) = &resp {
+                    self.merge(updates, now, out);
+                }
+                self.probe_succeeded(&target, now, Some(now.saturating_sub(sent)));
+                if let Some(r) = self.round.as_mut() {
+                    if r.seq == seq {
+                        r.acked = true;
+                        self.lhm = self.lhm.saturating_sub(1);
                     }
                 }
             }
@@ -1545,24 +1578,20 @@ impl Presence {
                 seq,
                 target,
             } => {
-                let ok = matches!(resp, Ok(Response::Ack { .. }));
+                // Any answer of the target proves it alive.
                 if let Ok(Response::Ack { updates, .. }) = resp {
                     self.merge(&updates, now, out);
-                    self.probe_succeeded(&target, now, None);
                 }
-                let msg = if ok {
-                    Request::IndirectAck { seq, target }
-                } else {
-                    Request::IndirectNack { seq, target }
-                };
+                self.probe_succeeded(&target, now, None);
+                let msg = Request::IndirectAck { seq, target };
                 out.push(self.send(&requester, &msg, None, None));
             }
             Ctx::ConfirmProbe { target, .. } => {
                 self.confirming.remove(&target);
                 if let Ok(Response::Ack { updates, .. }) = resp {
                     self.merge(&updates, now, out);
-                    self.probe_succeeded(&target, now, None);
                 }
+                self.probe_succeeded(&target, now, None);
             }
             Ctx::Register { bootstrap } => match resp {
                 Ok(Response::Registered {
@@ -1807,6 +1836,7 @@ impl Presence {
             Tick::Suspicion { .. } => self.expire_suspicions(now, out),
             Tick::Gossip => {
                 out.push(Self::timer(self.cfg.gossip_interval_ms, &Tick::Gossip));
+                self.refute(now, out);
                 self.expire_suspicions(now, out);
                 self.gossip_round(out);
                 let gone = self.members.gc(now, self.cfg.dead_retention_ms);

@@ -419,3 +419,33 @@ fn settings_are_bounded() {
         assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest, "{patch:?}");
     }
 }
+
+#[test]
+fn a_probe_answered_with_an_error_proves_the_peer_alive() {
+    // A peer on a newer protocol version refuses our probe as BadRequest: it answered, so it
+    // is alive, and the round ends acked.
+    let mut h = Harness::new();
+    h.gossip("bob.os", vec![alive("bob.os", 1)]);
+    let calls = h.fire("(Probe)");
+    let (_, ctx) = Harness::sends_to(&calls, "bob.os")
+        .pop()
+        .expect("bob probed");
+    let refusal = br#"{"Err":{"code":"BadRequest","message":"unknown variant `Probe2`"}}"#;
+    h.now += 100;
+    let calls = h.d.step(
+        p2p_common::Now::at(h.now),
+        KernelEvent::Response {
+            source: pres("bob.os"),
+            body: refusal.to_vec(),
+            blob: None,
+            context: ctx,
+        },
+    );
+    h.sent.extend(calls);
+    h.fire_all("ProbeWindow");
+    assert_eq!(
+        h.core().status_of(&node("bob.os")),
+        Some(MemberStatus::Alive)
+    );
+    assert_eq!(h.core().stats().suspicions_started, 0);
+}

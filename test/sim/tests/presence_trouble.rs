@@ -50,3 +50,62 @@ fn a_bootstrap_down_for_a_day_costs_about_one_attempt_per_cap_and_sees_each_clie
     let renewals_max = 5 * ((cap + 60_000) / 100_000 + 2);
     assert!(received <= renewals_max, "{received} registrations");
 }
+
+mod hostile {
+    use super::cluster;
+    use p2p_common::api::encode;
+    use p2p_common::api::presence::{MemberStatus, Request, Update};
+    use p2p_common::ProcessId;
+    use p2p_sim::scenarios::presence as ps;
+    use presence::core::Presence;
+
+    /// mallory (node 4) sends every other node a fire-and-forget Gossip claiming `victim` is
+    /// `status` one incarnation above what the victim said.
+    fn forge(sim: &mut p2p_sim::Sim, victim: usize, status: MemberStatus) {
+        let inc = sim
+            .core::<Presence>(victim, "presence")
+            .unwrap()
+            .incarnation();
+        let fact = Update {
+            node: sim.node_id(victim).clone(),
+            status,
+            incarnation: inc + 1,
+            info: None,
+            origin: sim.node_id(4).clone(),
+        };
+        let body = encode(&Request::Gossip {
+            updates: vec![fact],
+        });
+        for j in 0..4 {
+            let to = sim.addr(j, "presence");
+            sim.request_from(4, ProcessId::ours("presence"), &to, body.clone(), 5);
+        }
+    }
+
+    #[test]
+    fn a_forged_verdict_one_above_the_victims_incarnation_is_refuted_within_a_few_periods() {
+        for status in [
+            MemberStatus::Dead,
+            MemberStatus::Left,
+            MemberStatus::Suspect,
+        ] {
+            let mut sim = cluster(31, 5);
+            for i in 1..5 {
+                ps::join(&mut sim, i, 0);
+            }
+            sim.run_for(120_000).unwrap();
+            forge(&mut sim, 2, status);
+            sim.run_for(1_000).unwrap();
+            let back = ps::run_until(&mut sim, 250, 10 * 6_000, |s| {
+                (0..4)
+                    .filter(|&i| i != 2)
+                    .all(|i| ps::status(s, i, 2) == Some(MemberStatus::Alive))
+            })
+            .unwrap();
+            assert!(
+                back.is_some(),
+                "after a forged {status:?}, charlie is Alive everywhere within 10 periods"
+            );
+        }
+    }
+}
