@@ -67,6 +67,8 @@ pub struct SavedMember {
 #[derive(Debug, Default)]
 pub struct Members {
     map: BTreeMap<NodeId, Member>,
+    /// Dead or left members evicted to make room since the caller last drained this.
+    pub evicted: Vec<NodeId>,
 }
 
 impl Members {
@@ -129,7 +131,20 @@ impl Members {
                 return Applied::Stale;
             }
             if self.map.len() >= limits.capacity {
-                return Applied::Full;
+                // Dead and left members make room first (the oldest verdict goes).
+                let victim = self
+                    .map
+                    .iter()
+                    .filter(|(_, m)| matches!(m.status, MemberStatus::Dead | MemberStatus::Left))
+                    .min_by_key(|(_, m)| m.status_since)
+                    .map(|(n, _)| n.clone());
+                match victim {
+                    Some(v) => {
+                        self.map.remove(&v);
+                        self.evicted.push(v);
+                    }
+                    None => return Applied::Full,
+                }
             }
             self.map.insert(
                 u.node.clone(),

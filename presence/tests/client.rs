@@ -74,26 +74,35 @@ fn setup() -> (Rc<RefCell<Driver<Presence>>>, Address) {
     let bob = Address::ours(&node("bob.os"), "presence");
     let mut info = NodeInfo::new(node("bob.os"));
     info.capabilities = vec!["chat".into()];
-    let updates = vec![
-        Update {
-            node: node("bob.os"),
-            status: MemberStatus::Alive,
-            incarnation: 3,
-            info: Some(info),
-            origin: node("bob.os"),
-        },
-        Update {
-            node: node("carol.os"),
-            status: MemberStatus::Alive,
-            incarnation: 1,
-            info: None,
-            origin: node("bob.os"),
-        },
-    ];
+    let updates = vec![Update {
+        node: node("bob.os"),
+        status: MemberStatus::Alive,
+        incarnation: 3,
+        info: Some(info),
+        origin: node("bob.os"),
+    }];
     d.step(
         p2p_common::Now::at(500),
         KernelEvent::Request {
             source: bob,
+            expects_response: Some(5),
+            body: serde_json::to_vec(&Request::Gossip { updates }).unwrap(),
+            blob: None,
+        },
+    );
+    // carol speaks for herself (hearsay about a stranger would only make her a candidate).
+    let carol = Address::ours(&node("carol.os"), "presence");
+    let updates = vec![Update {
+        node: node("carol.os"),
+        status: MemberStatus::Alive,
+        incarnation: 1,
+        info: None,
+        origin: node("carol.os"),
+    }];
+    d.step(
+        p2p_common::Now::at(600),
+        KernelEvent::Request {
+            source: carol,
             expects_response: Some(5),
             body: serde_json::to_vec(&Request::Gossip { updates }).unwrap(),
             blob: None,

@@ -52,7 +52,21 @@ impl Harness {
         self.sent.extend(calls);
         reply
     }
+    /// `from` gossips `updates`. Nodes it reports alive first speak for themselves (a
+    /// stranger learned only by hearsay would just be a candidate to verify).
     fn gossip(&mut self, from: &str, updates: Vec<Update>) {
+        for u in &updates {
+            if u.status == MemberStatus::Alive && u.node.as_str() != from {
+                let own = Update {
+                    origin: u.node.clone(),
+                    ..u.clone()
+                };
+                self.request(
+                    &pres(u.node.as_str()),
+                    &Request::Gossip { updates: vec![own] },
+                );
+            }
+        }
         self.request(&pres(from), &Request::Gossip { updates });
     }
     /// Fire the first pending timer whose body matches `tick` (e.g. "Probe").
