@@ -15,7 +15,7 @@ use p2p_common::api::{
     decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
     PACKAGE_VERSION, PROTOCOL_VERSION,
 };
-use p2p_common::appreach::Confirmations;
+use p2p_common::appreach::{Confirmations, Hello};
 use p2p_common::resilience::{Backoff, Jitter, Reachability, ReachabilityConfig};
 use p2p_common::service::log;
 use p2p_common::{
@@ -863,7 +863,7 @@ impl Presence {
                         "local-only operation: only apps on this node may call it",
                     ))
                 } else if matches!(req, Request::Subscribe {}) && expects_response {
-                    match self.subscribe(id, &from) {
+                    match self.subscribe(id, &from, now) {
                         // Answered when the welcome's outcome comes back (replying later).
                         Ok(Some(send)) => {
                             out.push(send);
@@ -887,7 +887,9 @@ impl Presence {
 
     /// Subscribe `app`: confirmed only once a first message (the welcome) reached it, so an
     /// app that did not grant us messaging is told so instead of silently getting nothing.
-    fn subscribe(&mut self, id: RequestId, app: &Address) -> ApiResult<Option<Eff>> {
+    /// An app blocked awaiting this answer cannot answer the welcome; the kernel delivered it
+    /// all the same, so its late Timeout confirms too (`appreach::Hello::Reached`).
+    fn subscribe(&mut self, id: RequestId, app: &Address, now: Millis) -> ApiResult<Option<Eff>> {
         if self.subscribers.contains_key(app) {
             return Ok(None);
         }
@@ -896,9 +898,14 @@ impl Presence {
             seq: 0,
         };
         self.welcomes
-            .begin(app.clone(), id, app.clone(), encode(&welcome), |token| {
-                Ctx::Welcome { token }
-            })
+            .begin(
+                app.clone(),
+                id,
+                app.clone(),
+                encode(&welcome),
+                now,
+                |token| Ctx::Welcome { token },
+            )
             .map(Some)
     }
 
@@ -1661,13 +1668,26 @@ impl Presence {
                 self.retry_register(bootstrap, attempt, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
-            Ctx::Welcome { token } => {
-                if let Some((w, e)) = self.welcomes.failed(token, crate::NAME) {
+            Ctx::Welcome { token } => match self.welcomes.failed(token, crate::NAME, kind, now) {
+                Some(Hello::Reached(w)) => {
+                    self.subscribers.entry(w.app.clone()).or_default();
+                    out.push(log(
+                        Level::Info,
+                        format!(
+                            "{} subscribed (busy: it got the welcome, no answer yet)",
+                            w.app
+                        ),
+                    ));
+                    let ok: ApiResult<Response> = Ok(Response::Subscribed {});
+                    out.push(Effect::reply(w.request, encode_result(&ok)));
+                }
+                Some(Hello::Refused(w, e)) => {
                     out.push(log(Level::Warn, format!("subscribe refused: {e}")));
                     let err: ApiResult<Response> = Err(e);
                     out.push(Effect::reply(w.request, encode_result(&err)));
                 }
-            }
+                None => {}
+            },
             Ctx::Event { subscriber } => {
                 let drop_it = match self.subscribers.get_mut(&subscriber) {
                     Some(s) => {
