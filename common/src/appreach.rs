@@ -18,9 +18,9 @@ use crate::ids::Address;
 use crate::service::{Effect, Expect, Millis, RequestId, SendErrorKind};
 use std::collections::BTreeMap;
 
-/// Timeout of a hello. Shorter than a typical caller's timeout (10 s), so a caller blocked
+/// Timeout of a hello: well under a typical caller's timeout (10 s), so a caller blocked
 /// on its request still gets the answer.
-pub const HELLO_TIMEOUT_S: u64 = 5;
+pub const HELLO_TIMEOUT_S: u64 = 2;
 /// A failure later than this after the hello went out is not a refusal (refusals are
 /// immediate): the app got the hello but was busy.
 pub const REFUSAL_WITHIN_MS: Millis = 1_000;
@@ -28,6 +28,12 @@ pub const REFUSAL_WITHIN_MS: Millis = 1_000;
 /// The `grant_capabilities` entry an app's manifest needs so `process` can message it.
 pub fn manifest_snippet(process: &str) -> String {
     format!(r#""grant_capabilities": ["{process}:p2p-patterns:p2p-patterns.os"]"#)
+}
+
+/// The `grant_capabilities` entry a process's manifest needs so the process `process`
+/// (any full process id) can message it.
+pub fn grant_snippet(process: &crate::ids::ProcessId) -> String {
+    format!(r#""grant_capabilities": ["{process}"]"#)
 }
 
 /// The error for an app that our `process` could not message.

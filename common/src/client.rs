@@ -1,8 +1,11 @@
 //! Typed helpers for Rust apps that call our processes.
 //!
 //! A [`Transport`] sends one request and waits for its response. On a node,
-//! [`ProcessTransport`] (wasm32 only) uses process_lib's `send_and_await_response`; tests can
-//! plug in anything. The clients turn requests and responses into typed calls:
+//! [`ProcessTransport`] (**wasm32 only**: it wraps process_lib's `send_and_await_response`,
+//! so it does not exist in a native build; `cargo doc` shows it all the same) does that;
+//! tests can plug in anything, e.g. a closure. The clients turn requests and responses into
+//! typed calls: [`PresenceClient`] for presence, [`BaseClient`] for the `Ping` and `Info`
+//! every process answers (all that sync, notify and txcoord answer today).
 //!
 //! ```no_run
 //! use p2p_common::api::presence::ListFilter;
@@ -17,14 +20,24 @@
 //!     Ok(presence.all_nodes(filter)?.into_iter().map(|n| n.info.node_id).collect())
 //! }
 //! ```
+//!
+//! Errors tell apart what went wrong ([`ClientError`]): no answer at all (with what to check
+//! when the process was on our own node: almost always the calling app's
+//! `grant_capabilities`), an error the process answered, a reply that is no valid answer to
+//! the call, and a valid answer of the wrong kind.
 
 use crate::api::presence::{
     Config, ConfigPatch, ListFilter, NodeInfo, NodeView, PresenceStats, Request, Response,
     SubscriberMessage, PROCESS,
 };
-use crate::api::{decode_response, encode, ApiError, Pong, ServiceInfo};
+use crate::api::{
+    encode, try_decode_response, ApiError, BaseRequest, BaseResponse, Pong, ServiceInfo,
+};
+use crate::appreach::grant_snippet;
 use crate::ids::{Address, NodeId};
 use crate::service::SendErrorKind;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -34,19 +47,68 @@ pub const DEFAULT_TIMEOUT_S: u64 = 10;
 /// Why a client call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
-    /// The request did not get an answer (Hyperware's Offline / Timeout).
+    /// The request did not get an answer (Hyperware's Offline / Timeout) from a process on
+    /// another node, or Offline.
     Send(SendErrorKind),
+    /// A call to a process on our own node got no answer within `timeout_s` (Timeout). On a
+    /// Hyperware node that almost always means the kernel refused the answer: it checks
+    /// capabilities on responses too, so the calling process must grant `target`'s process
+    /// messaging in its manifest. [`ClientError::hint`] (and `Display`) says exactly what to
+    /// add. [`ClientError::send_kind`] is `Some(Timeout)` for it, as for `Send(Timeout)`.
+    LocalTimeout { target: Address, timeout_s: u64 },
     /// The process answered with an error.
     Api(ApiError),
-    /// The process answered something else than this call expects.
+    /// The reply is not a valid answer to this call (not JSON, or JSON of another shape):
+    /// the process did not refuse anything; something else answered, or it speaks another
+    /// version.
+    BadReply(String),
+    /// The process answered a valid response, but not the one this call expects.
     Unexpected(String),
+}
+
+impl ClientError {
+    /// Offline / Timeout if the call got no answer (for local calls too).
+    pub fn send_kind(&self) -> Option<SendErrorKind> {
+        match self {
+            ClientError::Send(k) => Some(*k),
+            ClientError::LocalTimeout { .. } => Some(SendErrorKind::Timeout),
+            _ => None,
+        }
+    }
+
+    /// What to check, for a Timeout on a local call: the manifest entry that lets the target
+    /// process answer us.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ClientError::LocalTimeout { target, .. } => Some(local_timeout_hint(target)),
+            _ => None,
+        }
+    }
+}
+
+/// What a Timeout from `target` on our own node means and how to fix it.
+pub fn local_timeout_hint(target: &Address) -> String {
+    format!(
+        "the kernel checks capabilities on responses too, so {process} can answer only a \
+         process that is public or granted it messaging: add to the calling process's entry in \
+         its pkg/manifest.json {snippet} (if it is there, check that {process} is installed \
+         and running)",
+        process = target.process,
+        snippet = grant_snippet(&target.process),
+    )
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Send(k) => write!(f, "no answer: {k:?}"),
+            ClientError::LocalTimeout { target, timeout_s } => write!(
+                f,
+                "no answer from {target} within {timeout_s} s (Timeout): {}",
+                local_timeout_hint(target)
+            ),
             ClientError::Api(e) => write!(f, "{e}"),
+            ClientError::BadReply(s) => write!(f, "bad reply: {s}"),
             ClientError::Unexpected(s) => write!(f, "unexpected answer: {s}"),
         }
     }
@@ -75,10 +137,19 @@ impl<F: FnMut(&Address, Vec<u8>, u64) -> Result<Vec<u8>, SendErrorKind>> Transpo
     }
 }
 
-/// process_lib's blocking `send_and_await_response`. While it waits, other messages to the
-/// calling process queue up (they are not lost); do not use it from a process that must keep
-/// answering quickly. A process cannot call itself this way (the kernel traps it).
-#[cfg(target_arch = "wasm32")]
+/// process_lib's blocking `send_and_await_response`, for apps running on a node.
+///
+/// **wasm32 only**: the type and its [`Transport`] impl are compiled only for
+/// `wasm32-wasip1` (a native build has no process_lib); `cargo doc` documents the type on
+/// any target, and `cargo doc --target wasm32-wasip1` with its impl.
+///
+/// While it waits, other messages to the calling process queue up (they are not lost); do
+/// not use it from a process that must keep answering quickly. A process cannot call itself
+/// this way (the kernel traps it). The calling process's manifest entry must grant the
+/// target process messaging (`"grant_capabilities": ["presence:p2p-patterns:p2p-patterns.os"]`),
+/// or every local call ends in [`ClientError::LocalTimeout`].
+#[cfg(any(target_arch = "wasm32", doc))]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessTransport;
 
 #[cfg(target_arch = "wasm32")]
@@ -109,6 +180,98 @@ impl Transport for ProcessTransport {
     }
 }
 
+/// One call: send `req` to `target`, read the reply as `ApiResult<R>`, and sort the failures
+/// into [`ClientError`]s.
+fn call<T: Transport, Q: Serialize, R: DeserializeOwned>(
+    transport: &mut T,
+    our: &NodeId,
+    target: &Address,
+    timeout_s: u64,
+    req: &Q,
+) -> Result<R, ClientError> {
+    let body = transport
+        .call(target, encode(req), timeout_s)
+        .map_err(|kind| match kind {
+            SendErrorKind::Timeout if target.node == *our => ClientError::LocalTimeout {
+                target: target.clone(),
+                timeout_s,
+            },
+            kind => ClientError::Send(kind),
+        })?;
+    match try_decode_response::<R>(&body) {
+        Ok(answer) => answer.map_err(ClientError::Api),
+        Err(e) => Err(ClientError::BadReply(format!(
+            "{target} sent a body that is no answer to this call ({e}): {}",
+            preview(&body)
+        ))),
+    }
+}
+
+/// The start of a body, for error messages.
+fn preview(body: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
+    if body.len() > MAX {
+        format!("{text}... ({} bytes)", body.len())
+    } else {
+        text.into_owned()
+    }
+}
+
+/// Typed `Ping` and `Info`, which every process answers (sync, notify and txcoord answer
+/// nothing else yet).
+pub struct BaseClient<T> {
+    transport: T,
+    our: NodeId,
+    target: Address,
+    pub timeout_s: u64,
+}
+
+impl<T: Transport> BaseClient<T> {
+    /// Our `process` (e.g. `"sync"`) on `our_node`.
+    pub fn local(our_node: &NodeId, process: &str, transport: T) -> Self {
+        Self::new(our_node, Address::ours(our_node, process), transport)
+    }
+
+    /// Any process, on any node; `our_node` tells local calls from remote ones.
+    pub fn new(our_node: &NodeId, target: Address, transport: T) -> Self {
+        BaseClient {
+            transport,
+            our: our_node.clone(),
+            target,
+            timeout_s: DEFAULT_TIMEOUT_S,
+        }
+    }
+
+    pub fn target(&self) -> &Address {
+        &self.target
+    }
+
+    pub fn ping(&mut self) -> Result<Pong, ClientError> {
+        match self.call(&BaseRequest::Ping {})? {
+            BaseResponse::Pong(p) => Ok(p),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    pub fn info(&mut self) -> Result<ServiceInfo, ClientError> {
+        match self.call(&BaseRequest::Info {})? {
+            BaseResponse::Info(i) => Ok(i),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    fn call(&mut self, req: &BaseRequest) -> Result<BaseResponse, ClientError> {
+        call(
+            &mut self.transport,
+            &self.our,
+            &self.target,
+            self.timeout_s,
+            req,
+        )
+    }
+}
+
 /// Typed calls to the `presence` process on our node.
 pub struct PresenceClient<T> {
     transport: T,
@@ -127,11 +290,8 @@ impl<T: Transport> PresenceClient<T> {
     }
 
     fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        let body = self
-            .transport
-            .call(&self.target, encode(req), self.timeout_s)
-            .map_err(ClientError::Send)?;
-        decode_response::<Response>(&body).map_err(ClientError::Api)
+        let our = self.target.node.clone();
+        call(&mut self.transport, &our, &self.target, self.timeout_s, req)
     }
 
     pub fn ping(&mut self) -> Result<Pong, ClientError> {
@@ -211,7 +371,10 @@ impl<T: Transport> PresenceClient<T> {
     }
 
     /// Presence events will arrive at the calling process as requests; read them with
-    /// [`parse_event`].
+    /// [`parse_event`] and answer each (any body). Presence first sends a
+    /// `{"Welcome": {"node", "seq"}}` request and answers only once it reached us: at once if
+    /// we answer it, after `appreach::HELLO_TIMEOUT_S` (2 s) if we are blocked in this very
+    /// call (as with [`ProcessTransport`]).
     pub fn subscribe(&mut self) -> Result<(), ClientError> {
         match self.call(&Request::Subscribe {})? {
             Response::Subscribed {} => Ok(()),
@@ -259,5 +422,119 @@ pub fn parse_event(body: &[u8]) -> Option<crate::api::presence::PresenceEvent> {
     match serde_json::from_slice::<SubscriberMessage>(body).ok()? {
         SubscriberMessage::PresenceEvent(e) => Some(e),
         SubscriberMessage::Welcome { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{encode_result, ApiResult, ErrorCode};
+
+    fn node(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    /// A transport that answers every call with `reply`.
+    fn answering(
+        reply: Result<Vec<u8>, SendErrorKind>,
+    ) -> impl FnMut(&Address, Vec<u8>, u64) -> Result<Vec<u8>, SendErrorKind> {
+        move |_: &Address, _: Vec<u8>, _: u64| reply.clone()
+    }
+
+    #[test]
+    fn a_local_timeout_says_which_grant_to_check() {
+        let alice = node("alice.os");
+        let mut presence = PresenceClient::local(&alice, answering(Err(SendErrorKind::Timeout)));
+        let err = presence.ping().unwrap_err();
+        assert_eq!(
+            err,
+            ClientError::LocalTimeout {
+                target: Address::ours(&alice, "presence"),
+                timeout_s: DEFAULT_TIMEOUT_S
+            }
+        );
+        assert_eq!(err.send_kind(), Some(SendErrorKind::Timeout));
+        let text = err.to_string();
+        assert!(
+            text.contains(r#""grant_capabilities": ["presence:p2p-patterns:p2p-patterns.os"]"#),
+            "{text}"
+        );
+        assert!(text.contains("pkg/manifest.json"), "{text}");
+        assert_eq!(
+            err.hint().as_deref(),
+            Some(&text[text.find("the kernel").unwrap()..])
+        );
+
+        // Every process names its own grant.
+        let mut sync = BaseClient::local(&alice, "sync", answering(Err(SendErrorKind::Timeout)));
+        let text = sync.info().unwrap_err().to_string();
+        assert!(
+            text.contains(r#""grant_capabilities": ["sync:p2p-patterns:p2p-patterns.os"]"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn remote_and_offline_failures_carry_no_grant_hint() {
+        let alice = node("alice.os");
+        let bob_sync = Address::ours(&node("bob.os"), "sync");
+        let mut remote = BaseClient::new(&alice, bob_sync, answering(Err(SendErrorKind::Timeout)));
+        let err = remote.ping().unwrap_err();
+        assert_eq!(err, ClientError::Send(SendErrorKind::Timeout));
+        assert_eq!(err.hint(), None);
+        let mut offline = PresenceClient::local(&alice, answering(Err(SendErrorKind::Offline)));
+        assert_eq!(
+            offline.ping().unwrap_err(),
+            ClientError::Send(SendErrorKind::Offline)
+        );
+    }
+
+    #[test]
+    fn a_reply_that_is_no_answer_is_a_bad_reply_not_a_refusal() {
+        let alice = node("alice.os");
+        for body in [
+            &b"garbage"[..],
+            br#"{"Ok": 5}"#,
+            br#""Pong""#,
+            br#"{"Ok": {"Dance": {}}}"#,
+        ] {
+            let mut sync = BaseClient::local(&alice, "sync", answering(Ok(body.to_vec())));
+            match sync.ping() {
+                Err(ClientError::BadReply(m)) => {
+                    assert!(m.contains("sync:p2p-patterns:p2p-patterns.os"), "{m}");
+                    assert!(m.contains(&*String::from_utf8_lossy(body)), "{m}");
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+            let mut presence = PresenceClient::local(&alice, answering(Ok(body.to_vec())));
+            assert!(
+                matches!(presence.ping(), Err(ClientError::BadReply(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // What the process did answer stays what it is: a refusal, or another valid answer.
+        let refusal: ApiResult<Pong> = Err(ApiError::forbidden("no"));
+        let mut sync = BaseClient::local(&alice, "sync", answering(Ok(encode_result(&refusal))));
+        assert!(matches!(sync.ping(), Err(ClientError::Api(e)) if e.code == ErrorCode::Forbidden));
+        let left: ApiResult<Response> = Ok(Response::Left {});
+        let mut presence = PresenceClient::local(&alice, answering(Ok(encode_result(&left))));
+        assert!(matches!(presence.ping(), Err(ClientError::Unexpected(_))));
+    }
+
+    #[test]
+    fn base_client_reads_pong_and_info() {
+        let alice = node("alice.os");
+        let pong: ApiResult<BaseResponse> = Ok(BaseResponse::Pong(Pong {
+            node: "alice.os".into(),
+            protocol_version: 1,
+        }));
+        let mut c = BaseClient::local(&alice, "txcoord", answering(Ok(encode_result(&pong))));
+        assert_eq!(
+            c.target().to_string(),
+            "alice.os@txcoord:p2p-patterns:p2p-patterns.os"
+        );
+        assert_eq!(c.ping().unwrap().node, "alice.os");
+        assert!(matches!(c.info(), Err(ClientError::Unexpected(_))));
     }
 }

@@ -8,8 +8,25 @@ use presence::core::Presence;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+thread_local! {
+    /// What presence answered an app whose kernel refused that answer (AppSide::Refuses).
+    static REFUSED_ANSWER: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
 fn node(s: &str) -> NodeId {
     NodeId::parse(s).unwrap()
+}
+
+/// How the app's kernel treats requests presence sends the app (a subscription's welcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AppSide {
+    /// The app answers at once (it is not blocked).
+    Answers,
+    /// The app is blocked awaiting its call (a blocking client, as `ProcessTransport` is):
+    /// the welcome is delivered but unanswered, so it times out after its full timeout.
+    Blocked,
+    /// The kernel refuses it at once: the app did not grant presence messaging.
+    Refuses,
 }
 
 /// A transport that hands each call to the driver as a request from `app` and returns the
@@ -17,6 +34,14 @@ fn node(s: &str) -> NodeId {
 fn transport(
     driver: Rc<RefCell<Driver<Presence>>>,
     app: Address,
+) -> impl FnMut(&Address, Vec<u8>, u64) -> Result<Vec<u8>, SendErrorKind> {
+    transport_with(driver, app, AppSide::Answers)
+}
+
+fn transport_with(
+    driver: Rc<RefCell<Driver<Presence>>>,
+    app: Address,
+    side: AppSide,
 ) -> impl FnMut(&Address, Vec<u8>, u64) -> Result<Vec<u8>, SendErrorKind> {
     move |to: &Address, body: Vec<u8>, timeout_s: u64| {
         let mut d = driver.borrow_mut();
@@ -46,22 +71,54 @@ fn transport(
                 KernelCall::SendRequest {
                     target,
                     context: Some(ctx),
+                    expects_response: Some(t),
                     ..
-                } if *target == app => Some(ctx.clone()),
+                } if *target == app => Some((ctx.clone(), *t)),
                 _ => None,
             });
-            let Some(ctx) = to_app else {
+            let Some((ctx, hello_timeout_s)) = to_app else {
                 return Err(SendErrorKind::Timeout);
             };
-            pending = d.step(
-                p2p_common::Now::at(1_001),
-                KernelEvent::Response {
-                    source: app.clone(),
-                    body: br#"{"Ok":null}"#.to_vec(),
-                    blob: None,
-                    context: Some(ctx),
-                },
-            );
+            let failed = |at: u64| {
+                (
+                    p2p_common::Now::at(at),
+                    KernelEvent::SendError {
+                        kind: SendErrorKind::Timeout,
+                        target: app.clone(),
+                        context: Some(ctx.clone()),
+                    },
+                )
+            };
+            let (at, event) = match side {
+                AppSide::Answers => (
+                    p2p_common::Now::at(1_001),
+                    KernelEvent::Response {
+                        source: app.clone(),
+                        body: br#"{"Ok":null}"#.to_vec(),
+                        blob: None,
+                        context: Some(ctx.clone()),
+                    },
+                ),
+                AppSide::Blocked => failed(1_000 + hello_timeout_s * 1_000),
+                AppSide::Refuses => failed(1_000),
+            };
+            // The app's kernel refuses presence's answer too when it refused the welcome.
+            if side == AppSide::Refuses {
+                let calls = d.step(at, event);
+                assert!(
+                    calls
+                        .iter()
+                        .any(|c| matches!(c, KernelCall::SendResponse { .. })),
+                    "presence answers the refused app: {calls:?}"
+                );
+                let answer = calls.iter().find_map(|c| match c {
+                    KernelCall::SendResponse { body, .. } => Some(body.clone()),
+                    _ => None,
+                });
+                REFUSED_ANSWER.with(|r| *r.borrow_mut() = answer);
+                return Err(SendErrorKind::Timeout);
+            }
+            pending = d.step(at, event);
         }
     }
 }
@@ -187,4 +244,47 @@ fn transport_failures_and_events() {
     let e = parse_event(body).unwrap();
     assert_eq!((e.node.as_str(), e.seq), ("bob.os", 1));
     assert!(parse_event(b"{\"Ping\":{}}").is_none());
+}
+
+#[test]
+fn subscribe_is_answered_once_the_welcome_reached_the_app() {
+    // A blocked client (the typed client over ProcessTransport) cannot answer the welcome;
+    // it was delivered all the same, so presence confirms after the welcome's timeout.
+    let (d, app) = setup();
+    let mut c = PresenceClient::local(
+        &node("alice.os"),
+        transport_with(d.clone(), app.clone(), AppSide::Blocked),
+    );
+    c.subscribe().unwrap();
+    assert!(
+        matches!(c.unsubscribe(), Ok(())),
+        "the blocked app is subscribed"
+    );
+
+    // An app that granted presence nothing: the kernel refuses the welcome at once. Presence
+    // answers Forbidden naming the grant; the kernel refuses that answer too, so the app
+    // sees a Timeout, and the typed client says what to check.
+    let mut c = PresenceClient::local(
+        &node("alice.os"),
+        transport_with(d.clone(), app.clone(), AppSide::Refuses),
+    );
+    let err = c.subscribe().unwrap_err();
+    let grant = r#""grant_capabilities": ["presence:p2p-patterns:p2p-patterns.os"]"#;
+    assert!(
+        matches!(&err, ClientError::LocalTimeout { target, .. } if target.process.process == "presence"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(grant), "{err}");
+    let answer = REFUSED_ANSWER
+        .with(|r| r.borrow_mut().take())
+        .expect("answered");
+    let answer: p2p_common::ApiResult<p2p_common::api::presence::Response> =
+        serde_json::from_slice(&answer).unwrap();
+    let e = answer.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert!(e.message.contains(grant), "{}", e.message);
+    assert!(e.message.contains(&app.to_string()), "{}", e.message);
+    // Not subscribed: nothing to unsubscribe.
+    let mut c = PresenceClient::local(&node("alice.os"), transport(d, app));
+    assert!(matches!(c.unsubscribe(), Err(ClientError::Api(e)) if e.code == ErrorCode::NotFound));
 }

@@ -164,8 +164,8 @@ usage: cargo xtask <command> [options]
 commands:
   build              build the package: pkg/*.wasm and target/<package>:<publisher>.zip
   check-components   check the interface of every existing pkg/*.wasm (builds nothing)
-  test               run every check: formatting, native tests, package build, component
-                     checks, simulator (`cargo xtask test --list` lists them)
+  test               run every check: formatting, native tests, API docs, package build,
+                     component checks, simulator (`cargo xtask test --list` lists them)
   help [<command>]   print this help, or a command's
 
 `cargo xtask <command> --help` prints a command's help.
@@ -181,8 +181,10 @@ usage: cargo xtask build
   2. cargo build --release --target {WASM_TARGET} of every process crate
   3. pkg/<process>.wasm: each core module made a component (wasmtime 33.0.0 reactor
      adapter), validated, checked to import only hyperware:process/standard@1.0.0 and wasi:*
-  4. ui/ (if it has a package.json): npm build, copied to pkg/ui/
-  5. pkg/api.zip, then target/<package>:<publisher>.zip, with its sha256
+  4. examples/<name>/ (example apps): built in a second wasm build, made components and
+     checked the same way, written to target/examples/<name>.wasm; never packaged
+  5. ui/ (if it has a package.json): npm build, copied to pkg/ui/
+  6. pkg/api.zip, then target/<package>:<publisher>.zip, with its sha256
 
 Files are rewritten only when their contents change, so a second build with nothing
 changed recompiles nothing. The first build compiles hyperware_process_lib for {WASM_TARGET}

@@ -7,6 +7,10 @@
 //! 5. optional `ui/` → `pkg/ui/`
 //! 6. `api/` → `pkg/api.zip`, contents of `pkg/` → `target/<package>:<publisher>.zip`
 //!
+//! Example apps (`examples/<name>/`, see [`workspace::discover_examples`]) are compiled in a
+//! second wasm build, made components and interface-checked the same way, and written to
+//! `target/examples/<name>.wasm`: checked, never put into `pkg/` or the package zip.
+//!
 //! Every file is written only when its contents change. `target/wit` in particular is an
 //! input of every process crate (`wit_bindgen::generate!` tracks its files), so rewriting it
 //! with the same bytes would make cargo recompile all of them on every build.
@@ -35,6 +39,8 @@ pub struct BuiltComponent {
 
 pub struct BuildOutput {
     pub components: Vec<BuiltComponent>,
+    /// Example apps' components (in `target/examples/`, not in the package).
+    pub examples: Vec<BuiltComponent>,
     /// What the wasm build recompiled, e.g. `up to date, nothing recompiled`.
     pub wasm_build: String,
     pub zip_path: PathBuf,
@@ -59,6 +65,8 @@ pub struct Plan {
     root: PathBuf,
     package: PackageId,
     processes: Vec<Process>,
+    /// Example apps: built and checked, not packaged.
+    examples: Vec<Process>,
     hyperware_wit: PathBuf,
     pkg: PathBuf,
     target: PathBuf,
@@ -69,6 +77,7 @@ impl Plan {
         let package = workspace::read_package_id(root)?;
         let metadata = Metadata::load(root)?;
         let processes = workspace::discover_processes(root, &metadata)?;
+        let examples = workspace::discover_examples(root, &metadata)?;
         ensure!(
             !processes.is_empty(),
             "no process crates: no top-level directory of {} has src/lib.rs",
@@ -89,18 +98,30 @@ impl Plan {
         for name in &not_started {
             println!("note: {name} is built but not started by pkg/manifest.json (child process?)");
         }
+        if !examples.is_empty() {
+            println!(
+                "xtask build: example apps {} (built and checked, not packaged)",
+                process_list(&examples)
+            );
+        }
         Ok(Plan {
             root: root.to_path_buf(),
             package,
             processes,
+            examples,
             hyperware_wit: metadata.process_lib_wit()?,
             pkg,
             target: root.join("target"),
         })
     }
 
-    pub fn processes(&self) -> &[Process] {
-        &self.processes
+    /// Every crate the wasm build compiles into a component: processes, then examples.
+    pub fn wasm_crates(&self) -> Vec<Process> {
+        self.processes
+            .iter()
+            .chain(&self.examples)
+            .cloned()
+            .collect()
     }
 
     /// Steps 1–2: `target/wit` and the wasm build. Returns the targets cargo recompiled.
@@ -119,10 +140,24 @@ impl Plan {
                 self.target.display()
             );
         }
-        let recompiled = cargo_build_processes(&self.root, &self.target, &self.processes)?;
+        let mut recompiled = cargo_build_processes(&self.root, &self.target, &self.processes)?;
+        if !self.examples.is_empty() {
+            // A build of its own, so the processes are built exactly as without examples.
+            step(&format!(
+                "compiling example apps {} for {WASM_TARGET} (release)",
+                process_list(&self.examples)
+            ));
+            recompiled.extend(cargo_build_processes(
+                &self.root,
+                &self.target,
+                &self.examples,
+            )?);
+            recompiled.sort();
+            recompiled.dedup();
+        }
         println!(
             "wasm build: {}",
-            describe_recompiled(&recompiled, &self.processes)
+            describe_recompiled(&recompiled, &self.wasm_crates())
         );
         Ok(recompiled)
     }
@@ -157,6 +192,13 @@ impl Plan {
             built.push((file_name, bytes));
         }
         warn_stale_components(pkg, &self.processes)?;
+
+        let examples = if self.examples.is_empty() {
+            Vec::new()
+        } else {
+            step("building and checking example components (not packaged)");
+            self.build_examples()?
+        };
 
         step("checking component interfaces");
         let mut components = Vec::new();
@@ -201,7 +243,8 @@ impl Plan {
             std::fs::read(&zip_path).with_context(|| format!("reading {}", zip_path.display()))?;
         let output = BuildOutput {
             components,
-            wasm_build: describe_recompiled(&recompiled, &self.processes),
+            examples,
+            wasm_build: describe_recompiled(&recompiled, &self.wasm_crates()),
             zip_sha256: pkgzip::sha256_hex(&zip_bytes),
             zip_size: zip_bytes.len() as u64,
             zip_path,
@@ -209,6 +252,46 @@ impl Plan {
         };
         output.print_summary();
         Ok(output)
+    }
+
+    /// The examples' components: made, validated, interface-checked, written to
+    /// `target/examples/`, and never to `pkg/`.
+    fn build_examples(&self) -> Result<Vec<BuiltComponent>> {
+        let dir = self.target.join("examples");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut built = Vec::new();
+        for example in &self.examples {
+            let core_path = example.core_wasm(&self.target);
+            let core = std::fs::read(&core_path).with_context(|| {
+                format!(
+                    "reading {} (cargo should have built it for `{}`)",
+                    core_path.display(),
+                    example.crate_name
+                )
+            })?;
+            let bytes = component::componentize(&core)
+                .with_context(|| format!("turning {} into a component", core_path.display()))?;
+            let report = wit_check::check_component(&bytes)
+                .with_context(|| format!("interface check of example {}", example.crate_name))?;
+            let file_name = example.component_file_name();
+            let out = dir.join(&file_name);
+            let written = fsutil::write_if_changed(&out, &bytes)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "example {}: {} bytes ({:.1} KiB; core module {} bytes){}; interface check OK: {report}",
+                example.dir,
+                bytes.len(),
+                bytes.len() as f64 / 1024.0,
+                core.len(),
+                unchanged_note(written)
+            );
+            built.push(BuiltComponent {
+                file_name: format!("target/examples/{file_name}"),
+                size: bytes.len() as u64,
+                report,
+            });
+        }
+        Ok(built)
     }
 }
 
@@ -270,6 +353,15 @@ impl BuildOutput {
         for c in &self.components {
             println!(
                 "{}: {} bytes ({:.1} KiB); {}",
+                c.file_name,
+                c.size,
+                c.size as f64 / 1024.0,
+                c.report
+            );
+        }
+        for c in &self.examples {
+            println!(
+                "example {}: {} bytes ({:.1} KiB), not in the package; {}",
                 c.file_name,
                 c.size,
                 c.size as f64 / 1024.0,

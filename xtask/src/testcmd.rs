@@ -38,6 +38,12 @@ pub const STEPS: &[Step] = &[
         run: native_tests,
     },
     Step {
+        name: "doc",
+        title: "API docs: cargo doc -p p2p-common --no-deps, ProcessTransport included",
+        needs: &[Prereq::Rust],
+        run: api_docs,
+    },
+    Step {
         name: "build",
         title: "package build (cargo xtask build) and a no-op rebuild check",
         needs: pkgbuild::NEEDS,
@@ -167,6 +173,42 @@ fn native_tests(root: &Path) -> Result<()> {
     )
 }
 
+/// The pages an app developer needs, which a native `cargo doc` once left out
+/// (`ProcessTransport` exists only on wasm32; `cfg(doc)` documents it everywhere).
+pub const API_DOC_PAGES: &[&str] = &[
+    "p2p_common/client/struct.ProcessTransport.html",
+    "p2p_common/client/struct.PresenceClient.html",
+    "p2p_common/client/struct.BaseClient.html",
+    "p2p_common/client/enum.ClientError.html",
+];
+
+fn api_docs(root: &Path) -> Result<()> {
+    pkgbuild::run(workspace::cargo_command().current_dir(root).args([
+        "doc",
+        "-p",
+        "p2p-common",
+        "--no-deps",
+    ]))?;
+    let doc = root.join("target").join("doc");
+    let missing: Vec<&str> = API_DOC_PAGES
+        .iter()
+        .copied()
+        .filter(|page| !doc.join(page).is_file())
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "`cargo doc` did not document {} (in {})",
+        missing.join(", "),
+        doc.display()
+    );
+    println!(
+        "API docs: {} (all {} pages checked)",
+        doc.join("p2p_common/index.html").display(),
+        API_DOC_PAGES.len()
+    );
+    Ok(())
+}
+
 fn package_build(root: &Path) -> Result<()> {
     let started = Instant::now();
     let plan = Plan::load(root)?;
@@ -179,7 +221,7 @@ fn package_build(root: &Path) -> Result<()> {
         again.is_empty(),
         "a second build with nothing changed {}; something in the build touches their inputs \
          (files in target/wit must only be written when their contents change)",
-        pkgbuild::describe_recompiled(&again, plan.processes())
+        pkgbuild::describe_recompiled(&again, &plan.wasm_crates())
     );
     Ok(())
 }
@@ -292,6 +334,36 @@ mod tests {
             text.contains("  b  second [needs the wasm32-wasip1 target]"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_readme_names_real_steps_and_the_checked_minimum_rust() {
+        let readme =
+            std::fs::read_to_string(workspace::workspace_root().join("README.md")).unwrap();
+        let names = step_names(STEPS);
+        let mut mentioned = 0;
+        for rest in readme.split("--step ").skip(1) {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '<' || *c == '>')
+                .collect();
+            if name != "<name>" {
+                assert!(names.contains(&name.as_str()), "README: no step `{name}`");
+                mentioned += 1;
+            }
+        }
+        assert!(mentioned > 0, "README shows a real `--step` example");
+        // README lists the steps: all of them, in table order.
+        let listed = format!(
+            "the steps are {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert!(readme.contains(&listed), "README says: {listed}");
+        assert!(readme.contains(&format!("Rust ≥ {}", crate::prereq::MIN_RUST)));
     }
 
     #[test]

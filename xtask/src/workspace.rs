@@ -161,10 +161,11 @@ impl Metadata {
     }
 }
 
-/// One process crate: a top-level directory holding `src/lib.rs`.
+/// A crate built into a component: a process crate (a top-level directory holding
+/// `src/lib.rs`), or an example app under `examples/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Process {
-    /// Directory name, e.g. `presence`.
+    /// Directory, relative to the workspace root: `presence`, or `examples/presence-watch`.
     pub dir: String,
     /// Cargo package name (for `-p`).
     pub crate_name: String,
@@ -213,41 +214,88 @@ pub fn discover_processes(root: &Path, metadata: &Metadata) -> Result<Vec<Proces
                 manifest.display()
             )
         })?;
-        let crate_name = package
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("{}: package without a name", manifest.display()))?
-            .to_string();
-        ensure!(
-            crate_name.replace('_', "-") == dir.replace('_', "-"),
-            "process directory {dir}/ holds crate `{crate_name}`; the directory must be named \
-             like the crate (kit looks for target/{WASM_TARGET}/release/<dir>.wasm)"
-        );
-        let lib = package
-            .get("targets")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|t| has_kind(t, "cdylib"))
-            .ok_or_else(|| {
-                anyhow!(
-                    "process crate `{crate_name}` has no cdylib target; add \
-                     `[lib] crate-type = [\"cdylib\"]` to {}",
-                    manifest.display()
-                )
-            })?;
-        let lib_name = lib
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(&crate_name)
-            .replace('-', "_");
-        processes.push(Process {
-            dir,
-            crate_name,
-            lib_name,
-        });
+        processes.push(wasm_crate(dir, &manifest, package)?);
     }
     Ok(processes)
+}
+
+/// The folder of example apps: each `examples/<name>/` with a Cargo.toml is a workspace
+/// member built for wasm32 like a process, but not part of the package (kit only looks at
+/// top-level folders, so it never sees them).
+pub const EXAMPLES_DIR: &str = "examples";
+
+/// Every `examples/<name>/` holding a Cargo.toml, sorted by name; each must be a workspace
+/// member with a cdylib target named like its folder. `dir` is `examples/<name>`.
+pub fn discover_examples(root: &Path, metadata: &Metadata) -> Result<Vec<Process>> {
+    let examples = root.join(EXAMPLES_DIR);
+    if !examples.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for entry in
+        std::fs::read_dir(&examples).with_context(|| format!("listing {}", examples.display()))?
+    {
+        let entry = entry.with_context(|| format!("listing {}", examples.display()))?;
+        if entry.path().join("Cargo.toml").is_file() {
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|n| anyhow!("directory name {n:?} is not UTF-8"))?;
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut found = Vec::new();
+    for name in names {
+        let dir = format!("{EXAMPLES_DIR}/{name}");
+        let manifest = root.join(&dir).join("Cargo.toml");
+        let package = metadata.package_at(&manifest).ok_or_else(|| {
+            anyhow!(
+                "{} is not a workspace member; add \"{dir}\" to [workspace] members",
+                manifest.display()
+            )
+        })?;
+        found.push(wasm_crate(dir, &manifest, package)?);
+    }
+    Ok(found)
+}
+
+/// A crate built into a component: named like its folder, with a cdylib target.
+fn wasm_crate(dir: String, manifest: &Path, package: &Value) -> Result<Process> {
+    let folder = dir.rsplit('/').next().unwrap_or(&dir).to_string();
+    let crate_name = package
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{}: package without a name", manifest.display()))?
+        .to_string();
+    ensure!(
+        crate_name.replace('_', "-") == folder.replace('_', "-"),
+        "directory {dir}/ holds crate `{crate_name}`; the directory must be named \
+         like the crate (kit looks for target/{WASM_TARGET}/release/<dir>.wasm)"
+    );
+    let lib = package
+        .get("targets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|t| has_kind(t, "cdylib"))
+        .ok_or_else(|| {
+            anyhow!(
+                "crate `{crate_name}` has no cdylib target; add \
+                 `[lib] crate-type = [\"cdylib\"]` to {}",
+                manifest.display()
+            )
+        })?;
+    let lib_name = lib
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(&crate_name)
+        .replace('-', "_");
+    Ok(Process {
+        dir,
+        crate_name,
+        lib_name,
+    })
 }
 
 fn has_kind(target: &Value, kind: &str) -> bool {
@@ -361,5 +409,17 @@ mod tests {
         let wit = metadata.process_lib_wit().unwrap();
         let text = std::fs::read_to_string(wit).unwrap();
         assert!(text.contains("package hyperware:process@1.0.0;"));
+
+        // The example app is built for wasm32 too, but it is no process of the package.
+        let examples = discover_examples(&root, &metadata).unwrap();
+        let names: Vec<&str> = examples.iter().map(|e| e.crate_name.as_str()).collect();
+        assert_eq!(names, ["presence-watch"]);
+        assert_eq!(examples[0].dir, "examples/presence-watch");
+        assert_eq!(examples[0].component_file_name(), "presence-watch.wasm");
+        assert!(processes.iter().all(|p| p.crate_name != "presence-watch"));
+        let manifest = read_json(&root.join("pkg/manifest.json")).unwrap();
+        assert!(!manifest_wasm_files(&manifest)
+            .unwrap()
+            .contains(&"presence-watch.wasm".to_string()));
     }
 }

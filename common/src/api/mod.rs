@@ -153,12 +153,24 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Decode a response body of this shape; a body that is not a response becomes an error too.
+///
+/// That error is made here (a `BadRequest` saying "not a response of the expected type"),
+/// not sent by the process, so it cannot be told apart from a refusal by its code; use
+/// [`try_decode_response`] to keep the two apart (the typed clients do).
 pub fn decode_response<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice::<ApiResult<T>>(body).unwrap_or_else(|e| {
+    try_decode_response(body).unwrap_or_else(|e| {
         Err(ApiError::bad_request(format!(
             "not a response of the expected type: {e}"
         )))
     })
+}
+
+/// Read a response body: `Ok(answer)` with the process's `{"Ok": ...}` or `{"Err": ...}`,
+/// or `Err` if the body is no response of this shape (not JSON, another type).
+pub fn try_decode_response<T: DeserializeOwned>(
+    body: &[u8],
+) -> Result<ApiResult<T>, serde_json::Error> {
+    serde_json::from_slice::<ApiResult<T>>(body)
 }
 
 /// Requests every process answers: `"Ping"` and `"Info"` (also read as `{"Ping": {}}`,
@@ -247,5 +259,12 @@ mod tests {
             decode_response::<Pong>(b"garbage").unwrap_err().code,
             ErrorCode::BadRequest
         );
+        // try_decode_response keeps a refusal and a body that is no response apart.
+        assert_eq!(
+            try_decode_response::<Pong>(&encode_result(&err)).unwrap(),
+            err
+        );
+        assert!(try_decode_response::<Pong>(b"garbage").is_err());
+        assert!(try_decode_response::<Pong>(br#"{"Ok": 5}"#).is_err());
     }
 }
