@@ -145,6 +145,11 @@ impl Scenario for Ping {
 
     fn bench(&self) -> Map<String, Value> {
         let mut m = Map::new();
+        // The body limit of the Ping/Info cores (sync, notify, txcoord today).
+        m.insert(
+            "max_request_bytes".into(),
+            json!(p2p_common::api::MAX_REQUEST_BYTES),
+        );
         // Remote Ping round trips over default latency (20-200 ms), 10 nodes, no faults.
         let t0 = Instant::now();
         let cpu0 = util::cpu_ms();
