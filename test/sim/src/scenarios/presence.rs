@@ -482,6 +482,15 @@ pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
     let t0 = Instant::now();
     let period = pcfg.probe_interval_ms;
     m.insert("period_ms".into(), json!(period));
+    m.insert(
+        "config".into(),
+        serde_json::to_value(pcfg).unwrap_or_default(),
+    );
+    let links = crate::Latency::default();
+    m.insert(
+        "link_latency_ms".into(),
+        json!([links.min_ms, links.max_ms]),
+    );
     m.insert("max_body_bytes".into(), json!(presence::core::MAX_BODY));
 
     // Convergence: N nodes join through one bootstrap.
@@ -519,7 +528,9 @@ pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
     m.insert("msgs_per_node_per_period_by_n".into(), Value::Object(load));
 
     // Detection: crash one node of 100 at a time; 3 clusters x 40 crashes.
-    let d = detection(pcfg, 100, 40);
+    let detect_nodes = 100;
+    m.insert("detect_nodes".into(), json!(detect_nodes));
+    let d = detection(pcfg, detect_nodes, 40);
     m.insert("detect_trials".into(), json!(d.trials));
     m.insert("detect_periods_median".into(), json!(round2(d.median)));
     m.insert("detect_periods_p99".into(), json!(round2(d.p99)));
@@ -534,7 +545,7 @@ pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
 
     // The same in hostile mode: 5% loss and 2% duplication on every message, one cluster.
     let (loss, dup) = (0.05, 0.02);
-    let d = detection_hostile(pcfg, 100, 40, loss, dup);
+    let d = detection_hostile(pcfg, detect_nodes, 40, loss, dup);
     m.insert("detect_hostile_loss".into(), json!(loss));
     m.insert("detect_hostile_duplicate".into(), json!(dup));
     m.insert("detect_hostile_trials".into(), json!(d.trials));
