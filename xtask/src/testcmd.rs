@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::pkgbuild::{self, Plan};
 use crate::prereq::{self, Prereq};
-use crate::{component, workspace};
+use crate::{component, perfdocs, workspace};
 
 /// One check of `cargo xtask test`.
 #[derive(Debug)]
@@ -54,6 +54,12 @@ pub const STEPS: &[Step] = &[
         title: "simulator: p2p-sim check --seeds 200",
         needs: &[Prereq::Rust],
         run: simulator,
+    },
+    Step {
+        name: "docs-check",
+        title: "docs/performance.md's figures match the build and the benches (cargo xtask docs --check)",
+        needs: pkgbuild::NEEDS,
+        run: docs_check,
     },
 ];
 
@@ -199,6 +205,10 @@ fn simulator(root: &Path) -> Result<()> {
         "--seeds",
         "200",
     ]))
+}
+
+fn docs_check(root: &Path) -> Result<()> {
+    perfdocs::check(root)
 }
 
 #[cfg(test)]
