@@ -188,7 +188,8 @@ commands:
   docs               rewrite the generated tables of docs/performance.md from the build
                      and the simulator benches (`--check` only compares them)
   test               run every check: formatting, native tests, package build, component
-                     checks, simulator (`cargo xtask test --list` lists them)
+                     checks, simulator, generated docs (`cargo xtask test --list` lists
+                     them)
   help [<command>]   print this help, or a command's
 
 `cargo xtask <command> --help` prints a command's help.
@@ -231,10 +232,11 @@ options:
 
 usage: cargo xtask docs [--check]
 
-Builds the package (cargo xtask build) and p2p-sim (release), runs `p2p-sim bench ping
---json` and `p2p-sim bench presence --json` (about 70 s of CPU) and times `p2p-sim {check}`,
-then rewrites every block of {doc} between `<!-- generated: <name> -->` and
-`<!-- end -->` (blocks: package, ping, presence); the text around them is left alone.
+Builds the package (cargo xtask build) and p2p-sim (release), runs
+`p2p-sim bench ping --json` and `p2p-sim bench presence --json` (about 70 s of CPU), times
+`p2p-sim {check}`, then rewrites every block of {doc} between
+`<!-- generated: <name> -->` and `<!-- end -->` (blocks: package, ping, presence); the text
+around them is left alone.
 
 With --check, writes nothing and fails if a figure in a block differs from what the build
 and the benches print now; this is the `docs-check` step of `cargo xtask test`. Lines

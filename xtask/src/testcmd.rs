@@ -328,5 +328,10 @@ mod tests {
         let build = STEPS.iter().find(|s| s.name == "build").unwrap();
         assert!(build.needs.contains(&Prereq::WasmTarget));
         assert!(build.needs.contains(&Prereq::Rust));
+        // docs-check builds the package too, and runs after the simulator step, whose
+        // release build of p2p-sim it reuses.
+        let docs = STEPS.iter().position(|s| s.name == "docs-check").unwrap();
+        assert!(STEPS[docs].needs.contains(&Prereq::WasmTarget));
+        assert!(docs > STEPS.iter().position(|s| s.name == "sim").unwrap());
     }
 }
