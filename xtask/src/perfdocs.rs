@@ -288,8 +288,9 @@ fn render_ping(b: &Value, m: &Measured) -> Result<Block> {
     let max_req = int(b, "max_request_bytes")?;
     let lines = vec![
         format!(
-            "`cargo run --release -p p2p-sim -- bench ping --json`: {} nodes hosting the four \
-             processes and the test echo core, links {lo}–{hi} ms, no faults.",
+            "`cargo run --release -p p2p-sim -- bench ping --json`: {} nodes (`ping_nodes`) \
+             hosting the four processes and the test echo core, links {lo}–{hi} ms \
+             (`link_latency_ms`), no faults.",
             int(b, "ping_nodes")?
         ),
         String::new(),
@@ -385,7 +386,11 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
     let lines = vec![
         format!(
             "`cargo run --release -p p2p-sim -- bench presence --json`, default settings \
-             (period {}, probe timeout {}, k = {k}, gossip every {}), links {}–{} ms.",
+             (`config`: period {}, probe timeout {}, k = {k}, gossip every {}), links {}–{} ms \
+             (`link_latency_ms`). The mode column comes from `detect_hostile_loss`, \
+             `detect_hostile_duplicate` and `fp_loss`; the node, crash and period counts from \
+             `detect_nodes`, `detect_trials`, `detect_hostile_trials`, `fp_nodes` and \
+             `fp_periods`.",
             duration(period as f64),
             cfg_ms("probe_timeout_ms")?,
             cfg_ms("gossip_interval_ms")?,
@@ -1074,7 +1079,7 @@ mod tests {
             "{doc}"
         );
         assert!(
-            doc.contains("(period 6 s, probe timeout 1 s, k = 3, gossip every 500 ms)"),
+            doc.contains("(`config`: period 6 s, probe timeout 1 s, k = 3, gossip every 500 ms)"),
             "{doc}"
         );
         assert!(doc.contains("one node 1.5 s slow"), "{doc}");
