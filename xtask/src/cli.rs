@@ -1,7 +1,8 @@
 //! The command line: `cargo xtask <command> [options]`, with `--help` for each command.
-//! Hand-rolled (four commands, two options) so xtask, which every user compiles before
+//! Hand-rolled (five commands, three options) so xtask, which every user compiles before
 //! anything else runs, does not also compile clap.
 
+use crate::perfdocs;
 use crate::prereq::MIN_RUST;
 use crate::testcmd::{self, STEPS};
 use crate::workspace::WASM_TARGET;
@@ -13,6 +14,10 @@ pub enum Cli {
     Help(Topic),
     Build,
     CheckComponents,
+    /// Rewrite docs/performance.md's generated tables; `check` = only compare them.
+    Docs {
+        check: bool,
+    },
     /// `steps` empty = all; `list` = print the steps instead of running them.
     Test {
         steps: Vec<String>,
@@ -26,6 +31,7 @@ pub enum Topic {
     Main,
     Build,
     CheckComponents,
+    Docs,
     Test,
 }
 
@@ -39,6 +45,7 @@ pub struct UsageError {
 const COMMANDS: &[(&str, Topic)] = &[
     ("build", Topic::Build),
     ("check-components", Topic::CheckComponents),
+    ("docs", Topic::Docs),
     ("test", Topic::Test),
 ];
 
@@ -106,6 +113,20 @@ pub fn parse(args: &[String], steps: &[&str]) -> Result<Cli, UsageError> {
                 format!("`{command}` takes no arguments, got `{arg}`"),
             )),
         },
+        Topic::Docs => match rest {
+            [] => Ok(Cli::Docs { check: false }),
+            [arg, tail @ ..] if arg == "--check" => match tail.first() {
+                None => Ok(Cli::Docs { check: true }),
+                Some(extra) => Err(usage_error(
+                    topic,
+                    format!("unexpected argument `{extra}` after `--check`"),
+                )),
+            },
+            [arg, ..] => Err(usage_error(
+                topic,
+                format!("unknown argument `{arg}` for `docs`"),
+            )),
+        },
         Topic::Test => parse_test(rest, steps),
         Topic::Main => unreachable!("Main is not a command"),
     }
@@ -164,8 +185,11 @@ usage: cargo xtask <command> [options]
 commands:
   build              build the package: pkg/*.wasm and target/<package>:<publisher>.zip
   check-components   check the interface of every existing pkg/*.wasm (builds nothing)
-  test               run every check: formatting, native tests, API docs, package build,
-                     component checks, simulator (`cargo xtask test --list` lists them)
+  docs               rewrite the generated tables of docs/performance.md from the build
+                     and the simulator benches (`--check` only compares them)
+  test               run every check: formatting, native tests, package build, component
+                     checks, simulator, generated docs, API docs (`cargo xtask test --list` lists
+                     them)
   help [<command>]   print this help, or a command's
 
 `cargo xtask <command> --help` prints a command's help.
@@ -205,6 +229,34 @@ wasi:* and exports init. Builds nothing; run `cargo xtask build` first.
 options:
   -h, --help   print this help"
             .to_string(),
+        Topic::Docs => format!(
+            "cargo xtask docs: the measured numbers in {doc}
+
+usage: cargo xtask docs [--check]
+
+Builds the package (cargo xtask build) and p2p-sim (release), runs
+`p2p-sim bench ping --json` and `p2p-sim bench presence --json` (about 70 s of CPU), times
+`p2p-sim {check}`, then rewrites every block of {doc} between
+`<!-- generated: <name> -->` and `<!-- end -->` (blocks: package, ping, presence); the text
+around them is left alone.
+
+With --check, writes nothing and fails if a figure in a block differs from what the build
+and the benches print now; this is the `docs-check` step of `cargo xtask test`. Lines
+starting `{measured}` hold wall-clock times and are never compared. Component and zip sizes
+are compared only under the toolchain and cargo home the block names (panic messages embed
+registry paths). The bench JSON is kept in target/xtask-docs/ with the p2p-sim binary's
+sha256 and reused while the binary is the same, so a check after `cargo xtask docs`, or a
+second check, does not run the benches again.
+
+options:
+  --check      compare only; exit 1 on a difference
+  -h, --help   print this help
+
+{needs}",
+            doc = perfdocs::DOC,
+            check = perfdocs::CHECK_ARGS.join(" "),
+            measured = perfdocs::MEASURED.trim_end(),
+        ),
         Topic::Test => format!(
             "cargo xtask test: run the project's checks
 
@@ -250,6 +302,37 @@ mod tests {
         assert_eq!(p(&["build"]), Ok(Cli::Build));
         assert_eq!(p(&["check-components"]), Ok(Cli::CheckComponents));
         assert_eq!(p(&["test"]), Ok(test(&[], false)));
+        assert_eq!(p(&["docs"]), Ok(Cli::Docs { check: false }));
+        assert_eq!(p(&["docs", "--check"]), Ok(Cli::Docs { check: true }));
+    }
+
+    #[test]
+    fn docs_takes_only_check() {
+        let err = p(&["docs", "--chek"]).unwrap_err();
+        assert_eq!(err.topic, Topic::Docs);
+        assert!(
+            err.message.contains("unknown argument `--chek` for `docs`"),
+            "{err:?}"
+        );
+        let err = p(&["docs", "--check", "again"]).unwrap_err();
+        assert!(err.message.contains("`again` after `--check`"), "{err:?}");
+        assert_eq!(p(&["docs", "--check", "-h"]), Ok(Cli::Help(Topic::Docs)));
+        let docs = help(Topic::Docs);
+        for text in [
+            "usage: cargo xtask docs [--check]",
+            "docs/performance.md",
+            "<!-- generated: <name> -->",
+            "Measured on",
+            "docs-check",
+            "check --seeds 200",
+        ] {
+            assert!(docs.contains(text), "docs help says {text:?}: {docs}");
+        }
+        assert!(
+            help(Topic::Main).contains("  docs  "),
+            "{}",
+            help(Topic::Main)
+        );
     }
 
     #[test]
@@ -276,7 +359,7 @@ mod tests {
         let err = p(&["bild"]).unwrap_err();
         assert_eq!(err.topic, Topic::Main);
         assert!(err.message.contains("unknown command `bild`;"), "{err:?}");
-        for name in ["build", "check-components", "test", "help"] {
+        for name in ["build", "check-components", "docs", "test", "help"] {
             assert!(err.message.contains(name), "{err:?}");
         }
         assert!(p(&["--step", "fmt"])

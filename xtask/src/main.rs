@@ -3,6 +3,8 @@
 //! * `build` — installable package without kit: target/wit, wasm build, components,
 //!   interface check, optional UI, `target/<package>:<publisher>.zip` (+ sha256).
 //! * `check-components` — the interface check alone, on the existing `pkg/*.wasm`.
+//! * `docs` — rewrite (or with `--check`, compare) the generated tables of
+//!   docs/performance.md from the build and the simulator benches.
 //! * `test` — the steps of [`testcmd::STEPS`] (all, or `--step <name>`), after checking
 //!   their prerequisites.
 //!
@@ -11,6 +13,7 @@
 mod cli;
 mod component;
 mod fsutil;
+mod perfdocs;
 mod pkgbuild;
 mod pkgzip;
 mod prereq;
@@ -45,6 +48,13 @@ fn main() -> ExitCode {
             prereq::require(pkgbuild::NEEDS).and_then(|()| pkgbuild::build(&root).map(drop))
         }
         Cli::CheckComponents => component::check_pkg_components(&root),
+        Cli::Docs { check } => prereq::require(pkgbuild::NEEDS).and_then(|()| {
+            if check {
+                perfdocs::check(&root)
+            } else {
+                perfdocs::generate(&root)
+            }
+        }),
         Cli::Test { steps, .. } => testcmd::run(&root, &steps),
     };
     match result {

@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::pkgbuild::{self, Plan};
 use crate::prereq::{self, Prereq};
-use crate::{component, workspace};
+use crate::{component, perfdocs, workspace};
 
 /// One check of `cargo xtask test`.
 #[derive(Debug)]
@@ -60,6 +60,12 @@ pub const STEPS: &[Step] = &[
         title: "simulator: p2p-sim check --seeds 200",
         needs: &[Prereq::Rust],
         run: simulator,
+    },
+    Step {
+        name: "docs-check",
+        title: "docs/performance.md's figures match the build and the benches (cargo xtask docs --check)",
+        needs: pkgbuild::NEEDS,
+        run: docs_check,
     },
 ];
 
@@ -243,6 +249,10 @@ fn simulator(root: &Path) -> Result<()> {
     ]))
 }
 
+fn docs_check(root: &Path) -> Result<()> {
+    perfdocs::check(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,5 +400,10 @@ mod tests {
         let build = STEPS.iter().find(|s| s.name == "build").unwrap();
         assert!(build.needs.contains(&Prereq::WasmTarget));
         assert!(build.needs.contains(&Prereq::Rust));
+        // docs-check builds the package too, and runs after the simulator step, whose
+        // release build of p2p-sim it reuses.
+        let docs = STEPS.iter().position(|s| s.name == "docs-check").unwrap();
+        assert!(STEPS[docs].needs.contains(&Prereq::WasmTarget));
+        assert!(docs > STEPS.iter().position(|s| s.name == "sim").unwrap());
     }
 }

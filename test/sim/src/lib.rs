@@ -4,6 +4,7 @@
 //! See docs/simulator.md for the model and how a service plugs in its scenarios.
 
 pub mod baseline;
+pub mod doc_examples;
 pub mod net;
 pub mod scenarios;
 pub mod sim;

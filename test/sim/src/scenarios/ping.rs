@@ -145,15 +145,27 @@ impl Scenario for Ping {
 
     fn bench(&self) -> Map<String, Value> {
         let mut m = Map::new();
+        // The body limit of the Ping/Info cores (sync, notify, txcoord today).
+        m.insert(
+            "max_request_bytes".into(),
+            json!(p2p_common::api::MAX_REQUEST_BYTES),
+        );
         // Remote Ping round trips over default latency (20-200 ms), 10 nodes, no faults.
+        let links = crate::Latency::default();
+        m.insert(
+            "link_latency_ms".into(),
+            json!([links.min_ms, links.max_ms]),
+        );
+        let nodes = 10usize;
+        m.insert("ping_nodes".into(), json!(nodes));
         let t0 = Instant::now();
         let cpu0 = util::cpu_ms();
-        let mut sim = cluster(SimConfig::new(1, 10), 0);
+        let mut sim = cluster(SimConfig::new(1, nodes), 0);
         let mut handles = Vec::new();
         for k in 0..1_000usize {
-            let from = k % 10;
-            let to = (k * 7 + 3) % 10;
-            let to = if to == from { (to + 1) % 10 } else { to };
+            let from = k % nodes;
+            let to = (k * 7 + 3) % nodes;
+            let to = if to == from { (to + 1) % nodes } else { to };
             handles.push(sim.request(
                 from,
                 &sim.addr(to, "presence"),

@@ -382,19 +382,43 @@ pub struct Detection {
     pub all_median: f64,
 }
 
-/// Crash one node at a time (at a random moment of a period) and time the verdicts.
-/// Pools three clusters (seeds 13, 14, 15) of `trials` crashes each.
+/// Crash one node at a time (at a random moment of a period) and time the verdicts, in
+/// realistic mode. Pools three clusters (seeds 13, 14, 15) of `trials` crashes each.
 pub fn detection(pcfg: &Config, n: usize, trials: usize) -> Detection {
     let runs: Vec<Vec<(f64, Option<f64>)>> = [13, 14, 15]
         .iter()
-        .map(|&seed| detection_times(pcfg, n, trials, seed))
+        .map(|&seed| detection_times(pcfg, n, trials, seed, NetConfig::realistic()))
         .collect();
     summarize(runs.into_iter().flatten().collect())
 }
 
 /// [`detection`] from one seed (to see the spread between runs).
 pub fn detection_seeded(pcfg: &Config, n: usize, trials: usize, seed: u64) -> Detection {
-    summarize(detection_times(pcfg, n, trials, seed))
+    summarize(detection_times(
+        pcfg,
+        n,
+        trials,
+        seed,
+        NetConfig::realistic(),
+    ))
+}
+
+/// [`detection`] in hostile mode (`NetConfig::hostile(loss, duplicate)` from the first join
+/// on), one cluster (seed 13) of `trials` crashes.
+pub fn detection_hostile(
+    pcfg: &Config,
+    n: usize,
+    trials: usize,
+    loss: f64,
+    duplicate: f64,
+) -> Detection {
+    summarize(detection_times(
+        pcfg,
+        n,
+        trials,
+        13,
+        NetConfig::hostile(loss, duplicate),
+    ))
 }
 
 fn summarize(times: Vec<(f64, Option<f64>)>) -> Detection {
@@ -409,9 +433,15 @@ fn summarize(times: Vec<(f64, Option<f64>)>) -> Detection {
 }
 
 /// Per crash: periods to the first Dead verdict, and to everyone's.
-fn detection_times(pcfg: &Config, n: usize, trials: usize, seed: u64) -> Vec<(f64, Option<f64>)> {
+fn detection_times(
+    pcfg: &Config,
+    n: usize,
+    trials: usize,
+    seed: u64,
+    net: NetConfig,
+) -> Vec<(f64, Option<f64>)> {
     let period = pcfg.probe_interval_ms;
-    let (mut sim, _) = converge_with(seed, n, pcfg, |_| {});
+    let (mut sim, _) = converge_with(seed, n, pcfg, |cfg| cfg.net = net);
     sim.run_for(10 * period).expect("no invariants");
     let mut times = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 99);
@@ -452,6 +482,16 @@ pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
     let t0 = Instant::now();
     let period = pcfg.probe_interval_ms;
     m.insert("period_ms".into(), json!(period));
+    m.insert(
+        "config".into(),
+        serde_json::to_value(pcfg).unwrap_or_default(),
+    );
+    let links = crate::Latency::default();
+    m.insert(
+        "link_latency_ms".into(),
+        json!([links.min_ms, links.max_ms]),
+    );
+    m.insert("max_body_bytes".into(), json!(presence::core::MAX_BODY));
 
     // Convergence: N nodes join through one bootstrap.
     let mut by_n = Map::new();
@@ -488,7 +528,9 @@ pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
     m.insert("msgs_per_node_per_period_by_n".into(), Value::Object(load));
 
     // Detection: crash one node of 100 at a time; 3 clusters x 40 crashes.
-    let d = detection(pcfg, 100, 40);
+    let detect_nodes = 100;
+    m.insert("detect_nodes".into(), json!(detect_nodes));
+    let d = detection(pcfg, detect_nodes, 40);
     m.insert("detect_trials".into(), json!(d.trials));
     m.insert("detect_periods_median".into(), json!(round2(d.median)));
     m.insert("detect_periods_p99".into(), json!(round2(d.p99)));
@@ -501,12 +543,31 @@ pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
         json!(round2(d.median * period as f64 / 1000.0)),
     );
 
-    // False positives: 1,000 periods, 10% loss, one slow node, nobody crashes.
+    // The same in hostile mode: 5% loss and 2% duplication on every message, one cluster.
+    let (loss, dup) = (0.05, 0.02);
+    let d = detection_hostile(pcfg, detect_nodes, 40, loss, dup);
+    m.insert("detect_hostile_loss".into(), json!(loss));
+    m.insert("detect_hostile_duplicate".into(), json!(dup));
+    m.insert("detect_hostile_trials".into(), json!(d.trials));
+    m.insert(
+        "detect_hostile_periods_median".into(),
+        json!(round2(d.median)),
+    );
+    m.insert("detect_hostile_periods_p99".into(), json!(round2(d.p99)));
+    m.insert(
+        "detect_hostile_all_periods_median".into(),
+        json!(round2(d.all_median)),
+    );
+
+    // False positives: 1,000 periods, 10% loss (hostile mode), one slow node, nobody crashes.
     let fp_nodes = 50;
     let slow_ms = 1_500;
-    let (fp, susp) = false_positives(pcfg, fp_nodes, 1_000, 0.10, slow_ms);
-    let base = baseline_false_positives(period, fp_nodes, 1_000, 0.10, slow_ms);
+    let (fp_periods, fp_loss) = (1_000, 0.10);
+    let (fp, susp) = false_positives(pcfg, fp_nodes, fp_periods, fp_loss, slow_ms);
+    let base = baseline_false_positives(period, fp_nodes, fp_periods, fp_loss, slow_ms);
     m.insert("fp_nodes".into(), json!(fp_nodes));
+    m.insert("fp_periods".into(), json!(fp_periods));
+    m.insert("fp_loss".into(), json!(fp_loss));
     m.insert("fp_slow_node_delay_ms".into(), json!(slow_ms));
     m.insert("false_positives".into(), json!(fp));
     m.insert("suspicions_during_fp_run".into(), json!(susp));
