@@ -3,7 +3,7 @@
 use crate::bindings::wit::{
     Address, Capability, LazyLoadBlob, OnExit, ProcessId, Request, SendErrorKind,
 };
-use crate::host::{self, Runtime, Shared};
+use crate::host::{self, Body, Runtime, Script, Shared};
 use crate::ids::{messaging_cap, network_cap};
 use crate::kernel::{
     app_response, AppMessage, AppSpec, Crash, EmuConfig, LogLine, Node, Proc, ProcKind, Reply,
@@ -29,6 +29,8 @@ pub struct Emulator {
     rt: Arc<Runtime>,
     /// Compiled components by (node, process id).
     components: Mutex<HashMap<(String, String), Component>>,
+    /// Rust-written processes (host unit tests) by (node, process id).
+    scripts: Mutex<HashMap<(String, String), Script>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     dir: PathBuf,
     cache_dir: Mutex<Option<PathBuf>>,
@@ -56,6 +58,7 @@ impl Emulator {
             }),
             rt,
             components: Mutex::new(HashMap::new()),
+            scripts: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
             dir,
             cache_dir: Mutex::new(None),
@@ -125,7 +128,7 @@ impl Emulator {
             let c = self
                 .rt
                 .component(package.wasm(e), cache.as_deref())
-                .with_context(|| format!("{}", e.process_wasm_path))?;
+                .with_context(|| e.process_wasm_path.to_string())?;
             compiled.push(c);
         }
         let mut w = self.lock();
@@ -179,6 +182,44 @@ impl Emulator {
         }
         drop(w);
         Ok(())
+    }
+
+    #[cfg(test)]
+    /// Install a process whose body is Rust code calling the host functions (for the host's
+    /// unit tests), with the given capabilities (plus messaging on itself), and start it.
+    pub(crate) fn install_script(
+        &self,
+        node: &str,
+        process: &str,
+        public: bool,
+        on_exit: OnExit,
+        caps: Vec<Capability>,
+        script: Script,
+    ) -> Address {
+        let pid = ProcessId::parse(process).expect("valid process id");
+        self.scripts
+            .lock()
+            .unwrap()
+            .insert((node.to_string(), pid.to_string()), script);
+        let mut w = self.lock();
+        w.end_life(node, &pid);
+        let n = w.nodes.get_mut(node).expect("node exists");
+        n.procs.retain(|p| p.id != pid);
+        let mut all = vec![messaging_cap(node, &pid)];
+        all.extend(caps);
+        n.procs.push(Proc {
+            id: pid.clone(),
+            kind: ProcKind::Wasm { on_exit },
+            public,
+            caps: all,
+            life: None,
+            stopped: false,
+            backoff: None,
+        });
+        if w.nodes[node].up {
+            w.start_process(node, &pid);
+        }
+        Address::new(node, pid)
     }
 
     /// Add an app the test plays, at `node@process`. Returns its address.
@@ -304,14 +345,16 @@ impl Emulator {
         loop {
             for (node, pid, gen) in std::mem::take(&mut w.to_spawn) {
                 let key = (node.clone(), pid.to_string());
-                let Some(component) = self.components.lock().unwrap().get(&key).cloned() else {
-                    w.exited(
-                        &node,
-                        &pid,
-                        gen,
-                        Some("p2p-emu: no compiled component".into()),
-                    );
-                    continue;
+                let script = self.scripts.lock().unwrap().get(&key).cloned();
+                let component = self.components.lock().unwrap().get(&key).cloned();
+                let body = match (script, component) {
+                    (Some(s), _) => Body::Script(s),
+                    (None, Some(c)) => Body::Component(c),
+                    (None, None) => {
+                        let why = Some("p2p-emu: no compiled component".to_string());
+                        w.exited(&node, &pid, gen, why);
+                        continue;
+                    }
                 };
                 let shared = self.shared.clone();
                 let rt = self.rt.clone();
@@ -319,7 +362,7 @@ impl Emulator {
                 let handle = std::thread::Builder::new()
                     .name(name)
                     .stack_size(16 << 20)
-                    .spawn(move || host::run_life(shared, rt, component, node, pid, gen))
+                    .spawn(move || host::run_life(shared, rt, body, node, pid, gen))
                     .expect("spawning a process thread");
                 self.threads.lock().unwrap().push(handle);
             }
@@ -410,14 +453,36 @@ impl Emulator {
         timeout_s: u64,
     ) -> Result<Reply, SendErrorKind> {
         let id = self
-            .app_send(from, to, body.into(), blob, Some(timeout_s))
+            .start_request(from, to, body, blob, timeout_s)
             .unwrap_or_else(|e| panic!("{e:#}"));
-        let deadline = self.now() + timeout_s * 1000 + 1;
-        self.run_while(deadline, |w| w.app_outcomes.contains_key(&id));
-        self.lock()
-            .app_outcomes
-            .remove(&id)
+        self.wait_outcome(id, timeout_s * 1000 + 1)
             .unwrap_or(Err(SendErrorKind::Timeout))
+    }
+
+    /// Send a request from app `from` without waiting; its outcome comes with
+    /// [`Emulator::outcome`] / [`Emulator::wait_outcome`] under the returned id.
+    pub fn start_request(
+        &self,
+        from: &Address,
+        to: &Address,
+        body: impl Into<Vec<u8>>,
+        blob: Option<Vec<u8>>,
+        timeout_s: u64,
+    ) -> Result<u64> {
+        self.app_send(from, to, body.into(), blob, Some(timeout_s))
+    }
+
+    /// The outcome of an app request, if it came (taken: a second call says `None`).
+    pub fn outcome(&self, id: u64) -> Option<Result<Reply, SendErrorKind>> {
+        self.lock().app_outcomes.remove(&id)
+    }
+
+    /// Run until the outcome of app request `id` comes, for at most `max_ms` of virtual
+    /// time.
+    pub fn wait_outcome(&self, id: u64, max_ms: u64) -> Option<Result<Reply, SendErrorKind>> {
+        let deadline = self.now() + max_ms;
+        self.run_while(deadline, |w| w.app_outcomes.contains_key(&id));
+        self.outcome(id)
     }
 
     /// A request without `expects_response` from app `from` (nothing comes back).

@@ -173,6 +173,12 @@ fn seed_for(seed: u64, node: &str, pid: &ProcessId, gen: u64) -> u64 {
 }
 
 impl HostState {
+    /// Virtual time (for scripts in the unit tests).
+    #[cfg(test)]
+    pub(crate) fn now(&self) -> u64 {
+        self.shared.clock.load(Ordering::SeqCst)
+    }
+
     fn me(&self) -> (String, ProcessId, u64) {
         (self.node.clone(), self.pid.clone(), self.gen)
     }
@@ -216,7 +222,11 @@ impl HostState {
 /// Hand a mailbox entry to the process as Hyperdrive's `kernel_message_to_process_receive`
 /// does: blobs become the current blob, requests that want an answer become the prompting
 /// message, and an answer restores the prompt saved when its request was sent.
-fn take(life: &mut Life, m: Incoming) -> Result<(Address, Message), (SendError, Option<Vec<u8>>)> {
+/// What `receive` returns (the WIT's shape).
+type Received = Result<(Address, Message), (SendError, Option<Vec<u8>>)>;
+
+#[allow(clippy::result_large_err)]
+fn take(life: &mut Life, m: Incoming) -> Received {
     match m {
         Ok(km) => {
             match &km.blob {
@@ -506,12 +516,21 @@ impl wit::Host for HostState {
     }
 }
 
+/// A process written in Rust against the host functions (unit tests of the host).
+pub(crate) type Script = Arc<dyn Fn(&mut HostState) -> wasmtime::Result<()> + Send + Sync>;
+
+/// What a life runs: a component's `init`, or a script.
+pub(crate) enum Body {
+    Component(Component),
+    Script(Script),
+}
+
 /// Run one life of a process on this thread: wait for the first turn, instantiate, call
 /// `init`, and report how it ended.
 pub(crate) fn run_life(
     shared: Arc<Shared>,
     rt: Arc<Runtime>,
-    component: Component,
+    body: Body,
     node: String,
     pid: ProcessId,
     gen: u64,
@@ -564,10 +583,29 @@ pub(crate) fn run_life(
             cv: cv.clone(),
             our: our.clone(),
         };
-        let mut store = Store::new(&rt.engine, state);
-        let bindings = ProcessV1::instantiate(&mut store, &component, &rt.linker)
-            .context("instantiating the component")?;
-        bindings.call_init(&mut store, &our.to_string())?;
+        match body {
+            Body::Component(component) => {
+                let mut store = Store::new(&rt.engine, state);
+                let bindings = ProcessV1::instantiate(&mut store, &component, &rt.linker)
+                    .context("instantiating the component")?;
+                bindings.call_init(&mut store, &our.to_string())?;
+            }
+            Body::Script(script) => {
+                let mut state = state;
+                let run = std::panic::AssertUnwindSafe(|| script(&mut state));
+                match std::panic::catch_unwind(run) {
+                    Ok(r) => r?,
+                    Err(p) => {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "a panic".into());
+                        bail!("script panicked: {msg}");
+                    }
+                }
+            }
+        }
         Ok(())
     })();
     let mut w = shared.lock();
@@ -593,9 +631,11 @@ fn describe_crash(e: &anyhow::Error, stderr: &MemoryOutputPipe) -> String {
             .unwrap_or(t.len());
         t[start..].to_string()
     };
+    // The trap itself, without the wasm backtrace anyhow's alternate form appends.
+    let trap = e.root_cause().to_string();
     if tail.is_empty() {
-        format!("{e:#}")
+        trap
     } else {
-        format!("{tail} ({e:#})")
+        format!("{tail} [{trap}]")
     }
 }

@@ -28,6 +28,8 @@
 mod bindings;
 mod emulator;
 mod host;
+#[cfg(test)]
+mod host_tests;
 pub mod ids;
 mod kernel;
 pub mod package;

@@ -211,10 +211,8 @@ impl SqliteModule {
         };
         let db_key = json!([{ "package_name": package_name, "publisher_node": publisher }, db]);
         let mut grant = vec![];
-        if tag == "Open" || tag == "RemoveDb" {
-            if source_package != key.0 {
-                return Err(err(json!("MismatchingPackageId")));
-            }
+        if (tag == "Open" || tag == "RemoveDb") && source_package != key.0 {
+            return Err(err(json!("MismatchingPackageId")));
         }
         if tag == "Open" {
             for kind in ["read", "write"] {
