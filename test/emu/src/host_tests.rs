@@ -971,3 +971,44 @@ fn runs_are_deterministic() {
     assert!(one.len() >= 40, "{one:?}");
     assert_eq!(one, run());
 }
+
+#[test]
+fn a_partition_makes_the_other_side_offline_until_healed() {
+    let emu = emu();
+    let notes = Notes::default();
+    let n = notes.clone();
+    emu.install_script(
+        "b.os",
+        "e:t:t.os",
+        true,
+        OnExit::None,
+        vec![network_cap("b.os")],
+        echo(0),
+    );
+    let s = emu.install_script(
+        "a.os",
+        "s:t:t.os",
+        true,
+        OnExit::None,
+        vec![network_cap("a.os")],
+        script(move |h| loop {
+            let Ok((_, Message::Request(_))) = h.receive()? else {
+                continue;
+            };
+            let t0 = h.now();
+            let r = h.send_and_await_response(addr("b.os", "e"), req("x", Some(30)), None)?;
+            n.add(match r {
+                Ok(_) => "answered".to_string(),
+                Err(e) => format!("{} after {} ms", k(e.kind), h.now() - t0),
+            });
+        }),
+    );
+    let a = app(&emu, "a.os", &["s"]);
+    emu.partition(&[&["a.os"], &["b.os"]]);
+    emu.send(&a, &s, "go").unwrap();
+    emu.run_for(6_000);
+    emu.heal();
+    emu.send(&a, &s, "go").unwrap();
+    emu.run_for(100);
+    assert_eq!(notes.get(), ["Offline after 5000 ms", "answered"]);
+}

@@ -834,6 +834,11 @@ impl World {
             return;
         }
         if km.source.node != our {
+            // Cut off while in flight (a partition): lost.
+            let from_group = self.nodes.get(&km.source.node).map(|n| n.group);
+            if from_group != Some(node.group) {
+                return;
+            }
             // From the network: the target must exist and hold the network capability.
             let ok = node
                 .proc(&km.target.process)

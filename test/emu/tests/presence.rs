@@ -215,3 +215,62 @@ fn the_same_seed_gives_the_same_run() {
     }
     assert_eq!(run(), run());
 }
+
+#[test]
+fn subscribers_get_events_if_the_kernel_lets_presence_reach_them() {
+    let emu = boot3();
+    emu.run_until_networking();
+    let app = Emulator::app("alice.os");
+    let r = presence(&emu, "alice.os", &Request::Subscribe {});
+    assert!(matches!(r, Ok(Response::Subscribed {})), "{r:?}");
+    join(&emu, "bob.os", "alice.os");
+    join(&emu, "charlie.os", "alice.os");
+    assert!(wait_until(&emu, 20 * P, 500, |e| all_alive(e, &NODES, &NODES)).is_some());
+    emu.run_for(2 * P);
+    let inbox = emu.app_inbox(&app);
+    let from_presence: Vec<_> = inbox
+        .iter()
+        .filter(|m| m.source == Emulator::ours("alice.os", "presence"))
+        .map(|m| m.json())
+        .collect();
+    assert!(
+        from_presence[0].get("Welcome").is_some(),
+        "{from_presence:?}"
+    );
+    let joined: Vec<&str> = from_presence
+        .iter()
+        .filter_map(|m| m.get("PresenceEvent"))
+        .filter(|e| e["kind"] == "NodeJoined")
+        .filter_map(|e| e["node"].as_str())
+        .collect();
+    assert!(
+        joined.contains(&"bob.os") && joined.contains(&"charlie.os"),
+        "{from_presence:?}"
+    );
+    assert!(inbox.iter().all(|m| m.expects_response.is_some()));
+
+    // An app that granted nothing: presence's welcome is refused at once and so is the
+    // error it answers with, so the app only sees its own Timeout.
+    let stranger = emu
+        .add_app(
+            "alice.os",
+            "stranger:emu:p2p-patterns.os",
+            AppSpec::granting_nothing(),
+        )
+        .unwrap();
+    let to = Emulator::ours("alice.os", "presence");
+    let r = emu.request(&stranger, &to, "\"Subscribe\"", 5);
+    assert_eq!(r, Err(SendErrorKind::Timeout));
+    assert!(emu.app_inbox(&stranger).is_empty());
+    // A public app needs no grant.
+    let mut spec = AppSpec::granting_nothing();
+    spec.public = true;
+    let public = emu
+        .add_app("alice.os", "public-app:emu:p2p-patterns.os", spec)
+        .unwrap();
+    let r = emu
+        .request(&public, &to, "\"Subscribe\"", 5)
+        .expect("answered");
+    assert_eq!(r.json(), serde_json::json!({"Ok": "Subscribed"}));
+    emu.assert_no_crashes();
+}
