@@ -274,3 +274,18 @@ fn subscribers_get_events_if_the_kernel_lets_presence_reach_them() {
     assert_eq!(r.json(), serde_json::json!({"Ok": "Subscribed"}));
     emu.assert_no_crashes();
 }
+
+#[test]
+fn a_join_while_networking_is_still_down_converges_once_it_is_up() {
+    let emu = boot3();
+    // t = 0: every node just booted; remote sends fail with Offline for 15 s.
+    join(&emu, "bob.os", "alice.os");
+    join(&emu, "charlie.os", "alice.os");
+    let took = wait_until(&emu, 20 * P, 1_000, |e| all_alive(e, &NODES, &NODES));
+    let took = took.unwrap_or_else(|| {
+        let views: Vec<_> = NODES.iter().map(|n| (n, members(&emu, n))).collect();
+        panic!("no convergence after an early join: {views:#?}")
+    });
+    eprintln!("converged {took} ms after joining at boot (networking up at 15000 ms)");
+    emu.assert_no_crashes();
+}
