@@ -33,7 +33,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "native",
-        title: "native tests: cargo test --workspace",
+        title: "native tests: cargo test --workspace --exclude p2p-emu",
         needs: &[Prereq::Rust],
         run: native_tests,
     },
@@ -54,6 +54,12 @@ pub const STEPS: &[Step] = &[
         title: "component interface checks of pkg/*.wasm",
         needs: &[],
         run: component_checks,
+    },
+    Step {
+        name: "emu",
+        title: "emulated nodes running the built package: cargo test -p p2p-emu",
+        needs: &[Prereq::Rust],
+        run: emulator,
     },
     Step {
         name: "sim",
@@ -171,12 +177,39 @@ fn fmt(root: &Path) -> Result<()> {
     .context("the code is not formatted; `cargo fmt --all` fixes it")
 }
 
+/// Everything but the emulator, whose tests need the built package (the `emu` step, after
+/// `build`).
 fn native_tests(root: &Path) -> Result<()> {
+    pkgbuild::run(workspace::cargo_command().current_dir(root).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "p2p-emu",
+    ]))
+}
+
+/// The emulator's tests boot nodes from target/<package>.zip; built first so that the
+/// emulated run's own time can be printed. Debug build: wasmtime under the release profile
+/// (fat LTO) takes far longer to build than the tests take to run.
+fn emulator(root: &Path) -> Result<()> {
+    let started = Instant::now();
     pkgbuild::run(
         workspace::cargo_command()
             .current_dir(root)
-            .args(["test", "--workspace"]),
-    )
+            .args(["test", "-p", "p2p-emu", "--no-run"]),
+    )?;
+    let built = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let result = pkgbuild::run(
+        workspace::cargo_command()
+            .current_dir(root)
+            .args(["test", "-p", "p2p-emu"]),
+    );
+    println!(
+        "emu: build {built:.1}s, emulated run {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    result
 }
 
 /// The pages an app developer needs, which a native `cargo doc` once left out
@@ -396,6 +429,9 @@ mod tests {
                 "step name {name:?} must be short lowercase"
             );
         }
+        // The emulator runs the zip the build step writes.
+        let pos = |n: &str| STEPS.iter().position(|s| s.name == n).unwrap();
+        assert!(pos("emu") > pos("build"));
         // The build step needs what `cargo xtask build` needs.
         let build = STEPS.iter().find(|s| s.name == "build").unwrap();
         assert!(build.needs.contains(&Prereq::WasmTarget));

@@ -1,0 +1,31 @@
+//! test/emu/wit/hyperware.wit is the WIT the emulator is compiled against; it must be the
+//! one `cargo xtask build` assembles into target/wit from process_lib (what the components
+//! were built against).
+
+use std::path::Path;
+
+#[test]
+fn the_checked_in_wit_equals_the_assembled_one() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here
+        .parent()
+        .and_then(Path::parent)
+        .expect("workspace root");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let assembled = target.join("wit").join("hyperware.wit");
+    let assembled = std::fs::read_to_string(&assembled).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}. Run `cargo xtask build` in {} first (it assembles target/wit).",
+            assembled.display(),
+            root.display()
+        )
+    });
+    let ours = std::fs::read_to_string(here.join("wit").join("hyperware.wit")).unwrap();
+    assert!(
+        ours == assembled,
+        "test/emu/wit/hyperware.wit differs from target/wit/hyperware.wit: copy the new one \
+         over and check the host functions (src/host.rs) against it"
+    );
+}
