@@ -18,7 +18,7 @@ use p2p_common::api::{
 };
 use p2p_common::appreach::{Confirmations, HelloOutcome};
 use p2p_common::resilience::{
-    take_capped, BudgetConfig, Reachability, ReachabilityConfig, SenderBudgets,
+    members_only, take_capped, BudgetConfig, Reachability, ReachabilityConfig, SenderBudgets,
 };
 use p2p_common::service::log;
 use p2p_common::{
@@ -51,6 +51,8 @@ const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
 /// protocol period), and the burst above that.
 const INBOUND_PER_SECOND: u32 = 20;
 const INBOUND_BURST: u32 = 200;
+/// Entries a digest exchange answers with at least (more for a longer digest: 2× its size).
+const PUSH_PULL_MIN_ANSWER: usize = 128;
 /// Unverified nodes remembered, and verified at once.
 const MAX_CANDIDATES: usize = 1_024;
 const MAX_VERIFYING: usize = 8;
@@ -314,6 +316,11 @@ impl Presence {
         self.reach.set_health(health);
     }
 
+    /// Strangers waiting to be verified, and being verified (for tests).
+    pub fn candidates(&self) -> (usize, usize) {
+        (self.candidates.len(), self.verifying.len())
+    }
+
     /// Registration attempts we sent to bootstraps since start.
     pub fn registration_attempts(&self) -> u64 {
         self.reg.attempts
@@ -563,10 +570,16 @@ impl Presence {
                 self.merge_self(u, now, out);
                 continue;
             }
-            // Admission on direct evidence only: a node we do not know joins our table when
-            // it speaks for itself, registered with us, is listed by our own bootstrap, or
-            // answered our probe. Hearsay about a stranger makes it a candidate to verify.
-            let direct = self.trusted || self.sender.as_ref() == Some(&u.node);
+            // Admission: a node we do not know joins our table when it speaks for itself,
+            // registered with us, is listed by our own bootstrap, answered our probe, or is
+            // reported by one of our live members (SWIM's dissemination). What a non-member
+            // says about third parties makes them candidates we verify with a probe first.
+            let from_member = self.sender.as_ref().is_some_and(|s| {
+                self.members.get(s).is_some_and(|m| {
+                    matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
+                })
+            });
+            let direct = self.trusted || self.sender.as_ref() == Some(&u.node) || from_member;
             if !direct && u.status == MemberStatus::Alive && self.members.get(&u.node).is_none() {
                 self.add_candidate(u);
                 continue;
@@ -1293,7 +1306,21 @@ impl Presence {
                 updates,
                 timeout_s,
             } => {
+                let updates = self.capped(updates, out);
                 self.merge(&updates, now, out);
+                // Expensive on behalf of another node: only for members, about members (a
+                // stranger must not make us probe whatever node id it names).
+                let member = |n: &NodeId| {
+                    self.members.get(n).is_some_and(|m| {
+                        matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
+                    })
+                };
+                members_only(member(&from.node), "ProbeRequest")?;
+                if target != self.me && !member(&target) {
+                    return Err(ApiError::not_found(format!(
+                        "{target} is not a member here"
+                    )));
+                }
                 if target == self.me {
                     out.push(self.send(
                         &from.node,
@@ -1364,9 +1391,14 @@ impl Presence {
             Request::PushPull { members, want_info } => {
                 self.stats.push_pulls += 1;
                 self.merge(&members, now, out);
-                Ok(Response::PushPull {
-                    members: self.delta_for(&members, &want_info),
-                })
+                // Members only (a sender that reported itself in its digest just became one),
+                // and the answer is bounded relative to the request: a stranger's empty
+                // digest does not buy our whole table (joiners page the registry instead).
+                members_only(self.members.get(&from.node).is_some(), "PushPull")?;
+                let cap = members.len().saturating_mul(2).max(PUSH_PULL_MIN_ANSWER);
+                let mut delta = self.delta_for(&members, &want_info);
+                delta.truncate(cap);
+                Ok(Response::PushPull { members: delta })
             }
         }
     }

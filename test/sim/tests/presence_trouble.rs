@@ -108,4 +108,51 @@ mod hostile {
             );
         }
     }
+
+    #[test]
+    fn a_stranger_cannot_fill_our_member_table_with_invented_nodes() {
+        let mut sim = cluster(33, 5);
+        // alice, bob, charlie, dave form the cluster; node 4 (eve) never joins: a stranger.
+        for i in 1..4 {
+            ps::join(&mut sim, i, 0);
+        }
+        sim.run_for(60_000).unwrap();
+        let before = sim
+            .core::<Presence>(0, "presence")
+            .unwrap()
+            .members()
+            .count();
+        assert_eq!(before, 3);
+        let fakes: Vec<Update> = (0..3_000)
+            .map(|k| Update {
+                node: p2p_common::NodeId::parse(&format!("fake{k}.os")).unwrap(),
+                status: MemberStatus::Alive,
+                incarnation: 1,
+                info: None,
+                origin: p2p_common::NodeId::parse(&format!("fake{k}.os")).unwrap(),
+            })
+            .collect();
+        let to = sim.addr(0, "presence");
+        for chunk in fakes.chunks(500) {
+            let body = encode(&Request::Gossip {
+                updates: chunk.to_vec(),
+            });
+            sim.request_from(4, ProcessId::ours("presence"), &to, body, 5);
+        }
+        sim.run_for(60_000).unwrap();
+        let p = sim.core::<Presence>(0, "presence").unwrap();
+        assert_eq!(p.members().count(), 3, "no invented node admitted");
+        let (cand, verifying) = p.candidates();
+        assert!(cand + verifying <= 1_024);
+        // A real joiner is still admitted everywhere, and detection still works.
+        ps::join(&mut sim, 4, 0);
+        sim.run_for(60_000).unwrap();
+        for i in 0..4 {
+            assert_eq!(
+                ps::status(&sim, i, 4),
+                Some(MemberStatus::Alive),
+                "{i} sees eve"
+            );
+        }
+    }
 }
