@@ -53,9 +53,6 @@ const INBOUND_PER_SECOND: u32 = 20;
 const INBOUND_BURST: u32 = 200;
 /// Entries a digest exchange answers with at least (more for a longer digest: 2× its size).
 const PUSH_PULL_MIN_ANSWER: usize = 128;
-/// Unverified nodes remembered, and verified at once.
-const MAX_CANDIDATES: usize = 1_024;
-const MAX_VERIFYING: usize = 8;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
 
@@ -156,10 +153,6 @@ pub enum Ctx {
     Welcome {
         token: u64,
     },
-    /// A probe verifying hearsay about a node we do not know.
-    Verify {
-        update: Update,
-    },
     Deregister,
 }
 
@@ -236,11 +229,6 @@ pub struct Presence {
     welcomes: Confirmations<Address>,
     /// Per remote node: messages we handle per second (a flood costs a fixed rate).
     budgets: SenderBudgets,
-    /// Hearsay about nodes we do not know, waiting to be verified, and those being verified.
-    candidates: BTreeMap<NodeId, Update>,
-    verifying: BTreeSet<NodeId>,
-    /// The message being merged comes from our own bootstrap's registry (trusted listing).
-    trusted: bool,
     /// The highest non-Alive claim about us not yet refuted, and when we last refuted.
     pending_refute: Option<u64>,
     last_refute: Option<Millis>,
@@ -287,9 +275,6 @@ impl Presence {
             welcomes: Confirmations::new(64),
             reg: RegClient::new(reg_cap),
             pending_refute: None,
-            candidates: BTreeMap::new(),
-            verifying: BTreeSet::new(),
-            trusted: false,
             last_refute: None,
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -314,11 +299,6 @@ impl Presence {
         let health = self.reach.health().clone();
         self.reach = Reachability::new(reach_config(&self.cfg));
         self.reach.set_health(health);
-    }
-
-    /// Strangers waiting to be verified, and being verified (for tests).
-    pub fn candidates(&self) -> (usize, usize) {
-        (self.candidates.len(), self.verifying.len())
     }
 
     /// Registration attempts we sent to bootstraps since start.
@@ -570,20 +550,6 @@ impl Presence {
                 self.merge_self(u, now, out);
                 continue;
             }
-            // Admission: a node we do not know joins our table when it speaks for itself,
-            // registered with us, is listed by our own bootstrap, answered our probe, or is
-            // reported by one of our live members (SWIM's dissemination). What a non-member
-            // says about third parties makes them candidates we verify with a probe first.
-            let from_member = self.sender.as_ref().is_some_and(|s| {
-                self.members.get(s).is_some_and(|m| {
-                    matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
-                })
-            });
-            let direct = self.trusted || self.sender.as_ref() == Some(&u.node) || from_member;
-            if !direct && u.status == MemberStatus::Alive && self.members.get(&u.node).is_none() {
-                self.add_candidate(u);
-                continue;
-            }
             let was_alive = self
                 .members
                 .get(&u.node)
@@ -634,44 +600,6 @@ impl Presence {
     }
 
     /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
-    /// Remember hearsay about a stranger, to verify with a probe of our own (bounded: the
-    /// oldest candidate goes when full).
-    fn add_candidate(&mut self, u: &Update) {
-        if self.verifying.contains(&u.node) {
-            return;
-        }
-        if !self.candidates.contains_key(&u.node) && self.candidates.len() >= MAX_CANDIDATES {
-            self.candidates.pop_first();
-        }
-        let e = self
-            .candidates
-            .entry(u.node.clone())
-            .or_insert_with(|| u.clone());
-        if u.incarnation > e.incarnation {
-            *e = u.clone();
-        }
-    }
-
-    /// Probe a few candidates; an answer admits them.
-    fn verify_candidates(&mut self, out: &mut Vec<Eff>) {
-        while self.verifying.len() < MAX_VERIFYING {
-            let Some((node, u)) = self.candidates.pop_first() else {
-                break;
-            };
-            self.verifying.insert(node.clone());
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let updates = self.piggyback(Some(&node));
-            let timeout = self.probe_timeout_s(&node).max(2);
-            out.push(self.send(
-                &node,
-                &Request::Probe { seq, updates },
-                Some(timeout),
-                Some(&Ctx::Verify { update: u }),
-            ));
-        }
-    }
-
     /// A claim about ourselves. Any non-Alive claim at or above our incarnation is refuted
     /// by moving past it (as SWIM and memberlist do) — a forged claim one above ours would
     /// otherwise stand. A claim more than [`MAX_INCARNATION_JUMP`] above ours is one no peer
@@ -1695,10 +1623,7 @@ impl Presence {
                     let acts = self.reg.on_success(&bootstrap);
                     self.reg_actions(&bootstrap, acts, out);
                     self.probe_succeeded(&bootstrap, now, None);
-                    // Our own configured bootstrap's listing is trusted for admission.
-                    self.trusted = self.bootstrap.contains(&bootstrap);
                     self.merge(&nodes, now, out);
-                    self.trusted = false;
                     self.next_page(&bootstrap, next_cursor, out);
                 }
                 Err(e) if e.code == ErrorCode::Overloaded => {
@@ -1719,9 +1644,7 @@ impl Presence {
             },
             Ctx::ListRegistry { bootstrap } => {
                 if let Ok(Response::Registry { nodes, next_cursor }) = resp {
-                    self.trusted = self.bootstrap.contains(&bootstrap);
                     self.merge(&nodes, now, out);
-                    self.trusted = false;
                     self.next_page(&bootstrap, next_cursor, out);
                 }
             }
@@ -1742,20 +1665,6 @@ impl Presence {
                 if let Some(w) = self.welcomes.confirmed(token) {
                     self.confirm_subscription(w, out);
                 }
-            }
-            Ctx::Verify { update } => {
-                // It answered our probe: admit it (its own piggybacked facts first).
-                self.verifying.remove(&update.node);
-                if let Ok(Response::Ack { updates, .. }) = &resp {
-                    self.merge(updates, now, out);
-                }
-                // Its liveness is proven; the info we heard is not (it is fetched again).
-                let mut u = update;
-                u.info = None;
-                self.trusted = true;
-                self.merge(std::slice::from_ref(&u), now, out);
-                self.trusted = false;
-                self.probe_succeeded(&u.node, now, None);
             }
             Ctx::Deregister => {}
         }
@@ -1909,10 +1818,6 @@ impl Presence {
                 self.reg_actions(&bootstrap, acts, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
-            Ctx::Verify { update } => {
-                // No answer: hearsay we could not confirm is dropped.
-                self.verifying.remove(&update.node);
-            }
             Ctx::Welcome { token } => match self.welcomes.failed(token, kind, now, crate::NAME) {
                 Some(HelloOutcome::Refused(w, e)) => {
                     out.push(log(Level::Warn, format!("subscribe refused: {e}")));
@@ -1955,7 +1860,6 @@ impl Presence {
             Tick::Gossip => {
                 out.push(Self::timer(self.cfg.gossip_interval_ms, &Tick::Gossip));
                 self.refute(now, out);
-                self.verify_candidates(out);
                 self.expire_suspicions(now, out);
                 self.gossip_round(out);
                 let gone = self.members.gc(now, self.cfg.dead_retention_ms);
@@ -2215,7 +2119,6 @@ impl Service for Presence {
                 self.sender = Some(from.node.clone());
                 self.on_response(body, ctx, t, &mut out);
                 self.sender = None;
-                self.trusted = false;
             }
             Input::SendFailed { kind, target, ctx } => {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
