@@ -145,7 +145,8 @@ fn the_quoted_errors_are_the_ones_the_code_writes() {
         .expect("docs/api.md shows the Forbidden answer to Subscribe");
     let documented: ApiResult<()> = serde_json::from_str(&line["← ".len()..]).unwrap();
     let documented: ApiError = documented.unwrap_err();
-    let app = Address::parse("alice.os@my-app:my-app:someone.os").unwrap();
+    // An app of the calling package whose manifest entry lacks the grant.
+    let app = Address::parse("alice.os@other-app:my-app:someone.os").unwrap();
     assert!(documented.message.contains(&app.to_string()));
     assert_eq!(documented, grant_error("presence", &app));
 

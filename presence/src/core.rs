@@ -1427,10 +1427,11 @@ impl Presence {
         out
     }
 
+    /// A member as apps see it: times are Unix ms (wall clock), ours are monotonic.
     fn view(&self, node: &NodeId, now: Millis) -> Option<NodeView> {
         if node == &self.me {
             let mut info = self.info.clone();
-            info.last_seen = now;
+            info.last_seen = self.to_wall(now);
             return Some(NodeView {
                 info,
                 status: if self.left {
@@ -1445,12 +1446,12 @@ impl Presence {
         }
         let m = self.members.get(node)?;
         let mut info = m.info.clone();
-        info.last_seen = m.last_seen;
+        info.last_seen = self.to_wall(m.last_seen);
         Some(NodeView {
             info,
             status: m.status,
             incarnation: m.incarnation,
-            status_since: m.status_since,
+            status_since: self.to_wall(m.status_since),
             is_self: false,
         })
     }

@@ -288,3 +288,65 @@ fn subscribe_is_answered_once_the_welcome_reached_the_app() {
     let mut c = PresenceClient::local(&node("alice.os"), transport(d, app));
     assert!(matches!(c.unsubscribe(), Err(ClientError::Api(e)) if e.code == ErrorCode::NotFound));
 }
+
+#[test]
+fn discovery_times_are_unix_ms_not_the_monotonic_clock() {
+    // On a node the monotonic clock starts anywhere; apps read Unix ms (docs/api.md).
+    let wall = 1_764_031_200_000;
+    let at = |ms: u64| p2p_common::Now {
+        mono: 5_000 + ms,
+        wall: wall + ms,
+    };
+    let our = Address::ours(&node("alice.os"), "presence");
+    let mut d = Driver::new(our.clone(), presence::core::new(our.clone()));
+    d.start(at(0), None, Default::default(), 7);
+    // bob speaks for himself in a probe: direct evidence, so a last_seen.
+    let updates = vec![Update {
+        node: node("bob.os"),
+        status: MemberStatus::Alive,
+        incarnation: 1,
+        info: None,
+        origin: node("bob.os"),
+    }];
+    d.step(
+        at(100),
+        KernelEvent::Request {
+            source: Address::ours(&node("bob.os"), "presence"),
+            expects_response: Some(5),
+            body: serde_json::to_vec(&Request::Probe { seq: 1, updates }).unwrap(),
+            blob: None,
+        },
+    );
+    let calls = d.step(
+        at(200),
+        KernelEvent::Request {
+            source: Address::parse("alice.os@my-app:my-app:someone.os").unwrap(),
+            expects_response: Some(5),
+            body: br#"{"ListNodes": {}}"#.to_vec(),
+            blob: None,
+        },
+    );
+    let body = calls
+        .iter()
+        .find_map(|c| match c {
+            KernelCall::SendResponse { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .expect("answered");
+    let answer: p2p_common::ApiResult<p2p_common::api::presence::Response> =
+        serde_json::from_slice(&body).unwrap();
+    let Ok(p2p_common::api::presence::Response::Nodes { nodes, .. }) = answer else {
+        panic!("{answer:?}")
+    };
+    let times: Vec<(String, u64, u64)> = nodes
+        .iter()
+        .map(|v| (v.info.node_id.to_string(), v.info.last_seen, v.status_since))
+        .collect();
+    assert_eq!(
+        times,
+        vec![
+            ("alice.os".to_string(), wall + 200, 0),
+            ("bob.os".to_string(), wall + 100, wall + 100),
+        ]
+    );
+}

@@ -705,7 +705,8 @@ mod tests {
 
     /// Every `→` / `←` line of docs/api.md's presence section decodes into our types and is
     /// written in the shape we send (nulls may be left out), every request and response
-    /// variant has an example, so the reference cannot drift from the code.
+    /// variant has an example, so the reference cannot drift from the code. That each answer
+    /// is what presence answers is checked by p2p-sim's `tests/doc_answers.rs`.
     #[test]
     fn documented_examples_decode() {
         let doc = include_str!("../../../docs/api.md");
