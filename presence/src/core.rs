@@ -47,6 +47,10 @@ const EVENT_FAILURES: u32 = 3;
 const MAX_PUSH_PULL: usize = p2p_common::api::presence::MAX_MEMBERS as usize;
 /// Largest answer to a digest exchange (bytes).
 const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
+/// New nodes one remote node may introduce: a burst (a bootstrap's page, a join's gossip),
+/// then a trickle.
+const ADMISSIONS_BURST: u32 = 256;
+const ADMISSIONS_PER_SECOND: u32 = 4;
 /// Messages per second one remote node may have us handle (steady state is a few per
 /// protocol period), and the burst above that.
 const INBOUND_PER_SECOND: u32 = 20;
@@ -229,6 +233,8 @@ pub struct Presence {
     welcomes: Confirmations<Address>,
     /// Per remote node: messages we handle per second (a flood costs a fixed rate).
     budgets: SenderBudgets,
+    /// Per remote node: nodes it may introduce to our table.
+    admissions: SenderBudgets,
     /// The highest non-Alive claim about us not yet refuted, and when we last refuted.
     pending_refute: Option<u64>,
     last_refute: Option<Millis>,
@@ -276,6 +282,11 @@ impl Presence {
             reg: RegClient::new(reg_cap),
             pending_refute: None,
             last_refute: None,
+            admissions: SenderBudgets::new(BudgetConfig {
+                per_second: ADMISSIONS_PER_SECOND,
+                burst: ADMISSIONS_BURST,
+                max_senders: 4_096,
+            }),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
                 burst: INBOUND_BURST,
@@ -544,11 +555,34 @@ impl Presence {
     }
 
     /// Apply gossiped facts; report changes, refute suspicions of ourselves.
+    ///
+    /// A node we do not know is introduced only by itself (its own fact in a message from
+    /// it) or by a live member of ours (SWIM's dissemination), at most
+    /// `ADMISSIONS_BURST` (then `ADMISSIONS_PER_SECOND`) per sender: what a stranger says about
+    /// third parties introduces nobody. The sender's own fact is applied first.
     fn merge(&mut self, updates: &[Update], now: Millis, out: &mut Vec<Eff>) {
-        for u in updates {
+        let sender = self.sender.clone();
+        let mut order: Vec<&Update> = updates.iter().collect();
+        if let Some(s) = &sender {
+            order.sort_by_key(|u| &u.node != s);
+        }
+        let (mut full, mut refused) = (0usize, 0usize);
+        for u in order {
             if u.node == self.me {
                 self.merge_self(u, now, out);
                 continue;
+            }
+            if let Some(s) = &sender {
+                if *s != u.node && self.members.get(&u.node).is_none() {
+                    let member = self.members.get(s).is_some_and(|m| {
+                        matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
+                    });
+                    let our_bootstrap = self.bootstrap.contains(s);
+                    if !our_bootstrap && (!member || !self.admissions.allow(s, 1, now)) {
+                        refused += 1;
+                        continue;
+                    }
+                }
             }
             let was_alive = self
                 .members
@@ -563,10 +597,7 @@ impl Presence {
             self.dirty_members.extend(self.members.evicted.drain(..));
             match applied {
                 Applied::Stale => {}
-                Applied::Full => out.push(log(
-                    Level::Warn,
-                    format!("member table full; ignoring {}", u.node),
-                )),
+                Applied::Full => full += 1,
                 Applied::Confirmed => {
                     self.broadcasts.push(u.clone());
                     self.arm_suspicion(&u.node, now, out);
@@ -597,6 +628,13 @@ impl Presence {
                 }
             }
         }
+        if full + refused > 0 {
+            // One line per message, not one per fact.
+            out.push(log(
+                Level::Debug,
+                format!("ignored {refused} introductions by non-members or over budget, {full} for a full table"),
+            ));
+        }
     }
 
     /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
@@ -607,10 +645,18 @@ impl Presence {
     /// stream of claims costs one incarnation step and one forced write per interval), and
     /// they do not move our local health: strangers' claims say nothing about our probing.
     fn merge_self(&mut self, u: &Update, now: Millis, out: &mut Vec<Eff>) {
-        if self.left || u.status == MemberStatus::Alive || u.incarnation < self.incarnation {
+        if self.left || u.incarnation < self.incarnation {
             return;
         }
-        if u.incarnation > self.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+        // Our own fact echoed back is no claim; an Alive claim above ours (a forged info, a
+        // forged incarnation) is refuted like a suspicion.
+        if u.status == MemberStatus::Alive && u.incarnation == self.incarnation {
+            return;
+        }
+        // Only claims our refutation can beat at every peer that knows us: peers refuse
+        // jumps of MAX_INCARNATION_JUMP or more, so we move at most that far.
+        if u.incarnation.saturating_add(1) >= self.incarnation.saturating_add(MAX_INCARNATION_JUMP)
+        {
             return;
         }
         let claim = self
@@ -940,7 +986,7 @@ impl Presence {
                     Err(ApiError::forbidden(
                         "protocol message: only presence processes on other nodes may send it",
                     ))
-                } else if !local && !self.budgets.allow(&from.node, 1, now) {
+                } else if !local && !self.budgets.allow(&from.node, req.cost(), now) {
                     // One sender's flood costs a fixed rate of work.
                     if self.budgets.refused.is_power_of_two() {
                         out.push(log(
@@ -1318,11 +1364,15 @@ impl Presence {
             }
             Request::PushPull { members, want_info } => {
                 self.stats.push_pulls += 1;
-                self.merge(&members, now, out);
-                // Members only (a sender that reported itself in its digest just became one),
-                // and the answer is bounded relative to the request: a stranger's empty
+                // Members only: the sender's own fact goes first (a node speaking for itself
+                // may join), then the check, then the rest (introductions are budgeted per
+                // sender). The answer is bounded relative to the request: a stranger's empty
                 // digest does not buy our whole table (joiners page the registry instead).
+                let (own, rest): (Vec<Update>, Vec<Update>) =
+                    members.iter().cloned().partition(|u| u.node == from.node);
+                self.merge(&own, now, out);
                 members_only(self.members.get(&from.node).is_some(), "PushPull")?;
+                self.merge(&rest, now, out);
                 let cap = members.len().saturating_mul(2).max(PUSH_PULL_MIN_ANSWER);
                 let mut delta = self.delta_for(&members, &want_info);
                 delta.truncate(cap);
@@ -1586,8 +1636,9 @@ impl Presence {
             } => {
                 // Any answer proves the peer alive — an error too (a peer on a newer
                 // protocol version may refuse what it does not know, but it answered).
-                if let Ok(Response::Ack { updates, .. }) = &resp {
-                    self.merge(updates, now, out);
+                if let Ok(Response::Ack { updates, .. }) = resp.clone() {
+                    let updates = self.capped(updates, out);
+                    self.merge(&updates, now, out);
                 }
                 self.probe_succeeded(&target, now, Some(now.saturating_sub(sent)));
                 if let Some(r) = self.round.as_mut() {
@@ -1911,6 +1962,10 @@ impl Presence {
                     if let Some(a) = self.reg.on_retry(&bootstrap) {
                         self.reg_actions(&bootstrap, vec![a], out);
                     }
+                } else {
+                    // Not wanted now (left, or another bootstrap list): a later Join starts
+                    // afresh instead of waiting for a retry that will never fire.
+                    self.reg.on_retry_ignored(&bootstrap);
                 }
             }
         }

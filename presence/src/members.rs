@@ -116,7 +116,12 @@ impl Members {
             .info
             .as_ref()
             .filter(|i| i.node_id == u.node && i.validate().is_ok());
-        if u.status == MemberStatus::Suspect
+        // Only the node itself leaves.
+        if u.status == MemberStatus::Left && u.origin != u.node {
+            return Applied::Stale;
+        }
+        // A suspicion or a death counts only from ourselves or a live member.
+        if matches!(u.status, MemberStatus::Suspect | MemberStatus::Dead)
             && u.origin != *limits.me
             && !self
                 .map
@@ -164,7 +169,15 @@ impl Members {
                 event: Some(EventKind::NodeJoined),
             };
         };
-        if u.incarnation > m.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+        // Jumps of MAX_INCARNATION_JUMP or more are refused (strictly below, so the node's
+        // own refutation, one above a claim it moves past, is always accepted).
+        if u.incarnation >= m.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+            return Applied::Stale;
+        }
+        // Only a node raises its own incarnation, and it does so with Alive: a suspicion or a
+        // verdict about an incarnation we have not seen is a forgery (or from a life we will
+        // hear about first), and is dropped.
+        if u.status != MemberStatus::Alive && u.incarnation > m.incarnation {
             return Applied::Stale;
         }
         let newer = u.incarnation > m.incarnation;
@@ -572,7 +585,7 @@ mod tests {
             m.apply(&up("b.os", Alive, 1, "b.os"), 0, &lim(1)),
             Applied::Full
         );
-        m.apply(&up("a.os", Dead, 1, "x.os"), 100, &lim(1));
+        m.apply(&up("a.os", Dead, 1, "me.os"), 100, &lim(1));
         assert_eq!(m.gc(150, 100).len(), 0);
         assert_eq!(m.gc(201, 100).len(), 1);
         assert!(m.is_empty());
@@ -593,5 +606,47 @@ mod tests {
             2_000,
             "never below the floor"
         );
+    }
+
+    #[test]
+    fn verdicts_need_a_known_incarnation_and_a_credible_origin() {
+        let mut m = Members::default();
+        m.apply(&up("a.os", Alive, 1, "a.os"), 0, &lim(8));
+        m.apply(&up("b.os", Alive, 4, "b.os"), 0, &lim(8));
+        // Above the incarnation we know: only the node itself raises it, with Alive.
+        assert_eq!(
+            m.apply(&up("b.os", Dead, 5, "a.os"), 1, &lim(8)),
+            Applied::Stale
+        );
+        assert_eq!(
+            m.apply(&up("b.os", Suspect, 5, "a.os"), 1, &lim(8)),
+            Applied::Stale
+        );
+        // Dead from a non-member, Left from anyone but the node: refused.
+        assert_eq!(
+            m.apply(&up("b.os", Dead, 4, "x.os"), 1, &lim(8)),
+            Applied::Stale
+        );
+        assert_eq!(
+            m.apply(&up("b.os", Left, 4, "a.os"), 1, &lim(8)),
+            Applied::Stale
+        );
+        assert!(matches!(
+            m.apply(&up("b.os", Left, 4, "b.os"), 1, &lim(8)),
+            Applied::Changed { .. }
+        ));
+        // A jump of MAX_INCARNATION_JUMP is refused, one below it accepted.
+        assert_eq!(
+            m.apply(
+                &up("a.os", Alive, 1 + MAX_INCARNATION_JUMP, "a.os"),
+                2,
+                &lim(8)
+            ),
+            Applied::Stale
+        );
+        assert!(matches!(
+            m.apply(&up("a.os", Alive, MAX_INCARNATION_JUMP, "a.os"), 2, &lim(8)),
+            Applied::Changed { .. }
+        ));
     }
 }

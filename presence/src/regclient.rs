@@ -71,9 +71,18 @@ impl RegClient {
         }
     }
 
-    /// Forget bootstraps we no longer want.
+    /// Forget bootstraps we no longer want (but not an attempt still in flight or a retry
+    /// still armed: their outcome must find their state, or a second attempt could start).
     pub fn retain(&mut self, wanted: &[NodeId]) {
-        self.boots.retain(|b, _| wanted.contains(b));
+        self.boots
+            .retain(|b, s| wanted.contains(b) || s.in_flight || s.retry_armed);
+    }
+
+    /// The retry timer for `b` fired while we did not want `b` (left, or another list).
+    pub fn on_retry_ignored(&mut self, b: &NodeId) {
+        if let Some(s) = self.boots.get_mut(b) {
+            s.retry_armed = false;
+        }
     }
 
     /// We want to (re)register at `b` now. Sends unless an attempt is in flight or a retry is
@@ -260,6 +269,20 @@ mod tests {
         assert_eq!(c.on_success(&b()).len(), 1);
         assert_eq!(c.failures(&b()), 0);
         assert_eq!(c.want(&b(), false), Some(Action::Register { list: false }));
+    }
+
+    #[test]
+    fn an_ignored_retry_does_not_block_a_later_join_and_retain_keeps_what_is_out() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut c = RegClient::new(100_000);
+        c.want(&b(), true);
+        c.on_failure(&b(), "Offline", &mut rng);
+        // The node leaves; the retry fires and is ignored; it joins again.
+        c.on_retry_ignored(&b());
+        assert_eq!(c.want(&b(), true), Some(Action::Register { list: true }));
+        // Switching bootstrap lists keeps the attempt in flight: no second one.
+        c.retain(&[]);
+        assert_eq!(c.want(&b(), true), None);
     }
 
     #[test]

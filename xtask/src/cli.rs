@@ -187,9 +187,9 @@ commands:
   check-components   check the interface of every existing pkg/*.wasm (builds nothing)
   docs               rewrite the generated tables of docs/performance.md from the build
                      and the simulator benches (`--check` only compares them)
-  test               run every check: formatting, native tests, package build, component
-                     checks, simulator, generated docs, API docs (`cargo xtask test --list` lists
-                     them)
+  test               run every check: formatting, native tests, API docs, package build,
+                     component checks, emulated nodes, simulator, generated docs
+                     (`cargo xtask test --list` lists them)
   help [<command>]   print this help, or a command's
 
 `cargo xtask <command> --help` prints a command's help.

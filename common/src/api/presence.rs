@@ -612,6 +612,19 @@ impl Request {
     pub fn validated(self) -> Result<Self, ApiError> {
         self.validate().map(|()| self)
     }
+    /// What handling this costs against the sender's budget: one, plus one per 16 facts it
+    /// carries.
+    pub fn cost(&self) -> u32 {
+        let facts = match self {
+            Request::Gossip { updates }
+            | Request::Probe { updates, .. }
+            | Request::ProbeRequest { updates, .. } => updates.len(),
+            Request::PushPull { members, .. } => members.len(),
+            _ => 0,
+        };
+        1 + (facts / 16).min(u32::MAX as usize - 1) as u32
+    }
+
     /// Protocol messages are for other nodes' presence processes; the rest for local apps.
     pub fn is_protocol(&self) -> bool {
         matches!(

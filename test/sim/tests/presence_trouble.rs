@@ -108,4 +108,92 @@ mod hostile {
             );
         }
     }
+
+    #[test]
+    fn a_stranger_cannot_fill_our_member_table_with_invented_nodes() {
+        let mut sim = cluster(33, 5);
+        // alice, bob, charlie, dave form the cluster; node 4 (eve) never joins: a stranger.
+        for i in 1..4 {
+            ps::join(&mut sim, i, 0);
+        }
+        sim.run_for(60_000).unwrap();
+        assert_eq!(
+            sim.core::<Presence>(0, "presence")
+                .unwrap()
+                .members()
+                .count(),
+            3
+        );
+        let fake = |k: usize| p2p_common::NodeId::parse(&format!("fake{k}.os")).unwrap();
+        let fakes: Vec<Update> = (0..3_000)
+            .map(|k| Update {
+                node: fake(k),
+                status: MemberStatus::Alive,
+                incarnation: 1,
+                info: None,
+                origin: fake(k),
+            })
+            .collect();
+        let to = sim.addr(0, "presence");
+        for chunk in fakes.chunks(500) {
+            let gossip = encode(&Request::Gossip {
+                updates: chunk.to_vec(),
+            });
+            sim.request_from(4, ProcessId::ours("presence"), &to, gossip, 5);
+            let push_pull = encode(&Request::PushPull {
+                members: chunk.to_vec(),
+                want_info: vec![],
+            });
+            sim.request_from(4, ProcessId::ours("presence"), &to, push_pull, 5);
+        }
+        sim.run_for(60_000).unwrap();
+        let p = sim.core::<Presence>(0, "presence").unwrap();
+        assert_eq!(p.members().count(), 3, "no invented node admitted");
+        // A real joiner is still admitted everywhere.
+        ps::join(&mut sim, 4, 0);
+        sim.run_for(60_000).unwrap();
+        for i in 0..4 {
+            assert_eq!(
+                ps::status(&sim, i, 4),
+                Some(MemberStatus::Alive),
+                "{i} sees eve"
+            );
+        }
+    }
+
+    #[test]
+    fn a_forged_alive_claim_with_foreign_info_is_refuted_by_its_subject() {
+        let mut sim = cluster(34, 5);
+        for i in 1..5 {
+            ps::join(&mut sim, i, 0);
+        }
+        sim.run_for(120_000).unwrap();
+        let inc = sim.core::<Presence>(1, "presence").unwrap().incarnation();
+        let mut info = p2p_common::api::presence::NodeInfo::new(sim.node_id(1).clone());
+        info.capabilities = vec!["evil".into()];
+        let forged = Update {
+            node: sim.node_id(1).clone(),
+            status: MemberStatus::Alive,
+            incarnation: inc + 100,
+            info: Some(info),
+            origin: sim.node_id(1).clone(),
+        };
+        let body = encode(&Request::Gossip {
+            updates: vec![forged],
+        });
+        // eve (node 4, a member) relays the forgery to everyone, bob included.
+        for j in 0..4 {
+            let to = sim.addr(j, "presence");
+            sim.request_from(4, ProcessId::ours("presence"), &to, body.clone(), 5);
+        }
+        sim.run_for(60_000).unwrap();
+        let bob_now = sim.core::<Presence>(1, "presence").unwrap().incarnation();
+        assert!(bob_now > inc + 100, "bob moved past the forged claim");
+        for j in [0usize, 2, 3] {
+            let m = sim.core::<Presence>(j, "presence").unwrap();
+            let b = m.member(sim.node_id(1)).unwrap();
+            assert_eq!(b.incarnation, bob_now, "{j} follows bob's refutation");
+            assert!(!b.info.capabilities.contains(&"evil".to_string()));
+        }
+    }
 }
