@@ -158,7 +158,9 @@ fn main() -> ExitCode {
                 }
             }
             let modes = mode.modes();
-            let total = seeds * plan.len() as u64 * modes.len() as u64;
+            let total = seeds
+                .saturating_mul(plan.len() as u64)
+                .saturating_mul(modes.len() as u64);
             println!(
                 "checking {total} runs: {seeds} seeds × {} scenario(s) ({}) × {} mode(s) ({})",
                 plan.len(),
