@@ -463,3 +463,60 @@ fn a_probe_answered_with_an_error_proves_the_peer_alive() {
     );
     assert_eq!(h.core().stats().suspicions_started, 0);
 }
+
+#[test]
+fn a_newer_peers_unknown_status_skips_that_fact_not_the_message() {
+    // A newer peer gossips a status this version does not know, next to facts it does.
+    let mut h = Harness::new();
+    h.gossip("bob.os", vec![alive("bob.os", 1)]);
+    let body = br#"{"Gossip": {"updates": [
+        {"node": "carol.os", "status": "Dormant", "incarnation": 1, "origin": "carol.os"},
+        {"node": "bob.os", "status": "Alive", "incarnation": 2, "origin": "bob.os", "region": "eu"}
+    ], "hops": 3}}"#;
+    h.now += 10;
+    let calls = h.d.step(
+        p2p_common::Now::at(h.now),
+        KernelEvent::Request {
+            source: pres("bob.os"),
+            expects_response: Some(5),
+            body: body.to_vec(),
+            blob: None,
+        },
+    );
+    let reply = calls
+        .iter()
+        .find_map(|c| match c {
+            KernelCall::SendResponse { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        decode_response::<Response>(&reply),
+        Ok(Response::Accepted {})
+    );
+    assert_eq!(h.core().member(&node("bob.os")).unwrap().incarnation, 2);
+    assert!(h.core().member(&node("carol.os")).is_none());
+    // The same inside a probe: still acknowledged, so the newer peer is not suspected.
+    let probe = br#"{"Probe": {"seq": 9, "updates": [{"node": "bob.os", "status": "Hibernating", "incarnation": 3, "origin": "bob.os"}]}}"#;
+    h.now += 10;
+    let calls = h.d.step(
+        p2p_common::Now::at(h.now),
+        KernelEvent::Request {
+            source: pres("bob.os"),
+            expects_response: Some(5),
+            body: probe.to_vec(),
+            blob: None,
+        },
+    );
+    let reply = calls
+        .iter()
+        .find_map(|c| match c {
+            KernelCall::SendResponse { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(matches!(
+        decode_response::<Response>(&reply),
+        Ok(Response::Ack { seq: 9, .. })
+    ));
+}

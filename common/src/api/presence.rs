@@ -564,12 +564,14 @@ pub enum Request {
     /// Direct probe; answered with Ack.
     Probe {
         seq: u64,
+        #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
     },
     /// Ask a helper to probe `target` for us; it answers later with IndirectAck/IndirectNack.
     ProbeRequest {
         seq: u64,
         target: NodeId,
+        #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
         /// Probe with at most this timeout (seconds), so the answer arrives in time.
         #[serde(default)]
@@ -585,11 +587,13 @@ pub enum Request {
     },
     /// Pushed updates (no response expected).
     Gossip {
+        #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
     },
     /// Anti-entropy: a digest of our view (no infos) and the nodes whose info we lack;
     /// answered with what we lack or have older.
     PushPull {
+        #[serde(deserialize_with = "wire::lenient_facts")]
         members: Vec<Update>,
         #[serde(default)]
         want_info: Vec<NodeId>,
@@ -666,20 +670,24 @@ pub enum Response {
     Config(Config),
     Stats(PresenceStats),
     Registered {
+        #[serde(deserialize_with = "wire::lenient_facts")]
         nodes: Vec<Update>,
         next_cursor: Option<NodeId>,
         ttl_ms: u64,
     },
     Registry {
+        #[serde(deserialize_with = "wire::lenient_facts")]
         nodes: Vec<Update>,
         next_cursor: Option<NodeId>,
     },
     Deregistered {},
     Ack {
         seq: u64,
+        #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
     },
     PushPull {
+        #[serde(deserialize_with = "wire::lenient_facts")]
         members: Vec<Update>,
     },
     /// For one-way protocol messages sent with a timeout anyway.

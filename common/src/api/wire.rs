@@ -64,6 +64,21 @@ macro_rules! wire_enum {
 }
 pub(crate) use wire_enum;
 
+/// A list of facts from a peer, read leniently: an entry this version cannot read (say a
+/// newer peer's new member status) is skipped rather than failing the whole message, so a
+/// rolling upgrade does not get nodes refused or declared dead.
+pub fn lenient_facts<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let raw = <Vec<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect())
+}
+
 /// The names of `T`'s variants, as serde reads them (for tests comparing with WIT).
 pub fn variant_names<T: WireEnum>() -> &'static [&'static str] {
     struct Names(Option<&'static [&'static str]>);
