@@ -228,7 +228,14 @@ fn api_docs(root: &Path) -> Result<()> {
         "p2p-common",
         "--no-deps",
     ]))?;
-    let doc = root.join("target").join("doc");
+    // cargo writes the docs where its target directory is (CARGO_TARGET_DIR, relative to the
+    // workspace root cargo ran in, or <root>/target).
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if Path::new(&t).is_absolute() => std::path::PathBuf::from(t),
+        Some(t) => root.join(t),
+        None => root.join("target"),
+    };
+    let doc = target.join("doc");
     let missing: Vec<&str> = API_DOC_PAGES
         .iter()
         .copied()

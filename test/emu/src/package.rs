@@ -188,10 +188,9 @@ pub fn workspace_package_zip() -> Result<PathBuf> {
         .and_then(Path::parent)
         .ok_or_else(|| anyhow!("test/emu is not inside the workspace"))?
         .to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let zip = target.join("p2p-patterns:p2p-patterns.os.zip");
+    // `cargo xtask build` always writes the zip to <workspace>/target, whatever
+    // CARGO_TARGET_DIR says (cargo's own build outputs follow that variable).
+    let zip = root.join("target").join("p2p-patterns:p2p-patterns.os.zip");
     if !zip.is_file() {
         bail!(
             "{} is missing: the emulator runs the built package. Run `cargo xtask build` in {} \
