@@ -574,9 +574,7 @@ impl Presence {
             }
             if let Some(s) = &sender {
                 if *s != u.node && self.members.get(&u.node).is_none() {
-                    let member = self.members.get(s).is_some_and(|m| {
-                        matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
-                    });
+                    let member = self.members.is_live(s);
                     let our_bootstrap = self.bootstrap.contains(s);
                     if !our_bootstrap && (!member || !self.admissions.allow(s, 1, now)) {
                         refused += 1;
@@ -812,9 +810,7 @@ impl Presence {
     fn next_target(&mut self) -> Option<NodeId> {
         for _ in 0..2 {
             while let Some(n) = self.probe_order.pop() {
-                if self.members.get(&n).is_some_and(|m| {
-                    matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
-                }) {
+                if self.members.is_live(&n) {
                     return Some(n);
                 }
             }
@@ -1284,13 +1280,8 @@ impl Presence {
                 self.merge(&updates, now, out);
                 // Expensive on behalf of another node: only for members, about members (a
                 // stranger must not make us probe whatever node id it names).
-                let member = |n: &NodeId| {
-                    self.members.get(n).is_some_and(|m| {
-                        matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect)
-                    })
-                };
-                members_only(member(&from.node), "ProbeRequest")?;
-                if target != self.me && !member(&target) {
+                members_only(self.members.is_live(&from.node), "ProbeRequest")?;
+                if target != self.me && !self.members.is_live(&target) {
                     return Err(ApiError::not_found(format!(
                         "{target} is not a member here"
                     )));

@@ -97,6 +97,12 @@ impl Members {
             .filter(|(_, m)| matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect))
             .map(|(n, _)| n)
     }
+    /// Whether `n` is a member we believe alive (Alive or Suspect).
+    pub fn is_live(&self, n: &NodeId) -> bool {
+        self.map
+            .get(n)
+            .is_some_and(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect))
+    }
     pub fn live_count(&self) -> usize {
         self.live().count()
     }
@@ -123,10 +129,7 @@ impl Members {
         // A suspicion or a death counts only from ourselves or a live member.
         if matches!(u.status, MemberStatus::Suspect | MemberStatus::Dead)
             && u.origin != *limits.me
-            && !self
-                .map
-                .get(&u.origin)
-                .is_some_and(|o| matches!(o.status, MemberStatus::Alive | MemberStatus::Suspect))
+            && !self.is_live(&u.origin)
         {
             return Applied::Stale;
         }
