@@ -350,14 +350,10 @@ impl<S: Service> Driver<S> {
                 }),
                 Some(SlotKind::Timer(t)) => Some(Input::Timer(t)),
                 Some(SlotKind::Stale) => None,
-                Some(SlotKind::Read(key, ctx)) => Some(Input::Read {
-                    key,
-                    value: None,
-                    ctx,
-                }),
+                // Reads are answered by the host (ReadDone), never through the kernel.
+                Some(SlotKind::Read(..)) => None,
                 Some(SlotKind::Flush) => {
-                    self.flush_armed = false;
-                    self.flush(&mut calls, false);
+                    self.on_flush_timer(&mut calls);
                     None
                 }
                 Some(SlotKind::Bind(path)) => {
@@ -400,14 +396,10 @@ impl<S: Service> Driver<S> {
                     Some(Input::Timer(t))
                 }
                 Some(SlotKind::Stale) => None,
-                Some(SlotKind::Read(key, ctx)) => Some(Input::Read {
-                    key,
-                    value: None,
-                    ctx,
-                }),
+                // Reads are answered by the host (ReadDone), never through the kernel.
+                Some(SlotKind::Read(..)) => None,
                 Some(SlotKind::Flush) => {
-                    self.flush_armed = false;
-                    self.flush(&mut calls, false);
+                    self.on_flush_timer(&mut calls);
                     None
                 }
                 Some(SlotKind::Bind(path)) => {
@@ -519,6 +511,12 @@ impl<S: Service> Driver<S> {
         let context = self.slot(TAG_TIMER, SlotKind::Timer(t.clone()));
         let id = u64::from_le_bytes(context[1..9].try_into().expect("9 bytes"));
         self.armed.insert(t, (id, deadline));
+        self.timer_request(after_ms, context)
+    }
+
+    /// The request to `timer:distro:sys` that fires after `after_ms` (as process_lib's
+    /// `set_timer` sends it).
+    fn timer_request(&self, after_ms: Millis, context: Vec<u8>) -> KernelCall {
         KernelCall::SendRequest {
             target: self.timer.clone(),
             body: timer_body(after_ms),
@@ -526,6 +524,12 @@ impl<S: Service> Driver<S> {
             expects_response: Some(after_ms / 1000 + 1),
             context: Some(context),
         }
+    }
+
+    /// The lazy-write flush timer came back (answered or failed): write what waits.
+    fn on_flush_timer(&mut self, calls: &mut Vec<KernelCall>) {
+        self.flush_armed = false;
+        self.flush(calls, false);
     }
 
     /// The kernel timer of slot `id` no longer fires anything: it stops holding its request.
@@ -794,13 +798,7 @@ impl<S: Service> Driver<S> {
         } else if !self.flush_armed && !self.lazy.is_empty() {
             self.flush_armed = true;
             let context = self.slot(TAG_TIMER, SlotKind::Flush);
-            calls.push(KernelCall::SendRequest {
-                target: self.timer.clone(),
-                body: timer_body(LAZY_FLUSH_MS),
-                blob: None,
-                expects_response: Some(LAZY_FLUSH_MS / 1000 + 1),
-                context: Some(context),
-            });
+            calls.push(self.timer_request(LAZY_FLUSH_MS, context));
         }
     }
 }
