@@ -1092,15 +1092,11 @@ impl Sim {
         }
         let Some(&to_node) = self.index.get(&to.node) else {
             // Not in the PKI: Offline once the kernel gives up.
-            if let Some(req) = fail_req {
-                self.schedule(
-                    self.now.saturating_add(self.net.connect_timeout_ms),
-                    Event::Fail {
-                        req,
-                        kind: SendErrorKind::Offline,
-                    },
-                );
-            }
+            self.fail_later(
+                fail_req,
+                self.now.saturating_add(self.net.connect_timeout_ms),
+                SendErrorKind::Offline,
+            );
             return;
         };
         let to_inc = self.nodes[to_node].incarnation;
@@ -1117,15 +1113,7 @@ impl Sim {
             let is_request = matches!(payload, Payload::Request { .. });
             if is_request && !self.local_exists(to_node, &to) {
                 // Local target not running: the kernel answers Timeout at once.
-                if let Some(req) = fail_req {
-                    self.schedule(
-                        self.now,
-                        Event::Fail {
-                            req,
-                            kind: SendErrorKind::Timeout,
-                        },
-                    );
-                }
+                self.fail_later(fail_req, self.now, SendErrorKind::Timeout);
                 return;
             }
             if !self.may_message(to_node, &from, &to) {
@@ -1135,15 +1123,7 @@ impl Sim {
                 });
                 // A request fails at once with Timeout; a response is dropped (its caller
                 // times out).
-                if let Some(req) = fail_req {
-                    self.schedule(
-                        self.now,
-                        Event::Fail {
-                            req,
-                            kind: SendErrorKind::Timeout,
-                        },
-                    );
-                }
+                self.fail_later(fail_req, self.now, SendErrorKind::Timeout);
                 return;
             }
             let at = self
@@ -1189,21 +1169,17 @@ impl Sim {
                 link.epoch += 1;
                 link.floor = [0, 0];
             }
-            if let Some(req) = fail_req {
-                // A node whose networking is still coming up says Offline quickly.
-                let delay = if net_up {
-                    connect_timeout
-                } else {
-                    connect_timeout.min(1_000)
-                };
-                self.schedule(
-                    self.now.saturating_add(delay),
-                    Event::Fail {
-                        req,
-                        kind: SendErrorKind::Offline,
-                    },
-                );
-            }
+            // A node whose networking is still coming up says Offline quickly.
+            let delay = if net_up {
+                connect_timeout
+            } else {
+                connect_timeout.min(1_000)
+            };
+            self.fail_later(
+                fail_req,
+                self.now.saturating_add(delay),
+                SendErrorKind::Offline,
+            );
             self.trace.push(self.now, 2, || {
                 format!("  no route {} -> {}", from.node, to.node)
             });
@@ -1292,6 +1268,13 @@ impl Sim {
                     dup: c == 1,
                 })),
             );
+        }
+    }
+
+    /// Fail request `req` (if the sender awaits it) with `kind` at `at`.
+    fn fail_later(&mut self, req: Option<u64>, at: Millis, kind: SendErrorKind) {
+        if let Some(req) = req {
+            self.schedule(at, Event::Fail { req, kind });
         }
     }
 
