@@ -147,7 +147,7 @@ fn setup() -> (Rc<RefCell<Driver<Presence>>>, Address) {
             blob: None,
         },
     );
-    // carol speaks for herself (hearsay about a stranger would only make her a candidate).
+    // carol speaks for herself (what a stranger says about third parties introduces nobody).
     let carol = Address::ours(&node("carol.os"), "presence");
     let updates = vec![Update {
         node: node("carol.os"),

@@ -32,13 +32,17 @@ impl Harness {
     }
     /// A request from `from`; returns the reply body.
     fn request(&mut self, from: &Address, req: &Request) -> Vec<u8> {
+        self.raw(from, &serde_json::to_vec(req).unwrap())
+    }
+    /// A request with the body as given (e.g. a newer peer's JSON); returns the reply body.
+    fn raw(&mut self, from: &Address, body: &[u8]) -> Vec<u8> {
         self.now += 10;
         let calls = self.d.step(
             p2p_common::Now::at(self.now),
             KernelEvent::Request {
                 source: from.clone(),
                 expects_response: Some(5),
-                body: serde_json::to_vec(req).unwrap(),
+                body: body.to_vec(),
                 blob: None,
             },
         );
@@ -52,8 +56,8 @@ impl Harness {
         self.sent.extend(calls);
         reply
     }
-    /// `from` gossips `updates`. Nodes it reports alive first speak for themselves (a
-    /// stranger learned only by hearsay would just be a candidate to verify).
+    /// `from` gossips `updates`. Nodes it reports alive first speak for themselves (so the
+    /// test does not depend on who may introduce whom).
     fn gossip(&mut self, from: &str, updates: Vec<Update>) {
         for u in &updates {
             if u.status == MemberStatus::Alive && u.node.as_str() != from {
@@ -473,23 +477,7 @@ fn a_newer_peers_unknown_status_skips_that_fact_not_the_message() {
         {"node": "carol.os", "status": "Dormant", "incarnation": 1, "origin": "carol.os"},
         {"node": "bob.os", "status": "Alive", "incarnation": 2, "origin": "bob.os", "region": "eu"}
     ], "hops": 3}}"#;
-    h.now += 10;
-    let calls = h.d.step(
-        p2p_common::Now::at(h.now),
-        KernelEvent::Request {
-            source: pres("bob.os"),
-            expects_response: Some(5),
-            body: body.to_vec(),
-            blob: None,
-        },
-    );
-    let reply = calls
-        .iter()
-        .find_map(|c| match c {
-            KernelCall::SendResponse { body, .. } => Some(body.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let reply = h.raw(&pres("bob.os"), body);
     assert_eq!(
         decode_response::<Response>(&reply),
         Ok(Response::Accepted {})
@@ -498,23 +486,7 @@ fn a_newer_peers_unknown_status_skips_that_fact_not_the_message() {
     assert!(h.core().member(&node("carol.os")).is_none());
     // The same inside a probe: still acknowledged, so the newer peer is not suspected.
     let probe = br#"{"Probe": {"seq": 9, "updates": [{"node": "bob.os", "status": "Hibernating", "incarnation": 3, "origin": "bob.os"}]}}"#;
-    h.now += 10;
-    let calls = h.d.step(
-        p2p_common::Now::at(h.now),
-        KernelEvent::Request {
-            source: pres("bob.os"),
-            expects_response: Some(5),
-            body: probe.to_vec(),
-            blob: None,
-        },
-    );
-    let reply = calls
-        .iter()
-        .find_map(|c| match c {
-            KernelCall::SendResponse { body, .. } => Some(body.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let reply = h.raw(&pres("bob.os"), probe);
     assert!(matches!(
         decode_response::<Response>(&reply),
         Ok(Response::Ack { seq: 9, .. })
