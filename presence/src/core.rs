@@ -59,6 +59,11 @@ const INBOUND_BURST: u32 = 200;
 const PUSH_PULL_MIN_ANSWER: usize = 128;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
+/// Most subscriptions kept; a Subscribe beyond is refused (`Overloaded`).
+pub const MAX_SUBSCRIBERS: usize = 64;
+/// Event numbers reserved on disk at a time: the reservation is written (forced) once per
+/// this many events, and a restart continues above it, so no number is ever used twice.
+const EVENT_SEQ_BLOCK: u64 = 1_024;
 
 /// presence's timers. A timer is its value: arming one that is armed re-arms it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,6 +92,10 @@ type Eff = Effect<Ctx, Tick>;
 const KEY_INCARNATION: &[u8] = b"inc";
 const KEY_STATE: &[u8] = b"state";
 const MEMBER_PREFIX: &[u8] = b"m/";
+/// One record per subscription (`sub/<address>`), written forced before it is confirmed.
+const SUBSCRIBER_PREFIX: &[u8] = b"sub/";
+/// The event number reserved on disk (see [`EVENT_SEQ_BLOCK`]).
+const KEY_EVENT_SEQ: &[u8] = b"evseq";
 /// Version of the keyed format (the whole-state format before it was version 1).
 const STORAGE_VERSION: u32 = 2;
 
@@ -183,7 +192,6 @@ struct Round {
 struct Subscriber {
     queue: VecDeque<PresenceEvent>,
     in_flight: u32,
-    seq: u64,
     failures: u32,
 }
 
@@ -219,6 +227,11 @@ pub struct Presence {
     /// Lifeguard's local health multiplier: 0 = healthy.
     lhm: u32,
     subscribers: BTreeMap<Address, Subscriber>,
+    /// The number of the last membership event (one sequence for every subscriber, counted
+    /// with or without subscribers, so a `ListNodes` answer can say which event it reflects).
+    event_seq: u64,
+    /// The highest event number reserved on disk: a restart continues above it.
+    event_seq_reserved: u64,
     /// Suspicions we are confirming with a probe of our own.
     confirming: BTreeSet<NodeId>,
     /// The node whose message is being handled (to spot first-hop gossip).
@@ -272,6 +285,8 @@ impl Presence {
             next_seq: 0,
             lhm: 0,
             subscribers: BTreeMap::new(),
+            event_seq: 0,
+            event_seq_reserved: 0,
             confirming: BTreeSet::new(),
             sender: None,
             stats: PresenceStats::default(),
@@ -450,8 +465,28 @@ impl Presence {
         Effect::Store(
             Batch::forced()
                 .put(KEY_INCARNATION, self.incarnation.to_le_bytes().to_vec())
-                .put(KEY_STATE, encode(&state)),
+                .put(KEY_STATE, encode(&state))
+                .put(
+                    KEY_EVENT_SEQ,
+                    self.event_seq_reserved.to_le_bytes().to_vec(),
+                ),
         )
+    }
+
+    fn subscriber_key(a: &Address) -> Vec<u8> {
+        let mut key = SUBSCRIBER_PREFIX.to_vec();
+        key.extend_from_slice(a.to_string().as_bytes());
+        key
+    }
+
+    /// A subscription on disk (forced: on disk before the app is told it is subscribed).
+    fn store_subscriber(a: &Address) -> Eff {
+        Effect::Store(Batch::forced().put(Self::subscriber_key(a), b"{}".to_vec()))
+    }
+
+    /// A subscription gone from disk (forced: before the app is told, or told it was dropped).
+    fn forget_subscriber(a: &Address) -> Eff {
+        Effect::Store(Batch::forced().delete(Self::subscriber_key(a)))
     }
 
     /// A lazy write of the members that changed: costs the change, not the table.
@@ -514,16 +549,25 @@ impl Presence {
         ));
         let cap = self.cfg.subscriber_queue as usize;
         let wall = self.to_wall(now);
+        self.event_seq += 1;
+        let seq = self.event_seq;
+        if seq > self.event_seq_reserved {
+            // On disk before any event carries a number above it: once per block.
+            self.event_seq_reserved = seq + EVENT_SEQ_BLOCK;
+            out.push(Effect::Store(Batch::forced().put(
+                KEY_EVENT_SEQ,
+                self.event_seq_reserved.to_le_bytes().to_vec(),
+            )));
+        }
         let subs: Vec<Address> = self.subscribers.keys().cloned().collect();
         for a in subs {
             let s = self.subscribers.get_mut(&a).expect("listed");
-            s.seq += 1;
             s.queue.push_back(PresenceEvent {
                 kind: kind.clone(),
                 node: node.clone(),
                 incarnation,
                 at: wall,
-                seq: s.seq,
+                seq,
                 info: info.clone(),
             });
             while s.queue.len() > cap {
@@ -1030,6 +1074,12 @@ impl Presence {
         if self.subscribers.contains_key(app) {
             return Ok(None);
         }
+        if self.subscribers.len() >= MAX_SUBSCRIBERS {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("presence keeps at most {MAX_SUBSCRIBERS} subscriptions"),
+            ));
+        }
         if self.welcomes.waiting_for(app) {
             return Err(ApiError::new(
                 ErrorCode::Overloaded,
@@ -1038,7 +1088,7 @@ impl Presence {
         }
         let welcome = SubscriberMessage::Welcome {
             node: self.me.clone(),
-            seq: 0,
+            seq: self.event_seq,
         };
         self.welcomes
             .begin(
@@ -1062,8 +1112,14 @@ impl Presence {
                 ErrorCode::Unavailable,
                 "unsubscribed before the subscription was confirmed",
             ))
+        } else if self.subscribers.len() >= MAX_SUBSCRIBERS {
+            Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("presence keeps at most {MAX_SUBSCRIBERS} subscriptions"),
+            ))
         } else {
             self.subscribers.entry(w.app.clone()).or_default();
+            out.push(Self::store_subscriber(&w.app));
             out.push(log(Level::Info, format!("{} subscribed", w.app)));
             Ok(Response::Subscribed {})
         };
@@ -1168,13 +1224,26 @@ impl Presence {
                 .map(Response::Node)
                 .ok_or_else(|| ApiError::not_found(format!("no member {node}"))),
             Request::Subscribe {} => {
-                self.subscribers.entry(from.clone()).or_default();
+                // Without an answer to wait for (fire-and-forget): no welcome either.
+                if !self.subscribers.contains_key(from) {
+                    if self.subscribers.len() >= MAX_SUBSCRIBERS {
+                        return Err(ApiError::new(
+                            ErrorCode::Overloaded,
+                            format!("presence keeps at most {MAX_SUBSCRIBERS} subscriptions"),
+                        ));
+                    }
+                    self.subscribers.insert(from.clone(), Subscriber::default());
+                    out.push(Self::store_subscriber(from));
+                }
                 Ok(Response::Subscribed {})
             }
             Request::Unsubscribe {} => {
                 let pending = self.welcomes.cancel(from);
                 match self.subscribers.remove(from) {
-                    Some(_) => Ok(Response::Unsubscribed {}),
+                    Some(_) => {
+                        out.push(Self::forget_subscriber(from));
+                        Ok(Response::Unsubscribed {})
+                    }
                     None if pending => Ok(Response::Unsubscribed {}),
                     None => Err(ApiError::not_found(format!("{from} is not subscribed"))),
                 }
@@ -1529,6 +1598,7 @@ impl Presence {
         Ok(Response::Nodes {
             nodes: out,
             next_cursor: next,
+            seq: self.event_seq,
         })
     }
 
@@ -1888,6 +1958,22 @@ impl Presence {
                             "dropping subscriber {subscriber}: {EVENT_FAILURES} deliveries failed"
                         ),
                     ));
+                    out.push(Self::forget_subscriber(&subscriber));
+                    // A last word, in case the app is back: no event after this one comes.
+                    let bye = SubscriberMessage::Dropped {
+                        node: self.me.clone(),
+                        seq: self.event_seq,
+                        reason: format!(
+                            "{EVENT_FAILURES} deliveries in a row failed; subscribe again and \
+                             resync with ListNodes"
+                        ),
+                    };
+                    out.push(Effect::Send {
+                        to: subscriber.clone(),
+                        body: encode(&bye),
+                        blob: None,
+                        expect: None,
+                    });
                 } else {
                     self.pump(&subscriber, out);
                 }
@@ -1977,6 +2063,7 @@ impl Presence {
         } else {
             self.restore_whole_state(persisted.filter(|p| !p.is_empty()), now, out);
         }
+        self.event_seq_reserved = self.event_seq.saturating_add(EVENT_SEQ_BLOCK);
         out.push(self.persist_now());
         if let Some(w) = self.member_writes() {
             out.push(w);
@@ -2037,12 +2124,43 @@ impl Presence {
             });
         }
         self.members.restore(saved, &self.me, now);
+        // Event numbers continue above the reservation, with a gap: a restored subscriber
+        // sees that it missed what happened while we were down, and resyncs.
+        if let Some(r) = records
+            .get(KEY_EVENT_SEQ)
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_le_bytes)
+        {
+            self.event_seq = r.saturating_add(1);
+        }
+        for (k, _) in records.range(SUBSCRIBER_PREFIX.to_vec()..) {
+            let Some(name) = k.strip_prefix(SUBSCRIBER_PREFIX) else {
+                break;
+            };
+            if self.subscribers.len() >= MAX_SUBSCRIBERS {
+                break;
+            }
+            match std::str::from_utf8(name).ok().map(Address::parse) {
+                Some(Ok(a)) => {
+                    self.subscribers.insert(a, Subscriber::default());
+                }
+                _ => out.push(log(
+                    Level::Warn,
+                    format!(
+                        "unreadable subscription record {:?}",
+                        String::from_utf8_lossy(k)
+                    ),
+                )),
+            }
+        }
         out.push(log(
             Level::Info,
             format!(
-                "restarted with {} members, incarnation {}",
+                "restarted with {} members, {} subscribers, incarnation {}, events from {}",
                 self.members.len(),
-                self.incarnation
+                self.subscribers.len(),
+                self.incarnation,
+                self.event_seq + 1
             ),
         ));
     }

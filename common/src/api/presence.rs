@@ -151,14 +151,17 @@ pub struct PresenceEvent {
     pub incarnation: u64,
     /// Unix ms (the reporting node's clock).
     pub at: u64,
-    /// Sequence number per subscription, so a subscriber can spot gaps (dropped events).
+    /// This node's event sequence number: one per event, the same for every subscriber,
+    /// rising by one from event to event. A jump means events were missed (a full queue, a
+    /// restart of presence); the subscriber resyncs with `ListNodes`, whose answer carries
+    /// the `seq` it reflects (docs/api.md, "Events").
     pub seq: u64,
     #[serde(default)]
     pub info: Option<NodeInfo>,
 }
 
 /// What an event subscriber receives: a request expecting an answer (any body) within 5 s;
-/// three unanswered in a row end the subscription.
+/// three unanswered in a row end the subscription, with a final `Dropped` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscriberMessage {
     PresenceEvent(PresenceEvent),
@@ -168,6 +171,13 @@ pub enum SubscriberMessage {
     Welcome {
         node: NodeId,
         seq: u64,
+    },
+    /// The last message of a subscription presence ended (its deliveries failed): no event
+    /// after `seq` is sent. Subscribe again, then resync with `ListNodes`.
+    Dropped {
+        node: NodeId,
+        seq: u64,
+        reason: String,
     },
 }
 
@@ -663,6 +673,10 @@ pub enum Response {
     Nodes {
         nodes: Vec<NodeView>,
         next_cursor: Option<NodeId>,
+        /// The event `seq` this page reflects: every event up to it is in the page, none
+        /// after it (see [`PresenceEvent::seq`]).
+        #[serde(default)]
+        seq: u64,
     },
     Node(NodeView),
     Subscribed {},

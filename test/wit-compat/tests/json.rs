@@ -566,20 +566,24 @@ fn presence_responses() -> Vec<(ours::Response, wp::Response)> {
             O::Nodes {
                 nodes: vec![ov.clone()],
                 next_cursor: Some(id("bob.os")),
+                seq: 12,
             },
             W::Nodes(wp::NodesPage {
                 nodes: vec![wv.clone()],
                 next_cursor: Some("bob.os".into()),
+                seq: 12,
             }),
         ),
         (
             O::Nodes {
                 nodes: vec![],
                 next_cursor: None,
+                seq: 0,
             },
             W::Nodes(wp::NodesPage {
                 nodes: vec![],
                 next_cursor: None,
+                seq: 0,
             }),
         ),
         (O::Node(ov), W::Node(wv)),
@@ -704,6 +708,18 @@ fn events_are_the_wit_json() {
         wp::SubscriberMessage::Welcome(wp::Welcome {
             node: "alice.os".into(),
             seq: 7,
+        }),
+    ));
+    pairs.push((
+        ours::SubscriberMessage::Dropped {
+            node: id("alice.os"),
+            seq: 9,
+            reason: "3 deliveries failed".into(),
+        },
+        wp::SubscriberMessage::Dropped(wp::Dropped {
+            node: "alice.os".into(),
+            seq: 9,
+            reason: "3 deliveries failed".into(),
         }),
     ));
     all_same(

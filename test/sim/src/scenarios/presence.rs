@@ -219,7 +219,7 @@ pub fn events(sim: &Sim, i: usize) -> Vec<(String, String)> {
                 SubscriberMessage::PresenceEvent(e) => {
                     Some((format!("{:?}", e.kind), e.node.to_string()))
                 }
-                SubscriberMessage::Welcome { .. } => None,
+                SubscriberMessage::Welcome { .. } | SubscriberMessage::Dropped { .. } => None,
             },
         )
         .collect()
