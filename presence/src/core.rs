@@ -104,6 +104,10 @@ const STORAGE_VERSION: u32 = 2;
 struct MemberRecord {
     status: MemberStatus,
     incarnation: u64,
+    /// Wall time (Unix ms) of the last status change: retention counts from it across
+    /// restarts. 0 = unknown (records written before it existed), counted from the start.
+    #[serde(default)]
+    since: u64,
 }
 
 /// Our own settings on disk. New fields get defaults, so an upgrade never loses state.
@@ -504,6 +508,7 @@ impl Presence {
                     encode(&MemberRecord {
                         status: m.status,
                         incarnation: m.incarnation,
+                        since: self.to_wall(m.status_since).saturating_sub(m.carried_ms),
                     }),
                 ),
                 None => b.delete(key),
@@ -1561,7 +1566,7 @@ impl Presence {
             info,
             status: m.status,
             incarnation: m.incarnation,
-            status_since: self.to_wall(m.status_since),
+            status_since: self.to_wall(m.status_since).saturating_sub(m.carried_ms),
             is_self: false,
         })
     }
@@ -2103,6 +2108,7 @@ impl Presence {
             None => {}
         }
         let mut saved = Vec::new();
+        let wall_now = self.to_wall(now);
         for (k, v) in records.range(MEMBER_PREFIX.to_vec()..) {
             let Some(name) = k.strip_prefix(MEMBER_PREFIX) else {
                 break;
@@ -2115,12 +2121,18 @@ impl Presence {
             ) else {
                 continue;
             };
+            // A wall clock behind the record (stepped back) counts as no age.
+            let age_ms = match rec.since {
+                0 => 0,
+                since => wall_now.saturating_sub(since),
+            };
             saved.push(SavedMember {
                 info: NodeInfo::new(name.clone()),
                 node: name,
                 status: rec.status,
                 incarnation: rec.incarnation,
                 has_info: false,
+                age_ms,
             });
         }
         self.members.restore(saved, &self.me, now);

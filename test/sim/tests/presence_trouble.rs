@@ -51,6 +51,60 @@ fn a_bootstrap_down_for_a_day_costs_about_one_attempt_per_cap_and_sees_each_clie
     assert!(received <= renewals_max, "{received} registrations");
 }
 
+#[test]
+fn a_node_restarting_every_hour_still_forgets_the_dead_after_the_retention_period() {
+    // The retention clock is the wall time of the last status change, on disk: a node that
+    // restarts more often than the retention period (a day) forgets the dead all the same.
+    use p2p_common::api::presence::MemberStatus;
+    const HOUR: u64 = 3_600_000;
+    let mut sim = cluster(23, 4);
+    for i in 1..4 {
+        ps::join(&mut sim, i, 0);
+    }
+    sim.run_for(120_000).unwrap();
+    let dead = sim.node_id(3).clone();
+    sim.crash(3);
+    sim.run_for(120_000).unwrap();
+    let status = |sim: &Sim| {
+        sim.core::<Presence>(0, "presence")
+            .unwrap()
+            .status_of(&dead)
+    };
+    assert_eq!(status(&sim), Some(MemberStatus::Dead));
+    let died_at = sim.now();
+    let mut hours = 0;
+    let mut gone_after = None;
+    while hours < 48 {
+        sim.run_for(HOUR).unwrap();
+        hours += 1;
+        sim.crash(0);
+        sim.restart(0);
+        sim.run_for(60_000).unwrap();
+        let elapsed = sim.now() - died_at;
+        match status(&sim) {
+            // Remembered (and still Dead) within the retention period.
+            Some(MemberStatus::Dead) => assert!(
+                elapsed <= DAY + HOUR + 120_000,
+                "still there {} h after its death",
+                elapsed / HOUR
+            ),
+            None => {
+                gone_after.get_or_insert(elapsed);
+            }
+            other => panic!("{dead} is {other:?} after {hours} h"),
+        }
+        if gone_after.is_some() {
+            assert_eq!(status(&sim), None, "forgotten for good");
+        }
+    }
+    let gone_after = gone_after.expect("the dead node was never forgotten");
+    assert!(
+        gone_after >= DAY,
+        "forgotten after {} h, before the retention period",
+        gone_after / HOUR
+    );
+}
+
 mod hostile {
     use super::cluster;
     use p2p_common::api::encode;
