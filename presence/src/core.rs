@@ -765,7 +765,11 @@ impl Presence {
         let updates = self.piggyback(Some(target));
         out.push(self.send(
             target,
-            &Request::Probe { seq, updates },
+            &Request::Probe {
+                seq,
+                updates,
+                protocol_version: PROTOCOL_VERSION,
+            },
             Some(timeout),
             Some(&Ctx::ConfirmProbe {
                 target: target.clone(),
@@ -931,7 +935,11 @@ impl Presence {
         };
         self.send(
             target,
-            &Request::Probe { seq, updates },
+            &Request::Probe {
+                seq,
+                updates,
+                protocol_version: PROTOCOL_VERSION,
+            },
             Some(timeout_s),
             Some(&ctx),
         )
@@ -1337,18 +1345,23 @@ impl Presence {
                 self.registry.remove(&from.node);
                 Ok(Response::Deregistered {})
             }
-            Request::Probe { seq, updates } => {
+            Request::Probe { seq, updates, .. } => {
                 let updates = self.capped(updates, out);
                 self.merge(&updates, now, out);
                 self.probe_succeeded(&from.node, now, None);
                 let updates = self.piggyback(Some(&from.node));
-                Ok(Response::Ack { seq, updates })
+                Ok(Response::Ack {
+                    seq,
+                    updates,
+                    protocol_version: PROTOCOL_VERSION,
+                })
             }
             Request::ProbeRequest {
                 seq,
                 target,
                 updates,
                 timeout_s,
+                ..
             } => {
                 let updates = self.capped(updates, out);
                 self.merge(&updates, now, out);
@@ -1382,6 +1395,7 @@ impl Presence {
                         &Request::Probe {
                             seq: pseq,
                             updates: ups,
+                            protocol_version: PROTOCOL_VERSION,
                         },
                         Some(timeout),
                         Some(&Ctx::HelperProbe {
@@ -1427,7 +1441,9 @@ impl Presence {
                 self.merge(&updates, now, out);
                 Ok(Response::Accepted {})
             }
-            Request::PushPull { members, want_info } => {
+            Request::PushPull {
+                members, want_info, ..
+            } => {
                 self.stats.push_pulls += 1;
                 // Members only: the sender's own fact goes first (a node speaking for itself
                 // may join), then the check, then the rest (introductions are budgeted per
@@ -1441,7 +1457,10 @@ impl Presence {
                 let cap = members.len().saturating_mul(2).max(PUSH_PULL_MIN_ANSWER);
                 let mut delta = self.delta_for(&members, &want_info);
                 delta.truncate(cap);
-                Ok(Response::PushPull { members: delta })
+                Ok(Response::PushPull {
+                    members: delta,
+                    protocol_version: PROTOCOL_VERSION,
+                })
             }
         }
     }
@@ -1685,7 +1704,11 @@ impl Presence {
         self.stats.push_pulls += 1;
         out.push(self.send(
             peer,
-            &Request::PushPull { members, want_info },
+            &Request::PushPull {
+                members,
+                want_info,
+                protocol_version: PROTOCOL_VERSION,
+            },
             Some(PUSH_PULL_TIMEOUT_S),
             Some(&Ctx::PushPull { peer: peer.clone() }),
         ));
@@ -1767,7 +1790,7 @@ impl Presence {
                 }
             }
             Ctx::PushPull { peer } => {
-                if let Ok(Response::PushPull { members }) = resp {
+                if let Ok(Response::PushPull { members, .. }) = resp {
                     self.probe_succeeded(&peer, now, None);
                     self.merge(&members, now, out);
                 }
@@ -1861,6 +1884,7 @@ impl Presence {
                             target: target.clone(),
                             updates,
                             timeout_s: Some(helper_deadline_s),
+                            protocol_version: PROTOCOL_VERSION,
                         },
                         None,
                         None,

@@ -151,6 +151,7 @@ impl Node {
             &Request::Probe {
                 seq: 1,
                 updates: vec![own],
+                protocol_version: p2p_common::api::PROTOCOL_VERSION,
             },
         );
     }

@@ -576,6 +576,10 @@ pub enum Request {
         seq: u64,
         #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     /// Ask a helper to probe `target` for us; it answers later with IndirectAck/IndirectNack.
     ProbeRequest {
@@ -586,6 +590,10 @@ pub enum Request {
         /// Probe with at most this timeout (seconds), so the answer arrives in time.
         #[serde(default)]
         timeout_s: Option<u64>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     IndirectAck {
         seq: u64,
@@ -607,6 +615,10 @@ pub enum Request {
         members: Vec<Update>,
         #[serde(default)]
         want_info: Vec<NodeId>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
 }
 
@@ -699,10 +711,18 @@ pub enum Response {
         seq: u64,
         #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     PushPull {
         #[serde(deserialize_with = "wire::lenient_facts")]
         members: Vec<Update>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     /// For one-way protocol messages sent with a timeout anyway.
     Accepted {},
@@ -893,10 +913,25 @@ mod tests {
         let probe = r#"{"Probe": {"seq": 7, "trace": "x", "updates": [{"node": "b.os",
             "status": "Alive", "incarnation": 2, "origin": "b.os", "signed": "..", "info":
             {"node_id": "b.os", "zone": 3, "metadata": [{"key": "k", "value": "v", "ttl": 9}]}}]}}"#;
-        let Request::Probe { seq, updates } = decode(probe).unwrap() else {
+        let Request::Probe {
+            seq,
+            updates,
+            protocol_version,
+        } = decode(probe).unwrap()
+        else {
             panic!()
         };
-        assert_eq!((seq, updates.len()), (7, 1));
+        assert_eq!((seq, updates.len(), protocol_version), (7, 1, 0));
+        // A newer protocol version is read, not refused.
+        let newer = r#"{"Probe": {"seq": 8, "updates": [], "protocol_version": 9}}"#;
+        assert!(matches!(
+            decode(newer),
+            Ok(Request::Probe {
+                seq: 8,
+                protocol_version: 9,
+                ..
+            })
+        ));
         assert_eq!(updates[0].info.as_ref().unwrap().metadata["k"], "v");
         assert_eq!(
             decode(r#"{"Deregister": {"reason": "bye"}}"#).unwrap(),

@@ -106,7 +106,7 @@ pub fn updates_in(body: &[u8]) -> Vec<Update> {
     }
     match serde_json::from_slice::<Result<Response, Value>>(body) {
         Ok(Ok(Response::Ack { updates, .. })) => updates,
-        Ok(Ok(Response::PushPull { members })) => members,
+        Ok(Ok(Response::PushPull { members, .. })) => members,
         Ok(Ok(Response::Registered { nodes, .. })) | Ok(Ok(Response::Registry { nodes, .. })) => {
             nodes
         }
