@@ -70,6 +70,9 @@ enum Cmd {
         /// One line of JSON instead of pretty-printed.
         #[arg(long)]
         json: bool,
+        /// Run only what the scenario's targets need, print it, and fail on a missed target.
+        #[arg(long)]
+        check: bool,
     },
     /// Print the full trace of one run.
     Replay {
@@ -212,17 +215,38 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Cmd::Bench { service, json } => match scenarios::find(&service) {
+        Cmd::Bench {
+            service,
+            json,
+            check,
+        } => match scenarios::find(&service) {
             Some(sc) => {
-                let mut m = sc.bench();
+                let mut m = if check { sc.bench_for_check() } else { sc.bench() };
                 m.insert("service".into(), serde_json::json!(service));
+                let failures = if check { sc.bench_targets(&m) } else { None };
                 let v = serde_json::Value::Object(m);
                 if json {
                     println!("{v}");
                 } else {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 }
-                ExitCode::SUCCESS
+                match failures {
+                    Some(f) if !f.is_empty() => {
+                        for line in &f {
+                            eprintln!("target missed: {line}");
+                        }
+                        ExitCode::FAILURE
+                    }
+                    Some(_) => {
+                        eprintln!("bench {service}: every target met");
+                        ExitCode::SUCCESS
+                    }
+                    None if check => {
+                        eprintln!("bench {service}: no targets to check");
+                        ExitCode::SUCCESS
+                    }
+                    None => ExitCode::SUCCESS,
+                }
             }
             None => usage_error(format!("no scenario {service:?} (see `list`)")),
         },

@@ -25,6 +25,19 @@ pub trait Scenario {
     fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError>;
     /// The benchmark: named metrics.
     fn bench(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// The part of the benchmark [`Scenario::bench_targets`] reads (`bench <service>
+    /// --check`); the whole benchmark unless a scenario has a cheaper subset.
+    fn bench_for_check(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.bench()
+    }
+    /// The asserted targets of a benchmark: `None` if this scenario has none, otherwise one
+    /// line per failed target with the measured and the required value.
+    fn bench_targets(
+        &self,
+        _bench: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// The exact command that replays one run of `service` (what `check` prints on a failure).
