@@ -9,6 +9,7 @@ use p2p_common::api::presence::{
 };
 use p2p_common::{Millis, NodeId};
 use presence::core::Presence;
+use presence::members::MAX_INCARNATION_JUMP;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
@@ -33,7 +34,12 @@ pub fn cluster(cfg: SimConfig, pcfg: Config) -> Sim {
 }
 
 /// The presence invariants that hold at every step:
-/// - no node ever says it is itself dead (checked on every message sent);
+/// - a node told it is suspect, dead or gone (a peer's message it handles carries a non-Alive
+///   fact about it at or above its incarnation, or an Alive one above) moves past the claim
+///   within two gossip intervals (its refutation is rate-limited to one per interval), unless
+///   it left or crashed meanwhile;
+/// - only a node raises its own incarnation: no message carries a fact about a node at an
+///   incarnation that node never had (checked on every message sent);
 /// - a node's own incarnation never decreases, and a restarted node comes back with a
 ///   higher one than it ever had;
 /// - within one life, a node's view of another's incarnation never decreases.
@@ -42,21 +48,108 @@ pub fn with_checks(sim: Sim) -> Sim {
     // (observer, observer's life, member) -> highest incarnation seen.
     type Views = BTreeMap<(usize, u64, NodeId), u64>;
     let views: Rc<RefCell<Views>> = Rc::default();
-    sim.with_wire_check("no node declares itself dead", |from, _to, body| {
+    // Node -> the highest incarnation it has had (updated after every event).
+    let highest: Rc<RefCell<BTreeMap<NodeId, u64>>> = Rc::default();
+    let claims: Rc<RefCell<Vec<Claim>>> = Rc::default();
+    let (highest_w, highest_i) = (highest.clone(), highest);
+    let (claims_o, claims_i) = (claims.clone(), claims);
+    sim.with_wire_check("only a node raises its own incarnation", move |from, _to, body| {
+        let highest = highest_w.borrow();
         for u in updates_in(body) {
-            if u.node == from.node && u.status == MemberStatus::Dead {
-                return Err(format!("{} sent Dead about itself", from.node));
+            // The sender's own fact may carry an incarnation raised in this very step.
+            if u.node == from.node {
+                continue;
+            }
+            if let Some(&h) = highest.get(&u.node) {
+                if u.incarnation > h {
+                    return Err(format!(
+                        "{} says {} is {:?} at incarnation {}, above any it ever had ({h})",
+                        from.node, u.node, u.status, u.incarnation
+                    ));
+                }
             }
         }
         Ok(())
     })
+    .with_delivery_observer(move |s, i, from, to, body| {
+        if to != &s.addr(i, NAME) || from.process != to.process || from.node == to.node {
+            return;
+        }
+        let Some(p) = s.core::<Presence>(i, NAME) else {
+            return;
+        };
+        if p.has_left() {
+            return;
+        }
+        // What the core merges: every fact of a probe, indirect probe, gossip and answer; a
+        // digest's only from a node it knows (as `Presence` does).
+        let updates = match serde_json::from_slice::<Request>(body) {
+            Ok(Request::PushPull { .. }) if p.member(&from.node).is_none() => return,
+            _ => updates_in(body),
+        };
+        let ours = p.incarnation();
+        for u in updates.iter().filter(|u| &u.node == s.node_id(i)) {
+            let claim = if u.status == MemberStatus::Alive {
+                u.incarnation > ours
+            } else {
+                u.incarnation >= ours
+            };
+            // Claims no refutation could beat everywhere are ignored by design.
+            if claim && u.incarnation.saturating_add(1) < ours.saturating_add(MAX_INCARNATION_JUMP) {
+                let interval = p.config().gossip_interval_ms + s.node(i).slow_ms;
+                claims_o.borrow_mut().push(Claim {
+                    node: i,
+                    life: s.node(i).incarnation,
+                    incarnation: u.incarnation,
+                    what: format!(
+                        "{} told {} it is {:?} at incarnation {} (its own: {ours}) at {} ms",
+                        from.node,
+                        to.node,
+                        u.status,
+                        u.incarnation,
+                        s.now()
+                    ),
+                    deadline: s.now() + 2 * interval + 100,
+                });
+            }
+        }
+    })
+    .with_invariant("a node refutes claims about itself", move |s| {
+        let mut claims = claims_i.borrow_mut();
+        let mut late = None;
+        claims.retain(|c| {
+            let node = s.node(c.node);
+            let Some(p) = s.core::<Presence>(c.node, NAME) else {
+                return false;
+            };
+            if !node.up || node.incarnation != c.life || p.has_left() {
+                return false;
+            }
+            if p.incarnation() > c.incarnation {
+                return false;
+            }
+            if s.now() > c.deadline && late.is_none() {
+                late = Some(format!(
+                    "{}; at {} ms it is still at incarnation {}",
+                    c.what,
+                    s.now(),
+                    p.incarnation()
+                ));
+            }
+            true
+        });
+        late.map_or(Ok(()), Err)
+    })
     .with_invariant("incarnations never decrease", move |s| {
         let mut own = own.borrow_mut();
         let mut views = views.borrow_mut();
+        let mut highest = highest_i.borrow_mut();
         for i in 0..s.len() {
             let Some(p) = s.core::<Presence>(i, NAME) else {
                 continue;
             };
+            let h = highest.entry(s.node_id(i).clone()).or_insert(0);
+            *h = (*h).max(p.incarnation());
             let life = s.node(i).incarnation;
             let (prev_life, prev) = own.entry(i).or_insert((life, 0));
             // Within a life it may stay; a restarted node must come back strictly higher.
@@ -91,6 +184,15 @@ pub fn with_checks(sim: Sim) -> Sim {
         }
         Ok(())
     })
+}
+
+/// A claim about a node that it must refute (see [`with_checks`]).
+struct Claim {
+    node: usize,
+    life: u64,
+    incarnation: u64,
+    what: String,
+    deadline: Millis,
 }
 
 /// Every membership fact a presence body carries (requests and responses).
