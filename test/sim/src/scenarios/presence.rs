@@ -53,24 +53,27 @@ pub fn with_checks(sim: Sim) -> Sim {
     let claims: Rc<RefCell<Vec<Claim>>> = Rc::default();
     let (highest_w, highest_i) = (highest.clone(), highest);
     let (claims_o, claims_i) = (claims.clone(), claims);
-    sim.with_wire_check("only a node raises its own incarnation", move |from, _to, body| {
-        let highest = highest_w.borrow();
-        for u in updates_in(body) {
-            // The sender's own fact may carry an incarnation raised in this very step.
-            if u.node == from.node {
-                continue;
-            }
-            if let Some(&h) = highest.get(&u.node) {
-                if u.incarnation > h {
-                    return Err(format!(
-                        "{} says {} is {:?} at incarnation {}, above any it ever had ({h})",
-                        from.node, u.node, u.status, u.incarnation
-                    ));
+    sim.with_wire_check(
+        "only a node raises its own incarnation",
+        move |from, _to, body| {
+            let highest = highest_w.borrow();
+            for u in updates_in(body) {
+                // The sender's own fact may carry an incarnation raised in this very step.
+                if u.node == from.node {
+                    continue;
+                }
+                if let Some(&h) = highest.get(&u.node) {
+                    if u.incarnation > h {
+                        return Err(format!(
+                            "{} says {} is {:?} at incarnation {}, above any it ever had ({h})",
+                            from.node, u.node, u.status, u.incarnation
+                        ));
+                    }
                 }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .with_delivery_observer(move |s, i, from, to, body| {
         if to != &s.addr(i, NAME) || from.process != to.process || from.node == to.node {
             return;
@@ -95,7 +98,8 @@ pub fn with_checks(sim: Sim) -> Sim {
                 u.incarnation >= ours
             };
             // Claims no refutation could beat everywhere are ignored by design.
-            if claim && u.incarnation.saturating_add(1) < ours.saturating_add(MAX_INCARNATION_JUMP) {
+            if claim && u.incarnation.saturating_add(1) < ours.saturating_add(MAX_INCARNATION_JUMP)
+            {
                 let interval = p.config().gossip_interval_ms + s.node(i).slow_ms;
                 claims_o.borrow_mut().push(Claim {
                     node: i,

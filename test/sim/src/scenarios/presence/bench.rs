@@ -2,16 +2,17 @@
 //! `p2p-sim bench presence --check` asserts ([`targets`]).
 //!
 //! Every figure is in virtual time or a message/byte count, so it repeats exactly for the
-//! same code. [`Depth::Targets`] runs only what the targets need (CI); [`Depth::Full`] adds
-//! the convergence sweep, the large clusters (up to 1,000 nodes) and the realistic-mode
-//! comparison (what `cargo xtask docs` prints into docs/performance.md).
+//! same code. [`Depth::Targets`] runs only what the targets need (CI: clusters up to 200
+//! nodes); [`Depth::Full`] adds the large clusters (up to 1,000 nodes), hostile-mode
+//! detection at 100 nodes and the realistic-mode comparison (what `cargo xtask docs` prints
+//! into docs/performance.md).
 //!
 //! The baseline ([`crate::baseline`]) is an all-to-all fixed-timeout heartbeat. It is compared
 //! at *equal false positives*: one run of it evaluates a sweep of timeouts side by side, and
 //! the tuned timeout is the smallest one whose false positives are no more than presence's
 //! in the same conditions (nodes, periods, loss, one slow node).
 
-use super::{converge_with, events, run_until, status, subscribe, NAME};
+use super::{agreement, cluster, converge_with, events, join, run_until, status, subscribe, NAME};
 use crate::baseline::{Baseline, BASELINE};
 use crate::scenarios::util;
 use crate::stats::Count;
@@ -34,16 +35,16 @@ pub enum Depth {
     Full,
 }
 
-/// Cluster sizes of the steady-state load measurement.
-pub fn load_sizes(depth: Depth) -> &'static [usize] {
-    match depth {
-        Depth::Targets => &[25, 100, 200],
-        Depth::Full => &[25, 100, 200, 500, 1000],
+/// Cluster sizes of the convergence and steady-state load measurements, realistic or
+/// hostile mode: what the targets need, or up to 1,000 nodes (500 in hostile mode, where
+/// no figure needs more and a run of 1,000 nodes costs minutes).
+pub fn load_sizes(depth: Depth, hostile: bool) -> &'static [usize] {
+    match (depth, hostile) {
+        (Depth::Targets, _) => &[25, 100, 200],
+        (Depth::Full, false) => &[25, 50, 100, 200, 500, 1000],
+        (Depth::Full, true) => &[25, 100, 200, 500],
     }
 }
-
-/// Cluster sizes of the convergence measurement ([`Depth::Full`] only).
-pub const CONVERGE_SIZES: [usize; 6] = [25, 50, 100, 200, 500, 1000];
 
 /// The baseline timeouts swept, in periods.
 pub const BASELINE_TIMEOUTS: [f64; 14] = [
@@ -178,10 +179,13 @@ fn detection_times(
     times
 }
 
-// ----- steady-state load -----
+// ----- convergence and steady-state load -----
 
-/// Steady-state traffic of one cluster.
-pub struct Load {
+/// One cluster grown through one bootstrap: how long the mass join took, its steady-state
+/// traffic, and how long one more node takes to join the converged cluster.
+pub struct Grown {
+    /// Periods until all `n` nodes, joining at once, see each other alive.
+    pub converge: Option<f64>,
     /// Remote messages per node and period.
     pub msgs: f64,
     /// Remote bytes (bodies and blobs) per node and period.
@@ -189,20 +193,31 @@ pub struct Load {
     /// The digest exchange's requests (`PushPull`, the O(N)-sized message) in bytes per node
     /// and period; part of `bytes`.
     pub digest_bytes: f64,
-    /// Periods to converge first.
-    pub converge: Option<f64>,
     /// The measured window's messages by type.
     pub per_type: BTreeMap<String, Count>,
+    /// Periods until one node joining the converged cluster sees all and all see it.
+    pub join_one: Option<f64>,
 }
 
 /// Periods the load is measured over (after 10 periods of settling).
 pub const LOAD_PERIODS: u64 = 100;
 
-/// `n` nodes join through one bootstrap in `net`, settle for 10 periods, and are measured
-/// over [`LOAD_PERIODS`] periods.
-pub fn load(pcfg: &Config, n: usize, net: NetConfig) -> Load {
+/// `n` nodes join through node 0 at once in `net` (a spare node `n` waits); once all see
+/// all, 10 periods of settling and [`LOAD_PERIODS`] periods measured; then the spare joins.
+pub fn grow(pcfg: &Config, n: usize, net: NetConfig) -> Grown {
     let period = pcfg.probe_interval_ms;
-    let (mut sim, converge) = converge_with(11, n, pcfg, |cfg| cfg.net = net);
+    let mut cfg = SimConfig::new(7, n + 1);
+    cfg.net = net;
+    let mut sim = cluster(cfg, pcfg.clone());
+    for i in 1..n {
+        join(&mut sim, i, 0);
+    }
+    let first: Vec<usize> = (0..n).collect();
+    let converge = run_until(&mut sim, 250, 200 * period, |s| {
+        agreement(s, &first, &[], MemberStatus::Dead).is_ok()
+    })
+    .expect("no invariants")
+    .map(|t| round2(t as f64 / period as f64));
     sim.run_for(10 * period).expect("no invariants");
     let before = sim.stats.clone();
     sim.run_for(LOAD_PERIODS * period).expect("no invariants");
@@ -223,12 +238,25 @@ pub fn load(pcfg: &Config, n: usize, net: NetConfig) -> Load {
         .filter(|(_, c)| c.msgs > 0)
         .collect();
     let per = |x: u64| x as f64 / n as f64 / LOAD_PERIODS as f64;
-    Load {
-        msgs: per(sim.stats.remote.msgs - before.remote.msgs),
-        bytes: per(sim.stats.remote.bytes - before.remote.bytes),
-        digest_bytes: per(per_type.get("PushPull").map_or(0, |c| c.bytes)),
+    let (msgs, bytes) = (
+        per(sim.stats.remote.msgs - before.remote.msgs),
+        per(sim.stats.remote.bytes - before.remote.bytes),
+    );
+    let digest_bytes = per(per_type.get("PushPull").map_or(0, |c| c.bytes));
+    join(&mut sim, n, 0);
+    let everyone: Vec<usize> = (0..=n).collect();
+    let join_one = run_until(&mut sim, 250, 60 * period, |s| {
+        agreement(s, &everyone, &[], MemberStatus::Dead).is_ok()
+    })
+    .expect("no invariants")
+    .map(|t| round2(t as f64 / period as f64));
+    Grown {
         converge,
+        msgs,
+        bytes,
+        digest_bytes,
         per_type,
+        join_one,
     }
 }
 
@@ -493,14 +521,21 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
     let t0 = Instant::now();
     let mut sections = Map::new();
     let mut lap = Instant::now();
+    // Progress on stderr (the full bench takes minutes); the times go into the JSON too.
     let mut section = |name: &str, sections: &mut Map<String, Value>| {
-        sections.insert(name.into(), json!(lap.elapsed().as_millis() as u64));
+        let ms = lap.elapsed().as_millis() as u64;
+        eprintln!("bench presence: {name} took {:.1} s", ms as f64 / 1000.0);
+        sections.insert(name.into(), json!(ms));
         lap = Instant::now();
     };
     let period = pcfg.probe_interval_ms;
     m.insert(
         "depth".into(),
-        json!(if depth == Depth::Full { "full" } else { "targets" }),
+        json!(if depth == Depth::Full {
+            "full"
+        } else {
+            "targets"
+        }),
     );
     m.insert("period_ms".into(), json!(period));
     m.insert(
@@ -514,21 +549,7 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
     );
     m.insert("max_body_bytes".into(), json!(presence::core::MAX_BODY));
 
-    // Convergence: N nodes join through one bootstrap.
-    if depth == Depth::Full {
-        let mut by_n = Map::new();
-        for n in CONVERGE_SIZES {
-            let (_, p) = converge_with(7, n, pcfg, |_| {});
-            by_n.insert(n.to_string(), json!(p.map(round2)));
-            if n == 100 {
-                m.insert("converge_periods".into(), json!(p.map(round2)));
-            }
-        }
-        m.insert("converge_periods_by_n".into(), Value::Object(by_n));
-        section("converge", &mut sections);
-    }
-
-    // Load: steady state, per node and period, against N, in both modes.
+    // Convergence and load: steady state, per node and period, against N, in both modes.
     let (hl, hd) = (0.05, 0.02);
     m.insert("load_periods".into(), json!(LOAD_PERIODS));
     m.insert("load_hostile_loss".into(), json!(hl));
@@ -537,35 +558,36 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
         ("", NetConfig::realistic()),
         ("_hostile", NetConfig::hostile(hl, hd)),
     ] {
-        let (mut msgs, mut bytes, mut digest) = (Map::new(), Map::new(), Map::new());
-        for &n in load_sizes(depth) {
-            let l = load(pcfg, n, net.clone());
-            msgs.insert(n.to_string(), json!(round2(l.msgs)));
-            bytes.insert(n.to_string(), json!(l.bytes.round()));
-            digest.insert(n.to_string(), json!(l.digest_bytes.round()));
+        let mut by: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+        for &n in load_sizes(depth, !suffix.is_empty()) {
+            let g = grow(pcfg, n, net.clone());
+            let k = n.to_string();
+            let mut put = |what: &'static str, v: Value| {
+                by.entry(what).or_default().insert(k.clone(), v);
+            };
+            put("converge_periods_by_n", json!(g.converge));
+            put("join_one_periods_by_n", json!(g.join_one));
+            put("msgs_per_node_per_period_by_n", json!(round2(g.msgs)));
+            put("bytes_per_node_per_period_by_n", json!(g.bytes.round()));
+            put(
+                "digest_bytes_per_node_per_period_by_n",
+                json!(g.digest_bytes.round()),
+            );
             if n == 100 && suffix.is_empty() {
-                m.insert("msgs_per_node_per_period".into(), json!(round2(l.msgs)));
-                m.insert("bytes_per_msg".into(), json!((l.bytes / l.msgs).round()));
+                m.insert("converge_periods".into(), json!(g.converge));
+                m.insert("msgs_per_node_per_period".into(), json!(round2(g.msgs)));
+                m.insert("bytes_per_msg".into(), json!((g.bytes / g.msgs).round()));
                 m.insert(
                     "per_type".into(),
-                    serde_json::to_value(&l.per_type).unwrap_or_default(),
+                    serde_json::to_value(&g.per_type).unwrap_or_default(),
                 );
             }
+            section(&format!("grow{suffix}_{n}"), &mut sections);
         }
-        m.insert(
-            format!("msgs_per_node_per_period_by_n{suffix}"),
-            Value::Object(msgs),
-        );
-        m.insert(
-            format!("bytes_per_node_per_period_by_n{suffix}"),
-            Value::Object(bytes),
-        );
-        m.insert(
-            format!("digest_bytes_per_node_per_period_by_n{suffix}"),
-            Value::Object(digest),
-        );
+        for (what, v) in by {
+            m.insert(format!("{what}{suffix}"), Value::Object(v));
+        }
     }
-    section("load", &mut sections);
 
     // Detection: crash one node of 100 at a time; 3 clusters x 40 crashes.
     let detect_nodes = 100;
@@ -608,10 +630,7 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
     let hostile = compare(pcfg, &conditions(COMPARE_HOSTILE_LOSS));
     section("compare_hostile", &mut sections);
     if depth == Depth::Full {
-        m.insert(
-            "compare_realistic".into(),
-            compare(pcfg, &conditions(0.0)),
-        );
+        m.insert("compare_realistic".into(), compare(pcfg, &conditions(0.0)));
         section("compare_realistic", &mut sections);
     }
     // Today's figures (the baseline at its fixed 3-period timeout), from the hostile run.
@@ -635,7 +654,10 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
         .cloned()
         .unwrap_or_default();
     let base_fp = fixed["false_positives"].as_u64().unwrap_or(0);
-    m.insert("baseline_fixed_timeout_periods".into(), json!(BASELINE_FIXED_TIMEOUT));
+    m.insert(
+        "baseline_fixed_timeout_periods".into(),
+        json!(BASELINE_FIXED_TIMEOUT),
+    );
     m.insert("baseline_false_positives".into(), json!(base_fp));
     m.insert(
         "baseline_msgs_per_node_per_period".into(),
@@ -767,4 +789,109 @@ pub fn targets(b: &Map<String, Value>) -> Vec<String> {
         })());
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Map<String, Value> {
+        let Value::Object(m) = json!({
+            "detect_nodes": 100,
+            "detect_periods_median": 1.88,
+            "fp_ratio_baseline_over_ours": 2375.0,
+            "compare_hostile": {
+                "presence": {"false_positives": 0, "detect_periods_median": 1.7},
+                "tuned": {"timeout_periods": 7.0, "false_positives": 0,
+                          "detect_periods_median": 7.2},
+            },
+            "msgs_per_node_per_period_by_n": {"25": 2.29, "100": 2.30, "200": 2.30},
+            "msgs_per_node_per_period_by_n_hostile": {"25": 2.5, "100": 2.7, "200": 2.74},
+        }) else {
+            unreachable!()
+        };
+        m
+    }
+
+    fn failures_with(edit: impl FnOnce(&mut Map<String, Value>)) -> Vec<String> {
+        let mut b = good();
+        edit(&mut b);
+        targets(&b)
+    }
+
+    #[test]
+    fn every_target_is_met_by_good_figures() {
+        assert_eq!(targets(&good()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_target_fails_on_figures_that_miss_it() {
+        let f = failures_with(|b| b["detect_periods_median"] = json!(2.01));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("detect_periods_median: 2.01") && f[0].contains("≤ 2.00"));
+
+        // Not faster than the tuned baseline (a tie is not faster).
+        for ours in [7.2, 9.0] {
+            let f = failures_with(|b| {
+                b["compare_hostile"]["presence"]["detect_periods_median"] = json!(ours)
+            });
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert!(
+                f[0].contains("not faster than the tuned baseline's 7.20"),
+                "{f:?}"
+            );
+        }
+        // No equal-false-positive point, or one without a median.
+        let f = failures_with(|b| b["compare_hostile"]["tuned"] = Value::Null);
+        assert!(
+            f.len() == 1 && f[0].contains("no swept baseline timeout"),
+            "{f:?}"
+        );
+        let f =
+            failures_with(|b| b["compare_hostile"]["tuned"]["detect_periods_median"] = Value::Null);
+        assert!(f.len() == 1 && f[0].contains("fewer than half"), "{f:?}");
+
+        let f = failures_with(|b| b["fp_ratio_baseline_over_ours"] = json!(49.0));
+        assert!(
+            f.len() == 1 && f[0].contains("fp_ratio_baseline_over_ours: 49.00"),
+            "{f:?}"
+        );
+
+        // Not flat: 12% more per node at 200 nodes than at 25, in either mode.
+        for key in [
+            "msgs_per_node_per_period_by_n",
+            "msgs_per_node_per_period_by_n_hostile",
+        ] {
+            let f = failures_with(|b| b[key] = json!({"25": 2.5, "100": 2.6, "200": 2.8}));
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert!(
+                f[0].starts_with(key) && f[0].contains("2.80 at 200 nodes over 2.50 at 25 nodes"),
+                "{f:?}"
+            );
+            let f = failures_with(|b| b[key] = json!({"25": 2.5}));
+            assert!(f.len() == 1 && f[0].contains("at least 2"), "{f:?}");
+        }
+        // Within the tolerance passes (2.74 / 2.5 = 1.096).
+        let f = failures_with(|b| {
+            b["msgs_per_node_per_period_by_n"] = json!({"25": 2.5, "1000": 2.74})
+        });
+        assert_eq!(f, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_figure_the_bench_stopped_printing_is_a_failure() {
+        for key in [
+            "detect_periods_median",
+            "compare_hostile",
+            "fp_ratio_baseline_over_ours",
+            "msgs_per_node_per_period_by_n",
+            "msgs_per_node_per_period_by_n_hostile",
+        ] {
+            let f = failures_with(|b| {
+                b.remove(key);
+            });
+            assert_eq!(f.len(), 1, "{key}: {f:?}");
+            assert!(f[0].contains(key), "{key}: {f:?}");
+        }
+    }
 }
