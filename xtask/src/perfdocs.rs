@@ -72,8 +72,6 @@ pub struct Measured {
     /// `cargo xtask build`: seconds and what it recompiled.
     pub build: Option<(f64, String)>,
     pub check_secs: Option<f64>,
-    /// `p2p-sim bench presence --check`: CPU and wall milliseconds.
-    pub check_bench: Option<(f64, f64)>,
 }
 
 /// Everything the blocks are made from.
@@ -727,17 +725,14 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
     lines.extend([
         String::new(),
         format!(
-            "{MEASURED}{}: one run took {} of CPU (`cpu_ms`), {} wall (`wall_ms`); `bench \
-             presence --check` alone {}.",
+            "{MEASURED}{}: one run took {} of CPU (`cpu_ms`), {} wall (`wall_ms`); of that, \
+             the sections `bench presence --check` runs took {} of CPU, {} wall \
+             (`targets_cpu_ms`, `targets_wall_ms`).",
             m.machine,
             secs(num(b, "cpu_ms")?),
             secs(num(b, "wall_ms")?),
-            m.check_bench
-                .map_or("was not timed".to_string(), |(cpu, wall)| format!(
-                    "took {} of CPU, {} wall",
-                    secs(cpu),
-                    secs(wall)
-                ))
+            secs(num(b, "targets_cpu_ms")?),
+            secs(num(b, "targets_wall_ms")?),
         ),
     ]);
     Ok(Block {
@@ -1108,11 +1103,6 @@ fn inputs(root: &Path, reuse: bool, time_check: bool) -> Result<Inputs> {
     } else {
         None
     };
-    let check_bench = if time_check {
-        Some(time_check_bench(&sim)?)
-    } else {
-        None
-    };
     Ok(Inputs {
         ping,
         presence,
@@ -1121,28 +1111,8 @@ fn inputs(root: &Path, reuse: bool, time_check: bool) -> Result<Inputs> {
             machine: machine(),
             build: Some(build),
             check_secs,
-            check_bench,
         },
     })
-}
-
-/// Runs `p2p-sim bench presence --check --json` (what the `bench` step of `cargo xtask test`
-/// costs for presence): its CPU and wall milliseconds, as it reports them.
-fn time_check_bench(sim: &Path) -> Result<(f64, f64)> {
-    println!("$ p2p-sim bench presence --check --json (timed for the docs)");
-    let out = Command::new(sim)
-        .args(["bench", "presence", "--check", "--json"])
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("starting {}", sim.display()))?;
-    ensure!(
-        out.status.success(),
-        "p2p-sim bench presence --check failed ({})",
-        out.status
-    );
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .context("p2p-sim bench presence --check --json printed no JSON")?;
-    Ok((num(&v, "cpu_ms")?, num(&v, "wall_ms")?))
 }
 
 fn read_doc(root: &Path) -> Result<String> {
@@ -1264,6 +1234,8 @@ mod tests {
             "bytes_per_msg": 432.0, "max_body_bytes": 4194304,
             "cpu_ms": 67900.0, "wall_ms": 69612
         });
+        b["targets_cpu_ms"] = json!(61000.0);
+        b["targets_wall_ms"] = json!(64500.0);
         let (realistic, hostile) = compare_fixtures();
         b["compare_realistic"] = realistic;
         b["compare_hostile"] = hostile;
@@ -1319,7 +1291,6 @@ mod tests {
                 machine: machine.into(),
                 build: Some((9.5, "up to date, nothing recompiled".into())),
                 check_secs: Some(18.2),
-                check_bench: Some((61_000.0, 64_500.0)),
             },
         }
     }
@@ -1378,7 +1349,7 @@ mod tests {
         );
         assert!(doc.contains("one node 1.5 s slow"), "{doc}");
         assert!(doc.contains("Measured on day 1 (2 cores): one run took 67.9 s of CPU"));
-        assert!(doc.contains("`bench presence --check` alone took 61.0 s of CPU, 64.5 s wall."));
+        assert!(doc.contains("`bench presence --check` runs took 61.0 s of CPU, 64.5 s wall"));
         // The comparison at equal false positives, and the sweep.
         assert!(
             doc.contains(

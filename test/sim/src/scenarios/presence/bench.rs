@@ -521,12 +521,25 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
     let t0 = Instant::now();
     let mut sections = Map::new();
     let mut lap = Instant::now();
-    // Progress on stderr (the full bench takes minutes); the times go into the JSON too.
-    let mut section = |name: &str, sections: &mut Map<String, Value>| {
-        let ms = lap.elapsed().as_millis() as u64;
-        eprintln!("bench presence: {name} took {:.1} s", ms as f64 / 1000.0);
-        sections.insert(name.into(), json!(ms));
+    let mut lap_cpu = cpu0;
+    // Progress on stderr (the full bench takes minutes); wall and CPU ms per section go
+    // into the JSON too, and what the sections of `--check` cost together.
+    let (mut targets_wall, mut targets_cpu) = (0.0, 0.0);
+    let mut section = |name: &str, for_targets: bool, sections: &mut Map<String, Value>| {
+        let wall = lap.elapsed().as_secs_f64() * 1000.0;
+        let cpu = util::cpu_ms() - lap_cpu;
+        eprintln!(
+            "bench presence: {name} took {:.1} s ({:.1} s of CPU)",
+            wall / 1000.0,
+            cpu / 1000.0
+        );
+        sections.insert(name.into(), json!({"wall_ms": wall.round(), "cpu_ms": cpu}));
+        if for_targets {
+            targets_wall += wall;
+            targets_cpu += cpu;
+        }
         lap = Instant::now();
+        lap_cpu = util::cpu_ms();
     };
     let period = pcfg.probe_interval_ms;
     m.insert(
@@ -582,7 +595,8 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
                     serde_json::to_value(&g.per_type).unwrap_or_default(),
                 );
             }
-            section(&format!("grow{suffix}_{n}"), &mut sections);
+            let in_check = load_sizes(Depth::Targets, false).contains(&n);
+            section(&format!("grow{suffix}_{n}"), in_check, &mut sections);
         }
         for (what, v) in by {
             m.insert(format!("{what}{suffix}"), Value::Object(v));
@@ -604,7 +618,7 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
         "detect_seconds_median".into(),
         json!(round2(d.median * period as f64 / 1000.0)),
     );
-    section("detect", &mut sections);
+    section("detect", true, &mut sections);
 
     if depth == Depth::Full {
         // The same in hostile mode: 5% loss and 2% duplication on every message, one cluster.
@@ -622,16 +636,16 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
             "detect_hostile_all_periods_median".into(),
             json!(round2(d.all_median)),
         );
-        section("detect_hostile", &mut sections);
+        section("detect_hostile", false, &mut sections);
     }
 
     // Presence against the baseline at equal false positives, in both modes (the realistic
     // one only in the full bench: no target reads it).
     let hostile = compare(pcfg, &conditions(COMPARE_HOSTILE_LOSS));
-    section("compare_hostile", &mut sections);
+    section("compare_hostile", true, &mut sections);
     if depth == Depth::Full {
         m.insert("compare_realistic".into(), compare(pcfg, &conditions(0.0)));
-        section("compare_realistic", &mut sections);
+        section("compare_realistic", false, &mut sections);
     }
     // Today's figures (the baseline at its fixed 3-period timeout), from the hostile run.
     let c = conditions(COMPARE_HOSTILE_LOSS);
@@ -668,7 +682,11 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
         json!(round2(base_fp as f64 / fp.max(1) as f64)),
     );
     m.insert("compare_hostile".into(), hostile);
-    m.insert("sections_wall_ms".into(), Value::Object(sections));
+    drop(section);
+    m.insert("sections".into(), Value::Object(sections));
+    // What `bench presence --check` costs: the sections it runs (all of them at that depth).
+    m.insert("targets_wall_ms".into(), json!(targets_wall.round()));
+    m.insert("targets_cpu_ms".into(), json!(targets_cpu.round()));
     m.insert("wall_ms".into(), json!(t0.elapsed().as_millis() as u64));
     m.insert("cpu_ms".into(), json!(util::cpu_ms() - cpu0));
     m
