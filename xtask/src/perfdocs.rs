@@ -439,8 +439,7 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
              `fp_loss`; the node, crash and period counts from `detect_nodes`, \
              `detect_trials`, `detect_hostile_trials`, `load_periods`, `fp_nodes` and \
              `fp_periods`. Targets marked {checked} are asserted by `p2p-sim bench presence \
-             --check` (the `bench` step of `cargo xtask test`), which runs the clusters up to \
-             200 nodes; the larger ones are printed by the full bench only.",
+             --check` (the `bench` step of `cargo xtask test`).",
             duration(period as f64),
             cfg_ms("probe_timeout_ms")?,
             cfg_ms("gossip_interval_ms")?,
