@@ -35,6 +35,12 @@ fn each_process_holds_what_its_manifest_requested() {
         ];
         // The default app granted each of our processes messaging on itself.
         want.push(format!("bob.os@{} \"messaging\"", p2p_emu::DEFAULT_APP));
+        // Every process may read and write its package's drive (where the zip was unpacked).
+        for kind in ["read", "write"] {
+            want.push(format!(
+                "bob.os@vfs:distro:sys {{\"kind\": \"{kind}\", \"drive\": \"/p2p-patterns:p2p-patterns.os/pkg\"}}"
+            ));
+        }
         want.sort();
         assert!(e.request_networking && e.public, "{e:?}");
         assert_eq!(
@@ -43,6 +49,10 @@ fn each_process_holds_what_its_manifest_requested() {
         );
         assert_eq!(got, want, "{pid}");
     }
+    assert_eq!(
+        emu.vfs_file("bob.os", "/p2p-patterns:p2p-patterns.os/pkg/presence.wasm"),
+        package.files.get("presence.wasm").cloned()
+    );
     // What a process did not ask for it does not hold: presence may not message sign.
     let presence = ProcessId::parse("presence:p2p-patterns:p2p-patterns.os").unwrap();
     assert!(!emu
