@@ -376,6 +376,18 @@ impl Emulator {
             for (node, pid, gen) in std::mem::take(&mut w.to_spawn) {
                 let key = (node.clone(), pid.to_string());
                 let script = self.scripts.lock().unwrap().get(&key).cloned();
+                if let Some(wasm) = w.spawned_wasm.remove(&key).filter(|_| script.is_none()) {
+                    let cache = self.cache_dir.lock().unwrap().clone();
+                    match self.rt.component(&wasm, cache.as_deref()) {
+                        Ok(c) => {
+                            self.components.lock().unwrap().insert(key.clone(), c);
+                        }
+                        Err(e) => {
+                            w.exited(&node, &pid, gen, Some(format!("p2p-emu: {e:#}")));
+                            continue;
+                        }
+                    }
+                }
                 let component = self.components.lock().unwrap().get(&key).cloned();
                 let body = match (script, component) {
                     (Some(s), _) => Body::Script(s),

@@ -8,7 +8,7 @@
 
 use crate::bindings::wit::{
     Address, Capability, LazyLoadBlob, Message, OnExit, ProcessId, Request, Response, SendError,
-    SendErrorKind,
+    SendErrorKind, SpawnError,
 };
 use crate::http_server::{self, Action, Channel, HttpReply, HttpServer, HTTP_TIMEOUT_S};
 use crate::ids::{self, messaging_cap, network_cap};
@@ -357,6 +357,9 @@ pub(crate) struct World {
     pub keys: NetKeys,
     /// Answers to the test's HTTP requests, by handle.
     pub http_outcomes: BTreeMap<u64, HttpReply>,
+    /// Components of spawned processes to compile before their first turn: (node, process
+    /// id) → wasm bytes (taken by the emulator).
+    pub spawned_wasm: BTreeMap<(String, String), Vec<u8>>,
 }
 
 /// The response an app sends to request `km`.
@@ -405,6 +408,7 @@ impl World {
             app_outcomes: BTreeMap::new(),
             to_spawn: Vec::new(),
             http_outcomes: BTreeMap::new(),
+            spawned_wasm: BTreeMap::new(),
         }
     }
 
@@ -1360,6 +1364,73 @@ impl World {
             .filter(|c| c.open)
             .map(|c| c.process.clone())
             .ok_or_else(|| format!("no open WebSocket channel {channel} on {node}"))
+    }
+
+    /// The host's `spawn`, as Hyperdrive's kernel does it: the child is
+    /// `<name or a fresh number>:<parent's package>`, its wasm comes from the vfs path
+    /// (`tester:sys/tests/x.wasm` or `/pkg:pub/pkg/x.wasm`), it holds messaging on itself and
+    /// those requested capabilities the parent holds, each grant gives a process a
+    /// capability issued by the child, and the parent may message the child.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        &mut self,
+        node: &str,
+        parent: &ProcessId,
+        name: Option<String>,
+        wasm_path: &str,
+        on_exit: OnExit,
+        request_capabilities: Vec<Capability>,
+        grant_capabilities: Vec<(ProcessId, String)>,
+        public: bool,
+    ) -> Result<ProcessId, SpawnError> {
+        let name = name.unwrap_or_else(|| self.fresh_id().to_string());
+        let Ok(child) = ProcessId::parse(&format!("{name}:{}", parent.package_id())) else {
+            return Err(SpawnError::NameTaken);
+        };
+        let n = self.nodes.get_mut(node).expect("the parent's node");
+        if n.proc(&child).is_some() {
+            return Err(SpawnError::NameTaken);
+        }
+        let Some(wasm) = n.vfs.read(wasm_path).cloned() else {
+            return Err(SpawnError::NoFileAtPath);
+        };
+        let held = n.proc(parent).map(|p| p.caps.clone()).unwrap_or_default();
+        let mut caps = vec![messaging_cap(node, &child)];
+        for c in request_capabilities {
+            if held.contains(&c) && !caps.contains(&c) {
+                caps.push(c);
+            }
+        }
+        n.procs.push(Proc {
+            id: child.clone(),
+            kind: ProcKind::Wasm { on_exit },
+            public,
+            caps,
+            life: None,
+            stopped: false,
+            backoff: None,
+        });
+        for (grantee, params) in grant_capabilities {
+            if let Some(p) = n.proc_mut(&grantee) {
+                p.add_cap(Capability {
+                    issuer: Address::new(node, child.clone()),
+                    params,
+                });
+            }
+        }
+        if let Some(p) = n.proc_mut(parent) {
+            p.add_cap(messaging_cap(node, &child));
+        }
+        self.spawned_wasm
+            .insert((node.to_string(), child.to_string()), wasm);
+        self.print(
+            node,
+            "kernel:distro:sys",
+            2,
+            format!("{parent} spawned {child} from {wasm_path}"),
+        );
+        self.start_process(node, &child);
+        Ok(child)
     }
 
     // ----------------------------------------------------------------------------------
