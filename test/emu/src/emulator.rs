@@ -644,6 +644,13 @@ impl Emulator {
             .unwrap_or_default()
     }
 
+    /// Write a file into `node`'s vfs (what kit's setup writes through the node's RPC).
+    pub fn write_file(&self, node: &str, path: &str, bytes: Vec<u8>) {
+        if let Some(n) = self.lock().nodes.get_mut(node) {
+            n.vfs.write(path, bytes);
+        }
+    }
+
     /// A file in `node`'s vfs (`/<package>/<drive>/...`).
     pub fn vfs_file(&self, node: &str, path: &str) -> Option<Vec<u8>> {
         self.lock().nodes.get(node)?.vfs.read(path).cloned()
@@ -827,7 +834,6 @@ impl Emulator {
         &self.dir
     }
 
-    #[allow(dead_code)]
     pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
         f(&mut self.lock())
     }

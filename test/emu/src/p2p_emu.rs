@@ -33,6 +33,7 @@ mod host_tests;
 pub mod http_server;
 pub mod ids;
 mod kernel;
+pub mod kit;
 pub mod package;
 mod sqlite;
 mod vfs;
