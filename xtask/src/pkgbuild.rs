@@ -163,7 +163,7 @@ impl Plan {
                 TEST_PACKAGE_DIR
             ));
             assemble_wit_from(
-                &[test.join("api"), test.join("tester-api")],
+                &[test.join("api")],
                 &test.join("target").join("wit"),
                 &self.hyperware_wit,
             )?;
