@@ -90,9 +90,18 @@ fn discovery_and_a_node_leaving(ctx: &Ctx) -> TestResult {
     const T: &str = "presence: discovery";
     let (us, bob, charlie) = (ctx.node(0), ctx.node(1), ctx.node(2));
     for node in [bob, charlie] {
-        if let Err(e) = ctx.agent(node, &AgentCommand::Join(vec![us.clone()])) {
-            fail!(T, "{node} could not join through {us}: {e}");
-        }
+        // The agent is there once its node's networking is up.
+        let mut last = String::new();
+        let joined = ctx.wait_until(60, 2_000, || {
+            match ctx.agent(node, &AgentCommand::Join(vec![us.clone()])) {
+                Ok(_) => true,
+                Err(e) => {
+                    last = e;
+                    false
+                }
+            }
+        });
+        check!(T, joined, "{node} could not join through {us}: {last}");
     }
     let all_alive = || {
         [bob, charlie]
