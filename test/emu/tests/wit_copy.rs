@@ -11,8 +11,8 @@ fn the_checked_in_wit_equals_the_assembled_one() {
         .parent()
         .and_then(Path::parent)
         .expect("workspace root");
-    // `cargo xtask build` assembles <workspace>/target/wit whatever CARGO_TARGET_DIR says
-    // (its wasm build passes --target-dir <workspace>/target).
+    // `cargo xtask build` assembles the WIT into the workspace's target/wit whatever
+    // CARGO_TARGET_DIR says (xtask/src/pkgbuild.rs).
     let assembled = root.join("target").join("wit").join("hyperware.wit");
     let assembled = std::fs::read_to_string(&assembled).unwrap_or_else(|e| {
         panic!(
