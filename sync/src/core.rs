@@ -1672,13 +1672,18 @@ impl SyncCore {
                 self.reach.on_success(&peer, now, None);
                 match decode_response::<Response>(&body) {
                     Ok(Response::Ack { version }) => {
-                        if let (Ok(v), Some(e)) =
-                            (to_vv(&version), self.docs.get_mut(item_doc(&item)))
-                        {
-                            let k = e.known.entry(peer.clone()).or_default();
-                            k.merge(&v);
-                        }
                         self.outbox.delivered(&peer, now);
+                        // What it has now, exactly (an optimistic guess is corrected here):
+                        // if it still lacks something of ours, it is owed again.
+                        let doc = item_doc(&item).clone();
+                        if let (Ok(v), Some(e)) = (to_vv(&version), self.docs.get_mut(&doc)) {
+                            let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
+                            let lacks = !includes(&v, &ours);
+                            e.known.insert(peer.clone(), v);
+                            if lacks {
+                                self.owe(&peer, Item::Delta(doc), now, out);
+                            }
+                        }
                     }
                     Ok(Response::SyncAnswer(a)) => {
                         self.outbox.delivered(&peer, now);

@@ -519,3 +519,164 @@ impl Doc {
         Ok(self.vv() != before)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(peer: u64) -> Doc {
+        Doc::new("alice.os/t".parse().unwrap(), peer)
+    }
+    fn ins(pos: u32, t: &str) -> Op {
+        Op::Insert {
+            pos,
+            text: t.into(),
+        }
+    }
+    fn sync(a: &mut Doc, b: &mut Doc) {
+        let ab = a.updates_since(&b.vv());
+        let ba = b.updates_since(&a.vv());
+        b.import(&ab).unwrap();
+        a.import(&ba).unwrap();
+    }
+
+    #[test]
+    fn a_splice_made_against_an_older_version_lands_where_the_user_saw_it() {
+        let mut a = d(1);
+        let mut b = d(2);
+        a.edit(&[ins(0, "hello world")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        let seen = b.vv();
+        // Meanwhile alice rewrites the start; bob's app still shows "hello world".
+        a.edit(&[ins(0, ">> ")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        assert_eq!(b.text(), ">> hello world");
+        // Bob replaced "world" (5..11 in what he saw) with "there", and appended "!".
+        b.edit(
+            &[Op::Delete { pos: 6, len: 5 }, ins(6, "there")],
+            Some(&seen),
+            false,
+        )
+        .unwrap();
+        assert_eq!(b.text(), ">> hello there");
+        b.edit(&[ins(11, "!")], Some(&seen), false).unwrap();
+        assert_eq!(b.text(), ">> hello there!");
+        // A character deleted concurrently is not deleted twice (nor its neighbour).
+        let seen = b.vv();
+        a.edit(&[Op::Delete { pos: 0, len: 3 }], None, false)
+            .unwrap();
+        sync(&mut a, &mut b);
+        b.edit(&[Op::Delete { pos: 0, len: 4 }], Some(&seen), false)
+            .unwrap();
+        assert_eq!(b.text(), "ello there!");
+        // Only a splice may name an older version; positions past its end are refused.
+        let seen = b.vv();
+        a.edit(&[ins(0, "-")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        assert!(b
+            .edit(&[ins(0, "a"), ins(1, "b")], Some(&seen), false)
+            .is_err());
+        let old = VersionVector::new();
+        assert!(b.edit(&[ins(1, "x")], Some(&old), false).is_err());
+        assert_eq!(b.text(), "-ello there!");
+    }
+
+    #[test]
+    fn utf16_positions_for_javascript_editors() {
+        let mut a = d(1);
+        a.edit(&[ins(0, "😀b")], None, false).unwrap();
+        // After the emoji: code point 1, UTF-16 unit 2.
+        a.edit(&[ins(2, "x")], None, true).unwrap();
+        assert_eq!(a.text(), "😀xb");
+        a.edit(&[ins(1, "y")], None, false).unwrap();
+        assert_eq!(a.text(), "😀yxb");
+        assert!(a.edit(&[ins(99, "z")], None, true).is_err());
+    }
+
+    #[test]
+    fn blob_peers_reads_the_header_and_refuses_garbage() {
+        let mut a = d(77);
+        a.edit(&[ins(0, "x")], None, false).unwrap();
+        let mut b = d(88);
+        b.import(&a.updates_since(&VersionVector::new())).unwrap();
+        b.edit(&[ins(0, "y")], None, false).unwrap();
+        assert_eq!(
+            blob_peers(&b.updates_since(&VersionVector::new())).unwrap(),
+            vec![77, 88]
+        );
+        // Only what the peer lacks: bob's own change.
+        assert_eq!(blob_peers(&b.updates_since(&a.vv())).unwrap(), vec![88]);
+        assert_eq!(blob_peers(&b.snapshot()).unwrap(), vec![77, 88]);
+        for junk in [
+            &b"x"[..],
+            &[0u8; 64],
+            b"loro\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        ] {
+            assert!(blob_peers(junk).is_err());
+        }
+    }
+
+    #[test]
+    fn inflate_is_bounded() {
+        let big = deflate(&vec![7u8; 1 << 20]);
+        assert!(big.len() < 10_000);
+        assert_eq!(inflate(&big, 1 << 20).unwrap().len(), 1 << 20);
+        assert!(inflate(&big, (1 << 20) - 1).is_err());
+        assert!(inflate(b"\xff\xff", 100).is_err());
+    }
+
+    #[test]
+    fn items_lists_and_counters_read_back_sorted() {
+        let mut a = d(1);
+        a.edit(
+            &[
+                Op::Update {
+                    item_id: "b".into(),
+                    field: "z".into(),
+                    value: Value::Int(1),
+                },
+                Op::Update {
+                    item_id: "a".into(),
+                    field: "title".into(),
+                    value: Value::Str("t".into()),
+                },
+                Op::ListInsert {
+                    list: "tags".into(),
+                    index: 0,
+                    value: Value::Bool(true),
+                },
+                Op::Increment {
+                    counter: "views".into(),
+                    by: 3,
+                },
+            ],
+            None,
+            false,
+        )
+        .unwrap();
+        a.edit(
+            &[Op::RemoveItem {
+                item_id: "b".into(),
+            }],
+            None,
+            false,
+        )
+        .unwrap();
+        let c = a.content();
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.items[0].item_id, "a");
+        assert_eq!(c.lists[0].values, vec![Value::Bool(true)]);
+        assert_eq!(c.counters[0].value, 3.0);
+        assert!(a
+            .edit(
+                &[Op::ListDelete {
+                    list: "tags".into(),
+                    index: 0,
+                    len: 2
+                }],
+                None,
+                false
+            )
+            .is_err());
+    }
+}

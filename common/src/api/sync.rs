@@ -670,6 +670,73 @@ mod tests {
         );
     }
 
+    fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            // Null, and `utf16: false` (the default), may be left out.
+            serde_json::Value::Object(m) => m
+                .into_iter()
+                .filter(|(k, v)| !v.is_null() && !(k == "utf16" && v == &serde_json::json!(false)))
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+            serde_json::Value::Array(a) => a.into_iter().map(without_nulls).collect(),
+            other => other,
+        }
+    }
+
+    /// Every `→` / `←` line of docs/api.md's sync section decodes into our types (a request,
+    /// or an event sync sends an app) and is written in the shape we send (nulls may be left
+    /// out). That each answer is what sync answers is checked by p2p-sim's
+    /// `tests/doc_answers.rs`.
+    #[test]
+    fn documented_examples_decode() {
+        let doc = include_str!("../../../docs/api.md");
+        let section = &doc[doc.find("\n## sync").expect("sync section")..];
+        let same = |body: &str, ours: serde_json::Value| {
+            let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                without_nulls(documented),
+                without_nulls(ours.clone()),
+                "documented body is not in the shape we send: {body}\nwe send {ours}"
+            );
+        };
+        let (mut requests, mut answers) = (0, 0);
+        let mut refused: Option<ApiError> = None;
+        for line in section.lines() {
+            if let Some(body) = line.strip_prefix("→ ") {
+                requests += 1;
+                assert!(refused.is_none(), "no documented error before {body}");
+                let ours = match decode_request::<Request>(body.as_bytes(), "sync", 1 << 20) {
+                    Ok(r) => serde_json::to_value(&r).unwrap(),
+                    Err(e) => match serde_json::from_str::<SyncEvent>(body) {
+                        Ok(ev) => serde_json::to_value(&ev).unwrap(),
+                        // A request sync refuses while decoding: the next answer is that error.
+                        Err(_) => {
+                            refused = Some(e);
+                            serde_json::from_str(body).unwrap()
+                        }
+                    },
+                };
+                same(body, ours);
+            } else if let Some(body) = line.strip_prefix("← ") {
+                answers += 1;
+                let r: crate::api::ApiResult<Response> =
+                    serde_json::from_str(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+                if let Some(e) = refused.take() {
+                    assert_eq!(
+                        r,
+                        Err(e),
+                        "the documented error is not the one decoding gives"
+                    );
+                }
+                same(body, serde_json::to_value(&r).unwrap());
+            }
+        }
+        assert!(
+            requests >= 15 && answers >= 12,
+            "{requests} requests, {answers} answers"
+        );
+    }
+
     #[test]
     fn versions_are_sorted_decimal_pairs() {
         let v = Version::from_pairs([(u64::MAX, 2), (5, 1), (9, 0)]);

@@ -719,6 +719,38 @@ impl Sim {
         handle
     }
 
+    /// [`Sim::request_from`] with a blob (e.g. a forged Loro update from a remote node).
+    pub fn request_with_blob(
+        &mut self,
+        from: usize,
+        process: ProcessId,
+        to: &Address,
+        body: Vec<u8>,
+        blob: Vec<u8>,
+        timeout_s: u64,
+    ) -> u64 {
+        self.ensure_started();
+        let me = Address::new(self.nodes[from].id.clone(), process);
+        let handle = self.next_req;
+        let req = self.send_request(
+            from,
+            me,
+            to.clone(),
+            body,
+            Some(blob),
+            Some(timeout_s),
+            Some(handle.to_le_bytes().to_vec()),
+            None,
+        );
+        debug_assert_eq!(req, handle);
+        if let Some(o) = self.outstanding.get_mut(&req) {
+            o.app = true;
+        }
+        self.app_results.insert(handle, None);
+        self.app_times.insert(handle, (self.now, None));
+        handle
+    }
+
     /// The blob of an app request's response, if it had one.
     pub fn outcome_blob(&self, handle: u64) -> Option<&[u8]> {
         self.app_blobs.get(&handle).map(|b| b.as_slice())
