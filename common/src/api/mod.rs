@@ -8,6 +8,7 @@
 //! write ([`wire`]; checked by the `wit-compat` test crate).
 
 pub mod presence;
+pub mod txcoord;
 pub mod wire;
 
 use serde::de::DeserializeOwned;
