@@ -70,6 +70,7 @@ struct EndRecord {
     seq: u64,
 }
 
+#[derive(Clone)]
 pub struct Coordinator {
     our: Address,
     txs: BTreeMap<String, CTx>,

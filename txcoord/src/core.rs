@@ -96,6 +96,7 @@ pub fn reply_err(id: RequestId, e: ApiError) -> Eff {
     Effect::reply(id, encode_result::<Response>(&Err(e)))
 }
 
+#[derive(Clone)]
 pub struct TxCoord {
     our: Address,
     pub cfg: Config,

@@ -88,6 +88,7 @@ fn mkey(r: &str) -> Vec<u8> {
     format!("m/{r}").into_bytes()
 }
 
+#[derive(Clone)]
 pub struct Participant {
     our: Address,
     txs: BTreeMap<PKey, PTx>,
@@ -654,8 +655,13 @@ impl Participant {
                     Ok(Ok(Ok(Response::Outcome { outcome, .. }))) => Some(outcome),
                     _ => None,
                 };
-                if let Some(tx) = self.txs.get_mut(&key) {
-                    tx.in_flight = false;
+                let Some(tx) = self.txs.get_mut(&key) else {
+                    return vec![];
+                };
+                tx.in_flight = false;
+                if tx.state != State::Prepared {
+                    // Decided while the query was out: the delivery waited for it.
+                    return self.deliver(&key, cfg);
                 }
                 match outcome {
                     Some(Outcome::Committed) => self.learn(&key, true, cfg),

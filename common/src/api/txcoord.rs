@@ -60,7 +60,7 @@ pub fn validate_resource(r: &str) -> Result<(), String> {
 }
 
 /// A participant's vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Vote {
     Yes,
     No,
@@ -118,7 +118,7 @@ pub struct TxStatus {
 }
 
 /// The decision as a termination query answers it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Outcome {
     Committed,
     Aborted,
