@@ -68,6 +68,12 @@ pub const STEPS: &[Step] = &[
         run: simulator,
     },
     Step {
+        name: "bench",
+        title: "benchmark targets: p2p-sim bench --check (every scenario that has targets)",
+        needs: &[Prereq::Rust],
+        run: bench_targets,
+    },
+    Step {
         name: "docs-check",
         title: "docs/performance.md's figures match the build and the benches (cargo xtask docs --check)",
         needs: pkgbuild::NEEDS,
@@ -286,6 +292,19 @@ fn simulator(root: &Path) -> Result<()> {
         "check",
         "--seeds",
         "200",
+    ]))
+}
+
+fn bench_targets(root: &Path) -> Result<()> {
+    pkgbuild::run(workspace::cargo_command().current_dir(root).args([
+        "run",
+        "--release",
+        "-p",
+        "p2p-sim",
+        "--",
+        "bench",
+        "--check",
+        "--json",
     ]))
 }
 

@@ -63,13 +63,18 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = ModeArg::Both)]
         mode: ModeArg,
     },
-    /// Print a service's benchmark as one JSON object.
+    /// Print a service's benchmark as one JSON object; with `--check`, also assert its
+    /// targets (deterministic figures only) and fail if one is missed.
     Bench {
-        /// Service scenario (see `list`).
-        service: String,
+        /// Service scenario (see `list`); with `--check` and no service, every scenario
+        /// that has targets.
+        service: Option<String>,
         /// One line of JSON instead of pretty-printed.
         #[arg(long)]
         json: bool,
+        /// Assert the scenario's targets after printing; exit 1 if one is missed.
+        #[arg(long)]
+        check: bool,
     },
     /// Print the full trace of one run.
     Replay {
@@ -212,20 +217,70 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Cmd::Bench { service, json } => match scenarios::find(&service) {
-            Some(sc) => {
+        Cmd::Bench {
+            service,
+            json,
+            check,
+        } => {
+            let list: Vec<Box<dyn scenarios::Scenario>> = match &service {
+                Some(name) => match scenarios::find(name) {
+                    Some(sc) => vec![sc],
+                    None => return usage_error(format!("no scenario {name:?} (see `list`)")),
+                },
+                None if check => scenarios::all()
+                    .into_iter()
+                    .filter(|sc| sc.bench_targets(&serde_json::Map::new()).is_some())
+                    .collect(),
+                None => return usage_error(
+                    "name a scenario (see `list`), or use --check to check every one with targets"
+                        .into(),
+                ),
+            };
+            if list.is_empty() {
+                return usage_error("no scenario has bench targets to check".into());
+            }
+            let mut missed = 0usize;
+            for sc in list {
+                let started = Instant::now();
                 let mut m = sc.bench();
-                m.insert("service".into(), serde_json::json!(service));
+                m.insert("service".into(), serde_json::json!(sc.name()));
+                let targets = sc.bench_targets(&m);
                 let v = serde_json::Value::Object(m);
                 if json {
                     println!("{v}");
                 } else {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 }
+                if !check {
+                    continue;
+                }
+                match targets {
+                    None => {
+                        return usage_error(format!(
+                            "scenario {:?} has no bench targets to check",
+                            sc.name()
+                        ))
+                    }
+                    Some(failures) => {
+                        for f in &failures {
+                            eprintln!("MISSED {}: {f}", sc.name());
+                        }
+                        missed += failures.len();
+                        eprintln!(
+                            "bench {}: {} target(s) missed ({:.1}s)",
+                            sc.name(),
+                            failures.len(),
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+            }
+            if missed > 0 {
+                ExitCode::FAILURE
+            } else {
                 ExitCode::SUCCESS
             }
-            None => usage_error(format!("no scenario {service:?} (see `list`)")),
-        },
+        }
         Cmd::Replay {
             seed,
             service,

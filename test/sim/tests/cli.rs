@@ -318,3 +318,14 @@ fn a_failure_shows_its_replay_command() {
         "{shown}"
     );
 }
+
+#[test]
+fn bench_check_asserts_targets_and_needs_a_scenario_without_it() {
+    refused(&["bench"], "name a scenario");
+    let o = p2p_sim(&["bench", "ping", "--check", "--json"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(v["service"], "ping", "{out}");
+    assert!(err.contains("bench ping: 0 target(s) missed"), "{err}");
+}

@@ -25,6 +25,30 @@ pub trait Scenario {
     fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError>;
     /// The benchmark: named metrics.
     fn bench(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// The targets `bench <name> --check` asserts on [`Scenario::bench`]'s output: `None` when
+    /// this scenario asserts none, otherwise one line per target missed, saying which, what was
+    /// measured and what is required (empty: every target met). Only deterministic figures
+    /// (virtual time, message and byte counts) belong here, never wall-clock time.
+    fn bench_targets(
+        &self,
+        _bench: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// Reads a number from a bench's output for a target; a missing or non-numeric figure is a
+/// failed target (the bench no longer measures what CI asserts), reported in `failures`.
+pub fn figure(
+    bench: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    failures: &mut Vec<String>,
+) -> Option<f64> {
+    let v = bench.get(key).and_then(|v| v.as_f64());
+    if v.is_none() {
+        failures.push(format!("`{key}` is missing from the bench output"));
+    }
+    v
 }
 
 /// The exact command that replays one run of `service` (what `check` prints on a failure).

@@ -1,7 +1,7 @@
 //! The `ping` scenario: the four processes' minimal cores plus the test-only echo core, under
 //! random faults. It is what `check` runs until the services bring their own scenarios.
 
-use super::{heal_all, random_fault, util, Scenario};
+use super::{figure, heal_all, random_fault, util, Scenario};
 use crate::testcore::{EchoCore, NAME as ECHO};
 use crate::{factory, node_name, AppOutcome, Mode, NetConfig, Sim, SimConfig, SimError};
 use p2p_common::api::{decode_response, encode, BaseRequest, BaseResponse, ErrorCode};
@@ -143,6 +143,35 @@ impl Scenario for Ping {
         Ok(sim)
     }
 
+    /// Without faults every ping is answered, and its round trip is at most two link round
+    /// trips at the slowest link latency (the connection's setup plus the ping itself).
+    fn bench_targets(&self, bench: &Map<String, Value>) -> Option<Vec<String>> {
+        let mut failures = Vec::new();
+        let requests = figure(bench, "ping_requests", &mut failures);
+        let answered = figure(bench, "ping_answered", &mut failures);
+        if let (Some(r), Some(a)) = (requests, answered) {
+            if a < r || r == 0.0 {
+                failures.push(format!(
+                    "ping_answered {a} of ping_requests {r}: every ping must be answered"
+                ));
+            }
+        }
+        let p99 = figure(bench, "ping_rtt_ms_p99", &mut failures);
+        let max_link = bench
+            .get("link_latency_ms")
+            .and_then(|v| v.get(1))
+            .and_then(|v| v.as_f64());
+        match (p99, max_link) {
+            (Some(p99), Some(max)) if p99 > 4.0 * max => failures.push(format!(
+                "ping_rtt_ms_p99 {p99} > {} (two round trips at the slowest link, {max} ms each way)",
+                4.0 * max
+            )),
+            (Some(_), None) => failures.push("`link_latency_ms` [min, max] is missing".into()),
+            _ => {}
+        }
+        Some(failures)
+    }
+
     fn bench(&self) -> Map<String, Value> {
         let mut m = Map::new();
         // The body limit of the Ping/Info cores (sync, notify, txcoord today).
@@ -250,5 +279,36 @@ fn check_answer(sim: &Sim, h: u64, kind: Sent) -> Result<(), SimError> {
         Ok(())
     } else {
         Err(sim.fail(format!("request #{h}: wrong answer {r:?}")))
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    fn good() -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("ping_requests".into(), json!(1000));
+        m.insert("ping_answered".into(), json!(1000));
+        m.insert("ping_rtt_ms_p99".into(), json!(384));
+        m.insert("link_latency_ms".into(), json!([20, 200]));
+        m
+    }
+
+    #[test]
+    fn targets_pass_on_good_figures_and_fail_on_each_bad_one() {
+        assert_eq!(Ping.bench_targets(&good()), Some(vec![]));
+        let mut lost = good();
+        lost.insert("ping_answered".into(), json!(999));
+        let f = Ping.bench_targets(&lost).unwrap();
+        assert!(f.len() == 1 && f[0].contains("every ping"), "{f:?}");
+        let mut slow = good();
+        slow.insert("ping_rtt_ms_p99".into(), json!(801));
+        let f = Ping.bench_targets(&slow).unwrap();
+        assert!(f.len() == 1 && f[0].contains("801"), "{f:?}");
+        let mut gone = good();
+        gone.remove("ping_rtt_ms_p99");
+        let f = Ping.bench_targets(&gone).unwrap();
+        assert!(f.len() == 1 && f[0].contains("missing"), "{f:?}");
     }
 }
