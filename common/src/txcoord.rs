@@ -27,6 +27,9 @@
 //!     fn abort(&mut self, tx_id: &str) {
 //!         self.prepared.remove(tx_id);
 //!     }
+//!     fn in_doubt(&self) -> Vec<String> {
+//!         self.prepared.keys().cloned().collect()
+//!     }
 //! }
 //!
 //! // In the app's message loop, for a request from our own node's txcoord:
@@ -57,6 +60,8 @@ pub trait Manager {
     fn commit(&mut self, tx_id: &str);
     /// Drop the prepared operation. May be called again, or for one never prepared.
     fn abort(&mut self, tx_id: &str);
+    /// Transactions voted yes on and not yet committed or aborted.
+    fn in_doubt(&self) -> Vec<String>;
 }
 
 /// The response body to a message from txcoord, or `None` if `body` is not one (then it is
@@ -64,7 +69,9 @@ pub trait Manager {
 pub fn answer(m: &mut impl Manager, body: &[u8]) -> Option<Vec<u8>> {
     let msg: ManagerMessage = serde_json::from_slice(body).ok()?;
     let a = match msg {
-        ManagerMessage::Hello { .. } => ManagerAnswer::Done {},
+        ManagerMessage::Hello { .. } => ManagerAnswer::InDoubt {
+            tx_ids: m.in_doubt(),
+        },
         ManagerMessage::PrepareTransaction {
             tx_id,
             coordinator,

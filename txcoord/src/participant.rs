@@ -32,6 +32,8 @@ pub enum PCtx {
     /// A termination query to `NodeId`.
     Query(PKey, NodeId),
     Hello(u64),
+    /// After a restart: the recorded manager of this resource, asked what it is in doubt about.
+    Recover(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,6 +133,17 @@ impl Participant {
                     self.managers.insert(r.to_string(), a);
                 }
             }
+        }
+        for (r, app) in &self.managers {
+            let hello = ManagerMessage::Hello {
+                resource: r.clone(),
+            };
+            out.push(Effect::request(
+                app.clone(),
+                encode(&hello),
+                cfg.manager_timeout_s,
+                Ctx::P(PCtx::Recover(r.clone())),
+            ));
         }
         for (k, v) in records {
             let Ok(k) = std::str::from_utf8(k) else {
@@ -398,7 +411,10 @@ impl Participant {
         let Some(tx) = self.txs.get_mut(key) else {
             return vec![];
         };
-        if tx.in_flight || !matches!(tx.state, State::Committed | State::Aborted) {
+        let refused_prepared = tx.state == State::Refused && tx.manager_prepared;
+        if tx.in_flight
+            || !(matches!(tx.state, State::Committed | State::Aborted) || refused_prepared)
+        {
             return vec![];
         }
         if tx.state == State::Aborted && !tx.manager_prepared {
@@ -644,7 +660,15 @@ impl Participant {
                     Ok(Ok(Ok(ManagerAnswer::Done {})))
                 );
                 if ok {
-                    self.done(&key)
+                    match self.txs.get_mut(&key) {
+                        // Refused stays (and votes no) until forgotten; the manager is clean.
+                        Some(t) if t.state == State::Refused => {
+                            t.in_flight = false;
+                            t.manager_prepared = false;
+                            vec![]
+                        }
+                        _ => self.done(&key),
+                    }
                 } else {
                     let k = key.clone();
                     self.again_later(&key, PTimer::Deliver(k), cfg, rng)
@@ -672,7 +696,18 @@ impl Participant {
                     }
                 }
             }
+            PCtx::Recover(resource) => match answer {
+                Ok(body) => self.in_doubt(&resource, &body, cfg),
+                Err(_) => vec![log(
+                    Level::Info,
+                    format!("manager of {resource} did not answer after our restart; it is asked again when it registers"),
+                )],
+            },
             PCtx::Hello(token) => {
+                let in_doubt = match &answer {
+                    Ok(body) => Some(body.clone()),
+                    Err(_) => None,
+                };
                 let outcome = match answer {
                     Ok(_) => self.hellos.confirmed(token).map(HelloOutcome::Delivered),
                     Err(kind) => self.hellos.failed(token, kind, now.mono, crate::NAME),
@@ -681,11 +716,65 @@ impl Participant {
                     None => vec![],
                     Some(HelloOutcome::Refused(w, e)) => vec![reply_err(w.request, e)],
                     Some(HelloOutcome::Delivered(w)) => {
-                        self.registered(w.request, w.app, w.key, cfg)
+                        let resource = w.key.clone();
+                        let mut out = self.registered(w.request, w.app, w.key, cfg);
+                        if let Some(body) = in_doubt {
+                            out.extend(self.in_doubt(&resource, &body, cfg));
+                        }
+                        out
                     }
                 }
             }
         }
+    }
+
+    /// The manager's in-doubt list: a transaction we have no entry for never got our yes
+    /// (a yes is forced first, and an entry is dropped only after the manager applied the
+    /// outcome), so it is aborted; one we decided is delivered again.
+    fn in_doubt(&mut self, resource: &str, body: &[u8], cfg: &Config) -> Vec<Eff> {
+        let Ok(Ok(ManagerAnswer::InDoubt { tx_ids })) = try_decode_response::<ManagerAnswer>(body)
+        else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for tx_id in tx_ids.into_iter().take(cfg.max_per_coordinator) {
+            if coordinator_of(&tx_id).is_none() {
+                continue;
+            }
+            let key = (tx_id, resource.to_string());
+            let room = self.txs.len() < cfg.max_participating;
+            match self.txs.get_mut(&key) {
+                None if room => {
+                    // Refused for good (forced): a Prepare still on its way gets a no.
+                    self.txs.insert(
+                        key.clone(),
+                        PTx {
+                            state: State::Refused,
+                            nodes: vec![],
+                            on_disk: true,
+                            manager_prepared: true,
+                            in_flight: false,
+                            attempt: 0,
+                            round: 0,
+                            reason: "in doubt at the manager, never voted yes here".into(),
+                        },
+                    );
+                    let t = self.txs[&key].clone();
+                    out.push(self.write(&key, &t, true));
+                    out.push(Effect::timer(
+                        MAX_TIMEOUT_MS * 2,
+                        Timer::P(PTimer::Forget(key.clone())),
+                    ));
+                    out.extend(self.deliver(&key, cfg));
+                }
+                Some(t) if matches!(t.state, State::Committed | State::Aborted) && !t.in_flight => {
+                    t.attempt = 0;
+                    out.extend(self.deliver(&key, cfg));
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     pub fn on_timer(&mut self, t: PTimer, cfg: &Config) -> Vec<Eff> {

@@ -321,7 +321,8 @@ wire_enum!(Response, "txcoord response", |_tag| false);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 pub enum ManagerMessage {
-    /// First message after `RegisterManager`: proves txcoord may message the app.
+    /// After `RegisterManager`, and after txcoord restarts: proves txcoord may message the
+    /// app, and asks for the transactions it is in doubt about.
     Hello { resource: String },
     /// Vote on the operation. Before answering Yes, the manager must make sure it can
     /// commit after a crash of its own (its prepared state is durable).
@@ -347,8 +348,11 @@ pub enum ManagerAnswer {
         #[serde(default)]
         reason: String,
     },
-    /// Commit or abort applied; hello received.
+    /// Commit or abort applied.
     Done {},
+    /// Answer to Hello: the transactions the manager voted yes on and has not been told the
+    /// outcome of. txcoord aborts those it has no record of (it never voted yes for them).
+    InDoubt { tx_ids: Vec<String> },
 }
 wire_enum!(ManagerAnswer, "txcoord manager answer", |_tag| false);
 
