@@ -114,6 +114,14 @@ impl Participant {
         self.txs.len()
     }
 
+    /// Entries holding a manager's locks: voted yes and the manager not yet told the outcome.
+    pub fn blocked(&self) -> usize {
+        self.txs
+            .values()
+            .filter(|t| matches!(t.state, State::Prepared | State::Committed))
+            .count()
+    }
+
     pub fn recover(
         &mut self,
         records: &BTreeMap<Vec<u8>, Vec<u8>>,
