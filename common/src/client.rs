@@ -183,7 +183,7 @@ impl Transport for ProcessTransport {
 
 /// One call: send `req` to `target`, read the reply as `ApiResult<R>`, and sort the failures
 /// into [`ClientError`]s.
-fn call<T: Transport, Q: Serialize, R: DeserializeOwned>(
+pub(crate) fn call<T: Transport, Q: Serialize, R: DeserializeOwned>(
     transport: &mut T,
     our: &NodeId,
     target: &Address,

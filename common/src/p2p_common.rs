@@ -12,6 +12,7 @@
 //! - [`appreach`]: confirming that we can message an app before promising it anything.
 //! - `runner` (wasm32 only): the process_lib loop around [`driver::Driver`].
 //! - [`client`]: typed helpers for apps calling our processes ([`client::PresenceClient`]).
+//! - [`txcoord`]: the typed txcoord client and the resource-manager helper.
 //! - [`resilience`]: backoff, retry budget, circuit breaker, reachability, dedup window,
 //!   version vectors, inbound budgets, own network health — pure, with time and
 //!   randomness passed in.
@@ -28,6 +29,7 @@ pub mod ids;
 pub mod resilience;
 pub mod service;
 pub mod sign;
+pub mod txcoord;
 
 #[cfg(target_arch = "wasm32")]
 pub mod runner;

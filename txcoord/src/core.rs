@@ -1,9 +1,351 @@
-//! Pure core of `txcoord`. Until the service lands it is the shared minimal core: it answers
-//! Ping and Info and rejects any other body with a clear error.
+//! Pure core of `txcoord`: two-phase commit with presumed abort (Mohan, Lindsay, Obermarck).
+//! A small composition of two sub-machines that own their state, timers and contexts:
+//! [`Coordinator`] (transactions this node started) and [`Participant`] (this node's
+//! resources in others' transactions, and the registry of local resource managers).
+//! Design and state machines: docs/txcoord.md.
 
-use p2p_common::basic::BasicService;
-use p2p_common::Address;
+pub use crate::coordinator::{CCtx, CTimer, Coordinator};
+pub use crate::participant::{PCtx, PTimer, Participant};
+use p2p_common::api::txcoord::{ListFilter, Request as TxReq, Response, DEFAULT_PAGE};
+use p2p_common::api::{decode_request, encode_result, try_decode_response, ApiError, ApiResult};
+use p2p_common::basic::base_answer;
+use p2p_common::resilience::backoff::{Backoff, Jitter};
+use p2p_common::resilience::inbound::{BudgetConfig, SenderBudgets};
+use p2p_common::service::{log, Effect, Input, Level, Now, RequestId, Service};
+use p2p_common::{Address, Records};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
-pub fn new(our: Address) -> BasicService {
-    BasicService::new(crate::NAME, our)
+/// Context of an awaited send: each sub-machine owns its variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ctx {
+    C(CCtx),
+    P(PCtx),
+}
+
+/// Timers: each sub-machine owns its variant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    C(CTimer),
+    P(PTimer),
+}
+
+pub type Eff = Effect<Ctx, Timer>;
+
+/// Largest request body txcoord accepts (16 participants × 16 KiB operations and change).
+pub const MAX_BODY: usize = 300 * 1024;
+
+/// Settings (defaults suit Hyperware; tests and the model checker change some).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Timeout of Prepare, Commit, Abort and QueryOutcome (seconds).
+    pub prepare_timeout_s: u64,
+    /// Timeout of a message to a local resource manager (seconds).
+    pub manager_timeout_s: u64,
+    /// Backoff of every retry (Prepare, decision, query, delivery to a manager).
+    pub retry: Backoff,
+    /// A prepared participant without a decision starts asking after this long.
+    pub query_after_ms: u64,
+    /// Most transactions coordinated at once.
+    pub max_coordinated: usize,
+    /// Most participant entries, and most per coordinator node.
+    pub max_participating: usize,
+    pub max_per_coordinator: usize,
+    /// Finished transactions remembered for Status.
+    pub history: usize,
+    /// Attempts to deliver an abort before relying on presumed abort.
+    pub abort_attempts: u32,
+    /// Remote messages per sender node: burst and refill per second.
+    pub budget: BudgetConfig,
+    /// Mutation switches (tests only): write the coordinator's commit decision, or the
+    /// participant's prepared record, lazily instead of forced. The model checker must
+    /// find the violation each one causes.
+    pub mutation_lazy_commit_record: bool,
+    pub mutation_lazy_prepared_record: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            prepare_timeout_s: 5,
+            manager_timeout_s: 3,
+            retry: Backoff {
+                base_ms: 1_000,
+                max_ms: 30_000,
+                factor: 2,
+                jitter: Jitter::Equal,
+            },
+            query_after_ms: 10_000,
+            max_coordinated: 1_000,
+            max_participating: 10_000,
+            max_per_coordinator: 1_000,
+            history: 1_000,
+            abort_attempts: 6,
+            budget: BudgetConfig {
+                per_second: 200,
+                burst: 2_000,
+                max_senders: 1_000,
+            },
+            mutation_lazy_commit_record: false,
+            mutation_lazy_prepared_record: false,
+        }
+    }
+}
+
+pub fn reply_err(id: RequestId, e: ApiError) -> Eff {
+    Effect::reply(id, encode_result::<Response>(&Err(e)))
+}
+
+#[derive(Clone)]
+pub struct TxCoord {
+    our: Address,
+    pub cfg: Config,
+    pub coord: Coordinator,
+    pub part: Participant,
+    rng: ChaCha8Rng,
+    budgets: SenderBudgets,
+}
+
+pub fn new(our: Address) -> TxCoord {
+    TxCoord::with_config(our, Config::default())
+}
+
+impl TxCoord {
+    pub fn with_config(our: Address, cfg: Config) -> TxCoord {
+        TxCoord {
+            coord: Coordinator::new(our.clone()),
+            part: Participant::new(our.clone()),
+            budgets: SenderBudgets::new(cfg.budget.clone()),
+            our,
+            cfg,
+            rng: ChaCha8Rng::seed_from_u64(0),
+        }
+    }
+
+    /// The protocol state, without counters, retry attempts, deadlines or the random
+    /// generator (the model checker's notion of "the same state").
+    pub fn fingerprint(&self) -> String {
+        let mut s = String::new();
+        self.coord.fingerprint(&mut s);
+        s.push('|');
+        self.part.fingerprint(&mut s);
+        s
+    }
+
+    fn request(
+        &mut self,
+        now: Now,
+        id: RequestId,
+        from: Address,
+        body: &[u8],
+        timeout_s: Option<u64>,
+    ) -> Vec<Eff> {
+        let local = from.node == self.our.node;
+        if !local && !self.budgets.allow(&from.node, 1, now.mono) {
+            // Over budget: no work, no log line per message (the budget logs nothing).
+            return match timeout_s {
+                Some(_) => vec![reply_err(
+                    id,
+                    ApiError::new(
+                        p2p_common::ErrorCode::Overloaded,
+                        "too many txcoord messages from your node; retry later",
+                    ),
+                )],
+                None => vec![],
+            };
+        }
+        let req =
+            match decode_request::<TxReq>(body, crate::NAME, MAX_BODY).and_then(TxReq::validated) {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut out = vec![log(Level::Debug, format!("bad request from {from}: {e}"))];
+                    if timeout_s.is_some() {
+                        out.push(reply_err(id, e));
+                    }
+                    return out;
+                }
+            };
+        if !req.is_open() && !req.is_protocol() && !local {
+            return vec![reply_err(
+                id,
+                ApiError::forbidden(format!(
+                    "only apps on {} may use this txcoord operation",
+                    self.our.node
+                )),
+            )];
+        }
+        if !req.is_open() && !req.is_protocol() && from.process == self.our.process {
+            return vec![reply_err(
+                id,
+                ApiError::forbidden("txcoord does not call its own local API"),
+            )];
+        }
+        let cfg = &self.cfg;
+        let rng = &mut self.rng;
+        let ok = |r: ApiResult<Response>| Effect::reply(id, encode_result(&r));
+        match req {
+            TxReq::Ping {} => vec![ok(Ok(Response::Pong(pong(&self.our))))],
+            TxReq::Info {} => vec![ok(Ok(info(&self.our)))],
+            TxReq::Start {
+                participants,
+                timeout_ms,
+            } => self
+                .coord
+                .start(id, &from, participants, timeout_ms, cfg, rng),
+            TxReq::AbortTx { tx_id } => {
+                if p2p_common::api::txcoord::coordinator_of(&tx_id).as_ref() != Some(&self.our.node)
+                {
+                    return vec![reply_err(
+                        id,
+                        ApiError::bad_request(format!(
+                            "{tx_id:?} is not a transaction this node coordinates; abort it on its coordinator"
+                        )),
+                    )];
+                }
+                self.coord.abort_by_app(id, &from, &tx_id, cfg)
+            }
+            TxReq::Status { tx_id } => {
+                let r = match self.part.status(&tx_id) {
+                    Some(s) if self.coord.status(&tx_id).is_err() => Ok(Response::Status(s)),
+                    _ => self.coord.status(&tx_id),
+                };
+                vec![ok(r)]
+            }
+            TxReq::List(f) => vec![ok(Ok(self.list(&f)))],
+            TxReq::RegisterManager { resource } => self.part.register(id, &from, resource, now),
+            TxReq::UnregisterManager { resource } => self.part.unregister(id, &from, resource),
+            TxReq::Prepare {
+                tx_id,
+                resource,
+                operation,
+                participants,
+                ..
+            } => self
+                .part
+                .on_prepare(id, &from, tx_id, resource, operation, participants, cfg),
+            TxReq::Commit { tx_id, resource } => {
+                self.part.on_decision(id, &from, tx_id, resource, true, cfg)
+            }
+            TxReq::Abort { tx_id, resource } => self
+                .part
+                .on_decision(id, &from, tx_id, resource, false, cfg),
+            TxReq::QueryOutcome { tx_id } => {
+                if p2p_common::api::txcoord::coordinator_of(&tx_id).as_ref() == Some(&self.our.node)
+                {
+                    vec![ok(self.coord.query(&from.node, &tx_id))]
+                } else {
+                    self.part.on_query(id, &from.node, tx_id)
+                }
+            }
+        }
+    }
+
+    fn list(&self, f: &ListFilter) -> Response {
+        let mut all = self.coord.list();
+        all.extend(self.part.list());
+        all.retain(|t| {
+            f.phase.is_none_or(|p| p == t.phase)
+                && f.role.is_none_or(|r| r == t.role)
+                && f.cursor.as_ref().is_none_or(|c| &t.tx_id > c)
+        });
+        all.sort_by(|a, b| (&a.tx_id, a.role).cmp(&(&b.tx_id, b.role)));
+        let limit = f.limit.unwrap_or(DEFAULT_PAGE) as usize;
+        let next_cursor = (all.len() > limit).then(|| all[limit - 1].tx_id.clone());
+        all.truncate(limit);
+        Response::Transactions {
+            transactions: all,
+            next_cursor,
+        }
+    }
+
+    fn answer(
+        &mut self,
+        now: Now,
+        ctx: Ctx,
+        answer: Result<Vec<u8>, p2p_common::SendErrorKind>,
+    ) -> Vec<Eff> {
+        match ctx {
+            Ctx::C(c) => {
+                let a = match answer {
+                    Ok(body) => try_decode_response::<Response>(&body).map_err(|e| e.to_string()),
+                    Err(k) => Err(format!("{k:?}")),
+                };
+                self.coord.on_answer(c, a, &self.cfg, &mut self.rng)
+            }
+            Ctx::P(p) => self
+                .part
+                .on_answer(now, p, answer, &self.cfg, &mut self.rng),
+        }
+    }
+}
+
+fn pong(our: &Address) -> p2p_common::api::Pong {
+    match base_answer(&p2p_common::api::BaseRequest::Ping {}, our, crate::NAME) {
+        p2p_common::api::BaseResponse::Pong(p) => p,
+        _ => unreachable!("Ping answers Pong"),
+    }
+}
+
+fn info(our: &Address) -> Response {
+    match base_answer(&p2p_common::api::BaseRequest::Info {}, our, crate::NAME) {
+        p2p_common::api::BaseResponse::Info(i) => Response::Info(i),
+        p2p_common::api::BaseResponse::Pong(p) => Response::Pong(p),
+    }
+}
+
+impl Service for TxCoord {
+    type Ctx = Ctx;
+    type Timer = Timer;
+
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
+    fn handle(&mut self, now: Now, input: Input<Ctx, Timer>) -> Vec<Eff> {
+        match input {
+            Input::Start { records, seed, .. } => {
+                self.rng = ChaCha8Rng::seed_from_u64(seed);
+                self.recover(&records)
+            }
+            Input::Request {
+                id,
+                from,
+                body,
+                timeout_s,
+                ..
+            } => self.request(now, id, from, &body, timeout_s),
+            Input::Response { body, ctx, .. } => self.answer(now, ctx, Ok(body)),
+            Input::SendFailed { kind, ctx, .. } => self.answer(now, ctx, Err(kind)),
+            Input::Timer(Timer::C(t)) => self.coord.on_timer(t, &self.cfg),
+            Input::Timer(Timer::P(t)) => self.part.on_timer(t, &self.cfg),
+            Input::Http { id, .. } => vec![Effect::HttpReply {
+                id,
+                status: 404,
+                headers: Default::default(),
+                body: b"txcoord has no HTTP API".to_vec(),
+            }],
+            Input::Read { .. }
+            | Input::WsOpen { .. }
+            | Input::WsMessage { .. }
+            | Input::WsClose { .. } => {
+                vec![]
+            }
+        }
+    }
+}
+
+impl TxCoord {
+    fn recover(&mut self, records: &Records) -> Vec<Eff> {
+        let mut out = vec![log(
+            Level::Info,
+            format!(
+                "txcoord started on {} ({} records)",
+                self.our,
+                records.len()
+            ),
+        )];
+        out.extend(self.part.recover(records, &self.cfg, &mut self.rng));
+        out.extend(self.coord.recover(records, &self.cfg, &mut self.rng));
+        out
+    }
 }

@@ -330,7 +330,7 @@ fn render_ping(b: &Value, m: &Measured) -> Result<Block> {
         ]),
         row(&[
             "`max_request_bytes`",
-            "largest request body the Ping/Info cores (sync, notify, txcoord) accept",
+            "largest request body the Ping/Info cores (sync, notify) accept",
             "a constant",
             &format!("{} ({} MiB)", thousands(max_req), max_req >> 20),
         ]),

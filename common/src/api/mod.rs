@@ -9,6 +9,7 @@
 
 pub mod presence;
 pub mod sync;
+pub mod txcoord;
 pub mod wire;
 
 use serde::de::DeserializeOwned;

@@ -3,7 +3,6 @@
 //! app cannot answer anything while it waits for its call, as with `ProcessTransport`).
 
 use p2p_common::api::presence::{MemberStatus, NodeInfo, Request, Update};
-use p2p_common::basic::BasicService;
 use p2p_common::client::ClientError;
 use p2p_common::driver::{Driver, KernelCall, KernelEvent};
 use p2p_common::{Address, NodeId, Now, SendErrorKind};
@@ -26,15 +25,21 @@ struct ToApp {
     context: Option<Vec<u8>>,
 }
 
-type MakeCore = fn(Address) -> BasicService;
+/// One of our other processes behind its driver (txcoord's core is not the basic one).
+type Core = Box<dyn FnMut(Now, KernelEvent) -> Vec<KernelCall>>;
+
+fn core<S: p2p_common::Service + 'static>(addr: Address, s: S) -> Core {
+    let mut d = Driver::new(addr, s);
+    d.start(Now::at(0), None, Default::default(), 7);
+    Box::new(move |now, ev| d.step(now, ev))
+}
 
 /// Our four processes on alice.os, and the app's queue.
 struct AliceNode {
     now: u64,
     app: Address,
     presence: Driver<Presence>,
-    basic: BTreeMap<String, Driver<BasicService>>,
-    sync: Driver<sync::core::SyncCore>,
+    basic: BTreeMap<String, Core>,
     to_app: Vec<ToApp>,
 }
 
@@ -45,25 +50,20 @@ impl AliceNode {
         let mut presence = Driver::new(our.clone(), presence::core::new(our));
         presence.start(Now::at(0), None, Default::default(), 7);
         let mut basic = BTreeMap::new();
-        let cores: [(&str, MakeCore); 2] = [
-            ("notify", notify::core::new),
-            ("txcoord", txcoord::core::new),
-        ];
-        for (name, new) in cores {
+        for name in ["sync", "notify", "txcoord"] {
             let addr = Address::ours(&alice, name);
-            let mut d = Driver::new(addr.clone(), new(addr));
-            d.start(Now::at(0), None, Default::default(), 7);
-            basic.insert(name.to_string(), d);
+            let c = match name {
+                "sync" => core(addr.clone(), sync::core::new(addr)),
+                "notify" => core(addr.clone(), notify::core::new(addr)),
+                _ => core(addr.clone(), txcoord::core::new(addr)),
+            };
+            basic.insert(name.to_string(), c);
         }
-        let addr = Address::ours(&alice, "sync");
-        let mut sync = Driver::new(addr.clone(), sync::core::new(addr));
-        sync.start(Now::at(0), None, Default::default(), 7);
         AliceNode {
             now: 1_000,
             app,
             presence,
             basic,
-            sync,
             to_app: Vec::new(),
         }
     }
@@ -112,13 +112,8 @@ impl AliceNode {
             blob: None,
         };
         let now = self.tick(1);
-        let calls = match self.basic.get_mut(&to.process.process) {
-            Some(d) => Some(d.step(now, request.clone())),
-            None if to.process.process == "sync" => Some(self.sync.step(now, request.clone())),
-            None => None,
-        };
-        if let Some(calls) = calls {
-            return calls
+        if let Some(d) = self.basic.get_mut(&to.process.process) {
+            return d(now, request)
                 .into_iter()
                 .find_map(|c| match c {
                     KernelCall::SendResponse { body, .. } => Some(body),

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 pub mod ping;
 pub mod presence;
 pub mod sync;
+pub mod txcoord;
 pub mod util;
 
 /// What a service offers the command line.
@@ -72,6 +73,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(ping::Ping),
         Box::new(presence::PresenceScenario),
         Box::new(sync::SyncScenario),
+        Box::new(txcoord::TxScenario),
     ]
 }
 

@@ -174,7 +174,7 @@ impl Scenario for Ping {
 
     fn bench(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        // The body limit of the Ping/Info cores (sync, notify, txcoord today).
+        // The body limit of the Ping/Info cores (sync, notify today).
         m.insert(
             "max_request_bytes".into(),
             json!(p2p_common::api::MAX_REQUEST_BYTES),

@@ -1,0 +1,610 @@
+//! The `txcoord` scenario: two-phase commit under random faults, with test resource managers
+//! (a core of their own, `rm`, on every node) that vote no, vote late, crash with their node
+//! and register again. Invariants after every step: no transaction commits at one manager
+//! and aborts at another, a manager is told to commit only after its yes. After the faults
+//! heal and the cluster is quiet, every manager that voted yes has the outcome, and no
+//! participant is left holding a manager's locks.
+
+use super::{figure, heal_all, random_fault, Scenario};
+use crate::{factory, Mode, NetConfig, Sim, SimConfig, SimError};
+use p2p_common::api::txcoord::{
+    ManagerAnswer, ManagerMessage, ParticipantSpec, Request as TxReq, Response, Vote,
+};
+use p2p_common::api::{decode_response, encode, encode_result};
+use p2p_common::service::{Batch, Effect, Input, Now, RequestId, Service};
+use p2p_common::{Address, Records};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub struct TxScenario;
+
+/// Process name of the test resource manager.
+pub const RM: &str = "rm";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RmTimer {
+    Register,
+    Late(String, RequestId, bool),
+}
+
+/// A resource manager for tests: its votes and outcomes are durable records (`v/<tx>`,
+/// `o/<tx>`; `bad/<tx>` marks a contradiction the invariants report).
+pub struct TestRm {
+    our: Address,
+    votes: BTreeMap<String, Vote>,
+    outcomes: BTreeMap<String, String>,
+    /// Share of no votes and of late votes, in percent.
+    no_pct: u64,
+    late_pct: u64,
+}
+
+impl TestRm {
+    pub fn new(our: Address, no_pct: u64, late_pct: u64) -> Self {
+        TestRm {
+            our,
+            votes: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+            no_pct,
+            late_pct,
+        }
+    }
+    fn txcoord(&self) -> Address {
+        Address::ours(&self.our.node, "txcoord")
+    }
+    fn roll(&self, tx: &str, salt: u64) -> u64 {
+        let mut h: u64 = 1469598103934665603 ^ salt;
+        for b in tx.bytes().chain(self.our.node.as_str().bytes()) {
+            h = (h ^ b as u64).wrapping_mul(1099511628211);
+        }
+        h % 100
+    }
+    fn vote(&mut self, tx: &str, id: RequestId) -> Vec<Effect<(), RmTimer>> {
+        let fresh = if self.roll(tx, 1) < self.no_pct {
+            Vote::No
+        } else {
+            Vote::Yes
+        };
+        let vote = *self.votes.entry(tx.to_string()).or_insert(fresh);
+        vec![
+            Effect::Store(Batch::forced().put(format!("v/{tx}"), format!("{vote:?}"))),
+            Effect::reply(
+                id,
+                encode_result(&Ok(ManagerAnswer::Vote {
+                    vote,
+                    reason: if vote == Vote::No {
+                        "test manager says no".into()
+                    } else {
+                        String::new()
+                    },
+                })),
+            ),
+        ]
+    }
+}
+
+impl Service for TestRm {
+    type Ctx = ();
+    type Timer = RmTimer;
+    fn name(&self) -> &'static str {
+        RM
+    }
+    fn handle(&mut self, _now: Now, input: Input<(), RmTimer>) -> Vec<Effect<(), RmTimer>> {
+        let register = |s: &Self| {
+            Effect::request(
+                s.txcoord(),
+                encode(&TxReq::RegisterManager {
+                    resource: "r".into(),
+                }),
+                10,
+                (),
+            )
+        };
+        match input {
+            Input::Start { records, .. } => {
+                self.load(&records);
+                vec![register(self)]
+            }
+            Input::Response { body, .. } => {
+                match decode_response::<Response>(&body) {
+                    Ok(Response::ManagerRegistered { .. }) => {
+                        // Register again now and then, as a manager that restarted would.
+                        vec![Effect::timer(
+                            30_000 + self.roll("again", 2) * 300,
+                            RmTimer::Register,
+                        )]
+                    }
+                    _ => vec![Effect::timer(2_000, RmTimer::Register)],
+                }
+            }
+            Input::SendFailed { .. } => vec![Effect::timer(2_000, RmTimer::Register)],
+            Input::Timer(RmTimer::Register) => vec![register(self)],
+            Input::Timer(RmTimer::Late(tx, id, _)) => self.vote(&tx, id),
+            Input::Request { id, body, .. } => {
+                let Ok(msg) = serde_json::from_slice::<ManagerMessage>(&body) else {
+                    return vec![];
+                };
+                let done = || Effect::reply(id, encode_result(&Ok(ManagerAnswer::Done {})));
+                match msg {
+                    ManagerMessage::Hello { .. } => {
+                        let tx_ids = self
+                            .votes
+                            .iter()
+                            .filter(|(t, v)| **v == Vote::Yes && !self.outcomes.contains_key(*t))
+                            .map(|(t, _)| t.clone())
+                            .collect();
+                        vec![Effect::reply(
+                            id,
+                            encode_result(&Ok(ManagerAnswer::InDoubt { tx_ids })),
+                        )]
+                    }
+                    ManagerMessage::PrepareTransaction { tx_id, .. } => {
+                        if self.votes.contains_key(&tx_id) || self.roll(&tx_id, 3) >= self.late_pct
+                        {
+                            return self.vote(&tx_id, id);
+                        }
+                        // Late: 2 s (within txcoord's 3 s), or now and then 4 s (too late).
+                        let after = if self.roll(&tx_id, 4) < 25 {
+                            4_000
+                        } else {
+                            2_000
+                        };
+                        vec![Effect::timer(after, RmTimer::Late(tx_id, id, true))]
+                    }
+                    ManagerMessage::CommitTransaction { tx_id, .. } => {
+                        let mut b = Batch::forced().put(format!("o/{tx_id}"), "Committed");
+                        if self.votes.get(&tx_id) != Some(&Vote::Yes)
+                            || self.outcomes.get(&tx_id).is_some_and(|o| o != "Committed")
+                        {
+                            b = b.put(
+                                format!("bad/{tx_id}"),
+                                "commit without a yes, or after an abort",
+                            );
+                        }
+                        self.outcomes.insert(tx_id, "Committed".into());
+                        vec![Effect::Store(b), done()]
+                    }
+                    ManagerMessage::AbortTransaction { tx_id, .. } => {
+                        let mut out = Vec::new();
+                        match self.outcomes.get(&tx_id).map(String::as_str) {
+                            Some("Committed") => out.push(Effect::Store(
+                                Batch::forced().put(format!("bad/{tx_id}"), "abort after a commit"),
+                            )),
+                            Some(_) => {}
+                            None => {
+                                self.outcomes.insert(tx_id.clone(), "Aborted".into());
+                                out.push(Effect::Store(
+                                    Batch::forced().put(format!("o/{tx_id}"), "Aborted"),
+                                ));
+                            }
+                        }
+                        out.push(done());
+                        out
+                    }
+                }
+            }
+            _ => vec![],
+        }
+    }
+}
+
+impl TestRm {
+    fn load(&mut self, records: &Records) {
+        for (k, v) in records {
+            let (k, v) = (String::from_utf8_lossy(k), String::from_utf8_lossy(v));
+            if let Some(t) = k.strip_prefix("v/") {
+                let vote = if v == "Yes" { Vote::Yes } else { Vote::No };
+                self.votes.insert(t.to_string(), vote);
+            } else if let Some(t) = k.strip_prefix("o/") {
+                self.outcomes.insert(t.to_string(), v.to_string());
+            }
+        }
+    }
+}
+
+/// What the managers' durable records say: per transaction, per node, (vote, outcome).
+type Ledger = BTreeMap<String, BTreeMap<usize, (Option<String>, Option<String>)>>;
+
+fn ledger(s: &Sim) -> (Ledger, Vec<String>) {
+    let mut l = Ledger::new();
+    let mut bad = Vec::new();
+    for i in 0..s.len() {
+        let Some(r) = s.records(i, RM) else { continue };
+        for (k, v) in r {
+            let (k, v) = (
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(v).to_string(),
+            );
+            if let Some(t) = k.strip_prefix("v/") {
+                l.entry(t.into()).or_default().entry(i).or_default().0 = Some(v);
+            } else if let Some(t) = k.strip_prefix("o/") {
+                l.entry(t.into()).or_default().entry(i).or_default().1 = Some(v);
+            } else if let Some(t) = k.strip_prefix("bad/") {
+                bad.push(format!("{}: {t}: {v}", s.node_id(i)));
+            }
+        }
+    }
+    (l, bad)
+}
+
+fn atomic(s: &Sim) -> Result<(), String> {
+    let (l, bad) = ledger(s);
+    if !bad.is_empty() {
+        return Err(format!("managers told contradictory things: {bad:?}"));
+    }
+    for (tx, at) in &l {
+        let c = at.values().any(|(_, o)| o.as_deref() == Some("Committed"));
+        let a = at.values().any(|(_, o)| o.as_deref() == Some("Aborted"));
+        if c && a {
+            return Err(format!(
+                "{tx} committed at one manager and aborted at another: {at:?}"
+            ));
+        }
+        if c && at.values().any(|(v, _)| v.as_deref() == Some("No")) {
+            return Err(format!(
+                "{tx} committed although a manager voted no: {at:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn cluster(cfg: SimConfig, no_pct: u64, late_pct: u64) -> Sim {
+    Sim::new(cfg)
+        .with_process("txcoord", factory(txcoord::core::new))
+        .with_process(RM, factory(move |a| TestRm::new(a, no_pct, late_pct)))
+        .with_invariant(
+            "atomicity: never commit at one manager and abort at another",
+            atomic,
+        )
+        .with_invariant("replies only answer requests", |s| {
+            match s.stats.reply_rule_violations {
+                0 => Ok(()),
+                n => Err(format!("{n} replies broke the reply rule")),
+            }
+        })
+}
+
+fn start_body(sim: &Sim, parts: &[usize], timeout_ms: u64) -> Vec<u8> {
+    encode(&TxReq::Start {
+        participants: parts
+            .iter()
+            .map(|&p| ParticipantSpec {
+                node: sim.node_id(p).clone(),
+                resource: "r".into(),
+                operation: format!("op-{p}"),
+            })
+            .collect(),
+        timeout_ms: Some(timeout_ms),
+    })
+}
+
+fn started(sim: &Sim, h: u64) -> Option<String> {
+    match sim.outcome(h) {
+        Some(crate::AppOutcome::Response(b)) => match decode_response::<Response>(b) {
+            Ok(Response::Started { tx_id }) => Some(tx_id),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Participants holding a manager's locks, over the cluster.
+fn blocked(sim: &Sim) -> usize {
+    (0..sim.len())
+        .filter_map(|i| sim.core::<txcoord::core::TxCoord>(i, "txcoord"))
+        .map(|c| c.part.blocked())
+        .sum()
+}
+
+/// After the quiet period: every transaction is decided the same way at every participant
+/// that voted yes, and nothing is left holding locks.
+fn settled(sim: &Sim, txs: &[(String, Vec<usize>)]) -> Result<(), String> {
+    let (l, _) = ledger(sim);
+    for (tx, parts) in txs {
+        let at = l.get(tx).cloned().unwrap_or_default();
+        let committed = at.values().any(|(_, o)| o.as_deref() == Some("Committed"));
+        for p in parts {
+            let (v, o) = at.get(p).cloned().unwrap_or_default();
+            if committed && o.as_deref() != Some("Committed") {
+                return Err(format!("{tx} committed, but {} has {o:?}", sim.node_id(*p)));
+            }
+            if v.as_deref() == Some("Yes") && o.is_none() {
+                return Err(format!(
+                    "{tx}: {} voted yes and never learned the outcome",
+                    sim.node_id(*p)
+                ));
+            }
+        }
+    }
+    match blocked(sim) {
+        0 => Ok(()),
+        n => Err(format!("{n} participants still hold locks after recovery")),
+    }
+}
+
+impl Scenario for TxScenario {
+    fn name(&self) -> &'static str {
+        "txcoord"
+    }
+    fn default_nodes(&self) -> usize {
+        4
+    }
+    fn min_nodes(&self) -> usize {
+        3
+    }
+
+    fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7c0d);
+        let mut cfg = SimConfig::new(seed, nodes);
+        cfg.record_trace = record;
+        cfg.net = NetConfig::for_mode(mode);
+        if mode == Mode::Hostile {
+            cfg.net.loss = rng.gen_range(0.0..0.2);
+            cfg.net.duplicate = rng.gen_range(0.0..0.1);
+        }
+        let mut sim = cluster(cfg, rng.gen_range(0..25), rng.gen_range(0..40));
+        let n = sim.len();
+        // Networking comes up 15-20 s after start.
+        sim.run_for(25_000)?;
+        let mut handles = Vec::new();
+        for _ in 0..12 {
+            for _ in 0..rng.gen_range(0..3) {
+                let coord = rng.gen_range(0..n);
+                let mut parts: Vec<usize> = (0..n).filter(|_| rng.gen_bool(0.7)).collect();
+                if parts.is_empty() {
+                    parts.push((coord + 1) % n);
+                }
+                let body = start_body(&sim, &parts, rng.gen_range(5_000..30_000));
+                let h = sim.request(coord, &sim.addr(coord, "txcoord"), body, 10);
+                handles.push((h, parts));
+            }
+            if rng.gen_bool(0.6) {
+                random_fault(&mut sim, &mut rng);
+            }
+            sim.run_for(rng.gen_range(500..12_000))?;
+        }
+        heal_all(&mut sim);
+        sim.run_for(600_000)?;
+        let txs: Vec<(String, Vec<usize>)> = handles
+            .iter()
+            .filter_map(|(h, p)| started(&sim, *h).map(|t| (t, p.clone())))
+            .collect();
+        settled(&sim, &txs).map_err(|e| sim.fail(e))?;
+        Ok(sim)
+    }
+
+    fn bench(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let fixed = crate::net::Latency {
+            min_ms: 50,
+            max_ms: 50,
+            spike_p: 0.0,
+            spike_factor: 1,
+        };
+        // One fault-free commit with warm connections: hops and writes.
+        let mut cfg = SimConfig::new(1, 4);
+        cfg.net = NetConfig::realistic();
+        cfg.net.latency = fixed.clone();
+        let mut sim = cluster(cfg, 0, 0);
+        sim.run_for(25_000).expect("no invariant breaks");
+        let warm = start_body(&sim, &[1, 2, 3], 30_000);
+        sim.request(0, &sim.addr(0, "txcoord"), warm, 10);
+        sim.run_for(5_000).expect("warm-up");
+        let before: Vec<_> = (0..4)
+            .map(|i| sim.driver_stats(i, "txcoord").unwrap())
+            .collect();
+        let t0 = sim.now();
+        let body = start_body(&sim, &[1, 2, 3], 30_000);
+        sim.request(0, &sim.addr(0, "txcoord"), body, 10);
+        let mut done_at = None;
+        for _ in 0..5_000 {
+            sim.run_for(1).expect("no invariant breaks");
+            let c = sim.core::<txcoord::core::TxCoord>(0, "txcoord").unwrap();
+            if c.coord.active() == 0 {
+                done_at = Some(sim.now());
+                break;
+            }
+        }
+        sim.run_for(5_000).expect("settles");
+        let after: Vec<_> = (0..4)
+            .map(|i| sim.driver_stats(i, "txcoord").unwrap())
+            .collect();
+        let elapsed = done_at.map(|t| t - t0).unwrap_or(u64::MAX);
+        // Remote hops at 50 ms each; local messages (app, managers) take 1 ms.
+        m.insert("commit_ms".into(), json!(elapsed));
+        m.insert("commit_message_delays".into(), json!(elapsed / 50));
+        m.insert(
+            "forced_writes_per_commit_coordinator".into(),
+            json!(after[0].forced_batches - before[0].forced_batches),
+        );
+        let part_forced: Vec<u64> = (1..4)
+            .map(|i| after[i].forced_batches - before[i].forced_batches)
+            .collect();
+        let part_lazy: Vec<u64> = (1..4)
+            .map(|i| after[i].unforced_batches - before[i].unforced_batches)
+            .collect();
+        m.insert(
+            "forced_writes_per_commit_participant".into(),
+            json!(part_forced.iter().max()),
+        );
+        m.insert(
+            "unforced_writes_per_commit_coordinator".into(),
+            json!(after[0].unforced_batches - before[0].unforced_batches),
+        );
+        m.insert(
+            "unforced_writes_per_commit_participant".into(),
+            json!(part_lazy.iter().max()),
+        );
+
+        // Throughput: 100 transactions started at once from every node, 3 participants each.
+        let mut cfg = SimConfig::new(2, 4);
+        cfg.net = NetConfig::realistic();
+        cfg.net.latency = fixed.clone();
+        let mut sim = cluster(cfg, 0, 0);
+        sim.run_for(25_000).expect("no invariant breaks");
+        let t0 = sim.now();
+        let mut txs = Vec::new();
+        for k in 0..100 {
+            let c = k % 4;
+            let parts: Vec<usize> = (0..4).filter(|p| *p != c).collect();
+            let body = start_body(&sim, &parts, 30_000);
+            txs.push((sim.request(c, &sim.addr(c, "txcoord"), body, 10), parts));
+        }
+        let mut end = t0;
+        for _ in 0..600 {
+            sim.run_for(100).expect("no invariant breaks");
+            let open: usize = (0..4)
+                .map(|i| {
+                    sim.core::<txcoord::core::TxCoord>(i, "txcoord")
+                        .unwrap()
+                        .coord
+                        .active()
+                })
+                .sum();
+            end = sim.now();
+            if open == 0 {
+                break;
+            }
+        }
+        let secs = (end - t0) as f64 / 1000.0;
+        m.insert("throughput_concurrent_txs".into(), json!(100));
+        m.insert("throughput_virtual_s".into(), json!(secs));
+        m.insert(
+            "throughput_tx_per_virtual_s".into(),
+            json!((100.0 / secs * 10.0).round() / 10.0),
+        );
+
+        // Recovery: the coordinator crashes while 40 transactions are in phase two or one,
+        // stays down 60 s; afterwards nobody holds locks.
+        let mut cfg = SimConfig::new(3, 4);
+        cfg.net = NetConfig::realistic();
+        let mut sim = cluster(cfg, 0, 0);
+        sim.run_for(25_000).expect("no invariant breaks");
+        let mut txs = Vec::new();
+        for _ in 0..40 {
+            let body = start_body(&sim, &[1, 2, 3], 30_000);
+            txs.push((
+                sim.request(0, &sim.addr(0, "txcoord"), body, 10),
+                vec![1, 2, 3],
+            ));
+        }
+        // Crash it once participants hold locks (prepared, waiting for the decision).
+        for _ in 0..500 {
+            sim.run_for(10).expect("no invariant breaks");
+            if blocked(&sim) >= 20 {
+                break;
+            }
+        }
+        let blocked_during = blocked(&sim);
+        sim.crash(0);
+        sim.run_for(60_000).expect("no invariant breaks");
+        sim.restart(0);
+        sim.run_for(600_000).expect("no invariant breaks");
+        let started: Vec<(String, Vec<usize>)> = txs
+            .iter()
+            .filter_map(|(h, p)| started(&sim, *h).map(|t| (t, p.clone())))
+            .collect();
+        m.insert("recovery_transactions".into(), json!(started.len()));
+        m.insert(
+            "blocked_participants_during_crash".into(),
+            json!(blocked_during),
+        );
+        m.insert(
+            "blocked_participants_after_recovery".into(),
+            json!(blocked(&sim)),
+        );
+        m.insert(
+            "recovery_settled".into(),
+            json!(settled(&sim, &started).is_ok()),
+        );
+        m
+    }
+
+    fn bench_targets(&self, bench: &Map<String, Value>) -> Option<Vec<String>> {
+        let mut f = Vec::new();
+        for (key, want) in [
+            ("commit_message_delays", 4.0),
+            ("forced_writes_per_commit_coordinator", 1.0),
+            ("forced_writes_per_commit_participant", 2.0),
+            ("unforced_writes_per_commit_coordinator", 1.0),
+            ("unforced_writes_per_commit_participant", 1.0),
+            ("blocked_participants_after_recovery", 0.0),
+        ] {
+            if let Some(v) = figure(bench, key, &mut f) {
+                if v != want {
+                    f.push(format!("{key} is {v}; required {want}"));
+                }
+            }
+        }
+        if let Some(t) = figure(bench, "throughput_tx_per_virtual_s", &mut f) {
+            if t < 10.0 {
+                f.push(format!(
+                    "throughput_tx_per_virtual_s is {t}; required at least 10"
+                ));
+            }
+        }
+        if bench.get("recovery_settled").and_then(Value::as_bool) != Some(true) {
+            f.push(
+                "recovery_settled is not true: a transaction was left undecided somewhere".into(),
+            );
+        }
+        Some(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Map<String, Value> {
+        let v = json!({
+            "commit_message_delays": 4, "forced_writes_per_commit_coordinator": 1,
+            "forced_writes_per_commit_participant": 2, "unforced_writes_per_commit_coordinator": 1,
+            "unforced_writes_per_commit_participant": 1, "blocked_participants_after_recovery": 0,
+            "throughput_tx_per_virtual_s": 50.0, "recovery_settled": true
+        });
+        v.as_object().unwrap().clone()
+    }
+
+    /// The random runs are not vacuous: they start transactions that commit and others that
+    /// abort, at several managers each, in both modes.
+    #[test]
+    fn check_runs_commit_and_abort() {
+        for mode in [Mode::Realistic, Mode::Hostile] {
+            let (mut c, mut a) = (0, 0);
+            for seed in 1..=6 {
+                let sim = TxScenario.run(seed, 4, mode, false).unwrap();
+                for at in ledger(&sim).0.values() {
+                    let os: Vec<_> = at.values().filter_map(|(_, o)| o.clone()).collect();
+                    c += os.iter().any(|o| o == "Committed") as u32;
+                    a += os.iter().any(|o| o == "Aborted") as u32;
+                }
+            }
+            println!("{mode:?}: {c} transactions committed, {a} aborted at managers");
+            assert!(c >= 3 && a >= 3, "{mode:?}: {c} committed, {a} aborted");
+        }
+    }
+
+    #[test]
+    fn targets_pass_good_figures_and_fail_bad_ones() {
+        assert_eq!(TxScenario.bench_targets(&good()), Some(vec![]));
+        for (key, bad) in [
+            ("commit_message_delays", json!(6)),
+            ("forced_writes_per_commit_participant", json!(1)),
+            ("blocked_participants_after_recovery", json!(2)),
+            ("throughput_tx_per_virtual_s", json!(1.0)),
+            ("recovery_settled", json!(false)),
+        ] {
+            let mut b = good();
+            b.insert(key.into(), bad);
+            let f = TxScenario.bench_targets(&b).unwrap();
+            assert!(f.iter().any(|l| l.contains(key)), "{key}: {f:?}");
+        }
+        let mut gone = good();
+        gone.remove("forced_writes_per_commit_coordinator");
+        let f = TxScenario.bench_targets(&gone).unwrap();
+        assert!(f.iter().any(|l| l.contains("missing")), "{f:?}");
+    }
+}

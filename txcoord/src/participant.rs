@@ -1,0 +1,952 @@
+//! The participant sub-machine: one entry per (transaction, resource) on this node, and the
+//! registry of local resource managers.
+//!
+//! Forced writes: "prepared" (`p/<tx>/<resource>`) before a yes vote, "committed" (the same
+//! key) before acknowledging a commit. A no vote and an abort write nothing; the record is
+//! deleted lazily once the manager has applied the outcome. A prepared participant never
+//! decides alone: without a decision it asks the coordinator, then the other participants,
+//! with backoff. Only a transaction's coordinator may drive it here.
+
+use crate::core::{reply_err, Config, Ctx, Eff, Timer};
+use p2p_common::api::txcoord::{
+    coordinator_of, ManagerAnswer, ManagerMessage, Outcome, Phase, Request as TxReq, Response,
+    Role, TxStatus, Vote, VoteView, MAX_TIMEOUT_MS,
+};
+use p2p_common::api::{encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode};
+use p2p_common::appreach::{Confirmations, HelloOutcome};
+use p2p_common::service::{log, Batch, Effect, Level, Now, RequestId, SendErrorKind};
+use p2p_common::{Address, NodeId};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// (transaction id, resource).
+pub type PKey = (String, String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PCtx {
+    /// The manager's vote; answer Prepare request `RequestId` with it.
+    Vote(PKey, RequestId),
+    /// The manager applying the outcome.
+    Deliver(PKey),
+    /// A termination query to `NodeId`.
+    Query(PKey, NodeId),
+    Hello(u64),
+    /// After a restart: the recorded manager of this resource, asked what it is in doubt about.
+    Recover(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PTimer {
+    Query(PKey),
+    Deliver(PKey),
+    Forget(PKey),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum State {
+    /// Waiting for the manager's vote (memory only).
+    Asking,
+    /// Voted no (memory only).
+    VotedNo,
+    /// Voted yes (forced).
+    Prepared,
+    /// Decided commit (forced); the manager is being told.
+    Committed,
+    /// Decided abort (memory only); the manager is being told.
+    Aborted,
+    /// Will vote no whatever the manager says: told another participant it can abort (forced).
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+struct PTx {
+    state: State,
+    /// Every node of the transaction (coordinator excluded), for termination queries.
+    nodes: Vec<NodeId>,
+    /// A record of this entry is on disk.
+    on_disk: bool,
+    /// The manager voted yes (it holds prepared state to drop on abort).
+    manager_prepared: bool,
+    /// A send for this entry is in flight (one at a time: vote, delivery or query).
+    in_flight: bool,
+    attempt: u32,
+    /// Next termination target (index into coordinator + nodes).
+    round: usize,
+    reason: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    v: u32,
+    state: State,
+    nodes: Vec<NodeId>,
+}
+
+fn pkey(k: &PKey) -> Vec<u8> {
+    format!("p/{}/{}", k.0, k.1).into_bytes()
+}
+fn mkey(r: &str) -> Vec<u8> {
+    format!("m/{r}").into_bytes()
+}
+
+#[derive(Clone)]
+pub struct Participant {
+    our: Address,
+    txs: BTreeMap<PKey, PTx>,
+    managers: BTreeMap<String, Address>,
+    hellos: Confirmations<String>,
+    pub prepared_yes: u64,
+}
+
+impl Participant {
+    pub fn new(our: Address) -> Self {
+        Participant {
+            our,
+            txs: BTreeMap::new(),
+            managers: BTreeMap::new(),
+            hellos: Confirmations::new(64),
+            prepared_yes: 0,
+        }
+    }
+
+    pub fn entries(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Entries holding a manager's locks: voted yes and the manager not yet told the outcome.
+    pub fn blocked(&self) -> usize {
+        self.txs
+            .values()
+            .filter(|t| matches!(t.state, State::Prepared | State::Committed))
+            .count()
+    }
+
+    pub fn recover(
+        &mut self,
+        records: &BTreeMap<Vec<u8>, Vec<u8>>,
+        cfg: &Config,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Eff> {
+        let mut out = Vec::new();
+        for (k, v) in records {
+            let Ok(k) = std::str::from_utf8(k) else {
+                continue;
+            };
+            if let Some(r) = k.strip_prefix("m/") {
+                if let Some(a) = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| Address::parse(s).ok())
+                {
+                    self.managers.insert(r.to_string(), a);
+                }
+            }
+        }
+        for (r, app) in &self.managers {
+            let hello = ManagerMessage::Hello {
+                resource: r.clone(),
+            };
+            out.push(Effect::request(
+                app.clone(),
+                encode(&hello),
+                cfg.manager_timeout_s,
+                Ctx::P(PCtx::Recover(r.clone())),
+            ));
+        }
+        for (k, v) in records {
+            let Ok(k) = std::str::from_utf8(k) else {
+                continue;
+            };
+            let Some(rest) = k.strip_prefix("p/") else {
+                continue;
+            };
+            // The tx id holds one '/', the resource none.
+            let Some((tx, res)) = rest.rsplit_once('/') else {
+                continue;
+            };
+            let Ok(r) = serde_json::from_slice::<Record>(v) else {
+                out.push(log(Level::Error, format!("unreadable record {k}")));
+                continue;
+            };
+            let key = (tx.to_string(), res.to_string());
+            self.txs.insert(
+                key.clone(),
+                PTx {
+                    state: r.state,
+                    nodes: r.nodes,
+                    on_disk: true,
+                    // A refusal may have raced a yes of the manager: it gets an abort too.
+                    manager_prepared: true,
+                    in_flight: false,
+                    attempt: 0,
+                    round: 0,
+                    reason: String::new(),
+                },
+            );
+            match r.state {
+                State::Prepared => {
+                    let d = 500 + cfg.retry.delay(0, rng);
+                    out.push(Effect::timer(d, Timer::P(PTimer::Query(key))));
+                }
+                State::Committed => out.push(Effect::timer(100, Timer::P(PTimer::Deliver(key)))),
+                _ => out.push(Effect::timer(
+                    MAX_TIMEOUT_MS * 2,
+                    Timer::P(PTimer::Forget(key)),
+                )),
+            }
+        }
+        out
+    }
+
+    fn write(&self, k: &PKey, tx: &PTx, forced: bool) -> Eff {
+        let rec = Record {
+            v: 1,
+            state: tx.state,
+            nodes: tx.nodes.clone(),
+        };
+        let b = if forced {
+            Batch::forced()
+        } else {
+            Batch::lazy()
+        };
+        Effect::Store(b.put(pkey(k), encode(&rec)))
+    }
+
+    /// Phase one from the coordinator.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_prepare(
+        &mut self,
+        id: RequestId,
+        from: &Address,
+        tx_id: String,
+        resource: String,
+        operation: String,
+        mut nodes: Vec<NodeId>,
+        cfg: &Config,
+    ) -> Vec<Eff> {
+        if let Err(e) = self.check_coordinator(from, &tx_id) {
+            return vec![reply_err(id, e)];
+        }
+        let key = (tx_id.clone(), resource.clone());
+        let voted = |vote, reason: &str| {
+            Effect::reply(
+                id,
+                encode_result(&Ok(Response::Voted {
+                    tx_id: tx_id.clone(),
+                    vote,
+                    reason: reason.to_string(),
+                })),
+            )
+        };
+        if let Some(tx) = self.txs.get(&key) {
+            return vec![match tx.state {
+                State::Asking => Effect::reply(
+                    id,
+                    encode_result(&Ok(Response::Voting {
+                        tx_id: tx_id.clone(),
+                    })),
+                ),
+                State::Prepared | State::Committed => voted(Vote::Yes, ""),
+                _ => voted(Vote::No, &tx.reason),
+            }];
+        }
+        if p2p_common::api::txcoord::validate_resource(&resource).is_err()
+            || operation.len() > p2p_common::api::txcoord::MAX_OPERATION
+        {
+            return vec![voted(Vote::No, "invalid resource or operation")];
+        }
+        let Some(manager) = self.managers.get(&resource).cloned() else {
+            return vec![voted(
+                Vote::No,
+                &format!("no manager registered for {resource} on {}", self.our.node),
+            )];
+        };
+        let coord = coordinator_of(&tx_id).expect("checked");
+        let per_coord = self
+            .txs
+            .keys()
+            .filter(|(t, _)| coordinator_of(t).as_ref() == Some(&coord))
+            .count();
+        if self.txs.len() >= cfg.max_participating || per_coord >= cfg.max_per_coordinator {
+            return vec![voted(
+                Vote::No,
+                &format!("{} has too many open transactions", self.our.node),
+            )];
+        }
+        nodes.retain(|n| n != &coord);
+        nodes.sort();
+        nodes.dedup();
+        nodes.truncate(p2p_common::api::txcoord::MAX_PARTICIPANTS);
+        self.txs.insert(
+            key.clone(),
+            PTx {
+                state: State::Asking,
+                nodes,
+                on_disk: false,
+                manager_prepared: false,
+                in_flight: true,
+                attempt: 0,
+                round: 0,
+                reason: String::new(),
+            },
+        );
+        let msg = ManagerMessage::PrepareTransaction {
+            tx_id,
+            coordinator: coord,
+            resource,
+            operation,
+        };
+        vec![Effect::request(
+            manager,
+            encode(&msg),
+            cfg.manager_timeout_s,
+            Ctx::P(PCtx::Vote(key, id)),
+        )]
+    }
+
+    fn check_coordinator(&self, from: &Address, tx_id: &str) -> Result<(), ApiError> {
+        let Some(coord) = coordinator_of(tx_id) else {
+            return Err(ApiError::bad_request(format!(
+                "{tx_id:?} is not a transaction id (<node>/<hex>)"
+            )));
+        };
+        if coord != from.node || from.process != self.our.process {
+            return Err(ApiError::forbidden(format!(
+                "only txcoord on {coord} may drive {tx_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Phase two from the coordinator.
+    pub fn on_decision(
+        &mut self,
+        id: RequestId,
+        from: &Address,
+        tx_id: String,
+        resource: String,
+        commit: bool,
+        cfg: &Config,
+    ) -> Vec<Eff> {
+        if let Err(e) = self.check_coordinator(from, &tx_id) {
+            return vec![reply_err(id, e)];
+        }
+        let key = (tx_id.clone(), resource);
+        let ack = |o| {
+            Effect::reply(
+                id,
+                encode_result(&Ok(Response::Ack {
+                    tx_id: tx_id.clone(),
+                    outcome: o,
+                })),
+            )
+        };
+        let Some(tx) = self.txs.get(&key) else {
+            // No record: we acknowledged and forgot, or never voted yes.
+            let o = if commit {
+                Outcome::Committed
+            } else {
+                Outcome::Aborted
+            };
+            return vec![ack(o)];
+        };
+        let st = tx.state;
+        match (commit, st) {
+            (true, State::Prepared) => {
+                let mut out = self.learn(&key, true, cfg);
+                out.push(ack(Outcome::Committed));
+                out
+            }
+            (true, State::Committed) => vec![ack(Outcome::Committed)],
+            (false, State::Aborted) => vec![ack(Outcome::Aborted)],
+            (false, State::Committed) | (true, _) => vec![reply_err(
+                id,
+                ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!("{tx_id} is {st:?} here; that decision contradicts our vote"),
+                ),
+            )],
+            (false, _) => {
+                let mut out = self.learn(&key, false, cfg);
+                out.push(ack(Outcome::Aborted));
+                out
+            }
+        }
+    }
+
+    /// The outcome is known: record it (a commit forced) and tell the manager.
+    fn learn(&mut self, key: &PKey, commit: bool, cfg: &Config) -> Vec<Eff> {
+        let Some(tx) = self.txs.get_mut(key) else {
+            return vec![];
+        };
+        let mut out = vec![Effect::CancelTimer(Timer::P(PTimer::Query(key.clone())))];
+        match (commit, tx.state) {
+            (true, State::Prepared) => {
+                tx.state = State::Committed;
+                tx.attempt = 0;
+                let tx = tx.clone();
+                out.push(self.write(key, &tx, true));
+                out.extend(self.deliver(key, cfg));
+            }
+            (false, State::Prepared) => {
+                tx.state = State::Aborted;
+                tx.attempt = 0;
+                out.extend(self.deliver(key, cfg));
+            }
+            (false, State::Asking) => {
+                // The manager's vote comes back later and is answered no.
+                tx.state = State::Aborted;
+            }
+            (false, State::VotedNo | State::Refused) => {
+                out.push(Effect::CancelTimer(Timer::P(PTimer::Forget(key.clone()))));
+                if tx.in_flight {
+                    // The manager is still voting: its answer is turned into a no.
+                    tx.state = State::Aborted;
+                } else {
+                    tx.state = State::Aborted;
+                    tx.attempt = 0;
+                    // Without a manager yes, this ends at once.
+                    out.extend(self.deliver(key, cfg));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Tell the manager the outcome (one attempt in flight; retried until it answers).
+    fn deliver(&mut self, key: &PKey, cfg: &Config) -> Vec<Eff> {
+        let Some(tx) = self.txs.get_mut(key) else {
+            return vec![];
+        };
+        let refused_prepared = tx.state == State::Refused && tx.manager_prepared;
+        if tx.in_flight
+            || !(matches!(tx.state, State::Committed | State::Aborted) || refused_prepared)
+        {
+            return vec![];
+        }
+        if tx.state == State::Aborted && !tx.manager_prepared {
+            return self.done(key);
+        }
+        let Some(manager) = self.managers.get(&key.1).cloned() else {
+            // Told when the manager registers again.
+            return vec![];
+        };
+        tx.in_flight = true;
+        let (tx_id, resource) = key.clone();
+        let msg = if tx.state == State::Committed {
+            ManagerMessage::CommitTransaction { tx_id, resource }
+        } else {
+            ManagerMessage::AbortTransaction { tx_id, resource }
+        };
+        vec![Effect::request(
+            manager,
+            encode(&msg),
+            cfg.manager_timeout_s,
+            Ctx::P(PCtx::Deliver(key.clone())),
+        )]
+    }
+
+    /// The manager applied the outcome: forget (the end is lazy).
+    fn done(&mut self, key: &PKey) -> Vec<Eff> {
+        let Some(tx) = self.txs.remove(key) else {
+            return vec![];
+        };
+        let mut out = vec![
+            Effect::CancelTimer(Timer::P(PTimer::Deliver(key.clone()))),
+            Effect::CancelTimer(Timer::P(PTimer::Query(key.clone()))),
+        ];
+        if tx.on_disk {
+            out.push(Effect::Store(Batch::lazy().delete(pkey(key))));
+        }
+        out
+    }
+
+    /// A termination query from another participant (we are not the coordinator).
+    pub fn on_query(&mut self, id: RequestId, from: &NodeId, tx_id: String) -> Vec<Eff> {
+        let mine: Vec<PKey> = self
+            .txs
+            .range((tx_id.clone(), String::new())..)
+            .take_while(|(k, _)| k.0 == tx_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let answer = |o| {
+            Effect::reply(
+                id,
+                encode_result(&Ok(Response::Outcome {
+                    tx_id: tx_id.clone(),
+                    outcome: o,
+                })),
+            )
+        };
+        if mine.is_empty() {
+            return vec![answer(Outcome::Unknown)];
+        }
+        if !self.txs[&mine[0]].nodes.contains(from) {
+            return vec![reply_err(
+                id,
+                ApiError::forbidden(format!("{from} is not a participant of {tx_id}")),
+            )];
+        }
+        let mut out = Vec::new();
+        let mut outcome = Outcome::Pending;
+        for k in &mine {
+            let st = self.txs[k].state;
+            match st {
+                State::Committed => outcome = Outcome::Committed,
+                State::Aborted | State::Refused => {
+                    if outcome != Outcome::Committed {
+                        outcome = Outcome::Aborted
+                    }
+                }
+                _ => {}
+            }
+        }
+        if outcome == Outcome::Pending
+            && mine
+                .iter()
+                .any(|k| matches!(self.txs[k].state, State::Asking | State::VotedNo))
+            && !mine.iter().any(|k| self.txs[k].state == State::Prepared)
+        {
+            // Not voted yes anywhere here: refuse for good (forced) and let them abort.
+            for k in &mine {
+                let tx = self.txs.get_mut(k).expect("listed");
+                tx.state = State::Refused;
+                tx.on_disk = true;
+                tx.reason = "refused during cooperative termination".into();
+                let tx = tx.clone();
+                out.push(self.write(k, &tx, true));
+                out.push(Effect::timer(
+                    MAX_TIMEOUT_MS * 2,
+                    Timer::P(PTimer::Forget(k.clone())),
+                ));
+            }
+            outcome = Outcome::Aborted;
+        }
+        out.push(answer(outcome));
+        out
+    }
+
+    fn query(&mut self, key: &PKey, cfg: &Config) -> Vec<Eff> {
+        let Some(tx) = self.txs.get_mut(key) else {
+            return vec![];
+        };
+        if tx.state != State::Prepared || tx.in_flight {
+            return vec![];
+        }
+        let Some(coord) = coordinator_of(&key.0) else {
+            return vec![];
+        };
+        let mut targets = vec![coord];
+        targets.extend(tx.nodes.iter().filter(|n| **n != self.our.node).cloned());
+        let target = targets[tx.round % targets.len()].clone();
+        tx.round = tx.round.wrapping_add(1);
+        tx.in_flight = true;
+        vec![Effect::request(
+            Address::ours(&target, crate::NAME),
+            encode(&TxReq::QueryOutcome {
+                tx_id: key.0.clone(),
+            }),
+            cfg.prepare_timeout_s,
+            Ctx::P(PCtx::Query(key.clone(), target)),
+        )]
+    }
+
+    fn again_later(
+        &mut self,
+        key: &PKey,
+        timer: PTimer,
+        cfg: &Config,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Eff> {
+        let Some(tx) = self.txs.get_mut(key) else {
+            return vec![];
+        };
+        tx.in_flight = false;
+        let d = cfg.retry.delay(tx.attempt, rng).max(100);
+        tx.attempt = tx.attempt.saturating_add(1);
+        vec![Effect::timer(d, Timer::P(timer))]
+    }
+
+    pub fn on_answer(
+        &mut self,
+        now: Now,
+        ctx: PCtx,
+        answer: Result<Vec<u8>, SendErrorKind>,
+        cfg: &Config,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Eff> {
+        match ctx {
+            PCtx::Vote(key, id) => {
+                let Some(tx) = self.txs.get_mut(&key) else {
+                    return vec![];
+                };
+                tx.in_flight = false;
+                let vote = match &answer {
+                    Ok(body) => match try_decode_response::<ManagerAnswer>(body) {
+                        Ok(Ok(ManagerAnswer::Vote { vote, reason })) => Some((vote, reason)),
+                        Ok(Err(e)) => Some((Vote::No, format!("manager refused: {e}"))),
+                        _ => Some((Vote::No, "the manager's answer is not a vote".into())),
+                    },
+                    // The manager is slow: the coordinator asks again.
+                    Err(SendErrorKind::Timeout) => None,
+                    Err(SendErrorKind::Offline) => Some((Vote::No, "manager unreachable".into())),
+                };
+                let tx_id = key.0.clone();
+                let reply = |r: Response| Effect::reply(id, encode_result(&Ok(r)));
+                let st = tx.state;
+                match (st, vote) {
+                    (State::Asking, None) => {
+                        self.txs.remove(&key);
+                        vec![reply(Response::Voting { tx_id })]
+                    }
+                    (State::Asking, Some((Vote::Yes, _))) => {
+                        tx.state = State::Prepared;
+                        tx.on_disk = true;
+                        tx.manager_prepared = true;
+                        self.prepared_yes += 1;
+                        let tx = tx.clone();
+                        let store = if cfg.mutation_lazy_prepared_record {
+                            Effect::Store(Batch::lazy().put(
+                                pkey(&key),
+                                encode(&Record {
+                                    v: 1,
+                                    state: tx.state,
+                                    nodes: tx.nodes.clone(),
+                                }),
+                            ))
+                        } else {
+                            self.write(&key, &tx, true)
+                        };
+                        let d = cfg.query_after_ms + cfg.retry.delay(0, rng);
+                        vec![
+                            store,
+                            reply(Response::Voted {
+                                tx_id,
+                                vote: Vote::Yes,
+                                reason: String::new(),
+                            }),
+                            Effect::timer(d, Timer::P(PTimer::Query(key))),
+                        ]
+                    }
+                    (State::Asking, Some((Vote::No, reason))) => {
+                        tx.state = State::VotedNo;
+                        tx.reason = reason.chars().take(256).collect();
+                        let reason = tx.reason.clone();
+                        vec![
+                            reply(Response::Voted {
+                                tx_id,
+                                vote: Vote::No,
+                                reason,
+                            }),
+                            Effect::timer(MAX_TIMEOUT_MS * 2, Timer::P(PTimer::Forget(key))),
+                        ]
+                    }
+                    // Aborted or refused while the manager was voting: no, and undo a yes.
+                    (_, v) => {
+                        let yes = matches!(v, Some((Vote::Yes, _)));
+                        let mut out = vec![reply(Response::Voted {
+                            tx_id,
+                            vote: Vote::No,
+                            reason: "aborted while the manager was voting".into(),
+                        })];
+                        if st == State::Aborted {
+                            tx.manager_prepared = yes;
+                            out.extend(self.deliver(&key, cfg));
+                        } else if yes {
+                            // Refused: the manager drops its prepared state when the abort
+                            // arrives; tell it now.
+                            tx.manager_prepared = true;
+                        }
+                        out
+                    }
+                }
+            }
+            PCtx::Deliver(key) => {
+                let ok = matches!(
+                    answer.as_deref().map(try_decode_response::<ManagerAnswer>),
+                    Ok(Ok(Ok(ManagerAnswer::Done {})))
+                );
+                if ok {
+                    match self.txs.get_mut(&key) {
+                        // Refused stays (and votes no) until forgotten; the manager is clean.
+                        Some(t) if t.state == State::Refused => {
+                            t.in_flight = false;
+                            t.manager_prepared = false;
+                            vec![]
+                        }
+                        _ => self.done(&key),
+                    }
+                } else {
+                    let k = key.clone();
+                    self.again_later(&key, PTimer::Deliver(k), cfg, rng)
+                }
+            }
+            PCtx::Query(key, _target) => {
+                let outcome = match answer.as_deref().map(try_decode_response::<Response>) {
+                    Ok(Ok(Ok(Response::Outcome { outcome, .. }))) => Some(outcome),
+                    _ => None,
+                };
+                let Some(tx) = self.txs.get_mut(&key) else {
+                    return vec![];
+                };
+                tx.in_flight = false;
+                if tx.state != State::Prepared {
+                    // Decided while the query was out: the delivery waited for it.
+                    return self.deliver(&key, cfg);
+                }
+                match outcome {
+                    Some(Outcome::Committed) => self.learn(&key, true, cfg),
+                    Some(Outcome::Aborted) => self.learn(&key, false, cfg),
+                    _ => {
+                        let k = key.clone();
+                        self.again_later(&key, PTimer::Query(k), cfg, rng)
+                    }
+                }
+            }
+            PCtx::Recover(resource) => match answer {
+                Ok(body) => self.in_doubt(&resource, &body, cfg),
+                Err(_) => vec![log(
+                    Level::Info,
+                    format!("manager of {resource} did not answer after our restart; it is asked again when it registers"),
+                )],
+            },
+            PCtx::Hello(token) => {
+                let in_doubt = match &answer {
+                    Ok(body) => Some(body.clone()),
+                    Err(_) => None,
+                };
+                let outcome = match answer {
+                    Ok(_) => self.hellos.confirmed(token).map(HelloOutcome::Delivered),
+                    Err(kind) => self.hellos.failed(token, kind, now.mono, crate::NAME),
+                };
+                match outcome {
+                    None => vec![],
+                    Some(HelloOutcome::Refused(w, e)) => vec![reply_err(w.request, e)],
+                    Some(HelloOutcome::Delivered(w)) => {
+                        let resource = w.key.clone();
+                        let mut out = self.registered(w.request, w.app, w.key, cfg);
+                        if let Some(body) = in_doubt {
+                            out.extend(self.in_doubt(&resource, &body, cfg));
+                        }
+                        out
+                    }
+                }
+            }
+        }
+    }
+
+    /// The manager's in-doubt list: a transaction we have no entry for never got our yes
+    /// (a yes is forced first, and an entry is dropped only after the manager applied the
+    /// outcome), so it is aborted; one we decided is delivered again.
+    fn in_doubt(&mut self, resource: &str, body: &[u8], cfg: &Config) -> Vec<Eff> {
+        let Ok(Ok(ManagerAnswer::InDoubt { tx_ids })) = try_decode_response::<ManagerAnswer>(body)
+        else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for tx_id in tx_ids.into_iter().take(cfg.max_per_coordinator) {
+            if coordinator_of(&tx_id).is_none() {
+                continue;
+            }
+            let key = (tx_id, resource.to_string());
+            let room = self.txs.len() < cfg.max_participating;
+            match self.txs.get_mut(&key) {
+                None if room => {
+                    // Refused for good (forced): a Prepare still on its way gets a no.
+                    self.txs.insert(
+                        key.clone(),
+                        PTx {
+                            state: State::Refused,
+                            nodes: vec![],
+                            on_disk: true,
+                            manager_prepared: true,
+                            in_flight: false,
+                            attempt: 0,
+                            round: 0,
+                            reason: "in doubt at the manager, never voted yes here".into(),
+                        },
+                    );
+                    let t = self.txs[&key].clone();
+                    out.push(self.write(&key, &t, true));
+                    out.push(Effect::timer(
+                        MAX_TIMEOUT_MS * 2,
+                        Timer::P(PTimer::Forget(key.clone())),
+                    ));
+                    out.extend(self.deliver(&key, cfg));
+                }
+                Some(t) if matches!(t.state, State::Committed | State::Aborted) && !t.in_flight => {
+                    t.attempt = 0;
+                    out.extend(self.deliver(&key, cfg));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub fn on_timer(&mut self, t: PTimer, cfg: &Config) -> Vec<Eff> {
+        match t {
+            PTimer::Query(k) => self.query(&k, cfg),
+            PTimer::Deliver(k) => self.deliver(&k, cfg),
+            PTimer::Forget(k) => match self.txs.get(&k).map(|t| t.state) {
+                Some(State::VotedNo | State::Refused) => self.learn(&k, false, cfg),
+                _ => vec![],
+            },
+        }
+    }
+
+    pub fn register(
+        &mut self,
+        id: RequestId,
+        from: &Address,
+        resource: String,
+        now: Now,
+    ) -> Vec<Eff> {
+        if let Some(m) = self.managers.get(&resource) {
+            if m != from {
+                return vec![reply_err(
+                    id,
+                    ApiError::forbidden(format!(
+                        "{resource} is managed by {m}; it must unregister first"
+                    )),
+                )];
+            }
+        }
+        let hello = ManagerMessage::Hello {
+            resource: resource.clone(),
+        };
+        match self
+            .hellos
+            .begin(resource, id, from.clone(), encode(&hello), now.mono, |t| {
+                Ctx::P(PCtx::Hello(t))
+            }) {
+            Ok(e) => vec![e],
+            Err(e) => vec![reply_err(id, e)],
+        }
+    }
+
+    /// The hello reached the manager: record it (forced: it was told it is registered) and
+    /// tell it every outcome it has not applied yet.
+    fn registered(
+        &mut self,
+        id: RequestId,
+        app: Address,
+        resource: String,
+        cfg: &Config,
+    ) -> Vec<Eff> {
+        self.managers.insert(resource.clone(), app.clone());
+        let mut out = vec![Effect::Store(
+            Batch::forced().put(mkey(&resource), app.to_string().into_bytes()),
+        )];
+        let pending: Vec<PKey> = self
+            .txs
+            .iter()
+            .filter(|(k, t)| {
+                k.1 == resource && matches!(t.state, State::Committed | State::Aborted)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &pending {
+            if let Some(t) = self.txs.get_mut(k) {
+                t.in_flight = false;
+                t.attempt = 0;
+            }
+            out.extend(self.deliver(k, cfg));
+        }
+        out.push(Effect::reply(
+            id,
+            encode_result(&Ok(Response::ManagerRegistered {
+                resource,
+                pending: pending.len() as u32,
+            })),
+        ));
+        out.push(log(Level::Info, format!("manager {app} registered")));
+        out
+    }
+
+    pub fn unregister(&mut self, id: RequestId, from: &Address, resource: String) -> Vec<Eff> {
+        match self.managers.get(&resource) {
+            Some(m) if m != from => vec![reply_err(
+                id,
+                ApiError::forbidden(format!("{resource} is managed by {m}, not {from}")),
+            )],
+            None => vec![reply_err(
+                id,
+                ApiError::not_found(format!("no manager registered for {resource}")),
+            )],
+            Some(_) => {
+                self.managers.remove(&resource);
+                vec![
+                    Effect::Store(Batch::forced().delete(mkey(&resource))),
+                    Effect::reply(
+                        id,
+                        encode_result(&Ok(Response::ManagerUnregistered { resource })),
+                    ),
+                ]
+            }
+        }
+    }
+
+    pub fn status(&self, tx_id: &str) -> Option<TxStatus> {
+        let votes: Vec<(Phase, VoteView)> = self
+            .txs
+            .range((tx_id.to_string(), String::new())..)
+            .take_while(|(k, _)| k.0 == tx_id)
+            .map(|(k, t)| (phase(t.state), self.vote_view(k, t)))
+            .collect();
+        let phase = votes.iter().map(|(p, _)| *p).min()?;
+        Some(TxStatus {
+            tx_id: tx_id.to_string(),
+            role: Role::Participant,
+            phase,
+            votes: votes.into_iter().map(|(_, v)| v).collect(),
+            reason: String::new(),
+        })
+    }
+
+    fn vote_view(&self, k: &PKey, t: &PTx) -> VoteView {
+        VoteView {
+            node: self.our.node.clone(),
+            resource: k.1.clone(),
+            vote: match t.state {
+                State::Asking => None,
+                State::Prepared | State::Committed => Some(Vote::Yes),
+                State::Aborted if t.manager_prepared => Some(Vote::Yes),
+                _ => Some(Vote::No),
+            },
+            reason: t.reason.clone(),
+            acked: false,
+        }
+    }
+
+    pub fn list(&self) -> Vec<TxStatus> {
+        let mut ids: Vec<&String> = self.txs.keys().map(|k| &k.0).collect();
+        ids.dedup();
+        ids.iter().filter_map(|t| self.status(t)).collect()
+    }
+
+    pub fn fingerprint(&self, out: &mut String) {
+        use std::fmt::Write;
+        for (k, t) in &self.txs {
+            let _ = write!(
+                out,
+                "P{}/{}:{:?}{}{}{},",
+                k.0, k.1, t.state, t.on_disk as u8, t.manager_prepared as u8, t.in_flight as u8
+            );
+        }
+    }
+}
+
+fn phase(s: State) -> Phase {
+    match s {
+        State::Asking => Phase::Preparing,
+        State::Prepared => Phase::Prepared,
+        State::Committed => Phase::Committing,
+        State::Aborted | State::VotedNo | State::Refused => Phase::Aborting,
+    }
+}
+
+/// Keep ApiResult in scope for readers of this module's signatures.
+#[allow(dead_code)]
+type _R = ApiResult<()>;

@@ -1,0 +1,224 @@
+//! The txcoord core's entry points under bad and hostile input: clear errors, never a panic,
+//! and only a transaction's coordinator drives it on a participant.
+
+use p2p_common::api::txcoord::{Outcome, Response};
+use p2p_common::api::{ApiResult, ErrorCode};
+use p2p_common::service::{Effect, Input, Now, RequestId, SendErrorKind, Service};
+use p2p_common::{Address, NodeId, ProcessId};
+use txcoord::core::{Ctx, Eff, Timer, TxCoord};
+
+fn core(node: &str) -> TxCoord {
+    let mut c = txcoord::core::new(Address::ours(&NodeId::parse(node).unwrap(), "txcoord"));
+    c.handle(
+        Now::at(0),
+        Input::Start {
+            persisted: None,
+            records: Default::default(),
+            seed: 1,
+        },
+    );
+    c
+}
+
+fn ask(c: &mut TxCoord, from: &str, body: &str) -> (Vec<Eff>, Option<ApiResult<Response>>) {
+    let eff = c.handle(
+        Now::at(1_000),
+        Input::Request {
+            id: RequestId(9),
+            from: Address::parse(from).unwrap(),
+            body: body.as_bytes().to_vec(),
+            blob: None,
+            timeout_s: Some(5),
+        },
+    );
+    let answer = eff.iter().find_map(|e| match e {
+        Effect::Reply {
+            id: RequestId(9),
+            body,
+            ..
+        } => Some(serde_json::from_slice(body).unwrap()),
+        _ => None,
+    });
+    (eff, answer)
+}
+
+fn code(a: Option<ApiResult<Response>>) -> ErrorCode {
+    a.expect("answered").expect_err("an error").code
+}
+
+const APP: &str = "alice.os@app:app:someone.os";
+
+#[test]
+fn bad_bodies_get_clear_errors() {
+    let mut c = core("alice.os");
+    for (body, want) in [
+        ("{not json", "not valid JSON"),
+        (r#"{"Dance": {}}"#, "unknown variant `Dance`"),
+        (
+            r#"{"Status": {"tx_id": "x", "extra": 1}}"#,
+            "unknown field `extra`",
+        ),
+        (r#"{"Start": {"participants": []}}"#, "1..=16 participants"),
+        (r#"{"List": {"limit": 0}}"#, "limit must be"),
+    ] {
+        let (_, a) = ask(&mut c, APP, body);
+        let e = a.unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{body}");
+        assert!(e.message.contains(want), "{body}: {e}");
+    }
+    let big = format!(r#"{{"Status": {{"tx_id": "{}"}}}}"#, "a".repeat(400_000));
+    assert_eq!(code(ask(&mut c, APP, &big).1), ErrorCode::TooLarge);
+}
+
+#[test]
+fn remote_nodes_cannot_use_the_local_api() {
+    let mut c = core("alice.os");
+    for body in [
+        r#"{"Start": {"participants": [{"node": "bob.os", "resource": "r"}]}}"#,
+        r#"{"RegisterManager": {"resource": "r"}}"#,
+        r#"{"List": {}}"#,
+    ] {
+        let (eff, a) = ask(&mut c, "mallory.os@app:app:someone.os", body);
+        assert_eq!(code(a), ErrorCode::Forbidden, "{body}");
+        assert!(
+            !eff.iter().any(|e| matches!(e, Effect::Send { .. })),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn only_the_coordinator_drives_a_transaction_here() {
+    let mut c = core("bob.os");
+    // Mallory claims alice's transaction.
+    let (_, a) = ask(
+        &mut c,
+        "mallory.os@txcoord:p2p-patterns:p2p-patterns.os",
+        r#"{"Prepare": {"tx_id": "alice.os/01", "resource": "r", "operation": "", "participants": [], "deadline_ms": 1000}}"#,
+    );
+    assert_eq!(code(a), ErrorCode::Forbidden);
+    let (_, a) = ask(
+        &mut c,
+        "mallory.os@txcoord:p2p-patterns:p2p-patterns.os",
+        r#"{"Commit": {"tx_id": "alice.os/01", "resource": "r"}}"#,
+    );
+    assert_eq!(code(a), ErrorCode::Forbidden);
+    // A local app pretending to be the protocol is refused too.
+    let (_, a) = ask(
+        &mut c,
+        "bob.os@app:app:someone.os",
+        r#"{"Commit": {"tx_id": "bob.os/01", "resource": "r"}}"#,
+    );
+    assert_eq!(code(a), ErrorCode::Forbidden);
+    // The coordinator's decision for a transaction we have no record of is acknowledged.
+    let (_, a) = ask(
+        &mut c,
+        "alice.os@txcoord:p2p-patterns:p2p-patterns.os",
+        r#"{"Commit": {"tx_id": "alice.os/01", "resource": "r", "newer_field": 1}}"#,
+    );
+    assert!(
+        matches!(
+            a,
+            Some(Ok(Response::Ack {
+                outcome: Outcome::Committed,
+                ..
+            }))
+        ),
+        "{a:?}"
+    );
+    // Without a manager the vote is no, with a reason.
+    let (_, a) = ask(
+        &mut c,
+        "alice.os@txcoord:p2p-patterns:p2p-patterns.os",
+        r#"{"Prepare": {"tx_id": "alice.os/02", "resource": "r", "operation": "", "participants": ["bob.os"], "deadline_ms": 1000}}"#,
+    );
+    match a {
+        Some(Ok(Response::Voted { vote, reason, .. })) => {
+            assert_eq!(vote, p2p_common::api::txcoord::Vote::No);
+            assert!(reason.contains("no manager registered"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_coordinator_presumes_abort_and_other_participants_say_unknown() {
+    let mut c = core("alice.os");
+    let (_, a) = ask(
+        &mut c,
+        "bob.os@txcoord:p2p-patterns:p2p-patterns.os",
+        r#"{"QueryOutcome": {"tx_id": "alice.os/0abc"}}"#,
+    );
+    assert!(
+        matches!(
+            a,
+            Some(Ok(Response::Outcome {
+                outcome: Outcome::Aborted,
+                ..
+            }))
+        ),
+        "{a:?}"
+    );
+    let (_, a) = ask(
+        &mut c,
+        "bob.os@txcoord:p2p-patterns:p2p-patterns.os",
+        r#"{"QueryOutcome": {"tx_id": "carol.os/0abc"}}"#,
+    );
+    assert!(
+        matches!(
+            a,
+            Some(Ok(Response::Outcome {
+                outcome: Outcome::Unknown,
+                ..
+            }))
+        ),
+        "{a:?}"
+    );
+    let (_, a) = ask(&mut c, APP, r#"{"Status": {"tx_id": "alice.os/0abc"}}"#);
+    assert_eq!(code(a), ErrorCode::NotFound);
+}
+
+#[test]
+fn start_answers_at_once_and_a_repeated_abort_answers_the_outcome() {
+    let mut c = core("alice.os");
+    let (eff, a) = ask(
+        &mut c,
+        APP,
+        r#"{"Start": {"participants": [{"node": "bob.os", "resource": "r", "operation": "x"}]}}"#,
+    );
+    let Some(Ok(Response::Started { tx_id })) = a else {
+        panic!("{a:?}")
+    };
+    let prepare = eff
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send {
+                expect: Some(x), ..
+            } => Some(x.ctx.clone()),
+            _ => None,
+        })
+        .expect("a Prepare went out");
+    // The Prepare times out; then the app aborts, twice.
+    c.handle(
+        Now::at(6_000),
+        Input::SendFailed {
+            kind: SendErrorKind::Timeout,
+            target: Address::ours(&NodeId::parse("bob.os").unwrap(), "txcoord"),
+            ctx: prepare,
+        },
+    );
+    let body = format!(r#"{{"AbortTx": {{"tx_id": "{tx_id}"}}}}"#);
+    for _ in 0..2 {
+        let (_, a) = ask(&mut c, APP, &body);
+        match a {
+            Some(Ok(Response::Status(s))) => {
+                assert_eq!(s.phase, p2p_common::api::txcoord::Phase::Aborting)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Another app may not abort it.
+    let (_, a) = ask(&mut c, "alice.os@other:app:someone.os", &body);
+    assert_eq!(code(a), ErrorCode::Forbidden);
+    let _ = (Ctx::C, Timer::C, ProcessId::parse("a:b:c.os"));
+}
