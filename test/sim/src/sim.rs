@@ -274,6 +274,8 @@ pub type SystemMessage = (Address, Address, Vec<u8>, Option<Vec<u8>>);
 /// A request that reached an app the simulator plays.
 #[derive(Debug, Clone)]
 pub struct AppMessage {
+    /// When it arrived (virtual time).
+    pub at: Millis,
     pub app: ProcessId,
     pub from: Address,
     pub body: Vec<u8>,
@@ -658,6 +660,12 @@ impl Sim {
     pub fn add_app(&mut self, i: usize, process: ProcessId, spec: AppSpec) {
         self.nodes[i].apps.insert(process.to_string(), spec);
     }
+    /// Stop playing app `process` on node `i` (the app is down: requests to it time out)
+    /// until [`Sim::add_app`] plays it again.
+    pub fn remove_app(&mut self, i: usize, process: &ProcessId) {
+        self.nodes[i].apps.remove(&process.to_string());
+        self.note(format!("app {process} down on {}", self.nodes[i].id));
+    }
     /// Whether node `i`'s networking is up (it is not for a while after a start).
     pub fn networking_up(&self, i: usize) -> bool {
         self.net_ready(i)
@@ -695,6 +703,18 @@ impl Sim {
         body: Vec<u8>,
         timeout_s: u64,
     ) -> u64 {
+        self.request_with_blob(from, process, to, body, None, timeout_s)
+    }
+    /// [`Sim::request_from`] with a blob (lazy_load_blob) on the request.
+    pub fn request_with_blob(
+        &mut self,
+        from: usize,
+        process: ProcessId,
+        to: &Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        timeout_s: u64,
+    ) -> u64 {
         self.ensure_started();
         let me = Address::new(self.nodes[from].id.clone(), process);
         // The handle is the request id; it rides in the context so the outcome finds it and
@@ -705,7 +725,7 @@ impl Sim {
             me,
             to.clone(),
             body,
-            None,
+            blob,
             Some(timeout_s),
             Some(handle.to_le_bytes().to_vec()),
             None,
@@ -1419,6 +1439,7 @@ impl Sim {
                         .app_inbox
                         .push((env.from.clone(), body.clone()));
                     self.nodes[to_node].app_messages.push(AppMessage {
+                        at: self.now,
                         app: env.to.process.clone(),
                         from: env.from.clone(),
                         body,

@@ -5,6 +5,7 @@ use crate::{Mode, Sim, SimError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+pub mod notify;
 pub mod ping;
 pub mod presence;
 pub mod util;
@@ -61,7 +62,11 @@ pub fn replay_command(service: &str, seed: u64, nodes: usize, mode: Mode) -> Str
 
 /// Every registered scenario.
 pub fn all() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(ping::Ping), Box::new(presence::PresenceScenario)]
+    vec![
+        Box::new(ping::Ping),
+        Box::new(presence::PresenceScenario),
+        Box::new(notify::NotifyScenario),
+    ]
 }
 
 pub fn find(name: &str) -> Option<Box<dyn Scenario>> {
