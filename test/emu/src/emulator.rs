@@ -4,7 +4,7 @@ use crate::bindings::wit::{
     Address, Capability, LazyLoadBlob, OnExit, ProcessId, Request, SendErrorKind,
 };
 use crate::host::{self, Body, Runtime, Script, Shared};
-use crate::ids::{messaging_cap, network_cap};
+use crate::ids::{self, messaging_cap, network_cap};
 use crate::kernel::{
     app_response, AppMessage, AppSpec, Crash, EmuConfig, LogLine, Node, Proc, ProcKind, Reply,
     World,
@@ -110,7 +110,17 @@ impl Emulator {
             incarnation: 1,
             net_ready_at: w.now + w.cfg.boot_offline_ms,
             group: 0,
-            procs: Vec::new(),
+            // Bundled processes the emulator plays: sign:sign:sys (not public, no
+            // networking), holding messaging on itself only, as installed by Hyperdrive.
+            procs: vec![Proc {
+                id: ids::sign_pid(),
+                kind: ProcKind::Builtin,
+                public: false,
+                caps: vec![messaging_cap(name, &ids::sign_pid())],
+                life: None,
+                stopped: false,
+                backoff: None,
+            }],
             state: BTreeMap::new(),
             sqlite: SqliteModule::new(self.dir.join(name).join("sqlite")),
         };

@@ -293,7 +293,7 @@ impl wit::Host for HostState {
         let p = w.nodes[&self.node].proc(&self.pid).expect("alive");
         match &p.kind {
             ProcKind::Wasm { on_exit, .. } => Ok(on_exit.clone()),
-            ProcKind::App { .. } => Ok(OnExit::None),
+            ProcKind::App { .. } | ProcKind::Builtin => Ok(OnExit::None),
         }
     }
 

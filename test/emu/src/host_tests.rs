@@ -1012,3 +1012,158 @@ fn a_partition_makes_the_other_side_offline_until_healed() {
     emu.run_for(100);
     assert_eq!(notes.get(), ["Offline after 5000 ms", "answered"]);
 }
+
+#[test]
+fn sign_signs_with_the_node_key_and_verifies_across_nodes() {
+    use p2p_common::sign::{sign_body, signed_bytes, verify_body};
+    let emu = emu();
+    let sign = |node: &str| Address::new(node, ProcessId::new("sign", "sign", "sys"));
+    let notes = Notes::default();
+    let signature = Arc::new(Mutex::new(Vec::new()));
+    // On a.os: `p` requested sign:sign:sys; it signs "m", and a request it cannot parse
+    // gets no answer.
+    let (n, sig) = (notes.clone(), signature.clone());
+    let s = sign("our");
+    emu.install_script(
+        "a.os",
+        "p:t:t.os",
+        true,
+        OnExit::None,
+        vec![messaging_cap("a.os", &sign("a.os").process)],
+        script(move |h| {
+            let (_, m) = h
+                .send_and_await_response(
+                    s.clone(),
+                    req(std::str::from_utf8(&sign_body()).unwrap(), Some(5)),
+                    blob(b"m"),
+                )?
+                .map_err(|e| anyhow::anyhow!("{:?}", e.kind))?;
+            let Message::Response((r, _)) = m else {
+                anyhow::bail!("not a response")
+            };
+            let got = h.get_blob()?.map(|b| b.bytes).unwrap_or_default();
+            n.add(format!(
+                "{} {}",
+                String::from_utf8_lossy(&r.body),
+                got.len()
+            ));
+            *sig.lock().unwrap() = got;
+            let bad = h.send_and_await_response(s.clone(), req("\"Dance\"", Some(2)), None)?;
+            n.add(format!("bad {:?}", bad.err().map(|e| k(e.kind))));
+            Ok(())
+        }),
+    );
+    emu.run_for(3_000);
+    let sig = signature.lock().unwrap().clone();
+    assert_eq!(notes.get(), ["\"NetKeySign\" 64", "bad Some(\"Timeout\")"]);
+    // The net key signed [a.os@sign:sign:sys, a.os@p:t:t.os, m].
+    let signer = p2p_common::Address::parse("a.os@p:t:t.os").unwrap();
+    let keys = p2p_common::sign::model::NetKeys::new(EmuConfig::default().seed);
+    assert!(keys.verify("a.os", &signed_bytes(&signer, b"m"), &sig));
+    assert!(
+        emu.logs()
+            .iter()
+            .any(|l| l.process == "sign:sign:sys"
+                && l.message.contains("error handling sign request"))
+    );
+
+    // On b.os: `q` verifies a.os's signature (true), a changed message (false), and one
+    // claimed by another process (false). `node` must be the signer's full address.
+    let n = notes.clone();
+    let s = sign("our");
+    let sig2 = sig.clone();
+    emu.install_script(
+        "b.os",
+        "q:t:t.os",
+        true,
+        OnExit::None,
+        vec![messaging_cap("b.os", &sign("b.os").process)],
+        script(move |h| {
+            let a = p2p_common::Address::parse("a.os@p:t:t.os").unwrap();
+            let other = p2p_common::Address::parse("a.os@other:t:t.os").unwrap();
+            for (who, msg) in [(&a, &b"m"[..]), (&a, b"n"), (&other, b"m")] {
+                let body = verify_body(who, &sig2);
+                let r = h.send_and_await_response(
+                    s.clone(),
+                    req(std::str::from_utf8(&body).unwrap(), Some(5)),
+                    blob(msg),
+                )?;
+                let (_, Message::Response((r, _))) =
+                    r.map_err(|e| anyhow::anyhow!("{:?}", e.kind))?
+                else {
+                    anyhow::bail!("not a response")
+                };
+                n.add(String::from_utf8_lossy(&r.body).into_owned());
+            }
+            Ok(())
+        }),
+    );
+    emu.run_for(100);
+    assert_eq!(
+        notes.get()[2..],
+        [
+            r#"{"NetKeyVerify":true}"#,
+            r#"{"NetKeyVerify":false}"#,
+            r#"{"NetKeyVerify":false}"#
+        ]
+    );
+
+    // sign:sign:sys is not public: without the capability a request fails at once; it has
+    // no networking, so another node's request is dropped; and its answer reaches only a
+    // process it may message (a public one, or one that granted it messaging).
+    let n = notes.clone();
+    emu.install_script(
+        "a.os",
+        "nocap:t:t.os",
+        true,
+        OnExit::None,
+        vec![network_cap("a.os")],
+        script(move |h| {
+            let t0 = h.now();
+            let r = h.send_and_await_response(sign("our"), req("\"NetKeySign\"", Some(5)), None)?;
+            n.add(format!(
+                "nocap {:?} after {} ms",
+                r.err().map(|e| k(e.kind)),
+                h.now() - t0
+            ));
+            let r =
+                h.send_and_await_response(sign("b.os"), req("\"NetKeySign\"", Some(5)), None)?;
+            n.add(format!("remote {:?}", r.err().map(|e| k(e.kind))));
+            Ok(())
+        }),
+    );
+    emu.install_script(
+        "a.os",
+        "private:t:t.os",
+        false,
+        OnExit::None,
+        vec![messaging_cap("a.os", &sign("a.os").process)],
+        script({
+            let n = notes.clone();
+            move |h| {
+                let r =
+                    h.send_and_await_response(sign("our"), req("\"NetKeySign\"", Some(5)), None)?;
+                n.add(format!("private {:?}", r.err().map(|e| k(e.kind))));
+                Ok(())
+            }
+        }),
+    );
+    emu.run_for(20_000);
+    emu.assert_no_crashes();
+    let got = notes.get();
+    assert!(
+        got.contains(&"nocap Some(\"Timeout\") after 0 ms".to_string()),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&"remote Some(\"Timeout\")".to_string()),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&"private Some(\"Timeout\")".to_string()),
+        "{got:?}"
+    );
+    assert!(emu.logs().iter().any(|l| l.message.contains(
+        "process sign:sign:sys doesn't have capability to message process private:t:t.os"
+    )));
+}

@@ -91,6 +91,10 @@ pub(crate) fn timer_pid() -> ProcessId {
 pub(crate) fn sqlite_pid() -> ProcessId {
     ProcessId::new("sqlite", "distro", "sys")
 }
+/// `sign:sign:sys`: a process of a bundled package (not a runtime module), not public.
+pub(crate) fn sign_pid() -> ProcessId {
+    ProcessId::new("sign", "sign", "sys")
+}
 
 /// The runtime modules the emulator plays, with their `public` flag (Hyperdrive's values:
 /// the timer is public, the database is not). Anything else of `distro:sys` does not exist

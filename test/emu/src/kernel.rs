@@ -12,6 +12,7 @@ use crate::bindings::wit::{
 };
 use crate::ids::{self, messaging_cap, network_cap};
 use crate::sqlite::SqliteModule;
+use p2p_common::sign::model::{NetKeys, SignOutcome};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar};
 
@@ -176,6 +177,9 @@ impl Reply {
 }
 
 pub(crate) enum ProcKind {
+    /// A process of the runtime's bundled packages that the emulator plays in Rust (no life
+    /// of its own): `sign:sign:sys`. It holds capabilities and is checked like any process.
+    Builtin,
     Wasm {
         on_exit: OnExit,
     },
@@ -210,6 +214,9 @@ impl Proc {
     }
     pub fn is_app(&self) -> bool {
         matches!(self.kind, ProcKind::App { .. })
+    }
+    pub fn is_builtin(&self) -> bool {
+        matches!(self.kind, ProcKind::Builtin)
     }
 }
 
@@ -335,6 +342,8 @@ pub(crate) struct World {
     pub app_outcomes: BTreeMap<u64, Result<Reply, SendErrorKind>>,
     /// Lives to start a thread for (taken by the emulator after each step).
     pub to_spawn: Vec<(String, ProcessId, u64)>,
+    /// Every node's networking key, for `sign:sign:sys`.
+    pub keys: NetKeys,
 }
 
 /// The response an app sends to request `km`.
@@ -368,6 +377,7 @@ pub(crate) fn resolve_our(a: &Address, our_node: &str) -> Address {
 impl World {
     pub fn new(cfg: EmuConfig) -> World {
         World {
+            keys: NetKeys::new(cfg.seed),
             cfg,
             now: 0,
             seq: 0,
@@ -863,6 +873,9 @@ impl World {
         if km.target.process == ids::sqlite_pid() {
             return self.sqlite(km);
         }
+        if km.target.process == ids::sign_pid() {
+            return self.sign(km);
+        }
         if ids::system_process(&km.target.process).is_some() {
             // kernel, state: nothing for processes to talk to here.
             return;
@@ -993,6 +1006,41 @@ impl World {
         }
     }
 
+    /// `sign:sign:sys`: Hyperdrive's sign process over this node's networking key (the
+    /// model in `p2p_common::sign`). The kernel has checked the caller's capability (the
+    /// process is not public); what it cannot parse it logs and leaves unanswered.
+    fn sign(&mut self, km: KernelMessage) {
+        let our = km.target.node.clone();
+        let Message::Request(req) = &km.message else {
+            let why = format!(
+                "error handling sign request: Response received at sign process from {}",
+                km.source
+            );
+            return self.print(&our, "sign:sign:sys", 0, why);
+        };
+        let node = p2p_common::NodeId::parse(&our);
+        let source = p2p_common::Address::parse(&km.source.to_string());
+        let outcome = match (node, source) {
+            (Ok(node), Ok(source)) => self.keys.handle(
+                &node,
+                &source,
+                &req.body,
+                km.blob.as_ref().map(|b| b.bytes.as_slice()),
+                &|n| self.nodes.contains_key(n),
+            ),
+            _ => SignOutcome::NoAnswer(format!("error handling sign request from {}", km.source)),
+        };
+        match outcome {
+            SignOutcome::Answer { body, blob } => {
+                if let Some(target) = Self::answer_target(&km) {
+                    let response = Self::system_response(&km, target, body, blob);
+                    self.route(response);
+                }
+            }
+            SignOutcome::NoAnswer(why) => self.print(&our, "sign:sign:sys", 0, why),
+        }
+    }
+
     // ----------------------------------------------------------------------------------
     // Process lives.
 
@@ -1003,6 +1051,9 @@ impl World {
         let Some(p) = self.nodes.get_mut(node).and_then(|n| n.proc_mut(pid)) else {
             return;
         };
+        if p.is_builtin() {
+            return;
+        }
         let mut life = Life::new(gen);
         if p.is_app() {
             life.wait = Wait::Receive;

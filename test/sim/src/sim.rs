@@ -5,6 +5,7 @@ use crate::net::{Latency, NetConfig};
 use crate::stats::Stats;
 use crate::trace::Trace;
 use p2p_common::driver::{Driver, DriverStats, KernelCall, KernelEvent};
+use p2p_common::sign::model::{NetKeys, SignOutcome};
 use p2p_common::{Address, Millis, NodeId, Now, ProcessId, Records, SendErrorKind, Service};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -358,6 +359,8 @@ pub struct Sim {
     live_peers: Vec<BTreeSet<usize>>,
     /// Requests answered so far (a second answer is counted in `stats.double_answers`).
     answered: HashSet<u64>,
+    /// Every node's networking key, for `sign:sign:sys`.
+    keys: NetKeys,
 }
 
 impl Sim {
@@ -413,6 +416,7 @@ impl Sim {
             app_blobs: BTreeMap::new(),
             live_peers: Vec::new(),
             answered: HashSet::new(),
+            keys: NetKeys::new(cfg.seed),
         }
     }
 
@@ -705,7 +709,7 @@ impl Sim {
     ) -> u64 {
         self.request_with_blob(from, process, to, body, None, timeout_s)
     }
-    /// [`Sim::request_from`] with a blob (lazy_load_blob) on the request.
+    /// [`Sim::request_from`] with a blob.
     pub fn request_with_blob(
         &mut self,
         from: usize,
@@ -1025,8 +1029,42 @@ impl Sim {
             );
             return req;
         }
+        if is_sign(&to) && to.node == from.node {
+            // sign:sign:sys over the node's networking key (p2p_common::sign's model, as
+            // the emulator runs it); what it cannot parse gets no answer, as on a node.
+            let index = &self.index;
+            let outcome = self
+                .keys
+                .handle(&from.node, &from, &body, blob.as_deref(), &|n| {
+                    n.parse().is_ok_and(|n: NodeId| index.contains_key(&n))
+                });
+            let answer = match outcome {
+                SignOutcome::Answer { body, blob } => Some((body, blob)),
+                SignOutcome::NoAnswer(why) => {
+                    self.trace
+                        .push(self.now, hash_str(&why), || format!("sign: {why}"));
+                    None
+                }
+            };
+            if let (Some(_), Some((body, blob))) = (expects_response, answer) {
+                let inc = self.nodes[from_node].incarnation;
+                let env = Envelope {
+                    from: to.clone(),
+                    to: from.clone(),
+                    payload: Payload::Response { req, body, blob },
+                    epoch: 0,
+                    to_inc: inc,
+                    dup: false,
+                };
+                self.schedule(
+                    self.now + self.net.local_latency_ms,
+                    Event::Deliver(Box::new(env)),
+                );
+            }
+            return req;
+        }
         if is_system(&to) && to.node == from.node {
-            // Another system process (http-server, sign, ...) that the simulator does not
+            // Another system process (http-server, ...) that the simulator does not
             // play: it answers an empty Ok at once, like a bind that succeeded.
             if expects_response.is_some() {
                 let inc = self.nodes[from_node].incarnation;
@@ -1702,6 +1740,10 @@ fn pair(a: usize, b: usize) -> (usize, usize) {
 /// A `*:distro:sys` or `*:sign:sys` process of the runtime.
 fn is_system(a: &Address) -> bool {
     a.process.publisher == "sys"
+}
+
+fn is_sign(a: &Address) -> bool {
+    a.process == p2p_common::sign::sign_process()
 }
 
 fn is_timer(a: &Address) -> bool {
