@@ -12,8 +12,8 @@ use crate::apps::{self, Apps};
 use crate::outbox::{self, Outbox, TopicMeta};
 use crate::streams::{Retention, StreamKey, Streams};
 use p2p_common::api::notify::{
-    split_payloads, NotifyStats, PayloadKind, Request, Response, MAX_BODY, MAX_LOCAL_SUBSCRIPTIONS,
-    MAX_PAYLOAD, MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
+    split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, SeqRange, MAX_BATCH,
+    MAX_BODY, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD, MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
@@ -22,12 +22,14 @@ use p2p_common::api::{
 use p2p_common::appreach::{Confirmations, HelloOutcome, Waiting};
 use p2p_common::resilience::{BudgetConfig, SenderBudgets};
 use p2p_common::service::log;
+use p2p_common::sign::{sign_address, sign_body, verify_body, SignResponse};
 use p2p_common::{
     Address, Batch, Effect, Expect, Input, Level, Millis, NodeId, Now, ProcessId, Records,
     RequestId, SendErrorKind, Service,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Timeout of a `PeerSubscribe` (seconds): well under an app's usual 10 s.
 const PEER_SUBSCRIBE_TIMEOUT_S: u64 = 5;
@@ -36,6 +38,14 @@ const PRUNE_EVERY_MS: Millis = 60_000;
 /// Messages per second one remote node may have us handle, and the burst above that.
 const INBOUND_PER_SECOND: u32 = 50;
 const INBOUND_BURST: u32 = 500;
+/// Timeout of a request to `sign:sign:sys` (seconds).
+const SIGN_TIMEOUT_S: u64 = 5;
+/// Publishes of one topic being signed at once.
+const MAX_PUBLISHING: usize = 64;
+/// Batches whose signatures are checked at once.
+const MAX_VERIFYING: usize = 64;
+/// How long a signed publish waits before looking again whether it is first in line.
+const PUBLISH_WAIT_MS: Millis = 20;
 
 /// notify's timers: each sub-machine's, wrapped.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,6 +53,11 @@ pub enum Tick {
     Out(outbox::Timer),
     App(apps::Timer),
     Prune,
+    /// A signed publish waits for the ones before it.
+    PublishWait {
+        topic: String,
+        token: u64,
+    },
 }
 
 /// notify's request contexts.
@@ -53,6 +68,17 @@ pub enum Ctx {
     /// The welcome of a subscription being confirmed.
     Hello {
         token: u64,
+    },
+    /// NetKeySign of publish `token` of `topic` under number `seq`.
+    Sign {
+        topic: String,
+        token: u64,
+        seq: u64,
+    },
+    /// NetKeyVerify of note `index` of batch `token`.
+    Verify {
+        token: u64,
+        index: usize,
     },
     /// A `PeerSubscribe` made for a local app's `Subscribe` (answered when it returns).
     PeerSubscribe {
@@ -93,6 +119,35 @@ pub struct Notify {
     pub duplicates_suppressed: u64,
     /// Protocol messages (or notes in them) refused.
     pub refused: u64,
+    /// Batches with a note whose signature did not verify.
+    pub signature_failures: u64,
+    /// Publishes being signed, per topic, in arrival order.
+    publishing: BTreeMap<String, VecDeque<Publishing>>,
+    /// Batches whose signatures are being checked.
+    verifying: BTreeMap<u64, Verifying>,
+    next_token: u64,
+}
+
+/// A publish waiting for its signature.
+#[derive(Debug)]
+struct Publishing {
+    token: u64,
+    request: RequestId,
+    kind: PayloadKind,
+    payload: Vec<u8>,
+    at: Millis,
+    /// The number it was signed under, and the signature.
+    signed: Option<(u64, Vec<u8>)>,
+}
+
+/// A batch whose signatures are being checked.
+#[derive(Debug)]
+struct Verifying {
+    request: RequestId,
+    stream: StreamKey,
+    lost: Option<SeqRange>,
+    notes: Vec<(Notification, Vec<u8>)>,
+    checked: Vec<Option<bool>>,
 }
 
 pub fn new(our: Address) -> Notify {
@@ -188,6 +243,10 @@ impl Notify {
             wall: 0,
             duplicates_suppressed: 0,
             refused: 0,
+            signature_failures: 0,
+            publishing: BTreeMap::new(),
+            verifying: BTreeMap::new(),
+            next_token: 0,
         }
     }
 
@@ -297,7 +356,27 @@ impl Notify {
                                 Err(e) => Err(e),
                             }
                         }
-                        Ok(req) => self.serve(req, &from, blob, now, out),
+                        Ok(Request::Publish { topic, kind }) if expects_response => {
+                            match self.publish(id, &from, &topic, kind, blob) {
+                                // Answered once signed and on disk.
+                                Ok(effects) => {
+                                    out.extend(effects);
+                                    return;
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Ok(Request::Deliver { topic, lost, notes }) if expects_response => {
+                            match self.deliver(id, &from, topic, lost, notes, blob, now) {
+                                // Answered once every new note's signature is checked.
+                                Ok(effects) => {
+                                    out.extend(effects);
+                                    return;
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Ok(req) => self.serve(req, &from, now, out),
                     }
                 }
             }
@@ -314,7 +393,6 @@ impl Notify {
         &mut self,
         req: Request,
         from: &Address,
-        blob: Option<Vec<u8>>,
         now: Millis,
         out: &mut Vec<Eff>,
     ) -> ApiResult<Response> {
@@ -368,11 +446,10 @@ impl Notify {
                         .expect("just created"),
                 ))
             }
-            Request::Publish { topic, kind } => self.publish(from, &topic, kind, blob, now, out),
-            Request::Subscribe { .. } => {
-                // Fire-and-forget: nobody to confirm to.
+            Request::Publish { .. } | Request::Subscribe { .. } | Request::Deliver { .. } => {
+                // Fire-and-forget: nobody to answer once it is done.
                 Err(ApiError::bad_request(
-                    "Subscribe must expect a response (it is answered once confirmed)",
+                    "this request must expect a response (it is answered once done)",
                 ))
             }
             Request::Unsubscribe { publisher, topic } => {
@@ -443,21 +520,21 @@ impl Notify {
                 Self::lift_out(o, out);
                 Ok(Response::Accepted {})
             }
-            Request::Deliver { topic, lost, notes } => {
-                self.deliver(from, topic, lost, notes, blob, now, out)
-            }
         }
     }
 
+    /// Publish: checked, then signed by `sign:sign:sys` (NetKeySign), then stored (forced)
+    /// and answered. The sequence number is part of what is signed, so publishes of a topic
+    /// queue in arrival order: each takes `last + 1 + its place in the queue`, and one whose
+    /// place changed (an earlier one failed) is signed again under its new number.
     fn publish(
         &mut self,
+        id: RequestId,
         from: &Address,
         topic: &str,
         kind: PayloadKind,
         blob: Option<Vec<u8>>,
-        now: Millis,
-        out: &mut Vec<Eff>,
-    ) -> ApiResult<Response> {
+    ) -> ApiResult<Vec<Eff>> {
         let owner = from.to_string();
         match self.outbox.topics.get(topic) {
             None => {
@@ -495,20 +572,122 @@ impl Notify {
                 )));
             }
         }
+        let queue = self.publishing.entry(topic.to_string()).or_default();
+        if queue.len() >= MAX_PUBLISHING {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("{MAX_PUBLISHING} publishes of {topic:?} are being signed; retry shortly"),
+            ));
+        }
+        self.next_token += 1;
+        let token = self.next_token;
+        queue.push_back(Publishing {
+            token,
+            request: id,
+            kind,
+            payload,
+            at: self.wall,
+            signed: None,
+        });
+        Ok(self.sign_pending(topic, token).into_iter().collect())
+    }
+
+    /// Where publish `token` of `topic` stands: its number now, and whether it is first.
+    fn place(&self, topic: &str, token: u64) -> Option<(u64, bool)> {
+        let q = self.publishing.get(topic)?;
+        let i = q.iter().position(|p| p.token == token)?;
+        let last = self
+            .streams
+            .get(&StreamKey::new(&self.me, topic))
+            .map_or(0, |s| s.last);
+        Some((last + 1 + i as u64, i == 0))
+    }
+
+    fn note_of(&self, topic: &str, seq: u64, p: &Publishing) -> Notification {
         let k = StreamKey::new(&self.me, topic);
-        let seq = self.streams.get(&k).map_or(0, |s| s.last) + 1;
-        let note = p2p_common::api::notify::Notification {
+        Notification {
             id: k.note_id(seq),
             publisher: self.me.clone(),
             topic: topic.to_string(),
             seq,
-            at: self.wall,
-            kind,
-            size: payload.len() as u32,
+            at: p.at,
+            kind: p.kind,
+            size: p.payload.len() as u32,
+            signature: Vec::new(),
+        }
+    }
+
+    /// The NetKeySign request for publish `token` at its current number.
+    fn sign_pending(&self, topic: &str, token: u64) -> Option<Eff> {
+        let (seq, _) = self.place(topic, token)?;
+        let p = self
+            .publishing
+            .get(topic)?
+            .iter()
+            .find(|p| p.token == token)?;
+        let message = self.note_of(topic, seq, p).signed_message(&p.payload);
+        Some(Effect::Send {
+            to: sign_address(&self.me),
+            body: sign_body(),
+            blob: Some(message),
+            expect: Some(Expect {
+                timeout_s: SIGN_TIMEOUT_S,
+                ctx: Ctx::Sign {
+                    topic: topic.to_string(),
+                    token,
+                    seq,
+                },
+            }),
+        })
+    }
+
+    /// A publish got its signature (or its wait timer fired): commit it if it is first in
+    /// line and still has the number it was signed under.
+    fn try_commit(&mut self, topic: &str, token: u64, now: Millis, out: &mut Vec<Eff>) {
+        let Some((seq, first)) = self.place(topic, token) else {
+            return;
         };
+        let signed_seq = self
+            .publishing
+            .get(topic)
+            .and_then(|q| q.iter().find(|p| p.token == token))
+            .and_then(|p| p.signed.as_ref().map(|(s, _)| *s));
+        match signed_seq {
+            None => return,
+            Some(s) if s != seq => {
+                // An earlier publish failed: sign again under the new number.
+                if let Some(q) = self.publishing.get_mut(topic) {
+                    if let Some(p) = q.iter_mut().find(|p| p.token == token) {
+                        p.signed = None;
+                    }
+                }
+                out.extend(self.sign_pending(topic, token));
+                return;
+            }
+            Some(_) if !first => {
+                out.push(Effect::timer(
+                    PUBLISH_WAIT_MS,
+                    Tick::PublishWait {
+                        topic: topic.to_string(),
+                        token,
+                    },
+                ));
+                return;
+            }
+            Some(_) => {}
+        }
+        let p = self
+            .publishing
+            .get_mut(topic)
+            .and_then(|q| q.pop_front())
+            .expect("first in line");
+        let (_, signature) = p.signed.clone().expect("signed");
+        let mut note = self.note_of(topic, seq, &p);
+        note.signature = signature;
+        let k = StreamKey::new(&self.me, topic);
         let mut b = Batch::forced();
         self.streams
-            .append(&k, note.clone(), payload, self.wall, &mut b);
+            .append(&k, note.clone(), p.payload, self.wall, &mut b);
         if let Some(t) = self.outbox.topics.get_mut(topic) {
             t.published += 1;
         }
@@ -516,21 +695,50 @@ impl Notify {
         self.streams.prune(&k, Some(0), self.wall, &mut b);
         // Durable before the answer and before any copy goes out.
         push_store(out, b);
+        out.push(Effect::reply(
+            p.request,
+            encode_result(&Ok(Response::Published(note))),
+        ));
         self.pump_stream(&k, now, out);
-        Ok(Response::Published(note))
     }
 
+    /// A publish could not be signed: answer its app, and let the ones after it move up.
+    fn publish_failed(&mut self, topic: &str, token: u64, why: String, out: &mut Vec<Eff>) {
+        let Some(q) = self.publishing.get_mut(topic) else {
+            return;
+        };
+        let Some(i) = q.iter().position(|p| p.token == token) else {
+            return;
+        };
+        let p = q.remove(i).expect("found");
+        out.push(log(
+            Level::Warn,
+            format!("{topic}: publish not signed: {why}"),
+        ));
+        let e = ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "sign:sign:sys did not sign the notification ({why}); nothing was published. \
+                 notify's manifest entry must request \"sign:sign:sys\""
+            ),
+        );
+        out.push(Effect::reply(p.request, encode_result::<Response>(&Err(e))));
+    }
+
+    /// A batch from `from`, the publisher of `topic` (the kernel vouches for the node):
+    /// duplicates are counted, the notes that would extend the stream are checked with
+    /// NetKeyVerify, and the batch is answered once every check is back.
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
+        id: RequestId,
         from: &Address,
         topic: String,
-        lost: Option<p2p_common::api::notify::SeqRange>,
-        notes: Vec<p2p_common::api::notify::Notification>,
+        lost: Option<SeqRange>,
+        notes: Vec<Notification>,
         blob: Option<Vec<u8>>,
         now: Millis,
-        out: &mut Vec<Eff>,
-    ) -> ApiResult<Response> {
-        // Only the publisher itself sends its topic (the kernel vouches for the node).
+    ) -> ApiResult<Vec<Eff>> {
         let k = StreamKey::new(&from.node, &topic);
         let Some(s) = self.streams.get(&k).filter(|s| s.remote) else {
             self.refused += 1;
@@ -539,11 +747,10 @@ impl Notify {
                 self.me
             )));
         };
-        if notes.len() > p2p_common::api::notify::MAX_BATCH {
+        if notes.len() > MAX_BATCH {
             self.refused += 1;
             return Err(ApiError::bad_request(format!(
-                "at most {} notes per Deliver",
-                p2p_common::api::notify::MAX_BATCH
+                "at most {MAX_BATCH} notes per Deliver"
             )));
         }
         let payloads = match split_payloads(&notes, blob.as_deref().unwrap_or_default()) {
@@ -553,27 +760,126 @@ impl Notify {
                 return Err(ApiError::bad_request(e));
             }
         };
-        let before = s.last;
-        let mut b = Batch::forced();
-        let acc = self.streams.accept(
-            &k,
-            lost,
-            notes.into_iter().zip(payloads).collect(),
-            self.wall,
-            &mut b,
+        // Only the notes that would extend the stream need a check: after `last` (or the
+        // lost range), in order, without a hole.
+        let mut next = match lost {
+            Some(r) if r.from <= s.last + 1 && r.to > s.last && r.from <= r.to => r.to + 1,
+            _ => s.last + 1,
+        };
+        let mut batch = Vec::new();
+        for (note, payload) in notes.into_iter().zip(payloads) {
+            if note.seq < next {
+                self.duplicates_suppressed += 1;
+            } else if note.seq == next {
+                next += 1;
+                batch.push((note, payload));
+            } else {
+                self.refused += 1;
+            }
+        }
+        if batch.is_empty() {
+            let mut out = Vec::new();
+            let up_to = self.accept(&k, lost, Vec::new(), now, &mut out);
+            out.push(Effect::reply(
+                id,
+                encode_result(&Ok(Response::Delivered { up_to })),
+            ));
+            return Ok(out);
+        }
+        if self.verifying.len() >= MAX_VERIFYING {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "too many batches being checked; retry shortly",
+            ));
+        }
+        self.next_token += 1;
+        let token = self.next_token;
+        let signer = address(&from.node);
+        let mut out = Vec::new();
+        for (i, (note, payload)) in batch.iter().enumerate() {
+            out.push(Effect::Send {
+                to: sign_address(&self.me),
+                body: verify_body(&signer, &note.signature),
+                blob: Some(note.signed_message(payload)),
+                expect: Some(Expect {
+                    timeout_s: SIGN_TIMEOUT_S,
+                    ctx: Ctx::Verify { token, index: i },
+                }),
+            });
+        }
+        self.verifying.insert(
+            token,
+            Verifying {
+                request: id,
+                stream: k,
+                lost,
+                checked: vec![None; batch.len()],
+                notes: batch,
+            },
         );
+        Ok(out)
+    }
+
+    /// One signature check of batch `token` is back; the last one completes the batch.
+    fn verified(&mut self, token: u64, index: usize, ok: bool, now: Millis, out: &mut Vec<Eff>) {
+        let Some(v) = self.verifying.get_mut(&token) else {
+            return;
+        };
+        if let Some(c) = v.checked.get_mut(index) {
+            *c = Some(ok);
+        }
+        if v.checked.iter().any(Option::is_none) {
+            return;
+        }
+        let v = self.verifying.remove(&token).expect("present");
+        // The verified prefix; the first note that fails ends the batch (the rest would
+        // leave a hole).
+        let good = v.checked.iter().take_while(|c| **c == Some(true)).count();
+        let bad = v.notes.len() - good;
+        if bad > 0 {
+            self.signature_failures += 1;
+            out.push(log(
+                Level::Warn,
+                format!(
+                    "{}: {bad} notes whose signature does not verify (first seq {}); refused",
+                    v.stream, v.notes[good].0.seq
+                ),
+            ));
+        }
+        let notes: Vec<(Notification, Vec<u8>)> = v.notes.into_iter().take(good).collect();
+        let up_to = self.accept(&v.stream, v.lost, notes, now, out);
+        out.push(Effect::reply(
+            v.request,
+            encode_result(&Ok(Response::Delivered { up_to })),
+        ));
+    }
+
+    /// Add checked notes to a remote stream (on disk before the answer), then deliver.
+    fn accept(
+        &mut self,
+        k: &StreamKey,
+        lost: Option<SeqRange>,
+        notes: Vec<(Notification, Vec<u8>)>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> u64 {
+        let Some(before) = self.streams.get(k).map(|s| s.last) else {
+            return 0;
+        };
+        let mut b = Batch::forced();
+        let acc = self.streams.accept(k, lost, notes, self.wall, &mut b);
         self.duplicates_suppressed += acc.duplicates;
         self.refused += acc.refused;
-        let up_to = self.streams.get(&k).map_or(before, |s| s.last);
-        self.prune(&k, &mut b);
+        let up_to = self.streams.get(k).map_or(before, |s| s.last);
+        self.prune(k, &mut b);
         // What we acknowledge is on disk first.
         push_store(out, b);
         if up_to > before {
             let mut a = Vec::new();
-            self.apps.pump_stream(&k, &self.streams, now, &mut a);
+            self.apps.pump_stream(k, &self.streams, now, &mut a);
             Self::lift_app(a, out);
         }
-        Ok(Response::Delivered { up_to })
+        up_to
     }
 
     /// Subscribe `app` to `k`: first make sure we can reach the app (the welcome), then,
@@ -704,11 +1010,44 @@ impl Notify {
         &mut self,
         from: Address,
         body: Vec<u8>,
+        blob: Option<Vec<u8>>,
         ctx: Ctx,
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::Sign { topic, token, seq } => {
+                match serde_json::from_slice::<SignResponse>(&body) {
+                    Ok(SignResponse::NetKeySign)
+                        if blob.as_ref().is_some_and(|b| b.len() == 64) =>
+                    {
+                        if let Some(p) = self
+                            .publishing
+                            .get_mut(&topic)
+                            .and_then(|q| q.iter_mut().find(|p| p.token == token))
+                        {
+                            p.signed = Some((seq, blob.unwrap_or_default()));
+                        }
+                        self.try_commit(&topic, token, now, out);
+                    }
+                    _ => self.publish_failed(
+                        &topic,
+                        token,
+                        format!(
+                            "no signature in its answer {}",
+                            String::from_utf8_lossy(&body)
+                        ),
+                        out,
+                    ),
+                }
+            }
+            Ctx::Verify { token, index } => {
+                let ok = matches!(
+                    serde_json::from_slice::<SignResponse>(&body),
+                    Ok(SignResponse::NetKeyVerify(true))
+                );
+                self.verified(token, index, ok, now, out);
+            }
             Ctx::Hello { token } => {
                 if let Some(w) = self.hellos.confirmed(token) {
                     self.hello_delivered(w, out);
@@ -792,6 +1131,11 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::Sign { topic, token, .. } => {
+                self.publish_failed(&topic, token, format!("{kind:?}"), out)
+            }
+            // Not checked is not verified: the publisher sends it again.
+            Ctx::Verify { token, index } => self.verified(token, index, false, now, out),
             Ctx::Hello { token } => match self.hellos.failed(token, kind, now, PROCESS) {
                 Some(HelloOutcome::Delivered(w)) => self.hello_delivered(w, out),
                 Some(HelloOutcome::Refused(w, e)) => {
@@ -828,6 +1172,7 @@ impl Notify {
 
     fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Eff>) {
         match t {
+            Tick::PublishWait { topic, token } => self.try_commit(&topic, token, now, out),
             Tick::Out(t) => {
                 let mut o = Vec::new();
                 self.outbox.on_timer(t, &self.streams, now, &mut o);
@@ -924,8 +1269,11 @@ impl Service for Notify {
                 timeout_s,
             } => self.handle_request(id, from, body, blob, timeout_s.is_some(), t, &mut out),
             Input::Response {
-                from, body, ctx, ..
-            } => self.on_response(from, body, ctx, t, &mut out),
+                from,
+                body,
+                blob,
+                ctx,
+            } => self.on_response(from, body, blob, ctx, t, &mut out),
             Input::SendFailed { kind, target, ctx } => {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }

@@ -454,6 +454,7 @@ mod tests {
                 at: 0,
                 kind: PayloadKind::Blob,
                 size: payload.len() as u32,
+                signature: vec![],
             },
             payload.to_vec(),
         )

@@ -80,6 +80,32 @@ pub struct Notification {
     pub kind: PayloadKind,
     /// Payload bytes.
     pub size: u32,
+    /// The publisher's notify signed [`signed_message`] with its node's networking key
+    /// (`sign:sign:sys` NetKeySign, 64 bytes); receivers check it with NetKeyVerify before
+    /// delivering, so no relay can forge or alter a notification.
+    #[serde(default)]
+    pub signature: Vec<u8>,
+}
+
+impl Notification {
+    /// The bytes the publisher signs: every field but the signature, then the payload.
+    /// Changing any of them (seq included, so a replay under another number) breaks it.
+    pub fn signed_message(&self, payload: &[u8]) -> Vec<u8> {
+        let header = serde_json::json!([
+            "p2p-patterns notify v1",
+            self.id,
+            self.publisher,
+            self.topic,
+            self.seq,
+            self.at,
+            self.kind,
+            self.size
+        ]);
+        let mut v = serde_json::to_vec(&header).expect("serializes");
+        v.push(b'\n');
+        v.extend_from_slice(payload);
+        v
+    }
 }
 
 /// An inclusive range of sequence numbers.
@@ -428,6 +454,7 @@ mod tests {
             at: 0,
             kind: PayloadKind::Blob,
             size,
+            signature: vec![],
         };
         let notes = [note(1, 2), note(2, 0), note(3, 3)];
         let p = split_payloads(&notes, b"abcde").unwrap();

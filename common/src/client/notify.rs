@@ -184,6 +184,7 @@ mod tests {
             at: 5,
             kind: PayloadKind::Json,
             size: 7,
+            signature: vec![],
         };
         let reply = encode_result::<Response>(&Ok(Response::Published(note.clone())));
         let mut c = NotifyClient::local(

@@ -846,6 +846,7 @@ mod notify {
                 at: 1_764_031_200_000,
                 kind: on::PayloadKind::Json,
                 size: 17,
+                signature: vec![7; 64],
             },
             wn::Notification {
                 id: format!("alice.os/news/{seq}"),
@@ -855,6 +856,7 @@ mod notify {
                 at: 1_764_031_200_000,
                 kind: wn::PayloadKind::Json,
                 size: 17,
+                signature: vec![7; 64],
             },
         )
     }
