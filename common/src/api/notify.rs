@@ -82,9 +82,22 @@ pub struct Notification {
     pub size: u32,
     /// The publisher's notify signed [`signed_message`] with its node's networking key
     /// (`sign:sign:sys` NetKeySign, 64 bytes); receivers check it with NetKeyVerify before
-    /// delivering, so no relay can forge or alter a notification.
-    #[serde(default)]
+    /// delivering, so no relay can forge or alter a notification. In JSON, hex.
+    #[serde(default, with = "hex_bytes")]
     pub signature: Vec<u8>,
+}
+
+/// Bytes as a lowercase hex string.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(&s).map_err(|e| serde::de::Error::custom(format!("signature: {e}")))
+    }
 }
 
 impl Notification {
@@ -398,10 +411,82 @@ pub fn split_payloads(notes: &[Notification], blob: &[u8]) -> Result<Vec<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{decode_request, encode, encode_result, ApiResult, ErrorCode};
+    use crate::api::{decode_request, encode, encode_result, wire, ApiResult, ErrorCode};
+    use std::collections::BTreeSet;
 
     fn decode(body: &str) -> Result<Request, ApiError> {
         decode_request::<Request>(body.as_bytes(), "notify", MAX_BODY).and_then(Request::validated)
+    }
+
+    fn tag(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every `→` / `←` line of docs/api.md's notify section decodes into our types (a request,
+    /// an app message, or a refused request followed by its exact error) and is written in
+    /// the shape we send; every request and response variant has an example.
+    #[test]
+    fn documented_examples_decode() {
+        let doc = include_str!("../../../docs/api.md");
+        let start = doc.find("## notify").expect("notify section");
+        let section = &doc[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+        let (mut requests, mut responses) = (BTreeSet::new(), BTreeSet::new());
+        let mut refused: Option<ApiError> = None;
+        for line in section.lines() {
+            if let Some(body) = line.strip_prefix("→ ") {
+                assert!(refused.is_none(), "no documented error before {body}");
+                let documented: serde_json::Value =
+                    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+                let ours = match decode(body) {
+                    Ok(r) => {
+                        let t = tag(&serde_json::to_value(&r).unwrap());
+                        assert_eq!(r.is_protocol(), PROTOCOL_REQUESTS.contains(&t.as_str()));
+                        requests.insert(t);
+                        serde_json::to_value(&r).unwrap()
+                    }
+                    Err(e) => match serde_json::from_str::<AppMessage>(body) {
+                        Ok(m) => serde_json::to_value(&m).unwrap(),
+                        Err(_) => {
+                            refused = Some(e);
+                            documented.clone()
+                        }
+                    },
+                };
+                assert_eq!(documented, ours, "documented body is not the shape we send");
+            } else if let Some(body) = line.strip_prefix("← ") {
+                let r: ApiResult<Response> = serde_json::from_str(body).unwrap_or_else(|e| {
+                    panic!("documented response does not decode ({e}): {body}")
+                });
+                if let Some(e) = refused.take() {
+                    assert_eq!(r, Err(e), "documented error is not the real one");
+                }
+                if let Ok(resp) = &r {
+                    responses.insert(tag(&serde_json::to_value(resp).unwrap()));
+                }
+                let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(documented, serde_json::to_value(&r).unwrap(), "{body}");
+            }
+        }
+        assert!(
+            refused.is_none(),
+            "the last refused request has no documented error"
+        );
+        let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            requests,
+            all(wire::variant_names::<Request>()),
+            "documented requests"
+        );
+        assert_eq!(
+            responses,
+            all(wire::variant_names::<Response>()),
+            "documented responses"
+        );
     }
 
     #[test]

@@ -432,3 +432,131 @@ fn forged_altered_and_replayed_notifications_are_refused() {
 fn payload_of(k: u64) -> Vec<u8> {
     payload(k)
 }
+
+// ----- docs/api.md's notify section -----
+
+/// `at` (a time of the session) and `signature` (real, 64 bytes) are the only values that
+/// may differ between a documented and a real body.
+fn normalized(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match k.as_str() {
+                        "at" if x.is_u64() => *x = serde_json::json!("<time>"),
+                        "signature" if x.as_str().is_some_and(|s| s.len() == 128) => {
+                            *x = serde_json::json!("<signature>")
+                        }
+                        _ => walk(x),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+/// Every `→` / `←` line of docs/api.md's notify section, in order, against notify on
+/// alice.os (the app `my-app`; in the protocol section, bob.os's notify), with bob.os's app
+/// played where the text says so. Requests notify sends the app (`Welcome`,
+/// `HandleNotification`) are compared with what the app received, in order.
+#[test]
+fn documented_notify_examples_are_what_notify_answers() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md"),
+    )
+    .unwrap();
+    let start = doc.find("\n## notify").expect("notify section");
+    let section = &doc[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let mut s = sim(2, Config::default());
+    let my_app = ProcessId::parse("my-app:my-app:someone.os").unwrap();
+    s.add_app(0, my_app.clone(), p2p_sim::sim::AppSpec::granting_all());
+    s.run_for(21_000).unwrap();
+    let lines: Vec<&str> = section.lines().collect();
+    let (mut heading, mut last, mut inbox) = (String::new(), None::<u64>, 0usize);
+    let (mut compared, mut failures) = (0, Vec::new());
+    let to = s.addr(0, NAME);
+    let notify_of_alice = to.clone();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(h) = line.strip_prefix("### ") {
+            heading = h.to_string();
+        }
+        if let Some(body) = line.strip_prefix("→ ") {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            let tag = match &v {
+                serde_json::Value::String(t) => t.clone(),
+                serde_json::Value::Object(m) => m.keys().next().unwrap().clone(),
+                _ => String::new(),
+            };
+            if ["Welcome", "HandleNotification", "Lost"].contains(&tag.as_str()) {
+                if tag == "HandleNotification" {
+                    // bob.os's app publishes {"temp": 21}.
+                    let req = Request::Publish {
+                        topic: "weather".into(),
+                        kind: PayloadKind::Json,
+                    };
+                    call(&mut s, 1, &req, Some(br#"{"temp": 21}"#.to_vec()));
+                    s.run_for(5_000).unwrap();
+                }
+                let got: Vec<_> = s
+                    .node(0)
+                    .app_messages
+                    .iter()
+                    .filter(|m| m.app == my_app && m.from == notify_of_alice)
+                    .collect();
+                compared += 1;
+                match got.get(inbox) {
+                    Some(m) => {
+                        let real: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+                        if normalized(real.clone()) != normalized(v.clone()) {
+                            failures.push(format!("line {body}\n  the app got {real}"));
+                        }
+                    }
+                    None => failures.push(format!("line {body}: the app got no such message")),
+                }
+                inbox += 1;
+                continue;
+            }
+            if body.contains(r#""topic": "weather"}}"#) && tag == "Subscribe" {
+                // bob.os's app has created `weather`.
+                let req = Request::SetTopic {
+                    topic: "weather".into(),
+                    policy: Policy::Open,
+                };
+                call(&mut s, 1, &req, None);
+                s.run_for(1_000).unwrap();
+            }
+            let blob = lines
+                .get(i + 1)
+                .and_then(|l| l.strip_prefix("  blob: "))
+                .map(|b| b.as_bytes().to_vec());
+            let (from, process) = if heading.starts_with("Protocol") {
+                (1, notify_pid())
+            } else {
+                (0, my_app.clone())
+            };
+            last =
+                Some(s.request_with_blob(from, process, &to, body.as_bytes().to_vec(), blob, 10));
+            s.run_for(5_000).unwrap();
+        } else if let Some(body) = line.strip_prefix("← ") {
+            let h = last.take().expect("a request before each answer");
+            let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+            compared += 1;
+            match s.outcome(h) {
+                Some(p2p_sim::AppOutcome::Response(b)) => {
+                    let real: serde_json::Value = serde_json::from_slice(b).unwrap();
+                    if normalized(real.clone()) != normalized(documented) {
+                        failures.push(format!("line {body}\n  notify answered {real}"));
+                    }
+                }
+                other => failures.push(format!("line {body}: no answer ({other:?})")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compared >= 20, "only {compared} comparisons");
+}

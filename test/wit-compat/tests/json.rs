@@ -856,7 +856,7 @@ mod notify {
                 at: 1_764_031_200_000,
                 kind: wn::PayloadKind::Json,
                 size: 17,
-                signature: vec![7; 64],
+                signature: "07".repeat(64),
             },
         )
     }
