@@ -34,6 +34,7 @@ struct AliceNode {
     app: Address,
     presence: Driver<Presence>,
     basic: BTreeMap<String, Driver<BasicService>>,
+    notify: Driver<notify::core::Notify>,
     to_app: Vec<ToApp>,
 }
 
@@ -44,22 +45,23 @@ impl AliceNode {
         let mut presence = Driver::new(our.clone(), presence::core::new(our));
         presence.start(Now::at(0), None, Default::default(), 7);
         let mut basic = BTreeMap::new();
-        let cores: [(&str, MakeCore); 3] = [
-            ("sync", sync::core::new),
-            ("notify", notify::core::new),
-            ("txcoord", txcoord::core::new),
-        ];
+        let cores: [(&str, MakeCore); 2] =
+            [("sync", sync::core::new), ("txcoord", txcoord::core::new)];
         for (name, new) in cores {
             let addr = Address::ours(&alice, name);
             let mut d = Driver::new(addr.clone(), new(addr));
             d.start(Now::at(0), None, Default::default(), 7);
             basic.insert(name.to_string(), d);
         }
+        let our_notify = Address::ours(&alice, "notify");
+        let mut notify = Driver::new(our_notify.clone(), notify::core::new(our_notify));
+        notify.start(Now::at(0), None, Default::default(), 7);
         AliceNode {
             now: 1_000,
             app,
             presence,
             basic,
+            notify,
             to_app: Vec::new(),
         }
     }
@@ -108,15 +110,20 @@ impl AliceNode {
             blob: None,
         };
         let now = self.tick(1);
-        if let Some(d) = self.basic.get_mut(&to.process.process) {
-            return d
-                .step(now, request)
+        let answered = |calls: Vec<KernelCall>| {
+            calls
                 .into_iter()
                 .find_map(|c| match c {
                     KernelCall::SendResponse { body, .. } => Some(body),
                     _ => None,
                 })
-                .ok_or(SendErrorKind::Timeout);
+                .ok_or(SendErrorKind::Timeout)
+        };
+        if let Some(d) = self.basic.get_mut(&to.process.process) {
+            return answered(d.step(now, request));
+        }
+        if to.process.process == "notify" {
+            return answered(self.notify.step(now, request));
         }
         if to.process.process != "presence" {
             return Err(SendErrorKind::Timeout); // no such process: the kernel says Timeout
