@@ -560,3 +560,26 @@ fn documented_notify_examples_are_what_notify_answers() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(compared >= 20, "only {compared} comparisons");
 }
+
+#[test]
+fn a_flooding_node_is_refused_beyond_its_budget() {
+    let mut s = sim(2, Config::default());
+    setup(&mut s, &[1]).unwrap();
+    let to = s.addr(0, NAME);
+    let body = encode(&Request::Resume {
+        topic: TOPIC.into(),
+        up_to: 0,
+    });
+    let handles: Vec<u64> = (0..700)
+        .map(|_| s.request_from(1, notify_pid(), &to, body.clone(), 10))
+        .collect();
+    s.run_for(2_000).unwrap();
+    let overloaded = handles
+        .iter()
+        .filter(|h| matches!(answer(&s, **h), Some(Err(e)) if e.code == ErrorCode::Overloaded))
+        .count();
+    // A burst of 500, then 50 a second.
+    assert!((150..=250).contains(&overloaded), "{overloaded} refused");
+    let n = s.core::<Notify>(0, NAME).unwrap();
+    assert_eq!(n.refused as usize, overloaded);
+}
