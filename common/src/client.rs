@@ -404,8 +404,35 @@ impl<T: Transport> PresenceClient<T> {
         filter: ListFilter,
     ) -> Result<(Vec<NodeView>, Option<NodeId>), ClientError> {
         match self.call(&Request::ListNodes(filter))? {
-            Response::Nodes { nodes, next_cursor } => Ok((nodes, next_cursor)),
+            Response::Nodes {
+                nodes, next_cursor, ..
+            } => Ok((nodes, next_cursor)),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every member matching `filter` and the event `seq` the first page reflected: the
+    /// resync of a subscriber that saw a gap in the event `seq`s. Replace the view with
+    /// these members, then apply, in order, every event with a `seq` above the one returned
+    /// (an event that the later pages already reflect sets the state they show).
+    pub fn resync(&mut self, mut filter: ListFilter) -> Result<(Vec<NodeView>, u64), ClientError> {
+        let mut all = Vec::new();
+        let mut first_seq = None;
+        loop {
+            let (nodes, next, seq) = match self.call(&Request::ListNodes(filter.clone()))? {
+                Response::Nodes {
+                    nodes,
+                    next_cursor,
+                    seq,
+                } => (nodes, next_cursor, seq),
+                other => return Err(unexpected(other)),
+            };
+            first_seq.get_or_insert(seq);
+            all.extend(nodes);
+            match next {
+                Some(c) => filter.cursor = Some(c),
+                None => return Ok((all, first_seq.unwrap_or(seq))),
+            }
         }
     }
 
@@ -480,7 +507,7 @@ fn unexpected(r: Response) -> ClientError {
 pub fn parse_event(body: &[u8]) -> Option<crate::api::presence::PresenceEvent> {
     match serde_json::from_slice::<SubscriberMessage>(body).ok()? {
         SubscriberMessage::PresenceEvent(e) => Some(e),
-        SubscriberMessage::Welcome { .. } => None,
+        SubscriberMessage::Welcome { .. } | SubscriberMessage::Dropped { .. } => None,
     }
 }
 

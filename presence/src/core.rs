@@ -1,6 +1,7 @@
 //! Pure core of `presence`: a bootstrap registry plus SWIM-style membership with Lifeguard's
 //! refinements. See docs/presence.md for the protocol and its parameters.
 
+use crate::events::{Events, EventsCtx};
 use crate::gossip::{retransmit_limit, Broadcasts};
 use crate::members::{
     suspicion_min, suspicion_timeout, Applied, Limits, Member, Members, SavedMember,
@@ -9,14 +10,13 @@ use crate::members::{
 use crate::regclient::{Action, RegClient};
 use crate::registry::{RegisterError, Registry};
 use p2p_common::api::presence::{
-    Config, EventKind, ListFilter, MemberStatus, NodeInfo, NodeView, PresenceEvent, PresenceStats,
-    Request, Response, SubscriberMessage, Update, DEFAULT_PAGE, MAX_PAGE,
+    Config, EventKind, ListFilter, MemberStatus, NodeInfo, NodeView, PresenceStats, Request,
+    Response, Update, DEFAULT_PAGE, MAX_PAGE,
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
     PACKAGE_VERSION, PROTOCOL_VERSION,
 };
-use p2p_common::appreach::{Confirmations, HelloOutcome};
 use p2p_common::resilience::{
     members_only, take_capped, BudgetConfig, Reachability, ReachabilityConfig, SenderBudgets,
 };
@@ -29,7 +29,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Largest request body presence accepts (full-state exchanges can be large).
 pub const MAX_BODY: usize = 4 << 20;
@@ -37,12 +37,6 @@ pub const MAX_BODY: usize = 4 << 20;
 const REGISTER_TIMEOUT_S: u64 = 10;
 /// Timeout of full-state exchanges (seconds).
 const PUSH_PULL_TIMEOUT_S: u64 = 10;
-/// Timeout of event deliveries to local subscribers (seconds).
-const EVENT_TIMEOUT_S: u64 = 5;
-/// Events in flight per subscriber.
-const EVENT_WINDOW: u32 = 8;
-/// Consecutive failed deliveries after which a subscription is dropped.
-const EVENT_FAILURES: u32 = 3;
 /// Most members in one digest or answer (= the largest `max_members`).
 const MAX_PUSH_PULL: usize = p2p_common::api::presence::MAX_MEMBERS as usize;
 /// Largest answer to a digest exchange (bytes).
@@ -59,6 +53,7 @@ const INBOUND_BURST: u32 = 200;
 const PUSH_PULL_MIN_ANSWER: usize = 128;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
+pub use crate::events::MAX_SUBSCRIBERS;
 
 /// presence's timers. A timer is its value: arming one that is armed re-arms it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +90,10 @@ const STORAGE_VERSION: u32 = 2;
 struct MemberRecord {
     status: MemberStatus,
     incarnation: u64,
+    /// Wall time (Unix ms) of the last status change: retention counts from it across
+    /// restarts. 0 = unknown (records written before it existed), counted from the start.
+    #[serde(default)]
+    since: u64,
 }
 
 /// Our own settings on disk. New fields get defaults, so an upgrade never loses state.
@@ -150,14 +149,15 @@ pub enum Ctx {
     PushPull {
         peer: NodeId,
     },
-    Event {
-        subscriber: Address,
-    },
-    /// The first delivery to a subscribing app, before its Subscribe is answered.
-    Welcome {
-        token: u64,
-    },
+    /// The events machine's requests to local apps.
+    Events(EventsCtx),
     Deregister,
+}
+
+impl From<EventsCtx> for Ctx {
+    fn from(c: EventsCtx) -> Ctx {
+        Ctx::Events(c)
+    }
 }
 
 /// The probe round in progress.
@@ -177,14 +177,6 @@ struct Round {
     nacked: BTreeSet<NodeId>,
     /// The second direct attempt is still out.
     retry_pending: bool,
-}
-
-#[derive(Debug, Default)]
-struct Subscriber {
-    queue: VecDeque<PresenceEvent>,
-    in_flight: u32,
-    seq: u64,
-    failures: u32,
 }
 
 /// The whole-state format of version 1 (before keyed storage): still loaded.
@@ -218,19 +210,16 @@ pub struct Presence {
     next_seq: u64,
     /// Lifeguard's local health multiplier: 0 = healthy.
     lhm: u32,
-    subscribers: BTreeMap<Address, Subscriber>,
+    /// Subscriptions, their deliveries and the event sequence (a sub-machine).
+    events: Events,
     /// Suspicions we are confirming with a probe of our own.
     confirming: BTreeSet<NodeId>,
-    /// The node whose message is being handled (to spot first-hop gossip).
-    sender: Option<NodeId>,
     stats: PresenceStats,
     dirty: bool,
     /// Members changed or removed since the last write (written lazily).
     dirty_members: BTreeSet<NodeId>,
     /// `wall - mono` at the input being handled: converts our monotonic times for users.
     wall_offset: i64,
-    /// Subscriptions waiting for their first delivery.
-    welcomes: Confirmations<Address>,
     /// Per remote node: messages we handle per second (a flood costs a fixed rate).
     budgets: SenderBudgets,
     /// Per remote node: nodes it may introduce to our table.
@@ -271,14 +260,12 @@ impl Presence {
             round: None,
             next_seq: 0,
             lhm: 0,
-            subscribers: BTreeMap::new(),
+            events: Events::default(),
             confirming: BTreeSet::new(),
-            sender: None,
             stats: PresenceStats::default(),
             dirty: false,
             dirty_members: BTreeSet::new(),
             wall_offset: 0,
-            welcomes: Confirmations::new(64),
             reg: RegClient::new(reg_cap),
             pending_refute: None,
             last_refute: None,
@@ -350,6 +337,8 @@ impl Presence {
         s.local_health = self.lhm;
         s.incarnation = self.incarnation;
         s.members = self.members.len() as u64;
+        s.events_sent = self.events.sent;
+        s.events_dropped = self.events.dropped;
         s.registrations = self.registry.len() as u64;
         s
     }
@@ -439,6 +428,7 @@ impl Presence {
     /// Members are written lazily ([`Self::member_writes`]).
     fn persist_now(&mut self) -> Eff {
         self.dirty = false;
+        let reservation = self.events.reservation();
         let state = StateRecord {
             v: STORAGE_VERSION,
             info: Some(self.info.clone()),
@@ -450,7 +440,8 @@ impl Presence {
         Effect::Store(
             Batch::forced()
                 .put(KEY_INCARNATION, self.incarnation.to_le_bytes().to_vec())
-                .put(KEY_STATE, encode(&state)),
+                .put(KEY_STATE, encode(&state))
+                .put(reservation.0, reservation.1),
         )
     }
 
@@ -469,6 +460,7 @@ impl Presence {
                     encode(&MemberRecord {
                         status: m.status,
                         incarnation: m.incarnation,
+                        since: self.to_wall(m.status_since).saturating_sub(m.carried_ms),
                     }),
                 ),
                 None => b.delete(key),
@@ -500,6 +492,7 @@ impl Presence {
         live
     }
 
+    /// Hand a membership change to the events machine.
     fn emit(&mut self, kind: EventKind, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
         let (incarnation, info) = match self.members.get(node) {
             Some(m) => (
@@ -508,50 +501,10 @@ impl Presence {
             ),
             None => (0, None),
         };
-        out.push(log(
-            Level::Info,
-            format!("{kind:?} {node} (incarnation {incarnation})"),
-        ));
+        let at = self.to_wall(now);
         let cap = self.cfg.subscriber_queue as usize;
-        let wall = self.to_wall(now);
-        let subs: Vec<Address> = self.subscribers.keys().cloned().collect();
-        for a in subs {
-            let s = self.subscribers.get_mut(&a).expect("listed");
-            s.seq += 1;
-            s.queue.push_back(PresenceEvent {
-                kind: kind.clone(),
-                node: node.clone(),
-                incarnation,
-                at: wall,
-                seq: s.seq,
-                info: info.clone(),
-            });
-            while s.queue.len() > cap {
-                s.queue.pop_front();
-                self.stats.events_dropped += 1;
-            }
-            self.pump(&a, out);
-        }
-    }
-
-    /// Send queued events to a subscriber, up to the window.
-    fn pump(&mut self, a: &Address, out: &mut Vec<Eff>) {
-        let Some(s) = self.subscribers.get_mut(a) else {
-            return;
-        };
-        while s.in_flight < EVENT_WINDOW {
-            let Some(ev) = s.queue.pop_front() else { break };
-            s.in_flight += 1;
-            self.stats.events_sent += 1;
-            out.push(Effect::request(
-                a.clone(),
-                encode(&SubscriberMessage::PresenceEvent(ev)),
-                EVENT_TIMEOUT_S,
-                Ctx::Event {
-                    subscriber: a.clone(),
-                },
-            ));
-        }
+        self.events
+            .emit(kind, node, incarnation, info, at, cap, out);
     }
 
     /// Apply gossiped facts; report changes, refute suspicions of ourselves.
@@ -560,10 +513,15 @@ impl Presence {
     /// it) or by a live member of ours (SWIM's dissemination), at most
     /// `ADMISSIONS_BURST` (then `ADMISSIONS_PER_SECOND`) per sender: what a stranger says about
     /// third parties introduces nobody. The sender's own fact is applied first.
-    fn merge(&mut self, updates: &[Update], now: Millis, out: &mut Vec<Eff>) {
-        let sender = self.sender.clone();
+    fn merge(
+        &mut self,
+        updates: &[Update],
+        sender: Option<&NodeId>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
         let mut order: Vec<&Update> = updates.iter().collect();
-        if let Some(s) = &sender {
+        if let Some(s) = sender {
             order.sort_by_key(|u| &u.node != s);
         }
         let (mut full, mut refused) = (0usize, 0usize);
@@ -572,7 +530,7 @@ impl Presence {
                 self.merge_self(u, now, out);
                 continue;
             }
-            if let Some(s) = &sender {
+            if let Some(s) = sender {
                 if *s != u.node && self.members.get(&u.node).is_none() {
                     let member = self.members.is_live(s);
                     let our_bootstrap = self.bootstrap.contains(s);
@@ -614,7 +572,7 @@ impl Presence {
                     {
                         // First-hop receivers (told by the suspecter itself) always help
                         // confirm; later ones only a few, so the cost stays O(1) per node.
-                        let first_hop = self.sender.as_ref() == Some(&u.origin);
+                        let first_hop = sender == Some(&u.origin);
                         self.maybe_confirm(&u.node, u.incarnation, first_hop, out);
                     }
                     if u.status == MemberStatus::Suspect {
@@ -716,7 +674,11 @@ impl Presence {
         let updates = self.piggyback(Some(target));
         out.push(self.send(
             target,
-            &Request::Probe { seq, updates },
+            &Request::Probe {
+                seq,
+                updates,
+                protocol_version: PROTOCOL_VERSION,
+            },
             Some(timeout),
             Some(&Ctx::ConfirmProbe {
                 target: target.clone(),
@@ -743,7 +705,7 @@ impl Presence {
         if m.status == MemberStatus::Alive {
             self.stats.suspicions_started += 1;
         }
-        self.merge(&[u], now, out);
+        self.merge(&[u], None, now, out);
     }
 
     fn suspicion_bounds(&self) -> (Millis, Millis) {
@@ -801,7 +763,7 @@ impl Presence {
                 info: None,
                 origin: self.me.clone(),
             };
-            self.merge(&[u], now, out);
+            self.merge(&[u], None, now, out);
         }
     }
 
@@ -882,7 +844,11 @@ impl Presence {
         };
         self.send(
             target,
-            &Request::Probe { seq, updates },
+            &Request::Probe {
+                seq,
+                updates,
+                protocol_version: PROTOCOL_VERSION,
+            },
             Some(timeout_s),
             Some(&ctx),
         )
@@ -1002,7 +968,7 @@ impl Presence {
                         "local-only operation: only apps on this node may call it",
                     ))
                 } else if matches!(req, Request::Subscribe {}) && expects_response {
-                    match self.subscribe(id, &from, now) {
+                    match self.events.subscribe(id, &from, &self.me, now) {
                         // Answered when the welcome's outcome comes back (replying later).
                         Ok(Some(send)) => {
                             out.push(send);
@@ -1022,52 +988,6 @@ impl Presence {
         if expects_response {
             out.push(Effect::reply(id, encode_result(&result)));
         }
-    }
-
-    /// Subscribe `app`: confirmed only once a first message (the welcome) reached it, so an
-    /// app that did not grant us messaging is told so instead of silently getting nothing.
-    fn subscribe(&mut self, id: RequestId, app: &Address, now: Millis) -> ApiResult<Option<Eff>> {
-        if self.subscribers.contains_key(app) {
-            return Ok(None);
-        }
-        if self.welcomes.waiting_for(app) {
-            return Err(ApiError::new(
-                ErrorCode::Overloaded,
-                "a Subscribe of this app is already being confirmed; retry in a few seconds",
-            ));
-        }
-        let welcome = SubscriberMessage::Welcome {
-            node: self.me.clone(),
-            seq: 0,
-        };
-        self.welcomes
-            .begin(
-                app.clone(),
-                id,
-                app.clone(),
-                encode(&welcome),
-                now,
-                |token| Ctx::Welcome { token },
-            )
-            .map(Some)
-    }
-
-    fn confirm_subscription(
-        &mut self,
-        w: p2p_common::appreach::Waiting<Address>,
-        out: &mut Vec<Eff>,
-    ) {
-        let answer: ApiResult<Response> = if w.cancelled {
-            Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "unsubscribed before the subscription was confirmed",
-            ))
-        } else {
-            self.subscribers.entry(w.app.clone()).or_default();
-            out.push(log(Level::Info, format!("{} subscribed", w.app)));
-            Ok(Response::Subscribed {})
-        };
-        out.push(Effect::reply(w.request, encode_result(&answer)));
     }
 
     fn serve(
@@ -1167,18 +1087,15 @@ impl Presence {
                 .view(&node, now)
                 .map(Response::Node)
                 .ok_or_else(|| ApiError::not_found(format!("no member {node}"))),
-            Request::Subscribe {} => {
-                self.subscribers.entry(from.clone()).or_default();
-                Ok(Response::Subscribed {})
-            }
-            Request::Unsubscribe {} => {
-                let pending = self.welcomes.cancel(from);
-                match self.subscribers.remove(from) {
-                    Some(_) => Ok(Response::Unsubscribed {}),
-                    None if pending => Ok(Response::Unsubscribed {}),
-                    None => Err(ApiError::not_found(format!("{from} is not subscribed"))),
-                }
-            }
+            // Without an answer to wait for (fire-and-forget): no welcome either.
+            Request::Subscribe {} => self
+                .events
+                .subscribe_now(from, out)
+                .map(|()| Response::Subscribed {}),
+            Request::Unsubscribe {} => self
+                .events
+                .unsubscribe(from, out)
+                .map(|()| Response::Unsubscribed {}),
             Request::GetConfig {} => Ok(Response::Config(self.cfg.clone())),
             Request::SetConfig(patch) => {
                 let cfg = patch.apply(&self.cfg);
@@ -1236,6 +1153,7 @@ impl Presence {
                         info: Some(info.clone()),
                         origin: info.node_id.clone(),
                     }],
+                    Some(&from.node),
                     now,
                     out,
                 );
@@ -1263,21 +1181,26 @@ impl Presence {
                 self.registry.remove(&from.node);
                 Ok(Response::Deregistered {})
             }
-            Request::Probe { seq, updates } => {
+            Request::Probe { seq, updates, .. } => {
                 let updates = self.capped(updates, out);
-                self.merge(&updates, now, out);
+                self.merge(&updates, Some(&from.node), now, out);
                 self.probe_succeeded(&from.node, now, None);
                 let updates = self.piggyback(Some(&from.node));
-                Ok(Response::Ack { seq, updates })
+                Ok(Response::Ack {
+                    seq,
+                    updates,
+                    protocol_version: PROTOCOL_VERSION,
+                })
             }
             Request::ProbeRequest {
                 seq,
                 target,
                 updates,
                 timeout_s,
+                ..
             } => {
                 let updates = self.capped(updates, out);
-                self.merge(&updates, now, out);
+                self.merge(&updates, Some(&from.node), now, out);
                 // Expensive on behalf of another node: only for members, about members (a
                 // stranger must not make us probe whatever node id it names).
                 members_only(self.members.is_live(&from.node), "ProbeRequest")?;
@@ -1308,6 +1231,7 @@ impl Presence {
                         &Request::Probe {
                             seq: pseq,
                             updates: ups,
+                            protocol_version: PROTOCOL_VERSION,
                         },
                         Some(timeout),
                         Some(&Ctx::HelperProbe {
@@ -1350,10 +1274,12 @@ impl Presence {
             }
             Request::Gossip { updates } => {
                 let updates = self.capped(updates, out);
-                self.merge(&updates, now, out);
+                self.merge(&updates, Some(&from.node), now, out);
                 Ok(Response::Accepted {})
             }
-            Request::PushPull { members, want_info } => {
+            Request::PushPull {
+                members, want_info, ..
+            } => {
                 self.stats.push_pulls += 1;
                 // Members only: the sender's own fact goes first (a node speaking for itself
                 // may join), then the check, then the rest (introductions are budgeted per
@@ -1361,13 +1287,16 @@ impl Presence {
                 // digest does not buy our whole table (joiners page the registry instead).
                 let (own, rest): (Vec<Update>, Vec<Update>) =
                     members.iter().cloned().partition(|u| u.node == from.node);
-                self.merge(&own, now, out);
+                self.merge(&own, Some(&from.node), now, out);
                 members_only(self.members.get(&from.node).is_some(), "PushPull")?;
-                self.merge(&rest, now, out);
+                self.merge(&rest, Some(&from.node), now, out);
                 let cap = members.len().saturating_mul(2).max(PUSH_PULL_MIN_ANSWER);
                 let mut delta = self.delta_for(&members, &want_info);
                 delta.truncate(cap);
-                Ok(Response::PushPull { members: delta })
+                Ok(Response::PushPull {
+                    members: delta,
+                    protocol_version: PROTOCOL_VERSION,
+                })
             }
         }
     }
@@ -1492,7 +1421,7 @@ impl Presence {
             info,
             status: m.status,
             incarnation: m.incarnation,
-            status_since: self.to_wall(m.status_since),
+            status_since: self.to_wall(m.status_since).saturating_sub(m.carried_ms),
             is_self: false,
         })
     }
@@ -1529,6 +1458,7 @@ impl Presence {
         Ok(Response::Nodes {
             nodes: out,
             next_cursor: next,
+            seq: self.events.seq(),
         })
     }
 
@@ -1610,7 +1540,11 @@ impl Presence {
         self.stats.push_pulls += 1;
         out.push(self.send(
             peer,
-            &Request::PushPull { members, want_info },
+            &Request::PushPull {
+                members,
+                want_info,
+                protocol_version: PROTOCOL_VERSION,
+            },
             Some(PUSH_PULL_TIMEOUT_S),
             Some(&Ctx::PushPull { peer: peer.clone() }),
         ));
@@ -1618,7 +1552,14 @@ impl Presence {
 
     // ----- responses and failures of our own requests -----
 
-    fn on_response(&mut self, body: Vec<u8>, ctx: Ctx, now: Millis, out: &mut Vec<Eff>) {
+    fn on_response(
+        &mut self,
+        from: &NodeId,
+        body: Vec<u8>,
+        ctx: Ctx,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
         let resp: ApiResult<Response> = serde_json::from_slice(&body)
             .unwrap_or_else(|e| Err(ApiError::bad_request(format!("undecodable response: {e}"))));
         match ctx {
@@ -1629,7 +1570,7 @@ impl Presence {
                 // protocol version may refuse what it does not know, but it answered).
                 if let Ok(Response::Ack { updates, .. }) = resp.clone() {
                     let updates = self.capped(updates, out);
-                    self.merge(&updates, now, out);
+                    self.merge(&updates, Some(from), now, out);
                 }
                 self.probe_succeeded(&target, now, Some(now.saturating_sub(sent)));
                 if let Some(r) = self.round.as_mut() {
@@ -1646,7 +1587,7 @@ impl Presence {
             } => {
                 // Any answer of the target proves it alive.
                 if let Ok(Response::Ack { updates, .. }) = resp {
-                    self.merge(&updates, now, out);
+                    self.merge(&updates, Some(from), now, out);
                 }
                 self.probe_succeeded(&target, now, None);
                 let msg = Request::IndirectAck { seq, target };
@@ -1655,7 +1596,7 @@ impl Presence {
             Ctx::ConfirmProbe { target, .. } => {
                 self.confirming.remove(&target);
                 if let Ok(Response::Ack { updates, .. }) = resp {
-                    self.merge(&updates, now, out);
+                    self.merge(&updates, Some(from), now, out);
                 }
                 self.probe_succeeded(&target, now, None);
             }
@@ -1666,7 +1607,7 @@ impl Presence {
                     let acts = self.reg.on_success(&bootstrap);
                     self.reg_actions(&bootstrap, acts, out);
                     self.probe_succeeded(&bootstrap, now, None);
-                    self.merge(&nodes, now, out);
+                    self.merge(&nodes, Some(from), now, out);
                     self.next_page(&bootstrap, next_cursor, out);
                 }
                 Err(e) if e.code == ErrorCode::Overloaded => {
@@ -1687,28 +1628,17 @@ impl Presence {
             },
             Ctx::ListRegistry { bootstrap } => {
                 if let Ok(Response::Registry { nodes, next_cursor }) = resp {
-                    self.merge(&nodes, now, out);
+                    self.merge(&nodes, Some(from), now, out);
                     self.next_page(&bootstrap, next_cursor, out);
                 }
             }
             Ctx::PushPull { peer } => {
-                if let Ok(Response::PushPull { members }) = resp {
+                if let Ok(Response::PushPull { members, .. }) = resp {
                     self.probe_succeeded(&peer, now, None);
-                    self.merge(&members, now, out);
+                    self.merge(&members, Some(from), now, out);
                 }
             }
-            Ctx::Event { subscriber } => {
-                if let Some(s) = self.subscribers.get_mut(&subscriber) {
-                    s.in_flight = s.in_flight.saturating_sub(1);
-                    s.failures = 0;
-                }
-                self.pump(&subscriber, out);
-            }
-            Ctx::Welcome { token } => {
-                if let Some(w) = self.welcomes.confirmed(token) {
-                    self.confirm_subscription(w, out);
-                }
-            }
+            Ctx::Events(c) => self.events.on_response(c, out),
             Ctx::Deregister => {}
         }
     }
@@ -1786,6 +1716,7 @@ impl Presence {
                             target: target.clone(),
                             updates,
                             timeout_s: Some(helper_deadline_s),
+                            protocol_version: PROTOCOL_VERSION,
                         },
                         None,
                         None,
@@ -1861,37 +1792,7 @@ impl Presence {
                 self.reg_actions(&bootstrap, acts, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
-            Ctx::Welcome { token } => match self.welcomes.failed(token, kind, now, crate::NAME) {
-                Some(HelloOutcome::Refused(w, e)) => {
-                    out.push(log(Level::Warn, format!("subscribe refused: {e}")));
-                    let err: ApiResult<Response> = Err(e);
-                    out.push(Effect::reply(w.request, encode_result(&err)));
-                }
-                // Late: the app got it while blocked on its own Subscribe.
-                Some(HelloOutcome::Delivered(w)) => self.confirm_subscription(w, out),
-                None => {}
-            },
-            Ctx::Event { subscriber } => {
-                let drop_it = match self.subscribers.get_mut(&subscriber) {
-                    Some(s) => {
-                        s.in_flight = s.in_flight.saturating_sub(1);
-                        s.failures += 1;
-                        s.failures >= EVENT_FAILURES
-                    }
-                    None => false,
-                };
-                if drop_it {
-                    self.subscribers.remove(&subscriber);
-                    out.push(log(
-                        Level::Warn,
-                        format!(
-                            "dropping subscriber {subscriber}: {EVENT_FAILURES} deliveries failed"
-                        ),
-                    ));
-                } else {
-                    self.pump(&subscriber, out);
-                }
-            }
+            Ctx::Events(c) => self.events.on_failed(c, kind, &self.me, now, out),
         }
     }
 
@@ -1977,6 +1878,7 @@ impl Presence {
         } else {
             self.restore_whole_state(persisted.filter(|p| !p.is_empty()), now, out);
         }
+        self.events.reserve();
         out.push(self.persist_now());
         if let Some(w) = self.member_writes() {
             out.push(w);
@@ -2016,6 +1918,7 @@ impl Presence {
             None => {}
         }
         let mut saved = Vec::new();
+        let wall_now = self.to_wall(now);
         for (k, v) in records.range(MEMBER_PREFIX.to_vec()..) {
             let Some(name) = k.strip_prefix(MEMBER_PREFIX) else {
                 break;
@@ -2028,21 +1931,30 @@ impl Presence {
             ) else {
                 continue;
             };
+            // A wall clock behind the record (stepped back) counts as no age.
+            let age_ms = match rec.since {
+                0 => 0,
+                since => wall_now.saturating_sub(since),
+            };
             saved.push(SavedMember {
                 info: NodeInfo::new(name.clone()),
                 node: name,
                 status: rec.status,
                 incarnation: rec.incarnation,
                 has_info: false,
+                age_ms,
             });
         }
         self.members.restore(saved, &self.me, now);
+        self.events.restore(records, out);
         out.push(log(
             Level::Info,
             format!(
-                "restarted with {} members, incarnation {}",
+                "restarted with {} members, {} subscribers, incarnation {}, events from {}",
                 self.members.len(),
-                self.incarnation
+                self.events.subscribers(),
+                self.incarnation,
+                self.events.seq() + 1
             ),
         ));
     }
@@ -2151,9 +2063,7 @@ impl Service for Presence {
                 timeout_s,
                 ..
             } => {
-                self.sender = Some(from.node.clone());
                 self.handle_request(id, from, body, timeout_s.is_some(), t, &mut out);
-                self.sender = None;
             }
             Input::Response {
                 from, body, ctx, ..
@@ -2163,9 +2073,7 @@ impl Service for Presence {
                 }
                 // The kernel vouches for a response's source: what it says about itself is
                 // direct evidence.
-                self.sender = Some(from.node.clone());
-                self.on_response(body, ctx, t, &mut out);
-                self.sender = None;
+                self.on_response(&from.node, body, ctx, t, &mut out);
             }
             Input::SendFailed { kind, target, ctx } => {
                 self.on_send_failed(kind, target, ctx, t, &mut out)

@@ -34,11 +34,27 @@ pub struct Member {
     pub status: MemberStatus,
     pub incarnation: u64,
     pub status_since: Millis,
+    /// How old the status already was when this process started (restored from the wall
+    /// time on disk; 0 once the status changes in this life). Retention counts it.
+    pub carried_ms: Millis,
     /// Last direct evidence (ack, probe, message from it).
     pub last_seen: Millis,
     /// Whether `info` came from the node (not a placeholder with only its id).
     pub has_info: bool,
     pub suspicion: Option<Suspicion>,
+}
+
+impl Member {
+    /// The status changed now.
+    pub fn set_status_since(&mut self, now: Millis) {
+        self.status_since = now;
+        self.carried_ms = 0;
+    }
+    /// How long the member has had its status, lives before this one included.
+    pub fn status_age(&self, now: Millis) -> Millis {
+        now.saturating_sub(self.status_since)
+            .saturating_add(self.carried_ms)
+    }
 }
 
 /// What applying a fact did.
@@ -62,6 +78,9 @@ pub struct SavedMember {
     pub status: MemberStatus,
     pub incarnation: u64,
     pub has_info: bool,
+    /// How long the member has had its status (from the wall time on disk; 0 = unknown).
+    #[serde(default)]
+    pub age_ms: Millis,
 }
 
 #[derive(Debug, Default)]
@@ -144,7 +163,7 @@ impl Members {
                     .map
                     .iter()
                     .filter(|(_, m)| matches!(m.status, MemberStatus::Dead | MemberStatus::Left))
-                    .min_by_key(|(_, m)| m.status_since)
+                    .min_by_key(|(_, m)| std::cmp::Reverse(m.status_age(now)))
                     .map(|(n, _)| n.clone());
                 match victim {
                     Some(v) => {
@@ -163,6 +182,7 @@ impl Members {
                     status: MemberStatus::Alive,
                     incarnation: u.incarnation,
                     status_since: now,
+                    carried_ms: 0,
                     last_seen: 0,
                     has_info: info.is_some(),
                     suspicion: None,
@@ -212,7 +232,7 @@ impl Members {
                 }
                 m.incarnation = u.incarnation;
                 if m.status != MemberStatus::Alive {
-                    m.status_since = now;
+                    m.set_status_since(now);
                 }
                 m.status = MemberStatus::Alive;
                 m.suspicion = None;
@@ -222,7 +242,7 @@ impl Members {
                 MemberStatus::Alive if newer || same => {
                     m.status = MemberStatus::Suspect;
                     m.incarnation = u.incarnation;
-                    m.status_since = now;
+                    m.set_status_since(now);
                     m.suspicion = Some(Suspicion {
                         start: now,
                         origins: BTreeSet::from([u.origin.clone()]),
@@ -270,7 +290,7 @@ impl Members {
                 });
                 m.status = u.status;
                 m.incarnation = u.incarnation;
-                m.status_since = now;
+                m.set_status_since(now);
                 m.suspicion = None;
                 Applied::Changed { event }
             }
@@ -285,7 +305,7 @@ impl Members {
             .iter()
             .filter(|(_, m)| {
                 matches!(m.status, MemberStatus::Dead | MemberStatus::Left)
-                    && now.saturating_sub(m.status_since) > retention
+                    && m.status_age(now) > retention
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -304,6 +324,7 @@ impl Members {
                 status: m.status,
                 incarnation: m.incarnation,
                 has_info: m.has_info,
+                age_ms: 0,
             })
             .collect()
     }
@@ -328,6 +349,12 @@ impl Members {
                     status,
                     incarnation: s.incarnation,
                     status_since: now,
+                    // A suspicion is not restored (the member is probed afresh).
+                    carried_ms: if s.status == MemberStatus::Suspect {
+                        0
+                    } else {
+                        s.age_ms
+                    },
                     last_seen: 0,
                     has_info,
                     suspicion: None,

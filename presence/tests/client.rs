@@ -313,7 +313,12 @@ fn discovery_times_are_unix_ms_not_the_monotonic_clock() {
         KernelEvent::Request {
             source: Address::ours(&node("bob.os"), "presence"),
             expects_response: Some(5),
-            body: serde_json::to_vec(&Request::Probe { seq: 1, updates }).unwrap(),
+            body: serde_json::to_vec(&Request::Probe {
+                seq: 1,
+                updates,
+                protocol_version: p2p_common::api::PROTOCOL_VERSION,
+            })
+            .unwrap(),
             blob: None,
         },
     );

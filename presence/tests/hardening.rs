@@ -249,6 +249,7 @@ impl Harness {
             let ack = serde_json::to_vec(&Ok::<Response, ()>(Response::Ack {
                 seq: 0,
                 updates: vec![],
+                protocol_version: p2p_common::api::PROTOCOL_VERSION,
             }))
             .unwrap();
             self.d.step(

@@ -151,14 +151,17 @@ pub struct PresenceEvent {
     pub incarnation: u64,
     /// Unix ms (the reporting node's clock).
     pub at: u64,
-    /// Sequence number per subscription, so a subscriber can spot gaps (dropped events).
+    /// This node's event sequence number: one per event, the same for every subscriber,
+    /// rising by one from event to event. A jump means events were missed (a full queue, a
+    /// restart of presence); the subscriber resyncs with `ListNodes`, whose answer carries
+    /// the `seq` it reflects (docs/api.md, "Events").
     pub seq: u64,
     #[serde(default)]
     pub info: Option<NodeInfo>,
 }
 
 /// What an event subscriber receives: a request expecting an answer (any body) within 5 s;
-/// three unanswered in a row end the subscription.
+/// three unanswered in a row end the subscription, with a final `Dropped` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscriberMessage {
     PresenceEvent(PresenceEvent),
@@ -168,6 +171,13 @@ pub enum SubscriberMessage {
     Welcome {
         node: NodeId,
         seq: u64,
+    },
+    /// The last message of a subscription presence ended (its deliveries failed): no event
+    /// after `seq` is sent. Subscribe again, then resync with `ListNodes`.
+    Dropped {
+        node: NodeId,
+        seq: u64,
+        reason: String,
     },
 }
 
@@ -566,6 +576,10 @@ pub enum Request {
         seq: u64,
         #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     /// Ask a helper to probe `target` for us; it answers later with IndirectAck/IndirectNack.
     ProbeRequest {
@@ -576,6 +590,10 @@ pub enum Request {
         /// Probe with at most this timeout (seconds), so the answer arrives in time.
         #[serde(default)]
         timeout_s: Option<u64>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     IndirectAck {
         seq: u64,
@@ -597,6 +615,10 @@ pub enum Request {
         members: Vec<Update>,
         #[serde(default)]
         want_info: Vec<NodeId>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
 }
 
@@ -663,6 +685,10 @@ pub enum Response {
     Nodes {
         nodes: Vec<NodeView>,
         next_cursor: Option<NodeId>,
+        /// The event `seq` this page reflects: every event up to it is in the page, none
+        /// after it (see [`PresenceEvent::seq`]).
+        #[serde(default)]
+        seq: u64,
     },
     Node(NodeView),
     Subscribed {},
@@ -685,10 +711,18 @@ pub enum Response {
         seq: u64,
         #[serde(deserialize_with = "wire::lenient_facts")]
         updates: Vec<Update>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     PushPull {
         #[serde(deserialize_with = "wire::lenient_facts")]
         members: Vec<Update>,
+        /// The sender's presence protocol version (0 from a peer that predates it). A
+        /// higher one than ours is read as far as we understand it, never refused.
+        #[serde(default)]
+        protocol_version: u32,
     },
     /// For one-way protocol messages sent with a timeout anyway.
     Accepted {},
@@ -881,10 +915,25 @@ mod tests {
         let probe = r#"{"Probe": {"seq": 7, "trace": "x", "updates": [{"node": "b.os",
             "status": "Alive", "incarnation": 2, "origin": "b.os", "signed": "..", "info":
             {"node_id": "b.os", "zone": 3, "metadata": [{"key": "k", "value": "v", "ttl": 9}]}}]}}"#;
-        let Request::Probe { seq, updates } = decode(probe).unwrap() else {
+        let Request::Probe {
+            seq,
+            updates,
+            protocol_version,
+        } = decode(probe).unwrap()
+        else {
             panic!()
         };
-        assert_eq!((seq, updates.len()), (7, 1));
+        assert_eq!((seq, updates.len(), protocol_version), (7, 1, 0));
+        // A newer protocol version is read, not refused.
+        let newer = r#"{"Probe": {"seq": 8, "updates": [], "protocol_version": 9}}"#;
+        assert!(matches!(
+            decode(newer),
+            Ok(Request::Probe {
+                seq: 8,
+                protocol_version: 9,
+                ..
+            })
+        ));
         assert_eq!(updates[0].info.as_ref().unwrap().metadata["k"], "v");
         assert_eq!(
             decode(r#"{"Deregister": {"reason": "bye"}}"#).unwrap(),

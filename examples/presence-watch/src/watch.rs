@@ -170,6 +170,15 @@ impl<T: Transport> Watch<T> {
                 self.next_seq = Some(seq + 1);
                 answer(Some(format!("presence on {node} will send us events")), ok)
             }
+            SubscriberMessage::Dropped { node, seq, reason } => {
+                self.next_seq = None;
+                answer(
+                    Some(format!(
+                        "presence on {node} ended our subscription after event {seq}: {reason}"
+                    )),
+                    ok,
+                )
+            }
             SubscriberMessage::PresenceEvent(e) => {
                 let mut line = String::new();
                 if let Some(expected) = self.next_seq.filter(|s| e.seq > *s) {

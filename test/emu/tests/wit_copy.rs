@@ -11,10 +11,9 @@ fn the_checked_in_wit_equals_the_assembled_one() {
         .parent()
         .and_then(Path::parent)
         .expect("workspace root");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let assembled = target.join("wit").join("hyperware.wit");
+    // `cargo xtask build` assembles the WIT into the workspace's target/wit whatever
+    // CARGO_TARGET_DIR says (xtask/src/pkgbuild.rs).
+    let assembled = root.join("target").join("wit").join("hyperware.wit");
     let assembled = std::fs::read_to_string(&assembled).unwrap_or_else(|e| {
         panic!(
             "{}: {e}. Run `cargo xtask build` in {} first (it assembles target/wit).",

@@ -312,6 +312,7 @@ impl Harness {
         let body = serde_json::to_vec(&Request::Probe {
             seq: 1,
             updates: vec![update],
+            protocol_version: p2p_common::api::PROTOCOL_VERSION,
         })
         .expect("serializes");
         self.presence_call(peer, node, body)

@@ -259,14 +259,17 @@ fn discovery_by_status_and_capability_with_paging() {
         assert!(matches!(r, Ok(Response::InfoSet(_))), "{r:?}");
     }
     sim.run_for(20 * P).unwrap();
-    let Ok(Response::Nodes { nodes, next_cursor }) = ask(
+    let Ok(Response::Nodes {
+        nodes, next_cursor, ..
+    }) = ask(
         &mut sim,
         0,
         Request::ListNodes(ListFilter {
             capability: Some("chat".into()),
             ..Default::default()
         }),
-    ) else {
+    )
+    else {
         panic!()
     };
     let names: Vec<String> = nodes.iter().map(|v| v.info.node_id.to_string()).collect();
@@ -279,7 +282,9 @@ fn discovery_by_status_and_capability_with_paging() {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let Ok(Response::Nodes { nodes, next_cursor }) = ask(
+        let Ok(Response::Nodes {
+            nodes, next_cursor, ..
+        }) = ask(
             &mut sim,
             0,
             Request::ListNodes(ListFilter {
@@ -288,7 +293,8 @@ fn discovery_by_status_and_capability_with_paging() {
                 limit: Some(5),
                 ..Default::default()
             }),
-        ) else {
+        )
+        else {
             panic!()
         };
         assert!(nodes.len() <= 5);

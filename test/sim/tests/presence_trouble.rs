@@ -51,6 +51,60 @@ fn a_bootstrap_down_for_a_day_costs_about_one_attempt_per_cap_and_sees_each_clie
     assert!(received <= renewals_max, "{received} registrations");
 }
 
+#[test]
+fn a_node_restarting_every_hour_still_forgets_the_dead_after_the_retention_period() {
+    // The retention clock is the wall time of the last status change, on disk: a node that
+    // restarts more often than the retention period (a day) forgets the dead all the same.
+    use p2p_common::api::presence::MemberStatus;
+    const HOUR: u64 = 3_600_000;
+    let mut sim = cluster(23, 4);
+    for i in 1..4 {
+        ps::join(&mut sim, i, 0);
+    }
+    sim.run_for(120_000).unwrap();
+    let dead = sim.node_id(3).clone();
+    sim.crash(3);
+    sim.run_for(120_000).unwrap();
+    let status = |sim: &Sim| {
+        sim.core::<Presence>(0, "presence")
+            .unwrap()
+            .status_of(&dead)
+    };
+    assert_eq!(status(&sim), Some(MemberStatus::Dead));
+    let died_at = sim.now();
+    let mut hours = 0;
+    let mut gone_after = None;
+    while hours < 48 {
+        sim.run_for(HOUR).unwrap();
+        hours += 1;
+        sim.crash(0);
+        sim.restart(0);
+        sim.run_for(60_000).unwrap();
+        let elapsed = sim.now() - died_at;
+        match status(&sim) {
+            // Remembered (and still Dead) within the retention period.
+            Some(MemberStatus::Dead) => assert!(
+                elapsed <= DAY + HOUR + 120_000,
+                "still there {} h after its death",
+                elapsed / HOUR
+            ),
+            None => {
+                gone_after.get_or_insert(elapsed);
+            }
+            other => panic!("{dead} is {other:?} after {hours} h"),
+        }
+        if gone_after.is_some() {
+            assert_eq!(status(&sim), None, "forgotten for good");
+        }
+    }
+    let gone_after = gone_after.expect("the dead node was never forgotten");
+    assert!(
+        gone_after >= DAY,
+        "forgotten after {} h, before the retention period",
+        gone_after / HOUR
+    );
+}
+
 mod hostile {
     use super::cluster;
     use p2p_common::api::encode;
@@ -143,6 +197,7 @@ mod hostile {
             let push_pull = encode(&Request::PushPull {
                 members: chunk.to_vec(),
                 want_info: vec![],
+                protocol_version: p2p_common::api::PROTOCOL_VERSION,
             });
             sim.request_from(4, ProcessId::ours("presence"), &to, push_pull, 5);
         }
@@ -194,6 +249,194 @@ mod hostile {
             let b = m.member(sim.node_id(1)).unwrap();
             assert_eq!(b.incarnation, bob_now, "{j} follows bob's refutation");
             assert!(!b.info.capabilities.contains(&"evil".to_string()));
+        }
+    }
+}
+
+/// A rolling upgrade: one node runs a "newer" presence. It is a real core whose every
+/// message to other presence processes and every answer is rewritten as a newer version
+/// would write it: `protocol_version` 2, fields we do not know at every level, facts with a
+/// status we do not know, an answer variant we do not know to every other probe, and a
+/// request variant we do not know beside every gossip. Its registration keeps version 1
+/// (a bootstrap refuses registrations of another protocol version, docs/api.md).
+mod newer_peer {
+    use p2p_common::api::presence::{MemberStatus, PresenceStats};
+    use p2p_common::{Effect, Input, NodeId, Now, Service};
+    use p2p_sim::{factory, NetConfig, Sim, SimConfig};
+    use presence::core::{Ctx, Presence, Tick};
+    use serde_json::{json, Value};
+
+    /// presence, rewritten as a newer version when `newer`.
+    struct MaybeNewer {
+        core: Presence,
+        newer: bool,
+    }
+
+    /// Unknown fields at every level, facts of an unknown status, a newer version.
+    fn newer(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if m.contains_key("protocol_version") {
+                    m.insert("protocol_version".into(), json!(2));
+                }
+                for key in ["updates", "members", "nodes"] {
+                    if let Some(Value::Array(a)) = m.get_mut(key) {
+                        a.push(json!({"node": "zed.os", "status": "Hibernating",
+                            "incarnation": 1, "origin": "zed.os", "lease_ms": 9}));
+                    }
+                }
+                for (_, x) in m.iter_mut() {
+                    newer(x);
+                }
+                m.insert("trace".into(), json!({"id": "x", "hops": [1, 2]}));
+            }
+            Value::Array(a) => a.iter_mut().for_each(newer),
+            _ => {}
+        }
+    }
+
+    /// The payload of an externally tagged variant (`{"Probe": {...}}`, and the variant in
+    /// an answer's `{"Ok": {...}}`) gets the newer fields; the tags stay as they are.
+    fn variant(v: &mut Value) {
+        if let Value::Object(m) = v {
+            if m.len() == 1 {
+                let (tag, inner) = m.iter_mut().next().unwrap();
+                if tag == "Ok" {
+                    variant(inner);
+                } else if tag != "Err" {
+                    newer(inner);
+                }
+            }
+        }
+    }
+
+    fn rewrite(body: &[u8]) -> Vec<u8> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(mut v) => {
+                let register = v.get("RegisterNode").is_some();
+                variant(&mut v);
+                if register {
+                    v["RegisterNode"]["protocol_version"] = json!(1);
+                }
+                serde_json::to_vec(&v).unwrap()
+            }
+            Err(_) => body.to_vec(),
+        }
+    }
+
+    impl Service for MaybeNewer {
+        type Ctx = Ctx;
+        type Timer = Tick;
+        fn name(&self) -> &'static str {
+            self.core.name()
+        }
+        fn handle(&mut self, now: Now, input: Input<Ctx, Tick>) -> Vec<Effect<Ctx, Tick>> {
+            let effects = self.core.handle(now, input);
+            if !self.newer {
+                return effects;
+            }
+            let mut out = Vec::new();
+            let mut acks = 0u64;
+            for e in effects {
+                match e {
+                    Effect::Send {
+                        to,
+                        body,
+                        blob,
+                        expect,
+                    } if to.process.process == "presence" => {
+                        if body.starts_with(br#"{"Gossip""#) {
+                            out.push(Effect::Send {
+                                to: to.clone(),
+                                body: br#"{"Handshake": {"protocol_version": 2, "features": ["merkle"]}}"#.to_vec(),
+                                blob: None,
+                                expect: None,
+                            });
+                        }
+                        out.push(Effect::Send {
+                            to,
+                            body: rewrite(&body),
+                            blob,
+                            expect,
+                        });
+                    }
+                    Effect::Reply { id, body, blob } => {
+                        let mut body = rewrite(&body);
+                        // Every other ack comes back as an answer we cannot read.
+                        let text = String::from_utf8_lossy(&body).to_string();
+                        if text.starts_with(r#"{"Ok":{"Ack""#) {
+                            acks += 1;
+                            if (now.mono / 1000 + acks) % 2 == 0 {
+                                body = text
+                                    .replacen(r#"{"Ok":{"Ack""#, r#"{"Ok":{"AckV2""#, 1)
+                                    .into_bytes();
+                            }
+                        }
+                        out.push(Effect::Reply { id, body, blob });
+                    }
+                    e => out.push(e),
+                }
+            }
+            out
+        }
+    }
+
+    fn core(sim: &Sim, i: usize) -> &Presence {
+        &sim.core::<MaybeNewer>(i, "presence").unwrap().core
+    }
+
+    fn run(net: NetConfig, seed: u64) -> Vec<PresenceStats> {
+        const N: usize = 8;
+        let mut cfg = SimConfig::new(seed, N);
+        cfg.net = net;
+        let newer_id = p2p_sim::sim::node_name(N - 1);
+        let mut sim = Sim::new(cfg).with_process(
+            "presence",
+            factory(move |a| MaybeNewer {
+                newer: a.node == newer_id,
+                core: Presence::new(a, p2p_sim::scenarios::presence::config()),
+            }),
+        );
+        for i in 1..N {
+            p2p_sim::scenarios::presence::join(&mut sim, i, 0);
+        }
+        sim.run_for(15 * 60_000).unwrap();
+        let newer = sim.node_id(N - 1).clone();
+        for i in 0..N {
+            for j in 0..N {
+                if i != j {
+                    assert_eq!(
+                        core(&sim, i).status_of(sim.node_id(j)),
+                        Some(MemberStatus::Alive),
+                        "{} sees {}",
+                        sim.node_id(i),
+                        sim.node_id(j)
+                    );
+                }
+            }
+            let zed = NodeId::parse("zed.os").unwrap();
+            assert_eq!(core(&sim, i).status_of(&zed), None, "a fact we cannot read");
+        }
+        assert!(
+            core(&sim, 0).member(&newer).unwrap().incarnation <= 2,
+            "the newer node had no claim to refute"
+        );
+        (0..N).map(|i| core(&sim, i).stats()).collect()
+    }
+
+    #[test]
+    fn a_newer_peer_is_neither_refused_nor_declared_dead() {
+        let stats = run(NetConfig::realistic(), 31);
+        for s in &stats {
+            assert_eq!((s.suspicions_started, s.dead_declared), (0, 0), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_newer_peer_is_not_declared_dead_under_loss_either() {
+        let stats = run(NetConfig::hostile(0.05, 0.01), 32);
+        for s in &stats {
+            assert_eq!(s.dead_declared, 0, "{s:?}");
         }
     }
 }

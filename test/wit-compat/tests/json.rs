@@ -464,10 +464,12 @@ fn presence_requests() -> Vec<(ours::Request, wp::Request)> {
             O::Probe {
                 seq: 7,
                 updates: ups.clone(),
+                protocol_version: 1,
             },
             W::Probe(wp::Probe {
                 seq: 7,
                 updates: wups.clone(),
+                protocol_version: 1,
             }),
         ),
         (
@@ -476,12 +478,14 @@ fn presence_requests() -> Vec<(ours::Request, wp::Request)> {
                 target: id("carol.os"),
                 updates: ups.clone(),
                 timeout_s: Some(2),
+                protocol_version: 1,
             },
             W::ProbeRequest(wp::ProbeRequest {
                 seq: 7,
                 target: "carol.os".into(),
                 updates: wups.clone(),
                 timeout_s: Some(2),
+                protocol_version: 1,
             }),
         ),
         (
@@ -490,12 +494,14 @@ fn presence_requests() -> Vec<(ours::Request, wp::Request)> {
                 target: id("carol.os"),
                 updates: vec![],
                 timeout_s: None,
+                protocol_version: 2,
             },
             W::ProbeRequest(wp::ProbeRequest {
                 seq: 8,
                 target: "carol.os".into(),
                 updates: vec![],
                 timeout_s: None,
+                protocol_version: 2,
             }),
         ),
         (
@@ -530,10 +536,12 @@ fn presence_requests() -> Vec<(ours::Request, wp::Request)> {
             O::PushPull {
                 members: ups,
                 want_info: vec![id("bob.os")],
+                protocol_version: 1,
             },
             W::PushPull(wp::PushPullRequest {
                 members: wups,
                 want_info: vec!["bob.os".into()],
+                protocol_version: 1,
             }),
         ),
     ]
@@ -566,20 +574,24 @@ fn presence_responses() -> Vec<(ours::Response, wp::Response)> {
             O::Nodes {
                 nodes: vec![ov.clone()],
                 next_cursor: Some(id("bob.os")),
+                seq: 12,
             },
             W::Nodes(wp::NodesPage {
                 nodes: vec![wv.clone()],
                 next_cursor: Some("bob.os".into()),
+                seq: 12,
             }),
         ),
         (
             O::Nodes {
                 nodes: vec![],
                 next_cursor: None,
+                seq: 0,
             },
             W::Nodes(wp::NodesPage {
                 nodes: vec![],
                 next_cursor: None,
+                seq: 0,
             }),
         ),
         (O::Node(ov), W::Node(wv)),
@@ -614,15 +626,23 @@ fn presence_responses() -> Vec<(ours::Response, wp::Response)> {
             O::Ack {
                 seq: 7,
                 updates: ups.clone(),
+                protocol_version: 1,
             },
             W::Ack(wp::Ack {
                 seq: 7,
                 updates: wups.clone(),
+                protocol_version: 1,
             }),
         ),
         (
-            O::PushPull { members: ups },
-            W::PushPull(wp::PushPullResponse { members: wups }),
+            O::PushPull {
+                members: ups,
+                protocol_version: 1,
+            },
+            W::PushPull(wp::PushPullResponse {
+                members: wups,
+                protocol_version: 1,
+            }),
         ),
         (O::Accepted {}, W::Accepted),
     ]
@@ -704,6 +724,18 @@ fn events_are_the_wit_json() {
         wp::SubscriberMessage::Welcome(wp::Welcome {
             node: "alice.os".into(),
             seq: 7,
+        }),
+    ));
+    pairs.push((
+        ours::SubscriberMessage::Dropped {
+            node: id("alice.os"),
+            seq: 9,
+            reason: "3 deliveries failed".into(),
+        },
+        wp::SubscriberMessage::Dropped(wp::Dropped {
+            node: "alice.os".into(),
+            seq: 9,
+            reason: "3 deliveries failed".into(),
         }),
     ));
     all_same(

@@ -106,7 +106,7 @@ pub fn updates_in(body: &[u8]) -> Vec<Update> {
     }
     match serde_json::from_slice::<Result<Response, Value>>(body) {
         Ok(Ok(Response::Ack { updates, .. })) => updates,
-        Ok(Ok(Response::PushPull { members })) => members,
+        Ok(Ok(Response::PushPull { members, .. })) => members,
         Ok(Ok(Response::Registered { nodes, .. })) | Ok(Ok(Response::Registry { nodes, .. })) => {
             nodes
         }
@@ -219,7 +219,7 @@ pub fn events(sim: &Sim, i: usize) -> Vec<(String, String)> {
                 SubscriberMessage::PresenceEvent(e) => {
                     Some((format!("{:?}", e.kind), e.node.to_string()))
                 }
-                SubscriberMessage::Welcome { .. } => None,
+                SubscriberMessage::Welcome { .. } | SubscriberMessage::Dropped { .. } => None,
             },
         )
         .collect()
