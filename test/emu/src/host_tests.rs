@@ -838,7 +838,7 @@ fn on_exit_restart_backoff_and_crash_messages() {
 }
 
 #[test]
-fn killed_processes_end_quietly_and_spawn_is_refused_clearly() {
+fn killed_processes_end_quietly() {
     let emu = emu();
     let pid = ProcessId::new("k", "t", "t.os");
     emu.install_script(
@@ -860,28 +860,112 @@ fn killed_processes_end_quietly_and_spawn_is_refused_clearly() {
     emu.run_for(10);
     assert!(emu.is_running("a.os", &pid));
     emu.assert_no_crashes();
+}
 
+#[test]
+fn spawn_starts_a_child_from_the_vfs_with_the_parents_capabilities_only() {
+    let emu = emu();
+    emu.with_world(|w| {
+        w.nodes
+            .get_mut("a.os")
+            .unwrap()
+            .vfs
+            .write("/t:t.os/pkg/child.wasm", b"(a script plays it)".to_vec())
+    });
+    let child = ProcessId::new("child", "t", "t.os");
+    let notes = Notes::default();
+    let n = notes.clone();
+    emu.install_script(
+        "a.os",
+        "child:t:t.os",
+        false,
+        OnExit::None,
+        vec![],
+        script(move |h| loop {
+            if let Ok((src, Message::Request(_))) = h.receive()? {
+                let caps: Vec<String> = h
+                    .our_capabilities()?
+                    .iter()
+                    .map(|c| format!("{} {}", c.issuer, c.params))
+                    .collect();
+                n.add(format!("child got a request from {src}; holds {caps:?}"));
+                h.send_response(resp(b"hi parent"), None)?;
+            }
+        }),
+    );
+    // The script above stands for the child's component; the spawn below replaces its entry.
+    emu.kill_process("a.os", &child).unwrap();
+    emu.with_world(|w| {
+        w.nodes
+            .get_mut("a.os")
+            .unwrap()
+            .procs
+            .retain(|p| p.id != child)
+    });
+    let n = notes.clone();
     emu.install_script(
         "a.os",
         "sp:t:t.os",
-        true,
+        false,
         OnExit::None,
         vec![],
-        script(|h| {
-            let _ = h.spawn(None, "/x.wasm".into(), OnExit::None, vec![], vec![], false)?;
+        script(move |h| {
+            let parent_cap = messaging_cap("a.os", &ProcessId::new("sp", "t", "t.os"));
+            let missing = h.spawn(
+                None,
+                "/t:t.os/pkg/none.wasm".into(),
+                OnExit::None,
+                vec![],
+                vec![],
+                false,
+            )?;
+            n.add(format!("{missing:?}"));
+            let app = ProcessId::new("app", "t", "t.os");
+            let got = h.spawn(
+                Some("child".into()),
+                "t:t.os/pkg/child.wasm".into(),
+                OnExit::None,
+                vec![parent_cap.clone(), network_cap("a.os")],
+                vec![(app, "\"messaging\"".into())],
+                false,
+            )?;
+            n.add(format!(
+                "{}",
+                got.map(|p| p.to_string()).unwrap_or_default()
+            ));
+            let again = h.spawn(
+                Some("child".into()),
+                "t:t.os/pkg/child.wasm".into(),
+                OnExit::None,
+                vec![],
+                vec![],
+                false,
+            )?;
+            n.add(format!("{again:?}"));
+            let r = h.send_and_await_response(addr("our", "child"), req("x", Some(5)), None)?;
+            n.add(format!(
+                "{:?}",
+                r.map(|(_, m)| matches!(m, Message::Response(_)))
+            ));
             Ok(())
         }),
     );
-    emu.run_for(10);
-    let crashes = emu.crashes();
-    assert_eq!(crashes.len(), 1);
-    assert!(
-        crashes[0]
-            .message
-            .contains("spawn(\"/x.wasm\") is not emulated"),
-        "{:?}",
-        crashes[0]
+    let app = app(&emu, "a.os", &[]);
+    emu.run_for(100);
+    emu.assert_no_crashes();
+    let got = notes.get();
+    assert!(got[0].contains("no-file-at-path"), "{got:?}");
+    assert_eq!(got[1], "child:t:t.os");
+    assert!(got[2].contains("name-taken"), "{got:?}");
+    assert_eq!(
+        got[3],
+        "child got a request from a.os@sp:t:t.os; holds [\"a.os@child:t:t.os \\\"messaging\\\"\", \"a.os@sp:t:t.os \\\"messaging\\\"\"]",
+        "messaging on itself and on the parent (held by the parent), not network (not held)"
     );
+    assert_eq!(got[4], "Ok(true)");
+    assert!(emu
+        .capabilities("a.os", &app.process)
+        .contains(&messaging_cap("a.os", &child)));
 }
 
 #[test]

@@ -41,11 +41,21 @@ fn each_process_holds_what_its_manifest_requested() {
             want.push("bob.os@sign:sign:sys \"messaging\"".to_string());
             requested.push(serde_json::json!("sign:sign:sys"));
         }
+        // Every process may read and write its package's drive (where the zip was unpacked).
+        for kind in ["read", "write"] {
+            want.push(format!(
+                "bob.os@vfs:distro:sys {{\"kind\": \"{kind}\", \"drive\": \"/p2p-patterns:p2p-patterns.os/pkg\"}}"
+            ));
+        }
         want.sort();
         assert!(e.request_networking && e.public, "{e:?}");
         assert_eq!(e.request_capabilities, requested);
         assert_eq!(got, want, "{pid}");
     }
+    assert_eq!(
+        emu.vfs_file("bob.os", "/p2p-patterns:p2p-patterns.os/pkg/presence.wasm"),
+        package.files.get("presence.wasm").cloned()
+    );
     // What a process did not ask for it does not hold: presence may not message sign.
     let presence = ProcessId::parse("presence:p2p-patterns:p2p-patterns.os").unwrap();
     assert!(!emu

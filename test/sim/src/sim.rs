@@ -130,6 +130,10 @@ impl std::error::Error for SimError {}
 pub type Invariant = Box<dyn Fn(&Sim) -> Result<(), String>>;
 /// A check on every message put on the wire: (from, to, body).
 pub type WireCheck = Box<dyn Fn(&Address, &Address, &[u8]) -> Result<(), String>>;
+/// Sees every request and response a process is about to handle: the simulator (before the
+/// process handles it), the receiving node's index, sender, receiver and body. It only observes:
+/// pair it with an invariant that judges what it recorded (see [`Sim::with_delivery_observer`]).
+pub type DeliveryObserver = Box<dyn Fn(&Sim, usize, &Address, &Address, &[u8])>;
 
 #[derive(Debug, Clone)]
 enum Payload {
@@ -346,6 +350,7 @@ pub struct Sim {
     in_flight: u64,
     invariants: Vec<(String, Invariant)>,
     wire_checks: Vec<(String, WireCheck)>,
+    delivery_observers: Vec<DeliveryObserver>,
     wire_violation: Option<String>,
     pub trace: Trace,
     pub stats: Stats,
@@ -408,6 +413,7 @@ impl Sim {
             in_flight: 0,
             invariants: Vec::new(),
             wire_checks: Vec::new(),
+            delivery_observers: Vec::new(),
             wire_violation: None,
             trace: Trace::new(cfg.record_trace),
             stats: Stats::default(),
@@ -446,6 +452,17 @@ impl Sim {
         f: impl Fn(&Address, &Address, &[u8]) -> Result<(), String> + 'static,
     ) -> Self {
         self.wire_checks.push((name.to_string(), Box::new(f)));
+        self
+    }
+
+    /// Call `f` with every request and response just before a process handles it (after the
+    /// network delivered it: lost, dropped, late and refused messages never reach `f`). For checks about
+    /// what a process does with what it *received*: `f` records, an invariant judges later.
+    pub fn with_delivery_observer(
+        mut self,
+        f: impl Fn(&Sim, usize, &Address, &Address, &[u8]) + 'static,
+    ) -> Self {
+        self.delivery_observers.push(Box::new(f));
         self
     }
 
@@ -1525,6 +1542,9 @@ impl Sim {
                     let id = if env.dup { req | DUP_BIT } else { req };
                     self.nodes[to_node].procs[pi].prompt = Some((env.from.clone(), id));
                 }
+                for f in &self.delivery_observers {
+                    f(self, to_node, &env.from, &env.to, &body);
+                }
                 let event = KernelEvent::Request {
                     source: env.from.clone(),
                     expects_response,
@@ -1568,6 +1588,11 @@ impl Sim {
         };
         // The kernel restores the prompting message current when the request was sent.
         self.nodes[ni].procs[pi].prompt = o.prompt.clone();
+        if let (Ok((body, _)), Some(from)) = (&result, &source) {
+            for f in &self.delivery_observers {
+                f(self, ni, from, &o.sender, body);
+            }
+        }
         let event = match result {
             Ok((body, blob)) => KernelEvent::Response {
                 source: source.unwrap_or_else(|| o.target.clone()),
