@@ -4,8 +4,8 @@
 //! [`ProcessTransport`] (**wasm32 only**: it wraps process_lib's `send_and_await_response`,
 //! so it does not exist in a native build; `cargo doc` shows it all the same) does that;
 //! tests can plug in anything, e.g. a closure. The clients turn requests and responses into
-//! typed calls: [`PresenceClient`] for presence, [`BaseClient`] for the `Ping` and `Info`
-//! every process answers (all that sync, notify and txcoord answer today).
+//! typed calls: [`PresenceClient`] for presence, [`NotifyClient`] for notify, [`BaseClient`]
+//! for the `Ping` and `Info` every process answers (all that sync and txcoord answer today).
 //!
 //! ```no_run
 //! use p2p_common::api::presence::ListFilter;
@@ -41,6 +41,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
+
+mod notify;
+pub use notify::{parse_app_message, NotifyClient};
 
 /// Default timeout of client calls (seconds).
 pub const DEFAULT_TIMEOUT_S: u64 = 10;
@@ -125,6 +128,23 @@ pub trait Transport {
         body: Vec<u8>,
         timeout_s: u64,
     ) -> Result<Vec<u8>, SendErrorKind>;
+
+    /// The same with a blob (Hyperware's lazy_load_blob) on the request; returns the
+    /// response's body. A transport that cannot carry blobs (the default, e.g. a closure)
+    /// sends a call without one through [`Transport::call`] and fails one with a blob as
+    /// `Offline` without sending it, rather than silently dropping the blob.
+    fn call_with_blob(
+        &mut self,
+        to: &Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        timeout_s: u64,
+    ) -> Result<Vec<u8>, SendErrorKind> {
+        match blob {
+            None => self.call(to, body, timeout_s),
+            Some(_) => Err(SendErrorKind::Offline),
+        }
+    }
 }
 
 impl<F: FnMut(&Address, Vec<u8>, u64) -> Result<Vec<u8>, SendErrorKind>> Transport for F {
@@ -179,6 +199,33 @@ impl Transport for ProcessTransport {
             Ok(Err(_)) | Err(_) => Err(SendErrorKind::Timeout),
         }
     }
+
+    fn call_with_blob(
+        &mut self,
+        to: &Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        timeout_s: u64,
+    ) -> Result<Vec<u8>, SendErrorKind> {
+        use hyperware_process_lib as pl;
+        let target = pl::Address::new(
+            to.node.as_str(),
+            pl::ProcessId::new(
+                Some(&to.process.process),
+                &to.process.package,
+                &to.process.publisher,
+            ),
+        );
+        let mut req = pl::Request::to(target).body(body);
+        if let Some(bytes) = blob {
+            req = req.blob_bytes(bytes);
+        }
+        match req.send_and_await_response(timeout_s) {
+            Ok(Ok(msg)) => Ok(msg.body().to_vec()),
+            Ok(Err(e)) if e.kind().is_offline() => Err(SendErrorKind::Offline),
+            Ok(Err(_)) | Err(_) => Err(SendErrorKind::Timeout),
+        }
+    }
 }
 
 /// One call: send `req` to `target`, read the reply as `ApiResult<R>`, and sort the failures
@@ -190,8 +237,20 @@ pub(crate) fn call<T: Transport, Q: Serialize, R: DeserializeOwned>(
     timeout_s: u64,
     req: &Q,
 ) -> Result<R, ClientError> {
+    call_blob(transport, our, target, timeout_s, req, None)
+}
+
+/// [`call`] with a blob on the request.
+fn call_blob<T: Transport, Q: Serialize, R: DeserializeOwned>(
+    transport: &mut T,
+    our: &NodeId,
+    target: &Address,
+    timeout_s: u64,
+    req: &Q,
+    blob: Option<Vec<u8>>,
+) -> Result<R, ClientError> {
     let body = transport
-        .call(target, encode(req), timeout_s)
+        .call_with_blob(target, encode(req), blob, timeout_s)
         .map_err(|kind| match kind {
             SendErrorKind::Timeout if target.node == *our => ClientError::LocalTimeout {
                 target: target.clone(),

@@ -1,9 +1,1299 @@
-//! Pure core of `notify`. Until the service lands it is the shared minimal core: it answers
-//! Ping and Info and rejects any other body with a clear error.
+//! Pure core of `notify`: topics of our node that local apps publish to, local apps'
+//! subscriptions to topics on any node, and durable delivery between nodes with
+//! acknowledgement, retry, dedup, order and retention. See docs/notify.md.
+//!
+//! The core is small: it checks who may do what and routes each input to the sub-machine
+//! it belongs to, which owns its state, timers and contexts:
+//! - [`crate::streams`]: what this node holds of each (publisher, topic), dedup and order;
+//! - [`crate::outbox`]: our topics, their subscriber nodes and the delivery to them;
+//! - [`crate::apps`]: local apps' subscriptions, cursors and the delivery to them.
 
-use p2p_common::basic::BasicService;
-use p2p_common::Address;
+use crate::apps::{self, Apps};
+use crate::outbox::{self, Outbox, TopicMeta};
+use crate::streams::{Retention, StreamKey, Streams};
+use p2p_common::api::notify::{
+    split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, SeqRange, MAX_BATCH,
+    MAX_BODY, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD, MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
+};
+use p2p_common::api::{
+    decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
+    Pong, ServiceInfo, PACKAGE_VERSION, PROTOCOL_VERSION,
+};
+use p2p_common::appreach::{Confirmations, HelloOutcome, Waiting};
+use p2p_common::resilience::{BudgetConfig, SenderBudgets};
+use p2p_common::service::log;
+use p2p_common::sign::{sign_address, sign_body, verify_body, SignResponse};
+use p2p_common::{
+    Address, Batch, Effect, Expect, Input, Level, Millis, NodeId, Now, ProcessId, Records,
+    RequestId, SendErrorKind, Service,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
 
-pub fn new(our: Address) -> BasicService {
-    BasicService::new(crate::NAME, our)
+/// Timeout of a `PeerSubscribe` (seconds): well under an app's usual 10 s.
+const PEER_SUBSCRIBE_TIMEOUT_S: u64 = 5;
+/// How often retention runs over every stream.
+const PRUNE_EVERY_MS: Millis = 60_000;
+/// Messages per second one remote node may have us handle, and the burst above that.
+const INBOUND_PER_SECOND: u32 = 50;
+const INBOUND_BURST: u32 = 500;
+/// Timeout of a request to `sign:sign:sys` (seconds).
+const SIGN_TIMEOUT_S: u64 = 5;
+/// Publishes of one topic being signed at once.
+const MAX_PUBLISHING: usize = 64;
+/// Batches whose signatures are checked at once.
+const MAX_VERIFYING: usize = 64;
+/// How long a signed publish waits before looking again whether it is first in line.
+const PUBLISH_WAIT_MS: Millis = 20;
+
+/// notify's timers: each sub-machine's, wrapped.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tick {
+    Out(outbox::Timer),
+    App(apps::Timer),
+    Prune,
+    /// A signed publish waits for the ones before it.
+    PublishWait {
+        topic: String,
+        token: u64,
+    },
+}
+
+/// notify's request contexts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ctx {
+    Out(outbox::Ctx),
+    App(apps::Ctx),
+    /// The welcome of a subscription being confirmed.
+    Hello {
+        token: u64,
+    },
+    /// NetKeySign of publish `token` of `topic` under number `seq`.
+    Sign {
+        topic: String,
+        token: u64,
+        seq: u64,
+    },
+    /// NetKeyVerify of note `index` of batch `token`.
+    Verify {
+        token: u64,
+        index: usize,
+    },
+    /// A `PeerSubscribe` made for a local app's `Subscribe` (answered when it returns).
+    PeerSubscribe {
+        request: RequestId,
+        app: Address,
+        stream: StreamKey,
+    },
+}
+
+type Eff = Effect<Ctx, Tick>;
+
+/// Settings (not changeable over the API yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub retention: Retention,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            retention: Retention::default(),
+        }
+    }
+}
+
+pub struct Notify {
+    our: Address,
+    me: NodeId,
+    streams: Streams,
+    outbox: Outbox,
+    apps: Apps,
+    /// Subscriptions waiting for their welcome's outcome, by (app, stream).
+    hellos: Confirmations<(Address, StreamKey)>,
+    budgets: SenderBudgets,
+    rng: ChaCha8Rng,
+    wall: Millis,
+    /// Copies of notifications we already had.
+    pub duplicates_suppressed: u64,
+    /// Protocol messages (or notes in them) refused.
+    pub refused: u64,
+    /// Batches with a note whose signature did not verify.
+    pub signature_failures: u64,
+    /// Publishes being signed, per topic, in arrival order.
+    publishing: BTreeMap<String, VecDeque<Publishing>>,
+    /// Batches whose signatures are being checked.
+    verifying: BTreeMap<u64, Verifying>,
+    next_token: u64,
+}
+
+/// A publish waiting for its signature.
+#[derive(Debug)]
+struct Publishing {
+    token: u64,
+    request: RequestId,
+    kind: PayloadKind,
+    payload: Vec<u8>,
+    at: Millis,
+    /// The number it was signed under, and the signature.
+    signed: Option<(u64, Vec<u8>)>,
+}
+
+/// A batch whose signatures are being checked.
+#[derive(Debug)]
+struct Verifying {
+    request: RequestId,
+    stream: StreamKey,
+    lost: Option<SeqRange>,
+    notes: Vec<(Notification, Vec<u8>)>,
+    checked: Vec<Option<bool>>,
+}
+
+pub fn new(our: Address) -> Notify {
+    Notify::new(our, Config::default())
+}
+
+/// Wrap a sub-machine's effect into the core's types.
+fn lift<C, T>(e: Effect<C, T>, fc: fn(C) -> Ctx, ft: fn(T) -> Tick) -> Eff {
+    match e {
+        Effect::Send {
+            to,
+            body,
+            blob,
+            expect,
+        } => Effect::Send {
+            to,
+            body,
+            blob,
+            expect: expect.map(|x| Expect {
+                timeout_s: x.timeout_s,
+                ctx: fc(x.ctx),
+            }),
+        },
+        Effect::SetTimer { after_ms, timer } => Effect::SetTimer {
+            after_ms,
+            timer: ft(timer),
+        },
+        Effect::CancelTimer(t) => Effect::CancelTimer(ft(t)),
+        Effect::Read { key, ctx } => Effect::Read { key, ctx: fc(ctx) },
+        Effect::Reply { id, body, blob } => Effect::Reply { id, body, blob },
+        Effect::Store(b) => Effect::Store(b),
+        Effect::Persist { state } => Effect::Persist { state },
+        Effect::HttpReply {
+            id,
+            status,
+            headers,
+            body,
+        } => Effect::HttpReply {
+            id,
+            status,
+            headers,
+            body,
+        },
+        Effect::WsPush {
+            channel,
+            kind,
+            data,
+        } => Effect::WsPush {
+            channel,
+            kind,
+            data,
+        },
+        Effect::BindHttp {
+            path,
+            authenticated,
+        } => Effect::BindHttp {
+            path,
+            authenticated,
+        },
+        Effect::BindWs {
+            path,
+            authenticated,
+        } => Effect::BindWs {
+            path,
+            authenticated,
+        },
+        Effect::Log { level, message } => Effect::Log { level, message },
+    }
+}
+
+fn push_store(out: &mut Vec<Eff>, b: Batch) {
+    if !b.ops.is_empty() {
+        out.push(Effect::Store(b));
+    }
+}
+
+impl Notify {
+    pub fn new(our: Address, cfg: Config) -> Self {
+        let me = our.node.clone();
+        Notify {
+            outbox: Outbox::new(me.clone()),
+            me,
+            our,
+            streams: Streams::new(cfg.retention),
+            apps: Apps::default(),
+            hellos: Confirmations::new(256),
+            budgets: SenderBudgets::new(BudgetConfig {
+                per_second: INBOUND_PER_SECOND,
+                burst: INBOUND_BURST,
+                max_senders: 4_096,
+            }),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            wall: 0,
+            duplicates_suppressed: 0,
+            refused: 0,
+            signature_failures: 0,
+            publishing: BTreeMap::new(),
+            verifying: BTreeMap::new(),
+            next_token: 0,
+        }
+    }
+
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+    pub fn apps(&self) -> &Apps {
+        &self.apps
+    }
+
+    pub fn stats(&self) -> NotifyStats {
+        NotifyStats {
+            topics: self.outbox.stats(&self.streams),
+            subscriptions: self.apps.stats(&self.streams),
+            duplicates_suppressed: self.duplicates_suppressed,
+            refused: self.refused,
+        }
+    }
+
+    fn lift_out(v: Vec<Effect<outbox::Ctx, outbox::Timer>>, out: &mut Vec<Eff>) {
+        out.extend(v.into_iter().map(|e| lift(e, Ctx::Out, Tick::Out)));
+    }
+    fn lift_app(v: Vec<Effect<apps::Ctx, apps::Timer>>, out: &mut Vec<Eff>) {
+        out.extend(v.into_iter().map(|e| lift(e, Ctx::App, Tick::App)));
+    }
+
+    fn pump_stream(&mut self, k: &StreamKey, now: Millis, out: &mut Vec<Eff>) {
+        let mut o = Vec::new();
+        if k.publisher == self.me {
+            self.outbox.pump_topic(&k.topic, &self.streams, now, &mut o);
+        }
+        Self::lift_out(o, out);
+        let mut a = Vec::new();
+        self.apps.pump_stream(k, &self.streams, now, &mut a);
+        Self::lift_app(a, out);
+    }
+
+    /// Retention and clean-up of `k`: entries everyone has, or past their time, go.
+    fn prune(&mut self, k: &StreamKey, batch: &mut Batch) {
+        let readers = [
+            self.apps.min_cursor(k),
+            if k.publisher == self.me {
+                self.outbox.min_acked(&k.topic)
+            } else {
+                None
+            },
+        ];
+        let needed_after = readers.into_iter().flatten().min();
+        self.streams.prune(k, needed_after, self.wall, batch);
+    }
+
+    // ----- requests -----
+
+    fn handle_request(
+        &mut self,
+        id: RequestId,
+        from: Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        expects_response: bool,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let decoded = decode_request::<Request>(&body, PROCESS, MAX_BODY);
+        let local = from.node == self.me;
+        let result = match decoded {
+            Err(e) => Err(e),
+            Ok(req) => {
+                let from_peer = !local && from.process == self.our.process;
+                if req.is_protocol() && !from_peer {
+                    Err(ApiError::forbidden(
+                        "protocol message: only notify processes on other nodes may send it",
+                    ))
+                } else if !local && !self.budgets.allow(&from.node, 1, now) {
+                    self.refused += 1;
+                    if self.budgets.refused.is_power_of_two() {
+                        out.push(log(
+                            Level::Warn,
+                            format!(
+                                "{}: over its message budget; refusing ({} refusals so far)",
+                                from.node, self.budgets.refused
+                            ),
+                        ));
+                    }
+                    Err(ApiError::new(
+                        ErrorCode::Overloaded,
+                        "too many messages from your node; slow down",
+                    ))
+                } else if !req.is_protocol() && !req.is_open() && !local {
+                    Err(ApiError::forbidden(
+                        "local-only operation: only apps on this node may call it",
+                    ))
+                } else {
+                    match req.validated() {
+                        Err(e) => Err(e),
+                        Ok(Request::Subscribe { publisher, topic }) if expects_response => {
+                            match self.subscribe(id, &from, StreamKey::new(&publisher, &topic), now)
+                            {
+                                // Answered inside, or once the welcome's outcome is back.
+                                Ok(effects) => {
+                                    out.extend(effects);
+                                    return;
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Ok(Request::Publish { topic, kind }) if expects_response => {
+                            match self.publish(id, &from, &topic, kind, blob) {
+                                // Answered once signed and on disk.
+                                Ok(effects) => {
+                                    out.extend(effects);
+                                    return;
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Ok(Request::Deliver { topic, lost, notes }) if expects_response => {
+                            match self.deliver(id, &from, topic, lost, notes, blob, now) {
+                                // Answered once every new note's signature is checked.
+                                Ok(effects) => {
+                                    out.extend(effects);
+                                    return;
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Ok(req) => self.serve(req, &from, now, out),
+                    }
+                }
+            }
+        };
+        if let Err(e) = &result {
+            out.push(log(Level::Debug, format!("{from}: {e}")));
+        }
+        if expects_response {
+            out.push(Effect::reply(id, encode_result(&result)));
+        }
+    }
+
+    fn serve(
+        &mut self,
+        req: Request,
+        from: &Address,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> ApiResult<Response> {
+        match req {
+            Request::Ping {} => Ok(Response::Pong(Pong {
+                node: self.me.to_string(),
+                protocol_version: PROTOCOL_VERSION,
+            })),
+            Request::Info {} => Ok(Response::Info(ServiceInfo {
+                name: PROCESS.to_string(),
+                version: PACKAGE_VERSION.to_string(),
+                protocol_version: PROTOCOL_VERSION,
+                node: self.me.to_string(),
+            })),
+            Request::SetTopic { topic, policy } => {
+                let owner = from.to_string();
+                match self.outbox.topics.get(&topic) {
+                    Some(t) if t.meta.owner != owner => {
+                        return Err(ApiError::forbidden(format!(
+                            "topic {topic:?} belongs to {}",
+                            t.meta.owner
+                        )))
+                    }
+                    None if self.outbox.topics.len() >= MAX_TOPICS => {
+                        return Err(ApiError::new(
+                            ErrorCode::Overloaded,
+                            format!("this node already has {MAX_TOPICS} topics"),
+                        ))
+                    }
+                    _ => {}
+                }
+                let mut b = Batch::forced();
+                let gone = self
+                    .outbox
+                    .set_topic(&topic, TopicMeta { owner, policy }, &mut b);
+                self.streams
+                    .ensure(&StreamKey::new(&self.me, &topic), 0, false, &mut b);
+                if !gone.is_empty() {
+                    out.push(log(
+                        Level::Info,
+                        format!(
+                            "{topic}: {} subscriber nodes dropped by the new policy",
+                            gone.len()
+                        ),
+                    ));
+                }
+                push_store(out, b);
+                Ok(Response::TopicSet(
+                    self.outbox
+                        .info(&topic, &self.streams)
+                        .expect("just created"),
+                ))
+            }
+            Request::Publish { .. } | Request::Subscribe { .. } | Request::Deliver { .. } => {
+                // Fire-and-forget: nobody to answer once it is done.
+                Err(ApiError::bad_request(
+                    "this request must expect a response (it is answered once done)",
+                ))
+            }
+            Request::Unsubscribe { publisher, topic } => {
+                let k = StreamKey::new(&publisher, &topic);
+                let cancelled = self.hellos.cancel(&(from.clone(), k.clone()));
+                let mut b = Batch::forced();
+                if !self.apps.remove(from, &k, &mut b) && !cancelled {
+                    return Err(ApiError::not_found(format!(
+                        "{from} is not subscribed to {k}"
+                    )));
+                }
+                self.after_reader_left(&k, &mut b, out);
+                push_store(out, b);
+                Ok(Response::Unsubscribed {})
+            }
+            Request::ListSubscriptions {} => Ok(Response::Subscriptions {
+                subscriptions: self.apps.list(from, &self.streams),
+            }),
+            Request::ListTopics {} => Ok(Response::Topics {
+                topics: self
+                    .outbox
+                    .topics
+                    .keys()
+                    .filter_map(|t| self.outbox.info(t, &self.streams))
+                    .collect(),
+            }),
+            Request::Stats {} => Ok(Response::Stats(self.stats())),
+            Request::PeerSubscribe { topic } => {
+                let Some(t) = self.outbox.topics.get(&topic) else {
+                    return Err(ApiError::not_found(format!(
+                        "{} has no topic {topic:?}",
+                        self.me
+                    )));
+                };
+                if !t.meta.policy.admits(&from.node) {
+                    return Err(ApiError::forbidden(format!(
+                        "topic {topic:?} of {} does not admit {}",
+                        self.me, from.node
+                    )));
+                }
+                if !t.subs.contains_key(&from.node) && t.subs.len() >= MAX_SUBSCRIBERS {
+                    return Err(ApiError::new(
+                        ErrorCode::Overloaded,
+                        format!("topic {topic:?} has {MAX_SUBSCRIBERS} subscriber nodes"),
+                    ));
+                }
+                let last = self
+                    .streams
+                    .get(&StreamKey::new(&self.me, &topic))
+                    .map_or(0, |s| s.last);
+                let mut b = Batch::forced();
+                let next_seq = self.outbox.subscribe(&topic, &from.node, last, &mut b);
+                push_store(out, b);
+                Ok(Response::PeerSubscribed { next_seq })
+            }
+            Request::PeerUnsubscribe { topic } => {
+                let mut b = Batch::lazy();
+                self.outbox.unsubscribe(&topic, &from.node, &mut b);
+                let k = StreamKey::new(&self.me, &topic);
+                self.prune(&k, &mut b);
+                push_store(out, b);
+                Ok(Response::Accepted {})
+            }
+            Request::Resume { topic, up_to } => {
+                let mut o = Vec::new();
+                self.outbox
+                    .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                Self::lift_out(o, out);
+                Ok(Response::Accepted {})
+            }
+        }
+    }
+
+    /// Publish: checked, then signed by `sign:sign:sys` (NetKeySign), then stored (forced)
+    /// and answered. The sequence number is part of what is signed, so publishes of a topic
+    /// queue in arrival order: each takes `last + 1 + its place in the queue`, and one whose
+    /// place changed (an earlier one failed) is signed again under its new number.
+    fn publish(
+        &mut self,
+        id: RequestId,
+        from: &Address,
+        topic: &str,
+        kind: PayloadKind,
+        blob: Option<Vec<u8>>,
+    ) -> ApiResult<Vec<Eff>> {
+        let owner = from.to_string();
+        match self.outbox.topics.get(topic) {
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "no topic {topic:?} on {}: create it with SetTopic first",
+                    self.me
+                )))
+            }
+            Some(t) if t.meta.owner != owner => {
+                return Err(ApiError::forbidden(format!(
+                    "topic {topic:?} belongs to {}; only it publishes",
+                    t.meta.owner
+                )))
+            }
+            _ => {}
+        }
+        let Some(payload) = blob else {
+            return Err(ApiError::bad_request(
+                "Publish carries its payload as the message's blob; this one has none",
+            ));
+        };
+        if payload.len() > MAX_PAYLOAD {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "payload is {} bytes; notify accepts at most {MAX_PAYLOAD}",
+                    payload.len()
+                ),
+            ));
+        }
+        if kind == PayloadKind::Json {
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+                return Err(ApiError::bad_request(format!(
+                    "payload of kind Json is not JSON: {e}"
+                )));
+            }
+        }
+        let queue = self.publishing.entry(topic.to_string()).or_default();
+        if queue.len() >= MAX_PUBLISHING {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("{MAX_PUBLISHING} publishes of {topic:?} are being signed; retry shortly"),
+            ));
+        }
+        self.next_token += 1;
+        let token = self.next_token;
+        queue.push_back(Publishing {
+            token,
+            request: id,
+            kind,
+            payload,
+            at: self.wall,
+            signed: None,
+        });
+        Ok(self.sign_pending(topic, token).into_iter().collect())
+    }
+
+    /// Where publish `token` of `topic` stands: its number now, and whether it is first.
+    fn place(&self, topic: &str, token: u64) -> Option<(u64, bool)> {
+        let q = self.publishing.get(topic)?;
+        let i = q.iter().position(|p| p.token == token)?;
+        let last = self
+            .streams
+            .get(&StreamKey::new(&self.me, topic))
+            .map_or(0, |s| s.last);
+        Some((last + 1 + i as u64, i == 0))
+    }
+
+    fn note_of(&self, topic: &str, seq: u64, p: &Publishing) -> Notification {
+        let k = StreamKey::new(&self.me, topic);
+        Notification {
+            id: k.note_id(seq),
+            publisher: self.me.clone(),
+            topic: topic.to_string(),
+            seq,
+            at: p.at,
+            kind: p.kind,
+            size: p.payload.len() as u32,
+            signature: Vec::new(),
+        }
+    }
+
+    /// The NetKeySign request for publish `token` at its current number.
+    fn sign_pending(&self, topic: &str, token: u64) -> Option<Eff> {
+        let (seq, _) = self.place(topic, token)?;
+        let p = self
+            .publishing
+            .get(topic)?
+            .iter()
+            .find(|p| p.token == token)?;
+        let message = self.note_of(topic, seq, p).signed_message(&p.payload);
+        Some(Effect::Send {
+            to: sign_address(&self.me),
+            body: sign_body(),
+            blob: Some(message),
+            expect: Some(Expect {
+                timeout_s: SIGN_TIMEOUT_S,
+                ctx: Ctx::Sign {
+                    topic: topic.to_string(),
+                    token,
+                    seq,
+                },
+            }),
+        })
+    }
+
+    /// A publish got its signature (or its wait timer fired): commit it if it is first in
+    /// line and still has the number it was signed under.
+    fn try_commit(&mut self, topic: &str, token: u64, now: Millis, out: &mut Vec<Eff>) {
+        let Some((seq, first)) = self.place(topic, token) else {
+            return;
+        };
+        let signed_seq = self
+            .publishing
+            .get(topic)
+            .and_then(|q| q.iter().find(|p| p.token == token))
+            .and_then(|p| p.signed.as_ref().map(|(s, _)| *s));
+        match signed_seq {
+            None => return,
+            Some(s) if s != seq => {
+                // An earlier publish failed: sign again under the new number.
+                if let Some(q) = self.publishing.get_mut(topic) {
+                    if let Some(p) = q.iter_mut().find(|p| p.token == token) {
+                        p.signed = None;
+                    }
+                }
+                out.extend(self.sign_pending(topic, token));
+                return;
+            }
+            Some(_) if !first => {
+                out.push(Effect::timer(
+                    PUBLISH_WAIT_MS,
+                    Tick::PublishWait {
+                        topic: topic.to_string(),
+                        token,
+                    },
+                ));
+                return;
+            }
+            Some(_) => {}
+        }
+        let p = self
+            .publishing
+            .get_mut(topic)
+            .and_then(|q| q.pop_front())
+            .expect("first in line");
+        let (_, signature) = p.signed.clone().expect("signed");
+        let mut note = self.note_of(topic, seq, &p);
+        note.signature = signature;
+        let k = StreamKey::new(&self.me, topic);
+        let mut b = Batch::forced();
+        self.streams
+            .append(&k, note.clone(), p.payload, self.wall, &mut b);
+        if let Some(t) = self.outbox.topics.get_mut(topic) {
+            t.published += 1;
+        }
+        // Over its bounds, the oldest entries go now (readers behind are told of the gap).
+        self.streams.prune(&k, Some(0), self.wall, &mut b);
+        // Durable before the answer and before any copy goes out.
+        push_store(out, b);
+        out.push(Effect::reply(
+            p.request,
+            encode_result(&Ok(Response::Published(note))),
+        ));
+        self.pump_stream(&k, now, out);
+    }
+
+    /// A publish could not be signed: answer its app, and let the ones after it move up.
+    fn publish_failed(&mut self, topic: &str, token: u64, why: String, out: &mut Vec<Eff>) {
+        let Some(q) = self.publishing.get_mut(topic) else {
+            return;
+        };
+        let Some(i) = q.iter().position(|p| p.token == token) else {
+            return;
+        };
+        let p = q.remove(i).expect("found");
+        out.push(log(
+            Level::Warn,
+            format!("{topic}: publish not signed: {why}"),
+        ));
+        let e = ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "sign:sign:sys did not sign the notification ({why}); nothing was published. \
+                 notify's manifest entry must request \"sign:sign:sys\""
+            ),
+        );
+        out.push(Effect::reply(p.request, encode_result::<Response>(&Err(e))));
+    }
+
+    /// A batch from `from`, the publisher of `topic` (the kernel vouches for the node):
+    /// duplicates are counted, the notes that would extend the stream are checked with
+    /// NetKeyVerify, and the batch is answered once every check is back.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        id: RequestId,
+        from: &Address,
+        topic: String,
+        lost: Option<SeqRange>,
+        notes: Vec<Notification>,
+        blob: Option<Vec<u8>>,
+        now: Millis,
+    ) -> ApiResult<Vec<Eff>> {
+        let k = StreamKey::new(&from.node, &topic);
+        let Some(s) = self.streams.get(&k).filter(|s| s.remote) else {
+            self.refused += 1;
+            return Err(ApiError::not_found(format!(
+                "{} does not subscribe to {k}",
+                self.me
+            )));
+        };
+        if notes.len() > MAX_BATCH {
+            self.refused += 1;
+            return Err(ApiError::bad_request(format!(
+                "at most {MAX_BATCH} notes per Deliver"
+            )));
+        }
+        let payloads = match split_payloads(&notes, blob.as_deref().unwrap_or_default()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.refused += 1;
+                return Err(ApiError::bad_request(e));
+            }
+        };
+        // Only the notes that would extend the stream need a check: after `last` (or the
+        // lost range), in order, without a hole.
+        let mut next = match lost {
+            Some(r) if r.from <= s.last + 1 && r.to > s.last && r.from <= r.to => r.to + 1,
+            _ => s.last + 1,
+        };
+        let mut batch = Vec::new();
+        for (note, payload) in notes.into_iter().zip(payloads) {
+            if note.seq < next {
+                self.duplicates_suppressed += 1;
+            } else if note.seq == next {
+                next += 1;
+                batch.push((note, payload));
+            } else {
+                self.refused += 1;
+            }
+        }
+        if batch.is_empty() {
+            let mut out = Vec::new();
+            let up_to = self.accept(&k, lost, Vec::new(), now, &mut out);
+            out.push(Effect::reply(
+                id,
+                encode_result(&Ok(Response::Delivered { up_to })),
+            ));
+            return Ok(out);
+        }
+        if self.verifying.len() >= MAX_VERIFYING {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "too many batches being checked; retry shortly",
+            ));
+        }
+        self.next_token += 1;
+        let token = self.next_token;
+        let signer = address(&from.node);
+        let mut out = Vec::new();
+        for (i, (note, payload)) in batch.iter().enumerate() {
+            out.push(Effect::Send {
+                to: sign_address(&self.me),
+                body: verify_body(&signer, &note.signature),
+                blob: Some(note.signed_message(payload)),
+                expect: Some(Expect {
+                    timeout_s: SIGN_TIMEOUT_S,
+                    ctx: Ctx::Verify { token, index: i },
+                }),
+            });
+        }
+        self.verifying.insert(
+            token,
+            Verifying {
+                request: id,
+                stream: k,
+                lost,
+                checked: vec![None; batch.len()],
+                notes: batch,
+            },
+        );
+        Ok(out)
+    }
+
+    /// One signature check of batch `token` is back; the last one completes the batch.
+    fn verified(&mut self, token: u64, index: usize, ok: bool, now: Millis, out: &mut Vec<Eff>) {
+        let Some(v) = self.verifying.get_mut(&token) else {
+            return;
+        };
+        if let Some(c) = v.checked.get_mut(index) {
+            *c = Some(ok);
+        }
+        if v.checked.iter().any(Option::is_none) {
+            return;
+        }
+        let v = self.verifying.remove(&token).expect("present");
+        // The verified prefix; the first note that fails ends the batch (the rest would
+        // leave a hole).
+        let good = v.checked.iter().take_while(|c| **c == Some(true)).count();
+        let bad = v.notes.len() - good;
+        if bad > 0 {
+            self.signature_failures += 1;
+            out.push(log(
+                Level::Warn,
+                format!(
+                    "{}: {bad} notes whose signature does not verify (first seq {}); refused",
+                    v.stream, v.notes[good].0.seq
+                ),
+            ));
+        }
+        let notes: Vec<(Notification, Vec<u8>)> = v.notes.into_iter().take(good).collect();
+        let up_to = self.accept(&v.stream, v.lost, notes, now, out);
+        out.push(Effect::reply(
+            v.request,
+            encode_result(&Ok(Response::Delivered { up_to })),
+        ));
+    }
+
+    /// Add checked notes to a remote stream (on disk before the answer), then deliver.
+    fn accept(
+        &mut self,
+        k: &StreamKey,
+        lost: Option<SeqRange>,
+        notes: Vec<(Notification, Vec<u8>)>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> u64 {
+        let Some(before) = self.streams.get(k).map(|s| s.last) else {
+            return 0;
+        };
+        let mut b = Batch::forced();
+        let acc = self.streams.accept(k, lost, notes, self.wall, &mut b);
+        self.duplicates_suppressed += acc.duplicates;
+        self.refused += acc.refused;
+        let up_to = self.streams.get(k).map_or(before, |s| s.last);
+        self.prune(k, &mut b);
+        // What we acknowledge is on disk first.
+        push_store(out, b);
+        if up_to > before {
+            let mut a = Vec::new();
+            self.apps.pump_stream(k, &self.streams, now, &mut a);
+            Self::lift_app(a, out);
+        }
+        up_to
+    }
+
+    /// Subscribe `app` to `k`: first make sure we can reach the app (the welcome), then,
+    /// for a remote topic we do not receive yet, subscribe our node at the publisher.
+    fn subscribe(
+        &mut self,
+        id: RequestId,
+        app: &Address,
+        k: StreamKey,
+        now: Millis,
+    ) -> ApiResult<Vec<Eff>> {
+        let mut out = Vec::new();
+        if let Some(sub) = self.apps.get(app, &k) {
+            // Subscribed already: the app is back; deliver what it missed at once.
+            let next_seq = sub.cursor + 1;
+            let mut a = Vec::new();
+            self.apps.kick(app, &k, &self.streams, now, &mut a);
+            out.push(Effect::reply(
+                id,
+                encode_result(&Ok(Response::Subscribed { next_seq })),
+            ));
+            Self::lift_app(a, &mut out);
+            return Ok(out);
+        }
+        if k.publisher == self.me && !self.outbox.topics.contains_key(&k.topic) {
+            return Err(ApiError::not_found(format!(
+                "no topic {:?} on {}",
+                k.topic, self.me
+            )));
+        }
+        if self.apps.len() >= MAX_LOCAL_SUBSCRIPTIONS {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("this node has {MAX_LOCAL_SUBSCRIPTIONS} app subscriptions"),
+            ));
+        }
+        let key = (app.clone(), k.clone());
+        if self.hellos.waiting_for(&key) {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "this subscription is already being confirmed; retry in a few seconds",
+            ));
+        }
+        let hello = encode(&p2p_common::api::notify::AppMessage::Welcome {
+            publisher: k.publisher.clone(),
+            topic: k.topic.clone(),
+        });
+        let send = self
+            .hellos
+            .begin(key, id, app.clone(), hello, now, |token| Ctx::Hello {
+                token,
+            })?;
+        out.push(send);
+        Ok(out)
+    }
+
+    /// The welcome reached the app: finish the subscription.
+    fn hello_delivered(&mut self, w: Waiting<(Address, StreamKey)>, out: &mut Vec<Eff>) {
+        let (app, k) = w.key;
+        if w.cancelled {
+            let e = ApiError::new(
+                ErrorCode::Unavailable,
+                "unsubscribed before the subscription was confirmed",
+            );
+            out.push(Effect::reply(w.request, encode_result::<Response>(&Err(e))));
+            return;
+        }
+        if k.publisher == self.me || self.streams.get(&k).is_some_and(|s| s.remote) {
+            let r = self.add_reader(&app, &k, out);
+            out.push(Effect::reply(w.request, encode_result(&r)));
+            return;
+        }
+        out.push(Effect::Send {
+            to: Address::new(k.publisher.clone(), ProcessId::ours(PROCESS)),
+            body: encode(&Request::PeerSubscribe {
+                topic: k.topic.clone(),
+            }),
+            blob: None,
+            expect: Some(Expect {
+                timeout_s: PEER_SUBSCRIBE_TIMEOUT_S,
+                ctx: Ctx::PeerSubscribe {
+                    request: w.request,
+                    app,
+                    stream: k,
+                },
+            }),
+        });
+    }
+
+    /// Add `app` as a reader of an existing stream, from its next notification on.
+    fn add_reader(
+        &mut self,
+        app: &Address,
+        k: &StreamKey,
+        out: &mut Vec<Eff>,
+    ) -> ApiResult<Response> {
+        let Some(s) = self.streams.get(k) else {
+            return Err(ApiError::not_found(format!("no topic {k}")));
+        };
+        let cursor = s.last;
+        let mut b = Batch::forced();
+        self.apps.add(app, k, cursor, &mut b);
+        push_store(out, b);
+        out.push(log(Level::Info, format!("{app} subscribed to {k}")));
+        Ok(Response::Subscribed {
+            next_seq: cursor + 1,
+        })
+    }
+
+    /// A reader left `k`: drop a remote stream nobody reads, and tell its publisher.
+    fn after_reader_left(&mut self, k: &StreamKey, b: &mut Batch, out: &mut Vec<Eff>) {
+        if k.publisher != self.me && !self.apps.readers(k) {
+            if self.streams.get(k).is_some_and(|s| s.remote) {
+                self.streams.remove(k, b);
+                out.push(Effect::notify(
+                    Address::new(k.publisher.clone(), ProcessId::ours(PROCESS)),
+                    encode(&Request::PeerUnsubscribe {
+                        topic: k.topic.clone(),
+                    }),
+                ));
+            }
+        } else {
+            self.prune(k, b);
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        from: Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        ctx: Ctx,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        match ctx {
+            Ctx::Sign { topic, token, seq } => {
+                match serde_json::from_slice::<SignResponse>(&body) {
+                    Ok(SignResponse::NetKeySign)
+                        if blob.as_ref().is_some_and(|b| b.len() == 64) =>
+                    {
+                        if let Some(p) = self
+                            .publishing
+                            .get_mut(&topic)
+                            .and_then(|q| q.iter_mut().find(|p| p.token == token))
+                        {
+                            p.signed = Some((seq, blob.unwrap_or_default()));
+                        }
+                        self.try_commit(&topic, token, now, out);
+                    }
+                    _ => self.publish_failed(
+                        &topic,
+                        token,
+                        format!(
+                            "no signature in its answer {}",
+                            String::from_utf8_lossy(&body)
+                        ),
+                        out,
+                    ),
+                }
+            }
+            Ctx::Verify { token, index } => {
+                let ok = matches!(
+                    serde_json::from_slice::<SignResponse>(&body),
+                    Ok(SignResponse::NetKeyVerify(true))
+                );
+                self.verified(token, index, ok, now, out);
+            }
+            Ctx::Hello { token } => {
+                if let Some(w) = self.hellos.confirmed(token) {
+                    self.hello_delivered(w, out);
+                }
+            }
+            Ctx::App(c) => {
+                let mut b = Batch::forced();
+                let mut a = Vec::new();
+                let stream = match &c {
+                    apps::Ctx::Deliver { stream, .. } => stream.clone(),
+                };
+                self.apps.on_answered(c, &self.streams, now, &mut b, &mut a);
+                self.prune(&stream, &mut b);
+                // The cursor is on disk before the next message goes out.
+                push_store(out, b);
+                Self::lift_app(a, out);
+            }
+            Ctx::Out(c) => {
+                let mut o = Vec::new();
+                let mut b = Batch::lazy();
+                let topic = match &c {
+                    outbox::Ctx::Deliver { topic, .. } => topic.clone(),
+                };
+                match try_decode_response::<Response>(&body) {
+                    Ok(Ok(Response::Delivered { up_to })) => {
+                        self.outbox
+                            .on_delivered(c, up_to, &self.streams, now, &mut b, &mut o);
+                    }
+                    Ok(Err(e)) if e.code == ErrorCode::NotFound => {
+                        // It does not subscribe (any more): stop sending to it.
+                        let outbox::Ctx::Deliver { node, .. } = &c;
+                        self.outbox.unsubscribe(&topic, node, &mut b);
+                        o.push(log(
+                            Level::Info,
+                            format!("{topic}: {node} no longer subscribes; dropped"),
+                        ));
+                    }
+                    other => {
+                        let why = match other {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("no Delivered answer from {from}"),
+                        };
+                        self.outbox
+                            .on_failed(c, None, &why, &mut self.rng, now, &mut o);
+                    }
+                }
+                self.prune(&StreamKey::new(&self.me, &topic), &mut b);
+                push_store(out, b);
+                Self::lift_out(o, out);
+            }
+            Ctx::PeerSubscribe {
+                request,
+                app,
+                stream,
+            } => {
+                let r = match try_decode_response::<Response>(&body) {
+                    Ok(Ok(Response::PeerSubscribed { next_seq })) => {
+                        let mut b = Batch::forced();
+                        self.streams
+                            .ensure(&stream, next_seq.saturating_sub(1), true, &mut b);
+                        push_store(out, b);
+                        self.add_reader(&app, &stream, out)
+                    }
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!("{from} gave no valid answer to PeerSubscribe"),
+                    )),
+                };
+                out.push(Effect::reply(request, encode_result(&r)));
+            }
+        }
+    }
+
+    fn on_send_failed(
+        &mut self,
+        kind: SendErrorKind,
+        target: Address,
+        ctx: Ctx,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        match ctx {
+            Ctx::Sign { topic, token, .. } => {
+                self.publish_failed(&topic, token, format!("{kind:?}"), out)
+            }
+            // Not checked is not verified: the publisher sends it again.
+            Ctx::Verify { token, index } => self.verified(token, index, false, now, out),
+            Ctx::Hello { token } => match self.hellos.failed(token, kind, now, PROCESS) {
+                Some(HelloOutcome::Delivered(w)) => self.hello_delivered(w, out),
+                Some(HelloOutcome::Refused(w, e)) => {
+                    out.push(Effect::reply(w.request, encode_result::<Response>(&Err(e))))
+                }
+                None => {}
+            },
+            Ctx::App(c) => {
+                let mut a = Vec::new();
+                self.apps.on_failed(c, &mut self.rng, &mut a);
+                Self::lift_app(a, out);
+            }
+            Ctx::Out(c) => {
+                let mut o = Vec::new();
+                self.outbox.on_failed(
+                    c,
+                    Some(kind),
+                    &format!("{kind:?}"),
+                    &mut self.rng,
+                    now,
+                    &mut o,
+                );
+                Self::lift_out(o, out);
+            }
+            Ctx::PeerSubscribe { request, .. } => {
+                let e = ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("{} did not answer ({kind:?}); try again later", target.node),
+                );
+                out.push(Effect::reply(request, encode_result::<Response>(&Err(e))));
+            }
+        }
+    }
+
+    fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Eff>) {
+        match t {
+            Tick::PublishWait { topic, token } => self.try_commit(&topic, token, now, out),
+            Tick::Out(t) => {
+                let mut o = Vec::new();
+                self.outbox.on_timer(t, &self.streams, now, &mut o);
+                Self::lift_out(o, out);
+            }
+            Tick::App(t) => {
+                let mut a = Vec::new();
+                self.apps.on_timer(t, &self.streams, now, &mut a);
+                Self::lift_app(a, out);
+            }
+            Tick::Prune => {
+                let mut b = Batch::lazy();
+                let keys: Vec<StreamKey> = self.streams.map.keys().cloned().collect();
+                for k in &keys {
+                    self.prune(k, &mut b);
+                }
+                push_store(out, b);
+                // Readers behind a pruned range are told of it.
+                let mut a = Vec::new();
+                self.apps.pump_all(&self.streams, now, &mut a);
+                Self::lift_app(a, out);
+                for k in keys.iter().filter(|k| k.publisher == self.me) {
+                    let mut o = Vec::new();
+                    self.outbox.pump_topic(&k.topic, &self.streams, now, &mut o);
+                    Self::lift_out(o, out);
+                }
+                out.push(Effect::timer(PRUNE_EVERY_MS, Tick::Prune));
+            }
+        }
+    }
+
+    fn start(&mut self, records: Records, seed: u64, now: Millis, out: &mut Vec<Eff>) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.outbox.restart(now);
+        let bad = self.streams.restore(&records)
+            + self.outbox.restore(&records)
+            + self.apps.restore(&records);
+        if bad > 0 {
+            out.push(log(
+                Level::Error,
+                format!("{bad} stored records unreadable; skipped"),
+            ));
+        }
+        out.push(log(
+            Level::Info,
+            format!(
+                "notify started on {}: {} topics, {} streams, {} app subscriptions",
+                self.our,
+                self.outbox.topics.len(),
+                self.streams.map.len(),
+                self.apps.len()
+            ),
+        ));
+        // We may have been away: ask each publisher for what we lack.
+        for (k, s) in &self.streams.map {
+            if s.remote {
+                out.push(Effect::notify(
+                    Address::new(k.publisher.clone(), ProcessId::ours(PROCESS)),
+                    encode(&Request::Resume {
+                        topic: k.topic.clone(),
+                        up_to: s.last,
+                    }),
+                ));
+            }
+        }
+        let keys: Vec<StreamKey> = self.streams.map.keys().cloned().collect();
+        for k in keys {
+            self.pump_stream(&k, now, out);
+        }
+        let first = self.rng.gen_range(PRUNE_EVERY_MS / 2..=PRUNE_EVERY_MS);
+        out.push(Effect::timer(first, Tick::Prune));
+    }
+}
+
+impl Service for Notify {
+    type Ctx = Ctx;
+    type Timer = Tick;
+
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
+    fn handle(&mut self, now: Now, input: Input<Ctx, Tick>) -> Vec<Eff> {
+        self.wall = now.wall;
+        let t = now.mono;
+        let mut out = Vec::new();
+        match input {
+            Input::Start { records, seed, .. } => self.start(records, seed, t, &mut out),
+            Input::Request {
+                id,
+                from,
+                body,
+                blob,
+                timeout_s,
+            } => self.handle_request(id, from, body, blob, timeout_s.is_some(), t, &mut out),
+            Input::Response {
+                from,
+                body,
+                blob,
+                ctx,
+            } => self.on_response(from, body, blob, ctx, t, &mut out),
+            Input::SendFailed { kind, target, ctx } => {
+                self.on_send_failed(kind, target, ctx, t, &mut out)
+            }
+            Input::Timer(tick) => self.on_tick(tick, t, &mut out),
+            Input::Http { id, .. } => out.push(Effect::HttpReply {
+                id,
+                status: 404,
+                headers: Default::default(),
+                body: b"notify has no HTTP API".to_vec(),
+            }),
+            Input::Read { .. }
+            | Input::WsOpen { .. }
+            | Input::WsMessage { .. }
+            | Input::WsClose { .. } => {}
+        }
+        out
+    }
+}
+
+/// The address of `notify` on `node`.
+pub fn address(node: &NodeId) -> Address {
+    Address::new(node.clone(), ProcessId::ours(crate::NAME))
 }

@@ -4,7 +4,8 @@
 //!
 //! A generated block is the text between a `<!-- generated: <name> -->` line and the next
 //! `<!-- end -->` line. `cargo xtask docs` rewrites every block from
-//! `p2p-sim bench ping --json`, `p2p-sim bench presence --json` (release build) and the
+//! `p2p-sim bench ping --json`, `p2p-sim bench presence --json`, `p2p-sim bench notify
+//! --json` (release build) and the
 //! package build; the text around the blocks is left alone.
 //!
 //! What is checked: every line of a block except those starting with [`MEASURED`], which hold
@@ -78,6 +79,7 @@ pub struct Measured {
 pub struct Inputs {
     pub ping: Value,
     pub presence: Value,
+    pub notify: Value,
     pub package: Package,
     pub measured: Measured,
 }
@@ -218,6 +220,7 @@ pub fn render(inputs: &Inputs) -> Result<Vec<Block>> {
         render_package(&inputs.package, &inputs.measured),
         render_ping(&inputs.ping, &inputs.measured)?,
         render_presence(&inputs.presence, &inputs.measured)?,
+        render_notify(&inputs.notify)?,
     ])
 }
 
@@ -741,6 +744,104 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
     })
 }
 
+fn render_notify(b: &Value) -> Result<Block> {
+    let hostile = mode(num(b, "lossy_loss")?, 0.05);
+    let realistic = mode(0.0, 0.0);
+    let lossy_nodes = int(b, "lossy_nodes")?;
+    let topic_nodes = int(b, "topic_nodes")?;
+    let lines = vec![
+        format!(
+            "`cargo run --release -p p2p-sim -- bench notify --json`: alice's app publishes \
+             {} notifications, one a second, to a topic every other node's app subscribes to, \
+             on {lossy_nodes} nodes (`lossy_nodes`) with a subscriber crashing or restarting \
+             every 5 s, the guide's fire-and-forget loop alongside in the same run; then {} \
+             notifications on a {topic_nodes}-node topic (`topic_nodes`) without faults. \
+             Every topic uses direct fan-out (no relay yet).",
+            int(b, "lossy_published")?,
+            int(b, "topic_published")?
+        ),
+        String::new(),
+        "| key | what | mode | value | target |".to_string(),
+        "|---|---|---|---|---|".to_string(),
+        row(&[
+            "`delivery_ratio`",
+            "notifications the subscribers' apps received, of published × subscribers",
+            &hostile,
+            &percent(num(b, "delivery_ratio")?),
+            "≥ 99.9% (asserted)",
+        ]),
+        row(&[
+            "`baseline_delivery_ratio`",
+            "the same for the guide's loop",
+            &hostile,
+            &percent(num(b, "baseline_delivery_ratio")?),
+            "",
+        ]),
+        row(&[
+            "`p50_delivery_ms` / `p99_delivery_ms`",
+            "publish to app, virtual time (a crashed subscriber gets it when it is back)",
+            &hostile,
+            &format!(
+                "{} / {}",
+                duration(num(b, "p50_delivery_ms")?),
+                duration(num(b, "p99_delivery_ms")?)
+            ),
+            "",
+        ]),
+        row(&[
+            "`duplicates_at_apps`",
+            "notifications an app received twice",
+            &hostile,
+            &thousands(int(b, "duplicates_at_apps")?),
+            "0 (asserted)",
+        ]),
+        row(&[
+            "`topic_delivery_ratio`",
+            "delivery on the large topic",
+            &realistic,
+            &percent(num(b, "topic_delivery_ratio")?),
+            "≥ 99.9% (asserted)",
+        ]),
+        row(&[
+            "`payloads_per_receiver`",
+            "payload copies sent per notification and receiver",
+            &realistic,
+            &dec2(num(b, "payloads_per_receiver")?),
+            "≤ 1.5 (asserted)",
+        ]),
+        row(&[
+            "`publisher_sends`",
+            "payload copies the publisher sends per notification",
+            &realistic,
+            &dec2(num(b, "publisher_sends")?),
+            "< 10: not met (needs the relay)",
+        ]),
+        row(&[
+            "`publisher_messages`",
+            "messages the publisher sends or receives per notification, acks included",
+            &realistic,
+            &dec2(num(b, "publisher_messages")?),
+            "< 20: not met (needs the relay)",
+        ]),
+        row(&[
+            "`topic_p50_delivery_ms` / `topic_p99_delivery_ms`",
+            "publish to app on the large topic, virtual time",
+            &realistic,
+            &format!(
+                "{} / {}",
+                duration(num(b, "topic_p50_delivery_ms")?),
+                duration(num(b, "topic_p99_delivery_ms")?)
+            ),
+            "",
+        ]),
+    ];
+    Ok(Block {
+        name: "notify",
+        text: lines.join("\n"),
+        only_if: None,
+    })
+}
+
 /// `3-period`, `1.5-period` (as in "a 3-period timeout").
 fn n_period(p: f64) -> String {
     if p == 1.0 {
@@ -1089,6 +1190,7 @@ fn inputs(root: &Path, reuse: bool, time_check: bool) -> Result<Inputs> {
     let sha = pkgzip::sha256_hex(&bytes);
     let ping = bench(root, &sim, &sha, "ping", reuse)?;
     let presence = bench(root, &sim, &sha, "presence", reuse)?;
+    let notify = bench(root, &sim, &sha, "notify", reuse)?;
     let check_secs = if time_check {
         println!("$ p2p-sim {} (timed for the docs)", CHECK_ARGS.join(" "));
         let started = Instant::now();
@@ -1105,6 +1207,7 @@ fn inputs(root: &Path, reuse: bool, time_check: bool) -> Result<Inputs> {
     Ok(Inputs {
         ping,
         presence,
+        notify,
         package,
         measured: Measured {
             machine: machine(),
@@ -1263,6 +1366,17 @@ mod tests {
         (realistic, hostile)
     }
 
+    fn notify() -> Value {
+        json!({
+            "service": "notify", "lossy_loss": 0.2, "lossy_nodes": 20, "lossy_published": 100,
+            "delivery_ratio": 1.0, "baseline_delivery_ratio": 0.47, "p50_delivery_ms": 2511,
+            "p99_delivery_ms": 134551, "duplicates_at_apps": 0, "topic_nodes": 200,
+            "topic_delivery_ratio": 1.0, "payloads_per_receiver": 1.0, "publisher_sends": 199.0,
+            "publisher_messages": 398.0, "topic_p50_delivery_ms": 115, "topic_p99_delivery_ms": 203,
+            "topic_published": 10
+        })
+    }
+
     fn package() -> Package {
         Package {
             components: vec![
@@ -1285,6 +1399,7 @@ mod tests {
         Inputs {
             ping: ping(),
             presence: presence(),
+            notify: notify(),
             package: package(),
             measured: Measured {
                 machine: machine.into(),
@@ -1297,6 +1412,7 @@ mod tests {
     const SKELETON: &str = "# Numbers\n\nintro 1.68\n\n<!-- generated: package -->\nold\n\
                             <!-- end -->\n\nprose\n\n<!-- generated: ping -->\n<!-- end -->\n\
                             <!-- generated: presence -->\n| stale | 1 |\n<!-- end -->\n\
+                            <!-- generated: notify -->\n<!-- end -->\n\
                             \n## History\n| 3.28 | 1 |\n";
 
     fn generated() -> String {

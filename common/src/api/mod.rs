@@ -7,6 +7,7 @@
 //! string inside JSON. The JSON is exactly what types generated from `api/*.wit` read and
 //! write ([`wire`]; checked by the `wit-compat` test crate).
 
+pub mod notify;
 pub mod presence;
 pub mod sync;
 pub mod txcoord;

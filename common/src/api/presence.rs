@@ -766,7 +766,8 @@ mod tests {
     fn documented_examples_decode() {
         let doc = include_str!("../../../docs/api.md");
         let section = &doc[doc.find("## presence").expect("presence section")..];
-        let section = &section[..section.find("\n## sync").unwrap_or(section.len())];
+        // Up to the next service's section.
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
         let (mut requests, mut responses) = (BTreeSet::new(), BTreeSet::new());
         let canonical = |body: &str, ours: serde_json::Value| {
             let documented: serde_json::Value = serde_json::from_str(body).unwrap();

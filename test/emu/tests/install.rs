@@ -35,6 +35,12 @@ fn each_process_holds_what_its_manifest_requested() {
         ];
         // The default app granted each of our processes messaging on itself.
         want.push(format!("bob.os@{} \"messaging\"", p2p_emu::DEFAULT_APP));
+        // notify signs and verifies notifications with sign:sign:sys.
+        let mut requested = vec![serde_json::json!("sqlite:distro:sys")];
+        if e.process_name == "notify" {
+            want.push("bob.os@sign:sign:sys \"messaging\"".to_string());
+            requested.push(serde_json::json!("sign:sign:sys"));
+        }
         // Every process may read and write its package's drive (where the zip was unpacked).
         for kind in ["read", "write"] {
             want.push(format!(
@@ -43,10 +49,7 @@ fn each_process_holds_what_its_manifest_requested() {
         }
         want.sort();
         assert!(e.request_networking && e.public, "{e:?}");
-        assert_eq!(
-            e.request_capabilities,
-            [serde_json::json!("sqlite:distro:sys")]
-        );
+        assert_eq!(e.request_capabilities, requested);
         assert_eq!(got, want, "{pid}");
     }
     assert_eq!(

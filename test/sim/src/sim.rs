@@ -279,6 +279,8 @@ pub type SystemMessage = (Address, Address, Vec<u8>, Option<Vec<u8>>);
 /// A request that reached an app the simulator plays.
 #[derive(Debug, Clone)]
 pub struct AppMessage {
+    /// When it arrived (virtual time).
+    pub at: Millis,
     pub app: ProcessId,
     pub from: Address,
     pub body: Vec<u8>,
@@ -678,6 +680,12 @@ impl Sim {
     /// Play an app process `process` on node `i` with the given capabilities.
     pub fn add_app(&mut self, i: usize, process: ProcessId, spec: AppSpec) {
         self.nodes[i].apps.insert(process.to_string(), spec);
+    }
+    /// Stop playing app `process` on node `i` (the app is down: requests to it time out)
+    /// until [`Sim::add_app`] plays it again.
+    pub fn remove_app(&mut self, i: usize, process: &ProcessId) {
+        self.nodes[i].apps.remove(&process.to_string());
+        self.note(format!("app {process} down on {}", self.nodes[i].id));
     }
     /// Whether node `i`'s networking is up (it is not for a while after a start).
     pub fn networking_up(&self, i: usize) -> bool {
@@ -1486,6 +1494,7 @@ impl Sim {
                         .app_inbox
                         .push((env.from.clone(), body.clone()));
                     self.nodes[to_node].app_messages.push(AppMessage {
+                        at: self.now,
                         app: env.to.process.clone(),
                         from: env.from.clone(),
                         body,

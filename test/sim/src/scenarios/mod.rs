@@ -5,6 +5,7 @@ use crate::{Mode, Sim, SimError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+pub mod notify;
 pub mod ping;
 pub mod presence;
 pub mod sync;
@@ -74,6 +75,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(presence::PresenceScenario),
         Box::new(sync::SyncScenario),
         Box::new(txcoord::TxScenario),
+        Box::new(notify::NotifyScenario),
     ]
 }
 

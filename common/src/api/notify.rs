@@ -1,0 +1,552 @@
+//! Wire types of the `notify` process: topics of our node that local apps publish to,
+//! subscriptions of local apps to topics on any node, durable delivery with acknowledgement,
+//! and the messages between notify processes. JSON examples are in docs/api.md.
+//!
+//! A notification's payload never travels inside the JSON: it is the message's blob
+//! (Hyperware's lazy_load_blob), and `kind` says whether it is JSON text or bytes. A batch of
+//! notifications between nodes carries their payloads concatenated in one blob, in order,
+//! each `size` bytes long.
+//!
+//! Local requests are strict (an unknown field is a `BadRequest` naming it); protocol
+//! messages and responses ignore unknown fields, so nodes of a newer version can add some.
+
+use super::wire::wire_enum;
+use super::ApiError;
+use crate::ids::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// Process name on every node.
+pub const PROCESS: &str = "notify";
+/// Longest topic name (bytes).
+pub const MAX_TOPIC: usize = 64;
+/// Largest payload of one notification (bytes).
+pub const MAX_PAYLOAD: usize = 64 << 10;
+/// Most topics one node publishes.
+pub const MAX_TOPICS: usize = 256;
+/// Most names in an allow-list.
+pub const MAX_ALLOW: usize = 1_000;
+/// Most remote subscriber nodes of one topic.
+pub const MAX_SUBSCRIBERS: usize = 1_000;
+/// Most subscriptions of all local apps together.
+pub const MAX_LOCAL_SUBSCRIPTIONS: usize = 1_024;
+/// Most notifications in one `Deliver` batch.
+pub const MAX_BATCH: usize = 32;
+/// Largest request body notify accepts (a batch's headers; payloads are in the blob).
+pub const MAX_BODY: usize = 256 << 10;
+
+/// Who may subscribe to a topic from another node. Apps on the publishing node may always
+/// subscribe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Policy {
+    /// Any node.
+    Open,
+    /// Only these nodes.
+    AllowList(Vec<NodeId>),
+    /// No other node: the topic is for apps on the publishing node only.
+    OwnerOnly,
+}
+
+impl Policy {
+    /// Whether `node` (not the publisher) may subscribe.
+    pub fn admits(&self, node: &NodeId) -> bool {
+        match self {
+            Policy::Open => true,
+            Policy::AllowList(l) => l.contains(node),
+            Policy::OwnerOnly => false,
+        }
+    }
+}
+
+/// How to read a notification's payload (its blob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayloadKind {
+    /// UTF-8 JSON text (checked when published).
+    Json,
+    /// Any bytes.
+    Blob,
+}
+
+/// One notification, without its payload (that is the message's blob, `size` bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Unique: `<publisher>/<topic>/<seq>` is unique too, and is what receivers dedup on.
+    pub id: String,
+    pub publisher: NodeId,
+    pub topic: String,
+    /// 1, 2, 3, ... per publisher and topic.
+    pub seq: u64,
+    /// When it was published (Unix ms, the publisher's clock).
+    pub at: u64,
+    pub kind: PayloadKind,
+    /// Payload bytes.
+    pub size: u32,
+    /// The publisher's notify signed [`signed_message`] with its node's networking key
+    /// (`sign:sign:sys` NetKeySign, 64 bytes); receivers check it with NetKeyVerify before
+    /// delivering, so no relay can forge or alter a notification. In JSON, hex.
+    #[serde(default, with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// Bytes as a lowercase hex string.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(&s).map_err(|e| serde::de::Error::custom(format!("signature: {e}")))
+    }
+}
+
+impl Notification {
+    /// The bytes the publisher signs: every field but the signature, then the payload.
+    /// Changing any of them (seq included, so a replay under another number) breaks it.
+    pub fn signed_message(&self, payload: &[u8]) -> Vec<u8> {
+        let header = serde_json::json!([
+            "p2p-patterns notify v1",
+            self.id,
+            self.publisher,
+            self.topic,
+            self.seq,
+            self.at,
+            self.kind,
+            self.size
+        ]);
+        let mut v = serde_json::to_vec(&header).expect("serializes");
+        v.push(b'\n');
+        v.extend_from_slice(payload);
+        v
+    }
+}
+
+/// An inclusive range of sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqRange {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// What a subscribed app receives, as requests expecting an answer (any body) within
+/// 5 s; unanswered ones are retried with backoff, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppMessage {
+    /// The first message of a subscription, before `Subscribe` is answered: it proves notify
+    /// can reach the app (the kernel checks capabilities).
+    Welcome { publisher: NodeId, topic: String },
+    /// One notification (the guide's name); the payload is the blob.
+    HandleNotification(Notification),
+    /// These notifications are gone (past the retention window) before this app got them.
+    Lost {
+        publisher: NodeId,
+        topic: String,
+        range: SeqRange,
+    },
+}
+
+/// A topic as `ListTopics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub topic: String,
+    /// The app that created it: the only one that publishes to it and sets its policy.
+    pub owner: String,
+    pub policy: Policy,
+    /// Sequence number of the last notification (0: none yet).
+    pub last_seq: u64,
+    /// Oldest sequence number still retained (last_seq + 1 when none is).
+    pub first_retained: u64,
+    pub subscriber_nodes: u32,
+}
+
+/// A local app's subscription as `ListSubscriptions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    pub publisher: NodeId,
+    pub topic: String,
+    /// The last sequence number this app has received (or was told it lost).
+    pub cursor: u64,
+    /// Notifications received by this node and not yet delivered to the app.
+    pub pending: u64,
+}
+
+/// Counters of one remote subscriber node of one topic (publisher side).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberStats {
+    pub node: NodeId,
+    /// Last sequence number it acknowledged.
+    pub acked: u64,
+    /// Payload copies sent to it (retries included).
+    pub sent: u64,
+    /// Sends that failed (offline, timeout, refused).
+    pub failed: u64,
+    /// Notifications it acknowledged.
+    pub delivered: u64,
+    /// Retained notifications it has not acknowledged.
+    pub pending: u64,
+    /// Notifications it missed because they left the retention window first.
+    pub dropped_by_retention: u64,
+}
+
+/// Counters of one topic of ours (publisher side).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicStats {
+    pub topic: String,
+    pub published: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub delivered: u64,
+    pub pending: u64,
+    pub dropped_by_retention: u64,
+    /// Payload copies sent by relays on the publisher's behalf (0 with direct fan-out).
+    pub relay_payloads: u64,
+    /// Announcements (IHAVE) sent instead of payloads (0 with direct fan-out).
+    pub announcements: u64,
+    pub subscribers: Vec<SubscriberStats>,
+}
+
+/// Counters of one subscription of a local app (receiver side).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStats {
+    pub app: String,
+    pub publisher: NodeId,
+    pub topic: String,
+    /// Notifications the app answered.
+    pub delivered: u64,
+    /// Deliveries to the app that failed (retried).
+    pub failed: u64,
+    pub pending: u64,
+    /// Notifications the app was told it lost.
+    pub dropped_by_retention: u64,
+}
+
+/// What `Stats` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyStats {
+    pub topics: Vec<TopicStats>,
+    pub subscriptions: Vec<DeliveryStats>,
+    /// Copies of notifications this node had already received (retries, duplicates).
+    pub duplicates_suppressed: u64,
+    /// Protocol messages refused (unsubscribed stream, bad batch, over budget).
+    pub refused: u64,
+}
+
+/// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
+pub const PROTOCOL_REQUESTS: [&str; 4] = ["PeerSubscribe", "PeerUnsubscribe", "Deliver", "Resume"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+pub enum Request {
+    // ----- any caller -----
+    Ping {},
+    Info {},
+    // ----- local apps only -----
+    /// Create a topic of our node, owned by the calling app, or change its policy (owner
+    /// only).
+    SetTopic {
+        topic: String,
+        policy: Policy,
+    },
+    /// Publish to a topic the calling app owns; the payload is the blob. Answered once the
+    /// notification is on disk.
+    Publish {
+        topic: String,
+        kind: PayloadKind,
+    },
+    /// Subscribe the calling app to `topic` of `publisher` (our node or another).
+    Subscribe {
+        publisher: NodeId,
+        topic: String,
+    },
+    Unsubscribe {
+        publisher: NodeId,
+        topic: String,
+    },
+    /// The calling app's subscriptions.
+    ListSubscriptions {},
+    /// Our node's topics.
+    ListTopics {},
+    Stats {},
+    // ----- protocol, from other nodes' notify only -----
+    /// Subscribe the sending node to our `topic`; answered `PeerSubscribed`.
+    PeerSubscribe {
+        topic: String,
+    },
+    /// The sending node no longer wants `topic`.
+    PeerUnsubscribe {
+        topic: String,
+    },
+    /// Notifications of the sending node's `topic`, in order, payloads in the blob; `lost`
+    /// is a range the receiver will never get (it left the retention window). Answered
+    /// `Delivered`.
+    Deliver {
+        topic: String,
+        #[serde(default)]
+        lost: Option<SeqRange>,
+        notes: Vec<Notification>,
+    },
+    /// The sending node is back and has `topic` up to `up_to`: send what follows now
+    /// (no answer expected).
+    Resume {
+        topic: String,
+        up_to: u64,
+    },
+}
+
+wire_enum!(Request, "notify request", |tag| !PROTOCOL_REQUESTS
+    .contains(&tag));
+
+/// A topic name is 1..=64 bytes of letters, digits and `-_./:`.
+pub fn check_topic(topic: &str) -> Result<(), ApiError> {
+    let ok = !topic.is_empty()
+        && topic.len() <= MAX_TOPIC
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "topic must be 1..={MAX_TOPIC} bytes of letters, digits and -_./: (got {topic:?})"
+        )))
+    }
+}
+
+impl Request {
+    /// Checks the types cannot express (for the local API; protocol messages are checked
+    /// where they are handled); the error names the limit.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        match self {
+            Request::SetTopic { topic, policy } => {
+                check_topic(topic)?;
+                match policy {
+                    Policy::AllowList(l) if l.len() > MAX_ALLOW => {
+                        Err(ApiError::bad_request(format!(
+                            "an allow-list has at most {MAX_ALLOW} nodes (got {})",
+                            l.len()
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Request::Publish { topic, .. }
+            | Request::Subscribe { topic, .. }
+            | Request::Unsubscribe { topic, .. } => check_topic(topic),
+            _ => Ok(()),
+        }
+    }
+    /// The request if [`Request::validate`] passes.
+    pub fn validated(self) -> Result<Self, ApiError> {
+        self.validate().map(|()| self)
+    }
+    /// Protocol messages are for other nodes' notify processes; the rest for local apps.
+    pub fn is_protocol(&self) -> bool {
+        matches!(
+            self,
+            Request::PeerSubscribe { .. }
+                | Request::PeerUnsubscribe { .. }
+                | Request::Deliver { .. }
+                | Request::Resume { .. }
+        )
+    }
+    pub fn is_open(&self) -> bool {
+        matches!(self, Request::Ping {} | Request::Info {})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+pub enum Response {
+    Pong(crate::api::Pong),
+    Info(crate::api::ServiceInfo),
+    TopicSet(TopicInfo),
+    /// The notification is on disk and will reach every subscriber within retention.
+    Published(Notification),
+    /// `next_seq`: the first sequence number this subscription receives.
+    Subscribed {
+        next_seq: u64,
+    },
+    Unsubscribed {},
+    Subscriptions {
+        subscriptions: Vec<SubscriptionInfo>,
+    },
+    Topics {
+        topics: Vec<TopicInfo>,
+    },
+    Stats(NotifyStats),
+    /// Answer to `PeerSubscribe`: the first sequence number the subscriber will be sent.
+    PeerSubscribed {
+        next_seq: u64,
+    },
+    /// Answer to `Deliver`: the receiver has everything up to `up_to` (on disk).
+    Delivered {
+        up_to: u64,
+    },
+    /// For one-way protocol messages sent with a timeout anyway.
+    Accepted {},
+}
+wire_enum!(Response, "notify response", |_tag| false);
+
+/// A batch's payloads from its blob, one per note, checked against the declared sizes.
+pub fn split_payloads(notes: &[Notification], blob: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let total: u64 = notes.iter().map(|n| u64::from(n.size)).sum();
+    if total != blob.len() as u64 {
+        return Err(format!(
+            "the notes declare {total} payload bytes, the blob has {}",
+            blob.len()
+        ));
+    }
+    let mut at = 0usize;
+    Ok(notes
+        .iter()
+        .map(|n| {
+            let end = at + n.size as usize;
+            let p = blob[at..end].to_vec();
+            at = end;
+            p
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{decode_request, encode, encode_result, wire, ApiResult, ErrorCode};
+    use std::collections::BTreeSet;
+
+    fn decode(body: &str) -> Result<Request, ApiError> {
+        decode_request::<Request>(body.as_bytes(), "notify", MAX_BODY).and_then(Request::validated)
+    }
+
+    fn tag(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every `→` / `←` line of docs/api.md's notify section decodes into our types (a request,
+    /// an app message, or a refused request followed by its exact error) and is written in
+    /// the shape we send; every request and response variant has an example.
+    #[test]
+    fn documented_examples_decode() {
+        let doc = include_str!("../../../docs/api.md");
+        let start = doc.find("## notify").expect("notify section");
+        let section = &doc[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+        let (mut requests, mut responses) = (BTreeSet::new(), BTreeSet::new());
+        let mut refused: Option<ApiError> = None;
+        for line in section.lines() {
+            if let Some(body) = line.strip_prefix("→ ") {
+                assert!(refused.is_none(), "no documented error before {body}");
+                let documented: serde_json::Value =
+                    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+                let ours = match decode(body) {
+                    Ok(r) => {
+                        let t = tag(&serde_json::to_value(&r).unwrap());
+                        assert_eq!(r.is_protocol(), PROTOCOL_REQUESTS.contains(&t.as_str()));
+                        requests.insert(t);
+                        serde_json::to_value(&r).unwrap()
+                    }
+                    Err(e) => match serde_json::from_str::<AppMessage>(body) {
+                        Ok(m) => serde_json::to_value(&m).unwrap(),
+                        Err(_) => {
+                            refused = Some(e);
+                            documented.clone()
+                        }
+                    },
+                };
+                assert_eq!(documented, ours, "documented body is not the shape we send");
+            } else if let Some(body) = line.strip_prefix("← ") {
+                let r: ApiResult<Response> = serde_json::from_str(body).unwrap_or_else(|e| {
+                    panic!("documented response does not decode ({e}): {body}")
+                });
+                if let Some(e) = refused.take() {
+                    assert_eq!(r, Err(e), "documented error is not the real one");
+                }
+                if let Ok(resp) = &r {
+                    responses.insert(tag(&serde_json::to_value(resp).unwrap()));
+                }
+                let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(documented, serde_json::to_value(&r).unwrap(), "{body}");
+            }
+        }
+        assert!(
+            refused.is_none(),
+            "the last refused request has no documented error"
+        );
+        let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            requests,
+            all(wire::variant_names::<Request>()),
+            "documented requests"
+        );
+        assert_eq!(
+            responses,
+            all(wire::variant_names::<Response>()),
+            "documented responses"
+        );
+    }
+
+    #[test]
+    fn local_requests_are_strict_and_protocol_messages_tolerant() {
+        let e = decode(r#"{"Publish": {"topic": "t", "kind": "Json", "qos": 1}}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("unknown field `qos`"), "{e}");
+        let e =
+            decode(r#"{"Subscribe": {"publisher": "a.os", "topic": "t", "x": 1}}"#).unwrap_err();
+        assert!(e.message.contains("unknown field `x`"), "{e}");
+        let r = decode(
+            r#"{"Deliver": {"topic": "t", "notes": [{"id": "i", "publisher": "a.os", "topic": "t",
+            "seq": 1, "at": 2, "kind": "Blob", "size": 0, "sig": "x"}], "hops": 3}}"#,
+        )
+        .unwrap();
+        assert!(matches!(r, Request::Deliver { ref notes, .. } if notes.len() == 1));
+        decode(r#"{"PeerSubscribe": {"topic": "t", "since": 4}}"#).unwrap();
+        let r: ApiResult<Response> =
+            serde_json::from_str(r#"{"Ok": {"Delivered": {"up_to": 3, "x": 1}}}"#).unwrap();
+        assert_eq!(r, Ok(Response::Delivered { up_to: 3 }));
+    }
+
+    #[test]
+    fn topics_and_allow_lists_are_bounded() {
+        for bad in ["", "a b", &"x".repeat(MAX_TOPIC + 1), "ü"] {
+            let e = decode(&format!(
+                r#"{{"Publish": {{"topic": {}, "kind": "Json"}}}}"#,
+                serde_json::to_string(bad).unwrap()
+            ))
+            .unwrap_err();
+            assert!(e.message.contains("topic must be"), "{bad}: {e}");
+        }
+        decode(r#"{"Publish": {"topic": "chat/room-1.v2:x_y", "kind": "Blob"}}"#).unwrap();
+        let many: Vec<String> = (0..=MAX_ALLOW).map(|i| format!("n{i}.os")).collect();
+        let body = serde_json::json!({"SetTopic": {"topic": "t", "policy": {"AllowList": many}}});
+        let e = decode(&body.to_string()).unwrap_err();
+        assert!(e.message.contains("at most 1000"), "{e}");
+        assert_eq!(encode(&Policy::Open), br#""Open""#);
+        assert!(Policy::AllowList(vec!["b.os".parse().unwrap()]).admits(&"b.os".parse().unwrap()));
+        assert!(!Policy::OwnerOnly.admits(&"b.os".parse().unwrap()));
+    }
+
+    #[test]
+    fn payloads_split_by_declared_sizes() {
+        let note = |seq, size| Notification {
+            id: format!("a.os/t/{seq}"),
+            publisher: "a.os".parse().unwrap(),
+            topic: "t".into(),
+            seq,
+            at: 0,
+            kind: PayloadKind::Blob,
+            size,
+            signature: vec![],
+        };
+        let notes = [note(1, 2), note(2, 0), note(3, 3)];
+        let p = split_payloads(&notes, b"abcde").unwrap();
+        assert_eq!(p, vec![b"ab".to_vec(), vec![], b"cde".to_vec()]);
+        assert!(split_payloads(&notes, b"abcd").is_err());
+        assert!(split_payloads(&notes, b"abcdef").is_err());
+        let ok: ApiResult<Response> = Ok(Response::Unsubscribed {});
+        assert_eq!(encode_result(&ok), br#"{"Ok":"Unsubscribed"}"#);
+    }
+}

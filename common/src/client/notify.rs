@@ -1,0 +1,236 @@
+//! Typed calls to the `notify` process on our node.
+
+use super::{call, call_blob, ClientError, Transport, DEFAULT_TIMEOUT_S};
+use crate::api::notify::{
+    AppMessage, Notification, NotifyStats, PayloadKind, Policy, Request, Response,
+    SubscriptionInfo, TopicInfo, PROCESS,
+};
+use crate::api::{Pong, ServiceInfo};
+use crate::ids::{Address, NodeId};
+
+/// Typed calls to notify on our node (every operation but Ping and Info is local-only).
+pub struct NotifyClient<T> {
+    transport: T,
+    target: Address,
+    pub timeout_s: u64,
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::Unexpected(format!("{r:?}"))
+}
+
+impl<T: Transport> NotifyClient<T> {
+    pub fn local(our_node: &NodeId, transport: T) -> Self {
+        NotifyClient {
+            transport,
+            target: Address::ours(our_node, PROCESS),
+            timeout_s: DEFAULT_TIMEOUT_S,
+        }
+    }
+
+    fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
+        let our = self.target.node.clone();
+        call(&mut self.transport, &our, &self.target, self.timeout_s, req)
+    }
+
+    pub fn ping(&mut self) -> Result<Pong, ClientError> {
+        match self.call(&Request::Ping {})? {
+            Response::Pong(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn info(&mut self) -> Result<ServiceInfo, ClientError> {
+        match self.call(&Request::Info {})? {
+            Response::Info(i) => Ok(i),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Create `topic` on our node, owned by the calling app, or change its policy.
+    pub fn set_topic(&mut self, topic: &str, policy: Policy) -> Result<TopicInfo, ClientError> {
+        match self.call(&Request::SetTopic {
+            topic: topic.into(),
+            policy,
+        })? {
+            Response::TopicSet(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Publish `payload` to our `topic`; answered once it is on disk. The transport must
+    /// carry blobs ([`Transport::call_with_blob`]; `ProcessTransport` does).
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        kind: PayloadKind,
+        payload: Vec<u8>,
+    ) -> Result<Notification, ClientError> {
+        let our = self.target.node.clone();
+        let req = Request::Publish {
+            topic: topic.into(),
+            kind,
+        };
+        match call_blob(
+            &mut self.transport,
+            &our,
+            &self.target,
+            self.timeout_s,
+            &req,
+            Some(payload),
+        )? {
+            Response::Published(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Publish a JSON value.
+    pub fn publish_json(
+        &mut self,
+        topic: &str,
+        value: &serde_json::Value,
+    ) -> Result<Notification, ClientError> {
+        let bytes = serde_json::to_vec(value).expect("a JSON value serializes");
+        self.publish(topic, PayloadKind::Json, bytes)
+    }
+
+    /// Subscribe the calling app to `topic` of `publisher`. Notify first sends the app an
+    /// `AppMessage::Welcome` and answers once it got through (at once if the app answers it,
+    /// after 2 s if the app is blocked in this call). Returns the first sequence number the
+    /// app will receive.
+    pub fn subscribe(&mut self, publisher: &NodeId, topic: &str) -> Result<u64, ClientError> {
+        match self.call(&Request::Subscribe {
+            publisher: publisher.clone(),
+            topic: topic.into(),
+        })? {
+            Response::Subscribed { next_seq } => Ok(next_seq),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn unsubscribe(&mut self, publisher: &NodeId, topic: &str) -> Result<(), ClientError> {
+        match self.call(&Request::Unsubscribe {
+            publisher: publisher.clone(),
+            topic: topic.into(),
+        })? {
+            Response::Unsubscribed {} => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn subscriptions(&mut self) -> Result<Vec<SubscriptionInfo>, ClientError> {
+        match self.call(&Request::ListSubscriptions {})? {
+            Response::Subscriptions { subscriptions } => Ok(subscriptions),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn topics(&mut self) -> Result<Vec<TopicInfo>, ClientError> {
+        match self.call(&Request::ListTopics {})? {
+            Response::Topics { topics } => Ok(topics),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn stats(&mut self) -> Result<NotifyStats, ClientError> {
+        match self.call(&Request::Stats {})? {
+            Response::Stats(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// What notify sent the app, from the body of a request it received (the payload of a
+/// `HandleNotification` is that request's blob); None if the body is something else.
+pub fn parse_app_message(body: &[u8]) -> Option<AppMessage> {
+    serde_json::from_slice(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{decode_request, encode, encode_result, ApiResult};
+    use crate::service::SendErrorKind;
+
+    struct Recording {
+        seen: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        reply: Vec<u8>,
+    }
+
+    impl Transport for Recording {
+        fn call(&mut self, to: &Address, body: Vec<u8>, t: u64) -> Result<Vec<u8>, SendErrorKind> {
+            self.call_with_blob(to, body, None, t)
+        }
+        fn call_with_blob(
+            &mut self,
+            _to: &Address,
+            body: Vec<u8>,
+            blob: Option<Vec<u8>>,
+            _t: u64,
+        ) -> Result<Vec<u8>, SendErrorKind> {
+            self.seen.push((body, blob));
+            Ok(self.reply.clone())
+        }
+    }
+
+    #[test]
+    fn publish_sends_the_payload_as_the_blob() {
+        let alice: NodeId = "alice.os".parse().unwrap();
+        let note = Notification {
+            id: "alice.os/news/1".into(),
+            publisher: alice.clone(),
+            topic: "news".into(),
+            seq: 1,
+            at: 5,
+            kind: PayloadKind::Json,
+            size: 7,
+            signature: vec![],
+        };
+        let reply = encode_result::<Response>(&Ok(Response::Published(note.clone())));
+        let mut c = NotifyClient::local(
+            &alice,
+            Recording {
+                seen: vec![],
+                reply,
+            },
+        );
+        let got = c
+            .publish_json("news", &serde_json::json!({"a": 1}))
+            .unwrap();
+        assert_eq!(got, note);
+        let (body, blob) = &c.transport.seen[0];
+        let req: Request = decode_request(body, "notify", 1 << 20).unwrap();
+        assert_eq!(
+            req,
+            Request::Publish {
+                topic: "news".into(),
+                kind: PayloadKind::Json
+            }
+        );
+        assert_eq!(blob.as_deref(), Some(&br#"{"a":1}"#[..]));
+    }
+
+    #[test]
+    fn a_transport_without_blobs_refuses_publish_rather_than_dropping_the_payload() {
+        let alice: NodeId = "alice.os".parse().unwrap();
+        let calls = std::cell::Cell::new(0);
+        let t = |_: &Address, _: Vec<u8>, _: u64| {
+            calls.set(calls.get() + 1);
+            Ok(encode_result::<Response>(&Ok(Response::Unsubscribed {})))
+        };
+        let mut c = NotifyClient::local(&alice, t);
+        assert_eq!(
+            c.publish("news", PayloadKind::Blob, vec![1]).unwrap_err(),
+            ClientError::Send(SendErrorKind::Offline)
+        );
+        c.unsubscribe(&alice, "news").unwrap();
+        assert!(matches!(c.stats(), Err(ClientError::Unexpected(_))));
+        assert_eq!(calls.get(), 2);
+        let m = parse_app_message(&encode(&AppMessage::Welcome {
+            publisher: alice,
+            topic: "news".into(),
+        }));
+        assert!(matches!(m, Some(AppMessage::Welcome { .. })));
+        let _: ApiResult<Response> = Ok(Response::Accepted {});
+    }
+}

@@ -1,0 +1,546 @@
+//! The publisher side: our topics (owner, policy) and, per topic and subscriber node, a
+//! durable outbox. The outbox is not a copy of the notifications: it is the subscriber's
+//! acknowledged sequence number over the topic's stream, so a publish costs one write
+//! whatever the number of subscribers, and the bound of the outbox is the stream's
+//! retention. A subscriber behind the oldest retained notification is sent the range it
+//! lost first.
+//!
+//! Per subscriber node one `Deliver` is in flight at a time; a failure waits a jittered,
+//! capped backoff before the next attempt, a circuit breaker per node stops calling a node
+//! that keeps failing, and reachability sets the timeout. A subscriber that says it is back
+//! (`Resume`) is tried at once.
+//!
+//! It owns its timers ([`Timer`]) and request contexts ([`Ctx`]); the core wraps them.
+
+use crate::streams::{Entry, StreamKey, Streams};
+use p2p_common::api::encode;
+use p2p_common::api::notify::{
+    Notification, Policy, Request, SeqRange, SubscriberStats, TopicInfo, TopicStats, MAX_BATCH,
+    PROCESS,
+};
+use p2p_common::resilience::{
+    Backoff, BreakerConfig, Breakers, Jitter, Reachability, ReachabilityConfig,
+};
+use p2p_common::service::log;
+use p2p_common::{Address, Batch, Effect, Expect, Level, Millis, NodeId, ProcessId, Records};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most payload bytes in one `Deliver` (Hyperware drops messages over 10 MiB).
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The outbox's timers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// Try `node` again for `topic`.
+    Retry { topic: String, node: NodeId },
+}
+
+/// The outbox's request contexts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ctx {
+    /// A `Deliver` to `node` of `topic`, carrying up to `up_to`.
+    Deliver {
+        topic: String,
+        node: NodeId,
+        up_to: u64,
+        sent_at: Millis,
+    },
+}
+
+type Eff = Effect<Ctx, Timer>;
+
+/// One subscriber node of one topic.
+#[derive(Debug, Clone)]
+pub struct Sub {
+    pub acked: u64,
+    in_flight: bool,
+    waiting: bool,
+    attempt: u32,
+    pub stats: SubscriberStats,
+}
+
+/// One topic of ours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// The app that created it (its address): the only one that publishes and sets policy.
+    pub owner: String,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Topic {
+    pub meta: TopicMeta,
+    pub subs: BTreeMap<NodeId, Sub>,
+    pub published: u64,
+    pub dropped_by_retention: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SubRecord {
+    acked: u64,
+}
+
+fn topic_key(topic: &str) -> Vec<u8> {
+    format!("t {topic}").into_bytes()
+}
+fn sub_key(topic: &str, node: &NodeId) -> Vec<u8> {
+    format!("r {topic} {node}").into_bytes()
+}
+
+/// Our topics and their outboxes.
+#[derive(Debug)]
+pub struct Outbox {
+    me: NodeId,
+    pub topics: BTreeMap<String, Topic>,
+    backoff: Backoff,
+    breakers: Breakers,
+    reach: Reachability,
+}
+
+impl Outbox {
+    pub fn new(me: NodeId) -> Self {
+        Outbox {
+            me,
+            topics: BTreeMap::new(),
+            backoff: Backoff {
+                base_ms: 1_000,
+                max_ms: 30_000,
+                factor: 2,
+                jitter: Jitter::Equal,
+            },
+            breakers: Breakers::new(
+                BreakerConfig {
+                    failure_threshold: 5,
+                    open_ms: 30_000,
+                    half_open_max_calls: 1,
+                    success_threshold: 1,
+                },
+                4_096,
+            ),
+            reach: Reachability::new(ReachabilityConfig {
+                min_timeout_ms: 2_000,
+                max_timeout_ms: 20_000,
+                default_timeout_ms: 10_000,
+                cap: 4_096,
+                ..ReachabilityConfig::default()
+            }),
+        }
+    }
+
+    pub fn restart(&mut self, now: Millis) {
+        self.reach.restart(now);
+    }
+
+    /// Create a topic or change its policy; subscribers the new policy does not admit are
+    /// dropped.
+    pub fn set_topic(&mut self, topic: &str, meta: TopicMeta, batch: &mut Batch) -> Vec<NodeId> {
+        let t = self
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(|| Topic {
+                meta: meta.clone(),
+                subs: BTreeMap::new(),
+                published: 0,
+                dropped_by_retention: 0,
+            });
+        t.meta = meta;
+        batch.ops.push((
+            topic_key(topic),
+            Some(serde_json::to_vec(&t.meta).expect("serializes")),
+        ));
+        let gone: Vec<NodeId> = t
+            .subs
+            .keys()
+            .filter(|n| !t.meta.policy.admits(n))
+            .cloned()
+            .collect();
+        for n in &gone {
+            t.subs.remove(n);
+            batch.ops.push((sub_key(topic, n), None));
+        }
+        gone
+    }
+
+    pub fn info(&self, topic: &str, streams: &Streams) -> Option<TopicInfo> {
+        let t = self.topics.get(topic)?;
+        let s = streams.get(&StreamKey::new(&self.me, topic));
+        Some(TopicInfo {
+            topic: topic.to_string(),
+            owner: t.meta.owner.clone(),
+            policy: t.meta.policy.clone(),
+            last_seq: s.map_or(0, |s| s.last),
+            first_retained: s.map_or(1, |s| s.first),
+            subscriber_nodes: t.subs.len() as u32,
+        })
+    }
+
+    /// Add `node` as a subscriber of `topic` from `next_seq` on (or keep it where it is).
+    /// Returns the first sequence number it will be sent.
+    pub fn subscribe(&mut self, topic: &str, node: &NodeId, last: u64, batch: &mut Batch) -> u64 {
+        let t = self.topics.get_mut(topic).expect("checked by the caller");
+        let s = t.subs.entry(node.clone()).or_insert_with(|| {
+            batch.ops.push((
+                sub_key(topic, node),
+                Some(serde_json::to_vec(&SubRecord { acked: last }).expect("serializes")),
+            ));
+            Sub {
+                acked: last,
+                in_flight: false,
+                waiting: false,
+                attempt: 0,
+                stats: SubscriberStats {
+                    node: node.clone(),
+                    acked: last,
+                    sent: 0,
+                    failed: 0,
+                    delivered: 0,
+                    pending: 0,
+                    dropped_by_retention: 0,
+                },
+            }
+        });
+        s.acked + 1
+    }
+
+    pub fn unsubscribe(&mut self, topic: &str, node: &NodeId, batch: &mut Batch) -> bool {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        let had = t.subs.remove(node).is_some();
+        if had {
+            batch.ops.push((sub_key(topic, node), None));
+        }
+        had
+    }
+
+    /// The lowest acknowledged sequence number of `topic`'s subscribers (None: none).
+    pub fn min_acked(&self, topic: &str) -> Option<u64> {
+        self.topics.get(topic)?.subs.values().map(|s| s.acked).min()
+    }
+
+    /// A subscriber is back with everything up to `up_to`: try it at once.
+    pub fn resume(
+        &mut self,
+        topic: &str,
+        node: &NodeId,
+        up_to: u64,
+        streams: &Streams,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> bool {
+        let last = streams
+            .get(&StreamKey::new(&self.me, topic))
+            .map_or(0, |s| s.last);
+        let Some(s) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.subs.get_mut(node))
+        else {
+            return false;
+        };
+        s.acked = s.acked.max(up_to.min(last));
+        s.attempt = 0;
+        if s.waiting {
+            s.waiting = false;
+            out.push(Effect::CancelTimer(Timer::Retry {
+                topic: topic.to_string(),
+                node: node.clone(),
+            }));
+        }
+        self.breakers.remove(node);
+        self.pump(topic, node, streams, now, out);
+        true
+    }
+
+    /// Send every subscriber of `topic` what it lacks (those not busy or backing off).
+    pub fn pump_topic(&mut self, topic: &str, streams: &Streams, now: Millis, out: &mut Vec<Eff>) {
+        let nodes: Vec<NodeId> = self
+            .topics
+            .get(topic)
+            .map(|t| t.subs.keys().cloned().collect())
+            .unwrap_or_default();
+        for n in nodes {
+            self.pump(topic, &n, streams, now, out);
+        }
+    }
+
+    /// Send `node` the next batch of `topic` it lacks, if it lacks any and may be sent one.
+    pub fn pump(
+        &mut self,
+        topic: &str,
+        node: &NodeId,
+        streams: &Streams,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let key = StreamKey::new(&self.me, topic);
+        let Some(stream) = streams.get(&key) else {
+            return;
+        };
+        let Some(t) = self.topics.get_mut(topic) else {
+            return;
+        };
+        let Some(s) = t.subs.get_mut(node) else {
+            return;
+        };
+        if s.in_flight || s.waiting || s.acked >= stream.last {
+            return;
+        }
+        if let Err(r) = self.breakers.check(node, now) {
+            s.waiting = true;
+            out.push(Effect::timer(
+                r.retry_after_ms.max(1),
+                Timer::Retry {
+                    topic: topic.to_string(),
+                    node: node.clone(),
+                },
+            ));
+            return;
+        }
+        let mut lost = None;
+        let mut from = s.acked + 1;
+        if from < stream.first {
+            lost = Some(SeqRange {
+                from,
+                to: stream.first - 1,
+            });
+            from = stream.first;
+        }
+        let mut notes: Vec<Notification> = Vec::new();
+        let mut blob = Vec::new();
+        let mut up_to = lost.map_or(s.acked, |r| r.to);
+        for (&seq, e) in stream.entries.range(from..) {
+            match e {
+                Entry::Note { note, payload, .. } => {
+                    if notes.len() >= MAX_BATCH
+                        || (!notes.is_empty() && blob.len() + payload.len() > MAX_BATCH_BYTES)
+                    {
+                        break;
+                    }
+                    notes.push(note.clone());
+                    blob.extend_from_slice(payload);
+                    up_to = seq;
+                }
+                // Our own stream holds no lost ranges; stop if it somehow does.
+                Entry::Lost { .. } => break,
+            }
+        }
+        s.in_flight = true;
+        s.stats.sent += notes.len() as u64;
+        let timeout_s = self.reach.suggested_timeout_ms(node).div_ceil(1_000).max(1);
+        let body = encode(&Request::Deliver {
+            topic: topic.to_string(),
+            lost,
+            notes,
+        });
+        out.push(Effect::Send {
+            to: Address::new(node.clone(), ProcessId::ours(PROCESS)),
+            body,
+            blob: Some(blob),
+            expect: Some(Expect {
+                timeout_s,
+                ctx: Ctx::Deliver {
+                    topic: topic.to_string(),
+                    node: node.clone(),
+                    up_to,
+                    sent_at: now,
+                },
+            }),
+        });
+    }
+
+    /// The subscriber answered `Delivered { up_to }` (its own claim, bounded by what we sent).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_delivered(
+        &mut self,
+        ctx: Ctx,
+        their_up_to: u64,
+        streams: &Streams,
+        now: Millis,
+        batch: &mut Batch,
+        out: &mut Vec<Eff>,
+    ) {
+        let Ctx::Deliver {
+            topic,
+            node,
+            up_to,
+            sent_at,
+        } = ctx;
+        self.reach
+            .on_success(&node, now, Some(now.saturating_sub(sent_at)));
+        self.breakers.on_success(&node, now);
+        let first = streams
+            .get(&StreamKey::new(&self.me, &topic))
+            .map_or(1, |s| s.first);
+        let Some(t) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        let Some(s) = t.subs.get_mut(&node) else {
+            return;
+        };
+        s.in_flight = false;
+        s.attempt = 0;
+        let new = their_up_to.min(up_to);
+        if new > s.acked {
+            // What it acknowledged past a lost range it was told of.
+            let lost_to = first.saturating_sub(1);
+            if s.acked < lost_to {
+                let lost = lost_to.min(new) - s.acked;
+                s.stats.dropped_by_retention += lost;
+                t.dropped_by_retention += lost;
+                s.stats.delivered += new - s.acked - lost;
+            } else {
+                s.stats.delivered += new - s.acked;
+            }
+            s.acked = new;
+            s.stats.acked = new;
+            batch.ops.push((
+                sub_key(&topic, &node),
+                Some(serde_json::to_vec(&SubRecord { acked: new }).expect("serializes")),
+            ));
+        }
+        self.pump(&topic, &node, streams, now, out);
+    }
+
+    /// A `Deliver` failed (no answer, or refused): back off, then try again.
+    pub fn on_failed(
+        &mut self,
+        ctx: Ctx,
+        kind: Option<p2p_common::SendErrorKind>,
+        why: &str,
+        rng: &mut dyn RngCore,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let Ctx::Deliver { topic, node, .. } = ctx;
+        match kind {
+            Some(k) => self.reach.on_send_failed(&node, k, now),
+            None => self.reach.on_success(&node, now, None),
+        }
+        self.breakers.on_failure(&node, now);
+        let Some(s) = self
+            .topics
+            .get_mut(&topic)
+            .and_then(|t| t.subs.get_mut(&node))
+        else {
+            return;
+        };
+        s.in_flight = false;
+        s.stats.failed += 1;
+        let delay = self.backoff.delay(s.attempt, rng).max(100);
+        s.attempt = s.attempt.saturating_add(1);
+        s.waiting = true;
+        if s.attempt.is_power_of_two() {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{topic}: delivery to {node} failed ({why}); {} failures in a row, next try in {delay} ms",
+                    s.attempt
+                ),
+            ));
+        }
+        out.push(Effect::timer(delay, Timer::Retry { topic, node }));
+    }
+
+    pub fn on_timer(&mut self, t: Timer, streams: &Streams, now: Millis, out: &mut Vec<Eff>) {
+        let Timer::Retry { topic, node } = t;
+        if let Some(s) = self
+            .topics
+            .get_mut(&topic)
+            .and_then(|t| t.subs.get_mut(&node))
+        {
+            s.waiting = false;
+        }
+        self.pump(&topic, &node, streams, now, out);
+    }
+
+    pub fn stats(&self, streams: &Streams) -> Vec<TopicStats> {
+        self.topics
+            .iter()
+            .map(|(name, t)| {
+                let last = streams
+                    .get(&StreamKey::new(&self.me, name))
+                    .map_or(0, |s| s.last);
+                let subscribers: Vec<SubscriberStats> = t
+                    .subs
+                    .values()
+                    .map(|s| SubscriberStats {
+                        pending: last.saturating_sub(s.acked),
+                        ..s.stats.clone()
+                    })
+                    .collect();
+                TopicStats {
+                    topic: name.clone(),
+                    published: t.published,
+                    sent: subscribers.iter().map(|s| s.sent).sum(),
+                    failed: subscribers.iter().map(|s| s.failed).sum(),
+                    delivered: subscribers.iter().map(|s| s.delivered).sum(),
+                    pending: subscribers.iter().map(|s| s.pending).sum(),
+                    dropped_by_retention: t.dropped_by_retention,
+                    relay_payloads: 0,
+                    announcements: 0,
+                    subscribers,
+                }
+            })
+            .collect()
+    }
+
+    /// Rebuild from records (`t ...`, `r ...`); returns how many were unreadable.
+    pub fn restore(&mut self, records: &Records) -> usize {
+        let mut bad = 0;
+        for (k, v) in records.range(b"t ".to_vec()..b"t!".to_vec()) {
+            match (
+                std::str::from_utf8(&k[2..]),
+                serde_json::from_slice::<TopicMeta>(v),
+            ) {
+                (Ok(name), Ok(meta)) => {
+                    self.topics.insert(
+                        name.to_string(),
+                        Topic {
+                            meta,
+                            subs: BTreeMap::new(),
+                            published: 0,
+                            dropped_by_retention: 0,
+                        },
+                    );
+                }
+                _ => bad += 1,
+            }
+        }
+        for (k, v) in records.range(b"r ".to_vec()..b"r!".to_vec()) {
+            let parsed = std::str::from_utf8(&k[2..]).ok().and_then(|rest| {
+                let (t, n) = rest.rsplit_once(' ')?;
+                Some((t.to_string(), NodeId::parse(n).ok()?))
+            });
+            match (parsed, serde_json::from_slice::<SubRecord>(v)) {
+                (Some((topic, node)), Ok(r)) => match self.topics.get_mut(&topic) {
+                    Some(t) => {
+                        t.subs.insert(
+                            node.clone(),
+                            Sub {
+                                acked: r.acked,
+                                in_flight: false,
+                                waiting: false,
+                                attempt: 0,
+                                stats: SubscriberStats {
+                                    node,
+                                    acked: r.acked,
+                                    sent: 0,
+                                    failed: 0,
+                                    delivered: 0,
+                                    pending: 0,
+                                    dropped_by_retention: 0,
+                                },
+                            },
+                        );
+                    }
+                    None => bad += 1,
+                },
+                _ => bad += 1,
+            }
+        }
+        bad
+    }
+}

@@ -1,0 +1,620 @@
+//! The `notify` scenario: alice's app publishes to a topic that the apps on every other node
+//! (bob, charlie, ...) subscribe to, under random faults, with charlie offline for a while
+//! and subscriber apps down for a while. After the faults heal and the cluster is quiet,
+//! every live subscriber's app has received every notification published within the
+//! retention window exactly once, in publisher order, or was told of the gap; plus the
+//! helpers the notify tests and the benchmark share.
+
+use super::{figure, heal_all, random_fault, util, Scenario};
+use crate::{app_process, factory, AppOutcome, Mode, NetConfig, Sim, SimConfig, SimError};
+use notify::core::{Config, Notify};
+use p2p_common::api::notify::{AppMessage, PayloadKind, Policy, Request, Response};
+use p2p_common::api::{encode, try_decode_response, ApiResult};
+use p2p_common::{Address, NodeId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub const NAME: &str = "notify";
+/// The topic the scenarios publish to.
+pub const TOPIC: &str = "news";
+
+pub struct NotifyScenario;
+
+/// A cluster running notify with settings `ncfg`.
+pub fn cluster(cfg: SimConfig, ncfg: Config) -> Sim {
+    Sim::new(cfg).with_process(NAME, factory(move |a| Notify::new(a, ncfg)))
+}
+
+/// Send `req` (with `blob`) from node `i`'s app to its notify.
+pub fn call(sim: &mut Sim, i: usize, req: &Request, blob: Option<Vec<u8>>) -> u64 {
+    let to = sim.addr(i, NAME);
+    sim.request_with_blob(i, app_process(), &to, encode(req), blob, 10)
+}
+
+/// The answer to request `h`, if one arrived and is a notify response.
+pub fn answer(sim: &Sim, h: u64) -> Option<ApiResult<Response>> {
+    match sim.outcome(h)? {
+        AppOutcome::Response(b) => try_decode_response::<Response>(b).ok(),
+        _ => None,
+    }
+}
+
+/// Create the topic on node 0 and subscribe the app of every node in `subscribers`,
+/// retrying (loss, networking not up yet) up to a few minutes. Returns each one's first
+/// sequence number.
+pub fn setup(sim: &mut Sim, subscribers: &[usize]) -> Result<BTreeMap<usize, u64>, SimError> {
+    // Remote networking comes up 15-20 s after a start.
+    sim.run_for(21_000)?;
+    let h = call(
+        sim,
+        0,
+        &Request::SetTopic {
+            topic: TOPIC.into(),
+            policy: Policy::Open,
+        },
+        None,
+    );
+    sim.run_for(1_000)?;
+    if !matches!(answer(sim, h), Some(Ok(Response::TopicSet(_)))) {
+        return Err(sim.fail(format!("SetTopic: {:?}", sim.outcome(h))));
+    }
+    let publisher = sim.node_id(0).clone();
+    let mut next = BTreeMap::new();
+    for _round in 0..30 {
+        let mut handles = Vec::new();
+        for &i in subscribers.iter().filter(|i| !next.contains_key(*i)) {
+            let req = Request::Subscribe {
+                publisher: publisher.clone(),
+                topic: TOPIC.into(),
+            };
+            handles.push((i, call(sim, i, &req, None)));
+        }
+        if handles.is_empty() {
+            break;
+        }
+        sim.run_for(11_000)?;
+        for (i, h) in handles {
+            if let Some(Ok(Response::Subscribed { next_seq })) = answer(sim, h) {
+                next.insert(i, next_seq);
+            }
+        }
+    }
+    if next.len() < subscribers.len() {
+        return Err(sim.fail(format!(
+            "only {} of {} subscribers got subscribed",
+            next.len(),
+            subscribers.len()
+        )));
+    }
+    Ok(next)
+}
+
+/// The payload of the `k`-th publish attempt.
+pub fn payload(k: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"n": k})).expect("serializes")
+}
+
+/// What one app received of the topic, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    Note { seq: u64, payload: Vec<u8> },
+    Lost { from: u64, to: u64 },
+}
+
+/// What node `i`'s app received of node 0's topic, in arrival order.
+pub fn received(sim: &Sim, i: usize, publisher: &NodeId) -> Vec<Got> {
+    let notify = sim.addr(i, NAME);
+    sim.node(i)
+        .app_messages
+        .iter()
+        .filter(|m| m.app == app_process() && m.from == notify)
+        .filter_map(
+            |m| match serde_json::from_slice::<AppMessage>(&m.body).ok()? {
+                AppMessage::HandleNotification(n)
+                    if &n.publisher == publisher && n.topic == TOPIC =>
+                {
+                    Some(Got::Note {
+                        seq: n.seq,
+                        payload: m.blob.clone().unwrap_or_default(),
+                    })
+                }
+                AppMessage::Lost {
+                    publisher: p,
+                    topic,
+                    range,
+                } if &p == publisher && topic == TOPIC => Some(Got::Lost {
+                    from: range.from,
+                    to: range.to,
+                }),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// The delivery invariant for one subscriber app: starting at `next_seq`, what it received
+/// is contiguous and in order (each notification or lost range starts right after the one
+/// before), each acknowledged publish (`acked`: seq -> payload) is there with its payload
+/// or inside a lost range, nothing unknown arrives (`attempts`: every payload tried), and
+/// at most `allowed_dups` copies arrive twice (a redelivery after the node crashed with a
+/// delivery to the app in flight). Returns (notes received, sequence numbers told lost).
+pub fn check_app(
+    got: &[Got],
+    next_seq: u64,
+    acked: &BTreeMap<u64, Vec<u8>>,
+    attempts: &[Vec<u8>],
+    allowed_dups: u64,
+) -> Result<(u64, u64), String> {
+    let mut end = next_seq - 1;
+    let (mut notes, mut lost, mut dups) = (0u64, 0u64, 0u64);
+    let mut have: BTreeMap<u64, &[u8]> = BTreeMap::new();
+    let mut lost_ranges = Vec::new();
+    for g in got {
+        match g {
+            Got::Note { seq, payload } => {
+                if *seq <= end {
+                    if have.get(seq) == Some(&&payload[..]) {
+                        dups += 1;
+                        continue;
+                    }
+                    return Err(format!("seq {seq} arrived after {end} (out of order)"));
+                }
+                if *seq != end + 1 {
+                    return Err(format!(
+                        "seq {seq} arrived after {end}: {}..={} missing, and no Lost told",
+                        end + 1,
+                        seq - 1
+                    ));
+                }
+                if !attempts.contains(payload) {
+                    return Err(format!("seq {seq} carries a payload nobody published"));
+                }
+                if acked.get(seq).is_some_and(|p| p != payload) {
+                    return Err(format!("seq {seq} carries another payload than published"));
+                }
+                have.insert(*seq, payload);
+                notes += 1;
+                end = *seq;
+            }
+            Got::Lost { from, to } => {
+                if *from != end + 1 || to < from {
+                    return Err(format!("Lost {from}..={to} after {end}"));
+                }
+                lost += to - from + 1;
+                lost_ranges.push((*from, *to));
+                end = *to;
+            }
+        }
+    }
+    if dups > allowed_dups {
+        return Err(format!(
+            "{dups} notifications arrived twice ({allowed_dups} allowed by crashes)"
+        ));
+    }
+    for seq in acked.keys().filter(|s| **s >= next_seq) {
+        let told = lost_ranges.iter().any(|(f, t)| f <= seq && seq <= t);
+        if !have.contains_key(seq) && !told {
+            return Err(format!(
+                "published seq {seq} never arrived and no Lost covers it (got up to {end})"
+            ));
+        }
+    }
+    Ok((notes, lost))
+}
+
+/// One run: random loss (hostile), faults, charlie isolated and an app down for a while.
+fn run_one(seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0071f7);
+    let mut cfg = SimConfig::new(seed, nodes);
+    cfg.record_trace = record;
+    cfg.net = NetConfig::for_mode(mode);
+    if mode == Mode::Hostile {
+        cfg.net.loss = rng.gen_range(0.0..0.3);
+        cfg.net.duplicate = rng.gen_range(0.0..0.1);
+    }
+    let mut sim = cluster(cfg, Config::default());
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    let next = setup(&mut sim, &subscribers)?;
+    let publisher = sim.node_id(0).clone();
+    let charlie = 2.min(nodes - 1);
+    let mut crashes = vec![0u64; nodes];
+    let mut attempts = Vec::new();
+    let mut handles = Vec::new();
+    let steps = 24;
+    let (off_from, off_to) = (rng.gen_range(2..8), rng.gen_range(10..18));
+    let app_down = rng.gen_range(1..nodes);
+    let (down_from, down_to) = (rng.gen_range(4..12), rng.gen_range(12..20));
+    for step in 0..steps {
+        if step == off_from {
+            sim.isolate(charlie);
+        }
+        if step == off_to {
+            sim.heal();
+        }
+        if step == down_from {
+            sim.remove_app(app_down, &app_process());
+        }
+        if step == down_to {
+            sim.add_app(app_down, app_process(), crate::sim::AppSpec::granting_all());
+        }
+        for _ in 0..rng.gen_range(1..4) {
+            let k = attempts.len() as u64;
+            attempts.push(payload(k));
+            let req = Request::Publish {
+                topic: TOPIC.into(),
+                kind: PayloadKind::Json,
+            };
+            handles.push((call(&mut sim, 0, &req, Some(payload(k))), k as usize));
+        }
+        if rng.gen_bool(0.3) {
+            let before: Vec<bool> = (0..nodes).map(|i| sim.node(i).up).collect();
+            random_fault(&mut sim, &mut rng);
+            for (i, up) in before.into_iter().enumerate() {
+                if up && !sim.node(i).up {
+                    crashes[i] += 1;
+                }
+            }
+        }
+        sim.run_for(rng.gen_range(1_000..8_000))?;
+    }
+    heal_all(&mut sim);
+    sim.add_app(app_down, app_process(), crate::sim::AppSpec::granting_all());
+    for i in 0..nodes {
+        sim.set_clock_skew(i, 0);
+    }
+    // Backoff is capped at 30 s; a few rounds of it, with loss.
+    sim.run_for(240_000)?;
+    let mut acked = BTreeMap::new();
+    for &(h, k) in &handles {
+        if let Some(Ok(Response::Published(n))) = answer(&sim, h) {
+            acked.insert(n.seq, attempts[k].clone());
+        }
+    }
+    for (&i, &first) in &next {
+        let got = received(&sim, i, &publisher);
+        check_app(&got, first, &acked, &attempts, crashes[i])
+            .map_err(|e| sim.fail(format!("{}'s app: {e}", sim.node_id(i))))?;
+    }
+    Ok(sim)
+}
+
+impl Scenario for NotifyScenario {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn default_nodes(&self) -> usize {
+        4
+    }
+    fn min_nodes(&self) -> usize {
+        3
+    }
+    fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError> {
+        run_one(seed, nodes, mode, record)
+    }
+    fn bench(&self) -> Map<String, Value> {
+        bench()
+    }
+
+    /// The targets that direct fan-out can meet: delivery ≥ 99.9% under 20% loss and
+    /// churn, ≤ 1.5 payload copies per receiver, no app receiving a notification twice. The
+    /// publisher's < 10 payload copies and < 20 messages per notification at 200 nodes need
+    /// the relay tree, which is not built: they are printed, not asserted.
+    fn bench_targets(&self, bench: &Map<String, Value>) -> Option<Vec<String>> {
+        let mut failures = Vec::new();
+        if let Some(r) = figure(bench, "delivery_ratio", &mut failures) {
+            if r < 0.999 {
+                failures.push(format!("delivery_ratio {r} < 0.999"));
+            }
+        }
+        if let Some(r) = figure(bench, "topic_delivery_ratio", &mut failures) {
+            if r < 0.999 {
+                failures.push(format!("topic_delivery_ratio {r} < 0.999"));
+            }
+        }
+        if let Some(p) = figure(bench, "payloads_per_receiver", &mut failures) {
+            if p > 1.5 {
+                failures.push(format!("payloads_per_receiver {p} > 1.5"));
+            }
+        }
+        if let Some(d) = figure(bench, "duplicates_at_apps", &mut failures) {
+            if d > 0.0 {
+                failures.push(format!(
+                    "duplicates_at_apps {d}: an app got a notification twice"
+                ));
+            }
+        }
+        Some(failures)
+    }
+}
+
+/// The guide's pattern 2, as the baseline: the publisher's app asks it to broadcast, and it
+/// sends each known node one `HandleNotification` (expecting an answer within 5 s, counting
+/// sent and failed) and forgets it; a receiver keeps what arrives.
+pub mod guide {
+    use p2p_common::api::encode;
+    use p2p_common::{Address, Effect, Input, Now, Service};
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeSet;
+
+    pub const NAME: &str = "guide";
+
+    #[derive(Serialize, Deserialize)]
+    pub enum Msg {
+        Broadcast { k: u64 },
+        HandleNotification { k: u64 },
+    }
+
+    pub struct Guide {
+        our: Address,
+        peers: Vec<Address>,
+        pub sent: u64,
+        pub failed: u64,
+        pub received: BTreeSet<u64>,
+    }
+
+    impl Guide {
+        pub fn new(our: Address, peers: Vec<Address>) -> Self {
+            Guide {
+                our,
+                peers,
+                sent: 0,
+                failed: 0,
+                received: BTreeSet::new(),
+            }
+        }
+    }
+
+    impl Service for Guide {
+        type Ctx = ();
+        type Timer = ();
+        fn name(&self) -> &'static str {
+            NAME
+        }
+        fn handle(&mut self, _now: Now, input: Input<(), ()>) -> Vec<Effect<(), ()>> {
+            match input {
+                Input::Request {
+                    id,
+                    body,
+                    timeout_s,
+                    ..
+                } => {
+                    let mut out = Vec::new();
+                    match serde_json::from_slice::<Msg>(&body) {
+                        Ok(Msg::Broadcast { k }) => {
+                            for p in self.peers.iter().filter(|p| p.node != self.our.node) {
+                                self.sent += 1;
+                                out.push(Effect::request(
+                                    p.clone(),
+                                    encode(&Msg::HandleNotification { k }),
+                                    5,
+                                    (),
+                                ));
+                            }
+                        }
+                        Ok(Msg::HandleNotification { k }) => {
+                            // Handed to the local app at once (what survives a crash).
+                            if self.received.insert(k) {
+                                out.push(Effect::notify(
+                                    Address::new(self.our.node.clone(), crate::app_process()),
+                                    encode(&Msg::HandleNotification { k }),
+                                ));
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                    if timeout_s.is_some() {
+                        out.push(Effect::reply(id, b"\"ACK\"".to_vec()));
+                    }
+                    out
+                }
+                Input::SendFailed { .. } => {
+                    self.failed += 1;
+                    vec![]
+                }
+                _ => vec![],
+            }
+        }
+    }
+}
+
+/// Figures of one bench run.
+struct Run {
+    published: u64,
+    receivers: u64,
+    /// Distinct notifications the receivers' apps got, over published × receivers.
+    delivery_ratio: f64,
+    baseline_delivery_ratio: f64,
+    payloads_per_receiver: f64,
+    publisher_sends: f64,
+    publisher_messages: f64,
+    p50_delivery_ms: u64,
+    p99_delivery_ms: u64,
+    duplicates_at_apps: u64,
+}
+
+/// Publish `count` notifications from node 0 to every other node's app, `gap_ms` apart,
+/// with `churn` (a random subscriber crashes or restarts every 5 s), the guide's loop
+/// alongside; then heal and wait. Deterministic for its seed.
+fn bench_run(
+    seed: u64,
+    nodes: usize,
+    net: NetConfig,
+    count: u64,
+    gap_ms: u64,
+    churn: bool,
+) -> Result<Run, SimError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut cfg = SimConfig::new(seed, nodes);
+    cfg.net = net;
+    let peers: Vec<Address> = (0..nodes)
+        .map(|i| Address::ours(&crate::node_name(i), guide::NAME))
+        .collect();
+    let mut sim = cluster(cfg, Config::default()).with_process(
+        guide::NAME,
+        factory(move |a| guide::Guide::new(a, peers.clone())),
+    );
+    // The guide's receivers hand what they get to the app, which is public for that.
+    for i in 0..nodes {
+        let mut spec = crate::sim::AppSpec::granting_all();
+        spec.public = true;
+        sim.add_app(i, app_process(), spec);
+    }
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    let next = setup(&mut sim, &subscribers)?;
+    let publisher = sim.node_id(0).clone();
+    let base = sim.stats.per_link.clone();
+    let mut handles = Vec::new();
+    let mut published_at = BTreeMap::new();
+    let mut crashed = vec![false; nodes];
+    let mut elapsed = 0;
+    for k in 0..count {
+        let req = Request::Publish {
+            topic: TOPIC.into(),
+            kind: PayloadKind::Json,
+        };
+        handles.push((call(&mut sim, 0, &req, Some(payload(k))), sim.now()));
+        let g = sim.addr(0, guide::NAME);
+        sim.request(0, &g, encode(&guide::Msg::Broadcast { k }), 10);
+        sim.run_for(gap_ms)?;
+        elapsed += gap_ms;
+        if churn && elapsed >= 5_000 {
+            elapsed = 0;
+            let i = rng.gen_range(1..nodes);
+            if crashed[i] {
+                sim.restart(i);
+            } else {
+                sim.crash(i);
+            }
+            crashed[i] = !crashed[i];
+        }
+    }
+    heal_all(&mut sim);
+    sim.run_for(300_000)?;
+    let mut acked = BTreeMap::new();
+    for (h, t) in &handles {
+        if let Some(Ok(Response::Published(n))) = answer(&sim, *h) {
+            acked.insert(n.seq, ());
+            published_at.insert(n.seq, *t);
+        }
+    }
+    let mut got_total = 0u64;
+    let mut dups = 0u64;
+    let mut lat = Vec::new();
+    let notify = |i: usize| sim.addr(i, NAME);
+    for (&i, &first) in &next {
+        let mut seen = std::collections::BTreeSet::new();
+        for m in sim
+            .node(i)
+            .app_messages
+            .iter()
+            .filter(|m| m.from == notify(i))
+        {
+            if let Ok(AppMessage::HandleNotification(n)) = serde_json::from_slice(&m.body) {
+                if n.publisher == publisher && n.seq >= first && acked.contains_key(&n.seq) {
+                    if seen.insert(n.seq) {
+                        got_total += 1;
+                        if let Some(t) = published_at.get(&n.seq) {
+                            lat.push(m.at.saturating_sub(*t));
+                        }
+                    } else {
+                        dups += 1;
+                    }
+                }
+            }
+        }
+    }
+    let receivers = subscribers.len() as u64;
+    let published = acked.len() as u64;
+    let expected = (published * receivers).max(1) as f64;
+    let mut guide_got = 0u64;
+    for i in 1..nodes {
+        let g = sim.addr(i, guide::NAME);
+        let got: std::collections::BTreeSet<u64> = sim
+            .node(i)
+            .app_messages
+            .iter()
+            .filter(|m| m.from == g)
+            .filter_map(|m| match serde_json::from_slice(&m.body) {
+                Ok(guide::Msg::HandleNotification { k }) => Some(k),
+                _ => None,
+            })
+            .collect();
+        guide_got += got.len() as u64;
+    }
+    let stats = sim
+        .core::<Notify>(0, NAME)
+        .map(|n| n.stats())
+        .unwrap_or_default();
+    let t = stats.topics.iter().find(|t| t.topic == TOPIC);
+    let copies = t.map_or(0, |t| t.sent + t.relay_payloads);
+    // Every notify message to or from the publisher node since the topic was set up.
+    let mut publisher_msgs = 0u64;
+    for (link, c) in &sim.stats.per_link {
+        let before = base.get(link).map_or(0, |c| c.msgs);
+        let (from, to) = link.split_once(" -> ").unwrap_or_default();
+        if from == publisher.as_str() || to == publisher.as_str() {
+            publisher_msgs += c.msgs - before;
+        }
+    }
+    // The guide's loop runs alongside; its messages are not notify's.
+    let guide_msgs = sim
+        .core::<guide::Guide>(0, guide::NAME)
+        .map_or(0, |g| 2 * g.sent);
+    let publisher_msgs = publisher_msgs.saturating_sub(guide_msgs);
+    let n = published.max(1) as f64;
+    Ok(Run {
+        published,
+        receivers,
+        delivery_ratio: got_total as f64 / expected,
+        baseline_delivery_ratio: guide_got as f64 / (count * receivers).max(1) as f64,
+        payloads_per_receiver: copies as f64 / expected,
+        publisher_sends: copies as f64 / n,
+        publisher_messages: publisher_msgs as f64 / n,
+        p50_delivery_ms: util::percentile(&mut lat, 50),
+        p99_delivery_ms: util::percentile(&mut lat, 99),
+        duplicates_at_apps: dups,
+    })
+}
+
+/// The benchmark: delivery under 20% loss and churn in hostile mode against the guide's
+/// fire-and-forget loop in the same run, and the cost at the publisher of a 200-node topic
+/// (direct fan-out: relaying through subscribers is not built yet).
+pub fn bench() -> Map<String, Value> {
+    let mut m = Map::new();
+    let lossy = bench_run(7, 20, NetConfig::hostile(0.2, 0.05), 100, 1_000, true)
+        .expect("no invariant is checked in the bench");
+    m.insert("lossy_nodes".into(), json!(20));
+    m.insert("lossy_loss".into(), json!(0.2));
+    m.insert("lossy_published".into(), json!(lossy.published));
+    m.insert("delivery_ratio".into(), json!(lossy.delivery_ratio));
+    m.insert(
+        "baseline_delivery_ratio".into(),
+        json!(lossy.baseline_delivery_ratio),
+    );
+    // From publish to the app, over every receiver: a crashed one gets it when it is back.
+    m.insert("p50_delivery_ms".into(), json!(lossy.p50_delivery_ms));
+    m.insert("p99_delivery_ms".into(), json!(lossy.p99_delivery_ms));
+    m.insert("duplicates_at_apps".into(), json!(lossy.duplicates_at_apps));
+    let big = bench_run(8, 200, NetConfig::realistic(), 10, 1_000, false)
+        .expect("no invariant is checked in the bench");
+    m.insert("topic_nodes".into(), json!(200));
+    m.insert("topic_published".into(), json!(big.published));
+    m.insert("topic_receivers".into(), json!(big.receivers));
+    m.insert("topic_delivery_ratio".into(), json!(big.delivery_ratio));
+    m.insert(
+        "payloads_per_receiver".into(),
+        json!(big.payloads_per_receiver),
+    );
+    m.insert("publisher_sends".into(), json!(big.publisher_sends));
+    m.insert("publisher_messages".into(), json!(big.publisher_messages));
+    m.insert("topic_p50_delivery_ms".into(), json!(big.p50_delivery_ms));
+    m.insert("topic_p99_delivery_ms".into(), json!(big.p99_delivery_ms));
+    m
+}
+
+/// The address of notify on node `i` of `sim`.
+pub fn notify_of(sim: &Sim, i: usize) -> Address {
+    sim.addr(i, NAME)
+}

@@ -1,0 +1,585 @@
+//! notify on simulated nodes: the local API's refusals, topic policies, retention gaps, an
+//! app's own cursor, and hostile peers (forged, altered and replayed notifications).
+
+use notify::core::{Config, Notify};
+use notify::streams::{Retention, StreamKey};
+use p2p_common::api::notify::{Notification, PayloadKind, Policy, Request, Response, SeqRange};
+use p2p_common::api::{encode, ApiResult, ErrorCode};
+use p2p_common::ProcessId;
+use p2p_sim::scenarios::notify::{
+    answer, call, check_app, cluster, payload, received, setup, Got, NAME, TOPIC,
+};
+use p2p_sim::{app_process, Mode, NetConfig, Sim, SimConfig};
+use std::collections::BTreeMap;
+
+fn sim(nodes: usize, ncfg: Config) -> Sim {
+    let mut cfg = SimConfig::new(11, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    cluster(cfg, ncfg)
+}
+
+fn ask(sim: &mut Sim, i: usize, req: &Request, blob: Option<Vec<u8>>) -> ApiResult<Response> {
+    let h = call(sim, i, req, blob);
+    sim.run_for(3_000).unwrap();
+    answer(sim, h).unwrap_or_else(|| panic!("no answer to {req:?}: {:?}", sim.outcome(h)))
+}
+
+fn publish(sim: &mut Sim, k: u64) -> ApiResult<Response> {
+    let req = Request::Publish {
+        topic: TOPIC.into(),
+        kind: PayloadKind::Json,
+    };
+    ask(sim, 0, &req, Some(payload(k)))
+}
+
+fn err_code(r: ApiResult<Response>) -> (ErrorCode, String) {
+    match r {
+        Err(e) => (e.code, e.message),
+        Ok(r) => panic!("expected an error, got {r:?}"),
+    }
+}
+
+/// A request with a blob from process `process` of node `from` to notify on node `to`.
+fn raw(
+    sim: &mut Sim,
+    from: usize,
+    process: ProcessId,
+    to: usize,
+    req: &Request,
+    blob: Option<Vec<u8>>,
+) -> ApiResult<Response> {
+    let addr = sim.addr(to, NAME);
+    let h = sim.request_with_blob(from, process, &addr, encode(req), blob, 10);
+    sim.run_for(3_000).unwrap();
+    answer(sim, h).unwrap_or_else(|| panic!("no answer: {:?}", sim.outcome(h)))
+}
+
+fn notify_pid() -> ProcessId {
+    ProcessId::ours(NAME)
+}
+
+#[test]
+fn alice_publishes_and_bob_and_charlie_receive_in_order_once() {
+    let mut s = sim(3, Config::default());
+    let next = setup(&mut s, &[1, 2]).unwrap();
+    let mut acked = BTreeMap::new();
+    for k in 0..5 {
+        let Ok(Response::Published(n)) = publish(&mut s, k) else {
+            panic!()
+        };
+        assert_eq!(n.seq, k + 1);
+        assert_eq!(n.id, format!("alice.os/news/{}", k + 1));
+        assert_eq!(n.signature.len(), 64);
+        acked.insert(n.seq, payload(k));
+    }
+    s.run_for(10_000).unwrap();
+    let attempts: Vec<Vec<u8>> = (0..5).map(payload).collect();
+    let alice = s.node_id(0).clone();
+    for i in [1, 2] {
+        let got = received(&s, i, &alice);
+        assert_eq!(check_app(&got, next[&i], &acked, &attempts, 0), Ok((5, 0)));
+    }
+    // The stats say so.
+    let Ok(Response::Stats(st)) = ask(&mut s, 0, &Request::Stats {}, None) else {
+        panic!()
+    };
+    let t = &st.topics[0];
+    assert_eq!((t.published, t.delivered, t.pending), (5, 10, 0));
+    assert_eq!(t.subscribers.len(), 2);
+    let Ok(Response::Stats(st)) = ask(&mut s, 1, &Request::Stats {}, None) else {
+        panic!()
+    };
+    assert_eq!(st.subscriptions[0].delivered, 5);
+}
+
+#[test]
+fn the_check_catches_loss_disorder_duplicates_and_strangers() {
+    let acked: BTreeMap<u64, Vec<u8>> = (1..=3).map(|s| (s, payload(s))).collect();
+    let attempts: Vec<Vec<u8>> = (1..=3).map(payload).collect();
+    let note = |seq: u64| Got::Note {
+        seq,
+        payload: payload(seq),
+    };
+    assert!(check_app(&[note(1), note(2), note(3)], 1, &acked, &attempts, 0).is_ok());
+    assert!(check_app(&[note(1), note(3)], 1, &acked, &attempts, 0)
+        .unwrap_err()
+        .contains("missing"));
+    assert!(check_app(&[note(1), note(2)], 1, &acked, &attempts, 0)
+        .unwrap_err()
+        .contains("never arrived"));
+    assert!(check_app(&[note(2), note(1), note(3)], 1, &acked, &attempts, 0).is_err());
+    let dup = [note(1), note(2), note(2), note(3)];
+    assert!(check_app(&dup, 1, &acked, &attempts, 0)
+        .unwrap_err()
+        .contains("twice"));
+    assert!(check_app(&dup, 1, &acked, &attempts, 1).is_ok());
+    let lost = [Got::Lost { from: 1, to: 2 }, note(3)];
+    assert_eq!(check_app(&lost, 1, &acked, &attempts, 0), Ok((1, 2)));
+    let stranger = [Got::Note {
+        seq: 1,
+        payload: b"{}".to_vec(),
+    }];
+    assert!(check_app(&stranger, 1, &acked, &attempts, 0).is_err());
+}
+
+#[test]
+fn the_local_api_refuses_clearly() {
+    let mut s = sim(2, Config::default());
+    setup(&mut s, &[1]).unwrap();
+    // No blob, bad JSON payload, too large, unknown topic, another app's topic.
+    let publish_req = Request::Publish {
+        topic: TOPIC.into(),
+        kind: PayloadKind::Json,
+    };
+    let (c, m) = err_code(ask(&mut s, 0, &publish_req, None));
+    assert_eq!(c, ErrorCode::BadRequest);
+    assert!(m.contains("blob"), "{m}");
+    let (c, m) = err_code(ask(&mut s, 0, &publish_req, Some(b"{not json".to_vec())));
+    assert_eq!(c, ErrorCode::BadRequest);
+    assert!(m.contains("not JSON"), "{m}");
+    let big = Request::Publish {
+        topic: TOPIC.into(),
+        kind: PayloadKind::Blob,
+    };
+    let (c, _) = err_code(ask(&mut s, 0, &big, Some(vec![0; (64 << 10) + 1])));
+    assert_eq!(c, ErrorCode::TooLarge);
+    let other = Request::Publish {
+        topic: "other".into(),
+        kind: PayloadKind::Blob,
+    };
+    let (c, m) = err_code(ask(&mut s, 0, &other, Some(vec![1])));
+    assert_eq!(c, ErrorCode::NotFound);
+    assert!(m.contains("SetTopic"), "{m}");
+    let intruder = ProcessId::parse("intruder:other:someone.os").unwrap();
+    let (c, m) = err_code(raw(
+        &mut s,
+        0,
+        intruder.clone(),
+        0,
+        &publish_req,
+        Some(b"1".to_vec()),
+    ));
+    assert_eq!(c, ErrorCode::Forbidden);
+    assert!(
+        m.contains("belongs to alice.os@app:sim:p2p-patterns.os"),
+        "{m}"
+    );
+    let set = Request::SetTopic {
+        topic: TOPIC.into(),
+        policy: Policy::OwnerOnly,
+    };
+    assert_eq!(
+        err_code(raw(&mut s, 0, intruder, 0, &set, None)).0,
+        ErrorCode::Forbidden
+    );
+    // Malformed and unknown bodies.
+    let to = s.addr(0, NAME);
+    for (body, want) in [
+        (&b"{nope"[..], "not valid JSON"),
+        (
+            br#"{"Publish": {"topic": "news", "kind": "Json", "qos": 2}}"#,
+            "unknown field `qos`",
+        ),
+        (br#"{"Dance": {}}"#, "unknown variant `Dance`"),
+    ] {
+        let h = s.request(0, &to, body.to_vec(), 5);
+        s.run_for(1_000).unwrap();
+        let (c, m) = err_code(answer(&s, h).unwrap());
+        assert_eq!(c, ErrorCode::BadRequest);
+        assert!(m.contains(want), "{m}");
+    }
+    // A remote node calling a local-only operation, and a non-notify process a protocol one.
+    let (c, m) = err_code(raw(
+        &mut s,
+        1,
+        app_process(),
+        0,
+        &Request::ListTopics {},
+        None,
+    ));
+    assert_eq!(c, ErrorCode::Forbidden);
+    assert!(m.contains("local-only"), "{m}");
+    let peer = Request::PeerSubscribe {
+        topic: TOPIC.into(),
+    };
+    let (c, m) = err_code(raw(&mut s, 1, app_process(), 0, &peer, None));
+    assert_eq!(c, ErrorCode::Forbidden);
+    assert!(m.contains("protocol message"), "{m}");
+    // Unsubscribing what one does not subscribe to.
+    let un = Request::Unsubscribe {
+        publisher: s.node_id(0).clone(),
+        topic: "nothing".into(),
+    };
+    assert_eq!(err_code(ask(&mut s, 1, &un, None)).0, ErrorCode::NotFound);
+}
+
+#[test]
+fn policies_decide_which_nodes_subscribe() {
+    let mut s = sim(3, Config::default());
+    s.run_for(21_000).unwrap();
+    let set = |policy| Request::SetTopic {
+        topic: TOPIC.into(),
+        policy,
+    };
+    let alice = s.node_id(0).clone();
+    let bob = s.node_id(1).clone();
+    assert!(ask(&mut s, 0, &set(Policy::AllowList(vec![bob.clone()])), None).is_ok());
+    let sub = Request::Subscribe {
+        publisher: alice.clone(),
+        topic: TOPIC.into(),
+    };
+    assert!(matches!(
+        ask(&mut s, 1, &sub, None),
+        Ok(Response::Subscribed { next_seq: 1 })
+    ));
+    let (c, m) = err_code(ask(&mut s, 2, &sub, None));
+    assert_eq!(c, ErrorCode::Forbidden);
+    assert!(m.contains("does not admit charlie.os"), "{m}");
+    // Owner-only: nobody else; bob's subscription is dropped, alice's own apps still may.
+    assert!(ask(&mut s, 0, &set(Policy::OwnerOnly), None).is_ok());
+    let Ok(Response::Topics { topics }) = ask(&mut s, 0, &Request::ListTopics {}, None) else {
+        panic!()
+    };
+    assert_eq!(topics[0].subscriber_nodes, 0);
+    assert!(matches!(
+        ask(&mut s, 0, &sub, None),
+        Ok(Response::Subscribed { .. })
+    ));
+    assert!(publish(&mut s, 1).is_ok());
+    s.run_for(2_000).unwrap();
+    assert_eq!(received(&s, 0, &alice).len(), 1);
+    // Unknown topic at the publisher.
+    let none = Request::Subscribe {
+        publisher: alice,
+        topic: "none".into(),
+    };
+    assert_eq!(err_code(ask(&mut s, 1, &none, None)).0, ErrorCode::NotFound);
+}
+
+#[test]
+fn a_subscriber_behind_the_retention_window_is_told_what_it_lost() {
+    let retention = Retention {
+        max_entries: 3,
+        ..Retention::default()
+    };
+    let mut s = sim(3, Config { retention });
+    let next = setup(&mut s, &[1, 2]).unwrap();
+    s.isolate(2);
+    let mut acked = BTreeMap::new();
+    for k in 0..8 {
+        let Ok(Response::Published(n)) = publish(&mut s, k) else {
+            panic!()
+        };
+        acked.insert(n.seq, payload(k));
+    }
+    s.heal();
+    s.run_for(120_000).unwrap();
+    let attempts: Vec<Vec<u8>> = (0..8).map(payload).collect();
+    let alice = s.node_id(0).clone();
+    assert_eq!(
+        check_app(&received(&s, 1, &alice), next[&1], &acked, &attempts, 0),
+        Ok((8, 0))
+    );
+    let got = received(&s, 2, &alice);
+    let (notes, lost) = check_app(&got, next[&2], &acked, &attempts, 0).unwrap();
+    assert!(lost >= 5 && notes + lost == 8, "{got:?}");
+    assert!(matches!(got[0], Got::Lost { from: 1, .. }), "{got:?}");
+    let Ok(Response::Stats(st)) = ask(&mut s, 0, &Request::Stats {}, None) else {
+        panic!()
+    };
+    assert_eq!(st.topics[0].dropped_by_retention, lost);
+}
+
+#[test]
+fn an_app_that_was_down_gets_what_it_missed_from_its_cursor() {
+    let mut s = sim(2, Config::default());
+    let next = setup(&mut s, &[1]).unwrap();
+    s.remove_app(1, &app_process());
+    let mut acked = BTreeMap::new();
+    for k in 0..4 {
+        let Ok(Response::Published(n)) = publish(&mut s, k) else {
+            panic!()
+        };
+        acked.insert(n.seq, payload(k));
+    }
+    s.run_for(60_000).unwrap();
+    let alice = s.node_id(0).clone();
+    assert!(received(&s, 1, &alice).is_empty());
+    // bob's node has them all; its app's cursor is still at 0.
+    let bob_notify = s.core::<Notify>(1, NAME).unwrap();
+    let k = StreamKey::new(&alice, TOPIC);
+    assert_eq!(bob_notify.streams().get(&k).unwrap().last, 4);
+    s.add_app(1, app_process(), p2p_sim::sim::AppSpec::granting_all());
+    // Asking again (the app is back) delivers at once, from its cursor.
+    let sub = Request::Subscribe {
+        publisher: alice.clone(),
+        topic: TOPIC.into(),
+    };
+    assert_eq!(
+        ask(&mut s, 1, &sub, None),
+        Ok(Response::Subscribed { next_seq: 1 })
+    );
+    s.run_for(1_000).unwrap();
+    let attempts: Vec<Vec<u8>> = (0..4).map(payload).collect();
+    assert_eq!(
+        check_app(&received(&s, 1, &alice), next[&1], &acked, &attempts, 0),
+        Ok((4, 0))
+    );
+    // Delivered entries that every reader has are dropped at bob's.
+    let bob_notify = s.core::<Notify>(1, NAME).unwrap();
+    assert!(bob_notify.streams().get(&k).unwrap().entries.is_empty());
+}
+
+/// A valid note of alice's topic with its payload, as bob's app received it.
+fn stored_note(s: &Sim, seq: u64) -> (Notification, Vec<u8>) {
+    s.node(1)
+        .app_messages
+        .iter()
+        .find_map(|m| match serde_json::from_slice(&m.body).ok()? {
+            p2p_common::api::notify::AppMessage::HandleNotification(n) if n.seq == seq => {
+                Some((n, m.blob.clone().unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("bob's app has no note {seq}"))
+}
+
+fn deliver(notes: &[(Notification, Vec<u8>)]) -> (Request, Vec<u8>) {
+    let blob = notes.iter().flat_map(|(_, p)| p.clone()).collect();
+    (
+        Request::Deliver {
+            topic: TOPIC.into(),
+            lost: None,
+            notes: notes.iter().map(|(n, _)| n.clone()).collect(),
+        },
+        blob,
+    )
+}
+
+#[test]
+fn forged_altered_and_replayed_notifications_are_refused() {
+    let mut s = sim(3, Config::default());
+    setup(&mut s, &[1, 2]).unwrap();
+    for k in 0..2 {
+        assert!(publish(&mut s, k).is_ok());
+    }
+    s.run_for(5_000).unwrap();
+    let alice = s.node_id(0).clone();
+    let before = received(&s, 1, &alice).len();
+    assert_eq!(before, 2);
+    let (n2, p2) = stored_note(&s, 2);
+
+    // Seq 3 with seq 2's signature (a replay under a new number), an altered payload, a
+    // forged signature: each is refused, even sent from alice's node itself (the worst
+    // case for a relay: the node check passes, only the signature stands in the way).
+    let mut renumbered = n2.clone();
+    renumbered.seq = 3;
+    renumbered.id = "alice.os/news/3".into();
+    let mut altered = (n2.clone(), p2.clone());
+    altered.0.seq = 3;
+    altered.0.id = "alice.os/news/3".into();
+    let other = payload(99);
+    altered.0.size = other.len() as u32;
+    altered.1 = other;
+    let mut forged = renumbered.clone();
+    forged.signature = vec![7; 64];
+    for bad in [(renumbered, p2.clone()), altered, (forged, p2.clone())] {
+        let (req, blob) = deliver(&[bad]);
+        let r = raw(&mut s, 0, notify_pid(), 1, &req, Some(blob));
+        assert_eq!(r, Ok(Response::Delivered { up_to: 2 }));
+    }
+    let bob = s.core::<Notify>(1, NAME).unwrap();
+    assert_eq!(bob.signature_failures, 3);
+    // A replay of what bob has: a duplicate, never delivered again (the cursor of the
+    // stream does not expire, so a replay long after is refused the same way).
+    s.run_for(3_600_000).unwrap();
+    let (req, blob) = deliver(&[(n2.clone(), p2.clone())]);
+    let r = raw(&mut s, 0, notify_pid(), 1, &req, Some(blob));
+    assert_eq!(r, Ok(Response::Delivered { up_to: 2 }));
+    assert!(s.core::<Notify>(1, NAME).unwrap().duplicates_suppressed >= 1);
+    // Another node speaking for alice's topic: it does not publish it.
+    let (req, blob) = deliver(&[(n2, p2)]);
+    let (c, _) = err_code(raw(&mut s, 2, notify_pid(), 1, &req, Some(blob.clone())));
+    assert_eq!(c, ErrorCode::NotFound);
+    // A batch whose blob does not match its sizes.
+    let mut short = blob;
+    short.pop();
+    let (c, m) = err_code(raw(&mut s, 0, notify_pid(), 1, &req, Some(short)));
+    assert_eq!(c, ErrorCode::BadRequest);
+    assert!(m.contains("payload bytes"), "{m}");
+    s.run_for(5_000).unwrap();
+    assert_eq!(received(&s, 1, &alice).len(), before);
+    // The honest next notification still arrives.
+    assert!(publish(&mut s, 2).is_ok());
+    s.run_for(5_000).unwrap();
+    let got = received(&s, 1, &alice);
+    assert_eq!(got.len(), 3);
+    assert!(matches!(&got[2], Got::Note { seq: 3, payload } if *payload == payload_of(2)));
+    // A lost range claimed beyond what the publisher has does not hide anything: it is
+    // only taken right after what bob holds.
+    let (req, _) = (
+        Request::Deliver {
+            topic: TOPIC.into(),
+            lost: Some(SeqRange { from: 9, to: 12 }),
+            notes: vec![],
+        },
+        (),
+    );
+    let r = raw(&mut s, 0, notify_pid(), 1, &req, Some(vec![]));
+    assert_eq!(r, Ok(Response::Delivered { up_to: 3 }));
+}
+
+fn payload_of(k: u64) -> Vec<u8> {
+    payload(k)
+}
+
+// ----- docs/api.md's notify section -----
+
+/// `at` (a time of the session) and `signature` (real, 64 bytes) are the only values that
+/// may differ between a documented and a real body.
+fn normalized(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match k.as_str() {
+                        "at" if x.is_u64() => *x = serde_json::json!("<time>"),
+                        "signature" if x.as_str().is_some_and(|s| s.len() == 128) => {
+                            *x = serde_json::json!("<signature>")
+                        }
+                        _ => walk(x),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+/// Every `→` / `←` line of docs/api.md's notify section, in order, against notify on
+/// alice.os (the app `my-app`; in the protocol section, bob.os's notify), with bob.os's app
+/// played where the text says so. Requests notify sends the app (`Welcome`,
+/// `HandleNotification`) are compared with what the app received, in order.
+#[test]
+fn documented_notify_examples_are_what_notify_answers() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md"),
+    )
+    .unwrap();
+    let start = doc.find("\n## notify").expect("notify section");
+    let section = &doc[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let mut s = sim(2, Config::default());
+    let my_app = ProcessId::parse("my-app:my-app:someone.os").unwrap();
+    s.add_app(0, my_app.clone(), p2p_sim::sim::AppSpec::granting_all());
+    s.run_for(21_000).unwrap();
+    let lines: Vec<&str> = section.lines().collect();
+    let (mut heading, mut last, mut inbox) = (String::new(), None::<u64>, 0usize);
+    let (mut compared, mut failures) = (0, Vec::new());
+    let to = s.addr(0, NAME);
+    let notify_of_alice = to.clone();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(h) = line.strip_prefix("### ") {
+            heading = h.to_string();
+        }
+        if let Some(body) = line.strip_prefix("→ ") {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            let tag = match &v {
+                serde_json::Value::String(t) => t.clone(),
+                serde_json::Value::Object(m) => m.keys().next().unwrap().clone(),
+                _ => String::new(),
+            };
+            if ["Welcome", "HandleNotification", "Lost"].contains(&tag.as_str()) {
+                if tag == "HandleNotification" {
+                    // bob.os's app publishes {"temp": 21}.
+                    let req = Request::Publish {
+                        topic: "weather".into(),
+                        kind: PayloadKind::Json,
+                    };
+                    call(&mut s, 1, &req, Some(br#"{"temp": 21}"#.to_vec()));
+                    s.run_for(5_000).unwrap();
+                }
+                let got: Vec<_> = s
+                    .node(0)
+                    .app_messages
+                    .iter()
+                    .filter(|m| m.app == my_app && m.from == notify_of_alice)
+                    .collect();
+                compared += 1;
+                match got.get(inbox) {
+                    Some(m) => {
+                        let real: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+                        if normalized(real.clone()) != normalized(v.clone()) {
+                            failures.push(format!("line {body}\n  the app got {real}"));
+                        }
+                    }
+                    None => failures.push(format!("line {body}: the app got no such message")),
+                }
+                inbox += 1;
+                continue;
+            }
+            if body.contains(r#""topic": "weather"}}"#) && tag == "Subscribe" {
+                // bob.os's app has created `weather`.
+                let req = Request::SetTopic {
+                    topic: "weather".into(),
+                    policy: Policy::Open,
+                };
+                call(&mut s, 1, &req, None);
+                s.run_for(1_000).unwrap();
+            }
+            let blob = lines
+                .get(i + 1)
+                .and_then(|l| l.strip_prefix("  blob: "))
+                .map(|b| b.as_bytes().to_vec());
+            let (from, process) = if heading.starts_with("Protocol") {
+                (1, notify_pid())
+            } else {
+                (0, my_app.clone())
+            };
+            last =
+                Some(s.request_with_blob(from, process, &to, body.as_bytes().to_vec(), blob, 10));
+            s.run_for(5_000).unwrap();
+        } else if let Some(body) = line.strip_prefix("← ") {
+            let h = last.take().expect("a request before each answer");
+            let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+            compared += 1;
+            match s.outcome(h) {
+                Some(p2p_sim::AppOutcome::Response(b)) => {
+                    let real: serde_json::Value = serde_json::from_slice(b).unwrap();
+                    if normalized(real.clone()) != normalized(documented) {
+                        failures.push(format!("line {body}\n  notify answered {real}"));
+                    }
+                }
+                other => failures.push(format!("line {body}: no answer ({other:?})")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compared >= 20, "only {compared} comparisons");
+}
+
+#[test]
+fn a_flooding_node_is_refused_beyond_its_budget() {
+    let mut s = sim(2, Config::default());
+    setup(&mut s, &[1]).unwrap();
+    let to = s.addr(0, NAME);
+    let body = encode(&Request::Resume {
+        topic: TOPIC.into(),
+        up_to: 0,
+    });
+    let handles: Vec<u64> = (0..700)
+        .map(|_| s.request_from(1, notify_pid(), &to, body.clone(), 10))
+        .collect();
+    s.run_for(2_000).unwrap();
+    let overloaded = handles
+        .iter()
+        .filter(|h| matches!(answer(&s, **h), Some(Err(e)) if e.code == ErrorCode::Overloaded))
+        .count();
+    // A burst of 500, then 50 a second.
+    assert!((150..=250).contains(&overloaded), "{overloaded} refused");
+    let n = s.core::<Notify>(0, NAME).unwrap();
+    assert_eq!(n.refused as usize, overloaded);
+}
