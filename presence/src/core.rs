@@ -15,7 +15,7 @@ use p2p_common::api::presence::{
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
-    PACKAGE_VERSION, PROTOCOL_VERSION,
+    OLDEST_PROTOCOL_VERSION, PACKAGE_VERSION, PROTOCOL_VERSION,
 };
 use p2p_common::resilience::{
     members_only, take_capped, BudgetConfig, Reachability, ReachabilityConfig, SenderBudgets,
@@ -1112,11 +1112,13 @@ impl Presence {
                 protocol_version,
                 list,
             } => {
-                if protocol_version != PROTOCOL_VERSION {
+                // A newer node registers through an older bootstrap during a rolling
+                // upgrade: only a version older than any we speak is refused.
+                if protocol_version < OLDEST_PROTOCOL_VERSION {
                     return Err(ApiError::new(
                         ErrorCode::VersionMismatch,
                         format!(
-                            "we speak presence protocol {PROTOCOL_VERSION}, you {protocol_version}"
+                            "we speak presence protocol {OLDEST_PROTOCOL_VERSION} and later, you {protocol_version}"
                         ),
                     ));
                 }
