@@ -705,3 +705,176 @@ impl Detector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The detector alone, without the core: a round's steps and its verdicts.
+    use super::*;
+    use crate::members::Limits;
+    use p2p_common::resilience::ReachabilityConfig;
+    use rand::SeedableRng;
+
+    fn node(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    struct World {
+        me: NodeId,
+        cfg: Config,
+        members: Members,
+        reach: Reachability,
+        rng: ChaCha8Rng,
+    }
+
+    impl World {
+        /// `peers` alive at incarnation 1; `proven`: our own networking has answered once.
+        fn new(peers: &[&str], proven: bool) -> Self {
+            let me = node("me.os");
+            let mut members = Members::default();
+            let limits = Limits {
+                me: &me,
+                capacity: 100,
+                max_origins: 4,
+            };
+            for p in peers {
+                let fact = Update {
+                    node: node(p),
+                    status: MemberStatus::Alive,
+                    incarnation: 1,
+                    info: None,
+                    origin: node(p),
+                };
+                members.apply(&fact, 0, &limits);
+            }
+            assert_eq!(members.live_count(), peers.len());
+            let mut reach = Reachability::new(ReachabilityConfig::default());
+            reach.restart(0);
+            if proven {
+                reach.health_mut().on_success(0);
+            }
+            World {
+                me,
+                cfg: Config::default(),
+                members,
+                reach,
+                rng: ChaCha8Rng::seed_from_u64(1),
+            }
+        }
+        fn env(&mut self) -> Env<'_> {
+            Env {
+                me: &self.me,
+                cfg: &self.cfg,
+                members: &self.members,
+                reach: &mut self.reach,
+                rng: &mut self.rng,
+                left: false,
+            }
+        }
+    }
+
+    /// Starts a round at `now`: its target, seq, first timeout and probe context.
+    fn start(d: &mut Detector, w: &mut World, now: Millis) -> (NodeId, u64, u64, DetectorCtx) {
+        let acts = d.on_tick(&mut w.env(), DetectorTick::Probe, now);
+        assert!(
+            matches!(acts[0], Action::Timer(t, DetectorTick::Probe) if t == w.cfg.probe_interval_ms),
+            "{acts:?}"
+        );
+        let Action::Probe {
+            to,
+            seq,
+            timeout_s,
+            ctx,
+        } = &acts[1]
+        else {
+            panic!("{acts:?}")
+        };
+        assert!(
+            matches!(acts[2], Action::Timer(_, DetectorTick::ProbeWindow { seq: s }) if s == *seq)
+        );
+        (to.clone(), *seq, *timeout_s, ctx.clone())
+    }
+
+    #[test]
+    fn a_round_that_nobody_answers_ends_in_our_suspicion_and_raises_local_health() {
+        let mut w = World::new(&["a.os", "b.os", "c.os", "d.os", "e.os"], true);
+        let mut d = Detector::default();
+        let (target, seq, timeout_s, ctx) = start(&mut d, &mut w, 1_000);
+        let failed_at = 1_000 + timeout_s * 1000;
+        let acts = d.on_failed(&mut w.env(), ctx, failed_at);
+        // The second direct attempt, with twice the timeout, and the helpers' requests.
+        let retry = acts
+            .iter()
+            .find_map(|a| match a {
+                Action::Probe {
+                    to,
+                    timeout_s: t,
+                    ctx: c @ DetectorCtx::Probe { retry: true, .. },
+                    ..
+                } if *to == target && *t == 2 * timeout_s => Some(c.clone()),
+                _ => None,
+            })
+            .expect("a retry");
+        let helpers: Vec<NodeId> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::ProbeRequest { to, target: t, .. } if *t == target => Some(to.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(helpers.len(), w.cfg.indirect_probes as usize, "{acts:?}");
+        assert!(!helpers.contains(&target));
+        // Every helper nacks; the retry is still out, so no verdict yet.
+        for h in &helpers {
+            let acts = d.on_indirect_nack(&mut w.env(), h, seq, target.clone(), failed_at + 500);
+            assert!(acts.is_empty(), "{acts:?}");
+        }
+        let acts = d.on_failed(&mut w.env(), retry, failed_at + 2_000);
+        assert!(
+            matches!(&acts[..], [Action::Suspect { node, incarnation: 1 }] if *node == target),
+            "{acts:?}"
+        );
+        assert_eq!(
+            d.local_health(),
+            1,
+            "one failed round whose helpers all nacked"
+        );
+        assert_eq!(
+            (
+                d.stats.probes_sent,
+                d.stats.probes_failed,
+                d.stats.suspicions_started
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn an_answer_ends_the_round_without_a_verdict() {
+        let mut w = World::new(&["a.os", "b.os"], true);
+        let mut d = Detector::default();
+        let (target, seq, _, ctx) = start(&mut d, &mut w, 1_000);
+        assert!(
+            d.answer_received(&ctx),
+            "a probe's ack is capped like any peer message"
+        );
+        let acts = d.on_answer(ctx, 1_300);
+        assert!(
+            matches!(&acts[..], [Action::Alive { node, rtt: Some(300) }] if *node == target),
+            "{acts:?}"
+        );
+        let acts = d.on_tick(&mut w.env(), DetectorTick::ProbeWindow { seq }, 60_000);
+        assert!(acts.is_empty(), "{acts:?}");
+        assert_eq!(d.stats.suspicions_started, 0);
+    }
+
+    #[test]
+    fn while_our_own_network_is_in_doubt_a_failed_round_suspects_nobody() {
+        // Just started, no answer yet: the startup grace.
+        let mut w = World::new(&["a.os", "b.os"], false);
+        let mut d = Detector::default();
+        let (_, seq, _, _) = start(&mut d, &mut w, 1_000);
+        let acts = d.on_tick(&mut w.env(), DetectorTick::ProbeWindow { seq }, 20_000);
+        assert!(matches!(&acts[..], [Action::Log(..)]), "{acts:?}");
+        assert_eq!((d.stats.spared_verdicts, d.local_health()), (1, 0));
+    }
+}
