@@ -7,6 +7,7 @@
 //! - [`driver`]: the pure half of the shared runner (kernel events in, kernel calls out).
 //! - [`host`]: carrying out kernel calls in order on a host (durability ordering).
 //! - [`http`]: the mapping to and from Hyperware's http-server.
+//! - [`sign`]: `sign:sign:sys` wire types (node-key signatures) and, natively, its model.
 //! - [`chunk`]: sending data larger than one message.
 //! - [`appreach`]: confirming that we can message an app before promising it anything.
 //! - `runner` (wasm32 only): the process_lib loop around [`driver::Driver`].
@@ -26,6 +27,7 @@ pub mod http;
 pub mod ids;
 pub mod resilience;
 pub mod service;
+pub mod sign;
 
 #[cfg(target_arch = "wasm32")]
 pub mod runner;

@@ -356,6 +356,36 @@ fn render_ping(b: &Value, m: &Measured) -> Result<Block> {
     })
 }
 
+/// The cluster sizes of a `{"25": x, "100": y, ...}` figure, in numeric order.
+fn sizes(bench: &Value, key: &str) -> Result<Vec<u64>> {
+    let obj = get(bench, key)?
+        .as_object()
+        .with_context(|| format!("`{key}` is not an object of sizes"))?;
+    let mut n: Vec<u64> = obj
+        .keys()
+        .map(|k| {
+            k.parse()
+                .with_context(|| format!("`{key}` has a size `{k}`"))
+        })
+        .collect::<Result<_>>()?;
+    n.sort_unstable();
+    Ok(n)
+}
+
+fn thousands_f(x: f64) -> String {
+    thousands(x.round() as u64)
+}
+
+fn sizes_label(n: &[u64]) -> String {
+    let n: Vec<String> = n.iter().map(|x| thousands(*x)).collect();
+    format!("{} nodes", n.join(" / "))
+}
+
+/// Periods, or `—` when the bench printed none (fewer than half the crashes detected).
+fn periods_or_dash(v: &Value) -> String {
+    v.as_f64().map_or("—".to_string(), dec2)
+}
+
 fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
     let period = int(b, "period_ms")?;
     let cfg = get(b, "config")?;
@@ -376,21 +406,40 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
         num(b, "detect_hostile_loss")?,
         num(b, "detect_hostile_duplicate")?,
     );
+    let load_hostile = mode(
+        num(b, "load_hostile_loss")?,
+        num(b, "load_hostile_duplicate")?,
+    );
     let fp_mode = mode(num(b, "fp_loss")?, 0.0);
     let nodes = int(b, "detect_nodes")?;
     let periods = |key: &str| -> Result<String> { Ok(format!("{} periods", dec2(num(b, key)?))) };
     let fp = int(b, "false_positives")?;
     let base_fp = int(b, "baseline_false_positives")?;
+    let fixed = num(b, "baseline_fixed_timeout_periods")?;
     let fp_nodes = int(b, "fp_nodes")?;
     let max_body = int(b, "max_body_bytes")?;
-    let lines = vec![
+    let series = |key: &str, fmt: fn(f64) -> String| -> Result<(String, String)> {
+        let n = sizes(b, key)?;
+        Ok((sizes_label(&n), by_n(b, key, &n, fmt)?))
+    };
+    let (conv_n, conv) = series("converge_periods_by_n", dec2)?;
+    let (_, join_one) = series("join_one_periods_by_n", dec2)?;
+    let (load_n, msgs) = series("msgs_per_node_per_period_by_n", dec2)?;
+    let (load_nh, msgs_h) = series("msgs_per_node_per_period_by_n_hostile", dec2)?;
+    let (_, bytes) = series("bytes_per_node_per_period_by_n", thousands_f)?;
+    let (_, bytes_h) = series("bytes_per_node_per_period_by_n_hostile", thousands_f)?;
+    let (_, digest) = series("digest_bytes_per_node_per_period_by_n", thousands_f)?;
+    let checked = "✓";
+    let mut lines = vec![
         format!(
             "`cargo run --release -p p2p-sim -- bench presence --json`, default settings \
              (`config`: period {}, probe timeout {}, k = {k}, gossip every {}), links {}–{} ms \
              (`link_latency_ms`). The mode column comes from `detect_hostile_loss`, \
-             `detect_hostile_duplicate` and `fp_loss`; the node, crash and period counts from \
-             `detect_nodes`, `detect_trials`, `detect_hostile_trials`, `fp_nodes` and \
-             `fp_periods`.",
+             `detect_hostile_duplicate`, `load_hostile_loss`, `load_hostile_duplicate` and \
+             `fp_loss`; the node, crash and period counts from `detect_nodes`, \
+             `detect_trials`, `detect_hostile_trials`, `load_periods`, `fp_nodes` and \
+             `fp_periods`. Targets marked {checked} are asserted by `p2p-sim bench presence \
+             --check` (the `bench` step of `cargo xtask test`).",
             duration(period as f64),
             cfg_ms("probe_timeout_ms")?,
             cfg_ms("gossip_interval_ms")?,
@@ -412,7 +461,7 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
                 periods("detect_periods_median")?,
                 secs(num(b, "detect_seconds_median")? * 1000.0)
             ),
-            "≤ 2",
+            &format!("≤ 2 {checked}"),
         ]),
         row(&[
             "`detect_periods_p99`",
@@ -466,11 +515,15 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
                 thousands(fp),
                 thousands(int(b, "suspicions_during_fp_run")?)
             ),
-            "≥ 50× fewer than the baseline",
+            "",
         ]),
         row(&[
             "`baseline_false_positives`",
-            "Dead verdicts of the guide's pattern, same run",
+            &format!(
+                "Dead verdicts of the all-to-all heartbeat at a fixed {} timeout \
+                 (`baseline_fixed_timeout_periods`), same run",
+                n_period(fixed)
+            ),
             &fp_mode,
             &format!("**{}**", thousands(base_fp)),
             "",
@@ -480,31 +533,60 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
             "baseline / max(ours, 1)",
             &fp_mode,
             &format!("**{}×**", ratio(num(b, "fp_ratio_baseline_over_ours")?)),
-            "≥ 50",
-        ]),
-        row(&[
-            "`converge_periods`",
-            "100 nodes joining through one bootstrap until all see all",
-            &realistic,
-            &format!("**{}**", periods("converge_periods")?),
-            "O(log N)",
+            &format!("≥ 50 {checked}"),
         ]),
         row(&[
             "`converge_periods_by_n`",
-            "the same, 25 / 50 / 100 / 200 nodes",
+            &format!("{conv_n} joining through one bootstrap at once, until all see all"),
             &realistic,
-            &by_n(b, "converge_periods_by_n", &[25, 50, 100, 200], dec2)?,
+            &conv,
+            "",
+        ]),
+        row(&[
+            "`join_one_periods_by_n`",
+            "one more node joining the converged cluster, until it sees all and all see it \
+             (same runs)",
+            &realistic,
+            &join_one,
             "",
         ]),
         row(&[
             "`msgs_per_node_per_period_by_n`",
-            "messages per node and period in steady state, 25 / 100 / 200 nodes",
-            &realistic,
             &format!(
-                "**{}**",
-                by_n(b, "msgs_per_node_per_period_by_n", &[25, 100, 200], dec2)?
+                "messages per node and period in steady state over {} periods, {load_n}",
+                int(b, "load_periods")?
             ),
-            "independent of N",
+            &realistic,
+            &format!("**{msgs}**"),
+            &format!("flat: largest / smallest ≤ 1.10 {checked}"),
+        ]),
+        row(&[
+            "`msgs_per_node_per_period_by_n_hostile`",
+            &format!("the same, {load_nh}"),
+            &load_hostile,
+            &format!("**{msgs_h}**"),
+            &format!("flat: largest / smallest ≤ 1.10 {checked}"),
+        ]),
+        row(&[
+            "`bytes_per_node_per_period_by_n`",
+            &format!("bytes per node and period, same runs, {load_n}"),
+            &realistic,
+            &bytes,
+            "",
+        ]),
+        row(&[
+            "`bytes_per_node_per_period_by_n_hostile`",
+            &format!("the same, {load_nh}"),
+            &load_hostile,
+            &bytes_h,
+            "",
+        ]),
+        row(&[
+            "`digest_bytes_per_node_per_period_by_n`",
+            "of which digest requests (`PushPull`, one line per member, every minute ± 25%)",
+            &realistic,
+            &digest,
+            "",
         ]),
         row(&[
             "`bytes_per_msg`",
@@ -514,42 +596,173 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
             "",
         ]),
         row(&[
-            "`baseline_msgs_per_node_per_period`",
-            &format!("the guide's pattern, {fp_nodes} nodes"),
-            &realistic,
-            &format!(
-                "{} (grows with N)",
-                dec2(num(b, "baseline_msgs_per_node_per_period")?)
-            ),
-            "",
-        ]),
-        row(&[
-            "`baseline_detect_periods_median`",
-            &format!("the guide's pattern, crash → first Dead verdict, {fp_nodes} nodes"),
-            &realistic,
-            &periods("baseline_detect_periods_median")?,
-            "",
-        ]),
-        row(&[
             "`max_body_bytes`",
             "largest request body presence accepts",
             "a constant",
             &format!("{} ({} MiB)", thousands(max_body), max_body >> 20),
             "",
         ]),
+    ];
+    // Presence against the baseline at equal false positives, per mode.
+    let modes = [
+        ("compare_realistic", get(b, "compare_realistic")?),
+        ("compare_hostile", get(b, "compare_hostile")?),
+    ];
+    let c0 = modes[1].1;
+    let field = |c: &Value, k: &str| -> Result<f64> {
+        c.get(k)
+            .and_then(Value::as_f64)
+            .with_context(|| format!("a `compare_*` object has no number `{k}`"))
+    };
+    lines.extend([
         String::new(),
         format!(
-            "{MEASURED}{}: one run took {} of CPU (`cpu_ms`), {} wall (`wall_ms`).",
+            "Presence against the baseline at equal false positives (`compare_realistic`, \
+             `compare_hostile`): {} nodes, {} periods without crashes for the false positives \
+             (one node {} slow throughout), then {} crashes one at a time for detection, in \
+             the same network. The baseline is an all-to-all fixed-timeout heartbeat; its \
+             timeout is swept ({}), and *tuned* is the smallest timeout whose false positives \
+             are no more than presence's. Detection is crash → the first Dead verdict given \
+             after the crash. Target {checked}: in hostile mode presence detects faster than \
+             the tuned baseline.",
+            field(c0, "nodes")?,
+            thousands(field(c0, "periods")? as u64),
+            duration(field(c0, "slow_ms")?),
+            field(c0, "trials")?,
+            sweep_label(c0)?,
+        ),
+        String::new(),
+        "| mode | system | false positives | detection median | messages per node and period |"
+            .to_string(),
+        "|---|---|---|---|---|".to_string(),
+    ]);
+    for (key, c) in &modes {
+        let md = mode(field(c, "loss")?, 0.0);
+        let p = c
+            .get("presence")
+            .with_context(|| format!("`{key}` has no `presence`"))?;
+        let base_msgs = dec2(field(c, "baseline_msgs_per_node_per_period")?);
+        lines.push(row(&[
+            &md,
+            "presence",
+            &format!("**{}**", thousands(field(p, "false_positives")? as u64)),
+            &format!("**{}**", periods_or_dash(&p["detect_periods_median"])),
+            &dec2(field(p, "msgs_per_node_per_period")?),
+        ]));
+        match c.get("tuned").filter(|t| !t.is_null()) {
+            Some(t) => lines.push(row(&[
+                &md,
+                &format!(
+                    "heartbeat, tuned: {} timeout",
+                    n_period(field(t, "timeout_periods")?)
+                ),
+                &thousands(field(t, "false_positives")? as u64),
+                &format!("**{}**", periods_or_dash(&t["detect_periods_median"])),
+                &base_msgs,
+            ])),
+            None => lines.push(row(&[
+                &md,
+                "heartbeat, tuned: no swept timeout gets down to presence's false positives",
+                "",
+                "",
+                &base_msgs,
+            ])),
+        }
+        let sweep = c
+            .get("baseline_sweep")
+            .and_then(Value::as_array)
+            .with_context(|| format!("`{key}` has no `baseline_sweep`"))?;
+        if let Some(f) = sweep
+            .iter()
+            .find(|r| r["timeout_periods"].as_f64() == Some(fixed))
+        {
+            lines.push(row(&[
+                &md,
+                &format!("heartbeat, fixed {} timeout", n_period(fixed)),
+                &thousands(field(f, "false_positives")? as u64),
+                &periods_or_dash(&f["detect_periods_median"]),
+                &base_msgs,
+            ]));
+        }
+    }
+    // The whole sweep.
+    let sweeps: Vec<&Vec<Value>> = modes
+        .iter()
+        .map(|(key, c)| {
+            c.get("baseline_sweep")
+                .and_then(Value::as_array)
+                .with_context(|| format!("`{key}` has no `baseline_sweep`"))
+        })
+        .collect::<Result<_>>()?;
+    let (mr, mh) = (
+        mode(field(modes[0].1, "loss")?, 0.0),
+        mode(field(modes[1].1, "loss")?, 0.0),
+    );
+    lines.extend([
+        String::new(),
+        "The baseline's whole sweep (`baseline_sweep`), same runs:".to_string(),
+        String::new(),
+        format!(
+            "| timeout (periods) | {mr}: false positives | {mr}: detection median | {mh}: \
+             false positives | {mh}: detection median |"
+        ),
+        "|---|---|---|---|---|".to_string(),
+    ]);
+    for (i, r) in sweeps[0].iter().enumerate() {
+        let h = sweeps[1]
+            .get(i)
+            .filter(|h| h["timeout_periods"] == r["timeout_periods"])
+            .context("the two sweeps have different timeouts")?;
+        lines.push(row(&[
+            &format!("{}", field(r, "timeout_periods")?),
+            &thousands(field(r, "false_positives")? as u64),
+            &periods_or_dash(&r["detect_periods_median"]),
+            &thousands(field(h, "false_positives")? as u64),
+            &periods_or_dash(&h["detect_periods_median"]),
+        ]));
+    }
+    lines.extend([
+        String::new(),
+        format!(
+            "{MEASURED}{}: one run took {} of CPU (`cpu_ms`), {} wall (`wall_ms`); of that, \
+             the sections `bench presence --check` runs took {} of CPU, {} wall \
+             (`targets_cpu_ms`, `targets_wall_ms`).",
             m.machine,
             secs(num(b, "cpu_ms")?),
-            secs(num(b, "wall_ms")?)
+            secs(num(b, "wall_ms")?),
+            secs(num(b, "targets_cpu_ms")?),
+            secs(num(b, "targets_wall_ms")?),
         ),
-    ];
+    ]);
     Ok(Block {
         name: "presence",
         text: lines.join("\n"),
         only_if: None,
     })
+}
+
+/// `3-period`, `1.5-period` (as in "a 3-period timeout").
+fn n_period(p: f64) -> String {
+    if p == 1.0 {
+        "1-period".to_string()
+    } else {
+        format!("{p}-period")
+    }
+}
+
+fn sweep_label(c: &Value) -> Result<String> {
+    let t: Vec<String> = c
+        .get("baseline_sweep")
+        .and_then(Value::as_array)
+        .context("a `compare_*` object has no `baseline_sweep`")?
+        .iter()
+        .map(|r| {
+            r["timeout_periods"]
+                .as_f64()
+                .map_or("?".into(), |t| t.to_string())
+        })
+        .collect();
+    Ok(format!("{} periods", t.join(", ")))
 }
 
 // ----- the document -----
@@ -977,8 +1190,20 @@ mod tests {
         })
     }
 
+    fn sweep(fp: &[u64], det: &[Option<f64>]) -> Value {
+        let t = [1.0, 2.0, 3.0, 7.0];
+        Value::Array(
+            (0..4)
+                .map(|i| {
+                    json!({"timeout_periods": t[i], "false_positives": fp[i],
+                           "detect_periods_median": det[i]})
+                })
+                .collect(),
+        )
+    }
+
     fn presence() -> Value {
-        json!({
+        let mut b = json!({
             "service": "presence", "period_ms": 6000,
             "config": {"probe_timeout_ms": 1000, "indirect_probes": 3, "gossip_interval_ms": 500},
             "link_latency_ms": [20, 200], "detect_nodes": 100, "detect_trials": 120,
@@ -990,13 +1215,52 @@ mod tests {
             "fp_loss": 0.1, "fp_nodes": 50, "fp_periods": 1000, "fp_slow_node_delay_ms": 1500,
             "false_positives": 0, "suspicions_during_fp_run": 75,
             "baseline_false_positives": 2375, "fp_ratio_baseline_over_ours": 2375.0,
+            "baseline_fixed_timeout_periods": 3.0,
             "converge_periods": 0.92,
-            "converge_periods_by_n": {"25": 0.38, "50": 0.54, "100": 0.92, "200": 1.67},
-            "msgs_per_node_per_period_by_n": {"25": 2.29, "100": 2.3, "200": 2.3},
-            "bytes_per_msg": 432.0, "baseline_msgs_per_node_per_period": 50.96,
-            "baseline_detect_periods_median": 3.0, "max_body_bytes": 4194304,
+            "converge_periods_by_n": {"25": 0.38, "50": 0.54, "100": 0.92, "200": 1.67,
+                                      "1000": 8.5},
+            "join_one_periods_by_n": {"25": 0.3, "100": 0.4, "200": 0.45, "1000": 0.6},
+            "load_periods": 100, "load_hostile_loss": 0.05, "load_hostile_duplicate": 0.02,
+            "msgs_per_node_per_period_by_n": {"25": 2.29, "100": 2.3, "200": 2.3, "1000": 2.31},
+            "msgs_per_node_per_period_by_n_hostile": {"25": 2.5, "100": 2.52, "200": 2.53,
+                                                      "1000": 2.55},
+            "bytes_per_node_per_period_by_n": {"25": 900.0, "100": 1400.0, "200": 2100.0,
+                                               "1000": 7900.0},
+            "bytes_per_node_per_period_by_n_hostile": {"25": 950.0, "100": 1500.0,
+                                                       "200": 2200.0, "1000": 8100.0},
+            "digest_bytes_per_node_per_period_by_n": {"25": 150.0, "100": 620.0,
+                                                      "200": 1240.0, "1000": 6200.0},
+            "bytes_per_msg": 432.0, "max_body_bytes": 4194304,
             "cpu_ms": 67900.0, "wall_ms": 69612
-        })
+        });
+        b["targets_cpu_ms"] = json!(61000.0);
+        b["targets_wall_ms"] = json!(64500.0);
+        let (realistic, hostile) = compare_fixtures();
+        b["compare_realistic"] = realistic;
+        b["compare_hostile"] = hostile;
+        b
+    }
+
+    fn compare_fixtures() -> (Value, Value) {
+        let realistic = json!({
+            "nodes": 50, "periods": 1000, "loss": 0.0, "slow_ms": 1500, "trials": 30,
+            "presence": {"false_positives": 0, "suspicions": 3,
+                         "detect_periods_median": 1.9, "msgs_per_node_per_period": 2.3},
+            "baseline_msgs_per_node_per_period": 50.96,
+            "baseline_sweep": sweep(&[12, 0, 0, 0], &[Some(1.2), Some(2.1), Some(3.1), Some(7.0)]),
+            "tuned": {"timeout_periods": 2.0, "false_positives": 0,
+                      "detect_periods_median": 2.1}
+        });
+        let hostile = json!({
+            "nodes": 50, "periods": 1000, "loss": 0.1, "slow_ms": 1500, "trials": 30,
+            "presence": {"false_positives": 0, "suspicions": 75,
+                         "detect_periods_median": 1.7, "msgs_per_node_per_period": 2.6},
+            "baseline_msgs_per_node_per_period": 50.96,
+            "baseline_sweep": sweep(&[90000, 24000, 2375, 0], &[None, Some(2.2), Some(3.1), Some(7.2)]),
+            "tuned": {"timeout_periods": 7.0, "false_positives": 0,
+                      "detect_periods_median": 7.2}
+        });
+        (realistic, hostile)
     }
 
     fn package() -> Package {
@@ -1074,7 +1338,7 @@ mod tests {
         assert!(
             doc.contains(
                 "| `detect_periods_median` | crash → first Dead verdict, 100 \
-             nodes, 120 crashes (3 clusters) | realistic | **1.82 periods** (10.9 s) | ≤ 2 |"
+             nodes, 120 crashes (3 clusters) | realistic | **1.82 periods** (10.9 s) | ≤ 2 ✓ |"
             ),
             "{doc}"
         );
@@ -1084,6 +1348,33 @@ mod tests {
         );
         assert!(doc.contains("one node 1.5 s slow"), "{doc}");
         assert!(doc.contains("Measured on day 1 (2 cores): one run took 67.9 s of CPU"));
+        assert!(doc.contains("`bench presence --check` runs took 61.0 s of CPU, 64.5 s wall"));
+        // The comparison at equal false positives, and the sweep.
+        assert!(
+            doc.contains(
+                "| hostile (10% loss) | heartbeat, tuned: 7-period timeout | 0 | **7.20** | 50.96 |"
+            ),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| hostile (10% loss) | presence | **0** | **1.70** | 2.60 |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| realistic | heartbeat, fixed 3-period timeout | 0 | 3.10 | 50.96 |"),
+            "{doc}"
+        );
+        assert!(doc.contains("| 1 | 12 | 1.20 | 90,000 | — |"), "{doc}");
+        assert!(
+            doc.contains("timeout is swept (1, 2, 3, 7 periods)"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("| **2.29 / 2.30 / 2.30 / 2.31** |")
+                && doc.contains("25 / 100 / 200 / 1,000 nodes"),
+            "{doc}"
+        );
+        assert!(doc.contains("| 150 / 620 / 1,240 / 6,200 |"), "{doc}");
         // Rewriting is idempotent.
         assert_eq!(
             rewrite(&doc, &render(&inputs("day 1 (2 cores)")).unwrap()).unwrap(),
@@ -1134,6 +1425,11 @@ mod tests {
             let err = report(&result).unwrap_err().to_string();
             assert!(err.contains("cargo xtask docs"), "{err}");
         }
+        // So is a figure of the comparison (nested objects).
+        let mut changed = inputs("day 1 (2 cores)");
+        changed.presence["compare_hostile"]["tuned"]["detect_periods_median"] = json!(7.3);
+        let result = compare(&doc, &render(&changed).unwrap()).unwrap();
+        assert_eq!(result.differences.len(), 1, "{:?}", result.differences);
         // A figure edited by hand in the docs is caught the same way.
         let edited = doc.replace("| 61 |", "| 66 |");
         assert_ne!(edited, doc);

@@ -41,6 +41,8 @@ pub struct BuildOutput {
     pub components: Vec<BuiltComponent>,
     /// Example apps' components (in `target/examples/`, not in the package).
     pub examples: Vec<BuiltComponent>,
+    /// The kit test package's component (`test/p2p-patterns-test/pkg/`), if present.
+    pub test_package: Option<BuiltComponent>,
     /// What the wasm build recompiled, e.g. `up to date, nothing recompiled`.
     pub wasm_build: String,
     pub zip_path: PathBuf,
@@ -155,11 +157,70 @@ impl Plan {
             recompiled.sort();
             recompiled.dedup();
         }
+        if let Some(test) = self.test_package() {
+            step(&format!(
+                "compiling the kit test package {} for {WASM_TARGET} (release)",
+                TEST_PACKAGE_DIR
+            ));
+            assemble_wit_from(
+                &[test.join("api")],
+                &test.join("target").join("wit"),
+                &self.hyperware_wit,
+            )?;
+            recompiled.extend(cargo_build_processes(
+                &test,
+                &self.target,
+                &[test_process()],
+            )?);
+            recompiled.sort();
+            recompiled.dedup();
+        }
         println!(
             "wasm build: {}",
             describe_recompiled(&recompiled, &self.wasm_crates())
         );
         Ok(recompiled)
+    }
+
+    /// `test/p2p-patterns-test`, the kit test package (its own workspace), if present.
+    fn test_package(&self) -> Option<PathBuf> {
+        let dir = self.root.join(TEST_PACKAGE_DIR);
+        dir.join("Cargo.toml").is_file().then_some(dir)
+    }
+
+    /// The test package's component in its `pkg/`, checked, and its zip
+    /// `target/p2p-patterns-test:<publisher>.zip` (what the emulator's kit step installs).
+    fn build_test_package(&self) -> Result<Option<BuiltComponent>> {
+        let Some(test) = self.test_package() else {
+            return Ok(None);
+        };
+        let process = test_process();
+        let core_path = process.core_wasm(&self.target);
+        let core = std::fs::read(&core_path)
+            .with_context(|| format!("reading {}", core_path.display()))?;
+        let bytes = component::componentize(&core)
+            .with_context(|| format!("turning {} into a component", core_path.display()))?;
+        let report = wit_check::check_component(&bytes)
+            .with_context(|| format!("interface check of {TEST_PACKAGE_DIR}"))?;
+        let file_name = process.component_file_name();
+        let out = test.join("pkg").join(&file_name);
+        let written = fsutil::write_if_changed(&out, &bytes)
+            .with_context(|| format!("writing {}", out.display()))?;
+        let package = workspace::read_package_id(&test)?;
+        let zip = self.target.join(package.zip_file_name());
+        pkgzip::zip_dir(&test.join("pkg"), &zip)?;
+        println!(
+            "test package {TEST_PACKAGE_DIR}: {} bytes ({:.1} KiB){}; interface check OK: {report}; zip {}",
+            bytes.len(),
+            bytes.len() as f64 / 1024.0,
+            unchanged_note(written),
+            zip.display()
+        );
+        Ok(Some(BuiltComponent {
+            file_name: format!("{TEST_PACKAGE_DIR}/pkg/{file_name}"),
+            size: bytes.len() as u64,
+            report,
+        }))
     }
 
     /// Steps 3–6: components, interface checks, UI, zips; prints the summary.
@@ -199,6 +260,8 @@ impl Plan {
             step("building and checking example components (not packaged)");
             self.build_examples()?
         };
+
+        let test_package = self.build_test_package()?;
 
         step("checking component interfaces");
         let mut components = Vec::new();
@@ -244,6 +307,7 @@ impl Plan {
         let output = BuildOutput {
             components,
             examples,
+            test_package,
             wasm_build: describe_recompiled(&recompiled, &self.wasm_crates()),
             zip_sha256: pkgzip::sha256_hex(&zip_bytes),
             zip_size: zip_bytes.len() as u64,
@@ -292,6 +356,17 @@ impl Plan {
             });
         }
         Ok(built)
+    }
+}
+
+/// The kit test package (kit's layout: its own workspace and `pkg/`).
+pub const TEST_PACKAGE_DIR: &str = "test/p2p-patterns-test";
+
+fn test_process() -> Process {
+    Process {
+        dir: "p2p-patterns-test".into(),
+        crate_name: "p2p-patterns-test".into(),
+        lib_name: "p2p_patterns_test".into(),
     }
 }
 
@@ -368,6 +443,15 @@ impl BuildOutput {
                 c.report
             );
         }
+        if let Some(c) = &self.test_package {
+            println!(
+                "test package {}: {} bytes ({:.1} KiB), not in the package; {}",
+                c.file_name,
+                c.size,
+                c.size as f64 / 1024.0,
+                c.report
+            );
+        }
         println!(
             "package {}: {} bytes ({:.1} KiB)",
             self.zip_path.display(),
@@ -391,9 +475,14 @@ fn step(title: &str) {
 /// keep their mtime, other entries are deleted), then parses it so WIT mistakes surface here
 /// rather than inside a `wit_bindgen::generate!` expansion.
 pub fn assemble_wit(root: &Path, wit_dir: &Path, hyperware_wit: &Path) -> Result<()> {
+    assemble_wit_from(&[root.join("api")], wit_dir, hyperware_wit)
+}
+
+/// [`assemble_wit`] with the `*.wit` files of several folders (the test package adds the
+/// tester API it would otherwise fetch from a node).
+pub fn assemble_wit_from(api_dirs: &[PathBuf], wit_dir: &Path, hyperware_wit: &Path) -> Result<()> {
     let mut sources = vec![(OsString::from("hyperware.wit"), hyperware_wit.to_path_buf())];
-    let api = root.join("api");
-    if api.is_dir() {
+    for api in api_dirs.iter().filter(|d| d.is_dir()) {
         let mut wits = Vec::new();
         for entry in
             std::fs::read_dir(&api).with_context(|| format!("listing {}", api.display()))?

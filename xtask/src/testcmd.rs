@@ -62,6 +62,12 @@ pub const STEPS: &[Step] = &[
         run: emulator,
     },
     Step {
+        name: "kit",
+        title: "kit run-tests on emulated nodes: test/tests.toml, the test package, the tester protocol",
+        needs: &[Prereq::Rust],
+        run: kit_tests,
+    },
+    Step {
         name: "sim",
         title: "simulator: p2p-sim check --seeds 200",
         needs: &[Prereq::Rust],
@@ -180,7 +186,44 @@ fn fmt(root: &Path) -> Result<()> {
             .current_dir(root)
             .args(["fmt", "--all", "--", "--check"]),
     )
-    .context("the code is not formatted; `cargo fmt --all` fixes it")
+    .context("the code is not formatted; `cargo fmt --all` fixes it")?;
+    // The kit test package is a workspace of its own.
+    let test = root.join(pkgbuild::TEST_PACKAGE_DIR);
+    if test.join("Cargo.toml").is_file() {
+        pkgbuild::run(
+            workspace::cargo_command()
+                .current_dir(&test)
+                .args(["fmt", "--all", "--", "--check"]),
+        )
+        .with_context(|| {
+            format!(
+                "{} is not formatted; `cargo fmt --all` in that folder fixes it",
+                pkgbuild::TEST_PACKAGE_DIR
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `kit run-tests` with test/tests.toml on emulated nodes (p2p-emu-kit): our package and
+/// the test package from the zips the build step wrote, the tester protocol, kit's verdict.
+fn kit_tests(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let result = pkgbuild::run(workspace::cargo_command().current_dir(root).args([
+        "run",
+        "-q",
+        "-p",
+        "p2p-emu",
+        "--bin",
+        "p2p-emu-kit",
+        "--",
+        "test/tests.toml",
+    ]));
+    println!(
+        "kit: emulated kit run-tests took {:.1}s (build included)",
+        started.elapsed().as_secs_f64()
+    );
+    result
 }
 
 /// Everything but the emulator, whose tests need the built package (the `emu` step, after
@@ -458,6 +501,7 @@ mod tests {
         // The emulator runs the zip the build step writes.
         let pos = |n: &str| STEPS.iter().position(|s| s.name == n).unwrap();
         assert!(pos("emu") > pos("build"));
+        assert!(pos("kit") > pos("build"));
         // The build step needs what `cargo xtask build` needs.
         let build = STEPS.iter().find(|s| s.name == "build").unwrap();
         assert!(build.needs.contains(&Prereq::WasmTarget));

@@ -410,13 +410,15 @@ mod tests {
         let text = std::fs::read_to_string(wit).unwrap();
         assert!(text.contains("package hyperware:process@1.0.0;"));
 
-        // The example app is built for wasm32 too, but it is no process of the package.
+        // The example apps are built for wasm32 too, but they are no processes of the package.
         let examples = discover_examples(&root, &metadata).unwrap();
         let names: Vec<&str> = examples.iter().map(|e| e.crate_name.as_str()).collect();
-        assert_eq!(names, ["presence-watch"]);
-        assert_eq!(examples[0].dir, "examples/presence-watch");
-        assert_eq!(examples[0].component_file_name(), "presence-watch.wasm");
-        assert!(processes.iter().all(|p| p.crate_name != "presence-watch"));
+        assert_eq!(names, ["http-echo", "presence-watch"]);
+        assert_eq!(examples[1].dir, "examples/presence-watch");
+        assert_eq!(examples[1].component_file_name(), "presence-watch.wasm");
+        assert!(processes
+            .iter()
+            .all(|p| p.crate_name != "presence-watch" && p.crate_name != "http-echo"));
         let manifest = read_json(&root.join("pkg/manifest.json")).unwrap();
         assert!(!manifest_wasm_files(&manifest)
             .unwrap()

@@ -4,13 +4,15 @@ use crate::bindings::wit::{
     Address, Capability, LazyLoadBlob, OnExit, ProcessId, Request, SendErrorKind,
 };
 use crate::host::{self, Body, Runtime, Script, Shared};
-use crate::ids::{messaging_cap, network_cap};
+use crate::http_server::{HttpReply, HttpServer, WsFrame, HTTP_TIMEOUT_S};
+use crate::ids::{self, messaging_cap, network_cap};
 use crate::kernel::{
     app_response, AppMessage, AppSpec, Crash, EmuConfig, LogLine, Node, Proc, ProcKind, Reply,
     World,
 };
 use crate::package::{manifest_cap, OnExitSpec, Package};
 use crate::sqlite::SqliteModule;
+use crate::vfs::{drive_cap, Vfs};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -110,9 +112,21 @@ impl Emulator {
             incarnation: 1,
             net_ready_at: w.now + w.cfg.boot_offline_ms,
             group: 0,
-            procs: Vec::new(),
+            // Bundled processes the emulator plays: sign:sign:sys (not public, no
+            // networking), holding messaging on itself only, as installed by Hyperdrive.
+            procs: vec![Proc {
+                id: ids::sign_pid(),
+                kind: ProcKind::Builtin,
+                public: false,
+                caps: vec![messaging_cap(name, &ids::sign_pid())],
+                life: None,
+                stopped: false,
+                backoff: None,
+            }],
             state: BTreeMap::new(),
             sqlite: SqliteModule::new(self.dir.join(name).join("sqlite")),
+            vfs: Vfs::default(),
+            http: HttpServer::default(),
         };
         w.nodes.insert(name.to_string(), node);
         Ok(())
@@ -135,6 +149,16 @@ impl Emulator {
         if !w.nodes.contains_key(node) {
             bail!("no node {node}");
         }
+        // app-store unpacks the zip into the package's drive `/<package>/pkg`, and every
+        // process of the package may read and write it.
+        let drive = format!("/{}/pkg", package.id());
+        {
+            let n = w.nodes.get_mut(node).expect("checked");
+            for (name, bytes) in &package.files {
+                n.vfs.write(&format!("{drive}/{name}"), bytes.clone());
+            }
+        }
+        let vfs_addr = Address::new(node, ids::vfs_pid());
         for (e, c) in package.manifest.iter().zip(compiled) {
             let pid = package.process_id(&e.process_name);
             let on_exit = match &e.on_exit {
@@ -147,6 +171,12 @@ impl Emulator {
             let mut caps = vec![messaging_cap(node, &pid)];
             if e.request_networking {
                 caps.push(network_cap(node));
+            }
+            for kind in ["read", "write"] {
+                caps.push(Capability {
+                    issuer: vfs_addr.clone(),
+                    params: drive_cap(kind, &drive),
+                });
             }
             for v in &e.request_capabilities {
                 let (_, cap) = manifest_cap(node, v).with_context(|| format!("{pid}"))?;
@@ -346,6 +376,18 @@ impl Emulator {
             for (node, pid, gen) in std::mem::take(&mut w.to_spawn) {
                 let key = (node.clone(), pid.to_string());
                 let script = self.scripts.lock().unwrap().get(&key).cloned();
+                if let Some(wasm) = w.spawned_wasm.remove(&key).filter(|_| script.is_none()) {
+                    let cache = self.cache_dir.lock().unwrap().clone();
+                    match self.rt.component(&wasm, cache.as_deref()) {
+                        Ok(c) => {
+                            self.components.lock().unwrap().insert(key.clone(), c);
+                        }
+                        Err(e) => {
+                            w.exited(&node, &pid, gen, Some(format!("p2p-emu: {e:#}")));
+                            continue;
+                        }
+                    }
+                }
                 let component = self.components.lock().unwrap().get(&key).cloned();
                 let body = match (script, component) {
                     (Some(s), _) => Body::Script(s),
@@ -524,6 +566,97 @@ impl Emulator {
     }
 
     // ----------------------------------------------------------------------------------
+    // The browser: HTTP and WebSocket through a node's http-server.
+
+    /// `method path_and_query` to `node`'s http-server as its logged-in owner would send it
+    /// (`path_and_query` starts with `/<process id>`), run until answered.
+    pub fn http(
+        &self,
+        node: &str,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Vec<u8>>,
+    ) -> HttpReply {
+        self.http_as(node, method, path_and_query, headers, body.into(), true)
+    }
+
+    /// [`Emulator::http`] from a browser that is logged in or not.
+    pub fn http_as(
+        &self,
+        node: &str,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        logged_in: bool,
+    ) -> HttpReply {
+        let handle =
+            self.lock()
+                .http_request(node, method, path_and_query, headers, body, logged_in);
+        let deadline = self.now() + HTTP_TIMEOUT_S * 1000 + 1;
+        self.run_while(deadline, |w| w.http_outcomes.contains_key(&handle));
+        self.lock()
+            .http_outcomes
+            .remove(&handle)
+            .unwrap_or_else(|| HttpReply::plain(504, "no answer"))
+    }
+
+    /// Open a WebSocket to `path` (`/<process id>/...`) on `node`; returns its channel id.
+    pub fn ws_open(&self, node: &str, path: &str) -> Result<u32> {
+        let ch = self.lock().ws_open(node, path).map_err(|e| anyhow!(e))?;
+        self.run_for(0);
+        Ok(ch)
+    }
+
+    /// Send a frame (`kind`: `"Text"` or `"Binary"`) from the client of `channel`.
+    pub fn ws_send(
+        &self,
+        node: &str,
+        channel: u32,
+        kind: &str,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<()> {
+        self.lock()
+            .ws_send(node, channel, kind, data.into())
+            .map_err(|e| anyhow!(e))?;
+        self.run_for(0);
+        Ok(())
+    }
+
+    /// The client closes `channel`.
+    pub fn ws_close(&self, node: &str, channel: u32) -> Result<()> {
+        self.lock()
+            .ws_close(node, channel)
+            .map_err(|e| anyhow!(e))?;
+        self.run_for(0);
+        Ok(())
+    }
+
+    /// Frames the process pushed to the client of `channel` so far, and whether the
+    /// channel is still open.
+    pub fn ws_frames(&self, node: &str, channel: u32) -> (Vec<WsFrame>, bool) {
+        self.lock()
+            .nodes
+            .get(node)
+            .and_then(|n| n.http.channels.get(&channel))
+            .map(|c| (c.frames.clone(), c.open))
+            .unwrap_or_default()
+    }
+
+    /// Write a file into `node`'s vfs (what kit's setup writes through the node's RPC).
+    pub fn write_file(&self, node: &str, path: &str, bytes: Vec<u8>) {
+        if let Some(n) = self.lock().nodes.get_mut(node) {
+            n.vfs.write(path, bytes);
+        }
+    }
+
+    /// A file in `node`'s vfs (`/<package>/<drive>/...`).
+    pub fn vfs_file(&self, node: &str, path: &str) -> Option<Vec<u8>> {
+        self.lock().nodes.get(node)?.vfs.read(path).cloned()
+    }
+
+    // ----------------------------------------------------------------------------------
     // Faults.
 
     /// Stop a process (no on_exit); it stays stopped across node restarts until started.
@@ -565,6 +698,14 @@ impl Emulator {
             .ok_or_else(|| anyhow!("no node {node}"))?;
         n.up = false;
         n.sqlite.close_all();
+        // Bindings and connections live in the running http-server.
+        let pending: Vec<u64> = n.http.pending.values().copied().collect();
+        n.http = HttpServer::default();
+        for handle in pending {
+            w.http_outcomes
+                .insert(handle, HttpReply::plain(503, "the node went down"));
+        }
+        let n = w.nodes.get_mut(node).expect("checked");
         let pids: Vec<ProcessId> = n.procs.iter().map(|p| p.id.clone()).collect();
         for pid in pids {
             w.end_life(node, &pid);
@@ -693,7 +834,6 @@ impl Emulator {
         &self.dir
     }
 
-    #[allow(dead_code)]
     pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
         f(&mut self.lock())
     }

@@ -293,7 +293,7 @@ impl wit::Host for HostState {
         let p = w.nodes[&self.node].proc(&self.pid).expect("alive");
         match &p.kind {
             ProcKind::Wasm { on_exit, .. } => Ok(on_exit.clone()),
-            ProcKind::App { .. } => Ok(OnExit::None),
+            ProcKind::App { .. } | ProcKind::Builtin => Ok(OnExit::None),
         }
     }
 
@@ -350,14 +350,26 @@ impl wit::Host for HostState {
 
     fn spawn(
         &mut self,
-        _name: Option<String>,
+        name: Option<String>,
         wasm_path: String,
-        _on_exit: OnExit,
-        _request_capabilities: Vec<Capability>,
-        _grant_capabilities: Vec<(ProcessId, String)>,
-        _public: bool,
+        on_exit: OnExit,
+        request_capabilities: Vec<Capability>,
+        grant_capabilities: Vec<(ProcessId, String)>,
+        public: bool,
     ) -> wasmtime::Result<Result<ProcessId, SpawnError>> {
-        bail!("p2p-emu: spawn({wasm_path:?}) is not emulated yet")
+        let shared = self.shared.clone();
+        let mut w = shared.lock();
+        self.life(&mut w)?;
+        Ok(w.spawn(
+            &self.node,
+            &self.pid,
+            name,
+            &wasm_path,
+            on_exit,
+            request_capabilities,
+            grant_capabilities,
+            public,
+        ))
     }
 
     fn save_capabilities(&mut self, caps: Vec<Capability>) -> wasmtime::Result<()> {

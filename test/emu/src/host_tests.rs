@@ -838,7 +838,7 @@ fn on_exit_restart_backoff_and_crash_messages() {
 }
 
 #[test]
-fn killed_processes_end_quietly_and_spawn_is_refused_clearly() {
+fn killed_processes_end_quietly() {
     let emu = emu();
     let pid = ProcessId::new("k", "t", "t.os");
     emu.install_script(
@@ -860,28 +860,112 @@ fn killed_processes_end_quietly_and_spawn_is_refused_clearly() {
     emu.run_for(10);
     assert!(emu.is_running("a.os", &pid));
     emu.assert_no_crashes();
+}
 
+#[test]
+fn spawn_starts_a_child_from_the_vfs_with_the_parents_capabilities_only() {
+    let emu = emu();
+    emu.with_world(|w| {
+        w.nodes
+            .get_mut("a.os")
+            .unwrap()
+            .vfs
+            .write("/t:t.os/pkg/child.wasm", b"(a script plays it)".to_vec())
+    });
+    let child = ProcessId::new("child", "t", "t.os");
+    let notes = Notes::default();
+    let n = notes.clone();
+    emu.install_script(
+        "a.os",
+        "child:t:t.os",
+        false,
+        OnExit::None,
+        vec![],
+        script(move |h| loop {
+            if let Ok((src, Message::Request(_))) = h.receive()? {
+                let caps: Vec<String> = h
+                    .our_capabilities()?
+                    .iter()
+                    .map(|c| format!("{} {}", c.issuer, c.params))
+                    .collect();
+                n.add(format!("child got a request from {src}; holds {caps:?}"));
+                h.send_response(resp(b"hi parent"), None)?;
+            }
+        }),
+    );
+    // The script above stands for the child's component; the spawn below replaces its entry.
+    emu.kill_process("a.os", &child).unwrap();
+    emu.with_world(|w| {
+        w.nodes
+            .get_mut("a.os")
+            .unwrap()
+            .procs
+            .retain(|p| p.id != child)
+    });
+    let n = notes.clone();
     emu.install_script(
         "a.os",
         "sp:t:t.os",
-        true,
+        false,
         OnExit::None,
         vec![],
-        script(|h| {
-            let _ = h.spawn(None, "/x.wasm".into(), OnExit::None, vec![], vec![], false)?;
+        script(move |h| {
+            let parent_cap = messaging_cap("a.os", &ProcessId::new("sp", "t", "t.os"));
+            let missing = h.spawn(
+                None,
+                "/t:t.os/pkg/none.wasm".into(),
+                OnExit::None,
+                vec![],
+                vec![],
+                false,
+            )?;
+            n.add(format!("{missing:?}"));
+            let app = ProcessId::new("app", "t", "t.os");
+            let got = h.spawn(
+                Some("child".into()),
+                "t:t.os/pkg/child.wasm".into(),
+                OnExit::None,
+                vec![parent_cap.clone(), network_cap("a.os")],
+                vec![(app, "\"messaging\"".into())],
+                false,
+            )?;
+            n.add(format!(
+                "{}",
+                got.map(|p| p.to_string()).unwrap_or_default()
+            ));
+            let again = h.spawn(
+                Some("child".into()),
+                "t:t.os/pkg/child.wasm".into(),
+                OnExit::None,
+                vec![],
+                vec![],
+                false,
+            )?;
+            n.add(format!("{again:?}"));
+            let r = h.send_and_await_response(addr("our", "child"), req("x", Some(5)), None)?;
+            n.add(format!(
+                "{:?}",
+                r.map(|(_, m)| matches!(m, Message::Response(_)))
+            ));
             Ok(())
         }),
     );
-    emu.run_for(10);
-    let crashes = emu.crashes();
-    assert_eq!(crashes.len(), 1);
-    assert!(
-        crashes[0]
-            .message
-            .contains("spawn(\"/x.wasm\") is not emulated"),
-        "{:?}",
-        crashes[0]
+    let app = app(&emu, "a.os", &[]);
+    emu.run_for(100);
+    emu.assert_no_crashes();
+    let got = notes.get();
+    assert!(got[0].contains("no-file-at-path"), "{got:?}");
+    assert_eq!(got[1], "child:t:t.os");
+    assert!(got[2].contains("name-taken"), "{got:?}");
+    assert_eq!(
+        got[3],
+        "child got a request from a.os@sp:t:t.os; holds [\"a.os@child:t:t.os \\\"messaging\\\"\", \"a.os@sp:t:t.os \\\"messaging\\\"\"]",
+        "messaging on itself and on the parent (held by the parent), not network (not held)"
     );
+    assert_eq!(got[4], "Ok(true)");
+    assert!(emu
+        .capabilities("a.os", &app.process)
+        .contains(&messaging_cap("a.os", &child)));
 }
 
 #[test]
@@ -1011,4 +1095,159 @@ fn a_partition_makes_the_other_side_offline_until_healed() {
     emu.send(&a, &s, "go").unwrap();
     emu.run_for(100);
     assert_eq!(notes.get(), ["Offline after 5000 ms", "answered"]);
+}
+
+#[test]
+fn sign_signs_with_the_node_key_and_verifies_across_nodes() {
+    use p2p_common::sign::{sign_body, signed_bytes, verify_body};
+    let emu = emu();
+    let sign = |node: &str| Address::new(node, ProcessId::new("sign", "sign", "sys"));
+    let notes = Notes::default();
+    let signature = Arc::new(Mutex::new(Vec::new()));
+    // On a.os: `p` requested sign:sign:sys; it signs "m", and a request it cannot parse
+    // gets no answer.
+    let (n, sig) = (notes.clone(), signature.clone());
+    let s = sign("our");
+    emu.install_script(
+        "a.os",
+        "p:t:t.os",
+        true,
+        OnExit::None,
+        vec![messaging_cap("a.os", &sign("a.os").process)],
+        script(move |h| {
+            let (_, m) = h
+                .send_and_await_response(
+                    s.clone(),
+                    req(std::str::from_utf8(&sign_body()).unwrap(), Some(5)),
+                    blob(b"m"),
+                )?
+                .map_err(|e| anyhow::anyhow!("{:?}", e.kind))?;
+            let Message::Response((r, _)) = m else {
+                anyhow::bail!("not a response")
+            };
+            let got = h.get_blob()?.map(|b| b.bytes).unwrap_or_default();
+            n.add(format!(
+                "{} {}",
+                String::from_utf8_lossy(&r.body),
+                got.len()
+            ));
+            *sig.lock().unwrap() = got;
+            let bad = h.send_and_await_response(s.clone(), req("\"Dance\"", Some(2)), None)?;
+            n.add(format!("bad {:?}", bad.err().map(|e| k(e.kind))));
+            Ok(())
+        }),
+    );
+    emu.run_for(3_000);
+    let sig = signature.lock().unwrap().clone();
+    assert_eq!(notes.get(), ["\"NetKeySign\" 64", "bad Some(\"Timeout\")"]);
+    // The net key signed [a.os@sign:sign:sys, a.os@p:t:t.os, m].
+    let signer = p2p_common::Address::parse("a.os@p:t:t.os").unwrap();
+    let keys = p2p_common::sign::model::NetKeys::new(EmuConfig::default().seed);
+    assert!(keys.verify("a.os", &signed_bytes(&signer, b"m"), &sig));
+    assert!(
+        emu.logs()
+            .iter()
+            .any(|l| l.process == "sign:sign:sys"
+                && l.message.contains("error handling sign request"))
+    );
+
+    // On b.os: `q` verifies a.os's signature (true), a changed message (false), and one
+    // claimed by another process (false). `node` must be the signer's full address.
+    let n = notes.clone();
+    let s = sign("our");
+    let sig2 = sig.clone();
+    emu.install_script(
+        "b.os",
+        "q:t:t.os",
+        true,
+        OnExit::None,
+        vec![messaging_cap("b.os", &sign("b.os").process)],
+        script(move |h| {
+            let a = p2p_common::Address::parse("a.os@p:t:t.os").unwrap();
+            let other = p2p_common::Address::parse("a.os@other:t:t.os").unwrap();
+            for (who, msg) in [(&a, &b"m"[..]), (&a, b"n"), (&other, b"m")] {
+                let body = verify_body(who, &sig2);
+                let r = h.send_and_await_response(
+                    s.clone(),
+                    req(std::str::from_utf8(&body).unwrap(), Some(5)),
+                    blob(msg),
+                )?;
+                let (_, Message::Response((r, _))) =
+                    r.map_err(|e| anyhow::anyhow!("{:?}", e.kind))?
+                else {
+                    anyhow::bail!("not a response")
+                };
+                n.add(String::from_utf8_lossy(&r.body).into_owned());
+            }
+            Ok(())
+        }),
+    );
+    emu.run_for(100);
+    assert_eq!(
+        notes.get()[2..],
+        [
+            r#"{"NetKeyVerify":true}"#,
+            r#"{"NetKeyVerify":false}"#,
+            r#"{"NetKeyVerify":false}"#
+        ]
+    );
+
+    // sign:sign:sys is not public: without the capability a request fails at once; it has
+    // no networking, so another node's request is dropped; and its answer reaches only a
+    // process it may message (a public one, or one that granted it messaging).
+    let n = notes.clone();
+    emu.install_script(
+        "a.os",
+        "nocap:t:t.os",
+        true,
+        OnExit::None,
+        vec![network_cap("a.os")],
+        script(move |h| {
+            let t0 = h.now();
+            let r = h.send_and_await_response(sign("our"), req("\"NetKeySign\"", Some(5)), None)?;
+            n.add(format!(
+                "nocap {:?} after {} ms",
+                r.err().map(|e| k(e.kind)),
+                h.now() - t0
+            ));
+            let r =
+                h.send_and_await_response(sign("b.os"), req("\"NetKeySign\"", Some(5)), None)?;
+            n.add(format!("remote {:?}", r.err().map(|e| k(e.kind))));
+            Ok(())
+        }),
+    );
+    emu.install_script(
+        "a.os",
+        "private:t:t.os",
+        false,
+        OnExit::None,
+        vec![messaging_cap("a.os", &sign("a.os").process)],
+        script({
+            let n = notes.clone();
+            move |h| {
+                let r =
+                    h.send_and_await_response(sign("our"), req("\"NetKeySign\"", Some(5)), None)?;
+                n.add(format!("private {:?}", r.err().map(|e| k(e.kind))));
+                Ok(())
+            }
+        }),
+    );
+    emu.run_for(20_000);
+    emu.assert_no_crashes();
+    let got = notes.get();
+    assert!(
+        got.contains(&"nocap Some(\"Timeout\") after 0 ms".to_string()),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&"remote Some(\"Timeout\")".to_string()),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&"private Some(\"Timeout\")".to_string()),
+        "{got:?}"
+    );
+    assert!(emu.logs().iter().any(|l| l.message.contains(
+        "process sign:sign:sys doesn't have capability to message process private:t:t.os"
+    )));
 }

@@ -91,6 +91,16 @@ pub(crate) fn timer_pid() -> ProcessId {
 pub(crate) fn sqlite_pid() -> ProcessId {
     ProcessId::new("sqlite", "distro", "sys")
 }
+pub(crate) fn vfs_pid() -> ProcessId {
+    ProcessId::new("vfs", "distro", "sys")
+}
+pub(crate) fn http_server_pid() -> ProcessId {
+    ProcessId::new("http-server", "distro", "sys")
+}
+/// `sign:sign:sys`: a process of a bundled package (not a runtime module), not public.
+pub(crate) fn sign_pid() -> ProcessId {
+    ProcessId::new("sign", "sign", "sys")
+}
 
 /// The runtime modules the emulator plays, with their `public` flag (Hyperdrive's values:
 /// the timer is public, the database is not). Anything else of `distro:sys` does not exist
@@ -101,7 +111,7 @@ pub(crate) fn system_process(pid: &ProcessId) -> Option<bool> {
     }
     match pid.process_name.as_str() {
         "timer" => Some(true),
-        "sqlite" | "state" | "kernel" => Some(false),
+        "sqlite" | "state" | "kernel" | "vfs" | "http-server" => Some(false),
         _ => None,
     }
 }
@@ -153,8 +163,10 @@ mod tests {
     fn system_processes_have_hyperdrives_public_flags() {
         assert_eq!(system_process(&timer_pid()), Some(true));
         assert_eq!(system_process(&sqlite_pid()), Some(false));
+        assert_eq!(system_process(&vfs_pid()), Some(false));
+        assert_eq!(system_process(&http_server_pid()), Some(false));
         assert_eq!(
-            system_process(&ProcessId::new("vfs", "distro", "sys")),
+            system_process(&ProcessId::new("eth", "distro", "sys")),
             None
         );
         assert_eq!(

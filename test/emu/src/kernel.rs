@@ -8,10 +8,13 @@
 
 use crate::bindings::wit::{
     Address, Capability, LazyLoadBlob, Message, OnExit, ProcessId, Request, Response, SendError,
-    SendErrorKind,
+    SendErrorKind, SpawnError,
 };
+use crate::http_server::{self, Action, Channel, HttpReply, HttpServer, HTTP_TIMEOUT_S};
 use crate::ids::{self, messaging_cap, network_cap};
 use crate::sqlite::SqliteModule;
+use crate::vfs::Vfs;
+use p2p_common::sign::model::{NetKeys, SignOutcome};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar};
 
@@ -176,6 +179,9 @@ impl Reply {
 }
 
 pub(crate) enum ProcKind {
+    /// A process of the runtime's bundled packages that the emulator plays in Rust (no life
+    /// of its own): `sign:sign:sys`. It holds capabilities and is checked like any process.
+    Builtin,
     Wasm {
         on_exit: OnExit,
     },
@@ -211,6 +217,9 @@ impl Proc {
     pub fn is_app(&self) -> bool {
         matches!(self.kind, ProcKind::App { .. })
     }
+    pub fn is_builtin(&self) -> bool {
+        matches!(self.kind, ProcKind::Builtin)
+    }
 }
 
 pub(crate) struct Node {
@@ -226,6 +235,10 @@ pub(crate) struct Node {
     /// `set-state` storage, by process id (survives restarts).
     pub state: BTreeMap<String, Vec<u8>>,
     pub sqlite: SqliteModule,
+    /// `vfs:distro:sys` files (survive restarts; the package's files are in its drive).
+    pub vfs: Vfs,
+    /// `http-server:distro:sys` bindings and channels (gone when the node goes down).
+    pub http: HttpServer,
 }
 
 impl Node {
@@ -254,6 +267,11 @@ pub(crate) enum Event {
         node: String,
         pid: ProcessId,
         inc: u64,
+    },
+    /// http-server gives up on a process's answer to request `id`.
+    HttpTimeout {
+        node: String,
+        id: u64,
     },
 }
 
@@ -335,6 +353,13 @@ pub(crate) struct World {
     pub app_outcomes: BTreeMap<u64, Result<Reply, SendErrorKind>>,
     /// Lives to start a thread for (taken by the emulator after each step).
     pub to_spawn: Vec<(String, ProcessId, u64)>,
+    /// Every node's networking key, for `sign:sign:sys`.
+    pub keys: NetKeys,
+    /// Answers to the test's HTTP requests, by handle.
+    pub http_outcomes: BTreeMap<u64, HttpReply>,
+    /// Components of spawned processes to compile before their first turn: (node, process
+    /// id) → wasm bytes (taken by the emulator).
+    pub spawned_wasm: BTreeMap<(String, String), Vec<u8>>,
 }
 
 /// The response an app sends to request `km`.
@@ -368,6 +393,7 @@ pub(crate) fn resolve_our(a: &Address, our_node: &str) -> Address {
 impl World {
     pub fn new(cfg: EmuConfig) -> World {
         World {
+            keys: NetKeys::new(cfg.seed),
             cfg,
             now: 0,
             seq: 0,
@@ -381,6 +407,8 @@ impl World {
             crashes: Vec::new(),
             app_outcomes: BTreeMap::new(),
             to_spawn: Vec::new(),
+            http_outcomes: BTreeMap::new(),
+            spawned_wasm: BTreeMap::new(),
         }
     }
 
@@ -810,6 +838,16 @@ impl World {
                 }
             }
             Event::Deliver { km, to_inc } => self.deliver(km, to_inc),
+            Event::HttpTimeout { node, id } => {
+                let handle = self
+                    .nodes
+                    .get_mut(&node)
+                    .and_then(|n| n.http.pending.remove(&id));
+                if let Some(handle) = handle {
+                    let reply = HttpReply::plain(504, "the process did not answer in time");
+                    self.http_outcomes.insert(handle, reply);
+                }
+            }
             Event::Restart { node, pid, inc } => {
                 let Some(n) = self.nodes.get(&node) else {
                     return;
@@ -862,6 +900,15 @@ impl World {
         }
         if km.target.process == ids::sqlite_pid() {
             return self.sqlite(km);
+        }
+        if km.target.process == ids::sign_pid() {
+            return self.sign(km);
+        }
+        if km.target.process == ids::vfs_pid() {
+            return self.vfs(km);
+        }
+        if km.target.process == ids::http_server_pid() {
+            return self.http_server(km);
         }
         if ids::system_process(&km.target.process).is_some() {
             // kernel, state: nothing for processes to talk to here.
@@ -993,6 +1040,399 @@ impl World {
         }
     }
 
+    /// `sign:sign:sys`: Hyperdrive's sign process over this node's networking key (the
+    /// model in `p2p_common::sign`). The kernel has checked the caller's capability (the
+    /// process is not public); what it cannot parse it logs and leaves unanswered.
+    fn sign(&mut self, km: KernelMessage) {
+        let our = km.target.node.clone();
+        let Message::Request(req) = &km.message else {
+            let why = format!(
+                "error handling sign request: Response received at sign process from {}",
+                km.source
+            );
+            return self.print(&our, "sign:sign:sys", 0, why);
+        };
+        let node = p2p_common::NodeId::parse(&our);
+        let source = p2p_common::Address::parse(&km.source.to_string());
+        let outcome = match (node, source) {
+            (Ok(node), Ok(source)) => self.keys.handle(
+                &node,
+                &source,
+                &req.body,
+                km.blob.as_ref().map(|b| b.bytes.as_slice()),
+                &|n| self.nodes.contains_key(n),
+            ),
+            _ => SignOutcome::NoAnswer(format!("error handling sign request from {}", km.source)),
+        };
+        match outcome {
+            SignOutcome::Answer { body, blob } => {
+                if let Some(target) = Self::answer_target(&km) {
+                    let response = Self::system_response(&km, target, body, blob);
+                    self.route(response);
+                }
+            }
+            SignOutcome::NoAnswer(why) => self.print(&our, "sign:sign:sys", 0, why),
+        }
+    }
+
+    /// `vfs:distro:sys` on the node's in-memory files (crate::vfs).
+    fn vfs(&mut self, km: KernelMessage) {
+        let Message::Request(req) = &km.message else {
+            return;
+        };
+        let node = km.target.node.clone();
+        if km.source.node != node {
+            let why = format!(
+                "vfs: got request from {}, but requests must come from our node {node}",
+                km.source.node
+            );
+            return self.print(&node, "vfs:distro:sys", 1, why);
+        }
+        let vfs_addr = Address::new(&node, ids::vfs_pid());
+        let caps: Vec<serde_json::Value> = self.nodes[&node]
+            .proc(&km.source.process)
+            .map(|p| {
+                p.caps
+                    .iter()
+                    .filter(|c| c.issuer == vfs_addr)
+                    .filter_map(|c| serde_json::from_str(&c.params).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let has = |c: &serde_json::Value| caps.contains(c);
+        let out = self.nodes.get_mut(&node).expect("node exists").vfs.handle(
+            &km.source.process.package_id(),
+            &has,
+            &req.body,
+            km.blob.as_ref().map(|b| b.bytes.as_slice()),
+        );
+        if let Some(p) = self
+            .nodes
+            .get_mut(&node)
+            .and_then(|n| n.proc_mut(&km.source.process))
+        {
+            for params in out.grant {
+                p.add_cap(Capability {
+                    issuer: vfs_addr.clone(),
+                    params,
+                });
+            }
+        }
+        if let Some(target) = Self::answer_target(&km) {
+            let response = Self::system_response(&km, target, out.body, out.blob);
+            self.route(response);
+        }
+    }
+
+    /// `http-server:distro:sys`: a process binding, pushing or answering (crate::http_server).
+    fn http_server(&mut self, km: KernelMessage) {
+        let node = km.target.node.clone();
+        if km.source.node != node {
+            return;
+        }
+        match &km.message {
+            Message::Request(req) => {
+                let action = self.nodes.get_mut(&node).expect("node exists").http.action(
+                    &km.source.process,
+                    &req.body,
+                    km.blob.as_ref().map(|b| b.bytes.as_slice()),
+                    km.blob.as_ref().and_then(|b| b.mime.as_deref()),
+                );
+                let (Action::Answer(v) | Action::Done(v)) = action;
+                if let Some(target) = Self::answer_target(&km) {
+                    let body = serde_json::to_vec(&v).unwrap_or_default();
+                    let response = Self::system_response(&km, target, body, None);
+                    self.route(response);
+                }
+            }
+            Message::Response((resp, _)) => {
+                let Some(handle) = self
+                    .nodes
+                    .get_mut(&node)
+                    .and_then(|n| n.http.pending.remove(&km.id))
+                else {
+                    return;
+                };
+                let reply =
+                    match serde_json::from_slice::<p2p_common::http::HttpResponse>(&resp.body) {
+                        Ok(r) => HttpReply {
+                            status: r.status,
+                            headers: r
+                                .headers
+                                .into_iter()
+                                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                                .collect(),
+                            body: km.blob.map(|b| b.bytes).unwrap_or_default(),
+                        },
+                        Err(e) => HttpReply::plain(
+                            500,
+                            &format!("the process answered no HttpResponse: {e}"),
+                        ),
+                    };
+                self.http_outcomes.insert(handle, reply);
+            }
+        }
+    }
+
+    /// A request from a runtime module (no life, nobody to fail back to).
+    fn module_request(
+        &mut self,
+        node: &str,
+        module: ProcessId,
+        to: &ProcessId,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        expects_response: Option<u64>,
+    ) -> u64 {
+        let id = self.fresh_id();
+        let km = KernelMessage {
+            id,
+            source: Address::new(node, module),
+            target: Address::new(node, to.clone()),
+            rsvp: None,
+            message: Message::Request(Request {
+                inherit: false,
+                expects_response,
+                body,
+                metadata: None,
+                capabilities: vec![],
+            }),
+            blob: blob.map(|bytes| LazyLoadBlob { mime: None, bytes }),
+        };
+        self.route(km);
+        id
+    }
+
+    /// The test (a logged-in browser unless `logged_in` is false) asks `node`'s http-server
+    /// for `path_and_query`. Returns a handle for `http_outcomes`.
+    pub fn http_request(
+        &mut self,
+        node: &str,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        logged_in: bool,
+    ) -> u64 {
+        let handle = self.fresh_id();
+        let done = |w: &mut World, r: HttpReply| {
+            w.http_outcomes.insert(handle, r);
+            handle
+        };
+        let Some(n) = self.nodes.get(node).filter(|n| n.up) else {
+            return done(self, HttpReply::plain(503, "the node is down"));
+        };
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let Some(binding) = n.http.route(path).cloned() else {
+            return done(self, HttpReply::plain(404, "not found"));
+        };
+        if binding.authenticated && !logged_in {
+            return done(self, HttpReply::plain(401, "log in first"));
+        }
+        if let Some((mime, bytes)) = binding.static_content {
+            let mime = mime.unwrap_or_else(|| http_server::mime_of(&binding.path).to_string());
+            let reply = HttpReply {
+                status: 200,
+                headers: [("content-type".to_string(), mime)].into(),
+                body: bytes,
+            };
+            return done(self, reply);
+        }
+        let query_params: std::collections::HashMap<String, String> = query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let bound = http_server::full_path(&binding.process, &binding.path);
+        let request =
+            p2p_common::http::HttpServerRequest::Http(p2p_common::http::IncomingHttpRequest {
+                source_socket_addr: Some("127.0.0.1:50000".into()),
+                method: method.to_string(),
+                url: format!("http://localhost:8080{path_and_query}"),
+                bound_path: bound,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                url_params: Default::default(),
+                query_params,
+            });
+        let body_json = serde_json::to_vec(&request).expect("serializes");
+        let id = self.module_request(
+            node,
+            ids::http_server_pid(),
+            &binding.process,
+            body_json,
+            Some(body),
+            Some(HTTP_TIMEOUT_S),
+        );
+        self.nodes
+            .get_mut(node)
+            .expect("checked")
+            .http
+            .pending
+            .insert(id, handle);
+        self.schedule(
+            self.now.saturating_add(HTTP_TIMEOUT_S * 1000),
+            Event::HttpTimeout {
+                node: node.to_string(),
+                id,
+            },
+        );
+        handle
+    }
+
+    /// The test opens a WebSocket to `path`; the bound process gets `WebSocketOpen`.
+    pub fn ws_open(&mut self, node: &str, path: &str) -> Result<u32, String> {
+        let n = self
+            .nodes
+            .get_mut(node)
+            .filter(|n| n.up)
+            .ok_or_else(|| format!("{node} is not up"))?;
+        let b = n
+            .http
+            .ws_route(path)
+            .cloned()
+            .ok_or_else(|| format!("no WebSocket bound at {path} on {node}"))?;
+        n.http.next_channel += 1;
+        let channel = n.http.next_channel;
+        n.http.channels.insert(
+            channel,
+            Channel {
+                process: b.process.clone(),
+                frames: vec![],
+                open: true,
+            },
+        );
+        let body = serde_json::json!({"WebSocketOpen": {
+            "path": b.path, "channel_id": channel,
+            "source_socket_addr": "127.0.0.1:50000", "forwarded_for": null}});
+        let body = serde_json::to_vec(&body).expect("serializes");
+        self.module_request(node, ids::http_server_pid(), &b.process, body, None, None);
+        Ok(channel)
+    }
+
+    /// A frame from the test's WebSocket client (`kind`: `Text` or `Binary`).
+    pub fn ws_send(
+        &mut self,
+        node: &str,
+        channel: u32,
+        kind: &str,
+        data: Vec<u8>,
+    ) -> Result<(), String> {
+        let process = self.open_channel(node, channel)?;
+        let body =
+            serde_json::json!({"WebSocketPush": {"channel_id": channel, "message_type": kind}});
+        let body = serde_json::to_vec(&body).expect("serializes");
+        self.module_request(
+            node,
+            ids::http_server_pid(),
+            &process,
+            body,
+            Some(data),
+            None,
+        );
+        Ok(())
+    }
+
+    /// The test's client closes the WebSocket.
+    pub fn ws_close(&mut self, node: &str, channel: u32) -> Result<(), String> {
+        let process = self.open_channel(node, channel)?;
+        if let Some(c) = self
+            .nodes
+            .get_mut(node)
+            .and_then(|n| n.http.channels.get_mut(&channel))
+        {
+            c.open = false;
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "WebSocketClose": channel }))
+            .expect("serializes");
+        self.module_request(node, ids::http_server_pid(), &process, body, None, None);
+        Ok(())
+    }
+
+    fn open_channel(&self, node: &str, channel: u32) -> Result<ProcessId, String> {
+        self.nodes
+            .get(node)
+            .filter(|n| n.up)
+            .and_then(|n| n.http.channels.get(&channel))
+            .filter(|c| c.open)
+            .map(|c| c.process.clone())
+            .ok_or_else(|| format!("no open WebSocket channel {channel} on {node}"))
+    }
+
+    /// The host's `spawn`, as Hyperdrive's kernel does it: the child is
+    /// `<name or a fresh number>:<parent's package>`, its wasm comes from the vfs path
+    /// (`tester:sys/tests/x.wasm` or `/pkg:pub/pkg/x.wasm`), it holds messaging on itself and
+    /// those requested capabilities the parent holds, each grant gives a process a
+    /// capability issued by the child, and the parent may message the child.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        &mut self,
+        node: &str,
+        parent: &ProcessId,
+        name: Option<String>,
+        wasm_path: &str,
+        on_exit: OnExit,
+        request_capabilities: Vec<Capability>,
+        grant_capabilities: Vec<(ProcessId, String)>,
+        public: bool,
+    ) -> Result<ProcessId, SpawnError> {
+        let name = name.unwrap_or_else(|| self.fresh_id().to_string());
+        let Ok(child) = ProcessId::parse(&format!("{name}:{}", parent.package_id())) else {
+            return Err(SpawnError::NameTaken);
+        };
+        let n = self.nodes.get_mut(node).expect("the parent's node");
+        if n.proc(&child).is_some() {
+            return Err(SpawnError::NameTaken);
+        }
+        let Some(wasm) = n.vfs.read(wasm_path).cloned() else {
+            return Err(SpawnError::NoFileAtPath);
+        };
+        let held = n.proc(parent).map(|p| p.caps.clone()).unwrap_or_default();
+        let mut caps = vec![messaging_cap(node, &child)];
+        for c in request_capabilities {
+            if held.contains(&c) && !caps.contains(&c) {
+                caps.push(c);
+            }
+        }
+        n.procs.push(Proc {
+            id: child.clone(),
+            kind: ProcKind::Wasm { on_exit },
+            public,
+            caps,
+            life: None,
+            stopped: false,
+            backoff: None,
+        });
+        for (grantee, params) in grant_capabilities {
+            if let Some(p) = n.proc_mut(&grantee) {
+                p.add_cap(Capability {
+                    issuer: Address::new(node, child.clone()),
+                    params,
+                });
+            }
+        }
+        if let Some(p) = n.proc_mut(parent) {
+            p.add_cap(messaging_cap(node, &child));
+        }
+        self.spawned_wasm
+            .insert((node.to_string(), child.to_string()), wasm);
+        self.print(
+            node,
+            "kernel:distro:sys",
+            2,
+            format!("{parent} spawned {child} from {wasm_path}"),
+        );
+        self.start_process(node, &child);
+        Ok(child)
+    }
+
     // ----------------------------------------------------------------------------------
     // Process lives.
 
@@ -1003,6 +1443,9 @@ impl World {
         let Some(p) = self.nodes.get_mut(node).and_then(|n| n.proc_mut(pid)) else {
             return;
         };
+        if p.is_builtin() {
+            return;
+        }
         let mut life = Life::new(gen);
         if p.is_app() {
             life.wait = Wait::Receive;

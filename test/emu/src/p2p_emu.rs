@@ -30,11 +30,15 @@ mod emulator;
 mod host;
 #[cfg(test)]
 mod host_tests;
+pub mod http_server;
 pub mod ids;
 mod kernel;
+pub mod kit;
 pub mod package;
 mod sqlite;
+mod vfs;
 
 pub use bindings::wit::{Address, Capability, ProcessId, SendErrorKind};
 pub use emulator::{Emulator, DEFAULT_APP};
+pub use http_server::{HttpReply, WsFrame};
 pub use kernel::{AppMessage, AppSpec, Crash, EmuConfig, LogLine, Reply};

@@ -1,6 +1,15 @@
-//! The guide's presence pattern as a baseline for the benchmark: each node announces itself
-//! to a bootstrap (RegisterNode, answered with the known nodes), heartbeats every known node
-//! once a period, and declares a node dead when no heartbeat came for a fixed timeout.
+//! The benchmark's baseline: an **all-to-all fixed-timeout heartbeat**. The guide's pattern 5
+//! (announce to a bootstrap, keep whatever it returns) has no failure verdict at all; this
+//! core adds the one a reader of its "heartbeat/presence" comment would write: every node
+//! announces itself to a bootstrap (RegisterNode, answered with the known nodes), sends a
+//! heartbeat to every known node once a period, and declares a node dead when no heartbeat
+//! came for a fixed timeout. Its load is N − 1 messages per node and period.
+//!
+//! A verdict changes nothing the core sends (it heartbeats dead nodes too), so one run
+//! evaluates several timeouts side by side, exactly as separate runs with one timeout each
+//! would: [`Baseline::verdicts`] and [`Baseline::is_dead`] are per timeout, in the order
+//! given to [`Baseline::new`]. The timeout is checked once a period, on the core's tick,
+//! whose phase is drawn from the start seed (nodes do not tick in lockstep).
 
 use p2p_common::api::encode;
 use p2p_common::{Address, Effect, Input, Millis, NodeId, Now, Service};
@@ -20,33 +29,48 @@ pub struct Baseline {
     our: Address,
     bootstrap: Option<NodeId>,
     period: Millis,
-    timeout: Millis,
+    /// The verdict timeouts evaluated side by side.
+    timeouts: Vec<Millis>,
     last_heard: BTreeMap<NodeId, Millis>,
-    dead: BTreeSet<NodeId>,
-    /// Dead verdicts given so far (a node may be declared dead, heard again, and declared again).
-    pub verdicts: u64,
+    /// Per timeout: the nodes it holds dead.
+    dead: Vec<BTreeSet<NodeId>>,
+    /// Per timeout: Dead verdicts given so far (a node may be declared dead, heard again, and
+    /// declared again).
+    pub verdicts: Vec<u64>,
 }
 
 impl Baseline {
-    pub fn new(our: Address, bootstrap: Option<NodeId>, period: Millis, timeout: Millis) -> Self {
+    /// A baseline node that heartbeats every `period` and gives a verdict for each of
+    /// `timeouts` (at least one).
+    pub fn new(
+        our: Address,
+        bootstrap: Option<NodeId>,
+        period: Millis,
+        timeouts: Vec<Millis>,
+    ) -> Self {
+        assert!(!timeouts.is_empty(), "a baseline needs a timeout");
         Baseline {
             our,
             bootstrap,
             period,
-            timeout,
+            dead: vec![BTreeSet::new(); timeouts.len()],
+            verdicts: vec![0; timeouts.len()],
+            timeouts,
             last_heard: BTreeMap::new(),
-            dead: BTreeSet::new(),
-            verdicts: 0,
         }
     }
-    pub fn is_dead(&self, n: &NodeId) -> bool {
-        self.dead.contains(n)
+
+    /// Whether timeout number `t` (in the order given to [`Baseline::new`]) holds `n` dead.
+    pub fn is_dead(&self, t: usize, n: &NodeId) -> bool {
+        self.dead[t].contains(n)
     }
 
     fn learn(&mut self, n: &NodeId, now: Millis) {
         if n != &self.our.node {
             self.last_heard.insert(n.clone(), now);
-            self.dead.remove(n);
+            for d in &mut self.dead {
+                d.remove(n);
+            }
         }
     }
 }
@@ -63,7 +87,8 @@ impl Service for Baseline {
         let now = now.mono;
         let tick = Effect::timer(self.period, ());
         match input {
-            Input::Start { .. } => vec![tick],
+            // The first tick at a random phase of the period.
+            Input::Start { seed, .. } => vec![Effect::timer(1 + seed % self.period, ())],
             Input::Timer(()) => {
                 let mut out = vec![tick];
                 let me = self.our.node.clone();
@@ -76,9 +101,11 @@ impl Service for Baseline {
                     ));
                 }
                 for (n, &t) in &self.last_heard {
-                    if now.saturating_sub(t) > self.timeout && !self.dead.contains(n) {
-                        self.dead.insert(n.clone());
-                        self.verdicts += 1;
+                    let silent = now.saturating_sub(t);
+                    for (k, &timeout) in self.timeouts.iter().enumerate() {
+                        if silent > timeout && self.dead[k].insert(n.clone()) {
+                            self.verdicts[k] += 1;
+                        }
                     }
                 }
                 for n in self.last_heard.keys() {

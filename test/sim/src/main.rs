@@ -242,7 +242,11 @@ fn main() -> ExitCode {
             let mut missed = 0usize;
             for sc in list {
                 let started = Instant::now();
-                let mut m = sc.bench();
+                let mut m = if check {
+                    sc.bench_for_check()
+                } else {
+                    sc.bench()
+                };
                 m.insert("service".into(), serde_json::json!(sc.name()));
                 let targets = sc.bench_targets(&m);
                 let v = serde_json::Value::Object(m);

@@ -5,6 +5,7 @@ use crate::net::{Latency, NetConfig};
 use crate::stats::Stats;
 use crate::trace::Trace;
 use p2p_common::driver::{Driver, DriverStats, KernelCall, KernelEvent};
+use p2p_common::sign::model::{NetKeys, SignOutcome};
 use p2p_common::{Address, Millis, NodeId, Now, ProcessId, Records, SendErrorKind, Service};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -129,6 +130,10 @@ impl std::error::Error for SimError {}
 pub type Invariant = Box<dyn Fn(&Sim) -> Result<(), String>>;
 /// A check on every message put on the wire: (from, to, body).
 pub type WireCheck = Box<dyn Fn(&Address, &Address, &[u8]) -> Result<(), String>>;
+/// Sees every request and response a process is about to handle: the simulator (before the
+/// process handles it), the receiving node's index, sender, receiver and body. It only observes:
+/// pair it with an invariant that judges what it recorded (see [`Sim::with_delivery_observer`]).
+pub type DeliveryObserver = Box<dyn Fn(&Sim, usize, &Address, &Address, &[u8])>;
 
 #[derive(Debug, Clone)]
 enum Payload {
@@ -343,6 +348,7 @@ pub struct Sim {
     in_flight: u64,
     invariants: Vec<(String, Invariant)>,
     wire_checks: Vec<(String, WireCheck)>,
+    delivery_observers: Vec<DeliveryObserver>,
     wire_violation: Option<String>,
     pub trace: Trace,
     pub stats: Stats,
@@ -356,6 +362,8 @@ pub struct Sim {
     live_peers: Vec<BTreeSet<usize>>,
     /// Requests answered so far (a second answer is counted in `stats.double_answers`).
     answered: HashSet<u64>,
+    /// Every node's networking key, for `sign:sign:sys`.
+    keys: NetKeys,
 }
 
 impl Sim {
@@ -403,6 +411,7 @@ impl Sim {
             in_flight: 0,
             invariants: Vec::new(),
             wire_checks: Vec::new(),
+            delivery_observers: Vec::new(),
             wire_violation: None,
             trace: Trace::new(cfg.record_trace),
             stats: Stats::default(),
@@ -411,6 +420,7 @@ impl Sim {
             app_blobs: BTreeMap::new(),
             live_peers: Vec::new(),
             answered: HashSet::new(),
+            keys: NetKeys::new(cfg.seed),
         }
     }
 
@@ -440,6 +450,17 @@ impl Sim {
         f: impl Fn(&Address, &Address, &[u8]) -> Result<(), String> + 'static,
     ) -> Self {
         self.wire_checks.push((name.to_string(), Box::new(f)));
+        self
+    }
+
+    /// Call `f` with every request and response just before a process handles it (after the
+    /// network delivered it: lost, dropped, late and refused messages never reach `f`). For checks about
+    /// what a process does with what it *received*: `f` records, an invariant judges later.
+    pub fn with_delivery_observer(
+        mut self,
+        f: impl Fn(&Sim, usize, &Address, &Address, &[u8]) + 'static,
+    ) -> Self {
+        self.delivery_observers.push(Box::new(f));
         self
     }
 
@@ -695,6 +716,18 @@ impl Sim {
         body: Vec<u8>,
         timeout_s: u64,
     ) -> u64 {
+        self.request_with_blob(from, process, to, body, None, timeout_s)
+    }
+    /// [`Sim::request_from`] with a blob.
+    pub fn request_with_blob(
+        &mut self,
+        from: usize,
+        process: ProcessId,
+        to: &Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        timeout_s: u64,
+    ) -> u64 {
         self.ensure_started();
         let me = Address::new(self.nodes[from].id.clone(), process);
         // The handle is the request id; it rides in the context so the outcome finds it and
@@ -705,7 +738,7 @@ impl Sim {
             me,
             to.clone(),
             body,
-            None,
+            blob,
             Some(timeout_s),
             Some(handle.to_le_bytes().to_vec()),
             None,
@@ -1005,8 +1038,42 @@ impl Sim {
             );
             return req;
         }
+        if is_sign(&to) && to.node == from.node {
+            // sign:sign:sys over the node's networking key (p2p_common::sign's model, as
+            // the emulator runs it); what it cannot parse gets no answer, as on a node.
+            let index = &self.index;
+            let outcome = self
+                .keys
+                .handle(&from.node, &from, &body, blob.as_deref(), &|n| {
+                    n.parse().is_ok_and(|n: NodeId| index.contains_key(&n))
+                });
+            let answer = match outcome {
+                SignOutcome::Answer { body, blob } => Some((body, blob)),
+                SignOutcome::NoAnswer(why) => {
+                    self.trace
+                        .push(self.now, hash_str(&why), || format!("sign: {why}"));
+                    None
+                }
+            };
+            if let (Some(_), Some((body, blob))) = (expects_response, answer) {
+                let inc = self.nodes[from_node].incarnation;
+                let env = Envelope {
+                    from: to.clone(),
+                    to: from.clone(),
+                    payload: Payload::Response { req, body, blob },
+                    epoch: 0,
+                    to_inc: inc,
+                    dup: false,
+                };
+                self.schedule(
+                    self.now + self.net.local_latency_ms,
+                    Event::Deliver(Box::new(env)),
+                );
+            }
+            return req;
+        }
         if is_system(&to) && to.node == from.node {
-            // Another system process (http-server, sign, ...) that the simulator does not
+            // Another system process (http-server, ...) that the simulator does not
             // play: it answers an empty Ok at once, like a bind that succeeded.
             if expects_response.is_some() {
                 let inc = self.nodes[from_node].incarnation;
@@ -1466,6 +1533,9 @@ impl Sim {
                     let id = if env.dup { req | DUP_BIT } else { req };
                     self.nodes[to_node].procs[pi].prompt = Some((env.from.clone(), id));
                 }
+                for f in &self.delivery_observers {
+                    f(self, to_node, &env.from, &env.to, &body);
+                }
                 let event = KernelEvent::Request {
                     source: env.from.clone(),
                     expects_response,
@@ -1509,6 +1579,11 @@ impl Sim {
         };
         // The kernel restores the prompting message current when the request was sent.
         self.nodes[ni].procs[pi].prompt = o.prompt.clone();
+        if let (Ok((body, _)), Some(from)) = (&result, &source) {
+            for f in &self.delivery_observers {
+                f(self, ni, from, &o.sender, body);
+            }
+        }
         let event = match result {
             Ok((body, blob)) => KernelEvent::Response {
                 source: source.unwrap_or_else(|| o.target.clone()),
@@ -1681,6 +1756,10 @@ fn pair(a: usize, b: usize) -> (usize, usize) {
 /// A `*:distro:sys` or `*:sign:sys` process of the runtime.
 fn is_system(a: &Address) -> bool {
     a.process.publisher == "sys"
+}
+
+fn is_sign(a: &Address) -> bool {
+    a.process == p2p_common::sign::sign_process()
 }
 
 fn is_timer(a: &Address) -> bool {

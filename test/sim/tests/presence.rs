@@ -259,6 +259,8 @@ fn discovery_by_status_and_capability_with_paging() {
         assert!(matches!(r, Ok(Response::InfoSet(_))), "{r:?}");
     }
     sim.run_for(20 * P).unwrap();
+    // Node 0's clocks: its wall clock is the simulator's (no skew set here).
+    let asked_at = sim.now();
     let Ok(Response::Nodes {
         nodes, next_cursor, ..
     }) = ask(
@@ -310,7 +312,15 @@ fn discovery_by_status_and_capability_with_paging() {
         panic!()
     };
     assert_eq!(v.info.capabilities, vec!["sync", "chat"]);
-    assert!(v.info.last_seen > 0 || v.status == MemberStatus::Alive);
+    // Dave is alive and was last heard from first hand within one probe round (12 members:
+    // node 0 probes him, and he probes node 0, once every 11 periods), in wall-clock ms.
+    assert_eq!(v.status, MemberStatus::Alive);
+    let since = asked_at.saturating_sub(v.info.last_seen);
+    assert!(
+        v.info.last_seen <= sim.now() && since <= 12 * P,
+        "last_seen {} at {asked_at} ms: {since} ms ago",
+        v.info.last_seen
+    );
     let e = ask(
         &mut sim,
         0,

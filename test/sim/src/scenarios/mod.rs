@@ -25,6 +25,12 @@ pub trait Scenario {
     fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError>;
     /// The benchmark: named metrics.
     fn bench(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// What `bench <name> --check` runs: the part of the benchmark
+    /// [`Scenario::bench_targets`] reads. The whole benchmark unless the scenario has a
+    /// cheaper subset (presence: its large clusters are printed by `bench` only).
+    fn bench_for_check(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.bench()
+    }
     /// The targets `bench <name> --check` asserts on [`Scenario::bench`]'s output: `None` when
     /// this scenario asserts none, otherwise one line per target missed, saying which, what was
     /// measured and what is required (empty: every target met). Only deterministic figures

@@ -1,22 +1,23 @@
 //! The `presence` scenario: membership under random faults, plus the helpers the presence
 //! tests and the benchmark share.
 
-use super::{heal_all, util, Scenario};
-use crate::baseline::{Baseline, BASELINE};
-use crate::{factory, node_name, Mode, NetConfig, Sim, SimConfig, SimError};
+use super::{heal_all, Scenario};
+use crate::{factory, Mode, NetConfig, Sim, SimConfig, SimError};
 use p2p_common::api::encode;
 use p2p_common::api::presence::{
     Config, MemberStatus, Request, Response, SubscriberMessage, Update,
 };
-use p2p_common::{Address, Millis, NodeId};
+use p2p_common::{Millis, NodeId};
 use presence::core::Presence;
+use presence::members::MAX_INCARNATION_JUMP;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Instant;
+
+pub mod bench;
 
 pub const NAME: &str = "presence";
 
@@ -33,7 +34,12 @@ pub fn cluster(cfg: SimConfig, pcfg: Config) -> Sim {
 }
 
 /// The presence invariants that hold at every step:
-/// - no node ever says it is itself dead (checked on every message sent);
+/// - a node told it is suspect, dead or gone (a peer's message it handles carries a non-Alive
+///   fact about it at or above its incarnation, or an Alive one above) moves past the claim
+///   within two gossip intervals (its refutation is rate-limited to one per interval), unless
+///   it left or crashed meanwhile;
+/// - only a node raises its own incarnation: no message carries a fact about a node at an
+///   incarnation that node never had (checked on every message sent);
 /// - a node's own incarnation never decreases, and a restarted node comes back with a
 ///   higher one than it ever had;
 /// - within one life, a node's view of another's incarnation never decreases.
@@ -42,21 +48,112 @@ pub fn with_checks(sim: Sim) -> Sim {
     // (observer, observer's life, member) -> highest incarnation seen.
     type Views = BTreeMap<(usize, u64, NodeId), u64>;
     let views: Rc<RefCell<Views>> = Rc::default();
-    sim.with_wire_check("no node declares itself dead", |from, _to, body| {
-        for u in updates_in(body) {
-            if u.node == from.node && u.status == MemberStatus::Dead {
-                return Err(format!("{} sent Dead about itself", from.node));
+    // Node -> the highest incarnation it has had (updated after every event).
+    let highest: Rc<RefCell<BTreeMap<NodeId, u64>>> = Rc::default();
+    let claims: Rc<RefCell<Vec<Claim>>> = Rc::default();
+    let (highest_w, highest_i) = (highest.clone(), highest);
+    let (claims_o, claims_i) = (claims.clone(), claims);
+    sim.with_wire_check(
+        "only a node raises its own incarnation",
+        move |from, _to, body| {
+            let highest = highest_w.borrow();
+            for u in updates_in(body) {
+                // The sender's own fact may carry an incarnation raised in this very step.
+                if u.node == from.node {
+                    continue;
+                }
+                if let Some(&h) = highest.get(&u.node) {
+                    if u.incarnation > h {
+                        return Err(format!(
+                            "{} says {} is {:?} at incarnation {}, above any it ever had ({h})",
+                            from.node, u.node, u.status, u.incarnation
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .with_delivery_observer(move |s, i, from, to, body| {
+        if to != &s.addr(i, NAME) || from.process != to.process || from.node == to.node {
+            return;
+        }
+        let Some(p) = s.core::<Presence>(i, NAME) else {
+            return;
+        };
+        if p.has_left() {
+            return;
+        }
+        // What the core merges: every fact of a probe, indirect probe, gossip and answer; a
+        // digest's only from a node it knows (as `Presence` does).
+        let updates = match serde_json::from_slice::<Request>(body) {
+            Ok(Request::PushPull { .. }) if p.member(&from.node).is_none() => return,
+            _ => updates_in(body),
+        };
+        let ours = p.incarnation();
+        for u in updates.iter().filter(|u| &u.node == s.node_id(i)) {
+            let claim = if u.status == MemberStatus::Alive {
+                u.incarnation > ours
+            } else {
+                u.incarnation >= ours
+            };
+            // Claims no refutation could beat everywhere are ignored by design.
+            if claim && u.incarnation.saturating_add(1) < ours.saturating_add(MAX_INCARNATION_JUMP)
+            {
+                let interval = p.config().gossip_interval_ms + s.node(i).slow_ms;
+                claims_o.borrow_mut().push(Claim {
+                    node: i,
+                    life: s.node(i).incarnation,
+                    incarnation: u.incarnation,
+                    what: format!(
+                        "{} told {} it is {:?} at incarnation {} (its own: {ours}) at {} ms",
+                        from.node,
+                        to.node,
+                        u.status,
+                        u.incarnation,
+                        s.now()
+                    ),
+                    deadline: s.now() + 2 * interval + 100,
+                });
             }
         }
-        Ok(())
+    })
+    .with_invariant("a node refutes claims about itself", move |s| {
+        let mut claims = claims_i.borrow_mut();
+        let mut late = None;
+        claims.retain(|c| {
+            let node = s.node(c.node);
+            let Some(p) = s.core::<Presence>(c.node, NAME) else {
+                return false;
+            };
+            if !node.up || node.incarnation != c.life || p.has_left() {
+                return false;
+            }
+            if p.incarnation() > c.incarnation {
+                return false;
+            }
+            if s.now() > c.deadline && late.is_none() {
+                late = Some(format!(
+                    "{}; at {} ms it is still at incarnation {}",
+                    c.what,
+                    s.now(),
+                    p.incarnation()
+                ));
+            }
+            true
+        });
+        late.map_or(Ok(()), Err)
     })
     .with_invariant("incarnations never decrease", move |s| {
         let mut own = own.borrow_mut();
         let mut views = views.borrow_mut();
+        let mut highest = highest_i.borrow_mut();
         for i in 0..s.len() {
             let Some(p) = s.core::<Presence>(i, NAME) else {
                 continue;
             };
+            let h = highest.entry(s.node_id(i).clone()).or_insert(0);
+            *h = (*h).max(p.incarnation());
             let life = s.node(i).incarnation;
             let (prev_life, prev) = own.entry(i).or_insert((life, 0));
             // Within a life it may stay; a restarted node must come back strictly higher.
@@ -91,6 +188,15 @@ pub fn with_checks(sim: Sim) -> Sim {
         }
         Ok(())
     })
+}
+
+/// A claim about a node that it must refute (see [`with_checks`]).
+struct Claim {
+    node: usize,
+    life: u64,
+    incarnation: u64,
+    what: String,
+    deadline: Millis,
 }
 
 /// Every membership fact a presence body carries (requests and responses).
@@ -324,7 +430,13 @@ impl Scenario for PresenceScenario {
     }
 
     fn bench(&self) -> Map<String, Value> {
-        bench()
+        bench::bench(&config(), bench::Depth::Full)
+    }
+    fn bench_for_check(&self) -> Map<String, Value> {
+        bench::bench(&config(), bench::Depth::Targets)
+    }
+    fn bench_targets(&self, b: &Map<String, Value>) -> Option<Vec<String>> {
+        Some(bench::targets(b))
     }
 }
 
@@ -353,338 +465,4 @@ pub fn converge_with(
     })
     .expect("no invariants in benches");
     (sim, took.map(|t| t as f64 / period as f64))
-}
-
-fn percentile_f(v: &mut [f64], p: usize) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[(v.len() - 1) * p / 100]
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// The benchmark printed by `p2p-sim bench presence --json`, with the default settings.
-pub fn bench() -> Map<String, Value> {
-    bench_with(&config())
-}
-
-/// Crash-detection times (in periods) on `n` nodes over `trials` crashes.
-pub struct Detection {
-    pub trials: usize,
-    /// Crash to the first Dead verdict anywhere.
-    pub median: f64,
-    pub p99: f64,
-    /// Crash to every other node's Dead verdict.
-    pub all_median: f64,
-}
-
-/// Crash one node at a time (at a random moment of a period) and time the verdicts, in
-/// realistic mode. Pools three clusters (seeds 13, 14, 15) of `trials` crashes each.
-pub fn detection(pcfg: &Config, n: usize, trials: usize) -> Detection {
-    let runs: Vec<Vec<(f64, Option<f64>)>> = [13, 14, 15]
-        .iter()
-        .map(|&seed| detection_times(pcfg, n, trials, seed, NetConfig::realistic()))
-        .collect();
-    summarize(runs.into_iter().flatten().collect())
-}
-
-/// [`detection`] from one seed (to see the spread between runs).
-pub fn detection_seeded(pcfg: &Config, n: usize, trials: usize, seed: u64) -> Detection {
-    summarize(detection_times(
-        pcfg,
-        n,
-        trials,
-        seed,
-        NetConfig::realistic(),
-    ))
-}
-
-/// [`detection`] in hostile mode (`NetConfig::hostile(loss, duplicate)` from the first join
-/// on), one cluster (seed 13) of `trials` crashes.
-pub fn detection_hostile(
-    pcfg: &Config,
-    n: usize,
-    trials: usize,
-    loss: f64,
-    duplicate: f64,
-) -> Detection {
-    summarize(detection_times(
-        pcfg,
-        n,
-        trials,
-        13,
-        NetConfig::hostile(loss, duplicate),
-    ))
-}
-
-fn summarize(times: Vec<(f64, Option<f64>)>) -> Detection {
-    let mut first: Vec<f64> = times.iter().map(|t| t.0).collect();
-    let mut all: Vec<f64> = times.iter().filter_map(|t| t.1).collect();
-    Detection {
-        trials: first.len(),
-        median: percentile_f(&mut first, 50),
-        p99: percentile_f(&mut first, 99),
-        all_median: percentile_f(&mut all, 50),
-    }
-}
-
-/// Per crash: periods to the first Dead verdict, and to everyone's.
-fn detection_times(
-    pcfg: &Config,
-    n: usize,
-    trials: usize,
-    seed: u64,
-    net: NetConfig,
-) -> Vec<(f64, Option<f64>)> {
-    let period = pcfg.probe_interval_ms;
-    let (mut sim, _) = converge_with(seed, n, pcfg, |cfg| cfg.net = net);
-    sim.run_for(10 * period).expect("no invariants");
-    let mut times = Vec::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 99);
-    for _ in 0..trials {
-        let victim = rng.gen_range(1..n);
-        sim.run_for(rng.gen_range(0..period))
-            .expect("no invariants");
-        sim.crash(victim);
-        let others: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
-        let first = run_until(&mut sim, 100, 60 * period, |s| {
-            others
-                .iter()
-                .any(|&i| status(s, i, victim) == Some(MemberStatus::Dead))
-        })
-        .expect("no invariants");
-        let every = run_until(&mut sim, 250, 60 * period, |s| {
-            others
-                .iter()
-                .all(|&i| status(s, i, victim) == Some(MemberStatus::Dead))
-        })
-        .expect("no invariants");
-        if let Some(t) = first {
-            times.push((
-                t as f64 / period as f64,
-                every.map(|e| (t + e) as f64 / period as f64),
-            ));
-        }
-        sim.restart(victim);
-        sim.run_for(30 * period).expect("no invariants");
-    }
-    times
-}
-
-/// The benchmark with explicit presence settings.
-pub fn bench_with(pcfg: &Config) -> Map<String, Value> {
-    let mut m = Map::new();
-    let cpu0 = util::cpu_ms();
-    let t0 = Instant::now();
-    let period = pcfg.probe_interval_ms;
-    m.insert("period_ms".into(), json!(period));
-    m.insert(
-        "config".into(),
-        serde_json::to_value(pcfg).unwrap_or_default(),
-    );
-    let links = crate::Latency::default();
-    m.insert(
-        "link_latency_ms".into(),
-        json!([links.min_ms, links.max_ms]),
-    );
-    m.insert("max_body_bytes".into(), json!(presence::core::MAX_BODY));
-
-    // Convergence: N nodes join through one bootstrap.
-    let mut by_n = Map::new();
-    for n in [25usize, 50, 100, 200] {
-        let (_, p) = converge_with(7, n, pcfg, |_| {});
-        by_n.insert(n.to_string(), json!(p.map(round2)));
-        if n == 100 {
-            m.insert("converge_periods".into(), json!(p.map(round2)));
-        }
-    }
-    m.insert("converge_periods_by_n".into(), Value::Object(by_n));
-
-    // Load: steady-state messages per node per period, for several cluster sizes.
-    let mut load = Map::new();
-    for n in [25usize, 100, 200] {
-        let (mut sim, _) = converge_with(11, n, pcfg, |_| {});
-        sim.run_for(10 * period).expect("no invariants");
-        let (msgs0, bytes0) = (sim.stats.remote.msgs, sim.stats.remote.bytes);
-        let periods = 100;
-        sim.run_for(periods * period).expect("no invariants");
-        let msgs = sim.stats.remote.msgs - msgs0;
-        let per = msgs as f64 / n as f64 / periods as f64;
-        load.insert(n.to_string(), json!(round2(per)));
-        if n == 100 {
-            m.insert("msgs_per_node_per_period".into(), json!(round2(per)));
-            let bytes = (sim.stats.remote.bytes - bytes0) as f64 / msgs.max(1) as f64;
-            m.insert("bytes_per_msg".into(), json!(bytes.round()));
-            m.insert(
-                "per_type".into(),
-                serde_json::to_value(&sim.stats.per_type).unwrap_or_default(),
-            );
-        }
-    }
-    m.insert("msgs_per_node_per_period_by_n".into(), Value::Object(load));
-
-    // Detection: crash one node of 100 at a time; 3 clusters x 40 crashes.
-    let detect_nodes = 100;
-    m.insert("detect_nodes".into(), json!(detect_nodes));
-    let d = detection(pcfg, detect_nodes, 40);
-    m.insert("detect_trials".into(), json!(d.trials));
-    m.insert("detect_periods_median".into(), json!(round2(d.median)));
-    m.insert("detect_periods_p99".into(), json!(round2(d.p99)));
-    m.insert(
-        "detect_all_periods_median".into(),
-        json!(round2(d.all_median)),
-    );
-    m.insert(
-        "detect_seconds_median".into(),
-        json!(round2(d.median * period as f64 / 1000.0)),
-    );
-
-    // The same in hostile mode: 5% loss and 2% duplication on every message, one cluster.
-    let (loss, dup) = (0.05, 0.02);
-    let d = detection_hostile(pcfg, detect_nodes, 40, loss, dup);
-    m.insert("detect_hostile_loss".into(), json!(loss));
-    m.insert("detect_hostile_duplicate".into(), json!(dup));
-    m.insert("detect_hostile_trials".into(), json!(d.trials));
-    m.insert(
-        "detect_hostile_periods_median".into(),
-        json!(round2(d.median)),
-    );
-    m.insert("detect_hostile_periods_p99".into(), json!(round2(d.p99)));
-    m.insert(
-        "detect_hostile_all_periods_median".into(),
-        json!(round2(d.all_median)),
-    );
-
-    // False positives: 1,000 periods, 10% loss (hostile mode), one slow node, nobody crashes.
-    let fp_nodes = 50;
-    let slow_ms = 1_500;
-    let (fp_periods, fp_loss) = (1_000, 0.10);
-    let (fp, susp) = false_positives(pcfg, fp_nodes, fp_periods, fp_loss, slow_ms);
-    let base = baseline_false_positives(period, fp_nodes, fp_periods, fp_loss, slow_ms);
-    m.insert("fp_nodes".into(), json!(fp_nodes));
-    m.insert("fp_periods".into(), json!(fp_periods));
-    m.insert("fp_loss".into(), json!(fp_loss));
-    m.insert("fp_slow_node_delay_ms".into(), json!(slow_ms));
-    m.insert("false_positives".into(), json!(fp));
-    m.insert("suspicions_during_fp_run".into(), json!(susp));
-    m.insert(
-        "baseline_false_positives".into(),
-        json!(base.false_positives),
-    );
-    m.insert(
-        "baseline_detect_periods_median".into(),
-        json!(round2(base.detect_median)),
-    );
-    m.insert(
-        "baseline_msgs_per_node_per_period".into(),
-        json!(round2(base.msgs_per_node_per_period)),
-    );
-    m.insert(
-        "fp_ratio_baseline_over_ours".into(),
-        json!(round2(base.false_positives as f64 / (fp.max(1)) as f64)),
-    );
-    m.insert("wall_ms".into(), json!(t0.elapsed().as_millis()));
-    m.insert("cpu_ms".into(), json!(util::cpu_ms() - cpu0));
-    m
-}
-
-/// Dead verdicts about live nodes (NodeDead events at every subscriber) over `periods`
-/// periods with `loss` and one node slowed by `slow_ms`; and suspicions started.
-pub fn false_positives(
-    pcfg: &Config,
-    n: usize,
-    periods: u64,
-    loss: f64,
-    slow_ms: Millis,
-) -> (u64, u64) {
-    let period = pcfg.probe_interval_ms;
-    let (mut sim, _) = converge_with(17, n, pcfg, |_| {});
-    for i in 0..n {
-        subscribe(&mut sim, i);
-    }
-    sim.run_for(period).expect("no invariants");
-    sim.net.loss = loss;
-    sim.set_slow(n - 1, slow_ms);
-    let before: usize = (0..n).map(|i| dead_events(&sim, i)).sum();
-    let suspicions = |s: &Sim| -> u64 {
-        (0..n)
-            .filter_map(|i| s.core::<Presence>(i, NAME))
-            .map(|p| p.stats().suspicions_started)
-            .sum()
-    };
-    let susp_before = suspicions(&sim);
-    sim.run_for(periods * period).expect("no invariants");
-    let after: usize = (0..n).map(|i| dead_events(&sim, i)).sum();
-    ((after - before) as u64, suspicions(&sim) - susp_before)
-}
-
-fn dead_events(sim: &Sim, i: usize) -> usize {
-    events(sim, i)
-        .iter()
-        .filter(|(k, _)| k == "NodeDead")
-        .count()
-}
-
-pub struct BaselineResult {
-    pub false_positives: u64,
-    pub detect_median: f64,
-    pub msgs_per_node_per_period: f64,
-}
-
-/// The guide's pattern: announce to a bootstrap, heartbeat every known node each period,
-/// declare a node dead after a fixed timeout (3 periods) without a heartbeat.
-pub fn baseline_false_positives(
-    period: Millis,
-    n: usize,
-    periods: u64,
-    loss: f64,
-    slow_ms: Millis,
-) -> BaselineResult {
-    let boot = node_name(0);
-    let mut sim = Sim::new(SimConfig::new(23, n)).with_process(
-        BASELINE,
-        factory(move |a: Address| Baseline::new(a, Some(boot.clone()), period, 3 * period)),
-    );
-    sim.run_for(10 * period).expect("no invariants");
-    let msgs0 = sim.stats.remote.msgs;
-    sim.run_for(10 * period).expect("no invariants");
-    let per = (sim.stats.remote.msgs - msgs0) as f64 / n as f64 / 10.0;
-    // Detection: crash nodes one at a time.
-    let mut det = Vec::new();
-    for k in 0..5 {
-        let victim = 1 + k * 3;
-        sim.crash(victim);
-        let id = sim.node_id(victim).clone();
-        let found = run_until(&mut sim, 100, 20 * period, |s| {
-            (0..n).any(|i| {
-                s.core::<Baseline>(i, BASELINE)
-                    .is_some_and(|b| b.is_dead(&id))
-            })
-        })
-        .expect("no invariants");
-        if let Some(d) = found {
-            det.push(d as f64 / period as f64);
-        }
-        sim.restart(victim);
-        sim.run_for(5 * period).expect("no invariants");
-    }
-    let verdicts = |s: &Sim| -> u64 {
-        (0..n)
-            .filter_map(|i| s.core::<Baseline>(i, BASELINE))
-            .map(|b| b.verdicts)
-            .sum()
-    };
-    sim.net.loss = loss;
-    sim.set_slow(n - 1, slow_ms);
-    let before = verdicts(&sim);
-    sim.run_for(periods * period).expect("no invariants");
-    BaselineResult {
-        false_positives: verdicts(&sim) - before,
-        detect_median: percentile_f(&mut det, 50),
-        msgs_per_node_per_period: per,
-    }
 }
