@@ -30,6 +30,7 @@ use crate::api::presence::{
     Config, ConfigPatch, ListFilter, NodeInfo, NodeView, PresenceStats, Request, Response,
     SubscriberMessage, PROCESS,
 };
+use crate::api::sync;
 use crate::api::{
     encode, try_decode_response, ApiError, BaseRequest, BaseResponse, Pong, ServiceInfo,
 };
@@ -441,6 +442,153 @@ impl<T: Transport> PresenceClient<T> {
 
 fn unexpected(r: Response) -> ClientError {
     ClientError::Unexpected(format!("{r:?}"))
+}
+
+/// Typed calls to the `sync` process on our node (replicated documents). `GetDataSince`
+/// answers with a blob, which a [`Transport`] does not carry: call it with process_lib
+/// directly and read the blob with `get_blob()`.
+pub struct SyncClient<T> {
+    transport: T,
+    target: Address,
+    pub timeout_s: u64,
+}
+
+fn sync_unexpected(r: sync::Response) -> ClientError {
+    ClientError::Unexpected(format!("{r:?}"))
+}
+
+impl<T: Transport> SyncClient<T> {
+    /// How long `join` waits: the creator's answer carries the whole snapshot.
+    pub const JOIN_TIMEOUT_S: u64 = 35;
+
+    /// The sync process on `our_node`.
+    pub fn local(our_node: &NodeId, transport: T) -> Self {
+        SyncClient {
+            transport,
+            target: Address::ours(our_node, sync::PROCESS),
+            timeout_s: DEFAULT_TIMEOUT_S,
+        }
+    }
+
+    fn call_with(
+        &mut self,
+        req: &sync::Request,
+        timeout_s: u64,
+    ) -> Result<sync::Response, ClientError> {
+        let our = self.target.node.clone();
+        call(&mut self.transport, &our, &self.target, timeout_s, req)
+    }
+
+    fn call(&mut self, req: &sync::Request) -> Result<sync::Response, ClientError> {
+        self.call_with(req, self.timeout_s)
+    }
+
+    /// Create a document on our node shared with `members` (who are invited).
+    pub fn create(
+        &mut self,
+        name: &str,
+        members: Vec<sync::Member>,
+    ) -> Result<sync::DocInfo, ClientError> {
+        match self.call(&sync::Request::Create {
+            name: name.into(),
+            members,
+        })? {
+            sync::Response::Created(i) => Ok(i),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Add, change (`Some(role)`) or remove (`None`) a member; creator only.
+    pub fn set_member(
+        &mut self,
+        doc: &sync::DocId,
+        node: &NodeId,
+        role: Option<sync::Role>,
+    ) -> Result<sync::DocInfo, ClientError> {
+        match self.call(&sync::Request::SetMember {
+            doc: doc.clone(),
+            node: node.clone(),
+            role,
+        })? {
+            sync::Response::MemberSet(i) => Ok(i),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Get a document shared with us; returns once its snapshot has arrived.
+    pub fn join(&mut self, doc: &sync::DocId) -> Result<sync::DocInfo, ClientError> {
+        match self.call_with(
+            &sync::Request::Join { doc: doc.clone() },
+            Self::JOIN_TIMEOUT_S,
+        )? {
+            sync::Response::Joined(i) => Ok(i),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    pub fn leave(&mut self, doc: &sync::DocId) -> Result<(), ClientError> {
+        match self.call(&sync::Request::Leave { doc: doc.clone() })? {
+            sync::Response::Left {} => Ok(()),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    pub fn delete(&mut self, doc: &sync::DocId) -> Result<(), ClientError> {
+        match self.call(&sync::Request::Delete { doc: doc.clone() })? {
+            sync::Response::Deleted {} => Ok(()),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    pub fn list(&mut self) -> Result<Vec<sync::DocInfo>, ClientError> {
+        match self.call(&sync::Request::List {})? {
+            sync::Response::Docs { docs } => Ok(docs),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Apply `ops` once per `op_id` (a retry after a lost answer is safe); `at`: the version
+    /// the user saw.
+    pub fn edit(
+        &mut self,
+        doc: &sync::DocId,
+        op_id: &str,
+        ops: Vec<sync::Op>,
+        at: Option<sync::Version>,
+    ) -> Result<sync::Edited, ClientError> {
+        match self.call(&sync::Request::Edit {
+            doc: doc.clone(),
+            op_id: op_id.into(),
+            ops,
+            at,
+            utf16: false,
+        })? {
+            sync::Response::Edited(e) => Ok(e),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    pub fn read(&mut self, doc: &sync::DocId) -> Result<sync::Content, ClientError> {
+        match self.call(&sync::Request::Read { doc: doc.clone() })? {
+            sync::Response::Content(c) => Ok(c),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Receive [`sync::SyncEvent`]s (every document, or `doc`) at the calling address.
+    pub fn subscribe(&mut self, doc: Option<sync::DocId>) -> Result<(), ClientError> {
+        match self.call(&sync::Request::Subscribe { doc })? {
+            sync::Response::Subscribed {} => Ok(()),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    pub fn stats(&mut self) -> Result<sync::SyncStats, ClientError> {
+        match self.call(&sync::Request::Stats {})? {
+            sync::Response::Stats(s) => Ok(s),
+            other => Err(sync_unexpected(other)),
+        }
+    }
 }
 
 /// A presence event from the body of a request the subscriber received; None if the body is

@@ -168,7 +168,9 @@ fn the_readme_states_what_works_per_service() {
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     // Services that answer only Ping and Info today; move one to the presence side of this
     // test when it lands (and its row in the README with it).
-    let basic_only = ["sync", "notify", "txcoord"];
+    let basic_only = ["notify", "txcoord"];
+    // Services that work in part: their row says what is still open (and in which issue).
+    let in_progress = ["sync"];
     for process in package_processes() {
         let name = process.split(':').next().unwrap();
         let row = section
@@ -177,7 +179,11 @@ fn the_readme_states_what_works_per_service() {
             .unwrap_or_else(|| panic!("README's status table has no row for {name}"));
         let only_base = row.contains("only `Ping` and `Info`");
         assert_eq!(only_base, basic_only.contains(&name), "{row}");
-        assert_eq!(row.contains("open)"), basic_only.contains(&name), "{row}");
+        assert_eq!(
+            row.contains("open)"),
+            basic_only.contains(&name) || in_progress.contains(&name),
+            "{row}"
+        );
     }
 }
 

@@ -1,9 +1,1861 @@
-//! Pure core of `sync`. Until the service lands it is the shared minimal core: it answers
-//! Ping and Info and rejects any other body with a clear error.
+//! Pure core of `sync`: replicated documents on Loro. See docs/sync.md for the design.
+//!
+//! Sub-machines, each owning its state: [`Docs`] (documents, their ACL and durable log),
+//! [`Outbox`] (what each peer is owed, one send in flight per peer, backoff, breaker),
+//! [`Subscribers`] (change events to local apps). The core routes inputs between them.
 
-use p2p_common::basic::BasicService;
-use p2p_common::Address;
+use crate::doc::{blob_peers, deflate, includes, inflate, to_version, to_vv, Doc};
+use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
+use loro::VersionVector;
+use p2p_common::api::sync::{
+    Acl, DataPage, DocId, DocInfo, Edited, Encoding, JoinAnswer, Member, PeerOwner, Request,
+    Response, Role, SyncAnswer, SyncEvent, SyncStats, Version, DEFAULT_PAGE, MAX_LOCAL_REQUEST,
+    MAX_MEMBERS,
+};
+use p2p_common::api::{
+    decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong,
+    ServiceInfo, PACKAGE_VERSION, PROTOCOL_VERSION,
+};
+use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets};
+use p2p_common::service::log;
+use p2p_common::{
+    Address, Batch, Effect, Input, Level, Millis, NodeId, Now, Records, RequestId, Service,
+};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-pub fn new(our: Address) -> BasicService {
-    BasicService::new(crate::NAME, our)
+/// With `at`, a Delete spans at most this many characters (each is looked up).
+pub const MAX_AT_DELETE: usize = 1 << 16;
+/// Anti-entropy period (each tick syncs up to [`AE_DOCS_PER_TICK`] documents with one
+/// random member each), jittered by ±20 %.
+pub const AE_INTERVAL_MS: Millis = 5_000;
+pub const AE_DOCS_PER_TICK: usize = 32;
+/// Timeout of protocol requests (seconds); joins move a whole snapshot.
+const SEND_TIMEOUT_S: u64 = 15;
+const JOIN_TIMEOUT_S: u64 = 30;
+const EVENT_TIMEOUT_S: u64 = 5;
+/// Largest body of a protocol message (JSON; the Loro bytes travel in the blob).
+const MAX_PEER_BODY: usize = 256 << 10;
+/// Largest blob accepted or sent in one message (Hyperware drops a connection over 10 MiB).
+pub const MAX_WIRE_BLOB: usize = 8 << 20;
+/// Largest inflated blob.
+pub const MAX_INFLATED: usize = 64 << 20;
+/// Documents this node keeps (created, joined or invited).
+pub const MAX_DOCS: usize = 1024;
+/// Invitations one creator may have pending here.
+pub const MAX_INVITES_PER_CREATOR: usize = 64;
+/// PeerIDs one node may register per document.
+pub const MAX_PEERS_PER_NODE: usize = 16;
+/// Op ids remembered per document (retries of older ones apply again).
+pub const OP_IDS_KEPT: usize = 1024;
+/// Compaction: when a document's update log has this many entries, or more bytes than its
+/// snapshot (and at least 64 KiB), it is folded into a new snapshot in the background.
+pub const COMPACT_ENTRIES: u64 = 64;
+const COMPACT_MIN_BYTES: usize = 64 << 10;
+const COMPACT_DELAY_MS: Millis = 1_000;
+/// Blobs smaller than this go raw.
+const DEFLATE_OVER: usize = 512;
+/// Subscribers, and events queued per subscriber (oldest dropped).
+const MAX_SUBSCRIBERS: usize = 32;
+const EVENT_QUEUE: usize = 256;
+const EVENT_FAILURES: u32 = 3;
+/// Persisted meta format.
+const META_V: u32 = 1;
+
+type Eff = Effect<Ctx, Timer>;
+/// An answer and its blob.
+type Reply = ApiResult<(Response, Option<Vec<u8>>)>;
+
+/// Context of an awaited send.
+#[derive(Debug, Clone)]
+pub enum Ctx {
+    /// An outbox item to `peer`.
+    Out { peer: NodeId, item: Item },
+    /// Anti-entropy with `peer`.
+    Sync { doc: DocId, peer: NodeId },
+    /// A local Join waiting for the creator's snapshot.
+    Join {
+        doc: DocId,
+        caller: Option<RequestId>,
+        peer: u64,
+    },
+    /// An event to a subscriber.
+    Event { app: Address },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    AntiEntropy,
+    Retry(NodeId),
+    Compact,
+}
+
+/// What is stored per document (record `m/<doc>`), forced when it changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    v: u32,
+    acl: Acl,
+    /// We hold the content (created or joined); otherwise we were only invited.
+    joined: bool,
+    /// The Loro PeerID we write with (fresh whenever the content is new to us).
+    our_peer: u64,
+}
+
+/// One document this node knows.
+struct Entry {
+    meta: Meta,
+    doc: Option<Doc>,
+    /// Update log `u/<doc>/<seq>`: first live entry, next sequence number, entries, bytes.
+    log_first: u64,
+    log_next: u64,
+    log_bytes: usize,
+    snap_bytes: usize,
+    /// Op ids of acknowledged edits, oldest first.
+    op_ids: VecDeque<String>,
+    op_set: BTreeSet<String>,
+    /// What each peer is known to have (from its Acks, SyncRequests and answers).
+    known: BTreeMap<NodeId, VersionVector>,
+    /// Peers an anti-entropy exchange is in flight with.
+    syncing: BTreeSet<NodeId>,
+}
+
+impl Entry {
+    fn new(meta: Meta, doc: Option<Doc>) -> Entry {
+        Entry {
+            meta,
+            doc,
+            log_first: 0,
+            log_next: 0,
+            log_bytes: 0,
+            snap_bytes: 0,
+            op_ids: VecDeque::new(),
+            op_set: BTreeSet::new(),
+            known: BTreeMap::new(),
+            syncing: BTreeSet::new(),
+        }
+    }
+    fn acl(&self) -> &Acl {
+        &self.meta.acl
+    }
+}
+
+fn role_in(acl: &Acl, node: &NodeId) -> Option<Role> {
+    if *node == acl.doc.creator {
+        return Some(Role::Writer);
+    }
+    acl.members.iter().find(|m| m.node == *node).map(|m| m.role)
+}
+
+fn is_member(acl: &Acl, node: &NodeId) -> bool {
+    role_in(acl, node).is_some()
+}
+
+/// Nodes that hold the document, us excluded: the creator and the joined members.
+fn holders(acl: &Acl, us: &NodeId) -> Vec<NodeId> {
+    let mut v: Vec<NodeId> = acl
+        .joined
+        .iter()
+        .filter(|n| is_member(acl, n))
+        .cloned()
+        .chain(std::iter::once(acl.doc.creator.clone()))
+        .filter(|n| n != us)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Whether every PeerID in `blob` belongs to a writer of `acl` (a peer of a former writer
+/// only up to its frozen counter).
+fn check_peers(acl: &Acl, blob: &[u8]) -> Result<(), String> {
+    let meta = loro::LoroDoc::decode_import_blob_meta(blob, true).map_err(|e| e.to_string())?;
+    for peer in blob_peers(blob)? {
+        let end = meta.partial_end_vv.get(&peer).copied().unwrap_or(0).max(0) as u32;
+        let owner = acl.peers.iter().find(|o| o.peer == peer.to_string());
+        match owner {
+            None => {
+                return Err(format!(
+                    "changes by PeerID {peer}, which no member registered"
+                ))
+            }
+            Some(o) => {
+                let writer = role_in(acl, &o.node) == Some(Role::Writer);
+                let frozen_ok = o.frozen.is_some_and(|f| end <= f);
+                if !writer && !frozen_ok {
+                    return Err(format!(
+                        "changes by PeerID {peer} of {}, who may not write",
+                        o.node
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn key_meta(doc: &DocId) -> Vec<u8> {
+    format!("m/{doc}").into_bytes()
+}
+fn key_snap(doc: &DocId) -> Vec<u8> {
+    format!("s/{doc}").into_bytes()
+}
+fn key_log(doc: &DocId, seq: u64) -> Vec<u8> {
+    format!("u/{doc}/{seq:016x}").into_bytes()
+}
+fn key_op(doc: &DocId, op: &str) -> Vec<u8> {
+    format!("o/{doc}/{op}").into_bytes()
+}
+
+/// A subscriber and its queue.
+struct Sub {
+    doc: Option<DocId>,
+    queue: VecDeque<SyncEvent>,
+    in_flight: bool,
+    failures: u32,
+}
+
+/// Change events to local apps: one in flight per app, bounded queue, dropped after
+/// [`EVENT_FAILURES`] failed deliveries in a row.
+#[derive(Default)]
+struct Subscribers {
+    subs: BTreeMap<Address, Sub>,
+    seq: u64,
+    dropped: u64,
+}
+
+impl Subscribers {
+    fn emit(&mut self, doc: &DocId, make: impl Fn(u64) -> SyncEvent, out: &mut Vec<Eff>) {
+        self.seq += 1;
+        let ev = make(self.seq);
+        for (_, s) in self.subs.iter_mut() {
+            if s.doc.as_ref().is_none_or(|d| d == doc) {
+                if s.queue.len() >= EVENT_QUEUE {
+                    s.queue.pop_front();
+                    self.dropped += 1;
+                }
+                s.queue.push_back(ev.clone());
+            }
+        }
+        self.pump(out);
+    }
+    fn pump(&mut self, out: &mut Vec<Eff>) {
+        for (app, s) in self.subs.iter_mut() {
+            if s.in_flight {
+                continue;
+            }
+            if let Some(ev) = s.queue.pop_front() {
+                s.in_flight = true;
+                out.push(Effect::request(
+                    app.clone(),
+                    encode(&ev),
+                    EVENT_TIMEOUT_S,
+                    Ctx::Event { app: app.clone() },
+                ));
+            }
+        }
+    }
+    fn outcome(&mut self, app: &Address, ok: bool, out: &mut Vec<Eff>) {
+        if let Some(s) = self.subs.get_mut(app) {
+            s.in_flight = false;
+            if ok {
+                s.failures = 0;
+            } else {
+                s.failures += 1;
+                if s.failures >= EVENT_FAILURES {
+                    self.subs.remove(app);
+                    out.push(log(
+                        Level::Warn,
+                        format!(
+                            "subscriber {app} dropped after {EVENT_FAILURES} failed deliveries"
+                        ),
+                    ));
+                }
+            }
+        }
+        self.pump(out);
+    }
+}
+
+/// The sync service.
+pub struct SyncCore {
+    our: Address,
+    me: NodeId,
+    rng: ChaCha8Rng,
+    docs: BTreeMap<DocId, Entry>,
+    outbox: Outbox,
+    subs: Subscribers,
+    reach: Reachability,
+    budgets: SenderBudgets,
+    /// Anti-entropy round-robin position.
+    ae_cursor: Option<DocId>,
+    compact_armed: bool,
+    pub stats: SyncStats,
+}
+
+pub fn new(our: Address) -> SyncCore {
+    SyncCore::new(our)
+}
+
+impl SyncCore {
+    pub fn new(our: Address) -> SyncCore {
+        SyncCore {
+            me: our.node.clone(),
+            our,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            docs: BTreeMap::new(),
+            outbox: Outbox::new(),
+            subs: Subscribers::default(),
+            reach: Reachability::default(),
+            budgets: SenderBudgets::new(BudgetConfig {
+                per_second: 50,
+                burst: 500,
+                max_senders: 4096,
+            }),
+            ae_cursor: None,
+            compact_armed: false,
+            stats: SyncStats::default(),
+        }
+    }
+
+    // ----- read-only views (tests, simulator) -----
+
+    /// The text of `doc` if this node holds it.
+    pub fn text(&self, doc: &DocId) -> Option<String> {
+        self.docs.get(doc)?.doc.as_ref().map(Doc::text)
+    }
+    /// The content of `doc` if this node holds it.
+    pub fn content(&self, doc: &DocId) -> Option<p2p_common::api::sync::Content> {
+        self.docs.get(doc)?.doc.as_ref().map(Doc::content)
+    }
+    pub fn version(&self, doc: &DocId) -> Option<VersionVector> {
+        self.docs.get(doc)?.doc.as_ref().map(Doc::vv)
+    }
+    /// Whether this node knows `doc` at all (content or invitation).
+    pub fn knows(&self, doc: &DocId) -> bool {
+        self.docs.contains_key(doc)
+    }
+    pub fn acl(&self, doc: &DocId) -> Option<&Acl> {
+        self.docs.get(doc).map(Entry::acl)
+    }
+    pub fn outbox_queued(&self) -> usize {
+        self.outbox.queued()
+    }
+
+    fn info(&self, e: &Entry) -> DocInfo {
+        DocInfo {
+            doc: e.meta.acl.doc.clone(),
+            members: e.meta.acl.members.clone(),
+            joined: e.meta.joined,
+            role: if e.meta.acl.doc.creator == self.me {
+                None
+            } else {
+                role_in(&e.meta.acl, &self.me)
+            },
+            version: e.doc.as_ref().map(Doc::version).unwrap_or_default(),
+        }
+    }
+
+    fn fresh_peer(&mut self) -> u64 {
+        // Never 0 or u64::MAX (Loro reserves the latter).
+        self.rng.gen_range(1..u64::MAX - 1)
+    }
+
+    fn owner_of(acl: &Acl, peer: u64) -> Option<NodeId> {
+        let p = peer.to_string();
+        acl.peers
+            .iter()
+            .find(|o| o.peer == p)
+            .map(|o| o.node.clone())
+    }
+
+    // ----- start and storage -----
+
+    fn start(&mut self, records: Records, seed: u64, now: Millis, out: &mut Vec<Eff>) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.reach.restart(now);
+        let mut metas: BTreeMap<DocId, Meta> = BTreeMap::new();
+        let mut snaps: BTreeMap<DocId, Vec<u8>> = BTreeMap::new();
+        let mut logs: BTreeMap<DocId, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+        let mut ops: BTreeMap<DocId, Vec<(u64, String)>> = BTreeMap::new();
+        let mut bad = 0u32;
+        for (k, v) in records {
+            let Ok(k) = String::from_utf8(k) else {
+                bad += 1;
+                continue;
+            };
+            let (kind, rest) = k.split_at(k.len().min(2));
+            let parsed: Option<()> = (|| {
+                match kind {
+                    "m/" => {
+                        let doc: DocId = rest.parse().ok()?;
+                        let m: Meta = serde_json::from_slice(&v).ok()?;
+                        metas.insert(doc, m);
+                    }
+                    "s/" => {
+                        snaps.insert(rest.parse().ok()?, v);
+                    }
+                    "u/" => {
+                        let (doc, seq) = rest.rsplit_once('/')?;
+                        let seq = u64::from_str_radix(seq, 16).ok()?;
+                        logs.entry(doc.parse().ok()?).or_default().push((seq, v));
+                    }
+                    "o/" => {
+                        let mut parts = rest.splitn(3, '/');
+                        let doc: DocId = format!("{}/{}", parts.next()?, parts.next()?)
+                            .parse()
+                            .ok()?;
+                        let op = parts.next()?.to_string();
+                        let seq = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+                        ops.entry(doc).or_default().push((seq, op));
+                    }
+                    _ => return None,
+                }
+                Some(())
+            })();
+            if parsed.is_none() {
+                bad += 1;
+            }
+        }
+        for (id, meta) in metas {
+            let mut doc = None;
+            let mut e_log = logs.remove(&id).unwrap_or_default();
+            e_log.sort();
+            let snap = snaps.remove(&id);
+            if meta.joined {
+                let mut d = Doc::new(id.clone(), meta.our_peer);
+                if let Some(s) = &snap {
+                    if let Err(err) = d.import(s) {
+                        out.push(log(
+                            Level::Error,
+                            format!("{id}: snapshot does not load: {err}"),
+                        ));
+                    }
+                }
+                let blobs: Vec<Vec<u8>> = e_log.iter().map(|(_, b)| b.clone()).collect();
+                if !blobs.is_empty() {
+                    if let Err(err) = d.loro.import_batch(&blobs) {
+                        out.push(log(
+                            Level::Error,
+                            format!("{id}: update log does not load: {err}"),
+                        ));
+                    }
+                }
+                doc = Some(d);
+            }
+            let mut e = Entry::new(meta, doc);
+            e.snap_bytes = snap.map_or(0, |s| s.len());
+            e.log_first = e_log.first().map_or(0, |(s, _)| *s);
+            e.log_next = e_log.last().map_or(0, |(s, _)| s + 1);
+            e.log_bytes = e_log.iter().map(|(_, b)| b.len()).sum();
+            let mut o = ops.remove(&id).unwrap_or_default();
+            o.sort();
+            for (_, op) in o {
+                e.op_set.insert(op.clone());
+                e.op_ids.push_back(op);
+            }
+            self.docs.insert(id, e);
+        }
+        if bad > 0 {
+            out.push(log(
+                Level::Warn,
+                format!("{bad} stored records not understood; ignored"),
+            ));
+        }
+        out.push(log(
+            Level::Info,
+            format!(
+                "sync started on {} with {} documents",
+                self.our,
+                self.docs.len()
+            ),
+        ));
+        self.arm_ae(out);
+        if self
+            .docs
+            .values()
+            .any(|e| e.log_next - e.log_first > COMPACT_ENTRIES)
+        {
+            self.arm_compact(out);
+        }
+    }
+
+    fn arm_ae(&mut self, out: &mut Vec<Eff>) {
+        let jitter = self.rng.gen_range(0..=AE_INTERVAL_MS * 2 / 5);
+        out.push(Effect::timer(
+            AE_INTERVAL_MS * 4 / 5 + jitter,
+            Timer::AntiEntropy,
+        ));
+    }
+
+    fn arm_compact(&mut self, out: &mut Vec<Eff>) {
+        if !self.compact_armed {
+            self.compact_armed = true;
+            out.push(Effect::timer(COMPACT_DELAY_MS, Timer::Compact));
+        }
+    }
+
+    fn store_meta(&self, e: &Entry, batch: Batch) -> Batch {
+        batch.put(
+            key_meta(&e.meta.acl.doc),
+            serde_json::to_vec(&e.meta).expect("meta serializes"),
+        )
+    }
+
+    /// Append `blob` to the document's update log (in `batch`).
+    fn log_append(e: &mut Entry, blob: &[u8], batch: Batch) -> Batch {
+        let key = key_log(&e.meta.acl.doc, e.log_next);
+        e.log_next += 1;
+        e.log_bytes += blob.len();
+        batch.put(key, blob.to_vec())
+    }
+
+    fn needs_compaction(e: &Entry) -> bool {
+        e.doc.is_some()
+            && (e.log_next - e.log_first > COMPACT_ENTRIES
+                || (e.log_bytes > COMPACT_MIN_BYTES && e.log_bytes > e.snap_bytes))
+    }
+
+    /// Fold long update logs into snapshots (lazy: a crash before it lands keeps the log).
+    fn compact(&mut self, out: &mut Vec<Eff>) {
+        self.compact_armed = false;
+        let mut batch = Batch::lazy();
+        let mut n = 0;
+        for e in self.docs.values_mut() {
+            if !Self::needs_compaction(e) {
+                continue;
+            }
+            let Some(d) = &e.doc else { continue };
+            let snap = d.snapshot();
+            e.snap_bytes = snap.len();
+            batch = batch.put(key_snap(&e.meta.acl.doc), snap);
+            for s in e.log_first..e.log_next {
+                batch = batch.delete(key_log(&e.meta.acl.doc, s));
+            }
+            e.log_first = e.log_next;
+            e.log_bytes = 0;
+            n += 1;
+        }
+        if n > 0 {
+            self.stats.compactions += n;
+            out.push(Effect::Store(batch));
+            out.push(log(Level::Debug, format!("compacted {n} documents")));
+        }
+    }
+
+    /// Forget a document and delete its records (forced).
+    fn drop_doc(&mut self, doc: &DocId, out: &mut Vec<Eff>) {
+        let Some(e) = self.docs.remove(doc) else {
+            return;
+        };
+        let mut batch = Batch::forced().delete(key_meta(doc)).delete(key_snap(doc));
+        for s in e.log_first..e.log_next {
+            batch = batch.delete(key_log(doc, s));
+        }
+        for op in &e.op_ids {
+            batch = batch.delete(key_op(doc, op));
+        }
+        out.push(Effect::Store(batch));
+        self.outbox
+            .forget_doc(doc, |i| matches!(i, Item::Leave(_) | Item::Deleted(_)));
+    }
+
+    // ----- outbox -----
+
+    fn owe(&mut self, peer: &NodeId, item: Item, now: Millis, out: &mut Vec<Eff>) {
+        if *peer == self.me {
+            return;
+        }
+        if !self.outbox.push(peer, item) && self.outbox.refused.is_power_of_two() {
+            out.push(log(
+                Level::Warn,
+                format!(
+                    "outbox to {peer} full; {} items dropped so far",
+                    self.outbox.refused
+                ),
+            ));
+        }
+        self.pump(peer, now, out);
+    }
+
+    /// Send the next item owed to `peer`, if it may go now.
+    fn pump(&mut self, peer: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        loop {
+            let item = match self.outbox.next(peer, now) {
+                Ok(Some(i)) => i,
+                Ok(None) => return,
+                Err(wait) => {
+                    out.push(Effect::timer(wait, Timer::Retry(peer.clone())));
+                    return;
+                }
+            };
+            match self.build(peer, &item) {
+                Some((body, blob)) => {
+                    self.stats.bytes_sent +=
+                        (body.len() + blob.as_ref().map_or(0, Vec::len)) as u64;
+                    out.push(Effect::Send {
+                        to: Address::ours(peer, p2p_common::api::sync::PROCESS),
+                        body,
+                        blob,
+                        expect: Some(p2p_common::Expect {
+                            timeout_s: SEND_TIMEOUT_S,
+                            ctx: Ctx::Out {
+                                peer: peer.clone(),
+                                item,
+                            },
+                        }),
+                    });
+                    return;
+                }
+                None => self.outbox.skip(peer),
+            }
+        }
+    }
+
+    /// The message for an outbox item, or None if nothing is owed after all.
+    fn build(&mut self, peer: &NodeId, item: &Item) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        let doc = item_doc(item).clone();
+        match item {
+            Item::Leave(_) => Some((encode(&Request::LeaveDoc { doc }), None)),
+            Item::Deleted(_) => Some((encode(&Request::DocDeleted { doc }), None)),
+            Item::Invite(_) => {
+                let e = self.docs.get(&doc)?;
+                let role = e.meta.acl.members.iter().find(|m| m.node == *peer)?.role;
+                Some((encode(&Request::Invitation { doc, role }), None))
+            }
+            Item::Acl(_) => {
+                let e = self.docs.get(&doc)?;
+                Some((encode(&Request::AclUpdate(e.meta.acl.clone())), None))
+            }
+            Item::Delta(_) => {
+                let e = self.docs.get(&doc)?;
+                let d = e.doc.as_ref()?;
+                if !is_member(&e.meta.acl, peer) {
+                    return None;
+                }
+                let ours = d.vv();
+                match e.known.get(peer) {
+                    // Not known what it has: ask (the answer says, and brings what we lack).
+                    None => Some((
+                        encode(&Request::SyncRequest {
+                            doc,
+                            version: to_version(&ours),
+                            acl_epoch: e.meta.acl.epoch,
+                        }),
+                        None,
+                    )),
+                    Some(theirs) if includes(theirs, &ours) => None,
+                    Some(theirs) => {
+                        let raw = d.updates_since(theirs);
+                        let (encoding, blob) = wire_blob(raw);
+                        if blob.len() > MAX_WIRE_BLOB {
+                            // Too large for one message: chunked transfer is not built yet.
+                            return None;
+                        }
+                        self.stats.deltas_sent += 1;
+                        Some((
+                            encode(&Request::Delta {
+                                doc,
+                                version: to_version(&ours),
+                                encoding,
+                            }),
+                            Some(blob),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- handling -----
+
+    fn on_request(
+        &mut self,
+        id: RequestId,
+        from: Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        expects: bool,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let local = from.node == self.me;
+        let max = if local {
+            MAX_LOCAL_REQUEST
+        } else {
+            MAX_PEER_BODY
+        };
+        let decoded = decode_request::<Request>(&body, "sync", max).and_then(Request::validated);
+        let result: Option<Reply> = match decoded {
+            Err(e) => {
+                out.push(log(Level::Debug, format!("bad request from {from}: {e}")));
+                Some(Err(e))
+            }
+            Ok(req) => {
+                let from_peer = !local && from.process == self.our.process;
+                if req.is_protocol() && !from_peer {
+                    Some(Err(ApiError::forbidden(
+                        "protocol message: only sync processes on other nodes may send it",
+                    )))
+                } else if !local && !self.budgets.allow(&from.node, 1, now) {
+                    if self.budgets.refused.is_power_of_two() {
+                        out.push(log(
+                            Level::Warn,
+                            format!(
+                                "{}: over its message budget ({} refusals)",
+                                from.node, self.budgets.refused
+                            ),
+                        ));
+                    }
+                    Some(Err(ApiError::new(
+                        ErrorCode::Overloaded,
+                        "too many messages from your node; slow down",
+                    )))
+                } else if !req.is_protocol() && !req.is_open() && !local {
+                    Some(Err(ApiError::forbidden(
+                        "local-only operation: only apps on this node may call it",
+                    )))
+                } else if req.is_protocol() {
+                    self.stats.bytes_received +=
+                        (body.len() + blob.as_ref().map_or(0, Vec::len)) as u64;
+                    Some(self.protocol(req, &from.node, blob, now, out))
+                } else {
+                    self.local(req, id, &from, expects, now, out)
+                }
+            }
+        };
+        if let (Some(r), true) = (result, expects) {
+            match r {
+                Ok((resp, blob)) => out.push(Effect::Reply {
+                    id,
+                    body: encode_result::<Response>(&Ok(resp)),
+                    blob,
+                }),
+                Err(e) => out.push(Effect::reply(id, encode_result::<Response>(&Err(e)))),
+            }
+        }
+    }
+
+    fn not_found(doc: &DocId) -> ApiError {
+        ApiError::not_found(format!("no document {doc}"))
+    }
+
+    /// A local request; None when the answer comes later (Join).
+    fn local(
+        &mut self,
+        req: Request,
+        id: RequestId,
+        from: &Address,
+        expects: bool,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Option<Reply> {
+        let r: ApiResult<Response> = match req {
+            Request::Ping {} => Ok(Response::Pong(Pong {
+                node: self.me.to_string(),
+                protocol_version: PROTOCOL_VERSION,
+            })),
+            Request::Info {} => Ok(Response::Info(ServiceInfo {
+                name: crate::NAME.to_string(),
+                version: PACKAGE_VERSION.to_string(),
+                protocol_version: PROTOCOL_VERSION,
+                node: self.me.to_string(),
+            })),
+            Request::Create { name, members } => self.create(&name, members, now, out),
+            Request::SetMember { doc, node, role } => self.set_member(&doc, &node, role, now, out),
+            Request::Join { doc } => return self.join(doc, expects.then_some(id), now, out),
+            Request::Leave { doc } => self.leave(&doc, now, out),
+            Request::Delete { doc } => self.delete(&doc, now, out),
+            Request::List {} => Ok(Response::Docs {
+                docs: self.docs.values().map(|e| self.info(e)).collect(),
+            }),
+            Request::Edit {
+                doc,
+                op_id,
+                ops,
+                at,
+                utf16,
+            } => self.edit(&doc, op_id, &ops, at.as_ref(), utf16, now, out),
+            Request::Read { doc } => self
+                .docs
+                .get(&doc)
+                .and_then(|e| e.doc.as_ref())
+                .map(|d| Response::Content(d.content()))
+                .ok_or_else(|| Self::not_found(&doc)),
+            Request::GetDataSince { doc, since, limit } => {
+                return Some(self.data_since(&doc, since.as_ref(), limit));
+            }
+            Request::Subscribe { doc } => {
+                if !self.subs.subs.contains_key(from) && self.subs.subs.len() >= MAX_SUBSCRIBERS {
+                    Err(ApiError::new(
+                        ErrorCode::Overloaded,
+                        format!("at most {MAX_SUBSCRIBERS} subscribers"),
+                    ))
+                } else {
+                    self.subs.subs.insert(
+                        from.clone(),
+                        Sub {
+                            doc,
+                            queue: VecDeque::new(),
+                            in_flight: false,
+                            failures: 0,
+                        },
+                    );
+                    Ok(Response::Subscribed {})
+                }
+            }
+            Request::Unsubscribe {} => {
+                self.subs.subs.remove(from);
+                Ok(Response::Unsubscribed {})
+            }
+            Request::Stats {} => {
+                let mut s = self.stats.clone();
+                s.docs = self.docs.len() as u64;
+                Ok(Response::Stats(s))
+            }
+            _ => Err(ApiError::internal("protocol request routed as local")),
+        };
+        Some(r.map(|resp| (resp, None)))
+    }
+}
+
+/// A Loro blob as it goes on the wire.
+fn wire_blob(raw: Vec<u8>) -> (Encoding, Vec<u8>) {
+    if raw.len() > DEFLATE_OVER {
+        let d = deflate(&raw);
+        if d.len() < raw.len() {
+            return (Encoding::Deflate, d);
+        }
+    }
+    (Encoding::Raw, raw)
+}
+
+impl SyncCore {
+    // ----- local operations -----
+
+    fn create(
+        &mut self,
+        name: &str,
+        members: Vec<Member>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> ApiResult<Response> {
+        let doc = DocId::new(self.me.clone(), name).map_err(ApiError::bad_request)?;
+        if self.docs.contains_key(&doc) {
+            return Err(ApiError::bad_request(format!("document {doc} exists")));
+        }
+        if members.iter().any(|m| m.node == self.me) {
+            return Err(ApiError::bad_request(
+                "the creator is not listed in members (it administers and writes)",
+            ));
+        }
+        if self.docs.len() >= MAX_DOCS {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("this node keeps at most {MAX_DOCS} documents"),
+            ));
+        }
+        let peer = self.fresh_peer();
+        let mut members = members;
+        members.sort();
+        let meta = Meta {
+            v: META_V,
+            acl: Acl {
+                doc: doc.clone(),
+                epoch: 1,
+                members: members.clone(),
+                joined: Vec::new(),
+                peers: vec![PeerOwner {
+                    peer: peer.to_string(),
+                    node: self.me.clone(),
+                    frozen: None,
+                }],
+            },
+            joined: true,
+            our_peer: peer,
+        };
+        let e = Entry::new(meta, Some(Doc::new(doc.clone(), peer)));
+        out.push(Effect::Store(self.store_meta(&e, Batch::forced())));
+        let info = self.info(&e);
+        self.docs.insert(doc.clone(), e);
+        out.push(log(
+            Level::Info,
+            format!("created {doc} with {} members", members.len()),
+        ));
+        for m in &members {
+            self.owe(&m.node, Item::Invite(doc.clone()), now, out);
+        }
+        Ok(Response::Created(info))
+    }
+
+    fn set_member(
+        &mut self,
+        doc: &DocId,
+        node: &NodeId,
+        role: Option<Role>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> ApiResult<Response> {
+        let me = self.me.clone();
+        let e = self.docs.get_mut(doc).ok_or_else(|| Self::not_found(doc))?;
+        if doc.creator != me {
+            return Err(ApiError::forbidden(format!(
+                "only {} administers {doc}",
+                doc.creator
+            )));
+        }
+        if *node == me {
+            return Err(ApiError::bad_request(
+                "the creator's own role cannot change",
+            ));
+        }
+        let acl = &mut e.meta.acl;
+        let before = role_in(acl, node);
+        let vv = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
+        acl.members.retain(|m| m.node != *node);
+        if let Some(r) = role {
+            if acl.members.len() >= MAX_MEMBERS {
+                return Err(ApiError::bad_request(format!(
+                    "at most {MAX_MEMBERS} members"
+                )));
+            }
+            acl.members.push(Member {
+                node: node.clone(),
+                role: r,
+            });
+            acl.members.sort();
+        } else {
+            acl.joined.retain(|n| n != node);
+        }
+        // A writer who stops writing: its changes so far stay valid, later ones do not.
+        let still_writer = role == Some(Role::Writer);
+        for o in acl.peers.iter_mut().filter(|o| o.node == *node) {
+            if !still_writer {
+                if o.frozen.is_none() {
+                    let p: u64 = o.peer.parse().unwrap_or(0);
+                    o.frozen = Some(vv.get(&p).copied().unwrap_or(0).max(0) as u32);
+                }
+            } else {
+                o.frozen = None;
+            }
+        }
+        acl.epoch += 1;
+        let targets = holders(acl, &me);
+        let batch = self.store_meta(self.docs.get(doc).expect("present"), Batch::forced());
+        out.push(Effect::Store(batch));
+        if role.is_some() && before.is_none() {
+            self.owe(node, Item::Invite(doc.clone()), now, out);
+        }
+        if role.is_none() && before.is_some() {
+            self.owe(node, Item::Acl(doc.clone()), now, out);
+        }
+        for t in targets {
+            self.owe(&t, Item::Acl(doc.clone()), now, out);
+        }
+        Ok(Response::MemberSet(
+            self.info(self.docs.get(doc).expect("present")),
+        ))
+    }
+
+    fn join(
+        &mut self,
+        doc: DocId,
+        caller: Option<RequestId>,
+        _now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Option<Reply> {
+        if let Some(e) = self.docs.get(&doc) {
+            if e.meta.joined {
+                return Some(Ok((Response::Joined(self.info(e)), None)));
+            }
+        }
+        if doc.creator == self.me {
+            return Some(Err(Self::not_found(&doc)));
+        }
+        if !self.docs.contains_key(&doc) && self.docs.len() >= MAX_DOCS {
+            return Some(Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("this node keeps at most {MAX_DOCS} documents"),
+            )));
+        }
+        // A fresh PeerID: the content is new to us, so nothing was ever written with it.
+        let peer = self.fresh_peer();
+        out.push(Effect::request(
+            Address::ours(&doc.creator, p2p_common::api::sync::PROCESS),
+            encode(&Request::JoinDoc {
+                doc: doc.clone(),
+                peer: Some(peer.to_string()),
+            }),
+            JOIN_TIMEOUT_S,
+            Ctx::Join { doc, caller, peer },
+        ));
+        None
+    }
+
+    fn leave(&mut self, doc: &DocId, now: Millis, out: &mut Vec<Eff>) -> ApiResult<Response> {
+        if !self.docs.contains_key(doc) {
+            return Err(Self::not_found(doc));
+        }
+        if doc.creator == self.me {
+            return Err(ApiError::bad_request(
+                "the creator cannot leave its document; Delete it",
+            ));
+        }
+        self.drop_doc(doc, out);
+        self.owe(&doc.creator.clone(), Item::Leave(doc.clone()), now, out);
+        Ok(Response::Left {})
+    }
+
+    fn delete(&mut self, doc: &DocId, now: Millis, out: &mut Vec<Eff>) -> ApiResult<Response> {
+        let e = self.docs.get(doc).ok_or_else(|| Self::not_found(doc))?;
+        if doc.creator != self.me {
+            return Err(ApiError::forbidden(format!(
+                "only {} may delete {doc}; Leave it instead",
+                doc.creator
+            )));
+        }
+        let members: Vec<NodeId> = e.meta.acl.members.iter().map(|m| m.node.clone()).collect();
+        self.drop_doc(doc, out);
+        for m in members {
+            self.owe(&m, Item::Deleted(doc.clone()), now, out);
+        }
+        out.push(log(Level::Info, format!("deleted {doc}")));
+        Ok(Response::Deleted {})
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn edit(
+        &mut self,
+        doc: &DocId,
+        op_id: String,
+        ops: &[p2p_common::api::sync::Op],
+        at: Option<&Version>,
+        utf16: bool,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> ApiResult<Response> {
+        let me = self.me.clone();
+        let e = self.docs.get_mut(doc).ok_or_else(|| Self::not_found(doc))?;
+        let Some(d) = e.doc.as_mut() else {
+            return Err(ApiError::bad_request(format!(
+                "{doc} is not joined yet; Join it first"
+            )));
+        };
+        if role_in(&e.meta.acl, &me) != Some(Role::Writer) {
+            return Err(ApiError::forbidden(format!(
+                "this node may only read {doc}"
+            )));
+        }
+        if SyncCore::owner_of(&e.meta.acl, e.meta.our_peer).as_ref() != Some(&me) {
+            return Err(ApiError::forbidden(format!(
+                "this node's PeerID for {doc} is not registered with {}",
+                doc.creator
+            )));
+        }
+        if e.op_set.contains(&op_id) {
+            self.stats.duplicate_edits += 1;
+            return Ok(Response::Edited(Edited {
+                doc: doc.clone(),
+                version: d.version(),
+                duplicate: true,
+            }));
+        }
+        let at = at.map(to_vv).transpose().map_err(ApiError::bad_request)?;
+        let before = d.vv();
+        d.edit(ops, at.as_ref(), utf16)
+            .map_err(ApiError::bad_request)?;
+        let blob = d.updates_since(&before);
+        let version = d.version();
+        // Durable before the answer and before any peer hears of it.
+        let seq = e.log_next;
+        let mut batch = SyncCore::log_append(e, &blob, Batch::forced());
+        batch = batch.put(key_op(doc, &op_id), seq.to_le_bytes().to_vec());
+        e.op_set.insert(op_id.clone());
+        e.op_ids.push_back(op_id);
+        while e.op_ids.len() > OP_IDS_KEPT {
+            if let Some(old) = e.op_ids.pop_front() {
+                e.op_set.remove(&old);
+                batch = batch.delete(key_op(doc, &old));
+            }
+        }
+        out.push(Effect::Store(batch));
+        self.stats.edits += 1;
+        let compact = Self::needs_compaction(e);
+        let targets = holders(&e.meta.acl, &me);
+        if compact {
+            self.arm_compact(out);
+        }
+        for t in targets {
+            self.owe(&t, Item::Delta(doc.clone()), now, out);
+        }
+        let v = version.clone();
+        self.subs.emit(
+            doc,
+            |seq| SyncEvent::Changed {
+                doc: doc.clone(),
+                author: me.clone(),
+                local: true,
+                version: v.clone(),
+                seq,
+            },
+            out,
+        );
+        Ok(Response::Edited(Edited {
+            doc: doc.clone(),
+            version,
+            duplicate: false,
+        }))
+    }
+
+    fn data_since(&self, doc: &DocId, since: Option<&Version>, limit: Option<u32>) -> Reply {
+        let e = self.docs.get(doc).ok_or_else(|| Self::not_found(doc))?;
+        let d = e
+            .doc
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request(format!("{doc} is not joined yet")))?;
+        let since_vv = since
+            .map(to_vv)
+            .transpose()
+            .map_err(ApiError::bad_request)?
+            .unwrap_or_default();
+        let limit = limit.unwrap_or(DEFAULT_PAGE) as usize;
+        let acl = &e.meta.acl;
+        let (changes, blob, version, more) =
+            d.changes_since(&since_vv, limit, |p| SyncCore::owner_of(acl, p));
+        Ok((
+            Response::Data(DataPage {
+                doc: doc.clone(),
+                since: to_version(&since_vv),
+                version: to_version(&version),
+                changes,
+                more,
+            }),
+            Some(blob),
+        ))
+    }
+
+    // ----- protocol -----
+
+    fn protocol(
+        &mut self,
+        req: Request,
+        from: &NodeId,
+        blob: Option<Vec<u8>>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Reply {
+        let none = |r: Response| Ok((r, None));
+        match req {
+            Request::Invitation { doc, role } => {
+                if doc.creator != *from {
+                    return Err(ApiError::forbidden("only a document's creator invites"));
+                }
+                if let Some(e) = self.docs.get(&doc) {
+                    if e.meta.joined {
+                        return none(Response::Accepted {});
+                    }
+                }
+                let from_creator = self.docs.keys().filter(|d| d.creator == *from).count();
+                if !self.docs.contains_key(&doc)
+                    && (self.docs.len() >= MAX_DOCS || from_creator >= MAX_INVITES_PER_CREATOR)
+                {
+                    return Err(ApiError::new(ErrorCode::Overloaded, "too many documents"));
+                }
+                let meta = Meta {
+                    v: META_V,
+                    acl: Acl {
+                        doc: doc.clone(),
+                        epoch: 0,
+                        members: vec![Member {
+                            node: self.me.clone(),
+                            role,
+                        }],
+                        joined: Vec::new(),
+                        peers: Vec::new(),
+                    },
+                    joined: false,
+                    our_peer: 0,
+                };
+                let e = Entry::new(meta, None);
+                out.push(Effect::Store(self.store_meta(&e, Batch::forced())));
+                self.docs.insert(doc.clone(), e);
+                let f = from.clone();
+                self.subs.emit(
+                    &doc,
+                    |seq| SyncEvent::Invited {
+                        doc: doc.clone(),
+                        from: f.clone(),
+                        role,
+                        seq,
+                    },
+                    out,
+                );
+                none(Response::Accepted {})
+            }
+            Request::JoinDoc { doc, peer } => self.on_join_doc(&doc, from, peer, now, out),
+            Request::LeaveDoc { doc } => {
+                let me = self.me.clone();
+                let e = self
+                    .docs
+                    .get_mut(&doc)
+                    .ok_or_else(|| Self::not_found(&doc))?;
+                if doc.creator != me || !is_member(&e.meta.acl, from) {
+                    return Err(Self::not_found(&doc));
+                }
+                if e.meta.acl.joined.contains(from) {
+                    e.meta.acl.joined.retain(|n| n != from);
+                    e.meta.acl.epoch += 1;
+                    e.known.remove(from);
+                    let targets = holders(&e.meta.acl, &me);
+                    let batch =
+                        self.store_meta(self.docs.get(&doc).expect("present"), Batch::forced());
+                    out.push(Effect::Store(batch));
+                    for t in targets {
+                        self.owe(&t, Item::Acl(doc.clone()), now, out);
+                    }
+                }
+                none(Response::Accepted {})
+            }
+            Request::AclUpdate(acl) => {
+                let doc = acl.doc.clone();
+                if doc.creator != *from || !self.docs.contains_key(&doc) {
+                    return Err(Self::not_found(&doc));
+                }
+                self.adopt_acl(acl, now, out);
+                none(Response::Accepted {})
+            }
+            Request::SyncRequest {
+                doc,
+                version,
+                acl_epoch,
+            } => {
+                self.stats.sync_requests += 1;
+                let theirs = to_vv(&version).map_err(ApiError::bad_request)?;
+                let me = self.me.clone();
+                let e = self
+                    .docs
+                    .get_mut(&doc)
+                    .ok_or_else(|| Self::not_found(&doc))?;
+                if !is_member(&e.meta.acl, from) {
+                    return Err(Self::not_found(&doc));
+                }
+                let Some(d) = e.doc.as_ref() else {
+                    return Err(Self::not_found(&doc));
+                };
+                let ours = d.vv();
+                let (raw, full) = if theirs.is_empty() && !ours.is_empty() {
+                    (d.snapshot(), true)
+                } else if includes(&theirs, &ours) {
+                    (Vec::new(), false)
+                } else {
+                    (d.updates_since(&theirs), false)
+                };
+                let (encoding, wire) = wire_blob(raw);
+                if wire.len() > MAX_WIRE_BLOB {
+                    return Err(ApiError::new(
+                        ErrorCode::Overloaded,
+                        "the changes you lack exceed one message; chunked transfer is not built yet",
+                    ));
+                }
+                if full {
+                    self.stats.snapshots_sent += 1;
+                }
+                // What it has now, and will have once it reads this answer.
+                let mut k = theirs.clone();
+                k.merge(&ours);
+                e.known.insert(from.clone(), k);
+                let acl =
+                    (doc.creator == me && acl_epoch < e.meta.acl.epoch).then(|| e.meta.acl.clone());
+                let lacks = !includes(&ours, &theirs);
+                let answer = SyncAnswer {
+                    doc: doc.clone(),
+                    version: to_version(&ours),
+                    full_sync_needed: full,
+                    encoding,
+                    acl,
+                };
+                let _ = lacks;
+                self.stats.bytes_sent += wire.len() as u64;
+                Ok((
+                    Response::SyncAnswer(answer),
+                    (!wire.is_empty()).then_some(wire),
+                ))
+            }
+            Request::Delta {
+                doc,
+                version,
+                encoding,
+            } => {
+                self.stats.deltas_received += 1;
+                let e = self.docs.get(&doc).ok_or_else(|| Self::not_found(&doc))?;
+                if !is_member(&e.meta.acl, from) || e.doc.is_none() {
+                    return Err(Self::not_found(&doc));
+                }
+                let theirs = to_vv(&version).map_err(ApiError::bad_request)?;
+                let blob = blob.unwrap_or_default();
+                self.import(&doc, from, encoding, &blob, now, out)?;
+                let e = self.docs.get_mut(&doc).expect("present");
+                let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
+                let mut k = theirs;
+                k.merge(&ours);
+                e.known.insert(from.clone(), k);
+                none(Response::Ack {
+                    version: to_version(&ours),
+                })
+            }
+            Request::DocDeleted { doc } => {
+                if doc.creator != *from || !self.docs.contains_key(&doc) {
+                    return Err(Self::not_found(&doc));
+                }
+                self.drop_doc(&doc, out);
+                self.subs.emit(
+                    &doc,
+                    |seq| SyncEvent::Removed {
+                        doc: doc.clone(),
+                        seq,
+                    },
+                    out,
+                );
+                none(Response::Accepted {})
+            }
+            _ => Err(ApiError::internal("local request routed as protocol")),
+        }
+    }
+
+    fn on_join_doc(
+        &mut self,
+        doc: &DocId,
+        from: &NodeId,
+        peer: Option<String>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Reply {
+        let me = self.me.clone();
+        let e = self.docs.get_mut(doc).ok_or_else(|| Self::not_found(doc))?;
+        if doc.creator != me || !is_member(&e.meta.acl, from) {
+            return Err(Self::not_found(doc));
+        }
+        let d = e.doc.as_ref().ok_or_else(|| Self::not_found(doc))?;
+        let acl = &mut e.meta.acl;
+        if let Some(p) = peer {
+            let pv: u64 = p
+                .parse()
+                .ok()
+                .filter(|v| *v != 0 && *v < u64::MAX)
+                .ok_or_else(|| ApiError::bad_request("peer must be a decimal u64 in 1..2^64-1"))?;
+            let p = pv.to_string();
+            match acl.peers.iter().find(|o| o.peer == p) {
+                Some(o) if o.node != *from => {
+                    return Err(ApiError::bad_request(
+                        "that PeerID belongs to another node; pick another",
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    if acl.peers.iter().filter(|o| o.node == *from).count() >= MAX_PEERS_PER_NODE {
+                        return Err(ApiError::new(
+                            ErrorCode::Overloaded,
+                            format!("at most {MAX_PEERS_PER_NODE} PeerIDs per node and document"),
+                        ));
+                    }
+                    let frozen = (role_in(acl, from) != Some(Role::Writer)).then_some(0);
+                    acl.peers.push(PeerOwner {
+                        peer: p,
+                        node: from.clone(),
+                        frozen,
+                    });
+                    acl.peers.sort();
+                }
+            }
+        }
+        if !acl.joined.contains(from) {
+            acl.joined.push(from.clone());
+            acl.joined.sort();
+        }
+        acl.epoch += 1;
+        let snapshot = d.snapshot();
+        let version = d.version();
+        let ours = d.vv();
+        e.known.insert(from.clone(), ours);
+        let (encoding, wire) = wire_blob(snapshot);
+        if wire.len() > MAX_WIRE_BLOB {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "the document exceeds one message; chunked transfer is not built yet",
+            ));
+        }
+        let answer = JoinAnswer {
+            acl: e.meta.acl.clone(),
+            version,
+            encoding,
+        };
+        let targets: Vec<NodeId> = holders(&e.meta.acl, &me)
+            .into_iter()
+            .filter(|n| n != from)
+            .collect();
+        let batch = self.store_meta(self.docs.get(doc).expect("present"), Batch::forced());
+        out.push(Effect::Store(batch));
+        for t in targets {
+            self.owe(&t, Item::Acl(doc.clone()), now, out);
+        }
+        self.stats.snapshots_sent += 1;
+        self.stats.bytes_sent += wire.len() as u64;
+        out.push(log(Level::Info, format!("{from} joined {doc}")));
+        Ok((Response::JoinAnswer(answer), Some(wire)))
+    }
+
+    /// The creator's ACL, if newer than ours; a node no longer a member drops the document.
+    fn adopt_acl(&mut self, acl: Acl, now: Millis, out: &mut Vec<Eff>) {
+        let doc = acl.doc.clone();
+        let Some(e) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        if acl.epoch <= e.meta.acl.epoch {
+            return;
+        }
+        if acl.members.len() > MAX_MEMBERS
+            || acl.peers.len() > (MAX_MEMBERS + 1) * MAX_PEERS_PER_NODE
+            || acl.joined.len() > MAX_MEMBERS
+        {
+            out.push(log(
+                Level::Warn,
+                format!("{doc}: ACL over its limits; ignored"),
+            ));
+            return;
+        }
+        if !is_member(&acl, &self.me) {
+            self.drop_doc(&doc, out);
+            self.subs.emit(
+                &doc,
+                |seq| SyncEvent::Removed {
+                    doc: doc.clone(),
+                    seq,
+                },
+                out,
+            );
+            return;
+        }
+        e.meta.acl = acl;
+        e.known.retain(|n, _| is_member(&e.meta.acl, n));
+        let batch = self.store_meta(self.docs.get(&doc).expect("present"), Batch::forced());
+        out.push(Effect::Store(batch));
+        let _ = now;
+    }
+
+    /// Check and import a blob from `from`; persisted lazily (anti-entropy brings back what
+    /// a crash loses).
+    fn import(
+        &mut self,
+        doc: &DocId,
+        from: &NodeId,
+        encoding: Encoding,
+        blob: &[u8],
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Result<bool, ApiError> {
+        if blob.is_empty() {
+            return Ok(false);
+        }
+        if blob.len() > MAX_WIRE_BLOB {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                "blob over the message limit",
+            ));
+        }
+        let raw = match encoding {
+            Encoding::Raw => blob.to_vec(),
+            Encoding::Deflate => inflate(blob, MAX_INFLATED).map_err(ApiError::bad_request)?,
+        };
+        let me = self.me.clone();
+        let e = self.docs.get_mut(doc).ok_or_else(|| Self::not_found(doc))?;
+        if let Err(why) = check_peers(&e.meta.acl, &raw) {
+            self.stats.imports_refused += 1;
+            out.push(log(
+                Level::Warn,
+                format!("{doc}: refused changes from {from}: {why}"),
+            ));
+            // Perhaps our ACL is behind: ask the creator.
+            let creator = doc.creator.clone();
+            if creator != me && !e.syncing.contains(&creator) {
+                if let Some(d) = e.doc.as_ref() {
+                    e.syncing.insert(creator.clone());
+                    out.push(Effect::request(
+                        Address::ours(&creator, p2p_common::api::sync::PROCESS),
+                        encode(&Request::SyncRequest {
+                            doc: doc.clone(),
+                            version: d.version(),
+                            acl_epoch: e.meta.acl.epoch,
+                        }),
+                        SEND_TIMEOUT_S,
+                        Ctx::Sync {
+                            doc: doc.clone(),
+                            peer: creator,
+                        },
+                    ));
+                }
+            }
+            return Err(ApiError::forbidden(why));
+        }
+        let Some(d) = e.doc.as_mut() else {
+            return Err(Self::not_found(doc));
+        };
+        let moved = d
+            .import(&raw)
+            .map_err(|m| ApiError::bad_request(format!("not a Loro update: {m}")))?;
+        let version = d.version();
+        if moved {
+            let batch = SyncCore::log_append(e, &raw, Batch::lazy());
+            out.push(Effect::Store(batch));
+            let compact = Self::needs_compaction(e);
+            if compact {
+                self.arm_compact(out);
+            }
+            let f = from.clone();
+            self.subs.emit(
+                doc,
+                |seq| SyncEvent::Changed {
+                    doc: doc.clone(),
+                    author: f.clone(),
+                    local: false,
+                    version: version.clone(),
+                    seq,
+                },
+                out,
+            );
+        }
+        let _ = now;
+        Ok(moved)
+    }
+
+    /// An answer to our SyncRequest from `peer`.
+    fn on_sync_answer(
+        &mut self,
+        a: SyncAnswer,
+        peer: &NodeId,
+        blob: Option<Vec<u8>>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let doc = a.doc.clone();
+        if let Some(acl) = a.acl {
+            if *peer == doc.creator && acl.doc == doc {
+                self.adopt_acl(acl, now, out);
+            }
+        }
+        let Some(e) = self.docs.get(&doc) else { return };
+        if !is_member(&e.meta.acl, peer) || e.doc.is_none() {
+            return;
+        }
+        if let Some(b) = blob {
+            if let Err(err) = self.import(&doc, peer, a.encoding, &b, now, out) {
+                out.push(log(
+                    Level::Debug,
+                    format!("{doc}: sync answer from {peer}: {err}"),
+                ));
+                return;
+            }
+        }
+        let Ok(theirs) = to_vv(&a.version) else {
+            return;
+        };
+        let e = self.docs.get_mut(&doc).expect("present");
+        let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
+        e.known.insert(peer.clone(), theirs.clone());
+        if !includes(&theirs, &ours) {
+            self.owe(peer, Item::Delta(doc), now, out);
+        }
+    }
+
+    fn on_join_answer(
+        &mut self,
+        a: JoinAnswer,
+        doc: DocId,
+        from: &NodeId,
+        peer: u64,
+        blob: Option<Vec<u8>>,
+        out: &mut Vec<Eff>,
+    ) -> ApiResult<Response> {
+        if *from != doc.creator || a.acl.doc != doc {
+            return Err(ApiError::internal("join answer from another node"));
+        }
+        if !is_member(&a.acl, &self.me) {
+            return Err(Self::not_found(&doc));
+        }
+        if let Some(e) = self.docs.get(&doc) {
+            if e.meta.joined {
+                return Ok(Response::Joined(self.info(e)));
+            }
+        }
+        let raw = match (a.encoding, blob) {
+            (_, None) => Vec::new(),
+            (Encoding::Raw, Some(b)) => b,
+            (Encoding::Deflate, Some(b)) => {
+                inflate(&b, MAX_INFLATED).map_err(ApiError::internal)?
+            }
+        };
+        let mut d = Doc::new(doc.clone(), peer);
+        if !raw.is_empty() {
+            d.import(&raw).map_err(|m| {
+                ApiError::internal(format!("the creator's snapshot does not load: {m}"))
+            })?;
+        }
+        let meta = Meta {
+            v: META_V,
+            acl: a.acl,
+            joined: true,
+            our_peer: peer,
+        };
+        let mut e = Entry::new(meta, Some(d));
+        e.known.insert(
+            from.clone(),
+            e.doc.as_ref().map(Doc::vv).unwrap_or_default(),
+        );
+        // The snapshot is our log's base: durable before we say Joined.
+        let batch = self
+            .store_meta(&e, Batch::forced())
+            .put(key_snap(&doc), raw.clone());
+        e.snap_bytes = raw.len();
+        out.push(Effect::Store(batch));
+        let info = self.info(&e);
+        self.docs.insert(doc.clone(), e);
+        out.push(log(Level::Info, format!("joined {doc}")));
+        Ok(Response::Joined(info))
+    }
+
+    // ----- outcomes -----
+
+    fn on_response(
+        &mut self,
+        from: Address,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        ctx: Ctx,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        self.stats.bytes_received += (body.len() + blob.as_ref().map_or(0, Vec::len)) as u64;
+        match ctx {
+            Ctx::Event { app } => self.subs.outcome(&app, true, out),
+            Ctx::Join { doc, caller, peer } => {
+                let r = match decode_response::<Response>(&body) {
+                    Ok(Response::JoinAnswer(a)) => {
+                        self.on_join_answer(a, doc.clone(), &from.node, peer, blob, out)
+                    }
+                    Ok(other) => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = &r {
+                    out.push(log(Level::Info, format!("join of {doc} failed: {e}")));
+                }
+                if let Some(id) = caller {
+                    out.push(Effect::reply(id, encode_result(&r)));
+                }
+            }
+            Ctx::Sync { doc, peer } => {
+                if let Some(e) = self.docs.get_mut(&doc) {
+                    e.syncing.remove(&peer);
+                }
+                self.reach.on_success(&peer, now, None);
+                match decode_response::<Response>(&body) {
+                    Ok(Response::SyncAnswer(a)) if a.doc == doc => {
+                        self.on_sync_answer(a, &peer, blob, now, out)
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        out.push(log(Level::Debug, format!("sync of {doc} with {peer}: {e}")))
+                    }
+                }
+            }
+            Ctx::Out { peer, item } => {
+                self.reach.on_success(&peer, now, None);
+                match decode_response::<Response>(&body) {
+                    Ok(Response::Ack { version }) => {
+                        self.outbox.delivered(&peer, now);
+                        // What it has now, exactly (an optimistic guess is corrected here):
+                        // if it still lacks something of ours, it is owed again.
+                        let doc = item_doc(&item).clone();
+                        if let (Ok(v), Some(e)) = (to_vv(&version), self.docs.get_mut(&doc)) {
+                            let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
+                            let lacks = !includes(&v, &ours);
+                            e.known.insert(peer.clone(), v);
+                            if lacks {
+                                self.owe(&peer, Item::Delta(doc), now, out);
+                            }
+                        }
+                    }
+                    Ok(Response::SyncAnswer(a)) => {
+                        self.outbox.delivered(&peer, now);
+                        if a.doc == *item_doc(&item) {
+                            self.on_sync_answer(a, &peer, blob, now, out);
+                        }
+                    }
+                    Ok(_) => self.outbox.delivered(&peer, now),
+                    // Refused for good (not a member, unknown document): do not retry.
+                    Err(e) if matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest) => {
+                        out.push(log(Level::Info, format!("{peer} refused {item:?}: {e}")));
+                        self.outbox.delivered(&peer, now);
+                        if let Some(en) = self.docs.get_mut(item_doc(&item)) {
+                            en.known.remove(&peer);
+                        }
+                    }
+                    Err(e) => {
+                        out.push(log(
+                            Level::Debug,
+                            format!("{peer} refused {item:?} for now: {e}"),
+                        ));
+                        self.retry_later(&peer, now, out);
+                    }
+                }
+                self.pump(&peer, now, out);
+            }
+        }
+    }
+
+    fn retry_later(&mut self, peer: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        match self.outbox.failed(peer, now, &mut self.rng) {
+            AfterFailure::RetryIn(ms) => out.push(Effect::timer(ms, Timer::Retry(peer.clone()))),
+            AfterFailure::Dropped(i) => {
+                out.push(log(Level::Info, format!("gave up sending {i:?} to {peer}")));
+                out.push(Effect::timer(1_000, Timer::Retry(peer.clone())));
+            }
+        }
+    }
+
+    fn on_send_failed(
+        &mut self,
+        kind: p2p_common::SendErrorKind,
+        ctx: Ctx,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        match ctx {
+            Ctx::Event { app } => self.subs.outcome(&app, false, out),
+            Ctx::Join { doc, caller, .. } => {
+                if let Some(id) = caller {
+                    let e = ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!("{} did not answer ({kind:?}); try again", doc.creator),
+                    );
+                    out.push(Effect::reply(id, encode_result::<Response>(&Err(e))));
+                }
+            }
+            Ctx::Sync { doc, peer } => {
+                self.reach.on_send_failed(&peer, kind, now);
+                if let Some(e) = self.docs.get_mut(&doc) {
+                    e.syncing.remove(&peer);
+                }
+            }
+            Ctx::Out { peer, .. } => {
+                self.reach.on_send_failed(&peer, kind, now);
+                self.retry_later(&peer, now, out);
+            }
+        }
+    }
+
+    /// One anti-entropy round: up to [`AE_DOCS_PER_TICK`] documents, each with one random
+    /// holder (the creator half the time, so ACLs stay fresh).
+    fn anti_entropy(&mut self, now: Millis, out: &mut Vec<Eff>) {
+        self.arm_ae(out);
+        let start = self.ae_cursor.clone();
+        let mut ids: Vec<DocId> = match &start {
+            Some(c) => self
+                .docs
+                .range(c.clone()..)
+                .skip(1)
+                .chain(self.docs.range(..=c.clone()))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            None => self.docs.keys().cloned().collect(),
+        };
+        ids.truncate(AE_DOCS_PER_TICK);
+        for doc in ids {
+            self.ae_cursor = Some(doc.clone());
+            let me = self.me.clone();
+            let Some(e) = self.docs.get(&doc) else {
+                continue;
+            };
+            let Some(d) = e.doc.as_ref() else { continue };
+            let hs = holders(&e.meta.acl, &me);
+            let peer = if doc.creator != me && self.rng.gen_bool(0.5) {
+                Some(doc.creator.clone())
+            } else {
+                hs.choose(&mut self.rng).cloned()
+            };
+            let Some(peer) = peer else { continue };
+            if e.syncing.contains(&peer) || self.outbox.breakers.check(&peer, now).is_err() {
+                continue;
+            }
+            let body = encode(&Request::SyncRequest {
+                doc: doc.clone(),
+                version: d.version(),
+                acl_epoch: e.meta.acl.epoch,
+            });
+            self.docs
+                .get_mut(&doc)
+                .expect("present")
+                .syncing
+                .insert(peer.clone());
+            out.push(Effect::request(
+                Address::ours(&peer, p2p_common::api::sync::PROCESS),
+                body,
+                SEND_TIMEOUT_S,
+                Ctx::Sync { doc, peer },
+            ));
+        }
+    }
+}
+
+impl Service for SyncCore {
+    type Ctx = Ctx;
+    type Timer = Timer;
+
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
+    fn handle(&mut self, now: Now, input: Input<Ctx, Timer>) -> Vec<Eff> {
+        let t = now.mono;
+        let mut out = Vec::new();
+        match input {
+            Input::Start { records, seed, .. } => self.start(records, seed, t, &mut out),
+            Input::Request {
+                id,
+                from,
+                body,
+                blob,
+                timeout_s,
+            } => self.on_request(id, from, body, blob, timeout_s.is_some(), t, &mut out),
+            Input::Response {
+                from,
+                body,
+                blob,
+                ctx,
+            } => {
+                if from.node != self.me {
+                    self.reach.health_mut().on_success(t);
+                }
+                self.on_response(from, body, blob, ctx, t, &mut out)
+            }
+            Input::SendFailed { kind, ctx, .. } => self.on_send_failed(kind, ctx, t, &mut out),
+            Input::Timer(Timer::AntiEntropy) => self.anti_entropy(t, &mut out),
+            Input::Timer(Timer::Retry(peer)) => {
+                self.outbox.retry_due(&peer);
+                self.pump(&peer, t, &mut out);
+            }
+            Input::Timer(Timer::Compact) => self.compact(&mut out),
+            Input::Http { id, .. } => out.push(Effect::HttpReply {
+                id,
+                status: 404,
+                headers: Default::default(),
+                body: b"sync has no HTTP API".to_vec(),
+            }),
+            Input::Read { .. }
+            | Input::WsOpen { .. }
+            | Input::WsMessage { .. }
+            | Input::WsClose { .. } => {}
+        }
+        out
+    }
 }

@@ -1,6 +1,10 @@
-//! The `sync` process: its pure core ([`core`]) and, on wasm32, the glue that runs it.
+//! The `sync` process: replicated documents on the Loro CRDT. Its pure core ([`core`], with
+//! the document wrapper [`doc`] and the per-peer [`outbox`]) and, on wasm32, the glue that
+//! runs it.
 
 pub mod core;
+pub mod doc;
+pub mod outbox;
 
 /// Process name on the node: `sync:p2p-patterns:p2p-patterns.os`.
 pub const NAME: &str = "sync";

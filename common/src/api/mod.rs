@@ -8,6 +8,7 @@
 //! write ([`wire`]; checked by the `wit-compat` test crate).
 
 pub mod presence;
+pub mod sync;
 pub mod wire;
 
 use serde::de::DeserializeOwned;

@@ -34,6 +34,7 @@ struct AliceNode {
     app: Address,
     presence: Driver<Presence>,
     basic: BTreeMap<String, Driver<BasicService>>,
+    sync: Driver<sync::core::SyncCore>,
     to_app: Vec<ToApp>,
 }
 
@@ -44,8 +45,7 @@ impl AliceNode {
         let mut presence = Driver::new(our.clone(), presence::core::new(our));
         presence.start(Now::at(0), None, Default::default(), 7);
         let mut basic = BTreeMap::new();
-        let cores: [(&str, MakeCore); 3] = [
-            ("sync", sync::core::new),
+        let cores: [(&str, MakeCore); 2] = [
             ("notify", notify::core::new),
             ("txcoord", txcoord::core::new),
         ];
@@ -55,11 +55,15 @@ impl AliceNode {
             d.start(Now::at(0), None, Default::default(), 7);
             basic.insert(name.to_string(), d);
         }
+        let addr = Address::ours(&alice, "sync");
+        let mut sync = Driver::new(addr.clone(), sync::core::new(addr));
+        sync.start(Now::at(0), None, Default::default(), 7);
         AliceNode {
             now: 1_000,
             app,
             presence,
             basic,
+            sync,
             to_app: Vec::new(),
         }
     }
@@ -108,9 +112,13 @@ impl AliceNode {
             blob: None,
         };
         let now = self.tick(1);
-        if let Some(d) = self.basic.get_mut(&to.process.process) {
-            return d
-                .step(now, request)
+        let calls = match self.basic.get_mut(&to.process.process) {
+            Some(d) => Some(d.step(now, request.clone())),
+            None if to.process.process == "sync" => Some(self.sync.step(now, request.clone())),
+            None => None,
+        };
+        if let Some(calls) = calls {
+            return calls
                 .into_iter()
                 .find_map(|c| match c {
                     KernelCall::SendResponse { body, .. } => Some(body),

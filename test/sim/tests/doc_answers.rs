@@ -61,6 +61,10 @@ enum Session {
     Local,
     /// presence's protocol messages: a fresh alice.os's presence, called by bob.os's.
     Protocol,
+    /// sync's local operations: alice.os's sync, called by alice.os's app.
+    SyncLocal,
+    /// sync's protocol messages: a fresh alice.os's sync, called by bob.os's.
+    SyncProtocol,
 }
 
 /// Which session the examples under each heading (file, heading text) belong to.
@@ -82,6 +86,13 @@ const SECTIONS: &[(&str, &str, Session)] = &[
         "docs/api.md",
         "Protocol messages (presence to presence)",
         Session::Protocol,
+    ),
+    ("docs/api.md", "sync", Session::SyncLocal),
+    ("docs/api.md", "Documents and edits", Session::SyncLocal),
+    (
+        "docs/api.md",
+        "Protocol messages (sync to sync)",
+        Session::SyncProtocol,
     ),
 ];
 
@@ -552,11 +563,16 @@ fn run_session(run: &mut Run, file: &'static str, session: Session, steps: &[Ste
                 }
             }
         }
-        Session::Local | Session::Protocol => {
+        Session::Local | Session::Protocol | Session::SyncLocal | Session::SyncProtocol => {
             let mut h = Harness::with_nodes(&[OUR]);
-            let to = presence_of(OUR);
+            let sync_of = |n: &str| Address::ours(&NodeId::parse(n).unwrap(), "sync");
+            let to = match session {
+                Session::SyncLocal | Session::SyncProtocol => sync_of(OUR),
+                _ => presence_of(OUR),
+            };
             let sender = match session {
-                Session::Local => app(),
+                Session::Local | Session::SyncLocal => app(),
+                Session::SyncProtocol => sync_of("bob.os"),
                 _ => presence_of("bob.os"),
             };
             let mut inbox = 0;
@@ -580,7 +596,10 @@ fn run_session(run: &mut Run, file: &'static str, session: Session, steps: &[Ste
                     }
                 };
                 // A request presence sends the app.
-                if matches!(tag(&doc).as_str(), "Welcome" | "PresenceEvent") {
+                if matches!(
+                    tag(&doc).as_str(),
+                    "Welcome" | "PresenceEvent" | "Changed" | "Invited" | "Removed"
+                ) {
                     let received = h.sent_to(&sender);
                     match received.get(inbox) {
                         Some(body) => {
@@ -742,7 +761,7 @@ fn documented_answers_are_what_the_cores_answer() {
         run.failures.len(),
         run.failures.join("\n\n")
     );
-    assert_eq!(sessions_run.len(), 5, "{sessions_run:?}");
+    assert_eq!(sessions_run.len(), 7, "{sessions_run:?}");
     assert!(run.compared >= 60, "only {} comparisons", run.compared);
 }
 

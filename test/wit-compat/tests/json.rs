@@ -10,6 +10,7 @@
 //! have a sample here, so a variant added on either side without the other fails.
 
 use p2p_common::api::presence as ours;
+use p2p_common::api::sync as os;
 use p2p_common::api::{self as api, wire};
 use p2p_common::NodeId;
 use serde::de::{DeserializeOwned, Visitor};
@@ -786,12 +787,17 @@ fn errors_are_the_wit_json() {
             code: w,
             message: "why".into(),
         };
-        same::<api::ApiResult<api::BaseResponse>, ws::ResponseBody>(&Err(oe), &Err(we));
+        same::<api::ApiResult<api::BaseResponse>, wn::ResponseBody>(&Err(oe.clone()), &Err(we));
+        let we = wc::ApiError {
+            code: w,
+            message: "why".into(),
+        };
+        same::<api::ApiResult<os::Response>, ws::ResponseBody>(&Err(oe), &Err(we));
     }
 }
 
-/// sync, notify and txcoord answer only the base requests; presence's first two variants
-/// are the same ones.
+/// notify and txcoord answer only the base requests; presence's and sync's first two
+/// variants are the same ones.
 #[test]
 fn base_requests_are_the_wit_json() {
     let names: BTreeSet<&str> = wire::variant_names::<api::BaseRequest>()
@@ -799,14 +805,6 @@ fn base_requests_are_the_wit_json() {
         .copied()
         .collect();
     use api::BaseRequest as O;
-    all_same(
-        &[
-            (O::Ping {}, ws::Request::Ping),
-            (O::Info {}, ws::Request::Info),
-        ],
-        names.clone(),
-        "sync request",
-    );
     all_same(
         &[
             (O::Ping {}, wn::Request::Ping),
@@ -833,14 +831,6 @@ fn base_requests_are_the_wit_json() {
     use api::BaseResponse as R;
     let (p, wpong) = pong();
     let (si, wsi) = service_info();
-    all_same(
-        &[
-            (R::Pong(p.clone()), ws::Response::Pong(wpong.clone())),
-            (R::Info(si.clone()), ws::Response::Info(wsi.clone())),
-        ],
-        names.clone(),
-        "sync response",
-    );
     all_same(
         &[
             (R::Pong(p.clone()), wn::Response::Pong(wpong.clone())),
@@ -874,4 +864,544 @@ fn generated_requests_pass_decode_request() {
             .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
         assert_eq!(decoded, o);
     }
+}
+
+// ----- sync -----
+
+fn doc() -> os::DocId {
+    "alice.os/notes".parse().unwrap()
+}
+
+fn sync_version() -> (os::Version, Vec<ws::VersionEntry>) {
+    (
+        os::Version::from_pairs([(7, 3), (u64::MAX - 1, 12)]),
+        vec![
+            ws::VersionEntry {
+                peer: "7".into(),
+                counter: 3,
+            },
+            ws::VersionEntry {
+                peer: (u64::MAX - 1).to_string(),
+                counter: 12,
+            },
+        ],
+    )
+}
+
+fn sync_values() -> Vec<(os::Value, ws::Value)> {
+    vec![
+        (os::Value::Null, ws::Value::Null),
+        (os::Value::Bool(true), ws::Value::Bool(true)),
+        (os::Value::Int(-4), ws::Value::Int(-4)),
+        (os::Value::Float(2.5), ws::Value::Float(2.5)),
+        (os::Value::Str("hi".into()), ws::Value::Str("hi".into())),
+    ]
+}
+
+fn sync_ops() -> Vec<(os::Op, ws::Op)> {
+    use os::Op as O;
+    use ws::Op as W;
+    vec![
+        (
+            O::Insert {
+                pos: 3,
+                text: "héllo".into(),
+            },
+            W::Insert(ws::InsertOp {
+                pos: 3,
+                text: "héllo".into(),
+            }),
+        ),
+        (
+            O::Delete { pos: 1, len: 2 },
+            W::Delete(ws::DeleteOp { pos: 1, len: 2 }),
+        ),
+        (
+            O::Update {
+                item_id: "task-1".into(),
+                field: "done".into(),
+                value: os::Value::Bool(true),
+            },
+            W::Update(ws::UpdateOp {
+                item_id: "task-1".into(),
+                field: "done".into(),
+                value: ws::Value::Bool(true),
+            }),
+        ),
+        (
+            O::RemoveItem {
+                item_id: "task-1".into(),
+            },
+            W::RemoveItem(ws::RemoveItemOp {
+                item_id: "task-1".into(),
+            }),
+        ),
+        (
+            O::ListInsert {
+                list: "tags".into(),
+                index: 0,
+                value: os::Value::Str("x".into()),
+            },
+            W::ListInsert(ws::ListInsertOp {
+                list: "tags".into(),
+                index: 0,
+                value: ws::Value::Str("x".into()),
+            }),
+        ),
+        (
+            O::ListDelete {
+                list: "tags".into(),
+                index: 0,
+                len: 1,
+            },
+            W::ListDelete(ws::ListDeleteOp {
+                list: "tags".into(),
+                index: 0,
+                len: 1,
+            }),
+        ),
+        (
+            O::Increment {
+                counter: "views".into(),
+                by: -2,
+            },
+            W::Increment(ws::IncrementOp {
+                counter: "views".into(),
+                by: -2,
+            }),
+        ),
+    ]
+}
+
+fn sync_members() -> (Vec<os::Member>, Vec<ws::Member>) {
+    (
+        vec![
+            os::Member {
+                node: id("bob.os"),
+                role: os::Role::Writer,
+            },
+            os::Member {
+                node: id("carol.os"),
+                role: os::Role::Reader,
+            },
+        ],
+        vec![
+            ws::Member {
+                node: "bob.os".into(),
+                role: ws::Role::Writer,
+            },
+            ws::Member {
+                node: "carol.os".into(),
+                role: ws::Role::Reader,
+            },
+        ],
+    )
+}
+
+fn sync_acl() -> (os::Acl, ws::Acl) {
+    let (om, wm) = sync_members();
+    (
+        os::Acl {
+            doc: doc(),
+            epoch: 4,
+            members: om,
+            joined: vec![id("bob.os")],
+            peers: vec![os::PeerOwner {
+                peer: "7".into(),
+                node: id("bob.os"),
+                frozen: Some(9),
+            }],
+        },
+        ws::Acl {
+            doc: "alice.os/notes".into(),
+            epoch: 4,
+            members: wm,
+            joined: vec!["bob.os".into()],
+            peers: vec![ws::PeerOwner {
+                peer: "7".into(),
+                node: "bob.os".into(),
+                frozen: Some(9),
+            }],
+        },
+    )
+}
+
+fn sync_requests() -> Vec<(os::Request, ws::Request)> {
+    use os::Request as O;
+    use ws::Request as W;
+    let (v, wv) = sync_version();
+    let (om, wm) = sync_members();
+    let (acl, wacl) = sync_acl();
+    let dref = || ws::DocRef {
+        doc: "alice.os/notes".into(),
+    };
+    vec![
+        (O::Ping {}, W::Ping),
+        (O::Info {}, W::Info),
+        (
+            O::Create {
+                name: "notes".into(),
+                members: om,
+            },
+            W::Create(ws::CreateRequest {
+                name: "notes".into(),
+                members: wm,
+            }),
+        ),
+        (
+            O::SetMember {
+                doc: doc(),
+                node: id("dave.os"),
+                role: Some(os::Role::Reader),
+            },
+            W::SetMember(ws::SetMemberRequest {
+                doc: "alice.os/notes".into(),
+                node: "dave.os".into(),
+                role: Some(ws::Role::Reader),
+            }),
+        ),
+        (O::Join { doc: doc() }, W::Join(dref())),
+        (O::Leave { doc: doc() }, W::Leave(dref())),
+        (O::Delete { doc: doc() }, W::Delete(dref())),
+        (O::List {}, W::List),
+        (
+            O::Edit {
+                doc: doc(),
+                op_id: "op-1".into(),
+                ops: sync_ops().into_iter().map(|(o, _)| o).collect(),
+                at: Some(v.clone()),
+                utf16: true,
+            },
+            W::Edit(ws::EditRequest {
+                doc: "alice.os/notes".into(),
+                op_id: "op-1".into(),
+                ops: sync_ops().into_iter().map(|(_, w)| w).collect(),
+                at: Some(wv.clone()),
+                utf16: true,
+            }),
+        ),
+        (O::Read { doc: doc() }, W::Read(dref())),
+        (
+            O::GetDataSince {
+                doc: doc(),
+                since: Some(v.clone()),
+                limit: Some(50),
+            },
+            W::GetDataSince(ws::GetDataSinceRequest {
+                doc: "alice.os/notes".into(),
+                since: Some(wv.clone()),
+                limit: Some(50),
+            }),
+        ),
+        (
+            O::Subscribe { doc: Some(doc()) },
+            W::Subscribe(ws::SubscribeRequest {
+                doc: Some("alice.os/notes".into()),
+            }),
+        ),
+        (O::Unsubscribe {}, W::Unsubscribe),
+        (O::Stats {}, W::Stats),
+        (
+            O::Invitation {
+                doc: doc(),
+                role: os::Role::Writer,
+            },
+            W::Invitation(ws::Invitation {
+                doc: "alice.os/notes".into(),
+                role: ws::Role::Writer,
+            }),
+        ),
+        (
+            O::JoinDoc {
+                doc: doc(),
+                peer: Some("42".into()),
+            },
+            W::JoinDoc(ws::JoinDoc {
+                doc: "alice.os/notes".into(),
+                peer: Some("42".into()),
+            }),
+        ),
+        (O::LeaveDoc { doc: doc() }, W::LeaveDoc(dref())),
+        (O::AclUpdate(acl), W::AclUpdate(wacl)),
+        (
+            O::SyncRequest {
+                doc: doc(),
+                version: v.clone(),
+                acl_epoch: 3,
+            },
+            W::SyncRequest(ws::SyncRequest {
+                doc: "alice.os/notes".into(),
+                version: wv.clone(),
+                acl_epoch: 3,
+            }),
+        ),
+        (
+            O::Delta {
+                doc: doc(),
+                version: v,
+                encoding: os::Encoding::Deflate,
+            },
+            W::Delta(ws::Delta {
+                doc: "alice.os/notes".into(),
+                version: wv,
+                encoding: ws::Encoding::Deflate,
+            }),
+        ),
+        (O::DocDeleted { doc: doc() }, W::DocDeleted(dref())),
+    ]
+}
+
+fn sync_responses() -> Vec<(os::Response, ws::Response)> {
+    use os::Response as O;
+    use ws::Response as W;
+    let (v, wv) = sync_version();
+    let (om, wm) = sync_members();
+    let (acl, wacl) = sync_acl();
+    let (p, wpong) = pong();
+    let (si, wsi) = service_info();
+    let info = os::DocInfo {
+        doc: doc(),
+        members: om,
+        joined: true,
+        role: Some(os::Role::Writer),
+        version: v.clone(),
+    };
+    let winfo = ws::DocInfo {
+        doc: "alice.os/notes".into(),
+        members: wm,
+        joined: true,
+        role: Some(ws::Role::Writer),
+        version: wv.clone(),
+    };
+    let content = os::Content {
+        doc: doc(),
+        text: "hello".into(),
+        items: vec![os::Item {
+            item_id: "task-1".into(),
+            fields: vec![os::Field {
+                field: "done".into(),
+                value: os::Value::Bool(false),
+            }],
+        }],
+        lists: vec![os::List {
+            list: "tags".into(),
+            values: vec![os::Value::Int(1)],
+        }],
+        counters: vec![os::Counter {
+            counter: "views".into(),
+            value: 3.0,
+        }],
+        version: v.clone(),
+    };
+    let wcontent = ws::Content {
+        doc: "alice.os/notes".into(),
+        text: "hello".into(),
+        items: vec![ws::Item {
+            item_id: "task-1".into(),
+            fields: vec![ws::Field {
+                field: "done".into(),
+                value: ws::Value::Bool(false),
+            }],
+        }],
+        lists: vec![ws::NamedList {
+            list: "tags".into(),
+            values: vec![ws::Value::Int(1)],
+        }],
+        counters: vec![ws::NamedCounter {
+            counter: "views".into(),
+            value: 3.0,
+        }],
+        version: wv.clone(),
+    };
+    let stats = os::SyncStats {
+        docs: 1,
+        edits: 2,
+        duplicate_edits: 3,
+        deltas_sent: 4,
+        deltas_received: 5,
+        snapshots_sent: 6,
+        sync_requests: 7,
+        imports_refused: 8,
+        bytes_sent: 9,
+        bytes_received: 10,
+        compactions: 11,
+    };
+    let wstats = ws::SyncStats {
+        docs: 1,
+        edits: 2,
+        duplicate_edits: 3,
+        deltas_sent: 4,
+        deltas_received: 5,
+        snapshots_sent: 6,
+        sync_requests: 7,
+        imports_refused: 8,
+        bytes_sent: 9,
+        bytes_received: 10,
+        compactions: 11,
+    };
+    vec![
+        (O::Pong(p), W::Pong(wpong)),
+        (O::Info(si), W::Info(wsi)),
+        (O::Created(info.clone()), W::Created(winfo.clone())),
+        (O::MemberSet(info.clone()), W::MemberSet(winfo.clone())),
+        (O::Joined(info.clone()), W::Joined(winfo.clone())),
+        (O::Left {}, W::Left),
+        (O::Deleted {}, W::Deleted),
+        (
+            O::Docs { docs: vec![info] },
+            W::Docs(ws::DocList { docs: vec![winfo] }),
+        ),
+        (
+            O::Edited(os::Edited {
+                doc: doc(),
+                version: v.clone(),
+                duplicate: false,
+            }),
+            W::Edited(ws::Edited {
+                doc: "alice.os/notes".into(),
+                version: wv.clone(),
+                duplicate: false,
+            }),
+        ),
+        (O::Content(content), W::Content(wcontent)),
+        (
+            O::Data(os::DataPage {
+                doc: doc(),
+                since: os::Version::default(),
+                version: v.clone(),
+                changes: vec![os::ChangeSummary {
+                    peer: "7".into(),
+                    counter: 0,
+                    len: 3,
+                    lamport: 0,
+                    author: Some(id("bob.os")),
+                }],
+                more: true,
+            }),
+            W::Data(ws::DataPage {
+                doc: "alice.os/notes".into(),
+                since: vec![],
+                version: wv.clone(),
+                changes: vec![ws::ChangeSummary {
+                    peer: "7".into(),
+                    counter: 0,
+                    len: 3,
+                    lamport: 0,
+                    author: Some("bob.os".into()),
+                }],
+                more: true,
+            }),
+        ),
+        (O::Subscribed {}, W::Subscribed),
+        (O::Unsubscribed {}, W::Unsubscribed),
+        (O::Stats(stats), W::Stats(wstats)),
+        (
+            O::JoinAnswer(os::JoinAnswer {
+                acl: acl.clone(),
+                version: v.clone(),
+                encoding: os::Encoding::Raw,
+            }),
+            W::JoinAnswer(ws::JoinAnswer {
+                acl: wacl.clone(),
+                version: wv.clone(),
+                encoding: ws::Encoding::Raw,
+            }),
+        ),
+        (
+            O::SyncAnswer(os::SyncAnswer {
+                doc: doc(),
+                version: v.clone(),
+                full_sync_needed: true,
+                encoding: os::Encoding::Deflate,
+                acl: Some(acl),
+            }),
+            W::SyncAnswer(ws::SyncAnswer {
+                doc: "alice.os/notes".into(),
+                version: wv.clone(),
+                full_sync_needed: true,
+                encoding: ws::Encoding::Deflate,
+                acl: Some(wacl),
+            }),
+        ),
+        (O::Ack { version: v }, W::Ack(ws::Ack { version: wv })),
+        (O::Accepted {}, W::Accepted),
+    ]
+}
+
+#[test]
+fn sync_requests_are_the_wit_json() {
+    all_same(
+        &sync_requests(),
+        wire::variant_names::<os::Request>()
+            .iter()
+            .copied()
+            .collect(),
+        "sync request",
+    );
+    all_same(&sync_ops(), derived_names::<os::Op>(), "sync op");
+    all_same(&sync_values(), derived_names::<os::Value>(), "sync value");
+    for (o, w) in sync_requests() {
+        let body = serde_json::to_vec(&w).unwrap();
+        let decoded: os::Request = api::decode_request(&body, "sync", 1 << 20)
+            .and_then(os::Request::validated)
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
+        assert_eq!(decoded, o);
+    }
+}
+
+#[test]
+fn sync_responses_and_events_are_the_wit_json() {
+    let pairs = sync_responses();
+    all_same(
+        &pairs,
+        wire::variant_names::<os::Response>()
+            .iter()
+            .copied()
+            .collect(),
+        "sync response",
+    );
+    for (o, w) in pairs {
+        same::<api::ApiResult<os::Response>, ws::ResponseBody>(&Ok(o), &Ok(w));
+    }
+    let (v, wv) = sync_version();
+    let events = [
+        (
+            os::SyncEvent::Changed {
+                doc: doc(),
+                author: id("bob.os"),
+                local: false,
+                version: v,
+                seq: 4,
+            },
+            ws::SyncEvent::Changed(ws::ChangedEvent {
+                doc: "alice.os/notes".into(),
+                author: "bob.os".into(),
+                local: false,
+                version: wv,
+                seq: 4,
+            }),
+        ),
+        (
+            os::SyncEvent::Invited {
+                doc: doc(),
+                from: id("alice.os"),
+                role: os::Role::Reader,
+                seq: 1,
+            },
+            ws::SyncEvent::Invited(ws::InvitedEvent {
+                doc: "alice.os/notes".into(),
+                from: "alice.os".into(),
+                role: ws::Role::Reader,
+                seq: 1,
+            }),
+        ),
+        (
+            os::SyncEvent::Removed { doc: doc(), seq: 2 },
+            ws::SyncEvent::Removed(ws::RemovedEvent {
+                doc: "alice.os/notes".into(),
+                seq: 2,
+            }),
+        ),
+    ];
+    all_same(&events, derived_names::<os::SyncEvent>(), "sync event");
 }

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 pub mod ping;
 pub mod presence;
+pub mod sync;
 pub mod util;
 
 /// What a service offers the command line.
@@ -67,7 +68,11 @@ pub fn replay_command(service: &str, seed: u64, nodes: usize, mode: Mode) -> Str
 
 /// Every registered scenario.
 pub fn all() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(ping::Ping), Box::new(presence::PresenceScenario)]
+    vec![
+        Box::new(ping::Ping),
+        Box::new(presence::PresenceScenario),
+        Box::new(sync::SyncScenario),
+    ]
 }
 
 pub fn find(name: &str) -> Option<Box<dyn Scenario>> {

@@ -1,0 +1,754 @@
+//! Wire types of the `sync` process: replicated documents on the Loro CRDT, their local API,
+//! and the messages between sync processes. JSON examples are in docs/api.md (sync section);
+//! the design is in docs/sync.md.
+//!
+//! Local apps use the variants of [`Request`] marked *local*; remote `sync` processes use the
+//! *protocol* variants ([`PROTOCOL_REQUESTS`]). Local requests are strict (an unknown field is
+//! a `BadRequest` naming it); protocol messages and responses ignore unknown fields, so a
+//! newer peer can add some. Loro's binary updates and snapshots travel in the message blob,
+//! never inside the JSON.
+
+use super::wire::{self, wire_enum};
+use super::ApiError;
+use crate::ids::NodeId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Process name on every node.
+pub const PROCESS: &str = "sync";
+/// Longest document name (bytes); names are `[a-z0-9._-]`, starting with a letter or digit.
+pub const MAX_DOC_NAME: usize = 64;
+/// Most members (readers and writers, the creator not counted) a document may have.
+pub const MAX_MEMBERS: usize = 64;
+/// Most operations in one `Edit`.
+pub const MAX_OPS_PER_EDIT: usize = 256;
+/// Longest text one `Insert` (or string value) may carry (bytes).
+pub const MAX_OP_TEXT: usize = 64 << 10;
+/// Longest op id, item id, field, list or counter name (bytes).
+pub const MAX_KEY: usize = 128;
+/// Most changes one `GetDataSince` page may ask for.
+pub const MAX_PAGE: u32 = 10_000;
+/// Page size when `GetDataSince` names none.
+pub const DEFAULT_PAGE: u32 = 1_000;
+/// Largest local request body (bytes).
+pub const MAX_LOCAL_REQUEST: usize = 1 << 20;
+
+/// A document: the node that created it (and administers it) and a name unique on that node.
+/// On the wire the string `"<creator>/<name>"`, e.g. `"alice.os/notes"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocId {
+    pub creator: NodeId,
+    pub name: String,
+}
+
+impl DocId {
+    pub fn new(creator: NodeId, name: &str) -> Result<DocId, String> {
+        validate_name(name)?;
+        Ok(DocId {
+            creator,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Check a document name: 1..=[`MAX_DOC_NAME`] bytes of `[a-z0-9._-]`, first a letter or digit.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty() || name.len() > MAX_DOC_NAME || !first_ok || !name.chars().all(ok_char) {
+        return Err(format!(
+            "document name {name:?} must be 1..={MAX_DOC_NAME} characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.creator, self.name)
+    }
+}
+
+impl FromStr for DocId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DocId, String> {
+        let (creator, name) = s
+            .split_once('/')
+            .ok_or_else(|| format!("document id {s:?} must be \"<creator node>/<name>\""))?;
+        let creator = NodeId::parse(creator).map_err(|e| format!("document id {s:?}: {e}"))?;
+        DocId::new(creator, name)
+    }
+}
+
+impl Serialize for DocId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DocId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a member may do. The creator administers (changes members, deletes) and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Reader,
+    Writer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Member {
+    pub node: NodeId,
+    pub role: Role,
+}
+
+/// One entry of a version vector: Loro PeerID `peer` (a u64, written in decimal as a string
+/// so JavaScript reads it exactly) has its changes up to, not including, `counter`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VersionEntry {
+    pub peer: String,
+    pub counter: u32,
+}
+
+/// A document version: a version vector, sorted by peer. The empty list is the empty
+/// document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub Vec<VersionEntry>);
+
+impl Version {
+    /// `(peer, counter)` pairs; an entry whose peer is not a decimal u64 is an error.
+    pub fn pairs(&self) -> Result<Vec<(u64, u32)>, String> {
+        self.0
+            .iter()
+            .map(|e| {
+                e.peer
+                    .parse::<u64>()
+                    .map(|p| (p, e.counter))
+                    .map_err(|_| format!("version peer {:?} is not a decimal u64", e.peer))
+            })
+            .collect()
+    }
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (u64, u32)>) -> Version {
+        let mut v: Vec<(u64, u32)> = pairs.into_iter().filter(|(_, c)| *c > 0).collect();
+        v.sort();
+        Version(
+            v.into_iter()
+                .map(|(p, c)| VersionEntry {
+                    peer: p.to_string(),
+                    counter: c,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A field or list value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+/// One edit operation. Text positions count Unicode code points (UTF-16 code units when the
+/// `Edit` says `utf16`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Op {
+    /// Insert `text` into the document's text at `pos`.
+    Insert { pos: u32, text: String },
+    /// Delete `len` characters of the text from `pos`.
+    Delete { pos: u32, len: u32 },
+    /// Set `field` of item `item_id` (items: a map of maps).
+    Update {
+        item_id: String,
+        field: String,
+        value: Value,
+    },
+    /// Remove a whole item.
+    RemoveItem { item_id: String },
+    /// Insert `value` into list `list` at `index`.
+    ListInsert {
+        list: String,
+        index: u32,
+        value: Value,
+    },
+    /// Delete `len` entries of list `list` from `index`.
+    ListDelete { list: String, index: u32, len: u32 },
+    /// Add `by` to counter `counter`.
+    Increment { counter: String, by: i64 },
+}
+
+impl Op {
+    fn validate(&self) -> Result<(), String> {
+        let key = |what: &str, k: &str| {
+            if k.is_empty() || k.len() > MAX_KEY {
+                Err(format!("{what} must be 1..={MAX_KEY} bytes"))
+            } else {
+                Ok(())
+            }
+        };
+        let value = |v: &Value| match v {
+            Value::Str(s) if s.len() > MAX_OP_TEXT => {
+                Err(format!("a string value is longer than {MAX_OP_TEXT} bytes"))
+            }
+            Value::Float(f) if !f.is_finite() => Err("a float value must be finite".to_string()),
+            _ => Ok(()),
+        };
+        match self {
+            Op::Insert { text, .. } if text.len() > MAX_OP_TEXT => Err(format!(
+                "Insert text is {} bytes; at most {MAX_OP_TEXT}",
+                text.len()
+            )),
+            Op::Insert { .. } | Op::Delete { .. } => Ok(()),
+            Op::Update {
+                item_id,
+                field,
+                value: v,
+            } => {
+                key("item_id", item_id)?;
+                key("field", field)?;
+                value(v)
+            }
+            Op::RemoveItem { item_id } => key("item_id", item_id),
+            Op::ListInsert { list, value: v, .. } => {
+                key("list", list)?;
+                value(v)
+            }
+            Op::ListDelete { list, .. } => key("list", list),
+            Op::Increment { counter, .. } => key("counter", counter),
+        }
+    }
+}
+
+/// What a document is, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocInfo {
+    pub doc: DocId,
+    /// Readers and writers; the creator is not listed (it administers and writes).
+    pub members: Vec<Member>,
+    /// Whether this node holds the document's content (created or joined it).
+    pub joined: bool,
+    /// This node's role: `null` for the creator.
+    pub role: Option<Role>,
+    pub version: Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Field {
+    pub field: String,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub item_id: String,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct List {
+    pub list: String,
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counter {
+    pub counter: String,
+    pub value: f64,
+}
+
+/// A document's content at `version`: the text, the items (sorted by id, fields by name),
+/// the lists and the counters (sorted by name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Content {
+    pub doc: DocId,
+    pub text: String,
+    pub items: Vec<Item>,
+    pub lists: Vec<List>,
+    pub counters: Vec<Counter>,
+    pub version: Version,
+}
+
+/// One Loro change in a `GetDataSince` page: `len` operations by `peer` from `counter`,
+/// written by node `author` (when the peer's owner is known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    pub peer: String,
+    pub counter: u32,
+    pub len: u32,
+    pub lamport: u32,
+    pub author: Option<NodeId>,
+}
+
+/// A page of `GetDataSince`: the changes after `since` up to `version` (the blob is Loro's
+/// update encoding of exactly these changes), and whether more follow (ask again with
+/// `since = version`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPage {
+    pub doc: DocId,
+    pub since: Version,
+    pub version: Version,
+    pub changes: Vec<ChangeSummary>,
+    pub more: bool,
+}
+
+/// The answer to `Edit`: the document's version after it. `duplicate`: this op id was seen
+/// before and nothing was applied again (the version is the current one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edited {
+    pub doc: DocId,
+    pub version: Version,
+    pub duplicate: bool,
+}
+
+/// Counters of this node's sync process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStats {
+    pub docs: u64,
+    pub edits: u64,
+    pub duplicate_edits: u64,
+    pub deltas_sent: u64,
+    pub deltas_received: u64,
+    pub snapshots_sent: u64,
+    pub sync_requests: u64,
+    pub imports_refused: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub compactions: u64,
+}
+
+/// Events sent to subscribed apps, as requests (any answer is fine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncEvent {
+    /// A document changed: by this node's app (`local`) or by changes from `author`.
+    Changed {
+        doc: DocId,
+        author: NodeId,
+        local: bool,
+        version: Version,
+        seq: u64,
+    },
+    /// `from` (the creator) shared a document with this node; `Join` it to get its content.
+    Invited {
+        doc: DocId,
+        from: NodeId,
+        role: Role,
+        seq: u64,
+    },
+    /// This node is no longer a member (removed, or the document was deleted).
+    Removed { doc: DocId, seq: u64 },
+}
+
+/// How a blob of a protocol message is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    /// Loro's bytes as they are.
+    Raw,
+    /// Loro's bytes deflated (raw deflate, RFC 1951).
+    Deflate,
+}
+
+/// Which Loro PeerID belongs to which node (registered with the creator). `frozen`: the
+/// node no longer writes; its changes up to this counter (exclusive) stay valid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerOwner {
+    pub peer: String,
+    pub node: NodeId,
+    #[serde(default)]
+    pub frozen: Option<u32>,
+}
+
+/// The creator's word on a document: its members, the nodes holding it, the PeerIDs each
+/// writer writes with; `epoch` grows with every change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    pub doc: DocId,
+    pub epoch: u64,
+    #[serde(deserialize_with = "wire::lenient_facts")]
+    pub members: Vec<Member>,
+    #[serde(default)]
+    pub joined: Vec<NodeId>,
+    #[serde(default, deserialize_with = "wire::lenient_facts")]
+    pub peers: Vec<PeerOwner>,
+}
+
+/// The answer to a protocol `Join`: the ACL and the document (snapshot in the blob).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinAnswer {
+    pub acl: Acl,
+    pub version: Version,
+    pub encoding: Encoding,
+}
+
+/// The answer to `SyncRequest`: the changes the asker lacks (blob), the answerer's version
+/// (so the asker can send what the answerer lacks), and the answerer's ACL if the asker's
+/// epoch is older. `full_sync_needed`: the blob is a whole snapshot, not a delta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncAnswer {
+    pub doc: DocId,
+    pub version: Version,
+    #[serde(default)]
+    pub full_sync_needed: bool,
+    pub encoding: Encoding,
+    #[serde(default)]
+    pub acl: Option<Acl>,
+}
+
+/// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
+pub const PROTOCOL_REQUESTS: [&str; 7] = [
+    "Invitation",
+    "JoinDoc",
+    "LeaveDoc",
+    "AclUpdate",
+    "SyncRequest",
+    "Delta",
+    "DocDeleted",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+pub enum Request {
+    // ----- any caller -----
+    Ping {},
+    Info {},
+    // ----- local apps only -----
+    /// Create a document on this node (its creator) shared with `members`, who are invited.
+    Create {
+        name: String,
+        members: Vec<Member>,
+    },
+    /// Add a member, change its role (`role`), or remove it (`role: null`); creator only.
+    SetMember {
+        doc: DocId,
+        node: NodeId,
+        role: Option<Role>,
+    },
+    /// Get a document shared with this node from its creator; answered once it has arrived.
+    Join {
+        doc: DocId,
+    },
+    /// Stop holding a document (a member); the creator cannot leave, it deletes.
+    Leave {
+        doc: DocId,
+    },
+    /// Delete a document everywhere (creator only).
+    Delete {
+        doc: DocId,
+    },
+    /// Every document this node knows (created, joined or invited to).
+    List {},
+    /// Apply `ops` atomically. `op_id` makes a retry apply once. `at`: the version the app
+    /// saw when the user typed; positions are then read in that version.
+    Edit {
+        doc: DocId,
+        op_id: String,
+        ops: Vec<Op>,
+        #[serde(default)]
+        at: Option<Version>,
+        #[serde(default)]
+        utf16: bool,
+    },
+    /// The content and its version.
+    Read {
+        doc: DocId,
+    },
+    /// The changes after `since` (the empty version if left out), at most `limit` changes
+    /// per page, as Loro updates in the blob with a JSON summary.
+    GetDataSince {
+        doc: DocId,
+        #[serde(default)]
+        since: Option<Version>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Send [`SyncEvent`]s to the calling address (all documents, or just `doc`).
+    Subscribe {
+        #[serde(default)]
+        doc: Option<DocId>,
+    },
+    Unsubscribe {},
+    Stats {},
+    // ----- protocol, from other nodes' sync only -----
+    /// From the creator: the document is shared with you.
+    Invitation {
+        doc: DocId,
+        role: Role,
+    },
+    /// To the creator: send me the document; `peer` is the Loro PeerID I will write with.
+    JoinDoc {
+        doc: DocId,
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    /// To the creator: I no longer hold the document.
+    LeaveDoc {
+        doc: DocId,
+    },
+    /// From the creator: the ACL changed.
+    AclUpdate(Acl),
+    /// Anti-entropy: my version; answer with what I lack and your version.
+    SyncRequest {
+        doc: DocId,
+        version: Version,
+        #[serde(default)]
+        acl_epoch: u64,
+    },
+    /// Changes for you (blob); `version` is mine after them.
+    Delta {
+        doc: DocId,
+        version: Version,
+        encoding: Encoding,
+    },
+    /// From the creator: the document was deleted.
+    DocDeleted {
+        doc: DocId,
+    },
+}
+
+wire_enum!(Request, "sync request", |tag| !PROTOCOL_REQUESTS
+    .contains(&tag));
+
+impl Request {
+    /// Range checks the types cannot express (local API); the error names the limit.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let bad = |m: String| Err(ApiError::bad_request(m));
+        match self {
+            Request::Create { name, members } => {
+                validate_name(name).map_err(ApiError::bad_request)?;
+                if members.len() > MAX_MEMBERS {
+                    return bad(format!("at most {MAX_MEMBERS} members"));
+                }
+                let mut nodes: Vec<&NodeId> = members.iter().map(|m| &m.node).collect();
+                nodes.sort();
+                if nodes.windows(2).any(|w| w[0] == w[1]) {
+                    return bad("a node is listed twice in members".to_string());
+                }
+                Ok(())
+            }
+            Request::Edit { op_id, ops, .. } => {
+                if op_id.is_empty() || op_id.len() > MAX_KEY {
+                    return bad(format!("op_id must be 1..={MAX_KEY} bytes"));
+                }
+                if ops.is_empty() || ops.len() > MAX_OPS_PER_EDIT {
+                    return bad(format!("an Edit carries 1..={MAX_OPS_PER_EDIT} ops"));
+                }
+                for (i, op) in ops.iter().enumerate() {
+                    op.validate()
+                        .map_err(|m| ApiError::bad_request(format!("op {i}: {m}")))?;
+                }
+                Ok(())
+            }
+            Request::GetDataSince { limit: Some(l), .. } if !(1..=MAX_PAGE).contains(l) => bad(
+                format!("limit must be 1..={MAX_PAGE} (got {l}); leave it out for {DEFAULT_PAGE}"),
+            ),
+            _ => Ok(()),
+        }
+    }
+    /// The request if [`Request::validate`] passes.
+    pub fn validated(self) -> Result<Self, ApiError> {
+        self.validate().map(|()| self)
+    }
+    pub fn is_protocol(&self) -> bool {
+        matches!(
+            self,
+            Request::Invitation { .. }
+                | Request::JoinDoc { .. }
+                | Request::LeaveDoc { .. }
+                | Request::AclUpdate(_)
+                | Request::SyncRequest { .. }
+                | Request::Delta { .. }
+                | Request::DocDeleted { .. }
+        )
+    }
+    pub fn is_open(&self) -> bool {
+        matches!(self, Request::Ping {} | Request::Info {})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+pub enum Response {
+    Pong(crate::api::Pong),
+    Info(crate::api::ServiceInfo),
+    Created(DocInfo),
+    MemberSet(DocInfo),
+    Joined(DocInfo),
+    Left {},
+    Deleted {},
+    Docs {
+        docs: Vec<DocInfo>,
+    },
+    Edited(Edited),
+    Content(Content),
+    Data(DataPage),
+    Subscribed {},
+    Unsubscribed {},
+    Stats(SyncStats),
+    // ----- protocol answers -----
+    JoinAnswer(JoinAnswer),
+    SyncAnswer(SyncAnswer),
+    /// A Delta was read: the receiver's version after importing it.
+    Ack {
+        version: Version,
+    },
+    Accepted {},
+}
+wire_enum!(Response, "sync response", |_tag| false);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{decode_request, encode, ErrorCode};
+
+    #[test]
+    fn doc_ids_are_creator_slash_name() {
+        let d: DocId = "alice.os/notes".parse().unwrap();
+        assert_eq!(d.creator.to_string(), "alice.os");
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#""alice.os/notes""#);
+        for bad in ["notes", "alice.os/", "alice.os/Notes", "alice.os/a b", "/x"] {
+            assert!(bad.parse::<DocId>().is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<DocId>(r#""alice.os/-x""#).is_err());
+    }
+
+    #[test]
+    fn local_requests_are_strict_and_validated() {
+        let e = decode_request::<Request>(br#"{"List": {"x": 1}}"#, "sync", 1000).unwrap_err();
+        assert!(e.message.contains("unknown field `x`"), "{e}");
+        let e = decode_request::<Request>(
+            br#"{"Edit": {"doc": "alice.os/n", "op_id": "1", "ops": [{"Insert": {"pos": 0, "text": "a", "z": 1}}]}}"#,
+            "sync",
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("unknown field `z`"), "{e}");
+        let r: Request = decode_request(
+            br#"{"Edit": {"doc": "alice.os/n", "op_id": "", "ops": []}}"#,
+            "sync",
+            1000,
+        )
+        .unwrap();
+        assert_eq!(r.validate().unwrap_err().code, ErrorCode::BadRequest);
+        let big = Request::Edit {
+            doc: "alice.os/n".parse().unwrap(),
+            op_id: "1".into(),
+            ops: vec![Op::Insert {
+                pos: 0,
+                text: "x".repeat(MAX_OP_TEXT + 1),
+            }],
+            at: None,
+            utf16: false,
+        };
+        assert!(big.validate().unwrap_err().message.contains("op 0"));
+    }
+
+    #[test]
+    fn protocol_messages_tolerate_new_fields() {
+        let r: Request = decode_request(
+            br#"{"SyncRequest": {"doc": "alice.os/n", "version": [{"peer": "7", "counter": 3}], "future": true}}"#,
+            "sync",
+            1000,
+        )
+        .unwrap();
+        assert!(r.is_protocol());
+        assert_eq!(
+            encode(&Request::List {}),
+            br#""List""#,
+            "a payload-less request is a bare string"
+        );
+    }
+
+    fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            // Null, and `utf16: false` (the default), may be left out.
+            serde_json::Value::Object(m) => m
+                .into_iter()
+                .filter(|(k, v)| !v.is_null() && !(k == "utf16" && v == &serde_json::json!(false)))
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+            serde_json::Value::Array(a) => a.into_iter().map(without_nulls).collect(),
+            other => other,
+        }
+    }
+
+    /// Every `→` / `←` line of docs/api.md's sync section decodes into our types (a request,
+    /// or an event sync sends an app) and is written in the shape we send (nulls may be left
+    /// out). That each answer is what sync answers is checked by p2p-sim's
+    /// `tests/doc_answers.rs`.
+    #[test]
+    fn documented_examples_decode() {
+        let doc = include_str!("../../../docs/api.md");
+        let section = &doc[doc.find("\n## sync").expect("sync section")..];
+        let same = |body: &str, ours: serde_json::Value| {
+            let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                without_nulls(documented),
+                without_nulls(ours.clone()),
+                "documented body is not in the shape we send: {body}\nwe send {ours}"
+            );
+        };
+        let (mut requests, mut answers) = (0, 0);
+        let mut refused: Option<ApiError> = None;
+        for line in section.lines() {
+            if let Some(body) = line.strip_prefix("→ ") {
+                requests += 1;
+                assert!(refused.is_none(), "no documented error before {body}");
+                let ours = match decode_request::<Request>(body.as_bytes(), "sync", 1 << 20) {
+                    Ok(r) => serde_json::to_value(&r).unwrap(),
+                    Err(e) => match serde_json::from_str::<SyncEvent>(body) {
+                        Ok(ev) => serde_json::to_value(&ev).unwrap(),
+                        // A request sync refuses while decoding: the next answer is that error.
+                        Err(_) => {
+                            refused = Some(e);
+                            serde_json::from_str(body).unwrap()
+                        }
+                    },
+                };
+                same(body, ours);
+            } else if let Some(body) = line.strip_prefix("← ") {
+                answers += 1;
+                let r: crate::api::ApiResult<Response> =
+                    serde_json::from_str(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+                if let Some(e) = refused.take() {
+                    assert_eq!(
+                        r,
+                        Err(e),
+                        "the documented error is not the one decoding gives"
+                    );
+                }
+                same(body, serde_json::to_value(&r).unwrap());
+            }
+        }
+        assert!(
+            requests >= 15 && answers >= 12,
+            "{requests} requests, {answers} answers"
+        );
+    }
+
+    #[test]
+    fn versions_are_sorted_decimal_pairs() {
+        let v = Version::from_pairs([(u64::MAX, 2), (5, 1), (9, 0)]);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"[{"peer":"5","counter":1},{"peer":"18446744073709551615","counter":2}]"#
+        );
+        assert_eq!(v.pairs().unwrap(), vec![(5, 1), (u64::MAX, 2)]);
+        let bad = Version(vec![VersionEntry {
+            peer: "x".into(),
+            counter: 1,
+        }]);
+        assert!(bad.pairs().is_err());
+    }
+}

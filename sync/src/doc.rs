@@ -1,0 +1,682 @@
+//! One replicated document: the Loro document and what the service needs around it (version
+//! conversion, edits with positions read in an older version, content, paged history, the
+//! PeerIDs a blob carries, wire compression). Pure: no I/O.
+//!
+//! Layout of the Loro document (root containers, so every node names them alike and
+//! concurrent first writes never conflict): the text is the root text `text`; item
+//! `<id>` is the root map `i:<id>` (field → value); list `<name>` the root list `l:<name>`;
+//! counter `<name>` the root counter `c:<name>`.
+
+use loro::{cursor::Side, ExportMode, IdSpan, LoroDoc, LoroValue, ToJson as _, VersionVector, ID};
+use p2p_common::api::sync::{
+    ChangeSummary, Content, Counter, DocId, Field, Item, List, Op, Value, Version,
+};
+use std::collections::BTreeMap;
+
+/// Text root container.
+pub const TEXT: &str = "text";
+
+/// Loro's version vector as our wire version.
+pub fn to_version(vv: &VersionVector) -> Version {
+    Version::from_pairs(vv.iter().map(|(p, c)| (*p, (*c).max(0) as u32)))
+}
+
+/// Our wire version as Loro's version vector; a peer that is no decimal u64 is an error.
+pub fn to_vv(v: &Version) -> Result<VersionVector, String> {
+    let pairs = v.pairs()?;
+    if pairs.iter().any(|(_, c)| *c > i32::MAX as u32) {
+        return Err("version counter out of range".into());
+    }
+    Ok(pairs.into_iter().map(|(p, c)| (p, c as i32)).collect())
+}
+
+/// Whether `a` includes everything `b` has.
+pub fn includes(a: &VersionVector, b: &VersionVector) -> bool {
+    b.iter().all(|(p, c)| a.get(p).copied().unwrap_or(0) >= *c)
+}
+
+/// The PeerIDs whose changes a blob (update or snapshot) carries, from its header, without
+/// importing it. A blob that is not Loro's (or fails its checksum) is an error.
+pub fn blob_peers(blob: &[u8]) -> Result<Vec<u64>, String> {
+    let meta = LoroDoc::decode_import_blob_meta(blob, true).map_err(|e| e.to_string())?;
+    let mut peers: Vec<u64> = meta
+        .partial_end_vv
+        .iter()
+        .filter(|(p, end)| meta.partial_start_vv.get(p).copied().unwrap_or(0) < **end)
+        .map(|(p, _)| *p)
+        .collect();
+    peers.sort_unstable();
+    Ok(peers)
+}
+
+/// Deflate `data` for the wire (raw deflate, level 6).
+pub fn deflate(data: &[u8]) -> Vec<u8> {
+    miniz_oxide::deflate::compress_to_vec(data, 6)
+}
+
+/// Inflate a wire blob, refusing output over `max` bytes (a deflate bomb).
+pub fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    miniz_oxide::inflate::decompress_to_vec_with_limit(data, max)
+        .map_err(|e| format!("blob does not inflate within {max} bytes: {:?}", e.status))
+}
+
+fn to_loro(v: &Value) -> LoroValue {
+    match v {
+        Value::Null => LoroValue::Null,
+        Value::Bool(b) => LoroValue::Bool(*b),
+        Value::Int(i) => LoroValue::I64(*i),
+        Value::Float(f) => LoroValue::Double(*f),
+        Value::Str(s) => LoroValue::String(s.as_str().into()),
+    }
+}
+
+fn from_loro(v: &LoroValue) -> Value {
+    match v {
+        LoroValue::Null => Value::Null,
+        LoroValue::Bool(b) => Value::Bool(*b),
+        LoroValue::I64(i) => Value::Int(*i),
+        LoroValue::Double(f) => Value::Float(*f),
+        LoroValue::String(s) => Value::Str(s.to_string()),
+        other => Value::Str(other.to_json()),
+    }
+}
+
+/// A document's Loro state.
+pub struct Doc {
+    pub id: DocId,
+    pub loro: LoroDoc,
+}
+
+impl Doc {
+    /// An empty document writing as `peer`.
+    pub fn new(id: DocId, peer: u64) -> Doc {
+        let loro = LoroDoc::new();
+        // Any u64 but u64::MAX is a valid PeerID; ours come from the seed.
+        let _ = loro.set_peer_id(peer.min(u64::MAX - 1));
+        Doc { id, loro }
+    }
+
+    pub fn vv(&self) -> VersionVector {
+        self.loro.oplog_vv()
+    }
+
+    pub fn version(&self) -> Version {
+        to_version(&self.vv())
+    }
+
+    /// Apply one app edit atomically as one Loro change. `at`: positions of a splice are
+    /// read in that version. Every op is checked before anything is applied.
+    pub fn edit(
+        &mut self,
+        ops: &[Op],
+        at: Option<&VersionVector>,
+        utf16: bool,
+    ) -> Result<(), String> {
+        let at = at.filter(|v| *v != &self.vv());
+        // Rebased positions are code points in the current text.
+        let (ops, utf16) = match at {
+            Some(v) => (self.rebase_splice(ops, v, utf16)?, false),
+            None => {
+                self.check(ops, utf16)?;
+                (ops.to_vec(), utf16)
+            }
+        };
+        let text = self.loro.get_text(TEXT);
+        for op in &ops {
+            let r = match op {
+                Op::Insert { pos, text: s } if utf16 => text.insert_utf16(*pos as usize, s),
+                Op::Insert { pos, text: s } => text.insert(*pos as usize, s),
+                Op::Delete { pos, len } if utf16 => text.delete_utf16(*pos as usize, *len as usize),
+                Op::Delete { pos, len } => text.delete(*pos as usize, *len as usize),
+                Op::Update {
+                    item_id,
+                    field,
+                    value,
+                } => self
+                    .loro
+                    .get_map(format!("i:{item_id}").as_str())
+                    .insert(field, to_loro(value)),
+                Op::RemoveItem { item_id } => {
+                    self.loro.get_map(format!("i:{item_id}").as_str()).clear()
+                }
+                Op::ListInsert { list, index, value } => self
+                    .loro
+                    .get_list(format!("l:{list}").as_str())
+                    .insert(*index as usize, to_loro(value)),
+                Op::ListDelete { list, index, len } => self
+                    .loro
+                    .get_list(format!("l:{list}").as_str())
+                    .delete(*index as usize, *len as usize),
+                Op::Increment { counter, by } => self
+                    .loro
+                    .get_counter(format!("c:{counter}").as_str())
+                    .increment(*by as f64),
+            };
+            // Checked above; a failure here is a bug, but never a panic.
+            r.map_err(|e| format!("applying {op:?}: {e}"))?;
+        }
+        self.loro.commit();
+        Ok(())
+    }
+
+    /// Bounds of every positional op, in order (lengths change as ops apply).
+    fn check(&self, ops: &[Op], utf16: bool) -> Result<(), String> {
+        let text = self.loro.get_text(TEXT);
+        let mut text_len = if utf16 {
+            text.len_utf16()
+        } else {
+            text.len_unicode()
+        };
+        let mut lists: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Insert { pos, text: s } => {
+                    if *pos as usize > text_len {
+                        return Err(format!(
+                            "op {i}: Insert at {pos} past the text's end ({text_len})"
+                        ));
+                    }
+                    text_len += if utf16 {
+                        s.encode_utf16().count()
+                    } else {
+                        s.chars().count()
+                    };
+                }
+                Op::Delete { pos, len } => {
+                    let end = *pos as usize + *len as usize;
+                    if end > text_len {
+                        return Err(format!(
+                            "op {i}: Delete of {pos}..{end} past the text's end ({text_len})"
+                        ));
+                    }
+                    text_len -= *len as usize;
+                }
+                Op::ListInsert { list, index, .. } | Op::ListDelete { list, index, .. } => {
+                    let n = lists
+                        .entry(list.as_str())
+                        .or_insert_with(|| self.loro.get_list(format!("l:{list}").as_str()).len());
+                    let (end, grow) = match op {
+                        Op::ListDelete { len, .. } => (*index as usize + *len as usize, false),
+                        _ => (*index as usize, true),
+                    };
+                    if end > *n {
+                        return Err(format!("op {i}: list {list:?} has {n} entries"));
+                    }
+                    if grow {
+                        *n += 1;
+                    } else {
+                        *n -= end - *index as usize;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The ops of a splice made against version `at` (at most one Delete and one Insert at
+    /// the same position, in that order, plus non-positional ops), with positions moved to
+    /// where those characters are now.
+    fn rebase_splice(
+        &mut self,
+        ops: &[Op],
+        at: &VersionVector,
+        utf16: bool,
+    ) -> Result<Vec<Op>, String> {
+        if !includes(&self.vv(), at) {
+            return Err("`at` names a version this node does not have (yet)".into());
+        }
+        let positional: Vec<&Op> = ops
+            .iter()
+            .filter(|o| matches!(o, Op::Insert { .. } | Op::Delete { .. }))
+            .collect();
+        let shape_ok = match positional.as_slice() {
+            [] | [Op::Insert { .. }] | [Op::Delete { .. }] => true,
+            [Op::Delete { pos: a, .. }, Op::Insert { pos: b, .. }] => a == b,
+            _ => false,
+        };
+        if !shape_ok {
+            return Err("with `at`, an Edit's text ops are one splice: a Delete and/or an Insert at the same position".into());
+        }
+        if positional.is_empty() {
+            return Ok(ops.to_vec());
+        }
+        let frontiers = self.loro.vv_to_frontiers(at);
+        self.loro.commit();
+        self.loro
+            .checkout(&frontiers)
+            .map_err(|e| format!("reading version `at`: {e}"))?;
+        let text = self.loro.get_text(TEXT);
+        let old_len = if utf16 {
+            text.len_utf16()
+        } else {
+            text.len_unicode()
+        };
+        let to_unicode = |p: usize| -> usize {
+            if utf16 {
+                text.convert_pos(
+                    p,
+                    loro::cursor::PosType::Utf16,
+                    loro::cursor::PosType::Unicode,
+                )
+                .unwrap_or(p)
+            } else {
+                p
+            }
+        };
+        let mut cursors = Vec::new();
+        let mut bad = None;
+        for op in &positional {
+            match op {
+                Op::Insert { pos, .. } => {
+                    let p = *pos as usize;
+                    if p > old_len {
+                        bad = Some(format!(
+                            "Insert at {p} past the end ({old_len}) of version `at`"
+                        ));
+                        break;
+                    }
+                    let u = to_unicode(p);
+                    // The character before the insertion point, or the start.
+                    let c = if u == 0 {
+                        None
+                    } else {
+                        text.get_cursor(u - 1, Side::Middle)
+                    };
+                    cursors.push(vec![c]);
+                }
+                Op::Delete { pos, len } => {
+                    let (p, n) = (*pos as usize, *len as usize);
+                    if p + n > old_len {
+                        bad = Some(format!(
+                            "Delete of {p}..{} past the end ({old_len}) of version `at`",
+                            p + n
+                        ));
+                        break;
+                    }
+                    if n > super::core::MAX_AT_DELETE {
+                        bad = Some(format!(
+                            "with `at`, a Delete spans at most {} characters",
+                            super::core::MAX_AT_DELETE
+                        ));
+                        break;
+                    }
+                    let (u0, u1) = (to_unicode(p), to_unicode(p + n));
+                    cursors.push((u0..u1).map(|u| text.get_cursor(u, Side::Middle)).collect());
+                }
+                _ => {}
+            }
+        }
+        self.loro.checkout_to_latest();
+        if let Some(b) = bad {
+            return Err(b);
+        }
+        let text = self.loro.get_text(TEXT);
+        let alive = |c: &loro::cursor::Cursor| -> Option<usize> {
+            self.loro.get_cursor_pos(c).ok().map(|r| r.current.pos)
+        };
+        let mut out = Vec::new();
+        let mut pi = 0;
+        for op in ops {
+            match op {
+                Op::Insert { text: s, .. } => {
+                    let pos = match &cursors[pi][0] {
+                        None => 0,
+                        Some(c) => {
+                            // After the character before; if it is gone, where it was.
+                            let id = c.id;
+                            let p = alive(c).unwrap_or(0);
+                            let still_there = id.is_some_and(|id| {
+                                text.get_cursor(p, Side::Middle).and_then(|k| k.id) == Some(id)
+                            });
+                            if still_there {
+                                p + 1
+                            } else {
+                                p
+                            }
+                        }
+                    };
+                    pi += 1;
+                    // Deletes of the same splice are all after this point: it does not move.
+                    let pos = pos.min(text.len_unicode());
+                    out.push(Op::Insert {
+                        pos: pos as u32,
+                        text: s.clone(),
+                    });
+                }
+                Op::Delete { .. } => {
+                    // Each character of the old range that is still there, as runs.
+                    let mut now: Vec<usize> = cursors[pi]
+                        .iter()
+                        .flatten()
+                        .filter_map(|c| {
+                            let p = alive(c)?;
+                            let id = c.id?;
+                            (text.get_cursor(p, Side::Middle).and_then(|k| k.id) == Some(id))
+                                .then_some(p)
+                        })
+                        .collect();
+                    pi += 1;
+                    now.sort_unstable();
+                    now.dedup();
+                    // Delete runs from the back so earlier positions stay valid.
+                    let mut runs: Vec<(usize, usize)> = Vec::new();
+                    for p in now {
+                        match runs.last_mut() {
+                            Some((s, n)) if *s + *n == p => *n += 1,
+                            _ => runs.push((p, 1)),
+                        }
+                    }
+                    for (s, n) in runs.iter().rev() {
+                        out.push(Op::Delete {
+                            pos: *s as u32,
+                            len: *n as u32,
+                        });
+                    }
+                }
+                other => out.push(other.clone()),
+            }
+        }
+        // Positions are now Unicode code points in the current text.
+        self.check(&out, false)?;
+        Ok(out)
+    }
+
+    /// The content and version.
+    pub fn content(&self) -> Content {
+        let mut items = Vec::new();
+        let mut lists = Vec::new();
+        let mut counters = Vec::new();
+        let mut text = String::new();
+        if let LoroValue::Map(roots) = self.loro.get_deep_value() {
+            let mut names: Vec<&String> = roots.keys().collect();
+            names.sort();
+            for name in names {
+                let v = &roots[name];
+                if name == TEXT {
+                    if let LoroValue::String(s) = v {
+                        text = s.to_string();
+                    }
+                } else if let Some(id) = name.strip_prefix("i:") {
+                    if let LoroValue::Map(m) = v {
+                        let mut fields: Vec<Field> = m
+                            .iter()
+                            .map(|(k, v)| Field {
+                                field: k.clone(),
+                                value: from_loro(v),
+                            })
+                            .collect();
+                        fields.sort_by(|a, b| a.field.cmp(&b.field));
+                        if !fields.is_empty() {
+                            items.push(Item {
+                                item_id: id.to_string(),
+                                fields,
+                            });
+                        }
+                    }
+                } else if let Some(l) = name.strip_prefix("l:") {
+                    if let LoroValue::List(vs) = v {
+                        lists.push(List {
+                            list: l.to_string(),
+                            values: vs.iter().map(from_loro).collect(),
+                        });
+                    }
+                } else if let Some(c) = name.strip_prefix("c:") {
+                    if let LoroValue::Double(f) = v {
+                        counters.push(Counter {
+                            counter: c.to_string(),
+                            value: *f,
+                        });
+                    }
+                }
+            }
+        }
+        Content {
+            doc: self.id.clone(),
+            text,
+            items,
+            lists,
+            counters,
+            version: self.version(),
+        }
+    }
+
+    /// The text alone.
+    pub fn text(&self) -> String {
+        self.loro.get_text(TEXT).to_string()
+    }
+
+    /// Changes after `since`, at most `limit`, in causal (Lamport) order: their summaries,
+    /// the Loro update blob of exactly them, the version after them, and whether more follow.
+    pub fn changes_since(
+        &self,
+        since: &VersionVector,
+        limit: usize,
+        owner: impl Fn(u64) -> Option<p2p_common::NodeId>,
+    ) -> (Vec<ChangeSummary>, Vec<u8>, VersionVector, bool) {
+        let mut all: Vec<(u32, u64, i32, i32)> = Vec::new();
+        for (peer, end) in self.vv().iter() {
+            let mut c = since.get(peer).copied().unwrap_or(0).max(0);
+            while c < *end {
+                let Some(ch) = self.loro.get_change(ID::new(*peer, c)) else {
+                    break;
+                };
+                let ch_end = ch.id.counter + ch.len as i32;
+                let lamport = ch.lamport + (c - ch.id.counter) as u32;
+                all.push((lamport, *peer, c, ch_end.min(*end)));
+                c = ch_end.max(c + 1);
+            }
+        }
+        all.sort_unstable();
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let mut version = since.clone();
+        let spans: Vec<IdSpan> = all
+            .iter()
+            .map(|(_, p, s, e)| {
+                let cur = version.get(p).copied().unwrap_or(0);
+                version.insert(*p, (*e).max(cur));
+                IdSpan::new(*p, *s, *e)
+            })
+            .collect();
+        let blob = if spans.is_empty() {
+            Vec::new()
+        } else {
+            self.loro
+                .export(ExportMode::UpdatesInRange {
+                    spans: spans.into(),
+                })
+                .unwrap_or_default()
+        };
+        let summaries = all
+            .iter()
+            .map(|(l, p, s, e)| ChangeSummary {
+                peer: p.to_string(),
+                counter: *s as u32,
+                len: (*e - *s) as u32,
+                lamport: *l,
+                author: owner(*p),
+            })
+            .collect();
+        (summaries, blob, version, more)
+    }
+
+    /// Loro updates after `from` (what a peer at `from` lacks).
+    pub fn updates_since(&self, from: &VersionVector) -> Vec<u8> {
+        self.loro
+            .export(ExportMode::updates(from))
+            .unwrap_or_default()
+    }
+
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.loro.export(ExportMode::Snapshot).unwrap_or_default()
+    }
+
+    /// Import a blob already checked (PeerIDs); returns whether the version moved.
+    pub fn import(&mut self, blob: &[u8]) -> Result<bool, String> {
+        let before = self.vv();
+        self.loro.import(blob).map_err(|e| e.to_string())?;
+        Ok(self.vv() != before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(peer: u64) -> Doc {
+        Doc::new("alice.os/t".parse().unwrap(), peer)
+    }
+    fn ins(pos: u32, t: &str) -> Op {
+        Op::Insert {
+            pos,
+            text: t.into(),
+        }
+    }
+    fn sync(a: &mut Doc, b: &mut Doc) {
+        let ab = a.updates_since(&b.vv());
+        let ba = b.updates_since(&a.vv());
+        b.import(&ab).unwrap();
+        a.import(&ba).unwrap();
+    }
+
+    #[test]
+    fn a_splice_made_against_an_older_version_lands_where_the_user_saw_it() {
+        let mut a = d(1);
+        let mut b = d(2);
+        a.edit(&[ins(0, "hello world")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        let seen = b.vv();
+        // Meanwhile alice rewrites the start; bob's app still shows "hello world".
+        a.edit(&[ins(0, ">> ")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        assert_eq!(b.text(), ">> hello world");
+        // Bob replaced "world" (5..11 in what he saw) with "there", and appended "!".
+        b.edit(
+            &[Op::Delete { pos: 6, len: 5 }, ins(6, "there")],
+            Some(&seen),
+            false,
+        )
+        .unwrap();
+        assert_eq!(b.text(), ">> hello there");
+        b.edit(&[ins(11, "!")], Some(&seen), false).unwrap();
+        assert_eq!(b.text(), ">> hello there!");
+        // A character deleted concurrently is not deleted twice (nor its neighbour).
+        let seen = b.vv();
+        a.edit(&[Op::Delete { pos: 0, len: 3 }], None, false)
+            .unwrap();
+        sync(&mut a, &mut b);
+        b.edit(&[Op::Delete { pos: 0, len: 4 }], Some(&seen), false)
+            .unwrap();
+        assert_eq!(b.text(), "ello there!");
+        // Only a splice may name an older version; positions past its end are refused.
+        let seen = b.vv();
+        a.edit(&[ins(0, "-")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        assert!(b
+            .edit(&[ins(0, "a"), ins(1, "b")], Some(&seen), false)
+            .is_err());
+        let old = VersionVector::new();
+        assert!(b.edit(&[ins(1, "x")], Some(&old), false).is_err());
+        assert_eq!(b.text(), "-ello there!");
+    }
+
+    #[test]
+    fn utf16_positions_for_javascript_editors() {
+        let mut a = d(1);
+        a.edit(&[ins(0, "😀b")], None, false).unwrap();
+        // After the emoji: code point 1, UTF-16 unit 2.
+        a.edit(&[ins(2, "x")], None, true).unwrap();
+        assert_eq!(a.text(), "😀xb");
+        a.edit(&[ins(1, "y")], None, false).unwrap();
+        assert_eq!(a.text(), "😀yxb");
+        assert!(a.edit(&[ins(99, "z")], None, true).is_err());
+    }
+
+    #[test]
+    fn blob_peers_reads_the_header_and_refuses_garbage() {
+        let mut a = d(77);
+        a.edit(&[ins(0, "x")], None, false).unwrap();
+        let mut b = d(88);
+        b.import(&a.updates_since(&VersionVector::new())).unwrap();
+        b.edit(&[ins(0, "y")], None, false).unwrap();
+        assert_eq!(
+            blob_peers(&b.updates_since(&VersionVector::new())).unwrap(),
+            vec![77, 88]
+        );
+        // Only what the peer lacks: bob's own change.
+        assert_eq!(blob_peers(&b.updates_since(&a.vv())).unwrap(), vec![88]);
+        assert_eq!(blob_peers(&b.snapshot()).unwrap(), vec![77, 88]);
+        for junk in [
+            &b"x"[..],
+            &[0u8; 64],
+            b"loro\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        ] {
+            assert!(blob_peers(junk).is_err());
+        }
+    }
+
+    #[test]
+    fn inflate_is_bounded() {
+        let big = deflate(&vec![7u8; 1 << 20]);
+        assert!(big.len() < 10_000);
+        assert_eq!(inflate(&big, 1 << 20).unwrap().len(), 1 << 20);
+        assert!(inflate(&big, (1 << 20) - 1).is_err());
+        assert!(inflate(b"\xff\xff", 100).is_err());
+    }
+
+    #[test]
+    fn items_lists_and_counters_read_back_sorted() {
+        let mut a = d(1);
+        a.edit(
+            &[
+                Op::Update {
+                    item_id: "b".into(),
+                    field: "z".into(),
+                    value: Value::Int(1),
+                },
+                Op::Update {
+                    item_id: "a".into(),
+                    field: "title".into(),
+                    value: Value::Str("t".into()),
+                },
+                Op::ListInsert {
+                    list: "tags".into(),
+                    index: 0,
+                    value: Value::Bool(true),
+                },
+                Op::Increment {
+                    counter: "views".into(),
+                    by: 3,
+                },
+            ],
+            None,
+            false,
+        )
+        .unwrap();
+        a.edit(
+            &[Op::RemoveItem {
+                item_id: "b".into(),
+            }],
+            None,
+            false,
+        )
+        .unwrap();
+        let c = a.content();
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.items[0].item_id, "a");
+        assert_eq!(c.lists[0].values, vec![Value::Bool(true)]);
+        assert_eq!(c.counters[0].value, 3.0);
+        assert!(a
+            .edit(
+                &[Op::ListDelete {
+                    list: "tags".into(),
+                    index: 0,
+                    len: 2
+                }],
+                None,
+                false
+            )
+            .is_err());
+    }
+}

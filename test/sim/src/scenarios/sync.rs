@@ -1,0 +1,337 @@
+//! The `sync` scenario: alice creates a document shared with bob and charlie (writers);
+//! dave is no member. The three edit the text and the items concurrently, through their
+//! local API, under partitions, crashes and restarts (and, in hostile mode, loss and
+//! duplication); dave tries to join and to pull the document. After healing and a quiet
+//! spell, the three hold identical content and version, every acknowledged edit is in it,
+//! and dave holds nothing.
+
+use super::{figure, heal_all, random_fault, Scenario};
+use crate::{factory, AppOutcome, Mode, NetConfig, Sim, SimConfig, SimError};
+use p2p_common::api::sync::{
+    Content, DocId, Edited, Member, Op, Request, Response, Role, Value, Version,
+};
+use p2p_common::api::{decode_response, encode, ErrorCode};
+use p2p_common::{Address, ProcessId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Map};
+use sync::core::SyncCore;
+use sync::doc::{includes, to_vv};
+
+pub struct SyncScenario;
+
+pub const PROC: &str = "sync";
+/// The members: alice (creator), bob, charlie; node 3 (dave) is not one.
+pub const MEMBERS: usize = 3;
+
+/// A cluster running the sync core on every node; the invariant that no non-member ever
+/// holds `doc` is checked after every event.
+pub fn cluster(cfg: SimConfig, doc: DocId, members: usize) -> Sim {
+    Sim::new(cfg)
+        .with_process(PROC, factory(sync::core::new))
+        .with_invariant("no non-member knows the document", move |s| {
+            for i in members..s.len() {
+                if s.core::<SyncCore>(i, PROC).is_some_and(|c| c.knows(&doc)) {
+                    return Err(format!("{} (no member) knows {doc}", s.node_id(i)));
+                }
+            }
+            Ok(())
+        })
+        .with_invariant("replies only answer requests", |s| {
+            match s.stats.reply_rule_violations {
+                0 => Ok(()),
+                n => Err(format!("{n} replies without a request")),
+            }
+        })
+}
+
+/// The app on node `i` asks its sync process.
+pub fn ask(sim: &mut Sim, i: usize, req: &Request) -> u64 {
+    let to = sim.addr(i, PROC);
+    sim.request(i, &to, encode(req), 30)
+}
+
+/// The decoded answer to request `h`, if one arrived.
+pub fn answer(sim: &Sim, h: u64) -> Option<Result<Response, p2p_common::ApiError>> {
+    match sim.outcome(h)? {
+        AppOutcome::Response(body) => Some(decode_response::<Response>(body)),
+        _ => None,
+    }
+}
+
+fn content(sim: &Sim, i: usize, doc: &DocId) -> Option<Content> {
+    sim.core::<SyncCore>(i, PROC)?.content(doc)
+}
+
+/// Create the document on node 0 shared with nodes 1..members as writers, and have them
+/// join (fault-free). Returns the document id.
+pub fn setup(sim: &mut Sim, members: usize) -> Result<DocId, SimError> {
+    let h = ask(
+        sim,
+        0,
+        &Request::Create {
+            name: "notes".into(),
+            members: (1..members)
+                .map(|i| Member {
+                    node: sim.node_id(i).clone(),
+                    role: Role::Writer,
+                })
+                .collect(),
+        },
+    );
+    // Networking comes up some seconds after boot.
+    sim.run_for(25_000)?;
+    let doc = match answer(sim, h) {
+        Some(Ok(Response::Created(info))) => info.doc,
+        other => return Err(sim.fail(format!("Create: {other:?}"))),
+    };
+    for i in 1..members {
+        let mut joined = false;
+        for _ in 0..5 {
+            let h = ask(sim, i, &Request::Join { doc: doc.clone() });
+            sim.run_for(31_000)?;
+            if let Some(Ok(Response::Joined(_))) = answer(sim, h) {
+                joined = true;
+                break;
+            }
+        }
+        if !joined {
+            return Err(sim.fail(format!("{} never joined {doc}", sim.node_id(i))));
+        }
+    }
+    Ok(doc)
+}
+
+/// A random edit an app on node `i` makes against what it sees now.
+fn random_ops(sim: &Sim, i: usize, doc: &DocId, rng: &mut ChaCha8Rng) -> Option<Vec<Op>> {
+    let c = content(sim, i, doc)?;
+    let len = c.text.chars().count() as u32;
+    let mut ops = Vec::new();
+    match rng.gen_range(0..4) {
+        0 | 1 => ops.push(Op::Insert {
+            pos: rng.gen_range(0..=len),
+            text: format!(
+                "<{}{}>",
+                sim.node_id(i).as_str().chars().next()?,
+                rng.gen_range(0..100)
+            ),
+        }),
+        2 if len > 0 => {
+            let pos = rng.gen_range(0..len);
+            ops.push(Op::Delete {
+                pos,
+                len: rng.gen_range(1..=(len - pos).min(3)),
+            })
+        }
+        _ => ops.push(Op::Update {
+            item_id: format!("item{}", rng.gen_range(0..3)),
+            field: ["title", "done", "owner"][rng.gen_range(0..3)].into(),
+            value: Value::Str(format!("{}", rng.gen_range(0..1000))),
+        }),
+    }
+    Some(ops)
+}
+
+/// One randomized run; returns the sim for inspection.
+pub fn run(seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5c);
+    let nodes = nodes.max(MEMBERS + 1);
+    let mut cfg = SimConfig::new(seed, nodes);
+    cfg.record_trace = record;
+    cfg.net = NetConfig::for_mode(mode);
+    if mode == Mode::Hostile {
+        cfg.net.loss = rng.gen_range(0.0..0.2);
+        cfg.net.duplicate = rng.gen_range(0.0..0.1);
+    }
+    let creator = crate::node_name(0);
+    let doc: DocId = format!("{creator}/notes").parse().expect("valid");
+    let mut sim = cluster(cfg, doc.clone(), MEMBERS);
+    let got = setup(&mut sim, MEMBERS)?;
+    if got != doc {
+        return Err(sim.fail(format!("created {got}, expected {doc}")));
+    }
+    // The non-member: its Join and a raw protocol pull learn nothing.
+    let outsider = MEMBERS;
+    let h_join = ask(&mut sim, outsider, &Request::Join { doc: doc.clone() });
+    let pid = ProcessId::parse("sync:p2p-patterns:p2p-patterns.os").expect("valid");
+    let h_pull = sim.request_from(
+        outsider,
+        pid,
+        &Address::ours(&creator, PROC),
+        encode(&Request::SyncRequest {
+            doc: doc.clone(),
+            version: Version::default(),
+            acl_epoch: 0,
+        }),
+        30,
+    );
+
+    let mut edits: Vec<(u64, usize)> = Vec::new();
+    let mut retries: Vec<(usize, Request)> = Vec::new();
+    let mut op_seq = 0u64;
+    for _round in 0..12 {
+        for _ in 0..rng.gen_range(1..5) {
+            let i = rng.gen_range(0..MEMBERS);
+            // Retry an earlier edit with its op id now and then (it must apply once).
+            if !retries.is_empty() && rng.gen_bool(0.15) {
+                let (j, req) = retries[rng.gen_range(0..retries.len())].clone();
+                let h = ask(&mut sim, j, &req);
+                edits.push((h, j));
+                continue;
+            }
+            let Some(ops) = random_ops(&sim, i, &doc, &mut rng) else {
+                continue; // node down
+            };
+            op_seq += 1;
+            let req = Request::Edit {
+                doc: doc.clone(),
+                op_id: format!("{}-{op_seq}", sim.node_id(i)),
+                ops,
+                at: None,
+                utf16: false,
+            };
+            let h = ask(&mut sim, i, &req);
+            edits.push((h, i));
+            retries.push((i, req));
+        }
+        if rng.gen_bool(0.6) {
+            random_fault(&mut sim, &mut rng);
+        }
+        sim.run_for(rng.gen_range(500..8_000))?;
+    }
+    heal_all(&mut sim);
+    // Networking after restarts, then anti-entropy rounds (retries back off up to 30 s).
+    sim.run_for(150_000)?;
+
+    // Converged: identical content and version on every member.
+    let first = content(&sim, 0, &doc).ok_or_else(|| sim.fail("alice lost the document"))?;
+    for i in 1..MEMBERS {
+        let c = content(&sim, i, &doc)
+            .ok_or_else(|| sim.fail(format!("{} lost the document", sim.node_id(i))))?;
+        if c != first {
+            return Err(sim.fail(format!(
+                "{} and {} differ after healing:\n  {:?}\n  {:?}",
+                sim.node_id(0),
+                sim.node_id(i),
+                first,
+                c
+            )));
+        }
+    }
+    // No acknowledged edit is missing.
+    let final_vv = to_vv(&first.version).map_err(|e| sim.fail(e))?;
+    for (h, i) in &edits {
+        match answer(&sim, *h) {
+            Some(Ok(Response::Edited(Edited { version, .. }))) => {
+                let v = to_vv(&version).map_err(|e| sim.fail(e))?;
+                if !includes(&final_vv, &v) {
+                    return Err(sim.fail(format!(
+                        "an edit acknowledged to {}'s app at {version:?} is missing from the final version",
+                        sim.node_id(*i)
+                    )));
+                }
+            }
+            Some(Ok(other)) => return Err(sim.fail(format!("Edit answered {other:?}"))),
+            // Refused for a clear reason (a position the text no longer has), or lost with
+            // a crash: allowed.
+            Some(Err(e)) if e.code == ErrorCode::BadRequest => {}
+            Some(Err(e)) => return Err(sim.fail(format!("Edit refused: {e}"))),
+            None => {}
+        }
+    }
+    // The outsider learned nothing.
+    match answer(&sim, h_join) {
+        // Refused, or the creator was down or cut off (faults start at once): nothing learned.
+        Some(Err(e)) if matches!(e.code, ErrorCode::NotFound | ErrorCode::Unavailable) => {}
+        None => {}
+        other => return Err(sim.fail(format!("a non-member's Join got {other:?}"))),
+    }
+    match answer(&sim, h_pull) {
+        Some(Err(e)) if e.code == ErrorCode::NotFound && sim.outcome_blob(h_pull).is_none() => {}
+        None => {}
+        other => return Err(sim.fail(format!("a non-member's SyncRequest got {other:?}"))),
+    }
+    Ok(sim)
+}
+
+impl Scenario for SyncScenario {
+    fn name(&self) -> &'static str {
+        "sync"
+    }
+    fn default_nodes(&self) -> usize {
+        MEMBERS + 1
+    }
+    fn min_nodes(&self) -> usize {
+        MEMBERS + 1
+    }
+    fn run(&self, seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, SimError> {
+        run(seed, nodes, mode, record)
+    }
+    fn bench_targets(&self, bench: &Map<String, serde_json::Value>) -> Option<Vec<String>> {
+        let mut failures = Vec::new();
+        if bench.get("converged") != Some(&json!(true)) {
+            failures.push("converged is not true: the three members hold different text".into());
+        }
+        // Each edit goes to two peers, a delta and its Ack each (4; batching only lowers
+        // it), plus anti-entropy (a SyncRequest and its answer per node every ~5 s: about
+        // 0.3 per edit at 5 edits a second); a resend loop would exceed 5.
+        if let Some(m) = figure(bench, "msgs_per_edit", &mut failures) {
+            if m > 5.0 {
+                failures.push(format!(
+                    "msgs_per_edit {m} > 5 (a delta and an Ack to each of 2 peers, plus anti-entropy)"
+                ));
+            }
+        }
+        Some(failures)
+    }
+
+    fn bench(&self) -> Map<String, serde_json::Value> {
+        // The full bench (trace replay, catch-up, heal against Automerge) is not built yet;
+        // this is the live-edit part on three nodes: messages and bytes per edit.
+        let mut m = Map::new();
+        let creator = crate::node_name(0);
+        let doc: DocId = format!("{creator}/notes").parse().expect("valid");
+        let mut sim = cluster(SimConfig::new(1, MEMBERS), doc.clone(), MEMBERS);
+        setup(&mut sim, MEMBERS).expect("fault-free setup");
+        let msgs0 = sim.stats.remote.msgs;
+        let bytes0 = sim.stats.remote.bytes;
+        let n = 200u64;
+        for k in 0..n {
+            let i = (k % MEMBERS as u64) as usize;
+            let h = ask(
+                &mut sim,
+                i,
+                &Request::Edit {
+                    doc: doc.clone(),
+                    op_id: format!("bench-{k}"),
+                    ops: vec![Op::Insert {
+                        pos: 0,
+                        text: "x".into(),
+                    }],
+                    at: None,
+                    utf16: false,
+                },
+            );
+            let _ = h;
+            sim.run_for(200).expect("no faults");
+        }
+        sim.run_for(10_000).expect("no faults");
+        let texts: Vec<Option<String>> = (0..MEMBERS)
+            .map(|i| sim.core::<SyncCore>(i, PROC).and_then(|c| c.text(&doc)))
+            .collect();
+        m.insert("live_edits".into(), json!(n));
+        m.insert(
+            "converged".into(),
+            json!(texts.iter().all(|t| t.is_some() && *t == texts[0])),
+        );
+        m.insert(
+            "msgs_per_edit".into(),
+            json!((sim.stats.remote.msgs - msgs0) as f64 / n as f64),
+        );
+        m.insert(
+            "bytes_per_edit".into(),
+            json!((sim.stats.remote.bytes - bytes0) as f64 / n as f64),
+        );
+        m
+    }
+}
