@@ -1,11 +1,11 @@
 //! Pure core of `presence`: a bootstrap registry plus SWIM-style membership with Lifeguard's
 //! refinements. See docs/presence.md for the protocol and its parameters.
 
+use crate::detector::{self, Action as FdAction, Detector, DetectorCtx, DetectorTick, Env};
 use crate::events::{Events, EventsCtx};
 use crate::gossip::{retransmit_limit, Broadcasts};
 use crate::members::{
-    suspicion_min, suspicion_timeout, Applied, Limits, Member, Members, SavedMember,
-    MAX_INCARNATION, MAX_INCARNATION_JUMP,
+    Applied, Limits, Member, Members, SavedMember, MAX_INCARNATION, MAX_INCARNATION_JUMP,
 };
 use crate::regclient::{Action, RegClient};
 use crate::registry::{RegisterError, Registry};
@@ -15,7 +15,7 @@ use p2p_common::api::presence::{
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
-    PACKAGE_VERSION, PROTOCOL_VERSION,
+    OLDEST_PROTOCOL_VERSION, PACKAGE_VERSION, PROTOCOL_VERSION,
 };
 use p2p_common::resilience::{
     members_only, take_capped, BudgetConfig, Reachability, ReachabilityConfig, SenderBudgets,
@@ -58,24 +58,38 @@ pub use crate::events::MAX_SUBSCRIBERS;
 /// presence's timers. A timer is its value: arming one that is armed re-arms it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tick {
-    Probe,
-    ProbeWindow {
-        seq: u64,
-    },
+    /// The failure detector's timers.
+    Detector(DetectorTick),
     Gossip,
     PushPull,
     Renew,
-    /// When the suspicion of `node` may run out.
-    Suspicion {
-        node: NodeId,
-    },
     /// Retry the registration at `bootstrap` (one timer per bootstrap).
     RetryRegister {
         bootstrap: NodeId,
     },
 }
 
+impl From<DetectorTick> for Tick {
+    fn from(t: DetectorTick) -> Tick {
+        Tick::Detector(t)
+    }
+}
+
 type Eff = Effect<Ctx, Tick>;
+
+/// What the failure detector reads of the core, for one call (disjoint borrows of fields).
+macro_rules! env {
+    ($s:ident) => {
+        Env {
+            me: &$s.me,
+            cfg: &$s.cfg,
+            members: &$s.members,
+            reach: &mut $s.reach,
+            rng: &mut $s.rng,
+            left: $s.left,
+        }
+    };
+}
 
 /// Keyed records: our incarnation (forced before it is used), our settings (forced when an
 /// app changed them), and one small record per member (lazy, without infos).
@@ -124,22 +138,8 @@ impl Default for StateRecord {
 /// presence's request contexts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Ctx {
-    /// A direct probe of our round; `retry` for the second, longer attempt.
-    Probe {
-        seq: u64,
-        target: NodeId,
-        sent: Millis,
-        retry: bool,
-    },
-    HelperProbe {
-        requester: NodeId,
-        seq: u64,
-        target: NodeId,
-    },
-    ConfirmProbe {
-        target: NodeId,
-        incarnation: u64,
-    },
+    /// The failure detector's probes.
+    Detector(DetectorCtx),
     Register {
         bootstrap: NodeId,
     },
@@ -154,29 +154,16 @@ pub enum Ctx {
     Deregister,
 }
 
+impl From<DetectorCtx> for Ctx {
+    fn from(c: DetectorCtx) -> Ctx {
+        Ctx::Detector(c)
+    }
+}
+
 impl From<EventsCtx> for Ctx {
     fn from(c: EventsCtx) -> Ctx {
         Ctx::Events(c)
     }
-}
-
-/// The probe round in progress.
-#[derive(Debug, Clone)]
-struct Round {
-    seq: u64,
-    target: NodeId,
-    /// The target's incarnation when probed: a failure says nothing about a newer one.
-    incarnation: u64,
-    acked: bool,
-    /// Timeout of the first direct attempt (seconds); the second gets twice that.
-    timeout_s: u64,
-    /// The round concludes no earlier than this (a later timer is set when it moves).
-    window_end: Millis,
-    /// Helpers asked to probe for us, and those that answered Nack.
-    helpers: Vec<NodeId>,
-    nacked: BTreeSet<NodeId>,
-    /// The second direct attempt is still out.
-    retry_pending: bool,
 }
 
 /// The whole-state format of version 1 (before keyed storage): still loaded.
@@ -205,15 +192,10 @@ pub struct Presence {
     broadcasts: Broadcasts,
     registry: Registry,
     reach: Reachability,
-    probe_order: Vec<NodeId>,
-    round: Option<Round>,
-    next_seq: u64,
-    /// Lifeguard's local health multiplier: 0 = healthy.
-    lhm: u32,
+    /// Probe rounds, confirmations, suspicion timers, local health (a sub-machine).
+    detector: Detector,
     /// Subscriptions, their deliveries and the event sequence (a sub-machine).
     events: Events,
-    /// Suspicions we are confirming with a probe of our own.
-    confirming: BTreeSet<NodeId>,
     stats: PresenceStats,
     dirty: bool,
     /// Members changed or removed since the last write (written lazily).
@@ -229,8 +211,6 @@ pub struct Presence {
     last_refute: Option<Millis>,
     /// Our registrations at bootstrap nodes.
     reg: RegClient,
-    /// Probe rounds not concluded because the trouble was ours (just started, contradicted).
-    pub spared_verdicts: u64,
 }
 
 pub fn new(our: Address) -> Presence {
@@ -256,12 +236,8 @@ impl Presence {
             broadcasts: Broadcasts::default(),
             registry: Registry::default(),
             reach,
-            probe_order: Vec::new(),
-            round: None,
-            next_seq: 0,
-            lhm: 0,
+            detector: Detector::default(),
             events: Events::default(),
-            confirming: BTreeSet::new(),
             stats: PresenceStats::default(),
             dirty: false,
             dirty_members: BTreeSet::new(),
@@ -279,7 +255,6 @@ impl Presence {
                 burst: INBOUND_BURST,
                 max_senders: 4_096,
             }),
-            spared_verdicts: 0,
         }
     }
 
@@ -318,7 +293,11 @@ impl Presence {
         &self.cfg
     }
     pub fn local_health(&self) -> u32 {
-        self.lhm
+        self.detector.local_health()
+    }
+    /// Probe rounds not concluded because the trouble was ours (just started, contradicted).
+    pub fn spared_verdicts(&self) -> u64 {
+        self.detector.stats.spared_verdicts
     }
     pub fn has_left(&self) -> bool {
         self.left
@@ -334,7 +313,13 @@ impl Presence {
     }
     pub fn stats(&self) -> PresenceStats {
         let mut s = self.stats.clone();
-        s.local_health = self.lhm;
+        s.local_health = self.detector.local_health();
+        let d = &self.detector.stats;
+        s.probes_sent = d.probes_sent;
+        s.probes_failed = d.probes_failed;
+        s.indirect_probes_sent = d.indirect_probes_sent;
+        s.suspicions_started = d.suspicions_started;
+        s.dead_declared = d.dead_declared;
         s.incarnation = self.incarnation;
         s.members = self.members.len() as u64;
         s.events_sent = self.events.sent;
@@ -469,27 +454,8 @@ impl Presence {
         Some(Effect::Store(b))
     }
 
-    /// Direct-probe timeout for `target`: its smoothed RTT (or the configured floor),
-    /// stretched by our local health, in whole seconds as Hyperware wants.
-    fn probe_timeout_s(&self, target: &NodeId) -> u64 {
-        let base = self
-            .reach
-            .suggested_timeout_ms(target)
-            .max(self.cfg.probe_timeout_ms);
-        let ms = base.saturating_mul(u64::from(self.lhm) + 1);
-        ms.div_ceil(1000).max(1)
-    }
-
     fn random_live(&mut self, n: usize, except: &[&NodeId]) -> Vec<NodeId> {
-        let mut live: Vec<NodeId> = self
-            .members
-            .live()
-            .filter(|m| !except.contains(m))
-            .cloned()
-            .collect();
-        live.shuffle(&mut self.rng);
-        live.truncate(n);
-        live
+        detector::random_live(&self.members, &mut self.rng, n, except)
     }
 
     /// Hand a membership change to the events machine.
@@ -563,8 +529,7 @@ impl Presence {
                     self.broadcasts.push(u.clone());
                     if u.status == MemberStatus::Alive && was_alive.is_none() {
                         // A new member goes into the probe order at a random place.
-                        let at = self.rng.gen_range(0..=self.probe_order.len());
-                        self.probe_order.insert(at, u.node.clone());
+                        self.detector.add(&u.node, &mut self.rng);
                     }
                     if u.status == MemberStatus::Suspect
                         && was_alive == Some(true)
@@ -573,7 +538,13 @@ impl Presence {
                         // First-hop receivers (told by the suspecter itself) always help
                         // confirm; later ones only a few, so the cost stays O(1) per node.
                         let first_hop = sender == Some(&u.origin);
-                        self.maybe_confirm(&u.node, u.incarnation, first_hop, out);
+                        let acts = self.detector.on_suspected(
+                            &mut env!(self),
+                            &u.node,
+                            u.incarnation,
+                            first_hop,
+                        );
+                        self.run(acts, now, out);
                     }
                     if u.status == MemberStatus::Suspect {
                         self.arm_suspicion(&u.node, now, out);
@@ -650,256 +621,83 @@ impl Presence {
         self.broadcasts.push(self.self_update());
     }
 
-    /// Lifeguard-style confirmation: a few of the nodes hearing a suspicion probe the
-    /// suspect themselves, with a generous timeout; a failure is an independent confirmation.
-    fn maybe_confirm(
-        &mut self,
-        target: &NodeId,
-        incarnation: u64,
-        first_hop: bool,
-        out: &mut Vec<Eff>,
-    ) {
-        if self.confirming.contains(target) || self.left {
-            return;
+    /// Set a timer for when the suspicion of `node` runs out with what is known now.
+    fn arm_suspicion(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        if let Some(a) = self
+            .detector
+            .arm_suspicion(&self.members, &self.cfg, node, now)
+        {
+            self.run(vec![a], now, out);
         }
-        let n = self.members.live_count().max(1);
-        let p = ((self.cfg.suspicion_confirmations as f64 + 1.0) / n as f64).min(1.0);
-        if !first_hop && !self.rng.gen_bool(p) {
-            return;
-        }
-        self.confirming.insert(target.clone());
-        let timeout = (self.probe_timeout_s(target) * 2).max(2);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let updates = self.piggyback(Some(target));
-        out.push(self.send(
-            target,
-            &Request::Probe {
-                seq,
-                updates,
-                protocol_version: PROTOCOL_VERSION,
-            },
-            Some(timeout),
-            Some(&Ctx::ConfirmProbe {
-                target: target.clone(),
-                incarnation,
-            }),
-        ));
     }
 
-    /// Mark `target` suspect ourselves (a failed probe).
-    fn suspect(&mut self, target: &NodeId, now: Millis, out: &mut Vec<Eff>) {
-        let Some(m) = self.members.get(target) else {
-            return;
-        };
-        if !matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect) {
-            return;
+    /// Carry out what the failure detector asks, in order: its messages get the piggyback
+    /// of dissemination, its verdicts are merged into the member table as facts by us.
+    fn run(&mut self, acts: Vec<FdAction>, now: Millis, out: &mut Vec<Eff>) {
+        for a in acts {
+            match a {
+                FdAction::Probe {
+                    to,
+                    seq,
+                    timeout_s,
+                    ctx,
+                } => {
+                    let updates = self.piggyback(Some(&to));
+                    out.push(self.send(
+                        &to,
+                        &Request::Probe {
+                            seq,
+                            updates,
+                            protocol_version: PROTOCOL_VERSION,
+                        },
+                        Some(timeout_s),
+                        Some(&ctx.into()),
+                    ));
+                }
+                FdAction::ProbeRequest {
+                    to,
+                    seq,
+                    target,
+                    timeout_s,
+                } => {
+                    let updates = self.piggyback(Some(&to));
+                    out.push(self.send(
+                        &to,
+                        &Request::ProbeRequest {
+                            seq,
+                            target,
+                            updates,
+                            timeout_s: Some(timeout_s),
+                            protocol_version: PROTOCOL_VERSION,
+                        },
+                        None,
+                        None,
+                    ));
+                }
+                FdAction::Send { to, req } => out.push(self.send(&to, &req, None, None)),
+                FdAction::Timer(after, t) => out.push(Self::timer(after, &t.into())),
+                FdAction::Suspect { node, incarnation } => {
+                    let u = self.fact_by_us(node, MemberStatus::Suspect, incarnation);
+                    self.merge(&[u], None, now, out);
+                }
+                FdAction::Dead { node, incarnation } => {
+                    let u = self.fact_by_us(node, MemberStatus::Dead, incarnation);
+                    self.merge(&[u], None, now, out);
+                }
+                FdAction::Alive { node, rtt } => self.probe_succeeded(&node, now, rtt),
+                FdAction::Log(level, line) => out.push(log(level, line)),
+            }
         }
-        let u = Update {
-            node: target.clone(),
-            status: MemberStatus::Suspect,
-            incarnation: m.incarnation,
+    }
+
+    /// A fact about `node` with us as its origin (a verdict of our failure detector).
+    fn fact_by_us(&self, node: NodeId, status: MemberStatus, incarnation: u64) -> Update {
+        Update {
+            node,
+            status,
+            incarnation,
             info: None,
             origin: self.me.clone(),
-        };
-        if m.status == MemberStatus::Alive {
-            self.stats.suspicions_started += 1;
-        }
-        self.merge(&[u], None, now, out);
-    }
-
-    fn suspicion_bounds(&self) -> (Millis, Millis) {
-        let n = self.members.live_count() + 1;
-        let min = suspicion_min(
-            n,
-            self.cfg.suspicion_mult,
-            self.cfg.gossip_interval_ms,
-            2 * self.cfg.probe_timeout_ms,
-        );
-        let max = (min as f64 * self.cfg.suspicion_max_mult).round() as Millis;
-        (min, max)
-    }
-
-    /// Set a timer for when the suspicion of `node` runs out with what is known now (the
-    /// gossip tick checks too; this makes the verdict timely).
-    fn arm_suspicion(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
-        let (min, max) = self.suspicion_bounds();
-        let Some(s) = self.members.get(node).and_then(|m| m.suspicion.as_ref()) else {
-            return;
-        };
-        let t = suspicion_timeout(
-            min,
-            max,
-            s.origins.len().saturating_sub(1),
-            self.cfg.suspicion_confirmations,
-        );
-        let due = (s.start + t).saturating_sub(now);
-        out.push(Self::timer(
-            due + 1,
-            &Tick::Suspicion { node: node.clone() },
-        ));
-    }
-
-    /// Suspects whose time is up become dead.
-    fn expire_suspicions(&mut self, now: Millis, out: &mut Vec<Eff>) {
-        let (min, max) = self.suspicion_bounds();
-        let k = self.cfg.suspicion_confirmations;
-        let due: Vec<(NodeId, u64)> = self
-            .members
-            .iter()
-            .filter_map(|(n, m)| {
-                let s = m.suspicion.as_ref()?;
-                let t = suspicion_timeout(min, max, s.origins.len().saturating_sub(1), k);
-                (m.status == MemberStatus::Suspect && now >= s.start + t)
-                    .then(|| (n.clone(), m.incarnation))
-            })
-            .collect();
-        for (n, inc) in due {
-            self.stats.dead_declared += 1;
-            let u = Update {
-                node: n,
-                status: MemberStatus::Dead,
-                incarnation: inc,
-                info: None,
-                origin: self.me.clone(),
-            };
-            self.merge(&[u], None, now, out);
-        }
-    }
-
-    // ----- the probe cycle -----
-
-    fn next_target(&mut self) -> Option<NodeId> {
-        for _ in 0..2 {
-            while let Some(n) = self.probe_order.pop() {
-                if self.members.is_live(&n) {
-                    return Some(n);
-                }
-            }
-            let mut order: Vec<NodeId> = self.members.live().cloned().collect();
-            order.shuffle(&mut self.rng);
-            self.probe_order = order;
-        }
-        None
-    }
-
-    fn on_probe_tick(&mut self, now: Millis, out: &mut Vec<Eff>) {
-        let interval = self
-            .cfg
-            .probe_interval_ms
-            .saturating_mul(u64::from(self.lhm) + 1);
-        out.push(Self::timer(interval, &Tick::Probe));
-        if self.left {
-            return;
-        }
-        if let Some(r) = &self.round {
-            if !r.acked {
-                // The previous round's window has not closed yet (slow health): wait.
-                return;
-            }
-        }
-        let Some(target) = self.next_target() else {
-            return;
-        };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let timeout = self.probe_timeout_s(&target);
-        let incarnation = self.members.get(&target).map_or(0, |m| m.incarnation);
-        // After the direct timeout come the indirect probes and a second direct attempt with
-        // twice the timeout; the window covers the longest of them plus a margin for travel.
-        let helper = self.cfg.probe_timeout_ms.div_ceil(1000) * (u64::from(self.lhm) + 1);
-        let window = (timeout + helper.max(2 * timeout)) * 1000 + 1_000;
-        self.round = Some(Round {
-            seq,
-            target: target.clone(),
-            incarnation,
-            acked: false,
-            timeout_s: timeout,
-            window_end: now + window,
-            helpers: Vec::new(),
-            nacked: BTreeSet::new(),
-            retry_pending: false,
-        });
-        self.stats.probes_sent += 1;
-        let probe = self.probe(&target, seq, timeout, now, false);
-        out.push(probe);
-        out.push(Self::timer(window, &Tick::ProbeWindow { seq }));
-    }
-
-    /// A direct probe of our round `seq` (the first try, or the `retry`).
-    fn probe(
-        &mut self,
-        target: &NodeId,
-        seq: u64,
-        timeout_s: u64,
-        now: Millis,
-        retry: bool,
-    ) -> Eff {
-        let updates = self.piggyback(Some(target));
-        let ctx = Ctx::Probe {
-            seq,
-            target: target.clone(),
-            sent: now,
-            retry,
-        };
-        self.send(
-            target,
-            &Request::Probe {
-                seq,
-                updates,
-                protocol_version: PROTOCOL_VERSION,
-            },
-            Some(timeout_s),
-            Some(&ctx),
-        )
-    }
-
-    /// The window timer of round `seq` fired; conclude unless the window moved on.
-    fn on_probe_window(&mut self, seq: u64, now: Millis, out: &mut Vec<Eff>) {
-        if self
-            .round
-            .as_ref()
-            .is_some_and(|r| r.seq == seq && now >= r.window_end)
-        {
-            self.conclude_round(seq, now, out);
-        }
-    }
-
-    /// End round `seq`: without an ack, the target becomes suspect.
-    fn conclude_round(&mut self, seq: u64, now: Millis, out: &mut Vec<Eff>) {
-        let Some(r) = self.round.clone() else { return };
-        if r.seq != seq {
-            return;
-        }
-        self.round = None;
-        if r.acked {
-            return;
-        }
-        if self.reach.own_trouble(now) {
-            // Our own networking is not up yet (just started) or others reach whom we
-            // cannot: the failure says nothing about the target.
-            self.spared_verdicts += 1;
-            out.push(log(
-                Level::Debug,
-                format!(
-                    "probe of {} failed while our own network is in doubt; no suspicion",
-                    r.target
-                ),
-            ));
-            return;
-        }
-        // Lifeguard: a failed probe, and helpers that did not even nack, point at us.
-        let mut penalty = 1;
-        if r.nacked.len() < r.helpers.len() {
-            penalty += 1;
-        }
-        self.lhm = (self.lhm + penalty).min(self.cfg.max_local_health);
-        if self
-            .members
-            .get(&r.target)
-            .is_some_and(|m| m.incarnation == r.incarnation)
-        {
-            self.suspect(&r.target, now, out);
         }
     }
 
@@ -1046,7 +844,7 @@ impl Presence {
             Request::Leave {} => {
                 if !self.left {
                     self.left = true;
-                    self.round = None;
+                    self.detector.stop();
                     self.broadcasts.push(self.self_update());
                     // Spread the leave right away rather than waiting for the next tick.
                     self.gossip_round(out);
@@ -1112,11 +910,13 @@ impl Presence {
                 protocol_version,
                 list,
             } => {
-                if protocol_version != PROTOCOL_VERSION {
+                // A newer node registers through an older bootstrap during a rolling
+                // upgrade: only a version older than any we speak is refused.
+                if protocol_version < OLDEST_PROTOCOL_VERSION {
                     return Err(ApiError::new(
                         ErrorCode::VersionMismatch,
                         format!(
-                            "we speak presence protocol {PROTOCOL_VERSION}, you {protocol_version}"
+                            "we speak presence protocol {OLDEST_PROTOCOL_VERSION} and later, you {protocol_version}"
                         ),
                     ));
                 }
@@ -1209,67 +1009,28 @@ impl Presence {
                         "{target} is not a member here"
                     )));
                 }
-                if target == self.me {
-                    out.push(self.send(
-                        &from.node,
-                        &Request::IndirectAck { seq, target },
-                        None,
-                        None,
-                    ));
-                } else {
-                    self.stats.indirect_probes_sent += 1;
-                    // Answer within the requester's deadline, or the answer is wasted.
-                    let timeout = self
-                        .probe_timeout_s(&target)
-                        .min(timeout_s.unwrap_or(u64::MAX))
-                        .max(1);
-                    let pseq = self.next_seq;
-                    self.next_seq += 1;
-                    let ups = self.piggyback(Some(&target));
-                    out.push(self.send(
-                        &target,
-                        &Request::Probe {
-                            seq: pseq,
-                            updates: ups,
-                            protocol_version: PROTOCOL_VERSION,
-                        },
-                        Some(timeout),
-                        Some(&Ctx::HelperProbe {
-                            requester: from.node.clone(),
-                            seq,
-                            target: target.clone(),
-                        }),
-                    ));
-                }
+                let acts = self.detector.on_probe_request(
+                    &mut env!(self),
+                    &from.node,
+                    seq,
+                    target,
+                    timeout_s,
+                );
+                self.run(acts, now, out);
                 Ok(Response::Accepted {})
             }
             Request::IndirectAck { seq, target } => {
-                // Only from a helper we asked, for the open round.
-                let ours = self.round.as_mut().filter(|r| {
-                    r.seq == seq && r.target == target && !r.acked && r.helpers.contains(&from.node)
-                });
-                if let Some(r) = ours {
-                    r.acked = true;
-                    self.lhm = self.lhm.saturating_sub(1);
-                    // A helper reached what we could not: evidence about our own network.
-                    self.reach.on_contradicted(now);
-                    self.probe_succeeded(&target, now, None);
-                }
+                let acts =
+                    self.detector
+                        .on_indirect_ack(&mut env!(self), &from.node, seq, target, now);
+                self.run(acts, now, out);
                 Ok(Response::Accepted {})
             }
             Request::IndirectNack { seq, target } => {
-                let mut all_failed = false;
-                let ours = self.round.as_mut().filter(|r| {
-                    r.seq == seq && r.target == target && !r.acked && r.helpers.contains(&from.node)
-                });
-                if let Some(r) = ours {
-                    r.nacked.insert(from.node.clone());
-                    all_failed = r.nacked.len() == r.helpers.len() && !r.retry_pending;
-                }
-                // Every helper and our own second try failed: no ack can come any more.
-                if all_failed {
-                    self.conclude_round(seq, now, out);
-                }
+                let acts =
+                    self.detector
+                        .on_indirect_nack(&mut env!(self), &from.node, seq, target, now);
+                self.run(acts, now, out);
                 Ok(Response::Accepted {})
             }
             Request::Gossip { updates } => {
@@ -1563,42 +1324,20 @@ impl Presence {
         let resp: ApiResult<Response> = serde_json::from_slice(&body)
             .unwrap_or_else(|e| Err(ApiError::bad_request(format!("undecodable response: {e}"))));
         match ctx {
-            Ctx::Probe {
-                seq, target, sent, ..
-            } => {
+            Ctx::Detector(c) => {
                 // Any answer proves the peer alive — an error too (a peer on a newer
                 // protocol version may refuse what it does not know, but it answered).
-                if let Ok(Response::Ack { updates, .. }) = resp.clone() {
-                    let updates = self.capped(updates, out);
-                    self.merge(&updates, Some(from), now, out);
-                }
-                self.probe_succeeded(&target, now, Some(now.saturating_sub(sent)));
-                if let Some(r) = self.round.as_mut() {
-                    if r.seq == seq {
-                        r.acked = true;
-                        self.lhm = self.lhm.saturating_sub(1);
-                    }
-                }
-            }
-            Ctx::HelperProbe {
-                requester,
-                seq,
-                target,
-            } => {
-                // Any answer of the target proves it alive.
+                let capped = self.detector.answer_received(&c);
                 if let Ok(Response::Ack { updates, .. }) = resp {
+                    let updates = if capped {
+                        self.capped(updates, out)
+                    } else {
+                        updates
+                    };
                     self.merge(&updates, Some(from), now, out);
                 }
-                self.probe_succeeded(&target, now, None);
-                let msg = Request::IndirectAck { seq, target };
-                out.push(self.send(&requester, &msg, None, None));
-            }
-            Ctx::ConfirmProbe { target, .. } => {
-                self.confirming.remove(&target);
-                if let Ok(Response::Ack { updates, .. }) = resp {
-                    self.merge(&updates, Some(from), now, out);
-                }
-                self.probe_succeeded(&target, now, None);
+                let acts = self.detector.on_answer(c, now);
+                self.run(acts, now, out);
             }
             Ctx::Register { bootstrap } => match resp {
                 Ok(Response::Registered {
@@ -1670,120 +1409,9 @@ impl Presence {
             SendErrorKind::Timeout => self.reach.on_timeout(&target.node, now),
         }
         match ctx {
-            Ctx::Probe {
-                seq, retry: true, ..
-            } => {
-                let mut concluded = false;
-                if let Some(r) = self.round.as_mut().filter(|r| r.seq == seq && !r.acked) {
-                    r.retry_pending = false;
-                    concluded = r.nacked.len() == r.helpers.len();
-                }
-                if concluded {
-                    self.conclude_round(seq, now, out);
-                }
-            }
-            Ctx::Probe { seq, target, .. } => {
-                self.stats.probes_failed += 1;
-                let Some(first_timeout) = self
-                    .round
-                    .as_ref()
-                    .filter(|r| r.seq == seq && !r.acked)
-                    .map(|r| r.timeout_s)
-                else {
-                    return;
-                };
-                // As memberlist does: while helpers try, try once more ourselves with a longer
-                // timeout, so a slow but live member is reached and its RTT measured.
-                let retry_timeout = 2 * first_timeout;
-                let retry_end = now + retry_timeout * 1000 + 1_000;
-                let mut helper_deadline_s = 1;
-                if let Some(r) = self.round.as_mut() {
-                    if retry_end > r.window_end {
-                        r.window_end = retry_end;
-                        out.push(Self::timer(retry_end - now, &Tick::ProbeWindow { seq }));
-                    }
-                    helper_deadline_s = (r.window_end.saturating_sub(now + 1_500) / 1000).max(1);
-                }
-                let probe = self.probe(&target, seq, retry_timeout, now, true);
-                out.push(probe);
-                let helpers = self.random_live(self.cfg.indirect_probes as usize, &[&target]);
-                for h in &helpers {
-                    let updates = self.piggyback(Some(h));
-                    out.push(self.send(
-                        h,
-                        &Request::ProbeRequest {
-                            seq,
-                            target: target.clone(),
-                            updates,
-                            timeout_s: Some(helper_deadline_s),
-                            protocol_version: PROTOCOL_VERSION,
-                        },
-                        None,
-                        None,
-                    ));
-                }
-                if let Some(r) = self.round.as_mut() {
-                    r.helpers = helpers;
-                    r.retry_pending = true;
-                }
-            }
-            Ctx::HelperProbe {
-                requester,
-                seq,
-                target,
-            } => {
-                out.push(self.send(
-                    &requester,
-                    &Request::IndirectNack { seq, target },
-                    None,
-                    None,
-                ));
-            }
-            Ctx::ConfirmProbe {
-                target,
-                incarnation,
-            } => {
-                self.confirming.remove(&target);
-                let origins: Vec<NodeId> = match self.members.get(&target) {
-                    Some(m)
-                        if m.status == MemberStatus::Suspect && m.incarnation == incarnation =>
-                    {
-                        m.suspicion
-                            .as_ref()
-                            .map(|s| {
-                                s.origins
-                                    .iter()
-                                    .filter(|o| **o != self.me)
-                                    .cloned()
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    }
-                    _ => return,
-                };
-                self.suspect(&target, now, out);
-                // Tell the suspecters straight away (gossip also spreads it), so they reach
-                // their confirmations, and their verdict, without waiting on chance.
-                let ours = Update {
-                    node: target.clone(),
-                    status: MemberStatus::Suspect,
-                    incarnation,
-                    info: None,
-                    origin: self.me.clone(),
-                };
-                for o in origins
-                    .iter()
-                    .take(self.cfg.suspicion_confirmations as usize)
-                {
-                    out.push(self.send(
-                        o,
-                        &Request::Gossip {
-                            updates: vec![ours.clone()],
-                        },
-                        None,
-                        None,
-                    ));
-                }
+            Ctx::Detector(c) => {
+                let acts = self.detector.on_failed(&mut env!(self), c, now);
+                self.run(acts, now, out);
             }
             Ctx::Register { bootstrap } => {
                 self.stats.register_failures += 1;
@@ -1798,13 +1426,17 @@ impl Presence {
 
     fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Eff>) {
         match t {
-            Tick::Probe => self.on_probe_tick(now, out),
-            Tick::ProbeWindow { seq } => self.on_probe_window(seq, now, out),
-            Tick::Suspicion { .. } => self.expire_suspicions(now, out),
+            Tick::Detector(t) => {
+                let acts = self.detector.on_tick(&mut env!(self), t, now);
+                self.run(acts, now, out);
+            }
             Tick::Gossip => {
                 out.push(Self::timer(self.cfg.gossip_interval_ms, &Tick::Gossip));
                 self.refute(now, out);
-                self.expire_suspicions(now, out);
+                let acts = self
+                    .detector
+                    .expire_suspicions(&self.members, &self.cfg, now);
+                self.run(acts, now, out);
                 self.gossip_round(out);
                 let gone = self.members.gc(now, self.cfg.dead_retention_ms);
                 self.dirty_members.extend(gone);
@@ -2003,7 +1635,7 @@ impl Presence {
         let pp = self
             .rng
             .gen_range(self.cfg.push_pull_interval_ms / 2..=self.cfg.push_pull_interval_ms);
-        out.push(Self::timer(p, &Tick::Probe));
+        out.push(Self::timer(p, &DetectorTick::Probe.into()));
         out.push(Self::timer(g, &Tick::Gossip));
         out.push(Self::timer(pp, &Tick::PushPull));
         out.push(Self::timer(

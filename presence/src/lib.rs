@@ -2,6 +2,7 @@
 //! events. Its pure core is [`core`]; on wasm32 the glue below runs it.
 
 pub mod core;
+pub mod detector;
 pub mod events;
 pub mod gossip;
 pub mod members;

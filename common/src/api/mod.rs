@@ -19,6 +19,9 @@ use std::fmt;
 
 /// Version of the wire protocol spoken between our processes. Bumped on incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// The oldest wire protocol version we still speak. A peer below it is refused
+/// (`VersionMismatch`); a peer above `PROTOCOL_VERSION` is read as far as we understand it.
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 /// Package version, shared by all processes.
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Largest request body a process accepts by default (bytes). Hyperware's networking layer

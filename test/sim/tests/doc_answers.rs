@@ -37,7 +37,7 @@
 //! second `←` without a recipe fails the test.
 
 use p2p_common::api::presence::{Config, MemberStatus, NodeInfo};
-use p2p_common::api::PROTOCOL_VERSION;
+use p2p_common::api::OLDEST_PROTOCOL_VERSION;
 use p2p_common::{Address, NodeId};
 use p2p_sim::harness::{presence_of, update, AppSide, Harness, PROCESSES, WALL_START};
 use serde_json::Value;
@@ -513,11 +513,11 @@ fn alternative_answer(
     let code = answer["Err"]["code"].as_str()?;
     let message = answer["Err"]["message"].as_str()?;
     match (code, message) {
-        // The same request from a node speaking another protocol version.
+        // The same request from a node speaking a protocol version older than any we do.
         ("VersionMismatch", _) => {
             let body = altered(request, |v| {
                 let inner = v.as_object_mut().unwrap().values_mut().next().unwrap();
-                inner["protocol_version"] = (PROTOCOL_VERSION + 1).into();
+                inner["protocol_version"] = (OLDEST_PROTOCOL_VERSION - 1).into();
             });
             h.call(from, to, body, Some(5)).unwrap()
         }

@@ -524,14 +524,15 @@ fn the_registry_rate_limits_a_flooding_node_and_registrations_expire() {
         register.clone(),
         10,
     );
-    let h3 = sim.request_from(
+    // One older than any version we speak is refused.
+    let h4 = sim.request_from(
         1,
-        presence_pid,
+        presence_pid.clone(),
         &alice,
         encode(&Request::RegisterNode {
-            info: bob_info,
+            info: bob_info.clone(),
             incarnation: 1,
-            protocol_version: 99,
+            protocol_version: p2p_common::api::OLDEST_PROTOCOL_VERSION - 1,
             list: true,
         }),
         10,
@@ -543,7 +544,31 @@ fn the_registry_rate_limits_a_flooding_node_and_registrations_expire() {
     };
     assert_eq!(code(h), ErrorCode::BadRequest);
     assert_eq!(code(h2), ErrorCode::Forbidden);
-    assert_eq!(code(h3), ErrorCode::VersionMismatch);
+    assert_eq!(code(h4), ErrorCode::VersionMismatch);
+    // Once the rate allows, a newer node registers through us (a rolling upgrade).
+    sim.run_for(60_000).unwrap();
+    let h3 = sim.request_from(
+        1,
+        presence_pid,
+        &alice,
+        encode(&Request::RegisterNode {
+            info: bob_info,
+            incarnation: 1,
+            protocol_version: p2p_common::api::PROTOCOL_VERSION + 1,
+            list: true,
+        }),
+        10,
+    );
+    sim.run_for(2_000).unwrap();
+    match sim.outcome(h3) {
+        Some(AppOutcome::Response(b)) => match decode_response::<Response>(b) {
+            Ok(Response::Registered { nodes, .. }) => {
+                assert!(nodes.iter().any(|u| &u.node == sim.node_id(0)), "{nodes:?}")
+            }
+            r => panic!("a newer node's registration: {r:?}"),
+        },
+        o => panic!("{o:?}"),
+    }
     // Nobody renews bob's registration: it expires after the TTL.
     sim.run_for(Config::default().registry_ttl_ms + 2 * Config::default().push_pull_interval_ms)
         .unwrap();
