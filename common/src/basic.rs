@@ -5,22 +5,32 @@ use crate::api::{
     decode_request, encode_result, ApiResult, BaseRequest, BaseResponse, Pong, ServiceInfo,
     MAX_REQUEST_BYTES, PACKAGE_VERSION, PROTOCOL_VERSION,
 };
-use crate::ids::Address;
+use crate::ids::{Address, NodeId};
 use crate::service::{log, Effect, Input, Level, Now, Service};
 
 /// The answer to a base request, for any service.
 pub fn base_answer(req: &BaseRequest, our: &Address, name: &str) -> BaseResponse {
     match req {
-        BaseRequest::Ping {} => BaseResponse::Pong(Pong {
-            node: our.node.to_string(),
-            protocol_version: PROTOCOL_VERSION,
-        }),
-        BaseRequest::Info {} => BaseResponse::Info(ServiceInfo {
-            name: name.to_string(),
-            version: PACKAGE_VERSION.to_string(),
-            protocol_version: PROTOCOL_VERSION,
-            node: our.node.to_string(),
-        }),
+        BaseRequest::Ping {} => BaseResponse::Pong(pong(&our.node)),
+        BaseRequest::Info {} => BaseResponse::Info(service_info(name, &our.node)),
+    }
+}
+
+/// Every process's answer to `Ping` on node `node`.
+pub fn pong(node: &NodeId) -> Pong {
+    Pong {
+        node: node.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+    }
+}
+
+/// Every process's answer to `Info`: process `name` of this package on node `node`.
+pub fn service_info(name: &str, node: &NodeId) -> ServiceInfo {
+    ServiceInfo {
+        name: name.to_string(),
+        version: PACKAGE_VERSION.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        node: node.to_string(),
     }
 }
 

@@ -17,7 +17,6 @@ use p2p_common::api::notify::{
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
-    Pong, ServiceInfo, PACKAGE_VERSION, PROTOCOL_VERSION,
 };
 use p2p_common::appreach::{Confirmations, HelloOutcome, Waiting};
 use p2p_common::resilience::{BudgetConfig, SenderBudgets};
@@ -397,16 +396,10 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) -> ApiResult<Response> {
         match req {
-            Request::Ping {} => Ok(Response::Pong(Pong {
-                node: self.me.to_string(),
-                protocol_version: PROTOCOL_VERSION,
-            })),
-            Request::Info {} => Ok(Response::Info(ServiceInfo {
-                name: PROCESS.to_string(),
-                version: PACKAGE_VERSION.to_string(),
-                protocol_version: PROTOCOL_VERSION,
-                node: self.me.to_string(),
-            })),
+            Request::Ping {} => Ok(Response::Pong(p2p_common::basic::pong(&self.me))),
+            Request::Info {} => Ok(Response::Info(p2p_common::basic::service_info(
+                PROCESS, &self.me,
+            ))),
             Request::SetTopic { topic, policy } => {
                 let owner = from.to_string();
                 match self.outbox.topics.get(&topic) {

@@ -14,8 +14,8 @@ use p2p_common::api::presence::{
     Response, Update, DEFAULT_PAGE, MAX_PAGE,
 };
 use p2p_common::api::{
-    decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong, ServiceInfo,
-    OLDEST_PROTOCOL_VERSION, PACKAGE_VERSION, PROTOCOL_VERSION,
+    decode_request, encode, encode_result, ApiError, ApiResult, ErrorCode, OLDEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use p2p_common::resilience::{
     members_only, take_capped, BudgetConfig, Reachability, ReachabilityConfig, SenderBudgets,
@@ -796,16 +796,11 @@ impl Presence {
         out: &mut Vec<Eff>,
     ) -> ApiResult<Response> {
         match req {
-            Request::Ping {} => Ok(Response::Pong(Pong {
-                node: self.me.to_string(),
-                protocol_version: PROTOCOL_VERSION,
-            })),
-            Request::Info {} => Ok(Response::Info(ServiceInfo {
-                name: crate::NAME.into(),
-                version: PACKAGE_VERSION.into(),
-                protocol_version: PROTOCOL_VERSION,
-                node: self.me.to_string(),
-            })),
+            Request::Ping {} => Ok(Response::Pong(p2p_common::basic::pong(&self.me))),
+            Request::Info {} => Ok(Response::Info(p2p_common::basic::service_info(
+                crate::NAME,
+                &self.me,
+            ))),
             Request::Join { bootstrap } => {
                 let list: Vec<NodeId> = if bootstrap.is_empty() {
                     self.bootstrap.clone()

@@ -13,8 +13,7 @@ use p2p_common::api::sync::{
     MAX_MEMBERS,
 };
 use p2p_common::api::{
-    decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode, Pong,
-    ServiceInfo, PACKAGE_VERSION, PROTOCOL_VERSION,
+    decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode,
 };
 use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets};
 use p2p_common::service::log;
@@ -753,16 +752,11 @@ impl SyncCore {
         out: &mut Vec<Eff>,
     ) -> Option<Reply> {
         let r: ApiResult<Response> = match req {
-            Request::Ping {} => Ok(Response::Pong(Pong {
-                node: self.me.to_string(),
-                protocol_version: PROTOCOL_VERSION,
-            })),
-            Request::Info {} => Ok(Response::Info(ServiceInfo {
-                name: crate::NAME.to_string(),
-                version: PACKAGE_VERSION.to_string(),
-                protocol_version: PROTOCOL_VERSION,
-                node: self.me.to_string(),
-            })),
+            Request::Ping {} => Ok(Response::Pong(p2p_common::basic::pong(&self.me))),
+            Request::Info {} => Ok(Response::Info(p2p_common::basic::service_info(
+                crate::NAME,
+                &self.me,
+            ))),
             Request::Create { name, members } => self.create(&name, members, now, out),
             Request::SetMember { doc, node, role } => self.set_member(&doc, &node, role, now, out),
             Request::Join { doc } => return self.join(doc, expects.then_some(id), now, out),

@@ -8,7 +8,6 @@ pub use crate::coordinator::{CCtx, CTimer, Coordinator};
 pub use crate::participant::{PCtx, PTimer, Participant};
 use p2p_common::api::txcoord::{ListFilter, Request as TxReq, Response, DEFAULT_PAGE};
 use p2p_common::api::{decode_request, encode_result, try_decode_response, ApiError, ApiResult};
-use p2p_common::basic::base_answer;
 use p2p_common::resilience::backoff::{Backoff, Jitter};
 use p2p_common::resilience::inbound::{BudgetConfig, SenderBudgets};
 use p2p_common::service::{log, Effect, Input, Level, Now, RequestId, Service};
@@ -280,17 +279,11 @@ impl TxCoord {
 }
 
 fn pong(our: &Address) -> p2p_common::api::Pong {
-    match base_answer(&p2p_common::api::BaseRequest::Ping {}, our, crate::NAME) {
-        p2p_common::api::BaseResponse::Pong(p) => p,
-        _ => unreachable!("Ping answers Pong"),
-    }
+    p2p_common::basic::pong(&our.node)
 }
 
 fn info(our: &Address) -> Response {
-    match base_answer(&p2p_common::api::BaseRequest::Info {}, our, crate::NAME) {
-        p2p_common::api::BaseResponse::Info(i) => Response::Info(i),
-        p2p_common::api::BaseResponse::Pong(p) => Response::Pong(p),
-    }
+    Response::Info(p2p_common::basic::service_info(crate::NAME, &our.node))
 }
 
 impl Service for TxCoord {
