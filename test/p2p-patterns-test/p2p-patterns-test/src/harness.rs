@@ -5,6 +5,7 @@
 //! - `<n>:tester:sys`: the test, spawned by kit's tester on the first node;
 //! - `p2p-patterns-test:p2p-patterns-test:p2p-patterns.os`: the agent, installed as a setup
 //!   package on every node, doing on its node what only a local app may (join, leave);
+//! - `local-agent:tester:sys`: the agent on the test's own node, a child the test spawns;
 //! - `no-grants:tester:sys`: a child the test spawns that granted nothing to anyone;
 //! - `subscriber:p2p-patterns-test:p2p-patterns.os`: a notify subscriber the agent spawns
 //!   (and lets exit, and spawns again) on its node when the test asks it to.
@@ -18,6 +19,7 @@ use p2p_common::api::sync::{DocId, Op};
 use p2p_common::client::{
     BaseClient, NotifyClient, PresenceClient, ProcessTransport, SyncClient, Transport,
 };
+use p2p_common::api::txcoord::{AppEvent, ParticipantSpec};
 use p2p_common::txcoord::{Manager, TxClient};
 use p2p_common::{Address, NodeId, SendErrorKind};
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,10 @@ use std::collections::BTreeMap;
 pub const AGENT: &str = "p2p-patterns-test";
 /// The child that granted nothing.
 pub const NO_GRANTS: &str = "no-grants";
+/// The agent on the test's own node: a child the test spawns, because the installed agent
+/// there is not public and the test holds no capability to message it (remote agents it
+/// reaches over the network).
+pub const LOCAL_AGENT: &str = "local-agent";
 /// The notify subscriber the agent spawns.
 pub const SUBSCRIBER: &str = "subscriber";
 /// The operation on which the agent's resource manager votes no.
@@ -71,6 +77,15 @@ pub enum AgentCommand {
     SubscriberExit,
     /// txcoord: register this agent as the manager of `resource` on its node.
     RegisterManager(String),
+    /// txcoord: start a transaction coordinated by this node (the agent gets its decision
+    /// event); answers the tx id.
+    TxStart {
+        participants: Vec<ParticipantSpec>,
+        timeout_ms: Option<u64>,
+    },
+    /// txcoord: the decision event of a transaction this agent started (`AppEvent` JSON),
+    /// or null if none came yet.
+    TxDecision(String),
     /// txcoord: what this node's manager did in transaction `tx_id`:
     /// `{"vote": "Yes"|"No"|null, "outcome": "Committed"|"Aborted"|null}`.
     TxSeen(String),
@@ -127,9 +142,41 @@ impl Ctx {
         }
     }
 
+    /// The address of the agent on our node: spawned on first use, as the test's child
+    /// granting our processes messaging, as the installed agent's manifest entry does.
+    fn local_agent(&self) -> Result<pl::Address, String> {
+        let wasm = format!("{}/tests/p2p-patterns-test.wasm", self.our.package_id());
+        let ours = pl::Capability::new(self.our.clone(), "\"messaging\"");
+        let grants = SERVICES
+            .iter()
+            .map(|s| (our_process(s), "\"messaging\"".to_string()))
+            .collect();
+        let child = match pl::spawn(
+            Some(LOCAL_AGENT),
+            &wasm,
+            pl::OnExit::None,
+            vec![ours],
+            grants,
+            false,
+        ) {
+            Ok(child) => child,
+            Err(pl::SpawnError::NameTaken) => pl::ProcessId::new(
+                Some(LOCAL_AGENT),
+                self.our.package(),
+                self.our.publisher(),
+            ),
+            Err(e) => return Err(format!("spawning {wasm}: {e:?}")),
+        };
+        Ok(pl::Address::new(self.our.node(), child))
+    }
+
     /// Ask the agent on `node` to do `cmd` there.
     pub fn agent(&self, node: &NodeId, cmd: &AgentCommand) -> AgentAnswer {
-        let to = pl::Address::new(node.as_str(), (AGENT, AGENT, "p2p-patterns.os"));
+        let to = if *node == self.our_node {
+            self.local_agent()?
+        } else {
+            pl::Address::new(node.as_str(), (AGENT, AGENT, "p2p-patterns.os"))
+        };
         let body = serde_json::to_vec(cmd).expect("serializes");
         // A sync join waits up to 35 s for the snapshot.
         match pl::Request::to(to).body(body).send_and_await_response(60) {
@@ -228,6 +275,8 @@ impl Manager for KitManager {
 #[derive(Default)]
 struct Agent {
     manager: KitManager,
+    /// Decision events of the transactions it started, by tx id.
+    decisions: BTreeMap<String, AppEvent>,
 }
 
 /// The agent: serve the test's commands (from a `tester:sys` process) and, as a resource
@@ -249,6 +298,12 @@ pub fn agent_loop(our: &pl::Address) {
             continue;
         };
         if source == txcoord {
+            if let Some(event) = p2p_common::txcoord::parse_event(&body) {
+                let AppEvent::TxDecided { tx_id, .. } = &event;
+                agent.decisions.insert(tx_id.clone(), event);
+                let _ = pl::Response::new().body(b"{}".to_vec()).send();
+                continue;
+            }
             match p2p_common::txcoord::answer(&mut agent.manager, &body) {
                 Some(reply) => {
                     let _ = pl::Response::new().body(reply).send();
@@ -338,6 +393,14 @@ fn run_command(
             .register_manager(&resource)
             .map(|pending| serde_json::json!(pending))
             .map_err(e),
+        AgentCommand::TxStart {
+            participants,
+            timeout_ms,
+        } => TxClient::local(our_node, ProcessTransport)
+            .start(participants, timeout_ms)
+            .map(|tx| serde_json::json!(tx))
+            .map_err(e),
+        AgentCommand::TxDecision(tx_id) => Ok(serde_json::json!(agent.decisions.get(&tx_id))),
         AgentCommand::TxSeen(tx_id) => Ok(serde_json::json!({
             "vote": agent.manager.votes.get(&tx_id),
             "outcome": agent.manager.outcomes.get(&tx_id),

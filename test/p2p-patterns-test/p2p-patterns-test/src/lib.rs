@@ -45,7 +45,7 @@ const TESTS: &[(&str, fn(&harness::Ctx) -> tester_lib::TestResult)] = &[
 
 call_init!(init);
 fn init(our: Address) {
-    if our.process() == harness::AGENT {
+    if our.process() == harness::AGENT || our.process() == harness::LOCAL_AGENT {
         harness::agent_loop(&our);
     } else if our.process() == harness::NO_GRANTS {
         harness::no_grants_child(&our);

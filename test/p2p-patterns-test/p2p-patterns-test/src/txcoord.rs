@@ -1,14 +1,16 @@
 //! txcoord as another app uses it: the test package's agent is the resource manager of
-//! `kit-kv` on every node; a transaction across the three nodes commits, one in which
-//! charlie's manager votes no aborts, and each manager applied the outcome; bad bodies and
-//! a missing grant get errors.
+//! `kit-kv` on every node, and on alice it also starts the transactions and receives their
+//! decision events; a transaction across the three nodes commits, one in which charlie's
+//! manager votes no aborts with a reason, each manager applied the outcome, and Status on
+//! the coordinator agrees; bad bodies and a missing grant get errors.
 
 use crate::checks;
 use crate::harness::{AgentCommand, Ctx, VOTE_NO};
 use crate::tester_lib::TestResult;
 use crate::{check, fail};
-use p2p_common::api::txcoord::{ParticipantSpec, Phase, Role, TxStatus, Vote};
-use p2p_common::client::ProcessTransport;
+use p2p_common::api::txcoord::{AppEvent, Outcome, ParticipantSpec, Phase, Role, Vote, VoteView};
+use p2p_common::api::ErrorCode;
+use p2p_common::client::{ClientError, ProcessTransport};
 use p2p_common::txcoord::TxClient;
 
 const RESOURCE: &str = "kit-kv";
@@ -40,16 +42,51 @@ fn outcome_on(ctx: &Ctx, i: usize, tx: &str) -> Result<serde_json::Value, String
     ctx.agent(ctx.node(i), &AgentCommand::TxSeen(tx.into()))
 }
 
-/// Wait until our coordinator has finished `tx`; its last status.
-fn finished(ctx: &Ctx, tx: &str) -> Result<TxStatus, String> {
-    let mut client = TxClient::local(&ctx.our_node, ProcessTransport);
-    let mut last = Err(String::from("no status yet"));
-    ctx.wait_until(90, 1_000, || {
-        last = client.status(tx).map_err(|e| e.to_string());
-        last.as_ref()
-            .is_ok_and(|s| matches!(s.phase, Phase::Committed | Phase::Aborted))
+/// The decision event our txcoord sent the agent on our node, which started `tx`, within
+/// `max_s`: `(outcome, votes, reason)`. (The test itself must not receive requests: its
+/// answer to the tester goes to the request that prompted it last.)
+fn decision(ctx: &Ctx, tx: &str, max_s: u64) -> Result<(Outcome, Vec<VoteView>, String), String> {
+    let mut last = Ok(serde_json::Value::Null);
+    ctx.wait_until(max_s, 1_000, || {
+        last = ctx.agent(&ctx.our_node, &AgentCommand::TxDecision(tx.into()));
+        last.as_ref().is_ok_and(|v| !v.is_null())
     });
-    last
+    let v = last?;
+    if v.is_null() {
+        return Err(format!("no TxDecided event for {tx} within {max_s} s"));
+    }
+    match serde_json::from_value::<AppEvent>(v.clone()) {
+        Ok(AppEvent::TxDecided {
+            outcome,
+            votes,
+            reason,
+            ..
+        }) => Ok((outcome, votes, reason)),
+        Err(e) => Err(format!("{v} is no AppEvent: {e}")),
+    }
+}
+
+/// Start `participants` from the agent on our node; the tx id.
+fn start(ctx: &Ctx, participants: Vec<ParticipantSpec>) -> Result<String, String> {
+    let cmd = AgentCommand::TxStart {
+        participants,
+        timeout_ms: Some(20_000),
+    };
+    let v = ctx.agent(&ctx.our_node, &cmd)?;
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("started {v}"))
+}
+
+/// What our coordinator's `Status` says of finished `tx`: its phase (`Aborted` also for
+/// `NotFound`, which is presumed abort once the coordinator forgot it).
+fn phase_of(ctx: &Ctx, tx: &str) -> Result<Phase, String> {
+    match TxClient::local(&ctx.our_node, ProcessTransport).status(tx) {
+        Ok(s) if s.role == Role::Coordinator => Ok(s.phase),
+        Ok(s) => Err(format!("{tx}: {s:?}")),
+        Err(ClientError::Api(e)) if e.code == ErrorCode::NotFound => Ok(Phase::Aborted),
+        Err(e) => Err(format!("{tx}: {e}")),
+    }
 }
 
 fn committed_and_aborted(ctx: &Ctx) -> TestResult {
@@ -74,27 +111,27 @@ fn committed_and_aborted(ctx: &Ctx) -> TestResult {
             })
             .collect()
     };
-    let mut client = TxClient::local(&ctx.our_node, ProcessTransport);
-    let tx = match client.start(specs("color=blue@2"), Some(20_000)) {
+    let tx = match start(ctx, specs("color=blue@2")) {
         Ok(t) => t,
         Err(e) => fail!(T, "start: {e}"),
     };
-    let s = match finished(ctx, &tx) {
-        Ok(s) => s,
-        Err(e) => fail!(T, "status of {tx}: {e}"),
+    let (outcome, votes, _) = match decision(ctx, &tx, 90) {
+        Ok(d) => d,
+        Err(e) => fail!(T, "{e}"),
     };
+    check!(T, outcome == Outcome::Committed, "{tx} decided {outcome:?}");
     check!(
         T,
-        s.phase == Phase::Committed && s.role == Role::Coordinator,
-        "{tx} ended {s:?}"
+        votes.len() == 3 && votes.iter().all(|v| v.vote == Some(Vote::Yes)),
+        "{tx} votes {votes:?}"
     );
-    check!(
-        T,
-        s.votes.len() == 3
-            && s.votes.iter().all(|v| v.vote == Some(Vote::Yes) && v.acked),
-        "{tx} votes {:?}",
-        s.votes
-    );
+    // Finished once every participant acknowledged.
+    let mut phase = Err(String::new());
+    let done = ctx.wait_until(60, 1_000, || {
+        phase = phase_of(ctx, &tx);
+        phase == Ok(Phase::Committed)
+    });
+    check!(T, done, "{tx} is {phase:?} on its coordinator");
     for i in 0..3 {
         match outcome_on(ctx, i, &tx) {
             Ok(v) => check!(
@@ -108,28 +145,33 @@ fn committed_and_aborted(ctx: &Ctx) -> TestResult {
     }
 
     const A: &str = "txcoord: a transaction a participant votes no on aborts";
-    let tx = match client.start(specs(VOTE_NO), Some(20_000)) {
+    let tx = match start(ctx, specs(VOTE_NO)) {
         Ok(t) => t,
         Err(e) => fail!(A, "start: {e}"),
     };
-    let s = match finished(ctx, &tx) {
-        Ok(s) => s,
-        Err(e) => fail!(A, "status of {tx}: {e}"),
+    let (outcome, votes, reason) = match decision(ctx, &tx, 90) {
+        Ok(d) => d,
+        Err(e) => fail!(A, "{e}"),
     };
     check!(
         A,
-        s.phase == Phase::Aborted && !s.reason.is_empty(),
-        "{tx} ended {s:?}"
+        outcome == Outcome::Aborted && !reason.is_empty(),
+        "{tx} decided {outcome:?} ({reason:?})"
     );
     let charlie = ctx.node(2);
     check!(
         A,
-        s.votes
+        votes
             .iter()
             .any(|v| &v.node == charlie && v.vote == Some(Vote::No)),
-        "{tx} votes {:?}",
-        s.votes
+        "{tx} votes {votes:?}"
     );
+    let mut phase = Err(String::new());
+    let done = ctx.wait_until(60, 1_000, || {
+        phase = phase_of(ctx, &tx);
+        phase == Ok(Phase::Aborted)
+    });
+    check!(A, done, "{tx} is {phase:?} on its coordinator");
     for i in 0..3 {
         let mut last = Err(String::new());
         // Participants learn the abort as txcoord tells them (a no voter may not be told).
