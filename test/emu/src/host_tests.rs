@@ -140,7 +140,10 @@ fn print_our_and_state() {
             h.clear_state()?;
             n.add(format!("{:?} {}", h.get_state()?, h.has_blob()?));
             h.set_state(b"kept".to_vec())?;
-            Ok(())
+            // Stay (a process whose init returns with OnExit::None is removed).
+            loop {
+                h.receive()?;
+            }
         }),
     );
     emu.run_for(10);
@@ -739,7 +742,10 @@ fn sqlite_from_a_process_needs_the_capability() {
             Some(r#"["hello world", 5]"#),
         )?);
         n.add(call(h, r#"{"Query": "SELECT k, v FROM t"}"#, Some("[]"))?);
-        Ok(())
+        // Stay, holding what sqlite issued (init returning with OnExit::None removes it).
+        loop {
+            h.receive()?;
+        }
     };
     emu.install_script(
         "a.os",
@@ -1001,13 +1007,15 @@ fn a_process_that_ends_with_on_exit_none_is_removed_and_may_be_spawned_again() {
             .procs
             .retain(|p| p.id != child)
     });
-    let parent = |notes: Notes| {
+    let parent = |name: &'static str, notes: Notes| {
         script(move |h| {
+            // The child may answer its parent (messaging on it, which the parent holds).
+            let on_parent = messaging_cap("a.os", &ProcessId::new(name, "t", "t.os"));
             let got = h.spawn(
                 Some("child".into()),
                 "t:t.os/pkg/child.wasm".into(),
                 OnExit::None,
-                vec![],
+                vec![on_parent],
                 vec![],
                 false,
             )?;
@@ -1023,7 +1031,14 @@ fn a_process_that_ends_with_on_exit_none_is_removed_and_may_be_spawned_again() {
         })
     };
     let first = Notes::default();
-    emu.install_script("a.os", "sp:t:t.os", false, OnExit::None, vec![], parent(first.clone()));
+    emu.install_script(
+        "a.os",
+        "sp:t:t.os",
+        false,
+        OnExit::None,
+        vec![],
+        parent("sp", first.clone()),
+    );
     emu.run_for(100);
     assert_eq!(first.get()[1], "Ok(true)", "{:?}", first.get());
     // Gone from the process table: not running, holding nothing, and a request to it fails.
@@ -1038,7 +1053,14 @@ fn a_process_that_ends_with_on_exit_none_is_removed_and_may_be_spawned_again() {
         .any(|l| l.message.contains("process child:t:t.os had no OnExit behavior")));
     // Spawned again under the same name: a new life answers.
     let second = Notes::default();
-    emu.install_script("a.os", "sp2:t:t.os", false, OnExit::None, vec![], parent(second.clone()));
+    emu.install_script(
+        "a.os",
+        "sp2:t:t.os",
+        false,
+        OnExit::None,
+        vec![],
+        parent("sp2", second.clone()),
+    );
     emu.run_for(100);
     let got = second.get();
     assert!(got[0].starts_with("Ok("), "spawned again: {got:?}");
