@@ -591,7 +591,15 @@ impl Emulator {
         body: Vec<u8>,
         logged_in: bool,
     ) -> HttpReply {
-        self.http_full(node, method, path_and_query, headers, body, logged_in, false)
+        self.http_full(
+            node,
+            method,
+            path_and_query,
+            headers,
+            body,
+            logged_in,
+            false,
+        )
     }
 
     /// [`Emulator::http`] from the owner's browser on another machine (not loopback):
@@ -604,7 +612,15 @@ impl Emulator {
         headers: &[(&str, &str)],
         body: impl Into<Vec<u8>>,
     ) -> HttpReply {
-        self.http_full(node, method, path_and_query, headers, body.into(), true, true)
+        self.http_full(
+            node,
+            method,
+            path_and_query,
+            headers,
+            body.into(),
+            true,
+            true,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1047,10 +1047,9 @@ fn a_process_that_ends_with_on_exit_none_is_removed_and_may_be_spawned_again() {
     let app = app(&emu, "a.os", &[]);
     let r = emu.request(&app, &Address::new("a.os", child.clone()), "\"x\"", 5);
     assert_eq!(r.err(), Some(SendErrorKind::Timeout));
-    assert!(emu
-        .logs()
-        .iter()
-        .any(|l| l.message.contains("process child:t:t.os had no OnExit behavior")));
+    assert!(emu.logs().iter().any(|l| l
+        .message
+        .contains("process child:t:t.os had no OnExit behavior")));
     // Spawned again under the same name: a new life answers.
     let second = Notes::default();
     emu.install_script(
@@ -1119,8 +1118,15 @@ fn http_server_hands_url_params_over_and_serves_local_only_paths_to_loopback_onl
     let r = emu.http_remote("a.os", "GET", "/web:t:t.os/admin/stats", &[], vec![]);
     assert_eq!(r.status, 403, "{}", r.text());
     let r = emu.http("a.os", "GET", "/web:t:t.os/admin/stats", &[], vec![]);
-    assert_eq!((r.status, r.text()), (200, r#"{"what":"stats"} "127.0.0.1:50000""#.to_string()));
-    assert_eq!(emu.http("a.os", "GET", "/web:t:t.os/doc", &[], vec![]).status, 404);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, r#"{"what":"stats"} "127.0.0.1:50000""#.to_string())
+    );
+    assert_eq!(
+        emu.http("a.os", "GET", "/web:t:t.os/doc", &[], vec![])
+            .status,
+        404
+    );
     emu.assert_no_crashes();
 }
 

@@ -326,11 +326,17 @@ mod tests {
         }
         // `:name` segments match one segment each; literal segments win.
         for path in ["/doc/:id", "/doc/:id/rev/:rev", "/doc/new"] {
-            assert!(matches!(s.action(&p, bind(path).as_bytes(), None, None), Action::Answer(_)));
+            assert!(matches!(
+                s.action(&p, bind(path).as_bytes(), None, None),
+                Action::Answer(_)
+            ));
         }
         let (b, params) = s.route_with_params("/web:p:q.os/doc/42").unwrap();
         assert_eq!(b.path, "/doc/:id");
-        assert_eq!(params, BTreeMap::from([("id".to_string(), "42".to_string())]));
+        assert_eq!(
+            params,
+            BTreeMap::from([("id".to_string(), "42".to_string())])
+        );
         let (b, params) = s.route_with_params("/web:p:q.os/doc/42/rev/7").unwrap();
         assert_eq!(b.path, "/doc/:id/rev/:rev");
         assert_eq!(params.len(), 2);

@@ -1228,15 +1228,16 @@ impl World {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let Some((binding, url_params)) = n
-            .http
-            .route_with_params(path)
-            .map(|(b, p)| (b.clone(), p))
+        let Some((binding, url_params)) =
+            n.http.route_with_params(path).map(|(b, p)| (b.clone(), p))
         else {
             return done(self, HttpReply::plain(404, "not found"));
         };
         if binding.local_only && remote {
-            return done(self, HttpReply::plain(403, "this path is served to the node's own machine only"));
+            return done(
+                self,
+                HttpReply::plain(403, "this path is served to the node's own machine only"),
+            );
         }
         if binding.authenticated && !logged_in {
             return done(self, HttpReply::plain(401, "log in first"));

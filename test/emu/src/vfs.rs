@@ -523,23 +523,38 @@ mod tests {
         let mut v = Vfs::default();
         let own = "p:q.os";
         let act = |v: &mut Vfs, action: Value, blob: Option<&[u8]>| {
-            call(v, own, &[], json!({"path": "/p:q.os/data/f", "action": action}), blob)
+            call(
+                v,
+                own,
+                &[],
+                json!({"path": "/p:q.os/data/f", "action": action}),
+                blob,
+            )
         };
         assert_eq!(
             act(&mut v, json!({"OpenFile": {"create": false}}), None),
             json!({"Err": {"IOError": "No such file or directory (os error 2)"}})
         );
-        assert_eq!(act(&mut v, json!({"OpenFile": {"create": true}}), None), json!("Ok"));
+        assert_eq!(
+            act(&mut v, json!({"OpenFile": {"create": true}}), None),
+            json!("Ok")
+        );
         assert_eq!(act(&mut v, json!("WriteAll"), Some(b"hello")), json!("Ok"));
         // The cursor is after "hello": the next WriteAll continues there.
         assert_eq!(act(&mut v, json!("WriteAll"), Some(b" world")), json!("Ok"));
-        assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "hello world"]));
+        assert_eq!(
+            act(&mut v, json!("Read"), None),
+            json!(["Read", "hello world"])
+        );
         assert_eq!(
             act(&mut v, json!({"Seek": {"Start": 6}}), None),
             json!({"SeekFrom": {"new_offset": 6}})
         );
         assert_eq!(act(&mut v, json!("WriteAll"), Some(b"W")), json!("Ok"));
-        assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "hello World"]));
+        assert_eq!(
+            act(&mut v, json!("Read"), None),
+            json!(["Read", "hello World"])
+        );
         assert_eq!(
             act(&mut v, json!({"Seek": {"End": -5}}), None),
             json!({"SeekFrom": {"new_offset": 6}})
@@ -552,14 +567,23 @@ mod tests {
             act(&mut v, json!({"Seek": {"Current": -2}}), None),
             json!({"SeekFrom": {"new_offset": 7}})
         );
-        assert_eq!(act(&mut v, json!("ReadToEnd"), None), json!(["Read", "orld"]));
+        assert_eq!(
+            act(&mut v, json!("ReadToEnd"), None),
+            json!(["Read", "orld"])
+        );
         assert_eq!(
             act(&mut v, json!({"ReadExact": {"length": 1}}), None),
             json!({"Err": {"IOError": "failed to fill whole buffer"}})
         );
         let neg = act(&mut v, json!({"Seek": {"Current": -100}}), None);
-        assert!(neg["Err"]["IOError"].as_str().unwrap().contains("negative"), "{neg}");
-        assert_eq!(act(&mut v, json!({"Seek": {"Up": 1}}), None), json!({"Err": "MalformedRequest"}));
+        assert!(
+            neg["Err"]["IOError"].as_str().unwrap().contains("negative"),
+            "{neg}"
+        );
+        assert_eq!(
+            act(&mut v, json!({"Seek": {"Up": 1}}), None),
+            json!({"Err": "MalformedRequest"})
+        );
         // Past the end, the gap is zeros; SetLen cuts and extends.
         assert_eq!(
             act(&mut v, json!({"Seek": {"Start": 13}}), None),
@@ -569,10 +593,16 @@ mod tests {
         assert_eq!(v.read("/p:q.os/data/f").unwrap(), b"hello World\0\0!");
         assert_eq!(act(&mut v, json!({"SetLen": 5}), None), json!("Ok"));
         assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "hello"]));
-        assert_eq!(act(&mut v, json!("WriteAll"), None), json!({"Err": "NoBlob"}));
+        assert_eq!(
+            act(&mut v, json!("WriteAll"), None),
+            json!({"Err": "NoBlob"})
+        );
         // Closing drops the cursor: the file opens at 0 again.
         assert_eq!(act(&mut v, json!("CloseFile"), None), json!("Ok"));
-        assert_eq!(act(&mut v, json!({"OpenFile": {"create": false}}), None), json!("Ok"));
+        assert_eq!(
+            act(&mut v, json!({"OpenFile": {"create": false}}), None),
+            json!("Ok")
+        );
         assert_eq!(act(&mut v, json!("WriteAll"), Some(b"J")), json!("Ok"));
         assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "Jello"]));
         // Another package needs the write capability for WriteAll.

@@ -16,10 +16,10 @@
 use hyperware_process_lib as pl;
 use p2p_common::api::notify::AppMessage;
 use p2p_common::api::sync::{DocId, Op};
+use p2p_common::api::txcoord::{AppEvent, ParticipantSpec};
 use p2p_common::client::{
     BaseClient, NotifyClient, PresenceClient, ProcessTransport, SyncClient, Transport,
 };
-use p2p_common::api::txcoord::{AppEvent, ParticipantSpec};
 use p2p_common::txcoord::{Manager, TxClient};
 use p2p_common::{Address, NodeId, SendErrorKind};
 use serde::{Deserialize, Serialize};
@@ -160,11 +160,9 @@ impl Ctx {
             false,
         ) {
             Ok(child) => child,
-            Err(pl::SpawnError::NameTaken) => pl::ProcessId::new(
-                Some(LOCAL_AGENT),
-                self.our.package(),
-                self.our.publisher(),
-            ),
+            Err(pl::SpawnError::NameTaken) => {
+                pl::ProcessId::new(Some(LOCAL_AGENT), self.our.package(), self.our.publisher())
+            }
             Err(e) => return Err(format!("spawning {wasm}: {e:?}")),
         };
         Ok(pl::Address::new(self.our.node(), child))
@@ -219,11 +217,9 @@ impl Ctx {
         ) {
             Ok(child) => child,
             // Spawned by an earlier test module: still running.
-            Err(pl::SpawnError::NameTaken) => pl::ProcessId::new(
-                Some(NO_GRANTS),
-                self.our.package(),
-                self.our.publisher(),
-            ),
+            Err(pl::SpawnError::NameTaken) => {
+                pl::ProcessId::new(Some(NO_GRANTS), self.our.package(), self.our.publisher())
+            }
             Err(e) => return Err(format!("spawning {wasm}: {e:?}")),
         };
         let to = pl::Address::new(self.our.node(), child);
@@ -385,7 +381,9 @@ fn run_command(
             let cmd = SubscriberCommand::Subscribe { publisher, topic };
             ask_subscriber(our, &child, &cmd)
         }
-        AgentCommand::Received => ask_subscriber(our, &subscriber_id(our), &SubscriberCommand::Received),
+        AgentCommand::Received => {
+            ask_subscriber(our, &subscriber_id(our), &SubscriberCommand::Received)
+        }
         AgentCommand::SubscriberExit => {
             ask_subscriber(our, &subscriber_id(our), &SubscriberCommand::Exit)
         }
@@ -420,7 +418,11 @@ enum SubscriberCommand {
     Exit,
 }
 
-fn ask_subscriber(our: &pl::Address, child: &pl::ProcessId, cmd: &SubscriberCommand) -> AgentAnswer {
+fn ask_subscriber(
+    our: &pl::Address,
+    child: &pl::ProcessId,
+    cmd: &SubscriberCommand,
+) -> AgentAnswer {
     let to = pl::Address::new(our.node(), child.clone());
     let body = serde_json::to_vec(cmd).expect("serializes");
     match pl::Request::to(to).body(body).send_and_await_response(20) {

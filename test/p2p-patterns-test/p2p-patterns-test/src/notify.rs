@@ -28,7 +28,10 @@ fn bad_bodies(ctx: &Ctx) -> TestResult {
         (br#"{"Ping": {"x": 1}}"#, "BadRequest"),
         (br#"{"Shout": {}}"#, "BadRequest"),
         // Publish carries its payload as the blob; this one has none.
-        (br#"{"Publish": {"topic": "kit-news", "kind": "Json"}}"#, "BadRequest"),
+        (
+            br#"{"Publish": {"topic": "kit-news", "kind": "Json"}}"#,
+            "BadRequest",
+        ),
     ];
     let local_only = br#"{"SetTopic": {"topic": "kit", "policy": "Open"}}"#;
     checks::bad_bodies(ctx, T, "notify", &cases, (256 << 10) + 1, local_only)

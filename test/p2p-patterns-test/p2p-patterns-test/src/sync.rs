@@ -147,7 +147,11 @@ fn shared_document(ctx: &Ctx) -> TestResult {
         .collect();
     check!(
         T,
-        fields == [("by", &Value::Str("bob".into())), ("done", &Value::Bool(true))],
+        fields
+            == [
+                ("by", &Value::Str("bob".into())),
+                ("done", &Value::Bool(true))
+            ],
         "converged item {fields:?}"
     );
 
@@ -176,7 +180,8 @@ fn shared_document(ctx: &Ctx) -> TestResult {
                 text: "x".into(),
             }],
         };
-        ctx.agent(bob, &edit).is_err_and(|e| e.contains("Forbidden"))
+        ctx.agent(bob, &edit)
+            .is_err_and(|e| e.contains("Forbidden"))
     });
     check!(N, refused, "{bob}, now a reader, may still edit");
     Ok(())

@@ -24,7 +24,10 @@ pub fn run(ctx: &Ctx) -> TestResult {
 fn bad_bodies(ctx: &Ctx) -> TestResult {
     let cases: [(&[u8], &str); 4] = [
         (b"not json", "BadRequest"),
-        (br#"{"Status": {"tx_id": "alice.os/01", "full": true}}"#, "BadRequest"),
+        (
+            br#"{"Status": {"tx_id": "alice.os/01", "full": true}}"#,
+            "BadRequest",
+        ),
         (br#"{"Start": {"participants": []}}"#, "BadRequest"),
         (br#"{"Status": {"tx_id": "alice.os/0123"}}"#, "NotFound"),
     ];
