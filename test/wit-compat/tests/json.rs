@@ -2068,10 +2068,7 @@ mod txcoord {
     fn txcoord_enums_are_the_wit_json() {
         all_same(&outcomes(), derived_names::<ot::Outcome>(), "outcome");
         all_same(
-            &[
-                (ot::Vote::Yes, wt::Vote::Yes),
-                (ot::Vote::No, wt::Vote::No),
-            ],
+            &[(ot::Vote::Yes, wt::Vote::Yes), (ot::Vote::No, wt::Vote::No)],
             derived_names::<ot::Vote>(),
             "vote",
         );
