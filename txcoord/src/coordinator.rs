@@ -183,7 +183,8 @@ impl Coordinator {
         )]
     }
 
-    fn on_event_answer(
+    /// The app answered the decision event of `tx` (any answer: `Ok`), or the send failed.
+    pub fn on_event_answer(
         &mut self,
         app: Address,
         tx: String,

@@ -270,6 +270,12 @@ impl TxCoord {
         answer: Result<Vec<u8>, p2p_common::SendErrorKind>,
     ) -> Vec<Eff> {
         match ctx {
+            // The app has the event whatever it answered.
+            Ctx::C(CCtx::Event(app, tx)) => {
+                let a = answer.map(|_| ()).map_err(|k| format!("{k:?}"));
+                self.coord
+                    .on_event_answer(app, tx, a, &self.cfg, &mut self.rng)
+            }
             Ctx::C(c) => {
                 let a = match answer {
                     Ok(body) => try_decode_response::<Response>(&body).map_err(|e| e.to_string()),

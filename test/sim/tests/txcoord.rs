@@ -254,3 +254,78 @@ fn documented_txcoord_examples_are_what_txcoord_answers() {
     assert!(compared >= 29, "only {compared} comparisons");
     assert_eq!(ids.len(), 3, "{ids:?}");
 }
+
+/// The decision event is delivered like other app deliveries: while the starting app is
+/// down it is retried with backoff (one in flight), it survives a restart of txcoord (its
+/// record is forced with the commit decision), and the app, back, gets it exactly once.
+#[test]
+fn the_decision_event_reaches_an_app_that_was_down_once() {
+    let mut cfg = SimConfig::new(9, 2);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = Sim::new(cfg)
+        .with_process(TXCOORD, factory(txcoord::core::new))
+        .with_process("kv", factory(|_| DocKv::default()));
+    let my_app = ProcessId::parse("my-app:my-app:someone.os").unwrap();
+    s.add_app(0, my_app.clone(), AppSpec::granting_all());
+    s.run_for(21_000).unwrap();
+    let (alice_tx, bob_tx) = (s.addr(0, TXCOORD), s.addr(1, TXCOORD));
+    let reg = br#"{"RegisterManager": {"resource": "kv"}}"#.to_vec();
+    s.request_from(1, ProcessId::ours("kv"), &bob_tx, reg, 10);
+    s.run_for(2_000).unwrap();
+    let events = |s: &Sim| {
+        s.node(0)
+            .app_messages
+            .iter()
+            .filter(|m| m.app == my_app && m.from == alice_tx)
+            .map(|m| json(&m.body))
+            .collect::<Vec<_>>()
+    };
+    for restart in [false, true] {
+        let start = br#"{"Start": {"participants": [{"node": "bob.os", "resource": "kv", "operation": "a=1"}]}}"#;
+        let h = s.request_from(0, my_app.clone(), &alice_tx, start.to_vec(), 10);
+        s.run_for(50).unwrap();
+        let Some(p2p_sim::AppOutcome::Response(b)) = s.outcome(h) else {
+            panic!("no answer to Start")
+        };
+        let tx_id = json(b)["Ok"]["Started"]["tx_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The app goes down before the decision reaches it.
+        s.remove_app(0, &my_app);
+        s.run_for(30_000).unwrap();
+        if restart {
+            s.crash(0);
+            s.run_for(5_000).unwrap();
+            s.restart(0);
+            s.run_for(25_000).unwrap();
+        }
+        let c = s.core::<txcoord::core::TxCoord>(0, TXCOORD).unwrap();
+        assert_eq!(
+            c.coord.events_waiting(),
+            1,
+            "restart {restart}: still to deliver"
+        );
+        let before = events(&s).len();
+        assert!(events(&s)
+            .iter()
+            .all(|e| e["TxDecided"]["tx_id"] != tx_id.as_str()));
+        s.add_app(0, my_app.clone(), AppSpec::granting_all());
+        s.run_for(120_000).unwrap();
+        let got: Vec<Value> = events(&s)[before..].to_vec();
+        assert_eq!(got.len(), 1, "restart {restart}: {got:?}");
+        assert_eq!(got[0]["TxDecided"]["tx_id"], tx_id.as_str());
+        assert_eq!(got[0]["TxDecided"]["outcome"], "Committed");
+        let c = s.core::<txcoord::core::TxCoord>(0, TXCOORD).unwrap();
+        assert_eq!(c.coord.events_waiting(), 0);
+        assert!(c.coord.events_delivered >= 1);
+        // Nothing of it is left on disk.
+        let left = s
+            .records(0, TXCOORD)
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(b"e/"))
+            .count();
+        assert_eq!(left, 0, "restart {restart}");
+    }
+}
