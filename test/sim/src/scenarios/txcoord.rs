@@ -1,6 +1,6 @@
 //! The `txcoord` scenario: two-phase commit under random faults, with test resource managers
 //! (a core of their own, `rm`, on every node) that vote no, vote late, crash with their node
-//! and register again. Invariants after every step: no transaction commits at one manager
+//! or alone (the node's txcoord keeps running) and register again. Invariants after every step: no transaction commits at one manager
 //! and aborts at another, a manager is told to commit only after its yes. After the faults
 //! heal and the cluster is quiet, every manager that voted yes has the outcome, and no
 //! participant is left holding a manager's locks.
@@ -26,7 +26,8 @@ pub const RM: &str = "rm";
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RmTimer {
     Register,
-    Late(String, RequestId, bool),
+    /// A late vote, from the manager's life `u64` (a crash forgets it).
+    Late(String, RequestId, u64),
 }
 
 /// A resource manager for tests: its votes and outcomes are durable records (`v/<tx>`,
@@ -38,6 +39,14 @@ pub struct TestRm {
     /// Share of no votes and of late votes, in percent.
     no_pct: u64,
     late_pct: u64,
+    /// A crash asked for (down this long from the next input), the life it is in, and until
+    /// when it is down (its node's monotonic ms).
+    crash_for: Option<u64>,
+    life: u64,
+    down_until: u64,
+    /// Messages that found it down (answered with an error), and its crashes.
+    pub refused_while_down: u64,
+    pub crashes: u64,
 }
 
 impl TestRm {
@@ -48,7 +57,21 @@ impl TestRm {
             outcomes: BTreeMap::new(),
             no_pct,
             late_pct,
+            crash_for: None,
+            life: 0,
+            down_until: 0,
+            refused_while_down: 0,
+            crashes: 0,
         }
+    }
+
+    /// Crash the manager alone (its node and txcoord keep running): from its next input it is
+    /// down for `down_ms` and answers every message with an error, as a request to a process
+    /// that is not running fails; late votes it owed are never sent; its memory is what its
+    /// forced records say (they are all it keeps). It then registers again, which is how
+    /// txcoord learns it is back.
+    pub fn crash(&mut self, down_ms: u64) {
+        self.crash_for = Some(down_ms);
     }
     fn txcoord(&self) -> Address {
         Address::ours(&self.our.node, "txcoord")
@@ -90,7 +113,36 @@ impl Service for TestRm {
     fn name(&self) -> &'static str {
         RM
     }
-    fn handle(&mut self, _now: Now, input: Input<(), RmTimer>) -> Vec<Effect<(), RmTimer>> {
+    fn handle(&mut self, now: Now, input: Input<(), RmTimer>) -> Vec<Effect<(), RmTimer>> {
+        if let Some(d) = self.crash_for.take() {
+            self.life += 1;
+            self.crashes += 1;
+            self.down_until = now.mono + d;
+        }
+        if now.mono < self.down_until {
+            return match input {
+                Input::Request { id, .. } => {
+                    self.refused_while_down += 1;
+                    vec![Effect::reply(
+                        id,
+                        encode_result::<ManagerAnswer>(&Err(p2p_common::ApiError::new(
+                            p2p_common::ErrorCode::Unavailable,
+                            "the resource manager is down",
+                        ))),
+                    )]
+                }
+                // Back up: its first act is to register again.
+                Input::Timer(RmTimer::Register)
+                | Input::Response { .. }
+                | Input::SendFailed { .. } => {
+                    vec![Effect::timer(
+                        self.down_until - now.mono + 1,
+                        RmTimer::Register,
+                    )]
+                }
+                _ => vec![],
+            };
+        }
         let register = |s: &Self| {
             Effect::request(
                 s.txcoord(),
@@ -120,7 +172,9 @@ impl Service for TestRm {
             }
             Input::SendFailed { .. } => vec![Effect::timer(2_000, RmTimer::Register)],
             Input::Timer(RmTimer::Register) => vec![register(self)],
-            Input::Timer(RmTimer::Late(tx, id, _)) => self.vote(&tx, id),
+            Input::Timer(RmTimer::Late(tx, id, life)) if life == self.life => self.vote(&tx, id),
+            // Owed by a life that crashed: never sent (txcoord's request times out).
+            Input::Timer(RmTimer::Late(..)) => vec![],
             Input::Request { id, body, .. } => {
                 let Ok(msg) = serde_json::from_slice::<ManagerMessage>(&body) else {
                     return vec![];
@@ -150,7 +204,7 @@ impl Service for TestRm {
                         } else {
                             2_000
                         };
-                        vec![Effect::timer(after, RmTimer::Late(tx_id, id, true))]
+                        vec![Effect::timer(after, RmTimer::Late(tx_id, id, self.life))]
                     }
                     ManagerMessage::CommitTransaction { tx_id, .. } => {
                         let mut b = Batch::forced().put(format!("o/{tx_id}"), "Committed");
@@ -451,6 +505,13 @@ impl Scenario for TxScenario {
             if rng.gen_bool(0.6) {
                 random_fault(&mut sim, &mut rng);
             }
+            // A resource manager crashes alone (its node's txcoord keeps running).
+            if rng.gen_bool(0.3) {
+                let (i, down) = (rng.gen_range(0..n), rng.gen_range(1_000..20_000));
+                if let Some(rm) = sim.core_mut::<TestRm>(i, RM) {
+                    rm.crash(down);
+                }
+            }
             sim.run_for(rng.gen_range(500..12_000))?;
         }
         heal_all(&mut sim);
@@ -720,9 +781,13 @@ mod tests {
     #[test]
     fn check_runs_commit_and_abort() {
         for mode in [Mode::Realistic, Mode::Hostile] {
-            let (mut c, mut a) = (0, 0);
+            let (mut c, mut a, mut rm_crashes) = (0, 0, 0);
             for seed in 1..=6 {
                 let sim = TxScenario.run(seed, 4, mode, false).unwrap();
+                rm_crashes += (0..4)
+                    .filter_map(|i| sim.core::<TestRm>(i, RM))
+                    .map(|r| r.crashes)
+                    .sum::<u64>();
                 for at in ledger(&sim).0.values() {
                     let os: Vec<_> = at.values().filter_map(|(_, o)| o.clone()).collect();
                     c += os.iter().any(|o| o == "Committed") as u32;
@@ -731,7 +796,55 @@ mod tests {
             }
             println!("{mode:?}: {c} transactions committed, {a} aborted at managers");
             assert!(c >= 3 && a >= 3, "{mode:?}: {c} committed, {a} aborted");
+            // Managers crashed alone, too (the count of the last life of each node).
+            assert!(rm_crashes >= 1, "{mode:?}: no manager crashed alone");
         }
+    }
+
+    /// A participant's manager crashes alone after voting yes, while its node's txcoord
+    /// keeps running: the commit is refused while it is down, retried, and delivered once it
+    /// registers again; every manager ends committed and nobody holds locks.
+    #[test]
+    fn a_manager_crashing_alone_gets_the_outcome_when_back() {
+        let mut cfg = SimConfig::new(21, 3);
+        cfg.net = NetConfig::realistic();
+        let mut sim = cluster(cfg, 0, 0);
+        sim.run_for(25_000).unwrap();
+        let h = sim.request(
+            0,
+            &sim.addr(0, "txcoord"),
+            start_body(&sim, &[1, 2], 30_000),
+            10,
+        );
+        // Until bob.os's participant has voted yes (and holds its manager's locks).
+        for _ in 0..5_000 {
+            sim.run_for(1).unwrap();
+            let c = sim.core::<txcoord::core::TxCoord>(1, "txcoord").unwrap();
+            if c.part.blocked() > 0 {
+                break;
+            }
+        }
+        sim.core_mut::<TestRm>(1, RM).unwrap().crash(20_000);
+        sim.run_for(10_000).unwrap();
+        let rm = sim.core::<TestRm>(1, RM).unwrap();
+        assert_eq!(rm.crashes, 1);
+        assert!(rm.refused_while_down >= 1, "the commit found it down");
+        assert_eq!(blocked(&sim), 1, "bob.os waits for its manager");
+        // Back after 20 s, it registers again (at most 2 s later) and gets the commit.
+        sim.run_for(120_000).unwrap();
+        let tx = started(&sim, h).expect("started");
+        let (l, bad) = ledger(&sim);
+        assert!(bad.is_empty(), "{bad:?}");
+        for p in [1, 2] {
+            assert_eq!(
+                l[&tx][&p].1.as_deref(),
+                Some("Committed"),
+                "{}",
+                sim.node_id(p)
+            );
+        }
+        assert_eq!(blocked(&sim), 0);
+        settled(&sim, &[(tx, vec![1, 2])]).unwrap();
     }
 
     #[test]
