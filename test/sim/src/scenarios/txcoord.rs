@@ -1,7 +1,8 @@
 //! The `txcoord` scenario: two-phase commit under random faults, with test resource managers
 //! (a core of their own, `rm`, on every node) that vote no, vote late, crash with their node
-//! or alone (the node's txcoord keeps running) and register again. Invariants after every step: no transaction commits at one manager
-//! and aborts at another, a manager is told to commit only after its yes. After the faults
+//! or alone (the node's txcoord keeps running) and register again. Invariants after every
+//! step: no transaction commits at one manager and aborts at another, a manager is told to
+//! commit only after its yes. After the faults
 //! heal and the cluster is quiet, every manager that voted yes has the outcome, and no
 //! participant is left holding a manager's locks.
 
