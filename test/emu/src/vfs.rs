@@ -579,10 +579,16 @@ mod tests {
         assert!(too_large(&r), "{r}");
         // ReadExact of u64::MAX bytes, from the cursor at u64::MAX and from 0.
         let r = act(&mut v, json!({"ReadExact": {"length": u64::MAX}}), None);
-        assert_eq!(r, json!({"Err": {"IOError": "failed to fill whole buffer"}}));
+        assert_eq!(
+            r,
+            json!({"Err": {"IOError": "failed to fill whole buffer"}})
+        );
         act(&mut v, json!({"Seek": {"Start": 1}}), None);
         let r = act(&mut v, json!({"ReadExact": {"length": u64::MAX}}), None);
-        assert_eq!(r, json!({"Err": {"IOError": "failed to fill whole buffer"}}));
+        assert_eq!(
+            r,
+            json!({"Err": {"IOError": "failed to fill whole buffer"}})
+        );
         // A write just past the cap, and SetLen to 1 TiB: refused, nothing allocated.
         act(&mut v, json!({"Seek": {"Start": MAX_FILE_LEN}}), None);
         let r = act(&mut v, json!("WriteAll"), Some(b"x"));
