@@ -1,6 +1,7 @@
 //! Pure core of `presence`: a bootstrap registry plus SWIM-style membership with Lifeguard's
 //! refinements. See docs/presence.md for the protocol and its parameters.
 
+use crate::candidates::{CandidateCtx, CandidateStats, Candidates, Nomination};
 use crate::detector::{self, Action as FdAction, Detector, DetectorCtx, DetectorTick, Env};
 use crate::events::{Events, EventsCtx};
 use crate::gossip::{retransmit_limit, Broadcasts};
@@ -41,10 +42,6 @@ const PUSH_PULL_TIMEOUT_S: u64 = 10;
 const MAX_PUSH_PULL: usize = p2p_common::api::presence::MAX_MEMBERS as usize;
 /// Largest answer to a digest exchange (bytes).
 const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
-/// New nodes one remote node may introduce: a burst (a bootstrap's page, a join's gossip),
-/// then a trickle.
-const ADMISSIONS_BURST: u32 = 256;
-const ADMISSIONS_PER_SECOND: u32 = 4;
 /// Messages per second one remote node may have us handle (steady state is a few per
 /// protocol period), and the burst above that.
 const INBOUND_PER_SECOND: u32 = 20;
@@ -152,11 +149,19 @@ pub enum Ctx {
     /// The events machine's requests to local apps.
     Events(EventsCtx),
     Deregister,
+    /// Our probe of a candidate (a node others named that has not spoken to us yet).
+    Candidate(CandidateCtx),
 }
 
 impl From<DetectorCtx> for Ctx {
     fn from(c: DetectorCtx) -> Ctx {
         Ctx::Detector(c)
+    }
+}
+
+impl From<CandidateCtx> for Ctx {
+    fn from(c: CandidateCtx) -> Ctx {
+        Ctx::Candidate(c)
     }
 }
 
@@ -204,8 +209,8 @@ pub struct Presence {
     wall_offset: i64,
     /// Per remote node: messages we handle per second (a flood costs a fixed rate).
     budgets: SenderBudgets,
-    /// Per remote node: nodes it may introduce to our table.
-    admissions: SenderBudgets,
+    /// Nodes others named that have not spoken to us yet: probed, admitted on their answer.
+    candidates: Candidates,
     /// The highest non-Alive claim about us not yet refuted, and when we last refuted.
     pending_refute: Option<u64>,
     last_refute: Option<Millis>,
@@ -245,11 +250,7 @@ impl Presence {
             reg: RegClient::new(reg_cap),
             pending_refute: None,
             last_refute: None,
-            admissions: SenderBudgets::new(BudgetConfig {
-                per_second: ADMISSIONS_PER_SECOND,
-                burst: ADMISSIONS_BURST,
-                max_senders: 4_096,
-            }),
+            candidates: Candidates::default(),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
                 burst: INBOUND_BURST,
@@ -291,6 +292,14 @@ impl Presence {
     }
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+    /// Probes of candidates, admissions on their answers, nominations refused.
+    pub fn candidate_stats(&self) -> &CandidateStats {
+        &self.candidates.stats
+    }
+    /// Candidates held now (bounded by [`crate::candidates::CAPACITY`]).
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
     }
     pub fn local_health(&self) -> u32 {
         self.detector.local_health()
@@ -475,10 +484,11 @@ impl Presence {
 
     /// Apply gossiped facts; report changes, refute suspicions of ourselves.
     ///
-    /// A node we do not know is introduced only by itself (its own fact in a message from
-    /// it) or by a live member of ours (SWIM's dissemination), at most
-    /// `ADMISSIONS_BURST` (then `ADMISSIONS_PER_SECOND`) per sender: what a stranger says about
-    /// third parties introduces nobody. The sender's own fact is applied first.
+    /// A node we do not know is admitted only on direct evidence: its own fact in a message
+    /// it sent us (`sender`), or its answer to our probe. A fact relayed about it by a live
+    /// member or our bootstrap makes it a candidate, which we probe ([`Candidates`], with
+    /// its budgets); what a stranger says about third parties is ignored. The sender's own
+    /// fact is applied first.
     fn merge(
         &mut self,
         updates: &[Update],
@@ -490,7 +500,7 @@ impl Presence {
         if let Some(s) = sender {
             order.sort_by_key(|u| &u.node != s);
         }
-        let (mut full, mut refused) = (0usize, 0usize);
+        let (mut full, mut refused, mut nominated) = (0usize, 0usize, 0usize);
         for u in order {
             if u.node == self.me {
                 self.merge_self(u, now, out);
@@ -498,12 +508,19 @@ impl Presence {
             }
             if let Some(s) = sender {
                 if *s != u.node && self.members.get(&u.node).is_none() {
-                    let member = self.members.is_live(s);
-                    let our_bootstrap = self.bootstrap.contains(s);
-                    if !our_bootstrap && (!member || !self.admissions.allow(s, 1, now)) {
+                    if !self.members.is_live(s) && !self.bootstrap.contains(s) {
                         refused += 1;
                         continue;
                     }
+                    match self.candidates.nominate(u, s, &mut nominated, now) {
+                        Nomination::Probe(n) => self.probe_candidate(&n, out),
+                        Nomination::Known => {}
+                        Nomination::Refused => refused += 1,
+                    }
+                    continue;
+                }
+                if *s == u.node {
+                    self.candidates.forget(s);
                 }
             }
             let was_alive = self
@@ -555,13 +572,60 @@ impl Presence {
                 }
             }
         }
-        if full + refused > 0 {
+        if full + refused + nominated > 0 {
             // One line per message, not one per fact.
             out.push(log(
                 Level::Debug,
-                format!("ignored {refused} introductions by non-members or over budget, {full} for a full table"),
+                format!(
+                    "{nominated} candidates to probe; ignored {refused} introductions by \
+                     non-members or over budget, {full} for a full table"
+                ),
             ));
         }
+    }
+
+    /// Probe a candidate. The probe carries only our own fact (the candidate learns us from
+    /// us), not dissemination's piggyback: probes of nodes a liar invented must not use up
+    /// the retransmissions of real facts.
+    fn probe_candidate(&mut self, node: &NodeId, out: &mut Vec<Eff>) {
+        let mut me = self.self_update();
+        me.info = None;
+        // Not a failure verdict, only an admission: no hurry, room for a slow node.
+        let timeout_s = self
+            .cfg
+            .probe_timeout_ms
+            .saturating_mul(2)
+            .div_ceil(1000)
+            .max(1);
+        out.push(self.send(
+            node,
+            &Request::Probe {
+                seq: 0,
+                updates: vec![me],
+                protocol_version: PROTOCOL_VERSION,
+            },
+            Some(timeout_s),
+            Some(&CandidateCtx { node: node.clone() }.into()),
+        ));
+    }
+
+    /// A candidate answered our probe (`updates`: its ack's piggyback): it spoke for
+    /// itself, so it is admitted — with its own fact if it sent one, else with the relayed
+    /// fact it was named by.
+    fn candidate_answered(
+        &mut self,
+        c: CandidateCtx,
+        updates: Vec<Update>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        self.merge(&updates, Some(&c.node), now, out);
+        if let Some(fact) = self.candidates.on_answer(&c) {
+            if self.members.get(&c.node).is_none() {
+                self.merge(&[fact], Some(&c.node), now, out);
+            }
+        }
+        self.probe_succeeded(&c.node, now, None);
     }
 
     /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
@@ -1374,6 +1438,14 @@ impl Presence {
             }
             Ctx::Events(c) => self.events.on_response(c, out),
             Ctx::Deregister => {}
+            Ctx::Candidate(c) => {
+                // Any answer, an error too, comes from the node's presence itself.
+                let updates = match resp {
+                    Ok(Response::Ack { updates, .. }) => self.capped(updates, out),
+                    _ => Vec::new(),
+                };
+                self.candidate_answered(c, updates, now, out);
+            }
         }
     }
 
@@ -1399,9 +1471,13 @@ impl Presence {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
-        match kind {
-            SendErrorKind::Offline => self.reach.on_offline(&target.node, now),
-            SendErrorKind::Timeout => self.reach.on_timeout(&target.node, now),
+        // A candidate is no member: no reachability entry (invented names must not evict
+        // real ones).
+        if !matches!(ctx, Ctx::Candidate(_)) {
+            match kind {
+                SendErrorKind::Offline => self.reach.on_offline(&target.node, now),
+                SendErrorKind::Timeout => self.reach.on_timeout(&target.node, now),
+            }
         }
         match ctx {
             Ctx::Detector(c) => {
@@ -1415,6 +1491,10 @@ impl Presence {
                 self.reg_actions(&bootstrap, acts, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
+            Ctx::Candidate(c) => {
+                let retry_at = now.saturating_add(self.cfg.probe_interval_ms);
+                self.candidates.on_failed(&c, retry_at);
+            }
             Ctx::Events(c) => self.events.on_failed(c, kind, &self.me, now, out),
         }
     }

@@ -1,0 +1,289 @@
+//! Admission on direct evidence: the candidate table.
+//!
+//! A node we do not know becomes a member only when it speaks for itself: its own fact in a
+//! message it sent us, its registration, or its answer to our probe. A fact *relayed* about
+//! an unknown node (gossip, an ack's piggyback, a digest, a registry page) admits nobody; it
+//! makes the node a *candidate*, which we probe directly, and the candidate's answer admits
+//! it (with the relayed fact, or the newer one it says about itself).
+//!
+//! Everything is bounded: relayed facts count only from members (and our own bootstraps),
+//! at most [`PER_MESSAGE`] nominations per message and a token bucket per relaying node
+//! ([`BURST`], then [`PER_SECOND`]), the table holds at most [`CAPACITY`] candidates (the
+//! oldest goes), every candidate is probed once, and one that did not answer is not probed
+//! again for `retry_after_ms` however often it is named. So a liar naming 10,000 invented
+//! nodes costs us at most `BURST` probes and then `PER_SECOND` a second, and fills no table.
+//!
+//! This machine owns its table, its budgets and its request context ([`CandidateCtx`],
+//! wrapped by the core's `Ctx`); the core sends the probe (with dissemination's piggyback)
+//! and merges the admitted fact.
+
+use p2p_common::api::presence::{MemberStatus, Update};
+use p2p_common::resilience::{BudgetConfig, SenderBudgets};
+use p2p_common::{Millis, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most candidates held at once (the oldest is dropped for a new one).
+pub const CAPACITY: usize = 256;
+/// Most nominations taken from one message (a registry page holds at most 100).
+pub const PER_MESSAGE: usize = 128;
+/// Nominations one relaying node may make: a burst (a bootstrap's pages at a join, the
+/// gossip of a mass join), then a trickle.
+pub const BURST: u32 = 256;
+pub const PER_SECOND: u32 = 4;
+
+/// The context of a probe of a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandidateCtx {
+    pub node: NodeId,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// The newest relayed fact about it (Alive): what we admit on its answer.
+    fact: Update,
+    /// Insertion order (the oldest goes first when the table is full).
+    added: u64,
+    /// `None` while our probe is out; after a failure, when it may be probed again.
+    retry_at: Option<Millis>,
+}
+
+/// Counters, for `Stats` and the tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CandidateStats {
+    /// Probes of candidates sent.
+    pub probed: u64,
+    /// Candidates admitted on their own answer.
+    pub admitted: u64,
+    /// Relayed facts about unknown nodes not taken (per-message or per-sender budget).
+    pub refused: u64,
+    /// Candidates dropped for newer ones (table full).
+    pub evicted: u64,
+}
+
+/// What to do about a relayed fact of an unknown node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Nomination {
+    /// A new candidate (or one whose retry time came): probe it now.
+    Probe(NodeId),
+    /// Already a candidate (probe out, or failed recently): its fact is kept up to date.
+    Known,
+    /// Over a budget: ignored.
+    Refused,
+}
+
+pub struct Candidates {
+    table: BTreeMap<NodeId, Candidate>,
+    next: u64,
+    budgets: SenderBudgets,
+    pub stats: CandidateStats,
+}
+
+impl Default for Candidates {
+    fn default() -> Self {
+        Candidates {
+            table: BTreeMap::new(),
+            next: 0,
+            budgets: SenderBudgets::new(BudgetConfig {
+                per_second: PER_SECOND,
+                burst: BURST,
+                max_senders: 4_096,
+            }),
+            stats: CandidateStats::default(),
+        }
+    }
+}
+
+impl Candidates {
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.table.contains_key(node)
+    }
+
+    /// `by` (a member, or our bootstrap) relayed `fact` about a node we do not know.
+    /// Only Alive facts nominate (we would not admit on anything else); `taken` counts this
+    /// message's nominations so far (the caller's per-message cap).
+    pub fn nominate(
+        &mut self,
+        fact: &Update,
+        by: &NodeId,
+        taken: &mut usize,
+        now: Millis,
+    ) -> Nomination {
+        if fact.status != MemberStatus::Alive {
+            return Nomination::Known;
+        }
+        if let Some(c) = self.table.get_mut(&fact.node) {
+            if fact.incarnation > c.fact.incarnation
+                || (fact.incarnation == c.fact.incarnation && c.fact.info.is_none())
+            {
+                c.fact = fact.clone();
+            }
+            return match c.retry_at {
+                Some(at) if now >= at => {
+                    c.retry_at = None;
+                    self.stats.probed += 1;
+                    Nomination::Probe(fact.node.clone())
+                }
+                _ => Nomination::Known,
+            };
+        }
+        if *taken >= PER_MESSAGE || !self.budgets.allow(by, 1, now) {
+            self.stats.refused += 1;
+            return Nomination::Refused;
+        }
+        *taken += 1;
+        if self.table.len() >= CAPACITY {
+            if let Some(oldest) = self
+                .table
+                .iter()
+                .min_by_key(|(_, c)| c.added)
+                .map(|(n, _)| n.clone())
+            {
+                self.table.remove(&oldest);
+                self.stats.evicted += 1;
+            }
+        }
+        self.next += 1;
+        self.table.insert(
+            fact.node.clone(),
+            Candidate {
+                fact: fact.clone(),
+                added: self.next,
+                retry_at: None,
+            },
+        );
+        self.stats.probed += 1;
+        Nomination::Probe(fact.node.clone())
+    }
+
+    /// The candidate answered our probe (any answer: it is there and speaks for itself):
+    /// the fact to admit it with, if it is still ours to admit.
+    pub fn on_answer(&mut self, ctx: &CandidateCtx) -> Option<Update> {
+        let c = self.table.remove(&ctx.node)?;
+        self.stats.admitted += 1;
+        Some(c.fact)
+    }
+
+    /// Our probe of the candidate failed: not probed again before `retry_at`.
+    pub fn on_failed(&mut self, ctx: &CandidateCtx, retry_at: Millis) {
+        if let Some(c) = self.table.get_mut(&ctx.node) {
+            c.retry_at = Some(retry_at);
+        }
+    }
+
+    /// The node became a member by other means (it spoke to us itself).
+    pub fn forget(&mut self, node: &NodeId) {
+        self.table.remove(node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    fn alive(node: &str, inc: u64) -> Update {
+        Update {
+            node: id(node),
+            status: MemberStatus::Alive,
+            incarnation: inc,
+            info: None,
+            origin: id("relay.os"),
+        }
+    }
+
+    #[test]
+    fn a_relayed_fact_makes_a_candidate_probed_once_and_admitted_on_its_answer() {
+        let mut c = Candidates::default();
+        let by = id("relay.os");
+        let mut taken = 0;
+        assert_eq!(
+            c.nominate(&alive("new.os", 1), &by, &mut taken, 0),
+            Nomination::Probe(id("new.os"))
+        );
+        // Named again while the probe is out: no second probe, the newer fact kept.
+        assert_eq!(
+            c.nominate(&alive("new.os", 2), &by, &mut taken, 10),
+            Nomination::Known
+        );
+        assert_eq!(taken, 1);
+        let fact = c.on_answer(&CandidateCtx { node: id("new.os") }).unwrap();
+        assert_eq!(fact.incarnation, 2);
+        assert!(c.is_empty());
+        assert_eq!(c.on_answer(&CandidateCtx { node: id("new.os") }), None);
+        assert_eq!((c.stats.probed, c.stats.admitted), (1, 1));
+    }
+
+    #[test]
+    fn a_candidate_that_did_not_answer_waits_before_the_next_probe() {
+        let mut c = Candidates::default();
+        let by = id("relay.os");
+        let mut taken = 0;
+        c.nominate(&alive("gone.os", 1), &by, &mut taken, 0);
+        c.on_failed(&CandidateCtx { node: id("gone.os") }, 5_000);
+        assert_eq!(
+            c.nominate(&alive("gone.os", 1), &by, &mut taken, 4_999),
+            Nomination::Known
+        );
+        assert_eq!(
+            c.nominate(&alive("gone.os", 1), &by, &mut taken, 5_000),
+            Nomination::Probe(id("gone.os"))
+        );
+        assert_eq!(c.stats.probed, 2);
+    }
+
+    #[test]
+    fn nominations_are_capped_per_message_per_sender_and_in_total() {
+        let mut c = Candidates::default();
+        let liar = id("liar.os");
+        let mut probes = 0;
+        // One message naming 10,000 nodes: at most PER_MESSAGE taken.
+        let mut taken = 0;
+        for k in 0..10_000 {
+            if let Nomination::Probe(_) =
+                c.nominate(&alive(&format!("f{k}.os"), 1), &liar, &mut taken, 0)
+            {
+                probes += 1;
+            }
+        }
+        assert_eq!(probes, PER_MESSAGE);
+        // Many messages at the same moment: the sender's burst, no more.
+        for m in 0..100 {
+            let mut taken = 0;
+            for k in 0..100 {
+                if let Nomination::Probe(_) =
+                    c.nominate(&alive(&format!("g{m}x{k}.os"), 1), &liar, &mut taken, 0)
+                {
+                    probes += 1;
+                }
+            }
+        }
+        assert_eq!(probes, BURST as usize);
+        assert!(c.len() <= CAPACITY);
+        // Another relay has a budget of its own; the table stays at its capacity.
+        let other = id("other.os");
+        for k in 0..200 {
+            let mut taken = 0;
+            c.nominate(&alive(&format!("h{k}.os"), 1), &other, &mut taken, 0);
+        }
+        assert_eq!(c.len(), CAPACITY);
+        assert_eq!(c.stats.evicted, (BURST as u64 + 200) - CAPACITY as u64);
+        // Non-Alive facts nominate nobody.
+        let mut dead = alive("d.os", 1);
+        dead.status = MemberStatus::Dead;
+        let mut taken = 0;
+        assert_eq!(c.nominate(&dead, &other, &mut taken, 0), Nomination::Known);
+        assert!(!c.contains(&id("d.os")));
+    }
+}
