@@ -12,6 +12,8 @@
 //! oldest goes), every candidate is probed once, and one that did not answer is not probed
 //! again for `retry_after_ms` however often it is named. So a liar naming 10,000 invented
 //! nodes costs us at most `BURST` probes and then `PER_SECOND` a second, and fills no table.
+//! A probe that timed out (a lost message) is retried up to [`RETRIES`] times after a short
+//! jittered wait ([`CandidateTick`]); one answered `Offline` (no such node, or not up) is not.
 //!
 //! This machine owns its table, its budgets and its request context ([`CandidateCtx`],
 //! wrapped by the core's `Ctx`); the core sends the probe (with dissemination's piggyback)
@@ -20,6 +22,7 @@
 use p2p_common::api::presence::{MemberStatus, Update};
 use p2p_common::resilience::{BudgetConfig, SenderBudgets};
 use p2p_common::{Millis, NodeId};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -31,6 +34,16 @@ pub const PER_MESSAGE: usize = 128;
 /// gossip of a mass join), then a trickle.
 pub const BURST: u32 = 256;
 pub const PER_SECOND: u32 = 4;
+
+/// Probes that timed out are retried this many times (a lost message must not leave a pair
+/// of nodes strangers until the next digest exchange).
+pub const RETRIES: u8 = 4;
+
+/// The candidates' timer: retry the probe of `node`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CandidateTick {
+    pub node: NodeId,
+}
 
 /// The context of a probe of a candidate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +57,11 @@ struct Candidate {
     fact: Update,
     /// Insertion order (the oldest goes first when the table is full).
     added: u64,
-    /// `None` while our probe is out; after a failure, when it may be probed again.
+    /// `None` while our probe is out (or its retry is timed); after the last failure, when
+    /// it may be probed again if someone names it.
     retry_at: Option<Millis>,
+    /// Probes sent since it was (re)nominated.
+    attempts: u8,
 }
 
 /// Counters, for `Stats` and the tests.
@@ -129,6 +145,7 @@ impl Candidates {
             return match c.retry_at {
                 Some(at) if now >= at => {
                     c.retry_at = None;
+                    c.attempts = 1;
                     self.stats.probed += 1;
                     Nomination::Probe(fact.node.clone())
                 }
@@ -158,6 +175,7 @@ impl Candidates {
                 fact: fact.clone(),
                 added: self.next,
                 retry_at: None,
+                attempts: 1,
             },
         );
         self.stats.probed += 1;
@@ -172,10 +190,36 @@ impl Candidates {
         Some(c.fact)
     }
 
-    /// Our probe of the candidate failed: not probed again before `retry_at`.
-    pub fn on_failed(&mut self, ctx: &CandidateCtx, retry_at: Millis) {
-        if let Some(c) = self.table.get_mut(&ctx.node) {
-            c.retry_at = Some(retry_at);
+    /// Our probe of the candidate failed (`timed_out`: no answer; else `Offline`). A timeout
+    /// is retried up to [`RETRIES`] times: the wait before the retry is returned (500 ms
+    /// doubled per attempt, ± 50%, drawn from `rng`). Otherwise the candidate is not probed
+    /// again before `now + cool_off`.
+    pub fn on_failed(
+        &mut self,
+        ctx: &CandidateCtx,
+        timed_out: bool,
+        now: Millis,
+        cool_off: Millis,
+        rng: &mut impl Rng,
+    ) -> Option<Millis> {
+        let c = self.table.get_mut(&ctx.node)?;
+        if timed_out && c.attempts <= RETRIES {
+            let base: Millis = 500 << (c.attempts - 1);
+            return Some(rng.gen_range(base / 2..=base + base / 2));
+        }
+        c.retry_at = Some(now.saturating_add(cool_off));
+        None
+    }
+
+    /// The retry timer of `node` fired: probe it again if it is still a candidate.
+    pub fn on_retry(&mut self, t: &CandidateTick) -> bool {
+        match self.table.get_mut(&t.node) {
+            Some(c) if c.retry_at.is_none() && c.attempts <= RETRIES => {
+                c.attempts += 1;
+                self.stats.probed += 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -188,6 +232,7 @@ impl Candidates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn id(s: &str) -> NodeId {
         NodeId::parse(s).unwrap()
@@ -231,7 +276,18 @@ mod tests {
         let by = id("relay.os");
         let mut taken = 0;
         c.nominate(&alive("gone.os", 1), &by, &mut taken, 0);
-        c.on_failed(&CandidateCtx { node: id("gone.os") }, 5_000);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let ctx = CandidateCtx { node: id("gone.os") };
+        let t = CandidateTick { node: id("gone.os") };
+        // Timeouts are retried, RETRIES times, after a growing wait.
+        for k in 0..RETRIES {
+            let wait = c.on_failed(&ctx, true, 0, 5_000, &mut rng).unwrap();
+            let base = 500u64 << k;
+            assert!((base / 2..=base + base / 2).contains(&wait), "{wait}");
+            assert!(c.on_retry(&t));
+        }
+        assert_eq!(c.on_failed(&ctx, true, 0, 5_000, &mut rng), None);
+        assert!(!c.on_retry(&t), "no retry past the last");
         assert_eq!(
             c.nominate(&alive("gone.os", 1), &by, &mut taken, 4_999),
             Nomination::Known
@@ -240,7 +296,10 @@ mod tests {
             c.nominate(&alive("gone.os", 1), &by, &mut taken, 5_000),
             Nomination::Probe(id("gone.os"))
         );
-        assert_eq!(c.stats.probed, 2);
+        assert_eq!(c.stats.probed, 2 + u64::from(RETRIES));
+        // Offline is not retried.
+        assert_eq!(c.on_failed(&ctx, false, 5_000, 5_000, &mut rng), None);
+        assert!(!c.on_retry(&t));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Pure core of `presence`: a bootstrap registry plus SWIM-style membership with Lifeguard's
 //! refinements. See docs/presence.md for the protocol and its parameters.
 
-use crate::candidates::{CandidateCtx, CandidateStats, Candidates, Nomination};
+use crate::candidates::{CandidateCtx, CandidateStats, CandidateTick, Candidates, Nomination};
 use crate::detector::{self, Action as FdAction, Detector, DetectorCtx, DetectorTick, Env};
 use crate::events::{Events, EventsCtx};
 use crate::gossip::{retransmit_limit, Broadcasts};
@@ -48,6 +48,10 @@ const INBOUND_PER_SECOND: u32 = 20;
 const INBOUND_BURST: u32 = 200;
 /// Entries a digest exchange answers with at least (more for a longer digest: 2× its size).
 const PUSH_PULL_MIN_ANSWER: usize = 128;
+/// Digest exchanges soon after a `Join` (each within half to one and a half periods of the
+/// one before), before the minute-long rhythm: a fact a joiner missed in the join's gossip
+/// comes with the first one instead of 30–60 s later.
+const EARLY_PUSH_PULLS: u8 = 2;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
 pub use crate::events::MAX_SUBSCRIBERS;
@@ -64,6 +68,8 @@ pub enum Tick {
     RetryRegister {
         bootstrap: NodeId,
     },
+    /// The candidates' timers (retry a probe).
+    Candidate(CandidateTick),
 }
 
 impl From<DetectorTick> for Tick {
@@ -216,6 +222,8 @@ pub struct Presence {
     last_refute: Option<Millis>,
     /// Our registrations at bootstrap nodes.
     reg: RegClient,
+    /// Early digest exchanges still to come after a join (see [`EARLY_PUSH_PULLS`]).
+    early_push_pulls: u8,
 }
 
 pub fn new(our: Address) -> Presence {
@@ -250,6 +258,7 @@ impl Presence {
             reg: RegClient::new(reg_cap),
             pending_refute: None,
             last_refute: None,
+            early_push_pulls: 0,
             candidates: Candidates::default(),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -898,6 +907,11 @@ impl Presence {
                 for b in &list {
                     self.register(b, true, out);
                 }
+                // The first digest exchange soon, not in 30-60 s (the periodic timer is
+                // re-armed from it).
+                self.early_push_pulls = EARLY_PUSH_PULLS - 1;
+                let first = self.early_push_pull_delay();
+                out.push(Self::timer(first, &Tick::PushPull));
                 Ok(Response::Joining { bootstrap: list })
             }
             Request::Leave {} => {
@@ -1348,6 +1362,15 @@ impl Presence {
         }
     }
 
+    /// The wait before an early digest exchange: half to one and a half periods (never
+    /// later than the periodic one would be).
+    fn early_push_pull_delay(&mut self) -> Millis {
+        let p = self.cfg.probe_interval_ms;
+        self.rng
+            .gen_range(p / 2..=p + p / 2)
+            .min(self.cfg.push_pull_interval_ms)
+    }
+
     fn push_pull_with(&mut self, peer: &NodeId, out: &mut Vec<Eff>) {
         let members = self.digest();
         let want_info: Vec<NodeId> = self
@@ -1492,8 +1515,17 @@ impl Presence {
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
             Ctx::Candidate(c) => {
-                let retry_at = now.saturating_add(self.cfg.probe_interval_ms);
-                self.candidates.on_failed(&c, retry_at);
+                let timed_out = kind == SendErrorKind::Timeout;
+                let cool_off = self.cfg.probe_interval_ms;
+                if let Some(after) =
+                    self.candidates
+                        .on_failed(&c, timed_out, now, cool_off, &mut self.rng)
+                {
+                    out.push(Self::timer(
+                        after,
+                        &Tick::Candidate(CandidateTick { node: c.node }),
+                    ));
+                }
             }
             Ctx::Events(c) => self.events.on_failed(c, kind, &self.me, now, out),
         }
@@ -1501,6 +1533,11 @@ impl Presence {
 
     fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Eff>) {
         match t {
+            Tick::Candidate(t) => {
+                if self.candidates.on_retry(&t) {
+                    self.probe_candidate(&t.node, out);
+                }
+            }
             Tick::Detector(t) => {
                 let acts = self.detector.on_tick(&mut env!(self), t, now);
                 self.run(acts, now, out);
@@ -1520,11 +1557,14 @@ impl Presence {
                 }
             }
             Tick::PushPull => {
-                let jitter = self.rng.gen_range(0..=self.cfg.push_pull_interval_ms / 4);
-                out.push(Self::timer(
-                    self.cfg.push_pull_interval_ms + jitter,
-                    &Tick::PushPull,
-                ));
+                let next = if self.early_push_pulls > 0 {
+                    self.early_push_pulls -= 1;
+                    self.early_push_pull_delay()
+                } else {
+                    let jitter = self.rng.gen_range(0..=self.cfg.push_pull_interval_ms / 4);
+                    self.cfg.push_pull_interval_ms + jitter
+                };
+                out.push(Self::timer(next, &Tick::PushPull));
                 self.registry.expire(now);
                 if self.left {
                     return;
