@@ -14,6 +14,7 @@
 //! nodes costs us at most `BURST` probes and then `PER_SECOND` a second, and fills no table.
 //! A probe that timed out (a lost message) is retried up to [`RETRIES`] times after a short
 //! jittered wait ([`CandidateTick`]); one answered `Offline` (no such node, or not up) is not.
+//! Every probe, a retry too, is paid from the budget of the node that named the candidate.
 //!
 //! This machine owns its table, its budgets and its request context ([`CandidateCtx`],
 //! wrapped by the core's `Ctx`); the core sends the probe (with dissemination's piggyback)
@@ -62,6 +63,8 @@ struct Candidate {
     retry_at: Option<Millis>,
     /// Probes sent since it was (re)nominated.
     attempts: u8,
+    /// Who named it (last): its budget pays for the retries.
+    by: NodeId,
 }
 
 /// Counters, for `Stats` and the tests.
@@ -144,6 +147,11 @@ impl Candidates {
             }
             return match c.retry_at {
                 Some(at) if now >= at => {
+                    if !self.budgets.allow(by, 1, now) {
+                        self.stats.refused += 1;
+                        return Nomination::Refused;
+                    }
+                    c.by = by.clone();
                     c.retry_at = None;
                     c.attempts = 1;
                     self.stats.probed += 1;
@@ -176,6 +184,7 @@ impl Candidates {
                 added: self.next,
                 retry_at: None,
                 attempts: 1,
+                by: by.clone(),
             },
         );
         self.stats.probed += 1;
@@ -203,7 +212,7 @@ impl Candidates {
         rng: &mut impl Rng,
     ) -> Option<Millis> {
         let c = self.table.get_mut(&ctx.node)?;
-        if timed_out && c.attempts <= RETRIES {
+        if timed_out && c.attempts <= RETRIES && self.budgets.allow(&c.by, 1, now) {
             let base: Millis = 500 << (c.attempts - 1);
             return Some(rng.gen_range(base / 2..=base + base / 2));
         }
@@ -300,6 +309,40 @@ mod tests {
         // Offline is not retried.
         assert_eq!(c.on_failed(&ctx, false, 5_000, 5_000, &mut rng), None);
         assert!(!c.on_retry(&t));
+    }
+
+    #[test]
+    fn retries_are_paid_from_the_budget_of_whoever_named_the_candidate() {
+        let mut c = Candidates::default();
+        let liar = id("liar.os");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let mut names = Vec::new();
+        for m in 0..2 {
+            let mut taken = 0;
+            for k in 0..PER_MESSAGE {
+                let n = format!("f{m}x{k}.os");
+                assert!(matches!(
+                    c.nominate(&alive(&n, 1), &liar, &mut taken, 0),
+                    Nomination::Probe(_)
+                ));
+                names.push(n);
+            }
+        }
+        // The burst is spent on first probes: no timeout is retried.
+        for n in &names {
+            let ctx = CandidateCtx { node: id(n) };
+            assert_eq!(c.on_failed(&ctx, true, 0, 5_000, &mut rng), None);
+        }
+        // A second later, PER_SECOND retries are affordable, then no more.
+        let retried = names
+            .iter()
+            .filter(|n| {
+                let ctx = CandidateCtx { node: id(n) };
+                c.table.get_mut(&ctx.node).unwrap().retry_at = None;
+                c.on_failed(&ctx, true, 1_000, 5_000, &mut rng).is_some()
+            })
+            .count();
+        assert_eq!(retried, PER_SECOND as usize);
     }
 
     #[test]
