@@ -286,8 +286,12 @@ mod tests {
         let mut taken = 0;
         c.nominate(&alive("gone.os", 1), &by, &mut taken, 0);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let ctx = CandidateCtx { node: id("gone.os") };
-        let t = CandidateTick { node: id("gone.os") };
+        let ctx = CandidateCtx {
+            node: id("gone.os"),
+        };
+        let t = CandidateTick {
+            node: id("gone.os"),
+        };
         // Timeouts are retried, RETRIES times, after a growing wait.
         for k in 0..RETRIES {
             let wait = c.on_failed(&ctx, true, 0, 5_000, &mut rng).unwrap();

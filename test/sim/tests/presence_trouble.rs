@@ -268,7 +268,11 @@ mod hostile {
         let frank = sim.node_id(5).clone();
         name_fakes(&mut sim, 5, &invented("stranger", 10_000, &frank));
         sim.run_for(10_000).unwrap();
-        assert_eq!(core(&sim).members().count(), 4, "a stranger admitted nobody");
+        assert_eq!(
+            core(&sim).members().count(),
+            4,
+            "a stranger admitted nobody"
+        );
         assert_eq!(core(&sim).candidate_stats().probed, probed0);
         assert_eq!(core(&sim).candidates(), 0);
         // The member: 10,000 names at once, then 30 more messages of 500, one a second.
@@ -296,7 +300,11 @@ mod hostile {
             probed > 0 && probed <= bound,
             "{probed} probes of invented nodes, bound {bound}"
         );
-        assert!(p.candidate_stats().refused > 1_000, "{:?}", p.candidate_stats());
+        assert!(
+            p.candidate_stats().refused > 1_000,
+            "{:?}",
+            p.candidate_stats()
+        );
         // A real joiner is still admitted everywhere (named to most of them by relays).
         ps::join(&mut sim, 5, 0);
         sim.run_for(60_000).unwrap();

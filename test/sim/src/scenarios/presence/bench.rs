@@ -667,7 +667,10 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
             };
             put("msgs_per_node_per_period", json!(round2(st.msgs)));
             put("bytes_per_node_per_period", json!(st.bytes.round()));
-            put("digest_bytes_per_node_per_period", json!(st.digest_bytes.round()));
+            put(
+                "digest_bytes_per_node_per_period",
+                json!(st.digest_bytes.round()),
+            );
             put("all_alive", json!(st.all_alive));
             section(&format!("preloaded_{n}"), false, &mut sections);
         }
