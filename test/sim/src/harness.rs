@@ -494,7 +494,10 @@ mod tests {
         // not there to answer. dave, who probed alice himself, is a member.
         assert!(presence.get_node(&"carol.os".parse().unwrap()).is_err());
         assert_eq!(
-            presence.get_node(&"dave.os".parse().unwrap()).unwrap().incarnation,
+            presence
+                .get_node(&"dave.os".parse().unwrap())
+                .unwrap()
+                .incarnation,
             1
         );
     }
