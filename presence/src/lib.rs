@@ -1,6 +1,7 @@
 //! The `presence` process: bootstrap registry, SWIM/Lifeguard membership, discovery and
 //! events. Its pure core is [`core`]; on wasm32 the glue below runs it.
 
+pub mod candidates;
 pub mod core;
 pub mod detector;
 pub mod events;

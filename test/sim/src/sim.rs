@@ -703,6 +703,13 @@ impl Sim {
     pub fn records(&self, i: usize, name: &str) -> Option<&Records> {
         self.nodes[i].records.get(name)
     }
+    /// Give process `name` on node `i` these keyed records before the first run, as if it
+    /// had written them in an earlier life (a bench builds a large converged cluster so,
+    /// without simulating its join).
+    pub fn preload_records(&mut self, i: usize, name: &str, records: Records) {
+        assert!(!self.started, "preload_records before the first run");
+        self.nodes[i].records.insert(name.to_string(), records);
+    }
     pub fn set_slow(&mut self, i: usize, slow_ms: Millis) {
         self.nodes[i].slow_ms = slow_ms;
         self.note(format!("slow {} +{slow_ms} ms", self.nodes[i].id));
