@@ -432,6 +432,12 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
     let (_, bytes) = series("bytes_per_node_per_period_by_n", thousands_f)?;
     let (_, bytes_h) = series("bytes_per_node_per_period_by_n_hostile", thousands_f)?;
     let (_, digest) = series("digest_bytes_per_node_per_period_by_n", thousands_f)?;
+    let (pre_n, pre_msgs) = series("preloaded_msgs_per_node_per_period_by_n", dec2)?;
+    let (_, pre_bytes) = series("preloaded_bytes_per_node_per_period_by_n", thousands_f)?;
+    let (_, pre_digest) = series(
+        "preloaded_digest_bytes_per_node_per_period_by_n",
+        thousands_f,
+    )?;
     let checked = "✓";
     let mut lines = vec![
         format!(
@@ -589,6 +595,31 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
             "of which digest requests (`PushPull`, one line per member, every minute ± 25%)",
             &realistic,
             &digest,
+            "",
+        ]),
+        row(&[
+            "`preloaded_msgs_per_node_per_period_by_n`",
+            &format!(
+                "messages per node and period, cluster started converged from records, \
+                 {} periods, {pre_n}",
+                int(b, "preloaded_periods")?
+            ),
+            &realistic,
+            &pre_msgs,
+            "",
+        ]),
+        row(&[
+            "`preloaded_bytes_per_node_per_period_by_n`",
+            &format!("bytes per node and period, same runs, {pre_n}"),
+            &realistic,
+            &pre_bytes,
+            "",
+        ]),
+        row(&[
+            "`preloaded_digest_bytes_per_node_per_period_by_n`",
+            "of which digest requests",
+            &realistic,
+            &pre_digest,
             "",
         ]),
         row(&[
@@ -1333,6 +1364,10 @@ mod tests {
                                                        "200": 2200.0, "1000": 8100.0},
             "digest_bytes_per_node_per_period_by_n": {"25": 150.0, "100": 620.0,
                                                       "200": 1240.0, "1000": 6200.0},
+            "preloaded_periods": 50,
+            "preloaded_msgs_per_node_per_period_by_n": {"200": 2.28, "1000": 2.28},
+            "preloaded_bytes_per_node_per_period_by_n": {"200": 1794.0, "1000": 7338.0},
+            "preloaded_digest_bytes_per_node_per_period_by_n": {"200": 1349.0, "1000": 6720.0},
             "bytes_per_msg": 432.0, "max_body_bytes": 4194304,
             "cpu_ms": 67900.0, "wall_ms": 69612
         });
