@@ -262,7 +262,13 @@ fn a_subscriber_behind_the_retention_window_is_told_what_it_lost() {
         max_entries: 3,
         ..Retention::default()
     };
-    let mut s = sim(3, Config { retention });
+    let mut s = sim(
+        3,
+        Config {
+            retention,
+            ..Config::default()
+        },
+    );
     let next = setup(&mut s, &[1, 2]).unwrap();
     s.isolate(2);
     let mut acked = BTreeMap::new();
@@ -351,6 +357,8 @@ fn deliver(notes: &[(Notification, Vec<u8>)]) -> (Request, Vec<u8>) {
             topic: TOPIC.into(),
             lost: None,
             notes: notes.iter().map(|(n, _)| n.clone()).collect(),
+            publisher: None,
+            roster: None,
         },
         blob,
     )
@@ -422,6 +430,8 @@ fn forged_altered_and_replayed_notifications_are_refused() {
             topic: TOPIC.into(),
             lost: Some(SeqRange { from: 9, to: 12 }),
             notes: vec![],
+            publisher: None,
+            roster: None,
         },
         (),
     );

@@ -22,6 +22,16 @@ pub const TOPIC: &str = "news";
 
 pub struct NotifyScenario;
 
+/// Settings under which every topic with two or more subscriber nodes relays through a
+/// tree of `fanout`.
+pub fn tree_config(fanout: u32) -> Config {
+    Config {
+        tree_threshold: 2,
+        fanout,
+        ..Config::default()
+    }
+}
+
 /// A cluster running notify with settings `ncfg`.
 pub fn cluster(cfg: SimConfig, ncfg: Config) -> Sim {
     Sim::new(cfg).with_process(NAME, factory(move |a| Notify::new(a, ncfg)))
@@ -214,7 +224,14 @@ fn run_one(seed: u64, nodes: usize, mode: Mode, record: bool) -> Result<Sim, Sim
         cfg.net.loss = rng.gen_range(0.0..0.3);
         cfg.net.duplicate = rng.gen_range(0.0..0.1);
     }
-    let mut sim = cluster(cfg, Config::default());
+    // Odd seeds relay through a tree (of fan-out 2, whatever the cluster's size), so the
+    // same faults and invariants exercise both delivery paths.
+    let ncfg = if seed % 2 == 1 {
+        tree_config(2)
+    } else {
+        Config::default()
+    };
+    let mut sim = cluster(cfg, ncfg);
     let subscribers: Vec<usize> = (1..nodes).collect();
     let next = setup(&mut sim, &subscribers)?;
     let publisher = sim.node_id(0).clone();
@@ -548,7 +565,19 @@ fn bench_run(
         .map(|n| n.stats())
         .unwrap_or_default();
     let t = stats.topics.iter().find(|t| t.topic == TOPIC);
-    let copies = t.map_or(0, |t| t.sent + t.relay_payloads);
+    // The publisher's copies (direct and as the tree's root), then every relay's.
+    let relayed = |i: usize| -> u64 {
+        sim.core::<Notify>(i, NAME).map_or(0, |n| {
+            n.stats()
+                .relays
+                .iter()
+                .filter(|r| r.publisher == publisher && r.topic == TOPIC)
+                .map(|r| r.payloads)
+                .sum()
+        })
+    };
+    let publisher_copies = t.map_or(0, |t| t.sent) + relayed(0);
+    let copies = publisher_copies + (1..nodes).map(relayed).sum::<u64>();
     // Every notify message to or from the publisher node since the topic was set up.
     let mut publisher_msgs = 0u64;
     for (link, c) in &sim.stats.per_link {
@@ -570,7 +599,7 @@ fn bench_run(
         delivery_ratio: got_total as f64 / expected,
         baseline_delivery_ratio: guide_got as f64 / (count * receivers).max(1) as f64,
         payloads_per_receiver: copies as f64 / expected,
-        publisher_sends: copies as f64 / n,
+        publisher_sends: publisher_copies as f64 / n,
         publisher_messages: publisher_msgs as f64 / n,
         p50_delivery_ms: util::percentile(&mut lat, 50),
         p99_delivery_ms: util::percentile(&mut lat, 99),
