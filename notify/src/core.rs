@@ -1371,20 +1371,16 @@ impl Notify {
             Ctx::Relay(c) => {
                 let mut r = Vec::new();
                 let mut b = Batch::lazy();
-                let relay::Ctx::Push { stream, node, .. } = &c;
-                let (stream, node) = (stream.clone(), node.clone());
+                let relay::Ctx::Push { stream, .. } = &c;
+                let stream = stream.clone();
                 match try_decode_response::<Response>(&body) {
                     Ok(Ok(Response::Delivered { up_to })) => {
                         self.relays
                             .on_pushed(c, up_to, &self.streams, now, &mut b, &mut r);
                     }
-                    Ok(Err(e)) if e.code == ErrorCode::NotFound => {
-                        self.relays.drop_link(c, &mut b);
-                        r.push(log(
-                            Level::Info,
-                            format!("{stream}: {node} does not subscribe; not pushing to it"),
-                        ));
-                    }
+                    // A member that answers NotFound may not have finished subscribing
+                    // (the publisher's roster says it subscribes): try again later, like
+                    // any failure; a new roster without it ends the link.
                     _ => self.relays.on_failed(c, &mut self.rng, now, &mut r),
                 }
                 self.prune(&stream, &mut b);

@@ -287,7 +287,7 @@ impl Relays {
         if l.in_flight || l.waiting {
             return;
         }
-        let needs_roster = !l.grafted && l.epoch < epoch;
+        let needs_roster = l.epoch < epoch;
         let mut lost = None;
         let mut notes: Vec<Notification> = Vec::new();
         let mut blob = Vec::new();
@@ -439,18 +439,6 @@ impl Relays {
             ));
         }
         out.push(Effect::timer(delay, Timer::Retry { stream, node }));
-    }
-
-    /// `node` does not subscribe to `k`: stop pushing to it until a roster says otherwise.
-    pub fn drop_link(&mut self, ctx: Ctx, batch: &mut Batch) {
-        let Ctx::Push { stream, node, .. } = ctx;
-        if let Some(t) = self.trees.get_mut(&stream) {
-            if let Some(l) = t.links.remove(&node) {
-                if !l.grafted {
-                    batch.ops.push((link_key(&stream, &node), None));
-                }
-            }
-        }
     }
 
     pub fn on_timer(&mut self, timer: Timer, streams: &Streams, now: Millis, out: &mut Vec<Eff>) {

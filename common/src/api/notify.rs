@@ -199,16 +199,28 @@ impl Roster {
             .filter_map(|c| self.at(c).cloned())
             .collect()
     }
-    /// The members `node` announces to (IHAVE): a third and two thirds of the way round the
-    /// member list, so mostly in other subtrees than its own.
+    /// The members `node` announces to (IHAVE): about a third and two thirds of the way
+    /// round the member list (so mostly in other subtrees than its own), at offsets coprime
+    /// with the member count, so that following announcements reaches every member (no
+    /// closed group of members only announces to itself).
     pub fn lazy_peers(&self, node: &NodeId) -> Vec<NodeId> {
         let n = self.members.len();
         let Ok(i) = self.members.binary_search(node) else {
             return Vec::new();
         };
-        let mut v: Vec<NodeId> = [n / 3, 2 * n / 3]
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        let coprime_from = |start: usize| (start.max(1)..n).find(|o| gcd(*o, n) == 1);
+        let first = coprime_from(n / 3);
+        let second = coprime_from(2 * n / 3).filter(|o| Some(*o) != first);
+        let mut v: Vec<NodeId> = [first, second]
             .into_iter()
-            .filter(|off| *off > 0)
+            .flatten()
             .map(|off| self.members[(i + off) % n].clone())
             .filter(|m| m != node)
             .collect();
