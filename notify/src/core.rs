@@ -349,7 +349,12 @@ impl Notify {
             },
             self.relays.min_acked(k),
         ];
-        let needed_after = readers.into_iter().flatten().min();
+        let mut needed_after = readers.into_iter().flatten().min();
+        if k.publisher == self.me && self.relays.get(k).is_some() {
+            // The root of a tree keeps its whole retention window: any member may graft
+            // onto it, and it alone may say a number is lost.
+            needed_after = Some(0);
+        }
         self.streams.prune(k, needed_after, self.wall, batch);
     }
 
