@@ -644,6 +644,8 @@ pub fn bench() -> Map<String, Value> {
     let big = bench_run(8, 200, NetConfig::realistic(), 10, 1_000, false)
         .expect("no invariant is checked in the bench");
     m.insert("topic_nodes".into(), json!(200));
+    m.insert("tree_threshold".into(), json!(notify::core::TREE_THRESHOLD));
+    m.insert("tree_fanout".into(), json!(notify::core::FANOUT));
     m.insert("topic_published".into(), json!(big.published));
     m.insert("topic_receivers".into(), json!(big.receivers));
     m.insert("topic_delivery_ratio".into(), json!(big.delivery_ratio));
