@@ -5,6 +5,7 @@
 
 pub mod baseline;
 pub mod doc_examples;
+pub mod editing;
 pub mod harness;
 pub mod net;
 pub mod scenarios;

@@ -66,11 +66,16 @@ fn content(sim: &Sim, i: usize, doc: &DocId) -> Option<Content> {
 /// Create the document on node 0 shared with nodes 1..members as writers, and have them
 /// join (fault-free). Returns the document id.
 pub fn setup(sim: &mut Sim, members: usize) -> Result<DocId, SimError> {
+    setup_doc(sim, members, "notes")
+}
+
+/// [`setup`] for a document named `name`.
+pub fn setup_doc(sim: &mut Sim, members: usize, name: &str) -> Result<DocId, SimError> {
     let h = ask(
         sim,
         0,
         &Request::Create {
-            name: "notes".into(),
+            name: name.into(),
             members: (1..members)
                 .map(|i| Member {
                     node: sim.node_id(i).clone(),
