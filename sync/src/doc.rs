@@ -514,6 +514,12 @@ impl Doc {
             .unwrap_or_default()
     }
 
+    /// The whole history as one update blob: what a joining or empty peer gets. Loro's
+    /// updates deflate to about half of what its snapshot (state plus history) does.
+    pub fn all_updates(&self) -> Vec<u8> {
+        self.updates_since(&VersionVector::new())
+    }
+
     pub fn snapshot(&self) -> Vec<u8> {
         self.loro.export(ExportMode::Snapshot).unwrap_or_default()
     }

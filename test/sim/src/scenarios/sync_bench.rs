@@ -353,6 +353,10 @@ pub fn heal(trace: &EditingTrace, shared: usize, m: &mut Map<String, Value>) {
                 .and_then(|c| c.text(&doc))
                 .map_or(0, |t| t.chars().count() as u32);
             let t = clamped(&txns[j], len);
+            if ops_of(&t).is_empty() {
+                // Clamped to nothing (a delete past this side's end).
+                continue;
+            }
             run_call(
                 &mut sim,
                 side,
