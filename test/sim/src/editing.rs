@@ -392,8 +392,9 @@ pub fn replay(
 pub const TRACES_ENV: &str = "EDITING_TRACES";
 
 /// The editing-trace file `name` (e.g. `friendsforever.json.gz`): in `$EDITING_TRACES`, or
-/// in `shared/data/editing-traces` beside the checkout or one of its parents (the project
-/// keeps them at `../shared/data/editing-traces`).
+/// in `test/sim/data/editing-traces` (the copies the tests and the bench use), or in
+/// `shared/data/editing-traces` beside the checkout or one of its parents (the project keeps
+/// the full set at `../shared/data/editing-traces`).
 pub fn trace_path(name: &str) -> Result<std::path::PathBuf, String> {
     if let Ok(dir) = std::env::var(TRACES_ENV) {
         let p = std::path::Path::new(&dir).join(name);
@@ -404,6 +405,10 @@ pub fn trace_path(name: &str) -> Result<std::path::PathBuf, String> {
         };
     }
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ours = here.join("data/editing-traces").join(name);
+    if ours.is_file() {
+        return Ok(ours);
+    }
     for dir in here.ancestors() {
         let p = dir.join("shared/data/editing-traces").join(name);
         if p.is_file() {
