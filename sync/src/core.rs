@@ -1240,7 +1240,7 @@ impl SyncCore {
                 };
                 let ours = d.vv();
                 let (raw, full) = if theirs.is_empty() && !ours.is_empty() {
-                    (d.snapshot(), true)
+                    (d.all_updates(), true)
                 } else if includes(&theirs, &ours) {
                     (Vec::new(), false)
                 } else {
@@ -1369,7 +1369,7 @@ impl SyncCore {
             acl.joined.sort();
         }
         acl.epoch += 1;
-        let snapshot = d.snapshot();
+        let snapshot = d.all_updates();
         let version = d.version();
         let ours = d.vv();
         e.known.insert(from.clone(), ours);

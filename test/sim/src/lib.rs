@@ -6,6 +6,7 @@
 pub mod baseline;
 pub mod baseline_2pc;
 pub mod doc_examples;
+pub mod editing;
 pub mod harness;
 pub mod net;
 pub mod scenarios;
