@@ -7,6 +7,7 @@
 //! - [`driver`]: the pure half of the shared runner (kernel events in, kernel calls out).
 //! - [`host`]: carrying out kernel calls in order on a host (durability ordering).
 //! - [`http`]: the mapping to and from Hyperware's http-server.
+//! - [`web`]: every service's local API over HTTP (`POST /api`) and its events on `/ws`.
 //! - [`sign`]: `sign:sign:sys` wire types (node-key signatures) and, natively, its model.
 //! - [`chunk`]: sending data larger than one message.
 //! - [`appreach`]: confirming that we can message an app before promising it anything.
@@ -30,6 +31,7 @@ pub mod resilience;
 pub mod service;
 pub mod sign;
 pub mod txcoord;
+pub mod web;
 
 #[cfg(target_arch = "wasm32")]
 pub mod runner;
