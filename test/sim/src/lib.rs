@@ -7,6 +7,7 @@ pub mod baseline;
 pub mod doc_examples;
 pub mod harness;
 pub mod net;
+pub mod playground;
 pub mod scenarios;
 pub mod sim;
 pub mod stats;
