@@ -389,6 +389,13 @@ fn sim_loop(opts: Options, rx: std_mpsc::Receiver<Cmd>) {
                 kind: kind_of(body),
             });
         });
+    // Wall clocks read real Unix time (what the page shows as "last seen").
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for i in 0..opts.nodes {
+        sim.jump_wall_clock(i, unix_ms);
+    }
     // Everyone joins through the first node.
     for i in 1..opts.nodes {
         let to = sim.addr(i, "presence");
