@@ -5,8 +5,8 @@
 import "./style.css";
 
 const PKG = ":p2p-patterns:p2p-patterns.os";
-const onNode = location.pathname.match(/^\/([a-z0-9-]+):p2p-patterns:p2p-patterns\.os/);
-const playground = !onNode;
+// The playground answers /sim/state; a node does not (set in main()).
+let playground = false;
 
 type Json = any;
 
@@ -534,6 +534,17 @@ async function selectNode(n: string) {
 }
 
 async function main() {
+  setInterval(() => refreshers.forEach((r) => r()), 2000);
+  try {
+    const r = await fetch("/sim/state");
+    if (r.ok && (r.headers.get("content-type") || "").includes("json")) {
+      simState = await r.json();
+      nodes = simState.nodes.map((n: Json) => n.node);
+      playground = true;
+    }
+  } catch {
+    // not the playground
+  }
   const nav = $("#tabs");
   for (const t of tabs) {
     if (t.playgroundOnly && !playground) continue;
@@ -541,16 +552,8 @@ async function main() {
     b.onclick = () => showTab(t.id);
     nav.append(b);
   }
-  setInterval(() => refreshers.forEach((r) => r()), 2000);
   if (playground) {
     $("#mode").textContent = "playground (simulated cluster)";
-    try {
-      const r = await fetch("/sim/state");
-      simState = await r.json();
-      nodes = simState.nodes.map((n: Json) => n.node);
-    } catch (e) {
-      showError("playground", e);
-    }
     const pick = $("#node-picker") as HTMLSelectElement;
     for (const n of nodes) pick.append(el("option", { value: n }, n));
     $("#node-picker-label").hidden = false;

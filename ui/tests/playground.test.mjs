@@ -102,6 +102,38 @@ try {
     await shot("docs-bob");
   });
 
+  await test("partition bob, edit on both sides, heal: both converge", async () => {
+    const editor = page.getByTestId("editor");
+    const typeAtEnd = async (text) => {
+      await editor.click();
+      await editor.press("Control+End");
+      await editor.pressSequentially(text);
+      await page.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+    };
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("isolate-bob.os").click();
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await typeAtEnd(" +bob");
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-testid="editor"]').value === "hello from alice");
+    await typeAtEnd(" +alice");
+    await shot("docs-partitioned-alice");
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("heal").click();
+    await page.getByTestId("tab-docs").click();
+    const both = () => {
+      const v = document.querySelector('[data-testid="editor"]').value;
+      return v.includes("+bob") && v.includes("+alice");
+    };
+    await page.waitForFunction(both, null, { timeout: 120000 });
+    const onAlice = await editor.inputValue();
+    await page.getByTestId("node-picker").selectOption("bob.os");
+    await page.waitForFunction((want) => document.querySelector('[data-testid="editor"]').value === want, onAlice, { timeout: 120000 });
+    await shot("docs-healed-bob");
+  });
+
   await test("publish and see the feed", async () => {
     await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-notify").click();

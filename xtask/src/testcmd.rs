@@ -383,7 +383,11 @@ fn ui_tests(root: &Path) -> Result<()> {
     if let Some(i) = install {
         pkgbuild::run(std::process::Command::new("npm").current_dir(&ui).arg(i))?;
     }
-    pkgbuild::run(std::process::Command::new("npm").current_dir(&ui).args(["run", "build"]))?;
+    pkgbuild::run(
+        std::process::Command::new("npm")
+            .current_dir(&ui)
+            .args(["run", "build"]),
+    )?;
     pkgbuild::run(workspace::cargo_command().current_dir(root).args([
         "build",
         "--release",

@@ -6,7 +6,8 @@
 //! same mapping a real node uses (`Sim::http_with_headers`, `Sim::websocket`, so the cores
 //! and the driver see what Hyperware's http-server sends). Routes (loopback only):
 //!
-//! - `GET /` and the page's assets: the built UI (`ui/dist`, or `--ui`);
+//! - `GET /presence:p2p-patterns:p2p-patterns.os/` (where `/` redirects): the built page
+//!   (`ui/dist`, or `--ui`), at the same path as on a node;
 //! - `POST /node/<node>/<process>/api`, `GET /node/<node>/<process>/ws`: that node's API;
 //! - `GET /sim/state`, `POST /sim/<control>` (crash, restart, isolate, partition, heal, net,
 //!   slow) with a JSON body; `GET /sim/ws`: messages between nodes as they are delivered,
@@ -42,6 +43,8 @@ pub const MAX_NET_FRAMES_PER_TICK: usize = 200;
 pub const MAX_BODY: usize = 2 << 20;
 /// The simulator's tick (real time).
 const TICK: Duration = Duration::from_millis(20);
+/// Where the page is served: under presence's path, as on a node.
+pub const UI_PATH: &str = "/presence:p2p-patterns:p2p-patterns.os";
 /// The processes a node runs.
 pub const PROCESSES: [&str; 4] = ["presence", "sync", "notify", "txcoord"];
 
@@ -105,7 +108,10 @@ struct AppState {
 /// Run until Ctrl-C.
 pub fn run(opts: Options) -> Result<(), String> {
     if !(1..=20).contains(&opts.nodes) {
-        return Err(format!("--nodes {} is out of range: use 1..=20", opts.nodes));
+        return Err(format!(
+            "--nodes {} is out of range: use 1..=20",
+            opts.nodes
+        ));
     }
     let nodes: Vec<String> = (0..opts.nodes)
         .map(|i| crate::sim::node_name(i).to_string())
@@ -134,12 +140,16 @@ async fn serve(opts: Options, state: AppState) -> Result<(), String> {
     let ui = tower_http::services::ServeDir::new(&opts.ui_dir)
         .fallback(tower_http::services::ServeFile::new(&index));
     let app = Router::new()
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary(&format!("{UI_PATH}/")) }),
+        )
+        .nest_service(UI_PATH, ui)
         .route("/node/{node}/{process}/api", post(api))
         .route("/node/{node}/{process}/ws", get(node_ws))
         .route("/sim/ws", get(net_ws))
         .route("/sim/state", get(sim_state))
         .route("/sim/{op}", post(control))
-        .fallback_service(ui)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
@@ -172,11 +182,12 @@ fn error(status: u16, message: impl Into<String>) -> Response {
 }
 
 fn node_index(state: &AppState, node: &str) -> Result<usize, Response> {
-    state
-        .nodes
-        .iter()
-        .position(|n| n == node)
-        .ok_or_else(|| error(404, format!("no node {node}; nodes: {}", state.nodes.join(", "))))
+    state.nodes.iter().position(|n| n == node).ok_or_else(|| {
+        error(
+            404,
+            format!("no node {node}; nodes: {}", state.nodes.join(", ")),
+        )
+    })
 }
 
 fn check_process(process: &str) -> Result<(), Response> {
@@ -364,53 +375,7 @@ struct Loop {
 }
 
 fn sim_loop(opts: Options, rx: std_mpsc::Receiver<Cmd>) {
-    let mut cfg = SimConfig::new(opts.seed, opts.nodes);
-    cfg.net = NetConfig::realistic();
-    let seen: Rc<RefCell<Vec<Seen>>> = Rc::default();
-    let log = seen.clone();
-    let mut sim = Sim::new(cfg)
-        .with_process("presence", factory(presence::core::new))
-        .with_process("sync", factory(sync::core::new))
-        .with_process("notify", factory(notify::core::new))
-        .with_process("txcoord", factory(txcoord::core::new))
-        .with_delivery_observer(move |sim, _to_node, from, to, body| {
-            if from.node == to.node {
-                return;
-            }
-            let mut log = log.borrow_mut();
-            if log.len() >= 10 * MAX_NET_FRAMES_PER_TICK {
-                return;
-            }
-            log.push(Seen {
-                at: sim.now(),
-                from: from.node.to_string(),
-                to: to.node.to_string(),
-                process: to.process.process.clone(),
-                kind: kind_of(body),
-            });
-        });
-    // Wall clocks read real Unix time (what the page shows as "last seen").
-    let unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    for i in 0..opts.nodes {
-        sim.jump_wall_clock(i, unix_ms);
-    }
-    // Everyone joins through the first node.
-    for i in 1..opts.nodes {
-        let to = sim.addr(i, "presence");
-        let join = json!({"Join": {"bootstrap": [sim.node_id(0).to_string()]}});
-        sim.request(i, &to, serde_json::to_vec(&join).expect("json"), 10);
-    }
-    let mut lp = Loop {
-        sim,
-        http: Vec::new(),
-        clients: HashMap::new(),
-        net_clients: Vec::new(),
-        next_channel: 1,
-        seen,
-        skipped: 0,
-    };
+    let mut lp = Loop::new(&opts);
     let started = Instant::now();
     let mut last_state = Instant::now();
     loop {
@@ -431,6 +396,58 @@ fn sim_loop(opts: Options, rx: std_mpsc::Receiver<Cmd>) {
             last_state = Instant::now();
             let s = json!({"type": "state", "state": lp.state()}).to_string();
             lp.net_clients.retain(|c| c.try_send(s.clone()).is_ok());
+        }
+    }
+}
+
+impl Loop {
+    /// The cluster of `opts`, everyone joining through the first node.
+    fn new(opts: &Options) -> Loop {
+        let mut cfg = SimConfig::new(opts.seed, opts.nodes);
+        cfg.net = NetConfig::realistic();
+        let seen: Rc<RefCell<Vec<Seen>>> = Rc::default();
+        let log = seen.clone();
+        let mut sim = Sim::new(cfg)
+            .with_process("presence", factory(presence::core::new))
+            .with_process("sync", factory(sync::core::new))
+            .with_process("notify", factory(notify::core::new))
+            .with_process("txcoord", factory(txcoord::core::new))
+            .with_delivery_observer(move |sim, _to_node, from, to, body| {
+                if from.node == to.node {
+                    return;
+                }
+                let mut log = log.borrow_mut();
+                if log.len() >= 10 * MAX_NET_FRAMES_PER_TICK {
+                    return;
+                }
+                log.push(Seen {
+                    at: sim.now(),
+                    from: from.node.to_string(),
+                    to: to.node.to_string(),
+                    process: to.process.process.clone(),
+                    kind: kind_of(body),
+                });
+            });
+        // Wall clocks read real Unix time (what the page shows as "last seen").
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for i in 0..opts.nodes {
+            sim.jump_wall_clock(i, unix_ms);
+        }
+        for i in 1..opts.nodes {
+            let to = sim.addr(i, "presence");
+            let join = json!({"Join": {"bootstrap": [sim.node_id(0).to_string()]}});
+            sim.request(i, &to, serde_json::to_vec(&join).expect("json"), 10);
+        }
+        Loop {
+            sim,
+            http: Vec::new(),
+            clients: HashMap::new(),
+            net_clients: Vec::new(),
+            next_channel: 1,
+            seen,
+            skipped: 0,
         }
     }
 }
@@ -514,7 +531,11 @@ impl Loop {
                 process,
                 channel,
             } => {
-                if self.clients.remove(&(node, process.clone(), channel)).is_some() {
+                if self
+                    .clients
+                    .remove(&(node, process.clone(), channel))
+                    .is_some()
+                {
                     self.close_in_sim(node, &process, channel);
                 }
             }
@@ -640,7 +661,10 @@ impl Loop {
         for a in 0..n {
             for b in a + 1..n {
                 if !self.sim.connected(a, b) {
-                    cut.push(json!([self.sim.node_id(a).to_string(), self.sim.node_id(b).to_string()]));
+                    cut.push(json!([
+                        self.sim.node_id(a).to_string(),
+                        self.sim.node_id(b).to_string()
+                    ]));
                 }
             }
         }
@@ -742,5 +766,144 @@ impl Loop {
             }
         }
         Ok(self.state())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lp(nodes: usize) -> Loop {
+        Loop::new(&Options {
+            nodes,
+            port: 0,
+            ui_dir: default_ui_dir(),
+            seed: 3,
+        })
+    }
+
+    fn post(lp: &mut Loop, node: usize, process: &str, body: &str) -> HttpAnswer {
+        let (reply, mut answer) = oneshot::channel();
+        lp.command(Cmd::Http {
+            node,
+            process: process.into(),
+            headers: BTreeMap::new(),
+            body: body.as_bytes().to_vec(),
+            reply,
+        });
+        for _ in 0..100 {
+            lp.sim.run_for(100).unwrap();
+            lp.after_run();
+            if let Ok(a) = answer.try_recv() {
+                return a;
+            }
+        }
+        panic!("no answer to {body}");
+    }
+
+    #[test]
+    fn the_api_of_a_node_goes_through_the_mapping_and_a_down_node_says_so() {
+        let mut lp = lp(2);
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 200);
+        assert!(String::from_utf8_lossy(&body).contains(r#""node":"bob.os""#));
+        let (status, _, body) = post(&mut lp, 0, "notify", "{oops");
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        lp.control("crash", &json!({"node": "bob.os"})).unwrap();
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 503);
+        assert!(String::from_utf8_lossy(&body).contains("bob.os is down"));
+    }
+
+    #[test]
+    fn bad_controls_get_clear_errors() {
+        let mut lp = lp(3);
+        let err = |lp: &mut Loop, op: &str, body: Value| lp.control(op, &body).unwrap_err();
+        assert_eq!(err(&mut lp, "dance", Value::Null).0, 404);
+        assert_eq!(err(&mut lp, "crash", Value::Null).0, 400);
+        assert_eq!(err(&mut lp, "crash", json!({"node": "zed.os"})).0, 404);
+        assert_eq!(err(&mut lp, "crash", json!({"node": "NOT A NODE"})).0, 400);
+        assert_eq!(err(&mut lp, "restart", json!({"node": "bob.os"})).0, 409);
+        assert_eq!(err(&mut lp, "net", json!({"loss": 2.0})).0, 400);
+        assert_eq!(
+            err(&mut lp, "net", json!({"latency_ms": [300, 100]})).0,
+            400
+        );
+        assert_eq!(
+            err(&mut lp, "slow", json!({"node": "bob.os", "ms": 999_999})).0,
+            400
+        );
+        assert_eq!(err(&mut lp, "partition", json!({"groups": "x"})).0, 400);
+        assert_eq!(
+            err(&mut lp, "partition", json!({"groups": [["zed.os"]]})).0,
+            404
+        );
+        // And good ones change the state.
+        let s = lp.control("crash", &json!({"node": "charlie.os"})).unwrap();
+        assert_eq!(s["nodes"][2]["up"], false);
+        assert_eq!(err(&mut lp, "crash", json!({"node": "charlie.os"})).0, 409);
+        let s = lp
+            .control("partition", &json!({"groups": [["alice.os"], ["bob.os"]]}))
+            .unwrap();
+        assert!(s["cut"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == &json!(["alice.os", "bob.os"])));
+        let s = lp.control("heal", &Value::Null).unwrap();
+        assert!(!s["cut"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == &json!(["alice.os", "bob.os"])));
+        let s = lp
+            .control("net", &json!({"loss": 0.2, "latency_ms": [5, 50]}))
+            .unwrap();
+        assert_eq!(
+            (s["loss"].as_f64(), s["latency_ms"].clone()),
+            (Some(0.2), json!([5, 50]))
+        );
+    }
+
+    #[test]
+    fn events_reach_a_browser_socket_and_a_client_that_falls_behind_is_dropped() {
+        let mut lp = lp(3);
+        // A client that keeps up (we read it) and one whose queue holds a single frame.
+        let (fast, mut fast_rx) = mpsc::channel(CLIENT_QUEUE);
+        let (slow, _slow_rx) = mpsc::channel(1);
+        for tx in [fast, slow] {
+            let (reply, _) = oneshot::channel();
+            lp.command(Cmd::WsOpen {
+                node: 0,
+                process: "presence".into(),
+                tx,
+                reply,
+            });
+        }
+        let (status, _, _) = post(&mut lp, 0, "presence", r#""Subscribe""#);
+        assert_eq!(status, 200);
+        let mut frames = Vec::new();
+        for _ in 0..300 {
+            lp.sim.run_for(100).unwrap();
+            lp.after_run();
+            while let Ok(f) = fast_rx.try_recv() {
+                frames.push(f);
+            }
+        }
+        assert!(frames.iter().any(|f| f.contains("Welcome")), "{frames:?}");
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.contains("NodeJoined") && f.contains("charlie.os")),
+            "{frames:?}"
+        );
+        // Only the fast client is left.
+        assert_eq!(lp.clients.len(), 1);
+        assert_eq!(
+            lp.sim
+                .driver_stats(0, "presence")
+                .map(|s| s.dropped_replies),
+            Some(0)
+        );
     }
 }
