@@ -186,7 +186,7 @@ tabs.push({
       guarded("ListNodes", async () => {
         const r = await api("presence", { ListNodes: {} });
         table.innerHTML = "";
-        table.append(el("tr", {}, ...["node", "status", "last seen", "inc.", "capabilities"].map((h) => el("th", {}, h))));
+        table.append(el("tr", {}, ...["node", "status", "last seen", el("abbr", { title: "incarnation" }, "inc."), "capabilities"].map((h) => el("th", {}, h))));
         for (const m of r.Nodes.nodes) {
           const n = m.info.node_id;
           table.append(
