@@ -23,7 +23,8 @@ use std::collections::{BTreeMap, VecDeque};
 pub enum CCtx {
     Prepare(String, usize),
     Decide(String, usize),
-    Event(String),
+    /// The decision event of transaction `String` to the app that started it.
+    Event(Address, String),
 }
 
 /// The coordinator's timers.
@@ -33,6 +34,8 @@ pub enum CTimer {
     Retry(String, usize),
     /// The vote deadline.
     Deadline(String),
+    /// Send the next decision event to this app again.
+    Event(Address),
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,24 @@ struct CTx {
     app: Option<Address>,
     deadline_ms: u64,
     reason: String,
+    /// The app answered the decision event (its `e/` record goes with the end record).
+    event_acked: bool,
+}
+
+/// Decision events waiting for one app: oldest first, one in flight.
+#[derive(Debug, Clone, Default)]
+struct AppBox {
+    queue: VecDeque<(String, Vec<u8>)>,
+    in_flight: bool,
+    attempt: u32,
+}
+
+/// A decision event not yet answered by its app (`e/<tx>`): forced with a commit decision,
+/// lazy for an abort; deleted lazily once answered.
+#[derive(Serialize, Deserialize)]
+struct EventRecord {
+    app: String,
+    body: String,
 }
 
 /// The forced commit record.
@@ -78,8 +99,13 @@ pub struct Coordinator {
     history: BTreeMap<String, (Outcome, u64)>,
     order: VecDeque<(u64, String)>,
     next_seq: u64,
+    /// Decision events per app.
+    events: BTreeMap<Address, AppBox>,
     pub commits: u64,
     pub aborts: u64,
+    /// Decision events the app answered, and those given up after `event_attempts`.
+    pub events_delivered: u64,
+    pub events_dropped: u64,
 }
 
 fn ckey(tx: &str) -> Vec<u8> {
@@ -87,6 +113,9 @@ fn ckey(tx: &str) -> Vec<u8> {
 }
 fn hkey(tx: &str) -> Vec<u8> {
     format!("h/{tx}").into_bytes()
+}
+fn ekey(tx: &str) -> Vec<u8> {
+    format!("e/{tx}").into_bytes()
 }
 
 impl Coordinator {
@@ -97,9 +126,118 @@ impl Coordinator {
             history: BTreeMap::new(),
             order: VecDeque::new(),
             next_seq: 0,
+            events: BTreeMap::new(),
             commits: 0,
             aborts: 0,
+            events_delivered: 0,
+            events_dropped: 0,
         }
+    }
+
+    /// Decision events not yet answered.
+    pub fn events_waiting(&self) -> usize {
+        self.events.values().map(|b| b.queue.len()).sum()
+    }
+
+    /// Queue a decision event; sends it now if nothing is in flight to that app.
+    fn queue_event(
+        &mut self,
+        app: Address,
+        tx_id: &str,
+        body: Vec<u8>,
+        cfg: &Config,
+        out: &mut Vec<Eff>,
+    ) {
+        if self.events_waiting() >= cfg.max_events {
+            self.events_dropped += 1;
+            out.push(log(
+                Level::Warn,
+                format!(
+                    "{} decision events are waiting; the one of {tx_id} for {app} is not sent (Status answers it)",
+                    cfg.max_events
+                ),
+            ));
+            return;
+        }
+        let b = self.events.entry(app.clone()).or_default();
+        b.queue.push_back((tx_id.to_string(), body));
+        out.extend(self.send_event(&app));
+    }
+
+    fn send_event(&mut self, app: &Address) -> Vec<Eff> {
+        let Some(b) = self.events.get_mut(app) else {
+            return vec![];
+        };
+        if b.in_flight {
+            return vec![];
+        }
+        let Some((tx, body)) = b.queue.front() else {
+            return vec![];
+        };
+        b.in_flight = true;
+        vec![Effect::request(
+            app.clone(),
+            body.clone(),
+            5,
+            Ctx::C(CCtx::Event(app.clone(), tx.clone())),
+        )]
+    }
+
+    /// The app answered the decision event of `tx` (any answer: `Ok`), or the send failed.
+    pub fn on_event_answer(
+        &mut self,
+        app: Address,
+        tx: String,
+        delivered: Result<(), String>,
+        cfg: &Config,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Eff> {
+        let Some(b) = self.events.get_mut(&app) else {
+            return vec![];
+        };
+        if !b.in_flight || b.queue.front().map(|f| &f.0) != Some(&tx) {
+            return vec![];
+        }
+        b.in_flight = false;
+        let mut out = Vec::new();
+        let done = match delivered {
+            // Any answer means the app has it.
+            Ok(()) => {
+                self.events_delivered += 1;
+                true
+            }
+            Err(e) if b.attempt + 1 >= cfg.event_attempts => {
+                self.events_dropped += 1;
+                out.push(log(
+                    Level::Warn,
+                    format!(
+                        "decision event of {tx} did not reach {app} in {} attempts ({e}); Status answers it",
+                        cfg.event_attempts
+                    ),
+                ));
+                true
+            }
+            Err(_) => false,
+        };
+        if done {
+            b.queue.pop_front();
+            b.attempt = 0;
+            let empty = b.queue.is_empty();
+            match self.txs.get_mut(&tx) {
+                Some(t) => t.event_acked = true,
+                None => out.push(Effect::Store(Batch::lazy().delete(ekey(&tx)))),
+            }
+            if empty {
+                self.events.remove(&app);
+            } else {
+                out.extend(self.send_event(&app));
+            }
+        } else {
+            let d = cfg.retry.delay(b.attempt, rng).max(100);
+            b.attempt = b.attempt.saturating_add(1);
+            out.push(Effect::timer(d, Timer::C(CTimer::Event(app))));
+        }
+        out
     }
 
     pub fn active(&self) -> usize {
@@ -146,6 +284,7 @@ impl Coordinator {
                                 app: r.app.and_then(|a| Address::parse(&a).ok()),
                                 deadline_ms: 0,
                                 reason: String::new(),
+                                event_acked: false,
                             },
                         );
                     }
@@ -157,6 +296,22 @@ impl Coordinator {
             } else if let Some(tx) = k.strip_prefix("h/") {
                 if let Ok(r) = serde_json::from_slice::<EndRecord>(v) {
                     ends.push((r.seq, tx.to_string(), r.outcome));
+                }
+            } else if let Some(tx) = k.strip_prefix("e/") {
+                match serde_json::from_slice::<EventRecord>(v)
+                    .ok()
+                    .and_then(|r| Some((Address::parse(&r.app).ok()?, r.body)))
+                {
+                    Some((app, body)) => self
+                        .events
+                        .entry(app)
+                        .or_default()
+                        .queue
+                        .push_back((tx.to_string(), body.into_bytes())),
+                    None => out.push(log(
+                        Level::Error,
+                        format!("unreadable event record of {tx}"),
+                    )),
                 }
             }
         }
@@ -171,6 +326,11 @@ impl Coordinator {
                 Level::Info,
                 format!("recovered {} committed transactions to finish", open.len()),
             ));
+        }
+        for app in self.events.keys() {
+            // Unanswered decision events go out again, spread a little too.
+            let after = 500 + rng.gen_range(0..500);
+            out.push(Effect::timer(after, Timer::C(CTimer::Event(app.clone()))));
         }
         for tx in open {
             let n = self.txs[&tx].parts.len();
@@ -247,6 +407,7 @@ impl Coordinator {
                 app: Some(from.clone()),
                 deadline_ms,
                 reason: String::new(),
+                event_acked: false,
             },
         );
         let mut out = vec![Effect::reply(
@@ -337,6 +498,24 @@ impl Coordinator {
             tx_id.to_string(),
         )))];
         tx.reason = reason;
+        let event = tx.app.clone().map(|app| {
+            let ev = AppEvent::TxDecided {
+                tx_id: tx_id.to_string(),
+                outcome: if commit {
+                    Outcome::Committed
+                } else {
+                    Outcome::Aborted
+                },
+                votes: votes(tx),
+                reason: tx.reason.clone(),
+            };
+            let body = encode(&ev);
+            let rec = encode(&EventRecord {
+                app: app.to_string(),
+                body: String::from_utf8(body.clone()).expect("JSON is UTF-8"),
+            });
+            (app, body, rec)
+        });
         if commit {
             tx.phase = Phase::Committing;
             self.commits += 1;
@@ -354,10 +533,18 @@ impl Coordinator {
             } else {
                 Batch::forced()
             };
-            out.push(Effect::Store(b.put(ckey(tx_id), encode(&rec))));
+            // The event record rides in the same forced batch: no extra forced write.
+            let mut b = b.put(ckey(tx_id), encode(&rec));
+            if let Some((_, _, r)) = &event {
+                b = b.put(ekey(tx_id), r.clone());
+            }
+            out.push(Effect::Store(b));
         } else {
             tx.phase = Phase::Aborting;
             self.aborts += 1;
+            if let Some((_, _, r)) = &event {
+                out.push(Effect::Store(Batch::lazy().put(ekey(tx_id), r.clone())));
+            }
         }
         let n = tx.parts.len();
         for p in tx.parts.iter_mut() {
@@ -365,23 +552,8 @@ impl Coordinator {
             p.in_flight = false;
             p.attempt = 0;
         }
-        if let Some(app) = tx.app.clone() {
-            let ev = AppEvent::TxDecided {
-                tx_id: tx_id.to_string(),
-                outcome: if commit {
-                    Outcome::Committed
-                } else {
-                    Outcome::Aborted
-                },
-                votes: votes(tx),
-                reason: tx.reason.clone(),
-            };
-            out.push(Effect::request(
-                app,
-                encode(&ev),
-                5,
-                Ctx::C(CCtx::Event(tx_id.to_string())),
-            ));
+        if let Some((app, body, _)) = event {
+            self.queue_event(app, tx_id, body, cfg, &mut out);
         }
         for i in 0..n {
             out.push(Effect::CancelTimer(Timer::C(CTimer::Retry(
@@ -414,12 +586,16 @@ impl Coordinator {
         } else {
             Outcome::Aborted
         };
+        let event_acked = tx.event_acked;
         self.txs.remove(tx_id);
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut b = Batch::lazy().put(hkey(tx_id), encode(&EndRecord { outcome, seq }));
         if outcome == Outcome::Committed {
             b = b.delete(ckey(tx_id));
+        }
+        if event_acked {
+            b = b.delete(ekey(tx_id));
         }
         let mut out = vec![Effect::Store(b)];
         self.remember(tx_id.to_string(), outcome, seq, cfg, &mut out);
@@ -462,13 +638,7 @@ impl Coordinator {
         rng: &mut dyn RngCore,
     ) -> Vec<Eff> {
         match ctx {
-            CCtx::Event(tx) => match answer {
-                Ok(_) => vec![],
-                Err(e) => vec![log(
-                    Level::Warn,
-                    format!("decision event of {tx} did not reach the app: {e}"),
-                )],
-            },
+            CCtx::Event(app, tx) => self.on_event_answer(app, tx, answer.map(|_| ()), cfg, rng),
             CCtx::Prepare(tx_id, i) => {
                 let Some(tx) = self.txs.get_mut(&tx_id) else {
                     return vec![];
@@ -534,6 +704,7 @@ impl Coordinator {
 
     pub fn on_timer(&mut self, t: CTimer, cfg: &Config) -> Vec<Eff> {
         match t {
+            CTimer::Event(app) => self.send_event(&app),
             CTimer::Retry(tx, i) => self.send(&tx, i, cfg),
             CTimer::Deadline(tx_id) => {
                 let Some(tx) = self.txs.get(&tx_id) else {
@@ -658,6 +829,9 @@ impl Coordinator {
         }
         for (k, (o, _)) in &self.history {
             let _ = write!(out, "H{k}:{o:?}");
+        }
+        for (app, b) in &self.events {
+            let _ = write!(out, "E{app}:{}{}", b.queue.len(), b.in_flight as u8);
         }
     }
 

@@ -54,6 +54,10 @@ pub struct Config {
     pub history: usize,
     /// Attempts to deliver an abort before relying on presumed abort.
     pub abort_attempts: u32,
+    /// Attempts to deliver the decision event to the app that started a transaction (with
+    /// `retry`'s backoff: about 3 minutes for 10), and most events waiting at once.
+    pub event_attempts: u32,
+    pub max_events: usize,
     /// Remote messages per sender node: burst and refill per second.
     pub budget: BudgetConfig,
     /// Mutation switches (tests only): write the coordinator's commit decision, or the
@@ -80,6 +84,8 @@ impl Default for Config {
             max_per_coordinator: 1_000,
             history: 1_000,
             abort_attempts: 6,
+            event_attempts: 10,
+            max_events: 1_000,
             budget: BudgetConfig {
                 per_second: 200,
                 burst: 2_000,
@@ -264,6 +270,12 @@ impl TxCoord {
         answer: Result<Vec<u8>, p2p_common::SendErrorKind>,
     ) -> Vec<Eff> {
         match ctx {
+            // The app has the event whatever it answered.
+            Ctx::C(CCtx::Event(app, tx)) => {
+                let a = answer.map(|_| ()).map_err(|k| format!("{k:?}"));
+                self.coord
+                    .on_event_answer(app, tx, a, &self.cfg, &mut self.rng)
+            }
             Ctx::C(c) => {
                 let a = match answer {
                     Ok(body) => try_decode_response::<Response>(&body).map_err(|e| e.to_string()),

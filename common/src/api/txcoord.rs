@@ -427,6 +427,124 @@ mod tests {
         decode(r#"{"Start": {"participants": [{"node": "a.os", "resource": "r"}]}}"#).unwrap();
     }
 
+    fn tag(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// `v` without its `null` object members (a request may leave out an optional field).
+    fn no_nulls(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as V;
+        match v {
+            V::Object(m) => V::Object(
+                m.into_iter()
+                    .filter(|(_, x)| !x.is_null())
+                    .map(|(k, x)| (k, no_nulls(x)))
+                    .collect(),
+            ),
+            V::Array(a) => V::Array(a.into_iter().map(no_nulls).collect()),
+            x => x,
+        }
+    }
+
+    /// Every `→` / `←` line of docs/api.md's txcoord section decodes into our types (a
+    /// request; a manager message, followed by the manager's answer; the decision event; or a
+    /// refused request followed by its exact error) and is written in the shape we send;
+    /// every request, response, manager message, manager answer and event has an example.
+    #[test]
+    fn documented_examples_decode() {
+        use crate::api::wire::variant_names;
+        use std::collections::BTreeSet;
+        let doc = include_str!("../../../docs/api.md");
+        let start = doc.find("\n## txcoord").expect("txcoord section") + 1;
+        let section = &doc[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+        let mut seen: [BTreeSet<String>; 5] = Default::default();
+        let (mut refused, mut to_manager) = (None::<ApiError>, false);
+        for line in section.lines() {
+            if let Some(body) = line.strip_prefix("→ ") {
+                assert!(refused.is_none(), "no documented error before {body}");
+                let documented: serde_json::Value =
+                    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+                let t = tag(&documented);
+                to_manager = false;
+                let ours = if let Ok(m) = serde_json::from_str::<ManagerMessage>(body) {
+                    to_manager = true;
+                    seen[2].insert(t);
+                    serde_json::to_value(&m).unwrap()
+                } else if let Ok(e) = serde_json::from_str::<AppEvent>(body) {
+                    seen[4].insert(t);
+                    serde_json::to_value(&e).unwrap()
+                } else {
+                    match decode(body) {
+                        Ok(r) => {
+                            assert_eq!(r.is_protocol(), PROTOCOL_REQUESTS.contains(&t.as_str()));
+                            seen[0].insert(t);
+                            serde_json::to_value(&r).unwrap()
+                        }
+                        Err(e) => {
+                            refused = Some(e);
+                            documented.clone()
+                        }
+                    }
+                };
+                assert_eq!(
+                    no_nulls(documented),
+                    no_nulls(ours),
+                    "documented body is not the shape we send"
+                );
+            } else if let Some(body) = line.strip_prefix("← ") {
+                let documented: serde_json::Value = serde_json::from_str(body).unwrap();
+                let ours = if to_manager {
+                    let r: crate::api::ApiResult<ManagerAnswer> = serde_json::from_str(body)
+                        .unwrap_or_else(|e| panic!("not a manager answer ({e}): {body}"));
+                    if let Ok(a) = &r {
+                        seen[3].insert(tag(&serde_json::to_value(a).unwrap()));
+                    }
+                    serde_json::to_value(&r).unwrap()
+                } else {
+                    let r: crate::api::ApiResult<Response> = serde_json::from_str(body)
+                        .unwrap_or_else(|e| panic!("not a response ({e}): {body}"));
+                    if let Some(e) = refused.take() {
+                        assert_eq!(r, Err(e), "documented error is not the real one");
+                    }
+                    if let Ok(resp) = &r {
+                        seen[1].insert(tag(&serde_json::to_value(resp).unwrap()));
+                    }
+                    serde_json::to_value(&r).unwrap()
+                };
+                assert_eq!(documented, ours, "{body}");
+            }
+        }
+        assert!(
+            refused.is_none(),
+            "the last refused request has no documented error"
+        );
+        let all = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let want = [
+            all(variant_names::<Request>()),
+            all(variant_names::<Response>()),
+            all(variant_names::<ManagerMessage>()),
+            all(variant_names::<ManagerAnswer>()),
+            all(variant_names::<AppEvent>()),
+        ];
+        for (what, (seen, want)) in [
+            "requests",
+            "responses",
+            "manager messages",
+            "manager answers",
+            "events",
+        ]
+        .iter()
+        .zip(seen.iter().zip(want.iter()))
+        {
+            assert_eq!(seen, want, "documented {what}");
+        }
+    }
+
     #[test]
     fn tx_ids_name_their_coordinator() {
         assert_eq!(

@@ -591,9 +591,58 @@ impl Emulator {
         body: Vec<u8>,
         logged_in: bool,
     ) -> HttpReply {
-        let handle =
-            self.lock()
-                .http_request(node, method, path_and_query, headers, body, logged_in);
+        self.http_full(
+            node,
+            method,
+            path_and_query,
+            headers,
+            body,
+            logged_in,
+            false,
+        )
+    }
+
+    /// [`Emulator::http`] from the owner's browser on another machine (not loopback):
+    /// `local_only` bindings answer 403.
+    pub fn http_remote(
+        &self,
+        node: &str,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Vec<u8>>,
+    ) -> HttpReply {
+        self.http_full(
+            node,
+            method,
+            path_and_query,
+            headers,
+            body.into(),
+            true,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn http_full(
+        &self,
+        node: &str,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        logged_in: bool,
+        remote: bool,
+    ) -> HttpReply {
+        let handle = self.lock().http_request(
+            node,
+            method,
+            path_and_query,
+            headers,
+            body,
+            logged_in,
+            remote,
+        );
         let deadline = self.now() + HTTP_TIMEOUT_S * 1000 + 1;
         self.run_while(deadline, |w| w.http_outcomes.contains_key(&handle));
         self.lock()

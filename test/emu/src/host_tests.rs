@@ -140,7 +140,10 @@ fn print_our_and_state() {
             h.clear_state()?;
             n.add(format!("{:?} {}", h.get_state()?, h.has_blob()?));
             h.set_state(b"kept".to_vec())?;
-            Ok(())
+            // Stay (a process whose init returns with OnExit::None is removed).
+            loop {
+                h.receive()?;
+            }
         }),
     );
     emu.run_for(10);
@@ -739,7 +742,10 @@ fn sqlite_from_a_process_needs_the_capability() {
             Some(r#"["hello world", 5]"#),
         )?);
         n.add(call(h, r#"{"Query": "SELECT k, v FROM t"}"#, Some("[]"))?);
-        Ok(())
+        // Stay, holding what sqlite issued (init returning with OnExit::None removes it).
+        loop {
+            h.receive()?;
+        }
     };
     emu.install_script(
         "a.os",
@@ -966,6 +972,162 @@ fn spawn_starts_a_child_from_the_vfs_with_the_parents_capabilities_only() {
     assert!(emu
         .capabilities("a.os", &app.process)
         .contains(&messaging_cap("a.os", &child)));
+}
+
+#[test]
+fn a_process_that_ends_with_on_exit_none_is_removed_and_may_be_spawned_again() {
+    let emu = emu();
+    emu.with_world(|w| {
+        w.nodes
+            .get_mut("a.os")
+            .unwrap()
+            .vfs
+            .write("/t:t.os/pkg/child.wasm", b"(a script plays it)".to_vec())
+    });
+    let child = ProcessId::new("child", "t", "t.os");
+    // The child answers one request, then init returns.
+    emu.install_script(
+        "a.os",
+        "child:t:t.os",
+        false,
+        OnExit::None,
+        vec![],
+        script(move |h| loop {
+            if let Ok((_, Message::Request(_))) = h.receive()? {
+                h.send_response(resp(b"once"), None)?;
+                return Ok(());
+            }
+        }),
+    );
+    emu.kill_process("a.os", &child).unwrap();
+    emu.with_world(|w| {
+        w.nodes
+            .get_mut("a.os")
+            .unwrap()
+            .procs
+            .retain(|p| p.id != child)
+    });
+    let parent = |name: &'static str, notes: Notes| {
+        script(move |h| {
+            // The child may answer its parent (messaging on it, which the parent holds).
+            let on_parent = messaging_cap("a.os", &ProcessId::new(name, "t", "t.os"));
+            let got = h.spawn(
+                Some("child".into()),
+                "t:t.os/pkg/child.wasm".into(),
+                OnExit::None,
+                vec![on_parent],
+                vec![],
+                false,
+            )?;
+            notes.add(format!("{got:?}"));
+            let r = h.send_and_await_response(addr("our", "child"), req("x", Some(5)), None)?;
+            notes.add(format!(
+                "{:?}",
+                r.map(|(_, m)| matches!(m, Message::Response(_)))
+            ));
+            loop {
+                h.receive()?;
+            }
+        })
+    };
+    let first = Notes::default();
+    emu.install_script(
+        "a.os",
+        "sp:t:t.os",
+        false,
+        OnExit::None,
+        vec![],
+        parent("sp", first.clone()),
+    );
+    emu.run_for(100);
+    assert_eq!(first.get()[1], "Ok(true)", "{:?}", first.get());
+    // Gone from the process table: not running, holding nothing, and a request to it fails.
+    assert!(!emu.is_running("a.os", &child));
+    assert!(emu.capabilities("a.os", &child).is_empty());
+    let app = app(&emu, "a.os", &[]);
+    let r = emu.request(&app, &Address::new("a.os", child.clone()), "\"x\"", 5);
+    assert_eq!(r.err(), Some(SendErrorKind::Timeout));
+    assert!(emu.logs().iter().any(|l| l
+        .message
+        .contains("process child:t:t.os had no OnExit behavior")));
+    // Spawned again under the same name: a new life answers.
+    let second = Notes::default();
+    emu.install_script(
+        "a.os",
+        "sp2:t:t.os",
+        false,
+        OnExit::None,
+        vec![],
+        parent("sp2", second.clone()),
+    );
+    emu.run_for(100);
+    let got = second.get();
+    assert!(got[0].starts_with("Ok("), "spawned again: {got:?}");
+    assert_eq!(got[1], "Ok(true)", "{got:?}");
+    emu.assert_no_crashes();
+}
+
+#[test]
+fn http_server_hands_url_params_over_and_serves_local_only_paths_to_loopback_only() {
+    let emu = emu();
+    let http = crate::ids::http_server_pid();
+    let bound = Notes::default();
+    let n = bound.clone();
+    emu.install_script(
+        "a.os",
+        "web:t:t.os",
+        false,
+        OnExit::None,
+        vec![messaging_cap("a.os", &http)],
+        script(move |h| {
+            let server = Address::new("our", crate::ids::http_server_pid());
+            for (path, local_only) in [("/doc/:id", false), ("/admin/:what", true)] {
+                let bind = format!(
+                    r#"{{"Bind":{{"path":"{path}","authenticated":false,"local_only":{local_only},"cache":false}}}}"#
+                );
+                let r = h.send_and_await_response(server.clone(), req(&bind, Some(5)), None)?;
+                n.add(format!("{:?}", r.map(|(_, m)| matches!(m, Message::Response(_)))));
+            }
+            loop {
+                if let Ok((_, Message::Request(r))) = h.receive()? {
+                    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                    let answer = serde_json::json!({"status": 200, "headers": {}});
+                    let params = v["Http"]["url_params"].to_string();
+                    let from = v["Http"]["source_socket_addr"].to_string();
+                    h.send_response(
+                        resp(&serde_json::to_vec(&answer).unwrap()),
+                        blob(format!("{params} {from}").as_bytes()),
+                    )?;
+                }
+            }
+        }),
+    );
+    emu.run_for(100);
+    assert_eq!(bound.get(), ["Ok(true)", "Ok(true)"]);
+    let r = emu.http("a.os", "GET", "/web:t:t.os/doc/42?x=1", &[], vec![]);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, r#"{"id":"42"} "127.0.0.1:50000""#.to_string())
+    );
+    // From another machine: an ordinary path is served, a local_only one is refused.
+    let r = emu.http_remote("a.os", "GET", "/web:t:t.os/doc/7", &[], vec![]);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, r#"{"id":"7"} "203.0.113.7:50000""#.to_string())
+    );
+    let r = emu.http_remote("a.os", "GET", "/web:t:t.os/admin/stats", &[], vec![]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = emu.http("a.os", "GET", "/web:t:t.os/admin/stats", &[], vec![]);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, r#"{"what":"stats"} "127.0.0.1:50000""#.to_string())
+    );
+    assert_eq!(
+        emu.http("a.os", "GET", "/web:t:t.os/doc", &[], vec![])
+            .status,
+        404
+    );
+    emu.assert_no_crashes();
 }
 
 #[test]

@@ -6,8 +6,11 @@
 //! with static content is answered by the server itself, any other goes to the process as
 //! `{"Http": IncomingHttpRequest}` with the body in the blob and `expects_response`, and
 //! the process answers `HttpResponse` JSON with the body in the blob. Paths match exactly,
-//! or by prefix for a binding ending in `/*`. The test is the browser: it is logged in
-//! unless it says otherwise (`authenticated` bindings refuse it with 401 then).
+//! then by pattern (a `:name` segment matches any one segment, handed to the process in
+//! `url_params`), then by prefix for a binding ending in `/*`. The test is the browser: it
+//! is logged in unless it says otherwise (`authenticated` bindings refuse it with 401 then),
+//! and on the node's own machine unless it says otherwise (`local_only` bindings refuse a
+//! remote browser with 403, as Hyperdrive does for a source address that is not loopback).
 
 use crate::bindings::wit::ProcessId;
 use serde_json::{json, Value};
@@ -22,6 +25,7 @@ pub(crate) struct HttpBinding {
     /// As the process bound it (without the prefix).
     pub path: String,
     pub authenticated: bool,
+    pub local_only: bool,
     pub static_content: Option<(Option<String>, Vec<u8>)>,
 }
 
@@ -100,10 +104,48 @@ pub(crate) enum Action {
 
 impl HttpServer {
     /// The binding serving `path` (the URL path without the query), if any.
+    #[cfg(test)]
     pub fn route(&self, path: &str) -> Option<&HttpBinding> {
+        self.route_with_params(path).map(|(b, _)| b)
+    }
+
+    /// The binding serving `path` and the values of its `:name` segments: an exact binding
+    /// first, then the pattern with the most literal segments, then the longest `/*` prefix.
+    pub fn route_with_params(
+        &self,
+        path: &str,
+    ) -> Option<(&HttpBinding, BTreeMap<String, String>)> {
         let path = path.trim_end_matches('/');
         if let Some(b) = self.http.get(path) {
-            return Some(b);
+            return Some((b, BTreeMap::new()));
+        }
+        let segments: Vec<&str> = path.split('/').collect();
+        let pattern = self
+            .http
+            .iter()
+            .filter(|(k, _)| k.contains("/:"))
+            .filter_map(|(k, b)| {
+                let parts: Vec<&str> = k.split('/').collect();
+                if parts.len() != segments.len() {
+                    return None;
+                }
+                let mut params = BTreeMap::new();
+                let mut literal = 0;
+                for (p, s) in parts.iter().zip(&segments) {
+                    match p.strip_prefix(':') {
+                        Some(name) if !s.is_empty() => {
+                            params.insert(name.to_string(), s.to_string());
+                        }
+                        Some(_) => return None,
+                        None if p == s => literal += 1,
+                        None => return None,
+                    }
+                }
+                Some((literal, b, params))
+            })
+            .max_by_key(|(literal, _, _)| *literal);
+        if let Some((_, b, params)) = pattern {
+            return Some((b, params));
         }
         self.http
             .iter()
@@ -112,7 +154,7 @@ impl HttpServer {
                 (path == prefix || path.starts_with(&format!("{prefix}/"))).then_some((k.len(), b))
             })
             .max_by_key(|(len, _)| *len)
-            .map(|(_, b)| b)
+            .map(|(_, b)| (b, BTreeMap::new()))
     }
 
     pub fn ws_route(&self, path: &str) -> Option<&WsBinding> {
@@ -161,6 +203,7 @@ impl HttpServer {
                         process: from.clone(),
                         path,
                         authenticated,
+                        local_only: b("local_only"),
                         static_content,
                     },
                 );
@@ -281,6 +324,34 @@ mod tests {
                 matches!(s.action(&p, bad, None, None), Action::Answer(v) if v == json!({"Err": "MalformedRequest"}))
             );
         }
+        // `:name` segments match one segment each; literal segments win.
+        for path in ["/doc/:id", "/doc/:id/rev/:rev", "/doc/new"] {
+            assert!(matches!(
+                s.action(&p, bind(path).as_bytes(), None, None),
+                Action::Answer(_)
+            ));
+        }
+        let (b, params) = s.route_with_params("/web:p:q.os/doc/42").unwrap();
+        assert_eq!(b.path, "/doc/:id");
+        assert_eq!(
+            params,
+            BTreeMap::from([("id".to_string(), "42".to_string())])
+        );
+        let (b, params) = s.route_with_params("/web:p:q.os/doc/42/rev/7").unwrap();
+        assert_eq!(b.path, "/doc/:id/rev/:rev");
+        assert_eq!(params.len(), 2);
+        assert_eq!(params["rev"], "7");
+        let (b, params) = s.route_with_params("/web:p:q.os/doc/new").unwrap();
+        assert_eq!((b.path.as_str(), params.len()), ("/doc/new", 0));
+        assert!(s.route("/web:p:q.os/doc/42/rev").is_none());
+        assert!(s.route("/web:p:q.os/doc").is_none());
+        // Under a `/*` binding a pattern still wins.
+        assert_eq!(s.route("/web:p:q.os/api/x").unwrap().path, "/api/*");
+        assert!(!s.route("/web:p:q.os/doc/1").unwrap().local_only);
+        let local =
+            br#"{"Bind":{"path":"/admin","authenticated":false,"local_only":true,"cache":false}}"#;
+        assert!(matches!(s.action(&p, local, None, None), Action::Answer(_)));
+        assert!(s.route("/web:p:q.os/admin").unwrap().local_only);
         // Pushes only to an open channel of the same process.
         let push = br#"{"WebSocketPush":{"channel_id":1,"message_type":"Text"}}"#;
         assert!(

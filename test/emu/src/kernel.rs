@@ -1203,8 +1203,10 @@ impl World {
         id
     }
 
-    /// The test (a logged-in browser unless `logged_in` is false) asks `node`'s http-server
-    /// for `path_and_query`. Returns a handle for `http_outcomes`.
+    /// The test (a logged-in browser unless `logged_in` is false, on the node's machine
+    /// unless `remote`) asks `node`'s http-server for `path_and_query`. Returns a handle for
+    /// `http_outcomes`.
+    #[allow(clippy::too_many_arguments)]
     pub fn http_request(
         &mut self,
         node: &str,
@@ -1213,6 +1215,7 @@ impl World {
         headers: &[(&str, &str)],
         body: Vec<u8>,
         logged_in: bool,
+        remote: bool,
     ) -> u64 {
         let handle = self.fresh_id();
         let done = |w: &mut World, r: HttpReply| {
@@ -1225,9 +1228,17 @@ impl World {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let Some(binding) = n.http.route(path).cloned() else {
+        let Some((binding, url_params)) =
+            n.http.route_with_params(path).map(|(b, p)| (b.clone(), p))
+        else {
             return done(self, HttpReply::plain(404, "not found"));
         };
+        if binding.local_only && remote {
+            return done(
+                self,
+                HttpReply::plain(403, "this path is served to the node's own machine only"),
+            );
+        }
         if binding.authenticated && !logged_in {
             return done(self, HttpReply::plain(401, "log in first"));
         }
@@ -1251,7 +1262,11 @@ impl World {
         let bound = http_server::full_path(&binding.process, &binding.path);
         let request =
             p2p_common::http::HttpServerRequest::Http(p2p_common::http::IncomingHttpRequest {
-                source_socket_addr: Some("127.0.0.1:50000".into()),
+                source_socket_addr: Some(if remote {
+                    "203.0.113.7:50000".into()
+                } else {
+                    "127.0.0.1:50000".into()
+                }),
                 method: method.to_string(),
                 url: format!("http://localhost:8080{path_and_query}"),
                 bound_path: bound,
@@ -1259,7 +1274,7 @@ impl World {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                url_params: Default::default(),
+                url_params: url_params.into_iter().collect(),
                 query_params,
             });
         let body_json = serde_json::to_vec(&request).expect("serializes");
@@ -1533,7 +1548,18 @@ impl World {
                     },
                 );
             }
-            OnExit::None => {}
+            OnExit::None => {
+                // Hyperdrive's kernel kills a process that ends with OnExit::None: it leaves
+                // the process table, so messages to it fail as to any missing process and a
+                // spawn may take its name again.
+                n.procs.retain(|q| q.id != *pid);
+                self.print(
+                    node,
+                    "kernel:distro:sys",
+                    1,
+                    format!("process {pid} had no OnExit behavior"),
+                );
+            }
             OnExit::Requests(requests) => {
                 // Sent by the kernel in the dead process's name; nobody awaits them.
                 for (target, request, blob) in requests {

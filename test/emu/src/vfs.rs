@@ -11,8 +11,13 @@
 //! - only requests from our own node are served.
 //!
 //! Installing a package writes its zip's files to `/<package_id>/pkg/` (as app-store does).
-//! Actions on open files with a cursor (`Seek`, `WriteAll`, `ReadExact`, ...) are not
-//! emulated: they answer an `IOError` that says so.
+//! Open files have a cursor, one per path as Hyperdrive keeps one open handle per path: it
+//! starts at 0 when a file is first opened (`OpenFile`, or any cursor action), `Seek`
+//! moves it (`{"SeekFrom": {"new_offset"}}`), `WriteAll` writes the blob at it (past the end
+//! the gap is zeros), `ReadExact {length}` and `ReadToEnd` read from it, and `CloseFile`
+//! drops it. `Write` replaces the whole file, `Append` writes at the end, `Read` reads the
+//! whole file, whatever the cursor. `SetLen` truncates or extends with zeros. Other actions
+//! (`Rename`, `CopyFile`, `AddZip`, `Hash`) answer an `IOError` saying they are not emulated.
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +51,8 @@ fn not_found() -> VfsOutcome {
 pub(crate) struct Vfs {
     files: BTreeMap<String, Vec<u8>>,
     dirs: BTreeSet<String>,
+    /// Cursors of open files, by path.
+    cursors: BTreeMap<String, u64>,
 }
 
 /// `/a/b/../c` and friends are refused; the result has no leading or trailing `/`.
@@ -243,9 +250,82 @@ impl Vfs {
                     }
                     self.write(&norm, Vec::new());
                 }
+                self.cursors.entry(norm).or_insert(0);
                 answer(json!("Ok"), None)
             }
-            "CloseFile" | "SyncAll" => answer(json!("Ok"), None),
+            "CloseFile" => {
+                self.cursors.remove(&norm);
+                answer(json!("Ok"), None)
+            }
+            "SyncAll" => answer(json!("Ok"), None),
+            "Seek" => {
+                let Some(len) = self.files.get(&norm).map(|f| f.len() as i128) else {
+                    return not_found();
+                };
+                let at = *self.cursors.get(&norm).unwrap_or(&0) as i128;
+                let target = match (arg.get("Start"), arg.get("End"), arg.get("Current")) {
+                    (Some(n), None, None) => n.as_u64().map(i128::from),
+                    (None, Some(n), None) => n.as_i64().map(|d| len + i128::from(d)),
+                    (None, None, Some(n)) => n.as_i64().map(|d| at + i128::from(d)),
+                    _ => None,
+                };
+                let Some(target) = target else {
+                    return err(json!("MalformedRequest"));
+                };
+                let Ok(new_offset) = u64::try_from(target) else {
+                    return err(json!({
+                        "IOError": "invalid seek to a negative or overflowing position (os error 22)"
+                    }));
+                };
+                self.cursors.insert(norm, new_offset);
+                answer(json!({"SeekFrom": {"new_offset": new_offset}}), None)
+            }
+            "WriteAll" => {
+                let Some(blob) = blob else {
+                    return err(json!("NoBlob"));
+                };
+                let at = *self.cursors.get(&norm).unwrap_or(&0) as usize;
+                let Some(f) = self.files.get_mut(&norm) else {
+                    return not_found();
+                };
+                if f.len() < at + blob.len() {
+                    f.resize(at + blob.len(), 0);
+                }
+                f[at..at + blob.len()].copy_from_slice(blob);
+                self.cursors.insert(norm, (at + blob.len()) as u64);
+                answer(json!("Ok"), None)
+            }
+            "ReadExact" | "ReadToEnd" => {
+                let at = *self.cursors.get(&norm).unwrap_or(&0) as usize;
+                let Some(f) = self.files.get(&norm) else {
+                    return not_found();
+                };
+                let from = at.min(f.len());
+                let to = if name == "ReadExact" {
+                    let Some(n) = arg.get("length").and_then(Value::as_u64) else {
+                        return err(json!("MalformedRequest"));
+                    };
+                    if from + n as usize > f.len() {
+                        return err(json!({"IOError": "failed to fill whole buffer"}));
+                    }
+                    from + n as usize
+                } else {
+                    f.len()
+                };
+                let bytes = f[from..to].to_vec();
+                self.cursors.insert(norm, to as u64);
+                answer(json!("Read"), Some(bytes))
+            }
+            "SetLen" => {
+                let Some(n) = arg.as_u64() else {
+                    return err(json!("MalformedRequest"));
+                };
+                let Some(f) = self.files.get_mut(&norm) else {
+                    return not_found();
+                };
+                f.resize(n as usize, 0);
+                answer(json!("Ok"), None)
+            }
             "Write" | "Append" => {
                 let Some(blob) = blob else {
                     return err(json!("NoBlob"));
@@ -260,7 +340,7 @@ impl Vfs {
                 }
                 answer(json!("Ok"), None)
             }
-            "Read" | "ReadToEnd" => match self.files.get(&norm) {
+            "Read" => match self.files.get(&norm) {
                 Some(f) => answer(json!("Read"), Some(f.clone())),
                 None => not_found(),
             },
@@ -292,7 +372,10 @@ impl Vfs {
                 None => not_found(),
             },
             "RemoveFile" => match self.files.remove(&norm) {
-                Some(_) => answer(json!("Ok"), None),
+                Some(_) => {
+                    self.cursors.remove(&norm);
+                    answer(json!("Ok"), None)
+                }
                 None => not_found(),
             },
             "RemoveDir" | "RemoveDirAll" => {
@@ -426,13 +509,111 @@ mod tests {
             &mut v,
             own,
             &[],
-            json!({"path": "/p:q.os/data/x", "action": {"Seek": {"Start": 0}}}),
+            json!({"path": "/p:q.os/data/x", "action": "Hash"}),
             None,
         );
         assert!(seek["Err"]["IOError"]
             .as_str()
             .unwrap()
             .contains("not emulated"));
+    }
+
+    #[test]
+    fn seek_write_all_and_read_exact_share_one_cursor_per_open_file() {
+        let mut v = Vfs::default();
+        let own = "p:q.os";
+        let act = |v: &mut Vfs, action: Value, blob: Option<&[u8]>| {
+            call(
+                v,
+                own,
+                &[],
+                json!({"path": "/p:q.os/data/f", "action": action}),
+                blob,
+            )
+        };
+        assert_eq!(
+            act(&mut v, json!({"OpenFile": {"create": false}}), None),
+            json!({"Err": {"IOError": "No such file or directory (os error 2)"}})
+        );
+        assert_eq!(
+            act(&mut v, json!({"OpenFile": {"create": true}}), None),
+            json!("Ok")
+        );
+        assert_eq!(act(&mut v, json!("WriteAll"), Some(b"hello")), json!("Ok"));
+        // The cursor is after "hello": the next WriteAll continues there.
+        assert_eq!(act(&mut v, json!("WriteAll"), Some(b" world")), json!("Ok"));
+        assert_eq!(
+            act(&mut v, json!("Read"), None),
+            json!(["Read", "hello world"])
+        );
+        assert_eq!(
+            act(&mut v, json!({"Seek": {"Start": 6}}), None),
+            json!({"SeekFrom": {"new_offset": 6}})
+        );
+        assert_eq!(act(&mut v, json!("WriteAll"), Some(b"W")), json!("Ok"));
+        assert_eq!(
+            act(&mut v, json!("Read"), None),
+            json!(["Read", "hello World"])
+        );
+        assert_eq!(
+            act(&mut v, json!({"Seek": {"End": -5}}), None),
+            json!({"SeekFrom": {"new_offset": 6}})
+        );
+        assert_eq!(
+            act(&mut v, json!({"ReadExact": {"length": 3}}), None),
+            json!(["Read", "Wor"])
+        );
+        assert_eq!(
+            act(&mut v, json!({"Seek": {"Current": -2}}), None),
+            json!({"SeekFrom": {"new_offset": 7}})
+        );
+        assert_eq!(
+            act(&mut v, json!("ReadToEnd"), None),
+            json!(["Read", "orld"])
+        );
+        assert_eq!(
+            act(&mut v, json!({"ReadExact": {"length": 1}}), None),
+            json!({"Err": {"IOError": "failed to fill whole buffer"}})
+        );
+        let neg = act(&mut v, json!({"Seek": {"Current": -100}}), None);
+        assert!(
+            neg["Err"]["IOError"].as_str().unwrap().contains("negative"),
+            "{neg}"
+        );
+        assert_eq!(
+            act(&mut v, json!({"Seek": {"Up": 1}}), None),
+            json!({"Err": "MalformedRequest"})
+        );
+        // Past the end, the gap is zeros; SetLen cuts and extends.
+        assert_eq!(
+            act(&mut v, json!({"Seek": {"Start": 13}}), None),
+            json!({"SeekFrom": {"new_offset": 13}})
+        );
+        assert_eq!(act(&mut v, json!("WriteAll"), Some(b"!")), json!("Ok"));
+        assert_eq!(v.read("/p:q.os/data/f").unwrap(), b"hello World\0\0!");
+        assert_eq!(act(&mut v, json!({"SetLen": 5}), None), json!("Ok"));
+        assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "hello"]));
+        assert_eq!(
+            act(&mut v, json!("WriteAll"), None),
+            json!({"Err": "NoBlob"})
+        );
+        // Closing drops the cursor: the file opens at 0 again.
+        assert_eq!(act(&mut v, json!("CloseFile"), None), json!("Ok"));
+        assert_eq!(
+            act(&mut v, json!({"OpenFile": {"create": false}}), None),
+            json!("Ok")
+        );
+        assert_eq!(act(&mut v, json!("WriteAll"), Some(b"J")), json!("Ok"));
+        assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "Jello"]));
+        // Another package needs the write capability for WriteAll.
+        let other = call(
+            &mut v,
+            "x:y.os",
+            &[],
+            json!({"path": "/p:q.os/data/f", "action": "WriteAll"}),
+            Some(b"x"),
+        );
+        assert_eq!(other, json!({"Err": "NoWriteCap"}));
     }
 
     #[test]

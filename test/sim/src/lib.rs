@@ -4,6 +4,7 @@
 //! See docs/simulator.md for the model and how a service plugs in its scenarios.
 
 pub mod baseline;
+pub mod baseline_2pc;
 pub mod doc_examples;
 pub mod harness;
 pub mod net;

@@ -69,6 +69,10 @@ enum Session {
     /// they run on simulated nodes in `tests/notify.rs`
     /// (`documented_notify_examples_are_what_notify_answers`), not here.
     Notify,
+    /// txcoord's section: it needs three nodes and a resource manager, so it runs on
+    /// simulated nodes in `tests/txcoord.rs`
+    /// (`documented_txcoord_examples_are_what_txcoord_answers`), not here.
+    Txcoord,
 }
 
 /// Which session the examples under each heading (file, heading text) belong to.
@@ -105,6 +109,14 @@ const SECTIONS: &[(&str, &str, Session)] = &[
         "docs/api.md",
         "Protocol messages (notify to notify)",
         Session::Notify,
+    ),
+    ("docs/api.md", "txcoord", Session::Txcoord),
+    ("docs/api.md", "Resource managers", Session::Txcoord),
+    ("docs/api.md", "Transactions", Session::Txcoord),
+    (
+        "docs/api.md",
+        "Protocol messages (txcoord to txcoord)",
+        Session::Txcoord,
     ),
 ];
 
@@ -546,8 +558,8 @@ const ONE_WAY: [&str; 4] = ["ProbeRequest", "IndirectAck", "IndirectNack", "Goss
 
 fn run_session(run: &mut Run, file: &'static str, session: Session, steps: &[Step]) {
     match session {
-        // Checked by tests/notify.rs on simulated nodes.
-        Session::Notify => {}
+        // Checked by tests/notify.rs and tests/txcoord.rs on simulated nodes.
+        Session::Notify | Session::Txcoord => {}
         Session::EveryProcess => {
             for name in PROCESSES {
                 let mut h = Harness::with_nodes(&[OUR]);
@@ -775,7 +787,7 @@ fn documented_answers_are_what_the_cores_answer() {
         run.failures.len(),
         run.failures.join("\n\n")
     );
-    assert_eq!(sessions_run.len(), 8, "{sessions_run:?}");
+    assert_eq!(sessions_run.len(), 9, "{sessions_run:?}");
     assert!(run.compared >= 60, "only {} comparisons", run.compared);
 }
 

@@ -796,24 +796,25 @@ fn errors_are_the_wit_json() {
     }
 }
 
-/// txcoord answers only the base requests (its own requests are not in the WIT yet);
-/// presence's, sync's and notify's first two
-/// variants are the same ones.
+/// presence's, sync's, notify's and txcoord's first two variants are the base requests.
 #[test]
 fn base_requests_are_the_wit_json() {
-    let names: BTreeSet<&str> = wire::variant_names::<api::BaseRequest>()
-        .iter()
-        .copied()
-        .collect();
+    let base = wire::variant_names::<api::BaseRequest>();
+    for wit in [
+        derived_names::<wt::Request>(),
+        derived_names::<wp::Request>(),
+        derived_names::<wn::Request>(),
+        derived_names::<ws::Request>(),
+    ] {
+        assert!(base.iter().all(|b| wit.contains(b)), "{base:?} in {wit:?}");
+    }
     use api::BaseRequest as O;
-    all_same(
-        &[
-            (O::Ping {}, wt::Request::Ping),
-            (O::Info {}, wt::Request::Info),
-        ],
-        names,
-        "txcoord request",
-    );
+    for (o, w) in [
+        (O::Ping {}, wt::Request::Ping),
+        (O::Info {}, wt::Request::Info),
+    ] {
+        same(&o, &w);
+    }
     same(&O::Ping {}, &wp::Request::Ping);
     same(&O::Info {}, &wp::Request::Info);
     same(&O::Ping {}, &wn::Request::Ping);
@@ -821,21 +822,11 @@ fn base_requests_are_the_wit_json() {
     same(&O::Ping {}, &ws::Request::Ping);
     same(&O::Info {}, &ws::Request::Info);
 
-    let names: BTreeSet<&str> = wire::variant_names::<api::BaseResponse>()
-        .iter()
-        .copied()
-        .collect();
     use api::BaseResponse as R;
     let (p, wpong) = pong();
     let (si, wsi) = service_info();
-    all_same(
-        &[
-            (R::Pong(p.clone()), wt::Response::Pong(wpong.clone())),
-            (R::Info(si.clone()), wt::Response::Info(wsi.clone())),
-        ],
-        names,
-        "txcoord response",
-    );
+    same(&R::Pong(p.clone()), &wt::Response::Pong(wpong.clone()));
+    same(&R::Info(si), &wt::Response::Info(wsi));
     same::<api::ApiResult<api::BaseResponse>, wt::ResponseBody>(
         &Ok(R::Pong(p)),
         &Ok(wt::Response::Pong(wpong)),
@@ -1756,6 +1747,459 @@ mod notify {
             ],
             derived_names::<on::PayloadKind>(),
             "payload kind",
+        );
+    }
+}
+
+// ----- txcoord -----
+
+mod txcoord {
+    use super::*;
+    use p2p_common::api::txcoord as ot;
+
+    const TX: &str = "alice.os/3f2a9c0d51e7b486";
+
+    fn spec(node: &str, op: &str) -> (ot::ParticipantSpec, wt::ParticipantSpec) {
+        (
+            ot::ParticipantSpec {
+                node: id(node),
+                resource: "kv".into(),
+                operation: op.into(),
+            },
+            wt::ParticipantSpec {
+                node: node.into(),
+                resource: "kv".into(),
+                operation: op.into(),
+            },
+        )
+    }
+
+    fn vote_view(vote: Option<ot::Vote>) -> (ot::VoteView, wt::VoteView) {
+        let wv = vote.map(|v| match v {
+            ot::Vote::Yes => wt::Vote::Yes,
+            ot::Vote::No => wt::Vote::No,
+        });
+        (
+            ot::VoteView {
+                node: id("bob.os"),
+                resource: "kv".into(),
+                vote,
+                reason: "locked".into(),
+                acked: true,
+            },
+            wt::VoteView {
+                node: "bob.os".into(),
+                resource: "kv".into(),
+                vote: wv,
+                reason: "locked".into(),
+                acked: true,
+            },
+        )
+    }
+
+    fn status() -> (ot::TxStatus, wt::TxStatus) {
+        let (a, wa) = vote_view(Some(ot::Vote::Yes));
+        let (b, wb) = vote_view(None);
+        (
+            ot::TxStatus {
+                tx_id: TX.into(),
+                role: ot::Role::Coordinator,
+                phase: ot::Phase::Committing,
+                votes: vec![a, b],
+                reason: String::new(),
+            },
+            wt::TxStatus {
+                tx_id: TX.into(),
+                role: wt::Role::Coordinator,
+                phase: wt::Phase::Committing,
+                votes: vec![wa, wb],
+                reason: String::new(),
+            },
+        )
+    }
+
+    fn requests() -> Vec<(ot::Request, wt::Request)> {
+        use ot::Request as O;
+        use wt::Request as W;
+        let (a, wa) = spec("bob.os", "set x=1");
+        let (b, wb) = spec("carol.os", "");
+        let txr = || wt::TxRef { tx_id: TX.into() };
+        let res = || wt::ResourceRef {
+            resource: "kv".into(),
+        };
+        vec![
+            (O::Ping {}, W::Ping),
+            (O::Info {}, W::Info),
+            (
+                O::Start {
+                    participants: vec![a.clone(), b],
+                    timeout_ms: Some(5_000),
+                },
+                W::Start(wt::StartRequest {
+                    participants: vec![wa.clone(), wb],
+                    timeout_ms: Some(5_000),
+                }),
+            ),
+            (
+                O::Start {
+                    participants: vec![a],
+                    timeout_ms: None,
+                },
+                W::Start(wt::StartRequest {
+                    participants: vec![wa],
+                    timeout_ms: None,
+                }),
+            ),
+            (O::AbortTx { tx_id: TX.into() }, W::AbortTx(txr())),
+            (O::Status { tx_id: TX.into() }, W::Status(txr())),
+            (
+                O::List(ot::ListFilter::default()),
+                W::List(wt::ListFilter {
+                    phase: None,
+                    role: None,
+                    cursor: None,
+                    limit: None,
+                }),
+            ),
+            (
+                O::List(ot::ListFilter {
+                    phase: Some(ot::Phase::Prepared),
+                    role: Some(ot::Role::Participant),
+                    cursor: Some(TX.into()),
+                    limit: Some(50),
+                }),
+                W::List(wt::ListFilter {
+                    phase: Some(wt::Phase::Prepared),
+                    role: Some(wt::Role::Participant),
+                    cursor: Some(TX.into()),
+                    limit: Some(50),
+                }),
+            ),
+            (
+                O::RegisterManager {
+                    resource: "kv".into(),
+                },
+                W::RegisterManager(res()),
+            ),
+            (
+                O::UnregisterManager {
+                    resource: "kv".into(),
+                },
+                W::UnregisterManager(res()),
+            ),
+            (
+                O::Prepare {
+                    tx_id: TX.into(),
+                    resource: "kv".into(),
+                    operation: "set x=1".into(),
+                    participants: vec![id("bob.os"), id("carol.os")],
+                    deadline_ms: 30_000,
+                },
+                W::Prepare(wt::Prepare {
+                    tx_id: TX.into(),
+                    resource: "kv".into(),
+                    operation: "set x=1".into(),
+                    participants: vec!["bob.os".into(), "carol.os".into()],
+                    deadline_ms: 30_000,
+                }),
+            ),
+            (
+                O::Commit {
+                    tx_id: TX.into(),
+                    resource: "kv".into(),
+                },
+                W::Commit(wt::Decision {
+                    tx_id: TX.into(),
+                    resource: "kv".into(),
+                }),
+            ),
+            (
+                O::Abort {
+                    tx_id: TX.into(),
+                    resource: "kv".into(),
+                },
+                W::Abort(wt::Decision {
+                    tx_id: TX.into(),
+                    resource: "kv".into(),
+                }),
+            ),
+            (O::QueryOutcome { tx_id: TX.into() }, W::QueryOutcome(txr())),
+        ]
+    }
+
+    fn outcomes() -> Vec<(ot::Outcome, wt::Outcome)> {
+        vec![
+            (ot::Outcome::Committed, wt::Outcome::Committed),
+            (ot::Outcome::Aborted, wt::Outcome::Aborted),
+            (ot::Outcome::Pending, wt::Outcome::Pending),
+            (ot::Outcome::Unknown, wt::Outcome::Unknown),
+        ]
+    }
+
+    fn responses() -> Vec<(ot::Response, wt::Response)> {
+        use ot::Response as O;
+        use wt::Response as W;
+        let (p, wpong) = pong();
+        let (si, wsi) = service_info();
+        let (st, wst) = status();
+        let txr = || wt::TxRef { tx_id: TX.into() };
+        vec![
+            (O::Pong(p), W::Pong(wpong)),
+            (O::Info(si), W::Info(wsi)),
+            (O::Started { tx_id: TX.into() }, W::Started(txr())),
+            (O::Status(st.clone()), W::Status(wst.clone())),
+            (
+                O::Transactions {
+                    transactions: vec![st],
+                    next_cursor: Some(TX.into()),
+                },
+                W::Transactions(wt::Transactions {
+                    transactions: vec![wst],
+                    next_cursor: Some(TX.into()),
+                }),
+            ),
+            (
+                O::Transactions {
+                    transactions: vec![],
+                    next_cursor: None,
+                },
+                W::Transactions(wt::Transactions {
+                    transactions: vec![],
+                    next_cursor: None,
+                }),
+            ),
+            (
+                O::ManagerRegistered {
+                    resource: "kv".into(),
+                    pending: 2,
+                },
+                W::ManagerRegistered(wt::ManagerRegistered {
+                    resource: "kv".into(),
+                    pending: 2,
+                }),
+            ),
+            (
+                O::ManagerUnregistered {
+                    resource: "kv".into(),
+                },
+                W::ManagerUnregistered(wt::ResourceRef {
+                    resource: "kv".into(),
+                }),
+            ),
+            (
+                O::Voted {
+                    tx_id: TX.into(),
+                    vote: ot::Vote::No,
+                    reason: "locked".into(),
+                },
+                W::Voted(wt::Voted {
+                    tx_id: TX.into(),
+                    vote: wt::Vote::No,
+                    reason: "locked".into(),
+                }),
+            ),
+            (O::Voting { tx_id: TX.into() }, W::Voting(txr())),
+            (
+                O::Ack {
+                    tx_id: TX.into(),
+                    outcome: ot::Outcome::Committed,
+                },
+                W::Ack(wt::TxOutcome {
+                    tx_id: TX.into(),
+                    outcome: wt::Outcome::Committed,
+                }),
+            ),
+            (
+                O::Outcome {
+                    tx_id: TX.into(),
+                    outcome: ot::Outcome::Unknown,
+                },
+                W::Outcome(wt::TxOutcome {
+                    tx_id: TX.into(),
+                    outcome: wt::Outcome::Unknown,
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn txcoord_requests_are_the_wit_json() {
+        all_same(
+            &requests(),
+            wire::variant_names::<ot::Request>()
+                .iter()
+                .copied()
+                .collect(),
+            "txcoord request",
+        );
+        // What an app with generated types sends is what txcoord decodes.
+        for (o, w) in requests() {
+            let body = serde_json::to_vec(&w).unwrap();
+            let decoded: ot::Request = api::decode_request(&body, "txcoord", 1 << 20)
+                .and_then(ot::Request::validated)
+                .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
+            assert_eq!(decoded, o);
+        }
+    }
+
+    #[test]
+    fn txcoord_responses_are_the_wit_json() {
+        let pairs = responses();
+        all_same(
+            &pairs,
+            wire::variant_names::<ot::Response>()
+                .iter()
+                .copied()
+                .collect(),
+            "txcoord response",
+        );
+        for (o, w) in pairs {
+            same::<api::ApiResult<ot::Response>, wt::ResponseBody>(&Ok(o), &Ok(w));
+        }
+        let oe = api::ApiError::not_found("no transaction here");
+        let we = wc::ApiError {
+            code: wc::ErrorCode::NotFound,
+            message: "no transaction here".into(),
+        };
+        same::<api::ApiResult<ot::Response>, wt::ResponseBody>(&Err(oe), &Err(we));
+    }
+
+    #[test]
+    fn txcoord_enums_are_the_wit_json() {
+        all_same(&outcomes(), derived_names::<ot::Outcome>(), "outcome");
+        all_same(
+            &[(ot::Vote::Yes, wt::Vote::Yes), (ot::Vote::No, wt::Vote::No)],
+            derived_names::<ot::Vote>(),
+            "vote",
+        );
+        all_same(
+            &[
+                (ot::Role::Coordinator, wt::Role::Coordinator),
+                (ot::Role::Participant, wt::Role::Participant),
+            ],
+            derived_names::<ot::Role>(),
+            "role",
+        );
+        use ot::Phase as P;
+        use wt::Phase as Q;
+        all_same(
+            &[
+                (P::Preparing, Q::Preparing),
+                (P::Prepared, Q::Prepared),
+                (P::Committing, Q::Committing),
+                (P::Aborting, Q::Aborting),
+                (P::Committed, Q::Committed),
+                (P::Aborted, Q::Aborted),
+            ],
+            derived_names::<ot::Phase>(),
+            "phase",
+        );
+    }
+
+    #[test]
+    fn txcoord_manager_messages_and_events_are_the_wit_json() {
+        let dec = || wt::Decision {
+            tx_id: TX.into(),
+            resource: "kv".into(),
+        };
+        all_same(
+            &[
+                (
+                    ot::ManagerMessage::Hello {
+                        resource: "kv".into(),
+                    },
+                    wt::ManagerMessage::Hello(wt::ResourceRef {
+                        resource: "kv".into(),
+                    }),
+                ),
+                (
+                    ot::ManagerMessage::PrepareTransaction {
+                        tx_id: TX.into(),
+                        coordinator: id("alice.os"),
+                        resource: "kv".into(),
+                        operation: "set x=1".into(),
+                    },
+                    wt::ManagerMessage::PrepareTransaction(wt::PrepareTransaction {
+                        tx_id: TX.into(),
+                        coordinator: "alice.os".into(),
+                        resource: "kv".into(),
+                        operation: "set x=1".into(),
+                    }),
+                ),
+                (
+                    ot::ManagerMessage::CommitTransaction {
+                        tx_id: TX.into(),
+                        resource: "kv".into(),
+                    },
+                    wt::ManagerMessage::CommitTransaction(dec()),
+                ),
+                (
+                    ot::ManagerMessage::AbortTransaction {
+                        tx_id: TX.into(),
+                        resource: "kv".into(),
+                    },
+                    wt::ManagerMessage::AbortTransaction(dec()),
+                ),
+            ],
+            wire::variant_names::<ot::ManagerMessage>()
+                .iter()
+                .copied()
+                .collect(),
+            "txcoord manager message",
+        );
+        let answers = [
+            (
+                ot::ManagerAnswer::Vote {
+                    vote: ot::Vote::Yes,
+                    reason: String::new(),
+                },
+                wt::ManagerAnswer::Vote(wt::ManagerVote {
+                    vote: wt::Vote::Yes,
+                    reason: String::new(),
+                }),
+            ),
+            (ot::ManagerAnswer::Done {}, wt::ManagerAnswer::Done),
+            (
+                ot::ManagerAnswer::InDoubt {
+                    tx_ids: vec![TX.into()],
+                },
+                wt::ManagerAnswer::InDoubt(wt::InDoubt {
+                    tx_ids: vec![TX.into()],
+                }),
+            ),
+        ];
+        all_same(
+            &answers,
+            wire::variant_names::<ot::ManagerAnswer>()
+                .iter()
+                .copied()
+                .collect(),
+            "txcoord manager answer",
+        );
+        for (o, w) in answers {
+            same::<api::ApiResult<ot::ManagerAnswer>, wt::ManagerBody>(&Ok(o), &Ok(w));
+        }
+        let (v, wv) = vote_view(Some(ot::Vote::Yes));
+        all_same(
+            &[(
+                ot::AppEvent::TxDecided {
+                    tx_id: TX.into(),
+                    outcome: ot::Outcome::Committed,
+                    votes: vec![v],
+                    reason: String::new(),
+                },
+                wt::AppEvent::TxDecided(wt::TxDecided {
+                    tx_id: TX.into(),
+                    outcome: wt::Outcome::Committed,
+                    votes: vec![wv],
+                    reason: String::new(),
+                }),
+            )],
+            wire::variant_names::<ot::AppEvent>()
+                .iter()
+                .copied()
+                .collect(),
+            "txcoord event",
         );
     }
 }

@@ -20,9 +20,13 @@ use hyperware_process_lib::{
     await_message, call_init, print_to_terminal, Address, Message, Response,
 };
 
+mod checks;
 mod harness;
+mod notify;
 mod presence;
+mod sync;
 mod tester_lib;
+mod txcoord;
 
 wit_bindgen::generate!({
     path: "../target/wit",
@@ -32,15 +36,21 @@ wit_bindgen::generate!({
 });
 
 /// Every test module, run in this order on the first node.
-const TESTS: &[(&str, fn(&harness::Ctx) -> tester_lib::TestResult)] =
-    &[("presence", presence::run)];
+const TESTS: &[(&str, fn(&harness::Ctx) -> tester_lib::TestResult)] = &[
+    ("presence", presence::run),
+    ("sync", sync::run),
+    ("notify", notify::run),
+    ("txcoord", txcoord::run),
+];
 
 call_init!(init);
 fn init(our: Address) {
-    if our.process() == harness::AGENT {
+    if our.process() == harness::AGENT || our.process() == harness::LOCAL_AGENT {
         harness::agent_loop(&our);
     } else if our.process() == harness::NO_GRANTS {
         harness::no_grants_child(&our);
+    } else if our.process() == harness::SUBSCRIBER {
+        harness::subscriber_loop(&our);
     } else {
         test_loop(&our);
     }

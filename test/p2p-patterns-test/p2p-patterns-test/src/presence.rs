@@ -152,7 +152,7 @@ fn discovery_and_a_node_leaving(ctx: &Ctx) -> TestResult {
 
 fn an_app_without_grants(ctx: &Ctx) -> TestResult {
     const T: &str = "presence: an app without the grants gets the documented error";
-    match ctx.call_without_grants() {
+    match ctx.call_without_grants("presence") {
         Ok(said) => check!(
             T,
             said.starts_with("LocalTimeout")
