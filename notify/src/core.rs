@@ -1641,7 +1641,10 @@ impl Service for Notify {
         let t = now.mono;
         let mut out = Vec::new();
         match input {
-            Input::Start { records, seed, .. } => self.start(records, seed, t, &mut out),
+            Input::Start { records, seed, .. } => {
+                self.start(records, seed, t, &mut out);
+                out.extend(p2p_common::web::bindings());
+            }
             Input::Request {
                 id,
                 from,
@@ -1659,12 +1662,11 @@ impl Service for Notify {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
             Input::Timer(tick) => self.on_tick(tick, t, &mut out),
-            Input::Http { id, .. } => out.push(Effect::HttpReply {
-                id,
-                status: 404,
-                headers: Default::default(),
-                body: b"notify has no HTTP API".to_vec(),
-            }),
+            // The local API over HTTP, as the node's owner (p2p_common::web).
+            Input::Http { id, request } => match p2p_common::web::route(id, request, &self.me) {
+                Ok(req) => return self.handle(now, req),
+                Err(reply) => out.push(reply),
+            },
             Input::Read { .. }
             | Input::WsOpen { .. }
             | Input::WsMessage { .. }

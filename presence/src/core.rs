@@ -1837,7 +1837,10 @@ impl Service for Presence {
                 persisted,
                 records,
                 seed,
-            } => self.start(persisted, records, seed, t, &mut out),
+            } => {
+                self.start(persisted, records, seed, t, &mut out);
+                out.extend(p2p_common::web::bindings());
+            }
             Input::Request {
                 id,
                 from,
@@ -1861,12 +1864,11 @@ impl Service for Presence {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
             Input::Timer(tick) => self.on_tick(tick, t, &mut out),
-            Input::Http { id, .. } => out.push(Effect::HttpReply {
-                id,
-                status: 404,
-                headers: Default::default(),
-                body: b"presence has no HTTP API yet".to_vec(),
-            }),
+            // The local API over HTTP, as the node's owner (p2p_common::web).
+            Input::Http { id, request } => match p2p_common::web::route(id, request, &self.me) {
+                Ok(req) => return self.handle(now, req),
+                Err(reply) => out.push(reply),
+            },
             Input::Read { .. }
             | Input::WsOpen { .. }
             | Input::WsMessage { .. }

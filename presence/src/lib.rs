@@ -13,4 +13,4 @@ pub mod registry;
 /// Process name on the node: `presence:p2p-patterns:p2p-patterns.os`.
 pub const NAME: &str = "presence";
 
-p2p_common::process_glue!(core::new);
+p2p_common::process_glue!(core::new, serve_ui);

@@ -9,6 +9,7 @@ pub mod doc_examples;
 pub mod editing;
 pub mod harness;
 pub mod net;
+pub mod playground;
 pub mod scenarios;
 pub mod sim;
 pub mod stats;

@@ -1,4 +1,4 @@
-//! `cargo run --release -p p2p-sim -- <command>`: check, bench, replay, replay-trace, list.
+//! `cargo run --release -p p2p-sim -- <command>`: check, bench, replay, replay-trace, list, playground.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use p2p_sim::scenarios::{self, replay_command};
@@ -110,6 +110,22 @@ enum Cmd {
     },
     /// List the scenarios.
     List,
+    /// Run a simulated cluster in real time and serve the UI, each node's HTTP API and
+    /// WebSocket, and fault controls on http://127.0.0.1:<port>/ until Ctrl-C.
+    Playground {
+        /// Nodes (alice.os, bob.os, charlie.os, ...), 1..=20.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Port on 127.0.0.1 (0: any free port; the URL is printed).
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// The built UI (default: ui/dist of this workspace).
+        #[arg(long)]
+        ui: Option<std::path::PathBuf>,
+        /// The simulator's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn pick(service: &Option<String>) -> Result<Vec<Box<dyn scenarios::Scenario>>, String> {
@@ -141,6 +157,23 @@ fn usage_error(msg: String) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().cmd {
+        Cmd::Playground {
+            nodes,
+            port,
+            ui,
+            seed,
+        } => {
+            let opts = p2p_sim::playground::Options {
+                nodes,
+                port,
+                ui_dir: ui.unwrap_or_else(p2p_sim::playground::default_ui_dir),
+                seed,
+            };
+            match p2p_sim::playground::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => usage_error(e),
+            }
+        }
         Cmd::List => {
             for s in scenarios::all() {
                 println!(

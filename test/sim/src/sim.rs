@@ -777,6 +777,19 @@ impl Sim {
     /// uses. Returns a handle; [`Sim::outcome`] holds the `HttpResponse` JSON and
     /// [`Sim::outcome_blob`] the HTTP body.
     pub fn http(&mut self, i: usize, name: &str, method: &str, path: &str, body: Vec<u8>) -> u64 {
+        self.http_with_headers(i, name, method, path, &Default::default(), body)
+    }
+
+    /// [`Sim::http`] with request headers (the playground passes the browser's on).
+    pub fn http_with_headers(
+        &mut self,
+        i: usize,
+        name: &str,
+        method: &str,
+        path: &str,
+        headers: &BTreeMap<String, String>,
+        body: Vec<u8>,
+    ) -> u64 {
         self.ensure_started();
         let to = self.addr(i, name);
         let req_body = p2p_common::http::request_body(
@@ -786,7 +799,7 @@ impl Sim {
             path,
             "/api/*",
             &Default::default(),
-            &Default::default(),
+            headers,
         );
         let server = p2p_common::http::http_server_address(&self.nodes[i].id);
         let handle = self.next_req;
