@@ -62,7 +62,11 @@ impl Node {
                     body,
                     context,
                     ..
-                } if target.process.process != "presence" && target.process.process != "timer" => {
+                } if !matches!(
+                    target.process.process.as_str(),
+                    // The core's own timers and its HTTP/WebSocket bindings at start.
+                    "presence" | "timer" | "http-server"
+                ) => {
                     let m: SubscriberMessage = serde_json::from_slice(&body).unwrap();
                     self.to_apps.push((target, m, context));
                 }
