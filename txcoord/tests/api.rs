@@ -222,3 +222,161 @@ fn start_answers_at_once_and_a_repeated_abort_answers_the_outcome() {
     assert_eq!(code(a), ErrorCode::Forbidden);
     let _ = (Ctx::C, Timer::C, ProcessId::parse("a:b:c.os"));
 }
+
+// ---- Defects found by the issue-14 review (hostile tests adapted from the reviewer's). ----
+
+use p2p_common::api::encode_result;
+use p2p_common::api::txcoord::{ManagerAnswer, Vote};
+
+const RM: &str = "bob.os@rm:app:someone.os";
+const ALICE_TX: &str = "alice.os@txcoord:p2p-patterns:p2p-patterns.os";
+
+/// The requests (with an expected answer) among `eff`: target, body, context.
+fn sends(eff: &[Eff]) -> Vec<(Address, String, Ctx)> {
+    eff.iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                to,
+                body,
+                expect: Some(x),
+                ..
+            } => Some((
+                to.clone(),
+                String::from_utf8_lossy(body).to_string(),
+                x.ctx.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn respond(c: &mut TxCoord, ctx: Ctx, body: Vec<u8>) -> Vec<Eff> {
+    c.handle(
+        Now::at(2_000),
+        Input::Response {
+            from: Address::parse("x.os@a:b:c.os").unwrap(),
+            body,
+            blob: None,
+            ctx,
+        },
+    )
+}
+
+fn register(c: &mut TxCoord, rm: &str, res: &str) {
+    let (eff, _) = ask(
+        c,
+        rm,
+        &format!(r#"{{"RegisterManager": {{"resource": "{res}"}}}}"#),
+    );
+    let (_, _, ctx) = sends(&eff).pop().expect("hello");
+    let eff = respond(
+        c,
+        ctx,
+        encode_result(&Ok(ManagerAnswer::InDoubt { tx_ids: vec![] })),
+    );
+    assert!(
+        eff.iter().any(|e| matches!(e, Effect::Reply { .. })),
+        "{eff:?}"
+    );
+}
+
+const PREPARE_01: &str = r#"{"Prepare": {"tx_id": "alice.os/01", "resource": "r", "operation": "x", "participants": ["bob.os","carol.os"], "deadline_ms": 30000}}"#;
+
+/// The manager's vote times out at txcoord (the manager votes yes afterwards); when the
+/// coordinator aborts, the manager is told to abort (it may hold prepared state).
+#[test]
+fn a_late_manager_vote_still_gets_the_abort() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (to, body, ctx) = sends(&eff).pop().unwrap();
+    assert!(body.contains("PrepareTransaction"), "{body}");
+    let eff = c.handle(
+        Now::at(5_000),
+        Input::SendFailed {
+            kind: SendErrorKind::Timeout,
+            target: to,
+            ctx,
+        },
+    );
+    assert!(
+        eff.iter().any(|e| matches!(e, Effect::Reply { body, .. }
+            if String::from_utf8_lossy(body).contains("Voting"))),
+        "{eff:?}"
+    );
+    assert_eq!(c.part.entries(), 1, "the possibly-voted-yes entry is kept");
+    let (eff, a) = ask(
+        &mut c,
+        ALICE_TX,
+        r#"{"Abort": {"tx_id": "alice.os/01", "resource": "r"}}"#,
+    );
+    assert!(
+        matches!(
+            a,
+            Some(Ok(Response::Ack {
+                outcome: Outcome::Aborted,
+                ..
+            }))
+        ),
+        "{a:?}"
+    );
+    let s = sends(&eff);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].0.to_string(), RM);
+    assert!(s[0].1.contains("AbortTransaction"), "{s:?}");
+    respond(
+        &mut c,
+        s[0].2.clone(),
+        encode_result(&Ok(ManagerAnswer::Done {})),
+    );
+    assert_eq!(c.part.entries(), 0, "forgotten once the manager applied it");
+}
+
+/// Same, but the coordinator's abort never comes: the forget timer aborts and tells the
+/// manager; a Prepare retried after the timeout asks the manager again.
+#[test]
+fn a_late_manager_vote_is_asked_again_or_aborted_by_the_forget_timer() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (to, _, ctx) = sends(&eff).pop().unwrap();
+    let timeout = |c: &mut TxCoord, to: Address, ctx| {
+        c.handle(
+            Now::at(5_000),
+            Input::SendFailed {
+                kind: SendErrorKind::Timeout,
+                target: to,
+                ctx,
+            },
+        )
+    };
+    let eff = timeout(&mut c, to, ctx);
+    // The coordinator retries its Prepare: the manager is asked again (one ask in flight).
+    let (eff2, a) = ask(&mut c, ALICE_TX, PREPARE_01);
+    assert!(a.is_none(), "answered once the manager votes: {a:?}");
+    let s = sends(&eff2);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert!(s[0].1.contains("PrepareTransaction"));
+    let (_, a) = ask(&mut c, ALICE_TX, PREPARE_01);
+    assert!(matches!(a, Some(Ok(Response::Voting { .. }))), "{a:?}");
+    let eff3 = timeout(&mut c, s[0].0.clone(), s[0].2.clone());
+    // The forget timer of the entry fires: abort here and tell the manager.
+    let forget = eff
+        .iter()
+        .chain(eff3.iter())
+        .find_map(|e| match e {
+            Effect::SetTimer { timer, .. } => Some(timer.clone()),
+            _ => None,
+        })
+        .expect("a forget timer");
+    let eff = c.handle(Now::at(200_000), Input::Timer(forget));
+    let s = sends(&eff);
+    assert_eq!(s.len(), 1, "{eff:?}");
+    assert!(s[0].1.contains("AbortTransaction"), "{s:?}");
+    // A stale Prepare now gets a no.
+    let (_, a) = ask(&mut c, ALICE_TX, PREPARE_01);
+    assert!(
+        matches!(a, Some(Ok(Response::Voted { vote: Vote::No, .. }))),
+        "{a:?}"
+    );
+}
