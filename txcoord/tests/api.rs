@@ -380,3 +380,56 @@ fn a_late_manager_vote_is_asked_again_or_aborted_by_the_forget_timer() {
         "{a:?}"
     );
 }
+
+/// A hostile participant answers Prepare with a huge error: the coordinator keeps (and
+/// reports, and sends in its decision event) a bounded reason.
+#[test]
+fn a_huge_error_from_a_participant_is_stored_truncated() {
+    use p2p_common::api::txcoord::MAX_REASON;
+    use p2p_common::api::ApiError;
+    let mut c = core("alice.os");
+    let (eff, a) = ask(
+        &mut c,
+        APP,
+        r#"{"Start": {"participants": [{"node": "mallory.os", "resource": "r"}]}}"#,
+    );
+    let Some(Ok(Response::Started { tx_id })) = a else {
+        panic!("{a:?}")
+    };
+    let (_, _, ctx) = sends(&eff).pop().unwrap();
+    let big = "A".repeat(1_000_000);
+    let eff = respond(
+        &mut c,
+        ctx,
+        encode_result::<Response>(&Err(ApiError::new(ErrorCode::BadRequest, big))),
+    );
+    let longest_send = eff
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { body, .. } => Some(body.len()),
+            _ => None,
+        })
+        .max()
+        .expect("the decision event");
+    assert!(longest_send < 8 * 1024, "event of {longest_send} bytes");
+    let longest_store = eff
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Store(b) => Some(format!("{b:?}").len()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(longest_store < 8 * 1024, "record of {longest_store} bytes");
+    let (_, a) = ask(
+        &mut c,
+        APP,
+        &format!(r#"{{"Status": {{"tx_id": "{tx_id}"}}}}"#),
+    );
+    let Some(Ok(Response::Status(s))) = a else {
+        panic!("{a:?}")
+    };
+    assert!(s.reason.chars().count() <= MAX_REASON, "{}", s.reason.len());
+    assert!(s.votes[0].reason.chars().count() <= MAX_REASON);
+    assert!(s.reason.contains("mallory.os / r refused"), "{}", s.reason);
+}
