@@ -433,3 +433,63 @@ fn a_huge_error_from_a_participant_is_stored_truncated() {
     assert!(s.votes[0].reason.chars().count() <= MAX_REASON);
     assert!(s.reason.contains("mallory.os / r refused"), "{}", s.reason);
 }
+
+/// Paging through List with a transaction that has both roles on this node sees both.
+#[test]
+fn list_paging_keeps_both_roles_of_a_transaction() {
+    let mut c = core("alice.os");
+    register(&mut c, "alice.os@rm:app:someone.os", "r");
+    let (eff, a) = ask(
+        &mut c,
+        APP,
+        r#"{"Start": {"participants": [{"node": "alice.os", "resource": "r"}, {"node": "bob.os", "resource": "r"}]}}"#,
+    );
+    assert!(matches!(a, Some(Ok(Response::Started { .. }))), "{a:?}");
+    // Deliver the Prepare to ourselves: alice.os is coordinator and participant.
+    let (_, body, _) = sends(&eff)
+        .into_iter()
+        .find(|(to, _, _)| to.node.as_str() == "alice.os" && to.process.process == "txcoord")
+        .unwrap();
+    ask(&mut c, ALICE_TX, &body);
+    let (_, a) = ask(&mut c, APP, r#"{"List": {}}"#);
+    let Some(Ok(Response::Transactions { transactions, .. })) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(transactions.len(), 2, "{transactions:?}");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let body = match &cursor {
+            Some(c) => format!(r#"{{"List": {{"limit": 1, "cursor": "{c}"}}}}"#),
+            None => r#"{"List": {"limit": 1}}"#.into(),
+        };
+        let (_, a) = ask(&mut c, APP, &body);
+        let Some(Ok(Response::Transactions {
+            transactions,
+            next_cursor,
+        })) = a
+        else {
+            panic!("{a:?}")
+        };
+        seen.extend(transactions.into_iter().map(|t| (t.tx_id, t.role)));
+        cursor = next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let all: Vec<_> = transactions
+        .into_iter()
+        .map(|t| (t.tx_id, t.role))
+        .collect();
+    assert_eq!(seen, all, "paging sees every entry once, in order");
+    // A bare tx id (an older cursor) still starts after the whole transaction.
+    let (_, a) = ask(
+        &mut c,
+        APP,
+        &format!(r#"{{"List": {{"cursor": "{}"}}}}"#, all[0].0),
+    );
+    let Some(Ok(Response::Transactions { transactions, .. })) = a else {
+        panic!("{a:?}")
+    };
+    assert!(transactions.is_empty(), "{transactions:?}");
+}
