@@ -18,7 +18,7 @@ use p2p_common::service::{log, Batch, Effect, Level, Now, RequestId, SendErrorKi
 use p2p_common::{Address, NodeId};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// (transaction id, resource).
 pub type PKey = (String, String);
@@ -96,8 +96,15 @@ pub struct Participant {
     txs: BTreeMap<PKey, PTx>,
     managers: BTreeMap<String, Address>,
     hellos: Confirmations<String>,
+    /// Entries that ended, newest last, with whether they committed: a late copy of their
+    /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
+    ended: BTreeMap<PKey, bool>,
+    ended_order: VecDeque<PKey>,
     pub prepared_yes: u64,
 }
+
+/// Most ended entries remembered for late Prepares.
+pub const ENDED_KEPT: usize = 1_000;
 
 impl Participant {
     pub fn new(our: Address) -> Self {
@@ -106,6 +113,8 @@ impl Participant {
             txs: BTreeMap::new(),
             managers: BTreeMap::new(),
             hellos: Confirmations::new(64),
+            ended: BTreeMap::new(),
+            ended_order: VecDeque::new(),
             prepared_yes: 0,
         }
     }
@@ -269,6 +278,14 @@ impl Participant {
                 ),
                 State::Prepared | State::Committed => voted(Vote::Yes, ""),
                 _ => voted(Vote::No, &tx.reason),
+            }];
+        }
+        if let Some(&committed) = self.ended.get(&key) {
+            // A late copy of a Prepare whose transaction ended here: answer what we voted.
+            return vec![if committed {
+                voted(Vote::Yes, "")
+            } else {
+                voted(Vote::No, "this transaction already ended here")
             }];
         }
         if p2p_common::api::txcoord::validate_resource(&resource).is_err()
@@ -479,6 +496,18 @@ impl Participant {
         let Some(tx) = self.txs.remove(key) else {
             return vec![];
         };
+        if self
+            .ended
+            .insert(key.clone(), tx.state == State::Committed)
+            .is_none()
+        {
+            self.ended_order.push_back(key.clone());
+            if self.ended_order.len() > ENDED_KEPT {
+                if let Some(old) = self.ended_order.pop_front() {
+                    self.ended.remove(&old);
+                }
+            }
+        }
         let mut out = vec![
             Effect::CancelTimer(Timer::P(PTimer::Deliver(key.clone()))),
             Effect::CancelTimer(Timer::P(PTimer::Query(key.clone()))),
@@ -994,6 +1023,9 @@ impl Participant {
                 "P{}/{}:{:?}{}{}{},",
                 k.0, k.1, t.state, t.on_disk as u8, t.manager_prepared as u8, t.in_flight as u8
             );
+        }
+        for (k, c) in &self.ended {
+            let _ = write!(out, "E{}/{}:{},", k.0, k.1, *c as u8);
         }
     }
 }

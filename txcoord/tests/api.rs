@@ -493,3 +493,46 @@ fn list_paging_keeps_both_roles_of_a_transaction() {
     };
     assert!(transactions.is_empty(), "{transactions:?}");
 }
+
+/// A delayed copy of a Prepare arriving after the transaction committed and was forgotten is
+/// answered from the ended entries; the manager is not asked to prepare it again.
+#[test]
+fn a_replayed_prepare_after_the_end_does_not_reprepare_the_manager() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    for (n, commit) in [("02", true), ("03", false)] {
+        let prep = format!(
+            r#"{{"Prepare": {{"tx_id": "alice.os/{n}", "resource": "r", "operation": "x+=1", "participants": ["bob.os"], "deadline_ms": 30000}}}}"#
+        );
+        let (eff, _) = ask(&mut c, ALICE_TX, &prep);
+        let (_, _, ctx) = sends(&eff).pop().unwrap();
+        respond(
+            &mut c,
+            ctx,
+            encode_result(&Ok(ManagerAnswer::Vote {
+                vote: Vote::Yes,
+                reason: String::new(),
+            })),
+        );
+        let decision = if commit { "Commit" } else { "Abort" };
+        let (eff, a) = ask(
+            &mut c,
+            ALICE_TX,
+            &format!(r#"{{"{decision}": {{"tx_id": "alice.os/{n}", "resource": "r"}}}}"#),
+        );
+        assert!(matches!(a, Some(Ok(Response::Ack { .. }))), "{a:?}");
+        let (_, body, ctx) = sends(&eff).pop().unwrap();
+        assert!(body.contains(&format!("{decision}Transaction")), "{body}");
+        respond(&mut c, ctx, encode_result(&Ok(ManagerAnswer::Done {})));
+        assert_eq!(c.part.entries(), 0, "forgotten");
+        let (eff, a) = ask(&mut c, ALICE_TX, &prep);
+        let s = sends(&eff);
+        assert!(s.is_empty(), "the manager is asked again: {s:?}");
+        let want = if commit { Vote::Yes } else { Vote::No };
+        assert!(
+            matches!(a, Some(Ok(Response::Voted { vote, .. })) if vote == want),
+            "{a:?}"
+        );
+        assert_eq!(c.part.entries(), 0);
+    }
+}
