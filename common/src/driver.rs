@@ -17,7 +17,11 @@
 //! - **storage ordering**: forced batches go out in effect order, before any later call of
 //!   the same step; unforced ones are held and merged into the next write (or flushed by a
 //!   driver timer after [`LAZY_FLUSH_MS`]);
-//! - **HTTP and WebSocket** through [`crate::http`].
+//! - **HTTP and WebSocket** through [`crate::http`], and the one local API over HTTP
+//!   ([`crate::web`]): a `Reply` to an HTTP request goes out as its HTTP answer (JSON, status
+//!   from the error code); requests the core sends the UI caller ([`crate::web::caller`])
+//!   become WebSocket frames to every client (at most [`crate::web::MAX_WS_CLIENTS`]) and,
+//!   if awaited, are answered `{"Ok":null}` at once, in the same step.
 
 use crate::api::{encode_result, ApiError, ApiResult};
 use crate::http::{self, Incoming};
@@ -25,7 +29,8 @@ use crate::ids::{Address, NodeId, ProcessId};
 use crate::service::{
     Batch, Effect, Expect, Input, Level, Millis, Now, Records, RequestId, SendErrorKind, Service,
 };
-use std::collections::BTreeMap;
+use crate::web;
+use std::collections::{BTreeMap, BTreeSet};
 
 const TAG_SEND: u8 = 1;
 const TAG_TIMER: u8 = 2;
@@ -175,6 +180,10 @@ pub struct Driver<S: Service> {
     lazy_bytes: usize,
     flush_armed: bool,
     stats: DriverStats,
+    /// Open WebSocket channels (bounded by [`web::MAX_WS_CLIENTS`]).
+    ws_clients: BTreeSet<u32>,
+    /// Kernel contexts of awaited sends to the UI caller, answered after the current step.
+    loopback: Vec<Vec<u8>>,
 }
 
 impl<S: Service> Driver<S> {
@@ -195,6 +204,8 @@ impl<S: Service> Driver<S> {
             lazy_bytes: 0,
             flush_armed: false,
             stats: DriverStats::default(),
+            ws_clients: BTreeSet::new(),
+            loopback: Vec::new(),
         }
     }
 
@@ -260,11 +271,42 @@ impl<S: Service> Driver<S> {
                 seed,
             },
         );
-        self.lower(now, effects)
+        let mut calls = self.lower(now, effects);
+        self.drain_loopback(now, &mut calls);
+        calls
+    }
+
+    /// WebSocket clients open now.
+    pub fn ws_clients(&self) -> usize {
+        self.ws_clients.len()
     }
 
     /// Handle one kernel event.
     pub fn step(&mut self, now: Now, event: KernelEvent) -> Vec<KernelCall> {
+        let mut calls = self.step_one(now, event);
+        self.drain_loopback(now, &mut calls);
+        calls
+    }
+
+    /// Answer, in order, the awaited sends to the UI caller made during this step (the
+    /// answers may lead to more of them: bounded, as each is one the core chose to send).
+    fn drain_loopback(&mut self, now: Now, calls: &mut Vec<KernelCall>) {
+        let mut rounds = 0;
+        while !self.loopback.is_empty() && rounds < 1_000 {
+            rounds += 1;
+            for context in std::mem::take(&mut self.loopback) {
+                let event = KernelEvent::Response {
+                    source: web::caller(&self.our.node),
+                    body: b"{\"Ok\":null}".to_vec(),
+                    blob: None,
+                    context: Some(context),
+                };
+                calls.extend(self.step_one(now, event));
+            }
+        }
+    }
+
+    fn step_one(&mut self, now: Now, event: KernelEvent) -> Vec<KernelCall> {
         let mut calls = self.expire(now);
         let input = match event {
             KernelEvent::Request {
@@ -301,7 +343,22 @@ impl<S: Service> Driver<S> {
                             Some(Input::Http { id, request })
                         }
                         Ok(Incoming::WsOpen { channel, path }) => {
-                            Some(Input::WsOpen { channel, path })
+                            if self.ws_clients.len() >= web::MAX_WS_CLIENTS
+                                && !self.ws_clients.contains(&channel)
+                            {
+                                calls.push(print(
+                                    Level::Warn,
+                                    format!(
+                                        "WebSocket {channel} on {path} refused: {} clients open",
+                                        self.ws_clients.len()
+                                    ),
+                                ));
+                                calls.push(self.ws_close(channel));
+                                None
+                            } else {
+                                self.ws_clients.insert(channel);
+                                Some(Input::WsOpen { channel, path })
+                            }
                         }
                         Ok(Incoming::WsMessage {
                             channel,
@@ -312,7 +369,13 @@ impl<S: Service> Driver<S> {
                             kind,
                             data,
                         }),
-                        Ok(Incoming::WsClose { channel }) => Some(Input::WsClose { channel }),
+                        Ok(Incoming::WsClose { channel }) => {
+                            if self.ws_clients.remove(&channel) {
+                                Some(Input::WsClose { channel })
+                            } else {
+                                None
+                            }
+                        }
                         Ok(Incoming::Ignored) => None,
                         Err(e) => {
                             calls.push(print(Level::Warn, format!("http-server: {e}")));
@@ -633,22 +696,41 @@ impl<S: Service> Driver<S> {
         calls
     }
 
-    /// Whether a reply to `id` (http or not) may go out now; counts a violation if not.
-    fn may_reply(&mut self, id: RequestId, http: bool, calls: &mut Vec<KernelCall>) -> bool {
+    /// Asking http-server to close a WebSocket.
+    fn ws_close(&self, channel: u32) -> KernelCall {
+        KernelCall::SendRequest {
+            target: self.http_server.clone(),
+            body: http::ws_close_body(channel),
+            blob: None,
+            expects_response: None,
+            context: None,
+        }
+    }
+
+    /// Whether a reply to `id` may go out now (`Some(whether it is an HTTP request)`);
+    /// counts a violation if not. An `HttpReply` (`http`) answers HTTP requests only; a
+    /// `Reply` answers either kind (to an HTTP request it becomes the HTTP answer).
+    fn may_reply(
+        &mut self,
+        id: RequestId,
+        http: bool,
+        calls: &mut Vec<KernelCall>,
+    ) -> Option<bool> {
         let why = match self.pending.get(&id) {
             None => "core answered a request twice, or one that expects no answer; dropped",
             Some(_) if self.prompt != Some(id) => {
                 "core answered a request outside its prompt (it would reach another caller); dropped"
             }
-            Some(p) if p.http != http => "core answered with the wrong kind of reply; dropped",
-            Some(_) => {
+            Some(p) if http && !p.http => "core answered with the wrong kind of reply; dropped",
+            Some(p) => {
+                let was_http = p.http;
                 self.pending.remove(&id);
-                return true;
+                return Some(was_http);
             }
         };
         self.stats.dropped_replies += 1;
         calls.push(print(Level::Error, why));
-        false
+        None
     }
 
     /// Effects to kernel calls, in order.
@@ -656,6 +738,27 @@ impl<S: Service> Driver<S> {
         let mut calls = Vec::with_capacity(effects.len());
         for e in effects {
             match e {
+                Effect::Send {
+                    to,
+                    body,
+                    blob,
+                    expect,
+                } if web::is_caller(&to, &self.our.node) => {
+                    let frame = web::event_frame(self.core.name(), &body, blob.as_deref());
+                    for &channel in &self.ws_clients {
+                        calls.push(KernelCall::SendRequest {
+                            target: self.http_server.clone(),
+                            body: http::ws_push_body(channel, crate::service::WsKind::Text),
+                            blob: Some(frame.clone()),
+                            expects_response: None,
+                            context: None,
+                        });
+                    }
+                    if let Some(Expect { ctx, .. }) = expect {
+                        let context = self.slot(TAG_SEND, SlotKind::Send(ctx));
+                        self.loopback.push(context);
+                    }
+                }
                 Effect::Send {
                     to,
                     body,
@@ -680,18 +783,28 @@ impl<S: Service> Driver<S> {
                         context: None,
                     }),
                 },
-                Effect::Reply { id, body, blob } => {
-                    if self.may_reply(id, false, &mut calls) {
-                        calls.push(KernelCall::SendResponse { body, blob });
+                Effect::Reply { id, body, blob } => match self.may_reply(id, false, &mut calls) {
+                    Some(false) => calls.push(KernelCall::SendResponse { body, blob }),
+                    Some(true) => {
+                        // The local-API answer to an HTTP caller, as its HTTP answer.
+                        let mut headers = web::json_headers();
+                        if let Some(b) = &blob {
+                            headers.insert("x-blob-bytes".into(), b.len().to_string());
+                        }
+                        calls.push(KernelCall::SendResponse {
+                            body: http::response_body(web::status_of(&body), &headers),
+                            blob: Some(body),
+                        });
                     }
-                }
+                    None => {}
+                },
                 Effect::HttpReply {
                     id,
                     status,
                     headers,
                     body,
                 } => {
-                    if self.may_reply(id, true, &mut calls) {
+                    if self.may_reply(id, true, &mut calls).is_some() {
                         calls.push(KernelCall::SendResponse {
                             body: http::response_body(status, &headers),
                             blob: Some(body),

@@ -666,3 +666,138 @@ fn a_fire_and_forget_request_cannot_answer_a_held_request() {
     assert_eq!(d.dropped_replies(), 1);
     assert_eq!(d.pending_replies(), 1);
 }
+
+/// http-server's message about WebSocket `channel` (open or close).
+fn ws_event(open: bool, channel: u32) -> KernelEvent {
+    let m = if open {
+        crate::http::HttpServerRequest::WebSocketOpen {
+            path: "/ws".into(),
+            channel_id: channel,
+            source_socket_addr: None,
+            forwarded_for: None,
+        }
+    } else {
+        crate::http::HttpServerRequest::WebSocketClose(channel)
+    };
+    KernelEvent::Request {
+        source: crate::http::http_server_address(&our().node),
+        expects_response: None,
+        body: serde_json::to_vec(&m).unwrap(),
+        blob: None,
+    }
+}
+
+/// `POST /api` with `body`, as http-server sends it.
+fn api_post(body: &[u8]) -> KernelEvent {
+    let process = our().process.to_string();
+    KernelEvent::Request {
+        source: crate::http::http_server_address(&our().node),
+        expects_response: Some(30),
+        body: crate::http::request_body(
+            "POST",
+            "localhost:8080",
+            &process,
+            "/api",
+            "/api",
+            &Default::default(),
+            &Default::default(),
+        ),
+        blob: Some(body.to_vec()),
+    }
+}
+
+#[test]
+fn the_web_api_answers_http_with_local_replies_and_pushes_events_to_websockets() {
+    use crate::web;
+    let me = our().node.clone();
+    let me2 = me.clone();
+    // A core that answers "Subscribe" from the UI caller only after a welcome it awaits
+    // came back (as presence does), and anything else with NotFound.
+    let mut held = None;
+    let mut d = scripted(move |i| match i {
+        Input::Http { id, request } => match web::route(*id, request.clone(), &me2) {
+            Ok(Input::Request { id, from, body, .. }) if body == b"\"Subscribe\"" => {
+                assert!(web::is_caller(&from, &me2));
+                held = Some(id);
+                vec![Effect::request(from, b"{\"Welcome\":{}}".to_vec(), 2, 7)]
+            }
+            Ok(Input::Request { id, .. }) => vec![Effect::reply(
+                id,
+                br#"{"Err":{"code":"NotFound","message":"no such thing"}}"#.to_vec(),
+            )],
+            Ok(_) => unreachable!(),
+            Err(e) => vec![e],
+        },
+        Input::Response { ctx: 7, body, .. } => {
+            assert_eq!(body, b"{\"Ok\":null}");
+            vec![Effect::reply(
+                held.take().unwrap(),
+                br#"{"Ok":"Subscribed"}"#.to_vec(),
+            )]
+        }
+        _ => vec![],
+    });
+    for c in 1..=web::MAX_WS_CLIENTS as u32 {
+        assert!(d.step(t(1), ws_event(true, c)).is_empty());
+    }
+    assert_eq!(d.ws_clients(), web::MAX_WS_CLIENTS);
+    // One client too many is closed at once and never reaches the core.
+    let calls = d.step(t(1), ws_event(true, 99));
+    assert!(calls
+        .iter()
+        .any(|c| matches!(c, KernelCall::SendRequest { body, .. }
+        if body == &crate::http::ws_close_body(99))));
+    assert_eq!(d.ws_clients(), web::MAX_WS_CLIENTS);
+    assert!(!d
+        .core()
+        .seen
+        .iter()
+        .any(|i| matches!(i, Input::WsOpen { channel: 99, .. })));
+    d.step(t(1), ws_event(false, 1));
+    assert_eq!(d.ws_clients(), web::MAX_WS_CLIENTS - 1);
+
+    let calls = d.step(t(2), api_post(b"\"Subscribe\""));
+    // The welcome went to every open client as a frame, was answered in the same step, and
+    // the held request was answered as HTTP: 200, JSON.
+    let frames: Vec<&[u8]> = calls
+        .iter()
+        .filter_map(|c| match c {
+            KernelCall::SendRequest { body, blob, .. }
+                if body == &crate::http::ws_push_body(2, WsKind::Text) =>
+            {
+                blob.as_deref()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames.len(), 1, "{calls:?}");
+    let v: serde_json::Value = serde_json::from_slice(frames[0]).unwrap();
+    assert_eq!(v["process"], "scripted");
+    assert_eq!(v["event"], serde_json::json!({"Welcome": {}}));
+    let pushes = calls
+        .iter()
+        .filter(|c| matches!(c, KernelCall::SendRequest { blob: Some(b), .. } if b == frames[0]))
+        .count();
+    assert_eq!(pushes, web::MAX_WS_CLIENTS - 1);
+    let KernelCall::SendResponse { body, blob } = calls.last().unwrap() else {
+        panic!("{calls:?}")
+    };
+    let head: crate::http::HttpResponse = serde_json::from_slice(body).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["Content-Type"], "application/json");
+    assert_eq!(blob.as_deref(), Some(&br#"{"Ok":"Subscribed"}"#[..]));
+    assert_eq!((d.pending_replies(), d.dropped_replies()), (0, 0));
+
+    // An error answer gets its status; a bad path never reaches the core's API.
+    let calls = d.step(t(3), api_post(b"\"Other\""));
+    let KernelCall::SendResponse { body, .. } = calls.last().unwrap() else {
+        panic!("{calls:?}")
+    };
+    let head: crate::http::HttpResponse = serde_json::from_slice(body).unwrap();
+    assert_eq!(head.status, 404);
+    // Nothing is sent to the UI caller through the kernel.
+    assert!(!calls
+        .iter()
+        .any(|c| matches!(c, KernelCall::SendRequest { target, .. }
+        if web::is_caller(target, &me))));
+}

@@ -218,6 +218,11 @@ pub fn ws_push_body(channel: u32, kind: WsKind) -> Vec<u8> {
     })
 }
 
+/// Body of a request closing a WebSocket.
+pub fn ws_close_body(channel: u32) -> Vec<u8> {
+    json(&HttpServerAction::WebSocketClose(channel))
+}
+
 /// Body of the answer to an HTTP request (the HTTP body goes in the blob).
 pub fn response_body(status: u16, headers: &BTreeMap<String, String>) -> Vec<u8> {
     json(&HttpResponse {

@@ -7,6 +7,7 @@
 //! - [`driver`]: the pure half of the shared runner (kernel events in, kernel calls out).
 //! - [`host`]: carrying out kernel calls in order on a host (durability ordering).
 //! - [`http`]: the mapping to and from Hyperware's http-server.
+//! - [`web`]: every service's local API over HTTP (`POST /api`) and its events on `/ws`.
 //! - [`sign`]: `sign:sign:sys` wire types (node-key signatures) and, natively, its model.
 //! - [`chunk`]: sending data larger than one message.
 //! - [`appreach`]: confirming that we can message an app before promising it anything.
@@ -30,6 +31,7 @@ pub mod resilience;
 pub mod service;
 pub mod sign;
 pub mod txcoord;
+pub mod web;
 
 #[cfg(target_arch = "wasm32")]
 pub mod runner;
@@ -44,7 +46,8 @@ pub use service::{
 /// shared runner around the core built by `$make` (`fn(Address) -> impl Service`).
 /// Expands to nothing on other targets, where the crate is just its pure core. The calling
 /// crate depends on `hyperware_process_lib` and `wit-bindgen` for wasm32 (kit needs each
-/// process crate to generate its own bindings).
+/// process crate to generate its own bindings). `process_glue!(core::new, serve_ui)` also
+/// serves the package's page (presence does: see docs/api.md).
 #[macro_export]
 macro_rules! process_glue {
     ($make:path) => {
@@ -63,6 +66,27 @@ macro_rules! process_glue {
 
         #[cfg(target_arch = "wasm32")]
         fn init(our: Address) {
+            $crate::runner::run(our, $make);
+        }
+    };
+    // The same, and the process serves the package's page (`pkg/ui`) first.
+    ($make:path, serve_ui) => {
+        #[cfg(target_arch = "wasm32")]
+        wit_bindgen::generate!({
+            path: "../target/wit",
+            world: "p2p-patterns-p2p-patterns-dot-os-v0",
+            generate_unused_types: true,
+        });
+
+        #[cfg(target_arch = "wasm32")]
+        use hyperware_process_lib::Address;
+
+        #[cfg(target_arch = "wasm32")]
+        hyperware_process_lib::call_init!(init);
+
+        #[cfg(target_arch = "wasm32")]
+        fn init(our: Address) {
+            let _ui = $crate::runner::serve_ui();
             $crate::runner::run(our, $make);
         }
     };

@@ -197,6 +197,19 @@ impl Host for NodeHost {
     }
 }
 
+/// Serve the package's page (`pkg/ui`, built from `ui/` by `cargo xtask build`) under this
+/// process's path with process_lib's `serve_ui`, behind the node's login. Keep the returned
+/// server for the life of the process. A package without a page only logs that.
+pub fn serve_ui() -> pl::http::server::HttpServer {
+    use pl::http::server::{HttpBindingConfig, HttpServer};
+    let mut server = HttpServer::new(5);
+    match server.serve_ui("ui", vec!["/"], HttpBindingConfig::default()) {
+        Ok(()) => pl::print_to_terminal(2, "serving the page (pkg/ui)"),
+        Err(e) => pl::print_to_terminal(1, &format!("no page served: {e}")),
+    }
+    server
+}
+
 /// Run `core` as this process until the process is killed.
 pub fn run<S: Service>(our: pl::Address, make: impl FnOnce(Address) -> S) {
     let started = Instant::now();

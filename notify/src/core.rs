@@ -5,15 +5,19 @@
 //! The core is small: it checks who may do what and routes each input to the sub-machine
 //! it belongs to, which owns its state, timers and contexts:
 //! - [`crate::streams`]: what this node holds of each (publisher, topic), dedup and order;
-//! - [`crate::outbox`]: our topics, their subscriber nodes and the delivery to them;
+//! - [`crate::outbox`]: our topics, their subscriber nodes and the direct delivery to them;
+//! - [`crate::relay`]: the relay tree of large topics (ours as the root, others' as a
+//!   member): pushes to tree children, announcements, graft and prune;
 //! - [`crate::apps`]: local apps' subscriptions, cursors and the delivery to them.
 
 use crate::apps::{self, Apps};
 use crate::outbox::{self, Outbox, TopicMeta};
+use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
 use p2p_common::api::notify::{
-    split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, SeqRange, MAX_BATCH,
-    MAX_BODY, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD, MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
+    split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, Roster, SeqRange,
+    MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD, MAX_SUBSCRIBERS,
+    MAX_TOPICS, PROCESS,
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
@@ -28,7 +32,7 @@ use p2p_common::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Timeout of a `PeerSubscribe` (seconds): well under an app's usual 10 s.
 const PEER_SUBSCRIBE_TIMEOUT_S: u64 = 5;
@@ -45,13 +49,25 @@ const MAX_PUBLISHING: usize = 64;
 const MAX_VERIFYING: usize = 64;
 /// How long a signed publish waits before looking again whether it is first in line.
 const PUBLISH_WAIT_MS: Millis = 20;
+/// How long after a change of a large topic's subscribers its roster is signed again (the
+/// changes of that time share one).
+const ROSTER_AFTER_MS: Millis = 2_000;
+/// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
+pub const TREE_THRESHOLD: usize = 32;
+/// Children per node in a relay tree.
+pub const FANOUT: u32 = 8;
 
 /// notify's timers: each sub-machine's, wrapped.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tick {
     Out(outbox::Timer),
     App(apps::Timer),
+    Relay(relay::Timer),
     Prune,
+    /// Sign a new roster of our `topic`.
+    Roster {
+        topic: String,
+    },
     /// A signed publish waits for the ones before it.
     PublishWait {
         topic: String,
@@ -64,6 +80,11 @@ pub enum Tick {
 pub enum Ctx {
     Out(outbox::Ctx),
     App(apps::Ctx),
+    Relay(relay::Ctx),
+    /// NetKeySign of a roster of ours.
+    SignRoster {
+        roster: Roster,
+    },
     /// The welcome of a subscription being confirmed.
     Hello {
         token: u64,
@@ -93,12 +114,19 @@ type Eff = Effect<Ctx, Tick>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     pub retention: Retention,
+    /// A topic with at least this many subscriber nodes relays through a tree; once it
+    /// does, it keeps a roster (a tree of at most `fanout` members is direct fan-out).
+    pub tree_threshold: usize,
+    /// Children per node of the tree (2..=16).
+    pub fanout: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             retention: Retention::default(),
+            tree_threshold: TREE_THRESHOLD,
+            fanout: FANOUT,
         }
     }
 }
@@ -106,9 +134,13 @@ impl Default for Config {
 pub struct Notify {
     our: Address,
     me: NodeId,
+    cfg: Config,
     streams: Streams,
     outbox: Outbox,
+    relays: Relays,
     apps: Apps,
+    /// Our topics whose roster is due to be signed again.
+    roster_due: BTreeSet<String>,
     /// Subscriptions waiting for their welcome's outcome, by (app, stream).
     hellos: Confirmations<(Address, StreamKey)>,
     budgets: SenderBudgets,
@@ -143,7 +175,11 @@ struct Publishing {
 #[derive(Debug)]
 struct Verifying {
     request: RequestId,
+    /// The node that sent it (the publisher or a relay).
+    from: NodeId,
     stream: StreamKey,
+    /// A roster to take if its signature holds (its check is the last of `checked`).
+    roster: Option<Roster>,
     lost: Option<SeqRange>,
     notes: Vec<(Notification, Vec<u8>)>,
     checked: Vec<Option<bool>>,
@@ -228,6 +264,12 @@ impl Notify {
         let me = our.node.clone();
         Notify {
             outbox: Outbox::new(me.clone()),
+            relays: Relays::new(me.clone()),
+            roster_due: BTreeSet::new(),
+            cfg: Config {
+                fanout: cfg.fanout.clamp(2, MAX_FANOUT),
+                ..cfg
+            },
             me,
             our,
             streams: Streams::new(cfg.retention),
@@ -258,6 +300,9 @@ impl Notify {
     pub fn apps(&self) -> &Apps {
         &self.apps
     }
+    pub fn relays(&self) -> &Relays {
+        &self.relays
+    }
 
     pub fn stats(&self) -> NotifyStats {
         NotifyStats {
@@ -265,6 +310,7 @@ impl Notify {
             subscriptions: self.apps.stats(&self.streams),
             duplicates_suppressed: self.duplicates_suppressed,
             refused: self.refused,
+            relays: self.relays.stats(),
         }
     }
 
@@ -274,6 +320,9 @@ impl Notify {
     fn lift_app(v: Vec<Effect<apps::Ctx, apps::Timer>>, out: &mut Vec<Eff>) {
         out.extend(v.into_iter().map(|e| lift(e, Ctx::App, Tick::App)));
     }
+    fn lift_relay(v: Vec<Effect<relay::Ctx, relay::Timer>>, out: &mut Vec<Eff>) {
+        out.extend(v.into_iter().map(|e| lift(e, Ctx::Relay, Tick::Relay)));
+    }
 
     fn pump_stream(&mut self, k: &StreamKey, now: Millis, out: &mut Vec<Eff>) {
         let mut o = Vec::new();
@@ -281,6 +330,9 @@ impl Notify {
             self.outbox.pump_topic(&k.topic, &self.streams, now, &mut o);
         }
         Self::lift_out(o, out);
+        let mut r = Vec::new();
+        self.relays.pump_all(k, &self.streams, now, &mut r);
+        Self::lift_relay(r, out);
         let mut a = Vec::new();
         self.apps.pump_stream(k, &self.streams, now, &mut a);
         Self::lift_app(a, out);
@@ -295,8 +347,14 @@ impl Notify {
             } else {
                 None
             },
+            self.relays.min_acked(k),
         ];
-        let needed_after = readers.into_iter().flatten().min();
+        let mut needed_after = readers.into_iter().flatten().min();
+        if k.publisher == self.me && self.relays.get(k).is_some() {
+            // The root of a tree keeps its whole retention window: any member may graft
+            // onto it, and it alone may say a number is lost.
+            needed_after = Some(0);
+        }
         self.streams.prune(k, needed_after, self.wall, batch);
     }
 
@@ -365,8 +423,16 @@ impl Notify {
                                 Err(e) => Err(e),
                             }
                         }
-                        Ok(Request::Deliver { topic, lost, notes }) if expects_response => {
-                            match self.deliver(id, &from, topic, lost, notes, blob, now) {
+                        Ok(Request::Deliver {
+                            topic,
+                            lost,
+                            notes,
+                            publisher,
+                            roster,
+                        }) if expects_response => {
+                            let publisher = publisher.unwrap_or_else(|| from.node.clone());
+                            let k = StreamKey::new(&publisher, &topic);
+                            match self.deliver(id, &from, k, lost, notes, roster, blob, now) {
                                 // Answered once every new note's signature is checked.
                                 Ok(effects) => {
                                     out.extend(effects);
@@ -424,6 +490,7 @@ impl Notify {
                 self.streams
                     .ensure(&StreamKey::new(&self.me, &topic), 0, false, &mut b);
                 if !gone.is_empty() {
+                    self.roster_changed(&topic, out);
                     out.push(log(
                         Level::Info,
                         format!(
@@ -494,13 +561,19 @@ impl Notify {
                     .get(&StreamKey::new(&self.me, &topic))
                     .map_or(0, |s| s.last);
                 let mut b = Batch::forced();
+                let known = t.subs.contains_key(&from.node);
                 let next_seq = self.outbox.subscribe(&topic, &from.node, last, &mut b);
                 push_store(out, b);
+                if !known {
+                    self.roster_changed(&topic, out);
+                }
                 Ok(Response::PeerSubscribed { next_seq })
             }
             Request::PeerUnsubscribe { topic } => {
                 let mut b = Batch::lazy();
-                self.outbox.unsubscribe(&topic, &from.node, &mut b);
+                if self.outbox.unsubscribe(&topic, &from.node, &mut b) {
+                    self.roster_changed(&topic, out);
+                }
                 let k = StreamKey::new(&self.me, &topic);
                 self.prune(&k, &mut b);
                 push_store(out, b);
@@ -511,6 +584,68 @@ impl Notify {
                 self.outbox
                     .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
                 Self::lift_out(o, out);
+                Ok(Response::Accepted {})
+            }
+            Request::IHave {
+                publisher,
+                topic,
+                up_to,
+            } => {
+                let k = StreamKey::new(&publisher, &topic);
+                let mut r = Vec::new();
+                let known = self.streams.get(&k).is_some_and(|s| s.remote)
+                    && self
+                        .relays
+                        .on_ihave(&k, &from.node, up_to, &self.streams, &mut r);
+                Self::lift_relay(r, out);
+                if known {
+                    Ok(Response::Accepted {})
+                } else {
+                    self.refused += 1;
+                    Err(ApiError::not_found(format!(
+                        "{} has no relay tree of {k} with {} in it",
+                        self.me, from.node
+                    )))
+                }
+            }
+            Request::Graft {
+                publisher,
+                topic,
+                up_to,
+            } => {
+                let k = StreamKey::new(&publisher, &topic);
+                let mut r = Vec::new();
+                let subscriber = publisher == self.me
+                    && self
+                        .outbox
+                        .topics
+                        .get(&topic)
+                        .is_some_and(|t| t.subs.contains_key(&from.node));
+                let taken = (publisher != self.me || subscriber)
+                    && self
+                        .relays
+                        .on_graft(&k, &from.node, up_to, &self.streams, now, &mut r);
+                Self::lift_relay(r, out);
+                if taken {
+                    Ok(Response::Accepted {})
+                } else if subscriber {
+                    // Not in the tree (yet): it gets everything directly; resume it.
+                    let mut o = Vec::new();
+                    self.outbox
+                        .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                    Self::lift_out(o, out);
+                    Ok(Response::Accepted {})
+                } else {
+                    self.refused += 1;
+                    Err(ApiError::not_found(format!(
+                        "{} has no relay tree of {k} with {} in it",
+                        self.me, from.node
+                    )))
+                }
+            }
+            Request::Prune { publisher, topic } => {
+                let k = StreamKey::new(&publisher, &topic);
+                self.relays.on_prune(&k, &from.node);
                 Ok(Response::Accepted {})
             }
         }
@@ -695,6 +830,23 @@ impl Notify {
         self.pump_stream(&k, now, out);
     }
 
+    /// A roster could not be signed: try again later (the old one, or direct fan-out,
+    /// serves meanwhile).
+    fn roster_unsigned(&mut self, topic: &str, out: &mut Vec<Eff>) {
+        out.push(log(
+            Level::Warn,
+            format!("{topic}: relay tree roster not signed; retrying in 10 s"),
+        ));
+        if self.roster_due.insert(topic.to_string()) {
+            out.push(Effect::timer(
+                5 * ROSTER_AFTER_MS,
+                Tick::Roster {
+                    topic: topic.to_string(),
+                },
+            ));
+        }
+    }
+
     /// A publish could not be signed: answer its app, and let the ones after it move up.
     fn publish_failed(&mut self, topic: &str, token: u64, why: String, out: &mut Vec<Eff>) {
         let Some(q) = self.publishing.get_mut(topic) else {
@@ -718,21 +870,38 @@ impl Notify {
         out.push(Effect::reply(p.request, encode_result::<Response>(&Err(e))));
     }
 
-    /// A batch from `from`, the publisher of `topic` (the kernel vouches for the node):
-    /// duplicates are counted, the notes that would extend the stream are checked with
-    /// NetKeyVerify, and the batch is answered once every check is back.
+    /// A batch of stream `k` from `from`: its publisher, or a relay of its tree (the kernel
+    /// vouches for the sending node; the notes' signatures for their content). Duplicates
+    /// are counted, the notes that would extend the stream (and a newer roster) are checked
+    /// with NetKeyVerify, and the batch is answered once every check is back. Only the
+    /// publisher may say a range is lost.
     #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         id: RequestId,
         from: &Address,
-        topic: String,
+        k: StreamKey,
         lost: Option<SeqRange>,
         notes: Vec<Notification>,
+        roster: Option<Roster>,
         blob: Option<Vec<u8>>,
         now: Millis,
     ) -> ApiResult<Vec<Eff>> {
-        let k = StreamKey::new(&from.node, &topic);
+        let lost = if from.node == k.publisher {
+            lost
+        } else {
+            if lost.is_some() {
+                self.refused += 1;
+            }
+            None
+        };
+        let roster = roster.filter(|r| {
+            r.publisher == k.publisher
+                && r.topic == k.topic
+                && r.epoch > self.relays.epoch(&k)
+                && r.well_formed()
+                && r.contains(&self.me)
+        });
         let Some(s) = self.streams.get(&k).filter(|s| s.remote) else {
             self.refused += 1;
             return Err(ApiError::not_found(format!(
@@ -760,9 +929,10 @@ impl Notify {
             _ => s.last + 1,
         };
         let mut batch = Vec::new();
+        let mut dups = 0;
         for (note, payload) in notes.into_iter().zip(payloads) {
             if note.seq < next {
-                self.duplicates_suppressed += 1;
+                dups += 1;
             } else if note.seq == next {
                 next += 1;
                 batch.push((note, payload));
@@ -770,9 +940,16 @@ impl Notify {
                 self.refused += 1;
             }
         }
-        if batch.is_empty() {
+        self.duplicates_suppressed += dups;
+        if batch.is_empty() && roster.is_none() {
             let mut out = Vec::new();
-            let up_to = self.accept(&k, lost, Vec::new(), now, &mut out);
+            let up_to = self.accept(&k, &from.node, lost, Vec::new(), None, now, &mut out);
+            if dups > 0 {
+                let mut r = Vec::new();
+                self.relays
+                    .on_received(&k, &from.node, false, true, &self.streams, now, &mut r);
+                Self::lift_relay(r, &mut out);
+            }
             out.push(Effect::reply(
                 id,
                 encode_result(&Ok(Response::Delivered { up_to })),
@@ -787,7 +964,8 @@ impl Notify {
         }
         self.next_token += 1;
         let token = self.next_token;
-        let signer = address(&from.node);
+        // The publisher's notify signed them, whoever forwarded them.
+        let signer = address(&k.publisher);
         let mut out = Vec::new();
         for (i, (note, payload)) in batch.iter().enumerate() {
             out.push(Effect::Send {
@@ -800,14 +978,30 @@ impl Notify {
                 }),
             });
         }
+        if let Some(r) = &roster {
+            out.push(Effect::Send {
+                to: sign_address(&self.me),
+                body: verify_body(&signer, &r.signature),
+                blob: Some(r.signed_message()),
+                expect: Some(Expect {
+                    timeout_s: SIGN_TIMEOUT_S,
+                    ctx: Ctx::Verify {
+                        token,
+                        index: batch.len(),
+                    },
+                }),
+            });
+        }
         self.verifying.insert(
             token,
             Verifying {
                 request: id,
+                from: from.node.clone(),
                 stream: k,
                 lost,
-                checked: vec![None; batch.len()],
+                checked: vec![None; batch.len() + usize::from(roster.is_some())],
                 notes: batch,
+                roster,
             },
         );
         Ok(out)
@@ -824,7 +1018,22 @@ impl Notify {
         if v.checked.iter().any(Option::is_none) {
             return;
         }
-        let v = self.verifying.remove(&token).expect("present");
+        let mut v = self.verifying.remove(&token).expect("present");
+        let roster = match v.roster.take() {
+            Some(r) if v.checked.pop() == Some(Some(true)) => Some(r),
+            Some(r) => {
+                self.signature_failures += 1;
+                out.push(log(
+                    Level::Warn,
+                    format!(
+                        "{}: roster epoch {} from {} does not verify; ignored",
+                        v.stream, r.epoch, v.from
+                    ),
+                ));
+                None
+            }
+            None => None,
+        };
         // The verified prefix; the first note that fails ends the batch (the rest would
         // leave a hole).
         let good = v.checked.iter().take_while(|c| **c == Some(true)).count();
@@ -840,19 +1049,23 @@ impl Notify {
             ));
         }
         let notes: Vec<(Notification, Vec<u8>)> = v.notes.into_iter().take(good).collect();
-        let up_to = self.accept(&v.stream, v.lost, notes, now, out);
+        let up_to = self.accept(&v.stream, &v.from, v.lost, notes, roster, now, out);
         out.push(Effect::reply(
             v.request,
             encode_result(&Ok(Response::Delivered { up_to })),
         ));
     }
 
-    /// Add checked notes to a remote stream (on disk before the answer), then deliver.
+    /// Add checked notes from `from` to a remote stream (on disk before the answer), take a
+    /// checked roster, then deliver to the apps and push to the tree.
+    #[allow(clippy::too_many_arguments)]
     fn accept(
         &mut self,
         k: &StreamKey,
+        from: &NodeId,
         lost: Option<SeqRange>,
         notes: Vec<(Notification, Vec<u8>)>,
+        roster: Option<Roster>,
         now: Millis,
         out: &mut Vec<Eff>,
     ) -> u64 {
@@ -860,6 +1073,19 @@ impl Notify {
             return 0;
         };
         let mut b = Batch::forced();
+        let mut r = Vec::new();
+        if let Some(roster) = roster {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{k}: relay tree epoch {} of {} members",
+                    roster.epoch,
+                    roster.members.len()
+                ),
+            ));
+            self.relays
+                .adopt(k, roster, &|_| None, &self.streams, now, &mut b, &mut r);
+        }
         let acc = self.streams.accept(k, lost, notes, self.wall, &mut b);
         self.duplicates_suppressed += acc.duplicates;
         self.refused += acc.refused;
@@ -871,8 +1097,107 @@ impl Notify {
             let mut a = Vec::new();
             self.apps.pump_stream(k, &self.streams, now, &mut a);
             Self::lift_app(a, out);
+            self.relays
+                .on_received(k, from, true, false, &self.streams, now, &mut r);
         }
+        Self::lift_relay(r, out);
         up_to
+    }
+
+    /// Our `topic`'s subscribers changed: sign a new roster soon, if the topic is large
+    /// or has a tree already.
+    fn roster_changed(&mut self, topic: &str, out: &mut Vec<Eff>) {
+        let k = StreamKey::new(&self.me, topic);
+        let large = self
+            .outbox
+            .topics
+            .get(topic)
+            .is_some_and(|t| t.subs.len() >= self.cfg.tree_threshold);
+        if (large || self.relays.get(&k).is_some()) && self.roster_due.insert(topic.to_string()) {
+            out.push(Effect::timer(
+                ROSTER_AFTER_MS,
+                Tick::Roster {
+                    topic: topic.to_string(),
+                },
+            ));
+        }
+    }
+
+    /// Sign the roster of our `topic`: its subscriber nodes now.
+    fn sign_roster(&mut self, topic: &str, out: &mut Vec<Eff>) {
+        self.roster_due.remove(topic);
+        let k = StreamKey::new(&self.me, topic);
+        let Some(t) = self.outbox.topics.get(topic) else {
+            return;
+        };
+        let members: Vec<NodeId> = t.subs.keys().cloned().collect();
+        if self
+            .relays
+            .get(&k)
+            .is_some_and(|t| t.roster.members == members)
+        {
+            return;
+        }
+        let roster = Roster {
+            publisher: self.me.clone(),
+            topic: topic.to_string(),
+            epoch: self.relays.epoch(&k) + 1,
+            fanout: self.cfg.fanout,
+            members,
+            signature: Vec::new(),
+        };
+        out.push(Effect::Send {
+            to: sign_address(&self.me),
+            body: sign_body(),
+            blob: Some(roster.signed_message()),
+            expect: Some(Expect {
+                timeout_s: SIGN_TIMEOUT_S,
+                ctx: Ctx::SignRoster { roster },
+            }),
+        });
+    }
+
+    /// Our roster is signed: the tree takes it, the outbox leaves its members to it.
+    fn roster_signed(
+        &mut self,
+        mut roster: Roster,
+        signature: Vec<u8>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        roster.signature = signature;
+        let k = StreamKey::new(&self.me, &roster.topic);
+        let Some(t) = self.outbox.topics.get_mut(&roster.topic) else {
+            return;
+        };
+        t.in_tree = roster.members.iter().cloned().collect();
+        let acked: BTreeMap<NodeId, u64> =
+            t.subs.iter().map(|(n, s)| (n.clone(), s.acked)).collect();
+        out.push(log(
+            Level::Info,
+            format!(
+                "{k}: relay tree epoch {} of {} members",
+                roster.epoch,
+                roster.members.len()
+            ),
+        ));
+        let mut b = Batch::forced();
+        let mut r = Vec::new();
+        self.relays.adopt(
+            &k,
+            roster,
+            &|n| acked.get(n).copied(),
+            &self.streams,
+            now,
+            &mut b,
+            &mut r,
+        );
+        push_store(out, b);
+        Self::lift_relay(r, out);
+        // Subscribers that left the tree get the rest directly.
+        let mut o = Vec::new();
+        self.outbox.pump_topic(&k.topic, &self.streams, now, &mut o);
+        Self::lift_out(o, out);
     }
 
     /// Subscribe `app` to `k`: first make sure we can reach the app (the welcome), then,
@@ -987,6 +1312,7 @@ impl Notify {
         if k.publisher != self.me && !self.apps.readers(k) {
             if self.streams.get(k).is_some_and(|s| s.remote) {
                 self.streams.remove(k, b);
+                self.relays.remove(k, b);
                 out.push(Effect::notify(
                     Address::new(k.publisher.clone(), ProcessId::ours(PROCESS)),
                     encode(&Request::PeerUnsubscribe {
@@ -1041,6 +1367,31 @@ impl Notify {
                 );
                 self.verified(token, index, ok, now, out);
             }
+            Ctx::SignRoster { roster } => match serde_json::from_slice::<SignResponse>(&body) {
+                Ok(SignResponse::NetKeySign) if blob.as_ref().is_some_and(|b| b.len() == 64) => {
+                    self.roster_signed(roster, blob.unwrap_or_default(), now, out)
+                }
+                _ => self.roster_unsigned(&roster.topic, out),
+            },
+            Ctx::Relay(c) => {
+                let mut r = Vec::new();
+                let mut b = Batch::lazy();
+                let relay::Ctx::Push { stream, .. } = &c;
+                let stream = stream.clone();
+                match try_decode_response::<Response>(&body) {
+                    Ok(Ok(Response::Delivered { up_to })) => {
+                        self.relays
+                            .on_pushed(c, up_to, &self.streams, now, &mut b, &mut r);
+                    }
+                    // A member that answers NotFound may not have finished subscribing
+                    // (the publisher's roster says it subscribes): try again later, like
+                    // any failure; a new roster without it ends the link.
+                    _ => self.relays.on_failed(c, &mut self.rng, now, &mut r),
+                }
+                self.prune(&stream, &mut b);
+                push_store(out, b);
+                Self::lift_relay(r, out);
+            }
             Ctx::Hello { token } => {
                 if let Some(w) = self.hellos.confirmed(token) {
                     self.hello_delivered(w, out);
@@ -1073,6 +1424,7 @@ impl Notify {
                         // It does not subscribe (any more): stop sending to it.
                         let outbox::Ctx::Deliver { node, .. } = &c;
                         self.outbox.unsubscribe(&topic, node, &mut b);
+                        self.roster_changed(&topic, out);
                         o.push(log(
                             Level::Info,
                             format!("{topic}: {node} no longer subscribes; dropped"),
@@ -1129,6 +1481,12 @@ impl Notify {
             }
             // Not checked is not verified: the publisher sends it again.
             Ctx::Verify { token, index } => self.verified(token, index, false, now, out),
+            Ctx::SignRoster { roster } => self.roster_unsigned(&roster.topic, out),
+            Ctx::Relay(c) => {
+                let mut r = Vec::new();
+                self.relays.on_failed(c, &mut self.rng, now, &mut r);
+                Self::lift_relay(r, out);
+            }
             Ctx::Hello { token } => match self.hellos.failed(token, kind, now, PROCESS) {
                 Some(HelloOutcome::Delivered(w)) => self.hello_delivered(w, out),
                 Some(HelloOutcome::Refused(w, e)) => {
@@ -1176,6 +1534,12 @@ impl Notify {
                 self.apps.on_timer(t, &self.streams, now, &mut a);
                 Self::lift_app(a, out);
             }
+            Tick::Relay(t) => {
+                let mut r = Vec::new();
+                self.relays.on_timer(t, &self.streams, now, &mut r);
+                Self::lift_relay(r, out);
+            }
+            Tick::Roster { topic } => self.sign_roster(&topic, out),
             Tick::Prune => {
                 let mut b = Batch::lazy();
                 let keys: Vec<StreamKey> = self.streams.map.keys().cloned().collect();
@@ -1202,7 +1566,14 @@ impl Notify {
         self.outbox.restart(now);
         let bad = self.streams.restore(&records)
             + self.outbox.restore(&records)
+            + self.relays.restore(&records)
             + self.apps.restore(&records);
+        // Our large topics' members are the tree's.
+        for (topic, t) in self.outbox.topics.iter_mut() {
+            if let Some(tree) = self.relays.get(&StreamKey::new(&self.me, topic)) {
+                t.in_tree = tree.roster.members.iter().cloned().collect();
+            }
+        }
         if bad > 0 {
             out.push(log(
                 Level::Error,
@@ -1219,21 +1590,38 @@ impl Notify {
                 self.apps.len()
             ),
         ));
-        // We may have been away: ask each publisher for what we lack.
+        // We may have been away: ask each publisher (or our tree parent) for what we lack.
         for (k, s) in &self.streams.map {
-            if s.remote {
-                out.push(Effect::notify(
-                    Address::new(k.publisher.clone(), ProcessId::ours(PROCESS)),
-                    encode(&Request::Resume {
-                        topic: k.topic.clone(),
-                        up_to: s.last,
-                    }),
-                ));
+            if !s.remote {
+                continue;
             }
+            let body = match self.relays.parent(k) {
+                Some(_) => encode(&Request::Graft {
+                    publisher: k.publisher.clone(),
+                    topic: k.topic.clone(),
+                    up_to: s.last,
+                }),
+                None => encode(&Request::Resume {
+                    topic: k.topic.clone(),
+                    up_to: s.last,
+                }),
+            };
+            let to = self.relays.parent(k).unwrap_or_else(|| k.publisher.clone());
+            out.push(Effect::notify(address(&to), body));
         }
+        let mut r = Vec::new();
+        self.relays.start(&self.streams, now, &mut r);
+        Self::lift_relay(r, out);
         let keys: Vec<StreamKey> = self.streams.map.keys().cloned().collect();
         for k in keys {
-            self.pump_stream(&k, now, out);
+            let mut o = Vec::new();
+            if k.publisher == self.me {
+                self.outbox.pump_topic(&k.topic, &self.streams, now, &mut o);
+            }
+            Self::lift_out(o, out);
+            let mut a = Vec::new();
+            self.apps.pump_stream(&k, &self.streams, now, &mut a);
+            Self::lift_app(a, out);
         }
         let first = self.rng.gen_range(PRUNE_EVERY_MS / 2..=PRUNE_EVERY_MS);
         out.push(Effect::timer(first, Tick::Prune));
@@ -1253,7 +1641,10 @@ impl Service for Notify {
         let t = now.mono;
         let mut out = Vec::new();
         match input {
-            Input::Start { records, seed, .. } => self.start(records, seed, t, &mut out),
+            Input::Start { records, seed, .. } => {
+                self.start(records, seed, t, &mut out);
+                out.extend(p2p_common::web::bindings());
+            }
             Input::Request {
                 id,
                 from,
@@ -1271,12 +1662,11 @@ impl Service for Notify {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
             Input::Timer(tick) => self.on_tick(tick, t, &mut out),
-            Input::Http { id, .. } => out.push(Effect::HttpReply {
-                id,
-                status: 404,
-                headers: Default::default(),
-                body: b"notify has no HTTP API".to_vec(),
-            }),
+            // The local API over HTTP, as the node's owner (p2p_common::web).
+            Input::Http { id, request } => match p2p_common::web::route(id, request, &self.me) {
+                Ok(req) => return self.handle(now, req),
+                Err(reply) => out.push(reply),
+            },
             Input::Read { .. }
             | Input::WsOpen { .. }
             | Input::WsMessage { .. }

@@ -1,9 +1,10 @@
-//! The `notify` process: its pure core ([`core`]), composed of [`streams`], [`outbox`] and
-//! [`apps`], and, on wasm32, the glue that runs it.
+//! The `notify` process: its pure core ([`core`]), composed of [`streams`], [`outbox`], [`relay`]
+//! and [`apps`], and, on wasm32, the glue that runs it.
 
 pub mod apps;
 pub mod core;
 pub mod outbox;
+pub mod relay;
 pub mod streams;
 
 /// Process name on the node: `notify:p2p-patterns:p2p-patterns.os`.

@@ -25,7 +25,7 @@ use p2p_common::service::log;
 use p2p_common::{Address, Batch, Effect, Expect, Level, Millis, NodeId, ProcessId, Records};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most payload bytes in one `Deliver` (Hyperware drops messages over 10 MiB).
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
@@ -75,6 +75,9 @@ pub struct Topic {
     pub subs: BTreeMap<NodeId, Sub>,
     pub published: u64,
     pub dropped_by_retention: u64,
+    /// Subscribers in the topic's relay tree (its current roster): they get notifications
+    /// from their tree parent, not from this outbox.
+    pub in_tree: BTreeSet<NodeId>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -144,6 +147,7 @@ impl Outbox {
                 subs: BTreeMap::new(),
                 published: 0,
                 dropped_by_retention: 0,
+                in_tree: BTreeSet::new(),
             });
         t.meta = meta;
         batch.ops.push((
@@ -215,9 +219,15 @@ impl Outbox {
         had
     }
 
-    /// The lowest acknowledged sequence number of `topic`'s subscribers (None: none).
+    /// The lowest acknowledged sequence number of `topic`'s subscribers this outbox sends
+    /// to (None: none; the ones in the relay tree are the tree's).
     pub fn min_acked(&self, topic: &str) -> Option<u64> {
-        self.topics.get(topic)?.subs.values().map(|s| s.acked).min()
+        let t = self.topics.get(topic)?;
+        t.subs
+            .iter()
+            .filter(|(n, _)| !t.in_tree.contains(*n))
+            .map(|(_, s)| s.acked)
+            .min()
     }
 
     /// A subscriber is back with everything up to `up_to`: try it at once.
@@ -282,6 +292,9 @@ impl Outbox {
         let Some(t) = self.topics.get_mut(topic) else {
             return;
         };
+        if t.in_tree.contains(node) {
+            return;
+        }
         let Some(s) = t.subs.get_mut(node) else {
             return;
         };
@@ -334,6 +347,8 @@ impl Outbox {
             topic: topic.to_string(),
             lost,
             notes,
+            publisher: None,
+            roster: None,
         });
         out.push(Effect::Send {
             to: Address::new(node.clone(), ProcessId::ours(PROCESS)),
@@ -503,6 +518,7 @@ impl Outbox {
                             subs: BTreeMap::new(),
                             published: 0,
                             dropped_by_retention: 0,
+                            in_tree: BTreeSet::new(),
                         },
                     );
                 }

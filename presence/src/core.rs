@@ -1,6 +1,7 @@
 //! Pure core of `presence`: a bootstrap registry plus SWIM-style membership with Lifeguard's
 //! refinements. See docs/presence.md for the protocol and its parameters.
 
+use crate::candidates::{CandidateCtx, CandidateStats, CandidateTick, Candidates, Nomination};
 use crate::detector::{self, Action as FdAction, Detector, DetectorCtx, DetectorTick, Env};
 use crate::events::{Events, EventsCtx};
 use crate::gossip::{retransmit_limit, Broadcasts};
@@ -41,16 +42,16 @@ const PUSH_PULL_TIMEOUT_S: u64 = 10;
 const MAX_PUSH_PULL: usize = p2p_common::api::presence::MAX_MEMBERS as usize;
 /// Largest answer to a digest exchange (bytes).
 const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
-/// New nodes one remote node may introduce: a burst (a bootstrap's page, a join's gossip),
-/// then a trickle.
-const ADMISSIONS_BURST: u32 = 256;
-const ADMISSIONS_PER_SECOND: u32 = 4;
 /// Messages per second one remote node may have us handle (steady state is a few per
 /// protocol period), and the burst above that.
 const INBOUND_PER_SECOND: u32 = 20;
 const INBOUND_BURST: u32 = 200;
 /// Entries a digest exchange answers with at least (more for a longer digest: 2× its size).
 const PUSH_PULL_MIN_ANSWER: usize = 128;
+/// Digest exchanges soon after a `Join` (each within half to one and a half periods of the
+/// one before), before the minute-long rhythm: a fact a joiner missed in the join's gossip
+/// comes with the first one instead of 30–60 s later.
+const EARLY_PUSH_PULLS: u8 = 2;
 /// Page size of the registry's answer to RegisterNode.
 const REGISTER_PAGE: usize = 100;
 pub use crate::events::MAX_SUBSCRIBERS;
@@ -67,6 +68,8 @@ pub enum Tick {
     RetryRegister {
         bootstrap: NodeId,
     },
+    /// The candidates' timers (retry a probe).
+    Candidate(CandidateTick),
 }
 
 impl From<DetectorTick> for Tick {
@@ -152,11 +155,19 @@ pub enum Ctx {
     /// The events machine's requests to local apps.
     Events(EventsCtx),
     Deregister,
+    /// Our probe of a candidate (a node others named that has not spoken to us yet).
+    Candidate(CandidateCtx),
 }
 
 impl From<DetectorCtx> for Ctx {
     fn from(c: DetectorCtx) -> Ctx {
         Ctx::Detector(c)
+    }
+}
+
+impl From<CandidateCtx> for Ctx {
+    fn from(c: CandidateCtx) -> Ctx {
+        Ctx::Candidate(c)
     }
 }
 
@@ -204,13 +215,15 @@ pub struct Presence {
     wall_offset: i64,
     /// Per remote node: messages we handle per second (a flood costs a fixed rate).
     budgets: SenderBudgets,
-    /// Per remote node: nodes it may introduce to our table.
-    admissions: SenderBudgets,
+    /// Nodes others named that have not spoken to us yet: probed, admitted on their answer.
+    candidates: Candidates,
     /// The highest non-Alive claim about us not yet refuted, and when we last refuted.
     pending_refute: Option<u64>,
     last_refute: Option<Millis>,
     /// Our registrations at bootstrap nodes.
     reg: RegClient,
+    /// Early digest exchanges still to come after a join (see [`EARLY_PUSH_PULLS`]).
+    early_push_pulls: u8,
 }
 
 pub fn new(our: Address) -> Presence {
@@ -245,11 +258,8 @@ impl Presence {
             reg: RegClient::new(reg_cap),
             pending_refute: None,
             last_refute: None,
-            admissions: SenderBudgets::new(BudgetConfig {
-                per_second: ADMISSIONS_PER_SECOND,
-                burst: ADMISSIONS_BURST,
-                max_senders: 4_096,
-            }),
+            early_push_pulls: 0,
+            candidates: Candidates::default(),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
                 burst: INBOUND_BURST,
@@ -291,6 +301,14 @@ impl Presence {
     }
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+    /// Probes of candidates, admissions on their answers, nominations refused.
+    pub fn candidate_stats(&self) -> &CandidateStats {
+        &self.candidates.stats
+    }
+    /// Candidates held now (bounded by [`crate::candidates::CAPACITY`]).
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
     }
     pub fn local_health(&self) -> u32 {
         self.detector.local_health()
@@ -475,10 +493,11 @@ impl Presence {
 
     /// Apply gossiped facts; report changes, refute suspicions of ourselves.
     ///
-    /// A node we do not know is introduced only by itself (its own fact in a message from
-    /// it) or by a live member of ours (SWIM's dissemination), at most
-    /// `ADMISSIONS_BURST` (then `ADMISSIONS_PER_SECOND`) per sender: what a stranger says about
-    /// third parties introduces nobody. The sender's own fact is applied first.
+    /// A node we do not know is admitted only on direct evidence: its own fact in a message
+    /// it sent us (`sender`), or its answer to our probe. A fact relayed about it by a live
+    /// member or our bootstrap makes it a candidate, which we probe ([`Candidates`], with
+    /// its budgets); what a stranger says about third parties is ignored. The sender's own
+    /// fact is applied first.
     fn merge(
         &mut self,
         updates: &[Update],
@@ -490,7 +509,7 @@ impl Presence {
         if let Some(s) = sender {
             order.sort_by_key(|u| &u.node != s);
         }
-        let (mut full, mut refused) = (0usize, 0usize);
+        let (mut full, mut refused, mut nominated) = (0usize, 0usize, 0usize);
         for u in order {
             if u.node == self.me {
                 self.merge_self(u, now, out);
@@ -498,12 +517,19 @@ impl Presence {
             }
             if let Some(s) = sender {
                 if *s != u.node && self.members.get(&u.node).is_none() {
-                    let member = self.members.is_live(s);
-                    let our_bootstrap = self.bootstrap.contains(s);
-                    if !our_bootstrap && (!member || !self.admissions.allow(s, 1, now)) {
+                    if !self.members.is_live(s) && !self.bootstrap.contains(s) {
                         refused += 1;
                         continue;
                     }
+                    match self.candidates.nominate(u, s, &mut nominated, now) {
+                        Nomination::Probe(n) => self.probe_candidate(&n, out),
+                        Nomination::Known => {}
+                        Nomination::Refused => refused += 1,
+                    }
+                    continue;
+                }
+                if *s == u.node {
+                    self.candidates.forget(s);
                 }
             }
             let was_alive = self
@@ -555,13 +581,60 @@ impl Presence {
                 }
             }
         }
-        if full + refused > 0 {
+        if full + refused + nominated > 0 {
             // One line per message, not one per fact.
             out.push(log(
                 Level::Debug,
-                format!("ignored {refused} introductions by non-members or over budget, {full} for a full table"),
+                format!(
+                    "{nominated} candidates to probe; ignored {refused} introductions by \
+                     non-members or over budget, {full} for a full table"
+                ),
             ));
         }
+    }
+
+    /// Probe a candidate. The probe carries only our own fact (the candidate learns us from
+    /// us), not dissemination's piggyback: probes of nodes a liar invented must not use up
+    /// the retransmissions of real facts.
+    fn probe_candidate(&mut self, node: &NodeId, out: &mut Vec<Eff>) {
+        let mut me = self.self_update();
+        me.info = None;
+        // Not a failure verdict, only an admission: no hurry, room for a slow node.
+        let timeout_s = self
+            .cfg
+            .probe_timeout_ms
+            .saturating_mul(2)
+            .div_ceil(1000)
+            .max(1);
+        out.push(self.send(
+            node,
+            &Request::Probe {
+                seq: 0,
+                updates: vec![me],
+                protocol_version: PROTOCOL_VERSION,
+            },
+            Some(timeout_s),
+            Some(&CandidateCtx { node: node.clone() }.into()),
+        ));
+    }
+
+    /// A candidate answered our probe (`updates`: its ack's piggyback): it spoke for
+    /// itself, so it is admitted — with its own fact if it sent one, else with the relayed
+    /// fact it was named by.
+    fn candidate_answered(
+        &mut self,
+        c: CandidateCtx,
+        updates: Vec<Update>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        self.merge(&updates, Some(&c.node), now, out);
+        if let Some(fact) = self.candidates.on_answer(&c) {
+            if self.members.get(&c.node).is_none() {
+                self.merge(&[fact], Some(&c.node), now, out);
+            }
+        }
+        self.probe_succeeded(&c.node, now, None);
     }
 
     /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
@@ -834,6 +907,11 @@ impl Presence {
                 for b in &list {
                     self.register(b, true, out);
                 }
+                // The first digest exchange soon, not in 30-60 s (the periodic timer is
+                // re-armed from it).
+                self.early_push_pulls = EARLY_PUSH_PULLS - 1;
+                let first = self.early_push_pull_delay();
+                out.push(Self::timer(first, &Tick::PushPull));
                 Ok(Response::Joining { bootstrap: list })
             }
             Request::Leave {} => {
@@ -1284,6 +1362,15 @@ impl Presence {
         }
     }
 
+    /// The wait before an early digest exchange: half to one and a half periods (never
+    /// later than the periodic one would be).
+    fn early_push_pull_delay(&mut self) -> Millis {
+        let p = self.cfg.probe_interval_ms;
+        self.rng
+            .gen_range(p / 2..=p + p / 2)
+            .min(self.cfg.push_pull_interval_ms)
+    }
+
     fn push_pull_with(&mut self, peer: &NodeId, out: &mut Vec<Eff>) {
         let members = self.digest();
         let want_info: Vec<NodeId> = self
@@ -1374,6 +1461,14 @@ impl Presence {
             }
             Ctx::Events(c) => self.events.on_response(c, out),
             Ctx::Deregister => {}
+            Ctx::Candidate(c) => {
+                // Any answer, an error too, comes from the node's presence itself.
+                let updates = match resp {
+                    Ok(Response::Ack { updates, .. }) => self.capped(updates, out),
+                    _ => Vec::new(),
+                };
+                self.candidate_answered(c, updates, now, out);
+            }
         }
     }
 
@@ -1399,9 +1494,13 @@ impl Presence {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
-        match kind {
-            SendErrorKind::Offline => self.reach.on_offline(&target.node, now),
-            SendErrorKind::Timeout => self.reach.on_timeout(&target.node, now),
+        // A candidate is no member: no reachability entry (invented names must not evict
+        // real ones).
+        if !matches!(ctx, Ctx::Candidate(_)) {
+            match kind {
+                SendErrorKind::Offline => self.reach.on_offline(&target.node, now),
+                SendErrorKind::Timeout => self.reach.on_timeout(&target.node, now),
+            }
         }
         match ctx {
             Ctx::Detector(c) => {
@@ -1415,12 +1514,30 @@ impl Presence {
                 self.reg_actions(&bootstrap, acts, out);
             }
             Ctx::ListRegistry { .. } | Ctx::PushPull { .. } | Ctx::Deregister => {}
+            Ctx::Candidate(c) => {
+                let timed_out = kind == SendErrorKind::Timeout;
+                let cool_off = self.cfg.probe_interval_ms;
+                if let Some(after) =
+                    self.candidates
+                        .on_failed(&c, timed_out, now, cool_off, &mut self.rng)
+                {
+                    out.push(Self::timer(
+                        after,
+                        &Tick::Candidate(CandidateTick { node: c.node }),
+                    ));
+                }
+            }
             Ctx::Events(c) => self.events.on_failed(c, kind, &self.me, now, out),
         }
     }
 
     fn on_tick(&mut self, t: Tick, now: Millis, out: &mut Vec<Eff>) {
         match t {
+            Tick::Candidate(t) => {
+                if self.candidates.on_retry(&t) {
+                    self.probe_candidate(&t.node, out);
+                }
+            }
             Tick::Detector(t) => {
                 let acts = self.detector.on_tick(&mut env!(self), t, now);
                 self.run(acts, now, out);
@@ -1440,11 +1557,14 @@ impl Presence {
                 }
             }
             Tick::PushPull => {
-                let jitter = self.rng.gen_range(0..=self.cfg.push_pull_interval_ms / 4);
-                out.push(Self::timer(
-                    self.cfg.push_pull_interval_ms + jitter,
-                    &Tick::PushPull,
-                ));
+                let next = if self.early_push_pulls > 0 {
+                    self.early_push_pulls -= 1;
+                    self.early_push_pull_delay()
+                } else {
+                    let jitter = self.rng.gen_range(0..=self.cfg.push_pull_interval_ms / 4);
+                    self.cfg.push_pull_interval_ms + jitter
+                };
+                out.push(Self::timer(next, &Tick::PushPull));
                 self.registry.expire(now);
                 if self.left {
                     return;
@@ -1650,6 +1770,41 @@ impl Presence {
     }
 }
 
+/// What presence on `me` has on disk after it joined through `bootstrap` and learned every
+/// node of `members` Alive at `incarnation` (its own incarnation is `incarnation` too once
+/// it starts: a start moves one past the stored one). A simulator starts a converged cluster
+/// from these records instead of simulating its join (the 1,000-node figures of the bench).
+pub fn joined_records(
+    me: &NodeId,
+    bootstrap: &[NodeId],
+    members: &[NodeId],
+    incarnation: u64,
+) -> Records {
+    let state = StateRecord {
+        info: Some(NodeInfo::new(me.clone())),
+        joined: true,
+        bootstrap: bootstrap.iter().filter(|b| *b != me).cloned().collect(),
+        ..StateRecord::default()
+    };
+    let mut r = Records::new();
+    r.insert(
+        KEY_INCARNATION.to_vec(),
+        incarnation.saturating_sub(1).to_le_bytes().to_vec(),
+    );
+    r.insert(KEY_STATE.to_vec(), encode(&state));
+    for n in members.iter().filter(|n| *n != me) {
+        let mut key = MEMBER_PREFIX.to_vec();
+        key.extend_from_slice(n.as_str().as_bytes());
+        let rec = MemberRecord {
+            status: MemberStatus::Alive,
+            incarnation,
+            since: 0,
+        };
+        r.insert(key, encode(&rec));
+    }
+    r
+}
+
 /// The next incarnation, never past [`MAX_INCARNATION`].
 fn bump(incarnation: u64) -> u64 {
     incarnation.saturating_add(1).min(MAX_INCARNATION)
@@ -1682,7 +1837,10 @@ impl Service for Presence {
                 persisted,
                 records,
                 seed,
-            } => self.start(persisted, records, seed, t, &mut out),
+            } => {
+                self.start(persisted, records, seed, t, &mut out);
+                out.extend(p2p_common::web::bindings());
+            }
             Input::Request {
                 id,
                 from,
@@ -1706,12 +1864,11 @@ impl Service for Presence {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
             Input::Timer(tick) => self.on_tick(tick, t, &mut out),
-            Input::Http { id, .. } => out.push(Effect::HttpReply {
-                id,
-                status: 404,
-                headers: Default::default(),
-                body: b"presence has no HTTP API yet".to_vec(),
-            }),
+            // The local API over HTTP, as the node's owner (p2p_common::web).
+            Input::Http { id, request } => match p2p_common::web::route(id, request, &self.me) {
+                Ok(req) => return self.handle(now, req),
+                Err(reply) => out.push(reply),
+            },
             Input::Read { .. }
             | Input::WsOpen { .. }
             | Input::WsMessage { .. }

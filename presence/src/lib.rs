@@ -1,6 +1,7 @@
 //! The `presence` process: bootstrap registry, SWIM/Lifeguard membership, discovery and
 //! events. Its pure core is [`core`]; on wasm32 the glue below runs it.
 
+pub mod candidates;
 pub mod core;
 pub mod detector;
 pub mod events;
@@ -12,4 +13,4 @@ pub mod registry;
 /// Process name on the node: `presence:p2p-patterns:p2p-patterns.os`.
 pub const NAME: &str = "presence";
 
-p2p_common::process_glue!(core::new);
+p2p_common::process_glue!(core::new, serve_ui);

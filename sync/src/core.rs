@@ -1240,7 +1240,7 @@ impl SyncCore {
                 };
                 let ours = d.vv();
                 let (raw, full) = if theirs.is_empty() && !ours.is_empty() {
-                    (d.snapshot(), true)
+                    (d.all_updates(), true)
                 } else if includes(&theirs, &ours) {
                     (Vec::new(), false)
                 } else {
@@ -1369,7 +1369,7 @@ impl SyncCore {
             acl.joined.sort();
         }
         acl.epoch += 1;
-        let snapshot = d.snapshot();
+        let snapshot = d.all_updates();
         let version = d.version();
         let ours = d.vv();
         e.known.insert(from.clone(), ours);
@@ -1813,7 +1813,10 @@ impl Service for SyncCore {
         let t = now.mono;
         let mut out = Vec::new();
         match input {
-            Input::Start { records, seed, .. } => self.start(records, seed, t, &mut out),
+            Input::Start { records, seed, .. } => {
+                self.start(records, seed, t, &mut out);
+                out.extend(p2p_common::web::bindings());
+            }
             Input::Request {
                 id,
                 from,
@@ -1839,12 +1842,11 @@ impl Service for SyncCore {
                 self.pump(&peer, t, &mut out);
             }
             Input::Timer(Timer::Compact) => self.compact(&mut out),
-            Input::Http { id, .. } => out.push(Effect::HttpReply {
-                id,
-                status: 404,
-                headers: Default::default(),
-                body: b"sync has no HTTP API".to_vec(),
-            }),
+            // The local API over HTTP, as the node's owner (p2p_common::web).
+            Input::Http { id, request } => match p2p_common::web::route(id, request, &self.me) {
+                Ok(req) => return self.handle(now, req),
+                Err(reply) => out.push(reply),
+            },
             Input::Read { .. }
             | Input::WsOpen { .. }
             | Input::WsMessage { .. }

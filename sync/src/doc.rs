@@ -85,6 +85,8 @@ fn from_loro(v: &LoroValue) -> Value {
 pub struct Doc {
     pub id: DocId,
     pub loro: LoroDoc,
+    /// The version an app last edited against (`Edit` with `at`), as a document of its own.
+    view: Option<LoroDoc>,
 }
 
 impl Doc {
@@ -93,7 +95,11 @@ impl Doc {
         let loro = LoroDoc::new();
         // Any u64 but u64::MAX is a valid PeerID; ours come from the seed.
         let _ = loro.set_peer_id(peer.min(u64::MAX - 1));
-        Doc { id, loro }
+        Doc {
+            id,
+            loro,
+            view: None,
+        }
     }
 
     pub fn vv(&self) -> VersionVector {
@@ -113,6 +119,11 @@ impl Doc {
         utf16: bool,
     ) -> Result<(), String> {
         let at = at.filter(|v| *v != &self.vv());
+        if let Some(v) = at {
+            if self.owns_latest(v) {
+                return self.edit_at(ops, v, utf16);
+            }
+        }
         // Rebased positions are code points in the current text.
         let (ops, utf16) = match at {
             Some(v) => (self.rebase_splice(ops, v, utf16)?, false),
@@ -121,97 +132,99 @@ impl Doc {
                 (ops.to_vec(), utf16)
             }
         };
-        let text = self.loro.get_text(TEXT);
-        for op in &ops {
-            let r = match op {
-                Op::Insert { pos, text: s } if utf16 => text.insert_utf16(*pos as usize, s),
-                Op::Insert { pos, text: s } => text.insert(*pos as usize, s),
-                Op::Delete { pos, len } if utf16 => text.delete_utf16(*pos as usize, *len as usize),
-                Op::Delete { pos, len } => text.delete(*pos as usize, *len as usize),
-                Op::Update {
-                    item_id,
-                    field,
-                    value,
-                } => self
-                    .loro
-                    .get_map(format!("i:{item_id}").as_str())
-                    .insert(field, to_loro(value)),
-                Op::RemoveItem { item_id } => {
-                    self.loro.get_map(format!("i:{item_id}").as_str()).clear()
-                }
-                Op::ListInsert { list, index, value } => self
-                    .loro
-                    .get_list(format!("l:{list}").as_str())
-                    .insert(*index as usize, to_loro(value)),
-                Op::ListDelete { list, index, len } => self
-                    .loro
-                    .get_list(format!("l:{list}").as_str())
-                    .delete(*index as usize, *len as usize),
-                Op::Increment { counter, by } => self
-                    .loro
-                    .get_counter(format!("c:{counter}").as_str())
-                    .increment(*by as f64),
-            };
-            // Checked above; a failure here is a bug, but never a panic.
-            r.map_err(|e| format!("applying {op:?}: {e}"))?;
-        }
+        self.apply(&ops, utf16)?;
         self.loro.commit();
         Ok(())
     }
 
-    /// Bounds of every positional op, in order (lengths change as ops apply).
-    fn check(&self, ops: &[Op], utf16: bool) -> Result<(), String> {
-        let text = self.loro.get_text(TEXT);
-        let mut text_len = if utf16 {
-            text.len_utf16()
-        } else {
-            text.len_unicode()
+    /// Whether version `at` includes this node's own latest change (the usual case: an app's
+    /// view includes its own edits), so a change made at `at` can carry our PeerID: Loro
+    /// requires each PeerID's changes to follow one another.
+    fn owns_latest(&self, at: &VersionVector) -> bool {
+        let peer = self.loro.peer_id();
+        let ours = self.vv().get(&peer).copied().unwrap_or(0);
+        at.get(&peer).copied().unwrap_or(0) == ours
+    }
+
+    /// The edit made at version `at` itself, with our PeerID: positions are read in `at`,
+    /// and Loro merges the change with everything since as the concurrent change it is, the
+    /// same on every node. It is made on the *view*, a second Loro document holding exactly
+    /// `at` (brought forward by importing what it lacks, so an app whose view only grows
+    /// costs one small import per edit; a view that went back is rebuilt), and imported.
+    fn edit_at(&mut self, ops: &[Op], at: &VersionVector, utf16: bool) -> Result<(), String> {
+        if !includes(&self.vv(), at) {
+            return Err("`at` names a version this node does not have (yet)".into());
+        }
+        Self::splice_shape(ops)?;
+        let peer = self.loro.peer_id();
+        self.loro.commit();
+        if !self
+            .view
+            .as_ref()
+            .is_some_and(|v| includes(at, &v.oplog_vv()))
+        {
+            self.view = Some(LoroDoc::new());
+        }
+        let Some(view) = self.view.as_ref() else {
+            return Err("no view".into());
         };
-        let mut lists: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, op) in ops.iter().enumerate() {
-            match op {
-                Op::Insert { pos, text: s } => {
-                    if *pos as usize > text_len {
-                        return Err(format!(
-                            "op {i}: Insert at {pos} past the text's end ({text_len})"
-                        ));
-                    }
-                    text_len += if utf16 {
-                        s.encode_utf16().count()
-                    } else {
-                        s.chars().count()
-                    };
-                }
-                Op::Delete { pos, len } => {
-                    let end = *pos as usize + *len as usize;
-                    if end > text_len {
-                        return Err(format!(
-                            "op {i}: Delete of {pos}..{end} past the text's end ({text_len})"
-                        ));
-                    }
-                    text_len -= *len as usize;
-                }
-                Op::ListInsert { list, index, .. } | Op::ListDelete { list, index, .. } => {
-                    let n = lists
-                        .entry(list.as_str())
-                        .or_insert_with(|| self.loro.get_list(format!("l:{list}").as_str()).len());
-                    let (end, grow) = match op {
-                        Op::ListDelete { len, .. } => (*index as usize + *len as usize, false),
-                        _ => (*index as usize, true),
-                    };
-                    if end > *n {
-                        return Err(format!("op {i}: list {list:?} has {n} entries"));
-                    }
-                    if grow {
-                        *n += 1;
-                    } else {
-                        *n -= end - *index as usize;
-                    }
-                }
-                _ => {}
-            }
+        let have = view.oplog_vv();
+        let spans: Vec<IdSpan> = at
+            .iter()
+            .filter_map(|(p, c)| {
+                let h = have.get(p).copied().unwrap_or(0);
+                (h < *c).then(|| IdSpan::new(*p, h, *c))
+            })
+            .collect();
+        if !spans.is_empty() {
+            let u = self
+                .loro
+                .export(ExportMode::updates_in_range(spans))
+                .map_err(|e| format!("reading version `at`: {e}"))?;
+            view.import(&u)
+                .map_err(|e| format!("reading version `at`: {e}"))?;
+        }
+        if view.oplog_vv() != *at {
+            self.view = None;
+            return Err("`at` is not a version of this document".into());
+        }
+        view.set_peer_id(peer).map_err(|e| e.to_string())?;
+        check_in(view, ops, utf16).map_err(|e| format!("in version `at`: {e}"))?;
+        apply_in(view, ops, utf16)?;
+        view.commit();
+        let change = view
+            .export(ExportMode::updates(at))
+            .map_err(|e| e.to_string())?;
+        self.loro
+            .import(&change)
+            .map_err(|e| format!("importing the edit: {e}"))?;
+        Ok(())
+    }
+
+    /// With `at`, an edit's text ops are one splice: a Delete and/or an Insert at the same
+    /// position (further positions would be relative to a version that does not exist).
+    fn splice_shape(ops: &[Op]) -> Result<(), String> {
+        let positional: Vec<&Op> = ops
+            .iter()
+            .filter(|o| matches!(o, Op::Insert { .. } | Op::Delete { .. }))
+            .collect();
+        let shape_ok = match positional.as_slice() {
+            [] | [Op::Insert { .. }] | [Op::Delete { .. }] => true,
+            [Op::Delete { pos: a, .. }, Op::Insert { pos: b, .. }] => a == b,
+            _ => false,
+        };
+        if !shape_ok {
+            return Err("with `at`, an Edit's text ops are one splice: a Delete and/or an Insert at the same position".into());
         }
         Ok(())
+    }
+
+    fn apply(&mut self, ops: &[Op], utf16: bool) -> Result<(), String> {
+        apply_in(&self.loro, ops, utf16)
+    }
+
+    fn check(&self, ops: &[Op], utf16: bool) -> Result<(), String> {
+        check_in(&self.loro, ops, utf16)
     }
 
     /// The ops of a splice made against version `at` (at most one Delete and one Insert at
@@ -226,18 +239,11 @@ impl Doc {
         if !includes(&self.vv(), at) {
             return Err("`at` names a version this node does not have (yet)".into());
         }
+        Self::splice_shape(ops)?;
         let positional: Vec<&Op> = ops
             .iter()
             .filter(|o| matches!(o, Op::Insert { .. } | Op::Delete { .. }))
             .collect();
-        let shape_ok = match positional.as_slice() {
-            [] | [Op::Insert { .. }] | [Op::Delete { .. }] => true,
-            [Op::Delete { pos: a, .. }, Op::Insert { pos: b, .. }] => a == b,
-            _ => false,
-        };
-        if !shape_ok {
-            return Err("with `at`, an Edit's text ops are one splice: a Delete and/or an Insert at the same position".into());
-        }
         if positional.is_empty() {
             return Ok(ops.to_vec());
         }
@@ -508,6 +514,12 @@ impl Doc {
             .unwrap_or_default()
     }
 
+    /// The whole history as one update blob: what a joining or empty peer gets. Loro's
+    /// updates deflate to about half of what its snapshot (state plus history) does.
+    pub fn all_updates(&self) -> Vec<u8> {
+        self.updates_since(&VersionVector::new())
+    }
+
     pub fn snapshot(&self) -> Vec<u8> {
         self.loro.export(ExportMode::Snapshot).unwrap_or_default()
     }
@@ -518,6 +530,94 @@ impl Doc {
         self.loro.import(blob).map_err(|e| e.to_string())?;
         Ok(self.vv() != before)
     }
+}
+
+/// Apply checked ops to `loro`'s current state (no commit).
+fn apply_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
+    let text = loro.get_text(TEXT);
+    for op in ops {
+        let r = match op {
+            Op::Insert { pos, text: s } if utf16 => text.insert_utf16(*pos as usize, s),
+            Op::Insert { pos, text: s } => text.insert(*pos as usize, s),
+            Op::Delete { pos, len } if utf16 => text.delete_utf16(*pos as usize, *len as usize),
+            Op::Delete { pos, len } => text.delete(*pos as usize, *len as usize),
+            Op::Update {
+                item_id,
+                field,
+                value,
+            } => loro
+                .get_map(format!("i:{item_id}").as_str())
+                .insert(field, to_loro(value)),
+            Op::RemoveItem { item_id } => loro.get_map(format!("i:{item_id}").as_str()).clear(),
+            Op::ListInsert { list, index, value } => loro
+                .get_list(format!("l:{list}").as_str())
+                .insert(*index as usize, to_loro(value)),
+            Op::ListDelete { list, index, len } => loro
+                .get_list(format!("l:{list}").as_str())
+                .delete(*index as usize, *len as usize),
+            Op::Increment { counter, by } => loro
+                .get_counter(format!("c:{counter}").as_str())
+                .increment(*by as f64),
+        };
+        // Checked above; a failure here is a bug, but never a panic.
+        r.map_err(|e| format!("applying {op:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Bounds of every positional op, in order (lengths change as ops apply).
+fn check_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
+    let text = loro.get_text(TEXT);
+    let mut text_len = if utf16 {
+        text.len_utf16()
+    } else {
+        text.len_unicode()
+    };
+    let mut lists: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Insert { pos, text: s } => {
+                if *pos as usize > text_len {
+                    return Err(format!(
+                        "op {i}: Insert at {pos} past the text's end ({text_len})"
+                    ));
+                }
+                text_len += if utf16 {
+                    s.encode_utf16().count()
+                } else {
+                    s.chars().count()
+                };
+            }
+            Op::Delete { pos, len } => {
+                let end = *pos as usize + *len as usize;
+                if end > text_len {
+                    return Err(format!(
+                        "op {i}: Delete of {pos}..{end} past the text's end ({text_len})"
+                    ));
+                }
+                text_len -= *len as usize;
+            }
+            Op::ListInsert { list, index, .. } | Op::ListDelete { list, index, .. } => {
+                let n = lists
+                    .entry(list.as_str())
+                    .or_insert_with(|| loro.get_list(format!("l:{list}").as_str()).len());
+                let (end, grow) = match op {
+                    Op::ListDelete { len, .. } => (*index as usize + *len as usize, false),
+                    _ => (*index as usize, true),
+                };
+                if end > *n {
+                    return Err(format!("op {i}: list {list:?} has {n} entries"));
+                }
+                if grow {
+                    *n += 1;
+                } else {
+                    *n -= end - *index as usize;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -320,7 +320,9 @@ impl Service for TxCoord {
         match input {
             Input::Start { records, seed, .. } => {
                 self.rng = ChaCha8Rng::seed_from_u64(seed);
-                self.recover(&records)
+                let mut out = self.recover(&records);
+                out.extend(p2p_common::web::bindings());
+                out
             }
             Input::Request {
                 id,
@@ -333,12 +335,13 @@ impl Service for TxCoord {
             Input::SendFailed { kind, ctx, .. } => self.answer(now, ctx, Err(kind)),
             Input::Timer(Timer::C(t)) => self.coord.on_timer(t, &self.cfg),
             Input::Timer(Timer::P(t)) => self.part.on_timer(t, &self.cfg),
-            Input::Http { id, .. } => vec![Effect::HttpReply {
-                id,
-                status: 404,
-                headers: Default::default(),
-                body: b"txcoord has no HTTP API".to_vec(),
-            }],
+            // The local API over HTTP, as the node's owner (p2p_common::web).
+            Input::Http { id, request } => {
+                match p2p_common::web::route(id, request, &self.our.node) {
+                    Ok(req) => self.handle(now, req),
+                    Err(reply) => vec![reply],
+                }
+            }
             Input::Read { .. }
             | Input::WsOpen { .. }
             | Input::WsMessage { .. }

@@ -9,6 +9,7 @@
 //!   their prerequisites.
 //!
 //! Exit codes: 0 success, 1 a failed build or check, 2 a command line that cannot be run.
+#![recursion_limit = "256"]
 
 mod cli;
 mod component;

@@ -645,6 +645,24 @@ fn warn_stale_components(pkg: &Path, processes: &[Process]) -> Result<()> {
     Ok(())
 }
 
+/// Files and bytes under `dir`.
+fn dir_size(dir: &Path) -> Result<(usize, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let meta = e.metadata()?;
+        if meta.is_dir() {
+            let (f, b) = dir_size(&e.path())?;
+            files += f;
+            bytes += b;
+        } else {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    Ok((files, bytes))
+}
+
 /// If `ui/package.json` exists: install, build, and copy `ui/dist/` to `pkg/ui/`.
 fn build_ui(root: &Path, pkg: &Path) -> Result<()> {
     let ui = root.join("ui");
@@ -666,7 +684,8 @@ fn build_ui(root: &Path, pkg: &Path) -> Result<()> {
         dist.display()
     );
     let written = fsutil::mirror_dir(&dist, &pkg.join("ui"))?;
-    println!("ui/dist mirrored to pkg/ui ({written} files written)");
+    let (files, bytes) = dir_size(&dist)?;
+    println!("ui/dist mirrored to pkg/ui ({written} files written); the UI is {files} files, {bytes} bytes");
     Ok(())
 }
 

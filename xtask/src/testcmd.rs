@@ -80,6 +80,12 @@ pub const STEPS: &[Step] = &[
         run: bench_targets,
     },
     Step {
+        name: "ui",
+        title: "browser tests of the page against the playground (Playwright driving chromium)",
+        needs: &[Prereq::Rust],
+        run: ui_tests,
+    },
+    Step {
         name: "docs-check",
         title: "docs/performance.md's figures match the build and the benches (cargo xtask docs --check)",
         needs: pkgbuild::NEEDS,
@@ -279,12 +285,7 @@ fn api_docs(root: &Path) -> Result<()> {
     ]))?;
     // cargo writes the docs where its target directory is (CARGO_TARGET_DIR, relative to the
     // workspace root cargo ran in, or <root>/target).
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) if Path::new(&t).is_absolute() => std::path::PathBuf::from(t),
-        Some(t) => root.join(t),
-        None => root.join("target"),
-    };
-    let doc = target.join("doc");
+    let doc = target_dir(root).join("doc");
     let missing: Vec<&str> = API_DOC_PAGES
         .iter()
         .copied()
@@ -349,6 +350,60 @@ fn bench_targets(root: &Path) -> Result<()> {
         "--check",
         "--json",
     ]))
+}
+
+/// cargo's target directory (CARGO_TARGET_DIR, relative to the workspace root cargo ran
+/// in, or <root>/target).
+fn target_dir(root: &Path) -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if Path::new(&t).is_absolute() => std::path::PathBuf::from(t),
+        Some(t) => root.join(t),
+        None => root.join("target"),
+    }
+}
+
+/// Where Debian's chromium is (`.ci/run` installs it with apt if missing).
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Build the page and the playground, then run ui/tests/playground.test.mjs (Playwright
+/// driving chromium against `p2p-sim playground`); screenshots land in
+/// <target>/ui-artifacts.
+fn ui_tests(root: &Path) -> Result<()> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_string());
+    ensure!(
+        Path::new(&chromium).is_file(),
+        "no chromium at {chromium}: install it with `apt-get install chromium` (.ci/run does), or set CHROMIUM"
+    );
+    let ui = root.join("ui");
+    let install = if ui.join("node_modules/playwright-core").is_dir() {
+        None
+    } else {
+        Some("ci")
+    };
+    if let Some(i) = install {
+        pkgbuild::run(std::process::Command::new("npm").current_dir(&ui).arg(i))?;
+    }
+    pkgbuild::run(
+        std::process::Command::new("npm")
+            .current_dir(&ui)
+            .args(["run", "build"]),
+    )?;
+    pkgbuild::run(workspace::cargo_command().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "p2p-sim",
+    ]))?;
+    let target = target_dir(root);
+    pkgbuild::run(
+        std::process::Command::new("node")
+            .current_dir(&ui)
+            .arg("tests/playground.test.mjs")
+            .env("P2P_SIM", target.join("release/p2p-sim"))
+            .env("CHROMIUM", &chromium)
+            .env("UI_DIR", ui.join("dist"))
+            .env("UI_ARTIFACTS", target.join("ui-artifacts")),
+    )
 }
 
 fn docs_check(root: &Path) -> Result<()> {

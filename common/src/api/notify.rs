@@ -33,6 +33,8 @@ pub const MAX_LOCAL_SUBSCRIPTIONS: usize = 1_024;
 pub const MAX_BATCH: usize = 32;
 /// Largest request body notify accepts (a batch's headers; payloads are in the blob).
 pub const MAX_BODY: usize = 256 << 10;
+/// Largest fan-out of a relay tree a receiver accepts (children per node).
+pub const MAX_FANOUT: u32 = 16;
 
 /// Who may subscribe to a topic from another node. Apps on the publishing node may always
 /// subscribe.
@@ -126,6 +128,105 @@ impl Notification {
 pub struct SeqRange {
     pub from: u64,
     pub to: u64,
+}
+
+/// The member list of a large topic's relay tree, signed by the publisher's notify like a
+/// notification, so a relay that forwards it cannot change it. Every member derives the same
+/// tree from it ([`Roster::parent`], [`Roster::children`], [`Roster::lazy_peers`]): members
+/// sorted, a `fanout`-ary heap with the publisher at the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roster {
+    pub publisher: NodeId,
+    pub topic: String,
+    /// Grows with every change; a receiver takes only a newer one.
+    pub epoch: u64,
+    pub fanout: u32,
+    /// Sorted, without duplicates, without the publisher.
+    pub members: Vec<NodeId>,
+    #[serde(default, with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl Roster {
+    /// The bytes the publisher signs: every field but the signature.
+    pub fn signed_message(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!([
+            "p2p-patterns notify roster v1",
+            self.publisher,
+            self.topic,
+            self.epoch,
+            self.fanout,
+            self.members
+        ]))
+        .expect("serializes")
+    }
+    /// Whether the types' promises hold (sorted, unique, bounded, publisher not a member).
+    pub fn well_formed(&self) -> bool {
+        (2..=MAX_FANOUT).contains(&self.fanout)
+            && self.members.len() <= MAX_SUBSCRIBERS
+            && self.members.windows(2).all(|w| w[0] < w[1])
+            && !self.members.contains(&self.publisher)
+    }
+    /// Heap position: 0 the publisher, 1.. the members in order.
+    fn position(&self, node: &NodeId) -> Option<usize> {
+        if node == &self.publisher {
+            return Some(0);
+        }
+        self.members.binary_search(node).ok().map(|i| i + 1)
+    }
+    fn at(&self, pos: usize) -> Option<&NodeId> {
+        if pos == 0 {
+            Some(&self.publisher)
+        } else {
+            self.members.get(pos - 1)
+        }
+    }
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.members.binary_search(node).is_ok()
+    }
+    /// The node that pushes to `node` (the publisher for the top level).
+    pub fn parent(&self, node: &NodeId) -> Option<&NodeId> {
+        let p = self.position(node).filter(|p| *p > 0)?;
+        self.at((p - 1) / self.fanout as usize)
+    }
+    /// The nodes `node` pushes to (at most `fanout`).
+    pub fn children(&self, node: &NodeId) -> Vec<NodeId> {
+        let Some(p) = self.position(node) else {
+            return Vec::new();
+        };
+        let f = self.fanout as usize;
+        (p * f + 1..=p * f + f)
+            .filter_map(|c| self.at(c).cloned())
+            .collect()
+    }
+    /// The members `node` announces to (IHAVE): about a third and two thirds of the way
+    /// round the member list (so mostly in other subtrees than its own), at offsets coprime
+    /// with the member count, so that following announcements reaches every member (no
+    /// closed group of members only announces to itself).
+    pub fn lazy_peers(&self, node: &NodeId) -> Vec<NodeId> {
+        let n = self.members.len();
+        let Ok(i) = self.members.binary_search(node) else {
+            return Vec::new();
+        };
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        let coprime_from = |start: usize| (start.max(1)..n).find(|o| gcd(*o, n) == 1);
+        let first = coprime_from(n / 3);
+        let second = coprime_from(2 * n / 3).filter(|o| Some(*o) != first);
+        let mut v: Vec<NodeId> = [first, second]
+            .into_iter()
+            .flatten()
+            .map(|off| self.members[(i + off) % n].clone())
+            .filter(|m| m != node)
+            .collect();
+        v.dedup();
+        v
+    }
 }
 
 /// What a subscribed app receives, as requests expecting an answer (any body) within
@@ -229,10 +330,40 @@ pub struct NotifyStats {
     pub duplicates_suppressed: u64,
     /// Protocol messages refused (unsubscribed stream, bad batch, over budget).
     pub refused: u64,
+    /// Per stream in a relay tree (large topics): this node's part in it.
+    #[serde(default)]
+    pub relays: Vec<RelayStats>,
+}
+
+/// This node's part in the relay tree of one stream (ours as the root, or another node's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStats {
+    pub publisher: NodeId,
+    pub topic: String,
+    pub epoch: u64,
+    /// Nodes we push to: our tree children, plus the ones that grafted onto us.
+    pub children: u32,
+    pub grafted: u32,
+    /// Payload copies we pushed (retries included).
+    pub payloads: u64,
+    /// IHAVE announcements we sent.
+    pub announcements: u64,
+    /// GRAFTs we sent (we were behind what a lazy peer announced).
+    pub grafts: u64,
+    /// PRUNEs we sent (a grafted link no longer needed).
+    pub prunes: u64,
 }
 
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
-pub const PROTOCOL_REQUESTS: [&str; 4] = ["PeerSubscribe", "PeerUnsubscribe", "Deliver", "Resume"];
+pub const PROTOCOL_REQUESTS: [&str; 7] = [
+    "PeerSubscribe",
+    "PeerUnsubscribe",
+    "Deliver",
+    "Resume",
+    "IHave",
+    "Graft",
+    "Prune",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self")]
@@ -284,12 +415,38 @@ pub enum Request {
         #[serde(default)]
         lost: Option<SeqRange>,
         notes: Vec<Notification>,
+        /// The topic's publisher when a relay sends it (absent: the sender is). A relay's
+        /// `lost` is ignored: only the publisher may say a number is lost.
+        #[serde(default)]
+        publisher: Option<NodeId>,
+        /// The topic's relay tree, when the receiver may not have this epoch yet.
+        #[serde(default)]
+        roster: Option<Roster>,
     },
     /// The sending node is back and has `topic` up to `up_to`: send what follows now
     /// (no answer expected).
     Resume {
         topic: String,
         up_to: u64,
+    },
+    /// Relay tree, lazy link: the sender has `publisher`'s `topic` up to `up_to` (no answer
+    /// expected).
+    IHave {
+        publisher: NodeId,
+        topic: String,
+        up_to: u64,
+    },
+    /// Relay tree repair: the sender has `up_to` and asks us to push the rest to it (no
+    /// answer expected).
+    Graft {
+        publisher: NodeId,
+        topic: String,
+        up_to: u64,
+    },
+    /// Relay tree: stop pushing to the sender what it gets from its own parent.
+    Prune {
+        publisher: NodeId,
+        topic: String,
     },
 }
 
@@ -331,7 +488,10 @@ impl Request {
             }
             Request::Publish { topic, .. }
             | Request::Subscribe { topic, .. }
-            | Request::Unsubscribe { topic, .. } => check_topic(topic),
+            | Request::Unsubscribe { topic, .. }
+            | Request::IHave { topic, .. }
+            | Request::Graft { topic, .. }
+            | Request::Prune { topic, .. } => check_topic(topic),
             _ => Ok(()),
         }
     }
@@ -347,6 +507,9 @@ impl Request {
                 | Request::PeerUnsubscribe { .. }
                 | Request::Deliver { .. }
                 | Request::Resume { .. }
+                | Request::IHave { .. }
+                | Request::Graft { .. }
+                | Request::Prune { .. }
         )
     }
     pub fn is_open(&self) -> bool {

@@ -850,7 +850,15 @@ impl Emulator {
         if !crashes.is_empty() {
             let lines: Vec<String> = crashes
                 .iter()
-                .map(|c| format!("{} on {} at {} ms: {}", c.process, c.node, c.at, c.message))
+                .map(|c| {
+                    format!(
+                        "{} on {} at {} ms: {}",
+                        c.process,
+                        c.node,
+                        c.at,
+                        crate::kernel::one_line(&c.message)
+                    )
+                })
                 .collect();
             panic!("processes crashed:\n{}", lines.join("\n"));
         }
@@ -858,7 +866,7 @@ impl Emulator {
 
     /// Everything printed so far.
     pub fn logs(&self) -> Vec<LogLine> {
-        self.lock().log.clone()
+        self.lock().log_lines()
     }
 
     /// What a process saved with set-state.

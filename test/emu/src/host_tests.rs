@@ -142,7 +142,7 @@ fn print_our_and_state() {
             h.set_state(b"kept".to_vec())?;
             // Stay (a process whose init returns with OnExit::None is removed).
             loop {
-                h.receive()?;
+                let _ = h.receive()?;
             }
         }),
     );
@@ -744,7 +744,7 @@ fn sqlite_from_a_process_needs_the_capability() {
         n.add(call(h, r#"{"Query": "SELECT k, v FROM t"}"#, Some("[]"))?);
         // Stay, holding what sqlite issued (init returning with OnExit::None removes it).
         loop {
-            h.receive()?;
+            let _ = h.receive()?;
         }
     };
     emu.install_script(
@@ -1026,7 +1026,7 @@ fn a_process_that_ends_with_on_exit_none_is_removed_and_may_be_spawned_again() {
                 r.map(|(_, m)| matches!(m, Message::Response(_)))
             ));
             loop {
-                h.receive()?;
+                let _ = h.receive()?;
             }
         })
     };

@@ -238,6 +238,7 @@ impl HttpServer {
                 Action::Answer(ok)
             }
             "WebSocketPush" => {
+                // A channel id past u32 names no channel (never a truncated other one).
                 let channel = arg.get("channel_id").and_then(Value::as_u64);
                 let kind = s("message_type");
                 let (Some(channel), Some(kind)) = (channel, kind) else {
@@ -246,7 +247,10 @@ impl HttpServer {
                 let Some(blob) = blob else {
                     return err("NoBlob");
                 };
-                match self.channels.get_mut(&(channel as u32)) {
+                match u32::try_from(channel)
+                    .ok()
+                    .and_then(|c| self.channels.get_mut(&c))
+                {
                     Some(c) if c.open && &c.process == from => {
                         c.frames.push((kind, blob.to_vec()));
                         Action::Done(ok)
@@ -256,7 +260,8 @@ impl HttpServer {
             }
             "WebSocketClose" => match arg
                 .as_u64()
-                .and_then(|c| self.channels.get_mut(&(c as u32)))
+                .and_then(|c| u32::try_from(c).ok())
+                .and_then(|c| self.channels.get_mut(&c))
             {
                 Some(c) if &c.process == from => {
                     c.open = false;
@@ -373,5 +378,17 @@ mod tests {
             matches!(s.action(&other, push, Some(b"y"), None), Action::Done(v) if v["Err"] == "WsChannelNotFound")
         );
         assert_eq!(s.channels[&1].frames, [("Text".to_string(), b"x".to_vec())]);
+        // An id past u32 that truncates to channel 1 names no channel (push nor close).
+        let wide = (1u64 << 32) + 1;
+        let push = format!(r#"{{"WebSocketPush":{{"channel_id":{wide},"message_type":"Text"}}}}"#);
+        assert!(
+            matches!(s.action(&p, push.as_bytes(), Some(b"z"), None), Action::Done(v) if v["Err"] == "WsChannelNotFound")
+        );
+        let close = format!(r#"{{"WebSocketClose":{wide}}}"#);
+        assert!(
+            matches!(s.action(&p, close.as_bytes(), None, None), Action::Done(v) if v["Err"] == "WsChannelNotFound")
+        );
+        assert!(s.channels[&1].open);
+        assert_eq!(s.channels[&1].frames.len(), 1);
     }
 }

@@ -285,6 +285,15 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// The most bytes of log messages [`World`] keeps; past it the oldest lines are dropped
+/// and counted (see [`World::log_lines`]).
+pub const MAX_LOG_BYTES: usize = 16 << 20;
+
+/// `s` on one line: newlines and carriage returns escaped as `\n`, `\r`.
+pub(crate) fn one_line(s: &str) -> String {
+    s.replace('\r', "\\r").replace('\n', "\\n")
+}
+
 /// A process that trapped or panicked.
 #[derive(Debug, Clone)]
 pub struct Crash {
@@ -347,7 +356,11 @@ pub(crate) struct World {
     pub ready: VecDeque<(String, ProcessId, u64)>,
     next_id: u64,
     pub next_gen: u64,
-    pub log: Vec<LogLine>,
+    /// The newest log lines, at most [`MAX_LOG_BYTES`] of messages.
+    log: VecDeque<LogLine>,
+    log_bytes: usize,
+    /// Lines dropped from the front of `log` to keep it within its bound.
+    log_dropped: u64,
     pub crashes: Vec<Crash>,
     /// Outcomes of app requests by id.
     pub app_outcomes: BTreeMap<u64, Result<Reply, SendErrorKind>>,
@@ -403,7 +416,9 @@ impl World {
             ready: VecDeque::new(),
             next_id: 1,
             next_gen: 1,
-            log: Vec::new(),
+            log: VecDeque::new(),
+            log_bytes: 0,
+            log_dropped: 0,
             crashes: Vec::new(),
             app_outcomes: BTreeMap::new(),
             to_spawn: Vec::new(),
@@ -425,15 +440,47 @@ impl World {
 
     pub fn print(&mut self, node: &str, process: &str, verbosity: u8, message: String) {
         if self.cfg.echo_verbosity.is_some_and(|v| verbosity <= v) {
-            eprintln!("[{:>8} ms] {node} {process}: {message}", self.now);
+            eprintln!(
+                "[{:>8} ms] {node} {process}: {}",
+                self.now,
+                one_line(&message)
+            );
         }
-        self.log.push(LogLine {
+        self.log_bytes += message.len();
+        self.log.push_back(LogLine {
             at: self.now,
             node: node.to_string(),
             process: process.to_string(),
             verbosity,
             message,
         });
+        while self.log_bytes > MAX_LOG_BYTES {
+            let Some(old) = self.log.pop_front() else {
+                break;
+            };
+            self.log_bytes -= old.message.len();
+            self.log_dropped += 1;
+        }
+    }
+
+    /// The kept log lines, oldest first; if any were dropped, a first kernel line says how
+    /// many.
+    pub fn log_lines(&self) -> Vec<LogLine> {
+        let mut out = Vec::with_capacity(self.log.len() + 1);
+        if self.log_dropped > 0 {
+            out.push(LogLine {
+                at: self.log.front().map_or(self.now, |l| l.at),
+                node: String::new(),
+                process: "kernel:distro:sys".into(),
+                verbosity: 0,
+                message: format!(
+                    "p2p-emu: {} earlier log lines dropped (log kept to {MAX_LOG_BYTES} bytes)",
+                    self.log_dropped
+                ),
+            });
+        }
+        out.extend(self.log.iter().cloned());
+        out
     }
 
     fn kernel_print(&mut self, node: &str, message: String) {
@@ -1495,8 +1542,9 @@ impl World {
         }
         if let Some(message) = crash {
             eprintln!(
-                "p2p-emu: {pid} on {node} crashed at t={} ms: {message}",
-                self.now
+                "p2p-emu: {pid} on {node} crashed at t={} ms: {}",
+                self.now,
+                one_line(&message)
             );
             self.crashes.push(Crash {
                 at: self.now,
@@ -1576,5 +1624,50 @@ impl World {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_bounded_and_counts_what_it_dropped() {
+        let mut w = World::new(EmuConfig::default());
+        // 1 KiB lines: 20 MiB printed, more than the bound.
+        let line = "x".repeat(1024);
+        let n = (20 << 20) / 1024;
+        for i in 0..n {
+            w.print("a.os", "p:q:r.os", 2, format!("{i:08} {line}"));
+        }
+        let lines = w.log_lines();
+        let kept: usize = lines[1..].iter().map(|l| l.message.len()).sum();
+        assert!(kept <= MAX_LOG_BYTES, "{kept}");
+        assert!(
+            kept > MAX_LOG_BYTES - 2048,
+            "keeps the newest lines up to the bound"
+        );
+        let dropped = n - (lines.len() - 1);
+        assert_eq!(
+            lines[0].message,
+            format!(
+                "p2p-emu: {dropped} earlier log lines dropped (log kept to {MAX_LOG_BYTES} bytes)"
+            )
+        );
+        assert!(lines
+            .last()
+            .unwrap()
+            .message
+            .starts_with(&format!("{:08} ", n - 1)));
+        assert!(lines[1].message.starts_with(&format!("{dropped:08} ")));
+    }
+
+    #[test]
+    fn a_multi_line_message_prints_as_one_line() {
+        assert_eq!(
+            one_line("panicked at x:\nboom\r\nend"),
+            "panicked at x:\\nboom\\r\\nend"
+        );
+        assert_eq!(one_line("plain"), "plain");
     }
 }

@@ -9,7 +9,13 @@
 //!   base64 strings;
 //! - statements are checked by their first word (read and write keyword lists);
 //! - `Write` with a `tx_id` only queues the statement; `Commit` runs the queue in one
-//!   transaction; `BeginTx` hands out an id.
+//!   transaction; `BeginTx` hands out an id. A transaction belongs to the package that
+//!   began it and to its database: a `Write` or `Commit` naming an id that package never
+//!   began there answers `NoTx`. A package may hold `MAX_OPEN_TXS_PER_PACKAGE` open
+//!   transactions with `MAX_QUEUED_PER_PACKAGE` statements queued in all; past that an
+//!   `IOError` says which limit;
+//! - package names, publishers and db names are path parts: one that is empty, starts
+//!   with `.`, or contains `/`, `\`, NUL or `..` is refused with an `IOError`.
 //!
 //! Databases live at `<node dir>/sqlite/<package_id>/<db>/<db>.db`.
 
@@ -56,8 +62,31 @@ pub(crate) struct SqliteOutcome {
 pub(crate) struct SqliteModule {
     dir: PathBuf,
     dbs: BTreeMap<(String, String), Connection>,
-    txs: BTreeMap<u64, Vec<(String, Vec<SqlValue>)>>,
+    /// Open transactions by (calling package, (owning package, db), tx id): only the
+    /// package that began one can add to or commit it, and only on that database.
+    txs: BTreeMap<TxKey, Vec<(String, Vec<SqlValue>)>>,
     next_tx: u64,
+}
+
+type TxKey = (String, (String, String), u64);
+
+/// Open transactions one package may hold at once (across its databases).
+pub(crate) const MAX_OPEN_TXS_PER_PACKAGE: usize = 64;
+/// Statements one package may have queued in its open transactions, all together.
+pub(crate) const MAX_QUEUED_PER_PACKAGE: usize = 10_000;
+
+/// A name used as a path part (package name, publisher, db): not empty, no separator, NUL
+/// or `..`, no leading `.`.
+fn valid_path_part(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('.') && !s.contains("..") && !s.contains(['/', '\\', '\0'])
+}
+
+/// A refused name, as an `IOError` (process_lib's `SqliteError` has no better variant, and
+/// a client can decode this one).
+fn bad_name(what: &str, name: &str) -> SqliteOutcome {
+    err(json!({ "IOError": format!(
+        "invalid {what} {name:?}: must be non-empty, not start with '.', and contain no '/', '\\', NUL or '..'"
+    ) }))
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -151,11 +180,37 @@ impl SqliteModule {
         self.txs.clear();
     }
 
+    /// `<dir>/<package_id>/<db>`, after checking that the names cannot leave `dir`.
+    fn db_dir(&self, key: &(String, String)) -> Result<PathBuf, SqliteOutcome> {
+        let path = self.dir.join(&key.0).join(&key.1);
+        let stays_under = path
+            .strip_prefix(&self.dir)
+            .map(|rest| {
+                rest.components().count() == 2
+                    && rest
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+            .unwrap_or(false);
+        if !stays_under {
+            return Err(bad_name("database path", &path.display().to_string()));
+        }
+        Ok(path)
+    }
+
+    /// Statements queued by `package` in all its open transactions, and how many it has.
+    fn package_txs(&self, package: &str) -> (usize, usize) {
+        self.txs
+            .iter()
+            .filter(|((p, _, _), _)| p == package)
+            .fold((0, 0), |(n, q), (_, v)| (n + 1, q + v.len()))
+    }
+
     fn open(&mut self, key: &(String, String)) -> Result<(), SqliteOutcome> {
         if self.dbs.contains_key(key) {
             return Ok(());
         }
-        let dir = self.dir.join(&key.0).join(&key.1);
+        let dir = self.db_dir(key)?;
         std::fs::create_dir_all(&dir).map_err(|e| err(json!({ "IOError": e.to_string() })))?;
         let conn = Connection::open(dir.join(format!("{}.db", key.1))).map_err(rusqlite_err)?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
@@ -200,6 +255,15 @@ impl SqliteModule {
             .and_then(Value::as_str)
             .ok_or_else(malformed)?;
         let action = req.get("action").ok_or_else(malformed)?;
+        for (what, name) in [
+            ("package name", package_name),
+            ("publisher", publisher),
+            ("db name", db),
+        ] {
+            if !valid_path_part(name) {
+                return Err(bad_name(what, name));
+            }
+        }
         let key = (format!("{package_name}:{publisher}"), db.to_string());
         let (tag, arg) = match action {
             Value::String(s) => (s.as_str(), Value::Null),
@@ -220,8 +284,10 @@ impl SqliteModule {
             }
         }
         if tag == "RemoveDb" {
+            let dir = self.db_dir(&key)?;
             self.dbs.remove(&key);
-            let _ = std::fs::remove_dir_all(self.dir.join(&key.0).join(&key.1));
+            self.txs.retain(|(_, k, _), _| *k != key);
+            let _ = std::fs::remove_dir_all(dir);
             return Ok(ok(json!("Ok"), None));
         }
         // Hyperdrive opens the database for every action.
@@ -263,11 +329,22 @@ impl SqliteModule {
                 }
                 let ps = params(blob)?;
                 match arg.get("tx_id").and_then(Value::as_u64) {
-                    Some(tx) => self
-                        .txs
-                        .entry(tx)
-                        .or_default()
-                        .push((statement.to_string(), ps)),
+                    Some(tx) => {
+                        let tx_key = (source_package.to_string(), key.clone(), tx);
+                        if !self.txs.contains_key(&tx_key) {
+                            return Err(err(json!({ "NoTx": tx })));
+                        }
+                        let (_, queued) = self.package_txs(source_package);
+                        if queued >= MAX_QUEUED_PER_PACKAGE {
+                            return Err(err(json!({ "IOError": format!(
+                                "package {source_package} already has {queued} statements queued in open transactions (limit {MAX_QUEUED_PER_PACKAGE})"
+                            ) })));
+                        }
+                        self.txs
+                            .get_mut(&tx_key)
+                            .expect("checked above")
+                            .push((statement.to_string(), ps));
+                    }
                     None => {
                         let conn = &self.dbs[&key];
                         let mut stmt = conn.prepare(statement).map_err(rusqlite_err)?;
@@ -278,9 +355,16 @@ impl SqliteModule {
                 ok(json!("Ok"), None)
             }
             "BeginTx" => {
+                let (open, _) = self.package_txs(source_package);
+                if open >= MAX_OPEN_TXS_PER_PACKAGE {
+                    return Err(err(json!({ "IOError": format!(
+                        "package {source_package} already has {open} open transactions (limit {MAX_OPEN_TXS_PER_PACKAGE})"
+                    ) })));
+                }
                 let tx_id = self.next_tx;
                 self.next_tx += 1;
-                self.txs.insert(tx_id, Vec::new());
+                self.txs
+                    .insert((source_package.to_string(), key.clone(), tx_id), Vec::new());
                 ok(json!({ "BeginTx": { "tx_id": tx_id } }), None)
             }
             "Commit" => {
@@ -288,7 +372,8 @@ impl SqliteModule {
                     .get("tx_id")
                     .and_then(Value::as_u64)
                     .ok_or_else(malformed)?;
-                let Some(queued) = self.txs.remove(&tx_id) else {
+                let tx_key = (source_package.to_string(), key.clone(), tx_id);
+                let Some(queued) = self.txs.remove(&tx_key) else {
                     return Err(err(json!({ "NoTx": tx_id })));
                 };
                 let conn = self.dbs.get_mut(&key).expect("opened above");
@@ -442,6 +527,169 @@ mod tests {
         );
         assert_eq!(body(&o), json!({"Err": {"NoTx": tx}}));
         assert_eq!(count(&mut m), json!(2));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn req_as(package_name: &str, publisher: &str, db: &str, action: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "package_id": {"package_name": package_name, "publisher_node": publisher},
+            "db": db,
+            "action": action,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hostile_db_and_package_names_cannot_leave_the_node_dir() {
+        // The module's dir sits five levels under a scratch root, so that even an escape
+        // (before the fix) stays inside the scratch root.
+        let root = tmp("traversal");
+        let dir = root.join("a/b/c/d/sqlite");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Where "<dir>/pkg:pub.os/../../../victim" points: <root>/a/b/c/victim.
+        let victim = root.join("a/b/c/victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep"), b"x").unwrap();
+        let mut m = SqliteModule::new(dir.clone());
+        let refused = |o: &SqliteOutcome| {
+            body(o)["Err"]["IOError"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("invalid "))
+        };
+        for db in [
+            "../../../victim",
+            "../../../outside",
+            "..",
+            ".",
+            "",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "a\0b",
+            "x..y",
+        ] {
+            for action in [
+                json!("RemoveDb"),
+                json!("Open"),
+                json!({"Query": "SELECT 1"}),
+            ] {
+                let o = m.handle("pkg:pub.os", &req(db, action.clone()), None);
+                assert!(refused(&o), "{db:?} {action}: {:?}", body(&o));
+            }
+        }
+        assert!(
+            victim.join("keep").exists(),
+            "RemoveDb deleted a folder outside its dir"
+        );
+        assert!(!root.join("a/b/c/outside").exists());
+        assert!(!root.join("a/b/c/outside.db").exists());
+        // Package ids are path parts too (Query does not check the package against the
+        // caller, so this reaches the path without a MismatchingPackageId).
+        for (name, publisher) in [
+            ("..", "pub.os"),
+            ("pkg", "../../x"),
+            ("", "pub.os"),
+            ("p/q", "o"),
+        ] {
+            let o = m.handle(
+                "pkg:pub.os",
+                &req_as(name, publisher, "d", json!({"Query": "SELECT 1"})),
+                None,
+            );
+            assert!(refused(&o), "{name:?}:{publisher:?}: {:?}", body(&o));
+        }
+        // Nothing was created under the module's dir either, and a good name still works.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let o = m.handle("pkg:pub.os", &req("good-db_1.v2", json!("Open")), None);
+        assert_eq!(body(&o), json!("Ok"));
+        assert!(dir.join("pkg:pub.os/good-db_1.v2/good-db_1.v2.db").exists());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn transactions_belong_to_their_package_and_db_and_are_bounded() {
+        let dir = tmp("txown");
+        let mut m = SqliteModule::new(dir.clone());
+        let write =
+            |tx: u64| json!({"Write": {"statement": "INSERT INTO t VALUES (1)", "tx_id": tx}});
+        m.handle("pkg:pub.os", &req("d", json!("Open")), None);
+        m.handle(
+            "pkg:pub.os",
+            &req(
+                "d",
+                json!({"Write": {"statement": "CREATE TABLE t (k)", "tx_id": null}}),
+            ),
+            None,
+        );
+        // A Write naming a transaction nobody began is refused, not queued.
+        let o = m.handle("pkg:pub.os", &req("d", write(777)), None);
+        assert_eq!(body(&o), json!({"Err": {"NoTx": 777}}));
+        assert!(m.txs.is_empty());
+        let o = m.handle("pkg:pub.os", &req("d", json!("BeginTx")), None);
+        let tx = body(&o)["BeginTx"]["tx_id"].as_u64().unwrap();
+        assert_eq!(
+            body(&m.handle("pkg:pub.os", &req("d", write(tx)), None)),
+            json!("Ok")
+        );
+        // Another package (even one allowed on this db) can neither add to it nor commit it.
+        let o = m.handle("evil:pub.os", &req("d", write(tx)), None);
+        assert_eq!(body(&o), json!({"Err": {"NoTx": tx}}));
+        let o = m.handle(
+            "evil:pub.os",
+            &req("d", json!({"Commit": {"tx_id": tx}})),
+            None,
+        );
+        assert_eq!(body(&o), json!({"Err": {"NoTx": tx}}));
+        // Nor can the owner commit it on another db.
+        let o = m.handle(
+            "pkg:pub.os",
+            &req("e", json!({"Commit": {"tx_id": tx}})),
+            None,
+        );
+        assert_eq!(body(&o), json!({"Err": {"NoTx": tx}}));
+        let o = m.handle(
+            "pkg:pub.os",
+            &req("d", json!({"Commit": {"tx_id": tx}})),
+            None,
+        );
+        assert_eq!(body(&o), json!("Ok"));
+
+        // Bounds: open transactions per package, then queued statements per package.
+        let mut open = vec![];
+        for _ in 0..MAX_OPEN_TXS_PER_PACKAGE {
+            let o = m.handle("pkg:pub.os", &req("d", json!("BeginTx")), None);
+            open.push(body(&o)["BeginTx"]["tx_id"].as_u64().unwrap());
+        }
+        let o = m.handle("pkg:pub.os", &req("d", json!("BeginTx")), None);
+        assert!(body(&o)["Err"]["IOError"]
+            .as_str()
+            .unwrap()
+            .contains("open transactions"));
+        // Another package has its own allowance.
+        let o = m.handle("other:pub.os", &req("d", json!("BeginTx")), None);
+        assert!(body(&o)["BeginTx"]["tx_id"].is_u64());
+        for i in 0..MAX_QUEUED_PER_PACKAGE {
+            let o = m.handle("pkg:pub.os", &req("d", write(open[i % open.len()])), None);
+            assert_eq!(body(&o), json!("Ok"));
+        }
+        let o = m.handle("pkg:pub.os", &req("d", write(open[0])), None);
+        assert!(body(&o)["Err"]["IOError"]
+            .as_str()
+            .unwrap()
+            .contains("queued"));
+        // Committing frees the allowance.
+        let o = m.handle(
+            "pkg:pub.os",
+            &req("d", json!({"Commit": {"tx_id": open[0]}})),
+            None,
+        );
+        assert_eq!(body(&o), json!("Ok"));
+        assert_eq!(
+            body(&m.handle("pkg:pub.os", &req("d", write(open[1])), None)),
+            json!("Ok")
+        );
+        let o = m.handle("pkg:pub.os", &req("d", json!("BeginTx")), None);
+        assert!(body(&o)["BeginTx"]["tx_id"].is_u64());
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -16,7 +16,8 @@
 //! moves it (`{"SeekFrom": {"new_offset"}}`), `WriteAll` writes the blob at it (past the end
 //! the gap is zeros), `ReadExact {length}` and `ReadToEnd` read from it, and `CloseFile`
 //! drops it. `Write` replaces the whole file, `Append` writes at the end, `Read` reads the
-//! whole file, whatever the cursor. `SetLen` truncates or extends with zeros. Other actions
+//! whole file, whatever the cursor. `SetLen` truncates or extends with zeros. A file may
+//! not grow past `MAX_FILE_LEN` (256 MiB): such a write answers an `IOError`. Other actions
 //! (`Rename`, `CopyFile`, `AddZip`, `Hash`) answer an `IOError` saying they are not emulated.
 
 use serde_json::{json, Value};
@@ -44,6 +45,21 @@ fn err(e: Value) -> VfsOutcome {
 
 fn not_found() -> VfsOutcome {
     err(json!({"IOError": "No such file or directory (os error 2)"}))
+}
+
+/// The largest file the emulator holds (in memory): a write, extension or `SetLen` past
+/// it is refused with an `IOError` before anything is allocated.
+pub(crate) const MAX_FILE_LEN: u64 = 256 << 20;
+
+fn too_large() -> VfsOutcome {
+    err(json!({
+        "IOError": format!("file would exceed the emulator's {MAX_FILE_LEN}-byte limit (File too large, os error 27)")
+    }))
+}
+
+/// `at + len`, if it is within [`MAX_FILE_LEN`] (no overflow).
+fn file_end(at: u64, len: u64) -> Option<u64> {
+    at.checked_add(len).filter(|&end| end <= MAX_FILE_LEN)
 }
 
 /// One node's files.
@@ -284,31 +300,35 @@ impl Vfs {
                 let Some(blob) = blob else {
                     return err(json!("NoBlob"));
                 };
-                let at = *self.cursors.get(&norm).unwrap_or(&0) as usize;
+                let at = *self.cursors.get(&norm).unwrap_or(&0);
                 let Some(f) = self.files.get_mut(&norm) else {
                     return not_found();
                 };
-                if f.len() < at + blob.len() {
-                    f.resize(at + blob.len(), 0);
+                let Some(end) = file_end(at, blob.len() as u64) else {
+                    return too_large();
+                };
+                let (at, end) = (at as usize, end as usize);
+                if f.len() < end {
+                    f.resize(end, 0);
                 }
-                f[at..at + blob.len()].copy_from_slice(blob);
-                self.cursors.insert(norm, (at + blob.len()) as u64);
+                f[at..end].copy_from_slice(blob);
+                self.cursors.insert(norm, end as u64);
                 answer(json!("Ok"), None)
             }
             "ReadExact" | "ReadToEnd" => {
-                let at = *self.cursors.get(&norm).unwrap_or(&0) as usize;
+                let at = *self.cursors.get(&norm).unwrap_or(&0);
                 let Some(f) = self.files.get(&norm) else {
                     return not_found();
                 };
-                let from = at.min(f.len());
+                let from = usize::try_from(at).unwrap_or(usize::MAX).min(f.len());
                 let to = if name == "ReadExact" {
                     let Some(n) = arg.get("length").and_then(Value::as_u64) else {
                         return err(json!("MalformedRequest"));
                     };
-                    if from + n as usize > f.len() {
-                        return err(json!({"IOError": "failed to fill whole buffer"}));
+                    match usize::try_from(n).ok().and_then(|n| from.checked_add(n)) {
+                        Some(to) if to <= f.len() => to,
+                        _ => return err(json!({"IOError": "failed to fill whole buffer"})),
                     }
-                    from + n as usize
                 } else {
                     f.len()
                 };
@@ -323,6 +343,9 @@ impl Vfs {
                 let Some(f) = self.files.get_mut(&norm) else {
                     return not_found();
                 };
+                if n > MAX_FILE_LEN {
+                    return too_large();
+                }
                 f.resize(n as usize, 0);
                 answer(json!("Ok"), None)
             }
@@ -334,8 +357,14 @@ impl Vfs {
                     let Some(f) = self.files.get_mut(&norm) else {
                         return not_found();
                     };
+                    if file_end(f.len() as u64, blob.len() as u64).is_none() {
+                        return too_large();
+                    }
                     f.extend_from_slice(blob);
                 } else {
+                    if blob.len() as u64 > MAX_FILE_LEN {
+                        return too_large();
+                    }
                     self.write(&norm, blob.to_vec());
                 }
                 answer(json!("Ok"), None)
@@ -516,6 +545,62 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("not emulated"));
+    }
+
+    #[test]
+    fn hostile_offsets_and_lengths_are_refused_without_allocating() {
+        let mut v = Vfs::default();
+        let own = "p:q.os";
+        let act = |v: &mut Vfs, action: Value, blob: Option<&[u8]>| {
+            call(
+                v,
+                own,
+                &[],
+                json!({"path": "/p:q.os/data/f", "action": action}),
+                blob,
+            )
+        };
+        let too_large = |r: &Value| {
+            r["Err"]["IOError"]
+                .as_str()
+                .is_some_and(|m| m.contains("limit"))
+        };
+        assert_eq!(
+            act(&mut v, json!({"OpenFile": {"create": true}}), None),
+            json!("Ok")
+        );
+        assert_eq!(act(&mut v, json!("WriteAll"), Some(b"abc")), json!("Ok"));
+        // WriteAll at u64::MAX: `at + len` overflows.
+        assert_eq!(
+            act(&mut v, json!({"Seek": {"Start": u64::MAX}}), None),
+            json!({"SeekFrom": {"new_offset": u64::MAX}})
+        );
+        let r = act(&mut v, json!("WriteAll"), Some(b"x"));
+        assert!(too_large(&r), "{r}");
+        // ReadExact of u64::MAX bytes, from the cursor at u64::MAX and from 0.
+        let r = act(&mut v, json!({"ReadExact": {"length": u64::MAX}}), None);
+        assert_eq!(
+            r,
+            json!({"Err": {"IOError": "failed to fill whole buffer"}})
+        );
+        act(&mut v, json!({"Seek": {"Start": 1}}), None);
+        let r = act(&mut v, json!({"ReadExact": {"length": u64::MAX}}), None);
+        assert_eq!(
+            r,
+            json!({"Err": {"IOError": "failed to fill whole buffer"}})
+        );
+        // A write just past the cap, and SetLen to 1 TiB: refused, nothing allocated.
+        act(&mut v, json!({"Seek": {"Start": MAX_FILE_LEN}}), None);
+        let r = act(&mut v, json!("WriteAll"), Some(b"x"));
+        assert!(too_large(&r), "{r}");
+        let r = act(&mut v, json!({"SetLen": 1u64 << 40}), None);
+        assert!(too_large(&r), "{r}");
+        let r = act(&mut v, json!({"SetLen": u64::MAX}), None);
+        assert!(too_large(&r), "{r}");
+        // The file is untouched, and the cap itself is allowed.
+        assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "abc"]));
+        assert_eq!(act(&mut v, json!({"SetLen": 2}), None), json!("Ok"));
+        assert_eq!(act(&mut v, json!("Read"), None), json!(["Read", "ab"]));
     }
 
     #[test]

@@ -41,6 +41,14 @@ fn each_process_holds_what_its_manifest_requested() {
             want.push("bob.os@sign:sign:sys \"messaging\"".to_string());
             requested.push(serde_json::json!("sign:sign:sys"));
         }
+        // Every process binds its HTTP API and WebSocket; presence also serves the page from
+        // its package's drive.
+        want.push("bob.os@http-server:distro:sys \"messaging\"".to_string());
+        requested.push(serde_json::json!("http-server:distro:sys"));
+        if e.process_name == "presence" {
+            want.push("bob.os@vfs:distro:sys \"messaging\"".to_string());
+            requested.push(serde_json::json!("vfs:distro:sys"));
+        }
         // Every process may read and write its package's drive (where the zip was unpacked).
         for kind in ["read", "write"] {
             want.push(format!(

@@ -480,6 +480,8 @@ mod tests {
             "alice.os",
             vec![update("carol.os", MemberStatus::Alive, 1, "carol.os")],
         );
+        // dave speaks for himself.
+        h.probe_from("dave.os", "alice.os", 1, None);
         let t = HarnessTransport::new(
             Rc::new(RefCell::new(h)),
             Address::parse("alice.os@my-app:my-app:someone.os").unwrap(),
@@ -488,7 +490,15 @@ mod tests {
         let bob = presence.get_node(&"bob.os".parse().unwrap()).unwrap();
         assert_eq!(bob.incarnation, 3);
         assert!(bob.info.last_seen > WALL_START, "{}", bob.info.last_seen);
-        // A member's report admits a node (SWIM's dissemination).
-        assert!(presence.get_node(&"carol.os".parse().unwrap()).is_ok());
+        // A member's report admits nobody: carol is only a candidate, probed, and she is
+        // not there to answer. dave, who probed alice himself, is a member.
+        assert!(presence.get_node(&"carol.os".parse().unwrap()).is_err());
+        assert_eq!(
+            presence
+                .get_node(&"dave.os".parse().unwrap())
+                .unwrap()
+                .incarnation,
+            1
+        );
     }
 }

@@ -6,8 +6,10 @@
 pub mod baseline;
 pub mod baseline_2pc;
 pub mod doc_examples;
+pub mod editing;
 pub mod harness;
 pub mod net;
+pub mod playground;
 pub mod scenarios;
 pub mod sim;
 pub mod stats;

@@ -1,4 +1,4 @@
-//! `cargo run --release -p p2p-sim -- <command>`: check, bench, replay, list.
+//! `cargo run --release -p p2p-sim -- <command>`: check, bench, replay, replay-trace, list, playground.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use p2p_sim::scenarios::{self, replay_command};
@@ -91,8 +91,41 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = ModeArg::Realistic)]
         mode: ModeArg,
     },
+    /// Replay a recorded editing trace (josephg/editing-traces format, gzipped or plain
+    /// JSON) through the sync service: one simulated node per author (a sequential trace:
+    /// its author and a follower), each transaction one local `Edit` naming the version its
+    /// author saw, sync running live. Fails unless every node ends with `endContent`.
+    ReplayTrace {
+        /// The trace file, e.g. ../shared/data/editing-traces/friendsforever.json.gz.
+        file: std::path::PathBuf,
+        /// Network mode.
+        #[arg(long, value_enum, default_value_t = ModeArg::Both)]
+        mode: ModeArg,
+        /// Seed of the simulated network.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Virtual milliseconds between one edit's answer and the next edit.
+        #[arg(long, default_value_t = 0)]
+        gap_ms: u64,
+    },
     /// List the scenarios.
     List,
+    /// Run a simulated cluster in real time and serve the UI, each node's HTTP API and
+    /// WebSocket, and fault controls on http://127.0.0.1:<port>/ until Ctrl-C.
+    Playground {
+        /// Nodes (alice.os, bob.os, charlie.os, ...), 1..=20.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Port on 127.0.0.1 (0: any free port; the URL is printed).
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// The built UI (default: ui/dist of this workspace).
+        #[arg(long)]
+        ui: Option<std::path::PathBuf>,
+        /// The simulator's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn pick(service: &Option<String>) -> Result<Vec<Box<dyn scenarios::Scenario>>, String> {
@@ -124,6 +157,23 @@ fn usage_error(msg: String) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().cmd {
+        Cmd::Playground {
+            nodes,
+            port,
+            ui,
+            seed,
+        } => {
+            let opts = p2p_sim::playground::Options {
+                nodes,
+                port,
+                ui_dir: ui.unwrap_or_else(p2p_sim::playground::default_ui_dir),
+                seed,
+            };
+            match p2p_sim::playground::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => usage_error(e),
+            }
+        }
         Cmd::List => {
             for s in scenarios::all() {
                 println!(
@@ -283,6 +333,55 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        Cmd::ReplayTrace {
+            file,
+            mode,
+            seed,
+            gap_ms,
+        } => {
+            let trace = match p2p_sim::editing::EditingTrace::load(&file) {
+                Ok(t) => t,
+                Err(e) => return usage_error(e),
+            };
+            let mut ok = true;
+            for m in mode.modes() {
+                let started = Instant::now();
+                match p2p_sim::editing::replay(&trace, m, seed, gap_ms) {
+                    Ok(r) => {
+                        println!(
+                            "{}: {} transactions by {} author(s) on {} nodes: {}; {:.1} s of virtual time, {} messages, {} bytes between nodes, {} edits waited for the other's changes ({:.1} s wall)",
+                            m.name(),
+                            r.txns,
+                            trace.agents,
+                            r.nodes,
+                            if r.matches {
+                                format!(
+                                    "every node's text equals endContent ({} characters)",
+                                    trace.end.chars().count()
+                                )
+                            } else {
+                                "the texts DIFFER from endContent".to_string()
+                            },
+                            r.virtual_ms as f64 / 1000.0,
+                            r.msgs,
+                            r.bytes,
+                            r.waits,
+                            started.elapsed().as_secs_f64()
+                        );
+                        ok &= r.matches;
+                    }
+                    Err(e) => {
+                        eprintln!("FAIL replay-trace ({}): {e}", m.name());
+                        ok = false;
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Cmd::Replay {

@@ -703,6 +703,13 @@ impl Sim {
     pub fn records(&self, i: usize, name: &str) -> Option<&Records> {
         self.nodes[i].records.get(name)
     }
+    /// Give process `name` on node `i` these keyed records before the first run, as if it
+    /// had written them in an earlier life (a bench builds a large converged cluster so,
+    /// without simulating its join).
+    pub fn preload_records(&mut self, i: usize, name: &str, records: Records) {
+        assert!(!self.started, "preload_records before the first run");
+        self.nodes[i].records.insert(name.to_string(), records);
+    }
     pub fn set_slow(&mut self, i: usize, slow_ms: Millis) {
         self.nodes[i].slow_ms = slow_ms;
         self.note(format!("slow {} +{slow_ms} ms", self.nodes[i].id));
@@ -770,6 +777,19 @@ impl Sim {
     /// uses. Returns a handle; [`Sim::outcome`] holds the `HttpResponse` JSON and
     /// [`Sim::outcome_blob`] the HTTP body.
     pub fn http(&mut self, i: usize, name: &str, method: &str, path: &str, body: Vec<u8>) -> u64 {
+        self.http_with_headers(i, name, method, path, &Default::default(), body)
+    }
+
+    /// [`Sim::http`] with request headers (the playground passes the browser's on).
+    pub fn http_with_headers(
+        &mut self,
+        i: usize,
+        name: &str,
+        method: &str,
+        path: &str,
+        headers: &BTreeMap<String, String>,
+        body: Vec<u8>,
+    ) -> u64 {
         self.ensure_started();
         let to = self.addr(i, name);
         let req_body = p2p_common::http::request_body(
@@ -779,7 +799,7 @@ impl Sim {
             path,
             "/api/*",
             &Default::default(),
-            &Default::default(),
+            headers,
         );
         let server = p2p_common::http::http_server_address(&self.nodes[i].id);
         let handle = self.next_req;

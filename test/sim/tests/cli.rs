@@ -329,3 +329,41 @@ fn bench_check_asserts_targets_and_needs_a_scenario_without_it() {
     assert_eq!(v["service"], "ping", "{out}");
     assert!(err.contains("bench ping: 0 target(s) missed"), "{err}");
 }
+
+#[test]
+fn replay_trace_passes_a_matching_trace_and_fails_a_wrong_end_text() {
+    let dir = std::env::temp_dir().join(format!("p2p-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"startContent":"","endContent":"hey","txns":[{"patches":[[0,0,"hy"]]},{"patches":[[1,0,"e"]]}]}"#,
+    )
+    .unwrap();
+    let o = p2p_sim(&[
+        "replay-trace",
+        good.to_str().unwrap(),
+        "--mode",
+        "realistic",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("every node's text equals endContent (3 characters)"),
+        "{}",
+        stdout(&o)
+    );
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"startContent":"","endContent":"hex","txns":[{"patches":[[0,0,"hy"]]},{"patches":[[1,0,"e"]]}]}"#,
+    )
+    .unwrap();
+    let o = p2p_sim(&["replay-trace", bad.to_str().unwrap(), "--mode", "realistic"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("DIFFER"), "{}", stdout(&o));
+    refused(
+        &["replay-trace", dir.join("missing.json").to_str().unwrap()],
+        "missing.json",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

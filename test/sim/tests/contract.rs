@@ -296,13 +296,13 @@ fn the_clear_grant_error_is_what_presence_answers() {
     let rude = ProcessId::parse("rude:app:someone.os").unwrap();
     sim.add_app(0, rude.clone(), AppSpec::granting_nothing());
     let pres = sim.addr(0, "presence");
-    sim.request_from(0, rude, &pres, encode(&PresenceRequest::Subscribe {}), 10);
+    let h = sim.request_from(0, rude, &pres, encode(&PresenceRequest::Subscribe {}), 10);
     sim.run_for(1_000).unwrap();
     let lines = sim.trace.all().unwrap();
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("reply #5") && l.contains("Forbidden")),
+            .any(|l| l.contains(&format!("reply #{h}")) && l.contains("Forbidden")),
         "presence answered Forbidden: {lines:#?}"
     );
     assert!(

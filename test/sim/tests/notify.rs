@@ -7,7 +7,7 @@ use p2p_common::api::notify::{Notification, PayloadKind, Policy, Request, Respon
 use p2p_common::api::{encode, ApiResult, ErrorCode};
 use p2p_common::ProcessId;
 use p2p_sim::scenarios::notify::{
-    answer, call, check_app, cluster, payload, received, setup, Got, NAME, TOPIC,
+    answer, call, check_app, cluster, payload, received, setup, tree_config, Got, NAME, TOPIC,
 };
 use p2p_sim::{app_process, Mode, NetConfig, Sim, SimConfig};
 use std::collections::BTreeMap;
@@ -262,7 +262,13 @@ fn a_subscriber_behind_the_retention_window_is_told_what_it_lost() {
         max_entries: 3,
         ..Retention::default()
     };
-    let mut s = sim(3, Config { retention });
+    let mut s = sim(
+        3,
+        Config {
+            retention,
+            ..Config::default()
+        },
+    );
     let next = setup(&mut s, &[1, 2]).unwrap();
     s.isolate(2);
     let mut acked = BTreeMap::new();
@@ -351,6 +357,8 @@ fn deliver(notes: &[(Notification, Vec<u8>)]) -> (Request, Vec<u8>) {
             topic: TOPIC.into(),
             lost: None,
             notes: notes.iter().map(|(n, _)| n.clone()).collect(),
+            publisher: None,
+            roster: None,
         },
         blob,
     )
@@ -422,6 +430,8 @@ fn forged_altered_and_replayed_notifications_are_refused() {
             topic: TOPIC.into(),
             lost: Some(SeqRange { from: 9, to: 12 }),
             notes: vec![],
+            publisher: None,
+            roster: None,
         },
         (),
     );
@@ -582,4 +592,197 @@ fn a_flooding_node_is_refused_beyond_its_budget() {
     assert!((150..=250).contains(&overloaded), "{overloaded} refused");
     let n = s.core::<Notify>(0, NAME).unwrap();
     assert_eq!(n.refused as usize, overloaded);
+}
+
+// ----- the relay tree of large topics -----
+
+/// A Deliver of alice's topic as a relay sends it: naming the publisher.
+fn relayed(notes: &[(Notification, Vec<u8>)], lost: Option<SeqRange>) -> (Request, Vec<u8>) {
+    let blob = notes.iter().flat_map(|(_, p)| p.clone()).collect();
+    (
+        Request::Deliver {
+            topic: TOPIC.into(),
+            lost,
+            notes: notes.iter().map(|(n, _)| n.clone()).collect(),
+            publisher: Some("alice.os".parse().unwrap()),
+            roster: None,
+        },
+        blob,
+    )
+}
+
+/// What node `i`'s app received of alice's topic, checked against what was published.
+fn check_all(
+    s: &Sim,
+    nodes: &[usize],
+    next: &BTreeMap<usize, u64>,
+    acked: &BTreeMap<u64, Vec<u8>>,
+    attempts: &[Vec<u8>],
+) {
+    let alice = s.node_id(0).clone();
+    for &i in nodes {
+        let got = received(s, i, &alice);
+        let r = check_app(&got, next[&i], acked, attempts, 0);
+        assert_eq!(
+            r.map(|(n, _)| n),
+            Ok(acked.len() as u64),
+            "{}",
+            s.node_id(i)
+        );
+    }
+}
+
+#[test]
+fn a_relay_that_alters_forges_or_replays_is_refused_and_the_honest_copy_arrives() {
+    // Five nodes, fan-out 2: alice pushes to bob and charlie, bob to dave and eve.
+    let mut s = sim(5, tree_config(2));
+    let next = setup(&mut s, &[1, 2, 3, 4]).unwrap();
+    s.run_for(5_000).unwrap();
+    let mut acked = BTreeMap::new();
+    for k in 0..2 {
+        let Ok(Response::Published(n)) = publish(&mut s, k) else {
+            panic!()
+        };
+        acked.insert(n.seq, payload(k));
+    }
+    s.run_for(5_000).unwrap();
+    let k = StreamKey::new(s.node_id(0), TOPIC);
+    let dave = s.core::<Notify>(3, NAME).unwrap();
+    let tree = dave.relays().get(&k).expect("dave has the roster");
+    assert_eq!(tree.roster.parent(s.node_id(3)), Some(s.node_id(1)));
+    let bob = s.core::<Notify>(1, NAME).unwrap();
+    let bob_tree = bob.relays().get(&k).unwrap();
+    assert_eq!(bob_tree.links.len(), 2, "bob pushes to dave and eve");
+    assert!(bob_tree.stats.payloads >= 4);
+    let (n2, p2) = stored_note(&s, 2);
+
+    // charlie, a member but not dave's parent, relays seq 3 renumbered from seq 2, altered,
+    // and with a forged signature: dave refuses each (only alice's signature counts).
+    let mut renumbered = n2.clone();
+    renumbered.seq = 3;
+    renumbered.id = "alice.os/news/3".into();
+    let mut altered = (renumbered.clone(), payload(99));
+    altered.0.size = altered.1.len() as u32;
+    let mut forged = renumbered.clone();
+    forged.signature = vec![7; 64];
+    for bad in [(renumbered, p2.clone()), altered, (forged, p2.clone())] {
+        let (req, blob) = relayed(&[bad], None);
+        let r = raw(&mut s, 2, notify_pid(), 3, &req, Some(blob));
+        assert_eq!(r, Ok(Response::Delivered { up_to: 2 }));
+    }
+    assert_eq!(s.core::<Notify>(3, NAME).unwrap().signature_failures, 3);
+    // A relay may not say numbers are lost: only alice may.
+    let (req, blob) = relayed(&[], Some(SeqRange { from: 3, to: 9 }));
+    let r = raw(&mut s, 2, notify_pid(), 3, &req, Some(blob));
+    assert_eq!(r, Ok(Response::Delivered { up_to: 2 }));
+    // A replay a day later, past any dedup window: the stream's number does not expire.
+    s.run_for(24 * 3_600_000 + 60_000).unwrap();
+    let (req, blob) = relayed(&[(n2, p2)], None);
+    let r = raw(&mut s, 2, notify_pid(), 3, &req, Some(blob));
+    assert_eq!(r, Ok(Response::Delivered { up_to: 2 }));
+    // A node outside the tree cannot announce or graft.
+    let ihave = Request::IHave {
+        publisher: s.node_id(0).clone(),
+        topic: TOPIC.into(),
+        up_to: 50,
+    };
+    let (c, _) = err_code(raw(&mut s, 0, notify_pid(), 3, &ihave, None));
+    assert_eq!(c, ErrorCode::NotFound);
+
+    // The honest seq 3 still reaches everyone, exactly once, through the tree.
+    let Ok(Response::Published(n)) = publish(&mut s, 2) else {
+        panic!()
+    };
+    acked.insert(n.seq, payload(2));
+    s.run_for(10_000).unwrap();
+    let attempts: Vec<Vec<u8>> = (0..3).chain([99]).map(payload).collect();
+    check_all(&s, &[1, 2, 3, 4], &next, &acked, &attempts);
+    // Nothing the bad relay sent was passed on.
+    assert_eq!(s.core::<Notify>(4, NAME).unwrap().signature_failures, 0);
+}
+
+/// 200 nodes: alice's topic relays through the tree (fan-out 8); three of her children
+/// crash, their subtrees graft elsewhere and still get everything, and the crashed ones get
+/// it all once back. In both simulator modes.
+fn big_topic_repairs_after_relays_crash(mode: Mode) {
+    let nodes = 200;
+    let mut cfg = SimConfig::new(21, nodes);
+    cfg.net = NetConfig::for_mode(mode);
+    if mode == Mode::Hostile {
+        cfg.net.loss = 0.05;
+        cfg.net.duplicate = 0.02;
+    }
+    let mut s = cluster(cfg, Config::default());
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    let next = setup(&mut s, &subscribers).unwrap();
+    s.run_for(10_000).unwrap();
+    let k = StreamKey::new(s.node_id(0), TOPIC);
+    let roster = s
+        .core::<Notify>(0, NAME)
+        .unwrap()
+        .relays()
+        .get(&k)
+        .expect("a 199-member topic has a tree")
+        .roster
+        .clone();
+    assert_eq!(roster.members.len(), 199);
+    let index = |id: &p2p_common::NodeId| (0..nodes).find(|i| s.node_id(*i) == id).unwrap();
+    let relays: Vec<usize> = roster
+        .children(s.node_id(0))
+        .iter()
+        .take(3)
+        .map(index)
+        .collect();
+    let mut acked = BTreeMap::new();
+    let mut attempts = Vec::new();
+    for k in 0..12u64 {
+        if k == 3 {
+            for &r in &relays {
+                s.crash(r);
+            }
+        }
+        attempts.push(payload(k));
+        if let Ok(Response::Published(n)) = publish(&mut s, k) {
+            acked.insert(n.seq, payload(k));
+        }
+        s.run_for(2_000).unwrap();
+    }
+    s.run_for(120_000).unwrap();
+    let live: Vec<usize> = subscribers
+        .iter()
+        .copied()
+        .filter(|i| !relays.contains(i))
+        .collect();
+    check_all(&s, &live, &next, &acked, &attempts);
+    let grafts: u64 = live
+        .iter()
+        .map(|&i| {
+            s.core::<Notify>(i, NAME)
+                .unwrap()
+                .stats()
+                .relays
+                .iter()
+                .map(|r| r.grafts)
+                .sum::<u64>()
+        })
+        .sum();
+    assert!(
+        grafts > 0,
+        "the crashed relays' subtrees were repaired by grafts"
+    );
+    for &r in &relays {
+        s.restart(r);
+    }
+    s.run_for(120_000).unwrap();
+    check_all(&s, &subscribers, &next, &acked, &attempts);
+}
+
+#[test]
+fn a_200_node_topic_repairs_after_relays_crash_realistic() {
+    big_topic_repairs_after_relays_crash(Mode::Realistic);
+}
+
+#[test]
+fn a_200_node_topic_repairs_after_relays_crash_hostile() {
+    big_topic_repairs_after_relays_crash(Mode::Hostile);
 }

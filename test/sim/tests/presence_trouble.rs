@@ -216,6 +216,107 @@ mod hostile {
         }
     }
 
+    /// Fire-and-forget `Gossip` and `PushPull` from `from` to node 0, naming `fakes`.
+    fn name_fakes(sim: &mut p2p_sim::Sim, from: usize, fakes: &[Update]) {
+        let to = sim.addr(0, "presence");
+        for chunk in fakes.chunks(500) {
+            let gossip = encode(&Request::Gossip {
+                updates: chunk.to_vec(),
+            });
+            sim.request_from(from, ProcessId::ours("presence"), &to, gossip, 5);
+            let push_pull = encode(&Request::PushPull {
+                members: chunk.to_vec(),
+                want_info: vec![],
+                protocol_version: p2p_common::api::PROTOCOL_VERSION,
+            });
+            sim.request_from(from, ProcessId::ours("presence"), &to, push_pull, 5);
+        }
+    }
+
+    fn invented(prefix: &str, n: usize, origin: &p2p_common::NodeId) -> Vec<Update> {
+        (0..n)
+            .map(|k| Update {
+                node: p2p_common::NodeId::parse(&format!("{prefix}{k}.os")).unwrap(),
+                status: MemberStatus::Alive,
+                incarnation: 1,
+                info: None,
+                origin: origin.clone(),
+            })
+            .collect()
+    }
+
+    /// Admission on direct evidence: what a member (or a stranger) relays about 10,000
+    /// nodes that never spoke to us admits none of them. A member's names become candidates
+    /// (a bounded table) and cost bounded probes (a burst, then a trickle per relaying node);
+    /// a stranger's cost nothing. A real joiner, named by the same relays, is admitted.
+    #[test]
+    fn ten_thousand_invented_nodes_named_by_a_member_or_a_stranger_fill_no_table() {
+        use presence::candidates::{BURST, CAPACITY, PER_SECOND};
+        let mut sim = cluster(35, 6);
+        // alice (0) is the bootstrap; bob, charlie, dave and mallory (4) join; frank (5) is
+        // a stranger and joins only at the end.
+        for i in 1..5 {
+            ps::join(&mut sim, i, 0);
+        }
+        sim.run_for(60_000).unwrap();
+        fn core(sim: &p2p_sim::Sim) -> &Presence {
+            sim.core::<Presence>(0, "presence").unwrap()
+        }
+        assert_eq!(core(&sim).members().count(), 4);
+        let probed0 = core(&sim).candidate_stats().probed;
+        // The stranger: nothing it names is even probed.
+        let frank = sim.node_id(5).clone();
+        name_fakes(&mut sim, 5, &invented("stranger", 10_000, &frank));
+        sim.run_for(10_000).unwrap();
+        assert_eq!(
+            core(&sim).members().count(),
+            4,
+            "a stranger admitted nobody"
+        );
+        assert_eq!(core(&sim).candidate_stats().probed, probed0);
+        assert_eq!(core(&sim).candidates(), 0);
+        // The member: 10,000 names at once, then 30 more messages of 500, one a second.
+        let mallory = sim.node_id(4).clone();
+        let fakes = invented("fake", 25_000, &mallory);
+        name_fakes(&mut sim, 4, &fakes[..10_000]);
+        for s in 0..30 {
+            sim.run_for(1_000).unwrap();
+            let at = 10_000 + s * 500;
+            name_fakes(&mut sim, 4, &fakes[at..at + 500]);
+        }
+        sim.run_for(30_000).unwrap();
+        let p = core(&sim);
+        assert_eq!(p.members().count(), 4, "no invented node admitted");
+        for i in 1..4 {
+            let m = sim.core::<Presence>(i, "presence").unwrap();
+            assert_eq!(m.members().count(), 4, "node {i} admitted no invented node");
+        }
+        assert!(p.candidates() <= CAPACITY);
+        let probed = p.candidate_stats().probed - probed0;
+        // Over about 61 s: the burst plus the trickle (and each name at most once, unless a
+        // name comes back after its retry time).
+        let bound = u64::from(BURST) + u64::from(PER_SECOND) * 62;
+        assert!(
+            probed > 0 && probed <= bound,
+            "{probed} probes of invented nodes, bound {bound}"
+        );
+        assert!(
+            p.candidate_stats().refused > 1_000,
+            "{:?}",
+            p.candidate_stats()
+        );
+        // A real joiner is still admitted everywhere (named to most of them by relays).
+        ps::join(&mut sim, 5, 0);
+        sim.run_for(60_000).unwrap();
+        for i in 0..5 {
+            assert_eq!(
+                ps::status(&sim, i, 5),
+                Some(MemberStatus::Alive),
+                "{i} sees frank"
+            );
+        }
+    }
+
     #[test]
     fn a_forged_alive_claim_with_foreign_info_is_refuted_by_its_subject() {
         let mut sim = cluster(34, 5);

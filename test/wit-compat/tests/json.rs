@@ -1483,6 +1483,17 @@ mod notify {
                 }],
                 duplicates_suppressed: 19,
                 refused: 20,
+                relays: vec![on::RelayStats {
+                    publisher: id("alice.os"),
+                    topic: "news".into(),
+                    epoch: 21,
+                    children: 22,
+                    grafted: 23,
+                    payloads: 24,
+                    announcements: 25,
+                    grafts: 26,
+                    prunes: 27,
+                }],
             },
             wn::NotifyStats {
                 topics: vec![wn::TopicStats {
@@ -1516,6 +1527,17 @@ mod notify {
                 }],
                 duplicates_suppressed: 19,
                 refused: 20,
+                relays: vec![wn::RelayStats {
+                    publisher: "alice.os".into(),
+                    topic: "news".into(),
+                    epoch: 21,
+                    children: 22,
+                    grafted: 23,
+                    payloads: 24,
+                    announcements: 25,
+                    grafts: 26,
+                    prunes: 27,
+                }],
             },
         )
     }
@@ -1583,6 +1605,40 @@ mod notify {
                     up_to: 3,
                 }),
             ),
+            (
+                O::IHave {
+                    publisher: id("alice.os"),
+                    topic: "news".into(),
+                    up_to: 4,
+                },
+                W::IHave(wn::Announcement {
+                    publisher: "alice.os".into(),
+                    topic: "news".into(),
+                    up_to: 4,
+                }),
+            ),
+            (
+                O::Graft {
+                    publisher: id("alice.os"),
+                    topic: "news".into(),
+                    up_to: 2,
+                },
+                W::Graft(wn::Announcement {
+                    publisher: "alice.os".into(),
+                    topic: "news".into(),
+                    up_to: 2,
+                }),
+            ),
+            (
+                O::Prune {
+                    publisher: id("alice.os"),
+                    topic: "news".into(),
+                },
+                W::Prune(wn::StreamRef {
+                    publisher: "alice.os".into(),
+                    topic: "news".into(),
+                }),
+            ),
         ];
         for (op, wp) in policies() {
             v.push((
@@ -1599,16 +1655,36 @@ mod notify {
         for lost in [false, true] {
             let (a, wa) = note(4);
             let (b, wb) = note(5);
+            // A relay's copy names the publisher and may carry the tree's roster.
+            let relay = lost;
             v.push((
                 O::Deliver {
                     topic: "news".into(),
-                    lost: lost.then_some(on::SeqRange { from: 1, to: 3 }),
+                    lost: (!relay).then_some(on::SeqRange { from: 1, to: 3 }),
                     notes: vec![a, b],
+                    publisher: relay.then(|| id("alice.os")),
+                    roster: relay.then(|| on::Roster {
+                        publisher: id("alice.os"),
+                        topic: "news".into(),
+                        epoch: 2,
+                        fanout: 8,
+                        members: vec![id("bob.os"), id("charlie.os")],
+                        signature: vec![9; 64],
+                    }),
                 },
                 W::Deliver(wn::Deliver {
                     topic: "news".into(),
-                    lost: lost.then_some(wn::SeqRange { from: 1, to: 3 }),
+                    lost: (!relay).then_some(wn::SeqRange { from: 1, to: 3 }),
                     notes: vec![wa, wb],
+                    publisher: relay.then(|| "alice.os".into()),
+                    roster: relay.then(|| wn::Roster {
+                        publisher: "alice.os".into(),
+                        topic: "news".into(),
+                        epoch: 2,
+                        fanout: 8,
+                        members: vec!["bob.os".into(), "charlie.os".into()],
+                        signature: "09".repeat(64),
+                    }),
                 }),
             ));
         }

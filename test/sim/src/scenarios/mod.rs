@@ -9,6 +9,7 @@ pub mod notify;
 pub mod ping;
 pub mod presence;
 pub mod sync;
+pub mod sync_bench;
 pub mod txcoord;
 pub mod util;
 

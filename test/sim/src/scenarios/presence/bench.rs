@@ -261,6 +261,56 @@ pub fn grow(pcfg: &Config, n: usize, net: NetConfig) -> Grown {
     }
 }
 
+/// Steady-state load of a cluster started converged (see [`preloaded`]).
+pub struct Steady {
+    /// Remote messages per node and period.
+    pub msgs: f64,
+    /// Remote bytes per node and period.
+    pub bytes: f64,
+    /// Of which the digest exchange's requests (`PushPull`).
+    pub digest_bytes: f64,
+    /// Whether every node still saw every other Alive at the end.
+    pub all_alive: bool,
+}
+
+/// Cluster sizes of [`preloaded`] in the full bench (200 is also grown by a mass join, so
+/// the two ways of building a cluster can be compared).
+pub const PRELOADED_SIZES: [usize; 2] = [200, 1_000];
+/// Periods [`preloaded`] measures over (after 10 periods of settling).
+pub const PRELOADED_PERIODS: u64 = 50;
+
+/// `n` nodes started from the records of a converged cluster (each joined through node 0
+/// and knows every other node Alive at incarnation 2: `presence::core::joined_records`)
+/// instead of a simulated mass join, which a simulator cannot afford at 1,000 nodes. The
+/// start itself costs a registration and a digest exchange per node (infos are not on disk,
+/// so the first exchange fetches them); after 10 periods of settling, `periods` periods are
+/// measured in `net`.
+pub fn preloaded(pcfg: &Config, n: usize, net: NetConfig, periods: u64) -> Steady {
+    let period = pcfg.probe_interval_ms;
+    let mut cfg = SimConfig::new(7, n);
+    cfg.net = net;
+    let mut sim = cluster(cfg, pcfg.clone());
+    let ids: Vec<_> = (0..n).map(node_name).collect();
+    let bootstrap = [ids[0].clone()];
+    for (i, id) in ids.iter().enumerate() {
+        let records = presence::core::joined_records(id, &bootstrap, &ids, 2);
+        sim.preload_records(i, NAME, records);
+    }
+    sim.run_for(10 * period).expect("no invariants");
+    let before = sim.stats.clone();
+    sim.run_for(periods * period).expect("no invariants");
+    let per = |x: u64| x as f64 / n as f64 / periods as f64;
+    let digest = sim.stats.per_type.get("PushPull").map_or(0, |c| c.bytes)
+        - before.per_type.get("PushPull").map_or(0, |c| c.bytes);
+    let all: Vec<usize> = (0..n).collect();
+    Steady {
+        msgs: per(sim.stats.remote.msgs - before.remote.msgs),
+        bytes: per(sim.stats.remote.bytes - before.remote.bytes),
+        digest_bytes: per(digest),
+        all_alive: agreement(&sim, &all, &[], MemberStatus::Dead).is_ok(),
+    }
+}
+
 // ----- presence against the baseline, same conditions -----
 
 /// The conditions of one comparison: `nodes` nodes, `periods` periods without crashes for
@@ -601,6 +651,31 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
         }
         for (what, v) in by {
             m.insert(format!("{what}{suffix}"), Value::Object(v));
+        }
+    }
+
+    // Bytes against N up to 1,000 nodes, from clusters started converged (full bench only:
+    // 1,000 nodes cost about 80 s of CPU).
+    if depth == Depth::Full {
+        m.insert("preloaded_periods".into(), json!(PRELOADED_PERIODS));
+        let mut by: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+        for n in PRELOADED_SIZES {
+            let st = preloaded(pcfg, n, NetConfig::realistic(), PRELOADED_PERIODS);
+            let k = n.to_string();
+            let mut put = |what: &'static str, v: Value| {
+                by.entry(what).or_default().insert(k.clone(), v);
+            };
+            put("msgs_per_node_per_period", json!(round2(st.msgs)));
+            put("bytes_per_node_per_period", json!(st.bytes.round()));
+            put(
+                "digest_bytes_per_node_per_period",
+                json!(st.digest_bytes.round()),
+            );
+            put("all_alive", json!(st.all_alive));
+            section(&format!("preloaded_{n}"), false, &mut sections);
+        }
+        for (what, v) in by {
+            m.insert(format!("preloaded_{what}_by_n"), Value::Object(v));
         }
     }
 

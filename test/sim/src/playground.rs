@@ -1,0 +1,909 @@
+//! The playground: a simulated cluster running the real cores in real time, with the UI,
+//! each node's HTTP API and WebSocket, and the simulator's fault controls in a browser.
+//!
+//! The simulator lives on one thread and its virtual clock follows the wall clock. HTTP and
+//! WebSocket traffic for a node goes through that node's simulated http-server into the
+//! same mapping a real node uses (`Sim::http_with_headers`, `Sim::websocket`, so the cores
+//! and the driver see what Hyperware's http-server sends). Routes (loopback only):
+//!
+//! - `GET /presence:p2p-patterns:p2p-patterns.os/` (where `/` redirects): the built page
+//!   (`ui/dist`, or `--ui`), at the same path as on a node;
+//! - `POST /node/<node>/<process>/api`, `GET /node/<node>/<process>/ws`: that node's API;
+//! - `GET /sim/state`, `POST /sim/<control>` (crash, restart, isolate, partition, heal, net,
+//!   slow) with a JSON body; `GET /sim/ws`: messages between nodes as they are delivered,
+//!   and the cluster's state once a second.
+//!
+//! Nothing is buffered without bound: a browser WebSocket that falls [`CLIENT_QUEUE`]
+//! frames behind is closed, and at most [`MAX_NET_FRAMES_PER_TICK`] messages per tick are
+//! reported on `/sim/ws` (the rest are counted).
+
+use crate::sim::{factory, AppOutcome, Sim, SimConfig};
+use crate::NetConfig;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use p2p_common::http::{HttpResponse, HttpServerRequest, WsMessageType};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Frames a browser WebSocket may fall behind before it is dropped.
+pub const CLIENT_QUEUE: usize = 256;
+/// Messages reported on `/sim/ws` per tick (the rest are counted as skipped).
+pub const MAX_NET_FRAMES_PER_TICK: usize = 200;
+/// Largest HTTP body the playground takes (the API's own cap is lower).
+pub const MAX_BODY: usize = 2 << 20;
+/// The simulator's tick (real time).
+const TICK: Duration = Duration::from_millis(20);
+/// Where the page is served: under presence's path, as on a node.
+pub const UI_PATH: &str = "/presence:p2p-patterns:p2p-patterns.os";
+/// The processes a node runs.
+pub const PROCESSES: [&str; 4] = ["presence", "sync", "notify", "txcoord"];
+
+/// How to run it.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub nodes: usize,
+    pub port: u16,
+    pub ui_dir: PathBuf,
+    pub seed: u64,
+}
+
+/// The default UI build: `<workspace>/ui/dist`.
+pub fn default_ui_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui/dist")
+}
+
+type HttpAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+
+enum Cmd {
+    Http {
+        node: usize,
+        process: String,
+        headers: BTreeMap<String, String>,
+        body: Vec<u8>,
+        reply: oneshot::Sender<HttpAnswer>,
+    },
+    WsOpen {
+        node: usize,
+        process: String,
+        tx: mpsc::Sender<String>,
+        reply: oneshot::Sender<u32>,
+    },
+    WsFrame {
+        node: usize,
+        process: String,
+        channel: u32,
+        text: String,
+    },
+    WsClose {
+        node: usize,
+        process: String,
+        channel: u32,
+    },
+    NetWs {
+        tx: mpsc::Sender<String>,
+    },
+    Control {
+        op: String,
+        body: Value,
+        reply: oneshot::Sender<Result<Value, (u16, String)>>,
+    },
+}
+
+#[derive(Clone)]
+struct AppState {
+    cmds: std_mpsc::Sender<Cmd>,
+    nodes: Vec<String>,
+}
+
+/// Run until Ctrl-C.
+pub fn run(opts: Options) -> Result<(), String> {
+    if !(1..=20).contains(&opts.nodes) {
+        return Err(format!(
+            "--nodes {} is out of range: use 1..=20",
+            opts.nodes
+        ));
+    }
+    let nodes: Vec<String> = (0..opts.nodes)
+        .map(|i| crate::sim::node_name(i).to_string())
+        .collect();
+    let (tx, rx) = std_mpsc::channel::<Cmd>();
+    let sim_opts = opts.clone();
+    let sim_thread = std::thread::spawn(move || sim_loop(sim_opts, rx));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio: {e}"))?;
+    let state = AppState {
+        cmds: tx,
+        nodes: nodes.clone(),
+    };
+    let result = rt.block_on(serve(opts, state));
+    // Dropping the runtime drops every command sender: the simulator thread ends.
+    drop(rt);
+    let _ = sim_thread.join();
+    result
+}
+
+async fn serve(opts: Options, state: AppState) -> Result<(), String> {
+    let index = opts.ui_dir.join("index.html");
+    let ui = tower_http::services::ServeDir::new(&opts.ui_dir)
+        .fallback(tower_http::services::ServeFile::new(&index));
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary(&format!("{UI_PATH}/")) }),
+        )
+        .nest_service(UI_PATH, ui)
+        .route("/node/{node}/{process}/api", post(api))
+        .route("/node/{node}/{process}/ws", get(node_ws))
+        .route("/sim/ws", get(net_ws))
+        .route("/sim/state", get(sim_state))
+        .route("/sim/{op}", post(control))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if !index.exists() {
+        eprintln!(
+            "warning: no UI build at {} (run `cargo xtask build`, or `npm ci && npm run build` in ui/); the API and /sim still work",
+            opts.ui_dir.display()
+        );
+    }
+    println!(
+        "playground: {} nodes ({}) on http://{addr}/  (Ctrl-C stops)",
+        state.nodes.len(),
+        state.nodes.join(", ")
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("playground: stopping");
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn error(status: u16, message: impl Into<String>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+fn node_index(state: &AppState, node: &str) -> Result<usize, Response> {
+    state.nodes.iter().position(|n| n == node).ok_or_else(|| {
+        error(
+            404,
+            format!("no node {node}; nodes: {}", state.nodes.join(", ")),
+        )
+    })
+}
+
+fn check_process(process: &str) -> Result<(), Response> {
+    if PROCESSES.contains(&process) {
+        Ok(())
+    } else {
+        Err(error(
+            404,
+            format!("no process {process}; processes: {}", PROCESSES.join(", ")),
+        ))
+    }
+}
+
+async fn api(
+    State(state): State<AppState>,
+    Path((node, process)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let node = match node_index(&state, &node) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_process(&process) {
+        return r;
+    }
+    let headers: BTreeMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let (reply, answer) = oneshot::channel();
+    let cmd = Cmd::Http {
+        node,
+        process,
+        headers,
+        body: body.to_vec(),
+        reply,
+    };
+    if state.cmds.send(cmd).is_err() {
+        return error(503, "the simulator stopped");
+    }
+    match answer.await {
+        Ok((status, headers, body)) => {
+            let mut b = Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            b.body(axum::body::Body::from(body))
+                .unwrap_or_else(|e| error(500, e.to_string()))
+        }
+        Err(_) => error(504, "no answer from the simulated node (it crashed?)"),
+    }
+}
+
+async fn node_ws(
+    State(state): State<AppState>,
+    Path((node, process)): Path<(String, String)>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let node = match node_index(&state, &node) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_process(&process) {
+        return r;
+    }
+    ws.on_upgrade(move |socket| node_socket(state, node, process, socket))
+}
+
+async fn node_socket(state: AppState, node: usize, process: String, mut socket: WebSocket) {
+    let (tx, mut rx) = mpsc::channel::<String>(CLIENT_QUEUE);
+    let (reply, channel) = oneshot::channel();
+    let open = Cmd::WsOpen {
+        node,
+        process: process.clone(),
+        tx,
+        reply,
+    };
+    if state.cmds.send(open).is_err() {
+        return;
+    }
+    let Ok(channel) = channel.await else { return };
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(text) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                // The simulator dropped us (too slow, or the node's process closed it).
+                None => break,
+            },
+            inc = socket.recv() => match inc {
+                Some(Ok(Message::Text(t))) => {
+                    let _ = state.cmds.send(Cmd::WsFrame { node, process: process.clone(), channel, text: t.to_string() });
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = state.cmds.send(Cmd::WsClose {
+        node,
+        process,
+        channel,
+    });
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+async fn net_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |mut socket| async move {
+        let (tx, mut rx) = mpsc::channel::<String>(CLIENT_QUEUE);
+        if state.cmds.send(Cmd::NetWs { tx }).is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(text) => if socket.send(Message::Text(text.into())).await.is_err() { break },
+                    None => break,
+                },
+                inc = socket.recv() => match inc {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    })
+}
+
+async fn sim_state(State(state): State<AppState>) -> Response {
+    control_call(state, "state".into(), Value::Null).await
+}
+
+async fn control(
+    State(state): State<AppState>,
+    Path(op): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return error(400, format!("the body is not JSON: {e}")),
+        }
+    };
+    control_call(state, op, body).await
+}
+
+async fn control_call(state: AppState, op: String, body: Value) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state.cmds.send(Cmd::Control { op, body, reply }).is_err() {
+        return error(503, "the simulator stopped");
+    }
+    match answer.await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err((status, message))) => error(status, message),
+        Err(_) => error(503, "the simulator stopped"),
+    }
+}
+
+// ----- the simulator thread -----
+
+/// A message seen on the wire, for the network view.
+struct Seen {
+    at: u64,
+    from: String,
+    to: String,
+    process: String,
+    kind: String,
+}
+
+struct Loop {
+    sim: Sim,
+    http: Vec<(u64, oneshot::Sender<HttpAnswer>)>,
+    /// Browser WebSockets by (node, process name, channel).
+    clients: HashMap<(usize, String, u32), mpsc::Sender<String>>,
+    net_clients: Vec<mpsc::Sender<String>>,
+    next_channel: u32,
+    seen: Rc<RefCell<Vec<Seen>>>,
+    skipped: u64,
+}
+
+fn sim_loop(opts: Options, rx: std_mpsc::Receiver<Cmd>) {
+    let mut lp = Loop::new(&opts);
+    let started = Instant::now();
+    let mut last_state = Instant::now();
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(cmd) => lp.command(cmd),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        while let Ok(cmd) = rx.try_recv() {
+            lp.command(cmd);
+        }
+        let target = started.elapsed().as_millis() as u64;
+        if let Err(e) = lp.sim.run_until(target) {
+            eprintln!("playground: the simulator reported: {e}");
+        }
+        lp.after_run();
+        if last_state.elapsed() >= Duration::from_secs(1) {
+            last_state = Instant::now();
+            let s = json!({"type": "state", "state": lp.state()}).to_string();
+            lp.net_clients.retain(|c| c.try_send(s.clone()).is_ok());
+        }
+    }
+}
+
+impl Loop {
+    /// The cluster of `opts`, everyone joining through the first node.
+    fn new(opts: &Options) -> Loop {
+        let mut cfg = SimConfig::new(opts.seed, opts.nodes);
+        cfg.net = NetConfig::realistic();
+        let seen: Rc<RefCell<Vec<Seen>>> = Rc::default();
+        let log = seen.clone();
+        let mut sim = Sim::new(cfg)
+            .with_process("presence", factory(presence::core::new))
+            .with_process("sync", factory(sync::core::new))
+            .with_process("notify", factory(notify::core::new))
+            .with_process("txcoord", factory(txcoord::core::new))
+            .with_delivery_observer(move |sim, _to_node, from, to, body| {
+                if from.node == to.node {
+                    return;
+                }
+                let mut log = log.borrow_mut();
+                if log.len() >= 10 * MAX_NET_FRAMES_PER_TICK {
+                    return;
+                }
+                log.push(Seen {
+                    at: sim.now(),
+                    from: from.node.to_string(),
+                    to: to.node.to_string(),
+                    process: to.process.process.clone(),
+                    kind: kind_of(body),
+                });
+            });
+        // Wall clocks read real Unix time (what the page shows as "last seen").
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for i in 0..opts.nodes {
+            sim.jump_wall_clock(i, unix_ms);
+        }
+        for i in 1..opts.nodes {
+            let to = sim.addr(i, "presence");
+            let join = json!({"Join": {"bootstrap": [sim.node_id(0).to_string()]}});
+            sim.request(i, &to, serde_json::to_vec(&join).expect("json"), 10);
+        }
+        Loop {
+            sim,
+            http: Vec::new(),
+            clients: HashMap::new(),
+            net_clients: Vec::new(),
+            next_channel: 1,
+            seen,
+            skipped: 0,
+        }
+    }
+}
+
+/// The first key of a JSON object body (`Probe`, `Ok`...), or its string value.
+fn kind_of(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => m.keys().next().cloned().unwrap_or_default(),
+        Ok(Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
+impl Loop {
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Http {
+                node,
+                process,
+                headers,
+                body,
+                reply,
+            } => {
+                if !self.sim.node(node).up {
+                    let _ = reply.send((
+                        503,
+                        vec![("content-type".into(), "application/json".into())],
+                        json!({"error": format!("{} is down (crashed); restart it on the Network tab", self.sim.node_id(node))})
+                            .to_string()
+                            .into_bytes(),
+                    ));
+                    return;
+                }
+                let h = self
+                    .sim
+                    .http_with_headers(node, &process, "POST", "/api", &headers, body);
+                self.http.push((h, reply));
+            }
+            Cmd::WsOpen {
+                node,
+                process,
+                tx,
+                reply,
+            } => {
+                let channel = self.next_channel;
+                self.next_channel += 1;
+                self.sim.websocket(
+                    node,
+                    &process,
+                    &HttpServerRequest::WebSocketOpen {
+                        path: "/ws".into(),
+                        channel_id: channel,
+                        source_socket_addr: Some("127.0.0.1:0".into()),
+                        forwarded_for: None,
+                    },
+                    None,
+                );
+                self.clients.insert((node, process, channel), tx);
+                let _ = reply.send(channel);
+            }
+            Cmd::WsFrame {
+                node,
+                process,
+                channel,
+                text,
+            } => {
+                if self.clients.contains_key(&(node, process.clone(), channel)) {
+                    self.sim.websocket(
+                        node,
+                        &process,
+                        &HttpServerRequest::WebSocketPush {
+                            channel_id: channel,
+                            message_type: WsMessageType::Text,
+                        },
+                        Some(text.into_bytes()),
+                    );
+                }
+            }
+            Cmd::WsClose {
+                node,
+                process,
+                channel,
+            } => {
+                if self
+                    .clients
+                    .remove(&(node, process.clone(), channel))
+                    .is_some()
+                {
+                    self.close_in_sim(node, &process, channel);
+                }
+            }
+            Cmd::NetWs { tx } => {
+                let _ = tx.try_send(json!({"type": "state", "state": self.state()}).to_string());
+                self.net_clients.push(tx);
+            }
+            Cmd::Control { op, body, reply } => {
+                let _ = reply.send(self.control(&op, &body));
+            }
+        }
+    }
+
+    fn close_in_sim(&mut self, node: usize, process: &str, channel: u32) {
+        if self.sim.node(node).up {
+            self.sim.websocket(
+                node,
+                process,
+                &HttpServerRequest::WebSocketClose(channel),
+                None,
+            );
+        }
+    }
+
+    fn after_run(&mut self) {
+        // HTTP answers that arrived.
+        let mut waiting = Vec::new();
+        for (h, reply) in std::mem::take(&mut self.http) {
+            match self.sim.outcome(h) {
+                None => waiting.push((h, reply)),
+                Some(AppOutcome::Response(head)) => {
+                    let blob = self.sim.outcome_blob(h).unwrap_or_default().to_vec();
+                    let answer = match serde_json::from_slice::<HttpResponse>(head) {
+                        Ok(r) => (r.status, r.headers.into_iter().collect(), blob),
+                        Err(e) => (
+                            502,
+                            vec![],
+                            format!("the process answered no HTTP response: {e}").into_bytes(),
+                        ),
+                    };
+                    let _ = reply.send(answer);
+                }
+                Some(other) => {
+                    let _ = reply.send((
+                        504,
+                        vec![("content-type".into(), "application/json".into())],
+                        json!({"error": format!("no answer from the process: {other:?}")})
+                            .to_string()
+                            .into_bytes(),
+                    ));
+                }
+            }
+        }
+        self.http = waiting;
+        // WebSocket frames the processes pushed, and channels they closed.
+        let mut dropped = Vec::new();
+        for (from, _to, body, blob) in std::mem::take(&mut self.sim.system_messages) {
+            let Some(node) = self.sim.node_index(&from.node) else {
+                continue;
+            };
+            let Ok(action) = serde_json::from_slice::<p2p_common::http::HttpServerAction>(&body)
+            else {
+                continue;
+            };
+            match action {
+                p2p_common::http::HttpServerAction::WebSocketPush { channel_id, .. } => {
+                    let key = (node, from.process.process.clone(), channel_id);
+                    if let Some(c) = self.clients.get(&key) {
+                        let text = String::from_utf8_lossy(blob.as_deref().unwrap_or_default())
+                            .into_owned();
+                        if c.try_send(text).is_err() {
+                            dropped.push(key);
+                        }
+                    }
+                }
+                p2p_common::http::HttpServerAction::WebSocketClose(channel_id) => {
+                    self.clients
+                        .remove(&(node, from.process.process.clone(), channel_id));
+                }
+                _ => {}
+            }
+        }
+        for key in dropped {
+            // Too slow (or gone): drop it, never buffer without bound.
+            self.clients.remove(&key);
+            self.close_in_sim(key.0, &key.1, key.2);
+        }
+        // A crashed node's channels are gone with its http-server.
+        let down: Vec<_> = self
+            .clients
+            .keys()
+            .filter(|k| !self.sim.node(k.0).up)
+            .cloned()
+            .collect();
+        for k in down {
+            self.clients.remove(&k);
+        }
+        // The network view.
+        let seen = std::mem::take(&mut *self.seen.borrow_mut());
+        if self.net_clients.is_empty() {
+            return;
+        }
+        let n = seen.len();
+        for s in seen.into_iter().take(MAX_NET_FRAMES_PER_TICK) {
+            let f = json!({"type": "msg", "at": s.at, "from": s.from, "to": s.to, "process": s.process, "kind": s.kind})
+                .to_string();
+            self.net_clients.retain(|c| c.try_send(f.clone()).is_ok());
+        }
+        if n > MAX_NET_FRAMES_PER_TICK {
+            self.skipped += (n - MAX_NET_FRAMES_PER_TICK) as u64;
+        }
+    }
+
+    fn state(&self) -> Value {
+        let n = self.sim.len();
+        let nodes: Vec<Value> = (0..n)
+            .map(|i| {
+                let node = self.sim.node(i);
+                json!({"node": node.id.to_string(), "up": node.up, "slow_ms": node.slow_ms})
+            })
+            .collect();
+        let mut cut = Vec::new();
+        for a in 0..n {
+            for b in a + 1..n {
+                if !self.sim.connected(a, b) {
+                    cut.push(json!([
+                        self.sim.node_id(a).to_string(),
+                        self.sim.node_id(b).to_string()
+                    ]));
+                }
+            }
+        }
+        json!({
+            "now_ms": self.sim.now(),
+            "nodes": nodes,
+            "cut": cut,
+            "loss": self.sim.net.loss,
+            "latency_ms": [self.sim.net.latency.min_ms, self.sim.net.latency.max_ms],
+            "messages_skipped": self.skipped,
+            "processes": PROCESSES,
+        })
+    }
+
+    fn node_arg(&self, body: &Value) -> Result<usize, (u16, String)> {
+        let name = body
+            .get("node")
+            .and_then(Value::as_str)
+            .ok_or((400, "give the node as {\"node\": \"bob.os\"}".to_string()))?;
+        let id = p2p_common::NodeId::parse(name)
+            .map_err(|e| (400, format!("{name:?} is not a node name: {e}")))?;
+        self.sim
+            .node_index(&id)
+            .ok_or((404, format!("no node {name} in this playground")))
+    }
+
+    fn control(&mut self, op: &str, body: &Value) -> Result<Value, (u16, String)> {
+        match op {
+            "state" => {}
+            "crash" => {
+                let i = self.node_arg(body)?;
+                if !self.sim.node(i).up {
+                    return Err((409, format!("{} is already down", self.sim.node_id(i))));
+                }
+                self.sim.crash(i);
+            }
+            "restart" => {
+                let i = self.node_arg(body)?;
+                if self.sim.node(i).up {
+                    return Err((409, format!("{} is already up", self.sim.node_id(i))));
+                }
+                self.sim.restart(i);
+            }
+            "isolate" => {
+                let i = self.node_arg(body)?;
+                self.sim.isolate(i);
+            }
+            "partition" => {
+                let groups = body
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .ok_or((400, "give {\"groups\": [[\"alice.os\"], [\"bob.os\", \"charlie.os\"]]}".to_string()))?;
+                let mut idx = Vec::new();
+                for g in groups {
+                    let names = g
+                        .as_array()
+                        .ok_or((400, "each group is a list of node names".to_string()))?;
+                    let mut group = Vec::new();
+                    for n in names {
+                        group.push(self.node_arg(&json!({"node": n}))?);
+                    }
+                    idx.push(group);
+                }
+                self.sim.partition(&idx);
+            }
+            "heal" => self.sim.heal(),
+            "net" => {
+                if let Some(loss) = body.get("loss") {
+                    let loss = loss
+                        .as_f64()
+                        .filter(|l| (0.0..=0.9).contains(l))
+                        .ok_or((400, "loss is a probability from 0 to 0.9".to_string()))?;
+                    self.sim.net.loss = loss;
+                }
+                if let Some(l) = body.get("latency_ms") {
+                    let pair = l
+                        .as_array()
+                        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)))
+                        .filter(|(lo, hi)| lo <= hi && *hi <= 10_000)
+                        .ok_or((400, "latency_ms is [min, max] with min ≤ max ≤ 10000".to_string()))?;
+                    self.sim.net.latency.min_ms = pair.0;
+                    self.sim.net.latency.max_ms = pair.1;
+                }
+            }
+            "slow" => {
+                let i = self.node_arg(body)?;
+                let ms = body
+                    .get("ms")
+                    .and_then(Value::as_u64)
+                    .filter(|ms| *ms <= 60_000)
+                    .ok_or((400, "ms is a delay from 0 to 60000".to_string()))?;
+                self.sim.set_slow(i, ms);
+            }
+            other => {
+                return Err((
+                    404,
+                    format!("no control {other}; controls: crash, restart, isolate, partition, heal, net, slow"),
+                ))
+            }
+        }
+        Ok(self.state())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lp(nodes: usize) -> Loop {
+        Loop::new(&Options {
+            nodes,
+            port: 0,
+            ui_dir: default_ui_dir(),
+            seed: 3,
+        })
+    }
+
+    fn post(lp: &mut Loop, node: usize, process: &str, body: &str) -> HttpAnswer {
+        let (reply, mut answer) = oneshot::channel();
+        lp.command(Cmd::Http {
+            node,
+            process: process.into(),
+            headers: BTreeMap::new(),
+            body: body.as_bytes().to_vec(),
+            reply,
+        });
+        for _ in 0..100 {
+            lp.sim.run_for(100).unwrap();
+            lp.after_run();
+            if let Ok(a) = answer.try_recv() {
+                return a;
+            }
+        }
+        panic!("no answer to {body}");
+    }
+
+    #[test]
+    fn the_api_of_a_node_goes_through_the_mapping_and_a_down_node_says_so() {
+        let mut lp = lp(2);
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 200);
+        assert!(String::from_utf8_lossy(&body).contains(r#""node":"bob.os""#));
+        let (status, _, body) = post(&mut lp, 0, "notify", "{oops");
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        lp.control("crash", &json!({"node": "bob.os"})).unwrap();
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 503);
+        assert!(String::from_utf8_lossy(&body).contains("bob.os is down"));
+    }
+
+    #[test]
+    fn bad_controls_get_clear_errors() {
+        let mut lp = lp(3);
+        let err = |lp: &mut Loop, op: &str, body: Value| lp.control(op, &body).unwrap_err();
+        assert_eq!(err(&mut lp, "dance", Value::Null).0, 404);
+        assert_eq!(err(&mut lp, "crash", Value::Null).0, 400);
+        assert_eq!(err(&mut lp, "crash", json!({"node": "zed.os"})).0, 404);
+        assert_eq!(err(&mut lp, "crash", json!({"node": "NOT A NODE"})).0, 400);
+        assert_eq!(err(&mut lp, "restart", json!({"node": "bob.os"})).0, 409);
+        assert_eq!(err(&mut lp, "net", json!({"loss": 2.0})).0, 400);
+        assert_eq!(
+            err(&mut lp, "net", json!({"latency_ms": [300, 100]})).0,
+            400
+        );
+        assert_eq!(
+            err(&mut lp, "slow", json!({"node": "bob.os", "ms": 999_999})).0,
+            400
+        );
+        assert_eq!(err(&mut lp, "partition", json!({"groups": "x"})).0, 400);
+        assert_eq!(
+            err(&mut lp, "partition", json!({"groups": [["zed.os"]]})).0,
+            404
+        );
+        // And good ones change the state.
+        let s = lp.control("crash", &json!({"node": "charlie.os"})).unwrap();
+        assert_eq!(s["nodes"][2]["up"], false);
+        assert_eq!(err(&mut lp, "crash", json!({"node": "charlie.os"})).0, 409);
+        let s = lp
+            .control("partition", &json!({"groups": [["alice.os"], ["bob.os"]]}))
+            .unwrap();
+        assert!(s["cut"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == &json!(["alice.os", "bob.os"])));
+        let s = lp.control("heal", &Value::Null).unwrap();
+        assert!(!s["cut"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == &json!(["alice.os", "bob.os"])));
+        let s = lp
+            .control("net", &json!({"loss": 0.2, "latency_ms": [5, 50]}))
+            .unwrap();
+        assert_eq!(
+            (s["loss"].as_f64(), s["latency_ms"].clone()),
+            (Some(0.2), json!([5, 50]))
+        );
+    }
+
+    #[test]
+    fn events_reach_a_browser_socket_and_a_client_that_falls_behind_is_dropped() {
+        let mut lp = lp(3);
+        // A client that keeps up (we read it) and one whose queue holds a single frame.
+        let (fast, mut fast_rx) = mpsc::channel(CLIENT_QUEUE);
+        let (slow, _slow_rx) = mpsc::channel(1);
+        for tx in [fast, slow] {
+            let (reply, _) = oneshot::channel();
+            lp.command(Cmd::WsOpen {
+                node: 0,
+                process: "presence".into(),
+                tx,
+                reply,
+            });
+        }
+        let (status, _, _) = post(&mut lp, 0, "presence", r#""Subscribe""#);
+        assert_eq!(status, 200);
+        let mut frames = Vec::new();
+        for _ in 0..300 {
+            lp.sim.run_for(100).unwrap();
+            lp.after_run();
+            while let Ok(f) = fast_rx.try_recv() {
+                frames.push(f);
+            }
+        }
+        assert!(frames.iter().any(|f| f.contains("Welcome")), "{frames:?}");
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.contains("NodeJoined") && f.contains("charlie.os")),
+            "{frames:?}"
+        );
+        // Only the fast client is left.
+        assert_eq!(lp.clients.len(), 1);
+        assert_eq!(
+            lp.sim
+                .driver_stats(0, "presence")
+                .map(|s| s.dropped_replies),
+            Some(0)
+        );
+    }
+}

@@ -1,0 +1,166 @@
+// Browser tests of the page against the playground (`cargo xtask test --step ui`).
+// Starts `$P2P_SIM playground --port 0`, drives Debian's chromium with playwright-core, and
+// keeps a screenshot of each page under $UI_ARTIFACTS. Waits on page state, never on sleeps.
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const sim = process.env.P2P_SIM;
+const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const artifacts = process.env.UI_ARTIFACTS || "target/ui-artifacts";
+if (!sim) {
+  console.error("set P2P_SIM to the p2p-sim binary");
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+const child = spawn(sim, ["playground", "--port", "0", ...(process.env.UI_DIR ? ["--ui", process.env.UI_DIR] : [])], {
+  stdio: ["ignore", "pipe", "inherit"],
+});
+const url = await new Promise((resolve, reject) => {
+  let out = "";
+  child.stdout.on("data", (d) => {
+    out += d;
+    const m = out.match(/on (http:\/\/127\.0\.0\.1:\d+\/)/);
+    if (m) resolve(m[1]);
+  });
+  child.on("exit", (c) => reject(new Error(`playground exited (${c}): ${out}`)));
+  setTimeout(() => reject(new Error(`playground printed no URL: ${out}`)), 30000);
+});
+
+let failed = 0;
+const results = [];
+const browser = await chromium.launch({ executablePath: browserPath, args: ["--no-sandbox"] });
+const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
+page.setDefaultTimeout(20000);
+
+async function test(name, f) {
+  const t0 = Date.now();
+  try {
+    await f();
+    results.push(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    results.push(`FAIL ${name}: ${e.message.split("\n")[0]}`);
+    await page.screenshot({ path: join(artifacts, `failed-${name.replace(/\W+/g, "-")}.png`), fullPage: true }).catch(() => {});
+  }
+}
+const shot = (n) => page.screenshot({ path: join(artifacts, `${n}.png`), fullPage: true });
+const status = (node) => page.getByTestId(`status-${node}`);
+
+try {
+  await page.goto(url);
+  await test("the cluster forms: alice sees bob and charlie alive", async () => {
+    await page.getByTestId("tab-nodes").click();
+    await status("bob.os").filter({ hasText: "Alive" }).waitFor();
+    await status("charlie.os").filter({ hasText: "Alive" }).waitFor();
+    await shot("nodes");
+  });
+
+  await test("crash charlie: marked dead; restart: alive again", async () => {
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("crash-charlie.os").click();
+    await page.getByTestId("sim-charlie.os").filter({ hasText: "crashed" }).waitFor();
+    await shot("network-charlie-crashed");
+    await page.getByTestId("tab-nodes").click();
+    await status("charlie.os").filter({ hasText: "Dead" }).waitFor({ timeout: 120000 });
+    await shot("nodes-charlie-dead");
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("restart-charlie.os").click();
+    await page.getByTestId("tab-nodes").click();
+    await status("charlie.os").filter({ hasText: "Alive" }).waitFor({ timeout: 120000 });
+  });
+
+  await test("a bad input in a form shows a clear error", async () => {
+    await page.getByTestId("tab-nodes").click();
+    await page.getByTestId("join-bootstrap").fill("not a node!");
+    await page.getByTestId("join-submit").click();
+    const err = page.getByTestId("error");
+    await err.filter({ hasText: "Join: BadRequest" }).waitFor();
+    await shot("error-bad-join");
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("netcfg-loss").fill("lots");
+    await page.getByTestId("netcfg-submit").click();
+    await err.filter({ hasText: "is not a number" }).waitFor();
+  });
+
+  await test("edit text on alice and see it on bob", async () => {
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("create-name").fill("notes");
+    await page.getByTestId("create-writers").fill("bob.os");
+    await page.getByTestId("create-submit").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.getByTestId("editor").pressSequentially("hello from alice");
+    await page.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+    await shot("docs-alice");
+    await page.getByTestId("node-picker").selectOption("bob.os");
+    await page.getByTestId("joindoc-doc").fill("alice.os/notes");
+    await page.getByTestId("joindoc-submit").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-testid="editor"]').value === "hello from alice");
+    await shot("docs-bob");
+  });
+
+  await test("partition bob, edit on both sides, heal: both converge", async () => {
+    const editor = page.getByTestId("editor");
+    const typeAtEnd = async (text) => {
+      await editor.click();
+      await editor.press("Control+End");
+      await editor.pressSequentially(text);
+      await page.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+    };
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("isolate-bob.os").click();
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await typeAtEnd(" +bob");
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-testid="editor"]').value === "hello from alice");
+    await typeAtEnd(" +alice");
+    await shot("docs-partitioned-alice");
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("heal").click();
+    await page.getByTestId("tab-docs").click();
+    const both = () => {
+      const v = document.querySelector('[data-testid="editor"]').value;
+      return v.includes("+bob") && v.includes("+alice");
+    };
+    await page.waitForFunction(both, null, { timeout: 120000 });
+    const onAlice = await editor.inputValue();
+    await page.getByTestId("node-picker").selectOption("bob.os");
+    await page.waitForFunction((want) => document.querySelector('[data-testid="editor"]').value === want, onAlice, { timeout: 120000 });
+    await shot("docs-healed-bob");
+  });
+
+  await test("publish and see the feed", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-notify").click();
+    await page.getByTestId("topic-submit").click();
+    await page.getByTestId("topics").filter({ hasText: "news" }).waitFor();
+    await page.getByTestId("subscribe-publisher").fill("alice.os");
+    await page.getByTestId("subscribe-submit").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+    await page.getByTestId("publish-text").fill("first news");
+    await page.getByTestId("publish-submit").click();
+    await page.getByTestId("feed").filter({ hasText: "alice.os/news #1: first news" }).waitFor();
+    await shot("notifications");
+  });
+
+  await test("run a transaction and see the decision", async () => {
+    await page.getByTestId("tab-tx").click();
+    await page.getByTestId("start-participants").fill("bob.os:stock, charlie.os:stock");
+    await page.getByTestId("start-timeout_ms").fill("2000");
+    await page.getByTestId("start-submit").click();
+    // No app manages "stock" on bob and charlie: the votes time out and it aborts.
+    await page.getByTestId("decisions").filter({ hasText: "Aborted" }).waitFor({ timeout: 60000 });
+    await shot("transactions");
+  });
+} finally {
+  await browser.close();
+  child.kill("SIGINT");
+}
+for (const r of results) console.log(r);
+console.log(`${results.length - failed} passed, ${failed} failed; screenshots in ${artifacts}`);
+process.exit(failed ? 1 : 0);
