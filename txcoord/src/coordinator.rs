@@ -488,6 +488,7 @@ impl Coordinator {
 
     /// Decide: commit is forced before phase two; abort is not written at all.
     fn decide(&mut self, tx_id: &str, commit: bool, reason: String, cfg: &Config) -> Vec<Eff> {
+        let reason = clip(&reason);
         let Some(tx) = self.txs.get_mut(tx_id) else {
             return vec![];
         };
@@ -654,7 +655,7 @@ impl Coordinator {
                     Ok(Ok(Response::Voted { vote, reason, .. })) => {
                         if p.vote.is_none() {
                             p.vote = Some(vote);
-                            p.reason = reason.chars().take(256).collect();
+                            p.reason = clip(&reason);
                         }
                         if vote == Vote::No {
                             let why = format!(
@@ -674,7 +675,11 @@ impl Coordinator {
                             ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Internal
                         ) =>
                     {
-                        let why = format!("{} / {} refused: {e}", p.spec.node, p.spec.resource);
+                        // The error text comes from a remote node: bounded like a reason.
+                        let why = clip(&format!(
+                            "{} / {} refused: {e}",
+                            p.spec.node, p.spec.resource
+                        ));
                         p.vote = Some(Vote::No);
                         p.reason = why.clone();
                         self.decide(&tx_id, false, why, cfg)
@@ -860,5 +865,13 @@ fn votes(tx: &CTx) -> Vec<VoteView> {
             reason: p.reason.clone(),
             acked: p.acked,
         })
+        .collect()
+}
+
+/// A reason as stored and reported: at most `MAX_REASON` characters (it may quote a remote
+/// node's text).
+fn clip(s: &str) -> String {
+    s.chars()
+        .take(p2p_common::api::txcoord::MAX_REASON)
         .collect()
 }

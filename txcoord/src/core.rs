@@ -6,7 +6,9 @@
 
 pub use crate::coordinator::{CCtx, CTimer, Coordinator};
 pub use crate::participant::{PCtx, PTimer, Participant};
-use p2p_common::api::txcoord::{ListFilter, Request as TxReq, Response, DEFAULT_PAGE};
+use p2p_common::api::txcoord::{
+    ListFilter, Request as TxReq, Response, Role, TxStatus, DEFAULT_PAGE,
+};
 use p2p_common::api::{decode_request, encode_result, try_decode_response, ApiError, ApiResult};
 use p2p_common::resilience::backoff::{Backoff, Jitter};
 use p2p_common::resilience::inbound::{BudgetConfig, SenderBudgets};
@@ -246,16 +248,24 @@ impl TxCoord {
     }
 
     fn list(&self, f: &ListFilter) -> Response {
+        // The cursor is "<tx_id> <role>" (the last entry of the previous page); a bare
+        // tx_id (older pages) means after every entry of that transaction.
+        let after = |t: &TxStatus| match f.cursor.as_deref().map(|c| c.split_once(' ')) {
+            None => true,
+            Some(None) => Some(t.tx_id.as_str()) > f.cursor.as_deref(),
+            Some(Some((tx, role))) => (t.tx_id.as_str(), role_name(t.role)) > (tx, role),
+        };
         let mut all = self.coord.list();
         all.extend(self.part.list());
         all.retain(|t| {
-            f.phase.is_none_or(|p| p == t.phase)
-                && f.role.is_none_or(|r| r == t.role)
-                && f.cursor.as_ref().is_none_or(|c| &t.tx_id > c)
+            f.phase.is_none_or(|p| p == t.phase) && f.role.is_none_or(|r| r == t.role) && after(t)
         });
-        all.sort_by(|a, b| (&a.tx_id, a.role).cmp(&(&b.tx_id, b.role)));
+        all.sort_by(|a, b| (&a.tx_id, role_name(a.role)).cmp(&(&b.tx_id, role_name(b.role))));
         let limit = f.limit.unwrap_or(DEFAULT_PAGE) as usize;
-        let next_cursor = (all.len() > limit).then(|| all[limit - 1].tx_id.clone());
+        let next_cursor = (all.len() > limit).then(|| {
+            let last = &all[limit - 1];
+            format!("{} {}", last.tx_id, role_name(last.role))
+        });
         all.truncate(limit);
         Response::Transactions {
             transactions: all,
@@ -355,5 +365,13 @@ impl TxCoord {
         out.extend(self.part.recover(records, &self.cfg, &mut self.rng));
         out.extend(self.coord.recover(records, &self.cfg, &mut self.rng));
         out
+    }
+}
+
+/// A role's name in a List cursor (sorted as the page is).
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Coordinator => "Coordinator",
+        Role::Participant => "Participant",
     }
 }

@@ -18,7 +18,7 @@ use p2p_common::service::{log, Batch, Effect, Level, Now, RequestId, SendErrorKi
 use p2p_common::{Address, NodeId};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// (transaction id, resource).
 pub type PKey = (String, String);
@@ -96,8 +96,15 @@ pub struct Participant {
     txs: BTreeMap<PKey, PTx>,
     managers: BTreeMap<String, Address>,
     hellos: Confirmations<String>,
+    /// Entries that ended, newest last, with whether they committed: a late copy of their
+    /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
+    ended: BTreeMap<PKey, bool>,
+    ended_order: VecDeque<PKey>,
     pub prepared_yes: u64,
 }
+
+/// Most ended entries remembered for late Prepares.
+pub const ENDED_KEPT: usize = 1_000;
 
 impl Participant {
     pub fn new(our: Address) -> Self {
@@ -106,6 +113,8 @@ impl Participant {
             txs: BTreeMap::new(),
             managers: BTreeMap::new(),
             hellos: Confirmations::new(64),
+            ended: BTreeMap::new(),
+            ended_order: VecDeque::new(),
             prepared_yes: 0,
         }
     }
@@ -238,7 +247,28 @@ impl Participant {
                 })),
             )
         };
-        if let Some(tx) = self.txs.get(&key) {
+        if let Some(tx) = self.txs.get_mut(&key) {
+            if tx.state == State::Asking && !tx.in_flight {
+                // The manager's earlier vote timed out (it may have voted yes since): ask
+                // it again with this copy of the Prepare; the entry is kept meanwhile.
+                if let Some(manager) = self.managers.get(&resource).cloned() {
+                    if operation.len() <= p2p_common::api::txcoord::MAX_OPERATION {
+                        tx.in_flight = true;
+                        let msg = ManagerMessage::PrepareTransaction {
+                            tx_id,
+                            coordinator: coordinator_of(&key.0).expect("checked"),
+                            resource,
+                            operation,
+                        };
+                        return vec![Effect::request(
+                            manager,
+                            encode(&msg),
+                            cfg.manager_timeout_s,
+                            Ctx::P(PCtx::Vote(key, id)),
+                        )];
+                    }
+                }
+            }
             return vec![match tx.state {
                 State::Asking => Effect::reply(
                     id,
@@ -248,6 +278,14 @@ impl Participant {
                 ),
                 State::Prepared | State::Committed => voted(Vote::Yes, ""),
                 _ => voted(Vote::No, &tx.reason),
+            }];
+        }
+        if let Some(&committed) = self.ended.get(&key) {
+            // A late copy of a Prepare whose transaction ended here: answer what we voted.
+            return vec![if committed {
+                voted(Vote::Yes, "")
+            } else {
+                voted(Vote::No, "this transaction already ended here")
             }];
         }
         if p2p_common::api::txcoord::validate_resource(&resource).is_err()
@@ -394,8 +432,14 @@ impl Participant {
                 out.extend(self.deliver(key, cfg));
             }
             (false, State::Asking) => {
-                // The manager's vote comes back later and is answered no.
                 tx.state = State::Aborted;
+                tx.attempt = 0;
+                if !tx.in_flight {
+                    // An earlier vote timed out: the manager may hold a late yes; tell it.
+                    out.push(Effect::CancelTimer(Timer::P(PTimer::Forget(key.clone()))));
+                    out.extend(self.deliver(key, cfg));
+                }
+                // Else the manager's vote comes back later and is answered no.
             }
             (false, State::VotedNo | State::Refused) => {
                 out.push(Effect::CancelTimer(Timer::P(PTimer::Forget(key.clone()))));
@@ -452,6 +496,18 @@ impl Participant {
         let Some(tx) = self.txs.remove(key) else {
             return vec![];
         };
+        if self
+            .ended
+            .insert(key.clone(), tx.state == State::Committed)
+            .is_none()
+        {
+            self.ended_order.push_back(key.clone());
+            if self.ended_order.len() > ENDED_KEPT {
+                if let Some(old) = self.ended_order.pop_front() {
+                    self.ended.remove(&old);
+                }
+            }
+        }
         let mut out = vec![
             Effect::CancelTimer(Timer::P(PTimer::Deliver(key.clone()))),
             Effect::CancelTimer(Timer::P(PTimer::Query(key.clone()))),
@@ -597,8 +653,16 @@ impl Participant {
                 let st = tx.state;
                 match (st, vote) {
                     (State::Asking, None) => {
-                        self.txs.remove(&key);
-                        vec![reply(Response::Voting { tx_id })]
+                        // The manager is slow and may still vote yes: keep the entry, so an
+                        // abort (or the forget timer) tells the manager to drop its state.
+                        // Without a retried Prepare for a while (the coordinator is cut off
+                        // or gave up), it refuses and tells the manager (see `on_timer`).
+                        tx.manager_prepared = true;
+                        let d = cfg.query_after_ms + cfg.retry.delay(0, rng);
+                        vec![
+                            reply(Response::Voting { tx_id }),
+                            Effect::timer(d, Timer::P(PTimer::Forget(key))),
+                        ]
                     }
                     (State::Asking, Some((Vote::Yes, _))) => {
                         tx.state = State::Prepared;
@@ -645,13 +709,16 @@ impl Participant {
                     // Aborted or refused while the manager was voting: no, and undo a yes.
                     (_, v) => {
                         let yes = matches!(v, Some((Vote::Yes, _)));
+                        let vote_timed_out = v.is_none();
                         let mut out = vec![reply(Response::Voted {
                             tx_id,
                             vote: Vote::No,
                             reason: "aborted while the manager was voting".into(),
                         })];
                         if st == State::Aborted {
-                            tx.manager_prepared = yes;
+                            // A timeout may hide a yes: the manager is told to abort then too.
+                            tx.manager_prepared =
+                                tx.manager_prepared || yes || vote_timed_out;
                             out.extend(self.deliver(&key, cfg));
                         } else if yes {
                             // Refused: the manager drops its prepared state when the abort
@@ -789,11 +856,33 @@ impl Participant {
         match t {
             PTimer::Query(k) => self.query(&k, cfg),
             PTimer::Deliver(k) => self.deliver(&k, cfg),
-            PTimer::Forget(k) => match self.txs.get(&k).map(|t| t.state) {
-                Some(State::VotedNo | State::Refused) => self.learn(&k, false, cfg),
+            PTimer::Forget(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
+                Some((State::VotedNo | State::Refused, _)) => self.learn(&k, false, cfg),
+                // The manager's vote timed out and no Prepare came again since: never voted
+                // yes to the coordinator, so refuse for good here and tell the manager (it
+                // may have voted yes late).
+                Some((State::Asking, false)) => self.give_up(&k, cfg),
                 _ => vec![],
             },
         }
+    }
+
+    /// Refuse (forced) an entry whose manager vote timed out, and tell the manager to abort.
+    fn give_up(&mut self, key: &PKey, cfg: &Config) -> Vec<Eff> {
+        let Some(tx) = self.txs.get_mut(key) else {
+            return vec![];
+        };
+        tx.state = State::Refused;
+        tx.on_disk = true;
+        tx.attempt = 0;
+        tx.reason = "the manager did not vote in time".into();
+        let t = tx.clone();
+        let mut out = vec![
+            self.write(key, &t, true),
+            Effect::timer(MAX_TIMEOUT_MS * 2, Timer::P(PTimer::Forget(key.clone()))),
+        ];
+        out.extend(self.deliver(key, cfg));
+        out
     }
 
     pub fn register(
@@ -934,6 +1023,9 @@ impl Participant {
                 "P{}/{}:{:?}{}{}{},",
                 k.0, k.1, t.state, t.on_disk as u8, t.manager_prepared as u8, t.in_flight as u8
             );
+        }
+        for (k, c) in &self.ended {
+            let _ = write!(out, "E{}/{}:{},", k.0, k.1, *c as u8);
         }
     }
 }

@@ -222,3 +222,317 @@ fn start_answers_at_once_and_a_repeated_abort_answers_the_outcome() {
     assert_eq!(code(a), ErrorCode::Forbidden);
     let _ = (Ctx::C, Timer::C, ProcessId::parse("a:b:c.os"));
 }
+
+// ---- Defects found by the issue-14 review (hostile tests adapted from the reviewer's). ----
+
+use p2p_common::api::encode_result;
+use p2p_common::api::txcoord::{ManagerAnswer, Vote};
+
+const RM: &str = "bob.os@rm:app:someone.os";
+const ALICE_TX: &str = "alice.os@txcoord:p2p-patterns:p2p-patterns.os";
+
+/// The requests (with an expected answer) among `eff`: target, body, context.
+fn sends(eff: &[Eff]) -> Vec<(Address, String, Ctx)> {
+    eff.iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                to,
+                body,
+                expect: Some(x),
+                ..
+            } => Some((
+                to.clone(),
+                String::from_utf8_lossy(body).to_string(),
+                x.ctx.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn respond(c: &mut TxCoord, ctx: Ctx, body: Vec<u8>) -> Vec<Eff> {
+    c.handle(
+        Now::at(2_000),
+        Input::Response {
+            from: Address::parse("x.os@a:b:c.os").unwrap(),
+            body,
+            blob: None,
+            ctx,
+        },
+    )
+}
+
+fn register(c: &mut TxCoord, rm: &str, res: &str) {
+    let (eff, _) = ask(
+        c,
+        rm,
+        &format!(r#"{{"RegisterManager": {{"resource": "{res}"}}}}"#),
+    );
+    let (_, _, ctx) = sends(&eff).pop().expect("hello");
+    let eff = respond(
+        c,
+        ctx,
+        encode_result(&Ok(ManagerAnswer::InDoubt { tx_ids: vec![] })),
+    );
+    assert!(
+        eff.iter().any(|e| matches!(e, Effect::Reply { .. })),
+        "{eff:?}"
+    );
+}
+
+const PREPARE_01: &str = r#"{"Prepare": {"tx_id": "alice.os/01", "resource": "r", "operation": "x", "participants": ["bob.os","carol.os"], "deadline_ms": 30000}}"#;
+
+/// The manager's vote times out at txcoord (the manager votes yes afterwards); when the
+/// coordinator aborts, the manager is told to abort (it may hold prepared state).
+#[test]
+fn a_late_manager_vote_still_gets_the_abort() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (to, body, ctx) = sends(&eff).pop().unwrap();
+    assert!(body.contains("PrepareTransaction"), "{body}");
+    let eff = c.handle(
+        Now::at(5_000),
+        Input::SendFailed {
+            kind: SendErrorKind::Timeout,
+            target: to,
+            ctx,
+        },
+    );
+    assert!(
+        eff.iter().any(|e| matches!(e, Effect::Reply { body, .. }
+            if String::from_utf8_lossy(body).contains("Voting"))),
+        "{eff:?}"
+    );
+    assert_eq!(c.part.entries(), 1, "the possibly-voted-yes entry is kept");
+    let (eff, a) = ask(
+        &mut c,
+        ALICE_TX,
+        r#"{"Abort": {"tx_id": "alice.os/01", "resource": "r"}}"#,
+    );
+    assert!(
+        matches!(
+            a,
+            Some(Ok(Response::Ack {
+                outcome: Outcome::Aborted,
+                ..
+            }))
+        ),
+        "{a:?}"
+    );
+    let s = sends(&eff);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].0.to_string(), RM);
+    assert!(s[0].1.contains("AbortTransaction"), "{s:?}");
+    respond(
+        &mut c,
+        s[0].2.clone(),
+        encode_result(&Ok(ManagerAnswer::Done {})),
+    );
+    assert_eq!(c.part.entries(), 0, "forgotten once the manager applied it");
+}
+
+/// Same, but the coordinator's abort never comes: the forget timer aborts and tells the
+/// manager; a Prepare retried after the timeout asks the manager again.
+#[test]
+fn a_late_manager_vote_is_asked_again_or_aborted_by_the_forget_timer() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (to, _, ctx) = sends(&eff).pop().unwrap();
+    let timeout = |c: &mut TxCoord, to: Address, ctx| {
+        c.handle(
+            Now::at(5_000),
+            Input::SendFailed {
+                kind: SendErrorKind::Timeout,
+                target: to,
+                ctx,
+            },
+        )
+    };
+    let eff = timeout(&mut c, to, ctx);
+    // The coordinator retries its Prepare: the manager is asked again (one ask in flight).
+    let (eff2, a) = ask(&mut c, ALICE_TX, PREPARE_01);
+    assert!(a.is_none(), "answered once the manager votes: {a:?}");
+    let s = sends(&eff2);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert!(s[0].1.contains("PrepareTransaction"));
+    let (_, a) = ask(&mut c, ALICE_TX, PREPARE_01);
+    assert!(matches!(a, Some(Ok(Response::Voting { .. }))), "{a:?}");
+    let eff3 = timeout(&mut c, s[0].0.clone(), s[0].2.clone());
+    // The forget timer of the entry fires: abort here and tell the manager.
+    let forget = eff
+        .iter()
+        .chain(eff3.iter())
+        .find_map(|e| match e {
+            Effect::SetTimer { timer, .. } => Some(timer.clone()),
+            _ => None,
+        })
+        .expect("a forget timer");
+    let eff = c.handle(Now::at(200_000), Input::Timer(forget));
+    let s = sends(&eff);
+    assert_eq!(s.len(), 1, "{eff:?}");
+    assert!(s[0].1.contains("AbortTransaction"), "{s:?}");
+    // A stale Prepare now gets a no.
+    let (_, a) = ask(&mut c, ALICE_TX, PREPARE_01);
+    assert!(
+        matches!(a, Some(Ok(Response::Voted { vote: Vote::No, .. }))),
+        "{a:?}"
+    );
+}
+
+/// A hostile participant answers Prepare with a huge error: the coordinator keeps (and
+/// reports, and sends in its decision event) a bounded reason.
+#[test]
+fn a_huge_error_from_a_participant_is_stored_truncated() {
+    use p2p_common::api::txcoord::MAX_REASON;
+    use p2p_common::api::ApiError;
+    let mut c = core("alice.os");
+    let (eff, a) = ask(
+        &mut c,
+        APP,
+        r#"{"Start": {"participants": [{"node": "mallory.os", "resource": "r"}]}}"#,
+    );
+    let Some(Ok(Response::Started { tx_id })) = a else {
+        panic!("{a:?}")
+    };
+    let (_, _, ctx) = sends(&eff).pop().unwrap();
+    let big = "A".repeat(1_000_000);
+    let eff = respond(
+        &mut c,
+        ctx,
+        encode_result::<Response>(&Err(ApiError::new(ErrorCode::BadRequest, big))),
+    );
+    let longest_send = eff
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { body, .. } => Some(body.len()),
+            _ => None,
+        })
+        .max()
+        .expect("the decision event");
+    assert!(longest_send < 8 * 1024, "event of {longest_send} bytes");
+    let longest_store = eff
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Store(b) => Some(format!("{b:?}").len()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(longest_store < 8 * 1024, "record of {longest_store} bytes");
+    let (_, a) = ask(
+        &mut c,
+        APP,
+        &format!(r#"{{"Status": {{"tx_id": "{tx_id}"}}}}"#),
+    );
+    let Some(Ok(Response::Status(s))) = a else {
+        panic!("{a:?}")
+    };
+    assert!(s.reason.chars().count() <= MAX_REASON, "{}", s.reason.len());
+    assert!(s.votes[0].reason.chars().count() <= MAX_REASON);
+    assert!(s.reason.contains("mallory.os / r refused"), "{}", s.reason);
+}
+
+/// Paging through List with a transaction that has both roles on this node sees both.
+#[test]
+fn list_paging_keeps_both_roles_of_a_transaction() {
+    let mut c = core("alice.os");
+    register(&mut c, "alice.os@rm:app:someone.os", "r");
+    let (eff, a) = ask(
+        &mut c,
+        APP,
+        r#"{"Start": {"participants": [{"node": "alice.os", "resource": "r"}, {"node": "bob.os", "resource": "r"}]}}"#,
+    );
+    assert!(matches!(a, Some(Ok(Response::Started { .. }))), "{a:?}");
+    // Deliver the Prepare to ourselves: alice.os is coordinator and participant.
+    let (_, body, _) = sends(&eff)
+        .into_iter()
+        .find(|(to, _, _)| to.node.as_str() == "alice.os" && to.process.process == "txcoord")
+        .unwrap();
+    ask(&mut c, ALICE_TX, &body);
+    let (_, a) = ask(&mut c, APP, r#"{"List": {}}"#);
+    let Some(Ok(Response::Transactions { transactions, .. })) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(transactions.len(), 2, "{transactions:?}");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let body = match &cursor {
+            Some(c) => format!(r#"{{"List": {{"limit": 1, "cursor": "{c}"}}}}"#),
+            None => r#"{"List": {"limit": 1}}"#.into(),
+        };
+        let (_, a) = ask(&mut c, APP, &body);
+        let Some(Ok(Response::Transactions {
+            transactions,
+            next_cursor,
+        })) = a
+        else {
+            panic!("{a:?}")
+        };
+        seen.extend(transactions.into_iter().map(|t| (t.tx_id, t.role)));
+        cursor = next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let all: Vec<_> = transactions
+        .into_iter()
+        .map(|t| (t.tx_id, t.role))
+        .collect();
+    assert_eq!(seen, all, "paging sees every entry once, in order");
+    // A bare tx id (an older cursor) still starts after the whole transaction.
+    let (_, a) = ask(
+        &mut c,
+        APP,
+        &format!(r#"{{"List": {{"cursor": "{}"}}}}"#, all[0].0),
+    );
+    let Some(Ok(Response::Transactions { transactions, .. })) = a else {
+        panic!("{a:?}")
+    };
+    assert!(transactions.is_empty(), "{transactions:?}");
+}
+
+/// A delayed copy of a Prepare arriving after the transaction committed and was forgotten is
+/// answered from the ended entries; the manager is not asked to prepare it again.
+#[test]
+fn a_replayed_prepare_after_the_end_does_not_reprepare_the_manager() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    for (n, commit) in [("02", true), ("03", false)] {
+        let prep = format!(
+            r#"{{"Prepare": {{"tx_id": "alice.os/{n}", "resource": "r", "operation": "x+=1", "participants": ["bob.os"], "deadline_ms": 30000}}}}"#
+        );
+        let (eff, _) = ask(&mut c, ALICE_TX, &prep);
+        let (_, _, ctx) = sends(&eff).pop().unwrap();
+        respond(
+            &mut c,
+            ctx,
+            encode_result(&Ok(ManagerAnswer::Vote {
+                vote: Vote::Yes,
+                reason: String::new(),
+            })),
+        );
+        let decision = if commit { "Commit" } else { "Abort" };
+        let (eff, a) = ask(
+            &mut c,
+            ALICE_TX,
+            &format!(r#"{{"{decision}": {{"tx_id": "alice.os/{n}", "resource": "r"}}}}"#),
+        );
+        assert!(matches!(a, Some(Ok(Response::Ack { .. }))), "{a:?}");
+        let (_, body, ctx) = sends(&eff).pop().unwrap();
+        assert!(body.contains(&format!("{decision}Transaction")), "{body}");
+        respond(&mut c, ctx, encode_result(&Ok(ManagerAnswer::Done {})));
+        assert_eq!(c.part.entries(), 0, "forgotten");
+        let (eff, a) = ask(&mut c, ALICE_TX, &prep);
+        let s = sends(&eff);
+        assert!(s.is_empty(), "the manager is asked again: {s:?}");
+        let want = if commit { Vote::Yes } else { Vote::No };
+        assert!(
+            matches!(a, Some(Ok(Response::Voted { vote, .. })) if vote == want),
+            "{a:?}"
+        );
+        assert_eq!(c.part.entries(), 0);
+    }
+}

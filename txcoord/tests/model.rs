@@ -267,7 +267,8 @@ impl Model {
                         s.nodes[i].lazy.extend(b.ops);
                     }
                 }
-                Effect::Log { .. } => {}
+                // Logs, and the HTTP and WebSocket bindings made at start (no browser here).
+                Effect::Log { .. } | Effect::BindHttp { .. } | Effect::BindWs { .. } => {}
                 other => panic!("unexpected effect in the model: {other:?}"),
             }
         }

@@ -134,7 +134,8 @@ pub enum Outcome {
 pub struct ListFilter {
     pub phase: Option<Phase>,
     pub role: Option<Role>,
-    /// Start after this transaction id (from a previous page's `next_cursor`).
+    /// Start after this entry: a previous page's `next_cursor` ("<tx_id> <role>"); a bare
+    /// tx id starts after every entry of that transaction.
     pub cursor: Option<String>,
     /// 1..=[`MAX_PAGE`]; [`DEFAULT_PAGE`] if left out.
     pub limit: Option<u32>,

@@ -161,13 +161,9 @@ impl Service for TestRm {
             }
             Input::Response { body, .. } => {
                 match decode_response::<Response>(&body) {
-                    Ok(Response::ManagerRegistered { .. }) => {
-                        // Register again now and then, as a manager that restarted would.
-                        vec![Effect::timer(
-                            30_000 + self.roll("again", 2) * 300,
-                            RmTimer::Register,
-                        )]
-                    }
+                    // Registered: again only after its own crash (a periodic re-registration
+                    // would hide outcomes txcoord failed to deliver).
+                    Ok(Response::ManagerRegistered { .. }) => vec![],
                     _ => vec![Effect::timer(2_000, RmTimer::Register)],
                 }
             }
