@@ -66,7 +66,8 @@ impl Node {
                     target.process.process.as_str(),
                     // The core's own timers and its HTTP/WebSocket bindings at start.
                     "presence" | "timer" | "http-server"
-                ) => {
+                ) =>
+                {
                     let m: SubscriberMessage = serde_json::from_slice(&body).unwrap();
                     self.to_apps.push((target, m, context));
                 }

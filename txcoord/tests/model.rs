@@ -765,6 +765,37 @@ fn bounds() -> (u32, usize) {
     )
 }
 
+/// `n` with thousands separators, as docs/txcoord.md writes it.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The table in docs/txcoord.md states what the default search explores: check its row, so
+/// the documented numbers cannot drift from the code (deeper runs set the bounds by env and
+/// are not documented).
+fn check_documented(search: &str, states: u64, max_depth: usize) {
+    if std::env::var_os("TXCOORD_MODEL_FAULTS").is_some()
+        || std::env::var_os("TXCOORD_MODEL_DEPTH").is_some()
+    {
+        return;
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/txcoord.md"))
+        .expect("docs/txcoord.md");
+    let row = format!("| {search} | {} | {max_depth} |", thousands(states));
+    assert!(
+        doc.lines().any(|l| l.trim() == row),
+        "docs/txcoord.md should have the row\n{row}\n(the model check's table is out of date)"
+    );
+}
+
 #[test]
 fn every_interleaving_is_atomic_and_live() {
     let (b, d) = bounds();
@@ -778,6 +809,12 @@ fn every_interleaving_is_atomic_and_live() {
         );
         // Not vacuous: the checker reached finished runs of the expected kinds.
         assert!(r.states > 1_000, "{r:?}");
+        let search = if votes == [Vote::Yes; 3] {
+            "from the start, votes yes/yes/yes, budget 1 fault, depth bound 5"
+        } else {
+            "from the start, votes yes/yes/no, budget 1, depth bound 5"
+        };
+        check_documented(search, r.states, r.max_depth);
         if votes == [Vote::Yes; 3] {
             assert!(r.committed_ends > 0 && r.aborted_ends > 0, "{r:?}");
         } else {
@@ -825,4 +862,9 @@ fn from_the_commit_decision_the_real_cores_survive_two_faults() {
         r.states, r.max_depth, r.longest_suffix
     );
     assert!(r.committed_ends > 0, "{r:?}");
+    check_documented(
+        "from the commit decision (reached fault-free), budget 2, depth bound 5",
+        r.states,
+        r.max_depth,
+    );
 }
