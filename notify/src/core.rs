@@ -944,12 +944,12 @@ impl Notify {
         if batch.is_empty() && roster.is_none() {
             let mut out = Vec::new();
             let up_to = self.accept(&k, &from.node, lost, Vec::new(), None, now, &mut out);
-            if dups > 0 {
-                let mut r = Vec::new();
-                self.relays
-                    .on_received(&k, &from.node, false, true, &self.streams, now, &mut r);
-                Self::lift_relay(r, &mut out);
-            }
+            // Nothing new (duplicates, or an empty probe): the tree hears of it (a parent
+            // that delivers again ends our grafts).
+            let mut r = Vec::new();
+            self.relays
+                .on_received(&k, &from.node, false, true, &self.streams, now, &mut r);
+            Self::lift_relay(r, &mut out);
             out.push(Effect::reply(
                 id,
                 encode_result(&Ok(Response::Delivered { up_to })),

@@ -6,9 +6,14 @@
 //! peers on every step forward and every 30 s; a member that hears of numbers it lacks and
 //! does not get them within 2 s grafts onto the announcer (`Graft`: push to me from
 //! `up_to` on), then onto the publisher, with backoff, at most [`MAX_GRAFT_TRIES`] times. A
-//! grafted link is pruned (`Prune`) once the tree parent delivers again, or once it only
-//! brings duplicates. Acknowledgement is hop by hop: each node answers its parent, so the
-//! publisher handles only its own children's answers.
+//! grafted link is pruned (`Prune`) once the tree parent delivers anything again (new
+//! numbers or duplicates: the parent's link works), or once it only brings duplicates; the
+//! node pushed to also drops it by itself [`GRAFT_LEASE_MS`] after the last `Graft` (a lost
+//! `Prune`, or a grafter that lied, cannot keep it for ever; a grafter still behind grafts
+//! again). `IHave` is taken only over a lazy link of the roster (from a member whose lazy
+//! peers include us, or one of ours) and only up to [`MAX_AHEAD`] past what we have.
+//! Acknowledgement is hop by hop: each node answers its parent, so the publisher handles
+//! only its own children's answers.
 //!
 //! Relays forward the publisher's signed notes unchanged (receivers verify each one) and
 //! never a lost range (only the publisher may say a number is lost). The same machine runs
@@ -38,6 +43,11 @@ pub const GRAFT_AFTER_MS: Millis = 2_000;
 pub const MAX_GRAFT_TRIES: u32 = 6;
 /// How often a member announces what it has to its lazy peers, even without news.
 pub const ANNOUNCE_EVERY_MS: Millis = 30_000;
+/// How long a grafted link lives after the `Graft` that made it (or renewed it).
+pub const GRAFT_LEASE_MS: Millis = 60_000;
+/// How far past our own last number an announcement is believed: a lazy peer that says it
+/// is further ahead makes us graft for at most this many numbers at a time.
+pub const MAX_AHEAD: u64 = MAX_BATCH as u64;
 /// Timeout of a push to a child (seconds).
 const PUSH_TIMEOUT_S: u64 = 5;
 
@@ -76,6 +86,8 @@ pub struct Link {
     attempt: u32,
     /// It grafted onto us (it is not our tree child).
     pub grafted: bool,
+    /// A grafted link is dropped once this time has passed.
+    lease_until: Millis,
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +296,16 @@ impl Relays {
         let Some(l) = t.links.get_mut(node) else {
             return;
         };
+        if l.grafted && now >= l.lease_until {
+            // Its lease is over (an answer or a retry still due finds no link): a grafter
+            // still behind grafts again.
+            t.links.remove(node);
+            out.push(log(
+                Level::Debug,
+                format!("{k}: grafted link to {node} expired"),
+            ));
+            return;
+        }
         if l.in_flight || l.waiting {
             return;
         }
@@ -482,7 +504,7 @@ impl Relays {
     }
 
     /// A `Deliver` of `k` from `from` was taken: `new` numbers extended our stream, or it
-    /// brought only duplicates (`dup_only`).
+    /// brought nothing new (`dup_only`: duplicates, or an empty probe).
     pub fn on_received(
         &mut self,
         k: &StreamKey,
@@ -500,37 +522,41 @@ impl Relays {
         let parent = t.roster.parent(&me).cloned();
         let last = streams.get(k).map_or(0, |s| s.last);
         let from_parent = parent.as_ref() == Some(from);
-        if new {
-            if t.behind.as_ref().is_some_and(|b| last >= b.up_to) {
-                t.behind = None;
-            }
-            if from_parent {
-                for g in std::mem::take(&mut t.grafted_from) {
-                    t.stats.prunes += 1;
-                    out.push(Effect::notify(
-                        address(&g),
-                        encode(&Request::Prune {
-                            publisher: k.publisher.clone(),
-                            topic: k.topic.clone(),
-                        }),
-                    ));
-                }
-            }
-            Self::announce(&me, k, t, last, out);
-            self.pump_all(k, streams, now, out);
-        } else if dup_only && !from_parent && t.grafted_from.remove(from) {
+        // Our parent's link works again (whether it brought news, only what a grafted link
+        // brought first, or an empty probe after its restart): the grafted links are no
+        // longer needed (if the parent is still behind, it catches up and pushes; if it
+        // stays behind, the announcements make us graft again). A grafted link that brings
+        // nothing new is not needed either.
+        let pruned: Vec<NodeId> = if from_parent && (new || dup_only) {
+            std::mem::take(&mut t.grafted_from).into_iter().collect()
+        } else if dup_only && t.grafted_from.remove(from) {
+            vec![from.clone()]
+        } else {
+            Vec::new()
+        };
+        for g in pruned {
             t.stats.prunes += 1;
             out.push(Effect::notify(
-                address(from),
+                address(&g),
                 encode(&Request::Prune {
                     publisher: k.publisher.clone(),
                     topic: k.topic.clone(),
                 }),
             ));
         }
+        if new {
+            if t.behind.as_ref().is_some_and(|b| last >= b.up_to) {
+                t.behind = None;
+            }
+            Self::announce(&me, k, t, last, out);
+            self.pump_all(k, streams, now, out);
+        }
     }
 
-    /// A lazy peer (a member of the roster) says it has `k` up to `up_to`.
+    /// A lazy peer says it has `k` up to `up_to`. Taken only over a lazy link of the roster
+    /// (`from` announces to us, or we to it), so one member can make at most the few
+    /// members lazily linked to it graft, and only [`MAX_AHEAD`] numbers past our last at a
+    /// time.
     pub fn on_ihave(
         &mut self,
         k: &StreamKey,
@@ -539,13 +565,17 @@ impl Relays {
         streams: &Streams,
         out: &mut Vec<Eff>,
     ) -> bool {
+        let me = self.me.clone();
         let Some(t) = self.trees.get_mut(k) else {
             return false;
         };
-        if !t.roster.contains(from) {
+        if !t.roster.contains(from)
+            || !(t.roster.lazy_peers(from).contains(&me) || t.roster.lazy_peers(&me).contains(from))
+        {
             return false;
         }
         let last = streams.get(k).map_or(0, |s| s.last);
+        let up_to = up_to.min(last.saturating_add(MAX_AHEAD));
         if up_to > last {
             match &mut t.behind {
                 Some(b) => {
@@ -649,6 +679,9 @@ impl Relays {
             grafted: true,
             ..Link::default()
         });
+        if l.grafted {
+            l.lease_until = now.saturating_add(GRAFT_LEASE_MS);
+        }
         l.acked = Some(up_to.min(last));
         l.attempt = 0;
         if l.waiting {
@@ -760,6 +793,148 @@ mod tests {
             members,
             signature: vec![],
         }
+    }
+
+    fn key() -> StreamKey {
+        StreamKey::new(&"alice.os".parse().unwrap(), "news")
+    }
+
+    /// `me`'s relays of a 20-member, fan-out-2 roster, with a received stream at `last`.
+    fn member(me: &NodeId, last: u64) -> (Relays, Streams) {
+        let mut streams = Streams::default();
+        let mut b = Batch::forced();
+        streams.ensure(&key(), last, true, &mut b);
+        let mut r = Relays::new(me.clone());
+        let mut out = Vec::new();
+        r.adopt(
+            &key(),
+            roster(20, 2),
+            &|_| None,
+            &streams,
+            0,
+            &mut b,
+            &mut out,
+        );
+        (r, streams)
+    }
+
+    fn prunes_to(out: &[Eff]) -> Vec<NodeId> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, body, .. }
+                    if matches!(
+                        serde_json::from_slice::<Request>(body),
+                        Ok(Request::Prune { .. })
+                    ) =>
+                {
+                    Some(to.node.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_delivery_of_duplicates_from_the_parent_prunes_the_grafts() {
+        let r0 = roster(20, 2);
+        let me = r0.members[10].clone();
+        let parent = r0.parent(&me).unwrap().clone();
+        assert_ne!(parent, r0.publisher);
+        let (mut r, streams) = member(&me, 3);
+        let other = r0.members[15].clone();
+        let t = r.trees.get_mut(&key()).unwrap();
+        t.grafted_from.insert(r0.publisher.clone());
+        t.grafted_from.insert(other.clone());
+        // The publisher's grafted push came first; the parent's copy brings duplicates only.
+        let mut out = Vec::new();
+        r.on_received(&key(), &parent, false, true, &streams, 0, &mut out);
+        let mut pruned = prunes_to(&out);
+        pruned.sort();
+        let mut want = vec![r0.publisher.clone(), other];
+        want.sort();
+        assert_eq!(pruned, want);
+        assert!(r.trees[&key()].grafted_from.is_empty());
+        assert_eq!(r.trees[&key()].stats.prunes, 2);
+        // A grafted link that brings only duplicates is pruned; another is not.
+        let mut out = Vec::new();
+        let g = r0.members[3].clone();
+        r.trees
+            .get_mut(&key())
+            .unwrap()
+            .grafted_from
+            .insert(g.clone());
+        r.on_received(&key(), &r0.members[6], false, true, &streams, 0, &mut out);
+        assert!(prunes_to(&out).is_empty());
+        r.on_received(&key(), &g, false, true, &streams, 0, &mut out);
+        assert_eq!(prunes_to(&out), vec![g]);
+    }
+
+    #[test]
+    fn a_grafted_link_lasts_its_lease_from_the_last_graft() {
+        let r0 = roster(20, 2);
+        let me = r0.members[1].clone();
+        let grafter = r0.members[17].clone();
+        assert!(!r0.children(&me).contains(&grafter));
+        let (mut r, streams) = member(&me, 3);
+        let mut out = Vec::new();
+        assert!(r.on_graft(&key(), &grafter, 3, &streams, 1_000, &mut out));
+        let link = |r: &Relays| r.trees[&key()].links.get(&grafter).map(|l| l.grafted);
+        assert_eq!(link(&r), Some(true));
+        r.pump(
+            &key(),
+            &grafter,
+            &streams,
+            1_000 + GRAFT_LEASE_MS - 1,
+            &mut out,
+        );
+        assert_eq!(link(&r), Some(true));
+        // A new Graft renews it.
+        assert!(r.on_graft(&key(), &grafter, 3, &streams, 30_000, &mut out));
+        r.pump(&key(), &grafter, &streams, 1_000 + GRAFT_LEASE_MS, &mut out);
+        assert_eq!(link(&r), Some(true));
+        r.pump(
+            &key(),
+            &grafter,
+            &streams,
+            30_000 + GRAFT_LEASE_MS,
+            &mut out,
+        );
+        assert_eq!(link(&r), None, "the lease is over");
+        // A tree child's link has no lease.
+        let child = r0.children(&me)[0].clone();
+        r.pump(&key(), &child, &streams, 10 * GRAFT_LEASE_MS, &mut out);
+        assert!(r.trees[&key()].links.contains_key(&child));
+    }
+
+    #[test]
+    fn ihave_is_taken_only_over_a_lazy_link_and_only_a_batch_ahead() {
+        let r0 = roster(20, 2);
+        let me = r0.members[10].clone();
+        let (mut r, streams) = member(&me, 3);
+        let ours = r0.lazy_peers(&me);
+        let theirs: Vec<NodeId> = r0
+            .members
+            .iter()
+            .filter(|m| r0.lazy_peers(m).contains(&me))
+            .cloned()
+            .collect();
+        let stranger = r0
+            .members
+            .iter()
+            .find(|m| **m != me && !ours.contains(m) && !theirs.contains(m))
+            .unwrap()
+            .clone();
+        let mut out = Vec::new();
+        assert!(!r.on_ihave(&key(), &stranger, 1_000_000, &streams, &mut out));
+        assert!(out.is_empty());
+        assert!(r.trees[&key()].behind.is_none());
+        for from in ours.iter().chain(&theirs) {
+            assert!(r.on_ihave(&key(), from, 1_000_000, &streams, &mut out));
+        }
+        assert_eq!(
+            r.trees[&key()].behind.as_ref().unwrap().up_to,
+            3 + MAX_AHEAD
+        );
     }
 
     #[test]

@@ -858,6 +858,29 @@ fn render_notify(b: &Value) -> Result<Block> {
             "< 20 (asserted)",
         ]),
         row(&[
+            "`repaired_publisher_sends` / `repaired_publisher_messages`",
+            &format!(
+                "the same two after a repair: {} of the publisher's tree children crash while \
+                 6 notifications are published, and come back; measured from {} later",
+                int(b, "repaired_relays")?,
+                duration(num(b, "repair_wait_ms")?)
+            ),
+            &realistic,
+            &format!(
+                "{} / {}",
+                dec2(num(b, "repaired_publisher_sends")?),
+                dec2(num(b, "repaired_publisher_messages")?)
+            ),
+            "< 10 / < 20 (asserted)",
+        ]),
+        row(&[
+            "`repaired_delivery_ratio`",
+            "delivery on the large topic in that run (every notification, crashed relays included)",
+            &realistic,
+            &percent(num(b, "repaired_delivery_ratio")?),
+            "≥ 99.9% (asserted)",
+        ]),
+        row(&[
             "`topic_p50_delivery_ms` / `topic_p99_delivery_ms`",
             "publish to app on the large topic, virtual time",
             &realistic,
