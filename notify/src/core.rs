@@ -16,8 +16,8 @@ use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
 use p2p_common::api::notify::{
     split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, Roster, SeqRange,
-    MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD, MAX_SUBSCRIBERS,
-    MAX_TOPICS, PROCESS,
+    TopicStats, MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD,
+    MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
@@ -305,13 +305,51 @@ impl Notify {
     }
 
     pub fn stats(&self) -> NotifyStats {
+        let mut topics = self.outbox.stats(&self.streams);
+        for t in &mut topics {
+            self.tree_topic_stats(t);
+        }
         NotifyStats {
-            topics: self.outbox.stats(&self.streams),
+            topics,
             subscriptions: self.apps.stats(&self.streams),
             duplicates_suppressed: self.duplicates_suppressed,
             refused: self.refused,
             relays: self.relays.stats(),
         }
+    }
+
+    /// Add what the root of our topic's relay tree counted to the topic's (direct fan-out)
+    /// stats: its copies (`relay_payloads`, part of `sent`), failures and announcements,
+    /// and per member it pushes to (tree children, grafted links) that link's
+    /// acknowledgements. Deeper members acknowledge to their tree parents, so the
+    /// publisher does not know their `acked`: they are not listed (each relay's `relays`
+    /// stats tell its part).
+    fn tree_topic_stats(&self, ts: &mut TopicStats) {
+        let k = StreamKey::new(&self.me, &ts.topic);
+        let Some(tree) = self.relays.get(&k) else {
+            return;
+        };
+        let last = self.streams.get(&k).map_or(0, |s| s.last);
+        ts.relay_payloads = tree.stats.payloads;
+        ts.announcements = tree.stats.announcements;
+        ts.sent += tree.stats.payloads;
+        ts.failed += tree.failed;
+        ts.subscribers.retain_mut(|s| {
+            if !tree.roster.contains(&s.node) {
+                return true;
+            }
+            let Some(l) = tree.links.get(&s.node) else {
+                return false;
+            };
+            s.acked = s.acked.max(l.acked.unwrap_or(0));
+            s.sent += l.sent;
+            s.failed += l.failed;
+            s.delivered += l.delivered;
+            s.pending = last.saturating_sub(s.acked);
+            true
+        });
+        ts.delivered += tree.links.values().map(|l| l.delivered).sum::<u64>();
+        ts.pending = ts.subscribers.iter().map(|s| s.pending).sum();
     }
 
     fn lift_out(v: Vec<Effect<outbox::Ctx, outbox::Timer>>, out: &mut Vec<Eff>) {

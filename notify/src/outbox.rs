@@ -494,6 +494,7 @@ impl Outbox {
                     delivered: subscribers.iter().map(|s| s.delivered).sum(),
                     pending: subscribers.iter().map(|s| s.pending).sum(),
                     dropped_by_retention: t.dropped_by_retention,
+                    // Direct fan-out sends none; the core adds the relay tree's figures.
                     relay_payloads: 0,
                     announcements: 0,
                     subscribers,

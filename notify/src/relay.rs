@@ -88,6 +88,12 @@ pub struct Link {
     pub grafted: bool,
     /// A grafted link is dropped once this time has passed.
     lease_until: Millis,
+    /// Payload copies pushed on this link (retries included).
+    pub sent: u64,
+    /// Pushes that failed.
+    pub failed: u64,
+    /// Numbers it acknowledged beyond what it had when we first heard from it.
+    pub delivered: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +113,8 @@ pub struct Tree {
     behind: Option<Behind>,
     announcing: bool,
     pub stats: RelayStats,
+    /// Pushes that failed, on every link (also the ones gone since).
+    pub failed: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -208,6 +216,7 @@ impl Relays {
             grafted_from: BTreeSet::new(),
             behind: None,
             announcing: false,
+            failed: 0,
             stats: RelayStats {
                 publisher: k.publisher.clone(),
                 topic: k.topic.clone(),
@@ -364,6 +373,7 @@ impl Relays {
         }
         l.in_flight = true;
         t.stats.payloads += notes.len() as u64;
+        l.sent += notes.len() as u64;
         let roster = needs_roster.then(|| t.roster.clone());
         let body = encode(&Request::Deliver {
             topic: k.topic.clone(),
@@ -422,6 +432,9 @@ impl Relays {
             None => new,
             Some(a) => a.max(new),
         });
+        if let (Some(b), Some(a)) = (before, l.acked) {
+            l.delivered += a.saturating_sub(b);
+        }
         if l.acked != before && !l.grafted {
             batch.ops.push((
                 link_key(&stream, &node),
@@ -440,13 +453,14 @@ impl Relays {
     pub fn on_failed(&mut self, ctx: Ctx, rng: &mut dyn RngCore, now: Millis, out: &mut Vec<Eff>) {
         let Ctx::Push { stream, node, .. } = ctx;
         self.breakers.on_failure(&node, now);
-        let Some(l) = self
-            .trees
-            .get_mut(&stream)
-            .and_then(|t| t.links.get_mut(&node))
-        else {
+        let Some(t) = self.trees.get_mut(&stream) else {
             return;
         };
+        t.failed += 1;
+        let Some(l) = t.links.get_mut(&node) else {
+            return;
+        };
+        l.failed += 1;
         l.in_flight = false;
         let delay = self.backoff.delay(l.attempt, rng).max(100);
         l.attempt = l.attempt.saturating_add(1);

@@ -299,10 +299,16 @@ pub struct TopicStats {
     pub delivered: u64,
     pub pending: u64,
     pub dropped_by_retention: u64,
-    /// Payload copies sent by relays on the publisher's behalf (0 with direct fan-out).
+    /// Payload copies the publisher pushed down the topic's relay tree as its root (to its
+    /// tree children and grafted links; part of `sent`; 0 with direct fan-out). The
+    /// relays' own copies are in their nodes' `relays` stats.
     pub relay_payloads: u64,
-    /// Announcements (IHAVE) sent instead of payloads (0 with direct fan-out).
+    /// Announcements (IHAVE) the publisher sent for the topic's tree (0 with direct
+    /// fan-out; the root announces nothing, its members do).
     pub announcements: u64,
+    /// Direct subscribers, and the tree members the publisher pushes to (its tree children
+    /// and grafted links, with their acknowledgements); members deeper in the tree
+    /// acknowledge to their tree parents and are not listed.
     pub subscribers: Vec<SubscriberStats>,
 }
 

@@ -35,20 +35,14 @@ fn publish(s: &mut Sim, k: u64) -> ApiResult<Response> {
     answer(s, h).unwrap_or_else(|| panic!("no answer to a publish: {:?}", s.outcome(h)))
 }
 
-/// Payload copies node 0 sent for its topic so far: direct, and as the tree's root.
+/// Payload copies node 0 sent for its topic so far: the topic's `sent` (direct, and as the
+/// tree's root).
 fn publisher_copies(s: &Sim) -> u64 {
     let st = s.core::<Notify>(0, NAME).unwrap().stats();
-    let direct = st
-        .topics
+    st.topics
         .iter()
         .find(|t| t.topic == TOPIC)
-        .map_or(0, |t| t.sent);
-    direct
-        + st.relays
-            .iter()
-            .filter(|r| r.topic == TOPIC && &r.publisher == s.node_id(0))
-            .map(|r| r.payloads)
-            .sum::<u64>()
+        .map_or(0, |t| t.sent)
 }
 
 /// Grafted links the publisher pushes on.
@@ -184,4 +178,59 @@ fn a_lying_announcement_does_not_turn_the_tree_into_direct_fan_out() {
         "{attacked} copies per notification after the lie"
     );
     assert_eq!(left, 0, "grafted links left at the publisher");
+}
+
+/// A tree topic's stats at the publisher, once every member has everything: the copies it
+/// pushed down the tree are `relay_payloads` (and in `sent`), its tree children are listed
+/// with their acknowledgements (nothing pending), deeper members are not listed.
+#[test]
+fn a_tree_topics_stats_count_the_tree_and_its_acknowledgements() {
+    let n = 40;
+    let mut s = sim(5, n, Config::default());
+    let subs: Vec<usize> = (1..n).collect();
+    setup(&mut s, &subs).unwrap();
+    s.run_for(10_000).unwrap();
+    for k in 0..5 {
+        assert!(publish(&mut s, k).is_ok());
+    }
+    s.run_for(60_000).unwrap();
+    let got: usize = (1..n)
+        .map(|i| p2p_sim::scenarios::notify::received(&s, i, s.node_id(0)).len())
+        .sum();
+    assert_eq!(got, 5 * (n - 1), "every member got everything");
+    let alice = s.core::<Notify>(0, NAME).unwrap();
+    let st = alice.stats();
+    let t = st.topics.iter().find(|t| t.topic == TOPIC).unwrap();
+    let k = StreamKey::new(s.node_id(0), TOPIC);
+    let tree = alice.relays().get(&k).unwrap();
+    println!(
+        "published {} sent {} delivered {} pending {} relay_payloads {} announcements {} \
+         subscribers listed {}",
+        t.published,
+        t.sent,
+        t.delivered,
+        t.pending,
+        t.relay_payloads,
+        t.announcements,
+        t.subscribers.len()
+    );
+    assert_eq!(t.published, 5);
+    assert_eq!(t.relay_payloads, tree.stats.payloads);
+    assert!(t.relay_payloads >= 5 * 8, "{}", t.relay_payloads);
+    assert!(t.sent >= t.relay_payloads);
+    assert_eq!(t.announcements, tree.stats.announcements);
+    assert_eq!(t.pending, 0);
+    let children = tree.roster.children(s.node_id(0));
+    assert_eq!(t.subscribers.len(), tree.links.len());
+    for c in &children {
+        let sub = t
+            .subscribers
+            .iter()
+            .find(|x| &x.node == c)
+            .expect("a child is listed");
+        assert_eq!((sub.acked, sub.pending), (5, 0), "{c}");
+        assert!(sub.delivered >= 5, "{c}: {sub:?}");
+        assert!(sub.sent >= 5, "{c}: {sub:?}");
+    }
+    assert!(t.delivered >= 5 * 8);
 }
