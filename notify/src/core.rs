@@ -141,6 +141,10 @@ pub struct Notify {
     apps: Apps,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
+    /// Our topics a member of whose roster left since it was signed: the next roster is
+    /// signed even with the same members (a member that left and came back forgot the
+    /// tree, and takes only a newer roster than the one it left).
+    roster_left: BTreeSet<String>,
     /// Subscriptions waiting for their welcome's outcome, by (app, stream).
     hellos: Confirmations<(Address, StreamKey)>,
     budgets: SenderBudgets,
@@ -266,6 +270,7 @@ impl Notify {
             outbox: Outbox::new(me.clone()),
             relays: Relays::new(me.clone()),
             roster_due: BTreeSet::new(),
+            roster_left: BTreeSet::new(),
             cfg: Config {
                 fanout: cfg.fanout.clamp(2, MAX_FANOUT),
                 ..cfg
@@ -610,6 +615,14 @@ impl Notify {
             Request::PeerUnsubscribe { topic } => {
                 let mut b = Batch::lazy();
                 if self.outbox.unsubscribe(&topic, &from.node, &mut b) {
+                    let k = StreamKey::new(&self.me, &topic);
+                    if self
+                        .relays
+                        .get(&k)
+                        .is_some_and(|t| t.roster.contains(&from.node))
+                    {
+                        self.roster_left.insert(topic.clone());
+                    }
                     self.roster_changed(&topic, out);
                 }
                 let k = StreamKey::new(&self.me, &topic);
@@ -875,6 +888,8 @@ impl Notify {
             Level::Warn,
             format!("{topic}: relay tree roster not signed; retrying in 10 s"),
         ));
+        // Signed again even if the members are the same by then (someone may have left).
+        self.roster_left.insert(topic.to_string());
         if self.roster_due.insert(topic.to_string()) {
             out.push(Effect::timer(
                 5 * ROSTER_AFTER_MS,
@@ -1169,10 +1184,12 @@ impl Notify {
             return;
         };
         let members: Vec<NodeId> = t.subs.keys().cloned().collect();
-        if self
-            .relays
-            .get(&k)
-            .is_some_and(|t| t.roster.members == members)
+        let someone_left = self.roster_left.remove(topic);
+        if !someone_left
+            && self
+                .relays
+                .get(&k)
+                .is_some_and(|t| t.roster.members == members)
         {
             return;
         }

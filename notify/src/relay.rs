@@ -20,7 +20,9 @@
 //! the root of our own large topics: there, `lost` ranges are sent as the outbox does.
 //!
 //! Storage: `g <pub> <topic>` the roster (written forced), `c <pub> <topic> <child>` a tree
-//! child's acknowledged number (lazy). Grafted links are not stored: a grafter grafts again.
+//! child's acknowledged number (lazy), `h <pub> <topic>` the epoch of the roster we held
+//! when we left a stream (so that an old roster replayed after we subscribe again is not
+//! taken; at most [`MAX_LEFT`]). Grafted links are not stored: a grafter grafts again.
 //!
 //! It owns its timers ([`Timer`]) and contexts ([`Ctx`]); the core wraps them.
 
@@ -48,6 +50,9 @@ pub const GRAFT_LEASE_MS: Millis = 60_000;
 /// How far past our own last number an announcement is believed: a lazy peer that says it
 /// is further ahead makes us graft for at most this many numbers at a time.
 pub const MAX_AHEAD: u64 = MAX_BATCH as u64;
+/// Streams left whose last roster epoch we remember; past this the longest-left is
+/// forgotten.
+pub const MAX_LEFT: usize = 1_024;
 /// Timeout of a push to a child (seconds).
 const PUSH_TIMEOUT_S: u64 = 5;
 
@@ -125,6 +130,9 @@ struct LinkRecord {
 fn roster_key(k: &StreamKey) -> Vec<u8> {
     format!("g {} {}", k.publisher, k.topic).into_bytes()
 }
+fn left_key(k: &StreamKey) -> Vec<u8> {
+    format!("h {} {}", k.publisher, k.topic).into_bytes()
+}
 fn link_key(k: &StreamKey, node: &NodeId) -> Vec<u8> {
     format!("c {} {} {node}", k.publisher, k.topic).into_bytes()
 }
@@ -136,8 +144,16 @@ fn address(node: &NodeId) -> Address {
 pub struct Relays {
     me: NodeId,
     pub trees: BTreeMap<StreamKey, Tree>,
+    /// Streams we left: the roster epoch we held then, and when we left (a counter).
+    left: BTreeMap<StreamKey, (u64, u64)>,
+    left_count: u64,
     backoff: Backoff,
     breakers: Breakers,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LeftRecord {
+    epoch: u64,
 }
 
 impl Relays {
@@ -145,6 +161,8 @@ impl Relays {
         Relays {
             me,
             trees: BTreeMap::new(),
+            left: BTreeMap::new(),
+            left_count: 0,
             backoff: Backoff {
                 base_ms: 1_000,
                 max_ms: 30_000,
@@ -167,9 +185,34 @@ impl Relays {
         self.trees.get(k)
     }
 
-    /// The epoch of the roster we hold for `k` (0: none).
+    /// The epoch of the roster we hold for `k`, or held when we left it (0: none): only a
+    /// newer roster is taken.
     pub fn epoch(&self, k: &StreamKey) -> u64 {
-        self.trees.get(k).map_or(0, |t| t.roster.epoch)
+        match self.trees.get(k) {
+            Some(t) => t.roster.epoch,
+            None => self.left.get(k).map_or(0, |l| l.0),
+        }
+    }
+
+    /// Remember that we left `k` holding roster `epoch`.
+    fn remember_left(&mut self, k: &StreamKey, epoch: u64, batch: &mut Batch) {
+        self.left_count += 1;
+        self.left.insert(k.clone(), (epoch, self.left_count));
+        batch.ops.push((
+            left_key(k),
+            Some(serde_json::to_vec(&LeftRecord { epoch }).expect("serializes")),
+        ));
+        if self.left.len() > MAX_LEFT {
+            let oldest = self
+                .left
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone());
+            if let Some(o) = oldest {
+                self.left.remove(&o);
+                batch.ops.push((left_key(&o), None));
+            }
+        }
     }
 
     /// Our tree parent in `k`.
@@ -203,6 +246,9 @@ impl Relays {
     ) {
         if self.epoch(k) >= roster.epoch {
             return;
+        }
+        if self.left.remove(k).is_some() {
+            batch.ops.push((left_key(k), None));
         }
         batch.ops.push((
             roster_key(k),
@@ -271,6 +317,7 @@ impl Relays {
                     batch.ops.push((link_key(k, n), None));
                 }
             }
+            self.remember_left(k, t.roster.epoch, batch);
         }
     }
 
@@ -733,10 +780,23 @@ impl Relays {
             .collect()
     }
 
-    /// Rebuild from records (`g ...`, `c ...`); returns how many were unreadable. Timers
-    /// are set by [`Relays::start`].
+    /// Rebuild from records (`g ...`, `c ...`, `h ...`); returns how many were unreadable.
+    /// Timers are set by [`Relays::start`].
     pub fn restore(&mut self, records: &Records) -> usize {
         let mut bad = 0;
+        for (key, v) in records.range(b"h ".to_vec()..b"h!".to_vec()) {
+            let parsed = std::str::from_utf8(&key[2..]).ok().and_then(|rest| {
+                let (p, t) = rest.split_once(' ')?;
+                Some(StreamKey::new(&NodeId::parse(p).ok()?, t))
+            });
+            match (parsed, serde_json::from_slice::<LeftRecord>(v)) {
+                (Some(k), Ok(r)) => {
+                    self.left_count += 1;
+                    self.left.insert(k, (r.epoch, self.left_count));
+                }
+                _ => bad += 1,
+            }
+        }
         for (_, v) in records.range(b"g ".to_vec()..b"g!".to_vec()) {
             match serde_json::from_slice::<Roster>(v) {
                 Ok(r) => {
@@ -949,6 +1009,53 @@ mod tests {
             r.trees[&key()].behind.as_ref().unwrap().up_to,
             3 + MAX_AHEAD
         );
+    }
+
+    #[test]
+    fn a_left_streams_roster_epoch_is_remembered_across_restarts() {
+        let r0 = roster(20, 2);
+        let me = r0.members[7].clone();
+        let (mut r, streams) = member(&me, 3);
+        let mut records = Records::new();
+        let apply = |records: &mut Records, b: Batch| {
+            for (k, v) in b.ops {
+                match v {
+                    Some(v) => records.insert(k, v),
+                    None => records.remove(&k),
+                };
+            }
+        };
+        let mut b = Batch::lazy();
+        r.remove(&key(), &mut b);
+        apply(&mut records, b);
+        assert!(r.get(&key()).is_none());
+        assert_eq!(r.epoch(&key()), 1, "the epoch we left with");
+        // After a restart too.
+        let mut r = Relays::new(me.clone());
+        assert_eq!(r.restore(&records), 0);
+        assert!(r.get(&key()).is_none());
+        assert_eq!(r.epoch(&key()), 1);
+        // The old roster again: not taken; a newer one is, and the mark goes.
+        let mut b = Batch::forced();
+        let mut out = Vec::new();
+        r.adopt(&key(), r0.clone(), &|_| None, &streams, 0, &mut b, &mut out);
+        assert!(r.get(&key()).is_none());
+        let mut newer = r0.clone();
+        newer.epoch = 2;
+        r.adopt(&key(), newer, &|_| None, &streams, 0, &mut b, &mut out);
+        assert_eq!(r.get(&key()).map(|t| t.roster.epoch), Some(2));
+        apply(&mut records, b);
+        assert!(!records.keys().any(|k| k.starts_with(b"h ")));
+        // Bounded: past MAX_LEFT streams, the longest-left is forgotten.
+        let mut r = Relays::new(me.clone());
+        let mut b = Batch::lazy();
+        for i in 0..=MAX_LEFT {
+            let k = StreamKey::new(&r0.publisher, &format!("t{i}"));
+            r.remember_left(&k, 5, &mut b);
+        }
+        assert_eq!(r.left.len(), MAX_LEFT);
+        assert_eq!(r.epoch(&StreamKey::new(&r0.publisher, "t0")), 0);
+        assert_eq!(r.epoch(&StreamKey::new(&r0.publisher, "t1")), 5);
     }
 
     #[test]

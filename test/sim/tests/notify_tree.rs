@@ -234,3 +234,158 @@ fn a_tree_topics_stats_count_the_tree_and_its_acknowledgements() {
     }
     assert!(t.delivered >= 5 * 8);
 }
+
+/// A 5-node topic through a tree of fan-out 2, everyone subscribed and settled.
+fn small_tree() -> Sim {
+    let mut s = sim(11, 5, p2p_sim::scenarios::notify::tree_config(2));
+    setup(&mut s, &[1, 2, 3, 4]).unwrap();
+    s.run_for(10_000).unwrap();
+    s
+}
+
+fn roster_of(s: &Sim, i: usize) -> Option<p2p_common::api::notify::Roster> {
+    let k = StreamKey::new(s.node_id(0), TOPIC);
+    Some(s.core::<Notify>(i, NAME)?.relays().get(&k)?.roster.clone())
+}
+
+/// `Deliver` of alice's topic carrying only `roster`, from node `from` (a relay) to `to`.
+fn deliver_roster(
+    s: &mut Sim,
+    from: usize,
+    to: usize,
+    roster: p2p_common::api::notify::Roster,
+) -> Option<ApiResult<Response>> {
+    let req = Request::Deliver {
+        topic: TOPIC.into(),
+        lost: None,
+        notes: vec![],
+        publisher: Some(s.node_id(0).clone()),
+        roster: Some(roster),
+    };
+    let addr = s.addr(to, NAME);
+    let h = s.request_with_blob(
+        from,
+        ProcessId::ours(NAME),
+        &addr,
+        encode(&req),
+        Some(vec![]),
+        10,
+    );
+    s.run_for(3_000).unwrap();
+    answer(s, h)
+}
+
+/// The roster entry point (`Deliver.roster`) from a relay: an altered roster (epoch, fan-out
+/// and members changed under the publisher's old signature), a forged one (a signature
+/// that is not the publisher's), an older one and one without the receiver are all left
+/// alone; the tree the receiver holds stays the publisher's.
+#[test]
+fn an_altered_forged_older_or_foreign_roster_is_not_adopted() {
+    let mut s = small_tree();
+    let (relay, target) = (2, 3);
+    let held = roster_of(&s, target).expect("dave holds the roster");
+    let failures = |s: &Sim| s.core::<Notify>(target, NAME).unwrap().signature_failures;
+    let f0 = failures(&s);
+    // Altered: a newer epoch, another fan-out and member order, the old signature.
+    let mut altered = held.clone();
+    altered.epoch += 5;
+    altered.fanout = 3;
+    let ans = deliver_roster(&mut s, relay, target, altered);
+    assert!(
+        matches!(ans, Some(Ok(Response::Delivered { .. }))),
+        "{ans:?}"
+    );
+    assert_eq!(
+        roster_of(&s, target),
+        Some(held.clone()),
+        "altered roster adopted"
+    );
+    assert_eq!(failures(&s), f0 + 1, "the altered roster's check failed");
+    // Forged: a newer epoch with a signature of someone else's making.
+    let mut forged = held.clone();
+    forged.epoch += 1;
+    forged.signature = vec![7; 64];
+    deliver_roster(&mut s, relay, target, forged);
+    assert_eq!(
+        roster_of(&s, target),
+        Some(held.clone()),
+        "forged roster adopted"
+    );
+    assert_eq!(failures(&s), f0 + 2);
+    // Older (and the same): not even checked.
+    let mut older = held.clone();
+    older.epoch -= 1;
+    deliver_roster(&mut s, relay, target, older);
+    deliver_roster(&mut s, relay, target, held.clone());
+    // Without the receiver: not checked either.
+    let mut foreign = held.clone();
+    foreign.epoch += 1;
+    foreign.members.retain(|m| m != s.node_id(target));
+    deliver_roster(&mut s, relay, target, foreign);
+    assert_eq!(roster_of(&s, target), Some(held.clone()));
+    assert_eq!(
+        failures(&s),
+        f0 + 2,
+        "only the two newer rosters naming dave were checked"
+    );
+    // Everyone still gets alice's notifications through the tree.
+    assert!(publish(&mut s, 0).is_ok());
+    s.run_for(10_000).unwrap();
+    for i in 1..5 {
+        assert_eq!(
+            p2p_sim::scenarios::notify::received(&s, i, s.node_id(0)).len(),
+            1,
+            "node {i}"
+        );
+    }
+}
+
+/// A member that unsubscribes forgets the tree; when it subscribes again, an old roster
+/// that names it (genuinely signed by the publisher, replayed by a former neighbour) is
+/// not adopted: only a roster newer than the last one it held is.
+#[test]
+fn an_old_roster_replayed_after_resubscribing_is_not_adopted() {
+    let mut s = small_tree();
+    let (relay, target) = (2, 3);
+    let old = roster_of(&s, target).expect("dave holds the roster");
+    let unsub = Request::Unsubscribe {
+        publisher: s.node_id(0).clone(),
+        topic: TOPIC.into(),
+    };
+    let h = call(&mut s, target, &unsub, None);
+    s.run_for(1_000).unwrap();
+    assert!(matches!(answer(&s, h), Some(Ok(_))), "{:?}", s.outcome(h));
+    assert_eq!(roster_of(&s, target), None, "dave forgot the tree");
+    let sub = Request::Subscribe {
+        publisher: s.node_id(0).clone(),
+        topic: TOPIC.into(),
+    };
+    let h = call(&mut s, target, &sub, None);
+    s.run_for(500).unwrap();
+    assert!(
+        matches!(answer(&s, h), Some(Ok(Response::Subscribed { .. }))),
+        "{:?}",
+        s.outcome(h)
+    );
+    // Before alice's next roster (2 s after the change) reaches dave, charlie replays the
+    // old one.
+    deliver_roster(&mut s, relay, target, old.clone());
+    let now = roster_of(&s, target);
+    assert!(
+        now.as_ref().map_or(true, |r| r.epoch > old.epoch),
+        "dave adopted the replayed roster epoch {}",
+        old.epoch
+    );
+    // Alice's new roster is taken, and delivery works.
+    s.run_for(20_000).unwrap();
+    let now = roster_of(&s, target).expect("dave is in the new tree");
+    assert!(now.epoch > old.epoch);
+    assert!(publish(&mut s, 0).is_ok());
+    s.run_for(10_000).unwrap();
+    let got = p2p_sim::scenarios::notify::received(&s, target, s.node_id(0));
+    assert!(
+        got.iter()
+            .any(|g| matches!(g, p2p_sim::scenarios::notify::Got::Note { .. })),
+        "{got:?}"
+    );
+}
