@@ -445,6 +445,37 @@ impl Relays {
         });
     }
 
+    /// Our link to `node` in `stream`, if we still have it.
+    fn link_mut(&mut self, stream: &StreamKey, node: &NodeId) -> Option<&mut Link> {
+        self.trees.get_mut(stream)?.links.get_mut(node)
+    }
+
+    /// A push to `node` of `stream` ended (`ok`: answered `Delivered`): the breaker hears of
+    /// it, a failure is counted, and the link, if we still have it, may be sent the next
+    /// push.
+    fn settle(
+        &mut self,
+        stream: &StreamKey,
+        node: &NodeId,
+        ok: bool,
+        now: Millis,
+    ) -> Option<&mut Link> {
+        if ok {
+            self.breakers.on_success(node, now);
+        } else {
+            self.breakers.on_failure(node, now);
+            if let Some(t) = self.trees.get_mut(stream) {
+                t.failed += 1;
+            }
+        }
+        let l = self.link_mut(stream, node)?;
+        l.in_flight = false;
+        if !ok {
+            l.failed += 1;
+        }
+        Some(l)
+    }
+
     /// `node` answered `Delivered { up_to }`.
     pub fn on_pushed(
         &mut self,
@@ -461,15 +492,9 @@ impl Relays {
             up_to,
             epoch,
         } = ctx;
-        self.breakers.on_success(&node, now);
-        let Some(l) = self
-            .trees
-            .get_mut(&stream)
-            .and_then(|t| t.links.get_mut(&node))
-        else {
+        let Some(l) = self.settle(&stream, &node, true, now) else {
             return;
         };
-        l.in_flight = false;
         l.attempt = 0;
         l.epoch = l.epoch.max(epoch);
         let new = their_up_to.min(up_to);
@@ -499,17 +524,11 @@ impl Relays {
     /// A push failed: back off, then try again.
     pub fn on_failed(&mut self, ctx: Ctx, rng: &mut dyn RngCore, now: Millis, out: &mut Vec<Eff>) {
         let Ctx::Push { stream, node, .. } = ctx;
-        self.breakers.on_failure(&node, now);
-        let Some(t) = self.trees.get_mut(&stream) else {
+        let backoff = self.backoff;
+        let Some(l) = self.settle(&stream, &node, false, now) else {
             return;
         };
-        t.failed += 1;
-        let Some(l) = t.links.get_mut(&node) else {
-            return;
-        };
-        l.failed += 1;
-        l.in_flight = false;
-        let delay = self.backoff.delay(l.attempt, rng).max(100);
+        let delay = backoff.delay(l.attempt, rng).max(100);
         l.attempt = l.attempt.saturating_add(1);
         l.waiting = true;
         if l.attempt.is_power_of_two() {
@@ -527,11 +546,7 @@ impl Relays {
     pub fn on_timer(&mut self, timer: Timer, streams: &Streams, now: Millis, out: &mut Vec<Eff>) {
         match timer {
             Timer::Retry { stream, node } => {
-                if let Some(l) = self
-                    .trees
-                    .get_mut(&stream)
-                    .and_then(|t| t.links.get_mut(&node))
-                {
+                if let Some(l) = self.link_mut(&stream, &node) {
                     l.waiting = false;
                 }
                 self.pump(&stream, &node, streams, now, out);
@@ -1056,6 +1071,56 @@ mod tests {
         assert_eq!(r.left.len(), MAX_LEFT);
         assert_eq!(r.epoch(&StreamKey::new(&r0.publisher, "t0")), 0);
         assert_eq!(r.epoch(&StreamKey::new(&r0.publisher, "t1")), 5);
+    }
+
+    #[test]
+    fn a_push_settles_the_same_way_answered_or_failed() {
+        let r0 = roster(20, 2);
+        let me = r0.members[1].clone();
+        let child = r0.children(&me)[0].clone();
+        let (mut r, streams) = member(&me, 3);
+        let ctx = || Ctx::Push {
+            stream: key(),
+            node: child.clone(),
+            up_to: 3,
+            epoch: 1,
+        };
+        let link = |r: &Relays| r.trees[&key()].links[&child].clone();
+        // adopt sent the child a probe with the roster.
+        assert!(link(&r).in_flight);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let mut out = Vec::new();
+        r.on_failed(ctx(), &mut rng, 1_000, &mut out);
+        let l = link(&r);
+        assert!(!l.in_flight && l.waiting);
+        assert_eq!((l.failed, l.attempt, r.trees[&key()].failed), (1, 1, 1));
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::SetTimer {
+                timer: Timer::Retry { .. },
+                ..
+            }
+        )));
+        let mut out = Vec::new();
+        r.on_timer(
+            Timer::Retry {
+                stream: key(),
+                node: child.clone(),
+            },
+            &streams,
+            2_000,
+            &mut out,
+        );
+        assert!(link(&r).in_flight, "the retry pushed again");
+        let mut b = Batch::lazy();
+        r.on_pushed(ctx(), 3, &streams, 3_000, &mut b, &mut out);
+        let l = link(&r);
+        assert!(!l.in_flight && !l.waiting);
+        assert_eq!((l.acked, l.attempt, l.failed), (Some(3), 0, 1));
+        assert!(
+            !b.ops.is_empty(),
+            "a tree child's acknowledgement is stored"
+        );
     }
 
     #[test]
