@@ -352,9 +352,9 @@ impl Relays {
         let Some(l) = t.links.get_mut(node) else {
             return;
         };
-        if l.grafted && now >= l.lease_until {
-            // Its lease is over (an answer or a retry still due finds no link): a grafter
-            // still behind grafts again.
+        if l.grafted && now >= l.lease_until && !l.in_flight {
+            // Its lease is over (once no push is out; a retry still due finds no link): a
+            // grafter still behind grafts again.
             t.links.remove(node);
             out.push(log(
                 Level::Debug,
@@ -969,6 +969,19 @@ mod tests {
         assert!(r.on_graft(&key(), &grafter, 3, &streams, 1_000, &mut out));
         let link = |r: &Relays| r.trees[&key()].links.get(&grafter).map(|l| l.grafted);
         assert_eq!(link(&r), Some(true));
+        // The push that carries the roster is out until its answer, even past the lease.
+        assert!(r.trees[&key()].links[&grafter].in_flight);
+        r.pump(&key(), &grafter, &streams, 1_000 + GRAFT_LEASE_MS, &mut out);
+        assert_eq!(link(&r), Some(true));
+        let ctx = Ctx::Push {
+            stream: key(),
+            node: grafter.clone(),
+            up_to: 3,
+            epoch: 1,
+        };
+        let mut b = Batch::lazy();
+        r.on_pushed(ctx, 3, &streams, 2_000, &mut b, &mut out);
+        assert!(!r.trees[&key()].links[&grafter].in_flight);
         r.pump(
             &key(),
             &grafter,

@@ -505,7 +505,8 @@ pub const REPAIR_WAIT_MS: u64 = 90_000;
 /// alongside; then heal and wait. With `repair`, first [`REPAIRED_RELAYS`] of the
 /// publisher's tree children crash while 6 notifications are published (their subtrees
 /// graft), and come back; the publisher's figures are then measured from
-/// [`REPAIR_WAIT_MS`] after their return on (the delivery figures cover every notification). Deterministic for its seed.
+/// [`REPAIR_WAIT_MS`] after their return on (the delivery figures cover every
+/// notification). Deterministic for its seed.
 #[allow(clippy::too_many_arguments)]
 fn bench_run(
     seed: u64,
