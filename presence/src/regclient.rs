@@ -69,6 +69,9 @@ struct Boot {
     failures: u32,
     /// The next attempt should ask for the node list.
     want_list: bool,
+    /// The registration out (or answered last) asked for the node list: only then do we
+    /// page through the listing (a bootstrap that offers a cursor to a renewal is ignored).
+    listing: bool,
     /// Pages fetched since the last registration, and the last cursor seen.
     pages: u32,
     last_cursor: Option<NodeId>,
@@ -137,6 +140,7 @@ impl RegClient {
         }
         s.in_flight = true;
         let list = std::mem::take(&mut s.want_list);
+        s.listing = list;
         self.attempts += 1;
         Some(Action::Register { list })
     }
@@ -205,6 +209,9 @@ impl RegClient {
     pub fn on_page(&mut self, b: &NodeId, next: Option<NodeId>) -> Option<Action> {
         let s = self.boots.get_mut(b)?;
         let next = next?;
+        if !s.listing {
+            return None;
+        }
         if s.last_cursor.as_ref().is_some_and(|c| &next <= c) {
             return Some(Action::Log(format!(
                 "bootstrap {b} sent a cursor that does not advance; stopped paging"
@@ -529,6 +536,23 @@ mod tests {
         // Switching bootstrap lists keeps the attempt in flight: no second one.
         c.retain(&[]);
         assert_eq!(c.want(&b(), true), None);
+    }
+
+    #[test]
+    fn a_cursor_offered_to_a_renewal_is_not_followed() {
+        let mut c = RegClient::new(100_000);
+        let n = |s: &str| NodeId::parse(s).unwrap();
+        // A renewal asks for no list: whatever cursor the bootstrap sends, we do not page.
+        assert_eq!(c.want(&b(), false), Some(Action::Register { list: false }));
+        c.on_success(&b());
+        assert_eq!(c.on_page(&b(), Some(n("m.os"))), None);
+        // A join asks for the list: its listing is paged.
+        assert_eq!(c.want(&b(), true), Some(Action::Register { list: true }));
+        c.on_success(&b());
+        assert!(matches!(
+            c.on_page(&b(), Some(n("m.os"))),
+            Some(Action::Page { .. })
+        ));
     }
 
     #[test]
