@@ -11,29 +11,26 @@
 //! and carries out what they ask in order, as iroh-gossip's topic state composes HyParView
 //! and Plumtree. Who sent a message is an argument of every handler, never a field.
 
-use crate::api::{self, Command, Gate};
+use crate::api::Gate;
 use crate::candidates::{CandidateCtx, CandidateTick, Candidates, Tally};
 use crate::detector::{random_live, Action as FdAction, Detector, DetectorCtx, DetectorTick, Env};
 use crate::dissemination::{Dissemination, DisseminationTick, PushPullCtx};
-use crate::events::{Events, EventsCtx};
+use crate::events::{Changes, Events, EventsCtx};
 use crate::members::{Applied, Limits, Members};
 use crate::node::Node;
 use crate::regclient::{RegClient, RegCtx, RegTick};
 use crate::registry::Registry;
 use crate::storage::Storage;
 use p2p_common::api::presence::{Config, EventKind, MemberStatus, Request, Response, Update};
-use p2p_common::api::{encode_result, ApiError, ApiResult, ErrorCode, PROTOCOL_VERSION};
-use p2p_common::resilience::{members_only, take_capped, Reachability, ReachabilityConfig};
+use p2p_common::api::{ApiError, ApiResult, PROTOCOL_VERSION};
+use p2p_common::resilience::{take_capped, Reachability, ReachabilityConfig};
 use p2p_common::service::log;
 use p2p_common::{
-    Address, Effect, Input, Level, Millis, NodeId, Now, ProcessId, Records, RequestId,
-    SendErrorKind, Service,
+    Address, Effect, Input, Level, Millis, NodeId, Now, ProcessId, Records, SendErrorKind, Service,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-
-mod inspect;
 
 pub use crate::api::MAX_BODY;
 pub use crate::events::MAX_SUBSCRIBERS;
@@ -96,6 +93,9 @@ macro_rules! env {
         }
     };
 }
+
+mod inspect;
+mod requests;
 
 pub struct Presence {
     /// Who we are, what we say about ourselves, our settings.
@@ -170,6 +170,10 @@ impl Presence {
             order.sort_by_key(|u| &u.node != s);
         }
         let (mut tally, mut full) = (Tally::default(), 0usize);
+        // Per message: at most K + 1 confirmation probes (a message naming thousands of
+        // suspects costs a few probes, not thousands), one log line for its changes.
+        let mut confirms = self.node.cfg.suspicion_confirmations + 1;
+        let mut changes = Changes::default();
         for u in order {
             if u.node == self.node.me {
                 if self.node.on_claim(u, now) {
@@ -207,13 +211,22 @@ impl Presence {
                     self.diss.push(u.clone());
                     let first_hop = sender == Some(&u.origin);
                     let env = &mut env!(self);
-                    let acts = self.detector.on_change(env, u, was_alive, first_hop, now);
+                    let acts =
+                        self.detector
+                            .on_change(env, u, was_alive, first_hop, confirms > 0, now);
+                    if acts.iter().any(|a| matches!(a, FdAction::Probe { .. })) {
+                        confirms -= 1;
+                    }
                     self.run(acts, now, out);
                     if let Some(kind) = event {
+                        changes.add(&kind, &u.node, self.members.get(&u.node));
                         self.emit(kind, &u.node, now, out);
                     }
                 }
             }
+        }
+        if let Some(line) = changes.line(sender) {
+            out.push(log(Level::Info, line));
         }
         if full + tally.refused + tally.nominated > 0 {
             // One line per message, not one per fact.
@@ -331,204 +344,6 @@ impl Presence {
         updates
     }
 
-    // ----- requests -----
-
-    fn on_request(
-        &mut self,
-        id: RequestId,
-        from: Address,
-        body: Vec<u8>,
-        expects_response: bool,
-        now: Millis,
-        out: &mut Vec<Eff>,
-    ) {
-        let result = match self.gate.admit(&body, &from, &self.node.our, now, out) {
-            Err(e) => Err(e),
-            Ok(Request::Subscribe {}) if expects_response => {
-                match self.events.subscribe(id, &from, &self.node.me, now) {
-                    // Answered when the welcome's outcome comes back (replying later).
-                    Ok(Some(send)) => return out.push(send),
-                    Ok(None) => Ok(Response::Subscribed {}),
-                    Err(e) => Err(e),
-                }
-            }
-            Ok(req) if req.is_protocol() => self.serve_peer(req, &from.node, now, out),
-            Ok(req) => self.serve_local(req, &from, now, out),
-        };
-        if let Err(e) = &result {
-            out.push(log(Level::Debug, format!("{from}: {e}")));
-        }
-        if expects_response {
-            out.push(Effect::reply(id, encode_result(&result)));
-        }
-    }
-
-    /// A local operation (or `Ping` / `Info`), checked by the local API, carried out.
-    fn serve_local(
-        &mut self,
-        req: Request,
-        from: &Address,
-        now: Millis,
-        out: &mut Vec<Eff>,
-    ) -> ApiResult<Response> {
-        Ok(
-            match api::command(req, &self.node, &self.members, self.events.seq(), now)? {
-                Command::Answer(r) => r,
-                Command::Join(list) => {
-                    self.node.join(list.clone());
-                    self.diss.announce(&self.node);
-                    out.push(self.persist());
-                    self.reg.join(&self.node, out);
-                    self.diss.joined(&self.node, &mut self.rng, out);
-                    Response::Joining { bootstrap: list }
-                }
-                Command::Leave => {
-                    if !self.node.left {
-                        self.node.left = true;
-                        self.detector.stop();
-                        self.diss.announce(&self.node);
-                        // Spread the leave right away rather than waiting for the next tick.
-                        self.diss
-                            .gossip_round(&self.node, &self.members, &mut self.rng, out);
-                        RegClient::leave(&self.node, out);
-                        out.push(self.persist());
-                    }
-                    Response::Left {}
-                }
-                Command::SetInfo(info) => {
-                    self.node.info = info.clone();
-                    // A newer incarnation makes every member take the new info.
-                    self.node.bump();
-                    self.diss.announce(&self.node);
-                    out.push(self.persist());
-                    Response::InfoSet(info)
-                }
-                Command::SetConfig(cfg) => {
-                    self.node.cfg = cfg;
-                    self.rebuild_reach();
-                    out.push(self.persist());
-                    Response::Config(self.node.cfg.clone())
-                }
-                Command::Subscribe => self
-                    .events
-                    .subscribe_now(from, out)
-                    .map(|()| Response::Subscribed {})?,
-                Command::Unsubscribe => self
-                    .events
-                    .unsubscribe(from, out)
-                    .map(|()| Response::Unsubscribed {})?,
-                Command::Stats => Response::Stats(self.stats()),
-            },
-        )
-    }
-
-    /// A protocol message from presence on node `from`.
-    fn serve_peer(
-        &mut self,
-        req: Request,
-        from: &NodeId,
-        now: Millis,
-        out: &mut Vec<Eff>,
-    ) -> ApiResult<Response> {
-        match req {
-            Request::RegisterNode {
-                info,
-                incarnation,
-                protocol_version,
-                list,
-            } => {
-                let cfg = &self.node.cfg;
-                let fact = self.registry.on_register(
-                    from,
-                    info,
-                    incarnation,
-                    protocol_version,
-                    cfg,
-                    now,
-                )?;
-                self.merge(&[fact], Some(from), now, out);
-                self.probe_succeeded(from, now, None);
-                Ok(self
-                    .registry
-                    .registered(&self.node, &self.members, from, list, now))
-            }
-            Request::ListRegistry { cursor, limit } => Ok(self.registry.on_list(
-                &self.node,
-                &self.members,
-                from,
-                cursor.as_ref(),
-                limit,
-                now,
-            )),
-            Request::Deregister {} => Ok(self.registry.on_deregister(from)),
-            Request::Probe { seq, updates, .. } => {
-                let updates = self.capped(updates, out);
-                self.merge(&updates, Some(from), now, out);
-                self.probe_succeeded(from, now, None);
-                let updates = self.diss.piggyback(&self.node, &self.members, Some(from));
-                Ok(Response::Ack {
-                    seq,
-                    updates,
-                    protocol_version: PROTOCOL_VERSION,
-                })
-            }
-            Request::ProbeRequest {
-                seq,
-                target,
-                updates,
-                timeout_s,
-                ..
-            } => {
-                let updates = self.capped(updates, out);
-                self.merge(&updates, Some(from), now, out);
-                let env = &mut env!(self);
-                let acts = self
-                    .detector
-                    .on_probe_request(env, from, seq, target, timeout_s)?;
-                self.run(acts, now, out);
-                Ok(Response::Accepted {})
-            }
-            Request::IndirectAck { seq, target } => {
-                let acts = self
-                    .detector
-                    .on_indirect_ack(&mut env!(self), from, seq, target, now);
-                self.run(acts, now, out);
-                Ok(Response::Accepted {})
-            }
-            Request::IndirectNack { seq, target } => {
-                let acts = self
-                    .detector
-                    .on_indirect_nack(&mut env!(self), from, seq, target, now);
-                self.run(acts, now, out);
-                Ok(Response::Accepted {})
-            }
-            Request::Gossip { updates } => {
-                let updates = self.capped(updates, out);
-                self.merge(&updates, Some(from), now, out);
-                Ok(Response::Accepted {})
-            }
-            Request::PushPull {
-                members, want_info, ..
-            } => {
-                self.diss.push_pulls += 1;
-                // Members only: the sender's own fact goes first (a node speaking for itself
-                // may join), then the check, then the rest (introductions are budgeted per
-                // sender). The answer is bounded relative to the request (joiners page the
-                // registry instead).
-                let (own, rest): (Vec<Update>, Vec<Update>) =
-                    members.iter().cloned().partition(|u| &u.node == from);
-                self.merge(&own, Some(from), now, out);
-                members_only(self.members.get(from).is_some(), "PushPull")?;
-                self.merge(&rest, Some(from), now, out);
-                Ok(self
-                    .diss
-                    .answer(&self.node, &self.members, &members, &want_info))
-            }
-            // Local operations are served by serve_local.
-            _ => Err(ApiError::new(ErrorCode::Internal, "not a protocol message")),
-        }
-    }
-
     // ----- answers and failures of our own requests, timers -----
 
     /// `from` (vouched for by the kernel: what it says about itself is direct evidence)
@@ -591,6 +406,14 @@ impl Presence {
                 self.merge(&updates, Some(&c.node), now, out);
                 if let Some(fact) = self.candidates.on_answer(&c) {
                     if self.members.get(&c.node).is_none() {
+                        // It answered without a fact of its own (an error, or an ack with no
+                        // room for it): it is there, but the relayed incarnation is hearsay
+                        // (a liar's 2^53 would leave it unable to refute anything). At the
+                        // lowest incarnation, any fact of its own is newer.
+                        let fact = Update {
+                            incarnation: fact.incarnation.min(1),
+                            ..fact
+                        };
                         self.merge(&[fact], Some(&c.node), now, out);
                     }
                 }

@@ -241,13 +241,16 @@ impl Detector {
     /// A fact `u` changed the member table (`was_alive`: whether the member was Alive
     /// before, `None` for a new member; `first_hop`: we were told by the fact's origin
     /// itself): a new member joins the probe order, a suspicion of a member that was alive
-    /// may get our confirmation probe, and a suspicion is timed.
+    /// may get our confirmation probe (unless `may_confirm` is false: the message that
+    /// brought it has had its share of them), and a suspicion is timed.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_change(
         &mut self,
         env: &mut Env,
         u: &Update,
         was_alive: Option<bool>,
         first_hop: bool,
+        may_confirm: bool,
         now: Millis,
     ) -> Vec<Action> {
         let mut acts = Vec::new();
@@ -255,7 +258,7 @@ impl Detector {
             self.add(&u.node, env.rng);
         }
         if u.status == MemberStatus::Suspect {
-            if was_alive == Some(true) && u.origin != *env.me {
+            if was_alive == Some(true) && u.origin != *env.me && may_confirm {
                 acts = self.on_suspected(env, &u.node, u.incarnation, first_hop);
             }
             acts.extend(self.arm_suspicion(env.members, env.cfg, &u.node, now));

@@ -30,6 +30,10 @@ const MAX_PUSH_PULL: usize = p2p_common::api::presence::MAX_MEMBERS as usize;
 const MAX_PUSH_PULL_BYTES: usize = 2 << 20;
 /// Entries a digest exchange answers with at least (more for a longer digest: 2× its size).
 const PUSH_PULL_MIN_ANSWER: usize = 128;
+/// Bytes a digest exchange answers with at least (more for a longer digest: 2× its size):
+/// room for the minimum number of entries with small infos, while large infos cannot make
+/// a short digest buy megabytes.
+const PUSH_PULL_MIN_ANSWER_BYTES: usize = 32 << 10;
 /// Digest exchanges soon after a `Join` (each within half to one and a half periods of the
 /// one before), before the minute-long rhythm: a fact a joiner missed in the join's gossip
 /// comes with the first one instead of 30–60 s later.
@@ -196,21 +200,24 @@ impl Dissemination {
         out.push(node.send(peer, &req, Some((PUSH_PULL_TIMEOUT_S, ctx))));
     }
 
-    /// The answer to a member's digest `theirs`: what it lacks or has older, bounded
-    /// relative to the digest (twice its length, at least [`PUSH_PULL_MIN_ANSWER`]), so an
-    /// empty digest does not buy our table.
+    /// The answer to a member's digest `theirs` (a request of `size` bytes): what it lacks
+    /// or has older, bounded relative to the digest — twice its entries (at least
+    /// [`PUSH_PULL_MIN_ANSWER`]) and twice its bytes (at least
+    /// [`PUSH_PULL_MIN_ANSWER_BYTES`]) — so a short digest does not buy our table.
     pub fn answer(
         &self,
         node: &Node,
         members: &Members,
         theirs: &[Update],
         want_info: &[NodeId],
+        size: usize,
     ) -> Response {
-        let cap = theirs.len().saturating_mul(2).max(PUSH_PULL_MIN_ANSWER);
-        let mut delta = delta_for(node, members, theirs, want_info);
-        delta.truncate(cap);
+        let entries = theirs.len().saturating_mul(2).max(PUSH_PULL_MIN_ANSWER);
+        let bytes = size
+            .saturating_mul(2)
+            .clamp(PUSH_PULL_MIN_ANSWER_BYTES, MAX_PUSH_PULL_BYTES);
         Response::PushPull {
-            members: delta,
+            members: delta_for(node, members, theirs, want_info, entries, bytes),
             protocol_version: PROTOCOL_VERSION,
         }
     }
@@ -249,12 +256,15 @@ fn fact(node: &Node, members: &Members, n: &NodeId, m: &Member, with_info: bool)
 }
 
 /// What a peer whose digest is `theirs` lacks or has older, with infos where it needs them
-/// (new or newer alive members, and the ones it asked for).
+/// (new or newer alive members, and the ones it asked for): at most `max_entries` entries
+/// and `max_bytes` bytes (the rest comes with the next exchange).
 fn delta_for(
     node: &Node,
     members: &Members,
     theirs: &[Update],
     want_info: &[NodeId],
+    max_entries: usize,
+    max_bytes: usize,
 ) -> Vec<Update> {
     let known: BTreeMap<&NodeId, (MemberStatus, u64)> = theirs
         .iter()
@@ -276,9 +286,8 @@ fn delta_for(
         if !with_info || u.status != MemberStatus::Alive {
             u.info = None;
         }
-        // Keep the answer well under the body limits; the rest comes next exchange.
         bytes += serde_json::to_vec(&u).map_or(0, |b| b.len());
-        if bytes > MAX_PUSH_PULL_BYTES || out.len() >= MAX_PUSH_PULL {
+        if bytes > max_bytes || out.len() >= max_entries.min(MAX_PUSH_PULL) {
             break;
         }
         out.push(u);
