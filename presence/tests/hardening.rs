@@ -751,3 +751,27 @@ fn a_bootstrap_whose_cursor_never_ends_is_paged_once_per_join_not_at_every_renew
         "{pages} pages from a bootstrap with an endless cursor over {registrations} registrations"
     );
 }
+
+#[test]
+fn refuting_claims_about_us_does_not_move_our_local_health() {
+    // A member keeps calling us suspect at our current incarnation. We refute every time
+    // (at most once per gossip interval), but our local health says how well our own probes
+    // go, not what others claim: it stays where it was.
+    let mut h = Harness::new();
+    h.gossip("bob.os", vec![alive("bob.os", 1)]);
+    let start = h.core().incarnation();
+    for _ in 0..20 {
+        let claim = Update {
+            node: node("alice.os"),
+            status: MemberStatus::Suspect,
+            incarnation: h.core().incarnation(),
+            info: None,
+            origin: node("bob.os"),
+        };
+        h.now += 1_000;
+        h.gossip("bob.os", vec![claim]);
+    }
+    assert_eq!(h.core().incarnation(), start + 20, "each claim was refuted");
+    assert_eq!(h.core().stats().refutations, 20);
+    assert_eq!(h.core().local_health(), 0);
+}
