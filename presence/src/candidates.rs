@@ -16,13 +16,17 @@
 //! jittered wait ([`CandidateTick`]); one answered `Offline` (no such node, or not up) is not.
 //! Every probe, a retry too, is paid from the budget of the node that named the candidate.
 //!
-//! This machine owns its table, its budgets and its request context ([`CandidateCtx`],
-//! wrapped by the core's `Ctx`); the core sends the probe (with dissemination's piggyback)
-//! and merges the admitted fact.
+//! This machine owns its table, its budgets, its timer ([`CandidateTick`], wrapped by the
+//! core's `Tick`) and its request context ([`CandidateCtx`], wrapped by the core's `Ctx`).
+//! The core asks it about every fact a message brings ([`Candidates::admit`]) and merges
+//! the admitted fact when a candidate answers.
 
-use p2p_common::api::presence::{MemberStatus, Update};
+use crate::members::Members;
+use crate::node::Node;
+use p2p_common::api::presence::{MemberStatus, Request, Update};
+use p2p_common::api::PROTOCOL_VERSION;
 use p2p_common::resilience::{BudgetConfig, SenderBudgets};
-use p2p_common::{Millis, NodeId};
+use p2p_common::{Effect, Millis, NodeId, SendErrorKind};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -113,7 +117,87 @@ impl Default for Candidates {
     }
 }
 
+/// What [`Candidates::admit`] counted for one message (its one summary log line).
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Candidates nominated (and probed) from this message.
+    pub nominated: usize,
+    /// Facts about unknown nodes ignored: relayed by a non-member, or over a budget.
+    pub refused: usize,
+}
+
 impl Candidates {
+    /// Whether the fact `u`, in a message from `sender` (`None`: our own verdict), is for
+    /// the member table. A fact about a node we do not know, relayed by someone else, is
+    /// not: if the relay is a live member or our bootstrap, the node becomes a candidate
+    /// (and is probed now, or was recently); what a stranger relays is ignored.
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit<C: From<CandidateCtx>, T>(
+        &mut self,
+        u: &Update,
+        sender: Option<&NodeId>,
+        members: &Members,
+        node: &Node,
+        tally: &mut Tally,
+        now: Millis,
+        out: &mut Vec<Effect<C, T>>,
+    ) -> bool {
+        let Some(s) = sender else {
+            return true;
+        };
+        if *s == u.node {
+            // It speaks for itself: a member now, a candidate no more.
+            self.forget(s);
+            return true;
+        }
+        if members.get(&u.node).is_some() {
+            return true;
+        }
+        if !members.is_live(s) && !node.bootstrap.contains(s) {
+            tally.refused += 1;
+            return false;
+        }
+        match self.nominate(u, s, &mut tally.nominated, now) {
+            Nomination::Probe(n) => out.push(probe(node, &n)),
+            Nomination::Known => {}
+            Nomination::Refused => tally.refused += 1,
+        }
+        false
+    }
+
+    /// Our probe of a candidate failed: a timed-out one is retried after a short wait
+    /// ([`Self::on_failed`]).
+    pub fn on_send_failed<C, T: From<CandidateTick>>(
+        &mut self,
+        ctx: &CandidateCtx,
+        kind: SendErrorKind,
+        node: &Node,
+        now: Millis,
+        rng: &mut impl Rng,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        let timed_out = kind == SendErrorKind::Timeout;
+        let cool_off = node.cfg.probe_interval_ms;
+        if let Some(after) = self.on_failed(ctx, timed_out, now, cool_off, rng) {
+            let t = CandidateTick {
+                node: ctx.node.clone(),
+            };
+            out.push(Effect::timer(after, t.into()));
+        }
+    }
+
+    /// The retry timer of a candidate fired: probe it again if it still is one.
+    pub fn on_tick<C: From<CandidateCtx>, T>(
+        &mut self,
+        t: &CandidateTick,
+        node: &Node,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        if self.on_retry(t) {
+            out.push(probe(node, &t.node));
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }
@@ -236,6 +320,28 @@ impl Candidates {
     pub fn forget(&mut self, node: &NodeId) {
         self.table.remove(node);
     }
+}
+
+/// Our probe of candidate `target`. It carries only our own fact (the candidate learns us
+/// from us), not dissemination's piggyback: probes of nodes a liar invented must not use
+/// up the retransmissions of real facts. Not a failure verdict, only an admission: no
+/// hurry, room for a slow node (twice the probe timeout).
+fn probe<C: From<CandidateCtx>, T>(node: &Node, target: &NodeId) -> Effect<C, T> {
+    let timeout_s = node
+        .cfg
+        .probe_timeout_ms
+        .saturating_mul(2)
+        .div_ceil(1000)
+        .max(1);
+    let req = Request::Probe {
+        seq: 0,
+        updates: vec![node.liveness()],
+        protocol_version: PROTOCOL_VERSION,
+    };
+    let ctx = CandidateCtx {
+        node: target.clone(),
+    };
+    node.send(target, &req, Some((timeout_s, ctx.into())))
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 
 use crate::members::{suspicion_min, suspicion_timeout, Members};
 use p2p_common::api::presence::{Config, MemberStatus, Request, Update};
-use p2p_common::resilience::Reachability;
+use p2p_common::api::{ApiError, ApiResult};
+use p2p_common::resilience::{members_only, Reachability};
 use p2p_common::{Level, Millis, NodeId};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -237,6 +238,34 @@ impl Detector {
         }]
     }
 
+    /// A fact `u` changed the member table (`was_alive`: whether the member was Alive
+    /// before, `None` for a new member; `first_hop`: we were told by the fact's origin
+    /// itself): a new member joins the probe order, a suspicion of a member that was alive
+    /// may get our confirmation probe (unless `may_confirm` is false: the message that
+    /// brought it has had its share of them), and a suspicion is timed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_change(
+        &mut self,
+        env: &mut Env,
+        u: &Update,
+        was_alive: Option<bool>,
+        first_hop: bool,
+        may_confirm: bool,
+        now: Millis,
+    ) -> Vec<Action> {
+        let mut acts = Vec::new();
+        if u.status == MemberStatus::Alive && was_alive.is_none() {
+            self.add(&u.node, env.rng);
+        }
+        if u.status == MemberStatus::Suspect {
+            if was_alive == Some(true) && u.origin != *env.me && may_confirm {
+                acts = self.on_suspected(env, &u.node, u.incarnation, first_hop);
+            }
+            acts.extend(self.arm_suspicion(env.members, env.cfg, &u.node, now));
+        }
+        acts
+    }
+
     /// Our verdict that `target` is suspect (a failed probe), if it is a live member.
     fn suspect(&mut self, members: &Members, target: &NodeId) -> Option<Action> {
         let m = members.get(target)?;
@@ -438,8 +467,9 @@ impl Detector {
 
     // ----- requests from other nodes -----
 
-    /// A member asks us to probe `target` for it (the core checked that both are members,
-    /// or that `target` is us).
+    /// `requester` asks us to probe `target` for it. Expensive on behalf of another node:
+    /// served only to members, about members or us (a stranger must not make us probe
+    /// whatever node id it names).
     pub fn on_probe_request(
         &mut self,
         env: &mut Env,
@@ -447,12 +477,18 @@ impl Detector {
         seq: u64,
         target: NodeId,
         timeout_s: Option<u64>,
-    ) -> Vec<Action> {
+    ) -> ApiResult<Vec<Action>> {
+        members_only(env.members.is_live(requester), "ProbeRequest")?;
         if target == *env.me {
-            return vec![Action::Send {
+            return Ok(vec![Action::Send {
                 to: requester.clone(),
                 req: Request::IndirectAck { seq, target },
-            }];
+            }]);
+        }
+        if !env.members.is_live(&target) {
+            return Err(ApiError::not_found(format!(
+                "{target} is not a member here"
+            )));
         }
         self.stats.indirect_probes_sent += 1;
         // Answer within the requester's deadline, or the answer is wasted.
@@ -461,7 +497,7 @@ impl Detector {
             .min(timeout_s.unwrap_or(u64::MAX))
             .max(1);
         let pseq = self.seq();
-        vec![Action::Probe {
+        Ok(vec![Action::Probe {
             to: target.clone(),
             seq: pseq,
             timeout_s: timeout,
@@ -470,7 +506,7 @@ impl Detector {
                 seq,
                 target,
             },
-        }]
+        }])
     }
 
     /// A helper we asked reached `target` for round `seq`.

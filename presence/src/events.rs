@@ -4,6 +4,7 @@
 //! ([`Events::emit`]) and routes the local API's Subscribe / Unsubscribe and the outcomes of
 //! its deliveries to it. It has no timers.
 
+use crate::members::Member;
 use p2p_common::api::presence::{EventKind, NodeInfo, PresenceEvent, Response, SubscriberMessage};
 use p2p_common::api::{encode, encode_result, ApiError, ApiResult, ErrorCode};
 use p2p_common::appreach::{Confirmations, HelloOutcome, Waiting};
@@ -69,6 +70,46 @@ impl Default for Events {
             welcomes: Confirmations::new(64),
             sent: 0,
             dropped: 0,
+        }
+    }
+}
+
+/// The membership changes one message brought, for its one log line (each change is
+/// logged at Debug by [`Events::emit`]).
+#[derive(Default)]
+pub struct Changes {
+    count: usize,
+    first: String,
+    by_kind: BTreeMap<String, usize>,
+}
+
+impl Changes {
+    pub fn add(&mut self, kind: &EventKind, node: &NodeId, m: Option<&Member>) {
+        if self.count == 0 {
+            let inc = m.map_or(0, |m| m.incarnation);
+            self.first = format!("{kind:?} {node} (incarnation {inc})");
+        }
+        self.count += 1;
+        *self.by_kind.entry(format!("{kind:?}")).or_default() += 1;
+    }
+
+    pub fn line(&self, sender: Option<&NodeId>) -> Option<String> {
+        match self.count {
+            0 => None,
+            1 => Some(self.first.clone()),
+            n => {
+                let who = sender.map_or("our failure detector".to_string(), |s| s.to_string());
+                let kinds: Vec<String> = self
+                    .by_kind
+                    .iter()
+                    .map(|(k, c)| format!("{c} {k}"))
+                    .collect();
+                Some(format!(
+                    "{n} membership changes from {who} ({}), first {}",
+                    kinds.join(", "),
+                    self.first
+                ))
+            }
         }
     }
 }
@@ -151,8 +192,9 @@ impl Events {
         cap: usize,
         out: &mut Vec<Effect<C, T>>,
     ) {
+        // The core logs one line per message for the changes it brought (see `merge`).
         out.push(log(
-            Level::Info,
+            Level::Debug,
             format!("{kind:?} {node} (incarnation {incarnation})"),
         ));
         self.seq += 1;

@@ -1,7 +1,7 @@
 //! The member table and SWIM's merge rules: which gossiped fact wins, which status change
 //! each one causes, and Lifeguard's suspicion timeout.
 
-use p2p_common::api::presence::{EventKind, MemberStatus, NodeInfo, Update};
+use p2p_common::api::presence::{Config, EventKind, MemberStatus, NodeInfo, Update};
 use p2p_common::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +19,17 @@ pub struct Limits<'a> {
     pub capacity: usize,
     /// Most origins counted per suspicion (the first suspecter plus K confirmations).
     pub max_origins: usize,
+}
+
+impl<'a> Limits<'a> {
+    /// The limits our settings set.
+    pub fn of(me: &'a NodeId, cfg: &Config) -> Limits<'a> {
+        Limits {
+            me,
+            capacity: cfg.max_members as usize,
+            max_origins: cfg.suspicion_confirmations as usize + 1,
+        }
+    }
 }
 
 /// A suspicion in progress: since when, and who independently suspects.
@@ -124,6 +135,19 @@ impl Members {
     }
     pub fn live_count(&self) -> usize {
         self.live().count()
+    }
+
+    /// The origin to give a fact about `n` with `status` that we relay: a suspicion keeps a
+    /// real suspecter (relaying it must not look like an independent confirmation); any
+    /// other fact is ours (`me`).
+    pub fn origin_of(&self, n: &NodeId, status: MemberStatus, me: &NodeId) -> NodeId {
+        self.map
+            .get(n)
+            .filter(|_| status == MemberStatus::Suspect)
+            .and_then(|m| m.suspicion.as_ref())
+            .and_then(|s| s.origins.iter().next())
+            .unwrap_or(me)
+            .clone()
     }
 
     /// Apply one fact about another node (never ourselves: the caller handles those).

@@ -9,10 +9,20 @@
 //! - A failure is logged once per change of state (reachable → failing → reachable).
 //! - Paging through a registry listing stops on a cursor that does not advance or after
 //!   [`MAX_PAGES`] pages (a malicious bootstrap cannot make us page forever).
+//!
+//! It owns that state, its timers ([`RegTick`]: the renewal and one retry per bootstrap,
+//! wrapped by the core's `Tick`) and its request contexts ([`RegCtx`], wrapped by the core's
+//! `Ctx`), and sends its own requests. What a bootstrap answers (a [`Listing`]) the core
+//! merges through admission, then asks [`RegClient::next_page`] for the page after it.
 
+use crate::node::Node;
+use p2p_common::api::presence::{Request, Response, Update, MAX_PAGE};
+use p2p_common::api::{ApiResult, ErrorCode, PROTOCOL_VERSION};
 use p2p_common::resilience::{Backoff, Jitter};
-use p2p_common::{Millis, NodeId};
+use p2p_common::service::log;
+use p2p_common::{Effect, Level, Millis, NodeId, SendErrorKind};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The retry cap: a bootstrap that is down is retried about every 15 minutes.
@@ -20,6 +30,35 @@ pub const DEFAULT_CAP_MS: Millis = 15 * 60_000;
 
 /// Most registry pages fetched after one registration.
 pub const MAX_PAGES: u32 = 20;
+
+/// Timeout of registry requests (seconds).
+const REGISTER_TIMEOUT_S: u64 = 10;
+
+/// The registry client's timers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RegTick {
+    /// Renew our registrations (every third of the registry TTL).
+    Renew,
+    /// Retry the registration at `bootstrap` (one timer per bootstrap).
+    Retry { bootstrap: NodeId },
+}
+
+/// The contexts of the registry client's requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RegCtx {
+    Register { bootstrap: NodeId },
+    ListRegistry { bootstrap: NodeId },
+    Deregister,
+}
+
+/// Nodes a bootstrap listed (its answer to our registration, or a page after it), for the
+/// core to merge; `registered` when it is the answer to a registration.
+pub struct Listing {
+    pub bootstrap: NodeId,
+    pub nodes: Vec<Update>,
+    pub next_cursor: Option<NodeId>,
+    pub registered: bool,
+}
 
 #[derive(Debug, Default, Clone)]
 struct Boot {
@@ -30,6 +69,9 @@ struct Boot {
     failures: u32,
     /// The next attempt should ask for the node list.
     want_list: bool,
+    /// The registration out (or answered last) asked for the node list: only then do we
+    /// page through the listing (a bootstrap that offers a cursor to a renewal is ignored).
+    listing: bool,
     /// Pages fetched since the last registration, and the last cursor seen.
     pages: u32,
     last_cursor: Option<NodeId>,
@@ -54,6 +96,8 @@ pub struct RegClient {
     backoff: Backoff,
     /// Attempts sent (for tests and stats).
     pub attempts: u64,
+    /// Registrations that failed or were refused (for `Stats`).
+    pub failed: u64,
 }
 
 impl RegClient {
@@ -68,6 +112,7 @@ impl RegClient {
                 jitter: Jitter::Full,
             },
             attempts: 0,
+            failed: 0,
         }
     }
 
@@ -95,6 +140,7 @@ impl RegClient {
         }
         s.in_flight = true;
         let list = std::mem::take(&mut s.want_list);
+        s.listing = list;
         self.attempts += 1;
         Some(Action::Register { list })
     }
@@ -163,6 +209,9 @@ impl RegClient {
     pub fn on_page(&mut self, b: &NodeId, next: Option<NodeId>) -> Option<Action> {
         let s = self.boots.get_mut(b)?;
         let next = next?;
+        if !s.listing {
+            return None;
+        }
         if s.last_cursor.as_ref().is_some_and(|c| &next <= c) {
             return Some(Action::Log(format!(
                 "bootstrap {b} sent a cursor that does not advance; stopped paging"
@@ -176,6 +225,210 @@ impl RegClient {
         s.pages += 1;
         s.last_cursor = Some(next.clone());
         Some(Action::Page { cursor: next })
+    }
+
+    // ----- the client's messages, answers and timers -----
+
+    /// The renewal timer, armed at start and re-armed when it fires.
+    pub fn renew_timer<C, T: From<RegTick>>(node: &Node) -> Effect<C, T> {
+        Effect::timer(
+            (node.cfg.registry_ttl_ms / 3).max(1_000),
+            RegTick::Renew.into(),
+        )
+    }
+
+    /// Register at every bootstrap of `node` (`list` asks for other nodes back: joining,
+    /// not renewing).
+    pub fn register_all<C: From<RegCtx>, T: From<RegTick>>(
+        &mut self,
+        node: &Node,
+        list: bool,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        for b in &node.bootstrap {
+            if let Some(a) = self.want(b, list) {
+                self.act(node, b, vec![a], out);
+            }
+        }
+    }
+
+    /// `Join`: forget the bootstraps no longer listed, register at the listed ones.
+    pub fn join<C: From<RegCtx>, T: From<RegTick>>(
+        &mut self,
+        node: &Node,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        self.retain(&node.bootstrap);
+        self.register_all(node, true, out);
+    }
+
+    /// `Leave`: deregister from every bootstrap.
+    pub fn leave<C: From<RegCtx>, T>(node: &Node, out: &mut Vec<Effect<C, T>>) {
+        for b in &node.bootstrap {
+            let ctx = RegCtx::Deregister.into();
+            out.push(node.send(b, &Request::Deregister {}, Some((REGISTER_TIMEOUT_S, ctx))));
+        }
+    }
+
+    /// Carry out what the per-bootstrap state asks.
+    fn act<C: From<RegCtx>, T: From<RegTick>>(
+        &mut self,
+        node: &Node,
+        b: &NodeId,
+        actions: Vec<Action>,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        for a in actions {
+            match a {
+                Action::Log(m) => out.push(log(Level::Warn, m)),
+                Action::RetryIn { after_ms } => out.push(Effect::timer(
+                    after_ms,
+                    RegTick::Retry {
+                        bootstrap: b.clone(),
+                    }
+                    .into(),
+                )),
+                Action::Page { cursor } => {
+                    let req = Request::ListRegistry {
+                        cursor: Some(cursor),
+                        limit: Some(MAX_PAGE),
+                    };
+                    let ctx = RegCtx::ListRegistry {
+                        bootstrap: b.clone(),
+                    }
+                    .into();
+                    out.push(node.send(b, &req, Some((REGISTER_TIMEOUT_S, ctx))));
+                }
+                Action::Register { list } => {
+                    let req = Request::RegisterNode {
+                        info: node.info.clone(),
+                        incarnation: node.incarnation,
+                        protocol_version: PROTOCOL_VERSION,
+                        list,
+                    };
+                    let ctx = RegCtx::Register {
+                        bootstrap: b.clone(),
+                    }
+                    .into();
+                    out.push(node.send(b, &req, Some((REGISTER_TIMEOUT_S, ctx))));
+                }
+            }
+        }
+    }
+
+    /// A bootstrap answered; the nodes it listed, if any, for the core to merge (then
+    /// [`Self::next_page`]).
+    pub fn on_response<C: From<RegCtx>, T: From<RegTick>, R: RngCore + ?Sized>(
+        &mut self,
+        node: &Node,
+        ctx: RegCtx,
+        resp: ApiResult<Response>,
+        rng: &mut R,
+        out: &mut Vec<Effect<C, T>>,
+    ) -> Option<Listing> {
+        match ctx {
+            RegCtx::Register { bootstrap } => match resp {
+                Ok(Response::Registered {
+                    nodes, next_cursor, ..
+                }) => {
+                    let acts = self.on_success(&bootstrap);
+                    self.act(node, &bootstrap, acts, out);
+                    Some(Listing {
+                        bootstrap,
+                        nodes,
+                        next_cursor,
+                        registered: true,
+                    })
+                }
+                Err(e) if e.code == ErrorCode::Overloaded => {
+                    self.failed += 1;
+                    let acts = self.on_failure(&bootstrap, "overloaded", rng);
+                    self.act(node, &bootstrap, acts, out);
+                    None
+                }
+                other => {
+                    // An answer, so the bootstrap is up; it did not take us.
+                    let acts = self.on_success(&bootstrap);
+                    self.act(node, &bootstrap, acts, out);
+                    self.failed += 1;
+                    out.push(log(
+                        Level::Warn,
+                        format!("bootstrap {bootstrap} did not register us: {other:?}"),
+                    ));
+                    None
+                }
+            },
+            RegCtx::ListRegistry { bootstrap } => match resp {
+                Ok(Response::Registry { nodes, next_cursor }) => Some(Listing {
+                    bootstrap,
+                    nodes,
+                    next_cursor,
+                    registered: false,
+                }),
+                _ => None,
+            },
+            RegCtx::Deregister => None,
+        }
+    }
+
+    /// The page after a listing, if we want it (the paging guard: see [`Self::on_page`]).
+    pub fn next_page<C: From<RegCtx>, T: From<RegTick>>(
+        &mut self,
+        node: &Node,
+        b: &NodeId,
+        next: Option<NodeId>,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        if let Some(a) = self.on_page(b, next) {
+            self.act(node, b, vec![a], out);
+        }
+    }
+
+    /// A request of ours to a bootstrap failed.
+    pub fn on_failed<C: From<RegCtx>, T: From<RegTick>, R: RngCore + ?Sized>(
+        &mut self,
+        node: &Node,
+        ctx: RegCtx,
+        kind: SendErrorKind,
+        rng: &mut R,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        if let RegCtx::Register { bootstrap } = ctx {
+            self.failed += 1;
+            let acts = self.on_failure(&bootstrap, &format!("{kind:?}"), rng);
+            self.act(node, &bootstrap, acts, out);
+        }
+    }
+
+    /// A timer of ours fired. `live`: members we believe alive (a renewal asks for the node
+    /// list again only when we know nobody alive).
+    pub fn on_tick<C: From<RegCtx>, T: From<RegTick>>(
+        &mut self,
+        node: &Node,
+        t: RegTick,
+        live: usize,
+        out: &mut Vec<Effect<C, T>>,
+    ) {
+        let wanted = node.joined && !node.left;
+        match t {
+            RegTick::Renew => {
+                out.push(Self::renew_timer(node));
+                if wanted {
+                    self.register_all(node, live == 0, out);
+                }
+            }
+            RegTick::Retry { bootstrap } => {
+                if wanted && node.bootstrap.contains(&bootstrap) {
+                    if let Some(a) = self.on_retry(&bootstrap) {
+                        self.act(node, &bootstrap, vec![a], out);
+                    }
+                } else {
+                    // Not wanted now (left, or another bootstrap list): a later Join starts
+                    // afresh instead of waiting for a retry that will never fire.
+                    self.on_retry_ignored(&bootstrap);
+                }
+            }
+        }
     }
 
     /// Failures in a row at `b`.
@@ -283,6 +536,23 @@ mod tests {
         // Switching bootstrap lists keeps the attempt in flight: no second one.
         c.retain(&[]);
         assert_eq!(c.want(&b(), true), None);
+    }
+
+    #[test]
+    fn a_cursor_offered_to_a_renewal_is_not_followed() {
+        let mut c = RegClient::new(100_000);
+        let n = |s: &str| NodeId::parse(s).unwrap();
+        // A renewal asks for no list: whatever cursor the bootstrap sends, we do not page.
+        assert_eq!(c.want(&b(), false), Some(Action::Register { list: false }));
+        c.on_success(&b());
+        assert_eq!(c.on_page(&b(), Some(n("m.os"))), None);
+        // A join asks for the list: its listing is paged.
+        assert_eq!(c.want(&b(), true), Some(Action::Register { list: true }));
+        c.on_success(&b());
+        assert!(matches!(
+            c.on_page(&b(), Some(n("m.os"))),
+            Some(Action::Page { .. })
+        ));
     }
 
     #[test]

@@ -1,9 +1,24 @@
-//! The bootstrap registry: registrations with a TTL that their nodes renew, a size cap, a
-//! per-source rate limit, and paged answers.
+//! The registry server (the bootstrap side): registrations with a TTL that their nodes
+//! renew, a size cap, a per-source rate limit, and paged answers.
+//!
+//! It owns its table and the rate buckets, and serves `RegisterNode`, `ListRegistry` and
+//! `Deregister`; it has no timers of its own (expired entries go on every registration and
+//! on the core's digest-exchange tick) and sends nothing. A registration is its node
+//! speaking for itself: [`Registry::on_register`] hands the core the registrant's own fact
+//! to merge (admission on direct evidence), and [`Registry::registered`] answers after
+//! that, with our own view of the listed nodes where it is newer.
 
-use p2p_common::api::presence::NodeInfo;
+use crate::members::Members;
+use crate::node::Node;
+use p2p_common::api::presence::{
+    Config, MemberStatus, NodeInfo, Response, Update, DEFAULT_PAGE, MAX_PAGE,
+};
+use p2p_common::api::{ApiError, ApiResult, ErrorCode, OLDEST_PROTOCOL_VERSION};
 use p2p_common::{Millis, NodeId};
 use std::collections::BTreeMap;
+
+/// Page size of the registry's answer to RegisterNode.
+const REGISTER_PAGE: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -89,6 +104,131 @@ impl Registry {
 
     pub fn remove(&mut self, node: &NodeId) {
         self.entries.remove(node);
+    }
+
+    /// `RegisterNode` from `from` (the sender's node, as Hyperware authenticates it): checked
+    /// and stored. The registrant's own fact, for the core to merge: it spoke for itself.
+    pub fn on_register(
+        &mut self,
+        from: &NodeId,
+        info: NodeInfo,
+        incarnation: u64,
+        protocol_version: u32,
+        cfg: &Config,
+        now: Millis,
+    ) -> ApiResult<Update> {
+        // A newer node registers through an older bootstrap during a rolling upgrade: only
+        // a version older than any we speak is refused.
+        if protocol_version < OLDEST_PROTOCOL_VERSION {
+            return Err(ApiError::new(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "we speak presence protocol {OLDEST_PROTOCOL_VERSION} and later, you {protocol_version}"
+                ),
+            ));
+        }
+        if &info.node_id != from {
+            return Err(ApiError::bad_request(
+                "RegisterNode must carry the sender's own NodeInfo",
+            ));
+        }
+        info.validate().map_err(ApiError::bad_request)?;
+        match self.register(
+            info.clone(),
+            incarnation,
+            now,
+            cfg.registry_ttl_ms,
+            cfg.registry_capacity as usize,
+            cfg.registry_rate_per_min,
+        ) {
+            Err(RegisterError::RateLimited) => Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "too many registrations from this node; slow down",
+            )),
+            Err(RegisterError::Full) => Err(ApiError::new(ErrorCode::Overloaded, "registry full")),
+            Ok(()) => Ok(Update {
+                node: info.node_id.clone(),
+                status: MemberStatus::Alive,
+                incarnation,
+                info: Some(info),
+                origin: from.clone(),
+            }),
+        }
+    }
+
+    /// The answer to `from`'s registration: ourselves (a bootstrap is a member too, though
+    /// not in its own registry), and with `list` the first page of the others.
+    pub fn registered(
+        &self,
+        node: &Node,
+        members: &Members,
+        from: &NodeId,
+        list: bool,
+        now: Millis,
+    ) -> Response {
+        let (mut nodes, next_cursor) = if list {
+            self.facts(node, members, now, None, REGISTER_PAGE, from)
+        } else {
+            (Vec::new(), None)
+        };
+        nodes.insert(0, node.self_update());
+        Response::Registered {
+            nodes,
+            next_cursor,
+            ttl_ms: node.cfg.registry_ttl_ms,
+        }
+    }
+
+    /// `ListRegistry`: the page after `cursor` (without the asker).
+    pub fn on_list(
+        &self,
+        node: &Node,
+        members: &Members,
+        from: &NodeId,
+        cursor: Option<&NodeId>,
+        limit: Option<u32>,
+        now: Millis,
+    ) -> Response {
+        let limit = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+        let (nodes, next_cursor) = self.facts(node, members, now, cursor, limit, from);
+        Response::Registry { nodes, next_cursor }
+    }
+
+    /// `Deregister`: `from` leaves the registry.
+    pub fn on_deregister(&mut self, from: &NodeId) -> Response {
+        self.remove(from);
+        Response::Deregistered {}
+    }
+
+    /// A page of registrations as facts: our own view of a node, when newer, beats its
+    /// registration.
+    fn facts(
+        &self,
+        node: &Node,
+        members: &Members,
+        now: Millis,
+        cursor: Option<&NodeId>,
+        limit: usize,
+        except: &NodeId,
+    ) -> (Vec<Update>, Option<NodeId>) {
+        let (page, next) = self.page(now, cursor, limit, Some(except));
+        let nodes = page
+            .into_iter()
+            .map(|r| {
+                let (status, incarnation) = match members.get(&r.info.node_id) {
+                    Some(m) if m.incarnation >= r.incarnation => (m.status, m.incarnation),
+                    _ => (MemberStatus::Alive, r.incarnation),
+                };
+                Update {
+                    node: r.info.node_id.clone(),
+                    status,
+                    incarnation,
+                    info: Some(r.info.clone()),
+                    origin: members.origin_of(&r.info.node_id, status, &node.me),
+                }
+            })
+            .collect();
+        (nodes, next)
     }
 
     /// A page of live registrations after `cursor`, without `except`; and the next cursor.

@@ -1,6 +1,6 @@
 //! Hostile and malformed input against one presence core, through the real driver.
 
-use p2p_common::api::presence::{ConfigPatch, MemberStatus, Request, Response, Update};
+use p2p_common::api::presence::{ConfigPatch, MemberStatus, NodeInfo, Request, Response, Update};
 use p2p_common::api::{decode_response, ErrorCode};
 use p2p_common::driver::{Driver, KernelCall, KernelEvent};
 use p2p_common::{Address, NodeId, SendErrorKind};
@@ -492,4 +492,286 @@ fn a_newer_peers_unknown_status_skips_that_fact_not_the_message() {
         decode_response::<Response>(&reply),
         Ok(Response::Ack { seq: 9, .. })
     ));
+}
+
+/// Kernel calls that are requests to other nodes' presence (probes, gossip), and log lines
+/// at Info or above, among `calls`.
+fn work(calls: &[KernelCall]) -> (usize, usize) {
+    let requests = calls
+        .iter()
+        .filter(|c| {
+            matches!(c, KernelCall::SendRequest { target, .. }
+                if target.process.process == "presence" && target.node.as_str() != "alice.os")
+        })
+        .count();
+    let lines = calls
+        .iter()
+        .filter(|c| matches!(c, KernelCall::Print { verbosity, .. } if *verbosity <= 2))
+        .count();
+    (requests, lines)
+}
+
+#[test]
+fn one_message_naming_hundreds_of_suspects_costs_a_few_probes_and_one_log_line() {
+    // Alice knows 300 members, each of which spoke for itself. Member bob sends one digest
+    // (within its budget) calling every one of them Suspect, with itself as the origin: each
+    // would be a first-hop suspicion, and each used to get its own confirmation probe and
+    // its own log line.
+    let mut h = Harness::new();
+    let n = 300;
+    let names: Vec<String> = (0..n).map(|i| format!("m{i:03}.os")).collect();
+    h.gossip("bob.os", vec![alive("bob.os", 1)]);
+    for m in &names {
+        h.gossip(m, vec![alive(m, 1)]);
+    }
+    let mut members = vec![alive("bob.os", 1)];
+    members.extend(names.iter().map(|m| Update {
+        status: MemberStatus::Suspect,
+        origin: node("bob.os"),
+        ..alive(m, 1)
+    }));
+    let before = h.sent.len();
+    let reply = h.request(
+        &pres("bob.os"),
+        &Request::PushPull {
+            members,
+            want_info: vec![],
+            protocol_version: 1,
+        },
+    );
+    assert!(matches!(
+        decode_response::<Response>(&reply),
+        Ok(Response::PushPull { .. })
+    ));
+    // Every suspicion is taken (they are facts about members) ...
+    let suspects = names
+        .iter()
+        .filter(|m| h.core().status_of(&node(m)) == Some(MemberStatus::Suspect))
+        .count();
+    assert_eq!(suspects, n);
+    // ... but the message buys at most K + 1 confirmation probes and one line at Info.
+    let k = h.core().config().suspicion_confirmations as usize;
+    let (requests, lines) = work(&h.sent[before..]);
+    assert!(
+        requests <= k + 1,
+        "{requests} requests to other nodes for one message"
+    );
+    assert_eq!(lines, 1, "{lines} log lines at Info for one message");
+}
+
+#[test]
+fn a_short_digest_buys_a_bounded_answer_in_bytes_too_and_a_left_member_none() {
+    // Alice has 200 members with infos as large as the limits allow. A stranger's digest
+    // naming only itself (which makes it a member) is answered with at most 2x its size or
+    // 32 KiB, not with the members' infos up to 2 MiB.
+    let mut h = Harness::new();
+    let big = NodeInfo {
+        metadata: (0..32)
+            .map(|i| (format!("k{i:02}"), "v".repeat(512)))
+            .collect(),
+        ..NodeInfo::new(node("x.os"))
+    };
+    for i in 0..200 {
+        let m = format!("m{i:03}.os");
+        let info = NodeInfo {
+            node_id: node(&m),
+            ..big.clone()
+        };
+        assert!(info.validate().is_ok());
+        let own = Update {
+            info: Some(info),
+            ..alive(&m, 1)
+        };
+        h.request(&pres(&m), &Request::Gossip { updates: vec![own] });
+    }
+    let digest = Request::PushPull {
+        members: vec![alive("stranger.os", 1)],
+        want_info: vec![],
+        protocol_version: 1,
+    };
+    let size = serde_json::to_vec(&digest).unwrap().len();
+    let reply = h.request(&pres("stranger.os"), &digest);
+    let Ok(Response::PushPull { members, .. }) = decode_response::<Response>(&reply) else {
+        panic!("no digest answer: {}", String::from_utf8_lossy(&reply));
+    };
+    assert!(!members.is_empty(), "the answer still carries what fits");
+    assert!(
+        reply.len() <= 33 << 10,
+        "a {size}-byte digest was answered with {} bytes",
+        reply.len()
+    );
+    // A member that left (said so itself) gets no digest answer.
+    let left = Update {
+        status: MemberStatus::Left,
+        ..alive("m000.os", 1)
+    };
+    h.request(
+        &pres("m000.os"),
+        &Request::Gossip {
+            updates: vec![left.clone()],
+        },
+    );
+    assert_eq!(
+        h.core().status_of(&node("m000.os")),
+        Some(MemberStatus::Left)
+    );
+    let reply = h.request(
+        &pres("m000.os"),
+        &Request::PushPull {
+            members: vec![left],
+            want_info: vec![],
+            protocol_version: 1,
+        },
+    );
+    assert_eq!(
+        decode_response::<Response>(&reply)
+            .map(|_| ())
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+}
+
+#[test]
+fn a_candidate_that_answers_without_its_own_fact_is_not_admitted_at_the_relayed_incarnation() {
+    // Member liar names x.os at the highest incarnation there is. x.os answers our probe
+    // with an error (so with no fact of its own): it is there and is admitted, but not at
+    // the liar's incarnation, which would leave it unable to refute anything.
+    let mut h = Harness::new();
+    h.gossip("liar.os", vec![alive("liar.os", 1)]);
+    let before = h.sent.len();
+    h.request(
+        &pres("liar.os"),
+        &Request::Gossip {
+            updates: vec![Update {
+                origin: node("liar.os"),
+                ..alive("x.os", 1 << 53)
+            }],
+        },
+    );
+    let (probe, ctx) = Harness::sends_to(&h.sent[before..], "x.os")
+        .pop()
+        .expect("the candidate is probed");
+    assert!(matches!(probe, Request::Probe { .. }));
+    h.now += 100;
+    let refusal = br#"{"Err":{"code":"BadRequest","message":"unknown variant `Probe`"}}"#;
+    let calls = h.d.step(
+        p2p_common::Now::at(h.now),
+        KernelEvent::Response {
+            source: pres("x.os"),
+            body: refusal.to_vec(),
+            blob: None,
+            context: ctx,
+        },
+    );
+    h.sent.extend(calls);
+    let x = h
+        .core()
+        .member(&node("x.os"))
+        .expect("admitted on its answer");
+    assert_eq!(x.status, MemberStatus::Alive);
+    assert_eq!(x.incarnation, 1, "admitted at the relayed incarnation");
+    // Its own fact, at whatever incarnation it really has, is newer.
+    h.request(
+        &pres("x.os"),
+        &Request::Gossip {
+            updates: vec![alive("x.os", 7)],
+        },
+    );
+    assert_eq!(h.core().member(&node("x.os")).unwrap().incarnation, 7);
+}
+
+#[test]
+fn a_bootstrap_whose_cursor_never_ends_is_paged_once_per_join_not_at_every_renewal() {
+    // Bootstrap boot.os answers every registration and every page with a cursor that
+    // always advances. A join pages at most MAX_PAGES; renewals (which ask for no list) do
+    // not page at all, however many there are.
+    let mut h = Harness::new();
+    let join = Request::Join {
+        bootstrap: vec![node("boot.os")],
+    };
+    h.request(&Address::ours(&node("alice.os"), "app"), &join);
+    let mut pages = 0;
+    let mut registrations = 0;
+    let mut cursor = 0u32;
+    // Answer whatever alice sends boot.os; fire renewals for ~6 hours.
+    for round in 0..(6 * 36) {
+        loop {
+            let Some(i) = h.sent.iter().position(|c| {
+                matches!(c, KernelCall::SendRequest { target, .. } if target.node.as_str() == "boot.os")
+            }) else {
+                break;
+            };
+            let KernelCall::SendRequest { body, context, .. } = h.sent.remove(i) else {
+                unreachable!()
+            };
+            cursor += 1;
+            let next = Some(node(&format!("n{cursor:08}.os")));
+            let answer = match serde_json::from_slice::<Request>(&body).unwrap() {
+                Request::RegisterNode { .. } => {
+                    registrations += 1;
+                    Response::Registered {
+                        // The bootstrap itself, as a bootstrap answers: a renewal then asks
+                        // for no list.
+                        nodes: vec![alive("boot.os", 1)],
+                        next_cursor: next,
+                        ttl_ms: 300_000,
+                    }
+                }
+                Request::ListRegistry { .. } => {
+                    pages += 1;
+                    Response::Registry {
+                        nodes: vec![],
+                        next_cursor: next,
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            h.now += 10;
+            let calls = h.d.step(
+                p2p_common::Now::at(h.now),
+                KernelEvent::Response {
+                    source: pres("boot.os"),
+                    body: p2p_common::api::encode_result(&Ok(answer)),
+                    blob: None,
+                    context,
+                },
+            );
+            h.sent.extend(calls);
+        }
+        if round + 1 < 6 * 36 {
+            // A renewal is due every third of the registry TTL (100 s).
+            h.now += 100_000;
+            h.fire("Renew");
+        }
+    }
+    assert!(registrations > 100, "{registrations} registrations");
+    assert!(
+        pages <= presence::regclient::MAX_PAGES as usize,
+        "{pages} pages from a bootstrap with an endless cursor over {registrations} registrations"
+    );
+}
+
+#[test]
+fn refuting_claims_about_us_does_not_move_our_local_health() {
+    // A member keeps calling us suspect at our current incarnation. We refute every time
+    // (at most once per gossip interval), but our local health says how well our own probes
+    // go, not what others claim: it stays where it was.
+    let mut h = Harness::new();
+    h.gossip("bob.os", vec![alive("bob.os", 1)]);
+    let start = h.core().incarnation();
+    for _ in 0..20 {
+        let claim = Update {
+            node: node("alice.os"),
+            status: MemberStatus::Suspect,
+            incarnation: h.core().incarnation(),
+            info: None,
+            origin: node("bob.os"),
+        };
+        h.now += 1_000;
+        h.gossip("bob.os", vec![claim]);
+    }
+    assert_eq!(h.core().incarnation(), start + 20, "each claim was refuted");
+    assert_eq!(h.core().stats().refutations, 20);
+    assert_eq!(h.core().local_health(), 0);
 }
