@@ -538,6 +538,7 @@ impl Presence {
                 .map(|m| m.status == MemberStatus::Alive);
             let limits = Limits {
                 me: &self.me,
+                sender,
                 capacity: self.cfg.max_members as usize,
                 max_origins: self.cfg.suspicion_confirmations as usize + 1,
             };
@@ -640,7 +641,7 @@ impl Presence {
     /// A fact about ourselves: refute any claim that we are suspect, dead or gone.
     /// A claim about ourselves. Any non-Alive claim at or above our incarnation is refuted
     /// by moving past it (as SWIM and memberlist do) — a forged claim one above ours would
-    /// otherwise stand. A claim more than [`MAX_INCARNATION_JUMP`] above ours is one no peer
+    /// otherwise stand. A claim [`MAX_INCARNATION_JUMP`] or more above ours is one no peer
     /// accepts either, so it is ignored. Refutations are at most one per gossip interval (a
     /// stream of claims costs one incarnation step and one forced write per interval), and
     /// they do not move our local health: strangers' claims say nothing about our probing.
@@ -653,10 +654,9 @@ impl Presence {
         if u.status == MemberStatus::Alive && u.incarnation == self.incarnation {
             return;
         }
-        // Only claims our refutation can beat at every peer that knows us: peers refuse
-        // jumps of MAX_INCARNATION_JUMP or more, so we move at most that far.
-        if u.incarnation.saturating_add(1) >= self.incarnation.saturating_add(MAX_INCARNATION_JUMP)
-        {
+        // Only claims a relay could plant: peers refuse relayed jumps of MAX_INCARNATION_JUMP
+        // or more, and take our refutation (at most that far) when we send it ourselves.
+        if u.incarnation >= self.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
             return;
         }
         let claim = self
