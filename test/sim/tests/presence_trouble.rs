@@ -1,4 +1,6 @@
-//! presence under honest trouble: a bootstrap down for a day.
+//! presence under honest trouble (a bootstrap down for a day, a node restarting every hour,
+//! a node that lost its state), the first hostile-peer suite (forged verdicts, invented
+//! nodes; more in `presence_hostile.rs`) and a rolling upgrade (a newer peer).
 
 use p2p_sim::scenarios::presence as ps;
 use p2p_sim::{NetConfig, Sim, SimConfig};
@@ -160,6 +162,60 @@ fn a_node_restarting_every_hour_still_forgets_the_dead_after_the_retention_perio
         gone_after >= DAY,
         "forgotten after {} h, before the retention period",
         gone_after / HOUR
+    );
+}
+
+/// Honest trouble: a node loses its state (reinstall, cleared state, a format change) and
+/// comes back at incarnation 1 while its peers hold it Dead at a higher one. It learns the
+/// verdict about itself, moves past it, and is Alive everywhere again within a few periods.
+#[test]
+fn a_node_that_lost_its_state_is_alive_everywhere_again() {
+    use p2p_common::api::presence::MemberStatus;
+    let mut sim = cluster(24, 5);
+    for i in 1..5 {
+        ps::join(&mut sim, i, 0);
+    }
+    sim.run_for(120_000).unwrap();
+    // Restarts raise bob's incarnation, so the one his peers remember is well above 1.
+    for _ in 0..3 {
+        sim.crash(1);
+        sim.restart(1);
+        sim.run_for(30_000).unwrap();
+    }
+    let before = sim.core::<Presence>(1, "presence").unwrap().incarnation();
+    assert!(before > 2, "bob at incarnation {before}");
+    sim.crash(1);
+    ps::run_until(&mut sim, 500, 120_000, |s| {
+        [0usize, 2, 3, 4]
+            .iter()
+            .all(|&i| ps::status(s, i, 1) == Some(MemberStatus::Dead))
+    })
+    .unwrap()
+    .expect("bob is declared dead");
+    sim.wipe_records(1, "presence");
+    sim.restart(1);
+    assert!(
+        sim.core::<Presence>(1, "presence").unwrap().incarnation() < before,
+        "the wiped node starts over"
+    );
+    ps::join(&mut sim, 1, 0);
+    let period = ps::config().probe_interval_ms;
+    let back = ps::run_until(&mut sim, 250, 15 * period, |s| {
+        [0usize, 2, 3, 4]
+            .iter()
+            .all(|&i| ps::status(s, i, 1) == Some(MemberStatus::Alive))
+    })
+    .unwrap();
+    let after = sim.core::<Presence>(1, "presence").unwrap().incarnation();
+    assert!(
+        back.is_some(),
+        "bob (incarnation {before} before, {after} after the wipe) is Alive everywhere within \
+         15 periods: {:?}",
+        [0usize, 2, 3, 4].map(|i| ps::status(&sim, i, 1))
+    );
+    assert!(
+        after > before,
+        "bob moved past the verdict: {after} > {before}"
     );
 }
 
