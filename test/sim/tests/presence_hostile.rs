@@ -40,9 +40,9 @@ fn gossip(sim: &mut Sim, from: usize, to: &[usize], updates: Vec<Update>) {
     }
 }
 
-/// Defect 1 of the issue-11 review: in one Gossip, a member (mallory, node 4) claims the
-/// victim (node 2) is Alive `jump` incarnations above its own and then Dead at that
-/// incarnation. Whatever the jump, the victim is Alive everywhere a minute later: either
+/// Defect 1 of the issue-11 review: in one Gossip to alice, bob and the victim, a member
+/// (mallory, node 4) claims the victim (node 2) is Alive `jump` incarnations above its own
+/// and then Dead at that incarnation. Whatever the jump, the victim is Alive everywhere a minute later: either
 /// peers refuse the jump, or the victim refutes it. `MAX_INCARNATION_JUMP - 1` is the
 /// largest jump peers accept from a relay, so it is the boundary case.
 fn jump_then_dead(jump: u64) {
@@ -63,7 +63,9 @@ fn jump_then_dead(jump: u64) {
         origin: mallory,
         ..alive.clone()
     };
-    gossip(&mut sim, 4, &[0, 1, 2, 3], vec![alive, dead]);
+    // Dave (3) is not told: he must follow the victim's refutation, a jump of up to
+    // MAX_INCARNATION_JUMP over what he knows, which he takes from the victim itself.
+    gossip(&mut sim, 4, &[0, 1, 2], vec![alive, dead]);
     sim.run_for(1_000).unwrap();
     let back = ps::run_until(&mut sim, 250, 60_000, |s| {
         [0usize, 1, 3]
@@ -81,13 +83,14 @@ fn jump_then_dead(jump: u64) {
          victim now at {}",
         core(&sim, 2).incarnation()
     );
-    // Nobody believes an incarnation the victim never had.
+    // Everyone holds the victim at its own incarnation: none at one it never had, none
+    // left behind.
     let now = core(&sim, 2).incarnation();
     for i in [0usize, 1, 3] {
         let m = core(&sim, i).member(&victim).unwrap();
-        assert!(
-            m.incarnation <= now,
-            "{i} has the victim at {}",
+        assert_eq!(
+            m.incarnation, now,
+            "{i} holds the victim at {} (forged {at})",
             m.incarnation
         );
     }
@@ -324,7 +327,8 @@ fn a_new_node_introduced_at_the_largest_incarnation_can_still_refute() {
 
 /// Alice's members carry large infos (32 metadata entries of 400 B, set through the local
 /// API); a stranger (node 6, never joined) sends a digest naming only itself. The answer
-/// must stay bounded relative to the request (the review measured 13,607× on main).
+/// must stay bounded relative to the request (the review measured 13,607× on main with
+/// larger infos; this test 561×).
 #[test]
 #[ignore = "fixed on branch pres3"]
 fn a_push_pull_answer_is_bounded_relative_to_the_request() {
@@ -367,7 +371,8 @@ fn a_push_pull_answer_is_bounded_relative_to_the_request() {
         Some(p2p_sim::AppOutcome::Response(b)) => b.len(),
         other => panic!("no answer: {other:?}"),
     };
-    let bound = (2 * request).max(8 << 10);
+    // Twice the digest, at least 32 KiB (the bound pres3 implements), plus 1 KiB of envelope.
+    let bound = (2 * request).max(32 << 10) + 1024;
     assert!(
         answer_bytes <= bound,
         "request {request} B, answer {answer_bytes} B ({}x), bound {bound} B",
