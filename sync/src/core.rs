@@ -2,15 +2,18 @@
 //!
 //! Sub-machines, each owning its state: [`Docs`] (documents, their ACL and durable log),
 //! [`Outbox`] (what each peer is owed, one send in flight per peer, backoff, breaker),
-//! [`Subscribers`] (change events to local apps). The core routes inputs between them.
+//! [`Subscribers`] (change events to local apps), [`Offers`] and [`Pulls`] (blobs too large
+//! for one message, in chunks). The core routes inputs between them.
 
 use crate::doc::{blob_peers, deflate, includes, inflate, to_version, to_vv, Doc};
 use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
+use crate::transfer::{Arrived, Failed, Offers, PullKey, Pulls, ServeError};
+use crate::vecmap::{VecMap, VecSet};
 use loro::VersionVector;
 use p2p_common::api::sync::{
-    Acl, DataPage, DocId, DocInfo, Edited, Encoding, JoinAnswer, Member, PeerOwner, Request,
-    Response, Role, SyncAnswer, SyncEvent, SyncStats, Version, DEFAULT_PAGE, MAX_LOCAL_REQUEST,
-    MAX_MEMBERS,
+    Acl, Chunked, DataPage, DocId, DocInfo, Edited, Encoding, JoinAnswer, Member, PeerAnswer,
+    PeerOwner, PeerRequest, Request, Response, Role, SyncAnswer, SyncEvent, SyncStats, Version,
+    DEFAULT_PAGE, MAX_LOCAL_REQUEST, MAX_MEMBERS,
 };
 use p2p_common::api::{
     decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode,
@@ -38,8 +41,15 @@ const JOIN_TIMEOUT_S: u64 = 30;
 const EVENT_TIMEOUT_S: u64 = 5;
 /// Largest body of a protocol message (JSON; the Loro bytes travel in the blob).
 const MAX_PEER_BODY: usize = 256 << 10;
-/// Largest blob accepted or sent in one message (Hyperware drops a connection over 10 MiB).
+/// Largest blob accepted or sent in one message (Hyperware drops a connection over 10 MiB);
+/// a larger one is offered in chunks ([`crate::transfer`]).
 pub const MAX_WIRE_BLOB: usize = 8 << 20;
+/// Timeout of one chunk fetch (4 MiB).
+const CHUNK_TIMEOUT_S: u64 = 30;
+/// How often offers and pulls are swept for idle ones while any exist.
+const TRANSFER_SWEEP_MS: Millis = 10_000;
+/// A Join whose chunked snapshot became unavailable mid-way starts over this often.
+const JOIN_RESTARTS: u32 = 2;
 /// Largest inflated blob.
 pub const MAX_INFLATED: usize = 64 << 20;
 /// Documents this node keeps (created, joined or invited).
@@ -80,9 +90,27 @@ pub enum Ctx {
         doc: DocId,
         caller: Option<RequestId>,
         peer: u64,
+        /// Times it started over (its chunked snapshot went away mid-way).
+        restarts: u32,
     },
     /// An event to a subscriber.
     Event { app: Address },
+    /// Chunk `index` of a transfer `from` offered us.
+    Chunk { key: PullKey, index: u32 },
+}
+
+/// What a pull's blob is for once all of it is in.
+#[derive(Debug, Clone)]
+pub enum Purpose {
+    /// The snapshot of a local Join (answered then).
+    Join {
+        caller: Option<RequestId>,
+        peer: u64,
+        answer: JoinAnswer,
+        restarts: u32,
+    },
+    /// Changes a member sent or answered with (a Delta, a SyncAnswer).
+    Changes { encoding: Encoding },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,6 +118,10 @@ pub enum Timer {
     AntiEntropy,
     Retry(NodeId),
     Compact,
+    /// Fetch the chunks of a pull again after a failure.
+    Chunk(PullKey),
+    /// Sweep idle offers and pulls.
+    Transfers,
 }
 
 /// What is stored per document (record `m/<doc>`), forced when it changes.
@@ -116,9 +148,9 @@ struct Entry {
     op_ids: VecDeque<String>,
     op_set: BTreeSet<String>,
     /// What each peer is known to have (from its Acks, SyncRequests and answers).
-    known: BTreeMap<NodeId, VersionVector>,
+    known: VecMap<NodeId, VersionVector>,
     /// Peers an anti-entropy exchange is in flight with.
-    syncing: BTreeSet<NodeId>,
+    syncing: VecSet<NodeId>,
 }
 
 impl Entry {
@@ -132,8 +164,8 @@ impl Entry {
             snap_bytes: 0,
             op_ids: VecDeque::new(),
             op_set: BTreeSet::new(),
-            known: BTreeMap::new(),
-            syncing: BTreeSet::new(),
+            known: VecMap::new(),
+            syncing: VecSet::new(),
         }
     }
     fn acl(&self) -> &Acl {
@@ -162,7 +194,7 @@ fn holders(acl: &Acl, us: &NodeId) -> Vec<NodeId> {
         .chain(std::iter::once(acl.doc.creator.clone()))
         .filter(|n| n != us)
         .collect();
-    v.sort();
+    v.sort_unstable();
     v.dedup();
     v
 }
@@ -220,7 +252,7 @@ struct Sub {
 /// [`EVENT_FAILURES`] failed deliveries in a row.
 #[derive(Default)]
 struct Subscribers {
-    subs: BTreeMap<Address, Sub>,
+    subs: VecMap<Address, Sub>,
     seq: u64,
     dropped: u64,
 }
@@ -291,6 +323,10 @@ pub struct SyncCore {
     /// Anti-entropy round-robin position.
     ae_cursor: Option<DocId>,
     compact_armed: bool,
+    offers: Offers,
+    pulls: Pulls<Purpose>,
+    sweep_armed: bool,
+    transfers_refused_logged: u64,
     pub stats: SyncStats,
 }
 
@@ -315,6 +351,10 @@ impl SyncCore {
             }),
             ae_cursor: None,
             compact_armed: false,
+            offers: Offers::default(),
+            pulls: Pulls::default(),
+            sweep_armed: false,
+            transfers_refused_logged: 0,
             stats: SyncStats::default(),
         }
     }
@@ -341,6 +381,14 @@ impl SyncCore {
     }
     pub fn outbox_queued(&self) -> usize {
         self.outbox.queued()
+    }
+    /// Offers of large blobs open here, and the bytes they hold.
+    pub fn offers_open(&self) -> (usize, u64) {
+        (self.offers.len(), self.offers.bytes())
+    }
+    /// Chunked transfers being fetched here, and the bytes they hold so far.
+    pub fn pulls_open(&self) -> (usize, u64) {
+        (self.pulls.len(), self.pulls.held())
     }
 
     fn info(&self, e: &Entry) -> DocInfo {
@@ -375,10 +423,15 @@ impl SyncCore {
     fn start(&mut self, records: Records, seed: u64, now: Millis, out: &mut Vec<Eff>) {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.reach.restart(now);
-        let mut metas: BTreeMap<DocId, Meta> = BTreeMap::new();
-        let mut snaps: BTreeMap<DocId, Vec<u8>> = BTreeMap::new();
-        let mut logs: BTreeMap<DocId, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
-        let mut ops: BTreeMap<DocId, Vec<(u64, String)>> = BTreeMap::new();
+        // Every record of a document, gathered (one map: each map type is code in the wasm).
+        #[derive(Default)]
+        struct Loaded {
+            meta: Option<Meta>,
+            snap: Option<Vec<u8>>,
+            log: Vec<(u64, Vec<u8>)>,
+            ops: Vec<(u64, String)>,
+        }
+        let mut loaded: BTreeMap<DocId, Loaded> = BTreeMap::new();
         let mut bad = 0u32;
         for (k, v) in records {
             let Ok(k) = String::from_utf8(k) else {
@@ -391,15 +444,19 @@ impl SyncCore {
                     "m/" => {
                         let doc: DocId = rest.parse().ok()?;
                         let m: Meta = serde_json::from_slice(&v).ok()?;
-                        metas.insert(doc, m);
+                        loaded.entry(doc).or_default().meta = Some(m);
                     }
                     "s/" => {
-                        snaps.insert(rest.parse().ok()?, v);
+                        loaded.entry(rest.parse().ok()?).or_default().snap = Some(v);
                     }
                     "u/" => {
                         let (doc, seq) = rest.rsplit_once('/')?;
                         let seq = u64::from_str_radix(seq, 16).ok()?;
-                        logs.entry(doc.parse().ok()?).or_default().push((seq, v));
+                        loaded
+                            .entry(doc.parse().ok()?)
+                            .or_default()
+                            .log
+                            .push((seq, v));
                     }
                     "o/" => {
                         let mut parts = rest.splitn(3, '/');
@@ -408,7 +465,7 @@ impl SyncCore {
                             .ok()?;
                         let op = parts.next()?.to_string();
                         let seq = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
-                        ops.entry(doc).or_default().push((seq, op));
+                        loaded.entry(doc).or_default().ops.push((seq, op));
                     }
                     _ => return None,
                 }
@@ -418,11 +475,13 @@ impl SyncCore {
                 bad += 1;
             }
         }
-        for (id, meta) in metas {
+        for (id, l) in loaded {
+            // Records of a document without its meta record: leftovers, ignored.
+            let Some(meta) = l.meta else { continue };
             let mut doc = None;
-            let mut e_log = logs.remove(&id).unwrap_or_default();
-            e_log.sort();
-            let snap = snaps.remove(&id);
+            let mut e_log = l.log;
+            e_log.sort_unstable();
+            let snap = l.snap;
             if meta.joined {
                 let mut d = Doc::new(id.clone(), meta.our_peer);
                 if let Some(s) = &snap {
@@ -449,8 +508,8 @@ impl SyncCore {
             e.log_first = e_log.first().map_or(0, |(s, _)| *s);
             e.log_next = e_log.last().map_or(0, |(s, _)| s + 1);
             e.log_bytes = e_log.iter().map(|(_, b)| b.len()).sum();
-            let mut o = ops.remove(&id).unwrap_or_default();
-            o.sort();
+            let mut o = l.ops;
+            o.sort_unstable();
             for (_, op) in o {
                 e.op_set.insert(op.clone());
                 e.op_ids.push_back(op);
@@ -559,6 +618,14 @@ impl SyncCore {
         out.push(Effect::Store(batch));
         self.outbox
             .forget_doc(doc, |i| matches!(i, Item::Leave(_) | Item::Deleted(_)));
+        self.offers.forget_doc(doc);
+        for k in self.pulls.of(doc) {
+            if let Some(Purpose::Join { .. }) = self.pulls.get(&k).map(|p| &p.purpose) {
+                // A join in progress ends with its fetch (its caller is answered then).
+                continue;
+            }
+            self.pulls.cancel(&k);
+        }
     }
 
     // ----- outbox -----
@@ -590,7 +657,7 @@ impl SyncCore {
                     return;
                 }
             };
-            match self.build(peer, &item) {
+            match self.build(peer, &item, now) {
                 Some((body, blob)) => {
                     self.stats.bytes_sent +=
                         (body.len() + blob.as_ref().map_or(0, Vec::len)) as u64;
@@ -614,19 +681,24 @@ impl SyncCore {
     }
 
     /// The message for an outbox item, or None if nothing is owed after all.
-    fn build(&mut self, peer: &NodeId, item: &Item) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    fn build(
+        &mut self,
+        peer: &NodeId,
+        item: &Item,
+        now: Millis,
+    ) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
         let doc = item_doc(item).clone();
         match item {
-            Item::Leave(_) => Some((encode(&Request::LeaveDoc { doc }), None)),
-            Item::Deleted(_) => Some((encode(&Request::DocDeleted { doc }), None)),
+            Item::Leave(_) => Some((encode(&PeerRequest::LeaveDoc { doc }), None)),
+            Item::Deleted(_) => Some((encode(&PeerRequest::DocDeleted { doc }), None)),
             Item::Invite(_) => {
                 let e = self.docs.get(&doc)?;
                 let role = e.meta.acl.members.iter().find(|m| m.node == *peer)?.role;
-                Some((encode(&Request::Invitation { doc, role }), None))
+                Some((encode(&PeerRequest::Invitation { doc, role }), None))
             }
             Item::Acl(_) => {
                 let e = self.docs.get(&doc)?;
-                Some((encode(&Request::AclUpdate(e.meta.acl.clone())), None))
+                Some((encode(&PeerRequest::AclUpdate(e.meta.acl.clone())), None))
             }
             Item::Delta(_) => {
                 let e = self.docs.get(&doc)?;
@@ -638,7 +710,7 @@ impl SyncCore {
                 match e.known.get(peer) {
                     // Not known what it has: ask (the answer says, and brings what we lack).
                     None => Some((
-                        encode(&Request::SyncRequest {
+                        encode(&PeerRequest::SyncRequest {
                             doc,
                             version: to_version(&ours),
                             acl_epoch: e.meta.acl.epoch,
@@ -646,21 +718,46 @@ impl SyncCore {
                         None,
                     )),
                     Some(theirs) if includes(theirs, &ours) => None,
+                    Some(_) if self.offers.open_to(peer, &doc) => {
+                        // A large delta is on offer to it: one at a time per peer and
+                        // document; what is still lacking goes once that is fetched.
+                        None
+                    }
                     Some(theirs) => {
                         let raw = d.updates_since(theirs);
                         let (encoding, blob) = wire_blob(raw);
-                        if blob.len() > MAX_WIRE_BLOB {
-                            // Too large for one message: chunked transfer is not built yet.
-                            return None;
-                        }
+                        let mut k = theirs.clone();
+                        k.merge(&ours);
+                        let version = to_version(&ours);
                         self.stats.deltas_sent += 1;
+                        if blob.len() <= MAX_WIRE_BLOB {
+                            return Some((
+                                encode(&PeerRequest::Delta {
+                                    doc,
+                                    version,
+                                    encoding,
+                                    chunked: None,
+                                }),
+                                Some(blob),
+                            ));
+                        }
+                        // Too large for one message: offered, and fetched by the peer in
+                        // chunks. What it will have once it did (anti-entropy corrects
+                        // this guess if it never does).
+                        let desc = self.offer(peer, &doc, blob, now)?;
+                        self.docs
+                            .get_mut(&doc)
+                            .expect("present")
+                            .known
+                            .insert(peer.clone(), k);
                         Some((
-                            encode(&Request::Delta {
+                            encode(&PeerRequest::Delta {
                                 doc,
-                                version: to_version(&ours),
+                                version,
                                 encoding,
+                                chunked: Some(desc),
                             }),
-                            Some(blob),
+                            None,
                         ))
                     }
                 }
@@ -815,6 +912,18 @@ impl SyncCore {
     }
 }
 
+/// An outbox item in a log line.
+fn describe(i: &Item) -> String {
+    let what = match i {
+        Item::Delta(_) => "changes",
+        Item::Acl(_) => "the ACL",
+        Item::Invite(_) => "an invitation",
+        Item::Leave(_) => "a leave notice",
+        Item::Deleted(_) => "a deletion notice",
+    };
+    format!("{what} of {}", item_doc(i))
+}
+
 /// A Loro blob as it goes on the wire.
 fn wire_blob(raw: Vec<u8>) -> (Encoding, Vec<u8>) {
     if raw.len() > DEFLATE_OVER {
@@ -853,7 +962,7 @@ impl SyncCore {
         }
         let peer = self.fresh_peer();
         let mut members = members;
-        members.sort();
+        members.sort_unstable();
         let meta = Meta {
             v: META_V,
             acl: Acl {
@@ -919,7 +1028,7 @@ impl SyncCore {
                 node: node.clone(),
                 role: r,
             });
-            acl.members.sort();
+            acl.members.sort_unstable();
         } else {
             acl.joined.retain(|n| n != node);
         }
@@ -968,6 +1077,17 @@ impl SyncCore {
         if doc.creator == self.me {
             return Some(Err(Self::not_found(&doc)));
         }
+        if let Some(p) = self.pulls.of_doc(&doc) {
+            if matches!(p.purpose, Purpose::Join { .. }) {
+                let (got, all) = p.progress();
+                return Some(Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "joining {doc}: {got} of {all} chunks of its snapshot are in; ask again"
+                    ),
+                )));
+            }
+        }
         if !self.docs.contains_key(&doc) && self.docs.len() >= MAX_DOCS {
             return Some(Err(ApiError::new(
                 ErrorCode::Overloaded,
@@ -978,12 +1098,17 @@ impl SyncCore {
         let peer = self.fresh_peer();
         out.push(Effect::request(
             Address::ours(&doc.creator, p2p_common::api::sync::PROCESS),
-            encode(&Request::JoinDoc {
+            encode(&PeerRequest::JoinDoc {
                 doc: doc.clone(),
                 peer: Some(peer.to_string()),
             }),
             JOIN_TIMEOUT_S,
-            Ctx::Join { doc, caller, peer },
+            Ctx::Join {
+                doc,
+                caller,
+                peer,
+                restarts: 0,
+            },
         ));
         None
     }
@@ -1247,30 +1372,37 @@ impl SyncCore {
                     (d.updates_since(&theirs), false)
                 };
                 let (encoding, wire) = wire_blob(raw);
-                if wire.len() > MAX_WIRE_BLOB {
-                    return Err(ApiError::new(
-                        ErrorCode::Overloaded,
-                        "the changes you lack exceed one message; chunked transfer is not built yet",
-                    ));
-                }
-                if full {
-                    self.stats.snapshots_sent += 1;
-                }
+                let acl =
+                    (doc.creator == me && acl_epoch < e.meta.acl.epoch).then(|| e.meta.acl.clone());
                 // What it has now, and will have once it reads this answer.
                 let mut k = theirs.clone();
                 k.merge(&ours);
-                e.known.insert(from.clone(), k);
-                let acl =
-                    (doc.creator == me && acl_epoch < e.meta.acl.epoch).then(|| e.meta.acl.clone());
-                let lacks = !includes(&ours, &theirs);
+                let (wire, chunked) = if wire.len() > MAX_WIRE_BLOB {
+                    // Too large for one message: offered in chunks.
+                    let desc = self.offer(from, &doc, wire, now).ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::Overloaded,
+                            "busy sending large documents; ask again later",
+                        )
+                    })?;
+                    (Vec::new(), Some(desc))
+                } else {
+                    (wire, None)
+                };
+                if full {
+                    self.stats.snapshots_sent += 1;
+                }
+                if let Some(e) = self.docs.get_mut(&doc) {
+                    e.known.insert(from.clone(), k);
+                }
                 let answer = SyncAnswer {
                     doc: doc.clone(),
                     version: to_version(&ours),
                     full_sync_needed: full,
                     encoding,
                     acl,
+                    chunked,
                 };
-                let _ = lacks;
                 self.stats.bytes_sent += wire.len() as u64;
                 Ok((
                     Response::SyncAnswer(answer),
@@ -1281,6 +1413,7 @@ impl SyncCore {
                 doc,
                 version,
                 encoding,
+                chunked,
             } => {
                 self.stats.deltas_received += 1;
                 let e = self.docs.get(&doc).ok_or_else(|| Self::not_found(&doc))?;
@@ -1288,6 +1421,12 @@ impl SyncCore {
                     return Err(Self::not_found(&doc));
                 }
                 let theirs = to_vv(&version).map_err(ApiError::bad_request)?;
+                if let Some(desc) = chunked {
+                    // Fetched in chunks; the changes are checked and imported once all are
+                    // in. `Accepted`, not an `Ack`: our version does not have them yet.
+                    self.pull(from, &doc, desc, Purpose::Changes { encoding }, now, out)?;
+                    return none(Response::Accepted {});
+                }
                 let blob = blob.unwrap_or_default();
                 self.import(&doc, from, encoding, &blob, now, out)?;
                 let e = self.docs.get_mut(&doc).expect("present");
@@ -1313,6 +1452,31 @@ impl SyncCore {
                     out,
                 );
                 none(Response::Accepted {})
+            }
+            Request::GetChunk {
+                doc,
+                transfer,
+                index,
+            } => {
+                let e = self.docs.get(&doc).ok_or_else(|| Self::not_found(&doc))?;
+                if !is_member(&e.meta.acl, from) {
+                    return Err(Self::not_found(&doc));
+                }
+                match self.offers.serve(from, &doc, transfer, index, now) {
+                    Ok(bytes) => {
+                        self.stats.bytes_sent += bytes.len() as u64;
+                        Ok((Response::Chunk { transfer, index }, Some(bytes)))
+                    }
+                    Err(ServeError::NotOffered) => Err(ApiError::not_found(format!(
+                        "no transfer {transfer} of {doc} for you (ended or expired); ask again"
+                    ))),
+                    Err(ServeError::BadIndex) => Err(ApiError::bad_request(format!(
+                        "transfer {transfer} has no chunk {index}"
+                    ))),
+                    Err(ServeError::TooOften) => Err(ApiError::bad_request(format!(
+                        "chunk {index} of transfer {transfer} was asked for too often; withdrawn"
+                    ))),
+                }
             }
             _ => Err(ApiError::internal("local request routed as protocol")),
         }
@@ -1360,13 +1524,13 @@ impl SyncCore {
                         node: from.clone(),
                         frozen,
                     });
-                    acl.peers.sort();
+                    acl.peers.sort_unstable();
                 }
             }
         }
         if !acl.joined.contains(from) {
             acl.joined.push(from.clone());
-            acl.joined.sort();
+            acl.joined.sort_unstable();
         }
         acl.epoch += 1;
         let snapshot = d.all_updates();
@@ -1374,17 +1538,7 @@ impl SyncCore {
         let ours = d.vv();
         e.known.insert(from.clone(), ours);
         let (encoding, wire) = wire_blob(snapshot);
-        if wire.len() > MAX_WIRE_BLOB {
-            return Err(ApiError::new(
-                ErrorCode::Overloaded,
-                "the document exceeds one message; chunked transfer is not built yet",
-            ));
-        }
-        let answer = JoinAnswer {
-            acl: e.meta.acl.clone(),
-            version,
-            encoding,
-        };
+        let acl = e.meta.acl.clone();
         let targets: Vec<NodeId> = holders(&e.meta.acl, &me)
             .into_iter()
             .filter(|n| n != from)
@@ -1394,10 +1548,28 @@ impl SyncCore {
         for t in targets {
             self.owe(&t, Item::Acl(doc.clone()), now, out);
         }
+        let (wire, chunked) = if wire.len() > MAX_WIRE_BLOB {
+            // Too large for one message: offered; the joiner fetches it in chunks.
+            let desc = self.offer(from, doc, wire, now).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Overloaded,
+                    "busy sending large documents; join again later",
+                )
+            })?;
+            (None, Some(desc))
+        } else {
+            (Some(wire), None)
+        };
+        let answer = JoinAnswer {
+            acl,
+            version,
+            encoding,
+            chunked,
+        };
         self.stats.snapshots_sent += 1;
-        self.stats.bytes_sent += wire.len() as u64;
+        self.stats.bytes_sent += wire.as_ref().map_or(0, Vec::len) as u64;
         out.push(log(Level::Info, format!("{from} joined {doc}")));
-        Ok((Response::JoinAnswer(answer), Some(wire)))
+        Ok((Response::JoinAnswer(answer), wire))
     }
 
     /// The creator's ACL, if newer than ours; a node no longer a member drops the document.
@@ -1449,10 +1621,26 @@ impl SyncCore {
         now: Millis,
         out: &mut Vec<Eff>,
     ) -> Result<bool, ApiError> {
+        self.import_up_to(doc, from, encoding, blob, MAX_WIRE_BLOB, now, out)
+    }
+
+    /// [`SyncCore::import`] of a blob of at most `max` wire bytes (a chunked transfer's
+    /// were checked against its offer's bounds).
+    #[allow(clippy::too_many_arguments)]
+    fn import_up_to(
+        &mut self,
+        doc: &DocId,
+        from: &NodeId,
+        encoding: Encoding,
+        blob: &[u8],
+        max: usize,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Result<bool, ApiError> {
         if blob.is_empty() {
             return Ok(false);
         }
-        if blob.len() > MAX_WIRE_BLOB {
+        if blob.len() > max {
             return Err(ApiError::new(
                 ErrorCode::TooLarge,
                 "blob over the message limit",
@@ -1474,10 +1662,10 @@ impl SyncCore {
             let creator = doc.creator.clone();
             if creator != me && !e.syncing.contains(&creator) {
                 if let Some(d) = e.doc.as_ref() {
-                    e.syncing.insert(creator.clone());
+                    e.syncing.add(creator.clone());
                     out.push(Effect::request(
                         Address::ours(&creator, p2p_common::api::sync::PROCESS),
-                        encode(&Request::SyncRequest {
+                        encode(&PeerRequest::SyncRequest {
                             doc: doc.clone(),
                             version: d.version(),
                             acl_epoch: e.meta.acl.epoch,
@@ -1542,7 +1730,18 @@ impl SyncCore {
         if !is_member(&e.meta.acl, peer) || e.doc.is_none() {
             return;
         }
-        if let Some(b) = blob {
+        if let Some(desc) = a.chunked.clone() {
+            // Fetched in chunks, imported once all are in; what it lacks is owed now.
+            let p = Purpose::Changes {
+                encoding: a.encoding,
+            };
+            if let Err(err) = self.pull(peer, &doc, desc, p, now, out) {
+                out.push(log(
+                    Level::Debug,
+                    format!("{doc}: chunked sync answer from {peer} not fetched: {err}"),
+                ));
+            }
+        } else if let Some(b) = blob {
             if let Err(err) = self.import(&doc, peer, a.encoding, &b, now, out) {
                 out.push(log(
                     Level::Debug,
@@ -1562,7 +1761,49 @@ impl SyncCore {
         }
     }
 
+    /// The creator's answer to our JoinDoc; None while its snapshot is fetched in chunks
+    /// (the caller is answered when the last one is in).
+    #[allow(clippy::too_many_arguments)]
     fn on_join_answer(
+        &mut self,
+        mut a: JoinAnswer,
+        doc: DocId,
+        from: &NodeId,
+        caller: Option<RequestId>,
+        peer: u64,
+        restarts: u32,
+        blob: Option<Vec<u8>>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Option<ApiResult<Response>> {
+        if *from != doc.creator || a.acl.doc != doc {
+            return Some(Err(ApiError::internal("join answer from another node")));
+        }
+        if !is_member(&a.acl, &self.me) {
+            return Some(Err(Self::not_found(&doc)));
+        }
+        if let Some(e) = self.docs.get(&doc) {
+            if e.meta.joined {
+                return Some(Ok(Response::Joined(self.info(e))));
+            }
+        }
+        if let Some(desc) = a.chunked.take() {
+            let p = Purpose::Join {
+                caller,
+                peer,
+                answer: a,
+                restarts,
+            };
+            return match self.pull(from, &doc, desc, p, now, out) {
+                Ok(()) => None,
+                Err(e) => Some(Err(e)),
+            };
+        }
+        Some(self.joined(a, doc, from, peer, blob, out))
+    }
+
+    /// Hold `doc` from the creator's answer and its snapshot (one blob, or reassembled).
+    fn joined(
         &mut self,
         a: JoinAnswer,
         doc: DocId,
@@ -1571,17 +1812,6 @@ impl SyncCore {
         blob: Option<Vec<u8>>,
         out: &mut Vec<Eff>,
     ) -> ApiResult<Response> {
-        if *from != doc.creator || a.acl.doc != doc {
-            return Err(ApiError::internal("join answer from another node"));
-        }
-        if !is_member(&a.acl, &self.me) {
-            return Err(Self::not_found(&doc));
-        }
-        if let Some(e) = self.docs.get(&doc) {
-            if e.meta.joined {
-                return Ok(Response::Joined(self.info(e)));
-            }
-        }
         let raw = match (a.encoding, blob) {
             (_, None) => Vec::new(),
             (Encoding::Raw, Some(b)) => b,
@@ -1632,28 +1862,50 @@ impl SyncCore {
         self.stats.bytes_received += (body.len() + blob.as_ref().map_or(0, Vec::len)) as u64;
         match ctx {
             Ctx::Event { app } => self.subs.outcome(&app, true, out),
-            Ctx::Join { doc, caller, peer } => {
-                let r = match decode_response::<Response>(&body) {
-                    Ok(Response::JoinAnswer(a)) => {
-                        self.on_join_answer(a, doc.clone(), &from.node, peer, blob, out)
+            Ctx::Join {
+                doc,
+                caller,
+                peer,
+                restarts,
+            } => {
+                let r = match decode_response::<PeerAnswer>(&body) {
+                    Ok(PeerAnswer::JoinAnswer(a)) => self.on_join_answer(
+                        a,
+                        doc.clone(),
+                        &from.node,
+                        caller,
+                        peer,
+                        restarts,
+                        blob,
+                        now,
+                        out,
+                    ),
+                    Ok(_) => Some(Err(ApiError::internal("unexpected answer to JoinDoc"))),
+                    Err(e) => Some(Err(e)),
+                };
+                if let Some(r) = r {
+                    self.answer_join(&doc, caller, r, out);
+                }
+            }
+            Ctx::Chunk { key, index } => {
+                let r = match decode_response::<PeerAnswer>(&body) {
+                    Ok(PeerAnswer::Chunk { transfer, index: i })
+                        if transfer == key.1 && i == index && from.node == key.0 =>
+                    {
+                        Ok(blob.unwrap_or_default())
                     }
-                    Ok(other) => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+                    Ok(_) => Err(ApiError::bad_request("not the chunk asked for")),
                     Err(e) => Err(e),
                 };
-                if let Err(e) = &r {
-                    out.push(log(Level::Info, format!("join of {doc} failed: {e}")));
-                }
-                if let Some(id) = caller {
-                    out.push(Effect::reply(id, encode_result(&r)));
-                }
+                self.on_chunk(key, index, r, now, out);
             }
             Ctx::Sync { doc, peer } => {
                 if let Some(e) = self.docs.get_mut(&doc) {
                     e.syncing.remove(&peer);
                 }
                 self.reach.on_success(&peer, now, None);
-                match decode_response::<Response>(&body) {
-                    Ok(Response::SyncAnswer(a)) if a.doc == doc => {
+                match decode_response::<PeerAnswer>(&body) {
+                    Ok(PeerAnswer::SyncAnswer(a)) if a.doc == doc => {
                         self.on_sync_answer(a, &peer, blob, now, out)
                     }
                     Ok(_) => {}
@@ -1664,8 +1916,8 @@ impl SyncCore {
             }
             Ctx::Out { peer, item } => {
                 self.reach.on_success(&peer, now, None);
-                match decode_response::<Response>(&body) {
-                    Ok(Response::Ack { version }) => {
+                match decode_response::<PeerAnswer>(&body) {
+                    Ok(PeerAnswer::Ack { version }) => {
                         self.outbox.delivered(&peer, now);
                         // What it has now, exactly (an optimistic guess is corrected here):
                         // if it still lacks something of ours, it is owed again.
@@ -1679,7 +1931,7 @@ impl SyncCore {
                             }
                         }
                     }
-                    Ok(Response::SyncAnswer(a)) => {
+                    Ok(PeerAnswer::SyncAnswer(a)) => {
                         self.outbox.delivered(&peer, now);
                         if a.doc == *item_doc(&item) {
                             self.on_sync_answer(a, &peer, blob, now, out);
@@ -1688,7 +1940,10 @@ impl SyncCore {
                     Ok(_) => self.outbox.delivered(&peer, now),
                     // Refused for good (not a member, unknown document): do not retry.
                     Err(e) if matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest) => {
-                        out.push(log(Level::Info, format!("{peer} refused {item:?}: {e}")));
+                        out.push(log(
+                            Level::Info,
+                            format!("{peer} refused {}: {e}", describe(&item)),
+                        ));
                         self.outbox.delivered(&peer, now);
                         if let Some(en) = self.docs.get_mut(item_doc(&item)) {
                             en.known.remove(&peer);
@@ -1697,7 +1952,7 @@ impl SyncCore {
                     Err(e) => {
                         out.push(log(
                             Level::Debug,
-                            format!("{peer} refused {item:?} for now: {e}"),
+                            format!("{peer} refused {} for now: {e}", describe(&item)),
                         ));
                         self.retry_later(&peer, now, out);
                     }
@@ -1707,11 +1962,245 @@ impl SyncCore {
         }
     }
 
+    // ----- chunked transfers (crate::transfer) -----
+
+    /// Offer `wire`, too large for one message, to `peer`; None when the offers are at their
+    /// bounds (counted; the sweep logs it).
+    fn offer(&mut self, peer: &NodeId, doc: &DocId, wire: Vec<u8>, now: Millis) -> Option<Chunked> {
+        let transfer = self.rng.gen::<u64>();
+        self.offers.offer(peer, doc, wire, transfer, now).ok()
+    }
+
+    /// Fetch the chunks `from` offered for `doc`; Err if the offer is bad or over our bounds.
+    fn pull(
+        &mut self,
+        from: &NodeId,
+        doc: &DocId,
+        desc: Chunked,
+        purpose: Purpose,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Result<(), ApiError> {
+        if let Err(why) = desc.validate() {
+            out.push(log(
+                Level::Warn,
+                format!("{doc}: refused an offer from {from}: {why}"),
+            ));
+            return Err(ApiError::bad_request(format!("bad chunked offer: {why}")));
+        }
+        let (count, total) = (desc.count(), desc.total);
+        match self.pulls.start(from, doc, desc, purpose, now) {
+            Ok(key) => {
+                out.push(log(
+                    Level::Info,
+                    format!("{doc}: fetching {total} bytes in {count} chunks from {from}"),
+                ));
+                self.fetch(&key, out);
+                Ok(())
+            }
+            Err((_, why)) => Err(ApiError::new(ErrorCode::Unavailable, why)),
+        }
+    }
+
+    /// Ask for the chunks of a pull that may go now.
+    fn fetch(&mut self, key: &PullKey, out: &mut Vec<Eff>) {
+        let Some(doc) = self.pulls.get(key).map(|p| p.doc.clone()) else {
+            return;
+        };
+        for index in self.pulls.next(key) {
+            out.push(Effect::request(
+                Address::ours(&key.0, p2p_common::api::sync::PROCESS),
+                encode(&PeerRequest::GetChunk {
+                    doc: doc.clone(),
+                    transfer: key.1,
+                    index,
+                }),
+                CHUNK_TIMEOUT_S,
+                Ctx::Chunk {
+                    key: key.clone(),
+                    index,
+                },
+            ));
+        }
+    }
+
+    /// The outcome of fetching chunk `index` of pull `key`.
+    fn on_chunk(
+        &mut self,
+        key: PullKey,
+        index: u32,
+        r: ApiResult<Vec<u8>>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let Some(doc) = self.pulls.get(&key).map(|p| p.doc.clone()) else {
+            return; // ended already
+        };
+        match r {
+            Ok(bytes) => match self.pulls.arrived(&key, index, bytes, now) {
+                Ok(Arrived::More) => self.fetch(&key, out),
+                Ok(Arrived::Done(p, blob)) => self.finish(&key, &doc, p, blob, now, out),
+                Err((Some(p), why)) => {
+                    out.push(log(
+                        Level::Warn,
+                        format!("{doc}: refused the transfer from {}: {why}", key.0),
+                    ));
+                    let e = ApiError::bad_request(format!("{}'s transfer: {why}", key.0));
+                    self.pull_ended(&key, &doc, p, e, false, out);
+                }
+                Err((None, _)) => {}
+            },
+            // The offer is gone (expired, withdrawn, the sender restarted): start over.
+            Err(e) if matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest) => {
+                if let Some(p) = self.pulls.cancel(&key) {
+                    self.pull_ended(&key, &doc, p, e, true, out);
+                }
+            }
+            Err(e) => match self.pulls.failed(&key, index, &mut self.rng) {
+                Failed::RetryIn(ms) => out.push(Effect::timer(ms, Timer::Chunk(key))),
+                Failed::Pending | Failed::Unknown => {}
+                Failed::GaveUp(p) => self.pull_ended(&key, &doc, p, e, false, out),
+            },
+        }
+    }
+
+    /// All of a pull is in (each chunk checked against its digest).
+    fn finish(
+        &mut self,
+        key: &PullKey,
+        doc: &DocId,
+        purpose: Purpose,
+        blob: Vec<u8>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        out.push(log(
+            Level::Info,
+            format!("{doc}: {} bytes from {} are in", blob.len(), key.0),
+        ));
+        match purpose {
+            Purpose::Join {
+                caller,
+                peer,
+                answer,
+                ..
+            } => {
+                let r = self.joined(answer, doc.clone(), &key.0, peer, Some(blob), out);
+                self.answer_join(doc, caller, r, out);
+            }
+            Purpose::Changes { encoding } => {
+                let max = p2p_common::api::sync::MAX_TRANSFER as usize;
+                if let Err(e) = self.import_up_to(doc, &key.0, encoding, &blob, max, now, out) {
+                    out.push(log(
+                        Level::Info,
+                        format!("{doc}: changes from {} not imported: {e}", key.0),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A pull ended without its blob: a Join starts over (`restart`, a bounded number of
+    /// times) or is answered with the error; changes are left to anti-entropy.
+    fn pull_ended(
+        &mut self,
+        key: &PullKey,
+        doc: &DocId,
+        purpose: Purpose,
+        err: ApiError,
+        restart: bool,
+        out: &mut Vec<Eff>,
+    ) {
+        match purpose {
+            Purpose::Join {
+                caller,
+                peer,
+                restarts,
+                ..
+            } if restart && restarts < JOIN_RESTARTS => {
+                out.push(log(
+                    Level::Info,
+                    format!("{doc}: the snapshot went away mid-way ({err}); joining again"),
+                ));
+                out.push(Effect::request(
+                    Address::ours(&doc.creator, p2p_common::api::sync::PROCESS),
+                    encode(&PeerRequest::JoinDoc {
+                        doc: doc.clone(),
+                        peer: Some(peer.to_string()),
+                    }),
+                    JOIN_TIMEOUT_S,
+                    Ctx::Join {
+                        doc: doc.clone(),
+                        caller,
+                        peer,
+                        restarts: restarts + 1,
+                    },
+                ));
+            }
+            Purpose::Join { caller, .. } => self.answer_join(doc, caller, Err(err), out),
+            Purpose::Changes { .. } => out.push(log(
+                Level::Debug,
+                format!("{doc}: fetching changes from {} ended: {err}", key.0),
+            )),
+        }
+    }
+
+    /// Answer a local Join (logged when it failed).
+    fn answer_join(
+        &mut self,
+        doc: &DocId,
+        caller: Option<RequestId>,
+        r: ApiResult<Response>,
+        out: &mut Vec<Eff>,
+    ) {
+        if let Err(e) = &r {
+            out.push(log(Level::Info, format!("join of {doc} failed: {e}")));
+        }
+        if let Some(id) = caller {
+            out.push(Effect::reply(id, encode_result(&r)));
+        }
+    }
+
+    /// Forget idle offers and lost pulls (a Join's pull always has a fetch or a retry of its
+    /// own pending, which end it and answer its caller).
+    fn sweep(&mut self, now: Millis, out: &mut Vec<Eff>) {
+        self.sweep_armed = false;
+        let offers = self.offers.expire(now);
+        let pulls = self
+            .pulls
+            .expire(now, |p| matches!(p, Purpose::Join { .. }))
+            .len();
+        if offers + pulls > 0 {
+            out.push(log(
+                Level::Debug,
+                format!("{offers} idle offers and {pulls} idle transfers dropped"),
+            ));
+        }
+        let refused = self.offers.refused + self.pulls.refused;
+        if refused > self.transfers_refused_logged {
+            self.transfers_refused_logged = refused;
+            out.push(log(
+                Level::Warn,
+                format!("{refused} chunked transfers refused so far: at their bounds"),
+            ));
+        }
+    }
+
+    fn arm_sweep(&mut self, out: &mut Vec<Eff>) {
+        if !self.sweep_armed && !(self.offers.is_empty() && self.pulls.is_empty()) {
+            self.sweep_armed = true;
+            out.push(Effect::timer(TRANSFER_SWEEP_MS, Timer::Transfers));
+        }
+    }
+
     fn retry_later(&mut self, peer: &NodeId, now: Millis, out: &mut Vec<Eff>) {
         match self.outbox.failed(peer, now, &mut self.rng) {
             AfterFailure::RetryIn(ms) => out.push(Effect::timer(ms, Timer::Retry(peer.clone()))),
             AfterFailure::Dropped(i) => {
-                out.push(log(Level::Info, format!("gave up sending {i:?} to {peer}")));
+                out.push(log(
+                    Level::Info,
+                    format!("gave up sending {} to {peer}", describe(&i)),
+                ));
                 out.push(Effect::timer(1_000, Timer::Retry(peer.clone())));
             }
         }
@@ -1727,13 +2216,16 @@ impl SyncCore {
         match ctx {
             Ctx::Event { app } => self.subs.outcome(&app, false, out),
             Ctx::Join { doc, caller, .. } => {
-                if let Some(id) = caller {
-                    let e = ApiError::new(
-                        ErrorCode::Unavailable,
-                        format!("{} did not answer ({kind:?}); try again", doc.creator),
-                    );
-                    out.push(Effect::reply(id, encode_result::<Response>(&Err(e))));
-                }
+                let e = ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("{} did not answer ({kind:?}); try again", doc.creator),
+                );
+                self.answer_join(&doc, caller, Err(e), out);
+            }
+            Ctx::Chunk { key, index } => {
+                self.reach.on_send_failed(&key.0, kind, now);
+                let e = ApiError::new(ErrorCode::Unavailable, format!("no answer ({kind:?})"));
+                self.on_chunk(key, index, Err(e), now, out);
             }
             Ctx::Sync { doc, peer } => {
                 self.reach.on_send_failed(&peer, kind, now);
@@ -1781,7 +2273,7 @@ impl SyncCore {
             if e.syncing.contains(&peer) || self.outbox.breakers.check(&peer, now).is_err() {
                 continue;
             }
-            let body = encode(&Request::SyncRequest {
+            let body = encode(&PeerRequest::SyncRequest {
                 doc: doc.clone(),
                 version: d.version(),
                 acl_epoch: e.meta.acl.epoch,
@@ -1790,7 +2282,7 @@ impl SyncCore {
                 .get_mut(&doc)
                 .expect("present")
                 .syncing
-                .insert(peer.clone());
+                .add(peer.clone());
             out.push(Effect::request(
                 Address::ours(&peer, p2p_common::api::sync::PROCESS),
                 body,
@@ -1842,6 +2334,11 @@ impl Service for SyncCore {
                 self.pump(&peer, t, &mut out);
             }
             Input::Timer(Timer::Compact) => self.compact(&mut out),
+            Input::Timer(Timer::Chunk(key)) => {
+                self.pulls.retry_due(&key);
+                self.fetch(&key, &mut out);
+            }
+            Input::Timer(Timer::Transfers) => self.sweep(t, &mut out),
             // The local API over HTTP, as the node's owner (p2p_common::web).
             Input::Http { id, request } => match p2p_common::web::route(id, request, &self.me) {
                 Ok(req) => return self.handle(now, req),
@@ -1852,6 +2349,7 @@ impl Service for SyncCore {
             | Input::WsMessage { .. }
             | Input::WsClose { .. } => {}
         }
+        self.arm_sweep(&mut out);
         out
     }
 }

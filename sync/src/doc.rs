@@ -396,7 +396,7 @@ impl Doc {
         let mut text = String::new();
         if let LoroValue::Map(roots) = self.loro.get_deep_value() {
             let mut names: Vec<&String> = roots.keys().collect();
-            names.sort();
+            names.sort_unstable();
             for name in names {
                 let v = &roots[name];
                 if name == TEXT {
@@ -412,7 +412,7 @@ impl Doc {
                                 value: from_loro(v),
                             })
                             .collect();
-                        fields.sort_by(|a, b| a.field.cmp(&b.field));
+                        fields.sort_unstable_by(|a, b| a.field.cmp(&b.field));
                         if !fields.is_empty() {
                             items.push(Item {
                                 item_id: id.to_string(),
@@ -532,6 +532,19 @@ impl Doc {
     }
 }
 
+/// An op's kind, for error messages (a Debug of the op would drag float formatting along).
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Insert { .. } => "an Insert",
+        Op::Delete { .. } => "a Delete",
+        Op::Update { .. } => "an Update",
+        Op::RemoveItem { .. } => "a RemoveItem",
+        Op::ListInsert { .. } => "a ListInsert",
+        Op::ListDelete { .. } => "a ListDelete",
+        Op::Increment { .. } => "an Increment",
+    }
+}
+
 /// Apply checked ops to `loro`'s current state (no commit).
 fn apply_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
     let text = loro.get_text(TEXT);
@@ -560,7 +573,7 @@ fn apply_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
                 .increment(*by as f64),
         };
         // Checked above; a failure here is a bug, but never a panic.
-        r.map_err(|e| format!("applying {op:?}: {e}"))?;
+        r.map_err(|e| format!("applying {}: {e}", op_name(op)))?;
     }
     Ok(())
 }

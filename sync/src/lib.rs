@@ -1,10 +1,13 @@
 //! The `sync` process: replicated documents on the Loro CRDT. Its pure core ([`core`], with
-//! the document wrapper [`doc`] and the per-peer [`outbox`]) and, on wasm32, the glue that
+//! the document wrapper [`doc`], the per-peer [`outbox`] and chunked transfers
+//! [`transfer`]) and, on wasm32, the glue that
 //! runs it.
 
 pub mod core;
 pub mod doc;
 pub mod outbox;
+pub mod transfer;
+pub mod vecmap;
 
 /// Process name on the node: `sync:p2p-patterns:p2p-patterns.os`.
 pub const NAME: &str = "sync";

@@ -4,6 +4,7 @@
 //! owed, never carry bytes: a delta is built when it is sent, from what the peer is known
 //! to have, so edits made while a send is in flight go out together in the next one.
 
+use crate::vecmap::VecMap;
 use p2p_common::api::sync::DocId;
 use p2p_common::resilience::{Backoff, BreakerConfig, Breakers, Jitter};
 use p2p_common::{Millis, NodeId};
@@ -39,7 +40,7 @@ struct PeerQ {
     in_flight: Option<Item>,
     /// Consecutive failures (backoff exponent).
     failures: u32,
-    attempts: BTreeMap<Item, u32>,
+    attempts: VecMap<Item, u32>,
     /// A retry timer is armed: nothing is sent before it fires.
     waiting: bool,
 }
@@ -166,9 +167,9 @@ impl Outbox {
         let delay = self.backoff.delay(q.failures - 1, rng).max(100);
         q.waiting = true;
         if let Some(i) = q.in_flight.take() {
-            let n = q.attempts.entry(i.clone()).or_insert(0);
-            *n += 1;
-            if *n >= MAX_ATTEMPTS {
+            let n = q.attempts.get(&i).copied().unwrap_or(0) + 1;
+            q.attempts.insert(i.clone(), n);
+            if n >= MAX_ATTEMPTS {
                 q.attempts.remove(&i);
                 return AfterFailure::Dropped(i);
             }

@@ -12,6 +12,77 @@ use wit_component::ComponentEncoder;
 
 use crate::wit_check::{self, InterfaceReport};
 
+/// Components with a size limit (bytes). `cargo xtask build` and the `components` step fail
+/// above it. `sync.wasm` carries the Loro CRDT; issue 12 asks for under 3,000,000 bytes
+/// ([`SYNC_TARGET`]), which it still misses by about 80 KB (its core module was 3,074,943
+/// bytes when this limit was set; docs/sync.md), so the limit is 3 MiB: a guard against
+/// growth, not the issue's target.
+pub const SIZE_LIMITS: &[(&str, u64)] = &[("sync.wasm", 3 << 20)];
+
+/// Issue 12's size target for `sync.wasm` (printed beside its size; not enforced yet).
+pub const SYNC_TARGET: u64 = 3_000_000;
+
+/// The limit of component `file_name`, if it has one.
+pub fn size_limit(file_name: &str) -> Option<u64> {
+    SIZE_LIMITS
+        .iter()
+        .find(|(name, _)| *name == file_name)
+        .map(|(_, max)| *max)
+}
+
+/// The size line of a component (`sync.wasm: 2,951,234 bytes, limit 3,000,000`) and
+/// whether it is within its limit.
+pub fn size_line(file_name: &str, size: u64) -> (String, bool) {
+    match size_limit(file_name) {
+        Some(max) => (
+            format!(
+                "{file_name}: {} bytes, limit {}{}{}",
+                thousands(size),
+                thousands(max),
+                if size > max { " (OVER)" } else { "" },
+                if file_name == "sync.wasm" && size > SYNC_TARGET {
+                    format!(
+                        "; {} over issue 12's target of {}",
+                        thousands(size - SYNC_TARGET),
+                        thousands(SYNC_TARGET)
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            size <= max,
+        ),
+        None => (format!("{file_name}: {} bytes", thousands(size)), true),
+    }
+}
+
+/// Fails naming every component over its limit (`sizes`: file name and bytes).
+pub fn check_sizes<'a>(sizes: impl IntoIterator<Item = (&'a str, u64)>) -> Result<()> {
+    let over: Vec<String> = sizes
+        .into_iter()
+        .filter_map(|(name, size)| {
+            let (line, ok) = size_line(name, size);
+            (!ok).then_some(line)
+        })
+        .collect();
+    if !over.is_empty() {
+        bail!("component over its size limit: {}", over.join("; "));
+    }
+    Ok(())
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Wraps a `wasm32-wasip1` core module into a component.
 pub fn componentize(core: &[u8]) -> Result<Vec<u8>> {
     let component = ComponentEncoder::default()
@@ -73,8 +144,16 @@ pub fn check_pkg_components(root: &Path) -> Result<()> {
         );
     }
     let mut failures = Vec::new();
+    let mut sizes = Vec::new();
     for path in &files {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if size_limit(&name).is_some() {
+            println!("size {}", size_line(&name, size).0);
+        }
+        sizes.push((name.to_string(), size));
         match check_file(path) {
             Ok(report) => println!("interface check OK   {name}: {report}"),
             Err(err) => {
@@ -92,7 +171,7 @@ pub fn check_pkg_components(root: &Path) -> Result<()> {
         );
     }
     println!("interface check: all {} components OK", files.len());
-    Ok(())
+    check_sizes(sizes.iter().map(|(n, s)| (n.as_str(), *s)))
 }
 
 #[cfg(test)]
@@ -110,6 +189,30 @@ mod tests {
         assert!(validate_component(&core).is_err());
         // Truncated component: header says component, body is cut.
         assert!(validate_component(&component[..component.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn a_component_over_its_size_limit_fails_the_check() {
+        let max = size_limit("sync.wasm").unwrap();
+        assert_eq!(max, 3_145_728);
+        check_sizes([("sync.wasm", max), ("presence.wasm", 9_000_000)]).unwrap();
+        let err = check_sizes([("presence.wasm", 1), ("sync.wasm", max + 1)]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("sync.wasm: 3,145,729 bytes, limit 3,145,728 (OVER)"),
+            "{msg}"
+        );
+        assert!(!msg.contains("presence"), "{msg}");
+        assert_eq!(
+            size_line("sync.wasm", 2_951_234).0,
+            "sync.wasm: 2,951,234 bytes, limit 3,145,728"
+        );
+        assert_eq!(
+            size_line("sync.wasm", 3_080_000).0,
+            "sync.wasm: 3,080,000 bytes, limit 3,145,728; 80,000 over issue 12's target of 3,000,000"
+        );
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
     }
 
     #[test]

@@ -250,9 +250,16 @@ impl Plan {
                 core.len(),
                 unchanged_note(written)
             );
+            if component::size_limit(&file_name).is_some() {
+                println!(
+                    "size {}",
+                    component::size_line(&file_name, bytes.len() as u64).0
+                );
+            }
             built.push((file_name, bytes));
         }
         warn_stale_components(pkg, &self.processes)?;
+        component::check_sizes(built.iter().map(|(n, b)| (n.as_str(), b.len() as u64)))?;
 
         let examples = if self.examples.is_empty() {
             Vec::new()

@@ -139,7 +139,7 @@ impl Version {
     }
     pub fn from_pairs(pairs: impl IntoIterator<Item = (u64, u32)>) -> Version {
         let mut v: Vec<(u64, u32)> = pairs.into_iter().filter(|(_, c)| *c > 0).collect();
-        v.sort();
+        v.sort_unstable();
         Version(
             v.into_iter()
                 .map(|(p, c)| VersionEntry {
@@ -384,12 +384,71 @@ pub struct Acl {
     pub peers: Vec<PeerOwner>,
 }
 
-/// The answer to a protocol `Join`: the ACL and the document (snapshot in the blob).
+/// Most bytes one chunked transfer may carry (the wire bytes, before inflating).
+pub const MAX_TRANSFER: u64 = 64 << 20;
+/// Size of every chunk of a transfer but the last (a chunk travels in one message's blob;
+/// Hyperware drops a connection over 10 MiB).
+pub const TRANSFER_CHUNK: u32 = 4 << 20;
+
+/// A blob too large for one message, offered in chunks instead: the receiver fetches chunk
+/// `i` with [`Request::GetChunk`] and checks it against `digests[i]` (SHA-256, hex). Every
+/// chunk but the last has `chunk` bytes; `total` bytes in all, `digests.len()` chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunked {
+    pub transfer: u64,
+    pub total: u64,
+    pub chunk: u32,
+    pub digests: Vec<String>,
+}
+
+impl Chunked {
+    /// Range checks: at most [`MAX_TRANSFER`] bytes, chunks of at least 64 KiB and at most
+    /// [`TRANSFER_CHUNK`], a digest per chunk, each 64 hex digits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.total == 0 || self.total > MAX_TRANSFER {
+            return Err(format!(
+                "a transfer carries 1..={MAX_TRANSFER} bytes (offered {})",
+                self.total
+            ));
+        }
+        if !(64 << 10..=TRANSFER_CHUNK).contains(&self.chunk) {
+            return Err(format!(
+                "chunks are 64 KiB..={TRANSFER_CHUNK} bytes (offered {})",
+                self.chunk
+            ));
+        }
+        let count = self.total.div_ceil(u64::from(self.chunk));
+        if self.digests.len() as u64 != count {
+            return Err(format!("{} digests for {count} chunks", self.digests.len()));
+        }
+        if self
+            .digests
+            .iter()
+            .any(|d| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err("a digest is not 64 hex digits".into());
+        }
+        Ok(())
+    }
+    pub fn count(&self) -> u32 {
+        self.digests.len() as u32
+    }
+    /// Bytes chunk `index` has.
+    pub fn len_of(&self, index: u32) -> u64 {
+        let start = u64::from(index) * u64::from(self.chunk);
+        self.total.saturating_sub(start).min(u64::from(self.chunk))
+    }
+}
+
+/// The answer to a protocol `Join`: the ACL and the document (snapshot in the blob, or
+/// offered in chunks when too large for one message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinAnswer {
     pub acl: Acl,
     pub version: Version,
     pub encoding: Encoding,
+    #[serde(default)]
+    pub chunked: Option<Chunked>,
 }
 
 /// The answer to `SyncRequest`: the changes the asker lacks (blob), the answerer's version
@@ -404,10 +463,13 @@ pub struct SyncAnswer {
     pub encoding: Encoding,
     #[serde(default)]
     pub acl: Option<Acl>,
+    /// The blob is offered in chunks (too large for one message).
+    #[serde(default)]
+    pub chunked: Option<Chunked>,
 }
 
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
-pub const PROTOCOL_REQUESTS: [&str; 7] = [
+pub const PROTOCOL_REQUESTS: [&str; 8] = [
     "Invitation",
     "JoinDoc",
     "LeaveDoc",
@@ -415,6 +477,7 @@ pub const PROTOCOL_REQUESTS: [&str; 7] = [
     "SyncRequest",
     "Delta",
     "DocDeleted",
+    "GetChunk",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -505,15 +568,24 @@ pub enum Request {
         #[serde(default)]
         acl_epoch: u64,
     },
-    /// Changes for you (blob); `version` is mine after them.
+    /// Changes for you (blob, or offered in `chunked`); `version` is mine after them.
     Delta {
         doc: DocId,
         version: Version,
         encoding: Encoding,
+        #[serde(default)]
+        chunked: Option<Chunked>,
     },
     /// From the creator: the document was deleted.
     DocDeleted {
         doc: DocId,
+    },
+    /// Chunk `index` of a transfer the asker was offered (answered with [`Response::Chunk`]
+    /// and the chunk in the blob).
+    GetChunk {
+        doc: DocId,
+        transfer: u64,
+        index: u32,
     },
 }
 
@@ -531,7 +603,7 @@ impl Request {
                     return bad(format!("at most {MAX_MEMBERS} members"));
                 }
                 let mut nodes: Vec<&NodeId> = members.iter().map(|m| &m.node).collect();
-                nodes.sort();
+                nodes.sort_unstable();
                 if nodes.windows(2).any(|w| w[0] == w[1]) {
                     return bad("a node is listed twice in members".to_string());
                 }
@@ -570,6 +642,7 @@ impl Request {
                 | Request::SyncRequest { .. }
                 | Request::Delta { .. }
                 | Request::DocDeleted { .. }
+                | Request::GetChunk { .. }
         )
     }
     pub fn is_open(&self) -> bool {
@@ -604,8 +677,69 @@ pub enum Response {
         version: Version,
     },
     Accepted {},
+    /// Chunk `index` of `transfer` (in the blob).
+    Chunk {
+        transfer: u64,
+        index: u32,
+    },
 }
 wire_enum!(Response, "sync response", |_tag| false);
+
+/// What one sync process answers another: the protocol answers of [`Response`] alone, with
+/// the same JSON. A sync process decodes its peers' answers with this (apps decode
+/// [`Response`]), so it carries no decoder for answers only apps read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+pub enum PeerAnswer {
+    JoinAnswer(JoinAnswer),
+    SyncAnswer(SyncAnswer),
+    Ack { version: Version },
+    Accepted {},
+    Chunk { transfer: u64, index: u32 },
+}
+wire_enum!(PeerAnswer, "sync answer", |_tag| false);
+
+/// The protocol variants of [`Request`] alone, with the same JSON: what a sync process sends
+/// another (so it carries no encoder for requests only apps send).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
+pub enum PeerRequest {
+    Invitation {
+        doc: DocId,
+        role: Role,
+    },
+    JoinDoc {
+        doc: DocId,
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    LeaveDoc {
+        doc: DocId,
+    },
+    AclUpdate(Acl),
+    SyncRequest {
+        doc: DocId,
+        version: Version,
+        #[serde(default)]
+        acl_epoch: u64,
+    },
+    Delta {
+        doc: DocId,
+        version: Version,
+        encoding: Encoding,
+        #[serde(default)]
+        chunked: Option<Chunked>,
+    },
+    DocDeleted {
+        doc: DocId,
+    },
+    GetChunk {
+        doc: DocId,
+        transfer: u64,
+        index: u32,
+    },
+}
+wire_enum!(PeerRequest, "sync protocol request", |_tag| false);
 
 #[cfg(test)]
 mod tests {
@@ -737,6 +871,190 @@ mod tests {
             requests >= 15 && answers >= 12,
             "{requests} requests, {answers} answers"
         );
+    }
+
+    #[test]
+    fn peer_answers_are_the_protocol_responses_json() {
+        let v = Version::from_pairs([(7, 3)]);
+        let acl = Acl {
+            doc: "alice.os/n".parse().unwrap(),
+            epoch: 2,
+            members: vec![],
+            joined: vec![],
+            peers: vec![],
+        };
+        let chunked = Chunked {
+            transfer: 9,
+            total: 5 << 20,
+            chunk: 4 << 20,
+            digests: vec!["ab".repeat(32), "cd".repeat(32)],
+        };
+        assert_eq!(chunked.validate(), Ok(()));
+        let pairs = [
+            (
+                Response::JoinAnswer(JoinAnswer {
+                    acl: acl.clone(),
+                    version: v.clone(),
+                    encoding: Encoding::Raw,
+                    chunked: Some(chunked.clone()),
+                }),
+                PeerAnswer::JoinAnswer(JoinAnswer {
+                    acl,
+                    version: v.clone(),
+                    encoding: Encoding::Raw,
+                    chunked: Some(chunked),
+                }),
+            ),
+            (
+                Response::Ack { version: v.clone() },
+                PeerAnswer::Ack { version: v },
+            ),
+            (Response::Accepted {}, PeerAnswer::Accepted {}),
+            (
+                Response::Chunk {
+                    transfer: 9,
+                    index: 1,
+                },
+                PeerAnswer::Chunk {
+                    transfer: 9,
+                    index: 1,
+                },
+            ),
+        ];
+        for (r, p) in pairs {
+            let body = crate::api::encode_result::<Response>(&Ok(r));
+            assert_eq!(
+                body,
+                crate::api::encode_result::<PeerAnswer>(&Ok(p.clone()))
+            );
+            assert_eq!(crate::api::decode_response::<PeerAnswer>(&body), Ok(p));
+        }
+        // An answer only apps read is no peer answer.
+        let body = crate::api::encode_result::<Response>(&Ok(Response::Left {}));
+        assert!(crate::api::decode_response::<PeerAnswer>(&body).is_err());
+    }
+
+    #[test]
+    fn peer_requests_are_the_protocol_requests_json() {
+        let doc: DocId = "alice.os/n".parse().unwrap();
+        let v = Version::from_pairs([(7, 3)]);
+        let pairs = [
+            (
+                PeerRequest::Invitation {
+                    doc: doc.clone(),
+                    role: Role::Writer,
+                },
+                Request::Invitation {
+                    doc: doc.clone(),
+                    role: Role::Writer,
+                },
+            ),
+            (
+                PeerRequest::JoinDoc {
+                    doc: doc.clone(),
+                    peer: Some("5".into()),
+                },
+                Request::JoinDoc {
+                    doc: doc.clone(),
+                    peer: Some("5".into()),
+                },
+            ),
+            (
+                PeerRequest::LeaveDoc { doc: doc.clone() },
+                Request::LeaveDoc { doc: doc.clone() },
+            ),
+            (
+                PeerRequest::SyncRequest {
+                    doc: doc.clone(),
+                    version: v.clone(),
+                    acl_epoch: 2,
+                },
+                Request::SyncRequest {
+                    doc: doc.clone(),
+                    version: v.clone(),
+                    acl_epoch: 2,
+                },
+            ),
+            (
+                PeerRequest::Delta {
+                    doc: doc.clone(),
+                    version: v.clone(),
+                    encoding: Encoding::Deflate,
+                    chunked: None,
+                },
+                Request::Delta {
+                    doc: doc.clone(),
+                    version: v,
+                    encoding: Encoding::Deflate,
+                    chunked: None,
+                },
+            ),
+            (
+                PeerRequest::DocDeleted { doc: doc.clone() },
+                Request::DocDeleted { doc: doc.clone() },
+            ),
+            (
+                PeerRequest::GetChunk {
+                    doc: doc.clone(),
+                    transfer: 3,
+                    index: 0,
+                },
+                Request::GetChunk {
+                    doc,
+                    transfer: 3,
+                    index: 0,
+                },
+            ),
+        ];
+        assert_eq!(pairs.len() + 1, PROTOCOL_REQUESTS.len(), "AclUpdate below");
+        for (p, r) in pairs {
+            let body = encode(&p);
+            assert_eq!(body, encode(&r));
+            let back: Request = decode_request(&body, "sync", 1 << 20).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn chunked_offers_are_range_checked() {
+        let ok = Chunked {
+            transfer: 1,
+            total: 9 << 20,
+            chunk: 4 << 20,
+            digests: vec!["00".repeat(32); 3],
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.count(), 3);
+        assert_eq!(ok.len_of(2), 1 << 20);
+        let bad = [
+            Chunked {
+                total: MAX_TRANSFER + 1,
+                ..ok.clone()
+            },
+            Chunked {
+                total: 0,
+                ..ok.clone()
+            },
+            Chunked {
+                chunk: 1,
+                ..ok.clone()
+            },
+            Chunked {
+                chunk: TRANSFER_CHUNK + 1,
+                ..ok.clone()
+            },
+            Chunked {
+                digests: vec!["00".repeat(32); 2],
+                ..ok.clone()
+            },
+            Chunked {
+                digests: vec!["zz".repeat(32); 3],
+                ..ok.clone()
+            },
+        ];
+        for b in bad {
+            assert!(b.validate().is_err(), "{b:?}");
+        }
     }
 
     #[test]

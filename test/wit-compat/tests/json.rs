@@ -1118,17 +1118,63 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
         (
             O::Delta {
                 doc: doc(),
-                version: v,
+                version: v.clone(),
                 encoding: os::Encoding::Deflate,
+                chunked: None,
+            },
+            W::Delta(ws::Delta {
+                doc: "alice.os/notes".into(),
+                version: wv.clone(),
+                encoding: ws::Encoding::Deflate,
+                chunked: None,
+            }),
+        ),
+        (
+            O::Delta {
+                doc: doc(),
+                version: v,
+                encoding: os::Encoding::Raw,
+                chunked: Some(sync_chunked().0),
             },
             W::Delta(ws::Delta {
                 doc: "alice.os/notes".into(),
                 version: wv,
-                encoding: ws::Encoding::Deflate,
+                encoding: ws::Encoding::Raw,
+                chunked: Some(sync_chunked().1),
             }),
         ),
         (O::DocDeleted { doc: doc() }, W::DocDeleted(dref())),
+        (
+            O::GetChunk {
+                doc: doc(),
+                transfer: 7,
+                index: 1,
+            },
+            W::GetChunk(ws::GetChunk {
+                doc: "alice.os/notes".into(),
+                transfer: 7,
+                index: 1,
+            }),
+        ),
     ]
+}
+
+fn sync_chunked() -> (os::Chunked, ws::Chunked) {
+    let digests = vec!["ab".repeat(32), "cd".repeat(32)];
+    (
+        os::Chunked {
+            transfer: 7,
+            total: 5 << 20,
+            chunk: 4 << 20,
+            digests: digests.clone(),
+        },
+        ws::Chunked {
+            transfer: 7,
+            total: 5 << 20,
+            chunk: 4 << 20,
+            digests,
+        },
+    )
 }
 
 fn sync_responses() -> Vec<(os::Response, ws::Response)> {
@@ -1280,11 +1326,13 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
                 acl: acl.clone(),
                 version: v.clone(),
                 encoding: os::Encoding::Raw,
+                chunked: Some(sync_chunked().0),
             }),
             W::JoinAnswer(ws::JoinAnswer {
                 acl: wacl.clone(),
                 version: wv.clone(),
                 encoding: ws::Encoding::Raw,
+                chunked: Some(sync_chunked().1),
             }),
         ),
         (
@@ -1294,6 +1342,7 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
                 full_sync_needed: true,
                 encoding: os::Encoding::Deflate,
                 acl: Some(acl),
+                chunked: None,
             }),
             W::SyncAnswer(ws::SyncAnswer {
                 doc: "alice.os/notes".into(),
@@ -1301,10 +1350,21 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
                 full_sync_needed: true,
                 encoding: ws::Encoding::Deflate,
                 acl: Some(wacl),
+                chunked: None,
             }),
         ),
         (O::Ack { version: v }, W::Ack(ws::Ack { version: wv })),
         (O::Accepted {}, W::Accepted),
+        (
+            O::Chunk {
+                transfer: 7,
+                index: 1,
+            },
+            W::Chunk(ws::ChunkRef {
+                transfer: 7,
+                index: 1,
+            }),
+        ),
     ]
 }
 

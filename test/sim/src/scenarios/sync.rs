@@ -276,7 +276,7 @@ impl Scenario for SyncScenario {
         let mut failures = Vec::new();
         if bench.get("converged") != Some(&json!(true)) {
             failures.push(
-                "converged is not true: some nodes (three-node edits, live trace, catch-up or heal) hold different text"
+                "converged is not true: some nodes (three-node edits, live trace, catch-up, heal or the 30 MB join) hold different text"
                     .into(),
             );
         }
@@ -392,6 +392,16 @@ pub const LIMITS: &[(&str, f64, &str)] = &[
         (2 * super::sync_bench::LINK_MS + 100) as f64,
         "a local edit reaches the peer within one link round trip plus 100 ms",
     ),
+    (
+        "large_oversized",
+        0.0,
+        "the 30 MB document crosses in chunks, never in a message over Hyperware's 10 MiB",
+    ),
+    (
+        "large_held_after",
+        0.0,
+        "no chunked transfer holds memory once the join is done",
+    ),
 ];
 
 /// Transactions of the automerge-paper trace `bench sync --check` replays (the whole trace,
@@ -416,11 +426,19 @@ pub fn bench_with(txns: Option<usize>) -> Map<String, serde_json::Value> {
     let heal_from = trace.txns.len() / 2;
     let shared = heal_from.min(trace.txns.len() - 2 * super::sync_bench::HEAL_EDITS);
     super::sync_bench::heal(&trace, shared, &mut m);
+    match large_join(Mode::Realistic, 1) {
+        Ok(large) => m.extend(large),
+        Err(e) => {
+            eprintln!("large document: {e}");
+            m.insert("large_converged".into(), json!(false));
+        }
+    }
     let all = [
         "three_converged",
         "live_converged",
         "catchup_converged",
         "heal_converged",
+        "large_converged",
     ]
     .iter()
     .all(|k| m.get(*k) == Some(&json!(true)));
@@ -477,6 +495,186 @@ fn three_node_live() -> Map<String, serde_json::Value> {
     m
 }
 
+/// Bytes of text in the large document of [`large_join`] (issue 12: "a 30 MB document syncs
+/// in chunks").
+pub const LARGE_DOC_BYTES: usize = 30_000_000;
+
+/// A text of `len` bytes of lower-case words from `rng` (deflates to about 60 %, so a 30 MB
+/// text stays well over one message's 10 MiB).
+pub fn random_text(len: usize, rng: &mut ChaCha8Rng) -> String {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; len];
+    rng.fill_bytes(&mut bytes);
+    for b in bytes.iter_mut() {
+        // 26 letters and, 6 times in 32, a space.
+        let x = *b % 32;
+        *b = if x < 26 { b'a' + x } else { b' ' };
+    }
+    String::from_utf8(bytes).expect("ASCII")
+}
+
+/// The large-document scenario in `mode`: alice creates a document shared with bob (a
+/// writer) and types a [`LARGE_DOC_BYTES`]-byte text through the local API (`Edit`s of 15
+/// inserts of 64 KiB, the largest a local request takes); bob joins only then, so the
+/// whole history comes to him as one snapshot, about 18 MB deflated: over Hyperware's
+/// 10 MiB per message, so it is offered and fetched in chunks. Then bob edits and alice
+/// receives it live. Figures: the join's messages and bytes between the two nodes (all
+/// of them, chunks and their requests included), the chunks, and whether both hold the same
+/// text. Err if anything failed.
+pub fn large_join(mode: Mode, seed: u64) -> Result<Map<String, serde_json::Value>, SimError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x30);
+    let mut cfg = SimConfig::new(seed, 2);
+    cfg.net = NetConfig::for_mode(mode);
+    let creator = crate::node_name(0);
+    let doc: DocId = format!("{creator}/big").parse().expect("valid");
+    let mut sim = cluster(cfg, doc.clone(), 2);
+    let bob = sim.node_id(1).clone();
+    let h = ask(
+        &mut sim,
+        0,
+        &Request::Create {
+            name: "big".into(),
+            members: vec![Member {
+                node: bob,
+                role: Role::Writer,
+            }],
+        },
+    );
+    sim.run_for(25_000)?;
+    match answer(&sim, h) {
+        Some(Ok(Response::Created(_))) => {}
+        other => return Err(sim.fail(format!("Create: {other:?}"))),
+    }
+    // The text, through the local API.
+    let text = random_text(LARGE_DOC_BYTES, &mut rng);
+    let per_op = p2p_common::api::sync::MAX_OP_TEXT;
+    let mut pos = 0usize;
+    let mut edits = 0u32;
+    while pos < text.len() {
+        let mut ops = Vec::new();
+        while ops.len() < 15 && pos < text.len() {
+            let end = (pos + per_op).min(text.len());
+            ops.push(Op::Insert {
+                pos: pos as u32,
+                text: text[pos..end].to_string(),
+            });
+            pos = end;
+        }
+        let h = ask(
+            &mut sim,
+            0,
+            &Request::Edit {
+                doc: doc.clone(),
+                op_id: format!("big-{edits}"),
+                ops,
+                at: None,
+                utf16: false,
+            },
+        );
+        sim.run_for(20)?;
+        match answer(&sim, h) {
+            Some(Ok(Response::Edited(_))) => {}
+            other => return Err(sim.fail(format!("Edit {edits}: {other:?}"))),
+        }
+        edits += 1;
+    }
+    sim.run_for(5_000)?;
+    let before = sim.stats.clone();
+    let t0 = sim.now();
+    // bob joins: the answer comes once every chunk is in (asked again if a try failed).
+    let to = sim.addr(1, PROC);
+    let mut joined = None;
+    let mut tries = 0;
+    while joined.is_none() && tries < 8 {
+        tries += 1;
+        let h = sim.request(1, &to, encode(&Request::Join { doc: doc.clone() }), 300);
+        for _ in 0..60 {
+            sim.run_for(5_000)?;
+            if let Some(a) = answer(&sim, h) {
+                if let Ok(Response::Joined(_)) = a {
+                    joined = Some(sim.now() - t0);
+                }
+                break;
+            }
+            if sim.outcome(h).is_some() {
+                break;
+            }
+        }
+    }
+    let Some(join_ms) = joined else {
+        return Err(sim.fail(format!("bob never joined {doc} in {tries} tries")));
+    };
+    let after = sim.stats.clone();
+    let chunk_msgs = after.per_type.get("GetChunk").map_or(0, |c| c.msgs)
+        - before.per_type.get("GetChunk").map_or(0, |c| c.msgs);
+    let same = |sim: &Sim| {
+        let a = sim.core::<SyncCore>(0, PROC).and_then(|c| c.text(&doc));
+        let b = sim.core::<SyncCore>(1, PROC).and_then(|c| c.text(&doc));
+        a.is_some() && a == b
+    };
+    if !same(&sim) {
+        return Err(sim.fail("bob's text differs from alice's after the join"));
+    }
+    if sim
+        .core::<SyncCore>(0, PROC)
+        .and_then(|c| c.text(&doc))
+        .as_deref()
+        != Some(&text)
+    {
+        return Err(sim.fail("alice's text is not what her app typed"));
+    }
+    // bob edits; alice gets it live (a small delta, no chunks).
+    ask(
+        &mut sim,
+        1,
+        &Request::Edit {
+            doc: doc.clone(),
+            op_id: "bob-1".into(),
+            ops: vec![Op::Insert {
+                pos: 0,
+                text: "bob was here. ".into(),
+            }],
+            at: None,
+            utf16: false,
+        },
+    );
+    sim.run_for(60_000)?;
+    let live = sim
+        .core::<SyncCore>(0, PROC)
+        .and_then(|c| c.text(&doc))
+        .is_some_and(|t| t.starts_with("bob was here. "));
+    if !live || !same(&sim) {
+        return Err(sim.fail("bob's edit after the join did not reach alice"));
+    }
+    let held = (0..2)
+        .map(|i| {
+            sim.core::<SyncCore>(i, PROC)
+                .map_or(0, |c| c.pulls_open().1)
+        })
+        .sum::<u64>();
+    let mut m = Map::new();
+    m.insert("large_doc_bytes".into(), json!(LARGE_DOC_BYTES));
+    m.insert("large_edits".into(), json!(edits));
+    m.insert(
+        "large_join_msgs".into(),
+        json!(after.remote.msgs - before.remote.msgs),
+    );
+    m.insert(
+        "large_join_bytes".into(),
+        json!(after.remote.bytes - before.remote.bytes),
+    );
+    m.insert("large_chunk_requests".into(), json!(chunk_msgs));
+    m.insert("large_join_ms".into(), json!(join_ms));
+    m.insert("large_join_tries".into(), json!(tries));
+    m.insert(
+        "large_oversized".into(),
+        json!(after.oversized - before.oversized),
+    );
+    m.insert("large_held_after".into(), json!(held));
+    m.insert("large_converged".into(), json!(true));
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +687,7 @@ mod tests {
             "catchup_bytes": 50, "library_update_bytes": 100,
             "heal_bytes": 99, "automerge_heal_bytes": 100,
             "heal_round_trips": 2, "edit_to_peer_p99_ms": 200,
+            "large_oversized": 0, "large_held_after": 0,
         });
         v.as_object().cloned().unwrap()
     }
@@ -509,6 +708,8 @@ mod tests {
             ("heal_bytes", json!(100), "automerge_heal_bytes"),
             ("heal_round_trips", json!(3), "heal_round_trips"),
             ("edit_to_peer_p99_ms", json!(201), "edit_to_peer_p99_ms"),
+            ("large_oversized", json!(1), "large_oversized"),
+            ("large_held_after", json!(4_194_304), "large_held_after"),
         ];
         for (key, value, named) in bad {
             let mut b = good();
