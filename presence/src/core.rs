@@ -192,7 +192,7 @@ impl Presence {
                 .members
                 .get(&u.node)
                 .map(|m| m.status == MemberStatus::Alive);
-            let limits = Limits::of(&self.node.me, &self.node.cfg);
+            let limits = Limits::of(&self.node.me, sender, &self.node.cfg);
             let applied = self.members.apply(u, now, &limits);
             self.storage.changed(self.members.evicted.drain(..));
             match applied {

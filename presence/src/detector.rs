@@ -769,6 +769,7 @@ mod tests {
             let mut members = Members::default();
             let limits = Limits {
                 me: &me,
+                sender: None,
                 capacity: 100,
                 max_origins: 4,
             };

@@ -8,13 +8,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Highest incarnation accepted (JSON's exact-integer limit, 2^53).
 pub const MAX_INCARNATION: u64 = 1 << 53;
-/// Largest step up from a known incarnation a fact may take. Real steps are 1 (restart,
-/// refutation, new info); a huge one can only be forged.
+/// Largest step up from a known incarnation a relayed fact may take (strictly less than
+/// this). Real steps are 1 (restart, refutation, new info); a huge one can only be forged.
+/// A node's own fact, sent by the node itself (direct evidence: Hyperware authenticates the
+/// sender), may take any step up to [`MAX_INCARNATION`], so a subject's refutation of any
+/// claim a relay could have planted (below ours + this) always reaches each peer.
 pub const MAX_INCARNATION_JUMP: u64 = 1 << 16;
 
 /// What [`Members::apply`] needs to know besides the fact.
 pub struct Limits<'a> {
     pub me: &'a NodeId,
+    /// The node that sent the message carrying the fact (None: our own or a stored fact).
+    pub sender: Option<&'a NodeId>,
     /// Most members kept.
     pub capacity: usize,
     /// Most origins counted per suspicion (the first suspecter plus K confirmations).
@@ -23,9 +28,10 @@ pub struct Limits<'a> {
 
 impl<'a> Limits<'a> {
     /// The limits our settings set.
-    pub fn of(me: &'a NodeId, cfg: &Config) -> Limits<'a> {
+    pub fn of(me: &'a NodeId, sender: Option<&'a NodeId>, cfg: &Config) -> Limits<'a> {
         Limits {
             me,
+            sender,
             capacity: cfg.max_members as usize,
             max_origins: cfg.suspicion_confirmations as usize + 1,
         }
@@ -216,9 +222,12 @@ impl Members {
                 event: Some(EventKind::NodeJoined),
             };
         };
-        // Jumps of MAX_INCARNATION_JUMP or more are refused (strictly below, so the node's
-        // own refutation, one above a claim it moves past, is always accepted).
-        if u.incarnation >= m.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
+        // Relayed jumps of MAX_INCARNATION_JUMP or more are refused; the subject refutes every
+        // claim below that, and its refutation (up to MAX_INCARNATION_JUMP above what we
+        // know) is accepted when it comes from the node itself.
+        if limits.sender != Some(&u.node)
+            && u.incarnation >= m.incarnation.saturating_add(MAX_INCARNATION_JUMP)
+        {
             return Applied::Stale;
         }
         // Only a node raises its own incarnation, and it does so with Alive: a suspicion or a
@@ -429,6 +438,7 @@ mod tests {
         static ME: std::sync::OnceLock<NodeId> = std::sync::OnceLock::new();
         Limits {
             me: ME.get_or_init(|| id("me.os")),
+            sender: None,
             capacity: cap,
             max_origins: 4,
         }
@@ -689,7 +699,7 @@ mod tests {
             m.apply(&up("b.os", Left, 4, "b.os"), 1, &lim(8)),
             Applied::Changed { .. }
         ));
-        // A jump of MAX_INCARNATION_JUMP is refused, one below it accepted.
+        // A relayed jump of MAX_INCARNATION_JUMP is refused, one below it accepted.
         assert_eq!(
             m.apply(
                 &up("a.os", Alive, 1 + MAX_INCARNATION_JUMP, "a.os"),
@@ -702,5 +712,50 @@ mod tests {
             m.apply(&up("a.os", Alive, MAX_INCARNATION_JUMP, "a.os"), 2, &lim(8)),
             Applied::Changed { .. }
         ));
+    }
+
+    #[test]
+    fn a_node_itself_may_take_any_step_a_relay_only_a_small_one() {
+        let mut m = Members::default();
+        let a = id("a.os");
+        let relay = id("r.os");
+        let from = |s: &'static NodeId| Limits {
+            sender: Some(s),
+            ..lim(8)
+        };
+        let a: &'static NodeId = Box::leak(Box::new(a));
+        let relay: &'static NodeId = Box::leak(Box::new(relay));
+        assert!(matches!(
+            m.apply(&up("a.os", Alive, 1, "a.os"), 1, &from(a)),
+            Applied::Changed { .. }
+        ));
+        // From a relay: MAX_INCARNATION_JUMP above is refused, exactly the boundary.
+        assert_eq!(
+            m.apply(
+                &up("a.os", Alive, 1 + MAX_INCARNATION_JUMP, "a.os"),
+                2,
+                &from(relay)
+            ),
+            Applied::Stale
+        );
+        // From a.os itself (its refutation of a claim at 1 + MAX_INCARNATION_JUMP - 1): taken.
+        assert!(matches!(
+            m.apply(
+                &up("a.os", Alive, 1 + MAX_INCARNATION_JUMP, "a.os"),
+                2,
+                &from(a)
+            ),
+            Applied::Changed { .. }
+        ));
+        assert_eq!(m.get(a).unwrap().incarnation, 1 + MAX_INCARNATION_JUMP);
+        // Any step up to MAX_INCARNATION from the node itself, nothing past it.
+        assert!(matches!(
+            m.apply(&up("a.os", Alive, MAX_INCARNATION, "a.os"), 3, &from(a)),
+            Applied::Changed { .. }
+        ));
+        assert_eq!(
+            m.apply(&up("a.os", Alive, MAX_INCARNATION + 1, "a.os"), 4, &from(a)),
+            Applied::Stale
+        );
     }
 }

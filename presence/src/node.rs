@@ -129,8 +129,8 @@ impl Node {
     /// A claim about ourselves; whether to refute now ([`Self::refute`]).
     ///
     /// Any non-Alive claim at or above our incarnation is refuted by moving past it (as SWIM
-    /// and memberlist do) — a forged claim one above ours would otherwise stand. A claim more
-    /// than [`MAX_INCARNATION_JUMP`] above ours is one no peer accepts either, so it is
+    /// and memberlist do) — a forged claim one above ours would otherwise stand. A claim
+    /// [`MAX_INCARNATION_JUMP`] or more above ours is one no peer accepts either, so it is
     /// ignored. Refutations are at most one per gossip interval (a stream of claims costs
     /// one incarnation step and one forced write per interval; the highest claim waits for
     /// the next interval), and they do not move our local health: strangers' claims say
@@ -144,10 +144,9 @@ impl Node {
         if u.status == MemberStatus::Alive && u.incarnation == self.incarnation {
             return false;
         }
-        // Only claims our refutation can beat at every peer that knows us: peers refuse
-        // jumps of MAX_INCARNATION_JUMP or more, so we move at most that far.
-        if u.incarnation.saturating_add(1) >= self.incarnation.saturating_add(MAX_INCARNATION_JUMP)
-        {
+        // Only claims a relay could plant: peers refuse relayed jumps of MAX_INCARNATION_JUMP
+        // or more, and take our refutation (at most that far) when we send it ourselves.
+        if u.incarnation >= self.incarnation.saturating_add(MAX_INCARNATION_JUMP) {
             return false;
         }
         let claim = self

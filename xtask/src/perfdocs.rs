@@ -487,6 +487,24 @@ fn render_presence(b: &Value, m: &Measured) -> Result<Block> {
             "",
         ]),
         row(&[
+            "`clustered_crash_detect_periods_median`",
+            &format!(
+                "{} of {} nodes crash at once (`clustered_crash_crashed`, `clustered_crash_nodes`; \
+                 {} victims in all): crash → first Dead verdict about each",
+                int(b, "clustered_crash_crashed")?,
+                int(b, "clustered_crash_nodes")?,
+                int(b, "clustered_crash_victims")?
+            ),
+            &realistic,
+            &format!(
+                "**{}** (every live node's verdict: median {}, last {})",
+                periods_or_dash(get(b, "clustered_crash_detect_periods_median")?),
+                periods_or_dash(get(b, "clustered_crash_all_periods_median")?),
+                periods_or_dash(get(b, "clustered_crash_all_periods_max")?)
+            ),
+            &format!("≤ 1.5 × 2 = 3 {checked}"),
+        ]),
+        row(&[
             "`detect_hostile_periods_median`",
             &format!(
                 "crash → first Dead verdict, {nodes} nodes, {} crashes (1 cluster)",
@@ -1372,6 +1390,9 @@ mod tests {
             "detect_hostile_loss": 0.05, "detect_hostile_duplicate": 0.02,
             "detect_hostile_trials": 40, "detect_hostile_periods_median": 2.0,
             "detect_hostile_periods_p99": 5.47, "detect_hostile_all_periods_median": 2.33,
+            "clustered_crash_nodes": 30, "clustered_crash_crashed": 10,
+            "clustered_crash_victims": 20, "clustered_crash_detect_periods_median": 1.9,
+            "clustered_crash_all_periods_median": 2.5, "clustered_crash_all_periods_max": 3.6,
             "fp_loss": 0.1, "fp_nodes": 50, "fp_periods": 1000, "fp_slow_node_delay_ms": 1500,
             "false_positives": 0, "suspicions_during_fp_run": 75,
             "baseline_false_positives": 2375, "fp_ratio_baseline_over_ours": 2375.0,

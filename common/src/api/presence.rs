@@ -32,6 +32,10 @@ pub const MAX_METADATA_VALUE: usize = 512;
 pub const MAX_PAGE: u32 = 500;
 /// Most members a node keeps (the largest `max_members`).
 pub const MAX_MEMBERS: u32 = 10_000;
+/// Most a digest exchange (`PushPull`) costs against its sender's message budget, whatever
+/// its size: a quarter of the burst (200), so one sender has at most 20 / 50 = 0.4 full
+/// digests a second handled, and an honest one is always served once its budget refills.
+pub const PUSH_PULL_MAX_COST: u32 = 50;
 /// Page size when a list request names none.
 pub const DEFAULT_PAGE: u32 = 100;
 
@@ -639,13 +643,17 @@ impl Request {
         self.validate().map(|()| self)
     }
     /// What handling this costs against the sender's budget: one, plus one per 16 facts it
-    /// carries.
+    /// carries — for a digest exchange at most [`PUSH_PULL_MAX_COST`] in all, so that an
+    /// honest digest of the largest cluster ([`MAX_MEMBERS`] entries) fits the burst of a
+    /// sender's budget (200) instead of being refused for good.
     pub fn cost(&self) -> u32 {
         let facts = match self {
             Request::Gossip { updates }
             | Request::Probe { updates, .. }
             | Request::ProbeRequest { updates, .. } => updates.len(),
-            Request::PushPull { members, .. } => members.len(),
+            Request::PushPull { members, .. } => {
+                return (1 + members.len() / 16).min(PUSH_PULL_MAX_COST as usize) as u32;
+            }
             _ => 0,
         };
         1 + (facts / 16).min(u32::MAX as usize - 1) as u32
@@ -734,6 +742,32 @@ mod tests {
     use super::*;
     use crate::api::{encode, ApiResult};
     use std::collections::BTreeSet;
+
+    #[test]
+    fn a_digest_of_the_largest_cluster_costs_a_bounded_amount() {
+        let fact = |k: usize| Update {
+            node: NodeId::parse(&format!("n{k}.os")).unwrap(),
+            status: MemberStatus::Alive,
+            incarnation: 1,
+            info: None,
+            origin: NodeId::parse(&format!("n{k}.os")).unwrap(),
+        };
+        let push_pull = |n: usize| Request::PushPull {
+            members: (0..n).map(fact).collect(),
+            want_info: vec![],
+            protocol_version: crate::api::PROTOCOL_VERSION,
+        };
+        assert_eq!(push_pull(0).cost(), 1);
+        assert_eq!(push_pull(160).cost(), 11);
+        // 3,301 entries cost 207 by the per-fact rule: more than the burst of 200.
+        assert_eq!(push_pull(3_301).cost(), PUSH_PULL_MAX_COST);
+        assert_eq!(push_pull(MAX_MEMBERS as usize).cost(), PUSH_PULL_MAX_COST);
+        // Gossip keeps the per-fact cost (its facts are capped per message instead).
+        let gossip = Request::Gossip {
+            updates: (0..3_301).map(fact).collect(),
+        };
+        assert_eq!(gossip.cost(), 1 + 3_301 / 16);
+    }
 
     /// The JSON without null-valued fields (docs leave out nulls; both forms decode).
     fn without_nulls(v: serde_json::Value) -> serde_json::Value {

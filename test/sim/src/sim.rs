@@ -710,6 +710,13 @@ impl Sim {
         assert!(!self.started, "preload_records before the first run");
         self.nodes[i].records.insert(name.to_string(), records);
     }
+    /// Erase process `name`'s durable records on node `i`, as a reinstall or a cleared
+    /// state would. Only while the node is down (crash it first).
+    pub fn wipe_records(&mut self, i: usize, name: &str) {
+        assert!(!self.nodes[i].up, "wipe_records on a running node");
+        self.nodes[i].records.remove(name);
+        self.note(format!("wipe {} {name}", self.nodes[i].id));
+    }
     pub fn set_slow(&mut self, i: usize, slow_ms: Millis) {
         self.nodes[i].slow_ms = slow_ms;
         self.note(format!("slow {} +{slow_ms} ms", self.nodes[i].id));

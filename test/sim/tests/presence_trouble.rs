@@ -1,4 +1,6 @@
-//! presence under honest trouble: a bootstrap down for a day.
+//! presence under honest trouble (a bootstrap down for a day, a node restarting every hour,
+//! a node that lost its state), the first hostile-peer suite (forged verdicts, invented
+//! nodes; more in `presence_hostile.rs`) and a rolling upgrade (a newer peer).
 
 use p2p_sim::scenarios::presence as ps;
 use p2p_sim::{NetConfig, Sim, SimConfig};
@@ -18,9 +20,49 @@ fn attempts(sim: &Sim, i: usize) -> u64 {
         .registration_attempts()
 }
 
+/// Per client node: `RegisterNode` requests the bootstrap (node 0) handled since `since`,
+/// until the client first got a `Registered` answer after `since`.
+#[derive(Default)]
+struct Returning {
+    since: Option<u64>,
+    sent: std::collections::BTreeMap<usize, u64>,
+    registered: std::collections::BTreeSet<usize>,
+}
+
+/// [`cluster`] with node 0 as the bootstrap whose returning clients are counted.
+fn counted_cluster(seed: u64, n: usize) -> (Sim, std::rc::Rc<std::cell::RefCell<Returning>>) {
+    use p2p_common::api::presence::{Request, Response};
+    let seen: std::rc::Rc<std::cell::RefCell<Returning>> = Default::default();
+    let w = seen.clone();
+    let sim = cluster(seed, n).with_delivery_observer(move |s, at, from, to, body| {
+        let mut r = w.borrow_mut();
+        if r.since.is_none() || to.process != p2p_common::ProcessId::ours(ps::NAME) {
+            return;
+        }
+        let Some(client) = s.node_index(&from.node) else {
+            return;
+        };
+        if at == 0 && client != 0 {
+            if let Ok(Request::RegisterNode { .. }) = serde_json::from_slice::<Request>(body) {
+                if !r.registered.contains(&client) {
+                    *r.sent.entry(client).or_default() += 1;
+                }
+            }
+        }
+        if client == 0 && at != 0 {
+            if let Ok(Ok(Response::Registered { .. })) =
+                serde_json::from_slice::<Result<Response, serde_json::Value>>(body)
+            {
+                r.registered.insert(at);
+            }
+        }
+    });
+    (sim, seen)
+}
+
 #[test]
 fn a_bootstrap_down_for_a_day_costs_about_one_attempt_per_cap_and_sees_each_client_once_back() {
-    let mut sim = cluster(21, 6);
+    let (mut sim, returning) = counted_cluster(21, 6);
     for i in 1..6 {
         ps::join(&mut sim, i, 0);
     }
@@ -38,14 +80,32 @@ fn a_bootstrap_down_for_a_day_costs_about_one_attempt_per_cap_and_sees_each_clie
         );
         assert!(made >= 50, "{} kept trying: {made}", sim.node_id(i));
     }
-    // The bootstrap returns: each client registers again, once, not in a storm.
+    // The bootstrap returns: each client registers again, once, not in a storm: from the
+    // restart until its first `Registered` answer, the bootstrap handles exactly one
+    // `RegisterNode` from each client.
     let per_type = |sim: &Sim| sim.stats.per_type.get("RegisterNode").map_or(0, |c| c.msgs);
     sim.restart(0);
+    returning.borrow_mut().since = Some(sim.now());
     let at_restart = per_type(&sim);
     sim.run_for(cap + 60_000).unwrap();
-    let p = sim.core::<Presence>(0, "presence").unwrap();
-    assert_eq!(p.stats().registrations, 5, "every client registered again");
-    // In that time each client sends one retry and then ordinary renewals (every 100 s).
+    {
+        let r = returning.borrow();
+        for i in 1..6 {
+            assert!(
+                r.registered.contains(&i),
+                "{} registered again within the cap and a minute",
+                sim.node_id(i)
+            );
+            assert_eq!(
+                r.sent.get(&i).copied().unwrap_or(0),
+                1,
+                "RegisterNode messages the returning bootstrap handled from {} before it \
+                 was registered",
+                sim.node_id(i)
+            );
+        }
+    }
+    // After that, ordinary renewals only (every 100 s).
     let received = per_type(&sim) - at_restart;
     let renewals_max = 5 * ((cap + 60_000) / 100_000 + 2);
     assert!(received <= renewals_max, "{received} registrations");
@@ -102,6 +162,60 @@ fn a_node_restarting_every_hour_still_forgets_the_dead_after_the_retention_perio
         gone_after >= DAY,
         "forgotten after {} h, before the retention period",
         gone_after / HOUR
+    );
+}
+
+/// Honest trouble: a node loses its state (reinstall, cleared state, a format change) and
+/// comes back at incarnation 1 while its peers hold it Dead at a higher one. It learns the
+/// verdict about itself, moves past it, and is Alive everywhere again within a few periods.
+#[test]
+fn a_node_that_lost_its_state_is_alive_everywhere_again() {
+    use p2p_common::api::presence::MemberStatus;
+    let mut sim = cluster(24, 5);
+    for i in 1..5 {
+        ps::join(&mut sim, i, 0);
+    }
+    sim.run_for(120_000).unwrap();
+    // Restarts raise bob's incarnation, so the one his peers remember is well above 1.
+    for _ in 0..3 {
+        sim.crash(1);
+        sim.restart(1);
+        sim.run_for(30_000).unwrap();
+    }
+    let before = sim.core::<Presence>(1, "presence").unwrap().incarnation();
+    assert!(before > 2, "bob at incarnation {before}");
+    sim.crash(1);
+    ps::run_until(&mut sim, 500, 120_000, |s| {
+        [0usize, 2, 3, 4]
+            .iter()
+            .all(|&i| ps::status(s, i, 1) == Some(MemberStatus::Dead))
+    })
+    .unwrap()
+    .expect("bob is declared dead");
+    sim.wipe_records(1, "presence");
+    sim.restart(1);
+    assert!(
+        sim.core::<Presence>(1, "presence").unwrap().incarnation() < before,
+        "the wiped node starts over"
+    );
+    ps::join(&mut sim, 1, 0);
+    let period = ps::config().probe_interval_ms;
+    let back = ps::run_until(&mut sim, 250, 15 * period, |s| {
+        [0usize, 2, 3, 4]
+            .iter()
+            .all(|&i| ps::status(s, i, 1) == Some(MemberStatus::Alive))
+    })
+    .unwrap();
+    let after = sim.core::<Presence>(1, "presence").unwrap().incarnation();
+    assert!(
+        back.is_some(),
+        "bob (incarnation {before} before, {after} after the wipe) is Alive everywhere within \
+         15 periods: {:?}",
+        [0usize, 2, 3, 4].map(|i| ps::status(&sim, i, 1))
+    );
+    assert!(
+        after > before,
+        "bob moved past the verdict: {after} > {before}"
     );
 }
 

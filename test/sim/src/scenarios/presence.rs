@@ -97,9 +97,9 @@ pub fn with_checks(sim: Sim) -> Sim {
             } else {
                 u.incarnation >= ours
             };
-            // Claims no refutation could beat everywhere are ignored by design.
-            if claim && u.incarnation.saturating_add(1) < ours.saturating_add(MAX_INCARNATION_JUMP)
-            {
+            // A claim MAX_INCARNATION_JUMP or more above ours is one no peer takes from a relay
+            // (only from us), so it is ignored; every claim below that is refuted.
+            if claim && u.incarnation < ours.saturating_add(MAX_INCARNATION_JUMP) {
                 let interval = p.config().gossip_interval_ms + s.node(i).slow_ms;
                 claims_o.borrow_mut().push(Claim {
                     node: i,

@@ -65,6 +65,17 @@ pub const DETECT_TARGET_PERIODS: f64 = 2.0;
 /// Baseline false positives over ours (at the baseline's fixed timeout), at least this.
 pub const FP_RATIO_TARGET: f64 = 50.0;
 
+/// Clustered crash: [`CLUSTER_CRASHED`] of [`CLUSTER_NODES`] nodes crash at the same instant.
+pub const CLUSTER_NODES: usize = 30;
+pub const CLUSTER_CRASHED: usize = 10;
+/// Seeds of the clustered-crash clusters (one clustered crash each).
+pub const CLUSTER_SEEDS: [u64; 2] = [13, 14];
+/// The median first detection of a clustered crash may be at most this factor above the
+/// single-crash bound ([`DETECT_TARGET_PERIODS`]): the local-health and own-network rules
+/// that spare peers when *our* networking fails must not slow the detection of many real
+/// crashes at once (helpers confirm those).
+pub const CLUSTER_SLOWDOWN_FACTOR: f64 = 1.5;
+
 pub(crate) fn percentile_f(v: &mut [f64], p: usize) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -395,6 +406,56 @@ fn crash_trials(
     times
 }
 
+/// A clustered crash: on a converged cluster of `n` nodes (realistic mode, `seed`), `k`
+/// random nodes other than node 0 crash at the same instant, at a random moment of a period.
+/// Per victim: periods from the crash to the first Dead verdict about it at a live node, and
+/// to every live node's (`None`: not within 60 periods).
+pub fn clustered_crash(
+    pcfg: &Config,
+    n: usize,
+    k: usize,
+    seed: u64,
+) -> Vec<(Option<f64>, Option<f64>)> {
+    let period = pcfg.probe_interval_ms;
+    let (mut sim, _) = converge_with(seed, n, pcfg, |cfg| cfg.net = NetConfig::realistic());
+    sim.run_for(10 * period).expect("no invariants");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc1u64);
+    let mut victims: Vec<usize> = Vec::new();
+    while victims.len() < k.min(n - 1) {
+        let v = rng.gen_range(1..n);
+        if !victims.contains(&v) {
+            victims.push(v);
+        }
+    }
+    sim.run_for(rng.gen_range(0..period))
+        .expect("no invariants");
+    for &v in &victims {
+        sim.crash(v);
+    }
+    let live: Vec<usize> = (0..n).filter(|i| !victims.contains(i)).collect();
+    let start = sim.now();
+    let mut first: Vec<Option<Millis>> = vec![None; victims.len()];
+    let mut every: Vec<Option<Millis>> = vec![None; victims.len()];
+    while sim.now() < start + 60 * period && every.iter().any(Option::is_none) {
+        sim.run_for(100).expect("no invariants");
+        for (j, &v) in victims.iter().enumerate() {
+            let dead = |i: &usize| status(&sim, *i, v) == Some(MemberStatus::Dead);
+            if first[j].is_none() && live.iter().any(dead) {
+                first[j] = Some(sim.now() - start);
+            }
+            if every[j].is_none() && live.iter().all(dead) {
+                every[j] = Some(sim.now() - start);
+            }
+        }
+    }
+    let p = |t: Option<Millis>| t.map(|t| t as f64 / period as f64);
+    first
+        .into_iter()
+        .zip(every)
+        .map(|(f, e)| (p(f), p(e)))
+        .collect()
+}
+
 fn median_of(mut v: Vec<f64>, trials: usize) -> Option<f64> {
     // A median over fewer than half the crashes would hide the undetected ones.
     (v.len() * 2 > trials).then(|| round2(percentile_f(&mut v, 50)))
@@ -696,6 +757,32 @@ pub fn bench(pcfg: &Config, depth: Depth) -> Map<String, Value> {
     );
     section("detect", true, &mut sections);
 
+    // Clustered crash: 10 of 30 nodes at once, one such crash per seed.
+    let runs: Vec<_> = CLUSTER_SEEDS
+        .iter()
+        .flat_map(|&seed| clustered_crash(pcfg, CLUSTER_NODES, CLUSTER_CRASHED, seed))
+        .collect();
+    let victims = runs.len();
+    let firsts: Vec<f64> = runs.iter().filter_map(|r| r.0).collect();
+    let everys: Vec<f64> = runs.iter().filter_map(|r| r.1).collect();
+    m.insert("clustered_crash_nodes".into(), json!(CLUSTER_NODES));
+    m.insert("clustered_crash_crashed".into(), json!(CLUSTER_CRASHED));
+    m.insert("clustered_crash_victims".into(), json!(victims));
+    m.insert(
+        "clustered_crash_detect_periods_median".into(),
+        json!(median_of(firsts, victims)),
+    );
+    m.insert(
+        "clustered_crash_all_periods_median".into(),
+        json!(median_of(everys.clone(), victims)),
+    );
+    m.insert(
+        "clustered_crash_all_periods_max".into(),
+        json!((everys.len() == victims)
+            .then(|| { round2(everys.iter().copied().fold(0.0, f64::max)) })),
+    );
+    section("clustered_crash", true, &mut sections);
+
     if depth == Depth::Full {
         // The same in hostile mode: 5% loss and 2% duplication on every message, one cluster.
         let (loss, dup) = (0.05, 0.02);
@@ -789,6 +876,8 @@ fn number(b: &Map<String, Value>, path: &[&str]) -> Result<f64, String> {
 /// - `fp_ratio_baseline_over_ours` ≥ [`FP_RATIO_TARGET`] (the baseline at its fixed timeout);
 /// - messages per node per period flat in N in both modes: the largest over the smallest of
 ///   the cluster sizes measured ≤ [`FLAT_TOLERANCE`].
+/// - `clustered_crash_detect_periods_median` (10 of 30 nodes crash at once, realistic mode)
+///   ≤ [`CLUSTER_SLOWDOWN_FACTOR`] × [`DETECT_TARGET_PERIODS`].
 pub fn targets(b: &Map<String, Value>) -> Vec<String> {
     let mut failures = Vec::new();
     let mut fail = |r: Result<Option<String>, String>| match r {
@@ -840,6 +929,29 @@ pub fn targets(b: &Map<String, Value>) -> Vec<String> {
             )
         })
     }));
+    fail((|| {
+        let bound = CLUSTER_SLOWDOWN_FACTOR * DETECT_TARGET_PERIODS;
+        let key = "clustered_crash_detect_periods_median";
+        let Some(v) = b.get(key) else {
+            return Err(format!("the bench printed no `{key}`"));
+        };
+        let Some(d) = v.as_f64() else {
+            return Ok(Some(format!(
+                "{key}: fewer than half of the clustered crash's victims were detected, \
+                 required a median ≤ {bound:.2} periods"
+            )));
+        };
+        Ok((d > bound).then(|| {
+            format!(
+                "{key}: {d:.2} periods ({} of {} nodes crashed at once), required ≤ {bound:.2} \
+                 ({CLUSTER_SLOWDOWN_FACTOR} × the single-crash bound {DETECT_TARGET_PERIODS:.2})",
+                b.get("clustered_crash_crashed")
+                    .map_or("?".into(), Value::to_string),
+                b.get("clustered_crash_nodes")
+                    .map_or("?".into(), Value::to_string),
+            )
+        }))
+    })());
     for key in [
         "msgs_per_node_per_period_by_n",
         "msgs_per_node_per_period_by_n_hostile",
@@ -901,6 +1013,9 @@ mod tests {
             },
             "msgs_per_node_per_period_by_n": {"25": 2.29, "100": 2.30, "200": 2.30},
             "msgs_per_node_per_period_by_n_hostile": {"25": 2.5, "100": 2.7, "200": 2.74},
+            "clustered_crash_nodes": 30,
+            "clustered_crash_crashed": 10,
+            "clustered_crash_detect_periods_median": 1.9,
         }) else {
             unreachable!()
         };
@@ -965,6 +1080,19 @@ mod tests {
             let f = failures_with(|b| b[key] = json!({"25": 2.5}));
             assert!(f.len() == 1 && f[0].contains("at least 2"), "{f:?}");
         }
+        // A clustered crash detected more slowly than 1.5 × 2 periods, or mostly not at all.
+        let f = failures_with(|b| b["clustered_crash_detect_periods_median"] = json!(3.01));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].contains("clustered_crash_detect_periods_median: 3.01")
+                && f[0].contains("10 of 30")
+                && f[0].contains("≤ 3.00"),
+            "{f:?}"
+        );
+        let f = failures_with(|b| b["clustered_crash_detect_periods_median"] = json!(3.0));
+        assert_eq!(f, Vec::<String>::new(), "the bound itself passes");
+        let f = failures_with(|b| b["clustered_crash_detect_periods_median"] = Value::Null);
+        assert!(f.len() == 1 && f[0].contains("fewer than half"), "{f:?}");
         // Within the tolerance passes (2.74 / 2.5 = 1.096).
         let f = failures_with(|b| {
             b["msgs_per_node_per_period_by_n"] = json!({"25": 2.5, "1000": 2.74})
@@ -980,6 +1108,7 @@ mod tests {
             "fp_ratio_baseline_over_ours",
             "msgs_per_node_per_period_by_n",
             "msgs_per_node_per_period_by_n_hostile",
+            "clustered_crash_detect_periods_median",
         ] {
             let f = failures_with(|b| {
                 b.remove(key);
