@@ -1437,6 +1437,10 @@ mod notify {
                 last_seq: 4,
                 first_retained: 2,
                 subscriber_nodes: 1,
+                retention: on::TopicRetention {
+                    max_age_s: 3_600,
+                    max_count: 100,
+                },
             },
             wn::TopicInfo {
                 topic: "news".into(),
@@ -1445,6 +1449,10 @@ mod notify {
                 last_seq: 4,
                 first_retained: 2,
                 subscriber_nodes: 1,
+                retention: wn::TopicRetention {
+                    max_age_s: 3_600,
+                    max_count: 100,
+                },
             },
         )
     }
@@ -1454,6 +1462,10 @@ mod notify {
             on::NotifyStats {
                 topics: vec![on::TopicStats {
                     topic: "news".into(),
+                    retention: on::TopicRetention {
+                        max_age_s: 86_400,
+                        max_count: 1_000,
+                    },
                     published: 1,
                     sent: 2,
                     failed: 3,
@@ -1498,6 +1510,10 @@ mod notify {
             wn::NotifyStats {
                 topics: vec![wn::TopicStats {
                     topic: "news".into(),
+                    retention: wn::TopicRetention {
+                        max_age_s: 86_400,
+                        max_count: 1_000,
+                    },
                     published: 1,
                     sent: 2,
                     failed: 3,
@@ -1640,6 +1656,20 @@ mod notify {
                 }),
             ),
         ];
+        for (age, count) in [(Some(3_600), Some(100)), (None, Some(5)), (None, None)] {
+            v.push((
+                O::SetRetention {
+                    topic: "news".into(),
+                    max_age_s: age,
+                    max_count: count,
+                },
+                W::SetRetention(wn::SetRetentionRequest {
+                    topic: "news".into(),
+                    max_age_s: age,
+                    max_count: count,
+                }),
+            ));
+        }
         for (op, wp) in policies() {
             v.push((
                 O::SetTopic {
@@ -1671,6 +1701,7 @@ mod notify {
                         members: vec![id("bob.os"), id("charlie.os")],
                         signature: vec![9; 64],
                     }),
+                    last: (!relay).then_some(5),
                 },
                 W::Deliver(wn::Deliver {
                     topic: "news".into(),
@@ -1685,6 +1716,7 @@ mod notify {
                         members: vec!["bob.os".into(), "charlie.os".into()],
                         signature: "09".repeat(64),
                     }),
+                    last: (!relay).then_some(5),
                 }),
             ));
         }
