@@ -1826,7 +1826,9 @@ mod doc_numbers {
     use super::*;
     use crate::apps::APP_TIMEOUT_S;
     use crate::catchup::{ASK_AFTER_MS, MAX_ASKS};
-    use crate::outbox::{BACKOFF, BREAKER, MAX_BATCH_BYTES, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS};
+    use crate::outbox::{
+        BACKOFF, BREAKER, MAX_BATCH_BYTES, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, TIMEOUT_DOUBLINGS,
+    };
     use crate::relay::{ANNOUNCE_EVERY_MS, GRAFT_AFTER_MS, MAX_GRAFT_TRIES};
     use p2p_common::api::notify::{MAX_MAX_AGE_S, MAX_MAX_COUNT, MIN_MAX_AGE_S};
 
@@ -1895,7 +1897,7 @@ mod doc_numbers {
                 BREAKER.open_ms / 1_000
             ),
             format!(
-                "(smoothed round trips, {}..{} s)",
+                "(smoothed round trips, {}..{} s, doubled at most {TIMEOUT_DOUBLINGS} times",
                 MIN_TIMEOUT_MS / 1_000,
                 MAX_TIMEOUT_MS / 1_000
             ),

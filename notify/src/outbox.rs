@@ -36,16 +36,20 @@ pub const BACKOFF: Backoff = Backoff {
     factor: 2,
     jitter: Jitter::Equal,
 };
-/// The circuit breaker per subscriber node.
+/// The circuit breaker per subscriber node. Its open period is short of the backoff's cap:
+/// counted from a failure (after the timeout), a longer one would pace every retry of a
+/// failing node instead of the backoff, unjittered.
 pub const BREAKER: BreakerConfig = BreakerConfig {
     failure_threshold: 5,
-    open_ms: 30_000,
+    open_ms: 10_000,
     half_open_max_calls: 1,
     success_threshold: 1,
 };
 /// Bounds of a `Deliver`'s timeout (from the node's smoothed round trips).
 pub const MIN_TIMEOUT_MS: Millis = 2_000;
 pub const MAX_TIMEOUT_MS: Millis = 20_000;
+/// Doublings of the timeout after failures in a row (for a node slower than its estimate).
+pub const TIMEOUT_DOUBLINGS: u32 = 2;
 
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,6 +141,7 @@ impl Outbox {
                 max_timeout_ms: MAX_TIMEOUT_MS,
                 default_timeout_ms: 10_000,
                 cap: 4_096,
+                max_backoff_doublings: TIMEOUT_DOUBLINGS,
                 ..ReachabilityConfig::default()
             }),
         }
@@ -492,7 +497,12 @@ impl Outbox {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
-        let Ctx::Deliver { topic, node, .. } = ctx;
+        let Ctx::Deliver {
+            topic,
+            node,
+            sent_at,
+            ..
+        } = ctx;
         match kind {
             Some(k) => self.reach.on_send_failed(&node, k, now),
             None => self.reach.on_success(&node, now, None),
@@ -507,7 +517,14 @@ impl Outbox {
         };
         s.in_flight = false;
         s.stats.failed += 1;
-        let delay = self.backoff.delay(s.attempt, rng).max(100);
+        // The backoff counts from when the attempt went out: waiting for its timeout is part
+        // of it, so attempts are at most the backoff's cap apart, not that plus a timeout.
+        let waited = now.saturating_sub(sent_at);
+        let delay = self
+            .backoff
+            .delay(s.attempt, rng)
+            .saturating_sub(waited)
+            .max(100);
         s.attempt = s.attempt.saturating_add(1);
         s.waiting = true;
         if s.attempt.is_power_of_two() {
