@@ -9,14 +9,17 @@
 //! - [`crate::relay`]: the relay tree of large topics (ours as the root, others' as a
 //!   member): pushes to tree children, announcements, graft and prune;
 //! - [`crate::apps`]: local apps' subscriptions, cursors and the delivery to them.
+//! - [`crate::catchup`]: a subscriber behind what its publisher said it has asks again.
 
 use crate::apps::{self, Apps};
-use crate::outbox::{self, Outbox, TopicMeta};
+use crate::catchup::{self, Catchup};
+use crate::outbox::{self, Outbox};
 use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
 use p2p_common::api::notify::{
     split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, Roster, SeqRange,
-    TopicStats, MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD,
+    TopicRetention, TopicStats, MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD,
+    MAX_SEQ,
     MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
 };
 use p2p_common::api::{
@@ -63,6 +66,7 @@ pub enum Tick {
     Out(outbox::Timer),
     App(apps::Timer),
     Relay(relay::Timer),
+    Catchup(catchup::Timer),
     Prune,
     /// Sign a new roster of our `topic`.
     Roster {
@@ -110,9 +114,10 @@ pub enum Ctx {
 
 type Eff = Effect<Ctx, Tick>;
 
-/// Settings (not changeable over the API yet).
+/// Settings of the node (a topic of ours may set its own retention over the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
+    /// What streams keep: other nodes' topics, and ours without settings of their own.
     pub retention: Retention,
     /// A topic with at least this many subscriber nodes relays through a tree; once it
     /// does, it keeps a roster (a tree of at most `fanout` members is direct fan-out).
@@ -139,6 +144,7 @@ pub struct Notify {
     outbox: Outbox,
     relays: Relays,
     apps: Apps,
+    catchup: Catchup,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -185,9 +191,20 @@ struct Verifying {
     /// A roster to take if its signature holds (its check is the last of `checked`).
     roster: Option<Roster>,
     lost: Option<SeqRange>,
+    /// How far the publisher said its stream reaches.
+    told: Option<u64>,
     notes: Vec<(Notification, Vec<u8>)>,
     checked: Vec<Option<bool>>,
 }
+
+/// A `Deliver` as taken: stream, lost range, notes, roster, the publisher's `last`.
+type Delivery = (
+    StreamKey,
+    Option<SeqRange>,
+    Vec<Notification>,
+    Option<Roster>,
+    Option<u64>,
+);
 
 pub fn new(our: Address) -> Notify {
     Notify::new(our, Config::default())
@@ -267,7 +284,7 @@ impl Notify {
     pub fn new(our: Address, cfg: Config) -> Self {
         let me = our.node.clone();
         Notify {
-            outbox: Outbox::new(me.clone()),
+            outbox: Outbox::new(me.clone(), cfg.retention),
             relays: Relays::new(me.clone()),
             roster_due: BTreeSet::new(),
             roster_left: BTreeSet::new(),
@@ -277,8 +294,9 @@ impl Notify {
             },
             me,
             our,
-            streams: Streams::new(cfg.retention),
+            streams: Streams::new(),
             apps: Apps::default(),
+            catchup: Catchup::default(),
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -366,6 +384,23 @@ impl Notify {
     fn lift_relay(v: Vec<Effect<relay::Ctx, relay::Timer>>, out: &mut Vec<Eff>) {
         out.extend(v.into_iter().map(|e| lift(e, Ctx::Relay, Tick::Relay)));
     }
+    fn lift_catchup(v: Vec<Effect<catchup::Ctx, catchup::Timer>>, out: &mut Vec<Eff>) {
+        fn none(c: catchup::Ctx) -> Ctx {
+            match c {}
+        }
+        out.extend(v.into_iter().map(|e| lift(e, none, Tick::Catchup)));
+    }
+
+    /// A batch of `k` from its publisher, which says its stream reaches `told`, is
+    /// answered: if we are still behind that, ask again soon (see [`crate::catchup`]).
+    fn heard(&mut self, k: &StreamKey, told: Option<u64>, out: &mut Vec<Eff>) {
+        let (Some(told), Some(s)) = (told, self.streams.get(k)) else {
+            return;
+        };
+        let mut c = Vec::new();
+        self.catchup.heard(k, told, s.last, &mut c);
+        Self::lift_catchup(c, out);
+    }
 
     fn pump_stream(&mut self, k: &StreamKey, now: Millis, out: &mut Vec<Eff>) {
         let mut o = Vec::new();
@@ -398,7 +433,18 @@ impl Notify {
             // onto it, and it alone may say a number is lost.
             needed_after = Some(0);
         }
-        self.streams.prune(k, needed_after, self.wall, batch);
+        let ret = self.retention_of(k);
+        self.streams.prune(k, needed_after, ret, self.wall, batch);
+    }
+
+    /// The retention of stream `k`: a topic of ours has its own settings; what we keep of
+    /// other nodes' topics, the node's default.
+    fn retention_of(&self, k: &StreamKey) -> Retention {
+        if k.publisher == self.me {
+            self.outbox.retention(&k.topic)
+        } else {
+            self.cfg.retention
+        }
     }
 
     // ----- requests -----
@@ -472,10 +518,17 @@ impl Notify {
                             notes,
                             publisher,
                             roster,
+                            last,
                         }) if expects_response => {
                             let publisher = publisher.unwrap_or_else(|| from.node.clone());
                             let k = StreamKey::new(&publisher, &topic);
-                            match self.deliver(id, &from, k, lost, notes, roster, blob, now) {
+                            // Only the publisher's word on its stream counts, and only for a
+                            // stream it delivers directly.
+                            let told = last.filter(|_| {
+                                from.node == k.publisher && self.relays.parent(&k).is_none()
+                            });
+                            let got = (k, lost, notes, roster, told);
+                            match self.deliver(id, &from, got, blob, now) {
                                 // Answered once every new note's signature is checked.
                                 Ok(effects) => {
                                     out.extend(effects);
@@ -527,9 +580,7 @@ impl Notify {
                     _ => {}
                 }
                 let mut b = Batch::forced();
-                let gone = self
-                    .outbox
-                    .set_topic(&topic, TopicMeta { owner, policy }, &mut b);
+                let gone = self.outbox.set_topic(&topic, owner, policy, &mut b);
                 self.streams
                     .ensure(&StreamKey::new(&self.me, &topic), 0, false, &mut b);
                 if !gone.is_empty() {
@@ -548,6 +599,53 @@ impl Notify {
                         .info(&topic, &self.streams)
                         .expect("just created"),
                 ))
+            }
+            Request::SetRetention {
+                topic,
+                max_age_s,
+                max_count,
+            } => {
+                let owner = from.to_string();
+                match self.outbox.topics.get(&topic) {
+                    None => {
+                        return Err(ApiError::not_found(format!(
+                            "no topic {topic:?} on {}: create it with SetTopic first",
+                            self.me
+                        )))
+                    }
+                    Some(t) if t.meta.owner != owner => {
+                        return Err(ApiError::forbidden(format!(
+                            "topic {topic:?} belongs to {}; only it sets its retention",
+                            t.meta.owner
+                        )))
+                    }
+                    Some(_) => {}
+                }
+                // Checked by `validate`; both left out is the default.
+                let settings = (max_age_s.is_some() || max_count.is_some())
+                    .then(|| TopicRetention::from_request(max_age_s, max_count))
+                    .transpose()?;
+                let mut b = Batch::forced();
+                self.outbox.set_retention(&topic, settings, &mut b);
+                let k = StreamKey::new(&self.me, &topic);
+                // A shorter window drops what is now outside it; the readers behind it are
+                // told (what every reader has goes on the next round, as ever).
+                let ret = self.retention_of(&k);
+                self.streams.prune(&k, Some(0), ret, self.wall, &mut b);
+                push_store(out, b);
+                let info = self
+                    .outbox
+                    .info(&topic, &self.streams)
+                    .expect("checked above");
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "{topic}: retention {} s, {} notifications",
+                        info.retention.max_age_s, info.retention.max_count
+                    ),
+                ));
+                self.pump_stream(&k, now, out);
+                Ok(Response::TopicSet(info))
             }
             Request::Publish { .. } | Request::Subscribe { .. } | Request::Deliver { .. } => {
                 // Fire-and-forget: nobody to answer once it is done.
@@ -871,7 +969,8 @@ impl Notify {
             t.published += 1;
         }
         // Over its bounds, the oldest entries go now (readers behind are told of the gap).
-        self.streams.prune(&k, Some(0), self.wall, &mut b);
+        let ret = self.retention_of(&k);
+        self.streams.prune(&k, Some(0), ret, self.wall, &mut b);
         // Durable before the answer and before any copy goes out.
         push_store(out, b);
         out.push(Effect::reply(
@@ -928,15 +1027,11 @@ impl Notify {
     /// are counted, the notes that would extend the stream (and a newer roster) are checked
     /// with NetKeyVerify, and the batch is answered once every check is back. Only the
     /// publisher may say a range is lost.
-    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         id: RequestId,
         from: &Address,
-        k: StreamKey,
-        lost: Option<SeqRange>,
-        notes: Vec<Notification>,
-        roster: Option<Roster>,
+        (k, lost, notes, roster, told): Delivery,
         blob: Option<Vec<u8>>,
         now: Millis,
     ) -> ApiResult<Vec<Eff>> {
@@ -966,6 +1061,13 @@ impl Notify {
             self.refused += 1;
             return Err(ApiError::bad_request(format!(
                 "at most {MAX_BATCH} notes per Deliver"
+            )));
+        }
+        if let Some(r) = lost.filter(|r| r.from > r.to || r.to > MAX_SEQ) {
+            self.refused += 1;
+            return Err(ApiError::bad_request(format!(
+                "lost range {}..={} is not a range of sequence numbers 1..={MAX_SEQ}",
+                r.from, r.to
             )));
         }
         let payloads = match split_payloads(&notes, blob.as_deref().unwrap_or_default()) {
@@ -1007,6 +1109,7 @@ impl Notify {
                 id,
                 encode_result(&Ok(Response::Delivered { up_to })),
             ));
+            self.heard(&k, told, &mut out);
             return Ok(out);
         }
         if self.verifying.len() >= MAX_VERIFYING {
@@ -1052,6 +1155,7 @@ impl Notify {
                 from: from.node.clone(),
                 stream: k,
                 lost,
+                told,
                 checked: vec![None; batch.len() + usize::from(roster.is_some())],
                 notes: batch,
                 roster,
@@ -1076,13 +1180,16 @@ impl Notify {
             Some(r) if v.checked.pop() == Some(Some(true)) => Some(r),
             Some(r) => {
                 self.signature_failures += 1;
-                out.push(log(
-                    Level::Warn,
-                    format!(
-                        "{}: roster epoch {} from {} does not verify; ignored",
-                        v.stream, r.epoch, v.from
-                    ),
-                ));
+                if self.signature_failures.is_power_of_two() {
+                    out.push(log(
+                        Level::Warn,
+                        format!(
+                            "{}: roster epoch {} from {} does not verify; ignored ({} signature \
+                             failures so far)",
+                            v.stream, r.epoch, v.from, self.signature_failures
+                        ),
+                    ));
+                }
                 None
             }
             None => None,
@@ -1093,13 +1200,17 @@ impl Notify {
         let bad = v.notes.len() - good;
         if bad > 0 {
             self.signature_failures += 1;
-            out.push(log(
-                Level::Warn,
-                format!(
-                    "{}: {bad} notes whose signature does not verify (first seq {}); refused",
-                    v.stream, v.notes[good].0.seq
-                ),
-            ));
+            // One line per failure would let a sender write our log at its message budget.
+            if self.signature_failures.is_power_of_two() {
+                out.push(log(
+                    Level::Warn,
+                    format!(
+                        "{}: {bad} notes from {} whose signature does not verify (first seq {}); \
+                         refused ({} batches with such notes so far)",
+                        v.stream, v.from, v.notes[good].0.seq, self.signature_failures
+                    ),
+                ));
+            }
         }
         let notes: Vec<(Notification, Vec<u8>)> = v.notes.into_iter().take(good).collect();
         let up_to = self.accept(&v.stream, &v.from, v.lost, notes, roster, now, out);
@@ -1107,6 +1218,7 @@ impl Notify {
             v.request,
             encode_result(&Ok(Response::Delivered { up_to })),
         ));
+        self.heard(&v.stream, v.told, out);
     }
 
     /// Add checked notes from `from` to a remote stream (on disk before the answer), take a
@@ -1368,6 +1480,7 @@ impl Notify {
             if self.streams.get(k).is_some_and(|s| s.remote) {
                 self.streams.remove(k, b);
                 self.relays.remove(k, b);
+                self.catchup.remove(k);
                 out.push(Effect::notify(
                     Address::new(k.publisher.clone(), ProcessId::ours(PROCESS)),
                     encode(&Request::PeerUnsubscribe {
@@ -1434,13 +1547,14 @@ impl Notify {
                 let relay::Ctx::Push { stream, .. } = &c;
                 let stream = stream.clone();
                 match try_decode_response::<Response>(&body) {
-                    Ok(Ok(Response::Delivered { up_to })) => {
+                    Ok(Ok(Response::Delivered { up_to })) if self.relays.is_progress(&c, up_to) => {
                         self.relays
                             .on_pushed(c, up_to, &self.streams, now, &mut b, &mut r);
                     }
                     // A member that answers NotFound may not have finished subscribing
                     // (the publisher's roster says it subscribes): try again later, like
-                    // any failure; a new roster without it ends the link.
+                    // any failure; a new roster without it ends the link. So is a push it
+                    // took none of (backed off, not sent again at once).
                     _ => self.relays.on_failed(c, &mut self.rng, now, &mut r),
                 }
                 self.prune(&stream, &mut b);
@@ -1471,9 +1585,14 @@ impl Notify {
                     outbox::Ctx::Deliver { topic, .. } => topic.clone(),
                 };
                 match try_decode_response::<Response>(&body) {
-                    Ok(Ok(Response::Delivered { up_to })) => {
+                    Ok(Ok(Response::Delivered { up_to })) if self.outbox.is_progress(&c, up_to) => {
                         self.outbox
                             .on_delivered(c, up_to, &self.streams, now, &mut b, &mut o);
+                    }
+                    Ok(Ok(Response::Delivered { up_to })) => {
+                        let why = format!("{from} took none of the batch (it has up to {up_to})");
+                        self.outbox
+                            .on_failed(c, None, &why, &mut self.rng, now, &mut o);
                     }
                     Ok(Err(e)) if e.code == ErrorCode::NotFound => {
                         // It does not subscribe (any more): stop sending to it.
@@ -1504,6 +1623,15 @@ impl Notify {
                 stream,
             } => {
                 let r = match try_decode_response::<Response>(&body) {
+                    Ok(Ok(Response::PeerSubscribed { next_seq })) if next_seq > MAX_SEQ => {
+                        Err(ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!(
+                                "{from} answered PeerSubscribe with next_seq {next_seq}, \
+                                 beyond {MAX_SEQ}; not subscribed"
+                            ),
+                        ))
+                    }
                     Ok(Ok(Response::PeerSubscribed { next_seq })) => {
                         let mut b = Batch::forced();
                         self.streams
@@ -1593,6 +1721,17 @@ impl Notify {
                 let mut r = Vec::new();
                 self.relays.on_timer(t, &self.streams, now, &mut r);
                 Self::lift_relay(r, out);
+            }
+            Tick::Catchup(t) => {
+                let catchup::Timer::Ask { stream } = &t;
+                let ours = self
+                    .streams
+                    .get(stream)
+                    .filter(|s| s.remote && self.relays.parent(stream).is_none())
+                    .map(|s| s.last);
+                let mut c = Vec::new();
+                self.catchup.on_timer(t, ours, &mut self.rng, &mut c);
+                Self::lift_catchup(c, out);
             }
             Tick::Roster { topic } => self.sign_roster(&topic, out),
             Tick::Prune => {
@@ -1734,4 +1873,149 @@ impl Service for Notify {
 /// The address of `notify` on `node`.
 pub fn address(node: &NodeId) -> Address {
     Address::new(node.clone(), ProcessId::ours(crate::NAME))
+}
+
+#[cfg(test)]
+mod doc_numbers {
+    //! docs/notify.md states the numbers below in words; each phrase is built here from the
+    //! constant it names, so changing one fails this test until the text follows.
+    use super::*;
+    use crate::apps::APP_TIMEOUT_S;
+    use crate::catchup::{ASK_AFTER_MS, MAX_ASKS};
+    use crate::outbox::{
+        BACKOFF, BREAKER, MAX_BATCH_BYTES, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, TIMEOUT_DOUBLINGS,
+    };
+    use crate::relay::{ANNOUNCE_EVERY_MS, GRAFT_AFTER_MS, MAX_GRAFT_TRIES};
+    use p2p_common::api::notify::{MAX_MAX_AGE_S, MAX_MAX_COUNT, MIN_MAX_AGE_S};
+
+    /// `1234` as `1,234`.
+    fn thousands(n: usize) -> String {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// Members per level of a tree of `members` below the publisher, fan-out `fanout`.
+    fn levels(members: usize, fanout: u32) -> Vec<usize> {
+        let mut names: Vec<NodeId> = (0..members)
+            .map(|i| format!("n{i:04}.os").parse().unwrap())
+            .collect();
+        names.sort();
+        let r = Roster {
+            publisher: "alice.os".parse().unwrap(),
+            topic: "t".into(),
+            epoch: 1,
+            fanout,
+            members: names,
+            signature: vec![],
+        };
+        let mut level = vec![r.publisher.clone()];
+        let mut sizes = Vec::new();
+        loop {
+            let next: Vec<NodeId> = level.iter().flat_map(|n| r.children(n)).collect();
+            if next.is_empty() {
+                return sizes;
+            }
+            sizes.push(next.len());
+            level = next;
+        }
+    }
+
+    #[test]
+    fn docs_notify_md_states_the_numbers_the_code_uses() {
+        let doc = include_str!("../../docs/notify.md");
+        let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let ret = Retention::default();
+        let lv = levels(199, FANOUT);
+        let lv_text: Vec<String> = lv.iter().map(|n| n.to_string()).collect();
+        assert_eq!(MAX_SEQ, (1 << 53) - 1);
+        let phrases = [
+            format!("(at most {} KiB;", MAX_PAYLOAD >> 10),
+            format!(
+                "carrying up to {MAX_BATCH} notes ({} MiB of payloads)",
+                MAX_BATCH_BYTES >> 20
+            ),
+            format!(
+                "`Backoff {{ base {} s, ×{}, max {} s, Equal jitter }}`",
+                BACKOFF.base_ms / 1_000,
+                BACKOFF.factor,
+                BACKOFF.max_ms / 1_000
+            ),
+            format!(
+                "opens after {} failures in a row for {} s",
+                BREAKER.failure_threshold,
+                BREAKER.open_ms / 1_000
+            ),
+            format!(
+                "(smoothed round trips, {}..{} s, doubled at most {TIMEOUT_DOUBLINGS} times",
+                MIN_TIMEOUT_MS / 1_000,
+                MAX_TIMEOUT_MS / 1_000
+            ),
+            format!("within {} s, sends `Resume {{ up_to }}` itself", ASK_AFTER_MS / 1_000),
+            format!("backoff {}..30 s with jitter, at most {MAX_ASKS} times", ASK_AFTER_MS / 1_000),
+            format!("no answer within {APP_TIMEOUT_S} s is retried"),
+            format!("A topic with {TREE_THRESHOLD} or more subscriber nodes (`TREE_THRESHOLD`)"),
+            format!("costs the publisher at most {} copies", TREE_THRESHOLD - 1),
+            format!("{} s after a change", ROSTER_AFTER_MS / 1_000),
+            format!("and the fan-out ({FANOUT})"),
+            format!(
+                "a heap of fan-out {FANOUT} with the publisher at the root (at 200 nodes: {} members per level, {} hops)",
+                lv_text.join(", "),
+                lv.len()
+            ),
+            format!("handles only its {FANOUT} children's answers"),
+            format!("and every {} s, a member sends `IHave", ANNOUNCE_EVERY_MS / 1_000),
+            format!("does not have them {} s later", GRAFT_AFTER_MS / 1_000),
+            format!("at most {MAX_GRAFT_TRIES} times (then"),
+            format!(
+                "at most {} members, fan-out 2..={MAX_FANOUT})",
+                thousands(MAX_SUBSCRIBERS)
+            ),
+            format!(
+                "a roster has at most {} members and fan-out {MAX_FANOUT}",
+                thousands(MAX_SUBSCRIBERS)
+            ),
+            format!(
+                "Each stream keeps its entries for {} hours (by the keeping node's wall clock), at most {} entries and {} MiB",
+                ret.retention_ms / 3_600_000,
+                thousands(ret.max_entries),
+                ret.max_bytes >> 20
+            ),
+            format!(
+                "(`max_age_s`, {MIN_MAX_AGE_S} s..={} days)",
+                MAX_MAX_AGE_S / 86_400
+            ),
+            format!("(`max_count`, 1..={})", thousands(MAX_MAX_COUNT as usize)),
+            format!("({INBOUND_PER_SECOND} messages per second, burst {INBOUND_BURST})"),
+            format!(
+                "at most {MAX_BATCH} notes and {} KiB of headers per `Deliver`",
+                MAX_BODY >> 10
+            ),
+            "at most 2^53 - 1 (`MAX_SEQ`".to_string(),
+            format!(
+                "at most {MAX_VERIFYING} batches being verified and {MAX_PUBLISHING} publishes per topic"
+            ),
+            format!(
+                "{} subscriber nodes per topic, {MAX_TOPICS} topics, {} app subscriptions",
+                thousands(MAX_SUBSCRIBERS),
+                thousands(MAX_LOCAL_SUBSCRIPTIONS)
+            ),
+        ];
+        let missing: Vec<&String> = phrases
+            .iter()
+            .filter(|p| !doc.contains(p.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/notify.md does not say: {missing:#?}"
+        );
+        assert_eq!(thousands(1_024), "1,024");
+        assert_eq!(thousands(100), "100");
+    }
 }

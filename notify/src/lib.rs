@@ -1,7 +1,8 @@
-//! The `notify` process: its pure core ([`core`]), composed of [`streams`], [`outbox`], [`relay`]
-//! and [`apps`], and, on wasm32, the glue that runs it.
+//! The `notify` process: its pure core ([`core`]), composed of [`streams`], [`outbox`], [`relay`],
+//! [`apps`] and [`catchup`], and, on wasm32, the glue that runs it.
 
 pub mod apps;
+pub mod catchup;
 pub mod core;
 pub mod outbox;
 pub mod relay;

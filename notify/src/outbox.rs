@@ -12,11 +12,11 @@
 //!
 //! It owns its timers ([`Timer`]) and request contexts ([`Ctx`]); the core wraps them.
 
-use crate::streams::{Entry, StreamKey, Streams};
+use crate::streams::{Entry, Retention, StreamKey, Streams};
 use p2p_common::api::encode;
 use p2p_common::api::notify::{
-    Notification, Policy, Request, SeqRange, SubscriberStats, TopicInfo, TopicStats, MAX_BATCH,
-    PROCESS,
+    Notification, Policy, Request, SeqRange, SubscriberStats, TopicInfo, TopicRetention,
+    TopicStats, MAX_BATCH, PROCESS,
 };
 use p2p_common::resilience::{
     Backoff, BreakerConfig, Breakers, Jitter, Reachability, ReachabilityConfig,
@@ -29,6 +29,27 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Most payload bytes in one `Deliver` (Hyperware drops messages over 10 MiB).
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Wait after a failed `Deliver` before the next attempt.
+pub const BACKOFF: Backoff = Backoff {
+    base_ms: 1_000,
+    max_ms: 30_000,
+    factor: 2,
+    jitter: Jitter::Equal,
+};
+/// The circuit breaker per subscriber node. Its open period is short of the backoff's cap:
+/// counted from a failure (after the timeout), a longer one would pace every retry of a
+/// failing node instead of the backoff, unjittered.
+pub const BREAKER: BreakerConfig = BreakerConfig {
+    failure_threshold: 5,
+    open_ms: 10_000,
+    half_open_max_calls: 1,
+    success_threshold: 1,
+};
+/// Bounds of a `Deliver`'s timeout (from the node's smoothed round trips).
+pub const MIN_TIMEOUT_MS: Millis = 2_000;
+pub const MAX_TIMEOUT_MS: Millis = 20_000;
+/// Doublings of the timeout after failures in a row (for a node slower than its estimate).
+pub const TIMEOUT_DOUBLINGS: u32 = 2;
 
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,6 +88,9 @@ pub struct TopicMeta {
     /// The app that created it (its address): the only one that publishes and sets policy.
     pub owner: String,
     pub policy: Policy,
+    /// Its own retention (`SetRetention`); None: the node's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<TopicRetention>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +120,8 @@ fn sub_key(topic: &str, node: &NodeId) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Outbox {
     me: NodeId,
+    /// Retention of a topic without settings of its own.
+    default_retention: Retention,
     pub topics: BTreeMap<String, Topic>,
     backoff: Backoff,
     breakers: Breakers,
@@ -103,30 +129,19 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(me: NodeId) -> Self {
+    pub fn new(me: NodeId, default_retention: Retention) -> Self {
         Outbox {
             me,
+            default_retention,
             topics: BTreeMap::new(),
-            backoff: Backoff {
-                base_ms: 1_000,
-                max_ms: 30_000,
-                factor: 2,
-                jitter: Jitter::Equal,
-            },
-            breakers: Breakers::new(
-                BreakerConfig {
-                    failure_threshold: 5,
-                    open_ms: 30_000,
-                    half_open_max_calls: 1,
-                    success_threshold: 1,
-                },
-                4_096,
-            ),
+            backoff: BACKOFF,
+            breakers: Breakers::new(BREAKER, 4_096),
             reach: Reachability::new(ReachabilityConfig {
-                min_timeout_ms: 2_000,
-                max_timeout_ms: 20_000,
+                min_timeout_ms: MIN_TIMEOUT_MS,
+                max_timeout_ms: MAX_TIMEOUT_MS,
                 default_timeout_ms: 10_000,
                 cap: 4_096,
+                max_backoff_doublings: TIMEOUT_DOUBLINGS,
                 ..ReachabilityConfig::default()
             }),
         }
@@ -136,20 +151,57 @@ impl Outbox {
         self.reach.restart(now);
     }
 
-    /// Create a topic or change its policy; subscribers the new policy does not admit are
-    /// dropped.
-    pub fn set_topic(&mut self, topic: &str, meta: TopicMeta, batch: &mut Batch) -> Vec<NodeId> {
+    /// The retention of our `topic`: its own settings, or the default.
+    pub fn retention(&self, topic: &str) -> Retention {
+        match self.topics.get(topic).and_then(|t| t.meta.retention) {
+            Some(r) => self.default_retention.with_topic(r),
+            None => self.default_retention,
+        }
+    }
+
+    /// Set our `topic`'s retention (None: the default); false if there is no such topic.
+    pub fn set_retention(
+        &mut self,
+        topic: &str,
+        retention: Option<TopicRetention>,
+        batch: &mut Batch,
+    ) -> bool {
+        let Some(t) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        t.meta.retention = retention;
+        batch.ops.push((
+            topic_key(topic),
+            Some(serde_json::to_vec(&t.meta).expect("serializes")),
+        ));
+        true
+    }
+
+    /// Create a topic or change its policy (its retention stays); subscribers the new
+    /// policy does not admit are dropped.
+    pub fn set_topic(
+        &mut self,
+        topic: &str,
+        owner: String,
+        policy: Policy,
+        batch: &mut Batch,
+    ) -> Vec<NodeId> {
         let t = self
             .topics
             .entry(topic.to_string())
             .or_insert_with(|| Topic {
-                meta: meta.clone(),
+                meta: TopicMeta {
+                    owner: owner.clone(),
+                    policy: policy.clone(),
+                    retention: None,
+                },
                 subs: BTreeMap::new(),
                 published: 0,
                 dropped_by_retention: 0,
                 in_tree: BTreeSet::new(),
             });
-        t.meta = meta;
+        t.meta.owner = owner;
+        t.meta.policy = policy;
         batch.ops.push((
             topic_key(topic),
             Some(serde_json::to_vec(&t.meta).expect("serializes")),
@@ -171,6 +223,7 @@ impl Outbox {
         let t = self.topics.get(topic)?;
         let s = streams.get(&StreamKey::new(&self.me, topic));
         Some(TopicInfo {
+            retention: self.retention(topic).as_topic(),
             topic: topic.to_string(),
             owner: t.meta.owner.clone(),
             policy: t.meta.policy.clone(),
@@ -349,6 +402,7 @@ impl Outbox {
             notes,
             publisher: None,
             roster: None,
+            last: Some(stream.last),
         });
         out.push(Effect::Send {
             to: Address::new(node.clone(), ProcessId::ours(PROCESS)),
@@ -364,6 +418,20 @@ impl Outbox {
                 },
             }),
         });
+    }
+
+    /// Whether `Delivered { up_to: their_up_to }` in answer to `ctx` moves its subscriber
+    /// on. A batch it answers without taking any of it (a note that does not verify, a gap
+    /// on its side, or a node that never acknowledges) is a failure, backed off like one:
+    /// otherwise the same batch would go out again at once, once per round trip.
+    pub fn is_progress(&self, ctx: &Ctx, their_up_to: u64) -> bool {
+        let Ctx::Deliver {
+            topic, node, up_to, ..
+        } = ctx;
+        match self.topics.get(topic).and_then(|t| t.subs.get(node)) {
+            Some(s) => *up_to <= s.acked || their_up_to.min(*up_to) > s.acked,
+            None => true,
+        }
     }
 
     /// The subscriber answered `Delivered { up_to }` (its own claim, bounded by what we sent).
@@ -429,7 +497,12 @@ impl Outbox {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
-        let Ctx::Deliver { topic, node, .. } = ctx;
+        let Ctx::Deliver {
+            topic,
+            node,
+            sent_at,
+            ..
+        } = ctx;
         match kind {
             Some(k) => self.reach.on_send_failed(&node, k, now),
             None => self.reach.on_success(&node, now, None),
@@ -444,7 +517,14 @@ impl Outbox {
         };
         s.in_flight = false;
         s.stats.failed += 1;
-        let delay = self.backoff.delay(s.attempt, rng).max(100);
+        // The backoff counts from when the attempt went out: waiting for its timeout is part
+        // of it, so attempts are at most the backoff's cap apart, not that plus a timeout.
+        let waited = now.saturating_sub(sent_at);
+        let delay = self
+            .backoff
+            .delay(s.attempt, rng)
+            .saturating_sub(waited)
+            .max(100);
         s.attempt = s.attempt.saturating_add(1);
         s.waiting = true;
         if s.attempt.is_power_of_two() {
@@ -488,6 +568,7 @@ impl Outbox {
                     .collect();
                 TopicStats {
                     topic: name.clone(),
+                    retention: self.retention(name).as_topic(),
                     published: t.published,
                     sent: subscribers.iter().map(|s| s.sent).sum(),
                     failed: subscribers.iter().map(|s| s.failed).sum(),

@@ -428,6 +428,7 @@ impl Relays {
             notes,
             publisher: (!root).then(|| k.publisher.clone()),
             roster,
+            last: None,
         });
         out.push(Effect::Send {
             to: address(node),
@@ -474,6 +475,27 @@ impl Relays {
             l.failed += 1;
         }
         Some(l)
+    }
+
+    /// Whether `Delivered { up_to: their_up_to }` in answer to `ctx` moves the link on (a
+    /// probe or a roster-only push always does): a push of notes the node answers without
+    /// taking any is a failure, backed off like one, not sent again at once.
+    pub fn is_progress(&self, ctx: &Ctx, their_up_to: u64) -> bool {
+        let Ctx::Push {
+            stream,
+            node,
+            up_to,
+            ..
+        } = ctx;
+        match self
+            .trees
+            .get(stream)
+            .and_then(|t| t.links.get(node))
+            .and_then(|l| l.acked)
+        {
+            Some(a) => *up_to <= a || their_up_to.min(*up_to) > a,
+            None => true,
+        }
     }
 
     /// `node` answered `Delivered { up_to }`.

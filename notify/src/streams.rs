@@ -14,7 +14,7 @@
 //! (`s <pub> <topic>`: first, last, whether we subscribed remotely). Each write costs the
 //! change only.
 
-use p2p_common::api::notify::{Notification, SeqRange};
+use p2p_common::api::notify::{Notification, SeqRange, TopicRetention};
 use p2p_common::{Batch, Millis, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -146,14 +146,33 @@ pub struct Retention {
     pub max_bytes: usize,
 }
 
+impl Retention {
+    /// These bounds with a topic's own age and count (its bytes bound stays).
+    pub fn with_topic(self, t: TopicRetention) -> Retention {
+        Retention {
+            retention_ms: t.max_age_s.saturating_mul(1_000),
+            max_entries: t.max_count as usize,
+            max_bytes: self.max_bytes,
+        }
+    }
+    /// Age and count as the API reports them.
+    pub fn as_topic(&self) -> TopicRetention {
+        TopicRetention {
+            max_age_s: self.retention_ms / 1_000,
+            max_count: u32::try_from(self.max_entries).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 impl Default for Retention {
-    /// A day, 1,000 notifications, 8 MiB per stream.
+    /// A day, 1,000 notifications (the API's defaults), 8 MiB per stream.
     fn default() -> Self {
         Retention {
-            retention_ms: 24 * 3_600_000,
-            max_entries: 1_000,
+            retention_ms: 0,
+            max_entries: 0,
             max_bytes: 8 << 20,
         }
+        .with_topic(TopicRetention::default())
     }
 }
 
@@ -187,11 +206,11 @@ pub struct Accepted {
     pub refused: u64,
 }
 
-/// Every stream this node holds.
+/// Every stream this node holds. Retention is the caller's to choose per stream (a topic
+/// of ours has its own settings; see [`Streams::prune`]).
 #[derive(Debug, Default)]
 pub struct Streams {
     pub map: BTreeMap<StreamKey, Stream>,
-    pub retention: Retention,
 }
 
 fn stream_key(k: &StreamKey) -> Vec<u8> {
@@ -202,11 +221,8 @@ fn entry_key(k: &StreamKey, seq: u64) -> Vec<u8> {
 }
 
 impl Streams {
-    pub fn new(retention: Retention) -> Self {
-        Streams {
-            map: BTreeMap::new(),
-            retention,
-        }
+    pub fn new() -> Self {
+        Streams::default()
     }
 
     pub fn get(&self, k: &StreamKey) -> Option<&Stream> {
@@ -347,17 +363,17 @@ impl Streams {
         out
     }
 
-    /// Drop entries of `k` that are past retention, over the stream's bounds, or covered by
+    /// Drop entries of `k` that are past `ret`'s age, over its bounds, or covered by
     /// `needed_after` (every reader has everything up to it; `None`: nobody reads). Returns
     /// how many sequence numbers were dropped.
     pub fn prune(
         &mut self,
         k: &StreamKey,
         needed_after: Option<u64>,
+        ret: Retention,
         wall: Millis,
         batch: &mut Batch,
     ) -> u64 {
-        let ret = self.retention;
         let Some(s) = self.map.get_mut(k) else {
             return 0;
         };
@@ -376,11 +392,12 @@ impl Streams {
             let e = s.entries.remove(&seq).expect("first entry");
             s.bytes = s.bytes.saturating_sub(e.size());
             batch.ops.push((entry_key(k, seq), None));
-            s.first = end + 1;
-            dropped += end + 1 - seq;
+            // `end` is at most MAX_SEQ (lost ranges are checked on arrival); saturate anyway.
+            s.first = end.saturating_add(1);
+            dropped += end.saturating_add(1).saturating_sub(seq);
         }
         if s.entries.is_empty() {
-            s.first = s.last + 1;
+            s.first = s.last.saturating_add(1);
         }
         if dropped > 0 {
             self.write_meta(k, batch);
@@ -471,7 +488,7 @@ mod tests {
 
     #[test]
     fn accepts_in_order_only_and_counts_duplicates() {
-        let mut s = Streams::new(Retention::default());
+        let mut s = Streams::new();
         let mut b = Batch::forced();
         s.ensure(&key(), 0, true, &mut b);
         let a = s.accept(
@@ -526,7 +543,7 @@ mod tests {
             max_entries: 3,
             max_bytes: 1 << 20,
         };
-        let mut s = Streams::new(ret);
+        let mut s = Streams::new();
         let mut records = p2p_common::Records::new();
         let mut b = Batch::forced();
         s.ensure(&key(), 0, false, &mut b);
@@ -535,18 +552,18 @@ mod tests {
             s.append(&key(), n, p, i * 10, &mut b);
         }
         // Over max_entries: the two oldest go.
-        assert_eq!(s.prune(&key(), Some(0), 50, &mut b), 2);
+        assert_eq!(s.prune(&key(), Some(0), ret, 50, &mut b), 2);
         assert_eq!(s.get(&key()).unwrap().first, 3);
         apply(&mut records, b);
-        let mut again = Streams::new(ret);
+        let mut again = Streams::new();
         assert_eq!(again.restore(&records), 0);
         let st = again.get(&key()).unwrap();
         assert_eq!((st.first, st.last, st.entries.len()), (3, 5, 3));
         // Expired by time, then consumed.
         let mut b = Batch::lazy();
-        assert_eq!(again.prune(&key(), Some(0), 135, &mut b), 1);
-        assert_eq!(again.prune(&key(), Some(4), 135, &mut b), 1);
-        assert_eq!(again.prune(&key(), None, 135, &mut b), 1);
+        assert_eq!(again.prune(&key(), Some(0), ret, 135, &mut b), 1);
+        assert_eq!(again.prune(&key(), Some(4), ret, 135, &mut b), 1);
+        assert_eq!(again.prune(&key(), None, ret, 135, &mut b), 1);
         let st = again.get(&key()).unwrap();
         assert_eq!((st.first, st.last), (6, 5));
     }

@@ -35,6 +35,17 @@ pub const MAX_BATCH: usize = 32;
 pub const MAX_BODY: usize = 256 << 10;
 /// Largest fan-out of a relay tree a receiver accepts (children per node).
 pub const MAX_FANOUT: u32 = 16;
+/// Highest sequence number notify takes from another node (a JSON-safe integer): a larger
+/// `lost.to` or `next_seq` is refused, so no `last + 1` can overflow.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+/// A topic's retention by age (`SetRetention`'s `max_age_s`): the default and the bounds
+/// (seconds).
+pub const DEFAULT_MAX_AGE_S: u64 = 24 * 3_600;
+pub const MIN_MAX_AGE_S: u64 = 60;
+pub const MAX_MAX_AGE_S: u64 = 7 * 24 * 3_600;
+/// A topic's retention by count (`SetRetention`'s `max_count`): the default and the bounds.
+pub const DEFAULT_MAX_COUNT: u32 = 1_000;
+pub const MAX_MAX_COUNT: u32 = 10_000;
 
 /// Who may subscribe to a topic from another node. Apps on the publishing node may always
 /// subscribe.
@@ -230,7 +241,7 @@ impl Roster {
 }
 
 /// What a subscribed app receives, as requests expecting an answer (any body) within
-/// 5 s; unanswered ones are retried with backoff, in order.
+/// 30 s; unanswered ones are retried with backoff, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AppMessage {
     /// The first message of a subscription, before `Subscribe` is answered: it proves notify
@@ -246,6 +257,55 @@ pub enum AppMessage {
     },
 }
 
+/// How long, and how many of, a topic's notifications its node keeps for subscribers that
+/// are behind (besides a fixed 8 MiB per topic). One behind that window is told exactly
+/// which numbers it lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRetention {
+    /// Seconds a notification is kept after it was published (by the publisher's clock).
+    pub max_age_s: u64,
+    /// Most notifications kept.
+    pub max_count: u32,
+}
+
+impl Default for TopicRetention {
+    /// A day, 1,000 notifications.
+    fn default() -> Self {
+        TopicRetention {
+            max_age_s: DEFAULT_MAX_AGE_S,
+            max_count: DEFAULT_MAX_COUNT,
+        }
+    }
+}
+
+impl TopicRetention {
+    /// The settings of a `SetRetention` (`None`: the default), checked against the bounds.
+    pub fn from_request(max_age_s: Option<u64>, max_count: Option<u32>) -> Result<Self, ApiError> {
+        let d = TopicRetention::default();
+        let r = TopicRetention {
+            max_age_s: max_age_s.unwrap_or(d.max_age_s),
+            max_count: max_count.unwrap_or(d.max_count),
+        };
+        r.check().map(|()| r)
+    }
+    /// Whether the settings are within the documented bounds; the error names them.
+    pub fn check(&self) -> Result<(), ApiError> {
+        if !(MIN_MAX_AGE_S..=MAX_MAX_AGE_S).contains(&self.max_age_s) {
+            return Err(ApiError::bad_request(format!(
+                "max_age_s must be {MIN_MAX_AGE_S}..={MAX_MAX_AGE_S} (got {})",
+                self.max_age_s
+            )));
+        }
+        if !(1..=MAX_MAX_COUNT).contains(&self.max_count) {
+            return Err(ApiError::bad_request(format!(
+                "max_count must be 1..={MAX_MAX_COUNT} (got {})",
+                self.max_count
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A topic as `ListTopics` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicInfo {
@@ -258,6 +318,10 @@ pub struct TopicInfo {
     /// Oldest sequence number still retained (last_seq + 1 when none is).
     pub first_retained: u64,
     pub subscriber_nodes: u32,
+    /// What the topic keeps (set with `SetRetention`; absent from an older node: the
+    /// default).
+    #[serde(default)]
+    pub retention: TopicRetention,
 }
 
 /// A local app's subscription as `ListSubscriptions` shows it.
@@ -293,6 +357,9 @@ pub struct SubscriberStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicStats {
     pub topic: String,
+    /// The topic's retention settings (as in [`TopicInfo`]).
+    #[serde(default)]
+    pub retention: TopicRetention,
     pub published: u64,
     pub sent: u64,
     pub failed: u64,
@@ -384,6 +451,15 @@ pub enum Request {
         topic: String,
         policy: Policy,
     },
+    /// Set how long and how many notifications `topic` keeps for subscribers that are
+    /// behind (owner only); `None`: the default (a day, 1,000). Answered `TopicSet`.
+    SetRetention {
+        topic: String,
+        #[serde(default)]
+        max_age_s: Option<u64>,
+        #[serde(default)]
+        max_count: Option<u32>,
+    },
     /// Publish to a topic the calling app owns; the payload is the blob. Answered once the
     /// notification is on disk.
     Publish {
@@ -428,6 +504,11 @@ pub enum Request {
         /// The topic's relay tree, when the receiver may not have this epoch yet.
         #[serde(default)]
         roster: Option<Roster>,
+        /// How far the publisher's stream reaches (the publisher sends it; absent from a
+        /// relay or an older node): a receiver that still holds less after this batch, and
+        /// gets nothing more, asks again with `Resume`.
+        #[serde(default)]
+        last: Option<u64>,
     },
     /// The sending node is back and has `topic` up to `up_to`: send what follows now
     /// (no answer expected).
@@ -491,6 +572,14 @@ impl Request {
                     }
                     _ => Ok(()),
                 }
+            }
+            Request::SetRetention {
+                topic,
+                max_age_s,
+                max_count,
+            } => {
+                check_topic(topic)?;
+                TopicRetention::from_request(*max_age_s, *max_count).map(|_| ())
             }
             Request::Publish { topic, .. }
             | Request::Subscribe { topic, .. }
@@ -696,6 +785,58 @@ mod tests {
         assert_eq!(encode(&Policy::Open), br#""Open""#);
         assert!(Policy::AllowList(vec!["b.os".parse().unwrap()]).admits(&"b.os".parse().unwrap()));
         assert!(!Policy::OwnerOnly.admits(&"b.os".parse().unwrap()));
+    }
+
+    #[test]
+    fn retention_settings_are_bounded_and_default_to_a_day_and_1000() {
+        let set = |age: &str, count: &str| {
+            decode(&format!(
+                r#"{{"SetRetention": {{"topic": "news", "max_age_s": {age}, "max_count": {count}}}}}"#
+            ))
+        };
+        for (age, count, want) in [
+            ("59", "10", "max_age_s must be 60..=604800 (got 59)"),
+            ("604801", "10", "max_age_s must be 60..=604800 (got 604801)"),
+            ("0", "null", "max_age_s must be 60..=604800 (got 0)"),
+            ("60", "0", "max_count must be 1..=10000 (got 0)"),
+            ("null", "10001", "max_count must be 1..=10000 (got 10001)"),
+            ("-1", "10", "invalid value: integer `-1`"),
+            ("60", "4294967296", "invalid value: integer `4294967296`"),
+            ("\"1h\"", "10", "invalid type: string"),
+        ] {
+            let e = set(age, count).unwrap_err();
+            assert_eq!(e.code, crate::api::ErrorCode::BadRequest, "{age} {count}");
+            assert!(e.message.contains(want), "{age} {count}: {e}");
+        }
+        for (age, count) in [("60", "1"), ("604800", "10000"), ("null", "null")] {
+            set(age, count).unwrap();
+        }
+        // Left out is null; an unknown field is refused (local API).
+        let r = decode(r#"{"SetRetention": {"topic": "news"}}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::SetRetention {
+                topic: "news".into(),
+                max_age_s: None,
+                max_count: None
+            }
+        );
+        let e = decode(r#"{"SetRetention": {"topic": "news", "max_bytes": 5}}"#).unwrap_err();
+        assert!(e.message.contains("unknown field `max_bytes`"), "{e}");
+        let e = decode(r#"{"SetRetention": {"topic": "a b", "max_count": 5}}"#).unwrap_err();
+        assert!(e.message.contains("topic must be"), "{e}");
+        assert_eq!(
+            TopicRetention::from_request(None, Some(7)),
+            Ok(TopicRetention {
+                max_age_s: 86_400,
+                max_count: 7
+            })
+        );
+        // An older node's TopicInfo has no retention: read as the default.
+        let old = r#"{"topic": "t", "owner": "a", "policy": "Open", "last_seq": 0,
+            "first_retained": 1, "subscriber_nodes": 0}"#;
+        let t: TopicInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(t.retention, TopicRetention::default());
     }
 
     #[test]

@@ -58,6 +58,26 @@ impl<T: Transport> NotifyClient<T> {
         }
     }
 
+    /// Set how long (`max_age_s`, 60..=604800) and how many (`max_count`, 1..=10000) of our
+    /// `topic`'s notifications are kept for subscribers that are behind; `None` for the
+    /// default (a day, 1,000). Only the topic's owner may. Returns the topic with the
+    /// settings now in force.
+    pub fn set_retention(
+        &mut self,
+        topic: &str,
+        max_age_s: Option<u64>,
+        max_count: Option<u32>,
+    ) -> Result<TopicInfo, ClientError> {
+        match self.call(&Request::SetRetention {
+            topic: topic.into(),
+            max_age_s,
+            max_count,
+        })? {
+            Response::TopicSet(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Publish `payload` to our `topic`; answered once it is on disk. The transport must
     /// carry blobs ([`Transport::call_with_blob`]; `ProcessTransport` does).
     pub fn publish(
@@ -208,6 +228,37 @@ mod tests {
             }
         );
         assert_eq!(blob.as_deref(), Some(&br#"{"a":1}"#[..]));
+    }
+
+    #[test]
+    fn set_retention_sends_the_settings_and_returns_the_topic() {
+        let alice: NodeId = "alice.os".parse().unwrap();
+        let info = TopicInfo {
+            topic: "news".into(),
+            owner: "alice.os@app:app:someone.os".into(),
+            policy: Policy::Open,
+            last_seq: 0,
+            first_retained: 1,
+            subscriber_nodes: 0,
+            retention: crate::api::notify::TopicRetention {
+                max_age_s: 600,
+                max_count: 1_000,
+            },
+        };
+        let reply = encode_result::<Response>(&Ok(Response::TopicSet(info.clone())));
+        let mut c = NotifyClient::local(
+            &alice,
+            Recording {
+                seen: vec![],
+                reply,
+            },
+        );
+        assert_eq!(c.set_retention("news", Some(600), None).unwrap(), info);
+        let (body, _) = &c.transport.seen[0];
+        assert_eq!(
+            std::str::from_utf8(body).unwrap(),
+            r#"{"SetRetention":{"topic":"news","max_age_s":600,"max_count":null}}"#
+        );
     }
 
     #[test]

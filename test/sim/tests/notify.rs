@@ -3,7 +3,9 @@
 
 use notify::core::{Config, Notify};
 use notify::streams::{Retention, StreamKey};
-use p2p_common::api::notify::{Notification, PayloadKind, Policy, Request, Response, SeqRange};
+use p2p_common::api::notify::{
+    Notification, PayloadKind, Policy, Request, Response, SeqRange, TopicInfo, TopicRetention,
+};
 use p2p_common::api::{encode, ApiResult, ErrorCode};
 use p2p_common::ProcessId;
 use p2p_sim::scenarios::notify::{
@@ -296,6 +298,170 @@ fn a_subscriber_behind_the_retention_window_is_told_what_it_lost() {
     assert_eq!(st.topics[0].dropped_by_retention, lost);
 }
 
+fn set_retention(age: Option<u64>, count: Option<u32>) -> Request {
+    Request::SetRetention {
+        topic: TOPIC.into(),
+        max_age_s: age,
+        max_count: count,
+    }
+}
+
+fn topic_set(r: ApiResult<Response>) -> TopicInfo {
+    match r {
+        Ok(Response::TopicSet(t)) => t,
+        other => panic!("expected TopicSet, got {other:?}"),
+    }
+}
+
+/// The owner sets its topic's retention over the API: by count, then by age; it applies at
+/// once, a subscriber behind the window is told exactly the numbers it lost, and the
+/// settings survive a restart. Bad values, another app and another node are refused.
+#[test]
+fn the_owner_sets_a_topics_retention_and_a_subscriber_behind_it_is_told_what_it_lost() {
+    let mut s = sim(3, Config::default());
+    let next = setup(&mut s, &[1, 2]).unwrap();
+    let alice = s.node_id(0).clone();
+    let mut acked = BTreeMap::new();
+    let mut publish_all = |s: &mut Sim, ks: std::ops::Range<u64>| {
+        for k in ks {
+            let Ok(Response::Published(n)) = publish(s, k) else {
+                panic!()
+            };
+            acked.insert(n.seq, payload(k));
+        }
+    };
+    // By count: charlie is away for 5 notifications (the default keeps them all); the
+    // owner lowers the window to 2 (3..=5 go at once), then 3 more are published.
+    s.isolate(2);
+    publish_all(&mut s, 0..5);
+    let t = topic_set(ask(&mut s, 0, &set_retention(None, Some(2)), None));
+    assert_eq!(
+        (t.last_seq, t.first_retained, t.retention),
+        (
+            5,
+            4,
+            TopicRetention {
+                max_age_s: 86_400,
+                max_count: 2
+            }
+        )
+    );
+    publish_all(&mut s, 5..8);
+    s.heal();
+    s.run_for(120_000).unwrap();
+    let note = |seq: u64| Got::Note {
+        seq,
+        payload: payload(seq - 1),
+    };
+    assert_eq!(
+        received(&s, 1, &alice),
+        (1..=8).map(note).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        received(&s, 2, &alice),
+        vec![Got::Lost { from: 1, to: 6 }, note(7), note(8)]
+    );
+    let Ok(Response::Stats(st)) = ask(&mut s, 0, &Request::Stats {}, None) else {
+        panic!()
+    };
+    assert_eq!(st.topics[0].dropped_by_retention, 6);
+    assert_eq!(st.topics[0].retention.max_count, 2);
+
+    // By age: a minute. charlie misses 2 notifications for 3 minutes: they expire.
+    let t = topic_set(ask(&mut s, 0, &set_retention(Some(60), None), None));
+    assert_eq!(
+        t.retention,
+        TopicRetention {
+            max_age_s: 60,
+            max_count: 1_000
+        }
+    );
+    s.isolate(2);
+    publish_all(&mut s, 8..10);
+    s.run_for(180_000).unwrap();
+    s.heal();
+    s.run_for(120_000).unwrap();
+    publish_all(&mut s, 10..11);
+    s.run_for(10_000).unwrap();
+    let got = received(&s, 2, &alice);
+    assert_eq!(
+        got[3..],
+        [Got::Lost { from: 9, to: 10 }, note(11)],
+        "{got:?}"
+    );
+    let attempts: Vec<Vec<u8>> = (0..11).map(payload).collect();
+    assert_eq!(
+        check_app(&received(&s, 1, &alice), next[&1], &acked, &attempts, 0),
+        Ok((11, 0))
+    );
+
+    // On disk: the settings survive a restart.
+    s.crash(0);
+    s.restart(0);
+    s.run_for(2_000).unwrap();
+    let Ok(Response::Topics { topics }) = ask(&mut s, 0, &Request::ListTopics {}, None) else {
+        panic!()
+    };
+    assert_eq!(topics[0].retention.max_age_s, 60);
+    // Both null: the default again.
+    let t = topic_set(ask(&mut s, 0, &set_retention(None, None), None));
+    assert_eq!(t.retention, TopicRetention::default());
+
+    // Refusals: out of bounds, an unknown field, an unknown topic, another app's topic,
+    // another node.
+    for (req, want) in [
+        (
+            set_retention(Some(59), None),
+            "max_age_s must be 60..=604800 (got 59)",
+        ),
+        (
+            set_retention(None, Some(0)),
+            "max_count must be 1..=10000 (got 0)",
+        ),
+        (
+            set_retention(None, Some(10_001)),
+            "max_count must be 1..=10000 (got 10001)",
+        ),
+    ] {
+        let (c, m) = err_code(ask(&mut s, 0, &req, None));
+        assert_eq!((c, m.as_str()), (ErrorCode::BadRequest, want));
+    }
+    let to = s.addr(0, NAME);
+    let h = s.request(
+        0,
+        &to,
+        br#"{"SetRetention": {"topic": "news", "max_bytes": 1}}"#.to_vec(),
+        5,
+    );
+    s.run_for(1_000).unwrap();
+    let (c, m) = err_code(answer(&s, h).unwrap());
+    assert_eq!(c, ErrorCode::BadRequest);
+    assert!(m.contains("unknown field `max_bytes`"), "{m}");
+    let other = Request::SetRetention {
+        topic: "other".into(),
+        max_age_s: None,
+        max_count: Some(5),
+    };
+    let (c, m) = err_code(ask(&mut s, 0, &other, None));
+    assert_eq!(c, ErrorCode::NotFound);
+    assert!(m.contains("SetTopic"), "{m}");
+    let intruder = ProcessId::parse("intruder:other:someone.os").unwrap();
+    let req = set_retention(None, Some(1));
+    let (c, m) = err_code(raw(&mut s, 0, intruder, 0, &req, None));
+    assert_eq!(c, ErrorCode::Forbidden);
+    assert!(m.contains("only it sets its retention"), "{m}");
+    let (c, m) = err_code(raw(&mut s, 1, app_process(), 0, &req, None));
+    assert_eq!(c, ErrorCode::Forbidden);
+    assert!(m.contains("local-only"), "{m}");
+    let (c, _) = err_code(raw(&mut s, 1, notify_pid(), 0, &req, None));
+    assert_eq!(c, ErrorCode::Forbidden);
+    // None of them changed anything.
+    let Ok(Response::Topics { topics }) = ask(&mut s, 0, &Request::ListTopics {}, None) else {
+        panic!()
+    };
+    assert_eq!(topics[0].retention, TopicRetention::default());
+}
+
 #[test]
 fn an_app_that_was_down_gets_what_it_missed_from_its_cursor() {
     let mut s = sim(2, Config::default());
@@ -359,6 +525,7 @@ fn deliver(notes: &[(Notification, Vec<u8>)]) -> (Request, Vec<u8>) {
             notes: notes.iter().map(|(n, _)| n.clone()).collect(),
             publisher: None,
             roster: None,
+            last: None,
         },
         blob,
     )
@@ -432,6 +599,7 @@ fn forged_altered_and_replayed_notifications_are_refused() {
             notes: vec![],
             publisher: None,
             roster: None,
+            last: None,
         },
         (),
     );
@@ -606,6 +774,7 @@ fn relayed(notes: &[(Notification, Vec<u8>)], lost: Option<SeqRange>) -> (Reques
             notes: notes.iter().map(|(n, _)| n.clone()).collect(),
             publisher: Some("alice.os".parse().unwrap()),
             roster: None,
+            last: None,
         },
         blob,
     )
@@ -785,4 +954,293 @@ fn a_200_node_topic_repairs_after_relays_crash_realistic() {
 #[test]
 fn a_200_node_topic_repairs_after_relays_crash_hostile() {
     big_topic_repairs_after_relays_crash(Mode::Hostile);
+}
+
+// ----- review 13: hostile subscribers and publishers -----
+
+/// notify, but on node `evil` every `Delivered` it answers says `up_to: 0` (a subscriber that
+/// never acknowledges progress), and every `PeerSubscribed` it answers says `next_seq:
+/// u64::MAX` (a publisher that lies about where a stream starts).
+struct Evil {
+    inner: Notify,
+    evil: bool,
+}
+
+impl p2p_common::Service for Evil {
+    type Ctx = notify::core::Ctx;
+    type Timer = notify::core::Tick;
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn handle(
+        &mut self,
+        now: p2p_common::Now,
+        input: p2p_common::Input<Self::Ctx, Self::Timer>,
+    ) -> Vec<p2p_common::Effect<Self::Ctx, Self::Timer>> {
+        let mut out = self.inner.handle(now, input);
+        if self.evil {
+            for e in out.iter_mut() {
+                if let p2p_common::Effect::Reply { body, .. } = e {
+                    let lie = match p2p_common::api::try_decode_response::<Response>(body) {
+                        Ok(Ok(Response::Delivered { .. })) => Response::Delivered { up_to: 0 },
+                        Ok(Ok(Response::PeerSubscribed { .. })) => {
+                            Response::PeerSubscribed { next_seq: u64::MAX }
+                        }
+                        _ => continue,
+                    };
+                    *body = p2p_common::api::encode_result(&Ok(lie));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn evil_cluster(nodes: usize, evil: &'static str, ncfg: Config) -> Sim {
+    let mut cfg = SimConfig::new(11, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    cfg.record_trace = true;
+    Sim::new(cfg).with_process(
+        NAME,
+        p2p_sim::factory(move |a: p2p_common::Address| Evil {
+            evil: a.node.as_str() == evil,
+            inner: Notify::new(a, ncfg),
+        }),
+    )
+}
+
+fn delivers(s: &Sim) -> u64 {
+    s.stats.per_type.get("Deliver").map_or(0, |c| c.msgs)
+}
+
+/// A subscriber (r1) or a tree child (r1b) that answers every batch `Delivered { up_to: 0 }`
+/// is backed off like a failure, not sent the same batch again once per round trip.
+#[test]
+fn a_receiver_that_takes_nothing_is_backed_off_not_resent_in_a_loop() {
+    for (nodes, evil, ncfg, subs) in [
+        (2, "bob.os", Config::default(), vec![1]),
+        (5, "eve.os", tree_config(2), vec![1, 2, 3, 4]),
+    ] {
+        let mut s = evil_cluster(nodes, evil, ncfg);
+        setup(&mut s, &subs).unwrap();
+        s.run_for(10_000).unwrap();
+        let before = delivers(&s);
+        assert!(publish(&mut s, 0).is_ok());
+        s.run_for(60_000).unwrap();
+        let n = delivers(&s) - before;
+        // Backoff 1, 2, 4, ... s and the breaker: about a dozen in a minute (was ~280).
+        assert!(n < 30, "{evil}: {n} Delivers in 63 s");
+        assert!(n >= 3, "{evil}: {n} Delivers: it is still retried");
+    }
+}
+
+/// A publisher's `lost` range reaching u64::MAX (or past MAX_SEQ), or a `PeerSubscribed`
+/// with `next_seq` u64::MAX, is refused with a clear error; nothing overflows, and the
+/// stream still takes the publisher's real notes.
+#[test]
+fn out_of_range_sequence_numbers_from_a_publisher_are_refused() {
+    let mut s = evil_cluster(3, "charlie.os", Config::default());
+    setup(&mut s, &[1]).unwrap();
+    for to in [u64::MAX, u64::MAX - 1, p2p_common::api::notify::MAX_SEQ + 1] {
+        let req = Request::Deliver {
+            topic: TOPIC.into(),
+            lost: Some(SeqRange { from: 1, to }),
+            notes: vec![],
+            publisher: None,
+            roster: None,
+            last: None,
+        };
+        let (c, m) = err_code(raw(&mut s, 0, notify_pid(), 1, &req, Some(vec![])));
+        assert_eq!(c, ErrorCode::BadRequest);
+        assert!(m.contains("not a range of sequence numbers"), "{m}");
+    }
+    let backwards = Request::Deliver {
+        topic: TOPIC.into(),
+        lost: Some(SeqRange { from: 5, to: 2 }),
+        notes: vec![],
+        publisher: None,
+        roster: None,
+        last: None,
+    };
+    let (c, _) = err_code(raw(&mut s, 0, notify_pid(), 1, &backwards, Some(vec![])));
+    assert_eq!(c, ErrorCode::BadRequest);
+    let alice = s.node_id(0).clone();
+    let k = StreamKey::new(&alice, TOPIC);
+    assert_eq!(
+        s.core::<Evil>(1, NAME)
+            .unwrap()
+            .inner
+            .streams()
+            .get(&k)
+            .unwrap()
+            .last,
+        0
+    );
+    let Ok(Response::Published(_)) = publish(&mut s, 0) else {
+        panic!()
+    };
+    s.run_for(5_000).unwrap();
+    assert_eq!(
+        received(&s, 1, &alice),
+        vec![Got::Note {
+            seq: 1,
+            payload: payload(0)
+        }]
+    );
+    // charlie's topic answers PeerSubscribe with next_seq u64::MAX: bob's app is told no.
+    let set = Request::SetTopic {
+        topic: TOPIC.into(),
+        policy: Policy::Open,
+    };
+    assert!(ask(&mut s, 2, &set, None).is_ok());
+    let sub = Request::Subscribe {
+        publisher: s.node_id(2).clone(),
+        topic: TOPIC.into(),
+    };
+    let (c, m) = err_code(ask(&mut s, 1, &sub, None));
+    assert_eq!(c, ErrorCode::Unavailable);
+    assert!(m.contains("next_seq 18446744073709551615"), "{m}");
+    let bob = &s.core::<Evil>(1, NAME).unwrap().inner;
+    assert!(bob
+        .streams()
+        .get(&StreamKey::new(s.node_id(2), TOPIC))
+        .is_none());
+}
+
+/// A node sending batches whose signature does not verify, at its whole message budget,
+/// writes a handful of log lines at the receiver, not one per batch.
+#[test]
+fn bad_signature_batches_log_a_bounded_number_of_lines() {
+    let mut s = evil_cluster(3, "nobody", tree_config(2));
+    setup(&mut s, &[1, 2]).unwrap();
+    assert!(publish(&mut s, 0).is_ok());
+    s.run_for(5_000).unwrap();
+    let (mut n, p) = stored_note(&s, 1);
+    n.seq = 2;
+    n.id = "alice.os/news/2".into();
+    n.signature = vec![1; 64];
+    let (req, blob) = relayed(&[(n, p)], None);
+    let to = s.addr(1, NAME);
+    let lines = |s: &Sim| {
+        s.trace
+            .all()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("does not verify"))
+            .count()
+    };
+    let before = lines(&s);
+    for _ in 0..20 {
+        for _ in 0..50 {
+            s.request_with_blob(2, notify_pid(), &to, encode(&req), Some(blob.clone()), 10);
+        }
+        s.run_for(1_000).unwrap();
+    }
+    let bob = &s.core::<Evil>(1, NAME).unwrap().inner;
+    assert!(bob.signature_failures >= 900, "{}", bob.signature_failures);
+    let n = lines(&s) - before;
+    assert!((1..=12).contains(&n), "{n} log lines for 1000 bad batches");
+}
+
+/// notify, but on node `lossy` the first `Delivered` answer to a full batch (32 notes) is
+/// turned into an error: for the publisher, that answer was lost.
+struct EatsAnAck {
+    inner: Notify,
+    armed: bool,
+}
+
+impl p2p_common::Service for EatsAnAck {
+    type Ctx = notify::core::Ctx;
+    type Timer = notify::core::Tick;
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn handle(
+        &mut self,
+        now: p2p_common::Now,
+        input: p2p_common::Input<Self::Ctx, Self::Timer>,
+    ) -> Vec<p2p_common::Effect<Self::Ctx, Self::Timer>> {
+        let mut out = self.inner.handle(now, input);
+        for e in out.iter_mut() {
+            if let p2p_common::Effect::Reply { body, .. } = e {
+                if let Ok(Ok(Response::Delivered { up_to })) =
+                    p2p_common::api::try_decode_response::<Response>(body)
+                {
+                    if self.armed && up_to >= 32 {
+                        self.armed = false;
+                        *body = p2p_common::api::encode_result::<Response>(&Err(
+                            p2p_common::api::ApiError::new(ErrorCode::Internal, "eaten"),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Hostile seed 24 (25 nodes, direct fan-out, ~30% loss) ended one subscriber short: its
+/// answer to a full batch was lost, the publisher (in its longest backoff after a
+/// partition, breaker open) sent the same batch again only every ~50 s, and each round
+/// trip was lost again. Now the subscriber, told the publisher has more, asks for it
+/// (`Resume`) within seconds. Here: bob is away while 40 notifications are published;
+/// after he is back his answer to the first batch (1..=32) is lost; he still has 33..=40
+/// a few seconds later, not after the publisher's next retry.
+#[test]
+fn a_subscriber_whose_answer_was_lost_asks_for_the_rest_at_once() {
+    let mut cfg = SimConfig::new(11, 2);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = Sim::new(cfg).with_process(
+        NAME,
+        p2p_sim::factory(move |a: p2p_common::Address| EatsAnAck {
+            armed: a.node.as_str() == "bob.os",
+            inner: Notify::new(a, Config::default()),
+        }),
+    );
+    let next = setup(&mut s, &[1]).unwrap();
+    s.isolate(1);
+    let mut acked = BTreeMap::new();
+    for k in 0..40 {
+        let Ok(Response::Published(n)) = publish(&mut s, k) else {
+            panic!()
+        };
+        acked.insert(n.seq, payload(k));
+    }
+    // Long enough for the publisher's backoff to reach its cap and its breaker to open.
+    s.run_for(120_000).unwrap();
+    s.heal();
+    s.run_for(120_000).unwrap();
+    let alice = s.node_id(0).clone();
+    let attempts: Vec<Vec<u8>> = (0..40).map(payload).collect();
+    assert_eq!(
+        check_app(&received(&s, 1, &alice), next[&1], &acked, &attempts, 0),
+        Ok((40, 0))
+    );
+    let notify = s.addr(1, NAME);
+    let at = |seq: u64| {
+        s.node(1)
+            .app_messages
+            .iter()
+            .filter(|m| m.from == notify)
+            .find(|m| {
+                matches!(serde_json::from_slice(&m.body),
+                    Ok(p2p_common::api::notify::AppMessage::HandleNotification(n)) if n.seq == seq)
+            })
+            .map(|m| m.at)
+            .unwrap()
+    };
+    let gap = at(33) - at(32);
+    assert!(gap < 8_000, "33 came {gap} ms after 32");
+    assert!(
+        !s.core::<EatsAnAck>(1, NAME).unwrap().armed,
+        "the answer was eaten"
+    );
+}
+
+/// The seed of the report, as the check runs it.
+#[test]
+fn hostile_seed_24_at_25_nodes_passes() {
+    use p2p_sim::scenarios::Scenario;
+    let r = p2p_sim::scenarios::notify::NotifyScenario.run(24, 25, Mode::Hostile, false);
+    assert!(r.is_ok(), "{}", r.err().unwrap());
 }

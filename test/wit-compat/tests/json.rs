@@ -1497,6 +1497,10 @@ mod notify {
                 last_seq: 4,
                 first_retained: 2,
                 subscriber_nodes: 1,
+                retention: on::TopicRetention {
+                    max_age_s: 3_600,
+                    max_count: 100,
+                },
             },
             wn::TopicInfo {
                 topic: "news".into(),
@@ -1505,6 +1509,10 @@ mod notify {
                 last_seq: 4,
                 first_retained: 2,
                 subscriber_nodes: 1,
+                retention: wn::TopicRetention {
+                    max_age_s: 3_600,
+                    max_count: 100,
+                },
             },
         )
     }
@@ -1514,6 +1522,10 @@ mod notify {
             on::NotifyStats {
                 topics: vec![on::TopicStats {
                     topic: "news".into(),
+                    retention: on::TopicRetention {
+                        max_age_s: 86_400,
+                        max_count: 1_000,
+                    },
                     published: 1,
                     sent: 2,
                     failed: 3,
@@ -1558,6 +1570,10 @@ mod notify {
             wn::NotifyStats {
                 topics: vec![wn::TopicStats {
                     topic: "news".into(),
+                    retention: wn::TopicRetention {
+                        max_age_s: 86_400,
+                        max_count: 1_000,
+                    },
                     published: 1,
                     sent: 2,
                     failed: 3,
@@ -1700,6 +1716,20 @@ mod notify {
                 }),
             ),
         ];
+        for (age, count) in [(Some(3_600), Some(100)), (None, Some(5)), (None, None)] {
+            v.push((
+                O::SetRetention {
+                    topic: "news".into(),
+                    max_age_s: age,
+                    max_count: count,
+                },
+                W::SetRetention(wn::SetRetentionRequest {
+                    topic: "news".into(),
+                    max_age_s: age,
+                    max_count: count,
+                }),
+            ));
+        }
         for (op, wp) in policies() {
             v.push((
                 O::SetTopic {
@@ -1731,6 +1761,7 @@ mod notify {
                         members: vec![id("bob.os"), id("charlie.os")],
                         signature: vec![9; 64],
                     }),
+                    last: (!relay).then_some(5),
                 },
                 W::Deliver(wn::Deliver {
                     topic: "news".into(),
@@ -1745,6 +1776,7 @@ mod notify {
                         members: vec!["bob.os".into(), "charlie.os".into()],
                         signature: "09".repeat(64),
                     }),
+                    last: (!relay).then_some(5),
                 }),
             ));
         }
