@@ -360,13 +360,28 @@ tabs.push({
 
 // ----- Transactions (txcoord) -----
 
-const decisions: string[] = [];
+const decisions: { tx: string; text: string; outcome: string }[] = [];
+/** One participant's vote as text: `bob.os/stock: Yes`, `charlie.os/cash: No (reason)`. */
+function voteText(v: Json): string {
+  return `${v.node}/${v.resource}: ${v.vote ?? "no vote"}${v.reason ? ` (${v.reason})` : ""}`;
+}
+/** What a participant ended with, as the coordinator knows it. */
+function participantOutcome(phase: string, v: Json): string {
+  if (phase === "Committed" || phase === "Committing") return v.acked ? "committed" : "being told: commit";
+  if (phase === "Aborted" || phase === "Aborting") return v.acked ? "aborted" : "being told: abort";
+  return v.vote ? "waiting for the decision" : "voting";
+}
 on("txcoord", (f) => {
   const d = f.event?.TxDecided;
-  if (d) decisions.unshift(`${d.tx_id}: ${d.outcome}${d.reason ? ` (${d.reason})` : ""}`);
+  if (d) {
+    const votes = (d.votes || []).map(voteText).join("; ");
+    decisions.unshift({ tx: d.tx_id, outcome: d.outcome, text: `${d.tx_id}: ${d.outcome}${d.reason ? ` (${d.reason})` : ""} — votes: ${votes || "none"}` });
+  }
   decisions.splice(30);
   if (active === "tx") refreshers.forEach((r) => r());
 });
+
+const started = el("p", { "data-testid": "started" });
 
 tabs.push({
   id: "tx",
@@ -378,28 +393,45 @@ tabs.push({
       guarded("List", async () => {
         const r = await api("txcoord", { List: {} });
         hist.innerHTML = "";
-        hist.append(el("tr", {}, ...["transaction", "phase", "outcome", "votes"].map((h) => el("th", {}, h))));
+        hist.append(el("tr", {}, ...["transaction", "role", "phase", "participants: vote → outcome"].map((h) => el("th", {}, h))));
         for (const t of r.Transactions.transactions) {
-          hist.append(el("tr", {}, el("td", {}, t.tx_id), el("td", {}, String(t.phase)), el("td", {}, String(t.outcome ?? "—")),
-            el("td", {}, (t.votes || []).map((v: Json) => `${v.node}/${v.resource}: ${v.vote ?? "?"}`).join(", "))));
+          const parts = el("ul", { class: "plain" });
+          for (const v of t.votes || []) {
+            parts.append(el("li", { "data-testid": `part-${t.tx_id}-${v.node}-${v.resource}` }, `${voteText(v)} → ${participantOutcome(t.phase, v)}`));
+          }
+          hist.append(
+            el("tr", { "data-tx": t.tx_id },
+              el("td", {}, t.tx_id),
+              el("td", {}, t.role),
+              el("td", { "data-testid": `phase-${t.tx_id}` }, t.phase + (t.reason ? ` (${t.reason})` : "")),
+              el("td", {}, parts),
+            ),
+          );
         }
         dec.innerHTML = "";
-        for (const l of decisions) dec.append(el("li", {}, l));
+        for (const d of decisions) dec.append(el("li", { "data-tx": d.tx, class: `outcome ${d.outcome}` }, d.text));
       });
+    const managers = simState?.managers;
     root.append(
       el("h2", {}, "Start a transaction"),
-      el("p", {}, "Each participant is node:resource; a node votes through the app registered as that resource's manager (none: the vote times out and the transaction aborts)."),
+      el("p", {}, "Participants are separated by commas, each node:resource or node:resource:operation; a node votes through the app registered as that resource's manager (none: the vote times out and the transaction aborts)."),
+      managers
+        ? el("p", { "data-testid": "managers-note" },
+            `In the playground every node runs a resource manager for ${managers.resources.join(" and ")}: it votes yes, and no to an operation containing "${managers.refuse}" (try charlie.os:stock:${managers.refuse}).`)
+        : "",
       form("start", [["participants", "participants", nodes.map((n) => `${n}:stock`).join(", ")], ["timeout_ms", "vote timeout (ms)", "3000"]], "Start", async (v) => {
-        const participants = list(v.participants).map((p) => {
-          const [node, resource] = p.split(":");
-          if (!node || !resource) throw new Error(`"${p}" is not node:resource`);
-          return { node, resource, operation: "" };
+        const participants = v.participants.split(",").map((p) => p.trim()).filter((p) => p).map((p) => {
+          const [node, resource, ...op] = p.split(":");
+          if (!node || !resource) throw new Error(`"${p}" is not node:resource or node:resource:operation`);
+          return { node, resource, operation: op.join(":") };
         });
         const timeout = Number(v.timeout_ms);
         if (!Number.isInteger(timeout) || timeout <= 0) throw new Error("the vote timeout is a positive number of milliseconds");
-        await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        const r = await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        started.textContent = `started ${r.Started.tx_id}`;
         refresh();
       }, "Start"),
+      started,
       el("h3", {}, "Decisions"),
       dec,
       el("h3", {}, "History"),
@@ -409,7 +441,6 @@ tabs.push({
     refresh();
   },
 });
-
 // ----- Network (playground only) -----
 
 let simState: Json = null;

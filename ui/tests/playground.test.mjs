@@ -148,13 +148,31 @@ try {
     await shot("notifications");
   });
 
-  await test("run a transaction and see the decision", async () => {
+  await test("a transaction commits at the playground's managers; a refused one aborts", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-tx").click();
-    await page.getByTestId("start-participants").fill("bob.os:stock, charlie.os:stock");
-    await page.getByTestId("start-timeout_ms").fill("2000");
-    await page.getByTestId("start-submit").click();
-    // No app manages "stock" on bob and charlie: the votes time out and it aborts.
-    await page.getByTestId("decisions").filter({ hasText: "Aborted" }).waitFor({ timeout: 60000 });
+    await page.getByTestId("managers-note").filter({ hasText: "refuse" }).waitFor();
+    const start = async (participants) => {
+      await page.getByTestId("start-participants").fill(participants);
+      await page.getByTestId("start-timeout_ms").fill("3000");
+      await page.getByTestId("start-submit").click();
+      const started = page.getByTestId("started").filter({ hasText: "started alice.os/" });
+      await started.waitFor();
+      return (await started.textContent()).replace("started ", "");
+    };
+    const tx = await start("bob.os:stock:take 1, charlie.os:cash:pay 5");
+    const decided = (id) => page.locator(`[data-testid="decisions"] li[data-tx="${id}"]`);
+    await decided(tx).filter({ hasText: "Committed" }).waitFor({ timeout: 60000 });
+    await decided(tx).filter({ hasText: "bob.os/stock: Yes" }).filter({ hasText: "charlie.os/cash: Yes" }).waitFor();
+    // History: each participant's vote and outcome.
+    await page.getByTestId(`phase-${tx}`).filter({ hasText: "Committed" }).waitFor({ timeout: 60000 });
+    await page.getByTestId(`part-${tx}-bob.os-stock`).filter({ hasText: "Yes → committed" }).waitFor();
+    await page.getByTestId(`part-${tx}-charlie.os-cash`).filter({ hasText: "Yes → committed" }).waitFor();
+    await shot("transactions-committed");
+    const refused = await start("bob.os:stock:take 1, charlie.os:stock:refuse");
+    await decided(refused).filter({ hasText: "Aborted" }).waitFor({ timeout: 60000 });
+    await page.getByTestId(`part-${refused}-charlie.os-stock`).filter({ hasText: "No (the playground manager refuses" }).waitFor({ timeout: 60000 });
+    await page.getByTestId(`part-${refused}-bob.os-stock`).filter({ hasText: "aborted" }).waitFor({ timeout: 60000 });
     await shot("transactions");
   });
 } finally {

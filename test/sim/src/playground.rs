@@ -13,6 +13,10 @@
 //!   slow) with a JSON body; `GET /sim/ws`: messages between nodes as they are delivered,
 //!   and the cluster's state once a second.
 //!
+//! Every node also runs a resource manager ([`crate::playground_rm`]) for the resources
+//! `stock` and `cash`, so a transaction started in the page commits, unless an operation
+//! contains `refuse`.
+//!
 //! Nothing is buffered without bound: a browser WebSocket that falls [`CLIENT_QUEUE`]
 //! frames behind is closed, and at most [`MAX_NET_FRAMES_PER_TICK`] messages per tick are
 //! reported on `/sim/ws` (the rest are counted).
@@ -412,6 +416,10 @@ impl Loop {
             .with_process("sync", factory(sync::core::new))
             .with_process("notify", factory(notify::core::new))
             .with_process("txcoord", factory(txcoord::core::new))
+            .with_process(
+                crate::playground_rm::PROCESS,
+                factory(crate::playground_rm::PlaygroundRm::new),
+            )
             .with_delivery_observer(move |sim, _to_node, from, to, body| {
                 if from.node == to.node {
                     return;
@@ -654,7 +662,11 @@ impl Loop {
         let nodes: Vec<Value> = (0..n)
             .map(|i| {
                 let node = self.sim.node(i);
-                json!({"node": node.id.to_string(), "up": node.up, "slow_ms": node.slow_ms})
+                let applied = self
+                    .sim
+                    .core::<crate::playground_rm::PlaygroundRm>(i, crate::playground_rm::PROCESS)
+                    .map_or(0, |m| m.store.applied);
+                json!({"node": node.id.to_string(), "up": node.up, "slow_ms": node.slow_ms, "applied": applied})
             })
             .collect();
         let mut cut = Vec::new();
@@ -676,6 +688,10 @@ impl Loop {
             "latency_ms": [self.sim.net.latency.min_ms, self.sim.net.latency.max_ms],
             "messages_skipped": self.skipped,
             "processes": PROCESSES,
+            "managers": {
+                "resources": crate::playground_rm::RESOURCES,
+                "refuse": crate::playground_rm::REFUSE,
+            },
         })
     }
 
@@ -813,6 +829,50 @@ mod tests {
         let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
         assert_eq!(status, 503);
         assert!(String::from_utf8_lossy(&body).contains("bob.os is down"));
+    }
+
+    /// The status of `tx` on the coordinator (node 0) once it is finished.
+    fn finished(lp: &mut Loop, tx: &str) -> Value {
+        for _ in 0..100 {
+            let (_, _, body) = post(lp, 0, "txcoord", &json!({"Status": {"tx_id": tx}}).to_string());
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let phase = v["Ok"]["Status"]["phase"].clone();
+            if phase == "Committed" || phase == "Aborted" {
+                return v["Ok"]["Status"].clone();
+            }
+            lp.sim.run_for(500).unwrap();
+        }
+        panic!("{tx} did not finish");
+    }
+
+    #[test]
+    fn transactions_commit_at_the_playground_managers_and_a_refused_one_aborts() {
+        let mut lp = lp(3);
+        lp.sim.run_for(3_000).unwrap();
+        let start = |lp: &mut Loop, op: &str| {
+            let body = json!({"Start": {"participants": [
+                {"node": "bob.os", "resource": "stock", "operation": "take 1"},
+                {"node": "charlie.os", "resource": "cash", "operation": op},
+            ], "timeout_ms": 3000}});
+            let (status, _, body) = post(lp, 0, "txcoord", &body.to_string());
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            v["Ok"]["Started"]["tx_id"].as_str().unwrap().to_string()
+        };
+        let tx = start(&mut lp, "pay 5");
+        let s = finished(&mut lp, &tx);
+        assert_eq!(s["phase"], "Committed", "{s}");
+        assert!(s["votes"].as_array().unwrap().iter().all(|v| v["vote"] == "Yes" && v["acked"] == true), "{s}");
+        let state = lp.state();
+        assert_eq!(state["nodes"][1]["applied"], 1, "{state}");
+        assert_eq!(state["nodes"][2]["applied"], 1, "{state}");
+        let tx = start(&mut lp, "refuse to pay");
+        let s = finished(&mut lp, &tx);
+        assert_eq!(s["phase"], "Aborted", "{s}");
+        let no = s["votes"].as_array().unwrap().iter().find(|v| v["node"] == "charlie.os").unwrap().clone();
+        assert_eq!(no["vote"], "No", "{s}");
+        assert!(no["reason"].as_str().unwrap().contains("refuse"), "{s}");
+        assert_eq!(lp.state()["nodes"][1]["applied"], 1);
     }
 
     #[test]
