@@ -361,6 +361,10 @@ tabs.push({
 // ----- Transactions (txcoord) -----
 
 const decisions: { tx: string; text: string; outcome: string }[] = [];
+/** Transactions this page started and saw decided (txcoord's List shows only those in
+ * progress, and a finished one's Status no longer has the votes). `finished`: the
+ * coordinator ended it, so every participant has acknowledged the decision. */
+const decided = new Map<string, { outcome: string; reason: string; votes: Json[]; finished: boolean }>();
 /** One participant's vote as text: `bob.os/stock: Yes`, `charlie.os/cash: No (reason)`. */
 function voteText(v: Json): string {
   return `${v.node}/${v.resource}: ${v.vote ?? "no vote"}${v.reason ? ` (${v.reason})` : ""}`;
@@ -376,6 +380,8 @@ on("txcoord", (f) => {
   if (d) {
     const votes = (d.votes || []).map(voteText).join("; ");
     decisions.unshift({ tx: d.tx_id, outcome: d.outcome, text: `${d.tx_id}: ${d.outcome}${d.reason ? ` (${d.reason})` : ""} — votes: ${votes || "none"}` });
+    decided.set(d.tx_id, { outcome: d.outcome, reason: d.reason || "", votes: d.votes || [], finished: false });
+    while (decided.size > 30) decided.delete(decided.keys().next().value as string);
   }
   decisions.splice(30);
   if (active === "tx") refreshers.forEach((r) => r());
@@ -392,9 +398,20 @@ tabs.push({
     const refresh = () =>
       guarded("List", async () => {
         const r = await api("txcoord", { List: {} });
+        const rows: Json[] = r.Transactions.transactions;
+        const active = new Set(rows.filter((t) => t.role === "Coordinator").map((t) => t.tx_id));
+        for (const [tx, d] of [...decided].reverse()) {
+          if (active.has(tx)) continue;
+          if (!d.finished) {
+            const st = (await api("txcoord", { Status: { tx_id: tx } })).Status;
+            d.finished = st.phase === "Committed" || st.phase === "Aborted";
+          }
+          const phase = d.finished ? (d.outcome === "Committed" ? "Committed" : "Aborted") : d.outcome === "Committed" ? "Committing" : "Aborting";
+          rows.push({ tx_id: tx, role: "Coordinator", phase, reason: d.reason, votes: d.votes.map((v) => ({ ...v, acked: v.acked || d.finished })) });
+        }
         hist.innerHTML = "";
         hist.append(el("tr", {}, ...["transaction", "role", "phase", "participants: vote → outcome"].map((h) => el("th", {}, h))));
-        for (const t of r.Transactions.transactions) {
+        for (const t of rows) {
           const parts = el("ul", { class: "plain" });
           for (const v of t.votes || []) {
             parts.append(el("li", { "data-testid": `part-${t.tx_id}-${v.node}-${v.resource}` }, `${voteText(v)} → ${participantOutcome(t.phase, v)}`));
@@ -435,6 +452,7 @@ tabs.push({
       el("h3", {}, "Decisions"),
       dec,
       el("h3", {}, "History"),
+      el("p", {}, "Transactions in progress on this node, and those this page started since it was opened."),
       hist,
     );
     refreshers.push(refresh);

@@ -35,7 +35,11 @@ const browser = await chromium.launch({ executablePath: browserPath, args: ["--n
 const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
 page.setDefaultTimeout(20000);
 
+// UI_ONLY=<text> runs only the tests whose name contains it (for working on one; later
+// tests may need what earlier ones did).
+const only = process.env.UI_ONLY;
 async function test(name, f) {
+  if (only && !name.includes(only)) return;
   const t0 = Date.now();
   try {
     await f();
