@@ -342,6 +342,14 @@ impl SyncCore {
     pub fn outbox_queued(&self) -> usize {
         self.outbox.queued()
     }
+    /// The per-peer outbox (its circuit breakers: the playground's health view).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+    /// What sync's own sends say about each peer's reachability.
+    pub fn reachability(&self) -> &Reachability {
+        &self.reach
+    }
 
     fn info(&self, e: &Entry) -> DocInfo {
         DocInfo {

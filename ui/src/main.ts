@@ -464,6 +464,27 @@ tabs.push({
 let simState: Json = null;
 const flows: { from: string; to: string; kind: string; at: number }[] = [];
 let msgCount = 0;
+/** A /sim call that answers something other than the cluster's state. */
+async function simQuery(op: string, body: Json): Promise<Json> {
+  const res = await fetch(`/sim/${op}`, { method: "POST", body: JSON.stringify(body) });
+  const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new Error(v.error || `HTTP ${res.status}`);
+  return v;
+}
+function reachText(r: Json): string {
+  if (!r) return "—";
+  const rtt = r.srtt_ms != null ? `, rtt ${r.srtt_ms} ms` : "";
+  const f = r.consecutive_failures ? `, ${r.consecutive_failures} failures` : "";
+  return `${r.status}${f}${rtt}`;
+}
+function breakerText(b: Json): string {
+  if (!b) return "—";
+  if (b.Closed) return b.Closed.consecutive_failures ? `closed (${b.Closed.consecutive_failures} failures)` : "closed";
+  if (b.Open) return "open";
+  if (b.HalfOpen) return "half-open";
+  return JSON.stringify(b);
+}
+
 async function sim(op: string, body?: Json) {
   const res = await fetch(`/sim/${op}`, { method: "POST", body: body === undefined ? "" : JSON.stringify(body) });
   const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
@@ -553,8 +574,48 @@ tabs.push({
           )));
       }
     };
-    refreshers.push(table);
+    const health = el("table", { "data-testid": "health" });
+    const healthTitle = el("h3", {}, "Network health as ", el("span", { "data-testid": "health-viewer" }, currentNode), " sees it");
+    root.append(
+      healthTitle,
+      el("p", {}, "Reachability from the node's own sends (presence's probes, notify's and sync's deliveries), the circuit breakers of notify's and sync's outboxes, and messages to and from each node (sent / delivered)."),
+      health,
+    );
+    const healthError = el("p", { class: "inline-error", "data-testid": "health-error" });
+    healthError.hidden = true;
+    root.append(healthError);
+    // A refresh shows its own failure here, leaving the banner to what the user did.
+    const refreshHealth = async () => {
+      let h: Json;
+      try {
+        h = await simQuery("health", { node: currentNode });
+        healthError.hidden = true;
+      } catch (e) {
+        healthError.hidden = false;
+        healthError.textContent = `Health: ${e instanceof Error ? e.message : String(e)}`;
+        return;
+      }
+      {
+        health.innerHTML = "";
+        health.append(el("tr", {}, ...["node", "presence", "notify", "sync", "messages"].map((x) => el("th", {}, x))));
+        for (const p of h.peers) {
+          const n = p.node;
+          const svc = (s: string, withBreaker: boolean) =>
+            el("td", { "data-testid": `health-${n}-${s}` }, reachText(p.reachability[s]) + (withBreaker ? `; breaker ${breakerText(p.breakers[s])}` : ""));
+          const m = p.messages;
+          health.append(el("tr", {},
+            el("td", {}, n),
+            svc("presence", false),
+            svc("notify", true),
+            svc("sync", true),
+            el("td", { "data-testid": `health-${n}-msgs` }, `to: ${m.sent} sent, ${m.delivered_to} delivered; from: ${m.received} sent, ${m.delivered_from} delivered`),
+          ));
+        }
+      }
+    };
+    refreshers.push(table, refreshHealth);
     table();
+    refreshHealth();
     const tick = () => {
       if (active !== "net") return;
       draw();

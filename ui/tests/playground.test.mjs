@@ -179,6 +179,21 @@ try {
     await page.getByTestId(`part-${refused}-bob.os-stock`).filter({ hasText: "aborted" }).waitFor({ timeout: 60000 });
     await shot("transactions");
   });
+  await test("network health: reachability, breakers and message counters per node", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("health-viewer").filter({ hasText: "alice.os" }).waitFor();
+    const cell = (node, what) => page.getByTestId(`health-${node}-${what}`);
+    await cell("bob.os", "presence").filter({ hasText: /^Reachable/ }).waitFor();
+    await cell("bob.os", "notify").filter({ hasText: "breaker closed" }).waitFor();
+    await cell("bob.os", "sync").filter({ hasText: "breaker closed" }).waitFor();
+    await cell("bob.os", "msgs").filter({ hasText: /^to: [1-9]\d* sent, [1-9]\d* delivered; from: [1-9]\d* sent, [1-9]\d* delivered$/ }).waitFor();
+    await page.getByTestId("isolate-charlie.os").click();
+    await cell("charlie.os", "presence").filter({ hasText: /^(Unreachable|Degraded)/ }).waitFor({ timeout: 90000 });
+    await shot("network-health-charlie-isolated");
+    await page.getByTestId("heal").click();
+    await cell("charlie.os", "presence").filter({ hasText: /^Reachable/ }).waitFor({ timeout: 90000 });
+  });
 } finally {
   await browser.close();
   child.kill("SIGINT");

@@ -951,7 +951,7 @@ impl Sim {
     }
 
     /// Node `i`'s clocks: monotonic from its boot's base; wall with its skew.
-    fn node_now(&self, i: usize) -> Now {
+    pub fn node_now(&self, i: usize) -> Now {
         let skew = self.nodes[i].clock_skew_ms;
         let wall = if skew >= 0 {
             self.now.saturating_add(skew as u64)
