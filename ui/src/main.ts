@@ -327,12 +327,66 @@ tabs.push({
   title: "Notifications",
   render(root) {
     const topics = el("ul", { "data-testid": "topics" });
+    const delivery = el("div", { "data-testid": "delivery" });
+    const subs = el("table", { "data-testid": "subscriptions" });
+    const dups = el("p", { "data-testid": "dups" });
     const list_ = el("ul", { class: "log", "data-testid": "feed" });
     const refresh = () =>
       guarded("ListTopics", async () => {
-        const r = await api("notify", "ListTopics");
+        const [r, st] = await Promise.all([api("notify", "ListTopics"), api("notify", "Stats")]);
+        const stats = st.Stats;
         topics.innerHTML = "";
         for (const t of r.Topics.topics) topics.append(el("li", {}, `${t.topic} (${JSON.stringify(t.policy)}), last #${t.last_seq}, ${t.subscriber_nodes} subscriber node(s)`));
+        // Publisher side: per topic of ours, per subscriber node. Duplicates are suppressed
+        // by the subscriber's node, which counts them over all its topics: in the
+        // playground the page asks that node; on a node only our own count is known.
+        const subscriberNodes = new Set<string>();
+        for (const t of stats.topics) for (const s of t.subscribers) subscriberNodes.add(s.node);
+        const dupsOf = new Map<string, number>();
+        dupsOf.set(currentNode, stats.duplicates_suppressed);
+        if (playground) {
+          await Promise.all([...subscriberNodes].filter((n) => n !== currentNode).map(async (n) => {
+            try {
+              const res = await fetch(`/node/${n}/notify/api`, { method: "POST", body: '"Stats"' });
+              const v = await res.json();
+              if (v.Ok) dupsOf.set(n, v.Ok.Stats.duplicates_suppressed);
+            } catch {
+              // that node is down: its count shows as unknown
+            }
+          }));
+        }
+        delivery.innerHTML = "";
+        for (const t of stats.topics) {
+          const table = el("table", { "data-testid": `delivery-${t.topic}` });
+          table.append(el("tr", {}, ...["subscriber", "delivered", "pending", el("abbr", { title: "missed because they left the retention window first" }, "dropped by retention"), "sent / failed", el("abbr", { title: "copies the subscriber's node had already received, over all its topics" }, "duplicates suppressed (node)")].map((h) => el("th", {}, h))));
+          for (const s of t.subscribers) {
+            const d = dupsOf.get(s.node);
+            table.append(el("tr", { "data-testid": `sub-${t.topic}-${s.node}` },
+              el("td", {}, s.node),
+              el("td", { "data-testid": `sub-${t.topic}-${s.node}-delivered` }, String(s.delivered)),
+              el("td", { "data-testid": `sub-${t.topic}-${s.node}-pending` }, String(s.pending)),
+              el("td", {}, String(s.dropped_by_retention)),
+              el("td", {}, `${s.sent} / ${s.failed}`),
+              el("td", { "data-testid": `sub-${t.topic}-${s.node}-dups` }, d === undefined ? "—" : String(d)),
+            ));
+          }
+          if (!t.subscribers.length) table.append(el("tr", {}, el("td", { colspan: "6" }, "no subscriber node yet")));
+          delivery.append(el("h4", {}, `${t.topic}: ${t.published} published, ${t.delivered} delivered, ${t.pending} pending, ${t.dropped_by_retention} dropped by retention`), table);
+        }
+        // Receiver side: our apps' subscriptions.
+        subs.innerHTML = "";
+        subs.append(el("tr", {}, ...["app", "stream", "delivered", "pending", "dropped by retention", "failed"].map((h) => el("th", {}, h))));
+        for (const s of stats.subscriptions) {
+          subs.append(el("tr", { "data-testid": `mysub-${s.publisher}-${s.topic}` },
+            el("td", {}, s.app.split("@")[1]?.split(":")[0] ?? s.app),
+            el("td", {}, `${s.publisher}/${s.topic}`),
+            el("td", {}, String(s.delivered)),
+            el("td", {}, String(s.pending)),
+            el("td", {}, String(s.dropped_by_retention)),
+            el("td", {}, String(s.failed)),
+          ));
+        }
+        dups.textContent = `This node suppressed ${stats.duplicates_suppressed} duplicate notification(s) and refused ${stats.refused} protocol message(s).`;
         list_.innerHTML = "";
         for (const l of feed) list_.append(el("li", {}, l));
       });
@@ -350,6 +404,11 @@ tabs.push({
       form("subscribe", [["publisher", "publisher node", currentNode], ["topic", "topic", "news"]], "Subscribe", async (v) => {
         await api("notify", { Subscribe: { publisher: v.publisher, topic: v.topic } });
       }, "Subscribe"),
+      el("h3", {}, "Delivery per subscriber"),
+      delivery,
+      el("h3", {}, "Our subscriptions"),
+      subs,
+      dups,
       el("h3", {}, "Live feed"),
       list_,
     );
