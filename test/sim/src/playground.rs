@@ -10,7 +10,8 @@
 //!   (`ui/dist`, or `--ui`), at the same path as on a node;
 //! - `POST /node/<node>/<process>/api`, `GET /node/<node>/<process>/ws`: that node's API;
 //! - `GET /sim/state`, `POST /sim/<control>` (crash, restart, isolate, partition, heal, net,
-//!   slow) with a JSON body; `GET /sim/ws`: messages between nodes as they are delivered,
+//!   slow) with a JSON body, `POST /sim/health` `{"node"}` (that node's view of the network,
+//!   read-only: reachability, circuit breakers, message counts); `GET /sim/ws`: messages between nodes as they are delivered,
 //!   and the cluster's state once a second.
 //!
 //! Every node also runs a resource manager ([`crate::playground_rm`]) for the resources
