@@ -8,14 +8,14 @@ use crate::doc::{blob_peers, deflate, includes, inflate, to_version, to_vv, Doc}
 use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
 use loro::VersionVector;
 use p2p_common::api::sync::{
-    Acl, DataPage, DocId, DocInfo, Edited, Encoding, JoinAnswer, Member, PeerOwner, Request,
-    Response, Role, SyncAnswer, SyncEvent, SyncStats, Version, DEFAULT_PAGE, MAX_LOCAL_REQUEST,
-    MAX_MEMBERS,
+    Acl, DataPage, DocId, DocInfo, DocPeers, Edited, Encoding, JoinAnswer, Member, PeerOwner,
+    PeerSync, PeerSyncState, Request, Response, Role, SyncAnswer, SyncEvent, SyncStats, Version,
+    DEFAULT_PAGE, MAX_LOCAL_REQUEST, MAX_MEMBERS,
 };
 use p2p_common::api::{
     decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode,
 };
-use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets};
+use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets, Status as ReachStatus};
 use p2p_common::service::log;
 use p2p_common::{
     Address, Batch, Effect, Input, Level, Millis, NodeId, Now, Records, RequestId, Service,
@@ -817,9 +817,52 @@ impl SyncCore {
                 s.docs = self.docs.len() as u64;
                 Ok(Response::Stats(s))
             }
+            Request::Peers { doc } => self.peers(&doc, now).map(Response::Peers),
             _ => Err(ApiError::internal("protocol request routed as local")),
         };
         Some(r.map(|resp| (resp, None)))
+    }
+}
+
+impl SyncCore {
+    /// `Peers`: each other holder of `doc` against our copy (at most the ACL's size).
+    fn peers(&self, doc: &DocId, now: Millis) -> Result<DocPeers, ApiError> {
+        let e = self.docs.get(doc).ok_or_else(|| Self::not_found(doc))?;
+        let ours = e
+            .doc
+            .as_ref()
+            .map(Doc::vv)
+            .ok_or_else(|| Self::not_found(doc))?;
+        let peers = holders(&e.meta.acl, &self.me)
+            .into_iter()
+            .map(|node| {
+                let known = e.known.get(&node);
+                let unreachable = self.reach.status(&node, now) == ReachStatus::Unreachable
+                    || matches!(
+                        self.outbox.breakers.state(&node),
+                        p2p_common::resilience::BreakerState::Open { .. }
+                    );
+                let state = match known {
+                    _ if unreachable => PeerSyncState::Unreachable,
+                    None => PeerSyncState::Unknown,
+                    Some(k) => match (includes(k, &ours), includes(&ours, k)) {
+                        (true, true) => PeerSyncState::InSync,
+                        (false, true) => PeerSyncState::Behind,
+                        (true, false) => PeerSyncState::Ahead,
+                        (false, false) => PeerSyncState::Diverged,
+                    },
+                };
+                PeerSync {
+                    node,
+                    state,
+                    version: known.map(to_version),
+                }
+            })
+            .collect();
+        Ok(DocPeers {
+            doc: doc.clone(),
+            peers,
+        })
     }
 }
 

@@ -216,6 +216,23 @@ on("sync", (f) => {
   if (f.event?.Changed && f.event.Changed.doc === openDoc && active === "docs") refreshers.forEach((r) => r());
 });
 
+/** A field value typed in the page: true/false, null, an integer, a number, else text. */
+function parseValue(v: string): Json {
+  if (v === "true" || v === "false") return { Bool: v === "true" };
+  if (v === "null") return "Null";
+  if (/^-?\d+$/.test(v)) {
+    const n = Number(v);
+    if (Number.isSafeInteger(n)) return { Int: n };
+  }
+  if (v !== "" && /^-?[\d.]+(e[+-]?\d+)?$/i.test(v) && Number.isFinite(Number(v))) return { Float: Number(v) };
+  return { Str: v };
+}
+function showValue(v: Json): string {
+  if (v === "Null" || v == null) return "null";
+  const [k, x] = Object.entries(v)[0] as [string, Json];
+  return k === "Str" ? JSON.stringify(x) : String(x);
+}
+
 /** The splice turning `a` into `b`: [pos, deleted, inserted] in code points. */
 function splice(a: string, b: string): [number, number, string] {
   const x = Array.from(a), y = Array.from(b);
@@ -233,6 +250,37 @@ tabs.push({
     const docs = el("ul", { "data-testid": "docs" });
     const editor = el("textarea", { "data-testid": "editor", rows: "8", placeholder: "open a document" }) as HTMLTextAreaElement;
     const title = el("h3", { "data-testid": "doc-title" }, "no document open");
+    const items = el("table", { "data-testid": "items" });
+    const peers = el("table", { "data-testid": "peers" });
+    const peersError = el("p", { class: "inline-error", "data-testid": "peers-error" });
+    peersError.hidden = true;
+    const showItems = (c: Json) => {
+      items.innerHTML = "";
+      items.append(el("tr", {}, ...["item", "field", "value"].map((h) => el("th", {}, h))));
+      for (const it of c.items) for (const f of it.fields) {
+        items.append(el("tr", {}, el("td", {}, it.item_id), el("td", {}, f.field), el("td", { "data-testid": `value-${it.item_id}-${f.field}` }, showValue(f.value))));
+      }
+      if (!c.items.length) items.append(el("tr", {}, el("td", { colspan: "3" }, "no items yet")));
+    };
+    // Each other holder of the document against our copy (sync's Peers); a failure shows
+    // here, not in the banner, as this runs on every refresh.
+    const readPeers = async () => {
+      if (!openDoc) return;
+      try {
+        const r = await api("sync", { Peers: { doc: openDoc } });
+        peersError.hidden = true;
+        peers.innerHTML = "";
+        peers.append(el("tr", {}, el("th", {}, "peer"), el("th", {}, "sync state")));
+        const label: Record<string, string> = { InSync: "in sync", Behind: "behind (lacks our changes)", Ahead: "ahead (has changes we lack)", Diverged: "diverged (each lacks some)", Unknown: "unknown (not heard from yet)", Unreachable: "unreachable" };
+        for (const p of r.Peers.peers) {
+          peers.append(el("tr", {}, el("td", {}, p.node), el("td", { "data-testid": `peer-${p.node}`, class: `sync ${p.state}` }, label[p.state] ?? p.state)));
+        }
+        if (!r.Peers.peers.length) peers.append(el("tr", {}, el("td", { colspan: "2" }, "no other node holds it yet")));
+      } catch (e) {
+        peersError.hidden = false;
+        peersError.textContent = `Peers: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    };
     let text = "";
     const openIt = (doc: string) =>
       guarded("Open", async () => {
@@ -240,11 +288,13 @@ tabs.push({
         await api("sync", { Subscribe: { doc } });
         title.textContent = doc;
         await read();
+        readPeers();
       });
     const read = async () => {
       if (!openDoc) return;
       if (inFlight > 0) return;
       const r = await api("sync", { Read: { doc: openDoc } });
+      showItems(r.Content);
       if (inFlight > 0 || editor.value !== text) return;
       shownVersion = r.Content.version;
       // Remote edits show unless the user has typed something not yet sent.
@@ -303,8 +353,19 @@ tabs.push({
       }, "Share"),
       title,
       editor,
+      el("h3", {}, "Fields"),
+      items,
+      form("field", [["item_id", "item", "task-1"], ["field", "field", "done"], ["value", "value (true, false, null, a number or text)", "false"]], "Set field", async (v) => {
+        if (!openDoc) throw new Error("open a document first");
+        if (!v.item_id || !v.field) throw new Error("give an item and a field");
+        await api("sync", { Edit: { doc: openDoc, op_id: `ui-${Date.now()}-${opSeq++}`, ops: [{ Update: { item_id: v.item_id, field: v.field, value: parseValue(v.value) } }] } });
+        await read();
+      }, "Set field"),
+      el("h3", {}, "Sync state per peer"),
+      peers,
+      peersError,
     );
-    refreshers.push(() => guarded("Read", read));
+    refreshers.push(() => guarded("Read", read), readPeers);
     refreshList();
     if (openDoc) openIt(openDoc);
   },

@@ -138,6 +138,37 @@ try {
     await shot("docs-healed-bob");
   });
 
+  await test("documents: a field edited on alice shows on bob; sync state per peer", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("open-alice.os/notes").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.getByTestId("field-item_id").fill("task-1");
+    await page.getByTestId("field-field").fill("done");
+    await page.getByTestId("field-value").fill("true");
+    await page.getByTestId("field-submit").click();
+    await page.getByTestId("value-task-1-done").filter({ hasText: /^true$/ }).waitFor();
+    await page.getByTestId("peer-bob.os").filter({ hasText: "in sync" }).waitFor({ timeout: 60000 });
+    await shot("docs-fields-alice");
+    await page.getByTestId("node-picker").selectOption("bob.os");
+    await page.getByTestId("value-task-1-done").filter({ hasText: /^true$/ }).waitFor({ timeout: 60000 });
+    await page.getByTestId("peer-alice.os").filter({ hasText: "in sync" }).waitFor({ timeout: 60000 });
+    // Cut bob off and edit on alice: alice sees bob behind (or unreachable), then in sync.
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("isolate-bob.os").click();
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.getByTestId("field-value").fill("42");
+    await page.getByTestId("field-submit").click();
+    await page.getByTestId("value-task-1-done").filter({ hasText: /^42$/ }).waitFor();
+    await page.getByTestId("peer-bob.os").filter({ hasText: /behind|unreachable/ }).waitFor({ timeout: 60000 });
+    await shot("docs-peer-behind");
+    await page.getByTestId("tab-net").click();
+    // Back to one network (that bob catches up is the native test's: test/sim/tests/sync.rs).
+    await page.getByTestId("heal").click();
+  });
+
   await test("publish and see the feed", async () => {
     await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-notify").click();
