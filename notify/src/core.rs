@@ -1632,6 +1632,8 @@ impl Service for Notify {
     type Ctx = Ctx;
     type Timer = Tick;
 
+    const WEB_API: bool = true;
+
     fn name(&self) -> &'static str {
         crate::NAME
     }
@@ -1643,7 +1645,6 @@ impl Service for Notify {
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
-                out.extend(p2p_common::web::bindings());
             }
             Input::Request {
                 id,

@@ -1856,6 +1856,8 @@ impl Service for SyncCore {
     type Ctx = Ctx;
     type Timer = Timer;
 
+    const WEB_API: bool = true;
+
     fn name(&self) -> &'static str {
         crate::NAME
     }
@@ -1866,7 +1868,6 @@ impl Service for SyncCore {
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
-                out.extend(p2p_common::web::bindings());
             }
             Input::Request {
                 id,

@@ -376,6 +376,9 @@ struct Loop {
     net_clients: Vec<mpsc::Sender<String>>,
     next_channel: u32,
     seen: Rc<RefCell<Vec<Seen>>>,
+    /// What each node's processes bound at http-server since they started: (node, process,
+    /// path; a WebSocket path as `ws:<path>`). As on a node, nothing else is routed.
+    bound: std::collections::BTreeSet<(usize, String, String)>,
     /// Messages delivered between nodes, by (from, to) node index.
     delivered: Rc<RefCell<BTreeMap<(usize, usize), u64>>>,
     skipped: u64,
@@ -456,16 +459,23 @@ impl Loop {
             let join = json!({"Join": {"bootstrap": [sim.node_id(0).to_string()]}});
             sim.request(i, &to, serde_json::to_vec(&join).expect("json"), 10);
         }
-        Loop {
+        let mut lp = Loop {
             sim,
             http: Vec::new(),
             clients: HashMap::new(),
             net_clients: Vec::new(),
             next_channel: 1,
             seen,
+            bound: Default::default(),
             delivered,
             skipped: 0,
+        };
+        // Start the nodes, so their processes' bindings are known before the first call.
+        if let Err(e) = lp.sim.run_until(0) {
+            eprintln!("playground: the simulator reported: {e}");
         }
+        lp.after_run();
+        lp
     }
 }
 
@@ -498,6 +508,16 @@ impl Loop {
                     ));
                     return;
                 }
+                if !self.bound.contains(&(node, process.clone(), "/api".into())) {
+                    let _ = reply.send((
+                        404,
+                        vec![("content-type".into(), "application/json".into())],
+                        json!({"error": format!("{process} on {} has not bound /api at its http-server", self.sim.node_id(node))})
+                            .to_string()
+                            .into_bytes(),
+                    ));
+                    return;
+                }
                 let h = self
                     .sim
                     .http_with_headers(node, &process, "POST", "/api", &headers, body);
@@ -509,6 +529,14 @@ impl Loop {
                 tx,
                 reply,
             } => {
+                if !self
+                    .bound
+                    .contains(&(node, process.clone(), "ws:/ws".into()))
+                {
+                    // Dropping `tx` closes the browser's socket.
+                    let _ = reply.send(0);
+                    return;
+                }
                 let channel = self.next_channel;
                 self.next_channel += 1;
                 self.sim.websocket(
@@ -632,7 +660,14 @@ impl Loop {
                     self.clients
                         .remove(&(node, from.process.process.clone(), channel_id));
                 }
-                _ => {}
+                p2p_common::http::HttpServerAction::Bind { path, .. } => {
+                    self.bound
+                        .insert((node, from.process.process.clone(), path));
+                }
+                p2p_common::http::HttpServerAction::WebSocketBind { path, .. } => {
+                    self.bound
+                        .insert((node, from.process.process.clone(), format!("ws:{path}")));
+                }
             }
         }
         for key in dropped {
@@ -720,7 +755,8 @@ impl Loop {
         let presence = self.sim.core::<presence::core::Presence>(i, "presence");
         let sync = self.sim.core::<sync::core::SyncCore>(i, "sync");
         let notify = self.sim.core::<notify::core::Notify>(i, "notify");
-        let reach = |r: Option<&p2p_common::resilience::Reachability>, peer: &p2p_common::NodeId| {
+        let reach = |r: Option<&p2p_common::resilience::Reachability>,
+                     peer: &p2p_common::NodeId| {
             r.map(|r| {
                 let p = r.peer(peer);
                 json!({
@@ -788,6 +824,8 @@ impl Loop {
                     return Err((409, format!("{} is already down", self.sim.node_id(i))));
                 }
                 self.sim.crash(i);
+                // Its http-server is gone with it: the processes bind again when restarted.
+                self.bound.retain(|b| b.0 != i);
             }
             "restart" => {
                 let i = self.node_arg(body)?;
@@ -795,6 +833,8 @@ impl Loop {
                     return Err((409, format!("{} is already up", self.sim.node_id(i))));
                 }
                 self.sim.restart(i);
+                // Its processes bound their paths as they started: route to them at once.
+                self.after_run();
             }
             "isolate" => {
                 let i = self.node_arg(body)?;
@@ -907,7 +947,12 @@ mod tests {
     /// The status of `tx` on the coordinator (node 0) once it is finished.
     fn finished(lp: &mut Loop, tx: &str) -> Value {
         for _ in 0..100 {
-            let (_, _, body) = post(lp, 0, "txcoord", &json!({"Status": {"tx_id": tx}}).to_string());
+            let (_, _, body) = post(
+                lp,
+                0,
+                "txcoord",
+                &json!({"Status": {"tx_id": tx}}).to_string(),
+            );
             let v: Value = serde_json::from_slice(&body).unwrap();
             let phase = v["Ok"]["Status"]["phase"].clone();
             if phase == "Committed" || phase == "Aborted" {
@@ -967,7 +1012,10 @@ mod tests {
         let h = lp.control("health", &json!({"node": "alice.os"})).unwrap();
         assert_eq!(h["peers"].as_array().unwrap().len(), 2, "{h}");
         let bob = peer(&h, "bob.os");
-        assert_eq!(bob["reachability"]["presence"]["status"], "Reachable", "{h}");
+        assert_eq!(
+            bob["reachability"]["presence"]["status"], "Reachable",
+            "{h}"
+        );
         assert_eq!(
             bob["breakers"]["notify"],
             json!({"Closed": {"consecutive_failures": 0}}),
@@ -978,15 +1026,42 @@ mod tests {
             assert!(m[k].as_u64().unwrap() > 0, "{k}: {h}");
         }
         assert!(m["delivered_to"].as_u64() <= m["sent"].as_u64(), "{h}");
-        lp.control("isolate", &json!({"node": "charlie.os"})).unwrap();
+        lp.control("isolate", &json!({"node": "charlie.os"}))
+            .unwrap();
         lp.sim.run_for(30_000).unwrap();
         let h = lp.control("health", &json!({"node": "alice.os"})).unwrap();
         let status = peer(&h, "charlie.os")["reachability"]["presence"]["status"].clone();
         assert!(status == "Unreachable" || status == "Degraded", "{h}");
         lp.control("crash", &json!({"node": "bob.os"})).unwrap();
-        let e = lp.control("health", &json!({"node": "bob.os"})).unwrap_err();
+        let e = lp
+            .control("health", &json!({"node": "bob.os"}))
+            .unwrap_err();
         assert_eq!(e.0, 409, "{e:?}");
         assert_eq!(lp.control("health", &Value::Null).unwrap_err().0, 400);
+    }
+
+    #[test]
+    fn only_what_a_process_bound_is_served_and_a_restart_binds_again() {
+        let mut lp = lp(2);
+        // Every process bound /api and /ws at start (the host does it for them).
+        for p in PROCESSES {
+            for path in ["/api", "ws:/ws"] {
+                assert!(
+                    lp.bound.contains(&(1, p.to_string(), path.to_string())),
+                    "{p} {path}"
+                );
+            }
+        }
+        lp.control("crash", &json!({"node": "bob.os"})).unwrap();
+        assert!(!lp.bound.iter().any(|b| b.0 == 1));
+        lp.control("restart", &json!({"node": "bob.os"})).unwrap();
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        // Without the binding, http-server routes nothing to the process.
+        lp.bound.retain(|b| !(b.0 == 1 && b.1 == "sync"));
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 404);
+        assert!(String::from_utf8_lossy(&body).contains("has not bound /api"));
     }
 
     #[test]

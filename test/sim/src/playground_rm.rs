@@ -134,7 +134,9 @@ impl Service for PlaygroundRm {
                     | Ok(ManagerMessage::AbortTransaction { tx_id, .. }) => Some(tx_id),
                     _ => None,
                 };
-                let before = tx.as_ref().and_then(|t| self.store.prepared.get(t).cloned());
+                let before = tx
+                    .as_ref()
+                    .and_then(|t| self.store.prepared.get(t).cloned());
                 let applied = self.store.applied;
                 let Some(reply) = answer(&mut self.store, &body) else {
                     return vec![Effect::reply(

@@ -40,7 +40,9 @@ impl<S: Service + 'static> Hosted for Driver<S> {
         records: Records,
         seed: u64,
     ) -> Vec<KernelCall> {
-        Driver::start(self, now, persisted, records, seed)
+        let mut calls = Driver::start(self, now, persisted, records, seed);
+        calls.extend(self.web_bindings(now));
+        calls
     }
     fn step(&mut self, now: Now, event: KernelEvent) -> Vec<KernelCall> {
         Driver::step(self, now, event)

@@ -548,11 +548,17 @@ fn peers_says_who_is_in_sync_behind_or_unreachable() {
     };
     let mut sim = three_and_an_outsider(7);
     call(&mut sim, 0, &edit("p1", vec![ins(0, "hi ")]), 10_000).unwrap();
-    let all_in_sync = vec![("bob.os".to_string(), InSync), ("charlie.os".to_string(), InSync)];
+    let all_in_sync = vec![
+        ("bob.os".to_string(), InSync),
+        ("charlie.os".to_string(), InSync),
+    ];
     assert_eq!(states(&mut sim, 0), all_in_sync);
     assert_eq!(
         states(&mut sim, 1),
-        vec![("alice.os".to_string(), InSync), ("charlie.os".to_string(), InSync)]
+        vec![
+            ("alice.os".to_string(), InSync),
+            ("charlie.os".to_string(), InSync)
+        ]
     );
     sim.isolate(2);
     call(&mut sim, 0, &edit("p2", vec![ins(0, "cut ")]), 5_000).unwrap();
