@@ -276,6 +276,16 @@ impl<S: Service> Driver<S> {
         calls
     }
 
+    /// The local API's HTTP and WebSocket bindings ([`web::bindings`]) if the core serves it
+    /// ([`Service::WEB_API`]), else nothing. A host calls it after every [`Driver::start`]:
+    /// the one place they are made, for every core.
+    pub fn web_bindings(&mut self, now: Now) -> Vec<KernelCall> {
+        if !S::WEB_API {
+            return Vec::new();
+        }
+        self.lower(now, web::bindings())
+    }
+
     /// WebSocket clients open now.
     pub fn ws_clients(&self) -> usize {
         self.ws_clients.len()

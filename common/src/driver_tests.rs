@@ -801,3 +801,52 @@ fn the_web_api_answers_http_with_local_replies_and_pushes_events_to_websockets()
         .any(|c| matches!(c, KernelCall::SendRequest { target, .. }
         if web::is_caller(target, &me))));
 }
+
+/// A core that serves the local API over HTTP (and does nothing else).
+struct WebCore;
+impl Service for WebCore {
+    type Ctx = u32;
+    type Timer = u32;
+    const WEB_API: bool = true;
+    fn name(&self) -> &'static str {
+        "webcore"
+    }
+    fn handle(&mut self, _now: Now, _input: Input<u32, u32>) -> Vec<Effect<u32, u32>> {
+        vec![]
+    }
+}
+
+#[test]
+fn the_host_binds_api_and_ws_for_a_web_core_and_nothing_for_others() {
+    let mut d = Driver::new(our(), WebCore);
+    assert!(d.start(t(0), None, Records::new(), 1).is_empty());
+    let binds: Vec<Vec<u8>> = d
+        .web_bindings(t(0))
+        .into_iter()
+        .map(|c| match c {
+            KernelCall::SendRequest {
+                target,
+                body,
+                expects_response: Some(_),
+                ..
+            } => {
+                assert!(
+                    crate::http::is_http_server(&target, &our().node),
+                    "{target}"
+                );
+                body
+            }
+            other => panic!("not a binding: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        binds,
+        vec![
+            crate::http::bind_body(crate::web::API_PATH, true),
+            crate::http::ws_bind_body(crate::web::WS_PATH, true),
+        ]
+    );
+    // A core that does not serve it gets no bindings.
+    let mut s = scripted(|_| vec![]);
+    assert!(s.web_bindings(t(0)).is_empty());
+}

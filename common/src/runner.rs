@@ -222,7 +222,8 @@ pub fn run<S: Service>(our: pl::Address, make: impl FnOnce(Address) -> S) {
     let ours = from_kernel(&our);
     let mut driver = Driver::new(ours.clone(), make(ours));
     let persisted = pl::get_state();
-    let calls = driver.start(now(), persisted, records, seed());
+    let mut calls = driver.start(now(), persisted, records, seed());
+    calls.extend(driver.web_bindings(now()));
     if let Err(e) = execute(&mut driver, &mut host, now(), calls) {
         panic!("storage write failed at start: {e}");
     }

@@ -322,6 +322,11 @@ pub trait Service {
     type Timer: Clone + Debug + Ord;
     /// Process name, e.g. `"presence"`.
     fn name(&self) -> &'static str;
+    /// Whether the core serves its local API over HTTP: it routes `Input::Http` through
+    /// [`crate::web::route`]. The host (the wasm runner, the simulator) then binds
+    /// [`crate::web::bindings`] (`/api`, `/ws`) at every start
+    /// ([`crate::driver::Driver::web_bindings`]); the core itself binds nothing.
+    const WEB_API: bool = false;
     /// Handle one input; return what should happen, in order.
     fn handle(
         &mut self,

@@ -23,8 +23,10 @@
 //! client: a frame goes to http-server when the event happens, and a client that does not
 //! keep up is http-server's (and, in the playground, is dropped).
 //!
-//! Cores wire this in with one line in their `Input::Http` arm ([`route`]) and the two
-//! bindings in `Input::Start` ([`bindings`]); the driver does the rest.
+//! Cores wire this in with one line in their `Input::Http` arm ([`route`]) and
+//! `const WEB_API: bool = true` in their [`crate::service::Service`] impl; the host binds
+//! [`bindings`] at every start ([`crate::driver::Driver::web_bindings`]) and the driver does
+//! the rest.
 
 use crate::api::{encode_result, ApiError, ApiResult, ErrorCode, MAX_REQUEST_BYTES};
 use crate::ids::{Address, NodeId, ProcessId};

@@ -18,9 +18,8 @@ use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
 use p2p_common::api::notify::{
     split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, Roster, SeqRange,
-    TopicRetention, TopicStats, MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS, MAX_PAYLOAD,
-    MAX_SEQ,
-    MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
+    TopicRetention, TopicStats, MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS,
+    MAX_PAYLOAD, MAX_SEQ, MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
@@ -1826,6 +1825,8 @@ impl Service for Notify {
     type Ctx = Ctx;
     type Timer = Tick;
 
+    const WEB_API: bool = true;
+
     fn name(&self) -> &'static str {
         crate::NAME
     }
@@ -1837,7 +1838,6 @@ impl Service for Notify {
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
-                out.extend(p2p_common::web::bindings());
             }
             Input::Request {
                 id,

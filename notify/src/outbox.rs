@@ -147,6 +147,15 @@ impl Outbox {
         }
     }
 
+    /// The circuit breakers per subscriber node (read-only: the playground's health view).
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+    /// What the outbox's sends say about each subscriber node's reachability.
+    pub fn reachability(&self) -> &Reachability {
+        &self.reach
+    }
+
     pub fn restart(&mut self, now: Millis) {
         self.reach.restart(now);
     }

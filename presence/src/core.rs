@@ -544,6 +544,8 @@ impl Service for Presence {
     type Ctx = Ctx;
     type Timer = Tick;
 
+    const WEB_API: bool = true;
+
     fn name(&self) -> &'static str {
         crate::NAME
     }
@@ -560,7 +562,6 @@ impl Service for Presence {
                 seed,
             } => {
                 self.start(persisted, records, seed, t, &mut out);
-                out.extend(p2p_common::web::bindings());
             }
             Input::Request {
                 id,

@@ -64,8 +64,8 @@ impl Node {
                     ..
                 } if !matches!(
                     target.process.process.as_str(),
-                    // The core's own timers and its HTTP/WebSocket bindings at start.
-                    "presence" | "timer" | "http-server"
+                    // The core's own timers.
+                    "presence" | "timer"
                 ) =>
                 {
                     let m: SubscriberMessage = serde_json::from_slice(&body).unwrap();

@@ -11,14 +11,14 @@ use crate::transfer::{Arrived, Failed, Offers, PullKey, Pulls, ServeError};
 use crate::vecmap::{VecMap, VecSet};
 use loro::VersionVector;
 use p2p_common::api::sync::{
-    Acl, Chunked, DataPage, DocId, DocInfo, Edited, Encoding, JoinAnswer, Member, PeerAnswer,
-    PeerOwner, PeerRequest, Request, Response, Role, SyncAnswer, SyncEvent, SyncStats, Version,
-    DEFAULT_PAGE, MAX_LOCAL_REQUEST, MAX_MEMBERS,
+    Acl, Chunked, DataPage, DocId, DocInfo, DocPeers, Edited, Encoding, JoinAnswer, Member,
+    PeerAnswer, PeerOwner, PeerRequest, PeerSync, PeerSyncState, Request, Response, Role,
+    SyncAnswer, SyncEvent, SyncStats, Version, DEFAULT_PAGE, MAX_LOCAL_REQUEST, MAX_MEMBERS,
 };
 use p2p_common::api::{
     decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode,
 };
-use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets};
+use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets, Status as ReachStatus};
 use p2p_common::service::log;
 use p2p_common::{
     Address, Batch, Effect, Input, Level, Millis, NodeId, Now, Records, RequestId, Service,
@@ -389,6 +389,14 @@ impl SyncCore {
     /// Chunked transfers being fetched here, and the bytes they hold so far.
     pub fn pulls_open(&self) -> (usize, u64) {
         (self.pulls.len(), self.pulls.held())
+    }
+    /// The per-peer outbox (its circuit breakers: the playground's health view).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+    /// What sync's own sends say about each peer's reachability.
+    pub fn reachability(&self) -> &Reachability {
+        &self.reach
     }
 
     fn info(&self, e: &Entry) -> DocInfo {
@@ -906,6 +914,7 @@ impl SyncCore {
                 s.docs = self.docs.len() as u64;
                 Ok(Response::Stats(s))
             }
+            Request::Peers { doc } => self.peers(&doc, now).map(Response::Peers),
             _ => Err(ApiError::internal("protocol request routed as local")),
         };
         Some(r.map(|resp| (resp, None)))
@@ -922,6 +931,48 @@ fn describe(i: &Item) -> String {
         Item::Deleted(_) => "a deletion notice",
     };
     format!("{what} of {}", item_doc(i))
+}
+
+impl SyncCore {
+    /// `Peers`: each other holder of `doc` against our copy (at most the ACL's size).
+    fn peers(&self, doc: &DocId, now: Millis) -> Result<DocPeers, ApiError> {
+        let e = self.docs.get(doc).ok_or_else(|| Self::not_found(doc))?;
+        let ours = e
+            .doc
+            .as_ref()
+            .map(Doc::vv)
+            .ok_or_else(|| Self::not_found(doc))?;
+        let peers = holders(&e.meta.acl, &self.me)
+            .into_iter()
+            .map(|node| {
+                let known = e.known.get(&node);
+                let unreachable = self.reach.status(&node, now) == ReachStatus::Unreachable
+                    || matches!(
+                        self.outbox.breakers.state(&node),
+                        p2p_common::resilience::BreakerState::Open { .. }
+                    );
+                let state = match known {
+                    _ if unreachable => PeerSyncState::Unreachable,
+                    None => PeerSyncState::Unknown,
+                    Some(k) => match (includes(k, &ours), includes(&ours, k)) {
+                        (true, true) => PeerSyncState::InSync,
+                        (false, true) => PeerSyncState::Behind,
+                        (true, false) => PeerSyncState::Ahead,
+                        (false, false) => PeerSyncState::Diverged,
+                    },
+                };
+                PeerSync {
+                    node,
+                    state,
+                    version: known.map(to_version),
+                }
+            })
+            .collect();
+        Ok(DocPeers {
+            doc: doc.clone(),
+            peers,
+        })
+    }
 }
 
 /// A Loro blob as it goes on the wire.
@@ -2297,6 +2348,8 @@ impl Service for SyncCore {
     type Ctx = Ctx;
     type Timer = Timer;
 
+    const WEB_API: bool = true;
+
     fn name(&self) -> &'static str {
         crate::NAME
     }
@@ -2307,7 +2360,6 @@ impl Service for SyncCore {
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
-                out.extend(p2p_common::web::bindings());
             }
             Input::Request {
                 id,

@@ -312,6 +312,8 @@ impl Service for TxCoord {
     type Ctx = Ctx;
     type Timer = Timer;
 
+    const WEB_API: bool = true;
+
     fn name(&self) -> &'static str {
         crate::NAME
     }
@@ -320,9 +322,7 @@ impl Service for TxCoord {
         match input {
             Input::Start { records, seed, .. } => {
                 self.rng = ChaCha8Rng::seed_from_u64(seed);
-                let mut out = self.recover(&records);
-                out.extend(p2p_common::web::bindings());
-                out
+                self.recover(&records)
             }
             Input::Request {
                 id,

@@ -267,8 +267,7 @@ impl Model {
                         s.nodes[i].lazy.extend(b.ops);
                     }
                 }
-                // Logs, and the HTTP and WebSocket bindings made at start (no browser here).
-                Effect::Log { .. } | Effect::BindHttp { .. } | Effect::BindWs { .. } => {}
+                Effect::Log { .. } => {}
                 other => panic!("unexpected effect in the model: {other:?}"),
             }
         }

@@ -216,6 +216,23 @@ on("sync", (f) => {
   if (f.event?.Changed && f.event.Changed.doc === openDoc && active === "docs") refreshers.forEach((r) => r());
 });
 
+/** A field value typed in the page: true/false, null, an integer, a number, else text. */
+function parseValue(v: string): Json {
+  if (v === "true" || v === "false") return { Bool: v === "true" };
+  if (v === "null") return "Null";
+  if (/^-?\d+$/.test(v)) {
+    const n = Number(v);
+    if (Number.isSafeInteger(n)) return { Int: n };
+  }
+  if (v !== "" && /^-?[\d.]+(e[+-]?\d+)?$/i.test(v) && Number.isFinite(Number(v))) return { Float: Number(v) };
+  return { Str: v };
+}
+function showValue(v: Json): string {
+  if (v === "Null" || v == null) return "null";
+  const [k, x] = Object.entries(v)[0] as [string, Json];
+  return k === "Str" ? JSON.stringify(x) : String(x);
+}
+
 /** The splice turning `a` into `b`: [pos, deleted, inserted] in code points. */
 function splice(a: string, b: string): [number, number, string] {
   const x = Array.from(a), y = Array.from(b);
@@ -233,6 +250,37 @@ tabs.push({
     const docs = el("ul", { "data-testid": "docs" });
     const editor = el("textarea", { "data-testid": "editor", rows: "8", placeholder: "open a document" }) as HTMLTextAreaElement;
     const title = el("h3", { "data-testid": "doc-title" }, "no document open");
+    const items = el("table", { "data-testid": "items" });
+    const peers = el("table", { "data-testid": "peers" });
+    const peersError = el("p", { class: "inline-error", "data-testid": "peers-error" });
+    peersError.hidden = true;
+    const showItems = (c: Json) => {
+      items.innerHTML = "";
+      items.append(el("tr", {}, ...["item", "field", "value"].map((h) => el("th", {}, h))));
+      for (const it of c.items) for (const f of it.fields) {
+        items.append(el("tr", {}, el("td", {}, it.item_id), el("td", {}, f.field), el("td", { "data-testid": `value-${it.item_id}-${f.field}` }, showValue(f.value))));
+      }
+      if (!c.items.length) items.append(el("tr", {}, el("td", { colspan: "3" }, "no items yet")));
+    };
+    // Each other holder of the document against our copy (sync's Peers); a failure shows
+    // here, not in the banner, as this runs on every refresh.
+    const readPeers = async () => {
+      if (!openDoc) return;
+      try {
+        const r = await api("sync", { Peers: { doc: openDoc } });
+        peersError.hidden = true;
+        peers.innerHTML = "";
+        peers.append(el("tr", {}, el("th", {}, "peer"), el("th", {}, "sync state")));
+        const label: Record<string, string> = { InSync: "in sync", Behind: "behind (lacks our changes)", Ahead: "ahead (has changes we lack)", Diverged: "diverged (each lacks some)", Unknown: "unknown (not heard from yet)", Unreachable: "unreachable" };
+        for (const p of r.Peers.peers) {
+          peers.append(el("tr", {}, el("td", {}, p.node), el("td", { "data-testid": `peer-${p.node}`, class: `sync ${p.state}` }, label[p.state] ?? p.state)));
+        }
+        if (!r.Peers.peers.length) peers.append(el("tr", {}, el("td", { colspan: "2" }, "no other node holds it yet")));
+      } catch (e) {
+        peersError.hidden = false;
+        peersError.textContent = `Peers: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    };
     let text = "";
     const openIt = (doc: string) =>
       guarded("Open", async () => {
@@ -240,11 +288,13 @@ tabs.push({
         await api("sync", { Subscribe: { doc } });
         title.textContent = doc;
         await read();
+        readPeers();
       });
     const read = async () => {
       if (!openDoc) return;
       if (inFlight > 0) return;
       const r = await api("sync", { Read: { doc: openDoc } });
+      showItems(r.Content);
       if (inFlight > 0 || editor.value !== text) return;
       shownVersion = r.Content.version;
       // Remote edits show unless the user has typed something not yet sent.
@@ -303,8 +353,19 @@ tabs.push({
       }, "Share"),
       title,
       editor,
+      el("h3", {}, "Fields"),
+      items,
+      form("field", [["item_id", "item", "task-1"], ["field", "field", "done"], ["value", "value (true, false, null, a number or text)", "false"]], "Set field", async (v) => {
+        if (!openDoc) throw new Error("open a document first");
+        if (!v.item_id || !v.field) throw new Error("give an item and a field");
+        await api("sync", { Edit: { doc: openDoc, op_id: `ui-${Date.now()}-${opSeq++}`, ops: [{ Update: { item_id: v.item_id, field: v.field, value: parseValue(v.value) } }] } });
+        await read();
+      }, "Set field"),
+      el("h3", {}, "Sync state per peer"),
+      peers,
+      peersError,
     );
-    refreshers.push(() => guarded("Read", read));
+    refreshers.push(() => guarded("Read", read), readPeers);
     refreshList();
     if (openDoc) openIt(openDoc);
   },
@@ -327,12 +388,66 @@ tabs.push({
   title: "Notifications",
   render(root) {
     const topics = el("ul", { "data-testid": "topics" });
+    const delivery = el("div", { "data-testid": "delivery" });
+    const subs = el("table", { "data-testid": "subscriptions" });
+    const dups = el("p", { "data-testid": "dups" });
     const list_ = el("ul", { class: "log", "data-testid": "feed" });
     const refresh = () =>
       guarded("ListTopics", async () => {
-        const r = await api("notify", "ListTopics");
+        const [r, st] = await Promise.all([api("notify", "ListTopics"), api("notify", "Stats")]);
+        const stats = st.Stats;
         topics.innerHTML = "";
         for (const t of r.Topics.topics) topics.append(el("li", {}, `${t.topic} (${JSON.stringify(t.policy)}), last #${t.last_seq}, ${t.subscriber_nodes} subscriber node(s)`));
+        // Publisher side: per topic of ours, per subscriber node. Duplicates are suppressed
+        // by the subscriber's node, which counts them over all its topics: in the
+        // playground the page asks that node; on a node only our own count is known.
+        const subscriberNodes = new Set<string>();
+        for (const t of stats.topics) for (const s of t.subscribers) subscriberNodes.add(s.node);
+        const dupsOf = new Map<string, number>();
+        dupsOf.set(currentNode, stats.duplicates_suppressed);
+        if (playground) {
+          await Promise.all([...subscriberNodes].filter((n) => n !== currentNode).map(async (n) => {
+            try {
+              const res = await fetch(`/node/${n}/notify/api`, { method: "POST", body: '"Stats"' });
+              const v = await res.json();
+              if (v.Ok) dupsOf.set(n, v.Ok.Stats.duplicates_suppressed);
+            } catch {
+              // that node is down: its count shows as unknown
+            }
+          }));
+        }
+        delivery.innerHTML = "";
+        for (const t of stats.topics) {
+          const table = el("table", { "data-testid": `delivery-${t.topic}` });
+          table.append(el("tr", {}, ...["subscriber", "delivered", "pending", el("abbr", { title: "missed because they left the retention window first" }, "dropped by retention"), "sent / failed", el("abbr", { title: "copies the subscriber's node had already received, over all its topics" }, "duplicates suppressed (node)")].map((h) => el("th", {}, h))));
+          for (const s of t.subscribers) {
+            const d = dupsOf.get(s.node);
+            table.append(el("tr", { "data-testid": `sub-${t.topic}-${s.node}` },
+              el("td", {}, s.node),
+              el("td", { "data-testid": `sub-${t.topic}-${s.node}-delivered` }, String(s.delivered)),
+              el("td", { "data-testid": `sub-${t.topic}-${s.node}-pending` }, String(s.pending)),
+              el("td", {}, String(s.dropped_by_retention)),
+              el("td", {}, `${s.sent} / ${s.failed}`),
+              el("td", { "data-testid": `sub-${t.topic}-${s.node}-dups` }, d === undefined ? "—" : String(d)),
+            ));
+          }
+          if (!t.subscribers.length) table.append(el("tr", {}, el("td", { colspan: "6" }, "no subscriber node yet")));
+          delivery.append(el("h4", {}, `${t.topic}: ${t.published} published, ${t.delivered} delivered, ${t.pending} pending, ${t.dropped_by_retention} dropped by retention`), table);
+        }
+        // Receiver side: our apps' subscriptions.
+        subs.innerHTML = "";
+        subs.append(el("tr", {}, ...["app", "stream", "delivered", "pending", "dropped by retention", "failed"].map((h) => el("th", {}, h))));
+        for (const s of stats.subscriptions) {
+          subs.append(el("tr", { "data-testid": `mysub-${s.publisher}-${s.topic}` },
+            el("td", {}, s.app.split("@")[1]?.split(":")[0] ?? s.app),
+            el("td", {}, `${s.publisher}/${s.topic}`),
+            el("td", {}, String(s.delivered)),
+            el("td", {}, String(s.pending)),
+            el("td", {}, String(s.dropped_by_retention)),
+            el("td", {}, String(s.failed)),
+          ));
+        }
+        dups.textContent = `This node suppressed ${stats.duplicates_suppressed} duplicate notification(s) and refused ${stats.refused} protocol message(s).`;
         list_.innerHTML = "";
         for (const l of feed) list_.append(el("li", {}, l));
       });
@@ -350,6 +465,11 @@ tabs.push({
       form("subscribe", [["publisher", "publisher node", currentNode], ["topic", "topic", "news"]], "Subscribe", async (v) => {
         await api("notify", { Subscribe: { publisher: v.publisher, topic: v.topic } });
       }, "Subscribe"),
+      el("h3", {}, "Delivery per subscriber"),
+      delivery,
+      el("h3", {}, "Our subscriptions"),
+      subs,
+      dups,
       el("h3", {}, "Live feed"),
       list_,
     );
@@ -360,13 +480,34 @@ tabs.push({
 
 // ----- Transactions (txcoord) -----
 
-const decisions: string[] = [];
+const decisions: { tx: string; text: string; outcome: string }[] = [];
+/** Transactions this page started and saw decided (txcoord's List shows only those in
+ * progress, and a finished one's Status no longer has the votes). `finished`: the
+ * coordinator ended it, so every participant has acknowledged the decision. */
+const decided = new Map<string, { outcome: string; reason: string; votes: Json[]; finished: boolean }>();
+/** One participant's vote as text: `bob.os/stock: Yes`, `charlie.os/cash: No (reason)`. */
+function voteText(v: Json): string {
+  return `${v.node}/${v.resource}: ${v.vote ?? "no vote"}${v.reason ? ` (${v.reason})` : ""}`;
+}
+/** What a participant ended with, as the coordinator knows it. */
+function participantOutcome(phase: string, v: Json): string {
+  if (phase === "Committed" || phase === "Committing") return v.acked ? "committed" : "being told: commit";
+  if (phase === "Aborted" || phase === "Aborting") return v.acked ? "aborted" : "being told: abort";
+  return v.vote ? "waiting for the decision" : "voting";
+}
 on("txcoord", (f) => {
   const d = f.event?.TxDecided;
-  if (d) decisions.unshift(`${d.tx_id}: ${d.outcome}${d.reason ? ` (${d.reason})` : ""}`);
+  if (d) {
+    const votes = (d.votes || []).map(voteText).join("; ");
+    decisions.unshift({ tx: d.tx_id, outcome: d.outcome, text: `${d.tx_id}: ${d.outcome}${d.reason ? ` (${d.reason})` : ""} — votes: ${votes || "none"}` });
+    decided.set(d.tx_id, { outcome: d.outcome, reason: d.reason || "", votes: d.votes || [], finished: false });
+    while (decided.size > 30) decided.delete(decided.keys().next().value as string);
+  }
   decisions.splice(30);
   if (active === "tx") refreshers.forEach((r) => r());
 });
+
+const started = el("p", { "data-testid": "started" });
 
 tabs.push({
   id: "tx",
@@ -377,44 +518,93 @@ tabs.push({
     const refresh = () =>
       guarded("List", async () => {
         const r = await api("txcoord", { List: {} });
+        const rows: Json[] = r.Transactions.transactions;
+        const active = new Set(rows.filter((t) => t.role === "Coordinator").map((t) => t.tx_id));
+        for (const [tx, d] of [...decided].reverse()) {
+          if (active.has(tx)) continue;
+          if (!d.finished) {
+            const st = (await api("txcoord", { Status: { tx_id: tx } })).Status;
+            d.finished = st.phase === "Committed" || st.phase === "Aborted";
+          }
+          const phase = d.finished ? (d.outcome === "Committed" ? "Committed" : "Aborted") : d.outcome === "Committed" ? "Committing" : "Aborting";
+          rows.push({ tx_id: tx, role: "Coordinator", phase, reason: d.reason, votes: d.votes.map((v) => ({ ...v, acked: v.acked || d.finished })) });
+        }
         hist.innerHTML = "";
-        hist.append(el("tr", {}, ...["transaction", "phase", "outcome", "votes"].map((h) => el("th", {}, h))));
-        for (const t of r.Transactions.transactions) {
-          hist.append(el("tr", {}, el("td", {}, t.tx_id), el("td", {}, String(t.phase)), el("td", {}, String(t.outcome ?? "—")),
-            el("td", {}, (t.votes || []).map((v: Json) => `${v.node}/${v.resource}: ${v.vote ?? "?"}`).join(", "))));
+        hist.append(el("tr", {}, ...["transaction", "role", "phase", "participants: vote → outcome"].map((h) => el("th", {}, h))));
+        for (const t of rows) {
+          const parts = el("ul", { class: "plain" });
+          for (const v of t.votes || []) {
+            parts.append(el("li", { "data-testid": `part-${t.tx_id}-${v.node}-${v.resource}` }, `${voteText(v)} → ${participantOutcome(t.phase, v)}`));
+          }
+          hist.append(
+            el("tr", { "data-tx": t.tx_id },
+              el("td", {}, t.tx_id),
+              el("td", {}, t.role),
+              el("td", { "data-testid": `phase-${t.tx_id}` }, t.phase + (t.reason ? ` (${t.reason})` : "")),
+              el("td", {}, parts),
+            ),
+          );
         }
         dec.innerHTML = "";
-        for (const l of decisions) dec.append(el("li", {}, l));
+        for (const d of decisions) dec.append(el("li", { "data-tx": d.tx, class: `outcome ${d.outcome}` }, d.text));
       });
+    const managers = simState?.managers;
     root.append(
       el("h2", {}, "Start a transaction"),
-      el("p", {}, "Each participant is node:resource; a node votes through the app registered as that resource's manager (none: the vote times out and the transaction aborts)."),
+      el("p", {}, "Participants are separated by commas, each node:resource or node:resource:operation; a node votes through the app registered as that resource's manager (none: the vote times out and the transaction aborts)."),
+      managers
+        ? el("p", { "data-testid": "managers-note" },
+            `In the playground every node runs a resource manager for ${managers.resources.join(" and ")}: it votes yes, and no to an operation containing "${managers.refuse}" (try charlie.os:stock:${managers.refuse}).`)
+        : "",
       form("start", [["participants", "participants", nodes.map((n) => `${n}:stock`).join(", ")], ["timeout_ms", "vote timeout (ms)", "3000"]], "Start", async (v) => {
-        const participants = list(v.participants).map((p) => {
-          const [node, resource] = p.split(":");
-          if (!node || !resource) throw new Error(`"${p}" is not node:resource`);
-          return { node, resource, operation: "" };
+        const participants = v.participants.split(",").map((p) => p.trim()).filter((p) => p).map((p) => {
+          const [node, resource, ...op] = p.split(":");
+          if (!node || !resource) throw new Error(`"${p}" is not node:resource or node:resource:operation`);
+          return { node, resource, operation: op.join(":") };
         });
         const timeout = Number(v.timeout_ms);
         if (!Number.isInteger(timeout) || timeout <= 0) throw new Error("the vote timeout is a positive number of milliseconds");
-        await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        const r = await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        started.textContent = `started ${r.Started.tx_id}`;
         refresh();
       }, "Start"),
+      started,
       el("h3", {}, "Decisions"),
       dec,
       el("h3", {}, "History"),
+      el("p", {}, "Transactions in progress on this node, and those this page started since it was opened."),
       hist,
     );
     refreshers.push(refresh);
     refresh();
   },
 });
-
 // ----- Network (playground only) -----
 
 let simState: Json = null;
 const flows: { from: string; to: string; kind: string; at: number }[] = [];
 let msgCount = 0;
+/** A /sim call that answers something other than the cluster's state. */
+async function simQuery(op: string, body: Json): Promise<Json> {
+  const res = await fetch(`/sim/${op}`, { method: "POST", body: JSON.stringify(body) });
+  const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new Error(v.error || `HTTP ${res.status}`);
+  return v;
+}
+function reachText(r: Json): string {
+  if (!r) return "—";
+  const rtt = r.srtt_ms != null ? `, rtt ${r.srtt_ms} ms` : "";
+  const f = r.consecutive_failures ? `, ${r.consecutive_failures} failures` : "";
+  return `${r.status}${f}${rtt}`;
+}
+function breakerText(b: Json): string {
+  if (!b) return "—";
+  if (b.Closed) return b.Closed.consecutive_failures ? `closed (${b.Closed.consecutive_failures} failures)` : "closed";
+  if (b.Open) return "open";
+  if (b.HalfOpen) return "half-open";
+  return JSON.stringify(b);
+}
+
 async function sim(op: string, body?: Json) {
   const res = await fetch(`/sim/${op}`, { method: "POST", body: body === undefined ? "" : JSON.stringify(body) });
   const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
@@ -504,8 +694,48 @@ tabs.push({
           )));
       }
     };
-    refreshers.push(table);
+    const health = el("table", { "data-testid": "health" });
+    const healthTitle = el("h3", {}, "Network health as ", el("span", { "data-testid": "health-viewer" }, currentNode), " sees it");
+    root.append(
+      healthTitle,
+      el("p", {}, "Reachability from the node's own sends (presence's probes, notify's and sync's deliveries), the circuit breakers of notify's and sync's outboxes, and messages to and from each node (sent / delivered)."),
+      health,
+    );
+    const healthError = el("p", { class: "inline-error", "data-testid": "health-error" });
+    healthError.hidden = true;
+    root.append(healthError);
+    // A refresh shows its own failure here, leaving the banner to what the user did.
+    const refreshHealth = async () => {
+      let h: Json;
+      try {
+        h = await simQuery("health", { node: currentNode });
+        healthError.hidden = true;
+      } catch (e) {
+        healthError.hidden = false;
+        healthError.textContent = `Health: ${e instanceof Error ? e.message : String(e)}`;
+        return;
+      }
+      {
+        health.innerHTML = "";
+        health.append(el("tr", {}, ...["node", "presence", "notify", "sync", "messages"].map((x) => el("th", {}, x))));
+        for (const p of h.peers) {
+          const n = p.node;
+          const svc = (s: string, withBreaker: boolean) =>
+            el("td", { "data-testid": `health-${n}-${s}` }, reachText(p.reachability[s]) + (withBreaker ? `; breaker ${breakerText(p.breakers[s])}` : ""));
+          const m = p.messages;
+          health.append(el("tr", {},
+            el("td", {}, n),
+            svc("presence", false),
+            svc("notify", true),
+            svc("sync", true),
+            el("td", { "data-testid": `health-${n}-msgs` }, `to: ${m.sent} sent, ${m.delivered_to} delivered; from: ${m.received} sent, ${m.delivered_from} delivered`),
+          ));
+        }
+      }
+    };
+    refreshers.push(table, refreshHealth);
     table();
+    refreshHealth();
     const tick = () => {
       if (active !== "net") return;
       draw();

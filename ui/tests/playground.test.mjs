@@ -35,7 +35,11 @@ const browser = await chromium.launch({ executablePath: browserPath, args: ["--n
 const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
 page.setDefaultTimeout(20000);
 
+// UI_ONLY=<regex> runs only the tests whose name matches it (for working on one; later
+// tests may need what earlier ones did).
+const only = process.env.UI_ONLY;
 async function test(name, f) {
+  if (only && !new RegExp(only).test(name)) return;
   const t0 = Date.now();
   try {
     await f();
@@ -134,6 +138,37 @@ try {
     await shot("docs-healed-bob");
   });
 
+  await test("documents: a field edited on alice shows on bob; sync state per peer", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("open-alice.os/notes").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.getByTestId("field-item_id").fill("task-1");
+    await page.getByTestId("field-field").fill("done");
+    await page.getByTestId("field-value").fill("true");
+    await page.getByTestId("field-submit").click();
+    await page.getByTestId("value-task-1-done").filter({ hasText: /^true$/ }).waitFor();
+    await page.getByTestId("peer-bob.os").filter({ hasText: "in sync" }).waitFor({ timeout: 60000 });
+    await shot("docs-fields-alice");
+    await page.getByTestId("node-picker").selectOption("bob.os");
+    await page.getByTestId("value-task-1-done").filter({ hasText: /^true$/ }).waitFor({ timeout: 60000 });
+    await page.getByTestId("peer-alice.os").filter({ hasText: "in sync" }).waitFor({ timeout: 60000 });
+    // Cut bob off and edit on alice: alice sees bob behind (or unreachable), then in sync.
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("isolate-bob.os").click();
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await page.getByTestId("field-value").fill("42");
+    await page.getByTestId("field-submit").click();
+    await page.getByTestId("value-task-1-done").filter({ hasText: /^42$/ }).waitFor();
+    await page.getByTestId("peer-bob.os").filter({ hasText: /behind|unreachable/ }).waitFor({ timeout: 60000 });
+    await shot("docs-peer-behind");
+    await page.getByTestId("tab-net").click();
+    // Back to one network (that bob catches up is the native test's: test/sim/tests/sync.rs).
+    await page.getByTestId("heal").click();
+  });
+
   await test("publish and see the feed", async () => {
     await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-notify").click();
@@ -148,14 +183,65 @@ try {
     await shot("notifications");
   });
 
-  await test("run a transaction and see the decision", async () => {
+  await test("notifications: delivery stats per subscriber, per topic", async () => {
+    await page.getByTestId("node-picker").selectOption("bob.os");
+    await page.getByTestId("tab-notify").click();
+    await page.getByTestId("subscribe-publisher").fill("alice.os");
+    await page.getByTestId("subscribe-topic").fill("news");
+    await page.getByTestId("subscribe-submit").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+    await page.getByTestId("mysub-alice.os-news").waitFor();
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("publish-text").fill("second news");
+    await page.getByTestId("publish-submit").click();
+    await page.getByTestId("sub-news-bob.os-delivered").filter({ hasText: /^[1-9]\d*$/ }).waitFor({ timeout: 60000 });
+    await page.getByTestId("sub-news-bob.os-pending").filter({ hasText: /^0$/ }).waitFor({ timeout: 60000 });
+    await page.getByTestId("sub-news-bob.os-dups").filter({ hasText: /^\d+$/ }).waitFor();
+    await page.getByTestId("dups").filter({ hasText: "duplicate notification" }).waitFor();
+    await shot("notifications-delivery");
+  });
+
+  await test("a transaction commits at the playground's managers; a refused one aborts", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-tx").click();
-    await page.getByTestId("start-participants").fill("bob.os:stock, charlie.os:stock");
-    await page.getByTestId("start-timeout_ms").fill("2000");
-    await page.getByTestId("start-submit").click();
-    // No app manages "stock" on bob and charlie: the votes time out and it aborts.
-    await page.getByTestId("decisions").filter({ hasText: "Aborted" }).waitFor({ timeout: 60000 });
+    await page.getByTestId("managers-note").filter({ hasText: "refuse" }).waitFor();
+    const start = async (participants) => {
+      await page.getByTestId("start-participants").fill(participants);
+      await page.getByTestId("start-timeout_ms").fill("3000");
+      await page.getByTestId("start-submit").click();
+      const started = page.getByTestId("started").filter({ hasText: "started alice.os/" });
+      await started.waitFor();
+      return (await started.textContent()).replace("started ", "");
+    };
+    const tx = await start("bob.os:stock:take 1, charlie.os:cash:pay 5");
+    const decided = (id) => page.locator(`[data-testid="decisions"] li[data-tx="${id}"]`);
+    await decided(tx).filter({ hasText: "Committed" }).waitFor({ timeout: 60000 });
+    await decided(tx).filter({ hasText: "bob.os/stock: Yes" }).filter({ hasText: "charlie.os/cash: Yes" }).waitFor();
+    // History: each participant's vote and outcome.
+    await page.getByTestId(`phase-${tx}`).filter({ hasText: "Committed" }).waitFor({ timeout: 60000 });
+    await page.getByTestId(`part-${tx}-bob.os-stock`).filter({ hasText: "Yes → committed" }).waitFor();
+    await page.getByTestId(`part-${tx}-charlie.os-cash`).filter({ hasText: "Yes → committed" }).waitFor();
+    await shot("transactions-committed");
+    const refused = await start("bob.os:stock:take 1, charlie.os:stock:refuse");
+    await decided(refused).filter({ hasText: "Aborted" }).waitFor({ timeout: 60000 });
+    await page.getByTestId(`part-${refused}-charlie.os-stock`).filter({ hasText: "No (the playground manager refuses" }).waitFor({ timeout: 60000 });
+    await page.getByTestId(`part-${refused}-bob.os-stock`).filter({ hasText: "aborted" }).waitFor({ timeout: 60000 });
     await shot("transactions");
+  });
+  await test("network health: reachability, breakers and message counters per node", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-net").click();
+    await page.getByTestId("health-viewer").filter({ hasText: "alice.os" }).waitFor();
+    const cell = (node, what) => page.getByTestId(`health-${node}-${what}`);
+    await cell("bob.os", "presence").filter({ hasText: /^Reachable/ }).waitFor();
+    await cell("bob.os", "notify").filter({ hasText: "breaker closed" }).waitFor();
+    await cell("bob.os", "sync").filter({ hasText: "breaker closed" }).waitFor();
+    await cell("bob.os", "msgs").filter({ hasText: /^to: [1-9]\d* sent, [1-9]\d* delivered; from: [1-9]\d* sent, [1-9]\d* delivered$/ }).waitFor();
+    await page.getByTestId("isolate-charlie.os").click();
+    await cell("charlie.os", "presence").filter({ hasText: /^(Unreachable|Degraded)/ }).waitFor({ timeout: 90000 });
+    await shot("network-health-charlie-isolated");
+    await page.getByTestId("heal").click();
+    await cell("charlie.os", "presence").filter({ hasText: /^Reachable/ }).waitFor({ timeout: 90000 });
   });
 } finally {
   await browser.close();

@@ -329,6 +329,41 @@ pub struct SyncStats {
     pub compactions: u64,
 }
 
+/// Where a peer holding a document stands against this node's copy, as far as this node
+/// knows (from the versions the peer last sent or acknowledged, and from our sends to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerSyncState {
+    /// It has exactly what we have.
+    InSync,
+    /// It lacks changes we have (they are on their way, or it is offline).
+    Behind,
+    /// It has changes we lack.
+    Ahead,
+    /// Each has changes the other lacks.
+    Diverged,
+    /// Nothing heard from it yet about this document.
+    Unknown,
+    /// Our recent sends to it failed (offline, or timeouts in a row).
+    Unreachable,
+}
+
+/// One peer of [`Request::Peers`]' answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSync {
+    pub node: NodeId,
+    pub state: PeerSyncState,
+    /// The version it is known to have, if any.
+    pub version: Option<Version>,
+}
+
+/// The answer to `Peers`: every other node holding the document (the creator and the joined
+/// members).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocPeers {
+    pub doc: DocId,
+    pub peers: Vec<PeerSync>,
+}
+
 /// Events sent to subscribed apps, as requests (any answer is fine).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncEvent {
@@ -543,6 +578,10 @@ pub enum Request {
     },
     Unsubscribe {},
     Stats {},
+    /// Where each other node holding `doc` stands against our copy (read-only).
+    Peers {
+        doc: DocId,
+    },
     // ----- protocol, from other nodes' sync only -----
     /// From the creator: the document is shared with you.
     Invitation {
@@ -669,6 +708,7 @@ pub enum Response {
     Subscribed {},
     Unsubscribed {},
     Stats(SyncStats),
+    Peers(DocPeers),
     // ----- protocol answers -----
     JoinAnswer(JoinAnswer),
     SyncAnswer(SyncAnswer),

@@ -10,6 +10,7 @@ pub mod editing;
 pub mod harness;
 pub mod net;
 pub mod playground;
+pub mod playground_rm;
 pub mod scenarios;
 pub mod sim;
 pub mod stats;

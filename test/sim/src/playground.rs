@@ -10,8 +10,13 @@
 //!   (`ui/dist`, or `--ui`), at the same path as on a node;
 //! - `POST /node/<node>/<process>/api`, `GET /node/<node>/<process>/ws`: that node's API;
 //! - `GET /sim/state`, `POST /sim/<control>` (crash, restart, isolate, partition, heal, net,
-//!   slow) with a JSON body; `GET /sim/ws`: messages between nodes as they are delivered,
+//!   slow) with a JSON body, `POST /sim/health` `{"node"}` (that node's view of the network,
+//!   read-only: reachability, circuit breakers, message counts); `GET /sim/ws`: messages between nodes as they are delivered,
 //!   and the cluster's state once a second.
+//!
+//! Every node also runs a resource manager ([`crate::playground_rm`]) for the resources
+//! `stock` and `cash`, so a transaction started in the page commits, unless an operation
+//! contains `refuse`.
 //!
 //! Nothing is buffered without bound: a browser WebSocket that falls [`CLIENT_QUEUE`]
 //! frames behind is closed, and at most [`MAX_NET_FRAMES_PER_TICK`] messages per tick are
@@ -371,6 +376,11 @@ struct Loop {
     net_clients: Vec<mpsc::Sender<String>>,
     next_channel: u32,
     seen: Rc<RefCell<Vec<Seen>>>,
+    /// What each node's processes bound at http-server since they started: (node, process,
+    /// path; a WebSocket path as `ws:<path>`). As on a node, nothing else is routed.
+    bound: std::collections::BTreeSet<(usize, String, String)>,
+    /// Messages delivered between nodes, by (from, to) node index.
+    delivered: Rc<RefCell<BTreeMap<(usize, usize), u64>>>,
     skipped: u64,
 }
 
@@ -407,14 +417,23 @@ impl Loop {
         cfg.net = NetConfig::realistic();
         let seen: Rc<RefCell<Vec<Seen>>> = Rc::default();
         let log = seen.clone();
+        let delivered: Rc<RefCell<BTreeMap<(usize, usize), u64>>> = Rc::default();
+        let count = delivered.clone();
         let mut sim = Sim::new(cfg)
             .with_process("presence", factory(presence::core::new))
             .with_process("sync", factory(sync::core::new))
             .with_process("notify", factory(notify::core::new))
             .with_process("txcoord", factory(txcoord::core::new))
+            .with_process(
+                crate::playground_rm::PROCESS,
+                factory(crate::playground_rm::PlaygroundRm::new),
+            )
             .with_delivery_observer(move |sim, _to_node, from, to, body| {
                 if from.node == to.node {
                     return;
+                }
+                if let (Some(a), Some(b)) = (sim.node_index(&from.node), sim.node_index(&to.node)) {
+                    *count.borrow_mut().entry((a, b)).or_default() += 1;
                 }
                 let mut log = log.borrow_mut();
                 if log.len() >= 10 * MAX_NET_FRAMES_PER_TICK {
@@ -440,15 +459,23 @@ impl Loop {
             let join = json!({"Join": {"bootstrap": [sim.node_id(0).to_string()]}});
             sim.request(i, &to, serde_json::to_vec(&join).expect("json"), 10);
         }
-        Loop {
+        let mut lp = Loop {
             sim,
             http: Vec::new(),
             clients: HashMap::new(),
             net_clients: Vec::new(),
             next_channel: 1,
             seen,
+            bound: Default::default(),
+            delivered,
             skipped: 0,
+        };
+        // Start the nodes, so their processes' bindings are known before the first call.
+        if let Err(e) = lp.sim.run_until(0) {
+            eprintln!("playground: the simulator reported: {e}");
         }
+        lp.after_run();
+        lp
     }
 }
 
@@ -481,6 +508,16 @@ impl Loop {
                     ));
                     return;
                 }
+                if !self.bound.contains(&(node, process.clone(), "/api".into())) {
+                    let _ = reply.send((
+                        404,
+                        vec![("content-type".into(), "application/json".into())],
+                        json!({"error": format!("{process} on {} has not bound /api at its http-server", self.sim.node_id(node))})
+                            .to_string()
+                            .into_bytes(),
+                    ));
+                    return;
+                }
                 let h = self
                     .sim
                     .http_with_headers(node, &process, "POST", "/api", &headers, body);
@@ -492,6 +529,14 @@ impl Loop {
                 tx,
                 reply,
             } => {
+                if !self
+                    .bound
+                    .contains(&(node, process.clone(), "ws:/ws".into()))
+                {
+                    // Dropping `tx` closes the browser's socket.
+                    let _ = reply.send(0);
+                    return;
+                }
                 let channel = self.next_channel;
                 self.next_channel += 1;
                 self.sim.websocket(
@@ -615,7 +660,14 @@ impl Loop {
                     self.clients
                         .remove(&(node, from.process.process.clone(), channel_id));
                 }
-                _ => {}
+                p2p_common::http::HttpServerAction::Bind { path, .. } => {
+                    self.bound
+                        .insert((node, from.process.process.clone(), path));
+                }
+                p2p_common::http::HttpServerAction::WebSocketBind { path, .. } => {
+                    self.bound
+                        .insert((node, from.process.process.clone(), format!("ws:{path}")));
+                }
             }
         }
         for key in dropped {
@@ -654,7 +706,11 @@ impl Loop {
         let nodes: Vec<Value> = (0..n)
             .map(|i| {
                 let node = self.sim.node(i);
-                json!({"node": node.id.to_string(), "up": node.up, "slow_ms": node.slow_ms})
+                let applied = self
+                    .sim
+                    .core::<crate::playground_rm::PlaygroundRm>(i, crate::playground_rm::PROCESS)
+                    .map_or(0, |m| m.store.applied);
+                json!({"node": node.id.to_string(), "up": node.up, "slow_ms": node.slow_ms, "applied": applied})
             })
             .collect();
         let mut cut = Vec::new();
@@ -676,7 +732,75 @@ impl Loop {
             "latency_ms": [self.sim.net.latency.min_ms, self.sim.net.latency.max_ms],
             "messages_skipped": self.skipped,
             "processes": PROCESSES,
+            "managers": {
+                "resources": crate::playground_rm::RESOURCES,
+                "refuse": crate::playground_rm::REFUSE,
+            },
         })
+    }
+
+    /// Network health as node `i` sees it: per other node, reachability (presence's, and
+    /// what notify's and sync's own sends found), the circuit breakers of notify's and sync's
+    /// outboxes, and the messages between the two (sent, as the simulator counted them, and
+    /// delivered). Read from the cores' state (the resilience kit), never changed.
+    fn health(&self, i: usize) -> Result<Value, (u16, String)> {
+        let node = self.sim.node(i);
+        if !node.up {
+            return Err((
+                409,
+                format!("{} is down: restart it to see its health", node.id),
+            ));
+        }
+        let now = self.sim.node_now(i).mono;
+        let presence = self.sim.core::<presence::core::Presence>(i, "presence");
+        let sync = self.sim.core::<sync::core::SyncCore>(i, "sync");
+        let notify = self.sim.core::<notify::core::Notify>(i, "notify");
+        let reach = |r: Option<&p2p_common::resilience::Reachability>,
+                     peer: &p2p_common::NodeId| {
+            r.map(|r| {
+                let p = r.peer(peer);
+                json!({
+                    "status": r.status(peer, now),
+                    "consecutive_failures": p.map_or(0, |p| p.consecutive_failures),
+                    "srtt_ms": p.and_then(|p| p.srtt_ms()),
+                })
+            })
+        };
+        let delivered = self.delivered.borrow();
+        let link = |a: usize, b: usize| {
+            let key = format!("{} -> {}", self.sim.node_id(a), self.sim.node_id(b));
+            self.sim.stats.per_link.get(&key).map_or(0, |c| c.msgs)
+        };
+        let peers: Vec<Value> = (0..self.sim.len())
+            .filter(|&j| j != i)
+            .map(|j| {
+                let peer = self.sim.node_id(j);
+                json!({
+                    "node": peer.to_string(),
+                    "reachability": {
+                        "presence": reach(presence.map(|p| p.reachability()), peer),
+                        "notify": reach(notify.map(|n| n.outbox().reachability()), peer),
+                        "sync": reach(sync.map(|s| s.reachability()), peer),
+                    },
+                    "breakers": {
+                        "notify": notify.map(|n| n.outbox().breakers().state(peer)),
+                        "sync": sync.map(|s| s.outbox().breakers.state(peer)),
+                    },
+                    "messages": {
+                        "sent": link(i, j),
+                        "received": link(j, i),
+                        "delivered_to": delivered.get(&(i, j)).copied().unwrap_or(0),
+                        "delivered_from": delivered.get(&(j, i)).copied().unwrap_or(0),
+                    },
+                })
+            })
+            .collect();
+        Ok(json!({
+            "node": node.id.to_string(),
+            "now_ms": now,
+            "peers": peers,
+            "lost": self.sim.stats.lost,
+        }))
     }
 
     fn node_arg(&self, body: &Value) -> Result<usize, (u16, String)> {
@@ -700,6 +824,8 @@ impl Loop {
                     return Err((409, format!("{} is already down", self.sim.node_id(i))));
                 }
                 self.sim.crash(i);
+                // Its http-server is gone with it: the processes bind again when restarted.
+                self.bound.retain(|b| b.0 != i);
             }
             "restart" => {
                 let i = self.node_arg(body)?;
@@ -707,6 +833,8 @@ impl Loop {
                     return Err((409, format!("{} is already up", self.sim.node_id(i))));
                 }
                 self.sim.restart(i);
+                // Its processes bound their paths as they started: route to them at once.
+                self.after_run();
             }
             "isolate" => {
                 let i = self.node_arg(body)?;
@@ -731,6 +859,7 @@ impl Loop {
                 self.sim.partition(&idx);
             }
             "heal" => self.sim.heal(),
+            "health" => return self.health(self.node_arg(body)?),
             "net" => {
                 if let Some(loss) = body.get("loss") {
                     let loss = loss
@@ -761,7 +890,7 @@ impl Loop {
             other => {
                 return Err((
                     404,
-                    format!("no control {other}; controls: crash, restart, isolate, partition, heal, net, slow"),
+                    format!("no control {other}; controls: crash, restart, isolate, partition, heal, net, slow, health"),
                 ))
             }
         }
@@ -813,6 +942,126 @@ mod tests {
         let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
         assert_eq!(status, 503);
         assert!(String::from_utf8_lossy(&body).contains("bob.os is down"));
+    }
+
+    /// The status of `tx` on the coordinator (node 0) once it is finished.
+    fn finished(lp: &mut Loop, tx: &str) -> Value {
+        for _ in 0..100 {
+            let (_, _, body) = post(
+                lp,
+                0,
+                "txcoord",
+                &json!({"Status": {"tx_id": tx}}).to_string(),
+            );
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let phase = v["Ok"]["Status"]["phase"].clone();
+            if phase == "Committed" || phase == "Aborted" {
+                return v["Ok"]["Status"].clone();
+            }
+            lp.sim.run_for(500).unwrap();
+        }
+        panic!("{tx} did not finish");
+    }
+
+    #[test]
+    fn transactions_commit_at_the_playground_managers_and_a_refused_one_aborts() {
+        let mut lp = lp(3);
+        lp.sim.run_for(3_000).unwrap();
+        let start = |lp: &mut Loop, op: &str| {
+            let body = json!({"Start": {"participants": [
+                {"node": "bob.os", "resource": "stock", "operation": "take 1"},
+                {"node": "charlie.os", "resource": "cash", "operation": op},
+            ], "timeout_ms": 3000}});
+            let (status, _, body) = post(lp, 0, "txcoord", &body.to_string());
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            v["Ok"]["Started"]["tx_id"].as_str().unwrap().to_string()
+        };
+        let tx = start(&mut lp, "pay 5");
+        let s = finished(&mut lp, &tx);
+        assert_eq!(s["phase"], "Committed", "{s}");
+        let state = lp.state();
+        assert_eq!(state["nodes"][1]["applied"], 1, "{state}");
+        assert_eq!(state["nodes"][2]["applied"], 1, "{state}");
+        let tx = start(&mut lp, "refuse to pay");
+        let s = finished(&mut lp, &tx);
+        assert_eq!(s["phase"], "Aborted", "{s}");
+        // charlie.os's manager said no; bob.os's applied nothing more.
+        let rm = |lp: &Loop, i: usize| {
+            lp.sim
+                .core::<crate::playground_rm::PlaygroundRm>(i, crate::playground_rm::PROCESS)
+                .map(|m| (m.store.applied, m.store.refused))
+        };
+        assert_eq!(rm(&lp, 2), Some((1, 1)));
+        assert_eq!(rm(&lp, 1), Some((1, 0)));
+    }
+
+    #[test]
+    fn health_shows_reachability_breakers_and_counters_and_follows_an_isolation() {
+        let mut lp = lp(3);
+        lp.sim.run_for(30_000).unwrap();
+        let peer = |h: &Value, n: &str| {
+            h["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["node"] == n)
+                .cloned()
+                .unwrap()
+        };
+        let h = lp.control("health", &json!({"node": "alice.os"})).unwrap();
+        assert_eq!(h["peers"].as_array().unwrap().len(), 2, "{h}");
+        let bob = peer(&h, "bob.os");
+        assert_eq!(
+            bob["reachability"]["presence"]["status"], "Reachable",
+            "{h}"
+        );
+        assert_eq!(
+            bob["breakers"]["notify"],
+            json!({"Closed": {"consecutive_failures": 0}}),
+            "{h}"
+        );
+        let m = &bob["messages"];
+        for k in ["sent", "received", "delivered_to", "delivered_from"] {
+            assert!(m[k].as_u64().unwrap() > 0, "{k}: {h}");
+        }
+        assert!(m["delivered_to"].as_u64() <= m["sent"].as_u64(), "{h}");
+        lp.control("isolate", &json!({"node": "charlie.os"}))
+            .unwrap();
+        lp.sim.run_for(30_000).unwrap();
+        let h = lp.control("health", &json!({"node": "alice.os"})).unwrap();
+        let status = peer(&h, "charlie.os")["reachability"]["presence"]["status"].clone();
+        assert!(status == "Unreachable" || status == "Degraded", "{h}");
+        lp.control("crash", &json!({"node": "bob.os"})).unwrap();
+        let e = lp
+            .control("health", &json!({"node": "bob.os"}))
+            .unwrap_err();
+        assert_eq!(e.0, 409, "{e:?}");
+        assert_eq!(lp.control("health", &Value::Null).unwrap_err().0, 400);
+    }
+
+    #[test]
+    fn only_what_a_process_bound_is_served_and_a_restart_binds_again() {
+        let mut lp = lp(2);
+        // Every process bound /api and /ws at start (the host does it for them).
+        for p in PROCESSES {
+            for path in ["/api", "ws:/ws"] {
+                assert!(
+                    lp.bound.contains(&(1, p.to_string(), path.to_string())),
+                    "{p} {path}"
+                );
+            }
+        }
+        lp.control("crash", &json!({"node": "bob.os"})).unwrap();
+        assert!(!lp.bound.iter().any(|b| b.0 == 1));
+        lp.control("restart", &json!({"node": "bob.os"})).unwrap();
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        // Without the binding, http-server routes nothing to the process.
+        lp.bound.retain(|b| !(b.0 == 1 && b.1 == "sync"));
+        let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
+        assert_eq!(status, 404);
+        assert!(String::from_utf8_lossy(&body).contains("has not bound /api"));
     }
 
     #[test]

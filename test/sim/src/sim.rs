@@ -40,7 +40,9 @@ impl<S: Service + 'static> Hosted for Driver<S> {
         records: Records,
         seed: u64,
     ) -> Vec<KernelCall> {
-        Driver::start(self, now, persisted, records, seed)
+        let mut calls = Driver::start(self, now, persisted, records, seed);
+        calls.extend(self.web_bindings(now));
+        calls
     }
     fn step(&mut self, now: Now, event: KernelEvent) -> Vec<KernelCall> {
         Driver::step(self, now, event)
@@ -958,7 +960,7 @@ impl Sim {
     }
 
     /// Node `i`'s clocks: monotonic from its boot's base; wall with its skew.
-    fn node_now(&self, i: usize) -> Now {
+    pub fn node_now(&self, i: usize) -> Now {
         let skew = self.nodes[i].clock_skew_ms;
         let wall = if skew >= 0 {
             self.now.saturating_add(skew as u64)

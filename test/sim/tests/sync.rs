@@ -528,3 +528,57 @@ fn scenario_passes_in_both_modes_with_real_edits() {
         }
     }
 }
+
+/// `Peers`: where each other holder stands, as alice sees it: in sync after an exchange,
+/// behind (or unreachable) while cut off from an edit, in sync again after the heal; a
+/// document it does not hold is `NotFound`, and a remote node may not ask.
+#[test]
+fn peers_says_who_is_in_sync_behind_or_unreachable() {
+    use p2p_common::api::sync::PeerSyncState::{self, Behind, InSync, Unreachable};
+    let states = |sim: &mut Sim, i: usize| -> Vec<(String, PeerSyncState)> {
+        match call(sim, i, &Request::Peers { doc: doc() }, 500) {
+            Ok(Response::Peers(p)) => {
+                assert_eq!(p.doc, doc());
+                p.peers
+                    .into_iter()
+                    .map(|p| (p.node.to_string(), p.state))
+                    .collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut sim = three_and_an_outsider(7);
+    call(&mut sim, 0, &edit("p1", vec![ins(0, "hi ")]), 10_000).unwrap();
+    let all_in_sync = vec![
+        ("bob.os".to_string(), InSync),
+        ("charlie.os".to_string(), InSync),
+    ];
+    assert_eq!(states(&mut sim, 0), all_in_sync);
+    assert_eq!(
+        states(&mut sim, 1),
+        vec![
+            ("alice.os".to_string(), InSync),
+            ("charlie.os".to_string(), InSync)
+        ]
+    );
+    sim.isolate(2);
+    call(&mut sim, 0, &edit("p2", vec![ins(0, "cut ")]), 5_000).unwrap();
+    let s = states(&mut sim, 0);
+    assert_eq!(s[0], ("bob.os".to_string(), InSync), "{s:?}");
+    assert!(matches!(s[1].1, Behind | Unreachable), "{s:?}");
+    sim.heal();
+    sim.run_for(120_000).unwrap();
+    assert_eq!(states(&mut sim, 0), all_in_sync);
+    // Not held here: NotFound, for a non-member as for an unknown document.
+    match call(&mut sim, 3, &Request::Peers { doc: doc() }, 500) {
+        Err(e) => assert_eq!(e.code, ErrorCode::NotFound, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // A remote node asking alice: Forbidden (a local operation).
+    let h = as_peer(&mut sim, 1, 0, &Request::Peers { doc: doc() }, None);
+    sim.run_for(1_000).unwrap();
+    match answer(&sim, h) {
+        Some(Err(e)) => assert_eq!(e.code, ErrorCode::Forbidden, "{e}"),
+        other => panic!("{other:?}"),
+    }
+}

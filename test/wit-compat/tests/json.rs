@@ -1082,6 +1082,12 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
         (O::Unsubscribe {}, W::Unsubscribe),
         (O::Stats {}, W::Stats),
         (
+            O::Peers { doc: doc() },
+            W::Peers(ws::DocRef {
+                doc: "alice.os/notes".into(),
+            }),
+        ),
+        (
             O::Invitation {
                 doc: doc(),
                 role: os::Role::Writer,
@@ -1321,6 +1327,38 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
         (O::Subscribed {}, W::Subscribed),
         (O::Unsubscribed {}, W::Unsubscribed),
         (O::Stats(stats), W::Stats(wstats)),
+        (
+            O::Peers(os::DocPeers {
+                doc: doc(),
+                peers: vec![
+                    os::PeerSync {
+                        node: NodeId::parse("bob.os").unwrap(),
+                        state: os::PeerSyncState::Behind,
+                        version: Some(v.clone()),
+                    },
+                    os::PeerSync {
+                        node: NodeId::parse("charlie.os").unwrap(),
+                        state: os::PeerSyncState::Unreachable,
+                        version: None,
+                    },
+                ],
+            }),
+            W::Peers(ws::DocPeers {
+                doc: "alice.os/notes".into(),
+                peers: vec![
+                    ws::PeerSync {
+                        node: "bob.os".into(),
+                        state: ws::PeerSyncState::Behind,
+                        version: Some(wv.clone()),
+                    },
+                    ws::PeerSync {
+                        node: "charlie.os".into(),
+                        state: ws::PeerSyncState::Unreachable,
+                        version: None,
+                    },
+                ],
+            }),
+        ),
         (
             O::JoinAnswer(os::JoinAnswer {
                 acl: acl.clone(),
