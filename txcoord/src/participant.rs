@@ -463,7 +463,11 @@ impl Participant {
         let Some(tx) = self.txs.get_mut(key) else {
             return vec![];
         };
-        let refused_prepared = tx.state == State::Refused && tx.manager_prepared;
+        // Refused and VotedNo are as final as Aborted (this entry never votes yes): a
+        // manager that may hold a yes is told to abort at once, not only when the
+        // coordinator's abort arrives (it may give up first) or the forget timer fires.
+        let refused_prepared =
+            matches!(tx.state, State::Refused | State::VotedNo) && tx.manager_prepared;
         if tx.in_flight
             || !(matches!(tx.state, State::Committed | State::Aborted) || refused_prepared)
         {
@@ -519,7 +523,13 @@ impl Participant {
     }
 
     /// A termination query from another participant (we are not the coordinator).
-    pub fn on_query(&mut self, id: RequestId, from: &NodeId, tx_id: String) -> Vec<Eff> {
+    pub fn on_query(
+        &mut self,
+        id: RequestId,
+        from: &NodeId,
+        tx_id: String,
+        cfg: &Config,
+    ) -> Vec<Eff> {
         let mine: Vec<PKey> = self
             .txs
             .range((tx_id.clone(), String::new())..)
@@ -576,6 +586,9 @@ impl Participant {
                     MAX_TIMEOUT_MS * 2,
                     Timer::P(PTimer::Forget(k.clone())),
                 ));
+                // A manager ask that timed out may hide a yes: tell it to abort now (a vote
+                // still in flight is handled when it comes back).
+                out.extend(self.deliver(k, cfg));
             }
             outcome = Outcome::Aborted;
         }
@@ -697,14 +710,21 @@ impl Participant {
                         tx.state = State::VotedNo;
                         tx.reason = reason.chars().take(256).collect();
                         let reason = tx.reason.clone();
-                        vec![
+                        let mut out = vec![
                             reply(Response::Voted {
                                 tx_id,
                                 vote: Vote::No,
                                 reason,
                             }),
-                            Effect::timer(MAX_TIMEOUT_MS * 2, Timer::P(PTimer::Forget(key))),
-                        ]
+                            Effect::timer(
+                                MAX_TIMEOUT_MS * 2,
+                                Timer::P(PTimer::Forget(key.clone())),
+                            ),
+                        ];
+                        // An earlier ask of this entry timed out (the manager may have voted
+                        // yes then): it is told to abort now.
+                        out.extend(self.deliver(&key, cfg));
+                        out
                     }
                     // Aborted or refused while the manager was voting: no, and undo a yes.
                     (_, v) => {
@@ -715,16 +735,14 @@ impl Participant {
                             vote: Vote::No,
                             reason: "aborted while the manager was voting".into(),
                         })];
-                        if st == State::Aborted {
-                            // A timeout may hide a yes: the manager is told to abort then too.
-                            tx.manager_prepared =
-                                tx.manager_prepared || yes || vote_timed_out;
-                            out.extend(self.deliver(&key, cfg));
-                        } else if yes {
-                            // Refused: the manager drops its prepared state when the abort
-                            // arrives; tell it now.
-                            tx.manager_prepared = true;
-                        }
+                        // A timeout may hide a yes (the manager answered after txcoord
+                        // stopped waiting): the manager is told to abort then too. Refused
+                        // is as final as Aborted (forced: this entry never votes yes), so
+                        // it is told now, not only when (or if) the coordinator's abort
+                        // arrives: an abort that finds the entry with nothing prepared at
+                        // the manager ends it without telling the manager.
+                        tx.manager_prepared = tx.manager_prepared || yes || vote_timed_out;
+                        out.extend(self.deliver(&key, cfg));
                         out
                     }
                 }
@@ -737,7 +755,7 @@ impl Participant {
                 if ok {
                     match self.txs.get_mut(&key) {
                         // Refused stays (and votes no) until forgotten; the manager is clean.
-                        Some(t) if t.state == State::Refused => {
+                        Some(t) if matches!(t.state, State::Refused | State::VotedNo) => {
                             t.in_flight = false;
                             t.manager_prepared = false;
                             vec![]
@@ -843,8 +861,20 @@ impl Participant {
                     out.extend(self.deliver(&key, cfg));
                 }
                 Some(t) if matches!(t.state, State::Committed | State::Aborted) && !t.in_flight => {
+                    // An abort that thought the manager had nothing prepared learns otherwise.
+                    t.manager_prepared = true;
                     t.attempt = 0;
                     out.extend(self.deliver(&key, cfg));
+                }
+                // Never voted yes here (refused, or voted no): the manager holds prepared
+                // state all the same, so it gets the abort (now if refused, else when the
+                // entry aborts).
+                Some(t) if matches!(t.state, State::Refused | State::VotedNo) => {
+                    t.manager_prepared = true;
+                    if !t.in_flight {
+                        t.attempt = 0;
+                        out.extend(self.deliver(&key, cfg));
+                    }
                 }
                 _ => {}
             }

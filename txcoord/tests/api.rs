@@ -536,3 +536,111 @@ fn a_replayed_prepare_after_the_end_does_not_reprepare_the_manager() {
         assert_eq!(c.part.entries(), 0);
     }
 }
+
+const CAROL_TX: &str = "carol.os@txcoord:p2p-patterns:p2p-patterns.os";
+
+/// Hostile seed 185 of `check --service txcoord`, reduced: bob.os's manager is voting when
+/// carol.os (prepared, waiting) asks bob.os about the transaction, so bob.os refuses for good.
+/// The manager's yes then arrives too late (txcoord saw a Timeout). The manager may hold
+/// prepared state, so it must be told to abort: at once, and not only by the coordinator's
+/// abort (which, here, reached bob.os and used to end the entry without telling the manager).
+#[test]
+fn a_vote_that_times_out_after_a_refusal_still_aborts_the_manager() {
+    for coordinator_abort_arrives in [false, true] {
+        let mut c = core("bob.os");
+        register(&mut c, RM, "r");
+        let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+        let (to, _, ctx) = sends(&eff).pop().unwrap();
+        // carol.os asks while the manager votes: refused (forced), answered Aborted.
+        let (_, a) = ask(&mut c, CAROL_TX, r#"{"QueryOutcome": {"tx_id": "alice.os/01"}}"#);
+        assert!(
+            matches!(
+                a,
+                Some(Ok(Response::Outcome {
+                    outcome: Outcome::Aborted,
+                    ..
+                }))
+            ),
+            "{a:?}"
+        );
+        // The manager's vote times out (its yes comes later, to nobody).
+        let eff = c.handle(
+            Now::at(5_000),
+            Input::SendFailed {
+                kind: SendErrorKind::Timeout,
+                target: to,
+                ctx,
+            },
+        );
+        let mut told: Vec<(Address, String, Ctx)> = sends(&eff);
+        if coordinator_abort_arrives {
+            let (eff, _) = ask(
+                &mut c,
+                ALICE_TX,
+                r#"{"Abort": {"tx_id": "alice.os/01", "resource": "r"}}"#,
+            );
+            told.extend(sends(&eff));
+        }
+        assert!(
+            told.iter()
+                .any(|(to, body, _)| to.to_string() == RM && body.contains("AbortTransaction")),
+            "coordinator abort arrives: {coordinator_abort_arrives}: the manager is never told \
+             to abort: {told:?}"
+        );
+        let abort = told
+            .iter()
+            .find(|(_, b, _)| b.contains("AbortTransaction"))
+            .unwrap();
+        respond(
+            &mut c,
+            abort.2.clone(),
+            encode_result(&Ok(ManagerAnswer::Done {})),
+        );
+        if coordinator_abort_arrives {
+            assert_eq!(c.part.entries(), 0, "forgotten once the manager applied it");
+        }
+        assert_eq!(c.part.blocked(), 0);
+    }
+}
+
+/// Hostile seed 242's family: the manager's first vote times out (it may have voted yes
+/// late), and a retried Prepare then gets a no from it (here: it is down). The entry voted
+/// no for good, so the manager is told to abort at once, without waiting for the
+/// coordinator's abort (which may give up) or the 2-hour forget timer.
+#[test]
+fn a_no_after_a_timed_out_vote_aborts_the_manager_at_once() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (to, _, ctx) = sends(&eff).pop().unwrap();
+    c.handle(
+        Now::at(5_000),
+        Input::SendFailed {
+            kind: SendErrorKind::Timeout,
+            target: to,
+            ctx,
+        },
+    );
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (_, body, ctx) = sends(&eff).pop().expect("the manager is asked again");
+    assert!(body.contains("PrepareTransaction"), "{body}");
+    let eff = respond(
+        &mut c,
+        ctx,
+        encode_result::<ManagerAnswer>(&Err(p2p_common::ApiError::new(
+            ErrorCode::Unavailable,
+            "the resource manager is down",
+        ))),
+    );
+    assert!(
+        eff.iter().any(|e| matches!(e, Effect::Reply { body, .. }
+            if String::from_utf8_lossy(body).contains("\"No\""))),
+        "{eff:?}"
+    );
+    let s = sends(&eff);
+    assert!(
+        s.iter()
+            .any(|(to, b, _)| to.to_string() == RM && b.contains("AbortTransaction")),
+        "the manager, which may hold a late yes, is told to abort now: {s:?}"
+    );
+}
