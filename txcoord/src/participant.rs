@@ -41,6 +41,8 @@ pub enum PTimer {
     Query(PKey),
     Deliver(PKey),
     Forget(PKey),
+    /// Ask this resource's manager for its in-doubt list again.
+    InDoubt(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,12 +98,20 @@ pub struct Participant {
     txs: BTreeMap<PKey, PTx>,
     managers: BTreeMap<String, Address>,
     hellos: Confirmations<String>,
+    /// Managers whose in-doubt list is still to be read (after a restart of ours, or a
+    /// registration whose Hello timed out because the app was blocked on it): per resource,
+    /// whether an ask is in flight and the attempts so far. One ask in flight per manager.
+    in_doubt_asks: BTreeMap<String, (bool, u32)>,
     /// Entries that ended, newest last, with whether they committed: a late copy of their
     /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
     ended: BTreeMap<PKey, bool>,
     ended_order: VecDeque<PKey>,
     pub prepared_yes: u64,
 }
+
+/// Attempts to read a manager's in-doubt list (with `Config::retry`'s backoff, capped at
+/// 30 s: about 8 minutes) before waiting for it to register again.
+pub const IN_DOUBT_ATTEMPTS: u32 = 20;
 
 /// Most ended entries remembered for late Prepares.
 pub const ENDED_KEPT: usize = 1_000;
@@ -113,6 +123,7 @@ impl Participant {
             txs: BTreeMap::new(),
             managers: BTreeMap::new(),
             hellos: Confirmations::new(64),
+            in_doubt_asks: BTreeMap::new(),
             ended: BTreeMap::new(),
             ended_order: VecDeque::new(),
             prepared_yes: 0,
@@ -151,16 +162,9 @@ impl Participant {
                 }
             }
         }
-        for (r, app) in &self.managers {
-            let hello = ManagerMessage::Hello {
-                resource: r.clone(),
-            };
-            out.push(Effect::request(
-                app.clone(),
-                encode(&hello),
-                cfg.manager_timeout_s,
-                Ctx::P(PCtx::Recover(r.clone())),
-            ));
+        let resources: Vec<String> = self.managers.keys().cloned().collect();
+        for r in resources {
+            out.extend(self.ask_in_doubt(&r, cfg));
         }
         for (k, v) in records {
             let Ok(k) = std::str::from_utf8(k) else {
@@ -789,13 +793,30 @@ impl Participant {
                     }
                 }
             }
-            PCtx::Recover(resource) => match answer {
-                Ok(body) => self.in_doubt(&resource, &body, cfg),
-                Err(_) => vec![log(
-                    Level::Info,
-                    format!("manager of {resource} did not answer after our restart; it is asked again when it registers"),
-                )],
-            },
+            PCtx::Recover(resource) => {
+                let Some((in_flight, attempt)) = self.in_doubt_asks.get_mut(&resource) else {
+                    return vec![];
+                };
+                *in_flight = false;
+                match answer {
+                    Ok(body) => {
+                        self.in_doubt_asks.remove(&resource);
+                        self.in_doubt(&resource, &body, cfg)
+                    }
+                    Err(_) if *attempt + 1 >= IN_DOUBT_ATTEMPTS => {
+                        self.in_doubt_asks.remove(&resource);
+                        vec![log(
+                            Level::Info,
+                            format!("manager of {resource} did not report its in-doubt transactions in {IN_DOUBT_ATTEMPTS} attempts; it is asked again when it registers"),
+                        )]
+                    }
+                    Err(_) => {
+                        let d = cfg.retry.delay(*attempt, rng).max(100);
+                        *attempt += 1;
+                        vec![Effect::timer(d, Timer::P(PTimer::InDoubt(resource)))]
+                    }
+                }
+            }
             PCtx::Hello(token) => {
                 let in_doubt = match &answer {
                     Ok(body) => Some(body.clone()),
@@ -811,8 +832,19 @@ impl Participant {
                     Some(HelloOutcome::Delivered(w)) => {
                         let resource = w.key.clone();
                         let mut out = self.registered(w.request, w.app, w.key, cfg);
-                        if let Some(body) = in_doubt {
-                            out.extend(self.in_doubt(&resource, &body, cfg));
+                        match in_doubt {
+                            Some(body) => {
+                                self.in_doubt_asks.remove(&resource);
+                                out.extend(self.in_doubt(&resource, &body, cfg));
+                            }
+                            // The Hello reached the app but timed out: the app was busy,
+                            // typically blocked on this very registration (the typed
+                            // client's `register_manager` is). Ask again after the reply,
+                            // which frees it, until it answers.
+                            None => {
+                                self.in_doubt_asks.insert(resource.clone(), (false, 0));
+                                out.extend(self.ask_in_doubt(&resource, cfg));
+                            }
                         }
                         out
                     }
@@ -886,6 +918,7 @@ impl Participant {
         match t {
             PTimer::Query(k) => self.query(&k, cfg),
             PTimer::Deliver(k) => self.deliver(&k, cfg),
+            PTimer::InDoubt(r) => self.ask_in_doubt(&r, cfg),
             PTimer::Forget(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
                 Some((State::VotedNo | State::Refused, _)) => self.learn(&k, false, cfg),
                 // The manager's vote timed out and no Prepare came again since: never voted
@@ -895,6 +928,31 @@ impl Participant {
                 _ => vec![],
             },
         }
+    }
+
+    /// Ask the manager of `resource` for its in-doubt list (`Hello`, answered `InDoubt`), one
+    /// ask in flight; retried with backoff on no answer (see `PCtx::Recover`).
+    fn ask_in_doubt(&mut self, resource: &str, cfg: &Config) -> Vec<Eff> {
+        let Some(app) = self.managers.get(resource).cloned() else {
+            self.in_doubt_asks.remove(resource);
+            return vec![];
+        };
+        let ask = self
+            .in_doubt_asks
+            .entry(resource.to_string())
+            .or_insert((false, 0));
+        if ask.0 {
+            return vec![];
+        }
+        ask.0 = true;
+        vec![Effect::request(
+            app,
+            encode(&ManagerMessage::Hello {
+                resource: resource.to_string(),
+            }),
+            cfg.manager_timeout_s,
+            Ctx::P(PCtx::Recover(resource.to_string())),
+        )]
     }
 
     /// Refuse (forced) an entry whose manager vote timed out, and tell the manager to abort.
@@ -996,6 +1054,7 @@ impl Participant {
             )],
             Some(_) => {
                 self.managers.remove(&resource);
+                self.in_doubt_asks.remove(&resource);
                 vec![
                     Effect::Store(Batch::forced().delete(mkey(&resource))),
                     Effect::reply(
@@ -1056,6 +1115,9 @@ impl Participant {
         }
         for (k, c) in &self.ended {
             let _ = write!(out, "E{}/{}:{},", k.0, k.1, *c as u8);
+        }
+        for (r, (f, _)) in &self.in_doubt_asks {
+            let _ = write!(out, "D{r}:{},", *f as u8);
         }
     }
 }

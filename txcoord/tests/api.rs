@@ -552,7 +552,11 @@ fn a_vote_that_times_out_after_a_refusal_still_aborts_the_manager() {
         let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
         let (to, _, ctx) = sends(&eff).pop().unwrap();
         // carol.os asks while the manager votes: refused (forced), answered Aborted.
-        let (_, a) = ask(&mut c, CAROL_TX, r#"{"QueryOutcome": {"tx_id": "alice.os/01"}}"#);
+        let (_, a) = ask(
+            &mut c,
+            CAROL_TX,
+            r#"{"QueryOutcome": {"tx_id": "alice.os/01"}}"#,
+        );
         assert!(
             matches!(
                 a,
@@ -643,4 +647,120 @@ fn a_no_after_a_timed_out_vote_aborts_the_manager_at_once() {
             .any(|(to, b, _)| to.to_string() == RM && b.contains("AbortTransaction")),
         "the manager, which may hold a late yes, is told to abort now: {s:?}"
     );
+}
+
+/// A resource manager written with the helpers in common (`TxClient::register_manager`,
+/// `answer`) blocks on its registration, so it cannot answer txcoord's Hello: the Hello times
+/// out and counts as delivered, without the in-doubt list. txcoord asks again once the
+/// registration is answered, and the manager's in-doubt transaction (voted yes, and its yes
+/// lost in a txcoord crash: no record here) is aborted at the manager.
+#[test]
+fn a_manager_registering_with_the_blocking_client_still_reports_its_in_doubt_list() {
+    use p2p_common::txcoord::{answer, Manager, TxClient};
+    #[derive(Default)]
+    struct Doubting {
+        prepared: Vec<String>,
+        aborted: Vec<String>,
+    }
+    impl Manager for Doubting {
+        fn prepare(&mut self, tx: &str, _: &NodeId, _: &str) -> Result<(), String> {
+            self.prepared.push(tx.into());
+            Ok(())
+        }
+        fn commit(&mut self, tx: &str) {
+            self.prepared.retain(|t| t != tx);
+        }
+        fn abort(&mut self, tx: &str) {
+            self.prepared.retain(|t| t != tx);
+            self.aborted.push(tx.into());
+        }
+        fn in_doubt(&self) -> Vec<String> {
+            self.prepared.clone()
+        }
+    }
+    let mut m = Doubting {
+        prepared: vec!["alice.os/0d".into()],
+        ..Default::default()
+    };
+    let mut c = core("bob.os");
+    let rm = Address::parse(RM).unwrap();
+    let mut after: Vec<(Address, String, Ctx)> = Vec::new();
+    let transport = |_to: &Address, body: Vec<u8>, timeout_s: u64| {
+        let eff = c.handle(
+            Now::at(1_000),
+            Input::Request {
+                id: RequestId(50),
+                from: rm.clone(),
+                body,
+                blob: None,
+                timeout_s: Some(timeout_s),
+            },
+        );
+        // The app is blocked in this call: txcoord's Hello to it times out after 2 s.
+        let (to, hello, ctx) = sends(&eff).pop().expect("a Hello to the manager");
+        assert!(hello.contains("Hello"), "{hello}");
+        let eff = c.handle(
+            Now::at(3_100),
+            Input::SendFailed {
+                kind: SendErrorKind::Timeout,
+                target: to,
+                ctx,
+            },
+        );
+        after.extend(sends(&eff));
+        eff.iter()
+            .find_map(|e| match e {
+                Effect::Reply {
+                    id: RequestId(50),
+                    body,
+                    ..
+                } => Some(body.clone()),
+                _ => None,
+            })
+            .ok_or(SendErrorKind::Timeout)
+    };
+    let mut client = TxClient::local(&NodeId::parse("bob.os").unwrap(), transport);
+    client.register_manager("r").expect("registered");
+    drop(client);
+    // Free again, the app answers what txcoord sent after the reply, with the helper.
+    assert_eq!(after.len(), 1, "{after:?}");
+    let (to, body, ctx) = after.pop().unwrap();
+    assert_eq!(to, rm);
+    assert!(
+        body.contains("Hello"),
+        "the in-doubt list is asked again: {body}"
+    );
+    // A first ask that gets no answer is retried later (one in flight).
+    let eff = c.handle(
+        Now::at(10_000),
+        Input::SendFailed {
+            kind: SendErrorKind::Timeout,
+            target: to.clone(),
+            ctx,
+        },
+    );
+    assert!(sends(&eff).is_empty(), "{eff:?}");
+    let timer = eff
+        .iter()
+        .find_map(|e| match e {
+            Effect::SetTimer { timer, after_ms } => Some((timer.clone(), *after_ms)),
+            _ => None,
+        })
+        .expect("a retry timer");
+    assert!(
+        (500..=2_000).contains(&timer.1),
+        "first retry after about 1 s: {timer:?}"
+    );
+    let eff = c.handle(Now::at(12_000), Input::Timer(timer.0));
+    let (_, body, ctx) = sends(&eff).pop().expect("asked again");
+    let reply = answer(&mut m, body.as_bytes()).expect("a manager message");
+    let eff = respond(&mut c, ctx, reply);
+    let (_, abort, ctx) = sends(&eff)
+        .into_iter()
+        .find(|(_, b, _)| b.contains("AbortTransaction"))
+        .unwrap_or_else(|| panic!("the in-doubt transaction is aborted: {eff:?}"));
+    let done = answer(&mut m, abort.as_bytes()).unwrap();
+    respond(&mut c, ctx, done);
+    assert_eq!(m.aborted, vec!["alice.os/0d".to_string()]);
+    assert!(m.in_doubt().is_empty());
 }
