@@ -241,7 +241,7 @@ impl TxCoord {
                 {
                     vec![ok(self.coord.query(&from.node, &tx_id))]
                 } else {
-                    self.part.on_query(id, &from.node, tx_id)
+                    self.part.on_query(id, &from.node, tx_id, cfg)
                 }
             }
         }

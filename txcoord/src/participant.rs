@@ -41,6 +41,8 @@ pub enum PTimer {
     Query(PKey),
     Deliver(PKey),
     Forget(PKey),
+    /// Ask this resource's manager for its in-doubt list again.
+    InDoubt(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,12 +98,20 @@ pub struct Participant {
     txs: BTreeMap<PKey, PTx>,
     managers: BTreeMap<String, Address>,
     hellos: Confirmations<String>,
+    /// Managers whose in-doubt list is still to be read (after a restart of ours, or a
+    /// registration whose Hello timed out because the app was blocked on it): per resource,
+    /// whether an ask is in flight and the attempts so far. One ask in flight per manager.
+    in_doubt_asks: BTreeMap<String, (bool, u32)>,
     /// Entries that ended, newest last, with whether they committed: a late copy of their
     /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
     ended: BTreeMap<PKey, bool>,
     ended_order: VecDeque<PKey>,
     pub prepared_yes: u64,
 }
+
+/// Attempts to read a manager's in-doubt list (with `Config::retry`'s backoff, capped at
+/// 30 s: about 8 minutes) before waiting for it to register again.
+pub const IN_DOUBT_ATTEMPTS: u32 = 20;
 
 /// Most ended entries remembered for late Prepares.
 pub const ENDED_KEPT: usize = 1_000;
@@ -113,6 +123,7 @@ impl Participant {
             txs: BTreeMap::new(),
             managers: BTreeMap::new(),
             hellos: Confirmations::new(64),
+            in_doubt_asks: BTreeMap::new(),
             ended: BTreeMap::new(),
             ended_order: VecDeque::new(),
             prepared_yes: 0,
@@ -151,16 +162,9 @@ impl Participant {
                 }
             }
         }
-        for (r, app) in &self.managers {
-            let hello = ManagerMessage::Hello {
-                resource: r.clone(),
-            };
-            out.push(Effect::request(
-                app.clone(),
-                encode(&hello),
-                cfg.manager_timeout_s,
-                Ctx::P(PCtx::Recover(r.clone())),
-            ));
+        let resources: Vec<String> = self.managers.keys().cloned().collect();
+        for r in resources {
+            out.extend(self.ask_in_doubt(&r, cfg));
         }
         for (k, v) in records {
             let Ok(k) = std::str::from_utf8(k) else {
@@ -463,7 +467,11 @@ impl Participant {
         let Some(tx) = self.txs.get_mut(key) else {
             return vec![];
         };
-        let refused_prepared = tx.state == State::Refused && tx.manager_prepared;
+        // Refused and VotedNo are as final as Aborted (this entry never votes yes): a
+        // manager that may hold a yes is told to abort at once, not only when the
+        // coordinator's abort arrives (it may give up first) or the forget timer fires.
+        let refused_prepared =
+            matches!(tx.state, State::Refused | State::VotedNo) && tx.manager_prepared;
         if tx.in_flight
             || !(matches!(tx.state, State::Committed | State::Aborted) || refused_prepared)
         {
@@ -519,7 +527,13 @@ impl Participant {
     }
 
     /// A termination query from another participant (we are not the coordinator).
-    pub fn on_query(&mut self, id: RequestId, from: &NodeId, tx_id: String) -> Vec<Eff> {
+    pub fn on_query(
+        &mut self,
+        id: RequestId,
+        from: &NodeId,
+        tx_id: String,
+        cfg: &Config,
+    ) -> Vec<Eff> {
         let mine: Vec<PKey> = self
             .txs
             .range((tx_id.clone(), String::new())..)
@@ -576,6 +590,9 @@ impl Participant {
                     MAX_TIMEOUT_MS * 2,
                     Timer::P(PTimer::Forget(k.clone())),
                 ));
+                // A manager ask that timed out may hide a yes: tell it to abort now (a vote
+                // still in flight is handled when it comes back).
+                out.extend(self.deliver(k, cfg));
             }
             outcome = Outcome::Aborted;
         }
@@ -697,14 +714,21 @@ impl Participant {
                         tx.state = State::VotedNo;
                         tx.reason = reason.chars().take(256).collect();
                         let reason = tx.reason.clone();
-                        vec![
+                        let mut out = vec![
                             reply(Response::Voted {
                                 tx_id,
                                 vote: Vote::No,
                                 reason,
                             }),
-                            Effect::timer(MAX_TIMEOUT_MS * 2, Timer::P(PTimer::Forget(key))),
-                        ]
+                            Effect::timer(
+                                MAX_TIMEOUT_MS * 2,
+                                Timer::P(PTimer::Forget(key.clone())),
+                            ),
+                        ];
+                        // An earlier ask of this entry timed out (the manager may have voted
+                        // yes then): it is told to abort now.
+                        out.extend(self.deliver(&key, cfg));
+                        out
                     }
                     // Aborted or refused while the manager was voting: no, and undo a yes.
                     (_, v) => {
@@ -715,16 +739,14 @@ impl Participant {
                             vote: Vote::No,
                             reason: "aborted while the manager was voting".into(),
                         })];
-                        if st == State::Aborted {
-                            // A timeout may hide a yes: the manager is told to abort then too.
-                            tx.manager_prepared =
-                                tx.manager_prepared || yes || vote_timed_out;
-                            out.extend(self.deliver(&key, cfg));
-                        } else if yes {
-                            // Refused: the manager drops its prepared state when the abort
-                            // arrives; tell it now.
-                            tx.manager_prepared = true;
-                        }
+                        // A timeout may hide a yes (the manager answered after txcoord
+                        // stopped waiting): the manager is told to abort then too. Refused
+                        // is as final as Aborted (forced: this entry never votes yes), so
+                        // it is told now, not only when (or if) the coordinator's abort
+                        // arrives: an abort that finds the entry with nothing prepared at
+                        // the manager ends it without telling the manager.
+                        tx.manager_prepared = tx.manager_prepared || yes || vote_timed_out;
+                        out.extend(self.deliver(&key, cfg));
                         out
                     }
                 }
@@ -737,7 +759,7 @@ impl Participant {
                 if ok {
                     match self.txs.get_mut(&key) {
                         // Refused stays (and votes no) until forgotten; the manager is clean.
-                        Some(t) if t.state == State::Refused => {
+                        Some(t) if matches!(t.state, State::Refused | State::VotedNo) => {
                             t.in_flight = false;
                             t.manager_prepared = false;
                             vec![]
@@ -771,13 +793,30 @@ impl Participant {
                     }
                 }
             }
-            PCtx::Recover(resource) => match answer {
-                Ok(body) => self.in_doubt(&resource, &body, cfg),
-                Err(_) => vec![log(
-                    Level::Info,
-                    format!("manager of {resource} did not answer after our restart; it is asked again when it registers"),
-                )],
-            },
+            PCtx::Recover(resource) => {
+                let Some((in_flight, attempt)) = self.in_doubt_asks.get_mut(&resource) else {
+                    return vec![];
+                };
+                *in_flight = false;
+                match answer {
+                    Ok(body) => {
+                        self.in_doubt_asks.remove(&resource);
+                        self.in_doubt(&resource, &body, cfg)
+                    }
+                    Err(_) if *attempt + 1 >= IN_DOUBT_ATTEMPTS => {
+                        self.in_doubt_asks.remove(&resource);
+                        vec![log(
+                            Level::Info,
+                            format!("manager of {resource} did not report its in-doubt transactions in {IN_DOUBT_ATTEMPTS} attempts; it is asked again when it registers"),
+                        )]
+                    }
+                    Err(_) => {
+                        let d = cfg.retry.delay(*attempt, rng).max(100);
+                        *attempt += 1;
+                        vec![Effect::timer(d, Timer::P(PTimer::InDoubt(resource)))]
+                    }
+                }
+            }
             PCtx::Hello(token) => {
                 let in_doubt = match &answer {
                     Ok(body) => Some(body.clone()),
@@ -793,8 +832,19 @@ impl Participant {
                     Some(HelloOutcome::Delivered(w)) => {
                         let resource = w.key.clone();
                         let mut out = self.registered(w.request, w.app, w.key, cfg);
-                        if let Some(body) = in_doubt {
-                            out.extend(self.in_doubt(&resource, &body, cfg));
+                        match in_doubt {
+                            Some(body) => {
+                                self.in_doubt_asks.remove(&resource);
+                                out.extend(self.in_doubt(&resource, &body, cfg));
+                            }
+                            // The Hello reached the app but timed out: the app was busy,
+                            // typically blocked on this very registration (the typed
+                            // client's `register_manager` is). Ask again after the reply,
+                            // which frees it, until it answers.
+                            None => {
+                                self.in_doubt_asks.insert(resource.clone(), (false, 0));
+                                out.extend(self.ask_in_doubt(&resource, cfg));
+                            }
                         }
                         out
                     }
@@ -843,8 +893,20 @@ impl Participant {
                     out.extend(self.deliver(&key, cfg));
                 }
                 Some(t) if matches!(t.state, State::Committed | State::Aborted) && !t.in_flight => {
+                    // An abort that thought the manager had nothing prepared learns otherwise.
+                    t.manager_prepared = true;
                     t.attempt = 0;
                     out.extend(self.deliver(&key, cfg));
+                }
+                // Never voted yes here (refused, or voted no): the manager holds prepared
+                // state all the same, so it gets the abort (now if refused, else when the
+                // entry aborts).
+                Some(t) if matches!(t.state, State::Refused | State::VotedNo) => {
+                    t.manager_prepared = true;
+                    if !t.in_flight {
+                        t.attempt = 0;
+                        out.extend(self.deliver(&key, cfg));
+                    }
                 }
                 _ => {}
             }
@@ -856,6 +918,7 @@ impl Participant {
         match t {
             PTimer::Query(k) => self.query(&k, cfg),
             PTimer::Deliver(k) => self.deliver(&k, cfg),
+            PTimer::InDoubt(r) => self.ask_in_doubt(&r, cfg),
             PTimer::Forget(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
                 Some((State::VotedNo | State::Refused, _)) => self.learn(&k, false, cfg),
                 // The manager's vote timed out and no Prepare came again since: never voted
@@ -865,6 +928,31 @@ impl Participant {
                 _ => vec![],
             },
         }
+    }
+
+    /// Ask the manager of `resource` for its in-doubt list (`Hello`, answered `InDoubt`), one
+    /// ask in flight; retried with backoff on no answer (see `PCtx::Recover`).
+    fn ask_in_doubt(&mut self, resource: &str, cfg: &Config) -> Vec<Eff> {
+        let Some(app) = self.managers.get(resource).cloned() else {
+            self.in_doubt_asks.remove(resource);
+            return vec![];
+        };
+        let ask = self
+            .in_doubt_asks
+            .entry(resource.to_string())
+            .or_insert((false, 0));
+        if ask.0 {
+            return vec![];
+        }
+        ask.0 = true;
+        vec![Effect::request(
+            app,
+            encode(&ManagerMessage::Hello {
+                resource: resource.to_string(),
+            }),
+            cfg.manager_timeout_s,
+            Ctx::P(PCtx::Recover(resource.to_string())),
+        )]
     }
 
     /// Refuse (forced) an entry whose manager vote timed out, and tell the manager to abort.
@@ -966,6 +1054,7 @@ impl Participant {
             )],
             Some(_) => {
                 self.managers.remove(&resource);
+                self.in_doubt_asks.remove(&resource);
                 vec![
                     Effect::Store(Batch::forced().delete(mkey(&resource))),
                     Effect::reply(
@@ -1026,6 +1115,9 @@ impl Participant {
         }
         for (k, c) in &self.ended {
             let _ = write!(out, "E{}/{}:{},", k.0, k.1, *c as u8);
+        }
+        for (r, (f, _)) in &self.in_doubt_asks {
+            let _ = write!(out, "D{r}:{},", *f as u8);
         }
     }
 }

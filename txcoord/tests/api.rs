@@ -536,3 +536,231 @@ fn a_replayed_prepare_after_the_end_does_not_reprepare_the_manager() {
         assert_eq!(c.part.entries(), 0);
     }
 }
+
+const CAROL_TX: &str = "carol.os@txcoord:p2p-patterns:p2p-patterns.os";
+
+/// Hostile seed 185 of `check --service txcoord`, reduced: bob.os's manager is voting when
+/// carol.os (prepared, waiting) asks bob.os about the transaction, so bob.os refuses for good.
+/// The manager's yes then arrives too late (txcoord saw a Timeout). The manager may hold
+/// prepared state, so it must be told to abort: at once, and not only by the coordinator's
+/// abort (which, here, reached bob.os and used to end the entry without telling the manager).
+#[test]
+fn a_vote_that_times_out_after_a_refusal_still_aborts_the_manager() {
+    for coordinator_abort_arrives in [false, true] {
+        let mut c = core("bob.os");
+        register(&mut c, RM, "r");
+        let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+        let (to, _, ctx) = sends(&eff).pop().unwrap();
+        // carol.os asks while the manager votes: refused (forced), answered Aborted.
+        let (_, a) = ask(
+            &mut c,
+            CAROL_TX,
+            r#"{"QueryOutcome": {"tx_id": "alice.os/01"}}"#,
+        );
+        assert!(
+            matches!(
+                a,
+                Some(Ok(Response::Outcome {
+                    outcome: Outcome::Aborted,
+                    ..
+                }))
+            ),
+            "{a:?}"
+        );
+        // The manager's vote times out (its yes comes later, to nobody).
+        let eff = c.handle(
+            Now::at(5_000),
+            Input::SendFailed {
+                kind: SendErrorKind::Timeout,
+                target: to,
+                ctx,
+            },
+        );
+        let mut told: Vec<(Address, String, Ctx)> = sends(&eff);
+        if coordinator_abort_arrives {
+            let (eff, _) = ask(
+                &mut c,
+                ALICE_TX,
+                r#"{"Abort": {"tx_id": "alice.os/01", "resource": "r"}}"#,
+            );
+            told.extend(sends(&eff));
+        }
+        assert!(
+            told.iter()
+                .any(|(to, body, _)| to.to_string() == RM && body.contains("AbortTransaction")),
+            "coordinator abort arrives: {coordinator_abort_arrives}: the manager is never told \
+             to abort: {told:?}"
+        );
+        let abort = told
+            .iter()
+            .find(|(_, b, _)| b.contains("AbortTransaction"))
+            .unwrap();
+        respond(
+            &mut c,
+            abort.2.clone(),
+            encode_result(&Ok(ManagerAnswer::Done {})),
+        );
+        if coordinator_abort_arrives {
+            assert_eq!(c.part.entries(), 0, "forgotten once the manager applied it");
+        }
+        assert_eq!(c.part.blocked(), 0);
+    }
+}
+
+/// Hostile seed 242's family: the manager's first vote times out (it may have voted yes
+/// late), and a retried Prepare then gets a no from it (here: it is down). The entry voted
+/// no for good, so the manager is told to abort at once, without waiting for the
+/// coordinator's abort (which may give up) or the 2-hour forget timer.
+#[test]
+fn a_no_after_a_timed_out_vote_aborts_the_manager_at_once() {
+    let mut c = core("bob.os");
+    register(&mut c, RM, "r");
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (to, _, ctx) = sends(&eff).pop().unwrap();
+    c.handle(
+        Now::at(5_000),
+        Input::SendFailed {
+            kind: SendErrorKind::Timeout,
+            target: to,
+            ctx,
+        },
+    );
+    let (eff, _) = ask(&mut c, ALICE_TX, PREPARE_01);
+    let (_, body, ctx) = sends(&eff).pop().expect("the manager is asked again");
+    assert!(body.contains("PrepareTransaction"), "{body}");
+    let eff = respond(
+        &mut c,
+        ctx,
+        encode_result::<ManagerAnswer>(&Err(p2p_common::ApiError::new(
+            ErrorCode::Unavailable,
+            "the resource manager is down",
+        ))),
+    );
+    assert!(
+        eff.iter().any(|e| matches!(e, Effect::Reply { body, .. }
+            if String::from_utf8_lossy(body).contains("\"No\""))),
+        "{eff:?}"
+    );
+    let s = sends(&eff);
+    assert!(
+        s.iter()
+            .any(|(to, b, _)| to.to_string() == RM && b.contains("AbortTransaction")),
+        "the manager, which may hold a late yes, is told to abort now: {s:?}"
+    );
+}
+
+/// A resource manager written with the helpers in common (`TxClient::register_manager`,
+/// `answer`) blocks on its registration, so it cannot answer txcoord's Hello: the Hello times
+/// out and counts as delivered, without the in-doubt list. txcoord asks again once the
+/// registration is answered, and the manager's in-doubt transaction (voted yes, and its yes
+/// lost in a txcoord crash: no record here) is aborted at the manager.
+#[test]
+fn a_manager_registering_with_the_blocking_client_still_reports_its_in_doubt_list() {
+    use p2p_common::txcoord::{answer, Manager, TxClient};
+    #[derive(Default)]
+    struct Doubting {
+        prepared: Vec<String>,
+        aborted: Vec<String>,
+    }
+    impl Manager for Doubting {
+        fn prepare(&mut self, tx: &str, _: &NodeId, _: &str) -> Result<(), String> {
+            self.prepared.push(tx.into());
+            Ok(())
+        }
+        fn commit(&mut self, tx: &str) {
+            self.prepared.retain(|t| t != tx);
+        }
+        fn abort(&mut self, tx: &str) {
+            self.prepared.retain(|t| t != tx);
+            self.aborted.push(tx.into());
+        }
+        fn in_doubt(&self) -> Vec<String> {
+            self.prepared.clone()
+        }
+    }
+    let mut m = Doubting {
+        prepared: vec!["alice.os/0d".into()],
+        ..Default::default()
+    };
+    let mut c = core("bob.os");
+    let rm = Address::parse(RM).unwrap();
+    let mut after: Vec<(Address, String, Ctx)> = Vec::new();
+    let transport = |_to: &Address, body: Vec<u8>, timeout_s: u64| {
+        let eff = c.handle(
+            Now::at(1_000),
+            Input::Request {
+                id: RequestId(50),
+                from: rm.clone(),
+                body,
+                blob: None,
+                timeout_s: Some(timeout_s),
+            },
+        );
+        // The app is blocked in this call: txcoord's Hello to it times out after 2 s.
+        let (to, hello, ctx) = sends(&eff).pop().expect("a Hello to the manager");
+        assert!(hello.contains("Hello"), "{hello}");
+        let eff = c.handle(
+            Now::at(3_100),
+            Input::SendFailed {
+                kind: SendErrorKind::Timeout,
+                target: to,
+                ctx,
+            },
+        );
+        after.extend(sends(&eff));
+        eff.iter()
+            .find_map(|e| match e {
+                Effect::Reply {
+                    id: RequestId(50),
+                    body,
+                    ..
+                } => Some(body.clone()),
+                _ => None,
+            })
+            .ok_or(SendErrorKind::Timeout)
+    };
+    let mut client = TxClient::local(&NodeId::parse("bob.os").unwrap(), transport);
+    client.register_manager("r").expect("registered");
+    drop(client);
+    // Free again, the app answers what txcoord sent after the reply, with the helper.
+    assert_eq!(after.len(), 1, "{after:?}");
+    let (to, body, ctx) = after.pop().unwrap();
+    assert_eq!(to, rm);
+    assert!(
+        body.contains("Hello"),
+        "the in-doubt list is asked again: {body}"
+    );
+    // A first ask that gets no answer is retried later (one in flight).
+    let eff = c.handle(
+        Now::at(10_000),
+        Input::SendFailed {
+            kind: SendErrorKind::Timeout,
+            target: to.clone(),
+            ctx,
+        },
+    );
+    assert!(sends(&eff).is_empty(), "{eff:?}");
+    let timer = eff
+        .iter()
+        .find_map(|e| match e {
+            Effect::SetTimer { timer, after_ms } => Some((timer.clone(), *after_ms)),
+            _ => None,
+        })
+        .expect("a retry timer");
+    assert!(
+        (500..=2_000).contains(&timer.1),
+        "first retry after about 1 s: {timer:?}"
+    );
+    let eff = c.handle(Now::at(12_000), Input::Timer(timer.0));
+    let (_, body, ctx) = sends(&eff).pop().expect("asked again");
+    let reply = answer(&mut m, body.as_bytes()).expect("a manager message");
+    let eff = respond(&mut c, ctx, reply);
+    let (_, abort, ctx) = sends(&eff)
+        .into_iter()
+        .find(|(_, b, _)| b.contains("AbortTransaction"))
+        .unwrap_or_else(|| panic!("the in-doubt transaction is aborted: {eff:?}"));
+    let done = answer(&mut m, abort.as_bytes()).unwrap();
+    respond(&mut c, ctx, done);
+    assert_eq!(m.aborted, vec!["alice.os/0d".to_string()]);
+    assert!(m.in_doubt().is_empty());
+}

@@ -410,7 +410,10 @@ fn main() -> ExitCode {
                     sim.trace.all().map(|a| a.to_vec()).unwrap_or_default(),
                     "passed".to_string(),
                 ),
-                Err(e) => (e.trace_tail.clone(), format!("FAILED: {e}")),
+                Err(e) => (
+                    e.trace.clone().unwrap_or_else(|| e.trace_tail.clone()),
+                    format!("FAILED: {e}"),
+                ),
             };
             for l in sim_trace {
                 println!("{l}");

@@ -105,6 +105,8 @@ pub struct SimError {
     pub time: Millis,
     pub message: String,
     pub trace_tail: Vec<String>,
+    /// The whole trace, when the run recorded it (`replay`): a failure is traced from the start.
+    pub trace: Option<Vec<String>>,
     /// The exact command that replays this run, when a scenario knows it.
     pub replay: Option<String>,
 }
@@ -898,6 +900,7 @@ impl Sim {
             time: self.now,
             message: message.into(),
             trace_tail: self.trace.tail(),
+            trace: self.trace.all().map(<[String]>::to_vec),
             replay: None,
         }
     }
