@@ -44,8 +44,8 @@
 
 use crate::api::encode_result;
 use crate::api::txcoord::{
-    AppEvent, ListFilter, ManagerAnswer, ManagerMessage, ParticipantSpec, Request, Response,
-    TxStatus, Vote, PROCESS,
+    AppEvent, Coordinators, ListFilter, ManagerAnswer, ManagerMessage, ParticipantSpec, Request,
+    Response, TxStatus, Vote, PROCESS,
 };
 use crate::client::{call, ClientError, Transport};
 use crate::ids::{Address, NodeId};
@@ -173,11 +173,17 @@ impl<T: Transport> TxClient<T> {
         }
     }
 
-    /// Register the calling app as manager of `resource`; returns how many outcomes and
-    /// votes it is being asked for now.
-    pub fn register_manager(&mut self, resource: &str) -> Result<u32, ClientError> {
+    /// Register the calling app as manager of `resource`, taking part in transactions that
+    /// txcoord on the nodes `coordinators` names coordinates (`None`: this node's only);
+    /// returns how many outcomes and votes it is being asked for now.
+    pub fn register_manager(
+        &mut self,
+        resource: &str,
+        coordinators: Option<Coordinators>,
+    ) -> Result<u32, ClientError> {
         match self.call(&Request::RegisterManager {
             resource: resource.into(),
+            coordinators,
         })? {
             Response::ManagerRegistered { pending, .. } => Ok(pending),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),

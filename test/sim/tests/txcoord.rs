@@ -129,6 +129,7 @@ fn documented_txcoord_examples_are_what_txcoord_answers() {
     let (mut heading, mut kv_seen, mut app_seen) = (String::new(), 0usize, 0usize);
     let mut last: Option<(u64, String)> = None;
     let mut kv_answer: Option<Vec<u8>> = None;
+    let mut kv_registration: Option<String> = None;
     // Documented transaction id → the real one, in the order `Started` showed them.
     let mut ids: Vec<(String, String)> = Vec::new();
     let to_doc = |ids: &Vec<(String, String)>, b: &[u8]| {
@@ -147,9 +148,11 @@ fn documented_txcoord_examples_are_what_txcoord_answers() {
         if let Some(h) = line.strip_prefix("### ") {
             heading = h.to_string();
             if heading.starts_with("Protocol") {
-                // bob.os's kv registers again (its Hello is not shown).
-                let body = br#"{"RegisterManager": {"resource": "kv"}}"#.to_vec();
-                s.request_from(1, kv_pid.clone(), &bob_tx, body, 10);
+                // bob.os's kv registers again as documented above (its Hello is not shown).
+                let body = kv_registration
+                    .clone()
+                    .expect("kv's registration is documented");
+                s.request_from(1, kv_pid.clone(), &bob_tx, body.into_bytes(), 10);
                 s.run_for(2_000).unwrap();
                 kv_seen = kv_log(&s).0.len();
             }
@@ -202,6 +205,9 @@ fn documented_txcoord_examples_are_what_txcoord_answers() {
                 real_body = real_body.replace(d.as_str(), r);
             }
             let manager_op = t == "RegisterManager" || t == "UnregisterManager";
+            if t == "RegisterManager" && doc["RegisterManager"]["resource"] == "kv" {
+                kv_registration.get_or_insert_with(|| body.to_string());
+            }
             let h = if heading.starts_with("Protocol") {
                 s.request_from(
                     2,
@@ -269,7 +275,8 @@ fn the_decision_event_reaches_an_app_that_was_down_once() {
     s.add_app(0, my_app.clone(), AppSpec::granting_all());
     s.run_for(21_000).unwrap();
     let (alice_tx, bob_tx) = (s.addr(0, TXCOORD), s.addr(1, TXCOORD));
-    let reg = br#"{"RegisterManager": {"resource": "kv"}}"#.to_vec();
+    let reg = br#"{"RegisterManager": {"resource": "kv", "coordinators": {"Only": ["alice.os"]}}}"#;
+    let reg = reg.to_vec();
     s.request_from(1, ProcessId::ours("kv"), &bob_tx, reg, 10);
     s.run_for(2_000).unwrap();
     let events = |s: &Sim| {

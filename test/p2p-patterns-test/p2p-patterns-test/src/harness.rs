@@ -16,7 +16,7 @@
 use hyperware_process_lib as pl;
 use p2p_common::api::notify::AppMessage;
 use p2p_common::api::sync::{DocId, Op};
-use p2p_common::api::txcoord::{AppEvent, ParticipantSpec};
+use p2p_common::api::txcoord::{AppEvent, Coordinators, ParticipantSpec};
 use p2p_common::client::{
     BaseClient, NotifyClient, PresenceClient, ProcessTransport, SyncClient, Transport,
 };
@@ -75,8 +75,9 @@ pub enum AgentCommand {
     Received,
     /// notify: the subscriber exits (init returns; with OnExit::None the kernel removes it).
     SubscriberExit,
-    /// txcoord: register this agent as the manager of `resource` on its node.
-    RegisterManager(String),
+    /// txcoord: register this agent as the manager of `resource` on its node, for
+    /// transactions the nodes named coordinate (None: its own node's only).
+    RegisterManager(String, Option<Coordinators>),
     /// txcoord: start a transaction coordinated by this node (the agent gets its decision
     /// event); answers the tx id.
     TxStart {
@@ -387,10 +388,12 @@ fn run_command(
         AgentCommand::SubscriberExit => {
             ask_subscriber(our, &subscriber_id(our), &SubscriberCommand::Exit)
         }
-        AgentCommand::RegisterManager(resource) => TxClient::local(our_node, ProcessTransport)
-            .register_manager(&resource)
-            .map(|pending| serde_json::json!(pending))
-            .map_err(e),
+        AgentCommand::RegisterManager(resource, coordinators) => {
+            TxClient::local(our_node, ProcessTransport)
+                .register_manager(&resource, coordinators)
+                .map(|pending| serde_json::json!(pending))
+                .map_err(e)
+        }
         AgentCommand::TxStart {
             participants,
             timeout_ms,

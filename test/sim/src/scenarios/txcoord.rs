@@ -9,11 +9,11 @@
 use super::{figure, heal_all, random_fault, Scenario};
 use crate::{factory, Mode, NetConfig, Sim, SimConfig, SimError};
 use p2p_common::api::txcoord::{
-    ManagerAnswer, ManagerMessage, ParticipantSpec, Request as TxReq, Response, Vote,
+    Coordinators, ManagerAnswer, ManagerMessage, ParticipantSpec, Request as TxReq, Response, Vote,
 };
 use p2p_common::api::{decode_response, encode, encode_result};
 use p2p_common::service::{Batch, Effect, Input, Now, RequestId, Service};
-use p2p_common::{Address, Records};
+use p2p_common::{Address, NodeId, Records};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
@@ -48,6 +48,8 @@ pub struct TestRm {
     /// Messages that found it down (answered with an error), and its crashes.
     pub refused_while_down: u64,
     pub crashes: u64,
+    /// Whose transactions it registers for (`RegisterManager`'s `coordinators`).
+    coordinators: Option<Coordinators>,
 }
 
 impl TestRm {
@@ -63,7 +65,14 @@ impl TestRm {
             down_until: 0,
             refused_while_down: 0,
             crashes: 0,
+            coordinators: None,
         }
+    }
+
+    /// Registers for transactions coordinated by these nodes (else its own node's only).
+    pub fn coordinated_by(mut self, nodes: Vec<NodeId>) -> Self {
+        self.coordinators = Some(Coordinators::Only(nodes));
+        self
     }
 
     /// Crash the manager alone (its node and txcoord keep running): from its next input it is
@@ -149,6 +158,7 @@ impl Service for TestRm {
                 s.txcoord(),
                 encode(&TxReq::RegisterManager {
                     resource: "r".into(),
+                    coordinators: s.coordinators.clone(),
                 }),
                 10,
                 (),
@@ -308,9 +318,14 @@ fn atomic(s: &Sim) -> Result<(), String> {
 }
 
 pub fn cluster(cfg: SimConfig, no_pct: u64, late_pct: u64) -> Sim {
+    // Every node of the cluster may coordinate (the list, not "Any": as a real manager would).
+    let nodes: Vec<NodeId> = (0..cfg.nodes).map(crate::node_name).collect();
     Sim::new(cfg)
         .with_process("txcoord", factory(txcoord::core::new))
-        .with_process(RM, factory(move |a| TestRm::new(a, no_pct, late_pct)))
+        .with_process(
+            RM,
+            factory(move |a| TestRm::new(a, no_pct, late_pct).coordinated_by(nodes.clone())),
+        )
         .with_invariant(
             "atomicity: never commit at one manager and abort at another",
             atomic,
