@@ -3,7 +3,7 @@
 //! and a node that is not a participant learns no outcome from the coordinator (defect 7).
 
 use p2p_common::api::encode_result;
-use p2p_common::api::txcoord::{Coordinators, ManagerAnswer, Outcome, Response, Vote};
+use p2p_common::api::txcoord::{Coordinators, ManagerAnswer, Response, Vote};
 use p2p_common::api::{ApiResult, ErrorCode};
 use p2p_common::service::{Effect, Input, Now, RequestId, Service};
 use p2p_common::{Address, NodeId, Records};
@@ -273,24 +273,25 @@ fn a_stranger_node_cannot_write_into_the_docs_example_store() {
     use std::collections::BTreeMap;
     #[derive(Default)]
     struct Store {
-        prepared: BTreeMap<String, (String, String)>,
-        data: BTreeMap<String, String>,
+        prepared: BTreeMap<(String, String), (String, String)>,
+        data: BTreeMap<(String, String), String>,
     }
     impl Manager for Store {
-        fn prepare(&mut self, tx_id: &str, _c: &NodeId, op: &str) -> Result<(), String> {
+        fn prepare(&mut self, tx: &str, res: &str, _c: &NodeId, op: &str) -> Result<(), String> {
             let (k, v) = op.split_once('=').ok_or("operation must be key=value")?;
-            self.prepared.insert(tx_id.into(), (k.into(), v.into()));
+            self.prepared
+                .insert((tx.into(), res.into()), (k.into(), v.into()));
             Ok(())
         }
-        fn commit(&mut self, tx_id: &str) {
-            if let Some((k, v)) = self.prepared.remove(tx_id) {
-                self.data.insert(k, v);
+        fn commit(&mut self, tx: &str, res: &str) {
+            if let Some((k, v)) = self.prepared.remove(&(tx.into(), res.into())) {
+                self.data.insert((res.into(), k), v);
             }
         }
-        fn abort(&mut self, tx_id: &str) {
-            self.prepared.remove(tx_id);
+        fn abort(&mut self, tx: &str, res: &str) {
+            self.prepared.remove(&(tx.into(), res.into()));
         }
-        fn in_doubt(&self) -> Vec<String> {
+        fn in_doubt(&self) -> Vec<(String, String)> {
             self.prepared.keys().cloned().collect()
         }
     }

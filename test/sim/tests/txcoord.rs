@@ -9,32 +9,34 @@ use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The manager app of the docs (`kv`): the module example's key-value store, answering
-/// through `p2p_common::txcoord::answer`. An operation `slow=…` is voted on after 4 s (past
-/// txcoord's 3 s manager timeout). It keeps every message it got and every answer it gave.
+/// The manager app of the docs (`kv`, managing the resources `kv` and `audit`): the module
+/// example's key-value store, answering through `p2p_common::txcoord::answer`. An operation
+/// `slow=…` is voted on after 4 s (past txcoord's 3 s manager timeout). It keeps every
+/// message it got and every answer it gave.
 #[derive(Default)]
 struct DocKv {
-    prepared: BTreeMap<String, (String, String)>,
-    data: BTreeMap<String, String>,
+    prepared: BTreeMap<(String, String), (String, String)>,
+    data: BTreeMap<(String, String), String>,
     got: Vec<Vec<u8>>,
     answered: Vec<Option<Vec<u8>>>,
 }
 
 impl Manager for DocKv {
-    fn prepare(&mut self, tx_id: &str, _c: &NodeId, op: &str) -> Result<(), String> {
+    fn prepare(&mut self, tx_id: &str, res: &str, _c: &NodeId, op: &str) -> Result<(), String> {
         let (k, v) = op.split_once('=').ok_or("operation must be key=value")?;
-        self.prepared.insert(tx_id.into(), (k.into(), v.into()));
+        self.prepared
+            .insert((tx_id.into(), res.into()), (k.into(), v.into()));
         Ok(())
     }
-    fn commit(&mut self, tx_id: &str) {
-        if let Some((k, v)) = self.prepared.remove(tx_id) {
-            self.data.insert(k, v);
+    fn commit(&mut self, tx_id: &str, res: &str) {
+        if let Some((k, v)) = self.prepared.remove(&(tx_id.into(), res.into())) {
+            self.data.insert((res.into(), k), v);
         }
     }
-    fn abort(&mut self, tx_id: &str) {
-        self.prepared.remove(tx_id);
+    fn abort(&mut self, tx_id: &str, res: &str) {
+        self.prepared.remove(&(tx_id.into(), res.into()));
     }
-    fn in_doubt(&self) -> Vec<String> {
+    fn in_doubt(&self) -> Vec<(String, String)> {
         self.prepared.keys().cloned().collect()
     }
 }

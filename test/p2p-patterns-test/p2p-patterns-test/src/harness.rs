@@ -237,33 +237,42 @@ fn our_process(process: &str) -> pl::ProcessId {
 }
 
 /// The agent's resource manager: what it voted and applied, per transaction (in memory: the
-/// test does not restart the agent; a real manager keeps prepared operations on disk).
+/// test does not restart the agent; a real manager keeps prepared operations on disk). It
+/// manages one resource, so `votes` and `outcomes` are per transaction.
 #[derive(Default)]
 struct KitManager {
-    prepared: BTreeMap<String, String>,
+    /// (tx id, resource) → operation.
+    prepared: BTreeMap<(String, String), String>,
     votes: BTreeMap<String, &'static str>,
     outcomes: BTreeMap<String, &'static str>,
 }
 
 impl Manager for KitManager {
-    fn prepare(&mut self, tx_id: &str, _coordinator: &NodeId, op: &str) -> Result<(), String> {
+    fn prepare(
+        &mut self,
+        tx_id: &str,
+        resource: &str,
+        _coordinator: &NodeId,
+        op: &str,
+    ) -> Result<(), String> {
         if op == VOTE_NO {
             self.votes.insert(tx_id.into(), "No");
             return Err("the test asked this manager to vote no".into());
         }
         self.votes.insert(tx_id.into(), "Yes");
-        self.prepared.insert(tx_id.into(), op.into());
+        self.prepared
+            .insert((tx_id.into(), resource.into()), op.into());
         Ok(())
     }
-    fn commit(&mut self, tx_id: &str) {
-        self.prepared.remove(tx_id);
+    fn commit(&mut self, tx_id: &str, resource: &str) {
+        self.prepared.remove(&(tx_id.into(), resource.into()));
         self.outcomes.insert(tx_id.into(), "Committed");
     }
-    fn abort(&mut self, tx_id: &str) {
-        self.prepared.remove(tx_id);
+    fn abort(&mut self, tx_id: &str, resource: &str) {
+        self.prepared.remove(&(tx_id.into(), resource.into()));
         self.outcomes.insert(tx_id.into(), "Aborted");
     }
-    fn in_doubt(&self) -> Vec<String> {
+    fn in_doubt(&self) -> Vec<(String, String)> {
         self.prepared.keys().cloned().collect()
     }
 }
