@@ -3,7 +3,7 @@
 //! and a node that is not a participant learns no outcome from the coordinator (defect 7).
 
 use p2p_common::api::encode_result;
-use p2p_common::api::txcoord::{Coordinators, ManagerAnswer, Response, Vote};
+use p2p_common::api::txcoord::{Coordinators, ManagerAnswer, Outcome, Response, Vote};
 use p2p_common::api::{ApiResult, ErrorCode};
 use p2p_common::service::{Effect, Input, Now, RequestId, Service};
 use p2p_common::{Address, NodeId, Records};
@@ -325,5 +325,130 @@ fn a_stranger_node_cannot_write_into_the_docs_example_store() {
         store.data.is_empty(),
         "a stranger node wrote into bob's store: {:?}",
         store.data
+    );
+}
+
+/// Runs a transaction from alice.os's app with bob.os and carol.os to its end, bob voting
+/// `bob_votes`; its id, and alice's writes (key, value or None for a delete).
+fn finished_tx(c: &mut TxCoord, bob_votes: Vote) -> (String, Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+    let (eff, a) = ask(
+        c,
+        "alice.os@app:app:someone.os",
+        r#"{"Start": {"participants": [{"node": "bob.os", "resource": "r"}, {"node": "carol.os", "resource": "r"}]}}"#,
+    );
+    let Some(Ok(Response::Started { tx_id })) = a else {
+        panic!("{a:?}")
+    };
+    let mut writes = Vec::new();
+    let mut keep = |eff: &[Eff]| {
+        for e in eff {
+            if let Effect::Store(b) = e {
+                writes.extend(b.ops.iter().cloned());
+            }
+        }
+    };
+    let mut pending: Vec<(Address, String, Ctx)> = sends(&eff);
+    let mut rounds = 0;
+    while let Some((to, body, ctx)) = pending.pop() {
+        rounds += 1;
+        assert!(rounds < 50, "no end");
+        let answer = if body.starts_with(r#"{"Prepare""#) {
+            let vote = if to.node.as_str() == "bob.os" {
+                bob_votes
+            } else {
+                Vote::Yes
+            };
+            format!(r#"{{"Ok":{{"Voted":{{"tx_id":"{tx_id}","vote":"{vote:?}","reason":""}}}}}}"#)
+        } else if body.starts_with(r#"{"Commit""#) || body.starts_with(r#"{"Abort""#) {
+            let o = if body.starts_with(r#"{"Commit""#) {
+                "Committed"
+            } else {
+                "Aborted"
+            };
+            format!(r#"{{"Ok":{{"Ack":{{"tx_id":"{tx_id}","outcome":"{o}"}}}}}}"#)
+        } else {
+            // The decision event to the app.
+            "{}".to_string()
+        };
+        let eff = respond(c, ctx, answer.into_bytes());
+        keep(&eff);
+        pending.extend(sends(&eff));
+    }
+    assert_eq!(c.coord.active(), 0, "{tx_id} ended");
+    (tx_id, writes)
+}
+
+fn query(c: &mut TxCoord, from: &str, tx: &str) -> Option<ApiResult<Response>> {
+    ask(
+        c,
+        &format!("{from}{TX}"),
+        &format!(r#"{{"QueryOutcome": {{"tx_id": "{tx}"}}}}"#),
+    )
+    .1
+}
+
+fn outcome(a: &Option<ApiResult<Response>>) -> Option<Outcome> {
+    match a {
+        Some(Ok(Response::Outcome { outcome, .. })) => Some(*outcome),
+        _ => None,
+    }
+}
+
+fn forbidden(a: &Option<ApiResult<Response>>) -> bool {
+    matches!(a, Some(Err(e)) if e.code == ErrorCode::Forbidden && e.message.contains("not a participant"))
+}
+
+/// Defect 7: a node that is not a participant asks the coordinator about a finished
+/// transaction; it gets Forbidden, as for an open one, while the participants get the
+/// outcome, also after a restart (the node list is in the end record).
+#[test]
+fn a_stranger_learns_no_finished_outcome() {
+    let mut c = core("alice.os");
+    let (committed, mut writes) = finished_tx(&mut c, Vote::Yes);
+    let (aborted, more) = finished_tx(&mut c, Vote::No);
+    writes.extend(more);
+    for (tx, want) in [
+        (&committed, Outcome::Committed),
+        (&aborted, Outcome::Aborted),
+    ] {
+        let a = query(&mut c, "mallory.os", tx);
+        assert!(forbidden(&a), "mallory asking about {tx}: {a:?}");
+        for p in ["bob.os", "carol.os"] {
+            assert_eq!(
+                outcome(&query(&mut c, p, tx)),
+                Some(want),
+                "{p} asking about {tx}"
+            );
+        }
+    }
+    // No record: presumed abort, to anyone.
+    assert_eq!(
+        outcome(&query(&mut c, "mallory.os", "alice.os/77")),
+        Some(Outcome::Aborted)
+    );
+    // After a restart, from the end records.
+    let mut disk = Records::new();
+    for (k, v) in writes {
+        match v {
+            Some(v) => disk.insert(k, v),
+            None => disk.remove(&k),
+        };
+    }
+    let mut c = boot("alice.os", disk.clone());
+    assert!(forbidden(&query(&mut c, "mallory.os", &committed)));
+    assert_eq!(
+        outcome(&query(&mut c, "carol.os", &committed)),
+        Some(Outcome::Committed)
+    );
+    // An end record written before the nodes were kept answers anyone, as it did.
+    let key = format!("h/{committed}").into_bytes();
+    let mut old: serde_json::Value = serde_json::from_slice(&disk[&key]).unwrap();
+    assert!(old["nodes"].is_array(), "{old}");
+    old.as_object_mut().unwrap().remove("nodes");
+    disk.insert(key, serde_json::to_vec(&old).unwrap());
+    let mut c = boot("alice.os", disk);
+    assert_eq!(
+        outcome(&query(&mut c, "mallory.os", &committed)),
+        Some(Outcome::Committed)
     );
 }
