@@ -972,6 +972,15 @@ mod tests {
         m
     }
 
+    /// docs/txcoord.md states today's figures (the bench takes a few seconds).
+    #[test]
+    fn the_documented_figures_are_todays() {
+        assert_eq!(
+            docs_disagree(DOC, &TxScenario.bench()),
+            Vec::<String>::new()
+        );
+    }
+
     /// The documented figures are compared with the bench's: the same pass, another value
     /// of any of them fails naming it, and so does a bench that no longer prints one, or a
     /// document without the section.
