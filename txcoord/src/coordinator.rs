@@ -89,6 +89,19 @@ struct CommitRecord {
 struct EndRecord {
     outcome: Outcome,
     seq: u64,
+    /// The participant nodes (sorted), the only ones told the outcome. Empty in a record
+    /// written before they were kept: then anyone is.
+    #[serde(default)]
+    nodes: Vec<NodeId>,
+}
+
+/// A finished transaction: its outcome, its sequence number in the history, its
+/// participant nodes (sorted; at most `MAX_PARTICIPANTS`).
+#[derive(Debug, Clone)]
+struct Finished {
+    outcome: Outcome,
+    seq: u64,
+    nodes: Vec<NodeId>,
 }
 
 #[derive(Clone)]
@@ -96,7 +109,7 @@ pub struct Coordinator {
     our: Address,
     txs: BTreeMap<String, CTx>,
     /// Finished transactions, oldest first (bounded by `Config::history`).
-    history: BTreeMap<String, (Outcome, u64)>,
+    history: BTreeMap<String, Finished>,
     order: VecDeque<(u64, String)>,
     next_seq: u64,
     /// Decision events per app.
@@ -252,7 +265,7 @@ impl Coordinator {
         rng: &mut dyn RngCore,
     ) -> Vec<Eff> {
         let mut out = Vec::new();
-        let mut ends: Vec<(u64, String, Outcome)> = Vec::new();
+        let mut ends: Vec<(String, Finished)> = Vec::new();
         for (k, v) in records {
             let Ok(k) = std::str::from_utf8(k) else {
                 continue;
@@ -295,7 +308,19 @@ impl Coordinator {
                 }
             } else if let Some(tx) = k.strip_prefix("h/") {
                 if let Ok(r) = serde_json::from_slice::<EndRecord>(v) {
-                    ends.push((r.seq, tx.to_string(), r.outcome));
+                    let mut nodes = r.nodes;
+                    nodes.sort();
+                    nodes.dedup();
+                    nodes.truncate(p2p_common::api::txcoord::MAX_PARTICIPANTS);
+                    let (outcome, seq) = (r.outcome, r.seq);
+                    ends.push((
+                        tx.to_string(),
+                        Finished {
+                            outcome,
+                            seq,
+                            nodes,
+                        },
+                    ));
                 }
             } else if let Some(tx) = k.strip_prefix("e/") {
                 match serde_json::from_slice::<EventRecord>(v)
@@ -315,10 +340,10 @@ impl Coordinator {
                 }
             }
         }
-        ends.sort_by_key(|e| e.0);
-        for (seq, tx, outcome) in ends {
-            self.next_seq = self.next_seq.max(seq + 1);
-            self.remember(tx, outcome, seq, cfg, &mut out);
+        ends.sort_by_key(|e| e.1.seq);
+        for (tx, f) in ends {
+            self.next_seq = self.next_seq.max(f.seq + 1);
+            self.remember(tx, f, cfg, &mut out);
         }
         let open: Vec<String> = self.txs.keys().cloned().collect();
         if !open.is_empty() {
@@ -343,19 +368,12 @@ impl Coordinator {
         out
     }
 
-    fn remember(
-        &mut self,
-        tx: String,
-        outcome: Outcome,
-        seq: u64,
-        cfg: &Config,
-        out: &mut Vec<Eff>,
-    ) {
-        self.history.insert(tx.clone(), (outcome, seq));
-        self.order.push_back((seq, tx));
+    fn remember(&mut self, tx: String, f: Finished, cfg: &Config, out: &mut Vec<Eff>) {
+        self.order.push_back((f.seq, tx.clone()));
+        self.history.insert(tx, f);
         while self.order.len() > cfg.history {
             if let Some((s, old)) = self.order.pop_front() {
-                if self.history.get(&old).is_some_and(|(_, q)| *q == s) {
+                if self.history.get(&old).is_some_and(|f| f.seq == s) {
                     self.history.remove(&old);
                     out.push(Effect::Store(Batch::lazy().delete(hkey(&old))));
                 }
@@ -588,10 +606,18 @@ impl Coordinator {
             Outcome::Aborted
         };
         let event_acked = tx.event_acked;
+        let mut nodes: Vec<NodeId> = tx.parts.iter().map(|p| p.spec.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
         self.txs.remove(tx_id);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut b = Batch::lazy().put(hkey(tx_id), encode(&EndRecord { outcome, seq }));
+        let end = EndRecord {
+            outcome,
+            seq,
+            nodes,
+        };
+        let mut b = Batch::lazy().put(hkey(tx_id), encode(&end));
         if outcome == Outcome::Committed {
             b = b.delete(ckey(tx_id));
         }
@@ -599,7 +625,12 @@ impl Coordinator {
             b = b.delete(ekey(tx_id));
         }
         let mut out = vec![Effect::Store(b)];
-        self.remember(tx_id.to_string(), outcome, seq, cfg, &mut out);
+        let f = Finished {
+            outcome,
+            seq,
+            nodes: end.nodes,
+        };
+        self.remember(tx_id.to_string(), f, cfg, &mut out);
         out
     }
 
@@ -764,11 +795,11 @@ impl Coordinator {
         if let Some(tx) = self.txs.get(tx_id) {
             return Ok(Response::Status(self.view(tx_id, tx)));
         }
-        if let Some((o, _)) = self.history.get(tx_id) {
+        if let Some(f) = self.history.get(tx_id) {
             return Ok(Response::Status(TxStatus {
                 tx_id: tx_id.to_string(),
                 role: Role::Coordinator,
-                phase: if *o == Outcome::Committed {
+                phase: if f.outcome == Outcome::Committed {
                     Phase::Committed
                 } else {
                     Phase::Aborted
@@ -797,24 +828,27 @@ impl Coordinator {
         self.txs.iter().map(|(k, tx)| self.view(k, tx)).collect()
     }
 
-    /// A termination query: what we know, and Aborted for what we do not (presumed abort).
+    /// A termination query: what we know, only to the transaction's participants (open or
+    /// finished), and Aborted for what we have no record of (presumed abort).
     pub fn query(&self, from: &NodeId, tx_id: &str) -> ApiResult<Response> {
-        let outcome = match self.txs.get(tx_id) {
-            Some(tx) if !tx.parts.iter().any(|p| &p.spec.node == from) => {
-                return Err(ApiError::forbidden(format!(
-                    "{from} is not a participant of {tx_id}"
-                )))
-            }
-            Some(tx) => match tx.phase {
+        let stranger = || {
+            Err(ApiError::forbidden(format!(
+                "{from} is not a participant of {tx_id}"
+            )))
+        };
+        let outcome = match (self.txs.get(tx_id), self.history.get(tx_id)) {
+            (Some(tx), _) if !tx.parts.iter().any(|p| &p.spec.node == from) => return stranger(),
+            (Some(tx), _) => match tx.phase {
                 Phase::Committing => Outcome::Committed,
                 Phase::Aborting => Outcome::Aborted,
                 _ => Outcome::Pending,
             },
-            None => self
-                .history
-                .get(tx_id)
-                .map(|(o, _)| *o)
-                .unwrap_or(Outcome::Aborted),
+            // An older end record keeps no nodes: it answers anyone, as before.
+            (None, Some(f)) if !f.nodes.is_empty() && f.nodes.binary_search(from).is_err() => {
+                return stranger()
+            }
+            (None, Some(f)) => f.outcome,
+            (None, None) => Outcome::Aborted,
         };
         Ok(Response::Outcome {
             tx_id: tx_id.to_string(),
@@ -832,8 +866,8 @@ impl Coordinator {
             }
             out.push(']');
         }
-        for (k, (o, _)) in &self.history {
-            let _ = write!(out, "H{k}:{o:?}");
+        for (k, f) in &self.history {
+            let _ = write!(out, "H{k}:{:?}", f.outcome);
         }
         for (app, b) in &self.events {
             let _ = write!(out, "E{app}:{}{}", b.queue.len(), b.in_flight as u8);
@@ -849,7 +883,7 @@ impl Coordinator {
             None => self
                 .history
                 .get(tx_id)
-                .map(|(o, _)| *o)
+                .map(|f| f.outcome)
                 .unwrap_or(Outcome::Aborted),
         }
     }

@@ -219,7 +219,10 @@ impl TxCoord {
                 vec![ok(r)]
             }
             TxReq::List(f) => vec![ok(Ok(self.list(&f)))],
-            TxReq::RegisterManager { resource } => self.part.register(id, &from, resource, now),
+            TxReq::RegisterManager {
+                resource,
+                coordinators,
+            } => self.part.register(id, &from, resource, coordinators, now),
             TxReq::UnregisterManager { resource } => self.part.unregister(id, &from, resource),
             TxReq::Prepare {
                 tx_id,

@@ -9,8 +9,8 @@
 
 use crate::core::{reply_err, Config, Ctx, Eff, Timer};
 use p2p_common::api::txcoord::{
-    coordinator_of, ManagerAnswer, ManagerMessage, Outcome, Phase, Request as TxReq, Response,
-    Role, TxStatus, Vote, VoteView, MAX_TIMEOUT_MS,
+    coordinator_of, Coordinators, ManagerAnswer, ManagerMessage, Outcome, Phase, Request as TxReq,
+    Response, Role, TxStatus, Vote, VoteView, MAX_TIMEOUT_MS,
 };
 use p2p_common::api::{encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode};
 use p2p_common::appreach::{Confirmations, HelloOutcome};
@@ -92,12 +92,31 @@ fn mkey(r: &str) -> Vec<u8> {
     format!("m/{r}").into_bytes()
 }
 
+/// A registered manager on disk (`m/<resource>`). An older record is the bare address: it
+/// gets the default, this node only.
+#[derive(Serialize, Deserialize)]
+struct ManagerRecord {
+    app: String,
+    coordinators: Coordinators,
+}
+
+/// The value of a manager's record `m/<resource>` (the model check writes it directly).
+pub fn manager_record(app: &Address, coordinators: &Coordinators) -> Vec<u8> {
+    encode(&ManagerRecord {
+        app: app.to_string(),
+        coordinators: coordinators.clone(),
+    })
+}
+
 #[derive(Clone)]
 pub struct Participant {
     our: Address,
     txs: BTreeMap<PKey, PTx>,
     managers: BTreeMap<String, Address>,
-    hellos: Confirmations<String>,
+    /// Per registered resource, whose transactions it takes part in (normalized).
+    coordinators: BTreeMap<String, Coordinators>,
+    /// Registrations waiting for their hello: (resource, coordinators).
+    hellos: Confirmations<(String, Coordinators)>,
     /// Managers whose in-doubt list is still to be read (after a restart of ours, or a
     /// registration whose Hello timed out because the app was blocked on it): per resource,
     /// whether an ask is in flight and the attempts so far. One ask in flight per manager.
@@ -122,6 +141,7 @@ impl Participant {
             our,
             txs: BTreeMap::new(),
             managers: BTreeMap::new(),
+            coordinators: BTreeMap::new(),
             hellos: Confirmations::new(64),
             in_doubt_asks: BTreeMap::new(),
             ended: BTreeMap::new(),
@@ -154,11 +174,20 @@ impl Participant {
                 continue;
             };
             if let Some(r) = k.strip_prefix("m/") {
-                if let Some(a) = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| Address::parse(s).ok())
-                {
-                    self.managers.insert(r.to_string(), a);
+                let rec = match serde_json::from_slice::<ManagerRecord>(v) {
+                    Ok(m) => Address::parse(&m.app).ok().map(|a| (a, m.coordinators)),
+                    // An older record: the address alone, and the default.
+                    Err(_) => std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| Address::parse(s).ok())
+                        .map(|a| (a, self.our_only())),
+                };
+                match rec {
+                    Some((a, c)) => {
+                        self.managers.insert(r.to_string(), a);
+                        self.coordinators.insert(r.to_string(), c.normalized());
+                    }
+                    None => out.push(log(Level::Error, format!("unreadable record {k}"))),
                 }
             }
         }
@@ -304,6 +333,17 @@ impl Participant {
             )];
         };
         let coord = coordinator_of(&tx_id).expect("checked");
+        if !self.admits(&resource, &coord) {
+            // Before the manager is asked, and without a table slot.
+            return vec![voted(
+                Vote::No,
+                &format!(
+                    "{} / {resource} does not take part in transactions coordinated by {coord} \
+                     (not among its manager's coordinators)",
+                    self.our.node
+                ),
+            )];
+        }
         let per_coord = self
             .txs
             .keys()
@@ -344,6 +384,19 @@ impl Participant {
             cfg.manager_timeout_s,
             Ctx::P(PCtx::Vote(key, id)),
         )]
+    }
+
+    /// This node only: the default of `RegisterManager`'s `coordinators`.
+    fn our_only(&self) -> Coordinators {
+        Coordinators::Only(vec![self.our.node.clone()])
+    }
+
+    /// Whether the manager of `resource` takes part in transactions `coord` coordinates.
+    fn admits(&self, resource: &str, coord: &NodeId) -> bool {
+        match self.coordinators.get(resource) {
+            Some(c) => c.admits(coord),
+            None => *coord == self.our.node,
+        }
     }
 
     fn check_coordinator(&self, from: &Address, tx_id: &str) -> Result<(), ApiError> {
@@ -830,7 +883,7 @@ impl Participant {
                     None => vec![],
                     Some(HelloOutcome::Refused(w, e)) => vec![reply_err(w.request, e)],
                     Some(HelloOutcome::Delivered(w)) => {
-                        let resource = w.key.clone();
+                        let resource = w.key.0.clone();
                         let mut out = self.registered(w.request, w.app, w.key, cfg);
                         match in_doubt {
                             Some(body) => {
@@ -978,6 +1031,7 @@ impl Participant {
         id: RequestId,
         from: &Address,
         resource: String,
+        coordinators: Option<Coordinators>,
         now: Now,
     ) -> Vec<Eff> {
         if let Some(m) = self.managers.get(&resource) {
@@ -993,11 +1047,15 @@ impl Participant {
         let hello = ManagerMessage::Hello {
             resource: resource.clone(),
         };
-        match self
-            .hellos
-            .begin(resource, id, from.clone(), encode(&hello), now.mono, |t| {
-                Ctx::P(PCtx::Hello(t))
-            }) {
+        let coordinators = coordinators.unwrap_or_else(|| self.our_only()).normalized();
+        match self.hellos.begin(
+            (resource, coordinators),
+            id,
+            from.clone(),
+            encode(&hello),
+            now.mono,
+            |t| Ctx::P(PCtx::Hello(t)),
+        ) {
             Ok(e) => vec![e],
             Err(e) => vec![reply_err(id, e)],
         }
@@ -1009,12 +1067,14 @@ impl Participant {
         &mut self,
         id: RequestId,
         app: Address,
-        resource: String,
+        (resource, coordinators): (String, Coordinators),
         cfg: &Config,
     ) -> Vec<Eff> {
         self.managers.insert(resource.clone(), app.clone());
+        self.coordinators
+            .insert(resource.clone(), coordinators.clone());
         let mut out = vec![Effect::Store(
-            Batch::forced().put(mkey(&resource), app.to_string().into_bytes()),
+            Batch::forced().put(mkey(&resource), manager_record(&app, &coordinators)),
         )];
         let pending: Vec<PKey> = self
             .txs
@@ -1036,6 +1096,7 @@ impl Participant {
             encode_result(&Ok(Response::ManagerRegistered {
                 resource,
                 pending: pending.len() as u32,
+                coordinators,
             })),
         ));
         out.push(log(Level::Info, format!("manager {app} registered")));
@@ -1055,6 +1116,7 @@ impl Participant {
             Some(_) => {
                 self.managers.remove(&resource);
                 self.in_doubt_asks.remove(&resource);
+                self.coordinators.remove(&resource);
                 vec![
                     Effect::Store(Batch::forced().delete(mkey(&resource))),
                     Effect::reply(

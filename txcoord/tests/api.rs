@@ -266,7 +266,9 @@ fn register(c: &mut TxCoord, rm: &str, res: &str) {
     let (eff, _) = ask(
         c,
         rm,
-        &format!(r#"{{"RegisterManager": {{"resource": "{res}"}}}}"#),
+        &format!(
+            r#"{{"RegisterManager": {{"resource": "{res}", "coordinators": {{"Only": ["alice.os"]}}}}}}"#
+        ),
     );
     let (_, _, ctx) = sends(&eff).pop().expect("hello");
     let eff = respond(

@@ -145,7 +145,10 @@ impl Model {
         for i in 0..N {
             let mut disk = Records::new();
             if i > 0 {
-                disk.insert(b"m/r".to_vec(), rm_addr(i).to_string().into_bytes());
+                // Registered for alice.os's transactions.
+                let only_alice = p2p_common::api::txcoord::Coordinators::Only(vec![node(0)]);
+                let rec = txcoord::participant::manager_record(&rm_addr(i), &only_alice);
+                disk.insert(b"m/r".to_vec(), rec);
             }
             s.nodes.push(NodeState {
                 core: self.core(i),

@@ -29,6 +29,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Shortest and longest vote deadline a Start may ask for.
 pub const MIN_TIMEOUT_MS: u64 = 1_000;
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// Most nodes a manager may name in [`Coordinators::Only`].
+pub const MAX_COORDINATORS: usize = 64;
 /// Largest page of [`Request::List`].
 pub const MAX_PAGE: u32 = 500;
 pub const DEFAULT_PAGE: u32 = 100;
@@ -57,6 +59,41 @@ pub fn validate_resource(r: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Who may coordinate transactions on a resource: `RegisterManager`'s `coordinators`. Left
+/// out, it is `Only` this node (its own txcoord, i.e. its local apps' transactions): a
+/// resource takes transactions from other nodes only if its manager names them, or says
+/// `Any`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Coordinators {
+    /// Only txcoord on these nodes (1..=[`MAX_COORDINATORS`]; name this node too if local
+    /// apps may start transactions on the resource).
+    Only(Vec<NodeId>),
+    /// Txcoord on any node. Then the manager must check each `PrepareTransaction`'s
+    /// `coordinator` itself: Hyperware authenticates the sending node, nothing more.
+    Any,
+}
+
+impl Coordinators {
+    /// Sorted, without repeats (as txcoord keeps and reports it).
+    pub fn normalized(self) -> Self {
+        match self {
+            Coordinators::Only(mut v) => {
+                v.sort();
+                v.dedup();
+                Coordinators::Only(v)
+            }
+            any => any,
+        }
+    }
+    /// Whether txcoord on `node` may coordinate (the list must be normalized).
+    pub fn admits(&self, node: &NodeId) -> bool {
+        match self {
+            Coordinators::Only(v) => v.binary_search(node).is_ok(),
+            Coordinators::Any => true,
+        }
+    }
 }
 
 /// A participant's vote.
@@ -168,8 +205,11 @@ pub enum Request {
     },
     List(ListFilter),
     /// Handle Prepare/Commit/Abort of `resource` on this node: txcoord messages the caller.
+    /// `coordinators`: whose transactions it takes part in (left out: this node's only).
     RegisterManager {
         resource: String,
+        #[serde(default)]
+        coordinators: Option<Coordinators>,
     },
     UnregisterManager {
         resource: String,
@@ -261,9 +301,23 @@ impl Request {
                 ))),
                 _ => Ok(()),
             },
-            Request::RegisterManager { resource } | Request::UnregisterManager { resource } => {
-                validate_resource(resource).map_err(bad)
+            Request::RegisterManager {
+                resource,
+                coordinators,
+            } => {
+                validate_resource(resource).map_err(bad)?;
+                match coordinators {
+                    Some(Coordinators::Only(v)) if v.is_empty() || v.len() > MAX_COORDINATORS => {
+                        Err(bad(format!(
+                            "coordinators: Only lists 1..={MAX_COORDINATORS} nodes (got {}); \
+                             leave it out for this node only, or say \"Any\"",
+                            v.len()
+                        )))
+                    }
+                    _ => Ok(()),
+                }
             }
+            Request::UnregisterManager { resource } => validate_resource(resource).map_err(bad),
             _ => Ok(()),
         }
     }
@@ -290,6 +344,8 @@ pub enum Response {
     ManagerRegistered {
         resource: String,
         pending: u32,
+        /// Whose transactions it takes part in, as txcoord applies it (sorted).
+        coordinators: Coordinators,
     },
     ManagerUnregistered {
         resource: String,

@@ -9,32 +9,34 @@ use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The manager app of the docs (`kv`): the module example's key-value store, answering
-/// through `p2p_common::txcoord::answer`. An operation `slow=…` is voted on after 4 s (past
-/// txcoord's 3 s manager timeout). It keeps every message it got and every answer it gave.
+/// The manager app of the docs (`kv`, managing the resources `kv` and `audit`): the module
+/// example's key-value store, answering through `p2p_common::txcoord::answer`. An operation
+/// `slow=…` is voted on after 4 s (past txcoord's 3 s manager timeout). It keeps every
+/// message it got and every answer it gave.
 #[derive(Default)]
 struct DocKv {
-    prepared: BTreeMap<String, (String, String)>,
-    data: BTreeMap<String, String>,
+    prepared: BTreeMap<(String, String), (String, String)>,
+    data: BTreeMap<(String, String), String>,
     got: Vec<Vec<u8>>,
     answered: Vec<Option<Vec<u8>>>,
 }
 
 impl Manager for DocKv {
-    fn prepare(&mut self, tx_id: &str, _c: &NodeId, op: &str) -> Result<(), String> {
+    fn prepare(&mut self, tx_id: &str, res: &str, _c: &NodeId, op: &str) -> Result<(), String> {
         let (k, v) = op.split_once('=').ok_or("operation must be key=value")?;
-        self.prepared.insert(tx_id.into(), (k.into(), v.into()));
+        self.prepared
+            .insert((tx_id.into(), res.into()), (k.into(), v.into()));
         Ok(())
     }
-    fn commit(&mut self, tx_id: &str) {
-        if let Some((k, v)) = self.prepared.remove(tx_id) {
-            self.data.insert(k, v);
+    fn commit(&mut self, tx_id: &str, res: &str) {
+        if let Some((k, v)) = self.prepared.remove(&(tx_id.into(), res.into())) {
+            self.data.insert((res.into(), k), v);
         }
     }
-    fn abort(&mut self, tx_id: &str) {
-        self.prepared.remove(tx_id);
+    fn abort(&mut self, tx_id: &str, res: &str) {
+        self.prepared.remove(&(tx_id.into(), res.into()));
     }
-    fn in_doubt(&self) -> Vec<String> {
+    fn in_doubt(&self) -> Vec<(String, String)> {
         self.prepared.keys().cloned().collect()
     }
 }
@@ -129,6 +131,7 @@ fn documented_txcoord_examples_are_what_txcoord_answers() {
     let (mut heading, mut kv_seen, mut app_seen) = (String::new(), 0usize, 0usize);
     let mut last: Option<(u64, String)> = None;
     let mut kv_answer: Option<Vec<u8>> = None;
+    let mut kv_registration: Option<String> = None;
     // Documented transaction id → the real one, in the order `Started` showed them.
     let mut ids: Vec<(String, String)> = Vec::new();
     let to_doc = |ids: &Vec<(String, String)>, b: &[u8]| {
@@ -147,9 +150,11 @@ fn documented_txcoord_examples_are_what_txcoord_answers() {
         if let Some(h) = line.strip_prefix("### ") {
             heading = h.to_string();
             if heading.starts_with("Protocol") {
-                // bob.os's kv registers again (its Hello is not shown).
-                let body = br#"{"RegisterManager": {"resource": "kv"}}"#.to_vec();
-                s.request_from(1, kv_pid.clone(), &bob_tx, body, 10);
+                // bob.os's kv registers again as documented above (its Hello is not shown).
+                let body = kv_registration
+                    .clone()
+                    .expect("kv's registration is documented");
+                s.request_from(1, kv_pid.clone(), &bob_tx, body.into_bytes(), 10);
                 s.run_for(2_000).unwrap();
                 kv_seen = kv_log(&s).0.len();
             }
@@ -202,6 +207,9 @@ fn documented_txcoord_examples_are_what_txcoord_answers() {
                 real_body = real_body.replace(d.as_str(), r);
             }
             let manager_op = t == "RegisterManager" || t == "UnregisterManager";
+            if t == "RegisterManager" && doc["RegisterManager"]["resource"] == "kv" {
+                kv_registration.get_or_insert_with(|| body.to_string());
+            }
             let h = if heading.starts_with("Protocol") {
                 s.request_from(
                     2,
@@ -269,7 +277,8 @@ fn the_decision_event_reaches_an_app_that_was_down_once() {
     s.add_app(0, my_app.clone(), AppSpec::granting_all());
     s.run_for(21_000).unwrap();
     let (alice_tx, bob_tx) = (s.addr(0, TXCOORD), s.addr(1, TXCOORD));
-    let reg = br#"{"RegisterManager": {"resource": "kv"}}"#.to_vec();
+    let reg = br#"{"RegisterManager": {"resource": "kv", "coordinators": {"Only": ["alice.os"]}}}"#;
+    let reg = reg.to_vec();
     s.request_from(1, ProcessId::ours("kv"), &bob_tx, reg, 10);
     s.run_for(2_000).unwrap();
     let events = |s: &Sim| {

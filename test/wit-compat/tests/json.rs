@@ -2084,8 +2084,35 @@ mod txcoord {
             (
                 O::RegisterManager {
                     resource: "kv".into(),
+                    coordinators: None,
                 },
-                W::RegisterManager(res()),
+                W::RegisterManager(wt::RegisterManagerRequest {
+                    resource: "kv".into(),
+                    coordinators: None,
+                }),
+            ),
+            (
+                O::RegisterManager {
+                    resource: "kv".into(),
+                    coordinators: Some(ot::Coordinators::Only(vec![id("alice.os"), id("bob.os")])),
+                },
+                W::RegisterManager(wt::RegisterManagerRequest {
+                    resource: "kv".into(),
+                    coordinators: Some(wt::Coordinators::Only(vec![
+                        "alice.os".into(),
+                        "bob.os".into(),
+                    ])),
+                }),
+            ),
+            (
+                O::RegisterManager {
+                    resource: "kv".into(),
+                    coordinators: Some(ot::Coordinators::Any),
+                },
+                W::RegisterManager(wt::RegisterManagerRequest {
+                    resource: "kv".into(),
+                    coordinators: Some(wt::Coordinators::Any),
+                }),
             ),
             (
                 O::UnregisterManager {
@@ -2178,10 +2205,12 @@ mod txcoord {
                 O::ManagerRegistered {
                     resource: "kv".into(),
                     pending: 2,
+                    coordinators: ot::Coordinators::Only(vec![id("bob.os")]),
                 },
                 W::ManagerRegistered(wt::ManagerRegistered {
                     resource: "kv".into(),
                     pending: 2,
+                    coordinators: wt::Coordinators::Only(vec!["bob.os".into()]),
                 }),
             ),
             (

@@ -16,7 +16,7 @@
 use hyperware_process_lib as pl;
 use p2p_common::api::notify::AppMessage;
 use p2p_common::api::sync::{DocId, Op};
-use p2p_common::api::txcoord::{AppEvent, ParticipantSpec};
+use p2p_common::api::txcoord::{AppEvent, Coordinators, ParticipantSpec};
 use p2p_common::client::{
     BaseClient, NotifyClient, PresenceClient, ProcessTransport, SyncClient, Transport,
 };
@@ -75,8 +75,9 @@ pub enum AgentCommand {
     Received,
     /// notify: the subscriber exits (init returns; with OnExit::None the kernel removes it).
     SubscriberExit,
-    /// txcoord: register this agent as the manager of `resource` on its node.
-    RegisterManager(String),
+    /// txcoord: register this agent as the manager of `resource` on its node, for
+    /// transactions the nodes named coordinate (None: its own node's only).
+    RegisterManager(String, Option<Coordinators>),
     /// txcoord: start a transaction coordinated by this node (the agent gets its decision
     /// event); answers the tx id.
     TxStart {
@@ -236,33 +237,42 @@ fn our_process(process: &str) -> pl::ProcessId {
 }
 
 /// The agent's resource manager: what it voted and applied, per transaction (in memory: the
-/// test does not restart the agent; a real manager keeps prepared operations on disk).
+/// test does not restart the agent; a real manager keeps prepared operations on disk). It
+/// manages one resource, so `votes` and `outcomes` are per transaction.
 #[derive(Default)]
 struct KitManager {
-    prepared: BTreeMap<String, String>,
+    /// (tx id, resource) → operation.
+    prepared: BTreeMap<(String, String), String>,
     votes: BTreeMap<String, &'static str>,
     outcomes: BTreeMap<String, &'static str>,
 }
 
 impl Manager for KitManager {
-    fn prepare(&mut self, tx_id: &str, _coordinator: &NodeId, op: &str) -> Result<(), String> {
+    fn prepare(
+        &mut self,
+        tx_id: &str,
+        resource: &str,
+        _coordinator: &NodeId,
+        op: &str,
+    ) -> Result<(), String> {
         if op == VOTE_NO {
             self.votes.insert(tx_id.into(), "No");
             return Err("the test asked this manager to vote no".into());
         }
         self.votes.insert(tx_id.into(), "Yes");
-        self.prepared.insert(tx_id.into(), op.into());
+        self.prepared
+            .insert((tx_id.into(), resource.into()), op.into());
         Ok(())
     }
-    fn commit(&mut self, tx_id: &str) {
-        self.prepared.remove(tx_id);
+    fn commit(&mut self, tx_id: &str, resource: &str) {
+        self.prepared.remove(&(tx_id.into(), resource.into()));
         self.outcomes.insert(tx_id.into(), "Committed");
     }
-    fn abort(&mut self, tx_id: &str) {
-        self.prepared.remove(tx_id);
+    fn abort(&mut self, tx_id: &str, resource: &str) {
+        self.prepared.remove(&(tx_id.into(), resource.into()));
         self.outcomes.insert(tx_id.into(), "Aborted");
     }
-    fn in_doubt(&self) -> Vec<String> {
+    fn in_doubt(&self) -> Vec<(String, String)> {
         self.prepared.keys().cloned().collect()
     }
 }
@@ -387,10 +397,12 @@ fn run_command(
         AgentCommand::SubscriberExit => {
             ask_subscriber(our, &subscriber_id(our), &SubscriberCommand::Exit)
         }
-        AgentCommand::RegisterManager(resource) => TxClient::local(our_node, ProcessTransport)
-            .register_manager(&resource)
-            .map(|pending| serde_json::json!(pending))
-            .map_err(e),
+        AgentCommand::RegisterManager(resource, coordinators) => {
+            TxClient::local(our_node, ProcessTransport)
+                .register_manager(&resource, coordinators)
+                .map(|pending| serde_json::json!(pending))
+                .map_err(e)
+        }
         AgentCommand::TxStart {
             participants,
             timeout_ms,

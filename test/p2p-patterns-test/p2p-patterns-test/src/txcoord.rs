@@ -8,7 +8,9 @@ use crate::checks;
 use crate::harness::{AgentCommand, Ctx, VOTE_NO};
 use crate::tester_lib::TestResult;
 use crate::{check, fail};
-use p2p_common::api::txcoord::{AppEvent, Outcome, ParticipantSpec, Phase, Role, Vote, VoteView};
+use p2p_common::api::txcoord::{
+    AppEvent, Coordinators, Outcome, ParticipantSpec, Phase, Role, Vote, VoteView,
+};
 use p2p_common::api::ErrorCode;
 use p2p_common::client::{ClientError, ProcessTransport};
 use p2p_common::txcoord::TxClient;
@@ -94,8 +96,11 @@ fn phase_of(ctx: &Ctx, tx: &str) -> Result<Phase, String> {
 
 fn committed_and_aborted(ctx: &Ctx) -> TestResult {
     const T: &str = "txcoord: a committed transaction";
+    // Every manager takes part in the transactions our node (alice) coordinates.
+    let ours = Coordinators::Only(vec![ctx.our_node.clone()]);
     for node in &ctx.nodes[..3] {
-        if let Err(e) = ctx.agent(node, &AgentCommand::RegisterManager(RESOURCE.into())) {
+        let cmd = AgentCommand::RegisterManager(RESOURCE.into(), Some(ours.clone()));
+        if let Err(e) = ctx.agent(node, &cmd) {
             fail!(T, "registering the manager on {node}: {e}");
         }
     }

@@ -9,11 +9,11 @@
 use super::{figure, heal_all, random_fault, Scenario};
 use crate::{factory, Mode, NetConfig, Sim, SimConfig, SimError};
 use p2p_common::api::txcoord::{
-    ManagerAnswer, ManagerMessage, ParticipantSpec, Request as TxReq, Response, Vote,
+    Coordinators, ManagerAnswer, ManagerMessage, ParticipantSpec, Request as TxReq, Response, Vote,
 };
 use p2p_common::api::{decode_response, encode, encode_result};
 use p2p_common::service::{Batch, Effect, Input, Now, RequestId, Service};
-use p2p_common::{Address, Records};
+use p2p_common::{Address, NodeId, Records};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
@@ -48,6 +48,8 @@ pub struct TestRm {
     /// Messages that found it down (answered with an error), and its crashes.
     pub refused_while_down: u64,
     pub crashes: u64,
+    /// Whose transactions it registers for (`RegisterManager`'s `coordinators`).
+    coordinators: Option<Coordinators>,
 }
 
 impl TestRm {
@@ -63,7 +65,14 @@ impl TestRm {
             down_until: 0,
             refused_while_down: 0,
             crashes: 0,
+            coordinators: None,
         }
+    }
+
+    /// Registers for transactions coordinated by these nodes (else its own node's only).
+    pub fn coordinated_by(mut self, nodes: Vec<NodeId>) -> Self {
+        self.coordinators = Some(Coordinators::Only(nodes));
+        self
     }
 
     /// Crash the manager alone (its node and txcoord keep running): from its next input it is
@@ -149,6 +158,7 @@ impl Service for TestRm {
                 s.txcoord(),
                 encode(&TxReq::RegisterManager {
                     resource: "r".into(),
+                    coordinators: s.coordinators.clone(),
                 }),
                 10,
                 (),
@@ -301,9 +311,14 @@ fn atomic(s: &Sim) -> Result<(), String> {
 }
 
 pub fn cluster(cfg: SimConfig, no_pct: u64, late_pct: u64) -> Sim {
+    // Every node of the cluster may coordinate (the list, not "Any": as a real manager would).
+    let nodes: Vec<NodeId> = (0..cfg.nodes).map(crate::node_name).collect();
     Sim::new(cfg)
         .with_process("txcoord", factory(txcoord::core::new))
-        .with_process(RM, factory(move |a| TestRm::new(a, no_pct, late_pct)))
+        .with_process(
+            RM,
+            factory(move |a| TestRm::new(a, no_pct, late_pct).coordinated_by(nodes.clone())),
+        )
         .with_invariant(
             "atomicity: never commit at one manager and abort at another",
             atomic,
@@ -379,12 +394,14 @@ fn settled(sim: &Sim, txs: &[(String, Vec<usize>)]) -> Result<(), String> {
 /// charlie.os and dave.os (20, then 20 more 5 s later), alice.os crashed 300 ms after the
 /// second batch, down 60 s, then 10 quiet minutes.
 fn same_faults_config() -> SimConfig {
-    // Seed 5: over seeds 1-8 the guide's version left 21-35 participants blocked and 0-3
-    // transactions split (2 here); ours 0 and 0 in every one (docs/txcoord.md).
-    let mut cfg = SimConfig::new(5, 4);
-    cfg.net = NetConfig::hostile(0.05, 0.0);
+    let mut cfg = SimConfig::new(SAME_FAULTS_SEED, 4);
+    cfg.net = NetConfig::hostile(SAME_FAULTS_LOSS, 0.0);
     cfg
 }
+
+/// The seed and the independent loss of the same-faults comparison.
+const SAME_FAULTS_SEED: u64 = 5;
+const SAME_FAULTS_LOSS: f64 = 0.05;
 
 fn same_faults_run(sim: &mut Sim, start: &dyn Fn(&mut Sim) -> u64) -> Vec<u64> {
     sim.run_for(25_000).expect("no invariant breaks");
@@ -522,9 +539,11 @@ impl Scenario for TxScenario {
 
     fn bench(&self) -> Map<String, Value> {
         let mut m = Map::new();
+        const LINK_MS: u64 = 50;
+        m.insert("link_latency_ms".into(), json!(LINK_MS));
         let fixed = crate::net::Latency {
-            min_ms: 50,
-            max_ms: 50,
+            min_ms: LINK_MS,
+            max_ms: LINK_MS,
             spike_p: 0.0,
             spike_factor: 1,
         };
@@ -559,7 +578,7 @@ impl Scenario for TxScenario {
         let elapsed = done_at.map(|t| t - t0).unwrap_or(u64::MAX);
         // Remote hops at 50 ms each; local messages (app, managers) take 1 ms.
         m.insert("commit_ms".into(), json!(elapsed));
-        m.insert("commit_message_delays".into(), json!(elapsed / 50));
+        m.insert("commit_message_delays".into(), json!(elapsed / LINK_MS));
         m.insert(
             "forced_writes_per_commit_coordinator".into(),
             json!(after[0].forced_batches - before[0].forced_batches),
@@ -612,9 +631,10 @@ impl Scenario for TxScenario {
             let body = start_body(&sim, &parts, 30_000);
             txs.push((sim.request(c, &sim.addr(c, "txcoord"), body, 10), parts));
         }
+        // Checked every 10 ms of virtual time (the figure's resolution).
         let mut end = t0;
-        for _ in 0..600 {
-            sim.run_for(100).expect("no invariant breaks");
+        for _ in 0..6_000 {
+            sim.run_for(10).expect("no invariant breaks");
             let open: usize = (0..4)
                 .map(|i| {
                     sim.core::<txcoord::core::TxCoord>(i, "txcoord")
@@ -630,7 +650,10 @@ impl Scenario for TxScenario {
         }
         let secs = (end - t0) as f64 / 1000.0;
         m.insert("throughput_concurrent_txs".into(), json!(100));
-        m.insert("throughput_virtual_s".into(), json!(secs));
+        m.insert(
+            "throughput_virtual_s".into(),
+            json!((secs * 100.0).round() / 100.0),
+        );
         m.insert(
             "throughput_tx_per_virtual_s".into(),
             json!((100.0 / secs * 10.0).round() / 10.0),
@@ -681,6 +704,8 @@ impl Scenario for TxScenario {
         );
 
         // The guide's pattern 6 (crate::baseline_2pc) and ours under the same faults.
+        m.insert("same_faults_seed".into(), json!(SAME_FAULTS_SEED));
+        m.insert("same_faults_loss".into(), json!(SAME_FAULTS_LOSS));
         let (blocked, violations) = same_faults_ours();
         m.insert("same_faults_blocked_participants".into(), json!(blocked));
         m.insert("same_faults_atomicity_violations".into(), json!(violations));
@@ -691,7 +716,17 @@ impl Scenario for TxScenario {
         m
     }
 
+    /// The targets, and the figures docs/txcoord.md states ([`docs_disagree`]).
     fn bench_targets(&self, bench: &Map<String, Value>) -> Option<Vec<String>> {
+        let mut f = targets(bench);
+        f.extend(docs_disagree(DOC, bench));
+        Some(f)
+    }
+}
+
+/// The asserted targets of `bench txcoord`.
+fn targets(bench: &Map<String, Value>) -> Vec<String> {
+    {
         let mut f = Vec::new();
         for (key, want) in [
             ("commit_message_delays", 4.0),
@@ -751,8 +786,73 @@ impl Scenario for TxScenario {
                 "recovery_settled is not true: a transaction was left undecided somewhere".into(),
             );
         }
-        Some(f)
+        f
     }
+}
+
+/// docs/txcoord.md, whose benchmark tables `bench txcoord --check` compares with the bench.
+const DOC: &str = include_str!("../../../../docs/txcoord.md");
+/// The heading of the section those tables are in.
+const DOC_SECTION: &str = "## Benchmark";
+
+/// Every row of the tables in `doc`'s benchmark section that names bench keys: the keys
+/// (the backticked names of its first cell) against the values of its last cell (`a / b`),
+/// which must agree with `bench`. A failure line for each disagreement, and if the section
+/// or its rows are missing (so the check cannot pass by finding nothing).
+pub fn docs_disagree(doc: &str, bench: &Map<String, Value>) -> Vec<String> {
+    let mut f = Vec::new();
+    let Some(start) = doc.lines().position(|l| l.starts_with(DOC_SECTION)) else {
+        return vec![format!("docs/txcoord.md has no `{DOC_SECTION}` section")];
+    };
+    let mut rows = 0;
+    for line in doc
+        .lines()
+        .skip(start + 1)
+        .take_while(|l| !l.starts_with("## "))
+    {
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        let (Some(first), Some(last)) = (cells.first(), cells.last()) else {
+            continue;
+        };
+        if !line.starts_with("| `") || cells.len() < 2 {
+            continue;
+        }
+        rows += 1;
+        let keys: Vec<&str> = first.split('`').skip(1).step_by(2).collect();
+        let values: Vec<&str> = last.split(" / ").map(str::trim).collect();
+        if keys.len() != values.len() {
+            f.push(format!(
+                "docs/txcoord.md: the row of {keys:?} has {} values ({last:?})",
+                values.len()
+            ));
+            continue;
+        }
+        for (key, doc_value) in keys.iter().zip(values) {
+            let measured = bench.get(*key).and_then(Value::as_f64);
+            let documented = doc_value.replace(',', "").parse::<f64>().ok();
+            match (measured, documented) {
+                (Some(m), Some(d)) if m == d => {}
+                (None, _) => f.push(format!(
+                    "docs/txcoord.md documents `{key}`, which the bench does not print"
+                )),
+                (Some(m), _) => f.push(format!(
+                    "docs/txcoord.md says `{key}` is {doc_value}; the bench measured {m} \
+                     (update the table in its `{DOC_SECTION}` section)"
+                )),
+            }
+        }
+    }
+    if rows == 0 {
+        f.push(format!(
+            "docs/txcoord.md's `{DOC_SECTION}` section has no table rows naming bench keys"
+        ));
+    }
+    f
 }
 
 #[cfg(test)]
@@ -857,9 +957,78 @@ mod tests {
         }
     }
 
+    /// The figures docs/txcoord.md states, as a bench map.
+    fn documented() -> Map<String, Value> {
+        let start = DOC.find(DOC_SECTION).expect("the section");
+        let mut m = Map::new();
+        for line in DOC[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("## "))
+        {
+            if !line.starts_with("| `") {
+                continue;
+            }
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let keys = cells[0].split('`').skip(1).step_by(2);
+            for (k, v) in keys.zip(cells[cells.len() - 1].split(" / ")) {
+                let v: f64 = v.trim().parse().unwrap();
+                m.insert(k.into(), json!(v));
+            }
+        }
+        m
+    }
+
+    /// docs/txcoord.md states today's figures (the bench takes a few seconds).
+    #[test]
+    fn the_documented_figures_are_todays() {
+        assert_eq!(
+            docs_disagree(DOC, &TxScenario.bench()),
+            Vec::<String>::new()
+        );
+    }
+
+    /// The documented figures are compared with the bench's: the same pass, another value
+    /// of any of them fails naming it, and so does a bench that no longer prints one, or a
+    /// document without the section.
+    #[test]
+    fn the_documented_figures_must_be_the_benchs() {
+        let doc = documented();
+        assert!(doc.len() >= 15, "{doc:?}");
+        assert_eq!(docs_disagree(DOC, &doc), Vec::<String>::new());
+        for key in doc.keys() {
+            let mut b = doc.clone();
+            let v = b[key].as_f64().unwrap();
+            b.insert(key.clone(), json!(v + 1.0));
+            let f = docs_disagree(DOC, &b);
+            assert!(
+                f.len() == 1 && f[0].contains(key.as_str()) && f[0].contains("measured"),
+                "{key}: {f:?}"
+            );
+            b.remove(key);
+            let f = docs_disagree(DOC, &b);
+            assert!(
+                f.len() == 1 && f[0].contains("does not print"),
+                "{key}: {f:?}"
+            );
+        }
+        let f = docs_disagree("# txcoord\n", &doc);
+        assert!(f[0].contains("no `## Benchmark` section"), "{f:?}");
+        let f = docs_disagree("## Benchmark\n\nnothing\n", &doc);
+        assert!(f[0].contains("no table rows"), "{f:?}");
+        // And bench_targets includes the comparison.
+        let mut b = good();
+        b.insert("commit_ms".into(), json!(1));
+        assert!(TxScenario
+            .bench_targets(&b)
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("docs/txcoord.md") && l.contains("commit_ms")));
+    }
+
     #[test]
     fn targets_pass_good_figures_and_fail_bad_ones() {
-        assert_eq!(TxScenario.bench_targets(&good()), Some(vec![]));
+        assert_eq!(targets(&good()), Vec::<String>::new());
         for (key, bad) in [
             ("commit_message_delays", json!(6)),
             ("forced_writes_per_commit_participant", json!(1)),
@@ -874,7 +1043,7 @@ mod tests {
         ] {
             let mut b = good();
             b.insert(key.into(), bad);
-            let f = TxScenario.bench_targets(&b).unwrap();
+            let f = targets(&b);
             assert!(f.iter().any(|l| l.contains(key)), "{key}: {f:?}");
         }
         for key in [
@@ -884,7 +1053,7 @@ mod tests {
         ] {
             let mut gone = good();
             gone.remove(key);
-            let f = TxScenario.bench_targets(&gone).unwrap();
+            let f = targets(&gone);
             assert!(
                 f.iter().any(|l| l.contains("missing") && l.contains(key)),
                 "{f:?}"
