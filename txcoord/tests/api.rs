@@ -665,19 +665,22 @@ fn a_manager_registering_with_the_blocking_client_still_reports_its_in_doubt_lis
         aborted: Vec<String>,
     }
     impl Manager for Doubting {
-        fn prepare(&mut self, tx: &str, _: &NodeId, _: &str) -> Result<(), String> {
+        fn prepare(&mut self, tx: &str, _: &str, _: &NodeId, _: &str) -> Result<(), String> {
             self.prepared.push(tx.into());
             Ok(())
         }
-        fn commit(&mut self, tx: &str) {
+        fn commit(&mut self, tx: &str, _: &str) {
             self.prepared.retain(|t| t != tx);
         }
-        fn abort(&mut self, tx: &str) {
+        fn abort(&mut self, tx: &str, _: &str) {
             self.prepared.retain(|t| t != tx);
             self.aborted.push(tx.into());
         }
-        fn in_doubt(&self) -> Vec<String> {
-            self.prepared.clone()
+        fn in_doubt(&self) -> Vec<(String, String)> {
+            self.prepared
+                .iter()
+                .map(|t| (t.clone(), "r".into()))
+                .collect()
         }
     }
     let mut m = Doubting {
@@ -722,7 +725,7 @@ fn a_manager_registering_with_the_blocking_client_still_reports_its_in_doubt_lis
             .ok_or(SendErrorKind::Timeout)
     };
     let mut client = TxClient::local(&NodeId::parse("bob.os").unwrap(), transport);
-    client.register_manager("r").expect("registered");
+    client.register_manager("r", None).expect("registered");
     drop(client);
     // Free again, the app answers what txcoord sent after the reply, with the helper.
     assert_eq!(after.len(), 1, "{after:?}");

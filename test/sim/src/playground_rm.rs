@@ -4,12 +4,14 @@
 //! It is a small key-value store written on common's helper ([`p2p_common::txcoord::Manager`]
 //! and [`p2p_common::txcoord::answer`]): an operation is any text, and it votes yes unless the
 //! operation contains [`REFUSE`] (then no, with a reason naming the word). A yes is on disk
-//! (forced, `p/<tx>`) before it is sent; commit and abort drop the prepared record, and a
+//! (forced, `p/<resource>/<tx>`) before it is sent; commit and abort drop the prepared record, and a
 //! commit counts the operation as applied (`applied`, lazily written). It registers for its
 //! resources at start (every restart of its node) and again after a failed registration or
 //! now and then, as an app that restarted would.
 
-use p2p_common::api::txcoord::{ManagerMessage, Request as TxReq, Response as TxResp};
+use p2p_common::api::txcoord::{
+    Coordinators, ManagerMessage, Request as TxReq, Response as TxResp,
+};
 use p2p_common::api::{decode_response, encode};
 use p2p_common::service::{Batch, Effect, Input, Now, Records, Service};
 use p2p_common::txcoord::{answer, Manager};
@@ -37,34 +39,46 @@ pub enum RmTimer {
 /// Prepared operations and the count of applied ones.
 #[derive(Debug, Default)]
 pub struct Store {
-    prepared: BTreeMap<String, String>,
+    prepared: BTreeMap<(String, String), String>,
     pub applied: u64,
     pub refused: u64,
 }
 
 impl Manager for Store {
-    fn prepare(&mut self, tx_id: &str, _coordinator: &NodeId, op: &str) -> Result<(), String> {
+    fn prepare(
+        &mut self,
+        tx_id: &str,
+        resource: &str,
+        _coordinator: &NodeId,
+        op: &str,
+    ) -> Result<(), String> {
         if op.contains(REFUSE) {
             self.refused += 1;
             return Err(format!(
                 "the playground manager refuses operations containing \"{REFUSE}\""
             ));
         }
-        if !self.prepared.contains_key(tx_id) && self.prepared.len() >= MAX_PREPARED {
+        let key = (tx_id.to_string(), resource.to_string());
+        if !self.prepared.contains_key(&key) && self.prepared.len() >= MAX_PREPARED {
             return Err(format!("{MAX_PREPARED} transactions are prepared already"));
         }
-        self.prepared.insert(tx_id.into(), op.into());
+        self.prepared.insert(key, op.into());
         Ok(())
     }
-    fn commit(&mut self, tx_id: &str) {
-        if self.prepared.remove(tx_id).is_some() {
+    fn commit(&mut self, tx_id: &str, resource: &str) {
+        if self
+            .prepared
+            .remove(&(tx_id.to_string(), resource.to_string()))
+            .is_some()
+        {
             self.applied += 1;
         }
     }
-    fn abort(&mut self, tx_id: &str) {
-        self.prepared.remove(tx_id);
+    fn abort(&mut self, tx_id: &str, resource: &str) {
+        self.prepared
+            .remove(&(tx_id.to_string(), resource.to_string()));
     }
-    fn in_doubt(&self) -> Vec<String> {
+    fn in_doubt(&self) -> Vec<(String, String)> {
         self.prepared.keys().cloned().collect()
     }
 }
@@ -87,6 +101,9 @@ impl PlaygroundRm {
             self.txcoord.clone(),
             encode(&TxReq::RegisterManager {
                 resource: RESOURCES[i].into(),
+                // Every node of the playground is ours: take part in transactions any of
+                // them coordinates (a real manager names the nodes it trusts).
+                coordinators: Some(Coordinators::Any),
             }),
             10,
             i,
@@ -95,8 +112,10 @@ impl PlaygroundRm {
     fn load(&mut self, records: &Records) {
         for (k, v) in records {
             let (k, v) = (String::from_utf8_lossy(k), String::from_utf8_lossy(v));
-            if let Some(tx) = k.strip_prefix("p/") {
-                self.store.prepared.insert(tx.to_string(), v.to_string());
+            if let Some((resource, tx)) = k.strip_prefix("p/").and_then(|r| r.split_once('/')) {
+                self.store
+                    .prepared
+                    .insert((tx.to_string(), resource.to_string()), v.to_string());
             } else if k == "applied" {
                 self.store.applied = v.parse().unwrap_or(0);
             }
@@ -129,9 +148,13 @@ impl Service for PlaygroundRm {
             Input::Request { id, from, body, .. } if from == self.txcoord => {
                 // The one transaction this message is about (none for Hello).
                 let tx = match serde_json::from_slice::<ManagerMessage>(&body) {
-                    Ok(ManagerMessage::PrepareTransaction { tx_id, .. })
-                    | Ok(ManagerMessage::CommitTransaction { tx_id, .. })
-                    | Ok(ManagerMessage::AbortTransaction { tx_id, .. }) => Some(tx_id),
+                    Ok(ManagerMessage::PrepareTransaction {
+                        tx_id, resource, ..
+                    })
+                    | Ok(ManagerMessage::CommitTransaction { tx_id, resource })
+                    | Ok(ManagerMessage::AbortTransaction { tx_id, resource }) => {
+                        Some((tx_id, resource))
+                    }
                     _ => None,
                 };
                 let before = tx
@@ -150,7 +173,7 @@ impl Service for PlaygroundRm {
                 if let Some(tx) = tx {
                     let after = self.store.prepared.get(&tx);
                     if after != before.as_ref() {
-                        let key = format!("p/{tx}");
+                        let key = format!("p/{}/{}", tx.1, tx.0);
                         forced = Some(match after {
                             Some(op) => Batch::forced().put(key, op.clone()),
                             None => Batch::forced().delete(key),

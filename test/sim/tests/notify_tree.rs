@@ -261,6 +261,7 @@ fn deliver_roster(
         notes: vec![],
         publisher: Some(s.node_id(0).clone()),
         roster: Some(roster),
+        last: None,
     };
     let addr = s.addr(to, NAME);
     let h = s.request_with_blob(
