@@ -1455,7 +1455,9 @@ mod tests {
             "p99_delivery_ms": 134551, "duplicates_at_apps": 0, "topic_nodes": 200,
             "topic_delivery_ratio": 1.0, "payloads_per_receiver": 1.0, "publisher_sends": 199.0,
             "publisher_messages": 398.0, "topic_p50_delivery_ms": 115, "topic_p99_delivery_ms": 203,
-            "topic_published": 10, "tree_threshold": 32, "tree_fanout": 8
+            "topic_published": 10, "tree_threshold": 32, "tree_fanout": 8,
+            "repaired_relays": 3, "repair_wait_ms": 90000, "repaired_publisher_sends": 8.0,
+            "repaired_publisher_messages": 16.0, "repaired_delivery_ratio": 1.0
         })
     }
 
