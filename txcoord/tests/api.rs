@@ -7,6 +7,9 @@ use p2p_common::service::{Effect, Input, Now, RequestId, SendErrorKind, Service}
 use p2p_common::{Address, NodeId, ProcessId};
 use txcoord::core::{Ctx, Eff, Timer, TxCoord};
 
+mod support;
+use support::{respond, sends};
+
 fn core(node: &str) -> TxCoord {
     let mut c = txcoord::core::new(Address::ours(&NodeId::parse(node).unwrap(), "txcoord"));
     c.handle(
@@ -230,37 +233,6 @@ use p2p_common::api::txcoord::{ManagerAnswer, Vote};
 
 const RM: &str = "bob.os@rm:app:someone.os";
 const ALICE_TX: &str = "alice.os@txcoord:p2p-patterns:p2p-patterns.os";
-
-/// The requests (with an expected answer) among `eff`: target, body, context.
-fn sends(eff: &[Eff]) -> Vec<(Address, String, Ctx)> {
-    eff.iter()
-        .filter_map(|e| match e {
-            Effect::Send {
-                to,
-                body,
-                expect: Some(x),
-                ..
-            } => Some((
-                to.clone(),
-                String::from_utf8_lossy(body).to_string(),
-                x.ctx.clone(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
-fn respond(c: &mut TxCoord, ctx: Ctx, body: Vec<u8>) -> Vec<Eff> {
-    c.handle(
-        Now::at(2_000),
-        Input::Response {
-            from: Address::parse("x.os@a:b:c.os").unwrap(),
-            body,
-            blob: None,
-            ctx,
-        },
-    )
-}
 
 fn register(c: &mut TxCoord, rm: &str, res: &str) {
     let (eff, _) = ask(

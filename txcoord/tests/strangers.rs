@@ -9,6 +9,9 @@ use p2p_common::service::{Effect, Input, Now, RequestId, Service};
 use p2p_common::{Address, NodeId, Records};
 use txcoord::core::{Ctx, Eff, TxCoord};
 
+mod support;
+use support::{respond, sends};
+
 fn boot(node: &str, records: Records) -> TxCoord {
     let mut c = txcoord::core::new(Address::ours(&NodeId::parse(node).unwrap(), "txcoord"));
     c.handle(
@@ -46,37 +49,6 @@ fn ask(c: &mut TxCoord, from: &str, body: &str) -> (Vec<Eff>, Option<ApiResult<R
         _ => None,
     });
     (eff, answer)
-}
-
-/// Awaited sends: (target, body, context).
-fn sends(eff: &[Eff]) -> Vec<(Address, String, Ctx)> {
-    eff.iter()
-        .filter_map(|e| match e {
-            Effect::Send {
-                to,
-                body,
-                expect: Some(x),
-                ..
-            } => Some((
-                to.clone(),
-                String::from_utf8_lossy(body).to_string(),
-                x.ctx.clone(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
-fn respond(c: &mut TxCoord, ctx: Ctx, body: Vec<u8>) -> Vec<Eff> {
-    c.handle(
-        Now::at(2_000),
-        Input::Response {
-            from: Address::parse("x.os@a:b:c.os").unwrap(),
-            body,
-            blob: None,
-            ctx,
-        },
-    )
 }
 
 /// Forced writes of `eff`: (key, value).
