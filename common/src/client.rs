@@ -497,6 +497,14 @@ impl<T: Transport> PresenceClient<T> {
             other => Err(unexpected(other)),
         }
     }
+
+    /// Network health as presence sees it (reachability from its probes; no breakers).
+    pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
+        match self.call(&Request::Health {})? {
+            Response::Health(h) => Ok(h),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 fn unexpected(r: Response) -> ClientError {
@@ -645,6 +653,14 @@ impl<T: Transport> SyncClient<T> {
     pub fn stats(&mut self) -> Result<sync::SyncStats, ClientError> {
         match self.call(&sync::Request::Stats {})? {
             sync::Response::Stats(s) => Ok(s),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Network health as sync sees it (reachability and breakers of its outbox).
+    pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
+        match self.call(&sync::Request::Health {})? {
+            sync::Response::Health(h) => Ok(h),
             other => Err(sync_unexpected(other)),
         }
     }

@@ -18,7 +18,9 @@ use p2p_common::api::sync::{
 use p2p_common::api::{
     decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode,
 };
-use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets, Status as ReachStatus};
+use p2p_common::resilience::{
+    BudgetConfig, Reachability, SenderBudgets, Status as ReachStatus, Traffic,
+};
 use p2p_common::service::log;
 use p2p_common::{
     Address, Batch, Effect, Input, Level, Millis, NodeId, Now, Records, RequestId, Service,
@@ -328,6 +330,8 @@ pub struct SyncCore {
     sweep_armed: bool,
     transfers_refused_logged: u64,
     pub stats: SyncStats,
+    /// Messages to and from each other node since start (for `Health`).
+    traffic: Traffic,
 }
 
 pub fn new(our: Address) -> SyncCore {
@@ -356,6 +360,7 @@ impl SyncCore {
             sweep_armed: false,
             transfers_refused_logged: 0,
             stats: SyncStats::default(),
+            traffic: Traffic::default(),
         }
     }
 
@@ -397,6 +402,17 @@ impl SyncCore {
     /// What sync's own sends say about each peer's reachability.
     pub fn reachability(&self) -> &Reachability {
         &self.reach
+    }
+    /// The `Health` answer: reachability from our sends, the outbox's breakers, messages.
+    pub fn health(&self, now: Millis) -> p2p_common::resilience::HealthReport {
+        p2p_common::resilience::health::report(
+            &self.me,
+            now,
+            &self.reach,
+            Some(&self.outbox.breakers),
+            &self.traffic,
+            p2p_common::resilience::health::MAX_HEALTH_PEERS,
+        )
     }
 
     fn info(&self, e: &Entry) -> DocInfo {
@@ -915,6 +931,7 @@ impl SyncCore {
                 Ok(Response::Stats(s))
             }
             Request::Peers { doc } => self.peers(&doc, now).map(Response::Peers),
+            Request::Health {} => Ok(Response::Health(self.health(now))),
             _ => Err(ApiError::internal("protocol request routed as local")),
         };
         Some(r.map(|resp| (resp, None)))
@@ -2357,6 +2374,7 @@ impl Service for SyncCore {
     fn handle(&mut self, now: Now, input: Input<Ctx, Timer>) -> Vec<Eff> {
         let t = now.mono;
         let mut out = Vec::new();
+        self.traffic.observe_input(&self.me, &input);
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
@@ -2402,6 +2420,7 @@ impl Service for SyncCore {
             | Input::WsClose { .. } => {}
         }
         self.arm_sweep(&mut out);
+        self.traffic.observe_effects(&self.me, &out);
         out
     }
 }

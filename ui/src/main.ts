@@ -481,10 +481,9 @@ tabs.push({
 // ----- Transactions (txcoord) -----
 
 const decisions: { tx: string; text: string; outcome: string }[] = [];
-/** Transactions this page started and saw decided (txcoord's List shows only those in
- * progress, and a finished one's Status no longer has the votes). `finished`: the
- * coordinator ended it, so every participant has acknowledged the decision. */
-const decided = new Map<string, { outcome: string; reason: string; votes: Json[]; finished: boolean }>();
+/** Transactions in the order this page saw them decided, newest last (for the history's
+ * order: txcoord lists by id). */
+const decidedOrder: string[] = [];
 /** One participant's vote as text: `bob.os/stock: Yes`, `charlie.os/cash: No (reason)`. */
 function voteText(v: Json): string {
   return `${v.node}/${v.resource}: ${v.vote ?? "no vote"}${v.reason ? ` (${v.reason})` : ""}`;
@@ -500,8 +499,8 @@ on("txcoord", (f) => {
   if (d) {
     const votes = (d.votes || []).map(voteText).join("; ");
     decisions.unshift({ tx: d.tx_id, outcome: d.outcome, text: `${d.tx_id}: ${d.outcome}${d.reason ? ` (${d.reason})` : ""} — votes: ${votes || "none"}` });
-    decided.set(d.tx_id, { outcome: d.outcome, reason: d.reason || "", votes: d.votes || [], finished: false });
-    while (decided.size > 30) decided.delete(decided.keys().next().value as string);
+    decidedOrder.push(d.tx_id);
+    decidedOrder.splice(0, Math.max(0, decidedOrder.length - 200));
   }
   decisions.splice(30);
   if (active === "tx") refreshers.forEach((r) => r());
@@ -517,18 +516,22 @@ tabs.push({
     const dec = el("ul", { class: "log", "data-testid": "decisions" });
     const refresh = () =>
       guarded("List", async () => {
-        const r = await api("txcoord", { List: {} });
-        const rows: Json[] = r.Transactions.transactions;
-        const active = new Set(rows.filter((t) => t.role === "Coordinator").map((t) => t.tx_id));
-        for (const [tx, d] of [...decided].reverse()) {
-          if (active.has(tx)) continue;
-          if (!d.finished) {
-            const st = (await api("txcoord", { Status: { tx_id: tx } })).Status;
-            d.finished = st.phase === "Committed" || st.phase === "Aborted";
-          }
-          const phase = d.finished ? (d.outcome === "Committed" ? "Committed" : "Aborted") : d.outcome === "Committed" ? "Committing" : "Aborting";
-          rows.push({ tx_id: tx, role: "Coordinator", phase, reason: d.reason, votes: d.votes.map((v) => ({ ...v, acked: v.acked || d.finished })) });
+        // In progress (both roles) and, from the coordinator's history, the finished ones
+        // this node coordinated, with each participant's vote as it ended: what a reload keeps.
+        // Pages are by id, so a few pages cover the history (1,000) and what is open.
+        const all: Json[] = [];
+        let cursor: string | null = null;
+        for (let page = 0; page < 4; page++) {
+          const r = await api("txcoord", { List: { include_finished: true, limit: 500, cursor } });
+          all.push(...r.Transactions.transactions);
+          cursor = r.Transactions.next_cursor;
+          if (!cursor) break;
         }
+        const open = all.filter((t) => t.phase !== "Committed" && t.phase !== "Aborted");
+        const rank = new Map(decidedOrder.map((tx, i) => [tx, i]));
+        // Finished: those this page saw decided first (newest first), then the rest by id.
+        const finished = all.filter((t) => !open.includes(t)).sort((a, b) => (rank.get(b.tx_id) ?? -1) - (rank.get(a.tx_id) ?? -1));
+        const rows = [...open, ...finished];
         hist.innerHTML = "";
         hist.append(el("tr", {}, ...["transaction", "role", "phase", "participants: vote → outcome"].map((h) => el("th", {}, h))));
         for (const t of rows) {
@@ -572,13 +575,101 @@ tabs.push({
       el("h3", {}, "Decisions"),
       dec,
       el("h3", {}, "History"),
-      el("p", {}, "Transactions in progress on this node, and those this page started since it was opened."),
+      el("p", {}, "Transactions in progress on this node, and the finished ones it coordinated (its last 1,000), with each participant's vote and outcome."),
       hist,
     );
     refreshers.push(refresh);
     refresh();
   },
 });
+// ----- Health (presence, notify, sync: each one's `Health`) -----
+
+/** One service's view of a peer: reachability from its own sends, its outbox's breaker
+ * (notify and sync), and the messages between them since the process started. */
+function healthText(p: Json): string {
+  if (!p) return "—";
+  const f = p.consecutive_failures ? `, ${p.consecutive_failures} failures` : "";
+  const rtt = p.srtt_ms != null ? `, rtt ${p.srtt_ms} ms` : "";
+  let b = "";
+  if (p.breaker) {
+    const label: Record<string, string> = { Closed: "closed", Open: "open", HalfOpen: "half-open" };
+    b = `; breaker ${label[p.breaker] ?? p.breaker}${p.breaker === "Closed" && p.breaker_failures ? ` (${p.breaker_failures} failures)` : ""}`;
+  }
+  return `${p.status}${f}${rtt}${b}; ${p.sent} sent, ${p.received} received`;
+}
+
+const HEALTH_SERVICES = ["presence", "notify", "sync"];
+
+tabs.push({
+  id: "health",
+  title: "Health",
+  render(root) {
+    const table = el("table", { "data-testid": "health" });
+    const notes = el("p", { "data-testid": "health-notes" });
+    const errors = el("p", { class: "inline-error", "data-testid": "health-error" });
+    errors.hidden = true;
+    const simTable = el("table", { "data-testid": "sim-health" });
+    root.append(
+      el("h2", {}, "Network health as ", el("span", { "data-testid": "health-viewer" }, currentNode || "this node"), " sees it"),
+      el("p", {}, "Per node, what each service's own sends found: reachability (status, failures in a row, round-trip time), the circuit breaker of notify's and sync's outboxes, and the messages sent to it and received from it since the service started (each service's Health)."),
+      table,
+      notes,
+      errors,
+    );
+    if (playground) {
+      root.append(
+        el("h3", {}, "Simulator's counts"),
+        el("p", {}, "Messages between the nodes as the simulator carried them: sent, and delivered (playground only)."),
+        simTable,
+      );
+    }
+    // A refresh shows its failures here, leaving the banner to what the user did.
+    const refresh = async () => {
+      const answers = await Promise.all(HEALTH_SERVICES.map((s) => api(s, "Health").then((r) => r.Health, (e) => e as Error)));
+      const failed = answers.map((a, i) => (a instanceof Error ? `${HEALTH_SERVICES[i]}: ${a.message}` : "")).filter((x) => x);
+      errors.hidden = !failed.length;
+      errors.textContent = failed.length ? `Health: ${failed.join("; ")}` : "";
+      const byNode = new Map<string, Record<string, Json>>();
+      answers.forEach((a, i) => {
+        if (a instanceof Error) return;
+        for (const p of a.peers) {
+          if (!byNode.has(p.node)) byNode.set(p.node, {});
+          byNode.get(p.node)![HEALTH_SERVICES[i]] = p;
+        }
+      });
+      table.innerHTML = "";
+      table.append(el("tr", {}, ...["node", ...HEALTH_SERVICES].map((x) => el("th", {}, x))));
+      for (const n of [...byNode.keys()].sort()) {
+        const row = byNode.get(n)!;
+        table.append(el("tr", { "data-node": n }, el("td", {}, n), ...HEALTH_SERVICES.map((s) => el("td", { "data-testid": `health-${n}-${s}` }, healthText(row[s])))));
+      }
+      if (!byNode.size) table.append(el("tr", {}, el("td", { colspan: "4" }, "no other node known yet")));
+      const ok = answers.filter((a) => !(a instanceof Error));
+      const more = ok.map((a, i) => (a.more ? `${HEALTH_SERVICES[i]} knows ${a.more} more` : "")).filter((x) => x);
+      const ours = ok.some((a) => a.own_trouble) ? "Failures are presumed ours for now (just started, or others reach the nodes we fail to reach): no node is blamed. " : "";
+      notes.textContent = ours + (more.length ? `Only the busiest 64 nodes are listed (${more.join(", ")}).` : "");
+      if (playground) {
+        try {
+          const h = await simQuery("health", { node: currentNode });
+          simTable.innerHTML = "";
+          simTable.append(el("tr", {}, ...["node", "messages to it", "messages from it"].map((x) => el("th", {}, x))));
+          for (const p of h.peers) {
+            const m = p.messages;
+            simTable.append(el("tr", {}, el("td", {}, p.node),
+              el("td", { "data-testid": `sim-msgs-to-${p.node}` }, `${m.sent} sent, ${m.delivered_to} delivered`),
+              el("td", { "data-testid": `sim-msgs-from-${p.node}` }, `${m.received} sent, ${m.delivered_from} delivered`)));
+          }
+        } catch (e) {
+          errors.hidden = false;
+          errors.textContent = `${errors.textContent ? errors.textContent + "; " : ""}simulator: ${e instanceof Error ? e.message : String(e)}`;
+        }
+      }
+    };
+    refreshers.push(refresh);
+    refresh();
+  },
+});
+
 // ----- Network (playground only) -----
 
 let simState: Json = null;
@@ -591,20 +682,6 @@ async function simQuery(op: string, body: Json): Promise<Json> {
   if (!res.ok) throw new Error(v.error || `HTTP ${res.status}`);
   return v;
 }
-function reachText(r: Json): string {
-  if (!r) return "—";
-  const rtt = r.srtt_ms != null ? `, rtt ${r.srtt_ms} ms` : "";
-  const f = r.consecutive_failures ? `, ${r.consecutive_failures} failures` : "";
-  return `${r.status}${f}${rtt}`;
-}
-function breakerText(b: Json): string {
-  if (!b) return "—";
-  if (b.Closed) return b.Closed.consecutive_failures ? `closed (${b.Closed.consecutive_failures} failures)` : "closed";
-  if (b.Open) return "open";
-  if (b.HalfOpen) return "half-open";
-  return JSON.stringify(b);
-}
-
 async function sim(op: string, body?: Json) {
   const res = await fetch(`/sim/${op}`, { method: "POST", body: body === undefined ? "" : JSON.stringify(body) });
   const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
@@ -694,48 +771,8 @@ tabs.push({
           )));
       }
     };
-    const health = el("table", { "data-testid": "health" });
-    const healthTitle = el("h3", {}, "Network health as ", el("span", { "data-testid": "health-viewer" }, currentNode), " sees it");
-    root.append(
-      healthTitle,
-      el("p", {}, "Reachability from the node's own sends (presence's probes, notify's and sync's deliveries), the circuit breakers of notify's and sync's outboxes, and messages to and from each node (sent / delivered)."),
-      health,
-    );
-    const healthError = el("p", { class: "inline-error", "data-testid": "health-error" });
-    healthError.hidden = true;
-    root.append(healthError);
-    // A refresh shows its own failure here, leaving the banner to what the user did.
-    const refreshHealth = async () => {
-      let h: Json;
-      try {
-        h = await simQuery("health", { node: currentNode });
-        healthError.hidden = true;
-      } catch (e) {
-        healthError.hidden = false;
-        healthError.textContent = `Health: ${e instanceof Error ? e.message : String(e)}`;
-        return;
-      }
-      {
-        health.innerHTML = "";
-        health.append(el("tr", {}, ...["node", "presence", "notify", "sync", "messages"].map((x) => el("th", {}, x))));
-        for (const p of h.peers) {
-          const n = p.node;
-          const svc = (s: string, withBreaker: boolean) =>
-            el("td", { "data-testid": `health-${n}-${s}` }, reachText(p.reachability[s]) + (withBreaker ? `; breaker ${breakerText(p.breakers[s])}` : ""));
-          const m = p.messages;
-          health.append(el("tr", {},
-            el("td", {}, n),
-            svc("presence", false),
-            svc("notify", true),
-            svc("sync", true),
-            el("td", { "data-testid": `health-${n}-msgs` }, `to: ${m.sent} sent, ${m.delivered_to} delivered; from: ${m.received} sent, ${m.delivered_from} delivered`),
-          ));
-        }
-      }
-    };
-    refreshers.push(table, refreshHealth);
+    refreshers.push(table);
     table();
-    refreshHealth();
     const tick = () => {
       if (active !== "net") return;
       draw();

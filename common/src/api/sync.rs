@@ -626,6 +626,10 @@ pub enum Request {
         transfer: u64,
         index: u32,
     },
+    // ----- local apps only (added later) -----
+    /// Network health as this process sees it: per known peer, reachability, breaker and
+    /// message counts (at most `MAX_HEALTH_PEERS`, see [`crate::resilience::health`]).
+    Health {},
 }
 
 wire_enum!(Request, "sync request", |tag| !PROTOCOL_REQUESTS
@@ -722,6 +726,7 @@ pub enum Response {
         transfer: u64,
         index: u32,
     },
+    Health(crate::resilience::HealthReport),
 }
 wire_enum!(Response, "sync response", |_tag| false);
 
