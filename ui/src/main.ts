@@ -11,6 +11,8 @@ let playground = false;
 type Json = any;
 
 let currentNode = "";
+/** Our node's name (the picked one in the playground; on a node, presence's Info says). */
+let ourNode = "";
 let nodes: string[] = [];
 
 const $ = (sel: string) => document.querySelector(sel) as HTMLElement;
@@ -214,7 +216,67 @@ let shownVersion: Json = [];
 let opSeq = 0;
 on("sync", (f) => {
   if (f.event?.Changed && f.event.Changed.doc === openDoc && active === "docs") refreshers.forEach((r) => r());
+  if (f.event?.AwarenessChanged && f.event.AwarenessChanged.doc === openDoc && active === "docs") awarenessChanged();
 });
+/** Set by the Documents tab while it shows: fetch and draw the other carets again. */
+let awarenessChanged: () => void = () => {};
+
+// ----- remote carets and selections (sync's awareness) -----
+
+const CARET_COLORS = ["#d93025", "#1a73e8", "#188038", "#e37400", "#9334e6", "#007b83", "#c5221f", "#5f6368"];
+/** A node's colour: the one its page chose (state `color`), else one from its name. */
+function colorOf(node: string): string {
+  let h = 0;
+  for (const c of node) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return CARET_COLORS[h % CARET_COLORS.length];
+}
+/** Draw each peer's caret (a bar with its name) and selection (its colour, faint) over the
+ * editor: `layer` mirrors the textarea's text and box, transparent, at the same scroll. */
+function drawCarets(layer: HTMLElement, editor: HTMLTextAreaElement, peers: Json[]) {
+  const cs = getComputedStyle(editor);
+  for (const k of ["fontFamily", "fontSize", "fontWeight", "lineHeight", "letterSpacing", "paddingTop", "paddingRight", "paddingBottom", "paddingLeft", "borderTopWidth", "borderRightWidth", "borderBottomWidth", "borderLeftWidth", "tabSize"] as const) {
+    (layer.style as any)[k] = (cs as any)[k];
+  }
+  const text = editor.value;
+  const clamp = (n: number) => Math.max(0, Math.min(text.length, n));
+  const shown = peers.filter((p) => p.cursor);
+  const cuts = new Set([0, text.length]);
+  for (const p of shown) {
+    cuts.add(clamp(p.cursor.anchor));
+    cuts.add(clamp(p.cursor.head));
+  }
+  const points = [...cuts].sort((a, b) => a - b);
+  layer.innerHTML = "";
+  const caretsAt = (pos: number) => {
+    for (const p of shown.filter((p) => clamp(p.cursor.head) === pos)) {
+      const name = p.state?.find?.((e: Json) => e.key === "name")?.value ?? p.node;
+      const color = p.state?.find?.((e: Json) => e.key === "color")?.value ?? colorOf(p.node);
+      const caret = el("span", { class: "rcaret", "data-testid": `remote-caret-${p.node}`, "data-pos": String(pos), style: `border-color: ${color}` },
+        el("span", { class: "rlabel", style: `background: ${color}` }, name));
+      layer.append(caret);
+    }
+  };
+  for (let i = 0; i < points.length - 1; i++) {
+    const [a, b] = [points[i], points[i + 1]];
+    caretsAt(a);
+    const covering = shown.find((p) => {
+      const lo = clamp(Math.min(p.cursor.anchor, p.cursor.head)), hi = clamp(Math.max(p.cursor.anchor, p.cursor.head));
+      return lo <= a && b <= hi && lo < hi;
+    });
+    const seg = text.slice(a, b);
+    if (covering) {
+      const color = covering.state?.find?.((e: Json) => e.key === "color")?.value ?? colorOf(covering.node);
+      layer.append(el("mark", { class: "rsel", "data-testid": `remote-selection-${covering.node}`, style: `background: ${color}33` }, seg));
+    } else {
+      layer.append(seg);
+    }
+  }
+  if (text.length > 0) caretsAt(text.length);
+  else caretsAt(0);
+  // A trailing newline needs a character after it to take its line.
+  layer.append("\u200b");
+  layer.scrollTop = editor.scrollTop;
+}
 
 /** A field value typed in the page: true/false, null, an integer, a number, else text. */
 function parseValue(v: string): Json {
@@ -249,6 +311,70 @@ tabs.push({
   render(root) {
     const docs = el("ul", { "data-testid": "docs" });
     const editor = el("textarea", { "data-testid": "editor", rows: "8", placeholder: "open a document" }) as HTMLTextAreaElement;
+    const carets = el("div", { class: "rlayer", "data-testid": "remote-carets", "aria-hidden": "true" });
+    const editorBox = el("div", { class: "editor-box" }, editor, carets);
+    const awarenessError = el("p", { class: "inline-error", "data-testid": "awareness-error" });
+    awarenessError.hidden = true;
+    const awareFail = (e: unknown) => {
+      awarenessError.hidden = false;
+      awarenessError.textContent = `Awareness: ${e instanceof Error ? e.message : String(e)}`;
+    };
+    // Others' carets: fetched on their AwarenessChanged events and every refresh (entries
+    // expire 30 s after their app last set them), drawn over the editor.
+    let remote: Json[] = [];
+    const readAwareness = async () => {
+      if (!openDoc) return;
+      const doc = openDoc;
+      try {
+        const r = await api("sync", { GetAwareness: { doc, utf16: true } });
+        if (doc !== openDoc) return;
+        awarenessError.hidden = true;
+        remote = r.Awareness.peers.filter((p: Json) => p.node !== ourNode);
+        drawCarets(carets, editor, remote);
+      } catch (e) {
+        awareFail(e);
+      }
+    };
+    let awarenessQueued = false;
+    awarenessChanged = () => {
+      if (awarenessQueued) return;
+      awarenessQueued = true;
+      setTimeout(() => {
+        awarenessQueued = false;
+        readAwareness();
+      }, 50);
+    };
+    // Ours: the caret or selection, throttled (one SetAwareness per 150 ms at most), and
+    // renewed every 10 s while the document is open so that it does not expire.
+    let lastSent = "";
+    let lastSentAt = 0;
+    let sendQueued = false;
+    const sendAwareness = (renew: boolean) => {
+      if (!openDoc) return;
+      const back = editor.selectionDirection === "backward";
+      const anchor = back ? editor.selectionEnd : editor.selectionStart;
+      const head = back ? editor.selectionStart : editor.selectionEnd;
+      const key = `${openDoc} ${anchor} ${head}`;
+      if (key === lastSent && !renew) return;
+      lastSent = key;
+      lastSentAt = Date.now();
+      const state = [{ key: "color", value: colorOf(ourNode) }, { key: "name", value: ourNode }];
+      api("sync", { SetAwareness: { doc: openDoc, cursor: { anchor, head }, state, utf16: true } }).then(() => (awarenessError.hidden = true), awareFail);
+    };
+    const caretMoved = () => {
+      if (sendQueued) return;
+      sendQueued = true;
+      setTimeout(() => {
+        sendQueued = false;
+        sendAwareness(false);
+      }, 150);
+    };
+    for (const ev of ["select", "keyup", "click", "focus", "input"]) editor.addEventListener(ev, caretMoved);
+    editor.addEventListener("scroll", () => (carets.scrollTop = editor.scrollTop));
+    editor.addEventListener("input", () => drawCarets(carets, editor, remote));
+    const renewAwareness = () => {
+      if (lastSent && Date.now() - lastSentAt > 10_000) sendAwareness(true);
+    };
     const title = el("h3", { "data-testid": "doc-title" }, "no document open");
     const items = el("table", { "data-testid": "items" });
     const peers = el("table", { "data-testid": "peers" });
@@ -284,11 +410,18 @@ tabs.push({
     let text = "";
     const openIt = (doc: string) =>
       guarded("Open", async () => {
+        const was = lastSent.split(" ")[0];
+        if (was && was !== doc) {
+          // Our caret leaves the document we were in.
+          api("sync", { SetAwareness: { doc: was, cursor: null, state: null, utf16: true } }).catch(awareFail);
+          lastSent = "";
+        }
         openDoc = doc;
         await api("sync", { Subscribe: { doc } });
         title.textContent = doc;
         await read();
         readPeers();
+        readAwareness();
       });
     const read = async () => {
       if (!openDoc) return;
@@ -301,6 +434,7 @@ tabs.push({
       if (inFlight === 0 && editor.value === text) {
         text = r.Content.text;
         editor.value = text;
+        drawCarets(carets, editor, remote);
       }
     };
     // Edits go one at a time, each the splice from what the service last took to what the
@@ -352,7 +486,8 @@ tabs.push({
         refreshList();
       }, "Share"),
       title,
-      editor,
+      editorBox,
+      awarenessError,
       el("h3", {}, "Fields"),
       items,
       form("field", [["item_id", "item", "task-1"], ["field", "field", "done"], ["value", "value (true, false, null, a number or text)", "false"]], "Set field", async (v) => {
@@ -365,7 +500,7 @@ tabs.push({
       peers,
       peersError,
     );
-    refreshers.push(() => guarded("Read", read), readPeers);
+    refreshers.push(() => guarded("Read", read), readPeers, readAwareness, renewAwareness);
     refreshList();
     if (openDoc) openIt(openDoc);
   },
@@ -792,7 +927,13 @@ function button(id: string, label: string, f: () => Promise<void>) {
 
 async function selectNode(n: string) {
   currentNode = n;
+  ourNode = n;
   connectSockets();
+  if (!ourNode) {
+    await guarded("Info", async () => {
+      ourNode = (await api("presence", "Info")).Info.node;
+    });
+  }
   // The page's own subscription to membership events (its address is the node owner's).
   await guarded("Subscribe", async () => {
     await api("presence", "Subscribe");
