@@ -648,6 +648,39 @@ impl<T: Transport> SyncClient<T> {
             other => Err(sync_unexpected(other)),
         }
     }
+
+    /// Set (or renew) this app's caret or selection (code points) and state in `doc`; both
+    /// `None` clears them. An entry not set again for 30 s expires.
+    pub fn set_awareness(
+        &mut self,
+        doc: &sync::DocId,
+        cursor: Option<sync::AwarenessCursor>,
+        state: Option<sync::AwarenessState>,
+    ) -> Result<(), ClientError> {
+        match self.call(&sync::Request::SetAwareness {
+            doc: doc.clone(),
+            cursor,
+            state,
+            utf16: false,
+        })? {
+            sync::Response::AwarenessSet {} => Ok(()),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Every live awareness entry of `doc` (this node's apps' too), positions in code points.
+    pub fn get_awareness(
+        &mut self,
+        doc: &sync::DocId,
+    ) -> Result<Vec<sync::AwarenessPeer>, ClientError> {
+        match self.call(&sync::Request::GetAwareness {
+            doc: doc.clone(),
+            utf16: false,
+        })? {
+            sync::Response::Awareness(v) => Ok(v.peers),
+            other => Err(sync_unexpected(other)),
+        }
+    }
 }
 
 /// A presence event from the body of a request the subscriber received; None if the body is
