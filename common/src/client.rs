@@ -657,6 +657,39 @@ impl<T: Transport> SyncClient<T> {
         }
     }
 
+    /// Set (or renew) this app's caret or selection (code points) and state in `doc`; both
+    /// `None` clears them. An entry not set again for 30 s expires.
+    pub fn set_awareness(
+        &mut self,
+        doc: &sync::DocId,
+        cursor: Option<sync::AwarenessCursor>,
+        state: Option<sync::AwarenessState>,
+    ) -> Result<(), ClientError> {
+        match self.call(&sync::Request::SetAwareness {
+            doc: doc.clone(),
+            cursor,
+            state,
+            utf16: false,
+        })? {
+            sync::Response::AwarenessSet {} => Ok(()),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Every live awareness entry of `doc` (this node's apps' too), positions in code points.
+    pub fn get_awareness(
+        &mut self,
+        doc: &sync::DocId,
+    ) -> Result<Vec<sync::AwarenessPeer>, ClientError> {
+        match self.call(&sync::Request::GetAwareness {
+            doc: doc.clone(),
+            utf16: false,
+        })? {
+            sync::Response::Awareness(v) => Ok(v.peers),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
     /// Network health as sync sees it (reachability and breakers of its outbox).
     pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
         match self.call(&sync::Request::Health {})? {

@@ -359,7 +359,10 @@ tabs.push({
       lastSent = key;
       lastSentAt = Date.now();
       const state = [{ key: "color", value: colorOf(ourNode) }, { key: "name", value: ourNode }];
-      api("sync", { SetAwareness: { doc: openDoc, cursor: { anchor, head }, state, utf16: true } }).then(() => (awarenessError.hidden = true), awareFail);
+      api("sync", { SetAwareness: { doc: openDoc, cursor: { anchor, head }, state, utf16: true } }).then(() => {
+        awarenessError.hidden = true;
+        carets.setAttribute("data-sent", key);
+      }, awareFail);
     };
     const caretMoved = () => {
       if (sendQueued) return;
@@ -723,12 +726,13 @@ tabs.push({
  * (notify and sync), and the messages between them since the process started. */
 function healthText(p: Json): string {
   if (!p) return "—";
-  const f = p.consecutive_failures ? `, ${p.consecutive_failures} failures` : "";
+  const plural = (n: number) => `${n} failure${n === 1 ? "" : "s"}`;
+  const f = p.consecutive_failures ? `, ${plural(p.consecutive_failures)}` : "";
   const rtt = p.srtt_ms != null ? `, rtt ${p.srtt_ms} ms` : "";
   let b = "";
   if (p.breaker) {
     const label: Record<string, string> = { Closed: "closed", Open: "open", HalfOpen: "half-open" };
-    b = `; breaker ${label[p.breaker] ?? p.breaker}${p.breaker === "Closed" && p.breaker_failures ? ` (${p.breaker_failures} failures)` : ""}`;
+    b = `; breaker ${label[p.breaker] ?? p.breaker}${p.breaker === "Closed" && p.breaker_failures ? ` (${plural(p.breaker_failures)})` : ""}`;
   }
   return `${p.status}${f}${rtt}${b}; ${p.sent} sent, ${p.received} received`;
 }

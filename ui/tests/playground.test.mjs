@@ -169,6 +169,44 @@ try {
     await page.getByTestId("heal").click();
   });
 
+  await test("remote cursors: alice's selection and caret show on bob's editor at their place, and go when they expire", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("open-alice.os/notes").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    const editor = page.getByTestId("editor");
+    await editor.click();
+    await editor.press("Control+Home");
+    // Select the first 5 characters ("hello"), caret after them.
+    for (let i = 0; i < 5; i++) await editor.press("Shift+ArrowRight");
+    // Sent (the page throttles its SetAwareness to one per 150 ms).
+    await page.locator('[data-testid="remote-carets"][data-sent="alice.os/notes 0 5"]').waitFor();
+    await shot("cursors-alice");
+    await page.getByTestId("node-picker").selectOption("bob.os");
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    const caret = page.getByTestId("remote-caret-alice.os");
+    await caret.filter({ hasText: "alice.os" }).waitFor({ timeout: 30000 });
+    const where = await page.evaluate(() => {
+      const layer = document.querySelector('[data-testid="remote-carets"]');
+      const c = layer.querySelector('[data-testid="remote-caret-alice.os"]');
+      let before = "";
+      for (const n of layer.childNodes) {
+        if (n === c) break;
+        if (!(n instanceof Element && n.classList.contains("rcaret"))) before += n.textContent;
+      }
+      const e = document.querySelector('[data-testid="editor"]');
+      const [cb, eb] = [c.getBoundingClientRect(), e.getBoundingClientRect()];
+      const sel = layer.querySelector('[data-testid="remote-selection-alice.os"]');
+      return { pos: c.getAttribute("data-pos"), before, text: e.value, inside: cb.left >= eb.left && cb.right <= eb.right && cb.top >= eb.top && cb.bottom <= eb.bottom, sel: sel?.textContent };
+    });
+    if (where.pos !== "5" || where.before !== where.text.slice(0, 5) || where.sel !== "hello" || !where.inside) {
+      throw new Error(`alice's caret on bob's editor: ${JSON.stringify(where)}`);
+    }
+    await shot("cursors-bob-sees-alice");
+    // Nobody renews alice's entry now (the page shows bob.os): it expires after 30 s.
+    await caret.waitFor({ state: "detached", timeout: 60000 });
+  });
+
   await test("publish and see the feed", async () => {
     await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-notify").click();
@@ -256,15 +294,17 @@ try {
     const cell = (node, what) => page.getByTestId(`health-${node}-${what}`);
     const counts = "; [1-9]\\d* sent, [1-9]\\d* received$";
     await cell("bob.os", "presence").filter({ hasText: new RegExp(`^Reachable(, rtt \\d+ ms)?${counts}`) }).waitFor();
-    await cell("bob.os", "notify").filter({ hasText: new RegExp(`^Reachable.*; breaker closed${counts}`) }).waitFor();
-    await cell("bob.os", "sync").filter({ hasText: new RegExp(`; breaker closed${counts}`) }).waitFor();
+    // A closed breaker may have counted a failure or two (bob.os was isolated earlier).
+    const closed = "; breaker closed( \\(\\d+ failures?\\))?";
+    await cell("bob.os", "notify").filter({ hasText: new RegExp(`^Reachable.*${closed}${counts}`) }).waitFor();
+    await cell("bob.os", "sync").filter({ hasText: new RegExp(`${closed}${counts}`) }).waitFor();
     // The simulator's own counts, playground only.
     await page.getByTestId("sim-msgs-to-bob.os").filter({ hasText: /^[1-9]\d* sent, [1-9]\d* delivered$/ }).waitFor();
     await page.getByTestId("sim-msgs-from-bob.os").filter({ hasText: /^[1-9]\d* sent, [1-9]\d* delivered$/ }).waitFor();
     await page.getByTestId("tab-net").click();
     await page.getByTestId("isolate-charlie.os").click();
     await page.getByTestId("tab-health").click();
-    await cell("charlie.os", "presence").filter({ hasText: /^(Unreachable|Degraded), [1-9]\d* failures/ }).waitFor({ timeout: 90000 });
+    await cell("charlie.os", "presence").filter({ hasText: /^(Unreachable|Degraded), [1-9]\d* failures?/ }).waitFor({ timeout: 90000 });
     await shot("network-health-charlie-isolated");
     await page.getByTestId("tab-net").click();
     await page.getByTestId("heal").click();
