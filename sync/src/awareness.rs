@@ -654,7 +654,7 @@ mod tests {
     #[test]
     fn hostile_entries_are_refused() {
         let d = text("abc");
-        let (me, bob, carol) = (node("alice.os"), node("bob.os"), node("carol.os"));
+        let (bob, carol) = (node("bob.os"), node("carol.os"));
         let mut a = Awareness::default();
         let entry = |n: &NodeId, p: &str| AwarenessEntry {
             node: n.clone(),

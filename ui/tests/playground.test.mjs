@@ -243,13 +243,17 @@ try {
     await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-tx").click();
     await page.getByTestId("managers-note").filter({ hasText: "refuse" }).waitFor();
+    // The id shown after this click, not the previous transaction's (the line says
+    // "starting…" until txcoord answers; reading it too early took the old id).
+    let previous = "";
     const start = async (participants) => {
       await page.getByTestId("start-participants").fill(participants);
       await page.getByTestId("start-timeout_ms").fill("3000");
       await page.getByTestId("start-submit").click();
-      const started = page.getByTestId("started").filter({ hasText: "started alice.os/" });
+      const started = page.getByTestId("started").filter({ hasText: /^started alice\.os\// }).filter({ hasNotText: previous || "\u0000" });
       await started.waitFor();
-      return (await started.textContent()).replace("started ", "");
+      previous = (await started.textContent()).replace("started ", "");
+      return previous;
     };
     const tx = await start("bob.os:stock:take 1, charlie.os:cash:pay 5");
     const decided = (id) => page.locator(`[data-testid="decisions"] li[data-tx="${id}"]`);
@@ -271,8 +275,9 @@ try {
     await page.getByTestId("tab-tx").click();
     await page.getByTestId("start-participants").fill("bob.os:stock:take 2, charlie.os:cash:pay 7");
     await page.getByTestId("start-timeout_ms").fill("3000");
+    const before = (await page.getByTestId("started").textContent()) || "\u0000";
     await page.getByTestId("start-submit").click();
-    const started = page.getByTestId("started").filter({ hasText: "started alice.os/" });
+    const started = page.getByTestId("started").filter({ hasText: /^started alice\.os\// }).filter({ hasNotText: before });
     await started.waitFor();
     const tx = (await started.textContent()).replace("started ", "");
     await page.getByTestId(`phase-${tx}`).filter({ hasText: /^Committed/ }).waitFor({ timeout: 60000 });

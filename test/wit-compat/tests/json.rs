@@ -1246,7 +1246,102 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
                 index: 1,
             }),
         ),
+        (
+            O::SetAwareness {
+                doc: doc(),
+                cursor: Some(os::AwarenessCursor { anchor: 2, head: 5 }),
+                state: Some(awareness_state().0),
+                utf16: true,
+            },
+            W::SetAwareness(ws::SetAwarenessRequest {
+                doc: "alice.os/notes".into(),
+                cursor: Some(ws::AwarenessCursor { anchor: 2, head: 5 }),
+                state: Some(awareness_state().1),
+                utf16: true,
+            }),
+        ),
+        (
+            O::GetAwareness {
+                doc: doc(),
+                utf16: false,
+            },
+            W::GetAwareness(ws::GetAwarenessRequest {
+                doc: "alice.os/notes".into(),
+                utf16: false,
+            }),
+        ),
+        (
+            O::Awareness {
+                doc: doc(),
+                entries: vec![
+                    os::AwarenessEntry {
+                        node: id("bob.os"),
+                        process: "my-app:my-app:someone.os".into(),
+                        clock: 1_764_547_200_000,
+                        age_ms: 40,
+                        cursor: Some(os::WireCursor {
+                            anchor: "0a".into(),
+                            head: "0b".into(),
+                        }),
+                        state: Some(awareness_state().0),
+                    },
+                    os::AwarenessEntry {
+                        node: id("bob.os"),
+                        process: "other:my-app:someone.os".into(),
+                        clock: 3,
+                        age_ms: 0,
+                        cursor: None,
+                        state: None,
+                    },
+                ],
+            },
+            W::Awareness(ws::AwarenessMessage {
+                doc: "alice.os/notes".into(),
+                entries: vec![
+                    ws::AwarenessEntry {
+                        node: "bob.os".into(),
+                        process: "my-app:my-app:someone.os".into(),
+                        clock: 1_764_547_200_000,
+                        age_ms: 40,
+                        cursor: Some(ws::WireCursor {
+                            anchor: "0a".into(),
+                            head: "0b".into(),
+                        }),
+                        state: Some(awareness_state().1),
+                    },
+                    ws::AwarenessEntry {
+                        node: "bob.os".into(),
+                        process: "other:my-app:someone.os".into(),
+                        clock: 3,
+                        age_ms: 0,
+                        cursor: None,
+                        state: None,
+                    },
+                ],
+            }),
+        ),
     ]
+}
+
+/// An awareness state of two keys (sorted by key on the wire).
+fn awareness_state() -> (os::AwarenessState, Vec<ws::AwarenessField>) {
+    (
+        [
+            ("name".to_string(), "Bob".to_string()),
+            ("colour".to_string(), "#2196f3".to_string()),
+        ]
+        .into(),
+        vec![
+            ws::AwarenessField {
+                key: "colour".into(),
+                value: "#2196f3".into(),
+            },
+            ws::AwarenessField {
+                key: "name".into(),
+                value: "Bob".into(),
+            },
+        ],
+    )
 }
 
 fn sync_chunked() -> (os::Chunked, ws::Chunked) {
@@ -1488,6 +1583,47 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
                 index: 1,
             }),
         ),
+        (O::AwarenessSet {}, W::AwarenessSet),
+        (
+            O::Awareness(os::AwarenessView {
+                doc: doc(),
+                peers: vec![
+                    os::AwarenessPeer {
+                        node: id("bob.os"),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: Some(os::AwarenessCursor { anchor: 4, head: 4 }),
+                        state: Some(awareness_state().0),
+                        age_ms: 1_200,
+                    },
+                    os::AwarenessPeer {
+                        node: id("charlie.os"),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: None,
+                        state: None,
+                        age_ms: 0,
+                    },
+                ],
+            }),
+            W::Awareness(ws::AwarenessView {
+                doc: "alice.os/notes".into(),
+                peers: vec![
+                    ws::AwarenessPeer {
+                        node: "bob.os".into(),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: Some(ws::AwarenessCursor { anchor: 4, head: 4 }),
+                        state: Some(awareness_state().1),
+                        age_ms: 1_200,
+                    },
+                    ws::AwarenessPeer {
+                        node: "charlie.os".into(),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: None,
+                        state: None,
+                        age_ms: 0,
+                    },
+                ],
+            }),
+        ),
     ]
 }
 
@@ -1563,6 +1699,20 @@ fn sync_responses_and_events_are_the_wit_json() {
             ws::SyncEvent::Removed(ws::RemovedEvent {
                 doc: "alice.os/notes".into(),
                 seq: 2,
+            }),
+        ),
+        (
+            os::SyncEvent::AwarenessChanged {
+                doc: doc(),
+                node: id("bob.os"),
+                process: "my-app:my-app:someone.os".into(),
+                seq: 5,
+            },
+            ws::SyncEvent::AwarenessChanged(ws::AwarenessChangedEvent {
+                doc: "alice.os/notes".into(),
+                node: "bob.os".into(),
+                process: "my-app:my-app:someone.os".into(),
+                seq: 5,
             }),
         ),
     ];
