@@ -295,12 +295,18 @@ mod tests {
             breakers.on_failure(&bob, 3_000);
         }
         let h = peer_health(&bob, 3_001, &reach, Some(&breakers), &t);
-        assert_eq!((h.breaker, h.breaker_failures), (Some(BreakerStatus::Open), 0));
+        assert_eq!(
+            (h.breaker, h.breaker_failures),
+            (Some(BreakerStatus::Open), 0)
+        );
         // Presence has no outbox: no breaker.
         assert_eq!(peer_health(&bob, 3_001, &reach, None, &t).breaker, None);
         // A node nobody knows is Unknown with zero counts.
         let carol = peer_health(&id("carol.os"), 0, &reach, None, &t);
-        assert_eq!((carol.status, carol.sent, carol.received), (Status::Unknown, 0, 0));
+        assert_eq!(
+            (carol.status, carol.sent, carol.received),
+            (Status::Unknown, 0, 0)
+        );
     }
 
     #[test]
@@ -321,7 +327,11 @@ mod tests {
             blob: None,
             expect: None,
         };
-        t.observe(&our, &req("bob.os"), &[send("bob.os"), send("carol.os"), send("alice.os")]);
+        t.observe(
+            &our,
+            &req("bob.os"),
+            &[send("bob.os"), send("carol.os"), send("alice.os")],
+        );
         t.observe(&our, &req("alice.os"), &[]);
         t.observe(&our, &Input::Timer(()), &[send("bob.os")]);
         assert_eq!(t.counts(&id("bob.os")), (2, 1));
@@ -339,7 +349,11 @@ mod tests {
         t.on_received(&id("a.os"));
         t.on_sent(&id("d.os"));
         assert_eq!(t.len(), 3);
-        assert_eq!(t.counts(&id("b.os")), (0, 0), "b.os was the least recently active");
+        assert_eq!(
+            t.counts(&id("b.os")),
+            (0, 0),
+            "b.os was the least recently active"
+        );
         assert_eq!(t.counts(&id("a.os")), (1, 1));
         for k in 0..10_000 {
             t.on_sent(&id(&format!("n{k}.os")));
@@ -364,7 +378,10 @@ mod tests {
         let r = report(&our, 20, &reach, None, &t, MAX_HEALTH_PEERS);
         assert_eq!(r.peers.len(), MAX_HEALTH_PEERS);
         assert_eq!(r.more, 200 - MAX_HEALTH_PEERS as u64);
-        assert!(r.peers.windows(2).all(|w| w[0].node < w[1].node), "sorted by node");
+        assert!(
+            r.peers.windows(2).all(|w| w[0].node < w[1].node),
+            "sorted by node"
+        );
         // The busiest 64: n136..n199.
         assert_eq!(r.peers[0].node, id("n136.os"));
         assert_eq!(r.peers[63].node, id("n199.os"));

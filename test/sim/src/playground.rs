@@ -1020,7 +1020,10 @@ mod tests {
         let charlie = entry(&mut lp, "presence", "charlie.os");
         let status = charlie["status"].clone();
         assert!(status == "Unreachable" || status == "Degraded", "{charlie}");
-        assert!(charlie["consecutive_failures"].as_u64().unwrap() > 0, "{charlie}");
+        assert!(
+            charlie["consecutive_failures"].as_u64().unwrap() > 0,
+            "{charlie}"
+        );
         lp.control("crash", &json!({"node": "bob.os"})).unwrap();
         let e = lp
             .control("health", &json!({"node": "bob.os"}))

@@ -61,18 +61,24 @@ fn start<S: Service>(core: &mut S) {
 fn check_core<S: Service>(mut core: S, process: &str) {
     start(&mut core);
     let app = addr("alice.os", "my-app:my-app:someone.os");
-    for from in [addr("bob.os", process), addr("bob.os", "my-app:my-app:someone.os")] {
+    for from in [
+        addr("bob.os", process),
+        addr("bob.os", "my-app:my-app:someone.os"),
+    ] {
         let v = ask(&mut core, 10, 1, from.clone(), r#""Health""#);
         assert_eq!(v["Err"]["code"], "Forbidden", "{process} from {from}: {v}");
         assert!(
-            v["Err"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("local-only"),
+            v["Err"]["message"].as_str().unwrap().contains("local-only"),
             "{process}: {v}"
         );
     }
-    let v = ask(&mut core, 10, 2, app.clone(), r#"{"Health": {"all": true}}"#);
+    let v = ask(
+        &mut core,
+        10,
+        2,
+        app.clone(),
+        r#"{"Health": {"all": true}}"#,
+    );
     assert_eq!(v["Err"]["code"], "BadRequest", "{process}: {v}");
     assert!(
         v["Err"]["message"]
@@ -103,13 +109,22 @@ fn check_core<S: Service>(mut core: S, process: &str) {
     assert_eq!(h.peers.len(), MAX_HEALTH_PEERS, "{process}");
     // The two Forbidden callers (bob.os) count too: 101 nodes known, 64 shown.
     assert_eq!(h.more, 101 - MAX_HEALTH_PEERS as u64, "{process}");
-    assert!(h.peers.windows(2).all(|w| w[0].node < w[1].node), "{process}: sorted");
+    assert!(
+        h.peers.windows(2).all(|w| w[0].node < w[1].node),
+        "{process}: sorted"
+    );
     // The busiest: n036..n099 (n099 pinged 100 times).
     assert_eq!(h.peers[0].node.as_str(), "n036.os", "{process}");
     let last = h.peers.last().unwrap();
-    assert_eq!((last.node.as_str(), last.received, last.sent), ("n099.os", 100, 0));
+    assert_eq!(
+        (last.node.as_str(), last.received, last.sent),
+        ("n099.os", 100, 0)
+    );
     // Nobody answered a request of ours: nothing is known about reachability.
-    assert!(h.peers.iter().all(|p| p.status == Status::Unknown), "{process}");
+    assert!(
+        h.peers.iter().all(|p| p.status == Status::Unknown),
+        "{process}"
+    );
     assert_eq!(
         h.peers.iter().all(|p| p.breaker.is_some()),
         process != "presence",
@@ -123,7 +138,10 @@ fn check_core<S: Service>(mut core: S, process: &str) {
 
 #[test]
 fn presence_health_is_local_only_strict_and_bounded() {
-    check_core(presence::core::new(addr("alice.os", "presence")), "presence");
+    check_core(
+        presence::core::new(addr("alice.os", "presence")),
+        "presence",
+    );
 }
 
 #[test]
