@@ -166,6 +166,8 @@ pub struct Notify {
     /// Batches whose signatures are being checked.
     verifying: BTreeMap<u64, Verifying>,
     next_token: u64,
+    /// Messages to and from each other node since start (for `Health`).
+    traffic: p2p_common::resilience::Traffic,
 }
 
 /// A publish waiting for its signature.
@@ -310,6 +312,7 @@ impl Notify {
             publishing: BTreeMap::new(),
             verifying: BTreeMap::new(),
             next_token: 0,
+            traffic: Default::default(),
         }
     }
 
@@ -324,6 +327,18 @@ impl Notify {
     }
     pub fn relays(&self) -> &Relays {
         &self.relays
+    }
+    /// The `Health` answer: reachability from our deliveries, the outbox's breakers,
+    /// messages per peer.
+    pub fn health(&self, now: Millis) -> p2p_common::resilience::HealthReport {
+        p2p_common::resilience::health::report(
+            &self.me,
+            now,
+            self.outbox.reachability(),
+            Some(self.outbox.breakers()),
+            &self.traffic,
+            p2p_common::resilience::health::MAX_HEALTH_PEERS,
+        )
     }
 
     pub fn stats(&self) -> NotifyStats {
@@ -677,6 +692,7 @@ impl Notify {
                     .collect(),
             }),
             Request::Stats {} => Ok(Response::Stats(self.stats())),
+            Request::Health {} => Ok(Response::Health(self.health(now))),
             Request::PeerSubscribe { topic } => {
                 let Some(t) = self.outbox.topics.get(&topic) else {
                     return Err(ApiError::not_found(format!(
@@ -1835,6 +1851,7 @@ impl Service for Notify {
         self.wall = now.wall;
         let t = now.mono;
         let mut out = Vec::new();
+        self.traffic.observe_input(&self.me, &input);
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
@@ -1866,6 +1883,7 @@ impl Service for Notify {
             | Input::WsMessage { .. }
             | Input::WsClose { .. } => {}
         }
+        self.traffic.observe_effects(&self.me, &out);
         out
     }
 }
