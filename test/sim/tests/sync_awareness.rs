@@ -222,21 +222,17 @@ fn story(mode: Mode, seed: u64) {
         of(&mut sim, 1, "alice.os").is_empty(),
         "{mode:?}: cut off for 50 s, alice's entry expired at bob's"
     );
+    // Her last set (caret 8) was 10 s ago and nothing is set after the heal; bob must see
+    // it before it expires, 20 s from now. (Known gap: with the heartbeat disabled this
+    // still passes in realistic mode, so the repair path after a heal is not isolated here;
+    // the heartbeat itself is unit-tested in sync/src/awareness.rs.)
     sim.heal();
-    let mut renewals = 0;
-    let back = within(&mut sim, 40_000, |s| {
-        renewals += 1;
-        if renewals % 100 == 0 {
-            set(s, 0, caret(8), name("Alice"));
-        }
-        seen_at(s, 1, caret(8))
-    });
+    let back = within(&mut sim, 19_000, |s| seen_at(s, 1, caret(8)));
     assert!(
         back,
         "{mode:?}: after the heal bob sees alice's caret again: {:?}",
         peers(&mut sim, 1)
     );
-
     // Clearing removes it at once everywhere.
     set(&mut sim, 0, None, None);
     assert!(within(&mut sim, 11_000, |s| of(s, 1, "alice.os").is_empty()));
