@@ -264,6 +264,17 @@ impl TxCoord {
         tx_id: String,
         mut more: Vec<String>,
     ) -> Vec<Eff> {
+        if coordinator_of(&tx_id).is_none() {
+            return vec![reply_err(
+                id,
+                ApiError::bad_request(format!(
+                    "{:?} is not a transaction id (<node>/<hex>)",
+                    tx_id.chars().take(80).collect::<String>()
+                )),
+            )];
+        }
+        // Ids that are not transaction ids are dropped, never echoed.
+        more.retain(|t| coordinator_of(t).is_some());
         more.truncate(MAX_QUERY_BATCH - 1);
         // Each transaction asked about costs like a message of its own.
         if !more.is_empty() && !self.budgets.allow(&from.node, more.len() as u32, now.mono) {

@@ -524,8 +524,15 @@ impl Participant {
         let key = (tx_id.clone(), resource);
         if signature.len() == 64 {
             // From the coordinator itself (authenticated): kept to show peers that ask.
+            // Only on an entry this decision agrees with (an Abort's signature on a committed
+            // entry would be relayed as a commit's, and refused by every peer).
             if let Some(tx) = self.txs.get_mut(&key) {
-                if tx.signature.is_empty() {
+                let agrees = if commit {
+                    matches!(tx.state, State::Prepared | State::Committed)
+                } else {
+                    tx.state != State::Committed
+                };
+                if tx.signature.is_empty() && agrees {
                     tx.signature = signature;
                 }
             }
