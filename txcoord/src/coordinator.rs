@@ -5,14 +5,21 @@
 //! acknowledges; then an unforced end record replaces it (`h/<tx>`, bounded history for
 //! Status) and the transaction is forgotten. An abort is never forced. Asked about a
 //! transaction it has no record of, the coordinator answers Aborted.
+//!
+//! Each decision is signed once (`sign:sign:sys` NetKeySign over
+//! [`decision_message`]) before phase two: participants keep the signature and show it to
+//! other participants that ask them, which trust a peer's answer only with it. The
+//! signature is not written (a restarted coordinator signs its open commits again; ed25519
+//! gives the same bytes); the end record keeps it, lazily.
 
 use crate::core::{reply_err, Config, Ctx, Eff, Timer};
 use p2p_common::api::txcoord::{
-    AppEvent, Outcome, ParticipantSpec, Phase, Request as TxReq, Response, Role, TxStatus, Vote,
-    VoteView,
+    decision_message, AppEvent, Outcome, ParticipantSpec, Phase, Request as TxReq, Response, Role,
+    TxStatus, Vote, VoteView,
 };
 use p2p_common::api::{encode, encode_result, ApiError, ApiResult, ErrorCode};
-use p2p_common::service::{log, Batch, Effect, Level, RequestId};
+use p2p_common::service::{log, Batch, Effect, Expect, Level, RequestId};
+use p2p_common::sign::{sign_address, sign_body, SignResponse};
 use p2p_common::{Address, NodeId};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -25,7 +32,12 @@ pub enum CCtx {
     Decide(String, usize),
     /// The decision event of transaction `String` to the app that started it.
     Event(Address, String),
+    /// `sign:sign:sys` signing the decision of transaction `String`.
+    Sign(String),
 }
+
+/// Timeout of a request to `sign:sign:sys` (seconds).
+pub const SIGN_TIMEOUT_S: u64 = 5;
 
 /// The coordinator's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +69,10 @@ struct CTx {
     reason: String,
     /// The app answered the decision event (its `e/` record goes with the end record).
     event_acked: bool,
+    /// The decision is being signed: phase two waits for the signature.
+    signing: bool,
+    /// The signed decision (64 bytes), empty before it is signed or if signing failed.
+    signature: Vec<u8>,
 }
 
 /// Decision events waiting for one app: oldest first, one in flight.
@@ -99,11 +115,15 @@ struct EndRecord {
     votes: Vec<VoteView>,
     #[serde(default)]
     reason: String,
+    /// The signed decision (hex), empty if there was none.
+    #[serde(default, with = "p2p_common::api::notify::hex_bytes")]
+    sig: Vec<u8>,
 }
 
 /// A finished transaction: its outcome, its sequence number in the history, its
-/// participant nodes (sorted; at most `MAX_PARTICIPANTS`), and what `List` shows of it: each
-/// participant's vote as it ended (at most `MAX_PARTICIPANTS`, reasons clipped) and why.
+/// participant nodes (sorted; at most `MAX_PARTICIPANTS`), its signed decision (or empty), and
+/// what `List` shows of it: each participant's vote as it ended (at most `MAX_PARTICIPANTS`,
+/// reasons clipped) and why.
 #[derive(Debug, Clone)]
 struct Finished {
     outcome: Outcome,
@@ -111,6 +131,7 @@ struct Finished {
     nodes: Vec<NodeId>,
     votes: Vec<VoteView>,
     reason: String,
+    signature: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -128,6 +149,8 @@ pub struct Coordinator {
     /// Decision events the app answered, and those given up after `event_attempts`.
     pub events_delivered: u64,
     pub events_dropped: u64,
+    /// Decisions `sign:sign:sys` did not sign (they went out unsigned).
+    pub sign_failures: u64,
 }
 
 fn ckey(tx: &str) -> Vec<u8> {
@@ -153,6 +176,7 @@ impl Coordinator {
             aborts: 0,
             events_delivered: 0,
             events_dropped: 0,
+            sign_failures: 0,
         }
     }
 
@@ -307,6 +331,8 @@ impl Coordinator {
                                 deadline_ms: 0,
                                 reason: String::new(),
                                 event_acked: false,
+                                signing: false,
+                                signature: Vec::new(),
                             },
                         );
                     }
@@ -327,6 +353,10 @@ impl Coordinator {
                     for v in &mut votes {
                         v.reason = clip(&v.reason);
                     }
+                    let mut signature = r.sig;
+                    if signature.len() != 64 {
+                        signature.clear();
+                    }
                     ends.push((
                         tx.to_string(),
                         Finished {
@@ -335,6 +365,7 @@ impl Coordinator {
                             nodes,
                             votes,
                             reason: clip(&r.reason),
+                            signature,
                         },
                     ));
                 }
@@ -374,12 +405,97 @@ impl Coordinator {
             out.push(Effect::timer(after, Timer::C(CTimer::Event(app.clone()))));
         }
         for tx in open {
+            // Signed again (the signature is not on disk), then re-sent: the sign answer
+            // sends the decision, and a Retry that fires before it waits for it.
+            out.extend(self.sign(&tx));
             let n = self.txs[&tx].parts.len();
             for i in 0..n {
                 // Networking may not be up yet: the first attempt is spread a little.
                 let after = 500 + rng.gen_range(0..500);
                 out.push(Effect::timer(after, Timer::C(CTimer::Retry(tx.clone(), i))));
             }
+        }
+        out
+    }
+
+    /// Ask `sign:sign:sys` to sign the decision of `tx_id` (phase two waits for it).
+    fn sign(&mut self, tx_id: &str) -> Vec<Eff> {
+        let Some(tx) = self.txs.get_mut(tx_id) else {
+            return vec![];
+        };
+        let commit = match tx.phase {
+            Phase::Committing => true,
+            Phase::Aborting => false,
+            _ => return vec![],
+        };
+        tx.signing = true;
+        vec![Effect::Send {
+            to: sign_address(&self.our.node),
+            body: sign_body(),
+            blob: Some(decision_message(tx_id, commit)),
+            expect: Some(Expect {
+                timeout_s: SIGN_TIMEOUT_S,
+                ctx: Ctx::C(CCtx::Sign(tx_id.to_string())),
+            }),
+        }]
+    }
+
+    /// `sign:sign:sys` answered (`Ok(body, blob)`) or failed: phase two goes out, signed if
+    /// the signature came. Without one it goes out all the same (participants trust the
+    /// coordinator's own messages; only the relay of the decision by peers needs it).
+    pub fn on_signed(
+        &mut self,
+        tx_id: String,
+        answer: Result<(Vec<u8>, Option<Vec<u8>>), String>,
+        cfg: &Config,
+    ) -> Vec<Eff> {
+        let Some(tx) = self.txs.get_mut(&tx_id) else {
+            return vec![];
+        };
+        if !tx.signing {
+            return vec![];
+        }
+        tx.signing = false;
+        let mut out = Vec::new();
+        let signature = match answer {
+            Ok((body, Some(sig)))
+                if sig.len() == 64
+                    && serde_json::from_slice::<SignResponse>(&body)
+                        .is_ok_and(|r| r == SignResponse::NetKeySign) =>
+            {
+                Some(sig)
+            }
+            Ok((body, _)) => {
+                self.sign_failures += 1;
+                out.push(log(
+                    Level::Warn,
+                    format!(
+                        "sign:sign:sys did not sign the decision of {tx_id} (answer {:?}); it goes \
+                         out unsigned, so other participants cannot relay it. txcoord's manifest \
+                         entry must request \"sign:sign:sys\"",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    ),
+                ));
+                None
+            }
+            Err(e) => {
+                self.sign_failures += 1;
+                out.push(log(
+                    Level::Warn,
+                    format!(
+                        "sign:sign:sys did not sign the decision of {tx_id} ({e}); it goes out \
+                         unsigned, so other participants cannot relay it. txcoord's manifest \
+                         entry must request \"sign:sign:sys\""
+                    ),
+                ));
+                None
+            }
+        };
+        if let Some(sig) = signature {
+            tx.signature = sig;
+        }
+        for i in 0..tx.parts.len() {
+            out.extend(self.send(&tx_id, i, cfg));
         }
         out
     }
@@ -442,6 +558,8 @@ impl Coordinator {
                 deadline_ms,
                 reason: String::new(),
                 event_acked: false,
+                signing: false,
+                signature: Vec::new(),
             },
         );
         let mut out = vec![Effect::reply(
@@ -476,6 +594,7 @@ impl Coordinator {
             v
         };
         let phase = tx.phase;
+        let (signing, signature) = (tx.signing, tx.signature.clone());
         let Some(p) = tx.parts.get_mut(i) else {
             return vec![];
         };
@@ -494,17 +613,20 @@ impl Coordinator {
                 },
                 CCtx::Prepare(tx_id.to_string(), i),
             ),
-            Phase::Committing | Phase::Aborting if !p.acked => {
+            // Phase two waits for the signature (the sign answer sends it).
+            Phase::Committing | Phase::Aborting if !p.acked && !signing => {
                 let (id, resource) = (tx_id.to_string(), p.spec.resource.clone());
                 let r = if phase == Phase::Committing {
                     TxReq::Commit {
                         tx_id: id,
                         resource,
+                        signature,
                     }
                 } else {
                     TxReq::Abort {
                         tx_id: id,
                         resource,
+                        signature,
                     }
                 };
                 (r, CCtx::Decide(tx_id.to_string(), i))
@@ -595,8 +717,9 @@ impl Coordinator {
                 tx_id.to_string(),
                 i,
             ))));
-            out.extend(self.send(tx_id, i, cfg));
         }
+        // Phase two goes out once the decision is signed (`on_signed`).
+        out.extend(self.sign(tx_id));
         out.push(log(
             Level::Debug,
             format!(
@@ -623,6 +746,7 @@ impl Coordinator {
         };
         let event_acked = tx.event_acked;
         let (ended, reason) = (votes(tx), tx.reason.clone());
+        let signature = tx.signature.clone();
         let mut nodes: Vec<NodeId> = tx.parts.iter().map(|p| p.spec.node.clone()).collect();
         nodes.sort();
         nodes.dedup();
@@ -635,6 +759,7 @@ impl Coordinator {
             nodes,
             votes: ended,
             reason,
+            sig: signature,
         };
         let mut b = Batch::lazy().put(hkey(tx_id), encode(&end));
         if outcome == Outcome::Committed {
@@ -650,6 +775,7 @@ impl Coordinator {
             nodes: end.nodes,
             votes: end.votes,
             reason: end.reason,
+            signature: end.sig,
         };
         self.remember(tx_id.to_string(), f, cfg, &mut out);
         out
@@ -692,6 +818,8 @@ impl Coordinator {
     ) -> Vec<Eff> {
         match ctx {
             CCtx::Event(app, tx) => self.on_event_answer(app, tx, answer.map(|_| ()), cfg, rng),
+            // Answered with its blob by the core (`on_signed`).
+            CCtx::Sign(tx) => self.on_signed(tx, Err("no signature".into()), cfg),
             CCtx::Prepare(tx_id, i) => {
                 let Some(tx) = self.txs.get_mut(&tx_id) else {
                     return vec![];
@@ -865,31 +993,29 @@ impl Coordinator {
         })
     }
 
-    /// A termination query: what we know, only to the transaction's participants (open or
-    /// finished), and Aborted for what we have no record of (presumed abort).
-    pub fn query(&self, from: &NodeId, tx_id: &str) -> ApiResult<Response> {
+    /// A termination query about one transaction: what we know, with the signed decision if
+    /// we have it, only to the transaction's participants (open or finished), and Aborted for
+    /// what we have no record of (presumed abort; unsigned: the asker trusts it because it
+    /// comes from us).
+    pub fn query(&self, from: &NodeId, tx_id: &str) -> Result<(Outcome, Vec<u8>), ApiError> {
         let stranger = || {
             Err(ApiError::forbidden(format!(
                 "{from} is not a participant of {tx_id}"
             )))
         };
-        let outcome = match (self.txs.get(tx_id), self.history.get(tx_id)) {
+        Ok(match (self.txs.get(tx_id), self.history.get(tx_id)) {
             (Some(tx), _) if !tx.parts.iter().any(|p| &p.spec.node == from) => return stranger(),
             (Some(tx), _) => match tx.phase {
-                Phase::Committing => Outcome::Committed,
-                Phase::Aborting => Outcome::Aborted,
-                _ => Outcome::Pending,
+                Phase::Committing => (Outcome::Committed, tx.signature.clone()),
+                Phase::Aborting => (Outcome::Aborted, tx.signature.clone()),
+                _ => (Outcome::Pending, Vec::new()),
             },
             // An older end record keeps no nodes: it answers anyone, as before.
             (None, Some(f)) if !f.nodes.is_empty() && f.nodes.binary_search(from).is_err() => {
                 return stranger()
             }
-            (None, Some(f)) => f.outcome,
-            (None, None) => Outcome::Aborted,
-        };
-        Ok(Response::Outcome {
-            tx_id: tx_id.to_string(),
-            outcome,
+            (None, Some(f)) => (f.outcome, f.signature.clone()),
+            (None, None) => (Outcome::Aborted, Vec::new()),
         })
     }
 

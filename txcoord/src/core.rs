@@ -7,7 +7,8 @@
 pub use crate::coordinator::{CCtx, CTimer, Coordinator};
 pub use crate::participant::{PCtx, PTimer, Participant};
 use p2p_common::api::txcoord::{
-    ListFilter, Request as TxReq, Response, Role, TxStatus, DEFAULT_PAGE,
+    coordinator_of, ListFilter, Request as TxReq, Response, Role, SignedOutcome, TxStatus,
+    DEFAULT_PAGE, MAX_QUERY_BATCH,
 };
 use p2p_common::api::{decode_request, encode_result, try_decode_response, ApiError, ApiResult};
 use p2p_common::resilience::backoff::{Backoff, Jitter};
@@ -233,21 +234,100 @@ impl TxCoord {
             } => self
                 .part
                 .on_prepare(id, &from, tx_id, resource, operation, participants, cfg),
-            TxReq::Commit { tx_id, resource } => {
-                self.part.on_decision(id, &from, tx_id, resource, true, cfg)
-            }
-            TxReq::Abort { tx_id, resource } => self
+            TxReq::Commit {
+                tx_id,
+                resource,
+                signature,
+            } => self
                 .part
-                .on_decision(id, &from, tx_id, resource, false, cfg),
-            TxReq::QueryOutcome { tx_id } => {
-                if p2p_common::api::txcoord::coordinator_of(&tx_id).as_ref() == Some(&self.our.node)
-                {
-                    vec![ok(self.coord.query(&from.node, &tx_id))]
-                } else {
-                    self.part.on_query(id, &from.node, tx_id, cfg)
-                }
+                .on_decision(id, &from, tx_id, resource, true, signature, cfg),
+            TxReq::Abort {
+                tx_id,
+                resource,
+                signature,
+            } => self
+                .part
+                .on_decision(id, &from, tx_id, resource, false, signature, cfg),
+            TxReq::QueryOutcome { tx_id, more } => self.query(now, id, &from, tx_id, more),
+        }
+    }
+
+    /// A termination query about `tx_id` and up to `MAX_QUERY_BATCH - 1` more (the rest of
+    /// `more` is not answered): each answered by the coordinator side if we coordinate it,
+    /// else by the participant side. An error about `tx_id` is the answer; a transaction of
+    /// `more` we may not tell the asker about is left out.
+    fn query(
+        &mut self,
+        now: Now,
+        id: RequestId,
+        from: &Address,
+        tx_id: String,
+        mut more: Vec<String>,
+    ) -> Vec<Eff> {
+        if coordinator_of(&tx_id).is_none() {
+            return vec![reply_err(
+                id,
+                ApiError::bad_request(format!(
+                    "{:?} is not a transaction id (<node>/<hex>)",
+                    tx_id.chars().take(80).collect::<String>()
+                )),
+            )];
+        }
+        // Ids that are not transaction ids are dropped, never echoed.
+        more.retain(|t| coordinator_of(t).is_some());
+        more.truncate(MAX_QUERY_BATCH - 1);
+        // Each transaction asked about costs like a message of its own.
+        if !more.is_empty() && !self.budgets.allow(&from.node, more.len() as u32, now.mono) {
+            return vec![reply_err(
+                id,
+                ApiError::new(
+                    p2p_common::ErrorCode::Overloaded,
+                    "too many txcoord messages from your node; retry later",
+                ),
+            )];
+        }
+        let mut out = Vec::new();
+        let one = |this: &mut Self, tx: &str, out: &mut Vec<Eff>| {
+            if coordinator_of(tx).as_ref() == Some(&this.our.node) {
+                this.coord.query(&from.node, tx)
+            } else {
+                let (eff, r) = this.part.answer_query(&from.node, tx, &this.cfg);
+                out.extend(eff);
+                r
+            }
+        };
+        let (outcome, signature) = match one(self, &tx_id, &mut out) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(reply_err(id, e));
+                return out;
+            }
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        seen.insert(tx_id.clone());
+        let mut answers = Vec::new();
+        for tx in more {
+            if !seen.insert(tx.clone()) {
+                continue;
+            }
+            if let Ok((outcome, signature)) = one(self, &tx, &mut out) {
+                answers.push(SignedOutcome {
+                    tx_id: tx,
+                    outcome,
+                    signature,
+                });
             }
         }
+        out.push(Effect::reply(
+            id,
+            encode_result(&Ok(Response::Outcome {
+                tx_id,
+                outcome,
+                signature,
+                more: answers,
+            })),
+        ));
+        out
     }
 
     fn list(&self, f: &ListFilter) -> Response {
@@ -284,8 +364,14 @@ impl TxCoord {
         now: Now,
         ctx: Ctx,
         answer: Result<Vec<u8>, p2p_common::SendErrorKind>,
+        blob: Option<Vec<u8>>,
     ) -> Vec<Eff> {
         match ctx {
+            // sign:sign:sys: the signature is in the blob.
+            Ctx::C(CCtx::Sign(tx)) => {
+                let a = answer.map(|b| (b, blob)).map_err(|k| format!("{k:?}"));
+                self.coord.on_signed(tx, a, &self.cfg)
+            }
             // The app has the event whatever it answered.
             Ctx::C(CCtx::Event(app, tx)) => {
                 let a = answer.map(|_| ()).map_err(|k| format!("{k:?}"));
@@ -337,10 +423,12 @@ impl Service for TxCoord {
                 timeout_s,
                 ..
             } => self.request(now, id, from, &body, timeout_s),
-            Input::Response { body, ctx, .. } => self.answer(now, ctx, Ok(body)),
-            Input::SendFailed { kind, ctx, .. } => self.answer(now, ctx, Err(kind)),
+            Input::Response {
+                body, blob, ctx, ..
+            } => self.answer(now, ctx, Ok(body), blob),
+            Input::SendFailed { kind, ctx, .. } => self.answer(now, ctx, Err(kind), None),
             Input::Timer(Timer::C(t)) => self.coord.on_timer(t, &self.cfg),
-            Input::Timer(Timer::P(t)) => self.part.on_timer(t, &self.cfg),
+            Input::Timer(Timer::P(t)) => self.part.on_timer(t, now, &self.cfg),
             // The local API over HTTP, as the node's owner (p2p_common::web).
             Input::Http { id, request } => {
                 match p2p_common::web::route(id, request, &self.our.node) {

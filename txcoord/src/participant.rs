@@ -5,20 +5,24 @@
 //! key) before acknowledging a commit. A no vote and an abort write nothing; the record is
 //! deleted lazily once the manager has applied the outcome. A prepared participant never
 //! decides alone: without a decision it asks the coordinator, then the other participants,
-//! with backoff. Only a transaction's coordinator may drive it here.
+//! with backoff, in one batched query per target node at a time ([`Asking`]). It takes an
+//! outcome only from the coordinator itself (Hyperware authenticates the sending node) or,
+//! from another participant, with the coordinator's signed decision, checked with
+//! `sign:sign:sys` NetKeyVerify first. Only a transaction's coordinator may drive it here.
 
 use crate::core::{reply_err, Config, Ctx, Eff, Timer};
 use p2p_common::api::txcoord::{
-    coordinator_of, Coordinators, ManagerAnswer, ManagerMessage, Outcome, Phase, Request as TxReq,
-    Response, Role, TxStatus, Vote, VoteView, MAX_TIMEOUT_MS,
+    coordinator_of, decision_message, Coordinators, ManagerAnswer, ManagerMessage, Outcome, Phase,
+    Request as TxReq, Response, Role, TxStatus, Vote, VoteView, MAX_QUERY_BATCH, MAX_TIMEOUT_MS,
 };
 use p2p_common::api::{encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode};
 use p2p_common::appreach::{Confirmations, HelloOutcome};
-use p2p_common::service::{log, Batch, Effect, Level, Now, RequestId, SendErrorKind};
+use p2p_common::service::{log, Batch, Effect, Expect, Level, Now, RequestId, SendErrorKind};
+use p2p_common::sign::{sign_address, verify_body, SignResponse};
 use p2p_common::{Address, NodeId};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// (transaction id, resource).
 pub type PKey = (String, String);
@@ -29,8 +33,10 @@ pub enum PCtx {
     Vote(PKey, RequestId),
     /// The manager applying the outcome.
     Deliver(PKey),
-    /// A termination query to `NodeId`.
-    Query(PKey, NodeId),
+    /// A batched termination query to `NodeId` about these transactions.
+    Query(NodeId, Vec<String>),
+    /// NetKeyVerify of a peer's relayed decision of transaction `String`: (commit, signature).
+    Verify(String, bool, Vec<u8>),
     Hello(u64),
     /// After a restart: the recorded manager of this resource, asked what it is in doubt about.
     Recover(String),
@@ -38,7 +44,10 @@ pub enum PCtx {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PTimer {
+    /// An entry prepared this long without a decision starts asking.
     Query(PKey),
+    /// The next batched termination query to this node is due.
+    Ask(NodeId),
     Deliver(PKey),
     Forget(PKey),
     /// Ask this resource's manager for its in-doubt list again.
@@ -70,12 +79,14 @@ struct PTx {
     on_disk: bool,
     /// The manager voted yes (it holds prepared state to drop on abort).
     manager_prepared: bool,
-    /// A send for this entry is in flight (one at a time: vote, delivery or query).
+    /// A send to the manager for this entry is in flight (one at a time: vote or delivery;
+    /// termination queries are per target node, see [`Asking`]).
     in_flight: bool,
     attempt: u32,
-    /// Next termination target (index into coordinator + nodes).
-    round: usize,
     reason: String,
+    /// The coordinator's signed decision, as the coordinator sent it or as a peer relayed
+    /// it (checked); empty if we have none. Shown to peers that ask us.
+    signature: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,7 +94,81 @@ struct Record {
     v: u32,
     state: State,
     nodes: Vec<NodeId>,
+    /// The signed decision (with the forced committed record), hex; empty if none.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "p2p_common::api::notify::hex_bytes"
+    )]
+    sig: Vec<u8>,
 }
+
+/// An entry that ended, remembered (memory only, bounded) to answer late Prepares and
+/// peers' termination queries.
+#[derive(Debug, Clone)]
+struct Ended {
+    committed: bool,
+    nodes: Vec<NodeId>,
+    signature: Vec<u8>,
+}
+
+/// Termination queries, batched per target node: an in-doubt transaction is asked of one
+/// node at a time (the coordinator first, then, each time the coordinator gives no answer,
+/// the next other participant, and after any peer's answer that decides nothing the
+/// coordinator again). Each target has one query in flight, carrying up to
+/// [`MAX_QUERY_BATCH`] transactions, and its own backoff.
+#[derive(Debug, Clone, Default)]
+struct Asking {
+    /// Per in-doubt transaction: the node it is asked of (or whose answer is being
+    /// verified) and how many peers it has asked so far (for the rotation).
+    by_tx: BTreeMap<String, (NodeId, usize)>,
+    targets: BTreeMap<NodeId, Target>,
+    /// NetKeyVerify requests in flight.
+    verifying: usize,
+}
+
+/// Queries to one node.
+#[derive(Debug, Clone, Default)]
+struct Target {
+    /// Transactions waiting to be asked, oldest first (by a sequence number).
+    queue: BTreeMap<u64, String>,
+    queued: BTreeMap<String, u64>,
+    next_seq: u64,
+    in_flight: bool,
+    /// Consecutive rounds that failed or left something undecided (the backoff).
+    attempt: u32,
+    /// No query before this (monotonic ms).
+    not_before: u64,
+    /// In-doubt transactions asked of this node now, and those it coordinates (wherever
+    /// they are asked now: its backoff must outlive a round at the peers). The target is
+    /// dropped when both are 0 and nothing is in flight.
+    refs: usize,
+    home: usize,
+}
+
+impl Target {
+    fn push(&mut self, tx: &str) {
+        if self.queued.contains_key(tx) {
+            return;
+        }
+        let s = self.next_seq;
+        self.next_seq += 1;
+        self.queue.insert(s, tx.to_string());
+        self.queued.insert(tx.to_string(), s);
+    }
+    fn remove(&mut self, tx: &str) {
+        if let Some(s) = self.queued.remove(tx) {
+            self.queue.remove(&s);
+        }
+    }
+    fn unused(&self) -> bool {
+        self.refs == 0 && self.home == 0 && !self.in_flight
+    }
+}
+
+/// Most NetKeyVerify checks of relayed decisions in flight at once; an answer beyond that
+/// is treated as unsigned (the transaction is asked of its coordinator again).
+pub const MAX_VERIFYING: usize = 256;
 
 fn pkey(k: &PKey) -> Vec<u8> {
     format!("p/{}/{}", k.0, k.1).into_bytes()
@@ -123,9 +208,14 @@ pub struct Participant {
     in_doubt_asks: BTreeMap<String, (bool, u32)>,
     /// Entries that ended, newest last, with whether they committed: a late copy of their
     /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
-    ended: BTreeMap<PKey, bool>,
+    ended: BTreeMap<PKey, Ended>,
     ended_order: VecDeque<PKey>,
+    asking: Asking,
     pub prepared_yes: u64,
+    /// Termination queries sent (batched messages), and relayed decisions whose signature
+    /// did not verify.
+    pub queries_sent: u64,
+    pub forged_decisions: u64,
 }
 
 /// Attempts to read a manager's in-doubt list (with `Config::retry`'s backoff, capped at
@@ -146,7 +236,10 @@ impl Participant {
             in_doubt_asks: BTreeMap::new(),
             ended: BTreeMap::new(),
             ended_order: VecDeque::new(),
+            asking: Asking::default(),
             prepared_yes: 0,
+            queries_sent: 0,
+            forged_decisions: 0,
         }
     }
 
@@ -221,8 +314,8 @@ impl Participant {
                     manager_prepared: true,
                     in_flight: false,
                     attempt: 0,
-                    round: 0,
                     reason: String::new(),
+                    signature: r.sig,
                 },
             );
             match r.state {
@@ -245,6 +338,7 @@ impl Participant {
             v: 1,
             state: tx.state,
             nodes: tx.nodes.clone(),
+            sig: tx.signature.clone(),
         };
         let b = if forced {
             Batch::forced()
@@ -313,7 +407,7 @@ impl Participant {
                 _ => voted(Vote::No, &tx.reason),
             }];
         }
-        if let Some(&committed) = self.ended.get(&key) {
+        if let Some(committed) = self.ended.get(&key).map(|e| e.committed) {
             // A late copy of a Prepare whose transaction ended here: answer what we voted.
             return vec![if committed {
                 voted(Vote::Yes, "")
@@ -368,8 +462,8 @@ impl Participant {
                 manager_prepared: false,
                 in_flight: true,
                 attempt: 0,
-                round: 0,
                 reason: String::new(),
+                signature: Vec::new(),
             },
         );
         let msg = ManagerMessage::PrepareTransaction {
@@ -421,12 +515,28 @@ impl Participant {
         tx_id: String,
         resource: String,
         commit: bool,
+        signature: Vec<u8>,
         cfg: &Config,
     ) -> Vec<Eff> {
         if let Err(e) = self.check_coordinator(from, &tx_id) {
             return vec![reply_err(id, e)];
         }
         let key = (tx_id.clone(), resource);
+        if signature.len() == 64 {
+            // From the coordinator itself (authenticated): kept to show peers that ask.
+            // Only on an entry this decision agrees with (an Abort's signature on a committed
+            // entry would be relayed as a commit's, and refused by every peer).
+            if let Some(tx) = self.txs.get_mut(&key) {
+                let agrees = if commit {
+                    matches!(tx.state, State::Prepared | State::Committed)
+                } else {
+                    tx.state != State::Committed
+                };
+                if tx.signature.is_empty() && agrees {
+                    tx.signature = signature;
+                }
+            }
+        }
         let ack = |o| {
             Effect::reply(
                 id,
@@ -471,6 +581,14 @@ impl Participant {
 
     /// The outcome is known: record it (a commit forced) and tell the manager.
     fn learn(&mut self, key: &PKey, commit: bool, cfg: &Config) -> Vec<Eff> {
+        let out = self.learn_entry(key, commit, cfg);
+        if !self.undecided(&key.0) {
+            self.stop_asking(&key.0);
+        }
+        out
+    }
+
+    fn learn_entry(&mut self, key: &PKey, commit: bool, cfg: &Config) -> Vec<Eff> {
         let Some(tx) = self.txs.get_mut(key) else {
             return vec![];
         };
@@ -557,11 +675,12 @@ impl Participant {
         let Some(tx) = self.txs.remove(key) else {
             return vec![];
         };
-        if self
-            .ended
-            .insert(key.clone(), tx.state == State::Committed)
-            .is_none()
-        {
+        let ended = Ended {
+            committed: tx.state == State::Committed,
+            signature: tx.signature,
+            nodes: tx.nodes,
+        };
+        if self.ended.insert(key.clone(), ended).is_none() {
             self.ended_order.push_back(key.clone());
             if self.ended_order.len() > ENDED_KEPT {
                 if let Some(old) = self.ended_order.pop_front() {
@@ -579,47 +698,70 @@ impl Participant {
         out
     }
 
-    /// A termination query from another participant (we are not the coordinator).
-    pub fn on_query(
+    /// A termination query from another participant about one transaction (we are not its
+    /// coordinator): its outcome here, with the coordinator's signed decision if we have
+    /// it. An unsigned Committed or Aborted is only a hint to the asker (it asks the
+    /// coordinator); a participant that has not voted yes refuses for good (forced, so it
+    /// votes no when the coordinator asks again) and says Aborted.
+    pub fn answer_query(
         &mut self,
-        id: RequestId,
         from: &NodeId,
-        tx_id: String,
+        tx_id: &str,
         cfg: &Config,
-    ) -> Vec<Eff> {
+    ) -> (Vec<Eff>, Result<(Outcome, Vec<u8>), ApiError>) {
         let mine: Vec<PKey> = self
             .txs
-            .range((tx_id.clone(), String::new())..)
+            .range((tx_id.to_string(), String::new())..)
             .take_while(|(k, _)| k.0 == tx_id)
             .map(|(k, _)| k.clone())
             .collect();
-        let answer = |o| {
-            Effect::reply(
-                id,
-                encode_result(&Ok(Response::Outcome {
-                    tx_id: tx_id.clone(),
-                    outcome: o,
-                })),
-            )
-        };
         if mine.is_empty() {
-            return vec![answer(Outcome::Unknown)];
+            // Ended here: the signed decision, to a participant, if we kept one.
+            let ended = self
+                .ended
+                .range((tx_id.to_string(), String::new())..)
+                .take_while(|(k, _)| k.0 == tx_id)
+                .map(|(_, e)| e)
+                .find(|e| !e.signature.is_empty() && e.nodes.contains(from));
+            return match ended {
+                Some(e) => (
+                    vec![],
+                    Ok((
+                        if e.committed {
+                            Outcome::Committed
+                        } else {
+                            Outcome::Aborted
+                        },
+                        e.signature.clone(),
+                    )),
+                ),
+                None => (vec![], Ok((Outcome::Unknown, Vec::new()))),
+            };
         }
         if !self.txs[&mine[0]].nodes.contains(from) {
-            return vec![reply_err(
-                id,
-                ApiError::forbidden(format!("{from} is not a participant of {tx_id}")),
-            )];
+            return (
+                vec![],
+                Err(ApiError::forbidden(format!(
+                    "{from} is not a participant of {tx_id}"
+                ))),
+            );
         }
         let mut out = Vec::new();
         let mut outcome = Outcome::Pending;
+        let mut signature = Vec::new();
         for k in &mine {
-            let st = self.txs[k].state;
-            match st {
-                State::Committed => outcome = Outcome::Committed,
+            let t = &self.txs[k];
+            match t.state {
+                State::Committed => {
+                    outcome = Outcome::Committed;
+                    signature = t.signature.clone();
+                }
                 State::Aborted | State::Refused => {
                     if outcome != Outcome::Committed {
-                        outcome = Outcome::Aborted
+                        outcome = Outcome::Aborted;
+                        if signature.is_empty() {
+                            signature = t.signature.clone();
+                        }
                     }
                 }
                 _ => {}
@@ -631,7 +773,8 @@ impl Participant {
                 .any(|k| matches!(self.txs[k].state, State::Asking | State::VotedNo))
             && !mine.iter().any(|k| self.txs[k].state == State::Prepared)
         {
-            // Not voted yes anywhere here: refuse for good (forced) and let them abort.
+            // Not voted yes anywhere here: refuse for good (forced), so that our vote to the
+            // coordinator is no (the Prepare it re-sends, or the answer of the one in flight).
             for k in &mine {
                 let tx = self.txs.get_mut(k).expect("listed");
                 tx.state = State::Refused;
@@ -649,33 +792,259 @@ impl Participant {
             }
             outcome = Outcome::Aborted;
         }
-        out.push(answer(outcome));
-        out
+        (out, Ok((outcome, signature)))
     }
 
-    fn query(&mut self, key: &PKey, cfg: &Config) -> Vec<Eff> {
-        let Some(tx) = self.txs.get_mut(key) else {
-            return vec![];
+    /// Whether some entry of `tx_id` is prepared and waits for the decision.
+    fn undecided(&self, tx_id: &str) -> bool {
+        self.txs
+            .range((tx_id.to_string(), String::new())..)
+            .take_while(|(k, _)| k.0 == tx_id)
+            .any(|(_, t)| t.state == State::Prepared)
+    }
+
+    fn stop_asking(&mut self, tx_id: &str) {
+        let Some((target, _)) = self.asking.by_tx.remove(tx_id) else {
+            return;
         };
-        if tx.state != State::Prepared || tx.in_flight {
+        if let Some(t) = self.asking.targets.get_mut(&target) {
+            t.remove(tx_id);
+            t.refs = t.refs.saturating_sub(1);
+        }
+        self.gc_target(&target);
+        if let Some(coord) = coordinator_of(tx_id) {
+            if let Some(t) = self.asking.targets.get_mut(&coord) {
+                t.home = t.home.saturating_sub(1);
+            }
+            self.gc_target(&coord);
+        }
+    }
+
+    fn gc_target(&mut self, target: &NodeId) {
+        if self.asking.targets.get(target).is_some_and(Target::unused) {
+            self.asking.targets.remove(target);
+        }
+    }
+
+    /// Queue `tx_id` to be asked of `target` next (`peers`: peers asked so far).
+    fn ask_of(&mut self, tx_id: &str, target: NodeId, peers: usize) {
+        match self.asking.by_tx.get(tx_id).cloned() {
+            Some((old, _)) => {
+                if let Some(t) = self.asking.targets.get_mut(&old) {
+                    t.remove(tx_id);
+                    t.refs = t.refs.saturating_sub(1);
+                }
+                if old != target {
+                    self.gc_target(&old);
+                }
+            }
+            None => {
+                if let Some(coord) = coordinator_of(tx_id) {
+                    self.asking.targets.entry(coord).or_default().home += 1;
+                }
+            }
+        }
+        self.asking
+            .by_tx
+            .insert(tx_id.to_string(), (target.clone(), peers));
+        let t = self.asking.targets.entry(target).or_default();
+        t.refs += 1;
+        t.push(tx_id);
+    }
+
+    /// An entry has waited long enough for the decision: ask its coordinator.
+    fn query(&mut self, key: &PKey, now: Now, cfg: &Config) -> Vec<Eff> {
+        if !self
+            .txs
+            .get(key)
+            .is_some_and(|t| t.state == State::Prepared)
+            || self.asking.by_tx.contains_key(&key.0)
+        {
             return vec![];
         }
         let Some(coord) = coordinator_of(&key.0) else {
             return vec![];
         };
-        let mut targets = vec![coord];
-        targets.extend(tx.nodes.iter().filter(|n| **n != self.our.node).cloned());
-        let target = targets[tx.round % targets.len()].clone();
-        tx.round = tx.round.wrapping_add(1);
-        tx.in_flight = true;
+        self.ask_of(&key.0, coord.clone(), 0);
+        self.flush(&coord, now, cfg)
+    }
+
+    /// Send the next batched query to `target` if none is in flight and its backoff allows
+    /// (else make sure its timer is armed).
+    fn flush(&mut self, target: &NodeId, now: Now, cfg: &Config) -> Vec<Eff> {
+        let Some(t) = self.asking.targets.get_mut(target) else {
+            return vec![];
+        };
+        if t.in_flight || t.queue.is_empty() {
+            return vec![];
+        }
+        if now.mono < t.not_before {
+            return vec![Effect::timer(
+                t.not_before - now.mono,
+                Timer::P(PTimer::Ask(target.clone())),
+            )];
+        }
+        let mut ids = Vec::new();
+        while ids.len() < MAX_QUERY_BATCH {
+            let Some((_, tx)) = t.queue.pop_first() else {
+                break;
+            };
+            t.queued.remove(&tx);
+            ids.push(tx);
+        }
+        t.in_flight = true;
+        self.queries_sent += 1;
+        let first = ids[0].clone();
         vec![Effect::request(
-            Address::ours(&target, crate::NAME),
+            Address::ours(target, crate::NAME),
             encode(&TxReq::QueryOutcome {
-                tx_id: key.0.clone(),
+                tx_id: first,
+                more: ids[1..].to_vec(),
             }),
             cfg.prepare_timeout_s,
-            Ctx::P(PCtx::Query(key.clone(), target)),
+            Ctx::P(PCtx::Query(target.clone(), ids)),
         )]
+    }
+
+    /// The answer (or failure) of a batched query to `target` about `ids`.
+    fn on_query_answer(
+        &mut self,
+        now: Now,
+        target: NodeId,
+        ids: Vec<String>,
+        answer: Result<Vec<u8>, SendErrorKind>,
+        cfg: &Config,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Eff> {
+        let mut answers: BTreeMap<String, (Outcome, Vec<u8>)> = BTreeMap::new();
+        let failed = match answer.as_deref().map(try_decode_response::<Response>) {
+            Ok(Ok(Ok(Response::Outcome {
+                tx_id,
+                outcome,
+                signature,
+                more,
+            }))) => {
+                answers.insert(tx_id, (outcome, signature));
+                for o in more.into_iter().take(MAX_QUERY_BATCH) {
+                    answers.entry(o.tx_id).or_insert((o.outcome, o.signature));
+                }
+                false
+            }
+            _ => true,
+        };
+        let mut out = Vec::new();
+        let mut touched = BTreeSet::new();
+        touched.insert(target.clone());
+        let mut undecided = false;
+        for id in ids {
+            if !self.undecided(&id) {
+                self.stop_asking(&id);
+                continue;
+            }
+            let Some((at, peers)) = self.asking.by_tx.get(&id).cloned() else {
+                continue;
+            };
+            if at != target {
+                continue;
+            }
+            let Some(coord) = coordinator_of(&id) else {
+                self.stop_asking(&id);
+                continue;
+            };
+            let direct = coord == target;
+            let got = if failed { None } else { answers.remove(&id) };
+            match got {
+                // The coordinator itself (Hyperware authenticates the sending node).
+                Some((o @ (Outcome::Committed | Outcome::Aborted), sig)) if direct => {
+                    out.extend(self.learn_tx(&id, o == Outcome::Committed, sig, cfg));
+                }
+                Some((o @ (Outcome::Committed | Outcome::Aborted), sig))
+                    if !direct && sig.len() == 64 && self.asking.verifying < MAX_VERIFYING =>
+                {
+                    // A peer relays the coordinator's signed decision: check it first.
+                    self.asking.verifying += 1;
+                    let commit = o == Outcome::Committed;
+                    out.push(Effect::Send {
+                        to: sign_address(&self.our.node),
+                        body: verify_body(&Address::ours(&coord, crate::NAME), &sig),
+                        blob: Some(decision_message(&id, commit)),
+                        expect: Some(Expect {
+                            timeout_s: cfg.manager_timeout_s,
+                            ctx: Ctx::P(PCtx::Verify(id.clone(), commit, sig)),
+                        }),
+                    });
+                }
+                // The coordinator is up but has not decided (or did not answer this one).
+                _ if direct && !failed => {
+                    undecided = true;
+                    self.ask_of(&id, coord, peers);
+                }
+                // No answer from the coordinator: the next other participant.
+                _ if direct => {
+                    let others: Vec<NodeId> = self
+                        .txs
+                        .range((id.clone(), String::new())..)
+                        .take_while(|(k, _)| k.0 == id)
+                        .flat_map(|(_, t)| t.nodes.iter().cloned())
+                        .filter(|n| *n != self.our.node && *n != coord)
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let next = if others.is_empty() {
+                        coord
+                    } else {
+                        others[peers % others.len()].clone()
+                    };
+                    touched.insert(next.clone());
+                    self.ask_of(&id, next, peers + 1);
+                }
+                // A peer's unsigned word, Pending, Unknown or no answer: only the coordinator
+                // decides for us; ask it again (its own backoff applies).
+                _ => {
+                    touched.insert(coord.clone());
+                    self.ask_of(&id, coord, peers);
+                }
+            }
+        }
+        if let Some(t) = self.asking.targets.get_mut(&target) {
+            t.in_flight = false;
+            if failed || undecided {
+                let d = cfg.retry.delay(t.attempt, rng).max(100);
+                t.attempt = t.attempt.saturating_add(1);
+                t.not_before = now.mono + d;
+            } else {
+                t.attempt = 0;
+                t.not_before = now.mono;
+            }
+        }
+        for n in touched {
+            out.extend(self.flush(&n, now, cfg));
+            self.gc_target(&n);
+        }
+        out
+    }
+
+    /// The decision of `tx_id` is known (from its coordinator, or a checked signature):
+    /// every prepared entry of it learns it, and keeps the signature to show peers.
+    fn learn_tx(&mut self, tx_id: &str, commit: bool, sig: Vec<u8>, cfg: &Config) -> Vec<Eff> {
+        let keys: Vec<PKey> = self
+            .txs
+            .range((tx_id.to_string(), String::new())..)
+            .take_while(|(k, _)| k.0 == tx_id)
+            .filter(|(_, t)| t.state == State::Prepared)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for k in keys {
+            if sig.len() == 64 {
+                if let Some(t) = self.txs.get_mut(&k) {
+                    t.signature = sig.clone();
+                }
+            }
+            out.extend(self.learn(&k, commit, cfg));
+        }
+        self.stop_asking(tx_id);
+        out
     }
 
     fn again_later(
@@ -747,6 +1116,7 @@ impl Participant {
                                     v: 1,
                                     state: tx.state,
                                     nodes: tx.nodes.clone(),
+                                    sig: Vec::new(),
                                 }),
                             ))
                         } else {
@@ -824,27 +1194,39 @@ impl Participant {
                     self.again_later(&key, PTimer::Deliver(k), cfg, rng)
                 }
             }
-            PCtx::Query(key, _target) => {
-                let outcome = match answer.as_deref().map(try_decode_response::<Response>) {
-                    Ok(Ok(Ok(Response::Outcome { outcome, .. }))) => Some(outcome),
-                    _ => None,
-                };
-                let Some(tx) = self.txs.get_mut(&key) else {
+            PCtx::Query(target, ids) => self.on_query_answer(now, target, ids, answer, cfg, rng),
+            PCtx::Verify(tx_id, commit, sig) => {
+                self.asking.verifying = self.asking.verifying.saturating_sub(1);
+                let ok = matches!(
+                    answer
+                        .as_deref()
+                        .map(serde_json::from_slice::<SignResponse>),
+                    Ok(Ok(SignResponse::NetKeyVerify(true)))
+                );
+                if !self.undecided(&tx_id) {
+                    self.stop_asking(&tx_id);
+                    return vec![];
+                }
+                if ok {
+                    return self.learn_tx(&tx_id, commit, sig, cfg);
+                }
+                let Some(coord) = coordinator_of(&tx_id) else {
                     return vec![];
                 };
-                tx.in_flight = false;
-                if tx.state != State::Prepared {
-                    // Decided while the query was out: the delivery waited for it.
-                    return self.deliver(&key, cfg);
+                let peers = self.asking.by_tx.get(&tx_id).map_or(0, |a| a.1);
+                let mut out = Vec::new();
+                if answer.is_ok() {
+                    // Checked and false: a forged or replayed decision (one counter, one
+                    // debug line: a hostile peer must not fill the log).
+                    self.forged_decisions += 1;
+                    out.push(log(
+                        Level::Debug,
+                        format!("a relayed decision of {tx_id} did not verify; asking {coord}"),
+                    ));
                 }
-                match outcome {
-                    Some(Outcome::Committed) => self.learn(&key, true, cfg),
-                    Some(Outcome::Aborted) => self.learn(&key, false, cfg),
-                    _ => {
-                        let k = key.clone();
-                        self.again_later(&key, PTimer::Query(k), cfg, rng)
-                    }
-                }
+                self.ask_of(&tx_id, coord.clone(), peers);
+                out.extend(self.flush(&coord, now, cfg));
+                out
             }
             PCtx::Recover(resource) => {
                 let Some((in_flight, attempt)) = self.in_doubt_asks.get_mut(&resource) else {
@@ -933,8 +1315,8 @@ impl Participant {
                             manager_prepared: true,
                             in_flight: false,
                             attempt: 0,
-                            round: 0,
                             reason: "in doubt at the manager, never voted yes here".into(),
+                            signature: Vec::new(),
                         },
                     );
                     let t = self.txs[&key].clone();
@@ -967,9 +1349,10 @@ impl Participant {
         out
     }
 
-    pub fn on_timer(&mut self, t: PTimer, cfg: &Config) -> Vec<Eff> {
+    pub fn on_timer(&mut self, t: PTimer, now: Now, cfg: &Config) -> Vec<Eff> {
         match t {
-            PTimer::Query(k) => self.query(&k, cfg),
+            PTimer::Query(k) => self.query(&k, now, cfg),
+            PTimer::Ask(n) => self.flush(&n, now, cfg),
             PTimer::Deliver(k) => self.deliver(&k, cfg),
             PTimer::InDoubt(r) => self.ask_in_doubt(&r, cfg),
             PTimer::Forget(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
@@ -1176,8 +1559,16 @@ impl Participant {
             );
         }
         for (k, c) in &self.ended {
-            let _ = write!(out, "E{}/{}:{},", k.0, k.1, *c as u8);
+            let _ = write!(out, "E{}/{}:{},", k.0, k.1, c.committed as u8);
         }
+        // Termination queries: where each transaction is asked, what is queued or in flight.
+        for (tx, (n, _)) in &self.asking.by_tx {
+            let _ = write!(out, "Q{tx}>{n},");
+        }
+        for (n, t) in &self.asking.targets {
+            let _ = write!(out, "T{n}:{}{},", t.queue.len(), t.in_flight as u8);
+        }
+        let _ = write!(out, "V{},", self.asking.verifying);
         for (r, (f, _)) in &self.in_doubt_asks {
             let _ = write!(out, "D{r}:{},", *f as u8);
         }

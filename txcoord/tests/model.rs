@@ -212,6 +212,33 @@ impl Model {
     fn apply(&self, s: &mut State, i: usize, eff: Vec<Effect<Ctx, Timer>>, _req: Option<u64>) {
         for e in eff {
             match e {
+                // The node's own sign:sign:sys (p2p_common::sign::model, real ed25519
+                // signatures): answered at once, as one step with the send, so signing a
+                // decision adds no interleavings of its own.
+                Effect::Send {
+                    to,
+                    body,
+                    blob,
+                    expect,
+                } if to.process == p2p_common::sign::sign_process() => {
+                    let Some(x) = expect else { continue };
+                    let keys = p2p_common::sign::model::NetKeys::new(1);
+                    let me = tx_addr(i);
+                    if let p2p_common::sign::model::SignOutcome::Answer { body, blob } =
+                        keys.handle(&me.node, &me, &body, blob.as_deref(), &|_| true)
+                    {
+                        let eff = s.nodes[i].core.handle(
+                            now(),
+                            Input::Response {
+                                from: to,
+                                body,
+                                blob,
+                                ctx: x.ctx,
+                            },
+                        );
+                        self.apply(s, i, eff, None);
+                    }
+                }
                 Effect::Send {
                     to, body, expect, ..
                 } => {

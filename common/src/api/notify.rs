@@ -100,8 +100,8 @@ pub struct Notification {
     pub signature: Vec<u8>,
 }
 
-/// Bytes as a lowercase hex string.
-mod hex_bytes {
+/// Bytes as a lowercase hex string (also txcoord's signed decisions).
+pub mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -165,6 +165,38 @@ pub enum Outcome {
     Unknown,
 }
 
+/// One transaction's outcome in a [`Response::Outcome`]'s `more`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOutcome {
+    pub tx_id: String,
+    pub outcome: Outcome,
+    /// The coordinator's signed decision ([`decision_message`]), or empty.
+    #[serde(default, with = "super::notify::hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// Most transactions one QueryOutcome asks about (`tx_id` and `more`); an answer lists at
+/// most as many.
+pub const MAX_QUERY_BATCH: usize = 64;
+
+/// The bytes a coordinator's txcoord signs (`sign:sign:sys` NetKeySign) for its decision on
+/// `tx_id`: a tag, the transaction id, its coordinator node and the outcome. The signature
+/// also covers the signer's address (see [`crate::sign::signed_bytes`]), so only txcoord on
+/// the coordinator node can produce it, and it holds for this transaction and this
+/// decision only.
+pub fn decision_message(tx_id: &str, committed: bool) -> Vec<u8> {
+    let coordinator = coordinator_of(tx_id)
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    serde_json::to_vec(&serde_json::json!([
+        "p2p-patterns txcoord decision v1",
+        tx_id,
+        coordinator,
+        if committed { "Committed" } else { "Aborted" }
+    ]))
+    .expect("serializes")
+}
+
 /// A filter for [`Request::List`]; every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -228,18 +260,29 @@ pub enum Request {
         participants: Vec<NodeId>,
         deadline_ms: u64,
     },
-    /// Phase two.
+    /// Phase two. `signature`: the coordinator's signed decision ([`decision_message`]), which
+    /// the participant keeps and shows other participants that ask it; empty if the
+    /// coordinator could not sign (the participant trusts this message because Hyperware
+    /// authenticates its sending node, not because of the signature).
     Commit {
         tx_id: String,
         resource: String,
+        #[serde(default, with = "super::notify::hex_bytes")]
+        signature: Vec<u8>,
     },
     Abort {
         tx_id: String,
         resource: String,
+        #[serde(default, with = "super::notify::hex_bytes")]
+        signature: Vec<u8>,
     },
-    /// Termination: a prepared participant asks the coordinator or another participant.
+    /// Termination: a prepared participant asks the coordinator or another participant about
+    /// `tx_id` and, in the same message, up to [`MAX_QUERY_BATCH`]` - 1` transactions more
+    /// (`more`; an older txcoord ignores it and answers `tx_id` only).
     QueryOutcome {
         tx_id: String,
+        #[serde(default)]
+        more: Vec<String>,
     },
 }
 
@@ -370,10 +413,16 @@ pub enum Response {
         tx_id: String,
         outcome: Outcome,
     },
-    /// Answer to QueryOutcome.
+    /// Answer to QueryOutcome: the outcome of `tx_id` and, in `more`, of those of the
+    /// query's `more` the answering node may tell the asker (others are left out).
+    /// `signature`: the coordinator's signed decision, if this node has it (empty otherwise).
     Outcome {
         tx_id: String,
         outcome: Outcome,
+        #[serde(default, with = "super::notify::hex_bytes")]
+        signature: Vec<u8>,
+        #[serde(default, deserialize_with = "super::wire::lenient_facts")]
+        more: Vec<SignedOutcome>,
     },
 }
 wire_enum!(Response, "txcoord response", |_tag| false);

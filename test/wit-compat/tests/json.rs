@@ -2380,23 +2380,36 @@ mod txcoord {
                 O::Commit {
                     tx_id: TX.into(),
                     resource: "kv".into(),
+                    signature: vec![0xab; 64],
                 },
-                W::Commit(wt::Decision {
+                W::Commit(wt::SignedDecision {
                     tx_id: TX.into(),
                     resource: "kv".into(),
+                    signature: "ab".repeat(64),
                 }),
             ),
             (
                 O::Abort {
                     tx_id: TX.into(),
                     resource: "kv".into(),
+                    signature: vec![],
                 },
-                W::Abort(wt::Decision {
+                W::Abort(wt::SignedDecision {
                     tx_id: TX.into(),
                     resource: "kv".into(),
+                    signature: String::new(),
                 }),
             ),
-            (O::QueryOutcome { tx_id: TX.into() }, W::QueryOutcome(txr())),
+            (
+                O::QueryOutcome {
+                    tx_id: TX.into(),
+                    more: vec!["alice.os/0b".into()],
+                },
+                W::QueryOutcome(wt::OutcomeQuery {
+                    tx_id: TX.into(),
+                    more: vec!["alice.os/0b".into()],
+                }),
+            ),
         ]
     }
 
@@ -2488,10 +2501,22 @@ mod txcoord {
                 O::Outcome {
                     tx_id: TX.into(),
                     outcome: ot::Outcome::Unknown,
+                    signature: vec![],
+                    more: vec![ot::SignedOutcome {
+                        tx_id: "alice.os/0b".into(),
+                        outcome: ot::Outcome::Committed,
+                        signature: vec![0x0f; 64],
+                    }],
                 },
-                W::Outcome(wt::TxOutcome {
+                W::Outcome(wt::OutcomeAnswer {
                     tx_id: TX.into(),
                     outcome: wt::Outcome::Unknown,
+                    signature: String::new(),
+                    more: vec![wt::SignedOutcome {
+                        tx_id: "alice.os/0b".into(),
+                        outcome: wt::Outcome::Committed,
+                        signature: "0f".repeat(64),
+                    }],
                 }),
             ),
         ]
