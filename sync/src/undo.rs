@@ -92,7 +92,7 @@ impl Undo {
         let what = if redo { "redo" } else { "undo" };
         let mine = origin(app);
         let nothing = || {
-            format!("nothing to {what}: no edit of this app to {what} in this document since it started")
+            format!("nothing to {what}: this app has no edit of this document left to {what} (the history starts empty when sync starts)")
         };
         let Some((_, m)) = self.apps.iter_mut().find(|(o, _)| *o == mine) else {
             return Err(if self.apps.len() >= MAX_UNDO_APPS {
