@@ -10,17 +10,28 @@
 //! origin every manager excludes, and their `Undo` is refused.
 //!
 //! The history lives in memory only: after a restart (or a fresh join) it starts empty.
+//!
+//! Loro's `UndoManager` (its diff composition and transformation for every container type)
+//! adds about 300 KB to sync.wasm (3,082,164 bytes without it, 3,388,964 with it), over
+//! the 3 MiB build limit, so it is behind the cargo feature `undo` (default on, which native
+//! builds, tests and the simulator get). The process builds (`cargo xtask build`, kit) use
+//! `--no-default-features`: there [`Undo`] records nothing and `Undo`/`Redo` answer an
+//! error saying so (docs/sync.md, "Undo and redo").
 
-use loro::{LoroDoc, UndoManager};
+use loro::LoroDoc;
+#[cfg(feature = "undo")]
+use loro::UndoManager;
 
 /// Apps per document whose edits keep an undo history.
 pub const MAX_UNDO_APPS: usize = 8;
 /// Undo steps kept per app and document (older ones are forgotten).
 pub const MAX_UNDO_STEPS: usize = 64;
 /// The origin of edits no history records (apps beyond [`MAX_UNDO_APPS`]).
+#[cfg(feature = "undo")]
 const UNTRACKED: &str = "sync:untracked";
 
 /// The undo histories of one document, one per app.
+#[cfg(feature = "undo")]
 #[derive(Default)]
 pub struct Undo {
     /// (origin, manager), in the order the apps first edited.
@@ -32,6 +43,7 @@ pub fn origin(app: &str) -> String {
     format!("app:{app};")
 }
 
+#[cfg(feature = "undo")]
 impl Undo {
     /// The origin `app`'s next edit commits with; its history starts with its first edit.
     pub fn track(&mut self, loro: &LoroDoc, app: &str) -> String {
@@ -119,7 +131,31 @@ impl Undo {
     }
 }
 
-#[cfg(test)]
+/// Without the feature `undo`: no history; `Undo`/`Redo` are refused with the reason.
+#[cfg(not(feature = "undo"))]
+#[derive(Default)]
+pub struct Undo;
+
+#[cfg(not(feature = "undo"))]
+impl Undo {
+    pub fn track(&mut self, _loro: &LoroDoc, app: &str) -> String {
+        origin(app)
+    }
+    pub fn others(&self, _origin: &str) -> bool {
+        false
+    }
+    pub fn end_at_import(&mut self, _origin: &str) {}
+    pub fn pause(&self) {}
+    pub fn resume(&self) {}
+    pub fn step(&mut self, _loro: &LoroDoc, _app: &str, redo: bool) -> Result<(), String> {
+        Err(format!(
+            "{} is not in this build of sync: Loro's undo adds about 300 KB to sync.wasm, over its size limit (docs/sync.md)",
+            if redo { "Redo" } else { "Undo" }
+        ))
+    }
+}
+
+#[cfg(all(test, feature = "undo"))]
 mod tests {
     use crate::doc::Doc;
     use loro::VersionVector;
