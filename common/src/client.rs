@@ -635,6 +635,39 @@ impl<T: Transport> SyncClient<T> {
         }
     }
 
+    /// Undo this app's last edit of `doc` (never another app's); `op_id` makes a retry
+    /// apply once. An `Err` with code `BadRequest` when there is nothing to undo.
+    pub fn undo(
+        &mut self,
+        doc: &sync::DocId,
+        op_id: Option<&str>,
+    ) -> Result<sync::Edited, ClientError> {
+        let req = sync::Request::Undo {
+            doc: doc.clone(),
+            op_id: op_id.map(Into::into),
+        };
+        match self.call(&req)? {
+            sync::Response::Edited(e) => Ok(e),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Redo this app's last undone edit of `doc`.
+    pub fn redo(
+        &mut self,
+        doc: &sync::DocId,
+        op_id: Option<&str>,
+    ) -> Result<sync::Edited, ClientError> {
+        let req = sync::Request::Redo {
+            doc: doc.clone(),
+            op_id: op_id.map(Into::into),
+        };
+        match self.call(&req)? {
+            sync::Response::Edited(e) => Ok(e),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
     pub fn read(&mut self, doc: &sync::DocId) -> Result<sync::Content, ClientError> {
         match self.call(&sync::Request::Read { doc: doc.clone() })? {
             sync::Response::Content(c) => Ok(c),

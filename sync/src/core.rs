@@ -913,7 +913,16 @@ impl SyncCore {
                 ops,
                 at,
                 utf16,
-            } => self.edit(&doc, op_id, &ops, at.as_ref(), utf16, now, out),
+            } => {
+                let change = Change::Ops {
+                    ops: &ops,
+                    at: at.as_ref(),
+                    utf16,
+                };
+                self.edit(&doc, Some(op_id), change, from, now, out)
+            }
+            Request::Undo { doc, op_id } => self.edit(&doc, op_id, Change::Undo, from, now, out),
+            Request::Redo { doc, op_id } => self.edit(&doc, op_id, Change::Redo, from, now, out),
             Request::Read { doc } => self
                 .docs
                 .get(&doc)
@@ -965,6 +974,17 @@ impl SyncCore {
         };
         Some(r.map(|resp| (resp, None)))
     }
+}
+
+/// What a local app's change does ([`SyncCore::edit`]).
+enum Change<'a> {
+    Ops {
+        ops: &'a [p2p_common::api::sync::Op],
+        at: Option<&'a Version>,
+        utf16: bool,
+    },
+    Undo,
+    Redo,
 }
 
 /// An outbox item in a log line.
@@ -1242,14 +1262,13 @@ impl SyncCore {
         Ok(Response::Deleted {})
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A local app's change: an `Edit`, `Undo` or `Redo` (once per `op_id`, if given).
     fn edit(
         &mut self,
         doc: &DocId,
-        op_id: String,
-        ops: &[p2p_common::api::sync::Op],
-        at: Option<&Version>,
-        utf16: bool,
+        op_id: Option<String>,
+        change: Change<'_>,
+        app: &Address,
         now: Millis,
         out: &mut Vec<Eff>,
     ) -> ApiResult<Response> {
@@ -1271,7 +1290,7 @@ impl SyncCore {
                 doc.creator
             )));
         }
-        if e.op_set.contains(&op_id) {
+        if op_id.as_ref().is_some_and(|o| e.op_set.contains(o)) {
             self.stats.duplicate_edits += 1;
             return Ok(Response::Edited(Edited {
                 doc: doc.clone(),
@@ -1279,18 +1298,27 @@ impl SyncCore {
                 duplicate: true,
             }));
         }
-        let at = at.map(to_vv).transpose().map_err(ApiError::bad_request)?;
+        let app = app.process.to_string();
         let before = d.vv();
-        d.edit(ops, at.as_ref(), utf16)
-            .map_err(ApiError::bad_request)?;
+        match change {
+            Change::Ops { ops, at, utf16 } => {
+                let at = at.map(to_vv).transpose().map_err(ApiError::bad_request)?;
+                d.edit(&app, ops, at.as_ref(), utf16)
+            }
+            Change::Undo => d.undo(&app, false),
+            Change::Redo => d.undo(&app, true),
+        }
+        .map_err(ApiError::bad_request)?;
         let blob = d.updates_since(&before);
         let version = d.version();
         // Durable before the answer and before any peer hears of it.
         let seq = e.log_next;
         let mut batch = SyncCore::log_append(e, &blob, Batch::forced());
-        batch = batch.put(key_op(doc, &op_id), seq.to_le_bytes().to_vec());
-        e.op_set.insert(op_id.clone());
-        e.op_ids.push_back(op_id);
+        if let Some(op_id) = op_id {
+            batch = batch.put(key_op(doc, &op_id), seq.to_le_bytes().to_vec());
+            e.op_set.insert(op_id.clone());
+            e.op_ids.push_back(op_id);
+        }
         while e.op_ids.len() > OP_IDS_KEPT {
             if let Some(old) = e.op_ids.pop_front() {
                 e.op_set.remove(&old);

@@ -87,6 +87,8 @@ pub struct Doc {
     pub loro: LoroDoc,
     /// The version an app last edited against (`Edit` with `at`), as a document of its own.
     view: Option<LoroDoc>,
+    /// Each app's undo history (in memory only).
+    pub undo: crate::undo::Undo,
 }
 
 impl Doc {
@@ -99,6 +101,7 @@ impl Doc {
             id,
             loro,
             view: None,
+            undo: crate::undo::Undo::default(),
         }
     }
 
@@ -110,18 +113,25 @@ impl Doc {
         to_version(&self.vv())
     }
 
-    /// Apply one app edit atomically as one Loro change. `at`: positions of a splice are
-    /// read in that version. Every op is checked before anything is applied.
+    /// Apply one edit of local app `app` atomically as one Loro change. `at`: positions of
+    /// a splice are read in that version. Every op is checked before anything is applied.
     pub fn edit(
         &mut self,
+        app: &str,
         ops: &[Op],
         at: Option<&VersionVector>,
         utf16: bool,
     ) -> Result<(), String> {
+        let origin = self.undo.track(&self.loro, app);
         let at = at.filter(|v| *v != &self.vv());
         if let Some(v) = at {
-            if self.owns_latest(v) {
-                return self.edit_at(ops, v, utf16);
+            // Made at `at` and imported: it ends this app's undo history (see
+            // `Undo::end_at_import`); other apps' histories would fold it into their next
+            // step, so with those the edit is rebased instead (below), a local commit.
+            if self.owns_latest(v) && !self.undo.others(&origin) {
+                self.edit_at(ops, v, utf16)?;
+                self.undo.end_at_import(&origin);
+                return Ok(());
             }
         }
         // Rebased positions are code points in the current text.
@@ -133,8 +143,15 @@ impl Doc {
             }
         };
         self.apply(&ops, utf16)?;
+        self.loro.set_next_commit_origin(&origin);
         self.loro.commit();
         Ok(())
+    }
+
+    /// Undo (`redo`: redo) `app`'s last edit of this document that still changes something,
+    /// as a new local change (replicated like an edit).
+    pub fn undo(&mut self, app: &str, redo: bool) -> Result<(), String> {
+        self.undo.step(&self.loro, app, redo)
     }
 
     /// Whether version `at` includes this node's own latest change (the usual case: an app's
@@ -249,9 +266,12 @@ impl Doc {
         }
         let frontiers = self.loro.vv_to_frontiers(at);
         self.loro.commit();
-        self.loro
-            .checkout(&frontiers)
-            .map_err(|e| format!("reading version `at`: {e}"))?;
+        // A checkout would clear every undo history: they sit it out.
+        self.undo.pause();
+        if let Err(e) = self.loro.checkout(&frontiers) {
+            self.undo.resume();
+            return Err(format!("reading version `at`: {e}"));
+        }
         let text = self.loro.get_text(TEXT);
         let old_len = if utf16 {
             text.len_utf16()
@@ -314,6 +334,7 @@ impl Doc {
             }
         }
         self.loro.checkout_to_latest();
+        self.undo.resume();
         if let Some(b) = bad {
             return Err(b);
         }
@@ -657,62 +678,64 @@ mod tests {
     fn a_splice_made_against_an_older_version_lands_where_the_user_saw_it() {
         let mut a = d(1);
         let mut b = d(2);
-        a.edit(&[ins(0, "hello world")], None, false).unwrap();
+        a.edit("app", &[ins(0, "hello world")], None, false)
+            .unwrap();
         sync(&mut a, &mut b);
         let seen = b.vv();
         // Meanwhile alice rewrites the start; bob's app still shows "hello world".
-        a.edit(&[ins(0, ">> ")], None, false).unwrap();
+        a.edit("app", &[ins(0, ">> ")], None, false).unwrap();
         sync(&mut a, &mut b);
         assert_eq!(b.text(), ">> hello world");
         // Bob replaced "world" (5..11 in what he saw) with "there", and appended "!".
         b.edit(
+            "app",
             &[Op::Delete { pos: 6, len: 5 }, ins(6, "there")],
             Some(&seen),
             false,
         )
         .unwrap();
         assert_eq!(b.text(), ">> hello there");
-        b.edit(&[ins(11, "!")], Some(&seen), false).unwrap();
+        b.edit("app", &[ins(11, "!")], Some(&seen), false).unwrap();
         assert_eq!(b.text(), ">> hello there!");
         // A character deleted concurrently is not deleted twice (nor its neighbour).
         let seen = b.vv();
-        a.edit(&[Op::Delete { pos: 0, len: 3 }], None, false)
+        a.edit("app", &[Op::Delete { pos: 0, len: 3 }], None, false)
             .unwrap();
         sync(&mut a, &mut b);
-        b.edit(&[Op::Delete { pos: 0, len: 4 }], Some(&seen), false)
+        b.edit("app", &[Op::Delete { pos: 0, len: 4 }], Some(&seen), false)
             .unwrap();
         assert_eq!(b.text(), "ello there!");
         // Only a splice may name an older version; positions past its end are refused.
         let seen = b.vv();
-        a.edit(&[ins(0, "-")], None, false).unwrap();
+        a.edit("app", &[ins(0, "-")], None, false).unwrap();
         sync(&mut a, &mut b);
         assert!(b
-            .edit(&[ins(0, "a"), ins(1, "b")], Some(&seen), false)
+            .edit("app", &[ins(0, "a"), ins(1, "b")], Some(&seen), false)
             .is_err());
         let old = VersionVector::new();
-        assert!(b.edit(&[ins(1, "x")], Some(&old), false).is_err());
+        assert!(b.edit("app", &[ins(1, "x")], Some(&old), false).is_err());
         assert_eq!(b.text(), "-ello there!");
     }
 
     #[test]
     fn utf16_positions_for_javascript_editors() {
         let mut a = d(1);
-        a.edit(&[ins(0, "😀b")], None, false).unwrap();
+        a.edit("app", &[ins(0, "😀b")], None, false).unwrap();
         // After the emoji: code point 1, UTF-16 unit 2.
-        a.edit(&[ins(2, "x")], None, true).unwrap();
+        a.edit("app", &[ins(2, "x")], None, true).unwrap();
         assert_eq!(a.text(), "😀xb");
-        a.edit(&[ins(1, "y")], None, false).unwrap();
+        a.edit("app", &[ins(1, "y")], None, false).unwrap();
         assert_eq!(a.text(), "😀yxb");
-        assert!(a.edit(&[ins(99, "z")], None, true).is_err());
+        assert!(a.edit("app", &[ins(99, "z")], None, true).is_err());
     }
 
     #[test]
     fn blob_peers_reads_the_header_and_refuses_garbage() {
         let mut a = d(77);
-        a.edit(&[ins(0, "x")], None, false).unwrap();
+        a.edit("app", &[ins(0, "x")], None, false).unwrap();
         let mut b = d(88);
         b.import(&a.updates_since(&VersionVector::new())).unwrap();
-        b.edit(&[ins(0, "y")], None, false).unwrap();
+        b.edit("app", &[ins(0, "y")], None, false).unwrap();
         assert_eq!(
             blob_peers(&b.updates_since(&VersionVector::new())).unwrap(),
             vec![77, 88]
@@ -742,6 +765,7 @@ mod tests {
     fn items_lists_and_counters_read_back_sorted() {
         let mut a = d(1);
         a.edit(
+            "app",
             &[
                 Op::Update {
                     item_id: "b".into(),
@@ -768,6 +792,7 @@ mod tests {
         )
         .unwrap();
         a.edit(
+            "app",
             &[Op::RemoveItem {
                 item_id: "b".into(),
             }],
@@ -782,6 +807,7 @@ mod tests {
         assert_eq!(c.counters[0].value, 3.0);
         assert!(a
             .edit(
+                "app",
                 &[Op::ListDelete {
                     list: "tags".into(),
                     index: 0,

@@ -8,6 +8,7 @@ pub mod core;
 pub mod doc;
 pub mod outbox;
 pub mod transfer;
+pub mod undo;
 pub mod vecmap;
 
 /// Process name on the node: `sync:p2p-patterns:p2p-patterns.os`.

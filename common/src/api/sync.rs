@@ -770,6 +770,20 @@ pub enum Request {
     /// Network health as this process sees it: per known peer, reachability, breaker and
     /// message counts (at most `MAX_HEALTH_PEERS`, see [`crate::resilience::health`]).
     Health {},
+    // ----- local apps only (undo and redo) -----
+    /// Undo the calling app's last edit of `doc` (its own, never another app's or node's),
+    /// as a new change answered like an [`Request::Edit`]. `op_id` makes a retry apply once.
+    Undo {
+        doc: DocId,
+        #[serde(default)]
+        op_id: Option<String>,
+    },
+    /// Redo the calling app's last undone edit of `doc`.
+    Redo {
+        doc: DocId,
+        #[serde(default)]
+        op_id: Option<String>,
+    },
 }
 
 wire_enum!(Request, "sync request", |tag| !PROTOCOL_REQUESTS
@@ -804,6 +818,14 @@ impl Request {
                         .map_err(|m| ApiError::bad_request(format!("op {i}: {m}")))?;
                 }
                 Ok(())
+            }
+            Request::Undo {
+                op_id: Some(op_id), ..
+            }
+            | Request::Redo {
+                op_id: Some(op_id), ..
+            } if op_id.is_empty() || op_id.len() > MAX_KEY => {
+                bad(format!("op_id must be 1..={MAX_KEY} bytes"))
             }
             Request::GetDataSince { limit: Some(l), .. } if !(1..=MAX_PAGE).contains(l) => bad(
                 format!("limit must be 1..={MAX_PAGE} (got {l}); leave it out for {DEFAULT_PAGE}"),

@@ -1172,6 +1172,26 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
             }),
         ),
         (
+            O::Undo {
+                doc: doc(),
+                op_id: Some("u-1".into()),
+            },
+            W::Undo(ws::UndoRequest {
+                doc: "alice.os/notes".into(),
+                op_id: Some("u-1".into()),
+            }),
+        ),
+        (
+            O::Redo {
+                doc: doc(),
+                op_id: None,
+            },
+            W::Redo(ws::UndoRequest {
+                doc: "alice.os/notes".into(),
+                op_id: None,
+            }),
+        ),
+        (
             O::Invitation {
                 doc: doc(),
                 role: os::Role::Writer,
