@@ -13,7 +13,7 @@
 //!
 //! Loro's `UndoManager` (its diff composition and transformation for every container type)
 //! adds about 300 KB to sync.wasm (3,082,164 bytes without it, 3,388,964 with it), over
-//! the 3 MiB build limit, so it is behind the cargo feature `undo` (default on, which native
+//! the build's size limit, so it is behind the cargo feature `undo` (default on, which native
 //! builds, tests and the simulator get). The process builds (`cargo xtask build`, kit) use
 //! `--no-default-features`: there [`Undo`] records nothing and `Undo`/`Redo` answer an
 //! error saying so (docs/sync.md, "Undo and redo").
