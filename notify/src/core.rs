@@ -103,6 +103,10 @@ pub enum Ctx {
         token: u64,
         index: usize,
     },
+    /// A `Resume` of stream `stream` to its publisher: refused, we were dropped.
+    Resume {
+        stream: StreamKey,
+    },
     /// A `PeerSubscribe` made for a local app's `Subscribe` (answered when it returns).
     PeerSubscribe {
         request: RequestId,
@@ -384,10 +388,62 @@ impl Notify {
         out.extend(v.into_iter().map(|e| lift(e, Ctx::Relay, Tick::Relay)));
     }
     fn lift_catchup(v: Vec<Effect<catchup::Ctx, catchup::Timer>>, out: &mut Vec<Eff>) {
-        fn none(c: catchup::Ctx) -> Ctx {
-            match c {}
+        fn resume(c: catchup::Ctx) -> Ctx {
+            let catchup::Ctx::Resume { stream } = c;
+            Ctx::Resume { stream }
         }
-        out.extend(v.into_iter().map(|e| lift(e, none, Tick::Catchup)));
+        out.extend(v.into_iter().map(|e| lift(e, resume, Tick::Catchup)));
+    }
+
+    /// What we say to resume remote stream `k` after a restart, and to whom: `Graft` to
+    /// our tree parent, or `Resume` to the publisher (None: we no longer subscribe).
+    fn restart_word(&self, k: &StreamKey) -> Option<(NodeId, Vec<u8>)> {
+        let s = self.streams.get(k).filter(|s| s.remote)?;
+        Some(match self.relays.parent(k) {
+            Some(p) => (
+                p,
+                encode(&Request::Graft {
+                    publisher: k.publisher.clone(),
+                    topic: k.topic.clone(),
+                    up_to: s.last,
+                }),
+            ),
+            None => (
+                k.publisher.clone(),
+                encode(&Request::Resume {
+                    topic: k.topic.clone(),
+                    up_to: s.last,
+                }),
+            ),
+        })
+    }
+
+    /// Our subscription to `k` was revoked by its publisher: take nothing more of it, and
+    /// tell its apps once they have what we hold (see [`Apps::pump`]). False if we do not
+    /// subscribe to `k`.
+    fn revoked(&mut self, k: &StreamKey, reason: &str, now: Millis, out: &mut Vec<Eff>) -> bool {
+        let mut cut = reason.len().min(p2p_common::api::notify::MAX_REASON);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut b = Batch::forced();
+        if !self.streams.revoke(k, reason[..cut].to_string(), &mut b) {
+            return false;
+        }
+        self.relays.remove(k, &mut b);
+        self.catchup.remove(k);
+        out.push(log(
+            Level::Info,
+            format!("{k}: the publisher revoked our subscription: {}", &reason[..cut]),
+        ));
+        if !self.apps.readers(k) {
+            self.streams.remove(k, &mut b);
+        }
+        push_store(out, b);
+        let mut a = Vec::new();
+        self.apps.pump_stream(k, &self.streams, now, &mut a);
+        Self::lift_app(a, out);
+        true
     }
 
     /// A batch of `k` from its publisher, which says its stream reaches `told`, is
@@ -584,6 +640,9 @@ impl Notify {
                     .ensure(&StreamKey::new(&self.me, &topic), 0, false, &mut b);
                 if !gone.is_empty() {
                     self.roster_changed(&topic, out);
+                    let mut o = Vec::new();
+                    self.outbox.pump_revokes(&topic, now, &mut o);
+                    Self::lift_out(o, out);
                     out.push(log(
                         Level::Info,
                         format!(
@@ -729,10 +788,29 @@ impl Notify {
             }
             Request::Resume { topic, up_to } => {
                 let mut o = Vec::new();
-                self.outbox
+                let taken = self
+                    .outbox
                     .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                // A dropped subscriber that missed its `Revoke` is told again.
+                self.outbox.kick_revoke(&topic, &from.node, now, &mut o);
                 Self::lift_out(o, out);
-                Ok(Response::Accepted {})
+                if taken {
+                    Ok(Response::Accepted {})
+                } else {
+                    self.refused += 1;
+                    Err(self.not_a_subscriber(&topic, &from.node))
+                }
+            }
+            Request::Revoke { topic, reason } => {
+                let k = StreamKey::new(&from.node, &topic);
+                if self.revoked(&k, &reason, now, out) {
+                    Ok(Response::Accepted {})
+                } else {
+                    Err(ApiError::not_found(format!(
+                        "{} does not subscribe to {k}",
+                        self.me
+                    )))
+                }
             }
             Request::IHave {
                 publisher,
@@ -774,6 +852,13 @@ impl Notify {
                         .relays
                         .on_graft(&k, &from.node, up_to, &self.streams, now, &mut r);
                 Self::lift_relay(r, out);
+                if publisher == self.me && !subscriber {
+                    let mut o = Vec::new();
+                    self.outbox.kick_revoke(&topic, &from.node, now, &mut o);
+                    Self::lift_out(o, out);
+                    self.refused += 1;
+                    return Err(self.not_a_subscriber(&topic, &from.node));
+                }
                 if taken {
                     Ok(Response::Accepted {})
                 } else if subscriber {
@@ -796,6 +881,22 @@ impl Notify {
                 self.relays.on_prune(&k, &from.node);
                 Ok(Response::Accepted {})
             }
+        }
+    }
+
+    /// The refusal of a `Resume` or `Graft` of our `topic` from `node`, which is not (any
+    /// longer) its subscriber: the subscriber drops the stream and tells its apps.
+    fn not_a_subscriber(&self, topic: &str, node: &NodeId) -> ApiError {
+        match self.outbox.topics.get(topic) {
+            None => ApiError::not_found(format!("{} has no topic {topic:?}", self.me)),
+            Some(t) if !t.meta.policy.admits(node) => ApiError::forbidden(format!(
+                "the policy of topic {topic:?} of {} no longer admits {node}",
+                self.me
+            )),
+            Some(_) => ApiError::not_found(format!(
+                "{node} does not subscribe to topic {topic:?} of {}; subscribe again",
+                self.me
+            )),
         }
     }
 
@@ -1486,6 +1587,9 @@ impl Notify {
                         topic: k.topic.clone(),
                     }),
                 ));
+            } else if self.streams.get(k).is_some_and(|s| s.revoked.is_some()) {
+                // Its last reader was told it was revoked.
+                self.streams.remove(k, b);
             }
         } else {
             self.prune(k, b);
@@ -1571,17 +1675,50 @@ impl Notify {
                 let stream = match &c {
                     apps::Ctx::Deliver { stream, .. } => stream.clone(),
                 };
-                self.apps.on_answered(c, &self.streams, now, &mut b, &mut a);
+                if self.apps.on_answered(c, &self.streams, now, &mut b, &mut a) {
+                    self.after_reader_left(&stream, &mut b, out);
+                }
                 self.prune(&stream, &mut b);
                 // The cursor is on disk before the next message goes out.
                 push_store(out, b);
                 Self::lift_app(a, out);
             }
+            Ctx::Out(c @ outbox::Ctx::Revoke { .. }) => {
+                let mut o = Vec::new();
+                let mut b = Batch::lazy();
+                let r = try_decode_response::<Response>(&body);
+                // Taken, no such stream there, or an older node that does not know Revoke.
+                let told = match &r {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest),
+                    Err(_) => false,
+                };
+                let why = match r {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no valid answer from {from}"),
+                };
+                self.outbox
+                    .on_revoke_answer(c, told, &why, &mut self.rng, now, &mut b, &mut o);
+                push_store(out, b);
+                Self::lift_out(o, out);
+            }
+            Ctx::Resume { stream } => {
+                self.catchup.answered(&stream);
+                // Only the publisher's refusal counts: it dropped us.
+                if let Ok(Err(e)) = try_decode_response::<Response>(&body) {
+                    if from.node == stream.publisher
+                        && matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden)
+                    {
+                        self.revoked(&stream, &e.message, now, out);
+                    }
+                }
+            }
             Ctx::Out(c) => {
                 let mut o = Vec::new();
                 let mut b = Batch::lazy();
-                let topic = match &c {
-                    outbox::Ctx::Deliver { topic, .. } => topic.clone(),
+                let (topic, node) = match &c {
+                    outbox::Ctx::Deliver { topic, node, .. }
+                    | outbox::Ctx::Revoke { topic, node, .. } => (topic.clone(), node.clone()),
                 };
                 match try_decode_response::<Response>(&body) {
                     Ok(Ok(Response::Delivered { up_to })) if self.outbox.is_progress(&c, up_to) => {
@@ -1595,8 +1732,7 @@ impl Notify {
                     }
                     Ok(Err(e)) if e.code == ErrorCode::NotFound => {
                         // It does not subscribe (any more): stop sending to it.
-                        let outbox::Ctx::Deliver { node, .. } = &c;
-                        self.outbox.unsubscribe(&topic, node, &mut b);
+                        self.outbox.unsubscribe(&topic, &node, &mut b);
                         self.roster_changed(&topic, out);
                         o.push(log(
                             Level::Info,
@@ -1633,6 +1769,8 @@ impl Notify {
                     }
                     Ok(Ok(Response::PeerSubscribed { next_seq })) => {
                         let mut b = Batch::forced();
+                        // Admitted again while the apps of a revoked stream are being told.
+                        self.streams.readmit(&stream, &mut b);
                         self.streams
                             .ensure(&stream, next_seq.saturating_sub(1), true, &mut b);
                         push_store(out, b);
@@ -1681,6 +1819,26 @@ impl Notify {
                 self.apps.on_failed(c, &mut self.rng, &mut a);
                 Self::lift_app(a, out);
             }
+            Ctx::Resume { stream } => {
+                let mut c = Vec::new();
+                self.catchup.failed(&stream, &mut self.rng, &mut c);
+                Self::lift_catchup(c, out);
+            }
+            Ctx::Out(c @ outbox::Ctx::Revoke { .. }) => {
+                let mut o = Vec::new();
+                let mut b = Batch::lazy();
+                self.outbox.on_revoke_answer(
+                    c,
+                    false,
+                    &format!("{kind:?}"),
+                    &mut self.rng,
+                    now,
+                    &mut b,
+                    &mut o,
+                );
+                push_store(out, b);
+                Self::lift_out(o, out);
+            }
             Ctx::Out(c) => {
                 let mut o = Vec::new();
                 self.outbox.on_failed(
@@ -1721,8 +1879,19 @@ impl Notify {
                 self.relays.on_timer(t, &self.streams, now, &mut r);
                 Self::lift_relay(r, out);
             }
+            Tick::Catchup(catchup::Timer::Restart { stream }) => {
+                let mut c = Vec::new();
+                if let Some((to, body)) = self.restart_word(&stream) {
+                    self.catchup.restart(&stream, to, body, &mut c);
+                } else {
+                    self.catchup.answered(&stream);
+                }
+                Self::lift_catchup(c, out);
+            }
             Tick::Catchup(t) => {
-                let catchup::Timer::Ask { stream } = &t;
+                let catchup::Timer::Ask { stream } = &t else {
+                    return;
+                };
                 let ours = self
                     .streams
                     .get(stream)
@@ -1783,24 +1952,21 @@ impl Notify {
                 self.apps.len()
             ),
         ));
-        // We may have been away: ask each publisher (or our tree parent) for what we lack.
-        for (k, s) in &self.streams.map {
-            if !s.remote {
-                continue;
+        // We may have been away: ask each publisher (or our tree parent) for what we lack,
+        // until it answers (our networking may not be up yet).
+        let remote: Vec<StreamKey> = self
+            .streams
+            .map
+            .iter()
+            .filter(|(_, s)| s.remote)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in remote {
+            if let Some((to, body)) = self.restart_word(&k) {
+                let mut c = Vec::new();
+                self.catchup.restart(&k, to, body, &mut c);
+                Self::lift_catchup(c, out);
             }
-            let body = match self.relays.parent(k) {
-                Some(_) => encode(&Request::Graft {
-                    publisher: k.publisher.clone(),
-                    topic: k.topic.clone(),
-                    up_to: s.last,
-                }),
-                None => encode(&Request::Resume {
-                    topic: k.topic.clone(),
-                    up_to: s.last,
-                }),
-            };
-            let to = self.relays.parent(k).unwrap_or_else(|| k.publisher.clone());
-            out.push(Effect::notify(address(&to), body));
         }
         let mut r = Vec::new();
         self.relays.start(&self.streams, now, &mut r);
@@ -1810,6 +1976,7 @@ impl Notify {
             let mut o = Vec::new();
             if k.publisher == self.me {
                 self.outbox.pump_topic(&k.topic, &self.streams, now, &mut o);
+                self.outbox.pump_revokes(&k.topic, now, &mut o);
             }
             Self::lift_out(o, out);
             let mut a = Vec::new();

@@ -16,7 +16,7 @@ use crate::streams::{Entry, Retention, StreamKey, Streams};
 use p2p_common::api::encode;
 use p2p_common::api::notify::{
     Notification, Policy, Request, SeqRange, SubscriberStats, TopicInfo, TopicRetention,
-    TopicStats, MAX_BATCH, PROCESS,
+    TopicStats, MAX_BATCH, MAX_SUBSCRIBERS, PROCESS,
 };
 use p2p_common::resilience::{
     Backoff, BreakerConfig, Breakers, Jitter, Reachability, ReachabilityConfig,
@@ -51,10 +51,14 @@ pub const MAX_TIMEOUT_MS: Millis = 20_000;
 /// Doublings of the timeout after failures in a row (for a node slower than its estimate).
 pub const TIMEOUT_DOUBLINGS: u32 = 2;
 
+/// Attempts at telling a dropped subscriber it was revoked (`Revoke`), backed off like a
+/// `Deliver`; then it learns at its next `Resume` (refused).
+pub const MAX_REVOKE_TRIES: u32 = 16;
+
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
-    /// Try `node` again for `topic`.
+    /// Try `node` again for `topic` (a `Deliver`, or a `Revoke` if it was dropped).
     Retry { topic: String, node: NodeId },
 }
 
@@ -66,6 +70,12 @@ pub enum Ctx {
         topic: String,
         node: NodeId,
         up_to: u64,
+        sent_at: Millis,
+    },
+    /// A `Revoke` of `topic` to `node`, a subscriber the topic's policy dropped.
+    Revoke {
+        topic: String,
+        node: NodeId,
         sent_at: Millis,
     },
 }
@@ -80,6 +90,31 @@ pub struct Sub {
     waiting: bool,
     attempt: u32,
     pub stats: SubscriberStats,
+}
+
+/// A subscriber node the topic's policy dropped, not yet told so.
+#[derive(Debug, Clone)]
+pub struct Revoking {
+    pub reason: String,
+    in_flight: bool,
+    waiting: bool,
+    attempt: u32,
+}
+
+impl Revoking {
+    fn new(reason: String) -> Self {
+        Revoking {
+            reason,
+            in_flight: false,
+            waiting: false,
+            attempt: 0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RevokeRecord {
+    reason: String,
 }
 
 /// One topic of ours.
@@ -102,6 +137,9 @@ pub struct Topic {
     /// Subscribers in the topic's relay tree (its current roster): they get notifications
     /// from their tree parent, not from this outbox.
     pub in_tree: BTreeSet<NodeId>,
+    /// Subscribers the policy dropped that are still to be told (`v <topic> <node>`; at
+    /// most [`MAX_SUBSCRIBERS`]).
+    pub revoked: BTreeMap<NodeId, Revoking>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,6 +152,9 @@ fn topic_key(topic: &str) -> Vec<u8> {
 }
 fn sub_key(topic: &str, node: &NodeId) -> Vec<u8> {
     format!("r {topic} {node}").into_bytes()
+}
+fn revoke_key(topic: &str, node: &NodeId) -> Vec<u8> {
+    format!("v {topic} {node}").into_bytes()
 }
 
 /// Our topics and their outboxes.
@@ -208,6 +249,7 @@ impl Outbox {
                 published: 0,
                 dropped_by_retention: 0,
                 in_tree: BTreeSet::new(),
+                revoked: BTreeMap::new(),
             });
         t.meta.owner = owner;
         t.meta.policy = policy;
@@ -224,8 +266,148 @@ impl Outbox {
         for n in &gone {
             t.subs.remove(n);
             batch.ops.push((sub_key(topic, n), None));
+            // Told with a `Revoke` (the core pumps it); past the bound, at its next Resume.
+            if t.revoked.len() < MAX_SUBSCRIBERS {
+                let reason = format!(
+                    "the policy of topic {topic:?} of {} no longer admits {n}",
+                    self.me
+                );
+                batch.ops.push((
+                    revoke_key(topic, n),
+                    Some(
+                        serde_json::to_vec(&RevokeRecord {
+                            reason: reason.clone(),
+                        })
+                        .expect("serializes"),
+                    ),
+                ));
+                t.revoked.insert(n.clone(), Revoking::new(reason));
+            }
         }
         gone
+    }
+
+    /// Whether `node` was dropped from `topic` and is still to be told.
+    pub fn is_revoked(&self, topic: &str, node: &NodeId) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|t| t.revoked.contains_key(node))
+    }
+
+    /// A dropped subscriber spoke to us (`Resume`, `Graft`): tell it at once.
+    pub fn kick_revoke(&mut self, topic: &str, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        let Some(r) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.revoked.get_mut(node))
+        else {
+            return;
+        };
+        r.attempt = 0;
+        if r.waiting {
+            r.waiting = false;
+            out.push(Effect::CancelTimer(Timer::Retry {
+                topic: topic.to_string(),
+                node: node.clone(),
+            }));
+        }
+        self.pump_revoke(topic, node, now, out);
+    }
+
+    /// Send `node` its `Revoke` of `topic` if it is due one and none is in flight.
+    fn pump_revoke(&mut self, topic: &str, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        let Some(r) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.revoked.get_mut(node))
+        else {
+            return;
+        };
+        if r.in_flight || r.waiting {
+            return;
+        }
+        r.in_flight = true;
+        let timeout_s = self.reach.suggested_timeout_ms(node).div_ceil(1_000).max(1);
+        out.push(Effect::Send {
+            to: Address::new(node.clone(), ProcessId::ours(PROCESS)),
+            body: encode(&Request::Revoke {
+                topic: topic.to_string(),
+                reason: r.reason.clone(),
+            }),
+            blob: None,
+            expect: Some(Expect {
+                timeout_s,
+                ctx: Ctx::Revoke {
+                    topic: topic.to_string(),
+                    node: node.clone(),
+                    sent_at: now,
+                },
+            }),
+        });
+    }
+
+    /// Every dropped subscriber of `topic` not yet told is sent its `Revoke`.
+    pub fn pump_revokes(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
+        let nodes: Vec<NodeId> = self
+            .topics
+            .get(topic)
+            .map(|t| t.revoked.keys().cloned().collect())
+            .unwrap_or_default();
+        for n in nodes {
+            self.pump_revoke(topic, &n, now, out);
+        }
+    }
+
+    /// The answer to a `Revoke`: `told` (it took it, holds no such stream, or is an older
+    /// node that does not know `Revoke`) ends it; otherwise it is tried again after a
+    /// backoff, at most [`MAX_REVOKE_TRIES`] times.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_revoke_answer(
+        &mut self,
+        ctx: Ctx,
+        told: bool,
+        why: &str,
+        rng: &mut dyn RngCore,
+        now: Millis,
+        batch: &mut Batch,
+        out: &mut Vec<Eff>,
+    ) {
+        let Ctx::Revoke {
+            topic,
+            node,
+            sent_at,
+        } = ctx
+        else {
+            return;
+        };
+        let Some(t) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        let Some(r) = t.revoked.get_mut(&node) else {
+            return;
+        };
+        r.in_flight = false;
+        r.attempt = r.attempt.saturating_add(1);
+        if told || r.attempt >= MAX_REVOKE_TRIES {
+            t.revoked.remove(&node);
+            batch.ops.push((revoke_key(&topic, &node), None));
+            let level = if told { Level::Info } else { Level::Warn };
+            let what = if told {
+                "told it was dropped".to_string()
+            } else {
+                format!("not told it was dropped after {MAX_REVOKE_TRIES} tries ({why}); it learns at its next Resume")
+            };
+            out.push(log(level, format!("{topic}: {node} {what}")));
+            return;
+        }
+        let waited = now.saturating_sub(sent_at);
+        let delay = self
+            .backoff
+            .delay(r.attempt - 1, rng)
+            .saturating_sub(waited)
+            .max(100);
+        r.waiting = true;
+        out.push(Effect::timer(delay, Timer::Retry { topic, node }));
     }
 
     pub fn info(&self, topic: &str, streams: &Streams) -> Option<TopicInfo> {
@@ -246,6 +428,9 @@ impl Outbox {
     /// Returns the first sequence number it will be sent.
     pub fn subscribe(&mut self, topic: &str, node: &NodeId, last: u64, batch: &mut Batch) -> u64 {
         let t = self.topics.get_mut(topic).expect("checked by the caller");
+        if t.revoked.remove(node).is_some() {
+            batch.ops.push((revoke_key(topic, node), None));
+        }
         let s = t.subs.entry(node.clone()).or_insert_with(|| {
             batch.ops.push((
                 sub_key(topic, node),
@@ -436,7 +621,10 @@ impl Outbox {
     pub fn is_progress(&self, ctx: &Ctx, their_up_to: u64) -> bool {
         let Ctx::Deliver {
             topic, node, up_to, ..
-        } = ctx;
+        } = ctx
+        else {
+            return true;
+        };
         match self.topics.get(topic).and_then(|t| t.subs.get(node)) {
             Some(s) => *up_to <= s.acked || their_up_to.min(*up_to) > s.acked,
             None => true,
@@ -459,7 +647,10 @@ impl Outbox {
             node,
             up_to,
             sent_at,
-        } = ctx;
+        } = ctx
+        else {
+            return;
+        };
         self.reach
             .on_success(&node, now, Some(now.saturating_sub(sent_at)));
         self.breakers.on_success(&node, now);
@@ -511,7 +702,10 @@ impl Outbox {
             node,
             sent_at,
             ..
-        } = ctx;
+        } = ctx
+        else {
+            return;
+        };
         match kind {
             Some(k) => self.reach.on_send_failed(&node, k, now),
             None => self.reach.on_success(&node, now, None),
@@ -550,6 +744,15 @@ impl Outbox {
 
     pub fn on_timer(&mut self, t: Timer, streams: &Streams, now: Millis, out: &mut Vec<Eff>) {
         let Timer::Retry { topic, node } = t;
+        if let Some(r) = self
+            .topics
+            .get_mut(&topic)
+            .and_then(|t| t.revoked.get_mut(&node))
+        {
+            r.waiting = false;
+            self.pump_revoke(&topic, &node, now, out);
+            return;
+        }
         if let Some(s) = self
             .topics
             .get_mut(&topic)
@@ -610,9 +813,25 @@ impl Outbox {
                             published: 0,
                             dropped_by_retention: 0,
                             in_tree: BTreeSet::new(),
+                            revoked: BTreeMap::new(),
                         },
                     );
                 }
+                _ => bad += 1,
+            }
+        }
+        for (k, v) in records.range(b"v ".to_vec()..b"v!".to_vec()) {
+            let parsed = std::str::from_utf8(&k[2..]).ok().and_then(|rest| {
+                let (t, n) = rest.rsplit_once(' ')?;
+                Some((t.to_string(), NodeId::parse(n).ok()?))
+            });
+            match (parsed, serde_json::from_slice::<RevokeRecord>(v)) {
+                (Some((topic, node)), Ok(r)) => match self.topics.get_mut(&topic) {
+                    Some(t) => {
+                        t.revoked.insert(node, Revoking::new(r.reason));
+                    }
+                    None => bad += 1,
+                },
                 _ => bad += 1,
             }
         }

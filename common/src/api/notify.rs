@@ -46,6 +46,8 @@ pub const MAX_MAX_AGE_S: u64 = 7 * 24 * 3_600;
 /// A topic's retention by count (`SetRetention`'s `max_count`): the default and the bounds.
 pub const DEFAULT_MAX_COUNT: u32 = 1_000;
 pub const MAX_MAX_COUNT: u32 = 10_000;
+/// Longest `reason` of a `Revoke` notify passes on to apps (bytes; a longer one is cut).
+pub const MAX_REASON: usize = 256;
 
 /// Who may subscribe to a topic from another node. Apps on the publishing node may always
 /// subscribe.
@@ -255,6 +257,16 @@ pub enum AppMessage {
         topic: String,
         range: SeqRange,
     },
+    /// The last message of a subscription: the publisher no longer sends this node the
+    /// topic (its policy no longer admits the node, or it no longer knows the node as a
+    /// subscriber). Everything this node received of it came before; the subscription is
+    /// gone once the app answers. Subscribe again if the publisher admits the node again.
+    Revoked {
+        publisher: NodeId,
+        topic: String,
+        /// The publisher's words (at most [`MAX_REASON`] bytes).
+        reason: String,
+    },
 }
 
 /// How long, and how many of, a topic's notifications its node keeps for subscribers that
@@ -428,7 +440,7 @@ pub struct RelayStats {
 }
 
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
-pub const PROTOCOL_REQUESTS: [&str; 7] = [
+pub const PROTOCOL_REQUESTS: [&str; 8] = [
     "PeerSubscribe",
     "PeerUnsubscribe",
     "Deliver",
@@ -436,6 +448,7 @@ pub const PROTOCOL_REQUESTS: [&str; 7] = [
     "IHave",
     "Graft",
     "Prune",
+    "Revoke",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -510,8 +523,9 @@ pub enum Request {
         #[serde(default)]
         last: Option<u64>,
     },
-    /// The sending node is back and has `topic` up to `up_to`: send what follows now
-    /// (no answer expected).
+    /// The sending node is back and has `topic` up to `up_to`: send what follows now.
+    /// Answered `Accepted`; `NotFound` or `Forbidden` if the sender is not (any longer) a
+    /// subscriber of `topic`: it drops the stream and tells its apps (`Revoked`).
     Resume {
         topic: String,
         up_to: u64,
@@ -534,6 +548,15 @@ pub enum Request {
     Prune {
         publisher: NodeId,
         topic: String,
+    },
+    /// The sending node (the publisher) no longer sends us its `topic` (its policy changed
+    /// and does not admit us): drop the stream and tell its apps (`AppMessage::Revoked`)
+    /// after what they have not received yet. Answered `Accepted` (`NotFound` if we hold no
+    /// such stream); the publisher retries until answered. An older node answers
+    /// `BadRequest` (unknown variant) and notices at its next `Resume`.
+    Revoke {
+        topic: String,
+        reason: String,
     },
 }
 
@@ -586,7 +609,8 @@ impl Request {
             | Request::Unsubscribe { topic, .. }
             | Request::IHave { topic, .. }
             | Request::Graft { topic, .. }
-            | Request::Prune { topic, .. } => check_topic(topic),
+            | Request::Prune { topic, .. }
+            | Request::Revoke { topic, .. } => check_topic(topic),
             _ => Ok(()),
         }
     }
@@ -605,6 +629,7 @@ impl Request {
                 | Request::IHave { .. }
                 | Request::Graft { .. }
                 | Request::Prune { .. }
+                | Request::Revoke { .. }
         )
     }
     pub fn is_open(&self) -> bool {

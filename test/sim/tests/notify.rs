@@ -670,7 +670,7 @@ fn documented_notify_examples_are_what_notify_answers() {
                 serde_json::Value::Object(m) => m.keys().next().unwrap().clone(),
                 _ => String::new(),
             };
-            if ["Welcome", "HandleNotification", "Lost"].contains(&tag.as_str()) {
+            if ["Welcome", "HandleNotification", "Lost", "Revoked"].contains(&tag.as_str()) {
                 if tag == "HandleNotification" {
                     // bob.os's app publishes {"temp": 21}.
                     let req = Request::Publish {

@@ -1753,6 +1753,16 @@ mod notify {
                     topic: "news".into(),
                 }),
             ),
+            (
+                O::Revoke {
+                    topic: "news".into(),
+                    reason: "no longer admitted".into(),
+                },
+                W::Revoke(wn::Revoke {
+                    topic: "news".into(),
+                    reason: "no longer admitted".into(),
+                }),
+            ),
         ];
         for (age, count) in [(Some(3_600), Some(100)), (None, Some(5)), (None, None)] {
             v.push((
@@ -1940,6 +1950,18 @@ mod notify {
                         publisher: "alice.os".into(),
                         topic: "news".into(),
                         range: wn::SeqRange { from: 1, to: 4 },
+                    }),
+                ),
+                (
+                    on::AppMessage::Revoked {
+                        publisher: id("alice.os"),
+                        topic: "news".into(),
+                        reason: "no longer admitted".into(),
+                    },
+                    wn::AppMessage::Revoked(wn::Revoked {
+                        publisher: "alice.os".into(),
+                        topic: "news".into(),
+                        reason: "no longer admitted".into(),
                     }),
                 ),
             ],
