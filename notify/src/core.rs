@@ -18,8 +18,9 @@ use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
 use p2p_common::api::notify::{
     split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, Roster, SeqRange,
-    TopicRetention, TopicStats, MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS,
-    MAX_PAYLOAD, MAX_SEQ, MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
+    TopicRetention, TopicStats, DEFAULT_PAGE, MAX_BATCH, MAX_BODY, MAX_FANOUT,
+    MAX_LOCAL_SUBSCRIPTIONS, MAX_PAGE_BYTES, MAX_PAYLOAD, MAX_SEQ, MAX_SUBSCRIBERS, MAX_TOPICS,
+    PROCESS,
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
@@ -49,6 +50,8 @@ const SIGN_TIMEOUT_S: u64 = 5;
 const MAX_PUBLISHING: usize = 64;
 /// Batches whose signatures are checked at once.
 const MAX_VERIFYING: usize = 64;
+/// Of those, batches from one sending node: one node cannot take every slot.
+const MAX_VERIFYING_PER_SENDER: usize = 16;
 /// How long a signed publish waits before looking again whether it is first in line.
 const PUBLISH_WAIT_MS: Millis = 20;
 /// How long after a change of a large topic's subscribers its roster is signed again (the
@@ -165,6 +168,8 @@ pub struct Notify {
     pub refused: u64,
     /// Batches with a note whose signature did not verify.
     pub signature_failures: u64,
+    /// Batches whose publisher said a range is lost beyond what it sends.
+    bad_lost: u64,
     /// Publishes being signed, per topic, in arrival order.
     publishing: BTreeMap<String, VecDeque<Publishing>>,
     /// Batches whose signatures are being checked.
@@ -200,12 +205,14 @@ struct Verifying {
     checked: Vec<Option<bool>>,
 }
 
-/// A `Deliver` as taken: stream, lost range, notes, roster, the publisher's `last`.
+/// A `Deliver` as taken: stream, lost range, notes, roster, the publisher's `last` when it
+/// counts for catching up, and the sender's `last` as sent.
 type Delivery = (
     StreamKey,
     Option<SeqRange>,
     Vec<Notification>,
     Option<Roster>,
+    Option<u64>,
     Option<u64>,
 );
 
@@ -311,6 +318,7 @@ impl Notify {
             duplicates_suppressed: 0,
             refused: 0,
             signature_failures: 0,
+            bad_lost: 0,
             publishing: BTreeMap::new(),
             verifying: BTreeMap::new(),
             next_token: 0,
@@ -341,6 +349,56 @@ impl Notify {
             duplicates_suppressed: self.duplicates_suppressed,
             refused: self.refused,
             relays: self.relays.stats(),
+            next_cursor: None,
+        }
+    }
+
+    /// One page of our topics by name, after `cursor`: at most `limit` and
+    /// [`MAX_PAGE_BYTES`] of them (at least one), and the cursor of the next page.
+    fn page<T: serde::Serialize>(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+        item: impl Fn(&str) -> Option<T>,
+    ) -> (Vec<T>, Option<String>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let limit = limit.unwrap_or(DEFAULT_PAGE) as usize;
+        let from = cursor.map_or(Unbounded, |c| Excluded(c.to_string()));
+        let (mut page, mut bytes, mut next) = (Vec::new(), 0usize, None);
+        let mut last: Option<&String> = None;
+        for name in self
+            .outbox
+            .topics
+            .range::<String, _>((from, Unbounded))
+            .map(|(n, _)| n)
+        {
+            let Some(v) = item(name) else { continue };
+            let size = serde_json::to_vec(&v).map_or(0, |b| b.len());
+            if page.len() >= limit || (!page.is_empty() && bytes + size > MAX_PAGE_BYTES) {
+                next = last.cloned();
+                break;
+            }
+            bytes += size;
+            page.push(v);
+            last = Some(name);
+        }
+        (page, next)
+    }
+
+    /// `Stats` as answered: our topics a page at a time, the rest in full.
+    pub fn stats_page(&self, cursor: Option<&str>, limit: Option<u32>) -> NotifyStats {
+        let (topics, next_cursor) = self.page(cursor, limit, |name| {
+            let mut t = self.outbox.topic_stats(name, &self.streams)?;
+            self.tree_topic_stats(&mut t);
+            Some(t)
+        });
+        NotifyStats {
+            topics,
+            subscriptions: self.apps.stats(&self.streams),
+            duplicates_suppressed: self.duplicates_suppressed,
+            refused: self.refused,
+            relays: self.relays.stats(),
+            next_cursor,
         }
     }
 
@@ -434,7 +492,10 @@ impl Notify {
         self.catchup.remove(k);
         out.push(log(
             Level::Info,
-            format!("{k}: the publisher revoked our subscription: {}", &reason[..cut]),
+            format!(
+                "{k}: the publisher revoked our subscription: {}",
+                &reason[..cut]
+            ),
         ));
         if !self.apps.readers(k) {
             self.streams.remove(k, &mut b);
@@ -582,8 +643,8 @@ impl Notify {
                             let told = last.filter(|_| {
                                 from.node == k.publisher && self.relays.parent(&k).is_none()
                             });
-                            let got = (k, lost, notes, roster, told);
-                            match self.deliver(id, &from, got, blob, now) {
+                            let got = (k, lost, notes, roster, told, last);
+                            match self.deliver(id, &from, got, blob, now, out) {
                                 // Answered once every new note's signature is checked.
                                 Ok(effects) => {
                                     out.extend(effects);
@@ -727,15 +788,18 @@ impl Notify {
             Request::ListSubscriptions {} => Ok(Response::Subscriptions {
                 subscriptions: self.apps.list(from, &self.streams),
             }),
-            Request::ListTopics {} => Ok(Response::Topics {
-                topics: self
-                    .outbox
-                    .topics
-                    .keys()
-                    .filter_map(|t| self.outbox.info(t, &self.streams))
-                    .collect(),
-            }),
-            Request::Stats {} => Ok(Response::Stats(self.stats())),
+            Request::ListTopics { cursor, limit } => {
+                let (topics, next_cursor) = self.page(cursor.as_deref(), limit, |t| {
+                    self.outbox.info(t, &self.streams)
+                });
+                Ok(Response::Topics {
+                    topics,
+                    next_cursor,
+                })
+            }
+            Request::Stats { cursor, limit } => {
+                Ok(Response::Stats(self.stats_page(cursor.as_deref(), limit)))
+            }
             Request::PeerSubscribe { topic } => {
                 let Some(t) = self.outbox.topics.get(&topic) else {
                     return Err(ApiError::not_found(format!(
@@ -788,9 +852,9 @@ impl Notify {
             }
             Request::Resume { topic, up_to } => {
                 let mut o = Vec::new();
-                let taken = self
-                    .outbox
-                    .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                let taken =
+                    self.outbox
+                        .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
                 // A dropped subscriber that missed its `Revoke` is told again.
                 self.outbox.kick_revoke(&topic, &from.node, now, &mut o);
                 Self::lift_out(o, out);
@@ -1131,9 +1195,10 @@ impl Notify {
         &mut self,
         id: RequestId,
         from: &Address,
-        (k, lost, notes, roster, told): Delivery,
+        (k, lost, notes, roster, told, told_raw): Delivery,
         blob: Option<Vec<u8>>,
         now: Millis,
+        logs: &mut Vec<Eff>,
     ) -> ApiResult<Vec<Eff>> {
         let lost = if from.node == k.publisher {
             lost
@@ -1169,6 +1234,35 @@ impl Notify {
                 "lost range {}..={} is not a range of sequence numbers 1..={MAX_SEQ}",
                 r.from, r.to
             )));
+        }
+        // A publisher says a range is lost only right before the batch's first note, or,
+        // with no note, up to its stream's end (`last`): the numbers after it are then
+        // what it actually has (`outbox::pump`). A range past them would make its later
+        // real notes duplicates for ever.
+        if let Some(r) = lost {
+            let fits = match notes.first() {
+                Some(n) => r.to.checked_add(1) == Some(n.seq),
+                None => told_raw == Some(r.to),
+            };
+            if !fits {
+                self.refused += 1;
+                self.bad_lost += 1;
+                if self.bad_lost.is_power_of_two() {
+                    logs.push(log(
+                        Level::Warn,
+                        format!(
+                            "{k}: {} said {}..={} is lost, beyond what it sends (its last {:?}); \
+                         refused ({} such batches so far)",
+                            from.node, r.from, r.to, told_raw, self.bad_lost
+                        ),
+                    ));
+                }
+                return Err(ApiError::bad_request(format!(
+                    "lost range {}..={} must end right before the batch's first note, or, \
+                     without notes, at the stream's last number",
+                    r.from, r.to
+                )));
+            }
         }
         let payloads = match split_payloads(&notes, blob.as_deref().unwrap_or_default()) {
             Ok(p) => p,
@@ -1216,6 +1310,20 @@ impl Notify {
             return Err(ApiError::new(
                 ErrorCode::Overloaded,
                 "too many batches being checked; retry shortly",
+            ));
+        }
+        let theirs = self
+            .verifying
+            .values()
+            .filter(|v| v.from == from.node)
+            .count();
+        if theirs >= MAX_VERIFYING_PER_SENDER {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "{MAX_VERIFYING_PER_SENDER} batches from your node are being checked; \
+                     retry shortly"
+                ),
             ));
         }
         self.next_token += 1;
@@ -2166,7 +2274,17 @@ mod doc_numbers {
             ),
             "at most 2^53 - 1 (`MAX_SEQ`".to_string(),
             format!(
-                "at most {MAX_VERIFYING} batches being verified and {MAX_PUBLISHING} publishes per topic"
+                "at most {MAX_VERIFYING} batches being verified ({MAX_VERIFYING_PER_SENDER} from one sending node"
+            ),
+            format!("cannot take every slot) and {MAX_PUBLISHING} publishes per topic being signed at once"),
+            format!(
+                "(at most {} and {} MiB of them per page)",
+                p2p_common::api::notify::MAX_PAGE,
+                MAX_PAGE_BYTES >> 20
+            ),
+            format!(
+                "the same backoff, at most {} attempts, until",
+                crate::outbox::MAX_REVOKE_TRIES
             ),
             format!(
                 "{} subscriber nodes per topic, {MAX_TOPICS} topics, {} app subscriptions",

@@ -506,7 +506,8 @@ impl Outbox {
                 node: node.clone(),
             }));
         }
-        self.breakers.remove(node);
+        // Its breaker stays as it is: only a delivery of ours that succeeds closes it (a
+        // peer must not reset what protects us from it).
         self.pump(topic, node, streams, now, out);
         true
     }
@@ -765,10 +766,18 @@ impl Outbox {
 
     pub fn stats(&self, streams: &Streams) -> Vec<TopicStats> {
         self.topics
-            .iter()
-            .map(|(name, t)| {
+            .keys()
+            .filter_map(|name| self.topic_stats(name, streams))
+            .collect()
+    }
+
+    /// The stats of our topic `name` (direct fan-out; the core adds the tree's).
+    pub fn topic_stats(&self, name: &str, streams: &Streams) -> Option<TopicStats> {
+        self.topics.get(name).map(|t| {
+            {
+                let name = name.to_string();
                 let last = streams
-                    .get(&StreamKey::new(&self.me, name))
+                    .get(&StreamKey::new(&self.me, &name))
                     .map_or(0, |s| s.last);
                 let subscribers: Vec<SubscriberStats> = t
                     .subs
@@ -780,7 +789,7 @@ impl Outbox {
                     .collect();
                 TopicStats {
                     topic: name.clone(),
-                    retention: self.retention(name).as_topic(),
+                    retention: self.retention(&name).as_topic(),
                     published: t.published,
                     sent: subscribers.iter().map(|s| s.sent).sum(),
                     failed: subscribers.iter().map(|s| s.failed).sum(),
@@ -792,8 +801,8 @@ impl Outbox {
                     announcements: 0,
                     subscribers,
                 }
-            })
-            .collect()
+            }
+        })
     }
 
     /// Rebuild from records (`t ...`, `r ...`); returns how many were unreadable.
@@ -868,5 +877,105 @@ impl Outbox {
             }
         }
         bad
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_common::api::notify::PayloadKind;
+    use p2p_common::resilience::BreakerState;
+    use p2p_common::SendErrorKind;
+    use rand::SeedableRng;
+
+    fn sends(out: &[Eff]) -> Vec<Ctx> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    expect: Some(x), ..
+                } => Some(x.ctx.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A subscriber whose `Deliver`s keep failing opens its breaker; its own `Resume` does
+    /// not close it (a peer must not reset what protects us from it): nothing goes out to
+    /// it until the breaker lets a trial through.
+    #[test]
+    fn resume_does_not_reset_the_subscribers_breaker() {
+        let me: NodeId = "alice.os".parse().unwrap();
+        let bob: NodeId = "bob.os".parse().unwrap();
+        let mut o = Outbox::new(me.clone(), Retention::default());
+        let mut streams = Streams::new();
+        let mut b = Batch::forced();
+        o.set_topic("news", "alice.os@app:app:x.os".into(), Policy::Open, &mut b);
+        let k = StreamKey::new(&me, "news");
+        streams.ensure(&k, 0, false, &mut b);
+        let note = Notification {
+            id: k.note_id(1),
+            publisher: me.clone(),
+            topic: "news".into(),
+            seq: 1,
+            at: 0,
+            kind: PayloadKind::Blob,
+            size: 1,
+            signature: vec![0; 64],
+        };
+        streams.append(&k, note, vec![7], 0, &mut b);
+        o.subscribe("news", &bob, 0, &mut b);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut now = 1_000;
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, now, &mut out);
+        for _ in 0..BREAKER.failure_threshold {
+            let ctx = sends(&out).pop().expect("a Deliver");
+            out.clear();
+            now += 2_000;
+            o.on_failed(
+                ctx,
+                Some(SendErrorKind::Offline),
+                "offline",
+                &mut rng,
+                now,
+                &mut out,
+            );
+            out.clear();
+            o.on_timer(
+                Timer::Retry {
+                    topic: "news".into(),
+                    node: bob.clone(),
+                },
+                &streams,
+                now,
+                &mut out,
+            );
+            if sends(&out).is_empty() {
+                break;
+            }
+        }
+        assert!(matches!(
+            o.breakers().state(&bob),
+            BreakerState::Open { .. }
+        ));
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut out));
+        assert!(sends(&out).is_empty(), "sent to an open breaker: {out:?}");
+        assert!(matches!(
+            o.breakers().state(&bob),
+            BreakerState::Open { .. }
+        ));
+        // Once the open period is over, a trial goes out.
+        out.clear();
+        o.on_timer(
+            Timer::Retry {
+                topic: "news".into(),
+                node: bob.clone(),
+            },
+            &streams,
+            now + BREAKER.open_ms + 10,
+            &mut out,
+        );
+        assert_eq!(sends(&out).len(), 1);
     }
 }

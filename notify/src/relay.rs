@@ -789,7 +789,7 @@ impl Relays {
                 node: from.clone(),
             }));
         }
-        self.breakers.remove(from);
+        // Its breaker stays: only a push of ours that succeeds closes it.
         self.pump(k, from, streams, now, out);
         true
     }

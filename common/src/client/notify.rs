@@ -145,15 +145,49 @@ impl<T: Transport> NotifyClient<T> {
         }
     }
 
+    /// Every topic of our node (all pages of `ListTopics`).
     pub fn topics(&mut self) -> Result<Vec<TopicInfo>, ClientError> {
-        match self.call(&Request::ListTopics {})? {
-            Response::Topics { topics } => Ok(topics),
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.topics_page(cursor, None)?;
+            all.extend(page);
+            match next {
+                // A cursor that does not move on would loop for ever.
+                Some(n) if all.last().is_some_and(|t| t.topic == n) => cursor = Some(n),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of `ListTopics`: the topics after `cursor`, and the next page's cursor.
+    pub fn topics_page(
+        &mut self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<TopicInfo>, Option<String>), ClientError> {
+        match self.call(&Request::ListTopics { cursor, limit })? {
+            Response::Topics {
+                topics,
+                next_cursor,
+            } => Ok((topics, next_cursor)),
             other => Err(unexpected(other)),
         }
     }
 
+    /// The counters, with the first page of our topics' (see [`Self::stats_page`]).
     pub fn stats(&mut self) -> Result<NotifyStats, ClientError> {
-        match self.call(&Request::Stats {})? {
+        self.stats_page(None, None)
+    }
+
+    /// The counters, with our topics' after `cursor` (`next_cursor` says where the next
+    /// page starts).
+    pub fn stats_page(
+        &mut self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<NotifyStats, ClientError> {
+        match self.call(&Request::Stats { cursor, limit })? {
             Response::Stats(s) => Ok(s),
             other => Err(unexpected(other)),
         }

@@ -47,14 +47,16 @@ fn revoked(s: &Sim, i: usize) -> Vec<(NodeId, String, String)> {
         .app_messages
         .iter()
         .filter(|m| m.app == app_process() && m.from == notify)
-        .filter_map(|m| match serde_json::from_slice::<AppMessage>(&m.body).ok()? {
-            AppMessage::Revoked {
-                publisher,
-                topic,
-                reason,
-            } => Some((publisher, topic, reason)),
-            _ => None,
-        })
+        .filter_map(
+            |m| match serde_json::from_slice::<AppMessage>(&m.body).ok()? {
+                AppMessage::Revoked {
+                    publisher,
+                    topic,
+                    reason,
+                } => Some((publisher, topic, reason)),
+                _ => None,
+            },
+        )
         .collect()
 }
 
@@ -109,10 +111,7 @@ fn a_dropped_subscriber_is_told(mode: Mode) {
     assert_eq!(told.len(), 1, "{told:?}");
     let (p, t, reason) = &told[0];
     assert_eq!((p, t.as_str()), (&alice, TOPIC));
-    assert!(
-        reason.contains("no longer admits charlie.os"),
-        "{reason}"
-    );
+    assert!(reason.contains("no longer admits charlie.os"), "{reason}");
     assert!(revoked(&s, 1).is_empty());
     let notify = s.addr(2, NAME);
     let last = s
@@ -182,7 +181,10 @@ fn a_subscriber_that_missed_its_revoke_learns_at_resume(mode: Mode) {
     s.run_for(60_000).unwrap();
     let told = revoked(&s, 2);
     assert_eq!(told.len(), 1, "{told:?}");
-    assert!(told[0].2.contains("no longer admits charlie.os"), "{told:?}");
+    assert!(
+        told[0].2.contains("no longer admits charlie.os"),
+        "{told:?}"
+    );
     assert_eq!(
         received(&s, 2, &alice),
         vec![Got::Note {

@@ -1604,6 +1604,7 @@ mod notify {
                     grafts: 26,
                     prunes: 27,
                 }],
+                next_cursor: None,
             },
             wn::NotifyStats {
                 topics: vec![wn::TopicStats {
@@ -1652,6 +1653,7 @@ mod notify {
                     grafts: 26,
                     prunes: 27,
                 }],
+                next_cursor: None,
             },
         )
     }
@@ -1691,8 +1693,26 @@ mod notify {
                 W::Unsubscribe(sub()),
             ),
             (O::ListSubscriptions {}, W::ListSubscriptions),
-            (O::ListTopics {}, W::ListTopics),
-            (O::Stats {}, W::Stats),
+            (
+                O::ListTopics {
+                    cursor: None,
+                    limit: None,
+                },
+                W::ListTopics(wn::PageRequest {
+                    cursor: None,
+                    limit: None,
+                }),
+            ),
+            (
+                O::Stats {
+                    cursor: Some("news".into()),
+                    limit: Some(10),
+                },
+                W::Stats(wn::PageRequest {
+                    cursor: Some("news".into()),
+                    limit: Some(10),
+                }),
+            ),
             (
                 O::PeerSubscribe {
                     topic: "news".into(),
@@ -1868,8 +1888,14 @@ mod notify {
                 }),
             ),
             (
-                O::Topics { topics: vec![ti] },
-                W::Topics(wn::Topics { topics: vec![wti] }),
+                O::Topics {
+                    topics: vec![ti],
+                    next_cursor: Some("news".into()),
+                },
+                W::Topics(wn::Topics {
+                    topics: vec![wti],
+                    next_cursor: Some("news".into()),
+                }),
             ),
             (O::Stats(st), W::Stats(wst)),
             (
