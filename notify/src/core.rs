@@ -852,9 +852,17 @@ impl Notify {
             }
             Request::Resume { topic, up_to } => {
                 let mut o = Vec::new();
-                let taken =
-                    self.outbox
-                        .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                let mut b = Batch::lazy();
+                let taken = self.outbox.resume(
+                    &topic,
+                    &from.node,
+                    up_to,
+                    &self.streams,
+                    now,
+                    &mut b,
+                    &mut o,
+                );
+                push_store(out, b);
                 // A dropped subscriber that missed its `Revoke` is told again.
                 self.outbox.kick_revoke(&topic, &from.node, now, &mut o);
                 Self::lift_out(o, out);
@@ -928,8 +936,17 @@ impl Notify {
                 } else if subscriber {
                     // Not in the tree (yet): it gets everything directly; resume it.
                     let mut o = Vec::new();
-                    self.outbox
-                        .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                    let mut b = Batch::lazy();
+                    self.outbox.resume(
+                        &topic,
+                        &from.node,
+                        up_to,
+                        &self.streams,
+                        now,
+                        &mut b,
+                        &mut o,
+                    );
+                    push_store(out, b);
                     Self::lift_out(o, out);
                     Ok(Response::Accepted {})
                 } else {
@@ -2285,6 +2302,12 @@ mod doc_numbers {
             format!(
                 "the same backoff, at most {} attempts, until",
                 crate::outbox::MAX_REVOKE_TRIES
+            ),
+            format!(
+                "backoff {}..{} s with jitter, one in flight per stream, at most {} times",
+                crate::catchup::RESTART_BACKOFF.base_ms / 1_000,
+                crate::catchup::RESTART_BACKOFF.max_ms / 1_000,
+                crate::catchup::MAX_RESTART_TRIES
             ),
             format!(
                 "{} subscriber nodes per topic, {MAX_TOPICS} topics, {} app subscriptions",

@@ -477,7 +477,10 @@ impl Outbox {
             .min()
     }
 
-    /// A subscriber is back with everything up to `up_to`: try it at once.
+    /// A subscriber is back with everything up to `up_to`: try it at once. One that has
+    /// less than it acknowledged (it restored older storage) is sent the rest again from
+    /// retention, or told what left it (`lost`); the lower mark is written in `batch`.
+    #[allow(clippy::too_many_arguments)]
     pub fn resume(
         &mut self,
         topic: &str,
@@ -485,6 +488,7 @@ impl Outbox {
         up_to: u64,
         streams: &Streams,
         now: Millis,
+        batch: &mut Batch,
         out: &mut Vec<Eff>,
     ) -> bool {
         let last = streams
@@ -497,7 +501,24 @@ impl Outbox {
         else {
             return false;
         };
-        s.acked = s.acked.max(up_to.min(last));
+        let up_to = up_to.min(last);
+        if up_to < s.acked {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{topic}: {node} resumes from {up_to}, below the {} it acknowledged (its \
+                     storage went back?); sending the rest again",
+                    s.acked
+                ),
+            ));
+            batch.ops.push((
+                sub_key(topic, node),
+                Some(serde_json::to_vec(&SubRecord { acked: up_to }).expect("serializes")),
+            ));
+        }
+        // What it says it has, higher or lower than what it acknowledged before (its
+        // `stats.acked` keeps the highest, so nothing is counted delivered twice).
+        s.acked = up_to;
         s.attempt = 0;
         if s.waiting {
             s.waiting = false;
@@ -668,18 +689,22 @@ impl Outbox {
         s.attempt = 0;
         let new = their_up_to.min(up_to);
         if new > s.acked {
-            // What it acknowledged past a lost range it was told of.
-            let lost_to = first.saturating_sub(1);
-            if s.acked < lost_to {
-                let lost = lost_to.min(new) - s.acked;
-                s.stats.dropped_by_retention += lost;
-                t.dropped_by_retention += lost;
-                s.stats.delivered += new - s.acked - lost;
-            } else {
-                s.stats.delivered += new - s.acked;
+            // Counted once: from the highest it ever acknowledged (it may have gone back).
+            let counted = s.acked.max(s.stats.acked);
+            if new > counted {
+                // What it acknowledged past a lost range it was told of.
+                let lost_to = first.saturating_sub(1);
+                if counted < lost_to {
+                    let lost = lost_to.min(new) - counted;
+                    s.stats.dropped_by_retention += lost;
+                    t.dropped_by_retention += lost;
+                    s.stats.delivered += new - counted - lost;
+                } else {
+                    s.stats.delivered += new - counted;
+                }
+                s.stats.acked = new;
             }
             s.acked = new;
-            s.stats.acked = new;
             batch.ops.push((
                 sub_key(&topic, &node),
                 Some(serde_json::to_vec(&SubRecord { acked: new }).expect("serializes")),
@@ -959,7 +984,7 @@ mod tests {
             BreakerState::Open { .. }
         ));
         out.clear();
-        assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut out));
+        assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut b, &mut out));
         assert!(sends(&out).is_empty(), "sent to an open breaker: {out:?}");
         assert!(matches!(
             o.breakers().state(&bob),
