@@ -39,8 +39,8 @@ pub const RESUME_TIMEOUT_S: u64 = 5;
 pub enum Timer {
     /// Are we still behind what the publisher of `stream` said it has?
     Ask { stream: StreamKey },
-    /// Send the restart's `Resume`/`Graft` of `stream` again.
-    Restart { stream: StreamKey },
+    /// Send the restart's `Resume` (or, with `graft`, `Graft`) of `stream` again.
+    Restart { stream: StreamKey, graft: bool },
 }
 
 /// Attempts at the first `Resume`/`Graft` of a stream after a restart.
@@ -56,8 +56,9 @@ pub const RESTART_BACKOFF: Backoff = Backoff {
 /// It awaits no answers (`Resume` expects none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ctx {
-    /// A `Resume` of `stream` (its publisher's refusal says it dropped us).
-    Resume { stream: StreamKey },
+    /// A `Resume` of `stream` to its publisher (its refusal says it dropped us), or, with
+    /// `graft`, a restart's `Graft` to our tree parent.
+    Resume { stream: StreamKey, graft: bool },
 }
 
 type Eff = Effect<Ctx, Timer>;
@@ -75,9 +76,9 @@ struct Lag {
 pub struct Catchup {
     lags: BTreeMap<StreamKey, Lag>,
     backoff: Backoff,
-    /// Streams whose restart `Resume`/`Graft` is not answered yet: attempts so far, and
-    /// whether one is in flight.
-    restarts: BTreeMap<StreamKey, (u32, bool)>,
+    /// Streams whose restart `Resume` (false) or `Graft` (true) is not answered yet:
+    /// attempts so far, and whether one is in flight.
+    restarts: BTreeMap<(StreamKey, bool), (u32, bool)>,
 }
 
 impl Default for Catchup {
@@ -128,13 +129,24 @@ impl Catchup {
     /// Forget `k` (we no longer subscribe); its timer finds nothing.
     pub fn remove(&mut self, k: &StreamKey) {
         self.lags.remove(k);
-        self.restarts.remove(k);
+        self.restarts.remove(&(k.clone(), false));
+        self.restarts.remove(&(k.clone(), true));
     }
 
     /// Send the restart's first word on `stream`, `body` (a `Resume` or `Graft`) to `to`,
     /// unless one is in flight; it is sent again on a failure.
-    pub fn restart(&mut self, k: &StreamKey, to: NodeId, body: Vec<u8>, out: &mut Vec<Eff>) {
-        let e = self.restarts.entry(k.clone()).or_insert((0, false));
+    pub fn restart(
+        &mut self,
+        k: &StreamKey,
+        graft: bool,
+        to: NodeId,
+        body: Vec<u8>,
+        out: &mut Vec<Eff>,
+    ) {
+        let e = self
+            .restarts
+            .entry((k.clone(), graft))
+            .or_insert((0, false));
         if e.1 {
             return;
         }
@@ -145,34 +157,50 @@ impl Catchup {
             blob: None,
             expect: Some(Expect {
                 timeout_s: RESUME_TIMEOUT_S,
-                ctx: Ctx::Resume { stream: k.clone() },
+                ctx: Ctx::Resume {
+                    stream: k.clone(),
+                    graft,
+                },
             }),
         });
     }
 
     /// Whether a restart's `Resume`/`Graft` of `k` is still to be answered.
     pub fn restarting(&self, k: &StreamKey) -> bool {
-        self.restarts.contains_key(k)
+        self.restarts.keys().any(|(s, _)| s == k)
     }
 
     /// A `Resume`/`Graft` of `k` was answered (anything: the node heard us).
-    pub fn answered(&mut self, k: &StreamKey) {
-        self.restarts.remove(k);
+    pub fn answered(&mut self, k: &StreamKey, graft: bool) {
+        self.restarts.remove(&(k.clone(), graft));
     }
 
     /// A `Resume`/`Graft` of `k` got no answer: a restart's is sent again after a backoff.
-    pub fn failed(&mut self, k: &StreamKey, rng: &mut dyn RngCore, out: &mut Vec<Eff>) {
-        let Some(e) = self.restarts.get_mut(k) else {
+    pub fn failed(
+        &mut self,
+        k: &StreamKey,
+        graft: bool,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Eff>,
+    ) {
+        let key = (k.clone(), graft);
+        let Some(e) = self.restarts.get_mut(&key) else {
             return;
         };
         e.1 = false;
         e.0 += 1;
         if e.0 >= MAX_RESTART_TRIES {
-            self.restarts.remove(k);
+            self.restarts.remove(&key);
             return;
         }
         let delay = RESTART_BACKOFF.delay(e.0 - 1, rng);
-        out.push(Effect::timer(delay, Timer::Restart { stream: k.clone() }));
+        out.push(Effect::timer(
+            delay,
+            Timer::Restart {
+                stream: k.clone(),
+                graft,
+            },
+        ));
     }
 
     /// Whether we are waiting to catch up with `k`'s publisher.
@@ -221,6 +249,7 @@ impl Catchup {
                 timeout_s: RESUME_TIMEOUT_S,
                 ctx: Ctx::Resume {
                     stream: stream.clone(),
+                    graft: false,
                 },
             }),
         });

@@ -106,9 +106,11 @@ pub enum Ctx {
         token: u64,
         index: usize,
     },
-    /// A `Resume` of stream `stream` to its publisher: refused, we were dropped.
+    /// A `Resume` of stream `stream` to its publisher (refused: we were dropped), or, with
+    /// `graft`, a restart's `Graft` to our tree parent.
     Resume {
         stream: StreamKey,
+        graft: bool,
     },
     /// A `PeerSubscribe` made for a local app's `Subscribe` (answered when it returns).
     PeerSubscribe {
@@ -447,17 +449,24 @@ impl Notify {
     }
     fn lift_catchup(v: Vec<Effect<catchup::Ctx, catchup::Timer>>, out: &mut Vec<Eff>) {
         fn resume(c: catchup::Ctx) -> Ctx {
-            let catchup::Ctx::Resume { stream } = c;
-            Ctx::Resume { stream }
+            let catchup::Ctx::Resume { stream, graft } = c;
+            Ctx::Resume { stream, graft }
         }
         out.extend(v.into_iter().map(|e| lift(e, resume, Tick::Catchup)));
     }
 
     /// What we say to resume remote stream `k` after a restart, and to whom: `Graft` to
-    /// our tree parent, or `Resume` to the publisher (None: we no longer subscribe).
-    fn restart_word(&self, k: &StreamKey) -> Option<(NodeId, Vec<u8>)> {
+    /// our tree parent (`graft`), or `Resume` to the publisher, which a tree member sends
+    /// too: the publisher's refusal is how one it dropped learns it (None: we no longer
+    /// subscribe, or have no parent to graft onto).
+    fn restart_word(&self, k: &StreamKey, graft: bool) -> Option<(NodeId, Vec<u8>)> {
         let s = self.streams.get(k).filter(|s| s.remote)?;
-        Some(match self.relays.parent(k) {
+        let parent = if graft {
+            Some(self.relays.parent(k)?)
+        } else {
+            None
+        };
+        Some(match parent {
             Some(p) => (
                 p,
                 encode(&Request::Graft {
@@ -1827,8 +1836,8 @@ impl Notify {
                 push_store(out, b);
                 Self::lift_out(o, out);
             }
-            Ctx::Resume { stream } => {
-                self.catchup.answered(&stream);
+            Ctx::Resume { stream, graft } => {
+                self.catchup.answered(&stream, graft);
                 // Only the publisher's refusal counts: it dropped us.
                 if let Ok(Err(e)) = try_decode_response::<Response>(&body) {
                     if from.node == stream.publisher
@@ -1944,9 +1953,9 @@ impl Notify {
                 self.apps.on_failed(c, &mut self.rng, &mut a);
                 Self::lift_app(a, out);
             }
-            Ctx::Resume { stream } => {
+            Ctx::Resume { stream, graft } => {
                 let mut c = Vec::new();
-                self.catchup.failed(&stream, &mut self.rng, &mut c);
+                self.catchup.failed(&stream, graft, &mut self.rng, &mut c);
                 Self::lift_catchup(c, out);
             }
             Ctx::Out(c @ outbox::Ctx::Revoke { .. }) => {
@@ -2004,12 +2013,12 @@ impl Notify {
                 self.relays.on_timer(t, &self.streams, now, &mut r);
                 Self::lift_relay(r, out);
             }
-            Tick::Catchup(catchup::Timer::Restart { stream }) => {
+            Tick::Catchup(catchup::Timer::Restart { stream, graft }) => {
                 let mut c = Vec::new();
-                if let Some((to, body)) = self.restart_word(&stream) {
-                    self.catchup.restart(&stream, to, body, &mut c);
+                if let Some((to, body)) = self.restart_word(&stream, graft) {
+                    self.catchup.restart(&stream, graft, to, body, &mut c);
                 } else {
-                    self.catchup.answered(&stream);
+                    self.catchup.answered(&stream, graft);
                 }
                 Self::lift_catchup(c, out);
             }
@@ -2087,10 +2096,12 @@ impl Notify {
             .map(|(k, _)| k.clone())
             .collect();
         for k in remote {
-            if let Some((to, body)) = self.restart_word(&k) {
-                let mut c = Vec::new();
-                self.catchup.restart(&k, to, body, &mut c);
-                Self::lift_catchup(c, out);
+            for graft in [true, false] {
+                if let Some((to, body)) = self.restart_word(&k, graft) {
+                    let mut c = Vec::new();
+                    self.catchup.restart(&k, graft, to, body, &mut c);
+                    Self::lift_catchup(c, out);
+                }
             }
         }
         let mut r = Vec::new();
@@ -2300,8 +2311,8 @@ mod doc_numbers {
                 MAX_PAGE_BYTES >> 20
             ),
             format!(
-                "the same backoff, at most {} attempts, until",
-                crate::outbox::MAX_REVOKE_TRIES
+                "the same backoff (at most {} s apart), until",
+                BACKOFF.max_ms / 1_000
             ),
             format!(
                 "backoff {}..{} s with jitter, one in flight per stream, at most {} times",

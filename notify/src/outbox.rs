@@ -51,10 +51,6 @@ pub const MAX_TIMEOUT_MS: Millis = 20_000;
 /// Doublings of the timeout after failures in a row (for a node slower than its estimate).
 pub const TIMEOUT_DOUBLINGS: u32 = 2;
 
-/// Attempts at telling a dropped subscriber it was revoked (`Revoke`), backed off like a
-/// `Deliver`; then it learns at its next `Resume` (refused).
-pub const MAX_REVOKE_TRIES: u32 = 16;
-
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
@@ -360,7 +356,9 @@ impl Outbox {
 
     /// The answer to a `Revoke`: `told` (it took it, holds no such stream, or is an older
     /// node that does not know `Revoke`) ends it; otherwise it is tried again after a
-    /// backoff, at most [`MAX_REVOKE_TRIES`] times.
+    /// backoff, until told (as a `Deliver` to a subscriber that is away is: at most
+    /// [`MAX_SUBSCRIBERS`] per topic, each one every 30 s at most once the backoff is at its
+    /// cap).
     #[allow(clippy::too_many_arguments)]
     pub fn on_revoke_answer(
         &mut self,
@@ -388,17 +386,23 @@ impl Outbox {
         };
         r.in_flight = false;
         r.attempt = r.attempt.saturating_add(1);
-        if told || r.attempt >= MAX_REVOKE_TRIES {
+        if told {
             t.revoked.remove(&node);
             batch.ops.push((revoke_key(&topic, &node), None));
-            let level = if told { Level::Info } else { Level::Warn };
-            let what = if told {
-                "told it was dropped".to_string()
-            } else {
-                format!("not told it was dropped after {MAX_REVOKE_TRIES} tries ({why}); it learns at its next Resume")
-            };
-            out.push(log(level, format!("{topic}: {node} {what}")));
+            out.push(log(
+                Level::Info,
+                format!("{topic}: {node} told it was dropped"),
+            ));
             return;
+        }
+        if r.attempt.is_power_of_two() {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{topic}: {node} not told it was dropped yet ({why}; {} tries)",
+                    r.attempt
+                ),
+            ));
         }
         let waited = now.saturating_sub(sent_at);
         let delay = self

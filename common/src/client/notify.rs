@@ -153,9 +153,14 @@ impl<T: Transport> NotifyClient<T> {
             let (page, next) = self.topics_page(cursor, None)?;
             all.extend(page);
             match next {
-                // A cursor that does not move on would loop for ever.
+                None => return Ok(all),
+                // A cursor that does not move on would loop for ever, or skip topics.
                 Some(n) if all.last().is_some_and(|t| t.topic == n) => cursor = Some(n),
-                _ => return Ok(all),
+                Some(n) => {
+                    return Err(ClientError::Unexpected(format!(
+                        "ListTopics answered next_cursor {n:?}, not its last topic"
+                    )))
+                }
             }
         }
     }
@@ -175,9 +180,20 @@ impl<T: Transport> NotifyClient<T> {
         }
     }
 
-    /// The counters, with the first page of our topics' (see [`Self::stats_page`]).
+    /// The counters, with every topic's (all pages of `Stats`).
     pub fn stats(&mut self) -> Result<NotifyStats, ClientError> {
-        self.stats_page(None, None)
+        let mut all = self.stats_page(None, None)?;
+        while let Some(n) = all.next_cursor.take() {
+            if all.topics.last().map(|t| &t.topic) != Some(&n) {
+                return Err(ClientError::Unexpected(format!(
+                    "Stats answered next_cursor {n:?}, not its last topic"
+                )));
+            }
+            let page = self.stats_page(Some(n), None)?;
+            all.topics.extend(page.topics);
+            all.next_cursor = page.next_cursor;
+        }
+        Ok(all)
     }
 
     /// The counters, with our topics' after `cursor` (`next_cursor` says where the next

@@ -160,49 +160,186 @@ fn a_subscriber_dropped_by_a_policy_change_is_told_hostile() {
     a_dropped_subscriber_is_told(Mode::Hostile);
 }
 
-/// Charlie is down while alice narrows the topic and stays down past every `Revoke`
-/// attempt; back, its `Resume` is refused and its app is told all the same.
-fn a_subscriber_that_missed_its_revoke_learns_at_resume(mode: Mode) {
-    let mut s = sim(6, mode);
-    setup(&mut s, &[1, 2]).unwrap();
+/// The publisher forgets the drops it has still to tell (as one beyond its bound of them,
+/// or an older version, would): only the subscriber's own `Resume` can tell it now.
+fn forget_revokes(s: &mut Sim) {
+    s.crash(0);
+    let mut records = s.records(0, NAME).unwrap().clone();
+    records.retain(|k, _| !k.starts_with(b"v "));
+    s.restore_records(0, NAME, records);
+    s.restart(0);
+    s.run_for(30_000).unwrap();
+}
+
+/// Node `victim` is down while alice drops it, for 15 minutes. Alice keeps trying to tell
+/// it; with `forget`, she forgets that, and only the victim's `Resume` after its restart
+/// (a tree member sends one to the publisher too) brings the refusal. Either way its app
+/// is told, after what it had.
+fn missed_revoke(mode: Mode, nodes: usize, tree: bool, forget: bool) {
+    let mut cfg = SimConfig::new(6, nodes);
+    cfg.net = NetConfig::for_mode(mode);
+    let ncfg = if tree {
+        p2p_sim::scenarios::notify::tree_config(2)
+    } else {
+        Config::default()
+    };
+    let mut s = cluster(cfg, ncfg);
+    let subs: Vec<usize> = (1..nodes).collect();
+    setup(&mut s, &subs).unwrap();
+    s.run_for(10_000).unwrap();
     let alice = s.node_id(0).clone();
     publish(&mut s, 0);
-    s.run_for(10_000).unwrap();
-    s.crash(2);
-    narrow_to_bob(&mut s);
+    s.run_for(20_000).unwrap();
+    let k = StreamKey::new(&alice, TOPIC);
+    let victim = if tree {
+        // A member below a relay: its restart Graft goes to that relay, not to alice.
+        (1..nodes)
+            .find(|&i| {
+                let parent = s.core::<Notify>(i, NAME).unwrap().relays().parent(&k);
+                parent.is_some_and(|p| p != alice)
+            })
+            .expect("a member below a relay")
+    } else {
+        nodes - 1
+    };
+    s.crash(victim);
+    let allowed: Vec<NodeId> = (1..nodes)
+        .filter(|&i| i != victim)
+        .map(|i| s.node_id(i).clone())
+        .collect();
+    let req = Request::SetTopic {
+        topic: TOPIC.into(),
+        policy: Policy::AllowList(allowed),
+    };
+    assert!(matches!(ask(&mut s, 0, &req), Ok(Response::TopicSet(_))));
     s.run_for(15 * 60_000).unwrap();
     let pending = s
         .core::<Notify>(0, NAME)
         .unwrap()
         .outbox()
-        .is_revoked(TOPIC, s.node_id(2));
-    assert!(!pending, "alice gave up telling charlie");
-    s.restart(2);
-    s.run_for(60_000).unwrap();
-    let told = revoked(&s, 2);
+        .is_revoked(TOPIC, s.node_id(victim));
+    assert!(pending, "alice still means to tell it");
+    if forget {
+        forget_revokes(&mut s);
+    }
+    s.restart(victim);
+    s.run_for(10 * 60_000).unwrap();
+    let told = revoked(&s, victim);
     assert_eq!(told.len(), 1, "{told:?}");
-    assert!(
-        told[0].2.contains("no longer admits charlie.os"),
-        "{told:?}"
-    );
     assert_eq!(
-        received(&s, 2, &alice),
+        received(&s, victim, &alice),
         vec![Got::Note {
             seq: 1,
             payload: payload(0)
         }]
     );
-    assert!(charlie_holds_no_stream(&s));
+    let gone = s
+        .core::<Notify>(victim, NAME)
+        .unwrap()
+        .streams()
+        .get(&k)
+        .is_none();
+    assert!(gone, "the victim's stream is gone");
 }
 
 #[test]
-fn a_subscriber_that_missed_its_revoke_learns_at_resume_realistic() {
-    a_subscriber_that_missed_its_revoke_learns_at_resume(Mode::Realistic);
+fn a_subscriber_that_missed_its_revoke_is_told_when_back_realistic() {
+    missed_revoke(Mode::Realistic, 3, false, false);
 }
 
 #[test]
-fn a_subscriber_that_missed_its_revoke_learns_at_resume_hostile() {
-    a_subscriber_that_missed_its_revoke_learns_at_resume(Mode::Hostile);
+fn a_subscriber_that_missed_its_revoke_is_told_when_back_hostile() {
+    missed_revoke(Mode::Hostile, 3, false, false);
+}
+
+#[test]
+fn a_subscriber_whose_revoke_was_forgotten_learns_at_resume_realistic() {
+    missed_revoke(Mode::Realistic, 3, false, true);
+}
+
+#[test]
+fn a_subscriber_whose_revoke_was_forgotten_learns_at_resume_hostile() {
+    missed_revoke(Mode::Hostile, 3, false, true);
+}
+
+#[test]
+fn a_tree_member_that_missed_its_revoke_is_told_when_back() {
+    missed_revoke(Mode::Realistic, 8, true, false);
+}
+
+#[test]
+fn a_tree_member_whose_revoke_was_forgotten_learns_at_its_resume() {
+    missed_revoke(Mode::Realistic, 8, true, true);
+}
+
+/// A `Graft` onto the publisher from a node it dropped is refused like a `Resume`.
+#[test]
+fn a_graft_from_a_dropped_node_is_refused() {
+    let mut s = sim(5, Mode::Realistic);
+    setup(&mut s, &[1, 2]).unwrap();
+    narrow_to_bob(&mut s);
+    s.run_for(30_000).unwrap();
+    let to = s.addr(0, NAME);
+    let body = encode(&Request::Graft {
+        publisher: s.node_id(0).clone(),
+        topic: TOPIC.into(),
+        up_to: 0,
+    });
+    let h = s.request_with_blob(2, ProcessId::ours(NAME), &to, body, None, 5);
+    s.run_for(3_000).unwrap();
+    let e = answer(&s, h).unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden, "{e}");
+    assert!(e.message.contains("no longer admits charlie.os"), "{e}");
+}
+
+/// A tree child of the root is away while every retained notification expires; back,
+/// the root's lost-only batch (which says its `last`) is taken and its app is told.
+#[test]
+fn a_tree_child_is_told_of_a_gap_that_expired_entirely() {
+    let nodes = 4;
+    let mut cfg = SimConfig::new(12, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = cluster(cfg, p2p_sim::scenarios::notify::tree_config(2));
+    let subs: Vec<usize> = (1..nodes).collect();
+    setup(&mut s, &subs).unwrap();
+    s.run_for(10_000).unwrap();
+    let req = Request::SetRetention {
+        topic: TOPIC.into(),
+        max_age_s: Some(60),
+        max_count: None,
+    };
+    assert!(ask(&mut s, 0, &req).is_ok());
+    publish(&mut s, 0);
+    s.run_for(20_000).unwrap();
+    let alice = s.node_id(0).clone();
+    let k = StreamKey::new(&alice, TOPIC);
+    let child = (1..nodes)
+        .find(|&i| s.core::<Notify>(i, NAME).unwrap().relays().parent(&k) == Some(alice.clone()))
+        .expect("a child of the root");
+    s.crash(child);
+    publish(&mut s, 1);
+    publish(&mut s, 2);
+    s.run_for(10 * 60_000).unwrap();
+    let st = s
+        .core::<Notify>(0, NAME)
+        .unwrap()
+        .streams()
+        .get(&k)
+        .unwrap();
+    assert_eq!((st.first, st.last, st.entries.len()), (4, 3, 0));
+    s.restart(child);
+    s.run_for(10 * 60_000).unwrap();
+    let got = received(&s, child, &alice);
+    assert_eq!(
+        got,
+        vec![
+            Got::Note {
+                seq: 1,
+                payload: payload(0)
+            },
+            Got::Lost { from: 2, to: 3 }
+        ]
+    );
 }
 
 /// A Revoke from a node that is not the stream's publisher changes nothing: the stream is
