@@ -497,6 +497,14 @@ impl<T: Transport> PresenceClient<T> {
             other => Err(unexpected(other)),
         }
     }
+
+    /// Network health as presence sees it (reachability from its probes; no breakers).
+    pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
+        match self.call(&Request::Health {})? {
+            Response::Health(h) => Ok(h),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 fn unexpected(r: Response) -> ClientError {
@@ -645,6 +653,47 @@ impl<T: Transport> SyncClient<T> {
     pub fn stats(&mut self) -> Result<sync::SyncStats, ClientError> {
         match self.call(&sync::Request::Stats {})? {
             sync::Response::Stats(s) => Ok(s),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Set (or renew) this app's caret or selection (code points) and state in `doc`; both
+    /// `None` clears them. An entry not set again for 30 s expires.
+    pub fn set_awareness(
+        &mut self,
+        doc: &sync::DocId,
+        cursor: Option<sync::AwarenessCursor>,
+        state: Option<sync::AwarenessState>,
+    ) -> Result<(), ClientError> {
+        match self.call(&sync::Request::SetAwareness {
+            doc: doc.clone(),
+            cursor,
+            state,
+            utf16: false,
+        })? {
+            sync::Response::AwarenessSet {} => Ok(()),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Every live awareness entry of `doc` (this node's apps' too), positions in code points.
+    pub fn get_awareness(
+        &mut self,
+        doc: &sync::DocId,
+    ) -> Result<Vec<sync::AwarenessPeer>, ClientError> {
+        match self.call(&sync::Request::GetAwareness {
+            doc: doc.clone(),
+            utf16: false,
+        })? {
+            sync::Response::Awareness(v) => Ok(v.peers),
+            other => Err(sync_unexpected(other)),
+        }
+    }
+
+    /// Network health as sync sees it (reachability and breakers of its outbox).
+    pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
+        match self.call(&sync::Request::Health {})? {
+            sync::Response::Health(h) => Ok(h),
             other => Err(sync_unexpected(other)),
         }
     }

@@ -198,6 +198,32 @@ impl<T: Transport> TxClient<T> {
         }
     }
 
+    /// Every finished transaction this node coordinated that its history still holds (the
+    /// last `Config::history`), with each participant's vote as it ended, page by page.
+    pub fn finished(&mut self) -> Result<Vec<TxStatus>, ClientError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.list(ListFilter {
+                role: Some(crate::api::txcoord::Role::Coordinator),
+                include_finished: Some(true),
+                cursor,
+                limit: Some(crate::api::txcoord::MAX_PAGE),
+                ..Default::default()
+            })?;
+            out.extend(page.into_iter().filter(|t| {
+                matches!(
+                    t.phase,
+                    crate::api::txcoord::Phase::Committed | crate::api::txcoord::Phase::Aborted
+                )
+            }));
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Register the calling app as manager of `resource`, taking part in transactions that
     /// txcoord on the nodes `coordinators` names coordinates (`None`: this node's only);
     /// returns how many outcomes and votes it is being asked for now.

@@ -177,6 +177,8 @@ pub struct Notify {
     /// Batches whose signatures are being checked.
     verifying: BTreeMap<u64, Verifying>,
     next_token: u64,
+    /// Messages to and from each other node since start (for `Health`).
+    traffic: p2p_common::resilience::Traffic,
 }
 
 /// A publish waiting for its signature.
@@ -324,6 +326,7 @@ impl Notify {
             publishing: BTreeMap::new(),
             verifying: BTreeMap::new(),
             next_token: 0,
+            traffic: Default::default(),
         }
     }
 
@@ -338,6 +341,18 @@ impl Notify {
     }
     pub fn relays(&self) -> &Relays {
         &self.relays
+    }
+    /// The `Health` answer: reachability from our deliveries, the outbox's breakers,
+    /// messages per peer.
+    pub fn health(&self, now: Millis) -> p2p_common::resilience::HealthReport {
+        p2p_common::resilience::health::report(
+            &self.me,
+            now,
+            self.outbox.reachability(),
+            Some(self.outbox.breakers()),
+            &self.traffic,
+            p2p_common::resilience::health::MAX_HEALTH_PEERS,
+        )
     }
 
     pub fn stats(&self) -> NotifyStats {
@@ -809,6 +824,7 @@ impl Notify {
             Request::Stats { cursor, limit } => {
                 Ok(Response::Stats(self.stats_page(cursor.as_deref(), limit)))
             }
+            Request::Health {} => Ok(Response::Health(self.health(now))),
             Request::PeerSubscribe { topic } => {
                 let Some(t) = self.outbox.topics.get(&topic) else {
                     return Err(ApiError::not_found(format!(
@@ -2138,6 +2154,7 @@ impl Service for Notify {
         self.wall = now.wall;
         let t = now.mono;
         let mut out = Vec::new();
+        self.traffic.observe_input(&self.me, &input);
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
@@ -2169,6 +2186,7 @@ impl Service for Notify {
             | Input::WsMessage { .. }
             | Input::WsClose { .. } => {}
         }
+        self.traffic.observe_effects(&self.me, &out);
         out
     }
 }

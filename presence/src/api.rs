@@ -107,6 +107,7 @@ pub enum Command {
     Subscribe,
     Unsubscribe,
     Stats,
+    Health,
 }
 
 /// The checked command for `req`, a request that is not a protocol message. `seq`: the
@@ -179,6 +180,7 @@ pub fn command(
             Command::SetConfig(cfg)
         }
         Request::Stats {} => Command::Stats,
+        Request::Health {} => Command::Health,
         // The core serves protocol messages itself; none reaches here.
         _ => {
             return Err(ApiError::new(

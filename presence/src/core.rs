@@ -23,7 +23,7 @@ use crate::registry::Registry;
 use crate::storage::Storage;
 use p2p_common::api::presence::{Config, EventKind, MemberStatus, Request, Response, Update};
 use p2p_common::api::{ApiError, ApiResult, PROTOCOL_VERSION};
-use p2p_common::resilience::{take_capped, Reachability, ReachabilityConfig};
+use p2p_common::resilience::{take_capped, Reachability, ReachabilityConfig, Traffic};
 use p2p_common::service::log;
 use p2p_common::{
     Address, Effect, Input, Level, Millis, NodeId, Now, ProcessId, Records, SendErrorKind, Service,
@@ -113,6 +113,8 @@ pub struct Presence {
     reg: RegClient,
     events: Events,
     storage: Storage,
+    /// Messages to and from each other node since start (for `Health`).
+    traffic: Traffic,
 }
 
 pub fn new(our: Address) -> Presence {
@@ -134,6 +136,7 @@ impl Presence {
             reg: RegClient::new(crate::regclient::DEFAULT_CAP_MS),
             events: Events::default(),
             storage: Storage::default(),
+            traffic: Traffic::default(),
         }
     }
 
@@ -555,6 +558,7 @@ impl Service for Presence {
         self.node.wall_offset = now.wall as i64 - now.mono as i64;
         let t = now.mono;
         let mut out = Vec::new();
+        self.traffic.observe_input(&self.node.me, &input);
         match input {
             Input::Start {
                 persisted,
@@ -594,6 +598,7 @@ impl Service for Presence {
             | Input::WsClose { .. } => {}
         }
         out.extend(self.storage.member_writes(&self.members, &self.node));
+        self.traffic.observe_effects(&self.node.me, &out);
         out
     }
 }

@@ -5,6 +5,9 @@
 //! [`Subscribers`] (change events to local apps), [`Offers`] and [`Pulls`] (blobs too large
 //! for one message, in chunks). The core routes inputs between them.
 
+mod aware;
+
+use crate::awareness::Awareness;
 use crate::doc::{blob_peers, deflate, includes, inflate, to_version, to_vv, Doc};
 use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
 use crate::transfer::{Arrived, Failed, Offers, PullKey, Pulls, ServeError};
@@ -18,7 +21,9 @@ use p2p_common::api::sync::{
 use p2p_common::api::{
     decode_request, decode_response, encode, encode_result, ApiError, ApiResult, ErrorCode,
 };
-use p2p_common::resilience::{BudgetConfig, Reachability, SenderBudgets, Status as ReachStatus};
+use p2p_common::resilience::{
+    BudgetConfig, Reachability, SenderBudgets, Status as ReachStatus, Traffic,
+};
 use p2p_common::service::log;
 use p2p_common::{
     Address, Batch, Effect, Input, Level, Millis, NodeId, Now, Records, RequestId, Service,
@@ -122,6 +127,9 @@ pub enum Timer {
     Chunk(PullKey),
     /// Sweep idle offers and pulls.
     Transfers,
+    /// Awareness: the end of a flush window; expiries and heartbeats.
+    AwarenessFlush,
+    AwarenessTick,
 }
 
 /// What is stored per document (record `m/<doc>`), forced when it changes.
@@ -328,6 +336,14 @@ pub struct SyncCore {
     sweep_armed: bool,
     transfers_refused_logged: u64,
     pub stats: SyncStats,
+    /// Ephemeral awareness ([`crate::awareness`]), its budget per sender, refusals.
+    aware: Awareness,
+    aware_budgets: SenderBudgets,
+    aware_refused: u64,
+    /// Wall clock of the input being handled (awareness clocks).
+    wall: Millis,
+    /// Messages to and from each other node since start (for `Health`).
+    traffic: Traffic,
 }
 
 pub fn new(our: Address) -> SyncCore {
@@ -356,6 +372,15 @@ impl SyncCore {
             sweep_armed: false,
             transfers_refused_logged: 0,
             stats: SyncStats::default(),
+            aware: Awareness::default(),
+            aware_budgets: SenderBudgets::new(BudgetConfig {
+                per_second: 20,
+                burst: 40,
+                max_senders: 1024,
+            }),
+            aware_refused: 0,
+            wall: 0,
+            traffic: Traffic::default(),
         }
     }
 
@@ -397,6 +422,17 @@ impl SyncCore {
     /// What sync's own sends say about each peer's reachability.
     pub fn reachability(&self) -> &Reachability {
         &self.reach
+    }
+    /// The `Health` answer: reachability from our sends, the outbox's breakers, messages.
+    pub fn health(&self, now: Millis) -> p2p_common::resilience::HealthReport {
+        p2p_common::resilience::health::report(
+            &self.me,
+            now,
+            &self.reach,
+            Some(&self.outbox.breakers),
+            &self.traffic,
+            p2p_common::resilience::health::MAX_HEALTH_PEERS,
+        )
     }
 
     fn info(&self, e: &Entry) -> DocInfo {
@@ -624,6 +660,7 @@ impl SyncCore {
             batch = batch.delete(key_op(doc, op));
         }
         out.push(Effect::Store(batch));
+        self.aware.forget_doc(doc);
         self.outbox
             .forget_doc(doc, |i| matches!(i, Item::Leave(_) | Item::Deleted(_)));
         self.offers.forget_doc(doc);
@@ -907,6 +944,7 @@ impl SyncCore {
             }
             Request::Unsubscribe {} => {
                 self.subs.subs.remove(from);
+                self.aware_unsubscribed(from, now, out);
                 Ok(Response::Unsubscribed {})
             }
             Request::Stats {} => {
@@ -915,6 +953,14 @@ impl SyncCore {
                 Ok(Response::Stats(s))
             }
             Request::Peers { doc } => self.peers(&doc, now).map(Response::Peers),
+            Request::SetAwareness {
+                doc,
+                cursor,
+                state,
+                utf16,
+            } => self.set_awareness(now, from, &doc, cursor, state, utf16, out),
+            Request::GetAwareness { doc, utf16 } => self.get_awareness(now, &doc, utf16),
+            Request::Health {} => Ok(Response::Health(self.health(now))),
             _ => Err(ApiError::internal("protocol request routed as local")),
         };
         Some(r.map(|resp| (resp, None)))
@@ -1173,6 +1219,7 @@ impl SyncCore {
                 "the creator cannot leave its document; Delete it",
             ));
         }
+        self.aware_leave(doc, now, out);
         self.drop_doc(doc, out);
         self.owe(&doc.creator.clone(), Item::Leave(doc.clone()), now, out);
         Ok(Response::Left {})
@@ -1529,6 +1576,7 @@ impl SyncCore {
                     ))),
                 }
             }
+            Request::Awareness { doc, entries } => self.on_awareness(from, &doc, entries, now, out),
             _ => Err(ApiError::internal("local request routed as protocol")),
         }
     }
@@ -1656,9 +1704,12 @@ impl SyncCore {
         }
         e.meta.acl = acl;
         e.known.retain(|n, _| is_member(&e.meta.acl, n));
+        let me = self.me.clone();
+        self.aware
+            .retain_nodes(&doc, |n| *n == me || is_member(&e.meta.acl, n));
         let batch = self.store_meta(self.docs.get(&doc).expect("present"), Batch::forced());
         out.push(Effect::Store(batch));
-        let _ = now;
+        self.aware_changed(now, out);
     }
 
     /// Check and import a blob from `from`; persisted lazily (anti-entropy brings back what
@@ -2356,7 +2407,9 @@ impl Service for SyncCore {
 
     fn handle(&mut self, now: Now, input: Input<Ctx, Timer>) -> Vec<Eff> {
         let t = now.mono;
+        self.wall = now.wall;
         let mut out = Vec::new();
+        self.traffic.observe_input(&self.me, &input);
         match input {
             Input::Start { records, seed, .. } => {
                 self.start(records, seed, t, &mut out);
@@ -2391,6 +2444,8 @@ impl Service for SyncCore {
                 self.fetch(&key, &mut out);
             }
             Input::Timer(Timer::Transfers) => self.sweep(t, &mut out),
+            Input::Timer(Timer::AwarenessFlush) => self.aware_flush(t, &mut out),
+            Input::Timer(Timer::AwarenessTick) => self.aware_tick(t, &mut out),
             // The local API over HTTP, as the node's owner (p2p_common::web).
             Input::Http { id, request } => match p2p_common::web::route(id, request, &self.me) {
                 Ok(req) => return self.handle(now, req),
@@ -2402,6 +2457,7 @@ impl Service for SyncCore {
             | Input::WsClose { .. } => {}
         }
         self.arm_sweep(&mut out);
+        self.traffic.observe_effects(&self.me, &out);
         out
     }
 }

@@ -3,6 +3,7 @@
 //! [`transfer`]) and, on wasm32, the glue that
 //! runs it.
 
+pub mod awareness;
 pub mod core;
 pub mod doc;
 pub mod outbox;

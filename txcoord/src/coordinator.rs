@@ -93,15 +93,24 @@ struct EndRecord {
     /// written before they were kept: then anyone is.
     #[serde(default)]
     nodes: Vec<NodeId>,
+    /// Each participant's vote as it ended (for `List` with `include_finished`); empty in a
+    /// record written before they were kept.
+    #[serde(default)]
+    votes: Vec<VoteView>,
+    #[serde(default)]
+    reason: String,
 }
 
 /// A finished transaction: its outcome, its sequence number in the history, its
-/// participant nodes (sorted; at most `MAX_PARTICIPANTS`).
+/// participant nodes (sorted; at most `MAX_PARTICIPANTS`), and what `List` shows of it: each
+/// participant's vote as it ended (at most `MAX_PARTICIPANTS`, reasons clipped) and why.
 #[derive(Debug, Clone)]
 struct Finished {
     outcome: Outcome,
     seq: u64,
     nodes: Vec<NodeId>,
+    votes: Vec<VoteView>,
+    reason: String,
 }
 
 #[derive(Clone)]
@@ -313,12 +322,19 @@ impl Coordinator {
                     nodes.dedup();
                     nodes.truncate(p2p_common::api::txcoord::MAX_PARTICIPANTS);
                     let (outcome, seq) = (r.outcome, r.seq);
+                    let mut votes = r.votes;
+                    votes.truncate(p2p_common::api::txcoord::MAX_PARTICIPANTS);
+                    for v in &mut votes {
+                        v.reason = clip(&v.reason);
+                    }
                     ends.push((
                         tx.to_string(),
                         Finished {
                             outcome,
                             seq,
                             nodes,
+                            votes,
+                            reason: clip(&r.reason),
                         },
                     ));
                 }
@@ -606,6 +622,7 @@ impl Coordinator {
             Outcome::Aborted
         };
         let event_acked = tx.event_acked;
+        let (ended, reason) = (votes(tx), tx.reason.clone());
         let mut nodes: Vec<NodeId> = tx.parts.iter().map(|p| p.spec.node.clone()).collect();
         nodes.sort();
         nodes.dedup();
@@ -616,6 +633,8 @@ impl Coordinator {
             outcome,
             seq,
             nodes,
+            votes: ended,
+            reason,
         };
         let mut b = Batch::lazy().put(hkey(tx_id), encode(&end));
         if outcome == Outcome::Committed {
@@ -629,6 +648,8 @@ impl Coordinator {
             outcome,
             seq,
             nodes: end.nodes,
+            votes: end.votes,
+            reason: end.reason,
         };
         self.remember(tx_id.to_string(), f, cfg, &mut out);
         out
@@ -826,6 +847,22 @@ impl Coordinator {
 
     pub fn list(&self) -> Vec<TxStatus> {
         self.txs.iter().map(|(k, tx)| self.view(k, tx)).collect()
+    }
+
+    /// The finished transactions of the history (at most `Config::history`), each with its
+    /// participants' votes as they ended.
+    pub fn finished(&self) -> impl Iterator<Item = TxStatus> + '_ {
+        self.history.iter().map(|(k, f)| TxStatus {
+            tx_id: k.clone(),
+            role: Role::Coordinator,
+            phase: if f.outcome == Outcome::Committed {
+                Phase::Committed
+            } else {
+                Phase::Aborted
+            },
+            votes: f.votes.clone(),
+            reason: f.reason.clone(),
+        })
     }
 
     /// A termination query: what we know, only to the transaction's participants (open or

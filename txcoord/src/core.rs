@@ -259,6 +259,9 @@ impl TxCoord {
             Some(Some((tx, role))) => (t.tx_id.as_str(), role_name(t.role)) > (tx, role),
         };
         let mut all = self.coord.list();
+        if f.include_finished == Some(true) {
+            all.extend(self.coord.finished());
+        }
         all.extend(self.part.list());
         all.retain(|t| {
             f.phase.is_none_or(|p| p == t.phase) && f.role.is_none_or(|r| r == t.role) && after(t)

@@ -11,6 +11,8 @@ let playground = false;
 type Json = any;
 
 let currentNode = "";
+/** Our node's name (the picked one in the playground; on a node, presence's Info says). */
+let ourNode = "";
 let nodes: string[] = [];
 
 const $ = (sel: string) => document.querySelector(sel) as HTMLElement;
@@ -214,7 +216,67 @@ let shownVersion: Json = [];
 let opSeq = 0;
 on("sync", (f) => {
   if (f.event?.Changed && f.event.Changed.doc === openDoc && active === "docs") refreshers.forEach((r) => r());
+  if (f.event?.AwarenessChanged && f.event.AwarenessChanged.doc === openDoc && active === "docs") awarenessChanged();
 });
+/** Set by the Documents tab while it shows: fetch and draw the other carets again. */
+let awarenessChanged: () => void = () => {};
+
+// ----- remote carets and selections (sync's awareness) -----
+
+const CARET_COLORS = ["#d93025", "#1a73e8", "#188038", "#e37400", "#9334e6", "#007b83", "#c5221f", "#5f6368"];
+/** A node's colour: the one its page chose (state `color`), else one from its name. */
+function colorOf(node: string): string {
+  let h = 0;
+  for (const c of node) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return CARET_COLORS[h % CARET_COLORS.length];
+}
+/** Draw each peer's caret (a bar with its name) and selection (its colour, faint) over the
+ * editor: `layer` mirrors the textarea's text and box, transparent, at the same scroll. */
+function drawCarets(layer: HTMLElement, editor: HTMLTextAreaElement, peers: Json[]) {
+  const cs = getComputedStyle(editor);
+  for (const k of ["fontFamily", "fontSize", "fontWeight", "lineHeight", "letterSpacing", "paddingTop", "paddingRight", "paddingBottom", "paddingLeft", "borderTopWidth", "borderRightWidth", "borderBottomWidth", "borderLeftWidth", "tabSize"] as const) {
+    (layer.style as any)[k] = (cs as any)[k];
+  }
+  const text = editor.value;
+  const clamp = (n: number) => Math.max(0, Math.min(text.length, n));
+  const shown = peers.filter((p) => p.cursor);
+  const cuts = new Set([0, text.length]);
+  for (const p of shown) {
+    cuts.add(clamp(p.cursor.anchor));
+    cuts.add(clamp(p.cursor.head));
+  }
+  const points = [...cuts].sort((a, b) => a - b);
+  layer.innerHTML = "";
+  const caretsAt = (pos: number) => {
+    for (const p of shown.filter((p) => clamp(p.cursor.head) === pos)) {
+      const name = p.state?.find?.((e: Json) => e.key === "name")?.value ?? p.node;
+      const color = p.state?.find?.((e: Json) => e.key === "color")?.value ?? colorOf(p.node);
+      const caret = el("span", { class: "rcaret", "data-testid": `remote-caret-${p.node}`, "data-pos": String(pos), style: `border-color: ${color}` },
+        el("span", { class: "rlabel", style: `background: ${color}` }, name));
+      layer.append(caret);
+    }
+  };
+  for (let i = 0; i < points.length - 1; i++) {
+    const [a, b] = [points[i], points[i + 1]];
+    caretsAt(a);
+    const covering = shown.find((p) => {
+      const lo = clamp(Math.min(p.cursor.anchor, p.cursor.head)), hi = clamp(Math.max(p.cursor.anchor, p.cursor.head));
+      return lo <= a && b <= hi && lo < hi;
+    });
+    const seg = text.slice(a, b);
+    if (covering) {
+      const color = covering.state?.find?.((e: Json) => e.key === "color")?.value ?? colorOf(covering.node);
+      layer.append(el("mark", { class: "rsel", "data-testid": `remote-selection-${covering.node}`, style: `background: ${color}33` }, seg));
+    } else {
+      layer.append(seg);
+    }
+  }
+  if (text.length > 0) caretsAt(text.length);
+  else caretsAt(0);
+  // A trailing newline needs a character after it to take its line.
+  layer.append("\u200b");
+  layer.scrollTop = editor.scrollTop;
+}
 
 /** A field value typed in the page: true/false, null, an integer, a number, else text. */
 function parseValue(v: string): Json {
@@ -249,6 +311,73 @@ tabs.push({
   render(root) {
     const docs = el("ul", { "data-testid": "docs" });
     const editor = el("textarea", { "data-testid": "editor", rows: "8", placeholder: "open a document" }) as HTMLTextAreaElement;
+    const carets = el("div", { class: "rlayer", "data-testid": "remote-carets", "aria-hidden": "true" });
+    const editorBox = el("div", { class: "editor-box" }, editor, carets);
+    const awarenessError = el("p", { class: "inline-error", "data-testid": "awareness-error" });
+    awarenessError.hidden = true;
+    const awareFail = (e: unknown) => {
+      awarenessError.hidden = false;
+      awarenessError.textContent = `Awareness: ${e instanceof Error ? e.message : String(e)}`;
+    };
+    // Others' carets: fetched on their AwarenessChanged events and every refresh (entries
+    // expire 30 s after their app last set them), drawn over the editor.
+    let remote: Json[] = [];
+    const readAwareness = async () => {
+      if (!openDoc) return;
+      const doc = openDoc;
+      try {
+        const r = await api("sync", { GetAwareness: { doc, utf16: true } });
+        if (doc !== openDoc) return;
+        awarenessError.hidden = true;
+        remote = r.Awareness.peers.filter((p: Json) => p.node !== ourNode);
+        drawCarets(carets, editor, remote);
+      } catch (e) {
+        awareFail(e);
+      }
+    };
+    let awarenessQueued = false;
+    awarenessChanged = () => {
+      if (awarenessQueued) return;
+      awarenessQueued = true;
+      setTimeout(() => {
+        awarenessQueued = false;
+        readAwareness();
+      }, 50);
+    };
+    // Ours: the caret or selection, throttled (one SetAwareness per 150 ms at most), and
+    // renewed every 10 s while the document is open so that it does not expire.
+    let lastSent = "";
+    let lastSentAt = 0;
+    let sendQueued = false;
+    const sendAwareness = (renew: boolean) => {
+      if (!openDoc) return;
+      const back = editor.selectionDirection === "backward";
+      const anchor = back ? editor.selectionEnd : editor.selectionStart;
+      const head = back ? editor.selectionStart : editor.selectionEnd;
+      const key = `${openDoc} ${anchor} ${head}`;
+      if (key === lastSent && !renew) return;
+      lastSent = key;
+      lastSentAt = Date.now();
+      const state = [{ key: "color", value: colorOf(ourNode) }, { key: "name", value: ourNode }];
+      api("sync", { SetAwareness: { doc: openDoc, cursor: { anchor, head }, state, utf16: true } }).then(() => {
+        awarenessError.hidden = true;
+        carets.setAttribute("data-sent", key);
+      }, awareFail);
+    };
+    const caretMoved = () => {
+      if (sendQueued) return;
+      sendQueued = true;
+      setTimeout(() => {
+        sendQueued = false;
+        sendAwareness(false);
+      }, 150);
+    };
+    for (const ev of ["select", "keyup", "click", "focus", "input"]) editor.addEventListener(ev, caretMoved);
+    editor.addEventListener("scroll", () => (carets.scrollTop = editor.scrollTop));
+    editor.addEventListener("input", () => drawCarets(carets, editor, remote));
+    const renewAwareness = () => {
+      if (lastSent && Date.now() - lastSentAt > 10_000) sendAwareness(true);
+    };
     const title = el("h3", { "data-testid": "doc-title" }, "no document open");
     const items = el("table", { "data-testid": "items" });
     const peers = el("table", { "data-testid": "peers" });
@@ -284,29 +413,41 @@ tabs.push({
     let text = "";
     const openIt = (doc: string) =>
       guarded("Open", async () => {
+        const was = lastSent.split(" ")[0];
+        if (was && was !== doc) {
+          // Our caret leaves the document we were in.
+          api("sync", { SetAwareness: { doc: was, cursor: null, state: null, utf16: true } }).catch(awareFail);
+          lastSent = "";
+        }
         openDoc = doc;
         await api("sync", { Subscribe: { doc } });
         title.textContent = doc;
         await read();
         readPeers();
+        readAwareness();
       });
     const read = async () => {
       if (!openDoc) return;
       if (inFlight > 0) return;
+      const typed = keystrokes;
       const r = await api("sync", { Read: { doc: openDoc } });
       showItems(r.Content);
-      if (inFlight > 0 || editor.value !== text) return;
+      // A read answered after the user typed may predate that edit (the two calls race):
+      // showing it would take the keystrokes back out of the editor.
+      if (typed !== keystrokes || inFlight > 0 || editor.value !== text) return;
       shownVersion = r.Content.version;
       // Remote edits show unless the user has typed something not yet sent.
       if (inFlight === 0 && editor.value === text) {
         text = r.Content.text;
         editor.value = text;
+        drawCarets(carets, editor, remote);
       }
     };
     // Edits go one at a time, each the splice from what the service last took to what the
     // editor shows now, at the version that text had.
     let chain = Promise.resolve();
     let inFlight = 0;
+    let keystrokes = 0;
     const sendEdit = () =>
       guarded("Edit", async () => {
         const [pos, del, ins] = splice(text, editor.value);
@@ -320,6 +461,7 @@ tabs.push({
         shownVersion = r.Edited.version;
       });
     editor.addEventListener("input", () => {
+      keystrokes++;
       inFlight++;
       chain = chain.then(sendEdit).finally(() => inFlight--);
     });
@@ -352,7 +494,8 @@ tabs.push({
         refreshList();
       }, "Share"),
       title,
-      editor,
+      editorBox,
+      awarenessError,
       el("h3", {}, "Fields"),
       items,
       form("field", [["item_id", "item", "task-1"], ["field", "field", "done"], ["value", "value (true, false, null, a number or text)", "false"]], "Set field", async (v) => {
@@ -365,7 +508,7 @@ tabs.push({
       peers,
       peersError,
     );
-    refreshers.push(() => guarded("Read", read), readPeers);
+    refreshers.push(() => guarded("Read", read), readPeers, readAwareness, renewAwareness);
     refreshList();
     if (openDoc) openIt(openDoc);
   },
@@ -481,10 +624,9 @@ tabs.push({
 // ----- Transactions (txcoord) -----
 
 const decisions: { tx: string; text: string; outcome: string }[] = [];
-/** Transactions this page started and saw decided (txcoord's List shows only those in
- * progress, and a finished one's Status no longer has the votes). `finished`: the
- * coordinator ended it, so every participant has acknowledged the decision. */
-const decided = new Map<string, { outcome: string; reason: string; votes: Json[]; finished: boolean }>();
+/** Transactions in the order this page saw them decided, newest last (for the history's
+ * order: txcoord lists by id). */
+const decidedOrder: string[] = [];
 /** One participant's vote as text: `bob.os/stock: Yes`, `charlie.os/cash: No (reason)`. */
 function voteText(v: Json): string {
   return `${v.node}/${v.resource}: ${v.vote ?? "no vote"}${v.reason ? ` (${v.reason})` : ""}`;
@@ -500,8 +642,8 @@ on("txcoord", (f) => {
   if (d) {
     const votes = (d.votes || []).map(voteText).join("; ");
     decisions.unshift({ tx: d.tx_id, outcome: d.outcome, text: `${d.tx_id}: ${d.outcome}${d.reason ? ` (${d.reason})` : ""} — votes: ${votes || "none"}` });
-    decided.set(d.tx_id, { outcome: d.outcome, reason: d.reason || "", votes: d.votes || [], finished: false });
-    while (decided.size > 30) decided.delete(decided.keys().next().value as string);
+    decidedOrder.push(d.tx_id);
+    decidedOrder.splice(0, Math.max(0, decidedOrder.length - 200));
   }
   decisions.splice(30);
   if (active === "tx") refreshers.forEach((r) => r());
@@ -517,18 +659,22 @@ tabs.push({
     const dec = el("ul", { class: "log", "data-testid": "decisions" });
     const refresh = () =>
       guarded("List", async () => {
-        const r = await api("txcoord", { List: {} });
-        const rows: Json[] = r.Transactions.transactions;
-        const active = new Set(rows.filter((t) => t.role === "Coordinator").map((t) => t.tx_id));
-        for (const [tx, d] of [...decided].reverse()) {
-          if (active.has(tx)) continue;
-          if (!d.finished) {
-            const st = (await api("txcoord", { Status: { tx_id: tx } })).Status;
-            d.finished = st.phase === "Committed" || st.phase === "Aborted";
-          }
-          const phase = d.finished ? (d.outcome === "Committed" ? "Committed" : "Aborted") : d.outcome === "Committed" ? "Committing" : "Aborting";
-          rows.push({ tx_id: tx, role: "Coordinator", phase, reason: d.reason, votes: d.votes.map((v) => ({ ...v, acked: v.acked || d.finished })) });
+        // In progress (both roles) and, from the coordinator's history, the finished ones
+        // this node coordinated, with each participant's vote as it ended: what a reload keeps.
+        // Pages are by id, so a few pages cover the history (1,000) and what is open.
+        const all: Json[] = [];
+        let cursor: string | null = null;
+        for (let page = 0; page < 4; page++) {
+          const r = await api("txcoord", { List: { include_finished: true, limit: 500, cursor } });
+          all.push(...r.Transactions.transactions);
+          cursor = r.Transactions.next_cursor;
+          if (!cursor) break;
         }
+        const open = all.filter((t) => t.phase !== "Committed" && t.phase !== "Aborted");
+        const rank = new Map(decidedOrder.map((tx, i) => [tx, i]));
+        // Finished: those this page saw decided first (newest first), then the rest by id.
+        const finished = all.filter((t) => !open.includes(t)).sort((a, b) => (rank.get(b.tx_id) ?? -1) - (rank.get(a.tx_id) ?? -1));
+        const rows = [...open, ...finished];
         hist.innerHTML = "";
         hist.append(el("tr", {}, ...["transaction", "role", "phase", "participants: vote → outcome"].map((h) => el("th", {}, h))));
         for (const t of rows) {
@@ -564,7 +710,15 @@ tabs.push({
         });
         const timeout = Number(v.timeout_ms);
         if (!Number.isInteger(timeout) || timeout <= 0) throw new Error("the vote timeout is a positive number of milliseconds");
-        const r = await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        // Never leave the previous transaction's id showing while this one starts.
+        started.textContent = "starting…";
+        let r: Json;
+        try {
+          r = await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        } catch (e) {
+          started.textContent = "";
+          throw e;
+        }
         started.textContent = `started ${r.Started.tx_id}`;
         refresh();
       }, "Start"),
@@ -572,13 +726,102 @@ tabs.push({
       el("h3", {}, "Decisions"),
       dec,
       el("h3", {}, "History"),
-      el("p", {}, "Transactions in progress on this node, and those this page started since it was opened."),
+      el("p", {}, "Transactions in progress on this node, and the finished ones it coordinated (its last 1,000), with each participant's vote and outcome."),
       hist,
     );
     refreshers.push(refresh);
     refresh();
   },
 });
+// ----- Health (presence, notify, sync: each one's `Health`) -----
+
+/** One service's view of a peer: reachability from its own sends, its outbox's breaker
+ * (notify and sync), and the messages between them since the process started. */
+function healthText(p: Json): string {
+  if (!p) return "—";
+  const plural = (n: number) => `${n} failure${n === 1 ? "" : "s"}`;
+  const f = p.consecutive_failures ? `, ${plural(p.consecutive_failures)}` : "";
+  const rtt = p.srtt_ms != null ? `, rtt ${p.srtt_ms} ms` : "";
+  let b = "";
+  if (p.breaker) {
+    const label: Record<string, string> = { Closed: "closed", Open: "open", HalfOpen: "half-open" };
+    b = `; breaker ${label[p.breaker] ?? p.breaker}${p.breaker === "Closed" && p.breaker_failures ? ` (${plural(p.breaker_failures)})` : ""}`;
+  }
+  return `${p.status}${f}${rtt}${b}; ${p.sent} sent, ${p.received} received`;
+}
+
+const HEALTH_SERVICES = ["presence", "notify", "sync"];
+
+tabs.push({
+  id: "health",
+  title: "Health",
+  render(root) {
+    const table = el("table", { "data-testid": "health" });
+    const notes = el("p", { "data-testid": "health-notes" });
+    const errors = el("p", { class: "inline-error", "data-testid": "health-error" });
+    errors.hidden = true;
+    const simTable = el("table", { "data-testid": "sim-health" });
+    root.append(
+      el("h2", {}, "Network health as ", el("span", { "data-testid": "health-viewer" }, currentNode || "this node"), " sees it"),
+      el("p", {}, "Per node, what each service's own sends found: reachability (status, failures in a row, round-trip time), the circuit breaker of notify's and sync's outboxes, and the messages sent to it and received from it since the service started (each service's Health)."),
+      table,
+      notes,
+      errors,
+    );
+    if (playground) {
+      root.append(
+        el("h3", {}, "Simulator's counts"),
+        el("p", {}, "Messages between the nodes as the simulator carried them: sent, and delivered (playground only)."),
+        simTable,
+      );
+    }
+    // A refresh shows its failures here, leaving the banner to what the user did.
+    const refresh = async () => {
+      const answers = await Promise.all(HEALTH_SERVICES.map((s) => api(s, "Health").then((r) => r.Health, (e) => e as Error)));
+      const failed = answers.map((a, i) => (a instanceof Error ? `${HEALTH_SERVICES[i]}: ${a.message}` : "")).filter((x) => x);
+      errors.hidden = !failed.length;
+      errors.textContent = failed.length ? `Health: ${failed.join("; ")}` : "";
+      const byNode = new Map<string, Record<string, Json>>();
+      answers.forEach((a, i) => {
+        if (a instanceof Error) return;
+        for (const p of a.peers) {
+          if (!byNode.has(p.node)) byNode.set(p.node, {});
+          byNode.get(p.node)![HEALTH_SERVICES[i]] = p;
+        }
+      });
+      table.innerHTML = "";
+      table.append(el("tr", {}, ...["node", ...HEALTH_SERVICES].map((x) => el("th", {}, x))));
+      for (const n of [...byNode.keys()].sort()) {
+        const row = byNode.get(n)!;
+        table.append(el("tr", { "data-node": n }, el("td", {}, n), ...HEALTH_SERVICES.map((s) => el("td", { "data-testid": `health-${n}-${s}` }, healthText(row[s])))));
+      }
+      if (!byNode.size) table.append(el("tr", {}, el("td", { colspan: "4" }, "no other node known yet")));
+      const ok = answers.filter((a) => !(a instanceof Error));
+      const more = ok.map((a, i) => (a.more ? `${HEALTH_SERVICES[i]} knows ${a.more} more` : "")).filter((x) => x);
+      const ours = ok.some((a) => a.own_trouble) ? "Failures are presumed ours for now (just started, or others reach the nodes we fail to reach): no node is blamed. " : "";
+      notes.textContent = ours + (more.length ? `Only the busiest 64 nodes are listed (${more.join(", ")}).` : "");
+      if (playground) {
+        try {
+          const h = await simQuery("health", { node: currentNode });
+          simTable.innerHTML = "";
+          simTable.append(el("tr", {}, ...["node", "messages to it", "messages from it"].map((x) => el("th", {}, x))));
+          for (const p of h.peers) {
+            const m = p.messages;
+            simTable.append(el("tr", {}, el("td", {}, p.node),
+              el("td", { "data-testid": `sim-msgs-to-${p.node}` }, `${m.sent} sent, ${m.delivered_to} delivered`),
+              el("td", { "data-testid": `sim-msgs-from-${p.node}` }, `${m.received} sent, ${m.delivered_from} delivered`)));
+          }
+        } catch (e) {
+          errors.hidden = false;
+          errors.textContent = `${errors.textContent ? errors.textContent + "; " : ""}simulator: ${e instanceof Error ? e.message : String(e)}`;
+        }
+      }
+    };
+    refreshers.push(refresh);
+    refresh();
+  },
+});
+
 // ----- Network (playground only) -----
 
 let simState: Json = null;
@@ -591,20 +834,6 @@ async function simQuery(op: string, body: Json): Promise<Json> {
   if (!res.ok) throw new Error(v.error || `HTTP ${res.status}`);
   return v;
 }
-function reachText(r: Json): string {
-  if (!r) return "—";
-  const rtt = r.srtt_ms != null ? `, rtt ${r.srtt_ms} ms` : "";
-  const f = r.consecutive_failures ? `, ${r.consecutive_failures} failures` : "";
-  return `${r.status}${f}${rtt}`;
-}
-function breakerText(b: Json): string {
-  if (!b) return "—";
-  if (b.Closed) return b.Closed.consecutive_failures ? `closed (${b.Closed.consecutive_failures} failures)` : "closed";
-  if (b.Open) return "open";
-  if (b.HalfOpen) return "half-open";
-  return JSON.stringify(b);
-}
-
 async function sim(op: string, body?: Json) {
   const res = await fetch(`/sim/${op}`, { method: "POST", body: body === undefined ? "" : JSON.stringify(body) });
   const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
@@ -694,48 +923,8 @@ tabs.push({
           )));
       }
     };
-    const health = el("table", { "data-testid": "health" });
-    const healthTitle = el("h3", {}, "Network health as ", el("span", { "data-testid": "health-viewer" }, currentNode), " sees it");
-    root.append(
-      healthTitle,
-      el("p", {}, "Reachability from the node's own sends (presence's probes, notify's and sync's deliveries), the circuit breakers of notify's and sync's outboxes, and messages to and from each node (sent / delivered)."),
-      health,
-    );
-    const healthError = el("p", { class: "inline-error", "data-testid": "health-error" });
-    healthError.hidden = true;
-    root.append(healthError);
-    // A refresh shows its own failure here, leaving the banner to what the user did.
-    const refreshHealth = async () => {
-      let h: Json;
-      try {
-        h = await simQuery("health", { node: currentNode });
-        healthError.hidden = true;
-      } catch (e) {
-        healthError.hidden = false;
-        healthError.textContent = `Health: ${e instanceof Error ? e.message : String(e)}`;
-        return;
-      }
-      {
-        health.innerHTML = "";
-        health.append(el("tr", {}, ...["node", "presence", "notify", "sync", "messages"].map((x) => el("th", {}, x))));
-        for (const p of h.peers) {
-          const n = p.node;
-          const svc = (s: string, withBreaker: boolean) =>
-            el("td", { "data-testid": `health-${n}-${s}` }, reachText(p.reachability[s]) + (withBreaker ? `; breaker ${breakerText(p.breakers[s])}` : ""));
-          const m = p.messages;
-          health.append(el("tr", {},
-            el("td", {}, n),
-            svc("presence", false),
-            svc("notify", true),
-            svc("sync", true),
-            el("td", { "data-testid": `health-${n}-msgs` }, `to: ${m.sent} sent, ${m.delivered_to} delivered; from: ${m.received} sent, ${m.delivered_from} delivered`),
-          ));
-        }
-      }
-    };
-    refreshers.push(table, refreshHealth);
+    refreshers.push(table);
     table();
-    refreshHealth();
     const tick = () => {
       if (active !== "net") return;
       draw();
@@ -755,7 +944,13 @@ function button(id: string, label: string, f: () => Promise<void>) {
 
 async function selectNode(n: string) {
   currentNode = n;
+  ourNode = n;
   connectSockets();
+  if (!ourNode) {
+    await guarded("Info", async () => {
+      ourNode = (await api("presence", "Info")).Info.node;
+    });
+  }
   // The page's own subscription to membership events (its address is the node owner's).
   await guarded("Subscribe", async () => {
     await api("presence", "Subscribe");

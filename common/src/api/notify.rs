@@ -582,6 +582,10 @@ pub enum Request {
         topic: String,
         reason: String,
     },
+    // ----- local apps only (added later) -----
+    /// Network health as this process sees it: per known peer, reachability, breaker and
+    /// message counts (at most `MAX_HEALTH_PEERS`, see [`crate::resilience::health`]).
+    Health {},
 }
 
 wire_enum!(Request, "notify request", |tag| !PROTOCOL_REQUESTS
@@ -706,6 +710,7 @@ pub enum Response {
     },
     /// For one-way protocol messages sent with a timeout anyway.
     Accepted {},
+    Health(crate::resilience::HealthReport),
 }
 wire_enum!(Response, "notify response", |_tag| false);
 

@@ -624,6 +624,10 @@ pub enum Request {
         #[serde(default)]
         protocol_version: u32,
     },
+    // ----- local apps only (added later) -----
+    /// Network health as this process sees it: per known peer, reachability, breaker and
+    /// message counts (at most `MAX_HEALTH_PEERS`, see [`crate::resilience::health`]).
+    Health {},
 }
 
 wire_enum!(Request, "presence request", |tag| !PROTOCOL_REQUESTS
@@ -734,6 +738,7 @@ pub enum Response {
     },
     /// For one-way protocol messages sent with a timeout anyway.
     Accepted {},
+    Health(crate::resilience::HealthReport),
 }
 wire_enum!(Response, "presence response", |_tag| false);
 

@@ -384,6 +384,14 @@ pub enum SyncEvent {
     },
     /// This node is no longer a member (removed, or the document was deleted).
     Removed { doc: DocId, seq: u64 },
+    /// App `process` on `node` set, cleared or let expire its awareness entry in `doc`
+    /// (coalesced: at most one per entry per 100 ms flush); `GetAwareness` says where.
+    AwarenessChanged {
+        doc: DocId,
+        node: NodeId,
+        process: String,
+        seq: u64,
+    },
 }
 
 /// How a blob of a protocol message is encoded.
@@ -503,8 +511,117 @@ pub struct SyncAnswer {
     pub chunked: Option<Chunked>,
 }
 
+// ----- awareness (ephemeral: who is where in a document; docs/sync.md, "Awareness") -----
+
+/// Most awareness entries one node has per document (one per app process).
+pub const MAX_AWARENESS_PER_NODE: usize = 8;
+/// Most keys an awareness `state` has, and most bytes of its keys and values together.
+pub const MAX_AWARENESS_KEYS: usize = 16;
+pub const MAX_AWARENESS_STATE: usize = 1024;
+/// Longest encoded Loro cursor on the wire (hex digits).
+pub const MAX_WIRE_CURSOR: usize = 128;
+
+/// A caret or selection in a document's text: `anchor` where it started, `head` where the
+/// caret is (equal for a caret). Code points, or UTF-16 code units with `utf16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwarenessCursor {
+    pub anchor: u32,
+    pub head: u32,
+}
+
+/// An app's awareness state (its user's name, colour...): string keys and values. On the
+/// wire a list of `{"key": .., "value": ..}` records sorted by key (a JSON object is no WIT
+/// type), or `null`; the object form `{"name": "alice"}` is read too.
+pub type AwarenessState = std::collections::BTreeMap<String, String>;
+
+/// `Option<AwarenessState>` in the JSON of [`wire::metadata`].
+mod opt_state {
+    use super::AwarenessState;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    struct List<'a>(&'a AwarenessState);
+    impl Serialize for List<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            crate::api::wire::metadata::serialize(self.0, s)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Read(
+        #[serde(deserialize_with = "crate::api::wire::metadata::deserialize_strict")]
+        AwarenessState,
+    );
+    pub fn serialize<S: Serializer>(v: &Option<AwarenessState>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(List).serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<AwarenessState>, D::Error> {
+        Ok(Option::<Read>::deserialize(d)?.map(|r| r.0))
+    }
+}
+
+/// Range checks of a `state`: at most [`MAX_AWARENESS_KEYS`] keys of 1..=64 bytes, at most
+/// [`MAX_AWARENESS_STATE`] bytes of keys and values.
+pub fn validate_awareness_state(s: &AwarenessState) -> Result<(), String> {
+    let bytes: usize = s.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if s.len() > MAX_AWARENESS_KEYS || bytes > MAX_AWARENESS_STATE {
+        return Err(format!(
+            "an awareness state has at most {MAX_AWARENESS_KEYS} keys and {MAX_AWARENESS_STATE} bytes of keys and values (this one: {} keys, {bytes} bytes)",
+            s.len()
+        ));
+    }
+    if s.keys().any(|k| k.is_empty() || k.len() > 64) {
+        return Err("an awareness state key is 1..=64 bytes".into());
+    }
+    Ok(())
+}
+
+/// One entry of [`Response::Awareness`]: app `process` on `node` has its caret or selection
+/// at `cursor` (resolved in this node's current text; `null` if it set none, or while it
+/// points at text that has not arrived here yet) and `state`; last set `age_ms` ago.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwarenessPeer {
+    pub node: NodeId,
+    pub process: String,
+    pub cursor: Option<AwarenessCursor>,
+    #[serde(default, with = "opt_state")]
+    pub state: Option<AwarenessState>,
+    pub age_ms: u64,
+}
+
+/// The answer to `GetAwareness`: every live entry of the document, this node's apps' too
+/// (their `node` is this node), sorted by node and process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwarenessView {
+    pub doc: DocId,
+    pub peers: Vec<AwarenessPeer>,
+}
+
+/// A cursor on the wire: the anchor's and head's Loro cursors (`Cursor::encode`), in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCursor {
+    pub anchor: String,
+    pub head: String,
+}
+
+/// One entry of a protocol `Awareness` message: only ever the sending node's own apps'.
+/// `clock` orders an entry's versions (a newer one replaces an older; equal refreshes its
+/// age); `age_ms`: how long ago the app set it. Both `cursor` and `state` null: cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwarenessEntry {
+    pub node: NodeId,
+    pub process: String,
+    pub clock: u64,
+    pub age_ms: u64,
+    #[serde(default)]
+    pub cursor: Option<WireCursor>,
+    #[serde(default, with = "opt_state")]
+    pub state: Option<AwarenessState>,
+}
+
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
-pub const PROTOCOL_REQUESTS: [&str; 8] = [
+pub const PROTOCOL_REQUESTS: [&str; 9] = [
     "Invitation",
     "JoinDoc",
     "LeaveDoc",
@@ -513,6 +630,7 @@ pub const PROTOCOL_REQUESTS: [&str; 8] = [
     "Delta",
     "DocDeleted",
     "GetChunk",
+    "Awareness",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -626,6 +744,32 @@ pub enum Request {
         transfer: u64,
         index: u32,
     },
+    // ----- awareness (local; then protocol) -----
+    /// Set (or renew) the calling app's caret or selection and state in `doc`; both `null`
+    /// clears them. Positions in code points (UTF-16 with `utf16`).
+    SetAwareness {
+        doc: DocId,
+        cursor: Option<AwarenessCursor>,
+        #[serde(default, with = "opt_state")]
+        state: Option<AwarenessState>,
+        #[serde(default)]
+        utf16: bool,
+    },
+    /// Every live awareness entry of `doc`, positions resolved in the current text.
+    GetAwareness {
+        doc: DocId,
+        #[serde(default)]
+        utf16: bool,
+    },
+    /// To members holding `doc`: the sending node's own awareness entries (one-way).
+    Awareness {
+        doc: DocId,
+        entries: Vec<AwarenessEntry>,
+    },
+    // ----- local apps only (added later) -----
+    /// Network health as this process sees it: per known peer, reachability, breaker and
+    /// message counts (at most `MAX_HEALTH_PEERS`, see [`crate::resilience::health`]).
+    Health {},
 }
 
 wire_enum!(Request, "sync request", |tag| !PROTOCOL_REQUESTS
@@ -664,6 +808,9 @@ impl Request {
             Request::GetDataSince { limit: Some(l), .. } if !(1..=MAX_PAGE).contains(l) => bad(
                 format!("limit must be 1..={MAX_PAGE} (got {l}); leave it out for {DEFAULT_PAGE}"),
             ),
+            Request::SetAwareness {
+                state: Some(st), ..
+            } => validate_awareness_state(st).map_err(ApiError::bad_request),
             _ => Ok(()),
         }
     }
@@ -682,6 +829,7 @@ impl Request {
                 | Request::Delta { .. }
                 | Request::DocDeleted { .. }
                 | Request::GetChunk { .. }
+                | Request::Awareness { .. }
         )
     }
     pub fn is_open(&self) -> bool {
@@ -722,6 +870,9 @@ pub enum Response {
         transfer: u64,
         index: u32,
     },
+    AwarenessSet {},
+    Awareness(AwarenessView),
+    Health(crate::resilience::HealthReport),
 }
 wire_enum!(Response, "sync response", |_tag| false);
 
@@ -777,6 +928,10 @@ pub enum PeerRequest {
         doc: DocId,
         transfer: u64,
         index: u32,
+    },
+    Awareness {
+        doc: DocId,
+        entries: Vec<AwarenessEntry>,
     },
 }
 wire_enum!(PeerRequest, "sync protocol request", |_tag| false);
@@ -1040,9 +1195,19 @@ mod tests {
                     index: 0,
                 },
                 Request::GetChunk {
-                    doc,
+                    doc: doc.clone(),
                     transfer: 3,
                     index: 0,
+                },
+            ),
+            (
+                PeerRequest::Awareness {
+                    doc: doc.clone(),
+                    entries: vec![entry()],
+                },
+                Request::Awareness {
+                    doc,
+                    entries: vec![entry()],
                 },
             ),
         ];
@@ -1053,6 +1218,91 @@ mod tests {
             let back: Request = decode_request(&body, "sync", 1 << 20).unwrap();
             assert_eq!(back, r);
         }
+    }
+
+    fn entry() -> AwarenessEntry {
+        AwarenessEntry {
+            node: NodeId::parse("bob.os").unwrap(),
+            process: "my-app:my-app:someone.os".into(),
+            clock: 5,
+            age_ms: 20,
+            cursor: Some(WireCursor {
+                anchor: "00".into(),
+                head: "01".into(),
+            }),
+            state: Some([("name".to_string(), "Bob".to_string())].into()),
+        }
+    }
+
+    #[test]
+    fn awareness_state_is_a_string_map_read_as_list_or_object_and_bounded() {
+        let list = br#"{"SetAwareness": {"doc": "alice.os/n", "cursor": {"anchor": 1, "head": 3}, "state": [{"key": "name", "value": "Alice"}]}}"#;
+        let object = br#"{"SetAwareness": {"doc": "alice.os/n", "cursor": {"anchor": 1, "head": 3}, "state": {"name": "Alice"}}}"#;
+        let a: Request = decode_request(list, "sync", 1000).unwrap();
+        let b: Request = decode_request(object, "sync", 1000).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            encode(&a),
+            br#"{"SetAwareness":{"doc":"alice.os/n","cursor":{"anchor":1,"head":3},"state":[{"key":"name","value":"Alice"}],"utf16":false}}"#
+        );
+        let cleared: Request = decode_request(
+            br#"{"SetAwareness": {"doc": "alice.os/n", "cursor": null, "state": null}}"#,
+            "sync",
+            1000,
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                cleared,
+                Request::SetAwareness {
+                    cursor: None,
+                    state: None,
+                    ..
+                }
+            ),
+            "{cleared:?}"
+        );
+        // Strict: an unknown field in the cursor is refused; too big a state too.
+        let e = decode_request::<Request>(
+            br#"{"SetAwareness": {"doc": "alice.os/n", "cursor": {"anchor": 1, "head": 1, "x": 0}, "state": null}}"#,
+            "sync",
+            1000,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("unknown field `x`"), "{e}");
+        let big = Request::SetAwareness {
+            doc: "alice.os/n".parse().unwrap(),
+            cursor: None,
+            state: Some([("k".to_string(), "v".repeat(MAX_AWARENESS_STATE))].into()),
+            utf16: false,
+        };
+        assert!(big.validate().unwrap_err().message.contains("at most"));
+        let many = Request::SetAwareness {
+            doc: "alice.os/n".parse().unwrap(),
+            cursor: None,
+            state: Some(
+                (0..=MAX_AWARENESS_KEYS)
+                    .map(|i| (format!("k{i}"), String::new()))
+                    .collect(),
+            ),
+            utf16: false,
+        };
+        assert!(many.validate().is_err());
+        let ok = Request::SetAwareness {
+            doc: "alice.os/n".parse().unwrap(),
+            cursor: None,
+            state: Some([("name".to_string(), "x".repeat(100))].into()),
+            utf16: false,
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        // A protocol entry tolerates new fields.
+        let r: Request = decode_request(
+            br#"{"Awareness": {"doc": "alice.os/n", "entries": [{"node": "bob.os", "process": "p:p:x.os", "clock": 1, "age_ms": 0, "cursor": null, "state": null, "colour": 1}], "later": 2}}"#,
+            "sync",
+            1000,
+        )
+        .unwrap();
+        assert!(r.is_protocol());
     }
 
     #[test]

@@ -176,6 +176,10 @@ pub struct ListFilter {
     pub cursor: Option<String>,
     /// 1..=[`MAX_PAGE`]; [`DEFAULT_PAGE`] if left out.
     pub limit: Option<u32>,
+    /// Also list the finished transactions this node coordinated, from its bounded history
+    /// (phase `Committed` or `Aborted`, each participant's vote as it ended); left out or
+    /// false: only those in progress.
+    pub include_finished: Option<bool>,
 }
 
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.

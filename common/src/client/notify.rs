@@ -208,6 +208,14 @@ impl<T: Transport> NotifyClient<T> {
             other => Err(unexpected(other)),
         }
     }
+
+    /// Network health as notify sees it (reachability and breakers of its outbox).
+    pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
+        match self.call(&Request::Health {})? {
+            Response::Health(h) => Ok(h),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 /// What notify sent the app, from the body of a request it received (the payload of a

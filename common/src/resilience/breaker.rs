@@ -276,6 +276,11 @@ impl Breakers {
         )
     }
 
+    /// The nodes with a breaker kept (failures, open or half-open).
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.map.keys()
+    }
+
     /// The breaker kept for `node`, if any.
     pub fn get(&self, node: &NodeId) -> Option<&CircuitBreaker> {
         self.map.get(node).map(|s| &s.breaker)

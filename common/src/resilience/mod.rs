@@ -8,12 +8,14 @@
 //! - [`dedup`]: bounded idempotency windows (seen-before, and remembered replies).
 //! - [`vv`]: version vectors for causality and delta sync.
 //! - [`inbound`]: per-sender token buckets, item caps, member-only gating of remote input.
+//! - [`health`]: the `Health` answer (reachability, breaker, message counts per peer).
 //! - [`nethealth`]: whether a failure to reach peers is ours (just started, contradicted).
 
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
 pub mod dedup;
+pub mod health;
 pub mod inbound;
 pub mod nethealth;
 pub mod reachability;
@@ -23,6 +25,7 @@ pub use backoff::{Backoff, Jitter, RetryPolicy};
 pub use breaker::{BreakerConfig, BreakerState, Breakers, CircuitBreaker, Rejected};
 pub use budget::RetryBudget;
 pub use dedup::{DedupCache, DedupWindow};
+pub use health::{BreakerStatus, HealthReport, PeerHealth, Traffic};
 pub use inbound::{members_only, take_capped, BudgetConfig, SenderBudgets};
 pub use nethealth::{NetHealth, NetHealthConfig};
 pub use reachability::{PeerStats, Reachability, ReachabilityConfig, Status};

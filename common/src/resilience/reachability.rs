@@ -196,6 +196,11 @@ impl Reachability {
         self.peers.get(node)
     }
 
+    /// Every node tracked, by node id.
+    pub fn peers(&self) -> impl Iterator<Item = (&NodeId, &PeerStats)> {
+        self.peers.iter()
+    }
+
     /// Forget `node`.
     pub fn forget(&mut self, node: &NodeId) {
         self.peers.remove(node);

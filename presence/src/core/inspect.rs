@@ -13,6 +13,17 @@ impl Presence {
     pub fn registration_attempts(&self) -> u64 {
         self.reg.attempts
     }
+    /// The `Health` answer: reachability from our probes, messages per peer (no breakers).
+    pub fn health(&self, now: p2p_common::Millis) -> p2p_common::resilience::HealthReport {
+        p2p_common::resilience::health::report(
+            &self.node.me,
+            now,
+            &self.reach,
+            None,
+            &self.traffic,
+            p2p_common::resilience::health::MAX_HEALTH_PEERS,
+        )
+    }
     /// Our reachability of peers, with our own network health in it.
     pub fn reachability(&self) -> &Reachability {
         &self.reach

@@ -98,6 +98,7 @@ impl Presence {
                     .unsubscribe(from, out)
                     .map(|()| Response::Unsubscribed {})?,
                 Command::Stats => Response::Stats(self.stats()),
+                Command::Health => Response::Health(self.health(now)),
             },
         )
     }

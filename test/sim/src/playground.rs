@@ -10,8 +10,9 @@
 //!   (`ui/dist`, or `--ui`), at the same path as on a node;
 //! - `POST /node/<node>/<process>/api`, `GET /node/<node>/<process>/ws`: that node's API;
 //! - `GET /sim/state`, `POST /sim/<control>` (crash, restart, isolate, partition, heal, net,
-//!   slow) with a JSON body, `POST /sim/health` `{"node"}` (that node's view of the network,
-//!   read-only: reachability, circuit breakers, message counts); `GET /sim/ws`: messages between nodes as they are delivered,
+//!   slow) with a JSON body, `POST /sim/health` `{"node"}` (the simulator's counts of that
+//!   node's messages to and from each other node; reachability and breakers are each
+//!   process's own `Health`, through its API); `GET /sim/ws`: messages between nodes as they are delivered,
 //!   and the cluster's state once a second.
 //!
 //! Every node also runs a resource manager ([`crate::playground_rm`]) for the resources
@@ -739,10 +740,10 @@ impl Loop {
         })
     }
 
-    /// Network health as node `i` sees it: per other node, reachability (presence's, and
-    /// what notify's and sync's own sends found), the circuit breakers of notify's and sync's
-    /// outboxes, and the messages between the two (sent, as the simulator counted them, and
-    /// delivered). Read from the cores' state (the resilience kit), never changed.
+    /// What only the simulator knows of node `i`'s links: per other node, the messages
+    /// between the two (sent, as the simulator counted them, and delivered), and the
+    /// messages lost overall. Reachability and breakers are the cores' own answer to
+    /// `Health`, through each node's API as on a real node.
     fn health(&self, i: usize) -> Result<Value, (u16, String)> {
         let node = self.sim.node(i);
         if !node.up {
@@ -751,21 +752,6 @@ impl Loop {
                 format!("{} is down: restart it to see its health", node.id),
             ));
         }
-        let now = self.sim.node_now(i).mono;
-        let presence = self.sim.core::<presence::core::Presence>(i, "presence");
-        let sync = self.sim.core::<sync::core::SyncCore>(i, "sync");
-        let notify = self.sim.core::<notify::core::Notify>(i, "notify");
-        let reach = |r: Option<&p2p_common::resilience::Reachability>,
-                     peer: &p2p_common::NodeId| {
-            r.map(|r| {
-                let p = r.peer(peer);
-                json!({
-                    "status": r.status(peer, now),
-                    "consecutive_failures": p.map_or(0, |p| p.consecutive_failures),
-                    "srtt_ms": p.and_then(|p| p.srtt_ms()),
-                })
-            })
-        };
         let delivered = self.delivered.borrow();
         let link = |a: usize, b: usize| {
             let key = format!("{} -> {}", self.sim.node_id(a), self.sim.node_id(b));
@@ -774,18 +760,8 @@ impl Loop {
         let peers: Vec<Value> = (0..self.sim.len())
             .filter(|&j| j != i)
             .map(|j| {
-                let peer = self.sim.node_id(j);
                 json!({
-                    "node": peer.to_string(),
-                    "reachability": {
-                        "presence": reach(presence.map(|p| p.reachability()), peer),
-                        "notify": reach(notify.map(|n| n.outbox().reachability()), peer),
-                        "sync": reach(sync.map(|s| s.reachability()), peer),
-                    },
-                    "breakers": {
-                        "notify": notify.map(|n| n.outbox().breakers().state(peer)),
-                        "sync": sync.map(|s| s.outbox().breakers.state(peer)),
-                    },
+                    "node": self.sim.node_id(j).to_string(),
                     "messages": {
                         "sent": link(i, j),
                         "received": link(j, i),
@@ -797,7 +773,7 @@ impl Loop {
             .collect();
         Ok(json!({
             "node": node.id.to_string(),
-            "now_ms": now,
+            "now_ms": self.sim.node_now(i).mono,
             "peers": peers,
             "lost": self.sim.stats.lost,
         }))
@@ -997,31 +973,43 @@ mod tests {
     }
 
     #[test]
-    fn health_shows_reachability_breakers_and_counters_and_follows_an_isolation() {
+    fn health_through_each_api_follows_an_isolation_and_the_simulator_adds_its_counts() {
         let mut lp = lp(3);
         lp.sim.run_for(30_000).unwrap();
-        let peer = |h: &Value, n: &str| {
+        // What alice.os's `process` says about `peer` in its Health answer.
+        let entry = |lp: &mut Loop, process: &str, peer: &str| {
+            let (status, _, body) = post(lp, 0, process, r#""Health""#);
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let h = &v["Ok"]["Health"];
+            assert_eq!(h["node"], "alice.os", "{v}");
             h["peers"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|p| p["node"] == n)
+                .find(|p| p["node"] == peer)
                 .cloned()
-                .unwrap()
+                .unwrap_or_else(|| panic!("{process}: no {peer} in {v}"))
         };
+        let bob = entry(&mut lp, "presence", "bob.os");
+        assert_eq!(bob["status"], "Reachable", "{bob}");
+        assert_eq!(bob["breaker"], Value::Null, "presence has no outbox: {bob}");
+        assert!(bob["sent"].as_u64().unwrap() > 0, "{bob}");
+        assert!(bob["received"].as_u64().unwrap() > 0, "{bob}");
+        assert!(bob["srtt_ms"].as_u64().is_some(), "{bob}");
+        for process in ["notify", "sync"] {
+            let (status, _, body) = post(&mut lp, 0, process, r#""Health""#);
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        }
         let h = lp.control("health", &json!({"node": "alice.os"})).unwrap();
-        assert_eq!(h["peers"].as_array().unwrap().len(), 2, "{h}");
-        let bob = peer(&h, "bob.os");
-        assert_eq!(
-            bob["reachability"]["presence"]["status"], "Reachable",
-            "{h}"
-        );
-        assert_eq!(
-            bob["breakers"]["notify"],
-            json!({"Closed": {"consecutive_failures": 0}}),
-            "{h}"
-        );
-        let m = &bob["messages"];
+        let sim_bob = h["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node"] == "bob.os")
+            .cloned()
+            .unwrap();
+        let m = &sim_bob["messages"];
         for k in ["sent", "received", "delivered_to", "delivered_from"] {
             assert!(m[k].as_u64().unwrap() > 0, "{k}: {h}");
         }
@@ -1029,9 +1017,13 @@ mod tests {
         lp.control("isolate", &json!({"node": "charlie.os"}))
             .unwrap();
         lp.sim.run_for(30_000).unwrap();
-        let h = lp.control("health", &json!({"node": "alice.os"})).unwrap();
-        let status = peer(&h, "charlie.os")["reachability"]["presence"]["status"].clone();
-        assert!(status == "Unreachable" || status == "Degraded", "{h}");
+        let charlie = entry(&mut lp, "presence", "charlie.os");
+        let status = charlie["status"].clone();
+        assert!(status == "Unreachable" || status == "Degraded", "{charlie}");
+        assert!(
+            charlie["consecutive_failures"].as_u64().unwrap() > 0,
+            "{charlie}"
+        );
         lp.control("crash", &json!({"node": "bob.os"})).unwrap();
         let e = lp
             .control("health", &json!({"node": "bob.os"}))

@@ -204,6 +204,9 @@ struct Proc {
     hosted: Box<dyn Hosted>,
     /// The driver's dropped-reply count already added to the stats.
     drops_seen: u64,
+    /// Wall-clock time spent inside this process (its driver and core), for benches that
+    /// compare a service's own cost with a library's. Never read by the simulation.
+    busy: std::time::Duration,
     /// The kernel's prompting message of this process: the last request that expected a
     /// response, or the one restored with a response (platform notes §6).
     prompt: Option<(Address, u64)>,
@@ -703,6 +706,16 @@ impl Sim {
             .find(|p| p.name == name)
             .map(|p| p.hosted.driver_stats())
     }
+    /// Wall-clock time process `name` on node `i` has spent handling events since it
+    /// started (its driver and core: decoding, the work, encoding). Benches print it; no
+    /// test may assert it.
+    pub fn busy(&self, i: usize, name: &str) -> Option<std::time::Duration> {
+        self.nodes[i]
+            .procs
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.busy)
+    }
     /// Process `name`'s keyed records on node `i`, as durable storage holds them.
     pub fn records(&self, i: usize, name: &str) -> Option<&Records> {
         self.nodes[i].records.get(name)
@@ -944,13 +957,16 @@ impl Sim {
             let persisted = self.nodes[i].persisted.get(name).cloned();
             let records = self.nodes[i].records.get(name).cloned().unwrap_or_default();
             let seed = self.rng.next_u64();
+            let t0 = std::time::Instant::now();
             let calls = hosted.start(self.node_now(i), persisted, records, seed);
+            let busy = t0.elapsed();
             let drops_seen = hosted.dropped_replies();
             self.stats.reply_rule_violations += drops_seen;
             self.nodes[i].procs.push(Proc {
                 name: name.clone(),
                 hosted,
                 drops_seen,
+                busy,
                 prompt: None,
             });
             let pi = self.nodes[i].procs.len() - 1;
@@ -962,7 +978,9 @@ impl Sim {
     fn step_proc(&mut self, ni: usize, pi: usize, event: KernelEvent) -> Vec<KernelCall> {
         let now = self.node_now(ni);
         let p = &mut self.nodes[ni].procs[pi];
+        let t0 = std::time::Instant::now();
         let calls = p.hosted.step(now, event);
+        p.busy += t0.elapsed();
         let drops = p.hosted.dropped_replies();
         self.stats.reply_rule_violations += drops - p.drops_seen;
         p.drops_seen = drops;

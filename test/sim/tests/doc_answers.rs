@@ -97,6 +97,7 @@ const SECTIONS: &[(&str, &str, Session)] = &[
     ),
     ("docs/api.md", "sync", Session::SyncLocal),
     ("docs/api.md", "Documents and edits", Session::SyncLocal),
+    ("docs/api.md", "Awareness", Session::SyncLocal),
     (
         "docs/api.md",
         "Protocol messages (sync to sync)",
@@ -624,7 +625,12 @@ fn run_session(run: &mut Run, file: &'static str, session: Session, steps: &[Ste
                 // A request presence sends the app.
                 if matches!(
                     tag(&doc).as_str(),
-                    "Welcome" | "PresenceEvent" | "Changed" | "Invited" | "Removed"
+                    "Welcome"
+                        | "PresenceEvent"
+                        | "Changed"
+                        | "Invited"
+                        | "Removed"
+                        | "AwarenessChanged"
                 ) {
                     let received = h.sent_to(&sender);
                     match received.get(inbox) {

@@ -194,6 +194,87 @@ fn node_view() -> (ours::NodeView, wp::NodeView) {
     )
 }
 
+/// A `Health` answer in both type systems: one peer with a breaker, one without (presence).
+fn health() -> (p2p_common::resilience::HealthReport, wc::HealthReport) {
+    use p2p_common::resilience::{health as h, Status};
+    (
+        h::HealthReport {
+            node: id("alice.os"),
+            own_trouble: true,
+            peers: vec![
+                h::PeerHealth {
+                    node: id("bob.os"),
+                    status: Status::Degraded,
+                    consecutive_failures: 2,
+                    srtt_ms: Some(40),
+                    breaker: Some(h::BreakerStatus::HalfOpen),
+                    breaker_failures: 0,
+                    sent: 9,
+                    received: 7,
+                },
+                h::PeerHealth {
+                    node: id("carol.os"),
+                    status: Status::Unknown,
+                    consecutive_failures: 0,
+                    srtt_ms: None,
+                    breaker: None,
+                    breaker_failures: 3,
+                    sent: 0,
+                    received: 1,
+                },
+            ],
+            more: 5,
+        },
+        wc::HealthReport {
+            node: "alice.os".into(),
+            own_trouble: true,
+            peers: vec![
+                wc::PeerHealth {
+                    node: "bob.os".into(),
+                    status: wc::ReachStatus::Degraded,
+                    consecutive_failures: 2,
+                    srtt_ms: Some(40),
+                    breaker: Some(wc::BreakerStatus::HalfOpen),
+                    breaker_failures: 0,
+                    sent: 9,
+                    received: 7,
+                },
+                wc::PeerHealth {
+                    node: "carol.os".into(),
+                    status: wc::ReachStatus::Unknown,
+                    consecutive_failures: 0,
+                    srtt_ms: None,
+                    breaker: None,
+                    breaker_failures: 3,
+                    sent: 0,
+                    received: 1,
+                },
+            ],
+            more: 5,
+        },
+    )
+}
+
+#[test]
+fn every_reach_and_breaker_status_is_the_wit_json() {
+    use p2p_common::resilience::{health::BreakerStatus as B, Status as S};
+    for (o, w) in [
+        (S::Unknown, wc::ReachStatus::Unknown),
+        (S::Reachable, wc::ReachStatus::Reachable),
+        (S::Degraded, wc::ReachStatus::Degraded),
+        (S::Unreachable, wc::ReachStatus::Unreachable),
+    ] {
+        same(&o, &w);
+    }
+    for (o, w) in [
+        (B::Closed, wc::BreakerStatus::Closed),
+        (B::Open, wc::BreakerStatus::Open),
+        (B::HalfOpen, wc::BreakerStatus::HalfOpen),
+    ] {
+        same(&o, &w);
+    }
+}
+
 fn pong() -> (api::Pong, wc::Pong) {
     (
         api::Pong {
@@ -426,6 +507,7 @@ fn presence_requests() -> Vec<(ours::Request, wp::Request)> {
             W::SetConfig(config_patch_empty()),
         ),
         (O::Stats {}, W::Stats),
+        (O::Health {}, W::Health),
         (
             O::RegisterNode {
                 info: oi,
@@ -600,6 +682,7 @@ fn presence_responses() -> Vec<(ours::Response, wp::Response)> {
         (O::Unsubscribed {}, W::Unsubscribed),
         (O::Config(c), W::Config(wcfg)),
         (O::Stats(st), W::Stats(wst)),
+        (O::Health(health().0), W::Health(health().1)),
         (
             O::Registered {
                 nodes: ups.clone(),
@@ -1081,6 +1164,7 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
         ),
         (O::Unsubscribe {}, W::Unsubscribe),
         (O::Stats {}, W::Stats),
+        (O::Health {}, W::Health),
         (
             O::Peers { doc: doc() },
             W::Peers(ws::DocRef {
@@ -1162,7 +1246,102 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
                 index: 1,
             }),
         ),
+        (
+            O::SetAwareness {
+                doc: doc(),
+                cursor: Some(os::AwarenessCursor { anchor: 2, head: 5 }),
+                state: Some(awareness_state().0),
+                utf16: true,
+            },
+            W::SetAwareness(ws::SetAwarenessRequest {
+                doc: "alice.os/notes".into(),
+                cursor: Some(ws::AwarenessCursor { anchor: 2, head: 5 }),
+                state: Some(awareness_state().1),
+                utf16: true,
+            }),
+        ),
+        (
+            O::GetAwareness {
+                doc: doc(),
+                utf16: false,
+            },
+            W::GetAwareness(ws::GetAwarenessRequest {
+                doc: "alice.os/notes".into(),
+                utf16: false,
+            }),
+        ),
+        (
+            O::Awareness {
+                doc: doc(),
+                entries: vec![
+                    os::AwarenessEntry {
+                        node: id("bob.os"),
+                        process: "my-app:my-app:someone.os".into(),
+                        clock: 1_764_547_200_000,
+                        age_ms: 40,
+                        cursor: Some(os::WireCursor {
+                            anchor: "0a".into(),
+                            head: "0b".into(),
+                        }),
+                        state: Some(awareness_state().0),
+                    },
+                    os::AwarenessEntry {
+                        node: id("bob.os"),
+                        process: "other:my-app:someone.os".into(),
+                        clock: 3,
+                        age_ms: 0,
+                        cursor: None,
+                        state: None,
+                    },
+                ],
+            },
+            W::Awareness(ws::AwarenessMessage {
+                doc: "alice.os/notes".into(),
+                entries: vec![
+                    ws::AwarenessEntry {
+                        node: "bob.os".into(),
+                        process: "my-app:my-app:someone.os".into(),
+                        clock: 1_764_547_200_000,
+                        age_ms: 40,
+                        cursor: Some(ws::WireCursor {
+                            anchor: "0a".into(),
+                            head: "0b".into(),
+                        }),
+                        state: Some(awareness_state().1),
+                    },
+                    ws::AwarenessEntry {
+                        node: "bob.os".into(),
+                        process: "other:my-app:someone.os".into(),
+                        clock: 3,
+                        age_ms: 0,
+                        cursor: None,
+                        state: None,
+                    },
+                ],
+            }),
+        ),
     ]
+}
+
+/// An awareness state of two keys (sorted by key on the wire).
+fn awareness_state() -> (os::AwarenessState, Vec<ws::AwarenessField>) {
+    (
+        [
+            ("name".to_string(), "Bob".to_string()),
+            ("colour".to_string(), "#2196f3".to_string()),
+        ]
+        .into(),
+        vec![
+            ws::AwarenessField {
+                key: "colour".into(),
+                value: "#2196f3".into(),
+            },
+            ws::AwarenessField {
+                key: "name".into(),
+                value: "Bob".into(),
+            },
+        ],
+    )
 }
 
 fn sync_chunked() -> (os::Chunked, ws::Chunked) {
@@ -1327,6 +1506,7 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
         (O::Subscribed {}, W::Subscribed),
         (O::Unsubscribed {}, W::Unsubscribed),
         (O::Stats(stats), W::Stats(wstats)),
+        (O::Health(health().0), W::Health(health().1)),
         (
             O::Peers(os::DocPeers {
                 doc: doc(),
@@ -1401,6 +1581,47 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
             W::Chunk(ws::ChunkRef {
                 transfer: 7,
                 index: 1,
+            }),
+        ),
+        (O::AwarenessSet {}, W::AwarenessSet),
+        (
+            O::Awareness(os::AwarenessView {
+                doc: doc(),
+                peers: vec![
+                    os::AwarenessPeer {
+                        node: id("bob.os"),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: Some(os::AwarenessCursor { anchor: 4, head: 4 }),
+                        state: Some(awareness_state().0),
+                        age_ms: 1_200,
+                    },
+                    os::AwarenessPeer {
+                        node: id("charlie.os"),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: None,
+                        state: None,
+                        age_ms: 0,
+                    },
+                ],
+            }),
+            W::Awareness(ws::AwarenessView {
+                doc: "alice.os/notes".into(),
+                peers: vec![
+                    ws::AwarenessPeer {
+                        node: "bob.os".into(),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: Some(ws::AwarenessCursor { anchor: 4, head: 4 }),
+                        state: Some(awareness_state().1),
+                        age_ms: 1_200,
+                    },
+                    ws::AwarenessPeer {
+                        node: "charlie.os".into(),
+                        process: "my-app:my-app:someone.os".into(),
+                        cursor: None,
+                        state: None,
+                        age_ms: 0,
+                    },
+                ],
             }),
         ),
     ]
@@ -1478,6 +1699,20 @@ fn sync_responses_and_events_are_the_wit_json() {
             ws::SyncEvent::Removed(ws::RemovedEvent {
                 doc: "alice.os/notes".into(),
                 seq: 2,
+            }),
+        ),
+        (
+            os::SyncEvent::AwarenessChanged {
+                doc: doc(),
+                node: id("bob.os"),
+                process: "my-app:my-app:someone.os".into(),
+                seq: 5,
+            },
+            ws::SyncEvent::AwarenessChanged(ws::AwarenessChangedEvent {
+                doc: "alice.os/notes".into(),
+                node: "bob.os".into(),
+                process: "my-app:my-app:someone.os".into(),
+                seq: 5,
             }),
         ),
     ];
@@ -1713,6 +1948,7 @@ mod notify {
                     limit: Some(10),
                 }),
             ),
+            (O::Health {}, W::Health),
             (
                 O::PeerSubscribe {
                     topic: "news".into(),
@@ -1898,6 +2134,7 @@ mod notify {
                 }),
             ),
             (O::Stats(st), W::Stats(wst)),
+            (O::Health(health().0), W::Health(health().1)),
             (
                 O::PeerSubscribed { next_seq: 2 },
                 W::PeerSubscribed(wn::NextSeq { next_seq: 2 }),
@@ -2113,6 +2350,7 @@ mod txcoord {
                     role: None,
                     cursor: None,
                     limit: None,
+                    include_finished: None,
                 }),
             ),
             (
@@ -2121,12 +2359,14 @@ mod txcoord {
                     role: Some(ot::Role::Participant),
                     cursor: Some(TX.into()),
                     limit: Some(50),
+                    include_finished: Some(true),
                 }),
                 W::List(wt::ListFilter {
                     phase: Some(wt::Phase::Prepared),
                     role: Some(wt::Role::Participant),
                     cursor: Some(TX.into()),
                     limit: Some(50),
+                    include_finished: Some(true),
                 }),
             ),
             (
