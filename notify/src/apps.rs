@@ -37,6 +37,8 @@ pub enum Ctx {
         lost: u64,
         /// When it went out (monotonic).
         sent_at: Millis,
+        /// It is the stream's last message, `Revoked`: answered, the subscription ends.
+        revoked: bool,
     },
 }
 
@@ -198,7 +200,35 @@ impl Apps {
         let Some(st) = streams.get(stream) else {
             return;
         };
-        if a.in_flight || a.waiting || a.cursor >= st.last {
+        if a.in_flight || a.waiting {
+            return;
+        }
+        if a.cursor >= st.last {
+            // Everything received went out: a revoked stream's last word.
+            if let Some(reason) = &st.revoked {
+                a.in_flight = true;
+                let msg = AppMessage::Revoked {
+                    publisher: stream.publisher.clone(),
+                    topic: stream.topic.clone(),
+                    reason: reason.clone(),
+                };
+                out.push(Effect::Send {
+                    to: app.clone(),
+                    body: encode(&msg),
+                    blob: None,
+                    expect: Some(Expect {
+                        timeout_s: APP_TIMEOUT_S,
+                        ctx: Ctx::Deliver {
+                            app: app.clone(),
+                            stream: stream.clone(),
+                            up_to: a.cursor,
+                            lost: 0,
+                            sent_at: now,
+                            revoked: true,
+                        },
+                    }),
+                });
+            }
             return;
         }
         let next = a.cursor + 1;
@@ -245,12 +275,14 @@ impl Apps {
                     up_to,
                     lost,
                     sent_at: now,
+                    revoked: false,
                 },
             }),
         });
     }
 
     /// The app answered: advance its cursor (durable before the next message goes out).
+    /// True if that was a `Revoked`: the subscription is gone (removed in `batch`).
     pub fn on_answered(
         &mut self,
         ctx: Ctx,
@@ -258,16 +290,24 @@ impl Apps {
         now: Millis,
         batch: &mut Batch,
         out: &mut Vec<Eff>,
-    ) {
+    ) -> bool {
         let Ctx::Deliver {
             app,
             stream,
             up_to,
             lost,
+            revoked,
             ..
         } = ctx;
+        if revoked {
+            out.push(log(
+                Level::Info,
+                format!("{app} told its subscription to {stream} was revoked; removed"),
+            ));
+            return self.remove(&app, &stream, batch);
+        }
         let Some(a) = self.subs.get_mut(&(app.clone(), stream.clone())) else {
-            return;
+            return false;
         };
         a.in_flight = false;
         a.attempt = 0;
@@ -284,6 +324,7 @@ impl Apps {
             ));
         }
         self.pump(&app, &stream, streams, now, out);
+        false
     }
 
     /// A delivery failed: retried after a backoff. The kernel refuses a local message at

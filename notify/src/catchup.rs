@@ -13,13 +13,18 @@
 //! tree repair through `IHave` and `Graft` instead. At most one entry and one timer per
 //! remote stream.
 //!
+//! After a restart, the first word to each stream's publisher (`Resume`) or tree parent
+//! (`Graft`) must get through too: sent before our networking is up, it would be lost,
+//! and nothing else would ask. So it expects an answer and is sent again on a failure
+//! (one in flight per stream, [`RESTART_BACKOFF`], at most [`MAX_RESTART_TRIES`] times).
+//!
 //! It owns its timers ([`Timer`]); the core wraps them.
 
 use crate::streams::StreamKey;
 use p2p_common::api::encode;
 use p2p_common::api::notify::{Request, PROCESS};
 use p2p_common::resilience::{Backoff, Jitter};
-use p2p_common::{Address, Effect, Millis, ProcessId};
+use p2p_common::{Address, Effect, Expect, Millis, NodeId, ProcessId};
 use rand::RngCore;
 use std::collections::BTreeMap;
 
@@ -27,16 +32,34 @@ use std::collections::BTreeMap;
 pub const ASK_AFTER_MS: Millis = 3_000;
 /// Asks per gap without progress before we wait for the publisher's next batch.
 pub const MAX_ASKS: u32 = 8;
+/// Timeout of a `Resume` (seconds): only a refusal matters (the publisher dropped us).
+pub const RESUME_TIMEOUT_S: u64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     /// Are we still behind what the publisher of `stream` said it has?
     Ask { stream: StreamKey },
+    /// Send the restart's `Resume` (or, with `graft`, `Graft`) of `stream` again.
+    Restart { stream: StreamKey, graft: bool },
 }
+
+/// Attempts at the first `Resume`/`Graft` of a stream after a restart.
+pub const MAX_RESTART_TRIES: u32 = 8;
+/// Waits between them (networking comes up some seconds after a start).
+pub const RESTART_BACKOFF: Backoff = Backoff {
+    base_ms: 2_000,
+    max_ms: 30_000,
+    factor: 2,
+    jitter: Jitter::Equal,
+};
 
 /// It awaits no answers (`Resume` expects none).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ctx {}
+pub enum Ctx {
+    /// A `Resume` of `stream` to its publisher (its refusal says it dropped us), or, with
+    /// `graft`, a restart's `Graft` to our tree parent.
+    Resume { stream: StreamKey, graft: bool },
+}
 
 type Eff = Effect<Ctx, Timer>;
 
@@ -53,6 +76,9 @@ struct Lag {
 pub struct Catchup {
     lags: BTreeMap<StreamKey, Lag>,
     backoff: Backoff,
+    /// Streams whose restart `Resume` (false) or `Graft` (true) is not answered yet:
+    /// attempts so far, and whether one is in flight.
+    restarts: BTreeMap<(StreamKey, bool), (u32, bool)>,
 }
 
 impl Default for Catchup {
@@ -65,6 +91,7 @@ impl Default for Catchup {
                 factor: 2,
                 jitter: Jitter::Equal,
             },
+            restarts: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +129,78 @@ impl Catchup {
     /// Forget `k` (we no longer subscribe); its timer finds nothing.
     pub fn remove(&mut self, k: &StreamKey) {
         self.lags.remove(k);
+        self.restarts.remove(&(k.clone(), false));
+        self.restarts.remove(&(k.clone(), true));
+    }
+
+    /// Send the restart's first word on `stream`, `body` (a `Resume` or `Graft`) to `to`,
+    /// unless one is in flight; it is sent again on a failure.
+    pub fn restart(
+        &mut self,
+        k: &StreamKey,
+        graft: bool,
+        to: NodeId,
+        body: Vec<u8>,
+        out: &mut Vec<Eff>,
+    ) {
+        let e = self
+            .restarts
+            .entry((k.clone(), graft))
+            .or_insert((0, false));
+        if e.1 {
+            return;
+        }
+        e.1 = true;
+        out.push(Effect::Send {
+            to: Address::new(to, ProcessId::ours(PROCESS)),
+            body,
+            blob: None,
+            expect: Some(Expect {
+                timeout_s: RESUME_TIMEOUT_S,
+                ctx: Ctx::Resume {
+                    stream: k.clone(),
+                    graft,
+                },
+            }),
+        });
+    }
+
+    /// Whether a restart's `Resume`/`Graft` of `k` is still to be answered.
+    pub fn restarting(&self, k: &StreamKey) -> bool {
+        self.restarts.keys().any(|(s, _)| s == k)
+    }
+
+    /// A `Resume`/`Graft` of `k` was answered (anything: the node heard us).
+    pub fn answered(&mut self, k: &StreamKey, graft: bool) {
+        self.restarts.remove(&(k.clone(), graft));
+    }
+
+    /// A `Resume`/`Graft` of `k` got no answer: a restart's is sent again after a backoff.
+    pub fn failed(
+        &mut self,
+        k: &StreamKey,
+        graft: bool,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<Eff>,
+    ) {
+        let key = (k.clone(), graft);
+        let Some(e) = self.restarts.get_mut(&key) else {
+            return;
+        };
+        e.1 = false;
+        e.0 += 1;
+        if e.0 >= MAX_RESTART_TRIES {
+            self.restarts.remove(&key);
+            return;
+        }
+        let delay = RESTART_BACKOFF.delay(e.0 - 1, rng);
+        out.push(Effect::timer(
+            delay,
+            Timer::Restart {
+                stream: k.clone(),
+                graft,
+            },
+        ));
     }
 
     /// Whether we are waiting to catch up with `k`'s publisher.
@@ -117,7 +216,9 @@ impl Catchup {
         rng: &mut dyn RngCore,
         out: &mut Vec<Eff>,
     ) {
-        let Timer::Ask { stream } = t;
+        let Timer::Ask { stream } = t else {
+            return;
+        };
         let Some(ours) = ours else {
             self.lags.remove(&stream);
             return;
@@ -137,13 +238,21 @@ impl Catchup {
             return;
         }
         l.asks += 1;
-        out.push(Effect::notify(
-            Address::new(stream.publisher.clone(), ProcessId::ours(PROCESS)),
-            encode(&Request::Resume {
+        out.push(Effect::Send {
+            to: Address::new(stream.publisher.clone(), ProcessId::ours(PROCESS)),
+            body: encode(&Request::Resume {
                 topic: stream.topic.clone(),
                 up_to: ours,
             }),
-        ));
+            blob: None,
+            expect: Some(Expect {
+                timeout_s: RESUME_TIMEOUT_S,
+                ctx: Ctx::Resume {
+                    stream: stream.clone(),
+                    graft: false,
+                },
+            }),
+        });
         let delay = self.backoff.delay(l.asks, rng);
         out.push(Effect::timer(delay, Timer::Ask { stream }));
     }

@@ -18,8 +18,9 @@ use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
 use p2p_common::api::notify::{
     split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, Roster, SeqRange,
-    TopicRetention, TopicStats, MAX_BATCH, MAX_BODY, MAX_FANOUT, MAX_LOCAL_SUBSCRIPTIONS,
-    MAX_PAYLOAD, MAX_SEQ, MAX_SUBSCRIBERS, MAX_TOPICS, PROCESS,
+    TopicRetention, TopicStats, DEFAULT_PAGE, MAX_BATCH, MAX_BODY, MAX_FANOUT,
+    MAX_LOCAL_SUBSCRIPTIONS, MAX_PAGE_BYTES, MAX_PAYLOAD, MAX_SEQ, MAX_SUBSCRIBERS, MAX_TOPICS,
+    PROCESS,
 };
 use p2p_common::api::{
     decode_request, encode, encode_result, try_decode_response, ApiError, ApiResult, ErrorCode,
@@ -49,6 +50,8 @@ const SIGN_TIMEOUT_S: u64 = 5;
 const MAX_PUBLISHING: usize = 64;
 /// Batches whose signatures are checked at once.
 const MAX_VERIFYING: usize = 64;
+/// Of those, batches from one sending node: one node cannot take every slot.
+const MAX_VERIFYING_PER_SENDER: usize = 16;
 /// How long a signed publish waits before looking again whether it is first in line.
 const PUBLISH_WAIT_MS: Millis = 20;
 /// How long after a change of a large topic's subscribers its roster is signed again (the
@@ -102,6 +105,12 @@ pub enum Ctx {
     Verify {
         token: u64,
         index: usize,
+    },
+    /// A `Resume` of stream `stream` to its publisher (refused: we were dropped), or, with
+    /// `graft`, a restart's `Graft` to our tree parent.
+    Resume {
+        stream: StreamKey,
+        graft: bool,
     },
     /// A `PeerSubscribe` made for a local app's `Subscribe` (answered when it returns).
     PeerSubscribe {
@@ -161,6 +170,8 @@ pub struct Notify {
     pub refused: u64,
     /// Batches with a note whose signature did not verify.
     pub signature_failures: u64,
+    /// Batches whose publisher said a range is lost beyond what it sends.
+    bad_lost: u64,
     /// Publishes being signed, per topic, in arrival order.
     publishing: BTreeMap<String, VecDeque<Publishing>>,
     /// Batches whose signatures are being checked.
@@ -198,12 +209,14 @@ struct Verifying {
     checked: Vec<Option<bool>>,
 }
 
-/// A `Deliver` as taken: stream, lost range, notes, roster, the publisher's `last`.
+/// A `Deliver` as taken: stream, lost range, notes, roster, the publisher's `last` when it
+/// counts for catching up, and the sender's `last` as sent.
 type Delivery = (
     StreamKey,
     Option<SeqRange>,
     Vec<Notification>,
     Option<Roster>,
+    Option<u64>,
     Option<u64>,
 );
 
@@ -309,6 +322,7 @@ impl Notify {
             duplicates_suppressed: 0,
             refused: 0,
             signature_failures: 0,
+            bad_lost: 0,
             publishing: BTreeMap::new(),
             verifying: BTreeMap::new(),
             next_token: 0,
@@ -352,6 +366,56 @@ impl Notify {
             duplicates_suppressed: self.duplicates_suppressed,
             refused: self.refused,
             relays: self.relays.stats(),
+            next_cursor: None,
+        }
+    }
+
+    /// One page of our topics by name, after `cursor`: at most `limit` and
+    /// [`MAX_PAGE_BYTES`] of them (at least one), and the cursor of the next page.
+    fn page<T: serde::Serialize>(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+        item: impl Fn(&str) -> Option<T>,
+    ) -> (Vec<T>, Option<String>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let limit = limit.unwrap_or(DEFAULT_PAGE) as usize;
+        let from = cursor.map_or(Unbounded, |c| Excluded(c.to_string()));
+        let (mut page, mut bytes, mut next) = (Vec::new(), 0usize, None);
+        let mut last: Option<&String> = None;
+        for name in self
+            .outbox
+            .topics
+            .range::<String, _>((from, Unbounded))
+            .map(|(n, _)| n)
+        {
+            let Some(v) = item(name) else { continue };
+            let size = serde_json::to_vec(&v).map_or(0, |b| b.len());
+            if page.len() >= limit || (!page.is_empty() && bytes + size > MAX_PAGE_BYTES) {
+                next = last.cloned();
+                break;
+            }
+            bytes += size;
+            page.push(v);
+            last = Some(name);
+        }
+        (page, next)
+    }
+
+    /// `Stats` as answered: our topics a page at a time, the rest in full.
+    pub fn stats_page(&self, cursor: Option<&str>, limit: Option<u32>) -> NotifyStats {
+        let (topics, next_cursor) = self.page(cursor, limit, |name| {
+            let mut t = self.outbox.topic_stats(name, &self.streams)?;
+            self.tree_topic_stats(&mut t);
+            Some(t)
+        });
+        NotifyStats {
+            topics,
+            subscriptions: self.apps.stats(&self.streams),
+            duplicates_suppressed: self.duplicates_suppressed,
+            refused: self.refused,
+            relays: self.relays.stats(),
+            next_cursor,
         }
     }
 
@@ -399,10 +463,72 @@ impl Notify {
         out.extend(v.into_iter().map(|e| lift(e, Ctx::Relay, Tick::Relay)));
     }
     fn lift_catchup(v: Vec<Effect<catchup::Ctx, catchup::Timer>>, out: &mut Vec<Eff>) {
-        fn none(c: catchup::Ctx) -> Ctx {
-            match c {}
+        fn resume(c: catchup::Ctx) -> Ctx {
+            let catchup::Ctx::Resume { stream, graft } = c;
+            Ctx::Resume { stream, graft }
         }
-        out.extend(v.into_iter().map(|e| lift(e, none, Tick::Catchup)));
+        out.extend(v.into_iter().map(|e| lift(e, resume, Tick::Catchup)));
+    }
+
+    /// What we say to resume remote stream `k` after a restart, and to whom: `Graft` to
+    /// our tree parent (`graft`), or `Resume` to the publisher, which a tree member sends
+    /// too: the publisher's refusal is how one it dropped learns it (None: we no longer
+    /// subscribe, or have no parent to graft onto).
+    fn restart_word(&self, k: &StreamKey, graft: bool) -> Option<(NodeId, Vec<u8>)> {
+        let s = self.streams.get(k).filter(|s| s.remote)?;
+        let parent = if graft {
+            Some(self.relays.parent(k)?)
+        } else {
+            None
+        };
+        Some(match parent {
+            Some(p) => (
+                p,
+                encode(&Request::Graft {
+                    publisher: k.publisher.clone(),
+                    topic: k.topic.clone(),
+                    up_to: s.last,
+                }),
+            ),
+            None => (
+                k.publisher.clone(),
+                encode(&Request::Resume {
+                    topic: k.topic.clone(),
+                    up_to: s.last,
+                }),
+            ),
+        })
+    }
+
+    /// Our subscription to `k` was revoked by its publisher: take nothing more of it, and
+    /// tell its apps once they have what we hold (see [`Apps::pump`]). False if we do not
+    /// subscribe to `k`.
+    fn revoked(&mut self, k: &StreamKey, reason: &str, now: Millis, out: &mut Vec<Eff>) -> bool {
+        let mut cut = reason.len().min(p2p_common::api::notify::MAX_REASON);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut b = Batch::forced();
+        if !self.streams.revoke(k, reason[..cut].to_string(), &mut b) {
+            return false;
+        }
+        self.relays.remove(k, &mut b);
+        self.catchup.remove(k);
+        out.push(log(
+            Level::Info,
+            format!(
+                "{k}: the publisher revoked our subscription: {}",
+                &reason[..cut]
+            ),
+        ));
+        if !self.apps.readers(k) {
+            self.streams.remove(k, &mut b);
+        }
+        push_store(out, b);
+        let mut a = Vec::new();
+        self.apps.pump_stream(k, &self.streams, now, &mut a);
+        Self::lift_app(a, out);
+        true
     }
 
     /// A batch of `k` from its publisher, which says its stream reaches `told`, is
@@ -541,8 +667,8 @@ impl Notify {
                             let told = last.filter(|_| {
                                 from.node == k.publisher && self.relays.parent(&k).is_none()
                             });
-                            let got = (k, lost, notes, roster, told);
-                            match self.deliver(id, &from, got, blob, now) {
+                            let got = (k, lost, notes, roster, told, last);
+                            match self.deliver(id, &from, got, blob, now, out) {
                                 // Answered once every new note's signature is checked.
                                 Ok(effects) => {
                                     out.extend(effects);
@@ -599,6 +725,9 @@ impl Notify {
                     .ensure(&StreamKey::new(&self.me, &topic), 0, false, &mut b);
                 if !gone.is_empty() {
                     self.roster_changed(&topic, out);
+                    let mut o = Vec::new();
+                    self.outbox.pump_revokes(&topic, now, &mut o);
+                    Self::lift_out(o, out);
                     out.push(log(
                         Level::Info,
                         format!(
@@ -683,15 +812,18 @@ impl Notify {
             Request::ListSubscriptions {} => Ok(Response::Subscriptions {
                 subscriptions: self.apps.list(from, &self.streams),
             }),
-            Request::ListTopics {} => Ok(Response::Topics {
-                topics: self
-                    .outbox
-                    .topics
-                    .keys()
-                    .filter_map(|t| self.outbox.info(t, &self.streams))
-                    .collect(),
-            }),
-            Request::Stats {} => Ok(Response::Stats(self.stats())),
+            Request::ListTopics { cursor, limit } => {
+                let (topics, next_cursor) = self.page(cursor.as_deref(), limit, |t| {
+                    self.outbox.info(t, &self.streams)
+                });
+                Ok(Response::Topics {
+                    topics,
+                    next_cursor,
+                })
+            }
+            Request::Stats { cursor, limit } => {
+                Ok(Response::Stats(self.stats_page(cursor.as_deref(), limit)))
+            }
             Request::Health {} => Ok(Response::Health(self.health(now))),
             Request::PeerSubscribe { topic } => {
                 let Some(t) = self.outbox.topics.get(&topic) else {
@@ -745,10 +877,37 @@ impl Notify {
             }
             Request::Resume { topic, up_to } => {
                 let mut o = Vec::new();
-                self.outbox
-                    .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                let mut b = Batch::lazy();
+                let taken = self.outbox.resume(
+                    &topic,
+                    &from.node,
+                    up_to,
+                    &self.streams,
+                    now,
+                    &mut b,
+                    &mut o,
+                );
+                push_store(out, b);
+                // A dropped subscriber that missed its `Revoke` is told again.
+                self.outbox.kick_revoke(&topic, &from.node, now, &mut o);
                 Self::lift_out(o, out);
-                Ok(Response::Accepted {})
+                if taken {
+                    Ok(Response::Accepted {})
+                } else {
+                    self.refused += 1;
+                    Err(self.not_a_subscriber(&topic, &from.node))
+                }
+            }
+            Request::Revoke { topic, reason } => {
+                let k = StreamKey::new(&from.node, &topic);
+                if self.revoked(&k, &reason, now, out) {
+                    Ok(Response::Accepted {})
+                } else {
+                    Err(ApiError::not_found(format!(
+                        "{} does not subscribe to {k}",
+                        self.me
+                    )))
+                }
             }
             Request::IHave {
                 publisher,
@@ -790,13 +949,29 @@ impl Notify {
                         .relays
                         .on_graft(&k, &from.node, up_to, &self.streams, now, &mut r);
                 Self::lift_relay(r, out);
+                if publisher == self.me && !subscriber {
+                    let mut o = Vec::new();
+                    self.outbox.kick_revoke(&topic, &from.node, now, &mut o);
+                    Self::lift_out(o, out);
+                    self.refused += 1;
+                    return Err(self.not_a_subscriber(&topic, &from.node));
+                }
                 if taken {
                     Ok(Response::Accepted {})
                 } else if subscriber {
                     // Not in the tree (yet): it gets everything directly; resume it.
                     let mut o = Vec::new();
-                    self.outbox
-                        .resume(&topic, &from.node, up_to, &self.streams, now, &mut o);
+                    let mut b = Batch::lazy();
+                    self.outbox.resume(
+                        &topic,
+                        &from.node,
+                        up_to,
+                        &self.streams,
+                        now,
+                        &mut b,
+                        &mut o,
+                    );
+                    push_store(out, b);
                     Self::lift_out(o, out);
                     Ok(Response::Accepted {})
                 } else {
@@ -812,6 +987,22 @@ impl Notify {
                 self.relays.on_prune(&k, &from.node);
                 Ok(Response::Accepted {})
             }
+        }
+    }
+
+    /// The refusal of a `Resume` or `Graft` of our `topic` from `node`, which is not (any
+    /// longer) its subscriber: the subscriber drops the stream and tells its apps.
+    fn not_a_subscriber(&self, topic: &str, node: &NodeId) -> ApiError {
+        match self.outbox.topics.get(topic) {
+            None => ApiError::not_found(format!("{} has no topic {topic:?}", self.me)),
+            Some(t) if !t.meta.policy.admits(node) => ApiError::forbidden(format!(
+                "the policy of topic {topic:?} of {} no longer admits {node}",
+                self.me
+            )),
+            Some(_) => ApiError::not_found(format!(
+                "{node} does not subscribe to topic {topic:?} of {}; subscribe again",
+                self.me
+            )),
         }
     }
 
@@ -1046,9 +1237,10 @@ impl Notify {
         &mut self,
         id: RequestId,
         from: &Address,
-        (k, lost, notes, roster, told): Delivery,
+        (k, lost, notes, roster, told, told_raw): Delivery,
         blob: Option<Vec<u8>>,
         now: Millis,
+        logs: &mut Vec<Eff>,
     ) -> ApiResult<Vec<Eff>> {
         let lost = if from.node == k.publisher {
             lost
@@ -1084,6 +1276,35 @@ impl Notify {
                 "lost range {}..={} is not a range of sequence numbers 1..={MAX_SEQ}",
                 r.from, r.to
             )));
+        }
+        // A publisher says a range is lost only right before the batch's first note, or,
+        // with no note, up to its stream's end (`last`): the numbers after it are then
+        // what it actually has (`outbox::pump`). A range past them would make its later
+        // real notes duplicates for ever.
+        if let Some(r) = lost {
+            let fits = match notes.first() {
+                Some(n) => r.to.checked_add(1) == Some(n.seq),
+                None => told_raw == Some(r.to),
+            };
+            if !fits {
+                self.refused += 1;
+                self.bad_lost += 1;
+                if self.bad_lost.is_power_of_two() {
+                    logs.push(log(
+                        Level::Warn,
+                        format!(
+                            "{k}: {} said {}..={} is lost, beyond what it sends (its last {:?}); \
+                         refused ({} such batches so far)",
+                            from.node, r.from, r.to, told_raw, self.bad_lost
+                        ),
+                    ));
+                }
+                return Err(ApiError::bad_request(format!(
+                    "lost range {}..={} must end right before the batch's first note, or, \
+                     without notes, at the stream's last number",
+                    r.from, r.to
+                )));
+            }
         }
         let payloads = match split_payloads(&notes, blob.as_deref().unwrap_or_default()) {
             Ok(p) => p,
@@ -1131,6 +1352,20 @@ impl Notify {
             return Err(ApiError::new(
                 ErrorCode::Overloaded,
                 "too many batches being checked; retry shortly",
+            ));
+        }
+        let theirs = self
+            .verifying
+            .values()
+            .filter(|v| v.from == from.node)
+            .count();
+        if theirs >= MAX_VERIFYING_PER_SENDER {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "{MAX_VERIFYING_PER_SENDER} batches from your node are being checked; \
+                     retry shortly"
+                ),
             ));
         }
         self.next_token += 1;
@@ -1502,6 +1737,9 @@ impl Notify {
                         topic: k.topic.clone(),
                     }),
                 ));
+            } else if self.streams.get(k).is_some_and(|s| s.revoked.is_some()) {
+                // Its last reader was told it was revoked.
+                self.streams.remove(k, b);
             }
         } else {
             self.prune(k, b);
@@ -1587,17 +1825,50 @@ impl Notify {
                 let stream = match &c {
                     apps::Ctx::Deliver { stream, .. } => stream.clone(),
                 };
-                self.apps.on_answered(c, &self.streams, now, &mut b, &mut a);
+                if self.apps.on_answered(c, &self.streams, now, &mut b, &mut a) {
+                    self.after_reader_left(&stream, &mut b, out);
+                }
                 self.prune(&stream, &mut b);
                 // The cursor is on disk before the next message goes out.
                 push_store(out, b);
                 Self::lift_app(a, out);
             }
+            Ctx::Out(c @ outbox::Ctx::Revoke { .. }) => {
+                let mut o = Vec::new();
+                let mut b = Batch::lazy();
+                let r = try_decode_response::<Response>(&body);
+                // Taken, no such stream there, or an older node that does not know Revoke.
+                let told = match &r {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest),
+                    Err(_) => false,
+                };
+                let why = match r {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no valid answer from {from}"),
+                };
+                self.outbox
+                    .on_revoke_answer(c, told, &why, &mut self.rng, now, &mut b, &mut o);
+                push_store(out, b);
+                Self::lift_out(o, out);
+            }
+            Ctx::Resume { stream, graft } => {
+                self.catchup.answered(&stream, graft);
+                // Only the publisher's refusal counts: it dropped us.
+                if let Ok(Err(e)) = try_decode_response::<Response>(&body) {
+                    if from.node == stream.publisher
+                        && matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden)
+                    {
+                        self.revoked(&stream, &e.message, now, out);
+                    }
+                }
+            }
             Ctx::Out(c) => {
                 let mut o = Vec::new();
                 let mut b = Batch::lazy();
-                let topic = match &c {
-                    outbox::Ctx::Deliver { topic, .. } => topic.clone(),
+                let (topic, node) = match &c {
+                    outbox::Ctx::Deliver { topic, node, .. }
+                    | outbox::Ctx::Revoke { topic, node, .. } => (topic.clone(), node.clone()),
                 };
                 match try_decode_response::<Response>(&body) {
                     Ok(Ok(Response::Delivered { up_to })) if self.outbox.is_progress(&c, up_to) => {
@@ -1611,8 +1882,7 @@ impl Notify {
                     }
                     Ok(Err(e)) if e.code == ErrorCode::NotFound => {
                         // It does not subscribe (any more): stop sending to it.
-                        let outbox::Ctx::Deliver { node, .. } = &c;
-                        self.outbox.unsubscribe(&topic, node, &mut b);
+                        self.outbox.unsubscribe(&topic, &node, &mut b);
                         self.roster_changed(&topic, out);
                         o.push(log(
                             Level::Info,
@@ -1649,6 +1919,8 @@ impl Notify {
                     }
                     Ok(Ok(Response::PeerSubscribed { next_seq })) => {
                         let mut b = Batch::forced();
+                        // Admitted again while the apps of a revoked stream are being told.
+                        self.streams.readmit(&stream, &mut b);
                         self.streams
                             .ensure(&stream, next_seq.saturating_sub(1), true, &mut b);
                         push_store(out, b);
@@ -1697,6 +1969,26 @@ impl Notify {
                 self.apps.on_failed(c, &mut self.rng, &mut a);
                 Self::lift_app(a, out);
             }
+            Ctx::Resume { stream, graft } => {
+                let mut c = Vec::new();
+                self.catchup.failed(&stream, graft, &mut self.rng, &mut c);
+                Self::lift_catchup(c, out);
+            }
+            Ctx::Out(c @ outbox::Ctx::Revoke { .. }) => {
+                let mut o = Vec::new();
+                let mut b = Batch::lazy();
+                self.outbox.on_revoke_answer(
+                    c,
+                    false,
+                    &format!("{kind:?}"),
+                    &mut self.rng,
+                    now,
+                    &mut b,
+                    &mut o,
+                );
+                push_store(out, b);
+                Self::lift_out(o, out);
+            }
             Ctx::Out(c) => {
                 let mut o = Vec::new();
                 self.outbox.on_failed(
@@ -1737,8 +2029,19 @@ impl Notify {
                 self.relays.on_timer(t, &self.streams, now, &mut r);
                 Self::lift_relay(r, out);
             }
+            Tick::Catchup(catchup::Timer::Restart { stream, graft }) => {
+                let mut c = Vec::new();
+                if let Some((to, body)) = self.restart_word(&stream, graft) {
+                    self.catchup.restart(&stream, graft, to, body, &mut c);
+                } else {
+                    self.catchup.answered(&stream, graft);
+                }
+                Self::lift_catchup(c, out);
+            }
             Tick::Catchup(t) => {
-                let catchup::Timer::Ask { stream } = &t;
+                let catchup::Timer::Ask { stream } = &t else {
+                    return;
+                };
                 let ours = self
                     .streams
                     .get(stream)
@@ -1799,24 +2102,23 @@ impl Notify {
                 self.apps.len()
             ),
         ));
-        // We may have been away: ask each publisher (or our tree parent) for what we lack.
-        for (k, s) in &self.streams.map {
-            if !s.remote {
-                continue;
+        // We may have been away: ask each publisher (or our tree parent) for what we lack,
+        // until it answers (our networking may not be up yet).
+        let remote: Vec<StreamKey> = self
+            .streams
+            .map
+            .iter()
+            .filter(|(_, s)| s.remote)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in remote {
+            for graft in [true, false] {
+                if let Some((to, body)) = self.restart_word(&k, graft) {
+                    let mut c = Vec::new();
+                    self.catchup.restart(&k, graft, to, body, &mut c);
+                    Self::lift_catchup(c, out);
+                }
             }
-            let body = match self.relays.parent(k) {
-                Some(_) => encode(&Request::Graft {
-                    publisher: k.publisher.clone(),
-                    topic: k.topic.clone(),
-                    up_to: s.last,
-                }),
-                None => encode(&Request::Resume {
-                    topic: k.topic.clone(),
-                    up_to: s.last,
-                }),
-            };
-            let to = self.relays.parent(k).unwrap_or_else(|| k.publisher.clone());
-            out.push(Effect::notify(address(&to), body));
         }
         let mut r = Vec::new();
         self.relays.start(&self.streams, now, &mut r);
@@ -1826,6 +2128,7 @@ impl Notify {
             let mut o = Vec::new();
             if k.publisher == self.me {
                 self.outbox.pump_topic(&k.topic, &self.streams, now, &mut o);
+                self.outbox.pump_revokes(&k.topic, now, &mut o);
             }
             Self::lift_out(o, out);
             let mut a = Vec::new();
@@ -2017,7 +2320,23 @@ mod doc_numbers {
             ),
             "at most 2^53 - 1 (`MAX_SEQ`".to_string(),
             format!(
-                "at most {MAX_VERIFYING} batches being verified and {MAX_PUBLISHING} publishes per topic"
+                "at most {MAX_VERIFYING} batches being verified ({MAX_VERIFYING_PER_SENDER} from one sending node"
+            ),
+            format!("cannot take every slot) and {MAX_PUBLISHING} publishes per topic being signed at once"),
+            format!(
+                "(at most {} and {} MiB of them per page)",
+                p2p_common::api::notify::MAX_PAGE,
+                MAX_PAGE_BYTES >> 20
+            ),
+            format!(
+                "the same backoff (at most {} s apart), until",
+                BACKOFF.max_ms / 1_000
+            ),
+            format!(
+                "backoff {}..{} s with jitter, one in flight per stream, at most {} times",
+                crate::catchup::RESTART_BACKOFF.base_ms / 1_000,
+                crate::catchup::RESTART_BACKOFF.max_ms / 1_000,
+                crate::catchup::MAX_RESTART_TRIES
             ),
             format!(
                 "{} subscriber nodes per topic, {MAX_TOPICS} topics, {} app subscriptions",

@@ -16,7 +16,7 @@ use crate::streams::{Entry, Retention, StreamKey, Streams};
 use p2p_common::api::encode;
 use p2p_common::api::notify::{
     Notification, Policy, Request, SeqRange, SubscriberStats, TopicInfo, TopicRetention,
-    TopicStats, MAX_BATCH, PROCESS,
+    TopicStats, MAX_BATCH, MAX_SUBSCRIBERS, PROCESS,
 };
 use p2p_common::resilience::{
     Backoff, BreakerConfig, Breakers, Jitter, Reachability, ReachabilityConfig,
@@ -54,7 +54,7 @@ pub const TIMEOUT_DOUBLINGS: u32 = 2;
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
-    /// Try `node` again for `topic`.
+    /// Try `node` again for `topic` (a `Deliver`, or a `Revoke` if it was dropped).
     Retry { topic: String, node: NodeId },
 }
 
@@ -66,6 +66,12 @@ pub enum Ctx {
         topic: String,
         node: NodeId,
         up_to: u64,
+        sent_at: Millis,
+    },
+    /// A `Revoke` of `topic` to `node`, a subscriber the topic's policy dropped.
+    Revoke {
+        topic: String,
+        node: NodeId,
         sent_at: Millis,
     },
 }
@@ -80,6 +86,31 @@ pub struct Sub {
     waiting: bool,
     attempt: u32,
     pub stats: SubscriberStats,
+}
+
+/// A subscriber node the topic's policy dropped, not yet told so.
+#[derive(Debug, Clone)]
+pub struct Revoking {
+    pub reason: String,
+    in_flight: bool,
+    waiting: bool,
+    attempt: u32,
+}
+
+impl Revoking {
+    fn new(reason: String) -> Self {
+        Revoking {
+            reason,
+            in_flight: false,
+            waiting: false,
+            attempt: 0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RevokeRecord {
+    reason: String,
 }
 
 /// One topic of ours.
@@ -102,6 +133,9 @@ pub struct Topic {
     /// Subscribers in the topic's relay tree (its current roster): they get notifications
     /// from their tree parent, not from this outbox.
     pub in_tree: BTreeSet<NodeId>,
+    /// Subscribers the policy dropped that are still to be told (`v <topic> <node>`; at
+    /// most [`MAX_SUBSCRIBERS`]).
+    pub revoked: BTreeMap<NodeId, Revoking>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,6 +148,9 @@ fn topic_key(topic: &str) -> Vec<u8> {
 }
 fn sub_key(topic: &str, node: &NodeId) -> Vec<u8> {
     format!("r {topic} {node}").into_bytes()
+}
+fn revoke_key(topic: &str, node: &NodeId) -> Vec<u8> {
+    format!("v {topic} {node}").into_bytes()
 }
 
 /// Our topics and their outboxes.
@@ -208,6 +245,7 @@ impl Outbox {
                 published: 0,
                 dropped_by_retention: 0,
                 in_tree: BTreeSet::new(),
+                revoked: BTreeMap::new(),
             });
         t.meta.owner = owner;
         t.meta.policy = policy;
@@ -224,8 +262,156 @@ impl Outbox {
         for n in &gone {
             t.subs.remove(n);
             batch.ops.push((sub_key(topic, n), None));
+            // Told with a `Revoke` (the core pumps it); past the bound, at its next Resume.
+            if t.revoked.len() < MAX_SUBSCRIBERS {
+                let reason = format!(
+                    "the policy of topic {topic:?} of {} no longer admits {n}",
+                    self.me
+                );
+                batch.ops.push((
+                    revoke_key(topic, n),
+                    Some(
+                        serde_json::to_vec(&RevokeRecord {
+                            reason: reason.clone(),
+                        })
+                        .expect("serializes"),
+                    ),
+                ));
+                t.revoked.insert(n.clone(), Revoking::new(reason));
+            }
         }
         gone
+    }
+
+    /// Whether `node` was dropped from `topic` and is still to be told.
+    pub fn is_revoked(&self, topic: &str, node: &NodeId) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|t| t.revoked.contains_key(node))
+    }
+
+    /// A dropped subscriber spoke to us (`Resume`, `Graft`): tell it at once.
+    pub fn kick_revoke(&mut self, topic: &str, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        let Some(r) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.revoked.get_mut(node))
+        else {
+            return;
+        };
+        r.attempt = 0;
+        if r.waiting {
+            r.waiting = false;
+            out.push(Effect::CancelTimer(Timer::Retry {
+                topic: topic.to_string(),
+                node: node.clone(),
+            }));
+        }
+        self.pump_revoke(topic, node, now, out);
+    }
+
+    /// Send `node` its `Revoke` of `topic` if it is due one and none is in flight.
+    fn pump_revoke(&mut self, topic: &str, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        let Some(r) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.revoked.get_mut(node))
+        else {
+            return;
+        };
+        if r.in_flight || r.waiting {
+            return;
+        }
+        r.in_flight = true;
+        let timeout_s = self.reach.suggested_timeout_ms(node).div_ceil(1_000).max(1);
+        out.push(Effect::Send {
+            to: Address::new(node.clone(), ProcessId::ours(PROCESS)),
+            body: encode(&Request::Revoke {
+                topic: topic.to_string(),
+                reason: r.reason.clone(),
+            }),
+            blob: None,
+            expect: Some(Expect {
+                timeout_s,
+                ctx: Ctx::Revoke {
+                    topic: topic.to_string(),
+                    node: node.clone(),
+                    sent_at: now,
+                },
+            }),
+        });
+    }
+
+    /// Every dropped subscriber of `topic` not yet told is sent its `Revoke`.
+    pub fn pump_revokes(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
+        let nodes: Vec<NodeId> = self
+            .topics
+            .get(topic)
+            .map(|t| t.revoked.keys().cloned().collect())
+            .unwrap_or_default();
+        for n in nodes {
+            self.pump_revoke(topic, &n, now, out);
+        }
+    }
+
+    /// The answer to a `Revoke`: `told` (it took it, holds no such stream, or is an older
+    /// node that does not know `Revoke`) ends it; otherwise it is tried again after a
+    /// backoff, until told (as a `Deliver` to a subscriber that is away is: at most
+    /// [`MAX_SUBSCRIBERS`] per topic, each one every 30 s at most once the backoff is at its
+    /// cap).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_revoke_answer(
+        &mut self,
+        ctx: Ctx,
+        told: bool,
+        why: &str,
+        rng: &mut dyn RngCore,
+        now: Millis,
+        batch: &mut Batch,
+        out: &mut Vec<Eff>,
+    ) {
+        let Ctx::Revoke {
+            topic,
+            node,
+            sent_at,
+        } = ctx
+        else {
+            return;
+        };
+        let Some(t) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        let Some(r) = t.revoked.get_mut(&node) else {
+            return;
+        };
+        r.in_flight = false;
+        r.attempt = r.attempt.saturating_add(1);
+        if told {
+            t.revoked.remove(&node);
+            batch.ops.push((revoke_key(&topic, &node), None));
+            out.push(log(
+                Level::Info,
+                format!("{topic}: {node} told it was dropped"),
+            ));
+            return;
+        }
+        if r.attempt.is_power_of_two() {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{topic}: {node} not told it was dropped yet ({why}; {} tries)",
+                    r.attempt
+                ),
+            ));
+        }
+        let waited = now.saturating_sub(sent_at);
+        let delay = self
+            .backoff
+            .delay(r.attempt - 1, rng)
+            .saturating_sub(waited)
+            .max(100);
+        r.waiting = true;
+        out.push(Effect::timer(delay, Timer::Retry { topic, node }));
     }
 
     pub fn info(&self, topic: &str, streams: &Streams) -> Option<TopicInfo> {
@@ -246,6 +432,9 @@ impl Outbox {
     /// Returns the first sequence number it will be sent.
     pub fn subscribe(&mut self, topic: &str, node: &NodeId, last: u64, batch: &mut Batch) -> u64 {
         let t = self.topics.get_mut(topic).expect("checked by the caller");
+        if t.revoked.remove(node).is_some() {
+            batch.ops.push((revoke_key(topic, node), None));
+        }
         let s = t.subs.entry(node.clone()).or_insert_with(|| {
             batch.ops.push((
                 sub_key(topic, node),
@@ -292,7 +481,10 @@ impl Outbox {
             .min()
     }
 
-    /// A subscriber is back with everything up to `up_to`: try it at once.
+    /// A subscriber is back with everything up to `up_to`: try it at once. One that has
+    /// less than it acknowledged (it restored older storage) is sent the rest again from
+    /// retention, or told what left it (`lost`); the lower mark is written in `batch`.
+    #[allow(clippy::too_many_arguments)]
     pub fn resume(
         &mut self,
         topic: &str,
@@ -300,6 +492,7 @@ impl Outbox {
         up_to: u64,
         streams: &Streams,
         now: Millis,
+        batch: &mut Batch,
         out: &mut Vec<Eff>,
     ) -> bool {
         let last = streams
@@ -312,7 +505,24 @@ impl Outbox {
         else {
             return false;
         };
-        s.acked = s.acked.max(up_to.min(last));
+        let up_to = up_to.min(last);
+        if up_to < s.acked {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{topic}: {node} resumes from {up_to}, below the {} it acknowledged (its \
+                     storage went back?); sending the rest again",
+                    s.acked
+                ),
+            ));
+            batch.ops.push((
+                sub_key(topic, node),
+                Some(serde_json::to_vec(&SubRecord { acked: up_to }).expect("serializes")),
+            ));
+        }
+        // What it says it has, higher or lower than what it acknowledged before (its
+        // `stats.acked` keeps the highest, so nothing is counted delivered twice).
+        s.acked = up_to;
         s.attempt = 0;
         if s.waiting {
             s.waiting = false;
@@ -321,7 +531,8 @@ impl Outbox {
                 node: node.clone(),
             }));
         }
-        self.breakers.remove(node);
+        // Its breaker stays as it is: only a delivery of ours that succeeds closes it (a
+        // peer must not reset what protects us from it).
         self.pump(topic, node, streams, now, out);
         true
     }
@@ -436,7 +647,10 @@ impl Outbox {
     pub fn is_progress(&self, ctx: &Ctx, their_up_to: u64) -> bool {
         let Ctx::Deliver {
             topic, node, up_to, ..
-        } = ctx;
+        } = ctx
+        else {
+            return true;
+        };
         match self.topics.get(topic).and_then(|t| t.subs.get(node)) {
             Some(s) => *up_to <= s.acked || their_up_to.min(*up_to) > s.acked,
             None => true,
@@ -459,7 +673,10 @@ impl Outbox {
             node,
             up_to,
             sent_at,
-        } = ctx;
+        } = ctx
+        else {
+            return;
+        };
         self.reach
             .on_success(&node, now, Some(now.saturating_sub(sent_at)));
         self.breakers.on_success(&node, now);
@@ -476,18 +693,22 @@ impl Outbox {
         s.attempt = 0;
         let new = their_up_to.min(up_to);
         if new > s.acked {
-            // What it acknowledged past a lost range it was told of.
-            let lost_to = first.saturating_sub(1);
-            if s.acked < lost_to {
-                let lost = lost_to.min(new) - s.acked;
-                s.stats.dropped_by_retention += lost;
-                t.dropped_by_retention += lost;
-                s.stats.delivered += new - s.acked - lost;
-            } else {
-                s.stats.delivered += new - s.acked;
+            // Counted once: from the highest it ever acknowledged (it may have gone back).
+            let counted = s.acked.max(s.stats.acked);
+            if new > counted {
+                // What it acknowledged past a lost range it was told of.
+                let lost_to = first.saturating_sub(1);
+                if counted < lost_to {
+                    let lost = lost_to.min(new) - counted;
+                    s.stats.dropped_by_retention += lost;
+                    t.dropped_by_retention += lost;
+                    s.stats.delivered += new - counted - lost;
+                } else {
+                    s.stats.delivered += new - counted;
+                }
+                s.stats.acked = new;
             }
             s.acked = new;
-            s.stats.acked = new;
             batch.ops.push((
                 sub_key(&topic, &node),
                 Some(serde_json::to_vec(&SubRecord { acked: new }).expect("serializes")),
@@ -511,7 +732,10 @@ impl Outbox {
             node,
             sent_at,
             ..
-        } = ctx;
+        } = ctx
+        else {
+            return;
+        };
         match kind {
             Some(k) => self.reach.on_send_failed(&node, k, now),
             None => self.reach.on_success(&node, now, None),
@@ -550,6 +774,15 @@ impl Outbox {
 
     pub fn on_timer(&mut self, t: Timer, streams: &Streams, now: Millis, out: &mut Vec<Eff>) {
         let Timer::Retry { topic, node } = t;
+        if let Some(r) = self
+            .topics
+            .get_mut(&topic)
+            .and_then(|t| t.revoked.get_mut(&node))
+        {
+            r.waiting = false;
+            self.pump_revoke(&topic, &node, now, out);
+            return;
+        }
         if let Some(s) = self
             .topics
             .get_mut(&topic)
@@ -562,10 +795,18 @@ impl Outbox {
 
     pub fn stats(&self, streams: &Streams) -> Vec<TopicStats> {
         self.topics
-            .iter()
-            .map(|(name, t)| {
+            .keys()
+            .filter_map(|name| self.topic_stats(name, streams))
+            .collect()
+    }
+
+    /// The stats of our topic `name` (direct fan-out; the core adds the tree's).
+    pub fn topic_stats(&self, name: &str, streams: &Streams) -> Option<TopicStats> {
+        self.topics.get(name).map(|t| {
+            {
+                let name = name.to_string();
                 let last = streams
-                    .get(&StreamKey::new(&self.me, name))
+                    .get(&StreamKey::new(&self.me, &name))
                     .map_or(0, |s| s.last);
                 let subscribers: Vec<SubscriberStats> = t
                     .subs
@@ -577,7 +818,7 @@ impl Outbox {
                     .collect();
                 TopicStats {
                     topic: name.clone(),
-                    retention: self.retention(name).as_topic(),
+                    retention: self.retention(&name).as_topic(),
                     published: t.published,
                     sent: subscribers.iter().map(|s| s.sent).sum(),
                     failed: subscribers.iter().map(|s| s.failed).sum(),
@@ -589,8 +830,8 @@ impl Outbox {
                     announcements: 0,
                     subscribers,
                 }
-            })
-            .collect()
+            }
+        })
     }
 
     /// Rebuild from records (`t ...`, `r ...`); returns how many were unreadable.
@@ -610,9 +851,25 @@ impl Outbox {
                             published: 0,
                             dropped_by_retention: 0,
                             in_tree: BTreeSet::new(),
+                            revoked: BTreeMap::new(),
                         },
                     );
                 }
+                _ => bad += 1,
+            }
+        }
+        for (k, v) in records.range(b"v ".to_vec()..b"v!".to_vec()) {
+            let parsed = std::str::from_utf8(&k[2..]).ok().and_then(|rest| {
+                let (t, n) = rest.rsplit_once(' ')?;
+                Some((t.to_string(), NodeId::parse(n).ok()?))
+            });
+            match (parsed, serde_json::from_slice::<RevokeRecord>(v)) {
+                (Some((topic, node)), Ok(r)) => match self.topics.get_mut(&topic) {
+                    Some(t) => {
+                        t.revoked.insert(node, Revoking::new(r.reason));
+                    }
+                    None => bad += 1,
+                },
                 _ => bad += 1,
             }
         }
@@ -649,5 +906,105 @@ impl Outbox {
             }
         }
         bad
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_common::api::notify::PayloadKind;
+    use p2p_common::resilience::BreakerState;
+    use p2p_common::SendErrorKind;
+    use rand::SeedableRng;
+
+    fn sends(out: &[Eff]) -> Vec<Ctx> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    expect: Some(x), ..
+                } => Some(x.ctx.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A subscriber whose `Deliver`s keep failing opens its breaker; its own `Resume` does
+    /// not close it (a peer must not reset what protects us from it): nothing goes out to
+    /// it until the breaker lets a trial through.
+    #[test]
+    fn resume_does_not_reset_the_subscribers_breaker() {
+        let me: NodeId = "alice.os".parse().unwrap();
+        let bob: NodeId = "bob.os".parse().unwrap();
+        let mut o = Outbox::new(me.clone(), Retention::default());
+        let mut streams = Streams::new();
+        let mut b = Batch::forced();
+        o.set_topic("news", "alice.os@app:app:x.os".into(), Policy::Open, &mut b);
+        let k = StreamKey::new(&me, "news");
+        streams.ensure(&k, 0, false, &mut b);
+        let note = Notification {
+            id: k.note_id(1),
+            publisher: me.clone(),
+            topic: "news".into(),
+            seq: 1,
+            at: 0,
+            kind: PayloadKind::Blob,
+            size: 1,
+            signature: vec![0; 64],
+        };
+        streams.append(&k, note, vec![7], 0, &mut b);
+        o.subscribe("news", &bob, 0, &mut b);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut now = 1_000;
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, now, &mut out);
+        for _ in 0..BREAKER.failure_threshold {
+            let ctx = sends(&out).pop().expect("a Deliver");
+            out.clear();
+            now += 2_000;
+            o.on_failed(
+                ctx,
+                Some(SendErrorKind::Offline),
+                "offline",
+                &mut rng,
+                now,
+                &mut out,
+            );
+            out.clear();
+            o.on_timer(
+                Timer::Retry {
+                    topic: "news".into(),
+                    node: bob.clone(),
+                },
+                &streams,
+                now,
+                &mut out,
+            );
+            if sends(&out).is_empty() {
+                break;
+            }
+        }
+        assert!(matches!(
+            o.breakers().state(&bob),
+            BreakerState::Open { .. }
+        ));
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut b, &mut out));
+        assert!(sends(&out).is_empty(), "sent to an open breaker: {out:?}");
+        assert!(matches!(
+            o.breakers().state(&bob),
+            BreakerState::Open { .. }
+        ));
+        // Once the open period is over, a trial goes out.
+        out.clear();
+        o.on_timer(
+            Timer::Retry {
+                topic: "news".into(),
+                node: bob.clone(),
+            },
+            &streams,
+            now + BREAKER.open_ms + 10,
+            &mut out,
+        );
+        assert_eq!(sends(&out).len(), 1);
     }
 }

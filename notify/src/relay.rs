@@ -428,7 +428,9 @@ impl Relays {
             notes,
             publisher: (!root).then(|| k.publisher.clone()),
             roster,
-            last: None,
+            // The root says how far its stream reaches: a lost range without notes ends
+            // there (receivers refuse one that does not).
+            last: root.then_some(stream.last),
         });
         out.push(Effect::Send {
             to: address(node),
@@ -789,7 +791,7 @@ impl Relays {
                 node: from.clone(),
             }));
         }
-        self.breakers.remove(from);
+        // Its breaker stays: only a push of ours that succeeds closes it.
         self.pump(k, from, streams, now, out);
         true
     }
@@ -908,6 +910,30 @@ mod tests {
 
     fn key() -> StreamKey {
         StreamKey::new(&"alice.os".parse().unwrap(), "news")
+    }
+
+    /// A `Graft` does not close the grafter's circuit breaker (a peer must not reset what
+    /// protects us from it): nothing is pushed to it while the breaker is open.
+    #[test]
+    fn a_graft_does_not_reset_the_grafters_breaker() {
+        let me: NodeId = "n000.os".parse().unwrap();
+        let (mut r, streams) = member(&me, 3);
+        let grafter: NodeId = "n010.os".parse().unwrap();
+        let now = 1_000;
+        for _ in 0..crate::outbox::BREAKER.failure_threshold {
+            r.breakers.on_failure(&grafter, now);
+        }
+        let mut out = Vec::new();
+        assert!(r.on_graft(&key(), &grafter, 1, &streams, now + 10, &mut out));
+        let pushes = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Send { to, .. } if to.node == grafter))
+            .count();
+        assert_eq!(pushes, 0, "pushed to an open breaker: {out:?}");
+        assert!(matches!(
+            r.breakers.state(&grafter),
+            p2p_common::resilience::BreakerState::Open { .. }
+        ));
     }
 
     /// `me`'s relays of a 20-member, fan-out-2 roster, with a received stream at `last`.

@@ -130,11 +130,13 @@ fn decode_entry(v: &[u8]) -> Option<Entry> {
 }
 
 /// What a stream's record holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StreamRecord {
     first: u64,
     last: u64,
     remote: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked: Option<String>,
 }
 
 /// Retention: an entry is dropped when it is older than `retention_ms`, or to keep a
@@ -184,6 +186,10 @@ pub struct Stream {
     pub last: u64,
     /// A stream of another node's topic that we subscribed to.
     pub remote: bool,
+    /// The publisher revoked our subscription (its reason): nothing more is taken
+    /// (`remote` is false); its apps get what they have not yet, then `Revoked`, and the
+    /// stream goes once they all answered it.
+    pub revoked: Option<String>,
     /// Entries by first sequence number.
     pub entries: BTreeMap<u64, Entry>,
     bytes: usize,
@@ -245,6 +251,30 @@ impl Streams {
         }
     }
 
+    /// The publisher of remote stream `k` revoked our subscription: take nothing more of
+    /// it, keep what the apps have not received yet (durable in `batch`). False if we do
+    /// not subscribe to `k`.
+    pub fn revoke(&mut self, k: &StreamKey, reason: String, batch: &mut Batch) -> bool {
+        match self.map.get_mut(k) {
+            Some(s) if s.remote => {
+                s.remote = false;
+                s.revoked = Some(reason);
+                self.write_meta(k, batch);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// We subscribe to `k` again (its publisher admitted us after a revocation).
+    pub fn readmit(&mut self, k: &StreamKey, batch: &mut Batch) {
+        if let Some(s) = self.map.get_mut(k).filter(|s| s.revoked.is_some()) {
+            s.revoked = None;
+            s.remote = true;
+            self.write_meta(k, batch);
+        }
+    }
+
     /// Remove a stream and its entries.
     pub fn remove(&mut self, k: &StreamKey, batch: &mut Batch) {
         if let Some(s) = self.map.remove(k) {
@@ -261,6 +291,7 @@ impl Streams {
                 first: s.first,
                 last: s.last,
                 remote: s.remote,
+                revoked: s.revoked.clone(),
             };
             batch.ops.push((
                 stream_key(k),
@@ -422,6 +453,7 @@ impl Streams {
                             first: r.first,
                             last: r.last,
                             remote: r.remote,
+                            revoked: r.revoked,
                             ..Stream::default()
                         },
                     );

@@ -46,6 +46,15 @@ pub const MAX_MAX_AGE_S: u64 = 7 * 24 * 3_600;
 /// A topic's retention by count (`SetRetention`'s `max_count`): the default and the bounds.
 pub const DEFAULT_MAX_COUNT: u32 = 1_000;
 pub const MAX_MAX_COUNT: u32 = 10_000;
+/// Most topics in one `ListTopics` or `Stats` page, and the number when `limit` is left out.
+pub const MAX_PAGE: u32 = 256;
+pub const DEFAULT_PAGE: u32 = 32;
+/// Most bytes of topics in one `ListTopics` or `Stats` answer (Hyperware refuses messages
+/// over 10 MiB; one topic's stats with 1,000 subscriber nodes are at most about 0.5 MiB): a
+/// page ends before the topic that would take it past this, and always holds one.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+/// Longest `reason` of a `Revoke` notify passes on to apps (bytes; a longer one is cut).
+pub const MAX_REASON: usize = 256;
 
 /// Who may subscribe to a topic from another node. Apps on the publishing node may always
 /// subscribe.
@@ -255,6 +264,16 @@ pub enum AppMessage {
         topic: String,
         range: SeqRange,
     },
+    /// The last message of a subscription: the publisher no longer sends this node the
+    /// topic (its policy no longer admits the node, or it no longer knows the node as a
+    /// subscriber). Everything this node received of it came before; the subscription is
+    /// gone once the app answers. Subscribe again if the publisher admits the node again.
+    Revoked {
+        publisher: NodeId,
+        topic: String,
+        /// The publisher's words (at most [`MAX_REASON`] bytes).
+        reason: String,
+    },
 }
 
 /// How long, and how many of, a topic's notifications its node keeps for subscribers that
@@ -406,6 +425,10 @@ pub struct NotifyStats {
     /// Per stream in a relay tree (large topics): this node's part in it.
     #[serde(default)]
     pub relays: Vec<RelayStats>,
+    /// `topics` is one page: ask again with this `cursor` for the next (None: the last).
+    /// The other fields are in full on every page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// This node's part in the relay tree of one stream (ours as the root, or another node's).
@@ -428,7 +451,7 @@ pub struct RelayStats {
 }
 
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
-pub const PROTOCOL_REQUESTS: [&str; 7] = [
+pub const PROTOCOL_REQUESTS: [&str; 8] = [
     "PeerSubscribe",
     "PeerUnsubscribe",
     "Deliver",
@@ -436,6 +459,7 @@ pub const PROTOCOL_REQUESTS: [&str; 7] = [
     "IHave",
     "Graft",
     "Prune",
+    "Revoke",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -477,9 +501,22 @@ pub enum Request {
     },
     /// The calling app's subscriptions.
     ListSubscriptions {},
-    /// Our node's topics.
-    ListTopics {},
-    Stats {},
+    /// Our node's topics, by name, a page at a time: after `cursor` (a previous page's
+    /// `next_cursor`), at most `limit` (1..=[`MAX_PAGE`], [`DEFAULT_PAGE`] if left out) and
+    /// [`MAX_PAGE_BYTES`].
+    ListTopics {
+        #[serde(default)]
+        cursor: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Counters; our topics' are paged like `ListTopics`.
+    Stats {
+        #[serde(default)]
+        cursor: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     // ----- protocol, from other nodes' notify only -----
     /// Subscribe the sending node to our `topic`; answered `PeerSubscribed`.
     PeerSubscribe {
@@ -510,8 +547,9 @@ pub enum Request {
         #[serde(default)]
         last: Option<u64>,
     },
-    /// The sending node is back and has `topic` up to `up_to`: send what follows now
-    /// (no answer expected).
+    /// The sending node is back and has `topic` up to `up_to`: send what follows now.
+    /// Answered `Accepted`; `NotFound` or `Forbidden` if the sender is not (any longer) a
+    /// subscriber of `topic`: it drops the stream and tells its apps (`Revoked`).
     Resume {
         topic: String,
         up_to: u64,
@@ -534,6 +572,15 @@ pub enum Request {
     Prune {
         publisher: NodeId,
         topic: String,
+    },
+    /// The sending node (the publisher) no longer sends us its `topic` (its policy changed
+    /// and does not admit us): drop the stream and tell its apps (`AppMessage::Revoked`)
+    /// after what they have not received yet. Answered `Accepted` (`NotFound` if we hold no
+    /// such stream); the publisher retries until answered. An older node answers
+    /// `BadRequest` (unknown variant) and notices at its next `Resume`.
+    Revoke {
+        topic: String,
+        reason: String,
     },
     // ----- local apps only (added later) -----
     /// Network health as this process sees it: per known peer, reachability, breaker and
@@ -585,12 +632,25 @@ impl Request {
                 check_topic(topic)?;
                 TopicRetention::from_request(*max_age_s, *max_count).map(|_| ())
             }
+            Request::ListTopics { cursor, limit } | Request::Stats { cursor, limit } => {
+                if let Some(c) = cursor {
+                    check_topic(c)
+                        .map_err(|e| ApiError::bad_request(format!("cursor: {}", e.message)))?;
+                }
+                match limit {
+                    Some(l) if !(1..=MAX_PAGE).contains(l) => Err(ApiError::bad_request(format!(
+                        "limit must be 1..={MAX_PAGE} (got {l}); leave it out for {DEFAULT_PAGE}"
+                    ))),
+                    _ => Ok(()),
+                }
+            }
             Request::Publish { topic, .. }
             | Request::Subscribe { topic, .. }
             | Request::Unsubscribe { topic, .. }
             | Request::IHave { topic, .. }
             | Request::Graft { topic, .. }
-            | Request::Prune { topic, .. } => check_topic(topic),
+            | Request::Prune { topic, .. }
+            | Request::Revoke { topic, .. } => check_topic(topic),
             _ => Ok(()),
         }
     }
@@ -609,6 +669,7 @@ impl Request {
                 | Request::IHave { .. }
                 | Request::Graft { .. }
                 | Request::Prune { .. }
+                | Request::Revoke { .. }
         )
     }
     pub fn is_open(&self) -> bool {
@@ -634,6 +695,9 @@ pub enum Response {
     },
     Topics {
         topics: Vec<TopicInfo>,
+        /// Ask again with this `cursor` for the next page (None: this is the last).
+        #[serde(default)]
+        next_cursor: Option<String>,
     },
     Stats(NotifyStats),
     /// Answer to `PeerSubscribe`: the first sequence number the subscriber will be sent.
@@ -770,6 +834,42 @@ mod tests {
         let r: ApiResult<Response> =
             serde_json::from_str(r#"{"Ok": {"Delivered": {"up_to": 3, "x": 1}}}"#).unwrap();
         assert_eq!(r, Ok(Response::Delivered { up_to: 3 }));
+    }
+
+    #[test]
+    fn pages_of_topics_are_bounded_and_bare_names_ask_for_the_first() {
+        let first = Request::Stats {
+            cursor: None,
+            limit: None,
+        };
+        assert_eq!(decode(r#""Stats""#).unwrap(), first);
+        assert_eq!(decode(r#"{"Stats": {}}"#).unwrap(), first);
+        assert!(matches!(
+            decode(r#""ListTopics""#).unwrap(),
+            Request::ListTopics {
+                cursor: None,
+                limit: None
+            }
+        ));
+        // A variant with a field that may not be left out still needs its payload.
+        let e = decode(r#""SetTopic""#).unwrap_err();
+        assert!(e.message.contains("`SetTopic` has a payload"), "{e}");
+        let e = decode(r#"{"Stats": {"limit": 0}}"#).unwrap_err();
+        assert!(e.message.contains("limit must be 1..=256"), "{e}");
+        let e = decode(r#"{"ListTopics": {"cursor": "a b"}}"#).unwrap_err();
+        assert!(e.message.starts_with("cursor: topic must be"), "{e}");
+        let e = decode(r#"{"ListTopics": {"page": 2}}"#).unwrap_err();
+        assert!(e.message.contains("unknown field `page`"), "{e}");
+        // An older node's answers have no cursor: the last page.
+        let r: ApiResult<Response> =
+            serde_json::from_str(r#"{"Ok": {"Topics": {"topics": []}}}"#).unwrap();
+        assert!(matches!(
+            r,
+            Ok(Response::Topics {
+                next_cursor: None,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -375,13 +375,18 @@ impl<'de, E: de::Error> VariantAccess<'de> for Bare<'_, E> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, E> {
-        if fields.is_empty() {
-            visitor.visit_map(de::value::MapDeserializer::new(
+        // A variant whose fields may all be left out (`{"Stats": {}}`) may be bare too.
+        visitor
+            .visit_map(de::value::MapDeserializer::new(
                 std::iter::empty::<((), ())>(),
             ))
-        } else {
-            Err(self.needs_payload())
-        }
+            .map_err(|e: E| {
+                if fields.is_empty() {
+                    e
+                } else {
+                    self.needs_payload()
+                }
+            })
     }
 }
 

@@ -145,15 +145,65 @@ impl<T: Transport> NotifyClient<T> {
         }
     }
 
+    /// Every topic of our node (all pages of `ListTopics`).
     pub fn topics(&mut self) -> Result<Vec<TopicInfo>, ClientError> {
-        match self.call(&Request::ListTopics {})? {
-            Response::Topics { topics } => Ok(topics),
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.topics_page(cursor, None)?;
+            all.extend(page);
+            match next {
+                None => return Ok(all),
+                // A cursor that does not move on would loop for ever, or skip topics.
+                Some(n) if all.last().is_some_and(|t| t.topic == n) => cursor = Some(n),
+                Some(n) => {
+                    return Err(ClientError::Unexpected(format!(
+                        "ListTopics answered next_cursor {n:?}, not its last topic"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// One page of `ListTopics`: the topics after `cursor`, and the next page's cursor.
+    pub fn topics_page(
+        &mut self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<TopicInfo>, Option<String>), ClientError> {
+        match self.call(&Request::ListTopics { cursor, limit })? {
+            Response::Topics {
+                topics,
+                next_cursor,
+            } => Ok((topics, next_cursor)),
             other => Err(unexpected(other)),
         }
     }
 
+    /// The counters, with every topic's (all pages of `Stats`).
     pub fn stats(&mut self) -> Result<NotifyStats, ClientError> {
-        match self.call(&Request::Stats {})? {
+        let mut all = self.stats_page(None, None)?;
+        while let Some(n) = all.next_cursor.take() {
+            if all.topics.last().map(|t| &t.topic) != Some(&n) {
+                return Err(ClientError::Unexpected(format!(
+                    "Stats answered next_cursor {n:?}, not its last topic"
+                )));
+            }
+            let page = self.stats_page(Some(n), None)?;
+            all.topics.extend(page.topics);
+            all.next_cursor = page.next_cursor;
+        }
+        Ok(all)
+    }
+
+    /// The counters, with our topics' after `cursor` (`next_cursor` says where the next
+    /// page starts).
+    pub fn stats_page(
+        &mut self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<NotifyStats, ClientError> {
+        match self.call(&Request::Stats { cursor, limit })? {
             Response::Stats(s) => Ok(s),
             other => Err(unexpected(other)),
         }

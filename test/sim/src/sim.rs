@@ -734,6 +734,13 @@ impl Sim {
         self.nodes[i].records.remove(name);
         self.note(format!("wipe {} {name}", self.nodes[i].id));
     }
+    /// Put back process `name`'s durable records on node `i` as they were earlier (a
+    /// restored backup). Only while the node is down (crash it first).
+    pub fn restore_records(&mut self, i: usize, name: &str, records: Records) {
+        assert!(!self.nodes[i].up, "restore_records on a running node");
+        self.nodes[i].records.insert(name.to_string(), records);
+        self.note(format!("restore {} {name}", self.nodes[i].id));
+    }
     pub fn set_slow(&mut self, i: usize, slow_ms: Millis) {
         self.nodes[i].slow_ms = slow_ms;
         self.note(format!("slow {} +{slow_ms} ms", self.nodes[i].id));

@@ -82,13 +82,29 @@ fn alice_publishes_and_bob_and_charlie_receive_in_order_once() {
         assert_eq!(check_app(&got, next[&i], &acked, &attempts, 0), Ok((5, 0)));
     }
     // The stats say so.
-    let Ok(Response::Stats(st)) = ask(&mut s, 0, &Request::Stats {}, None) else {
+    let Ok(Response::Stats(st)) = ask(
+        &mut s,
+        0,
+        &Request::Stats {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    ) else {
         panic!()
     };
     let t = &st.topics[0];
     assert_eq!((t.published, t.delivered, t.pending), (5, 10, 0));
     assert_eq!(t.subscribers.len(), 2);
-    let Ok(Response::Stats(st)) = ask(&mut s, 1, &Request::Stats {}, None) else {
+    let Ok(Response::Stats(st)) = ask(
+        &mut s,
+        1,
+        &Request::Stats {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    ) else {
         panic!()
     };
     assert_eq!(st.subscriptions[0].delivered, 5);
@@ -196,7 +212,10 @@ fn the_local_api_refuses_clearly() {
         1,
         app_process(),
         0,
-        &Request::ListTopics {},
+        &Request::ListTopics {
+            cursor: None,
+            limit: None,
+        },
         None,
     ));
     assert_eq!(c, ErrorCode::Forbidden);
@@ -239,7 +258,15 @@ fn policies_decide_which_nodes_subscribe() {
     assert!(m.contains("does not admit charlie.os"), "{m}");
     // Owner-only: nobody else; bob's subscription is dropped, alice's own apps still may.
     assert!(ask(&mut s, 0, &set(Policy::OwnerOnly), None).is_ok());
-    let Ok(Response::Topics { topics }) = ask(&mut s, 0, &Request::ListTopics {}, None) else {
+    let Ok(Response::Topics { topics, .. }) = ask(
+        &mut s,
+        0,
+        &Request::ListTopics {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    ) else {
         panic!()
     };
     assert_eq!(topics[0].subscriber_nodes, 0);
@@ -292,7 +319,15 @@ fn a_subscriber_behind_the_retention_window_is_told_what_it_lost() {
     let (notes, lost) = check_app(&got, next[&2], &acked, &attempts, 0).unwrap();
     assert!(lost >= 5 && notes + lost == 8, "{got:?}");
     assert!(matches!(got[0], Got::Lost { from: 1, .. }), "{got:?}");
-    let Ok(Response::Stats(st)) = ask(&mut s, 0, &Request::Stats {}, None) else {
+    let Ok(Response::Stats(st)) = ask(
+        &mut s,
+        0,
+        &Request::Stats {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    ) else {
         panic!()
     };
     assert_eq!(st.topics[0].dropped_by_retention, lost);
@@ -361,7 +396,15 @@ fn the_owner_sets_a_topics_retention_and_a_subscriber_behind_it_is_told_what_it_
         received(&s, 2, &alice),
         vec![Got::Lost { from: 1, to: 6 }, note(7), note(8)]
     );
-    let Ok(Response::Stats(st)) = ask(&mut s, 0, &Request::Stats {}, None) else {
+    let Ok(Response::Stats(st)) = ask(
+        &mut s,
+        0,
+        &Request::Stats {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    ) else {
         panic!()
     };
     assert_eq!(st.topics[0].dropped_by_retention, 6);
@@ -399,7 +442,15 @@ fn the_owner_sets_a_topics_retention_and_a_subscriber_behind_it_is_told_what_it_
     s.crash(0);
     s.restart(0);
     s.run_for(2_000).unwrap();
-    let Ok(Response::Topics { topics }) = ask(&mut s, 0, &Request::ListTopics {}, None) else {
+    let Ok(Response::Topics { topics, .. }) = ask(
+        &mut s,
+        0,
+        &Request::ListTopics {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    ) else {
         panic!()
     };
     assert_eq!(topics[0].retention.max_age_s, 60);
@@ -456,7 +507,15 @@ fn the_owner_sets_a_topics_retention_and_a_subscriber_behind_it_is_told_what_it_
     let (c, _) = err_code(raw(&mut s, 1, notify_pid(), 0, &req, None));
     assert_eq!(c, ErrorCode::Forbidden);
     // None of them changed anything.
-    let Ok(Response::Topics { topics }) = ask(&mut s, 0, &Request::ListTopics {}, None) else {
+    let Ok(Response::Topics { topics, .. }) = ask(
+        &mut s,
+        0,
+        &Request::ListTopics {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    ) else {
         panic!()
     };
     assert_eq!(topics[0].retention, TopicRetention::default());
@@ -590,8 +649,8 @@ fn forged_altered_and_replayed_notifications_are_refused() {
     let got = received(&s, 1, &alice);
     assert_eq!(got.len(), 3);
     assert!(matches!(&got[2], Got::Note { seq: 3, payload } if *payload == payload_of(2)));
-    // A lost range claimed beyond what the publisher has does not hide anything: it is
-    // only taken right after what bob holds.
+    // A lost range claimed beyond what the publisher sends (not right before a note of the
+    // batch, nor up to its `last`) is refused and hides nothing.
     let (req, _) = (
         Request::Deliver {
             topic: TOPIC.into(),
@@ -603,8 +662,15 @@ fn forged_altered_and_replayed_notifications_are_refused() {
         },
         (),
     );
-    let r = raw(&mut s, 0, notify_pid(), 1, &req, Some(vec![]));
-    assert_eq!(r, Ok(Response::Delivered { up_to: 3 }));
+    let (c, m) = err_code(raw(&mut s, 0, notify_pid(), 1, &req, Some(vec![])));
+    assert_eq!(c, ErrorCode::BadRequest);
+    assert!(
+        m.contains("must end right before the batch's first note"),
+        "{m}"
+    );
+    let k = StreamKey::new(&alice, TOPIC);
+    let bob = s.core::<Notify>(1, NAME).unwrap();
+    assert_eq!(bob.streams().get(&k).unwrap().last, 3);
 }
 
 fn payload_of(k: u64) -> Vec<u8> {
@@ -670,7 +736,7 @@ fn documented_notify_examples_are_what_notify_answers() {
                 serde_json::Value::Object(m) => m.keys().next().unwrap().clone(),
                 _ => String::new(),
             };
-            if ["Welcome", "HandleNotification", "Lost"].contains(&tag.as_str()) {
+            if ["Welcome", "HandleNotification", "Lost", "Revoked"].contains(&tag.as_str()) {
                 if tag == "HandleNotification" {
                     // bob.os's app publishes {"temp": 21}.
                     let req = Request::Publish {
@@ -1130,11 +1196,12 @@ fn bad_signature_batches_log_a_bounded_number_of_lines() {
             .count()
     };
     let before = lines(&s);
-    for _ in 0..20 {
-        for _ in 0..50 {
+    // 50 a second (its budget), in tens: within its share of the verification slots.
+    for _ in 0..100 {
+        for _ in 0..10 {
             s.request_with_blob(2, notify_pid(), &to, encode(&req), Some(blob.clone()), 10);
         }
-        s.run_for(1_000).unwrap();
+        s.run_for(200).unwrap();
     }
     let bob = &s.core::<Evil>(1, NAME).unwrap().inner;
     assert!(bob.signature_failures >= 900, "{}", bob.signature_failures);
@@ -1229,8 +1296,10 @@ fn a_subscriber_whose_answer_was_lost_asks_for_the_rest_at_once() {
             .map(|m| m.at)
             .unwrap()
     };
+    // Asked within 3 s; the publisher's breaker (opened by the lost answer) lets it send
+    // after its open period, as a Resume does not close it; not the ~30 s of its backoff.
     let gap = at(33) - at(32);
-    assert!(gap < 8_000, "33 came {gap} ms after 32");
+    assert!(gap < 15_000, "33 came {gap} ms after 32");
     assert!(
         !s.core::<EatsAnAck>(1, NAME).unwrap().armed,
         "the answer was eaten"

@@ -1859,6 +1859,7 @@ mod notify {
                     grafts: 26,
                     prunes: 27,
                 }],
+                next_cursor: None,
             },
             wn::NotifyStats {
                 topics: vec![wn::TopicStats {
@@ -1907,6 +1908,7 @@ mod notify {
                     grafts: 26,
                     prunes: 27,
                 }],
+                next_cursor: None,
             },
         )
     }
@@ -1946,8 +1948,26 @@ mod notify {
                 W::Unsubscribe(sub()),
             ),
             (O::ListSubscriptions {}, W::ListSubscriptions),
-            (O::ListTopics {}, W::ListTopics),
-            (O::Stats {}, W::Stats),
+            (
+                O::ListTopics {
+                    cursor: None,
+                    limit: None,
+                },
+                W::ListTopics(wn::PageRequest {
+                    cursor: None,
+                    limit: None,
+                }),
+            ),
+            (
+                O::Stats {
+                    cursor: Some("news".into()),
+                    limit: Some(10),
+                },
+                W::Stats(wn::PageRequest {
+                    cursor: Some("news".into()),
+                    limit: Some(10),
+                }),
+            ),
             (O::Health {}, W::Health),
             (
                 O::PeerSubscribe {
@@ -2007,6 +2027,16 @@ mod notify {
                 W::Prune(wn::StreamRef {
                     publisher: "alice.os".into(),
                     topic: "news".into(),
+                }),
+            ),
+            (
+                O::Revoke {
+                    topic: "news".into(),
+                    reason: "no longer admitted".into(),
+                },
+                W::Revoke(wn::Revoke {
+                    topic: "news".into(),
+                    reason: "no longer admitted".into(),
                 }),
             ),
         ];
@@ -2114,8 +2144,14 @@ mod notify {
                 }),
             ),
             (
-                O::Topics { topics: vec![ti] },
-                W::Topics(wn::Topics { topics: vec![wti] }),
+                O::Topics {
+                    topics: vec![ti],
+                    next_cursor: Some("news".into()),
+                },
+                W::Topics(wn::Topics {
+                    topics: vec![wti],
+                    next_cursor: Some("news".into()),
+                }),
             ),
             (O::Stats(st), W::Stats(wst)),
             (O::Health(health().0), W::Health(health().1)),
@@ -2197,6 +2233,18 @@ mod notify {
                         publisher: "alice.os".into(),
                         topic: "news".into(),
                         range: wn::SeqRange { from: 1, to: 4 },
+                    }),
+                ),
+                (
+                    on::AppMessage::Revoked {
+                        publisher: id("alice.os"),
+                        topic: "news".into(),
+                        reason: "no longer admitted".into(),
+                    },
+                    wn::AppMessage::Revoked(wn::Revoked {
+                        publisher: "alice.os".into(),
+                        topic: "news".into(),
+                        reason: "no longer admitted".into(),
                     }),
                 ),
             ],

@@ -468,6 +468,9 @@ pub fn subscriber_loop(our: &pl::Address) {
                     received.push((0, format!("lost {}..{}", range.from, range.to)));
                 }
                 Some(AppMessage::Welcome { .. }) => {}
+                Some(AppMessage::Revoked { reason, .. }) => {
+                    received.push((0, format!("revoked: {reason}")));
+                }
                 None => pl::print_to_terminal(0, "subscriber: not a notify app message"),
             }
             let _ = pl::Response::new().body(b"{}".to_vec()).send();
