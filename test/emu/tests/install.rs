@@ -35,9 +35,9 @@ fn each_process_holds_what_its_manifest_requested() {
         ];
         // The default app granted each of our processes messaging on itself.
         want.push(format!("bob.os@{} \"messaging\"", p2p_emu::DEFAULT_APP));
-        // notify signs and verifies notifications with sign:sign:sys.
+        // notify signs and verifies notifications with sign:sign:sys, txcoord its decisions.
         let mut requested = vec![serde_json::json!("sqlite:distro:sys")];
-        if e.process_name == "notify" {
+        if e.process_name == "notify" || e.process_name == "txcoord" {
             want.push("bob.os@sign:sign:sys \"messaging\"".to_string());
             requested.push(serde_json::json!("sign:sign:sys"));
         }
