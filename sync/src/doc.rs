@@ -655,19 +655,21 @@ fn check_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn d(peer: u64) -> Doc {
+    /// A fresh document with Loro peer `peer` (shared with undo.rs's tests).
+    pub(crate) fn d(peer: u64) -> Doc {
         Doc::new("alice.os/t".parse().unwrap(), peer)
     }
-    fn ins(pos: u32, t: &str) -> Op {
+    pub(crate) fn ins(pos: u32, t: &str) -> Op {
         Op::Insert {
             pos,
             text: t.into(),
         }
     }
-    fn sync(a: &mut Doc, b: &mut Doc) {
+    /// Exchange what each lacks.
+    pub(crate) fn sync(a: &mut Doc, b: &mut Doc) {
         let ab = a.updates_since(&b.vv());
         let ba = b.updates_since(&a.vv());
         b.import(&ab).unwrap();

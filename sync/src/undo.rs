@@ -157,25 +157,10 @@ impl Undo {
 
 #[cfg(all(test, feature = "undo"))]
 mod tests {
+    use crate::doc::tests::{d, ins, sync};
     use crate::doc::Doc;
     use loro::VersionVector;
     use p2p_common::api::sync::{Op, Value};
-
-    fn d(peer: u64) -> Doc {
-        Doc::new("alice.os/t".parse().unwrap(), peer)
-    }
-    fn ins(pos: u32, text: &str) -> Op {
-        Op::Insert {
-            pos,
-            text: text.into(),
-        }
-    }
-    fn sync(a: &mut Doc, b: &mut Doc) {
-        let ab = a.updates_since(&b.vv());
-        let ba = b.updates_since(&a.vv());
-        b.import(&ab).unwrap();
-        a.import(&ba).unwrap();
-    }
 
     #[test]
     fn an_apps_undo_takes_back_only_its_own_edits_and_redo_restores_them() {
