@@ -2294,8 +2294,7 @@ impl SyncCore {
                     }) => {
                         self.outbox.delivered(&peer, now);
                         if let Some(s) = stream {
-                            self.live
-                                .opened(&peer, &doc, s, accepted == Some(s), now);
+                            self.live.opened(&peer, &doc, s, accepted == Some(s), now);
                         }
                         if let Ok(v) = to_vv(&version) {
                             self.on_peer_version(&peer, &doc, v, now, out);

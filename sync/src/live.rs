@@ -34,11 +34,8 @@ pub const ACK_EVERY_MS: Millis = 2_000;
 /// without `stream` (the sender keeps sending `Delta`s).
 pub const MAX_STREAMS_PER_SENDER: usize = 256;
 pub const MAX_STREAMS_IN: usize = 4096;
-/// A frame's header is at most this long (two LEB128 u32s and the flags).
-pub const MAX_HEADER: usize = 11;
-
-/// Frame flags (the header's last byte): the Loro bytes are deflated.
-const FLAG_DEFLATE: u8 = 1;
+/// A frame's header is at most this long (two LEB128 numbers: a u32 and a u32 with a flag).
+pub const MAX_HEADER: usize = 10;
 
 /// A parsed frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,40 +46,41 @@ pub struct Frame<'a> {
     pub loro: &'a [u8],
 }
 
-/// A frame's bytes: LEB128 stream id, LEB128 sequence number, a flags byte, Loro's bytes.
+/// A frame's bytes: the stream id, then the sequence number shifted left by one with the
+/// lowest bit set when the Loro bytes are deflated (both LEB128), then Loro's bytes. New
+/// flags would come as fields of the JSON body, which peers ignore when unknown.
 pub fn encode_frame(stream: u32, seq: u32, deflated: bool, loro: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(loro.len() + MAX_HEADER);
     // Writing to a Vec cannot fail.
     let _ = leb128::write::unsigned(&mut out, u64::from(stream));
-    let _ = leb128::write::unsigned(&mut out, u64::from(seq));
-    out.push(if deflated { FLAG_DEFLATE } else { 0 });
+    let _ = leb128::write::unsigned(&mut out, u64::from(seq) << 1 | u64::from(deflated));
     out.extend_from_slice(loro);
     out
 }
 
-/// Parse a frame; an error says what is wrong (bad varint, value over u32, unknown flags).
+/// Parse a frame; an error says what is wrong (a bad or overlong varint, a value out of
+/// range).
 pub fn decode_frame(blob: &[u8]) -> Result<Frame<'_>, String> {
     let mut r = blob;
-    let mut num = |what: &str| -> Result<u32, String> {
-        // At most 5 bytes for a u32: a longer varint is refused before it is read on.
+    let mut num = |what: &str, max: u64| -> Result<u64, String> {
+        // At most 5 bytes (33 bits): a longer varint is refused before it is read on.
         let head = &r[..r.len().min(5)];
         let mut cur = head;
         let v = leb128::read::unsigned(&mut cur).map_err(|_| format!("bad {what}"))?;
         let used = head.len() - cur.len();
         r = &r[used..];
-        u32::try_from(v).map_err(|_| format!("{what} over u32"))
+        if v > max {
+            return Err(format!("{what} out of range"));
+        }
+        Ok(v)
     };
-    let stream = num("stream id")?;
-    let seq = num("sequence number")?;
-    let (&flags, loro) = r.split_first().ok_or("no flags byte")?;
-    if flags & !FLAG_DEFLATE != 0 {
-        return Err(format!("unknown frame flags {flags:#x}"));
-    }
+    let stream = num("stream id", u64::from(u32::MAX))? as u32;
+    let tagged = num("sequence number", (u64::from(u32::MAX) << 1) | 1)?;
     Ok(Frame {
         stream,
-        seq,
-        deflated: flags & FLAG_DEFLATE != 0,
-        loro,
+        seq: (tagged >> 1) as u32,
+        deflated: tagged & 1 == 1,
+        loro: r,
     })
 }
 
@@ -315,28 +313,28 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_bad_headers_are_refused() {
-        for (stream, seq) in [(1, 0), (127, 128), (u32::MAX, u32::MAX)] {
-            let f = encode_frame(stream, seq, true, b"loro");
+        for (stream, seq, deflated) in [(1, 0, true), (127, 128, false), (u32::MAX, u32::MAX, true)]
+        {
+            let f = encode_frame(stream, seq, deflated, b"loro");
             assert!(f.len() <= MAX_HEADER + 4);
             assert_eq!(
                 decode_frame(&f),
                 Ok(Frame {
                     stream,
                     seq,
-                    deflated: true,
+                    deflated,
                     loro: b"loro"
                 })
             );
         }
-        // Short frames: the usual header is 3 or 4 bytes.
-        assert_eq!(encode_frame(1, 100, false, b"").len(), 3);
-        assert_eq!(encode_frame(1, 1000, false, b"").len(), 4);
+        // Short frames: the usual header is 2 or 3 bytes.
+        assert_eq!(encode_frame(1, 50, true, b"").len(), 2);
+        assert_eq!(encode_frame(1, 8_000, false, b"").len(), 3);
         assert!(decode_frame(&[]).is_err());
-        assert!(decode_frame(&[1]).is_err());
-        assert!(decode_frame(&[1, 2]).unwrap_err().contains("flags"));
-        assert!(decode_frame(&[1, 2, 0x80]).unwrap_err().contains("unknown"));
-        // A varint over u32, or never ending, is refused without reading on.
-        assert!(decode_frame(&[0xff, 0xff, 0xff, 0xff, 0x7f, 1, 0]).is_err());
+        assert!(decode_frame(&[1]).unwrap_err().contains("sequence"));
+        // A varint over its range, or never ending, is refused without reading on.
+        assert!(decode_frame(&[0xff, 0xff, 0xff, 0xff, 0x7f, 1]).is_err());
+        assert!(decode_frame(&[1, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
         assert!(decode_frame(&[0xff; 1000]).is_err());
     }
 
@@ -347,7 +345,11 @@ mod tests {
         claim.insert(2, 40);
         let v = clamp_claim(claim.clone(), 1, 12);
         assert_eq!(v.get(&1), Some(&12));
-        assert_eq!(v.get(&2), Some(&40), "other peers' counters are the claimant's own");
+        assert_eq!(
+            v.get(&2),
+            Some(&40),
+            "other peers' counters are the claimant's own"
+        );
         assert_eq!(clamp_claim(claim, 3, 5).get(&1), Some(&1_000_000));
     }
 
@@ -361,7 +363,10 @@ mod tests {
         // Until the peer accepts, every send is the opening Delta again.
         assert_eq!(l.next_send(&p, &doc, 10), Send::Open(s));
         l.opened(&p, &doc, s + 1, true, 100);
-        assert!(!l.is_open(&p, &doc), "another stream's answer opens nothing");
+        assert!(
+            !l.is_open(&p, &doc),
+            "another stream's answer opens nothing"
+        );
         l.opened(&p, &doc, s, false, 100);
         assert!(!l.is_open(&p, &doc), "an old peer's Ack opens nothing");
         l.opened(&p, &doc, s, true, 100);
@@ -403,11 +408,23 @@ mod tests {
         assert_eq!(l.arrived(&a, 1, 1, 0), Arrival::Unknown, "never opened");
         assert!(l.open_in(&a, 1, &doc, 0));
         assert_eq!(l.arrived(&a, 1, 1, 0), Arrival::InOrder(doc.clone()));
-        assert_eq!(l.arrived(&a, 1, 1, 0), Arrival::InOrder(doc.clone()), "replay");
+        assert_eq!(
+            l.arrived(&a, 1, 1, 0),
+            Arrival::InOrder(doc.clone()),
+            "replay"
+        );
         assert_eq!(l.arrived(&a, 1, u32::MAX, 0), Arrival::Gap(doc.clone()));
-        assert_eq!(l.arrived(&a, 1, 2, 0), Arrival::InOrder(doc.clone()), "late");
+        assert_eq!(
+            l.arrived(&a, 1, 2, 0),
+            Arrival::InOrder(doc.clone()),
+            "late"
+        );
         assert_eq!(l.gaps, 1);
-        assert_eq!(l.arrived(&n("eve.os"), 1, 1, 0), Arrival::Unknown, "other node");
+        assert_eq!(
+            l.arrived(&n("eve.os"), 1, 1, 0),
+            Arrival::Unknown,
+            "other node"
+        );
         assert_eq!(l.unknown, 2);
         // Reopening replaces the stream of that document.
         assert!(l.open_in(&a, 7, &doc, 0));

@@ -929,7 +929,10 @@ pub enum PeerAnswer {
     },
     LiveAck {},
     Accepted {},
-    Chunk { transfer: u64, index: u32 },
+    Chunk {
+        transfer: u64,
+        index: u32,
+    },
 }
 wire_enum!(PeerAnswer, "sync answer", |_tag| false);
 
@@ -1281,8 +1284,7 @@ mod tests {
         // A live frame's body is the bare tag (its header is in the blob); a newer peer's
         // fields are ignored.
         assert_eq!(encode(&PeerRequest::Live {}), br#""Live""#);
-        let r: Request =
-            decode_request(br#"{"Live": {"later": 1}}"#, "sync", 1 << 20).unwrap();
+        let r: Request = decode_request(br#"{"Live": {"later": 1}}"#, "sync", 1 << 20).unwrap();
         assert_eq!(r, Request::Live {});
         // An old peer's Delta and Ack (no stream) still decode.
         let r: Request = decode_request(

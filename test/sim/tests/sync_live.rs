@@ -16,6 +16,8 @@ fn config(seed: u64, nodes: usize, mode: Mode) -> SimConfig {
     cfg.net = NetConfig::for_mode(mode);
     cfg
 }
+use std::cell::Cell;
+use std::rc::Rc;
 use sync::core::SyncCore;
 use sync::live::encode_frame;
 
@@ -77,14 +79,22 @@ fn edits_go_as_live_frames_after_one_opening_delta() {
         }
         sim.run_for(20_000).unwrap();
         for i in 0..3 {
-            assert_eq!(text(&sim, i).as_deref(), Some(want.as_str()), "{mode:?} node {i}");
+            assert_eq!(
+                text(&sim, i).as_deref(),
+                Some(want.as_str()),
+                "{mode:?} node {i}"
+            );
         }
         let frames = sent(&sim, "Live") - frames0;
         let deltas = sent(&sim, "Delta") - deltas0;
         // 60 edits over 1.8 s: about one frame per 100 ms per peer.
         assert!(frames >= 20, "{mode:?}: {frames} frames");
         assert!(deltas <= 6, "{mode:?}: {deltas} Deltas");
-        let answered = sim.stats.per_type.get("reply:LiveAck").map_or(0, |c| c.msgs);
+        let answered = sim
+            .stats
+            .per_type
+            .get("reply:LiveAck")
+            .map_or(0, |c| c.msgs);
         assert!(
             answered * 4 < frames,
             "{mode:?}: {answered} of {frames} frames answered"
@@ -108,13 +118,31 @@ fn forged_and_broken_frames_are_refused() {
     };
     let live = Request::Live {};
     // charlie (a member) on a stream it never opened.
-    let h1 = as_peer(&mut sim, 2, 0, &live, Some(encode_frame(999, 1, false, &update)));
-    // No blob, a header that never ends, unknown flags.
+    let h1 = as_peer(
+        &mut sim,
+        2,
+        0,
+        &live,
+        Some(encode_frame(999, 1, false, &update)),
+    );
+    // No blob, a header that never ends, a sequence number out of range.
     let h2 = as_peer(&mut sim, 2, 0, &live, None);
     let h3 = as_peer(&mut sim, 2, 0, &live, Some(vec![0xff; 64]));
-    let h4 = as_peer(&mut sim, 2, 0, &live, Some(vec![1, 1, 0x80, 0]));
+    let h4 = as_peer(
+        &mut sim,
+        2,
+        0,
+        &live,
+        Some(vec![1, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+    );
     // dave, no member: the same answer as for any unknown stream.
-    let h5 = as_peer(&mut sim, 3, 0, &live, Some(encode_frame(1, 1, false, &update)));
+    let h5 = as_peer(
+        &mut sim,
+        3,
+        0,
+        &live,
+        Some(encode_frame(1, 1, false, &update)),
+    );
     sim.run_for(2_000).unwrap();
     let e1 = refusal(&sim, h1);
     assert_eq!(e1.code, ErrorCode::NotFound);
@@ -124,7 +152,10 @@ fn forged_and_broken_frames_are_refused() {
     }
     let e5 = refusal(&sim, h5);
     assert_eq!(e5.code, ErrorCode::NotFound);
-    assert!(!e5.message.contains("notes"), "a non-member learns nothing: {e5}");
+    assert!(
+        !e5.message.contains("notes"),
+        "a non-member learns nothing: {e5}"
+    );
     assert_eq!(text(&sim, 0), before);
     assert_eq!(sim.core::<SyncCore>(0, PROC).unwrap().live().unknown, 2);
 }
@@ -135,7 +166,17 @@ fn forged_and_broken_frames_are_refused() {
 /// stays whole.
 #[test]
 fn sequence_jumps_replays_and_forged_changes_on_a_stream_stay_bounded() {
-    let mut sim = cluster(SimConfig::new(5, 4), doc(), 3);
+    // SyncRequests alice sends charlie.
+    let asks: Rc<Cell<u64>> = Rc::default();
+    let counted = asks.clone();
+    let mut sim = cluster(SimConfig::new(5, 4), doc(), 3).with_delivery_observer(
+        move |s, i, from, _to, body| {
+            if i == 2 && from.node == *s.node_id(0) && p2p_sim::stats::tag_of(body) == "SyncRequest"
+            {
+                counted.set(counted.get() + 1);
+            }
+        },
+    );
     setup(&mut sim, 3).unwrap();
     ask(&mut sim, 0, &edit("a", 0, "alice"));
     sim.run_for(5_000).unwrap();
@@ -150,29 +191,59 @@ fn sequence_jumps_replays_and_forged_changes_on_a_stream_stay_bounded() {
     let h = as_peer(&mut sim, 2, 0, &open, None);
     sim.run_for(1_000).unwrap();
     assert!(
-        matches!(answer(&sim, h), Some(Ok(Response::Ack { stream: Some(7), .. }))),
+        matches!(
+            answer(&sim, h),
+            Some(Ok(Response::Ack {
+                stream: Some(7),
+                ..
+            }))
+        ),
         "{:?}",
         answer(&sim, h)
     );
-    let syncs0 = sent(&sim, "SyncRequest");
+    let syncs0 = asks.get();
     let live = Request::Live {};
     let jump = encode_frame(7, u32::MAX - 1, false, &[]);
     let h1 = as_peer(&mut sim, 2, 0, &live, Some(jump.clone()));
     let h2 = as_peer(&mut sim, 2, 0, &live, Some(jump));
     sim.run_for(1_000).unwrap();
     assert!(matches!(answer(&sim, h1), Some(Ok(Response::LiveAck {}))));
-    assert!(matches!(answer(&sim, h2), Some(Ok(Response::LiveAck {}))), "a replay");
+    assert!(
+        matches!(answer(&sim, h2), Some(Ok(Response::LiveAck {}))),
+        "a replay"
+    );
     let c = sim.core::<SyncCore>(0, PROC).unwrap();
     assert_eq!(c.live().gaps, 1, "the replay is no second gap");
-    // A flood of jumps, all in one window: at most one SyncRequest in flight at a time.
-    for k in 0..50u32 {
-        let f = encode_frame(7, k * 1_000, false, &[]);
-        let to = sim.addr(0, PROC);
-        sim.request_with_blob(2, sync_pid(), &to, encode(&live), Some(f), 30);
+    assert!(asks.get() > syncs0, "the jump makes alice ask charlie");
+    // On a fresh stream, a flood of 50 jumps at once: 50 gaps, and at most one SyncRequest
+    // in flight at a time for them.
+    let open8 = Request::Delta {
+        stream: Some(8),
+        ..open.clone()
+    };
+    as_peer(&mut sim, 2, 0, &open8, None);
+    sim.run_for(1_000).unwrap();
+    let (gaps0, syncs1) = (
+        sim.core::<SyncCore>(0, PROC).unwrap().live().gaps,
+        asks.get(),
+    );
+    for k in 1..=50u32 {
+        let f = encode_frame(8, k * 1_000, false, &[]);
+        as_peer(&mut sim, 2, 0, &live, Some(f));
     }
-    sim.run_for(50).unwrap();
-    let asked = sent(&sim, "SyncRequest") - syncs0;
-    assert!(asked <= 3, "{asked} SyncRequests for 51 jumps");
+    sim.run_for(1_000).unwrap();
+    let c = sim.core::<SyncCore>(0, PROC).unwrap();
+    assert_eq!(c.live().gaps - gaps0, 50);
+    let asked = asks.get() - syncs1;
+    assert!(
+        (1..=2).contains(&asked),
+        "{asked} SyncRequests for 50 jumps"
+    );
+    assert_eq!(
+        c.live().streams_in(),
+        1,
+        "stream 8 replaced 7: one per sender and document"
+    );
     // Changes by an unregistered PeerID on the open stream: refused before import.
     let forged = {
         let d = LoroDoc::new();
@@ -181,7 +252,7 @@ fn sequence_jumps_replays_and_forged_changes_on_a_stream_stay_bounded() {
         d.commit();
         d.export(ExportMode::all_updates()).unwrap()
     };
-    let f = encode_frame(7, u32::MAX, false, &forged);
+    let f = encode_frame(8, 60_000, false, &forged);
     let h3 = as_peer(&mut sim, 2, 0, &live, Some(f));
     sim.run_for(20_000).unwrap();
     assert_eq!(refusal(&sim, h3).code, ErrorCode::Forbidden);
@@ -211,7 +282,11 @@ fn a_receiver_that_lost_its_streams_gets_every_edit() {
         }
         sim.run_for(30_000).unwrap();
         for i in 0..3 {
-            assert_eq!(text(&sim, i).as_deref(), Some(want.as_str()), "{mode:?} node {i}");
+            assert_eq!(
+                text(&sim, i).as_deref(),
+                Some(want.as_str()),
+                "{mode:?} node {i}"
+            );
         }
     }
 }

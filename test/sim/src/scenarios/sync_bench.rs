@@ -230,7 +230,11 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
     // flush's export on alice and the import on bob), not the simulator or this harness.
     let service_ms = busy(&sim) - busy0;
     let live_wire = tagged(&sim) - tagged0;
-    let by_tag: Vec<u64> = per_tag(&sim).iter().zip(&tags0).map(|(a, b)| a - b).collect();
+    let by_tag: Vec<u64> = per_tag(&sim)
+        .iter()
+        .zip(&tags0)
+        .map(|(a, b)| a - b)
+        .collect();
     let live_total = sim.stats.remote.bytes - bytes0;
     let live_msgs = sim.stats.remote.msgs - msgs0;
     let text_a = sim.core::<SyncCore>(0, PROC).and_then(|c| c.text(&doc));
@@ -261,7 +265,12 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
             lib_bytes += u.len() as u64;
             if std::env::var("SYNW_MEASURE").is_ok() {
                 let d = sync::doc::deflate(&u);
-                eprintln!("BATCH {} {} {:02x?}", u.len(), d.len(), &u[..u.len().min(40)]);
+                eprintln!(
+                    "BATCH {} {} {:02x?}",
+                    u.len(),
+                    d.len(),
+                    &u[..u.len().min(40)]
+                );
             }
             lb.import(&u).expect("import");
             sent = la.oplog_vv();
