@@ -100,7 +100,8 @@ struct OutLink {
     /// The receiver accepted the stream (its Ack named it).
     open: bool,
     next_seq: u32,
-    /// When a frame last expected an answer.
+    /// When a frame last went, and when one last expected an answer.
+    last_frame: Option<Millis>,
     last_ack_ask: Option<Millis>,
 }
 
@@ -164,12 +165,13 @@ impl Live {
             if !l.open {
                 return Send::Open(l.stream);
             }
-            // One flush window per peer: every document owed goes at its start.
+            // One flush window per peer: every document owed goes at its start, each once.
             if let Some(&t) = self.flushed.get(peer) {
-                if now != t && now < t + FLUSH_MS {
+                if (now != t || l.last_frame == Some(now)) && now < t + FLUSH_MS {
                     return Send::Wait(t + FLUSH_MS);
                 }
             }
+            l.last_frame = Some(now);
             let ask = l.last_ack_ask.is_none_or(|t| now >= t + ACK_EVERY_MS);
             let seq = l.next_seq;
             l.next_seq = l.next_seq.wrapping_add(1);
@@ -192,6 +194,7 @@ impl Live {
                 stream,
                 open: false,
                 next_seq: 0,
+                last_frame: None,
                 last_ack_ask: None,
             },
         );
@@ -388,9 +391,11 @@ mod tests {
         assert_eq!(l.next_send(&p, &other, 260), Send::Wait(300));
         assert!(matches!(l.next_send(&p, &doc, 300), Send::Frame { .. }));
         assert!(matches!(l.next_send(&p, &other, 300), Send::Frame { .. }));
+        // A second frame of the same document in the same instant waits for the next window.
+        assert_eq!(l.next_send(&p, &doc, 300), Send::Wait(400));
         l.reset_out(&p, &other);
         let mut asks = 0;
-        for t in (300..4_300).step_by(100) {
+        for t in (400..4_400).step_by(100) {
             match l.next_send(&p, &doc, t) {
                 Send::Frame { ask, .. } => asks += ask as u32,
                 other => panic!("{other:?}"),

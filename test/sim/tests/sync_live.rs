@@ -10,16 +10,16 @@ use p2p_common::api::{encode, ErrorCode};
 use p2p_common::ProcessId;
 use p2p_sim::scenarios::sync::{answer, ask, cluster, setup, PROC};
 use p2p_sim::{Mode, NetConfig, Sim, SimConfig};
+use std::cell::Cell;
+use std::rc::Rc;
+use sync::core::SyncCore;
+use sync::live::encode_frame;
 
 fn config(seed: u64, nodes: usize, mode: Mode) -> SimConfig {
     let mut cfg = SimConfig::new(seed, nodes);
     cfg.net = NetConfig::for_mode(mode);
     cfg
 }
-use std::cell::Cell;
-use std::rc::Rc;
-use sync::core::SyncCore;
-use sync::live::encode_frame;
 
 fn doc() -> DocId {
     "alice.os/notes".parse().unwrap()
