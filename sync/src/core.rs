@@ -187,6 +187,9 @@ struct Entry {
     /// What each peer last said it has (its Ack or answered live frame): `known` runs ahead
     /// of it while one-way live frames are out, and falls back to it when one fails.
     confirmed: VecMap<NodeId, VersionVector>,
+    /// Peers sent one-way live frames since they last said what they have: `Peers` reports
+    /// them from `confirmed`, not from the guess in `known`.
+    unconfirmed: VecSet<NodeId>,
 }
 
 impl Entry {
@@ -203,6 +206,7 @@ impl Entry {
             known: VecMap::new(),
             syncing: VecSet::new(),
             confirmed: VecMap::new(),
+            unconfirmed: VecSet::new(),
         }
     }
     fn acl(&self) -> &Acl {
@@ -860,11 +864,9 @@ impl SyncCore {
                             if let live::Send::Frame { stream, seq, ask } = send {
                                 // What it has once the frame is in (an answered frame, or
                                 // the receiver's SyncRequest after a gap, corrects this).
-                                self.docs
-                                    .get_mut(&doc)
-                                    .expect("present")
-                                    .known
-                                    .insert(peer.clone(), k);
+                                let e = self.docs.get_mut(&doc).expect("present");
+                                e.known.insert(peer.clone(), k);
+                                e.unconfirmed.add(peer.clone());
                                 let deflated = encoding == Encoding::Deflate;
                                 return Some(Built::Msg {
                                     body: encode(&PeerRequest::Live {}),
@@ -1116,7 +1118,12 @@ impl SyncCore {
         let peers = holders(&e.meta.acl, &self.me)
             .into_iter()
             .map(|node| {
-                let known = e.known.get(&node);
+                // While one-way frames are out, what the peer last said, not our guess.
+                let known = if e.unconfirmed.contains(&node) {
+                    e.confirmed.get(&node)
+                } else {
+                    e.known.get(&node)
+                };
                 let unreachable = self.reach.status(&node, now) == ReachStatus::Unreachable
                     || matches!(
                         self.outbox.breakers.state(&node),
@@ -1569,6 +1576,7 @@ impl SyncCore {
                     e.meta.acl.epoch += 1;
                     e.known.remove(from);
                     e.confirmed.remove(from);
+                    e.unconfirmed.remove(from);
                     self.live.forget(&doc, Some(from));
                     let e = self.docs.get(&doc).expect("present");
                     let targets = holders(&e.meta.acl, &me);
@@ -1637,6 +1645,7 @@ impl SyncCore {
                     self.stats.snapshots_sent += 1;
                 }
                 if let Some(e) = self.docs.get_mut(&doc) {
+                    e.unconfirmed.remove(from);
                     e.known.insert(from.clone(), k);
                 }
                 let answer = SyncAnswer {
@@ -1856,6 +1865,7 @@ impl SyncCore {
         e.meta.acl = acl;
         e.known.retain(|n, _| is_member(&e.meta.acl, n));
         e.confirmed.retain(|n, _| is_member(&e.meta.acl, n));
+        e.unconfirmed.retain(|n, _| is_member(&e.meta.acl, n));
         let me = self.me.clone();
         self.aware
             .retain_nodes(&doc, |n| *n == me || is_member(&e.meta.acl, n));
@@ -1984,6 +1994,7 @@ impl SyncCore {
         let v = live::clamp_claim(v, me, ours.get(&me).copied().unwrap_or(0));
         let lacks = !includes(&v, &ours);
         e.confirmed.insert(peer.clone(), v.clone());
+        e.unconfirmed.remove(peer);
         e.known.insert(peer.clone(), v);
         if lacks {
             self.owe(peer, Item::Delta(doc.clone()), now, out);
@@ -2121,6 +2132,8 @@ impl SyncCore {
         let e = self.docs.get_mut(&doc).expect("present");
         let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
         e.known.insert(peer.clone(), theirs.clone());
+        e.confirmed.insert(peer.clone(), theirs.clone());
+        e.unconfirmed.remove(peer);
         if !includes(&theirs, &ours) {
             self.owe(peer, Item::Delta(doc), now, out);
         }
@@ -2310,6 +2323,7 @@ impl SyncCore {
                                 if let Some(e) = self.docs.get_mut(&doc) {
                                     e.known.remove(&peer);
                                     e.confirmed.remove(&peer);
+                                    e.unconfirmed.remove(&peer);
                                 }
                                 self.owe(&peer, Item::Delta(doc), now, out);
                             }
@@ -2333,6 +2347,7 @@ impl SyncCore {
                         if let Some(en) = self.docs.get_mut(&doc) {
                             en.known.remove(&peer);
                             en.confirmed.remove(&peer);
+                            en.unconfirmed.remove(&peer);
                         }
                         if e.message.starts_with(LIVE_UNKNOWN) {
                             // It restarted (or forgot the stream): ask and reopen now.
@@ -2355,6 +2370,7 @@ impl SyncCore {
                         if let Some(en) = self.docs.get_mut(&doc) {
                             en.known.remove(&peer);
                             en.confirmed.remove(&peer);
+                            en.unconfirmed.remove(&peer);
                         }
                     }
                     Err(e) => {
@@ -2651,6 +2667,7 @@ impl SyncCore {
                     let doc = item_doc(&item);
                     self.live.reset_out(&peer, doc);
                     if let Some(e) = self.docs.get_mut(doc) {
+                        e.unconfirmed.remove(&peer);
                         match e.confirmed.get(&peer).cloned() {
                             Some(c) => e.known.insert(peer.clone(), c),
                             None => e.known.remove(&peer),
