@@ -248,15 +248,19 @@ try {
       const l = c.querySelector(".rlabel");
       const sel = document.querySelector('[data-testid="remote-selection-bob.os"]');
       const box = l.getBoundingClientRect();
-      const hit = document.elementFromPoint(innerWidth / 2, innerHeight - 20);
-      return { pos: getComputedStyle(c).position, border: getComputedStyle(c).borderLeftColor, label: getComputedStyle(l).backgroundColor, labelPos: getComputedStyle(l).position, sel: sel && getComputedStyle(sel).backgroundImage, w: box.width, h: box.height, covered: !!hit?.closest(".rlayer"), xss: window.__xss, styles: [c, l, sel].map((e) => e?.getAttribute("style") || "").join(" ") };
+      // None of the three takes a tenth of the window (the hostile style asked for all of it).
+      const hit = [c, l, sel].filter((e) => e).some((e) => {
+        const b = e.getBoundingClientRect();
+        return b.width * b.height > (innerWidth * innerHeight) / 10;
+      });
+      return { pos: getComputedStyle(c).position, border: getComputedStyle(c).borderLeftColor, label: getComputedStyle(l).backgroundColor, labelPos: getComputedStyle(l).position, sel: sel && getComputedStyle(sel).backgroundImage, w: box.width, h: box.height, covered: hit, vw: innerWidth, xss: window.__xss, styles: [c, l, sel].map((e) => e?.getAttribute("style") || "").join(" ") };
     });
     await shot("docs-hostile-colour");
     const bad = [];
     if (seen.pos === "fixed" || seen.labelPos !== "absolute") bad.push("positioned");
     if (seen.border === "rgb(255, 0, 0)" || seen.label === "rgb(255, 0, 0)") bad.push("took the colour");
     if (seen.sel && seen.sel !== "none") bad.push("a background image");
-    if (seen.w > 200 || seen.h > 40 || seen.covered) bad.push("covers the page");
+    if (seen.w >= seen.vw || seen.h > 40 || seen.covered) bad.push("covers the page");
     if (seen.xss !== undefined) bad.push("ran a script");
     if (/url|fixed|z-index/.test(seen.styles)) bad.push("hostile style text");
     if (outside.length > before) bad.push(`fetched ${outside.slice(before).join(", ")}`);
