@@ -366,10 +366,7 @@ impl<S: Service> Driver<S> {
                                 // Say why before closing: the page shows it.
                                 calls.push(KernelCall::SendRequest {
                                     target: self.http_server.clone(),
-                                    body: http::ws_push_body(
-                                        channel,
-                                        crate::service::WsKind::Text,
-                                    ),
+                                    body: http::ws_push_body(channel, crate::service::WsKind::Text),
                                     blob: Some(web::refusal_frame(self.core.name())),
                                     expects_response: None,
                                     context: None,

@@ -298,10 +298,8 @@ mod tests {
             api_request(&h).unwrap(),
             (br#"{"Publish":{}}"#.to_vec(), Some(b"payload".to_vec()))
         );
-        h.headers.insert(
-            "content-type".into(),
-            "Application/Octet-Stream".into(),
-        );
+        h.headers
+            .insert("content-type".into(), "Application/Octet-Stream".into());
         assert!(api_request(&h).is_ok());
         // Parameters and the header name's case do not matter.
         let mut h = http("POST", "/api", b"\"Ping\"");
@@ -346,7 +344,11 @@ mod tests {
             Some("application/jsonx"),
             None,
         ] {
-            let mut h = http("POST", "/api", br#"{"SetTopic":{"topic":"t","policy":"Open"}}"#);
+            let mut h = http(
+                "POST",
+                "/api",
+                br#"{"SetTopic":{"topic":"t","policy":"Open"}}"#,
+            );
             h.headers.clear();
             if let Some(ct) = ct {
                 h.headers.insert("content-type".into(), ct.into());

@@ -38,8 +38,8 @@
 
 use crate::sim::{factory, AppOutcome, Sim, SimConfig};
 use crate::NetConfig;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -228,9 +228,8 @@ async fn serve(opts: Options, mut state: AppState) -> Result<(), String> {
 fn router(opts: &Options, state: AppState) -> Router {
     let index = opts.ui_dir.join("index.html");
     let missing = opts.ui_dir.display().to_string();
-    let ui = tower_http::services::ServeDir::new(&opts.ui_dir).fallback(
-        tower_http::services::ServeFile::new(&index),
-    );
+    let ui = tower_http::services::ServeDir::new(&opts.ui_dir)
+        .fallback(tower_http::services::ServeFile::new(&index));
     let ui_router = if index.exists() {
         Router::new().nest_service(UI_PATH, ui)
     } else {
@@ -1068,7 +1067,7 @@ mod tests {
         lp.command(Cmd::Http {
             node,
             process: process.into(),
-            headers: BTreeMap::new(),
+            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
             body: body.as_bytes().to_vec(),
             reply,
         });
@@ -1248,16 +1247,36 @@ mod tests {
         let json = ("content-type", "application/json");
         let body = ("content-length", "12");
         assert_eq!(check(Method::GET, "/sim/state", &[host]), Ok(()));
-        assert_eq!(check(Method::GET, "/sim/state", &[("host", "LOCALHOST:8090")]), Ok(()));
+        assert_eq!(
+            check(Method::GET, "/sim/state", &[("host", "LOCALHOST:8090")]),
+            Ok(())
+        );
         assert_eq!(check(Method::GET, "/sim/state", &[]), Err(403));
-        for bad in ["127.0.0.1:8091", "127.0.0.1", "evil.example:8090", "[::1]:8090"] {
+        for bad in [
+            "127.0.0.1:8091",
+            "127.0.0.1",
+            "evil.example:8090",
+            "[::1]:8090",
+        ] {
             assert_eq!(check(Method::GET, "/", &[("host", bad)]), Err(403), "{bad}");
         }
         let same = ("origin", "http://127.0.0.1:8090");
-        assert_eq!(check(Method::POST, "/sim/heal", &[host, same, json, body]), Ok(()));
-        for bad in ["http://evil.example", "null", "http://localhost:8090", "https://127.0.0.1:8090"] {
+        assert_eq!(
+            check(Method::POST, "/sim/heal", &[host, same, json, body]),
+            Ok(())
+        );
+        for bad in [
+            "http://evil.example",
+            "null",
+            "http://localhost:8090",
+            "https://127.0.0.1:8090",
+        ] {
             assert_eq!(
-                check(Method::POST, "/sim/heal", &[host, ("origin", bad), json, body]),
+                check(
+                    Method::POST,
+                    "/sim/heal",
+                    &[host, ("origin", bad), json, body]
+                ),
                 Err(403),
                 "{bad}"
             );
@@ -1265,19 +1284,40 @@ mod tests {
         // A /sim body must be JSON; an empty one needs no type; a node's API is its own.
         for ct in ["text/plain", "application/x-www-form-urlencoded", ""] {
             let typed = [host, same, ("content-type", ct), body];
-            let pairs: &[(&str, &str)] = if ct.is_empty() { &[host, same, body] } else { &typed };
+            let pairs: &[(&str, &str)] = if ct.is_empty() {
+                &[host, same, body]
+            } else {
+                &typed
+            };
             assert_eq!(check(Method::POST, "/sim/crash", pairs), Err(415), "{ct}");
         }
         assert_eq!(
-            check(Method::POST, "/sim/heal", &[host, same, ("content-length", "0")]),
+            check(
+                Method::POST,
+                "/sim/heal",
+                &[host, same, ("content-length", "0")]
+            ),
             Ok(())
         );
         assert_eq!(
-            check(Method::POST, "/sim/crash", &[host, same, ("content-type", "application/json; charset=utf-8"), body]),
+            check(
+                Method::POST,
+                "/sim/crash",
+                &[
+                    host,
+                    same,
+                    ("content-type", "application/json; charset=utf-8"),
+                    body
+                ]
+            ),
             Ok(())
         );
         assert_eq!(
-            check(Method::POST, "/node/alice.os/notify/api", &[host, same, ("content-type", "text/plain"), body]),
+            check(
+                Method::POST,
+                "/node/alice.os/notify/api",
+                &[host, same, ("content-type", "text/plain"), body]
+            ),
             Ok(())
         );
     }

@@ -107,7 +107,11 @@ fn a_number_the_constant_does_not_have_is_caught() {
         )]
     );
     // Line breaks inside a phrase do not matter.
-    assert!(missing("at most 200 per\n  20 ms tick", &["at most 200 per 20 ms tick".into()]).is_empty());
+    assert!(missing(
+        "at most 200 per\n  20 ms tick",
+        &["at most 200 per 20 ms tick".into()]
+    )
+    .is_empty());
     assert_eq!(size(1 << 20), "1 MiB");
     assert_eq!(size(64 * 1024), "64 KiB");
     assert_eq!(size(1000), "1000 bytes");

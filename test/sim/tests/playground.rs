@@ -65,9 +65,18 @@ impl Playground {
     }
 
     /// One request: (status, body). `headers` are sent as given (Host included).
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
         let mut s = self.connect();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -83,7 +92,10 @@ impl Playground {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("no status in {text:?}"));
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
         (status, body)
     }
 
@@ -93,7 +105,11 @@ impl Playground {
         self.request(
             "POST",
             path,
-            &[("Host", &host), ("Origin", &origin), ("Content-Type", "application/json")],
+            &[
+                ("Host", &host),
+                ("Origin", &origin),
+                ("Content-Type", "application/json"),
+            ],
             body.as_bytes(),
         )
     }
@@ -115,7 +131,11 @@ impl Playground {
             got.push(b[0]);
         }
         let text = String::from_utf8_lossy(&got);
-        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         (status, s)
     }
 
@@ -188,11 +208,49 @@ fn cross_site_and_rebound_requests_are_refused_and_the_page_own_ones_served() {
     // A cross-site "simple" POST (no preflight), a DNS-rebinding page (its own name as
     // Host), and a cross-site JSON POST: none reaches the control.
     let cases: [(&str, &[(&str, &str)], u16); 5] = [
-        ("cross-site text/plain", &[("Host", &host), ("Origin", "http://evil.example"), ("Content-Type", "text/plain")], 403),
-        ("rebinding", &[("Host", "evil.example:8090"), ("Origin", "http://evil.example:8090"), ("Content-Type", "application/json")], 403),
-        ("rebinding, no origin", &[("Host", "evil.example"), ("Content-Type", "application/json")], 403),
-        ("cross-site json", &[("Host", &host), ("Origin", "null"), ("Content-Type", "application/json")], 403),
-        ("same host, text/plain", &[("Host", &host), ("Content-Type", "text/plain;charset=UTF-8")], 415),
+        (
+            "cross-site text/plain",
+            &[
+                ("Host", &host),
+                ("Origin", "http://evil.example"),
+                ("Content-Type", "text/plain"),
+            ],
+            403,
+        ),
+        (
+            "rebinding",
+            &[
+                ("Host", "evil.example:8090"),
+                ("Origin", "http://evil.example:8090"),
+                ("Content-Type", "application/json"),
+            ],
+            403,
+        ),
+        (
+            "rebinding, no origin",
+            &[
+                ("Host", "evil.example"),
+                ("Content-Type", "application/json"),
+            ],
+            403,
+        ),
+        (
+            "cross-site json",
+            &[
+                ("Host", &host),
+                ("Origin", "null"),
+                ("Content-Type", "application/json"),
+            ],
+            403,
+        ),
+        (
+            "same host, text/plain",
+            &[
+                ("Host", &host),
+                ("Content-Type", "text/plain;charset=UTF-8"),
+            ],
+            415,
+        ),
     ];
     for (name, headers, want) in cases {
         let (status, body) = p.request("POST", "/sim/crash", headers, crash);
@@ -215,7 +273,10 @@ fn cross_site_and_rebound_requests_are_refused_and_the_page_own_ones_served() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("application/json"), "{body}");
-    assert!(!p.post("/node/alice.os/notify/api", r#""ListTopics""#).1.contains("csrf"));
+    assert!(!p
+        .post("/node/alice.os/notify/api", r#""ListTopics""#)
+        .1
+        .contains("csrf"));
     // The page's own requests, by either loopback name.
     assert_eq!(p.post("/sim/heal", "").0, 200);
     let local = format!("localhost:{}", p.port);
@@ -223,7 +284,11 @@ fn cross_site_and_rebound_requests_are_refused_and_the_page_own_ones_served() {
     let (status, body) = p.request(
         "POST",
         "/sim/slow",
-        &[("Host", &local), ("Origin", &local_origin), ("Content-Type", "application/json; charset=utf-8")],
+        &[
+            ("Host", &local),
+            ("Origin", &local_origin),
+            ("Content-Type", "application/json; charset=utf-8"),
+        ],
         br#"{"node":"bob.os","ms":0}"#,
     );
     assert_eq!(status, 200, "{body}");
@@ -261,7 +326,10 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
                     return true;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 return false
             }
             Err(_) => return true,
@@ -278,7 +346,11 @@ fn bodies_and_browser_frames_over_the_limits_get_clear_answers() {
         let (status, body) = p.request(
             "POST",
             path,
-            &[("Host", &host), ("Origin", &origin), ("Content-Type", "application/json")],
+            &[
+                ("Host", &host),
+                ("Origin", &origin),
+                ("Content-Type", "application/json"),
+            ],
             &big,
         );
         assert_eq!(status, 413, "{path}: {body}");
@@ -330,7 +402,10 @@ fn a_second_ctrl_c_exits_at_once() {
     // The first one is taken (it said so) before the second is sent.
     let t0 = Instant::now();
     while !p.out.lock().unwrap().contains("stopping") {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no stop after Ctrl-C");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no stop after Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     p.sigint();

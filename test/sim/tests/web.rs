@@ -126,9 +126,15 @@ fn hostile_http_requests_get_clear_errors_from_every_service() {
     // A body a cross-site page could send without a CORS preflight (text/plain, a form,
     // no type) is refused before the core sees it: nothing is created.
     for s in SERVICES {
-        for ct in [Some("text/plain;charset=UTF-8"), Some("application/x-www-form-urlencoded"), None] {
-            let headers: std::collections::BTreeMap<String, String> =
-                ct.map(|c| ("content-type".to_string(), c.to_string())).into_iter().collect();
+        for ct in [
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
+            let headers: std::collections::BTreeMap<String, String> = ct
+                .map(|c| ("content-type".to_string(), c.to_string()))
+                .into_iter()
+                .collect();
             let body = br#"{"SetTopic":{"topic":"csrf","policy":"Open"}}"#.to_vec();
             let h = sim.http_with_headers(0, s, "POST", "/api", &headers, body);
             sim.run_for(3_000).unwrap();
@@ -136,9 +142,13 @@ fn hostile_http_requests_get_clear_errors_from_every_service() {
                 panic!("{s} {ct:?}: no answer")
             };
             let head: HttpResponse = serde_json::from_slice(head).unwrap();
-            let text = String::from_utf8_lossy(sim.outcome_blob(h).unwrap_or_default()).into_owned();
+            let text =
+                String::from_utf8_lossy(sim.outcome_blob(h).unwrap_or_default()).into_owned();
             assert_eq!(head.status, 400, "{s} {ct:?}: {text}");
-            assert!(text.contains("application/json") && text.contains("BadRequest"), "{s} {ct:?}: {text}");
+            assert!(
+                text.contains("application/json") && text.contains("BadRequest"),
+                "{s} {ct:?}: {text}"
+            );
         }
     }
     let (_, topics) = post(&mut sim, 0, "notify", "/api", b"\"ListTopics\"");
@@ -226,7 +236,11 @@ fn too_many_websocket_clients_are_closed() {
         .iter()
         .filter(|(_, _, body, _)| body.starts_with(br#"{"WebSocketPush""#))
         .map(|(_, _, body, blob)| {
-            assert!(body.starts_with(refused.as_bytes()), "{}", String::from_utf8_lossy(body));
+            assert!(
+                body.starts_with(refused.as_bytes()),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
             serde_json::from_slice(blob.as_deref().unwrap()).unwrap()
         })
         .collect();
