@@ -52,6 +52,9 @@ pub struct Config {
     /// Most participant entries, and most per coordinator node.
     pub max_participating: usize,
     pub max_per_coordinator: usize,
+    /// Most prepared entries (voted yes, waiting for the decision) per coordinator node: what
+    /// a coordinator that stops deciding, crashed, cut off or hostile, holds here for good.
+    pub max_prepared_per_coordinator: usize,
     /// Finished transactions remembered for Status.
     pub history: usize,
     /// Attempts to deliver an abort before relying on presumed abort.
@@ -84,6 +87,7 @@ impl Default for Config {
             max_coordinated: 1_000,
             max_participating: 10_000,
             max_per_coordinator: 1_000,
+            max_prepared_per_coordinator: 200,
             history: 1_000,
             abort_attempts: 6,
             event_attempts: 10,
@@ -229,10 +233,17 @@ impl TxCoord {
                 resource,
                 operation,
                 participants,
-                ..
-            } => self
-                .part
-                .on_prepare(id, &from, tx_id, resource, operation, participants, cfg),
+                deadline_ms,
+            } => self.part.on_prepare(
+                id,
+                &from,
+                tx_id,
+                resource,
+                operation,
+                participants,
+                deadline_ms,
+                cfg,
+            ),
             TxReq::Commit { tx_id, resource } => {
                 self.part.on_decision(id, &from, tx_id, resource, true, cfg)
             }

@@ -41,6 +41,8 @@ pub enum PTimer {
     Query(PKey),
     Deliver(PKey),
     Forget(PKey),
+    /// The coordinator's vote deadline has passed (with slack): a refused entry may go.
+    Expire(PKey),
     /// Ask this resource's manager for its in-doubt list again.
     InDoubt(String),
 }
@@ -63,6 +65,8 @@ enum State {
 
 #[derive(Debug, Clone)]
 struct PTx {
+    /// The transaction's coordinator (parsed once, for the per-coordinator counts).
+    coord: NodeId,
     state: State,
     /// Every node of the transaction (coordinator excluded), for termination queries.
     nodes: Vec<NodeId>,
@@ -76,6 +80,97 @@ struct PTx {
     /// Next termination target (index into coordinator + nodes).
     round: usize,
     reason: String,
+}
+
+/// Per coordinator node: its entries here, and how many of them are prepared (voted yes and
+/// waiting for its decision; only that decision ends them, across restarts too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    pub entries: usize,
+    pub prepared: usize,
+}
+
+/// The participant table: the entries, with per-coordinator counts kept on every insert,
+/// removal and change into or out of `Prepared` (so admitting a Prepare costs no scan), and
+/// a count of entries visited by iterations (tests check that a Prepare visits none).
+#[derive(Clone, Default)]
+struct Table {
+    map: BTreeMap<PKey, PTx>,
+    per_coord: BTreeMap<NodeId, Count>,
+    visited: std::cell::Cell<u64>,
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn get(&self, k: &PKey) -> Option<&PTx> {
+        self.map.get(k)
+    }
+    /// Change `state` through [`Table::set_state`] when it enters or leaves `Prepared`.
+    fn get_mut(&mut self, k: &PKey) -> Option<&mut PTx> {
+        self.map.get_mut(k)
+    }
+    fn count(&self, coord: &NodeId) -> Count {
+        self.per_coord.get(coord).copied().unwrap_or_default()
+    }
+    fn insert(&mut self, k: PKey, tx: PTx) {
+        let c = self.per_coord.entry(tx.coord.clone()).or_default();
+        c.entries += 1;
+        c.prepared += (tx.state == State::Prepared) as usize;
+        if let Some(old) = self.map.insert(k, tx) {
+            self.uncount(&old);
+        }
+    }
+    fn remove(&mut self, k: &PKey) -> Option<PTx> {
+        let tx = self.map.remove(k)?;
+        self.uncount(&tx);
+        Some(tx)
+    }
+    fn uncount(&mut self, tx: &PTx) {
+        if let Some(c) = self.per_coord.get_mut(&tx.coord) {
+            c.entries -= 1;
+            c.prepared -= (tx.state == State::Prepared) as usize;
+            if c.entries == 0 {
+                self.per_coord.remove(&tx.coord);
+            }
+        }
+    }
+    fn set_state(&mut self, k: &PKey, st: State) -> Option<&mut PTx> {
+        let tx = self.map.get_mut(k)?;
+        if let Some(c) = self.per_coord.get_mut(&tx.coord) {
+            c.prepared -= (tx.state == State::Prepared) as usize;
+            c.prepared += (st == State::Prepared) as usize;
+        }
+        tx.state = st;
+        Some(tx)
+    }
+    fn visit(&self, n: usize) {
+        self.visited.set(self.visited.get() + n as u64);
+    }
+    fn iter(&self) -> impl Iterator<Item = (&PKey, &PTx)> {
+        self.map.iter().inspect(|_| self.visit(1))
+    }
+    fn values(&self) -> impl Iterator<Item = &PTx> {
+        self.iter().map(|(_, t)| t)
+    }
+    /// The entries of one transaction.
+    fn of_tx<'a>(&'a self, tx_id: &'a str) -> impl Iterator<Item = (&'a PKey, &'a PTx)> + 'a {
+        self.map
+            .range((tx_id.to_string(), String::new())..)
+            .take_while(move |(k, _)| k.0 == tx_id)
+            .inspect(|_| self.visit(1))
+    }
+    /// The counts recomputed from the entries (tests compare them with the kept ones).
+    fn recount(&self) -> BTreeMap<NodeId, Count> {
+        let mut m: BTreeMap<NodeId, Count> = BTreeMap::new();
+        for t in self.map.values() {
+            let c = m.entry(t.coord.clone()).or_default();
+            c.entries += 1;
+            c.prepared += (t.state == State::Prepared) as usize;
+        }
+        m
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,7 +206,7 @@ pub fn manager_record(app: &Address, coordinators: &Coordinators) -> Vec<u8> {
 #[derive(Clone)]
 pub struct Participant {
     our: Address,
-    txs: BTreeMap<PKey, PTx>,
+    txs: Table,
     managers: BTreeMap<String, Address>,
     /// Per registered resource, whose transactions it takes part in (normalized).
     coordinators: BTreeMap<String, Coordinators>,
@@ -123,9 +218,23 @@ pub struct Participant {
     in_doubt_asks: BTreeMap<String, (bool, u32)>,
     /// Entries that ended, newest last, with whether they committed: a late copy of their
     /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
-    ended: BTreeMap<PKey, bool>,
+    ended: BTreeMap<PKey, Ended>,
     ended_order: VecDeque<PKey>,
     pub prepared_yes: u64,
+}
+
+/// How an entry ended, for late copies of its Prepare: committed, or the no vote's reason.
+#[derive(Clone, Debug)]
+enum Ended {
+    Committed,
+    No(String),
+}
+
+/// After the coordinator's vote deadline (`deadline_ms`, capped) a refused entry may go: the
+/// deadline is counted from our receipt of the Prepare, which is later than the coordinator
+/// started counting, plus a Prepare timeout of slack.
+fn expire_after(deadline_ms: u64, cfg: &Config) -> u64 {
+    deadline_ms + cfg.prepare_timeout_s * 1_000
 }
 
 /// Attempts to read a manager's in-doubt list (with `Config::retry`'s backoff, capped at
@@ -139,7 +248,7 @@ impl Participant {
     pub fn new(our: Address) -> Self {
         Participant {
             our,
-            txs: BTreeMap::new(),
+            txs: Table::default(),
             managers: BTreeMap::new(),
             coordinators: BTreeMap::new(),
             hellos: Confirmations::new(64),
@@ -152,6 +261,31 @@ impl Participant {
 
     pub fn entries(&self) -> usize {
         self.txs.len()
+    }
+
+    /// The kept counts of `coord`'s entries (entries, prepared).
+    pub fn count(&self, coord: &NodeId) -> Count {
+        self.txs.count(coord)
+    }
+
+    /// Whether the per-coordinator counts kept on every change equal a recount of the table
+    /// (the model check and the tests assert it; it scans, so it is not called in service).
+    pub fn check_counts(&self) -> Result<(), String> {
+        let kept: BTreeMap<NodeId, Count> = self.txs.per_coord.clone();
+        let recount = self.txs.recount();
+        if kept == recount {
+            Ok(())
+        } else {
+            Err(format!(
+                "per-coordinator counts {kept:?} differ from a recount {recount:?}"
+            ))
+        }
+    }
+
+    /// Table entries visited by iterations so far (a Prepare must visit none: its cost may
+    /// not grow with the table).
+    pub fn entries_visited(&self) -> u64 {
+        self.txs.visited.get()
     }
 
     /// Entries holding a manager's locks: voted yes and the manager not yet told the outcome.
@@ -210,10 +344,15 @@ impl Participant {
                 out.push(log(Level::Error, format!("unreadable record {k}")));
                 continue;
             };
+            let Some(coord) = coordinator_of(tx) else {
+                out.push(log(Level::Error, format!("unreadable record {k}")));
+                continue;
+            };
             let key = (tx.to_string(), res.to_string());
             self.txs.insert(
                 key.clone(),
                 PTx {
+                    coord,
                     state: r.state,
                     nodes: r.nodes,
                     on_disk: true,
@@ -231,9 +370,10 @@ impl Participant {
                     out.push(Effect::timer(d, Timer::P(PTimer::Query(key))));
                 }
                 State::Committed => out.push(Effect::timer(100, Timer::P(PTimer::Deliver(key)))),
+                // Refused: when it was prepared is lost, so the longest vote deadline.
                 _ => out.push(Effect::timer(
-                    MAX_TIMEOUT_MS * 2,
-                    Timer::P(PTimer::Forget(key)),
+                    expire_after(MAX_TIMEOUT_MS, cfg),
+                    Timer::P(PTimer::Expire(key)),
                 )),
             }
         }
@@ -264,6 +404,7 @@ impl Participant {
         resource: String,
         operation: String,
         mut nodes: Vec<NodeId>,
+        deadline_ms: u64,
         cfg: &Config,
     ) -> Vec<Eff> {
         if let Err(e) = self.check_coordinator(from, &tx_id) {
@@ -313,12 +454,12 @@ impl Participant {
                 _ => voted(Vote::No, &tx.reason),
             }];
         }
-        if let Some(&committed) = self.ended.get(&key) {
-            // A late copy of a Prepare whose transaction ended here: answer what we voted.
-            return vec![if committed {
-                voted(Vote::Yes, "")
-            } else {
-                voted(Vote::No, "this transaction already ended here")
+        if let Some(end) = self.ended.get(&key) {
+            // A late copy of a Prepare whose transaction ended here (or that we voted no
+            // on, which keeps no entry): answer what we voted.
+            return vec![match end {
+                Ended::Committed => voted(Vote::Yes, ""),
+                Ended::No(reason) => voted(Vote::No, reason),
             }];
         }
         if p2p_common::api::txcoord::validate_resource(&resource).is_err()
@@ -344,15 +485,22 @@ impl Participant {
                 ),
             )];
         }
-        let per_coord = self
-            .txs
-            .keys()
-            .filter(|(t, _)| coordinator_of(t).as_ref() == Some(&coord))
-            .count();
-        if self.txs.len() >= cfg.max_participating || per_coord >= cfg.max_per_coordinator {
+        let count = self.txs.count(&coord);
+        if self.txs.len() >= cfg.max_participating || count.entries >= cfg.max_per_coordinator {
             return vec![voted(
                 Vote::No,
                 &format!("{} has too many open transactions", self.our.node),
+            )];
+        }
+        if count.prepared >= cfg.max_prepared_per_coordinator {
+            // Prepared entries stay until the coordinator decides: one that does not (down,
+            // cut off or hostile) holds at most this many of our slots.
+            return vec![voted(
+                Vote::No,
+                &format!(
+                    "{} holds {} transactions of {coord} prepared and undecided",
+                    self.our.node, count.prepared
+                ),
             )];
         }
         nodes.retain(|n| n != &coord);
@@ -362,6 +510,7 @@ impl Participant {
         self.txs.insert(
             key.clone(),
             PTx {
+                coord: coord.clone(),
                 state: State::Asking,
                 nodes,
                 on_disk: false,
@@ -378,12 +527,20 @@ impl Participant {
             resource,
             operation,
         };
-        vec![Effect::request(
-            manager,
-            encode(&msg),
-            cfg.manager_timeout_s,
-            Ctx::P(PCtx::Vote(key, id)),
-        )]
+        vec![
+            Effect::request(
+                manager,
+                encode(&msg),
+                cfg.manager_timeout_s,
+                Ctx::P(PCtx::Vote(key.clone(), id)),
+            ),
+            // After the coordinator's vote deadline it can no longer commit without our
+            // yes: an entry that refused may then go (`PTimer::Expire`).
+            Effect::timer(
+                expire_after(deadline_ms.min(MAX_TIMEOUT_MS), cfg),
+                Timer::P(PTimer::Expire(key)),
+            ),
+        ]
     }
 
     /// This node only: the default of `RegisterManager`'s `coordinators`.
@@ -477,14 +634,14 @@ impl Participant {
         let mut out = vec![Effect::CancelTimer(Timer::P(PTimer::Query(key.clone())))];
         match (commit, tx.state) {
             (true, State::Prepared) => {
-                tx.state = State::Committed;
+                let tx = self.txs.set_state(key, State::Committed).expect("present");
                 tx.attempt = 0;
                 let tx = tx.clone();
                 out.push(self.write(key, &tx, true));
                 out.extend(self.deliver(key, cfg));
             }
             (false, State::Prepared) => {
-                tx.state = State::Aborted;
+                let tx = self.txs.set_state(key, State::Aborted).expect("present");
                 tx.attempt = 0;
                 out.extend(self.deliver(key, cfg));
             }
@@ -557,11 +714,14 @@ impl Participant {
         let Some(tx) = self.txs.remove(key) else {
             return vec![];
         };
-        if self
-            .ended
-            .insert(key.clone(), tx.state == State::Committed)
-            .is_none()
-        {
+        let end = if tx.state == State::Committed {
+            Ended::Committed
+        } else if tx.reason.is_empty() {
+            Ended::No("this transaction already ended here".into())
+        } else {
+            Ended::No(tx.reason.clone())
+        };
+        if self.ended.insert(key.clone(), end).is_none() {
             self.ended_order.push_back(key.clone());
             if self.ended_order.len() > ENDED_KEPT {
                 if let Some(old) = self.ended_order.pop_front() {
@@ -572,6 +732,8 @@ impl Participant {
         let mut out = vec![
             Effect::CancelTimer(Timer::P(PTimer::Deliver(key.clone()))),
             Effect::CancelTimer(Timer::P(PTimer::Query(key.clone()))),
+            Effect::CancelTimer(Timer::P(PTimer::Forget(key.clone()))),
+            Effect::CancelTimer(Timer::P(PTimer::Expire(key.clone()))),
         ];
         if tx.on_disk {
             out.push(Effect::Store(Batch::lazy().delete(pkey(key))));
@@ -587,12 +749,7 @@ impl Participant {
         tx_id: String,
         cfg: &Config,
     ) -> Vec<Eff> {
-        let mine: Vec<PKey> = self
-            .txs
-            .range((tx_id.clone(), String::new())..)
-            .take_while(|(k, _)| k.0 == tx_id)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mine: Vec<PKey> = self.txs.of_tx(&tx_id).map(|(k, _)| k.clone()).collect();
         let answer = |o| {
             Effect::reply(
                 id,
@@ -605,7 +762,7 @@ impl Participant {
         if mine.is_empty() {
             return vec![answer(Outcome::Unknown)];
         }
-        if !self.txs[&mine[0]].nodes.contains(from) {
+        if !self.txs.map[&mine[0]].nodes.contains(from) {
             return vec![reply_err(
                 id,
                 ApiError::forbidden(format!("{from} is not a participant of {tx_id}")),
@@ -614,7 +771,7 @@ impl Participant {
         let mut out = Vec::new();
         let mut outcome = Outcome::Pending;
         for k in &mine {
-            let st = self.txs[k].state;
+            let st = self.txs.map[k].state;
             match st {
                 State::Committed => outcome = Outcome::Committed,
                 State::Aborted | State::Refused => {
@@ -628,8 +785,8 @@ impl Participant {
         if outcome == Outcome::Pending
             && mine
                 .iter()
-                .any(|k| matches!(self.txs[k].state, State::Asking | State::VotedNo))
-            && !mine.iter().any(|k| self.txs[k].state == State::Prepared)
+                .any(|k| matches!(self.txs.map[k].state, State::Asking | State::VotedNo))
+            && !mine.iter().any(|k| self.txs.map[k].state == State::Prepared)
         {
             // Not voted yes anywhere here: refuse for good (forced) and let them abort.
             for k in &mine {
@@ -639,10 +796,7 @@ impl Participant {
                 tx.reason = "refused during cooperative termination".into();
                 let tx = tx.clone();
                 out.push(self.write(k, &tx, true));
-                out.push(Effect::timer(
-                    MAX_TIMEOUT_MS * 2,
-                    Timer::P(PTimer::Forget(k.clone())),
-                ));
+                // It stays (answering no) until the vote deadline (`PTimer::Expire`).
                 // A manager ask that timed out may hide a yes: tell it to abort now (a vote
                 // still in flight is handled when it comes back).
                 out.extend(self.deliver(k, cfg));
@@ -704,6 +858,9 @@ impl Participant {
     ) -> Vec<Eff> {
         match ctx {
             PCtx::Vote(key, id) => {
+                let quota_full = self.txs.get(&key).is_some_and(|t| {
+                    self.txs.count(&t.coord).prepared >= cfg.max_prepared_per_coordinator
+                });
                 let Some(tx) = self.txs.get_mut(&key) else {
                     return vec![];
                 };
@@ -734,8 +891,24 @@ impl Participant {
                             Effect::timer(d, Timer::P(PTimer::Forget(key))),
                         ]
                     }
+                    (State::Asking, Some((Vote::Yes, _))) if quota_full => {
+                        // Asks admitted together filled the coordinator's quota of prepared
+                        // entries meanwhile: vote no, and the manager drops its yes.
+                        let tx = self.txs.get_mut(&key).expect("present");
+                        tx.state = State::VotedNo;
+                        tx.manager_prepared = true;
+                        tx.reason = "too many transactions of this coordinator prepared and undecided".into();
+                        let reason = tx.reason.clone();
+                        let mut out = vec![reply(Response::Voted {
+                            tx_id,
+                            vote: Vote::No,
+                            reason,
+                        })];
+                        out.extend(self.deliver(&key, cfg));
+                        out
+                    }
                     (State::Asking, Some((Vote::Yes, _))) => {
-                        tx.state = State::Prepared;
+                        let tx = self.txs.set_state(&key, State::Prepared).expect("present");
                         tx.on_disk = true;
                         tx.manager_prepared = true;
                         self.prepared_yes += 1;
@@ -760,6 +933,8 @@ impl Participant {
                                 vote: Vote::Yes,
                                 reason: String::new(),
                             }),
+                            // Only the decision ends a prepared entry.
+                            Effect::CancelTimer(Timer::P(PTimer::Expire(key.clone()))),
                             Effect::timer(d, Timer::P(PTimer::Query(key))),
                         ]
                     }
@@ -767,20 +942,22 @@ impl Participant {
                         tx.state = State::VotedNo;
                         tx.reason = reason.chars().take(256).collect();
                         let reason = tx.reason.clone();
-                        let mut out = vec![
-                            reply(Response::Voted {
-                                tx_id,
-                                vote: Vote::No,
-                                reason,
-                            }),
-                            Effect::timer(
-                                MAX_TIMEOUT_MS * 2,
-                                Timer::P(PTimer::Forget(key.clone())),
-                            ),
-                        ];
-                        // An earlier ask of this entry timed out (the manager may have voted
-                        // yes then): it is told to abort now.
-                        out.extend(self.deliver(&key, cfg));
+                        let prepared = tx.manager_prepared;
+                        let mut out = vec![reply(Response::Voted {
+                            tx_id,
+                            vote: Vote::No,
+                            reason,
+                        })];
+                        if prepared {
+                            // An earlier ask of this entry timed out (the manager may have
+                            // voted yes then): it is told to abort now, and the entry ends
+                            // when it has.
+                            out.extend(self.deliver(&key, cfg));
+                        } else {
+                            // No table slot for a no vote: a repeat of the Prepare is
+                            // answered from the memory of ended entries.
+                            out.extend(self.done(&key));
+                        }
                         out
                     }
                     // Aborted or refused while the manager was voting: no, and undo a yes.
@@ -811,8 +988,9 @@ impl Participant {
                 );
                 if ok {
                     match self.txs.get_mut(&key) {
-                        // Refused stays (and votes no) until forgotten; the manager is clean.
-                        Some(t) if matches!(t.state, State::Refused | State::VotedNo) => {
+                        // Refused stays (and votes no) until the vote deadline; the manager
+                        // is clean. A voted-no entry ends now.
+                        Some(t) if t.state == State::Refused => {
                             t.in_flight = false;
                             t.manager_prepared = false;
                             vec![]
@@ -916,9 +1094,9 @@ impl Participant {
         };
         let mut out = Vec::new();
         for tx_id in tx_ids.into_iter().take(cfg.max_per_coordinator) {
-            if coordinator_of(&tx_id).is_none() {
+            let Some(coord) = coordinator_of(&tx_id) else {
                 continue;
-            }
+            };
             let key = (tx_id, resource.to_string());
             let room = self.txs.len() < cfg.max_participating;
             match self.txs.get_mut(&key) {
@@ -927,6 +1105,7 @@ impl Participant {
                     self.txs.insert(
                         key.clone(),
                         PTx {
+                            coord,
                             state: State::Refused,
                             nodes: vec![],
                             on_disk: true,
@@ -937,11 +1116,12 @@ impl Participant {
                             reason: "in doubt at the manager, never voted yes here".into(),
                         },
                     );
-                    let t = self.txs[&key].clone();
+                    let t = self.txs.map[&key].clone();
                     out.push(self.write(&key, &t, true));
+                    // Its Prepare's deadline is not known here: the longest one.
                     out.push(Effect::timer(
-                        MAX_TIMEOUT_MS * 2,
-                        Timer::P(PTimer::Forget(key.clone())),
+                        expire_after(MAX_TIMEOUT_MS, cfg),
+                        Timer::P(PTimer::Expire(key.clone())),
                     ));
                     out.extend(self.deliver(&key, cfg));
                 }
@@ -972,8 +1152,18 @@ impl Participant {
             PTimer::Query(k) => self.query(&k, cfg),
             PTimer::Deliver(k) => self.deliver(&k, cfg),
             PTimer::InDoubt(r) => self.ask_in_doubt(&r, cfg),
+            PTimer::Expire(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
+                // The coordinator's vote deadline has passed: it cannot commit without our
+                // yes any more, so a refusal needs no slot.
+                Some((State::Refused, false)) => self.learn(&k, false, cfg),
+                // Still voting, or telling the manager: look again later (it may refuse).
+                Some((State::Asking | State::VotedNo | State::Refused, _)) => vec![Effect::timer(
+                    cfg.query_after_ms,
+                    Timer::P(PTimer::Expire(k)),
+                )],
+                _ => vec![],
+            },
             PTimer::Forget(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
-                Some((State::VotedNo | State::Refused, _)) => self.learn(&k, false, cfg),
                 // The manager's vote timed out and no Prepare came again since: never voted
                 // yes to the coordinator, so refuse for good here and tell the manager (it
                 // may have voted yes late).
@@ -1018,10 +1208,8 @@ impl Participant {
         tx.attempt = 0;
         tx.reason = "the manager did not vote in time".into();
         let t = tx.clone();
-        let mut out = vec![
-            self.write(key, &t, true),
-            Effect::timer(MAX_TIMEOUT_MS * 2, Timer::P(PTimer::Forget(key.clone()))),
-        ];
+        // It stays (answering no) until the vote deadline (`PTimer::Expire`).
+        let mut out = vec![self.write(key, &t, true)];
         out.extend(self.deliver(key, cfg));
         out
     }
@@ -1131,8 +1319,7 @@ impl Participant {
     pub fn status(&self, tx_id: &str) -> Option<TxStatus> {
         let votes: Vec<(Phase, VoteView)> = self
             .txs
-            .range((tx_id.to_string(), String::new())..)
-            .take_while(|(k, _)| k.0 == tx_id)
+            .of_tx(tx_id)
             .map(|(k, t)| (phase(t.state), self.vote_view(k, t)))
             .collect();
         let phase = votes.iter().map(|(p, _)| *p).min()?;
@@ -1161,14 +1348,14 @@ impl Participant {
     }
 
     pub fn list(&self) -> Vec<TxStatus> {
-        let mut ids: Vec<&String> = self.txs.keys().map(|k| &k.0).collect();
+        let mut ids: Vec<&String> = self.txs.iter().map(|(k, _)| &k.0).collect();
         ids.dedup();
         ids.iter().filter_map(|t| self.status(t)).collect()
     }
 
     pub fn fingerprint(&self, out: &mut String) {
         use std::fmt::Write;
-        for (k, t) in &self.txs {
+        for (k, t) in &self.txs.map {
             let _ = write!(
                 out,
                 "P{}/{}:{:?}{}{}{},",
@@ -1176,7 +1363,8 @@ impl Participant {
             );
         }
         for (k, c) in &self.ended {
-            let _ = write!(out, "E{}/{}:{},", k.0, k.1, *c as u8);
+            let c = matches!(c, Ended::Committed) as u8;
+            let _ = write!(out, "E{}/{}:{c},", k.0, k.1);
         }
         for (r, (f, _)) in &self.in_doubt_asks {
             let _ = write!(out, "D{r}:{},", *f as u8);
