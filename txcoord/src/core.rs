@@ -70,6 +70,11 @@ pub struct Config {
     /// find the violation each one causes.
     pub mutation_lazy_commit_record: bool,
     pub mutation_lazy_prepared_record: bool,
+    /// Mutations too: the participant's "committed" record, or its `Refused` record, written
+    /// lazily; a manager vote that timed out no longer counted as a possible yes.
+    pub mutation_lazy_committed_record: bool,
+    pub mutation_lazy_refused_record: bool,
+    pub mutation_vote_timeout_not_a_yes: bool,
 }
 
 impl Default for Config {
@@ -99,6 +104,9 @@ impl Default for Config {
             },
             mutation_lazy_commit_record: false,
             mutation_lazy_prepared_record: false,
+            mutation_lazy_committed_record: false,
+            mutation_lazy_refused_record: false,
+            mutation_vote_timeout_not_a_yes: false,
         }
     }
 }

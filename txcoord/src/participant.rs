@@ -637,7 +637,7 @@ impl Participant {
                 let tx = self.txs.set_state(key, State::Committed).expect("present");
                 tx.attempt = 0;
                 let tx = tx.clone();
-                out.push(self.write(key, &tx, true));
+                out.push(self.write(key, &tx, !cfg.mutation_lazy_committed_record));
                 out.extend(self.deliver(key, cfg));
             }
             (false, State::Prepared) => {
@@ -786,7 +786,9 @@ impl Participant {
             && mine
                 .iter()
                 .any(|k| matches!(self.txs.map[k].state, State::Asking | State::VotedNo))
-            && !mine.iter().any(|k| self.txs.map[k].state == State::Prepared)
+            && !mine
+                .iter()
+                .any(|k| self.txs.map[k].state == State::Prepared)
         {
             // Not voted yes anywhere here: refuse for good (forced) and let them abort.
             for k in &mine {
@@ -795,7 +797,7 @@ impl Participant {
                 tx.on_disk = true;
                 tx.reason = "refused during cooperative termination".into();
                 let tx = tx.clone();
-                out.push(self.write(k, &tx, true));
+                out.push(self.write(k, &tx, !cfg.mutation_lazy_refused_record));
                 // It stays (answering no) until the vote deadline (`PTimer::Expire`).
                 // A manager ask that timed out may hide a yes: tell it to abort now (a vote
                 // still in flight is handled when it comes back).
@@ -884,7 +886,9 @@ impl Participant {
                         // abort (or the forget timer) tells the manager to drop its state.
                         // Without a retried Prepare for a while (the coordinator is cut off
                         // or gave up), it refuses and tells the manager (see `on_timer`).
-                        tx.manager_prepared = true;
+                        if !cfg.mutation_vote_timeout_not_a_yes {
+                            tx.manager_prepared = true;
+                        }
                         let d = cfg.query_after_ms + cfg.retry.delay(0, rng);
                         vec![
                             reply(Response::Voting { tx_id }),
@@ -897,7 +901,9 @@ impl Participant {
                         let tx = self.txs.get_mut(&key).expect("present");
                         tx.state = State::VotedNo;
                         tx.manager_prepared = true;
-                        tx.reason = "too many transactions of this coordinator prepared and undecided".into();
+                        tx.reason =
+                            "too many transactions of this coordinator prepared and undecided"
+                                .into();
                         let reason = tx.reason.clone();
                         let mut out = vec![reply(Response::Voted {
                             tx_id,
@@ -1117,7 +1123,7 @@ impl Participant {
                         },
                     );
                     let t = self.txs.map[&key].clone();
-                    out.push(self.write(&key, &t, true));
+                    out.push(self.write(&key, &t, !cfg.mutation_lazy_refused_record));
                     // Its Prepare's deadline is not known here: the longest one.
                     out.push(Effect::timer(
                         expire_after(MAX_TIMEOUT_MS, cfg),
@@ -1209,7 +1215,7 @@ impl Participant {
         tx.reason = "the manager did not vote in time".into();
         let t = tx.clone();
         // It stays (answering no) until the vote deadline (`PTimer::Expire`).
-        let mut out = vec![self.write(key, &t, true)];
+        let mut out = vec![self.write(key, &t, !cfg.mutation_lazy_refused_record)];
         out.extend(self.deliver(key, cfg));
         out
     }
@@ -1273,8 +1279,15 @@ impl Participant {
             .map(|(k, _)| k.clone())
             .collect();
         for k in &pending {
+            // One with a send in flight is left to it: that may be the manager's vote (an
+            // entry aborted while the manager voted), whose answer must still find the entry
+            // (a yes is then aborted at the manager); a delivery in flight to the manager's
+            // earlier life is retried when it fails. The model check found this: an entry
+            // ended here, the late yes found nothing and the manager held it for ever.
             if let Some(t) = self.txs.get_mut(k) {
-                t.in_flight = false;
+                if t.in_flight {
+                    continue;
+                }
                 t.attempt = 0;
             }
             out.extend(self.deliver(k, cfg));

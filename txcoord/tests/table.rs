@@ -108,13 +108,7 @@ fn vote(v: Vote) -> Vec<u8> {
 }
 
 fn is_no(a: &Option<ApiResult<Response>>) -> bool {
-    matches!(
-        a,
-        Some(Ok(Response::Voted {
-            vote: Vote::No,
-            ..
-        }))
-    )
+    matches!(a, Some(Ok(Response::Voted { vote: Vote::No, .. })))
 }
 
 /// The manager asks among `eff` (PrepareTransaction messages).
@@ -163,10 +157,7 @@ fn flood(allowed: bool) -> TxCoord {
 #[test]
 fn no_votes_from_allowed_coordinators_take_no_slot() {
     let mut c = flood(true);
-    eprintln!(
-        "after 10,000 no votes: {} entries",
-        c.part.entries()
-    );
+    eprintln!("after 10,000 no votes: {} entries", c.part.entries());
     assert_eq!(c.part.entries(), 0, "a no vote keeps no table slot");
     let (eff, a) = prepare(&mut c, "alice.os/0d", "\"bob.os\"", 30_000);
     assert!(a.is_none(), "alice's Prepare waits for the manager: {a:?}");
@@ -219,10 +210,7 @@ fn a_coordinator_that_never_decides_holds_at_most_its_prepared_quota() {
         }
     }
     let mallory = NodeId::parse("mallory.os").unwrap();
-    eprintln!(
-        "mallory: {:?}, refused {refused}",
-        c.part.count(&mallory)
-    );
+    eprintln!("mallory: {:?}, refused {refused}", c.part.count(&mallory));
     assert_eq!(c.part.count(&mallory).prepared, quota);
     assert_eq!(refused, 50);
     c.part.check_counts().unwrap();
@@ -243,7 +231,11 @@ fn concurrent_asks_cannot_overshoot_the_prepared_quota() {
         let (eff, _) = prepare(&mut c, &format!("mallory.os/{k:x}"), "", 30_000);
         asks.extend(manager_asks(&eff));
     }
-    assert_eq!(asks.len(), quota + 20, "all admitted while none is prepared");
+    assert_eq!(
+        asks.len(),
+        quota + 20,
+        "all admitted while none is prepared"
+    );
     let (mut no, mut aborts) = (0, 0);
     for ctx in asks {
         let eff = respond(&mut c, ctx, vote(Vote::Yes));
@@ -260,7 +252,11 @@ fn concurrent_asks_cannot_overshoot_the_prepared_quota() {
             assert_eq!(ab.len(), 1, "the manager drops its yes");
             aborts += 1;
             // Once it has, the entry ends.
-            respond(&mut c, ab[0].2.clone(), encode_result(&Ok(ManagerAnswer::Done {})));
+            respond(
+                &mut c,
+                ab[0].2.clone(),
+                encode_result(&Ok(ManagerAnswer::Done {})),
+            );
         }
     }
     let mallory = NodeId::parse("mallory.os").unwrap();
@@ -293,7 +289,13 @@ fn a_refused_entry_keeps_its_slot_until_the_vote_deadline_only() {
             r#"{"QueryOutcome": {"tx_id": "alice.os/0b"}}"#,
         );
         assert!(
-            matches!(a, Some(Ok(Response::Outcome { outcome: Outcome::Aborted, .. }))),
+            matches!(
+                a,
+                Some(Ok(Response::Outcome {
+                    outcome: Outcome::Aborted,
+                    ..
+                }))
+            ),
             "{a:?}"
         );
         // The manager's vote (yes, late) is answered no and the manager told to abort.
