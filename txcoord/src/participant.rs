@@ -216,10 +216,12 @@ pub struct Participant {
     /// registration whose Hello timed out because the app was blocked on it): per resource,
     /// whether an ask is in flight and the attempts so far. One ask in flight per manager.
     in_doubt_asks: BTreeMap<String, (bool, u32)>,
-    /// Entries that ended, newest last, with whether they committed: a late copy of their
-    /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
+    /// Entries that ended, with whether they committed: a late copy of their Prepare is
+    /// answered from here (never asking the manager again). Memory only, bounded per kind:
+    /// `ended_order[1]` the committed ones, `[0]` the others, each oldest first, so cheap no
+    /// votes cannot push out the memory of commits.
     ended: BTreeMap<PKey, Ended>,
-    ended_order: VecDeque<PKey>,
+    ended_order: [VecDeque<PKey>; 2],
     pub prepared_yes: u64,
 }
 
@@ -241,7 +243,7 @@ fn expire_after(deadline_ms: u64, cfg: &Config) -> u64 {
 /// 30 s: about 8 minutes) before waiting for it to register again.
 pub const IN_DOUBT_ATTEMPTS: u32 = 20;
 
-/// Most ended entries remembered for late Prepares.
+/// Most ended entries remembered for late Prepares, of each kind (committed, and not).
 pub const ENDED_KEPT: usize = 1_000;
 
 impl Participant {
@@ -254,7 +256,7 @@ impl Participant {
             hellos: Confirmations::new(64),
             in_doubt_asks: BTreeMap::new(),
             ended: BTreeMap::new(),
-            ended_order: VecDeque::new(),
+            ended_order: [VecDeque::new(), VecDeque::new()],
             prepared_yes: 0,
         }
     }
@@ -721,11 +723,21 @@ impl Participant {
         } else {
             Ended::No(tx.reason.clone())
         };
-        if self.ended.insert(key.clone(), end).is_none() {
-            self.ended_order.push_back(key.clone());
-            if self.ended_order.len() > ENDED_KEPT {
-                if let Some(old) = self.ended_order.pop_front() {
-                    self.ended.remove(&old);
+        let kind = matches!(end, Ended::Committed);
+        let prev = self.ended.insert(key.clone(), end);
+        if prev.is_none_or(|p| matches!(p, Ended::Committed) != kind) {
+            let order = &mut self.ended_order[kind as usize];
+            order.push_back(key.clone());
+            if order.len() > ENDED_KEPT {
+                if let Some(old) = order.pop_front() {
+                    // Only if it is still of this kind (it may have ended again since).
+                    if self
+                        .ended
+                        .get(&old)
+                        .is_some_and(|e| matches!(e, Ended::Committed) == kind)
+                    {
+                        self.ended.remove(&old);
+                    }
                 }
             }
         }

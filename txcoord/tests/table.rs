@@ -349,3 +349,46 @@ fn a_prepare_visits_no_entry_whatever_the_table_size() {
     assert_eq!(visits, vec![0, 0, 0]);
     c.part.check_counts().unwrap();
 }
+
+/// Cheap no votes cannot push a commit out of the ended-entry memory (review 14b nit): the
+/// committed entries and the others have separate bounds, so a late copy of a committed
+/// transaction's Prepare after 2,000 no votes is still answered yes without asking the
+/// manager to prepare again (which could apply the operation twice).
+#[test]
+fn no_votes_do_not_push_commits_out_of_the_ended_memory() {
+    let mut c = core("bob.os");
+    register(&mut c, Some(r#""Any""#));
+    let (eff, _) = prepare(&mut c, "alice.os/0a", "\"bob.os\"", 30_000);
+    let ctx = manager_asks(&eff).pop().unwrap();
+    respond(&mut c, ctx, vote(Vote::Yes));
+    let (eff, a) = ask(
+        &mut c,
+        &format!("alice.os{TX}"),
+        r#"{"Commit": {"tx_id": "alice.os/0a", "resource": "r"}}"#,
+    );
+    assert!(matches!(a, Some(Ok(Response::Ack { .. }))), "{a:?}");
+    let (_, body, ctx) = sends(&eff).pop().expect("commit to the manager");
+    assert!(body.contains("CommitTransaction"), "{body}");
+    respond(&mut c, ctx, encode_result(&Ok(ManagerAnswer::Done {})));
+    assert_eq!(c.part.entries(), 0);
+    for k in 0..2_000 {
+        let (eff, _) = prepare(&mut c, &format!("m{}.os/{k:x}", k % 10), "", 30_000);
+        let ctx = manager_asks(&eff).pop().expect("asked");
+        respond(&mut c, ctx, vote(Vote::No));
+    }
+    let (eff, a) = prepare(&mut c, "alice.os/0a", "\"bob.os\"", 30_000);
+    assert!(
+        manager_asks(&eff).is_empty(),
+        "the manager is not asked again"
+    );
+    assert!(
+        matches!(
+            a,
+            Some(Ok(Response::Voted {
+                vote: Vote::Yes,
+                ..
+            }))
+        ),
+        "{a:?}"
+    );
+}
