@@ -293,9 +293,12 @@ tabs.push({
     const read = async () => {
       if (!openDoc) return;
       if (inFlight > 0) return;
+      const typed = keystrokes;
       const r = await api("sync", { Read: { doc: openDoc } });
       showItems(r.Content);
-      if (inFlight > 0 || editor.value !== text) return;
+      // A read answered after the user typed may predate that edit (the two calls race):
+      // showing it would take the keystrokes back out of the editor.
+      if (typed !== keystrokes || inFlight > 0 || editor.value !== text) return;
       shownVersion = r.Content.version;
       // Remote edits show unless the user has typed something not yet sent.
       if (inFlight === 0 && editor.value === text) {
@@ -307,6 +310,7 @@ tabs.push({
     // editor shows now, at the version that text had.
     let chain = Promise.resolve();
     let inFlight = 0;
+    let keystrokes = 0;
     const sendEdit = () =>
       guarded("Edit", async () => {
         const [pos, del, ins] = splice(text, editor.value);
@@ -320,6 +324,7 @@ tabs.push({
         shownVersion = r.Edited.version;
       });
     editor.addEventListener("input", () => {
+      keystrokes++;
       inFlight++;
       chain = chain.then(sendEdit).finally(() => inFlight--);
     });
@@ -564,7 +569,15 @@ tabs.push({
         });
         const timeout = Number(v.timeout_ms);
         if (!Number.isInteger(timeout) || timeout <= 0) throw new Error("the vote timeout is a positive number of milliseconds");
-        const r = await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        // Never leave the previous transaction's id showing while this one starts.
+        started.textContent = "starting…";
+        let r: Json;
+        try {
+          r = await api("txcoord", { Start: { participants, timeout_ms: timeout } });
+        } catch (e) {
+          started.textContent = "";
+          throw e;
+        }
         started.textContent = `started ${r.Started.tx_id}`;
         refresh();
       }, "Start"),

@@ -205,13 +205,17 @@ try {
     await page.getByTestId("node-picker").selectOption("alice.os");
     await page.getByTestId("tab-tx").click();
     await page.getByTestId("managers-note").filter({ hasText: "refuse" }).waitFor();
+    // The id shown after this click, not the previous transaction's (the line says
+    // "starting…" until txcoord answers; reading it too early took the old id).
+    let previous = "";
     const start = async (participants) => {
       await page.getByTestId("start-participants").fill(participants);
       await page.getByTestId("start-timeout_ms").fill("3000");
       await page.getByTestId("start-submit").click();
-      const started = page.getByTestId("started").filter({ hasText: "started alice.os/" });
+      const started = page.getByTestId("started").filter({ hasText: /^started alice\.os\// }).filter({ hasNotText: previous || "\u0000" });
       await started.waitFor();
-      return (await started.textContent()).replace("started ", "");
+      previous = (await started.textContent()).replace("started ", "");
+      return previous;
     };
     const tx = await start("bob.os:stock:take 1, charlie.os:cash:pay 5");
     const decided = (id) => page.locator(`[data-testid="decisions"] li[data-tx="${id}"]`);
