@@ -11,9 +11,10 @@ use p2p_common::api::{encode, encode_result};
 use p2p_common::service::{Effect, Input, Now, RequestId, SendErrorKind, Service};
 use p2p_common::{Address, NodeId, ProcessId, Records};
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use txcoord::core::{Config, Ctx, Timer, TxCoord};
+use txcoord::participant::PTimer;
 
 const N: usize = 4;
 const NAMES: [&str; N] = ["alice.os", "bob.os", "carol.os", "dave.os"];
@@ -42,7 +43,7 @@ fn app_addr() -> Address {
 struct Rm {
     vote: Option<Vote>,
     outcome: Option<Outcome>,
-    /// Told to commit without having voted yes (must never happen).
+    /// Told to commit without having voted yes, or after an abort (must never happen).
     bad_commit: bool,
 }
 
@@ -79,7 +80,8 @@ struct NodeState {
     core: TxCoord,
     disk: Records,
     lazy: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    timers: BTreeSet<Timer>,
+    /// Armed timers and when each is due (model time).
+    timers: BTreeMap<Timer, u64>,
     /// Awaited sends of this life: id -> context.
     outstanding: BTreeMap<u64, Ctx>,
     /// Requests this core holds: its request id -> the caller's outstanding entry.
@@ -94,6 +96,11 @@ struct State {
     faults: u32,
     next_id: u64,
     tx_id: String,
+    /// Model time (ms): a timer that fires moves it to the timer's due time at least, a
+    /// timeout delivered moves it on by the timeout.
+    clock: u64,
+    /// The coordinator's decision once it made one (it may forget it later).
+    decided: Option<Outcome>,
 }
 
 struct Model {
@@ -105,8 +112,15 @@ struct Model {
     suffix_steps: usize,
 }
 
-fn now() -> Now {
-    Now::at(1_000_000)
+/// Model time at the start.
+const T0: u64 = 1_000_000;
+
+/// The message that registers the manager of node `i` again (after its own crash).
+fn register_body() -> Vec<u8> {
+    encode(&Request::RegisterManager {
+        resource: "r".into(),
+        coordinators: Some(p2p_common::api::txcoord::Coordinators::Only(vec![node(0)])),
+    })
 }
 
 fn strip_ids(s: &str) -> String {
@@ -141,6 +155,8 @@ impl Model {
             faults: 0,
             next_id: 1,
             tx_id: String::new(),
+            clock: T0,
+            decided: None,
         };
         for i in 0..N {
             let mut disk = Records::new();
@@ -154,7 +170,7 @@ impl Model {
                 core: self.core(i),
                 disk,
                 lazy: Vec::new(),
-                timers: BTreeSet::new(),
+                timers: BTreeMap::new(),
                 outstanding: BTreeMap::new(),
                 inbound: BTreeMap::new(),
                 rm: Rm::default(),
@@ -176,7 +192,7 @@ impl Model {
         let id = s.next_id;
         s.next_id += 1;
         let eff = s.nodes[0].core.handle(
-            now(),
+            Now::at(s.clock),
             Input::Request {
                 id: RequestId(id),
                 from: app_addr(),
@@ -198,7 +214,7 @@ impl Model {
     fn boot(&self, s: &mut State, i: usize) {
         let records = s.nodes[i].disk.clone();
         let eff = s.nodes[i].core.handle(
-            now(),
+            Now::at(s.clock),
             Input::Start {
                 persisted: None,
                 records,
@@ -228,7 +244,7 @@ impl Model {
                         keys.handle(&me.node, &me, &body, blob.as_deref(), &|_| true)
                     {
                         let eff = s.nodes[i].core.handle(
-                            now(),
+                            Now::at(s.clock),
                             Input::Response {
                                 from: to,
                                 body,
@@ -281,8 +297,8 @@ impl Model {
                         });
                     }
                 }
-                Effect::SetTimer { timer, .. } => {
-                    s.nodes[i].timers.insert(timer);
+                Effect::SetTimer { timer, after_ms } => {
+                    s.nodes[i].timers.insert(timer, s.clock + after_ms);
                 }
                 Effect::CancelTimer(t) => {
                     s.nodes[i].timers.remove(&t);
@@ -308,11 +324,14 @@ impl Model {
     fn fingerprint(&self, s: &State) -> u64 {
         let mut h = DefaultHasher::new();
         s.faults.hash(&mut h);
+        // Model time is left out: states that differ only in it are merged (time matters
+        // only for comparisons such as the hello's 1 s rule).
+        s.decided.hash(&mut h);
         for n in &s.nodes {
             n.core.fingerprint().hash(&mut h);
             n.disk.hash(&mut h);
             n.lazy.hash(&mut h);
-            format!("{:?}", n.timers).hash(&mut h);
+            format!("{:?}", n.timers.keys().collect::<Vec<_>>()).hash(&mut h);
             let mut out: Vec<String> = n
                 .outstanding
                 .values()
@@ -389,6 +408,10 @@ impl Model {
                 _ => {}
             }
             v.push(Step::Deliver(k));
+            if s.faults < self.budget && matches!(m, Msg::ToApp { .. }) {
+                // Answered late: txcoord times out, the app has acted on it all the same.
+                v.push(Step::AppTimeout(k));
+            }
             let remote = matches!(
                 m,
                 Msg::ToCore { remote: true, .. } | Msg::Answer { remote: true, .. }
@@ -401,20 +424,55 @@ impl Model {
             }
         }
         for i in 0..N {
-            for t in &s.nodes[i].timers {
-                v.push(Step::Fire(i, t.clone()));
+            for t in s.nodes[i].timers.keys() {
+                if self.may_fire(s, t) {
+                    v.push(Step::Fire(i, t.clone()));
+                }
             }
             if !s.nodes[i].lazy.is_empty() {
                 v.push(Step::Flush(i));
             }
             if s.faults < self.budget {
                 v.push(Step::Crash(i));
+                if i > 0 {
+                    v.push(Step::CrashApp(i));
+                }
             }
         }
         v
     }
 
+    /// Timers fire in any order and at any time, except a participant's `Expire`: it is due
+    /// after the vote deadline counted from the participant's receipt of the Prepare, so
+    /// (with one clock rate) after the coordinator's own deadline, by which the coordinator
+    /// has decided or, crashed, forgotten the transaction.
+    fn may_fire(&self, s: &State, t: &Timer) -> bool {
+        !matches!(t, Timer::P(PTimer::Expire(_)))
+            || s.nodes[0].core.coord.decision(&s.tx_id) != Outcome::Pending
+    }
+
+    /// Record the coordinator's decision once it has one (it forgets it after the end).
+    fn note_decision(&self, s: &mut State) {
+        if s.decided.is_none() && s.nodes[0].core.coord.active() > 0 {
+            match s.nodes[0].core.coord.decision(&s.tx_id) {
+                Outcome::Pending => {}
+                o => s.decided = Some(o),
+            }
+        }
+    }
+
+    /// The decision: recorded, or the coordinator's answer (presumed abort without record).
+    fn decision(&self, s: &State) -> Outcome {
+        s.decided
+            .unwrap_or_else(|| s.nodes[0].core.coord.decision(&s.tx_id))
+    }
+
     fn step(&self, s: &mut State, st: &Step) {
+        self.step_inner(s, st);
+        self.note_decision(s);
+    }
+
+    fn step_inner(&self, s: &mut State, st: &Step) {
         match st {
             Step::Deliver(k) => {
                 let m = s.net.remove(*k);
@@ -460,9 +518,70 @@ impl Model {
                 }
             }
             Step::Fire(i, t) => {
-                s.nodes[*i].timers.remove(t);
-                let eff = s.nodes[*i].core.handle(now(), Input::Timer(t.clone()));
+                if let Some(due) = s.nodes[*i].timers.remove(t) {
+                    s.clock = s.clock.max(due);
+                }
+                let eff = s.nodes[*i]
+                    .core
+                    .handle(Now::at(s.clock), Input::Timer(t.clone()));
                 self.apply(s, *i, eff, None);
+            }
+            Step::AppTimeout(k) => {
+                s.faults += 1;
+                let Msg::ToApp {
+                    node,
+                    rm,
+                    body,
+                    send,
+                } = s.net.remove(*k)
+                else {
+                    unreachable!("only app messages time out this way")
+                };
+                // The app acts on it; its answer comes too late and is dropped.
+                self.app_answer(s, node, rm, &body);
+                s.net.push(Msg::Answer {
+                    to: send.0,
+                    send: send.1,
+                    body: Err(SendErrorKind::Timeout),
+                    remote: false,
+                    app: false,
+                });
+            }
+            Step::CrashApp(i) => {
+                // The manager crashes on its own (its vote and outcome are durable) and
+                // registers again when back; what it had not read yet is lost, and
+                // txcoord's sends to it time out.
+                s.faults += 1;
+                let i = *i;
+                let mut lost = Vec::new();
+                s.net.retain(|m| match m {
+                    Msg::ToApp {
+                        node,
+                        rm: true,
+                        send,
+                        ..
+                    } if *node == i => {
+                        lost.push(*send);
+                        false
+                    }
+                    _ => true,
+                });
+                for (n, id) in lost {
+                    s.net.push(Msg::Answer {
+                        to: n,
+                        send: id,
+                        body: Err(SendErrorKind::Timeout),
+                        remote: false,
+                        app: false,
+                    });
+                }
+                s.net.push(Msg::ToCore {
+                    from: rm_addr(i),
+                    to: i,
+                    body: register_body(),
+                    send: None,
+                    remote: false,
+                });
             }
             Step::Flush(i) => {
                 let lazy = std::mem::take(&mut s.nodes[*i].lazy);
@@ -512,7 +631,7 @@ impl Model {
                     s.nodes[to].inbound.insert(id, send);
                 }
                 let eff = s.nodes[to].core.handle(
-                    now(),
+                    Now::at(s.clock),
                     Input::Request {
                         id: RequestId(id),
                         from,
@@ -529,44 +648,7 @@ impl Model {
                 body,
                 send,
             } => {
-                let answer = if rm {
-                    let i = node - 1;
-                    let msg: ManagerMessage = serde_json::from_slice(&body).unwrap();
-                    let tx_id = s.tx_id.clone();
-                    let r = &mut s.nodes[node].rm;
-                    match msg {
-                        ManagerMessage::PrepareTransaction { .. } => {
-                            let v = *r.vote.get_or_insert(self.votes[i]);
-                            ManagerAnswer::Vote {
-                                vote: v,
-                                reason: String::new(),
-                            }
-                        }
-                        ManagerMessage::CommitTransaction { .. } => {
-                            if r.vote != Some(Vote::Yes) {
-                                r.bad_commit = true;
-                            }
-                            r.outcome = Some(Outcome::Committed);
-                            ManagerAnswer::Done {}
-                        }
-                        ManagerMessage::AbortTransaction { .. } => {
-                            r.outcome.get_or_insert(Outcome::Aborted);
-                            if r.outcome == Some(Outcome::Committed) {
-                                r.bad_commit = true;
-                            }
-                            ManagerAnswer::Done {}
-                        }
-                        ManagerMessage::Hello { .. } => ManagerAnswer::InDoubt {
-                            tx_ids: if r.vote == Some(Vote::Yes) && r.outcome.is_none() {
-                                vec![tx_id.clone()]
-                            } else {
-                                vec![]
-                            },
-                        },
-                    }
-                } else {
-                    ManagerAnswer::Done {}
-                };
+                let answer = self.app_answer(s, node, rm, &body);
                 s.net.push(Msg::Answer {
                     to: send.0,
                     send: send.1,
@@ -579,6 +661,10 @@ impl Model {
                 let Some(ctx) = s.nodes[to].outstanding.remove(&send) else {
                     return; // an earlier life's, or a duplicate's
                 };
+                if body.is_err() {
+                    // A timeout takes its time.
+                    s.clock += 3_000;
+                }
                 let input = match body {
                     Ok(body) => Input::Response {
                         from: tx_addr(to),
@@ -592,9 +678,52 @@ impl Model {
                         ctx,
                     },
                 };
-                let eff = s.nodes[to].core.handle(now(), input);
+                let eff = s.nodes[to].core.handle(Now::at(s.clock), input);
                 self.apply(s, to, eff, None);
             }
+        }
+    }
+
+    /// An app on `node` acts on `body` (the manager if `rm`); its answer.
+    fn app_answer(&self, s: &mut State, node: usize, rm: bool, body: &[u8]) -> ManagerAnswer {
+        if rm {
+            let i = node - 1;
+            let msg: ManagerMessage = serde_json::from_slice(body).unwrap();
+            let tx_id = s.tx_id.clone();
+            let r = &mut s.nodes[node].rm;
+            match msg {
+                ManagerMessage::PrepareTransaction { .. } => {
+                    let v = *r.vote.get_or_insert(self.votes[i]);
+                    ManagerAnswer::Vote {
+                        vote: v,
+                        reason: String::new(),
+                    }
+                }
+                ManagerMessage::CommitTransaction { .. } => {
+                    // Never without its yes, and never after it was told to abort.
+                    if r.vote != Some(Vote::Yes) || r.outcome == Some(Outcome::Aborted) {
+                        r.bad_commit = true;
+                    }
+                    r.outcome = Some(Outcome::Committed);
+                    ManagerAnswer::Done {}
+                }
+                ManagerMessage::AbortTransaction { .. } => {
+                    r.outcome.get_or_insert(Outcome::Aborted);
+                    if r.outcome == Some(Outcome::Committed) {
+                        r.bad_commit = true;
+                    }
+                    ManagerAnswer::Done {}
+                }
+                ManagerMessage::Hello { .. } => ManagerAnswer::InDoubt {
+                    tx_ids: if r.vote == Some(Vote::Yes) && r.outcome.is_none() {
+                        vec![tx_id.clone()]
+                    } else {
+                        vec![]
+                    },
+                },
+            }
+        } else {
+            ManagerAnswer::Done {}
         }
     }
 
@@ -610,7 +739,7 @@ impl Model {
         }
         if rms.iter().any(|r| r.bad_commit) {
             return Err(format!(
-                "a manager was told to commit without its yes: {rms:?}"
+                "a manager was told to commit without its yes or after an abort: {rms:?}"
             ));
         }
         Ok(())
@@ -621,7 +750,7 @@ impl Model {
     fn live(&self, s: &State) -> Result<(usize, Outcome), String> {
         let mut s = s.clone();
         for n in 0..self.suffix_steps {
-            let decision = s.nodes[0].core.coord.decision(&s.tx_id);
+            let decision = self.decision(&s);
             let done = decision != Outcome::Pending
                 && s.nodes[1..].iter().all(|x| {
                     // A manager that never voted yes has nothing to undo on an abort.
@@ -641,8 +770,10 @@ impl Model {
                 Step::Deliver(0)
             } else if let Some(i) = (0..N).find(|&i| !s.nodes[i].lazy.is_empty()) {
                 Step::Flush(i)
-            } else if let Some(i) = (0..N).find(|&i| !s.nodes[i].timers.is_empty()) {
-                let t = s.nodes[i].timers.iter().next().unwrap().clone();
+            } else if let Some((i, t)) = (0..N).find_map(|i| {
+                let t = s.nodes[i].timers.keys().find(|t| self.may_fire(&s, t))?;
+                Some((i, t.clone()))
+            }) {
                 Step::Fire(i, t)
             } else {
                 break;
@@ -668,7 +799,7 @@ impl Model {
             .collect();
         Err(format!(
             "liveness: not every participant reached the decision ({:?}) within {} fault-free steps: {rms:?}\n cores: {cores:#?}",
-            s.nodes[0].core.coord.decision(&s.tx_id),
+            self.decision(&s),
             self.suffix_steps
         ))
     }
@@ -693,6 +824,10 @@ enum Step {
     Fire(usize, Timer),
     Flush(usize),
     Crash(usize),
+    /// A message to a local app is answered late: txcoord gets Timeout, the app acted on it.
+    AppTimeout(usize),
+    /// A participant's resource manager crashes on its own and registers again.
+    CrashApp(usize),
 }
 
 #[derive(Debug, Default)]
@@ -722,6 +857,140 @@ fn just_decided(m: &Model) -> State {
     panic!("no commit decision within 200 deliveries");
 }
 
+/// From `s`, deliver fault-free (oldest first) every message `hold` does not hold back, and
+/// when nothing else is left fire the timer `fire` picks, until `done` holds.
+fn reach(
+    m: &Model,
+    mut s: State,
+    hold: impl Fn(&Msg) -> bool,
+    mut fire: impl FnMut(&State) -> Option<(usize, Timer)>,
+    done: impl Fn(&State) -> bool,
+) -> State {
+    for _ in 0..500 {
+        let next = s.net.iter().position(|x| !hold(x));
+        if next.is_none() && done(&s) {
+            return s;
+        }
+        match next {
+            Some(k) => m.step(&mut s, &Step::Deliver(k)),
+            None => {
+                let (i, t) = fire(&s).expect("the schedule reached its state");
+                m.step(&mut s, &Step::Fire(i, t));
+            }
+        }
+        m.safety(&s).unwrap();
+    }
+    panic!("the schedule did not reach its state in 500 steps");
+}
+
+fn manager_msg(x: &Msg, node: Option<usize>, kind: &str) -> bool {
+    matches!(x, Msg::ToApp { node: n, rm: true, body, .. }
+        if node.is_none_or(|i| i == *n) && String::from_utf8_lossy(body).contains(kind))
+}
+
+/// Every participant has voted yes (forced) and its vote is on the way: the coordinator has
+/// not decided. Faults from here hit the window between the votes and the decision.
+fn all_prepared(m: &Model) -> State {
+    let s = m.init();
+    reach(
+        m,
+        s,
+        |x| {
+            matches!(
+                x,
+                Msg::Answer {
+                    to: 0,
+                    remote: true,
+                    ..
+                }
+            )
+        },
+        |_| None,
+        |s| (1..N).all(|i| s.nodes[i].core.part.blocked() == 1),
+    )
+}
+
+/// bob and carol have voted yes; the coordinator gave them no answer to two termination
+/// queries each (lost before the search, not counted in its fault budget), and the peer each
+/// asked in between (bob carol, carol bob) said Pending; so their next query, now on its
+/// way, goes to dave. dave's manager has voted yes too late (txcoord's ask timed out, the
+/// timeout is on its way; also before the search): dave has not voted and may still refuse
+/// (cooperative termination with an unvoted participant), and its refusal must tell the
+/// manager to abort. The coordinator has not decided.
+fn asking_an_unvoted_participant(m: &Model) -> State {
+    let mut s = m.init();
+    let query_from = |x: &Msg, i: usize, to: usize| {
+        matches!(x, Msg::ToCore { from, to: t, body, .. }
+            if *from == tx_addr(i) && *t == to
+                && String::from_utf8_lossy(body).contains("QueryOutcome"))
+    };
+    let mut lost = [0u32; 3];
+    for _ in 0..500 {
+        if (1..3).all(|i| s.net.iter().any(|x| query_from(x, i, 3))) {
+            assert_eq!(lost[1..], [2, 2]);
+            assert!((1..3).all(|i| s.nodes[i].core.part.blocked() == 1));
+            assert_eq!(s.nodes[0].core.coord.decision(&s.tx_id), Outcome::Pending);
+            // dave's manager votes yes, too late: txcoord's ask times out (the answer is on
+            // its way), so dave's entry may hide a yes when it refuses.
+            let k = s
+                .net
+                .iter()
+                .position(|x| manager_msg(x, Some(3), "PrepareTransaction"))
+                .expect("held");
+            m.step(&mut s, &Step::AppTimeout(k));
+            s.faults = 0;
+            return s;
+        }
+        let lose = (1..3).find_map(|i| {
+            let k = s.net.iter().position(|x| query_from(x, i, 0))?;
+            Some((i, k))
+        });
+        if let Some((i, k)) = lose {
+            assert!(
+                lost[i] < 2,
+                "a third query to the coordinator: {}",
+                NAMES[i]
+            );
+            lost[i] += 1;
+            m.step(&mut s, &Step::Lose(k));
+        } else if let Some(k) = s.net.iter().position(|x| {
+            !manager_msg(x, Some(3), "PrepareTransaction") && !(1..3).any(|i| query_from(x, i, 3))
+        }) {
+            m.step(&mut s, &Step::Deliver(k));
+        } else {
+            // bob's and carol's query timers only (not the coordinator's deadline).
+            let (i, t) = (1..3)
+                .find_map(|i| {
+                    let t = s.nodes[i]
+                        .timers
+                        .keys()
+                        .find(|t| matches!(t, Timer::P(PTimer::Query(_) | PTimer::Ask(_))))?;
+                    Some((i, t.clone()))
+                })
+                .expect("the schedule reached its state");
+            m.step(&mut s, &Step::Fire(i, t));
+        }
+        m.safety(&s).unwrap();
+    }
+    panic!("the schedule did not reach its state in 500 steps");
+}
+
+/// The coordinator decided commit, every participant acknowledged (its "committed" record
+/// written), and the coordinator has forgotten the transaction; no manager has been told
+/// yet. With `history` 0 the coordinator keeps no outcome after the end, as happens once
+/// its bounded history has moved on: a participant that lost its "committed" record would
+/// now be told Aborted (presumed abort).
+fn all_acknowledged(m: &Model) -> State {
+    let s = m.init();
+    reach(
+        m,
+        s,
+        |x| manager_msg(x, None, "CommitTransaction"),
+        |_| None,
+        |s| s.decided == Some(Outcome::Committed) && s.nodes[0].core.coord.active() == 0,
+    )
+}
+
 fn check_from(m: &Model, init: State, max_states: u64, max_depth: usize) -> Result<Report, String> {
     let mut seen: HashSet<u64> = HashSet::new();
     let mut stack: Vec<(State, usize, Vec<String>)> = vec![(init, 0, vec![])];
@@ -746,6 +1015,10 @@ fn check_from(m: &Model, init: State, max_states: u64, max_depth: usize) -> Resu
         }
         let fail = |e: String| format!("{e}\n after {depth} steps: {}", path.join(" → "));
         m.safety(&s).map_err(fail)?;
+        for n in &s.nodes {
+            // The participant's kept per-coordinator counts equal a recount.
+            n.core.part.check_counts().map_err(fail)?;
+        }
         let (n, decision) = m.live(&s).map_err(fail)?;
         r.longest_suffix = r.longest_suffix.max(n);
         match decision {
@@ -813,6 +1086,7 @@ fn thousands(n: u64) -> String {
 fn check_documented(search: &str, states: u64, max_depth: usize) {
     if std::env::var_os("TXCOORD_MODEL_FAULTS").is_some()
         || std::env::var_os("TXCOORD_MODEL_DEPTH").is_some()
+        || std::env::var_os("TXCOORD_MODEL_FULL").is_some()
     {
         return;
     }
@@ -852,48 +1126,138 @@ fn every_interleaving_is_atomic_and_live() {
     }
 }
 
-/// Mutation tests: the same exhaustive search, from the state where the coordinator has just
-/// decided commit (reached without faults), with a fault budget of 2 and depth 5.
+/// Depth bound of a search from a later state: `ci` in `cargo xtask test`, 5 with
+/// `TXCOORD_MODEL_FULL=1` (the full run, a documented command: docs/txcoord.md).
+fn later_depth(ci: usize) -> usize {
+    if std::env::var_os("TXCOORD_MODEL_FULL").is_some() {
+        5
+    } else {
+        ci
+    }
+}
+
+/// One search from `start`: printed, its documented row checked (`row` names the search
+/// without its depth bound).
+fn search(m: &Model, start: State, depth: usize, row: &str) -> Report {
+    let row = format!("{row}, depth bound {depth}");
+    let t = std::time::Instant::now();
+    let r = check_from(m, start, 20_000_000, depth).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "model check {row}: {} states explored, max depth {}, fault-free suffixes ending committed {}, aborted {}, longest suffix {} steps ({:.1} s, not asserted)",
+        r.states, r.max_depth, r.committed_ends, r.aborted_ends, r.longest_suffix,
+        t.elapsed().as_secs_f64()
+    );
+    check_documented(&row, r.states, r.max_depth);
+    r
+}
+
+/// A mutation must be caught by the same search as its control: the violation's first line
+/// and path are printed.
+fn caught(m: &Model, start: State, depth: usize, what: &str) {
+    let e = check_from(m, start, 20_000_000, depth).expect_err("the mutation must be caught");
+    let first = e.lines().next().unwrap();
+    let path = e.lines().find(|l| l.starts_with(" after ")).unwrap_or("");
+    println!("mutation ({what}) caught: {first}\n {path}");
+    assert!(e.contains("atomicity") || e.contains("liveness"), "{e}");
+}
+
+const COMMIT_DECISION: &str = "from the commit decision (reached fault-free), budget 2";
+const PREPARED: &str = "from every participant prepared, no decision, budget 2";
+const UNVOTED: &str = "from two prepared asking the unvoted third, budget 2";
+const ACKED: &str = "from every participant acknowledged, no history kept, budget 2";
+
+/// The control for the first two mutation tests: from the commit decision, two faults.
+#[test]
+fn from_the_commit_decision_the_real_cores_survive_two_faults() {
+    let m = model([Vote::Yes; 3], 2);
+    let r = search(&m, just_decided(&m), later_depth(4), COMMIT_DECISION);
+    assert!(r.committed_ends > 0, "{r:?}");
+}
+
+/// The coordinator's commit decision written lazily: a lost Commit plus a coordinator crash
+/// leaves a participant that presumes abort next to ones that committed.
 #[test]
 fn without_the_forced_commit_record_the_checker_finds_a_violation() {
     let mut m = model([Vote::Yes; 3], 2);
     m.cfg_coord.mutation_lazy_commit_record = true;
-    let start = just_decided(&m);
-    let e = check_from(&m, start, 20_000_000, 5).expect_err("the mutation must be caught");
-    println!(
-        "mutation (lazy commit record) caught: {}",
-        e.lines().next().unwrap()
-    );
-    assert!(e.contains("atomicity") || e.contains("liveness"), "{e}");
+    caught(&m, just_decided(&m), later_depth(4), "lazy commit record");
 }
 
+/// The participant's prepared record written lazily: a participant crash loses the yes.
 #[test]
 fn without_the_forced_prepared_record_the_checker_finds_a_violation() {
-    let mut m = model([Vote::Yes; 3], 1);
+    let mut m = model([Vote::Yes; 3], 2);
     m.cfg_part.mutation_lazy_prepared_record = true;
-    let start = just_decided(&m);
-    let e = check_from(&m, start, 20_000_000, 5).expect_err("the mutation must be caught");
-    println!(
-        "mutation (lazy prepared record) caught: {}",
-        e.lines().next().unwrap()
-    );
-    assert!(e.contains("atomicity") || e.contains("liveness"), "{e}");
+    caught(&m, just_decided(&m), later_depth(4), "lazy prepared record");
 }
 
-/// The control for the mutation tests: the same search on the unmutated cores finds nothing.
+/// Faults between the votes and the decision: every participant has voted yes and the votes
+/// are on the way; two faults of any kind (lost or duplicated messages, a node crash, a
+/// manager crash, a late manager answer) at any point.
 #[test]
-fn from_the_commit_decision_the_real_cores_survive_two_faults() {
+fn from_every_participant_prepared_the_real_cores_survive_two_faults() {
     let m = model([Vote::Yes; 3], 2);
-    let start = just_decided(&m);
-    let r = check_from(&m, start, 20_000_000, 5).unwrap_or_else(|e| panic!("{e}"));
-    println!(
-        "model check from the commit decision, fault budget 2, depth bound 5: {} states explored, max depth {}, longest suffix {} steps",
-        r.states, r.max_depth, r.longest_suffix
+    let r = search(&m, all_prepared(&m), later_depth(4), PREPARED);
+    assert!(r.committed_ends > 0 && r.aborted_ends > 0, "{r:?}");
+}
+
+/// Cooperative termination with a participant that has not voted: bob and carol ask dave
+/// next, whose manager's late yes is hidden behind a timeout. The control of the
+/// refused-record mutation.
+#[test]
+fn termination_queries_to_an_unvoted_participant_survive_two_faults() {
+    let m = model([Vote::Yes; 3], 2);
+    let r = search(
+        &m,
+        asking_an_unvoted_participant(&m),
+        later_depth(4),
+        UNVOTED,
     );
-    assert!(r.committed_ends > 0, "{r:?}");
-    check_documented(
-        "from the commit decision (reached fault-free), budget 2, depth bound 5",
-        r.states,
-        r.max_depth,
-    );
+    assert!(r.committed_ends > 0 && r.aborted_ends > 0, "{r:?}");
+}
+
+/// The participant's `Refused` record written lazily: dave refuses (bob's query, or its
+/// timed-out manager vote) and tells its manager to abort, crashes, forgets the refusal and
+/// votes yes to the coordinator's next Prepare: a commit the aborted manager cannot apply.
+/// (A peer's refusal no longer makes anyone abort: an asker takes only the coordinator's
+/// word or its signature; the manager's abort is what the forced record protects.)
+#[test]
+fn without_the_forced_refused_record_the_checker_finds_a_violation() {
+    let mut m = model([Vote::Yes; 3], 2);
+    m.cfg_part.mutation_lazy_refused_record = true;
+    let start = asking_an_unvoted_participant(&m);
+    caught(&m, start, later_depth(4), "lazy refused record");
+}
+
+/// After every acknowledgement, with a coordinator that keeps no history (as once its
+/// bounded history has moved on): the participants' "committed" records carry the outcome.
+/// The control of the committed-record mutation.
+#[test]
+fn after_every_acknowledgement_the_real_cores_survive_two_faults() {
+    let mut m = model([Vote::Yes; 3], 2);
+    m.cfg_coord.history = 0;
+    let r = search(&m, all_acknowledged(&m), later_depth(5), ACKED);
+    assert!(r.committed_ends > 0 && r.aborted_ends == 0, "{r:?}");
+}
+
+/// The participant's "committed" record written lazily: a participant crash after its
+/// acknowledgement, once the coordinator has forgotten, turns its commit into an abort.
+#[test]
+fn without_the_forced_committed_record_the_checker_finds_a_violation() {
+    let mut m = model([Vote::Yes; 3], 2);
+    m.cfg_coord.history = 0;
+    m.cfg_part.mutation_lazy_committed_record = true;
+    let start = all_acknowledged(&m);
+    caught(&m, start, later_depth(5), "lazy committed record");
+}
+
+/// A manager vote that timed out no longer counted as a possible yes (the mutation removes
+/// `manager_prepared = true` in the vote-timeout branch): a late yes is then never aborted
+/// at the manager. The search from the start (budget 1, depth 5, as
+/// `every_interleaving_is_atomic_and_live`): the late answer is the fault.
+#[test]
+fn a_timed_out_vote_not_counted_as_a_yes_is_caught() {
+    let mut m = model([Vote::Yes; 3], 1);
+    m.cfg_part.mutation_vote_timeout_not_a_yes = true;
+    caught(&m, m.init(), 5, "timed-out vote not a possible yes");
 }
