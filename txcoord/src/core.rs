@@ -76,6 +76,10 @@ pub struct Config {
     pub mutation_lazy_committed_record: bool,
     pub mutation_lazy_refused_record: bool,
     pub mutation_vote_timeout_not_a_yes: bool,
+    /// Mutations of the trust rule: a relayed decision taken whatever NetKeyVerify answers,
+    /// or a peer's unsigned `Committed`/`Aborted` taken as if the coordinator had said it.
+    pub mutation_verify_always_ok: bool,
+    pub mutation_trust_unsigned_peer: bool,
 }
 
 impl Default for Config {
@@ -108,6 +112,8 @@ impl Default for Config {
             mutation_lazy_committed_record: false,
             mutation_lazy_refused_record: false,
             mutation_vote_timeout_not_a_yes: false,
+            mutation_verify_always_ok: false,
+            mutation_trust_unsigned_peer: false,
         }
     }
 }

@@ -6,10 +6,15 @@
 //! coordinator's decision at every participant within a bounded number of steps.
 //! See docs/txcoord.md ("Model check") for the model and its budget.
 
-use p2p_common::api::txcoord::{ManagerAnswer, ManagerMessage, Outcome, Request, Vote};
+use p2p_common::api::txcoord::{
+    decision_message, ManagerAnswer, ManagerMessage, Outcome, Request, Response, Vote,
+};
 use p2p_common::api::{encode, encode_result};
 use p2p_common::service::{Effect, Input, Now, RequestId, SendErrorKind, Service};
+use p2p_common::sign::model::{NetKeys, SignOutcome};
+use p2p_common::sign::{sign_address, signed_bytes};
 use p2p_common::{Address, NodeId, ProcessId, Records};
+use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -64,6 +69,15 @@ enum Msg {
         body: Vec<u8>,
         send: (usize, u64),
     },
+    /// A request from txcoord on `node` to its `sign:sign:sys` (sign a decision, or verify a
+    /// relayed one): answered by `NetKeys` (real ed25519) when delivered, or lost or answered
+    /// late, which is the same to txcoord (a timeout; a fault).
+    ToSign {
+        node: usize,
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        send: (usize, u64),
+    },
     /// The answer to outstanding send `send` of node `to`.
     Answer {
         to: usize,
@@ -110,6 +124,15 @@ struct Model {
     budget: u32,
     /// Steps the fault-free suffix may take.
     suffix_steps: usize,
+    /// What the node's `sign:sign:sys` did, over every step taken (searches and suffixes):
+    /// decisions signed, relayed decisions verified true and false, requests lost. Printed,
+    /// and asserted where a search must reach the signature path.
+    signs: Cell<u64>,
+    verified_ok: Cell<u64>,
+    verified_bad: Cell<u64>,
+    signs_lost: Cell<u64>,
+    /// Lies told by participants (`Step::Lie`).
+    lies: Cell<u64>,
 }
 
 /// Model time at the start.
@@ -139,6 +162,30 @@ fn strip_ids(s: &str) -> String {
 }
 
 impl Model {
+    fn reset_counts(&self) {
+        for c in [
+            &self.signs,
+            &self.verified_ok,
+            &self.verified_bad,
+            &self.signs_lost,
+            &self.lies,
+        ] {
+            c.set(0);
+        }
+    }
+
+    fn counts(&self) -> String {
+        format!(
+            "over all steps taken: {} decisions signed, relayed decisions verified {} true and {} \
+             false, {} sign requests lost, {} lies told",
+            self.signs.get(),
+            self.verified_ok.get(),
+            self.verified_bad.get(),
+            self.signs_lost.get(),
+            self.lies.get()
+        )
+    }
+
     fn core(&self, i: usize) -> TxCoord {
         let cfg = if i == 0 {
             self.cfg_coord.clone()
@@ -228,9 +275,7 @@ impl Model {
     fn apply(&self, s: &mut State, i: usize, eff: Vec<Effect<Ctx, Timer>>, _req: Option<u64>) {
         for e in eff {
             match e {
-                // The node's own sign:sign:sys (p2p_common::sign::model, real ed25519
-                // signatures): answered at once, as one step with the send, so signing a
-                // decision adds no interleavings of its own.
+                // The node's own sign:sign:sys: a message of its own (see `Msg::ToSign`).
                 Effect::Send {
                     to,
                     body,
@@ -238,22 +283,15 @@ impl Model {
                     expect,
                 } if to.process == p2p_common::sign::sign_process() => {
                     let Some(x) = expect else { continue };
-                    let keys = p2p_common::sign::model::NetKeys::new(1);
-                    let me = tx_addr(i);
-                    if let p2p_common::sign::model::SignOutcome::Answer { body, blob } =
-                        keys.handle(&me.node, &me, &body, blob.as_deref(), &|_| true)
-                    {
-                        let eff = s.nodes[i].core.handle(
-                            Now::at(s.clock),
-                            Input::Response {
-                                from: to,
-                                body,
-                                blob,
-                                ctx: x.ctx,
-                            },
-                        );
-                        self.apply(s, i, eff, None);
-                    }
+                    let id = s.next_id;
+                    s.next_id += 1;
+                    s.nodes[i].outstanding.insert(id, x.ctx);
+                    s.net.push(Msg::ToSign {
+                        node: i,
+                        body,
+                        blob,
+                        send: (i, id),
+                    });
                 }
                 Effect::Send {
                     to, body, expect, ..
@@ -377,6 +415,16 @@ impl Model {
             } => {
                 format!("A{node}:{}:{}", String::from_utf8_lossy(body), ctx(*send))
             }
+            Msg::ToSign {
+                node,
+                body,
+                blob,
+                send,
+            } => format!(
+                "S{node}:{}:{blob:?}:{}",
+                String::from_utf8_lossy(body),
+                ctx(*send)
+            ),
             Msg::Answer { to, send, body, .. } => format!(
                 "R{to}:{:?}:{}",
                 body.as_ref()
@@ -388,6 +436,16 @@ impl Model {
 
     /// Every step enabled in `s`: (description, is a fault).
     fn steps(&self, s: &State) -> Vec<Step> {
+        // A sign or verify request is answered (or lost) before anything else happens: the
+        // sign process is local and quick, and taking it at once keeps it from multiplying
+        // the interleavings (a crash between the request and its answer is not explored).
+        if let Some(k) = s.net.iter().position(|m| matches!(m, Msg::ToSign { .. })) {
+            let mut v = vec![Step::Deliver(k)];
+            if s.faults < self.budget {
+                v.push(Step::SignLost(k));
+            }
+            return v;
+        }
         let mut v = Vec::new();
         // Messages between txcoord and its local apps keep their order (one node's kernel
         // delivers local messages in order): only the oldest each way is deliverable.
@@ -420,6 +478,15 @@ impl Model {
                 v.push(Step::Lose(k));
                 if matches!(m, Msg::ToCore { .. }) {
                     v.push(Step::Duplicate(k));
+                }
+            }
+            if s.faults < self.budget && peer_query(m).is_some() {
+                // The asked participant lies: either outcome, unsigned or with a signature
+                // that is not the coordinator's (its own over the same decision message).
+                for commit in [true, false] {
+                    for signed in [false, true] {
+                        v.push(Step::Lie(k, commit, signed));
+                    }
                 }
             }
         }
@@ -485,7 +552,7 @@ impl Model {
                 let send = match m {
                     Msg::ToCore { send, .. } => send,
                     Msg::Answer { to, send, .. } => Some((to, send)),
-                    Msg::ToApp { .. } => None,
+                    Msg::ToApp { .. } | Msg::ToSign { .. } => None,
                 };
                 if let Some((n, id)) = send {
                     s.net.push(Msg::Answer {
@@ -496,6 +563,63 @@ impl Model {
                         app: false,
                     });
                 }
+            }
+            Step::SignLost(k) => {
+                s.faults += 1;
+                self.signs_lost.set(self.signs_lost.get() + 1);
+                let Msg::ToSign { node, send, .. } = s.net.remove(*k) else {
+                    unreachable!("only sign requests are lost this way")
+                };
+                let Some(ctx) = s.nodes[node].outstanding.remove(&send.1) else {
+                    return;
+                };
+                s.clock += 3_000;
+                let eff = s.nodes[node].core.handle(
+                    Now::at(s.clock),
+                    Input::SendFailed {
+                        kind: SendErrorKind::Timeout,
+                        target: sign_address(&tx_addr(node).node),
+                        ctx,
+                    },
+                );
+                self.apply(s, node, eff, None);
+            }
+            Step::Lie(k, commit, signed) => {
+                s.faults += 1;
+                self.lies.set(self.lies.get() + 1);
+                let m = s.net.remove(*k);
+                let (liar, tx_id) = peer_query(&m).expect("a peer's query");
+                let Msg::ToCore {
+                    send: Some((asker, id)),
+                    ..
+                } = m
+                else {
+                    unreachable!("peer_query checked it")
+                };
+                let signature = if *signed {
+                    let me = tx_addr(liar);
+                    let msg = signed_bytes(&me, &decision_message(&tx_id, *commit));
+                    NetKeys::new(1).sign(me.node.as_str(), &msg).to_vec()
+                } else {
+                    Vec::new()
+                };
+                let outcome = if *commit {
+                    Outcome::Committed
+                } else {
+                    Outcome::Aborted
+                };
+                s.net.push(Msg::Answer {
+                    to: asker,
+                    send: id,
+                    body: Ok(encode_result(&Ok(Response::Outcome {
+                        tx_id,
+                        outcome,
+                        signature,
+                        more: vec![],
+                    }))),
+                    remote: true,
+                    app: false,
+                });
             }
             Step::Duplicate(k) => {
                 s.faults += 1;
@@ -609,8 +733,9 @@ impl Model {
                         app: false,
                     });
                 }
-                s.net
-                    .retain(|m| !matches!(m, Msg::ToApp { node, .. } if *node == i));
+                s.net.retain(|m| {
+                    !matches!(m, Msg::ToApp { node, .. } | Msg::ToSign { node, .. } if *node == i)
+                });
                 self.boot(s, i);
             }
         }
@@ -656,6 +781,43 @@ impl Model {
                     remote: false,
                     app: true,
                 });
+            }
+            Msg::ToSign {
+                node,
+                body,
+                blob,
+                send,
+            } => {
+                let Some(ctx) = s.nodes[node].outstanding.remove(&send.1) else {
+                    return;
+                };
+                let me = tx_addr(node);
+                let input = match NetKeys::new(1).handle(
+                    &me.node,
+                    &me,
+                    &body,
+                    blob.as_deref(),
+                    &|_| true,
+                ) {
+                    SignOutcome::Answer { body, blob } => {
+                        let text = String::from_utf8_lossy(&body);
+                        let c = match () {
+                            _ if text.contains("NetKeySign") => &self.signs,
+                            _ if text.contains("true") => &self.verified_ok,
+                            _ => &self.verified_bad,
+                        };
+                        c.set(c.get() + 1);
+                        Input::Response {
+                            from: sign_address(&me.node),
+                            body,
+                            blob,
+                            ctx,
+                        }
+                    }
+                    SignOutcome::NoAnswer(e) => panic!("the sign process refused: {e}"),
+                };
+                let eff = s.nodes[node].core.handle(Now::at(s.clock), input);
+                self.apply(s, node, eff, None);
             }
             Msg::Answer { to, send, body, .. } => {
                 let Some(ctx) = s.nodes[to].outstanding.remove(&send) else {
@@ -828,6 +990,33 @@ enum Step {
     AppTimeout(usize),
     /// A participant's resource manager crashes on its own and registers again.
     CrashApp(usize),
+    /// A request to a node's `sign:sign:sys` gets no answer in time (lost or late): a
+    /// decision then goes out unsigned, a relayed one counts as unchecked.
+    SignLost(usize),
+    /// A participant answers another's termination query with a lie: `Committed` if true
+    /// (else `Aborted`), with a signature of its own if true (else none).
+    Lie(usize, bool, bool),
+}
+
+/// A termination query from one participant to another, awaited: (the asked node, tx id).
+fn peer_query(m: &Msg) -> Option<(usize, String)> {
+    let Msg::ToCore {
+        from,
+        to,
+        body,
+        send: Some(_),
+        remote: true,
+    } = m
+    else {
+        return None;
+    };
+    if *to == 0 || from.node == node(0) {
+        return None;
+    }
+    match serde_json::from_slice::<Request>(body) {
+        Ok(Request::QueryOutcome { tx_id, .. }) => Some((*to, tx_id)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -975,6 +1164,51 @@ fn asking_an_unvoted_participant(m: &Model) -> State {
     panic!("the schedule did not reach its state in 500 steps");
 }
 
+/// The coordinator decided commit and signed it; bob has its signed Commit (the Commits to
+/// carol and dave are held); carol's termination query to the coordinator got no answer
+/// (lost before the search, not counted in its budget), so her next query, on its way, goes
+/// to bob: the signature path (bob relays the signed decision, or lies; carol verifies).
+fn asking_a_peer_with_the_signed_commit(m: &Model) -> State {
+    let mut s = just_decided(m);
+    let held = |x: &Msg| {
+        matches!(x, Msg::ToCore { to, body, .. }
+            if (*to == 2 || *to == 3) && body.starts_with(b"{\"Commit\""))
+    };
+    let query = |x: &Msg, to: usize| {
+        matches!(x, Msg::ToCore { from, to: t, body, .. }
+            if *from == tx_addr(2) && *t == to
+                && String::from_utf8_lossy(body).contains("QueryOutcome"))
+    };
+    let mut lost = 0;
+    for _ in 0..500 {
+        if s.net.iter().any(|x| query(x, 1)) {
+            assert_eq!(lost, 1);
+            assert_eq!(s.nodes[1].core.part.blocked(), 0, "bob has the commit");
+            assert_eq!(s.nodes[2].core.part.blocked(), 1, "carol is in doubt");
+            s.faults = 0;
+            return s;
+        }
+        if let Some(k) = s.net.iter().position(|x| query(x, 0)) {
+            assert_eq!(lost, 0, "a second query to the coordinator");
+            lost += 1;
+            m.step(&mut s, &Step::Lose(k));
+        } else if let Some(k) = s.net.iter().position(|x| !held(x)) {
+            m.step(&mut s, &Step::Deliver(k));
+        } else {
+            // carol's query timers only.
+            let t = s.nodes[2]
+                .timers
+                .keys()
+                .find(|t| matches!(t, Timer::P(PTimer::Query(_) | PTimer::Ask(_))))
+                .expect("the schedule reached its state")
+                .clone();
+            m.step(&mut s, &Step::Fire(2, t));
+        }
+        m.safety(&s).unwrap();
+    }
+    panic!("the schedule did not reach its state in 500 steps");
+}
+
 /// The coordinator decided commit, every participant acknowledged (its "committed" record
 /// written), and the coordinator has forgotten the transaction; no manager has been told
 /// yet. With `history` 0 the coordinator keeps no outcome after the end, as happens once
@@ -1025,18 +1259,20 @@ fn check_from(m: &Model, init: State, max_states: u64, max_depth: usize) -> Resu
             Outcome::Committed => r.committed_ends += 1,
             _ => r.aborted_ends += 1,
         }
-        if depth >= max_depth {
-            continue;
-        }
-        let steps = m.steps(&s);
-        for st in steps {
+        for st in m.steps(&s) {
+            // Answering a sign request belongs to the step that made it: it takes no depth
+            // (losing one, a fault, does), so the sign process costs the search no reach.
+            let free = matches!(&st, Step::Deliver(k) if matches!(s.net[*k], Msg::ToSign { .. }));
+            if depth >= max_depth && !free {
+                continue;
+            }
             let mut t = s.clone();
             m.step(&mut t, &st);
             let mut p = path.clone();
             if p.len() < 64 {
                 p.push(format!("{st:?}"));
             }
-            stack.push((t, depth + 1, p));
+            stack.push((t, if free { depth } else { depth + 1 }, p));
         }
     }
     Ok(r)
@@ -1049,6 +1285,11 @@ fn model(votes: [Vote; 3], budget: u32) -> Model {
         cfg_part: Config::default(),
         budget,
         suffix_steps: 400,
+        signs: Cell::new(0),
+        verified_ok: Cell::new(0),
+        verified_bad: Cell::new(0),
+        signs_lost: Cell::new(0),
+        lies: Cell::new(0),
     }
 }
 
@@ -1141,11 +1382,12 @@ fn later_depth(ci: usize) -> usize {
 fn search(m: &Model, start: State, depth: usize, row: &str) -> Report {
     let row = format!("{row}, depth bound {depth}");
     let t = std::time::Instant::now();
+    m.reset_counts();
     let r = check_from(m, start, 20_000_000, depth).unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "model check {row}: {} states explored, max depth {}, fault-free suffixes ending committed {}, aborted {}, longest suffix {} steps ({:.1} s, not asserted)",
+        "model check {row}: {} states explored, max depth {}, fault-free suffixes ending committed {}, aborted {}, longest suffix {} steps ({:.1} s, not asserted); {}",
         r.states, r.max_depth, r.committed_ends, r.aborted_ends, r.longest_suffix,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(), m.counts()
     );
     check_documented(&row, r.states, r.max_depth);
     r
@@ -1165,6 +1407,53 @@ const COMMIT_DECISION: &str = "from the commit decision (reached fault-free), bu
 const PREPARED: &str = "from every participant prepared, no decision, budget 2";
 const UNVOTED: &str = "from two prepared asking the unvoted third, budget 2";
 const ACKED: &str = "from every participant acknowledged, no history kept, budget 2";
+const SIGNED: &str = "from carol asking bob, who holds the signed commit, budget 2";
+
+/// The signature path, against lying participants: bob (committed, with the coordinator's
+/// signed decision) is asked by carol, whose query to the coordinator got no answer. Two
+/// faults of any kind, lies included (either outcome, unsigned or signed by the liar) and
+/// sign requests lost. The control of the two trust mutations below.
+#[test]
+fn a_relayed_signature_and_lying_participants_survive_two_faults() {
+    let m = model([Vote::Yes; 3], 2);
+    let r = search(
+        &m,
+        asking_a_peer_with_the_signed_commit(&m),
+        later_depth(4),
+        SIGNED,
+    );
+    assert!(r.committed_ends > 0, "{r:?}");
+    // Not vacuous: relays verified true (bob's honest one) and false (lies), lies told, and
+    // sign requests lost were all explored.
+    assert!(
+        m.verified_ok.get() > 0
+            && m.verified_bad.get() > 0
+            && m.lies.get() > 0
+            && m.signs_lost.get() > 0,
+        "{}",
+        m.counts()
+    );
+}
+
+/// `Verify` always succeeds (a relayed decision taken with any 64-byte signature): a peer's
+/// forged "Aborted" aborts carol's manager next to bob's commit.
+#[test]
+fn a_verify_that_always_succeeds_is_caught() {
+    let mut m = model([Vote::Yes; 3], 2);
+    m.cfg_part.mutation_verify_always_ok = true;
+    let start = asking_a_peer_with_the_signed_commit(&m);
+    caught(&m, start, later_depth(4), "verify always succeeds");
+}
+
+/// A peer's unsigned `Committed` / `Aborted` taken (as before the trust rule): a lie aborts
+/// carol's manager next to bob's commit.
+#[test]
+fn a_peer_s_unsigned_word_taken_is_caught() {
+    let mut m = model([Vote::Yes; 3], 2);
+    m.cfg_part.mutation_trust_unsigned_peer = true;
+    let start = asking_a_peer_with_the_signed_commit(&m);
+    caught(&m, start, later_depth(4), "a peer's unsigned word taken");
+}
 
 /// The control for the first two mutation tests: from the commit decision, two faults.
 #[test]
