@@ -80,6 +80,9 @@ pub struct Config {
     /// or a peer's unsigned `Committed`/`Aborted` taken as if the coordinator had said it.
     pub mutation_verify_always_ok: bool,
     pub mutation_trust_unsigned_peer: bool,
+    /// A relayed decision checked as a commit whatever outcome it claims (the signed
+    /// message no longer names the outcome).
+    pub mutation_verify_ignores_outcome: bool,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             mutation_vote_timeout_not_a_yes: false,
             mutation_verify_always_ok: false,
             mutation_trust_unsigned_peer: false,
+            mutation_verify_ignores_outcome: false,
         }
     }
 }

@@ -1149,7 +1149,10 @@ impl Participant {
                     out.push(Effect::Send {
                         to: sign_address(&self.our.node),
                         body: verify_body(&Address::ours(&coord, crate::NAME), &sig),
-                        blob: Some(decision_message(&id, commit)),
+                        blob: Some(decision_message(
+                            &id,
+                            commit || cfg.mutation_verify_ignores_outcome,
+                        )),
                         expect: Some(Expect {
                             timeout_s: cfg.manager_timeout_s,
                             ctx: Ctx::P(PCtx::Verify(id.clone(), commit, sig)),

@@ -495,6 +495,11 @@ impl Model {
                         v.push(Step::Lie(k, commit, signed));
                     }
                 }
+                if s.decided.is_some() {
+                    // Or replays the coordinator's real signature of its decision with the
+                    // other outcome.
+                    v.push(Step::Replay(k));
+                }
             }
         }
         for i in 0..N {
@@ -590,6 +595,46 @@ impl Model {
                     },
                 );
                 self.apply(s, node, eff, None);
+            }
+            Step::Replay(k) => {
+                s.faults += 1;
+                self.lies.set(self.lies.get() + 1);
+                let m = s.net.remove(*k);
+                let (_, tx_id) = peer_query(&m).expect("a peer's query");
+                let Msg::ToCore {
+                    send: Some((asker, id)),
+                    ..
+                } = m
+                else {
+                    unreachable!("peer_query checked it")
+                };
+                let decided = s.decided.expect("a decision to replay") == Outcome::Committed;
+                let key = (0, tx_id.clone(), decided);
+                let known = self.lie_signatures.borrow().get(&key).cloned();
+                let signature = known.unwrap_or_else(|| {
+                    let coord = tx_addr(0);
+                    let msg = signed_bytes(&coord, &decision_message(&tx_id, decided));
+                    let sig = NetKeys::new(1).sign(coord.node.as_str(), &msg).to_vec();
+                    self.lie_signatures.borrow_mut().insert(key, sig.clone());
+                    sig
+                });
+                let outcome = if decided {
+                    Outcome::Aborted
+                } else {
+                    Outcome::Committed
+                };
+                s.net.push(Msg::Answer {
+                    to: asker,
+                    send: id,
+                    body: Ok(encode_result(&Ok(Response::Outcome {
+                        tx_id,
+                        outcome,
+                        signature,
+                        more: vec![],
+                    }))),
+                    remote: true,
+                    app: false,
+                });
             }
             Step::Lie(k, commit, signed) => {
                 s.faults += 1;
@@ -1011,6 +1056,9 @@ enum Step {
     /// A participant answers another's termination query with a lie: `Committed` if true
     /// (else `Aborted`), with a signature of its own if true (else none).
     Lie(usize, bool, bool),
+    /// A participant answers another's termination query with the outcome the coordinator
+    /// did not decide and the coordinator's real signature of the one it did.
+    Replay(usize),
 }
 
 /// A termination query from one participant to another, awaited: (the asked node, tx id).
@@ -1374,11 +1422,14 @@ fn every_interleaving_is_atomic_and_live() {
             later_depth(4)
         };
         let m = model(votes, b);
+        let t = std::time::Instant::now();
         let r = check(&m, 20_000_000, d).unwrap_or_else(|e| panic!("{e}"));
         println!(
             "model check, votes {votes:?}, fault budget {b}, depth bound {d}: {} states explored, \
-             max depth {}, fault-free suffixes ending committed {}, aborted {}, longest suffix {} steps",
-            r.states, r.max_depth, r.committed_ends, r.aborted_ends, r.longest_suffix
+             max depth {}, fault-free suffixes ending committed {}, aborted {}, longest suffix {} steps \
+             ({:.1} s, not asserted); {}",
+            r.states, r.max_depth, r.committed_ends, r.aborted_ends, r.longest_suffix,
+            t.elapsed().as_secs_f64(), m.counts()
         );
         // Not vacuous: the checker reached finished runs of the expected kinds.
         assert!(r.states > 1_000, "{r:?}");
@@ -1472,6 +1523,16 @@ fn a_verify_that_always_succeeds_is_caught() {
     m.cfg_part.mutation_verify_always_ok = true;
     let start = asking_a_peer_with_the_signed_commit(&m);
     caught(&m, start, later_depth(4), "verify always succeeds");
+}
+
+/// A relayed decision checked as a commit whatever outcome it claims: bob replays alice's
+/// signed commit as "Aborted", and carol aborts her manager next to bob's commit.
+#[test]
+fn a_verify_that_ignores_the_outcome_is_caught() {
+    let mut m = model([Vote::Yes; 3], 2);
+    m.cfg_part.mutation_verify_ignores_outcome = true;
+    let start = asking_a_peer_with_the_signed_commit(&m);
+    caught(&m, start, later_depth(4), "verify ignores the outcome");
 }
 
 /// A peer's unsigned `Committed` / `Aborted` taken (as before the trust rule): a lie aborts
