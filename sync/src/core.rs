@@ -8,7 +8,7 @@
 mod aware;
 
 use crate::awareness::Awareness;
-use crate::doc::{blob_peers, deflate, includes, inflate, to_version, to_vv, Doc};
+use crate::doc::{blob_changes, deflate, includes, inflate, to_version, to_vv, Doc};
 use crate::live::{self, Arrival, Live};
 use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
 use crate::transfer::{Arrived, Failed, Offers, PullKey, Pulls, ServeError};
@@ -66,9 +66,15 @@ pub const MAX_INVITES_PER_CREATOR: usize = 64;
 pub const MAX_PEERS_PER_NODE: usize = 16;
 /// Op ids remembered per document (retries of older ones apply again).
 pub const OP_IDS_KEPT: usize = 1024;
-/// Compaction: when a document's update log has this many entries, or more bytes than its
-/// snapshot (and at least 64 KiB), it is folded into a new snapshot in the background.
+/// Compaction: a document's update log is folded into a new snapshot in the background
+/// when it has more than this many entries and at least half its snapshot's bytes (so a
+/// snapshot, which costs the whole state, is paid for by at least half as many bytes of
+/// writes: amortized O(1) per byte written), or more than [`COMPACT_MAX_ENTRIES`] entries,
+/// or more bytes than its snapshot (and at least 64 KiB).
 pub const COMPACT_ENTRIES: u64 = 64;
+/// Log entries per document beyond which it is compacted whatever their size (bounds its
+/// records and the work of loading it at start).
+pub const COMPACT_MAX_ENTRIES: u64 = 4096;
 const COMPACT_MIN_BYTES: usize = 64 << 10;
 const COMPACT_DELAY_MS: Millis = 1_000;
 /// Blobs smaller than this go raw.
@@ -243,9 +249,8 @@ fn holders(acl: &Acl, us: &NodeId) -> Vec<NodeId> {
 /// Whether every PeerID in `blob` belongs to a writer of `acl` (a peer of a former writer
 /// only up to its frozen counter).
 fn check_peers(acl: &Acl, blob: &[u8]) -> Result<(), String> {
-    let meta = loro::LoroDoc::decode_import_blob_meta(blob, true).map_err(|e| e.to_string())?;
-    for peer in blob_peers(blob)? {
-        let end = meta.partial_end_vv.get(&peer).copied().unwrap_or(0).max(0) as u32;
+    // One header decode (it decodes every change of the blob).
+    for (peer, end) in blob_changes(blob)? {
         let owner = acl.peers.iter().find(|o| o.peer == peer.to_string());
         match owner {
             None => {
@@ -620,7 +625,7 @@ impl SyncCore {
         if self
             .docs
             .values()
-            .any(|e| e.log_next - e.log_first > COMPACT_ENTRIES)
+            .any(Self::needs_compaction)
         {
             self.arm_compact(out);
         }
@@ -657,8 +662,10 @@ impl SyncCore {
     }
 
     fn needs_compaction(e: &Entry) -> bool {
+        let entries = e.log_next - e.log_first;
         e.doc.is_some()
-            && (e.log_next - e.log_first > COMPACT_ENTRIES
+            && ((entries > COMPACT_ENTRIES && e.log_bytes.saturating_mul(2) >= e.snap_bytes)
+                || entries > COMPACT_MAX_ENTRIES
                 || (e.log_bytes > COMPACT_MIN_BYTES && e.log_bytes > e.snap_bytes))
     }
 
@@ -1422,6 +1429,7 @@ impl SyncCore {
         }
         let app = app.process.to_string();
         let before = d.vv();
+        d.clear_change();
         match change {
             Change::Ops { ops, at, utf16 } => {
                 let at = at.map(to_vv).transpose().map_err(ApiError::bad_request)?;
@@ -1431,7 +1439,7 @@ impl SyncCore {
             Change::Redo => d.undo(&app, true),
         }
         .map_err(ApiError::bad_request)?;
-        let blob = d.updates_since(&before);
+        let blob = d.take_change(&before);
         let version = d.version();
         // Durable before the answer and before any peer hears of it.
         let seq = e.log_next;
