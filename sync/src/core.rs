@@ -102,8 +102,18 @@ enum Built {
         live: bool,
         expect: bool,
     },
+    /// A live frame to a peer that takes `LiveFrames`: it goes with the other frames of
+    /// the flush ([`SyncCore::send_frames`]).
+    Frame { doc: DocId, stream: u32, part: live::Part },
     /// A live frame may not go before this time (the flush window).
     Wait(Millis),
+}
+
+/// A frame collected for a `LiveFrames` message.
+struct Collected {
+    doc: DocId,
+    stream: u32,
+    part: live::Part,
 }
 
 /// Context of an awaited send.
@@ -116,6 +126,12 @@ pub enum Ctx {
         item: Item,
         stream: Option<u32>,
         live: bool,
+    },
+    /// A `LiveFrames` message to `peer` expecting an answer: every document it carried
+    /// and whether its frame asked (the answer has one version per frame that asked).
+    Frames {
+        peer: NodeId,
+        docs: Vec<(DocId, bool)>,
     },
     /// Anti-entropy with `peer`.
     Sync { doc: DocId, peer: NodeId },
@@ -737,8 +753,21 @@ impl SyncCore {
         self.pump(peer, now, out);
     }
 
-    /// Send the next item owed to `peer`, if it may go now.
+    /// Send the next items owed to `peer` that may go now; the live frames among them to a
+    /// peer that takes `LiveFrames` leave together ([`SyncCore::send_frames`]).
     fn pump(&mut self, peer: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        let mut frames: Vec<Collected> = Vec::new();
+        self.pump_items(peer, now, &mut frames, out);
+        self.send_frames(peer, frames, out);
+    }
+
+    fn pump_items(
+        &mut self,
+        peer: &NodeId,
+        now: Millis,
+        frames: &mut Vec<Collected>,
+        out: &mut Vec<Eff>,
+    ) {
         loop {
             let item = match self.outbox.next(peer, now) {
                 Ok(Some(i)) => i,
@@ -749,6 +778,10 @@ impl SyncCore {
                 }
             };
             match self.build(peer, &item, now) {
+                Some(Built::Frame { doc, stream, part }) => {
+                    self.outbox.skip(peer);
+                    frames.push(Collected { doc, stream, part });
+                }
                 Some(Built::Msg {
                     body,
                     blob,
@@ -769,6 +802,12 @@ impl SyncCore {
                         });
                         self.outbox.skip(peer);
                         continue;
+                    }
+                    // This message awaits its answer (one in flight per peer): frames
+                    // collected meanwhile go one-way (their streams ask again within
+                    // `live::ACK_EVERY_MS`).
+                    for f in frames.iter_mut() {
+                        f.part.ask = false;
                     }
                     out.push(Effect::Send {
                         to,
@@ -800,6 +839,66 @@ impl SyncCore {
                 }
                 None => self.outbox.skip(peer),
             }
+        }
+    }
+
+    /// The frames of one flush to `peer` (each a document's next frame on its stream), as
+    /// few `LiveFrames` messages as the bounds allow ([`live::pack_frames`]); a message of one
+    /// frame goes as a plain `Live`. The frames that ask go first, and only those of the
+    /// first message keep asking (one message in flight per peer; the others' streams ask
+    /// again within [`live::ACK_EVERY_MS`]), and only if nothing else is in flight.
+    fn send_frames(&mut self, peer: &NodeId, mut frames: Vec<Collected>, out: &mut Vec<Eff>) {
+        if frames.is_empty() {
+            return;
+        }
+        let max = self.live.frames_to(peer).unwrap_or(1);
+        // Stable: documents keep their order among the asking and the others.
+        frames.sort_by_key(|f| !f.part.ask);
+        let parts: Vec<live::Part> = frames.iter().map(|f| f.part.clone()).collect();
+        let packed = live::pack_frames(&parts, max);
+        let mut rest = frames.into_iter();
+        let mut may_ask = !self.outbox.in_flight(peer);
+        let to = Address::ours(peer, p2p_common::api::sync::PROCESS);
+        for msg in packed {
+            let these: Vec<Collected> = rest.by_ref().take(msg.len()).collect();
+            let asks = may_ask && these.iter().any(|f| f.part.ask);
+            let hold = asks && self.outbox.hold(peer, Item::Delta(these[0].doc.clone()));
+            may_ask &= !hold;
+            let (body, blob, ctx) = if let [one] = &these[..] {
+                let ctx = hold.then(|| Ctx::Out {
+                    peer: peer.clone(),
+                    item: Item::Delta(one.doc.clone()),
+                    stream: Some(one.stream),
+                    live: true,
+                });
+                (encode(&PeerRequest::Live {}), one.part.frame.clone(), ctx)
+            } else {
+                let parts: Vec<live::Part> = these
+                    .iter()
+                    .map(|f| live::Part {
+                        ask: hold && f.part.ask,
+                        frame: f.part.frame.clone(),
+                    })
+                    .collect();
+                let ctx = hold.then(|| Ctx::Frames {
+                    peer: peer.clone(),
+                    docs: these
+                        .iter()
+                        .map(|f| (f.doc.clone(), f.part.ask))
+                        .collect(),
+                });
+                (encode(&PeerRequest::LiveFrames {}), live::encode_frames(&parts), ctx)
+            };
+            self.stats.bytes_sent += (body.len() + blob.len()) as u64;
+            out.push(Effect::Send {
+                to: to.clone(),
+                body,
+                blob: Some(blob),
+                expect: ctx.map(|ctx| p2p_common::Expect {
+                    timeout_s: SEND_TIMEOUT_S,
+                    ctx,
+                }),
+            });
         }
     }
 
@@ -871,9 +970,17 @@ impl SyncCore {
                                 e.known.insert(peer.clone(), k);
                                 e.unconfirmed.add(peer.clone());
                                 let deflated = encoding == Encoding::Deflate;
+                                let frame = live::encode_frame(stream, seq, deflated, &blob);
+                                if self.live.frames_to(peer).is_some() {
+                                    return Some(Built::Frame {
+                                        doc,
+                                        stream,
+                                        part: live::Part { ask, frame },
+                                    });
+                                }
                                 return Some(Built::Msg {
                                     body: encode(&PeerRequest::Live {}),
-                                    blob: Some(live::encode_frame(stream, seq, deflated, &blob)),
+                                    blob: Some(frame),
                                     stream: Some(stream),
                                     live: true,
                                     expect: ask,
@@ -1154,6 +1261,11 @@ impl SyncCore {
             peers,
         })
     }
+}
+
+/// Whether counting from `before` to `after` passed a power of two (logs at powers of two).
+fn crossed_pow2(before: u64, after: u64) -> bool {
+    after > before && before.leading_zeros() != after.leading_zeros()
 }
 
 /// A small Loro blob as a live frame carries it: deflated when that is smaller.
@@ -1697,9 +1809,11 @@ impl SyncCore {
                 none(Response::Ack {
                     version: to_version(&ours),
                     stream,
+                    frames: stream.map(|_| live::MAX_FRAMES_PER_MESSAGE as u32),
                 })
             }
             Request::Live {} => self.on_live(from, blob.unwrap_or_default(), now, out),
+            Request::LiveFrames {} => self.on_frames(from, blob.unwrap_or_default(), now, out),
             Request::DocDeleted { doc } => {
                 if doc.creator != *from || !self.docs.contains_key(&doc) {
                     return Err(Self::not_found(&doc));
@@ -2007,7 +2121,85 @@ impl SyncCore {
 
     /// A `Live` frame from `from` (docs/sync.md, "Live streams").
     fn on_live(&mut self, from: &NodeId, blob: Vec<u8>, now: Millis, out: &mut Vec<Eff>) -> Reply {
-        let f = live::decode_frame(&blob)
+        let mut left = MAX_INFLATED;
+        let v = self.live_frame(from, &blob, &mut left, now, out)?;
+        Ok((Response::LiveAck {}, Some(v.encode())))
+    }
+
+    /// A `LiveFrames` message from `from`: each frame is checked and imported on its own (a
+    /// bad one refuses itself only, and the message logs one line at most); the answer, if
+    /// one is expected, has a version per frame that asked, or none for a refused one.
+    /// Bounds: [`live::MAX_FRAMES_PER_MESSAGE`] frames, one more budget token per 16 frames,
+    /// [`MAX_INFLATED`] bytes inflated for all of them.
+    fn on_frames(&mut self, from: &NodeId, blob: Vec<u8>, now: Millis, out: &mut Vec<Eff>) -> Reply {
+        let parts = live::split_frames(&blob, live::MAX_FRAMES_PER_MESSAGE)
+            .map_err(|m| ApiError::bad_request(format!("not live frames: {m}")))?;
+        let extra = (parts.len() / 16) as u32;
+        if extra > 0 && !self.budgets.allow(from, extra, now) {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "too many messages from your node; slow down",
+            ));
+        }
+        let (n, gaps0, refused0) = (parts.len(), self.live.gaps, self.live.refused_frames);
+        let mut left = MAX_INFLATED;
+        let mut answers = Vec::new();
+        let mut first: Option<String> = None;
+        let mut scratch = Vec::new();
+        for (ask, bytes) in parts {
+            let r = self.live_frame(from, bytes, &mut left, now, &mut scratch);
+            // The frames' own log lines are folded into the message's one line.
+            out.extend(
+                scratch
+                    .drain(..)
+                    .filter(|e| !matches!(e, Effect::Log { .. })),
+            );
+            match r {
+                Ok(v) => {
+                    if ask {
+                        answers.push(Some(v.encode()));
+                    }
+                }
+                Err(e) => {
+                    self.live.refused_frames += 1;
+                    first.get_or_insert_with(|| e.to_string());
+                    if ask {
+                        answers.push(None);
+                    }
+                }
+            }
+        }
+        let (gaps, refused) = (self.live.gaps, self.live.refused_frames);
+        if crossed_pow2(refused0, refused) || crossed_pow2(gaps0, gaps) {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "live frames from {from}: {} of {n} refused{}, {} gaps ({refused} refused \
+                     and {gaps} gaps so far)",
+                    refused - refused0,
+                    first.map(|m| format!(" (first: {m})")).unwrap_or_default(),
+                    gaps - gaps0,
+                ),
+            ));
+        }
+        Ok((
+            Response::LiveAck {},
+            Some(live::encode_frame_answers(&answers)),
+        ))
+    }
+
+    /// One live frame from `from` (docs/sync.md, "Live streams"): its stream, the sender's
+    /// membership, the changes' PeerIDs, then the import; the receiver's version after it.
+    /// `inflate_left`: the inflated bytes its message may still use.
+    fn live_frame(
+        &mut self,
+        from: &NodeId,
+        bytes: &[u8],
+        inflate_left: &mut usize,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Result<VersionVector, ApiError> {
+        let f = live::decode_frame(bytes)
             .map_err(|m| ApiError::bad_request(format!("not a live frame: {m}")))?;
         let (doc, gap) = match self.live.arrived(from, f.stream, f.seq, now) {
             Arrival::InOrder(d) => (d, false),
@@ -2037,12 +2229,17 @@ impl SyncCore {
             return Err(Self::not_found(&doc));
         }
         self.stats.deltas_received += 1;
-        let encoding = if f.deflated {
-            Encoding::Deflate
+        let inflated = if f.deflated {
+            inflate(f.loro, (*inflate_left).min(MAX_INFLATED))
+                .map(std::borrow::Cow::Owned)
+                .map_err(ApiError::bad_request)
         } else {
-            Encoding::Raw
+            Ok(std::borrow::Cow::Borrowed(f.loro))
         };
-        let imported = self.import(&doc, from, encoding, f.loro, now, out);
+        let imported = inflated.and_then(|loro| {
+            *inflate_left = inflate_left.saturating_sub(loro.len());
+            self.import_up_to(&doc, from, Encoding::Raw, &loro, MAX_INFLATED, now, out)
+        });
         if gap {
             // Frames were lost (or the sender skipped numbers): ask it for what we lack.
             if self.live.gaps.is_power_of_two() {
@@ -2062,7 +2259,7 @@ impl SyncCore {
         let mut k = e.known.get(from).cloned().unwrap_or_default();
         k.merge(&ours);
         e.known.insert(from.clone(), k);
-        Ok((Response::LiveAck {}, Some(ours.encode())))
+        Ok(ours)
     }
 
     /// Send `peer` a SyncRequest for `doc` unless one is in flight.
@@ -2296,6 +2493,50 @@ impl SyncCore {
                     }
                 }
             }
+            Ctx::Frames { peer, docs } => {
+                self.reach.on_success(&peer, now, None);
+                self.outbox.delivered(&peer, now);
+                let asked: Vec<&DocId> = docs.iter().filter(|d| d.1).map(|d| &d.0).collect();
+                let answers = match decode_response::<PeerAnswer>(&body) {
+                    Ok(PeerAnswer::LiveAck {}) => {
+                        live::decode_frame_answers(blob.as_deref().unwrap_or_default(), asked.len())
+                            .map_err(|m| ApiError::bad_request(format!("bad answer: {m}")))
+                    }
+                    Ok(_) => Err(ApiError::bad_request("not a LiveAck")),
+                    Err(e) => Err(e),
+                };
+                match answers {
+                    Ok(versions) => {
+                        for (doc, v) in asked.into_iter().zip(versions) {
+                            match v {
+                                Some(v) => self.on_peer_version(&peer, doc, v, now, out),
+                                // That frame was refused (the receiver lost the stream, or
+                                // refused the changes): what it has is unknown; ask, reopen.
+                                None => {
+                                    self.forget_peer_has(&peer, doc);
+                                    self.owe(&peer, Item::Delta(doc.clone()), now, out);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // The whole message refused: every frame in it may be lost.
+                        out.push(log(
+                            Level::Debug,
+                            format!("{peer} refused {} live frames: {e}", docs.len()),
+                        ));
+                        for (doc, _) in &docs {
+                            self.fall_back(&peer, doc);
+                            self.outbox.push(&peer, Item::Delta(doc.clone()));
+                        }
+                        if !matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest) {
+                            self.outbox.hold(&peer, Item::Delta(docs[0].0.clone()));
+                            self.retry_later(&peer, now, out);
+                        }
+                    }
+                }
+                self.pump(&peer, now, out);
+            }
             Ctx::Out {
                 peer,
                 item,
@@ -2308,10 +2549,12 @@ impl SyncCore {
                     Ok(PeerAnswer::Ack {
                         version,
                         stream: accepted,
+                        frames,
                     }) => {
                         self.outbox.delivered(&peer, now);
                         if let Some(s) = stream {
-                            self.live.opened(&peer, &doc, s, accepted == Some(s), now);
+                            self.live
+                                .opened(&peer, &doc, s, accepted == Some(s), frames, now);
                         }
                         if let Ok(v) = to_vv(&version) {
                             self.on_peer_version(&peer, &doc, v, now, out);
@@ -2621,6 +2864,30 @@ impl SyncCore {
         }
     }
 
+    /// Frames of `doc` to `peer` may be lost: its stream starts over, and what the peer has
+    /// is what it last confirmed.
+    fn fall_back(&mut self, peer: &NodeId, doc: &DocId) {
+        self.live.reset_out(peer, doc);
+        if let Some(e) = self.docs.get_mut(doc) {
+            e.unconfirmed.remove(peer);
+            match e.confirmed.get(peer).cloned() {
+                Some(c) => e.known.insert(peer.clone(), c),
+                None => e.known.remove(peer),
+            };
+        }
+    }
+
+    /// What `peer` has of `doc` is unknown (it refused a frame): its stream starts over and
+    /// the next changes ask first.
+    fn forget_peer_has(&mut self, peer: &NodeId, doc: &DocId) {
+        self.live.reset_out(peer, doc);
+        if let Some(e) = self.docs.get_mut(doc) {
+            e.known.remove(peer);
+            e.confirmed.remove(peer);
+            e.unconfirmed.remove(peer);
+        }
+    }
+
     fn retry_later(&mut self, peer: &NodeId, now: Millis, out: &mut Vec<Eff>) {
         match self.outbox.failed(peer, now, &mut self.rng) {
             AfterFailure::RetryIn(ms) => out.push(Effect::timer(ms, Timer::Retry(peer.clone()))),
@@ -2668,15 +2935,16 @@ impl SyncCore {
                 if live {
                     // One-way frames before it may be lost too: the retry sends everything
                     // since what the peer last confirmed, opening a new stream.
-                    let doc = item_doc(&item);
-                    self.live.reset_out(&peer, doc);
-                    if let Some(e) = self.docs.get_mut(doc) {
-                        e.unconfirmed.remove(&peer);
-                        match e.confirmed.get(&peer).cloned() {
-                            Some(c) => e.known.insert(peer.clone(), c),
-                            None => e.known.remove(&peer),
-                        };
-                    }
+                    self.fall_back(&peer, item_doc(&item));
+                }
+                self.retry_later(&peer, now, out);
+            }
+            Ctx::Frames { peer, docs } => {
+                self.reach.on_send_failed(&peer, kind, now);
+                // Every frame of the message, and one-way ones before them, may be lost.
+                for (doc, _) in &docs {
+                    self.fall_back(&peer, doc);
+                    self.outbox.push(&peer, Item::Delta(doc.clone()));
                 }
                 self.retry_later(&peer, now, out);
             }

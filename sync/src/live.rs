@@ -36,6 +36,13 @@ pub const MAX_STREAMS_PER_SENDER: usize = 256;
 pub const MAX_STREAMS_IN: usize = 4096;
 /// A frame's header is at most this long (two LEB128 numbers: a u32 and a u32 with a flag).
 pub const MAX_HEADER: usize = 10;
+/// Frames (documents) in one `LiveFrames` message at most, sent or accepted: a receiver
+/// says its own bound in the `Ack` that opens a stream (`frames`), and a sender packs at
+/// most the smaller of the two.
+pub const MAX_FRAMES_PER_MESSAGE: usize = 64;
+/// A `LiveFrames` message's blob is at most this long: a flush whose frames are longer goes
+/// as several messages (a single frame longer than this goes alone).
+pub const MAX_FRAMES_BYTES: usize = 256 << 10;
 
 /// A parsed frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,6 +89,116 @@ pub fn decode_frame(blob: &[u8]) -> Result<Frame<'_>, String> {
         deflated: tagged & 1 == 1,
         loro: r,
     })
+}
+
+/// One frame of a batch as it is sent: the frame's bytes ([`encode_frame`]) and whether it
+/// expects an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub ask: bool,
+    pub frame: Vec<u8>,
+}
+
+/// Packs `parts` into the blobs of as few `LiveFrames` messages as the bounds allow, each
+/// at most `max_parts` parts and [`MAX_FRAMES_BYTES`] (a part longer than that alone); the
+/// parts keep their order. A part is its length shifted left by one, with the lowest bit set
+/// when it expects an answer (LEB128), then the frame.
+pub fn pack_frames(parts: &[Part], max_parts: usize) -> Vec<Vec<Part>> {
+    let max_parts = max_parts.max(1);
+    let mut out: Vec<Vec<Part>> = Vec::new();
+    let mut bytes = 0;
+    for p in parts {
+        let len = p.frame.len() + 5;
+        let fits = out
+            .last()
+            .is_some_and(|m| m.len() < max_parts && bytes + len <= MAX_FRAMES_BYTES);
+        if !fits {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += len;
+        out.last_mut().expect("pushed").push(p.clone());
+    }
+    out
+}
+
+/// The blob of one `LiveFrames` message.
+pub fn encode_frames(parts: &[Part]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.frame.len() + 3).sum());
+    for p in parts {
+        let _ = leb128::write::unsigned(&mut out, (p.frame.len() as u64) << 1 | u64::from(p.ask));
+        out.extend_from_slice(&p.frame);
+    }
+    out
+}
+
+/// Splits a `LiveFrames` blob into its parts (whether each expects an answer, its frame),
+/// reading no further than `max` parts: more, or a length past the blob's end, refuses the
+/// whole message (its parts cannot be told apart). A part's frame is checked on its own.
+pub fn split_frames(blob: &[u8], max: usize) -> Result<Vec<(bool, &[u8])>, String> {
+    let mut r = blob;
+    let mut parts = Vec::new();
+    while !r.is_empty() {
+        if parts.len() >= max {
+            return Err(format!("more than {max} frames in one message"));
+        }
+        let head = &r[..r.len().min(5)];
+        let mut cur = head;
+        let tagged = leb128::read::unsigned(&mut cur).map_err(|_| "bad frame length")?;
+        r = &r[head.len() - cur.len()..];
+        let len = usize::try_from(tagged >> 1).unwrap_or(usize::MAX);
+        if len > r.len() {
+            return Err(format!(
+                "frame {} is {len} bytes, {} left in the message",
+                parts.len(),
+                r.len()
+            ));
+        }
+        parts.push((tagged & 1 == 1, &r[..len]));
+        r = &r[len..];
+    }
+    if parts.is_empty() {
+        return Err("no frames".into());
+    }
+    Ok(parts)
+}
+
+/// The answer to a `LiveFrames` message that expects one (`LiveAck`'s blob): per part that
+/// asked, in order, the receiver's version after it (Loro's `VersionVector::encode`) or
+/// None if the part was refused; each is its length (LEB128, 0 = refused), then the bytes.
+pub fn encode_frame_answers(answers: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for a in answers {
+        let v = a.as_deref().unwrap_or_default();
+        let _ = leb128::write::unsigned(&mut out, v.len() as u64);
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// Reads [`encode_frame_answers`]: exactly `n` answers, else an error.
+pub fn decode_frame_answers(blob: &[u8], n: usize) -> Result<Vec<Option<VersionVector>>, String> {
+    let mut r = blob;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let head = &r[..r.len().min(5)];
+        let mut cur = head;
+        let len = leb128::read::unsigned(&mut cur).map_err(|_| "bad answer length")? as usize;
+        r = &r[head.len() - cur.len()..];
+        if len > r.len() {
+            return Err("answer past the end".into());
+        }
+        out.push(if len == 0 {
+            None
+        } else {
+            Some(VersionVector::decode(&r[..len]).map_err(|e| format!("not a version: {e}"))?)
+        });
+        r = &r[len..];
+    }
+    if !r.is_empty() {
+        return Err("more answers than frames asked".into());
+    }
+    Ok(out)
 }
 
 /// A peer's claim of what it has (an `Ack` or `LiveAck`), with any counter of our own
@@ -143,12 +260,17 @@ pub struct Live {
     /// When frames last went to each peer (the start of its flush window).
     flushed: BTreeMap<NodeId, Millis>,
     inn: BTreeMap<(NodeId, u32), InLink>,
+    /// Peers that take `LiveFrames` (their opening Ack said `frames`), with how many frames
+    /// per message; a peer not here (of an older version) gets one `Live` message per frame.
+    framed: BTreeMap<NodeId, usize>,
     /// Per sender: how many of its streams are open here.
     per_sender: BTreeMap<NodeId, usize>,
     /// Counters (tests, logs): gaps seen, frames for unknown streams, opens refused.
     pub gaps: u64,
     pub unknown: u64,
     pub refused_opens: u64,
+    /// Frames of `LiveFrames` messages refused (each message logs one line at most).
+    pub refused_frames: u64,
 }
 
 impl Live {
@@ -202,10 +324,28 @@ impl Live {
     }
 
     /// `peer` answered the `Delta` that opened `stream` for `doc`: `accepted` if its Ack
-    /// named the stream. An old peer does not: it keeps getting `Delta`s.
-    pub fn opened(&mut self, peer: &NodeId, doc: &DocId, stream: u32, accepted: bool, now: Millis) {
+    /// named the stream. An old peer does not: it keeps getting `Delta`s. `frames`: the
+    /// Ack's bound of frames per `LiveFrames` message (None: the peer takes `Live` only).
+    pub fn opened(
+        &mut self,
+        peer: &NodeId,
+        doc: &DocId,
+        stream: u32,
+        accepted: bool,
+        frames: Option<u32>,
+        now: Millis,
+    ) {
         if let Some(l) = self.out.get_mut(&(peer.clone(), doc.clone())) {
             if l.stream == stream && accepted {
+                match frames {
+                    Some(n) if n >= 2 => {
+                        let n = (n as usize).min(MAX_FRAMES_PER_MESSAGE);
+                        self.framed.insert(peer.clone(), n);
+                    }
+                    _ => {
+                        self.framed.remove(peer);
+                    }
+                }
                 l.open = true;
                 l.next_seq = 1;
                 // The opening Delta was answered just now.
@@ -218,6 +358,12 @@ impl Live {
     /// or an answered frame failed): the next changes open a new one.
     pub fn reset_out(&mut self, peer: &NodeId, doc: &DocId) {
         self.out.remove(&(peer.clone(), doc.clone()));
+    }
+
+    /// How many frames one `LiveFrames` message to `peer` may carry; None: it takes `Live`
+    /// messages only (a peer of an older version).
+    pub fn frames_to(&self, peer: &NodeId) -> Option<usize> {
+        self.framed.get(peer).copied()
     }
 
     /// Whether a stream to `peer` for `doc` is open.
@@ -277,6 +423,7 @@ impl Live {
         self.out.retain(|k, _| !(k.1 == *doc && hit(&k.0)));
         let out = &self.out;
         self.flushed.retain(|p, _| out.keys().any(|k| k.0 == *p));
+        self.framed.retain(|p, _| out.keys().any(|k| k.0 == *p));
         self.drop_in(|k, l| l.doc == *doc && hit(&k.0));
     }
 
@@ -341,6 +488,103 @@ mod tests {
         assert!(decode_frame(&[0xff; 1000]).is_err());
     }
 
+    fn part(ask: bool, len: usize) -> Part {
+        Part {
+            ask,
+            frame: encode_frame(3, 9, false, &vec![7; len]),
+        }
+    }
+
+    #[test]
+    fn a_flush_packs_into_as_few_messages_as_the_bounds_allow() {
+        // Forty small frames: one message.
+        let small: Vec<Part> = (0..40).map(|i| part(i % 7 == 0, 100)).collect();
+        let packed = pack_frames(&small, MAX_FRAMES_PER_MESSAGE);
+        assert_eq!(packed.len(), 1);
+        assert_eq!(packed[0], small, "order kept");
+        // The receiver's bound of frames per message.
+        assert_eq!(pack_frames(&small, 16).len(), 3);
+        assert_eq!(pack_frames(&small, 0).len(), 40, "at least one per message");
+        // Over the byte cap: as many messages as the bytes need, each within the cap.
+        let big: Vec<Part> = (0..10).map(|_| part(false, 60_000)).collect();
+        let packed = pack_frames(&big, MAX_FRAMES_PER_MESSAGE);
+        let total: usize = big.iter().map(|p| p.frame.len()).sum();
+        assert_eq!(packed.len(), total.div_ceil(MAX_FRAMES_BYTES));
+        for m in &packed {
+            assert!(encode_frames(m).len() <= MAX_FRAMES_BYTES);
+        }
+        // A frame longer than the cap goes alone.
+        let huge = vec![part(false, 10), part(true, MAX_FRAMES_BYTES + 1), part(false, 10)];
+        let packed = pack_frames(&huge, MAX_FRAMES_PER_MESSAGE);
+        assert_eq!(packed.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+    }
+
+    #[test]
+    fn frames_split_back_and_broken_framing_is_refused_whole() {
+        let parts = vec![part(true, 5), part(false, 0), part(true, 300)];
+        let blob = encode_frames(&parts);
+        let split = split_frames(&blob, 8).unwrap();
+        assert_eq!(split.len(), 3);
+        for ((ask, bytes), p) in split.iter().zip(&parts) {
+            assert_eq!((*ask, *bytes), (p.ask, &p.frame[..]));
+        }
+        // Each frame decodes on its own.
+        assert_eq!(decode_frame(split[2].1).unwrap().loro.len(), 300);
+        assert!(split_frames(&blob, 2).unwrap_err().contains("more than 2"));
+        assert!(split_frames(&[], 8).is_err(), "no frames");
+        // A length past the end, or a length that never ends: nothing can be told apart.
+        assert!(split_frames(&blob[..blob.len() - 1], 8).is_err());
+        assert!(split_frames(&[0xff; 9], 8).is_err());
+        // 10,000 empty frames: refused after reading the bound's worth of lengths.
+        let flood = vec![0u8; 10_000];
+        assert!(split_frames(&flood, MAX_FRAMES_PER_MESSAGE).is_err());
+        // A frame whose own header is bad still splits: it is refused by itself.
+        let bad = encode_frames(&[
+            Part {
+                ask: false,
+                frame: vec![0xff; 6],
+            },
+            part(false, 1),
+        ]);
+        let split = split_frames(&bad, 8).unwrap();
+        assert!(decode_frame(split[0].1).is_err());
+        assert!(decode_frame(split[1].1).is_ok());
+    }
+
+    #[test]
+    fn frame_answers_round_trip_and_must_match_the_frames_asked() {
+        let mut v = VersionVector::new();
+        v.insert(5, 40);
+        let blob = encode_frame_answers(&[Some(v.encode()), None]);
+        assert_eq!(
+            decode_frame_answers(&blob, 2).unwrap(),
+            vec![Some(v.clone()), None]
+        );
+        assert!(decode_frame_answers(&blob, 1).is_err(), "one too many");
+        assert!(decode_frame_answers(&blob, 3).is_err(), "one too few");
+        assert!(decode_frame_answers(&[9, 1], 1).is_err(), "past the end");
+        assert_eq!(decode_frame_answers(&[], 0).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_peer_takes_frames_batched_only_once_its_ack_said_so() {
+        let mut l = Live::new();
+        let (p, doc) = (n("bob.os"), d("alice.os/n"));
+        let Send::Open(s) = l.next_send(&p, &doc, 0) else {
+            panic!()
+        };
+        l.opened(&p, &doc, s, true, None, 10);
+        assert_eq!(l.frames_to(&p), None, "an older peer: one Live per frame");
+        l.opened(&p, &doc, s, true, Some(1_000_000), 10);
+        assert_eq!(l.frames_to(&p), Some(MAX_FRAMES_PER_MESSAGE), "capped at ours");
+        l.opened(&p, &doc, s, true, Some(8), 10);
+        assert_eq!(l.frames_to(&p), Some(8));
+        l.opened(&p, &doc, s + 1, true, None, 10);
+        assert_eq!(l.frames_to(&p), Some(8), "another stream's answer changes nothing");
+        l.forget(&doc, None);
+        assert_eq!(l.frames_to(&p), None, "forgotten with its last stream");
+    }
+
     #[test]
     fn an_ack_claiming_changes_we_never_made_is_cut_to_ours() {
         let mut claim = VersionVector::new();
@@ -365,14 +609,14 @@ mod tests {
         };
         // Until the peer accepts, every send is the opening Delta again.
         assert_eq!(l.next_send(&p, &doc, 10), Send::Open(s));
-        l.opened(&p, &doc, s + 1, true, 100);
+        l.opened(&p, &doc, s + 1, true, None, 100);
         assert!(
             !l.is_open(&p, &doc),
             "another stream's answer opens nothing"
         );
-        l.opened(&p, &doc, s, false, 100);
+        l.opened(&p, &doc, s, false, None, 100);
         assert!(!l.is_open(&p, &doc), "an old peer's Ack opens nothing");
-        l.opened(&p, &doc, s, true, 100);
+        l.opened(&p, &doc, s, true, None, 100);
         assert_eq!(
             l.next_send(&p, &doc, 200),
             Send::Frame {
@@ -387,7 +631,7 @@ mod tests {
         let Send::Open(s2) = l.next_send(&p, &other, 250) else {
             panic!()
         };
-        l.opened(&p, &other, s2, true, 250);
+        l.opened(&p, &other, s2, true, None, 250);
         assert_eq!(l.next_send(&p, &other, 260), Send::Wait(300));
         assert!(matches!(l.next_send(&p, &doc, 300), Send::Frame { .. }));
         assert!(matches!(l.next_send(&p, &other, 300), Send::Frame { .. }));

@@ -144,6 +144,18 @@ impl Outbox {
         }
     }
 
+    /// Mark `item` in flight to `peer` (a message built from several items awaits its
+    /// answer: one of them stands for it). False if something is in flight already.
+    pub fn hold(&mut self, peer: &NodeId, item: Item) -> bool {
+        let q = self.peers.entry(peer.clone()).or_default();
+        if q.in_flight.is_some() {
+            return false;
+        }
+        q.pending.remove(&item);
+        q.in_flight = Some(item);
+        true
+    }
+
     /// The item in flight was delivered (or refused for good).
     pub fn delivered(&mut self, peer: &NodeId, now: Millis) {
         self.breakers.on_success(peer, now);

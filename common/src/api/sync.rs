@@ -621,7 +621,7 @@ pub struct AwarenessEntry {
 }
 
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
-pub const PROTOCOL_REQUESTS: [&str; 10] = [
+pub const PROTOCOL_REQUESTS: [&str; 11] = [
     "Invitation",
     "JoinDoc",
     "LeaveDoc",
@@ -632,6 +632,7 @@ pub const PROTOCOL_REQUESTS: [&str; 10] = [
     "GetChunk",
     "Awareness",
     "Live",
+    "LiveFrames",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -775,6 +776,12 @@ pub enum Request {
     /// sequence number, encoding, then Loro's bytes; see docs/sync.md). Usually one-way;
     /// sent expecting an answer now and then, answered [`Response::LiveAck`].
     Live {},
+    /// Frames of several documents' live streams to one peer in one message (a flush): the
+    /// blob is the frames, each its length and whether it expects an answer (LEB128: length
+    /// times two, plus 1 if it asks), then the frame as in [`Request::Live`]. Sent only to a
+    /// peer whose `Ack` said `frames`; answered [`Response::LiveAck`] when any frame asks,
+    /// the blob then one version per frame that asked (docs/sync.md, "Live streams").
+    LiveFrames {},
     // ----- local apps only (added later) -----
     /// Network health as this process sees it: per known peer, reachability, breaker and
     /// message counts (at most `MAX_HEALTH_PEERS`, see [`crate::resilience::health`]).
@@ -862,6 +869,7 @@ impl Request {
                 | Request::GetChunk { .. }
                 | Request::Awareness { .. }
                 | Request::Live {}
+                | Request::LiveFrames {}
         )
     }
     pub fn is_open(&self) -> bool {
@@ -898,6 +906,9 @@ pub enum Response {
         version: Version,
         #[serde(default)]
         stream: Option<u32>,
+        /// With `stream`: the receiver takes `LiveFrames`, at most this many frames each.
+        #[serde(default)]
+        frames: Option<u32>,
     },
     /// A `Live` frame was read; the blob is the receiver's version after importing it, in
     /// Loro's binary version-vector encoding.
@@ -926,6 +937,9 @@ pub enum PeerAnswer {
         version: Version,
         #[serde(default)]
         stream: Option<u32>,
+        /// With `stream`: the receiver takes `LiveFrames`, at most this many frames each.
+        #[serde(default)]
+        frames: Option<u32>,
     },
     LiveAck {},
     Accepted {},
@@ -982,6 +996,7 @@ pub enum PeerRequest {
         entries: Vec<AwarenessEntry>,
     },
     Live {},
+    LiveFrames {},
 }
 wire_enum!(PeerRequest, "sync protocol request", |_tag| false);
 
@@ -1153,20 +1168,24 @@ mod tests {
                 Response::Ack {
                     version: v.clone(),
                     stream: None,
+                    frames: None,
                 },
                 PeerAnswer::Ack {
                     version: v.clone(),
                     stream: None,
+                    frames: None,
                 },
             ),
             (
                 Response::Ack {
                     version: v.clone(),
                     stream: Some(3),
+                    frames: Some(64),
                 },
                 PeerAnswer::Ack {
                     version: v,
                     stream: Some(3),
+                    frames: Some(64),
                 },
             ),
             (Response::LiveAck {}, PeerAnswer::LiveAck {}),
@@ -1253,6 +1272,7 @@ mod tests {
                 },
             ),
             (PeerRequest::Live {}, Request::Live {}),
+            (PeerRequest::LiveFrames {}, Request::LiveFrames {}),
             (
                 PeerRequest::DocDeleted { doc: doc.clone() },
                 Request::DocDeleted { doc: doc.clone() },
@@ -1298,7 +1318,8 @@ mod tests {
             crate::api::decode_response::<PeerAnswer>(br#"{"Ok":{"Ack":{"version":[]}}}"#),
             Ok(PeerAnswer::Ack {
                 version: Version::default(),
-                stream: None
+                stream: None,
+                frames: None
             })
         );
         for (p, r) in pairs {

@@ -1258,6 +1258,7 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
             }),
         ),
         (O::Live {}, W::Live),
+        (O::LiveFrames {}, W::LiveFrames),
         (O::DocDeleted { doc: doc() }, W::DocDeleted(dref())),
         (
             O::GetChunk {
@@ -1600,20 +1601,24 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
             O::Ack {
                 version: v.clone(),
                 stream: None,
+                frames: None,
             },
             W::Ack(ws::Ack {
                 version: wv.clone(),
                 stream: None,
+                frames: None,
             }),
         ),
         (
             O::Ack {
                 version: v,
                 stream: Some(2),
+                frames: Some(64),
             },
             W::Ack(ws::Ack {
                 version: wv,
                 stream: Some(2),
+                frames: Some(64),
             }),
         ),
         (O::LiveAck {}, W::LiveAck),
