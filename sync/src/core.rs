@@ -768,6 +768,8 @@ impl SyncCore {
         frames: &mut Vec<Collected>,
         out: &mut Vec<Eff>,
     ) {
+        // A live frame went in this pass: others may join it (`Live::next_send`).
+        let mut in_flush = false;
         loop {
             let item = match self.outbox.next(peer, now) {
                 Ok(Some(i)) => i,
@@ -777,10 +779,11 @@ impl SyncCore {
                     return;
                 }
             };
-            match self.build(peer, &item, now) {
+            match self.build(peer, &item, now, in_flush) {
                 Some(Built::Frame { doc, stream, part }) => {
                     self.outbox.skip(peer);
                     frames.push(Collected { doc, stream, part });
+                    in_flush = true;
                 }
                 Some(Built::Msg {
                     body,
@@ -792,6 +795,7 @@ impl SyncCore {
                     self.stats.bytes_sent +=
                         (body.len() + blob.as_ref().map_or(0, Vec::len)) as u64;
                     let to = Address::ours(peer, p2p_common::api::sync::PROCESS);
+                    in_flush |= live;
                     if !expect {
                         // A one-way live frame: nothing to wait for; the next item may go.
                         out.push(Effect::Send {
@@ -903,7 +907,7 @@ impl SyncCore {
     }
 
     /// The message for an outbox item, or None if nothing is owed after all.
-    fn build(&mut self, peer: &NodeId, item: &Item, now: Millis) -> Option<Built> {
+    fn build(&mut self, peer: &NodeId, item: &Item, now: Millis, in_flush: bool) -> Option<Built> {
         let doc = item_doc(item).clone();
         let msg = |body: Vec<u8>| Built::Msg {
             body,
@@ -945,7 +949,7 @@ impl SyncCore {
                         None
                     }
                     Some(theirs) => {
-                        let send = self.live.next_send(peer, &doc, now);
+                        let send = self.live.next_send(peer, &doc, now, in_flush);
                         if let live::Send::Wait(at) = send {
                             return Some(Built::Wait(at));
                         }

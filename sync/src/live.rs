@@ -280,16 +280,20 @@ impl Live {
 
     // ----- sending -----
 
-    /// How changes of `doc` go to `peer` now.
-    pub fn next_send(&mut self, peer: &NodeId, doc: &DocId, now: Millis) -> Send {
+    /// How changes of `doc` go to `peer` now. `in_flush`: a frame to `peer` went in this
+    /// same flush (the sender's pass over what it owes the peer), so this one may join it.
+    pub fn next_send(&mut self, peer: &NodeId, doc: &DocId, now: Millis, in_flush: bool) -> Send {
         let key = (peer.clone(), doc.clone());
         if let Some(l) = self.out.get_mut(&key) {
             if !l.open {
                 return Send::Open(l.stream);
             }
-            // One flush window per peer: every document owed goes at its start, each once.
+            // One flush window per peer: the documents owed at its start go together, each
+            // once; one owed later in the window waits for its end (so a burst of edits to
+            // many documents leaves as one message, not one per document).
             if let Some(&t) = self.flushed.get(peer) {
-                if (now != t || l.last_frame == Some(now)) && now < t + FLUSH_MS {
+                let joins = now == t && in_flush && l.last_frame != Some(now);
+                if !joins && now < t + FLUSH_MS {
                     return Send::Wait(t + FLUSH_MS);
                 }
             }
@@ -570,7 +574,7 @@ mod tests {
     fn a_peer_takes_frames_batched_only_once_its_ack_said_so() {
         let mut l = Live::new();
         let (p, doc) = (n("bob.os"), d("alice.os/n"));
-        let Send::Open(s) = l.next_send(&p, &doc, 0) else {
+        let Send::Open(s) = l.next_send(&p, &doc, 0, false) else {
             panic!()
         };
         l.opened(&p, &doc, s, true, None, 10);
@@ -604,11 +608,11 @@ mod tests {
     fn frames_go_once_per_flush_window_and_ask_for_an_answer_now_and_then() {
         let mut l = Live::new();
         let (p, doc) = (n("bob.os"), d("alice.os/n"));
-        let Send::Open(s) = l.next_send(&p, &doc, 0) else {
+        let Send::Open(s) = l.next_send(&p, &doc, 0, false) else {
             panic!()
         };
         // Until the peer accepts, every send is the opening Delta again.
-        assert_eq!(l.next_send(&p, &doc, 10), Send::Open(s));
+        assert_eq!(l.next_send(&p, &doc, 10, false), Send::Open(s));
         l.opened(&p, &doc, s + 1, true, None, 100);
         assert!(
             !l.is_open(&p, &doc),
@@ -618,36 +622,38 @@ mod tests {
         assert!(!l.is_open(&p, &doc), "an old peer's Ack opens nothing");
         l.opened(&p, &doc, s, true, None, 100);
         assert_eq!(
-            l.next_send(&p, &doc, 200),
+            l.next_send(&p, &doc, 200, false),
             Send::Frame {
                 stream: s,
                 seq: 1,
                 ask: false
             }
         );
-        assert_eq!(l.next_send(&p, &doc, 250), Send::Wait(300));
+        assert_eq!(l.next_send(&p, &doc, 250, false), Send::Wait(300));
         // Another document to the same peer shares the window: it goes at its start.
         let other = d("alice.os/m");
-        let Send::Open(s2) = l.next_send(&p, &other, 250) else {
+        let Send::Open(s2) = l.next_send(&p, &other, 250, false) else {
             panic!()
         };
         l.opened(&p, &other, s2, true, None, 250);
-        assert_eq!(l.next_send(&p, &other, 260), Send::Wait(300));
-        assert!(matches!(l.next_send(&p, &doc, 300), Send::Frame { .. }));
-        assert!(matches!(l.next_send(&p, &other, 300), Send::Frame { .. }));
+        assert_eq!(l.next_send(&p, &other, 260, false), Send::Wait(300));
+        assert!(matches!(l.next_send(&p, &doc, 300, false), Send::Frame { .. }));
+        // Owed at the same instant but not in the same flush: it waits for the window's end.
+        assert_eq!(l.next_send(&p, &other, 300, false), Send::Wait(400));
+        assert!(matches!(l.next_send(&p, &other, 300, true), Send::Frame { .. }));
         // A second frame of the same document in the same instant waits for the next window.
-        assert_eq!(l.next_send(&p, &doc, 300), Send::Wait(400));
+        assert_eq!(l.next_send(&p, &doc, 300, true), Send::Wait(400));
         l.reset_out(&p, &other);
         let mut asks = 0;
         for t in (400..4_400).step_by(100) {
-            match l.next_send(&p, &doc, t) {
+            match l.next_send(&p, &doc, t, false) {
                 Send::Frame { ask, .. } => asks += ask as u32,
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(asks, 2, "one answered frame per {ACK_EVERY_MS} ms");
         l.reset_out(&p, &doc);
-        assert!(matches!(l.next_send(&p, &doc, 5_000), Send::Open(s2) if s2 != s));
+        assert!(matches!(l.next_send(&p, &doc, 5_000, false), Send::Open(s2) if s2 != s));
     }
 
     #[test]

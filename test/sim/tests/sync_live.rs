@@ -293,3 +293,279 @@ fn a_receiver_that_lost_its_streams_gets_every_edit() {
         }
     }
 }
+
+/// The app on node `i` edits document `d` (an insert at 0).
+fn edit_doc(sim: &mut Sim, i: usize, d: &DocId, op_id: &str, text: &str) -> u64 {
+    let req = Request::Edit {
+        doc: d.clone(),
+        op_id: op_id.into(),
+        ops: vec![Op::Insert {
+            pos: 0,
+            text: text.into(),
+        }],
+        at: None,
+        utf16: false,
+    };
+    ask(sim, i, &req)
+}
+
+fn bytes_of(sim: &Sim, tag: &str) -> u64 {
+    sim.stats.per_type.get(tag).map_or(0, |c| c.bytes)
+}
+
+/// Messages and bytes of the live frames sent so far (`Live` and `LiveFrames`).
+fn frame_msgs(sim: &Sim) -> (u64, u64, u64) {
+    let c = |t: &str| sim.stats.per_type.get(t).map_or((0, 0), |c| (c.msgs, c.bytes));
+    let (live, _) = c("Live");
+    let (frames, bytes) = c("LiveFrames");
+    (live, frames, bytes)
+}
+
+/// alice creates `n` documents shared with bob, who joins them all; then each is edited
+/// until alice's live stream of every one to bob is open.
+fn many_docs(mode: Mode, seed: u64, n: usize) -> (Sim, Vec<DocId>) {
+    let mut sim = cluster(config(seed, 2, mode), doc(), 2);
+    sim.run_for(25_000).unwrap();
+    let bob = sim.node_id(1).clone();
+    let creates: Vec<u64> = (0..n)
+        .map(|k| {
+            let req = Request::Create {
+                name: format!("d{k}"),
+                members: vec![p2p_common::api::sync::Member {
+                    node: bob.clone(),
+                    role: p2p_common::api::sync::Role::Writer,
+                }],
+            };
+            ask(&mut sim, 0, &req)
+        })
+        .collect();
+    sim.run_for(2_000).unwrap();
+    let docs: Vec<DocId> = creates
+        .iter()
+        .map(|h| match answer(&sim, *h) {
+            Some(Ok(Response::Created(info))) => info.doc,
+            other => panic!("Create: {other:?}"),
+        })
+        .collect();
+    for _ in 0..5 {
+        let missing: Vec<&DocId> = docs
+            .iter()
+            .filter(|d| sim.core::<SyncCore>(1, PROC).unwrap().text(d).is_none())
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        for d in missing {
+            ask(&mut sim, 1, &Request::Join { doc: d.clone() });
+        }
+        sim.run_for(31_000).unwrap();
+    }
+    for round in 0..20 {
+        let c = sim.core::<SyncCore>(0, PROC).unwrap();
+        if docs.iter().all(|d| c.live().is_open(&bob, d)) {
+            break;
+        }
+        for d in &docs {
+            edit_doc(&mut sim, 0, d, &format!("open{round}"), "o");
+        }
+        sim.run_for(5_000).unwrap();
+    }
+    let c = sim.core::<SyncCore>(0, PROC).unwrap();
+    let open = docs.iter().filter(|d| c.live().is_open(&bob, d)).count();
+    let joined = docs
+        .iter()
+        .filter(|d| sim.core::<SyncCore>(1, PROC).unwrap().text(d).is_some())
+        .count();
+    assert_eq!(open, n, "{mode:?}: streams to bob open ({joined} joined)");
+    assert!(c.live().frames_to(&bob).is_some(), "bob takes LiveFrames");
+    (sim, docs)
+}
+
+/// alice edits 40 documents shared with bob inside one flush window: the frames leave
+/// together, as few messages as the byte cap needs (not one per document), both network
+/// modes, and bob ends with every edit. Then 40 edits of 12 KB each: over the cap, so split,
+/// still within ceil(bytes / cap) per flush.
+#[test]
+fn edits_of_forty_documents_in_one_tick_go_as_one_message_per_flush() {
+    use sync::live::MAX_FRAMES_BYTES;
+    for mode in [Mode::Realistic, Mode::Hostile] {
+        let (mut sim, docs) = many_docs(mode, 12, 40);
+        sim.run_for(3_000).unwrap();
+        for (round, len) in [(0, 3), (1, 12_000)] {
+            let (live0, frames0, bytes0) = frame_msgs(&sim);
+            let deltas0 = sent(&sim, "Delta");
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(round);
+            let texts: Vec<String> = docs
+                .iter()
+                .map(|_| p2p_sim::scenarios::sync::random_text(len, &mut rng))
+                .collect();
+            for (d, t) in docs.iter().zip(&texts) {
+                edit_doc(&mut sim, 0, d, &format!("burst{round}"), t);
+            }
+            // Flushes to bob are at least `FLUSH_MS` apart: each 10 ms step sees at most one.
+            let (mut msgs, mut flushes) = (0, 0);
+            let mut last = (live0, frames0, bytes0, bytes_of(&sim, "Live"));
+            for _ in 0..300 {
+                sim.run_for(10).unwrap();
+                let (live, frames, bytes) = frame_msgs(&sim);
+                let live_bytes = bytes_of(&sim, "Live");
+                let n = (live - last.0) + (frames - last.1);
+                let b = (bytes - last.2) + (live_bytes - last.3);
+                if n > 0 {
+                    let bound = (b as usize).div_ceil(MAX_FRAMES_BYTES).max(1) as u64;
+                    assert!(
+                        n <= bound,
+                        "{mode:?} round {round}: {n} messages in one flush of {b} bytes \
+                         (the cap allows {bound})"
+                    );
+                    msgs += n;
+                    flushes += 1;
+                }
+                last = (live, frames, bytes, live_bytes);
+            }
+            let (_, frames, bytes) = frame_msgs(&sim);
+            assert!(frames > frames0, "{mode:?} round {round}: no LiveFrames");
+            if mode == Mode::Realistic {
+                // The first edit opens a window and goes at once; the others at its end.
+                let bound = ((bytes - bytes0) as usize).div_ceil(MAX_FRAMES_BYTES) as u64;
+                assert!(
+                    msgs <= bound + 1 && flushes <= 2,
+                    "{mode:?} round {round}: {msgs} messages in {flushes} flushes"
+                );
+                assert_eq!(sent(&sim, "Delta"), deltas0, "{mode:?}: no stream reopened");
+            }
+            sim.run_for(30_000).unwrap();
+            for (d, t) in docs.iter().zip(&texts) {
+                let bob = sim.core::<SyncCore>(1, PROC).unwrap().text(d).unwrap();
+                assert!(bob.starts_with(t.as_str()), "{mode:?}: {d} at bob");
+                let alice = sim.core::<SyncCore>(0, PROC).unwrap().text(d).unwrap();
+                assert_eq!(alice, bob, "{mode:?}: {d}");
+            }
+        }
+    }
+}
+
+/// Hostile `LiveFrames`: 10,000 frames in one message, broken framing, and in one message a
+/// good frame next to one on a stream the sender never opened, one with a forged header,
+/// one of a document it is no longer a member of and one of changes by an unregistered
+/// PeerID: the message is refused whole when its frames cannot be told apart or are too
+/// many, else each bad frame alone is refused and answered as such; nothing forged lands.
+#[test]
+fn hostile_live_frames_are_refused_within_bounds() {
+    use sync::live::{decode_frame_answers, encode_frames, Part};
+    let mut sim = cluster(SimConfig::new(14, 4), doc(), 3);
+    setup(&mut sim, 3).unwrap();
+    ask(&mut sim, 0, &edit("a", 0, "alice"));
+    let charlie = sim.node_id(2).clone();
+    // A second document charlie is a member of, then is removed from.
+    let h = ask(
+        &mut sim,
+        0,
+        &Request::Create {
+            name: "other".into(),
+            members: vec![p2p_common::api::sync::Member {
+                node: charlie.clone(),
+                role: p2p_common::api::sync::Role::Writer,
+            }],
+        },
+    );
+    sim.run_for(2_000).unwrap();
+    let Some(Ok(Response::Created(other))) = answer(&sim, h) else {
+        panic!("Create")
+    };
+    let other = other.doc;
+    ask(&mut sim, 2, &Request::Join { doc: other.clone() });
+    sim.run_for(5_000).unwrap();
+    let opener = |d: &DocId, s: u32| Request::Delta {
+        doc: d.clone(),
+        version: Version::default(),
+        encoding: Encoding::Raw,
+        chunked: None,
+        stream: Some(s),
+    };
+    let h7 = as_peer(&mut sim, 2, 0, &opener(&doc(), 7), None);
+    let h9 = as_peer(&mut sim, 2, 0, &opener(&other, 9), None);
+    sim.run_for(1_000).unwrap();
+    for h in [h7, h9] {
+        assert!(
+            matches!(
+                answer(&sim, h),
+                Some(Ok(Response::Ack {
+                    frames: Some(64),
+                    ..
+                }))
+            ),
+            "{:?}",
+            answer(&sim, h)
+        );
+    }
+    ask(
+        &mut sim,
+        0,
+        &Request::SetMember {
+            doc: other.clone(),
+            node: charlie,
+            role: None,
+        },
+    );
+    sim.run_for(2_000).unwrap();
+    let frames = Request::LiveFrames {};
+    // 10,000 empty frames; a length past the end; nothing.
+    let h1 = as_peer(&mut sim, 2, 0, &frames, Some(vec![0; 10_000]));
+    let h2 = as_peer(&mut sim, 2, 0, &frames, Some(vec![0x20, 1, 2]));
+    let h3 = as_peer(&mut sim, 2, 0, &frames, None);
+    sim.run_for(1_000).unwrap();
+    for h in [h1, h2, h3] {
+        assert_eq!(refusal(&sim, h).code, ErrorCode::BadRequest);
+    }
+    let forged = {
+        let d = LoroDoc::new();
+        d.set_peer_id(4242).unwrap();
+        d.get_text("text").insert(0, "forged").unwrap();
+        d.commit();
+        d.export(ExportMode::all_updates()).unwrap()
+    };
+    let ask_all = |frame: Vec<u8>| Part { ask: true, frame };
+    let blob = encode_frames(&[
+        ask_all(encode_frame(7, 1, false, &[])),
+        ask_all(encode_frame(999, 1, false, &forged)),
+        ask_all(vec![0xff; 6]),
+        ask_all(encode_frame(9, 1, false, &[])),
+        ask_all(encode_frame(7, 2, false, &forged)),
+        Part {
+            ask: false,
+            frame: encode_frame(7, 3, false, &[]),
+        },
+    ]);
+    let unknown0 = sim.core::<SyncCore>(0, PROC).unwrap().live().unknown;
+    let h = as_peer(&mut sim, 2, 0, &frames, Some(blob));
+    sim.run_for(2_000).unwrap();
+    match sim.outcome(h) {
+        Some(p2p_sim::AppOutcome::Response(body)) => {
+            let r = p2p_common::api::decode_response::<Response>(body);
+            assert!(matches!(r, Ok(Response::LiveAck {})), "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let blob = sim.outcome_blob(h).expect("an answer blob").to_vec();
+    let answers = decode_frame_answers(&blob, 5).unwrap();
+    let ok: Vec<bool> = answers.iter().map(Option::is_some).collect();
+    assert_eq!(ok, [true, false, false, false, false], "only the good frame");
+    let c = sim.core::<SyncCore>(0, PROC).unwrap();
+    assert_eq!(c.live().refused_frames, 4);
+    assert!(c.live().unknown > unknown0, "stream 999 is no stream");
+    // A non-member's frames: refused like any unknown stream, and it is told nothing more.
+    let h = as_peer(
+        &mut sim,
+        3,
+        0,
+        &frames,
+        Some(encode_frames(&[ask_all(encode_frame(7, 5, false, &[]))])),
+    );
+    sim.run_for(30_000).unwrap();
+    let blob = sim.outcome_blob(h).expect("an answer blob").to_vec();
+    assert_eq!(decode_frame_answers(&blob, 1).unwrap(), vec![None]);
+    for i in 0..3 {
+        assert_eq!(text(&sim, i).as_deref(), Some("alice"), "node {i}");
+    }
+}

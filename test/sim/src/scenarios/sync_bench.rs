@@ -145,7 +145,7 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
     let arrived: Rc<RefCell<bool>> = Rc::default();
     let seen = arrived.clone();
     let mut sim = three(&doc).with_delivery_observer(move |_s, i, _from, _to, body| {
-        if i == 1 && matches!(crate::stats::tag_of(body), "Delta" | "Live") {
+        if i == 1 && matches!(crate::stats::tag_of(body), "Delta" | "Live" | "LiveFrames") {
             *seen.borrow_mut() = true;
         }
     });
@@ -153,7 +153,7 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
     let alice = peers[0];
     // Everything the live exchange puts on the wire: opening Deltas and their Acks, live
     // frames and the answers some of them get.
-    let live_tags = ["Delta", "reply:Ack", "Live", "reply:LiveAck"];
+    let live_tags = ["Delta", "reply:Ack", "Live", "LiveFrames", "reply:LiveAck"];
     let tagged = |sim: &crate::Sim| -> u64 {
         live_tags
             .iter()
