@@ -237,8 +237,9 @@ usage: cargo xtask docs [--check]
 Builds the package (cargo xtask build) and p2p-sim (release), runs
 `p2p-sim bench ping --json` and `p2p-sim bench presence --json` (about 70 s of CPU), times
 `p2p-sim {check}`, then rewrites every block of {doc} between
-`<!-- generated: <name> -->` and `<!-- end -->` (blocks: package, ping, presence); the text
-around them is left alone.
+`<!-- generated: <name> -->` and `<!-- end -->` (blocks: package, ping, presence, notify),
+and the `sync-live` block of {sync_doc} from `p2p-sim bench sync --check --json` (kept by the
+`bench` step of `cargo xtask test`); the text around them is left alone.
 
 With --check, writes nothing and fails if a figure in a block differs from what the build
 and the benches print now; this is the `docs-check` step of `cargo xtask test`. Lines
@@ -254,6 +255,7 @@ options:
 
 {needs}",
             doc = perfdocs::DOC,
+            sync_doc = perfdocs::SYNC_DOC,
             check = perfdocs::CHECK_ARGS.join(" "),
             measured = perfdocs::MEASURED.trim_end(),
         ),

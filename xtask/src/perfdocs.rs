@@ -1,4 +1,5 @@
-//! `cargo xtask docs`: the generated tables of docs/performance.md, and the `docs-check`
+//! `cargo xtask docs`: the generated tables of docs/performance.md (and the benchmark table
+//! of docs/sync.md, from `p2p-sim bench sync --check --json`), and the `docs-check`
 //! step of `cargo xtask test` that fails when one of their deterministic figures differs from
 //! what `cargo xtask build` and the simulator benches print now.
 //!
@@ -30,6 +31,9 @@ use crate::{fsutil, pkgbuild, pkgzip, workspace};
 
 /// The generated document, relative to the workspace root.
 pub const DOC: &str = "docs/performance.md";
+/// The sync design document, whose live-wire figures are a generated block too (from
+/// `p2p-sim bench sync --check --json`, the run the `bench` step asserts).
+pub const SYNC_DOC: &str = "docs/sync.md";
 /// Lines of a block starting with this are wall-clock measurements: rewritten, never checked.
 pub const MEASURED: &str = "Measured on ";
 /// The `check` whose wall-clock time the docs state (what the `sim` step of
@@ -80,6 +84,8 @@ pub struct Inputs {
     pub ping: Value,
     pub presence: Value,
     pub notify: Value,
+    /// `p2p-sim bench sync --check --json` (the trace prefix the `bench` step runs).
+    pub sync: Value,
     pub package: Package,
     pub measured: Measured,
 }
@@ -222,6 +228,97 @@ pub fn render(inputs: &Inputs) -> Result<Vec<Block>> {
         render_presence(&inputs.presence, &inputs.measured)?,
         render_notify(&inputs.notify)?,
     ])
+}
+
+/// The blocks of docs/sync.md.
+pub fn render_sync_doc(inputs: &Inputs) -> Result<Vec<Block>> {
+    Ok(vec![render_sync_live(&inputs.sync)?])
+}
+
+/// `a / b = r` with the ratio to `digits` decimals.
+fn over(a: u64, b: u64, digits: usize) -> String {
+    let r = if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    format!("{} / {} = {r:.digits$}", thousands(a), thousands(b))
+}
+
+/// docs/sync.md's benchmark table, from `p2p-sim bench sync --check --json`: every figure
+/// there is virtual time, bytes or messages, the same for the same binary.
+fn render_sync_live(b: &Value) -> Result<Block> {
+    let ops = int(b, "trace_ops")?;
+    let link = int(b, "link_ms")?;
+    let wire = int(b, "live_wire_bytes")?;
+    let lib = int(b, "library_batch_bytes")?;
+    let full = int(b, "baseline_full_state_bytes")?;
+    let lines = [
+        format!(
+            "The first {} transactions of the trace (`bench sync --check`, {link} ms links):",
+            thousands(ops)
+        ),
+        String::new(),
+        "| figure | target | measured |".into(),
+        "|---|---|---|".into(),
+        row(&[
+            "`edit_to_peer_p99_ms` (app's request to bob holding it)",
+            &format!("≤ one round trip + 100 ms ({})", 2 * link + 100),
+            &format!(
+                "{} (p50 {})",
+                thousands(int(b, "edit_to_peer_p99_ms")?),
+                thousands(int(b, "edit_to_peer_p50_ms")?)
+            ),
+        ]),
+        row(&[
+            "`live_wire_bytes` / `library_batch_bytes` (opening Deltas and Acks, live frames and their answers, both ways / the library's updates at the same flush points)",
+            "≤ 1.1",
+            &format!(
+                "{} ({} messages: {} bytes of opening `Delta`s and `Ack`s, {} of frames, {} of `LiveAck`s; {} batches)",
+                over(wire, lib, 2),
+                thousands(int(b, "live_msgs")?),
+                thousands(int(b, "live_delta_bytes")?),
+                thousands(int(b, "live_frame_bytes")?),
+                thousands(int(b, "live_frame_answer_bytes")?),
+                thousands(int(b, "live_batches")?),
+            ),
+        ]),
+        row(&[
+            "`live_wire_bytes` / `baseline_full_state_bytes` (the guide's pattern 3: the whole text and a hash at each flush point)",
+            "≤ 0.1",
+            &over(wire, full, 3),
+        ]),
+        row(&[
+            "`catchup_bytes` / `library_update_bytes` (every byte to and from charlie until level / the library's raw export of all updates)",
+            "≤ 0.6",
+            &over(int(b, "catchup_bytes")?, int(b, "library_update_bytes")?, 2),
+        ]),
+        row(&[
+            "`heal_round_trips`",
+            "≤ 2",
+            &format!(
+                "{} ({} messages; Automerge: {} messages)",
+                int(b, "heal_round_trips")?,
+                int(b, "heal_msgs")?,
+                int(b, "automerge_heal_msgs")?
+            ),
+        ]),
+        row(&[
+            "`heal_bytes` against `automerge_heal_bytes`",
+            "fewer",
+            &format!(
+                "{} against {}",
+                thousands(int(b, "heal_bytes")?),
+                thousands(int(b, "automerge_heal_bytes")?)
+            ),
+        ]),
+        row(&[
+            "`converged` (three-node edits, live, catch-up, heal, the 30 MB join)",
+            "true",
+            &get(b, "converged")?.to_string(),
+        ]),
+    ];
+    Ok(Block {
+        name: "sync-live",
+        text: lines.join("\n"),
+        only_if: None,
+    })
 }
 
 fn exact_for(p: &Package) -> String {
@@ -1096,7 +1193,7 @@ pub fn compare(doc: &str, blocks: &[Block]) -> Result<Comparison> {
 // ----- running things -----
 
 /// `cargo build --release -p p2p-sim`; the binary's path, from cargo's own report.
-fn build_sim(root: &Path) -> Result<PathBuf> {
+pub fn build_sim(root: &Path) -> Result<PathBuf> {
     let mut cmd = workspace::cargo_command();
     cmd.current_dir(root)
         .args([
@@ -1141,7 +1238,24 @@ fn cache_path(root: &Path, service: &str) -> PathBuf {
 /// Runs `p2p-sim bench <service> --json`; with `reuse`, returns the kept output of the same
 /// binary instead if there is one. Keeps what it ran.
 fn bench(root: &Path, sim: &Path, sim_sha: &str, service: &str, reuse: bool) -> Result<Value> {
-    let cache = cache_path(root, service);
+    bench_run(root, sim, sim_sha, service, false, reuse)
+}
+
+/// [`bench`], or with `check` the cheaper run `--check` asserts (kept apart).
+fn bench_run(
+    root: &Path,
+    sim: &Path,
+    sim_sha: &str,
+    service: &str,
+    check: bool,
+    reuse: bool,
+) -> Result<Value> {
+    let name = if check {
+        format!("{service}-check")
+    } else {
+        service.to_string()
+    };
+    let cache = cache_path(root, &name);
     if reuse {
         if let Ok(text) = std::fs::read_to_string(&cache) {
             if let Ok(kept) = serde_json::from_str::<Value>(&text) {
@@ -1161,10 +1275,15 @@ fn bench(root: &Path, sim: &Path, sim_sha: &str, service: &str, reuse: bool) -> 
     } else {
         ""
     };
-    println!("$ p2p-sim bench {service} --json{hint}");
+    let flags = if check { " --check" } else { "" };
+    println!("$ p2p-sim bench {service}{flags} --json{hint}");
     let started = Instant::now();
+    let mut args = vec!["bench", service, "--json"];
+    if check {
+        args.push("--check");
+    }
     let out = Command::new(sim)
-        .args(["bench", service, "--json"])
+        .args(&args)
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("starting {}", sim.display()))?;
@@ -1181,9 +1300,16 @@ fn bench(root: &Path, sim: &Path, sim_sha: &str, service: &str, reuse: bool) -> 
         value["service"]
     );
     println!("bench {service}: {:.1}s", started.elapsed().as_secs_f64());
-    let kept = json!({"p2p_sim_sha256": sim_sha, "bench": value});
-    fsutil::write_if_changed(&cache, format!("{kept}\n").as_bytes())?;
+    keep(root, sim_sha, &name, &value)?;
     Ok(value)
+}
+
+/// Keeps a bench's JSON for `docs-check` to reuse with the same p2p-sim binary (`name`:
+/// the service, `-check` appended for a `--check` run; the `bench` step keeps its sync run).
+pub fn keep(root: &Path, sim_sha: &str, name: &str, value: &Value) -> Result<()> {
+    let kept = json!({"p2p_sim_sha256": sim_sha, "bench": value});
+    fsutil::write_if_changed(&cache_path(root, name), format!("{kept}\n").as_bytes())?;
+    Ok(())
 }
 
 fn rustc_version() -> Result<String> {
@@ -1266,6 +1392,7 @@ fn inputs(root: &Path, reuse: bool, time_check: bool) -> Result<Inputs> {
     let ping = bench(root, &sim, &sha, "ping", reuse)?;
     let presence = bench(root, &sim, &sha, "presence", reuse)?;
     let notify = bench(root, &sim, &sha, "notify", reuse)?;
+    let sync = bench_run(root, &sim, &sha, "sync", true, reuse)?;
     let check_secs = if time_check {
         println!("$ p2p-sim {} (timed for the docs)", CHECK_ARGS.join(" "));
         let started = Instant::now();
@@ -1283,6 +1410,7 @@ fn inputs(root: &Path, reuse: bool, time_check: bool) -> Result<Inputs> {
         ping,
         presence,
         notify,
+        sync,
         package,
         measured: Measured {
             machine: machine(),
@@ -1301,17 +1429,20 @@ fn read_doc(root: &Path) -> Result<String> {
 /// build and fresh benches.
 pub fn generate(root: &Path) -> Result<()> {
     let inputs = inputs(root, false, true)?;
-    let blocks = render(&inputs)?;
-    let doc = read_doc(root)?;
-    let new = rewrite(&doc, &blocks)?;
-    let written = fsutil::write_if_changed(&root.join(DOC), new.as_bytes())?;
-    let changed = compare(&doc, &blocks)?.differences.len();
-    println!(
-        "xtask docs: {DOC} {} ({} blocks: {}; {changed} checked lines changed)",
-        if written { "rewritten" } else { "unchanged" },
-        blocks.len(),
-        names(&blocks)
-    );
+    for (name, blocks) in [(DOC, render(&inputs)?), (SYNC_DOC, render_sync_doc(&inputs)?)] {
+        let path = root.join(name);
+        let doc = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let new = rewrite(&doc, &blocks)?;
+        let written = fsutil::write_if_changed(&path, new.as_bytes())?;
+        let changed = compare(&doc, &blocks)?.differences.len();
+        println!(
+            "xtask docs: {name} {} ({} blocks: {}; {changed} checked lines changed)",
+            if written { "rewritten" } else { "unchanged" },
+            blocks.len(),
+            names(&blocks)
+        );
+    }
     Ok(())
 }
 
@@ -1320,7 +1451,18 @@ pub fn generate(root: &Path) -> Result<()> {
 pub fn check(root: &Path) -> Result<()> {
     let inputs = inputs(root, true, false)?;
     let blocks = render(&inputs)?;
-    let result = compare(&read_doc(root)?, &blocks)?;
+    let mut result = compare(&read_doc(root)?, &blocks)?;
+    let path = root.join(SYNC_DOC);
+    let sync_doc =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let sync = compare(&sync_doc, &render_sync_doc(&inputs)?)?;
+    result.compared += sync.compared;
+    result.skipped.extend(sync.skipped);
+    result.differences.extend(
+        sync.differences
+            .into_iter()
+            .map(|d| format!("{SYNC_DOC}: {d}")),
+    );
     report(&result)
 }
 
@@ -1479,11 +1621,60 @@ mod tests {
         }
     }
 
+    fn sync() -> Value {
+        json!({
+            "service": "sync", "trace_ops": 24000, "link_ms": 50,
+            "edit_to_peer_p99_ms": 151, "edit_to_peer_p50_ms": 103,
+            "live_wire_bytes": 309610, "library_batch_bytes": 286626,
+            "baseline_full_state_bytes": 24372627, "live_msgs": 3253,
+            "live_delta_bytes": 300, "live_frame_bytes": 305069,
+            "live_frame_answer_bytes": 4241, "live_batches": 3000,
+            "catchup_bytes": 12337, "library_update_bytes": 26400,
+            "heal_round_trips": 2, "heal_msgs": 4, "automerge_heal_msgs": 3,
+            "heal_bytes": 2272, "automerge_heal_bytes": 224101, "converged": true,
+            "trace_apply_ms_service": 5049.2
+        })
+    }
+
+    #[test]
+    fn the_sync_block_states_the_bench_figures_and_fails_when_one_drifts() {
+        let inputs = inputs("day 1 (2 cores)");
+        let blocks = render_sync_doc(&inputs).unwrap();
+        let text = &blocks[0].text;
+        for want in [
+            "The first 24,000 transactions",
+            "309,610 / 286,626 = 1.08 (3,253 messages",
+            "309,610 / 24,372,627 = 0.013",
+            "12,337 / 26,400 = 0.47",
+            "| 151 (p50 103) |",
+            "(200)",
+            "2 (4 messages; Automerge: 3 messages)",
+            "2,272 against 224,101",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        assert!(!text.contains("5049"), "wall-clock time is not in the block");
+        let doc = format!("# sync\n\n<!-- generated: sync-live -->\nold\n<!-- end -->\nafter\n");
+        let written = rewrite(&doc, &blocks).unwrap();
+        assert!(compare(&written, &blocks).unwrap().differences.is_empty());
+        // One figure drifts: the check names it.
+        let drifted = written.replace("309,610 / 286,626", "309,611 / 286,626");
+        let diff = compare(&drifted, &blocks).unwrap().differences;
+        assert_eq!(diff.len(), 1, "{diff:?}");
+        assert!(diff[0].contains("309,611"), "{diff:?}");
+        // A bench without a figure is an error, not a blank.
+        let mut b = sync();
+        b.as_object_mut().unwrap().remove("heal_bytes");
+        let err = render_sync_live(&b).unwrap_err().to_string();
+        assert!(err.contains("heal_bytes"), "{err}");
+    }
+
     fn inputs(machine: &str) -> Inputs {
         Inputs {
             ping: ping(),
             presence: presence(),
             notify: notify(),
+            sync: sync(),
             package: package(),
             measured: Measured {
                 machine: machine.into(),

@@ -304,8 +304,8 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
     m.insert("live_total_bytes".into(), json!(live_total));
     // live_wire_bytes by message: opening Deltas and their Acks, frames, frame answers.
     m.insert("live_delta_bytes".into(), json!(by_tag[0] + by_tag[1]));
-    m.insert("live_frame_bytes".into(), json!(by_tag[2]));
-    m.insert("live_frame_answer_bytes".into(), json!(by_tag[3]));
+    m.insert("live_frame_bytes".into(), json!(by_tag[2] + by_tag[3]));
+    m.insert("live_frame_answer_bytes".into(), json!(by_tag[4]));
     m.insert("live_msgs".into(), json!(live_msgs));
     m.insert("library_batch_bytes".into(), json!(lib_bytes));
     m.insert("baseline_full_state_bytes".into(), json!(full_state));
