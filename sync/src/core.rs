@@ -104,7 +104,11 @@ enum Built {
     },
     /// A live frame to a peer that takes `LiveFrames`: it goes with the other frames of
     /// the flush ([`SyncCore::send_frames`]).
-    Frame { doc: DocId, stream: u32, part: live::Part },
+    Frame {
+        doc: DocId,
+        stream: u32,
+        part: live::Part,
+    },
     /// A live frame may not go before this time (the flush window).
     Wait(Millis),
 }
@@ -177,6 +181,9 @@ pub enum Timer {
     AwarenessTick,
     /// The flush window of live frames to a peer ended ([`crate::live::FLUSH_MS`]).
     Flush(NodeId),
+    /// One-way frames went to a peer [`crate::live::ACK_EVERY_MS`] ago: probe the
+    /// documents it has not confirmed since.
+    Confirm(NodeId),
 }
 
 /// What is stored per document (record `m/<doc>`), forced when it changes.
@@ -264,24 +271,32 @@ fn holders(acl: &Acl, us: &NodeId) -> Vec<NodeId> {
 
 /// Whether every PeerID in `blob` belongs to a writer of `acl` (a peer of a former writer
 /// only up to its frozen counter).
-fn check_peers(acl: &Acl, blob: &[u8]) -> Result<(), String> {
+/// Why a blob's changes are refused before import.
+enum Refused {
+    /// Its header does not decode: no Loro update at all.
+    NotLoro(String),
+    /// Changes by a PeerID that is not a current writer's.
+    Forbidden(String),
+}
+
+fn check_peers(acl: &Acl, blob: &[u8]) -> Result<(), Refused> {
     // One header decode (it decodes every change of the blob).
-    for (peer, end) in blob_changes(blob)? {
+    for (peer, end) in blob_changes(blob).map_err(Refused::NotLoro)? {
         let owner = acl.peers.iter().find(|o| o.peer == peer.to_string());
         match owner {
             None => {
-                return Err(format!(
+                return Err(Refused::Forbidden(format!(
                     "changes by PeerID {peer}, which no member registered"
-                ))
+                )))
             }
             Some(o) => {
                 let writer = role_in(acl, &o.node) == Some(Role::Writer);
                 let frozen_ok = o.frozen.is_some_and(|f| end <= f);
                 if !writer && !frozen_ok {
-                    return Err(format!(
+                    return Err(Refused::Forbidden(format!(
                         "changes by PeerID {peer} of {}, who may not write",
                         o.node
-                    ));
+                    )));
                 }
             }
         }
@@ -401,6 +416,8 @@ pub struct SyncCore {
     /// Live streams both ways ([`crate::live`]) and the peers a flush timer is armed for.
     live: Live,
     flush_armed: BTreeSet<NodeId>,
+    /// Peers a [`Timer::Confirm`] is armed for.
+    confirm_armed: BTreeSet<NodeId>,
 }
 
 pub fn new(our: Address) -> SyncCore {
@@ -440,6 +457,7 @@ impl SyncCore {
             traffic: Traffic::default(),
             live: Live::new(),
             flush_armed: BTreeSet::new(),
+            confirm_armed: BTreeSet::new(),
         }
     }
 
@@ -475,6 +493,11 @@ impl SyncCore {
         (self.pulls.len(), self.pulls.held())
     }
     /// The per-peer outbox (its circuit breakers: the playground's health view).
+    /// What `peer` is known to have of `doc` (tests).
+    pub fn known_of(&self, doc: &DocId, peer: &NodeId) -> Option<&VersionVector> {
+        self.docs.get(doc)?.known.get(peer)
+    }
+
     /// Live streams both ways (tests).
     pub fn live(&self) -> &Live {
         &self.live
@@ -797,6 +820,7 @@ impl SyncCore {
                     let to = Address::ours(peer, p2p_common::api::sync::PROCESS);
                     in_flush |= live;
                     if !expect {
+                        self.arm_confirm(peer, out);
                         // A one-way live frame: nothing to wait for; the next item may go.
                         out.push(Effect::Send {
                             to,
@@ -886,14 +910,18 @@ impl SyncCore {
                     .collect();
                 let ctx = hold.then(|| Ctx::Frames {
                     peer: peer.clone(),
-                    docs: these
-                        .iter()
-                        .map(|f| (f.doc.clone(), f.part.ask))
-                        .collect(),
+                    docs: these.iter().map(|f| (f.doc.clone(), f.part.ask)).collect(),
                 });
-                (encode(&PeerRequest::LiveFrames {}), live::encode_frames(&parts), ctx)
+                (
+                    encode(&PeerRequest::LiveFrames {}),
+                    live::encode_frames(&parts),
+                    ctx,
+                )
             };
             self.stats.bytes_sent += (body.len() + blob.len()) as u64;
+            if ctx.is_none() {
+                self.arm_confirm(peer, out);
+            }
             out.push(Effect::Send {
                 to: to.clone(),
                 body,
@@ -903,6 +931,57 @@ impl SyncCore {
                     ctx,
                 }),
             });
+        }
+    }
+
+    /// One-way frames went to `peer`: in [`live::ACK_EVERY_MS`], probe what it has not
+    /// confirmed by then ([`SyncCore::probe`]).
+    fn arm_confirm(&mut self, peer: &NodeId, out: &mut Vec<Eff>) {
+        if self.confirm_armed.insert(peer.clone()) {
+            out.push(Effect::timer(
+                live::ACK_EVERY_MS,
+                Timer::Confirm(peer.clone()),
+            ));
+        }
+    }
+
+    /// The documents `peer` got one-way frames of and has not confirmed since: one empty
+    /// frame each expecting an answer (together, as one flush), so a lost last frame is
+    /// found out and resent within about [`live::ACK_EVERY_MS`] plus a round trip, not left
+    /// to anti-entropy. Waits while a message to the peer is in flight.
+    fn probe(&mut self, peer: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        let docs: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, e)| e.unconfirmed.contains(peer))
+            .map(|(d, _)| d.clone())
+            .collect();
+        if docs.is_empty() {
+            return;
+        }
+        if self.outbox.in_flight(peer) {
+            self.arm_confirm(peer, out);
+            return;
+        }
+        let mut frames = Vec::new();
+        let mut later = false;
+        for doc in docs {
+            match self.live.probe(peer, &doc, now) {
+                Some((stream, seq)) => frames.push(Collected {
+                    doc,
+                    stream,
+                    part: live::Part {
+                        ask: true,
+                        frame: live::encode_frame(stream, seq, false, &[]),
+                    },
+                }),
+                None => later = true,
+            }
+        }
+        let asked = frames.len();
+        self.send_frames(peer, frames, out);
+        if later || asked > 1 && self.live.frames_to(peer).is_none() {
+            self.arm_confirm(peer, out);
         }
     }
 
@@ -1267,6 +1346,29 @@ impl SyncCore {
     }
 }
 
+/// `v` with only the PeerIDs registered in `acl` (and ours).
+fn registered_only(acl: &Acl, ours: u64, v: VersionVector) -> VersionVector {
+    let known: BTreeSet<u64> = acl
+        .peers
+        .iter()
+        .filter_map(|o| o.peer.parse().ok())
+        .collect();
+    let mut out = VersionVector::new();
+    for (p, c) in v.iter() {
+        if *p == ours || known.contains(p) {
+            out.insert(*p, *c);
+        }
+    }
+    out
+}
+
+/// The most a live frame's or a `Delta`'s deflated blob may inflate to: 32 times its
+/// bytes (Loro's updates deflate about 2.3x), at least 1 MiB, at most [`MAX_INFLATED`]. A
+/// bomb of 64 KB stops at 2 MiB instead of 64 MiB.
+fn inflate_cap(wire: usize) -> usize {
+    wire.saturating_mul(32).max(1 << 20).min(MAX_INFLATED)
+}
+
 /// Whether counting from `before` to `after` passed a power of two (logs at powers of two).
 fn crossed_pow2(before: u64, after: u64) -> bool {
     after > before && before.leading_zeros() != after.leading_zeros()
@@ -1404,6 +1506,13 @@ impl SyncCore {
         }
         acl.epoch += 1;
         let targets = holders(acl, &me);
+        if role.is_none() {
+            // No longer a member: its streams both ways and what we knew of it go.
+            e.known.remove(node);
+            e.confirmed.remove(node);
+            e.unconfirmed.remove(node);
+            self.live.forget(doc, Some(node));
+        }
         let batch = self.store_meta(self.docs.get(doc).expect("present"), Batch::forced());
         out.push(Effect::Store(batch));
         if role.is_some() && before.is_none() {
@@ -1802,7 +1911,14 @@ impl SyncCore {
                     return none(Response::Accepted {});
                 }
                 let blob = blob.unwrap_or_default();
-                self.import(&doc, from, encoding, &blob, now, out)?;
+                // A deflated Delta inflates to at most `inflate_cap` of its bytes.
+                let blob = match encoding {
+                    Encoding::Deflate => {
+                        inflate(&blob, inflate_cap(blob.len())).map_err(ApiError::bad_request)?
+                    }
+                    Encoding::Raw => blob,
+                };
+                self.import_up_to(&doc, from, Encoding::Raw, &blob, MAX_INFLATED, now, out)?;
                 let e = self.docs.get_mut(&doc).expect("present");
                 let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
                 let mut k = theirs;
@@ -1984,6 +2100,18 @@ impl SyncCore {
             );
             return;
         }
+        let gone: Vec<NodeId> = e
+            .meta
+            .acl
+            .members
+            .iter()
+            .map(|m| m.node.clone())
+            .filter(|n| !is_member(&acl, n))
+            .collect();
+        for n in &gone {
+            self.live.forget(&doc, Some(n));
+        }
+        let e = self.docs.get_mut(&doc).expect("present");
         e.meta.acl = acl;
         e.known.retain(|n, _| is_member(&e.meta.acl, n));
         e.confirmed.retain(|n, _| is_member(&e.meta.acl, n));
@@ -2040,10 +2168,23 @@ impl SyncCore {
         let e = self.docs.get_mut(doc).ok_or_else(|| Self::not_found(doc))?;
         if let Err(why) = check_peers(&e.meta.acl, &raw) {
             self.stats.imports_refused += 1;
-            out.push(log(
-                Level::Warn,
-                format!("{doc}: refused changes from {from}: {why}"),
-            ));
+            let why = match why {
+                // No Loro update at all: no ACL of ours could make it valid.
+                Refused::NotLoro(m) => {
+                    return Err(ApiError::bad_request(format!("not a Loro update: {m}")))
+                }
+                Refused::Forbidden(m) => m,
+            };
+            // One line per power of two of refusals (a member may flood forged frames).
+            if self.stats.imports_refused.is_power_of_two() {
+                out.push(log(
+                    Level::Warn,
+                    format!(
+                        "{doc}: refused changes from {from}: {why} ({} refused imports so far)",
+                        self.stats.imports_refused
+                    ),
+                ));
+            }
             // Perhaps our ACL is behind: ask the creator.
             let creator = doc.creator.clone();
             if creator != me && !e.syncing.contains(&creator) {
@@ -2114,6 +2255,9 @@ impl SyncCore {
         let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
         let me = e.meta.our_peer;
         let v = live::clamp_claim(v, me, ours.get(&me).copied().unwrap_or(0));
+        // Only PeerIDs of the document's ACL count (at most 16 per member): a claim of
+        // others is noise, and an attacker's 200,000 of them would be kept and shown.
+        let v = registered_only(&e.meta.acl, me, v);
         let lacks = !includes(&v, &ours);
         e.confirmed.insert(peer.clone(), v.clone());
         e.unconfirmed.remove(peer);
@@ -2135,7 +2279,13 @@ impl SyncCore {
     /// one is expected, has a version per frame that asked, or none for a refused one.
     /// Bounds: [`live::MAX_FRAMES_PER_MESSAGE`] frames, one more budget token per 16 frames,
     /// [`MAX_INFLATED`] bytes inflated for all of them.
-    fn on_frames(&mut self, from: &NodeId, blob: Vec<u8>, now: Millis, out: &mut Vec<Eff>) -> Reply {
+    fn on_frames(
+        &mut self,
+        from: &NodeId,
+        blob: Vec<u8>,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) -> Reply {
         let parts = live::split_frames(&blob, live::MAX_FRAMES_PER_MESSAGE)
             .map_err(|m| ApiError::bad_request(format!("not live frames: {m}")))?;
         let extra = (parts.len() / 16) as u32;
@@ -2234,7 +2384,7 @@ impl SyncCore {
         }
         self.stats.deltas_received += 1;
         let inflated = if f.deflated {
-            inflate(f.loro, (*inflate_left).min(MAX_INFLATED))
+            inflate(f.loro, (*inflate_left).min(inflate_cap(f.loro.len())))
                 .map(std::borrow::Cow::Owned)
                 .map_err(ApiError::bad_request)
         } else {
@@ -2566,6 +2716,8 @@ impl SyncCore {
                     }
                     Ok(PeerAnswer::LiveAck {}) if live => {
                         self.outbox.delivered(&peer, now);
+                        // A version of more than the ACL's PeerIDs is no version of ours.
+                        let blob = blob.filter(|b| b.len() <= live::MAX_VERSION_BYTES);
                         match blob.as_deref().map(VersionVector::decode) {
                             Some(Ok(v)) => self.on_peer_version(&peer, &doc, v, now, out),
                             _ => {
@@ -3054,6 +3206,10 @@ impl Service for SyncCore {
             Input::Timer(Timer::Flush(peer)) => {
                 self.flush_armed.remove(&peer);
                 self.pump(&peer, t, &mut out);
+            }
+            Input::Timer(Timer::Confirm(peer)) => {
+                self.confirm_armed.remove(&peer);
+                self.probe(&peer, t, &mut out);
             }
             Input::Timer(Timer::Compact) => self.compact(&mut out),
             Input::Timer(Timer::Chunk(key)) => {

@@ -36,6 +36,9 @@ pub const MAX_STREAMS_PER_SENDER: usize = 256;
 pub const MAX_STREAMS_IN: usize = 4096;
 /// A frame's header is at most this long (two LEB128 numbers: a u32 and a u32 with a flag).
 pub const MAX_HEADER: usize = 10;
+/// A version in a `LiveAck` is at most this long (a document has at most 65 nodes of 16
+/// PeerIDs, about 12 bytes each in Loro's encoding); a longer one is taken for no version.
+pub const MAX_VERSION_BYTES: usize = 16 << 10;
 /// Frames (documents) in one `LiveFrames` message at most, sent or accepted: a receiver
 /// says its own bound in the `Ack` that opens a stream (`frames`), and a sender packs at
 /// most the smaller of the two.
@@ -188,6 +191,9 @@ pub fn decode_frame_answers(blob: &[u8], n: usize) -> Result<Vec<Option<VersionV
         if len > r.len() {
             return Err("answer past the end".into());
         }
+        if len > MAX_VERSION_BYTES {
+            return Err(format!("a version of {len} bytes"));
+        }
         out.push(if len == 0 {
             None
         } else {
@@ -271,6 +277,8 @@ pub struct Live {
     pub refused_opens: u64,
     /// Frames of `LiveFrames` messages refused (each message logs one line at most).
     pub refused_frames: u64,
+    /// Streams dropped to make room for a new one (the table was full).
+    pub evicted: u64,
 }
 
 impl Live {
@@ -325,6 +333,22 @@ impl Live {
             },
         );
         Send::Open(stream)
+    }
+
+    /// An empty frame of `doc` to `peer` expecting an answer, when frames went one-way since
+    /// the last answer (the last of them may be lost, and no later frame would ask): its
+    /// stream and sequence number, if the stream is open and no frame asked within
+    /// [`ACK_EVERY_MS`].
+    pub fn probe(&mut self, peer: &NodeId, doc: &DocId, now: Millis) -> Option<(u32, u32)> {
+        let l = self.out.get_mut(&(peer.clone(), doc.clone()))?;
+        if !l.open || l.last_ack_ask.is_some_and(|t| now < t + ACK_EVERY_MS) {
+            return None;
+        }
+        l.last_ack_ask = Some(now);
+        l.last_frame = Some(now);
+        let seq = l.next_seq;
+        l.next_seq = l.next_seq.wrapping_add(1);
+        Some((l.stream, seq))
     }
 
     /// `peer` answered the `Delta` that opened `stream` for `doc`: `accepted` if its Ack
@@ -384,9 +408,22 @@ impl Live {
         // One stream per sender and document: a new one replaces the old.
         self.drop_in(|k, l| k.0 == *from && (l.doc == *doc || k.1 == stream));
         let n = self.per_sender.get(from).copied().unwrap_or(0);
-        if n >= MAX_STREAMS_PER_SENDER || self.inn.len() >= MAX_STREAMS_IN {
+        if n >= MAX_STREAMS_PER_SENDER {
             self.refused_opens += 1;
             return false;
+        }
+        if self.inn.len() >= MAX_STREAMS_IN {
+            // Full: the stream used least recently goes (its sender reopens it if it is
+            // still alive: its next answered frame learns the stream is gone).
+            let oldest = self
+                .inn
+                .iter()
+                .min_by_key(|(_, l)| l.last_used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.evicted += 1;
+                self.drop_in(|key, _| *key == k);
+            }
         }
         self.inn.insert(
             (from.clone(), stream),
@@ -518,7 +555,11 @@ mod tests {
             assert!(encode_frames(m).len() <= MAX_FRAMES_BYTES);
         }
         // A frame longer than the cap goes alone.
-        let huge = vec![part(false, 10), part(true, MAX_FRAMES_BYTES + 1), part(false, 10)];
+        let huge = vec![
+            part(false, 10),
+            part(true, MAX_FRAMES_BYTES + 1),
+            part(false, 10),
+        ];
         let packed = pack_frames(&huge, MAX_FRAMES_PER_MESSAGE);
         assert_eq!(packed.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
     }
@@ -580,11 +621,19 @@ mod tests {
         l.opened(&p, &doc, s, true, None, 10);
         assert_eq!(l.frames_to(&p), None, "an older peer: one Live per frame");
         l.opened(&p, &doc, s, true, Some(1_000_000), 10);
-        assert_eq!(l.frames_to(&p), Some(MAX_FRAMES_PER_MESSAGE), "capped at ours");
+        assert_eq!(
+            l.frames_to(&p),
+            Some(MAX_FRAMES_PER_MESSAGE),
+            "capped at ours"
+        );
         l.opened(&p, &doc, s, true, Some(8), 10);
         assert_eq!(l.frames_to(&p), Some(8));
         l.opened(&p, &doc, s + 1, true, None, 10);
-        assert_eq!(l.frames_to(&p), Some(8), "another stream's answer changes nothing");
+        assert_eq!(
+            l.frames_to(&p),
+            Some(8),
+            "another stream's answer changes nothing"
+        );
         l.forget(&doc, None);
         assert_eq!(l.frames_to(&p), None, "forgotten with its last stream");
     }
@@ -637,10 +686,16 @@ mod tests {
         };
         l.opened(&p, &other, s2, true, None, 250);
         assert_eq!(l.next_send(&p, &other, 260, false), Send::Wait(300));
-        assert!(matches!(l.next_send(&p, &doc, 300, false), Send::Frame { .. }));
+        assert!(matches!(
+            l.next_send(&p, &doc, 300, false),
+            Send::Frame { .. }
+        ));
         // Owed at the same instant but not in the same flush: it waits for the window's end.
         assert_eq!(l.next_send(&p, &other, 300, false), Send::Wait(400));
-        assert!(matches!(l.next_send(&p, &other, 300, true), Send::Frame { .. }));
+        assert!(matches!(
+            l.next_send(&p, &other, 300, true),
+            Send::Frame { .. }
+        ));
         // A second frame of the same document in the same instant waits for the next window.
         assert_eq!(l.next_send(&p, &doc, 300, true), Send::Wait(400));
         l.reset_out(&p, &other);
@@ -696,5 +751,63 @@ mod tests {
         l.forget(&d("eve.os/d3"), None);
         assert_eq!(l.streams_in(), MAX_STREAMS_PER_SENDER - 1);
         assert!(l.open_in(&n("eve.os"), 9_999, &d("eve.os/x"), 0));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_stream_used_least_recently() {
+        let mut l = Live::new();
+        let senders = MAX_STREAMS_IN / MAX_STREAMS_PER_SENDER;
+        for s in 0..senders {
+            let from = n(&format!("s{s}.os"));
+            for i in 0..MAX_STREAMS_PER_SENDER as u32 {
+                let t = (s * MAX_STREAMS_PER_SENDER) as Millis + Millis::from(i) + 1;
+                assert!(l.open_in(&from, i, &d(&format!("s{s}.os/d{i}")), t));
+            }
+        }
+        assert_eq!(l.streams_in(), MAX_STREAMS_IN);
+        // s0's stream 0 was used last just now: s0's stream 1 is the oldest.
+        assert!(matches!(
+            l.arrived(&n("s0.os"), 0, 1, 10_000),
+            Arrival::InOrder(_)
+        ));
+        assert!(l.open_in(&n("late.os"), 1, &d("late.os/x"), 10_001));
+        assert_eq!(l.streams_in(), MAX_STREAMS_IN);
+        assert_eq!(l.evicted, 1);
+        assert_eq!(l.arrived(&n("s0.os"), 1, 1, 10_002), Arrival::Unknown);
+        assert!(matches!(
+            l.arrived(&n("s0.os"), 0, 2, 10_002),
+            Arrival::InOrder(_)
+        ));
+        assert!(matches!(
+            l.arrived(&n("late.os"), 1, 1, 10_002),
+            Arrival::InOrder(_)
+        ));
+    }
+
+    #[test]
+    fn a_probe_asks_only_on_an_open_stream_not_asked_lately() {
+        let mut l = Live::new();
+        let (p, doc) = (n("bob.os"), d("alice.os/n"));
+        assert_eq!(l.probe(&p, &doc, 0), None, "no stream");
+        let Send::Open(s) = l.next_send(&p, &doc, 0, false) else {
+            panic!()
+        };
+        assert_eq!(l.probe(&p, &doc, 0), None, "not open yet");
+        l.opened(&p, &doc, s, true, Some(64), 100);
+        assert_eq!(
+            l.probe(&p, &doc, 1_000),
+            None,
+            "the opening answer was just now"
+        );
+        assert_eq!(l.probe(&p, &doc, 2_100), Some((s, 1)));
+        assert_eq!(l.probe(&p, &doc, 2_200), None, "asked just now");
+        assert!(matches!(
+            l.next_send(&p, &doc, 2_300, false),
+            Send::Frame {
+                seq: 2,
+                ask: false,
+                ..
+            }
+        ));
     }
 }

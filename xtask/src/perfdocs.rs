@@ -1429,7 +1429,10 @@ fn read_doc(root: &Path) -> Result<String> {
 /// build and fresh benches.
 pub fn generate(root: &Path) -> Result<()> {
     let inputs = inputs(root, false, true)?;
-    for (name, blocks) in [(DOC, render(&inputs)?), (SYNC_DOC, render_sync_doc(&inputs)?)] {
+    for (name, blocks) in [
+        (DOC, render(&inputs)?),
+        (SYNC_DOC, render_sync_doc(&inputs)?),
+    ] {
         let path = root.join(name);
         let doc = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -1653,7 +1656,10 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want}: {text}");
         }
-        assert!(!text.contains("5049"), "wall-clock time is not in the block");
+        assert!(
+            !text.contains("5049"),
+            "wall-clock time is not in the block"
+        );
         let doc = format!("# sync\n\n<!-- generated: sync-live -->\nold\n<!-- end -->\nafter\n");
         let written = rewrite(&doc, &blocks).unwrap();
         assert!(compare(&written, &blocks).unwrap().differences.is_empty());

@@ -360,7 +360,11 @@ fn bench_targets(root: &Path) -> Result<()> {
             }
         }
     }
-    ensure!(out.status.success(), "p2p-sim bench --check failed ({})", out.status);
+    ensure!(
+        out.status.success(),
+        "p2p-sim bench --check failed ({})",
+        out.status
+    );
     Ok(())
 }
 

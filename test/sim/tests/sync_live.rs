@@ -315,7 +315,12 @@ fn bytes_of(sim: &Sim, tag: &str) -> u64 {
 
 /// Messages and bytes of the live frames sent so far (`Live` and `LiveFrames`).
 fn frame_msgs(sim: &Sim) -> (u64, u64, u64) {
-    let c = |t: &str| sim.stats.per_type.get(t).map_or((0, 0), |c| (c.msgs, c.bytes));
+    let c = |t: &str| {
+        sim.stats
+            .per_type
+            .get(t)
+            .map_or((0, 0), |c| (c.msgs, c.bytes))
+    };
     let (live, _) = c("Live");
     let (frames, bytes) = c("LiveFrames");
     (live, frames, bytes)
@@ -550,7 +555,11 @@ fn hostile_live_frames_are_refused_within_bounds() {
     let blob = sim.outcome_blob(h).expect("an answer blob").to_vec();
     let answers = decode_frame_answers(&blob, 5).unwrap();
     let ok: Vec<bool> = answers.iter().map(Option::is_some).collect();
-    assert_eq!(ok, [true, false, false, false, false], "only the good frame");
+    assert_eq!(
+        ok,
+        [true, false, false, false, false],
+        "only the good frame"
+    );
     let c = sim.core::<SyncCore>(0, PROC).unwrap();
     assert_eq!(c.live().refused_frames, 4);
     assert!(c.live().unknown > unknown0, "stream 999 is no stream");
@@ -567,5 +576,270 @@ fn hostile_live_frames_are_refused_within_bounds() {
     assert_eq!(decode_frame_answers(&blob, 1).unwrap(), vec![None]);
     for i in 0..3 {
         assert_eq!(text(&sim, i).as_deref(), Some("alice"), "node {i}");
+    }
+}
+
+/// Feeds node `to`'s core a request from node `from`'s sync directly (not through the
+/// simulated network); its effects, which nothing carries out.
+fn direct(
+    sim: &mut Sim,
+    from: usize,
+    to: usize,
+    req: &Request,
+    blob: Vec<u8>,
+    expects: bool,
+) -> Vec<p2p_common::Effect<sync::core::Ctx, sync::core::Timer>> {
+    use p2p_common::service::{Input, Now, RequestId, Service};
+    let from = sim.addr(from, PROC);
+    let t = sim.now();
+    let id = RequestId(t * 1_000 + blob.len() as u64);
+    sim.core_mut::<SyncCore>(to, PROC).unwrap().handle(
+        Now { mono: t, wall: t },
+        Input::Request {
+            id,
+            from,
+            body: encode(req),
+            blob: Some(blob),
+            timeout_s: expects.then_some(15),
+        },
+    )
+}
+
+/// The error a direct request was answered with, if any.
+fn direct_error(
+    effs: &[p2p_common::Effect<sync::core::Ctx, sync::core::Timer>],
+) -> Option<p2p_common::ApiError> {
+    effs.iter().find_map(|e| match e {
+        p2p_common::Effect::Reply { body, .. } => {
+            p2p_common::api::decode_response::<Response>(body).err()
+        }
+        _ => None,
+    })
+}
+
+/// Node `from` opens stream `s` of the document at node `to` with an empty Delta.
+fn open_stream(sim: &mut Sim, from: usize, to: usize, s: u32) {
+    let open = Request::Delta {
+        doc: doc(),
+        version: Version::default(),
+        encoding: Encoding::Raw,
+        chunked: None,
+        stream: Some(s),
+    };
+    let h = as_peer(sim, from, to, &open, None);
+    sim.run_for(1_000).unwrap();
+    assert!(
+        matches!(answer(sim, h), Some(Ok(Response::Ack { stream: Some(x), .. })) if x == s),
+        "{:?}",
+        answer(sim, h)
+    );
+}
+
+/// A `LiveAck` (or `Ack`) from bob claiming 200,000 PeerIDs, or a thousand unregistered
+/// ones: the first is no version, the second keeps only the ACL's PeerIDs; either way what
+/// alice keeps of bob, and shows an app in `Peers`, stays small.
+#[test]
+fn a_forged_version_in_an_answer_keeps_only_the_acls_peer_ids() {
+    use p2p_common::service::{Input, Now, Service};
+    let mut sim = cluster(SimConfig::new(21, 3), doc(), 3);
+    setup(&mut sim, 3).unwrap();
+    let bob = sim.node_id(1).clone();
+    for n in [200_000u64, 1_000] {
+        let mut vv = loro::VersionVector::new();
+        for p in 0..n {
+            vv.insert(p.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, 1);
+        }
+        let from = sim.addr(1, PROC);
+        let t = sim.now();
+        let _ = sim.core_mut::<SyncCore>(0, PROC).unwrap().handle(
+            Now { mono: t, wall: t },
+            Input::Response {
+                from,
+                body: p2p_common::api::encode_result::<Response>(&Ok(Response::LiveAck {})),
+                blob: Some(vv.encode()),
+                ctx: sync::core::Ctx::Out {
+                    peer: bob.clone(),
+                    item: sync::outbox::Item::Delta(doc()),
+                    stream: Some(1),
+                    live: true,
+                },
+            },
+        );
+        let h = ask(&mut sim, 0, &Request::Peers { doc: doc() });
+        sim.run_for(100).unwrap();
+        let size = match answer(&sim, h) {
+            Some(Ok(Response::Peers(p))) => serde_json::to_vec(&p).unwrap().len(),
+            other => panic!("{other:?}"),
+        };
+        assert!(size < 4_096, "{n} PeerIDs claimed: Peers is {size} bytes");
+        let kept = sim
+            .core::<SyncCore>(0, PROC)
+            .unwrap()
+            .known_of(&doc(), &bob)
+            .map_or(0, |v| v.len());
+        assert!(kept <= 3, "{n} PeerIDs claimed: {kept} kept");
+    }
+}
+
+/// A deflate bomb on a live stream stops at the inflate cap (32 times its bytes, at least
+/// 1 MiB), and bytes that are no Loro update are a `BadRequest` that sends the creator no
+/// ACL request; forged changes flooding in log one line per power of two.
+#[test]
+fn bombs_garbage_and_forged_floods_cost_little() {
+    let mut sim = cluster(SimConfig::new(22, 3), doc(), 3);
+    setup(&mut sim, 3).unwrap();
+    // charlie's stream to bob, who is not the creator (a refused import may ask alice).
+    open_stream(&mut sim, 2, 1, 7);
+    let bomb = miniz_oxide::deflate::compress_to_vec(&vec![0u8; 8 << 20], 10);
+    assert!(bomb.len() < 64 << 10);
+    let effs = direct(
+        &mut sim,
+        2,
+        1,
+        &Request::Live {},
+        encode_frame(7, 1, true, &bomb),
+        true,
+    );
+    let e = direct_error(&effs).expect("refused");
+    assert_eq!(e.code, ErrorCode::BadRequest, "{e}");
+    assert!(e.message.contains("inflate within 1048576"), "{e}");
+    // A Delta carrying the same bomb.
+    let delta = Request::Delta {
+        doc: doc(),
+        version: Version::default(),
+        encoding: Encoding::Deflate,
+        chunked: None,
+        stream: None,
+    };
+    let effs = direct(&mut sim, 2, 1, &delta, bomb, true);
+    assert_eq!(direct_error(&effs).unwrap().code, ErrorCode::BadRequest);
+    // Not Loro at all.
+    let effs = direct(
+        &mut sim,
+        2,
+        1,
+        &Request::Live {},
+        encode_frame(7, 2, false, b"garbage!"),
+        true,
+    );
+    let e = direct_error(&effs).expect("refused");
+    assert_eq!(e.code, ErrorCode::BadRequest, "{e}");
+    let asks = |effs: &[p2p_common::Effect<_, _>]| {
+        effs.iter()
+            .filter(|e| matches!(e, p2p_common::Effect::Send { .. }))
+            .count()
+    };
+    assert_eq!(asks(&effs), 0, "no ACL request for garbage");
+    // 200 one-way frames of changes by an unregistered PeerID: a handful of Warn lines.
+    let forged = {
+        let d = LoroDoc::new();
+        d.set_peer_id(12345).unwrap();
+        d.get_text("text").insert(0, "forged").unwrap();
+        d.commit();
+        d.export(ExportMode::all_updates()).unwrap()
+    };
+    let mut warns = 0;
+    for k in 3..203u32 {
+        let effs = direct(
+            &mut sim,
+            2,
+            1,
+            &Request::Live {},
+            encode_frame(7, k, false, &forged),
+            false,
+        );
+        warns += effs
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    p2p_common::Effect::Log {
+                        level: p2p_common::service::Level::Warn,
+                        ..
+                    }
+                )
+            })
+            .count();
+    }
+    assert!(
+        (1..=9).contains(&warns),
+        "{warns} Warn lines for 200 forged frames"
+    );
+    sim.run_for(20_000).unwrap();
+    for i in 0..3 {
+        assert_eq!(text(&sim, i).as_deref(), Some(""), "node {i}");
+    }
+}
+
+/// charlie opens a stream, then alice removes him: alice forgets his stream and what she
+/// knew of him, and his next frame is refused without a version.
+#[test]
+fn a_removed_member_loses_its_streams() {
+    let mut sim = cluster(SimConfig::new(23, 3), doc(), 3);
+    setup(&mut sim, 3).unwrap();
+    open_stream(&mut sim, 2, 0, 7);
+    let streams = sim.core::<SyncCore>(0, PROC).unwrap().live().streams_in();
+    let charlie = sim.node_id(2).clone();
+    let h = ask(
+        &mut sim,
+        0,
+        &Request::SetMember {
+            doc: doc(),
+            node: charlie.clone(),
+            role: None,
+        },
+    );
+    sim.run_for(2_000).unwrap();
+    assert!(matches!(answer(&sim, h), Some(Ok(Response::MemberSet(_)))));
+    let c = sim.core::<SyncCore>(0, PROC).unwrap();
+    assert_eq!(
+        c.live().streams_in(),
+        streams - 1,
+        "charlie's stream is gone"
+    );
+    assert!(c.known_of(&doc(), &charlie).is_none());
+    let effs = direct(
+        &mut sim,
+        2,
+        0,
+        &Request::Live {},
+        encode_frame(7, 1, false, &[]),
+        true,
+    );
+    assert_eq!(direct_error(&effs).unwrap().code, ErrorCode::NotFound);
+    let blobs = effs
+        .iter()
+        .filter(|e| matches!(e, p2p_common::Effect::Reply { blob: Some(_), .. }))
+        .count();
+    assert_eq!(blobs, 0, "no version for a former member");
+}
+
+/// The last one-way frame of a burst is lost (alice and bob cut while it is on the way):
+/// alice probes what bob has not confirmed 2 s after it went, and resends; bob has the
+/// edit within about 3 s of the heal, not whenever anti-entropy gets to the document.
+#[test]
+fn a_lost_last_frame_is_resent_after_a_probe() {
+    for seed in 1..=8u64 {
+        let mut sim = cluster(SimConfig::new(seed, 3), doc(), 3);
+        setup(&mut sim, 3).unwrap();
+        ask(&mut sim, 0, &edit("a", 0, "a"));
+        sim.run_for(5_000).unwrap();
+        ask(&mut sim, 0, &edit("b", 1, "b"));
+        sim.run_for(500).unwrap();
+        sim.cut(0, 1);
+        ask(&mut sim, 0, &edit("c", 2, "c"));
+        sim.run_for(1_000).unwrap();
+        sim.heal();
+        let t0 = sim.now();
+        let mut took = None;
+        for _ in 0..200 {
+            sim.run_for(50).unwrap();
+            if text(&sim, 1).as_deref() == Some("abc") {
+                took = Some(sim.now() - t0);
+                break;
+            }
+        }
+        let took = took.unwrap_or_else(|| panic!("seed {seed}: bob never got c"));
+        assert!(took <= 3_000, "seed {seed}: {took} ms after the heal");
     }
 }
