@@ -463,8 +463,8 @@ fn forged_and_broken_changes_are_refused_before_import() {
     assert_eq!(code(h2), ErrorCode::Forbidden);
     assert_eq!(
         code(h3),
-        ErrorCode::Forbidden,
-        "garbage has no readable header"
+        ErrorCode::BadRequest,
+        "garbage has no readable header: no Loro update, not a forbidden one"
     );
     assert_eq!(code(h4), ErrorCode::BadRequest);
     assert_eq!(code(h5), ErrorCode::NotFound);
