@@ -875,13 +875,16 @@ impl SyncCore {
     /// frame goes as a plain `Live`. The frames that ask go first, and only those of the
     /// first message keep asking (one message in flight per peer; the others' streams ask
     /// again within [`live::ACK_EVERY_MS`]), and only if nothing else is in flight.
-    fn send_frames(&mut self, peer: &NodeId, mut frames: Vec<Collected>, out: &mut Vec<Eff>) {
+    fn send_frames(&mut self, peer: &NodeId, frames: Vec<Collected>, out: &mut Vec<Eff>) {
         if frames.is_empty() {
             return;
         }
         let max = self.live.frames_to(peer).unwrap_or(1);
-        // Stable: documents keep their order among the asking and the others.
-        frames.sort_by_key(|f| !f.part.ask);
+        // The asking frames first (no sort: a partition keeps each side's order).
+        let (mut first, rest): (Vec<Collected>, Vec<Collected>) =
+            frames.into_iter().partition(|f| f.part.ask);
+        first.extend(rest);
+        let frames = first;
         let parts: Vec<live::Part> = frames.iter().map(|f| f.part.clone()).collect();
         let packed = live::pack_frames(&parts, max);
         let mut rest = frames.into_iter();
@@ -1348,7 +1351,7 @@ impl SyncCore {
 
 /// `v` with only the PeerIDs registered in `acl` (and ours).
 fn registered_only(acl: &Acl, ours: u64, v: VersionVector) -> VersionVector {
-    let known: BTreeSet<u64> = acl
+    let known: Vec<u64> = acl
         .peers
         .iter()
         .filter_map(|o| o.peer.parse().ok())
@@ -2383,17 +2386,16 @@ impl SyncCore {
             return Err(Self::not_found(&doc));
         }
         self.stats.deltas_received += 1;
-        let inflated = if f.deflated {
-            inflate(f.loro, (*inflate_left).min(inflate_cap(f.loro.len())))
-                .map(std::borrow::Cow::Owned)
-                .map_err(ApiError::bad_request)
+        let inflated;
+        let loro: &[u8] = if f.deflated {
+            inflated = inflate(f.loro, (*inflate_left).min(inflate_cap(f.loro.len())))
+                .map_err(ApiError::bad_request)?;
+            &inflated
         } else {
-            Ok(std::borrow::Cow::Borrowed(f.loro))
+            f.loro
         };
-        let imported = inflated.and_then(|loro| {
-            *inflate_left = inflate_left.saturating_sub(loro.len());
-            self.import_up_to(&doc, from, Encoding::Raw, &loro, MAX_INFLATED, now, out)
-        });
+        *inflate_left = inflate_left.saturating_sub(loro.len());
+        let imported = self.import_up_to(&doc, from, Encoding::Raw, loro, MAX_INFLATED, now, out);
         if gap {
             // Frames were lost (or the sender skipped numbers): ask it for what we lack.
             if self.live.gaps.is_power_of_two() {
