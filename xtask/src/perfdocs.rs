@@ -1479,8 +1479,8 @@ fn report(result: &Comparison) -> Result<()> {
         }
         let n = result.differences.len();
         bail!(
-            "{n} line{} of the generated tables in {DOC} differ{} from what the build and the \
-             benches print now; `cargo xtask docs` rewrites them",
+            "{n} line{} of the generated tables in {DOC} and {SYNC_DOC} differ{} from what the \
+             build and the benches print now; `cargo xtask docs` rewrites them",
             if n == 1 { "" } else { "s" },
             if n == 1 { "s" } else { "" }
         );
