@@ -10,9 +10,12 @@
 //!   member): pushes to tree children, announcements, graft and prune;
 //! - [`crate::apps`]: local apps' subscriptions, cursors and the delivery to them.
 //! - [`crate::catchup`]: a subscriber behind what its publisher said it has asks again.
+//! - [`crate::liveness`]: what our node's presence says of our subscriber nodes (the
+//!   order of our rosters, and whose retries pause).
 
 use crate::apps::{self, Apps};
 use crate::catchup::{self, Catchup};
+use crate::liveness::{self, Liveness, Status};
 use crate::outbox::{self, Outbox};
 use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
@@ -57,6 +60,10 @@ const PUBLISH_WAIT_MS: Millis = 20;
 /// How long after a change of a large topic's subscribers its roster is signed again (the
 /// changes of that time share one).
 const ROSTER_AFTER_MS: Millis = 2_000;
+/// A relay of our tree that presence reports dead or gone makes us sign a new roster (it
+/// goes to the leaves), at most once per this time per topic, so a flapping node cannot
+/// make us sign (and the tree reshape) more often.
+pub const LIVENESS_ROSTER_GAP_MS: Millis = 10_000;
 /// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
 pub const TREE_THRESHOLD: usize = 32;
 /// Children per node in a relay tree.
@@ -69,6 +76,7 @@ pub enum Tick {
     App(apps::Timer),
     Relay(relay::Timer),
     Catchup(catchup::Timer),
+    Live(liveness::Timer),
     Prune,
     /// Sign a new roster of our `topic`.
     Roster {
@@ -87,6 +95,7 @@ pub enum Ctx {
     Out(outbox::Ctx),
     App(apps::Ctx),
     Relay(relay::Ctx),
+    Live(liveness::Ctx),
     /// NetKeySign of a roster of ours.
     SignRoster {
         roster: Roster,
@@ -153,6 +162,9 @@ pub struct Notify {
     relays: Relays,
     apps: Apps,
     catchup: Catchup,
+    liveness: Liveness,
+    /// When each of our topics' roster was last sent to be signed.
+    roster_signed_at: BTreeMap<String, Millis>,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -298,6 +310,7 @@ impl Notify {
     pub fn new(our: Address, cfg: Config) -> Self {
         let me = our.node.clone();
         Notify {
+            liveness: Liveness::new(me.clone()),
             outbox: Outbox::new(me.clone(), cfg.retention),
             relays: Relays::new(me.clone()),
             roster_due: BTreeSet::new(),
@@ -311,6 +324,7 @@ impl Notify {
             streams: Streams::new(),
             apps: Apps::default(),
             catchup: Catchup::default(),
+            roster_signed_at: BTreeMap::new(),
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -341,6 +355,10 @@ impl Notify {
     }
     pub fn relays(&self) -> &Relays {
         &self.relays
+    }
+    /// What our presence said of our subscriber nodes.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
     /// The `Health` answer: reachability from our deliveries, the outbox's breakers,
     /// messages per peer.
@@ -468,6 +486,84 @@ impl Notify {
             Ctx::Resume { stream, graft }
         }
         out.extend(v.into_iter().map(|e| lift(e, resume, Tick::Catchup)));
+    }
+    fn lift_live(v: Vec<Effect<liveness::Ctx, liveness::Timer>>, out: &mut Vec<Eff>) {
+        out.extend(v.into_iter().map(|e| lift(e, Ctx::Live, Tick::Live)));
+    }
+
+    /// A message from our node's presence: its subscription's welcome, an event, or the
+    /// end of the subscription. Answered at once (presence takes any answer).
+    fn on_presence(
+        &mut self,
+        id: RequestId,
+        msg: p2p_common::api::presence::SubscriberMessage,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        out.push(Effect::reply(
+            id,
+            encode_result::<Response>(&Ok(Response::Accepted {})),
+        ));
+        let topics = &self.outbox.topics;
+        let track = |n: &NodeId| topics.values().any(|t| t.subs.contains_key(n));
+        let mut l = Vec::new();
+        let change = self.liveness.on_message(msg, &track, now, &mut l);
+        Self::lift_live(l, out);
+        let Some(c) = change else {
+            return;
+        };
+        out.push(log(
+            Level::Debug,
+            format!("presence: {} is {:?} (was {:?})", c.node, c.after, c.before),
+        ));
+        let (was_down, down) = (Status::is_down(c.before), Status::is_down(Some(c.after)));
+        if was_down == down {
+            return;
+        }
+        // Retries to a dead node pause; once it is back they go at once.
+        let mut o = Vec::new();
+        self.outbox
+            .set_down(&c.node, down, &self.streams, now, &mut o);
+        Self::lift_out(o, out);
+        if !down {
+            return;
+        }
+        // A relay of one of our trees died: the next roster puts it at the leaves.
+        let topics: Vec<String> = self
+            .outbox
+            .topics
+            .iter()
+            .filter(|(_, t)| t.subs.contains_key(&c.node))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for topic in topics {
+            let interior = self
+                .relays
+                .get(&StreamKey::new(&self.me, &topic))
+                .is_some_and(|t| !t.roster.children(&c.node).is_empty());
+            if interior {
+                self.roster_changed_liveness(&topic, now, out);
+            }
+        }
+    }
+
+    /// Sign `topic`'s roster again after a liveness change: with the usual batching, and
+    /// at most once per [`LIVENESS_ROSTER_GAP_MS`].
+    fn roster_changed_liveness(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
+        if !self.roster_due.insert(topic.to_string()) {
+            return;
+        }
+        let at = self
+            .roster_signed_at
+            .get(topic)
+            .map_or(0, |t| t + LIVENESS_ROSTER_GAP_MS);
+        let after = ROSTER_AFTER_MS.max(at.saturating_sub(now));
+        out.push(Effect::timer(
+            after,
+            Tick::Roster {
+                topic: topic.to_string(),
+            },
+        ));
     }
 
     /// What we say to resume remote stream `k` after a restart, and to whom: `Graft` to
@@ -599,6 +695,13 @@ impl Notify {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
+        if self.liveness.is_presence(&from) && expects_response {
+            if let Ok(msg) =
+                serde_json::from_slice::<p2p_common::api::presence::SubscriberMessage>(&body)
+            {
+                return self.on_presence(id, msg, now, out);
+            }
+        }
         let decoded = decode_request::<Request>(&body, PROCESS, MAX_BODY);
         let local = from.node == self.me;
         let result = match decoded {
@@ -1538,31 +1641,57 @@ impl Notify {
         }
     }
 
-    /// Sign the roster of our `topic`: its subscriber nodes now.
-    fn sign_roster(&mut self, topic: &str, out: &mut Vec<Eff>) {
+    /// Our `topic`'s subscriber nodes in roster order: the ones our presence reports alive
+    /// (or says nothing of) first, so they take the tree's interior (relay) positions, then
+    /// suspect ones, then dead or gone ones, at the leaves (still members, still delivered
+    /// to); by name within each. Only our own presence's word orders it: a remote node
+    /// moves only by its own liveness.
+    pub fn roster_order(&self, topic: &str) -> Vec<NodeId> {
+        let Some(t) = self.outbox.topics.get(topic) else {
+            return Vec::new();
+        };
+        let mut members: Vec<(u8, NodeId)> = t
+            .subs
+            .keys()
+            .map(|n| (Status::rank(self.liveness.status(n)), n.clone()))
+            .collect();
+        members.sort();
+        members.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Sign the roster of our `topic`: its subscriber nodes now, in [`Self::roster_order`].
+    /// Not signed again if the members and the interior (the members with children) are
+    /// those of the roster we hold, and no member left meanwhile: a dead leaf stays where
+    /// it is.
+    fn sign_roster(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
         self.roster_due.remove(topic);
         let k = StreamKey::new(&self.me, topic);
-        let Some(t) = self.outbox.topics.get(topic) else {
-            return;
-        };
-        let members: Vec<NodeId> = t.subs.keys().cloned().collect();
-        let someone_left = self.roster_left.remove(topic);
-        if !someone_left
-            && self
-                .relays
-                .get(&k)
-                .is_some_and(|t| t.roster.members == members)
-        {
+        if !self.outbox.topics.contains_key(topic) {
             return;
         }
-        let roster = Roster {
-            publisher: self.me.clone(),
-            topic: topic.to_string(),
-            epoch: self.relays.epoch(&k) + 1,
-            fanout: self.cfg.fanout,
-            members,
-            signature: Vec::new(),
+        let members = self.roster_order(topic);
+        let someone_left = self.roster_left.remove(topic);
+        let same = |t: &relay::Tree| {
+            let old = &t.roster;
+            if old.members.len() != members.len() || !members.iter().all(|m| old.contains(m)) {
+                return false;
+            }
+            let n = old.interior().min(members.len());
+            let a: BTreeSet<&NodeId> = old.members[..n].iter().collect();
+            let b: BTreeSet<&NodeId> = members[..n].iter().collect();
+            a == b
         };
+        if !someone_left && self.relays.get(&k).is_some_and(same) {
+            return;
+        }
+        self.roster_signed_at.insert(topic.to_string(), now);
+        let roster = Roster::new(
+            self.me.clone(),
+            topic.to_string(),
+            self.relays.epoch(&k) + 1,
+            self.cfg.fanout,
+            members,
+        );
         out.push(Effect::Send {
             to: sign_address(&self.me),
             body: sign_body(),
@@ -1756,6 +1885,16 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::Live(liveness::Ctx::Subscribe) => {
+                let ok = matches!(
+                    try_decode_response::<p2p_common::api::presence::Response>(&body),
+                    Ok(Ok(p2p_common::api::presence::Response::Subscribed {}))
+                );
+                let mut l = Vec::new();
+                let why = String::from_utf8_lossy(&body);
+                self.liveness.on_answer(ok, &why, &mut self.rng, &mut l);
+                Self::lift_live(l, out);
+            }
             Ctx::Sign { topic, token, seq } => {
                 match serde_json::from_slice::<SignResponse>(&body) {
                     Ok(SignResponse::NetKeySign)
@@ -1946,6 +2085,12 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::Live(liveness::Ctx::Subscribe) => {
+                let mut l = Vec::new();
+                self.liveness
+                    .on_answer(false, &format!("{kind:?}"), &mut self.rng, &mut l);
+                Self::lift_live(l, out);
+            }
             Ctx::Sign { topic, token, .. } => {
                 self.publish_failed(&topic, token, format!("{kind:?}"), out)
             }
@@ -2051,7 +2196,12 @@ impl Notify {
                 self.catchup.on_timer(t, ours, &mut self.rng, &mut c);
                 Self::lift_catchup(c, out);
             }
-            Tick::Roster { topic } => self.sign_roster(&topic, out),
+            Tick::Roster { topic } => self.sign_roster(&topic, now, out),
+            Tick::Live(t) => {
+                let mut l = Vec::new();
+                self.liveness.on_timer(t, &mut l);
+                Self::lift_live(l, out);
+            }
             Tick::Prune => {
                 let mut b = Batch::lazy();
                 let keys: Vec<StreamKey> = self.streams.map.keys().cloned().collect();
@@ -2137,6 +2287,11 @@ impl Notify {
         }
         let first = self.rng.gen_range(PRUNE_EVERY_MS / 2..=PRUNE_EVERY_MS);
         out.push(Effect::timer(first, Tick::Prune));
+        // Presence's word on our subscribers (a local request; retried while presence is
+        // not up).
+        let mut l = Vec::new();
+        self.liveness.subscribe(&mut l);
+        Self::lift_live(l, out);
     }
 }
 
@@ -2235,6 +2390,7 @@ mod doc_numbers {
             fanout,
             members: names,
             signature: vec![],
+            index: Default::default(),
         };
         let mut level = vec![r.publisher.clone()];
         let mut sizes = Vec::new();

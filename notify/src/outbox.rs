@@ -50,6 +50,9 @@ pub const MIN_TIMEOUT_MS: Millis = 2_000;
 pub const MAX_TIMEOUT_MS: Millis = 20_000;
 /// Doublings of the timeout after failures in a row (for a node slower than its estimate).
 pub const TIMEOUT_DOUBLINGS: u32 = 2;
+/// A subscriber presence reports dead is still tried this often (in case presence is wrong
+/// about it, or its word that the node is back was lost): the retries in between pause.
+pub const PAUSED_RETRY_MS: Millis = 300_000;
 
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +88,9 @@ pub struct Sub {
     in_flight: bool,
     waiting: bool,
     attempt: u32,
+    /// Its node was down at its last retry: the wait ([`PAUSED_RETRY_MS`]) was the pause,
+    /// the next retry goes.
+    paused: bool,
     pub stats: SubscriberStats,
 }
 
@@ -163,6 +169,11 @@ pub struct Outbox {
     backoff: Backoff,
     breakers: Breakers,
     reach: Reachability,
+    /// Subscriber nodes our presence reports dead or gone: their retries pause (at most
+    /// [`crate::liveness::MAX_TRACKED`]).
+    down: BTreeSet<NodeId>,
+    /// Retries not sent because their node was down.
+    pub paused: u64,
 }
 
 impl Outbox {
@@ -181,6 +192,57 @@ impl Outbox {
                 max_backoff_doublings: TIMEOUT_DOUBLINGS,
                 ..ReachabilityConfig::default()
             }),
+            down: BTreeSet::new(),
+            paused: 0,
+        }
+    }
+
+    /// Whether presence reports `node` dead or gone.
+    pub fn is_down(&self, node: &NodeId) -> bool {
+        self.down.contains(node)
+    }
+
+    /// Our presence reports `node` dead or gone (`down`), or alive again. Down: the
+    /// retries to it pause (a first attempt of something new still goes; the circuit
+    /// breaker stays as the fallback). Back: each of its outboxes waiting to retry tries
+    /// once at once (one in flight, as always; the backoff's count stays).
+    pub fn set_down(
+        &mut self,
+        node: &NodeId,
+        down: bool,
+        streams: &Streams,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        if down {
+            if self.down.len() < crate::liveness::MAX_TRACKED {
+                self.down.insert(node.clone());
+            }
+            return;
+        }
+        if !self.down.remove(node) {
+            return;
+        }
+        let topics: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(_, t)| t.subs.get(node).is_some_and(|s| s.waiting))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for topic in topics {
+            if let Some(s) = self
+                .topics
+                .get_mut(&topic)
+                .and_then(|t| t.subs.get_mut(node))
+            {
+                s.waiting = false;
+                s.paused = false;
+            }
+            out.push(Effect::CancelTimer(Timer::Retry {
+                topic: topic.clone(),
+                node: node.clone(),
+            }));
+            self.pump(&topic, node, streams, now, out);
         }
     }
 
@@ -445,6 +507,7 @@ impl Outbox {
                 in_flight: false,
                 waiting: false,
                 attempt: 0,
+                paused: false,
                 stats: SubscriberStats {
                     node: node.clone(),
                     acked: last,
@@ -574,6 +637,29 @@ impl Outbox {
         if s.in_flight || s.waiting || s.acked >= stream.last {
             return;
         }
+        if s.attempt > 0 && self.down.contains(node) && !s.paused {
+            // A retry into the void: wait for presence to say it is back.
+            s.waiting = true;
+            s.paused = true;
+            self.paused += 1;
+            if self.paused.is_power_of_two() {
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "{topic}: {node} is down (presence); its retries pause ({} paused so far)",
+                        self.paused
+                    ),
+                ));
+            }
+            out.push(Effect::timer(
+                PAUSED_RETRY_MS,
+                Timer::Retry {
+                    topic: topic.to_string(),
+                    node: node.clone(),
+                },
+            ));
+            return;
+        }
         if let Err(r) = self.breakers.check(node, now) {
             s.waiting = true;
             out.push(Effect::timer(
@@ -691,6 +777,7 @@ impl Outbox {
         };
         s.in_flight = false;
         s.attempt = 0;
+        s.paused = false;
         let new = their_up_to.min(up_to);
         if new > s.acked {
             // Counted once: from the highest it ever acknowledged (it may have gone back).
@@ -749,6 +836,7 @@ impl Outbox {
             return;
         };
         s.in_flight = false;
+        s.paused = false;
         s.stats.failed += 1;
         // The backoff counts from when the attempt went out: waiting for its timeout is part
         // of it, so attempts are at most the backoff's cap apart, not that plus a timeout.
@@ -888,6 +976,7 @@ impl Outbox {
                                 in_flight: false,
                                 waiting: false,
                                 attempt: 0,
+                                paused: false,
                                 stats: SubscriberStats {
                                     node,
                                     acked: r.acked,

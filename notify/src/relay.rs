@@ -905,6 +905,7 @@ mod tests {
             fanout,
             members,
             signature: vec![],
+            index: Default::default(),
         }
     }
 
@@ -1212,8 +1213,13 @@ mod tests {
             assert_eq!(lazy.len(), 2);
             assert!(!lazy.contains(m));
         }
+        // The order is the publisher's: unsorted is well formed, a duplicate is not.
+        let mut other = r.clone();
+        other.members.swap(0, 1);
+        assert!(other.well_formed());
+        assert_eq!(other.children(&other.publisher)[0], r.members[1]);
         let mut bad = r.clone();
-        bad.members.swap(0, 1);
+        bad.members[5] = bad.members[100].clone();
         assert!(!bad.well_formed());
         bad = roster(3, 1);
         assert!(!bad.well_formed());

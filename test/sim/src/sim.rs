@@ -1238,8 +1238,14 @@ impl Sim {
             Payload::Response { body, .. } => (body, true),
         };
         if to_node == from_node || self.connected(from_node, to_node) {
-            self.stats
-                .record_send(&from.node, &to.node, body, reply, size);
+            self.stats.record_send(
+                &from.process.process,
+                &from.node,
+                &to.node,
+                body,
+                reply,
+                size,
+            );
         }
         if to_node == from_node {
             let is_request = matches!(payload, Payload::Request { .. });
