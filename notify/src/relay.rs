@@ -99,6 +99,10 @@ pub struct Link {
     pub failed: u64,
     /// Numbers it acknowledged beyond what it had when we first heard from it.
     pub delivered: u64,
+    /// We no longer hold what it lacks next (a relay keeps an entry only until its children
+    /// of the time have it; this child is new, after a roster change): at this mark of its
+    /// we told it what we have (`IHave`), so it grafts onto the publisher for the gap.
+    gap_told: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -384,6 +388,24 @@ impl Relays {
                     from = stream.first;
                     to = stream.first - 1;
                 }
+                if !root && from < stream.first && a < stream.last && !needs_roster {
+                    // We cannot serve its gap (only the publisher may say what is lost, and
+                    // it keeps its whole retention): say what we have, once per mark of
+                    // its, so it grafts for the gap and we push the rest after it.
+                    if l.gap_told != Some(a) {
+                        l.gap_told = Some(a);
+                        t.stats.announcements += 1;
+                        out.push(Effect::notify(
+                            address(node),
+                            encode(&Request::IHave {
+                                publisher: k.publisher.clone(),
+                                topic: k.topic.clone(),
+                                up_to: stream.last,
+                            }),
+                        ));
+                    }
+                    return;
+                }
                 for (&seq, e) in stream.entries.range(from..) {
                     match e {
                         Entry::Note { note, payload, .. } if seq == to + 1 => {
@@ -627,7 +649,8 @@ impl Relays {
         // longer needed (if the parent is still behind, it catches up and pushes; if it
         // stays behind, the announcements make us graft again). A grafted link that brings
         // nothing new is not needed either.
-        let pruned: Vec<NodeId> = if from_parent && (new || dup_only) {
+        let behind = t.behind.as_ref().is_some_and(|b| last < b.up_to);
+        let pruned: Vec<NodeId> = if from_parent && (new || (dup_only && !behind)) {
             std::mem::take(&mut t.grafted_from).into_iter().collect()
         } else if dup_only && t.grafted_from.remove(from) {
             vec![from.clone()]
@@ -654,9 +677,10 @@ impl Relays {
     }
 
     /// A lazy peer says it has `k` up to `up_to`. Taken only over a lazy link of the roster
-    /// (`from` announces to us, or we to it), so one member can make at most the few
-    /// members lazily linked to it graft, and only [`MAX_AHEAD`] numbers past our last at a
-    /// time.
+    /// (`from` announces to us, or we to it), or from our tree parent (which says so when
+    /// it no longer holds what we lack next: we graft onto the publisher for it), so one
+    /// member can make at most the few members linked to it graft, and only [`MAX_AHEAD`]
+    /// numbers past our last at a time.
     pub fn on_ihave(
         &mut self,
         k: &StreamKey,
@@ -669,8 +693,11 @@ impl Relays {
         let Some(t) = self.trees.get_mut(k) else {
             return false;
         };
+        let from_parent = t.roster.parent(&me) == Some(from);
         if !t.roster.contains(from)
-            || !(t.roster.lazy_peers(from).contains(&me) || t.roster.lazy_peers(&me).contains(from))
+            || !(from_parent
+                || t.roster.lazy_peers(from).contains(&me)
+                || t.roster.lazy_peers(&me).contains(from))
         {
             return false;
         }
@@ -735,8 +762,9 @@ impl Relays {
             return;
         }
         b.tries += 1;
-        // The announcer first, then the publisher, alternately.
-        let target = if b.tries % 2 == 1 {
+        // The announcer first, then the publisher, alternately (only the publisher when
+        // the announcer is our parent: it told us it cannot serve the gap).
+        let target = if b.tries % 2 == 1 && Some(&b.from) != parent.as_ref() {
             b.from.clone()
         } else {
             k.publisher.clone()
