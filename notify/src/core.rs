@@ -1641,22 +1641,50 @@ impl Notify {
         }
     }
 
-    /// Our `topic`'s subscriber nodes in roster order: the ones our presence reports alive
-    /// (or says nothing of) first, so they take the tree's interior (relay) positions, then
-    /// suspect ones, then dead or gone ones, at the leaves (still members, still delivered
-    /// to); by name within each. Only our own presence's word orders it: a remote node
-    /// moves only by its own liveness.
+    /// Our `topic`'s subscriber nodes in roster order. The order of the roster we hold is
+    /// kept (nodes no longer subscribed left out, new ones appended by name; the first
+    /// roster is by name), so a change moves few members and few tree links; then each
+    /// interior (relay) position held by a node our presence reports suspect, dead or gone
+    /// is swapped with the last leaf presence ranks better (alive, or says nothing of), so
+    /// alive nodes take the interior and the others the leaves (still members, still
+    /// delivered to). Only our own presence's word moves anyone: a remote node moves only
+    /// by its own liveness.
     pub fn roster_order(&self, topic: &str) -> Vec<NodeId> {
         let Some(t) = self.outbox.topics.get(topic) else {
             return Vec::new();
         };
-        let mut members: Vec<(u8, NodeId)> = t
-            .subs
-            .keys()
-            .map(|n| (Status::rank(self.liveness.status(n)), n.clone()))
-            .collect();
-        members.sort();
-        members.into_iter().map(|(_, n)| n).collect()
+        let k = StreamKey::new(&self.me, topic);
+        let mut members: Vec<NodeId> = Vec::with_capacity(t.subs.len());
+        if let Some(tree) = self.relays.get(&k) {
+            members.extend(
+                tree.roster
+                    .members
+                    .iter()
+                    .filter(|m| t.subs.contains_key(*m))
+                    .cloned(),
+            );
+        }
+        let kept: BTreeSet<NodeId> = members.iter().cloned().collect();
+        members.extend(t.subs.keys().filter(|n| !kept.contains(*n)).cloned());
+        let rank = |n: &NodeId| Status::rank(self.liveness.status(n));
+        let interior = p2p_common::api::notify::interior_count(members.len(), self.cfg.fanout);
+        let mut j = members.len();
+        for i in 0..interior {
+            let r = rank(&members[i]);
+            if r == 0 {
+                continue;
+            }
+            // The last leaf ranked better, searching down from where the last swap was.
+            while j > interior && rank(&members[j - 1]) >= r {
+                j -= 1;
+            }
+            if j <= interior {
+                break;
+            }
+            j -= 1;
+            members.swap(i, j);
+        }
+        members
     }
 
     /// Sign the roster of our `topic`: its subscriber nodes now, in [`Self::roster_order`].
