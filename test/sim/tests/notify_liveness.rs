@@ -1,0 +1,268 @@
+//! notify over presence's membership: a large topic's roster puts the relays its
+//! publisher's presence reports dead at the leaves, so their former children get the
+//! stream through the tree again instead of grafting for every notification; a remote
+//! node cannot move anyone in the order (presence's events are local).
+
+use notify::core::{Config, Notify};
+use notify::liveness::Status;
+use notify::streams::StreamKey;
+use p2p_common::api::notify::{Request, Response};
+use p2p_common::api::presence::{EventKind, PresenceEvent, SubscriberMessage};
+use p2p_common::api::{encode, ApiResult};
+use p2p_common::{NodeId, ProcessId};
+use p2p_sim::scenarios::notify::{
+    answer, call, cluster, payload, received, setup, tree_config, Got, NAME, TOPIC,
+};
+use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
+use std::collections::BTreeMap;
+
+/// A cluster of notify only (no presence): how the tree repairs without liveness.
+fn without_presence(cfg: SimConfig, ncfg: Config) -> Sim {
+    Sim::new(cfg).with_process(NAME, factory(move |a| Notify::new(a, ncfg)))
+}
+
+fn publish(s: &mut Sim, k: u64) -> Option<u64> {
+    let req = Request::Publish {
+        topic: TOPIC.into(),
+        kind: p2p_common::api::notify::PayloadKind::Json,
+    };
+    let h = call(s, 0, &req, Some(payload(k)));
+    s.run_for(500).unwrap();
+    match answer(s, h) {
+        Some(Ok(Response::Published(n))) => Some(n.seq),
+        _ => None,
+    }
+}
+
+fn roster_of(s: &Sim) -> p2p_common::api::notify::Roster {
+    let k = StreamKey::new(s.node_id(0), TOPIC);
+    s.core::<Notify>(0, NAME)
+        .unwrap()
+        .relays()
+        .get(&k)
+        .expect("the topic has a tree")
+        .roster
+        .clone()
+}
+
+/// Notify messages sent by every node so far.
+fn notify_messages(s: &Sim) -> u64 {
+    s.stats
+        .per_process_link
+        .iter()
+        .filter(|(k, _)| k.starts_with("notify "))
+        .map(|(_, c)| c.msgs)
+        .sum()
+}
+
+fn grafts(s: &Sim, nodes: usize) -> u64 {
+    (1..nodes)
+        .filter_map(|i| s.core::<Notify>(i, NAME))
+        .map(|n| n.stats().relays.iter().map(|r| r.grafts).sum::<u64>())
+        .sum()
+}
+
+#[derive(Debug)]
+struct Repair {
+    /// Grafts and notify messages from 30 s after the crash on.
+    grafts: u64,
+    messages: u64,
+    /// Roster epochs signed after the crash.
+    resigned: u64,
+    /// Whether the crashed relays are at the leaves of the publisher's roster at the end.
+    crashed_at_leaves: bool,
+}
+
+/// 200 nodes, fan-out 8: 3 notifications, then three of the publisher's tree children
+/// crash; 30 s later (presence has found them dead) 12 more go out, 3 s apart, then 120 s
+/// to settle. Grafts and messages are counted from those 30 s on. Every live app gets every notification once, in
+/// order. With presence (`with`), the crashed relays' death makes the publisher sign a
+/// roster with them at the leaves.
+fn repair(mode: Mode, with: bool) -> Repair {
+    let nodes = 200;
+    let mut cfg = SimConfig::new(21, nodes);
+    cfg.net = NetConfig::for_mode(mode);
+    if mode == Mode::Hostile {
+        cfg.net.loss = 0.05;
+        cfg.net.duplicate = 0.02;
+    }
+    let mut s = if with {
+        cluster(cfg, Config::default())
+    } else {
+        without_presence(cfg, Config::default())
+    };
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    let next = setup(&mut s, &subscribers).unwrap();
+    // Presence converges and the first roster is out.
+    s.run_for(30_000).unwrap();
+    let roster = roster_of(&s);
+    assert_eq!(roster.members.len(), 199);
+    let relays: Vec<usize> = roster
+        .children(s.node_id(0))
+        .iter()
+        .take(3)
+        .map(|id| s.node_index(id).unwrap())
+        .collect();
+    let epoch0 = roster.epoch;
+    let mut acked = BTreeMap::new();
+    let (mut g0, mut m0) = (0, 0);
+    for k in 0..15u64 {
+        if k == 3 {
+            for &r in &relays {
+                s.crash(r);
+            }
+            // Presence finds them dead (with presence, the next roster is out).
+            s.run_for(30_000).unwrap();
+            (g0, m0) = (grafts(&s, nodes), notify_messages(&s));
+        }
+        if let Some(seq) = publish(&mut s, k) {
+            acked.insert(seq, payload(k));
+        }
+        s.run_for(2_500).unwrap();
+    }
+    s.run_for(120_000).unwrap();
+    let publisher = s.node_id(0).clone();
+    for &i in subscribers.iter().filter(|i| !relays.contains(i)) {
+        let got: Vec<(u64, Vec<u8>)> = received(&s, i, &publisher)
+            .into_iter()
+            .filter_map(|g| match g {
+                Got::Note { seq, payload } => Some((seq, payload)),
+                Got::Lost { .. } => None,
+            })
+            .collect();
+        let want: Vec<(u64, Vec<u8>)> = acked
+            .iter()
+            .filter(|(seq, _)| **seq >= next[&i])
+            .map(|(q, p)| (*q, p.clone()))
+            .collect();
+        let tail: Vec<(u64, Vec<u8>)> = got
+            .iter()
+            .filter(|(q, _)| acked.contains_key(q))
+            .cloned()
+            .collect();
+        assert_eq!(
+            tail,
+            want,
+            "{}'s app ({mode:?}, presence {with})",
+            s.node_id(i)
+        );
+    }
+    let end = roster_of(&s);
+    let interior = end.interior();
+    let crashed: Vec<&NodeId> = relays.iter().map(|&r| s.node_id(r)).collect();
+    let crashed_at_leaves = end.members[..interior]
+        .iter()
+        .all(|m| !crashed.contains(&m));
+    Repair {
+        grafts: grafts(&s, nodes) - g0,
+        messages: notify_messages(&s) - m0,
+        resigned: end.epoch - epoch0,
+        crashed_at_leaves,
+    }
+}
+
+fn compare(mode: Mode) {
+    let without = repair(mode, false);
+    let with = repair(mode, true);
+    println!("{mode:?}: with presence {with:?}; without {without:?}");
+    assert!(with.crashed_at_leaves, "{with:?}");
+    assert!(
+        with.resigned >= 1,
+        "the death re-signed the roster: {with:?}"
+    );
+    assert!(!without.crashed_at_leaves, "{without:?}");
+    assert!(
+        with.grafts * 2 < without.grafts,
+        "fewer grafts with presence: {with:?} vs {without:?}"
+    );
+    assert!(
+        with.messages < without.messages,
+        "fewer notify messages with presence: {with:?} vs {without:?}"
+    );
+}
+
+#[test]
+fn dead_relays_go_to_the_leaves_and_the_tree_repairs_with_fewer_grafts_realistic() {
+    compare(Mode::Realistic);
+}
+
+#[test]
+fn dead_relays_go_to_the_leaves_and_the_tree_repairs_with_fewer_grafts_hostile() {
+    compare(Mode::Hostile);
+}
+
+fn event(kind: EventKind, node: &NodeId, seq: u64) -> Vec<u8> {
+    encode(&SubscriberMessage::PresenceEvent(PresenceEvent {
+        kind,
+        node: node.clone(),
+        incarnation: 99,
+        at: 0,
+        seq,
+        info: None,
+    }))
+}
+
+/// A remote node that claims to be presence (or any process) and tells the publisher a
+/// relay is dead is refused and changes nothing: only our own node's presence orders the
+/// roster. The same event from the local presence does move it.
+#[test]
+fn a_remote_cannot_move_a_member_in_the_roster() {
+    let nodes = 12;
+    let mut cfg = SimConfig::new(5, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = cluster(cfg, tree_config(2));
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    setup(&mut s, &subscribers).unwrap();
+    s.run_for(20_000).unwrap();
+    let before = roster_of(&s);
+    let n = s.core::<Notify>(0, NAME).unwrap();
+    assert_eq!(
+        n.liveness().sub,
+        notify::liveness::Sub::Subscribed,
+        "notify took presence's events"
+    );
+    let victim = before.members[0].clone();
+    assert!(!before.children(&victim).is_empty(), "an interior member");
+    let to = s.addr(0, NAME);
+    let presence = ProcessId::ours("presence");
+    // Node 5 claims to be presence, and its app sends the same.
+    let h1 = s.request_from(
+        5,
+        presence.clone(),
+        &to,
+        event(EventKind::NodeDead, &victim, 1_000),
+        5,
+    );
+    let h2 = s.request(5, &to, event(EventKind::NodeDead, &victim, 1_001), 5);
+    s.run_for(20_000).unwrap();
+    for h in [h1, h2] {
+        let r: Option<ApiResult<Response>> = answer(&s, h);
+        assert!(matches!(r, Some(Err(_))), "refused: {r:?}");
+    }
+    let n = s.core::<Notify>(0, NAME).unwrap();
+    assert_ne!(n.liveness().status(&victim), Some(Status::Dead));
+    assert_eq!(roster_of(&s), before, "the roster did not change");
+    // A local app that is not presence is refused the same way.
+    let h3 = s.request(0, &to, event(EventKind::NodeDead, &victim, 1_002), 5);
+    s.run_for(20_000).unwrap();
+    assert!(matches!(answer(&s, h3), Some(Err(_))));
+    assert_eq!(roster_of(&s), before);
+    // Our own presence's word (here claimed on our node) does move it to the leaves.
+    let seq = s.core::<Notify>(0, NAME).unwrap().liveness().events;
+    let h4 = s.request_from(
+        0,
+        presence,
+        &to,
+        event(EventKind::NodeDead, &victim, 5_000 + seq),
+        5,
+    );
+    s.run_for(20_000).unwrap();
+    assert!(matches!(answer(&s, h4), Some(Ok(_))));
+    let after = roster_of(&s);
+    assert!(after.epoch > before.epoch);
+    assert!(
+        after.children(&victim).is_empty(),
+        "the dead member is a leaf: {:?}",
+        after.members
+    );
+}
