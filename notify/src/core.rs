@@ -2523,6 +2523,23 @@ mod doc_numbers {
                 crate::catchup::MAX_RESTART_TRIES
             ),
             format!(
+                "at most once per {} s per topic, `LIVENESS_ROSTER_GAP_MS`",
+                LIVENESS_ROSTER_GAP_MS / 1_000
+            ),
+            format!(
+                "the next try waits {} s (`PAUSED_RETRY_MS`",
+                crate::outbox::PAUSED_RETRY_MS / 1_000
+            ),
+            format!(
+                "retried with backoff {}..{} s while presence is not up",
+                crate::liveness::SUBSCRIBE_BACKOFF.base_ms / 1_000,
+                crate::liveness::SUBSCRIBE_BACKOFF.max_ms / 1_000
+            ),
+            format!(
+                "one of our topics (at most {})",
+                thousands(crate::liveness::MAX_TRACKED)
+            ),
+            format!(
                 "{} subscriber nodes per topic, {MAX_TOPICS} topics, {} app subscriptions",
                 thousands(MAX_SUBSCRIBERS),
                 thousands(MAX_LOCAL_SUBSCRIPTIONS)

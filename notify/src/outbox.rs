@@ -1096,4 +1096,125 @@ mod tests {
         );
         assert_eq!(sends(&out).len(), 1);
     }
+
+    /// One topic "news" of alice's with one note and bob subscribed.
+    fn one_sub() -> (Outbox, Streams, NodeId) {
+        let me: NodeId = "alice.os".parse().unwrap();
+        let bob: NodeId = "bob.os".parse().unwrap();
+        let mut o = Outbox::new(me.clone(), Retention::default());
+        let mut streams = Streams::new();
+        let mut b = Batch::forced();
+        o.set_topic("news", "alice.os@app:app:x.os".into(), Policy::Open, &mut b);
+        let k = StreamKey::new(&me, "news");
+        streams.ensure(&k, 0, false, &mut b);
+        let note = Notification {
+            id: k.note_id(1),
+            publisher: me.clone(),
+            topic: "news".into(),
+            seq: 1,
+            at: 0,
+            kind: PayloadKind::Blob,
+            size: 1,
+            signature: vec![0; 64],
+        };
+        streams.append(&k, note, vec![7], 0, &mut b);
+        o.subscribe("news", &bob, 0, &mut b);
+        (o, streams, bob)
+    }
+
+    fn retry_timer(out: &[Eff]) -> Option<Millis> {
+        out.iter().find_map(|e| match e {
+            Effect::SetTimer {
+                after_ms,
+                timer: Timer::Retry { .. },
+            } => Some(*after_ms),
+            _ => None,
+        })
+    }
+
+    /// A subscriber presence reports dead: after a failure its retry does not go out (it
+    /// waits PAUSED_RETRY_MS, then tries once in case presence is wrong); once presence
+    /// says it is back, it is tried at once, one attempt in flight.
+    #[test]
+    fn retries_to_a_dead_subscriber_pause_and_go_at_once_when_it_is_back() {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let retry = || Timer::Retry {
+            topic: "news".into(),
+            node: bob.clone(),
+        };
+        let mut out = Vec::new();
+        o.set_down(&bob, true, &streams, 0, &mut out);
+        assert!(o.is_down(&bob) && out.is_empty());
+        // A first attempt still goes.
+        o.pump("news", &bob, &streams, 1_000, &mut out);
+        let ctx = sends(&out).pop().expect("the first attempt");
+        out.clear();
+        o.on_failed(
+            ctx,
+            Some(SendErrorKind::Offline),
+            "offline",
+            &mut rng,
+            3_000,
+            &mut out,
+        );
+        out.clear();
+        // The backoff's retry finds it down: nothing sent, the pause begins.
+        o.on_timer(retry(), &streams, 4_000, &mut out);
+        assert!(sends(&out).is_empty(), "a retry into the void: {out:?}");
+        assert_eq!(retry_timer(&out), Some(PAUSED_RETRY_MS));
+        assert_eq!(o.paused, 1);
+        // After the pause, one try goes (presence may be wrong).
+        out.clear();
+        o.on_timer(retry(), &streams, 4_000 + PAUSED_RETRY_MS, &mut out);
+        let ctx = sends(&out).pop().expect("the pause's try");
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 310_000, &mut out);
+        out.clear();
+        o.on_timer(retry(), &streams, 312_000, &mut out);
+        assert!(sends(&out).is_empty(), "paused again");
+        // Presence says it is back: tried at once, once.
+        out.clear();
+        o.set_down(&bob, false, &streams, 313_000, &mut out);
+        assert_eq!(sends(&out).len(), 1, "{out:?}");
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::CancelTimer(Timer::Retry { .. }))));
+        let mut again = Vec::new();
+        o.set_down(&bob, false, &streams, 313_001, &mut again);
+        o.pump("news", &bob, &streams, 313_002, &mut again);
+        assert!(sends(&again).is_empty(), "one in flight");
+    }
+
+    /// Without presence's word the retries follow the backoff as before.
+    #[test]
+    fn without_presence_retries_follow_the_backoff() {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, 1_000, &mut out);
+        let ctx = sends(&out).pop().unwrap();
+        out.clear();
+        o.on_failed(
+            ctx,
+            Some(SendErrorKind::Offline),
+            "offline",
+            &mut rng,
+            3_000,
+            &mut out,
+        );
+        assert!(retry_timer(&out).is_some_and(|d| d <= BACKOFF.base_ms));
+        out.clear();
+        o.on_timer(
+            Timer::Retry {
+                topic: "news".into(),
+                node: bob.clone(),
+            },
+            &streams,
+            4_000,
+            &mut out,
+        );
+        assert_eq!(sends(&out).len(), 1);
+        assert_eq!(o.paused, 0);
+    }
 }
