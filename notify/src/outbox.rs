@@ -544,7 +544,9 @@ impl Outbox {
             .min()
     }
 
-    /// A subscriber is back with everything up to `up_to`: try it at once. One that has
+    /// A subscriber is back with everything up to `up_to`: try it at once, unless we are
+    /// backing off from it (its word does not reset our backoff, or a peer could make us
+    /// skip it; presence's word that it is back does, [`Outbox::set_down`]). One that has
     /// less than it acknowledged (it restored older storage) is sent the rest again from
     /// retention, or told what left it (`lost`); the lower mark is written in `batch`.
     #[allow(clippy::too_many_arguments)]
@@ -586,16 +588,9 @@ impl Outbox {
         // What it says it has, higher or lower than what it acknowledged before (its
         // `stats.acked` keeps the highest, so nothing is counted delivered twice).
         s.acked = up_to;
-        s.attempt = 0;
-        if s.waiting {
-            s.waiting = false;
-            out.push(Effect::CancelTimer(Timer::Retry {
-                topic: topic.to_string(),
-                node: node.clone(),
-            }));
-        }
-        // Its breaker stays as it is: only a delivery of ours that succeeds closes it (a
-        // peer must not reset what protects us from it).
+        // Its backoff and breaker stay as they are: only a delivery of ours that succeeds
+        // resets them (a peer must not reset what protects us from it). Backing off, the
+        // retry already set sends from the new mark.
         self.pump(topic, node, streams, now, out);
         true
     }
@@ -1079,6 +1074,10 @@ mod tests {
         out.clear();
         assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut b, &mut out));
         assert!(sends(&out).is_empty(), "sent to an open breaker: {out:?}");
+        assert!(
+            !out.iter().any(|e| matches!(e, Effect::CancelTimer(_))),
+            "the retry stays as set"
+        );
         assert!(matches!(
             o.breakers().state(&bob),
             BreakerState::Open { .. }
@@ -1216,5 +1215,47 @@ mod tests {
         );
         assert_eq!(sends(&out).len(), 1);
         assert_eq!(o.paused, 0);
+    }
+
+    /// A `Resume` does not reset the backoff (13b): while we back off from a subscriber,
+    /// its `Resume` sends nothing and keeps the retry (and the failure count) as they are;
+    /// not backing off, it sends at once.
+    #[test]
+    fn resume_does_not_reset_the_backoff() {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut b = Batch::lazy();
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, 1_000, &mut out);
+        let ctx = sends(&out).pop().unwrap();
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 3_000, &mut out);
+        let attempt = o.topics["news"].subs[&bob].attempt;
+        assert_eq!(attempt, 1);
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, 3_100, &mut b, &mut out));
+        assert!(sends(&out).is_empty(), "a Resume skipped the backoff: {out:?}");
+        assert!(!out.iter().any(|e| matches!(e, Effect::CancelTimer(_))));
+        assert_eq!(o.topics["news"].subs[&bob].attempt, attempt, "count kept");
+        // The retry goes when its time comes, and counts on from there.
+        out.clear();
+        o.on_timer(
+            Timer::Retry {
+                topic: "news".into(),
+                node: bob.clone(),
+            },
+            &streams,
+            5_000,
+            &mut out,
+        );
+        let ctx = sends(&out).pop().expect("the retry");
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 7_000, &mut out);
+        assert_eq!(o.topics["news"].subs[&bob].attempt, 2);
+        // A subscriber we are not backing off from is sent to at once.
+        let (mut o, streams, bob) = one_sub();
+        let mut out = Vec::new();
+        assert!(o.resume("news", &bob, 0, &streams, 1_000, &mut b, &mut out));
+        assert_eq!(sends(&out).len(), 1);
     }
 }

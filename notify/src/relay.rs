@@ -53,6 +53,10 @@ pub const MAX_AHEAD: u64 = MAX_BATCH as u64;
 /// Streams left whose last roster epoch we remember; past this the longest-left is
 /// forgotten.
 pub const MAX_LEFT: usize = 1_024;
+/// How long a relay that cannot serve a child's gap waits before probing it again (the
+/// child grafts onto the publisher for the gap meanwhile; the probe's answer says how far
+/// it got, and once it is past what we dropped we push to it again).
+pub const GAP_PROBE_MS: Millis = 5_000;
 /// Timeout of a push to a child (seconds).
 const PUSH_TIMEOUT_S: u64 = 5;
 
@@ -404,6 +408,17 @@ impl Relays {
                             }),
                         ));
                     }
+                    // Probe it again later: what it got meanwhile (by its graft) does not
+                    // reach us otherwise.
+                    l.acked = None;
+                    l.waiting = true;
+                    out.push(Effect::timer(
+                        GAP_PROBE_MS,
+                        Timer::Retry {
+                            stream: k.clone(),
+                            node: node.clone(),
+                        },
+                    ));
                     return;
                 }
                 for (&seq, e) in stream.entries.range(from..) {
