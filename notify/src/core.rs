@@ -64,6 +64,11 @@ const ROSTER_AFTER_MS: Millis = 2_000;
 /// goes to the leaves), at most once per this time per topic, so a flapping node cannot
 /// make us sign (and the tree reshape) more often.
 pub const LIVENESS_ROSTER_GAP_MS: Millis = 10_000;
+/// Liveness-driven roster signings of all our topics together are at least this far
+/// apart (one slot each, node-wide).
+pub const LIVENESS_NODE_GAP_MS: Millis = 2_000;
+/// Timeout of the `Ping` that checks presence's word that a node is dead (seconds).
+const LIVE_CHECK_TIMEOUT_S: u64 = 5;
 /// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
 pub const TREE_THRESHOLD: usize = 32;
 /// Children per node in a relay tree.
@@ -96,6 +101,11 @@ pub enum Ctx {
     App(apps::Ctx),
     Relay(relay::Ctx),
     Live(liveness::Ctx),
+    /// A `Ping` to `node`'s notify, which our presence reports dead or gone: only if it
+    /// fails do we take that word (presence's may be another member's gossip).
+    LiveCheck {
+        node: NodeId,
+    },
     /// NetKeySign of a roster of ours.
     SignRoster {
         roster: Roster,
@@ -165,6 +175,13 @@ pub struct Notify {
     liveness: Liveness,
     /// When each of our topics' roster was last sent to be signed.
     roster_signed_at: BTreeMap<String, Millis>,
+    /// The next node-wide slot for a liveness-driven roster signing.
+    liveness_slot: Millis,
+    /// Nodes whose death presence reported and we are checking with a `Ping` (at most the
+    /// tracked ones).
+    checking: BTreeSet<NodeId>,
+    /// Deaths presence reported of nodes that answered our check (ignored).
+    pub hearsay_ignored: u64,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -325,6 +342,9 @@ impl Notify {
             apps: Apps::default(),
             catchup: Catchup::default(),
             roster_signed_at: BTreeMap::new(),
+            liveness_slot: 0,
+            checking: BTreeSet::new(),
+            hearsay_ignored: 0,
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -509,6 +529,9 @@ impl Notify {
         let mut l = Vec::new();
         let change = self.liveness.on_message(msg, &track, now, &mut l);
         Self::lift_live(l, out);
+        if let Some(e) = self.liveness.evicted.take() {
+            self.forget_liveness(&e, now, out);
+        }
         let Some(c) = change else {
             return;
         };
@@ -516,18 +539,63 @@ impl Notify {
             Level::Debug,
             format!("presence: {} is {:?} (was {:?})", c.node, c.after, c.before),
         ));
-        let (was_down, down) = (Status::is_down(c.before), Status::is_down(Some(c.after)));
+        // What the outbox holds, not the view's `before` (the view may have dropped it).
+        let (was_down, down) = (self.outbox.is_down(&c.node), Status::is_down(Some(c.after)));
         if was_down == down {
             return;
         }
-        // Retries to a dead node pause; once it is back they go at once.
-        let mut o = Vec::new();
-        self.outbox
-            .set_down(&c.node, down, &self.streams, now, &mut o);
-        Self::lift_out(o, out);
         if !down {
+            // Back: its retries go at once (the breaker still paces them).
+            let mut o = Vec::new();
+            self.outbox
+                .set_down(&c.node, false, &self.streams, now, &mut o);
+            Self::lift_out(o, out);
             return;
         }
+        // Presence's `Dead` may be any member's gossip: check it ourselves first.
+        if self.checking.insert(c.node.clone()) {
+            out.push(Effect::Send {
+                to: address(&c.node),
+                body: encode(&Request::Ping {}),
+                blob: None,
+                expect: Some(Expect {
+                    timeout_s: LIVE_CHECK_TIMEOUT_S,
+                    ctx: Ctx::LiveCheck { node: c.node },
+                }),
+            });
+        }
+    }
+
+    /// Our check of a node presence reports dead: `answered` (it is not dead to us: the
+    /// word is ignored), or failed (taken: its retries pause, and a tree of ours it relays
+    /// for gets a new roster with it at the leaves).
+    fn live_checked(&mut self, node: NodeId, answered: bool, now: Millis, out: &mut Vec<Eff>) {
+        self.checking.remove(&node);
+        let still = Status::is_down(self.liveness.status(&node));
+        if answered || !still || !self.outbox.subscribes(&node) {
+            if answered && still {
+                self.hearsay_ignored += 1;
+                if self.hearsay_ignored.is_power_of_two() {
+                    out.push(log(
+                        Level::Info,
+                        format!(
+                            "presence reports {node} dead but it answered us; ignored ({} so far)",
+                            self.hearsay_ignored
+                        ),
+                    ));
+                }
+            }
+            return;
+        }
+        let mut o = Vec::new();
+        self.outbox
+            .set_down(&node, true, &self.streams, now, &mut o);
+        Self::lift_out(o, out);
+        let c = liveness::Change {
+            node,
+            before: None,
+            after: Status::Dead,
+        };
         // A relay of one of our trees died: the next roster puts it at the leaves.
         let topics: Vec<String> = self
             .outbox
@@ -547,6 +615,17 @@ impl Notify {
         }
     }
 
+    /// Forget presence's word on `node` (it left the view, or subscribes to none of our
+    /// topics any more): a paused outbox of it retries now.
+    fn forget_liveness(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        self.liveness.forget(node);
+        let mut o = Vec::new();
+        self.outbox
+            .set_down(node, false, &self.streams, now, &mut o);
+        self.outbox.forget_down(node);
+        Self::lift_out(o, out);
+    }
+
     /// Sign `topic`'s roster again after a liveness change: with the usual batching, and
     /// at most once per [`LIVENESS_ROSTER_GAP_MS`].
     fn roster_changed_liveness(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
@@ -557,7 +636,10 @@ impl Notify {
             .roster_signed_at
             .get(topic)
             .map_or(0, |t| t + LIVENESS_ROSTER_GAP_MS);
-        let after = ROSTER_AFTER_MS.max(at.saturating_sub(now));
+        // One node-wide slot per liveness-driven signing, whatever the topic.
+        let slot = self.liveness_slot.max(now + ROSTER_AFTER_MS).max(at);
+        self.liveness_slot = slot + LIVENESS_NODE_GAP_MS;
+        let after = slot - now;
         out.push(Effect::timer(
             after,
             Tick::Roster {
@@ -827,6 +909,12 @@ impl Notify {
                 self.streams
                     .ensure(&StreamKey::new(&self.me, &topic), 0, false, &mut b);
                 if !gone.is_empty() {
+                    for n in &gone {
+                        if !self.outbox.subscribes(n) {
+                            self.liveness.forget(n);
+                            self.outbox.forget_down(n);
+                        }
+                    }
                     self.roster_changed(&topic, out);
                     let mut o = Vec::new();
                     self.outbox.pump_revokes(&topic, now, &mut o);
@@ -963,6 +1051,9 @@ impl Notify {
             Request::PeerUnsubscribe { topic } => {
                 let mut b = Batch::lazy();
                 if self.outbox.unsubscribe(&topic, &from.node, &mut b) {
+                    if !self.outbox.subscribes(&from.node) {
+                        self.forget_liveness(&from.node, now, out);
+                    }
                     let k = StreamKey::new(&self.me, &topic);
                     if self
                         .relays
@@ -1666,24 +1757,10 @@ impl Notify {
         }
         let kept: BTreeSet<NodeId> = members.iter().cloned().collect();
         members.extend(t.subs.keys().filter(|n| !kept.contains(*n)).cloned());
-        let rank = |n: &NodeId| Status::rank(self.liveness.status(n));
+        // Only what our own check confirmed (presence's word alone may be gossip).
+        let rank = |n: &NodeId| if self.outbox.is_down(n) { 2 } else { 0 };
         let interior = p2p_common::api::notify::interior_count(members.len(), self.cfg.fanout);
-        let mut j = members.len();
-        for i in 0..interior {
-            let r = rank(&members[i]);
-            if r == 0 {
-                continue;
-            }
-            // The last leaf ranked better, searching down from where the last swap was.
-            while j > interior && rank(&members[j - 1]) >= r {
-                j -= 1;
-            }
-            if j <= interior {
-                break;
-            }
-            j -= 1;
-            members.swap(i, j);
-        }
+        promote(&mut members, interior, &rank);
         members
     }
 
@@ -1913,6 +1990,7 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::LiveCheck { node } => self.live_checked(node, true, now, out),
             Ctx::Live(liveness::Ctx::Subscribe) => {
                 let ok = matches!(
                     try_decode_response::<p2p_common::api::presence::Response>(&body),
@@ -2050,6 +2128,10 @@ impl Notify {
                     Ok(Err(e)) if e.code == ErrorCode::NotFound => {
                         // It does not subscribe (any more): stop sending to it.
                         self.outbox.unsubscribe(&topic, &node, &mut b);
+                        if !self.outbox.subscribes(&node) {
+                            self.liveness.forget(&node);
+                            self.outbox.forget_down(&node);
+                        }
                         self.roster_changed(&topic, out);
                         o.push(log(
                             Level::Info,
@@ -2113,6 +2195,7 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::LiveCheck { node } => self.live_checked(node, false, now, out),
             Ctx::Live(liveness::Ctx::Subscribe) => {
                 let mut l = Vec::new();
                 self.liveness
@@ -2374,6 +2457,39 @@ impl Service for Notify {
     }
 }
 
+/// Put better-ranked leaves in the interior: each of the first `interior` members whose
+/// rank is above 0 (suspect, dead, gone) swaps places with the best-ranked leaf ranked
+/// better than it, the first such leaf in the order (the longest in the roster, not the
+/// newest subscriber); each leaf moves at most once. Members otherwise keep their places.
+pub fn promote(members: &mut [NodeId], interior: usize, rank: &dyn Fn(&NodeId) -> u8) {
+    let n = members.len();
+    let interior = interior.min(n);
+    let mut moved = vec![false; n];
+    for i in 0..interior {
+        let r = rank(&members[i]);
+        if r == 0 {
+            continue;
+        }
+        let mut best: Option<(u8, usize)> = None;
+        for (j, m) in members.iter().enumerate().skip(interior) {
+            if moved[j] {
+                continue;
+            }
+            let rj = rank(m);
+            if rj < r && best.is_none_or(|(b, _)| rj < b) {
+                best = Some((rj, j));
+                if rj == 0 {
+                    break;
+                }
+            }
+        }
+        if let Some((_, j)) = best {
+            members.swap(i, j);
+            moved[j] = true;
+        }
+    }
+}
+
 /// The address of `notify` on `node`.
 pub fn address(node: &NodeId) -> Address {
     Address::new(node.clone(), ProcessId::ours(crate::NAME))
@@ -2555,5 +2671,49 @@ mod doc_numbers {
         );
         assert_eq!(thousands(1_024), "1,024");
         assert_eq!(thousands(100), "100");
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::promote;
+    use p2p_common::NodeId;
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names
+            .iter()
+            .map(|n| format!("{n}.os").parse().unwrap())
+            .collect()
+    }
+
+    /// Mixed ranks: a suspect interior member handled first does not use up the alive
+    /// leaves a dead one after it needs, and a dead member takes a suspect leaf's place
+    /// when no alive leaf is left; the first leaf of the best rank is chosen, each at most
+    /// once.
+    #[test]
+    fn promote_searches_per_rank_and_moves_each_leaf_once() {
+        // Ranks: s = suspect (1), d = dead (2), a = alive (0).
+        let rank = |n: &NodeId| match n.as_str().as_bytes()[0] {
+            b's' => 1,
+            b'd' => 2,
+            _ => 0,
+        };
+        let mut m = ids(&["s1", "d1", "a1", "d2", "s2", "a2", "d3", "s3"]);
+        promote(&mut m, 4, &rank);
+        // s1 takes a2 (the first alive leaf); d1, with no alive leaf left, the first
+        // suspect leaf, s2; d2 takes s3. Leaves moved once each.
+        assert_eq!(m, ids(&["a2", "s2", "a1", "s3", "d1", "s1", "d3", "d2"]));
+        // Without better leaves, nothing moves.
+        let mut m = ids(&["d1", "a1", "d2", "d3"]);
+        promote(&mut m, 2, &rank);
+        assert_eq!(m, ids(&["d1", "a1", "d2", "d3"]));
+        // All alive: the order stays.
+        let mut m = ids(&["a3", "a1", "a2"]);
+        promote(&mut m, 1, &rank);
+        assert_eq!(m, ids(&["a3", "a1", "a2"]));
+        // The first alive leaf, not the last (the newest subscriber).
+        let mut m = ids(&["d1", "a1", "a2", "a3"]);
+        promote(&mut m, 1, &rank);
+        assert_eq!(m[0].as_str(), "a1.os");
     }
 }

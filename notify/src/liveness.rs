@@ -116,6 +116,9 @@ pub struct Liveness {
     pub events: u64,
     pub ignored: u64,
     pub gaps: u64,
+    /// A node the last event pushed out of the view (past [`MAX_TRACKED`]): the core
+    /// forgets what it derived from it.
+    pub evicted: Option<NodeId>,
 }
 
 impl Liveness {
@@ -129,6 +132,7 @@ impl Liveness {
             events: 0,
             ignored: 0,
             gaps: 0,
+            evicted: None,
         }
     }
 
@@ -234,7 +238,7 @@ impl Liveness {
         out: &mut Vec<Eff>,
     ) -> Option<Change> {
         if let Some(last) = self.last_seq {
-            if ev.seq > last + 1 {
+            if ev.seq > last.saturating_add(1) {
                 self.gaps += 1;
                 if self.gaps.is_power_of_two() {
                     out.push(log(
@@ -282,6 +286,7 @@ impl Liveness {
                 .map(|(n, _)| n.clone());
             if let Some(o) = oldest {
                 self.views.remove(&o);
+                self.evicted = Some(o);
             }
         }
         Some(Change {

@@ -202,6 +202,17 @@ impl Outbox {
         self.down.contains(node)
     }
 
+    /// Whether `node` subscribes to one of our topics.
+    pub fn subscribes(&self, node: &NodeId) -> bool {
+        self.topics.values().any(|t| t.subs.contains_key(node))
+    }
+
+    /// Forget presence's word on `node` (it no longer subscribes, or the liveness view
+    /// dropped it): its retries follow the backoff again.
+    pub fn forget_down(&mut self, node: &NodeId) {
+        self.down.remove(node);
+    }
+
     /// Our presence reports `node` dead or gone (`down`), or alive again. Down: the
     /// retries to it pause (a first attempt of something new still goes; the circuit
     /// breaker stays as the fallback). Back: each of its outboxes waiting to retry tries
@@ -1234,7 +1245,10 @@ mod tests {
         assert_eq!(attempt, 1);
         out.clear();
         assert!(o.resume("news", &bob, 0, &streams, 3_100, &mut b, &mut out));
-        assert!(sends(&out).is_empty(), "a Resume skipped the backoff: {out:?}");
+        assert!(
+            sends(&out).is_empty(),
+            "a Resume skipped the backoff: {out:?}"
+        );
         assert!(!out.iter().any(|e| matches!(e, Effect::CancelTimer(_))));
         assert_eq!(o.topics["news"].subs[&bob].attempt, attempt, "count kept");
         // The retry goes when its time comes, and counts on from there.

@@ -301,7 +301,10 @@ fn a_remote_cannot_move_a_member_in_the_roster() {
     s.run_for(20_000).unwrap();
     assert!(matches!(answer(&s, h3), Some(Err(_))));
     assert_eq!(roster_of(&s), before);
-    // Our own presence's word (here claimed on our node) does move it to the leaves.
+    // Our own presence's word (here claimed on our node) moves it to the leaves once our
+    // own check confirms it: the victim really is down.
+    let vi = s.node_index(&victim).unwrap();
+    s.crash(vi);
     let seq = s.core::<Notify>(0, NAME).unwrap().liveness().events;
     let h4 = s.request_from(
         0,
@@ -319,4 +322,77 @@ fn a_remote_cannot_move_a_member_in_the_roster() {
         "the dead member is a leaf: {:?}",
         after.members
     );
+}
+
+/// Review 13c: presence takes a `Dead` fact from any live member's gossip, so its word
+/// alone is hearsay. Mallory (node 5, a presence member) gossips to alice's presence that
+/// an alive interior relay is dead, then, for 60 s, that every interior member is. alice's
+/// notify checks each with a `Ping` of its own; they answer, so nobody moves and no roster
+/// is signed.
+#[test]
+fn a_members_gossip_of_a_relays_death_does_not_move_it() {
+    use p2p_common::api::presence::{MemberStatus, Request as PReq, Update};
+    fn claim_dead(s: &mut Sim, victim: &NodeId) {
+        let mallory = s.node_id(5).clone();
+        let updates: Vec<Update> = (0..64u64)
+            .map(|inc| Update {
+                node: victim.clone(),
+                status: MemberStatus::Dead,
+                incarnation: inc,
+                info: None,
+                origin: mallory.clone(),
+            })
+            .collect();
+        let to = s.addr(0, "presence");
+        let body = encode(&PReq::Gossip { updates });
+        let _ = s.request_from(5, ProcessId::ours("presence"), &to, body, 5);
+    }
+    let nodes = 12;
+    let mut cfg = SimConfig::new(5, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = cluster(cfg, tree_config(2));
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    setup(&mut s, &subscribers).unwrap();
+    s.run_for(30_000).unwrap();
+    let before = roster_of(&s);
+    let mallory = s.node_id(5).clone();
+    let victim = before
+        .members
+        .iter()
+        .find(|m| **m != mallory && !before.children(m).is_empty())
+        .unwrap()
+        .clone();
+    claim_dead(&mut s, &victim);
+    s.run_for(3_000).unwrap();
+    // Presence believed it (the gossip path works), notify did not act on it.
+    let n = s.core::<Notify>(0, NAME).unwrap();
+    let heard = n.liveness().status(&victim);
+    s.run_for(10_000).unwrap();
+    let after = roster_of(&s);
+    assert_eq!(after, before, "presence said {heard:?}; the roster moved");
+    for _ in 0..60 {
+        let r = roster_of(&s);
+        let interior: Vec<NodeId> = r.members[..r.interior()]
+            .iter()
+            .filter(|m| **m != mallory)
+            .cloned()
+            .collect();
+        for v in &interior {
+            claim_dead(&mut s, v);
+        }
+        s.run_for(1_000).unwrap();
+    }
+    let n = s.core::<Notify>(0, NAME).unwrap();
+    println!(
+        "presence said {heard:?}; deaths ignored after our check: {}",
+        n.hearsay_ignored
+    );
+    assert_eq!(heard, Some(Status::Dead), "the gossip reached notify");
+    assert!(n.hearsay_ignored > 0);
+    assert_eq!(
+        roster_of(&s).epoch,
+        before.epoch,
+        "no roster signed on gossip"
+    );
+    assert!(!n.outbox().is_down(&victim));
 }
