@@ -1735,11 +1735,9 @@ impl Notify {
     /// Our `topic`'s subscriber nodes in roster order. The order of the roster we hold is
     /// kept (nodes no longer subscribed left out, new ones appended by name; the first
     /// roster is by name), so a change moves few members and few tree links; then each
-    /// interior (relay) position held by a node our presence reports suspect, dead or gone
-    /// is swapped with the last leaf presence ranks better (alive, or says nothing of), so
-    /// alive nodes take the interior and the others the leaves (still members, still
-    /// delivered to). Only our own presence's word moves anyone: a remote node moves only
-    /// by its own liveness.
+    /// interior (relay) position held by a node whose death we confirmed (presence said so
+    /// and our `Ping` failed) is swapped with the first alive leaf ([`promote`]). A remote
+    /// node's claim moves another only if that one does not answer us either.
     pub fn roster_order(&self, topic: &str) -> Vec<NodeId> {
         let Some(t) = self.outbox.topics.get(topic) else {
             return Vec::new();
@@ -2641,6 +2639,13 @@ mod doc_numbers {
             format!(
                 "at most once per {} s per topic, `LIVENESS_ROSTER_GAP_MS`",
                 LIVENESS_ROSTER_GAP_MS / 1_000
+            ),
+            format!(
+                "at least {} s apart, `LIVENESS_NODE_GAP_MS`",
+                LIVENESS_NODE_GAP_MS / 1_000
+            ),
+            format!(
+                "(one in flight per node, {LIVE_CHECK_TIMEOUT_S} s)"
             ),
             format!(
                 "the next try waits {} s (`PAUSED_RETRY_MS`",

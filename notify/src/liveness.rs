@@ -7,9 +7,10 @@
 //! at most the nodes [`Liveness::track`] admits (our topics' subscribers), bounded by
 //! [`MAX_TRACKED`].
 //!
-//! The core uses the view to order its large topics' rosters (alive nodes take the tree's
-//! interior positions, suspect and dead ones the leaves) and to pause the outbox's retries
-//! to a node presence reports dead (see docs/notify.md).
+//! Presence takes a death from any member's gossip, so the core takes a `NodeDead` or
+//! `NodeLeft` only once its own `Ping` to the node failed; then the node goes to the
+//! leaves of our large topics' rosters and the outbox's retries to it pause (see
+//! docs/notify.md).
 //!
 //! It owns its timer ([`Timer`]) and context ([`Ctx`]); the core wraps them.
 
@@ -60,15 +61,6 @@ pub enum Status {
 }
 
 impl Status {
-    /// Its place in a roster: alive nodes (and nodes presence has said nothing of) first,
-    /// then suspect, then dead or gone.
-    pub fn rank(s: Option<Status>) -> u8 {
-        match s {
-            None | Some(Status::Alive) => 0,
-            Some(Status::Suspect) => 1,
-            Some(Status::Dead) | Some(Status::Left) => 2,
-        }
-    }
     /// Whether an outbox should stop retrying to it.
     pub fn is_down(s: Option<Status>) -> bool {
         matches!(s, Some(Status::Dead) | Some(Status::Left))
