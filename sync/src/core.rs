@@ -9,6 +9,7 @@ mod aware;
 
 use crate::awareness::Awareness;
 use crate::doc::{blob_peers, deflate, includes, inflate, to_version, to_vv, Doc};
+use crate::live::{self, Arrival, Live};
 use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
 use crate::transfer::{Arrived, Failed, Offers, PullKey, Pulls, ServeError};
 use crate::vecmap::{VecMap, VecSet};
@@ -78,16 +79,38 @@ const EVENT_QUEUE: usize = 256;
 const EVENT_FAILURES: u32 = 3;
 /// Persisted meta format.
 const META_V: u32 = 1;
+/// How the answer to a live frame for a stream we do not know begins.
+const LIVE_UNKNOWN: &str = "no live stream";
 
 type Eff = Effect<Ctx, Timer>;
 /// An answer and its blob.
 type Reply = ApiResult<(Response, Option<Vec<u8>>)>;
 
+/// What an outbox item becomes.
+enum Built {
+    /// A message; `expect`: awaiting its answer (one in flight per peer), else one-way.
+    Msg {
+        body: Vec<u8>,
+        blob: Option<Vec<u8>>,
+        stream: Option<u32>,
+        live: bool,
+        expect: bool,
+    },
+    /// A live frame may not go before this time (the flush window).
+    Wait(Millis),
+}
+
 /// Context of an awaited send.
 #[derive(Debug, Clone)]
 pub enum Ctx {
-    /// An outbox item to `peer`.
-    Out { peer: NodeId, item: Item },
+    /// An outbox item to `peer`; `stream`: the live stream a Delta opens, or the one a
+    /// `Live` frame that expects an answer is on (`live: true`).
+    Out {
+        peer: NodeId,
+        item: Item,
+        stream: Option<u32>,
+        live: bool,
+    },
     /// Anti-entropy with `peer`.
     Sync { doc: DocId, peer: NodeId },
     /// A local Join waiting for the creator's snapshot.
@@ -130,6 +153,8 @@ pub enum Timer {
     /// Awareness: the end of a flush window; expiries and heartbeats.
     AwarenessFlush,
     AwarenessTick,
+    /// The flush window of live frames to a peer ended ([`crate::live::FLUSH_MS`]).
+    Flush(NodeId),
 }
 
 /// What is stored per document (record `m/<doc>`), forced when it changes.
@@ -159,6 +184,9 @@ struct Entry {
     known: VecMap<NodeId, VersionVector>,
     /// Peers an anti-entropy exchange is in flight with.
     syncing: VecSet<NodeId>,
+    /// What each peer last said it has (its Ack or answered live frame): `known` runs ahead
+    /// of it while one-way live frames are out, and falls back to it when one fails.
+    confirmed: VecMap<NodeId, VersionVector>,
 }
 
 impl Entry {
@@ -174,6 +202,7 @@ impl Entry {
             op_set: BTreeSet::new(),
             known: VecMap::new(),
             syncing: VecSet::new(),
+            confirmed: VecMap::new(),
         }
     }
     fn acl(&self) -> &Acl {
@@ -344,6 +373,9 @@ pub struct SyncCore {
     wall: Millis,
     /// Messages to and from each other node since start (for `Health`).
     traffic: Traffic,
+    /// Live streams both ways ([`crate::live`]) and the peers a flush timer is armed for.
+    live: Live,
+    flush_armed: BTreeSet<NodeId>,
 }
 
 pub fn new(our: Address) -> SyncCore {
@@ -381,6 +413,8 @@ impl SyncCore {
             aware_refused: 0,
             wall: 0,
             traffic: Traffic::default(),
+            live: Live::new(),
+            flush_armed: BTreeSet::new(),
         }
     }
 
@@ -416,6 +450,10 @@ impl SyncCore {
         (self.pulls.len(), self.pulls.held())
     }
     /// The per-peer outbox (its circuit breakers: the playground's health view).
+    /// Live streams both ways (tests).
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
     }
@@ -661,6 +699,7 @@ impl SyncCore {
         }
         out.push(Effect::Store(batch));
         self.aware.forget_doc(doc);
+        self.live.forget(doc, None);
         self.outbox
             .forget_doc(doc, |i| matches!(i, Item::Leave(_) | Item::Deleted(_)));
         self.offers.forget_doc(doc);
@@ -703,11 +742,29 @@ impl SyncCore {
                 }
             };
             match self.build(peer, &item, now) {
-                Some((body, blob)) => {
+                Some(Built::Msg {
+                    body,
+                    blob,
+                    stream,
+                    live,
+                    expect,
+                }) => {
                     self.stats.bytes_sent +=
                         (body.len() + blob.as_ref().map_or(0, Vec::len)) as u64;
+                    let to = Address::ours(peer, p2p_common::api::sync::PROCESS);
+                    if !expect {
+                        // A one-way live frame: nothing to wait for; the next item may go.
+                        out.push(Effect::Send {
+                            to,
+                            body,
+                            blob,
+                            expect: None,
+                        });
+                        self.outbox.skip(peer);
+                        continue;
+                    }
                     out.push(Effect::Send {
-                        to: Address::ours(peer, p2p_common::api::sync::PROCESS),
+                        to,
                         body,
                         blob,
                         expect: Some(p2p_common::Expect {
@@ -715,9 +772,23 @@ impl SyncCore {
                             ctx: Ctx::Out {
                                 peer: peer.clone(),
                                 item,
+                                stream,
+                                live,
                             },
                         }),
                     });
+                    return;
+                }
+                Some(Built::Wait(at)) => {
+                    // Inside the peer's flush window: the item waits for its end.
+                    self.outbox.skip(peer);
+                    self.outbox.push(peer, item);
+                    if self.flush_armed.insert(peer.clone()) {
+                        out.push(Effect::timer(
+                            at.saturating_sub(now).max(1),
+                            Timer::Flush(peer.clone()),
+                        ));
+                    }
                     return;
                 }
                 None => self.outbox.skip(peer),
@@ -726,24 +797,26 @@ impl SyncCore {
     }
 
     /// The message for an outbox item, or None if nothing is owed after all.
-    fn build(
-        &mut self,
-        peer: &NodeId,
-        item: &Item,
-        now: Millis,
-    ) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    fn build(&mut self, peer: &NodeId, item: &Item, now: Millis) -> Option<Built> {
         let doc = item_doc(item).clone();
+        let msg = |body: Vec<u8>| Built::Msg {
+            body,
+            blob: None,
+            stream: None,
+            live: false,
+            expect: true,
+        };
         match item {
-            Item::Leave(_) => Some((encode(&PeerRequest::LeaveDoc { doc }), None)),
-            Item::Deleted(_) => Some((encode(&PeerRequest::DocDeleted { doc }), None)),
+            Item::Leave(_) => Some(msg(encode(&PeerRequest::LeaveDoc { doc }))),
+            Item::Deleted(_) => Some(msg(encode(&PeerRequest::DocDeleted { doc }))),
             Item::Invite(_) => {
                 let e = self.docs.get(&doc)?;
                 let role = e.meta.acl.members.iter().find(|m| m.node == *peer)?.role;
-                Some((encode(&PeerRequest::Invitation { doc, role }), None))
+                Some(msg(encode(&PeerRequest::Invitation { doc, role })))
             }
             Item::Acl(_) => {
                 let e = self.docs.get(&doc)?;
-                Some((encode(&PeerRequest::AclUpdate(e.meta.acl.clone())), None))
+                Some(msg(encode(&PeerRequest::AclUpdate(e.meta.acl.clone()))))
             }
             Item::Delta(_) => {
                 let e = self.docs.get(&doc)?;
@@ -754,14 +827,11 @@ impl SyncCore {
                 let ours = d.vv();
                 match e.known.get(peer) {
                     // Not known what it has: ask (the answer says, and brings what we lack).
-                    None => Some((
-                        encode(&PeerRequest::SyncRequest {
-                            doc,
-                            version: to_version(&ours),
-                            acl_epoch: e.meta.acl.epoch,
-                        }),
-                        None,
-                    )),
+                    None => Some(msg(encode(&PeerRequest::SyncRequest {
+                        doc,
+                        version: to_version(&ours),
+                        acl_epoch: e.meta.acl.epoch,
+                    }))),
                     Some(theirs) if includes(theirs, &ours) => None,
                     Some(_) if self.offers.open_to(peer, &doc) => {
                         // A large delta is on offer to it: one at a time per peer and
@@ -769,41 +839,76 @@ impl SyncCore {
                         None
                     }
                     Some(theirs) => {
+                        let send = self.live.next_send(peer, &doc, now);
+                        if let live::Send::Wait(at) = send {
+                            return Some(Built::Wait(at));
+                        }
                         let raw = d.updates_since(theirs);
-                        let (encoding, blob) = wire_blob(raw);
+                        // A live frame's few hundred bytes shrink too (Loro's header is
+                        // mostly zeros): deflated whenever that is smaller.
+                        let frame = matches!(send, live::Send::Frame { .. });
+                        let (encoding, blob) = if frame && raw.len() <= MAX_WIRE_BLOB {
+                            small_wire_blob(raw)
+                        } else {
+                            wire_blob(raw)
+                        };
                         let mut k = theirs.clone();
                         k.merge(&ours);
                         let version = to_version(&ours);
                         self.stats.deltas_sent += 1;
                         if blob.len() <= MAX_WIRE_BLOB {
-                            return Some((
-                                encode(&PeerRequest::Delta {
+                            if let live::Send::Frame { stream, seq, ask } = send {
+                                // What it has once the frame is in (an answered frame, or
+                                // the receiver's SyncRequest after a gap, corrects this).
+                                self.docs
+                                    .get_mut(&doc)
+                                    .expect("present")
+                                    .known
+                                    .insert(peer.clone(), k);
+                                let deflated = encoding == Encoding::Deflate;
+                                return Some(Built::Msg {
+                                    body: encode(&PeerRequest::Live {}),
+                                    blob: Some(live::encode_frame(stream, seq, deflated, &blob)),
+                                    stream: Some(stream),
+                                    live: true,
+                                    expect: ask,
+                                });
+                            }
+                            let stream = match send {
+                                live::Send::Open(s) => Some(s),
+                                _ => None,
+                            };
+                            return Some(Built::Msg {
+                                body: encode(&PeerRequest::Delta {
                                     doc,
                                     version,
                                     encoding,
                                     chunked: None,
+                                    stream,
                                 }),
-                                Some(blob),
-                            ));
+                                blob: Some(blob),
+                                stream,
+                                live: false,
+                                expect: true,
+                            });
                         }
                         // Too large for one message: offered, and fetched by the peer in
                         // chunks. What it will have once it did (anti-entropy corrects
-                        // this guess if it never does).
+                        // this guess if it never does). The live stream starts over after.
+                        self.live.reset_out(peer, &doc);
                         let desc = self.offer(peer, &doc, blob, now)?;
                         self.docs
                             .get_mut(&doc)
                             .expect("present")
                             .known
                             .insert(peer.clone(), k);
-                        Some((
-                            encode(&PeerRequest::Delta {
-                                doc,
-                                version,
-                                encoding,
-                                chunked: Some(desc),
-                            }),
-                            None,
-                        ))
+                        Some(msg(encode(&PeerRequest::Delta {
+                            doc,
+                            version,
+                            encoding,
+                            chunked: Some(desc),
+                            stream: None,
+                        })))
                     }
                 }
             }
@@ -1038,6 +1143,16 @@ impl SyncCore {
             doc: doc.clone(),
             peers,
         })
+    }
+}
+
+/// A small Loro blob as a live frame carries it: deflated when that is smaller.
+fn small_wire_blob(raw: Vec<u8>) -> (Encoding, Vec<u8>) {
+    let d = deflate(&raw);
+    if d.len() < raw.len() {
+        (Encoding::Deflate, d)
+    } else {
+        (Encoding::Raw, raw)
     }
 }
 
@@ -1453,6 +1568,9 @@ impl SyncCore {
                     e.meta.acl.joined.retain(|n| n != from);
                     e.meta.acl.epoch += 1;
                     e.known.remove(from);
+                    e.confirmed.remove(from);
+                    self.live.forget(&doc, Some(from));
+                    let e = self.docs.get(&doc).expect("present");
                     let targets = holders(&e.meta.acl, &me);
                     let batch =
                         self.store_meta(self.docs.get(&doc).expect("present"), Batch::forced());
@@ -1540,6 +1658,7 @@ impl SyncCore {
                 version,
                 encoding,
                 chunked,
+                stream,
             } => {
                 self.stats.deltas_received += 1;
                 let e = self.docs.get(&doc).ok_or_else(|| Self::not_found(&doc))?;
@@ -1560,10 +1679,14 @@ impl SyncCore {
                 let mut k = theirs;
                 k.merge(&ours);
                 e.known.insert(from.clone(), k);
+                // The sender opens a live stream: its later changes come as `Live` frames.
+                let stream = stream.filter(|s| self.live.open_in(from, *s, &doc, now));
                 none(Response::Ack {
                     version: to_version(&ours),
+                    stream,
                 })
             }
+            Request::Live {} => self.on_live(from, blob.unwrap_or_default(), now, out),
             Request::DocDeleted { doc } => {
                 if doc.creator != *from || !self.docs.contains_key(&doc) {
                     return Err(Self::not_found(&doc));
@@ -1732,6 +1855,7 @@ impl SyncCore {
         }
         e.meta.acl = acl;
         e.known.retain(|n, _| is_member(&e.meta.acl, n));
+        e.confirmed.retain(|n, _| is_member(&e.meta.acl, n));
         let me = self.me.clone();
         self.aware
             .retain_nodes(&doc, |n| *n == me || is_member(&e.meta.acl, n));
@@ -1839,6 +1963,117 @@ impl SyncCore {
         }
         let _ = now;
         Ok(moved)
+    }
+
+    /// `peer` said what it has of `doc` (an Ack or an answered live frame): if it still
+    /// lacks something of ours, it is owed again. A claim of more of our own PeerID's
+    /// changes than we ever made is cut to what we made (it cannot have them).
+    fn on_peer_version(
+        &mut self,
+        peer: &NodeId,
+        doc: &DocId,
+        v: VersionVector,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let Some(e) = self.docs.get_mut(doc) else {
+            return;
+        };
+        let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
+        let me = e.meta.our_peer;
+        let v = live::clamp_claim(v, me, ours.get(&me).copied().unwrap_or(0));
+        let lacks = !includes(&v, &ours);
+        e.confirmed.insert(peer.clone(), v.clone());
+        e.known.insert(peer.clone(), v);
+        if lacks {
+            self.owe(peer, Item::Delta(doc.clone()), now, out);
+        }
+    }
+
+    /// A `Live` frame from `from` (docs/sync.md, "Live streams").
+    fn on_live(&mut self, from: &NodeId, blob: Vec<u8>, now: Millis, out: &mut Vec<Eff>) -> Reply {
+        let f = live::decode_frame(&blob)
+            .map_err(|m| ApiError::bad_request(format!("not a live frame: {m}")))?;
+        let (doc, gap) = match self.live.arrived(from, f.stream, f.seq, now) {
+            Arrival::InOrder(d) => (d, false),
+            Arrival::Gap(d) => (d, true),
+            Arrival::Unknown => {
+                if self.live.unknown.is_power_of_two() {
+                    out.push(log(
+                        Level::Info,
+                        format!(
+                            "live frame for unknown stream {} from {from} ({} so far)",
+                            f.stream, self.live.unknown
+                        ),
+                    ));
+                }
+                return Err(ApiError::not_found(format!(
+                    "{LIVE_UNKNOWN} {}: open it with a Delta",
+                    f.stream
+                )));
+            }
+        };
+        let member = self
+            .docs
+            .get(&doc)
+            .is_some_and(|e| is_member(&e.meta.acl, from) && e.doc.is_some());
+        if !member {
+            self.live.forget(&doc, Some(from));
+            return Err(Self::not_found(&doc));
+        }
+        self.stats.deltas_received += 1;
+        let encoding = if f.deflated {
+            Encoding::Deflate
+        } else {
+            Encoding::Raw
+        };
+        let imported = self.import(&doc, from, encoding, f.loro, now, out);
+        if gap {
+            // Frames were lost (or the sender skipped numbers): ask it for what we lack.
+            if self.live.gaps.is_power_of_two() {
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "{doc}: live frames from {from} missing ({} gaps so far); syncing",
+                        self.live.gaps
+                    ),
+                ));
+            }
+            self.ask_sync(&doc, from, out);
+        }
+        imported?;
+        let e = self.docs.get_mut(&doc).expect("present");
+        let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
+        let mut k = e.known.get(from).cloned().unwrap_or_default();
+        k.merge(&ours);
+        e.known.insert(from.clone(), k);
+        Ok((Response::LiveAck {}, Some(ours.encode())))
+    }
+
+    /// Send `peer` a SyncRequest for `doc` unless one is in flight.
+    fn ask_sync(&mut self, doc: &DocId, peer: &NodeId, out: &mut Vec<Eff>) {
+        let Some(e) = self.docs.get_mut(doc) else {
+            return;
+        };
+        let Some(d) = e.doc.as_ref() else { return };
+        if e.syncing.contains(peer) {
+            return;
+        }
+        let body = encode(&PeerRequest::SyncRequest {
+            doc: doc.clone(),
+            version: d.version(),
+            acl_epoch: e.meta.acl.epoch,
+        });
+        e.syncing.add(peer.clone());
+        out.push(Effect::request(
+            Address::ours(peer, p2p_common::api::sync::PROCESS),
+            body,
+            SEND_TIMEOUT_S,
+            Ctx::Sync {
+                doc: doc.clone(),
+                peer: peer.clone(),
+            },
+        ));
     }
 
     /// An answer to our SyncRequest from `peer`.
@@ -2044,30 +2279,71 @@ impl SyncCore {
                     }
                 }
             }
-            Ctx::Out { peer, item } => {
+            Ctx::Out {
+                peer,
+                item,
+                stream,
+                live,
+            } => {
                 self.reach.on_success(&peer, now, None);
+                let doc = item_doc(&item).clone();
                 match decode_response::<PeerAnswer>(&body) {
-                    Ok(PeerAnswer::Ack { version }) => {
+                    Ok(PeerAnswer::Ack {
+                        version,
+                        stream: accepted,
+                    }) => {
                         self.outbox.delivered(&peer, now);
-                        // What it has now, exactly (an optimistic guess is corrected here):
-                        // if it still lacks something of ours, it is owed again.
-                        let doc = item_doc(&item).clone();
-                        if let (Ok(v), Some(e)) = (to_vv(&version), self.docs.get_mut(&doc)) {
-                            let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
-                            let lacks = !includes(&v, &ours);
-                            e.known.insert(peer.clone(), v);
-                            if lacks {
+                        if let Some(s) = stream {
+                            self.live.opened(&peer, &doc, s, accepted == Some(s), now);
+                        }
+                        if let Ok(v) = to_vv(&version) {
+                            self.on_peer_version(&peer, &doc, v, now, out);
+                        }
+                    }
+                    Ok(PeerAnswer::LiveAck {}) if live => {
+                        self.outbox.delivered(&peer, now);
+                        match blob.as_deref().map(VersionVector::decode) {
+                            Some(Ok(v)) => self.on_peer_version(&peer, &doc, v, now, out),
+                            _ => {
+                                // Not a version: what it has is unknown; ask next time.
+                                self.live.reset_out(&peer, &doc);
+                                if let Some(e) = self.docs.get_mut(&doc) {
+                                    e.known.remove(&peer);
+                                    e.confirmed.remove(&peer);
+                                }
                                 self.owe(&peer, Item::Delta(doc), now, out);
                             }
                         }
                     }
                     Ok(PeerAnswer::SyncAnswer(a)) => {
                         self.outbox.delivered(&peer, now);
-                        if a.doc == *item_doc(&item) {
+                        if a.doc == doc {
                             self.on_sync_answer(a, &peer, blob, now, out);
                         }
                     }
                     Ok(_) => self.outbox.delivered(&peer, now),
+                    // A live frame refused (the receiver lost the stream, or refused the
+                    // changes): what it has is unknown; the next changes ask and reopen.
+                    Err(e) if live => {
+                        out.push(log(
+                            Level::Debug,
+                            format!("{peer} refused a live frame of {doc}: {e}"),
+                        ));
+                        self.live.reset_out(&peer, &doc);
+                        if let Some(en) = self.docs.get_mut(&doc) {
+                            en.known.remove(&peer);
+                            en.confirmed.remove(&peer);
+                        }
+                        if e.message.starts_with(LIVE_UNKNOWN) {
+                            // It restarted (or forgot the stream): ask and reopen now.
+                            self.outbox.delivered(&peer, now);
+                            self.owe(&peer, Item::Delta(doc), now, out);
+                        } else if matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest) {
+                            self.outbox.delivered(&peer, now);
+                        } else {
+                            self.retry_later(&peer, now, out);
+                        }
+                    }
                     // Refused for good (not a member, unknown document): do not retry.
                     Err(e) if matches!(e.code, ErrorCode::NotFound | ErrorCode::BadRequest) => {
                         out.push(log(
@@ -2075,8 +2351,10 @@ impl SyncCore {
                             format!("{peer} refused {}: {e}", describe(&item)),
                         ));
                         self.outbox.delivered(&peer, now);
-                        if let Some(en) = self.docs.get_mut(item_doc(&item)) {
+                        self.live.reset_out(&peer, &doc);
+                        if let Some(en) = self.docs.get_mut(&doc) {
                             en.known.remove(&peer);
+                            en.confirmed.remove(&peer);
                         }
                     }
                     Err(e) => {
@@ -2363,8 +2641,22 @@ impl SyncCore {
                     e.syncing.remove(&peer);
                 }
             }
-            Ctx::Out { peer, .. } => {
+            Ctx::Out {
+                peer, item, live, ..
+            } => {
                 self.reach.on_send_failed(&peer, kind, now);
+                if live {
+                    // One-way frames before it may be lost too: the retry sends everything
+                    // since what the peer last confirmed, opening a new stream.
+                    let doc = item_doc(&item);
+                    self.live.reset_out(&peer, doc);
+                    if let Some(e) = self.docs.get_mut(doc) {
+                        match e.confirmed.get(&peer).cloned() {
+                            Some(c) => e.known.insert(peer.clone(), c),
+                            None => e.known.remove(&peer),
+                        };
+                    }
+                }
                 self.retry_later(&peer, now, out);
             }
         }
@@ -2464,6 +2756,10 @@ impl Service for SyncCore {
             Input::Timer(Timer::AntiEntropy) => self.anti_entropy(t, &mut out),
             Input::Timer(Timer::Retry(peer)) => {
                 self.outbox.retry_due(&peer);
+                self.pump(&peer, t, &mut out);
+            }
+            Input::Timer(Timer::Flush(peer)) => {
+                self.flush_armed.remove(&peer);
                 self.pump(&peer, t, &mut out);
             }
             Input::Timer(Timer::Compact) => self.compact(&mut out),

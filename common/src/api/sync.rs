@@ -621,7 +621,7 @@ pub struct AwarenessEntry {
 }
 
 /// Tags of the protocol variants of [`Request`]: they ignore unknown fields.
-pub const PROTOCOL_REQUESTS: [&str; 9] = [
+pub const PROTOCOL_REQUESTS: [&str; 10] = [
     "Invitation",
     "JoinDoc",
     "LeaveDoc",
@@ -631,6 +631,7 @@ pub const PROTOCOL_REQUESTS: [&str; 9] = [
     "DocDeleted",
     "GetChunk",
     "Awareness",
+    "Live",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -726,12 +727,16 @@ pub enum Request {
         acl_epoch: u64,
     },
     /// Changes for you (blob, or offered in `chunked`); `version` is mine after them.
+    /// `stream`: the sender opens a live stream for this document; a receiver that answers
+    /// `Ack` with the same `stream` takes the sender's later changes as [`Request::Live`].
     Delta {
         doc: DocId,
         version: Version,
         encoding: Encoding,
         #[serde(default)]
         chunked: Option<Chunked>,
+        #[serde(default)]
+        stream: Option<u32>,
     },
     /// From the creator: the document was deleted.
     DocDeleted {
@@ -766,6 +771,10 @@ pub enum Request {
         doc: DocId,
         entries: Vec<AwarenessEntry>,
     },
+    /// Changes on a live stream a `Delta` opened: the blob is a binary frame (stream id,
+    /// sequence number, encoding, then Loro's bytes; see docs/sync.md). Usually one-way;
+    /// sent expecting an answer now and then, answered [`Response::LiveAck`].
+    Live {},
     // ----- local apps only (added later) -----
     /// Network health as this process sees it: per known peer, reachability, breaker and
     /// message counts (at most `MAX_HEALTH_PEERS`, see [`crate::resilience::health`]).
@@ -852,6 +861,7 @@ impl Request {
                 | Request::DocDeleted { .. }
                 | Request::GetChunk { .. }
                 | Request::Awareness { .. }
+                | Request::Live {}
         )
     }
     pub fn is_open(&self) -> bool {
@@ -882,10 +892,16 @@ pub enum Response {
     // ----- protocol answers -----
     JoinAnswer(JoinAnswer),
     SyncAnswer(SyncAnswer),
-    /// A Delta was read: the receiver's version after importing it.
+    /// A Delta was read: the receiver's version after importing it. `stream`: the live
+    /// stream the Delta opened is accepted.
     Ack {
         version: Version,
+        #[serde(default)]
+        stream: Option<u32>,
     },
+    /// A `Live` frame was read; the blob is the receiver's version after importing it, in
+    /// Loro's binary version-vector encoding.
+    LiveAck {},
     Accepted {},
     /// Chunk `index` of `transfer` (in the blob).
     Chunk {
@@ -906,9 +922,17 @@ wire_enum!(Response, "sync response", |_tag| false);
 pub enum PeerAnswer {
     JoinAnswer(JoinAnswer),
     SyncAnswer(SyncAnswer),
-    Ack { version: Version },
+    Ack {
+        version: Version,
+        #[serde(default)]
+        stream: Option<u32>,
+    },
+    LiveAck {},
     Accepted {},
-    Chunk { transfer: u64, index: u32 },
+    Chunk {
+        transfer: u64,
+        index: u32,
+    },
 }
 wire_enum!(PeerAnswer, "sync answer", |_tag| false);
 
@@ -942,6 +966,8 @@ pub enum PeerRequest {
         encoding: Encoding,
         #[serde(default)]
         chunked: Option<Chunked>,
+        #[serde(default)]
+        stream: Option<u32>,
     },
     DocDeleted {
         doc: DocId,
@@ -955,6 +981,7 @@ pub enum PeerRequest {
         doc: DocId,
         entries: Vec<AwarenessEntry>,
     },
+    Live {},
 }
 wire_enum!(PeerRequest, "sync protocol request", |_tag| false);
 
@@ -1123,9 +1150,26 @@ mod tests {
                 }),
             ),
             (
-                Response::Ack { version: v.clone() },
-                PeerAnswer::Ack { version: v },
+                Response::Ack {
+                    version: v.clone(),
+                    stream: None,
+                },
+                PeerAnswer::Ack {
+                    version: v.clone(),
+                    stream: None,
+                },
             ),
+            (
+                Response::Ack {
+                    version: v.clone(),
+                    stream: Some(3),
+                },
+                PeerAnswer::Ack {
+                    version: v,
+                    stream: Some(3),
+                },
+            ),
+            (Response::LiveAck {}, PeerAnswer::LiveAck {}),
             (Response::Accepted {}, PeerAnswer::Accepted {}),
             (
                 Response::Chunk {
@@ -1198,14 +1242,17 @@ mod tests {
                     version: v.clone(),
                     encoding: Encoding::Deflate,
                     chunked: None,
+                    stream: Some(2),
                 },
                 Request::Delta {
                     doc: doc.clone(),
                     version: v,
                     encoding: Encoding::Deflate,
                     chunked: None,
+                    stream: Some(2),
                 },
             ),
+            (PeerRequest::Live {}, Request::Live {}),
             (
                 PeerRequest::DocDeleted { doc: doc.clone() },
                 Request::DocDeleted { doc: doc.clone() },
@@ -1234,6 +1281,26 @@ mod tests {
             ),
         ];
         assert_eq!(pairs.len() + 1, PROTOCOL_REQUESTS.len(), "AclUpdate below");
+        // A live frame's body is the bare tag (its header is in the blob); a newer peer's
+        // fields are ignored.
+        assert_eq!(encode(&PeerRequest::Live {}), br#""Live""#);
+        let r: Request = decode_request(br#"{"Live": {"later": 1}}"#, "sync", 1 << 20).unwrap();
+        assert_eq!(r, Request::Live {});
+        // An old peer's Delta and Ack (no stream) still decode.
+        let r: Request = decode_request(
+            br#"{"Delta": {"doc": "alice.os/n", "version": [], "encoding": "Raw"}}"#,
+            "sync",
+            1 << 20,
+        )
+        .unwrap();
+        assert!(matches!(r, Request::Delta { stream: None, .. }), "{r:?}");
+        assert_eq!(
+            crate::api::decode_response::<PeerAnswer>(br#"{"Ok":{"Ack":{"version":[]}}}"#),
+            Ok(PeerAnswer::Ack {
+                version: Version::default(),
+                stream: None
+            })
+        );
         for (p, r) in pairs {
             let body = encode(&p);
             assert_eq!(body, encode(&r));

@@ -12,10 +12,10 @@
 //!
 //! [`Breakers`] keeps one breaker per node, bounded in size.
 
+use super::capped::CappedMap;
 use crate::ids::NodeId;
 use crate::service::Millis;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Breaker settings. Counts below 1 act as 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,12 +223,6 @@ impl CircuitBreaker {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Slot {
-    breaker: CircuitBreaker,
-    touched: u64,
-}
-
 /// One breaker per node, at most `cap` of them.
 ///
 /// Nodes without a breaker act as a new (closed) one, so breakers that return to closed
@@ -237,9 +231,7 @@ struct Slot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Breakers {
     config: BreakerConfig,
-    cap: usize,
-    map: BTreeMap<NodeId, Slot>,
-    tick: u64,
+    map: CappedMap<CircuitBreaker>,
 }
 
 impl Breakers {
@@ -247,9 +239,7 @@ impl Breakers {
     pub fn new(config: BreakerConfig, cap: usize) -> Self {
         Breakers {
             config,
-            cap: cap.max(1),
-            map: BTreeMap::new(),
-            tick: 0,
+            map: CappedMap::new(cap),
         }
     }
 
@@ -263,7 +253,7 @@ impl Breakers {
     }
 
     pub fn cap(&self) -> usize {
-        self.cap
+        self.map.cap()
     }
 
     /// The state for `node` (`Closed { 0 }` when none is kept).
@@ -272,7 +262,7 @@ impl Breakers {
             BreakerState::Closed {
                 consecutive_failures: 0,
             },
-            |s| s.breaker.state(),
+            |b| b.state(),
         )
     }
 
@@ -283,7 +273,7 @@ impl Breakers {
 
     /// The breaker kept for `node`, if any.
     pub fn get(&self, node: &NodeId) -> Option<&CircuitBreaker> {
-        self.map.get(node).map(|s| &s.breaker)
+        self.map.get(node)
     }
 
     /// Forget `node`'s breaker.
@@ -314,43 +304,25 @@ impl Breakers {
         create: bool,
         f: impl FnOnce(&mut CircuitBreaker) -> T,
     ) -> Option<T> {
-        self.tick = self.tick.saturating_add(1);
-        if !self.map.contains_key(node) {
-            if !create {
-                return None;
-            }
-            while self.map.len() >= self.cap {
-                self.evict_one();
-            }
-            self.map.insert(
-                node.clone(),
-                Slot {
-                    breaker: CircuitBreaker::new(self.config),
-                    touched: 0,
+        let config = self.config;
+        let breaker = if create {
+            // Evicted first: pristine, then closed, then the rest (each oldest first).
+            self.map.touch_or_insert(
+                node,
+                || CircuitBreaker::new(config),
+                |b| {
+                    let closed = matches!(b.state(), BreakerState::Closed { .. });
+                    (!b.is_pristine(), !closed)
                 },
-            );
-        }
-        let slot = self.map.get_mut(node)?;
-        slot.touched = self.tick;
-        let out = f(&mut slot.breaker);
-        if slot.breaker.is_pristine() {
+            )
+        } else {
+            self.map.touch(node)?
+        };
+        let out = f(breaker);
+        if breaker.is_pristine() {
             self.map.remove(node);
         }
         Some(out)
-    }
-
-    fn evict_one(&mut self) {
-        let victim = self
-            .map
-            .iter()
-            .min_by_key(|(_, s)| {
-                let closed = matches!(s.breaker.state(), BreakerState::Closed { .. });
-                (!s.breaker.is_pristine(), !closed, s.touched)
-            })
-            .map(|(k, _)| k.clone());
-        if let Some(k) = victim {
-            self.map.remove(&k);
-        }
     }
 }
 
@@ -626,7 +598,7 @@ mod tests {
                     _ => m.on_failure(&id, now),
                 }
                 prop_assert!(m.len() <= cap.max(1));
-                prop_assert!(m.map.values().all(|s| !s.breaker.is_pristine()));
+                prop_assert!(m.map.iter().all(|(_, b)| !b.is_pristine()));
             }
         }
     }

@@ -8,11 +8,11 @@
 //! ones left out. Everything is bounded: [`Traffic`] tracks at most [`TRAFFIC_CAP`] peers (the
 //! least recently active dropped), reachability and breakers have their own caps.
 
-use super::{BreakerState, Breakers, Reachability, Status};
+use super::{BreakerState, Breakers, CappedMap, Reachability, Status};
 use crate::ids::NodeId;
 use crate::service::{Effect, Input, Millis};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Most peers in one `Health` answer.
 pub const MAX_HEALTH_PEERS: usize = 64;
@@ -77,16 +77,13 @@ pub struct HealthReport {
 struct Counts {
     sent: u64,
     received: u64,
-    touched: u64,
 }
 
 /// Messages exchanged with each other node since start, for at most [`TRAFFIC_CAP`] nodes.
 /// Feed it every input and the effects that came out of it ([`Traffic::observe`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Traffic {
-    cap: usize,
-    map: BTreeMap<NodeId, Counts>,
-    tick: u64,
+    map: CappedMap<Counts>,
 }
 
 impl Default for Traffic {
@@ -99,9 +96,7 @@ impl Traffic {
     /// At most `cap` nodes (at least 1).
     pub fn new(cap: usize) -> Self {
         Traffic {
-            cap: cap.max(1),
-            map: BTreeMap::new(),
-            tick: 0,
+            map: CappedMap::new(cap),
         }
     }
 
@@ -114,21 +109,7 @@ impl Traffic {
     }
 
     fn entry(&mut self, node: &NodeId) -> &mut Counts {
-        self.tick = self.tick.saturating_add(1);
-        if !self.map.contains_key(node) && self.map.len() >= self.cap {
-            let oldest = self
-                .map
-                .iter()
-                .min_by_key(|(_, c)| c.touched)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.map.remove(&k);
-            }
-        }
-        let tick = self.tick;
-        let c = self.map.entry(node.clone()).or_default();
-        c.touched = tick;
-        c
+        self.map.touch_or_insert(node, Counts::default, |_| ())
     }
 
     /// A message from `node` reached us.

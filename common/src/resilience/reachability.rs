@@ -9,10 +9,10 @@
 //! 1/4), in integer math. Only pass an RTT for requests that were not retried (Karn's
 //! rule), since a reply to a retried request cannot be matched to one send.
 
+use super::capped::CappedMap;
 use crate::ids::NodeId;
 use crate::service::{Millis, SendErrorKind};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// What we believe about a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,8 +77,6 @@ pub struct PeerStats {
     srtt_x8: Option<u64>,
     /// 4 × RTTVAR.
     rttvar_x4: u64,
-    /// Update order, for eviction.
-    touched: u64,
 }
 
 impl PeerStats {
@@ -90,7 +88,6 @@ impl PeerStats {
             offline: false,
             srtt_x8: None,
             rttvar_x4: 0,
-            touched: 0,
         }
     }
 
@@ -127,8 +124,7 @@ impl PeerStats {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reachability {
     config: ReachabilityConfig,
-    peers: BTreeMap<NodeId, PeerStats>,
-    tick: u64,
+    peers: CappedMap<PeerStats>,
     /// Our own network health: while the trouble is ours, failures are not held against
     /// peers (no Unreachable verdicts, no timeout back-off).
     #[serde(default)]
@@ -144,9 +140,8 @@ impl Default for Reachability {
 impl Reachability {
     pub fn new(config: ReachabilityConfig) -> Self {
         Reachability {
+            peers: CappedMap::new(config.cap),
             config,
-            peers: BTreeMap::new(),
-            tick: 0,
             health: super::NetHealth::default(),
         }
     }
@@ -207,27 +202,7 @@ impl Reachability {
     }
 
     fn entry(&mut self, node: &NodeId) -> &mut PeerStats {
-        self.tick = self.tick.saturating_add(1);
-        if !self.peers.contains_key(node) {
-            while self.peers.len() >= self.config.cap.max(1) {
-                let oldest = self
-                    .peers
-                    .iter()
-                    .min_by_key(|(_, p)| p.touched)
-                    .map(|(k, _)| k.clone());
-                match oldest {
-                    Some(k) => self.peers.remove(&k),
-                    None => break,
-                };
-            }
-        }
-        let tick = self.tick;
-        let p = self
-            .peers
-            .entry(node.clone())
-            .or_insert_with(PeerStats::new);
-        p.touched = tick;
-        p
+        self.peers.touch_or_insert(node, PeerStats::new, |_| ())
     }
 
     /// `node` answered one of our requests; `rtt_ms` is the round trip of a request that
@@ -326,6 +301,7 @@ impl Reachability {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn timeout_backs_off_on_consecutive_failures_and_resets_on_success() {

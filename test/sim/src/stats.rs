@@ -63,7 +63,9 @@ impl Stats {
     ) {
         let tag = tag_of(body);
         let key = if reply {
-            format!("reply:{tag}")
+            // An answer's variant: `{"Ok":{"Ack":...}}` -> `reply:Ack`; an error `reply:Err`.
+            let inner = body.strip_prefix(b"{\"Ok\":".as_slice()).unwrap_or(body);
+            format!("reply:{}", tag_of(inner))
         } else {
             tag.to_string()
         };

@@ -347,6 +347,7 @@ fn forged_and_broken_changes_are_refused_before_import() {
         version: Version::default(),
         encoding: enc,
         chunked: None,
+        stream: None,
     };
     let forged = update_by(12345, "forged");
     let h1 = as_peer(&mut sim, 2, 0, &delta(Encoding::Raw), Some(forged));

@@ -209,6 +209,7 @@ fn chunk_entry_points_refuse_strangers_forgeries_and_huge_claims() {
         version: Version::default(),
         encoding: Encoding::Raw,
         chunked: Some(chunked),
+        stream: None,
     };
     let huge = as_peer(&mut sim, 2, 1, &delta(offer(9, 1 << 30)));
     let mut lying = offer(10, 20 << 20);

@@ -1231,12 +1231,14 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
                 version: v.clone(),
                 encoding: os::Encoding::Deflate,
                 chunked: None,
+                stream: Some(4),
             },
             W::Delta(ws::Delta {
                 doc: "alice.os/notes".into(),
                 version: wv.clone(),
                 encoding: ws::Encoding::Deflate,
                 chunked: None,
+                stream: Some(4),
             }),
         ),
         (
@@ -1245,14 +1247,17 @@ fn sync_requests() -> Vec<(os::Request, ws::Request)> {
                 version: v,
                 encoding: os::Encoding::Raw,
                 chunked: Some(sync_chunked().0),
+                stream: None,
             },
             W::Delta(ws::Delta {
                 doc: "alice.os/notes".into(),
                 version: wv,
                 encoding: ws::Encoding::Raw,
                 chunked: Some(sync_chunked().1),
+                stream: None,
             }),
         ),
+        (O::Live {}, W::Live),
         (O::DocDeleted { doc: doc() }, W::DocDeleted(dref())),
         (
             O::GetChunk {
@@ -1591,7 +1596,27 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
                 chunked: None,
             }),
         ),
-        (O::Ack { version: v }, W::Ack(ws::Ack { version: wv })),
+        (
+            O::Ack {
+                version: v.clone(),
+                stream: None,
+            },
+            W::Ack(ws::Ack {
+                version: wv.clone(),
+                stream: None,
+            }),
+        ),
+        (
+            O::Ack {
+                version: v,
+                stream: Some(2),
+            },
+            W::Ack(ws::Ack {
+                version: wv,
+                stream: Some(2),
+            }),
+        ),
+        (O::LiveAck {}, W::LiveAck),
         (O::Accepted {}, W::Accepted),
         (
             O::Chunk {

@@ -139,21 +139,21 @@ fn join(sim: &mut crate::Sim, i: usize, doc: &DocId) {
 /// The live and catch-up parts on `trace` (all of its transactions).
 pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
     let doc = doc_id();
-    // Bob's deliveries: each Delta's version (alice's counter when she sent it).
+    // Batch points: alice's counter in bob's version each time bob took in a live message
+    // (a `Delta` or a `Live` frame) that moved it.
     let batches: Rc<RefCell<Vec<u32>>> = Rc::default();
-    let seen = batches.clone();
+    let arrived: Rc<RefCell<bool>> = Rc::default();
+    let seen = arrived.clone();
     let mut sim = three(&doc).with_delivery_observer(move |_s, i, _from, _to, body| {
-        if i == 1 {
-            if let Ok(Request::Delta { version, .. }) = serde_json::from_slice::<Request>(body) {
-                if let Some((_, c)) = version.pairs().ok().and_then(|p| p.first().copied()) {
-                    seen.borrow_mut().push(c);
-                }
-            }
+        if i == 1 && matches!(crate::stats::tag_of(body), "Delta" | "Live") {
+            *seen.borrow_mut() = true;
         }
     });
     let peers = peers_of(&sim, 2, &doc).expect("peers");
     let alice = peers[0];
-    let live_tags = ["Delta", "reply:Ack"];
+    // Everything the live exchange puts on the wire: opening Deltas and their Acks, live
+    // frames and the answers some of them get.
+    let live_tags = ["Delta", "reply:Ack", "Live", "reply:LiveAck"];
     let tagged = |sim: &crate::Sim| -> u64 {
         live_tags
             .iter()
@@ -161,6 +161,13 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
             .map(|c| c.bytes)
             .sum()
     };
+    let per_tag = |sim: &crate::Sim| -> Vec<u64> {
+        live_tags
+            .iter()
+            .map(|t| sim.stats.per_type.get(*t).map_or(0, |c| c.bytes))
+            .collect()
+    };
+    let tags0 = per_tag(&sim);
     let (bytes0, tagged0, msgs0) = (sim.stats.remote.bytes, tagged(&sim), sim.stats.remote.msgs);
     let mut ends: Vec<u32> = Vec::with_capacity(trace.txns.len());
     // Edits sent but not yet at bob: (end counter, request time).
@@ -170,6 +177,9 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
                    pending: &mut std::collections::VecDeque<(u32, u64)>,
                    lat: &mut Vec<u64>| {
         let have = vv_of(sim, 1, &doc).get(&alice).copied().unwrap_or(0).max(0) as u32;
+        if arrived.replace(false) && batches.borrow().last() != Some(&have) {
+            batches.borrow_mut().push(have);
+        }
         while pending.front().is_some_and(|(c, _)| *c <= have) {
             let (_, t) = pending.pop_front().expect("front");
             lat.push(sim.now() - t);
@@ -220,6 +230,11 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
     // flush's export on alice and the import on bob), not the simulator or this harness.
     let service_ms = busy(&sim) - busy0;
     let live_wire = tagged(&sim) - tagged0;
+    let by_tag: Vec<u64> = per_tag(&sim)
+        .iter()
+        .zip(&tags0)
+        .map(|(a, b)| a - b)
+        .collect();
     let live_total = sim.stats.remote.bytes - bytes0;
     let live_msgs = sim.stats.remote.msgs - msgs0;
     let text_a = sim.core::<SyncCore>(0, PROC).and_then(|c| c.text(&doc));
@@ -248,6 +263,15 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
         if points.contains(&ends[k]) {
             let u = la.export(ExportMode::updates(&sent)).expect("export");
             lib_bytes += u.len() as u64;
+            if std::env::var("SYNW_MEASURE").is_ok() {
+                let d = sync::doc::deflate(&u);
+                eprintln!(
+                    "BATCH {} {} {:02x?}",
+                    u.len(),
+                    d.len(),
+                    &u[..u.len().min(40)]
+                );
+            }
             lb.import(&u).expect("import");
             sent = la.oplog_vv();
             // The guide's pattern 3: hashes differ, so the whole state (and the hash).
@@ -278,6 +302,10 @@ pub fn live(trace: &EditingTrace, m: &mut Map<String, Value>) {
     );
     m.insert("live_wire_bytes".into(), json!(live_wire));
     m.insert("live_total_bytes".into(), json!(live_total));
+    // live_wire_bytes by message: opening Deltas and their Acks, frames, frame answers.
+    m.insert("live_delta_bytes".into(), json!(by_tag[0] + by_tag[1]));
+    m.insert("live_frame_bytes".into(), json!(by_tag[2]));
+    m.insert("live_frame_answer_bytes".into(), json!(by_tag[3]));
     m.insert("live_msgs".into(), json!(live_msgs));
     m.insert("library_batch_bytes".into(), json!(lib_bytes));
     m.insert("baseline_full_state_bytes".into(), json!(full_state));
