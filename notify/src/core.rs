@@ -512,18 +512,33 @@ impl Notify {
     }
 
     /// A message from our node's presence: its subscription's welcome, an event, or the
-    /// end of the subscription. Answered at once (presence takes any answer).
+    /// end of the subscription. Answered at once when it expects an answer (presence takes
+    /// any). After `Dropped` the view forgets every node: the events presence sends while
+    /// we are not subscribed never come (a node back in that time would stay dead to us,
+    /// its retries paused), so until presence speaks of a node again we know nothing of it.
     fn on_presence(
         &mut self,
         id: RequestId,
         msg: p2p_common::api::presence::SubscriberMessage,
+        expects_response: bool,
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
-        out.push(Effect::reply(
-            id,
-            encode_result::<Response>(&Ok(Response::Accepted {})),
-        ));
+        if expects_response {
+            out.push(Effect::reply(
+                id,
+                encode_result::<Response>(&Ok(Response::Accepted {})),
+            ));
+        }
+        if matches!(
+            msg,
+            p2p_common::api::presence::SubscriberMessage::Dropped { .. }
+        ) {
+            let known: Vec<NodeId> = self.liveness.views.keys().cloned().collect();
+            for n in known {
+                self.forget_liveness(&n, now, out);
+            }
+        }
         let topics = &self.outbox.topics;
         let track = |n: &NodeId| topics.values().any(|t| t.subs.contains_key(n));
         let mut l = Vec::new();
@@ -777,11 +792,12 @@ impl Notify {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
-        if self.liveness.is_presence(&from) && expects_response {
+        // Presence's events and welcome expect an answer; its last word, `Dropped`, does not.
+        if self.liveness.is_presence(&from) {
             if let Ok(msg) =
                 serde_json::from_slice::<p2p_common::api::presence::SubscriberMessage>(&body)
             {
-                return self.on_presence(id, msg, now, out);
+                return self.on_presence(id, msg, expects_response, now, out);
             }
         }
         let decoded = decode_request::<Request>(&body, PROCESS, MAX_BODY);

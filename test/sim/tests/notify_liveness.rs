@@ -11,7 +11,7 @@ use p2p_common::api::presence::{EventKind, PresenceEvent, SubscriberMessage};
 use p2p_common::api::{encode, ApiResult};
 use p2p_common::{NodeId, ProcessId};
 use p2p_sim::scenarios::notify::{
-    answer, call, cluster, payload, received, setup, tree_config, Got, NAME, TOPIC,
+    answer, call, check_app, cluster, payload, received, setup, tree_config, Got, NAME, TOPIC,
 };
 use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
 use std::collections::BTreeMap;
@@ -394,4 +394,107 @@ fn a_members_gossip_of_a_relays_death_does_not_move_it() {
         "no roster signed on gossip"
     );
     assert!(!n.outbox().is_down(&victim));
+}
+
+/// notify, but while `deaf` it swallows presence's events (no answer): what a busy or slow
+/// node looks like to presence, whose deliveries then fail until it drops the subscription.
+struct Deaf {
+    inner: Notify,
+    deaf: bool,
+}
+
+impl p2p_common::Service for Deaf {
+    type Ctx = notify::core::Ctx;
+    type Timer = notify::core::Tick;
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn handle(
+        &mut self,
+        now: p2p_common::Now,
+        input: p2p_common::Input<Self::Ctx, Self::Timer>,
+    ) -> Vec<p2p_common::Effect<Self::Ctx, Self::Timer>> {
+        if let p2p_common::Input::Request { from, body, .. } = &input {
+            if self.deaf
+                && from.process == ProcessId::ours("presence")
+                && matches!(
+                    serde_json::from_slice(body),
+                    Ok(SubscriberMessage::PresenceEvent(_))
+                )
+            {
+                return Vec::new();
+            }
+        }
+        self.inner.handle(now, input)
+    }
+}
+
+/// Realistic seed 128 (4 nodes): alice's notify, slowed, missed three of presence's events
+/// in a row, so presence dropped its subscription with a last `Dropped` (a message that
+/// expects no answer). notify took only messages expecting one from presence, so it refused
+/// `Dropped` as a bad request: it never subscribed again and kept bob (crashed, then back)
+/// dead, its retries paused for 300 s; bob's app missed a notification. Now `Dropped`
+/// makes notify forget presence's word and subscribe again: bob's retries go at once.
+#[test]
+fn a_dropped_presence_subscription_unpauses_and_subscribes_again() {
+    let mut cfg = SimConfig::new(7, 3);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = p2p_sim::scenarios::notify::with_presence(Sim::new(cfg)).with_process(
+        NAME,
+        factory(move |a: p2p_common::Address| Deaf {
+            inner: Notify::new(a, Config::default()),
+            deaf: false,
+        }),
+    );
+    let next = setup(&mut s, &[1]).unwrap();
+    s.run_for(10_000).unwrap();
+    let bob = s.node_id(1).clone();
+    let alice = s.node_id(0).clone();
+    s.crash(1);
+    let mut acked = BTreeMap::new();
+    for k in 0..3 {
+        let seq = publish(&mut s, k).expect("published");
+        acked.insert(seq, payload(k));
+    }
+    // Presence reports bob dead, our Ping to him fails, and the retries to him pause.
+    let mut down_at = None;
+    for _ in 0..60 {
+        s.run_for(2_000).unwrap();
+        if s.core::<Deaf>(0, NAME).unwrap().inner.outbox().is_down(&bob) {
+            down_at = Some(s.now());
+            break;
+        }
+    }
+    assert!(down_at.is_some(), "bob's death was taken");
+    s.run_for(60_000).unwrap();
+    assert_eq!(received(&s, 1, &alice).len(), 0);
+    // alice's notify stops answering presence's events; presence ends the subscription
+    // (here said at once: presence's own `Dropped`, sent expecting no answer).
+    s.core_mut::<Deaf>(0, NAME).unwrap().deaf = true;
+    let to = s.addr(0, NAME);
+    let dropped = SubscriberMessage::Dropped {
+        node: alice.clone(),
+        seq: 1_000,
+        reason: "3 deliveries in a row failed".into(),
+    };
+    s.notify_from(0, ProcessId::ours("presence"), &to, encode(&dropped));
+    s.run_for(1_000).unwrap();
+    let n = &s.core::<Deaf>(0, NAME).unwrap().inner;
+    assert!(!n.outbox().is_down(&bob), "presence's word on bob is forgotten");
+    assert!(n.liveness().views.is_empty());
+    // bob is back; presence's events about it do not reach alice's notify (still deaf).
+    s.restart(1);
+    s.run_for(60_000).unwrap();
+    let attempts: Vec<Vec<u8>> = (0..3).map(payload).collect();
+    assert_eq!(
+        check_app(&received(&s, 1, &alice), next[&1], &acked, &attempts, 0),
+        Ok((3, 0)),
+        "bob has everything within a minute of his restart, not after the 300 s pause"
+    );
+    let n = &s.core::<Deaf>(0, NAME).unwrap().inner;
+    assert_eq!(
+        n.liveness().sub,
+        notify::liveness::Sub::Subscribed,
+        "notify subscribed to presence again"
+    );
 }
