@@ -363,6 +363,14 @@ impl<S: Service> Driver<S> {
                                         self.ws_clients.len()
                                     ),
                                 ));
+                                // Say why before closing: the page shows it.
+                                calls.push(KernelCall::SendRequest {
+                                    target: self.http_server.clone(),
+                                    body: http::ws_push_body(channel, crate::service::WsKind::Text),
+                                    blob: Some(web::refusal_frame(self.core.name())),
+                                    expects_response: None,
+                                    context: None,
+                                });
                                 calls.push(self.ws_close(channel));
                                 None
                             } else {

@@ -700,7 +700,7 @@ fn api_post(body: &[u8]) -> KernelEvent {
             "/api",
             "/api",
             &Default::default(),
-            &Default::default(),
+            &BTreeMap::from([("content-type".to_string(), "application/json".to_string())]),
         ),
         blob: Some(body.to_vec()),
     }

@@ -19,7 +19,7 @@
 //! topic, its transactions' decisions) is subscribed by this address through `POST /api`;
 //! the driver answers every request a core sends to it at once (with `{"Ok":null}`, which
 //! every service takes as "received") and pushes it to every WebSocket client open on `/ws`
-//! (at most [`MAX_WS_CLIENTS`]; one beyond is closed at once). Nothing is buffered for a
+//! (at most [`MAX_WS_CLIENTS`]; one beyond gets a [`refusal_frame`] and is closed at once). Nothing is buffered for a
 //! client: a frame goes to http-server when the event happens, and a client that does not
 //! keep up is http-server's (and, in the playground, is dropped).
 //!
@@ -49,6 +49,40 @@ pub const HTTP_TIMEOUT_S: u64 = 30;
 pub const MAX_FRAME_BLOB: usize = 64 * 1024;
 /// The header carrying the request when the body is its blob.
 pub const REQUEST_HEADER: &str = "x-api-request";
+
+/// Whether a `Content-Type` value is JSON (`application/json`, any parameters).
+pub fn is_json_type(content_type: &str) -> bool {
+    media_type(content_type) == "application/json"
+}
+
+/// The media type of a `Content-Type` value, lowercase, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A header's value, whatever the case of its name.
+fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The frame a WebSocket client refused by the [`MAX_WS_CLIENTS`] cap gets before it is
+/// closed: `{"process", "error"}`.
+pub fn refusal_frame(process: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "process": process,
+        "error": format!("too many WebSocket clients: {process} serves at most {MAX_WS_CLIENTS} at once, so this one is closed (close another page or tab)"),
+    }))
+    .expect("json values serialize")
+}
 
 /// The address an HTTP caller (the node's owner) has for our services.
 pub fn caller(node: &NodeId) -> Address {
@@ -140,7 +174,22 @@ pub fn api_request(request: &HttpRequest) -> ApiResult<(Vec<u8>, Option<Vec<u8>>
             ),
         ));
     }
-    match request.headers.get(REQUEST_HEADER) {
+    // A body must be typed as one a cross-site page cannot send without the browser asking
+    // us first (CORS preflight): JSON, or for a blob (request in the header) also
+    // application/octet-stream. text/plain, forms and no type are refused, whatever the
+    // login cookie's SameSite.
+    let request_header = header(request, REQUEST_HEADER);
+    if !request.body.is_empty() {
+        let ct = header(request, "content-type").unwrap_or("");
+        let blob_ok = request_header.is_some() && media_type(ct) == "application/octet-stream";
+        if !is_json_type(ct) && !blob_ok {
+            return Err(ApiError::bad_request(format!(
+                "Content-Type {:?}: send the body as application/json (a blob, with the request in {REQUEST_HEADER}, may be application/octet-stream)",
+                if ct.is_empty() { "none" } else { ct }
+            )));
+        }
+    }
+    match request_header {
         Some(r) => Ok((r.as_bytes().to_vec(), Some(request.body.clone()))),
         None => Ok((request.body.clone(), None)),
     }
@@ -195,7 +244,7 @@ mod tests {
             path: path.into(),
             bound_path: API_PATH.into(),
             query: Default::default(),
-            headers: Default::default(),
+            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
             body: body.to_vec(),
         }
     }
@@ -241,7 +290,7 @@ mod tests {
             caller(&our).to_string(),
             "alice.os@ui:p2p-patterns:p2p-patterns.os"
         );
-        // The blob form: request in the header, blob in the body.
+        // The blob form: request in the header, blob in the body (JSON or octet-stream).
         let mut h = http("POST", "/api", b"payload");
         h.headers
             .insert(REQUEST_HEADER.into(), r#"{"Publish":{}}"#.into());
@@ -249,6 +298,21 @@ mod tests {
             api_request(&h).unwrap(),
             (br#"{"Publish":{}}"#.to_vec(), Some(b"payload".to_vec()))
         );
+        h.headers
+            .insert("content-type".into(), "Application/Octet-Stream".into());
+        assert!(api_request(&h).is_ok());
+        // Parameters and the header name's case do not matter.
+        let mut h = http("POST", "/api", b"\"Ping\"");
+        h.headers.clear();
+        h.headers.insert(
+            "Content-Type".into(),
+            "application/json; charset=utf-8".into(),
+        );
+        assert!(api_request(&h).is_ok());
+        // No body, no type needed (the request then fails as JSON in the core).
+        let mut h = http("POST", "/api", b"");
+        h.headers.clear();
+        assert!(api_request(&h).is_ok());
     }
 
     #[test]
@@ -270,6 +334,42 @@ mod tests {
         let (s, b) = answer(http("POST", "/api/../../etc", b"{}"));
         assert_eq!(s, 404);
         assert!(b.contains("POST /api"), "{b}");
+        // What a cross-site page can send without a preflight (text/plain, a form, no
+        // type) is refused, as is octet-stream without the request header.
+        for ct in [
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/octet-stream"),
+            Some("application/jsonx"),
+            None,
+        ] {
+            let mut h = http(
+                "POST",
+                "/api",
+                br#"{"SetTopic":{"topic":"t","policy":"Open"}}"#,
+            );
+            h.headers.clear();
+            if let Some(ct) = ct {
+                h.headers.insert("content-type".into(), ct.into());
+            }
+            let (s, b) = answer(h);
+            assert_eq!(s, 400, "{ct:?}: {b}");
+            assert!(b.contains("application/json"), "{ct:?}: {b}");
+        }
+        let mut h = http("POST", "/api", b"payload");
+        h.headers.insert("content-type".into(), "text/plain".into());
+        h.headers
+            .insert(REQUEST_HEADER.into(), r#"{"Publish":{}}"#.into());
+        assert_eq!(answer(h).0, 400);
+    }
+
+    #[test]
+    fn a_refused_websocket_client_is_told_why() {
+        let v: serde_json::Value = serde_json::from_slice(&refusal_frame("sync")).unwrap();
+        assert_eq!(v["process"], "sync");
+        let e = v["error"].as_str().unwrap();
+        assert!(e.contains(&format!("at most {MAX_WS_CLIENTS}")), "{e}");
     }
 
     #[test]

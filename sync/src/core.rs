@@ -8,7 +8,7 @@
 mod aware;
 
 use crate::awareness::Awareness;
-use crate::doc::{blob_peers, deflate, includes, inflate, to_version, to_vv, Doc};
+use crate::doc::{blob_changes, deflate, includes, inflate, to_version, to_vv, Doc};
 use crate::live::{self, Arrival, Live};
 use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
 use crate::transfer::{Arrived, Failed, Offers, PullKey, Pulls, ServeError};
@@ -66,9 +66,15 @@ pub const MAX_INVITES_PER_CREATOR: usize = 64;
 pub const MAX_PEERS_PER_NODE: usize = 16;
 /// Op ids remembered per document (retries of older ones apply again).
 pub const OP_IDS_KEPT: usize = 1024;
-/// Compaction: when a document's update log has this many entries, or more bytes than its
-/// snapshot (and at least 64 KiB), it is folded into a new snapshot in the background.
+/// Compaction: a document's update log is folded into a new snapshot in the background
+/// when it has more than this many entries and at least half its snapshot's bytes (so a
+/// snapshot, which costs the whole state, is paid for by at least half as many bytes of
+/// writes: amortized O(1) per byte written), or more than [`COMPACT_MAX_ENTRIES`] entries,
+/// or more bytes than its snapshot (and at least 64 KiB).
 pub const COMPACT_ENTRIES: u64 = 64;
+/// Log entries per document beyond which it is compacted whatever their size (bounds its
+/// records and the work of loading it at start).
+pub const COMPACT_MAX_ENTRIES: u64 = 4096;
 const COMPACT_MIN_BYTES: usize = 64 << 10;
 const COMPACT_DELAY_MS: Millis = 1_000;
 /// Blobs smaller than this go raw.
@@ -187,6 +193,9 @@ struct Entry {
     /// What each peer last said it has (its Ack or answered live frame): `known` runs ahead
     /// of it while one-way live frames are out, and falls back to it when one fails.
     confirmed: VecMap<NodeId, VersionVector>,
+    /// Peers sent one-way live frames since they last said what they have: `Peers` reports
+    /// them from `confirmed`, not from the guess in `known`.
+    unconfirmed: VecSet<NodeId>,
 }
 
 impl Entry {
@@ -203,6 +212,7 @@ impl Entry {
             known: VecMap::new(),
             syncing: VecSet::new(),
             confirmed: VecMap::new(),
+            unconfirmed: VecSet::new(),
         }
     }
     fn acl(&self) -> &Acl {
@@ -239,9 +249,8 @@ fn holders(acl: &Acl, us: &NodeId) -> Vec<NodeId> {
 /// Whether every PeerID in `blob` belongs to a writer of `acl` (a peer of a former writer
 /// only up to its frozen counter).
 fn check_peers(acl: &Acl, blob: &[u8]) -> Result<(), String> {
-    let meta = loro::LoroDoc::decode_import_blob_meta(blob, true).map_err(|e| e.to_string())?;
-    for peer in blob_peers(blob)? {
-        let end = meta.partial_end_vv.get(&peer).copied().unwrap_or(0).max(0) as u32;
+    // One header decode (it decodes every change of the blob).
+    for (peer, end) in blob_changes(blob)? {
         let owner = acl.peers.iter().find(|o| o.peer == peer.to_string());
         match owner {
             None => {
@@ -616,7 +625,7 @@ impl SyncCore {
         if self
             .docs
             .values()
-            .any(|e| e.log_next - e.log_first > COMPACT_ENTRIES)
+            .any(Self::needs_compaction)
         {
             self.arm_compact(out);
         }
@@ -653,8 +662,10 @@ impl SyncCore {
     }
 
     fn needs_compaction(e: &Entry) -> bool {
+        let entries = e.log_next - e.log_first;
         e.doc.is_some()
-            && (e.log_next - e.log_first > COMPACT_ENTRIES
+            && ((entries > COMPACT_ENTRIES && e.log_bytes.saturating_mul(2) >= e.snap_bytes)
+                || entries > COMPACT_MAX_ENTRIES
                 || (e.log_bytes > COMPACT_MIN_BYTES && e.log_bytes > e.snap_bytes))
     }
 
@@ -860,11 +871,9 @@ impl SyncCore {
                             if let live::Send::Frame { stream, seq, ask } = send {
                                 // What it has once the frame is in (an answered frame, or
                                 // the receiver's SyncRequest after a gap, corrects this).
-                                self.docs
-                                    .get_mut(&doc)
-                                    .expect("present")
-                                    .known
-                                    .insert(peer.clone(), k);
+                                let e = self.docs.get_mut(&doc).expect("present");
+                                e.known.insert(peer.clone(), k);
+                                e.unconfirmed.add(peer.clone());
                                 let deflated = encoding == Encoding::Deflate;
                                 return Some(Built::Msg {
                                     body: encode(&PeerRequest::Live {}),
@@ -1116,7 +1125,12 @@ impl SyncCore {
         let peers = holders(&e.meta.acl, &self.me)
             .into_iter()
             .map(|node| {
-                let known = e.known.get(&node);
+                // While one-way frames are out, what the peer last said, not our guess.
+                let known = if e.unconfirmed.contains(&node) {
+                    e.confirmed.get(&node)
+                } else {
+                    e.known.get(&node)
+                };
                 let unreachable = self.reach.status(&node, now) == ReachStatus::Unreachable
                     || matches!(
                         self.outbox.breakers.state(&node),
@@ -1415,6 +1429,7 @@ impl SyncCore {
         }
         let app = app.process.to_string();
         let before = d.vv();
+        d.clear_change();
         match change {
             Change::Ops { ops, at, utf16 } => {
                 let at = at.map(to_vv).transpose().map_err(ApiError::bad_request)?;
@@ -1424,7 +1439,7 @@ impl SyncCore {
             Change::Redo => d.undo(&app, true),
         }
         .map_err(ApiError::bad_request)?;
-        let blob = d.updates_since(&before);
+        let blob = d.take_change(&before);
         let version = d.version();
         // Durable before the answer and before any peer hears of it.
         let seq = e.log_next;
@@ -1569,6 +1584,7 @@ impl SyncCore {
                     e.meta.acl.epoch += 1;
                     e.known.remove(from);
                     e.confirmed.remove(from);
+                    e.unconfirmed.remove(from);
                     self.live.forget(&doc, Some(from));
                     let e = self.docs.get(&doc).expect("present");
                     let targets = holders(&e.meta.acl, &me);
@@ -1637,6 +1653,7 @@ impl SyncCore {
                     self.stats.snapshots_sent += 1;
                 }
                 if let Some(e) = self.docs.get_mut(&doc) {
+                    e.unconfirmed.remove(from);
                     e.known.insert(from.clone(), k);
                 }
                 let answer = SyncAnswer {
@@ -1856,6 +1873,7 @@ impl SyncCore {
         e.meta.acl = acl;
         e.known.retain(|n, _| is_member(&e.meta.acl, n));
         e.confirmed.retain(|n, _| is_member(&e.meta.acl, n));
+        e.unconfirmed.retain(|n, _| is_member(&e.meta.acl, n));
         let me = self.me.clone();
         self.aware
             .retain_nodes(&doc, |n| *n == me || is_member(&e.meta.acl, n));
@@ -1984,6 +2002,7 @@ impl SyncCore {
         let v = live::clamp_claim(v, me, ours.get(&me).copied().unwrap_or(0));
         let lacks = !includes(&v, &ours);
         e.confirmed.insert(peer.clone(), v.clone());
+        e.unconfirmed.remove(peer);
         e.known.insert(peer.clone(), v);
         if lacks {
             self.owe(peer, Item::Delta(doc.clone()), now, out);
@@ -2121,6 +2140,8 @@ impl SyncCore {
         let e = self.docs.get_mut(&doc).expect("present");
         let ours = e.doc.as_ref().map(Doc::vv).unwrap_or_default();
         e.known.insert(peer.clone(), theirs.clone());
+        e.confirmed.insert(peer.clone(), theirs.clone());
+        e.unconfirmed.remove(peer);
         if !includes(&theirs, &ours) {
             self.owe(peer, Item::Delta(doc), now, out);
         }
@@ -2310,6 +2331,7 @@ impl SyncCore {
                                 if let Some(e) = self.docs.get_mut(&doc) {
                                     e.known.remove(&peer);
                                     e.confirmed.remove(&peer);
+                                    e.unconfirmed.remove(&peer);
                                 }
                                 self.owe(&peer, Item::Delta(doc), now, out);
                             }
@@ -2333,6 +2355,7 @@ impl SyncCore {
                         if let Some(en) = self.docs.get_mut(&doc) {
                             en.known.remove(&peer);
                             en.confirmed.remove(&peer);
+                            en.unconfirmed.remove(&peer);
                         }
                         if e.message.starts_with(LIVE_UNKNOWN) {
                             // It restarted (or forgot the stream): ask and reopen now.
@@ -2355,6 +2378,7 @@ impl SyncCore {
                         if let Some(en) = self.docs.get_mut(&doc) {
                             en.known.remove(&peer);
                             en.confirmed.remove(&peer);
+                            en.unconfirmed.remove(&peer);
                         }
                     }
                     Err(e) => {
@@ -2651,6 +2675,7 @@ impl SyncCore {
                     let doc = item_doc(&item);
                     self.live.reset_out(&peer, doc);
                     if let Some(e) = self.docs.get_mut(doc) {
+                        e.unconfirmed.remove(&peer);
                         match e.confirmed.get(&peer).cloned() {
                             Some(c) => e.known.insert(peer.clone(), c),
                             None => e.known.remove(&peer),

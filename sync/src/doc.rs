@@ -35,18 +35,26 @@ pub fn includes(a: &VersionVector, b: &VersionVector) -> bool {
     b.iter().all(|(p, c)| a.get(p).copied().unwrap_or(0) >= *c)
 }
 
-/// The PeerIDs whose changes a blob (update or snapshot) carries, from its header, without
-/// importing it. A blob that is not Loro's (or fails its checksum) is an error.
-pub fn blob_peers(blob: &[u8]) -> Result<Vec<u64>, String> {
-    let meta = LoroDoc::decode_import_blob_meta(blob, true).map_err(|e| e.to_string())?;
-    let mut peers: Vec<u64> = meta
+/// The PeerIDs whose changes a blob (update or snapshot) carries, each with the end of its
+/// counters there, sorted, from its header, without importing it. A blob that is not
+/// Loro's is an error.
+pub fn blob_changes(blob: &[u8]) -> Result<Vec<(u64, u32)>, String> {
+    // No checksum here: `import` checks it before applying anything, so a blob whose
+    // header was read without it still cannot apply changes this list does not name.
+    let meta = LoroDoc::decode_import_blob_meta(blob, false).map_err(|e| e.to_string())?;
+    let mut peers: Vec<(u64, u32)> = meta
         .partial_end_vv
         .iter()
         .filter(|(p, end)| meta.partial_start_vv.get(p).copied().unwrap_or(0) < **end)
-        .map(|(p, _)| *p)
+        .map(|(p, end)| (*p, (*end).max(0) as u32))
         .collect();
     peers.sort_unstable();
     Ok(peers)
+}
+
+/// The PeerIDs of [`blob_changes`].
+pub fn blob_peers(blob: &[u8]) -> Result<Vec<u64>, String> {
+    Ok(blob_changes(blob)?.into_iter().map(|(p, _)| p).collect())
 }
 
 /// Deflate `data` for the wire (raw deflate, level 6).
@@ -81,10 +89,17 @@ fn from_loro(v: &LoroValue) -> Value {
     }
 }
 
+/// The bytes of this node's own commits since they were last taken, as Loro hands them
+/// over (`subscribe_local_update`): the durable record of an edit, with no export.
+type LocalUpdates = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
 /// A document's Loro state.
 pub struct Doc {
     pub id: DocId,
     pub loro: LoroDoc,
+    local: LocalUpdates,
+    /// Keeps the local-update subscription alive (dropping it unsubscribes).
+    _local_sub: loro::Subscription,
     /// The version an app last edited against (`Edit` with `at`), as a document of its own.
     view: Option<LoroDoc>,
     /// Each app's undo history (in memory only).
@@ -97,9 +112,19 @@ impl Doc {
         let loro = LoroDoc::new();
         // Any u64 but u64::MAX is a valid PeerID; ours come from the seed.
         let _ = loro.set_peer_id(peer.min(u64::MAX - 1));
+        let local = LocalUpdates::default();
+        let sink = local.clone();
+        let _local_sub = loro.subscribe_local_update(Box::new(move |bytes| {
+            if let Ok(mut l) = sink.lock() {
+                l.push(bytes.clone());
+            }
+            true
+        }));
         Doc {
             id,
             loro,
+            local,
+            _local_sub,
             view: None,
             undo: crate::undo::Undo::default(),
         }
@@ -215,6 +240,8 @@ impl Doc {
         self.loro
             .import(&change)
             .map_err(|e| format!("importing the edit: {e}"))?;
+        // Our change, though it reached the document as an import: its record.
+        self.local_updates().push(change);
         Ok(())
     }
 
@@ -528,6 +555,28 @@ impl Doc {
         (summaries, blob, version, more)
     }
 
+    fn local_updates(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        // Nothing panics while holding the lock, so it is never poisoned.
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forget our commits' bytes collected so far (before an edit, whose record is then
+    /// [`Doc::take_change`]).
+    pub fn clear_change(&mut self) {
+        self.local_updates().clear();
+    }
+
+    /// The Loro update of our commits since [`Doc::clear_change`] (an edit's durable record):
+    /// the bytes Loro handed over at the commit when it was one (the usual case), else an
+    /// export of everything after `before`, the version before the edit.
+    pub fn take_change(&mut self, before: &VersionVector) -> Vec<u8> {
+        let mut l = std::mem::take(&mut *self.local_updates());
+        if l.len() == 1 {
+            return l.pop().unwrap_or_default();
+        }
+        self.updates_since(before)
+    }
+
     /// Loro updates after `from` (what a peer at `from` lacks).
     pub fn updates_since(&self, from: &VersionVector) -> Vec<u8> {
         self.loro
@@ -741,6 +790,10 @@ pub(crate) mod tests {
         assert_eq!(
             blob_peers(&b.updates_since(&VersionVector::new())).unwrap(),
             vec![77, 88]
+        );
+        assert_eq!(
+            blob_changes(&b.updates_since(&VersionVector::new())).unwrap(),
+            vec![(77, 1), (88, 1)]
         );
         // Only what the peer lacks: bob's own change.
         assert_eq!(blob_peers(&b.updates_since(&a.vv())).unwrap(), vec![88]);

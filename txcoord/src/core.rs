@@ -53,6 +53,9 @@ pub struct Config {
     /// Most participant entries, and most per coordinator node.
     pub max_participating: usize,
     pub max_per_coordinator: usize,
+    /// Most prepared entries (voted yes, waiting for the decision) per coordinator node: what
+    /// a coordinator that stops deciding, crashed, cut off or hostile, holds here for good.
+    pub max_prepared_per_coordinator: usize,
     /// Finished transactions remembered for Status.
     pub history: usize,
     /// Attempts to deliver an abort before relying on presumed abort.
@@ -68,6 +71,18 @@ pub struct Config {
     /// find the violation each one causes.
     pub mutation_lazy_commit_record: bool,
     pub mutation_lazy_prepared_record: bool,
+    /// Mutations too: the participant's "committed" record, or its `Refused` record, written
+    /// lazily; a manager vote that timed out no longer counted as a possible yes.
+    pub mutation_lazy_committed_record: bool,
+    pub mutation_lazy_refused_record: bool,
+    pub mutation_vote_timeout_not_a_yes: bool,
+    /// Mutations of the trust rule: a relayed decision taken whatever NetKeyVerify answers,
+    /// or a peer's unsigned `Committed`/`Aborted` taken as if the coordinator had said it.
+    pub mutation_verify_always_ok: bool,
+    pub mutation_trust_unsigned_peer: bool,
+    /// A relayed decision checked as a commit whatever outcome it claims (the signed
+    /// message no longer names the outcome).
+    pub mutation_verify_ignores_outcome: bool,
 }
 
 impl Default for Config {
@@ -85,6 +100,7 @@ impl Default for Config {
             max_coordinated: 1_000,
             max_participating: 10_000,
             max_per_coordinator: 1_000,
+            max_prepared_per_coordinator: 200,
             history: 1_000,
             abort_attempts: 6,
             event_attempts: 10,
@@ -96,6 +112,12 @@ impl Default for Config {
             },
             mutation_lazy_commit_record: false,
             mutation_lazy_prepared_record: false,
+            mutation_lazy_committed_record: false,
+            mutation_lazy_refused_record: false,
+            mutation_vote_timeout_not_a_yes: false,
+            mutation_verify_always_ok: false,
+            mutation_trust_unsigned_peer: false,
+            mutation_verify_ignores_outcome: false,
         }
     }
 }
@@ -230,10 +252,17 @@ impl TxCoord {
                 resource,
                 operation,
                 participants,
-                ..
-            } => self
-                .part
-                .on_prepare(id, &from, tx_id, resource, operation, participants, cfg),
+                deadline_ms,
+            } => self.part.on_prepare(
+                id,
+                &from,
+                tx_id,
+                resource,
+                operation,
+                participants,
+                deadline_ms,
+                cfg,
+            ),
             TxReq::Commit {
                 tx_id,
                 resource,

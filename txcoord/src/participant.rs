@@ -50,6 +50,8 @@ pub enum PTimer {
     Ask(NodeId),
     Deliver(PKey),
     Forget(PKey),
+    /// The coordinator's vote deadline has passed (with slack): a refused entry may go.
+    Expire(PKey),
     /// Ask this resource's manager for its in-doubt list again.
     InDoubt(String),
 }
@@ -72,6 +74,8 @@ enum State {
 
 #[derive(Debug, Clone)]
 struct PTx {
+    /// The transaction's coordinator (parsed once, for the per-coordinator counts).
+    coord: NodeId,
     state: State,
     /// Every node of the transaction (coordinator excluded), for termination queries.
     nodes: Vec<NodeId>,
@@ -87,6 +91,97 @@ struct PTx {
     /// The coordinator's signed decision, as the coordinator sent it or as a peer relayed
     /// it (checked); empty if we have none. Shown to peers that ask us.
     signature: Vec<u8>,
+}
+
+/// Per coordinator node: its entries here, and how many of them are prepared (voted yes and
+/// waiting for its decision; only that decision ends them, across restarts too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    pub entries: usize,
+    pub prepared: usize,
+}
+
+/// The participant table: the entries, with per-coordinator counts kept on every insert,
+/// removal and change into or out of `Prepared` (so admitting a Prepare costs no scan), and
+/// a count of entries visited by iterations (tests check that a Prepare visits none).
+#[derive(Clone, Default)]
+struct Table {
+    map: BTreeMap<PKey, PTx>,
+    per_coord: BTreeMap<NodeId, Count>,
+    visited: std::cell::Cell<u64>,
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn get(&self, k: &PKey) -> Option<&PTx> {
+        self.map.get(k)
+    }
+    /// Change `state` through [`Table::set_state`] when it enters or leaves `Prepared`.
+    fn get_mut(&mut self, k: &PKey) -> Option<&mut PTx> {
+        self.map.get_mut(k)
+    }
+    fn count(&self, coord: &NodeId) -> Count {
+        self.per_coord.get(coord).copied().unwrap_or_default()
+    }
+    fn insert(&mut self, k: PKey, tx: PTx) {
+        let c = self.per_coord.entry(tx.coord.clone()).or_default();
+        c.entries += 1;
+        c.prepared += (tx.state == State::Prepared) as usize;
+        if let Some(old) = self.map.insert(k, tx) {
+            self.uncount(&old);
+        }
+    }
+    fn remove(&mut self, k: &PKey) -> Option<PTx> {
+        let tx = self.map.remove(k)?;
+        self.uncount(&tx);
+        Some(tx)
+    }
+    fn uncount(&mut self, tx: &PTx) {
+        if let Some(c) = self.per_coord.get_mut(&tx.coord) {
+            c.entries -= 1;
+            c.prepared -= (tx.state == State::Prepared) as usize;
+            if c.entries == 0 {
+                self.per_coord.remove(&tx.coord);
+            }
+        }
+    }
+    fn set_state(&mut self, k: &PKey, st: State) -> Option<&mut PTx> {
+        let tx = self.map.get_mut(k)?;
+        if let Some(c) = self.per_coord.get_mut(&tx.coord) {
+            c.prepared -= (tx.state == State::Prepared) as usize;
+            c.prepared += (st == State::Prepared) as usize;
+        }
+        tx.state = st;
+        Some(tx)
+    }
+    fn visit(&self, n: usize) {
+        self.visited.set(self.visited.get() + n as u64);
+    }
+    fn iter(&self) -> impl Iterator<Item = (&PKey, &PTx)> {
+        self.map.iter().inspect(|_| self.visit(1))
+    }
+    fn values(&self) -> impl Iterator<Item = &PTx> {
+        self.iter().map(|(_, t)| t)
+    }
+    /// The entries of one transaction.
+    fn of_tx<'a>(&'a self, tx_id: &'a str) -> impl Iterator<Item = (&'a PKey, &'a PTx)> + 'a {
+        self.map
+            .range((tx_id.to_string(), String::new())..)
+            .take_while(move |(k, _)| k.0 == tx_id)
+            .inspect(|_| self.visit(1))
+    }
+    /// The counts recomputed from the entries (tests compare them with the kept ones).
+    fn recount(&self) -> BTreeMap<NodeId, Count> {
+        let mut m: BTreeMap<NodeId, Count> = BTreeMap::new();
+        for t in self.map.values() {
+            let c = m.entry(t.coord.clone()).or_default();
+            c.entries += 1;
+            c.prepared += (t.state == State::Prepared) as usize;
+        }
+        m
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -107,9 +202,25 @@ struct Record {
 /// peers' termination queries.
 #[derive(Debug, Clone)]
 struct Ended {
-    committed: bool,
+    outcome: End,
+    /// Every node of the transaction (coordinator excluded): who may be shown `signature`.
     nodes: Vec<NodeId>,
+    /// The coordinator's signed decision, if we had one; empty if not.
     signature: Vec<u8>,
+}
+
+/// How an entry ended: committed, or aborted or voted no, with the reason a late copy of
+/// its Prepare is answered with.
+#[derive(Debug, Clone)]
+enum End {
+    Committed,
+    No(String),
+}
+
+impl Ended {
+    fn committed(&self) -> bool {
+        matches!(self.outcome, End::Committed)
+    }
 }
 
 /// Termination queries, batched per target node: an in-doubt transaction is asked of one
@@ -196,7 +307,7 @@ pub fn manager_record(app: &Address, coordinators: &Coordinators) -> Vec<u8> {
 #[derive(Clone)]
 pub struct Participant {
     our: Address,
-    txs: BTreeMap<PKey, PTx>,
+    txs: Table,
     managers: BTreeMap<String, Address>,
     /// Per registered resource, whose transactions it takes part in (normalized).
     coordinators: BTreeMap<String, Coordinators>,
@@ -206,10 +317,13 @@ pub struct Participant {
     /// registration whose Hello timed out because the app was blocked on it): per resource,
     /// whether an ask is in flight and the attempts so far. One ask in flight per manager.
     in_doubt_asks: BTreeMap<String, (bool, u32)>,
-    /// Entries that ended, newest last, with whether they committed: a late copy of their
-    /// Prepare is answered from here (never asking the manager again). Memory only, bounded.
+    /// Entries that ended, with how they ended: a late copy of their Prepare is answered
+    /// from here (never asking the manager again), and a participant's termination query
+    /// with the coordinator's signed decision if we kept it. Memory only, bounded per kind:
+    /// `ended_order[1]` the committed ones, `[0]` the others, each oldest first, so cheap no
+    /// votes cannot push out the memory of commits.
     ended: BTreeMap<PKey, Ended>,
-    ended_order: VecDeque<PKey>,
+    ended_order: [VecDeque<PKey>; 2],
     asking: Asking,
     pub prepared_yes: u64,
     /// Termination queries sent (batched messages), and relayed decisions whose signature
@@ -218,24 +332,31 @@ pub struct Participant {
     pub forged_decisions: u64,
 }
 
+/// After the coordinator's vote deadline (`deadline_ms`, capped) a refused entry may go: the
+/// deadline is counted from our receipt of the Prepare, which is later than the coordinator
+/// started counting, plus a Prepare timeout of slack.
+fn expire_after(deadline_ms: u64, cfg: &Config) -> u64 {
+    deadline_ms + cfg.prepare_timeout_s * 1_000
+}
+
 /// Attempts to read a manager's in-doubt list (with `Config::retry`'s backoff, capped at
 /// 30 s: about 8 minutes) before waiting for it to register again.
 pub const IN_DOUBT_ATTEMPTS: u32 = 20;
 
-/// Most ended entries remembered for late Prepares.
+/// Most ended entries remembered for late Prepares, of each kind (committed, and not).
 pub const ENDED_KEPT: usize = 1_000;
 
 impl Participant {
     pub fn new(our: Address) -> Self {
         Participant {
             our,
-            txs: BTreeMap::new(),
+            txs: Table::default(),
             managers: BTreeMap::new(),
             coordinators: BTreeMap::new(),
             hellos: Confirmations::new(64),
             in_doubt_asks: BTreeMap::new(),
             ended: BTreeMap::new(),
-            ended_order: VecDeque::new(),
+            ended_order: [VecDeque::new(), VecDeque::new()],
             asking: Asking::default(),
             prepared_yes: 0,
             queries_sent: 0,
@@ -245,6 +366,31 @@ impl Participant {
 
     pub fn entries(&self) -> usize {
         self.txs.len()
+    }
+
+    /// The kept counts of `coord`'s entries (entries, prepared).
+    pub fn count(&self, coord: &NodeId) -> Count {
+        self.txs.count(coord)
+    }
+
+    /// Whether the per-coordinator counts kept on every change equal a recount of the table
+    /// (the model check and the tests assert it; it scans, so it is not called in service).
+    pub fn check_counts(&self) -> Result<(), String> {
+        let kept: BTreeMap<NodeId, Count> = self.txs.per_coord.clone();
+        let recount = self.txs.recount();
+        if kept == recount {
+            Ok(())
+        } else {
+            Err(format!(
+                "per-coordinator counts {kept:?} differ from a recount {recount:?}"
+            ))
+        }
+    }
+
+    /// Table entries visited by iterations so far (a Prepare must visit none: its cost may
+    /// not grow with the table).
+    pub fn entries_visited(&self) -> u64 {
+        self.txs.visited.get()
     }
 
     /// Entries holding a manager's locks: voted yes and the manager not yet told the outcome.
@@ -303,10 +449,15 @@ impl Participant {
                 out.push(log(Level::Error, format!("unreadable record {k}")));
                 continue;
             };
+            let Some(coord) = coordinator_of(tx) else {
+                out.push(log(Level::Error, format!("unreadable record {k}")));
+                continue;
+            };
             let key = (tx.to_string(), res.to_string());
             self.txs.insert(
                 key.clone(),
                 PTx {
+                    coord,
                     state: r.state,
                     nodes: r.nodes,
                     on_disk: true,
@@ -324,9 +475,10 @@ impl Participant {
                     out.push(Effect::timer(d, Timer::P(PTimer::Query(key))));
                 }
                 State::Committed => out.push(Effect::timer(100, Timer::P(PTimer::Deliver(key)))),
+                // Refused: when it was prepared is lost, so the longest vote deadline.
                 _ => out.push(Effect::timer(
-                    MAX_TIMEOUT_MS * 2,
-                    Timer::P(PTimer::Forget(key)),
+                    expire_after(MAX_TIMEOUT_MS, cfg),
+                    Timer::P(PTimer::Expire(key)),
                 )),
             }
         }
@@ -358,6 +510,7 @@ impl Participant {
         resource: String,
         operation: String,
         mut nodes: Vec<NodeId>,
+        deadline_ms: u64,
         cfg: &Config,
     ) -> Vec<Eff> {
         if let Err(e) = self.check_coordinator(from, &tx_id) {
@@ -407,12 +560,12 @@ impl Participant {
                 _ => voted(Vote::No, &tx.reason),
             }];
         }
-        if let Some(committed) = self.ended.get(&key).map(|e| e.committed) {
-            // A late copy of a Prepare whose transaction ended here: answer what we voted.
-            return vec![if committed {
-                voted(Vote::Yes, "")
-            } else {
-                voted(Vote::No, "this transaction already ended here")
+        if let Some(end) = self.ended.get(&key) {
+            // A late copy of a Prepare whose transaction ended here (or that we voted no
+            // on, which keeps no entry): answer what we voted.
+            return vec![match &end.outcome {
+                End::Committed => voted(Vote::Yes, ""),
+                End::No(reason) => voted(Vote::No, reason),
             }];
         }
         if p2p_common::api::txcoord::validate_resource(&resource).is_err()
@@ -438,15 +591,22 @@ impl Participant {
                 ),
             )];
         }
-        let per_coord = self
-            .txs
-            .keys()
-            .filter(|(t, _)| coordinator_of(t).as_ref() == Some(&coord))
-            .count();
-        if self.txs.len() >= cfg.max_participating || per_coord >= cfg.max_per_coordinator {
+        let count = self.txs.count(&coord);
+        if self.txs.len() >= cfg.max_participating || count.entries >= cfg.max_per_coordinator {
             return vec![voted(
                 Vote::No,
                 &format!("{} has too many open transactions", self.our.node),
+            )];
+        }
+        if count.prepared >= cfg.max_prepared_per_coordinator {
+            // Prepared entries stay until the coordinator decides: one that does not (down,
+            // cut off or hostile) holds at most this many of our slots.
+            return vec![voted(
+                Vote::No,
+                &format!(
+                    "{} holds {} transactions of {coord} prepared and undecided",
+                    self.our.node, count.prepared
+                ),
             )];
         }
         nodes.retain(|n| n != &coord);
@@ -456,6 +616,7 @@ impl Participant {
         self.txs.insert(
             key.clone(),
             PTx {
+                coord: coord.clone(),
                 state: State::Asking,
                 nodes,
                 on_disk: false,
@@ -472,12 +633,20 @@ impl Participant {
             resource,
             operation,
         };
-        vec![Effect::request(
-            manager,
-            encode(&msg),
-            cfg.manager_timeout_s,
-            Ctx::P(PCtx::Vote(key, id)),
-        )]
+        vec![
+            Effect::request(
+                manager,
+                encode(&msg),
+                cfg.manager_timeout_s,
+                Ctx::P(PCtx::Vote(key.clone(), id)),
+            ),
+            // After the coordinator's vote deadline it can no longer commit without our
+            // yes: an entry that refused may then go (`PTimer::Expire`).
+            Effect::timer(
+                expire_after(deadline_ms.min(MAX_TIMEOUT_MS), cfg),
+                Timer::P(PTimer::Expire(key)),
+            ),
+        ]
     }
 
     /// This node only: the default of `RegisterManager`'s `coordinators`.
@@ -595,14 +764,14 @@ impl Participant {
         let mut out = vec![Effect::CancelTimer(Timer::P(PTimer::Query(key.clone())))];
         match (commit, tx.state) {
             (true, State::Prepared) => {
-                tx.state = State::Committed;
+                let tx = self.txs.set_state(key, State::Committed).expect("present");
                 tx.attempt = 0;
                 let tx = tx.clone();
-                out.push(self.write(key, &tx, true));
+                out.push(self.write(key, &tx, !cfg.mutation_lazy_committed_record));
                 out.extend(self.deliver(key, cfg));
             }
             (false, State::Prepared) => {
-                tx.state = State::Aborted;
+                let tx = self.txs.set_state(key, State::Aborted).expect("present");
                 tx.attempt = 0;
                 out.extend(self.deliver(key, cfg));
             }
@@ -675,22 +844,37 @@ impl Participant {
         let Some(tx) = self.txs.remove(key) else {
             return vec![];
         };
-        let ended = Ended {
-            committed: tx.state == State::Committed,
-            signature: tx.signature,
-            nodes: tx.nodes,
+        let outcome = if tx.state == State::Committed {
+            End::Committed
+        } else if tx.reason.is_empty() {
+            End::No("this transaction already ended here".into())
+        } else {
+            End::No(tx.reason.clone())
         };
-        if self.ended.insert(key.clone(), ended).is_none() {
-            self.ended_order.push_back(key.clone());
-            if self.ended_order.len() > ENDED_KEPT {
-                if let Some(old) = self.ended_order.pop_front() {
-                    self.ended.remove(&old);
+        let kind = matches!(outcome, End::Committed);
+        let end = Ended {
+            outcome,
+            nodes: tx.nodes,
+            signature: tx.signature,
+        };
+        let prev = self.ended.insert(key.clone(), end);
+        if prev.is_none_or(|p| p.committed() != kind) {
+            let order = &mut self.ended_order[kind as usize];
+            order.push_back(key.clone());
+            if order.len() > ENDED_KEPT {
+                if let Some(old) = order.pop_front() {
+                    // Only if it is still of this kind (it may have ended again since).
+                    if self.ended.get(&old).is_some_and(|e| e.committed() == kind) {
+                        self.ended.remove(&old);
+                    }
                 }
             }
         }
         let mut out = vec![
             Effect::CancelTimer(Timer::P(PTimer::Deliver(key.clone()))),
             Effect::CancelTimer(Timer::P(PTimer::Query(key.clone()))),
+            Effect::CancelTimer(Timer::P(PTimer::Forget(key.clone()))),
+            Effect::CancelTimer(Timer::P(PTimer::Expire(key.clone()))),
         ];
         if tx.on_disk {
             out.push(Effect::Store(Batch::lazy().delete(pkey(key))));
@@ -709,12 +893,7 @@ impl Participant {
         tx_id: &str,
         cfg: &Config,
     ) -> (Vec<Eff>, Result<(Outcome, Vec<u8>), ApiError>) {
-        let mine: Vec<PKey> = self
-            .txs
-            .range((tx_id.to_string(), String::new())..)
-            .take_while(|(k, _)| k.0 == tx_id)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mine: Vec<PKey> = self.txs.of_tx(tx_id).map(|(k, _)| k.clone()).collect();
         if mine.is_empty() {
             // Ended here: the signed decision, to a participant, if we kept one.
             let ended = self
@@ -727,7 +906,7 @@ impl Participant {
                 Some(e) => (
                     vec![],
                     Ok((
-                        if e.committed {
+                        if e.committed() {
                             Outcome::Committed
                         } else {
                             Outcome::Aborted
@@ -738,7 +917,7 @@ impl Participant {
                 None => (vec![], Ok((Outcome::Unknown, Vec::new()))),
             };
         }
-        if !self.txs[&mine[0]].nodes.contains(from) {
+        if !self.txs.map[&mine[0]].nodes.contains(from) {
             return (
                 vec![],
                 Err(ApiError::forbidden(format!(
@@ -750,7 +929,7 @@ impl Participant {
         let mut outcome = Outcome::Pending;
         let mut signature = Vec::new();
         for k in &mine {
-            let t = &self.txs[k];
+            let t = &self.txs.map[k];
             match t.state {
                 State::Committed => {
                     outcome = Outcome::Committed;
@@ -770,8 +949,10 @@ impl Participant {
         if outcome == Outcome::Pending
             && mine
                 .iter()
-                .any(|k| matches!(self.txs[k].state, State::Asking | State::VotedNo))
-            && !mine.iter().any(|k| self.txs[k].state == State::Prepared)
+                .any(|k| matches!(self.txs.map[k].state, State::Asking | State::VotedNo))
+            && !mine
+                .iter()
+                .any(|k| self.txs.map[k].state == State::Prepared)
         {
             // Not voted yes anywhere here: refuse for good (forced), so that our vote to the
             // coordinator is no (the Prepare it re-sends, or the answer of the one in flight).
@@ -781,11 +962,8 @@ impl Participant {
                 tx.on_disk = true;
                 tx.reason = "refused during cooperative termination".into();
                 let tx = tx.clone();
-                out.push(self.write(k, &tx, true));
-                out.push(Effect::timer(
-                    MAX_TIMEOUT_MS * 2,
-                    Timer::P(PTimer::Forget(k.clone())),
-                ));
+                out.push(self.write(k, &tx, !cfg.mutation_lazy_refused_record));
+                // It stays (answering no) until the vote deadline (`PTimer::Expire`).
                 // A manager ask that timed out may hide a yes: tell it to abort now (a vote
                 // still in flight is handled when it comes back).
                 out.extend(self.deliver(k, cfg));
@@ -798,8 +976,7 @@ impl Participant {
     /// Whether some entry of `tx_id` is prepared and waits for the decision.
     fn undecided(&self, tx_id: &str) -> bool {
         self.txs
-            .range((tx_id.to_string(), String::new())..)
-            .take_while(|(k, _)| k.0 == tx_id)
+            .of_tx(tx_id)
             .any(|(_, t)| t.state == State::Prepared)
     }
 
@@ -959,6 +1136,11 @@ impl Participant {
                     out.extend(self.learn_tx(&id, o == Outcome::Committed, sig, cfg));
                 }
                 Some((o @ (Outcome::Committed | Outcome::Aborted), sig))
+                    if !direct && cfg.mutation_trust_unsigned_peer && sig.is_empty() =>
+                {
+                    out.extend(self.learn_tx(&id, o == Outcome::Committed, sig, cfg));
+                }
+                Some((o @ (Outcome::Committed | Outcome::Aborted), sig))
                     if !direct && sig.len() == 64 && self.asking.verifying < MAX_VERIFYING =>
                 {
                     // A peer relays the coordinator's signed decision: check it first.
@@ -967,7 +1149,10 @@ impl Participant {
                     out.push(Effect::Send {
                         to: sign_address(&self.our.node),
                         body: verify_body(&Address::ours(&coord, crate::NAME), &sig),
-                        blob: Some(decision_message(&id, commit)),
+                        blob: Some(decision_message(
+                            &id,
+                            commit || cfg.mutation_verify_ignores_outcome,
+                        )),
                         expect: Some(Expect {
                             timeout_s: cfg.manager_timeout_s,
                             ctx: Ctx::P(PCtx::Verify(id.clone(), commit, sig)),
@@ -983,8 +1168,7 @@ impl Participant {
                 _ if direct => {
                     let others: Vec<NodeId> = self
                         .txs
-                        .range((id.clone(), String::new())..)
-                        .take_while(|(k, _)| k.0 == id)
+                        .of_tx(&id)
                         .flat_map(|(_, t)| t.nodes.iter().cloned())
                         .filter(|n| *n != self.our.node && *n != coord)
                         .collect::<BTreeSet<_>>()
@@ -1029,8 +1213,7 @@ impl Participant {
     fn learn_tx(&mut self, tx_id: &str, commit: bool, sig: Vec<u8>, cfg: &Config) -> Vec<Eff> {
         let keys: Vec<PKey> = self
             .txs
-            .range((tx_id.to_string(), String::new())..)
-            .take_while(|(k, _)| k.0 == tx_id)
+            .of_tx(tx_id)
             .filter(|(_, t)| t.state == State::Prepared)
             .map(|(k, _)| k.clone())
             .collect();
@@ -1073,6 +1256,9 @@ impl Participant {
     ) -> Vec<Eff> {
         match ctx {
             PCtx::Vote(key, id) => {
+                let quota_full = self.txs.get(&key).is_some_and(|t| {
+                    self.txs.count(&t.coord).prepared >= cfg.max_prepared_per_coordinator
+                });
                 let Some(tx) = self.txs.get_mut(&key) else {
                     return vec![];
                 };
@@ -1096,15 +1282,35 @@ impl Participant {
                         // abort (or the forget timer) tells the manager to drop its state.
                         // Without a retried Prepare for a while (the coordinator is cut off
                         // or gave up), it refuses and tells the manager (see `on_timer`).
-                        tx.manager_prepared = true;
+                        if !cfg.mutation_vote_timeout_not_a_yes {
+                            tx.manager_prepared = true;
+                        }
                         let d = cfg.query_after_ms + cfg.retry.delay(0, rng);
                         vec![
                             reply(Response::Voting { tx_id }),
                             Effect::timer(d, Timer::P(PTimer::Forget(key))),
                         ]
                     }
+                    (State::Asking, Some((Vote::Yes, _))) if quota_full => {
+                        // Asks admitted together filled the coordinator's quota of prepared
+                        // entries meanwhile: vote no, and the manager drops its yes.
+                        let tx = self.txs.get_mut(&key).expect("present");
+                        tx.state = State::VotedNo;
+                        tx.manager_prepared = true;
+                        tx.reason =
+                            "too many transactions of this coordinator prepared and undecided"
+                                .into();
+                        let reason = tx.reason.clone();
+                        let mut out = vec![reply(Response::Voted {
+                            tx_id,
+                            vote: Vote::No,
+                            reason,
+                        })];
+                        out.extend(self.deliver(&key, cfg));
+                        out
+                    }
                     (State::Asking, Some((Vote::Yes, _))) => {
-                        tx.state = State::Prepared;
+                        let tx = self.txs.set_state(&key, State::Prepared).expect("present");
                         tx.on_disk = true;
                         tx.manager_prepared = true;
                         self.prepared_yes += 1;
@@ -1130,6 +1336,8 @@ impl Participant {
                                 vote: Vote::Yes,
                                 reason: String::new(),
                             }),
+                            // Only the decision ends a prepared entry.
+                            Effect::CancelTimer(Timer::P(PTimer::Expire(key.clone()))),
                             Effect::timer(d, Timer::P(PTimer::Query(key))),
                         ]
                     }
@@ -1137,20 +1345,22 @@ impl Participant {
                         tx.state = State::VotedNo;
                         tx.reason = reason.chars().take(256).collect();
                         let reason = tx.reason.clone();
-                        let mut out = vec![
-                            reply(Response::Voted {
-                                tx_id,
-                                vote: Vote::No,
-                                reason,
-                            }),
-                            Effect::timer(
-                                MAX_TIMEOUT_MS * 2,
-                                Timer::P(PTimer::Forget(key.clone())),
-                            ),
-                        ];
-                        // An earlier ask of this entry timed out (the manager may have voted
-                        // yes then): it is told to abort now.
-                        out.extend(self.deliver(&key, cfg));
+                        let prepared = tx.manager_prepared;
+                        let mut out = vec![reply(Response::Voted {
+                            tx_id,
+                            vote: Vote::No,
+                            reason,
+                        })];
+                        if prepared {
+                            // An earlier ask of this entry timed out (the manager may have
+                            // voted yes then): it is told to abort now, and the entry ends
+                            // when it has.
+                            out.extend(self.deliver(&key, cfg));
+                        } else {
+                            // No table slot for a no vote: a repeat of the Prepare is
+                            // answered from the memory of ended entries.
+                            out.extend(self.done(&key));
+                        }
                         out
                     }
                     // Aborted or refused while the manager was voting: no, and undo a yes.
@@ -1181,8 +1391,9 @@ impl Participant {
                 );
                 if ok {
                     match self.txs.get_mut(&key) {
-                        // Refused stays (and votes no) until forgotten; the manager is clean.
-                        Some(t) if matches!(t.state, State::Refused | State::VotedNo) => {
+                        // Refused stays (and votes no) until the vote deadline; the manager
+                        // is clean. A voted-no entry ends now.
+                        Some(t) if t.state == State::Refused => {
                             t.in_flight = false;
                             t.manager_prepared = false;
                             vec![]
@@ -1197,12 +1408,13 @@ impl Participant {
             PCtx::Query(target, ids) => self.on_query_answer(now, target, ids, answer, cfg, rng),
             PCtx::Verify(tx_id, commit, sig) => {
                 self.asking.verifying = self.asking.verifying.saturating_sub(1);
-                let ok = matches!(
-                    answer
-                        .as_deref()
-                        .map(serde_json::from_slice::<SignResponse>),
-                    Ok(Ok(SignResponse::NetKeyVerify(true)))
-                );
+                let ok = cfg.mutation_verify_always_ok
+                    || matches!(
+                        answer
+                            .as_deref()
+                            .map(serde_json::from_slice::<SignResponse>),
+                        Ok(Ok(SignResponse::NetKeyVerify(true)))
+                    );
                 if !self.undecided(&tx_id) {
                     self.stop_asking(&tx_id);
                     return vec![];
@@ -1298,9 +1510,9 @@ impl Participant {
         };
         let mut out = Vec::new();
         for tx_id in tx_ids.into_iter().take(cfg.max_per_coordinator) {
-            if coordinator_of(&tx_id).is_none() {
+            let Some(coord) = coordinator_of(&tx_id) else {
                 continue;
-            }
+            };
             let key = (tx_id, resource.to_string());
             let room = self.txs.len() < cfg.max_participating;
             match self.txs.get_mut(&key) {
@@ -1309,6 +1521,7 @@ impl Participant {
                     self.txs.insert(
                         key.clone(),
                         PTx {
+                            coord,
                             state: State::Refused,
                             nodes: vec![],
                             on_disk: true,
@@ -1319,11 +1532,12 @@ impl Participant {
                             signature: Vec::new(),
                         },
                     );
-                    let t = self.txs[&key].clone();
-                    out.push(self.write(&key, &t, true));
+                    let t = self.txs.map[&key].clone();
+                    out.push(self.write(&key, &t, !cfg.mutation_lazy_refused_record));
+                    // Its Prepare's deadline is not known here: the longest one.
                     out.push(Effect::timer(
-                        MAX_TIMEOUT_MS * 2,
-                        Timer::P(PTimer::Forget(key.clone())),
+                        expire_after(MAX_TIMEOUT_MS, cfg),
+                        Timer::P(PTimer::Expire(key.clone())),
                     ));
                     out.extend(self.deliver(&key, cfg));
                 }
@@ -1355,8 +1569,18 @@ impl Participant {
             PTimer::Ask(n) => self.flush(&n, now, cfg),
             PTimer::Deliver(k) => self.deliver(&k, cfg),
             PTimer::InDoubt(r) => self.ask_in_doubt(&r, cfg),
+            PTimer::Expire(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
+                // The coordinator's vote deadline has passed: it cannot commit without our
+                // yes any more, so a refusal needs no slot.
+                Some((State::Refused, false)) => self.learn(&k, false, cfg),
+                // Still voting, or telling the manager: look again later (it may refuse).
+                Some((State::Asking | State::VotedNo | State::Refused, _)) => vec![Effect::timer(
+                    cfg.query_after_ms,
+                    Timer::P(PTimer::Expire(k)),
+                )],
+                _ => vec![],
+            },
             PTimer::Forget(k) => match self.txs.get(&k).map(|t| (t.state, t.in_flight)) {
-                Some((State::VotedNo | State::Refused, _)) => self.learn(&k, false, cfg),
                 // The manager's vote timed out and no Prepare came again since: never voted
                 // yes to the coordinator, so refuse for good here and tell the manager (it
                 // may have voted yes late).
@@ -1401,10 +1625,8 @@ impl Participant {
         tx.attempt = 0;
         tx.reason = "the manager did not vote in time".into();
         let t = tx.clone();
-        let mut out = vec![
-            self.write(key, &t, true),
-            Effect::timer(MAX_TIMEOUT_MS * 2, Timer::P(PTimer::Forget(key.clone()))),
-        ];
+        // It stays (answering no) until the vote deadline (`PTimer::Expire`).
+        let mut out = vec![self.write(key, &t, !cfg.mutation_lazy_refused_record)];
         out.extend(self.deliver(key, cfg));
         out
     }
@@ -1468,8 +1690,15 @@ impl Participant {
             .map(|(k, _)| k.clone())
             .collect();
         for k in &pending {
+            // One with a send in flight is left to it: that may be the manager's vote (an
+            // entry aborted while the manager voted), whose answer must still find the entry
+            // (a yes is then aborted at the manager); a delivery in flight to the manager's
+            // earlier life is retried when it fails. The model check found this: an entry
+            // ended here, the late yes found nothing and the manager held it for ever.
             if let Some(t) = self.txs.get_mut(k) {
-                t.in_flight = false;
+                if t.in_flight {
+                    continue;
+                }
                 t.attempt = 0;
             }
             out.extend(self.deliver(k, cfg));
@@ -1514,8 +1743,7 @@ impl Participant {
     pub fn status(&self, tx_id: &str) -> Option<TxStatus> {
         let votes: Vec<(Phase, VoteView)> = self
             .txs
-            .range((tx_id.to_string(), String::new())..)
-            .take_while(|(k, _)| k.0 == tx_id)
+            .of_tx(tx_id)
             .map(|(k, t)| (phase(t.state), self.vote_view(k, t)))
             .collect();
         let phase = votes.iter().map(|(p, _)| *p).min()?;
@@ -1544,22 +1772,24 @@ impl Participant {
     }
 
     pub fn list(&self) -> Vec<TxStatus> {
-        let mut ids: Vec<&String> = self.txs.keys().map(|k| &k.0).collect();
+        let mut ids: Vec<&String> = self.txs.iter().map(|(k, _)| &k.0).collect();
         ids.dedup();
         ids.iter().filter_map(|t| self.status(t)).collect()
     }
 
     pub fn fingerprint(&self, out: &mut String) {
         use std::fmt::Write;
-        for (k, t) in &self.txs {
+        for (k, t) in &self.txs.map {
             let _ = write!(
                 out,
                 "P{}/{}:{:?}{}{}{},",
                 k.0, k.1, t.state, t.on_disk as u8, t.manager_prepared as u8, t.in_flight as u8
             );
         }
-        for (k, c) in &self.ended {
-            let _ = write!(out, "E{}/{}:{},", k.0, k.1, c.committed as u8);
+        for (k, e) in &self.ended {
+            let c = e.committed() as u8;
+            let s = !e.signature.is_empty() as u8;
+            let _ = write!(out, "E{}/{}:{c}{s},", k.0, k.1);
         }
         // Termination queries: where each transaction is asked, what is queued or in flight.
         for (tx, (n, _)) in &self.asking.by_tx {

@@ -375,6 +375,9 @@ fn a_signature_of_another_transaction_or_decision_is_refused() {
     refused_relay("Committed", signed("alice.os/0e", true));
     // Alice's real signature of this transaction's abort, shown as a commit.
     refused_relay("Committed", signed(TX, false));
+    // Alice's real signature of this transaction's commit, shown as an abort: the dangerous
+    // direction (a participant holding the signed commit could abort a peer next to it).
+    refused_relay("Aborted", signed(TX, true));
     // Another node's signature (mallory's own txcoord) of this very decision.
     let mallorys = keys()
         .sign(

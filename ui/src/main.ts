@@ -10,6 +10,11 @@ let playground = false;
 
 type Json = any;
 
+// Query flags: `?node=bob.os` opens the playground on that node; `?poll=0` turns off the
+// 2 s refresh, so that only the WebSocket events update the page (the browser tests use it
+// to prove live updates).
+const query = new URLSearchParams(location.search);
+
 let currentNode = "";
 /** Our node's name (the picked one in the playground; on a node, presence's Info says). */
 let ourNode = "";
@@ -43,11 +48,13 @@ function clearError() {
   $("#error").hidden = true;
 }
 
-/** One local-API call; resolves with the `Ok` value, rejects with the service's message. */
+/** One local-API call; resolves with the `Ok` value, rejects with the service's message.
+ * Bodies are typed (JSON, or octet-stream for a blob): the API refuses untyped ones, which is
+ * what keeps other sites' pages from posting to it. */
 async function api(process: string, request: Json, blob?: string): Promise<Json> {
-  const init: RequestInit = { method: "POST", headers: {} };
+  const init: RequestInit = { method: "POST", headers: { "Content-Type": "application/json" } };
   if (blob !== undefined) {
-    (init.headers as Record<string, string>)["x-api-request"] = JSON.stringify(request);
+    init.headers = { "Content-Type": "application/octet-stream", "x-api-request": JSON.stringify(request) };
     init.body = blob;
   } else {
     init.body = JSON.stringify(request);
@@ -85,15 +92,66 @@ async function guarded(where: string, f: () => Promise<void>) {
 
 type Handler = (frame: Json) => void;
 const handlers: Record<string, Handler[]> = {};
-let sockets: WebSocket[] = [];
+const PROCESSES = ["presence", "sync", "notify", "txcoord"];
 function on(process: string, h: Handler) {
   (handlers[process] ||= []).push(h);
 }
-function connectSockets() {
-  for (const s of sockets) s.close();
-  sockets = [];
-  for (const p of ["presence", "sync", "notify", "txcoord"]) {
-    const ws = new WebSocket(wsUrl(p));
+
+/** The subscriptions this page made, per node and process (request JSON by its text), to
+ * make again when that process's socket comes back (a restarted node may have lost them). */
+const subscriptions = new Map<string, Map<string, Set<string>>>();
+async function subscribe(process: string, request: Json): Promise<Json> {
+  const r = await api(process, request);
+  let byProcess = subscriptions.get(currentNode);
+  if (!byProcess) subscriptions.set(currentNode, (byProcess = new Map()));
+  let set = byProcess.get(process);
+  if (!set) byProcess.set(process, (set = new Set()));
+  set.add(JSON.stringify(request));
+  // Bounded: the oldest go first.
+  while (set.size > 50) set.delete(set.values().next().value!);
+  return r;
+}
+async function resubscribe(process: string) {
+  for (const r of subscriptions.get(currentNode)?.get(process) ?? []) {
+    await api(process, JSON.parse(r)).catch((e) => showError(`Subscribe again (${process})`, e));
+  }
+}
+
+/** Sockets that are down, with why: shown in the live banner until they are back. */
+const lost = new Map<string, string>();
+function showLost() {
+  const box = $("#live");
+  box.hidden = lost.size === 0;
+  box.textContent = [...lost].map(([p, why]) => `Live updates lost for ${p} (${why}); reconnecting…`).join(" ");
+}
+
+/** Reconnect delays: doubling from 0.5 s to at most 15 s, each drawn in [½, 1] of it. */
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 15_000;
+function backoff(attempt: number): number {
+  const cap = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** attempt);
+  return cap * (0.5 + Math.random() / 2);
+}
+
+/** A socket that comes back: on close it reconnects after a backoff while `alive()`, and
+ * `reopened` runs when it is open again after a loss. A frame `{"error"}` without an event
+ * (the process refused us: too many clients) is the reason shown. */
+function liveSocket(name: string, url: () => string, onFrame: (f: Json) => void, alive: () => boolean, reopened: () => void): WebSocket {
+  let attempt = 0;
+  let current: WebSocket;
+  const open = () => {
+    const ws = new WebSocket(url());
+    current = ws;
+    let why = "";
+    let openedAt = 0;
+    ws.onopen = () => {
+      openedAt = Date.now();
+      if (lost.has(name)) {
+        lost.delete(name);
+        showLost();
+        reopened();
+      }
+    };
     ws.onmessage = (m) => {
       let f: Json;
       try {
@@ -101,9 +159,42 @@ function connectSockets() {
       } catch {
         return;
       }
-      for (const h of handlers[p] || []) h(f);
+      if (f && typeof f.error === "string" && f.event === undefined) {
+        why = f.error;
+        return;
+      }
+      onFrame(f);
     };
-    sockets.push(ws);
+    ws.onclose = () => {
+      if (!alive() || current !== ws) return;
+      // A socket that stayed up a while starts the backoff again from the shortest delay.
+      if (openedAt && Date.now() - openedAt > 10_000) attempt = 0;
+      lost.set(name, why || (openedAt ? "connection closed" : "cannot connect"));
+      showLost();
+      setTimeout(() => alive() && open(), backoff(attempt++));
+    };
+  };
+  open();
+  return current!;
+}
+
+let socketGeneration = 0;
+let sockets: WebSocket[] = [];
+function connectSockets() {
+  const gen = ++socketGeneration;
+  for (const s of sockets) s.close();
+  sockets = [];
+  for (const p of PROCESSES) lost.delete(p);
+  showLost();
+  for (const p of PROCESSES) {
+    sockets.push(
+      liveSocket(p, () => wsUrl(p), (f) => {
+        for (const h of handlers[p] || []) h(f);
+      }, () => gen === socketGeneration, () => {
+        // Back: subscribe again and catch up on what the events missed.
+        resubscribe(p).then(() => refreshers.forEach((r) => r()));
+      }),
+    );
   }
 }
 
@@ -169,6 +260,19 @@ tabs.push({
   render(root) {
     const table = el("table", { "data-testid": "members" });
     const log = el("ul", { class: "log", "data-testid": "presence-log" });
+    // Our own info as presence has it: the form shows it, and a change keeps the metadata
+    // (which the form does not edit).
+    let ownInfo: Json = null;
+    let infoShown = false;
+    const infoForm = form("setinfo", [["app_version", "app version", ""], ["capabilities", "capabilities", ""]], "Publish", async (v) => {
+      const metadata = ownInfo?.metadata ?? [];
+      await api("presence", { SetInfo: { app_version: v.app_version, capabilities: list(v.capabilities), metadata } });
+      infoShown = false;
+      refresh();
+    }, "SetInfo");
+    let infoEdited = false;
+    infoForm.addEventListener("input", () => (infoEdited = true));
+    infoForm.addEventListener("submit", () => (infoEdited = false));
     root.append(
       el("h2", {}, "Members as ", el("span", { "data-testid": "viewer" }, currentNode || "this node"), " sees them"),
       table,
@@ -177,10 +281,7 @@ tabs.push({
         await api("presence", { Join: { bootstrap: list(v.bootstrap) } });
       }, "Join"),
       el("h3", {}, "Our own info"),
-      form("setinfo", [["app_version", "app version", "1.0.0"], ["capabilities", "capabilities", ""]], "Publish", async (v) => {
-        await api("presence", { SetInfo: { app_version: v.app_version, capabilities: list(v.capabilities), metadata: [] } });
-        refresh();
-      }, "SetInfo"),
+      infoForm,
       el("h3", {}, "Events"),
       log,
     );
@@ -189,6 +290,15 @@ tabs.push({
         const r = await api("presence", { ListNodes: {} });
         table.innerHTML = "";
         table.append(el("tr", {}, ...["node", "status", "last seen", el("abbr", { title: "incarnation" }, "inc."), "capabilities"].map((h) => el("th", {}, h))));
+        const self = r.Nodes.nodes.find((m: Json) => m.is_self);
+        if (self) {
+          ownInfo = self.info;
+          if (!infoShown && !infoEdited) {
+            (infoForm.querySelector("[name=app_version]") as HTMLInputElement).value = self.info.app_version ?? "";
+            (infoForm.querySelector("[name=capabilities]") as HTMLInputElement).value = (self.info.capabilities ?? []).join(", ");
+            infoShown = true;
+          }
+        }
         for (const m of r.Nodes.nodes) {
           const n = m.info.node_id;
           table.append(
@@ -224,11 +334,21 @@ let awarenessChanged: () => void = () => {};
 // ----- remote carets and selections (sync's awareness) -----
 
 const CARET_COLORS = ["#d93025", "#1a73e8", "#188038", "#e37400", "#9334e6", "#007b83", "#c5221f", "#5f6368"];
-/** A node's colour: the one its page chose (state `color`), else one from its name. */
 function colorOf(node: string): string {
   let h = 0;
   for (const c of node) h = (h * 31 + c.charCodeAt(0)) >>> 0;
   return CARET_COLORS[h % CARET_COLORS.length];
+}
+/** A peer's colour: the one its page chose (awareness state `color`, which is the remote
+ * app's data: taken only as `#rrggbb`), else one from its name. */
+function peerColor(p: Json): string {
+  const c = p.state?.find?.((e: Json) => e.key === "color")?.value;
+  return typeof c === "string" && /^#[0-9a-fA-F]{6}$/.test(c) ? c : colorOf(String(p.node));
+}
+/** A peer's label: its state `name` as text, else its node. */
+function peerName(p: Json): string {
+  const n = p.state?.find?.((e: Json) => e.key === "name")?.value;
+  return typeof n === "string" && n ? n.slice(0, 64) : String(p.node);
 }
 /** Draw each peer's caret (a bar with its name) and selection (its colour, faint) over the
  * editor: `layer` mirrors the textarea's text and box, transparent, at the same scroll. */
@@ -249,10 +369,11 @@ function drawCarets(layer: HTMLElement, editor: HTMLTextAreaElement, peers: Json
   layer.innerHTML = "";
   const caretsAt = (pos: number) => {
     for (const p of shown.filter((p) => clamp(p.cursor.head) === pos)) {
-      const name = p.state?.find?.((e: Json) => e.key === "name")?.value ?? p.node;
-      const color = p.state?.find?.((e: Json) => e.key === "color")?.value ?? colorOf(p.node);
-      const caret = el("span", { class: "rcaret", "data-testid": `remote-caret-${p.node}`, "data-pos": String(pos), style: `border-color: ${color}` },
-        el("span", { class: "rlabel", style: `background: ${color}` }, name));
+      const color = peerColor(p);
+      const label = el("span", { class: "rlabel" }, peerName(p));
+      label.style.setProperty("background-color", color);
+      const caret = el("span", { class: "rcaret", "data-testid": `remote-caret-${p.node}`, "data-pos": String(pos) }, label);
+      caret.style.setProperty("border-color", color);
       layer.append(caret);
     }
   };
@@ -265,8 +386,9 @@ function drawCarets(layer: HTMLElement, editor: HTMLTextAreaElement, peers: Json
     });
     const seg = text.slice(a, b);
     if (covering) {
-      const color = covering.state?.find?.((e: Json) => e.key === "color")?.value ?? colorOf(covering.node);
-      layer.append(el("mark", { class: "rsel", "data-testid": `remote-selection-${covering.node}`, style: `background: ${color}33` }, seg));
+      const mark = el("mark", { class: "rsel", "data-testid": `remote-selection-${covering.node}` }, seg);
+      mark.style.setProperty("background-color", `${peerColor(covering)}33`);
+      layer.append(mark);
     } else {
       layer.append(seg);
     }
@@ -420,7 +542,7 @@ tabs.push({
           lastSent = "";
         }
         openDoc = doc;
-        await api("sync", { Subscribe: { doc } });
+        await subscribe("sync", { Subscribe: { doc } });
         title.textContent = doc;
         await read();
         readPeers();
@@ -551,7 +673,7 @@ tabs.push({
         if (playground) {
           await Promise.all([...subscriberNodes].filter((n) => n !== currentNode).map(async (n) => {
             try {
-              const res = await fetch(`/node/${n}/notify/api`, { method: "POST", body: '"Stats"' });
+              const res = await fetch(`/node/${n}/notify/api`, { method: "POST", headers: { "Content-Type": "application/json" }, body: '"Stats"' });
               const v = await res.json();
               if (v.Ok) dupsOf.set(n, v.Ok.Stats.duplicates_suppressed);
             } catch {
@@ -606,7 +728,7 @@ tabs.push({
         refresh();
       }, "Publish"),
       form("subscribe", [["publisher", "publisher node", currentNode], ["topic", "topic", "news"]], "Subscribe", async (v) => {
-        await api("notify", { Subscribe: { publisher: v.publisher, topic: v.topic } });
+        await subscribe("notify", { Subscribe: { publisher: v.publisher, topic: v.topic } });
       }, "Subscribe"),
       el("h3", {}, "Delivery per subscriber"),
       delivery,
@@ -829,13 +951,13 @@ const flows: { from: string; to: string; kind: string; at: number }[] = [];
 let msgCount = 0;
 /** A /sim call that answers something other than the cluster's state. */
 async function simQuery(op: string, body: Json): Promise<Json> {
-  const res = await fetch(`/sim/${op}`, { method: "POST", body: JSON.stringify(body) });
+  const res = await fetch(`/sim/${op}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
   if (!res.ok) throw new Error(v.error || `HTTP ${res.status}`);
   return v;
 }
 async function sim(op: string, body?: Json) {
-  const res = await fetch(`/sim/${op}`, { method: "POST", body: body === undefined ? "" : JSON.stringify(body) });
+  const res = await fetch(`/sim/${op}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: body === undefined ? "" : JSON.stringify(body) });
   const v = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
   if (!res.ok) throw new Error(v.error || `HTTP ${res.status}`);
   simState = v;
@@ -843,9 +965,8 @@ async function sim(op: string, body?: Json) {
 }
 
 function connectNet() {
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/sim/ws`);
-  ws.onmessage = (m) => {
-    const f = JSON.parse(m.data);
+  const url = () => `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/sim/ws`;
+  liveSocket("the simulator", url, (f) => {
     if (f.type === "state") {
       simState = f.state;
       if (active === "net") refreshers.forEach((r) => r());
@@ -854,8 +975,7 @@ function connectNet() {
       flows.push({ from: f.from, to: f.to, kind: `${f.process}:${f.kind}`, at: performance.now() });
       if (flows.length > 200) flows.splice(0, flows.length - 200);
     }
-  };
-  ws.onclose = () => setTimeout(connectNet, 1000);
+  }, () => true, () => {});
 }
 
 tabs.push({
@@ -885,12 +1005,20 @@ tabs.push({
       const ns: Json[] = simState.nodes;
       const idx = new Map(ns.map((n: Json, i: number) => [n.node, i]));
       const cut = new Set(simState.cut.map((c: string[]) => c.join("|")));
-      let s = "";
+      // Built as elements, never as markup: node names and message kinds are data.
+      const SVG = "http://www.w3.org/2000/svg";
+      const shape = (tag: string, attrs: Record<string, string | number>, text?: string) => {
+        const e = document.createElementNS(SVG, tag);
+        for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+        if (text !== undefined) e.textContent = text;
+        return e;
+      };
+      const parts: Element[] = [];
       for (let a = 0; a < ns.length; a++)
         for (let b = a + 1; b < ns.length; b++) {
           const [x1, y1] = pos(a, ns.length), [x2, y2] = pos(b, ns.length);
           const isCut = cut.has(`${ns[a].node}|${ns[b].node}`);
-          s += `<line x1="${x1}" y1="${y1}" x2="${x2}" y2="${y2}" class="${isCut ? "cut" : "link"}"/>`;
+          parts.push(shape("line", { x1, y1, x2, y2, class: isCut ? "cut" : "link" }));
         }
       const now = performance.now();
       for (const f of flows) {
@@ -899,13 +1027,17 @@ tabs.push({
         const a = idx.get(f.from), b = idx.get(f.to);
         if (a === undefined || b === undefined) continue;
         const [x1, y1] = pos(a, ns.length), [x2, y2] = pos(b, ns.length);
-        s += `<circle r="3" cx="${x1 + (x2 - x1) * t}" cy="${y1 + (y2 - y1) * t}" class="msg"><title>${f.kind}</title></circle>`;
+        const dot = shape("circle", { r: 3, cx: x1 + (x2 - x1) * t, cy: y1 + (y2 - y1) * t, class: "msg" });
+        dot.append(shape("title", {}, f.kind));
+        parts.push(dot);
       }
       ns.forEach((n: Json, i: number) => {
         const [x, y] = pos(i, ns.length);
-        s += `<g class="node ${n.up ? "up" : "down"}${n.slow_ms ? " slow" : ""}"><circle r="16" cx="${x}" cy="${y}"/><text x="${x}" y="${y + 30}" text-anchor="middle">${n.node}</text></g>`;
+        const g = shape("g", { class: `node ${n.up ? "up" : "down"}${n.slow_ms ? " slow" : ""}` });
+        g.append(shape("circle", { r: 16, cx: x, cy: y }), shape("text", { x, y: y + 30, "text-anchor": "middle" }, String(n.node)));
+        parts.push(g);
       });
-      svg.innerHTML = s;
+      svg.replaceChildren(...parts);
       counter.textContent = `${msgCount} messages between nodes seen; virtual time ${Math.round(simState.now_ms / 1000)} s; loss ${simState.loss}`;
     };
     const table = () => {
@@ -953,13 +1085,13 @@ async function selectNode(n: string) {
   }
   // The page's own subscription to membership events (its address is the node owner's).
   await guarded("Subscribe", async () => {
-    await api("presence", "Subscribe");
+    await subscribe("presence", "Subscribe");
   });
   showTab(active);
 }
 
 async function main() {
-  setInterval(() => refreshers.forEach((r) => r()), 2000);
+  if (query.get("poll") !== "0") setInterval(() => refreshers.forEach((r) => r()), 2000);
   try {
     const r = await fetch("/sim/state");
     if (r.ok && (r.headers.get("content-type") || "").includes("json")) {
@@ -984,7 +1116,10 @@ async function main() {
     $("#node-picker-label").hidden = false;
     pick.onchange = () => selectNode(pick.value);
     connectNet();
-    await selectNode(nodes[0] ?? "");
+    const wanted = query.get("node");
+    const first = wanted && nodes.includes(wanted) ? wanted : nodes[0] ?? "";
+    pick.value = first;
+    await selectNode(first);
   } else {
     $("#mode").textContent = "this node";
     await selectNode("");

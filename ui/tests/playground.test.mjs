@@ -1,14 +1,21 @@
 // Browser tests of the page against the playground (`cargo xtask test --step ui`).
 // Starts `$P2P_SIM playground --port 0`, drives Debian's chromium with playwright-core, and
-// keeps a screenshot of each page under $UI_ARTIFACTS. Waits on page state, never on sleeps.
+// keeps a screenshot of each page under $UI_ARTIFACTS (default: the workspace's
+// target/ui-artifacts). Waits on page state, never on sleeps.
+//
+// Live updates are proven on a second page on bob.os opened with `?poll=0`: the page's 2 s
+// refresh is off there, so only its WebSockets' events can change what it shows, and the
+// tests never touch that page while they wait on it.
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import http from "node:http";
+import crypto from "node:crypto";
 
 const sim = process.env.P2P_SIM;
 const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const artifacts = process.env.UI_ARTIFACTS || "target/ui-artifacts";
+const artifacts = process.env.UI_ARTIFACTS || new URL("../../target/ui-artifacts", import.meta.url).pathname;
 if (!sim) {
   console.error("set P2P_SIM to the p2p-sim binary");
   process.exit(2);
@@ -29,11 +36,53 @@ const url = await new Promise((resolve, reject) => {
   setTimeout(() => reject(new Error(`playground printed no URL: ${out}`)), 30000);
 });
 
+const origin = new URL(url).origin;
+const UI = `${url}presence:p2p-patterns:p2p-patterns.os/`;
 let failed = 0;
 const results = [];
 const browser = await chromium.launch({ executablePath: browserPath, args: ["--no-sandbox"] });
-const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
-page.setDefaultTimeout(20000);
+// Every request any page makes, to check that none leaves the playground.
+const outside = [];
+async function newPage() {
+  const p = await browser.newPage({ viewport: { width: 390, height: 844 } }); // phone width
+  p.setDefaultTimeout(20000);
+  p.on("request", (r) => {
+    if (new URL(r.url()).origin !== origin) outside.push(r.url());
+  });
+  return p;
+}
+const page = await newPage();
+
+/** A same-origin JSON POST from outside the browser (another node's app, the simulator). */
+function post(path, body) {
+  return new Promise((resolve, reject) => {
+    const data = Buffer.from(JSON.stringify(body));
+    const u = new URL(path, url);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: "POST", headers: { Host: u.host, Origin: origin, "Content-Type": "application/json", "Content-Length": data.length } }, (res) => {
+      let text = "";
+      res.on("data", (d) => (text += d));
+      res.on("end", () => (res.statusCode === 200 ? resolve(JSON.parse(text)) : reject(new Error(`${path}: HTTP ${res.statusCode} ${text}`))));
+    });
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
+/** A raw WebSocket on `path` (same origin), kept open until `.destroy()`. */
+function rawSocket(path) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(path, url);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, headers: { Host: u.host, Origin: origin, Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": crypto.randomBytes(16).toString("base64") } });
+    req.on("upgrade", (_res, sock) => {
+      sock.on("data", () => {});
+      sock.on("error", () => {});
+      resolve(sock);
+    });
+    req.on("response", (res) => reject(new Error(`${path}: HTTP ${res.statusCode}`)));
+    req.on("error", reject);
+    req.end();
+  });
+}
 
 // UI_ONLY=<regex> runs only the tests whose name matches it (for working on one; later
 // tests may need what earlier ones did).
@@ -50,11 +99,16 @@ async function test(name, f) {
     await page.screenshot({ path: join(artifacts, `failed-${name.replace(/\W+/g, "-")}.png`), fullPage: true }).catch(() => {});
   }
 }
-const shot = (n) => page.screenshot({ path: join(artifacts, `${n}.png`), fullPage: true });
+const shot = (n, p = page) => p.screenshot({ path: join(artifacts, `${n}.png`), fullPage: true });
+const errorHidden = (p) => p.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+const editorIs = (p, want, timeout) => p.waitForFunction((w) => document.querySelector('[data-testid="editor"]').value === w, want, timeout ? { timeout } : undefined);
 const status = (node) => page.getByTestId(`status-${node}`);
 
+let bob; // the second page: bob.os, poll off
 try {
   await page.goto(url);
+  bob = await newPage();
+  await bob.goto(`${UI}?node=bob.os&poll=0`);
   await test("the cluster forms: alice sees bob and charlie alive", async () => {
     await page.getByTestId("tab-nodes").click();
     await status("bob.os").filter({ hasText: "Alive" }).waitFor();
@@ -95,35 +149,39 @@ try {
     await page.getByTestId("create-writers").fill("bob.os");
     await page.getByTestId("create-submit").click();
     await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    // Bob's page opens the (empty) document before alice types.
+    await bob.getByTestId("tab-docs").click();
+    await bob.getByTestId("joindoc-doc").fill("alice.os/notes");
+    await bob.getByTestId("joindoc-submit").click();
+    await bob.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    await errorHidden(bob);
     await page.getByTestId("editor").pressSequentially("hello from alice");
-    await page.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+    await errorHidden(page);
     await shot("docs-alice");
-    await page.getByTestId("node-picker").selectOption("bob.os");
-    await page.getByTestId("joindoc-doc").fill("alice.os/notes");
-    await page.getByTestId("joindoc-submit").click();
-    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
-    await page.waitForFunction(() => document.querySelector('[data-testid="editor"]').value === "hello from alice");
-    await shot("docs-bob");
+    // Untouched, poll off: only sync's Changed event on bob's WebSocket can show it.
+    await editorIs(bob, "hello from alice");
+    await shot("docs-bob", bob);
   });
 
   await test("partition bob, edit on both sides, heal: both converge", async () => {
-    const editor = page.getByTestId("editor");
-    const typeAtEnd = async (text) => {
+    const typeAtEnd = async (p, text) => {
+      const editor = p.getByTestId("editor");
       await editor.click();
       await editor.press("Control+End");
       await editor.pressSequentially(text);
-      await page.waitForFunction(() => document.querySelector('[data-testid="error"]').hidden);
+      await errorHidden(p);
     };
-    await page.getByTestId("tab-net").click();
-    await page.getByTestId("isolate-bob.os").click();
+    // Cut off before either types (answered once the simulator did it).
+    await post("/sim/isolate", { node: "bob.os" });
+    await typeAtEnd(bob, " +bob");
     await page.getByTestId("tab-docs").click();
     await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
-    await typeAtEnd(" +bob");
-    await page.getByTestId("node-picker").selectOption("alice.os");
-    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
-    await page.waitForFunction(() => document.querySelector('[data-testid="editor"]').value === "hello from alice");
-    await typeAtEnd(" +alice");
+    await editorIs(page, "hello from alice");
+    await typeAtEnd(page, " +alice");
     await shot("docs-partitioned-alice");
+    await shot("docs-partitioned-bob", bob);
+    const bobText = await bob.getByTestId("editor").inputValue();
+    if (bobText !== "hello from alice +bob") throw new Error(`bob's page during the partition: ${JSON.stringify(bobText)}`);
     await page.getByTestId("tab-net").click();
     await page.getByTestId("heal").click();
     await page.getByTestId("tab-docs").click();
@@ -131,11 +189,12 @@ try {
       const v = document.querySelector('[data-testid="editor"]').value;
       return v.includes("+bob") && v.includes("+alice");
     };
+    // Bob's page, untouched and not polling, takes alice's edit from its events.
+    await bob.waitForFunction(both, null, { timeout: 120000 });
     await page.waitForFunction(both, null, { timeout: 120000 });
-    const onAlice = await editor.inputValue();
-    await page.getByTestId("node-picker").selectOption("bob.os");
-    await page.waitForFunction((want) => document.querySelector('[data-testid="editor"]').value === want, onAlice, { timeout: 120000 });
-    await shot("docs-healed-bob");
+    const onAlice = await page.getByTestId("editor").inputValue();
+    await editorIs(bob, onAlice, 120000);
+    await shot("docs-healed-bob", bob);
   });
 
   await test("documents: a field edited on alice shows on bob; sync state per peer", async () => {
@@ -148,6 +207,9 @@ try {
     await page.getByTestId("field-value").fill("true");
     await page.getByTestId("field-submit").click();
     await page.getByTestId("value-task-1-done").filter({ hasText: /^true$/ }).waitFor();
+    // Live on bob's untouched page (poll off).
+    await bob.getByTestId("value-task-1-done").filter({ hasText: /^true$/ }).waitFor();
+    await shot("docs-fields-bob", bob);
     await page.getByTestId("peer-bob.os").filter({ hasText: "in sync" }).waitFor({ timeout: 60000 });
     await shot("docs-fields-alice");
     await page.getByTestId("node-picker").selectOption("bob.os");
@@ -167,6 +229,48 @@ try {
     await page.getByTestId("tab-net").click();
     // Back to one network (that bob catches up is the native test's: test/sim/tests/sync.rs).
     await page.getByTestId("heal").click();
+  });
+
+  await test("a hostile awareness colour from a remote member changes nothing outside its caret and fetches nothing", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-docs").click();
+    await page.getByTestId("open-alice.os/notes").click();
+    await page.getByTestId("doc-title").filter({ hasText: "alice.os/notes" }).waitFor();
+    const before = outside.length;
+    // bob.os (a writer) sets its awareness through its own API, as any app of bob's may.
+    const aware = (color, name) => post("/node/bob.os/sync/api", { SetAwareness: { doc: "alice.os/notes", cursor: { anchor: 0, head: 5 }, state: [{ key: "name", value: name }, { key: "color", value: color }], utf16: true } });
+    const hostile = `red; position: fixed; left: 0; top: 0; width: 100vw; height: 100vh; z-index: 9999; background: url(${origin.replace(/:\d+$/, ":1")}/leak.png)`;
+    await aware(hostile, "<img src=x onerror=window.__xss=1>");
+    const caret = page.getByTestId("remote-caret-bob.os");
+    await caret.filter({ hasText: "<img src=x" }).waitFor({ timeout: 30000 });
+    const seen = await page.evaluate(() => {
+      const c = document.querySelector('[data-testid="remote-caret-bob.os"]');
+      const l = c.querySelector(".rlabel");
+      const sel = document.querySelector('[data-testid="remote-selection-bob.os"]');
+      const box = l.getBoundingClientRect();
+      // None of the three takes a tenth of the window (the hostile style asked for all of it).
+      const hit = [c, l, sel].filter((e) => e).some((e) => {
+        const b = e.getBoundingClientRect();
+        return b.width * b.height > (innerWidth * innerHeight) / 10;
+      });
+      return { pos: getComputedStyle(c).position, border: getComputedStyle(c).borderLeftColor, label: getComputedStyle(l).backgroundColor, labelPos: getComputedStyle(l).position, sel: sel && getComputedStyle(sel).backgroundImage, w: box.width, h: box.height, covered: hit, vw: innerWidth, xss: window.__xss, styles: [c, l, sel].map((e) => e?.getAttribute("style") || "").join(" ") };
+    });
+    await shot("docs-hostile-colour");
+    const bad = [];
+    if (seen.pos === "fixed" || seen.labelPos !== "absolute") bad.push("positioned");
+    if (seen.border === "rgb(255, 0, 0)" || seen.label === "rgb(255, 0, 0)") bad.push("took the colour");
+    if (seen.sel && seen.sel !== "none") bad.push("a background image");
+    if (seen.w >= seen.vw || seen.h > 40 || seen.covered) bad.push("covers the page");
+    if (seen.xss !== undefined) bad.push("ran a script");
+    if (/url|fixed|z-index/.test(seen.styles)) bad.push("hostile style text");
+    if (outside.length > before) bad.push(`fetched ${outside.slice(before).join(", ")}`);
+    if (bad.length) throw new Error(`${bad.join("; ")}: ${JSON.stringify(seen)}`);
+    // A good colour is taken.
+    await aware("#00aa00", "bob");
+    await caret.filter({ hasText: /^bob$/ }).waitFor({ timeout: 30000 });
+    const border = await caret.evaluate((c) => getComputedStyle(c).borderLeftColor);
+    if (border !== "rgb(0, 170, 0)") throw new Error(`a #00aa00 caret is ${border}`);
+    await post("/node/bob.os/sync/api", { SetAwareness: { doc: "alice.os/notes", cursor: null, state: null, utf16: true } });
   });
 
   await test("remote cursors: alice's selection and caret show on bob's editor at their place, and go when they expire", async () => {
@@ -317,10 +421,64 @@ try {
     await cell("charlie.os", "presence").filter({ hasText: /^Reachable/ }).waitFor({ timeout: 90000 });
     await shot("network-health");
   });
+
+  await test("the page's sockets come back after its node crashes and restarts: the feed shows a later publish", async () => {
+    await page.getByTestId("node-picker").selectOption("alice.os");
+    await page.getByTestId("tab-notify").click();
+    // The page's subscription to alice.os/news (made by the publish test, or here).
+    await page.getByTestId("subscribe-publisher").fill("alice.os");
+    await page.getByTestId("subscribe-topic").fill("news");
+    await page.getByTestId("subscribe-submit").click();
+    await errorHidden(page);
+    const live = page.getByTestId("live");
+    await post("/sim/crash", { node: "alice.os" });
+    await live.filter({ hasText: "Live updates lost for notify" }).waitFor();
+    await shot("live-lost");
+    await post("/sim/restart", { node: "alice.os" });
+    await live.waitFor({ state: "hidden", timeout: 60000 });
+    await page.getByTestId("publish-topic").fill("news");
+    await page.getByTestId("publish-text").fill("after restart");
+    await page.getByTestId("publish-submit").click();
+    await page.getByTestId("feed").filter({ hasText: "alice.os/news" }).filter({ hasText: "after restart" }).waitFor({ timeout: 30000 });
+    await shot("notifications-after-restart");
+  });
+
+  await test("a page shut out by the WebSocket cap says so, and gets in when a slot frees", async () => {
+    // The main page holds one of alice's notify sockets: 7 more fill the cap (8).
+    const held = [];
+    try {
+      for (let i = 0; i < 7; i++) held.push(await rawSocket("/node/alice.os/notify/ws"));
+      const late = await newPage();
+      await late.goto(`${UI}?node=alice.os&poll=0`);
+      await late.getByTestId("live").filter({ hasText: /notify \(too many WebSocket clients: notify serves at most 8/ }).waitFor();
+      await shot("live-refused", late);
+      for (const s of held.splice(0)) s.destroy();
+      await late.getByTestId("live").waitFor({ state: "hidden", timeout: 60000 });
+      await late.close();
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  });
+
+  if (outside.length) {
+    failed++;
+    results.push(`FAIL no request leaves the playground: ${[...new Set(outside)].join(", ")}`);
+  }
 } finally {
   await browser.close();
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
   child.kill("SIGINT");
+  const how = await Promise.race([exited, new Promise((r) => setTimeout(() => r(null), 15000))]);
+  if (!how || how.code !== 0) {
+    failed++;
+    results.push(`FAIL the playground stops on Ctrl-C with status 0: ${how ? JSON.stringify(how) : "still running after 15 s"}`);
+    child.kill("SIGKILL");
+  }
 }
 for (const r of results) console.log(r);
 console.log(`${results.length - failed} passed, ${failed} failed; screenshots in ${artifacts}`);
+if (results.length === 0) {
+  console.log(`no test ran${only ? ` (UI_ONLY=${only} matches none)` : ""}`);
+  process.exit(1);
+}
 process.exit(failed ? 1 : 0);

@@ -21,13 +21,28 @@
 //!
 //! Nothing is buffered without bound: a browser WebSocket that falls [`CLIENT_QUEUE`]
 //! frames behind is closed, and at most [`MAX_NET_FRAMES_PER_TICK`] messages per tick are
-//! reported on `/sim/ws` (the rest are counted).
+//! reported on `/sim/ws` (the rest are counted). A message from the browser is at most
+//! [`MAX_WS_MESSAGE`] bytes (the cores ignore them anyway); a larger one closes the socket.
+//!
+//! Only the page itself may call: binding loopback keeps other machines out, not other web
+//! pages in the user's browser. Every request must name the playground as its `Host`
+//! (`127.0.0.1:<port>` or `localhost:<port>`, which stops DNS rebinding) and, if it has an
+//! `Origin` (every browser WebSocket and cross-site POST does), exactly that origin; anything
+//! else is 403 ([`check_request`]). A `/sim/*` POST with a body must be
+//! `Content-Type: application/json` (415 otherwise), so a cross-site "simple" request cannot
+//! reach a control; a node's `/api` has the same rule in its own mapping
+//! ([`p2p_common::web::api_request`]). Every error is `{"error": "..."}`, the body limit's too.
+//!
+//! Ctrl-C stops the server, leaving calls in flight at most [`SHUTDOWN_GRACE`] to finish; a
+//! second Ctrl-C exits at once (status 130).
 
 use crate::sim::{factory, AppOutcome, Sim, SimConfig};
 use crate::NetConfig;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -35,6 +50,7 @@ use p2p_common::http::{HttpResponse, HttpServerRequest, WsMessageType};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc as std_mpsc;
@@ -47,8 +63,12 @@ pub const CLIENT_QUEUE: usize = 256;
 pub const MAX_NET_FRAMES_PER_TICK: usize = 200;
 /// Largest HTTP body the playground takes (the API's own cap is lower).
 pub const MAX_BODY: usize = 2 << 20;
+/// Largest message a browser WebSocket may send (the cores ignore them; docs say 64 KiB).
+pub const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// The simulator's tick (real time).
-const TICK: Duration = Duration::from_millis(20);
+pub const TICK: Duration = Duration::from_millis(20);
+/// How long calls in flight may still run after Ctrl-C.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Where the page is served: under presence's path, as on a node.
 pub const UI_PATH: &str = "/presence:p2p-patterns:p2p-patterns.os";
 /// The processes a node runs.
@@ -109,6 +129,8 @@ enum Cmd {
 struct AppState {
     cmds: std_mpsc::Sender<Cmd>,
     nodes: Vec<String>,
+    /// The port we listen on (what `Host` and `Origin` must name).
+    port: u16,
 }
 
 /// Run until Ctrl-C.
@@ -133,6 +155,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let state = AppState {
         cmds: tx,
         nodes: nodes.clone(),
+        port: 0,
     };
     let result = rt.block_on(serve(opts, state));
     // Dropping the runtime drops every command sender: the simulator thread ends.
@@ -141,30 +164,17 @@ pub fn run(opts: Options) -> Result<(), String> {
     result
 }
 
-async fn serve(opts: Options, state: AppState) -> Result<(), String> {
+async fn serve(opts: Options, mut state: AppState) -> Result<(), String> {
     let index = opts.ui_dir.join("index.html");
-    let ui = tower_http::services::ServeDir::new(&opts.ui_dir)
-        .fallback(tower_http::services::ServeFile::new(&index));
-    let app = Router::new()
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::temporary(&format!("{UI_PATH}/")) }),
-        )
-        .nest_service(UI_PATH, ui)
-        .route("/node/{node}/{process}/api", post(api))
-        .route("/node/{node}/{process}/ws", get(node_ws))
-        .route("/sim/ws", get(net_ws))
-        .route("/sim/state", get(sim_state))
-        .route("/sim/{op}", post(control))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    state.port = addr.port();
+    let app = router(&opts, state.clone());
     if !index.exists() {
         eprintln!(
-            "warning: no UI build at {} (run `cargo xtask build`, or `npm ci && npm run build` in ui/); the API and /sim still work",
+            "warning: no UI build at {} (run `cd ui && npm ci && npm run build`, or `cargo xtask build`); the API and /sim still work",
             opts.ui_dir.display()
         );
     }
@@ -173,13 +183,166 @@ async fn serve(opts: Options, state: AppState) -> Result<(), String> {
         state.nodes.len(),
         state.nodes.join(", ")
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            println!("playground: stopping");
+    // The first Ctrl-C starts a graceful stop; a second one exits at once.
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        println!(
+            "playground: stopping (calls in flight get {} s; Ctrl-C again exits now)",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        let _ = stop_tx.send(());
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("playground: second Ctrl-C: exiting now");
+            std::process::exit(130);
+        }
+    });
+    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+            let _ = stopping_tx.send(());
         })
-        .await
-        .map_err(|e| e.to_string())
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.map_err(|e| e.to_string()),
+        _ = async {
+            if stopping_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            eprintln!(
+                "playground: calls still open after {} s; stopping without them",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The routes, behind the same-origin check.
+fn router(opts: &Options, state: AppState) -> Router {
+    let index = opts.ui_dir.join("index.html");
+    let missing = opts.ui_dir.display().to_string();
+    let ui = tower_http::services::ServeDir::new(&opts.ui_dir)
+        .fallback(tower_http::services::ServeFile::new(&index));
+    let ui_router = if index.exists() {
+        Router::new().nest_service(UI_PATH, ui)
+    } else {
+        let page = move || {
+            let missing = missing.clone();
+            async move {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("The page is not built (no {missing}/index.html). Build it with `cd ui && npm ci && npm run build` (or `cargo xtask build`) and start the playground again; the API under /node/ and /sim/ works without it.\n"),
+                )
+            }
+        };
+        Router::new()
+            .route(UI_PATH, get(page.clone()))
+            .route(&format!("{UI_PATH}/"), get(page.clone()))
+            .route(&format!("{UI_PATH}/{{*rest}}"), get(page))
+    };
+    Router::new()
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary(&format!("{UI_PATH}/")) }),
+        )
+        .merge(ui_router)
+        .route("/node/{node}/{process}/api", post(api))
+        .route("/node/{node}/{process}/ws", get(node_ws))
+        .route("/sim/ws", get(net_ws))
+        .route("/sim/state", get(sim_state))
+        .route("/sim/{op}", post(control))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), same_origin))
+        .with_state(state)
+}
+
+/// Whether a request may reach the playground: `Host` names it, `Origin` (if any) is it, and
+/// a `/sim/*` POST with a body is JSON. The error is `(status, message)`.
+pub fn check_request(
+    port: u16,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), (u16, String)> {
+    let text = |name: header::HeaderName| header_text(headers, name);
+    let allowed = [format!("127.0.0.1:{port}"), format!("localhost:{port}")];
+    let host = text(header::HOST)?.ok_or((
+        403,
+        "no Host header: the playground answers only requests for itself".to_string(),
+    ))?;
+    if !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+        return Err((
+            403,
+            format!(
+                "Host {host:?} is not this playground: use http://{}/ or http://{}/",
+                allowed[0], allowed[1]
+            ),
+        ));
+    }
+    if let Some(origin) = text(header::ORIGIN)? {
+        if !origin.eq_ignore_ascii_case(&format!("http://{host}")) {
+            return Err((
+                403,
+                format!("Origin {origin:?} is not this playground's (http://{host}): cross-site calls are refused"),
+            ));
+        }
+    }
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || text(header::CONTENT_LENGTH)?.is_some_and(|l| l.trim() != "0");
+    if *method == Method::POST && path.starts_with("/sim/") && has_body {
+        let ct = text(header::CONTENT_TYPE)?.unwrap_or("");
+        if !p2p_common::web::is_json_type(ct) {
+            return Err((
+                415,
+                format!(
+                    "send the body as Content-Type: application/json (got {:?})",
+                    if ct.is_empty() { "none" } else { ct }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A header's value as text, if present.
+fn header_text(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+) -> Result<Option<&str>, (u16, String)> {
+    headers
+        .get(&name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| (400, format!("the {name} header is not text")))
+        })
+        .transpose()
+}
+
+async fn same_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match check_request(state.port, req.method(), req.uri().path(), req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err((status, message)) => error(status, message),
+    }
+}
+
+/// A body the limit refused, as our JSON error.
+fn body_error(e: BytesRejection) -> Response {
+    let status = e.status().as_u16();
+    if status == 413 {
+        error(
+            413,
+            format!("the body is larger than the playground's limit of {MAX_BODY} bytes"),
+        )
+    } else {
+        error(status, format!("cannot read the body: {}", e.body_text()))
+    }
 }
 
 fn error(status: u16, message: impl Into<String>) -> Response {
@@ -211,8 +374,12 @@ async fn api(
     State(state): State<AppState>,
     Path((node, process)): Path<(String, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
     let node = match node_index(&state, &node) {
         Ok(n) => n,
         Err(r) => return r,
@@ -261,7 +428,9 @@ async fn node_ws(
     if let Err(r) = check_process(&process) {
         return r;
     }
-    ws.on_upgrade(move |socket| node_socket(state, node, process, socket))
+    ws.max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| node_socket(state, node, process, socket))
 }
 
 async fn node_socket(state: AppState, node: usize, process: String, mut socket: WebSocket) {
@@ -306,7 +475,9 @@ async fn node_socket(state: AppState, node: usize, process: String, mut socket: 
 }
 
 async fn net_ws(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |mut socket| async move {
+    ws.max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |mut socket| async move {
         let (tx, mut rx) = mpsc::channel::<String>(CLIENT_QUEUE);
         if state.cmds.send(Cmd::NetWs { tx }).is_err() {
             return;
@@ -333,8 +504,12 @@ async fn sim_state(State(state): State<AppState>) -> Response {
 async fn control(
     State(state): State<AppState>,
     Path(op): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
     let body: Value = if body.is_empty() {
         Value::Null
     } else {
@@ -892,7 +1067,7 @@ mod tests {
         lp.command(Cmd::Http {
             node,
             process: process.into(),
-            headers: BTreeMap::new(),
+            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
             body: body.as_bytes().to_vec(),
             reply,
         });
@@ -1054,6 +1229,97 @@ mod tests {
         let (status, _, body) = post(&mut lp, 1, "sync", r#""Info""#);
         assert_eq!(status, 404);
         assert!(String::from_utf8_lossy(&body).contains("has not bound /api"));
+    }
+
+    #[test]
+    fn only_requests_for_this_playground_from_its_own_origin_pass() {
+        let check = |method: Method, path: &str, pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(
+                    header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            check_request(8090, &method, path, &h).map_err(|e| e.0)
+        };
+        let host = ("host", "127.0.0.1:8090");
+        let json = ("content-type", "application/json");
+        let body = ("content-length", "12");
+        assert_eq!(check(Method::GET, "/sim/state", &[host]), Ok(()));
+        assert_eq!(
+            check(Method::GET, "/sim/state", &[("host", "LOCALHOST:8090")]),
+            Ok(())
+        );
+        assert_eq!(check(Method::GET, "/sim/state", &[]), Err(403));
+        for bad in [
+            "127.0.0.1:8091",
+            "127.0.0.1",
+            "evil.example:8090",
+            "[::1]:8090",
+        ] {
+            assert_eq!(check(Method::GET, "/", &[("host", bad)]), Err(403), "{bad}");
+        }
+        let same = ("origin", "http://127.0.0.1:8090");
+        assert_eq!(
+            check(Method::POST, "/sim/heal", &[host, same, json, body]),
+            Ok(())
+        );
+        for bad in [
+            "http://evil.example",
+            "null",
+            "http://localhost:8090",
+            "https://127.0.0.1:8090",
+        ] {
+            assert_eq!(
+                check(
+                    Method::POST,
+                    "/sim/heal",
+                    &[host, ("origin", bad), json, body]
+                ),
+                Err(403),
+                "{bad}"
+            );
+        }
+        // A /sim body must be JSON; an empty one needs no type; a node's API is its own.
+        for ct in ["text/plain", "application/x-www-form-urlencoded", ""] {
+            let typed = [host, same, ("content-type", ct), body];
+            let pairs: &[(&str, &str)] = if ct.is_empty() {
+                &[host, same, body]
+            } else {
+                &typed
+            };
+            assert_eq!(check(Method::POST, "/sim/crash", pairs), Err(415), "{ct}");
+        }
+        assert_eq!(
+            check(
+                Method::POST,
+                "/sim/heal",
+                &[host, same, ("content-length", "0")]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                Method::POST,
+                "/sim/crash",
+                &[
+                    host,
+                    same,
+                    ("content-type", "application/json; charset=utf-8"),
+                    body
+                ]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                Method::POST,
+                "/node/alice.os/notify/api",
+                &[host, same, ("content-type", "text/plain"), body]
+            ),
+            Ok(())
+        );
     }
 
     #[test]

@@ -806,9 +806,11 @@ impl Sim {
     /// What node `i`'s http-server does for an HTTP request to our process `name`: a request
     /// with the http-server body and the HTTP body as blob, through the same mapping a node
     /// uses. Returns a handle; [`Sim::outcome`] holds the `HttpResponse` JSON and
-    /// [`Sim::outcome_blob`] the HTTP body.
+    /// [`Sim::outcome_blob`] the HTTP body. It is sent as `Content-Type: application/json`
+    /// (what the page sends); [`Sim::http_with_headers`] sends exactly the headers given.
     pub fn http(&mut self, i: usize, name: &str, method: &str, path: &str, body: Vec<u8>) -> u64 {
-        self.http_with_headers(i, name, method, path, &Default::default(), body)
+        let json = BTreeMap::from([("content-type".to_string(), "application/json".to_string())]);
+        self.http_with_headers(i, name, method, path, &json, body)
     }
 
     /// [`Sim::http`] with request headers (the playground passes the browser's on).

@@ -176,6 +176,70 @@ fn acknowledged_edits_survive_a_crash_and_logs_compact() {
     assert!(text(&sim, 2).unwrap().starts_with('Q'));
 }
 
+/// What a node recovers from its records after a crash is exactly what it held: the
+/// durable record of each edit is the bytes of its commit (Loro's local-update hand-over),
+/// for plain edits, several ops in one edit, an edit made at an older version (which
+/// reaches the document as an import) and an undo.
+#[test]
+fn a_restart_recovers_exactly_the_acknowledged_text_and_version() {
+    let mut sim = three_and_an_outsider(5);
+    let edited = |r: Result<Response, p2p_common::ApiError>| match r {
+        Ok(Response::Edited(e)) => e.version,
+        other => panic!("{other:?}"),
+    };
+    let seen = edited(call(&mut sim, 1, &edit("b1", vec![ins(0, "bob")]), 100));
+    // alice's change arrives and is written (lazily) before bob is cut off.
+    call(&mut sim, 0, &edit("a1", vec![ins(0, "alice ")]), 100).unwrap();
+    sim.run_for(3_000).unwrap();
+    assert_eq!(text(&sim, 1).unwrap(), "alice bob");
+    sim.isolate(1);
+    let many = vec![
+        ins(0, "["),
+        Op::Update {
+            item_id: "t1".into(),
+            field: "done".into(),
+            value: Value::Bool(true),
+        },
+        Op::Increment {
+            counter: "hits".into(),
+            by: 3,
+        },
+        Op::ListInsert {
+            list: "todo".into(),
+            index: 0,
+            value: Value::Str("milk".into()),
+        },
+    ];
+    edited(call(&mut sim, 1, &edit("b2", many), 100));
+    // Made at bob's view before alice's change arrived: it lands after "bob" there.
+    let at = Request::Edit {
+        doc: doc(),
+        op_id: "b3".into(),
+        ops: vec![ins(3, "!")],
+        at: Some(seen),
+        utf16: false,
+    };
+    edited(call(&mut sim, 1, &at, 100));
+    edited(call(&mut sim, 1, &edit("b4", vec![ins(0, "x")]), 100));
+    let undo = Request::Undo {
+        doc: doc(),
+        op_id: Some("b5".into()),
+    };
+    let last = edited(call(&mut sim, 1, &undo, 100));
+    let core = sim.core::<SyncCore>(1, PROC).unwrap();
+    let (text_before, content_before) = (core.text(&doc()).unwrap(), core.content(&doc()));
+    let version_before = core.version(&doc()).unwrap();
+    assert_eq!(text_before, "[alice bob!");
+    assert_eq!(sync::doc::to_version(&version_before), last);
+    sim.crash(1);
+    sim.restart(1);
+    sim.run_for(100).unwrap();
+    let core = sim.core::<SyncCore>(1, PROC).unwrap();
+    assert_eq!(core.text(&doc()).unwrap(), text_before);
+    assert_eq!(core.content(&doc()), content_before);
+    assert_eq!(core.version(&doc()).unwrap(), version_before);
+}
+
 #[test]
 fn a_non_member_learns_nothing_not_even_existence() {
     let mut sim = three_and_an_outsider(4);

@@ -218,8 +218,11 @@ fn sequence_jumps_replays_and_forged_changes_on_a_stream_stay_bounded() {
     // On a fresh stream, a flood of 50 jumps at once: 50 gaps, and at most one SyncRequest
     // in flight at a time for them.
     let open8 = Request::Delta {
+        doc: doc(),
+        version: Version::default(),
+        encoding: Encoding::Raw,
+        chunked: None,
         stream: Some(8),
-        ..open.clone()
     };
     as_peer(&mut sim, 2, 0, &open8, None);
     sim.run_for(1_000).unwrap();

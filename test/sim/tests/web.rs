@@ -123,6 +123,36 @@ fn hostile_http_requests_get_clear_errors_from_every_service() {
         let (status, body) = post(&mut sim, 0, s, "/api/other", b"\"Ping\"");
         assert_eq!(status, 404, "{s}: {body}");
     }
+    // A body a cross-site page could send without a CORS preflight (text/plain, a form,
+    // no type) is refused before the core sees it: nothing is created.
+    for s in SERVICES {
+        for ct in [
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
+            let headers: std::collections::BTreeMap<String, String> = ct
+                .map(|c| ("content-type".to_string(), c.to_string()))
+                .into_iter()
+                .collect();
+            let body = br#"{"SetTopic":{"topic":"csrf","policy":"Open"}}"#.to_vec();
+            let h = sim.http_with_headers(0, s, "POST", "/api", &headers, body);
+            sim.run_for(3_000).unwrap();
+            let Some(AppOutcome::Response(head)) = sim.outcome(h) else {
+                panic!("{s} {ct:?}: no answer")
+            };
+            let head: HttpResponse = serde_json::from_slice(head).unwrap();
+            let text =
+                String::from_utf8_lossy(sim.outcome_blob(h).unwrap_or_default()).into_owned();
+            assert_eq!(head.status, 400, "{s} {ct:?}: {text}");
+            assert!(
+                text.contains("application/json") && text.contains("BadRequest"),
+                "{s} {ct:?}: {text}"
+            );
+        }
+    }
+    let (_, topics) = post(&mut sim, 0, "notify", "/api", b"\"ListTopics\"");
+    assert!(!topics.contains("csrf"), "{topics}");
     // Protocol messages are not the owner's to send.
     let (status, body) = post(
         &mut sim,
@@ -199,4 +229,23 @@ fn too_many_websocket_clients_are_closed() {
         .filter(|(_, _, body, _)| body.starts_with(br#"{"WebSocketClose""#))
         .count();
     assert_eq!(closes, 1);
+    // The refused one is told why first (the page shows it), on its own channel only.
+    let refused = format!(r#"{{"WebSocketPush":{{"channel_id":{MAX_WS_CLIENTS},"#);
+    let told: Vec<serde_json::Value> = sim
+        .system_messages
+        .iter()
+        .filter(|(_, _, body, _)| body.starts_with(br#"{"WebSocketPush""#))
+        .map(|(_, _, body, blob)| {
+            assert!(
+                body.starts_with(refused.as_bytes()),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            serde_json::from_slice(blob.as_deref().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["process"], "notify");
+    let e = told[0]["error"].as_str().unwrap();
+    assert!(e.contains(&format!("at most {MAX_WS_CLIENTS}")), "{e}");
 }
