@@ -622,11 +622,7 @@ impl SyncCore {
             ),
         ));
         self.arm_ae(out);
-        if self
-            .docs
-            .values()
-            .any(Self::needs_compaction)
-        {
+        if self.docs.values().any(Self::needs_compaction) {
             self.arm_compact(out);
         }
     }
