@@ -5,12 +5,12 @@
 use p2p_common::api::encode_result;
 use p2p_common::api::txcoord::{Coordinators, ManagerAnswer, Outcome, Response, Vote};
 use p2p_common::api::{ApiResult, ErrorCode};
-use p2p_common::service::{Effect, Input, Now, RequestId, Service};
+use p2p_common::service::{Effect, Input, Now, Service};
 use p2p_common::{Address, NodeId, Records};
 use txcoord::core::{Ctx, Eff, TxCoord};
 
 mod support;
-use support::{respond, sends};
+use support::{ask, respond, sends};
 
 fn boot(node: &str, records: Records) -> TxCoord {
     let mut c = txcoord::core::new(Address::ours(&NodeId::parse(node).unwrap(), "txcoord"));
@@ -27,28 +27,6 @@ fn boot(node: &str, records: Records) -> TxCoord {
 
 fn core(node: &str) -> TxCoord {
     boot(node, Records::new())
-}
-
-fn ask(c: &mut TxCoord, from: &str, body: &str) -> (Vec<Eff>, Option<ApiResult<Response>>) {
-    let eff = c.handle(
-        Now::at(1_000),
-        Input::Request {
-            id: RequestId(7),
-            from: Address::parse(from).unwrap(),
-            body: body.as_bytes().to_vec(),
-            blob: None,
-            timeout_s: Some(5),
-        },
-    );
-    let answer = eff.iter().find_map(|e| match e {
-        Effect::Reply {
-            id: RequestId(7),
-            body,
-            ..
-        } => Some(serde_json::from_slice(body).unwrap()),
-        _ => None,
-    });
-    (eff, answer)
 }
 
 /// Forced writes of `eff`: (key, value).

@@ -7,48 +7,13 @@
 use p2p_common::api::encode_result;
 use p2p_common::api::txcoord::{ManagerAnswer, Outcome, Response, Vote, MAX_TIMEOUT_MS};
 use p2p_common::api::ApiResult;
-use p2p_common::service::{Effect, Input, Now, RequestId, SendErrorKind, Service};
-use p2p_common::{Address, NodeId};
+use p2p_common::service::{Effect, Input, Now, SendErrorKind, Service};
+use p2p_common::NodeId;
 use txcoord::core::{Ctx, Eff, Timer, TxCoord};
 use txcoord::participant::PTimer;
 
 mod support;
-use support::{respond, sends};
-
-fn core(node: &str) -> TxCoord {
-    let mut c = txcoord::core::new(Address::ours(&NodeId::parse(node).unwrap(), "txcoord"));
-    c.handle(
-        Now::at(0),
-        Input::Start {
-            persisted: None,
-            records: Default::default(),
-            seed: 1,
-        },
-    );
-    c
-}
-
-fn ask(c: &mut TxCoord, from: &str, body: &str) -> (Vec<Eff>, Option<ApiResult<Response>>) {
-    let eff = c.handle(
-        Now::at(1_000),
-        Input::Request {
-            id: RequestId(9),
-            from: Address::parse(from).unwrap(),
-            body: body.as_bytes().to_vec(),
-            blob: None,
-            timeout_s: Some(5),
-        },
-    );
-    let answer = eff.iter().find_map(|e| match e {
-        Effect::Reply {
-            id: RequestId(9),
-            body,
-            ..
-        } => Some(serde_json::from_slice(body).unwrap()),
-        _ => None,
-    });
-    (eff, answer)
-}
+use support::{ask, core, respond, sends};
 
 fn timers(eff: &[Eff]) -> Vec<(u64, Timer)> {
     eff.iter()
