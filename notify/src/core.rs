@@ -2588,6 +2588,14 @@ mod doc_numbers {
                 BREAKER.open_ms / 1_000
             ),
             format!(
+                "at most one per node every {} s (`RESUME_EARLY_GAP_MS`)",
+                crate::outbox::RESUME_EARLY_GAP_MS / 1_000
+            ),
+            format!(
+                "adds at most one `Deliver` per {} s to what the backoff sends",
+                crate::outbox::RESUME_EARLY_GAP_MS / 1_000
+            ),
+            format!(
                 "(smoothed round trips, {}..{} s, doubled at most {TIMEOUT_DOUBLINGS} times",
                 MIN_TIMEOUT_MS / 1_000,
                 MAX_TIMEOUT_MS / 1_000

@@ -8,7 +8,9 @@
 //! Per subscriber node one `Deliver` is in flight at a time; a failure waits a jittered,
 //! capped backoff before the next attempt, a circuit breaker per node stops calling a node
 //! that keeps failing, and reachability sets the timeout. A subscriber that says it is back
-//! (`Resume`) is tried at once.
+//! (`Resume`) is tried at once: while we back off from it (or its breaker is open, or its
+//! retries pause because presence says it is down), its word buys one early attempt at
+//! most every [`RESUME_EARLY_GAP_MS`] per node, and the backoff's level stays.
 //!
 //! It owns its timers ([`Timer`]) and request contexts ([`Ctx`]); the core wraps them.
 
@@ -53,6 +55,14 @@ pub const TIMEOUT_DOUBLINGS: u32 = 2;
 /// A subscriber presence reports dead is still tried this often (in case presence is wrong
 /// about it, or its word that the node is back was lost): the retries in between pause.
 pub const PAUSED_RETRY_MS: Millis = 300_000;
+
+/// A subscriber's `Resume` (it has just spoken to us: it is up) gets one attempt at once,
+/// past the backoff's wait, an open breaker or a presence pause, at most once per node in
+/// this long: a flood of `Resume`s adds at most one `Deliver` per node per period to what
+/// the backoff sends (the backoff's level is kept, only a delivery resets it).
+pub const RESUME_EARLY_GAP_MS: Millis = 30_000;
+/// Most nodes whose last early attempt is remembered (older ones are let go when full).
+const MAX_EARLY: usize = 4_096;
 
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -174,6 +184,10 @@ pub struct Outbox {
     down: BTreeSet<NodeId>,
     /// Retries not sent because their node was down.
     pub paused: u64,
+    /// When each node's last early attempt (on its `Resume`) went ([`RESUME_EARLY_GAP_MS`]).
+    early: BTreeMap<NodeId, Millis>,
+    /// Early attempts sent on a `Resume`.
+    pub early_sent: u64,
 }
 
 impl Outbox {
@@ -194,6 +208,8 @@ impl Outbox {
             }),
             down: BTreeSet::new(),
             paused: 0,
+            early: BTreeMap::new(),
+            early_sent: 0,
         }
     }
 
@@ -555,9 +571,11 @@ impl Outbox {
             .min()
     }
 
-    /// A subscriber is back with everything up to `up_to`: try it at once, unless we are
-    /// backing off from it (its word does not reset our backoff, or a peer could make us
-    /// skip it; presence's word that it is back does, [`Outbox::set_down`]). One that has
+    /// A subscriber is back with everything up to `up_to`: try it at once. If we are
+    /// backing off from it, its word buys one early attempt, at most one per node per
+    /// [`RESUME_EARLY_GAP_MS`]; it does not reset the backoff's level (or a peer could make
+    /// our retries to it hot; presence's word that it is back does, [`Outbox::set_down`]).
+    /// One that has
     /// less than it acknowledged (it restored older storage) is sent the rest again from
     /// retention, or told what left it (`lost`); the lower mark is written in `batch`.
     #[allow(clippy::too_many_arguments)]
@@ -599,10 +617,50 @@ impl Outbox {
         // What it says it has, higher or lower than what it acknowledged before (its
         // `stats.acked` keeps the highest, so nothing is counted delivered twice).
         s.acked = up_to;
-        // Its backoff and breaker stay as they are: only a delivery of ours that succeeds
-        // resets them (a peer must not reset what protects us from it). Backing off, the
-        // retry already set sends from the new mark.
         self.pump(topic, node, streams, now, out);
+        // Held back (backing off, breaker open, paused): it has just spoken to us, so one
+        // attempt goes at once, at most one per node per RESUME_EARLY_GAP_MS. Its backoff
+        // level stays (only a delivery of ours that succeeds resets it: a peer must not
+        // reset what protects us from it); the retry already set is replaced by this try.
+        let held = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.subs.get(node))
+            .is_some_and(|s| s.waiting && !s.in_flight && s.acked < last);
+        if held && self.take_early(node, now) {
+            if let Some(s) = self
+                .topics
+                .get_mut(topic)
+                .and_then(|t| t.subs.get_mut(node))
+            {
+                s.waiting = false;
+                s.paused = false;
+            }
+            out.push(Effect::CancelTimer(Timer::Retry {
+                topic: topic.to_string(),
+                node: node.clone(),
+            }));
+            self.early_sent += 1;
+            self.send_next(topic, node, streams, now, true, out);
+        }
+        true
+    }
+
+    /// Whether `node` may have an early attempt now (none in the last
+    /// [`RESUME_EARLY_GAP_MS`]); if so, its slot is taken.
+    fn take_early(&mut self, node: &NodeId, now: Millis) -> bool {
+        if let Some(&at) = self.early.get(node) {
+            if now < at.saturating_add(RESUME_EARLY_GAP_MS) {
+                return false;
+            }
+        } else if self.early.len() >= MAX_EARLY {
+            self.early
+                .retain(|_, at| now < at.saturating_add(RESUME_EARLY_GAP_MS));
+            if self.early.len() >= MAX_EARLY {
+                return false;
+            }
+        }
+        self.early.insert(node.clone(), now);
         true
     }
 
@@ -627,6 +685,20 @@ impl Outbox {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
+        self.send_next(topic, node, streams, now, false, out);
+    }
+
+    /// [`Outbox::pump`]; `early`: an early attempt on the node's own word (a presence pause
+    /// does not hold it, an open breaker lets it through as its probe).
+    fn send_next(
+        &mut self,
+        topic: &str,
+        node: &NodeId,
+        streams: &Streams,
+        now: Millis,
+        early: bool,
+        out: &mut Vec<Eff>,
+    ) {
         let key = StreamKey::new(&self.me, topic);
         let Some(stream) = streams.get(&key) else {
             return;
@@ -643,7 +715,7 @@ impl Outbox {
         if s.in_flight || s.waiting || s.acked >= stream.last {
             return;
         }
-        if s.attempt > 0 && self.down.contains(node) && !s.paused {
+        if !early && s.attempt > 0 && self.down.contains(node) && !s.paused {
             // A retry into the void: wait for presence to say it is back.
             s.waiting = true;
             s.paused = true;
@@ -666,7 +738,12 @@ impl Outbox {
             ));
             return;
         }
-        if let Err(r) = self.breakers.check(node, now) {
+        let admitted = if early {
+            self.breakers.check_now(node, now)
+        } else {
+            self.breakers.check(node, now)
+        };
+        if let Err(r) = admitted {
             s.waiting = true;
             out.push(Effect::timer(
                 r.retry_after_ms.max(1),
@@ -1024,8 +1101,9 @@ mod tests {
     }
 
     /// A subscriber whose `Deliver`s keep failing opens its breaker; its own `Resume` does
-    /// not close it (a peer must not reset what protects us from it): nothing goes out to
-    /// it until the breaker lets a trial through.
+    /// not close it (a peer must not reset what protects us from it): it lets one early
+    /// attempt through as the breaker's probe, and a second `Resume` within
+    /// RESUME_EARLY_GAP_MS sends nothing until the breaker lets a trial through.
     #[test]
     fn resume_does_not_reset_the_subscribers_breaker() {
         let me: NodeId = "alice.os".parse().unwrap();
@@ -1083,16 +1161,33 @@ mod tests {
             BreakerState::Open { .. }
         ));
         out.clear();
+        let attempt = o.topics["news"].subs[&bob].attempt;
         assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut b, &mut out));
-        assert!(sends(&out).is_empty(), "sent to an open breaker: {out:?}");
-        assert!(
-            !out.iter().any(|e| matches!(e, Effect::CancelTimer(_))),
-            "the retry stays as set"
+        assert_eq!(sends(&out).len(), 1, "one early attempt: {out:?}");
+        let ctx = sends(&out).pop().unwrap();
+        assert!(matches!(
+            o.breakers().state(&bob),
+            BreakerState::HalfOpen { in_flight: 1, .. }
+        ));
+        out.clear();
+        now += 2_000;
+        o.on_failed(ctx, None, "timeout", &mut rng, now, &mut out);
+        assert_eq!(
+            o.topics["news"].subs[&bob].attempt,
+            attempt + 1,
+            "level kept"
         );
         assert!(matches!(
             o.breakers().state(&bob),
             BreakerState::Open { .. }
         ));
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut b, &mut out));
+        assert!(sends(&out).is_empty(), "a second early attempt: {out:?}");
+        assert!(
+            !out.iter().any(|e| matches!(e, Effect::CancelTimer(_))),
+            "the retry stays as set"
+        );
         // Once the open period is over, a trial goes out.
         out.clear();
         o.on_timer(
@@ -1229,8 +1324,9 @@ mod tests {
     }
 
     /// A `Resume` does not reset the backoff (13b): while we back off from a subscriber,
-    /// its `Resume` sends nothing and keeps the retry (and the failure count) as they are;
-    /// not backing off, it sends at once.
+    /// its first `Resume` sends one early attempt in place of the retry and keeps the
+    /// failure count; a second one within RESUME_EARLY_GAP_MS sends nothing and keeps the
+    /// retry as it is; not backing off, it sends at once.
     #[test]
     fn resume_does_not_reset_the_backoff() {
         let (mut o, streams, bob) = one_sub();
@@ -1245,12 +1341,23 @@ mod tests {
         assert_eq!(attempt, 1);
         out.clear();
         assert!(o.resume("news", &bob, 0, &streams, 3_100, &mut b, &mut out));
+        let ctx = sends(&out).pop().expect("the early attempt");
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::CancelTimer(Timer::Retry { .. }))));
+        assert_eq!(o.topics["news"].subs[&bob].attempt, attempt, "count kept");
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 3_100, &mut out);
+        assert_eq!(o.topics["news"].subs[&bob].attempt, 2, "counts on");
+        let wait = retry_timer(&out).expect("backs off again");
+        assert!(wait >= BACKOFF.base_ms, "at the kept level: {wait} ms");
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, 3_200, &mut b, &mut out));
         assert!(
             sends(&out).is_empty(),
-            "a Resume skipped the backoff: {out:?}"
+            "a second Resume skipped the backoff: {out:?}"
         );
         assert!(!out.iter().any(|e| matches!(e, Effect::CancelTimer(_))));
-        assert_eq!(o.topics["news"].subs[&bob].attempt, attempt, "count kept");
         // The retry goes when its time comes, and counts on from there.
         out.clear();
         o.on_timer(
@@ -1259,17 +1366,95 @@ mod tests {
                 node: bob.clone(),
             },
             &streams,
-            5_000,
+            3_100 + wait,
             &mut out,
         );
         let ctx = sends(&out).pop().expect("the retry");
         out.clear();
-        o.on_failed(ctx, None, "timeout", &mut rng, 7_000, &mut out);
-        assert_eq!(o.topics["news"].subs[&bob].attempt, 2);
+        o.on_failed(ctx, None, "timeout", &mut rng, 5_100 + wait, &mut out);
+        assert_eq!(o.topics["news"].subs[&bob].attempt, 3);
         // A subscriber we are not backing off from is sent to at once.
         let (mut o, streams, bob) = one_sub();
         let mut out = Vec::new();
         assert!(o.resume("news", &bob, 0, &streams, 1_000, &mut b, &mut out));
         assert_eq!(sends(&out).len(), 1);
+    }
+    /// Deliveries to `bob`, who never answers (each `Deliver` times out after 2 s), over
+    /// `ms` of virtual time; with `resume_every`, bob also sends a `Resume` that often.
+    /// Returns the `Deliver`s sent and the early ones among them; at most one is ever in
+    /// flight.
+    fn deliveries_to_a_dead_subscriber(ms: Millis, resume_every: Option<Millis>) -> (u64, u64) {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut b = Batch::lazy();
+        let mut timer: Option<Millis> = None;
+        let mut flight: Option<(Ctx, Millis)> = None;
+        let mut sent = 0;
+        let mut apply = |out: &mut Vec<Eff>,
+                         t: Millis,
+                         timer: &mut Option<Millis>,
+                         flight: &mut Option<(Ctx, Millis)>| {
+            for e in out.drain(..) {
+                match e {
+                    Effect::SetTimer { after_ms, .. } => *timer = Some(t + after_ms),
+                    Effect::CancelTimer(_) => *timer = None,
+                    Effect::Send {
+                        expect: Some(x), ..
+                    } => {
+                        assert!(flight.is_none(), "two in flight at {t}");
+                        *flight = Some((x.ctx, t + 2_000));
+                        sent += 1;
+                    }
+                    _ => {}
+                }
+            }
+        };
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, 0, &mut out);
+        apply(&mut out, 0, &mut timer, &mut flight);
+        for t in (100..=ms).step_by(100) {
+            if flight.as_ref().is_some_and(|(_, at)| *at <= t) {
+                let (ctx, _) = flight.take().unwrap();
+                o.on_failed(ctx, None, "timeout", &mut rng, t, &mut out);
+                apply(&mut out, t, &mut timer, &mut flight);
+            }
+            if timer.is_some_and(|at| at <= t) {
+                timer = None;
+                let retry = Timer::Retry {
+                    topic: "news".into(),
+                    node: bob.clone(),
+                };
+                o.on_timer(retry, &streams, t, &mut out);
+                apply(&mut out, t, &mut timer, &mut flight);
+            }
+            if resume_every.is_some_and(|every| t % every == 0) {
+                assert!(o.resume("news", &bob, 0, &streams, t, &mut b, &mut out));
+                apply(&mut out, t, &mut timer, &mut flight);
+            }
+        }
+        (sent, o.early_sent)
+    }
+
+    /// A flood of `Resume`s (one every 200 ms for 10 minutes) from a subscriber that never
+    /// answers adds at most one `Deliver` per RESUME_EARLY_GAP_MS to what the backoff
+    /// sends: the retries do not get hot. Fails if a Resume resets the backoff's level or
+    /// if the early attempts are not bounded per node.
+    #[test]
+    fn a_resume_flood_adds_at_most_one_attempt_per_gap() {
+        let ms = 600_000;
+        let (base, none) = deliveries_to_a_dead_subscriber(ms, None);
+        let (flood, early) = deliveries_to_a_dead_subscriber(ms, Some(200));
+        println!(
+            "Delivers in 10 min: {base} without Resumes, {flood} under the flood ({early} early)"
+        );
+        assert_eq!(none, 0);
+        let bound = ms / RESUME_EARLY_GAP_MS + 1;
+        assert!(early >= 1 && early <= bound, "{early} early attempts");
+        assert!(
+            flood <= base + bound,
+            "{flood} Delivers under the flood, {base} without (bound +{bound})"
+        );
+        // And well below one per Resume, or per timeout.
+        assert!(flood < ms / 2_000 / 4, "{flood} Delivers");
     }
 }
