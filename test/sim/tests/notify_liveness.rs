@@ -512,3 +512,132 @@ fn a_dropped_presence_subscription_unpauses_and_subscribes_again() {
         "notify subscribed to presence again"
     );
 }
+
+/// Review 13c defect 3: liveness-driven roster signings are paced node-wide, not only per
+/// topic (each is a `NetKeySign` call and a roster sent down every tree link). Sixteen
+/// topics of alice's with the same eleven subscribers (fan-out 2: the same members relay
+/// in every topic); four relays crash, two and then, 20 s later, two more, and alice's
+/// presence flaps about them (dead for 10 s, alive for 2 s, for 72 s). Our `Ping`s fail,
+/// so each death is taken and the topics re-sign (a roster signed while a victim is
+/// alive again keeps it where it is), but never more than
+/// `LIVENESS_NODE_GAP_MS` apart: at most 6 signings in any 10 s (today 21 in 120 s, at
+/// most 5 in 10 s; with the node-wide gap set to 0, 32 in 120 s and 16 within a second).
+#[test]
+fn liveness_signings_of_many_topics_are_paced_node_wide() {
+    use notify::core::LIVENESS_NODE_GAP_MS;
+    use p2p_common::api::notify::Policy;
+    let nodes = 12;
+    let extra = 15;
+    let mut cfg = SimConfig::new(9, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = cluster(cfg, tree_config(2));
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    setup(&mut s, &subscribers).unwrap();
+    let topics: Vec<String> = std::iter::once(TOPIC.to_string())
+        .chain((0..extra).map(|i| format!("t{i:02}")))
+        .collect();
+    for t in &topics[1..] {
+        let req = Request::SetTopic {
+            topic: t.clone(),
+            policy: Policy::Open,
+        };
+        call(&mut s, 0, &req, None);
+    }
+    s.run_for(1_000).unwrap();
+    let publisher = s.node_id(0).clone();
+    let mut handles = Vec::new();
+    for t in &topics[1..] {
+        for &i in &subscribers {
+            let req = Request::Subscribe {
+                publisher: publisher.clone(),
+                topic: t.clone(),
+            };
+            handles.push(call(&mut s, i, &req, None));
+        }
+    }
+    s.run_for(11_000).unwrap();
+    for h in handles {
+        assert!(matches!(
+            answer(&s, h),
+            Some(Ok(Response::Subscribed { .. }))
+        ));
+    }
+    s.run_for(10_000).unwrap();
+    let epochs = |s: &Sim| -> u64 {
+        let n = s.core::<Notify>(0, NAME).unwrap();
+        topics
+            .iter()
+            .map(|t| {
+                n.relays()
+                    .get(&StreamKey::new(s.node_id(0), t))
+                    .expect("every topic has a tree")
+                    .roster
+                    .epoch
+            })
+            .sum()
+    };
+    let r = roster_of(&s);
+    let victims: Vec<NodeId> = r.members[..4].to_vec();
+    for v in &victims {
+        assert!(!r.children(v).is_empty(), "{v} relays");
+    }
+    let to = s.addr(0, NAME);
+    let presence = ProcessId::ours("presence");
+    let start = epochs(&s);
+    let mut signed = Vec::new();
+    let mut seq = 1_000_000;
+    for sec in 0..120u64 {
+        if sec == 0 || sec == 20 {
+            let wave = if sec == 0 {
+                &victims[..2]
+            } else {
+                &victims[2..]
+            };
+            for v in wave {
+                let i = s.node_index(v).unwrap();
+                s.crash(i);
+            }
+        }
+        if sec <= 72 && (sec % 12 == 0 || sec % 12 == 10) {
+            let down = if sec < 20 {
+                &victims[..2]
+            } else {
+                &victims[..]
+            };
+            let kind = if sec % 12 == 10 {
+                EventKind::NodeAlive
+            } else {
+                EventKind::NodeDead
+            };
+            for v in down {
+                seq += 1;
+                let _ = s.request_from(0, presence.clone(), &to, event(kind.clone(), v, seq), 5);
+            }
+        }
+        let before = epochs(&s);
+        s.run_for(1_000).unwrap();
+        signed.push(epochs(&s) - before);
+    }
+    let total: u64 = signed.iter().sum();
+    let worst = signed
+        .windows(10)
+        .map(|w| w.iter().sum::<u64>())
+        .max()
+        .unwrap();
+    println!(
+        "liveness signings: {total} in 120 s over {} topics, at most {worst} in 10 s (node-wide gap {LIVENESS_NODE_GAP_MS} ms)",
+        topics.len()
+    );
+    assert_eq!(epochs(&s) - start, total);
+    assert!(
+        total >= topics.len() as u64,
+        "every topic re-signed: {total}"
+    );
+    // 10 s over the 2 s gap, plus the window's edge; paced per topic only (10 s each),
+    // all 16 could sign at once.
+    assert!(worst <= 6, "{worst} signings in 10 s");
+    let r = roster_of(&s);
+    for v in &victims {
+        assert!(r.children(v).is_empty(), "{v} is a leaf: {:?}", r.members);
+    }
+}
