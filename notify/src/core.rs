@@ -67,6 +67,10 @@ pub const LIVENESS_ROSTER_GAP_MS: Millis = 10_000;
 /// Liveness-driven roster signings of all our topics together are at least this far
 /// apart (one slot each, node-wide).
 pub const LIVENESS_NODE_GAP_MS: Millis = 2_000;
+/// A subscriber node whose notify answered one of our own requests (a `Deliver`, a push,
+/// a `Ping`...) with success this recently counts as reachable evidence when a leaf is
+/// chosen to take a dead relay's place ([`Notify::roster_order`]).
+pub const ANSWERED_FRESH_MS: Millis = 60_000;
 /// Timeout of the `Ping` that checks presence's word that a node is dead (seconds).
 const LIVE_CHECK_TIMEOUT_S: u64 = 5;
 /// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
@@ -182,6 +186,10 @@ pub struct Notify {
     checking: BTreeSet<NodeId>,
     /// Deaths presence reported of nodes that answered our check (ignored).
     pub hearsay_ignored: u64,
+    /// When each subscriber node's notify last answered a request of ours with success
+    /// (our own evidence, counted only for answers to what we sent; at most
+    /// [`liveness::MAX_TRACKED`], the oldest let go).
+    answered: BTreeMap<NodeId, Millis>,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -332,6 +340,7 @@ impl Notify {
             relays: Relays::new(me.clone()),
             roster_due: BTreeSet::new(),
             roster_left: BTreeSet::new(),
+            answered: BTreeMap::new(),
             cfg: Config {
                 fanout: cfg.fanout.clamp(2, MAX_FANOUT),
                 ..cfg
@@ -628,6 +637,34 @@ impl Notify {
                 self.roster_changed_liveness(&topic, now, out);
             }
         }
+    }
+
+    /// A successful answer of a subscriber node's notify to a request of ours: our own
+    /// evidence that it is up and answering ([`Self::roster_order`]'s choice of leaves).
+    fn note_answer(&mut self, from: &Address, body: &[u8], now: Millis) {
+        if from.node == self.me
+            || from.process != ProcessId::ours(crate::NAME)
+            || !self.outbox.subscribes(&from.node)
+            || !matches!(try_decode_response::<Response>(body), Ok(Ok(_)))
+        {
+            return;
+        }
+        if !self.answered.contains_key(&from.node) && self.answered.len() >= liveness::MAX_TRACKED {
+            let oldest = self
+                .answered
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(n, _)| n.clone());
+            if let Some(o) = oldest {
+                self.answered.remove(&o);
+            }
+        }
+        self.answered.insert(from.node.clone(), now);
+    }
+
+    /// When `node`'s notify last answered us with success, if we remember.
+    pub fn answered_at(&self, node: &NodeId) -> Option<Millis> {
+        self.answered.get(node).copied()
     }
 
     /// Forget presence's word on `node` (it left the view, or subscribes to none of our
@@ -1069,6 +1106,7 @@ impl Notify {
                 if self.outbox.unsubscribe(&topic, &from.node, &mut b) {
                     if !self.outbox.subscribes(&from.node) {
                         self.forget_liveness(&from.node, now, out);
+                        self.answered.remove(&from.node);
                     }
                     let k = StreamKey::new(&self.me, &topic);
                     if self
@@ -1752,9 +1790,12 @@ impl Notify {
     /// kept (nodes no longer subscribed left out, new ones appended by name; the first
     /// roster is by name), so a change moves few members and few tree links; then each
     /// interior (relay) position held by a node whose death we confirmed (presence said so
-    /// and our `Ping` failed) is swapped with the first alive leaf ([`promote`]). A remote
-    /// node's claim moves another only if that one does not answer us either.
-    pub fn roster_order(&self, topic: &str) -> Vec<NodeId> {
+    /// and our `Ping` failed) is swapped with an alive leaf chosen by our own evidence
+    /// ([`promote`]): one whose notify answered a request of ours with success within
+    /// [`ANSWERED_FRESH_MS`] first, then the longest subscribed, then by name (never the
+    /// newest subscriber for being last, nor a node for what it says of itself or others).
+    /// A remote node's claim moves another only if that one does not answer us either.
+    pub fn roster_order(&self, topic: &str, now: Millis) -> Vec<NodeId> {
         let Some(t) = self.outbox.topics.get(topic) else {
             return Vec::new();
         };
@@ -1773,8 +1814,18 @@ impl Notify {
         members.extend(t.subs.keys().filter(|n| !kept.contains(*n)).cloned());
         // Only what our own check confirmed (presence's word alone may be gossip).
         let rank = |n: &NodeId| if self.outbox.is_down(n) { 2 } else { 0 };
+        let prefer = |n: &NodeId| {
+            let fresh = self
+                .answered
+                .get(n)
+                .is_some_and(|at| now.saturating_sub(*at) <= ANSWERED_FRESH_MS);
+            (
+                u8::from(!fresh),
+                self.outbox.since(topic, n).unwrap_or(u64::MAX),
+            )
+        };
         let interior = p2p_common::api::notify::interior_count(members.len(), self.cfg.fanout);
-        promote(&mut members, interior, &rank);
+        promote(&mut members, interior, &rank, &prefer);
         members
     }
 
@@ -1788,7 +1839,7 @@ impl Notify {
         if !self.outbox.topics.contains_key(topic) {
             return;
         }
-        let members = self.roster_order(topic);
+        let members = self.roster_order(topic, now);
         let someone_left = self.roster_left.remove(topic);
         let same = |t: &relay::Tree| {
             let old = &t.roster;
@@ -2451,7 +2502,10 @@ impl Service for Notify {
                 body,
                 blob,
                 ctx,
-            } => self.on_response(from, body, blob, ctx, t, &mut out),
+            } => {
+                self.note_answer(&from, &body, t);
+                self.on_response(from, body, blob, ctx, t, &mut out)
+            }
             Input::SendFailed { kind, target, ctx } => {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
@@ -2473,31 +2527,50 @@ impl Service for Notify {
 
 /// Put better-ranked leaves in the interior: each of the first `interior` members whose
 /// rank is above 0 (suspect, dead, gone) swaps places with the best-ranked leaf ranked
-/// better than it, the first such leaf in the order (the longest in the roster, not the
-/// newest subscriber); each leaf moves at most once. Members otherwise keep their places.
-pub fn promote(members: &mut [NodeId], interior: usize, rank: &dyn Fn(&NodeId) -> u8) {
+/// better than it; among leaves of that rank, the one `prefer` puts lowest (our evidence:
+/// a fresh answer, then the longest subscribed), then the lowest name: never by its place
+/// in the order (the newest subscriber is last). Each leaf moves at most once. Members
+/// otherwise keep their places.
+pub fn promote(
+    members: &mut [NodeId],
+    interior: usize,
+    rank: &dyn Fn(&NodeId) -> u8,
+    prefer: &dyn Fn(&NodeId) -> (u8, u64),
+) {
     let n = members.len();
     let interior = interior.min(n);
     let mut moved = vec![false; n];
+    // Each leaf's key once (rank, preference, name order by index below).
+    let keys: Vec<(u8, (u8, u64))> = members
+        .iter()
+        .enumerate()
+        .map(|(j, m)| {
+            if j < interior {
+                (u8::MAX, (u8::MAX, u64::MAX))
+            } else {
+                (rank(m), prefer(m))
+            }
+        })
+        .collect();
     for i in 0..interior {
         let r = rank(&members[i]);
         if r == 0 {
             continue;
         }
-        let mut best: Option<(u8, usize)> = None;
-        for (j, m) in members.iter().enumerate().skip(interior) {
-            if moved[j] {
+        let mut best: Option<usize> = None;
+        for j in interior..n {
+            if moved[j] || keys[j].0 >= r {
                 continue;
             }
-            let rj = rank(m);
-            if rj < r && best.is_none_or(|(b, _)| rj < b) {
-                best = Some((rj, j));
-                if rj == 0 {
-                    break;
-                }
+            let better = match best {
+                None => true,
+                Some(b) => (keys[j], &members[j]) < (keys[b], &members[b]),
+            };
+            if better {
+                best = Some(j);
             }
         }
-        if let Some((_, j)) = best {
+        if let Some(j) = best {
             members.swap(i, j);
             moved[j] = true;
         }
@@ -2727,22 +2800,54 @@ mod order_tests {
             b'd' => 2,
             _ => 0,
         };
+        // Equal evidence for all: the name decides.
+        let same = |_: &NodeId| (1, 0);
         let mut m = ids(&["s1", "d1", "a1", "d2", "s2", "a2", "d3", "s3"]);
-        promote(&mut m, 4, &rank);
-        // s1 takes a2 (the first alive leaf); d1, with no alive leaf left, the first
-        // suspect leaf, s2; d2 takes s3. Leaves moved once each.
+        promote(&mut m, 4, &rank, &same);
+        // s1 takes a2 (the only alive leaf); d1, with no alive leaf left, a suspect leaf,
+        // s2 (by name); d2 takes s3. Leaves moved once each.
         assert_eq!(m, ids(&["a2", "s2", "a1", "s3", "d1", "s1", "d3", "d2"]));
         // Without better leaves, nothing moves.
         let mut m = ids(&["d1", "a1", "d2", "d3"]);
-        promote(&mut m, 2, &rank);
+        promote(&mut m, 2, &rank, &same);
         assert_eq!(m, ids(&["d1", "a1", "d2", "d3"]));
         // All alive: the order stays.
         let mut m = ids(&["a3", "a1", "a2"]);
-        promote(&mut m, 1, &rank);
+        promote(&mut m, 1, &rank, &same);
         assert_eq!(m, ids(&["a3", "a1", "a2"]));
-        // The first alive leaf, not the last (the newest subscriber).
-        let mut m = ids(&["d1", "a1", "a2", "a3"]);
-        promote(&mut m, 1, &rank);
-        assert_eq!(m[0].as_str(), "a1.os");
+    }
+
+    /// Review 13c defect 2: the leaf that takes a dead relay's place is chosen by our own
+    /// evidence, not by its place in the held order. With equal evidence the longest
+    /// subscribed wins over a later subscriber (whatever their names and places); a leaf
+    /// that answered us recently wins over an older subscriber that did not.
+    #[test]
+    fn promote_chooses_by_evidence_then_longest_subscribed() {
+        let rank = |n: &NodeId| u8::from(n.as_str().starts_with('d')) * 2;
+        // (fresh answer: 0, else 1; subscription number: lower is longer subscribed).
+        let since = |n: &NodeId| match n.as_str() {
+            "a9.os" => 9, // the newest subscriber, lowest name
+            "b2.os" => 2,
+            "c5.os" => 5,
+            _ => 0,
+        };
+        // No fresh answers: b2 (subscribed before a9 and c5), though a9 sorts first by
+        // name and c5 is last in the held order.
+        let stale = |n: &NodeId| (1, since(n));
+        let mut m2 = ids(&["d1", "a9", "b2", "c5"]);
+        promote(&mut m2, 1, &rank, &stale);
+        assert_eq!(m2[0].as_str(), "b2.os", "{m2:?}");
+        let mut m3 = ids(&["d1", "c5", "a9", "b2"]);
+        promote(&mut m3, 1, &rank, &stale);
+        assert_eq!(m3[0].as_str(), "b2.os", "{m3:?}");
+        // c5 answered us recently, b2 not: c5 wins, though b2 subscribed earlier.
+        let fresh = |n: &NodeId| (u8::from(n.as_str() != "c5.os"), since(n));
+        let mut m4 = ids(&["d1", "a9", "b2", "c5"]);
+        promote(&mut m4, 1, &rank, &fresh);
+        assert_eq!(m4[0].as_str(), "c5.os", "{m4:?}");
+        // Two dead relays: the two best in that order, each moved once.
+        let mut m5 = ids(&["d1", "d2", "a9", "b2", "c5", "x"]);
+        promote(&mut m5, 2, &rank, &fresh);
+        assert_eq!(&m5[..2], &ids(&["c5", "x"])[..], "{m5:?}");
     }
 }

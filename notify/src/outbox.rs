@@ -95,6 +95,9 @@ type Eff = Effect<Ctx, Timer>;
 #[derive(Debug, Clone)]
 pub struct Sub {
     pub acked: u64,
+    /// When it subscribed, as a number counted up per subscription of this outbox (on
+    /// disk with `acked`; 0 for records older than it): lower is longer subscribed.
+    pub since: u64,
     in_flight: bool,
     waiting: bool,
     attempt: u32,
@@ -157,6 +160,8 @@ pub struct Topic {
 #[derive(Debug, Serialize, Deserialize)]
 struct SubRecord {
     acked: u64,
+    #[serde(default)]
+    since: u64,
 }
 
 fn topic_key(topic: &str) -> Vec<u8> {
@@ -188,6 +193,8 @@ pub struct Outbox {
     early: BTreeMap<NodeId, Millis>,
     /// Early attempts sent on a `Resume`.
     pub early_sent: u64,
+    /// The next subscription's [`Sub::since`].
+    next_since: u64,
 }
 
 impl Outbox {
@@ -210,6 +217,7 @@ impl Outbox {
             paused: 0,
             early: BTreeMap::new(),
             early_sent: 0,
+            next_since: 1,
         }
     }
 
@@ -524,13 +532,15 @@ impl Outbox {
         if t.revoked.remove(node).is_some() {
             batch.ops.push((revoke_key(topic, node), None));
         }
+        let since = self.next_since;
         let s = t.subs.entry(node.clone()).or_insert_with(|| {
             batch.ops.push((
                 sub_key(topic, node),
-                Some(serde_json::to_vec(&SubRecord { acked: last }).expect("serializes")),
+                Some(serde_json::to_vec(&SubRecord { acked: last, since }).expect("serializes")),
             ));
             Sub {
                 acked: last,
+                since,
                 in_flight: false,
                 waiting: false,
                 attempt: 0,
@@ -546,7 +556,15 @@ impl Outbox {
                 },
             }
         });
+        if s.since == since {
+            self.next_since += 1;
+        }
         s.acked + 1
+    }
+
+    /// How long `node` has subscribed to `topic` ([`Sub::since`]: lower is longer).
+    pub fn since(&self, topic: &str, node: &NodeId) -> Option<u64> {
+        self.topics.get(topic)?.subs.get(node).map(|s| s.since)
     }
 
     pub fn unsubscribe(&mut self, topic: &str, node: &NodeId, batch: &mut Batch) -> bool {
@@ -611,7 +629,13 @@ impl Outbox {
             ));
             batch.ops.push((
                 sub_key(topic, node),
-                Some(serde_json::to_vec(&SubRecord { acked: up_to }).expect("serializes")),
+                Some(
+                    serde_json::to_vec(&SubRecord {
+                        acked: up_to,
+                        since: s.since,
+                    })
+                    .expect("serializes"),
+                ),
             ));
         }
         // What it says it has, higher or lower than what it acknowledged before (its
@@ -881,7 +905,13 @@ impl Outbox {
             s.acked = new;
             batch.ops.push((
                 sub_key(&topic, &node),
-                Some(serde_json::to_vec(&SubRecord { acked: new }).expect("serializes")),
+                Some(
+                    serde_json::to_vec(&SubRecord {
+                        acked: new,
+                        since: s.since,
+                    })
+                    .expect("serializes"),
+                ),
             ));
         }
         self.pump(&topic, &node, streams, now, out);
@@ -1052,10 +1082,12 @@ impl Outbox {
             match (parsed, serde_json::from_slice::<SubRecord>(v)) {
                 (Some((topic, node)), Ok(r)) => match self.topics.get_mut(&topic) {
                     Some(t) => {
+                        self.next_since = self.next_since.max(r.since.saturating_add(1));
                         t.subs.insert(
                             node.clone(),
                             Sub {
                                 acked: r.acked,
+                                since: r.since,
                                 in_flight: false,
                                 waiting: false,
                                 attempt: 0,
@@ -1456,5 +1488,49 @@ mod tests {
         );
         // And well below one per Resume, or per timeout.
         assert!(flood < ms / 2_000 / 4, "{flood} Delivers");
+    }
+    /// Each subscription gets a higher number than the ones before (what "longest
+    /// subscribed" means to the roster), kept on disk: after a restore, old ones keep
+    /// theirs and a new one comes after them; subscribing again keeps the number.
+    #[test]
+    fn subscriptions_are_numbered_in_order_across_a_restore() {
+        let (mut o, _streams, bob) = one_sub();
+        let carol: NodeId = "carol.os".parse().unwrap();
+        let dave: NodeId = "dave.os".parse().unwrap();
+        let mut b = Batch::forced();
+        o.subscribe("news", &carol, 0, &mut b);
+        let (sb, sc) = (
+            o.since("news", &bob).unwrap(),
+            o.since("news", &carol).unwrap(),
+        );
+        assert!(sb < sc);
+        o.subscribe("news", &bob, 0, &mut b);
+        assert_eq!(o.since("news", &bob), Some(sb), "again: kept");
+        // Everything written so far, as a restart finds it.
+        let mut records = Records::new();
+        let mut o0 = Outbox::new("alice.os".parse().unwrap(), Retention::default());
+        let mut all = Batch::forced();
+        o0.set_topic(
+            "news",
+            "alice.os@app:app:x.os".into(),
+            Policy::Open,
+            &mut all,
+        );
+        o0.subscribe("news", &bob, 0, &mut all);
+        o0.subscribe("news", &carol, 0, &mut all);
+        for (k, v) in all.ops {
+            if let Some(v) = v {
+                records.insert(k, v);
+            }
+        }
+        let mut r = Outbox::new("alice.os".parse().unwrap(), Retention::default());
+        assert_eq!(r.restore(&records), 0);
+        let (rb, rc) = (
+            r.since("news", &bob).unwrap(),
+            r.since("news", &carol).unwrap(),
+        );
+        assert!(rb < rc);
+        r.subscribe("news", &dave, 0, &mut b);
+        assert!(r.since("news", &dave).unwrap() > rc);
     }
 }
