@@ -2661,6 +2661,10 @@ mod doc_numbers {
                 BREAKER.open_ms / 1_000
             ),
             format!(
+                "with success within the last {} s (`ANSWERED_FRESH_MS`;",
+                ANSWERED_FRESH_MS / 1_000
+            ),
+            format!(
                 "at most one per node every {} s (`RESUME_EARLY_GAP_MS`)",
                 crate::outbox::RESUME_EARLY_GAP_MS / 1_000
             ),
