@@ -56,10 +56,26 @@ fn notify_messages(s: &Sim) -> u64 {
 }
 
 fn grafts(s: &Sim, nodes: usize) -> u64 {
-    (1..nodes)
-        .filter_map(|i| s.core::<Notify>(i, NAME))
-        .map(|n| n.stats().relays.iter().map(|r| r.grafts).sum::<u64>())
-        .sum()
+    (1..nodes).map(|i| grafts_of(s, i)).sum()
+}
+
+/// Grafts node `i` made so far.
+fn grafts_of(s: &Sim, i: usize) -> u64 {
+    s.core::<Notify>(i, NAME).map_or(0, |n| {
+        n.stats().relays.iter().map(|r| r.grafts).sum::<u64>()
+    })
+}
+
+/// `roots` and every member under them in `roster`'s tree.
+fn subtree(roster: &p2p_common::api::notify::Roster, roots: &[NodeId]) -> Vec<NodeId> {
+    let mut all = roots.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        let c = roster.children(&all[i]);
+        all.extend(c);
+        i += 1;
+    }
+    all
 }
 
 /// The comparison's cluster: three levels of fan-out 8 under the publisher (8, 64, the
@@ -75,6 +91,10 @@ struct Repair {
     /// and every notify message (announcements, roster pushes and probes included).
     settled_ms: u64,
     grafts: u64,
+    /// Of those, by the members of the crashed relays' subtrees (in the roster before the
+    /// crash: the repair of the deaths) and by the others (the repair of losses).
+    grafts_orphaned: u64,
+    grafts_elsewhere: u64,
     repair_msgs: u64,
     /// Printed, not asserted: with presence it is higher (the new roster goes down every
     /// link, new links are probed, and the members that have the stream announce it).
@@ -117,6 +137,13 @@ fn repair(mode: Mode, with: bool) -> Repair {
         .map(|id| s.node_index(id).unwrap())
         .collect();
     let epoch0 = roster.epoch;
+    let crashed_ids: Vec<NodeId> = relays.iter().map(|&r| s.node_id(r).clone()).collect();
+    let orphaned: Vec<usize> = subtree(&roster, &crashed_ids)
+        .iter()
+        .map(|id| s.node_index(id).unwrap())
+        .filter(|i| !relays.contains(i))
+        .collect();
+    let mut per0 = vec![0; nodes];
     let mut acked = BTreeMap::new();
     let (mut g0, mut m0) = (0, 0);
     let mut types0 = BTreeMap::new();
@@ -128,6 +155,7 @@ fn repair(mode: Mode, with: bool) -> Repair {
             // Presence finds them dead (with presence, the next roster is out).
             s.run_for(30_000).unwrap();
             (g0, m0) = (grafts(&s, nodes), notify_messages(&s));
+            per0 = (0..nodes).map(|i| grafts_of(&s, i)).collect();
             types0 = s.stats.per_type.clone();
         }
         if let Some(seq) = publish(&mut s, k) {
@@ -154,13 +182,25 @@ fn repair(mode: Mode, with: bool) -> Repair {
             acked.keys().all(|q| *q < next[&i] || got.contains(q))
         })
     };
+    // Until every live app has everything, and 10 s more (once all have it, nobody
+    // grafts: the counts are final; the file took 3 min in debug when this ran 120 s).
     let mut settled_ms = None;
     for t in 1..=120u64 {
         s.run_for(1_000).unwrap();
         if settled_ms.is_none() && complete(&s) {
             settled_ms = Some(t * 1_000);
         }
+        if settled_ms.is_some_and(|at| t * 1_000 >= at + 10_000) {
+            break;
+        }
     }
+    let quiet = grafts(&s, nodes);
+    s.run_for(20_000).unwrap();
+    assert_eq!(
+        grafts(&s, nodes),
+        quiet,
+        "grafts after everyone had everything"
+    );
     for &i in subscribers.iter().filter(|i| !relays.contains(i)) {
         let got: Vec<(u64, Vec<u8>)> = received(&s, i, &publisher)
             .into_iter()
@@ -199,9 +239,14 @@ fn repair(mode: Mode, with: bool) -> Repair {
                 - types0.get(*k).map_or(0, |c: &p2p_sim::stats::Count| c.msgs)
         })
         .sum();
+    let by = |i: usize| grafts_of(&s, i) - per0[i];
+    let grafts_orphaned = orphaned.iter().map(|&i| by(i)).sum();
+    let grafts_elsewhere = (1..nodes).filter(|i| !orphaned.contains(i)).map(by).sum();
     Repair {
         settled_ms: settled_ms.expect("every live app got everything within 120 s"),
         repair_msgs,
+        grafts_orphaned,
+        grafts_elsewhere,
         grafts: grafts(&s, nodes) - g0,
         messages: notify_messages(&s) - m0,
         resigned: end.epoch - epoch0,
@@ -211,9 +256,12 @@ fn repair(mode: Mode, with: bool) -> Repair {
 
 /// With presence against without, same seed: the crashed relays end at the leaves and
 /// every live app has everything no later. Realistic: the repair takes at least a third
-/// fewer grafts and repair messages. Hostile (5% loss makes members graft everywhere
-/// anyway): not so today (the re-signed rosters' new links bring more grafts than they
-/// save); the figures are printed, and only the leaves and the delivery are asserted.
+/// fewer grafts and repair messages (0 against 163 grafts). Hostile (5% loss makes
+/// members graft everywhere): 369 against 387 grafts today, printed per cause and not
+/// asserted. With presence the members of the crashed relays' old subtrees graft about
+/// as often as other members at their depth (2.5 per member at depth 2, 3.0 at depth 3,
+/// against 2.0 at depth 2 elsewhere, over the 12 notifications): they repair losses of
+/// the hop-by-hop pushes, not the deaths, and more hops lose more (docs/notify.md).
 fn compare(mode: Mode) {
     let without = repair(mode, false);
     let with = repair(mode, true);
@@ -520,7 +568,7 @@ fn a_dropped_presence_subscription_unpauses_and_subscribes_again() {
 /// presence flaps about them (dead for 10 s, alive for 2 s, for 72 s). Our `Ping`s fail,
 /// so each death is taken and the topics re-sign (a roster signed while a victim is
 /// alive again keeps it where it is), but never more than
-/// `LIVENESS_NODE_GAP_MS` apart: at most 6 signings in any 10 s (today 21 in 120 s, at
+/// `LIVENESS_NODE_GAP_MS` apart: at most 6 signings in any 10 s (today 22 in 120 s, at
 /// most 5 in 10 s; with the node-wide gap set to 0, 32 in 120 s and 16 within a second).
 #[test]
 fn liveness_signings_of_many_topics_are_paced_node_wide() {
