@@ -2353,6 +2353,9 @@ impl Notify {
             Tick::Catchup(catchup::Timer::Restart { stream, graft }) => {
                 let mut c = Vec::new();
                 if let Some((to, body)) = self.restart_word(&stream, graft) {
+                    if graft {
+                        self.relays.restart_grafted(&stream, &to);
+                    }
                     self.catchup.restart(&stream, graft, to, body, &mut c);
                 } else {
                     self.catchup.answered(&stream, graft);
@@ -2440,6 +2443,9 @@ impl Notify {
         for k in remote {
             for graft in [true, false] {
                 if let Some((to, body)) = self.restart_word(&k, graft) {
+                    if graft {
+                        self.relays.restart_grafted(&k, &to);
+                    }
                     let mut c = Vec::new();
                     self.catchup.restart(&k, graft, to, body, &mut c);
                     Self::lift_catchup(c, out);

@@ -223,6 +223,17 @@ impl Relays {
         }
     }
 
+    /// We sent `node` a restart's `Graft` of `k` (to our parent in the roster we held). It
+    /// counts as a graft: if a newer roster gives us another parent, that parent's next
+    /// delivery prunes it, or the old parent would keep pushing to us on a grafted link
+    /// until its lease ends. (Pruning a node that is still our parent does nothing: its
+    /// link to us is a tree link.)
+    pub fn restart_grafted(&mut self, k: &StreamKey, node: &NodeId) {
+        if let Some(t) = self.trees.get_mut(k) {
+            t.grafted_from.insert(node.clone());
+        }
+    }
+
     /// Our tree parent in `k`.
     pub fn parent(&self, k: &StreamKey) -> Option<NodeId> {
         self.trees.get(k)?.roster.parent(&self.me).cloned()
@@ -1048,6 +1059,23 @@ mod tests {
         assert!(prunes_to(&out).is_empty());
         r.on_received(&key(), &g, false, true, &streams, 0, &mut out);
         assert_eq!(prunes_to(&out), vec![g]);
+    }
+
+    /// A restart's `Graft` went to the parent of the roster we held; a newer roster gave
+    /// us another parent: its next delivery prunes the old one (seen in notify_tree's
+    /// honest repair: restarted relays, now leaves, left grafted links at the publisher).
+    #[test]
+    fn a_restart_graft_to_a_former_parent_is_pruned_when_the_parent_delivers() {
+        let r0 = roster(20, 2);
+        let me = r0.members[10].clone();
+        let parent = r0.parent(&me).unwrap().clone();
+        let (mut r, streams) = member(&me, 3);
+        let former = r0.publisher.clone();
+        r.restart_grafted(&key(), &former);
+        let mut out = Vec::new();
+        r.on_received(&key(), &parent, true, false, &streams, 0, &mut out);
+        assert_eq!(prunes_to(&out), vec![former]);
+        assert!(r.trees[&key()].grafted_from.is_empty());
     }
 
     #[test]
