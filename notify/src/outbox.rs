@@ -104,6 +104,8 @@ pub struct Sub {
     /// Its node was down at its last retry: the wait ([`PAUSED_RETRY_MS`]) was the pause,
     /// the next retry goes.
     paused: bool,
+    /// When a `Resume` last lowered its mark (one lowering per [`RESUME_EARLY_GAP_MS`]).
+    lowered_at: Option<Millis>,
     pub stats: SubscriberStats,
 }
 
@@ -195,6 +197,10 @@ pub struct Outbox {
     pub early_sent: u64,
     /// The next subscription's [`Sub::since`].
     next_since: u64,
+    /// `Resume`s that lowered a subscriber's mark (its storage went back), and ones whose
+    /// lowering was refused (another came within [`RESUME_EARLY_GAP_MS`]).
+    pub lowered: u64,
+    pub lowering_refused: u64,
 }
 
 impl Outbox {
@@ -218,6 +224,8 @@ impl Outbox {
             early: BTreeMap::new(),
             early_sent: 0,
             next_since: 1,
+            lowered: 0,
+            lowering_refused: 0,
         }
     }
 
@@ -545,6 +553,7 @@ impl Outbox {
                 waiting: false,
                 attempt: 0,
                 paused: false,
+                lowered_at: None,
                 stats: SubscriberStats {
                     node: node.clone(),
                     acked: last,
@@ -617,16 +626,28 @@ impl Outbox {
         else {
             return false;
         };
-        let up_to = up_to.min(last);
-        if up_to < s.acked {
-            out.push(log(
-                Level::Info,
-                format!(
-                    "{topic}: {node} resumes from {up_to}, below the {} it acknowledged (its \
-                     storage went back?); sending the rest again",
-                    s.acked
-                ),
-            ));
+        let mut up_to = up_to.min(last);
+        let recent = s
+            .lowered_at
+            .is_some_and(|at| now < at.saturating_add(RESUME_EARLY_GAP_MS));
+        if up_to < s.acked && recent {
+            // One lowering per node and topic per period: a node that says it went back,
+            // then forward, then back again costs us no write and no log line each time.
+            self.lowering_refused += 1;
+            up_to = s.acked;
+        } else if up_to < s.acked {
+            s.lowered_at = Some(now);
+            self.lowered += 1;
+            if self.lowered.is_power_of_two() {
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "{topic}: {node} resumes from {up_to}, below the {} it acknowledged \
+                         (its storage went back?); sending the rest again ({} such so far)",
+                        s.acked, self.lowered
+                    ),
+                ));
+            }
             batch.ops.push((
                 sub_key(topic, node),
                 Some(
@@ -1092,6 +1113,7 @@ impl Outbox {
                                 waiting: false,
                                 attempt: 0,
                                 paused: false,
+                                lowered_at: None,
                                 stats: SubscriberStats {
                                     node,
                                     acked: r.acked,
@@ -1532,5 +1554,69 @@ mod tests {
         assert!(rb < rc);
         r.subscribe("news", &dave, 0, &mut b);
         assert!(r.since("news", &dave).unwrap() > rc);
+    }
+    /// Review 13d: a subscriber that alternates `Resume { up_to: 0 }` and `Resume { up_to:
+    /// last }` (600 in 60 s) gets its mark lowered once per RESUME_EARLY_GAP_MS: two
+    /// writes and one log line, not one per message.
+    #[test]
+    fn a_resume_seesaw_lowers_the_mark_once_per_gap() {
+        let (mut o, streams, bob) = one_sub();
+        let mut b = Batch::lazy();
+        let mut out = Vec::new();
+        let mut b0 = Batch::lazy();
+        o.on_delivered(
+            Ctx::Deliver {
+                topic: "news".into(),
+                node: bob.clone(),
+                up_to: 1,
+                sent_at: 0,
+            },
+            1,
+            &streams,
+            0,
+            &mut b0,
+            &mut out,
+        );
+        assert_eq!(o.topics["news"].subs[&bob].acked, 1);
+        out.clear();
+        for i in 0..600u64 {
+            let up_to = if i % 2 == 0 { 0 } else { 1 };
+            assert!(o.resume(
+                "news",
+                &bob,
+                up_to,
+                &streams,
+                1_000 + i * 100,
+                &mut b,
+                &mut out
+            ));
+        }
+        let writes = b.ops.len();
+        let logs = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Log { .. }))
+            .count();
+        assert_eq!(o.lowered, 2, "{} refused", o.lowering_refused);
+        assert!(writes <= 2, "{writes} writes");
+        assert!(logs <= 2, "{logs} log lines");
+        // An honest one, once: its mark goes down and the rest is sent again.
+        let (mut o, streams, bob) = one_sub();
+        o.on_delivered(
+            Ctx::Deliver {
+                topic: "news".into(),
+                node: bob.clone(),
+                up_to: 1,
+                sent_at: 0,
+            },
+            1,
+            &streams,
+            0,
+            &mut b0,
+            &mut Vec::new(),
+        );
+        let mut out = Vec::new();
+        assert!(o.resume("news", &bob, 0, &streams, 1_000, &mut b, &mut out));
+        assert_eq!(o.topics["news"].subs[&bob].acked, 0);
+        assert_eq!(sends(&out).len(), 1, "the rest again");
     }
 }
