@@ -67,10 +67,6 @@ pub const LIVENESS_ROSTER_GAP_MS: Millis = 10_000;
 /// Liveness-driven roster signings of all our topics together are at least this far
 /// apart (one slot each, node-wide).
 pub const LIVENESS_NODE_GAP_MS: Millis = 2_000;
-/// A subscriber node whose notify answered one of our own requests (a `Deliver`, a push,
-/// a `Ping`...) with success this recently counts as reachable evidence when a leaf is
-/// chosen to take a dead relay's place ([`Notify::roster_order`]).
-pub const ANSWERED_FRESH_MS: Millis = 60_000;
 /// Timeout of the `Ping` that checks presence's word that a node is dead (seconds).
 const LIVE_CHECK_TIMEOUT_S: u64 = 5;
 /// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
@@ -186,10 +182,6 @@ pub struct Notify {
     checking: BTreeSet<NodeId>,
     /// Deaths presence reported of nodes that answered our check (ignored).
     pub hearsay_ignored: u64,
-    /// When each subscriber node's notify last answered a request of ours with success
-    /// (our own evidence, counted only for answers to what we sent; at most
-    /// [`liveness::MAX_TRACKED`], the oldest let go).
-    answered: BTreeMap<NodeId, Millis>,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -340,7 +332,6 @@ impl Notify {
             relays: Relays::new(me.clone()),
             roster_due: BTreeSet::new(),
             roster_left: BTreeSet::new(),
-            answered: BTreeMap::new(),
             cfg: Config {
                 fanout: cfg.fanout.clamp(2, MAX_FANOUT),
                 ..cfg
@@ -637,34 +628,6 @@ impl Notify {
                 self.roster_changed_liveness(&topic, now, out);
             }
         }
-    }
-
-    /// A successful answer of a subscriber node's notify to a request of ours: our own
-    /// evidence that it is up and answering ([`Self::roster_order`]'s choice of leaves).
-    fn note_answer(&mut self, from: &Address, body: &[u8], now: Millis) {
-        if from.node == self.me
-            || from.process != ProcessId::ours(crate::NAME)
-            || !self.outbox.subscribes(&from.node)
-            || !matches!(try_decode_response::<Response>(body), Ok(Ok(_)))
-        {
-            return;
-        }
-        if !self.answered.contains_key(&from.node) && self.answered.len() >= liveness::MAX_TRACKED {
-            let oldest = self
-                .answered
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(n, _)| n.clone());
-            if let Some(o) = oldest {
-                self.answered.remove(&o);
-            }
-        }
-        self.answered.insert(from.node.clone(), now);
-    }
-
-    /// When `node`'s notify last answered us with success, if we remember.
-    pub fn answered_at(&self, node: &NodeId) -> Option<Millis> {
-        self.answered.get(node).copied()
     }
 
     /// Forget presence's word on `node` (it left the view, or subscribes to none of our
@@ -1106,7 +1069,6 @@ impl Notify {
                 if self.outbox.unsubscribe(&topic, &from.node, &mut b) {
                     if !self.outbox.subscribes(&from.node) {
                         self.forget_liveness(&from.node, now, out);
-                        self.answered.remove(&from.node);
                     }
                     let k = StreamKey::new(&self.me, &topic);
                     if self
@@ -1787,15 +1749,18 @@ impl Notify {
     }
 
     /// Our `topic`'s subscriber nodes in roster order. The order of the roster we hold is
-    /// kept (nodes no longer subscribed left out, new ones appended by name; the first
-    /// roster is by name), so a change moves few members and few tree links; then each
+    /// kept (nodes no longer subscribed left out, new ones appended in subscription order;
+    /// the first roster is in that order), so a change moves few members and few tree
+    /// links; then each
     /// interior (relay) position held by a node whose death we confirmed (presence said so
-    /// and our `Ping` failed) is swapped with an alive leaf chosen by our own evidence
-    /// ([`promote`]): one whose notify answered a request of ours with success within
-    /// [`ANSWERED_FRESH_MS`] first, then the longest subscribed, then by name (never the
-    /// newest subscriber for being last, nor a node for what it says of itself or others).
-    /// A remote node's claim moves another only if that one does not answer us either.
-    pub fn roster_order(&self, topic: &str, now: Millis) -> Vec<NodeId> {
+    /// and our `Ping` failed) is swapped with an alive leaf ([`promote`]): one our own
+    /// deliveries have not failed to lately (its circuit breaker is pristine) first, then
+    /// the longest subscribed, then by name. Nothing a node does can buy it the seat:
+    /// every answer a leaf gives us is to a request a remote can make us send (a `Ping`
+    /// on gossip, a `Deliver` after subscribing, a push after a `Graft`), so answers
+    /// count only against it (review 13d). A remote node's claim moves another only if
+    /// that one does not answer us either.
+    pub fn roster_order(&self, topic: &str) -> Vec<NodeId> {
         let Some(t) = self.outbox.topics.get(topic) else {
             return Vec::new();
         };
@@ -1811,16 +1776,22 @@ impl Notify {
             );
         }
         let kept: BTreeSet<NodeId> = members.iter().cloned().collect();
-        members.extend(t.subs.keys().filter(|n| !kept.contains(*n)).cloned());
+        // New members in the order they subscribed (the first roster too): the earliest
+        // subscribers take the relay seats, not the smallest names (chosen by their owners).
+        let mut new: Vec<(u64, &NodeId)> = t
+            .subs
+            .iter()
+            .filter(|(n, _)| !kept.contains(*n))
+            .map(|(n, s)| (s.since, n))
+            .collect();
+        new.sort();
+        members.extend(new.into_iter().map(|(_, n)| n.clone()));
         // Only what our own check confirmed (presence's word alone may be gossip).
         let rank = |n: &NodeId| if self.outbox.is_down(n) { 2 } else { 0 };
         let prefer = |n: &NodeId| {
-            let fresh = self
-                .answered
-                .get(n)
-                .is_some_and(|at| now.saturating_sub(*at) <= ANSWERED_FRESH_MS);
+            let failing = self.outbox.breakers().get(n).is_some();
             (
-                u8::from(!fresh),
+                u8::from(failing),
                 self.outbox.since(topic, n).unwrap_or(u64::MAX),
             )
         };
@@ -1839,7 +1810,7 @@ impl Notify {
         if !self.outbox.topics.contains_key(topic) {
             return;
         }
-        let members = self.roster_order(topic, now);
+        let members = self.roster_order(topic);
         let someone_left = self.roster_left.remove(topic);
         let same = |t: &relay::Tree| {
             let old = &t.roster;
@@ -2508,10 +2479,7 @@ impl Service for Notify {
                 body,
                 blob,
                 ctx,
-            } => {
-                self.note_answer(&from, &body, t);
-                self.on_response(from, body, blob, ctx, t, &mut out)
-            }
+            } => self.on_response(from, body, blob, ctx, t, &mut out),
             Input::SendFailed { kind, target, ctx } => {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
@@ -2534,7 +2502,7 @@ impl Service for Notify {
 /// Put better-ranked leaves in the interior: each of the first `interior` members whose
 /// rank is above 0 (suspect, dead, gone) swaps places with the best-ranked leaf ranked
 /// better than it; among leaves of that rank, the one `prefer` puts lowest (our evidence:
-/// a fresh answer, then the longest subscribed), then the lowest name: never by its place
+/// no recent failures of ours to it, then the longest subscribed), then the lowest name: never by its place
 /// in the order (the newest subscriber is last). Each leaf moves at most once. Members
 /// otherwise keep their places.
 pub fn promote(
@@ -2665,10 +2633,6 @@ mod doc_numbers {
                 "opens after {} failures in a row for {} s",
                 BREAKER.failure_threshold,
                 BREAKER.open_ms / 1_000
-            ),
-            format!(
-                "with success within the last {} s (`ANSWERED_FRESH_MS`;",
-                ANSWERED_FRESH_MS / 1_000
             ),
             format!(
                 "at most one per node every {} s (`RESUME_EARLY_GAP_MS`)",
@@ -2830,18 +2794,18 @@ mod order_tests {
     /// Review 13c defect 2: the leaf that takes a dead relay's place is chosen by our own
     /// evidence, not by its place in the held order. With equal evidence the longest
     /// subscribed wins over a later subscriber (whatever their names and places); a leaf
-    /// that answered us recently wins over an older subscriber that did not.
+    /// our deliveries have not failed to wins over an older subscriber they failed to.
     #[test]
     fn promote_chooses_by_evidence_then_longest_subscribed() {
         let rank = |n: &NodeId| u8::from(n.as_str().starts_with('d')) * 2;
-        // (fresh answer: 0, else 1; subscription number: lower is longer subscribed).
+        // (not failing: 0, failing: 1; subscription number: lower is longer subscribed).
         let since = |n: &NodeId| match n.as_str() {
             "a9.os" => 9, // the newest subscriber, lowest name
             "b2.os" => 2,
             "c5.os" => 5,
             _ => 0,
         };
-        // No fresh answers: b2 (subscribed before a9 and c5), though a9 sorts first by
+        // None failing: b2 (subscribed before a9 and c5), though a9 sorts first by
         // name and c5 is last in the held order.
         let stale = |n: &NodeId| (1, since(n));
         let mut m2 = ids(&["d1", "a9", "b2", "c5"]);
@@ -2850,14 +2814,14 @@ mod order_tests {
         let mut m3 = ids(&["d1", "c5", "a9", "b2"]);
         promote(&mut m3, 1, &rank, &stale);
         assert_eq!(m3[0].as_str(), "b2.os", "{m3:?}");
-        // c5 answered us recently, b2 not: c5 wins, though b2 subscribed earlier.
-        let fresh = |n: &NodeId| (u8::from(n.as_str() != "c5.os"), since(n));
+        // Our deliveries failed to all but c5: c5 wins, though b2 subscribed earlier.
+        let sound = |n: &NodeId| (u8::from(n.as_str() != "c5.os"), since(n));
         let mut m4 = ids(&["d1", "a9", "b2", "c5"]);
-        promote(&mut m4, 1, &rank, &fresh);
+        promote(&mut m4, 1, &rank, &sound);
         assert_eq!(m4[0].as_str(), "c5.os", "{m4:?}");
         // Two dead relays: the two best in that order, each moved once.
         let mut m5 = ids(&["d1", "d2", "a9", "b2", "c5", "x"]);
-        promote(&mut m5, 2, &rank, &fresh);
+        promote(&mut m5, 2, &rank, &sound);
         assert_eq!(&m5[..2], &ids(&["c5", "x"])[..], "{m5:?}");
     }
 }

@@ -691,3 +691,112 @@ fn liveness_signings_of_many_topics_are_paced_node_wide() {
         assert!(r.children(v).is_empty(), "{v} is a leaf: {:?}", r.members);
     }
 }
+
+/// Node `from` (a presence member) gossips to alice's presence that `victim` is dead, at
+/// every incarnation 0..64 (the one that matches applies).
+fn gossip_dead(s: &mut Sim, from: usize, victim: &NodeId) {
+    use p2p_common::api::presence::{MemberStatus, Request as PReq, Update};
+    let origin = s.node_id(from).clone();
+    let updates: Vec<Update> = (0..64u64)
+        .map(|incarnation| Update {
+            node: victim.clone(),
+            status: MemberStatus::Dead,
+            incarnation,
+            info: None,
+            origin: origin.clone(),
+        })
+        .collect();
+    let to = s.addr(0, "presence");
+    let body = encode(&PReq::Gossip { updates });
+    let _ = s.request_from(from, ProcessId::ours("presence"), &to, body, 5);
+}
+
+/// Twelve nodes, fan-out 2; relay `members[0]` crashes. With `attack`, first a leaf
+/// gossips that the newest subscriber (the last leaf, its Sybil) is dead: alice `Ping`s
+/// it and it answers. Returns who took the crashed relay's seat, and the Sybil.
+fn seat_after_gossip(attack: bool) -> (NodeId, NodeId) {
+    let nodes = 12;
+    let mut cfg = SimConfig::new(5, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = cluster(cfg, tree_config(2));
+    let subscribers: Vec<usize> = (1..nodes).collect();
+    setup(&mut s, &subscribers).unwrap();
+    s.run_for(30_000).unwrap();
+    let r = roster_of(&s);
+    let sybil = r.members.last().unwrap().clone();
+    let mallory = s.node_index(&r.members[r.interior()]).unwrap();
+    let relay = r.members[0].clone();
+    if attack {
+        gossip_dead(&mut s, mallory, &sybil);
+        s.run_for(3_000).unwrap();
+    }
+    let ri = s.node_index(&relay).unwrap();
+    s.crash(ri);
+    s.run_for(40_000).unwrap();
+    let after = roster_of(&s);
+    assert!(after.epoch > r.epoch, "re-signed");
+    (after.members[0].clone(), sybil)
+}
+
+/// Review 13d defect 1: a member's gossip that its Sybil is dead makes alice `Ping` the
+/// Sybil, which answers; that answer must not buy it the next relay seat (it did when a
+/// fresh answer ranked first: the Sybil took the crashed relay's seat).
+#[test]
+fn a_gossiped_death_does_not_buy_a_relay_seat() {
+    let (control, sybil) = seat_after_gossip(false);
+    let (attacked, _) = seat_after_gossip(true);
+    println!("the crashed relay's seat: {control} without the gossip, {attacked} with it (Sybil {sybil})");
+    assert_ne!(attacked, sybil);
+    assert_eq!(attacked, control, "the gossip changed the choice");
+}
+
+/// Review 13d: a node that subscribes after the roster was signed gets direct `Deliver`s
+/// from alice while she publishes; they do not make it take a crashed relay's seat ahead
+/// of the older leaves.
+#[test]
+fn a_late_subscriber_does_not_take_a_relay_seat() {
+    use p2p_common::api::notify::PayloadKind;
+    let nodes = 13;
+    let mut cfg = SimConfig::new(5, nodes);
+    cfg.net = NetConfig::for_mode(Mode::Realistic);
+    let mut s = cluster(cfg, tree_config(2));
+    let subscribers: Vec<usize> = (1..nodes - 1).collect();
+    setup(&mut s, &subscribers).unwrap();
+    s.run_for(30_000).unwrap();
+    let r = roster_of(&s);
+    let relay = r.members[0].clone();
+    let late = nodes - 1;
+    let req = Request::Subscribe {
+        publisher: s.node_id(0).clone(),
+        topic: TOPIC.into(),
+    };
+    let h = call(&mut s, late, &req, None);
+    for k in 0..10u64 {
+        let p = Request::Publish {
+            topic: TOPIC.into(),
+            kind: PayloadKind::Json,
+        };
+        call(&mut s, 0, &p, Some(payload(k)));
+        s.run_for(1_000).unwrap();
+    }
+    assert!(matches!(
+        answer(&s, h),
+        Some(Ok(Response::Subscribed { .. }))
+    ));
+    let ri = s.node_index(&relay).unwrap();
+    s.crash(ri);
+    s.run_for(40_000).unwrap();
+    let after = roster_of(&s);
+    let late_id = s.node_id(late).clone();
+    assert!(after.epoch > r.epoch, "re-signed");
+    assert!(after.contains(&late_id));
+    assert_ne!(
+        after.members[0], late_id,
+        "the newest subscriber took the seat"
+    );
+    assert!(
+        after.children(&late_id).is_empty(),
+        "the newest subscriber is a leaf: {:?}",
+        after.members
+    );
+}
