@@ -67,8 +67,13 @@ pub const LIVENESS_ROSTER_GAP_MS: Millis = 10_000;
 /// Liveness-driven roster signings of all our topics together are at least this far
 /// apart (one slot each, node-wide).
 pub const LIVENESS_NODE_GAP_MS: Millis = 2_000;
-/// Timeout of the `Ping` that checks presence's word that a node is dead (seconds).
-const LIVE_CHECK_TIMEOUT_S: u64 = 5;
+/// Timeout of a `Ping` that checks presence's word that a node is dead (seconds).
+const LIVE_CHECK_TIMEOUT_S: u64 = 4;
+/// `Ping`s of one check (one in flight), 1..2 s apart after a failure: a death is taken
+/// only if all fail and the node sent us nothing meanwhile (one lost packet under loss
+/// must not demote a live relay, review 13d).
+pub const LIVE_CHECK_TRIES: u32 = 3;
+const LIVE_CHECK_GAP_MS: Millis = 1_000;
 /// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
 pub const TREE_THRESHOLD: usize = 32;
 /// Children per node in a relay tree.
@@ -92,6 +97,11 @@ pub enum Tick {
         topic: String,
         token: u64,
     },
+    /// The next `Ping` of our check of `node` (presence reports it dead).
+    LiveCheck {
+        node: NodeId,
+        attempt: u32,
+    },
 }
 
 /// notify's request contexts.
@@ -105,6 +115,7 @@ pub enum Ctx {
     /// fails do we take that word (presence's may be another member's gossip).
     LiveCheck {
         node: NodeId,
+        attempt: u32,
     },
     /// NetKeySign of a roster of ours.
     SignRoster {
@@ -569,15 +580,49 @@ impl Notify {
         }
         // Presence's `Dead` may be any member's gossip: check it ourselves first.
         if self.checking.insert(c.node.clone()) {
-            out.push(Effect::Send {
-                to: address(&c.node),
-                body: encode(&Request::Ping {}),
-                blob: None,
-                expect: Some(Expect {
-                    timeout_s: LIVE_CHECK_TIMEOUT_S,
-                    ctx: Ctx::LiveCheck { node: c.node },
-                }),
-            });
+            Self::live_ping(c.node, 0, out);
+        }
+    }
+
+    /// Send `node` the `attempt`-th `Ping` of our check.
+    fn live_ping(node: NodeId, attempt: u32, out: &mut Vec<Eff>) {
+        out.push(Effect::Send {
+            to: address(&node),
+            body: encode(&Request::Ping {}),
+            blob: None,
+            expect: Some(Expect {
+                timeout_s: LIVE_CHECK_TIMEOUT_S,
+                ctx: Ctx::LiveCheck { node, attempt },
+            }),
+        });
+    }
+
+    /// A `Ping` of our check of `node` failed: try again (1..2 s later) while tries are
+    /// left and presence still says so; then the check has failed.
+    fn live_ping_failed(&mut self, node: NodeId, attempt: u32, now: Millis, out: &mut Vec<Eff>) {
+        if !self.checking.contains(&node) {
+            return;
+        }
+        let still = Status::is_down(self.liveness.status(&node));
+        if still && attempt + 1 < LIVE_CHECK_TRIES {
+            let wait = LIVE_CHECK_GAP_MS + self.rng.gen_range(0..=LIVE_CHECK_GAP_MS);
+            out.push(Effect::timer(
+                wait,
+                Tick::LiveCheck {
+                    node,
+                    attempt: attempt + 1,
+                },
+            ));
+            return;
+        }
+        self.live_checked(node, false, now, out);
+    }
+
+    /// A message from `from` (a request to us, or an answer): if we are checking its
+    /// node's death, it is alive.
+    fn heard_from(&mut self, from: &Address, now: Millis, out: &mut Vec<Eff>) {
+        if from.process == ProcessId::ours(crate::NAME) && self.checking.contains(&from.node) {
+            self.live_checked(from.node.clone(), true, now, out);
         }
     }
 
@@ -585,7 +630,9 @@ impl Notify {
     /// word is ignored), or failed (taken: its retries pause, and a tree of ours it relays
     /// for gets a new roster with it at the leaves).
     fn live_checked(&mut self, node: NodeId, answered: bool, now: Millis, out: &mut Vec<Eff>) {
-        self.checking.remove(&node);
+        if !self.checking.remove(&node) {
+            return;
+        }
         let still = Status::is_down(self.liveness.status(&node));
         if answered || !still || !self.outbox.subscribes(&node) {
             if answered && still {
@@ -2026,7 +2073,7 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
-            Ctx::LiveCheck { node } => self.live_checked(node, true, now, out),
+            Ctx::LiveCheck { node, .. } => self.live_checked(node, true, now, out),
             Ctx::Live(liveness::Ctx::Subscribe) => {
                 let ok = matches!(
                     try_decode_response::<p2p_common::api::presence::Response>(&body),
@@ -2231,7 +2278,7 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
-            Ctx::LiveCheck { node } => self.live_checked(node, false, now, out),
+            Ctx::LiveCheck { node, attempt } => self.live_ping_failed(node, attempt, now, out),
             Ctx::Live(liveness::Ctx::Subscribe) => {
                 let mut l = Vec::new();
                 self.liveness
@@ -2347,6 +2394,17 @@ impl Notify {
                 Self::lift_catchup(c, out);
             }
             Tick::Roster { topic } => self.sign_roster(&topic, now, out),
+            Tick::LiveCheck { node, attempt } => {
+                if !self.checking.contains(&node) {
+                    return;
+                }
+                if Status::is_down(self.liveness.status(&node)) {
+                    Self::live_ping(node, attempt, out);
+                } else {
+                    // Presence says it is back: the check is over.
+                    self.checking.remove(&node);
+                }
+            }
             Tick::Live(t) => {
                 let mut l = Vec::new();
                 self.liveness.on_timer(t, &mut l);
@@ -2473,13 +2531,21 @@ impl Service for Notify {
                 body,
                 blob,
                 timeout_s,
-            } => self.handle_request(id, from, body, blob, timeout_s.is_some(), t, &mut out),
+            } => {
+                self.heard_from(&from, t, &mut out);
+                self.handle_request(id, from, body, blob, timeout_s.is_some(), t, &mut out)
+            }
             Input::Response {
                 from,
                 body,
                 blob,
                 ctx,
-            } => self.on_response(from, body, blob, ctx, t, &mut out),
+            } => {
+                if !matches!(ctx, Ctx::LiveCheck { .. }) {
+                    self.heard_from(&from, t, &mut out);
+                }
+                self.on_response(from, body, blob, ctx, t, &mut out)
+            }
             Input::SendFailed { kind, target, ctx } => {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
@@ -2716,7 +2782,9 @@ mod doc_numbers {
                 LIVENESS_NODE_GAP_MS / 1_000
             ),
             format!(
-                "(one in flight per node, {LIVE_CHECK_TIMEOUT_S} s)"
+                "up to {LIVE_CHECK_TRIES} `Ping`s (one in flight per node, {LIVE_CHECK_TIMEOUT_S} s each, {}..{} s apart",
+                LIVE_CHECK_GAP_MS / 1_000,
+                2 * LIVE_CHECK_GAP_MS / 1_000
             ),
             format!(
                 "the next try waits {} s (`PAUSED_RETRY_MS`",
