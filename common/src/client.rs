@@ -4,8 +4,9 @@
 //! [`ProcessTransport`] (**wasm32 only**: it wraps process_lib's `send_and_await_response`,
 //! so it does not exist in a native build; `cargo doc` shows it all the same) does that;
 //! tests can plug in anything, e.g. a closure. The clients turn requests and responses into
-//! typed calls: [`PresenceClient`] for presence, [`NotifyClient`] for notify, [`BaseClient`]
-//! for the `Ping` and `Info` every process answers (all that sync and txcoord answer today).
+//! typed calls: [`PresenceClient`] for presence, [`SyncClient`] for sync, [`NotifyClient`] for
+//! notify, [`TxClient`](crate::txcoord::TxClient) for txcoord, and [`BaseClient`] for the `Ping`
+//! and `Info` every process answers (each typed client derefs to its `BaseClient`).
 //!
 //! ```no_run
 //! use p2p_common::api::presence::ListFilter;
@@ -28,7 +29,7 @@
 
 use crate::api::presence::{
     Config, ConfigPatch, ListFilter, NodeInfo, NodeView, PresenceStats, Request, Response,
-    SubscriberMessage, PROCESS,
+    SubscriberMessage,
 };
 use crate::api::sync;
 use crate::api::{
@@ -228,19 +229,8 @@ impl Transport for ProcessTransport {
     }
 }
 
-/// One call: send `req` to `target`, read the reply as `ApiResult<R>`, and sort the failures
-/// into [`ClientError`]s.
-pub(crate) fn call<T: Transport, Q: Serialize, R: DeserializeOwned>(
-    transport: &mut T,
-    our: &NodeId,
-    target: &Address,
-    timeout_s: u64,
-    req: &Q,
-) -> Result<R, ClientError> {
-    call_blob(transport, our, target, timeout_s, req, None)
-}
-
-/// [`call`] with a blob on the request.
+/// One call: send `req` (and `blob`) to `target`, read the reply as `ApiResult<R>`, and sort
+/// the failures into [`ClientError`]s.
 fn call_blob<T: Transport, Q: Serialize, R: DeserializeOwned>(
     transport: &mut T,
     our: &NodeId,
@@ -278,8 +268,87 @@ fn preview(body: &[u8]) -> String {
     }
 }
 
-/// Typed `Ping` and `Info`, which every process answers (sync, notify and txcoord answer
-/// nothing else yet).
+/// `Ok(value)` when `reply` is the answer `pattern`, else [`ClientError::Unexpected`] naming
+/// what came instead.
+macro_rules! expect_reply {
+    ($reply:expr, $pattern:pat => $value:expr) => {
+        match $reply {
+            $pattern => Ok($value),
+            other => Err($crate::client::ClientError::Unexpected(format!(
+                "{other:?}"
+            ))),
+        }
+    };
+}
+pub(crate) use expect_reply;
+
+/// A typed client of the process whose API module is `$api` (its `Request`, `Response` and
+/// `PROCESS`), on our node: it holds a [`BaseClient`] aimed at it and derefs to it (for
+/// `target` and `timeout_s`), with `call`, `ping` and `info` typed by the process's own
+/// `Request` and `Response` (so another valid answer of that process is `Unexpected`).
+macro_rules! typed_client {
+    ($(#[$doc:meta])* $name:ident, $($api:ident)::+) => {
+        $(#[$doc])*
+        pub struct $name<T> {
+            base: $crate::client::BaseClient<T>,
+        }
+
+        impl<T: $crate::client::Transport> $name<T> {
+            /// The process on `our_node`.
+            pub fn local(our_node: &$crate::ids::NodeId, transport: T) -> Self {
+                $name {
+                    base: $crate::client::BaseClient::local(
+                        our_node,
+                        $($api)::+::PROCESS,
+                        transport,
+                    ),
+                }
+            }
+
+            fn call(
+                &mut self,
+                req: &$($api)::+::Request,
+            ) -> Result<$($api)::+::Response, $crate::client::ClientError> {
+                self.base.call(req)
+            }
+
+            pub fn ping(&mut self) -> Result<$crate::api::Pong, $crate::client::ClientError> {
+                $crate::client::expect_reply!(
+                    self.call(&$($api)::+::Request::Ping {})?,
+                    $($api)::+::Response::Pong(p) => p
+                )
+            }
+
+            pub fn info(
+                &mut self,
+            ) -> Result<$crate::api::ServiceInfo, $crate::client::ClientError> {
+                $crate::client::expect_reply!(
+                    self.call(&$($api)::+::Request::Info {})?,
+                    $($api)::+::Response::Info(i) => i
+                )
+            }
+        }
+
+        impl<T> std::ops::Deref for $name<T> {
+            type Target = $crate::client::BaseClient<T>;
+            fn deref(&self) -> &Self::Target {
+                &self.base
+            }
+        }
+
+        impl<T> std::ops::DerefMut for $name<T> {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.base
+            }
+        }
+    };
+}
+pub(crate) use typed_client;
+
+/// Typed `Ping` and `Info`, which every process answers, for any process on any node. Each
+/// typed client ([`PresenceClient`], [`SyncClient`], [`NotifyClient`],
+/// [`TxClient`](crate::txcoord::TxClient)) holds one and derefs to it, and has its own typed
+/// `ping` and `info`.
 pub struct BaseClient<T> {
     transport: T,
     our: NodeId,
@@ -308,79 +377,72 @@ impl<T: Transport> BaseClient<T> {
     }
 
     pub fn ping(&mut self) -> Result<Pong, ClientError> {
-        match self.call(&BaseRequest::Ping {})? {
-            BaseResponse::Pong(p) => Ok(p),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        let reply: BaseResponse = self.call(&BaseRequest::Ping {})?;
+        expect_reply!(reply, BaseResponse::Pong(p) => p)
     }
 
     pub fn info(&mut self) -> Result<ServiceInfo, ClientError> {
-        match self.call(&BaseRequest::Info {})? {
-            BaseResponse::Info(i) => Ok(i),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        let reply: BaseResponse = self.call(&BaseRequest::Info {})?;
+        expect_reply!(reply, BaseResponse::Info(i) => i)
     }
 
-    fn call(&mut self, req: &BaseRequest) -> Result<BaseResponse, ClientError> {
-        call(
+    /// One call with `timeout_s`.
+    pub(crate) fn call<Q: Serialize, R: DeserializeOwned>(
+        &mut self,
+        req: &Q,
+    ) -> Result<R, ClientError> {
+        self.call_within(req, self.timeout_s)
+    }
+
+    /// One call with another timeout than `timeout_s`.
+    pub(crate) fn call_within<Q: Serialize, R: DeserializeOwned>(
+        &mut self,
+        req: &Q,
+        timeout_s: u64,
+    ) -> Result<R, ClientError> {
+        call_blob(
+            &mut self.transport,
+            &self.our,
+            &self.target,
+            timeout_s,
+            req,
+            None,
+        )
+    }
+
+    /// One call with a blob on the request.
+    pub(crate) fn call_blob<Q: Serialize, R: DeserializeOwned>(
+        &mut self,
+        req: &Q,
+        blob: Vec<u8>,
+    ) -> Result<R, ClientError> {
+        call_blob(
             &mut self.transport,
             &self.our,
             &self.target,
             self.timeout_s,
             req,
+            Some(blob),
         )
     }
 }
 
-/// Typed calls to the `presence` process on our node.
-pub struct PresenceClient<T> {
-    transport: T,
-    target: Address,
-    pub timeout_s: u64,
-}
+typed_client!(
+    /// Typed calls to the `presence` process on our node (local-only operations need exactly
+    /// that one).
+    PresenceClient,
+    crate::api::presence
+);
 
 impl<T: Transport> PresenceClient<T> {
-    /// The presence process on `our_node` (local-only operations need exactly that).
-    pub fn local(our_node: &NodeId, transport: T) -> Self {
-        PresenceClient {
-            transport,
-            target: Address::ours(our_node, PROCESS),
-            timeout_s: DEFAULT_TIMEOUT_S,
-        }
-    }
-
-    fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        let our = self.target.node.clone();
-        call(&mut self.transport, &our, &self.target, self.timeout_s, req)
-    }
-
-    pub fn ping(&mut self) -> Result<Pong, ClientError> {
-        match self.call(&Request::Ping {})? {
-            Response::Pong(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    pub fn info(&mut self) -> Result<ServiceInfo, ClientError> {
-        match self.call(&Request::Info {})? {
-            Response::Info(i) => Ok(i),
-            other => Err(unexpected(other)),
-        }
-    }
-
     /// Join through `bootstrap` (empty: the ones given before). Returns the list in use.
     pub fn join(&mut self, bootstrap: Vec<NodeId>) -> Result<Vec<NodeId>, ClientError> {
-        match self.call(&Request::Join { bootstrap })? {
-            Response::Joining { bootstrap } => Ok(bootstrap),
-            other => Err(unexpected(other)),
-        }
+        let req = Request::Join { bootstrap };
+        expect_reply!(self.call(&req)?, Response::Joining { bootstrap } => bootstrap)
     }
 
     pub fn leave(&mut self) -> Result<(), ClientError> {
-        match self.call(&Request::Leave {})? {
-            Response::Left {} => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::Leave {})?, Response::Left {} => ())
     }
 
     pub fn set_info(
@@ -389,14 +451,12 @@ impl<T: Transport> PresenceClient<T> {
         capabilities: Vec<String>,
         metadata: BTreeMap<String, String>,
     ) -> Result<NodeInfo, ClientError> {
-        match self.call(&Request::SetInfo {
+        let req = Request::SetInfo {
             app_version: app_version.to_string(),
             capabilities,
             metadata,
-        })? {
-            Response::InfoSet(i) => Ok(i),
-            other => Err(unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::InfoSet(i) => i)
     }
 
     /// One page of members and the cursor of the next page.
@@ -404,12 +464,10 @@ impl<T: Transport> PresenceClient<T> {
         &mut self,
         filter: ListFilter,
     ) -> Result<(Vec<NodeView>, Option<NodeId>), ClientError> {
-        match self.call(&Request::ListNodes(filter))? {
-            Response::Nodes {
-                nodes, next_cursor, ..
-            } => Ok((nodes, next_cursor)),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(
+            self.call(&Request::ListNodes(filter))?,
+            Response::Nodes { nodes, next_cursor, .. } => (nodes, next_cursor)
+        )
     }
 
     /// Every member matching `filter` and the event `seq` the first page reflected: the
@@ -420,14 +478,10 @@ impl<T: Transport> PresenceClient<T> {
         let mut all = Vec::new();
         let mut first_seq = None;
         loop {
-            let (nodes, next, seq) = match self.call(&Request::ListNodes(filter.clone()))? {
-                Response::Nodes {
-                    nodes,
-                    next_cursor,
-                    seq,
-                } => (nodes, next_cursor, seq),
-                other => return Err(unexpected(other)),
-            };
+            let (nodes, next, seq) = expect_reply!(
+                self.call(&Request::ListNodes(filter.clone()))?,
+                Response::Nodes { nodes, next_cursor, seq } => (nodes, next_cursor, seq)
+            )?;
             first_seq.get_or_insert(seq);
             all.extend(nodes);
             match next {
@@ -451,10 +505,7 @@ impl<T: Transport> PresenceClient<T> {
     }
 
     pub fn get_node(&mut self, node: &NodeId) -> Result<NodeView, ClientError> {
-        match self.call(&Request::GetNode { node: node.clone() })? {
-            Response::Node(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::GetNode { node: node.clone() })?, Response::Node(v) => v)
     }
 
     /// Presence events will arrive at the calling process as requests; read them with
@@ -463,92 +514,43 @@ impl<T: Transport> PresenceClient<T> {
     /// we answer it, after `appreach::HELLO_TIMEOUT_S` (2 s) if we are blocked in this very
     /// call (as with [`ProcessTransport`]).
     pub fn subscribe(&mut self) -> Result<(), ClientError> {
-        match self.call(&Request::Subscribe {})? {
-            Response::Subscribed {} => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::Subscribe {})?, Response::Subscribed {} => ())
     }
 
     pub fn unsubscribe(&mut self) -> Result<(), ClientError> {
-        match self.call(&Request::Unsubscribe {})? {
-            Response::Unsubscribed {} => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::Unsubscribe {})?, Response::Unsubscribed {} => ())
     }
 
     pub fn config(&mut self) -> Result<Config, ClientError> {
-        match self.call(&Request::GetConfig {})? {
-            Response::Config(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::GetConfig {})?, Response::Config(c) => c)
     }
 
     /// Change some settings: the fields of `patch` that are `Some`.
     pub fn set_config(&mut self, patch: ConfigPatch) -> Result<Config, ClientError> {
-        match self.call(&Request::SetConfig(patch))? {
-            Response::Config(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::SetConfig(patch))?, Response::Config(c) => c)
     }
 
     pub fn stats(&mut self) -> Result<PresenceStats, ClientError> {
-        match self.call(&Request::Stats {})? {
-            Response::Stats(s) => Ok(s),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::Stats {})?, Response::Stats(s) => s)
     }
 
     /// Network health as presence sees it (reachability from its probes; no breakers).
     pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
-        match self.call(&Request::Health {})? {
-            Response::Health(h) => Ok(h),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::Health {})?, Response::Health(h) => h)
     }
 }
 
-fn unexpected(r: Response) -> ClientError {
-    ClientError::Unexpected(format!("{r:?}"))
-}
-
-/// Typed calls to the `sync` process on our node (replicated documents). `GetDataSince`
-/// answers with a blob, which a [`Transport`] does not carry: call it with process_lib
-/// directly and read the blob with `get_blob()`.
-pub struct SyncClient<T> {
-    transport: T,
-    target: Address,
-    pub timeout_s: u64,
-}
-
-fn sync_unexpected(r: sync::Response) -> ClientError {
-    ClientError::Unexpected(format!("{r:?}"))
-}
+typed_client!(
+    /// Typed calls to the `sync` process on our node (replicated documents). `GetDataSince`
+    /// answers with a blob, which a [`Transport`] does not carry: call it with process_lib
+    /// directly and read the blob with `get_blob()`.
+    SyncClient,
+    crate::api::sync
+);
 
 impl<T: Transport> SyncClient<T> {
     /// How long `join` waits: the creator's answer carries the whole snapshot.
     pub const JOIN_TIMEOUT_S: u64 = 35;
-
-    /// The sync process on `our_node`.
-    pub fn local(our_node: &NodeId, transport: T) -> Self {
-        SyncClient {
-            transport,
-            target: Address::ours(our_node, sync::PROCESS),
-            timeout_s: DEFAULT_TIMEOUT_S,
-        }
-    }
-
-    fn call_with(
-        &mut self,
-        req: &sync::Request,
-        timeout_s: u64,
-    ) -> Result<sync::Response, ClientError> {
-        let our = self.target.node.clone();
-        call(&mut self.transport, &our, &self.target, timeout_s, req)
-    }
-
-    fn call(&mut self, req: &sync::Request) -> Result<sync::Response, ClientError> {
-        self.call_with(req, self.timeout_s)
-    }
 
     /// Create a document on our node shared with `members` (who are invited).
     pub fn create(
@@ -556,13 +558,11 @@ impl<T: Transport> SyncClient<T> {
         name: &str,
         members: Vec<sync::Member>,
     ) -> Result<sync::DocInfo, ClientError> {
-        match self.call(&sync::Request::Create {
+        let req = sync::Request::Create {
             name: name.into(),
             members,
-        })? {
-            sync::Response::Created(i) => Ok(i),
-            other => Err(sync_unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, sync::Response::Created(i) => i)
     }
 
     /// Add, change (`Some(role)`) or remove (`None`) a member; creator only.
@@ -572,46 +572,33 @@ impl<T: Transport> SyncClient<T> {
         node: &NodeId,
         role: Option<sync::Role>,
     ) -> Result<sync::DocInfo, ClientError> {
-        match self.call(&sync::Request::SetMember {
+        let req = sync::Request::SetMember {
             doc: doc.clone(),
             node: node.clone(),
             role,
-        })? {
-            sync::Response::MemberSet(i) => Ok(i),
-            other => Err(sync_unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, sync::Response::MemberSet(i) => i)
     }
 
     /// Get a document shared with us; returns once its snapshot has arrived.
     pub fn join(&mut self, doc: &sync::DocId) -> Result<sync::DocInfo, ClientError> {
-        match self.call_with(
-            &sync::Request::Join { doc: doc.clone() },
-            Self::JOIN_TIMEOUT_S,
-        )? {
-            sync::Response::Joined(i) => Ok(i),
-            other => Err(sync_unexpected(other)),
-        }
+        let req = sync::Request::Join { doc: doc.clone() };
+        let reply: sync::Response = self.base.call_within(&req, Self::JOIN_TIMEOUT_S)?;
+        expect_reply!(reply, sync::Response::Joined(i) => i)
     }
 
     pub fn leave(&mut self, doc: &sync::DocId) -> Result<(), ClientError> {
-        match self.call(&sync::Request::Leave { doc: doc.clone() })? {
-            sync::Response::Left {} => Ok(()),
-            other => Err(sync_unexpected(other)),
-        }
+        let req = sync::Request::Leave { doc: doc.clone() };
+        expect_reply!(self.call(&req)?, sync::Response::Left {} => ())
     }
 
     pub fn delete(&mut self, doc: &sync::DocId) -> Result<(), ClientError> {
-        match self.call(&sync::Request::Delete { doc: doc.clone() })? {
-            sync::Response::Deleted {} => Ok(()),
-            other => Err(sync_unexpected(other)),
-        }
+        let req = sync::Request::Delete { doc: doc.clone() };
+        expect_reply!(self.call(&req)?, sync::Response::Deleted {} => ())
     }
 
     pub fn list(&mut self) -> Result<Vec<sync::DocInfo>, ClientError> {
-        match self.call(&sync::Request::List {})? {
-            sync::Response::Docs { docs } => Ok(docs),
-            other => Err(sync_unexpected(other)),
-        }
+        expect_reply!(self.call(&sync::Request::List {})?, sync::Response::Docs { docs } => docs)
     }
 
     /// Apply `ops` once per `op_id` (a retry after a lost answer is safe); `at`: the version
@@ -623,16 +610,14 @@ impl<T: Transport> SyncClient<T> {
         ops: Vec<sync::Op>,
         at: Option<sync::Version>,
     ) -> Result<sync::Edited, ClientError> {
-        match self.call(&sync::Request::Edit {
+        let req = sync::Request::Edit {
             doc: doc.clone(),
             op_id: op_id.into(),
             ops,
             at,
             utf16: false,
-        })? {
-            sync::Response::Edited(e) => Ok(e),
-            other => Err(sync_unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, sync::Response::Edited(e) => e)
     }
 
     /// Undo this app's last edit of `doc` (never another app's); `op_id` makes a retry
@@ -646,10 +631,7 @@ impl<T: Transport> SyncClient<T> {
             doc: doc.clone(),
             op_id: op_id.map(Into::into),
         };
-        match self.call(&req)? {
-            sync::Response::Edited(e) => Ok(e),
-            other => Err(sync_unexpected(other)),
-        }
+        expect_reply!(self.call(&req)?, sync::Response::Edited(e) => e)
     }
 
     /// Redo this app's last undone edit of `doc`.
@@ -662,32 +644,22 @@ impl<T: Transport> SyncClient<T> {
             doc: doc.clone(),
             op_id: op_id.map(Into::into),
         };
-        match self.call(&req)? {
-            sync::Response::Edited(e) => Ok(e),
-            other => Err(sync_unexpected(other)),
-        }
+        expect_reply!(self.call(&req)?, sync::Response::Edited(e) => e)
     }
 
     pub fn read(&mut self, doc: &sync::DocId) -> Result<sync::Content, ClientError> {
-        match self.call(&sync::Request::Read { doc: doc.clone() })? {
-            sync::Response::Content(c) => Ok(c),
-            other => Err(sync_unexpected(other)),
-        }
+        let req = sync::Request::Read { doc: doc.clone() };
+        expect_reply!(self.call(&req)?, sync::Response::Content(c) => c)
     }
 
     /// Receive [`sync::SyncEvent`]s (every document, or `doc`) at the calling address.
     pub fn subscribe(&mut self, doc: Option<sync::DocId>) -> Result<(), ClientError> {
-        match self.call(&sync::Request::Subscribe { doc })? {
-            sync::Response::Subscribed {} => Ok(()),
-            other => Err(sync_unexpected(other)),
-        }
+        let req = sync::Request::Subscribe { doc };
+        expect_reply!(self.call(&req)?, sync::Response::Subscribed {} => ())
     }
 
     pub fn stats(&mut self) -> Result<sync::SyncStats, ClientError> {
-        match self.call(&sync::Request::Stats {})? {
-            sync::Response::Stats(s) => Ok(s),
-            other => Err(sync_unexpected(other)),
-        }
+        expect_reply!(self.call(&sync::Request::Stats {})?, sync::Response::Stats(s) => s)
     }
 
     /// Set (or renew) this app's caret or selection (code points) and state in `doc`; both
@@ -698,15 +670,13 @@ impl<T: Transport> SyncClient<T> {
         cursor: Option<sync::AwarenessCursor>,
         state: Option<sync::AwarenessState>,
     ) -> Result<(), ClientError> {
-        match self.call(&sync::Request::SetAwareness {
+        let req = sync::Request::SetAwareness {
             doc: doc.clone(),
             cursor,
             state,
             utf16: false,
-        })? {
-            sync::Response::AwarenessSet {} => Ok(()),
-            other => Err(sync_unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, sync::Response::AwarenessSet {} => ())
     }
 
     /// Every live awareness entry of `doc` (this node's apps' too), positions in code points.
@@ -714,21 +684,16 @@ impl<T: Transport> SyncClient<T> {
         &mut self,
         doc: &sync::DocId,
     ) -> Result<Vec<sync::AwarenessPeer>, ClientError> {
-        match self.call(&sync::Request::GetAwareness {
+        let req = sync::Request::GetAwareness {
             doc: doc.clone(),
             utf16: false,
-        })? {
-            sync::Response::Awareness(v) => Ok(v.peers),
-            other => Err(sync_unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, sync::Response::Awareness(v) => v.peers)
     }
 
     /// Network health as sync sees it (reachability and breakers of its outbox).
     pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
-        match self.call(&sync::Request::Health {})? {
-            sync::Response::Health(h) => Ok(h),
-            other => Err(sync_unexpected(other)),
-        }
+        expect_reply!(self.call(&sync::Request::Health {})?, sync::Response::Health(h) => h)
     }
 }
 

@@ -52,10 +52,10 @@
 use crate::api::encode_result;
 use crate::api::txcoord::{
     AppEvent, Coordinators, ListFilter, ManagerAnswer, ManagerMessage, ParticipantSpec, Request,
-    Response, TxStatus, Vote, PROCESS,
+    Response, TxStatus, Vote,
 };
-use crate::client::{call, ClientError, Transport};
-use crate::ids::{Address, NodeId};
+use crate::client::{expect_reply, ClientError, Transport};
+use crate::ids::NodeId;
 
 /// What a resource manager does; [`answer`] turns txcoord's messages into these calls.
 /// One app may manage several resources, and one transaction may include several of them:
@@ -129,40 +129,24 @@ pub fn parse_event(body: &[u8]) -> Option<AppEvent> {
     serde_json::from_slice(body).ok()
 }
 
-/// Typed calls to txcoord on our node.
-pub struct TxClient<T> {
-    transport: T,
-    target: Address,
-    pub timeout_s: u64,
-}
+crate::client::typed_client!(
+    /// Typed calls to txcoord on our node.
+    TxClient,
+    crate::api::txcoord
+);
 
 impl<T: Transport> TxClient<T> {
-    pub fn local(our_node: &NodeId, transport: T) -> Self {
-        TxClient {
-            transport,
-            target: Address::ours(our_node, PROCESS),
-            timeout_s: 10,
-        }
-    }
-
-    fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        let our = self.target.node.clone();
-        call(&mut self.transport, &our, &self.target, self.timeout_s, req)
-    }
-
     /// Start a transaction; returns its id at once (the decision comes as an [`AppEvent`]).
     pub fn start(
         &mut self,
         participants: Vec<ParticipantSpec>,
         timeout_ms: Option<u64>,
     ) -> Result<String, ClientError> {
-        match self.call(&Request::Start {
+        let req = Request::Start {
             participants,
             timeout_ms,
-        })? {
-            Response::Started { tx_id } => Ok(tx_id),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::Started { tx_id } => tx_id)
     }
 
     pub fn abort(&mut self, tx_id: &str) -> Result<TxStatus, ClientError> {
@@ -178,10 +162,7 @@ impl<T: Transport> TxClient<T> {
     }
 
     fn status_of(&mut self, req: Request) -> Result<TxStatus, ClientError> {
-        match self.call(&req)? {
-            Response::Status(s) => Ok(s),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        expect_reply!(self.call(&req)?, Response::Status(s) => s)
     }
 
     /// One page of transactions and the cursor of the next.
@@ -189,13 +170,10 @@ impl<T: Transport> TxClient<T> {
         &mut self,
         filter: ListFilter,
     ) -> Result<(Vec<TxStatus>, Option<String>), ClientError> {
-        match self.call(&Request::List(filter))? {
-            Response::Transactions {
-                transactions,
-                next_cursor,
-            } => Ok((transactions, next_cursor)),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        expect_reply!(
+            self.call(&Request::List(filter))?,
+            Response::Transactions { transactions, next_cursor, } => (transactions, next_cursor)
+        )
     }
 
     /// Every finished transaction this node coordinated that its history still holds (the
@@ -232,22 +210,18 @@ impl<T: Transport> TxClient<T> {
         resource: &str,
         coordinators: Option<Coordinators>,
     ) -> Result<u32, ClientError> {
-        match self.call(&Request::RegisterManager {
+        let req = Request::RegisterManager {
             resource: resource.into(),
             coordinators,
-        })? {
-            Response::ManagerRegistered { pending, .. } => Ok(pending),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::ManagerRegistered { pending, .. } => pending)
     }
 
     pub fn unregister_manager(&mut self, resource: &str) -> Result<(), ClientError> {
-        match self.call(&Request::UnregisterManager {
+        let req = Request::UnregisterManager {
             resource: resource.into(),
-        })? {
-            Response::ManagerUnregistered { .. } => Ok(()),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::ManagerUnregistered { .. } => ())
     }
 }
 

@@ -1,61 +1,26 @@
 //! Typed calls to the `notify` process on our node.
 
-use super::{call, call_blob, ClientError, Transport, DEFAULT_TIMEOUT_S};
+use super::{expect_reply, ClientError, Transport};
 use crate::api::notify::{
     AppMessage, Notification, NotifyStats, PayloadKind, Policy, Request, Response,
-    SubscriptionInfo, TopicInfo, PROCESS,
+    SubscriptionInfo, TopicInfo,
 };
-use crate::api::{Pong, ServiceInfo};
-use crate::ids::{Address, NodeId};
+use crate::ids::NodeId;
 
-/// Typed calls to notify on our node (every operation but Ping and Info is local-only).
-pub struct NotifyClient<T> {
-    transport: T,
-    target: Address,
-    pub timeout_s: u64,
-}
-
-fn unexpected(r: Response) -> ClientError {
-    ClientError::Unexpected(format!("{r:?}"))
-}
+super::typed_client!(
+    /// Typed calls to notify on our node (every operation but Ping and Info is local-only).
+    NotifyClient,
+    crate::api::notify
+);
 
 impl<T: Transport> NotifyClient<T> {
-    pub fn local(our_node: &NodeId, transport: T) -> Self {
-        NotifyClient {
-            transport,
-            target: Address::ours(our_node, PROCESS),
-            timeout_s: DEFAULT_TIMEOUT_S,
-        }
-    }
-
-    fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        let our = self.target.node.clone();
-        call(&mut self.transport, &our, &self.target, self.timeout_s, req)
-    }
-
-    pub fn ping(&mut self) -> Result<Pong, ClientError> {
-        match self.call(&Request::Ping {})? {
-            Response::Pong(p) => Ok(p),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    pub fn info(&mut self) -> Result<ServiceInfo, ClientError> {
-        match self.call(&Request::Info {})? {
-            Response::Info(i) => Ok(i),
-            other => Err(unexpected(other)),
-        }
-    }
-
     /// Create `topic` on our node, owned by the calling app, or change its policy.
     pub fn set_topic(&mut self, topic: &str, policy: Policy) -> Result<TopicInfo, ClientError> {
-        match self.call(&Request::SetTopic {
+        let req = Request::SetTopic {
             topic: topic.into(),
             policy,
-        })? {
-            Response::TopicSet(t) => Ok(t),
-            other => Err(unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::TopicSet(t) => t)
     }
 
     /// Set how long (`max_age_s`, 60..=604800) and how many (`max_count`, 1..=10000) of our
@@ -68,14 +33,12 @@ impl<T: Transport> NotifyClient<T> {
         max_age_s: Option<u64>,
         max_count: Option<u32>,
     ) -> Result<TopicInfo, ClientError> {
-        match self.call(&Request::SetRetention {
+        let req = Request::SetRetention {
             topic: topic.into(),
             max_age_s,
             max_count,
-        })? {
-            Response::TopicSet(t) => Ok(t),
-            other => Err(unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::TopicSet(t) => t)
     }
 
     /// Publish `payload` to our `topic`; answered once it is on disk. The transport must
@@ -86,22 +49,12 @@ impl<T: Transport> NotifyClient<T> {
         kind: PayloadKind,
         payload: Vec<u8>,
     ) -> Result<Notification, ClientError> {
-        let our = self.target.node.clone();
         let req = Request::Publish {
             topic: topic.into(),
             kind,
         };
-        match call_blob(
-            &mut self.transport,
-            &our,
-            &self.target,
-            self.timeout_s,
-            &req,
-            Some(payload),
-        )? {
-            Response::Published(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
+        let reply: Response = self.base.call_blob(&req, payload)?;
+        expect_reply!(reply, Response::Published(n) => n)
     }
 
     /// Publish a JSON value.
@@ -119,30 +72,24 @@ impl<T: Transport> NotifyClient<T> {
     /// after 2 s if the app is blocked in this call). Returns the first sequence number the
     /// app will receive.
     pub fn subscribe(&mut self, publisher: &NodeId, topic: &str) -> Result<u64, ClientError> {
-        match self.call(&Request::Subscribe {
+        let req = Request::Subscribe {
             publisher: publisher.clone(),
             topic: topic.into(),
-        })? {
-            Response::Subscribed { next_seq } => Ok(next_seq),
-            other => Err(unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::Subscribed { next_seq } => next_seq)
     }
 
     pub fn unsubscribe(&mut self, publisher: &NodeId, topic: &str) -> Result<(), ClientError> {
-        match self.call(&Request::Unsubscribe {
+        let req = Request::Unsubscribe {
             publisher: publisher.clone(),
             topic: topic.into(),
-        })? {
-            Response::Unsubscribed {} => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        };
+        expect_reply!(self.call(&req)?, Response::Unsubscribed {} => ())
     }
 
     pub fn subscriptions(&mut self) -> Result<Vec<SubscriptionInfo>, ClientError> {
-        match self.call(&Request::ListSubscriptions {})? {
-            Response::Subscriptions { subscriptions } => Ok(subscriptions),
-            other => Err(unexpected(other)),
-        }
+        let req = Request::ListSubscriptions {};
+        expect_reply!(self.call(&req)?, Response::Subscriptions { subscriptions } => subscriptions)
     }
 
     /// Every topic of our node (all pages of `ListTopics`).
@@ -171,13 +118,11 @@ impl<T: Transport> NotifyClient<T> {
         cursor: Option<String>,
         limit: Option<u32>,
     ) -> Result<(Vec<TopicInfo>, Option<String>), ClientError> {
-        match self.call(&Request::ListTopics { cursor, limit })? {
-            Response::Topics {
-                topics,
-                next_cursor,
-            } => Ok((topics, next_cursor)),
-            other => Err(unexpected(other)),
-        }
+        let req = Request::ListTopics { cursor, limit };
+        expect_reply!(
+            self.call(&req)?,
+            Response::Topics { topics, next_cursor, } => (topics, next_cursor)
+        )
     }
 
     /// The counters, with every topic's (all pages of `Stats`).
@@ -203,18 +148,12 @@ impl<T: Transport> NotifyClient<T> {
         cursor: Option<String>,
         limit: Option<u32>,
     ) -> Result<NotifyStats, ClientError> {
-        match self.call(&Request::Stats { cursor, limit })? {
-            Response::Stats(s) => Ok(s),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::Stats { cursor, limit })?, Response::Stats(s) => s)
     }
 
     /// Network health as notify sees it (reachability and breakers of its outbox).
     pub fn health(&mut self) -> Result<crate::resilience::HealthReport, ClientError> {
-        match self.call(&Request::Health {})? {
-            Response::Health(h) => Ok(h),
-            other => Err(unexpected(other)),
-        }
+        expect_reply!(self.call(&Request::Health {})?, Response::Health(h) => h)
     }
 }
 
@@ -228,6 +167,7 @@ pub fn parse_app_message(body: &[u8]) -> Option<AppMessage> {
 mod tests {
     use super::*;
     use crate::api::{decode_request, encode, encode_result, ApiResult};
+    use crate::ids::Address;
     use crate::service::SendErrorKind;
 
     struct Recording {

@@ -115,6 +115,43 @@ where
     );
 }
 
+/// A process's requests: every pair is the same JSON, the pairs cover every variant, and what
+/// an app with generated types sends is what the process decodes, through the same
+/// `decode_request` (and range checks) its core uses.
+fn requests_are_the_wit_json<O, W>(
+    pairs: Vec<(O, W)>,
+    process: &str,
+    max_body: usize,
+    validated: fn(O) -> Result<O, api::ApiError>,
+) where
+    O: Serialize + DeserializeOwned + Debug + PartialEq + wire::WireEnum,
+    W: Serialize + DeserializeOwned + Debug + PartialEq,
+{
+    let names = wire::variant_names::<O>().iter().copied().collect();
+    all_same(&pairs, names, &format!("{process} request"));
+    for (o, w) in pairs {
+        let body = serde_json::to_vec(&w).unwrap();
+        let decoded: O = api::decode_request(&body, process, max_body)
+            .and_then(validated)
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
+        assert_eq!(decoded, o);
+    }
+}
+
+/// A process's responses: every pair is the same JSON, the pairs cover every variant, and
+/// whole response bodies, {"Ok": ...}, are the WIT's `response-body`.
+fn responses_are_the_wit_json<O, W>(pairs: Vec<(O, W)>, process: &str)
+where
+    O: Serialize + DeserializeOwned + Debug + PartialEq + wire::WireEnum,
+    W: Serialize + DeserializeOwned + Debug + PartialEq,
+{
+    let names = wire::variant_names::<O>().iter().copied().collect();
+    all_same(&pairs, names, &format!("{process} response"));
+    for (o, w) in pairs {
+        same::<api::ApiResult<O>, Result<W, wc::ApiError>>(&Ok(o), &Ok(w));
+    }
+}
+
 // ----- samples -----
 
 fn id(s: &str) -> NodeId {
@@ -736,31 +773,17 @@ fn presence_responses() -> Vec<(ours::Response, wp::Response)> {
 
 #[test]
 fn presence_requests_are_the_wit_json() {
-    all_same(
-        &presence_requests(),
-        wire::variant_names::<ours::Request>()
-            .iter()
-            .copied()
-            .collect(),
-        "presence request",
+    requests_are_the_wit_json(
+        presence_requests(),
+        "presence",
+        1 << 20,
+        ours::Request::validated,
     );
 }
 
 #[test]
 fn presence_responses_are_the_wit_json() {
-    let pairs = presence_responses();
-    all_same(
-        &pairs,
-        wire::variant_names::<ours::Response>()
-            .iter()
-            .copied()
-            .collect(),
-        "presence response",
-    );
-    // Whole response bodies, {"Ok": ...} and {"Err": ...}, are the WIT's `response-body`.
-    for (o, w) in pairs {
-        same::<api::ApiResult<ours::Response>, wp::ResponseBody>(&Ok(o), &Ok(w));
-    }
+    responses_are_the_wit_json(presence_responses(), "presence");
 }
 
 #[test]
@@ -914,19 +937,6 @@ fn base_requests_are_the_wit_json() {
         &Ok(R::Pong(p)),
         &Ok(wt::Response::Pong(wpong)),
     );
-}
-
-/// What an app with generated types sends is what our processes decode, through the same
-/// `decode_request` (and range checks) the cores use.
-#[test]
-fn generated_requests_pass_decode_request() {
-    for (o, w) in presence_requests() {
-        let body = serde_json::to_vec(&w).unwrap();
-        let decoded: ours::Request = api::decode_request(&body, "presence", 1 << 20)
-            .and_then(ours::Request::validated)
-            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
-        assert_eq!(decoded, o);
-    }
 }
 
 // ----- sync -----
@@ -1674,39 +1684,14 @@ fn sync_responses() -> Vec<(os::Response, ws::Response)> {
 
 #[test]
 fn sync_requests_are_the_wit_json() {
-    all_same(
-        &sync_requests(),
-        wire::variant_names::<os::Request>()
-            .iter()
-            .copied()
-            .collect(),
-        "sync request",
-    );
+    requests_are_the_wit_json(sync_requests(), "sync", 1 << 20, os::Request::validated);
     all_same(&sync_ops(), derived_names::<os::Op>(), "sync op");
     all_same(&sync_values(), derived_names::<os::Value>(), "sync value");
-    for (o, w) in sync_requests() {
-        let body = serde_json::to_vec(&w).unwrap();
-        let decoded: os::Request = api::decode_request(&body, "sync", 1 << 20)
-            .and_then(os::Request::validated)
-            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
-        assert_eq!(decoded, o);
-    }
 }
 
 #[test]
 fn sync_responses_and_events_are_the_wit_json() {
-    let pairs = sync_responses();
-    all_same(
-        &pairs,
-        wire::variant_names::<os::Response>()
-            .iter()
-            .copied()
-            .collect(),
-        "sync response",
-    );
-    for (o, w) in pairs {
-        same::<api::ApiResult<os::Response>, ws::ResponseBody>(&Ok(o), &Ok(w));
-    }
+    responses_are_the_wit_json(sync_responses(), "sync");
     let (v, wv) = sync_version();
     let events = [
         (
@@ -2195,39 +2180,13 @@ mod notify {
 
     #[test]
     fn notify_requests_are_the_wit_json() {
-        all_same(
-            &requests(),
-            wire::variant_names::<on::Request>()
-                .iter()
-                .copied()
-                .collect(),
-            "notify request",
-        );
+        requests_are_the_wit_json(requests(), "notify", on::MAX_BODY, on::Request::validated);
         all_same(&policies(), derived_names::<on::Policy>(), "notify policy");
-        // What an app with generated types sends is what notify decodes.
-        for (o, w) in requests() {
-            let body = serde_json::to_vec(&w).unwrap();
-            let decoded: on::Request = api::decode_request(&body, "notify", on::MAX_BODY)
-                .and_then(on::Request::validated)
-                .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
-            assert_eq!(decoded, o);
-        }
     }
 
     #[test]
     fn notify_responses_are_the_wit_json() {
-        let pairs = responses();
-        all_same(
-            &pairs,
-            wire::variant_names::<on::Response>()
-                .iter()
-                .copied()
-                .collect(),
-            "notify response",
-        );
-        for (o, w) in pairs {
-            same::<api::ApiResult<on::Response>, wn::ResponseBody>(&Ok(o), &Ok(w));
-        }
+        responses_are_the_wit_json(responses(), "notify");
     }
 
     #[test]
@@ -2618,38 +2577,12 @@ mod txcoord {
 
     #[test]
     fn txcoord_requests_are_the_wit_json() {
-        all_same(
-            &requests(),
-            wire::variant_names::<ot::Request>()
-                .iter()
-                .copied()
-                .collect(),
-            "txcoord request",
-        );
-        // What an app with generated types sends is what txcoord decodes.
-        for (o, w) in requests() {
-            let body = serde_json::to_vec(&w).unwrap();
-            let decoded: ot::Request = api::decode_request(&body, "txcoord", 1 << 20)
-                .and_then(ot::Request::validated)
-                .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
-            assert_eq!(decoded, o);
-        }
+        requests_are_the_wit_json(requests(), "txcoord", 1 << 20, ot::Request::validated);
     }
 
     #[test]
     fn txcoord_responses_are_the_wit_json() {
-        let pairs = responses();
-        all_same(
-            &pairs,
-            wire::variant_names::<ot::Response>()
-                .iter()
-                .copied()
-                .collect(),
-            "txcoord response",
-        );
-        for (o, w) in pairs {
-            same::<api::ApiResult<ot::Response>, wt::ResponseBody>(&Ok(o), &Ok(w));
-        }
+        responses_are_the_wit_json(responses(), "txcoord");
         let oe = api::ApiError::not_found("no transaction here");
         let we = wc::ApiError {
             code: wc::ErrorCode::NotFound,
