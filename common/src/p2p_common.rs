@@ -30,6 +30,7 @@ pub mod ids;
 pub mod resilience;
 pub mod service;
 pub mod sign;
+pub mod sort;
 pub mod txcoord;
 pub mod web;
 

@@ -10,9 +10,12 @@
 //!   member): pushes to tree children, announcements, graft and prune;
 //! - [`crate::apps`]: local apps' subscriptions, cursors and the delivery to them.
 //! - [`crate::catchup`]: a subscriber behind what its publisher said it has asks again.
+//! - [`crate::liveness`]: what our node's presence says of our subscriber nodes (the
+//!   order of our rosters, and whose retries pause).
 
 use crate::apps::{self, Apps};
 use crate::catchup::{self, Catchup};
+use crate::liveness::{self, Liveness, Status};
 use crate::outbox::{self, Outbox};
 use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
@@ -57,6 +60,20 @@ const PUBLISH_WAIT_MS: Millis = 20;
 /// How long after a change of a large topic's subscribers its roster is signed again (the
 /// changes of that time share one).
 const ROSTER_AFTER_MS: Millis = 2_000;
+/// A relay of our tree that presence reports dead or gone makes us sign a new roster (it
+/// goes to the leaves), at most once per this time per topic, so a flapping node cannot
+/// make us sign (and the tree reshape) more often.
+pub const LIVENESS_ROSTER_GAP_MS: Millis = 10_000;
+/// Liveness-driven roster signings of all our topics together are at least this far
+/// apart (one slot each, node-wide).
+pub const LIVENESS_NODE_GAP_MS: Millis = 2_000;
+/// Timeout of a `Ping` that checks presence's word that a node is dead (seconds).
+const LIVE_CHECK_TIMEOUT_S: u64 = 4;
+/// `Ping`s of one check (one in flight), 1..2 s apart after a failure: a death is taken
+/// only if all fail and the node sent us nothing meanwhile (one lost packet under loss
+/// must not demote a live relay, review 13d).
+pub const LIVE_CHECK_TRIES: u32 = 3;
+const LIVE_CHECK_GAP_MS: Millis = 1_000;
 /// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
 pub const TREE_THRESHOLD: usize = 32;
 /// Children per node in a relay tree.
@@ -69,6 +86,7 @@ pub enum Tick {
     App(apps::Timer),
     Relay(relay::Timer),
     Catchup(catchup::Timer),
+    Live(liveness::Timer),
     Prune,
     /// Sign a new roster of our `topic`.
     Roster {
@@ -79,6 +97,11 @@ pub enum Tick {
         topic: String,
         token: u64,
     },
+    /// The next `Ping` of our check of `node` (presence reports it dead).
+    LiveCheck {
+        node: NodeId,
+        attempt: u32,
+    },
 }
 
 /// notify's request contexts.
@@ -87,6 +110,13 @@ pub enum Ctx {
     Out(outbox::Ctx),
     App(apps::Ctx),
     Relay(relay::Ctx),
+    Live(liveness::Ctx),
+    /// A `Ping` to `node`'s notify, which our presence reports dead or gone: only if it
+    /// fails do we take that word (presence's may be another member's gossip).
+    LiveCheck {
+        node: NodeId,
+        attempt: u32,
+    },
     /// NetKeySign of a roster of ours.
     SignRoster {
         roster: Roster,
@@ -153,6 +183,16 @@ pub struct Notify {
     relays: Relays,
     apps: Apps,
     catchup: Catchup,
+    liveness: Liveness,
+    /// When each of our topics' roster was last sent to be signed.
+    roster_signed_at: BTreeMap<String, Millis>,
+    /// The next node-wide slot for a liveness-driven roster signing.
+    liveness_slot: Millis,
+    /// Nodes whose death presence reported and we are checking with a `Ping` (at most the
+    /// tracked ones).
+    checking: BTreeSet<NodeId>,
+    /// Deaths presence reported of nodes that answered our check (ignored).
+    pub hearsay_ignored: u64,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -298,6 +338,7 @@ impl Notify {
     pub fn new(our: Address, cfg: Config) -> Self {
         let me = our.node.clone();
         Notify {
+            liveness: Liveness::new(me.clone()),
             outbox: Outbox::new(me.clone(), cfg.retention),
             relays: Relays::new(me.clone()),
             roster_due: BTreeSet::new(),
@@ -311,6 +352,10 @@ impl Notify {
             streams: Streams::new(),
             apps: Apps::default(),
             catchup: Catchup::default(),
+            roster_signed_at: BTreeMap::new(),
+            liveness_slot: 0,
+            checking: BTreeSet::new(),
+            hearsay_ignored: 0,
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -341,6 +386,10 @@ impl Notify {
     }
     pub fn relays(&self) -> &Relays {
         &self.relays
+    }
+    /// What our presence said of our subscriber nodes.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
     /// The `Health` answer: reachability from our deliveries, the outbox's breakers,
     /// messages per peer.
@@ -468,6 +517,197 @@ impl Notify {
             Ctx::Resume { stream, graft }
         }
         out.extend(v.into_iter().map(|e| lift(e, resume, Tick::Catchup)));
+    }
+    fn lift_live(v: Vec<Effect<liveness::Ctx, liveness::Timer>>, out: &mut Vec<Eff>) {
+        out.extend(v.into_iter().map(|e| lift(e, Ctx::Live, Tick::Live)));
+    }
+
+    /// A message from our node's presence: its subscription's welcome, an event, or the
+    /// end of the subscription. Answered at once when it expects an answer (presence takes
+    /// any). After `Dropped` the view forgets every node: the events presence sends while
+    /// we are not subscribed never come (a node back in that time would stay dead to us,
+    /// its retries paused), so until presence speaks of a node again we know nothing of it.
+    fn on_presence(
+        &mut self,
+        id: RequestId,
+        msg: p2p_common::api::presence::SubscriberMessage,
+        expects_response: bool,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        if expects_response {
+            out.push(Effect::reply(
+                id,
+                encode_result::<Response>(&Ok(Response::Accepted {})),
+            ));
+        }
+        if matches!(
+            msg,
+            p2p_common::api::presence::SubscriberMessage::Dropped { .. }
+        ) {
+            let known: Vec<NodeId> = self.liveness.views.keys().cloned().collect();
+            for n in known {
+                self.forget_liveness(&n, now, out);
+            }
+        }
+        let topics = &self.outbox.topics;
+        let track = |n: &NodeId| topics.values().any(|t| t.subs.contains_key(n));
+        let mut l = Vec::new();
+        let change = self.liveness.on_message(msg, &track, now, &mut l);
+        Self::lift_live(l, out);
+        if let Some(e) = self.liveness.evicted.take() {
+            self.forget_liveness(&e, now, out);
+        }
+        let Some(c) = change else {
+            return;
+        };
+        out.push(log(
+            Level::Debug,
+            format!("presence: {} is {:?} (was {:?})", c.node, c.after, c.before),
+        ));
+        // What the outbox holds, not the view's `before` (the view may have dropped it).
+        let (was_down, down) = (self.outbox.is_down(&c.node), Status::is_down(Some(c.after)));
+        if was_down == down {
+            return;
+        }
+        if !down {
+            // Back: its retries go at once (the breaker still paces them).
+            let mut o = Vec::new();
+            self.outbox
+                .set_down(&c.node, false, &self.streams, now, &mut o);
+            Self::lift_out(o, out);
+            return;
+        }
+        // Presence's `Dead` may be any member's gossip: check it ourselves first.
+        if self.checking.insert(c.node.clone()) {
+            Self::live_ping(c.node, 0, out);
+        }
+    }
+
+    /// Send `node` the `attempt`-th `Ping` of our check.
+    fn live_ping(node: NodeId, attempt: u32, out: &mut Vec<Eff>) {
+        out.push(Effect::Send {
+            to: address(&node),
+            body: encode(&Request::Ping {}),
+            blob: None,
+            expect: Some(Expect {
+                timeout_s: LIVE_CHECK_TIMEOUT_S,
+                ctx: Ctx::LiveCheck { node, attempt },
+            }),
+        });
+    }
+
+    /// A `Ping` of our check of `node` failed: try again (1..2 s later) while tries are
+    /// left and presence still says so; then the check has failed.
+    fn live_ping_failed(&mut self, node: NodeId, attempt: u32, now: Millis, out: &mut Vec<Eff>) {
+        if !self.checking.contains(&node) {
+            return;
+        }
+        let still = Status::is_down(self.liveness.status(&node));
+        if still && attempt + 1 < LIVE_CHECK_TRIES {
+            let wait = LIVE_CHECK_GAP_MS + self.rng.gen_range(0..=LIVE_CHECK_GAP_MS);
+            out.push(Effect::timer(
+                wait,
+                Tick::LiveCheck {
+                    node,
+                    attempt: attempt + 1,
+                },
+            ));
+            return;
+        }
+        self.live_checked(node, false, now, out);
+    }
+
+    /// A message from `from` (a request to us, or an answer): if we are checking its
+    /// node's death, it is alive.
+    fn heard_from(&mut self, from: &Address, now: Millis, out: &mut Vec<Eff>) {
+        if from.process == ProcessId::ours(crate::NAME) && self.checking.contains(&from.node) {
+            self.live_checked(from.node.clone(), true, now, out);
+        }
+    }
+
+    /// Our check of a node presence reports dead: `answered` (it is not dead to us: the
+    /// word is ignored), or failed (taken: its retries pause, and a tree of ours it relays
+    /// for gets a new roster with it at the leaves).
+    fn live_checked(&mut self, node: NodeId, answered: bool, now: Millis, out: &mut Vec<Eff>) {
+        if !self.checking.remove(&node) {
+            return;
+        }
+        let still = Status::is_down(self.liveness.status(&node));
+        if answered || !still || !self.outbox.subscribes(&node) {
+            if answered && still {
+                self.hearsay_ignored += 1;
+                if self.hearsay_ignored.is_power_of_two() {
+                    out.push(log(
+                        Level::Info,
+                        format!(
+                            "presence reports {node} dead but it answered us; ignored ({} so far)",
+                            self.hearsay_ignored
+                        ),
+                    ));
+                }
+            }
+            return;
+        }
+        let mut o = Vec::new();
+        self.outbox
+            .set_down(&node, true, &self.streams, now, &mut o);
+        Self::lift_out(o, out);
+        let c = liveness::Change {
+            node,
+            before: None,
+            after: Status::Dead,
+        };
+        // A relay of one of our trees died: the next roster puts it at the leaves.
+        let topics: Vec<String> = self
+            .outbox
+            .topics
+            .iter()
+            .filter(|(_, t)| t.subs.contains_key(&c.node))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for topic in topics {
+            let interior = self
+                .relays
+                .get(&StreamKey::new(&self.me, &topic))
+                .is_some_and(|t| !t.roster.children(&c.node).is_empty());
+            if interior {
+                self.roster_changed_liveness(&topic, now, out);
+            }
+        }
+    }
+
+    /// Forget presence's word on `node` (it left the view, or subscribes to none of our
+    /// topics any more): a paused outbox of it retries now.
+    fn forget_liveness(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
+        self.liveness.forget(node);
+        let mut o = Vec::new();
+        self.outbox
+            .set_down(node, false, &self.streams, now, &mut o);
+        self.outbox.forget_down(node);
+        Self::lift_out(o, out);
+    }
+
+    /// Sign `topic`'s roster again after a liveness change: with the usual batching, and
+    /// at most once per [`LIVENESS_ROSTER_GAP_MS`].
+    fn roster_changed_liveness(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
+        if !self.roster_due.insert(topic.to_string()) {
+            return;
+        }
+        let at = self
+            .roster_signed_at
+            .get(topic)
+            .map_or(0, |t| t + LIVENESS_ROSTER_GAP_MS);
+        // One node-wide slot per liveness-driven signing, whatever the topic.
+        let slot = self.liveness_slot.max(now + ROSTER_AFTER_MS).max(at);
+        self.liveness_slot = slot + LIVENESS_NODE_GAP_MS;
+        let after = slot - now;
+        out.push(Effect::timer(
+            after,
+            Tick::Roster {
+                topic: topic.to_string(),
+            },
+        ));
     }
 
     /// What we say to resume remote stream `k` after a restart, and to whom: `Graft` to
@@ -599,6 +839,14 @@ impl Notify {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
+        // Presence's events and welcome expect an answer; its last word, `Dropped`, does not.
+        if self.liveness.is_presence(&from) {
+            if let Ok(msg) =
+                serde_json::from_slice::<p2p_common::api::presence::SubscriberMessage>(&body)
+            {
+                return self.on_presence(id, msg, expects_response, now, out);
+            }
+        }
         let decoded = decode_request::<Request>(&body, PROCESS, MAX_BODY);
         let local = from.node == self.me;
         let result = match decoded {
@@ -724,6 +972,12 @@ impl Notify {
                 self.streams
                     .ensure(&StreamKey::new(&self.me, &topic), 0, false, &mut b);
                 if !gone.is_empty() {
+                    for n in &gone {
+                        if !self.outbox.subscribes(n) {
+                            self.liveness.forget(n);
+                            self.outbox.forget_down(n);
+                        }
+                    }
                     self.roster_changed(&topic, out);
                     let mut o = Vec::new();
                     self.outbox.pump_revokes(&topic, now, &mut o);
@@ -860,6 +1114,9 @@ impl Notify {
             Request::PeerUnsubscribe { topic } => {
                 let mut b = Batch::lazy();
                 if self.outbox.unsubscribe(&topic, &from.node, &mut b) {
+                    if !self.outbox.subscribes(&from.node) {
+                        self.forget_liveness(&from.node, now, out);
+                    }
                     let k = StreamKey::new(&self.me, &topic);
                     if self
                         .relays
@@ -1538,31 +1795,91 @@ impl Notify {
         }
     }
 
-    /// Sign the roster of our `topic`: its subscriber nodes now.
-    fn sign_roster(&mut self, topic: &str, out: &mut Vec<Eff>) {
+    /// Our `topic`'s subscriber nodes in roster order. The order of the roster we hold is
+    /// kept (nodes no longer subscribed left out, new ones appended in subscription order;
+    /// the first roster is in that order), so a change moves few members and few tree
+    /// links; then each
+    /// interior (relay) position held by a node whose death we confirmed (presence said so
+    /// and our `Ping` failed) is swapped with an alive leaf ([`promote`]): one our own
+    /// deliveries have not failed to lately (its circuit breaker is pristine) first, then
+    /// the longest subscribed, then by name. Nothing a node does can buy it the seat:
+    /// every answer a leaf gives us is to a request a remote can make us send (a `Ping`
+    /// on gossip, a `Deliver` after subscribing, a push after a `Graft`), so answers
+    /// count only against it (review 13d). A remote node's claim moves another only if
+    /// that one does not answer us either.
+    pub fn roster_order(&self, topic: &str) -> Vec<NodeId> {
+        let Some(t) = self.outbox.topics.get(topic) else {
+            return Vec::new();
+        };
+        let k = StreamKey::new(&self.me, topic);
+        let mut members: Vec<NodeId> = Vec::with_capacity(t.subs.len());
+        if let Some(tree) = self.relays.get(&k) {
+            members.extend(
+                tree.roster
+                    .members
+                    .iter()
+                    .filter(|m| t.subs.contains_key(*m))
+                    .cloned(),
+            );
+        }
+        let kept: BTreeSet<NodeId> = members.iter().cloned().collect();
+        // New members in the order they subscribed (the first roster too): the earliest
+        // subscribers take the relay seats, not the smallest names (chosen by their owners).
+        let mut new: Vec<(u64, &NodeId)> = t
+            .subs
+            .iter()
+            .filter(|(n, _)| !kept.contains(*n))
+            .map(|(n, s)| (s.since, n))
+            .collect();
+        new.sort();
+        members.extend(new.into_iter().map(|(_, n)| n.clone()));
+        // Only what our own check confirmed (presence's word alone may be gossip).
+        let rank = |n: &NodeId| if self.outbox.is_down(n) { 2 } else { 0 };
+        let prefer = |n: &NodeId| {
+            let failing = self.outbox.breakers().get(n).is_some();
+            (
+                u8::from(failing),
+                self.outbox.since(topic, n).unwrap_or(u64::MAX),
+            )
+        };
+        let interior = p2p_common::api::notify::interior_count(members.len(), self.cfg.fanout);
+        promote(&mut members, interior, &rank, &prefer);
+        members
+    }
+
+    /// Sign the roster of our `topic`: its subscriber nodes now, in [`Self::roster_order`].
+    /// Not signed again if the members and the interior (the members with children) are
+    /// those of the roster we hold, and no member left meanwhile: a dead leaf stays where
+    /// it is.
+    fn sign_roster(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
         self.roster_due.remove(topic);
         let k = StreamKey::new(&self.me, topic);
-        let Some(t) = self.outbox.topics.get(topic) else {
-            return;
-        };
-        let members: Vec<NodeId> = t.subs.keys().cloned().collect();
-        let someone_left = self.roster_left.remove(topic);
-        if !someone_left
-            && self
-                .relays
-                .get(&k)
-                .is_some_and(|t| t.roster.members == members)
-        {
+        if !self.outbox.topics.contains_key(topic) {
             return;
         }
-        let roster = Roster {
-            publisher: self.me.clone(),
-            topic: topic.to_string(),
-            epoch: self.relays.epoch(&k) + 1,
-            fanout: self.cfg.fanout,
-            members,
-            signature: Vec::new(),
+        let members = self.roster_order(topic);
+        let someone_left = self.roster_left.remove(topic);
+        let same = |t: &relay::Tree| {
+            let old = &t.roster;
+            if old.members.len() != members.len() || !members.iter().all(|m| old.contains(m)) {
+                return false;
+            }
+            let n = old.interior().min(members.len());
+            let a: BTreeSet<&NodeId> = old.members[..n].iter().collect();
+            let b: BTreeSet<&NodeId> = members[..n].iter().collect();
+            a == b
         };
+        if !someone_left && self.relays.get(&k).is_some_and(same) {
+            return;
+        }
+        self.roster_signed_at.insert(topic.to_string(), now);
+        let roster = Roster::new(
+            self.me.clone(),
+            topic.to_string(),
+            self.relays.epoch(&k) + 1,
+            self.cfg.fanout,
+            members,
+        );
         out.push(Effect::Send {
             to: sign_address(&self.me),
             body: sign_body(),
@@ -1756,6 +2073,17 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::LiveCheck { node, .. } => self.live_checked(node, true, now, out),
+            Ctx::Live(liveness::Ctx::Subscribe) => {
+                let ok = matches!(
+                    try_decode_response::<p2p_common::api::presence::Response>(&body),
+                    Ok(Ok(p2p_common::api::presence::Response::Subscribed {}))
+                );
+                let mut l = Vec::new();
+                let why = String::from_utf8_lossy(&body);
+                self.liveness.on_answer(ok, &why, &mut self.rng, &mut l);
+                Self::lift_live(l, out);
+            }
             Ctx::Sign { topic, token, seq } => {
                 match serde_json::from_slice::<SignResponse>(&body) {
                     Ok(SignResponse::NetKeySign)
@@ -1883,6 +2211,10 @@ impl Notify {
                     Ok(Err(e)) if e.code == ErrorCode::NotFound => {
                         // It does not subscribe (any more): stop sending to it.
                         self.outbox.unsubscribe(&topic, &node, &mut b);
+                        if !self.outbox.subscribes(&node) {
+                            self.liveness.forget(&node);
+                            self.outbox.forget_down(&node);
+                        }
                         self.roster_changed(&topic, out);
                         o.push(log(
                             Level::Info,
@@ -1946,6 +2278,13 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
+            Ctx::LiveCheck { node, attempt } => self.live_ping_failed(node, attempt, now, out),
+            Ctx::Live(liveness::Ctx::Subscribe) => {
+                let mut l = Vec::new();
+                self.liveness
+                    .on_answer(false, &format!("{kind:?}"), &mut self.rng, &mut l);
+                Self::lift_live(l, out);
+            }
             Ctx::Sign { topic, token, .. } => {
                 self.publish_failed(&topic, token, format!("{kind:?}"), out)
             }
@@ -2032,6 +2371,9 @@ impl Notify {
             Tick::Catchup(catchup::Timer::Restart { stream, graft }) => {
                 let mut c = Vec::new();
                 if let Some((to, body)) = self.restart_word(&stream, graft) {
+                    if graft {
+                        self.relays.restart_grafted(&stream, &to);
+                    }
                     self.catchup.restart(&stream, graft, to, body, &mut c);
                 } else {
                     self.catchup.answered(&stream, graft);
@@ -2051,7 +2393,23 @@ impl Notify {
                 self.catchup.on_timer(t, ours, &mut self.rng, &mut c);
                 Self::lift_catchup(c, out);
             }
-            Tick::Roster { topic } => self.sign_roster(&topic, out),
+            Tick::Roster { topic } => self.sign_roster(&topic, now, out),
+            Tick::LiveCheck { node, attempt } => {
+                if !self.checking.contains(&node) {
+                    return;
+                }
+                if Status::is_down(self.liveness.status(&node)) {
+                    Self::live_ping(node, attempt, out);
+                } else {
+                    // Presence says it is back: the check is over.
+                    self.checking.remove(&node);
+                }
+            }
+            Tick::Live(t) => {
+                let mut l = Vec::new();
+                self.liveness.on_timer(t, &mut l);
+                Self::lift_live(l, out);
+            }
             Tick::Prune => {
                 let mut b = Batch::lazy();
                 let keys: Vec<StreamKey> = self.streams.map.keys().cloned().collect();
@@ -2114,6 +2472,9 @@ impl Notify {
         for k in remote {
             for graft in [true, false] {
                 if let Some((to, body)) = self.restart_word(&k, graft) {
+                    if graft {
+                        self.relays.restart_grafted(&k, &to);
+                    }
                     let mut c = Vec::new();
                     self.catchup.restart(&k, graft, to, body, &mut c);
                     Self::lift_catchup(c, out);
@@ -2137,6 +2498,11 @@ impl Notify {
         }
         let first = self.rng.gen_range(PRUNE_EVERY_MS / 2..=PRUNE_EVERY_MS);
         out.push(Effect::timer(first, Tick::Prune));
+        // Presence's word on our subscribers (a local request; retried while presence is
+        // not up).
+        let mut l = Vec::new();
+        self.liveness.subscribe(&mut l);
+        Self::lift_live(l, out);
     }
 }
 
@@ -2165,13 +2531,21 @@ impl Service for Notify {
                 body,
                 blob,
                 timeout_s,
-            } => self.handle_request(id, from, body, blob, timeout_s.is_some(), t, &mut out),
+            } => {
+                self.heard_from(&from, t, &mut out);
+                self.handle_request(id, from, body, blob, timeout_s.is_some(), t, &mut out)
+            }
             Input::Response {
                 from,
                 body,
                 blob,
                 ctx,
-            } => self.on_response(from, body, blob, ctx, t, &mut out),
+            } => {
+                if !matches!(ctx, Ctx::LiveCheck { .. }) {
+                    self.heard_from(&from, t, &mut out);
+                }
+                self.on_response(from, body, blob, ctx, t, &mut out)
+            }
             Input::SendFailed { kind, target, ctx } => {
                 self.on_send_failed(kind, target, ctx, t, &mut out)
             }
@@ -2188,6 +2562,58 @@ impl Service for Notify {
         }
         self.traffic.observe_effects(&self.me, &out);
         out
+    }
+}
+
+/// Put better-ranked leaves in the interior: each of the first `interior` members whose
+/// rank is above 0 (suspect, dead, gone) swaps places with the best-ranked leaf ranked
+/// better than it; among leaves of that rank, the one `prefer` puts lowest (our evidence:
+/// no recent failures of ours to it, then the longest subscribed), then the lowest name: never by its place
+/// in the order (the newest subscriber is last). Each leaf moves at most once. Members
+/// otherwise keep their places.
+pub fn promote(
+    members: &mut [NodeId],
+    interior: usize,
+    rank: &dyn Fn(&NodeId) -> u8,
+    prefer: &dyn Fn(&NodeId) -> (u8, u64),
+) {
+    let n = members.len();
+    let interior = interior.min(n);
+    let mut moved = vec![false; n];
+    // Each leaf's key once (rank, preference, name order by index below).
+    let keys: Vec<(u8, (u8, u64))> = members
+        .iter()
+        .enumerate()
+        .map(|(j, m)| {
+            if j < interior {
+                (u8::MAX, (u8::MAX, u64::MAX))
+            } else {
+                (rank(m), prefer(m))
+            }
+        })
+        .collect();
+    for i in 0..interior {
+        let r = rank(&members[i]);
+        if r == 0 {
+            continue;
+        }
+        let mut best: Option<usize> = None;
+        for j in interior..n {
+            if moved[j] || keys[j].0 >= r {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some(b) => (keys[j], &members[j]) < (keys[b], &members[b]),
+            };
+            if better {
+                best = Some(j);
+            }
+        }
+        if let Some(j) = best {
+            members.swap(i, j);
+            moved[j] = true;
+        }
     }
 }
 
@@ -2235,6 +2661,7 @@ mod doc_numbers {
             fanout,
             members: names,
             signature: vec![],
+            index: Default::default(),
         };
         let mut level = vec![r.publisher.clone()];
         let mut sizes = Vec::new();
@@ -2272,6 +2699,14 @@ mod doc_numbers {
                 "opens after {} failures in a row for {} s",
                 BREAKER.failure_threshold,
                 BREAKER.open_ms / 1_000
+            ),
+            format!(
+                "at most one per node every {} s (`RESUME_EARLY_GAP_MS`)",
+                crate::outbox::RESUME_EARLY_GAP_MS / 1_000
+            ),
+            format!(
+                "adds at most one `Deliver` per {} s to what the backoff sends",
+                crate::outbox::RESUME_EARLY_GAP_MS / 1_000
             ),
             format!(
                 "(smoothed round trips, {}..{} s, doubled at most {TIMEOUT_DOUBLINGS} times",
@@ -2339,6 +2774,32 @@ mod doc_numbers {
                 crate::catchup::MAX_RESTART_TRIES
             ),
             format!(
+                "at most once per {} s per topic, `LIVENESS_ROSTER_GAP_MS`",
+                LIVENESS_ROSTER_GAP_MS / 1_000
+            ),
+            format!(
+                "at least {} s apart, `LIVENESS_NODE_GAP_MS`",
+                LIVENESS_NODE_GAP_MS / 1_000
+            ),
+            format!(
+                "up to {LIVE_CHECK_TRIES} `Ping`s (one in flight per node, {LIVE_CHECK_TIMEOUT_S} s each, {}..{} s apart",
+                LIVE_CHECK_GAP_MS / 1_000,
+                2 * LIVE_CHECK_GAP_MS / 1_000
+            ),
+            format!(
+                "the next try waits {} s (`PAUSED_RETRY_MS`",
+                crate::outbox::PAUSED_RETRY_MS / 1_000
+            ),
+            format!(
+                "retried with backoff {}..{} s while presence is not up",
+                crate::liveness::SUBSCRIBE_BACKOFF.base_ms / 1_000,
+                crate::liveness::SUBSCRIBE_BACKOFF.max_ms / 1_000
+            ),
+            format!(
+                "one of our topics (at most {})",
+                thousands(crate::liveness::MAX_TRACKED)
+            ),
+            format!(
                 "{} subscriber nodes per topic, {MAX_TOPICS} topics, {} app subscriptions",
                 thousands(MAX_SUBSCRIBERS),
                 thousands(MAX_LOCAL_SUBSCRIPTIONS)
@@ -2354,5 +2815,81 @@ mod doc_numbers {
         );
         assert_eq!(thousands(1_024), "1,024");
         assert_eq!(thousands(100), "100");
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::promote;
+    use p2p_common::NodeId;
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names
+            .iter()
+            .map(|n| format!("{n}.os").parse().unwrap())
+            .collect()
+    }
+
+    /// Mixed ranks: a suspect interior member handled first does not use up the alive
+    /// leaves a dead one after it needs, and a dead member takes a suspect leaf's place
+    /// when no alive leaf is left; the first leaf of the best rank is chosen, each at most
+    /// once.
+    #[test]
+    fn promote_searches_per_rank_and_moves_each_leaf_once() {
+        // Ranks: s = suspect (1), d = dead (2), a = alive (0).
+        let rank = |n: &NodeId| match n.as_str().as_bytes()[0] {
+            b's' => 1,
+            b'd' => 2,
+            _ => 0,
+        };
+        // Equal evidence for all: the name decides.
+        let same = |_: &NodeId| (1, 0);
+        let mut m = ids(&["s1", "d1", "a1", "d2", "s2", "a2", "d3", "s3"]);
+        promote(&mut m, 4, &rank, &same);
+        // s1 takes a2 (the only alive leaf); d1, with no alive leaf left, a suspect leaf,
+        // s2 (by name); d2 takes s3. Leaves moved once each.
+        assert_eq!(m, ids(&["a2", "s2", "a1", "s3", "d1", "s1", "d3", "d2"]));
+        // Without better leaves, nothing moves.
+        let mut m = ids(&["d1", "a1", "d2", "d3"]);
+        promote(&mut m, 2, &rank, &same);
+        assert_eq!(m, ids(&["d1", "a1", "d2", "d3"]));
+        // All alive: the order stays.
+        let mut m = ids(&["a3", "a1", "a2"]);
+        promote(&mut m, 1, &rank, &same);
+        assert_eq!(m, ids(&["a3", "a1", "a2"]));
+    }
+
+    /// Review 13c defect 2: the leaf that takes a dead relay's place is chosen by our own
+    /// evidence, not by its place in the held order. With equal evidence the longest
+    /// subscribed wins over a later subscriber (whatever their names and places); a leaf
+    /// our deliveries have not failed to wins over an older subscriber they failed to.
+    #[test]
+    fn promote_chooses_by_evidence_then_longest_subscribed() {
+        let rank = |n: &NodeId| u8::from(n.as_str().starts_with('d')) * 2;
+        // (not failing: 0, failing: 1; subscription number: lower is longer subscribed).
+        let since = |n: &NodeId| match n.as_str() {
+            "a9.os" => 9, // the newest subscriber, lowest name
+            "b2.os" => 2,
+            "c5.os" => 5,
+            _ => 0,
+        };
+        // None failing: b2 (subscribed before a9 and c5), though a9 sorts first by
+        // name and c5 is last in the held order.
+        let stale = |n: &NodeId| (1, since(n));
+        let mut m2 = ids(&["d1", "a9", "b2", "c5"]);
+        promote(&mut m2, 1, &rank, &stale);
+        assert_eq!(m2[0].as_str(), "b2.os", "{m2:?}");
+        let mut m3 = ids(&["d1", "c5", "a9", "b2"]);
+        promote(&mut m3, 1, &rank, &stale);
+        assert_eq!(m3[0].as_str(), "b2.os", "{m3:?}");
+        // Our deliveries failed to all but c5: c5 wins, though b2 subscribed earlier.
+        let sound = |n: &NodeId| (u8::from(n.as_str() != "c5.os"), since(n));
+        let mut m4 = ids(&["d1", "a9", "b2", "c5"]);
+        promote(&mut m4, 1, &rank, &sound);
+        assert_eq!(m4[0].as_str(), "c5.os", "{m4:?}");
+        // Two dead relays: the two best in that order, each moved once.
+        let mut m5 = ids(&["d1", "d2", "a9", "b2", "c5", "x"]);
+        promote(&mut m5, 2, &rank, &sound);
+        assert_eq!(&m5[..2], &ids(&["c5", "x"])[..], "{m5:?}");
     }
 }

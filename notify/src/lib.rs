@@ -1,9 +1,10 @@
-//! The `notify` process: its pure core ([`core`]), composed of [`streams`], [`outbox`], [`relay`],
-//! [`apps`] and [`catchup`], and, on wasm32, the glue that runs it.
+//! The `notify` process: its pure core ([`core`]), composed of [`streams`], [`outbox`],
+//! [`relay`], [`apps`], [`catchup`] and [`liveness`], and, on wasm32, the glue that runs it.
 
 pub mod apps;
 pub mod catchup;
 pub mod core;
+pub mod liveness;
 pub mod outbox;
 pub mod relay;
 pub mod streams;

@@ -8,7 +8,9 @@
 //! Per subscriber node one `Deliver` is in flight at a time; a failure waits a jittered,
 //! capped backoff before the next attempt, a circuit breaker per node stops calling a node
 //! that keeps failing, and reachability sets the timeout. A subscriber that says it is back
-//! (`Resume`) is tried at once.
+//! (`Resume`) is tried at once: while we back off from it (or its breaker is open, or its
+//! retries pause because presence says it is down), its word buys one early attempt at
+//! most every [`RESUME_EARLY_GAP_MS`] per node, and the backoff's level stays.
 //!
 //! It owns its timers ([`Timer`]) and request contexts ([`Ctx`]); the core wraps them.
 
@@ -50,6 +52,17 @@ pub const MIN_TIMEOUT_MS: Millis = 2_000;
 pub const MAX_TIMEOUT_MS: Millis = 20_000;
 /// Doublings of the timeout after failures in a row (for a node slower than its estimate).
 pub const TIMEOUT_DOUBLINGS: u32 = 2;
+/// A subscriber presence reports dead is still tried this often (in case presence is wrong
+/// about it, or its word that the node is back was lost): the retries in between pause.
+pub const PAUSED_RETRY_MS: Millis = 300_000;
+
+/// A subscriber's `Resume` (it has just spoken to us: it is up) gets one attempt at once,
+/// past the backoff's wait, an open breaker or a presence pause, at most once per node in
+/// this long: a flood of `Resume`s adds at most one `Deliver` per node per period to what
+/// the backoff sends (the backoff's level is kept, only a delivery resets it).
+pub const RESUME_EARLY_GAP_MS: Millis = 30_000;
+/// Most nodes whose last early attempt is remembered (older ones are let go when full).
+const MAX_EARLY: usize = 4_096;
 
 /// The outbox's timers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,9 +95,17 @@ type Eff = Effect<Ctx, Timer>;
 #[derive(Debug, Clone)]
 pub struct Sub {
     pub acked: u64,
+    /// When it subscribed, as a number counted up per subscription of this outbox (on
+    /// disk with `acked`; 0 for records older than it): lower is longer subscribed.
+    pub since: u64,
     in_flight: bool,
     waiting: bool,
     attempt: u32,
+    /// Its node was down at its last retry: the wait ([`PAUSED_RETRY_MS`]) was the pause,
+    /// the next retry goes.
+    paused: bool,
+    /// When a `Resume` last lowered its mark (one lowering per [`RESUME_EARLY_GAP_MS`]).
+    lowered_at: Option<Millis>,
     pub stats: SubscriberStats,
 }
 
@@ -141,6 +162,8 @@ pub struct Topic {
 #[derive(Debug, Serialize, Deserialize)]
 struct SubRecord {
     acked: u64,
+    #[serde(default)]
+    since: u64,
 }
 
 fn topic_key(topic: &str) -> Vec<u8> {
@@ -163,6 +186,21 @@ pub struct Outbox {
     backoff: Backoff,
     breakers: Breakers,
     reach: Reachability,
+    /// Subscriber nodes our presence reports dead or gone: their retries pause (at most
+    /// [`crate::liveness::MAX_TRACKED`]).
+    down: BTreeSet<NodeId>,
+    /// Retries not sent because their node was down.
+    pub paused: u64,
+    /// When each node's last early attempt (on its `Resume`) went ([`RESUME_EARLY_GAP_MS`]).
+    early: BTreeMap<NodeId, Millis>,
+    /// Early attempts sent on a `Resume`.
+    pub early_sent: u64,
+    /// The next subscription's [`Sub::since`].
+    next_since: u64,
+    /// `Resume`s that lowered a subscriber's mark (its storage went back), and ones whose
+    /// lowering was refused (another came within [`RESUME_EARLY_GAP_MS`]).
+    pub lowered: u64,
+    pub lowering_refused: u64,
 }
 
 impl Outbox {
@@ -181,6 +219,73 @@ impl Outbox {
                 max_backoff_doublings: TIMEOUT_DOUBLINGS,
                 ..ReachabilityConfig::default()
             }),
+            down: BTreeSet::new(),
+            paused: 0,
+            early: BTreeMap::new(),
+            early_sent: 0,
+            next_since: 1,
+            lowered: 0,
+            lowering_refused: 0,
+        }
+    }
+
+    /// Whether presence reports `node` dead or gone.
+    pub fn is_down(&self, node: &NodeId) -> bool {
+        self.down.contains(node)
+    }
+
+    /// Whether `node` subscribes to one of our topics.
+    pub fn subscribes(&self, node: &NodeId) -> bool {
+        self.topics.values().any(|t| t.subs.contains_key(node))
+    }
+
+    /// Forget presence's word on `node` (it no longer subscribes, or the liveness view
+    /// dropped it): its retries follow the backoff again.
+    pub fn forget_down(&mut self, node: &NodeId) {
+        self.down.remove(node);
+    }
+
+    /// Our presence reports `node` dead or gone (`down`), or alive again. Down: the
+    /// retries to it pause (a first attempt of something new still goes; the circuit
+    /// breaker stays as the fallback). Back: each of its outboxes waiting to retry tries
+    /// once at once (one in flight, as always; the backoff's count stays).
+    pub fn set_down(
+        &mut self,
+        node: &NodeId,
+        down: bool,
+        streams: &Streams,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        if down {
+            if self.down.len() < crate::liveness::MAX_TRACKED {
+                self.down.insert(node.clone());
+            }
+            return;
+        }
+        if !self.down.remove(node) {
+            return;
+        }
+        let topics: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(_, t)| t.subs.get(node).is_some_and(|s| s.waiting))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for topic in topics {
+            if let Some(s) = self
+                .topics
+                .get_mut(&topic)
+                .and_then(|t| t.subs.get_mut(node))
+            {
+                s.waiting = false;
+                s.paused = false;
+            }
+            out.push(Effect::CancelTimer(Timer::Retry {
+                topic: topic.clone(),
+                node: node.clone(),
+            }));
+            self.pump(&topic, node, streams, now, out);
         }
     }
 
@@ -435,16 +540,20 @@ impl Outbox {
         if t.revoked.remove(node).is_some() {
             batch.ops.push((revoke_key(topic, node), None));
         }
+        let since = self.next_since;
         let s = t.subs.entry(node.clone()).or_insert_with(|| {
             batch.ops.push((
                 sub_key(topic, node),
-                Some(serde_json::to_vec(&SubRecord { acked: last }).expect("serializes")),
+                Some(serde_json::to_vec(&SubRecord { acked: last, since }).expect("serializes")),
             ));
             Sub {
                 acked: last,
+                since,
                 in_flight: false,
                 waiting: false,
                 attempt: 0,
+                paused: false,
+                lowered_at: None,
                 stats: SubscriberStats {
                     node: node.clone(),
                     acked: last,
@@ -456,7 +565,15 @@ impl Outbox {
                 },
             }
         });
+        if s.since == since {
+            self.next_since += 1;
+        }
         s.acked + 1
+    }
+
+    /// How long `node` has subscribed to `topic` ([`Sub::since`]: lower is longer).
+    pub fn since(&self, topic: &str, node: &NodeId) -> Option<u64> {
+        self.topics.get(topic)?.subs.get(node).map(|s| s.since)
     }
 
     pub fn unsubscribe(&mut self, topic: &str, node: &NodeId, batch: &mut Batch) -> bool {
@@ -481,7 +598,11 @@ impl Outbox {
             .min()
     }
 
-    /// A subscriber is back with everything up to `up_to`: try it at once. One that has
+    /// A subscriber is back with everything up to `up_to`: try it at once. If we are
+    /// backing off from it, its word buys one early attempt, at most one per node per
+    /// [`RESUME_EARLY_GAP_MS`]; it does not reset the backoff's level (or a peer could make
+    /// our retries to it hot; presence's word that it is back does, [`Outbox::set_down`]).
+    /// One that has
     /// less than it acknowledged (it restored older storage) is sent the rest again from
     /// retention, or told what left it (`lost`); the lower mark is written in `batch`.
     #[allow(clippy::too_many_arguments)]
@@ -505,35 +626,86 @@ impl Outbox {
         else {
             return false;
         };
-        let up_to = up_to.min(last);
-        if up_to < s.acked {
-            out.push(log(
-                Level::Info,
-                format!(
-                    "{topic}: {node} resumes from {up_to}, below the {} it acknowledged (its \
-                     storage went back?); sending the rest again",
-                    s.acked
-                ),
-            ));
+        let mut up_to = up_to.min(last);
+        let recent = s
+            .lowered_at
+            .is_some_and(|at| now < at.saturating_add(RESUME_EARLY_GAP_MS));
+        if up_to < s.acked && recent {
+            // One lowering per node and topic per period: a node that says it went back,
+            // then forward, then back again costs us no write and no log line each time.
+            self.lowering_refused += 1;
+            up_to = s.acked;
+        } else if up_to < s.acked {
+            s.lowered_at = Some(now);
+            self.lowered += 1;
+            if self.lowered.is_power_of_two() {
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "{topic}: {node} resumes from {up_to}, below the {} it acknowledged \
+                         (its storage went back?); sending the rest again ({} such so far)",
+                        s.acked, self.lowered
+                    ),
+                ));
+            }
             batch.ops.push((
                 sub_key(topic, node),
-                Some(serde_json::to_vec(&SubRecord { acked: up_to }).expect("serializes")),
+                Some(
+                    serde_json::to_vec(&SubRecord {
+                        acked: up_to,
+                        since: s.since,
+                    })
+                    .expect("serializes"),
+                ),
             ));
         }
         // What it says it has, higher or lower than what it acknowledged before (its
         // `stats.acked` keeps the highest, so nothing is counted delivered twice).
         s.acked = up_to;
-        s.attempt = 0;
-        if s.waiting {
-            s.waiting = false;
+        self.pump(topic, node, streams, now, out);
+        // Held back (backing off, breaker open, paused): it has just spoken to us, so one
+        // attempt goes at once, at most one per node per RESUME_EARLY_GAP_MS. Its backoff
+        // level stays (only a delivery of ours that succeeds resets it: a peer must not
+        // reset what protects us from it); the retry already set is replaced by this try.
+        let held = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.subs.get(node))
+            .is_some_and(|s| s.waiting && !s.in_flight && s.acked < last);
+        if held && self.take_early(node, now) {
+            if let Some(s) = self
+                .topics
+                .get_mut(topic)
+                .and_then(|t| t.subs.get_mut(node))
+            {
+                s.waiting = false;
+                s.paused = false;
+            }
             out.push(Effect::CancelTimer(Timer::Retry {
                 topic: topic.to_string(),
                 node: node.clone(),
             }));
+            self.early_sent += 1;
+            self.send_next(topic, node, streams, now, true, out);
         }
-        // Its breaker stays as it is: only a delivery of ours that succeeds closes it (a
-        // peer must not reset what protects us from it).
-        self.pump(topic, node, streams, now, out);
+        true
+    }
+
+    /// Whether `node` may have an early attempt now (none in the last
+    /// [`RESUME_EARLY_GAP_MS`]); if so, its slot is taken.
+    fn take_early(&mut self, node: &NodeId, now: Millis) -> bool {
+        if let Some(&at) = self.early.get(node) {
+            if now < at.saturating_add(RESUME_EARLY_GAP_MS) {
+                return false;
+            }
+        } else if self.early.len() >= MAX_EARLY {
+            self.early
+                .retain(|_, at| now < at.saturating_add(RESUME_EARLY_GAP_MS));
+            if self.early.len() >= MAX_EARLY {
+                return false;
+            }
+        }
+        self.early.insert(node.clone(), now);
         true
     }
 
@@ -558,6 +730,20 @@ impl Outbox {
         now: Millis,
         out: &mut Vec<Eff>,
     ) {
+        self.send_next(topic, node, streams, now, false, out);
+    }
+
+    /// [`Outbox::pump`]; `early`: an early attempt on the node's own word (a presence pause
+    /// does not hold it, an open breaker lets it through as its probe).
+    fn send_next(
+        &mut self,
+        topic: &str,
+        node: &NodeId,
+        streams: &Streams,
+        now: Millis,
+        early: bool,
+        out: &mut Vec<Eff>,
+    ) {
         let key = StreamKey::new(&self.me, topic);
         let Some(stream) = streams.get(&key) else {
             return;
@@ -574,7 +760,35 @@ impl Outbox {
         if s.in_flight || s.waiting || s.acked >= stream.last {
             return;
         }
-        if let Err(r) = self.breakers.check(node, now) {
+        if !early && s.attempt > 0 && self.down.contains(node) && !s.paused {
+            // A retry into the void: wait for presence to say it is back.
+            s.waiting = true;
+            s.paused = true;
+            self.paused += 1;
+            if self.paused.is_power_of_two() {
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "{topic}: {node} is down (presence); its retries pause ({} paused so far)",
+                        self.paused
+                    ),
+                ));
+            }
+            out.push(Effect::timer(
+                PAUSED_RETRY_MS,
+                Timer::Retry {
+                    topic: topic.to_string(),
+                    node: node.clone(),
+                },
+            ));
+            return;
+        }
+        let admitted = if early {
+            self.breakers.check_now(node, now)
+        } else {
+            self.breakers.check(node, now)
+        };
+        if let Err(r) = admitted {
             s.waiting = true;
             out.push(Effect::timer(
                 r.retry_after_ms.max(1),
@@ -691,6 +905,7 @@ impl Outbox {
         };
         s.in_flight = false;
         s.attempt = 0;
+        s.paused = false;
         let new = their_up_to.min(up_to);
         if new > s.acked {
             // Counted once: from the highest it ever acknowledged (it may have gone back).
@@ -711,7 +926,13 @@ impl Outbox {
             s.acked = new;
             batch.ops.push((
                 sub_key(&topic, &node),
-                Some(serde_json::to_vec(&SubRecord { acked: new }).expect("serializes")),
+                Some(
+                    serde_json::to_vec(&SubRecord {
+                        acked: new,
+                        since: s.since,
+                    })
+                    .expect("serializes"),
+                ),
             ));
         }
         self.pump(&topic, &node, streams, now, out);
@@ -749,6 +970,7 @@ impl Outbox {
             return;
         };
         s.in_flight = false;
+        s.paused = false;
         s.stats.failed += 1;
         // The backoff counts from when the attempt went out: waiting for its timeout is part
         // of it, so attempts are at most the backoff's cap apart, not that plus a timeout.
@@ -881,13 +1103,17 @@ impl Outbox {
             match (parsed, serde_json::from_slice::<SubRecord>(v)) {
                 (Some((topic, node)), Ok(r)) => match self.topics.get_mut(&topic) {
                     Some(t) => {
+                        self.next_since = self.next_since.max(r.since.saturating_add(1));
                         t.subs.insert(
                             node.clone(),
                             Sub {
                                 acked: r.acked,
+                                since: r.since,
                                 in_flight: false,
                                 waiting: false,
                                 attempt: 0,
+                                paused: false,
+                                lowered_at: None,
                                 stats: SubscriberStats {
                                     node,
                                     acked: r.acked,
@@ -929,8 +1155,9 @@ mod tests {
     }
 
     /// A subscriber whose `Deliver`s keep failing opens its breaker; its own `Resume` does
-    /// not close it (a peer must not reset what protects us from it): nothing goes out to
-    /// it until the breaker lets a trial through.
+    /// not close it (a peer must not reset what protects us from it): it lets one early
+    /// attempt through as the breaker's probe, and a second `Resume` within
+    /// RESUME_EARLY_GAP_MS sends nothing until the breaker lets a trial through.
     #[test]
     fn resume_does_not_reset_the_subscribers_breaker() {
         let me: NodeId = "alice.os".parse().unwrap();
@@ -988,12 +1215,33 @@ mod tests {
             BreakerState::Open { .. }
         ));
         out.clear();
+        let attempt = o.topics["news"].subs[&bob].attempt;
         assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut b, &mut out));
-        assert!(sends(&out).is_empty(), "sent to an open breaker: {out:?}");
+        assert_eq!(sends(&out).len(), 1, "one early attempt: {out:?}");
+        let ctx = sends(&out).pop().unwrap();
+        assert!(matches!(
+            o.breakers().state(&bob),
+            BreakerState::HalfOpen { in_flight: 1, .. }
+        ));
+        out.clear();
+        now += 2_000;
+        o.on_failed(ctx, None, "timeout", &mut rng, now, &mut out);
+        assert_eq!(
+            o.topics["news"].subs[&bob].attempt,
+            attempt + 1,
+            "level kept"
+        );
         assert!(matches!(
             o.breakers().state(&bob),
             BreakerState::Open { .. }
         ));
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, now + 10, &mut b, &mut out));
+        assert!(sends(&out).is_empty(), "a second early attempt: {out:?}");
+        assert!(
+            !out.iter().any(|e| matches!(e, Effect::CancelTimer(_))),
+            "the retry stays as set"
+        );
         // Once the open period is over, a trial goes out.
         out.clear();
         o.on_timer(
@@ -1006,5 +1254,369 @@ mod tests {
             &mut out,
         );
         assert_eq!(sends(&out).len(), 1);
+    }
+
+    /// One topic "news" of alice's with one note and bob subscribed.
+    fn one_sub() -> (Outbox, Streams, NodeId) {
+        let me: NodeId = "alice.os".parse().unwrap();
+        let bob: NodeId = "bob.os".parse().unwrap();
+        let mut o = Outbox::new(me.clone(), Retention::default());
+        let mut streams = Streams::new();
+        let mut b = Batch::forced();
+        o.set_topic("news", "alice.os@app:app:x.os".into(), Policy::Open, &mut b);
+        let k = StreamKey::new(&me, "news");
+        streams.ensure(&k, 0, false, &mut b);
+        let note = Notification {
+            id: k.note_id(1),
+            publisher: me.clone(),
+            topic: "news".into(),
+            seq: 1,
+            at: 0,
+            kind: PayloadKind::Blob,
+            size: 1,
+            signature: vec![0; 64],
+        };
+        streams.append(&k, note, vec![7], 0, &mut b);
+        o.subscribe("news", &bob, 0, &mut b);
+        (o, streams, bob)
+    }
+
+    fn retry_timer(out: &[Eff]) -> Option<Millis> {
+        out.iter().find_map(|e| match e {
+            Effect::SetTimer {
+                after_ms,
+                timer: Timer::Retry { .. },
+            } => Some(*after_ms),
+            _ => None,
+        })
+    }
+
+    /// A subscriber presence reports dead: after a failure its retry does not go out (it
+    /// waits PAUSED_RETRY_MS, then tries once in case presence is wrong); once presence
+    /// says it is back, it is tried at once, one attempt in flight.
+    #[test]
+    fn retries_to_a_dead_subscriber_pause_and_go_at_once_when_it_is_back() {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let retry = || Timer::Retry {
+            topic: "news".into(),
+            node: bob.clone(),
+        };
+        let mut out = Vec::new();
+        o.set_down(&bob, true, &streams, 0, &mut out);
+        assert!(o.is_down(&bob) && out.is_empty());
+        // A first attempt still goes.
+        o.pump("news", &bob, &streams, 1_000, &mut out);
+        let ctx = sends(&out).pop().expect("the first attempt");
+        out.clear();
+        o.on_failed(
+            ctx,
+            Some(SendErrorKind::Offline),
+            "offline",
+            &mut rng,
+            3_000,
+            &mut out,
+        );
+        out.clear();
+        // The backoff's retry finds it down: nothing sent, the pause begins.
+        o.on_timer(retry(), &streams, 4_000, &mut out);
+        assert!(sends(&out).is_empty(), "a retry into the void: {out:?}");
+        assert_eq!(retry_timer(&out), Some(PAUSED_RETRY_MS));
+        assert_eq!(o.paused, 1);
+        // After the pause, one try goes (presence may be wrong).
+        out.clear();
+        o.on_timer(retry(), &streams, 4_000 + PAUSED_RETRY_MS, &mut out);
+        let ctx = sends(&out).pop().expect("the pause's try");
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 310_000, &mut out);
+        out.clear();
+        o.on_timer(retry(), &streams, 312_000, &mut out);
+        assert!(sends(&out).is_empty(), "paused again");
+        // Presence says it is back: tried at once, once.
+        out.clear();
+        o.set_down(&bob, false, &streams, 313_000, &mut out);
+        assert_eq!(sends(&out).len(), 1, "{out:?}");
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::CancelTimer(Timer::Retry { .. }))));
+        let mut again = Vec::new();
+        o.set_down(&bob, false, &streams, 313_001, &mut again);
+        o.pump("news", &bob, &streams, 313_002, &mut again);
+        assert!(sends(&again).is_empty(), "one in flight");
+    }
+
+    /// Without presence's word the retries follow the backoff as before.
+    #[test]
+    fn without_presence_retries_follow_the_backoff() {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, 1_000, &mut out);
+        let ctx = sends(&out).pop().unwrap();
+        out.clear();
+        o.on_failed(
+            ctx,
+            Some(SendErrorKind::Offline),
+            "offline",
+            &mut rng,
+            3_000,
+            &mut out,
+        );
+        assert!(retry_timer(&out).is_some_and(|d| d <= BACKOFF.base_ms));
+        out.clear();
+        o.on_timer(
+            Timer::Retry {
+                topic: "news".into(),
+                node: bob.clone(),
+            },
+            &streams,
+            4_000,
+            &mut out,
+        );
+        assert_eq!(sends(&out).len(), 1);
+        assert_eq!(o.paused, 0);
+    }
+
+    /// A `Resume` does not reset the backoff (13b): while we back off from a subscriber,
+    /// its first `Resume` sends one early attempt in place of the retry and keeps the
+    /// failure count; a second one within RESUME_EARLY_GAP_MS sends nothing and keeps the
+    /// retry as it is; not backing off, it sends at once.
+    #[test]
+    fn resume_does_not_reset_the_backoff() {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut b = Batch::lazy();
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, 1_000, &mut out);
+        let ctx = sends(&out).pop().unwrap();
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 3_000, &mut out);
+        let attempt = o.topics["news"].subs[&bob].attempt;
+        assert_eq!(attempt, 1);
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, 3_100, &mut b, &mut out));
+        let ctx = sends(&out).pop().expect("the early attempt");
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::CancelTimer(Timer::Retry { .. }))));
+        assert_eq!(o.topics["news"].subs[&bob].attempt, attempt, "count kept");
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 3_100, &mut out);
+        assert_eq!(o.topics["news"].subs[&bob].attempt, 2, "counts on");
+        let wait = retry_timer(&out).expect("backs off again");
+        assert!(wait >= BACKOFF.base_ms, "at the kept level: {wait} ms");
+        out.clear();
+        assert!(o.resume("news", &bob, 0, &streams, 3_200, &mut b, &mut out));
+        assert!(
+            sends(&out).is_empty(),
+            "a second Resume skipped the backoff: {out:?}"
+        );
+        assert!(!out.iter().any(|e| matches!(e, Effect::CancelTimer(_))));
+        // The retry goes when its time comes, and counts on from there.
+        out.clear();
+        o.on_timer(
+            Timer::Retry {
+                topic: "news".into(),
+                node: bob.clone(),
+            },
+            &streams,
+            3_100 + wait,
+            &mut out,
+        );
+        let ctx = sends(&out).pop().expect("the retry");
+        out.clear();
+        o.on_failed(ctx, None, "timeout", &mut rng, 5_100 + wait, &mut out);
+        assert_eq!(o.topics["news"].subs[&bob].attempt, 3);
+        // A subscriber we are not backing off from is sent to at once.
+        let (mut o, streams, bob) = one_sub();
+        let mut out = Vec::new();
+        assert!(o.resume("news", &bob, 0, &streams, 1_000, &mut b, &mut out));
+        assert_eq!(sends(&out).len(), 1);
+    }
+    /// Deliveries to `bob`, who never answers (each `Deliver` times out after 2 s), over
+    /// `ms` of virtual time; with `resume_every`, bob also sends a `Resume` that often.
+    /// Returns the `Deliver`s sent and the early ones among them; at most one is ever in
+    /// flight.
+    fn deliveries_to_a_dead_subscriber(ms: Millis, resume_every: Option<Millis>) -> (u64, u64) {
+        let (mut o, streams, bob) = one_sub();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut b = Batch::lazy();
+        let mut timer: Option<Millis> = None;
+        let mut flight: Option<(Ctx, Millis)> = None;
+        let mut sent = 0;
+        let mut apply = |out: &mut Vec<Eff>,
+                         t: Millis,
+                         timer: &mut Option<Millis>,
+                         flight: &mut Option<(Ctx, Millis)>| {
+            for e in out.drain(..) {
+                match e {
+                    Effect::SetTimer { after_ms, .. } => *timer = Some(t + after_ms),
+                    Effect::CancelTimer(_) => *timer = None,
+                    Effect::Send {
+                        expect: Some(x), ..
+                    } => {
+                        assert!(flight.is_none(), "two in flight at {t}");
+                        *flight = Some((x.ctx, t + 2_000));
+                        sent += 1;
+                    }
+                    _ => {}
+                }
+            }
+        };
+        let mut out = Vec::new();
+        o.pump("news", &bob, &streams, 0, &mut out);
+        apply(&mut out, 0, &mut timer, &mut flight);
+        for t in (100..=ms).step_by(100) {
+            if flight.as_ref().is_some_and(|(_, at)| *at <= t) {
+                let (ctx, _) = flight.take().unwrap();
+                o.on_failed(ctx, None, "timeout", &mut rng, t, &mut out);
+                apply(&mut out, t, &mut timer, &mut flight);
+            }
+            if timer.is_some_and(|at| at <= t) {
+                timer = None;
+                let retry = Timer::Retry {
+                    topic: "news".into(),
+                    node: bob.clone(),
+                };
+                o.on_timer(retry, &streams, t, &mut out);
+                apply(&mut out, t, &mut timer, &mut flight);
+            }
+            if resume_every.is_some_and(|every| t % every == 0) {
+                assert!(o.resume("news", &bob, 0, &streams, t, &mut b, &mut out));
+                apply(&mut out, t, &mut timer, &mut flight);
+            }
+        }
+        (sent, o.early_sent)
+    }
+
+    /// A flood of `Resume`s (one every 200 ms for 10 minutes) from a subscriber that never
+    /// answers adds at most one `Deliver` per RESUME_EARLY_GAP_MS to what the backoff
+    /// sends: the retries do not get hot. Fails if a Resume resets the backoff's level or
+    /// if the early attempts are not bounded per node.
+    #[test]
+    fn a_resume_flood_adds_at_most_one_attempt_per_gap() {
+        let ms = 600_000;
+        let (base, none) = deliveries_to_a_dead_subscriber(ms, None);
+        let (flood, early) = deliveries_to_a_dead_subscriber(ms, Some(200));
+        println!(
+            "Delivers in 10 min: {base} without Resumes, {flood} under the flood ({early} early)"
+        );
+        assert_eq!(none, 0);
+        let bound = ms / RESUME_EARLY_GAP_MS + 1;
+        assert!(early >= 1 && early <= bound, "{early} early attempts");
+        assert!(
+            flood <= base + bound,
+            "{flood} Delivers under the flood, {base} without (bound +{bound})"
+        );
+        // And well below one per Resume, or per timeout.
+        assert!(flood < ms / 2_000 / 4, "{flood} Delivers");
+    }
+    /// Each subscription gets a higher number than the ones before (what "longest
+    /// subscribed" means to the roster), kept on disk: after a restore, old ones keep
+    /// theirs and a new one comes after them; subscribing again keeps the number.
+    #[test]
+    fn subscriptions_are_numbered_in_order_across_a_restore() {
+        let (mut o, _streams, bob) = one_sub();
+        let carol: NodeId = "carol.os".parse().unwrap();
+        let dave: NodeId = "dave.os".parse().unwrap();
+        let mut b = Batch::forced();
+        o.subscribe("news", &carol, 0, &mut b);
+        let (sb, sc) = (
+            o.since("news", &bob).unwrap(),
+            o.since("news", &carol).unwrap(),
+        );
+        assert!(sb < sc);
+        o.subscribe("news", &bob, 0, &mut b);
+        assert_eq!(o.since("news", &bob), Some(sb), "again: kept");
+        // Everything written so far, as a restart finds it.
+        let mut records = Records::new();
+        let mut o0 = Outbox::new("alice.os".parse().unwrap(), Retention::default());
+        let mut all = Batch::forced();
+        o0.set_topic(
+            "news",
+            "alice.os@app:app:x.os".into(),
+            Policy::Open,
+            &mut all,
+        );
+        o0.subscribe("news", &bob, 0, &mut all);
+        o0.subscribe("news", &carol, 0, &mut all);
+        for (k, v) in all.ops {
+            if let Some(v) = v {
+                records.insert(k, v);
+            }
+        }
+        let mut r = Outbox::new("alice.os".parse().unwrap(), Retention::default());
+        assert_eq!(r.restore(&records), 0);
+        let (rb, rc) = (
+            r.since("news", &bob).unwrap(),
+            r.since("news", &carol).unwrap(),
+        );
+        assert!(rb < rc);
+        r.subscribe("news", &dave, 0, &mut b);
+        assert!(r.since("news", &dave).unwrap() > rc);
+    }
+    /// Review 13d: a subscriber that alternates `Resume { up_to: 0 }` and `Resume { up_to:
+    /// last }` (600 in 60 s) gets its mark lowered once per RESUME_EARLY_GAP_MS: two
+    /// writes and one log line, not one per message.
+    #[test]
+    fn a_resume_seesaw_lowers_the_mark_once_per_gap() {
+        let (mut o, streams, bob) = one_sub();
+        let mut b = Batch::lazy();
+        let mut out = Vec::new();
+        let mut b0 = Batch::lazy();
+        o.on_delivered(
+            Ctx::Deliver {
+                topic: "news".into(),
+                node: bob.clone(),
+                up_to: 1,
+                sent_at: 0,
+            },
+            1,
+            &streams,
+            0,
+            &mut b0,
+            &mut out,
+        );
+        assert_eq!(o.topics["news"].subs[&bob].acked, 1);
+        out.clear();
+        for i in 0..600u64 {
+            let up_to = if i % 2 == 0 { 0 } else { 1 };
+            assert!(o.resume(
+                "news",
+                &bob,
+                up_to,
+                &streams,
+                1_000 + i * 100,
+                &mut b,
+                &mut out
+            ));
+        }
+        let writes = b.ops.len();
+        let logs = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Log { .. }))
+            .count();
+        assert_eq!(o.lowered, 2, "{} refused", o.lowering_refused);
+        assert!(writes <= 2, "{writes} writes");
+        assert!(logs <= 2, "{logs} log lines");
+        // An honest one, once: its mark goes down and the rest is sent again.
+        let (mut o, streams, bob) = one_sub();
+        o.on_delivered(
+            Ctx::Deliver {
+                topic: "news".into(),
+                node: bob.clone(),
+                up_to: 1,
+                sent_at: 0,
+            },
+            1,
+            &streams,
+            0,
+            &mut b0,
+            &mut Vec::new(),
+        );
+        let mut out = Vec::new();
+        assert!(o.resume("news", &bob, 0, &streams, 1_000, &mut b, &mut out));
+        assert_eq!(o.topics["news"].subs[&bob].acked, 0);
+        assert_eq!(sends(&out).len(), 1, "the rest again");
     }
 }

@@ -53,6 +53,10 @@ pub const MAX_AHEAD: u64 = MAX_BATCH as u64;
 /// Streams left whose last roster epoch we remember; past this the longest-left is
 /// forgotten.
 pub const MAX_LEFT: usize = 1_024;
+/// How long a relay that cannot serve a child's gap waits before probing it again (the
+/// child grafts onto the publisher for the gap meanwhile; the probe's answer says how far
+/// it got, and once it is past what we dropped we push to it again).
+pub const GAP_PROBE_MS: Millis = 5_000;
 /// Timeout of a push to a child (seconds).
 const PUSH_TIMEOUT_S: u64 = 5;
 
@@ -99,6 +103,10 @@ pub struct Link {
     pub failed: u64,
     /// Numbers it acknowledged beyond what it had when we first heard from it.
     pub delivered: u64,
+    /// We no longer hold what it lacks next (a relay keeps an entry only until its children
+    /// of the time have it; this child is new, after a roster change): at this mark of its
+    /// we told it what we have (`IHave`), so it grafts onto the publisher for the gap.
+    gap_told: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +220,17 @@ impl Relays {
                 self.left.remove(&o);
                 batch.ops.push((left_key(&o), None));
             }
+        }
+    }
+
+    /// We sent `node` a restart's `Graft` of `k` (to our parent in the roster we held). It
+    /// counts as a graft: if a newer roster gives us another parent, that parent's next
+    /// delivery prunes it, or the old parent would keep pushing to us on a grafted link
+    /// until its lease ends. (Pruning a node that is still our parent does nothing: its
+    /// link to us is a tree link.)
+    pub fn restart_grafted(&mut self, k: &StreamKey, node: &NodeId) {
+        if let Some(t) = self.trees.get_mut(k) {
+            t.grafted_from.insert(node.clone());
         }
     }
 
@@ -383,6 +402,35 @@ impl Relays {
                     });
                     from = stream.first;
                     to = stream.first - 1;
+                }
+                if !root && from < stream.first && a < stream.last && !needs_roster {
+                    // We cannot serve its gap (only the publisher may say what is lost, and
+                    // it keeps its whole retention): say what we have, once per mark of
+                    // its, so it grafts for the gap and we push the rest after it.
+                    if l.gap_told != Some(a) {
+                        l.gap_told = Some(a);
+                        t.stats.announcements += 1;
+                        out.push(Effect::notify(
+                            address(node),
+                            encode(&Request::IHave {
+                                publisher: k.publisher.clone(),
+                                topic: k.topic.clone(),
+                                up_to: stream.last,
+                            }),
+                        ));
+                    }
+                    // Probe it again later: what it got meanwhile (by its graft) does not
+                    // reach us otherwise.
+                    l.acked = None;
+                    l.waiting = true;
+                    out.push(Effect::timer(
+                        GAP_PROBE_MS,
+                        Timer::Retry {
+                            stream: k.clone(),
+                            node: node.clone(),
+                        },
+                    ));
+                    return;
                 }
                 for (&seq, e) in stream.entries.range(from..) {
                     match e {
@@ -627,7 +675,8 @@ impl Relays {
         // longer needed (if the parent is still behind, it catches up and pushes; if it
         // stays behind, the announcements make us graft again). A grafted link that brings
         // nothing new is not needed either.
-        let pruned: Vec<NodeId> = if from_parent && (new || dup_only) {
+        let behind = t.behind.as_ref().is_some_and(|b| last < b.up_to);
+        let pruned: Vec<NodeId> = if from_parent && (new || (dup_only && !behind)) {
             std::mem::take(&mut t.grafted_from).into_iter().collect()
         } else if dup_only && t.grafted_from.remove(from) {
             vec![from.clone()]
@@ -654,9 +703,10 @@ impl Relays {
     }
 
     /// A lazy peer says it has `k` up to `up_to`. Taken only over a lazy link of the roster
-    /// (`from` announces to us, or we to it), so one member can make at most the few
-    /// members lazily linked to it graft, and only [`MAX_AHEAD`] numbers past our last at a
-    /// time.
+    /// (`from` announces to us, or we to it), or from our tree parent (which says so when
+    /// it no longer holds what we lack next: we graft onto the publisher for it), so one
+    /// member can make at most the few members linked to it graft, and only [`MAX_AHEAD`]
+    /// numbers past our last at a time.
     pub fn on_ihave(
         &mut self,
         k: &StreamKey,
@@ -669,8 +719,11 @@ impl Relays {
         let Some(t) = self.trees.get_mut(k) else {
             return false;
         };
+        let from_parent = t.roster.parent(&me) == Some(from);
         if !t.roster.contains(from)
-            || !(t.roster.lazy_peers(from).contains(&me) || t.roster.lazy_peers(&me).contains(from))
+            || !(from_parent
+                || t.roster.lazy_peers(from).contains(&me)
+                || t.roster.lazy_peers(&me).contains(from))
         {
             return false;
         }
@@ -735,8 +788,9 @@ impl Relays {
             return;
         }
         b.tries += 1;
-        // The announcer first, then the publisher, alternately.
-        let target = if b.tries % 2 == 1 {
+        // The announcer first, then the publisher, alternately (only the publisher when
+        // the announcer is our parent: it told us it cannot serve the gap).
+        let target = if b.tries % 2 == 1 && Some(&b.from) != parent.as_ref() {
             b.from.clone()
         } else {
             k.publisher.clone()
@@ -905,6 +959,7 @@ mod tests {
             fanout,
             members,
             signature: vec![],
+            index: Default::default(),
         }
     }
 
@@ -1004,6 +1059,23 @@ mod tests {
         assert!(prunes_to(&out).is_empty());
         r.on_received(&key(), &g, false, true, &streams, 0, &mut out);
         assert_eq!(prunes_to(&out), vec![g]);
+    }
+
+    /// A restart's `Graft` went to the parent of the roster we held; a newer roster gave
+    /// us another parent: its next delivery prunes the old one (seen in notify_tree's
+    /// honest repair: restarted relays, now leaves, left grafted links at the publisher).
+    #[test]
+    fn a_restart_graft_to_a_former_parent_is_pruned_when_the_parent_delivers() {
+        let r0 = roster(20, 2);
+        let me = r0.members[10].clone();
+        let parent = r0.parent(&me).unwrap().clone();
+        let (mut r, streams) = member(&me, 3);
+        let former = r0.publisher.clone();
+        r.restart_grafted(&key(), &former);
+        let mut out = Vec::new();
+        r.on_received(&key(), &parent, true, false, &streams, 0, &mut out);
+        assert_eq!(prunes_to(&out), vec![former]);
+        assert!(r.trees[&key()].grafted_from.is_empty());
     }
 
     #[test]
@@ -1212,8 +1284,13 @@ mod tests {
             assert_eq!(lazy.len(), 2);
             assert!(!lazy.contains(m));
         }
+        // The order is the publisher's: unsorted is well formed, a duplicate is not.
+        let mut other = r.clone();
+        other.members.swap(0, 1);
+        assert!(other.well_formed());
+        assert_eq!(other.children(&other.publisher)[0], r.members[1]);
         let mut bad = r.clone();
-        bad.members.swap(0, 1);
+        bad.members[5] = bad.members[100].clone();
         assert!(!bad.well_formed());
         bad = roster(3, 1);
         assert!(!bad.well_formed());

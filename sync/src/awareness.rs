@@ -329,7 +329,9 @@ impl Awareness {
                 age_ms: now.saturating_sub(s.updated),
             })
             .collect();
-        v.sort_unstable_by(|a, b| (&a.node, &a.process).cmp(&(&b.node, &b.process)));
+        p2p_common::sort::sort_unstable_by(&mut v, |a, b| {
+            (&a.node, &a.process).cmp(&(&b.node, &b.process))
+        });
         v
     }
 

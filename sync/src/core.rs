@@ -264,7 +264,7 @@ fn holders(acl: &Acl, us: &NodeId) -> Vec<NodeId> {
         .chain(std::iter::once(acl.doc.creator.clone()))
         .filter(|n| n != us)
         .collect();
-    v.sort_unstable();
+    p2p_common::sort::sort_unstable(&mut v);
     v.dedup();
     v
 }
@@ -610,7 +610,7 @@ impl SyncCore {
             let Some(meta) = l.meta else { continue };
             let mut doc = None;
             let mut e_log = l.log;
-            e_log.sort_unstable();
+            p2p_common::sort::sort_unstable(&mut e_log);
             let snap = l.snap;
             if meta.joined {
                 let mut d = Doc::new(id.clone(), meta.our_peer);
@@ -639,7 +639,7 @@ impl SyncCore {
             e.log_next = e_log.last().map_or(0, |(s, _)| s + 1);
             e.log_bytes = e_log.iter().map(|(_, b)| b.len()).sum();
             let mut o = l.ops;
-            o.sort_unstable();
+            p2p_common::sort::sort_unstable(&mut o);
             for (_, op) in o {
                 e.op_set.insert(op.clone());
                 e.op_ids.push_back(op);
@@ -1425,7 +1425,7 @@ impl SyncCore {
         }
         let peer = self.fresh_peer();
         let mut members = members;
-        members.sort_unstable();
+        p2p_common::sort::sort_unstable(&mut members);
         let meta = Meta {
             v: META_V,
             acl: Acl {
@@ -1491,7 +1491,7 @@ impl SyncCore {
                 node: node.clone(),
                 role: r,
             });
-            acl.members.sort_unstable();
+            p2p_common::sort::sort_unstable(&mut acl.members);
         } else {
             acl.joined.retain(|n| n != node);
         }
@@ -2024,13 +2024,13 @@ impl SyncCore {
                         node: from.clone(),
                         frozen,
                     });
-                    acl.peers.sort_unstable();
+                    p2p_common::sort::sort_unstable(&mut acl.peers);
                 }
             }
         }
         if !acl.joined.contains(from) {
             acl.joined.push(from.clone());
-            acl.joined.sort_unstable();
+            p2p_common::sort::sort_unstable(&mut acl.joined);
         }
         acl.epoch += 1;
         let snapshot = d.all_updates();

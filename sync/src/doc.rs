@@ -48,7 +48,7 @@ pub fn blob_changes(blob: &[u8]) -> Result<Vec<(u64, u32)>, String> {
         .filter(|(p, end)| meta.partial_start_vv.get(p).copied().unwrap_or(0) < **end)
         .map(|(p, end)| (*p, (*end).max(0) as u32))
         .collect();
-    peers.sort_unstable();
+    p2p_common::sort::sort_unstable(&mut peers);
     Ok(peers)
 }
 
@@ -411,7 +411,7 @@ impl Doc {
                         })
                         .collect();
                     pi += 1;
-                    now.sort_unstable();
+                    p2p_common::sort::sort_unstable(&mut now);
                     now.dedup();
                     // Delete runs from the back so earlier positions stay valid.
                     let mut runs: Vec<(usize, usize)> = Vec::new();
@@ -444,7 +444,7 @@ impl Doc {
         let mut text = String::new();
         if let LoroValue::Map(roots) = self.loro.get_deep_value() {
             let mut names: Vec<&String> = roots.keys().collect();
-            names.sort_unstable();
+            p2p_common::sort::sort_unstable(&mut names);
             for name in names {
                 let v = &roots[name];
                 if name == TEXT {
@@ -460,7 +460,9 @@ impl Doc {
                                 value: from_loro(v),
                             })
                             .collect();
-                        fields.sort_unstable_by(|a, b| a.field.cmp(&b.field));
+                        p2p_common::sort::sort_unstable_by(&mut fields, |a, b| {
+                            a.field.cmp(&b.field)
+                        });
                         if !fields.is_empty() {
                             items.push(Item {
                                 item_id: id.to_string(),
@@ -521,7 +523,7 @@ impl Doc {
                 c = ch_end.max(c + 1);
             }
         }
-        all.sort_unstable();
+        p2p_common::sort::sort_unstable(&mut all);
         let more = all.len() > limit;
         all.truncate(limit);
         let mut version = since.clone();

@@ -152,8 +152,12 @@ pub struct SeqRange {
 
 /// The member list of a large topic's relay tree, signed by the publisher's notify like a
 /// notification, so a relay that forwards it cannot change it. Every member derives the same
-/// tree from it ([`Roster::parent`], [`Roster::children`], [`Roster::lazy_peers`]): members
-/// sorted, a `fanout`-ary heap with the publisher at the root.
+/// tree from it ([`Roster::parent`], [`Roster::children`], [`Roster::lazy_peers`]): a
+/// `fanout`-ary heap with the publisher at the root and the members in the roster's order,
+/// which the publisher chooses (the nodes its presence reports alive first, so they take
+/// the interior positions; suspect and dead ones last, at the leaves). The order is not
+/// sorted: [`Roster::well_formed`] checks for duplicates with a set, and lookups go through
+/// an index built once per roster (not sent, not compared).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roster {
     pub publisher: NodeId,
@@ -161,13 +165,59 @@ pub struct Roster {
     /// Grows with every change; a receiver takes only a newer one.
     pub epoch: u64,
     pub fanout: u32,
-    /// Sorted, without duplicates, without the publisher.
+    /// Without duplicates, without the publisher, at most [`MAX_SUBSCRIBERS`]; in tree
+    /// order (position `i` is heap position `i + 1`).
     pub members: Vec<NodeId>,
     #[serde(default, with = "hex_bytes")]
     pub signature: Vec<u8>,
+    /// Member -> place in `members`, built on first use.
+    #[serde(skip)]
+    pub index: RosterIndex,
+}
+
+/// A roster's member index: derived from `members`, so equal for every copy of a roster
+/// (it takes no part in comparisons) and never on the wire. A clone starts empty (built
+/// again on first use), so a copy whose members are then changed never uses a stale one.
+#[derive(Default)]
+pub struct RosterIndex(std::sync::OnceLock<std::collections::HashMap<NodeId, usize>>);
+
+impl Clone for RosterIndex {
+    fn clone(&self) -> Self {
+        RosterIndex::default()
+    }
+}
+
+impl PartialEq for RosterIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for RosterIndex {}
+impl std::fmt::Debug for RosterIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RosterIndex")
+    }
 }
 
 impl Roster {
+    /// A roster of `members` in tree order (not signed yet).
+    pub fn new(
+        publisher: NodeId,
+        topic: String,
+        epoch: u64,
+        fanout: u32,
+        members: Vec<NodeId>,
+    ) -> Self {
+        Roster {
+            publisher,
+            topic,
+            epoch,
+            fanout,
+            members,
+            signature: Vec::new(),
+            index: RosterIndex::default(),
+        }
+    }
     /// The bytes the publisher signs: every field but the signature.
     pub fn signed_message(&self) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!([
@@ -180,19 +230,40 @@ impl Roster {
         ]))
         .expect("serializes")
     }
-    /// Whether the types' promises hold (sorted, unique, bounded, publisher not a member).
+    /// Whether the types' promises hold: at most [`MAX_SUBSCRIBERS`] members (checked
+    /// first, so a huge list costs no set), no duplicates, the publisher not a member,
+    /// fan-out 2..=[`MAX_FANOUT`]. The order is the publisher's choice.
     pub fn well_formed(&self) -> bool {
         (2..=MAX_FANOUT).contains(&self.fanout)
             && self.members.len() <= MAX_SUBSCRIBERS
-            && self.members.windows(2).all(|w| w[0] < w[1])
             && !self.members.contains(&self.publisher)
+            && {
+                let mut seen = std::collections::HashSet::with_capacity(self.members.len());
+                self.members.iter().all(|m| seen.insert(m))
+            }
+    }
+    /// Place of `node` in `members` (the index, built once per roster).
+    fn place(&self, node: &NodeId) -> Option<usize> {
+        self.index
+            .0
+            .get_or_init(|| {
+                let mut m = std::collections::HashMap::with_capacity(self.members.len());
+                for (i, n) in self.members.iter().enumerate() {
+                    // The first place of a duplicate (a roster that is not well formed is
+                    // never taken; this only keeps lookups defined).
+                    m.entry(n.clone()).or_insert(i);
+                }
+                m
+            })
+            .get(node)
+            .copied()
     }
     /// Heap position: 0 the publisher, 1.. the members in order.
     fn position(&self, node: &NodeId) -> Option<usize> {
         if node == &self.publisher {
             return Some(0);
         }
-        self.members.binary_search(node).ok().map(|i| i + 1)
+        self.place(node).map(|i| i + 1)
     }
     fn at(&self, pos: usize) -> Option<&NodeId> {
         if pos == 0 {
@@ -202,7 +273,11 @@ impl Roster {
         }
     }
     pub fn contains(&self, node: &NodeId) -> bool {
-        self.members.binary_search(node).is_ok()
+        self.place(node).is_some()
+    }
+    /// How many members have children (the interior, relay positions): the first ones.
+    pub fn interior(&self) -> usize {
+        interior_count(self.members.len(), self.fanout)
     }
     /// The node that pushes to `node` (the publisher for the top level).
     pub fn parent(&self, node: &NodeId) -> Option<&NodeId> {
@@ -225,7 +300,7 @@ impl Roster {
     /// closed group of members only announces to itself).
     pub fn lazy_peers(&self, node: &NodeId) -> Vec<NodeId> {
         let n = self.members.len();
-        let Ok(i) = self.members.binary_search(node) else {
+        let Some(i) = self.place(node) else {
             return Vec::new();
         };
         fn gcd(a: usize, b: usize) -> usize {
@@ -247,6 +322,17 @@ impl Roster {
         v.dedup();
         v
     }
+}
+
+/// Members with children in a `fanout`-ary heap of `members` below the publisher: member
+/// `i` (heap position `i + 1`) has children if `(i + 1) * fanout + 1 <= members`.
+pub fn interior_count(members: usize, fanout: u32) -> usize {
+    let f = fanout.max(1) as usize;
+    if members == 0 {
+        return 0;
+    }
+    // Positions 1..=p with p * f + 1 <= members.
+    (members - 1) / f
 }
 
 /// What a subscribed app receives, as requests expecting an answer (any body) within
@@ -963,5 +1049,70 @@ mod tests {
         assert!(split_payloads(&notes, b"abcdef").is_err());
         let ok: ApiResult<Response> = Ok(Response::Unsubscribed {});
         assert_eq!(encode_result(&ok), br#"{"Ok":"Unsubscribed"}"#);
+    }
+
+    fn names(n: usize) -> Vec<NodeId> {
+        (0..n)
+            .map(|i| format!("n{i:04}.os").parse().unwrap())
+            .collect()
+    }
+
+    /// The roster is in the publisher's order, not sorted: it is well formed without
+    /// duplicates, with at most MAX_SUBSCRIBERS members, and without the publisher; lookups
+    /// (position, parent, children, lazy peers) follow the order through the index.
+    #[test]
+    fn an_unsorted_roster_is_checked_with_a_set_and_looked_up_through_its_index() {
+        let alice: NodeId = "alice.os".parse().unwrap();
+        let mut members = names(30);
+        members.reverse();
+        let r = Roster::new(alice.clone(), "t".into(), 1, 4, members.clone());
+        assert!(r.well_formed(), "an unsorted roster is well formed");
+        assert_eq!(r.children(&alice), members[..4].to_vec());
+        assert_eq!(r.parent(&members[4]), Some(&members[0]));
+        assert_eq!(r.children(&members[0]), members[4..8].to_vec());
+        assert!(r.contains(&members[29]) && !r.contains(&alice));
+        assert_eq!(r.interior(), 29 / 4);
+        for (i, m) in members.iter().enumerate() {
+            assert_eq!(r.children(m).is_empty(), i >= r.interior(), "{m} at {i}");
+        }
+        // The lazy peers are found from the member's place, as with a sorted list.
+        assert_eq!(r.lazy_peers(&members[0]).len(), 2);
+        // A duplicate anywhere is refused.
+        let mut dup = members.clone();
+        dup[20] = dup[3].clone();
+        assert!(!Roster::new(alice.clone(), "t".into(), 1, 4, dup).well_formed());
+        // The publisher as a member is refused.
+        let mut with_pub = members.clone();
+        with_pub[7] = alice.clone();
+        assert!(!Roster::new(alice.clone(), "t".into(), 1, 4, with_pub).well_formed());
+        // At most MAX_SUBSCRIBERS members.
+        let full = Roster::new(alice.clone(), "t".into(), 1, 8, names(MAX_SUBSCRIBERS));
+        assert!(full.well_formed());
+        let over = Roster::new(alice.clone(), "t".into(), 1, 8, names(MAX_SUBSCRIBERS + 1));
+        assert!(!over.well_formed());
+        // Off the wire too (the index is not sent; a received copy builds its own).
+        let wire: Roster = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+        assert_eq!(wire, r);
+        assert!(!serde_json::to_string(&r).unwrap().contains("index"));
+        assert_eq!(wire.children(&members[1]), r.children(&members[1]));
+        // A clone whose members change does not use the original's index.
+        let mut moved = r.clone();
+        moved.members.swap(0, 29);
+        assert_eq!(moved.parent(&members[29]), Some(&alice));
+        assert_eq!(moved.children(&members[29]), members[4..8].to_vec());
+    }
+
+    #[test]
+    fn interior_count_is_the_members_with_children() {
+        for (n, f, want) in [
+            (0, 8, 0),
+            (1, 8, 0),
+            (8, 8, 0),
+            (9, 8, 1),
+            (199, 8, 24),
+            (20, 2, 9),
+        ] {
+            assert_eq!(interior_count(n, f), want, "{n} members, fan-out {f}");
+        }
     }
 }

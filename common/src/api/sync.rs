@@ -139,7 +139,7 @@ impl Version {
     }
     pub fn from_pairs(pairs: impl IntoIterator<Item = (u64, u32)>) -> Version {
         let mut v: Vec<(u64, u32)> = pairs.into_iter().filter(|(_, c)| *c > 0).collect();
-        v.sort_unstable();
+        crate::sort::sort_unstable(&mut v);
         Version(
             v.into_iter()
                 .map(|(p, c)| VersionEntry {
@@ -816,7 +816,7 @@ impl Request {
                     return bad(format!("at most {MAX_MEMBERS} members"));
                 }
                 let mut nodes: Vec<&NodeId> = members.iter().map(|m| &m.node).collect();
-                nodes.sort_unstable();
+                crate::sort::sort_unstable(&mut nodes);
                 if nodes.windows(2).any(|w| w[0] == w[1]) {
                     return bad("a node is listed twice in members".to_string());
                 }

@@ -115,7 +115,7 @@ pub fn serialize<T: WireEnum, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Er
 
 /// `Deserialize` of a [`WireEnum`]: `"Variant"` or `{"Variant": payload}`.
 pub fn deserialize<'de, T: WireEnum, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-    d.deserialize_any(Top(PhantomData))
+    d.deserialize_any(Top(PhantomData, false))
 }
 
 // ----- writing -----
@@ -295,7 +295,9 @@ impl<S: Serializer> SerializeStructVariant for StructVariant<S> {
 
 // ----- reading -----
 
-struct Top<T>(PhantomData<T>);
+/// The reading of a wire enum; `.1`: the body is a bare variant name, re-read as
+/// `{"Variant": {}}` (see `visit_str`).
+struct Top<T>(PhantomData<T>, bool);
 
 impl<'de, T: WireEnum> Visitor<'de> for Top<T> {
     type Value = T;
@@ -309,10 +311,19 @@ impl<'de, T: WireEnum> Visitor<'de> for Top<T> {
         )
     }
 
+    /// `"Variant"` is read as `{"Variant": {}}`, through the same code as the object form,
+    /// so each variant's fields have one reader in the build, not a second one for the bare
+    /// form (about 30 KB of sync.wasm); a variant that needs a payload is refused as before.
     fn visit_str<E: de::Error>(self, tag: &str) -> Result<T, E> {
-        T::derived_deserialize(Bare {
-            tag,
-            error: PhantomData,
+        let mut body = b"{".to_vec();
+        body.extend(serde_json::to_vec(tag).map_err(E::custom)?);
+        body.extend(b":{}}");
+        let mut d = serde_json::Deserializer::from_slice(&body);
+        de::Deserializer::deserialize_any(&mut d, Top(PhantomData, true)).map_err(|e| {
+            // The position is in the made-up body; the caller's deserializer adds its own.
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let message = e.to_string();
+            E::custom(message.strip_suffix(&at).unwrap_or(&message))
         })
     }
 
@@ -321,6 +332,7 @@ impl<'de, T: WireEnum> Visitor<'de> for Top<T> {
             map: &mut map,
             strict: T::strict,
             what: T::WHAT,
+            bare: self.1,
         })?;
         if map.next_key::<de::IgnoredAny>()?.is_some() {
             return Err(de::Error::custom(format!(
@@ -332,71 +344,11 @@ impl<'de, T: WireEnum> Visitor<'de> for Top<T> {
     }
 }
 
-/// A bare variant name: fine for a variant without fields, an error for one with a payload.
-struct Bare<'a, E> {
-    tag: &'a str,
-    error: PhantomData<E>,
-}
-
-impl<'de, E: de::Error> Deserializer<'de> for Bare<'_, E> {
-    type Error = E;
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        visitor.visit_enum(self)
-    }
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
-    }
-}
-
-impl<'de, 'a, E: de::Error> EnumAccess<'de> for Bare<'a, E> {
-    type Error = E;
-    type Variant = Bare<'a, E>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), E> {
-        let v = seed.deserialize(self.tag.into_deserializer())?;
-        Ok((v, self))
-    }
-}
-
-impl<'de, E: de::Error> VariantAccess<'de> for Bare<'_, E> {
-    type Error = E;
-    fn unit_variant(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _seed: T) -> Result<T::Value, E> {
-        Err(self.needs_payload())
-    }
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, E> {
-        Err(self.needs_payload())
-    }
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        // A variant whose fields may all be left out (`{"Stats": {}}`) may be bare too.
-        visitor
-            .visit_map(de::value::MapDeserializer::new(
-                std::iter::empty::<((), ())>(),
-            ))
-            .map_err(|e: E| {
-                if fields.is_empty() {
-                    e
-                } else {
-                    self.needs_payload()
-                }
-            })
-    }
-}
-
-impl<E: de::Error> Bare<'_, E> {
-    fn needs_payload(&self) -> E {
-        E::custom(format!(
-            "`{tag}` has a payload: send {{\"{tag}\": {{...}}}}, not \"{tag}\"",
-            tag = self.tag
-        ))
-    }
+/// The error for a bare variant name whose variant has a payload.
+fn needs_payload<E: de::Error>(tag: &str) -> E {
+    E::custom(format!(
+        "`{tag}` has a payload: send {{\"{tag}\": {{...}}}}, not \"{tag}\""
+    ))
 }
 
 /// `{"Variant": payload}`, read through the outer map.
@@ -404,6 +356,8 @@ struct Tagged<'m, A> {
     map: &'m mut A,
     strict: fn(&str) -> bool,
     what: &'static str,
+    /// Read from a bare variant name (`Top::visit_str`).
+    bare: bool,
 }
 
 impl<'de, A: MapAccess<'de>> Deserializer<'de> for Tagged<'_, A> {
@@ -438,6 +392,7 @@ impl<'de, 'm, A: MapAccess<'de>> EnumAccess<'de> for Tagged<'m, A> {
             Payload {
                 map: self.map,
                 strict,
+                bare: self.bare.then_some(tag),
             },
         ))
     }
@@ -447,6 +402,9 @@ impl<'de, 'm, A: MapAccess<'de>> EnumAccess<'de> for Tagged<'m, A> {
 struct Payload<'m, A> {
     map: &'m mut A,
     strict: bool,
+    /// The variant's name if the body was that name alone: a variant with a payload is
+    /// then an error.
+    bare: Option<String>,
 }
 
 impl<'de, A: MapAccess<'de>> VariantAccess<'de> for Payload<'_, A> {
@@ -459,9 +417,15 @@ impl<'de, A: MapAccess<'de>> VariantAccess<'de> for Payload<'_, A> {
         })
     }
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        if let Some(tag) = &self.bare {
+            return Err(needs_payload(tag));
+        }
         self.map.next_value_seed(seed)
     }
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
+        if let Some(tag) = &self.bare {
+            return Err(needs_payload(tag));
+        }
         self.map.next_value_seed(TupleSeed(len, visitor))
     }
     fn struct_variant<V: Visitor<'de>>(
@@ -469,11 +433,16 @@ impl<'de, A: MapAccess<'de>> VariantAccess<'de> for Payload<'_, A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.map.next_value_seed(StructSeed {
+        let read = self.map.next_value_seed(StructSeed {
             fields,
             visitor,
             strict: self.strict,
-        })
+        });
+        match (read, self.bare) {
+            // A variant whose fields may all be left out (`{"Stats": {}}`) may be bare too.
+            (Err(_), Some(tag)) if !fields.is_empty() => Err(needs_payload(&tag)),
+            (read, _) => read,
+        }
     }
 }
 

@@ -162,6 +162,22 @@ impl CircuitBreaker {
         }
     }
 
+    /// Like [`check`](Self::check), except that an open breaker admits one call at once, as
+    /// if its open period were over (it goes half-open with that call as its probe). For a
+    /// call made on direct evidence that the callee is back (it has just spoken to us); the
+    /// caller bounds how often it does this, or the breaker would protect nothing.
+    pub fn check_now(&mut self, now: Millis) -> Result<(), Rejected> {
+        if let BreakerState::Open { .. } = self.state {
+            self.state = BreakerState::HalfOpen {
+                in_flight: 1,
+                successes: 0,
+                since: now,
+            };
+            return Ok(());
+        }
+        self.check(now)
+    }
+
     /// A call succeeded.
     pub fn on_success(&mut self, _now: Millis) {
         match self.state {
@@ -286,6 +302,12 @@ impl Breakers {
         self.update(node, false, |b| b.check(now)).unwrap_or(Ok(()))
     }
 
+    /// [`CircuitBreaker::check_now`] for `node`.
+    pub fn check_now(&mut self, node: &NodeId, now: Millis) -> Result<(), Rejected> {
+        self.update(node, false, |b| b.check_now(now))
+            .unwrap_or(Ok(()))
+    }
+
     /// [`CircuitBreaker::on_success`] for `node`.
     pub fn on_success(&mut self, node: &NodeId, now: Millis) {
         self.update(node, false, |b| b.on_success(now));
@@ -342,6 +364,34 @@ mod tests {
 
     fn node(i: usize) -> NodeId {
         NodeId::parse(&format!("n{i}.os")).unwrap()
+    }
+
+    /// `check_now` lets one call through an open breaker at once (half-open, that call its
+    /// probe), and no second one while it is in flight; a closed or half-open breaker
+    /// answers as `check` does.
+    #[test]
+    fn check_now_admits_one_probe_through_an_open_breaker() {
+        let mut b = CircuitBreaker::new(cfg(1, 30_000, 1, 1));
+        b.on_failure(0);
+        assert!(b.check(10).is_err());
+        assert_eq!(b.check_now(10), Ok(()));
+        assert!(matches!(
+            b.state(),
+            BreakerState::HalfOpen { in_flight: 1, .. }
+        ));
+        assert!(b.check_now(20).is_err(), "one probe in flight");
+        assert!(b.check(20).is_err());
+        b.on_failure(30);
+        assert_eq!(b.state(), BreakerState::Open { until: 30_030 });
+        assert_eq!(b.check_now(40), Ok(()));
+        b.on_success(50);
+        assert!(b.is_pristine());
+        let mut m = Breakers::new(cfg(1, 30_000, 1, 1), 4);
+        assert_eq!(m.check_now(&node(1), 0), Ok(()));
+        m.on_failure(&node(1), 0);
+        assert!(m.check(&node(1), 10).is_err());
+        assert_eq!(m.check_now(&node(1), 10), Ok(()));
+        assert!(m.check_now(&node(1), 20).is_err());
     }
 
     #[test]

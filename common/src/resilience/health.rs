@@ -215,10 +215,13 @@ pub fn report(
             (s.saturating_add(r), n)
         })
         .collect();
-    busiest.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    // Nodes are distinct: the order is total, so an unstable sort is the stable one.
+    crate::sort::sort_unstable_by(&mut busiest, |a, b| {
+        b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1))
+    });
     busiest.truncate(limit);
     let mut chosen: Vec<&NodeId> = busiest.into_iter().map(|(_, n)| n).collect();
-    chosen.sort();
+    crate::sort::sort_unstable(&mut chosen);
     HealthReport {
         node: our.clone(),
         own_trouble: reach.own_trouble(now),

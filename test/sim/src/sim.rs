@@ -876,6 +876,12 @@ impl Sim {
         let app = self.app(from);
         self.send_request(from, app, to.clone(), body, None, None, None, None);
     }
+    /// [`Sim::notify`] as any process on node `from` claims to be.
+    pub fn notify_from(&mut self, from: usize, process: ProcessId, to: &Address, body: Vec<u8>) {
+        self.ensure_started();
+        let me = Address::new(self.nodes[from].id.clone(), process);
+        self.send_request(from, me, to.clone(), body, None, None, None, None);
+    }
 
     /// Run every event up to and including time `t`.
     pub fn run_until(&mut self, t: Millis) -> Result<(), SimError> {
@@ -1240,8 +1246,14 @@ impl Sim {
             Payload::Response { body, .. } => (body, true),
         };
         if to_node == from_node || self.connected(from_node, to_node) {
-            self.stats
-                .record_send(&from.node, &to.node, body, reply, size);
+            self.stats.record_send(
+                &from.process.process,
+                &from.node,
+                &to.node,
+                body,
+                reply,
+                size,
+            );
         }
         if to_node == from_node {
             let is_request = matches!(payload, Payload::Request { .. });

@@ -21,6 +21,9 @@ impl Count {
 pub struct Stats {
     /// Remote messages (requests and responses) by "from -> to".
     pub per_link: BTreeMap<String, Count>,
+    /// The same by the sending process's name and link: "notify from -> to" (so one
+    /// service's messages can be told from another's running on the same nodes).
+    pub per_process_link: BTreeMap<String, Count>,
     /// All messages except timers by type: the request's tag (`Ping`), or `reply:Ok`/`reply:Err`.
     pub per_type: BTreeMap<String, Count>,
     pub remote: Count,
@@ -48,8 +51,10 @@ pub struct Stats {
 
 impl Stats {
     /// `size`: body plus blob.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_send(
         &mut self,
+        process: &str,
         from: &NodeId,
         to: &NodeId,
         body: &[u8],
@@ -71,6 +76,10 @@ impl Stats {
             self.remote.add(size);
             self.per_link
                 .entry(format!("{from} -> {to}"))
+                .or_default()
+                .add(size);
+            self.per_process_link
+                .entry(format!("{process} {from} -> {to}"))
                 .or_default()
                 .add(size);
         }

@@ -2099,6 +2099,7 @@ mod notify {
                         fanout: 8,
                         members: vec![id("bob.os"), id("charlie.os")],
                         signature: vec![9; 64],
+                        index: Default::default(),
                     }),
                     last: (!relay).then_some(5),
                 },

@@ -32,9 +32,32 @@ pub fn tree_config(fanout: u32) -> Config {
     }
 }
 
-/// A cluster running notify with settings `ncfg`.
+/// A cluster running notify with settings `ncfg`, and presence on every node (notify
+/// subscribes to its own node's presence; [`setup`] has every node join node 0's).
 pub fn cluster(cfg: SimConfig, ncfg: Config) -> Sim {
-    Sim::new(cfg).with_process(NAME, factory(move |a| Notify::new(a, ncfg)))
+    with_presence(Sim::new(cfg)).with_process(NAME, factory(move |a| Notify::new(a, ncfg)))
+}
+
+/// `sim` with presence (default settings) on every node.
+pub fn with_presence(sim: Sim) -> Sim {
+    sim.with_process(
+        super::presence::NAME,
+        factory(|a| presence::core::Presence::new(a, super::presence::config())),
+    )
+}
+
+/// Every node with presence joins node 0's (once its networking is up): what notify's
+/// liveness view comes from.
+pub fn join_presence(sim: &mut Sim) {
+    for i in 1..sim.len() {
+        if sim.node(i).up
+            && sim
+                .core::<presence::core::Presence>(i, super::presence::NAME)
+                .is_some()
+        {
+            super::presence::join(sim, i, 0);
+        }
+    }
 }
 
 /// Send `req` (with `blob`) from node `i`'s app to its notify.
@@ -57,6 +80,7 @@ pub fn answer(sim: &Sim, h: u64) -> Option<ApiResult<Response>> {
 pub fn setup(sim: &mut Sim, subscribers: &[usize]) -> Result<BTreeMap<usize, u64>, SimError> {
     // Remote networking comes up 15-20 s after a start.
     sim.run_for(21_000)?;
+    join_presence(sim);
     let h = call(
         sim,
         0,
@@ -575,7 +599,7 @@ fn bench_run(
         sim.run_for(REPAIR_WAIT_MS)?;
     }
     let measured_from = handles.len();
-    let base = sim.stats.per_link.clone();
+    let base = sim.stats.per_process_link.clone();
     let base_copies = publisher_copies(&sim);
     let mut published_at = BTreeMap::new();
     let mut crashed = vec![false; nodes];
@@ -669,20 +693,19 @@ fn bench_run(
     };
     let copies = publisher_copies(&sim) + (1..nodes).map(relayed).sum::<u64>();
     let publisher_copies = publisher_copies(&sim) - base_copies;
-    // Every notify message to or from the publisher node since the topic was set up.
+    // Every notify message to or from the publisher node since the topic was set up (the
+    // guide's loop and presence, on the same nodes, are not notify's).
     let mut publisher_msgs = 0u64;
-    for (link, c) in &sim.stats.per_link {
-        let before = base.get(link).map_or(0, |c| c.msgs);
+    for (key, c) in &sim.stats.per_process_link {
+        let Some(link) = key.strip_prefix("notify ") else {
+            continue;
+        };
+        let before = base.get(key).map_or(0, |c| c.msgs);
         let (from, to) = link.split_once(" -> ").unwrap_or_default();
         if from == publisher.as_str() || to == publisher.as_str() {
             publisher_msgs += c.msgs - before;
         }
     }
-    // The guide's loop runs alongside; its messages are not notify's.
-    let guide_msgs = sim
-        .core::<guide::Guide>(0, guide::NAME)
-        .map_or(0, |g| 2 * g.sent);
-    let publisher_msgs = publisher_msgs.saturating_sub(guide_msgs);
     let n = measured.max(1) as f64;
     Ok(Run {
         published,
