@@ -1160,26 +1160,8 @@ mod tests {
     /// RESUME_EARLY_GAP_MS sends nothing until the breaker lets a trial through.
     #[test]
     fn resume_does_not_reset_the_subscribers_breaker() {
-        let me: NodeId = "alice.os".parse().unwrap();
-        let bob: NodeId = "bob.os".parse().unwrap();
-        let mut o = Outbox::new(me.clone(), Retention::default());
-        let mut streams = Streams::new();
+        let (mut o, streams, bob) = one_sub();
         let mut b = Batch::forced();
-        o.set_topic("news", "alice.os@app:app:x.os".into(), Policy::Open, &mut b);
-        let k = StreamKey::new(&me, "news");
-        streams.ensure(&k, 0, false, &mut b);
-        let note = Notification {
-            id: k.note_id(1),
-            publisher: me.clone(),
-            topic: "news".into(),
-            seq: 1,
-            at: 0,
-            kind: PayloadKind::Blob,
-            size: 1,
-            signature: vec![0; 64],
-        };
-        streams.append(&k, note, vec![7], 0, &mut b);
-        o.subscribe("news", &bob, 0, &mut b);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut now = 1_000;
         let mut out = Vec::new();

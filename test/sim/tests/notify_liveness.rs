@@ -302,6 +302,21 @@ fn dead_relays_go_to_the_leaves_and_the_tree_repairs_with_fewer_grafts_hostile()
     compare(Mode::Hostile);
 }
 
+/// Alice's topic with fan-out 2 on `nodes` nodes (`seed`, `net`), the nodes `subscribers`
+/// subscribed; nothing run yet.
+fn fan_out_two(
+    seed: u64,
+    nodes: usize,
+    net: NetConfig,
+    subscribers: std::ops::Range<usize>,
+) -> Sim {
+    let mut cfg = SimConfig::new(seed, nodes);
+    cfg.net = net;
+    let mut s = cluster(cfg, tree_config(2));
+    setup(&mut s, &subscribers.collect::<Vec<_>>()).unwrap();
+    s
+}
+
 fn event(kind: EventKind, node: &NodeId, seq: u64) -> Vec<u8> {
     encode(&SubscriberMessage::PresenceEvent(PresenceEvent {
         kind,
@@ -319,11 +334,7 @@ fn event(kind: EventKind, node: &NodeId, seq: u64) -> Vec<u8> {
 #[test]
 fn a_remote_cannot_move_a_member_in_the_roster() {
     let nodes = 12;
-    let mut cfg = SimConfig::new(5, nodes);
-    cfg.net = NetConfig::for_mode(Mode::Realistic);
-    let mut s = cluster(cfg, tree_config(2));
-    let subscribers: Vec<usize> = (1..nodes).collect();
-    setup(&mut s, &subscribers).unwrap();
+    let mut s = fan_out_two(5, nodes, NetConfig::for_mode(Mode::Realistic), 1..nodes);
     s.run_for(20_000).unwrap();
     let before = roster_of(&s);
     let n = s.core::<Notify>(0, NAME).unwrap();
@@ -388,28 +399,8 @@ fn a_remote_cannot_move_a_member_in_the_roster() {
 /// is signed.
 #[test]
 fn a_members_gossip_of_a_relays_death_does_not_move_it() {
-    use p2p_common::api::presence::{MemberStatus, Request as PReq, Update};
-    fn claim_dead(s: &mut Sim, victim: &NodeId) {
-        let mallory = s.node_id(5).clone();
-        let updates: Vec<Update> = (0..64u64)
-            .map(|inc| Update {
-                node: victim.clone(),
-                status: MemberStatus::Dead,
-                incarnation: inc,
-                info: None,
-                origin: mallory.clone(),
-            })
-            .collect();
-        let to = s.addr(0, "presence");
-        let body = encode(&PReq::Gossip { updates });
-        let _ = s.request_from(5, ProcessId::ours("presence"), &to, body, 5);
-    }
     let nodes = 12;
-    let mut cfg = SimConfig::new(5, nodes);
-    cfg.net = NetConfig::for_mode(Mode::Realistic);
-    let mut s = cluster(cfg, tree_config(2));
-    let subscribers: Vec<usize> = (1..nodes).collect();
-    setup(&mut s, &subscribers).unwrap();
+    let mut s = fan_out_two(5, nodes, NetConfig::for_mode(Mode::Realistic), 1..nodes);
     s.run_for(30_000).unwrap();
     let before = roster_of(&s);
     let mallory = s.node_id(5).clone();
@@ -419,7 +410,7 @@ fn a_members_gossip_of_a_relays_death_does_not_move_it() {
         .find(|m| **m != mallory && !before.children(m).is_empty())
         .unwrap()
         .clone();
-    claim_dead(&mut s, &victim);
+    gossip_dead(&mut s, 5, &victim);
     s.run_for(3_000).unwrap();
     // Presence believed it (the gossip path works), notify did not act on it.
     let n = s.core::<Notify>(0, NAME).unwrap();
@@ -435,7 +426,7 @@ fn a_members_gossip_of_a_relays_death_does_not_move_it() {
             .cloned()
             .collect();
         for v in &interior {
-            claim_dead(&mut s, v);
+            gossip_dead(&mut s, 5, v);
         }
         s.run_for(1_000).unwrap();
     }
@@ -580,11 +571,8 @@ fn liveness_signings_of_many_topics_are_paced_node_wide() {
     use p2p_common::api::notify::Policy;
     let nodes = 12;
     let extra = 15;
-    let mut cfg = SimConfig::new(9, nodes);
-    cfg.net = NetConfig::for_mode(Mode::Realistic);
-    let mut s = cluster(cfg, tree_config(2));
+    let mut s = fan_out_two(9, nodes, NetConfig::for_mode(Mode::Realistic), 1..nodes);
     let subscribers: Vec<usize> = (1..nodes).collect();
-    setup(&mut s, &subscribers).unwrap();
     let topics: Vec<String> = std::iter::once(TOPIC.to_string())
         .chain((0..extra).map(|i| format!("t{i:02}")))
         .collect();
@@ -718,11 +706,7 @@ fn gossip_dead(s: &mut Sim, from: usize, victim: &NodeId) {
 /// it and it answers. Returns who took the crashed relay's seat, and the Sybil.
 fn seat_after_gossip(attack: bool) -> (NodeId, NodeId) {
     let nodes = 12;
-    let mut cfg = SimConfig::new(5, nodes);
-    cfg.net = NetConfig::for_mode(Mode::Realistic);
-    let mut s = cluster(cfg, tree_config(2));
-    let subscribers: Vec<usize> = (1..nodes).collect();
-    setup(&mut s, &subscribers).unwrap();
+    let mut s = fan_out_two(5, nodes, NetConfig::for_mode(Mode::Realistic), 1..nodes);
     s.run_for(30_000).unwrap();
     let r = roster_of(&s);
     let sybil = r.members.last().unwrap().clone();
@@ -759,11 +743,7 @@ fn a_gossiped_death_does_not_buy_a_relay_seat() {
 fn a_late_subscriber_does_not_take_a_relay_seat() {
     use p2p_common::api::notify::PayloadKind;
     let nodes = 13;
-    let mut cfg = SimConfig::new(5, nodes);
-    cfg.net = NetConfig::for_mode(Mode::Realistic);
-    let mut s = cluster(cfg, tree_config(2));
-    let subscribers: Vec<usize> = (1..nodes - 1).collect();
-    setup(&mut s, &subscribers).unwrap();
+    let mut s = fan_out_two(5, nodes, NetConfig::for_mode(Mode::Realistic), 1..nodes - 1);
     s.run_for(30_000).unwrap();
     let r = roster_of(&s);
     let relay = r.members[0].clone();
@@ -808,11 +788,7 @@ fn a_late_subscriber_does_not_take_a_relay_seat() {
 /// fan-out 2, 5% loss and 2% duplicates.
 fn gossip_under_loss(seed: u64, gossip: bool) -> (u64, u64) {
     let nodes = 12;
-    let mut cfg = SimConfig::new(seed, nodes);
-    cfg.net = NetConfig::hostile(0.05, 0.02);
-    let mut s = cluster(cfg, tree_config(2));
-    let subscribers: Vec<usize> = (1..nodes).collect();
-    setup(&mut s, &subscribers).unwrap();
+    let mut s = fan_out_two(seed, nodes, NetConfig::hostile(0.05, 0.02), 1..nodes);
     s.run_for(30_000).unwrap();
     let mallory = s.node_id(5).clone();
     let e0 = roster_of(&s).epoch;
