@@ -144,6 +144,19 @@ fn left_key(k: &StreamKey) -> Vec<u8> {
 fn link_key(k: &StreamKey, node: &NodeId) -> Vec<u8> {
     format!("c {} {} {node}", k.publisher, k.topic).into_bytes()
 }
+/// Tell `to` (one-way) that we hold `k` up to `up_to`, counted as an announcement.
+fn i_have(k: &StreamKey, to: &NodeId, up_to: u64, stats: &mut RelayStats, out: &mut Vec<Eff>) {
+    stats.announcements += 1;
+    out.push(Effect::notify(
+        address(to),
+        encode(&Request::IHave {
+            publisher: k.publisher.clone(),
+            topic: k.topic.clone(),
+            up_to,
+        }),
+    ));
+}
+
 fn address(node: &NodeId) -> Address {
     Address::new(node.clone(), ProcessId::ours(PROCESS))
 }
@@ -409,15 +422,7 @@ impl Relays {
                     // its, so it grafts for the gap and we push the rest after it.
                     if l.gap_told != Some(a) {
                         l.gap_told = Some(a);
-                        t.stats.announcements += 1;
-                        out.push(Effect::notify(
-                            address(node),
-                            encode(&Request::IHave {
-                                publisher: k.publisher.clone(),
-                                topic: k.topic.clone(),
-                                up_to: stream.last,
-                            }),
-                        ));
+                        i_have(k, node, stream.last, &mut t.stats, out);
                     }
                     // Probe it again later: what it got meanwhile (by its graft) does not
                     // reach us otherwise.
@@ -639,15 +644,7 @@ impl Relays {
 
     fn announce(me: &NodeId, k: &StreamKey, t: &mut Tree, up_to: u64, out: &mut Vec<Eff>) {
         for p in t.roster.lazy_peers(me) {
-            t.stats.announcements += 1;
-            out.push(Effect::notify(
-                address(&p),
-                encode(&Request::IHave {
-                    publisher: k.publisher.clone(),
-                    topic: k.topic.clone(),
-                    up_to,
-                }),
-            ));
+            i_have(k, &p, up_to, &mut t.stats, out);
         }
     }
 
@@ -751,15 +748,7 @@ impl Relays {
             }
         } else if up_to < last {
             // It is behind us: tell it (once; it grafts onto us if it stays behind).
-            t.stats.announcements += 1;
-            out.push(Effect::notify(
-                address(from),
-                encode(&Request::IHave {
-                    publisher: k.publisher.clone(),
-                    topic: k.topic.clone(),
-                    up_to: last,
-                }),
-            ));
+            i_have(k, from, last, &mut t.stats, out);
         }
         true
     }
