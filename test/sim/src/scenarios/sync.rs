@@ -325,7 +325,12 @@ impl Scenario for SyncScenario {
     }
 
     fn bench(&self) -> Map<String, serde_json::Value> {
-        bench_with(None)
+        // `SYNC_BENCH_TXNS=N`: the first N transactions only (profiling the live phase).
+        bench_with(
+            std::env::var("SYNC_BENCH_TXNS")
+                .ok()
+                .and_then(|n| n.parse().ok()),
+        )
     }
 
     fn bench_for_check(&self) -> Map<String, serde_json::Value> {
