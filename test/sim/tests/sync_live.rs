@@ -843,3 +843,89 @@ fn a_lost_last_frame_is_resent_after_a_probe() {
         assert!(took <= 3_000, "seed {seed}: {took} ms after the heal");
     }
 }
+
+/// Where alice's `Peers` puts bob.
+fn bob_state(sim: &mut Sim) -> p2p_common::api::sync::PeerSyncState {
+    let bob = sim.node_id(1).clone();
+    let h = ask(sim, 0, &Request::Peers { doc: doc() });
+    sim.run_for(20).unwrap();
+    match answer(sim, h) {
+        Some(Ok(Response::Peers(p))) => p.peers.iter().find(|p| p.node == bob).unwrap().state,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// bob answers a live frame with a version claiming alice's counter is 1,000,000 (changes
+/// she never made): the claim is cut to what she made (review 12d, defect 6), so `Peers`
+/// says bob is in sync, not ahead; her next edit still goes to him and `Peers` says he is
+/// behind until he confirms it.
+#[test]
+fn an_answer_claiming_changes_alice_never_made_does_not_stop_her_edits() {
+    use p2p_common::api::sync::PeerSyncState;
+    use p2p_common::service::{Input, Now, Service};
+    for mode in [Mode::Realistic, Mode::Hostile] {
+        let mut sim = cluster(config(23, 2, mode), doc(), 2);
+        setup(&mut sim, 2).unwrap();
+        ask(&mut sim, 0, &edit("a", 0, "a"));
+        sim.run_for(5_000).unwrap();
+        assert_eq!(text(&sim, 1).as_deref(), Some("a"), "{mode:?}");
+        let (alice, bob) = (sim.node_id(0).clone(), sim.node_id(1).clone());
+        let core = sim.core::<SyncCore>(0, PROC).unwrap();
+        let ours = core.version(&doc()).unwrap();
+        let mine: Vec<u64> = core
+            .acl(&doc())
+            .unwrap()
+            .peers
+            .iter()
+            .filter(|o| o.node == alice)
+            .map(|o| o.peer.parse().unwrap())
+            .collect();
+        assert!(!mine.is_empty(), "{mode:?}: alice has no PeerID");
+        let mut claim = ours.clone();
+        for p in &mine {
+            claim.insert(*p, 1_000_000);
+        }
+        let from = sim.addr(1, PROC);
+        let t = sim.now();
+        let _ = sim.core_mut::<SyncCore>(0, PROC).unwrap().handle(
+            Now { mono: t, wall: t },
+            Input::Response {
+                from,
+                body: p2p_common::api::encode_result::<Response>(&Ok(Response::LiveAck {})),
+                blob: Some(claim.encode()),
+                ctx: sync::core::Ctx::Out {
+                    peer: bob.clone(),
+                    item: sync::outbox::Item::Delta(doc()),
+                    stream: Some(1),
+                    live: true,
+                },
+            },
+        );
+        let kept = sim
+            .core::<SyncCore>(0, PROC)
+            .unwrap()
+            .known_of(&doc(), &bob)
+            .unwrap()
+            .clone();
+        for p in &mine {
+            assert_eq!(
+                kept.get(p),
+                ours.get(p),
+                "{mode:?}: bob's claim of PeerID {p} kept"
+            );
+        }
+        assert_eq!(bob_state(&mut sim), PeerSyncState::InSync, "{mode:?}");
+        ask(&mut sim, 0, &edit("b", 1, "b"));
+        assert_eq!(bob_state(&mut sim), PeerSyncState::Behind, "{mode:?}");
+        let t0 = sim.now();
+        while text(&sim, 1).as_deref() != Some("ab") {
+            assert!(
+                sim.now() - t0 < 3_000,
+                "{mode:?}: bob has no b 3 s after the edit"
+            );
+            sim.run_for(50).unwrap();
+        }
+        sim.run_for(5_000).unwrap();
+        assert_eq!(bob_state(&mut sim), PeerSyncState::InSync, "{mode:?}");
+    }
+}
