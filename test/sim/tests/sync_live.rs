@@ -635,12 +635,34 @@ fn open_stream(sim: &mut Sim, from: usize, to: usize, s: u32) {
     );
 }
 
+/// Feeds alice's core bob's `LiveAck` to a frame of stream 1, carrying version `vv` (not
+/// through the simulated network).
+fn bob_answers_a_frame(sim: &mut Sim, vv: &loro::VersionVector) {
+    use p2p_common::service::{Input, Now, Service};
+    let bob = sim.node_id(1).clone();
+    let from = sim.addr(1, PROC);
+    let t = sim.now();
+    let _ = sim.core_mut::<SyncCore>(0, PROC).unwrap().handle(
+        Now { mono: t, wall: t },
+        Input::Response {
+            from,
+            body: p2p_common::api::encode_result::<Response>(&Ok(Response::LiveAck {})),
+            blob: Some(vv.encode()),
+            ctx: sync::core::Ctx::Out {
+                peer: bob,
+                item: sync::outbox::Item::Delta(doc()),
+                stream: Some(1),
+                live: true,
+            },
+        },
+    );
+}
+
 /// A `LiveAck` (or `Ack`) from bob claiming 200,000 PeerIDs, or a thousand unregistered
 /// ones: the first is no version, the second keeps only the ACL's PeerIDs; either way what
 /// alice keeps of bob, and shows an app in `Peers`, stays small.
 #[test]
 fn a_forged_version_in_an_answer_keeps_only_the_acls_peer_ids() {
-    use p2p_common::service::{Input, Now, Service};
     let mut sim = cluster(SimConfig::new(21, 3), doc(), 3);
     setup(&mut sim, 3).unwrap();
     let bob = sim.node_id(1).clone();
@@ -649,22 +671,7 @@ fn a_forged_version_in_an_answer_keeps_only_the_acls_peer_ids() {
         for p in 0..n {
             vv.insert(p.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, 1);
         }
-        let from = sim.addr(1, PROC);
-        let t = sim.now();
-        let _ = sim.core_mut::<SyncCore>(0, PROC).unwrap().handle(
-            Now { mono: t, wall: t },
-            Input::Response {
-                from,
-                body: p2p_common::api::encode_result::<Response>(&Ok(Response::LiveAck {})),
-                blob: Some(vv.encode()),
-                ctx: sync::core::Ctx::Out {
-                    peer: bob.clone(),
-                    item: sync::outbox::Item::Delta(doc()),
-                    stream: Some(1),
-                    live: true,
-                },
-            },
-        );
+        bob_answers_a_frame(&mut sim, &vv);
         let h = ask(&mut sim, 0, &Request::Peers { doc: doc() });
         sim.run_for(100).unwrap();
         let size = match answer(&sim, h) {
@@ -862,7 +869,6 @@ fn bob_state(sim: &mut Sim) -> p2p_common::api::sync::PeerSyncState {
 #[test]
 fn an_answer_claiming_changes_alice_never_made_does_not_stop_her_edits() {
     use p2p_common::api::sync::PeerSyncState;
-    use p2p_common::service::{Input, Now, Service};
     for mode in [Mode::Realistic, Mode::Hostile] {
         let mut sim = cluster(config(23, 2, mode), doc(), 2);
         setup(&mut sim, 2).unwrap();
@@ -885,22 +891,7 @@ fn an_answer_claiming_changes_alice_never_made_does_not_stop_her_edits() {
         for p in &mine {
             claim.insert(*p, 1_000_000);
         }
-        let from = sim.addr(1, PROC);
-        let t = sim.now();
-        let _ = sim.core_mut::<SyncCore>(0, PROC).unwrap().handle(
-            Now { mono: t, wall: t },
-            Input::Response {
-                from,
-                body: p2p_common::api::encode_result::<Response>(&Ok(Response::LiveAck {})),
-                blob: Some(claim.encode()),
-                ctx: sync::core::Ctx::Out {
-                    peer: bob.clone(),
-                    item: sync::outbox::Item::Delta(doc()),
-                    stream: Some(1),
-                    live: true,
-                },
-            },
-        );
+        bob_answers_a_frame(&mut sim, &claim);
         let kept = sim
             .core::<SyncCore>(0, PROC)
             .unwrap()
