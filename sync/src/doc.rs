@@ -810,6 +810,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_edit_record_holds_every_commit_when_there_was_more_than_one() {
+        // The usual edit is one commit, whose bytes Loro hands over; an edit that made
+        // two commits, or none, is recorded as an export since the version before it.
+        let mut a = d(1);
+        a.edit("app", &[ins(0, "ab")], None, false).unwrap();
+        let mut b = d(2);
+        b.import(&a.all_updates()).unwrap();
+        let before = a.vv();
+        a.clear_change();
+        a.edit("app", &[ins(2, "c")], None, false).unwrap();
+        a.edit("app", &[ins(3, "d")], None, false).unwrap();
+        assert_eq!(a.local_updates().len(), 2, "two commits: the export path");
+        let record = a.take_change(&before);
+        assert!(a.local_updates().is_empty());
+        // Bob, at `before`, gets both commits from the record alone (the last commit's
+        // bytes would leave him waiting for the first: "ab").
+        b.import(&record).unwrap();
+        assert_eq!(b.text(), "abcd");
+        assert_eq!(b.vv(), a.vv());
+        // A refused edit commits nothing: its record adds nothing.
+        let before = a.vv();
+        a.clear_change();
+        assert!(a.edit("app", &[ins(99, "x")], None, false).is_err());
+        let empty = a.take_change(&before);
+        assert!(blob_changes(&empty).map_or(true, |c| c.is_empty()));
+        assert!(!b.import(&empty).unwrap_or(false), "nothing new");
+        // One commit: its bytes as Loro handed them over, the same change.
+        let before = a.vv();
+        a.clear_change();
+        a.edit("app", &[ins(4, "e")], None, false).unwrap();
+        let one = a.take_change(&before);
+        assert_eq!(blob_changes(&one).unwrap(), vec![(1, 5)]);
+        b.import(&one).unwrap();
+        assert_eq!(b.text(), "abcde");
+    }
+
+    #[test]
     fn inflate_is_bounded() {
         let big = deflate(&vec![7u8; 1 << 20]);
         assert!(big.len() < 10_000);
