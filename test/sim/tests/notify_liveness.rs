@@ -507,7 +507,8 @@ fn a_dropped_presence_subscription_unpauses_and_subscribes_again() {
         let seq = publish(&mut s, k).expect("published");
         acked.insert(seq, payload(k));
     }
-    // Presence reports bob dead, our Ping to him fails, and the retries to him pause.
+    // Presence reports bob dead, our Pings to him fail for 30 s, and the retries to him
+    // pause.
     let mut down_at = None;
     for _ in 0..60 {
         s.run_for(2_000).unwrap();
@@ -819,9 +820,10 @@ fn gossip_under_loss(seed: u64, loss: f64, gossip: bool) -> (u64, u64, u64) {
 }
 
 /// Review 13d defect 2: under loss one lost `Ping` (or its answer) took a gossiped death
-/// of a live relay (seeds 6 and 9 signed rosters). Now a check is up to three `Ping`s and
-/// any word from the node ends it: the gossip signs no roster and pauses nobody, as in
-/// the run without it.
+/// of a live relay (seeds 6 and 9 signed rosters). Then a check became up to three
+/// `Ping`s, and since review 13e a death needs 30 s of failed `Ping`s; any word from the
+/// node ends the check: the gossip signs no roster and pauses nobody, as in the run
+/// without it.
 #[test]
 fn a_members_gossip_under_loss_does_not_move_a_live_relay() {
     for seed in [5, 6, 9] {
