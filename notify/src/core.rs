@@ -69,11 +69,28 @@ pub const LIVENESS_ROSTER_GAP_MS: Millis = 10_000;
 pub const LIVENESS_NODE_GAP_MS: Millis = 2_000;
 /// Timeout of a `Ping` that checks presence's word that a node is dead (seconds).
 const LIVE_CHECK_TIMEOUT_S: u64 = 4;
-/// `Ping`s of one check (one in flight), 1..2 s apart after a failure: a death is taken
-/// only if all fail and the node sent us nothing meanwhile (one lost packet under loss
-/// must not demote a live relay, review 13d).
+/// A check of presence's word that a node is dead or gone sends it `Ping`s (one in
+/// flight), 1..2 s apart after a failure, while presence still says so; the death is
+/// taken only once at least `LIVE_CHECK_TRIES` failed and the node's notify sent us
+/// nothing for [`LIVE_SILENCE_MS`] (doubled per strike) while we pinged it. One lost
+/// packet under loss must not demote a live relay (review 13d), nor three at 20% loss
+/// (review 13e: a member that gossips again and again gets as many checks).
 pub const LIVE_CHECK_TRIES: u32 = 3;
 const LIVE_CHECK_GAP_MS: Millis = 1_000;
+/// The silence a death needs: nothing from the node's notify for this long, counted from
+/// its last message or the check's start, whichever is later (so the check's own `Ping`s
+/// cover it). Each check the node answered while presence said it was dead (a strike,
+/// fading one per [`liveness::STRIKE_DECAY_MS`]) doubles it, at most
+/// [`LIVE_MAX_STRIKES`] times.
+pub const LIVE_SILENCE_MS: Millis = 30_000;
+pub const LIVE_MAX_STRIKES: u32 = 2;
+/// Checks at once, node-wide; further deaths wait in line (at most the tracked nodes).
+pub const LIVE_MAX_CHECKS: usize = 32;
+/// New checks node-wide: a token bucket of this burst, one token per this time, so a
+/// member that gossips that thousands of our subscribers are dead costs a bounded rate of
+/// `Ping`s.
+pub const LIVE_CHECK_BURST: u32 = 16;
+pub const LIVE_CHECK_EVERY_MS: Millis = 500;
 /// Subscriber nodes from which a topic relays through a tree instead of direct fan-out.
 pub const TREE_THRESHOLD: usize = 32;
 /// Children per node in a relay tree.
@@ -102,6 +119,8 @@ pub enum Tick {
         node: NodeId,
         attempt: u32,
     },
+    /// Start the checks waiting for a token.
+    LiveQueue,
 }
 
 /// notify's request contexts.
@@ -188,9 +207,17 @@ pub struct Notify {
     roster_signed_at: BTreeMap<String, Millis>,
     /// The next node-wide slot for a liveness-driven roster signing.
     liveness_slot: Millis,
-    /// Nodes whose death presence reported and we are checking with a `Ping` (at most the
-    /// tracked ones).
-    checking: BTreeSet<NodeId>,
+    /// Nodes whose death presence reported and we are checking with `Ping`s (at most
+    /// [`LIVE_MAX_CHECKS`]).
+    checking: BTreeMap<NodeId, Check>,
+    /// Deaths waiting for a check (a slot or a token), in order (at most the tracked
+    /// nodes: `queued` holds who is in it).
+    check_queue: VecDeque<NodeId>,
+    queued: BTreeSet<NodeId>,
+    /// The check starts' token bucket: tokens, as of when.
+    check_tokens: (u32, Millis),
+    /// Whether a timer to start waiting checks is set.
+    check_timer: bool,
     /// Deaths presence reported of nodes that answered our check (ignored).
     pub hearsay_ignored: u64,
     /// Our topics whose roster is due to be signed again.
@@ -219,6 +246,14 @@ pub struct Notify {
     next_token: u64,
     /// Messages to and from each other node since start (for `Health`).
     traffic: p2p_common::resilience::Traffic,
+}
+
+/// Our check of a death presence reported.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    started: Millis,
+    /// `Ping`s of it that failed (the one in flight is number `failed`).
+    failed: u32,
 }
 
 /// A publish waiting for its signature.
@@ -354,7 +389,11 @@ impl Notify {
             catchup: Catchup::default(),
             roster_signed_at: BTreeMap::new(),
             liveness_slot: 0,
-            checking: BTreeSet::new(),
+            checking: BTreeMap::new(),
+            check_queue: VecDeque::new(),
+            queued: BTreeSet::new(),
+            check_tokens: (LIVE_CHECK_BURST, 0),
+            check_timer: false,
             hearsay_ignored: 0,
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
@@ -386,6 +425,10 @@ impl Notify {
     }
     pub fn relays(&self) -> &Relays {
         &self.relays
+    }
+    /// Checks of presence's word on deaths in flight or waiting in line.
+    pub fn live_checks(&self) -> usize {
+        self.checking.len() + self.check_queue.len()
     }
     /// What our presence said of our subscriber nodes.
     pub fn liveness(&self) -> &Liveness {
@@ -579,9 +622,61 @@ impl Notify {
             return;
         }
         // Presence's `Dead` may be any member's gossip: check it ourselves first.
-        if self.checking.insert(c.node.clone()) {
-            Self::live_ping(c.node, 0, out);
+        if !self.checking.contains_key(&c.node) && self.queued.insert(c.node.clone()) {
+            self.check_queue.push_back(c.node);
         }
+        self.pump_checks(now, out);
+    }
+
+    /// Start the checks waiting in line while slots ([`LIVE_MAX_CHECKS`]) and tokens
+    /// ([`LIVE_CHECK_BURST`], one per [`LIVE_CHECK_EVERY_MS`]) allow; set a timer for the
+    /// next token if some still wait. A node no longer down (presence says it is back, or
+    /// forgot it) or already taken is skipped.
+    fn pump_checks(&mut self, now: Millis, out: &mut Vec<Eff>) {
+        let (tokens, at) = self.check_tokens;
+        let grown = now.saturating_sub(at) / LIVE_CHECK_EVERY_MS;
+        let mut tokens = u64::from(tokens).saturating_add(grown);
+        let mut at = at + grown * LIVE_CHECK_EVERY_MS;
+        if tokens >= u64::from(LIVE_CHECK_BURST) {
+            tokens = u64::from(LIVE_CHECK_BURST);
+            at = now;
+        }
+        while self.checking.len() < LIVE_MAX_CHECKS && tokens > 0 {
+            let Some(node) = self.check_queue.pop_front() else {
+                break;
+            };
+            self.queued.remove(&node);
+            if self.checking.contains_key(&node)
+                || !Status::is_down(self.liveness.status(&node))
+                || self.outbox.is_down(&node)
+            {
+                continue;
+            }
+            tokens -= 1;
+            self.checking.insert(
+                node.clone(),
+                Check {
+                    started: now,
+                    failed: 0,
+                },
+            );
+            Self::live_ping(node, 0, out);
+        }
+        self.check_tokens = (u32::try_from(tokens).unwrap_or(LIVE_CHECK_BURST), at);
+        if !self.check_queue.is_empty()
+            && self.checking.len() < LIVE_MAX_CHECKS
+            && !self.check_timer
+        {
+            self.check_timer = true;
+            let wait = (at + LIVE_CHECK_EVERY_MS).saturating_sub(now).max(1);
+            out.push(Effect::timer(wait, Tick::LiveQueue));
+        }
+    }
+
+    /// The silence a death of `node` needs now: [`LIVE_SILENCE_MS`], doubled per strike.
+    fn live_silence(&self, node: &NodeId, now: Millis) -> Millis {
+        let strikes = Liveness::strikes_at(self.liveness.mark(node), now).min(LIVE_MAX_STRIKES);
+        LIVE_SILENCE_MS << strikes
     }
 
     /// Send `node` the `attempt`-th `Ping` of our check.
@@ -597,20 +692,34 @@ impl Notify {
         });
     }
 
-    /// A `Ping` of our check of `node` failed: try again (1..2 s later) while tries are
-    /// left and presence still says so; then the check has failed.
+    /// A `Ping` of our check of `node` failed: the check has failed once
+    /// [`LIVE_CHECK_TRIES`] did and the node has been silent long enough
+    /// ([`Self::live_silence`]); until then, while presence still says so, try again
+    /// 1..2 s later.
     fn live_ping_failed(&mut self, node: NodeId, attempt: u32, now: Millis, out: &mut Vec<Eff>) {
-        if !self.checking.contains(&node) {
+        let Some(check) = self.checking.get_mut(&node) else {
+            return;
+        };
+        if attempt != check.failed {
+            // A `Ping` of an earlier check of it.
             return;
         }
+        check.failed += 1;
+        let check = *check;
         let still = Status::is_down(self.liveness.status(&node));
-        if still && attempt + 1 < LIVE_CHECK_TRIES {
+        let quiet_since = self
+            .liveness
+            .mark(&node)
+            .heard
+            .map_or(check.started, |h| h.max(check.started));
+        let silent = now.saturating_sub(quiet_since) >= self.live_silence(&node, now);
+        if still && (check.failed < LIVE_CHECK_TRIES || !silent) {
             let wait = LIVE_CHECK_GAP_MS + self.rng.gen_range(0..=LIVE_CHECK_GAP_MS);
             out.push(Effect::timer(
                 wait,
                 Tick::LiveCheck {
                     node,
-                    attempt: attempt + 1,
+                    attempt: check.failed,
                 },
             ));
             return;
@@ -618,10 +727,15 @@ impl Notify {
         self.live_checked(node, false, now, out);
     }
 
-    /// A message from `from` (a request to us, or an answer): if we are checking its
-    /// node's death, it is alive.
+    /// A message from `from` (a request to us, or an answer): when its notify last spoke
+    /// counts for the silence a death needs, and if we are checking its node's death, it
+    /// is alive.
     fn heard_from(&mut self, from: &Address, now: Millis, out: &mut Vec<Eff>) {
-        if from.process == ProcessId::ours(crate::NAME) && self.checking.contains(&from.node) {
+        if from.process != ProcessId::ours(crate::NAME) || from.node == self.me {
+            return;
+        }
+        self.liveness.heard(&from.node, now);
+        if self.checking.contains_key(&from.node) {
             self.live_checked(from.node.clone(), true, now, out);
         }
     }
@@ -630,12 +744,16 @@ impl Notify {
     /// word is ignored), or failed (taken: its retries pause, and a tree of ours it relays
     /// for gets a new roster with it at the leaves).
     fn live_checked(&mut self, node: NodeId, answered: bool, now: Millis, out: &mut Vec<Eff>) {
-        if !self.checking.remove(&node) {
+        if self.checking.remove(&node).is_none() {
             return;
         }
+        // A slot is free.
+        self.pump_checks(now, out);
         let still = Status::is_down(self.liveness.status(&node));
         if answered || !still || !self.outbox.subscribes(&node) {
             if answered && still {
+                // Its next check needs a longer silence.
+                self.liveness.struck(&node, now);
                 self.hearsay_ignored += 1;
                 if self.hearsay_ignored.is_power_of_two() {
                     out.push(log(
@@ -681,6 +799,10 @@ impl Notify {
     /// topics any more): a paused outbox of it retries now.
     fn forget_liveness(&mut self, node: &NodeId, now: Millis, out: &mut Vec<Eff>) {
         self.liveness.forget(node);
+        self.checking.remove(node);
+        if self.queued.remove(node) {
+            self.check_queue.retain(|n| n != node);
+        }
         let mut o = Vec::new();
         self.outbox
             .set_down(node, false, &self.streams, now, &mut o);
@@ -2395,7 +2517,7 @@ impl Notify {
             }
             Tick::Roster { topic } => self.sign_roster(&topic, now, out),
             Tick::LiveCheck { node, attempt } => {
-                if !self.checking.contains(&node) {
+                if self.checking.get(&node).is_none_or(|c| c.failed != attempt) {
                     return;
                 }
                 if Status::is_down(self.liveness.status(&node)) {
@@ -2403,7 +2525,12 @@ impl Notify {
                 } else {
                     // Presence says it is back: the check is over.
                     self.checking.remove(&node);
+                    self.pump_checks(now, out);
                 }
+            }
+            Tick::LiveQueue => {
+                self.check_timer = false;
+                self.pump_checks(now, out);
             }
             Tick::Live(t) => {
                 let mut l = Vec::new();
@@ -2541,9 +2668,8 @@ impl Service for Notify {
                 blob,
                 ctx,
             } => {
-                if !matches!(ctx, Ctx::LiveCheck { .. }) {
-                    self.heard_from(&from, t, &mut out);
-                }
+                // Any answer counts, a check's `Pong` too (it ends that check).
+                self.heard_from(&from, t, &mut out);
                 self.on_response(from, body, blob, ctx, t, &mut out)
             }
             Input::SendFailed { kind, target, ctx } => {
@@ -2782,9 +2908,29 @@ mod doc_numbers {
                 LIVENESS_NODE_GAP_MS / 1_000
             ),
             format!(
-                "up to {LIVE_CHECK_TRIES} `Ping`s (one in flight per node, {LIVE_CHECK_TIMEOUT_S} s each, {}..{} s apart",
+                "`Ping`s (one in flight per node, {LIVE_CHECK_TIMEOUT_S} s each, {}..{} s apart",
                 LIVE_CHECK_GAP_MS / 1_000,
                 2 * LIVE_CHECK_GAP_MS / 1_000
+            ),
+            format!(
+                "only once at least {LIVE_CHECK_TRIES} failed and the node's notify sent us nothing for {} s (`LIVE_SILENCE_MS`)",
+                LIVE_SILENCE_MS / 1_000
+            ),
+            format!(
+                "at most {LIVE_MAX_STRIKES} times (so at most {} s), and one fades per {} s (`STRIKE_DECAY_MS`; kept per node of the view, so for at most {} nodes)",
+                (LIVE_SILENCE_MS << LIVE_MAX_STRIKES) / 1_000,
+                crate::liveness::STRIKE_DECAY_MS / 1_000,
+                thousands(crate::liveness::MAX_TRACKED)
+            ),
+            format!("at most {LIVE_MAX_CHECKS} at once (`LIVE_MAX_CHECKS`), started from a token bucket (burst {LIVE_CHECK_BURST}, one per {LIVE_CHECK_EVERY_MS} ms)"),
+            format!(
+                "has at most {LIVE_MAX_CHECKS} `Ping`s of ours in flight and {} new checks a second",
+                1_000 / LIVE_CHECK_EVERY_MS
+            ),
+            format!(
+                "taken about {} s after presence reports it (not 15 s), and up to {} s after",
+                LIVE_SILENCE_MS / 1_000,
+                (LIVE_SILENCE_MS << LIVE_MAX_STRIKES) / 1_000
             ),
             format!(
                 "the next try waits {} s (`PAUSED_RETRY_MS`",

@@ -5,6 +5,8 @@ pub mod apps;
 pub mod catchup;
 pub mod core;
 pub mod liveness;
+#[cfg(test)]
+mod liveness_tests;
 pub mod outbox;
 pub mod relay;
 pub mod streams;

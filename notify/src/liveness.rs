@@ -36,6 +36,9 @@ const SUBSCRIBE_TIMEOUT_S: u64 = 5;
 /// 256 × 1,000, but a node is usually in several topics; past this, the longest unchanged
 /// entry goes).
 pub const MAX_TRACKED: usize = 4_096;
+/// A node's strikes (checks of ours it answered while presence said it was dead) fade,
+/// one per this time since the last.
+pub const STRIKE_DECAY_MS: Millis = 600_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
@@ -111,6 +114,21 @@ pub struct Liveness {
     /// A node the last event pushed out of the view (past [`MAX_TRACKED`]): the core
     /// forgets what it derived from it.
     pub evicted: Option<NodeId>,
+    /// What our own traffic says of the nodes in the view (never more nodes than
+    /// `views`): when their notify last sent us anything, and how often it answered a
+    /// check of a death presence reported.
+    marks: BTreeMap<NodeId, Mark>,
+}
+
+/// Our own evidence about a node in the view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// When its notify last sent us a message (a request or an answer).
+    pub heard: Option<Millis>,
+    /// Checks of ours it answered while presence said it was dead or gone, and when the
+    /// last one was: each raises the silence the next check needs (decaying).
+    pub strikes: u32,
+    pub struck_at: Millis,
 }
 
 impl Liveness {
@@ -125,6 +143,7 @@ impl Liveness {
             ignored: 0,
             gaps: 0,
             evicted: None,
+            marks: BTreeMap::new(),
         }
     }
 
@@ -278,6 +297,7 @@ impl Liveness {
                 .map(|(n, _)| n.clone());
             if let Some(o) = oldest {
                 self.views.remove(&o);
+                self.marks.remove(&o);
                 self.evicted = Some(o);
             }
         }
@@ -291,6 +311,40 @@ impl Liveness {
     /// Forget a node we no longer track (it subscribes to none of our topics).
     pub fn forget(&mut self, node: &NodeId) {
         self.views.remove(node);
+        self.marks.remove(node);
+    }
+
+    /// Our own evidence about `node` (default if none).
+    pub fn mark(&self, node: &NodeId) -> Mark {
+        self.marks.get(node).copied().unwrap_or_default()
+    }
+
+    /// `node`'s notify sent us something at `now`: kept only for a node in the view.
+    pub fn heard(&mut self, node: &NodeId, now: Millis) {
+        if self.views.contains_key(node) {
+            self.marks.entry(node.clone()).or_default().heard = Some(now);
+        }
+    }
+
+    /// `node` answered a check of ours while presence said it was dead or gone.
+    pub fn struck(&mut self, node: &NodeId, now: Millis) {
+        if self.views.contains_key(node) {
+            let m = self.marks.entry(node.clone()).or_default();
+            m.strikes = Self::strikes_at(*m, now).saturating_add(1);
+            m.struck_at = now;
+        }
+    }
+
+    /// `m`'s strikes at `now`: one is forgotten per [`STRIKE_DECAY_MS`] since the last.
+    pub fn strikes_at(m: Mark, now: Millis) -> u32 {
+        let gone = now.saturating_sub(m.struck_at) / STRIKE_DECAY_MS;
+        m.strikes
+            .saturating_sub(u32::try_from(gone).unwrap_or(u32::MAX))
+    }
+
+    /// How many marks are kept (at most the view's nodes).
+    pub fn marks_len(&self) -> usize {
+        self.marks.len()
     }
 }
 
