@@ -193,6 +193,8 @@ pub struct Notify {
     checking: BTreeSet<NodeId>,
     /// Deaths presence reported of nodes that answered our check (ignored).
     pub hearsay_ignored: u64,
+    /// Deaths presence reported that our check confirmed (taken).
+    pub deaths_taken: u64,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -356,6 +358,7 @@ impl Notify {
             liveness_slot: 0,
             checking: BTreeSet::new(),
             hearsay_ignored: 0,
+            deaths_taken: 0,
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -411,11 +414,32 @@ impl Notify {
         }
         NotifyStats {
             topics,
+            next_cursor: None,
+            ..self.node_stats()
+        }
+    }
+
+    /// The node-level part of `Stats` (in full on every page), with no topics.
+    fn node_stats(&self) -> NotifyStats {
+        use p2p_common::api::notify::PresenceSubscription as P;
+        NotifyStats {
+            topics: Vec::new(),
             subscriptions: self.apps.stats(&self.streams),
             duplicates_suppressed: self.duplicates_suppressed,
             refused: self.refused,
             relays: self.relays.stats(),
             next_cursor: None,
+            hearsay_ignored: self.hearsay_ignored,
+            deaths_taken: self.deaths_taken,
+            paused_nodes: self.outbox.paused_nodes(),
+            early_sends: self.outbox.early_sent,
+            presence: match self.liveness.sub {
+                liveness::Sub::Idle => P::Idle,
+                liveness::Sub::Asking => P::Asking,
+                liveness::Sub::Waiting => P::Waiting,
+                liveness::Sub::Subscribed => P::Subscribed,
+            },
+            presence_gaps: self.liveness.gaps,
         }
     }
 
@@ -460,11 +484,8 @@ impl Notify {
         });
         NotifyStats {
             topics,
-            subscriptions: self.apps.stats(&self.streams),
-            duplicates_suppressed: self.duplicates_suppressed,
-            refused: self.refused,
-            relays: self.relays.stats(),
             next_cursor,
+            ..self.node_stats()
         }
     }
 
@@ -649,6 +670,7 @@ impl Notify {
             }
             return;
         }
+        self.deaths_taken += 1;
         let mut o = Vec::new();
         self.outbox
             .set_down(&node, true, &self.streams, now, &mut o);

@@ -229,6 +229,12 @@ impl Outbox {
         }
     }
 
+    /// How many subscriber nodes' retries pause now (presence reports them dead or gone
+    /// and our check confirmed it).
+    pub fn paused_nodes(&self) -> u32 {
+        self.down.len() as u32
+    }
+
     /// Whether presence reports `node` dead or gone.
     pub fn is_down(&self, node: &NodeId) -> bool {
         self.down.contains(node)
