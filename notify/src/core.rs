@@ -1927,8 +1927,12 @@ impl Notify {
             return;
         };
         t.in_tree = roster.members.iter().cloned().collect();
-        let acked: BTreeMap<NodeId, u64> =
-            t.subs.iter().map(|(n, s)| (n.clone(), s.acked)).collect();
+        // What each has, and the highest it acknowledged to our outbox (counted there).
+        let acked: BTreeMap<NodeId, (u64, u64)> = t
+            .subs
+            .iter()
+            .map(|(n, s)| (n.clone(), (s.acked, s.stats.acked)))
+            .collect();
         out.push(log(
             Level::Info,
             format!(
