@@ -1855,8 +1855,9 @@ impl Notify {
             .collect();
         new.sort();
         members.extend(new.into_iter().map(|(_, n)| n.clone()));
-        // Only what our own check confirmed (presence's word alone may be gossip).
-        let rank = |n: &NodeId| if self.outbox.is_down(n) { 2 } else { 0 };
+        // Two ranks: 1 for a death our own check confirmed (presence's word alone may be
+        // gossip), 0 for every other member, suspect or not: a suspicion moves nobody.
+        let rank = |n: &NodeId| u8::from(self.outbox.is_down(n));
         let prefer = |n: &NodeId| {
             let failing = self.outbox.breakers().get(n).is_some();
             (
@@ -2592,8 +2593,8 @@ impl Service for Notify {
 }
 
 /// Put better-ranked leaves in the interior: each of the first `interior` members whose
-/// rank is above 0 (suspect, dead, gone) swaps places with the best-ranked leaf ranked
-/// better than it; among leaves of that rank, the one `prefer` puts lowest (our evidence:
+/// rank is above 0 (lower is better; the roster uses 1 for a confirmed death, 0 for the
+/// rest) swaps places with the best-ranked leaf ranked better than it; among leaves of that rank, the one `prefer` puts lowest (our evidence:
 /// no recent failures of ours to it, then the longest subscribed), then the lowest name: never by its place
 /// in the order (the newest subscriber is last). Each leaf moves at most once. Members
 /// otherwise keep their places.
@@ -2856,13 +2857,13 @@ mod order_tests {
             .collect()
     }
 
-    /// Mixed ranks: a suspect interior member handled first does not use up the alive
-    /// leaves a dead one after it needs, and a dead member takes a suspect leaf's place
-    /// when no alive leaf is left; the first leaf of the best rank is chosen, each at most
-    /// once.
+    /// Mixed ranks (`promote` takes any; the roster uses 0 and 1 only): a rank-1 interior
+    /// member handled first does not use up the rank-0 leaves a rank-2 one after it
+    /// needs, and a rank-2 member takes a rank-1 leaf's place when no rank-0 leaf is left;
+    /// the first leaf of the best rank is chosen, each at most once.
     #[test]
     fn promote_searches_per_rank_and_moves_each_leaf_once() {
-        // Ranks: s = suspect (1), d = dead (2), a = alive (0).
+        // Ranks: a = 0, s = 1, d = 2.
         let rank = |n: &NodeId| match n.as_str().as_bytes()[0] {
             b's' => 1,
             b'd' => 2,
@@ -2872,7 +2873,7 @@ mod order_tests {
         let same = |_: &NodeId| (1, 0);
         let mut m = ids(&["s1", "d1", "a1", "d2", "s2", "a2", "d3", "s3"]);
         promote(&mut m, 4, &rank, &same);
-        // s1 takes a2 (the only alive leaf); d1, with no alive leaf left, a suspect leaf,
+        // s1 takes a2 (the only rank-0 leaf); d1, with no rank-0 leaf left, a rank-1 leaf,
         // s2 (by name); d2 takes s3. Leaves moved once each.
         assert_eq!(m, ids(&["a2", "s2", "a1", "s3", "d1", "s1", "d3", "d2"]));
         // Without better leaves, nothing moves.
@@ -2891,7 +2892,7 @@ mod order_tests {
     /// our deliveries have not failed to wins over an older subscriber they failed to.
     #[test]
     fn promote_chooses_by_evidence_then_longest_subscribed() {
-        let rank = |n: &NodeId| u8::from(n.as_str().starts_with('d')) * 2;
+        let rank = |n: &NodeId| u8::from(n.as_str().starts_with('d'));
         // (not failing: 0, failing: 1; subscription number: lower is longer subscribed).
         let since = |n: &NodeId| match n.as_str() {
             "a9.os" => 9, // the newest subscriber, lowest name
