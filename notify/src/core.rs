@@ -220,6 +220,8 @@ pub struct Notify {
     check_timer: bool,
     /// Deaths presence reported of nodes that answered our check (ignored).
     pub hearsay_ignored: u64,
+    /// Deaths presence reported that our check confirmed (taken).
+    pub deaths_taken: u64,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -395,6 +397,7 @@ impl Notify {
             check_tokens: (LIVE_CHECK_BURST, 0),
             check_timer: false,
             hearsay_ignored: 0,
+            deaths_taken: 0,
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -454,11 +457,32 @@ impl Notify {
         }
         NotifyStats {
             topics,
+            next_cursor: None,
+            ..self.node_stats()
+        }
+    }
+
+    /// The node-level part of `Stats` (in full on every page), with no topics.
+    fn node_stats(&self) -> NotifyStats {
+        use p2p_common::api::notify::PresenceSubscription as P;
+        NotifyStats {
+            topics: Vec::new(),
             subscriptions: self.apps.stats(&self.streams),
             duplicates_suppressed: self.duplicates_suppressed,
             refused: self.refused,
             relays: self.relays.stats(),
             next_cursor: None,
+            hearsay_ignored: self.hearsay_ignored,
+            deaths_taken: self.deaths_taken,
+            paused_nodes: self.outbox.paused_nodes(),
+            early_sends: self.outbox.early_sent,
+            presence: match self.liveness.sub {
+                liveness::Sub::Idle => P::Idle,
+                liveness::Sub::Asking => P::Asking,
+                liveness::Sub::Waiting => P::Waiting,
+                liveness::Sub::Subscribed => P::Subscribed,
+            },
+            presence_gaps: self.liveness.gaps,
         }
     }
 
@@ -503,11 +527,8 @@ impl Notify {
         });
         NotifyStats {
             topics,
-            subscriptions: self.apps.stats(&self.streams),
-            duplicates_suppressed: self.duplicates_suppressed,
-            refused: self.refused,
-            relays: self.relays.stats(),
             next_cursor,
+            ..self.node_stats()
         }
     }
 
@@ -767,6 +788,7 @@ impl Notify {
             }
             return;
         }
+        self.deaths_taken += 1;
         let mut o = Vec::new();
         self.outbox
             .set_down(&node, true, &self.streams, now, &mut o);
@@ -1955,8 +1977,9 @@ impl Notify {
             .collect();
         new.sort();
         members.extend(new.into_iter().map(|(_, n)| n.clone()));
-        // Only what our own check confirmed (presence's word alone may be gossip).
-        let rank = |n: &NodeId| if self.outbox.is_down(n) { 2 } else { 0 };
+        // Two ranks: 1 for a death our own check confirmed (presence's word alone may be
+        // gossip), 0 for every other member, suspect or not: a suspicion moves nobody.
+        let rank = |n: &NodeId| u8::from(self.outbox.is_down(n));
         let prefer = |n: &NodeId| {
             let failing = self.outbox.breakers().get(n).is_some();
             (
@@ -2027,8 +2050,12 @@ impl Notify {
             return;
         };
         t.in_tree = roster.members.iter().cloned().collect();
-        let acked: BTreeMap<NodeId, u64> =
-            t.subs.iter().map(|(n, s)| (n.clone(), s.acked)).collect();
+        // What each has, and the highest it acknowledged to our outbox (counted there).
+        let acked: BTreeMap<NodeId, (u64, u64)> = t
+            .subs
+            .iter()
+            .map(|(n, s)| (n.clone(), (s.acked, s.stats.acked)))
+            .collect();
         out.push(log(
             Level::Info,
             format!(
@@ -2692,8 +2719,8 @@ impl Service for Notify {
 }
 
 /// Put better-ranked leaves in the interior: each of the first `interior` members whose
-/// rank is above 0 (suspect, dead, gone) swaps places with the best-ranked leaf ranked
-/// better than it; among leaves of that rank, the one `prefer` puts lowest (our evidence:
+/// rank is above 0 (lower is better; the roster uses 1 for a confirmed death, 0 for the
+/// rest) swaps places with the best-ranked leaf ranked better than it; among leaves of that rank, the one `prefer` puts lowest (our evidence:
 /// no recent failures of ours to it, then the longest subscribed), then the lowest name: never by its place
 /// in the order (the newest subscriber is last). Each leaf moves at most once. Members
 /// otherwise keep their places.
@@ -2976,13 +3003,13 @@ mod order_tests {
             .collect()
     }
 
-    /// Mixed ranks: a suspect interior member handled first does not use up the alive
-    /// leaves a dead one after it needs, and a dead member takes a suspect leaf's place
-    /// when no alive leaf is left; the first leaf of the best rank is chosen, each at most
-    /// once.
+    /// Mixed ranks (`promote` takes any; the roster uses 0 and 1 only): a rank-1 interior
+    /// member handled first does not use up the rank-0 leaves a rank-2 one after it
+    /// needs, and a rank-2 member takes a rank-1 leaf's place when no rank-0 leaf is left;
+    /// the first leaf of the best rank is chosen, each at most once.
     #[test]
     fn promote_searches_per_rank_and_moves_each_leaf_once() {
-        // Ranks: s = suspect (1), d = dead (2), a = alive (0).
+        // Ranks: a = 0, s = 1, d = 2.
         let rank = |n: &NodeId| match n.as_str().as_bytes()[0] {
             b's' => 1,
             b'd' => 2,
@@ -2992,7 +3019,7 @@ mod order_tests {
         let same = |_: &NodeId| (1, 0);
         let mut m = ids(&["s1", "d1", "a1", "d2", "s2", "a2", "d3", "s3"]);
         promote(&mut m, 4, &rank, &same);
-        // s1 takes a2 (the only alive leaf); d1, with no alive leaf left, a suspect leaf,
+        // s1 takes a2 (the only rank-0 leaf); d1, with no rank-0 leaf left, a rank-1 leaf,
         // s2 (by name); d2 takes s3. Leaves moved once each.
         assert_eq!(m, ids(&["a2", "s2", "a1", "s3", "d1", "s1", "d3", "d2"]));
         // Without better leaves, nothing moves.
@@ -3011,7 +3038,7 @@ mod order_tests {
     /// our deliveries have not failed to wins over an older subscriber they failed to.
     #[test]
     fn promote_chooses_by_evidence_then_longest_subscribed() {
-        let rank = |n: &NodeId| u8::from(n.as_str().starts_with('d')) * 2;
+        let rank = |n: &NodeId| u8::from(n.as_str().starts_with('d'));
         // (not failing: 0, failing: 1; subscription number: lower is longer subscribed).
         let since = |n: &NodeId| match n.as_str() {
             "a9.os" => 9, // the newest subscriber, lowest name

@@ -229,6 +229,12 @@ impl Outbox {
         }
     }
 
+    /// How many subscriber nodes' retries pause now (presence reports them dead or gone
+    /// and our check confirmed it).
+    pub fn paused_nodes(&self) -> u32 {
+        self.down.len() as u32
+    }
+
     /// Whether presence reports `node` dead or gone.
     pub fn is_down(&self, node: &NodeId) -> bool {
         self.down.contains(node)
@@ -1600,5 +1606,92 @@ mod tests {
         assert!(o.resume("news", &bob, 0, &streams, 1_000, &mut b, &mut out));
         assert_eq!(o.topics["news"].subs[&bob].acked, 0);
         assert_eq!(sends(&out).len(), 1, "the rest again");
+    }
+
+    /// A subscriber's `delivered` counts each number once (review 13e): whatever it says in
+    /// its `Resume`s (what it has, less after restoring older storage, more than it
+    /// acknowledged, up to our `last`), and however its answers and failures interleave
+    /// with them, what it is counted as having received (`delivered`, plus what it was told
+    /// it lost) never exceeds the highest number it holds. Random runs of publishes,
+    /// `Resume`s, answers, failures and retry timers; fails if `on_delivered` counts from
+    /// the mark a `Resume` lowered rather than from the highest acknowledged.
+    #[test]
+    fn delivered_counts_each_number_once_whatever_the_resumes() {
+        use rand::Rng;
+        for seed in 0..200u64 {
+            let me: NodeId = "alice.os".parse().unwrap();
+            let bob: NodeId = "bob.os".parse().unwrap();
+            let mut o = Outbox::new(me.clone(), Retention::default());
+            let mut streams = Streams::new();
+            let mut b = Batch::forced();
+            o.set_topic("news", "alice.os@app:app:x.os".into(), Policy::Open, &mut b);
+            let k = StreamKey::new(&me, "news");
+            streams.ensure(&k, 0, false, &mut b);
+            o.subscribe("news", &bob, 0, &mut b);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            // Sends out, answered or failed in order; the highest number bob holds.
+            let (mut held, mut has, mut now) = (Vec::<Ctx>::new(), 0u64, 0);
+            let mut trace = Vec::new();
+            for _ in 0..200 {
+                now += rng.gen_range(0..40_000);
+                let last = streams.get(&k).map_or(0, |s| s.last);
+                let mut out = Vec::new();
+                match rng.gen_range(0..5) {
+                    0 => {
+                        let seq = last + 1;
+                        let note = Notification {
+                            id: k.note_id(seq),
+                            publisher: me.clone(),
+                            topic: "news".into(),
+                            seq,
+                            at: 0,
+                            kind: PayloadKind::Blob,
+                            size: 1,
+                            signature: vec![0; 64],
+                        };
+                        streams.append(&k, note, vec![7], 0, &mut b);
+                        o.pump("news", &bob, &streams, now, &mut out);
+                        trace.push(format!("publish {seq}"));
+                    }
+                    1 => {
+                        let up = if rng.gen_bool(0.5) {
+                            has
+                        } else {
+                            rng.gen_range(0..=last)
+                        };
+                        o.resume("news", &bob, up, &streams, now, &mut b, &mut out);
+                        trace.push(format!("Resume {up} (holds {has})"));
+                    }
+                    2 if !held.is_empty() => {
+                        let ctx = held.remove(0);
+                        if let Ctx::Deliver { up_to, .. } = &ctx {
+                            has = has.max(*up_to);
+                        }
+                        trace.push(format!("Delivered {has} to {ctx:?}"));
+                        o.on_delivered(ctx, has, &streams, now, &mut b, &mut out);
+                    }
+                    3 if !held.is_empty() => {
+                        let ctx = held.remove(0);
+                        trace.push(format!("failed {ctx:?}"));
+                        o.on_failed(ctx, None, "timeout", &mut rng, now, &mut out);
+                    }
+                    _ => {
+                        let retry = Timer::Retry {
+                            topic: "news".into(),
+                            node: bob.clone(),
+                        };
+                        o.on_timer(retry, &streams, now, &mut out);
+                        trace.push("retry timer".into());
+                    }
+                }
+                held.extend(sends(&out));
+                let st = &o.topics["news"].subs[&bob].stats;
+                assert!(
+                    st.delivered + st.dropped_by_retention <= has,
+                    "seed {seed}: delivered {} for {has} numbers held: {trace:#?}",
+                    st.delivered
+                );
+            }
+        }
     }
 }

@@ -101,8 +101,12 @@ pub struct Link {
     pub sent: u64,
     /// Pushes that failed.
     pub failed: u64,
-    /// Numbers it acknowledged beyond what it had when we first heard from it.
+    /// Numbers it acknowledged beyond what it had when we first heard from it, each once.
     pub delivered: u64,
+    /// The highest number it ever acknowledged to us: `delivered` counts from here (a
+    /// `Graft` below it, from a node that lost what it had or says so, re-sends those
+    /// numbers, and they are not counted again).
+    counted: Option<u64>,
     /// We no longer hold what it lacks next (a relay keeps an entry only until its children
     /// of the time have it; this child is new, after a roster change): at this mark of its
     /// we told it what we have (`IHave`), so it grafts onto the publisher for the gap.
@@ -263,14 +267,16 @@ impl Relays {
     }
 
     /// Take a (verified, newer) roster: our children follow from it. `hint` gives what a
-    /// new child is known to have (the publisher knows its direct subscribers'
-    /// acknowledgements); the others are probed.
+    /// new child is known to have and the highest number it acknowledged to us before (the
+    /// publisher knows its direct subscribers' acknowledgements: those are counted
+    /// `delivered` already, in its outbox, and the link counts only past them); the others
+    /// are probed.
     #[allow(clippy::too_many_arguments)]
     pub fn adopt(
         &mut self,
         k: &StreamKey,
         roster: Roster,
-        hint: &dyn Fn(&NodeId) -> Option<u64>,
+        hint: &dyn Fn(&NodeId) -> Option<(u64, u64)>,
         streams: &Streams,
         now: Millis,
         batch: &mut Batch,
@@ -323,9 +329,13 @@ impl Relays {
             }
         }
         for c in &children {
-            let l = t.links.entry(c.clone()).or_insert_with(|| Link {
-                acked: hint(c),
-                ..Link::default()
+            let l = t.links.entry(c.clone()).or_insert_with(|| {
+                let h = hint(c);
+                Link {
+                    acked: h.map(|h| h.0),
+                    counted: h.map(|h| h.1),
+                    ..Link::default()
+                }
             });
             l.grafted = false;
         }
@@ -582,8 +592,9 @@ impl Relays {
             Some(a) => a.max(new),
         });
         if let (Some(b), Some(a)) = (before, l.acked) {
-            l.delivered += a.saturating_sub(b);
+            l.delivered += a.saturating_sub(b.max(l.counted.unwrap_or(0)));
         }
+        l.counted = l.counted.max(l.acked);
         if l.acked != before && !l.grafted {
             batch.ops.push((
                 link_key(&stream, &node),
@@ -978,6 +989,92 @@ mod tests {
             r.breakers.state(&grafter),
             p2p_common::resilience::BreakerState::Open { .. }
         ));
+    }
+
+    /// `delivered` counts each number once per link: a member that grafts again from
+    /// below what it acknowledged (its storage went back, or it says so) is sent those
+    /// numbers again, and its second acknowledgement of them adds nothing; a graft at what
+    /// it has, or an answer repeating it, adds nothing either.
+    #[test]
+    fn a_graft_from_below_does_not_count_delivered_twice() {
+        let r0 = roster(20, 2);
+        let grafter = r0.members[17].clone();
+        let (mut r, streams) = root_of(r0, 3);
+        let push = |up_to| Ctx::Push {
+            stream: key(),
+            node: grafter.clone(),
+            up_to,
+            epoch: 1,
+        };
+        let delivered = |r: &Relays| r.trees[&key()].links[&grafter].delivered;
+        let (mut out, mut b) = (Vec::new(), Batch::lazy());
+        assert!(r.on_graft(&key(), &grafter, 0, &streams, 1_000, &mut out));
+        r.on_pushed(push(3), 3, &streams, 1_100, &mut b, &mut out);
+        assert_eq!(delivered(&r), 3);
+        // The same again: a graft at what it has, then the answer repeated.
+        assert!(r.on_graft(&key(), &grafter, 3, &streams, 1_200, &mut out));
+        r.on_pushed(push(3), 3, &streams, 1_300, &mut b, &mut out);
+        assert_eq!(delivered(&r), 3);
+        // From below: 1..=3 go again, counted once in all.
+        for up_to in [0, 1, 2] {
+            assert!(r.on_graft(&key(), &grafter, up_to, &streams, 1_400, &mut out));
+            r.on_pushed(push(3), 3, &streams, 1_500, &mut b, &mut out);
+            assert_eq!(delivered(&r), 3, "a graft from {up_to} counted again");
+        }
+    }
+
+    /// The publisher's (alice.os's) relays of `r0` with its stream of `n` notes.
+    fn root_of(r0: Roster, n: u64) -> (Relays, Streams) {
+        let me: NodeId = "alice.os".parse().unwrap();
+        let mut streams = Streams::default();
+        let mut b = Batch::forced();
+        streams.ensure(&key(), 0, false, &mut b);
+        for seq in 1..=n {
+            let note = Notification {
+                id: key().note_id(seq),
+                publisher: me.clone(),
+                topic: "news".into(),
+                seq,
+                at: 0,
+                kind: p2p_common::api::notify::PayloadKind::Blob,
+                size: 1,
+                signature: vec![0; 64],
+            };
+            streams.append(&key(), note, vec![7], 0, &mut b);
+        }
+        let mut r = Relays::new(me);
+        r.adopt(&key(), r0, &|_| None, &streams, 0, &mut b, &mut Vec::new());
+        (r, streams)
+    }
+
+    /// At the root, a subscriber that was sent the stream directly and became a tree
+    /// child: its outbox counted what it acknowledged (up to 10 here); it said since that
+    /// it has only 3 (restored older storage), so the link sends 4..=10 again, and they are
+    /// not counted a second time (the topic's `delivered` adds the two).
+    #[test]
+    fn a_root_link_counts_only_past_the_outbox_acknowledgements() {
+        let me: NodeId = "alice.os".parse().unwrap();
+        let r0 = roster(20, 2);
+        let child = r0.children(&me)[0].clone();
+        let mut streams = Streams::default();
+        let mut b = Batch::forced();
+        streams.ensure(&key(), 12, false, &mut b);
+        let mut r = Relays::new(me.clone());
+        let mut out = Vec::new();
+        let hint = |n: &NodeId| (n == &child).then_some((3, 10));
+        r.adopt(&key(), r0.clone(), &hint, &streams, 0, &mut b, &mut out);
+        assert_eq!(r.trees[&key()].links[&child].acked, Some(3));
+        let push = |up_to| Ctx::Push {
+            stream: key(),
+            node: child.clone(),
+            up_to,
+            epoch: 1,
+        };
+        r.on_pushed(push(10), 10, &streams, 100, &mut b, &mut out);
+        assert_eq!(r.trees[&key()].links[&child].delivered, 0);
+        // What it had not acknowledged before counts.
+        r.on_pushed(push(12), 12, &streams, 200, &mut b, &mut out);
+        assert_eq!(r.trees[&key()].links[&child].delivered, 2);
     }
 
     /// `me`'s relays of a 20-member, fan-out-2 roster, with a received stream at `last`.

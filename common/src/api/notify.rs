@@ -515,6 +515,40 @@ pub struct NotifyStats {
     /// The other fields are in full on every page.
     #[serde(default)]
     pub next_cursor: Option<String>,
+    /// Deaths our node's presence reported of a subscriber node that answered our own
+    /// `Ping` check (or sent us something meanwhile): the report was ignored.
+    #[serde(default)]
+    pub hearsay_ignored: u64,
+    /// Deaths presence reported that our check confirmed (every `Ping` failed): taken.
+    #[serde(default)]
+    pub deaths_taken: u64,
+    /// Subscriber nodes whose retries pause now (a death taken, not yet reported back).
+    #[serde(default)]
+    pub paused_nodes: u32,
+    /// Early attempts a subscriber's `Resume` bought while we were backing off from it.
+    #[serde(default)]
+    pub early_sends: u64,
+    /// How notify's subscription to its own node's presence events stands.
+    #[serde(default)]
+    pub presence: PresenceSubscription,
+    /// Gaps seen in the numbering of presence's events (events missed).
+    #[serde(default)]
+    pub presence_gaps: u64,
+}
+
+/// How notify's subscription to its node's presence events stands (`Stats.presence`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PresenceSubscription {
+    /// Not asked yet (before start).
+    #[default]
+    Idle,
+    /// A `Subscribe` to presence is out.
+    Asking,
+    /// Presence did not take it (not installed, not started yet): asking again after a
+    /// backoff; until then rosters and retries ignore liveness.
+    Waiting,
+    /// Presence took it: its events come.
+    Subscribed,
 }
 
 /// This node's part in the relay tree of one stream (ours as the root, or another node's).

@@ -1875,6 +1875,12 @@ mod notify {
                     prunes: 27,
                 }],
                 next_cursor: None,
+                hearsay_ignored: 28,
+                deaths_taken: 29,
+                paused_nodes: 30,
+                early_sends: 31,
+                presence: on::PresenceSubscription::Waiting,
+                presence_gaps: 32,
             },
             wn::NotifyStats {
                 topics: vec![wn::TopicStats {
@@ -1924,6 +1930,12 @@ mod notify {
                     prunes: 27,
                 }],
                 next_cursor: None,
+                hearsay_ignored: 28,
+                deaths_taken: 29,
+                paused_nodes: 30,
+                early_sends: 31,
+                presence: wn::PresenceSubscription::Waiting,
+                presence_gaps: 32,
             },
         )
     }
@@ -2248,6 +2260,22 @@ mod notify {
             ],
             derived_names::<on::PayloadKind>(),
             "payload kind",
+        );
+    }
+
+    #[test]
+    fn presence_subscription_states_are_the_wit_json() {
+        use on::PresenceSubscription as O;
+        use wn::PresenceSubscription as W;
+        all_same(
+            &[
+                (O::Idle, W::Idle),
+                (O::Asking, W::Asking),
+                (O::Waiting, W::Waiting),
+                (O::Subscribed, W::Subscribed),
+            ],
+            derived_names::<O>(),
+            "presence subscription",
         );
     }
 }
