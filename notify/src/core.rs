@@ -562,7 +562,7 @@ impl Notify {
             s.pending = last.saturating_sub(s.acked);
             true
         });
-        ts.delivered += tree.links.values().map(|l| l.delivered).sum::<u64>();
+        ts.delivered += tree.delivered_gone + tree.links.values().map(|l| l.delivered).sum::<u64>();
         ts.pending = ts.subscribers.iter().map(|s| s.pending).sum();
     }
 

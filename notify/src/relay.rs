@@ -132,6 +132,30 @@ pub struct Tree {
     pub stats: RelayStats,
     /// Pushes that failed, on every link (also the ones gone since).
     pub failed: u64,
+    /// `delivered` of links gone since (a roster change, a prune, an expired lease), so a
+    /// tree's count never goes down.
+    pub delivered_gone: u64,
+    /// What each roster member whose link is gone had acknowledged to us at most, so a
+    /// new link to it counts only past that (at most the roster's members).
+    counted_gone: BTreeMap<NodeId, u64>,
+}
+
+impl Tree {
+    /// Drop the link to `n`, keeping its counts.
+    fn drop_link(&mut self, n: &NodeId) -> Option<Link> {
+        let l = self.links.remove(n)?;
+        self.delivered_gone += l.delivered;
+        if let Some(c) = l.counted {
+            let e = self.counted_gone.entry(n.clone()).or_insert(c);
+            *e = (*e).max(c);
+        }
+        Some(l)
+    }
+
+    /// What a new link to `n` has been counted up to already (a link of it that is gone).
+    fn counted_before(&mut self, n: &NodeId) -> Option<u64> {
+        self.counted_gone.remove(n)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -301,6 +325,8 @@ impl Relays {
             behind: None,
             announcing: false,
             failed: 0,
+            delivered_gone: 0,
+            counted_gone: BTreeMap::new(),
             stats: RelayStats {
                 publisher: k.publisher.clone(),
                 topic: k.topic.clone(),
@@ -322,18 +348,25 @@ impl Relays {
             .map(|(n, _)| n.clone())
             .collect();
         for n in gone {
-            if let Some(l) = t.links.remove(&n) {
+            if let Some(l) = t.drop_link(&n) {
                 if !l.grafted {
                     batch.ops.push((link_key(k, &n), None));
                 }
             }
         }
+        let roster = &t.roster;
+        t.counted_gone.retain(|n, _| roster.contains(n));
         for c in &children {
+            let before = if t.links.contains_key(c) {
+                None
+            } else {
+                t.counted_before(c)
+            };
             let l = t.links.entry(c.clone()).or_insert_with(|| {
                 let h = hint(c);
                 Link {
                     acked: h.map(|h| h.0),
-                    counted: h.map(|h| h.1),
+                    counted: h.map(|h| h.1).max(before),
                     ..Link::default()
                 }
             });
@@ -397,7 +430,7 @@ impl Relays {
         if l.grafted && now >= l.lease_until && !l.in_flight {
             // Its lease is over (once no push is out; a retry still due finds no link): a
             // grafter still behind grafts again.
-            t.links.remove(node);
+            t.drop_link(node);
             out.push(log(
                 Level::Debug,
                 format!("{k}: grafted link to {node} expired"),
@@ -829,8 +862,14 @@ impl Relays {
         if !t.roster.contains(from) || from == &self.me {
             return false;
         }
+        let before = if t.links.contains_key(from) {
+            None
+        } else {
+            t.counted_before(from)
+        };
         let l = t.links.entry(from.clone()).or_insert_with(|| Link {
             grafted: true,
+            counted: before,
             ..Link::default()
         });
         if l.grafted {
@@ -856,7 +895,7 @@ impl Relays {
             return false;
         };
         if t.links.get(from).is_some_and(|l| l.grafted) {
-            t.links.remove(from);
+            t.drop_link(from);
             return true;
         }
         false
@@ -1021,6 +1060,36 @@ mod tests {
             r.on_pushed(push(3), 3, &streams, 1_500, &mut b, &mut out);
             assert_eq!(delivered(&r), 3, "a graft from {up_to} counted again");
         }
+    }
+
+    /// A grafted link that is pruned (or whose lease ends) keeps its count in the tree's,
+    /// and the same member grafting again from below is not counted again.
+    #[test]
+    fn a_pruned_link_keeps_its_count_and_a_new_one_counts_past_it() {
+        let r0 = roster(20, 2);
+        let grafter = r0.members[17].clone();
+        let (mut r, streams) = root_of(r0, 3);
+        let push = |up_to| Ctx::Push {
+            stream: key(),
+            node: grafter.clone(),
+            up_to,
+            epoch: 1,
+        };
+        let total = |r: &Relays| {
+            let t = &r.trees[&key()];
+            t.delivered_gone + t.links.values().map(|l| l.delivered).sum::<u64>()
+        };
+        let (mut out, mut b) = (Vec::new(), Batch::lazy());
+        assert!(r.on_graft(&key(), &grafter, 0, &streams, 1_000, &mut out));
+        r.on_pushed(push(2), 2, &streams, 1_100, &mut b, &mut out);
+        assert_eq!(total(&r), 2);
+        assert!(r.on_prune(&key(), &grafter));
+        assert!(!r.trees[&key()].links.contains_key(&grafter));
+        assert_eq!(total(&r), 2, "the pruned link's count stays");
+        // It grafts again from 0: 1..=2 go again (not counted), 3 is new.
+        assert!(r.on_graft(&key(), &grafter, 0, &streams, 1_200, &mut out));
+        r.on_pushed(push(3), 3, &streams, 1_300, &mut b, &mut out);
+        assert_eq!(total(&r), 3);
     }
 
     /// The publisher's (alice.os's) relays of `r0` with its stream of `n` notes.
