@@ -16,9 +16,10 @@
 //!
 //! A number counts against `p` once at least [`MIN_CHILDREN`] and a majority of `p`'s
 //! children lacked it; `p` is demoted once [`MIN_NUMBERS`] numbers count against it within
-//! [`WINDOW_MS`]. So one member, or a minority of sibling Sybils, grafting on every number
-//! cannot demote its honest parent, and independent loss (one child missing one push, or
-//! `p` missing a note: then `p` acknowledges it late) does not add up to it.
+//! [`WINDOW_MS`]. So one member, or up to half of a relay's children (sibling Sybils),
+//! grafting on every number cannot demote its honest parent, and independent loss (one
+//! child missing one push, or `p` missing a note: then `p` acknowledges it late or to a
+//! retried push) does not add up to it.
 //!
 //! Bounds: per topic and per tree child of ours, at most [`MAX_NUMBERS`] numbers with a
 //! bit per child (forgotten after the window, and with a roster that gives `p` other
