@@ -19,6 +19,7 @@ use crate::liveness::{self, Liveness, Status};
 use crate::outbox::{self, Outbox};
 use crate::relay::{self, Relays};
 use crate::streams::{Retention, StreamKey, Streams};
+use crate::withhold::Withhold;
 use p2p_common::api::notify::{
     split_payloads, Notification, NotifyStats, PayloadKind, Request, Response, Roster, SeqRange,
     TopicRetention, TopicStats, DEFAULT_PAGE, MAX_BATCH, MAX_BODY, MAX_FANOUT,
@@ -222,6 +223,9 @@ pub struct Notify {
     pub hearsay_ignored: u64,
     /// Deaths presence reported that our check confirmed (taken).
     pub deaths_taken: u64,
+    /// Tree children of ours whose children keep lacking what they acknowledged to us
+    /// (they withhold pushes): demoted to the leaves for a while.
+    withhold: Withhold,
     /// Our topics whose roster is due to be signed again.
     roster_due: BTreeSet<String>,
     /// Our topics a member of whose roster left since it was signed: the next roster is
@@ -398,6 +402,7 @@ impl Notify {
             check_timer: false,
             hearsay_ignored: 0,
             deaths_taken: 0,
+            withhold: Withhold::default(),
             hellos: Confirmations::new(256),
             budgets: SenderBudgets::new(BudgetConfig {
                 per_second: INBOUND_PER_SECOND,
@@ -434,6 +439,11 @@ impl Notify {
         self.checking.len() + self.check_queue.len()
     }
     /// What our presence said of our subscriber nodes.
+    /// Relays of our trees demoted for withholding pushes (`demotions` counts them).
+    pub fn withhold(&self) -> &Withhold {
+        &self.withhold
+    }
+
     pub fn liveness(&self) -> &Liveness {
         &self.liveness
     }
@@ -830,6 +840,71 @@ impl Notify {
             .set_down(node, false, &self.streams, now, &mut o);
         self.outbox.forget_down(node);
         Self::lift_out(o, out);
+    }
+
+    /// `child`, a member of our `topic`'s tree, lacked numbers `from..=to` (it grafted onto
+    /// us, or took them from us on a grafted link): evidence against its tree parent, which
+    /// may demote it ([`Withhold`]); then the next roster puts it at the leaves, paced like
+    /// a death.
+    fn lacked(
+        &mut self,
+        topic: &str,
+        child: &NodeId,
+        from: u64,
+        to: u64,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let k = StreamKey::new(&self.me, topic);
+        let Some(tree) = self.relays.get(&k) else {
+            return;
+        };
+        let last = self.streams.get(&k).map_or(0, |s| s.last);
+        let acked = |n: &NodeId| tree.links.get(n).filter(|l| !l.grafted)?.acked;
+        let demoted = self
+            .withhold
+            .lacked(&tree.roster, &acked, last, child, from, to, now);
+        self.demoted(topic, demoted, now, out);
+    }
+
+    /// Our tree child `relay` of `topic` acknowledged a push of ours: the numbers its
+    /// children lacked up to there it had.
+    fn relay_acked(
+        &mut self,
+        topic: &str,
+        relay: &NodeId,
+        retry: bool,
+        now: Millis,
+        out: &mut Vec<Eff>,
+    ) {
+        let k = StreamKey::new(&self.me, topic);
+        let Some(acked) = self
+            .relays
+            .get(&k)
+            .and_then(|t| t.links.get(relay).filter(|l| !l.grafted)?.acked)
+        else {
+            return;
+        };
+        let demoted = self.withhold.relay_acked(topic, relay, acked, retry, now);
+        self.demoted(topic, demoted, now, out);
+    }
+
+    /// `relay` (if any) was just demoted in `topic`: log it, sign a roster (paced).
+    fn demoted(&mut self, topic: &str, relay: Option<NodeId>, now: Millis, out: &mut Vec<Eff>) {
+        let Some(relay) = relay else {
+            return;
+        };
+        let k = StreamKey::new(&self.me, topic);
+        out.push(log(
+            Level::Info,
+            format!(
+                "{k}: {relay} withholds pushes (most of its children keep lacking what it \
+                 acknowledged); demoted to the leaves for {} s ({} demotions so far)",
+                crate::withhold::DEMOTED_MS / 1_000,
+                self.withhold.demotions
+            ),
+        ));
+        self.roster_changed_liveness(topic, now, out);
     }
 
     /// Sign `topic`'s roster again after a liveness change: with the usual batching, and
@@ -1350,6 +1425,17 @@ impl Notify {
                         .relays
                         .on_graft(&k, &from.node, up_to, &self.streams, now, &mut r);
                 Self::lift_relay(r, out);
+                if taken && publisher == self.me {
+                    // It lacks what follows `up_to`: evidence against its tree parent.
+                    self.lacked(
+                        &topic,
+                        &from.node,
+                        up_to.saturating_add(1),
+                        u64::MAX,
+                        now,
+                        out,
+                    );
+                }
                 if publisher == self.me && !subscriber {
                     let mut o = Vec::new();
                     self.outbox.kick_revoke(&topic, &from.node, now, &mut o);
@@ -1978,8 +2064,10 @@ impl Notify {
         new.sort();
         members.extend(new.into_iter().map(|(_, n)| n.clone()));
         // Two ranks: 1 for a death our own check confirmed (presence's word alone may be
-        // gossip), 0 for every other member, suspect or not: a suspicion moves nobody.
-        let rank = |n: &NodeId| u8::from(self.outbox.is_down(n));
+        // gossip) or a relay demoted for withholding pushes (a demoted leaf is not promoted
+        // while its mark lasts), 0 for every other member, suspect or not: a suspicion
+        // moves nobody.
+        let rank = |n: &NodeId| u8::from(self.outbox.is_down(n) || self.withhold.demoted(topic, n));
         let prefer = |n: &NodeId| {
             let failing = self.outbox.breakers().get(n).is_some();
             (
@@ -1999,9 +2087,10 @@ impl Notify {
     fn sign_roster(&mut self, topic: &str, now: Millis, out: &mut Vec<Eff>) {
         self.roster_due.remove(topic);
         let k = StreamKey::new(&self.me, topic);
-        if !self.outbox.topics.contains_key(topic) {
+        let Some(t) = self.outbox.topics.get(topic) else {
             return;
-        }
+        };
+        self.withhold.purge(topic, &|n| t.subs.contains_key(n), now);
         let members = self.roster_order(topic);
         let someone_left = self.roster_left.remove(topic);
         let same = |t: &relay::Tree| {
@@ -2050,6 +2139,8 @@ impl Notify {
             return;
         };
         t.in_tree = roster.members.iter().cloned().collect();
+        let last = self.streams.get(&k).map_or(0, |s| s.last);
+        self.withhold.new_roster(&roster, last);
         // What each has, and the highest it acknowledged to our outbox (counted there).
         let acked: BTreeMap<NodeId, (u64, u64)> = t
             .subs
@@ -2278,8 +2369,30 @@ impl Notify {
                 let stream = stream.clone();
                 match try_decode_response::<Response>(&body) {
                     Ok(Ok(Response::Delivered { up_to })) if self.relays.is_progress(&c, up_to) => {
+                        // A member of our tree took numbers from us on a grafted link: it
+                        // lacked them (a member whose parent delivers prunes the link).
+                        let relay::Ctx::Push {
+                            node, up_to: sent, ..
+                        } = &c;
+                        let grafted = (stream.publisher == self.me)
+                            .then(|| self.relays.get(&stream)?.links.get(node))
+                            .flatten()
+                            .filter(|l| l.grafted)
+                            .map(|l| {
+                                (node.clone(), l.acked.map_or(1, |a| a + 1), up_to.min(*sent))
+                            });
+                        let relay::Ctx::Push {
+                            node: pushed_to, ..
+                        } = &c;
+                        let pushed_to = pushed_to.clone();
+                        let retry = self.relays.retrying(&stream, &pushed_to);
                         self.relays
                             .on_pushed(c, up_to, &self.streams, now, &mut b, &mut r);
+                        if let Some((node, from_seq, to_seq)) = grafted {
+                            self.lacked(&stream.topic, &node, from_seq, to_seq, now, out);
+                        } else if stream.publisher == self.me {
+                            self.relay_acked(&stream.topic, &pushed_to, retry, now, out);
+                        }
                     }
                     // A member that answers NotFound may not have finished subscribing
                     // (the publisher's roster says it subscribes): try again later, like
@@ -2925,6 +3038,26 @@ mod doc_numbers {
                 crate::catchup::RESTART_BACKOFF.base_ms / 1_000,
                 crate::catchup::RESTART_BACKOFF.max_ms / 1_000,
                 crate::catchup::MAX_RESTART_TRIES
+            ),
+            format!(
+                "at least {} of its children, and more than half of them, lacked it; at {} such numbers within {} s the relay is demoted",
+                crate::withhold::MIN_CHILDREN,
+                crate::withhold::MIN_NUMBERS,
+                crate::withhold::WINDOW_MS / 1_000
+            ),
+            format!(
+                "before, or at most {} s after (the publisher pushes",
+                crate::withhold::ACK_SLACK_MS / 1_000
+            ),
+            format!(
+                "for {} s it ranks as a confirmed death",
+                crate::withhold::DEMOTED_MS / 1_000
+            ),
+            format!(
+                "at most {} numbers with a bit per child, forgotten with a roster that gives it other children and after {} s; at most {} demotion marks per topic",
+                crate::withhold::MAX_NUMBERS,
+                crate::withhold::WINDOW_MS / 1_000,
+                crate::withhold::MAX_DEMOTED
             ),
             format!(
                 "at most once per {} s per topic, `LIVENESS_ROSTER_GAP_MS`",

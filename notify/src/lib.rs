@@ -1,5 +1,5 @@
 //! The `notify` process: its pure core ([`core`]), composed of [`streams`], [`outbox`],
-//! [`relay`], [`apps`], [`catchup`] and [`liveness`], and, on wasm32, the glue that runs it.
+//! [`relay`], [`apps`], [`catchup`], [`liveness`] and [`withhold`], and, on wasm32, the glue that runs it.
 
 pub mod apps;
 pub mod catchup;
@@ -10,6 +10,7 @@ mod liveness_tests;
 pub mod outbox;
 pub mod relay;
 pub mod streams;
+pub mod withhold;
 
 /// Process name on the node: `notify:p2p-patterns:p2p-patterns.os`.
 pub const NAME: &str = "notify";

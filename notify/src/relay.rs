@@ -544,6 +544,14 @@ impl Relays {
         });
     }
 
+    /// Whether the push now out to `node` in `stream` is a retry (an earlier one failed).
+    pub fn retrying(&self, stream: &StreamKey, node: &NodeId) -> bool {
+        self.trees
+            .get(stream)
+            .and_then(|t| t.links.get(node))
+            .is_some_and(|l| l.attempt > 0)
+    }
+
     /// Our link to `node` in `stream`, if we still have it.
     fn link_mut(&mut self, stream: &StreamKey, node: &NodeId) -> Option<&mut Link> {
         self.trees.get_mut(stream)?.links.get_mut(node)
