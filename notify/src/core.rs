@@ -493,6 +493,7 @@ impl Notify {
                 liveness::Sub::Subscribed => P::Subscribed,
             },
             presence_gaps: self.liveness.gaps,
+            demotions: self.withhold.demotions,
         }
     }
 

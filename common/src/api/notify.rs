@@ -519,7 +519,8 @@ pub struct NotifyStats {
     /// `Ping` check (or sent us something meanwhile): the report was ignored.
     #[serde(default)]
     pub hearsay_ignored: u64,
-    /// Deaths presence reported that our check confirmed (every `Ping` failed): taken.
+    /// Deaths presence reported that our check confirmed (our `Ping`s failed and the node
+    /// sent us nothing for the check's silence, docs/notify.md): taken.
     #[serde(default)]
     pub deaths_taken: u64,
     /// Subscriber nodes whose retries pause now (a death taken, not yet reported back).
@@ -534,6 +535,10 @@ pub struct NotifyStats {
     /// Gaps seen in the numbering of presence's events (events missed).
     #[serde(default)]
     pub presence_gaps: u64,
+    /// Relays of our topics' trees demoted to the leaves because their children kept
+    /// lacking what they had acknowledged to us (they withheld pushes).
+    #[serde(default)]
+    pub demotions: u64,
 }
 
 /// How notify's subscription to its node's presence events stands (`Stats.presence`).

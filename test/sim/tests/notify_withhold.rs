@@ -194,11 +194,27 @@ fn withhold(mode: Mode, seed: u64, bad: usize) -> Withheld {
     let at_leaves = end.members[..end.interior()]
         .iter()
         .all(|m| !ids.contains(m));
+    // What the publisher's `Stats` tells its apps (the core's own count, through the API).
+    let h = call(
+        &mut s,
+        0,
+        &Request::Stats {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    );
+    s.run_for(100).unwrap();
+    let demotions = match answer(&s, h) {
+        Some(Ok(Response::Stats(st))) => st.demotions,
+        other => panic!("Stats answered {other:?}"),
+    };
+    assert_eq!(demotions, notify(&s, 0).withhold().demotions);
     let w = Withheld {
         honest,
         before,
         after,
-        demotions: notify(&s, 0).withhold().demotions,
+        demotions,
         at_leaves,
         grafted,
     };

@@ -1881,6 +1881,7 @@ mod notify {
                 early_sends: 31,
                 presence: on::PresenceSubscription::Waiting,
                 presence_gaps: 32,
+                demotions: 33,
             },
             wn::NotifyStats {
                 topics: vec![wn::TopicStats {
@@ -1936,6 +1937,7 @@ mod notify {
                 early_sends: 31,
                 presence: wn::PresenceSubscription::Waiting,
                 presence_gaps: 32,
+                demotions: 33,
             },
         )
     }
