@@ -115,10 +115,15 @@ pub enum Tick {
         topic: String,
         token: u64,
     },
-    /// The next `Ping` of our check of `node` (presence reports it dead).
+    /// The next `Ping` of our check `check` of `node` (presence reports it dead).
     LiveCheck {
         node: NodeId,
-        attempt: u32,
+        check: u64,
+    },
+    /// Check `node` again: it answered our last check, and presence still says it is dead
+    /// (presence repeats no event, so nothing else would).
+    LiveRecheck {
+        node: NodeId,
     },
     /// Start the checks waiting for a token.
     LiveQueue,
@@ -135,7 +140,7 @@ pub enum Ctx {
     /// fails do we take that word (presence's may be another member's gossip).
     LiveCheck {
         node: NodeId,
-        attempt: u32,
+        ping: u64,
     },
     /// NetKeySign of a roster of ours.
     SignRoster {
@@ -212,8 +217,16 @@ pub struct Notify {
     /// [`LIVE_MAX_CHECKS`]).
     checking: BTreeMap<NodeId, Check>,
     /// Deaths waiting for a check (a slot or a token), in order (at most the tracked
-    /// nodes: `queued` holds who is in it).
+    /// nodes: `queued` holds who is in it): relays of our trees first
+    /// (`check_relays`), so silent leaves (cheap Sybils of an open topic) cannot delay the
+    /// death of a relay.
+    check_relays: VecDeque<NodeId>,
     check_queue: VecDeque<NodeId>,
+    /// The check `Ping` in flight to each node (one at most, also after its check ended:
+    /// a new check waits on it rather than sending another).
+    live_pings: BTreeMap<NodeId, u64>,
+    /// Numbers of checks and of their `Ping`s.
+    live_seq: u64,
     queued: BTreeSet<NodeId>,
     /// The check starts' token bucket: tokens, as of when.
     check_tokens: (u32, Millis),
@@ -257,6 +270,8 @@ pub struct Notify {
 /// Our check of a death presence reported.
 #[derive(Debug, Clone, Copy)]
 struct Check {
+    /// Its number (a timer of an earlier check of the node is not this one's).
+    id: u64,
     started: Millis,
     /// `Ping`s of it that failed (the one in flight is number `failed`).
     failed: u32,
@@ -396,7 +411,10 @@ impl Notify {
             roster_signed_at: BTreeMap::new(),
             liveness_slot: 0,
             checking: BTreeMap::new(),
+            check_relays: VecDeque::new(),
             check_queue: VecDeque::new(),
+            live_pings: BTreeMap::new(),
+            live_seq: 0,
             queued: BTreeSet::new(),
             check_tokens: (LIVE_CHECK_BURST, 0),
             check_timer: false,
@@ -436,7 +454,7 @@ impl Notify {
     }
     /// Checks of presence's word on deaths in flight or waiting in line.
     pub fn live_checks(&self) -> usize {
-        self.checking.len() + self.check_queue.len()
+        self.checking.len() + self.check_relays.len() + self.check_queue.len()
     }
     /// What our presence said of our subscriber nodes.
     /// Relays of our trees demoted for withholding pushes (`demotions` counts them).
@@ -654,10 +672,33 @@ impl Notify {
             return;
         }
         // Presence's `Dead` may be any member's gossip: check it ourselves first.
-        if !self.checking.contains_key(&c.node) && self.queued.insert(c.node.clone()) {
-            self.check_queue.push_back(c.node);
+        self.queue_check(c.node, now, out);
+    }
+
+    /// Line `node` up for a check of presence's word that it is dead (relays of our trees
+    /// before the others), unless one is running or waiting.
+    fn queue_check(&mut self, node: NodeId, now: Millis, out: &mut Vec<Eff>) {
+        if !self.checking.contains_key(&node) && self.queued.insert(node.clone()) {
+            if self.relays_for_us(&node) {
+                self.check_relays.push_back(node);
+            } else {
+                self.check_queue.push_back(node);
+            }
         }
         self.pump_checks(now, out);
+    }
+
+    /// Whether `node` is an interior member (a relay) of one of our topics' trees.
+    fn relays_for_us(&self, node: &NodeId) -> bool {
+        self.outbox
+            .topics
+            .iter()
+            .filter(|(_, t)| t.subs.contains_key(node))
+            .any(|(topic, _)| {
+                self.relays
+                    .get(&StreamKey::new(&self.me, topic))
+                    .is_some_and(|t| !t.roster.children(node).is_empty())
+            })
     }
 
     /// Start the checks waiting in line while slots ([`LIVE_MAX_CHECKS`]) and tokens
@@ -674,7 +715,11 @@ impl Notify {
             at = now;
         }
         while self.checking.len() < LIVE_MAX_CHECKS && tokens > 0 {
-            let Some(node) = self.check_queue.pop_front() else {
+            let Some(node) = self
+                .check_relays
+                .pop_front()
+                .or_else(|| self.check_queue.pop_front())
+            else {
                 break;
             };
             self.queued.remove(&node);
@@ -685,17 +730,19 @@ impl Notify {
                 continue;
             }
             tokens -= 1;
+            self.live_seq += 1;
             self.checking.insert(
                 node.clone(),
                 Check {
+                    id: self.live_seq,
                     started: now,
                     failed: 0,
                 },
             );
-            Self::live_ping(node, 0, out);
+            self.live_ping(node, out);
         }
         self.check_tokens = (u32::try_from(tokens).unwrap_or(LIVE_CHECK_BURST), at);
-        if !self.check_queue.is_empty()
+        if !(self.check_queue.is_empty() && self.check_relays.is_empty())
             && self.checking.len() < LIVE_MAX_CHECKS
             && !self.check_timer
         {
@@ -711,47 +758,59 @@ impl Notify {
         LIVE_SILENCE_MS << strikes
     }
 
-    /// Send `node` the `attempt`-th `Ping` of our check.
-    fn live_ping(node: NodeId, attempt: u32, out: &mut Vec<Eff>) {
+    /// Send `node` the next `Ping` of our check, unless one of ours is still in flight to
+    /// it (an earlier check's): then the check waits on that one.
+    fn live_ping(&mut self, node: NodeId, out: &mut Vec<Eff>) {
+        if self.live_pings.contains_key(&node) {
+            return;
+        }
+        self.live_seq += 1;
+        let ping = self.live_seq;
+        self.live_pings.insert(node.clone(), ping);
         out.push(Effect::Send {
             to: address(&node),
             body: encode(&Request::Ping {}),
             blob: None,
             expect: Some(Expect {
                 timeout_s: LIVE_CHECK_TIMEOUT_S,
-                ctx: Ctx::LiveCheck { node, attempt },
+                ctx: Ctx::LiveCheck { node, ping },
             }),
         });
+    }
+
+    /// Our check `Ping` `ping` to `node` is over (answered or failed): whether it was the
+    /// one in flight.
+    fn live_ping_over(&mut self, node: &NodeId, ping: u64) -> bool {
+        if self.live_pings.get(node) == Some(&ping) {
+            self.live_pings.remove(node);
+            return true;
+        }
+        false
     }
 
     /// A `Ping` of our check of `node` failed: the check has failed once
     /// [`LIVE_CHECK_TRIES`] did and the node has been silent long enough
     /// ([`Self::live_silence`]); until then, while presence still says so, try again
     /// 1..2 s later.
-    fn live_ping_failed(&mut self, node: NodeId, attempt: u32, now: Millis, out: &mut Vec<Eff>) {
+    fn live_ping_failed(&mut self, node: NodeId, ping: u64, now: Millis, out: &mut Vec<Eff>) {
+        if !self.live_ping_over(&node, ping) {
+            return;
+        }
         let Some(check) = self.checking.get_mut(&node) else {
             return;
         };
-        if attempt != check.failed {
-            // A `Ping` of an earlier check of it.
-            return;
-        }
         check.failed += 1;
         let check = *check;
         let still = Status::is_down(self.liveness.status(&node));
-        let quiet_since = self
-            .liveness
-            .mark(&node)
-            .heard
-            .map_or(check.started, |h| h.max(check.started));
-        let silent = now.saturating_sub(quiet_since) >= self.live_silence(&node, now);
+        // Anything from its notify ends the check, so it has been silent since the start.
+        let silent = now.saturating_sub(check.started) >= self.live_silence(&node, now);
         if still && (check.failed < LIVE_CHECK_TRIES || !silent) {
             let wait = LIVE_CHECK_GAP_MS + self.rng.gen_range(0..=LIVE_CHECK_GAP_MS);
             out.push(Effect::timer(
                 wait,
                 Tick::LiveCheck {
                     node,
-                    attempt: check.failed,
+                    check: check.id,
                 },
             ));
             return;
@@ -759,14 +818,12 @@ impl Notify {
         self.live_checked(node, false, now, out);
     }
 
-    /// A message from `from` (a request to us, or an answer): when its notify last spoke
-    /// counts for the silence a death needs, and if we are checking its node's death, it
-    /// is alive.
+    /// A message from `from` (a request to us, or an answer): if we are checking its
+    /// node's death, it is alive.
     fn heard_from(&mut self, from: &Address, now: Millis, out: &mut Vec<Eff>) {
         if from.process != ProcessId::ours(crate::NAME) || from.node == self.me {
             return;
         }
-        self.liveness.heard(&from.node, now);
         if self.checking.contains_key(&from.node) {
             self.live_checked(from.node.clone(), true, now, out);
         }
@@ -784,8 +841,13 @@ impl Notify {
         let still = Status::is_down(self.liveness.status(&node));
         if answered || !still || !self.outbox.subscribes(&node) {
             if answered && still {
-                // Its next check needs a longer silence.
+                // Its next check needs a longer silence, and comes after it: presence
+                // repeats no event, so a later real death would otherwise go unchecked.
                 self.liveness.struck(&node, now);
+                out.push(Effect::timer(
+                    self.live_silence(&node, now),
+                    Tick::LiveRecheck { node: node.clone() },
+                ));
                 self.hearsay_ignored += 1;
                 if self.hearsay_ignored.is_power_of_two() {
                     out.push(log(
@@ -835,12 +897,18 @@ impl Notify {
         self.checking.remove(node);
         if self.queued.remove(node) {
             self.check_queue.retain(|n| n != node);
+            self.check_relays.retain(|n| n != node);
         }
+        out.push(Effect::CancelTimer(Tick::LiveRecheck {
+            node: node.clone(),
+        }));
         let mut o = Vec::new();
         self.outbox
             .set_down(node, false, &self.streams, now, &mut o);
         self.outbox.forget_down(node);
         Self::lift_out(o, out);
+        // Its check's slot, if it had one, is free.
+        self.pump_checks(now, out);
     }
 
     /// `child`, a member of our `topic`'s tree, lacked numbers `from..=to` (it grafted onto
@@ -2314,7 +2382,10 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
-            Ctx::LiveCheck { node, .. } => self.live_checked(node, true, now, out),
+            Ctx::LiveCheck { node, ping } => {
+                self.live_ping_over(&node, ping);
+                self.live_checked(node, true, now, out)
+            }
             Ctx::Live(liveness::Ctx::Subscribe) => {
                 let ok = matches!(
                     try_decode_response::<p2p_common::api::presence::Response>(&body),
@@ -2541,7 +2612,7 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         match ctx {
-            Ctx::LiveCheck { node, attempt } => self.live_ping_failed(node, attempt, now, out),
+            Ctx::LiveCheck { node, ping } => self.live_ping_failed(node, ping, now, out),
             Ctx::Live(liveness::Ctx::Subscribe) => {
                 let mut l = Vec::new();
                 self.liveness
@@ -2657,12 +2728,12 @@ impl Notify {
                 Self::lift_catchup(c, out);
             }
             Tick::Roster { topic } => self.sign_roster(&topic, now, out),
-            Tick::LiveCheck { node, attempt } => {
-                if self.checking.get(&node).is_none_or(|c| c.failed != attempt) {
+            Tick::LiveCheck { node, check } => {
+                if self.checking.get(&node).is_none_or(|c| c.id != check) {
                     return;
                 }
                 if Status::is_down(self.liveness.status(&node)) {
-                    Self::live_ping(node, attempt, out);
+                    self.live_ping(node, out);
                 } else {
                     // Presence says it is back: the check is over.
                     self.checking.remove(&node);
@@ -2672,6 +2743,11 @@ impl Notify {
             Tick::LiveQueue => {
                 self.check_timer = false;
                 self.pump_checks(now, out);
+            }
+            Tick::LiveRecheck { node } => {
+                if Status::is_down(self.liveness.status(&node)) && !self.outbox.is_down(&node) {
+                    self.queue_check(node, now, out);
+                }
             }
             Tick::Live(t) => {
                 let mut l = Vec::new();

@@ -115,16 +115,13 @@ pub struct Liveness {
     /// forgets what it derived from it.
     pub evicted: Option<NodeId>,
     /// What our own traffic says of the nodes in the view (never more nodes than
-    /// `views`): when their notify last sent us anything, and how often it answered a
-    /// check of a death presence reported.
+    /// `views`): how often its notify answered a check of a death presence reported.
     marks: BTreeMap<NodeId, Mark>,
 }
 
 /// Our own evidence about a node in the view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mark {
-    /// When its notify last sent us a message (a request or an answer).
-    pub heard: Option<Millis>,
     /// Checks of ours it answered while presence said it was dead or gone, and when the
     /// last one was: each raises the silence the next check needs (decaying).
     pub strikes: u32,
@@ -317,13 +314,6 @@ impl Liveness {
     /// Our own evidence about `node` (default if none).
     pub fn mark(&self, node: &NodeId) -> Mark {
         self.marks.get(node).copied().unwrap_or_default()
-    }
-
-    /// `node`'s notify sent us something at `now`: kept only for a node in the view.
-    pub fn heard(&mut self, node: &NodeId, now: Millis) {
-        if self.views.contains_key(node) {
-            self.marks.entry(node.clone()).or_default().heard = Some(now);
-        }
     }
 
     /// `node` answered a check of ours while presence said it was dead or gone.

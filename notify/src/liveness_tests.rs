@@ -67,8 +67,8 @@ impl H {
         h
     }
 
-    /// Handle `input` at `now`: timers armed, awaited sends noted; a publish's signature
-    /// is answered at once (nothing else is).
+    /// Handle `input` at `now`: timers armed, awaited sends noted; a publish's or a
+    /// roster's signature is answered at once (nothing else is).
     fn input(&mut self, input: Input<Ctx, Tick>) {
         let out = self.n.handle(Now::at(self.now), input);
         let mut signed = Vec::new();
@@ -84,7 +84,7 @@ impl H {
                     let ctx = expect.as_ref().map(|x| x.ctx.clone());
                     self.sent.push((self.now, to.clone(), ctx));
                     if let Some(x) = expect {
-                        if matches!(x.ctx, Ctx::Sign { .. }) {
+                        if matches!(x.ctx, Ctx::Sign { .. } | Ctx::SignRoster { .. }) {
                             signed.push((to, x.ctx));
                         } else {
                             self.waiting
@@ -421,13 +421,17 @@ fn checks_are_bounded_node_wide() {
     for o in &nodes {
         h.presence(EventKind::NodeDead, o);
     }
+    // Checks started: nodes pinged (a check lasts at least LIVE_SILENCE_MS, so within
+    // these 10 s each node's check starts once).
     let first = |h: &H, until: Millis| {
         h.sent
             .iter()
-            .filter(|(at, _, ctx)| {
-                *at >= t0 && *at <= until && matches!(ctx, Some(Ctx::LiveCheck { attempt: 0, .. }))
+            .filter_map(|(at, _, ctx)| match ctx {
+                Some(Ctx::LiveCheck { node, .. }) if *at >= t0 && *at <= until => Some(node),
+                _ => None,
             })
-            .count()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     };
     assert_eq!(first(&h, h.now), LIVE_CHECK_BURST as usize, "the burst");
     assert_eq!(h.n.live_checks(), nodes.len(), "the others wait in line");
@@ -450,4 +454,124 @@ fn checks_are_bounded_node_wide() {
     assert!(most <= LIVE_MAX_CHECKS, "{most} Pings in flight");
     // In the end every one of them was checked (and, silent, taken).
     assert!(nodes.iter().all(|o| h.n.outbox().is_down(o)));
+}
+
+/// Review 13f-a defect 1: deaths wait in line for a check, and a silent node holds its
+/// check for LIVE_SILENCE_MS; 300 silent subscribers (cheap Sybils of an open topic) that
+/// presence reports dead would hold the line for minutes. Relays of our trees are checked
+/// first: bob, a relay, is taken about LIVE_SILENCE_MS after presence reports him.
+#[test]
+fn a_relays_death_is_checked_before_a_crowd_of_silent_leaves() {
+    let mut h = H::new();
+    h.set_topic(TOPIC);
+    let bob = node("bob.os");
+    h.peer_subscribe(&bob, TOPIC);
+    // The earliest subscribers hold the relay seats: bob and 49 others (who stay up).
+    for i in 0..49 {
+        h.peer_subscribe(&node(&format!("early{i}.os")), TOPIC);
+    }
+    let crowd: Vec<NodeId> = (0..300).map(|i| node(&format!("s{i}.os"))).collect();
+    for o in &crowd {
+        h.peer_subscribe(o, TOPIC);
+    }
+    h.run(5_000);
+    let k = crate::streams::StreamKey::new(&node("alice.os"), TOPIC);
+    let interior = |h: &H| {
+        h.n.relays()
+            .get(&k)
+            .is_some_and(|t| !t.roster.children(&bob).is_empty())
+    };
+    assert!(interior(&h), "bob, the first subscriber, relays");
+    let tree = &h.n.relays().get(&k).unwrap().roster;
+    assert!(
+        crowd.iter().all(|c| tree.children(c).is_empty()),
+        "the late crowd are leaves"
+    );
+    for o in &crowd {
+        h.presence(EventKind::NodeDead, o);
+    }
+    h.presence(EventKind::NodeDead, &bob);
+    let t0 = h.now;
+    let mut taken = None;
+    for _ in 0..400 {
+        h.run(1_000);
+        if h.n.outbox().is_down(&bob) {
+            taken = Some(h.now - t0);
+            break;
+        }
+    }
+    let pings: Vec<Millis> = h
+        .sent
+        .iter()
+        .filter(|(at, to, c)| {
+            *at >= t0 && to.node == bob && matches!(c, Some(Ctx::LiveCheck { .. }))
+        })
+        .map(|(at, _, _)| at - t0)
+        .collect();
+    assert!(
+        taken.is_some_and(|t| t <= LIVE_SILENCE_MS + 10_000),
+        "bob's death taken {taken:?} ms after presence reported it; pings {pings:?}"
+    );
+    assert!(h.n.live_checks() > 200, "the crowd still waits in line");
+}
+
+/// Review 13f-a defect 2: bob answered a check, presence still says he is dead (it sends
+/// no event for what it already said), and then he really dies: he is checked again after
+/// the longer silence his strike asks for, and his death is taken.
+#[test]
+fn a_node_that_answered_is_checked_again_while_presence_still_says_dead() {
+    let mut h = H::new();
+    let bob = node("bob.os");
+    h.set_topic(TOPIC);
+    h.peer_subscribe(&bob, TOPIC);
+    h.presence(EventKind::NodeAlive, &bob);
+    h.presence(EventKind::NodeDead, &bob);
+    let (_, _, ctx) = h.waiting.pop().expect("a Ping");
+    h.input(Input::Response {
+        from: address(&bob),
+        body: encode(&p2p_common::api::notify::Response::Pong(
+            p2p_common::basic::pong(&bob),
+        )),
+        blob: None,
+        ctx,
+    });
+    assert_eq!(h.n.hearsay_ignored, 1);
+    assert_eq!(h.n.live_checks(), 0);
+    // From here bob answers nothing; presence's word stands.
+    h.run(2 * LIVE_SILENCE_MS + 2 * LIVE_SILENCE_MS + 15_000);
+    assert!(h.n.outbox().is_down(&bob), "checked again, and taken");
+    assert_eq!(h.n.deaths_taken, 1);
+}
+
+/// Review 13f-a defect 3: a check's `Ping` still in flight when the check ended (bob
+/// spoke) is not joined by a second one when the next check starts; its failure counts
+/// once, for the check that waits on it.
+#[test]
+fn one_check_ping_in_flight_per_node_across_checks() {
+    let mut h = H::new();
+    let bob = node("bob.os");
+    h.set_topic(TOPIC);
+    h.peer_subscribe(&bob, TOPIC);
+    h.presence(EventKind::NodeAlive, &bob);
+    h.presence(EventKind::NodeDead, &bob);
+    // bob speaks while the first Ping is out: that check ends, answered.
+    h.peer_subscribe(&bob, TOPIC);
+    assert_eq!(h.n.live_checks(), 0);
+    h.presence(EventKind::NodeAlive, &bob);
+    h.presence(EventKind::NodeDead, &bob);
+    let mut most = 0;
+    for _ in 0..400 {
+        h.run(100);
+        let n = h
+            .waiting
+            .iter()
+            .filter(|w| w.1.node == bob && matches!(w.2, Ctx::LiveCheck { .. }))
+            .count();
+        most = most.max(n);
+    }
+    assert_eq!(most, 1, "Pings of our checks in flight to bob at once");
+    // The check still needs its whole silence from its own start.
+    assert!(!h.n.outbox().is_down(&bob));
+    h.run(LIVE_SILENCE_MS);
+    assert!(h.n.outbox().is_down(&bob));
 }
