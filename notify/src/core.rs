@@ -947,14 +947,21 @@ impl Notify {
         out: &mut Vec<Eff>,
     ) {
         let k = StreamKey::new(&self.me, topic);
-        let Some(acked) = self
-            .relays
-            .get(&k)
-            .and_then(|t| t.links.get(relay).filter(|l| !l.grafted)?.acked)
+        let Some(tree) = self.relays.get(&k) else {
+            return;
+        };
+        let Some(acked) = tree
+            .links
+            .get(relay)
+            .filter(|l| !l.grafted)
+            .and_then(|l| l.acked)
         else {
             return;
         };
-        let demoted = self.withhold.relay_acked(topic, relay, acked, retry, now);
+        let last = self.streams.get(&k).map_or(0, |s| s.last);
+        let demoted = self
+            .withhold
+            .relay_acked(&tree.roster, last, relay, acked, retry, now);
         self.demoted(topic, demoted, now, out);
     }
 
@@ -968,7 +975,7 @@ impl Notify {
             Level::Info,
             format!(
                 "{k}: {relay} withholds pushes (most of its children keep lacking what it \
-                 acknowledged); demoted to the leaves for {} s ({} demotions so far)",
+                 acknowledged, or it answers only pushes sent again); demoted to the leaves for {} s ({} demotions so far)",
                 crate::withhold::DEMOTED_MS / 1_000,
                 self.withhold.demotions
             ),
@@ -3117,10 +3124,26 @@ mod doc_numbers {
                 crate::catchup::MAX_RESTART_TRIES
             ),
             format!(
-                "at least {} of its children, and more than half of them, lacked it; at {} such numbers within {} s the relay is demoted",
+                "at least {} of its children, and more than half of the fan-out ({} at fan-out 8, {} at fan-out 4), lacked it; at {} such numbers within {} s the relay is demoted",
                 crate::withhold::MIN_CHILDREN,
+                crate::withhold::need(8),
+                crate::withhold::need(4),
                 crate::withhold::MIN_NUMBERS,
                 crate::withhold::WINDOW_MS / 1_000
+            ),
+            format!(
+                "one whose last {} acknowledgements that moved it on include {} answers to",
+                crate::withhold::RETRY_WINDOW,
+                crate::withhold::MIN_RETRIED
+            ),
+            format!(
+                "so {} of {} happens about once in 400,000 windows",
+                crate::withhold::MIN_RETRIED,
+                crate::withhold::RETRY_WINDOW
+            ),
+            format!(
+                "(its place among the publisher's tree children) is not judged again for those {} s",
+                crate::withhold::DEMOTED_MS / 1_000
             ),
             format!(
                 "before, or at most {} s after (the publisher pushes",
@@ -3131,10 +3154,12 @@ mod doc_numbers {
                 crate::withhold::DEMOTED_MS / 1_000
             ),
             format!(
-                "at most {} numbers with a bit per child, forgotten with a roster that gives it other children and after {} s; at most {} demotion marks per topic",
+                "at most {} numbers with a bit per child and {} bits of acknowledgements, forgotten with a roster that gives it other children and after {} s; at most {} demotion marks, {} suspect children and a mark per seat per topic",
                 crate::withhold::MAX_NUMBERS,
+                crate::withhold::RETRY_WINDOW,
                 crate::withhold::WINDOW_MS / 1_000,
-                crate::withhold::MAX_DEMOTED
+                crate::withhold::MAX_DEMOTED,
+                crate::withhold::MAX_SUSPECTS
             ),
             format!(
                 "at most once per {} s per topic, `LIVENESS_ROSTER_GAP_MS`",

@@ -14,18 +14,35 @@
 //! our own tree children are judged: deeper relays acknowledge to their parents, so we
 //! cannot tell one that withholds from one whose own parent was late.
 //!
-//! A number counts against `p` once at least [`MIN_CHILDREN`] and a majority of `p`'s
-//! children lacked it; `p` is demoted once [`MIN_NUMBERS`] numbers count against it within
-//! [`WINDOW_MS`]. So one member, or up to half of a relay's children (sibling Sybils),
-//! grafting on every number cannot demote its honest parent, and independent loss (one
-//! child missing one push, or `p` missing a note: then `p` acknowledges it late or to a
-//! retried push) does not add up to it.
+//! A number counts against `p` once [`need`] of its children lacked it: at least
+//! [`MIN_CHILDREN`] and more than half of the fan-out (not of `p`'s actual children: the
+//! publisher's last tree child has only the newest subscribers as children, and two Sybils
+//! that subscribe last would be "a majority" of two or three). `p` is demoted once
+//! [`MIN_NUMBERS`] numbers count against it within [`WINDOW_MS`]. A relay with fewer
+//! children than [`need`] is never judged by them; its withholding costs the publisher
+//! little (fewer than half a fan-out of grafting members). Independent loss (one child
+//! missing one push, or `p` missing a note: then `p` acknowledges it late or to a retried
+//! push) does not add up to it.
+//!
+//! Retries: a number `p` acknowledged to a push sent again after a failure is excused (it
+//! was catching up). So a withholder could fail every first push and acknowledge only the
+//! retries (review 13f-b, defect 2); we see that ourselves: a relay whose last
+//! [`RETRY_WINDOW`] acknowledgements that moved it on include [`MIN_RETRIED`] retries is
+//! demoted too. A relay that was down acknowledges everything to one retry, and loss makes
+//! each first push fail independently (about 36% under 20% loss each way).
+//!
+//! Framing: at most one demotion per seat (place among our tree children) per
+//! [`DEMOTED_MS`], and the children whose evidence demoted a relay are not heard for as long
+//! (they are its successor's children too). So a majority of Sybil children frames an honest
+//! relay at most once per [`DEMOTED_MS`], and at most one mark per seat lasts at a time:
+//! honest leaves are not used up, and a Sybil is not promoted for want of them.
 //!
 //! Bounds: per topic and per tree child of ours, at most [`MAX_NUMBERS`] numbers with a
 //! bit per child (forgotten after the window, and with a roster that gives `p` other
 //! children or makes it no longer our child); at most
-//! [`MAX_DEMOTED`] marks per topic, each for [`DEMOTED_MS`], dropped when the node no
-//! longer subscribes. Pure: no I/O, time is an input.
+//! [`MAX_DEMOTED`] marks and [`MAX_SUSPECTS`] suspect children per topic, each for
+//! [`DEMOTED_MS`], dropped when the node no longer subscribes; a seat mark per seat. Marks are
+//! in memory only: a publisher that restarts forgets them. Pure: no I/O, time is an input.
 
 use p2p_common::api::notify::Roster;
 use p2p_common::{Millis, NodeId};
@@ -33,20 +50,40 @@ use std::collections::BTreeMap;
 
 /// How long evidence against a relay counts.
 pub const WINDOW_MS: Millis = 120_000;
-/// Numbers that must count against a relay (each lacked by a majority of its children).
+/// Numbers that must count against a relay (each lacked by [`need`] of its children).
 pub const MIN_NUMBERS: usize = 5;
-/// Children that must have lacked a number for it to count (and more than half of them).
-pub const MIN_CHILDREN: usize = 2;
+/// Children that must have lacked a number for it to count, whatever the fan-out (see
+/// [`need`]).
+pub const MIN_CHILDREN: usize = 3;
 /// A number a child lacked counts only if its relay acknowledged it to us by this long
 /// after: one that acknowledges it later (it was down, or missed it too) did not have it
 /// to push.
 pub const ACK_SLACK_MS: Millis = 2_000;
 /// Numbers remembered per relay (the highest are kept).
 pub const MAX_NUMBERS: usize = 8;
-/// How long a demoted relay stays at the leaves (rosters signed meanwhile keep it there).
+/// How long a demoted relay stays at the leaves (rosters signed meanwhile keep it there);
+/// also how long a seat is not judged again after a demotion, and how long the children
+/// whose evidence demoted a relay are not heard.
 pub const DEMOTED_MS: Millis = 600_000;
 /// Demoted marks kept per topic (past this the one ending first goes).
 pub const MAX_DEMOTED: usize = 64;
+/// Acknowledgements of ours remembered per relay, to see whether it answers only retries.
+pub const RETRY_WINDOW: u32 = 16;
+/// A relay whose last [`RETRY_WINDOW`] acknowledgements include at least this many that
+/// answered a push sent again (its first push failed) is demoted: under 20% loss each way
+/// an honest relay's first push fails about 36% of the time, so 15 of 16 happens about
+/// once in 400,000 windows.
+pub const MIN_RETRIED: u32 = 15;
+/// Children marked suspect per topic (past this the one ending first goes).
+pub const MAX_SUSPECTS: usize = 256;
+
+/// Children of one relay that must have lacked a number for it to count against it: at
+/// least [`MIN_CHILDREN`] and more than half of the fan-out (not of its actual children:
+/// the publisher's last tree child has the newest subscribers as its few children). A relay
+/// with fewer children is never judged by them.
+pub fn need(fanout: u32) -> usize {
+    MIN_CHILDREN.max(fanout as usize / 2 + 1)
+}
 
 /// What we hold of one relay: its children (the bits are their places), the last number
 /// published before they were its children (only later ones count), and per number a bit
@@ -60,6 +97,12 @@ struct Evidence {
     /// was behind, or our link to it failed): up to there it was catching up itself, and
     /// its children lacking those numbers is no evidence.
     caught_up: u64,
+    /// A bit per acknowledgement of ours that moved it on (the newest lowest): whether it
+    /// answered a retry; `acks` of them so far (at most [`RETRY_WINDOW`]).
+    retried: u32,
+    acks: u32,
+    /// The highest number it acknowledged to us.
+    acked: u64,
 }
 
 /// One number some children of a relay lacked.
@@ -87,6 +130,12 @@ impl Evidence {
     }
 }
 
+/// A seat (a place among the publisher's tree children) whose relay was demoted.
+#[derive(Debug)]
+struct Seat {
+    until: Millis,
+}
+
 #[derive(Debug, Default)]
 struct TopicState {
     /// The roster this evidence is about, and the last number published when it was
@@ -96,6 +145,22 @@ struct TopicState {
     relays: BTreeMap<NodeId, Evidence>,
     /// Demoted nodes, until when.
     demoted: BTreeMap<NodeId, Millis>,
+    /// Seats (by place) demoted lately: not judged again until then.
+    seats: BTreeMap<usize, Seat>,
+    /// Children whose evidence demoted a relay: not heard until then.
+    suspects: BTreeMap<NodeId, Millis>,
+}
+
+/// Insert `node` until `until` in `map` of at most `max` entries (past it the one ending
+/// first goes).
+fn mark(map: &mut BTreeMap<NodeId, Millis>, node: &NodeId, until: Millis, max: usize) {
+    if !map.contains_key(node) && map.len() >= max {
+        let first = map.iter().min_by_key(|(_, u)| **u).map(|(n, _)| n.clone());
+        if let Some(f) = first {
+            map.remove(&f);
+        }
+    }
+    map.insert(node.clone(), until);
 }
 
 #[derive(Debug, Default)]
@@ -129,7 +194,44 @@ impl Withhold {
     pub fn purge(&mut self, topic: &str, subscribes: &dyn Fn(&NodeId) -> bool, now: Millis) {
         if let Some(t) = self.topics.get_mut(topic) {
             t.demoted.retain(|n, until| *until > now && subscribes(n));
+            t.suspects.retain(|n, until| *until > now && subscribes(n));
+            t.seats.retain(|_, s| s.until > now);
         }
+    }
+
+    /// The evidence held of `relay`, our tree child in `roster` (made or reset to its
+    /// children there), and its seat; None if it is not our tree child.
+    fn evidence<'a>(
+        t: &'a mut TopicState,
+        roster: &Roster,
+        relay: &NodeId,
+        last: u64,
+    ) -> Option<(&'a mut Evidence, usize)> {
+        if roster.parent(relay) != Some(&roster.publisher) {
+            return None;
+        }
+        let seat = roster.members.iter().position(|m| m == relay)?;
+        if t.epoch != roster.epoch {
+            // No roster signed since we started: only numbers from now on count.
+            t.epoch = roster.epoch;
+            t.base = last;
+            t.relays.clear();
+        }
+        let children = roster.children(relay);
+        let base = t.base;
+        let e = t.relays.entry(relay.clone()).or_default();
+        if e.children != children {
+            *e = Evidence {
+                children,
+                base,
+                caught_up: e.caught_up,
+                retried: e.retried,
+                acks: e.acks,
+                acked: e.acked,
+                ..Evidence::default()
+            };
+        }
+        Some((e, seat))
     }
 
     /// `child` of our `roster` (of our topic) lacked numbers `from..=to`: it grafted onto
@@ -148,30 +250,16 @@ impl Withhold {
         now: Millis,
     ) -> Option<NodeId> {
         let parent = roster.parent(child)?.clone();
-        if parent == roster.publisher || roster.parent(&parent) != Some(&roster.publisher) {
+        if parent == roster.publisher {
             return None;
         }
         let siblings = roster.children(&parent);
         let bit = siblings.iter().position(|c| c == child)?;
         let t = self.topics.entry(roster.topic.clone()).or_default();
-        if t.epoch != roster.epoch {
-            // No roster signed since we started: only numbers from now on count.
-            t.epoch = roster.epoch;
-            t.base = last;
-            t.relays.clear();
-        }
-        if t.demoted.contains_key(&parent) {
+        if t.demoted.contains_key(&parent) || t.suspects.contains_key(child) {
             return None;
         }
-        let e = t.relays.entry(parent.clone()).or_default();
-        if e.children != siblings {
-            *e = Evidence {
-                children: siblings,
-                base: t.base,
-                numbers: BTreeMap::new(),
-                caught_up: e.caught_up,
-            };
-        }
+        let (e, seat) = Self::evidence(t, roster, &parent, last)?;
         // Published since the relay has these children.
         let hi = to.min(last);
         let lo = from
@@ -198,59 +286,87 @@ impl Withhold {
             e.numbers.pop_first();
         }
         e.settle(had, now);
-        self.judge(&roster.topic, &parent, now)
+        self.judge(&roster.topic, &parent, seat, need(roster.fanout), now)
     }
 
-    /// Our tree child `relay` of `topic` acknowledged up to `acked` to a push of ours
-    /// (`retry`: one sent again after a failure): the numbers its children lacked up to
-    /// there, seen at most [`ACK_SLACK_MS`] before, it had, unless this was a retry (it
-    /// was catching up itself).
+    /// Our tree child `relay` of `roster` (of our topic, whose stream is at `last`)
+    /// acknowledged up to `acked` to a push of ours (`retry`: one sent again after a
+    /// failure): the numbers its children lacked up to there, seen at most
+    /// [`ACK_SLACK_MS`] before, it had, unless this was a retry (it was catching up
+    /// itself). And a relay that answers only retries ([`MIN_RETRIED`] of its last
+    /// [`RETRY_WINDOW`] acknowledgements) is demoted: by failing every first push it would
+    /// otherwise excuse every number.
     pub fn relay_acked(
         &mut self,
-        topic: &str,
+        roster: &Roster,
+        last: u64,
         relay: &NodeId,
         acked: u64,
         retry: bool,
         now: Millis,
     ) -> Option<NodeId> {
-        let t = self.topics.get_mut(topic)?;
-        if !retry && !t.relays.contains_key(relay) {
+        let t = self.topics.entry(roster.topic.clone()).or_default();
+        if t.demoted.contains_key(relay) {
             return None;
         }
-        let e = t.relays.entry(relay.clone()).or_default();
+        let (e, seat) = Self::evidence(t, roster, relay, last)?;
+        if acked > e.acked {
+            e.acked = acked;
+            e.retried = (e.retried << 1 | u32::from(retry)) & ((1 << RETRY_WINDOW) - 1);
+            e.acks = (e.acks + 1).min(RETRY_WINDOW);
+        }
         if retry {
             e.caught_up = e.caught_up.max(acked);
         }
         e.settle(acked, now);
-        self.judge(topic, relay, now)
+        self.judge(&roster.topic, relay, seat, need(roster.fanout), now)
     }
 
-    /// Demote `relay` if the evidence held is enough.
-    fn judge(&mut self, topic: &str, relay: &NodeId, now: Millis) -> Option<NodeId> {
+    /// Demote `relay` (at `seat` among our tree children) if the evidence held is enough:
+    /// [`MIN_NUMBERS`] numbers each lacked by `need` of its children, or acknowledgements
+    /// that are nearly all retries; at most one demotion per seat per [`DEMOTED_MS`].
+    fn judge(
+        &mut self,
+        topic: &str,
+        relay: &NodeId,
+        seat: usize,
+        need: usize,
+        now: Millis,
+    ) -> Option<NodeId> {
         let t = self.topics.get_mut(topic)?;
+        if t.seats.get(&seat).is_some_and(|s| s.until > now) {
+            return None;
+        }
         let e = t.relays.get(relay)?;
-        let need = MIN_CHILDREN.max(e.children.len() / 2 + 1);
-        let counted = e
+        let counted: Vec<&Mark> = e
             .numbers
             .values()
             .filter(|m| m.had == Some(true) && m.bits.count_ones() as usize >= need)
-            .count();
-        if e.children.len() < need || counted < MIN_NUMBERS {
+            .collect();
+        let by_children = e.children.len() >= need && counted.len() >= MIN_NUMBERS;
+        let by_retries = e.acks >= RETRY_WINDOW && e.retried.count_ones() >= MIN_RETRIED;
+        if !by_children && !by_retries {
             return None;
         }
-        t.relays.remove(relay);
-        if t.demoted.len() >= MAX_DEMOTED {
-            let first = t
-                .demoted
+        let until = now.saturating_add(DEMOTED_MS);
+        if by_children {
+            // Its accusers are not heard for a while: if the relay was honest they framed
+            // it, and they are the successor's children too.
+            let bits = counted.iter().fold(0u32, |b, m| b | m.bits);
+            let accusers: Vec<NodeId> = e
+                .children
                 .iter()
-                .min_by_key(|(_, until)| **until)
-                .map(|(n, _)| n.clone());
-            if let Some(f) = first {
-                t.demoted.remove(&f);
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .map(|(_, c)| c.clone())
+                .collect();
+            for c in &accusers {
+                mark(&mut t.suspects, c, until, MAX_SUSPECTS);
             }
         }
-        t.demoted
-            .insert(relay.clone(), now.saturating_add(DEMOTED_MS));
+        t.relays.remove(relay);
+        t.seats.insert(seat, Seat { until });
+        mark(&mut t.demoted, relay, until, MAX_DEMOTED);
         self.demotions += 1;
         Some(relay.clone())
     }
@@ -363,7 +479,7 @@ mod tests {
                 assert_eq!(w.lacked(&r, &behind, 100, &id(c), 21, 20 + K, 1_000), None);
             }
             assert_eq!(
-                w.relay_acked("news", &id(0), 20 + K, false, 1_000 + late),
+                w.relay_acked(&r, 100, &id(0), 20 + K, false, 1_000 + late),
                 want
             );
         }
@@ -373,7 +489,7 @@ mod tests {
         for c in 4..=7 {
             assert_eq!(w.lacked(&r, &behind, 100, &id(c), 21, 20 + K, 1_000), None);
         }
-        assert_eq!(w.relay_acked("news", &id(0), 20 + K, true, 1_500), None);
+        assert_eq!(w.relay_acked(&r, 100, &id(0), 20 + K, true, 1_500), None);
         for c in 4..=7 {
             assert_eq!(w.lacked(&r, &acked, 100, &id(c), 21, 20 + K, 2_000), None);
         }
@@ -433,6 +549,155 @@ mod tests {
             got,
             Some(id(0)),
             "m00 kept its children: the numbers before count"
+        );
+    }
+
+    /// `members` members at fan-out `fanout`.
+    fn roster_n(members: usize, fanout: u32) -> Roster {
+        Roster {
+            members: (0..members).map(id).collect(),
+            fanout,
+            ..roster()
+        }
+    }
+
+    #[test]
+    fn a_relay_with_fewer_children_than_half_the_fanout_is_never_judged() {
+        // 34 members at fan-out 8: the publisher's 4th child (m03) has m32 and m33.
+        for (members, kids) in [(34, 2), (35, 3)] {
+            let r = roster_n(members, 8);
+            assert_eq!(r.children(&id(3)).len(), kids);
+            let mut w = Withhold::default();
+            w.new_roster(&r, 0);
+            for n in 1..=40 {
+                for c in r.children(&id(3)) {
+                    assert_eq!(w.lacked(&r, &acked, 100, &c, 1, n, n * 1_000), None);
+                }
+            }
+            assert_eq!(w.demotions, 0, "{kids} children framed their relay");
+        }
+        // A full relay at fan-out 8 needs 5 of its 8 children: 4 are not enough.
+        let r = roster_n(72, 8);
+        let kids = r.children(&id(0));
+        assert_eq!(kids.len(), 8);
+        let mut w = Withhold::default();
+        w.new_roster(&r, 0);
+        for c in &kids[..4] {
+            assert_eq!(w.lacked(&r, &acked, 100, c, 1, K, 1_000), None);
+        }
+        assert_eq!(
+            w.lacked(&r, &acked, 100, &kids[4], 1, K, 1_000),
+            Some(id(0))
+        );
+        assert_eq!(
+            need(2),
+            3,
+            "at fan-out 2 no relay is judged by its children"
+        );
+    }
+
+    #[test]
+    fn a_seat_is_demoted_once_and_its_accusers_are_not_heard_against_the_successor() {
+        let r = roster();
+        let mut w = Withhold::default();
+        w.new_roster(&r, 0);
+        let mut got = None;
+        for c in [4, 5, 6] {
+            got = w.lacked(&r, &acked, 100, &id(c), 1, K, 1_000);
+        }
+        assert_eq!(got, Some(id(0)));
+        // The next roster puts leaf m29 in m00's seat, with m00's children.
+        let mut r2 = r.clone();
+        r2.epoch = 4;
+        r2.members.swap(0, 29);
+        r2.index = Default::default();
+        assert_eq!(r2.children(&id(29)), vec![id(4), id(5), id(6), id(7)]);
+        w.new_roster(&r2, K);
+        // The same accusers: not heard.
+        for c in [4, 5, 6] {
+            assert_eq!(
+                w.lacked(&r2, &acked, 100, &id(c), K + 1, 3 * K, 2_000),
+                None
+            );
+        }
+        assert_eq!(w.tracked("news"), 0, "suspects' grafts hold no evidence");
+        // Nor is the seat judged again by others (m07) within DEMOTED_MS.
+        assert_eq!(
+            w.lacked(&r2, &acked, 100, &id(7), K + 1, 3 * K, 2_000),
+            None
+        );
+        assert_eq!(w.demotions, 1);
+        // After it, the seat may be judged again, and the suspects heard.
+        let later = 1_000 + DEMOTED_MS;
+        w.purge("news", &|_| true, later);
+        assert!(!w.demoted("news", &id(0)));
+        let mut got = None;
+        for c in [4, 5, 6] {
+            got = w.lacked(&r2, &acked, 100, &id(c), K + 1, 2 * K, later);
+        }
+        assert_eq!(got, Some(id(29)));
+        // Other seats are judged meanwhile: m01's children demote it.
+        let mut w = Withhold::default();
+        w.new_roster(&r, 0);
+        for c in [4, 5, 6] {
+            w.lacked(&r, &acked, 100, &id(c), 1, K, 1_000);
+        }
+        assert_eq!(r.children(&id(1)), vec![id(8), id(9), id(10), id(11)]);
+        let mut got = None;
+        for c in [8, 9, 10] {
+            got = w.lacked(&r, &acked, 100, &id(c), 1, K, 1_000);
+        }
+        assert_eq!(got, Some(id(1)));
+    }
+
+    #[test]
+    fn a_relay_that_answers_only_retries_is_demoted_one_that_fails_some_first_pushes_is_not() {
+        let r = roster();
+        let w16 = u64::from(RETRY_WINDOW);
+        // Every acknowledgement answers a retry: demoted at the 16th.
+        let mut w = Withhold::default();
+        w.new_roster(&r, 0);
+        for n in 1..w16 {
+            assert_eq!(w.relay_acked(&r, 100, &id(0), n, true, n * 3_000), None);
+        }
+        assert_eq!(
+            w.relay_acked(&r, 100, &id(0), w16, true, 60_000),
+            Some(id(0))
+        );
+        // Its successor in the seat is not judged again within DEMOTED_MS.
+        let mut r2 = r.clone();
+        r2.epoch = 4;
+        r2.members.swap(0, 29);
+        r2.index = Default::default();
+        w.new_roster(&r2, w16);
+        for n in 1..=2 * w16 {
+            assert_eq!(w.relay_acked(&r2, 100, &id(29), n, true, 60_000 + n), None);
+        }
+        // 14 of 16 (two first pushes answered): not. Nor answers that do not move it on.
+        let mut w = Withhold::default();
+        w.new_roster(&r, 0);
+        for n in 1..=3 * w16 {
+            let retry = n % 8 != 0;
+            assert_eq!(w.relay_acked(&r, 100, &id(0), n, retry, n * 3_000), None);
+            assert_eq!(w.relay_acked(&r, 100, &id(0), n, true, n * 3_000), None);
+        }
+        // A relay that was down acknowledges everything to one retry, then answers.
+        let mut w = Withhold::default();
+        w.new_roster(&r, 0);
+        assert_eq!(w.relay_acked(&r, 100, &id(0), 50, true, 1_000), None);
+        for n in 51..=80 {
+            assert_eq!(w.relay_acked(&r, 100, &id(0), n, false, n * 3_000), None);
+        }
+        // A leaf of ours, or a deeper relay, is not judged this way.
+        let small = roster_n(3, 4);
+        let mut w = Withhold::default();
+        for n in 1..=w16 {
+            assert_eq!(w.relay_acked(&r, 100, &id(4), n, true, n * 3_000), None);
+            let _ = w.relay_acked(&small, 100, &id(0), n, true, n * 3_000);
+        }
+        assert_eq!(
+            w.demotions, 1,
+            "a leaf of ours answering retries is demoted too"
         );
     }
 }
