@@ -172,14 +172,21 @@ pub struct Withhold {
 
 impl Withhold {
     /// We signed `roster` of our topic when its stream was at `last`: evidence is kept only
-    /// of relays that are still our tree children with the same children (a demotion moves
-    /// one subtree; the others keep counting).
+    /// of relays that are still our tree children, and their children's marks only if they
+    /// have the same children (a demotion moves one subtree; the others keep counting). What
+    /// a relay acknowledged to retries is kept: a roster signed often does not reset it.
     pub fn new_roster(&mut self, roster: &Roster, last: u64) {
         let t = self.topics.entry(roster.topic.clone()).or_default();
         t.epoch = roster.epoch;
         t.base = last;
         t.relays.retain(|p, e| {
-            roster.parent(p) == Some(&roster.publisher) && roster.children(p) == e.children
+            let kids = roster.children(p);
+            if kids != e.children {
+                e.children = kids;
+                e.base = last;
+                e.numbers.clear();
+            }
+            roster.parent(p) == Some(&roster.publisher)
         });
     }
 
@@ -664,6 +671,21 @@ mod tests {
             w.relay_acked(&r, 100, &id(0), w16, true, 60_000),
             Some(id(0))
         );
+        // A roster that gives it other children keeps what it acknowledged to retries.
+        let mut w2 = Withhold::default();
+        w2.new_roster(&r, 0);
+        for n in 1..10 {
+            assert_eq!(w2.relay_acked(&r, 100, &id(0), n, true, n * 3_000), None);
+        }
+        let mut r6 = r.clone();
+        r6.epoch = 6;
+        r6.members.swap(5, 25);
+        r6.index = Default::default();
+        w2.new_roster(&r6, 10);
+        let got: Vec<_> = (10..=w16)
+            .filter_map(|n| w2.relay_acked(&r6, 100, &id(0), n, true, n * 3_000))
+            .collect();
+        assert_eq!(got, vec![id(0)]);
         // Its successor in the seat is not judged again within DEMOTED_MS.
         let mut r2 = r.clone();
         r2.epoch = 4;
