@@ -3154,10 +3154,10 @@ mod doc_numbers {
                 crate::withhold::DEMOTED_MS / 1_000
             ),
             format!(
-                "at most {} numbers with a bit per child and {} bits of acknowledgements, forgotten with a roster that gives it other children and after {} s; at most {} demotion marks, {} suspect children and a mark per seat per topic",
+                "at most {} numbers with a bit per child, forgotten with a roster that gives it other children and after {} s, and {} bits of acknowledgements, forgotten when it is no longer a tree child of the publisher; at most {} demotion marks, {} suspect children and a mark per seat per topic",
                 crate::withhold::MAX_NUMBERS,
-                crate::withhold::RETRY_WINDOW,
                 crate::withhold::WINDOW_MS / 1_000,
+                crate::withhold::RETRY_WINDOW,
                 crate::withhold::MAX_DEMOTED,
                 crate::withhold::MAX_SUSPECTS
             ),

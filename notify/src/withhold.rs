@@ -39,7 +39,8 @@
 //!
 //! Bounds: per topic and per tree child of ours, at most [`MAX_NUMBERS`] numbers with a
 //! bit per child (forgotten after the window, and with a roster that gives `p` other
-//! children or makes it no longer our child); at most
+//! children or makes it no longer our child) and [`RETRY_WINDOW`] bits of its
+//! acknowledgements (forgotten when it is no longer our child); at most
 //! [`MAX_DEMOTED`] marks and [`MAX_SUSPECTS`] suspect children per topic, each for
 //! [`DEMOTED_MS`], dropped when the node no longer subscribes; a seat mark per seat. Marks are
 //! in memory only: a publisher that restarts forgets them. Pure: no I/O, time is an input.
