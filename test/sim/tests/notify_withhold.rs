@@ -491,4 +491,12 @@ fn a_withholder_of_half_its_children_is_not_demoted_and_costs_this_much() {
         w.after > w.honest,
         "its victims graft onto the publisher: {w:?}"
     );
+    // docs/notify.md states these figures (the run is deterministic).
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/notify.md");
+    let doc = std::fs::read_to_string(path).unwrap().replace("\n  ", " ");
+    let says = format!(
+        "realistic: about {:.1} payload copies per notification instead of {:.1}",
+        w.after, w.honest
+    );
+    assert!(doc.contains(&says), "docs/notify.md does not say {says:?}");
 }
