@@ -1737,6 +1737,7 @@ impl Notify {
         if let Some(t) = self.outbox.topics.get_mut(topic) {
             t.published += 1;
         }
+        self.withhold.published(topic, seq, now);
         // Over its bounds, the oldest entries go now (readers behind are told of the gap).
         let ret = self.retention_of(&k);
         self.streams.prune(&k, Some(0), ret, self.wall, &mut b);
@@ -3135,6 +3136,10 @@ mod doc_numbers {
                 "one whose last {} acknowledgements that moved it on include {} answers to",
                 crate::withhold::RETRY_WINDOW,
                 crate::withhold::MIN_RETRIED
+            ),
+            format!(
+                "or answers more than {} s after the publisher published the first",
+                crate::withhold::ACK_SLACK_MS / 1_000
             ),
             format!(
                 "so {} of {} happens about once in 400,000 windows",
