@@ -3159,12 +3159,13 @@ mod doc_numbers {
                 crate::withhold::DEMOTED_MS / 1_000
             ),
             format!(
-                "at most {} numbers with a bit per child, forgotten with a roster that gives it other children and after {} s, and {} bits of acknowledgements, forgotten when it is no longer a tree child of the publisher; at most {} demotion marks, {} suspect children and a mark per seat per topic",
+                "at most {} numbers with a bit per child, forgotten with a roster that gives it other children and after {} s, and {} bits of acknowledgements, forgotten when it is no longer a tree child of the publisher; at most {} demotion marks, {} suspect children, a mark per seat and the publish times of the latest {} numbers per topic",
                 crate::withhold::MAX_NUMBERS,
                 crate::withhold::WINDOW_MS / 1_000,
                 crate::withhold::RETRY_WINDOW,
                 crate::withhold::MAX_DEMOTED,
-                crate::withhold::MAX_SUSPECTS
+                crate::withhold::MAX_SUSPECTS,
+                crate::withhold::MAX_PUBLISHED
             ),
             format!(
                 "at most once per {} s per topic, `LIVENESS_ROSTER_GAP_MS`",

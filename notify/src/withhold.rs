@@ -44,7 +44,8 @@
 //! children or makes it no longer our child) and [`RETRY_WINDOW`] bits of its
 //! acknowledgements (forgotten when it is no longer our child); at most
 //! [`MAX_DEMOTED`] marks and [`MAX_SUSPECTS`] suspect children per topic, each for
-//! [`DEMOTED_MS`], dropped when the node no longer subscribes; a seat mark per seat. Marks are
+//! [`DEMOTED_MS`], dropped when the node no longer subscribes; a seat mark per seat; the
+//! publish times of the latest [`MAX_PUBLISHED`] numbers. Marks are
 //! in memory only: a publisher that restarts forgets them. Pure: no I/O, time is an input.
 
 use p2p_common::api::notify::Roster;
