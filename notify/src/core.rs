@@ -1737,7 +1737,6 @@ impl Notify {
         if let Some(t) = self.outbox.topics.get_mut(topic) {
             t.published += 1;
         }
-        self.withhold.published(topic, seq, now);
         // Over its bounds, the oldest entries go now (readers behind are told of the gap).
         let ret = self.retention_of(&k);
         self.streams.prune(&k, Some(0), ret, self.wall, &mut b);
@@ -3138,10 +3137,6 @@ mod doc_numbers {
                 crate::withhold::MIN_RETRIED
             ),
             format!(
-                "or answers more than {} s after the publisher published the first",
-                crate::withhold::ACK_SLACK_MS / 1_000
-            ),
-            format!(
                 "so {} of {} happens about once in 400,000 windows",
                 crate::withhold::MIN_RETRIED,
                 crate::withhold::RETRY_WINDOW
@@ -3159,13 +3154,12 @@ mod doc_numbers {
                 crate::withhold::DEMOTED_MS / 1_000
             ),
             format!(
-                "at most {} numbers with a bit per child, forgotten with a roster that gives it other children and after {} s, and {} bits of acknowledgements, forgotten when it is no longer a tree child of the publisher; at most {} demotion marks, {} suspect children, a mark per seat and the publish times of the latest {} numbers per topic",
+                "at most {} numbers with a bit per child, forgotten with a roster that gives it other children and after {} s, and {} bits of acknowledgements, forgotten when it is no longer a tree child of the publisher; at most {} demotion marks, {} suspect children and a mark per seat per topic",
                 crate::withhold::MAX_NUMBERS,
                 crate::withhold::WINDOW_MS / 1_000,
                 crate::withhold::RETRY_WINDOW,
                 crate::withhold::MAX_DEMOTED,
-                crate::withhold::MAX_SUSPECTS,
-                crate::withhold::MAX_PUBLISHED
+                crate::withhold::MAX_SUSPECTS
             ),
             format!(
                 "at most once per {} s per topic, `LIVENESS_ROSTER_GAP_MS`",

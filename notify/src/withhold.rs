@@ -28,10 +28,8 @@
 //! was catching up). So a withholder could fail every first push and acknowledge only the
 //! retries (review 13f-b, defect 2); we see that ourselves: a relay whose last
 //! [`RETRY_WINDOW`] acknowledgements that moved it on include [`MIN_RETRIED`] retries is
-//! demoted too. An answer later than [`ACK_SLACK_MS`] after we published the first number
-//! it takes counts as one to a retry (it would make its children's evidence late too). A
-//! relay that was down acknowledges everything to one retry, and loss makes each first
-//! push fail independently (about 36% under 20% loss each way).
+//! demoted too. A relay that was down acknowledges everything to one retry, and loss makes
+//! each first push fail independently (about 36% under 20% loss each way).
 //!
 //! Framing: at most one demotion per seat (place among our tree children) per
 //! [`DEMOTED_MS`], and the children whose evidence demoted a relay are not heard for as long
@@ -44,8 +42,7 @@
 //! children or makes it no longer our child) and [`RETRY_WINDOW`] bits of its
 //! acknowledgements (forgotten when it is no longer our child); at most
 //! [`MAX_DEMOTED`] marks and [`MAX_SUSPECTS`] suspect children per topic, each for
-//! [`DEMOTED_MS`], dropped when the node no longer subscribes; a seat mark per seat; the
-//! publish times of the latest [`MAX_PUBLISHED`] numbers. Marks are
+//! [`DEMOTED_MS`], dropped when the node no longer subscribes; a seat mark per seat. Marks are
 //! in memory only: a publisher that restarts forgets them. Pure: no I/O, time is an input.
 
 use p2p_common::api::notify::Roster;
@@ -80,8 +77,6 @@ pub const RETRY_WINDOW: u32 = 16;
 pub const MIN_RETRIED: u32 = 15;
 /// Children marked suspect per topic (past this the one ending first goes).
 pub const MAX_SUSPECTS: usize = 256;
-/// Publish times remembered per topic (the latest numbers'), to tell a slow answer.
-pub const MAX_PUBLISHED: usize = 32;
 
 /// Children of one relay that must have lacked a number for it to count against it: at
 /// least [`MIN_CHILDREN`] and more than half of the fan-out (not of its actual children:
@@ -155,8 +150,6 @@ struct TopicState {
     seats: BTreeMap<usize, Seat>,
     /// Children whose evidence demoted a relay: not heard until then.
     suspects: BTreeMap<NodeId, Millis>,
-    /// When we published our latest numbers (at most [`MAX_PUBLISHED`]).
-    published: BTreeMap<u64, Millis>,
 }
 
 /// Insert `node` until `until` in `map` of at most `max` entries (past it the one ending
@@ -196,15 +189,6 @@ impl Withhold {
             }
             roster.parent(p) == Some(&roster.publisher)
         });
-    }
-
-    /// We published `seq` of our `topic` at `now`.
-    pub fn published(&mut self, topic: &str, seq: u64, now: Millis) {
-        let t = self.topics.entry(topic.to_string()).or_default();
-        t.published.insert(seq, now);
-        while t.published.len() > MAX_PUBLISHED {
-            t.published.pop_first();
-        }
     }
 
     /// Whether `node` is marked demoted in `topic` (marks end at [`Self::purge`]).
@@ -333,17 +317,10 @@ impl Withhold {
         if t.demoted.contains_key(relay) {
             return None;
         }
-        let first_new = t.relays.get(relay).map_or(1, |e| e.acked + 1);
-        let published_at = t.published.get(&first_new).copied();
         let (e, seat) = Self::evidence(t, roster, relay, last)?;
         if acked > e.acked {
-            // An answer more than ACK_SLACK_MS after we published the first number it
-            // takes counts as a retry: it would make its children's evidence late.
-            let slow = e.acked + 1 == first_new
-                && published_at.is_some_and(|at| now > at.saturating_add(ACK_SLACK_MS));
             e.acked = acked;
-            let excused = retry || slow;
-            e.retried = (e.retried << 1 | u32::from(excused)) & ((1 << RETRY_WINDOW) - 1);
+            e.retried = (e.retried << 1 | u32::from(retry)) & ((1 << RETRY_WINDOW) - 1);
             e.acks = (e.acks + 1).min(RETRY_WINDOW);
         }
         if retry {
@@ -733,19 +710,6 @@ mod tests {
         assert_eq!(w.relay_acked(&r, 100, &id(0), 50, true, 1_000), None);
         for n in 51..=80 {
             assert_eq!(w.relay_acked(&r, 100, &id(0), n, false, n * 3_000), None);
-        }
-        // An answer more than ACK_SLACK_MS after we published counts as a retry; one
-        // within it does not.
-        for (late, want) in [(ACK_SLACK_MS + 1, Some(id(0))), (ACK_SLACK_MS, None)] {
-            let mut w = Withhold::default();
-            w.new_roster(&r, 0);
-            let mut got = None;
-            for n in 1..=w16 {
-                let at = n * 3_000;
-                w.published("news", n, at);
-                got = got.or(w.relay_acked(&r, 100, &id(0), n, false, at + late));
-            }
-            assert_eq!(got, want, "answers {late} ms after publishing");
         }
         // A leaf of ours, or a deeper relay, is not judged this way.
         let small = roster_n(3, 4);

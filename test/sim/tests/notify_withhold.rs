@@ -9,7 +9,7 @@ use notify::core::{Config, Notify};
 use notify::streams::StreamKey;
 use p2p_common::api::encode;
 use p2p_common::api::notify::{PayloadKind, Request, Response, Roster};
-use p2p_common::{Effect, Input, NodeId, Now, ProcessId, RequestId, Service};
+use p2p_common::{Effect, Input, NodeId, Now, ProcessId, Service};
 use p2p_sim::scenarios::notify::{answer, call, payload, received, setup, Got, NAME, TOPIC};
 use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,12 +27,6 @@ struct Withholder {
     failed_once: BTreeSet<u64>,
     /// Withhold only pushes to these nodes (None: to all).
     only_to: Option<Vec<NodeId>>,
-    /// Answer the publisher's pushes this late (at the first input from then on), under its
-    /// 5 s timeout but past the 2 s within which its children's evidence counts.
-    slow_ms: Option<u64>,
-    /// Requests whose answers are held, and the answers held until when.
-    holding: BTreeSet<RequestId>,
-    held: Vec<(u64, Effect<notify::core::Ctx, notify::core::Tick>)>,
 }
 
 impl Service for Withholder {
@@ -61,41 +55,7 @@ impl Service for Withholder {
                 }
             }
         }
-        // Our own wake-up (a timer value notify never sets): release the answers due.
-        let wake = || notify::core::Tick::Roster {
-            topic: "withholder wake-up".into(),
-        };
-        let woken = matches!(&input, Input::Timer(t) if *t == wake());
-        if let (Some(_), Input::Request { id, body, .. }) = (self.slow_ms, &input) {
-            if let Ok(Request::Deliver { notes, .. }) = serde_json::from_slice::<Request>(body) {
-                if !notes.is_empty() {
-                    self.holding.insert(*id);
-                }
-            }
-        }
-        let mut out = if woken {
-            Vec::new()
-        } else {
-            self.inner.handle(now, input)
-        };
-        if let Some(ms) = self.slow_ms {
-            let mut keep = Vec::new();
-            for e in out.drain(..) {
-                match &e {
-                    Effect::Reply { id, .. } if self.holding.remove(id) => {
-                        self.held.push((now.mono + ms, e));
-                        keep.push(Effect::timer(ms, wake()));
-                    }
-                    _ => keep.push(e),
-                }
-            }
-            out = keep;
-            let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-                .into_iter()
-                .partition(|(at, _)| *at <= now.mono);
-            self.held = wait;
-            out.extend(ready.into_iter().map(|(_, e)| e));
-        }
+        let mut out = self.inner.handle(now, input);
         if self.withhold {
             let only = &self.only_to;
             out.retain(|e| match e {
@@ -140,9 +100,6 @@ fn sim_net(seed: u64, net: NetConfig, nodes: usize, fanout: u32) -> Sim {
             evade: false,
             failed_once: BTreeSet::new(),
             only_to: None,
-            slow_ms: None,
-            holding: BTreeSet::new(),
-            held: Vec::new(),
         }),
     )
 }
@@ -245,19 +202,12 @@ struct Withheld {
 /// them), then 20 more from 60 s after those. Copies per notification at the publisher in
 /// each phase.
 fn withhold(mode: Mode, seed: u64, bad: usize) -> Withheld {
-    withhold_how(mode, seed, bad, false, None, None)
+    withhold_how(mode, seed, bad, false, None)
 }
 
 /// [`withhold`], the withholders failing every first push (`evade`) and withholding only
 /// from their first `only` children (None: all).
-fn withhold_how(
-    mode: Mode,
-    seed: u64,
-    bad: usize,
-    evade: bool,
-    only: Option<usize>,
-    slow_ms: Option<u64>,
-) -> Withheld {
+fn withhold_how(mode: Mode, seed: u64, bad: usize, evade: bool, only: Option<usize>) -> Withheld {
     let mut s = sim(seed, mode);
     let subs: Vec<usize> = (1..NODES).collect();
     let next = setup(&mut s, &subs).unwrap();
@@ -279,7 +229,6 @@ fn withhold_how(
         c.withhold = true;
         c.evade = evade;
         c.only_to = victims;
-        c.slow_ms = slow_ms;
     }
     let before = round(&mut s, 10, 15, &mut acked);
     // A second demotion's roster comes at least `LIVENESS_ROSTER_GAP_MS` after the first,
@@ -490,20 +439,10 @@ fn a_majority_of_sybils_frames_a_seat_once_and_never_takes_it() {
 #[test]
 fn a_withholder_that_answers_only_retries_is_demoted() {
     for mode in [Mode::Realistic, Mode::Hostile] {
-        let w = withhold_how(mode, 5, 1, true, None, None);
+        let w = withhold_how(mode, 5, 1, true, None);
         assert_eq!(w.demotions, 1, "{mode:?}: {w:?}");
         assert!(w.at_leaves, "{mode:?}: the evader still relays: {w:?}");
     }
-}
-
-/// A withholder that answers the publisher's pushes 3 s late (under the 5 s timeout, past
-/// the 2 s within which its acknowledgement makes its children's evidence count) is
-/// demoted too: a late answer counts as one to a retry.
-#[test]
-fn a_withholder_that_answers_late_is_demoted() {
-    let w = withhold_how(Mode::Realistic, 5, 1, false, None, Some(3_000));
-    assert_eq!(w.demotions, 1, "{w:?}");
-    assert!(w.at_leaves, "the late withholder still relays: {w:?}");
 }
 
 /// Honest trees under loss (hostile mode's 5%, and 20% each way, where a push's round trip
@@ -542,7 +481,7 @@ fn loss_alone_demotes_no_honest_relay_on_several_seeds() {
 /// publisher keeps paying for its victims' grafts. The cost is printed for the docs.
 #[test]
 fn a_withholder_of_half_its_children_is_not_demoted_and_costs_this_much() {
-    let w = withhold_how(Mode::Realistic, 5, 1, false, Some(2), None);
+    let w = withhold_how(Mode::Realistic, 5, 1, false, Some(2));
     println!(
         "withholding from 2 of 4 children: {:.1} copies per notification (honest {:.1})",
         w.after, w.honest
