@@ -739,7 +739,10 @@ impl Relays {
         let behind = t.behind.as_ref().is_some_and(|b| last < b.up_to);
         let pruned: Vec<NodeId> = if from_parent && (new || (dup_only && !behind)) {
             std::mem::take(&mut t.grafted_from).into_iter().collect()
-        } else if dup_only && t.grafted_from.remove(from) {
+        } else if dup_only && (t.grafted_from.remove(from) || !from_parent) {
+            // Also a node we pruned already: our `Prune` expects no answer and may have
+            // been lost, and while its grafted link lives its pushes are evidence against
+            // our parent at the publisher (review 13f-c). One `Prune` per such push.
             vec![from.clone()]
         } else {
             Vec::new()
@@ -1260,7 +1263,7 @@ mod tests {
         assert_eq!(pruned, want);
         assert!(r.trees[&key()].grafted_from.is_empty());
         assert_eq!(r.trees[&key()].stats.prunes, 2);
-        // A grafted link that brings only duplicates is pruned; another is not.
+        // A grafted link that brings only duplicates is pruned.
         let mut out = Vec::new();
         let g = r0.members[3].clone();
         r.trees
@@ -1268,10 +1271,18 @@ mod tests {
             .unwrap()
             .grafted_from
             .insert(g.clone());
-        r.on_received(&key(), &r0.members[6], false, true, &streams, 0, &mut out);
-        assert!(prunes_to(&out).is_empty());
         r.on_received(&key(), &g, false, true, &streams, 0, &mut out);
-        assert_eq!(prunes_to(&out), vec![g]);
+        assert_eq!(prunes_to(&out), vec![g.clone()]);
+        // Its next push of duplicates is pruned again (our `Prune` expects no answer and
+        // may have been lost, review 13f-c), and so is a node we never grafted onto.
+        let mut out = Vec::new();
+        r.on_received(&key(), &g, false, true, &streams, 0, &mut out);
+        r.on_received(&key(), &r0.members[6], false, true, &streams, 0, &mut out);
+        assert_eq!(prunes_to(&out), vec![g, r0.members[6].clone()]);
+        // Our parent's duplicates prune nobody more (no grafts left).
+        let mut out = Vec::new();
+        r.on_received(&key(), &parent, false, true, &streams, 0, &mut out);
+        assert!(prunes_to(&out).is_empty());
     }
 
     /// A restart's `Graft` went to the parent of the roster we held; a newer roster gave

@@ -500,3 +500,48 @@ fn a_withholder_of_half_its_children_is_not_demoted_and_costs_this_much() {
     );
     assert!(doc.contains(&says), "docs/notify.md does not say {says:?}");
 }
+
+/// Honest trees, no withholder (review 13f-c): at 20% loss each way and no duplicates,
+/// seeds 1 to 8, nobody is demoted (seed 8 demoted an honest relay while a member pruned a
+/// grafted link only once: the link outlived the lost `Prune` and each of its pushes
+/// counted against the member's parent); nor is an honest tree child of the publisher
+/// 1.0..1.1 s away each way (a rule that counted answers later than 2 s after the publish
+/// as retries demoted it).
+#[test]
+fn loss_and_distance_demote_no_honest_relay() {
+    let run = |seed: u64, net: NetConfig, far: bool| {
+        let mut s = sim_net(seed, net, NODES, FANOUT);
+        let subs: Vec<usize> = (1..NODES).collect();
+        setup(&mut s, &subs).unwrap();
+        s.run_for(30_000).unwrap();
+        let relay = roster_of(&s).children(s.node_id(0))[0].clone();
+        if far {
+            let ri = s.node_index(&relay).unwrap();
+            s.set_link_latency(
+                0,
+                ri,
+                p2p_sim::Latency {
+                    min_ms: 1_000,
+                    max_ms: 1_100,
+                    spike_p: 0.0,
+                    spike_factor: 1,
+                },
+            );
+        }
+        for k in 0..40 {
+            publish(&mut s, k);
+            s.run_for(2_500).unwrap();
+        }
+        s.run_for(20_000).unwrap();
+        let d = notify(&s, 0).withhold().demotions;
+        println!("seed {seed}, far relay {far}: {d} demotions");
+        assert_eq!(
+            d, 0,
+            "seed {seed}, far relay {far}: an honest relay was demoted"
+        );
+    };
+    for seed in 1..=8 {
+        run(seed, NetConfig::hostile(0.2, 0.0), false);
+    }
+    run(5, NetConfig::for_mode(Mode::Realistic), true);
+}
