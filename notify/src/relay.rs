@@ -739,10 +739,10 @@ impl Relays {
         let behind = t.behind.as_ref().is_some_and(|b| last < b.up_to);
         let pruned: Vec<NodeId> = if from_parent && (new || (dup_only && !behind)) {
             std::mem::take(&mut t.grafted_from).into_iter().collect()
-        } else if dup_only && (t.grafted_from.remove(from) || !from_parent) {
-            // Also a node we pruned already: our `Prune` expects no answer and may have
-            // been lost, and while its grafted link lives its pushes are evidence against
-            // our parent at the publisher (review 13f-c). One `Prune` per such push.
+        } else if dup_only && (t.grafted_from.remove(from) || from == &k.publisher) {
+            // Also the publisher when we pruned it already: our `Prune` expects no answer
+            // and may have been lost, and while its grafted link lives the publisher counts
+            // its pushes against our parent (review 13f-c). One `Prune` per such push.
             vec![from.clone()]
         } else {
             Vec::new()
@@ -1273,12 +1273,20 @@ mod tests {
             .insert(g.clone());
         r.on_received(&key(), &g, false, true, &streams, 0, &mut out);
         assert_eq!(prunes_to(&out), vec![g.clone()]);
-        // Its next push of duplicates is pruned again (our `Prune` expects no answer and
-        // may have been lost, review 13f-c), and so is a node we never grafted onto.
+        // Another member's push of duplicates, once pruned, is not pruned again; the
+        // publisher's is, at each push (our `Prune` expects no answer and may have been
+        // lost, and the publisher counts a grafted link's pushes against our parent,
+        // review 13f-c).
         let mut out = Vec::new();
         r.on_received(&key(), &g, false, true, &streams, 0, &mut out);
         r.on_received(&key(), &r0.members[6], false, true, &streams, 0, &mut out);
-        assert_eq!(prunes_to(&out), vec![g, r0.members[6].clone()]);
+        assert!(prunes_to(&out).is_empty());
+        r.on_received(&key(), &r0.publisher, false, true, &streams, 0, &mut out);
+        r.on_received(&key(), &r0.publisher, false, true, &streams, 0, &mut out);
+        assert_eq!(
+            prunes_to(&out),
+            vec![r0.publisher.clone(), r0.publisher.clone()]
+        );
         // Our parent's duplicates prune nobody more (no grafts left).
         let mut out = Vec::new();
         r.on_received(&key(), &parent, false, true, &streams, 0, &mut out);
