@@ -11,7 +11,8 @@ use p2p_common::api::presence::{EventKind, PresenceEvent, SubscriberMessage};
 use p2p_common::api::{encode, ApiResult};
 use p2p_common::{NodeId, ProcessId};
 use p2p_sim::scenarios::notify::{
-    answer, call, check_app, cluster, payload, received, setup, tree_config, Got, NAME, TOPIC,
+    answer, call, check_app, cluster, gossip_dead, payload, publish, received, setup, tree_config,
+    Got, NAME, TOPIC,
 };
 use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
 use std::collections::BTreeMap;
@@ -19,19 +20,6 @@ use std::collections::BTreeMap;
 /// A cluster of notify only (no presence): how the tree repairs without liveness.
 fn without_presence(cfg: SimConfig, ncfg: Config) -> Sim {
     Sim::new(cfg).with_process(NAME, factory(move |a| Notify::new(a, ncfg)))
-}
-
-fn publish(s: &mut Sim, k: u64) -> Option<u64> {
-    let req = Request::Publish {
-        topic: TOPIC.into(),
-        kind: p2p_common::api::notify::PayloadKind::Json,
-    };
-    let h = call(s, 0, &req, Some(payload(k)));
-    s.run_for(500).unwrap();
-    match answer(s, h) {
-        Some(Ok(Response::Published(n))) => Some(n.seq),
-        _ => None,
-    }
 }
 
 fn roster_of(s: &Sim) -> p2p_common::api::notify::Roster {
@@ -684,25 +672,6 @@ fn liveness_signings_of_many_topics_are_paced_node_wide() {
     for v in &victims {
         assert!(r.children(v).is_empty(), "{v} is a leaf: {:?}", r.members);
     }
-}
-
-/// Node `from` (a presence member) gossips to alice's presence that `victim` is dead, at
-/// every incarnation 0..64 (the one that matches applies).
-fn gossip_dead(s: &mut Sim, from: usize, victim: &NodeId) {
-    use p2p_common::api::presence::{MemberStatus, Request as PReq, Update};
-    let origin = s.node_id(from).clone();
-    let updates: Vec<Update> = (0..64u64)
-        .map(|incarnation| Update {
-            node: victim.clone(),
-            status: MemberStatus::Dead,
-            incarnation,
-            info: None,
-            origin: origin.clone(),
-        })
-        .collect();
-    let to = s.addr(0, "presence");
-    let body = encode(&PReq::Gossip { updates });
-    let _ = s.request_from(from, ProcessId::ours("presence"), &to, body, 5);
 }
 
 /// Twelve nodes, fan-out 2; relay `members[0]` crashes. With `attack`, first a leaf

@@ -5,48 +5,11 @@
 
 use notify::core::{Config, Notify};
 use p2p_common::api::encode;
-use p2p_common::api::notify::{NotifyStats, PresenceSubscription, Request, Response};
+use p2p_common::api::notify::{PresenceSubscription, Request};
 use p2p_common::api::presence::{EventKind, PresenceEvent, SubscriberMessage};
-use p2p_common::{NodeId, ProcessId};
-use p2p_sim::scenarios::notify::{answer, call, cluster, setup, NAME};
+use p2p_common::ProcessId;
+use p2p_sim::scenarios::notify::{call, cluster, gossip_dead, setup, stats, NAME};
 use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
-
-/// alice's `Stats`, asked through the local API as an app does.
-fn stats(s: &mut Sim) -> NotifyStats {
-    let h = call(
-        s,
-        0,
-        &Request::Stats {
-            cursor: None,
-            limit: None,
-        },
-        None,
-    );
-    s.run_for(100).unwrap();
-    match answer(s, h) {
-        Some(Ok(Response::Stats(st))) => st,
-        other => panic!("Stats answered {other:?}"),
-    }
-}
-
-/// Node `from`'s presence gossips to alice's that `victim` is dead (what any presence
-/// member can do; alice's presence believes it).
-fn gossip_dead(s: &mut Sim, from: usize, victim: &NodeId) {
-    use p2p_common::api::presence::{MemberStatus, Request as PReq, Update};
-    let origin = s.node_id(from).clone();
-    let updates: Vec<Update> = (0..64u64)
-        .map(|incarnation| Update {
-            node: victim.clone(),
-            status: MemberStatus::Dead,
-            incarnation,
-            info: None,
-            origin: origin.clone(),
-        })
-        .collect();
-    let to = s.addr(0, "presence");
-    let body = encode(&PReq::Gossip { updates });
-    let _ = s.request_from(from, ProcessId::ours("presence"), &to, body, 5);
-}
 
 /// Four nodes, alice's topic with bob (1), charlie (2) and dave (3) subscribed. Gossip that
 /// charlie is dead is disproved by our Ping (`hearsay_ignored`, nobody paused); bob's

@@ -8,9 +8,9 @@
 use notify::core::{Config, Notify};
 use notify::streams::StreamKey;
 use p2p_common::api::encode;
-use p2p_common::api::notify::{PayloadKind, Request, Response, Roster};
+use p2p_common::api::notify::{Request, Roster};
 use p2p_common::{Effect, Input, NodeId, Now, ProcessId, Service};
-use p2p_sim::scenarios::notify::{answer, call, payload, received, setup, Got, NAME, TOPIC};
+use p2p_sim::scenarios::notify::{payload, publish, received, setup, stats, Got, NAME, TOPIC};
 use p2p_sim::{factory, Mode, NetConfig, Sim, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -116,19 +116,6 @@ fn roster_of(s: &Sim) -> Roster {
         .expect("the topic has a tree")
         .roster
         .clone()
-}
-
-fn publish(s: &mut Sim, k: u64) -> Option<u64> {
-    let req = Request::Publish {
-        topic: TOPIC.into(),
-        kind: PayloadKind::Json,
-    };
-    let h = call(s, 0, &req, Some(payload(k)));
-    s.run_for(500).unwrap();
-    match answer(s, h) {
-        Some(Ok(Response::Published(n))) => Some(n.seq),
-        _ => None,
-    }
 }
 
 /// Payload copies the publisher sent for its topic so far (direct, and as the tree's root).
@@ -243,20 +230,7 @@ fn withhold_how(mode: Mode, seed: u64, bad: usize, evade: bool, only: Option<usi
         .iter()
         .all(|m| !ids.contains(m));
     // What the publisher's `Stats` tells its apps (the core's own count, through the API).
-    let h = call(
-        &mut s,
-        0,
-        &Request::Stats {
-            cursor: None,
-            limit: None,
-        },
-        None,
-    );
-    s.run_for(100).unwrap();
-    let demotions = match answer(&s, h) {
-        Some(Ok(Response::Stats(st))) => st.demotions,
-        other => panic!("Stats answered {other:?}"),
-    };
+    let demotions = stats(&mut s).demotions;
     assert_eq!(demotions, notify(&s, 0).withhold().demotions);
     let w = Withheld {
         honest,

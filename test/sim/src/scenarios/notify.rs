@@ -22,6 +22,58 @@ pub const TOPIC: &str = "news";
 
 pub struct NotifyScenario;
 
+/// Node 0's app publishes notification `k` (its JSON payload) to [`TOPIC`] and waits
+/// 500 ms for the answer: the number it took, if it was acknowledged.
+pub fn publish(s: &mut Sim, k: u64) -> Option<u64> {
+    let req = Request::Publish {
+        topic: TOPIC.into(),
+        kind: PayloadKind::Json,
+    };
+    let h = call(s, 0, &req, Some(payload(k)));
+    s.run_for(500).expect("no faults");
+    match answer(s, h) {
+        Some(Ok(Response::Published(n))) => Some(n.seq),
+        _ => None,
+    }
+}
+
+/// Node 0's notify `Stats`, asked through the local API as an app does.
+pub fn stats(s: &mut Sim) -> p2p_common::api::notify::NotifyStats {
+    let h = call(
+        s,
+        0,
+        &Request::Stats {
+            cursor: None,
+            limit: None,
+        },
+        None,
+    );
+    s.run_for(100).expect("no faults");
+    match answer(s, h) {
+        Some(Ok(Response::Stats(st))) => st,
+        other => panic!("Stats answered {other:?}"),
+    }
+}
+
+/// Node `from` (a presence member) gossips to node 0's presence that `victim` is dead, at
+/// every incarnation 0..64 (the one that matches applies): what any member can do.
+pub fn gossip_dead(s: &mut Sim, from: usize, victim: &NodeId) {
+    use p2p_common::api::presence::{MemberStatus, Request as PReq, Update};
+    let origin = s.node_id(from).clone();
+    let updates: Vec<Update> = (0..64u64)
+        .map(|incarnation| Update {
+            node: victim.clone(),
+            status: MemberStatus::Dead,
+            incarnation,
+            info: None,
+            origin: origin.clone(),
+        })
+        .collect();
+    let to = s.addr(0, "presence");
+    let body = encode(&PReq::Gossip { updates });
+    let _ = s.request_from(from, p2p_common::ProcessId::ours("presence"), &to, body, 5);
+}
+
 /// Settings under which every topic with two or more subscriber nodes relays through a
 /// tree of `fanout`.
 pub fn tree_config(fanout: u32) -> Config {
