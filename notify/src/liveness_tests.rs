@@ -217,6 +217,35 @@ impl H {
 
     /// Bob subscribed, a notification he did not get (its `Deliver` timed out), then
     /// presence says he is dead and our check fails: his retries pause.
+    /// `who` answers our latest awaited send, a check's `Ping`, with a `Pong`.
+    fn pong(&mut self, who: &NodeId) {
+        let (_, _, ctx) = self.waiting.pop().expect("a Ping");
+        assert!(matches!(ctx, Ctx::LiveCheck { .. }), "{ctx:?}");
+        self.input(Input::Response {
+            from: address(who),
+            body: encode(&p2p_common::api::notify::Response::Pong(
+                p2p_common::basic::pong(who),
+            )),
+            blob: None,
+            ctx,
+        });
+    }
+
+    /// `who` subscribes again and a notification goes to it: it answers nothing, and its
+    /// outbox retries with the backoff (at least 3 `Deliver`s in 90 s), not the pause.
+    fn retried_with_backoff(&mut self, who: &NodeId) {
+        self.peer_subscribe(who, TOPIC);
+        let t = self.now;
+        self.publish();
+        assert_eq!(self.delivers_to(who, t), 1);
+        self.run(90_000);
+        assert!(
+            self.delivers_to(who, t) >= 3,
+            "retried with the backoff, not paused: {}",
+            self.delivers_to(who, t)
+        );
+    }
+
     fn bob_paused() -> (H, NodeId) {
         let mut h = H::new();
         let bob = node("bob.os");
@@ -303,16 +332,7 @@ fn a_paused_node_that_unsubscribes_is_forgotten_and_subscribes_again_normally() 
     assert_eq!(h.delivers_to(&bob, t), 0);
     // He subscribes again: a new notification goes to him, and after its failure the
     // retry follows the backoff.
-    h.peer_subscribe(&bob, TOPIC);
-    let t = h.now;
-    h.publish();
-    assert_eq!(h.delivers_to(&bob, t), 1);
-    h.run(90_000);
-    assert!(
-        h.delivers_to(&bob, t) >= 3,
-        "retried with the backoff, not paused: {}",
-        h.delivers_to(&bob, t)
-    );
+    h.retried_with_backoff(&bob);
 }
 
 /// The same when the subscription is dropped by us: bob, paused, answers a `Deliver` with
@@ -345,15 +365,7 @@ fn a_paused_node_dropped_on_not_found_is_forgotten() {
     assert!(!h.n.outbox().subscribes(&bob), "dropped");
     assert!(!h.n.outbox().is_down(&bob), "no paused state left");
     assert_eq!(h.n.liveness().status(&bob), None);
-    h.peer_subscribe(&bob, TOPIC);
-    let t = h.now;
-    h.publish();
-    h.run(90_000);
-    assert!(
-        h.delivers_to(&bob, t) >= 3,
-        "retried with the backoff, not paused: {}",
-        h.delivers_to(&bob, t)
-    );
+    h.retried_with_backoff(&bob);
 }
 
 /// Review 13e defect 1: a death is taken only after [`LIVE_SILENCE_MS`] of silence from
@@ -385,16 +397,7 @@ fn a_death_needs_the_silence_and_an_answered_check_doubles_it() {
     // Alive again; a new word of death; bob answers a Ping: a strike.
     h.presence(EventKind::NodeAlive, &bob);
     h.presence(EventKind::NodeDead, &bob);
-    let (_, _, ctx) = h.waiting.pop().expect("a Ping");
-    assert!(matches!(ctx, Ctx::LiveCheck { .. }));
-    h.input(Input::Response {
-        from: address(&bob),
-        body: encode(&p2p_common::api::notify::Response::Pong(
-            p2p_common::basic::pong(&bob),
-        )),
-        blob: None,
-        ctx,
-    });
+    h.pong(&bob);
     assert_eq!(h.n.hearsay_ignored, 1);
     assert_eq!(h.n.live_checks(), 0);
     // Presence says so again at once: the next check needs twice the silence.
@@ -526,15 +529,7 @@ fn a_node_that_answered_is_checked_again_while_presence_still_says_dead() {
     h.peer_subscribe(&bob, TOPIC);
     h.presence(EventKind::NodeAlive, &bob);
     h.presence(EventKind::NodeDead, &bob);
-    let (_, _, ctx) = h.waiting.pop().expect("a Ping");
-    h.input(Input::Response {
-        from: address(&bob),
-        body: encode(&p2p_common::api::notify::Response::Pong(
-            p2p_common::basic::pong(&bob),
-        )),
-        blob: None,
-        ctx,
-    });
+    h.pong(&bob);
     assert_eq!(h.n.hearsay_ignored, 1);
     assert_eq!(h.n.live_checks(), 0);
     // From here bob answers nothing; presence's word stands.
