@@ -1062,12 +1062,7 @@ mod tests {
         let r0 = roster(20, 2);
         let grafter = r0.members[17].clone();
         let (mut r, streams) = root_of(r0, 3);
-        let push = |up_to| Ctx::Push {
-            stream: key(),
-            node: grafter.clone(),
-            up_to,
-            epoch: 1,
-        };
+        let push = |up_to| push_to(&grafter, up_to);
         let delivered = |r: &Relays| r.trees[&key()].links[&grafter].delivered;
         let (mut out, mut b) = (Vec::new(), Batch::lazy());
         assert!(r.on_graft(&key(), &grafter, 0, &streams, 1_000, &mut out));
@@ -1092,12 +1087,7 @@ mod tests {
         let r0 = roster(20, 2);
         let grafter = r0.members[17].clone();
         let (mut r, streams) = root_of(r0, 3);
-        let push = |up_to| Ctx::Push {
-            stream: key(),
-            node: grafter.clone(),
-            up_to,
-            epoch: 1,
-        };
+        let push = |up_to| push_to(&grafter, up_to);
         let total = |r: &Relays| {
             let t = &r.trees[&key()];
             t.delivered_gone + t.links.values().map(|l| l.delivered).sum::<u64>()
@@ -1129,14 +1119,19 @@ mod tests {
         let mut out = Vec::new();
         r.adopt(&key(), r0, &|_| None, &streams, 0, &mut b, &mut out);
         assert!(r.on_graft(&key(), &grafter, 0, &streams, 1_000, &mut out));
-        let push = Ctx::Push {
-            stream: key(),
-            node: grafter.clone(),
-            up_to: 15,
-            epoch: 1,
-        };
+        let push = push_to(&grafter, 15);
         r.on_pushed(push, 15, &streams, 1_100, &mut b, &mut out);
         assert_eq!(r.trees[&key()].links[&grafter].delivered, 3);
+    }
+
+    /// Our push of `key()` up to `up_to` to `node` (roster epoch 1).
+    fn push_to(node: &NodeId, up_to: u64) -> Ctx {
+        Ctx::Push {
+            stream: key(),
+            node: node.clone(),
+            up_to,
+            epoch: 1,
+        }
     }
 
     /// The publisher's (alice.os's) relays of `r0` with its stream of `n` notes.
@@ -1194,12 +1189,7 @@ mod tests {
         let hint = |n: &NodeId| (n == &child).then_some((3, 10));
         r.adopt(&key(), r0.clone(), &hint, &streams, 0, &mut b, &mut out);
         assert_eq!(r.trees[&key()].links[&child].acked, Some(3));
-        let push = |up_to| Ctx::Push {
-            stream: key(),
-            node: child.clone(),
-            up_to,
-            epoch: 1,
-        };
+        let push = |up_to| push_to(&child, up_to);
         r.on_pushed(push(10), 10, &streams, 100, &mut b, &mut out);
         assert_eq!(r.trees[&key()].links[&child].delivered, 0);
         // What it had not acknowledged before counts.
