@@ -169,7 +169,7 @@ fn the_readme_states_what_works_per_service() {
     // Services that answer only Ping and Info today (none since all four landed), and
     // services that work in part: their row says what is still open (and in which issue).
     let basic_only: [&str; 0] = [];
-    let in_progress = ["sync", "notify"];
+    let in_progress = ["notify"];
     for process in package_processes() {
         let name = process.split(':').next().unwrap();
         let row = section

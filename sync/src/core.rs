@@ -12,7 +12,9 @@ use crate::doc::{blob_changes, deflate, includes, inflate, to_version, to_vv, Do
 use crate::live::{self, Arrival, Live};
 use crate::outbox::{item_doc, AfterFailure, Item, Outbox};
 use crate::transfer::{Arrived, Failed, Offers, PullKey, Pulls, ServeError};
+use crate::undo;
 use crate::vecmap::{VecMap, VecSet};
+use litemap::LiteMap;
 use loro::VersionVector;
 use p2p_common::api::sync::{
     Acl, Chunked, DataPage, DocId, DocInfo, DocPeers, Edited, Encoding, JoinAnswer, Member,
@@ -33,7 +35,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// With `at`, a Delete spans at most this many characters (each is looked up).
 pub const MAX_AT_DELETE: usize = 1 << 16;
@@ -392,7 +394,7 @@ pub struct SyncCore {
     our: Address,
     me: NodeId,
     rng: ChaCha8Rng,
-    docs: BTreeMap<DocId, Entry>,
+    docs: LiteMap<DocId, Entry>,
     outbox: Outbox,
     subs: Subscribers,
     reach: Reachability,
@@ -430,7 +432,7 @@ impl SyncCore {
             me: our.node.clone(),
             our,
             rng: ChaCha8Rng::seed_from_u64(0),
-            docs: BTreeMap::new(),
+            docs: LiteMap::new(),
             outbox: Outbox::new(),
             subs: Subscribers::default(),
             reach: Reachability::default(),
@@ -561,7 +563,7 @@ impl SyncCore {
             log: Vec<(u64, Vec<u8>)>,
             ops: Vec<(u64, String)>,
         }
-        let mut loaded: BTreeMap<DocId, Loaded> = BTreeMap::new();
+        let mut loaded: LiteMap<DocId, Loaded> = LiteMap::new();
         let mut bad = 0u32;
         for (k, v) in records {
             let Ok(k) = String::from_utf8(k) else {
@@ -709,7 +711,7 @@ impl SyncCore {
         self.compact_armed = false;
         let mut batch = Batch::lazy();
         let mut n = 0;
-        for e in self.docs.values_mut() {
+        for (_, e) in self.docs.iter_mut() {
             if !Self::needs_compaction(e) {
                 continue;
             }
@@ -1663,6 +1665,7 @@ impl SyncCore {
             Change::Redo => d.undo(&app, true),
         }
         .map_err(ApiError::bad_request)?;
+        d.undo.touch(now);
         let blob = d.take_change(&before);
         let version = d.version();
         // Durable before the answer and before any peer hears of it.
@@ -1701,11 +1704,28 @@ impl SyncCore {
             },
             out,
         );
+        self.bound_undo(doc);
         Ok(Response::Edited(Edited {
             doc: doc.clone(),
             version,
             duplicate: false,
         }))
+    }
+
+    /// Keep the undo histories of all documents within [`undo::MAX_UNDO_BYTES_NODE`]
+    /// (`current`: the document just edited, whose history stays).
+    fn bound_undo(&mut self, current: &DocId) {
+        let mut cur = usize::MAX;
+        let mut undos: Vec<&mut undo::Undo> = Vec::new();
+        for (k, e) in self.docs.iter_mut() {
+            if let Some(d) = e.doc.as_mut() {
+                if k == current {
+                    cur = undos.len();
+                }
+                undos.push(&mut d.undo);
+            }
+        }
+        undo::bound_node(&mut undos, cur, undo::MAX_UNDO_BYTES_NODE);
     }
 
     fn data_since(&self, doc: &DocId, since: Option<&Version>, limit: Option<u32>) -> Reply {
@@ -3114,16 +3134,12 @@ impl SyncCore {
     fn anti_entropy(&mut self, now: Millis, out: &mut Vec<Eff>) {
         self.arm_ae(out);
         let start = self.ae_cursor.clone();
-        let mut ids: Vec<DocId> = match &start {
-            Some(c) => self
-                .docs
-                .range(c.clone()..)
-                .skip(1)
-                .chain(self.docs.range(..=c.clone()))
-                .map(|(k, _)| k.clone())
-                .collect(),
-            None => self.docs.keys().cloned().collect(),
-        };
+        let mut ids: Vec<DocId> = self.docs.keys().cloned().collect();
+        if let Some(c) = &start {
+            // The documents after the last one visited first, then from the start.
+            let i = ids.partition_point(|k| k <= c);
+            ids.rotate_left(i);
+        }
         ids.truncate(AE_DOCS_PER_TICK);
         for doc in ids {
             self.ae_cursor = Some(doc.clone());

@@ -7,7 +7,9 @@
 //! `<id>` is the root map `i:<id>` (field → value); list `<name>` the root list `l:<name>`;
 //! counter `<name>` the root counter `c:<name>`.
 
-use loro::{cursor::Side, ExportMode, IdSpan, LoroDoc, LoroValue, ToJson as _, VersionVector, ID};
+use crate::undo::{Recorder, Seq};
+use loro::cursor::{PosType, Side};
+use loro::{ExportMode, IdSpan, LoroDoc, LoroValue, ToJson as _, VersionVector, ID};
 use p2p_common::api::sync::{
     ChangeSummary, Content, Counter, DocId, Field, Item, List, Op, Value, Version,
 };
@@ -147,15 +149,14 @@ impl Doc {
         at: Option<&VersionVector>,
         utf16: bool,
     ) -> Result<(), String> {
-        let origin = self.undo.track(&self.loro, app);
+        let mut rec = self.undo.recorder(app);
         let at = at.filter(|v| *v != &self.vv());
         if let Some(v) = at {
-            // Made at `at` and imported: it ends this app's undo history (see
-            // `Undo::end_at_import`); other apps' histories would fold it into their next
-            // step, so with those the edit is rebased instead (below), a local commit.
-            if self.owns_latest(v) && !self.undo.others(&origin) {
-                self.edit_at(ops, v, utf16)?;
-                self.undo.end_at_import(&origin);
+            if self.owns_latest(v) {
+                self.edit_at(ops, v, utf16, rec.as_mut())?;
+                if let Some(r) = rec {
+                    self.undo.record(app, r.finish());
+                }
                 return Ok(());
             }
         }
@@ -167,16 +168,20 @@ impl Doc {
                 (ops.to_vec(), utf16)
             }
         };
-        self.apply(&ops, utf16)?;
-        self.loro.set_next_commit_origin(&origin);
+        apply_in(&self.loro, &ops, utf16, rec.as_mut())?;
         self.loro.commit();
+        if let Some(r) = rec {
+            self.undo.record(app, r.finish());
+        }
         Ok(())
     }
 
     /// Undo (`redo`: redo) `app`'s last edit of this document that still changes something,
     /// as a new local change (replicated like an edit).
     pub fn undo(&mut self, app: &str, redo: bool) -> Result<(), String> {
-        self.undo.step(&self.loro, app, redo)
+        let r = self.undo.step(&self.loro, app, redo);
+        self.loro.commit();
+        r
     }
 
     /// Whether version `at` includes this node's own latest change (the usual case: an app's
@@ -193,7 +198,13 @@ impl Doc {
     /// same on every node. It is made on the *view*, a second Loro document holding exactly
     /// `at` (brought forward by importing what it lacks, so an app whose view only grows
     /// costs one small import per edit; a view that went back is rebuilt), and imported.
-    fn edit_at(&mut self, ops: &[Op], at: &VersionVector, utf16: bool) -> Result<(), String> {
+    fn edit_at(
+        &mut self,
+        ops: &[Op],
+        at: &VersionVector,
+        utf16: bool,
+        rec: Option<&mut Recorder>,
+    ) -> Result<(), String> {
         if !includes(&self.vv(), at) {
             return Err("`at` names a version this node does not have (yet)".into());
         }
@@ -232,7 +243,8 @@ impl Doc {
         }
         view.set_peer_id(peer).map_err(|e| e.to_string())?;
         check_in(view, ops, utf16).map_err(|e| format!("in version `at`: {e}"))?;
-        apply_in(view, ops, utf16)?;
+        // Recorded in the view: the elements' IDs are the same in the document.
+        apply_in(view, ops, utf16, rec)?;
         view.commit();
         let change = view
             .export(ExportMode::updates(at))
@@ -263,10 +275,6 @@ impl Doc {
         Ok(())
     }
 
-    fn apply(&mut self, ops: &[Op], utf16: bool) -> Result<(), String> {
-        apply_in(&self.loro, ops, utf16)
-    }
-
     fn check(&self, ops: &[Op], utf16: bool) -> Result<(), String> {
         check_in(&self.loro, ops, utf16)
     }
@@ -293,12 +301,9 @@ impl Doc {
         }
         let frontiers = self.loro.vv_to_frontiers(at);
         self.loro.commit();
-        // A checkout would clear every undo history: they sit it out.
-        self.undo.pause();
-        if let Err(e) = self.loro.checkout(&frontiers) {
-            self.undo.resume();
-            return Err(format!("reading version `at`: {e}"));
-        }
+        self.loro
+            .checkout(&frontiers)
+            .map_err(|e| format!("reading version `at`: {e}"))?;
         let text = self.loro.get_text(TEXT);
         let old_len = if utf16 {
             text.len_utf16()
@@ -361,7 +366,6 @@ impl Doc {
             }
         }
         self.loro.checkout_to_latest();
-        self.undo.resume();
         if let Some(b) = bad {
             return Err(b);
         }
@@ -617,10 +621,50 @@ fn op_name(op: &Op) -> &'static str {
     }
 }
 
-/// Apply checked ops to `loro`'s current state (no commit).
-fn apply_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
+/// Apply checked ops to `loro`'s current state (no commit), recording their inverses in
+/// `rec` (an undo step).
+fn apply_in(
+    loro: &LoroDoc,
+    ops: &[Op],
+    utf16: bool,
+    mut rec: Option<&mut Recorder>,
+) -> Result<(), String> {
     let text = loro.get_text(TEXT);
+    let unicode = |p: u32| -> usize {
+        if utf16 {
+            text.convert_pos(p as usize, PosType::Utf16, PosType::Unicode)
+                .unwrap_or(p as usize)
+        } else {
+            p as usize
+        }
+    };
     for op in ops {
+        if let Some(r) = rec.as_deref_mut() {
+            match op {
+                Op::Delete { pos, len } => {
+                    let u = unicode(*pos);
+                    r.deleting(loro, Seq::Text, u, unicode(pos + len) - u);
+                }
+                Op::Update {
+                    item_id,
+                    field,
+                    value,
+                } => r.writing(loro, item_id, field, Some(to_loro(value))),
+                Op::RemoveItem { item_id } => r.clearing(loro, item_id),
+                Op::ListDelete { list, index, len } => r.deleting(
+                    loro,
+                    Seq::List(format!("l:{list}")),
+                    *index as usize,
+                    *len as usize,
+                ),
+                Op::Increment { counter, by } => r.incremented(counter, *by as f64),
+                Op::Insert { .. } | Op::ListInsert { .. } => {}
+            }
+        }
+        let at = match op {
+            Op::Insert { pos, .. } => unicode(*pos),
+            _ => 0,
+        };
         let r = match op {
             Op::Insert { pos, text: s } if utf16 => text.insert_utf16(*pos as usize, s),
             Op::Insert { pos, text: s } => text.insert(*pos as usize, s),
@@ -646,6 +690,15 @@ fn apply_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
         };
         // Checked above; a failure here is a bug, but never a panic.
         r.map_err(|e| format!("applying {}: {e}", op_name(op)))?;
+        if let Some(r) = rec.as_deref_mut() {
+            match op {
+                Op::Insert { text: s, .. } => r.inserted(loro, Seq::Text, at, s.chars().count()),
+                Op::ListInsert { list, index, .. } => {
+                    r.inserted(loro, Seq::List(format!("l:{list}")), *index as usize, 1)
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
 }

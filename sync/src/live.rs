@@ -20,10 +20,10 @@
 //! This module holds both sides' state, bounded, and the frame codec; the core
 //! ([`crate::core`]) does the sending, importing and answering.
 
+use litemap::LiteMap;
 use loro::VersionVector;
 use p2p_common::api::sync::DocId;
 use p2p_common::{Millis, NodeId};
-use std::collections::BTreeMap;
 
 /// Live frames to one peer leave at most this often (edits made meanwhile go together).
 pub const FLUSH_MS: Millis = 100;
@@ -262,15 +262,15 @@ pub enum Send {
 #[derive(Debug, Default)]
 pub struct Live {
     next_stream: u32,
-    out: BTreeMap<(NodeId, DocId), OutLink>,
+    out: LiteMap<(NodeId, DocId), OutLink>,
     /// When frames last went to each peer (the start of its flush window).
-    flushed: BTreeMap<NodeId, Millis>,
-    inn: BTreeMap<(NodeId, u32), InLink>,
+    flushed: LiteMap<NodeId, Millis>,
+    inn: LiteMap<(NodeId, u32), InLink>,
     /// Peers that take `LiveFrames` (their opening Ack said `frames`), with how many frames
     /// per message; a peer not here (of an older version) gets one `Live` message per frame.
-    framed: BTreeMap<NodeId, usize>,
+    framed: LiteMap<NodeId, usize>,
     /// Per sender: how many of its streams are open here.
-    per_sender: BTreeMap<NodeId, usize>,
+    per_sender: LiteMap<NodeId, usize>,
     /// Counters (tests, logs): gaps seen, frames for unknown streams, opens refused.
     pub gaps: u64,
     pub unknown: u64,

@@ -5,11 +5,12 @@
 //! to have, so edits made while a send is in flight go out together in the next one.
 
 use crate::vecmap::VecMap;
+use litemap::LiteMap;
 use p2p_common::api::sync::DocId;
 use p2p_common::resilience::{Backoff, BreakerConfig, Breakers, Jitter};
 use p2p_common::{Millis, NodeId};
 use rand::RngCore;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// What a peer is owed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,7 +56,7 @@ pub enum AfterFailure {
 }
 
 pub struct Outbox {
-    peers: BTreeMap<NodeId, PeerQ>,
+    peers: LiteMap<NodeId, PeerQ>,
     pub breakers: Breakers,
     backoff: Backoff,
     /// Items refused for a full queue.
@@ -71,7 +72,7 @@ impl Default for Outbox {
 impl Outbox {
     pub fn new() -> Self {
         Outbox {
-            peers: BTreeMap::new(),
+            peers: LiteMap::new(),
             breakers: Breakers::new(
                 BreakerConfig {
                     failure_threshold: 5,
@@ -113,7 +114,7 @@ impl Outbox {
     /// Forget what is owed to `peer` about `doc` (it left, was removed, the doc is gone),
     /// except the notices `keep` says to keep.
     pub fn forget_doc(&mut self, doc: &DocId, keep: impl Fn(&Item) -> bool) {
-        for q in self.peers.values_mut() {
+        for (_, q) in self.peers.iter_mut() {
             q.pending.retain(|i| item_doc(i) != doc || keep(i));
             q.attempts.retain(|i, _| item_doc(i) != doc || keep(i));
         }

@@ -1,166 +1,762 @@
-//! Undo and redo of one app's own edits, on Loro's `UndoManager`.
+//! Undo and redo of one app's own edits, recorded by element identity.
 //!
-//! Every app on this node writes a document with the node's one Loro PeerID, and an
-//! `UndoManager` records the local commits of that PeerID. So that one app's undo never
-//! undoes another app's edit, each app's commits carry an origin of their own
-//! (`app:<process>;`), and each app gets its own manager (created on its first edit of the
-//! document) that excludes every other app's origin: the other apps' edits, like imported
-//! remote changes, are what its steps are rebased over, never steps of its own. At most
-//! [`MAX_UNDO_APPS`] apps per document keep a history; edits of further apps commit with an
-//! origin every manager excludes, and their `Undo` is refused.
+//! Every app on this node writes a document with the node's one Loro PeerID, so Loro cannot
+//! tell one app's changes from another's; this module keeps, per app and document, what each
+//! of the app's edits did, in terms that stay true however the document moves on:
 //!
-//! The history lives in memory only: after a restart (or a fresh join) it starts empty.
+//! - an insert is remembered as the Loro IDs of the elements it created (a few runs of
+//!   consecutive IDs); undoing it deletes those of them still there, wherever they now are;
+//! - a delete is remembered as the deleted content and a cursor on its first element;
+//!   undoing it inserts the content again where that element would be now;
+//! - a field write as the value it replaced; undoing it writes that value back only while the
+//!   field still holds what the app wrote (a later write, local or remote, wins);
+//! - an increment as its amount; undoing it adds the opposite.
 //!
-//! Loro's `UndoManager` (its diff composition and transformation for every container type)
-//! adds 269,433 bytes to sync.wasm's core module (2,989,244 bytes without it, 3,258,677
-//! with it, measured 2026-12-02), over the build's size limit, so it is behind the cargo
-//! feature `undo` (default on, which native builds, tests and the simulator get). The process builds (`cargo xtask build`, kit) use
-//! `--no-default-features`: there [`Undo`] records nothing and `Undo`/`Redo` answer an
-//! error saying so (docs/sync.md, "Undo and redo").
+//! Undo and redo are new local changes, replicated like any edit. Another app's edits and
+//! remote changes are never part of an app's step, so an app's undo takes back its own edits
+//! only. An edit made at an older version (`Edit` with `at`, applied where the user saw it) is
+//! a step like any other: its elements' IDs are the same wherever it was applied.
+//!
+//! Bounds: [`MAX_UNDO_APPS`] apps per document keep a history (further apps' `Undo` is
+//! refused), [`MAX_UNDO_STEPS`] steps each for undo and for redo, and [`MAX_UNDO_BYTES`] of
+//! recorded content per app and document (the oldest steps go first; a single step larger
+//! than that ends the history). The history lives in memory only: after a restart (or a
+//! fresh join) it starts empty.
 
-use loro::LoroDoc;
-#[cfg(feature = "undo")]
-use loro::UndoManager;
+use crate::doc::TEXT;
+use loro::cursor::{Cursor, Side};
+use loro::{ContainerID, ContainerTrait, LoroDoc, LoroValue, ValueOrContainer, ID};
+use std::collections::VecDeque;
 
 /// Apps per document whose edits keep an undo history.
 pub const MAX_UNDO_APPS: usize = 8;
-/// Undo steps kept per app and document (older ones are forgotten).
+/// Undo steps kept per app and document (older ones are forgotten); redo steps likewise.
 pub const MAX_UNDO_STEPS: usize = 64;
-/// The origin of edits no history records (apps beyond [`MAX_UNDO_APPS`]).
-#[cfg(feature = "undo")]
-const UNTRACKED: &str = "sync:untracked";
+/// Recorded content (deleted text and values, replaced field values) kept per app and
+/// document, undo and redo together.
+pub const MAX_UNDO_BYTES: usize = 1 << 20;
+/// Recorded content kept on this node, all documents together: past it, the histories of
+/// the documents least recently edited or undone are forgotten (`SyncCore` enforces it).
+pub const MAX_UNDO_BYTES_NODE: usize = 16 << 20;
+
+/// A sequence container: the text, or list `l:<name>` (its root name).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seq {
+    Text,
+    List(String),
+}
+
+/// Elements one insert created: `len` consecutive Loro IDs of `peer` from `start`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Run {
+    peer: u64,
+    start: i32,
+    len: i32,
+}
+
+impl Run {
+    fn has(&self, id: ID) -> bool {
+        id.peer == self.peer && id.counter >= self.start && id.counter < self.start + self.len
+    }
+}
+
+/// Content taken out of a sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Items {
+    Text(String),
+    Values(Vec<LoroValue>),
+}
+
+impl Items {
+    fn count(&self) -> usize {
+        match self {
+            Items::Text(s) => s.chars().count(),
+            Items::Values(v) => v.len(),
+        }
+    }
+}
+
+/// What takes back one op (or one part of it).
+#[derive(Clone, Debug)]
+pub enum Inverse {
+    /// Delete the elements of `runs` still in `seq`.
+    Remove { seq: Seq, runs: Vec<Run> },
+    /// Insert `items` where the element under `at` is (or would be); `origin` is the position
+    /// when recorded, used only if the cursor cannot be resolved.
+    Restore {
+        seq: Seq,
+        at: Cursor,
+        origin: usize,
+        items: Items,
+        was: Vec<Run>,
+    },
+    /// For each (field, expect, set): if the field holds `expect` (None: absent), make it
+    /// `set` (None: delete it).
+    Fields {
+        item: String,
+        entries: Vec<(String, Option<LoroValue>, Option<LoroValue>)>,
+    },
+    /// Add `by` to counter `c:<counter>`.
+    Add { counter: String, by: f64 },
+}
+
+/// One edit's inverses, in the order of the edit's ops (applied last to first).
+pub type Step = Vec<Inverse>;
+
+fn value_bytes(v: &LoroValue) -> usize {
+    match v {
+        LoroValue::String(s) => s.len() + 16,
+        LoroValue::Binary(b) => b.len() + 16,
+        _ => 16,
+    }
+}
+
+fn step_bytes(step: &Step) -> usize {
+    step.iter()
+        .map(|inv| {
+            48 + match inv {
+                Inverse::Remove { runs, .. } => runs.len() * 16,
+                Inverse::Restore { items, was, .. } => {
+                    was.len() * 16
+                        + match items {
+                            Items::Text(s) => s.len(),
+                            Items::Values(v) => v.iter().map(value_bytes).sum::<usize>(),
+                        }
+                }
+                Inverse::Fields { item, entries } => {
+                    item.len()
+                        + entries
+                            .iter()
+                            .map(|(f, a, b)| {
+                                f.len()
+                                    + a.as_ref().map_or(0, value_bytes)
+                                    + b.as_ref().map_or(0, value_bytes)
+                            })
+                            .sum::<usize>()
+                }
+                Inverse::Add { counter, .. } => counter.len(),
+            }
+        })
+        .sum()
+}
+
+/// Reading and writing a sequence container by position (code points for the text).
+struct SeqRef<'a> {
+    loro: &'a LoroDoc,
+    seq: &'a Seq,
+}
+
+impl SeqRef<'_> {
+    fn len(&self) -> usize {
+        match self.seq {
+            Seq::Text => self.loro.get_text(TEXT).len_unicode(),
+            Seq::List(n) => self.loro.get_list(n.as_str()).len(),
+        }
+    }
+
+    fn container(&self) -> ContainerID {
+        match self.seq {
+            Seq::Text => self.loro.get_text(TEXT).id(),
+            Seq::List(n) => self.loro.get_list(n.as_str()).id(),
+        }
+    }
+
+    fn id_at(&self, p: usize) -> Option<ID> {
+        match self.seq {
+            Seq::Text => self
+                .loro
+                .get_text(TEXT)
+                .get_cursor(p, Side::Middle)
+                .and_then(|c| c.id),
+            Seq::List(n) => self.loro.get_list(n.as_str()).get_id_at(p),
+        }
+    }
+
+    fn cursor(&self, p: usize) -> Option<Cursor> {
+        match self.seq {
+            Seq::Text => self.loro.get_text(TEXT).get_cursor(p, Side::Middle),
+            Seq::List(n) => self.loro.get_list(n.as_str()).get_cursor(p, Side::Middle),
+        }
+    }
+
+    /// Where the element `id` is now, or would be if it was deleted.
+    fn pos_of(&self, id: ID, container: &ContainerID) -> Option<usize> {
+        let c = Cursor::new(Some(id), container.clone(), Side::Middle, 0);
+        self.loro.get_cursor_pos(&c).ok().map(|r| r.current.pos)
+    }
+
+    fn items(&self, p: usize, n: usize) -> Option<Items> {
+        match self.seq {
+            Seq::Text => self
+                .loro
+                .get_text(TEXT)
+                .slice(p, p + n)
+                .ok()
+                .map(Items::Text),
+            Seq::List(name) => {
+                let list = self.loro.get_list(name.as_str());
+                // Nested containers (the API never makes them) come back as null.
+                let values = (p..p + n)
+                    .map(|i| match list.get(i) {
+                        Some(ValueOrContainer::Value(v)) => v,
+                        _ => LoroValue::Null,
+                    })
+                    .collect();
+                Some(Items::Values(values))
+            }
+        }
+    }
+
+    fn insert(&self, p: usize, items: &Items) -> bool {
+        match (self.seq, items) {
+            (Seq::Text, Items::Text(s)) => self.loro.get_text(TEXT).insert(p, s).is_ok(),
+            (Seq::List(n), Items::Values(vs)) => {
+                let list = self.loro.get_list(n.as_str());
+                vs.iter()
+                    .enumerate()
+                    .all(|(i, v)| list.insert(p + i, v.clone()).is_ok())
+            }
+            _ => false,
+        }
+    }
+
+    fn delete(&self, p: usize, n: usize) -> bool {
+        match self.seq {
+            Seq::Text => self.loro.get_text(TEXT).delete(p, n).is_ok(),
+            Seq::List(name) => self.loro.get_list(name.as_str()).delete(p, n).is_ok(),
+        }
+    }
+
+    /// The runs of IDs of the `n` elements from position `p`, just inserted: one insert's
+    /// elements have consecutive IDs, so the first and the last usually tell.
+    fn runs(&self, p: usize, n: usize) -> Vec<Run> {
+        if n == 0 {
+            return Vec::new();
+        }
+        if let (Some(a), Some(b)) = (self.id_at(p), self.id_at(p + n - 1)) {
+            if a.peer == b.peer && i64::from(b.counter) - i64::from(a.counter) == n as i64 - 1 {
+                return vec![Run {
+                    peer: a.peer,
+                    start: a.counter,
+                    len: n as i32,
+                }];
+            }
+        }
+        self.scan(p, n)
+    }
+
+    /// The runs of IDs of the `n` elements from position `p`, element by element.
+    fn scan(&self, p: usize, n: usize) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for id in (p..p + n).filter_map(|q| self.id_at(q)) {
+            match runs.last_mut() {
+                Some(r) if r.peer == id.peer && r.start + r.len == id.counter => r.len += 1,
+                _ => runs.push(Run {
+                    peer: id.peer,
+                    start: id.counter,
+                    len: 1,
+                }),
+            }
+        }
+        runs
+    }
+
+    /// Restores for the `n` elements from `p`, about to be deleted, leaving out those in
+    /// `skip` (elements the same step inserted: undoing the insert covers them).
+    fn restores(&self, p: usize, n: usize, skip: &[Run]) -> Vec<Inverse> {
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        if skip.is_empty() {
+            groups.push((p, n));
+        } else {
+            for q in p..p + n {
+                if self
+                    .id_at(q)
+                    .is_some_and(|id| skip.iter().any(|r| r.has(id)))
+                {
+                    continue;
+                }
+                match groups.last_mut() {
+                    Some((s, k)) if *s + *k == q => *k += 1,
+                    _ => groups.push((q, 1)),
+                }
+            }
+        }
+        groups
+            .into_iter()
+            .filter(|(_, k)| *k > 0)
+            .filter_map(|(s, k)| {
+                Some(Inverse::Restore {
+                    seq: self.seq.clone(),
+                    at: self.cursor(s)?,
+                    origin: s,
+                    items: self.items(s, k)?,
+                    was: self.scan(s, k),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Records one edit's inverses as its ops apply (positions are code points, before the op
+/// for deletes and writes, after it for inserts).
+#[derive(Default)]
+pub struct Recorder {
+    step: Step,
+}
+
+impl Recorder {
+    /// After inserting `n` elements at `p`.
+    pub fn inserted(&mut self, loro: &LoroDoc, seq: Seq, p: usize, n: usize) {
+        let runs = SeqRef { loro, seq: &seq }.runs(p, n);
+        if !runs.is_empty() {
+            self.step.push(Inverse::Remove { seq, runs });
+        }
+    }
+
+    /// Before deleting `n` elements at `p`.
+    pub fn deleting(&mut self, loro: &LoroDoc, seq: Seq, p: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let own: Vec<Run> = self
+            .step
+            .iter()
+            .filter_map(|inv| match inv {
+                Inverse::Remove { seq: s, runs } if *s == seq => Some(runs.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let r = SeqRef { loro, seq: &seq };
+        let restores = r.restores(p, n, &own);
+        self.step.extend(restores);
+    }
+
+    /// Before writing `field` of item `item` (`new`: None deletes it).
+    pub fn writing(&mut self, loro: &LoroDoc, item: &str, field: &str, new: Option<LoroValue>) {
+        let map = loro.get_map(format!("i:{item}").as_str());
+        let old = match map.get(field) {
+            Some(ValueOrContainer::Value(v)) => Some(v),
+            None => None,
+            // A nested container (the API never writes one) cannot be put back.
+            Some(ValueOrContainer::Container(_)) => return,
+        };
+        self.step.push(Inverse::Fields {
+            item: item.into(),
+            entries: vec![(field.into(), new, old)],
+        });
+    }
+
+    /// Before removing every field of item `item`.
+    pub fn clearing(&mut self, loro: &LoroDoc, item: &str) {
+        let map = loro.get_map(format!("i:{item}").as_str());
+        let mut entries = Vec::new();
+        map.for_each(|k, v| {
+            if let ValueOrContainer::Value(v) = v {
+                entries.push((k.to_string(), None, Some(v)));
+            }
+        });
+        if !entries.is_empty() {
+            self.step.push(Inverse::Fields {
+                item: item.into(),
+                entries,
+            });
+        }
+    }
+
+    pub fn incremented(&mut self, counter: &str, by: f64) {
+        self.step.push(Inverse::Add {
+            counter: counter.into(),
+            by: -by,
+        });
+    }
+
+    pub fn finish(self) -> Step {
+        self.step
+    }
+}
+
+/// Elements an undo re-created: (the IDs they had, the IDs they have now), in order.
+type Remap = (Vec<Run>, Vec<Run>);
+
+/// Apply one inverse; what takes it back in turn (empty: it changed nothing). A restore adds
+/// to `remaps`.
+fn apply(loro: &LoroDoc, inv: &Inverse, remaps: &mut Vec<Remap>) -> Vec<Inverse> {
+    match inv {
+        Inverse::Remove { seq, runs } => {
+            let r = SeqRef { loro, seq };
+            let container = r.container();
+            let len = r.len();
+            let mut at: Vec<usize> = Vec::new();
+            for run in runs {
+                if len == 0 {
+                    break;
+                }
+                let first = r.pos_of(ID::new(run.peer, run.start), &container);
+                let last = r.pos_of(ID::new(run.peer, run.start + run.len - 1), &container);
+                let (Some(a), Some(b)) = (first, last) else {
+                    continue;
+                };
+                // A run's elements keep their order: those still there lie in a..=b.
+                at.extend(
+                    (a..=b.min(len - 1)).filter(|p| r.id_at(*p).is_some_and(|id| run.has(id))),
+                );
+            }
+            p2p_common::sort::sort_unstable(&mut at);
+            at.dedup();
+            let mut groups: Vec<(usize, usize)> = Vec::new();
+            for p in at {
+                match groups.last_mut() {
+                    Some((s, n)) if *s + *n == p => *n += 1,
+                    _ => groups.push((p, 1)),
+                }
+            }
+            let mut back = Vec::new();
+            // From the back, so earlier positions stay valid.
+            for (s, n) in groups.into_iter().rev() {
+                let restore = r.restores(s, n, &[]);
+                if r.delete(s, n) {
+                    back.extend(restore);
+                }
+            }
+            back
+        }
+        Inverse::Restore {
+            seq,
+            at,
+            origin,
+            items,
+            was,
+        } => {
+            let r = SeqRef { loro, seq };
+            let len = r.len();
+            let p = loro
+                .get_cursor_pos(at)
+                .map(|q| q.current.pos)
+                .unwrap_or(*origin)
+                .min(len);
+            let n = items.count();
+            if n == 0 || !r.insert(p, items) {
+                return Vec::new();
+            }
+            let runs = r.runs(p, n);
+            remaps.push((was.clone(), runs.clone()));
+            vec![Inverse::Remove {
+                seq: seq.clone(),
+                runs,
+            }]
+        }
+        Inverse::Fields { item, entries } => {
+            let map = loro.get_map(format!("i:{item}").as_str());
+            let mut back = Vec::new();
+            for (field, expect, set) in entries {
+                let now = match map.get(field) {
+                    Some(ValueOrContainer::Value(v)) => Some(v),
+                    None => None,
+                    Some(ValueOrContainer::Container(_)) => continue,
+                };
+                if now != *expect {
+                    continue;
+                }
+                let done = match set {
+                    Some(v) => map.insert(field, v.clone()).is_ok(),
+                    None => map.delete(field).is_ok(),
+                };
+                if done {
+                    back.push((field.clone(), set.clone(), expect.clone()));
+                }
+            }
+            if back.is_empty() {
+                return Vec::new();
+            }
+            vec![Inverse::Fields {
+                item: item.clone(),
+                entries: back,
+            }]
+        }
+        Inverse::Add { counter, by } => {
+            let c = loro.get_counter(format!("c:{counter}").as_str());
+            if c.increment(*by).is_err() {
+                return Vec::new();
+            }
+            vec![Inverse::Add {
+                counter: counter.clone(),
+                by: -by,
+            }]
+        }
+    }
+}
+
+/// In `step`, elements `was` become `now` (an undo re-created them with new IDs), so that
+/// an earlier insert's undo still finds them.
+fn remap_step(step: &mut [Inverse], was: &[Run], now: &[Run]) {
+    for inv in step {
+        if let Inverse::Remove { runs, .. } = inv {
+            *runs = remap(runs, was, now);
+        }
+    }
+}
+
+fn total(runs: &[Run]) -> i64 {
+    runs.iter().map(|r| i64::from(r.len)).sum()
+}
+
+/// `runs` with each element of `was` replaced by the element of `now` at the same index.
+fn remap(runs: &[Run], was: &[Run], now: &[Run]) -> Vec<Run> {
+    if total(was) != total(now) {
+        return runs.to_vec();
+    }
+    let mut out: Vec<Run> = Vec::new();
+    let mut emit = |r: Run| {
+        if r.len <= 0 {
+            return;
+        }
+        match out.last_mut() {
+            Some(l) if l.peer == r.peer && l.start + l.len == r.start => l.len += r.len,
+            _ => out.push(r),
+        }
+    };
+    for r in runs {
+        // Where `r` overlaps `was`: (first counter, end counter, index in `was`).
+        let mut hits: Vec<(i32, i32, i64)> = Vec::new();
+        let mut off = 0i64;
+        for w in was {
+            if w.peer == r.peer {
+                let lo = r.start.max(w.start);
+                let hi = (r.start + r.len).min(w.start + w.len);
+                if lo < hi {
+                    hits.push((lo, hi, off + i64::from(lo - w.start)));
+                }
+            }
+            off += i64::from(w.len);
+        }
+        p2p_common::sort::sort_unstable(&mut hits);
+        let mut cur = r.start;
+        for (lo, hi, idx) in hits {
+            emit(Run {
+                peer: r.peer,
+                start: cur,
+                len: lo - cur,
+            });
+            // Indices idx..idx + (hi - lo) of `now`.
+            let (mut want, mut left) = (idx, i64::from(hi - lo));
+            let mut off = 0i64;
+            for n in now {
+                let end = off + i64::from(n.len);
+                if left > 0 && want < end && want >= off {
+                    let take = left.min(end - want);
+                    emit(Run {
+                        peer: n.peer,
+                        start: n.start + (want - off) as i32,
+                        len: take as i32,
+                    });
+                    want += take;
+                    left -= take;
+                }
+                off = end;
+            }
+            cur = hi;
+        }
+        emit(Run {
+            peer: r.peer,
+            start: cur,
+            len: r.start + r.len - cur,
+        });
+    }
+    out
+}
+
+/// One app's history.
+struct History {
+    app: String,
+    undo: VecDeque<(Step, usize)>,
+    redo: VecDeque<(Step, usize)>,
+    bytes: usize,
+}
+
+impl History {
+    fn clear(&mut self) {
+        self.undo.clear();
+        self.redo.clear();
+        self.bytes = 0;
+    }
+
+    /// Push `step` on the undo (`redo`: redo) stack, forgetting the oldest steps past the
+    /// bounds; a step over the byte budget by itself ends the history.
+    fn push(&mut self, step: Step, redo: bool) {
+        let b = step_bytes(&step);
+        if b > MAX_UNDO_BYTES {
+            self.clear();
+            return;
+        }
+        self.bytes += b;
+        let stack = if redo { &mut self.redo } else { &mut self.undo };
+        stack.push_back((step, b));
+        while stack.len() > MAX_UNDO_STEPS {
+            if let Some((_, b)) = stack.pop_front() {
+                self.bytes -= b;
+            }
+        }
+        while self.bytes > MAX_UNDO_BYTES {
+            // The oldest undo step first, then the furthest redo step.
+            let Some((_, b)) = self.undo.pop_front().or_else(|| self.redo.pop_front()) else {
+                break;
+            };
+            self.bytes -= b;
+        }
+    }
+}
 
 /// The undo histories of one document, one per app.
-#[cfg(feature = "undo")]
 #[derive(Default)]
 pub struct Undo {
-    /// (origin, manager), in the order the apps first edited.
-    apps: Vec<(String, UndoManager)>,
+    apps: Vec<History>,
+    /// When an app last edited or undid here (see [`Undo::touch`]).
+    used: u64,
 }
 
-/// The origin an app's commits carry (ends with `;`, so no app's prefix is another's).
-pub fn origin(app: &str) -> String {
-    format!("app:{app};")
-}
-
-#[cfg(feature = "undo")]
 impl Undo {
-    /// The origin `app`'s next edit commits with; its history starts with its first edit.
-    pub fn track(&mut self, loro: &LoroDoc, app: &str) -> String {
-        let mine = origin(app);
-        if self.apps.iter().any(|(o, _)| *o == mine) {
-            return mine;
-        }
-        if self.apps.len() >= MAX_UNDO_APPS {
-            return UNTRACKED.into();
-        }
-        let mut m = UndoManager::new(loro);
-        m.set_max_undo_steps(MAX_UNDO_STEPS);
-        m.add_exclude_origin_prefix(UNTRACKED);
-        for (o, other) in &mut self.apps {
-            m.add_exclude_origin_prefix(o);
-            other.add_exclude_origin_prefix(&mine);
-        }
-        self.apps.push((mine.clone(), m));
-        mine
+    /// Recorded content kept, every app's.
+    pub fn bytes(&self) -> usize {
+        self.apps.iter().map(|h| h.bytes).sum()
     }
 
-    /// Whether an app other than the one committing as `origin` keeps a history here.
-    pub fn others(&self, origin: &str) -> bool {
-        self.apps.iter().any(|(o, _)| o != origin)
+    /// Note that an app edited or undid at `now` (milliseconds).
+    pub fn touch(&mut self, now: u64) {
+        self.used = now;
     }
 
-    /// After an edit that reached the document as an import (made at an older version
-    /// while changes this app had not seen had arrived: `Doc::edit_at`): Loro's
-    /// `UndoManager` rebases a step only over changes made after it, never over changes
-    /// concurrent to it, so undoing this edit could take back the wrong characters. The
-    /// app's history ends here (its steps are forgotten; its next edit starts a new one).
-    /// Only called when no other app keeps a history ([`Undo::others`] is false): theirs
-    /// would fold the edit into their next step.
-    pub fn end_at_import(&mut self, origin: &str) {
-        if let Some((_, m)) = self.apps.iter_mut().find(|(o, _)| o == origin) {
-            // Moves the history past the imported change, then forgets it.
-            let _ = m.record_new_checkpoint();
-            m.clear();
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Forget every app's history (to bound the node's memory).
+    pub fn forget(&mut self) {
+        for h in &mut self.apps {
+            h.clear();
         }
     }
 
-    /// Stop recording (around a temporary checkout, which would clear every history).
-    pub fn pause(&self) {
-        for (_, m) in &self.apps {
-            m.pause();
+    /// A recorder for `app`'s next edit, or None if [`MAX_UNDO_APPS`] other apps keep a
+    /// history here. The app's history starts with its first edit.
+    pub fn recorder(&mut self, app: &str) -> Option<Recorder> {
+        if !self.apps.iter().any(|h| h.app == app) {
+            if self.apps.len() >= MAX_UNDO_APPS {
+                return None;
+            }
+            self.apps.push(History {
+                app: app.into(),
+                undo: VecDeque::new(),
+                redo: VecDeque::new(),
+                bytes: 0,
+            });
         }
+        Some(Recorder::default())
     }
 
-    pub fn resume(&self) {
-        for (_, m) in &self.apps {
-            m.resume();
+    /// `app`'s edit is done: its step goes on the undo stack, and what it could redo is gone.
+    pub fn record(&mut self, app: &str, step: Step) {
+        let Some(h) = self.apps.iter_mut().find(|h| h.app == app) else {
+            return;
+        };
+        if step.is_empty() {
+            return;
         }
+        for (_, b) in h.redo.drain(..) {
+            h.bytes -= b;
+        }
+        h.push(step, false);
     }
 
-    /// Undo (or redo) `app`'s last step that still changes something, as a local commit
-    /// with `app`'s origin. An error says there is nothing to undo (redo).
+    /// Undo (or redo) `app`'s last step that still changes something, as local changes (not
+    /// committed). An error says there is nothing to undo (redo).
     pub fn step(&mut self, loro: &LoroDoc, app: &str, redo: bool) -> Result<(), String> {
         let what = if redo { "redo" } else { "undo" };
-        let mine = origin(app);
         let nothing = || {
             format!("nothing to {what}: this app has no edit of this document left to {what} (the history starts empty when sync starts)")
         };
-        let Some((_, m)) = self.apps.iter_mut().find(|(o, _)| *o == mine) else {
-            return Err(if self.apps.len() >= MAX_UNDO_APPS {
+        let full = self.apps.len() >= MAX_UNDO_APPS;
+        let Some(k) = self.apps.iter().position(|h| h.app == app) else {
+            return Err(if full {
                 format!("nothing to {what}: undo history is kept for at most {MAX_UNDO_APPS} apps per document")
             } else {
                 nothing()
             });
         };
-        // Each round consumes one step (a step that became a no-op, say its text was
-        // deleted by another node meanwhile, is consumed and the one before it tried).
-        for _ in 0..=MAX_UNDO_STEPS {
-            let left = if redo { m.can_redo() } else { m.can_undo() };
-            if !left {
-                break;
+        // Each round consumes one step; a step that became a no-op (say its text was deleted
+        // by another node meanwhile) is dropped and the one before it tried.
+        loop {
+            let h = &mut self.apps[k];
+            let popped = if redo {
+                h.redo.pop_back()
+            } else {
+                h.undo.pop_back()
+            };
+            let Some((mut step, b)) = popped else {
+                return Err(nothing());
+            };
+            h.bytes -= b;
+            let mut back: Step = Vec::new();
+            let mut remaps: Vec<Remap> = Vec::new();
+            for i in (0..step.len()).rev() {
+                let before = remaps.len();
+                back.extend(apply(loro, &step[i], &mut remaps));
+                for (was, now) in &remaps[before..] {
+                    remap_step(&mut step[..i], was, now);
+                }
             }
-            loro.set_next_commit_origin(&mine);
-            let changed = if redo { m.redo() } else { m.undo() }
-                .map_err(|e| format!("{what} failed: {e}"))?;
-            if changed {
-                return Ok(());
+            // Elements put back have new IDs: every history's inserts follow them.
+            for (was, now) in &remaps {
+                for h in &mut self.apps {
+                    for (s, _) in h.undo.iter_mut().chain(h.redo.iter_mut()) {
+                        remap_step(s, was, now);
+                    }
+                }
             }
+            if back.is_empty() {
+                continue;
+            }
+            // Applied last to first, like an edit's step: what was undone last is redone
+            // first.
+            self.apps[k].push(back, !redo);
+            return Ok(());
         }
-        Err(nothing())
     }
 }
 
-/// Without the feature `undo`: no history; `Undo`/`Redo` are refused with the reason.
-#[cfg(not(feature = "undo"))]
-#[derive(Default)]
-pub struct Undo;
-
-#[cfg(not(feature = "undo"))]
-impl Undo {
-    pub fn track(&mut self, _loro: &LoroDoc, app: &str) -> String {
-        origin(app)
+/// Keep the histories of `docs` (a node's documents) within `cap` bytes: past it, those of
+/// the documents least recently edited or undone are forgotten, never `docs[current]`'s
+/// (one document's histories are bounded far below the node's).
+pub fn bound_node(docs: &mut [&mut Undo], current: usize, cap: usize) {
+    let mut total: usize = docs.iter().map(|u| u.bytes()).sum();
+    if total <= cap {
+        return;
     }
-    pub fn others(&self, _origin: &str) -> bool {
-        false
-    }
-    pub fn end_at_import(&mut self, _origin: &str) {}
-    pub fn pause(&self) {}
-    pub fn resume(&self) {}
-    pub fn step(&mut self, _loro: &LoroDoc, _app: &str, redo: bool) -> Result<(), String> {
-        Err(format!(
-            "{} is not in this build of sync: Loro's undo adds about 270 KB to sync.wasm, over its size limit (docs/sync.md)",
-            if redo { "Redo" } else { "Undo" }
-        ))
+    let mut lru: Vec<(u64, usize)> = docs
+        .iter()
+        .enumerate()
+        .filter(|(i, u)| *i != current && u.bytes() > 0)
+        .map(|(i, u)| (u.used, i))
+        .collect();
+    p2p_common::sort::sort_unstable(&mut lru);
+    for (_, i) in lru {
+        if total <= cap {
+            break;
+        }
+        total -= docs[i].bytes();
+        docs[i].forget();
     }
 }
 
-#[cfg(all(test, feature = "undo"))]
+#[cfg(test)]
 mod tests {
+    use super::{bound_node, MAX_UNDO_APPS, MAX_UNDO_BYTES};
     use crate::doc::tests::{d, ins, sync};
-    use crate::doc::Doc;
-    use loro::VersionVector;
     use p2p_common::api::sync::{Op, Value};
+
+    fn del(pos: u32, len: u32) -> Op {
+        Op::Delete { pos, len }
+    }
 
     #[test]
     fn an_apps_undo_takes_back_only_its_own_edits_and_redo_restores_them() {
@@ -176,7 +772,7 @@ mod tests {
         assert_eq!(a.text(), "B1  B2");
         let err = a.undo("app-a", false).unwrap_err();
         assert!(err.contains("nothing to undo"), "{err}");
-        a.redo_ok("app-a");
+        a.undo("app-a", true).unwrap();
         assert_eq!(a.text(), "A1 B1  B2");
         // B's history is untouched by A's undo and redo.
         a.undo("app-b", false).unwrap();
@@ -184,12 +780,6 @@ mod tests {
         // An app that never edited has nothing to undo.
         assert!(a.undo("app-c", false).is_err());
         assert!(a.undo("app-c", true).is_err());
-    }
-
-    impl Doc {
-        fn redo_ok(&mut self, app: &str) {
-            self.undo(app, true).unwrap();
-        }
     }
 
     #[test]
@@ -218,54 +808,155 @@ mod tests {
     }
 
     #[test]
-    fn fields_and_counters_undo_and_a_concurrent_edit_at_an_older_version_ends_the_history() {
+    fn undoing_a_delete_puts_the_text_back_where_it_was_after_remote_edits() {
         let (mut a, mut b) = (d(1), d(2));
-        a.edit("app", &[ins(0, "abc")], None, false).unwrap();
+        a.edit("app", &[ins(0, "one two three")], None, false)
+            .unwrap();
         sync(&mut a, &mut b);
-        let seen = a.vv();
-        b.edit("app", &[ins(0, "X")], None, false).unwrap();
+        a.edit("app", &[del(3, 4)], None, false).unwrap();
+        assert_eq!(a.text(), "one three");
+        b.edit("app", &[ins(0, "zero "), ins(18, "!")], None, false)
+            .unwrap();
         sync(&mut a, &mut b);
-        // Made at `seen` (before X arrived), imported: not undoable, and it ends the
-        // history (Loro would rebase its undo over the later changes only).
-        a.edit("app", &[ins(3, "!")], Some(&seen), false).unwrap();
-        assert_eq!(a.text(), "Xabc!");
+        assert_eq!(a.text(), "zero one three!");
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "zero one two three!");
+        a.undo("app", true).unwrap();
+        assert_eq!(a.text(), "zero one three!");
+        a.undo("app", false).unwrap();
+        sync(&mut a, &mut b);
+        assert_eq!(b.text(), "zero one two three!");
+        // Undo of the first insert takes out exactly a's characters, b's stay.
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "zero !");
+    }
+
+    #[test]
+    fn a_splice_in_one_edit_undoes_as_one_step() {
+        let mut a = d(1);
+        a.edit("app", &[ins(0, "hello")], None, false).unwrap();
+        // Replace "ell" by "ipp", then delete part of what this same edit inserted.
+        a.edit("app", &[del(1, 3), ins(1, "ippy"), del(4, 1)], None, false)
+            .unwrap();
+        assert_eq!(a.text(), "hippo");
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "hello");
+        a.undo("app", true).unwrap();
+        assert_eq!(a.text(), "hippo");
+        a.undo("app", false).unwrap();
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "");
+    }
+
+    #[test]
+    fn undo_of_an_insert_partly_deleted_by_a_peer_removes_the_rest_and_redo_brings_back_only_that()
+    {
+        let (mut a, mut b) = (d(1), d(2));
+        a.edit("app", &[ins(0, "abcdef")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        b.edit("app", &[del(1, 2), ins(3, "XY")], None, false)
+            .unwrap();
+        sync(&mut a, &mut b);
+        assert_eq!(a.text(), "adeXYf");
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "XY");
+        a.undo("app", true).unwrap();
+        assert_eq!(a.text(), "adeXYf");
+        // Deleted entirely by the peer: the step is a no-op, dropped; nothing else to undo.
+        sync(&mut a, &mut b);
+        b.edit("app", &[del(0, 6)], None, false).unwrap();
+        sync(&mut a, &mut b);
         let err = a.undo("app", false).unwrap_err();
         assert!(err.contains("nothing to undo"), "{err}");
+    }
+
+    #[test]
+    fn fields_lists_and_counters_undo_and_a_later_write_wins() {
+        let (mut a, mut b) = (d(1), d(2));
+        let up = |f: &str, v: i64| Op::Update {
+            item_id: "t".into(),
+            field: f.into(),
+            value: Value::Int(v),
+        };
+        a.edit("app", &[up("x", 1), up("y", 1)], None, false)
+            .unwrap();
         a.edit(
             "app",
             &[
-                Op::Update {
-                    item_id: "t".into(),
-                    field: "done".into(),
-                    value: Value::Bool(true),
-                },
+                up("x", 2),
+                up("y", 2),
                 Op::Increment {
                     counter: "n".into(),
-                    by: 2,
+                    by: 5,
+                },
+                Op::ListInsert {
+                    list: "l".into(),
+                    index: 0,
+                    value: Value::Str("p".into()),
+                },
+                Op::ListInsert {
+                    list: "l".into(),
+                    index: 1,
+                    value: Value::Str("q".into()),
                 },
             ],
             None,
             false,
         )
         .unwrap();
-        a.edit("app", &[ins(0, "<")], None, false).unwrap();
-        a.undo("app", false).unwrap();
-        assert_eq!(a.text(), "Xabc!", "only the last edit");
+        sync(&mut a, &mut b);
+        b.edit("app", &[up("y", 9)], None, false).unwrap();
+        sync(&mut a, &mut b);
         a.undo("app", false).unwrap();
         let c = a.content();
-        assert!(c.items.is_empty(), "{:?}", c.items);
-        assert!(
-            c.counters.iter().all(|k| k.value == 0.0),
-            "{:?}",
-            c.counters
+        let field = |c: &p2p_common::api::sync::Content, f: &str| {
+            c.items[0]
+                .fields
+                .iter()
+                .find(|x| x.field == f)
+                .map(|x| x.value.clone())
+        };
+        assert_eq!(field(&c, "x"), Some(Value::Int(1)), "put back");
+        assert_eq!(field(&c, "y"), Some(Value::Int(9)), "b's later write stays");
+        assert_eq!(c.counters[0].value, 0.0);
+        assert!(c.lists.iter().all(|l| l.values.is_empty()), "{:?}", c.lists);
+        a.undo("app", false).unwrap();
+        let c = a.content();
+        assert_eq!(field(&c, "x"), None, "the first write undone: absent again");
+        // RemoveItem and ListDelete come back too.
+        a.undo("app", true).unwrap();
+        a.undo("app", true).unwrap();
+        a.edit(
+            "app",
+            &[
+                Op::RemoveItem {
+                    item_id: "t".into(),
+                },
+                Op::ListDelete {
+                    list: "l".into(),
+                    index: 0,
+                    len: 2,
+                },
+            ],
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(a.content().items.is_empty());
+        a.undo("app", false).unwrap();
+        let c = a.content();
+        assert_eq!(field(&c, "x"), Some(Value::Int(2)));
+        assert_eq!(field(&c, "y"), Some(Value::Int(9)));
+        assert_eq!(
+            c.lists[0].values,
+            vec![Value::Str("p".into()), Value::Str("q".into())]
         );
-        assert!(a.undo("app", false).is_err());
-        assert_eq!(a.text(), "Xabc!");
-        assert!(a.vv() != VersionVector::new());
+        sync(&mut a, &mut b);
+        assert_eq!(a.content().items, b.content().items);
     }
 
     #[test]
-    fn with_two_apps_an_edit_at_an_older_version_is_its_own_step() {
+    fn an_edit_at_an_older_version_is_a_step_like_any_other() {
         let (mut a, mut b) = (d(1), d(2));
         a.edit("app-a", &[ins(0, "abc")], None, false).unwrap();
         a.edit("app-b", &[ins(3, "def")], None, false).unwrap();
@@ -276,28 +967,96 @@ mod tests {
         a.edit("app-a", &[ins(6, "!")], Some(&seen), false).unwrap();
         a.edit("app-b", &[ins(0, "<")], None, false).unwrap();
         assert_eq!(a.text(), "<Xabcdef!");
-        // B's undo takes back "<" alone, not A's edit made at the older version.
         a.undo("app-b", false).unwrap();
         assert_eq!(a.text(), "Xabcdef!");
         a.undo("app-a", false).unwrap();
         assert_eq!(a.text(), "Xabcdef");
         a.undo("app-b", false).unwrap();
         assert_eq!(a.text(), "Xabc");
+        // A delete made at the older version, in UTF-16 positions, undone.
+        a.edit("app-a", &[ins(4, "😀ok")], None, true).unwrap();
+        let seen = a.vv();
+        b.edit("app", &[ins(0, "Y")], None, false).unwrap();
+        sync(&mut a, &mut b);
+        a.edit("app-a", &[del(4, 2)], Some(&seen), true).unwrap();
+        assert_eq!(a.text(), "YXabcok");
+        a.undo("app-a", false).unwrap();
+        assert_eq!(a.text(), "YXabc😀ok");
     }
 
     #[test]
-    fn histories_are_bounded_in_apps() {
+    fn histories_are_bounded_in_apps_and_bytes() {
         let mut a = d(1);
-        for i in 0..super::MAX_UNDO_APPS + 2 {
+        for i in 0..MAX_UNDO_APPS + 2 {
             a.edit(&format!("app-{i}"), &[ins(0, "x")], None, false)
                 .unwrap();
         }
-        let last = format!("app-{}", super::MAX_UNDO_APPS + 1);
+        let last = format!("app-{}", MAX_UNDO_APPS + 1);
         let err = a.undo(&last, false).unwrap_err();
         assert!(err.contains("at most"), "{err}");
         // The untracked app's edits are nobody's step: app-0 undoes its own only.
         a.undo("app-0", false).unwrap();
-        assert_eq!(a.text().len(), super::MAX_UNDO_APPS + 1);
+        assert_eq!(a.text().len(), MAX_UNDO_APPS + 1);
         assert!(a.undo("app-0", false).is_err());
+
+        // Deleting more than the byte budget at once ends the history.
+        let mut b = d(2);
+        let big = "y".repeat(MAX_UNDO_BYTES / 8 + 1);
+        for _ in 0..9 {
+            let n = b.text().chars().count() as u32;
+            b.edit("app", &[ins(n, &big)], None, false).unwrap();
+        }
+        b.edit("app", &[ins(0, "z")], None, false).unwrap();
+        let n = b.text().chars().count() as u32;
+        b.edit("app", &[del(0, n)], None, false).unwrap();
+        let err = b.undo("app", false).unwrap_err();
+        assert!(err.contains("nothing to undo"), "{err}");
+        let h = &b.undo.apps[0];
+        assert_eq!((h.undo.len(), h.bytes), (0, 0));
+        // Within the budget, the oldest steps give way.
+        for _ in 0..30 {
+            b.edit("app", &[ins(0, &big)], None, false).unwrap();
+            let n = big.chars().count() as u32;
+            b.edit("app", &[del(0, n)], None, false).unwrap();
+        }
+        let h = &b.undo.apps[0];
+        assert!(
+            h.bytes <= MAX_UNDO_BYTES && h.undo.len() < 60,
+            "{} {}",
+            h.bytes,
+            h.undo.len()
+        );
+    }
+
+    #[test]
+    fn the_node_bound_forgets_the_least_recently_used_documents_first() {
+        let mut docs: Vec<_> = (1..=4).map(d).collect();
+        for (i, doc) in docs.iter_mut().enumerate() {
+            doc.edit("app", &[ins(0, &"x".repeat(1000))], None, false)
+                .unwrap();
+            doc.edit("app", &[del(0, 1000)], None, false).unwrap();
+            // Last used: document 1 first, then 0, 3, 2.
+            doc.undo.touch([20, 10, 40, 30][i]);
+        }
+        let each = docs[0].undo.bytes();
+        assert!(each > 1000, "{each}");
+        let mut undos: Vec<_> = docs.iter_mut().map(|d| &mut d.undo).collect();
+        bound_node(&mut undos, 1, 4 * each);
+        assert!(
+            undos.iter().all(|u| u.bytes() == each),
+            "within the cap: kept"
+        );
+        // Room for two: the least recently used (document 1) is current, so the next two
+        // (0, then 3) go.
+        bound_node(&mut undos, 1, 2 * each);
+        let kept: Vec<bool> = undos.iter().map(|u| u.bytes() > 0).collect();
+        assert_eq!(kept, [false, true, true, false]);
+        // The current document's history stays even alone over the cap.
+        bound_node(&mut undos, 1, 0);
+        let kept: Vec<bool> = undos.iter().map(|u| u.bytes() > 0).collect();
+        assert_eq!(kept, [false, true, false, false]);
+        assert!(docs[1].undo("app", false).is_ok());
+        let err = docs[3].undo("app", false).unwrap_err();
+        assert!(err.contains("nothing to undo"), "{err}");
     }
 }

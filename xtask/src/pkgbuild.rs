@@ -563,7 +563,7 @@ pub fn assemble_wit_from(api_dirs: &[PathBuf], wit_dir: &Path, hyperware_wit: &P
 fn cargo_build_processes(root: &Path, target: &Path, processes: &[Process]) -> Result<Vec<String>> {
     let mut cmd = workspace::cargo_command();
     cmd.current_dir(root)
-        .args(["build", "--release", "--no-default-features", "--target"])
+        .args(["build", "--release", "--target"])
         .arg(WASM_TARGET)
         .arg("--target-dir")
         .arg(target)
