@@ -1656,15 +1656,24 @@ impl SyncCore {
         let app = app.process.to_string();
         let before = d.vv();
         d.clear_change();
-        match change {
+        let result = match change {
             Change::Ops { ops, at, utf16 } => {
                 let at = at.map(to_vv).transpose().map_err(ApiError::bad_request)?;
                 d.edit(&app, ops, at.as_ref(), utf16)
             }
             Change::Undo => d.undo(&app, false),
             Change::Redo => d.undo(&app, true),
-        }
-        .map_err(ApiError::bad_request)?;
+        };
+        // Ops are checked before any applies, so a failure leaves the document as it was;
+        // should part of an edit have applied anyway (a bug), it is committed and recorded
+        // like a whole edit below, so the log holds what peers will be sent, and the answer
+        // is still the error.
+        d.loro.commit();
+        let failed = match result {
+            Err(msg) if d.vv() == before => return Err(ApiError::bad_request(msg)),
+            Err(msg) => Some(msg),
+            Ok(()) => None,
+        };
         d.undo.touch(now);
         let blob = d.take_change(&before);
         let version = d.version();
@@ -1705,6 +1714,15 @@ impl SyncCore {
             out,
         );
         self.bound_undo(doc);
+        if let Some(msg) = failed {
+            out.push(log(
+                Level::Error,
+                format!("edit of {doc} failed after part of it applied (kept): {msg}"),
+            ));
+            return Err(ApiError::bad_request(format!(
+                "{msg} (part of the edit was applied and kept)"
+            )));
+        }
         Ok(Response::Edited(Edited {
             doc: doc.clone(),
             version,

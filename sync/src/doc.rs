@@ -168,7 +168,7 @@ impl Doc {
                 (ops.to_vec(), utf16)
             }
         };
-        apply_in(&self.loro, &ops, utf16, rec.as_mut())?;
+        apply_in(&self.loro, &ops, utf16, rec.as_mut(), &self.loro)?;
         self.loro.commit();
         if let Some(r) = rec {
             self.undo.record(app, r.finish());
@@ -244,7 +244,7 @@ impl Doc {
         view.set_peer_id(peer).map_err(|e| e.to_string())?;
         check_in(view, ops, utf16).map_err(|e| format!("in version `at`: {e}"))?;
         // Recorded in the view: the elements' IDs are the same in the document.
-        apply_in(view, ops, utf16, rec)?;
+        apply_in(view, ops, utf16, rec, &self.loro)?;
         view.commit();
         let change = view
             .export(ExportMode::updates(at))
@@ -622,35 +622,41 @@ fn op_name(op: &Op) -> &'static str {
 }
 
 /// Apply checked ops to `loro`'s current state (no commit), recording their inverses in
-/// `rec` (an undo step).
+/// `rec` (an undo step). `fields`: the document whose field values an `Update` or
+/// `RemoveItem` replaces (`loro` itself, except for an edit made on the view of an older
+/// version, whose values would be stale). UTF-16 positions are converted to code points
+/// (one inside a surrogate pair counts as the character's edge), so a checked op cannot
+/// fail half-way through an edit.
 fn apply_in(
     loro: &LoroDoc,
     ops: &[Op],
     utf16: bool,
     mut rec: Option<&mut Recorder>,
+    fields: &LoroDoc,
 ) -> Result<(), String> {
     let text = loro.get_text(TEXT);
-    let unicode = |p: u32| -> usize {
+    let unicode = |p: usize| -> usize {
         if utf16 {
-            text.convert_pos(p as usize, PosType::Utf16, PosType::Unicode)
-                .unwrap_or(p as usize)
+            text.convert_pos(p, PosType::Utf16, PosType::Unicode)
+                .unwrap_or(p)
         } else {
-            p as usize
+            p
         }
     };
     for op in ops {
         if let Some(r) = rec.as_deref_mut() {
             match op {
                 Op::Delete { pos, len } => {
-                    let u = unicode(*pos);
-                    r.deleting(loro, Seq::Text, u, unicode(pos + len) - u);
+                    let u = unicode(*pos as usize);
+                    let end = unicode(*pos as usize + *len as usize);
+                    r.deleting(loro, Seq::Text, u, end.saturating_sub(u));
                 }
                 Op::Update {
                     item_id,
                     field,
                     value,
-                } => r.writing(loro, item_id, field, Some(to_loro(value))),
-                Op::RemoveItem { item_id } => r.clearing(loro, item_id),
+                } => r.writing(fields, item_id, field, Some(to_loro(value))),
+                Op::RemoveItem { item_id } => r.clearing(fields, item_id),
                 Op::ListDelete { list, index, len } => r.deleting(
                     loro,
                     Seq::List(format!("l:{list}")),
@@ -662,14 +668,16 @@ fn apply_in(
             }
         }
         let at = match op {
-            Op::Insert { pos, .. } => unicode(*pos),
+            Op::Insert { pos, .. } => unicode(*pos as usize),
             _ => 0,
         };
         let r = match op {
-            Op::Insert { pos, text: s } if utf16 => text.insert_utf16(*pos as usize, s),
-            Op::Insert { pos, text: s } => text.insert(*pos as usize, s),
-            Op::Delete { pos, len } if utf16 => text.delete_utf16(*pos as usize, *len as usize),
-            Op::Delete { pos, len } => text.delete(*pos as usize, *len as usize),
+            Op::Insert { text: s, .. } => text.insert(at, s),
+            Op::Delete { pos, len } => {
+                let u = unicode(*pos as usize);
+                let end = unicode(*pos as usize + *len as usize);
+                text.delete(u, end.saturating_sub(u))
+            }
             Op::Update {
                 item_id,
                 field,

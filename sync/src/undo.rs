@@ -81,11 +81,14 @@ impl Items {
 pub enum Inverse {
     /// Delete the elements of `runs` still in `seq`.
     Remove { seq: Seq, runs: Vec<Run> },
-    /// Insert `items` where the element under `at` is (or would be); `origin` is the position
-    /// when recorded, used only if the cursor cannot be resolved.
+    /// Insert `items` right after element `left` (the one before them when they were
+    /// deleted) if it is still there, else where the element under `at` (their first) would
+    /// be now; `origin` is the position when recorded, used only if neither resolves. `was`:
+    /// the IDs the items had.
     Restore {
         seq: Seq,
         at: Cursor,
+        left: Option<ID>,
         origin: usize,
         items: Items,
         was: Vec<Run>,
@@ -102,6 +105,15 @@ pub enum Inverse {
 
 /// One edit's inverses, in the order of the edit's ops (applied last to first).
 pub type Step = Vec<Inverse>;
+
+/// A list or map value: what the API never writes, and undo does not put back (its size is
+/// not bounded by what the history counts).
+fn nested(v: &LoroValue) -> bool {
+    matches!(
+        v,
+        LoroValue::List(_) | LoroValue::Map(_) | LoroValue::Container(_)
+    )
+}
 
 fn value_bytes(v: &LoroValue) -> usize {
     match v {
@@ -195,10 +207,10 @@ impl SeqRef<'_> {
                 .map(Items::Text),
             Seq::List(name) => {
                 let list = self.loro.get_list(name.as_str());
-                // Nested containers (the API never makes them) come back as null.
+                // Nested containers and values (the API never makes them) come back as null.
                 let values = (p..p + n)
                     .map(|i| match list.get(i) {
-                        Some(ValueOrContainer::Value(v)) => v,
+                        Some(ValueOrContainer::Value(v)) if !nested(&v) => v,
                         _ => LoroValue::Null,
                     })
                     .collect();
@@ -288,6 +300,7 @@ impl SeqRef<'_> {
                 Some(Inverse::Restore {
                     seq: self.seq.clone(),
                     at: self.cursor(s)?,
+                    left: s.checked_sub(1).and_then(|l| self.id_at(l)),
                     origin: s,
                     items: self.items(s, k)?,
                     was: self.scan(s, k),
@@ -336,10 +349,10 @@ impl Recorder {
     pub fn writing(&mut self, loro: &LoroDoc, item: &str, field: &str, new: Option<LoroValue>) {
         let map = loro.get_map(format!("i:{item}").as_str());
         let old = match map.get(field) {
-            Some(ValueOrContainer::Value(v)) => Some(v),
+            Some(ValueOrContainer::Value(v)) if !nested(&v) => Some(v),
             None => None,
-            // A nested container (the API never writes one) cannot be put back.
-            Some(ValueOrContainer::Container(_)) => return,
+            // A nested container or value (the API never writes one) is not put back.
+            Some(_) => return,
         };
         self.step.push(Inverse::Fields {
             item: item.into(),
@@ -353,7 +366,9 @@ impl Recorder {
         let mut entries = Vec::new();
         map.for_each(|k, v| {
             if let ValueOrContainer::Value(v) = v {
-                entries.push((k.to_string(), None, Some(v)));
+                if !nested(&v) {
+                    entries.push((k.to_string(), None, Some(v)));
+                }
             }
         });
         if !entries.is_empty() {
@@ -387,23 +402,41 @@ fn apply(loro: &LoroDoc, inv: &Inverse, remaps: &mut Vec<Remap>) -> Vec<Inverse>
             let r = SeqRef { loro, seq };
             let container = r.container();
             let len = r.len();
-            let mut at: Vec<usize> = Vec::new();
+            // A run's elements keep their order: those still there lie between where its
+            // first and its last element are (or would be). One pass over the union of those
+            // windows, however many runs: the work is bounded by the sequence's length.
+            let mut windows: Vec<(usize, usize)> = Vec::new();
             for run in runs {
                 if len == 0 {
                     break;
                 }
                 let first = r.pos_of(ID::new(run.peer, run.start), &container);
                 let last = r.pos_of(ID::new(run.peer, run.start + run.len - 1), &container);
-                let (Some(a), Some(b)) = (first, last) else {
-                    continue;
-                };
-                // A run's elements keep their order: those still there lie in a..=b.
-                at.extend(
-                    (a..=b.min(len - 1)).filter(|p| r.id_at(*p).is_some_and(|id| run.has(id))),
-                );
+                if let (Some(a), Some(b)) = (first, last) {
+                    if a <= b.min(len - 1) {
+                        windows.push((a, b.min(len - 1)));
+                    }
+                }
             }
-            p2p_common::sort::sort_unstable(&mut at);
-            at.dedup();
+            p2p_common::sort::sort_unstable(&mut windows);
+            let mut sorted: Vec<Run> = runs.clone();
+            p2p_common::sort::sort_unstable_by(&mut sorted, |x, y| {
+                (x.peer, x.start).cmp(&(y.peer, y.start))
+            });
+            let mine = |id: ID| {
+                let i = sorted.partition_point(|x| (x.peer, x.start) <= (id.peer, id.counter));
+                i > 0 && sorted[i - 1].has(id)
+            };
+            let mut at: Vec<usize> = Vec::new();
+            let mut next = 0;
+            for (a, b) in windows {
+                for p in a.max(next)..=b {
+                    if r.id_at(p).is_some_and(mine) {
+                        at.push(p);
+                    }
+                }
+                next = next.max(b + 1);
+            }
             let mut groups: Vec<(usize, usize)> = Vec::new();
             for p in at {
                 match groups.last_mut() {
@@ -424,15 +457,23 @@ fn apply(loro: &LoroDoc, inv: &Inverse, remaps: &mut Vec<Remap>) -> Vec<Inverse>
         Inverse::Restore {
             seq,
             at,
+            left,
             origin,
             items,
             was,
         } => {
             let r = SeqRef { loro, seq };
             let len = r.len();
-            let p = loro
-                .get_cursor_pos(at)
-                .map(|q| q.current.pos)
+            let container = r.container();
+            // Right after the left neighbour (where it would be, if it is gone too): the
+            // items' own tombstones may sit after text put back since (with new IDs), which
+            // `at` would land behind. One position query either way.
+            let after_left = left.and_then(|l| {
+                let p = r.pos_of(l, &container)?;
+                Some(if r.id_at(p) == Some(l) { p + 1 } else { p })
+            });
+            let p = after_left
+                .or_else(|| loro.get_cursor_pos(at).ok().map(|q| q.current.pos))
                 .unwrap_or(*origin)
                 .min(len);
             let n = items.count();
@@ -491,8 +532,19 @@ fn apply(loro: &LoroDoc, inv: &Inverse, remaps: &mut Vec<Remap>) -> Vec<Inverse>
 /// an earlier insert's undo still finds them.
 fn remap_step(step: &mut [Inverse], was: &[Run], now: &[Run]) {
     for inv in step {
-        if let Inverse::Remove { runs, .. } = inv {
-            *runs = remap(runs, was, now);
+        match inv {
+            Inverse::Remove { runs, .. } => *runs = remap(runs, was, now),
+            Inverse::Restore { left: Some(l), .. } if was.iter().any(|r| r.has(*l)) => {
+                let one = [Run {
+                    peer: l.peer,
+                    start: l.counter,
+                    len: 1,
+                }];
+                if let [r] = remap(&one, was, now).as_slice() {
+                    *l = ID::new(r.peer, r.start);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -582,11 +634,15 @@ impl History {
     }
 
     /// Push `step` on the undo (`redo`: redo) stack, forgetting the oldest steps past the
-    /// bounds; a step over the byte budget by itself ends the history.
-    fn push(&mut self, step: Step, redo: bool) {
+    /// bounds. A step over the byte budget by itself is not kept: made by an edit, it ends
+    /// the history (undoing past it would skip an edit); made by an undo or redo, only it
+    /// is lost (that undo cannot be redone, or that redo undone).
+    fn push(&mut self, step: Step, redo: bool, edit: bool) {
         let b = step_bytes(&step);
         if b > MAX_UNDO_BYTES {
-            self.clear();
+            if edit {
+                self.clear();
+            }
             return;
         }
         self.bytes += b;
@@ -641,15 +697,24 @@ impl Undo {
     /// history here. The app's history starts with its first edit.
     pub fn recorder(&mut self, app: &str) -> Option<Recorder> {
         if !self.apps.iter().any(|h| h.app == app) {
-            if self.apps.len() >= MAX_UNDO_APPS {
-                return None;
-            }
-            self.apps.push(History {
+            let fresh = History {
                 app: app.into(),
                 undo: VecDeque::new(),
                 redo: VecDeque::new(),
                 bytes: 0,
-            });
+            };
+            if self.apps.len() < MAX_UNDO_APPS {
+                self.apps.push(fresh);
+            } else if let Some(h) = self
+                .apps
+                .iter_mut()
+                .find(|h| h.undo.is_empty() && h.redo.is_empty())
+            {
+                // A slot whose history is empty (used up, or forgotten) goes to the new app.
+                *h = fresh;
+            } else {
+                return None;
+            }
         }
         Some(Recorder::default())
     }
@@ -665,7 +730,7 @@ impl Undo {
         for (_, b) in h.redo.drain(..) {
             h.bytes -= b;
         }
-        h.push(step, false);
+        h.push(step, false, true);
     }
 
     /// Undo (or redo) `app`'s last step that still changes something, as local changes (not
@@ -718,7 +783,7 @@ impl Undo {
             }
             // Applied last to first, like an edit's step: what was undone last is redone
             // first.
-            self.apps[k].push(back, !redo);
+            self.apps[k].push(back, !redo, false);
             return Ok(());
         }
     }
@@ -1058,5 +1123,117 @@ mod tests {
         assert!(docs[1].undo("app", false).is_ok());
         let err = docs[3].undo("app", false).unwrap_err();
         assert!(err.contains("nothing to undo"), "{err}");
+    }
+
+    #[test]
+    fn text_put_back_by_another_apps_redo_keeps_its_order() {
+        let mut a = d(1);
+        a.edit("A", &[ins(0, "abc")], None, false).unwrap();
+        a.edit("B", &[del(1, 1)], None, false).unwrap();
+        a.undo("A", false).unwrap();
+        assert_eq!(a.text(), "");
+        a.undo("A", true).unwrap();
+        assert_eq!(a.text(), "ac");
+        // "a" was put back with a new ID: B's restore still goes right after it.
+        a.undo("B", false).unwrap();
+        assert_eq!(a.text(), "abc");
+    }
+
+    #[test]
+    fn a_field_written_at_an_older_version_undoes_to_what_the_document_held() {
+        let (mut a, mut b) = (d(3), d(2));
+        let up = |v: i64| Op::Update {
+            item_id: "t".into(),
+            field: "x".into(),
+            value: Value::Int(v),
+        };
+        let x = |d: &crate::doc::Doc| {
+            d.content().items[0]
+                .fields
+                .iter()
+                .find(|f| f.field == "x")
+                .map(|f| f.value.clone())
+        };
+        a.edit("app", &[up(1)], None, false).unwrap();
+        sync(&mut a, &mut b);
+        let seen = a.vv();
+        b.edit("app", &[up(2)], None, false).unwrap();
+        sync(&mut a, &mut b);
+        // Written while the app looked at the version before b's write (peer 3 wins ties).
+        a.edit("app", &[up(3), ins(0, "q")], Some(&seen), false)
+            .unwrap();
+        assert_eq!(x(&a), Some(Value::Int(3)));
+        a.undo("app", false).unwrap();
+        assert_eq!(x(&a), Some(Value::Int(2)), "not the stale 1 of the view");
+    }
+
+    #[test]
+    fn utf16_positions_inside_a_surrogate_pair_apply_whole_and_undo() {
+        let mut a = d(1);
+        a.edit("app", &[ins(0, "😀ab")], None, false).unwrap();
+        // UTF-16 position 2 is inside the emoji once "Q" is in front: the edge of the
+        // character counts, and the edit applies as a whole (it used to fail half-way).
+        a.edit("app", &[ins(0, "Q"), del(2, 1)], None, true)
+            .unwrap();
+        // The delete's start rounds down to the emoji's start: the whole emoji goes.
+        assert_eq!(a.text(), "Qab");
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "😀ab");
+        // An insert inside it lands before it.
+        a.edit("app", &[ins(1, "Z")], None, true).unwrap();
+        assert_eq!(a.text(), "Z😀ab");
+    }
+
+    #[test]
+    fn an_empty_history_gives_its_slot_to_a_new_app() {
+        let mut a = d(1);
+        for i in 0..MAX_UNDO_APPS {
+            a.edit(&format!("old-{i}"), &[ins(0, "x")], None, false)
+                .unwrap();
+        }
+        a.edit("new", &[ins(0, "y")], None, false).unwrap();
+        let err = a.undo("new", false).unwrap_err();
+        assert!(err.contains("at most"), "{err}");
+        a.undo.forget();
+        a.edit("new", &[ins(0, "y")], None, false).unwrap();
+        a.undo("new", false).unwrap();
+        assert_eq!(a.text(), "y".to_string() + &"x".repeat(MAX_UNDO_APPS));
+    }
+
+    #[test]
+    fn undoing_an_insert_over_the_budget_loses_only_its_redo() {
+        let mut a = d(1);
+        a.edit("app", &[ins(0, "small ")], None, false).unwrap();
+        let big = "z".repeat(MAX_UNDO_BYTES + 1);
+        a.edit("app", &[ins(6, &big)], None, false).unwrap();
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "small ");
+        let err = a.undo("app", true).unwrap_err();
+        assert!(err.contains("nothing to redo"), "{err}");
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "");
+    }
+
+    #[test]
+    fn undoing_inserts_a_peer_wrote_inside_keeps_the_peers_text() {
+        let (mut a, mut b) = (d(1), d(2));
+        // 64 nested two-character inserts in one edit: "aaaa…bbbb".
+        let ops: Vec<Op> = (0..64u32).map(|i| ins(i, "ab")).collect();
+        a.edit("app", &ops, None, false).unwrap();
+        sync(&mut a, &mut b);
+        b.edit(
+            "app",
+            &[ins(64, &"x".repeat(5000)), ins(0, "<")],
+            None,
+            false,
+        )
+        .unwrap();
+        sync(&mut a, &mut b);
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "<".to_string() + &"x".repeat(5000));
+        a.undo("app", true).unwrap();
+        sync(&mut a, &mut b);
+        assert_eq!(a.text(), b.text());
+        assert_eq!(a.text().matches('a').count(), 64);
     }
 }
