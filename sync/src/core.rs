@@ -1665,9 +1665,10 @@ impl SyncCore {
             Change::Redo => d.undo(&app, true),
         };
         // Ops are checked before any applies, so a failure leaves the document as it was;
-        // should part of an edit have applied anyway (a bug), it is committed and recorded
-        // like a whole edit below, so the log holds what peers will be sent, and the answer
-        // is still the error.
+        // should part of an edit have applied anyway (a bug: a check that missed a case),
+        // it is committed and recorded like a whole edit below, so the log holds what peers
+        // will be sent, and the answer is still the error (its op id is not kept: the edit
+        // was refused, and a retry is checked again).
         d.loro.commit();
         let failed = match result {
             Err(msg) if d.vv() == before => return Err(ApiError::bad_request(msg)),
@@ -1680,7 +1681,7 @@ impl SyncCore {
         // Durable before the answer and before any peer hears of it.
         let seq = e.log_next;
         let mut batch = SyncCore::log_append(e, &blob, Batch::forced());
-        if let Some(op_id) = op_id {
+        if let Some(op_id) = op_id.filter(|_| failed.is_none()) {
             batch = batch.put(key_op(doc, &op_id), seq.to_le_bytes().to_vec());
             e.op_set.insert(op_id.clone());
             e.op_ids.push_back(op_id);

@@ -244,7 +244,11 @@ impl Doc {
         view.set_peer_id(peer).map_err(|e| e.to_string())?;
         check_in(view, ops, utf16).map_err(|e| format!("in version `at`: {e}"))?;
         // Recorded in the view: the elements' IDs are the same in the document.
-        apply_in(view, ops, utf16, rec, &self.loro)?;
+        if let Err(e) = apply_in(view, ops, utf16, rec, &self.loro) {
+            // Checked, so not expected; the view may hold part of it: rebuilt next time.
+            self.view = None;
+            return Err(e);
+        }
         view.commit();
         let change = view
             .export(ExportMode::updates(at))
@@ -624,9 +628,8 @@ fn op_name(op: &Op) -> &'static str {
 /// Apply checked ops to `loro`'s current state (no commit), recording their inverses in
 /// `rec` (an undo step). `fields`: the document whose field values an `Update` or
 /// `RemoveItem` replaces (`loro` itself, except for an edit made on the view of an older
-/// version, whose values would be stale). UTF-16 positions are converted to code points
-/// (one inside a surrogate pair counts as the character's edge), so a checked op cannot
-/// fail half-way through an edit.
+/// version, whose values would be stale). UTF-16 positions (checked to be character
+/// boundaries) are converted to code points, which the recorder needs.
 fn apply_in(
     loro: &LoroDoc,
     ops: &[Op],
@@ -711,45 +714,66 @@ fn apply_in(
     Ok(())
 }
 
-/// Bounds of every positional op, in order (lengths change as ops apply).
+/// Bounds of every positional op, in order (lengths change as ops apply); with `utf16`, also
+/// that no position falls inside a character (a surrogate pair), so that every op of a
+/// checked edit applies. Sums are in u64: on wasm32 a usize would wrap.
 fn check_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
     let text = loro.get_text(TEXT);
     let mut text_len = if utf16 {
         text.len_utf16()
     } else {
         text.len_unicode()
+    } as u64;
+    let mut model = utf16.then(|| Utf16Text::new(text_len as usize));
+    let inside = |i: usize, p: u64| {
+        format!("op {i}: UTF-16 position {p} is inside a character (a surrogate pair)")
     };
-    let mut lists: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut lists: BTreeMap<&str, u64> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
         match op {
             Op::Insert { pos, text: s } => {
-                if *pos as usize > text_len {
+                let p = u64::from(*pos);
+                if p > text_len {
                     return Err(format!(
                         "op {i}: Insert at {pos} past the text's end ({text_len})"
                     ));
+                }
+                if let Some(m) = model.as_mut() {
+                    if !m.boundary(&text, p as usize) {
+                        return Err(inside(i, p));
+                    }
+                    m.insert(p as usize, s);
                 }
                 text_len += if utf16 {
                     s.encode_utf16().count()
                 } else {
                     s.chars().count()
-                };
+                } as u64;
             }
             Op::Delete { pos, len } => {
-                let end = *pos as usize + *len as usize;
+                let (p, end) = (u64::from(*pos), u64::from(*pos) + u64::from(*len));
                 if end > text_len {
                     return Err(format!(
                         "op {i}: Delete of {pos}..{end} past the text's end ({text_len})"
                     ));
                 }
-                text_len -= *len as usize;
+                if let Some(m) = model.as_mut() {
+                    for q in [p, end] {
+                        if !m.boundary(&text, q as usize) {
+                            return Err(inside(i, q));
+                        }
+                    }
+                    m.delete(p as usize, end as usize);
+                }
+                text_len -= u64::from(*len);
             }
             Op::ListInsert { list, index, .. } | Op::ListDelete { list, index, .. } => {
                 let n = lists
                     .entry(list.as_str())
-                    .or_insert_with(|| loro.get_list(format!("l:{list}").as_str()).len());
+                    .or_insert_with(|| loro.get_list(format!("l:{list}").as_str()).len() as u64);
                 let (end, grow) = match op {
-                    Op::ListDelete { len, .. } => (*index as usize + *len as usize, false),
-                    _ => (*index as usize, true),
+                    Op::ListDelete { len, .. } => (u64::from(*index) + u64::from(*len), false),
+                    _ => (u64::from(*index), true),
                 };
                 if end > *n {
                     return Err(format!("op {i}: list {list:?} has {n} entries"));
@@ -757,13 +781,123 @@ fn check_in(loro: &LoroDoc, ops: &[Op], utf16: bool) -> Result<(), String> {
                 if grow {
                     *n += 1;
                 } else {
-                    *n -= end - *index as usize;
+                    *n -= end - u64::from(*index);
                 }
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The text as an edit's earlier ops leave it, in UTF-16 units, for telling whether a
+/// position is a character boundary: pieces that are either a range of the document's text
+/// or a string an earlier Insert added (at most two pieces more per op).
+struct Utf16Text<'a> {
+    pieces: Vec<Piece<'a>>,
+}
+
+enum Piece<'a> {
+    /// UTF-16 units start..end of the document's text.
+    Doc(usize, usize),
+    /// An inserted string.
+    New(&'a str),
+}
+
+impl Piece<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Doc(a, b) => b - a,
+            Piece::New(s) => s.encode_utf16().count(),
+        }
+    }
+}
+
+/// The byte index of UTF-16 offset `o` in `s`, if `o` is a character boundary.
+fn utf16_byte(s: &str, o: usize) -> Option<usize> {
+    let mut n = 0;
+    for (b, c) in s.char_indices() {
+        if n == o {
+            return Some(b);
+        }
+        if n > o {
+            return None;
+        }
+        n += c.len_utf16();
+    }
+    (n == o).then_some(s.len())
+}
+
+impl<'a> Utf16Text<'a> {
+    fn new(len: usize) -> Self {
+        Utf16Text {
+            pieces: vec![Piece::Doc(0, len)],
+        }
+    }
+
+    /// The piece holding position `p` strictly inside it, with `p`'s offset there.
+    fn find(&self, p: usize) -> Option<(usize, usize)> {
+        let mut at = 0;
+        for (i, piece) in self.pieces.iter().enumerate() {
+            let n = piece.len();
+            if p > at && p < at + n {
+                return Some((i, p - at));
+            }
+            at += n;
+        }
+        None
+    }
+
+    fn boundary(&self, text: &loro::LoroText, p: usize) -> bool {
+        let Some((i, o)) = self.find(p) else {
+            return true;
+        };
+        match self.pieces[i] {
+            Piece::Doc(a, _) => {
+                let q = a + o;
+                text.convert_pos(q, PosType::Utf16, PosType::Unicode)
+                    .and_then(|u| text.convert_pos(u, PosType::Unicode, PosType::Utf16))
+                    == Some(q)
+            }
+            Piece::New(s) => utf16_byte(s, o).is_some(),
+        }
+    }
+
+    /// Split so that a piece starts at `p` (a boundary); the index of that piece.
+    fn split(&mut self, p: usize) -> usize {
+        let Some((i, o)) = self.find(p) else {
+            let mut at = 0;
+            for (i, piece) in self.pieces.iter().enumerate() {
+                if at >= p {
+                    return i;
+                }
+                at += piece.len();
+            }
+            return self.pieces.len();
+        };
+        let (left, right) = match self.pieces[i] {
+            Piece::Doc(a, b) => (Piece::Doc(a, a + o), Piece::Doc(a + o, b)),
+            Piece::New(s) => {
+                let k = utf16_byte(s, o).unwrap_or(s.len());
+                (Piece::New(&s[..k]), Piece::New(&s[k..]))
+            }
+        };
+        self.pieces[i] = left;
+        self.pieces.insert(i + 1, right);
+        i + 1
+    }
+
+    fn insert(&mut self, p: usize, s: &'a str) {
+        let i = self.split(p);
+        self.pieces.insert(i, Piece::New(s));
+    }
+
+    fn delete(&mut self, p: usize, end: usize) {
+        let i = self.split(p);
+        // Splitting at `end` (>= p) leaves the pieces before `i` alone.
+        let j = self.split(end);
+        self.pieces.drain(i..j);
+    }
 }
 
 #[cfg(test)]

@@ -81,14 +81,15 @@ impl Items {
 pub enum Inverse {
     /// Delete the elements of `runs` still in `seq`.
     Remove { seq: Seq, runs: Vec<Run> },
-    /// Insert `items` right after element `left` (the one before them when they were
-    /// deleted) if it is still there, else where the element under `at` (their first) would
-    /// be now; `origin` is the position when recorded, used only if neither resolves. `was`:
-    /// the IDs the items had.
+    /// Insert `items` where the element under `at` (their first) would be now, kept after
+    /// element `left` and before element `right` (their visible neighbours when they were
+    /// deleted) while those are there; `origin` is the position when recorded, used only
+    /// if the cursor does not resolve. `was`: the IDs the items had.
     Restore {
         seq: Seq,
         at: Cursor,
         left: Option<ID>,
+        right: Option<ID>,
         origin: usize,
         items: Items,
         was: Vec<Run>,
@@ -301,6 +302,7 @@ impl SeqRef<'_> {
                     seq: self.seq.clone(),
                     at: self.cursor(s)?,
                     left: s.checked_sub(1).and_then(|l| self.id_at(l)),
+                    right: self.id_at(s + k),
                     origin: s,
                     items: self.items(s, k)?,
                     was: self.scan(s, k),
@@ -458,6 +460,7 @@ fn apply(loro: &LoroDoc, inv: &Inverse, remaps: &mut Vec<Remap>) -> Vec<Inverse>
             seq,
             at,
             left,
+            right,
             origin,
             items,
             was,
@@ -465,16 +468,21 @@ fn apply(loro: &LoroDoc, inv: &Inverse, remaps: &mut Vec<Remap>) -> Vec<Inverse>
             let r = SeqRef { loro, seq };
             let len = r.len();
             let container = r.container();
-            // Right after the left neighbour (where it would be, if it is gone too): the
-            // items' own tombstones may sit after text put back since (with new IDs), which
-            // `at` would land behind. One position query either way.
-            let after_left = left.and_then(|l| {
-                let p = r.pos_of(l, &container)?;
-                Some(if r.id_at(p) == Some(l) { p + 1 } else { p })
-            });
-            let p = after_left
-                .or_else(|| loro.get_cursor_pos(at).ok().map(|q| q.current.pos))
+            // Where the first deleted element would be, but between the neighbours while
+            // they are there: text put back since (with new IDs) may sit on either side of
+            // the items' own tombstones.
+            let alive = |id: Option<ID>| {
+                let id = id?;
+                let p = r.pos_of(id, &container)?;
+                (r.id_at(p) == Some(id)).then_some(p)
+            };
+            let lo = alive(*left).map_or(0, |p| p + 1);
+            let hi = alive(*right).unwrap_or(len).max(lo);
+            let p = loro
+                .get_cursor_pos(at)
+                .map(|q| q.current.pos)
                 .unwrap_or(*origin)
+                .clamp(lo, hi)
                 .min(len);
             let n = items.count();
             if n == 0 || !r.insert(p, items) {
@@ -534,14 +542,18 @@ fn remap_step(step: &mut [Inverse], was: &[Run], now: &[Run]) {
     for inv in step {
         match inv {
             Inverse::Remove { runs, .. } => *runs = remap(runs, was, now),
-            Inverse::Restore { left: Some(l), .. } if was.iter().any(|r| r.has(*l)) => {
-                let one = [Run {
-                    peer: l.peer,
-                    start: l.counter,
-                    len: 1,
-                }];
-                if let [r] = remap(&one, was, now).as_slice() {
-                    *l = ID::new(r.peer, r.start);
+            Inverse::Restore { left, right, .. } => {
+                for id in [left, right].into_iter().flatten() {
+                    if was.iter().any(|r| r.has(*id)) {
+                        let one = [Run {
+                            peer: id.peer,
+                            start: id.counter,
+                            len: 1,
+                        }];
+                        if let [r] = remap(&one, was, now).as_slice() {
+                            *id = ID::new(r.peer, r.start);
+                        }
+                    }
                 }
             }
             _ => {}
@@ -634,14 +646,19 @@ impl History {
     }
 
     /// Push `step` on the undo (`redo`: redo) stack, forgetting the oldest steps past the
-    /// bounds. A step over the byte budget by itself is not kept: made by an edit, it ends
-    /// the history (undoing past it would skip an edit); made by an undo or redo, only it
-    /// is lost (that undo cannot be redone, or that redo undone).
+    /// bounds. A step over the byte budget by itself is not kept, and neither is what lies
+    /// beyond it (taking that back would skip it): made by an edit, it ends the history;
+    /// made by an undo (a redo), the redo (undo) stack is emptied and the other stays.
     fn push(&mut self, step: Step, redo: bool, edit: bool) {
         let b = step_bytes(&step);
         if b > MAX_UNDO_BYTES {
             if edit {
                 self.clear();
+            } else {
+                let stack = if redo { &mut self.redo } else { &mut self.undo };
+                for (_, b) in stack.drain(..) {
+                    self.bytes -= b;
+                }
             }
             return;
         }
@@ -1168,20 +1185,35 @@ mod tests {
     }
 
     #[test]
-    fn utf16_positions_inside_a_surrogate_pair_apply_whole_and_undo() {
+    fn utf16_positions_inside_a_surrogate_pair_are_refused_whole() {
         let mut a = d(1);
-        a.edit("app", &[ins(0, "😀ab")], None, false).unwrap();
-        // UTF-16 position 2 is inside the emoji once "Q" is in front: the edge of the
-        // character counts, and the edit applies as a whole (it used to fail half-way).
-        a.edit("app", &[ins(0, "Q"), del(2, 1)], None, true)
+        a.edit("app", &[ins(0, "a😀")], None, false).unwrap();
+        let v = a.vv();
+        // The Delete starts inside the emoji once "Q" is in front; the Insert inside it.
+        for ops in [
+            vec![ins(0, "Q"), del(2, 1)],
+            vec![del(2, 1), ins(2, "x")],
+            vec![ins(2, "x")],
+            vec![ins(3, "😀"), ins(4, "x")],
+            vec![del(0, 2)],
+        ] {
+            let err = a.edit("app", &ops, None, true).unwrap_err();
+            assert!(err.contains("inside a character"), "{ops:?}: {err}");
+            assert_eq!(
+                (a.vv(), a.text()),
+                (v.clone(), "a😀".to_string()),
+                "{ops:?}"
+            );
+        }
+        // Boundaries, also inside text the same edit inserted, apply and undo.
+        a.edit("app", &[ins(3, "😀b"), del(1, 2), ins(3, "c")], None, true)
             .unwrap();
-        // The delete's start rounds down to the emoji's start: the whole emoji goes.
-        assert_eq!(a.text(), "Qab");
+        assert_eq!(a.text(), "a😀cb");
         a.undo("app", false).unwrap();
-        assert_eq!(a.text(), "😀ab");
-        // An insert inside it lands before it.
-        a.edit("app", &[ins(1, "Z")], None, true).unwrap();
-        assert_eq!(a.text(), "Z😀ab");
+        assert_eq!(a.text(), "a😀");
+        // Lengths near u32::MAX do not wrap (a usize is 32 bits on wasm32).
+        let err = a.edit("app", &[del(1, u32::MAX)], None, true).unwrap_err();
+        assert!(err.contains("past the text's end"), "{err}");
     }
 
     #[test]
@@ -1235,5 +1267,56 @@ mod tests {
         sync(&mut a, &mut b);
         assert_eq!(a.text(), b.text());
         assert_eq!(a.text().matches('a').count(), 64);
+    }
+
+    #[test]
+    fn restores_keep_their_order_among_neighbours_that_came_back() {
+        // B deletes "b", C deletes "c" (whose visible neighbour is then "a"); undone in
+        // the order B, C.
+        let mut a = d(1);
+        a.edit("A", &[ins(0, "abc")], None, false).unwrap();
+        a.edit("B", &[del(1, 1)], None, false).unwrap();
+        a.edit("C", &[del(1, 1)], None, false).unwrap();
+        a.undo("B", false).unwrap();
+        a.undo("C", false).unwrap();
+        assert_eq!(a.text(), "abc");
+        // At the start of the text: B deletes "a", A undoes and redoes its insert ("bc" with
+        // new IDs), B undoes.
+        let mut a = d(1);
+        a.edit("A", &[ins(0, "abc")], None, false).unwrap();
+        a.edit("B", &[del(0, 1)], None, false).unwrap();
+        a.undo("A", false).unwrap();
+        a.undo("A", true).unwrap();
+        assert_eq!(a.text(), "bc");
+        a.undo("B", false).unwrap();
+        assert_eq!(a.text(), "abc");
+        // Two deletes at the start in one edit.
+        let mut a = d(1);
+        a.edit("A", &[ins(0, "abc")], None, false).unwrap();
+        a.edit("A", &[del(0, 1), del(0, 1)], None, false).unwrap();
+        a.undo("A", false).unwrap();
+        assert_eq!(a.text(), "abc");
+    }
+
+    #[test]
+    fn an_undo_whose_inverse_is_over_the_budget_empties_the_redo_stack() {
+        let mut a = d(1);
+        a.edit("app", &[ins(0, "x")], None, false).unwrap();
+        a.edit(
+            "app",
+            &[ins(1, &"z".repeat(MAX_UNDO_BYTES + 1))],
+            None,
+            false,
+        )
+        .unwrap();
+        a.edit("app", &[ins(0, "y")], None, false).unwrap();
+        a.undo("app", false).unwrap();
+        // Its redo would not be kept: the "y" redo beyond it goes too.
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "x");
+        let err = a.undo("app", true).unwrap_err();
+        assert!(err.contains("nothing to redo"), "{err}");
+        a.undo("app", false).unwrap();
+        assert_eq!(a.text(), "");
     }
 }
